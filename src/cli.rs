@@ -1,0 +1,241 @@
+//! The command line: argument types (clap derive), dispatch to the stages,
+//! and the text a person reads on the terminal. Commands write to the
+//! `out` they are given; errors go back to `main` with their exit status.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use polars::prelude::*;
+
+use crate::config::{self, ConfigError};
+use crate::ingest::{self, FileStatus, Ingested};
+use crate::model::Table;
+use crate::period::Period;
+
+#[derive(Debug, Parser)]
+#[command(name = "webir-audit", version, about = "Audits agencies' use of the NHI WebIR query service")]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and every input in the inbox.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Ingest the inbox and print a summary of each canonical table.
+    Ingest {
+        #[arg(long)]
+        config: PathBuf,
+        /// Keep only query-log rows in this period (2026H1, 2026Q3, 2026, FROM..TO).
+        #[arg(long)]
+        period: Option<Period>,
+    },
+    /// Write the fictional sample city (or a large query log for benchmarks).
+    GenData {
+        /// Folder to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write only a UTF-8 CSV query log of this many rows (benchmarks).
+        #[arg(long)]
+        rows: Option<usize>,
+        /// Generator seed; the committed sample_data uses the default.
+        #[arg(long, default_value_t = crate::synth::DEFAULT_SEED)]
+        seed: u64,
+    },
+}
+
+/// Process exit statuses (a contract with operators' scripts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Ok = 0,
+    /// `run` found findings at or above the configured severity.
+    Findings = 1,
+    /// Bad input (a file failed, rows were rejected) or a runtime error.
+    InputError = 2,
+    InvalidConfig = 3,
+}
+
+/// An error that ends a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Config(_) => ExitStatus::InvalidConfig,
+            Error::Other(_) => ExitStatus::InputError,
+        }
+    }
+}
+
+impl Cli {
+    /// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+    pub fn init_logging(&self) {
+        let level = match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
+}
+
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    match &cli.command {
+        Command::CheckConfig { config } => check_config(config, out),
+        Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), out),
+        Command::GenData { out: dir, rows, seed } => {
+            match rows {
+                Some(n) => crate::synth::write_large_query_log(dir, *n, *seed),
+                None => crate::synth::write_sample_city(dir, *seed),
+            }
+            .with_context(|| format!("writing generated data to {}", dir.display()))?;
+            writeln!(out, "wrote {}", dir.display()).context("writing to stdout")?;
+            Ok(ExitStatus::Ok)
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let ing = ingest::ingest(&config, None).context("ingesting the inbox")?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    w(out, format!("config {}: ok ({} agencies)", path.display(), config.agencies.iter().count()))?;
+    w(out, format!("{:<48} {:<14} {:>9} {:>9} {:>9}  status", "input", "encoding", "read", "rejected", "skipped"))?;
+    for f in &ing.files {
+        let read = f.rows_loaded + f.rows_rejected;
+        w(
+            out,
+            format!(
+                "{:<48} {:<14} {:>9} {:>9} {:>9}  {}",
+                f.path,
+                f.sheet.as_ref().map_or(f.encoding.clone(), |s| format!("{} [{s}]", f.encoding)),
+                read,
+                f.rows_rejected,
+                f.rows_skipped,
+                status_text(&f.status)
+            ),
+        )?;
+    }
+    write_rejects(&ing, out)?;
+    Ok(if ing.is_clean() { ExitStatus::Ok } else { ExitStatus::InputError })
+}
+
+fn ingest_cmd(path: &std::path::Path, period: Option<&Period>, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let ing = ingest::ingest(&config, period).context("ingesting the inbox")?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    if let Some(p) = period {
+        w(out, format!("period {p}: {} query-log rows outside it left out", ing.outside_period))?;
+    }
+    w(out, format!("{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}", "table", "rows", "rejected", "files", "from", "to"))?;
+    for t in Table::ALL {
+        let df = ing.table(t);
+        let rejected = ing
+            .rejects
+            .column("table")
+            .ok()
+            .and_then(|c| c.str().ok().map(|s| s.iter().filter(|v| *v == Some(t.name())).count()))
+            .unwrap_or(0);
+        let files = ing.files.iter().filter(|f| f.table == Some(t) && f.status == FileStatus::Loaded).count();
+        let (from, to) = date_range(df, t).context("computing date ranges")?;
+        w(out, format!("{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}", t.name(), df.height(), rejected, files, from, to))?;
+    }
+    w(out, String::new())?;
+    w(out, "files:".into())?;
+    for f in &ing.files {
+        w(
+            out,
+            format!(
+                "  {}  {:>10} bytes  sha256 {}  loaded {}  rejected {}  skipped {}  {}",
+                f.path, f.size, f.sha256, f.rows_loaded, f.rows_rejected, f.rows_skipped, status_text(&f.status)
+            ),
+        )?;
+    }
+    write_rejects(&ing, out)?;
+    Ok(if ing.is_clean() { ExitStatus::Ok } else { ExitStatus::InputError })
+}
+
+fn status_text(s: &FileStatus) -> String {
+    match s {
+        FileStatus::Loaded => "ok".into(),
+        FileStatus::Duplicate { of } => format!("duplicate of {of} (ingested once)"),
+        FileStatus::Failed { error } => format!("FAILED: {error}"),
+    }
+}
+
+/// How many rejects are listed on the terminal; all of them are in the
+/// rejects table that reports show.
+const REJECTS_SHOWN: usize = 50;
+
+fn write_rejects(ing: &Ingested, out: &mut dyn Write) -> anyhow::Result<()> {
+    let failed: Vec<_> = ing.failed_files().collect();
+    if !failed.is_empty() {
+        writeln!(out, "\n{} file(s) failed; the others were ingested:", failed.len())?;
+        for f in failed {
+            writeln!(out, "  {}", status_text(&f.status))?;
+        }
+    }
+    let n = ing.rejects.height();
+    if n == 0 {
+        return Ok(());
+    }
+    writeln!(out, "\n{n} row(s) rejected:")?;
+    let get = |name: &str| {
+        anyhow::Context::context(
+            ing.rejects.column(name).and_then(|c| c.cast(&DataType::String)),
+            "rejects table",
+        )
+    };
+    let (file, sheet, row, reason) = (get("source_file")?, get("sheet")?, get("source_row")?, get("reason")?);
+    let (file, sheet, row, reason) = (file.str()?, sheet.str()?, row.str()?, reason.str()?);
+    for i in 0..n.min(REJECTS_SHOWN) {
+        let sheet = sheet.get(i).filter(|s| !s.is_empty()).map(|s| format!(" sheet {s:?}")).unwrap_or_default();
+        writeln!(out, "  {}{} row {}: {}", file.get(i).unwrap_or(""), sheet, row.get(i).unwrap_or(""), reason.get(i).unwrap_or(""))?;
+    }
+    if n > REJECTS_SHOWN {
+        writeln!(out, "  … and {} more", n - REJECTS_SHOWN)?;
+    }
+    Ok(())
+}
+
+/// The earliest and latest value of a table's main date column.
+fn date_range(df: &DataFrame, t: Table) -> anyhow::Result<(String, String)> {
+    let column = match t {
+        Table::QueryLog => "queried_at",
+        Table::Roster => "created_on",
+        Table::Hr => "effective_date",
+        Table::RequestForms => "requested_at",
+    };
+    if df.height() == 0 {
+        return Ok(("-".into(), "-".into()));
+    }
+    let r = df
+        .clone()
+        .lazy()
+        .select([
+            col(column).min().cast(DataType::String).alias("from"),
+            col(column).max().cast(DataType::String).alias("to"),
+        ])
+        .collect()?;
+    let get = |n: &str| -> anyhow::Result<String> {
+        Ok(r.column(n)?.str()?.get(0).map(|s| s.trim_end_matches(".000000").to_owned()).unwrap_or_else(|| "-".into()))
+    };
+    Ok((get("from")?, get("to")?))
+}

@@ -1,0 +1,800 @@
+//! Configuration: load the TOML file, validate it once, and hand the rest of
+//! the program a [`Config`] it never has to re-check.
+//!
+//! Two phases, as in cargo-deny: [`raw`] holds the serde types exactly as
+//! written (unknown keys are errors); [`validate`] turns them into the types
+//! below, resolving paths against the config file's folder, building the
+//! agency tree and rejecting anything weaker than the regulation. Every
+//! problem is reported at once, each naming the key, the value and, for
+//! regulation limits, the rule.
+
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, NaiveTime};
+use chrono_tz::Tz;
+
+use crate::model::{PURPOSE, Table};
+use raw::{RawAgency, RawConfig, RawHolidays, RawInput, RawMail, RawRules};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    pub timezone: Tz,
+    pub paths: Paths,
+    pub rules: Rules,
+    pub agencies: Agencies,
+    pub mail: Mail,
+    /// Extra header aliases: table -> canonical column -> headers.
+    pub column_aliases: BTreeMap<Table, BTreeMap<&'static str, Vec<String>>>,
+    /// Declared date formats: table -> column -> format.
+    pub formats: BTreeMap<Table, BTreeMap<&'static str, DateFormat>>,
+    pub inputs: Vec<InputOverride>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub inbox: PathBuf,
+    pub archive: PathBuf,
+    pub state: PathBuf,
+    pub schedules: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub idle_days: u32,
+    pub password_max_age_days: u32,
+    pub sample_account_percent: u32,
+    pub sample_records_per_account: u32,
+    pub retention_years: u32,
+    pub form_validity_days: u32,
+    pub office_hours: (NaiveTime, NaiveTime),
+    pub holidays: Holidays,
+    pub fail_on_severity: Severity,
+}
+
+/// Finding severities, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] =
+        [Severity::Critical, Severity::High, Severity::Medium, Severity::Low];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+/// National holidays and make-up workdays, for "office hours" checks.
+#[derive(Debug, Clone, Default)]
+pub struct Holidays {
+    pub holidays: BTreeMap<NaiveDate, String>,
+    pub workdays: BTreeMap<NaiveDate, String>,
+}
+
+impl Holidays {
+    /// A working day: Monday to Friday unless a holiday, or a make-up workday.
+    pub fn is_workday(&self, date: NaiveDate) -> bool {
+        use chrono::Datelike;
+        if self.workdays.contains_key(&date) {
+            return true;
+        }
+        date.weekday().number_from_monday() <= 5 && !self.holidays.contains_key(&date)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Agency {
+    pub id: String,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub parent: Option<String>,
+    pub requesting: bool,
+    /// The nearest requesting ancestor-or-self.
+    pub unit: String,
+    /// Lawful purposes (codes of [`PURPOSE`]); inherited from the parent when
+    /// the config gives none.
+    pub purposes: Vec<String>,
+    pub officer_email: Option<String>,
+    pub ethics_email: Option<String>,
+    pub health_bureau: bool,
+}
+
+/// The agency tree, in config order.
+#[derive(Debug, Clone)]
+pub struct Agencies {
+    list: Vec<Agency>,
+    by_id: BTreeMap<String, usize>,
+}
+
+impl Agencies {
+    pub fn iter(&self) -> impl Iterator<Item = &Agency> {
+        self.list.iter()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Agency> {
+        self.by_id.get(id).map(|&i| &self.list[i])
+    }
+
+    pub fn health_bureau(&self) -> &Agency {
+        self.list.iter().find(|a| a.health_bureau).expect("validated: exactly one health bureau")
+    }
+
+    /// Requesting agencies (units), in config order.
+    pub fn units(&self) -> impl Iterator<Item = &Agency> {
+        self.list.iter().filter(|a| a.requesting)
+    }
+
+    /// Every spelling an export may use for an agency, upper-cased, with the
+    /// agency id it means: ids, names and aliases.
+    pub fn spellings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for a in &self.list {
+            out.push((a.id.to_uppercase(), a.id.clone()));
+            out.push((a.name.to_uppercase(), a.id.clone()));
+            out.extend(a.aliases.iter().map(|s| (s.to_uppercase(), a.id.clone())));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub transport: Transport,
+    pub from: String,
+    pub admin: String,
+    pub allowed_domains: Vec<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_security: Option<String>,
+    pub smtp_username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub max_attempts: u32,
+    pub retry_window_hours: u32,
+    pub max_attachment_mb: u32,
+}
+
+/// How to read a date column whose format cannot be told from the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DateFormat {
+    /// ROC years have 1–3 digits, Gregorian years 4; 7 digits is ROC
+    /// `YYYMMDD`, 8 digits Gregorian `YYYYMMDD`.
+    #[default]
+    Auto,
+    /// Every year is an ROC year; 6-digit `YYMMDD` is accepted.
+    Roc,
+    /// Every year is a Gregorian year.
+    Gregorian,
+}
+
+impl DateFormat {
+    fn parse(s: &str) -> Option<DateFormat> {
+        match s {
+            "auto" => Some(DateFormat::Auto),
+            "roc" => Some(DateFormat::Roc),
+            "gregorian" => Some(DateFormat::Gregorian),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    #[default]
+    Auto,
+    Utf8,
+    Big5,
+}
+
+/// Settings for inputs whose path matches `pattern`.
+#[derive(Debug, Clone)]
+pub struct InputOverride {
+    pub pattern: String,
+    pub encoding: Encoding,
+    pub sheet: Option<String>,
+    pub delimiter: Option<u8>,
+    pub formats: BTreeMap<String, DateFormat>,
+}
+
+/// What went wrong loading a config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config: {source}", file.display())]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    #[error("{}: invalid configuration:\n{}", file.display(), Problems(problems))]
+    Invalid { file: PathBuf, problems: Vec<Problem> },
+}
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key, e.g. `rules.sample_account_percent` or `agencies[3].parent`.
+    pub key: String,
+    pub value: String,
+    pub message: String,
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {} = {}: {}", p.key, p.value, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads and validates the config file at `file`.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
+    let raw: RawConfig = toml::from_str(&text)
+        .map_err(|e| ConfigError::Syntax { file: file.to_owned(), message: e.to_string() })?;
+    validate(raw, file)
+}
+
+/// Turns the raw config into a [`Config`], or lists everything wrong with it.
+pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resolve = |p: &str| if p.is_empty() { base.clone() } else { base.join(p) };
+    let mut v = Validator::default();
+
+    let timezone = match raw.timezone.parse::<Tz>() {
+        Ok(tz) => tz,
+        Err(_) => {
+            v.problem("timezone", &raw.timezone, "not an IANA time zone, e.g. \"Asia/Taipei\"");
+            chrono_tz::Asia::Taipei
+        }
+    };
+    let paths = Paths {
+        inbox: resolve(&raw.paths.inbox),
+        archive: resolve(&raw.paths.archive),
+        state: resolve(&raw.paths.state),
+        schedules: resolve(raw.paths.schedules.as_deref().unwrap_or("schedules")),
+    };
+    let rules = v.rules(&raw.rules, &resolve);
+    let agencies = v.agencies(&raw.agencies);
+    let mail = v.mail(&raw.mail, &agencies, &resolve);
+    let column_aliases = v.column_aliases(&raw.columns);
+    let formats = v.formats(&raw.formats);
+    let inputs = v.inputs(&raw.inputs);
+
+    if !v.problems.is_empty() {
+        return Err(ConfigError::Invalid { file: file.to_owned(), problems: v.problems });
+    }
+    Ok(Config {
+        file: file.to_owned(),
+        timezone,
+        paths,
+        rules,
+        agencies,
+        mail,
+        column_aliases,
+        formats,
+        inputs,
+    })
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, key: impl Into<String>, value: impl fmt::Display, message: &str) {
+        self.problems.push(Problem {
+            key: key.into(),
+            value: value.to_string(),
+            message: message.to_owned(),
+        });
+    }
+
+    /// A whole number within `[min, max]`, or a problem naming the rule.
+    fn bounded(&mut self, key: &str, value: i64, min: i64, max: i64, rule: &str) -> u32 {
+        if value < min || value > max {
+            let msg = format!("must be between {min} and {max}{rule}");
+            self.problem(format!("rules.{key}"), value, &msg);
+            return min.max(0) as u32;
+        }
+        value as u32
+    }
+
+    fn rules(&mut self, r: &RawRules, resolve: &dyn Fn(&str) -> PathBuf) -> Rules {
+        const PT61: &str = ": point 6(1) of the regulation requires";
+        let sample_account_percent = self.bounded(
+            "sample_account_percent",
+            r.sample_account_percent,
+            20,
+            100,
+            &format!("{PT61} sampling at least 20% of the accounts in use"),
+        );
+        let sample_records_per_account = self.bounded(
+            "sample_records_per_account",
+            r.sample_records_per_account,
+            10,
+            100_000,
+            &format!("{PT61} at least 10 records of each sampled account"),
+        );
+        let retention_years = self.bounded(
+            "retention_years",
+            r.retention_years,
+            3,
+            100,
+            ": point 5(4) of the regulation requires keeping records at least 3 years",
+        );
+        let password_max_age_days = self.bounded(
+            "password_max_age_days",
+            r.password_max_age_days,
+            1,
+            90,
+            ": point 5(3) of the regulation requires changing passwords every three months",
+        );
+        let idle_days = self.bounded("idle_days", r.idle_days, 1, 3650, "");
+        let form_validity_days = self.bounded("form_validity_days", r.form_validity_days, 0, 366, "");
+
+        let office_hours = match parse_office_hours(&r.office_hours) {
+            Some(h) => h,
+            None => {
+                self.problem(
+                    "rules.office_hours",
+                    format!("{:?}", r.office_hours),
+                    "expected \"HH:MM-HH:MM\" with the start before the end, e.g. \"08:00-18:00\"",
+                );
+                (NaiveTime::MIN, NaiveTime::MIN)
+            }
+        };
+        let holidays = match &r.holidays {
+            None => Holidays::default(),
+            Some(p) => self.holidays(p, &resolve(p)),
+        };
+        let fail_on_severity =
+            match Severity::ALL.into_iter().find(|s| s.name() == r.fail_on_severity) {
+                Some(s) => s,
+                None => {
+                    self.problem(
+                        "rules.fail_on_severity",
+                        format!("{:?}", r.fail_on_severity),
+                        "allowed values: critical, high, medium, low",
+                    );
+                    Severity::High
+                }
+            };
+        Rules {
+            idle_days,
+            password_max_age_days,
+            sample_account_percent,
+            sample_records_per_account,
+            retention_years,
+            form_validity_days,
+            office_hours,
+            holidays,
+            fail_on_severity,
+        }
+    }
+
+    fn holidays(&mut self, written: &str, path: &Path) -> Holidays {
+        let key = "rules.holidays";
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(key, format!("{written:?}"), &format!("cannot read {}: {e}", path.display()));
+                return Holidays::default();
+            }
+        };
+        let raw: RawHolidays = match toml::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                self.problem(key, format!("{written:?}"), &format!("{}: {e}", path.display()));
+                return Holidays::default();
+            }
+        };
+        let mut out = Holidays::default();
+        for (list, target) in [(&raw.holidays, &mut out.holidays), (&raw.workdays, &mut out.workdays)]
+        {
+            for day in list {
+                match day.date.date {
+                    Some(d) if day.date.time.is_none() => {
+                        if let Some(date) =
+                            NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
+                        {
+                            target.insert(date, day.name.clone());
+                        }
+                    }
+                    _ => self.problem(
+                        key,
+                        day.date,
+                        &format!("{}: expected a plain date such as 2026-01-01", path.display()),
+                    ),
+                }
+            }
+        }
+        out
+    }
+
+    fn agencies(&mut self, raw: &[RawAgency]) -> Agencies {
+        let mut by_id = BTreeMap::new();
+        for (i, a) in raw.iter().enumerate() {
+            if a.id.trim().is_empty() || a.id.trim() != a.id {
+                self.problem(format!("agencies[{i}].id"), format!("{:?}", a.id), "must be non-empty, without surrounding spaces");
+            }
+            if by_id.insert(a.id.clone(), i).is_some() {
+                self.problem(format!("agencies[{i}].id"), &a.id, "duplicate agency id");
+            }
+        }
+        if raw.is_empty() {
+            self.problem("agencies", "[]", "at least one agency is required");
+        }
+        // Names and aliases must each mean one agency, or an export's agency
+        // column could not be resolved.
+        let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
+        for (i, a) in raw.iter().enumerate() {
+            let spellings = std::iter::once(&a.id).chain(std::iter::once(&a.name)).chain(&a.aliases);
+            for s in spellings {
+                if let Some(other) = spelled.insert(s.to_uppercase(), &a.id) {
+                    if other != a.id {
+                        self.problem(
+                            format!("agencies[{i}]"),
+                            format!("{s:?}"),
+                            &format!("this name or alias also means agency {other}"),
+                        );
+                    }
+                }
+            }
+        }
+
+        fn parent_of(a: &RawAgency) -> Option<&str> {
+            (!a.parent.is_empty()).then_some(a.parent.as_str())
+        }
+        let mut list = Vec::with_capacity(raw.len());
+        for (i, a) in raw.iter().enumerate() {
+            if let Some(p) = parent_of(a) {
+                if !by_id.contains_key(p) {
+                    self.problem(format!("agencies[{i}].parent"), format!("{p:?}"), "no agency has this id");
+                }
+            }
+            // Walk up to the nearest requesting ancestor-or-self, and collect
+            // purposes from the nearest ancestor-or-self that lists some.
+            let mut unit = None;
+            let mut purposes = None;
+            let mut cur = Some(a);
+            let mut steps = 0;
+            while let Some(c) = cur {
+                if unit.is_none() && c.requesting {
+                    unit = Some(c.id.clone());
+                }
+                if purposes.is_none() && !c.purposes.is_empty() {
+                    purposes = Some(c.purposes.clone());
+                }
+                steps += 1;
+                if steps > raw.len() {
+                    self.problem(format!("agencies[{i}].parent"), format!("{:?}", a.parent), "the parent chain forms a cycle");
+                    break;
+                }
+                cur = parent_of(c).and_then(|p| by_id.get(p)).map(|&j| &raw[j]);
+            }
+            let unit = unit.unwrap_or_else(|| {
+                self.problem(
+                    format!("agencies[{i}]"),
+                    &a.id,
+                    "belongs to no requesting agency: set requesting = true on it or an ancestor",
+                );
+                a.id.clone()
+            });
+            let purposes = purposes.unwrap_or_default();
+            for p in &purposes {
+                if !PURPOSE.codes().any(|c| c == p) {
+                    let allowed: Vec<_> = PURPOSE.codes().collect();
+                    self.problem(
+                        format!("agencies[{i}].purposes"),
+                        format!("{p:?}"),
+                        &format!("unknown purpose; allowed: {}", allowed.join(", ")),
+                    );
+                }
+            }
+            if purposes.is_empty() {
+                self.problem(format!("agencies[{i}].purposes"), "[]", "no lawful purpose (point 3) given or inherited");
+            }
+            if a.requesting && a.officer_email.is_none() {
+                self.problem(
+                    format!("agencies[{i}].officer_email"),
+                    &a.id,
+                    "a requesting agency needs its designated officer's address (point 5(1))",
+                );
+            }
+            for (k, e) in [("officer_email", &a.officer_email), ("ethics_email", &a.ethics_email)] {
+                if let Some(e) = e {
+                    if !is_address(e) {
+                        self.problem(format!("agencies[{i}].{k}"), format!("{e:?}"), "not an email address");
+                    }
+                }
+            }
+            list.push(Agency {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                aliases: a.aliases.clone(),
+                parent: parent_of(a).map(str::to_owned),
+                requesting: a.requesting,
+                unit,
+                purposes,
+                officer_email: a.officer_email.clone(),
+                ethics_email: a.ethics_email.clone(),
+                health_bureau: a.health_bureau,
+            });
+        }
+        let bureaus: Vec<_> = list.iter().filter(|a| a.health_bureau).map(|a| a.id.as_str()).collect();
+        if bureaus.len() != 1 {
+            self.problem(
+                "agencies.health_bureau",
+                format!("{bureaus:?}"),
+                "exactly one agency must be the health bureau (point 4)",
+            );
+        } else if let Some(hb) = list.iter().find(|a| a.health_bureau) {
+            if !hb.requesting {
+                self.problem("agencies.health_bureau", &hb.id, "the health bureau must be a requesting agency");
+            }
+        }
+        Agencies { list, by_id }
+    }
+
+    fn mail(&mut self, m: &RawMail, agencies: &Agencies, resolve: &dyn Fn(&str) -> PathBuf) -> Mail {
+        let transport = match m.transport.as_str() {
+            "file" => Transport::File,
+            "smtp" => Transport::Smtp,
+            other => {
+                self.problem("mail.transport", format!("{other:?}"), "allowed values: file, smtp");
+                Transport::File
+            }
+        };
+        for (k, e) in [("mail.from", &m.from), ("mail.admin", &m.admin)] {
+            if !is_address(e) {
+                self.problem(k, format!("{e:?}"), "not an email address");
+            }
+        }
+        if transport == Transport::Smtp {
+            if m.smtp_host.is_none() {
+                self.problem("mail.smtp_host", "(missing)", "required when transport = \"smtp\"");
+            }
+            if m.password_env.is_some() && m.password_file.is_some() {
+                self.problem("mail.password_env", "(both set)", "give password_env or password_file, not both");
+            }
+        }
+        if let Some(s) = &m.smtp_security {
+            if s != "starttls" && s != "tls" {
+                self.problem("mail.smtp_security", format!("{s:?}"), "allowed values: starttls, tls (TLS is always required)");
+            }
+        }
+        let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
+        if !allowed.is_empty() {
+            let mut check = |key: String, addr: &str| {
+                let domain = domain_of(addr).to_lowercase();
+                if !allowed.iter().any(|d| domain == *d || domain.ends_with(&format!(".{d}"))) {
+                    self.problem(key, format!("{addr:?}"), &format!("outside mail.allowed_domains {allowed:?}"));
+                }
+            };
+            check("mail.admin".to_owned(), &m.admin);
+            for a in agencies.iter() {
+                for (k, e) in [("officer_email", &a.officer_email), ("ethics_email", &a.ethics_email)] {
+                    if let Some(e) = e {
+                        check(format!("agencies.{}.{k}", a.id), e);
+                    }
+                }
+            }
+        }
+        let retry_window_hours = match parse_hours(&m.retry_window) {
+            Some(h) => h,
+            None => {
+                self.problem("mail.retry_window", format!("{:?}", m.retry_window), "expected hours or days, e.g. \"48h\" or \"2d\"");
+                48
+            }
+        };
+        Mail {
+            transport,
+            from: m.from.clone(),
+            admin: m.admin.clone(),
+            allowed_domains: allowed,
+            smtp_host: m.smtp_host.clone(),
+            smtp_port: m.smtp_port,
+            smtp_security: m.smtp_security.clone(),
+            smtp_username: m.smtp_username.clone(),
+            password_env: m.password_env.clone(),
+            password_file: m.password_file.as_deref().map(resolve),
+            ca_file: m.ca_file.as_deref().map(resolve),
+            max_attempts: m.max_attempts,
+            retry_window_hours,
+            max_attachment_mb: m.max_attachment_mb,
+        }
+    }
+
+    fn table_column(&mut self, key: &str, table: &str, column: &str) -> Option<(Table, &'static str)> {
+        let Some(t) = Table::from_name(table) else {
+            let allowed: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
+            self.problem(key, format!("{table:?}"), &format!("unknown table; allowed: {}", allowed.join(", ")));
+            return None;
+        };
+        match t.column(column) {
+            Some(c) => Some((t, c.name)),
+            None => {
+                let allowed: Vec<_> = t.columns().iter().map(|c| c.name).collect();
+                self.problem(
+                    format!("{key}.{column}"),
+                    format!("{column:?}"),
+                    &format!("not a column of {table}; allowed: {}", allowed.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    fn column_aliases(
+        &mut self,
+        raw: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    ) -> BTreeMap<Table, BTreeMap<&'static str, Vec<String>>> {
+        let mut out: BTreeMap<Table, BTreeMap<&'static str, Vec<String>>> = BTreeMap::new();
+        for (table, cols) in raw {
+            for (column, aliases) in cols {
+                if let Some((t, c)) = self.table_column(&format!("columns.{table}"), table, column) {
+                    out.entry(t).or_default().insert(c, aliases.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn date_format(&mut self, key: String, value: &str) -> DateFormat {
+        DateFormat::parse(value).unwrap_or_else(|| {
+            self.problem(key, format!("{value:?}"), "allowed values: auto, roc, gregorian");
+            DateFormat::Auto
+        })
+    }
+
+    fn formats(
+        &mut self,
+        raw: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> BTreeMap<Table, BTreeMap<&'static str, DateFormat>> {
+        let mut out: BTreeMap<Table, BTreeMap<&'static str, DateFormat>> = BTreeMap::new();
+        for (table, cols) in raw {
+            for (column, fmt) in cols {
+                if let Some((t, c)) = self.table_column(&format!("formats.{table}"), table, column) {
+                    let f = self.date_format(format!("formats.{table}.{column}"), fmt);
+                    out.entry(t).or_default().insert(c, f);
+                }
+            }
+        }
+        out
+    }
+
+    fn inputs(&mut self, raw: &[RawInput]) -> Vec<InputOverride> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let encoding = match r.encoding.as_deref() {
+                    None | Some("auto") => Encoding::Auto,
+                    Some("utf-8") | Some("utf8") => Encoding::Utf8,
+                    Some("big5") | Some("cp950") => Encoding::Big5,
+                    Some(other) => {
+                        self.problem(format!("inputs[{i}].encoding"), format!("{other:?}"), "allowed values: auto, utf-8, big5");
+                        Encoding::Auto
+                    }
+                };
+                let delimiter = match r.delimiter.as_deref() {
+                    None => None,
+                    Some(",") => Some(b','),
+                    Some("\t") => Some(b'\t'),
+                    Some(";") => Some(b';'),
+                    Some(other) => {
+                        self.problem(format!("inputs[{i}].delimiter"), format!("{other:?}"), "allowed values: \",\", \"\\t\", \";\"");
+                        None
+                    }
+                };
+                let formats = r
+                    .formats
+                    .iter()
+                    .map(|(c, f)| (c.clone(), self.date_format(format!("inputs[{i}].formats.{c}"), f)))
+                    .collect();
+                InputOverride {
+                    pattern: r.pattern.clone(),
+                    encoding,
+                    sheet: r.sheet.clone(),
+                    delimiter,
+                    formats,
+                }
+            })
+            .collect()
+    }
+}
+
+fn parse_office_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {
+    let (a, b) = s.split_once('-')?;
+    let a = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
+    let b = NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?;
+    (a < b).then_some((a, b))
+}
+
+fn parse_hours(s: &str) -> Option<u32> {
+    let s = s.trim();
+    if let Some(h) = s.strip_suffix('h') {
+        return h.parse().ok();
+    }
+    s.strip_suffix('d')?.parse::<u32>().ok().map(|d| d * 24)
+}
+
+/// The address inside `Name <addr>` or the whole string.
+fn bare_address(s: &str) -> &str {
+    match (s.find('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &s[a + 1..b],
+        _ => s.trim(),
+    }
+}
+
+fn domain_of(s: &str) -> &str {
+    bare_address(s).rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+fn is_address(s: &str) -> bool {
+    let addr = bare_address(s);
+    match addr.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !addr.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+impl InputOverride {
+    /// Whether `rel` (a path relative to the inbox, `/`-separated) matches.
+    pub fn matches(&self, rel: &str) -> bool {
+        glob_match(self.pattern.as_bytes(), rel.as_bytes())
+    }
+}
+
+/// `*` matches any run of characters except `/`; `?` any one character.
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && glob_match(p, &s[1..]))
+        }
+        (Some(b'?'), Some(&c)) => c != b'/' && glob_match(&p[1..], &s[1..]),
+        (Some(a), Some(b)) => a == b && glob_match(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

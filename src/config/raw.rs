@@ -1,0 +1,166 @@
+//! The config file as written: serde types with `deny_unknown_fields` and
+//! typed defaults. Nothing outside `config` sees these; `validate` turns them
+//! into [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    pub paths: RawPaths,
+    #[serde(default)]
+    pub rules: RawRules,
+    #[serde(default)]
+    pub agencies: Vec<RawAgency>,
+    pub mail: RawMail,
+    /// `[columns.<table>] <column> = ["header", ...]`: extra header aliases.
+    #[serde(default)]
+    pub columns: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// `[formats.<table>] <column> = "roc" | "gregorian" | "auto"`.
+    #[serde(default)]
+    pub formats: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per-file overrides, matched by a glob relative to the inbox.
+    #[serde(default)]
+    pub inputs: Vec<RawInput>,
+}
+
+fn default_timezone() -> String {
+    "Asia/Taipei".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    pub inbox: String,
+    pub archive: String,
+    pub state: String,
+    pub schedules: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRules {
+    pub idle_days: i64,
+    pub password_max_age_days: i64,
+    pub sample_account_percent: i64,
+    pub sample_records_per_account: i64,
+    pub retention_years: i64,
+    pub form_validity_days: i64,
+    pub office_hours: String,
+    pub holidays: Option<String>,
+    /// `run` exits 1 when a finding is at or above this severity.
+    pub fail_on_severity: String,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        RawRules {
+            idle_days: 90,
+            password_max_age_days: 90,
+            sample_account_percent: 20,
+            sample_records_per_account: 10,
+            retention_years: 3,
+            form_validity_days: 30,
+            office_hours: "08:00-18:00".to_owned(),
+            holidays: None,
+            fail_on_severity: "high".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgency {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub parent: String,
+    #[serde(default)]
+    pub requesting: bool,
+    /// Empty means: the parent's purposes.
+    #[serde(default)]
+    pub purposes: Vec<String>,
+    pub officer_email: Option<String>,
+    pub ethics_email: Option<String>,
+    #[serde(default)]
+    pub health_bureau: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    pub from: String,
+    pub admin: String,
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `starttls` (587) or `tls` (465); never opportunistic.
+    pub smtp_security: Option<String>,
+    pub smtp_username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub ca_file: Option<String>,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_retry_window")]
+    pub retry_window: String,
+    #[serde(default = "default_max_attachment_mb")]
+    pub max_attachment_mb: u32,
+}
+
+fn default_transport() -> String {
+    "file".to_owned()
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_retry_window() -> String {
+    "48h".to_owned()
+}
+fn default_max_attachment_mb() -> u32 {
+    10
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    /// Glob relative to the inbox, `*` and `?` wildcards, `/` separators.
+    pub pattern: String,
+    /// `auto` (default), `utf-8` or `big5`.
+    pub encoding: Option<String>,
+    /// Sheet to read from a workbook; default the first.
+    pub sheet: Option<String>,
+    /// `,` or `\t`; default detected from the header line.
+    pub delimiter: Option<String>,
+    /// `<column> = "roc" | "gregorian" | "auto"` for this file.
+    #[serde(default)]
+    pub formats: BTreeMap<String, String>,
+}
+
+/// `holidays.toml`: national holidays and make-up workdays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHolidays {
+    #[serde(default)]
+    pub holidays: Vec<RawDay>,
+    /// Saturdays or Sundays that are working days (補行上班日).
+    #[serde(default)]
+    pub workdays: Vec<RawDay>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDay {
+    pub date: toml::value::Datetime,
+    #[serde(default)]
+    pub name: String,
+}

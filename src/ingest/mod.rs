@@ -1,0 +1,366 @@
+//! Ingest: every export in the inbox into the four canonical polars tables,
+//! plus a rejects table and a manifest of the files used.
+//!
+//! Owns file discovery, hashing and de-duplication, and the split of each
+//! file's rows into loaded, rejected and skipped. Reading cells is
+//! [`read`]'s job, parsing them [`parse`]'s. One bad file is recorded in the
+//! manifest and the run goes on; one bad row goes to the rejects table with
+//! its file, sheet, row, reason and raw cells. Nothing is dropped silently.
+
+pub mod headers;
+pub mod parse;
+pub mod read;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, DateFormat, InputOverride};
+use crate::model::Table;
+use crate::period::Period;
+use headers::HeaderMap;
+use parse::{ParseContext, RAW, REASON, SKIP};
+use read::ROW;
+
+/// Why a file could not be ingested. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{file}: cannot read: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}: {detail}")]
+    Encoding { file: String, detail: String },
+    #[error(
+        "{file}{}: header row {row} lacks required column(s) {missing}; expected headers: {expected}; found: {found}",
+        sheet_suffix(sheet)
+    )]
+    MissingColumns {
+        file: String,
+        sheet: Option<String>,
+        row: usize,
+        missing: String,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "{file}{}: header row {row}: columns {first:?} and {second:?} both mean {column}",
+        sheet_suffix(sheet)
+    )]
+    AmbiguousHeader {
+        file: String,
+        sheet: Option<String>,
+        row: usize,
+        column: &'static str,
+        first: String,
+        second: String,
+    },
+    #[error("{file}: no sheet named {sheet:?}; the workbook has: {available}")]
+    NoSuchSheet { file: String, sheet: String, available: String },
+    #[error("{file}: cannot open workbook: {message}")]
+    Workbook { file: String, message: String },
+    #[error("{file}: {source}")]
+    Polars { file: String, source: PolarsError },
+    #[error("{file}: unsupported file type; expected .csv, .tsv, .txt, .xlsx, .xls or .ods")]
+    UnsupportedType { file: String },
+    #[error("{file}: not in a table folder; put it in query_logs/, roster/, hr/ or forms/")]
+    Misplaced { file: String },
+}
+
+fn sheet_suffix(sheet: &Option<String>) -> String {
+    sheet.as_ref().map(|s| format!(" sheet {s:?}")).unwrap_or_default()
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    Loaded,
+    /// Same SHA-256 as a file already ingested in this run.
+    Duplicate { of: String },
+    Failed { error: String },
+}
+
+/// The audit-trail record of one input file.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    pub table: Option<Table>,
+    /// Path relative to the inbox, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub encoding: String,
+    pub sheet: Option<String>,
+    pub status: FileStatus,
+    pub rows_loaded: usize,
+    pub rows_rejected: usize,
+    /// Blank rows and footer rows (totals, print notes).
+    pub rows_skipped: usize,
+}
+
+/// Everything ingest hands the later stages.
+#[derive(Debug)]
+pub struct Ingested {
+    /// Every canonical table, present even when no file fed it.
+    pub tables: BTreeMap<Table, DataFrame>,
+    /// `table, source_file, sheet, source_row, reason, raw`.
+    pub rejects: DataFrame,
+    pub files: Vec<FileRecord>,
+    /// Query-log rows outside `--period`, left out on purpose.
+    pub outside_period: usize,
+}
+
+impl Ingested {
+    pub fn table(&self, t: Table) -> &DataFrame {
+        &self.tables[&t]
+    }
+
+    pub fn failed_files(&self) -> impl Iterator<Item = &FileRecord> {
+        self.files.iter().filter(|f| matches!(f.status, FileStatus::Failed { .. }))
+    }
+
+    /// Whether everything read cleanly: no failed file, no rejected row.
+    pub fn is_clean(&self) -> bool {
+        self.failed_files().next().is_none() && self.rejects.height() == 0
+    }
+}
+
+/// The canonical column list of a table, with the source columns.
+pub fn canonical_schema(t: Table) -> Schema {
+    let mut schema: Schema = t
+        .columns()
+        .iter()
+        .map(|c| Field::new(c.name.into(), parse::dtype(c.kind)))
+        .collect();
+    schema.with_column("source_file".into(), DataType::String);
+    schema.with_column("source_row".into(), IDX_DTYPE);
+    schema
+}
+
+fn rejects_schema() -> Schema {
+    ["table", "source_file", "sheet"]
+        .into_iter()
+        .map(|n| Field::new(n.into(), DataType::String))
+        .chain([Field::new("source_row".into(), IDX_DTYPE)])
+        .chain(["reason", "raw"].into_iter().map(|n| Field::new(n.into(), DataType::String)))
+        .collect()
+}
+
+/// Ingests every file in the config's inbox. Query-log rows outside
+/// `period` (if given) are left out.
+pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, IngestError> {
+    let inbox = &config.paths.inbox;
+    let files = discover(inbox).map_err(|source| IngestError::Io { file: inbox.display().to_string(), source })?;
+    let progress = progress_bar(files.len() as u64);
+    let agencies = config.agencies.spellings();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut frames: BTreeMap<Table, Vec<DataFrame>> = BTreeMap::new();
+    let mut rejects = DataFrame::empty_with_schema(&rejects_schema());
+
+    for (table, path, rel) in files {
+        progress.set_message(rel.clone());
+        let mut rec = FileRecord {
+            table,
+            path: rel.clone(),
+            size: 0,
+            sha256: String::new(),
+            encoding: String::new(),
+            sheet: None,
+            status: FileStatus::Loaded,
+            rows_loaded: 0,
+            rows_rejected: 0,
+            rows_skipped: 0,
+        };
+        match hash_file(&path) {
+            Ok((size, sha)) => {
+                rec.size = size;
+                rec.sha256 = sha;
+            }
+            Err(source) => {
+                rec.status = FileStatus::Failed { error: IngestError::Io { file: rel.clone(), source }.to_string() };
+                records.push(rec);
+                continue;
+            }
+        }
+        if let Some(of) = seen.get(&rec.sha256) {
+            tracing::info!(file = %rel, of = %of, "same content as an earlier file; ingested once");
+            rec.status = FileStatus::Duplicate { of: of.clone() };
+            records.push(rec);
+            continue;
+        }
+        seen.insert(rec.sha256.clone(), rel.clone());
+        let Some(table) = table else {
+            rec.status = FileStatus::Failed { error: IngestError::Misplaced { file: rel.clone() }.to_string() };
+            records.push(rec);
+            continue;
+        };
+        match ingest_file(config, table, &path, &rel, &agencies) {
+            Ok(one) => {
+                rec.encoding = one.encoding.to_owned();
+                rec.sheet = one.sheet;
+                rec.rows_loaded = one.good.height();
+                rec.rows_rejected = one.rejects.height();
+                rec.rows_skipped = one.skipped;
+                frames.entry(table).or_default().push(one.good);
+                rejects.vstack_mut(&one.rejects).map_err(|source| IngestError::Polars { file: rel.clone(), source })?;
+                tracing::debug!(file = %rel, loaded = rec.rows_loaded, rejected = rec.rows_rejected, "ingested");
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                rec.status = FileStatus::Failed { error: e.to_string() };
+            }
+        }
+        records.push(rec);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+
+    let mut tables = BTreeMap::new();
+    let mut outside_period = 0;
+    for t in Table::ALL {
+        let mut df = DataFrame::empty_with_schema(&canonical_schema(t));
+        for part in frames.remove(&t).unwrap_or_default() {
+            df.vstack_mut(&part).map_err(|source| IngestError::Polars { file: t.name().into(), source })?;
+        }
+        df.rechunk_mut();
+        if let (Table::QueryLog, Some(p)) = (t, period) {
+            let before = df.height();
+            df = df
+                .lazy()
+                .filter(col("queried_at").gt_eq(lit(p.start)).and(col("queried_at").lt(lit(p.end))))
+                .collect()
+                .map_err(|source| IngestError::Polars { file: t.name().into(), source })?;
+            outside_period = before - df.height();
+        }
+        tables.insert(t, df);
+    }
+    rejects.rechunk_mut();
+    Ok(Ingested { tables, rejects, files: records, outside_period })
+}
+
+struct OneFile {
+    good: DataFrame,
+    rejects: DataFrame,
+    skipped: usize,
+    encoding: &'static str,
+    sheet: Option<String>,
+}
+
+fn ingest_file(
+    config: &Config,
+    table: Table,
+    path: &Path,
+    rel: &str,
+    agencies: &[(String, String)],
+) -> Result<OneFile, IngestError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    if !matches!(ext.as_str(), "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods") {
+        return Err(IngestError::UnsupportedType { file: rel.to_owned() });
+    }
+    let input: Option<&InputOverride> = config.inputs.iter().find(|i| i.matches(rel));
+    let map = HeaderMap::new(table, config);
+    let raw = read::read(path, rel, &map, input)?;
+    let table_formats = config.formats.get(&table);
+    let format_of = |c: &str| -> DateFormat {
+        input
+            .and_then(|i| i.formats.get(c).copied())
+            .or_else(|| table_formats.and_then(|f| f.get(c).copied()))
+            .unwrap_or_default()
+    };
+    let cx = ParseContext { table, headers: &raw.headers, format_of: &format_of, agencies };
+    let polars_err = |source| IngestError::Polars { file: rel.to_owned(), source };
+    let df = parse::plan(raw.lf, &cx).collect().map_err(polars_err)?;
+
+    let skipped = df.column(SKIP).map_err(polars_err)?.bool().map_err(polars_err)?.sum().unwrap_or(0) as usize;
+    let n_rejected = df.column(REASON).map_err(polars_err)?.len() - df.column(REASON).map_err(polars_err)?.null_count();
+    let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
+    keep.push(lit(rel).alias("source_file"));
+    keep.push(col(ROW).alias("source_row"));
+
+    let (good, rejects) = if n_rejected == 0 && skipped == 0 {
+        // The common case: no copy of the frame, only a projection.
+        let good = df.lazy().select(keep).collect().map_err(polars_err)?;
+        (good, DataFrame::empty_with_schema(&rejects_schema()))
+    } else {
+        let good = df
+            .clone()
+            .lazy()
+            .filter(col(REASON).is_null().and(col(SKIP).not()))
+            .select(keep)
+            .collect()
+            .map_err(polars_err)?;
+        let rejects = df
+            .lazy()
+            .filter(col(REASON).is_not_null())
+            .select([
+                lit(table.name()).alias("table"),
+                lit(rel).alias("source_file"),
+                lit(raw.sheet.clone().unwrap_or_default()).alias("sheet"),
+                col(ROW).alias("source_row"),
+                col(REASON).alias("reason"),
+                col(RAW).alias("raw"),
+            ])
+            .collect()
+            .map_err(polars_err)?;
+        (good, rejects)
+    };
+    Ok(OneFile { good, rejects, skipped, encoding: raw.encoding, sheet: raw.sheet })
+}
+
+/// Lists the inbox: files in the table folders, then files elsewhere (which
+/// are reported as misplaced). Sorted, so every run sees the same order.
+/// Hidden files and Office lock files (`~$…`) are not exports.
+fn discover(inbox: &Path) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
+    let mut out = Vec::new();
+    let is_export = |p: &Path| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        p.is_file() && !name.starts_with('.') && !name.starts_with("~$")
+    };
+    for t in Table::ALL {
+        let dir = inbox.join(t.inbox_dir());
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        paths.sort();
+        for p in paths.into_iter().filter(|p| is_export(p)) {
+            let rel = format!("{}/{}", t.inbox_dir(), p.file_name().unwrap_or_default().to_string_lossy());
+            out.push((Some(t), p, rel));
+        }
+    }
+    let mut loose: Vec<PathBuf> = std::fs::read_dir(inbox)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    loose.sort();
+    for p in loose.into_iter().filter(|p| is_export(p)) {
+        let rel = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        out.push((None, p, rel));
+    }
+    Ok(out)
+}
+
+/// Size and SHA-256 (lowercase hex) of a file, streamed.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// A progress bar on a terminal; hidden otherwise (indicatif draws only to a
+/// terminal).
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,289 @@
+//! Turning raw text cells into canonical typed columns, as polars
+//! expressions over whole columns (no per-row Rust loop).
+//!
+//! For every row the plan produces either the parsed values or a reject
+//! reason naming each bad column, its header as written and the raw value.
+//! Rows with no value at all are blank; mostly-empty rows after the last
+//! real record are the export's footer (totals, print notes). Both are
+//! counted, not loaded.
+
+use polars::prelude::*;
+
+use super::read::ROW;
+use crate::config::DateFormat;
+use crate::model::{ColumnSpec, Kind, Table, Vocab};
+
+pub const REASON: &str = "__reason";
+pub const RAW: &str = "__raw";
+pub const SKIP: &str = "__skip";
+
+/// The output time unit for date-times.
+pub const TIME_UNIT: TimeUnit = TimeUnit::Microseconds;
+
+/// What the parse plan needs besides the frame.
+#[allow(missing_debug_implementations)] // holds a closure
+pub struct ParseContext<'a> {
+    pub table: Table,
+    /// `(canonical column, header as written)` of the columns the file has.
+    pub headers: &'a [(&'static str, String)],
+    /// Declared format of each date column (absent: auto).
+    pub format_of: &'a dyn Fn(&str) -> DateFormat,
+    /// Upper-cased agency spellings and the ids they mean.
+    pub agencies: &'a [(String, String)],
+}
+
+/// The dtype of a canonical column.
+pub fn dtype(kind: Kind) -> DataType {
+    match kind {
+        Kind::Date => DataType::Date,
+        Kind::DateTime => DataType::Datetime(TIME_UNIT, None),
+        _ => DataType::String,
+    }
+}
+
+fn null_of(dt: DataType) -> Expr {
+    lit(NULL).cast(dt)
+}
+
+fn s(name: &str) -> String {
+    format!("__s_{name}")
+}
+
+fn pattern_col(name: &str) -> String {
+    format!("__p_{name}")
+}
+
+/// Builds the plan: the input's columns plus every canonical column of the
+/// table (typed; absent optional columns are null), [`REASON`] (null when
+/// the row is good), [`RAW`] (the raw cells, only on rejected rows) and
+/// [`SKIP`] (blank and footer rows).
+pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
+    let present: Vec<&'static ColumnSpec> =
+        cx.headers.iter().filter_map(|(c, _)| cx.table.column(c)).collect();
+    let header_of = |name: &'static str| -> String {
+        cx.headers.iter().find(|(c, _)| *c == name).map_or(name.to_owned(), |(_, h)| h.clone())
+    };
+
+    // Stage 1: trimmed text, empty as null.
+    let trimmed: Vec<Expr> = present
+        .iter()
+        .map(|c| {
+            let t = col(c.name).str().strip_chars(lit(NULL));
+            when(t.clone().eq(lit(""))).then(null_of(DataType::String)).otherwise(t).alias(s(c.name))
+        })
+        .collect();
+
+    // Stage 2: regex captures for date columns (one pass per pattern).
+    let mut captures = Vec::new();
+    for c in present.iter().filter(|c| c.is_temporal()) {
+        let v = col(s(c.name));
+        captures.push(v.str().extract_groups(SEPARATED).expect("valid regex").alias(pattern_col(c.name)));
+    }
+    let mut compact = Vec::new();
+    for c in present.iter().filter(|c| c.is_temporal()) {
+        // Only values the separated pattern did not match go to the compact
+        // one; null cells cost the regex nothing.
+        let v = col(s(c.name));
+        let a_missed = col(pattern_col(c.name)).struct_().field_by_name("y").is_null();
+        let input = when(a_missed).then(v).otherwise(null_of(DataType::String));
+        compact.push(input.str().extract_groups(COMPACT).expect("valid regex").alias(format!("{}b", pattern_col(c.name))));
+    }
+
+    // Stage 3: typed values and per-column problems.
+    let mut values = Vec::new();
+    let mut problems: Vec<Expr> = Vec::new();
+    for c in cx.table.columns() {
+        let Some(_) = present.iter().find(|p| p.name == c.name) else {
+            values.push(null_of(dtype(c.kind)).alias(c.name));
+            continue;
+        };
+        let v = col(s(c.name));
+        let header = header_of(c.name);
+        let (parsed, what) = match c.kind {
+            Kind::Text | Kind::Id => (v.clone(), String::new()),
+            Kind::NationalId => {
+                let u = v.clone().str().to_uppercase();
+                let ok = u.clone().str().contains(lit(r"^[A-Z][A-Z0-9][0-9]{8}$"), true);
+                (
+                    when(ok).then(u).otherwise(null_of(DataType::String)),
+                    "is not a national ID (a letter, then a letter or digit, then eight digits)".to_owned(),
+                )
+            }
+            Kind::Agency => (
+                lookup(v.clone().str().to_uppercase(), cx.agencies.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                "is not an agency id, name or alias in the config".to_owned(),
+            ),
+            Kind::Enum(vocab) => {
+                let pairs: Vec<(String, &str)> =
+                    vocab.spellings().into_iter().map(|(s, c)| (s.to_lowercase(), c)).collect();
+                (
+                    lookup(v.clone().str().to_lowercase(), pairs.iter().map(|(s, c)| (s.as_str(), *c))),
+                    vocab_hint(vocab),
+                )
+            }
+            Kind::Date | Kind::DateTime => {
+                let dt = date_time(c.name, (cx.format_of)(c.name));
+                let parsed = if c.is_date() { dt.dt().date() } else { dt };
+                (
+                    parsed,
+                    if c.is_date() {
+                        "cannot be read as a date (ROC 112/08/17, 1120817, 民國112年8月17日; or 2023/8/17, 2023-08-17)"
+                    } else {
+                        "cannot be read as a date and time (112/08/17 14:03:22, 2023/8/17 下午 02:03:22, 2023-08-17T14:03:22)"
+                    }
+                    .to_owned(),
+                )
+            }
+        };
+        values.push(parsed.clone().alias(c.name));
+        let prefix = format!("column {:?} ({})", header, c.name);
+        if !what.is_empty() {
+            problems.push(
+                when(v.clone().is_not_null().and(parsed.is_null()))
+                    .then(concat_str([lit(format!("{prefix}: \"")), v.clone(), lit(format!("\" {what}"))], "", false))
+                    .otherwise(null_of(DataType::String)),
+            );
+        }
+        if c.value_required() {
+            problems.push(
+                when(v.is_null()).then(lit(format!("{prefix} is empty"))).otherwise(null_of(DataType::String)),
+            );
+        }
+    }
+
+    // Stage 4: blank and footer rows, reasons, raw cells of rejected rows.
+    let filled = present
+        .iter()
+        .map(|c| col(s(c.name)).is_not_null().cast(DataType::UInt32))
+        .reduce(|a, b| a + b)
+        .unwrap_or(lit(0u32));
+    let sparse = (filled.clone() * lit(2u32)).lt(lit(present.len() as u32));
+    let last_dense = col(ROW).filter(sparse.clone().not()).max();
+    // With no dense row at all nothing is a footer: every row is rejected.
+    let footer = sparse.and(col(ROW).gt(last_dense).fill_null(lit(false)));
+    let skip = filled.eq(lit(0u32)).or(footer);
+    let any_problem = problems.iter().map(|p| p.clone().is_not_null()).reduce(|a, b| a.or(b)).unwrap_or(lit(false));
+    let reason = when(any_problem.clone().and(skip.clone().not()))
+        .then(concat_str(&problems, "; ", true))
+        .otherwise(null_of(DataType::String));
+    let raw_parts: Vec<Expr> = present
+        .iter()
+        .map(|c| concat_str([lit(format!("{}=", header_of(c.name))), col(s(c.name)).fill_null(lit(""))], "", false))
+        .collect();
+    let raw = when(col(REASON).is_not_null())
+        .then(concat_str(&raw_parts, " | ", false))
+        .otherwise(null_of(DataType::String));
+
+    let mut out = lf.with_columns(trimmed);
+    if !captures.is_empty() {
+        out = out.with_columns(captures).with_columns(compact);
+    }
+    out.with_columns(values)
+        .with_columns([reason.alias(REASON), skip.alias(SKIP)])
+        .with_column(raw.alias(RAW))
+}
+
+/// Maps spellings to codes; unknown spellings become null.
+fn lookup<'a>(key: Expr, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Expr {
+    let (old, new): (Vec<&str>, Vec<&str>) = pairs.unzip();
+    key.replace_strict(
+        lit(Series::new("old".into(), old)),
+        lit(Series::new("new".into(), new)),
+        Some(null_of(DataType::String)),
+        Some(DataType::String),
+    )
+}
+
+fn vocab_hint(vocab: &Vocab) -> String {
+    let codes: Vec<String> = vocab.entries.iter().map(|(c, l, _)| format!("{c} ({l})")).collect();
+    format!("is not a known {}: expected {}", vocab.name, codes.join(", "))
+}
+
+/// Dates with separators: ROC or Gregorian year, optional 民國 prefix,
+/// optional time with 上午/下午 or AM/PM before or after it.
+const SEPARATED: &str = r"^(?<roc>民國)?\s*(?<y>\d{1,4})\s*[/\-.年]\s*(?<m>\d{1,2})\s*[/\-.月]\s*(?<d>\d{1,2})\s*日?(?:(?:\s+|T)(?<ap1>上午|下午|AM|PM|am|pm)?\s*(?<H>\d{1,2})\s*[:時]\s*(?<M>\d{1,2})(?:\s*[:分]\s*(?<S>\d{1,2})(?:\.\d+)?\s*秒?)?\s*(?<ap2>AM|PM|am|pm)?)?$";
+
+/// Dates without separators: `YYYYMMDD`, ROC `YYYMMDD` or `YYMMDD`, with an
+/// optional `HHMMSS` or `HH:MM:SS`.
+const COMPACT: &str = r"^(?<n>\d{6,8})(?:(?:\s+|T)(?<H>\d{2}):?(?<M>\d{2})(?::?(?<S>\d{2}))?)?$";
+
+/// The local date-time of a temporal column, or null when unreadable.
+fn date_time(name: &str, format: DateFormat) -> Expr {
+    let a = |f: &str| col(pattern_col(name)).struct_().field_by_name(f);
+    let b = |f: &str| col(format!("{}b", pattern_col(name))).struct_().field_by_name(f);
+    let int = |e: Expr| e.cast(DataType::Int32);
+
+    // Separated: the year's digit count (or 民國) says ROC or Gregorian.
+    let ylen = a("y").str().len_bytes();
+    let y = int(a("y"));
+    let roc_marked = a("roc").is_not_null();
+    let year_a = match format {
+        DateFormat::Auto => when(roc_marked.clone().or(ylen.clone().lt_eq(lit(3u32))).and(ylen.clone().lt_eq(lit(3u32))))
+            .then(y.clone() + lit(1911))
+            .when(ylen.clone().eq(lit(4u32)).and(roc_marked.not()))
+            .then(y)
+            .otherwise(null_of(DataType::Int32)),
+        DateFormat::Roc => when(ylen.lt_eq(lit(3u32))).then(y + lit(1911)).otherwise(null_of(DataType::Int32)),
+        DateFormat::Gregorian => when(ylen.eq(lit(4u32)).and(roc_marked.not()))
+            .then(y)
+            .otherwise(null_of(DataType::Int32)),
+    };
+
+    // Compact: the digit count says which layout.
+    let n = b("n");
+    let nlen = n.clone().str().len_bytes().cast(DataType::Int64);
+    let part = |off: Expr, len: Expr| int(n.clone().str().slice(off, len));
+    let yb = part(lit(0i64), nlen.clone() - lit(4i64));
+    let mb = part(nlen.clone() - lit(4i64), lit(2u64));
+    let db = part(nlen.clone() - lit(2i64), lit(2u64));
+    let (g8, r7, r6) = match format {
+        DateFormat::Auto => (true, true, false),
+        DateFormat::Roc => (false, true, true),
+        DateFormat::Gregorian => (true, false, false),
+    };
+    let year_b = when(nlen.clone().eq(lit(8i64)).and(lit(g8)))
+        .then(yb.clone())
+        .when(nlen.clone().eq(lit(7i64)).and(lit(r7)))
+        .then(yb.clone() + lit(1911))
+        .when(nlen.eq(lit(6i64)).and(lit(r6)))
+        .then(yb + lit(1911))
+        .otherwise(null_of(DataType::Int32));
+
+    let year = coalesce(&[year_a, year_b]);
+    let month = coalesce(&[int(a("m")), mb]);
+    let day = coalesce(&[int(a("d")), db]);
+    let hour12 = coalesce(&[int(a("H")), int(b("H"))]).fill_null(lit(0));
+    let minute = coalesce(&[int(a("M")), int(b("M"))]).fill_null(lit(0));
+    let second = coalesce(&[int(a("S")), int(b("S"))]).fill_null(lit(0));
+    let ap = coalesce(&[a("ap1"), a("ap2")]).str().to_uppercase();
+    let pm = ap.clone().eq(lit("下午")).or(ap.clone().eq(lit("PM")));
+    let has_ap = ap.is_not_null();
+    let hour = when(has_ap.clone().not())
+        .then(hour12.clone())
+        .when(hour12.clone().eq(lit(12)))
+        .then(when(pm.clone()).then(lit(12)).otherwise(lit(0)))
+        .otherwise(when(pm).then(hour12.clone() + lit(12)).otherwise(hour12.clone()));
+    let hour_ok = when(has_ap)
+        .then(hour12.clone().gt_eq(lit(1)).and(hour12.lt_eq(lit(12))))
+        .otherwise(hour.clone().lt_eq(lit(23)));
+
+    let leap = (year.clone() % lit(4)).eq(lit(0)).and((year.clone() % lit(100)).neq(lit(0)))
+        .or((year.clone() % lit(400)).eq(lit(0)));
+    let m = month.clone();
+    let days_in_month = when(m.clone().eq(lit(2)))
+        .then(when(leap).then(lit(29)).otherwise(lit(28)))
+        .when(m.clone().eq(lit(4)).or(m.clone().eq(lit(6))).or(m.clone().eq(lit(9))).or(m.clone().eq(lit(11))))
+        .then(lit(30))
+        .otherwise(lit(31));
+    let ok = year.clone().gt_eq(lit(1900))
+        .and(year.clone().lt_eq(lit(2200)))
+        .and(month.clone().gt_eq(lit(1)))
+        .and(month.clone().lt_eq(lit(12)))
+        .and(day.clone().gt_eq(lit(1)))
+        .and(day.clone().lt_eq(days_in_month))
+        .and(hour_ok)
+        .and(minute.clone().lt_eq(lit(59)))
+        .and(second.clone().lt_eq(lit(59)));
+    let year = when(ok).then(year).otherwise(null_of(DataType::Int32));
+    datetime(DatetimeArgs::new(year, month, day).with_hms(hour, minute, second).with_time_unit(TIME_UNIT))
+}

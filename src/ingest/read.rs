@@ -1,0 +1,333 @@
+//! Reading one export file into a frame of raw text cells: CSV (UTF-8, UTF-8
+//! with BOM, Big5/CP950; comma, tab or semicolon) through a polars lazy scan,
+//! and workbooks (XLSX, XLS, ODS) through calamine.
+//!
+//! The result has one `String` column per recognised header, named by its
+//! canonical column, plus `__row`: the 1-based line (CSV) or sheet row
+//! (workbooks) a person would look at to find the record. Nothing is parsed
+//! here; that is [`super::parse`]'s job.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use calamine::{Data, Reader};
+use polars::prelude::*;
+
+use super::IngestError;
+use super::headers::{HEADER_SEARCH_ROWS, HeaderMap, HeaderProblem, Matched};
+use crate::config::{Encoding, InputOverride};
+
+/// A file's raw cells, ready for [`super::parse`].
+pub struct RawFrame {
+    pub lf: LazyFrame,
+    /// `(canonical column, header as written)` for each recognised column.
+    pub headers: Vec<(&'static str, String)>,
+    pub sheet: Option<String>,
+    /// `utf-8`, `utf-8 (BOM)`, `big5` or the workbook kind.
+    pub encoding: &'static str,
+}
+
+impl std::fmt::Debug for RawFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawFrame").field("headers", &self.headers).field("sheet", &self.sheet).finish()
+    }
+}
+
+pub const ROW: &str = "__row";
+
+pub fn read(
+    path: &Path,
+    display: &str,
+    map: &HeaderMap,
+    input: Option<&InputOverride>,
+) -> Result<RawFrame, IngestError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    match ext.as_str() {
+        "xlsx" | "xlsm" | "xls" | "ods" => read_workbook(path, display, map, input),
+        _ => read_csv(path, display, map, input),
+    }
+}
+
+fn header_error(display: &str, sheet: Option<&str>, map: &HeaderMap, p: HeaderProblem) -> IngestError {
+    let file = display.to_owned();
+    let sheet = sheet.map(str::to_owned);
+    match p {
+        HeaderProblem::Missing { row, missing, found } => IngestError::MissingColumns {
+            file,
+            sheet,
+            row: row + 1,
+            missing: missing.join(", "),
+            expected: map.expected().join(", "),
+            found: if found.is_empty() { "(none)".into() } else { found.join(", ") },
+        },
+        HeaderProblem::Ambiguous { row, column, first, second } => {
+            IngestError::AmbiguousHeader { file, sheet, row: row + 1, column, first, second }
+        }
+    }
+}
+
+fn headers_of(m: &Matched) -> Vec<(&'static str, String)> {
+    m.columns.iter().map(|&(j, spec)| (spec.name, m.cells[j].trim().to_owned())).collect()
+}
+
+// ---------------------------------------------------------------- CSV
+
+/// How many bytes from the top of a CSV file are decoded to find the header
+/// and sniff the encoding.
+const SNIFF_BYTES: usize = 256 * 1024;
+
+fn read_csv(
+    path: &Path,
+    display: &str,
+    map: &HeaderMap,
+    input: Option<&InputOverride>,
+) -> Result<RawFrame, IngestError> {
+    let io = |source| IngestError::Io { file: display.to_owned(), source };
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let mut n = 0;
+        loop {
+            let k = f.read(&mut head[n..]).map_err(io)?;
+            if k == 0 || n + k == head.len() {
+                n += k;
+                break;
+            }
+            n += k;
+        }
+        n
+    };
+    head.truncate(n);
+    let whole_file = n < SNIFF_BYTES;
+    let bom = head.starts_with(b"\xEF\xBB\xBF");
+
+    let declared = input.map(|i| i.encoding).unwrap_or_default();
+    let big5 = match declared {
+        Encoding::Big5 => true,
+        Encoding::Utf8 => false,
+        Encoding::Auto => !bom && !looks_utf8(&head, whole_file),
+    };
+    if big5 {
+        // Big5 exports are agency-sized; decode the whole file to UTF-8 in
+        // memory and let polars scan the buffer.
+        let bytes = std::fs::read(path).map_err(io)?;
+        let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(&bytes);
+        if had_errors {
+            return Err(IngestError::Encoding {
+                file: display.to_owned(),
+                detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
+            });
+        }
+        let text = text.into_owned();
+        let top = top_lines(&text);
+        let (matched, sep) = find_csv_header(&top, display, map, input)?;
+        let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
+        let lf = scan(LazyCsvReader::new_with_sources(source), &matched, sep, display)?;
+        return Ok(RawFrame { lf, headers: headers_of(&matched), sheet: None, encoding: "big5" });
+    }
+    let text = String::from_utf8_lossy(&head);
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
+    let top = top_lines(text);
+    let (matched, sep) = find_csv_header(&top, display, map, input)?;
+    let reader = LazyCsvReader::new(PlRefPath::try_from_path(path).map_err(|e| IngestError::Polars {
+        file: display.to_owned(),
+        source: e,
+    })?);
+    let lf = scan(reader, &matched, sep, display)?;
+    Ok(RawFrame {
+        lf,
+        headers: headers_of(&matched),
+        sheet: None,
+        encoding: if bom { "utf-8 (BOM)" } else { "utf-8" },
+    })
+}
+
+/// Whether `head` is UTF-8; a multi-byte character cut off at the end of the
+/// sniffed block does not count against it.
+fn looks_utf8(head: &[u8], whole_file: bool) -> bool {
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => !whole_file && e.error_len().is_none(),
+    }
+}
+
+/// The first lines of a decoded file (without line terminators).
+fn top_lines(text: &str) -> Vec<&str> {
+    text.split('\n').take(HEADER_SEARCH_ROWS).map(|l| l.strip_suffix('\r').unwrap_or(l)).collect()
+}
+
+/// Finds the header line and the delimiter: each candidate delimiter splits
+/// the top lines, and the split that recognises the most columns wins.
+fn find_csv_header(
+    lines: &[&str],
+    display: &str,
+    map: &HeaderMap,
+    input: Option<&InputOverride>,
+) -> Result<(Matched, u8), IngestError> {
+    let candidates: Vec<u8> = match input.and_then(|i| i.delimiter) {
+        Some(d) => vec![d],
+        None => vec![b',', b'\t', b';'],
+    };
+    let mut best: Option<(Result<Matched, HeaderProblem>, u8)> = None;
+    for sep in candidates {
+        let rows: Vec<Vec<String>> = lines.iter().map(|l| split_csv_line(l, sep)).collect();
+        let found = map.find(&rows);
+        let score = |r: &Result<Matched, HeaderProblem>| match r {
+            Ok(m) => (2, m.columns.len()),
+            Err(HeaderProblem::Ambiguous { .. }) => (1, 0),
+            Err(HeaderProblem::Missing { found, .. }) => (0, found.len()),
+        };
+        if best.as_ref().is_none_or(|(b, _)| score(&found) > score(b)) {
+            best = Some((found, sep));
+        }
+    }
+    let (found, sep) = best.expect("at least one delimiter candidate");
+    found.map(|m| (m, sep)).map_err(|p| header_error(display, None, map, p))
+}
+
+/// Splits one CSV line, honouring double quotes. Used only on the top lines
+/// to find the header; polars parses the data.
+fn split_csv_line(line: &str, sep: u8) -> Vec<String> {
+    let sep = sep as char;
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn scan(reader: LazyCsvReader, m: &Matched, sep: u8, display: &str) -> Result<LazyFrame, IngestError> {
+    let lf = reader
+        .with_has_header(true)
+        .with_skip_lines(m.row)
+        .with_separator(sep)
+        .with_infer_schema_length(Some(0))
+        .with_missing_is_null(true)
+        .with_row_index(Some(RowIndex {
+            name: ROW.into(),
+            // Header line m.row (0-based) means the first record is on line m.row + 2.
+            offset: (m.row + 2) as IdxSize,
+        }))
+        .finish()
+        .map_err(|source| IngestError::Polars { file: display.to_owned(), source })?;
+    // Select by position: the scanned header names may have been
+    // de-duplicated or blank, but positions are what we matched.
+    let mut lf = lf;
+    let schema = lf
+        .collect_schema()
+        .map_err(|source| IngestError::Polars { file: display.to_owned(), source })?;
+    let names: Vec<PlSmallStr> = schema.iter_names().cloned().collect();
+    let mut exprs = vec![col(ROW)];
+    for &(j, spec) in &m.columns {
+        // names[0] is the row index column.
+        let Some(name) = names.get(j + 1) else {
+            return Err(IngestError::Polars {
+                file: display.to_owned(),
+                source: polars_err!(ComputeError: "header has fewer fields than expected"),
+            });
+        };
+        exprs.push(col(name.clone()).cast(DataType::String).alias(spec.name));
+    }
+    Ok(lf.select(exprs))
+}
+
+// ---------------------------------------------------------------- workbooks
+
+fn read_workbook(
+    path: &Path,
+    display: &str,
+    map: &HeaderMap,
+    input: Option<&InputOverride>,
+) -> Result<RawFrame, IngestError> {
+    let wb_err = |e: calamine::Error| IngestError::Workbook { file: display.to_owned(), message: e.to_string() };
+    let mut wb = calamine::open_workbook_auto(path).map_err(wb_err)?;
+    let sheets = wb.sheet_names();
+    let sheet = match input.and_then(|i| i.sheet.clone()) {
+        Some(s) if sheets.contains(&s) => s,
+        Some(s) => {
+            return Err(IngestError::NoSuchSheet { file: display.to_owned(), sheet: s, available: sheets.join(", ") });
+        }
+        None => match sheets.first() {
+            Some(s) => s.clone(),
+            None => return Err(IngestError::NoSuchSheet { file: display.to_owned(), sheet: "(first)".into(), available: String::new() }),
+        },
+    };
+    let range = wb.worksheet_range(&sheet).map_err(wb_err)?;
+    let first_row = range.start().map_or(0, |(r, _)| r as usize);
+    let first_col = range.start().map_or(0, |(_, c)| c as usize);
+    let rows: Vec<Vec<String>> = range.rows().map(|r| r.iter().map(cell_text).collect()).collect();
+    let matched = map.find(&rows).map_err(|p| header_error(display, Some(&sheet), map, p))?;
+    let _ = first_col;
+
+    let body = &rows[matched.row + 1..];
+    let mut columns: Vec<Column> = Vec::with_capacity(matched.columns.len() + 1);
+    // Sheet rows are 1-based; the range may not start at A1.
+    let row_numbers: Vec<IdxSize> =
+        (0..body.len()).map(|i| (first_row + matched.row + 2 + i) as IdxSize).collect();
+    columns.push(Column::new(ROW.into(), row_numbers));
+    for &(j, spec) in &matched.columns {
+        let values: Vec<Option<&str>> =
+            body.iter().map(|r| r.get(j).map(String::as_str).filter(|s| !s.is_empty())).collect();
+        columns.push(Column::new(spec.name.into(), values));
+    }
+    let df = DataFrame::new_infer_height(columns)
+        .map_err(|source| IngestError::Polars { file: display.to_owned(), source })?;
+    let kind = match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+        Some("xls") => "xls",
+        Some("ods") => "ods",
+        _ => "xlsx",
+    };
+    Ok(RawFrame { lf: df.lazy(), headers: headers_of(&matched), sheet: Some(sheet), encoding: kind })
+}
+
+/// A cell as text. Dates become ISO text, which [`super::parse`] reads like
+/// any other date; whole numbers lose their `.0` (IDs stored as numbers).
+fn cell_text(d: &Data) -> String {
+    match d {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+        Data::Float(f) => f.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(dt) => match dt.as_datetime() {
+            Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            None => dt.as_f64().to_string(),
+        },
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.replace('T', " "),
+        Data::Error(e) => format!("#ERROR {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_split_with_quotes() {
+        assert_eq!(split_csv_line(r#"a,"b,c","d""e""#, b','), vec!["a", "b,c", "d\"e"]);
+        assert_eq!(split_csv_line("a\tb", b'\t'), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn utf8_sniffing_tolerates_a_cut_character() {
+        let s = "查詢".as_bytes();
+        assert!(looks_utf8(&s[..4], false));
+        assert!(!looks_utf8(&s[..4], true));
+        let big5 = encoding_rs::BIG5.encode("查詢時間").0;
+        assert!(!looks_utf8(&big5, true));
+    }
+}

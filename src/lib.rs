@@ -1,0 +1,9 @@
+//! webir-audit: audits how Kaohsiung City agencies use the NHI WebIR query
+//! service, per the city's directions (see `ARCHITECTURE.md`).
+
+pub mod cli; // command-line interface: argument types and command dispatch
+pub mod config; // the TOML config: raw serde types, validation, agency tree
+pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
+pub mod model; // the canonical tables, their columns and vocabularies
+pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
+pub mod synth; // the deterministic generator of the fictional sample city

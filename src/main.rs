@@ -1,0 +1,20 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = webir_audit::cli::Cli::parse();
+    cli.init_logging();
+    let stdout = std::io::stdout();
+    match webir_audit::cli::run(&cli, &mut stdout.lock()) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(e) => {
+            // The one place the binary writes an error: the library returns it.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(e.exit_status() as u8)
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Audit periods: `2026H1`, `2026H2`, `2026`, `2026Q3` or `FROM..TO`, each a
+//! half-open interval of local (config time zone) date-times.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    /// The id as the user wrote it, normalised (`2026H1`, `2026-01-01..2026-03-31`).
+    pub id: String,
+    /// First local instant inside the period.
+    pub start: NaiveDateTime,
+    /// First local instant after the period.
+    pub end: NaiveDateTime,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid period {0:?}: expected 2026H1, 2026H2, 2026, 2026Q1..2026Q4 or FROM..TO dates (2026-01-01..2026-06-30)"
+)]
+pub struct PeriodError(pub String);
+
+fn ymd(y: i32, m: u32) -> Option<NaiveDateTime> {
+    NaiveDate::from_ymd_opt(y, m, 1).and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+impl FromStr for Period {
+    type Err = PeriodError;
+
+    fn from_str(s: &str) -> Result<Period, PeriodError> {
+        let err = || PeriodError(s.to_owned());
+        let s = s.trim();
+        if let Some((from, to)) = s.split_once("..") {
+            let from = NaiveDate::parse_from_str(from, "%Y-%m-%d").map_err(|_| err())?;
+            let to = NaiveDate::parse_from_str(to, "%Y-%m-%d").map_err(|_| err())?;
+            if to < from {
+                return Err(err());
+            }
+            return Ok(Period {
+                id: format!("{from}..{to}"),
+                start: from.and_hms_opt(0, 0, 0).ok_or_else(err)?,
+                end: to.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).ok_or_else(err)?,
+            });
+        }
+        if s.len() < 4 || !s.is_char_boundary(4) {
+            return Err(err());
+        }
+        let (year, rest) = s.split_at(4);
+        let year: i32 = year.parse().map_err(|_| err())?;
+        if !(1900..=9999).contains(&year) {
+            return Err(err());
+        }
+        let (first, months) = match rest {
+            "" => (1, 12),
+            "H1" => (1, 6),
+            "H2" => (7, 6),
+            "Q1" => (1, 3),
+            "Q2" => (4, 3),
+            "Q3" => (7, 3),
+            "Q4" => (10, 3),
+            _ => return Err(err()),
+        };
+        let last = first + months;
+        let end = if last > 12 { ymd(year + 1, 1) } else { ymd(year, last) };
+        Ok(Period { id: format!("{year}{rest}"), start: ymd(year, first).ok_or_else(err)?, end: end.ok_or_else(err)? })
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> (String, String, String) {
+        let p: Period = s.parse().unwrap();
+        (p.id, p.start.to_string(), p.end.to_string())
+    }
+
+    #[test]
+    fn periods_are_half_open_local_intervals() {
+        assert_eq!(p("2026H1"), ("2026H1".into(), "2026-01-01 00:00:00".into(), "2026-07-01 00:00:00".into()));
+        assert_eq!(p("2026H2"), ("2026H2".into(), "2026-07-01 00:00:00".into(), "2027-01-01 00:00:00".into()));
+        assert_eq!(p("2026"), ("2026".into(), "2026-01-01 00:00:00".into(), "2027-01-01 00:00:00".into()));
+        assert_eq!(p("2026Q3"), ("2026Q3".into(), "2026-07-01 00:00:00".into(), "2026-10-01 00:00:00".into()));
+        assert_eq!(
+            p("2026-02-01..2026-02-28"),
+            ("2026-02-01..2026-02-28".into(), "2026-02-01 00:00:00".into(), "2026-03-01 00:00:00".into())
+        );
+    }
+
+    #[test]
+    fn malformed_periods_are_rejected() {
+        for bad in ["", "26H1", "2026H3", "2026Q5", "2026-03-01..2026-02-01", "二〇二六", "2026h1"] {
+            assert_eq!(bad.parse::<Period>(), Err(PeriodError(bad.to_owned())), "{bad}");
+        }
+    }
+}
