@@ -1,4 +1,719 @@
-//! placeholder
-pub const DEFAULT_SEED: u64 = 20260701;
-pub fn write_sample_city(_dir: &std::path::Path, _seed: u64) -> anyhow::Result<()> { anyhow::bail!("not yet") }
-pub fn write_large_query_log(_dir: &std::path::Path, _n: usize, _seed: u64) -> anyhow::Result<()> { anyhow::bail!("not yet") }
+//! The generator of the fictional sample city in `sample_data/`, and of large
+//! query logs for benchmarks.
+//!
+//! Deterministic: one ChaCha20 stream from the seed, only integer
+//! arithmetic on its output (no floating-point library calls whose results
+//! could differ between machines), fixed workbook metadata. A test checks
+//! that the committed `sample_data/` is byte for byte what this writes.
+//!
+//! The city has planted problems for the audit checks: departed, retired,
+//! transferred, suspended and ineligible holders; holders unknown to HR;
+//! idle, never-used and duplicate accounts; stale passwords; an account
+//! missing from the roster; agencies with no or two officers; queries
+//! without forms, with forms approved after the query or never approved;
+//! off-hours queries; a volume spike; one subject queried by many accounts;
+//! queries for a purpose the agency does not have.
+
+mod city;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng as _, SeedableRng};
+
+pub use city::AGENCIES;
+
+pub const DEFAULT_SEED: u64 = 20260702;
+
+/// Query-log rows in the sample city's half-year.
+pub const SAMPLE_QUERY_ROWS: usize = 50_000;
+
+struct Rand(ChaCha20Rng);
+
+impl Rand {
+    fn new(seed: u64) -> Rand {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_be_bytes());
+        key[8..24].copy_from_slice(b"webir-audit/synt");
+        Rand(ChaCha20Rng::from_seed(key))
+    }
+
+    /// Uniform in `0..n` (Lemire's multiply-shift; bias < 2^-40 here).
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.0.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo) as u64) as i64
+    }
+
+    /// True with probability `per_mille / 1000`.
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const SURNAMES: &[&str] = &[
+    "陳", "林", "黃", "張", "李", "王", "吳", "劉", "蔡", "楊", "許", "鄭", "謝", "郭", "洪", "曾", "邱", "廖", "賴", "周",
+];
+const GIVEN: &[&str] = &[
+    "志", "明", "淑", "芬", "家", "豪", "雅", "婷", "俊", "宏", "美", "玲", "建", "國", "怡", "君", "文", "傑", "欣", "惠",
+    "佳", "穎", "柏", "翰", "宗", "翔", "秀", "英", "冠", "廷",
+];
+const QUERY_ITEMS: &[&str] = &["個人投保資料", "投保單位資料", "眷屬投保資料", "投保紀錄"];
+
+fn name(r: &mut Rand) -> String {
+    format!("{}{}{}", r.pick(SURNAMES), r.pick(GIVEN), r.pick(GIVEN))
+}
+
+/// A national ID with a valid check digit.
+fn national_id(r: &mut Rand) -> String {
+    const LETTERS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVXYWZIO";
+    let li = r.below(LETTERS.len() as u64) as usize;
+    let code = 10 + li as u32; // A=10 … O=35, the official letter order
+    let mut digits = vec![if r.chance(500) { 1 } else { 2 }];
+    digits.extend((0..7).map(|_| r.below(10) as u32));
+    let mut sum = code / 10 + (code % 10) * 9;
+    for (i, d) in digits.iter().enumerate() {
+        sum += d * (8 - i as u32);
+    }
+    let check = (10 - sum % 10) % 10;
+    let mut s = String::new();
+    s.push(LETTERS[li] as char);
+    for d in digits {
+        s.push(char::from_digit(d, 10).unwrap_or('0'));
+    }
+    s.push(char::from_digit(check, 10).unwrap_or('0'));
+    s
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("static date")
+}
+
+fn is_workday(d: NaiveDate) -> bool {
+    let ds = d.format("%Y-%m-%d").to_string();
+    if city::WORKDAYS.iter().any(|(w, _)| *w == ds) {
+        return true;
+    }
+    d.weekday().number_from_monday() <= 5 && !city::HOLIDAYS.iter().any(|(h, _)| *h == ds)
+}
+
+#[derive(Debug, Clone)]
+struct Person {
+    person_id: String,
+    name: String,
+    agency: usize,
+    employment: &'static str,
+    status: &'static str,
+    effective: NaiveDate,
+    national_id: String,
+}
+
+#[derive(Debug, Clone)]
+struct Account {
+    id: String,
+    person: usize,
+    agency: usize,
+    role: &'static str,
+    status: &'static str,
+    created: NaiveDate,
+    password_changed: Option<NaiveDate>,
+    disabled_on: Option<NaiveDate>,
+    /// Relative query volume; 0 = never used.
+    weight: u64,
+    /// No queries after this day (idle accounts, departed holders).
+    last_day: NaiveDate,
+    ip: String,
+}
+
+#[derive(Debug, Clone)]
+struct Query {
+    account: usize,
+    at: NaiveDateTime,
+    item: &'static str,
+    subject: String,
+    purpose: &'static str,
+    success: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Form {
+    id: String,
+    account: usize,
+    subject: String,
+    purpose: &'static str,
+    reason: &'static str,
+    requested: NaiveDateTime,
+    approver: Option<String>,
+    approved: Option<NaiveDateTime>,
+}
+
+struct City {
+    people: Vec<Person>,
+    accounts: Vec<Account>,
+    queries: Vec<Query>,
+    forms: Vec<Form>,
+    /// The account that appears in query logs but not in the roster.
+    ghost: usize,
+}
+
+const PERIOD_START: &str = "2026-01-01";
+const PERIOD_DAYS: i64 = 181;
+const EXPORT_DAY: &str = "2026-07-02";
+
+fn build_city(seed: u64, query_rows: usize) -> City {
+    let mut r = Rand::new(seed);
+    let start = date(PERIOD_START);
+    let export = date(EXPORT_DAY);
+    let mut people = Vec::new();
+    let mut accounts: Vec<Account> = Vec::new();
+
+    for (ai, (id, .., n)) in AGENCIES.iter().enumerate() {
+        for k in 0..*n {
+            let p = people.len();
+            people.push(Person {
+                person_id: format!("P{:05}", 10001 + p),
+                name: name(&mut r),
+                agency: ai,
+                employment: if r.chance(750) { "編制內" } else { "約聘僱" },
+                status: "在職",
+                effective: start - Duration::days(r.range(200, 4000)),
+                national_id: national_id(&mut r),
+            });
+            let created = start - Duration::days(r.range(30, 2500));
+            accounts.push(Account {
+                id: format!("W{:05}", 20001 + accounts.len()),
+                person: p,
+                agency: ai,
+                role: if k == 0 { "專責人員" } else { "業務需求人員" },
+                status: "啟用",
+                created,
+                password_changed: Some(export - Duration::days(r.range(1, 85))),
+                disabled_on: None,
+                weight: 1 + r.below(12) * r.below(12),
+                last_day: export,
+                ip: format!("10.{}.{}.{}", 20 + ai, 1 + r.below(4), 10 + accounts.len() % 240),
+            });
+            let _ = id;
+        }
+    }
+    let find = |agency: &str| AGENCIES.iter().position(|a| a.0 == agency).expect("agency");
+    let in_agency = |accounts: &[Account], a: usize| -> Vec<usize> {
+        accounts.iter().enumerate().filter(|(_, x)| x.agency == a && x.role == "業務需求人員").map(|(i, _)| i).collect()
+    };
+
+    // The chief administrator, and officer anomalies (pt 4, 5(1)).
+    let khb = in_agency(&accounts, find("KHB"));
+    accounts[khb[0]].role = "總管理者";
+    let ktb = accounts.iter().position(|a| a.agency == find("KTB") && a.role == "專責人員").expect("KTB officer");
+    accounts[ktb].role = "業務需求人員";
+    let dsm = in_agency(&accounts, find("DSM"));
+    accounts[dsm[0]].role = "專責人員";
+
+    // Planted account problems, each on distinct ordinary accounts.
+    let mut pool: Vec<usize> = (0..accounts.len()).filter(|&i| accounts[i].role == "業務需求人員").collect();
+    let mut take = |r: &mut Rand| -> usize { pool.remove(r.below(pool.len() as u64) as usize) };
+    let day_in_period = |r: &mut Rand, lo: i64, hi: i64| start + Duration::days(r.range(lo, hi));
+    for k in 0..4 {
+        let a = take(&mut r);
+        let p = accounts[a].person;
+        let eff = day_in_period(&mut r, 30, 140);
+        people[p].status = "離職";
+        people[p].effective = eff;
+        // Two of them go on querying after they left.
+        accounts[a].last_day = if k < 2 { export } else { eff };
+    }
+    for _ in 0..2 {
+        let a = take(&mut r);
+        let p = accounts[a].person;
+        people[p].status = "退休";
+        people[p].effective = day_in_period(&mut r, 20, 150);
+        accounts[a].last_day = people[p].effective;
+    }
+    for _ in 0..3 {
+        let a = take(&mut r);
+        let p = accounts[a].person;
+        let own_unit = AGENCIES[accounts[a].agency].0.split('-').next().unwrap_or("");
+        let other = AGENCIES.iter().position(|x| x.4 && x.0 != own_unit).expect("another unit");
+        people[p].status = "調職";
+        people[p].agency = other;
+        people[p].effective = day_in_period(&mut r, 10, 160);
+    }
+    for _ in 0..2 {
+        let a = take(&mut r);
+        let p = accounts[a].person;
+        people[p].status = "留職停薪";
+        people[p].effective = day_in_period(&mut r, 10, 120);
+        accounts[a].last_day = people[p].effective;
+    }
+    for kind in ["職工", "駕駛", "臨時人員"] {
+        let a = take(&mut r);
+        people[accounts[a].person].employment = kind;
+    }
+    let mut unknown_holders = Vec::new();
+    for _ in 0..2 {
+        unknown_holders.push(accounts[take(&mut r)].person);
+    }
+    for _ in 0..5 {
+        let a = take(&mut r);
+        accounts[a].last_day = day_in_period(&mut r, 20, 70);
+    }
+    for _ in 0..4 {
+        let a = take(&mut r);
+        accounts[a].weight = 0;
+        accounts[a].created = date("2024-03-01") + Duration::days(r.range(0, 300));
+    }
+    for _ in 0..10 {
+        let a = take(&mut r);
+        accounts[a].password_changed = Some(export - Duration::days(r.range(95, 400)));
+    }
+    for _ in 0..12 {
+        let a = take(&mut r);
+        accounts[a].status = "停用";
+        accounts[a].weight = 0;
+        accounts[a].disabled_on = Some(start - Duration::days(r.range(1, 300)));
+    }
+    // Two people hold a second active account.
+    for _ in 0..2 {
+        let a = take(&mut r);
+        let mut dup = accounts[a].clone();
+        dup.id = format!("W{:05}", 20001 + accounts.len());
+        dup.created = start + Duration::days(r.range(0, 60));
+        dup.weight = 2;
+        dup.role = "業務需求人員";
+        accounts.push(dup);
+    }
+    // An account that queries but is missing from the roster.
+    let ghost_owner = take(&mut r);
+    let mut ghost = accounts[ghost_owner].clone();
+    ghost.id = "W09999".into();
+    ghost.weight = 3;
+    let ghost_idx = accounts.len();
+    accounts.push(ghost);
+
+    // Queries, in cases: a form approved, then one to four queries.
+    let subjects: Vec<String> = (0..15_000).map(|_| national_id(&mut r)).collect();
+    let total_weight: u64 = accounts.iter().map(|a| a.weight).sum();
+    let mut queries = Vec::with_capacity(query_rows + 1000);
+    let mut forms = Vec::new();
+    let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
+    let reasons: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("social_welfare", &["低收入戶資格審查", "中低收入老人生活津貼審核", "身心障礙者保費補助審核"][..]),
+        ("public_health", &["傳染病個案疫調", "接觸者追蹤"][..]),
+        ("criminal_investigation", &["刑案偵查查證身分", "通緝犯查緝"][..]),
+        ("drug_follow_up", &["毒品施用者追蹤輔導"][..]),
+        ("military_service", &["役男身分查核", "替代役徵集查核"][..]),
+        ("unlicensed_lodging", &["無照旅宿經營者查核"][..]),
+        ("other", &["其他法定職務"][..]),
+    ]);
+    let purpose_labels: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("social_welfare", &["社政", "社會救助法", "老人福利法"][..]),
+        ("public_health", &["公共衛生", "傳染病防治法"][..]),
+        ("criminal_investigation", &["犯罪偵查", "刑事訴訟法"][..]),
+        ("drug_follow_up", &["毒品施用者追蹤輔導", "毒品危害防制條例"][..]),
+        ("military_service", &["兵役", "兵役法"][..]),
+        ("unlicensed_lodging", &["無照旅宿", "發展觀光條例"][..]),
+        ("other", &["其他法定職務"][..]),
+    ]);
+    let unit_of = |ai: usize| -> usize {
+        let mut cur = ai;
+        loop {
+            if AGENCIES[cur].4 {
+                return cur;
+            }
+            cur = AGENCIES.iter().position(|x| x.0 == AGENCIES[cur].3).expect("parent");
+        }
+    };
+    let office_time = |r: &mut Rand, d: NaiveDate| -> NaiveDateTime {
+        d.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(r.range(0, 9 * 3600))
+    };
+    let workday_from = |r: &mut Rand, lo: i64, hi: i64| -> NaiveDate {
+        let mut d = start + Duration::days(r.range(lo, hi));
+        while !is_workday(d) {
+            d += Duration::days(1);
+        }
+        d
+    };
+    let popular = subjects[7].clone();
+    let period_end = (start + Duration::days(PERIOD_DAYS)).and_hms_opt(0, 0, 0).expect("time");
+    let spike_account = in_agency(&accounts, find("KPB-XX"))[1];
+    let spike_day = date("2026-05-12");
+    let mut form_seq = 0usize;
+    let mut emit_case = |r: &mut Rand,
+                         queries: &mut Vec<Query>,
+                         forms: &mut Vec<Form>,
+                         a: usize,
+                         day: NaiveDate,
+                         subject: String,
+                         n: usize| {
+        let acc = &accounts[a];
+        let unit = unit_of(acc.agency);
+        let purposes = AGENCIES[unit].5;
+        let mut purpose = *r.pick(purposes);
+        // Now and then a query for a purpose the agency does not have.
+        if r.chance(4) {
+            purpose = if purposes.contains(&"criminal_investigation") { "social_welfare" } else { "criminal_investigation" };
+        }
+        let t0 = office_time(r, day);
+        let anomaly = r.below(1000);
+        let approved = t0;
+        let first_query = t0 + Duration::minutes(r.range(5, 90));
+        let mut at = first_query;
+        for _ in 0..n {
+            let mut t = at;
+            // About one query in a hundred happens at night or at a weekend.
+            if r.chance(10) {
+                t = day.and_hms_opt(0, 0, 0).expect("time") + Duration::seconds(r.range(21 * 3600, 29 * 3600));
+            }
+            if t >= period_end {
+                break; // exports cover the half-year only
+            }
+            queries.push(Query {
+                account: a,
+                at: t,
+                item: *r.pick(QUERY_ITEMS),
+                subject: subject.clone(),
+                purpose,
+                success: !r.chance(30),
+            });
+            at += Duration::minutes(r.range(1, 60 * 24 * 3));
+        }
+        if anomaly < 15 {
+            return; // no request form at all
+        }
+        form_seq += 1;
+        let (approver, approved_at) = if anomaly < 21 {
+            (None, None) // never approved
+        } else if anomaly < 27 {
+            (Some(approvers[acc.agency].clone()), Some(first_query + Duration::minutes(r.range(30, 600))))
+        } else {
+            (Some(approvers[acc.agency].clone()), Some(approved))
+        };
+        let labels = purpose_labels[purpose];
+        forms.push(Form {
+            id: format!("F2026-{form_seq:06}"),
+            account: a,
+            subject,
+            purpose: *r.pick(labels),
+            reason: *r.pick(reasons[purpose]),
+            requested: t0 - Duration::minutes(r.range(5, 25)),
+            approver,
+            approved: approved_at,
+        });
+    };
+
+    // The spike: 400 queries by one precinct account on one day.
+    for _ in 0..100 {
+        let s = subjects[r.below(subjects.len() as u64) as usize].clone();
+        emit_case(&mut r, &mut queries, &mut forms, spike_account, spike_day, s, 4);
+    }
+    // One person looked up by 25 accounts across agencies.
+    for k in 0..25 {
+        let a = (k * 11 + 3) % (accounts.len() - 1);
+        if accounts[a].weight > 0 {
+            let day = workday_from(&mut r, 40, 150);
+            emit_case(&mut r, &mut queries, &mut forms, a, day, popular.clone(), 1);
+        }
+    }
+    while queries.len() < query_rows {
+        // Pick an account in proportion to its weight.
+        let mut x = r.below(total_weight);
+        let mut a = 0;
+        while x >= accounts[a].weight {
+            x -= accounts[a].weight;
+            a += 1;
+        }
+        let last = (accounts[a].last_day - start).num_days().clamp(1, PERIOD_DAYS - 4);
+        let first = (accounts[a].created - start).num_days().clamp(0, last - 1);
+        let day = workday_from(&mut r, first, last);
+        let subject = subjects[r.below(subjects.len() as u64) as usize].clone();
+        let n = (1 + r.below(4) as usize).min(query_rows - queries.len());
+        emit_case(&mut r, &mut queries, &mut forms, a, day, subject, n);
+    }
+    queries.truncate(query_rows);
+    queries.sort_by(|a, b| a.at.cmp(&b.at).then(a.account.cmp(&b.account)).then(a.subject.cmp(&b.subject)));
+    let _ = unknown_holders.len();
+    // People unknown to HR are removed from the HR list when written.
+    for p in unknown_holders {
+        people[p].person_id = format!("X{}", &people[p].person_id[1..]);
+    }
+    City { people, accounts, queries, forms, ghost: ghost_idx }
+}
+
+/// Writes the whole sample city (config, holidays, inbox) into `dir`.
+pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
+    let city = build_city(seed, SAMPLE_QUERY_ROWS);
+    let inbox = dir.join("inbox");
+    for sub in ["query_logs", "roster", "hr", "forms"] {
+        std::fs::create_dir_all(inbox.join(sub)).with_context(|| format!("creating {}", inbox.join(sub).display()))?;
+    }
+    std::fs::write(dir.join("webir-audit.toml"), city::config_toml())?;
+    std::fs::write(dir.join("holidays.toml"), city::holidays_toml())?;
+
+    let month = |q: &Query| q.at.month();
+    let q1: Vec<&Query> = city.queries.iter().filter(|q| month(q) <= 3).collect();
+    let q2: Vec<&Query> = city.queries.iter().filter(|q| (4..=5).contains(&month(q))).collect();
+    let q3: Vec<&Query> = city.queries.iter().filter(|q| month(q) >= 6).collect();
+    write_queries_utf8(&city, &q1, &inbox.join("query_logs/webir_querylog_2026Q1.csv"))?;
+    write_queries_big5(&city, &q2, &inbox.join("query_logs/webir_querylog_202604-05_big5.csv"))?;
+    write_queries_xlsx(&city, &q3, &inbox.join("query_logs/webir_querylog_202606.xlsx"))?;
+    write_roster(&city, &inbox.join("roster/webir_accounts_20260702.xlsx"))?;
+    write_hr(&city, &inbox.join("hr/hr_status_20260702.csv"))?;
+    write_forms(&city, &inbox.join("forms/request_forms_2026H1.csv"))?;
+    Ok(())
+}
+
+/// Writes a UTF-8 CSV query log of `rows` rows to `dir/query_log_<rows>.csv`
+/// (no forms, no workbooks): the benchmark input.
+pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut r = Rand::new(seed);
+    let path = dir.join(format!("query_log_{rows}.csv"));
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+    writeln!(w, "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP")?;
+    let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
+    let start = date(PERIOD_START).and_hms_opt(0, 0, 0).expect("time");
+    let span = PERIOD_DAYS * 86_400;
+    for i in 0..rows {
+        let ai = r.below(AGENCIES.len() as u64) as usize;
+        let (id, .., purposes, _) = AGENCIES[ai];
+        let unit_purposes = if purposes.is_empty() { &["other"][..] } else { purposes };
+        // Rows are in time order, as WebIR exports them.
+        let at = start + Duration::seconds((i as i64 * span) / rows.max(1) as i64);
+        writeln!(
+            w,
+            "W{:05},{},{},{},{},{},{},10.{}.{}.{}",
+            20001 + r.below(300),
+            at.format("%Y-%m-%d %H:%M:%S"),
+            r.pick(QUERY_ITEMS),
+            r.pick(&subjects),
+            r.pick(unit_purposes),
+            if r.chance(30) { "失敗" } else { "成功" },
+            id,
+            20 + ai,
+            r.below(4),
+            r.below(250)
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn roc_date(d: NaiveDate) -> String {
+    format!("{}/{:02}/{:02}", d.year() - 1911, d.month(), d.day())
+}
+
+fn roc_datetime(t: NaiveDateTime) -> String {
+    format!("{} {}", roc_date(t.date()), t.format("%H:%M:%S"))
+}
+
+/// Taiwan Excel text: `2026/1/5 下午 02:03:22`.
+fn taiwan_excel_text(t: NaiveDateTime) -> String {
+    let (pm, h) = t.hour12();
+    format!(
+        "{}/{}/{} {} {:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        if pm { "下午" } else { "上午" },
+        h,
+        t.minute(),
+        t.second()
+    )
+}
+
+fn result_text(q: &Query) -> &'static str {
+    if q.success { "成功" } else { "失敗" }
+}
+
+fn write_queries_utf8(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
+    let mut s = String::from("\u{FEFF}帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\r\n");
+    for q in qs {
+        let a = &city.accounts[q.account];
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\r\n",
+            a.id,
+            q.at.format("%Y-%m-%d %H:%M:%S"),
+            q.item,
+            q.subject,
+            q.purpose,
+            result_text(q),
+            AGENCIES[a.agency].0,
+            a.ip
+        ));
+    }
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+fn write_big5(path: &Path, text: &str) -> Result<()> {
+    let (bytes, _, unmappable) = encoding_rs::BIG5.encode(text);
+    if unmappable {
+        bail!("{}: text has characters Big5 cannot encode", path.display());
+    }
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+fn write_queries_big5(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
+    let mut s = String::from("高雄市政府 健保WebIR 查詢紀錄（115年4月至5月）\r\n列印日期：115/07/02,,,,,,\r\n");
+    s.push_str("使用者代號,查詢日期時間,查詢項目,被查詢人身分證號,查詢結果,查詢機關,IP位址\r\n");
+    for q in qs {
+        let a = &city.accounts[q.account];
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{}\r\n",
+            a.id,
+            roc_datetime(q.at),
+            q.item,
+            q.subject,
+            result_text(q),
+            AGENCIES[a.agency].1,
+            a.ip
+        ));
+    }
+    s.push_str(&format!("合計,{} 筆,,,,,\r\n", qs.len()));
+    write_big5(path, &s)
+}
+
+fn new_workbook() -> rust_xlsxwriter::Workbook {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    // Fixed metadata, so the same city gives the same bytes.
+    let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 7, 2).expect("valid date");
+    wb.set_properties(
+        &rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created).set_author("webir-audit synth"),
+    );
+    wb
+}
+
+fn excel_dt(t: NaiveDateTime) -> Result<rust_xlsxwriter::ExcelDateTime> {
+    Ok(rust_xlsxwriter::ExcelDateTime::from_ymd(t.year() as u16, t.month() as u8, t.day() as u8)?.and_hms(
+        t.hour() as u16,
+        t.minute() as u8,
+        t.second(),
+    )?)
+}
+
+fn write_queries_xlsx(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
+    let mut wb = new_workbook();
+    let ws = wb.add_worksheet();
+    ws.set_name("查詢紀錄")?;
+    let dt_fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm:ss");
+    ws.write_string(0, 0, "高雄市政府 健保WebIR 查詢紀錄（115年6月）")?;
+    let headers = ["帳號", "查詢時間", "查詢項目", "被查詢人身分證號", "查詢目的", "查詢結果", "機關", "來源IP"];
+    for (c, h) in headers.iter().enumerate() {
+        ws.write_string(2, c as u16, *h)?;
+    }
+    for (i, q) in qs.iter().enumerate() {
+        let row = 3 + i as u32;
+        let a = &city.accounts[q.account];
+        ws.write_string(row, 0, &a.id)?;
+        ws.write_datetime_with_format(row, 1, &excel_dt(q.at)?, &dt_fmt)?;
+        ws.write_string(row, 2, q.item)?;
+        ws.write_string(row, 3, &q.subject)?;
+        ws.write_string(row, 4, crate::model::PURPOSE.label(q.purpose).unwrap_or(q.purpose))?;
+        ws.write_string(row, 5, result_text(q))?;
+        ws.write_string(row, 6, AGENCIES[a.agency].2)?;
+        ws.write_string(row, 7, &a.ip)?;
+    }
+    wb.save(path)?;
+    Ok(())
+}
+
+fn write_roster(city: &City, path: &Path) -> Result<()> {
+    let mut wb = new_workbook();
+    let ws = wb.add_worksheet();
+    ws.set_name("帳號清冊")?;
+    let d_fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd");
+    ws.write_string(0, 0, "健保WebIR 使用者帳號清冊")?;
+    ws.write_string(1, 0, "資料日期：115/07/02")?;
+    let headers = ["帳號", "姓名", "員工編號", "機關名稱", "角色", "人員類別", "帳號狀態", "建立日期", "密碼變更日期", "授權人", "停用日期"];
+    for (c, h) in headers.iter().enumerate() {
+        ws.write_string(3, c as u16, *h)?;
+    }
+    let officer_of: BTreeMap<usize, String> = city
+        .accounts
+        .iter()
+        .filter(|a| a.role == "專責人員")
+        .map(|a| (a.agency, city.people[a.person].name.clone()))
+        .collect();
+    let mut row = 4u32;
+    for (i, a) in city.accounts.iter().enumerate() {
+        if i == city.ghost {
+            continue;
+        }
+        let p = &city.people[a.person];
+        ws.write_string(row, 0, &a.id)?;
+        ws.write_string(row, 1, &p.name)?;
+        ws.write_string(row, 2, &p.person_id)?;
+        ws.write_string(row, 3, AGENCIES[a.agency].1)?;
+        ws.write_string(row, 4, a.role)?;
+        ws.write_string(row, 5, p.employment)?;
+        ws.write_string(row, 6, a.status)?;
+        ws.write_datetime_with_format(row, 7, &excel_dt(a.created.and_hms_opt(0, 0, 0).expect("time"))?, &d_fmt)?;
+        if let Some(d) = a.password_changed {
+            ws.write_string(row, 8, roc_date(d))?;
+        }
+        let unit = AGENCIES[a.agency].0.split('-').next().unwrap_or("");
+        let assigner = officer_of.get(&AGENCIES.iter().position(|x| x.0 == unit).unwrap_or(0));
+        ws.write_string(row, 9, assigner.map_or("衛生局總管理者", String::as_str))?;
+        if let Some(d) = a.disabled_on {
+            ws.write_string(row, 10, roc_date(d))?;
+        }
+        row += 1;
+    }
+    wb.save(path)?;
+    Ok(())
+}
+
+fn write_hr(city: &City, path: &Path) -> Result<()> {
+    let mut s = String::from("高雄市政府人事處 人員現況清冊\r\n資料日期：115年7月2日\r\n");
+    s.push_str("員工編號\t姓名\t服務機關\t人員類別\t異動狀態\t生效日期\t身分證號\r\n");
+    for p in &city.people {
+        if p.person_id.starts_with('X') {
+            continue;
+        }
+        let d = p.effective;
+        s.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{:03}{:02}{:02}\t{}\r\n",
+            p.person_id,
+            p.name,
+            AGENCIES[p.agency].1,
+            p.employment,
+            p.status,
+            d.year() - 1911,
+            d.month(),
+            d.day(),
+            p.national_id
+        ));
+    }
+    write_big5(path, &s)
+}
+
+fn write_forms(city: &City, path: &Path) -> Result<()> {
+    let mut s = String::from("表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,查詢條件,申請時間,核可主管,核可時間\n");
+    for f in &city.forms {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{}\n",
+            f.id,
+            city.accounts[f.account].id,
+            f.subject,
+            f.purpose,
+            f.reason,
+            "身分證號",
+            taiwan_excel_text(f.requested),
+            f.approver.as_deref().unwrap_or(""),
+            f.approved.map(taiwan_excel_text).unwrap_or_default()
+        ));
+    }
+    std::fs::write(path, s)?;
+    Ok(())
+}
