@@ -287,3 +287,96 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
     let year = when(ok).then(year).otherwise(null_of(DataType::Int32));
     datetime(DatetimeArgs::new(year, month, day).with_hms(hour, minute, second).with_time_unit(TIME_UNIT))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `values` as column `column` of `table` and returns each result
+    /// as text (`None` where unreadable).
+    fn parse_column(table: Table, column: &'static str, format: DateFormat, values: &[&str]) -> Vec<Option<String>> {
+        let rows: Vec<IdxSize> = (0..values.len() as IdxSize).collect();
+        let df = df!(ROW => rows, column => values).unwrap();
+        let headers = [(column, column.to_owned())];
+        let format_of = move |_: &str| format;
+        let agencies = [("KHB".to_owned(), "KHB".to_owned()), ("衛生局".to_owned(), "KHB".to_owned())];
+        let cx = ParseContext { table, headers: &headers, format_of: &format_of, agencies: &agencies };
+        let out = plan(df.lazy(), &cx).select([col(column).cast(DataType::String)]).collect().unwrap();
+        out.column(column).unwrap().str().unwrap().iter().map(|v| v.map(str::to_owned)).collect()
+    }
+
+    fn datetimes(format: DateFormat, values: &[&str]) -> Vec<Option<String>> {
+        parse_column(Table::QueryLog, "queried_at", format, values)
+    }
+
+    #[test]
+    fn date_times_in_every_export_format() {
+        let cases = [
+            ("112/08/17 14:03:22", "2023-08-17 14:03:22.000000"),
+            ("112-08-17 14:03", "2023-08-17 14:03:00.000000"),
+            ("1120817", "2023-08-17 00:00:00.000000"),
+            ("1120817 140322", "2023-08-17 14:03:22.000000"),
+            ("民國112年8月17日", "2023-08-17 00:00:00.000000"),
+            ("民國112年8月17日 14時3分22秒", "2023-08-17 14:03:22.000000"),
+            ("2023/8/17", "2023-08-17 00:00:00.000000"),
+            ("2023-08-17T14:03:22", "2023-08-17 14:03:22.000000"),
+            ("2023-08-17 14:03:22.250", "2023-08-17 14:03:22.000000"),
+            ("20230817", "2023-08-17 00:00:00.000000"),
+            ("2023/8/17 下午 02:03:22", "2023-08-17 14:03:22.000000"),
+            ("2023/8/17 上午 12:03:22", "2023-08-17 00:03:22.000000"),
+            ("2023/8/17 下午 12:03:22", "2023-08-17 12:03:22.000000"),
+            ("2023/8/17 02:03:22 PM", "2023-08-17 14:03:22.000000"),
+            ("  2024/2/29 08:00:00 ", "2024-02-29 08:00:00.000000"),
+        ];
+        let values: Vec<&str> = cases.iter().map(|c| c.0).collect();
+        let got = datetimes(DateFormat::Auto, &values);
+        for ((input, want), got) in cases.iter().zip(got) {
+            assert_eq!(got.as_deref(), Some(*want), "{input}");
+        }
+    }
+
+    #[test]
+    fn impossible_or_ambiguous_dates_are_not_guessed() {
+        let bad = [
+            "2023/02/29",           // not a leap year
+            "112/13/01",            // month 13
+            "112/04/31",            // April has 30 days
+            "2023/8/17 25:00:00",   // hour 25
+            "2023/8/17 下午 13:00:00", // 13 PM
+            "990101",               // 6 digits: ROC only where declared
+            "2023-08-17T14:03:22+08:00",
+            "yesterday",
+            "0099/01/01",
+        ];
+        for (input, got) in bad.iter().zip(datetimes(DateFormat::Auto, &bad)) {
+            assert_eq!(got, None, "{input}");
+        }
+    }
+
+    #[test]
+    fn declared_formats_decide_ambiguous_dates() {
+        let roc = datetimes(DateFormat::Roc, &["990101", "99/1/1", "2023/8/17"]);
+        assert_eq!(roc[0].as_deref(), Some("2010-01-01 00:00:00.000000"));
+        assert_eq!(roc[1].as_deref(), Some("2010-01-01 00:00:00.000000"));
+        assert_eq!(roc[2], None, "a 4-digit year in a column declared ROC is an error");
+        let greg = datetimes(DateFormat::Gregorian, &["1120817", "112/08/17", "20230817"]);
+        assert_eq!(greg, vec![None, None, Some("2023-08-17 00:00:00.000000".to_owned())]);
+    }
+
+    #[test]
+    fn dates_drop_a_time_part() {
+        let got = parse_column(Table::Hr, "effective_date", DateFormat::Auto, &["1150315", "2026-03-15 00:00:00"]);
+        assert_eq!(got, vec![Some("2026-03-15".to_owned()), Some("2026-03-15".to_owned())]);
+    }
+
+    #[test]
+    fn vocabularies_and_agencies_accept_codes_labels_and_laws() {
+        let got = parse_column(Table::RequestForms, "purpose", DateFormat::Auto, &["社政", "Public_Health", "刑事訴訟法", "兵役法", "買房子"]);
+        let want = [Some("social_welfare"), Some("public_health"), Some("criminal_investigation"), Some("military_service"), None];
+        assert_eq!(got, want.map(|w| w.map(str::to_owned)).to_vec());
+        let got = parse_column(Table::QueryLog, "agency_id", DateFormat::Auto, &["khb", "衛生局", "警察局"]);
+        assert_eq!(got, vec![Some("KHB".to_owned()), Some("KHB".to_owned()), None]);
+        let got = parse_column(Table::QueryLog, "subject_id", DateFormat::Auto, &["a123456789", "A12345678", "AB12345678"]);
+        assert_eq!(got, vec![Some("A123456789".to_owned()), None, Some("AB12345678".to_owned())]);
+    }
+}
