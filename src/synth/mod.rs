@@ -412,9 +412,9 @@ fn build_city(seed: u64, query_rows: usize) -> City {
     };
 
     // The spike: 400 queries by one precinct account on one day.
-    for _ in 0..100 {
+    for _ in 0..400 {
         let s = subjects[r.below(subjects.len() as u64) as usize].clone();
-        emit_case(&mut r, &mut queries, &mut forms, spike_account, spike_day, s, 4);
+        emit_case(&mut r, &mut queries, &mut forms, spike_account, spike_day, s, 1);
     }
     // One person looked up by 25 accounts across agencies.
     for k in 0..25 {

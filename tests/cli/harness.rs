@@ -1,0 +1,133 @@
+//! A small builder for integration tests, after just's `Test::new()`: a
+//! temporary folder with a config and an inbox, and the real binary run on it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const BASE_CONFIG: &str = r#"
+[paths]
+inbox = "inbox"
+archive = "var/archive"
+state = "var/state"
+
+[mail]
+from = "webir-audit <w@example.gov.tw>"
+admin = "admin@example.gov.tw"
+
+[[agencies]]
+id = "KHB"
+name = "高雄市政府衛生局"
+aliases = ["衛生局"]
+requesting = true
+purposes = ["public_health"]
+officer_email = "o.khb@example.gov.tw"
+health_bureau = true
+
+[[agencies]]
+id = "KPB"
+name = "高雄市政府警察局"
+aliases = ["警察局"]
+requesting = true
+purposes = ["criminal_investigation"]
+officer_email = "o.kpb@example.gov.tw"
+
+[[agencies]]
+id = "KPB-1"
+name = "第一分局"
+parent = "KPB"
+"#;
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    config: String,
+}
+
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Test { dir, config: BASE_CONFIG.to_owned() }
+    }
+
+    /// Appends TOML to the config.
+    pub fn config(mut self, extra: &str) -> Test {
+        self.config.push_str(extra);
+        self
+    }
+
+    /// Replaces a piece of the base config.
+    pub fn config_replace(mut self, from: &str, to: &str) -> Test {
+        assert!(self.config.contains(from), "{from:?} not in config");
+        self.config = self.config.replace(from, to);
+        self
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn file(self, rel: &str, bytes: impl AsRef<[u8]>) -> Test {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, bytes).expect("write");
+        self
+    }
+
+    pub fn big5(self, rel: &str, text: &str) -> Test {
+        let (bytes, _, bad) = encoding_rs::BIG5.encode(text);
+        assert!(!bad, "fixture text not Big5-encodable");
+        self.file(rel, bytes)
+    }
+
+    pub fn fixture(self, rel: &str, name: &str) -> Test {
+        let bytes = std::fs::read(fixtures().join(name)).expect("fixture");
+        self.file(rel, bytes)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        let p = self.path("webir-audit.toml");
+        std::fs::write(&p, &self.config).expect("write config");
+        std::fs::create_dir_all(self.path("inbox")).expect("inbox");
+        p
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let config = self.config_path();
+        let mut all: Vec<&str> = args.to_vec();
+        let c = config.to_str().expect("utf-8 path");
+        all.extend(["--config", c]);
+        run_binary(&all, self.dir.path())
+    }
+
+    pub fn load(&self) -> webir_audit::ingest::Ingested {
+        let config = webir_audit::config::load(&self.config_path()).expect("valid config");
+        webir_audit::ingest::ingest(&config, None).expect("ingest")
+    }
+}
+
+pub fn run_binary(args: &[&str], cwd: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_webir-audit"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run webir-audit");
+    Output {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures")
+}
