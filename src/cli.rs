@@ -15,7 +15,11 @@ use crate::model::Table;
 use crate::period::Period;
 
 #[derive(Debug, Parser)]
-#[command(name = "webir-audit", version, about = "Audits agencies' use of the NHI WebIR query service")]
+#[command(
+    name = "webir-audit",
+    version,
+    about = "Audits agencies' use of the NHI WebIR query service"
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -92,7 +96,10 @@ impl Cli {
         };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
     }
 }
 
@@ -100,7 +107,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     match &cli.command {
         Command::CheckConfig { config } => check_config(config, out),
         Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), out),
-        Command::GenData { out: dir, rows, seed } => {
+        Command::GenData {
+            out: dir,
+            rows,
+            seed,
+        } => {
             match rows {
                 Some(n) => crate::synth::write_large_query_log(dir, *n, *seed),
                 None => crate::synth::write_sample_city(dir, *seed),
@@ -116,8 +127,21 @@ fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatu
     let config = config::load(path)?;
     let ing = ingest::ingest(&config, None).context("ingesting the inbox")?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
-    w(out, format!("config {}: ok ({} agencies)", path.display(), config.agencies.iter().count()))?;
-    w(out, format!("{:<48} {:<14} {:>9} {:>9} {:>9}  status", "input", "encoding", "read", "rejected", "skipped"))?;
+    w(
+        out,
+        format!(
+            "config {}: ok ({} agencies)",
+            path.display(),
+            config.agencies.iter().count()
+        ),
+    )?;
+    w(
+        out,
+        format!(
+            "{:<48} {:<14} {:>9} {:>9} {:>9}  status",
+            "input", "encoding", "read", "rejected", "skipped"
+        ),
+    )?;
     for f in &ing.files {
         let read = f.rows_loaded + f.rows_rejected;
         w(
@@ -125,7 +149,9 @@ fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatu
             format!(
                 "{:<48} {:<14} {:>9} {:>9} {:>9}  {}",
                 f.path,
-                f.sheet.as_ref().map_or(f.encoding.clone(), |s| format!("{} [{s}]", f.encoding)),
+                f.sheet
+                    .as_ref()
+                    .map_or(f.encoding.clone(), |s| format!("{} [{s}]", f.encoding)),
                 read,
                 f.rows_rejected,
                 f.rows_skipped,
@@ -134,28 +160,67 @@ fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatu
         )?;
     }
     write_rejects(&ing, out)?;
-    Ok(if ing.is_clean() { ExitStatus::Ok } else { ExitStatus::InputError })
+    Ok(if ing.is_clean() {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::InputError
+    })
 }
 
-fn ingest_cmd(path: &std::path::Path, period: Option<&Period>, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+fn ingest_cmd(
+    path: &std::path::Path,
+    period: Option<&Period>,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
     let ing = ingest::ingest(&config, period).context("ingesting the inbox")?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     if let Some(p) = period {
-        w(out, format!("period {p}: {} query-log rows outside it left out", ing.outside_period))?;
+        w(
+            out,
+            format!(
+                "period {p}: {} query-log rows outside it left out",
+                ing.outside_period
+            ),
+        )?;
     }
-    w(out, format!("{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}", "table", "rows", "rejected", "files", "from", "to"))?;
+    w(
+        out,
+        format!(
+            "{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}",
+            "table", "rows", "rejected", "files", "from", "to"
+        ),
+    )?;
     for t in Table::ALL {
         let df = ing.table(t);
         let rejected = ing
             .rejects
             .column("table")
             .ok()
-            .and_then(|c| c.str().ok().map(|s| s.iter().filter(|v| *v == Some(t.name())).count()))
+            .and_then(|c| {
+                c.str()
+                    .ok()
+                    .map(|s| s.iter().filter(|v| *v == Some(t.name())).count())
+            })
             .unwrap_or(0);
-        let files = ing.files.iter().filter(|f| f.table == Some(t) && f.status == FileStatus::Loaded).count();
+        let files = ing
+            .files
+            .iter()
+            .filter(|f| f.table == Some(t) && f.status == FileStatus::Loaded)
+            .count();
         let (from, to) = date_range(df, t).context("computing date ranges")?;
-        w(out, format!("{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}", t.name(), df.height(), rejected, files, from, to))?;
+        w(
+            out,
+            format!(
+                "{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}",
+                t.name(),
+                df.height(),
+                rejected,
+                files,
+                from,
+                to
+            ),
+        )?;
     }
     w(out, String::new())?;
     w(out, "files:".into())?;
@@ -164,12 +229,22 @@ fn ingest_cmd(path: &std::path::Path, period: Option<&Period>, out: &mut dyn Wri
             out,
             format!(
                 "  {}  {:>10} bytes  sha256 {}  loaded {}  rejected {}  skipped {}  {}",
-                f.path, f.size, f.sha256, f.rows_loaded, f.rows_rejected, f.rows_skipped, status_text(&f.status)
+                f.path,
+                f.size,
+                f.sha256,
+                f.rows_loaded,
+                f.rows_rejected,
+                f.rows_skipped,
+                status_text(&f.status)
             ),
         )?;
     }
     write_rejects(&ing, out)?;
-    Ok(if ing.is_clean() { ExitStatus::Ok } else { ExitStatus::InputError })
+    Ok(if ing.is_clean() {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::InputError
+    })
 }
 
 fn status_text(s: &FileStatus) -> String {
@@ -187,7 +262,11 @@ const REJECTS_SHOWN: usize = 50;
 fn write_rejects(ing: &Ingested, out: &mut dyn Write) -> anyhow::Result<()> {
     let failed: Vec<_> = ing.failed_files().collect();
     if !failed.is_empty() {
-        writeln!(out, "\n{} file(s) failed; the others were ingested:", failed.len())?;
+        writeln!(
+            out,
+            "\n{} file(s) failed; the others were ingested:",
+            failed.len()
+        )?;
         for f in failed {
             writeln!(out, "  {}", status_text(&f.status))?;
         }
@@ -199,15 +278,33 @@ fn write_rejects(ing: &Ingested, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "\n{n} row(s) rejected:")?;
     let get = |name: &str| {
         anyhow::Context::context(
-            ing.rejects.column(name).and_then(|c| c.cast(&DataType::String)),
+            ing.rejects
+                .column(name)
+                .and_then(|c| c.cast(&DataType::String)),
             "rejects table",
         )
     };
-    let (file, sheet, row, reason) = (get("source_file")?, get("sheet")?, get("source_row")?, get("reason")?);
+    let (file, sheet, row, reason) = (
+        get("source_file")?,
+        get("sheet")?,
+        get("source_row")?,
+        get("reason")?,
+    );
     let (file, sheet, row, reason) = (file.str()?, sheet.str()?, row.str()?, reason.str()?);
     for i in 0..n.min(REJECTS_SHOWN) {
-        let sheet = sheet.get(i).filter(|s| !s.is_empty()).map(|s| format!(" sheet {s:?}")).unwrap_or_default();
-        writeln!(out, "  {}{} row {}: {}", file.get(i).unwrap_or(""), sheet, row.get(i).unwrap_or(""), reason.get(i).unwrap_or(""))?;
+        let sheet = sheet
+            .get(i)
+            .filter(|s| !s.is_empty())
+            .map(|s| format!(" sheet {s:?}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}{} row {}: {}",
+            file.get(i).unwrap_or(""),
+            sheet,
+            row.get(i).unwrap_or(""),
+            reason.get(i).unwrap_or("")
+        )?;
     }
     if n > REJECTS_SHOWN {
         writeln!(out, "  … and {} more", n - REJECTS_SHOWN)?;
@@ -235,7 +332,11 @@ fn date_range(df: &DataFrame, t: Table) -> anyhow::Result<(String, String)> {
         ])
         .collect()?;
     let get = |n: &str| -> anyhow::Result<String> {
-        Ok(r.column(n)?.str()?.get(0).map(|s| s.trim_end_matches(".000000").to_owned()).unwrap_or_else(|| "-".into()))
+        Ok(r.column(n)?
+            .str()?
+            .get(0)
+            .map(|s| s.trim_end_matches(".000000").to_owned())
+            .unwrap_or_else(|| "-".into()))
     };
     Ok((get("from")?, get("to")?))
 }

@@ -18,7 +18,12 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::QueryLog, Table::Roster, Table::Hr, Table::RequestForms];
+    pub const ALL: [Table; 4] = [
+        Table::QueryLog,
+        Table::Roster,
+        Table::Hr,
+        Table::RequestForms,
+    ];
 
     /// The name used in config (`[columns.query_log]`) and in output.
     pub fn name(self) -> &'static str {
@@ -129,7 +134,12 @@ const fn col(
     presence: Presence,
     aliases: &'static [&'static str],
 ) -> ColumnSpec {
-    ColumnSpec { name, kind, presence, aliases }
+    ColumnSpec {
+        name,
+        kind,
+        presence,
+        aliases,
+    }
 }
 
 use Presence::{Optional, Required, RequiredNullable};
@@ -139,19 +149,42 @@ pub static QUERY_LOG: &[ColumnSpec] = &[
         "account_id",
         Kind::Id,
         Required,
-        &["帳號", "使用者帳號", "查詢帳號", "使用者代號", "account", "user_id", "userid"],
+        &[
+            "帳號",
+            "使用者帳號",
+            "查詢帳號",
+            "使用者代號",
+            "account",
+            "user_id",
+            "userid",
+        ],
     ),
     col(
         "queried_at",
         Kind::DateTime,
         Required,
-        &["查詢時間", "查詢日期時間", "查詢日期", "時間", "query_time", "timestamp", "datetime"],
+        &[
+            "查詢時間",
+            "查詢日期時間",
+            "查詢日期",
+            "時間",
+            "query_time",
+            "timestamp",
+            "datetime",
+        ],
     ),
     col(
         "query_item",
         Kind::Text,
         Required,
-        &["查詢項目", "查詢類別", "查詢功能", "功能", "item", "function"],
+        &[
+            "查詢項目",
+            "查詢類別",
+            "查詢功能",
+            "功能",
+            "item",
+            "function",
+        ],
     ),
     col(
         "subject_id",
@@ -168,35 +201,91 @@ pub static QUERY_LOG: &[ColumnSpec] = &[
             "id_no",
         ],
     ),
-    col("purpose", Kind::Enum(&PURPOSE), Optional, &["查詢目的", "查詢事由", "用途", "目的"]),
-    col("result", Kind::Enum(&RESULT), Required, &["查詢結果", "結果", "狀態", "status"]),
+    col(
+        "purpose",
+        Kind::Enum(&PURPOSE),
+        Optional,
+        &["查詢目的", "查詢事由", "用途", "目的"],
+    ),
+    col(
+        "result",
+        Kind::Enum(&RESULT),
+        Required,
+        &["查詢結果", "結果", "狀態", "status"],
+    ),
     col(
         "agency_id",
         Kind::Agency,
         Required,
-        &["機關", "機關代碼", "機關名稱", "查詢機關", "單位", "agency", "agency_name"],
+        &[
+            "機關",
+            "機關代碼",
+            "機關名稱",
+            "查詢機關",
+            "單位",
+            "agency",
+            "agency_name",
+        ],
     ),
-    col("client_ip", Kind::Text, Required, &["來源ip", "ip", "ip位址", "來源位址", "source_ip"]),
+    col(
+        "client_ip",
+        Kind::Text,
+        Required,
+        &["來源ip", "ip", "ip位址", "來源位址", "source_ip"],
+    ),
 ];
 
 pub static ROSTER: &[ColumnSpec] = &[
-    col("account_id", Kind::Id, Required, &["帳號", "使用者帳號", "使用者代號", "account"]),
-    col("holder_name", Kind::Text, Required, &["姓名", "使用者姓名", "使用者", "name"]),
-    col("person_id", Kind::Id, Required, &["員工編號", "人員代號", "員工代號", "employee_id"]),
+    col(
+        "account_id",
+        Kind::Id,
+        Required,
+        &["帳號", "使用者帳號", "使用者代號", "account"],
+    ),
+    col(
+        "holder_name",
+        Kind::Text,
+        Required,
+        &["姓名", "使用者姓名", "使用者", "name"],
+    ),
+    col(
+        "person_id",
+        Kind::Id,
+        Required,
+        &["員工編號", "人員代號", "員工代號", "employee_id"],
+    ),
     col(
         "agency_id",
         Kind::Agency,
         Required,
-        &["機關", "機關代碼", "機關名稱", "單位", "服務機關", "agency", "agency_name"],
+        &[
+            "機關",
+            "機關代碼",
+            "機關名稱",
+            "單位",
+            "服務機關",
+            "agency",
+            "agency_name",
+        ],
     ),
-    col("role", Kind::Enum(&ROLE), Required, &["角色", "身分", "帳號類別", "權限"]),
+    col(
+        "role",
+        Kind::Enum(&ROLE),
+        Required,
+        &["角色", "身分", "帳號類別", "權限"],
+    ),
     col(
         "employment_type",
         Kind::Enum(&EMPLOYMENT),
         Required,
         &["人員類別", "任用類別", "職務類別", "employment"],
     ),
-    col("status", Kind::Enum(&ACCOUNT_STATUS), Required, &["帳號狀態", "狀態", "state"]),
+    col(
+        "status",
+        Kind::Enum(&ACCOUNT_STATUS),
+        Required,
+        &["帳號狀態", "狀態", "state"],
+    ),
     col(
         "created_on",
         Kind::Date,
@@ -207,20 +296,49 @@ pub static ROSTER: &[ColumnSpec] = &[
         "last_password_change",
         Kind::Date,
         Optional,
-        &["最後變更密碼日期", "密碼變更日期", "密碼最後變更日", "password_changed"],
+        &[
+            "最後變更密碼日期",
+            "密碼變更日期",
+            "密碼最後變更日",
+            "password_changed",
+        ],
     ),
-    col("assigned_by", Kind::Text, Optional, &["授權人", "核發人", "指派人", "assigner"]),
-    col("disabled_on", Kind::Date, Optional, &["停用日期", "註銷日期", "disabled", "disabled_at"]),
+    col(
+        "assigned_by",
+        Kind::Text,
+        Optional,
+        &["授權人", "核發人", "指派人", "assigner"],
+    ),
+    col(
+        "disabled_on",
+        Kind::Date,
+        Optional,
+        &["停用日期", "註銷日期", "disabled", "disabled_at"],
+    ),
 ];
 
 pub static HR: &[ColumnSpec] = &[
-    col("person_id", Kind::Id, Required, &["員工編號", "人員代號", "員工代號", "employee_id"]),
+    col(
+        "person_id",
+        Kind::Id,
+        Required,
+        &["員工編號", "人員代號", "員工代號", "employee_id"],
+    ),
     col("name", Kind::Text, Required, &["姓名", "人員姓名"]),
     col(
         "agency_id",
         Kind::Agency,
         Required,
-        &["機關", "服務機關", "現職機關", "機關代碼", "機關名稱", "單位", "agency", "agency_name"],
+        &[
+            "機關",
+            "服務機關",
+            "現職機關",
+            "機關代碼",
+            "機關名稱",
+            "單位",
+            "agency",
+            "agency_name",
+        ],
     ),
     col(
         "employment_type",
@@ -228,37 +346,94 @@ pub static HR: &[ColumnSpec] = &[
         Required,
         &["人員類別", "任用類別", "職務類別", "employment"],
     ),
-    col("status", Kind::Enum(&HR_STATUS), Required, &["狀態", "人事狀態", "在職狀態", "異動類別"]),
+    col(
+        "status",
+        Kind::Enum(&HR_STATUS),
+        Required,
+        &["狀態", "人事狀態", "在職狀態", "異動類別"],
+    ),
     col(
         "effective_date",
         Kind::Date,
         Required,
-        &["生效日期", "異動日期", "到職日期", "effective", "effective_on"],
+        &[
+            "生效日期",
+            "異動日期",
+            "到職日期",
+            "effective",
+            "effective_on",
+        ],
     ),
-    col("national_id", Kind::NationalId, Optional, &["身分證號", "身分證字號", "id_no"]),
+    col(
+        "national_id",
+        Kind::NationalId,
+        Optional,
+        &["身分證號", "身分證字號", "id_no"],
+    ),
 ];
 
 pub static REQUEST_FORMS: &[ColumnSpec] = &[
-    col("form_id", Kind::Id, Required, &["表單編號", "紀錄表編號", "申請編號", "編號", "form_no"]),
-    col("account_id", Kind::Id, Required, &["帳號", "查詢帳號", "使用者帳號", "account"]),
+    col(
+        "form_id",
+        Kind::Id,
+        Required,
+        &["表單編號", "紀錄表編號", "申請編號", "編號", "form_no"],
+    ),
+    col(
+        "account_id",
+        Kind::Id,
+        Required,
+        &["帳號", "查詢帳號", "使用者帳號", "account"],
+    ),
     col(
         "subject_id",
         Kind::NationalId,
         Required,
-        &["被查詢人身分證號", "被查詢人身分證字號", "身分證號", "身分證字號", "national_id"],
+        &[
+            "被查詢人身分證號",
+            "被查詢人身分證字號",
+            "身分證號",
+            "身分證字號",
+            "national_id",
+        ],
     ),
-    col("purpose", Kind::Enum(&PURPOSE), Required, &["查詢目的", "用途", "目的", "法令依據"]),
-    col("reason", Kind::Text, Required, &["查詢事由", "事由", "申請事由"]),
+    col(
+        "purpose",
+        Kind::Enum(&PURPOSE),
+        Required,
+        &["查詢目的", "用途", "目的", "法令依據"],
+    ),
+    col(
+        "reason",
+        Kind::Text,
+        Required,
+        &["查詢事由", "事由", "申請事由"],
+    ),
     col("conditions", Kind::Text, Optional, &["查詢條件", "條件"]),
-    col("requested_at", Kind::DateTime, Required, &["申請時間", "填表時間", "申請日期", "requested"]),
-    col("approver", Kind::Text, RequiredNullable, &["核可主管", "核可人", "權責主管", "approved_by"]),
+    col(
+        "requested_at",
+        Kind::DateTime,
+        Required,
+        &["申請時間", "填表時間", "申請日期", "requested"],
+    ),
+    col(
+        "approver",
+        Kind::Text,
+        RequiredNullable,
+        &["核可主管", "核可人", "權責主管", "approved_by"],
+    ),
     col(
         "approved_at",
         Kind::DateTime,
         RequiredNullable,
         &["核可時間", "核准時間", "核可日期", "approved"],
     ),
-    col("valid_until", Kind::Date, Optional, &["有效期限", "有效日期", "valid_to"]),
+    col(
+        "valid_until",
+        Kind::Date,
+        Optional,
+        &["有效期限", "有效日期", "valid_to"],
+    ),
 ];
 
 /// A controlled vocabulary: codes and the spellings exports use for them.
@@ -310,10 +485,22 @@ pub static PURPOSE: Vocab = Vocab {
             ],
         ),
         ("public_health", "公共衛生", &["公衛", "傳染病防治法"]),
-        ("criminal_investigation", "犯罪偵查", &["刑事訴訟法", "刑事偵查"]),
-        ("drug_follow_up", "毒品施用者追蹤輔導", &["毒品危害防制條例", "毒品追蹤輔導"]),
+        (
+            "criminal_investigation",
+            "犯罪偵查",
+            &["刑事訴訟法", "刑事偵查"],
+        ),
+        (
+            "drug_follow_up",
+            "毒品施用者追蹤輔導",
+            &["毒品危害防制條例", "毒品追蹤輔導"],
+        ),
         ("military_service", "兵役", &["兵役法", "兵役行政"]),
-        ("unlicensed_lodging", "無照旅宿", &["發展觀光條例", "無照旅宿查緝"]),
+        (
+            "unlicensed_lodging",
+            "無照旅宿",
+            &["發展觀光條例", "無照旅宿查緝"],
+        ),
         ("other", "其他法定職務", &["其他"]),
     ],
 };
@@ -323,15 +510,27 @@ pub static ROLE: Vocab = Vocab {
     entries: &[
         ("chief_admin", "總管理者", &["總管理人員", "總管理員"]),
         ("officer", "專責人員", &["專責管理人員", "機關專責人員"]),
-        ("business_user", "業務需求人員", &["一般使用者", "使用者", "業務人員", "user"]),
+        (
+            "business_user",
+            "業務需求人員",
+            &["一般使用者", "使用者", "業務人員", "user"],
+        ),
     ],
 };
 
 pub static EMPLOYMENT: Vocab = Vocab {
     name: "employment_type",
     entries: &[
-        ("permanent", "編制內", &["編制內職員", "正式", "正式職員", "公務人員"]),
-        ("contract", "約聘僱", &["約聘僱人員", "約聘", "約僱", "約用"]),
+        (
+            "permanent",
+            "編制內",
+            &["編制內職員", "正式", "正式職員", "公務人員"],
+        ),
+        (
+            "contract",
+            "約聘僱",
+            &["約聘僱人員", "約聘", "約僱", "約用"],
+        ),
         ("labourer", "職工", &["技工", "工友", "laborer"]),
         ("driver", "駕駛", &["司機"]),
         ("temporary", "臨時", &["臨時人員", "臨時工"]),
@@ -360,8 +559,16 @@ pub static HR_STATUS: Vocab = Vocab {
 pub static RESULT: Vocab = Vocab {
     name: "result",
     entries: &[
-        ("success", "成功", &["查詢成功", "ok", "s", "y", "1", "true"]),
-        ("failure", "失敗", &["查詢失敗", "錯誤", "fail", "failed", "f", "n", "0", "false"]),
+        (
+            "success",
+            "成功",
+            &["查詢成功", "ok", "s", "y", "1", "true"],
+        ),
+        (
+            "failure",
+            "失敗",
+            &["查詢失敗", "錯誤", "fail", "failed", "f", "n", "0", "false"],
+        ),
     ],
 };
 
@@ -389,7 +596,14 @@ mod tests {
 
     #[test]
     fn no_spelling_means_two_codes() {
-        for vocab in [&PURPOSE, &ROLE, &EMPLOYMENT, &ACCOUNT_STATUS, &HR_STATUS, &RESULT] {
+        for vocab in [
+            &PURPOSE,
+            &ROLE,
+            &EMPLOYMENT,
+            &ACCOUNT_STATUS,
+            &HR_STATUS,
+            &RESULT,
+        ] {
             let mut seen: BTreeMap<String, &str> = BTreeMap::new();
             for (spelling, code) in vocab.spellings() {
                 if let Some(other) = seen.insert(spelling.to_lowercase(), code) {

@@ -41,7 +41,10 @@ impl FromStr for Period {
             return Ok(Period {
                 id: format!("{from}..{to}"),
                 start: from.and_hms_opt(0, 0, 0).ok_or_else(err)?,
-                end: to.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).ok_or_else(err)?,
+                end: to
+                    .succ_opt()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .ok_or_else(err)?,
             });
         }
         if s.len() < 4 || !s.is_char_boundary(4) {
@@ -63,8 +66,16 @@ impl FromStr for Period {
             _ => return Err(err()),
         };
         let last = first + months;
-        let end = if last > 12 { ymd(year + 1, 1) } else { ymd(year, last) };
-        Ok(Period { id: format!("{year}{rest}"), start: ymd(year, first).ok_or_else(err)?, end: end.ok_or_else(err)? })
+        let end = if last > 12 {
+            ymd(year + 1, 1)
+        } else {
+            ymd(year, last)
+        };
+        Ok(Period {
+            id: format!("{year}{rest}"),
+            start: ymd(year, first).ok_or_else(err)?,
+            end: end.ok_or_else(err)?,
+        })
     }
 }
 
@@ -85,20 +96,64 @@ mod tests {
 
     #[test]
     fn periods_are_half_open_local_intervals() {
-        assert_eq!(p("2026H1"), ("2026H1".into(), "2026-01-01 00:00:00".into(), "2026-07-01 00:00:00".into()));
-        assert_eq!(p("2026H2"), ("2026H2".into(), "2026-07-01 00:00:00".into(), "2027-01-01 00:00:00".into()));
-        assert_eq!(p("2026"), ("2026".into(), "2026-01-01 00:00:00".into(), "2027-01-01 00:00:00".into()));
-        assert_eq!(p("2026Q3"), ("2026Q3".into(), "2026-07-01 00:00:00".into(), "2026-10-01 00:00:00".into()));
+        assert_eq!(
+            p("2026H1"),
+            (
+                "2026H1".into(),
+                "2026-01-01 00:00:00".into(),
+                "2026-07-01 00:00:00".into()
+            )
+        );
+        assert_eq!(
+            p("2026H2"),
+            (
+                "2026H2".into(),
+                "2026-07-01 00:00:00".into(),
+                "2027-01-01 00:00:00".into()
+            )
+        );
+        assert_eq!(
+            p("2026"),
+            (
+                "2026".into(),
+                "2026-01-01 00:00:00".into(),
+                "2027-01-01 00:00:00".into()
+            )
+        );
+        assert_eq!(
+            p("2026Q3"),
+            (
+                "2026Q3".into(),
+                "2026-07-01 00:00:00".into(),
+                "2026-10-01 00:00:00".into()
+            )
+        );
         assert_eq!(
             p("2026-02-01..2026-02-28"),
-            ("2026-02-01..2026-02-28".into(), "2026-02-01 00:00:00".into(), "2026-03-01 00:00:00".into())
+            (
+                "2026-02-01..2026-02-28".into(),
+                "2026-02-01 00:00:00".into(),
+                "2026-03-01 00:00:00".into()
+            )
         );
     }
 
     #[test]
     fn malformed_periods_are_rejected() {
-        for bad in ["", "26H1", "2026H3", "2026Q5", "2026-03-01..2026-02-01", "二〇二六", "2026h1"] {
-            assert_eq!(bad.parse::<Period>(), Err(PeriodError(bad.to_owned())), "{bad}");
+        for bad in [
+            "",
+            "26H1",
+            "2026H3",
+            "2026Q5",
+            "2026-03-01..2026-02-01",
+            "二〇二六",
+            "2026h1",
+        ] {
+            assert_eq!(
+                bad.parse::<Period>(),
+                Err(PeriodError(bad.to_owned())),
+                "{bad}"
+            );
         }
     }
 }

@@ -68,8 +68,12 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 4] =
-        [Severity::Critical, Severity::High, Severity::Medium, Severity::Low];
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -133,7 +137,10 @@ impl Agencies {
     }
 
     pub fn health_bureau(&self) -> &Agency {
-        self.list.iter().find(|a| a.health_bureau).expect("validated: exactly one health bureau")
+        self.list
+            .iter()
+            .find(|a| a.health_bureau)
+            .expect("validated: exactly one health bureau")
     }
 
     /// Requesting agencies (units), in config order.
@@ -226,11 +233,17 @@ pub struct InputOverride {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read config: {source}", file.display())]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", file.display())]
     Syntax { file: PathBuf, message: String },
     #[error("{}: invalid configuration:\n{}", file.display(), Problems(problems))]
-    Invalid { file: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 /// One invalid setting.
@@ -258,23 +271,37 @@ impl fmt::Display for Problems<'_> {
 
 /// Loads and validates the config file at `file`.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
-    let raw: RawConfig = toml::from_str(&text)
-        .map_err(|e| ConfigError::Syntax { file: file.to_owned(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        message: e.to_string(),
+    })?;
     validate(raw, file)
 }
 
 /// Turns the raw config into a [`Config`], or lists everything wrong with it.
 pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let resolve = |p: &str| if p.is_empty() { base.clone() } else { base.join(p) };
+    let resolve = |p: &str| {
+        if p.is_empty() {
+            base.clone()
+        } else {
+            base.join(p)
+        }
+    };
     let mut v = Validator::default();
 
     let timezone = match raw.timezone.parse::<Tz>() {
         Ok(tz) => tz,
         Err(_) => {
-            v.problem("timezone", &raw.timezone, "not an IANA time zone, e.g. \"Asia/Taipei\"");
+            v.problem(
+                "timezone",
+                &raw.timezone,
+                "not an IANA time zone, e.g. \"Asia/Taipei\"",
+            );
             chrono_tz::Asia::Taipei
         }
     };
@@ -292,7 +319,10 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let inputs = v.inputs(&raw.inputs);
 
     if !v.problems.is_empty() {
-        return Err(ConfigError::Invalid { file: file.to_owned(), problems: v.problems });
+        return Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems: v.problems,
+        });
     }
     Ok(Config {
         file: file.to_owned(),
@@ -362,7 +392,8 @@ impl Validator {
             ": point 5(3) of the regulation requires changing passwords every three months",
         );
         let idle_days = self.bounded("idle_days", r.idle_days, 1, 3650, "");
-        let form_validity_days = self.bounded("form_validity_days", r.form_validity_days, 0, 366, "");
+        let form_validity_days =
+            self.bounded("form_validity_days", r.form_validity_days, 0, 366, "");
 
         let office_hours = match parse_office_hours(&r.office_hours) {
             Some(h) => h,
@@ -379,18 +410,20 @@ impl Validator {
             None => Holidays::default(),
             Some(p) => self.holidays(p, &resolve(p)),
         };
-        let fail_on_severity =
-            match Severity::ALL.into_iter().find(|s| s.name() == r.fail_on_severity) {
-                Some(s) => s,
-                None => {
-                    self.problem(
-                        "rules.fail_on_severity",
-                        format!("{:?}", r.fail_on_severity),
-                        "allowed values: critical, high, medium, low",
-                    );
-                    Severity::High
-                }
-            };
+        let fail_on_severity = match Severity::ALL
+            .into_iter()
+            .find(|s| s.name() == r.fail_on_severity)
+        {
+            Some(s) => s,
+            None => {
+                self.problem(
+                    "rules.fail_on_severity",
+                    format!("{:?}", r.fail_on_severity),
+                    "allowed values: critical, high, medium, low",
+                );
+                Severity::High
+            }
+        };
         Rules {
             idle_days,
             password_max_age_days,
@@ -409,20 +442,30 @@ impl Validator {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                self.problem(key, format!("{written:?}"), &format!("cannot read {}: {e}", path.display()));
+                self.problem(
+                    key,
+                    format!("{written:?}"),
+                    &format!("cannot read {}: {e}", path.display()),
+                );
                 return Holidays::default();
             }
         };
         let raw: RawHolidays = match toml::from_str(&text) {
             Ok(r) => r,
             Err(e) => {
-                self.problem(key, format!("{written:?}"), &format!("{}: {e}", path.display()));
+                self.problem(
+                    key,
+                    format!("{written:?}"),
+                    &format!("{}: {e}", path.display()),
+                );
                 return Holidays::default();
             }
         };
         let mut out = Holidays::default();
-        for (list, target) in [(&raw.holidays, &mut out.holidays), (&raw.workdays, &mut out.workdays)]
-        {
+        for (list, target) in [
+            (&raw.holidays, &mut out.holidays),
+            (&raw.workdays, &mut out.workdays),
+        ] {
             for day in list {
                 match day.date.date {
                     Some(d) if day.date.time.is_none() => {
@@ -435,7 +478,10 @@ impl Validator {
                     _ => self.problem(
                         key,
                         day.date,
-                        &format!("{}: expected a plain date such as 2026-01-01", path.display()),
+                        &format!(
+                            "{}: expected a plain date such as 2026-01-01",
+                            path.display()
+                        ),
                     ),
                 }
             }
@@ -447,7 +493,11 @@ impl Validator {
         let mut by_id = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
             if a.id.trim().is_empty() || a.id.trim() != a.id {
-                self.problem(format!("agencies[{i}].id"), format!("{:?}", a.id), "must be non-empty, without surrounding spaces");
+                self.problem(
+                    format!("agencies[{i}].id"),
+                    format!("{:?}", a.id),
+                    "must be non-empty, without surrounding spaces",
+                );
             }
             if by_id.insert(a.id.clone(), i).is_some() {
                 self.problem(format!("agencies[{i}].id"), &a.id, "duplicate agency id");
@@ -460,7 +510,9 @@ impl Validator {
         // column could not be resolved.
         let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
-            let spellings = std::iter::once(&a.id).chain(std::iter::once(&a.name)).chain(&a.aliases);
+            let spellings = std::iter::once(&a.id)
+                .chain(std::iter::once(&a.name))
+                .chain(&a.aliases);
             for s in spellings {
                 if let Some(other) = spelled.insert(s.to_uppercase(), &a.id) {
                     if other != a.id {
@@ -481,7 +533,11 @@ impl Validator {
         for (i, a) in raw.iter().enumerate() {
             if let Some(p) = parent_of(a) {
                 if !by_id.contains_key(p) {
-                    self.problem(format!("agencies[{i}].parent"), format!("{p:?}"), "no agency has this id");
+                    self.problem(
+                        format!("agencies[{i}].parent"),
+                        format!("{p:?}"),
+                        "no agency has this id",
+                    );
                 }
             }
             // Walk up to the nearest requesting ancestor-or-self, and collect
@@ -499,7 +555,11 @@ impl Validator {
                 }
                 steps += 1;
                 if steps > raw.len() {
-                    self.problem(format!("agencies[{i}].parent"), format!("{:?}", a.parent), "the parent chain forms a cycle");
+                    self.problem(
+                        format!("agencies[{i}].parent"),
+                        format!("{:?}", a.parent),
+                        "the parent chain forms a cycle",
+                    );
                     break;
                 }
                 cur = parent_of(c).and_then(|p| by_id.get(p)).map(|&j| &raw[j]);
@@ -524,7 +584,11 @@ impl Validator {
                 }
             }
             if purposes.is_empty() {
-                self.problem(format!("agencies[{i}].purposes"), "[]", "no lawful purpose (point 3) given or inherited");
+                self.problem(
+                    format!("agencies[{i}].purposes"),
+                    "[]",
+                    "no lawful purpose (point 3) given or inherited",
+                );
             }
             if a.requesting && a.officer_email.is_none() {
                 self.problem(
@@ -533,10 +597,17 @@ impl Validator {
                     "a requesting agency needs its designated officer's address (point 5(1))",
                 );
             }
-            for (k, e) in [("officer_email", &a.officer_email), ("ethics_email", &a.ethics_email)] {
+            for (k, e) in [
+                ("officer_email", &a.officer_email),
+                ("ethics_email", &a.ethics_email),
+            ] {
                 if let Some(e) = e {
                     if !is_address(e) {
-                        self.problem(format!("agencies[{i}].{k}"), format!("{e:?}"), "not an email address");
+                        self.problem(
+                            format!("agencies[{i}].{k}"),
+                            format!("{e:?}"),
+                            "not an email address",
+                        );
                     }
                 }
             }
@@ -553,7 +624,11 @@ impl Validator {
                 health_bureau: a.health_bureau,
             });
         }
-        let bureaus: Vec<_> = list.iter().filter(|a| a.health_bureau).map(|a| a.id.as_str()).collect();
+        let bureaus: Vec<_> = list
+            .iter()
+            .filter(|a| a.health_bureau)
+            .map(|a| a.id.as_str())
+            .collect();
         if bureaus.len() != 1 {
             self.problem(
                 "agencies.health_bureau",
@@ -562,18 +637,31 @@ impl Validator {
             );
         } else if let Some(hb) = list.iter().find(|a| a.health_bureau) {
             if !hb.requesting {
-                self.problem("agencies.health_bureau", &hb.id, "the health bureau must be a requesting agency");
+                self.problem(
+                    "agencies.health_bureau",
+                    &hb.id,
+                    "the health bureau must be a requesting agency",
+                );
             }
         }
         Agencies { list, by_id }
     }
 
-    fn mail(&mut self, m: &RawMail, agencies: &Agencies, resolve: &dyn Fn(&str) -> PathBuf) -> Mail {
+    fn mail(
+        &mut self,
+        m: &RawMail,
+        agencies: &Agencies,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Mail {
         let transport = match m.transport.as_str() {
             "file" => Transport::File,
             "smtp" => Transport::Smtp,
             other => {
-                self.problem("mail.transport", format!("{other:?}"), "allowed values: file, smtp");
+                self.problem(
+                    "mail.transport",
+                    format!("{other:?}"),
+                    "allowed values: file, smtp",
+                );
                 Transport::File
             }
         };
@@ -584,28 +672,50 @@ impl Validator {
         }
         if transport == Transport::Smtp {
             if m.smtp_host.is_none() {
-                self.problem("mail.smtp_host", "(missing)", "required when transport = \"smtp\"");
+                self.problem(
+                    "mail.smtp_host",
+                    "(missing)",
+                    "required when transport = \"smtp\"",
+                );
             }
             if m.password_env.is_some() && m.password_file.is_some() {
-                self.problem("mail.password_env", "(both set)", "give password_env or password_file, not both");
+                self.problem(
+                    "mail.password_env",
+                    "(both set)",
+                    "give password_env or password_file, not both",
+                );
             }
         }
         if let Some(s) = &m.smtp_security {
             if s != "starttls" && s != "tls" {
-                self.problem("mail.smtp_security", format!("{s:?}"), "allowed values: starttls, tls (TLS is always required)");
+                self.problem(
+                    "mail.smtp_security",
+                    format!("{s:?}"),
+                    "allowed values: starttls, tls (TLS is always required)",
+                );
             }
         }
         let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
         if !allowed.is_empty() {
             let mut check = |key: String, addr: &str| {
                 let domain = domain_of(addr).to_lowercase();
-                if !allowed.iter().any(|d| domain == *d || domain.ends_with(&format!(".{d}"))) {
-                    self.problem(key, format!("{addr:?}"), &format!("outside mail.allowed_domains {allowed:?}"));
+                if !allowed
+                    .iter()
+                    .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+                {
+                    self.problem(
+                        key,
+                        format!("{addr:?}"),
+                        &format!("outside mail.allowed_domains {allowed:?}"),
+                    );
                 }
             };
             check("mail.admin".to_owned(), &m.admin);
             for a in agencies.iter() {
-                for (k, e) in [("officer_email", &a.officer_email), ("ethics_email", &a.ethics_email)] {
+                for (k, e) in [
+                    ("officer_email", &a.officer_email),
+                    ("ethics_email", &a.ethics_email),
+                ] {
                     if let Some(e) = e {
                         check(format!("agencies.{}.{k}", a.id), e);
                     }
@@ -615,7 +725,11 @@ impl Validator {
         let retry_window_hours = match parse_hours(&m.retry_window) {
             Some(h) => h,
             None => {
-                self.problem("mail.retry_window", format!("{:?}", m.retry_window), "expected hours or days, e.g. \"48h\" or \"2d\"");
+                self.problem(
+                    "mail.retry_window",
+                    format!("{:?}", m.retry_window),
+                    "expected hours or days, e.g. \"48h\" or \"2d\"",
+                );
                 48
             }
         };
@@ -637,10 +751,19 @@ impl Validator {
         }
     }
 
-    fn table_column(&mut self, key: &str, table: &str, column: &str) -> Option<(Table, &'static str)> {
+    fn table_column(
+        &mut self,
+        key: &str,
+        table: &str,
+        column: &str,
+    ) -> Option<(Table, &'static str)> {
         let Some(t) = Table::from_name(table) else {
             let allowed: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
-            self.problem(key, format!("{table:?}"), &format!("unknown table; allowed: {}", allowed.join(", ")));
+            self.problem(
+                key,
+                format!("{table:?}"),
+                &format!("unknown table; allowed: {}", allowed.join(", ")),
+            );
             return None;
         };
         match t.column(column) {
@@ -664,7 +787,8 @@ impl Validator {
         let mut out: BTreeMap<Table, BTreeMap<&'static str, Vec<String>>> = BTreeMap::new();
         for (table, cols) in raw {
             for (column, aliases) in cols {
-                if let Some((t, c)) = self.table_column(&format!("columns.{table}"), table, column) {
+                if let Some((t, c)) = self.table_column(&format!("columns.{table}"), table, column)
+                {
                     out.entry(t).or_default().insert(c, aliases.clone());
                 }
             }
@@ -674,7 +798,11 @@ impl Validator {
 
     fn date_format(&mut self, key: String, value: &str) -> DateFormat {
         DateFormat::parse(value).unwrap_or_else(|| {
-            self.problem(key, format!("{value:?}"), "allowed values: auto, roc, gregorian");
+            self.problem(
+                key,
+                format!("{value:?}"),
+                "allowed values: auto, roc, gregorian",
+            );
             DateFormat::Auto
         })
     }
@@ -686,7 +814,8 @@ impl Validator {
         let mut out: BTreeMap<Table, BTreeMap<&'static str, DateFormat>> = BTreeMap::new();
         for (table, cols) in raw {
             for (column, fmt) in cols {
-                if let Some((t, c)) = self.table_column(&format!("formats.{table}"), table, column) {
+                if let Some((t, c)) = self.table_column(&format!("formats.{table}"), table, column)
+                {
                     let f = self.date_format(format!("formats.{table}.{column}"), fmt);
                     out.entry(t).or_default().insert(c, f);
                 }
@@ -704,7 +833,11 @@ impl Validator {
                     Some("utf-8") | Some("utf8") => Encoding::Utf8,
                     Some("big5") | Some("cp950") => Encoding::Big5,
                     Some(other) => {
-                        self.problem(format!("inputs[{i}].encoding"), format!("{other:?}"), "allowed values: auto, utf-8, big5");
+                        self.problem(
+                            format!("inputs[{i}].encoding"),
+                            format!("{other:?}"),
+                            "allowed values: auto, utf-8, big5",
+                        );
                         Encoding::Auto
                     }
                 };
@@ -714,14 +847,23 @@ impl Validator {
                     Some("\t") => Some(b'\t'),
                     Some(";") => Some(b';'),
                     Some(other) => {
-                        self.problem(format!("inputs[{i}].delimiter"), format!("{other:?}"), "allowed values: \",\", \"\\t\", \";\"");
+                        self.problem(
+                            format!("inputs[{i}].delimiter"),
+                            format!("{other:?}"),
+                            "allowed values: \",\", \"\\t\", \";\"",
+                        );
                         None
                     }
                 };
                 let formats = r
                     .formats
                     .iter()
-                    .map(|(c, f)| (c.clone(), self.date_format(format!("inputs[{i}].formats.{c}"), f)))
+                    .map(|(c, f)| {
+                        (
+                            c.clone(),
+                            self.date_format(format!("inputs[{i}].formats.{c}"), f),
+                        )
+                    })
                     .collect();
                 InputOverride {
                     pattern: r.pattern.clone(),

@@ -38,17 +38,20 @@ parent = "KPB-1"
 "#;
 
 fn load_str(text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text)
-        .map_err(|e| ConfigError::Syntax { file: "x.toml".into(), message: e.to_string() })?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: "x.toml".into(),
+        message: e.to_string(),
+    })?;
     validate(raw, Path::new("/etc/webir/webir-audit.toml"))
 }
 
 /// The problems of an invalid config, as `key: message` lines.
 fn problems(text: &str) -> Vec<String> {
     match load_str(text) {
-        Err(ConfigError::Invalid { problems, .. }) => {
-            problems.into_iter().map(|p| format!("{} = {}: {}", p.key, p.value, p.message)).collect()
-        }
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .into_iter()
+            .map(|p| format!("{} = {}: {}", p.key, p.value, p.message))
+            .collect(),
         other => panic!("expected an invalid config, got {other:?}"),
     }
 }
@@ -71,16 +74,36 @@ fn a_valid_config_resolves_paths_units_and_purposes() {
 #[test]
 fn weaker_than_regulation_settings_cite_the_rule() {
     let cases = [
-        ("sample_account_percent = 19", "rules.sample_account_percent = 19", "point 6(1)"),
-        ("sample_records_per_account = 9", "rules.sample_records_per_account = 9", "at least 10 records"),
-        ("retention_years = 2", "rules.retention_years = 2", "at least 3 years"),
-        ("password_max_age_days = 91", "rules.password_max_age_days = 91", "every three months"),
+        (
+            "sample_account_percent = 19",
+            "rules.sample_account_percent = 19",
+            "point 6(1)",
+        ),
+        (
+            "sample_records_per_account = 9",
+            "rules.sample_records_per_account = 9",
+            "at least 10 records",
+        ),
+        (
+            "retention_years = 2",
+            "rules.retention_years = 2",
+            "at least 3 years",
+        ),
+        (
+            "password_max_age_days = 91",
+            "rules.password_max_age_days = 91",
+            "every three months",
+        ),
     ];
     for (setting, key, rule) in cases {
         let text = BASE.replace("[mail]", &format!("[rules]\n{setting}\n\n[mail]"));
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{setting}: {p:?}");
-        assert!(p[0].starts_with(key) && p[0].contains(rule), "{setting}: {}", p[0]);
+        assert!(
+            p[0].starts_with(key) && p[0].contains(rule),
+            "{setting}: {}",
+            p[0]
+        );
     }
 }
 
@@ -88,7 +111,9 @@ fn weaker_than_regulation_settings_cite_the_rule() {
 fn unknown_keys_are_errors_naming_the_key() {
     let text = BASE.replace("[mail]", "[rules]\nsample_percent = 30\n\n[mail]");
     match load_str(&text) {
-        Err(ConfigError::Syntax { message, .. }) => assert!(message.contains("sample_percent"), "{message}"),
+        Err(ConfigError::Syntax { message, .. }) => {
+            assert!(message.contains("sample_percent"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -98,45 +123,88 @@ fn agency_tree_problems_are_all_reported() {
     let text = BASE
         .replace("parent = \"KPB-1\"", "parent = \"KPB-9\"")
         .replace("health_bureau = true", "")
-        .replace("purposes = [\"criminal_investigation\"]", "purposes = [\"fishing\"]");
+        .replace(
+            "purposes = [\"criminal_investigation\"]",
+            "purposes = [\"fishing\"]",
+        );
     let p = problems(&text);
     let joined = p.join("\n");
-    assert!(joined.contains("agencies[3].parent = \"KPB-9\": no agency has this id"), "{joined}");
-    assert!(joined.contains("agencies[3] = KPB-1-A: belongs to no requesting agency"), "{joined}");
-    assert!(joined.contains("exactly one agency must be the health bureau"), "{joined}");
-    assert!(joined.contains("\"fishing\": unknown purpose; allowed: social_welfare"), "{joined}");
+    assert!(
+        joined.contains("agencies[3].parent = \"KPB-9\": no agency has this id"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("agencies[3] = KPB-1-A: belongs to no requesting agency"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("exactly one agency must be the health bureau"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("\"fishing\": unknown purpose; allowed: social_welfare"),
+        "{joined}"
+    );
 }
 
 #[test]
 fn names_and_aliases_must_mean_one_agency() {
-    let text = BASE.replace("name = \"第一分局\"", "name = \"第一分局\"\naliases = [\"衛生局\"]");
+    let text = BASE.replace(
+        "name = \"第一分局\"",
+        "name = \"第一分局\"\naliases = [\"衛生局\"]",
+    );
     let p = problems(&text);
-    assert!(p.iter().any(|m| m.contains("\"衛生局\": this name or alias also means agency KHB")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("\"衛生局\": this name or alias also means agency KHB")),
+        "{p:?}"
+    );
 }
 
 #[test]
 fn parent_cycles_are_rejected() {
-    let text = BASE.replace("id = \"KPB-1\"\nname = \"第一分局\"\nparent = \"KPB\"", "id = \"KPB-1\"\nname = \"第一分局\"\nparent = \"KPB-1-A\"");
+    let text = BASE.replace(
+        "id = \"KPB-1\"\nname = \"第一分局\"\nparent = \"KPB\"",
+        "id = \"KPB-1\"\nname = \"第一分局\"\nparent = \"KPB-1-A\"",
+    );
     let p = problems(&text);
     assert!(p.iter().any(|m| m.contains("cycle")), "{p:?}");
 }
 
 #[test]
 fn recipients_outside_allowed_domains_are_refused() {
-    let text = BASE
-        .replace("admin = \"admin@example.gov.tw\"", "admin = \"admin@example.gov.tw\"\nallowed_domains = [\"kcg.gov.tw\"]");
+    let text = BASE.replace(
+        "admin = \"admin@example.gov.tw\"",
+        "admin = \"admin@example.gov.tw\"\nallowed_domains = [\"kcg.gov.tw\"]",
+    );
     let p = problems(&text);
-    assert!(p.iter().any(|m| m.starts_with("agencies.KPB.officer_email")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("agencies.KPB.officer_email")),
+        "{p:?}"
+    );
     assert!(p.iter().any(|m| m.starts_with("mail.admin")), "{p:?}");
 }
 
 #[test]
 fn column_aliases_and_formats_name_real_columns() {
-    let text = format!("{BASE}\n[columns.query_log]\naccount_id = [\"使用者\"]\n[formats.hr]\neffective_date = \"roc\"\nnope = \"roc\"\n[formats.roster]\ncreated_on = \"julian\"\n");
+    let text = format!(
+        "{BASE}\n[columns.query_log]\naccount_id = [\"使用者\"]\n[formats.hr]\neffective_date = \"roc\"\nnope = \"roc\"\n[formats.roster]\ncreated_on = \"julian\"\n"
+    );
     let p = problems(&text);
     assert_eq!(p.len(), 2, "{p:?}");
-    assert!(p[0].contains("formats.hr.nope") && p[0].contains("allowed: person_id"), "{}", p[0]);
-    assert!(p[1].contains("formats.roster.created_on = \"julian\": allowed values: auto, roc, gregorian"), "{}", p[1]);
+    assert!(
+        p[0].contains("formats.hr.nope") && p[0].contains("allowed: person_id"),
+        "{}",
+        p[0]
+    );
+    assert!(
+        p[1].contains(
+            "formats.roster.created_on = \"julian\": allowed values: auto, roc, gregorian"
+        ),
+        "{}",
+        p[1]
+    );
 }
 
 #[test]
@@ -156,8 +224,10 @@ fn input_patterns_match_relative_paths() {
 #[test]
 fn holidays_decide_workdays() {
     let mut h = Holidays::default();
-    h.holidays.insert(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), "元旦".into());
-    h.workdays.insert(NaiveDate::from_ymd_opt(2026, 2, 7).unwrap(), "補班".into());
+    h.holidays
+        .insert(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), "元旦".into());
+    h.workdays
+        .insert(NaiveDate::from_ymd_opt(2026, 2, 7).unwrap(), "補班".into());
     assert!(!h.is_workday(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()));
     assert!(h.is_workday(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()));
     assert!(!h.is_workday(NaiveDate::from_ymd_opt(2026, 1, 3).unwrap()));

@@ -45,9 +45,18 @@ pub struct Matched {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderProblem {
     /// Required columns are absent from the best candidate row.
-    Missing { row: usize, missing: Vec<&'static str>, found: Vec<String> },
+    Missing {
+        row: usize,
+        missing: Vec<&'static str>,
+        found: Vec<String>,
+    },
     /// Two cells of the header row mean the same column.
-    Ambiguous { row: usize, column: &'static str, first: String, second: String },
+    Ambiguous {
+        row: usize,
+        column: &'static str,
+        first: String,
+        second: String,
+    },
 }
 
 impl HeaderMap {
@@ -88,8 +97,11 @@ impl HeaderMap {
     pub fn find(&self, rows: &[Vec<String>]) -> Result<Matched, HeaderProblem> {
         let mut best: Option<(usize, Vec<(usize, &'static ColumnSpec)>)> = None;
         for (i, row) in rows.iter().enumerate().take(HEADER_SEARCH_ROWS) {
-            let cols: Vec<_> =
-                row.iter().enumerate().filter_map(|(j, c)| Some((j, self.lookup(c)?))).collect();
+            let cols: Vec<_> = row
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| Some((j, self.lookup(c)?)))
+                .collect();
             if cols.len() > best.as_ref().map_or(0, |b| b.1.len()) {
                 best = Some((i, cols));
             }
@@ -97,7 +109,13 @@ impl HeaderMap {
         let Some((row, columns)) = best else {
             return Err(HeaderProblem::Missing {
                 row: 0,
-                missing: self.table.columns().iter().filter(|c| c.header_required()).map(|c| c.name).collect(),
+                missing: self
+                    .table
+                    .columns()
+                    .iter()
+                    .filter(|c| c.header_required())
+                    .map(|c| c.name)
+                    .collect(),
                 found: rows.first().cloned().unwrap_or_default(),
             });
         };
@@ -121,10 +139,22 @@ impl HeaderMap {
             .map(|c| c.name)
             .collect();
         if !missing.is_empty() {
-            let found = cells.iter().filter(|c| !c.trim().is_empty()).cloned().collect();
-            return Err(HeaderProblem::Missing { row, missing, found });
+            let found = cells
+                .iter()
+                .filter(|c| !c.trim().is_empty())
+                .cloned()
+                .collect();
+            return Err(HeaderProblem::Missing {
+                row,
+                missing,
+                found,
+            });
         }
-        Ok(Matched { row, cells, columns })
+        Ok(Matched {
+            row,
+            cells,
+            columns,
+        })
     }
 }
 

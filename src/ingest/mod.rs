@@ -29,7 +29,10 @@ use read::ROW;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{file}: cannot read: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {detail}")]
     Encoding { file: String, detail: String },
     #[error(
@@ -57,7 +60,11 @@ pub enum IngestError {
         second: String,
     },
     #[error("{file}: no sheet named {sheet:?}; the workbook has: {available}")]
-    NoSuchSheet { file: String, sheet: String, available: String },
+    NoSuchSheet {
+        file: String,
+        sheet: String,
+        available: String,
+    },
     #[error("{file}: cannot open workbook: {message}")]
     Workbook { file: String, message: String },
     #[error("{file}: {source}")]
@@ -69,7 +76,10 @@ pub enum IngestError {
 }
 
 fn sheet_suffix(sheet: &Option<String>) -> String {
-    sheet.as_ref().map(|s| format!(" sheet {s:?}")).unwrap_or_default()
+    sheet
+        .as_ref()
+        .map(|s| format!(" sheet {s:?}"))
+        .unwrap_or_default()
 }
 
 /// What happened to one file.
@@ -77,8 +87,12 @@ fn sheet_suffix(sheet: &Option<String>) -> String {
 pub enum FileStatus {
     Loaded,
     /// Same SHA-256 as a file already ingested in this run.
-    Duplicate { of: String },
-    Failed { error: String },
+    Duplicate {
+        of: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// The audit-trail record of one input file.
@@ -116,7 +130,9 @@ impl Ingested {
     }
 
     pub fn failed_files(&self) -> impl Iterator<Item = &FileRecord> {
-        self.files.iter().filter(|f| matches!(f.status, FileStatus::Failed { .. }))
+        self.files
+            .iter()
+            .filter(|f| matches!(f.status, FileStatus::Failed { .. }))
     }
 
     /// Whether everything read cleanly: no failed file, no rejected row.
@@ -142,7 +158,11 @@ fn rejects_schema() -> Schema {
         .into_iter()
         .map(|n| Field::new(n.into(), DataType::String))
         .chain([Field::new("source_row".into(), IDX_DTYPE)])
-        .chain(["reason", "raw"].into_iter().map(|n| Field::new(n.into(), DataType::String)))
+        .chain(
+            ["reason", "raw"]
+                .into_iter()
+                .map(|n| Field::new(n.into(), DataType::String)),
+        )
         .collect()
 }
 
@@ -150,7 +170,10 @@ fn rejects_schema() -> Schema {
 /// `period` (if given) are left out.
 pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, IngestError> {
     let inbox = &config.paths.inbox;
-    let files = discover(inbox).map_err(|source| IngestError::Io { file: inbox.display().to_string(), source })?;
+    let files = discover(inbox).map_err(|source| IngestError::Io {
+        file: inbox.display().to_string(),
+        source,
+    })?;
     let progress = progress_bar(files.len() as u64);
     let agencies = config.agencies.spellings();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -178,7 +201,13 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 rec.sha256 = sha;
             }
             Err(source) => {
-                rec.status = FileStatus::Failed { error: IngestError::Io { file: rel.clone(), source }.to_string() };
+                rec.status = FileStatus::Failed {
+                    error: IngestError::Io {
+                        file: rel.clone(),
+                        source,
+                    }
+                    .to_string(),
+                };
                 records.push(rec);
                 continue;
             }
@@ -191,7 +220,9 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         }
         seen.insert(rec.sha256.clone(), rel.clone());
         let Some(table) = table else {
-            rec.status = FileStatus::Failed { error: IngestError::Misplaced { file: rel.clone() }.to_string() };
+            rec.status = FileStatus::Failed {
+                error: IngestError::Misplaced { file: rel.clone() }.to_string(),
+            };
             records.push(rec);
             continue;
         };
@@ -203,12 +234,19 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 rec.rows_rejected = one.rejects.height();
                 rec.rows_skipped = one.skipped;
                 frames.entry(table).or_default().push(one.good);
-                rejects.vstack_mut(&one.rejects).map_err(|source| IngestError::Polars { file: rel.clone(), source })?;
+                rejects
+                    .vstack_mut(&one.rejects)
+                    .map_err(|source| IngestError::Polars {
+                        file: rel.clone(),
+                        source,
+                    })?;
                 tracing::debug!(file = %rel, loaded = rec.rows_loaded, rejected = rec.rows_rejected, "ingested");
             }
             Err(e) => {
                 tracing::warn!("{e}");
-                rec.status = FileStatus::Failed { error: e.to_string() };
+                rec.status = FileStatus::Failed {
+                    error: e.to_string(),
+                };
             }
         }
         records.push(rec);
@@ -221,22 +259,37 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
     for t in Table::ALL {
         let mut df = DataFrame::empty_with_schema(&canonical_schema(t));
         for part in frames.remove(&t).unwrap_or_default() {
-            df.vstack_mut(&part).map_err(|source| IngestError::Polars { file: t.name().into(), source })?;
+            df.vstack_mut(&part).map_err(|source| IngestError::Polars {
+                file: t.name().into(),
+                source,
+            })?;
         }
         df.rechunk_mut();
         if let (Table::QueryLog, Some(p)) = (t, period) {
             let before = df.height();
             df = df
                 .lazy()
-                .filter(col("queried_at").gt_eq(lit(p.start)).and(col("queried_at").lt(lit(p.end))))
+                .filter(
+                    col("queried_at")
+                        .gt_eq(lit(p.start))
+                        .and(col("queried_at").lt(lit(p.end))),
+                )
                 .collect()
-                .map_err(|source| IngestError::Polars { file: t.name().into(), source })?;
+                .map_err(|source| IngestError::Polars {
+                    file: t.name().into(),
+                    source,
+                })?;
             outside_period = before - df.height();
         }
         tables.insert(t, df);
     }
     rejects.rechunk_mut();
-    Ok(Ingested { tables, rejects, files: records, outside_period })
+    Ok(Ingested {
+        tables,
+        rejects,
+        files: records,
+        outside_period,
+    })
 }
 
 struct OneFile {
@@ -254,9 +307,18 @@ fn ingest_file(
     rel: &str,
     agencies: &[(String, String)],
 ) -> Result<OneFile, IngestError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
-    if !matches!(ext.as_str(), "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods") {
-        return Err(IngestError::UnsupportedType { file: rel.to_owned() });
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
+    if !matches!(
+        ext.as_str(),
+        "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods"
+    ) {
+        return Err(IngestError::UnsupportedType {
+            file: rel.to_owned(),
+        });
     }
     let input: Option<&InputOverride> = config.inputs.iter().find(|i| i.matches(rel));
     let map = HeaderMap::new(table, config);
@@ -268,12 +330,27 @@ fn ingest_file(
             .or_else(|| table_formats.and_then(|f| f.get(c).copied()))
             .unwrap_or_default()
     };
-    let cx = ParseContext { table, headers: &raw.headers, format_of: &format_of, agencies };
-    let polars_err = |source| IngestError::Polars { file: rel.to_owned(), source };
+    let cx = ParseContext {
+        table,
+        headers: &raw.headers,
+        format_of: &format_of,
+        agencies,
+    };
+    let polars_err = |source| IngestError::Polars {
+        file: rel.to_owned(),
+        source,
+    };
     let df = parse::plan(raw.lf, &cx).collect().map_err(polars_err)?;
 
-    let skipped = df.column(SKIP).map_err(polars_err)?.bool().map_err(polars_err)?.sum().unwrap_or(0) as usize;
-    let n_rejected = df.column(REASON).map_err(polars_err)?.len() - df.column(REASON).map_err(polars_err)?.null_count();
+    let skipped = df
+        .column(SKIP)
+        .map_err(polars_err)?
+        .bool()
+        .map_err(polars_err)?
+        .sum()
+        .unwrap_or(0) as usize;
+    let n_rejected = df.column(REASON).map_err(polars_err)?.len()
+        - df.column(REASON).map_err(polars_err)?.null_count();
     let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
     keep.push(lit(rel).alias("source_file"));
     keep.push(col(ROW).alias("source_row"));
@@ -305,7 +382,13 @@ fn ingest_file(
             .map_err(polars_err)?;
         (good, rejects)
     };
-    Ok(OneFile { good, rejects, skipped, encoding: raw.encoding, sheet: raw.sheet })
+    Ok(OneFile {
+        good,
+        rejects,
+        skipped,
+        encoding: raw.encoding,
+        sheet: raw.sheet,
+    })
 }
 
 /// Lists the inbox: files in the table folders, then files elsewhere (which
@@ -322,17 +405,29 @@ fn discover(inbox: &Path) -> std::io::Result<Vec<(Option<Table>, PathBuf, String
         if !dir.is_dir() {
             continue;
         }
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
         paths.sort();
         for p in paths.into_iter().filter(|p| is_export(p)) {
-            let rel = format!("{}/{}", t.inbox_dir(), p.file_name().unwrap_or_default().to_string_lossy());
+            let rel = format!(
+                "{}/{}",
+                t.inbox_dir(),
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
             out.push((Some(t), p, rel));
         }
     }
-    let mut loose: Vec<PathBuf> = std::fs::read_dir(inbox)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut loose: Vec<PathBuf> = std::fs::read_dir(inbox)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     loose.sort();
     for p in loose.into_iter().filter(|p| is_export(p)) {
-        let rel = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let rel = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         out.push((None, p, rel));
     }
     Ok(out)
@@ -358,8 +453,13 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 /// A progress bar on a terminal; hidden otherwise (indicatif draws only to a
 /// terminal).
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {wide_msg}") {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {wide_msg}")
+    {
         bar.set_style(style);
     }
     bar

@@ -58,10 +58,16 @@ fn pattern_col(name: &str) -> String {
 /// the row is good), [`RAW`] (the raw cells, only on rejected rows) and
 /// [`SKIP`] (blank and footer rows).
 pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
-    let present: Vec<&'static ColumnSpec> =
-        cx.headers.iter().filter_map(|(c, _)| cx.table.column(c)).collect();
+    let present: Vec<&'static ColumnSpec> = cx
+        .headers
+        .iter()
+        .filter_map(|(c, _)| cx.table.column(c))
+        .collect();
     let header_of = |name: &'static str| -> String {
-        cx.headers.iter().find(|(c, _)| *c == name).map_or(name.to_owned(), |(_, h)| h.clone())
+        cx.headers
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map_or(name.to_owned(), |(_, h)| h.clone())
     };
 
     // Stage 1: trimmed text, empty as null.
@@ -69,7 +75,10 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
         .iter()
         .map(|c| {
             let t = col(c.name).str().strip_chars(lit(NULL));
-            when(t.clone().eq(lit(""))).then(null_of(DataType::String)).otherwise(t).alias(s(c.name))
+            when(t.clone().eq(lit("")))
+                .then(null_of(DataType::String))
+                .otherwise(t)
+                .alias(s(c.name))
         })
         .collect();
 
@@ -77,16 +86,30 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
     let mut captures = Vec::new();
     for c in present.iter().filter(|c| c.is_temporal()) {
         let v = col(s(c.name));
-        captures.push(v.str().extract_groups(SEPARATED).expect("valid regex").alias(pattern_col(c.name)));
+        captures.push(
+            v.str()
+                .extract_groups(SEPARATED)
+                .expect("valid regex")
+                .alias(pattern_col(c.name)),
+        );
     }
     let mut compact = Vec::new();
     for c in present.iter().filter(|c| c.is_temporal()) {
         // Only values the separated pattern did not match go to the compact
         // one; null cells cost the regex nothing.
         let v = col(s(c.name));
-        let a_missed = col(pattern_col(c.name)).struct_().field_by_name("y").is_null();
+        let a_missed = col(pattern_col(c.name))
+            .struct_()
+            .field_by_name("y")
+            .is_null();
         let input = when(a_missed).then(v).otherwise(null_of(DataType::String));
-        compact.push(input.str().extract_groups(COMPACT).expect("valid regex").alias(format!("{}b", pattern_col(c.name))));
+        compact.push(
+            input
+                .str()
+                .extract_groups(COMPACT)
+                .expect("valid regex")
+                .alias(format!("{}b", pattern_col(c.name))),
+        );
     }
 
     // Stage 3: typed values and per-column problems.
@@ -103,21 +126,34 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
             Kind::Text | Kind::Id => (v.clone(), String::new()),
             Kind::NationalId => {
                 let u = v.clone().str().to_uppercase();
-                let ok = u.clone().str().contains(lit(r"^[A-Z][A-Z0-9][0-9]{8}$"), true);
+                let ok = u
+                    .clone()
+                    .str()
+                    .contains(lit(r"^[A-Z][A-Z0-9][0-9]{8}$"), true);
                 (
                     when(ok).then(u).otherwise(null_of(DataType::String)),
-                    "is not a national ID (a letter, then a letter or digit, then eight digits)".to_owned(),
+                    "is not a national ID (a letter, then a letter or digit, then eight digits)"
+                        .to_owned(),
                 )
             }
             Kind::Agency => (
-                lookup(v.clone().str().to_uppercase(), cx.agencies.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                lookup(
+                    v.clone().str().to_uppercase(),
+                    cx.agencies.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
                 "is not an agency id, name or alias in the config".to_owned(),
             ),
             Kind::Enum(vocab) => {
-                let pairs: Vec<(String, &str)> =
-                    vocab.spellings().into_iter().map(|(s, c)| (s.to_lowercase(), c)).collect();
+                let pairs: Vec<(String, &str)> = vocab
+                    .spellings()
+                    .into_iter()
+                    .map(|(s, c)| (s.to_lowercase(), c))
+                    .collect();
                 (
-                    lookup(v.clone().str().to_lowercase(), pairs.iter().map(|(s, c)| (s.as_str(), *c))),
+                    lookup(
+                        v.clone().str().to_lowercase(),
+                        pairs.iter().map(|(s, c)| (s.as_str(), *c)),
+                    ),
                     vocab_hint(vocab),
                 )
             }
@@ -140,13 +176,23 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
         if !what.is_empty() {
             problems.push(
                 when(v.clone().is_not_null().and(parsed.is_null()))
-                    .then(concat_str([lit(format!("{prefix}: \"")), v.clone(), lit(format!("\" {what}"))], "", false))
+                    .then(concat_str(
+                        [
+                            lit(format!("{prefix}: \"")),
+                            v.clone(),
+                            lit(format!("\" {what}")),
+                        ],
+                        "",
+                        false,
+                    ))
                     .otherwise(null_of(DataType::String)),
             );
         }
         if c.value_required() {
             problems.push(
-                when(v.is_null()).then(lit(format!("{prefix} is empty"))).otherwise(null_of(DataType::String)),
+                when(v.is_null())
+                    .then(lit(format!("{prefix} is empty")))
+                    .otherwise(null_of(DataType::String)),
             );
         }
     }
@@ -162,13 +208,26 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
     // With no dense row at all nothing is a footer: every row is rejected.
     let footer = sparse.and(col(ROW).gt(last_dense).fill_null(lit(false)));
     let skip = filled.eq(lit(0u32)).or(footer);
-    let any_problem = problems.iter().map(|p| p.clone().is_not_null()).reduce(|a, b| a.or(b)).unwrap_or(lit(false));
+    let any_problem = problems
+        .iter()
+        .map(|p| p.clone().is_not_null())
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
     let reason = when(any_problem.clone().and(skip.clone().not()))
         .then(concat_str(&problems, "; ", true))
         .otherwise(null_of(DataType::String));
     let raw_parts: Vec<Expr> = present
         .iter()
-        .map(|c| concat_str([lit(format!("{}=", header_of(c.name))), col(s(c.name)).fill_null(lit(""))], "", false))
+        .map(|c| {
+            concat_str(
+                [
+                    lit(format!("{}=", header_of(c.name))),
+                    col(s(c.name)).fill_null(lit("")),
+                ],
+                "",
+                false,
+            )
+        })
         .collect();
     let raw = when(col(REASON).is_not_null())
         .then(concat_str(&raw_parts, " | ", false))
@@ -195,8 +254,16 @@ fn lookup<'a>(key: Expr, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Exp
 }
 
 fn vocab_hint(vocab: &Vocab) -> String {
-    let codes: Vec<String> = vocab.entries.iter().map(|(c, l, _)| format!("{c} ({l})")).collect();
-    format!("is not a known {}: expected {}", vocab.name, codes.join(", "))
+    let codes: Vec<String> = vocab
+        .entries
+        .iter()
+        .map(|(c, l, _)| format!("{c} ({l})"))
+        .collect();
+    format!(
+        "is not a known {}: expected {}",
+        vocab.name,
+        codes.join(", ")
+    )
 }
 
 /// Dates with separators: ROC or Gregorian year, optional 民國 prefix,
@@ -210,7 +277,11 @@ const COMPACT: &str = r"^(?<n>\d{6,8})(?:(?:\s+|T)(?<H>\d{2}):?(?<M>\d{2})(?::?(
 /// The local date-time of a temporal column, or null when unreadable.
 fn date_time(name: &str, format: DateFormat) -> Expr {
     let a = |f: &str| col(pattern_col(name)).struct_().field_by_name(f);
-    let b = |f: &str| col(format!("{}b", pattern_col(name))).struct_().field_by_name(f);
+    let b = |f: &str| {
+        col(format!("{}b", pattern_col(name)))
+            .struct_()
+            .field_by_name(f)
+    };
     let int = |e: Expr| e.cast(DataType::Int32);
 
     // Separated: the year's digit count (or 民國) says ROC or Gregorian.
@@ -218,12 +289,19 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
     let y = int(a("y"));
     let roc_marked = a("roc").is_not_null();
     let year_a = match format {
-        DateFormat::Auto => when(roc_marked.clone().or(ylen.clone().lt_eq(lit(3u32))).and(ylen.clone().lt_eq(lit(3u32))))
-            .then(y.clone() + lit(1911))
-            .when(ylen.clone().eq(lit(4u32)).and(roc_marked.not()))
-            .then(y)
+        DateFormat::Auto => when(
+            roc_marked
+                .clone()
+                .or(ylen.clone().lt_eq(lit(3u32)))
+                .and(ylen.clone().lt_eq(lit(3u32))),
+        )
+        .then(y.clone() + lit(1911))
+        .when(ylen.clone().eq(lit(4u32)).and(roc_marked.not()))
+        .then(y)
+        .otherwise(null_of(DataType::Int32)),
+        DateFormat::Roc => when(ylen.lt_eq(lit(3u32)))
+            .then(y + lit(1911))
             .otherwise(null_of(DataType::Int32)),
-        DateFormat::Roc => when(ylen.lt_eq(lit(3u32))).then(y + lit(1911)).otherwise(null_of(DataType::Int32)),
         DateFormat::Gregorian => when(ylen.eq(lit(4u32)).and(roc_marked.not()))
             .then(y)
             .otherwise(null_of(DataType::Int32)),
@@ -262,20 +340,34 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
         .then(hour12.clone())
         .when(hour12.clone().eq(lit(12)))
         .then(when(pm.clone()).then(lit(12)).otherwise(lit(0)))
-        .otherwise(when(pm).then(hour12.clone() + lit(12)).otherwise(hour12.clone()));
+        .otherwise(
+            when(pm)
+                .then(hour12.clone() + lit(12))
+                .otherwise(hour12.clone()),
+        );
     let hour_ok = when(has_ap)
         .then(hour12.clone().gt_eq(lit(1)).and(hour12.lt_eq(lit(12))))
         .otherwise(hour.clone().lt_eq(lit(23)));
 
-    let leap = (year.clone() % lit(4)).eq(lit(0)).and((year.clone() % lit(100)).neq(lit(0)))
+    let leap = (year.clone() % lit(4))
+        .eq(lit(0))
+        .and((year.clone() % lit(100)).neq(lit(0)))
         .or((year.clone() % lit(400)).eq(lit(0)));
     let m = month.clone();
     let days_in_month = when(m.clone().eq(lit(2)))
         .then(when(leap).then(lit(29)).otherwise(lit(28)))
-        .when(m.clone().eq(lit(4)).or(m.clone().eq(lit(6))).or(m.clone().eq(lit(9))).or(m.clone().eq(lit(11))))
+        .when(
+            m.clone()
+                .eq(lit(4))
+                .or(m.clone().eq(lit(6)))
+                .or(m.clone().eq(lit(9)))
+                .or(m.clone().eq(lit(11))),
+        )
         .then(lit(30))
         .otherwise(lit(31));
-    let ok = year.clone().gt_eq(lit(1900))
+    let ok = year
+        .clone()
+        .gt_eq(lit(1900))
         .and(year.clone().lt_eq(lit(2200)))
         .and(month.clone().gt_eq(lit(1)))
         .and(month.clone().lt_eq(lit(12)))
@@ -285,7 +377,11 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
         .and(minute.clone().lt_eq(lit(59)))
         .and(second.clone().lt_eq(lit(59)));
     let year = when(ok).then(year).otherwise(null_of(DataType::Int32));
-    datetime(DatetimeArgs::new(year, month, day).with_hms(hour, minute, second).with_time_unit(TIME_UNIT))
+    datetime(
+        DatetimeArgs::new(year, month, day)
+            .with_hms(hour, minute, second)
+            .with_time_unit(TIME_UNIT),
+    )
 }
 
 #[cfg(test)]
@@ -294,15 +390,37 @@ mod tests {
 
     /// Parses `values` as column `column` of `table` and returns each result
     /// as text (`None` where unreadable).
-    fn parse_column(table: Table, column: &'static str, format: DateFormat, values: &[&str]) -> Vec<Option<String>> {
+    fn parse_column(
+        table: Table,
+        column: &'static str,
+        format: DateFormat,
+        values: &[&str],
+    ) -> Vec<Option<String>> {
         let rows: Vec<IdxSize> = (0..values.len() as IdxSize).collect();
         let df = df!(ROW => rows, column => values).unwrap();
         let headers = [(column, column.to_owned())];
         let format_of = move |_: &str| format;
-        let agencies = [("KHB".to_owned(), "KHB".to_owned()), ("衛生局".to_owned(), "KHB".to_owned())];
-        let cx = ParseContext { table, headers: &headers, format_of: &format_of, agencies: &agencies };
-        let out = plan(df.lazy(), &cx).select([col(column).cast(DataType::String)]).collect().unwrap();
-        out.column(column).unwrap().str().unwrap().iter().map(|v| v.map(str::to_owned)).collect()
+        let agencies = [
+            ("KHB".to_owned(), "KHB".to_owned()),
+            ("衛生局".to_owned(), "KHB".to_owned()),
+        ];
+        let cx = ParseContext {
+            table,
+            headers: &headers,
+            format_of: &format_of,
+            agencies: &agencies,
+        };
+        let out = plan(df.lazy(), &cx)
+            .select([col(column).cast(DataType::String)])
+            .collect()
+            .unwrap();
+        out.column(column)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
     }
 
     fn datetimes(format: DateFormat, values: &[&str]) -> Vec<Option<String>> {
@@ -338,12 +456,12 @@ mod tests {
     #[test]
     fn impossible_or_ambiguous_dates_are_not_guessed() {
         let bad = [
-            "2023/02/29",           // not a leap year
-            "112/13/01",            // month 13
-            "112/04/31",            // April has 30 days
-            "2023/8/17 25:00:00",   // hour 25
+            "2023/02/29",              // not a leap year
+            "112/13/01",               // month 13
+            "112/04/31",               // April has 30 days
+            "2023/8/17 25:00:00",      // hour 25
             "2023/8/17 下午 13:00:00", // 13 PM
-            "990101",               // 6 digits: ROC only where declared
+            "990101",                  // 6 digits: ROC only where declared
             "2023-08-17T14:03:22+08:00",
             "yesterday",
             "0099/01/01",
@@ -358,25 +476,70 @@ mod tests {
         let roc = datetimes(DateFormat::Roc, &["990101", "99/1/1", "2023/8/17"]);
         assert_eq!(roc[0].as_deref(), Some("2010-01-01 00:00:00.000000"));
         assert_eq!(roc[1].as_deref(), Some("2010-01-01 00:00:00.000000"));
-        assert_eq!(roc[2], None, "a 4-digit year in a column declared ROC is an error");
+        assert_eq!(
+            roc[2], None,
+            "a 4-digit year in a column declared ROC is an error"
+        );
         let greg = datetimes(DateFormat::Gregorian, &["1120817", "112/08/17", "20230817"]);
-        assert_eq!(greg, vec![None, None, Some("2023-08-17 00:00:00.000000".to_owned())]);
+        assert_eq!(
+            greg,
+            vec![None, None, Some("2023-08-17 00:00:00.000000".to_owned())]
+        );
     }
 
     #[test]
     fn dates_drop_a_time_part() {
-        let got = parse_column(Table::Hr, "effective_date", DateFormat::Auto, &["1150315", "2026-03-15 00:00:00"]);
-        assert_eq!(got, vec![Some("2026-03-15".to_owned()), Some("2026-03-15".to_owned())]);
+        let got = parse_column(
+            Table::Hr,
+            "effective_date",
+            DateFormat::Auto,
+            &["1150315", "2026-03-15 00:00:00"],
+        );
+        assert_eq!(
+            got,
+            vec![Some("2026-03-15".to_owned()), Some("2026-03-15".to_owned())]
+        );
     }
 
     #[test]
     fn vocabularies_and_agencies_accept_codes_labels_and_laws() {
-        let got = parse_column(Table::RequestForms, "purpose", DateFormat::Auto, &["社政", "Public_Health", "刑事訴訟法", "兵役法", "買房子"]);
-        let want = [Some("social_welfare"), Some("public_health"), Some("criminal_investigation"), Some("military_service"), None];
+        let got = parse_column(
+            Table::RequestForms,
+            "purpose",
+            DateFormat::Auto,
+            &["社政", "Public_Health", "刑事訴訟法", "兵役法", "買房子"],
+        );
+        let want = [
+            Some("social_welfare"),
+            Some("public_health"),
+            Some("criminal_investigation"),
+            Some("military_service"),
+            None,
+        ];
         assert_eq!(got, want.map(|w| w.map(str::to_owned)).to_vec());
-        let got = parse_column(Table::QueryLog, "agency_id", DateFormat::Auto, &["khb", "衛生局", "警察局"]);
-        assert_eq!(got, vec![Some("KHB".to_owned()), Some("KHB".to_owned()), None]);
-        let got = parse_column(Table::QueryLog, "subject_id", DateFormat::Auto, &["a123456789", "A12345678", "AB12345678"]);
-        assert_eq!(got, vec![Some("A123456789".to_owned()), None, Some("AB12345678".to_owned())]);
+        let got = parse_column(
+            Table::QueryLog,
+            "agency_id",
+            DateFormat::Auto,
+            &["khb", "衛生局", "警察局"],
+        );
+        assert_eq!(
+            got,
+            vec![Some("KHB".to_owned()), Some("KHB".to_owned()), None]
+        );
+        let got = parse_column(
+            Table::QueryLog,
+            "subject_id",
+            DateFormat::Auto,
+            &["a123456789", "A12345678", "AB12345678"],
+        );
+        assert_eq!(
+            got,
+            vec![
+                Some("A123456789".to_owned()),
+                None,
+                Some("AB12345678".to_owned())
+            ]
+        );
     }
 }

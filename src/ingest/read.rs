@@ -29,7 +29,10 @@ pub struct RawFrame {
 
 impl std::fmt::Debug for RawFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawFrame").field("headers", &self.headers).field("sheet", &self.sheet).finish()
+        f.debug_struct("RawFrame")
+            .field("headers", &self.headers)
+            .field("sheet", &self.sheet)
+            .finish()
     }
 }
 
@@ -41,33 +44,63 @@ pub fn read(
     map: &HeaderMap,
     input: Option<&InputOverride>,
 ) -> Result<RawFrame, IngestError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
     match ext.as_str() {
         "xlsx" | "xlsm" | "xls" | "ods" => read_workbook(path, display, map, input),
         _ => read_csv(path, display, map, input),
     }
 }
 
-fn header_error(display: &str, sheet: Option<&str>, map: &HeaderMap, p: HeaderProblem) -> IngestError {
+fn header_error(
+    display: &str,
+    sheet: Option<&str>,
+    map: &HeaderMap,
+    p: HeaderProblem,
+) -> IngestError {
     let file = display.to_owned();
     let sheet = sheet.map(str::to_owned);
     match p {
-        HeaderProblem::Missing { row, missing, found } => IngestError::MissingColumns {
+        HeaderProblem::Missing {
+            row,
+            missing,
+            found,
+        } => IngestError::MissingColumns {
             file,
             sheet,
             row: row + 1,
             missing: missing.join(", "),
             expected: map.expected().join(", "),
-            found: if found.is_empty() { "(none)".into() } else { found.join(", ") },
+            found: if found.is_empty() {
+                "(none)".into()
+            } else {
+                found.join(", ")
+            },
         },
-        HeaderProblem::Ambiguous { row, column, first, second } => {
-            IngestError::AmbiguousHeader { file, sheet, row: row + 1, column, first, second }
-        }
+        HeaderProblem::Ambiguous {
+            row,
+            column,
+            first,
+            second,
+        } => IngestError::AmbiguousHeader {
+            file,
+            sheet,
+            row: row + 1,
+            column,
+            first,
+            second,
+        },
     }
 }
 
 fn headers_of(m: &Matched) -> Vec<(&'static str, String)> {
-    m.columns.iter().map(|&(j, spec)| (spec.name, m.cells[j].trim().to_owned())).collect()
+    m.columns
+        .iter()
+        .map(|&(j, spec)| (spec.name, m.cells[j].trim().to_owned()))
+        .collect()
 }
 
 // ---------------------------------------------------------------- CSV
@@ -82,7 +115,10 @@ fn read_csv(
     map: &HeaderMap,
     input: Option<&InputOverride>,
 ) -> Result<RawFrame, IngestError> {
-    let io = |source| IngestError::Io { file: display.to_owned(), source };
+    let io = |source| IngestError::Io {
+        file: display.to_owned(),
+        source,
+    };
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = {
         use std::io::Read;
@@ -122,18 +158,32 @@ fn read_csv(
         let text = text.into_owned();
         let top = top_lines(&text);
         let (matched, sep) = find_csv_header(&top, display, map, input)?;
-        let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
-        let lf = scan(LazyCsvReader::new_with_sources(source), &matched, sep, display)?;
-        return Ok(RawFrame { lf, headers: headers_of(&matched), sheet: None, encoding: "big5" });
+        let source =
+            ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
+        let lf = scan(
+            LazyCsvReader::new_with_sources(source),
+            &matched,
+            sep,
+            display,
+        )?;
+        return Ok(RawFrame {
+            lf,
+            headers: headers_of(&matched),
+            sheet: None,
+            encoding: "big5",
+        });
     }
     let text = String::from_utf8_lossy(&head);
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
     let top = top_lines(text);
     let (matched, sep) = find_csv_header(&top, display, map, input)?;
-    let reader = LazyCsvReader::new(PlRefPath::try_from_path(path).map_err(|e| IngestError::Polars {
-        file: display.to_owned(),
-        source: e,
-    })?);
+    let reader =
+        LazyCsvReader::new(
+            PlRefPath::try_from_path(path).map_err(|e| IngestError::Polars {
+                file: display.to_owned(),
+                source: e,
+            })?,
+        );
     let lf = scan(reader, &matched, sep, display)?;
     Ok(RawFrame {
         lf,
@@ -154,7 +204,10 @@ fn looks_utf8(head: &[u8], whole_file: bool) -> bool {
 
 /// The first lines of a decoded file (without line terminators).
 fn top_lines(text: &str) -> Vec<&str> {
-    text.split('\n').take(HEADER_SEARCH_ROWS).map(|l| l.strip_suffix('\r').unwrap_or(l)).collect()
+    text.split('\n')
+        .take(HEADER_SEARCH_ROWS)
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect()
 }
 
 /// Finds the header line and the delimiter: each candidate delimiter splits
@@ -183,7 +236,9 @@ fn find_csv_header(
         }
     }
     let (found, sep) = best.expect("at least one delimiter candidate");
-    found.map(|m| (m, sep)).map_err(|p| header_error(display, None, map, p))
+    found
+        .map(|m| (m, sep))
+        .map_err(|p| header_error(display, None, map, p))
 }
 
 /// Splits one CSV line, honouring double quotes. Used only on the top lines
@@ -209,7 +264,12 @@ fn split_csv_line(line: &str, sep: u8) -> Vec<String> {
     out
 }
 
-fn scan(reader: LazyCsvReader, m: &Matched, sep: u8, display: &str) -> Result<LazyFrame, IngestError> {
+fn scan(
+    reader: LazyCsvReader,
+    m: &Matched,
+    sep: u8,
+    display: &str,
+) -> Result<LazyFrame, IngestError> {
     let lf = reader
         .with_has_header(true)
         .with_skip_lines(m.row)
@@ -222,13 +282,17 @@ fn scan(reader: LazyCsvReader, m: &Matched, sep: u8, display: &str) -> Result<La
             offset: (m.row + 2) as IdxSize,
         }))
         .finish()
-        .map_err(|source| IngestError::Polars { file: display.to_owned(), source })?;
+        .map_err(|source| IngestError::Polars {
+            file: display.to_owned(),
+            source,
+        })?;
     // Select by position: the scanned header names may have been
     // de-duplicated or blank, but positions are what we matched.
     let mut lf = lf;
-    let schema = lf
-        .collect_schema()
-        .map_err(|source| IngestError::Polars { file: display.to_owned(), source })?;
+    let schema = lf.collect_schema().map_err(|source| IngestError::Polars {
+        file: display.to_owned(),
+        source,
+    })?;
     let names: Vec<PlSmallStr> = schema.iter_names().cloned().collect();
     let mut exprs = vec![col(ROW)];
     for &(j, spec) in &m.columns {
@@ -252,45 +316,78 @@ fn read_workbook(
     map: &HeaderMap,
     input: Option<&InputOverride>,
 ) -> Result<RawFrame, IngestError> {
-    let wb_err = |e: calamine::Error| IngestError::Workbook { file: display.to_owned(), message: e.to_string() };
+    let wb_err = |e: calamine::Error| IngestError::Workbook {
+        file: display.to_owned(),
+        message: e.to_string(),
+    };
     let mut wb = calamine::open_workbook_auto(path).map_err(wb_err)?;
     let sheets = wb.sheet_names();
     let sheet = match input.and_then(|i| i.sheet.clone()) {
         Some(s) if sheets.contains(&s) => s,
         Some(s) => {
-            return Err(IngestError::NoSuchSheet { file: display.to_owned(), sheet: s, available: sheets.join(", ") });
+            return Err(IngestError::NoSuchSheet {
+                file: display.to_owned(),
+                sheet: s,
+                available: sheets.join(", "),
+            });
         }
         None => match sheets.first() {
             Some(s) => s.clone(),
-            None => return Err(IngestError::NoSuchSheet { file: display.to_owned(), sheet: "(first)".into(), available: String::new() }),
+            None => {
+                return Err(IngestError::NoSuchSheet {
+                    file: display.to_owned(),
+                    sheet: "(first)".into(),
+                    available: String::new(),
+                });
+            }
         },
     };
     let range = wb.worksheet_range(&sheet).map_err(wb_err)?;
     let first_row = range.start().map_or(0, |(r, _)| r as usize);
     let first_col = range.start().map_or(0, |(_, c)| c as usize);
-    let rows: Vec<Vec<String>> = range.rows().map(|r| r.iter().map(cell_text).collect()).collect();
-    let matched = map.find(&rows).map_err(|p| header_error(display, Some(&sheet), map, p))?;
+    let rows: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(cell_text).collect())
+        .collect();
+    let matched = map
+        .find(&rows)
+        .map_err(|p| header_error(display, Some(&sheet), map, p))?;
     let _ = first_col;
 
     let body = &rows[matched.row + 1..];
     let mut columns: Vec<Column> = Vec::with_capacity(matched.columns.len() + 1);
     // Sheet rows are 1-based; the range may not start at A1.
-    let row_numbers: Vec<IdxSize> =
-        (0..body.len()).map(|i| (first_row + matched.row + 2 + i) as IdxSize).collect();
+    let row_numbers: Vec<IdxSize> = (0..body.len())
+        .map(|i| (first_row + matched.row + 2 + i) as IdxSize)
+        .collect();
     columns.push(Column::new(ROW.into(), row_numbers));
     for &(j, spec) in &matched.columns {
-        let values: Vec<Option<&str>> =
-            body.iter().map(|r| r.get(j).map(String::as_str).filter(|s| !s.is_empty())).collect();
+        let values: Vec<Option<&str>> = body
+            .iter()
+            .map(|r| r.get(j).map(String::as_str).filter(|s| !s.is_empty()))
+            .collect();
         columns.push(Column::new(spec.name.into(), values));
     }
-    let df = DataFrame::new_infer_height(columns)
-        .map_err(|source| IngestError::Polars { file: display.to_owned(), source })?;
-    let kind = match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+    let df = DataFrame::new_infer_height(columns).map_err(|source| IngestError::Polars {
+        file: display.to_owned(),
+        source,
+    })?;
+    let kind = match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase)
+        .as_deref()
+    {
         Some("xls") => "xls",
         Some("ods") => "ods",
         _ => "xlsx",
     };
-    Ok(RawFrame { lf: df.lazy(), headers: headers_of(&matched), sheet: Some(sheet), encoding: kind })
+    Ok(RawFrame {
+        lf: df.lazy(),
+        headers: headers_of(&matched),
+        sheet: Some(sheet),
+        encoding: kind,
+    })
 }
 
 /// A cell as text. Dates become ISO text, which [`super::parse`] reads like
@@ -318,7 +415,10 @@ mod tests {
 
     #[test]
     fn csv_lines_split_with_quotes() {
-        assert_eq!(split_csv_line(r#"a,"b,c","d""e""#, b','), vec!["a", "b,c", "d\"e"]);
+        assert_eq!(
+            split_csv_line(r#"a,"b,c","d""e""#, b','),
+            vec!["a", "b,c", "d\"e"]
+        );
         assert_eq!(split_csv_line("a\tb", b'\t'), vec!["a", "b"]);
     }
 

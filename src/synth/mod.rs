@@ -56,17 +56,18 @@ impl Rand {
         self.below(1000) < per_mille
     }
 
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
     }
 }
 
 const SURNAMES: &[&str] = &[
-    "陳", "林", "黃", "張", "李", "王", "吳", "劉", "蔡", "楊", "許", "鄭", "謝", "郭", "洪", "曾", "邱", "廖", "賴", "周",
+    "陳", "林", "黃", "張", "李", "王", "吳", "劉", "蔡", "楊", "許", "鄭", "謝", "郭", "洪", "曾",
+    "邱", "廖", "賴", "周",
 ];
 const GIVEN: &[&str] = &[
-    "志", "明", "淑", "芬", "家", "豪", "雅", "婷", "俊", "宏", "美", "玲", "建", "國", "怡", "君", "文", "傑", "欣", "惠",
-    "佳", "穎", "柏", "翰", "宗", "翔", "秀", "英", "冠", "廷",
+    "志", "明", "淑", "芬", "家", "豪", "雅", "婷", "俊", "宏", "美", "玲", "建", "國", "怡", "君",
+    "文", "傑", "欣", "惠", "佳", "穎", "柏", "翰", "宗", "翔", "秀", "英", "冠", "廷",
 ];
 const QUERY_ITEMS: &[&str] = &["個人投保資料", "投保單位資料", "眷屬投保資料", "投保紀錄"];
 
@@ -184,7 +185,11 @@ fn build_city(seed: u64, query_rows: usize) -> City {
                 person_id: format!("P{:05}", 10001 + p),
                 name: name(&mut r),
                 agency: ai,
-                employment: if r.chance(750) { "編制內" } else { "約聘僱" },
+                employment: if r.chance(750) {
+                    "編制內"
+                } else {
+                    "約聘僱"
+                },
                 status: "在職",
                 effective: start - Duration::days(r.range(200, 4000)),
                 national_id: national_id(&mut r),
@@ -194,33 +199,52 @@ fn build_city(seed: u64, query_rows: usize) -> City {
                 id: format!("W{:05}", 20001 + accounts.len()),
                 person: p,
                 agency: ai,
-                role: if k == 0 { "專責人員" } else { "業務需求人員" },
+                role: if k == 0 {
+                    "專責人員"
+                } else {
+                    "業務需求人員"
+                },
                 status: "啟用",
                 created,
                 password_changed: Some(export - Duration::days(r.range(1, 85))),
                 disabled_on: None,
                 weight: 1 + r.below(12) * r.below(12),
                 last_day: export,
-                ip: format!("10.{}.{}.{}", 20 + ai, 1 + r.below(4), 10 + accounts.len() % 240),
+                ip: format!(
+                    "10.{}.{}.{}",
+                    20 + ai,
+                    1 + r.below(4),
+                    10 + accounts.len() % 240
+                ),
             });
             let _ = id;
         }
     }
     let find = |agency: &str| AGENCIES.iter().position(|a| a.0 == agency).expect("agency");
     let in_agency = |accounts: &[Account], a: usize| -> Vec<usize> {
-        accounts.iter().enumerate().filter(|(_, x)| x.agency == a && x.role == "業務需求人員").map(|(i, _)| i).collect()
+        accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.agency == a && x.role == "業務需求人員")
+            .map(|(i, _)| i)
+            .collect()
     };
 
     // The chief administrator, and officer anomalies (pt 4, 5(1)).
     let khb = in_agency(&accounts, find("KHB"));
     accounts[khb[0]].role = "總管理者";
-    let ktb = accounts.iter().position(|a| a.agency == find("KTB") && a.role == "專責人員").expect("KTB officer");
+    let ktb = accounts
+        .iter()
+        .position(|a| a.agency == find("KTB") && a.role == "專責人員")
+        .expect("KTB officer");
     accounts[ktb].role = "業務需求人員";
     let dsm = in_agency(&accounts, find("DSM"));
     accounts[dsm[0]].role = "專責人員";
 
     // Planted account problems, each on distinct ordinary accounts.
-    let mut pool: Vec<usize> = (0..accounts.len()).filter(|&i| accounts[i].role == "業務需求人員").collect();
+    let mut pool: Vec<usize> = (0..accounts.len())
+        .filter(|&i| accounts[i].role == "業務需求人員")
+        .collect();
     let mut take = |r: &mut Rand| -> usize { pool.remove(r.below(pool.len() as u64) as usize) };
     let day_in_period = |r: &mut Rand, lo: i64, hi: i64| start + Duration::days(r.range(lo, hi));
     for k in 0..4 {
@@ -242,8 +266,15 @@ fn build_city(seed: u64, query_rows: usize) -> City {
     for _ in 0..3 {
         let a = take(&mut r);
         let p = accounts[a].person;
-        let own_unit = AGENCIES[accounts[a].agency].0.split('-').next().unwrap_or("");
-        let other = AGENCIES.iter().position(|x| x.4 && x.0 != own_unit).expect("another unit");
+        let own_unit = AGENCIES[accounts[a].agency]
+            .0
+            .split('-')
+            .next()
+            .unwrap_or("");
+        let other = AGENCIES
+            .iter()
+            .position(|x| x.4 && x.0 != own_unit)
+            .expect("another unit");
         people[p].status = "調職";
         people[p].agency = other;
         people[p].effective = day_in_period(&mut r, 10, 160);
@@ -307,9 +338,19 @@ fn build_city(seed: u64, query_rows: usize) -> City {
     let mut forms = Vec::new();
     let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
     let reasons: BTreeMap<&str, &[&str]> = BTreeMap::from([
-        ("social_welfare", &["低收入戶資格審查", "中低收入老人生活津貼審核", "身心障礙者保費補助審核"][..]),
+        (
+            "social_welfare",
+            &[
+                "低收入戶資格審查",
+                "中低收入老人生活津貼審核",
+                "身心障礙者保費補助審核",
+            ][..],
+        ),
         ("public_health", &["傳染病個案疫調", "接觸者追蹤"][..]),
-        ("criminal_investigation", &["刑案偵查查證身分", "通緝犯查緝"][..]),
+        (
+            "criminal_investigation",
+            &["刑案偵查查證身分", "通緝犯查緝"][..],
+        ),
         ("drug_follow_up", &["毒品施用者追蹤輔導"][..]),
         ("military_service", &["役男身分查核", "替代役徵集查核"][..]),
         ("unlicensed_lodging", &["無照旅宿經營者查核"][..]),
@@ -319,7 +360,10 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         ("social_welfare", &["社政", "社會救助法", "老人福利法"][..]),
         ("public_health", &["公共衛生", "傳染病防治法"][..]),
         ("criminal_investigation", &["犯罪偵查", "刑事訴訟法"][..]),
-        ("drug_follow_up", &["毒品施用者追蹤輔導", "毒品危害防制條例"][..]),
+        (
+            "drug_follow_up",
+            &["毒品施用者追蹤輔導", "毒品危害防制條例"][..],
+        ),
         ("military_service", &["兵役", "兵役法"][..]),
         ("unlicensed_lodging", &["無照旅宿", "發展觀光條例"][..]),
         ("other", &["其他法定職務"][..]),
@@ -330,7 +374,10 @@ fn build_city(seed: u64, query_rows: usize) -> City {
             if AGENCIES[cur].4 {
                 return cur;
             }
-            cur = AGENCIES.iter().position(|x| x.0 == AGENCIES[cur].3).expect("parent");
+            cur = AGENCIES
+                .iter()
+                .position(|x| x.0 == AGENCIES[cur].3)
+                .expect("parent");
         }
     };
     let office_time = |r: &mut Rand, d: NaiveDate| -> NaiveDateTime {
@@ -344,7 +391,9 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         d
     };
     let popular = subjects[7].clone();
-    let period_end = (start + Duration::days(PERIOD_DAYS)).and_hms_opt(0, 0, 0).expect("time");
+    let period_end = (start + Duration::days(PERIOD_DAYS))
+        .and_hms_opt(0, 0, 0)
+        .expect("time");
     let spike_account = in_agency(&accounts, find("KPB-XX"))[1];
     let spike_day = date("2026-05-12");
     let mut form_seq = 0usize;
@@ -358,10 +407,14 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         let acc = &accounts[a];
         let unit = unit_of(acc.agency);
         let purposes = AGENCIES[unit].5;
-        let mut purpose = *r.pick(purposes);
+        let mut purpose = r.pick(purposes);
         // Now and then a query for a purpose the agency does not have.
         if r.chance(4) {
-            purpose = if purposes.contains(&"criminal_investigation") { "social_welfare" } else { "criminal_investigation" };
+            purpose = if purposes.contains(&"criminal_investigation") {
+                "social_welfare"
+            } else {
+                "criminal_investigation"
+            };
         }
         let t0 = office_time(r, day);
         let anomaly = r.below(1000);
@@ -372,7 +425,8 @@ fn build_city(seed: u64, query_rows: usize) -> City {
             let mut t = at;
             // About one query in a hundred happens at night or at a weekend.
             if r.chance(10) {
-                t = day.and_hms_opt(0, 0, 0).expect("time") + Duration::seconds(r.range(21 * 3600, 29 * 3600));
+                t = day.and_hms_opt(0, 0, 0).expect("time")
+                    + Duration::seconds(r.range(21 * 3600, 29 * 3600));
             }
             if t >= period_end {
                 break; // exports cover the half-year only
@@ -380,7 +434,7 @@ fn build_city(seed: u64, query_rows: usize) -> City {
             queries.push(Query {
                 account: a,
                 at: t,
-                item: *r.pick(QUERY_ITEMS),
+                item: r.pick(QUERY_ITEMS),
                 subject: subject.clone(),
                 purpose,
                 success: !r.chance(30),
@@ -394,7 +448,10 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         let (approver, approved_at) = if anomaly < 21 {
             (None, None) // never approved
         } else if anomaly < 27 {
-            (Some(approvers[acc.agency].clone()), Some(first_query + Duration::minutes(r.range(30, 600))))
+            (
+                Some(approvers[acc.agency].clone()),
+                Some(first_query + Duration::minutes(r.range(30, 600))),
+            )
         } else {
             (Some(approvers[acc.agency].clone()), Some(approved))
         };
@@ -403,8 +460,8 @@ fn build_city(seed: u64, query_rows: usize) -> City {
             id: format!("F2026-{form_seq:06}"),
             account: a,
             subject,
-            purpose: *r.pick(labels),
-            reason: *r.pick(reasons[purpose]),
+            purpose: r.pick(labels),
+            reason: r.pick(reasons[purpose]),
             requested: t0 - Duration::minutes(r.range(5, 25)),
             approver,
             approved: approved_at,
@@ -414,7 +471,15 @@ fn build_city(seed: u64, query_rows: usize) -> City {
     // The spike: 400 queries by one precinct account on one day.
     for _ in 0..400 {
         let s = subjects[r.below(subjects.len() as u64) as usize].clone();
-        emit_case(&mut r, &mut queries, &mut forms, spike_account, spike_day, s, 1);
+        emit_case(
+            &mut r,
+            &mut queries,
+            &mut forms,
+            spike_account,
+            spike_day,
+            s,
+            1,
+        );
     }
     // One person looked up by 25 accounts across agencies.
     for k in 0..25 {
@@ -432,7 +497,9 @@ fn build_city(seed: u64, query_rows: usize) -> City {
             x -= accounts[a].weight;
             a += 1;
         }
-        let last = (accounts[a].last_day - start).num_days().clamp(1, PERIOD_DAYS - 4);
+        let last = (accounts[a].last_day - start)
+            .num_days()
+            .clamp(1, PERIOD_DAYS - 4);
         let first = (accounts[a].created - start).num_days().clamp(0, last - 1);
         let day = workday_from(&mut r, first, last);
         let subject = subjects[r.below(subjects.len() as u64) as usize].clone();
@@ -440,13 +507,23 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         emit_case(&mut r, &mut queries, &mut forms, a, day, subject, n);
     }
     queries.truncate(query_rows);
-    queries.sort_by(|a, b| a.at.cmp(&b.at).then(a.account.cmp(&b.account)).then(a.subject.cmp(&b.subject)));
+    queries.sort_by(|a, b| {
+        a.at.cmp(&b.at)
+            .then(a.account.cmp(&b.account))
+            .then(a.subject.cmp(&b.subject))
+    });
     let _ = unknown_holders.len();
     // People unknown to HR are removed from the HR list when written.
     for p in unknown_holders {
         people[p].person_id = format!("X{}", &people[p].person_id[1..]);
     }
-    City { people, accounts, queries, forms, ghost: ghost_idx }
+    City {
+        people,
+        accounts,
+        queries,
+        forms,
+        ghost: ghost_idx,
+    }
 }
 
 /// Writes the whole sample city (config, holidays, inbox) into `dir`.
@@ -454,18 +531,35 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
     let city = build_city(seed, SAMPLE_QUERY_ROWS);
     let inbox = dir.join("inbox");
     for sub in ["query_logs", "roster", "hr", "forms"] {
-        std::fs::create_dir_all(inbox.join(sub)).with_context(|| format!("creating {}", inbox.join(sub).display()))?;
+        std::fs::create_dir_all(inbox.join(sub))
+            .with_context(|| format!("creating {}", inbox.join(sub).display()))?;
     }
     std::fs::write(dir.join("webir-audit.toml"), city::config_toml())?;
     std::fs::write(dir.join("holidays.toml"), city::holidays_toml())?;
 
     let month = |q: &Query| q.at.month();
     let q1: Vec<&Query> = city.queries.iter().filter(|q| month(q) <= 3).collect();
-    let q2: Vec<&Query> = city.queries.iter().filter(|q| (4..=5).contains(&month(q))).collect();
+    let q2: Vec<&Query> = city
+        .queries
+        .iter()
+        .filter(|q| (4..=5).contains(&month(q)))
+        .collect();
     let q3: Vec<&Query> = city.queries.iter().filter(|q| month(q) >= 6).collect();
-    write_queries_utf8(&city, &q1, &inbox.join("query_logs/webir_querylog_2026Q1.csv"))?;
-    write_queries_big5(&city, &q2, &inbox.join("query_logs/webir_querylog_202604-05_big5.csv"))?;
-    write_queries_xlsx(&city, &q3, &inbox.join("query_logs/webir_querylog_202606.xlsx"))?;
+    write_queries_utf8(
+        &city,
+        &q1,
+        &inbox.join("query_logs/webir_querylog_2026Q1.csv"),
+    )?;
+    write_queries_big5(
+        &city,
+        &q2,
+        &inbox.join("query_logs/webir_querylog_202604-05_big5.csv"),
+    )?;
+    write_queries_xlsx(
+        &city,
+        &q3,
+        &inbox.join("query_logs/webir_querylog_202606.xlsx"),
+    )?;
     write_roster(&city, &inbox.join("roster/webir_accounts_20260702.xlsx"))?;
     write_hr(&city, &inbox.join("hr/hr_status_20260702.csv"))?;
     write_forms(&city, &inbox.join("forms/request_forms_2026H1.csv"))?;
@@ -479,14 +573,21 @@ pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     let mut r = Rand::new(seed);
     let path = dir.join(format!("query_log_{rows}.csv"));
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
-    writeln!(w, "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP")?;
+    writeln!(
+        w,
+        "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP"
+    )?;
     let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
     let start = date(PERIOD_START).and_hms_opt(0, 0, 0).expect("time");
     let span = PERIOD_DAYS * 86_400;
     for i in 0..rows {
         let ai = r.below(AGENCIES.len() as u64) as usize;
         let (id, .., purposes, _) = AGENCIES[ai];
-        let unit_purposes = if purposes.is_empty() { &["other"][..] } else { purposes };
+        let unit_purposes = if purposes.is_empty() {
+            &["other"][..]
+        } else {
+            purposes
+        };
         // Rows are in time order, as WebIR exports them.
         let at = start + Duration::seconds((i as i64 * span) / rows.max(1) as i64);
         writeln!(
@@ -495,7 +596,7 @@ pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
             20001 + r.below(300),
             at.format("%Y-%m-%d %H:%M:%S"),
             r.pick(QUERY_ITEMS),
-            r.pick(&subjects),
+            subjects[r.below(subjects.len() as u64) as usize],
             r.pick(unit_purposes),
             if r.chance(30) { "失敗" } else { "成功" },
             id,
@@ -536,7 +637,9 @@ fn result_text(q: &Query) -> &'static str {
 }
 
 fn write_queries_utf8(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
-    let mut s = String::from("\u{FEFF}帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\r\n");
+    let mut s = String::from(
+        "\u{FEFF}帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\r\n",
+    );
     for q in qs {
         let a = &city.accounts[q.account];
         s.push_str(&format!(
@@ -565,7 +668,9 @@ fn write_big5(path: &Path, text: &str) -> Result<()> {
 }
 
 fn write_queries_big5(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
-    let mut s = String::from("高雄市政府 健保WebIR 查詢紀錄（115年4月至5月）\r\n列印日期：115/07/02,,,,,,\r\n");
+    let mut s = String::from(
+        "高雄市政府 健保WebIR 查詢紀錄（115年4月至5月）\r\n列印日期：115/07/02,,,,,,\r\n",
+    );
     s.push_str("使用者代號,查詢日期時間,查詢項目,被查詢人身分證號,查詢結果,查詢機關,IP位址\r\n");
     for q in qs {
         let a = &city.accounts[q.account];
@@ -589,17 +694,18 @@ fn new_workbook() -> rust_xlsxwriter::Workbook {
     // Fixed metadata, so the same city gives the same bytes.
     let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 7, 2).expect("valid date");
     wb.set_properties(
-        &rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created).set_author("webir-audit synth"),
+        &rust_xlsxwriter::DocProperties::new()
+            .set_creation_datetime(&created)
+            .set_author("webir-audit synth"),
     );
     wb
 }
 
 fn excel_dt(t: NaiveDateTime) -> Result<rust_xlsxwriter::ExcelDateTime> {
-    Ok(rust_xlsxwriter::ExcelDateTime::from_ymd(t.year() as u16, t.month() as u8, t.day() as u8)?.and_hms(
-        t.hour() as u16,
-        t.minute() as u8,
-        t.second(),
-    )?)
+    Ok(
+        rust_xlsxwriter::ExcelDateTime::from_ymd(t.year() as u16, t.month() as u8, t.day() as u8)?
+            .and_hms(t.hour() as u16, t.minute() as u8, t.second())?,
+    )
 }
 
 fn write_queries_xlsx(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
@@ -608,7 +714,16 @@ fn write_queries_xlsx(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
     ws.set_name("查詢紀錄")?;
     let dt_fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm:ss");
     ws.write_string(0, 0, "高雄市政府 健保WebIR 查詢紀錄（115年6月）")?;
-    let headers = ["帳號", "查詢時間", "查詢項目", "被查詢人身分證號", "查詢目的", "查詢結果", "機關", "來源IP"];
+    let headers = [
+        "帳號",
+        "查詢時間",
+        "查詢項目",
+        "被查詢人身分證號",
+        "查詢目的",
+        "查詢結果",
+        "機關",
+        "來源IP",
+    ];
     for (c, h) in headers.iter().enumerate() {
         ws.write_string(2, c as u16, *h)?;
     }
@@ -619,7 +734,11 @@ fn write_queries_xlsx(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
         ws.write_datetime_with_format(row, 1, &excel_dt(q.at)?, &dt_fmt)?;
         ws.write_string(row, 2, q.item)?;
         ws.write_string(row, 3, &q.subject)?;
-        ws.write_string(row, 4, crate::model::PURPOSE.label(q.purpose).unwrap_or(q.purpose))?;
+        ws.write_string(
+            row,
+            4,
+            crate::model::PURPOSE.label(q.purpose).unwrap_or(q.purpose),
+        )?;
         ws.write_string(row, 5, result_text(q))?;
         ws.write_string(row, 6, AGENCIES[a.agency].2)?;
         ws.write_string(row, 7, &a.ip)?;
@@ -635,7 +754,19 @@ fn write_roster(city: &City, path: &Path) -> Result<()> {
     let d_fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd");
     ws.write_string(0, 0, "健保WebIR 使用者帳號清冊")?;
     ws.write_string(1, 0, "資料日期：115/07/02")?;
-    let headers = ["帳號", "姓名", "員工編號", "機關名稱", "角色", "人員類別", "帳號狀態", "建立日期", "密碼變更日期", "授權人", "停用日期"];
+    let headers = [
+        "帳號",
+        "姓名",
+        "員工編號",
+        "機關名稱",
+        "角色",
+        "人員類別",
+        "帳號狀態",
+        "建立日期",
+        "密碼變更日期",
+        "授權人",
+        "停用日期",
+    ];
     for (c, h) in headers.iter().enumerate() {
         ws.write_string(3, c as u16, *h)?;
     }
@@ -658,7 +789,12 @@ fn write_roster(city: &City, path: &Path) -> Result<()> {
         ws.write_string(row, 4, a.role)?;
         ws.write_string(row, 5, p.employment)?;
         ws.write_string(row, 6, a.status)?;
-        ws.write_datetime_with_format(row, 7, &excel_dt(a.created.and_hms_opt(0, 0, 0).expect("time"))?, &d_fmt)?;
+        ws.write_datetime_with_format(
+            row,
+            7,
+            &excel_dt(a.created.and_hms_opt(0, 0, 0).expect("time"))?,
+            &d_fmt,
+        )?;
         if let Some(d) = a.password_changed {
             ws.write_string(row, 8, roc_date(d))?;
         }
@@ -699,7 +835,9 @@ fn write_hr(city: &City, path: &Path) -> Result<()> {
 }
 
 fn write_forms(city: &City, path: &Path) -> Result<()> {
-    let mut s = String::from("表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,查詢條件,申請時間,核可主管,核可時間\n");
+    let mut s = String::from(
+        "表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,查詢條件,申請時間,核可主管,核可時間\n",
+    );
     for f in &city.forms {
         s.push_str(&format!(
             "{},{},{},{},{},{},{},{},{}\n",

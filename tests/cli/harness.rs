@@ -51,7 +51,10 @@ pub struct Output {
 impl Test {
     pub fn new() -> Test {
         let dir = tempfile::tempdir().expect("tempdir");
-        Test { dir, config: BASE_CONFIG.to_owned() }
+        Test {
+            dir,
+            config: BASE_CONFIG.to_owned(),
+        }
     }
 
     /// Appends TOML to the config.

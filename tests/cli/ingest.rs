@@ -10,19 +10,38 @@ const HEADER: &str = "帳號,查詢時間,查詢項目,身分證號,查詢結果
 
 fn strings(df: &DataFrame, column: &str) -> Vec<String> {
     let c = df.column(column).unwrap().cast(&DataType::String).unwrap();
-    c.str().unwrap().iter().map(|v| v.unwrap_or("<null>").to_owned()).collect()
+    c.str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or("<null>").to_owned())
+        .collect()
 }
 
 fn xlsx_query_log() -> Vec<u8> {
     let mut wb = rust_xlsxwriter::Workbook::new();
     let ws = wb.add_worksheet();
-    ws.write_string(0, 0, "高雄市政府 健保WebIR 查詢紀錄").unwrap();
+    ws.write_string(0, 0, "高雄市政府 健保WebIR 查詢紀錄")
+        .unwrap();
     ws.write_string(1, 0, "列印日期：115/07/02").unwrap();
-    for (c, h) in ["使用者代號", "查詢日期時間", "查詢項目", "被查詢人身分證號", "結果", "查詢機關", "IP位址"].iter().enumerate() {
+    for (c, h) in [
+        "使用者代號",
+        "查詢日期時間",
+        "查詢項目",
+        "被查詢人身分證號",
+        "結果",
+        "查詢機關",
+        "IP位址",
+    ]
+    .iter()
+    .enumerate()
+    {
         ws.write_string(3, c as u16, *h).unwrap();
     }
     let fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm:ss");
-    let dt = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 6, 3).unwrap().and_hms(9, 5, 7).unwrap();
+    let dt = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 6, 3)
+        .unwrap()
+        .and_hms(9, 5, 7)
+        .unwrap();
     ws.write_number(4, 0, 20001.0).unwrap();
     ws.write_datetime_with_format(4, 1, &dt, &fmt).unwrap();
     ws.write_string(4, 2, "投保資料").unwrap();
@@ -62,26 +81,54 @@ fn every_export_shape_lands_in_the_canonical_tables() {
     assert_eq!(strings(q, "account_id"), ["u001", "u002", "u003", "20001"]);
     assert_eq!(
         strings(q, "queried_at"),
-        ["2026-01-05 09:12:33.000000", "2026-04-03 14:22:10.000000", "2026-05-06 14:03:04.000000", "2026-06-03 09:05:07.000000"]
+        [
+            "2026-01-05 09:12:33.000000",
+            "2026-04-03 14:22:10.000000",
+            "2026-05-06 14:03:04.000000",
+            "2026-06-03 09:05:07.000000"
+        ]
     );
-    assert_eq!(strings(q, "subject_id"), ["A123456789", "B223456789", "C123456789", "E123456789"]);
-    assert_eq!(strings(q, "result"), ["success", "failure", "success", "success"]);
+    assert_eq!(
+        strings(q, "subject_id"),
+        ["A123456789", "B223456789", "C123456789", "E123456789"]
+    );
+    assert_eq!(
+        strings(q, "result"),
+        ["success", "failure", "success", "success"]
+    );
     assert_eq!(strings(q, "agency_id"), ["KHB", "KHB", "KPB", "KPB-1"]);
     assert_eq!(strings(q, "purpose"), ["<null>"; 4]);
     // Rows point to the line or sheet row a person would open.
     assert_eq!(strings(q, "source_row"), ["2", "4", "2", "5"]);
     assert_eq!(
         strings(q, "source_file"),
-        ["query_logs/a_utf8_bom.csv", "query_logs/b_big5.csv", "query_logs/c_tab.txt", "query_logs/d.xlsx"]
+        [
+            "query_logs/a_utf8_bom.csv",
+            "query_logs/b_big5.csv",
+            "query_logs/c_tab.txt",
+            "query_logs/d.xlsx"
+        ]
     );
 
     let r = ing.table(Table::Roster);
     assert_eq!(strings(r, "account_id"), ["20001", "W20002", "W20003"]);
-    assert_eq!(strings(r, "created_on"), ["2024-03-01", "2023-08-17", "2025-01-05"]);
-    assert_eq!(strings(r, "last_password_change"), ["2026-03-02", "<null>", "2026-04-02"]);
-    assert_eq!(strings(r, "employment_type"), ["permanent", "contract", "labourer"]);
+    assert_eq!(
+        strings(r, "created_on"),
+        ["2024-03-01", "2023-08-17", "2025-01-05"]
+    );
+    assert_eq!(
+        strings(r, "last_password_change"),
+        ["2026-03-02", "<null>", "2026-04-02"]
+    );
+    assert_eq!(
+        strings(r, "employment_type"),
+        ["permanent", "contract", "labourer"]
+    );
     assert_eq!(strings(r, "status"), ["active", "disabled", "active"]);
-    assert_eq!(strings(r, "role"), ["officer", "business_user", "business_user"]);
+    assert_eq!(
+        strings(r, "role"),
+        ["officer", "business_user", "business_user"]
+    );
 
     // The ODS's third person has an impossible date: rejected, not dropped.
     let h = ing.table(Table::Hr);
@@ -92,16 +139,33 @@ fn every_export_shape_lands_in_the_canonical_tables() {
     assert_eq!(strings(&ing.rejects, "sheet"), ["人員"]);
     assert_eq!(strings(&ing.rejects, "source_row"), ["4"]);
     let reason = &strings(&ing.rejects, "reason")[0];
-    assert!(reason.contains("column \"生效日期\" (effective_date): \"13/45/2020\" cannot be read as a date"), "{reason}");
+    assert!(
+        reason.contains(
+            "column \"生效日期\" (effective_date): \"13/45/2020\" cannot be read as a date"
+        ),
+        "{reason}"
+    );
 
     let by_path = |p: &str| ing.files.iter().find(|f| f.path == p).unwrap();
     assert_eq!(by_path("query_logs/b_big5.csv").encoding, "big5");
-    assert_eq!(by_path("query_logs/b_big5.csv").rows_skipped, 1, "the 合計 footer");
+    assert_eq!(
+        by_path("query_logs/b_big5.csv").rows_skipped,
+        1,
+        "the 合計 footer"
+    );
     assert_eq!(by_path("query_logs/a_utf8_bom.csv").encoding, "utf-8 (BOM)");
-    assert_eq!(by_path("query_logs/d.xlsx").rows_skipped, 1, "the 總計 footer");
+    assert_eq!(
+        by_path("query_logs/d.xlsx").rows_skipped,
+        1,
+        "the 總計 footer"
+    );
     assert_eq!(by_path("roster/roster.xls").rows_skipped, 1);
     assert_eq!(by_path("hr/hr.ods").sheet.as_deref(), Some("人員"));
-    assert!(ing.files.iter().all(|f| f.status == FileStatus::Loaded && f.sha256.len() == 64));
+    assert!(
+        ing.files
+            .iter()
+            .all(|f| f.status == FileStatus::Loaded && f.sha256.len() == 64)
+    );
 }
 
 #[test]
@@ -118,7 +182,11 @@ fn bad_cells_are_rejected_with_file_row_column_and_raw_value() {
         ),
     );
     let out = t.run(&["ingest"]);
-    assert_eq!(out.status, 2, "rejected rows make the exit status 2\n{}", out.stdout);
+    assert_eq!(
+        out.status, 2,
+        "rejected rows make the exit status 2\n{}",
+        out.stdout
+    );
     let expect = [
         "3 row(s) rejected:",
         "query_logs/q.csv row 3: column \"查詢時間\" (queried_at): \"2026/02/30 10:00\" cannot be read as a date and time",
@@ -130,21 +198,38 @@ fn bad_cells_are_rejected_with_file_row_column_and_raw_value() {
         assert!(out.stdout.contains(e), "missing {e:?} in\n{}", out.stdout);
     }
     let ing = t.load();
-    assert_eq!(strings(ing.table(Table::QueryLog), "account_id"), ["u001", "u005"]);
+    assert_eq!(
+        strings(ing.table(Table::QueryLog), "account_id"),
+        ["u001", "u005"]
+    );
     let raw = strings(&ing.rejects, "raw");
-    assert_eq!(raw[1], "帳號=u003 | 查詢時間=2026-01-05 09:12:33 | 查詢項目=投保資料 | 身分證號=A12 | 查詢結果=成功 | 機關=高雄市政府環保局 | 來源IP=10.0.0.1");
+    assert_eq!(
+        raw[1],
+        "帳號=u003 | 查詢時間=2026-01-05 09:12:33 | 查詢項目=投保資料 | 身分證號=A12 | 查詢結果=成功 | 機關=高雄市政府環保局 | 來源IP=10.0.0.1"
+    );
 }
 
 #[test]
 fn a_file_missing_a_column_is_rejected_and_the_run_goes_on() {
     let t = Test::new()
-        .file("inbox/query_logs/bad.csv", "帳號,查詢時間,查詢項目,結果\nu1,2026-01-05 09:00:00,x,成功\n")
-        .file("inbox/query_logs/good.csv", format!("{HEADER}\nu001,2026-01-05 09:12:33,投保資料,A123456789,成功,KHB,10.0.0.1\n"))
+        .file(
+            "inbox/query_logs/bad.csv",
+            "帳號,查詢時間,查詢項目,結果\nu1,2026-01-05 09:00:00,x,成功\n",
+        )
+        .file(
+            "inbox/query_logs/good.csv",
+            format!("{HEADER}\nu001,2026-01-05 09:12:33,投保資料,A123456789,成功,KHB,10.0.0.1\n"),
+        )
         .file("inbox/roster/broken.xlsx", "this is not a workbook")
         .file("inbox/stray.csv", "a,b\n");
     let out = t.run(&["ingest"]);
     assert_eq!(out.status, 2);
-    assert!(out.stdout.contains("3 file(s) failed; the others were ingested"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("3 file(s) failed; the others were ingested"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout.contains(
             "query_logs/bad.csv: header row 1 lacks required column(s) subject_id, agency_id, client_ip; expected headers: account_id (帳號), queried_at (查詢時間), query_item (查詢項目), subject_id (被查詢人身分證號), result (查詢結果), agency_id (機關), client_ip (來源ip); found: 帳號, 查詢時間, 查詢項目, 結果"
@@ -152,22 +237,54 @@ fn a_file_missing_a_column_is_rejected_and_the_run_goes_on() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("roster/broken.xlsx: cannot open workbook"), "{}", out.stdout);
-    assert!(out.stdout.contains("stray.csv: not in a table folder"), "{}", out.stdout);
-    assert!(out.stdout.lines().any(|l| l.starts_with("query_log") && l.split_whitespace().nth(1) == Some("1")), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("roster/broken.xlsx: cannot open workbook"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("stray.csv: not in a table folder"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("query_log") && l.split_whitespace().nth(1) == Some("1")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn the_same_file_dropped_twice_is_ingested_once() {
-    let body = format!("{HEADER}\nu001,2026-01-05 09:12:33,投保資料,A123456789,成功,KHB,10.0.0.1\n");
-    let t = Test::new().file("inbox/query_logs/a.csv", &body).file("inbox/query_logs/a (copy).csv", &body);
+    let body =
+        format!("{HEADER}\nu001,2026-01-05 09:12:33,投保資料,A123456789,成功,KHB,10.0.0.1\n");
+    let t = Test::new()
+        .file("inbox/query_logs/a.csv", &body)
+        .file("inbox/query_logs/a (copy).csv", &body);
     let ing = t.load();
     assert_eq!(ing.table(Table::QueryLog).height(), 1);
-    let copy = ing.files.iter().find(|f| f.path == "query_logs/a.csv").unwrap();
-    assert_eq!(copy.status, FileStatus::Duplicate { of: "query_logs/a (copy).csv".into() });
+    let copy = ing
+        .files
+        .iter()
+        .find(|f| f.path == "query_logs/a.csv")
+        .unwrap();
+    assert_eq!(
+        copy.status,
+        FileStatus::Duplicate {
+            of: "query_logs/a (copy).csv".into()
+        }
+    );
     let out = t.run(&["ingest"]);
     assert_eq!(out.status, 0, "{}", out.stdout);
-    assert!(out.stdout.contains("duplicate of query_logs/a (copy).csv (ingested once)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("duplicate of query_logs/a (copy).csv (ingested once)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -180,11 +297,18 @@ fn ambiguous_headers_and_declared_formats() {
         )
         .file("inbox/hr/h.csv", "員工編號,員工代號,姓名,機關,人員類別,狀態,生效日期\nP1,P1,王小明,KHB,編制內,在職,2026-01-01\n");
     let ing = t.load();
-    assert_eq!(strings(ing.table(Table::Roster), "created_on"), ["2010-01-01"]);
+    assert_eq!(
+        strings(ing.table(Table::Roster), "created_on"),
+        ["2010-01-01"]
+    );
     let hr = ing.files.iter().find(|f| f.path == "hr/h.csv").unwrap();
     assert_eq!(
         hr.status,
-        FileStatus::Failed { error: "hr/h.csv: header row 1: columns \"員工編號\" and \"員工代號\" both mean person_id".into() }
+        FileStatus::Failed {
+            error:
+                "hr/h.csv: header row 1: columns \"員工編號\" and \"員工代號\" both mean person_id"
+                    .into()
+        }
     );
 }
 
@@ -198,8 +322,16 @@ fn period_keeps_only_its_queries() {
     );
     let out = t.run(&["ingest", "--period", "2026H1"]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("period 2026H1: 2 query-log rows outside it left out"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("period 2026H1: 2 query-log rows outside it left out"),
+        "{}",
+        out.stdout
+    );
     let config = webir_audit::config::load(&t.config_path()).unwrap();
     let ing = webir_audit::ingest::ingest(&config, Some(&"2026H1".parse().unwrap())).unwrap();
-    assert_eq!(strings(ing.table(Table::QueryLog), "account_id"), ["u2", "u3"]);
+    assert_eq!(
+        strings(ing.table(Table::QueryLog), "account_id"),
+        ["u2", "u3"]
+    );
 }
