@@ -6,4 +6,5 @@ pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
+pub mod privacy; // masking of national IDs and names for anything a person reads
 pub mod synth; // the deterministic generator of the fictional sample city

@@ -179,7 +179,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
                     .then(concat_str(
                         [
                             lit(format!("{prefix}: \"")),
-                            v.clone(),
+                            shown(c, v.clone()),
                             lit(format!("\" {what}")),
                         ],
                         "",
@@ -222,7 +222,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
             concat_str(
                 [
                     lit(format!("{}=", header_of(c.name))),
-                    col(s(c.name)).fill_null(lit("")),
+                    shown(c, col(s(c.name))).fill_null(lit("")),
                 ],
                 "",
                 false,
@@ -240,6 +240,15 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
     out.with_columns(values)
         .with_columns([reason.alias(REASON), skip.alias(SKIP)])
         .with_column(raw.alias(RAW))
+}
+
+/// A cell as it may appear in a reject: national IDs masked, since rejects
+/// reach people (the terminal, the data-quality sheet of later reports).
+fn shown(c: &ColumnSpec, v: Expr) -> Expr {
+    match c.kind {
+        Kind::NationalId => crate::privacy::mask_national_id_expr(v),
+        _ => v,
+    }
 }
 
 /// Maps spellings to codes; unknown spellings become null.

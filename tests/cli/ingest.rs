@@ -190,7 +190,7 @@ fn bad_cells_are_rejected_with_file_row_column_and_raw_value() {
     let expect = [
         "3 row(s) rejected:",
         "query_logs/q.csv row 3: column \"查詢時間\" (queried_at): \"2026/02/30 10:00\" cannot be read as a date and time",
-        "query_logs/q.csv row 4: column \"身分證號\" (subject_id): \"A12\" is not a national ID",
+        "query_logs/q.csv row 4: column \"身分證號\" (subject_id): \"***\" is not a national ID",
         "column \"機關\" (agency_id): \"高雄市政府環保局\" is not an agency id, name or alias in the config",
         "query_logs/q.csv row 5: column \"帳號\" (account_id) is empty; column \"查詢結果\" (result): \"也許\" is not a known result: expected success (成功), failure (失敗)",
     ];
@@ -203,9 +203,12 @@ fn bad_cells_are_rejected_with_file_row_column_and_raw_value() {
         ["u001", "u005"]
     );
     let raw = strings(&ing.rejects, "raw");
+    // Privacy: rejects reach people, so subject IDs in them are masked.
+    assert!(raw[0].contains("身分證號=A12****789"), "{}", raw[0]);
+    assert!(!out.stdout.contains("A123456789"), "{}", out.stdout);
     assert_eq!(
         raw[1],
-        "帳號=u003 | 查詢時間=2026-01-05 09:12:33 | 查詢項目=投保資料 | 身分證號=A12 | 查詢結果=成功 | 機關=高雄市政府環保局 | 來源IP=10.0.0.1"
+        "帳號=u003 | 查詢時間=2026-01-05 09:12:33 | 查詢項目=投保資料 | 身分證號=*** | 查詢結果=成功 | 機關=高雄市政府環保局 | 來源IP=10.0.0.1"
     );
 }
 
