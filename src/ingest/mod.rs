@@ -183,6 +183,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
 
     for (table, path, rel) in files {
         progress.set_message(rel.clone());
+        progress.inc(1);
         let mut rec = FileRecord {
             table,
             path: rel.clone(),
@@ -250,7 +251,6 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             }
         }
         records.push(rec);
-        progress.inc(1);
     }
     progress.finish_and_clear();
 

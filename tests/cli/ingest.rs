@@ -338,3 +338,19 @@ fn period_keeps_only_its_queries() {
         ["u2", "u3"]
     );
 }
+
+/// Blank lines must not shift the row numbers officers are sent to.
+#[test]
+fn blank_lines_are_skipped_without_shifting_row_numbers() {
+    let t = Test::new().file(
+        "inbox/query_logs/q.csv",
+        format!("{HEADER}\nu1,2026-01-05 09:12:33,x,A123456789,成功,KHB,ip\n\nu2,2026-01-05 09:12:33,x,A123456789,成功,KHB,ip\n,,,,,,\nu3,2026-99-05 09:12:33,x,A123456789,成功,KHB,ip\n"),
+    );
+    let ing = t.load();
+    assert_eq!(
+        strings(ing.table(Table::QueryLog), "source_row"),
+        ["2", "4"]
+    );
+    assert_eq!(strings(&ing.rejects, "source_row"), ["6"]);
+    assert_eq!(ing.files[0].rows_skipped, 2);
+}
