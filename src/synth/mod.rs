@@ -566,12 +566,16 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// Writes a UTF-8 CSV query log of `rows` rows to `dir/query_log_<rows>.csv`
-/// (no forms, no workbooks): the benchmark input.
+/// Writes the sample city's config with an inbox holding one UTF-8 CSV
+/// query log of `rows` rows (`inbox/query_logs/query_log_<rows>.csv`; no
+/// other tables): the benchmark input.
 pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
+    let logs = dir.join("inbox/query_logs");
+    std::fs::create_dir_all(&logs)?;
+    std::fs::write(dir.join("webir-audit.toml"), city::config_toml())?;
+    std::fs::write(dir.join("holidays.toml"), city::holidays_toml())?;
     let mut r = Rand::new(seed);
-    let path = dir.join(format!("query_log_{rows}.csv"));
+    let path = logs.join(format!("query_log_{rows}.csv"));
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
     writeln!(
         w,
