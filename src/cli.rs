@@ -43,6 +43,26 @@ pub enum Command {
         #[arg(long)]
         period: Option<Period>,
     },
+    /// Run an audit job and write its run folder under paths.archive.
+    Run {
+        /// account-review or query-check.
+        #[arg(value_enum)]
+        job: JobArg,
+        #[arg(long)]
+        config: PathBuf,
+        /// Account review: the day the review is as of (default today).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Query check: the period (2026H1, 2026H2, 2026, 2026Q3, FROM..TO).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        period: Option<Period>,
+        /// Query check: first day of the period (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// Query check: last day of the period (with --from).
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+    },
     /// Write the fictional sample city (or a large query log for benchmarks).
     GenData {
         /// Folder to write into (created if missing).
@@ -55,6 +75,12 @@ pub enum Command {
         #[arg(long, default_value_t = crate::synth::DEFAULT_SEED)]
         seed: u64,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobArg {
+    AccountReview,
+    QueryCheck,
 }
 
 /// Process exit statuses (a contract with operators' scripts).
@@ -107,6 +133,25 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     match &cli.command {
         Command::CheckConfig { config } => check_config(config, out),
         Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), out),
+        Command::Run {
+            job,
+            config,
+            as_of,
+            period,
+            from,
+            to,
+        } => {
+            let period = match (period, from, to) {
+                (Some(p), _, _) => Some(p.clone()),
+                (None, Some(f), Some(t)) => Some(
+                    format!("{f}..{t}")
+                        .parse::<Period>()
+                        .map_err(|e| Error::Other(e.into()))?,
+                ),
+                _ => None,
+            };
+            run_job(config, *job, period, *as_of, out)
+        }
         Command::GenData {
             out: dir,
             rows,
@@ -121,6 +166,51 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             Ok(ExitStatus::Ok)
         }
     }
+}
+
+fn run_job(
+    path: &std::path::Path,
+    job: JobArg,
+    period: Option<Period>,
+    as_of: Option<chrono::NaiveDate>,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let job = match job {
+        JobArg::AccountReview => crate::checks::Job::AccountReview,
+        JobArg::QueryCheck => crate::checks::Job::QueryCheck,
+    };
+    if job == crate::checks::Job::QueryCheck && period.is_none() {
+        return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
+    }
+    let outcome = crate::jobs::run(&config, job, period, as_of, &crate::clock::SystemClock)?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    let codes = outcome
+        .findings
+        .column("code")
+        .and_then(|c| c.str().cloned())
+        .map_err(anyhow::Error::from)?;
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for c in codes.iter().flatten() {
+        *counts.entry(c).or_default() += 1;
+    }
+    w(out, format!("{} findings", outcome.findings.height()))?;
+    for (code, n) in &counts {
+        w(out, format!("  {code:<32} {n:>8}"))?;
+    }
+    write_rejects(&outcome.ingested, out)?;
+    // The last line is the run folder, for scripts.
+    w(out, outcome.dir.display().to_string())?;
+    Ok(if !outcome.ingested.is_clean() {
+        ExitStatus::InputError
+    } else if outcome
+        .worst
+        .is_some_and(|s| s <= config.rules.fail_on_severity)
+    {
+        ExitStatus::Findings
+    } else {
+        ExitStatus::Ok
+    })
 }
 
 fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {

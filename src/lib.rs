@@ -1,9 +1,13 @@
 //! webir-audit: audits how Kaohsiung City agencies use the NHI WebIR query
 //! service, per the city's directions (see `ARCHITECTURE.md`).
 
+pub mod archive; // run folders: findings.csv, rejects.csv, inputs.json, run.json (mode 0600)
+pub mod checks; // audit checks: findings with stable codes, pure functions over frames
 pub mod cli; // command-line interface: argument types and command dispatch
+pub mod clock; // the injected clock
 pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
+pub mod jobs; // one audit run: ingest, check, write the run folder
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
 pub mod privacy; // masking of national IDs and names for anything a person reads

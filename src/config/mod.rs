@@ -56,6 +56,10 @@ pub struct Rules {
     pub office_hours: (NaiveTime, NaiveTime),
     pub holidays: Holidays,
     pub fail_on_severity: Severity,
+    pub spike_factor: u32,
+    pub spike_min: u32,
+    pub subject_accounts_threshold: u32,
+    pub failed_burst: u32,
 }
 
 /// Finding severities, most severe first.
@@ -394,6 +398,16 @@ impl Validator {
         let idle_days = self.bounded("idle_days", r.idle_days, 1, 3650, "");
         let form_validity_days =
             self.bounded("form_validity_days", r.form_validity_days, 0, 366, "");
+        let spike_factor = self.bounded("spike_factor", r.spike_factor, 2, 1000, "");
+        let spike_min = self.bounded("spike_min", r.spike_min, 1, 1_000_000, "");
+        let subject_accounts_threshold = self.bounded(
+            "subject_accounts_threshold",
+            r.subject_accounts_threshold,
+            2,
+            10_000,
+            "",
+        );
+        let failed_burst = self.bounded("failed_burst", r.failed_burst, 2, 10_000, "");
 
         let office_hours = match parse_office_hours(&r.office_hours) {
             Some(h) => h,
@@ -434,6 +448,10 @@ impl Validator {
             office_hours,
             holidays,
             fail_on_severity,
+            spike_factor,
+            spike_min,
+            subject_accounts_threshold,
+            failed_burst,
         }
     }
 

@@ -54,6 +54,14 @@ pub struct RawRules {
     pub holidays: Option<String>,
     /// `run` exits 1 when a finding is at or above this severity.
     pub fail_on_severity: String,
+    /// A day's queries above this many times the account's median day…
+    pub spike_factor: i64,
+    /// …and above this count are a volume spike.
+    pub spike_min: i64,
+    /// Distinct accounts querying one subject in a period that draw a finding.
+    pub subject_accounts_threshold: i64,
+    /// Failed queries by one account within an hour that draw a finding.
+    pub failed_burst: i64,
 }
 
 impl Default for RawRules {
@@ -68,6 +76,10 @@ impl Default for RawRules {
             office_hours: "08:00-18:00".to_owned(),
             holidays: None,
             fail_on_severity: "high".to_owned(),
+            spike_factor: 5,
+            spike_min: 30,
+            subject_accounts_threshold: 5,
+            failed_burst: 10,
         }
     }
 }

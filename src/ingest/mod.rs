@@ -22,7 +22,7 @@ use crate::config::{Config, DateFormat, InputOverride};
 use crate::model::Table;
 use crate::period::Period;
 use headers::HeaderMap;
-use parse::{ParseContext, RAW, REASON, SKIP};
+use parse::{BAD, BLANK, ParseContext, RAW, REASON, SPARSE};
 use read::ROW;
 
 /// Why a file could not be ingested. Every variant names the file.
@@ -340,36 +340,70 @@ fn ingest_file(
         file: rel.to_owned(),
         source,
     };
-    let df = parse::plan(raw.lf, &cx).collect().map_err(polars_err)?;
+    // The streaming engine parses the file in morsels, so memory holds the
+    // canonical columns, not every intermediate of every row at once.
+    let df = parse::plan(raw.lf.clone(), &cx, false)
+        .collect_with_engine(Engine::Streaming)
+        .map_err(polars_err)?
+        .unwrap_single();
+    let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
+        Ok(df
+            .column(name)
+            .map_err(polars_err)?
+            .bool()
+            .map_err(polars_err)?
+            .clone())
+    };
+    let (bad, sparse, blank) = (flags(BAD)?, flags(SPARSE)?, flags(BLANK)?);
+    // Footer: the sparse rows after the last dense one (totals, print notes).
+    let footer_from = (0..df.height())
+        .rev()
+        .take_while(|&i| sparse.get(i) == Some(true))
+        .last()
+        .unwrap_or(df.height());
+    let mut skip: BooleanChunked = blank.clone();
+    if footer_from < df.height() {
+        let tail: BooleanChunked = (0..df.height()).map(|i| Some(i >= footer_from)).collect();
+        skip = &skip | &tail;
+    }
+    let skipped = skip.sum().unwrap_or(0) as usize;
+    let rejected_mask = &bad & &!&skip;
+    let n_rejected = rejected_mask.sum().unwrap_or(0) as usize;
+    let rejected_rows: Vec<IdxSize> = if n_rejected == 0 {
+        Vec::new()
+    } else {
+        let rows = df
+            .column(ROW)
+            .map_err(polars_err)?
+            .filter(&rejected_mask)
+            .map_err(polars_err)?;
+        rows.idx()
+            .map_err(polars_err)?
+            .into_no_null_iter()
+            .collect()
+    };
 
-    let skipped = df
-        .column(SKIP)
-        .map_err(polars_err)?
-        .bool()
-        .map_err(polars_err)?
-        .sum()
-        .unwrap_or(0) as usize;
-    let n_rejected = df.column(REASON).map_err(polars_err)?.len()
-        - df.column(REASON).map_err(polars_err)?.null_count();
     let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
     keep.push(lit(rel).alias("source_file"));
     keep.push(col(ROW).alias("source_row"));
-
-    let (good, rejects) = if n_rejected == 0 && skipped == 0 {
+    let good = if n_rejected == 0 && skipped == 0 {
         // The common case: no copy of the frame, only a projection.
-        let good = df.lazy().select(keep).collect().map_err(polars_err)?;
-        (good, DataFrame::empty_with_schema(&rejects_schema()))
+        df.lazy().select(keep).collect().map_err(polars_err)?
     } else {
-        let good = df
-            .clone()
+        let ok = !&(&bad | &skip);
+        df.filter(&ok)
+            .map_err(polars_err)?
             .lazy()
-            .filter(col(REASON).is_null().and(col(SKIP).not()))
             .select(keep)
             .collect()
-            .map_err(polars_err)?;
-        let rejects = df
-            .lazy()
-            .filter(col(REASON).is_not_null())
+            .map_err(polars_err)?
+    };
+    let rejects = if n_rejected == 0 {
+        DataFrame::empty_with_schema(&rejects_schema())
+    } else {
+        // Only now build the sentences, for the rejected rows alone.
+        let rows = lit(Series::new("r".into(), rejected_rows));
+        parse::plan(raw.lf.filter(col(ROW).is_in(rows, false)), &cx, true)
             .select([
                 lit(table.name()).alias("table"),
                 lit(rel).alias("source_file"),
@@ -379,8 +413,7 @@ fn ingest_file(
                 col(RAW).alias("raw"),
             ])
             .collect()
-            .map_err(polars_err)?;
-        (good, rejects)
+            .map_err(polars_err)?
     };
     Ok(OneFile {
         good,

@@ -15,7 +15,12 @@ use crate::model::{ColumnSpec, Kind, Table, Vocab};
 
 pub const REASON: &str = "__reason";
 pub const RAW: &str = "__raw";
-pub const SKIP: &str = "__skip";
+/// The row has a bad or missing value.
+pub const BAD: &str = "__bad";
+/// Fewer than half of the row's columns have a value (footer-like).
+pub const SPARSE: &str = "__sparse";
+/// The row has no value at all.
+pub const BLANK: &str = "__blank";
 
 /// The output time unit for date-times.
 pub const TIME_UNIT: TimeUnit = TimeUnit::Microseconds;
@@ -53,11 +58,13 @@ fn pattern_col(name: &str) -> String {
     format!("__p_{name}")
 }
 
-/// Builds the plan: the input's columns plus every canonical column of the
-/// table (typed; absent optional columns are null), [`REASON`] (null when
-/// the row is good), [`RAW`] (the raw cells, only on rejected rows) and
-/// [`SKIP`] (blank and footer rows).
-pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
+/// Builds the plan: the row number, every canonical column of the table
+/// (typed; absent optional columns are null) and the [`BAD`], [`SPARSE`]
+/// and [`BLANK`] flags. With `with_reasons` also [`REASON`] and [`RAW`]
+/// (the raw cells, national IDs masked): run that only on the rows already
+/// known to be bad, as building sentences for every row would cost more
+/// than parsing them.
+pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFrame {
     let present: Vec<&'static ColumnSpec> = cx
         .headers
         .iter()
@@ -114,7 +121,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
 
     // Stage 3: typed values and per-column problems.
     let mut values = Vec::new();
-    let mut problems: Vec<Expr> = Vec::new();
+    let mut problems: Vec<(Expr, Expr)> = Vec::new();
     for c in cx.table.columns() {
         let Some(_) = present.iter().find(|p| p.name == c.name) else {
             values.push(null_of(dtype(c.kind)).alias(c.name));
@@ -171,75 +178,82 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>) -> LazyFrame {
                 )
             }
         };
-        values.push(parsed.clone().alias(c.name));
+        values.push(parsed.alias(c.name));
         let prefix = format!("column {:?} ({})", header, c.name);
+        // Flags refer to the parsed column by name, so parsing runs once.
         if !what.is_empty() {
-            problems.push(
-                when(v.clone().is_not_null().and(parsed.is_null()))
-                    .then(concat_str(
-                        [
-                            lit(format!("{prefix}: \"")),
-                            shown(c, v.clone()),
-                            lit(format!("\" {what}")),
-                        ],
-                        "",
-                        false,
-                    ))
-                    .otherwise(null_of(DataType::String)),
+            let flag = v.clone().is_not_null().and(col(c.name).is_null());
+            let msg = concat_str(
+                [
+                    lit(format!("{prefix}: \"")),
+                    shown(c, v.clone()),
+                    lit(format!("\" {what}")),
+                ],
+                "",
+                false,
             );
+            problems.push((flag, msg));
         }
         if c.value_required() {
-            problems.push(
-                when(v.is_null())
-                    .then(lit(format!("{prefix} is empty")))
-                    .otherwise(null_of(DataType::String)),
-            );
+            problems.push((v.is_null(), lit(format!("{prefix} is empty"))));
         }
     }
 
-    // Stage 4: blank and footer rows, reasons, raw cells of rejected rows.
+    // Stage 4: flags for bad, blank and sparse rows; reasons on request.
     let filled = present
         .iter()
         .map(|c| col(s(c.name)).is_not_null().cast(DataType::UInt32))
         .reduce(|a, b| a + b)
         .unwrap_or(lit(0u32));
     let sparse = (filled.clone() * lit(2u32)).lt(lit(present.len() as u32));
-    let last_dense = col(ROW).filter(sparse.clone().not()).max();
-    // With no dense row at all nothing is a footer: every row is rejected.
-    let footer = sparse.and(col(ROW).gt(last_dense).fill_null(lit(false)));
-    let skip = filled.eq(lit(0u32)).or(footer);
     let any_problem = problems
         .iter()
-        .map(|p| p.clone().is_not_null())
+        .map(|p| p.0.clone())
         .reduce(|a, b| a.or(b))
         .unwrap_or(lit(false));
-    let reason = when(any_problem.clone().and(skip.clone().not()))
-        .then(concat_str(&problems, "; ", true))
-        .otherwise(null_of(DataType::String));
-    let raw_parts: Vec<Expr> = present
-        .iter()
-        .map(|c| {
-            concat_str(
-                [
-                    lit(format!("{}=", header_of(c.name))),
-                    shown(c, col(s(c.name))).fill_null(lit("")),
-                ],
-                "",
-                false,
-            )
-        })
-        .collect();
-    let raw = when(col(REASON).is_not_null())
-        .then(concat_str(&raw_parts, " | ", false))
-        .otherwise(null_of(DataType::String));
 
     let mut out = lf.with_columns(trimmed);
     if !captures.is_empty() {
         out = out.with_columns(captures).with_columns(compact);
     }
-    out.with_columns(values)
-        .with_columns([reason.alias(REASON), skip.alias(SKIP)])
-        .with_column(raw.alias(RAW))
+    out = out.with_columns(values).with_columns([
+        any_problem.alias(BAD),
+        sparse.alias(SPARSE),
+        filled.eq(lit(0u32)).alias(BLANK),
+    ]);
+    let mut keep: Vec<Expr> = std::iter::once(col(ROW))
+        .chain(cx.table.columns().iter().map(|c| col(c.name)))
+        .chain([col(BAD), col(SPARSE), col(BLANK)])
+        .collect();
+    if with_reasons {
+        let messages: Vec<Expr> = problems
+            .iter()
+            .map(|(flag, msg)| {
+                when(flag.clone())
+                    .then(msg.clone())
+                    .otherwise(null_of(DataType::String))
+            })
+            .collect();
+        let raw_parts: Vec<Expr> = present
+            .iter()
+            .map(|c| {
+                concat_str(
+                    [
+                        lit(format!("{}=", header_of(c.name))),
+                        shown(c, col(s(c.name))).fill_null(lit("")),
+                    ],
+                    "",
+                    false,
+                )
+            })
+            .collect();
+        out = out.with_columns([
+            concat_str(&messages, "; ", true).alias(REASON),
+            concat_str(&raw_parts, " | ", false).alias(RAW),
+        ]);
+        keep.extend([col(REASON), col(RAW)]);
+    }
+    out.select(keep)
 }
 
 /// A cell as it may appear in a reject: national IDs masked, since rejects
@@ -419,7 +433,7 @@ mod tests {
             format_of: &format_of,
             agencies: &agencies,
         };
-        let out = plan(df.lazy(), &cx)
+        let out = plan(df.lazy(), &cx, false)
             .select([col(column).cast(DataType::String)])
             .collect()
             .unwrap();

@@ -1,0 +1,152 @@
+//! The archive: one folder per run under `paths.archive`,
+//! `<period>/<job>/<run-id>/`, holding what the run found and what it read.
+//! Runs never overwrite each other; every file is written with mode 0600
+//! because the archive is the one place raw personal data may rest.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::ingest::{FileRecord, FileStatus};
+
+/// Creates a fresh run folder: `base/<period>/<job>/<run-id>`, where the
+/// run id is the local start time, suffixed `-2`, `-3`… if taken.
+pub fn create_run_dir(
+    base: &Path,
+    period: &str,
+    job: &str,
+    started: chrono::NaiveDateTime,
+) -> Result<PathBuf> {
+    let parent = base.join(period).join(job);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let stem = started.format("%Y%m%dT%H%M%S").to_string();
+    for n in 1.. {
+        let id = if n == 1 {
+            stem.clone()
+        } else {
+            format!("{stem}-{n}")
+        };
+        let dir = parent.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!("an unbounded range always yields")
+}
+
+fn create_private(path: &Path) -> Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Text cells that Excel would run as a formula get a leading apostrophe.
+fn defuse(e: Expr) -> Expr {
+    let risky = e
+        .clone()
+        .str()
+        .contains(lit(r"^[=+\-@\t\r]"), true)
+        .fill_null(lit(false));
+    when(risky)
+        .then(concat_str([lit("'"), e.clone()], "", false))
+        .otherwise(e)
+}
+
+/// Writes `df` as CSV, UTF-8 with BOM so Excel opens it in the right encoding.
+pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
+    let exprs: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(name, dt)| {
+            let c = col(name.clone());
+            if *dt == DataType::String {
+                defuse(c).alias(name.clone())
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut safe = df.clone().lazy().select(exprs).collect()?;
+    let mut f = create_private(path)?;
+    f.write_all(b"\xEF\xBB\xBF")?;
+    CsvWriter::new(&mut f)
+        .include_header(true)
+        .with_datetime_format(Some("%Y-%m-%d %H:%M:%S".into()))
+        .with_date_format(Some("%Y-%m-%d".into()))
+        .finish(&mut safe)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
+    let mut f = create_private(path)?;
+    serde_json::to_writer_pretty(&mut f, value)?;
+    f.write_all(b"\n")?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputRecord {
+    pub table: Option<&'static str>,
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub encoding: String,
+    pub sheet: Option<String>,
+    pub status: String,
+    pub rows_loaded: usize,
+    pub rows_rejected: usize,
+    pub rows_skipped: usize,
+}
+
+impl From<&FileRecord> for InputRecord {
+    fn from(f: &FileRecord) -> InputRecord {
+        InputRecord {
+            table: f.table.map(|t| t.name()),
+            path: f.path.clone(),
+            bytes: f.size,
+            sha256: f.sha256.clone(),
+            encoding: f.encoding.clone(),
+            sheet: f.sheet.clone(),
+            status: match &f.status {
+                FileStatus::Loaded => "loaded".into(),
+                FileStatus::Duplicate { of } => format!("duplicate of {of}"),
+                FileStatus::Failed { error } => format!("failed: {error}"),
+            },
+            rows_loaded: f.rows_loaded,
+            rows_rejected: f.rows_rejected,
+            rows_skipped: f.rows_skipped,
+        }
+    }
+}
+
+/// `run.json`: what ran, when, and what it found.
+#[derive(Debug, Serialize)]
+pub struct RunRecord {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub job: String,
+    pub period: String,
+    pub as_of: Option<String>,
+    pub started: String,
+    pub finished: String,
+    pub findings: usize,
+    pub by_code: BTreeMap<String, usize>,
+    pub by_severity: BTreeMap<String, usize>,
+    pub inputs: usize,
+    pub failed_inputs: usize,
+    pub rejected_rows: usize,
+}

@@ -1,0 +1,431 @@
+//! Account review (points 5(1)3, 5(2), 6(2)): is every active account still
+//! held by an eligible person of the right agency, used, unique and kept up?
+//!
+//! Disabled accounts produce no account-review findings here; their queries
+//! are still checked by [`super::query`].
+
+use chrono::Duration;
+use polars::prelude::*;
+
+use super::{Check, Code, Ctx, finding, null_str, sentence, ymd};
+
+pub static CHECKS: &[Check] = &[
+    Check {
+        codes: &[Code::AccountHolderDeparted],
+        run: departed,
+    },
+    Check {
+        codes: &[Code::AccountHolderTransferred],
+        run: transferred,
+    },
+    Check {
+        codes: &[Code::AccountHolderSuspended],
+        run: suspended,
+    },
+    Check {
+        codes: &[Code::AccountIneligibleEmployment],
+        run: ineligible,
+    },
+    Check {
+        codes: &[Code::AccountHolderUnknown],
+        run: unknown,
+    },
+    Check {
+        codes: &[Code::AccountIdle],
+        run: idle,
+    },
+    Check {
+        codes: &[Code::AccountNeverUsed],
+        run: never_used,
+    },
+    Check {
+        codes: &[Code::AccountDuplicate],
+        run: duplicate,
+    },
+    Check {
+        codes: &[Code::AccountPasswordStale],
+        run: password_stale,
+    },
+    Check {
+        codes: &[Code::AccountNotInRoster],
+        run: not_in_roster,
+    },
+    Check {
+        codes: &[Code::AgencyOfficerCount],
+        run: officer_count,
+    },
+];
+
+/// Employment types that may not hold an account (point 5(2)).
+pub const INELIGIBLE: [&str; 3] = ["labourer", "driver", "temporary"];
+
+fn active(cx: &Ctx<'_>) -> LazyFrame {
+    cx.accounts
+        .clone()
+        .lazy()
+        .filter(col("status").eq(lit("active")))
+}
+
+/// A finding about one roster account.
+fn about_account(code: Code, occurred_at: Expr, reason: Expr) -> Vec<Expr> {
+    finding(
+        code,
+        col("agency_id"),
+        col("account_id"),
+        col("holder_name"),
+        null_str(),
+        occurred_at,
+        reason,
+        col("source_file"),
+        col("source_row"),
+    )
+}
+
+fn day_start(e: Expr) -> Expr {
+    e.cast(DataType::Datetime(crate::ingest::parse::TIME_UNIT, None))
+}
+
+fn departed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let what = when(col("hr_status").eq(lit("retired")))
+        .then(lit("退休"))
+        .otherwise(lit("離職"));
+    Ok(active(cx)
+        .filter(
+            col("hr_status").is_in(lit(Series::new("s".into(), ["departed", "retired"])), false),
+        )
+        .select(about_account(
+            Code::AccountHolderDeparted,
+            day_start(col("hr_effective")),
+            sentence([
+                lit("帳號仍為啟用，但持有人依人事資料已於 "),
+                ymd(col("hr_effective")),
+                lit(" "),
+                what,
+                lit("，應即停用帳號"),
+            ]),
+        )))
+}
+
+fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let outside = col("hr_unit_id").neq(col("unit_id")).fill_null(lit(false));
+    let later = col("hr_status")
+        .eq(lit("transferred"))
+        .and(col("hr_effective").gt(col("created_on")))
+        .fill_null(lit(false));
+    let gone = col("hr_status").is_in(lit(Series::new("s".into(), ["departed", "retired"])), false);
+    let reason = when(outside.clone())
+        .then(sentence([
+            lit("持有人依人事資料現職於 "),
+            col("hr_agency_id"),
+            lit("（"),
+            ymd(col("hr_effective")),
+            lit(" 生效），已不屬帳號所屬機關 "),
+            col("unit_id"),
+            lit(" 及其所屬機關，應停用或移轉帳號"),
+        ]))
+        .otherwise(sentence([
+            lit("持有人於 "),
+            ymd(col("hr_effective")),
+            lit(" 調職，晚於帳號建立日 "),
+            ymd(col("created_on")),
+            lit("，請確認權限是否仍為業務所需"),
+        ]));
+    Ok(active(cx)
+        .filter(outside.or(later).and(gone.not().fill_null(lit(true))))
+        .select(about_account(
+            Code::AccountHolderTransferred,
+            day_start(col("hr_effective")),
+            reason,
+        )))
+}
+
+fn suspended(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(active(cx)
+        .filter(col("hr_status").eq(lit("suspended")))
+        .select(about_account(
+            Code::AccountHolderSuspended,
+            day_start(col("hr_effective")),
+            sentence([
+                lit("持有人自 "),
+                ymd(col("hr_effective")),
+                lit(" 起留職停薪，帳號仍為啟用，應暫停使用"),
+            ]),
+        )))
+}
+
+fn ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let employment = coalesce(&[col("hr_employment"), col("employment_type")]);
+    let label = employment.clone().replace_strict(
+        lit(Series::new("c".into(), INELIGIBLE)),
+        lit(Series::new("l".into(), ["職工", "駕駛", "臨時人員"])),
+        None::<Expr>,
+        Some(DataType::String),
+    );
+    Ok(active(cx)
+        .filter(employment.is_in(lit(Series::new("s".into(), INELIGIBLE)), false))
+        .select(about_account(
+            Code::AccountIneligibleEmployment,
+            day_start(col("created_on")),
+            sentence([
+                lit("持有人人員類別為「"),
+                label,
+                lit("」，依第5點第2款僅編制內職員及約聘僱人員得申請帳號"),
+            ]),
+        )))
+}
+
+fn unknown(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(active(cx)
+        .filter(col("hr_present").not())
+        .select(about_account(
+            Code::AccountHolderUnknown,
+            day_start(col("created_on")),
+            sentence([
+                lit("持有人員工編號 "),
+                col("person_id"),
+                lit(" 不在人事資料中，無法確認其在職身分"),
+            ]),
+        )))
+}
+
+/// Per account: queries up to the review day, and the last successful one.
+fn usage(cx: &Ctx<'_>) -> LazyFrame {
+    cx.queries
+        .clone()
+        .lazy()
+        .group_by([col("account_id")])
+        .agg([
+            len().alias("n_queries"),
+            col("queried_at")
+                .filter(col("result").eq(lit("success")))
+                .max()
+                .alias("last_success"),
+        ])
+}
+
+fn with_usage(cx: &Ctx<'_>) -> LazyFrame {
+    active(cx)
+        .join(
+            usage(cx),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("n_queries").fill_null(lit(0u32)))
+}
+
+fn idle(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let days = cx.config.rules.idle_days;
+    let cutoff = (cx.as_of - Duration::days(days.into()))
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default();
+    let last = coalesce(&[col("last_success"), day_start(col("created_on"))]);
+    Ok(with_usage(cx)
+        .filter(
+            col("n_queries")
+                .gt(lit(0u32))
+                .and(last.clone().lt(lit(cutoff))),
+        )
+        .select(about_account(
+            Code::AccountIdle,
+            last,
+            sentence([
+                when(col("last_success").is_null())
+                    .then(lit("帳號從未成功查詢（僅有失敗紀錄）"))
+                    .otherwise(sentence([
+                        lit("最後一次成功查詢為 "),
+                        ymd(col("last_success")),
+                    ])),
+                lit(format!(
+                    "，至 {} 已逾 {days} 日未使用，應檢討停用",
+                    cx.as_of
+                )),
+            ]),
+        )))
+}
+
+fn never_used(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let days = cx.config.rules.idle_days;
+    let cutoff = cx.as_of - Duration::days(days.into());
+    Ok(with_usage(cx)
+        .filter(
+            col("n_queries")
+                .eq(lit(0u32))
+                .and(col("created_on").lt(lit(cutoff))),
+        )
+        .select(about_account(
+            Code::AccountNeverUsed,
+            day_start(col("created_on")),
+            sentence([
+                lit("帳號於 "),
+                ymd(col("created_on")),
+                lit(format!(
+                    " 建立，逾 {days} 日，現有查詢紀錄中從未使用，應檢討停用"
+                )),
+            ]),
+        )))
+}
+
+fn duplicate(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let holders = active(cx)
+        .group_by([col("person_id")])
+        .agg([
+            len().alias("n_accounts"),
+            col("account_id")
+                .sort(SortOptions::default())
+                .str()
+                .join(", ", true)
+                .alias("all_accounts"),
+        ])
+        .filter(col("n_accounts").gt(lit(1u32)));
+    Ok(active(cx)
+        .join(
+            holders,
+            [col("person_id")],
+            [col("person_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select(about_account(
+            Code::AccountDuplicate,
+            day_start(col("created_on")),
+            sentence([
+                lit("持有人（員工編號 "),
+                col("person_id"),
+                lit("）同時持有 "),
+                col("n_accounts").cast(DataType::String),
+                lit(" 個啟用帳號："),
+                col("all_accounts"),
+                lit("，應僅保留一個"),
+            ]),
+        )))
+}
+
+fn password_stale(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let days = cx.config.rules.password_max_age_days;
+    let cutoff = cx.as_of - Duration::days(days.into());
+    Ok(active(cx)
+        .filter(col("last_password_change").lt(lit(cutoff)))
+        .select(about_account(
+            Code::AccountPasswordStale,
+            day_start(col("last_password_change")),
+            sentence([
+                lit("最後變更密碼日為 "),
+                ymd(col("last_password_change")),
+                lit(format!(
+                    "，至 {} 已逾 {days} 日，依第5點第3款應每三個月變更",
+                    cx.as_of
+                )),
+            ]),
+        )))
+}
+
+fn not_in_roster(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(cx
+        .queries
+        .clone()
+        .lazy()
+        .filter(col("in_roster").not())
+        .group_by([col("account_id")])
+        .agg([
+            len().alias("n"),
+            col("agency_id").first(),
+            col("queried_at").first(),
+            col("source_file").first(),
+            col("source_row").first(),
+        ])
+        .select(finding(
+            Code::AccountNotInRoster,
+            col("agency_id"),
+            col("account_id"),
+            null_str(),
+            null_str(),
+            col("queried_at"),
+            sentence([
+                lit("帳號於查詢紀錄中有 "),
+                col("n").cast(DataType::String),
+                lit(" 筆查詢（首筆 "),
+                super::ymd_hms(col("queried_at")),
+                lit("），但不在帳號清冊中，應查明帳號來源"),
+            ]),
+            col("source_file"),
+            col("source_row"),
+        )))
+}
+
+fn officer_count(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let units: Vec<&str> = cx.config.agencies.units().map(|a| a.id.as_str()).collect();
+    let units = df!("agency_id" => units)?.lazy();
+    let counted = |role: &str| {
+        active(cx)
+            .filter(col("role").eq(lit(role)))
+            .group_by([col("unit_id")])
+            .agg([
+                len().alias("n"),
+                col("account_id")
+                    .sort(SortOptions::default())
+                    .str()
+                    .join(", ", true)
+                    .alias("ids"),
+            ])
+    };
+    let officers = units
+        .join(
+            counted("officer"),
+            [col("agency_id")],
+            [col("unit_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("n").fill_null(lit(0u32)))
+        .filter(col("n").neq(lit(1u32)))
+        .select(finding(
+            Code::AgencyOfficerCount,
+            col("agency_id"),
+            null_str(),
+            null_str(),
+            null_str(),
+            lit(NULL),
+            sentence([
+                lit("本機關（含所屬機關）啟用中之專責人員帳號共 "),
+                col("n").cast(DataType::String),
+                lit(" 個"),
+                when(col("ids").is_null())
+                    .then(lit(""))
+                    .otherwise(sentence([lit("（"), col("ids"), lit("）")])),
+                lit("，依第5點第1款應指定專責人員一名"),
+            ]),
+            null_str(),
+            lit(NULL),
+        ));
+    let bureau = cx.config.agencies.health_bureau().id.clone();
+    let chiefs = active(cx)
+        .filter(col("role").eq(lit("chief_admin")))
+        .select([
+            len().alias("n"),
+            col("account_id")
+                .sort(SortOptions::default())
+                .str()
+                .join(", ", true)
+                .alias("ids"),
+        ])
+        .filter(col("n").neq(lit(1u32)))
+        .select(finding(
+            Code::AgencyOfficerCount,
+            lit(bureau),
+            null_str(),
+            null_str(),
+            null_str(),
+            lit(NULL),
+            sentence([
+                lit("全市啟用中之總管理者帳號共 "),
+                col("n").cast(DataType::String),
+                lit(" 個"),
+                when(col("ids").is_null().or(col("ids").eq(lit(""))))
+                    .then(lit(""))
+                    .otherwise(sentence([lit("（"), col("ids"), lit("）")])),
+                lit("，依第4點衛生局應指定總管理者一名"),
+            ]),
+            null_str(),
+            lit(NULL),
+        ));
+    concat([officers, chiefs], UnionArgs::default())
+}

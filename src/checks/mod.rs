@@ -1,0 +1,533 @@
+//! Audit checks: every rule of the regulation that data can check, as
+//! findings with stable codes.
+//!
+//! Every check has the same shape: a pure function `fn(&Ctx) ->
+//! PolarsResult<LazyFrame>` over the canonical frames, returning rows with the
+//! columns of [`RAW_FINDING`]. [`run`] evaluates them, adds each finding's
+//! unit and severity, masks the subject, and sorts the result so the same
+//! inputs always give the same findings. Checks do no I/O and read no clock:
+//! the reference day comes in [`Ctx`].
+
+pub mod account;
+pub mod query;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use polars::prelude::*;
+
+use crate::config::{Config, Severity};
+use crate::ingest::parse::TIME_UNIT;
+use crate::period::Period;
+
+/// The stable finding codes. Their names are a contract with officers,
+/// auditors and the reports: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    AccountHolderDeparted,
+    AccountHolderTransferred,
+    AccountHolderSuspended,
+    AccountIneligibleEmployment,
+    AccountHolderUnknown,
+    AccountIdle,
+    AccountNeverUsed,
+    AccountDuplicate,
+    AccountPasswordStale,
+    AccountNotInRoster,
+    AgencyOfficerCount,
+    QueryNoRequestForm,
+    QueryFormNotApproved,
+    QueryApprovedAfterQuery,
+    QueryFormExpired,
+    QueryPurposeNotAllowed,
+    QueryAfterDeparture,
+    QueryByIneligibleHolder,
+    QueryByDisabledAccount,
+    QuerySelfLookup,
+    QueryCoworkerLookup,
+    QueryOffHours,
+    QueryVolumeSpike,
+    QuerySubjectManyAccounts,
+    QueryFailedBurst,
+    AccountRepeatPattern,
+}
+
+impl Code {
+    pub const ALL: [Code; 26] = [
+        Code::AccountHolderDeparted,
+        Code::AccountHolderTransferred,
+        Code::AccountHolderSuspended,
+        Code::AccountIneligibleEmployment,
+        Code::AccountHolderUnknown,
+        Code::AccountIdle,
+        Code::AccountNeverUsed,
+        Code::AccountDuplicate,
+        Code::AccountPasswordStale,
+        Code::AccountNotInRoster,
+        Code::AgencyOfficerCount,
+        Code::QueryNoRequestForm,
+        Code::QueryFormNotApproved,
+        Code::QueryApprovedAfterQuery,
+        Code::QueryFormExpired,
+        Code::QueryPurposeNotAllowed,
+        Code::QueryAfterDeparture,
+        Code::QueryByIneligibleHolder,
+        Code::QueryByDisabledAccount,
+        Code::QuerySelfLookup,
+        Code::QueryCoworkerLookup,
+        Code::QueryOffHours,
+        Code::QueryVolumeSpike,
+        Code::QuerySubjectManyAccounts,
+        Code::QueryFailedBurst,
+        Code::AccountRepeatPattern,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        self.info().0
+    }
+
+    pub fn severity(self) -> Severity {
+        self.info().1
+    }
+
+    /// What the code means, in Traditional Chinese, for reports.
+    pub fn description(self) -> &'static str {
+        self.info().2
+    }
+
+    pub fn from_str(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    fn info(self) -> (&'static str, Severity, &'static str) {
+        use Severity::*;
+        match self {
+            Code::AccountHolderDeparted => (
+                "ACCOUNT_HOLDER_DEPARTED",
+                High,
+                "帳號持有人已離職或退休，帳號仍為啟用",
+            ),
+            Code::AccountHolderTransferred => (
+                "ACCOUNT_HOLDER_TRANSFERRED",
+                Medium,
+                "帳號持有人已調離本機關或調職",
+            ),
+            Code::AccountHolderSuspended => (
+                "ACCOUNT_HOLDER_SUSPENDED",
+                Medium,
+                "帳號持有人留職停薪中，帳號仍為啟用",
+            ),
+            Code::AccountIneligibleEmployment => (
+                "ACCOUNT_INELIGIBLE_EMPLOYMENT",
+                High,
+                "帳號持有人為職工、駕駛或臨時人員，不得申請帳號",
+            ),
+            Code::AccountHolderUnknown => {
+                ("ACCOUNT_HOLDER_UNKNOWN", High, "帳號持有人不在人事資料中")
+            }
+            Code::AccountIdle => ("ACCOUNT_IDLE", Medium, "帳號久未使用"),
+            Code::AccountNeverUsed => ("ACCOUNT_NEVER_USED", Medium, "帳號開通後從未查詢"),
+            Code::AccountDuplicate => ("ACCOUNT_DUPLICATE", Medium, "同一人持有多個啟用帳號"),
+            Code::AccountPasswordStale => ("ACCOUNT_PASSWORD_STALE", Low, "密碼逾三個月未變更"),
+            Code::AccountNotInRoster => (
+                "ACCOUNT_NOT_IN_ROSTER",
+                High,
+                "查詢紀錄中的帳號不在帳號清冊",
+            ),
+            Code::AgencyOfficerCount => (
+                "AGENCY_OFFICER_COUNT",
+                High,
+                "專責人員或總管理者人數不符規定",
+            ),
+            Code::QueryNoRequestForm => {
+                ("QUERY_NO_REQUEST_FORM", High, "查詢無對應之查詢申請紀錄表")
+            }
+            Code::QueryFormNotApproved => (
+                "QUERY_FORM_NOT_APPROVED",
+                High,
+                "查詢申請紀錄表未經主管核可",
+            ),
+            Code::QueryApprovedAfterQuery => (
+                "QUERY_APPROVED_AFTER_QUERY",
+                High,
+                "主管於查詢後始核可（未事前核可）",
+            ),
+            Code::QueryFormExpired => ("QUERY_FORM_EXPIRED", Medium, "查詢時紀錄表已逾有效期間"),
+            Code::QueryPurposeNotAllowed => (
+                "QUERY_PURPOSE_NOT_ALLOWED",
+                High,
+                "查詢目的非本機關法定職務範圍",
+            ),
+            Code::QueryAfterDeparture => (
+                "QUERY_AFTER_DEPARTURE",
+                Critical,
+                "持有人離職或退休後仍有查詢",
+            ),
+            Code::QueryByIneligibleHolder => (
+                "QUERY_BY_INELIGIBLE_HOLDER",
+                High,
+                "職工、駕駛或臨時人員進行查詢",
+            ),
+            Code::QueryByDisabledAccount => {
+                ("QUERY_BY_DISABLED_ACCOUNT", Critical, "帳號停用後仍有查詢")
+            }
+            Code::QuerySelfLookup => ("QUERY_SELF_LOOKUP", High, "查詢本人資料"),
+            Code::QueryCoworkerLookup => (
+                "QUERY_COWORKER_LOOKUP",
+                Medium,
+                "查詢本府同仁資料且無核可紀錄表",
+            ),
+            Code::QueryOffHours => ("QUERY_OFF_HOURS", Low, "非上班時間或假日查詢"),
+            Code::QueryVolumeSpike => ("QUERY_VOLUME_SPIKE", Medium, "單日查詢量異常暴增"),
+            Code::QuerySubjectManyAccounts => (
+                "QUERY_SUBJECT_MANY_ACCOUNTS",
+                Medium,
+                "同一對象遭多個帳號查詢",
+            ),
+            Code::QueryFailedBurst => ("QUERY_FAILED_BURST", Low, "一小時內大量查詢失敗"),
+            Code::AccountRepeatPattern => (
+                "ACCOUNT_REPEAT_PATTERN",
+                High,
+                "同一帳號出現三種以上查詢異常",
+            ),
+        }
+    }
+}
+
+/// The columns every check returns (before [`run`] adds unit and severity
+/// and masks the subject).
+pub const RAW_FINDING: [&str; 9] = [
+    "code",
+    "agency_id",
+    "account_id",
+    "holder_name",
+    "subject_id",
+    "occurred_at",
+    "reason",
+    "source_file",
+    "source_row",
+];
+
+/// The columns of the findings table, in order.
+pub const FINDING: [&str; 12] = [
+    "code",
+    "severity",
+    "unit_id",
+    "agency_id",
+    "account_id",
+    "holder_name",
+    "subject",
+    "occurred_at",
+    "reason",
+    "source_file",
+    "source_row",
+    "sort_rank",
+];
+
+/// One finding row, built from expressions in [`RAW_FINDING`] order.
+#[allow(clippy::too_many_arguments)]
+pub fn finding(
+    code: Code,
+    agency_id: Expr,
+    account_id: Expr,
+    holder_name: Expr,
+    subject_id: Expr,
+    occurred_at: Expr,
+    reason: Expr,
+    source_file: Expr,
+    source_row: Expr,
+) -> Vec<Expr> {
+    vec![
+        lit(code.as_str()).alias("code"),
+        agency_id.cast(DataType::String).alias("agency_id"),
+        account_id.cast(DataType::String).alias("account_id"),
+        holder_name.cast(DataType::String).alias("holder_name"),
+        subject_id.cast(DataType::String).alias("subject_id"),
+        occurred_at
+            .cast(DataType::Datetime(TIME_UNIT, None))
+            .alias("occurred_at"),
+        reason.cast(DataType::String).alias("reason"),
+        source_file.cast(DataType::String).alias("source_file"),
+        source_row.cast(DataType::Int64).alias("source_row"),
+    ]
+}
+
+pub fn null_str() -> Expr {
+    lit(NULL).cast(DataType::String)
+}
+
+/// `YYYY-MM-DD` of a date or date-time column.
+pub fn ymd(e: Expr) -> Expr {
+    e.dt().strftime("%Y-%m-%d")
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a date-time column.
+pub fn ymd_hms(e: Expr) -> Expr {
+    e.dt().strftime("%Y-%m-%d %H:%M:%S")
+}
+
+/// Builds a reason sentence from literal pieces and expressions.
+pub fn sentence(parts: impl IntoIterator<Item = Expr>) -> Expr {
+    let parts: Vec<Expr> = parts.into_iter().collect();
+    concat_str(parts, "", true)
+}
+
+/// Which job's checks to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    AccountReview,
+    QueryCheck,
+}
+
+/// A check: the codes it can produce and the function that finds them.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    pub codes: &'static [Code],
+    pub run: fn(&Ctx) -> PolarsResult<LazyFrame>,
+}
+
+/// What checks read: the canonical frames, prepared once.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    /// Account review: the day the review is as of.
+    pub as_of: NaiveDate,
+    /// Query check: the period whose queries are checked.
+    pub period: Option<Period>,
+    /// Agencies: `agency_id`, `unit_id`.
+    pub agencies: DataFrame,
+    /// Allowed `(agency_id, purpose)` pairs.
+    pub purposes: DataFrame,
+    /// The roster, one row per account, with its holder's HR record and unit.
+    pub accounts: DataFrame,
+    /// Queries (all for account review, the period's for query check), each
+    /// with its account, holder and request-form explanation.
+    pub queries: DataFrame,
+    /// Every national ID of city staff (HR), for coworker lookups.
+    pub staff_ids: DataFrame,
+    /// Holidays and make-up workdays as dates.
+    pub holidays: Vec<NaiveDate>,
+    pub workdays: Vec<NaiveDate>,
+}
+
+/// The canonical tables a run works on.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub query_log: DataFrame,
+    pub roster: DataFrame,
+    pub hr: DataFrame,
+    pub request_forms: DataFrame,
+}
+
+/// Runs the job's checks and returns the findings table, sorted most
+/// severe first, then by code, unit, account, time and source.
+pub fn run(
+    config: &Config,
+    tables: &Tables,
+    job: Job,
+    as_of: NaiveDate,
+    period: Option<Period>,
+) -> PolarsResult<DataFrame> {
+    let cx = Ctx::new(config, tables, as_of, period)?;
+    let checks: Vec<Check> = match job {
+        Job::AccountReview => account::CHECKS.to_vec(),
+        Job::QueryCheck => query::CHECKS.to_vec(),
+    };
+    let mut parts = Vec::new();
+    for c in &checks {
+        parts.push((c.run)(&cx)?.select(RAW_FINDING.map(col)));
+    }
+    let raw = if parts.is_empty() {
+        empty_raw()
+    } else {
+        concat(parts, UnionArgs::default())?.collect()?
+    };
+    let raw = match job {
+        Job::QueryCheck => {
+            let rollup = query::repeat_pattern(&raw)?;
+            concat(
+                [raw.lazy(), rollup.select(RAW_FINDING.map(col))],
+                UnionArgs::default(),
+            )?
+            .collect()?
+        }
+        Job::AccountReview => raw,
+    };
+    finish(raw.lazy(), &cx)?.collect()
+}
+
+fn empty_raw() -> DataFrame {
+    let mut schema = Schema::default();
+    for c in RAW_FINDING {
+        let dt = match c {
+            "occurred_at" => DataType::Datetime(TIME_UNIT, None),
+            "source_row" => DataType::Int64,
+            _ => DataType::String,
+        };
+        schema.with_column(c.into(), dt);
+    }
+    DataFrame::empty_with_schema(&schema)
+}
+
+/// Adds unit and severity, masks subjects, sorts.
+fn finish(raw: LazyFrame, cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+    let severities: Vec<&str> = Code::ALL.iter().map(|c| c.severity().name()).collect();
+    let ranks: Vec<u32> = Code::ALL.iter().map(|c| c.severity() as u32).collect();
+    let severity = col("code").replace_strict(
+        lit(Series::new("c".into(), codes.clone())),
+        lit(Series::new("s".into(), severities)),
+        None::<Expr>,
+        Some(DataType::String),
+    );
+    let rank = col("code").replace_strict(
+        lit(Series::new("c".into(), codes)),
+        lit(Series::new("r".into(), ranks)),
+        None::<Expr>,
+        Some(DataType::UInt32),
+    );
+    let masked = when(col("subject_id").is_null())
+        .then(null_str())
+        .otherwise(crate::privacy::mask_national_id_expr(col("subject_id")));
+    Ok(raw
+        .join(
+            cx.agencies.clone().lazy(),
+            [col("agency_id")],
+            [col("agency_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            severity.alias("severity"),
+            rank.alias("sort_rank"),
+            masked.alias("subject"),
+        ])
+        .sort_by_exprs(
+            [
+                col("sort_rank"),
+                col("code"),
+                col("unit_id"),
+                col("agency_id"),
+                col("account_id"),
+                col("occurred_at"),
+                col("source_file"),
+                col("source_row"),
+                col("subject"),
+                col("reason"),
+            ],
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .select(FINDING[..11].iter().map(|c| col(*c)).collect::<Vec<_>>()))
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        config: &'a Config,
+        t: &Tables,
+        as_of: NaiveDate,
+        period: Option<Period>,
+    ) -> PolarsResult<Ctx<'a>> {
+        let ids: Vec<&str> = config.agencies.iter().map(|a| a.id.as_str()).collect();
+        let units: Vec<&str> = config.agencies.iter().map(|a| a.unit.as_str()).collect();
+        let agencies = df!("agency_id" => ids, "unit_id" => units)?;
+        let (pa, pp): (Vec<&str>, Vec<&str>) = config
+            .agencies
+            .iter()
+            .flat_map(|a| a.purposes.iter().map(move |p| (a.id.as_str(), p.as_str())))
+            .unzip();
+        let purposes = df!("agency_id" => pa, "purpose" => pp)?;
+
+        // The latest HR record per person.
+        let hr =
+            t.hr.clone()
+                .lazy()
+                .sort(
+                    ["effective_date"],
+                    SortMultipleOptions::default()
+                        .with_order_descending(true)
+                        .with_nulls_last(true)
+                        .with_maintain_order(true),
+                )
+                .unique_stable(Some(cols(["person_id"])), UniqueKeepStrategy::First)
+                .select([
+                    col("person_id"),
+                    lit(true).alias("hr_present"),
+                    col("name").alias("hr_name"),
+                    col("agency_id").alias("hr_agency_id"),
+                    col("employment_type").alias("hr_employment"),
+                    col("status").alias("hr_status"),
+                    col("effective_date").alias("hr_effective"),
+                    col("national_id").alias("hr_national_id"),
+                ])
+                .join(
+                    agencies.clone().lazy().select([
+                        col("agency_id").alias("hr_agency_id"),
+                        col("unit_id").alias("hr_unit_id"),
+                    ]),
+                    [col("hr_agency_id")],
+                    [col("hr_agency_id")],
+                    JoinArgs::new(JoinType::Left),
+                );
+        let accounts = t
+            .roster
+            .clone()
+            .lazy()
+            .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
+            .join(
+                agencies.clone().lazy(),
+                [col("agency_id")],
+                [col("agency_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .join(
+                hr,
+                [col("person_id")],
+                [col("person_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .with_column(col("hr_present").fill_null(lit(false)))
+            .collect()?;
+
+        let queries = match &period {
+            Some(p) => t.query_log.clone().lazy().filter(
+                col("queried_at")
+                    .gt_eq(lit(p.start))
+                    .and(col("queried_at").lt(lit(p.end))),
+            ),
+            None => {
+                let end: NaiveDateTime = as_of
+                    .succ_opt()
+                    .unwrap_or(as_of)
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap_or_default();
+                t.query_log
+                    .clone()
+                    .lazy()
+                    .filter(col("queried_at").lt(lit(end)))
+            }
+        };
+        let queries = query::explain(queries, &accounts, &t.request_forms, config)?.collect()?;
+
+        let staff_ids =
+            t.hr.clone()
+                .lazy()
+                .filter(col("national_id").is_not_null())
+                .select([
+                    col("national_id").alias("subject_id"),
+                    lit(true).alias("is_staff"),
+                ])
+                .unique_stable(None, UniqueKeepStrategy::First)
+                .collect()?;
+        Ok(Ctx {
+            config,
+            as_of,
+            period,
+            agencies,
+            purposes,
+            accounts,
+            queries,
+            staff_ids,
+            holidays: config.rules.holidays.holidays.keys().copied().collect(),
+            workdays: config.rules.holidays.workdays.keys().copied().collect(),
+        })
+    }
+}

@@ -1,0 +1,670 @@
+//! Query explanation (points 3, 5(2)1, 6(1)): is every query of the period
+//! explained by an approved request form, made by an eligible holder, for
+//! a purpose the agency has, at a normal time and volume?
+//!
+//! [`explain`] matches each query to request forms with two as-of joins per
+//! (account, subject) — the last form approved strictly before the query,
+//! and the first approved after it — so no query is compared with forms one
+//! by one.
+
+use chrono::Duration;
+use polars::prelude::*;
+
+use super::account::INELIGIBLE;
+use super::{Check, Code, Ctx, finding, null_str, sentence, ymd, ymd_hms};
+use crate::config::Config;
+use crate::ingest::parse::TIME_UNIT;
+use crate::model::PURPOSE;
+
+pub static CHECKS: &[Check] = &[
+    Check {
+        codes: &[
+            Code::QueryNoRequestForm,
+            Code::QueryFormNotApproved,
+            Code::QueryApprovedAfterQuery,
+            Code::QueryFormExpired,
+        ],
+        run: unexplained,
+    },
+    Check {
+        codes: &[Code::QueryPurposeNotAllowed],
+        run: purpose_not_allowed,
+    },
+    Check {
+        codes: &[Code::QueryAfterDeparture],
+        run: after_departure,
+    },
+    Check {
+        codes: &[Code::QueryByIneligibleHolder],
+        run: by_ineligible,
+    },
+    Check {
+        codes: &[Code::QueryByDisabledAccount],
+        run: by_disabled,
+    },
+    Check {
+        codes: &[Code::QuerySelfLookup],
+        run: self_lookup,
+    },
+    Check {
+        codes: &[Code::QueryCoworkerLookup],
+        run: coworker_lookup,
+    },
+    Check {
+        codes: &[Code::QueryOffHours],
+        run: off_hours,
+    },
+    Check {
+        codes: &[Code::QueryVolumeSpike],
+        run: volume_spike,
+    },
+    Check {
+        codes: &[Code::QuerySubjectManyAccounts],
+        run: subject_many_accounts,
+    },
+    Check {
+        codes: &[Code::QueryFailedBurst],
+        run: failed_burst,
+    },
+];
+
+/// The query-explanation status values of [`explain`].
+pub mod status {
+    pub const EXPLAINED: &str = "explained";
+    pub const NO_FORM: &str = "no_form";
+    pub const NOT_APPROVED: &str = "not_approved";
+    pub const APPROVED_AFTER: &str = "approved_after";
+    pub const EXPIRED: &str = "expired";
+}
+
+fn dt() -> DataType {
+    DataType::Datetime(TIME_UNIT, None)
+}
+
+/// Queries with their account, holder and the request form that explains
+/// them (or why none does), in a deterministic order.
+pub fn explain(
+    queries: LazyFrame,
+    accounts: &DataFrame,
+    forms: &DataFrame,
+    config: &Config,
+) -> PolarsResult<LazyFrame> {
+    let key = [col("account_id"), col("subject_id")];
+    // Sorting on content first makes every "first" below independent of
+    // file order and of how a log was split into files.
+    let queries = queries.sort_by_exprs(
+        [
+            col("queried_at"),
+            col("account_id"),
+            col("subject_id"),
+            col("query_item"),
+            col("result"),
+            col("client_ip"),
+        ],
+        SortMultipleOptions::default()
+            .with_maintain_order(true)
+            .with_nulls_last(true),
+    );
+    let acc = accounts.clone().lazy().select([
+        col("account_id"),
+        lit(true).alias("in_roster"),
+        col("holder_name"),
+        col("person_id"),
+        col("agency_id").alias("acct_agency_id"),
+        col("status").alias("acct_status"),
+        col("disabled_on"),
+        col("employment_type").alias("acct_employment"),
+        col("hr_status"),
+        col("hr_effective"),
+        col("hr_employment"),
+        col("hr_national_id"),
+    ]);
+    let q = queries
+        .join(
+            acc,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            col("in_roster").fill_null(lit(false)),
+            col("agency_id").alias("log_agency_id"),
+            coalesce(&[col("acct_agency_id"), col("agency_id")]).alias("agency_id"),
+        ]);
+
+    let approved = forms
+        .clone()
+        .lazy()
+        .filter(col("approved_at").is_not_null());
+    let back = approved
+        .clone()
+        .select([
+            col("account_id"),
+            col("subject_id"),
+            col("form_id"),
+            col("purpose").alias("form_purpose"),
+            col("approved_at").alias("form_approved_at"),
+            col("valid_until").alias("form_valid_until"),
+        ])
+        .sort(["form_approved_at"], SortMultipleOptions::default());
+    let forward = approved
+        .select([
+            col("account_id"),
+            col("subject_id"),
+            col("form_id").alias("late_form_id"),
+            col("approved_at").alias("late_approved_at"),
+        ])
+        .sort(["late_approved_at"], SortMultipleOptions::default());
+    let asof = |strategy| {
+        JoinType::AsOf(Box::new(AsOfOptions {
+            strategy,
+            tolerance: None,
+            tolerance_str: None,
+            left_by: Some(vec!["account_id".into(), "subject_id".into()]),
+            right_by: Some(vec!["account_id".into(), "subject_id".into()]),
+            // A form approved at the very second of the query was not
+            // approved before it.
+            allow_eq: false,
+            check_sortedness: false,
+        }))
+    };
+    let q = q
+        .join(
+            back,
+            [col("queried_at")],
+            [col("form_approved_at")],
+            JoinArgs::new(asof(AsofStrategy::Backward)),
+        )
+        .join(
+            forward,
+            [col("queried_at")],
+            [col("late_approved_at")],
+            JoinArgs::new(asof(AsofStrategy::Forward)),
+        );
+
+    let pairs = forms.clone().lazy().group_by(key.clone()).agg([
+        len().alias("n_forms"),
+        col("form_id")
+            .filter(col("approved_at").is_null())
+            .sort(SortOptions::default())
+            .first()
+            .alias("unapproved_form_id"),
+    ]);
+    let validity = config.rules.form_validity_days as i64;
+    let one_day = lit(Duration::days(1));
+    let window_end = when(col("form_valid_until").is_not_null())
+        .then(col("form_valid_until").cast(dt()) + one_day.clone())
+        .otherwise(
+            col("form_approved_at").dt().date().cast(dt()) + lit(Duration::days(validity + 1)),
+        );
+    // A form approved after the query counts as "approved after" only when
+    // it is close enough to be that query's form, not a later case's.
+    let late_is_this =
+        (col("late_approved_at") - col("queried_at")).lt_eq(lit(Duration::days(validity.max(1))));
+    let status = when(
+        col("form_id")
+            .is_not_null()
+            .and(col("queried_at").lt(col("window_end"))),
+    )
+    .then(lit(status::EXPLAINED))
+    .when(col("n_forms").is_null())
+    .then(lit(status::NO_FORM))
+    .when(col("late_form_id").is_not_null().and(late_is_this))
+    .then(lit(status::APPROVED_AFTER))
+    .when(col("unapproved_form_id").is_not_null())
+    .then(lit(status::NOT_APPROVED))
+    .when(col("form_id").is_not_null())
+    .then(lit(status::EXPIRED))
+    .otherwise(lit(status::NO_FORM));
+    Ok(
+        q.join(pairs, key.clone(), key, JoinArgs::new(JoinType::Left))
+            .with_column(window_end.alias("window_end"))
+            .with_column(status.alias("explanation")),
+    )
+}
+
+fn queries(cx: &Ctx<'_>) -> LazyFrame {
+    cx.queries.clone().lazy()
+}
+
+/// A finding about one query row.
+fn about_query(code: Code, reason: Expr) -> Vec<Expr> {
+    finding(
+        code,
+        col("agency_id"),
+        col("account_id"),
+        col("holder_name"),
+        col("subject_id"),
+        col("queried_at"),
+        reason,
+        col("source_file"),
+        col("source_row"),
+    )
+}
+
+fn at() -> Expr {
+    ymd_hms(col("queried_at"))
+}
+
+fn unexplained(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let e = col("explanation");
+    let code = when(e.clone().eq(lit(status::NO_FORM)))
+        .then(lit(Code::QueryNoRequestForm.as_str()))
+        .when(e.clone().eq(lit(status::NOT_APPROVED)))
+        .then(lit(Code::QueryFormNotApproved.as_str()))
+        .when(e.clone().eq(lit(status::APPROVED_AFTER)))
+        .then(lit(Code::QueryApprovedAfterQuery.as_str()))
+        .otherwise(lit(Code::QueryFormExpired.as_str()));
+    let reason = when(e.clone().eq(lit(status::NO_FORM)))
+        .then(sentence([
+            lit("於 "),
+            at(),
+            lit(" 查詢，查無同一帳號、同一被查詢人之查詢申請紀錄表"),
+        ]))
+        .when(e.clone().eq(lit(status::NOT_APPROVED)))
+        .then(sentence([
+            lit("紀錄表 "),
+            col("unapproved_form_id"),
+            lit(" 未經權責主管核可，即於 "),
+            at(),
+            lit(" 查詢"),
+        ]))
+        .when(e.clone().eq(lit(status::APPROVED_AFTER)))
+        .then(sentence([
+            lit("紀錄表 "),
+            col("late_form_id"),
+            lit(" 於 "),
+            ymd_hms(col("late_approved_at")),
+            lit(" 始經核可，晚於查詢時間 "),
+            at(),
+            lit("，未依第5點第2款第1目事前核可"),
+        ]))
+        .otherwise(sentence([
+            lit("紀錄表 "),
+            col("form_id"),
+            lit(" 於 "),
+            ymd_hms(col("form_approved_at")),
+            lit(" 核可，有效期間至 "),
+            ymd(col("window_end") - lit(Duration::days(1))),
+            lit("，查詢時間 "),
+            at(),
+            lit(" 已逾有效期間"),
+        ]));
+    let mut cols = about_query(Code::QueryNoRequestForm, reason);
+    cols[0] = code.alias("code");
+    Ok(queries(cx)
+        .filter(e.neq(lit(status::EXPLAINED)))
+        .select(cols))
+}
+
+fn label(code: Expr) -> Expr {
+    let codes: Vec<&str> = PURPOSE.codes().collect();
+    let labels: Vec<&str> = PURPOSE.entries.iter().map(|e| e.1).collect();
+    code.replace_strict(
+        lit(Series::new("c".into(), codes)),
+        lit(Series::new("l".into(), labels)),
+        None::<Expr>,
+        Some(DataType::String),
+    )
+}
+
+fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let allowed_text: Vec<String> = cx
+        .config
+        .agencies
+        .iter()
+        .map(|a| {
+            a.purposes
+                .iter()
+                .map(|p| PURPOSE.label(p).unwrap_or(p))
+                .collect::<Vec<_>>()
+                .join("、")
+        })
+        .collect();
+    let ids: Vec<&str> = cx.config.agencies.iter().map(|a| a.id.as_str()).collect();
+    let allowed = df!("agency_id" => ids, "allowed_text" => allowed_text)?.lazy();
+    let q = queries(cx)
+        .with_column(
+            when(col("explanation").eq(lit(status::EXPLAINED)))
+                .then(coalesce(&[col("form_purpose"), col("purpose")]))
+                .otherwise(col("purpose"))
+                .alias("used_purpose"),
+        )
+        .filter(col("used_purpose").is_not_null());
+    Ok(q.join(
+        cx.purposes
+            .clone()
+            .lazy()
+            .with_column(lit(true).alias("ok")),
+        [col("agency_id"), col("used_purpose")],
+        [col("agency_id"), col("purpose")],
+        JoinArgs::new(JoinType::Left),
+    )
+    .filter(col("ok").is_null())
+    .join(
+        allowed,
+        [col("agency_id")],
+        [col("agency_id")],
+        JoinArgs::new(JoinType::Left),
+    )
+    .select(about_query(
+        Code::QueryPurposeNotAllowed,
+        sentence([
+            lit("查詢目的「"),
+            label(col("used_purpose")),
+            lit("」"),
+            when(
+                col("explanation")
+                    .eq(lit(status::EXPLAINED))
+                    .and(col("form_purpose").is_not_null()),
+            )
+            .then(sentence([lit("（紀錄表 "), col("form_id"), lit("）")]))
+            .otherwise(lit("（查詢紀錄）")),
+            lit("不在本機關法定職務範圍（"),
+            col("allowed_text").fill_null(lit("")),
+            lit("），違反第3點"),
+        ]),
+    )))
+}
+
+fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let gone = col("hr_status").is_in(lit(Series::new("s".into(), ["departed", "retired"])), false);
+    Ok(queries(cx)
+        .filter(gone.and(col("queried_at").dt().date().gt(col("hr_effective"))))
+        .select(about_query(
+            Code::QueryAfterDeparture,
+            sentence([
+                lit("持有人依人事資料已於 "),
+                ymd(col("hr_effective")),
+                when(col("hr_status").eq(lit("retired")))
+                    .then(lit(" 退休"))
+                    .otherwise(lit(" 離職")),
+                lit("，帳號仍於 "),
+                at(),
+                lit(" 查詢，應查明是否遭他人使用"),
+            ]),
+        )))
+}
+
+fn by_ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let employment = coalesce(&[col("hr_employment"), col("acct_employment")]);
+    Ok(queries(cx)
+        .filter(employment.is_in(lit(Series::new("s".into(), INELIGIBLE)), false))
+        .select(about_query(
+            Code::QueryByIneligibleHolder,
+            sentence([
+                lit("持有人非編制內或約聘僱人員，仍於 "),
+                at(),
+                lit(" 查詢（第5點第2款）"),
+            ]),
+        )))
+}
+
+fn by_disabled(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(queries(cx)
+        .filter(col("queried_at").dt().date().gt(col("disabled_on")))
+        .select(about_query(
+            Code::QueryByDisabledAccount,
+            sentence([
+                lit("帳號已於 "),
+                ymd(col("disabled_on")),
+                lit(" 停用，仍於 "),
+                at(),
+                lit(" 有查詢紀錄"),
+            ]),
+        )))
+}
+
+fn self_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(queries(cx)
+        .filter(col("subject_id").eq(col("hr_national_id")))
+        .select(about_query(
+            Code::QuerySelfLookup,
+            sentence([
+                lit("於 "),
+                at(),
+                lit(" 查詢之對象為帳號持有人本人（人事資料身分證號相符）"),
+            ]),
+        )))
+}
+
+fn coworker_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(queries(cx)
+        .join(
+            cx.staff_ids.clone().lazy(),
+            [col("subject_id")],
+            [col("subject_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("explanation").neq(lit(status::EXPLAINED)).and(
+                col("subject_id")
+                    .neq(col("hr_national_id"))
+                    .fill_null(lit(true)),
+            ),
+        )
+        .select(about_query(
+            Code::QueryCoworkerLookup,
+            sentence([
+                lit("於 "),
+                at(),
+                lit(" 查詢之對象為本府同仁（人事資料），且無核可之查詢申請紀錄表"),
+            ]),
+        )))
+}
+
+fn dates(name: &str, ds: &[chrono::NaiveDate]) -> Expr {
+    lit(Series::new(name.into(), ds.to_vec()))
+}
+
+fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    use chrono::Timelike;
+    let (start, end) = cx.config.rules.office_hours;
+    let secs = |t: chrono::NaiveTime| t.num_seconds_from_midnight() as i64;
+    let t = col("queried_at");
+    let tod = t.clone().dt().hour().cast(DataType::Int64) * lit(3600i64)
+        + t.clone().dt().minute().cast(DataType::Int64) * lit(60i64)
+        + t.clone().dt().second().cast(DataType::Int64);
+    let day = t.clone().dt().date();
+    let workday = day.clone().is_in(dates("w", &cx.workdays), false).or(t
+        .clone()
+        .dt()
+        .weekday()
+        .lt_eq(lit(5i8))
+        .and(day.is_in(dates("h", &cx.holidays), false).not()));
+    let hours = format!("{}-{}", start.format("%H:%M"), end.format("%H:%M"));
+    Ok(queries(cx)
+        .with_columns([workday.alias("workday"), tod.alias("tod")])
+        .filter(
+            col("workday")
+                .not()
+                .or(col("tod").lt(lit(secs(start))))
+                .or(col("tod").gt_eq(lit(secs(end)))),
+        )
+        .select(about_query(
+            Code::QueryOffHours,
+            when(col("workday").not())
+                .then(sentence([lit("查詢時間 "), at(), lit(" 為週末或國定假日")]))
+                .otherwise(sentence([
+                    lit("查詢時間 "),
+                    at(),
+                    lit(format!(" 不在上班時間 {hours}")),
+                ])),
+        )))
+}
+
+fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let factor = cx.config.rules.spike_factor as f64;
+    let min = cx.config.rules.spike_min;
+    Ok(queries(cx)
+        .with_column(col("queried_at").dt().date().alias("day"))
+        .group_by([col("account_id"), col("day")])
+        .agg([
+            len().alias("n"),
+            col("agency_id").first(),
+            col("holder_name").first(),
+            col("queried_at").first(),
+            col("source_file").first(),
+            col("source_row").first(),
+        ])
+        .with_column(
+            col("n")
+                .cast(DataType::Float64)
+                .median()
+                .over([col("account_id")])?
+                .alias("median"),
+        )
+        .filter(
+            col("n")
+                .cast(DataType::Float64)
+                .gt(col("median") * lit(factor))
+                .and(col("n").gt(lit(min))),
+        )
+        .select(finding(
+            Code::QueryVolumeSpike,
+            col("agency_id"),
+            col("account_id"),
+            col("holder_name"),
+            null_str(),
+            col("queried_at"),
+            sentence([
+                ymd(col("day")),
+                lit(" 查詢 "),
+                col("n").cast(DataType::String),
+                lit(" 筆，為本帳號每日查詢量中位數 "),
+                col("median")
+                    .round(1, RoundMode::default())
+                    .cast(DataType::String),
+                lit(format!(" 筆之 {factor} 倍以上且逾 {min} 筆")),
+            ]),
+            col("source_file"),
+            col("source_row"),
+        )))
+}
+
+fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let threshold = cx.config.rules.subject_accounts_threshold;
+    let per_pair = queries(cx)
+        .group_by([col("subject_id"), col("account_id")])
+        .agg([
+            len().alias("k"),
+            col("agency_id").first(),
+            col("holder_name").first(),
+            col("queried_at").first(),
+            col("source_file").first(),
+            col("source_row").first(),
+        ]);
+    Ok(per_pair
+        .with_column(len().over([col("subject_id")])?.alias("n_accounts"))
+        .filter(col("n_accounts").gt_eq(lit(threshold)))
+        .select(finding(
+            Code::QuerySubjectManyAccounts,
+            col("agency_id"),
+            col("account_id"),
+            col("holder_name"),
+            col("subject_id"),
+            col("queried_at"),
+            sentence([
+                lit("同一被查詢人於本期間遭 "),
+                col("n_accounts").cast(DataType::String),
+                lit(" 個不同帳號查詢；本帳號查詢 "),
+                col("k").cast(DataType::String),
+                lit(" 次，首次於 "),
+                at(),
+            ]),
+            col("source_file"),
+            col("source_row"),
+        )))
+}
+
+fn failed_burst(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let n = cx.config.rules.failed_burst.max(1);
+    let failures = queries(cx).filter(col("result").eq(lit("failure")));
+    // A burst starts at a failure whose (n-1)-th following failure by the
+    // same account is within the hour; one finding per account and hour.
+    let nth = col("queried_at")
+        .shift(lit(-(n as i64 - 1)))
+        .over([col("account_id")])?;
+    Ok(failures
+        .with_column(nth.alias("nth_at"))
+        .filter((col("nth_at") - col("queried_at")).lt_eq(lit(Duration::hours(1))))
+        .with_column(col("queried_at").dt().truncate(lit("1h")).alias("hour"))
+        .group_by([col("account_id"), col("hour")])
+        .agg([
+            col("agency_id").first(),
+            col("holder_name").first(),
+            col("queried_at").first(),
+            col("source_file").first(),
+            col("source_row").first(),
+        ])
+        .select(finding(
+            Code::QueryFailedBurst,
+            col("agency_id"),
+            col("account_id"),
+            col("holder_name"),
+            null_str(),
+            col("queried_at"),
+            sentence([
+                lit("自 "),
+                at(),
+                lit(format!(
+                    " 起一小時內查詢失敗達 {n} 次以上，請確認是否有人嘗試不當查詢"
+                )),
+            ]),
+            col("source_file"),
+            col("source_row"),
+        )))
+}
+
+/// The roll-up: accounts with findings of three or more query codes.
+pub fn repeat_pattern(raw: &DataFrame) -> PolarsResult<LazyFrame> {
+    let query_codes: Vec<&str> = CHECKS
+        .iter()
+        .flat_map(|c| c.codes.iter().map(|c| c.as_str()))
+        .collect();
+    Ok(raw
+        .clone()
+        .lazy()
+        .filter(
+            col("code")
+                .is_in(lit(Series::new("q".into(), query_codes)), false)
+                .and(col("account_id").is_not_null()),
+        )
+        .sort_by_exprs(
+            [col("occurred_at"), col("code")],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .group_by([col("account_id")])
+        .agg([
+            col("code")
+                .unique()
+                .sort(SortOptions::default())
+                .str()
+                .join("、", true)
+                .alias("codes"),
+            col("code").n_unique().alias("n_codes"),
+            col("agency_id").first(),
+            col("holder_name").first(),
+            col("occurred_at").first(),
+            col("source_file").first(),
+            col("source_row").first(),
+        ])
+        .filter(col("n_codes").gt_eq(lit(3u32)))
+        .select(finding(
+            Code::AccountRepeatPattern,
+            col("agency_id"),
+            col("account_id"),
+            col("holder_name"),
+            null_str(),
+            col("occurred_at"),
+            sentence([
+                lit("本期間本帳號出現 "),
+                col("n_codes").cast(DataType::String),
+                lit(" 種查詢異常："),
+                col("codes"),
+                lit("，應會同政風單位調查"),
+            ]),
+            col("source_file"),
+            col("source_row"),
+        )))
+}
