@@ -7,7 +7,7 @@
 use chrono::Duration;
 use polars::prelude::*;
 
-use super::{Check, Code, Ctx, finding, null_str, sentence, ymd};
+use super::{Check, Code, Ctx, finding, null_str, one_of, sentence, ymd};
 
 pub static CHECKS: &[Check] = &[
     Check {
@@ -90,9 +90,10 @@ fn departed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .then(lit("退休"))
         .otherwise(lit("離職"));
     Ok(active(cx)
-        .filter(
-            col("hr_status").is_in(lit(Series::new("s".into(), ["departed", "retired"])), false),
-        )
+        .filter(one_of(
+            col("hr_status"),
+            Series::new("s".into(), ["departed", "retired"]),
+        ))
         .select(about_account(
             Code::AccountHolderDeparted,
             day_start(col("hr_effective")),
@@ -112,7 +113,10 @@ fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .eq(lit("transferred"))
         .and(col("hr_effective").gt(col("created_on")))
         .fill_null(lit(false));
-    let gone = col("hr_status").is_in(lit(Series::new("s".into(), ["departed", "retired"])), false);
+    let gone = one_of(
+        col("hr_status"),
+        Series::new("s".into(), ["departed", "retired"]),
+    );
     let reason = when(outside.clone())
         .then(sentence([
             lit("持有人依人事資料現職於 "),
@@ -162,7 +166,7 @@ fn ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         Some(DataType::String),
     );
     Ok(active(cx)
-        .filter(employment.is_in(lit(Series::new("s".into(), INELIGIBLE)), false))
+        .filter(one_of(employment, Series::new("s".into(), INELIGIBLE)))
         .select(about_account(
             Code::AccountIneligibleEmployment,
             day_start(col("created_on")),

@@ -250,6 +250,19 @@ pub fn finding(
     ]
 }
 
+/// A left join that keeps the left frame's row order (polars does not by
+/// default, and as-of joins and "first" aggregations depend on order).
+pub fn left_keep_order() -> JoinArgs {
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    args
+}
+
+/// Whether `e` is one of `values`.
+pub fn one_of(e: Expr, values: Series) -> Expr {
+    e.is_in(lit(values).implode(false), false)
+}
+
 pub fn null_str() -> Expr {
     lit(NULL).cast(DataType::String)
 }

@@ -11,7 +11,7 @@ use chrono::Duration;
 use polars::prelude::*;
 
 use super::account::INELIGIBLE;
-use super::{Check, Code, Ctx, finding, null_str, sentence, ymd, ymd_hms};
+use super::{Check, Code, Ctx, finding, left_keep_order, null_str, one_of, sentence, ymd, ymd_hms};
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
 use crate::model::PURPOSE;
@@ -124,7 +124,7 @@ pub fn explain(
             acc,
             [col("account_id")],
             [col("account_id")],
-            JoinArgs::new(JoinType::Left),
+            left_keep_order(),
         )
         .with_columns([
             col("in_roster").fill_null(lit(false)),
@@ -216,11 +216,9 @@ pub fn explain(
     .when(col("form_id").is_not_null())
     .then(lit(status::EXPIRED))
     .otherwise(lit(status::NO_FORM));
-    Ok(
-        q.join(pairs, key.clone(), key, JoinArgs::new(JoinType::Left))
-            .with_column(window_end.alias("window_end"))
-            .with_column(status.alias("explanation")),
-    )
+    Ok(q.join(pairs, key.clone(), key, left_keep_order())
+        .with_column(window_end.alias("window_end"))
+        .with_column(status.alias("explanation")))
 }
 
 fn queries(cx: &Ctx<'_>) -> LazyFrame {
@@ -368,7 +366,10 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let gone = col("hr_status").is_in(lit(Series::new("s".into(), ["departed", "retired"])), false);
+    let gone = one_of(
+        col("hr_status"),
+        Series::new("s".into(), ["departed", "retired"]),
+    );
     Ok(queries(cx)
         .filter(gone.and(col("queried_at").dt().date().gt(col("hr_effective"))))
         .select(about_query(
@@ -389,7 +390,7 @@ fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 fn by_ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let employment = coalesce(&[col("hr_employment"), col("acct_employment")]);
     Ok(queries(cx)
-        .filter(employment.is_in(lit(Series::new("s".into(), INELIGIBLE)), false))
+        .filter(one_of(employment, Series::new("s".into(), INELIGIBLE)))
         .select(about_query(
             Code::QueryByIneligibleHolder,
             sentence([
@@ -453,8 +454,8 @@ fn coworker_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         )))
 }
 
-fn dates(name: &str, ds: &[chrono::NaiveDate]) -> Expr {
-    lit(Series::new(name.into(), ds.to_vec()))
+fn dates(name: &str, ds: &[chrono::NaiveDate]) -> Series {
+    Series::new(name.into(), ds.to_vec())
 }
 
 fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
@@ -466,12 +467,12 @@ fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         + t.clone().dt().minute().cast(DataType::Int64) * lit(60i64)
         + t.clone().dt().second().cast(DataType::Int64);
     let day = t.clone().dt().date();
-    let workday = day.clone().is_in(dates("w", &cx.workdays), false).or(t
+    let workday = one_of(day.clone(), dates("w", &cx.workdays)).or(t
         .clone()
         .dt()
         .weekday()
         .lt_eq(lit(5i8))
-        .and(day.is_in(dates("h", &cx.holidays), false).not()));
+        .and(one_of(day, dates("h", &cx.holidays)).not()));
     let hours = format!("{}-{}", start.format("%H:%M"), end.format("%H:%M"));
     Ok(queries(cx)
         .with_columns([workday.alias("workday"), tod.alias("tod")])
@@ -579,24 +580,33 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 
 fn failed_burst(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let n = cx.config.rules.failed_burst.max(1);
-    let failures = queries(cx).filter(col("result").eq(lit("failure")));
+    let failures = queries(cx)
+        .filter(col("result").eq(lit("failure")))
+        .sort_by_exprs(
+            [col("account_id"), col("queried_at")],
+            SortMultipleOptions::default().with_maintain_order(true),
+        );
     // A burst starts at a failure whose (n-1)-th following failure by the
-    // same account is within the hour; one finding per account and hour.
+    // same account is within the hour.
     let nth = col("queried_at")
         .shift(lit(-(n as i64 - 1)))
         .over([col("account_id")])?;
     Ok(failures
         .with_column(nth.alias("nth_at"))
         .filter((col("nth_at") - col("queried_at")).lt_eq(lit(Duration::hours(1))))
-        .with_column(col("queried_at").dt().truncate(lit("1h")).alias("hour"))
-        .group_by([col("account_id"), col("hour")])
-        .agg([
-            col("agency_id").first(),
-            col("holder_name").first(),
-            col("queried_at").first(),
-            col("source_file").first(),
-            col("source_row").first(),
-        ])
+        // Overlapping starts are one burst: keep a start only when the
+        // account's previous start is more than an hour earlier.
+        .with_column(
+            col("queried_at")
+                .shift(lit(1))
+                .over([col("account_id")])?
+                .alias("prev_start"),
+        )
+        .filter(
+            (col("queried_at") - col("prev_start"))
+                .gt(lit(Duration::hours(1)))
+                .fill_null(lit(true)),
+        )
         .select(finding(
             Code::QueryFailedBurst,
             col("agency_id"),
@@ -626,8 +636,7 @@ pub fn repeat_pattern(raw: &DataFrame) -> PolarsResult<LazyFrame> {
         .clone()
         .lazy()
         .filter(
-            col("code")
-                .is_in(lit(Series::new("q".into(), query_codes)), false)
+            one_of(col("code"), Series::new("q".into(), query_codes))
                 .and(col("account_id").is_not_null()),
         )
         .sort_by_exprs(

@@ -403,17 +403,21 @@ fn ingest_file(
     } else {
         // Only now build the sentences, for the rejected rows alone.
         let rows = lit(Series::new("r".into(), rejected_rows));
-        parse::plan(raw.lf.filter(col(ROW).is_in(rows, false)), &cx, true)
-            .select([
-                lit(table.name()).alias("table"),
-                lit(rel).alias("source_file"),
-                lit(raw.sheet.clone().unwrap_or_default()).alias("sheet"),
-                col(ROW).alias("source_row"),
-                col(REASON).alias("reason"),
-                col(RAW).alias("raw"),
-            ])
-            .collect()
-            .map_err(polars_err)?
+        parse::plan(
+            raw.lf.filter(col(ROW).is_in(rows.implode(false), false)),
+            &cx,
+            true,
+        )
+        .select([
+            lit(table.name()).alias("table"),
+            lit(rel).alias("source_file"),
+            lit(raw.sheet.clone().unwrap_or_default()).alias("sheet"),
+            col(ROW).alias("source_row"),
+            col(REASON).alias("reason"),
+            col(RAW).alias("raw"),
+        ])
+        .collect()
+        .map_err(polars_err)?
     };
     Ok(OneFile {
         good,

@@ -171,14 +171,208 @@ const PERIOD_START: &str = "2026-01-01";
 const PERIOD_DAYS: i64 = 181;
 const EXPORT_DAY: &str = "2026-07-02";
 
-fn build_city(seed: u64, query_rows: usize) -> City {
+/// How a case departs from a clean one (a planted query problem).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Twist {
+    Clean,
+    NoForm,
+    NotApproved,
+    ApprovedAfter,
+    Expired,
+    WrongPurpose,
+    OffHours,
+    /// Twelve failed queries within half an hour.
+    FailedBurst,
+}
+
+/// One planted problem: the code the checks must report and the account
+/// (or, for agency-level codes, the agency id) it is about.
+pub type Planted = (crate::checks::Code, String);
+
+struct Builder {
+    r: Rand,
+    start: NaiveDate,
+    period_end: NaiveDateTime,
+    accounts: Vec<Account>,
+    queries: Vec<Query>,
+    forms: Vec<Form>,
+    approvers: Vec<String>,
+    planted: Vec<Planted>,
+}
+
+const REASONS: &[(&str, &[&str])] = &[
+    (
+        "social_welfare",
+        &[
+            "低收入戶資格審查",
+            "中低收入老人生活津貼審核",
+            "身心障礙者保費補助審核",
+        ],
+    ),
+    ("public_health", &["傳染病個案疫調", "接觸者追蹤"]),
+    (
+        "criminal_investigation",
+        &["刑案偵查查證身分", "通緝犯查緝"],
+    ),
+    ("drug_follow_up", &["毒品施用者追蹤輔導"]),
+    ("military_service", &["役男身分查核", "替代役徵集查核"]),
+    ("unlicensed_lodging", &["無照旅宿經營者查核"]),
+    ("other", &["其他法定職務"]),
+];
+
+/// How forms write each purpose: the label or the law.
+const PURPOSE_SPELLINGS: &[(&str, &[&str])] = &[
+    ("social_welfare", &["社政", "社會救助法", "老人福利法"]),
+    ("public_health", &["公共衛生", "傳染病防治法"]),
+    ("criminal_investigation", &["犯罪偵查", "刑事訴訟法"]),
+    (
+        "drug_follow_up",
+        &["毒品施用者追蹤輔導", "毒品危害防制條例"],
+    ),
+    ("military_service", &["兵役", "兵役法"]),
+    ("unlicensed_lodging", &["無照旅宿", "發展觀光條例"]),
+    ("other", &["其他法定職務"]),
+];
+
+fn lookup<'a>(table: &'a [(&str, &'a [&'a str])], key: &str) -> &'a [&'a str] {
+    table
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(&[], |(_, v)| *v)
+}
+
+fn unit_of(ai: usize) -> usize {
+    let mut cur = ai;
+    while !AGENCIES[cur].4 {
+        cur = AGENCIES
+            .iter()
+            .position(|x| x.0 == AGENCIES[cur].3)
+            .expect("parent");
+    }
+    cur
+}
+
+impl Builder {
+    fn workday_from(&mut self, lo: i64, hi: i64) -> NaiveDate {
+        let mut d = self.start + Duration::days(self.r.range(lo, hi.max(lo + 1)));
+        while !is_workday(d) {
+            d += Duration::days(1);
+        }
+        d
+    }
+
+    /// A time in office hours (08:30–17:30) on `d`.
+    fn office_time(&mut self, d: NaiveDate) -> NaiveDateTime {
+        d.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(self.r.range(0, 9 * 3600))
+    }
+
+    /// One case: a request form, then `n` queries of one subject; the first
+    /// on `day`, the rest on later workdays within a week.
+    fn case(&mut self, a: usize, day: NaiveDate, subject: String, n: usize, twist: Twist) {
+        let acc = &self.accounts[a];
+        let (agency, last_day) = (acc.agency, acc.last_day);
+        let purposes = AGENCIES[unit_of(agency)].5;
+        let mut purpose = self.r.pick(purposes);
+        if twist == Twist::WrongPurpose {
+            purpose = if purposes.contains(&"criminal_investigation") {
+                "social_welfare"
+            } else {
+                "criminal_investigation"
+            };
+        }
+        // Approval between 08:30 and 16:00, the first query up to an hour later.
+        let t0 =
+            day.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(self.r.range(0, 27_000));
+        let first = t0 + Duration::minutes(self.r.range(5, 60));
+        let mut times = vec![first];
+        match twist {
+            Twist::OffHours => {
+                let night = day.and_hms_opt(21, 0, 0).expect("time")
+                    + Duration::seconds(self.r.range(0, 9000));
+                times = vec![night];
+            }
+            Twist::FailedBurst => {
+                for k in 1..12 {
+                    times.push(first + Duration::minutes(2 * k));
+                }
+            }
+            _ => {
+                let mut d = day;
+                for _ in 1..n {
+                    d += Duration::days(self.r.range(1, 3));
+                    while !is_workday(d) {
+                        d += Duration::days(1);
+                    }
+                    let t = self.office_time(d);
+                    times.push(t);
+                }
+            }
+        }
+        for t in times {
+            if t >= self.period_end || t.date() > last_day {
+                break;
+            }
+            let success = twist != Twist::FailedBurst && !self.r.chance(30);
+            let item = self.r.pick(QUERY_ITEMS);
+            self.queries.push(Query {
+                account: a,
+                at: t,
+                item,
+                subject: subject.clone(),
+                purpose,
+                success,
+            });
+        }
+        if twist == Twist::NoForm {
+            return;
+        }
+        let approver = self.approvers[agency].clone();
+        let (requested, approver, approved) = match twist {
+            Twist::NotApproved => (t0 - Duration::minutes(self.r.range(5, 25)), None, None),
+            Twist::ApprovedAfter => (
+                t0 - Duration::minutes(self.r.range(5, 25)),
+                Some(approver),
+                Some(first + Duration::minutes(self.r.range(30, 300))),
+            ),
+            Twist::Expired => {
+                let old = t0 - Duration::days(40);
+                (
+                    old - Duration::minutes(self.r.range(5, 25)),
+                    Some(approver),
+                    Some(old),
+                )
+            }
+            _ => (
+                t0 - Duration::minutes(self.r.range(5, 25)),
+                Some(approver),
+                Some(t0),
+            ),
+        };
+        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, purpose));
+        let reason = self.r.pick(lookup(REASONS, purpose));
+        self.forms.push(Form {
+            id: format!("F2026-{:06}", self.forms.len() + 1),
+            account: a,
+            subject,
+            purpose: label,
+            reason,
+            requested,
+            approver,
+            approved,
+        });
+    }
+}
+
+fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
+    use crate::checks::Code;
     let mut r = Rand::new(seed);
     let start = date(PERIOD_START);
     let export = date(EXPORT_DAY);
     let mut people = Vec::new();
     let mut accounts: Vec<Account> = Vec::new();
+    let mut planted: Vec<Planted> = Vec::new();
 
-    for (ai, (id, .., n)) in AGENCIES.iter().enumerate() {
+    for (ai, (.., requesting, _, n)) in AGENCIES.iter().enumerate() {
         for k in 0..*n {
             let p = people.len();
             people.push(Person {
@@ -199,7 +393,7 @@ fn build_city(seed: u64, query_rows: usize) -> City {
                 id: format!("W{:05}", 20001 + accounts.len()),
                 person: p,
                 agency: ai,
-                role: if k == 0 {
+                role: if k == 0 && *requesting {
                     "專責人員"
                 } else {
                     "業務需求人員"
@@ -208,7 +402,7 @@ fn build_city(seed: u64, query_rows: usize) -> City {
                 created,
                 password_changed: Some(export - Duration::days(r.range(1, 85))),
                 disabled_on: None,
-                weight: 1 + r.below(12) * r.below(12),
+                weight: 20 + r.below(10) * r.below(10),
                 last_day: export,
                 ip: format!(
                     "10.{}.{}.{}",
@@ -217,11 +411,10 @@ fn build_city(seed: u64, query_rows: usize) -> City {
                     10 + accounts.len() % 240
                 ),
             });
-            let _ = id;
         }
     }
     let find = |agency: &str| AGENCIES.iter().position(|a| a.0 == agency).expect("agency");
-    let in_agency = |accounts: &[Account], a: usize| -> Vec<usize> {
+    let users_of = |accounts: &[Account], a: usize| -> Vec<usize> {
         accounts
             .iter()
             .enumerate()
@@ -231,21 +424,24 @@ fn build_city(seed: u64, query_rows: usize) -> City {
     };
 
     // The chief administrator, and officer anomalies (pt 4, 5(1)).
-    let khb = in_agency(&accounts, find("KHB"));
+    let khb = users_of(&accounts, find("KHB"));
     accounts[khb[0]].role = "總管理者";
     let ktb = accounts
         .iter()
         .position(|a| a.agency == find("KTB") && a.role == "專責人員")
         .expect("KTB officer");
     accounts[ktb].role = "業務需求人員";
-    let dsm = in_agency(&accounts, find("DSM"));
+    let dsm = users_of(&accounts, find("DSM"));
     accounts[dsm[0]].role = "專責人員";
+    planted.push((Code::AgencyOfficerCount, "KTB".into()));
+    planted.push((Code::AgencyOfficerCount, "DSM".into()));
 
-    // Planted account problems, each on distinct ordinary accounts.
+    // Planted problems, each on distinct ordinary accounts.
     let mut pool: Vec<usize> = (0..accounts.len())
         .filter(|&i| accounts[i].role == "業務需求人員")
         .collect();
     let mut take = |r: &mut Rand| -> usize { pool.remove(r.below(pool.len() as u64) as usize) };
+    let id = |accounts: &[Account], a: usize| accounts[a].id.clone();
     let day_in_period = |r: &mut Rand, lo: i64, hi: i64| start + Duration::days(r.range(lo, hi));
     for k in 0..4 {
         let a = take(&mut r);
@@ -253,8 +449,13 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         let eff = day_in_period(&mut r, 30, 140);
         people[p].status = "離職";
         people[p].effective = eff;
+        planted.push((Code::AccountHolderDeparted, id(&accounts, a)));
         // Two of them go on querying after they left.
-        accounts[a].last_day = if k < 2 { export } else { eff };
+        if k < 2 {
+            planted.push((Code::QueryAfterDeparture, id(&accounts, a)));
+        } else {
+            accounts[a].last_day = eff;
+        }
     }
     for _ in 0..2 {
         let a = take(&mut r);
@@ -262,22 +463,21 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         people[p].status = "退休";
         people[p].effective = day_in_period(&mut r, 20, 150);
         accounts[a].last_day = people[p].effective;
+        planted.push((Code::AccountHolderDeparted, id(&accounts, a)));
     }
     for _ in 0..3 {
         let a = take(&mut r);
         let p = accounts[a].person;
-        let own_unit = AGENCIES[accounts[a].agency]
-            .0
-            .split('-')
-            .next()
-            .unwrap_or("");
+        let own_unit = unit_of(accounts[a].agency);
         let other = AGENCIES
             .iter()
-            .position(|x| x.4 && x.0 != own_unit)
+            .enumerate()
+            .position(|(i, x)| x.4 && i != own_unit)
             .expect("another unit");
         people[p].status = "調職";
         people[p].agency = other;
         people[p].effective = day_in_period(&mut r, 10, 160);
+        planted.push((Code::AccountHolderTransferred, id(&accounts, a)));
     }
     for _ in 0..2 {
         let a = take(&mut r);
@@ -285,33 +485,46 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         people[p].status = "留職停薪";
         people[p].effective = day_in_period(&mut r, 10, 120);
         accounts[a].last_day = people[p].effective;
+        planted.push((Code::AccountHolderSuspended, id(&accounts, a)));
     }
     for kind in ["職工", "駕駛", "臨時人員"] {
         let a = take(&mut r);
         people[accounts[a].person].employment = kind;
+        planted.push((Code::AccountIneligibleEmployment, id(&accounts, a)));
+        planted.push((Code::QueryByIneligibleHolder, id(&accounts, a)));
     }
     let mut unknown_holders = Vec::new();
     for _ in 0..2 {
-        unknown_holders.push(accounts[take(&mut r)].person);
+        let a = take(&mut r);
+        unknown_holders.push(accounts[a].person);
+        planted.push((Code::AccountHolderUnknown, id(&accounts, a)));
     }
     for _ in 0..5 {
         let a = take(&mut r);
         accounts[a].last_day = day_in_period(&mut r, 20, 70);
+        planted.push((Code::AccountIdle, id(&accounts, a)));
     }
     for _ in 0..4 {
         let a = take(&mut r);
         accounts[a].weight = 0;
         accounts[a].created = date("2024-03-01") + Duration::days(r.range(0, 300));
+        planted.push((Code::AccountNeverUsed, id(&accounts, a)));
     }
     for _ in 0..10 {
         let a = take(&mut r);
         accounts[a].password_changed = Some(export - Duration::days(r.range(95, 400)));
+        planted.push((Code::AccountPasswordStale, id(&accounts, a)));
     }
-    for _ in 0..12 {
+    for k in 0..12 {
         let a = take(&mut r);
         accounts[a].status = "停用";
         accounts[a].weight = 0;
         accounts[a].disabled_on = Some(start - Duration::days(r.range(1, 300)));
+        // One disabled account is still used.
+        if k == 0 {
+            accounts[a].weight = 3;
+            planted.push((Code::QueryByDisabledAccount, id(&accounts, a)));
+        }
     }
     // Two people hold a second active account.
     for _ in 0..2 {
@@ -319,8 +532,9 @@ fn build_city(seed: u64, query_rows: usize) -> City {
         let mut dup = accounts[a].clone();
         dup.id = format!("W{:05}", 20001 + accounts.len());
         dup.created = start + Duration::days(r.range(0, 60));
-        dup.weight = 2;
-        dup.role = "業務需求人員";
+        dup.weight = 20;
+        planted.push((Code::AccountDuplicate, id(&accounts, a)));
+        planted.push((Code::AccountDuplicate, dup.id.clone()));
         accounts.push(dup);
     }
     // An account that queries but is missing from the roster.
@@ -329,206 +543,146 @@ fn build_city(seed: u64, query_rows: usize) -> City {
     ghost.id = "W09999".into();
     ghost.weight = 3;
     let ghost_idx = accounts.len();
+    planted.push((Code::AccountNotInRoster, ghost.id.clone()));
     accounts.push(ghost);
 
-    // Queries, in cases: a form approved, then one to four queries.
-    let subjects: Vec<String> = (0..15_000).map(|_| national_id(&mut r)).collect();
-    let total_weight: u64 = accounts.iter().map(|a| a.weight).sum();
-    let mut queries = Vec::with_capacity(query_rows + 1000);
-    let mut forms = Vec::new();
-    let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
-    let reasons: BTreeMap<&str, &[&str]> = BTreeMap::from([
+    // Accounts whose queries carry planted problems.
+    let twists = [
+        (Twist::NoForm, 2, 6, vec![Code::QueryNoRequestForm]),
+        (Twist::NotApproved, 2, 4, vec![Code::QueryFormNotApproved]),
         (
-            "social_welfare",
-            &[
-                "低收入戶資格審查",
-                "中低收入老人生活津貼審核",
-                "身心障礙者保費補助審核",
-            ][..],
+            Twist::ApprovedAfter,
+            2,
+            4,
+            vec![Code::QueryApprovedAfterQuery],
         ),
-        ("public_health", &["傳染病個案疫調", "接觸者追蹤"][..]),
+        (Twist::Expired, 1, 3, vec![Code::QueryFormExpired]),
         (
-            "criminal_investigation",
-            &["刑案偵查查證身分", "通緝犯查緝"][..],
+            Twist::WrongPurpose,
+            2,
+            4,
+            vec![Code::QueryPurposeNotAllowed],
         ),
-        ("drug_follow_up", &["毒品施用者追蹤輔導"][..]),
-        ("military_service", &["役男身分查核", "替代役徵集查核"][..]),
-        ("unlicensed_lodging", &["無照旅宿經營者查核"][..]),
-        ("other", &["其他法定職務"][..]),
-    ]);
-    let purpose_labels: BTreeMap<&str, &[&str]> = BTreeMap::from([
-        ("social_welfare", &["社政", "社會救助法", "老人福利法"][..]),
-        ("public_health", &["公共衛生", "傳染病防治法"][..]),
-        ("criminal_investigation", &["犯罪偵查", "刑事訴訟法"][..]),
-        (
-            "drug_follow_up",
-            &["毒品施用者追蹤輔導", "毒品危害防制條例"][..],
-        ),
-        ("military_service", &["兵役", "兵役法"][..]),
-        ("unlicensed_lodging", &["無照旅宿", "發展觀光條例"][..]),
-        ("other", &["其他法定職務"][..]),
-    ]);
-    let unit_of = |ai: usize| -> usize {
-        let mut cur = ai;
-        loop {
-            if AGENCIES[cur].4 {
-                return cur;
-            }
-            cur = AGENCIES
-                .iter()
-                .position(|x| x.0 == AGENCIES[cur].3)
-                .expect("parent");
+        (Twist::OffHours, 2, 8, vec![Code::QueryOffHours]),
+        (Twist::FailedBurst, 1, 1, vec![Code::QueryFailedBurst]),
+    ];
+    let mut twisted: Vec<(usize, Twist, usize)> = Vec::new();
+    for (twist, n_accounts, n_cases, codes) in twists {
+        for _ in 0..n_accounts {
+            let a = take(&mut r);
+            twisted.push((a, twist, n_cases));
+            planted.extend(codes.iter().map(|c| (*c, id(&accounts, a))));
         }
-    };
-    let office_time = |r: &mut Rand, d: NaiveDate| -> NaiveDateTime {
-        d.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(r.range(0, 9 * 3600))
-    };
-    let workday_from = |r: &mut Rand, lo: i64, hi: i64| -> NaiveDate {
-        let mut d = start + Duration::days(r.range(lo, hi));
-        while !is_workday(d) {
-            d += Duration::days(1);
-        }
-        d
-    };
-    let popular = subjects[7].clone();
-    let period_end = (start + Duration::days(PERIOD_DAYS))
-        .and_hms_opt(0, 0, 0)
-        .expect("time");
-    let spike_account = in_agency(&accounts, find("KPB-XX"))[1];
-    let spike_day = date("2026-05-12");
-    let mut form_seq = 0usize;
-    let mut emit_case = |r: &mut Rand,
-                         queries: &mut Vec<Query>,
-                         forms: &mut Vec<Form>,
-                         a: usize,
-                         day: NaiveDate,
-                         subject: String,
-                         n: usize| {
-        let acc = &accounts[a];
-        let unit = unit_of(acc.agency);
-        let purposes = AGENCIES[unit].5;
-        let mut purpose = r.pick(purposes);
-        // Now and then a query for a purpose the agency does not have.
-        if r.chance(4) {
-            purpose = if purposes.contains(&"criminal_investigation") {
-                "social_welfare"
-            } else {
-                "criminal_investigation"
-            };
-        }
-        let t0 = office_time(r, day);
-        let anomaly = r.below(1000);
-        let approved = t0;
-        let first_query = t0 + Duration::minutes(r.range(5, 90));
-        let mut at = first_query;
-        for _ in 0..n {
-            let mut t = at;
-            // About one query in a hundred happens at night or at a weekend.
-            if r.chance(10) {
-                t = day.and_hms_opt(0, 0, 0).expect("time")
-                    + Duration::seconds(r.range(21 * 3600, 29 * 3600));
-            }
-            if t >= period_end {
-                break; // exports cover the half-year only
-            }
-            queries.push(Query {
-                account: a,
-                at: t,
-                item: r.pick(QUERY_ITEMS),
-                subject: subject.clone(),
-                purpose,
-                success: !r.chance(30),
-            });
-            at += Duration::minutes(r.range(1, 60 * 24 * 3));
-        }
-        if anomaly < 15 {
-            return; // no request form at all
-        }
-        form_seq += 1;
-        let (approver, approved_at) = if anomaly < 21 {
-            (None, None) // never approved
-        } else if anomaly < 27 {
-            (
-                Some(approvers[acc.agency].clone()),
-                Some(first_query + Duration::minutes(r.range(30, 600))),
-            )
-        } else {
-            (Some(approvers[acc.agency].clone()), Some(approved))
-        };
-        let labels = purpose_labels[purpose];
-        forms.push(Form {
-            id: format!("F2026-{form_seq:06}"),
-            account: a,
-            subject,
-            purpose: r.pick(labels),
-            reason: r.pick(reasons[purpose]),
-            requested: t0 - Duration::minutes(r.range(5, 25)),
-            approver,
-            approved: approved_at,
-        });
-    };
+    }
+    let self_looker = take(&mut r);
+    planted.push((Code::QuerySelfLookup, id(&accounts, self_looker)));
+    let coworker_looker = take(&mut r);
+    planted.push((Code::QueryCoworkerLookup, id(&accounts, coworker_looker)));
+    planted.push((Code::QueryNoRequestForm, id(&accounts, coworker_looker)));
+    let spike_account = take(&mut r);
+    planted.push((Code::QueryVolumeSpike, id(&accounts, spike_account)));
+    let many: Vec<usize> = (0..25).map(|_| take(&mut r)).collect();
+    for &a in &many {
+        planted.push((Code::QuerySubjectManyAccounts, id(&accounts, a)));
+    }
 
-    // The spike: 400 queries by one precinct account on one day.
-    for _ in 0..400 {
-        let s = subjects[r.below(subjects.len() as u64) as usize].clone();
-        emit_case(
-            &mut r,
-            &mut queries,
-            &mut forms,
-            spike_account,
-            spike_day,
-            s,
-            1,
-        );
-    }
-    // One person looked up by 25 accounts across agencies.
-    for k in 0..25 {
-        let a = (k * 11 + 3) % (accounts.len() - 1);
-        if accounts[a].weight > 0 {
-            let day = workday_from(&mut r, 40, 150);
-            emit_case(&mut r, &mut queries, &mut forms, a, day, popular.clone(), 1);
+    let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
+    let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
+    let mut b = Builder {
+        r,
+        start,
+        period_end: (start + Duration::days(PERIOD_DAYS))
+            .and_hms_opt(0, 0, 0)
+            .expect("time"),
+        accounts,
+        queries: Vec::with_capacity(query_rows + 1000),
+        forms: Vec::new(),
+        approvers,
+        planted,
+    };
+    let subject = |b: &mut Builder| subjects[b.r.below(subjects.len() as u64) as usize].clone();
+
+    // The planted cases first, then clean traffic up to the row count.
+    for &(a, twist, n_cases) in &twisted {
+        for _ in 0..n_cases {
+            let day = b.workday_from(5, 150);
+            let s = subject(&mut b);
+            b.case(a, day, s, 1, twist);
         }
     }
-    while queries.len() < query_rows {
+    let own_id = people[b.accounts[self_looker].person].national_id.clone();
+    let day = b.workday_from(5, 150);
+    b.case(self_looker, day, own_id, 1, Twist::Clean);
+    for k in 0..2 {
+        let coworker = people[(b.accounts[coworker_looker].person + 7 + k) % people.len()]
+            .national_id
+            .clone();
+        let day = b.workday_from(5, 150);
+        b.case(coworker_looker, day, coworker, 1, Twist::NoForm);
+    }
+    let spike_day = date("2026-05-12");
+    for _ in 0..400 {
+        let s = subject(&mut b);
+        b.case(spike_account, spike_day, s, 1, Twist::Clean);
+    }
+    let popular = subject(&mut b);
+    for &a in &many {
+        let day = b.workday_from(40, 150);
+        b.case(a, day, popular.clone(), 1, Twist::Clean);
+    }
+    let total_weight: u64 = b.accounts.iter().map(|a| a.weight).sum();
+    while b.queries.len() < query_rows {
         // Pick an account in proportion to its weight.
-        let mut x = r.below(total_weight);
+        let mut x = b.r.below(total_weight);
         let mut a = 0;
-        while x >= accounts[a].weight {
-            x -= accounts[a].weight;
+        while x >= b.accounts[a].weight {
+            x -= b.accounts[a].weight;
             a += 1;
         }
-        let last = (accounts[a].last_day - start)
+        let last = (b.accounts[a].last_day - start)
             .num_days()
-            .clamp(1, PERIOD_DAYS - 4);
-        let first = (accounts[a].created - start).num_days().clamp(0, last - 1);
-        let day = workday_from(&mut r, first, last);
-        let subject = subjects[r.below(subjects.len() as u64) as usize].clone();
-        let n = (1 + r.below(4) as usize).min(query_rows - queries.len());
-        emit_case(&mut r, &mut queries, &mut forms, a, day, subject, n);
+            .clamp(1, PERIOD_DAYS - 7);
+        let first = (b.accounts[a].created - start)
+            .num_days()
+            .clamp(0, last - 1);
+        let day = b.workday_from(first, last);
+        let s = subject(&mut b);
+        let n = 1 + b.r.below(4) as usize;
+        b.case(a, day, s, n, Twist::Clean);
     }
+    let mut queries = b.queries;
     queries.truncate(query_rows);
-    queries.sort_by(|a, b| {
-        a.at.cmp(&b.at)
-            .then(a.account.cmp(&b.account))
-            .then(a.subject.cmp(&b.subject))
+    queries.sort_by(|x, y| {
+        x.at.cmp(&y.at)
+            .then(x.account.cmp(&y.account))
+            .then(x.subject.cmp(&y.subject))
     });
-    let _ = unknown_holders.len();
-    // People unknown to HR are removed from the HR list when written.
+    // People unknown to HR are left out of the HR list when written.
     for p in unknown_holders {
         people[p].person_id = format!("X{}", &people[p].person_id[1..]);
     }
-    City {
+    let city = City {
         people,
-        accounts,
+        accounts: b.accounts,
         queries,
-        forms,
+        forms: b.forms,
         ghost: ghost_idx,
-    }
+    };
+    (city, b.planted)
+}
+
+/// The problems planted in the sample city built from `seed`, for tests
+/// that check every one is found and nothing else is.
+pub fn planted(seed: u64) -> Vec<Planted> {
+    let mut p = build_city(seed, SAMPLE_QUERY_ROWS).1;
+    p.sort();
+    p.dedup();
+    p
 }
 
 /// Writes the whole sample city (config, holidays, inbox) into `dir`.
 pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
-    let city = build_city(seed, SAMPLE_QUERY_ROWS);
+    let (city, _) = build_city(seed, SAMPLE_QUERY_ROWS);
     let inbox = dir.join("inbox");
     for sub in ["query_logs", "roster", "hr", "forms"] {
         std::fs::create_dir_all(inbox.join(sub))
