@@ -574,6 +574,19 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
             planted.extend(codes.iter().map(|c| (*c, id(&accounts, a))));
         }
     }
+    // One account does three kinds of wrong: the roll-up must flag it.
+    let repeat = take(&mut r);
+    for twist in [Twist::NoForm, Twist::OffHours, Twist::WrongPurpose] {
+        twisted.push((repeat, twist, 2));
+    }
+    for code in [
+        Code::QueryNoRequestForm,
+        Code::QueryOffHours,
+        Code::QueryPurposeNotAllowed,
+        Code::AccountRepeatPattern,
+    ] {
+        planted.push((code, id(&accounts, repeat)));
+    }
     let self_looker = take(&mut r);
     planted.push((Code::QuerySelfLookup, id(&accounts, self_looker)));
     let coworker_looker = take(&mut r);
