@@ -76,7 +76,7 @@ pub fn run(
     let mut worst: Option<Severity> = None;
     for c in codes.iter().flatten() {
         *by_code.entry(c.to_owned()).or_default() += 1;
-        if let Some(code) = Code::from_str(c) {
+        if let Some(code) = Code::parse(c) {
             *by_severity
                 .entry(code.severity().name().to_owned())
                 .or_default() += 1;

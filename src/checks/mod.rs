@@ -93,7 +93,7 @@ impl Code {
         self.info().2
     }
 
-    pub fn from_str(s: &str) -> Option<Code> {
+    pub fn parse(s: &str) -> Option<Code> {
         Code::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
@@ -339,6 +339,8 @@ pub fn run(
     as_of: NaiveDate,
     period: Option<Period>,
 ) -> PolarsResult<DataFrame> {
+    // Account review looks at every query up to the review day.
+    let period = if job == Job::QueryCheck { period } else { None };
     let cx = Ctx::new(config, tables, as_of, period)?;
     let checks: Vec<Check> = match job {
         Job::AccountReview => account::CHECKS.to_vec(),
@@ -544,3 +546,6 @@ impl<'a> Ctx<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

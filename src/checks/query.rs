@@ -155,31 +155,31 @@ pub fn explain(
             col("approved_at").alias("late_approved_at"),
         ])
         .sort(["late_approved_at"], SortMultipleOptions::default());
-    let asof = |strategy| {
+    let asof = |strategy, allow_eq| {
         JoinType::AsOf(Box::new(AsOfOptions {
             strategy,
             tolerance: None,
             tolerance_str: None,
             left_by: Some(vec!["account_id".into(), "subject_id".into()]),
             right_by: Some(vec!["account_id".into(), "subject_id".into()]),
-            // A form approved at the very second of the query was not
-            // approved before it.
-            allow_eq: false,
+            allow_eq,
             check_sortedness: false,
         }))
     };
+    // A form approved at the very second of the query was not approved
+    // before it: the backward match is strict, the forward one is not.
     let q = q
         .join(
             back,
             [col("queried_at")],
             [col("form_approved_at")],
-            JoinArgs::new(asof(AsofStrategy::Backward)),
+            JoinArgs::new(asof(AsofStrategy::Backward, false)),
         )
         .join(
             forward,
             [col("queried_at")],
             [col("late_approved_at")],
-            JoinArgs::new(asof(AsofStrategy::Forward)),
+            JoinArgs::new(asof(AsofStrategy::Forward, true)),
         );
 
     let pairs = forms.clone().lazy().group_by(key.clone()).agg([
@@ -298,10 +298,10 @@ fn unexplained(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 fn label(code: Expr) -> Expr {
     let codes: Vec<&str> = PURPOSE.codes().collect();
     let labels: Vec<&str> = PURPOSE.entries.iter().map(|e| e.1).collect();
-    code.replace_strict(
+    code.clone().replace_strict(
         lit(Series::new("c".into(), codes)),
         lit(Series::new("l".into(), labels)),
-        None::<Expr>,
+        Some(code),
         Some(DataType::String),
     )
 }

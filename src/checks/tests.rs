@@ -1,0 +1,795 @@
+//! One small world that produces no finding, and for every code the
+//! smallest change that triggers it (and near misses that must not).
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use polars::prelude::*;
+
+use super::{Job, Tables, run};
+use crate::config::Config;
+use crate::ingest::canonical_schema;
+use crate::model::Table;
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn t(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+}
+
+#[derive(Clone)]
+struct Acct {
+    id: &'static str,
+    person: &'static str,
+    agency: &'static str,
+    role: &'static str,
+    employment: &'static str,
+    status: &'static str,
+    created: NaiveDate,
+    password: Option<NaiveDate>,
+    disabled_on: Option<NaiveDate>,
+}
+
+#[derive(Clone)]
+struct Person {
+    id: &'static str,
+    agency: &'static str,
+    employment: &'static str,
+    status: &'static str,
+    effective: NaiveDate,
+    national_id: &'static str,
+}
+
+#[derive(Clone)]
+struct Query {
+    account: &'static str,
+    at: NaiveDateTime,
+    subject: &'static str,
+    purpose: Option<&'static str>,
+    result: &'static str,
+}
+
+#[derive(Clone)]
+struct Form {
+    id: &'static str,
+    account: &'static str,
+    subject: &'static str,
+    purpose: &'static str,
+    approved: Option<NaiveDateTime>,
+    valid_until: Option<NaiveDate>,
+}
+
+#[derive(Clone)]
+struct World {
+    accounts: Vec<Acct>,
+    people: Vec<Person>,
+    queries: Vec<Query>,
+    forms: Vec<Form>,
+}
+
+const CONFIG: &str = r#"
+[paths]
+inbox = "inbox"
+archive = "archive"
+state = "state"
+[rules]
+holidays = "holidays.toml"
+[mail]
+from = "w@example.gov.tw"
+admin = "a@example.gov.tw"
+[[agencies]]
+id = "KHB"
+name = "衛生局"
+requesting = true
+purposes = ["public_health"]
+officer_email = "o@example.gov.tw"
+health_bureau = true
+[[agencies]]
+id = "KPB"
+name = "警察局"
+requesting = true
+purposes = ["criminal_investigation"]
+officer_email = "p@example.gov.tw"
+[[agencies]]
+id = "KPB-1"
+name = "第一分局"
+parent = "KPB"
+"#;
+
+fn config() -> Config {
+    let dir = std::env::temp_dir().join(format!("webir-checks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("holidays.toml"),
+        "[[holidays]]\ndate = 2026-03-04\nname = \"假日\"\n[[workdays]]\ndate = 2026-03-07\nname = \"補班\"\n",
+    )
+    .unwrap();
+    let raw = toml::from_str(CONFIG).unwrap();
+    crate::config::validate(raw, &dir.join("c.toml")).unwrap()
+}
+
+const AS_OF: &str = "2026-03-10";
+
+impl World {
+    /// Four accounts, each used once on Monday 2026-03-02 at 10:00 with an
+    /// approved form: nothing to find.
+    fn base() -> World {
+        let acct = |id, person, agency, role| Acct {
+            id,
+            person,
+            agency,
+            role,
+            employment: "permanent",
+            status: "active",
+            created: d("2025-01-01"),
+            password: Some(d("2026-02-01")),
+            disabled_on: None,
+        };
+        let person = |id, agency, national_id| Person {
+            id,
+            agency,
+            employment: "permanent",
+            status: "active",
+            effective: d("2020-01-01"),
+            national_id,
+        };
+        let accounts = vec![
+            acct("C0", "P0", "KHB", "chief_admin"),
+            acct("O1", "P1", "KHB", "officer"),
+            acct("O2", "P2", "KPB", "officer"),
+            acct("U1", "P3", "KPB-1", "business_user"),
+        ];
+        let people = vec![
+            person("P0", "KHB", "A100000000"),
+            person("P1", "KHB", "A100000001"),
+            person("P2", "KPB", "A100000002"),
+            person("P3", "KPB-1", "A100000003"),
+        ];
+        let mut queries = Vec::new();
+        let mut forms = Vec::new();
+        for (a, subject, purpose, form) in [
+            ("C0", "B200000000", "public_health", "F0"),
+            ("O1", "B200000001", "public_health", "F1"),
+            ("O2", "B200000002", "criminal_investigation", "F2"),
+            ("U1", "B200000003", "criminal_investigation", "F3"),
+        ] {
+            queries.push(Query {
+                account: a,
+                at: t("2026-03-02 10:00:00"),
+                subject,
+                purpose: Some(purpose),
+                result: "success",
+            });
+            forms.push(Form {
+                id: form,
+                account: a,
+                subject,
+                purpose,
+                approved: Some(t("2026-03-02 09:00:00")),
+                valid_until: None,
+            });
+        }
+        World {
+            accounts,
+            people,
+            queries,
+            forms,
+        }
+    }
+
+    fn tables(&self) -> Tables {
+        let frame = |table: Table, cols: Vec<Column>| -> DataFrame {
+            let n = cols.first().map_or(0, |c| c.len());
+            let df = DataFrame::new(n, cols).unwrap();
+            let schema = canonical_schema(table);
+            let exprs: Vec<Expr> = schema
+                .iter()
+                .map(|(name, dt)| match df.column(name) {
+                    Ok(_) => col(name.clone()).cast(dt.clone()),
+                    Err(_) if name == "source_file" => lit(table.name()).alias(name.clone()),
+                    Err(_) if name == "source_row" => col("__i").alias(name.clone()),
+                    Err(_) => lit(NULL).cast(dt.clone()).alias(name.clone()),
+                })
+                .collect();
+            df.lazy()
+                .with_row_index("__i", Some(2))
+                .select(exprs)
+                .collect()
+                .unwrap()
+        };
+        let s = |name: &str, v: Vec<Option<String>>| Column::new(name.into(), v);
+        let strs =
+            |f: &dyn Fn(usize) -> Option<String>, n: usize| (0..n).map(f).collect::<Vec<_>>();
+        let a = &self.accounts;
+        let roster = frame(
+            Table::Roster,
+            vec![
+                s("account_id", strs(&|i| Some(a[i].id.into()), a.len())),
+                s(
+                    "holder_name",
+                    strs(&|i| Some(format!("持有人{}", a[i].id)), a.len()),
+                ),
+                s("person_id", strs(&|i| Some(a[i].person.into()), a.len())),
+                s("agency_id", strs(&|i| Some(a[i].agency.into()), a.len())),
+                s("role", strs(&|i| Some(a[i].role.into()), a.len())),
+                s(
+                    "employment_type",
+                    strs(&|i| Some(a[i].employment.into()), a.len()),
+                ),
+                s("status", strs(&|i| Some(a[i].status.into()), a.len())),
+                Column::new(
+                    "created_on".into(),
+                    a.iter().map(|x| x.created).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "last_password_change".into(),
+                    a.iter().map(|x| x.password).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "disabled_on".into(),
+                    a.iter().map(|x| x.disabled_on).collect::<Vec<_>>(),
+                ),
+            ],
+        );
+        let p = &self.people;
+        let hr = frame(
+            Table::Hr,
+            vec![
+                s("person_id", strs(&|i| Some(p[i].id.into()), p.len())),
+                s("name", strs(&|i| Some(format!("人員{}", p[i].id)), p.len())),
+                s("agency_id", strs(&|i| Some(p[i].agency.into()), p.len())),
+                s(
+                    "employment_type",
+                    strs(&|i| Some(p[i].employment.into()), p.len()),
+                ),
+                s("status", strs(&|i| Some(p[i].status.into()), p.len())),
+                Column::new(
+                    "effective_date".into(),
+                    p.iter().map(|x| x.effective).collect::<Vec<_>>(),
+                ),
+                s(
+                    "national_id",
+                    strs(&|i| Some(p[i].national_id.into()), p.len()),
+                ),
+            ],
+        );
+        let q = &self.queries;
+        let agency_of = |acc: &str| {
+            self.accounts
+                .iter()
+                .find(|x| x.id == acc)
+                .map_or("KPB", |x| x.agency)
+        };
+        let query_log = frame(
+            Table::QueryLog,
+            vec![
+                s("account_id", strs(&|i| Some(q[i].account.into()), q.len())),
+                Column::new(
+                    "queried_at".into(),
+                    q.iter().map(|x| x.at).collect::<Vec<_>>(),
+                ),
+                s("query_item", strs(&|_| Some("投保資料".into()), q.len())),
+                s("subject_id", strs(&|i| Some(q[i].subject.into()), q.len())),
+                s("purpose", strs(&|i| q[i].purpose.map(Into::into), q.len())),
+                s("result", strs(&|i| Some(q[i].result.into()), q.len())),
+                s(
+                    "agency_id",
+                    strs(&|i| Some(agency_of(q[i].account).into()), q.len()),
+                ),
+                s("client_ip", strs(&|_| Some("10.0.0.1".into()), q.len())),
+            ],
+        );
+        let f = &self.forms;
+        let request_forms = frame(
+            Table::RequestForms,
+            vec![
+                s("form_id", strs(&|i| Some(f[i].id.into()), f.len())),
+                s("account_id", strs(&|i| Some(f[i].account.into()), f.len())),
+                s("subject_id", strs(&|i| Some(f[i].subject.into()), f.len())),
+                s("purpose", strs(&|i| Some(f[i].purpose.into()), f.len())),
+                s("reason", strs(&|_| Some("業務".into()), f.len())),
+                Column::new(
+                    "requested_at".into(),
+                    f.iter()
+                        .map(|x| x.approved.unwrap_or(t("2026-03-02 08:00:00")))
+                        .collect::<Vec<_>>(),
+                ),
+                s(
+                    "approver",
+                    strs(&|i| f[i].approved.map(|_| "主管".into()), f.len()),
+                ),
+                Column::new(
+                    "approved_at".into(),
+                    f.iter().map(|x| x.approved).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "valid_until".into(),
+                    f.iter().map(|x| x.valid_until).collect::<Vec<_>>(),
+                ),
+            ],
+        );
+        Tables {
+            query_log,
+            roster,
+            hr,
+            request_forms,
+        }
+    }
+
+    /// `CODE@account-or-agency` of every finding of `job`.
+    fn findings(&self, job: Job) -> BTreeSet<String> {
+        let period = "2026Q1".parse().ok();
+        let df = run(&config(), &self.tables(), job, d(AS_OF), period).unwrap();
+        let get = |c: &str| df.column(c).unwrap().str().unwrap().clone();
+        let (code, account, agency) = (get("code"), get("account_id"), get("agency_id"));
+        (0..df.height())
+            .map(|i| {
+                format!(
+                    "{}@{}",
+                    code.get(i).unwrap(),
+                    account.get(i).or(agency.get(i)).unwrap()
+                )
+            })
+            .collect()
+    }
+
+    fn all(&self) -> BTreeSet<String> {
+        let mut f = self.findings(Job::AccountReview);
+        f.extend(self.findings(Job::QueryCheck));
+        f
+    }
+
+    fn acct(&mut self, id: &str) -> &mut Acct {
+        self.accounts.iter_mut().find(|a| a.id == id).unwrap()
+    }
+
+    fn person(&mut self, id: &str) -> &mut Person {
+        self.people.iter_mut().find(|p| p.id == id).unwrap()
+    }
+
+    fn u1_query(&mut self) -> &mut Query {
+        self.queries.iter_mut().find(|q| q.account == "U1").unwrap()
+    }
+
+    fn u1_form(&mut self) -> &mut Form {
+        self.forms.iter_mut().find(|f| f.account == "U1").unwrap()
+    }
+
+    /// U1 queries `subject` `n` times at `at`, one minute apart, with a form.
+    fn u1_more(&mut self, subject: &'static str, at: &str, n: usize, result: &'static str) {
+        for k in 0..n {
+            let at = t(at) + chrono::Duration::minutes(k as i64);
+            self.queries.push(Query {
+                account: "U1",
+                at,
+                subject,
+                purpose: None,
+                result,
+            });
+        }
+        self.forms.push(Form {
+            id: "FX",
+            account: "U1",
+            subject,
+            purpose: "criminal_investigation",
+            approved: Some(t(at) - chrono::Duration::hours(1)),
+            valid_until: None,
+        });
+    }
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_clean_world_has_no_findings() {
+    assert_eq!(World::base().all(), BTreeSet::new());
+}
+
+/// Each case: a name, the change, and exactly the findings it must cause.
+#[test]
+fn each_code_is_triggered_by_the_smallest_change() {
+    type Change = fn(&mut World);
+    let cases: Vec<(&str, Change, &[&str])> = vec![
+        (
+            "departed",
+            |w| {
+                w.person("P3").status = "departed";
+                w.person("P3").effective = d("2026-03-05");
+            },
+            &["ACCOUNT_HOLDER_DEPARTED@U1"],
+        ),
+        (
+            "retired, then queried",
+            |w| {
+                w.person("P3").status = "retired";
+                w.person("P3").effective = d("2026-03-01");
+            },
+            &["ACCOUNT_HOLDER_DEPARTED@U1", "QUERY_AFTER_DEPARTURE@U1"],
+        ),
+        (
+            "transferred out of the unit",
+            |w| {
+                w.person("P3").status = "transferred";
+                w.person("P3").agency = "KHB";
+                w.person("P3").effective = d("2026-02-01");
+            },
+            &["ACCOUNT_HOLDER_TRANSFERRED@U1"],
+        ),
+        (
+            "transferred within the unit after the account was made",
+            |w| {
+                w.person("P3").status = "transferred";
+                w.person("P3").agency = "KPB";
+                w.person("P3").effective = d("2026-02-01");
+            },
+            &["ACCOUNT_HOLDER_TRANSFERRED@U1"],
+        ),
+        (
+            "suspended",
+            |w| {
+                w.person("P3").status = "suspended";
+                w.person("P3").effective = d("2026-03-05");
+            },
+            &["ACCOUNT_HOLDER_SUSPENDED@U1"],
+        ),
+        (
+            "a driver holds an account",
+            |w| w.person("P3").employment = "driver",
+            &[
+                "ACCOUNT_INELIGIBLE_EMPLOYMENT@U1",
+                "QUERY_BY_INELIGIBLE_HOLDER@U1",
+            ],
+        ),
+        (
+            "holder unknown to HR",
+            |w| w.people.retain(|p| p.id != "P3"),
+            &["ACCOUNT_HOLDER_UNKNOWN@U1"],
+        ),
+        (
+            "idle: last success 91 days before",
+            |w| {
+                w.u1_query().at = t("2025-12-08 10:00:00");
+                w.u1_form().approved = Some(t("2025-12-08 09:00:00"));
+            },
+            &["ACCOUNT_IDLE@U1"],
+        ),
+        (
+            "never used",
+            |w| {
+                w.queries.retain(|q| q.account != "U1");
+            },
+            &["ACCOUNT_NEVER_USED@U1"],
+        ),
+        (
+            "one person, two active accounts",
+            |w| {
+                let mut twin = w.acct("U1").clone();
+                twin.id = "U2";
+                w.accounts.push(twin);
+                w.queries.push(Query {
+                    account: "U2",
+                    at: t("2026-03-02 10:00:00"),
+                    subject: "B200000009",
+                    purpose: None,
+                    result: "success",
+                });
+                w.forms.push(Form {
+                    id: "F9",
+                    account: "U2",
+                    subject: "B200000009",
+                    purpose: "criminal_investigation",
+                    approved: Some(t("2026-03-02 09:00:00")),
+                    valid_until: None,
+                });
+            },
+            &["ACCOUNT_DUPLICATE@U1", "ACCOUNT_DUPLICATE@U2"],
+        ),
+        (
+            "password 91 days old",
+            |w| w.acct("U1").password = Some(d("2025-12-09")),
+            &["ACCOUNT_PASSWORD_STALE@U1"],
+        ),
+        (
+            "an account only the logs know",
+            |w| {
+                w.queries.push(Query {
+                    account: "ZZ",
+                    at: t("2026-03-02 10:00:00"),
+                    subject: "B200000009",
+                    purpose: None,
+                    result: "success",
+                });
+                w.forms.push(Form {
+                    id: "F9",
+                    account: "ZZ",
+                    subject: "B200000009",
+                    purpose: "criminal_investigation",
+                    approved: Some(t("2026-03-02 09:00:00")),
+                    valid_until: None,
+                });
+            },
+            &["ACCOUNT_NOT_IN_ROSTER@ZZ"],
+        ),
+        (
+            "a unit without an officer",
+            |w| w.acct("O2").role = "business_user",
+            &["AGENCY_OFFICER_COUNT@KPB"],
+        ),
+        (
+            "two chief administrators",
+            |w| w.acct("O1").role = "chief_admin",
+            &["AGENCY_OFFICER_COUNT@KHB"],
+        ),
+        (
+            "no form at all",
+            |w| w.forms.retain(|f| f.account != "U1"),
+            &["QUERY_NO_REQUEST_FORM@U1"],
+        ),
+        (
+            "form never approved",
+            |w| w.u1_form().approved = None,
+            &["QUERY_FORM_NOT_APPROVED@U1"],
+        ),
+        (
+            "approved one second after the query",
+            |w| w.u1_form().approved = Some(t("2026-03-02 10:00:01")),
+            &["QUERY_APPROVED_AFTER_QUERY@U1"],
+        ),
+        (
+            "approved at the very second of the query",
+            |w| w.u1_form().approved = Some(t("2026-03-02 10:00:00")),
+            &["QUERY_APPROVED_AFTER_QUERY@U1"],
+        ),
+        (
+            "form 31 days old",
+            |w| w.u1_form().approved = Some(t("2026-01-30 09:00:00")),
+            &["QUERY_FORM_EXPIRED@U1"],
+        ),
+        (
+            "form past its own valid_until",
+            |w| w.u1_form().valid_until = Some(d("2026-03-01")),
+            &["QUERY_FORM_EXPIRED@U1"],
+        ),
+        (
+            "a purpose the agency lacks (form)",
+            |w| w.u1_form().purpose = "social_welfare",
+            &["QUERY_PURPOSE_NOT_ALLOWED@U1"],
+        ),
+        (
+            "a purpose the agency lacks (log, no form)",
+            |w| {
+                w.forms.retain(|f| f.account != "U1");
+                w.u1_query().purpose = Some("public_health");
+            },
+            &["QUERY_NO_REQUEST_FORM@U1", "QUERY_PURPOSE_NOT_ALLOWED@U1"],
+        ),
+        (
+            "query after the account was disabled",
+            |w| {
+                w.acct("U1").status = "disabled";
+                w.acct("U1").disabled_on = Some(d("2026-03-01"));
+            },
+            &["QUERY_BY_DISABLED_ACCOUNT@U1"],
+        ),
+        (
+            "looking oneself up",
+            |w| {
+                w.u1_query().subject = "A100000003";
+                w.u1_form().subject = "A100000003";
+            },
+            &["QUERY_SELF_LOOKUP@U1"],
+        ),
+        (
+            "looking a coworker up without a form",
+            |w| {
+                w.u1_query().subject = "A100000000";
+            },
+            &["QUERY_COWORKER_LOOKUP@U1", "QUERY_NO_REQUEST_FORM@U1"],
+        ),
+        (
+            "at 18:00 sharp",
+            |w| {
+                w.u1_query().at = t("2026-03-02 18:00:00");
+            },
+            &["QUERY_OFF_HOURS@U1"],
+        ),
+        (
+            "on a national holiday",
+            |w| {
+                w.u1_query().at = t("2026-03-04 10:00:00");
+            },
+            &["QUERY_OFF_HOURS@U1"],
+        ),
+        (
+            "on a Sunday",
+            |w| w.u1_query().at = t("2026-03-08 10:00:00"),
+            &["QUERY_OFF_HOURS@U1"],
+        ),
+        (
+            "a day of 31 after days of 1",
+            |w| {
+                for day in ["2026-03-03", "2026-03-05", "2026-03-06"] {
+                    w.u1_more("B200000004", &format!("{day} 10:00:00"), 1, "success");
+                }
+                w.u1_more("B200000005", "2026-03-09 09:00:00", 31, "success");
+            },
+            &["QUERY_VOLUME_SPIKE@U1"],
+        ),
+        (
+            "five accounts look up one person",
+            |w| {
+                for a in ["C0", "O1", "O2"] {
+                    w.queries.push(Query {
+                        account: a,
+                        at: t("2026-03-03 10:00:00"),
+                        subject: "B200000003",
+                        purpose: None,
+                        result: "success",
+                    });
+                }
+                w.queries.push(Query {
+                    account: "ZZ",
+                    at: t("2026-03-03 10:00:00"),
+                    subject: "B200000003",
+                    purpose: None,
+                    result: "success",
+                });
+            },
+            &[
+                "QUERY_SUBJECT_MANY_ACCOUNTS@C0",
+                "QUERY_SUBJECT_MANY_ACCOUNTS@O1",
+                "QUERY_SUBJECT_MANY_ACCOUNTS@O2",
+                "QUERY_SUBJECT_MANY_ACCOUNTS@U1",
+                "QUERY_SUBJECT_MANY_ACCOUNTS@ZZ",
+                "ACCOUNT_NOT_IN_ROSTER@ZZ",
+                "QUERY_NO_REQUEST_FORM@C0",
+                "QUERY_NO_REQUEST_FORM@O1",
+                "QUERY_NO_REQUEST_FORM@O2",
+                "QUERY_NO_REQUEST_FORM@ZZ",
+            ],
+        ),
+        (
+            "ten failures within an hour",
+            |w| w.u1_more("B200000006", "2026-03-03 10:00:00", 10, "failure"),
+            &["QUERY_FAILED_BURST@U1"],
+        ),
+        (
+            "three kinds of wrong",
+            |w| {
+                w.u1_query().at = t("2026-03-08 10:00:00");
+                w.forms.retain(|f| f.account != "U1");
+                w.u1_query().purpose = Some("public_health");
+            },
+            &[
+                "QUERY_NO_REQUEST_FORM@U1",
+                "QUERY_PURPOSE_NOT_ALLOWED@U1",
+                "QUERY_OFF_HOURS@U1",
+                "ACCOUNT_REPEAT_PATTERN@U1",
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, change, want) in cases {
+        let mut w = World::base();
+        change(&mut w);
+        let got = w.all();
+        if got != set(want) {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn near_misses_find_nothing() {
+    type Change = fn(&mut World);
+    let cases: Vec<(&str, Change)> = vec![
+        ("approved one second before the query", |w| {
+            w.u1_form().approved = Some(t("2026-03-02 09:59:59"))
+        }),
+        ("form on its 30th day", |w| {
+            w.u1_form().approved = Some(t("2026-01-31 09:00:00"))
+        }),
+        ("departure effective the day of the query", |w| {
+            w.person("P3").status = "departed";
+            w.person("P3").effective = d("2026-03-02");
+            w.acct("U1").status = "disabled";
+        }),
+        ("at 17:59:59", |w| {
+            w.u1_query().at = t("2026-03-02 17:59:59")
+        }),
+        ("on a make-up workday", |w| {
+            w.u1_query().at = t("2026-03-07 10:00:00")
+        }),
+        ("idle: last success 90 days before", |w| {
+            w.u1_query().at = t("2025-12-10 10:00:00");
+            w.u1_form().approved = Some(t("2025-12-10 09:00:00"));
+        }),
+        ("password 90 days old", |w| {
+            w.acct("U1").password = Some(d("2025-12-10"))
+        }),
+        ("nine failures within an hour", |w| {
+            w.u1_more("B200000006", "2026-03-03 10:00:00", 9, "failure")
+        }),
+        ("a disabled account's past queries", |w| {
+            w.acct("U1").status = "disabled";
+            w.acct("U1").disabled_on = Some(d("2026-03-02"));
+        }),
+    ];
+    let mut failures = Vec::new();
+    for (name, change) in cases {
+        let mut w = World::base();
+        change(&mut w);
+        let got = w.all();
+        if !got.is_empty() {
+            failures.push(format!("{name}: got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Shuffling rows or splitting the log across files changes no finding
+/// (other than the source file and row it points to).
+#[test]
+fn row_order_and_file_split_do_not_change_findings() {
+    let mut w = World::base();
+    w.u1_more("B200000006", "2026-03-03 10:00:00", 12, "failure");
+    w.u1_more("B200000007", "2026-03-08 10:00:00", 3, "success");
+    w.queries.push(Query {
+        account: "ZZ",
+        at: t("2026-03-03 11:00:00"),
+        subject: "B200000003",
+        purpose: None,
+        result: "success",
+    });
+    let strip = |df: DataFrame| df.drop_many(["source_file", "source_row"]);
+    let cfg = config();
+    let base = w.tables();
+    let want = strip(
+        run(
+            &cfg,
+            &base,
+            Job::QueryCheck,
+            d(AS_OF),
+            "2026Q1".parse().ok(),
+        )
+        .unwrap(),
+    );
+    // A deterministic shuffle (seeded; no thread_rng).
+    for seed in 0..5u64 {
+        let mut shuffled = base.clone();
+        let n = shuffled.query_log.height();
+        let mut order: Vec<IdxSize> = (0..n as IdxSize).collect();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed);
+        for i in (1..n).rev() {
+            let j = (rand_core::Rng::next_u64(&mut rng) % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let idx = IdxCa::from_vec("i".into(), order);
+        shuffled.query_log = shuffled.query_log.take(&idx).unwrap();
+        // Split: the second half comes "from another file".
+        let half = (n / 2) as i64;
+        let names: Vec<&str> = (0..n)
+            .map(|i| if (i as i64) < half { "a.csv" } else { "b.csv" })
+            .collect();
+        shuffled
+            .query_log
+            .with_column(Column::new("source_file".into(), names))
+            .unwrap();
+        let got = strip(
+            run(
+                &cfg,
+                &shuffled,
+                Job::QueryCheck,
+                d(AS_OF),
+                "2026Q1".parse().ok(),
+            )
+            .unwrap(),
+        );
+        assert!(got.equals_missing(&want), "seed {seed}:\n{got}\nvs\n{want}");
+    }
+}
