@@ -293,7 +293,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         if p.is_empty() {
             base.clone()
         } else {
-            base.join(p)
+            lexical_normalize(&base.join(p))
         }
     };
     let mut v = Validator::default();
@@ -893,6 +893,25 @@ impl Validator {
             })
             .collect()
     }
+}
+
+/// Removes `.` and `..` components without touching the file system, so
+/// `sample_data/../var` reads `var` in every message and path.
+fn lexical_normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn parse_office_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {

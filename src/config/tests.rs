@@ -60,7 +60,7 @@ fn problems(text: &str) -> Vec<String> {
 fn a_valid_config_resolves_paths_units_and_purposes() {
     let c = load_str(BASE).unwrap();
     assert_eq!(c.paths.inbox, Path::new("/etc/webir/inbox"));
-    assert_eq!(c.paths.state, Path::new("/etc/webir/../var/state"));
+    assert_eq!(c.paths.state, Path::new("/etc/var/state"));
     assert_eq!(c.paths.schedules, Path::new("/etc/webir/schedules"));
     let a = c.agencies.get("KPB-1-A").unwrap();
     assert_eq!(a.unit, "KPB");

@@ -3,7 +3,7 @@
 //! later checks look for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use webir_audit::model::Table;
@@ -161,4 +161,134 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     // Subjects never appear unmasked.
     let subjects = queries.column("subject").unwrap().str().unwrap().clone();
     assert!(subjects.iter().flatten().all(|s| s.contains("****")));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap();
+        if name == "var" {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(name));
+        } else {
+            std::fs::copy(&p, to.join(name)).unwrap();
+        }
+    }
+}
+
+/// `run` writes a run folder with the four files, private, never over an
+/// earlier run, and says where as its last line.
+#[test]
+fn run_writes_a_private_run_folder_per_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    copy_dir(&repo().join("sample_data"), &city);
+    let config = city.join("webir-audit.toml");
+    let args = [
+        "run",
+        "query-check",
+        "--config",
+        config.to_str().unwrap(),
+        "--period",
+        "2026H1",
+    ];
+    let first = run_binary(&args, tmp.path());
+    assert_eq!(
+        first.status, 1,
+        "critical and high findings exit 1\n{}{}",
+        first.stdout, first.stderr
+    );
+    let second = run_binary(&args, tmp.path());
+    let dir_of = |out: &crate::harness::Output| PathBuf::from(out.stdout.lines().last().unwrap());
+    let (a, b) = (dir_of(&first), dir_of(&second));
+    assert_ne!(a, b, "a second run must not overwrite the first");
+    assert!(
+        a.starts_with(tmp.path().join("var/archive/2026H1/query-check")),
+        "{}",
+        a.display()
+    );
+
+    let findings = std::fs::read(a.join("findings.csv")).unwrap();
+    assert!(
+        findings.starts_with(b"\xEF\xBB\xBF"),
+        "UTF-8 with BOM so Excel reads it"
+    );
+    let text = String::from_utf8(findings[3..].to_vec()).unwrap();
+    let header = text.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "code,severity,unit_id,agency_id,account_id,holder_name,subject,occurred_at,reason,source_file,source_row"
+    );
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["job"], "query-check");
+    assert_eq!(run["period"], "2026H1");
+    assert_eq!(
+        run["findings"].as_u64().unwrap() as usize,
+        text.lines().count() - 1
+    );
+    assert_eq!(run["by_code"]["QUERY_VOLUME_SPIKE"], 1);
+    let inputs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("inputs.json")).unwrap()).unwrap();
+    assert_eq!(inputs.as_array().unwrap().len(), 6);
+    assert_eq!(inputs[0]["sha256"].as_str().unwrap().len(), 64);
+    #[cfg(unix)]
+    for f in ["findings.csv", "rejects.csv", "inputs.json", "run.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(a.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // National IDs of people queried never appear unmasked.
+    assert!(!text.lines().skip(1).any(|l| {
+        l.split(',')
+            .nth(6)
+            .is_some_and(|s| !s.is_empty() && !s.contains("****"))
+    }));
+
+    let review = run_binary(
+        &[
+            "run",
+            "account-review",
+            "--config",
+            config.to_str().unwrap(),
+            "--as-of",
+            "2026-07-02",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(review.status, 1, "{}", review.stderr);
+    assert!(
+        dir_of(&review).starts_with(
+            tmp.path()
+                .join("var/archive/as-of-2026-07-02/account-review")
+        )
+    );
+    assert!(
+        review.stdout.contains("AGENCY_OFFICER_COUNT"),
+        "{}",
+        review.stdout
+    );
+}
+
+#[test]
+fn query_check_needs_a_period() {
+    let out = run_binary(
+        &[
+            "run",
+            "query-check",
+            "--config",
+            "sample_data/webir-audit.toml",
+        ],
+        &repo(),
+    );
+    assert_eq!(out.status, 2);
+    assert!(
+        out.stderr
+            .contains("query-check needs --period or --from/--to"),
+        "{}",
+        out.stderr
+    );
 }
