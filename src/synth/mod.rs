@@ -734,49 +734,75 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
 }
 
 /// Writes the sample city's config with an inbox holding one UTF-8 CSV
-/// query log of `rows` rows (`inbox/query_logs/query_log_<rows>.csv`; no
-/// other tables): the benchmark input.
+/// query log of `rows` rows and a register of one request form per 33
+/// queries (300,000 forms for 10,000,000 rows): the benchmark input. Each
+/// form is approved on a workday morning and its 33 queries follow within
+/// hours, so most queries are explained, as in a well-run city.
 pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     let logs = dir.join("inbox/query_logs");
+    let forms_dir = dir.join("inbox/forms");
     std::fs::create_dir_all(&logs)?;
+    std::fs::create_dir_all(&forms_dir)?;
     std::fs::write(dir.join("webir-audit.toml"), city::config_toml())?;
     std::fs::write(dir.join("holidays.toml"), city::holidays_toml())?;
     let mut r = Rand::new(seed);
-    let path = logs.join(format!("query_log_{rows}.csv"));
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+    let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
+    let start = date(PERIOD_START);
+    const PER_FORM: usize = 33;
+    let n_forms = rows.div_ceil(PER_FORM).max(1);
+
+    let mut q = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(logs.join(format!("query_log_{rows}.csv")))?,
+    );
     writeln!(
-        w,
+        q,
         "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP"
     )?;
-    let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
-    let start = date(PERIOD_START).and_hms_opt(0, 0, 0).expect("time");
-    let span = PERIOD_DAYS * 86_400;
-    for i in 0..rows {
+    let mut f = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(forms_dir.join(format!("forms_{n_forms}.csv")))?,
+    );
+    writeln!(
+        f,
+        "表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間"
+    )?;
+    let mut written = 0;
+    for k in 0..n_forms {
         let ai = r.below(AGENCIES.len() as u64) as usize;
-        let (id, .., purposes, _) = AGENCIES[ai];
-        let unit_purposes = if purposes.is_empty() {
-            &["other"][..]
-        } else {
-            purposes
-        };
-        // Rows are in time order, as WebIR exports them.
-        let at = start + Duration::seconds((i as i64 * span) / rows.max(1) as i64);
+        let agency = AGENCIES[ai].0;
+        let purpose = r.pick(AGENCIES[unit_of(ai)].5);
+        let account = 20001 + ai as u64 * 100 + r.below(20);
+        let subject = &subjects[r.below(subjects.len() as u64) as usize];
+        let mut day = start + Duration::days((k as i64 * (PERIOD_DAYS - 3)) / n_forms as i64);
+        while !is_workday(day) {
+            day += Duration::days(1);
+        }
+        let approved =
+            day.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(r.range(0, 3600));
         writeln!(
-            w,
-            "W{:05},{},{},{},{},{},{},10.{}.{}.{}",
-            20001 + r.below(300),
-            at.format("%Y-%m-%d %H:%M:%S"),
-            r.pick(QUERY_ITEMS),
-            subjects[r.below(subjects.len() as u64) as usize],
-            r.pick(unit_purposes),
-            if r.chance(30) { "失敗" } else { "成功" },
-            id,
-            20 + ai,
-            r.below(4),
-            r.below(250)
+            f,
+            "F{k:07},W{account:05},{subject},{purpose},業務需要,{},主管,{}",
+            (approved - Duration::minutes(10)).format("%Y-%m-%d %H:%M:%S"),
+            approved.format("%Y-%m-%d %H:%M:%S")
         )?;
+        for j in 0..PER_FORM.min(rows - written) {
+            let at = approved + Duration::seconds(60 + 300 * j as i64 + r.range(0, 240));
+            writeln!(
+                q,
+                "W{account:05},{},{},{subject},{purpose},{},{agency},10.{}.{}.{}",
+                at.format("%Y-%m-%d %H:%M:%S"),
+                r.pick(QUERY_ITEMS),
+                if r.chance(30) { "失敗" } else { "成功" },
+                20 + ai,
+                r.below(4),
+                r.below(250)
+            )?;
+        }
+        written += PER_FORM.min(rows - written);
     }
-    w.flush()?;
+    q.flush()?;
+    f.flush()?;
     Ok(())
 }
 
