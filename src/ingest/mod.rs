@@ -196,7 +196,10 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             rows_rejected: 0,
             rows_skipped: 0,
         };
-        match hash_file(&path) {
+        let clock = std::time::Instant::now();
+        let hashed = hash_file(&path);
+        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), "hashed");
+        match hashed {
             Ok((size, sha)) => {
                 rec.size = size;
                 rec.sha256 = sha;
@@ -227,7 +230,10 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             records.push(rec);
             continue;
         };
-        match ingest_file(config, table, &path, &rel, &agencies) {
+        let clock = std::time::Instant::now();
+        let parsed = ingest_file(config, table, &path, &rel, &agencies);
+        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), "parsed");
+        match parsed {
             Ok(one) => {
                 rec.encoding = one.encoding.to_owned();
                 rec.sheet = one.sheet;
@@ -264,7 +270,8 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 source,
             })?;
         }
-        df.rechunk_mut();
+        // No rechunk: the streamed frames stay in their chunks, which every
+        // later operation reads as well as one, without a second copy.
         if let (Table::QueryLog, Some(p)) = (t, period) {
             let before = df.height();
             df = df
@@ -340,8 +347,8 @@ fn ingest_file(
         file: rel.to_owned(),
         source,
     };
-    // The streaming engine parses the file in morsels, so memory holds the
-    // canonical columns, not every intermediate of every row at once.
+    // The streaming engine parses the file in morsels where it can, so
+    // memory holds the canonical columns rather than every intermediate.
     let df = parse::plan(raw.lf.clone(), &cx, false)
         .collect_with_engine(Engine::Streaming)
         .map_err(polars_err)?

@@ -89,10 +89,17 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         })
         .collect();
 
-    // Stage 2: regex captures for date columns (one pass per pattern).
+    // Stage 2: the ISO fast path, then regex captures for the rest (one
+    // pass per pattern, fed only what earlier steps could not read).
+    let mut fast = Vec::new();
+    for c in present.iter().filter(|c| c.is_temporal()) {
+        fast.push(iso_fast_path(col(s(c.name)), (cx.format_of)(c.name)).alias(fast_col(c.name)));
+    }
     let mut captures = Vec::new();
     for c in present.iter().filter(|c| c.is_temporal()) {
-        let v = col(s(c.name));
+        let v = when(col(fast_col(c.name)).is_null())
+            .then(col(s(c.name)))
+            .otherwise(null_of(DataType::String));
         captures.push(
             v.str()
                 .extract_groups(SEPARATED)
@@ -108,7 +115,8 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         let a_missed = col(pattern_col(c.name))
             .struct_()
             .field_by_name("y")
-            .is_null();
+            .is_null()
+            .and(col(fast_col(c.name)).is_null());
         let input = when(a_missed).then(v).otherwise(null_of(DataType::String));
         compact.push(
             input
@@ -214,7 +222,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
 
     let mut out = lf.with_columns(trimmed);
     if !captures.is_empty() {
-        out = out.with_columns(captures).with_columns(compact);
+        out = out.with_columns(fast).with_columns(captures).with_columns(compact);
     }
     out = out.with_columns(values).with_columns([
         any_problem.alias(BAD),
@@ -400,11 +408,36 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
         .and(minute.clone().lt_eq(lit(59)))
         .and(second.clone().lt_eq(lit(59)));
     let year = when(ok).then(year).otherwise(null_of(DataType::Int32));
-    datetime(
+    let slow = datetime(
         DatetimeArgs::new(year, month, day)
             .with_hms(hour, minute, second)
             .with_time_unit(TIME_UNIT),
-    )
+    );
+    coalesce(&[col(fast_col(name)), slow])
+}
+
+fn fast_col(name: &str) -> String {
+    format!("__f_{name}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, the commonest export format, through polars'
+/// native parser; whatever it cannot read goes on to the regexes. Never in
+/// a column declared ROC, where a 4-digit year is an error.
+fn iso_fast_path(v: Expr, format: DateFormat) -> Expr {
+    if format == DateFormat::Roc {
+        return null_of(dtype(Kind::DateTime));
+    }
+    let options = StrptimeOptions {
+        format: Some("%Y-%m-%d %H:%M:%S".into()),
+        strict: false,
+        exact: true,
+        cache: false,
+    };
+    let t = v.str().strptime(dtype(Kind::DateTime), options, lit("raise"));
+    let year = t.clone().dt().year();
+    when(year.clone().gt_eq(lit(1900)).and(year.lt_eq(lit(2200))))
+        .then(t)
+        .otherwise(null_of(dtype(Kind::DateTime)))
 }
 
 #[cfg(test)]
