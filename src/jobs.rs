@@ -45,6 +45,18 @@ pub fn tables(ing: &Ingested) -> Tables {
     }
 }
 
+/// Moves the tables out of `ing`, so the checks hold the only copy and
+/// can free the raw query log once it is explained.
+fn take_tables(ing: &mut Ingested) -> Tables {
+    let mut take = |t: Table| ing.tables.remove(&t).unwrap_or_default();
+    Tables {
+        query_log: take(Table::QueryLog),
+        roster: take(Table::Roster),
+        hr: take(Table::Hr),
+        request_forms: take(Table::RequestForms),
+    }
+}
+
 /// Runs `job`: account review as of `as_of`, or the query check of `period`.
 pub fn run(
     config: &Config,
@@ -55,10 +67,16 @@ pub fn run(
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
-    let ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
-    let findings = checks::run(config, &tables(&ingested), job, as_of, period.clone())
-        .map_err(anyhow::Error::from)
-        .context("running the checks")?;
+    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
+    let findings = checks::run(
+        config,
+        take_tables(&mut ingested),
+        job,
+        as_of,
+        period.clone(),
+    )
+    .map_err(anyhow::Error::from)
+    .context("running the checks")?;
 
     let period_id = match &period {
         Some(p) => p.id.clone(),

@@ -334,7 +334,7 @@ pub struct Tables {
 /// severe first, then by code, unit, account, time and source.
 pub fn run(
     config: &Config,
-    tables: &Tables,
+    tables: Tables,
     job: Job,
     as_of: NaiveDate,
     period: Option<Period>,
@@ -402,7 +402,20 @@ fn finish(raw: LazyFrame, cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let masked = when(col("subject_id").is_null())
         .then(null_str())
         .otherwise(crate::privacy::mask_national_id_expr(col("subject_id")));
+    // Holder names come from the roster here, once, for the few finding rows.
+    let holders = cx
+        .accounts
+        .clone()
+        .lazy()
+        .select([col("account_id"), col("holder_name")]);
     Ok(raw
+        .drop(cols(["holder_name"]))
+        .join(
+            holders,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
         .join(
             cx.agencies.clone().lazy(),
             [col("agency_id")],
@@ -437,7 +450,7 @@ fn finish(raw: LazyFrame, cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 impl<'a> Ctx<'a> {
     pub fn new(
         config: &'a Config,
-        t: &Tables,
+        t: Tables,
         as_of: NaiveDate,
         period: Option<Period>,
     ) -> PolarsResult<Ctx<'a>> {
@@ -503,7 +516,7 @@ impl<'a> Ctx<'a> {
             .collect()?;
 
         let queries = match &period {
-            Some(p) => t.query_log.clone().lazy().filter(
+            Some(p) => t.query_log.lazy().filter(
                 col("queried_at")
                     .gt_eq(lit(p.start))
                     .and(col("queried_at").lt(lit(p.end))),
@@ -514,10 +527,7 @@ impl<'a> Ctx<'a> {
                     .unwrap_or(as_of)
                     .and_hms_opt(0, 0, 0)
                     .unwrap_or_default();
-                t.query_log
-                    .clone()
-                    .lazy()
-                    .filter(col("queried_at").lt(lit(end)))
+                t.query_log.lazy().filter(col("queried_at").lt(lit(end)))
             }
         };
         let queries = query::explain(queries, &accounts, &t.request_forms, config)?.collect()?;

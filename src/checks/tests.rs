@@ -321,7 +321,7 @@ impl World {
     /// `CODE@account-or-agency` of every finding of `job`.
     fn findings(&self, job: Job) -> BTreeSet<String> {
         let period = "2026Q1".parse().ok();
-        let df = run(&config(), &self.tables(), job, d(AS_OF), period).unwrap();
+        let df = run(&config(), self.tables(), job, d(AS_OF), period).unwrap();
         let get = |c: &str| df.column(c).unwrap().str().unwrap().clone();
         let (code, account, agency) = (get("code"), get("account_id"), get("agency_id"));
         (0..df.height())
@@ -752,7 +752,7 @@ fn row_order_and_file_split_do_not_change_findings() {
     let want = strip(
         run(
             &cfg,
-            &base,
+            base.clone(),
             Job::QueryCheck,
             d(AS_OF),
             "2026Q1".parse().ok(),
@@ -783,7 +783,7 @@ fn row_order_and_file_split_do_not_change_findings() {
         let got = strip(
             run(
                 &cfg,
-                &shuffled,
+                shuffled,
                 Job::QueryCheck,
                 d(AS_OF),
                 "2026Q1".parse().ok(),

@@ -222,7 +222,10 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
 
     let mut out = lf.with_columns(trimmed);
     if !captures.is_empty() {
-        out = out.with_columns(fast).with_columns(captures).with_columns(compact);
+        out = out
+            .with_columns(fast)
+            .with_columns(captures)
+            .with_columns(compact);
     }
     out = out.with_columns(values).with_columns([
         any_problem.alias(BAD),
@@ -433,7 +436,9 @@ fn iso_fast_path(v: Expr, format: DateFormat) -> Expr {
         exact: true,
         cache: false,
     };
-    let t = v.str().strptime(dtype(Kind::DateTime), options, lit("raise"));
+    let t = v
+        .str()
+        .strptime(dtype(Kind::DateTime), options, lit("raise"));
     let year = t.clone().dt().year();
     when(year.clone().gt_eq(lit(1900)).and(year.lt_eq(lit(2200))))
         .then(t)

@@ -123,10 +123,10 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     let ing = webir_audit::ingest::ingest(&config, None).unwrap();
     let tables = webir_audit::jobs::tables(&ing);
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
-    let review = checks::run(&config, &tables, Job::AccountReview, as_of, None).unwrap();
+    let review = checks::run(&config, tables.clone(), Job::AccountReview, as_of, None).unwrap();
     let queries = checks::run(
         &config,
-        &tables,
+        tables,
         Job::QueryCheck,
         as_of,
         Some("2026H1".parse().unwrap()),
