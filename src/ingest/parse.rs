@@ -54,6 +54,12 @@ fn s(name: &str) -> String {
     format!("__s_{name}")
 }
 
+/// Whether the trimmed cell of column `name` is missing or empty.
+fn is_empty(name: &str) -> Expr {
+    let v = col(s(name));
+    v.clone().is_null().or(v.eq(lit("")))
+}
+
 fn pattern_col(name: &str) -> String {
     format!("__p_{name}")
 }
@@ -77,16 +83,12 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
             .map_or(name.to_owned(), |(_, h)| h.clone())
     };
 
-    // Stage 1: trimmed text, empty as null.
+    // Stage 1: trimmed text. An empty string stays a string here (making
+    // it null would rebuild every column); `is_empty` tests for it, and
+    // every parser below turns it into null anyway.
     let trimmed: Vec<Expr> = present
         .iter()
-        .map(|c| {
-            let t = col(c.name).str().strip_chars(lit(NULL));
-            when(t.clone().eq(lit("")))
-                .then(null_of(DataType::String))
-                .otherwise(t)
-                .alias(s(c.name))
-        })
+        .map(|c| col(c.name).str().strip_chars(lit(NULL)).alias(s(c.name)))
         .collect();
 
     // Stage 2: the ISO fast path, then regex captures for the rest (one
@@ -138,7 +140,12 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         let v = col(s(c.name));
         let header = header_of(c.name);
         let (parsed, what) = match c.kind {
-            Kind::Text | Kind::Id => (v.clone(), String::new()),
+            Kind::Text | Kind::Id => (
+                when(is_empty(c.name))
+                    .then(null_of(DataType::String))
+                    .otherwise(v.clone()),
+                String::new(),
+            ),
             Kind::NationalId => {
                 let u = v.clone().str().to_uppercase();
                 let ok = u
@@ -190,7 +197,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         let prefix = format!("column {:?} ({})", header, c.name);
         // Flags refer to the parsed column by name, so parsing runs once.
         if !what.is_empty() {
-            let flag = v.clone().is_not_null().and(col(c.name).is_null());
+            let flag = is_empty(c.name).not().and(col(c.name).is_null());
             let msg = concat_str(
                 [
                     lit(format!("{prefix}: \"")),
@@ -203,14 +210,14 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
             problems.push((flag, msg));
         }
         if c.value_required() {
-            problems.push((v.is_null(), lit(format!("{prefix} is empty"))));
+            problems.push((is_empty(c.name), lit(format!("{prefix} is empty"))));
         }
     }
 
     // Stage 4: flags for bad, blank and sparse rows; reasons on request.
     let filled = present
         .iter()
-        .map(|c| col(s(c.name)).is_not_null().cast(DataType::UInt32))
+        .map(|c| is_empty(c.name).not().cast(DataType::UInt32))
         .reduce(|a, b| a + b)
         .unwrap_or(lit(0u32));
     let sparse = (filled.clone() * lit(2u32)).lt(lit(present.len() as u32));
