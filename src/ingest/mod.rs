@@ -232,7 +232,12 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         };
         let clock = std::time::Instant::now();
         let parsed = ingest_file(config, table, &path, &rel, &agencies);
-        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), "parsed");
+        tracing::info!(
+            file = %rel,
+            elapsed = ?clock.elapsed(),
+            bytes = parsed.as_ref().map_or(0, |p| p.good.estimated_size()),
+            "parsed"
+        );
         match parsed {
             Ok(one) => {
                 rec.encoding = one.encoding.to_owned();
