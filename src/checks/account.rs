@@ -7,7 +7,7 @@
 use chrono::Duration;
 use polars::prelude::*;
 
-use super::{Check, Code, Ctx, finding, null_str, one_of, sentence, ymd};
+use super::{Check, Code, Ctx, finding, null_str, one_of, sentence, with_first_seen, ymd};
 
 pub static CHECKS: &[Check] = &[
     Check {
@@ -330,13 +330,7 @@ fn not_in_roster(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .lazy()
         .filter(col("in_roster").not())
         .group_by([col("account_id")])
-        .agg([
-            len().alias("n"),
-            col("agency_id").first(),
-            col("queried_at").first(),
-            col("source_file").first(),
-            col("source_row").first(),
-        ])
+        .agg(with_first_seen(len().alias("n")))
         .select(finding(
             Code::AccountNotInRoster,
             col("agency_id"),

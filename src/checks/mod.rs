@@ -263,6 +263,19 @@ pub fn one_of(e: Expr, values: Series) -> Expr {
     e.is_in(lit(values).implode(false), false)
 }
 
+/// `count` plus where a group of queries is first seen: its agency, time
+/// and source. Groups are formed over frames sorted on content, so "first"
+/// is stable.
+pub fn with_first_seen(count: Expr) -> Vec<Expr> {
+    vec![
+        count,
+        col("agency_id").first(),
+        col("queried_at").first(),
+        col("source_file").first(),
+        col("source_row").first(),
+    ]
+}
+
 pub fn null_str() -> Expr {
     lit(NULL).cast(DataType::String)
 }

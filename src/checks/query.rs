@@ -11,7 +11,10 @@ use chrono::Duration;
 use polars::prelude::*;
 
 use super::account::INELIGIBLE;
-use super::{Check, Code, Ctx, finding, left_keep_order, null_str, one_of, sentence, ymd, ymd_hms};
+use super::{
+    Check, Code, Ctx, finding, left_keep_order, null_str, one_of, sentence, with_first_seen, ymd,
+    ymd_hms,
+};
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
 use crate::model::PURPOSE;
@@ -555,13 +558,7 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     Ok(queries(cx)
         .with_column(col("queried_at").dt().date().alias("day"))
         .group_by([col("account_id"), col("day")])
-        .agg([
-            len().alias("n"),
-            col("agency_id").first(),
-            col("queried_at").first(),
-            col("source_file").first(),
-            col("source_row").first(),
-        ])
+        .agg(with_first_seen(len().alias("n")))
         .with_column(
             col("n")
                 .cast(DataType::Float64)
@@ -601,13 +598,7 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let threshold = cx.config.rules.subject_accounts_threshold;
     let per_pair = queries(cx)
         .group_by([col("subject_id"), col("account_id")])
-        .agg([
-            len().alias("k"),
-            col("agency_id").first(),
-            col("queried_at").first(),
-            col("source_file").first(),
-            col("source_row").first(),
-        ]);
+        .agg(with_first_seen(len().alias("k")));
     Ok(per_pair
         .with_column(len().over([col("subject_id")])?.alias("n_accounts"))
         .filter(col("n_accounts").gt_eq(lit(threshold)))
