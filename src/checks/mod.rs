@@ -327,6 +327,8 @@ pub struct Ctx<'a> {
     /// Queries (all for account review, the period's for query check), each
     /// with its account, holder and request-form explanation.
     pub queries: DataFrame,
+    /// The request-form register.
+    pub forms: DataFrame,
     /// Every national ID of city staff (HR), for coworker lookups.
     pub staff_ids: DataFrame,
     /// Holidays and make-up workdays as dates.
@@ -354,14 +356,19 @@ pub fn run(
 ) -> PolarsResult<DataFrame> {
     // Account review looks at every query up to the review day.
     let period = if job == Job::QueryCheck { period } else { None };
+    let clock = std::time::Instant::now();
     let cx = Ctx::new(config, tables, as_of, period)?;
+    tracing::info!(elapsed = ?clock.elapsed(), queries = cx.queries.height(), "frames prepared");
     let checks: Vec<Check> = match job {
         Job::AccountReview => account::CHECKS.to_vec(),
         Job::QueryCheck => query::CHECKS.to_vec(),
     };
     let mut parts = Vec::new();
     for c in &checks {
-        parts.push((c.run)(&cx)?.select(RAW_FINDING.map(col)));
+        let clock = std::time::Instant::now();
+        let found = (c.run)(&cx)?.select(RAW_FINDING.map(col)).collect()?;
+        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?clock.elapsed(), "check");
+        parts.push(found.lazy());
     }
     let raw = if parts.is_empty() {
         empty_raw()
@@ -564,6 +571,7 @@ impl<'a> Ctx<'a> {
             accounts,
             queries,
             staff_ids,
+            forms: t.request_forms,
             holidays: config.rules.holidays.holidays.keys().copied().collect(),
             workdays: config.rules.holidays.workdays.keys().copied().collect(),
         })

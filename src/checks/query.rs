@@ -71,9 +71,8 @@ pub static CHECKS: &[Check] = &[
     },
 ];
 
-/// The query-explanation status values of [`explain`].
+/// Why a query is unexplained (see [`classify`]).
 pub mod status {
-    pub const EXPLAINED: &str = "explained";
     pub const NO_FORM: &str = "no_form";
     pub const NOT_APPROVED: &str = "not_approved";
     pub const APPROVED_AFTER: &str = "approved_after";
@@ -92,40 +91,52 @@ pub fn explain(
     forms: &DataFrame,
     config: &Config,
 ) -> PolarsResult<LazyFrame> {
-    let key = [col("account_id"), col("subject_id")];
-    // Sorting on content first makes every "first" below independent of
-    // file order and of how a log was split into files.
-    let queries = queries.sort_by_exprs(
-        [
-            col("queried_at"),
-            col("account_id"),
-            col("subject_id"),
-            col("query_item"),
-            col("result"),
-            col("client_ip"),
-        ],
+    // A stable sort on time: as-of joins need it, and every "first" below
+    // then depends only on content (ties keep file order, which changes
+    // nothing but the source row a finding points to).
+    let queries = queries.sort(
+        ["queried_at"],
         SortMultipleOptions::default()
             .with_maintain_order(true)
             .with_nulls_last(true),
     );
-    // Only the account's agency joins every query; holder attributes are
-    // joined by the checks that need them, on the few rows they select.
-    let acc = accounts.clone().lazy().select([
-        col("account_id"),
-        lit(true).alias("in_roster"),
-        col("agency_id").alias("acct_agency_id"),
-    ]);
+    // Only the account's agency is looked up for every query (a hash
+    // lookup, not a join); holder attributes are joined by the checks that
+    // need them, on the few rows they select.
+    let ids = accounts
+        .column("account_id")?
+        .as_materialized_series()
+        .clone();
+    let agencies = accounts
+        .column("agency_id")?
+        .as_materialized_series()
+        .clone();
     let q = queries
-        .join(
-            acc,
-            [col("account_id")],
-            [col("account_id")],
-            left_keep_order(),
+        .select(
+            [
+                "account_id",
+                "queried_at",
+                "subject_id",
+                "purpose",
+                "result",
+                "agency_id",
+                "source_file",
+                "source_row",
+            ]
+            .map(col),
         )
         .with_columns([
-            col("in_roster").fill_null(lit(false)),
-            col("agency_id").alias("log_agency_id"),
-            coalesce(&[col("acct_agency_id"), col("agency_id")]).alias("agency_id"),
+            one_of(col("account_id"), ids.clone()).alias("in_roster"),
+            coalesce(&[
+                col("account_id").replace_strict(
+                    lit(ids),
+                    lit(agencies),
+                    Some(null_str()),
+                    Some(DataType::String),
+                ),
+                col("agency_id"),
+            ])
+            .alias("agency_id"),
         ]);
 
     let approved = forms
@@ -143,78 +154,25 @@ pub fn explain(
             col("valid_until").alias("form_valid_until"),
         ])
         .sort(["form_approved_at"], SortMultipleOptions::default());
-    let forward = approved
-        .select([
-            col("account_id"),
-            col("subject_id"),
-            col("form_id").alias("late_form_id"),
-            col("approved_at").alias("late_approved_at"),
-        ])
-        .sort(["late_approved_at"], SortMultipleOptions::default());
-    let asof = |strategy, allow_eq| {
-        JoinType::AsOf(Box::new(AsOfOptions {
-            strategy,
-            tolerance: None,
-            tolerance_str: None,
-            left_by: Some(vec!["account_id".into(), "subject_id".into()]),
-            right_by: Some(vec!["account_id".into(), "subject_id".into()]),
-            allow_eq,
-            check_sortedness: false,
-        }))
-    };
     // A form approved at the very second of the query was not approved
-    // before it: the backward match is strict, the forward one is not.
-    let q = q
-        .join(
-            back,
-            [col("queried_at")],
-            [col("form_approved_at")],
-            JoinArgs::new(asof(AsofStrategy::Backward, false)),
-        )
-        .join(
-            forward,
-            [col("queried_at")],
-            [col("late_approved_at")],
-            JoinArgs::new(asof(AsofStrategy::Forward, true)),
-        );
-
-    let pairs = forms.clone().lazy().group_by(key.clone()).agg([
-        len().alias("n_forms"),
-        col("form_id")
-            .filter(col("approved_at").is_null())
-            .sort(SortOptions::default())
-            .first()
-            .alias("unapproved_form_id"),
-    ]);
+    // before it: the match is strict.
+    let q = q.join(
+        back,
+        [col("queried_at")],
+        [col("form_approved_at")],
+        JoinArgs::new(asof(AsofStrategy::Backward, false)),
+    );
     let validity = config.rules.form_validity_days as i64;
-    let one_day = lit(Duration::days(1));
     let window_end = when(col("form_valid_until").is_not_null())
-        .then(col("form_valid_until").cast(dt()) + one_day.clone())
+        .then(col("form_valid_until").cast(dt()) + lit(Duration::days(1)))
         .otherwise(
             col("form_approved_at").dt().date().cast(dt()) + lit(Duration::days(validity + 1)),
         );
-    // A form approved after the query counts as "approved after" only when
-    // it is close enough to be that query's form, not a later case's.
-    let late_is_this =
-        (col("late_approved_at") - col("queried_at")).lt_eq(lit(Duration::days(validity.max(1))));
-    let status = when(
-        col("form_id")
-            .is_not_null()
-            .and(col("queried_at").lt(col("window_end"))),
-    )
-    .then(lit(status::EXPLAINED))
-    .when(col("n_forms").is_null())
-    .then(lit(status::NO_FORM))
-    .when(col("late_form_id").is_not_null().and(late_is_this))
-    .then(lit(status::APPROVED_AFTER))
-    .when(col("unapproved_form_id").is_not_null())
-    .then(lit(status::NOT_APPROVED))
-    .when(col("form_id").is_not_null())
-    .then(lit(status::EXPIRED))
-    .otherwise(lit(status::NO_FORM));
-    Ok(q.join(pairs, key.clone(), key, left_keep_order())
-        .with_column(window_end.alias("window_end"))
-        .with_column(status.alias("explanation"))
+    let explained = col("form_id")
+        .is_not_null()
+        .and(col("queried_at").lt(col("window_end")));
+    Ok(q.with_column(window_end.alias("window_end"))
+        .with_column(explained.alias("explained"))
         // Only what the checks read: at ten million rows every column counts.
         .select(
             [
@@ -230,14 +188,74 @@ pub fn explain(
                 "form_id",
                 "form_purpose",
                 "form_approved_at",
-                "late_form_id",
-                "late_approved_at",
-                "unapproved_form_id",
                 "window_end",
-                "explanation",
+                "explained",
             ]
             .map(col),
         ))
+}
+
+/// An as-of join per (account, subject) on the approval time.
+fn asof(strategy: AsofStrategy, allow_eq: bool) -> JoinType {
+    JoinType::AsOf(Box::new(AsOfOptions {
+        strategy,
+        tolerance: None,
+        tolerance_str: None,
+        left_by: Some(vec!["account_id".into(), "subject_id".into()]),
+        right_by: Some(vec!["account_id".into(), "subject_id".into()]),
+        allow_eq,
+        check_sortedness: false,
+    }))
+}
+
+/// Why each unexplained query is unexplained: no form, a form never
+/// approved, one approved only after the query, or one expired. Runs on
+/// the unexplained rows only.
+fn classify(unexplained: LazyFrame, forms: &DataFrame, config: &Config) -> LazyFrame {
+    let key = [col("account_id"), col("subject_id")];
+    let forward = forms
+        .clone()
+        .lazy()
+        .filter(col("approved_at").is_not_null())
+        .select([
+            col("account_id"),
+            col("subject_id"),
+            col("form_id").alias("late_form_id"),
+            col("approved_at").alias("late_approved_at"),
+        ])
+        .sort(["late_approved_at"], SortMultipleOptions::default());
+    let pairs = forms.clone().lazy().group_by(key.clone()).agg([
+        len().alias("n_forms"),
+        col("form_id")
+            .filter(col("approved_at").is_null())
+            .sort(SortOptions::default())
+            .first()
+            .alias("unapproved_form_id"),
+    ]);
+    let validity = config.rules.form_validity_days as i64;
+    // A form approved after the query counts as "approved after" only when
+    // it is close enough to be that query's form, not a later case's.
+    let late_is_this =
+        (col("late_approved_at") - col("queried_at")).lt_eq(lit(Duration::days(validity.max(1))));
+    let status = when(col("n_forms").is_null())
+        .then(lit(status::NO_FORM))
+        .when(col("late_form_id").is_not_null().and(late_is_this))
+        .then(lit(status::APPROVED_AFTER))
+        .when(col("unapproved_form_id").is_not_null())
+        .then(lit(status::NOT_APPROVED))
+        .when(col("form_id").is_not_null())
+        .then(lit(status::EXPIRED))
+        .otherwise(lit(status::NO_FORM));
+    // A form approved at the very second of the query counts as after it.
+    unexplained
+        .join(
+            forward,
+            [col("queried_at")],
+            [col("late_approved_at")],
+            JoinArgs::new(asof(AsofStrategy::Forward, true)),
+        )
+        .join(pairs, key.clone(), key, left_keep_order())
+        .with_column(status.alias("explanation"))
 }
 
 fn queries(cx: &Ctx<'_>) -> LazyFrame {
@@ -330,9 +348,8 @@ fn unexplained(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         ]));
     let mut cols = about_query(Code::QueryNoRequestForm, reason);
     cols[0] = code.alias("code");
-    Ok(queries(cx)
-        .filter(e.neq(lit(status::EXPLAINED)))
-        .select(cols))
+    let rows = queries(cx).filter(col("explained").not());
+    Ok(classify(rows, &cx.forms, cx.config).select(cols))
 }
 
 fn label(code: Expr) -> Expr {
@@ -363,22 +380,18 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let allowed = df!("agency_id" => ids, "allowed_text" => allowed_text)?.lazy();
     let q = queries(cx)
         .with_column(
-            when(col("explanation").eq(lit(status::EXPLAINED)))
+            when(col("explained"))
                 .then(coalesce(&[col("form_purpose"), col("purpose")]))
                 .otherwise(col("purpose"))
                 .alias("used_purpose"),
         )
         .filter(col("used_purpose").is_not_null());
     Ok(q.join(
-        cx.purposes
-            .clone()
-            .lazy()
-            .with_column(lit(true).alias("ok")),
+        cx.purposes.clone().lazy(),
         [col("agency_id"), col("used_purpose")],
         [col("agency_id"), col("purpose")],
-        JoinArgs::new(JoinType::Left),
+        JoinArgs::new(JoinType::Anti),
     )
-    .filter(col("ok").is_null())
     .join(
         allowed,
         [col("agency_id")],
@@ -391,13 +404,9 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             lit("查詢目的「"),
             label(col("used_purpose")),
             lit("」"),
-            when(
-                col("explanation")
-                    .eq(lit(status::EXPLAINED))
-                    .and(col("form_purpose").is_not_null()),
-            )
-            .then(sentence([lit("（紀錄表 "), col("form_id"), lit("）")]))
-            .otherwise(lit("（查詢紀錄）")),
+            when(col("explained").and(col("form_purpose").is_not_null()))
+                .then(sentence([lit("（紀錄表 "), col("form_id"), lit("）")]))
+                .otherwise(lit("（查詢紀錄）")),
             lit("不在本機關法定職務範圍（"),
             col("allowed_text").fill_null(lit("")),
             lit("），違反第3點"),
@@ -496,7 +505,7 @@ fn coworker_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             JoinArgs::new(JoinType::Left),
         )
         .filter(
-            col("explanation").neq(lit(status::EXPLAINED)).and(
+            col("explained").not().and(
                 col("subject_id")
                     .neq(col("hr_national_id"))
                     .fill_null(lit(true)),
