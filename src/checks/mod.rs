@@ -535,6 +535,12 @@ impl<'a> Ctx<'a> {
             .with_column(col("hr_present").fill_null(lit(false)))
             .collect()?;
 
+        // Exports are usually in time order already; then the sort that the
+        // as-of joins need (and its copy of the whole log) is skipped.
+        let in_time_order = {
+            let times = t.query_log.column("queried_at")?.as_materialized_series();
+            times.null_count() == 0 && times.is_sorted(SortOptions::default())?
+        };
         let queries = match &period {
             Some(p) => t.query_log.lazy().filter(
                 col("queried_at")
@@ -550,7 +556,8 @@ impl<'a> Ctx<'a> {
                 t.query_log.lazy().filter(col("queried_at").lt(lit(end)))
             }
         };
-        let queries = query::explain(queries, &accounts, &t.request_forms, config)?.collect()?;
+        let queries = query::explain(queries, in_time_order, &accounts, &t.request_forms, config)?
+            .collect()?;
 
         let staff_ids =
             t.hr.clone()

@@ -87,6 +87,7 @@ fn dt() -> DataType {
 /// them (or why none does), in a deterministic order.
 pub fn explain(
     queries: LazyFrame,
+    in_time_order: bool,
     accounts: &DataFrame,
     forms: &DataFrame,
     config: &Config,
@@ -94,12 +95,16 @@ pub fn explain(
     // A stable sort on time: as-of joins need it, and every "first" below
     // then depends only on content (ties keep file order, which changes
     // nothing but the source row a finding points to).
-    let queries = queries.sort(
-        ["queried_at"],
-        SortMultipleOptions::default()
-            .with_maintain_order(true)
-            .with_nulls_last(true),
-    );
+    let queries = if in_time_order {
+        queries
+    } else {
+        queries.sort(
+            ["queried_at"],
+            SortMultipleOptions::default()
+                .with_maintain_order(true)
+                .with_nulls_last(true),
+        )
+    };
     // Only the account's agency is looked up for every query (a hash
     // lookup, not a join); holder attributes are joined by the checks that
     // need them, on the few rows they select.
