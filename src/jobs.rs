@@ -31,6 +31,8 @@ impl Job {
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub findings: DataFrame,
+    /// The ingest manifest and rejects; its tables were moved into the
+    /// checks (see `take_tables`) and are empty here.
     pub ingested: Ingested,
     /// The most severe finding, if any.
     pub worst: Option<Severity>,
