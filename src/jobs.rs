@@ -50,7 +50,12 @@ pub fn tables(ing: &Ingested) -> Tables {
 /// Moves the tables out of `ing`, so the checks hold the only copy and
 /// can free the raw query log once it is explained.
 fn take_tables(ing: &mut Ingested) -> Tables {
-    let mut take = |t: Table| ing.tables.remove(&t).unwrap_or_default();
+    let mut take = |t: Table| {
+        ing.tables
+            .get_mut(&t)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    };
     Tables {
         query_log: take(Table::QueryLog),
         roster: take(Table::Roster),
