@@ -71,6 +71,18 @@ pub static CHECKS: &[Check] = &[
     },
 ];
 
+/// The query-log columns the checks read.
+const QUERY_COLUMNS: [&str; 8] = [
+    "account_id",
+    "queried_at",
+    "subject_id",
+    "purpose",
+    "result",
+    "agency_id",
+    "source_file",
+    "source_row",
+];
+
 /// Why a query is unexplained (see [`classify`]).
 pub mod status {
     pub const NO_FORM: &str = "no_form";
@@ -116,33 +128,19 @@ pub fn explain(
         .column("agency_id")?
         .as_materialized_series()
         .clone();
-    let q = queries
-        .select(
-            [
-                "account_id",
-                "queried_at",
-                "subject_id",
-                "purpose",
-                "result",
-                "agency_id",
-                "source_file",
-                "source_row",
-            ]
-            .map(col),
-        )
-        .with_columns([
-            one_of(col("account_id"), ids.clone()).alias("in_roster"),
-            coalesce(&[
-                col("account_id").replace_strict(
-                    lit(ids),
-                    lit(agencies),
-                    Some(null_str()),
-                    Some(DataType::String),
-                ),
-                col("agency_id"),
-            ])
-            .alias("agency_id"),
-        ]);
+    let q = queries.select(QUERY_COLUMNS.map(col)).with_columns([
+        one_of(col("account_id"), ids.clone()).alias("in_roster"),
+        coalesce(&[
+            col("account_id").replace_strict(
+                lit(ids),
+                lit(agencies),
+                Some(null_str()),
+                Some(DataType::String),
+            ),
+            col("agency_id"),
+        ])
+        .alias("agency_id"),
+    ]);
 
     let approved = forms
         .clone()
@@ -180,23 +178,18 @@ pub fn explain(
         .with_column(explained.alias("explained"))
         // Only what the checks read: at ten million rows every column counts.
         .select(
-            [
-                "account_id",
-                "queried_at",
-                "subject_id",
-                "purpose",
-                "result",
-                "agency_id",
-                "source_file",
-                "source_row",
-                "in_roster",
-                "form_id",
-                "form_purpose",
-                "form_approved_at",
-                "window_end",
-                "explained",
-            ]
-            .map(col),
+            QUERY_COLUMNS
+                .iter()
+                .chain(&[
+                    "in_roster",
+                    "form_id",
+                    "form_purpose",
+                    "form_approved_at",
+                    "window_end",
+                    "explained",
+                ])
+                .map(|c| col(*c))
+                .collect::<Vec<_>>(),
         ))
 }
 
