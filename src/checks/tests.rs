@@ -98,7 +98,15 @@ name = "第一分局"
 parent = "KPB"
 "#;
 
+/// The test config, built once: tests run on parallel threads, and a
+/// holidays file rewritten under a reader's feet was a flaky failure
+/// (a make-up workday read as a Saturday).
 fn config() -> Config {
+    static CONFIG_ONCE: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    CONFIG_ONCE.get_or_init(build_config).clone()
+}
+
+fn build_config() -> Config {
     let dir = std::env::temp_dir().join(format!("webir-checks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
