@@ -666,6 +666,14 @@ fn each_code_is_triggered_by_the_smallest_change() {
             &["QUERY_FAILED_BURST@U1"],
         ),
         (
+            "two kinds of wrong are not yet a pattern",
+            |w| {
+                w.u1_query().at = t("2026-03-08 10:00:00");
+                w.forms.retain(|f| f.account != "U1");
+            },
+            &["QUERY_NO_REQUEST_FORM@U1", "QUERY_OFF_HOURS@U1"],
+        ),
+        (
             "three kinds of wrong",
             |w| {
                 w.u1_query().at = t("2026-03-08 10:00:00");
@@ -727,6 +735,51 @@ fn near_misses_find_nothing() {
             w.acct("U1").status = "disabled";
             w.acct("U1").disabled_on = Some(d("2026-03-02"));
         }),
+        ("a day of exactly 30 after days of 1", |w| {
+            for day in ["2026-03-03", "2026-03-05", "2026-03-06"] {
+                w.u1_more("B200000004", &format!("{day} 10:00:00"), 1, "success");
+            }
+            w.u1_more("B200000005", "2026-03-09 09:00:00", 30, "success");
+        }),
+        ("four accounts look up one person, all with forms", |w| {
+            for (a, f) in [("C0", "G0"), ("O1", "G1"), ("O2", "G2")] {
+                w.queries.push(Query {
+                    account: a,
+                    at: t("2026-03-03 10:00:00"),
+                    subject: "B200000003",
+                    purpose: None,
+                    result: "success",
+                });
+                w.forms.push(Form {
+                    id: f,
+                    account: a,
+                    subject: "B200000003",
+                    purpose: "criminal_investigation",
+                    approved: Some(t("2026-03-03 09:00:00")),
+                    valid_until: None,
+                });
+            }
+            // O2's agency has criminal investigation; C0 and O1's (KHB) do not,
+            // so their forms name public health.
+            for f in w.forms.iter_mut().filter(|f| f.id == "G0" || f.id == "G1") {
+                f.purpose = "public_health";
+            }
+        }),
+        ("one person, a second account that is disabled", |w| {
+            let mut twin = w.acct("U1").clone();
+            twin.id = "U2";
+            twin.status = "disabled";
+            twin.disabled_on = Some(d("2026-01-01"));
+            w.accounts.push(twin);
+        }),
+        (
+            "transferred before the account was made, within the unit",
+            |w| {
+                w.person("P3").status = "transferred";
+                w.person("P3").agency = "KPB-1";
+                w.person("P3").effective = d("2024-06-01");
+            },
+        ),
     ];
     let mut failures = Vec::new();
     for (name, change) in cases {
