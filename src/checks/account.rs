@@ -7,7 +7,9 @@
 use chrono::Duration;
 use polars::prelude::*;
 
-use super::{Check, Code, Ctx, finding, null_str, one_of, sentence, with_first_seen, ymd};
+use super::{
+    Check, Code, Ctx, about_queries, finding, null_str, one_of, sentence, with_first_seen, ymd,
+};
 
 pub static CHECKS: &[Check] = &[
     Check {
@@ -81,30 +83,47 @@ fn about_account(code: Code, occurred_at: Expr, reason: Expr) -> Vec<Expr> {
     )
 }
 
+/// The holder has left the service (departed or retired) per HR.
+pub fn holder_gone() -> Expr {
+    one_of(
+        col("hr_status"),
+        Series::new("s".into(), ["departed", "retired"]),
+    )
+}
+
+/// 離職 or 退休, for reason sentences about a holder who has gone.
+pub fn gone_word() -> Expr {
+    when(col("hr_status").eq(lit("retired")))
+        .then(lit("退休"))
+        .otherwise(lit("離職"))
+}
+
+/// The holder's employment type: HR's, else the roster's.
+pub fn holder_employment() -> Expr {
+    coalesce(&[col("hr_employment"), col("employment_type")])
+}
+
+/// The holder may not hold an account (point 5(2)).
+pub fn holder_ineligible() -> Expr {
+    one_of(holder_employment(), Series::new("s".into(), INELIGIBLE))
+}
+
 fn day_start(e: Expr) -> Expr {
     e.cast(DataType::Datetime(crate::ingest::parse::TIME_UNIT, None))
 }
 
 fn departed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let what = when(col("hr_status").eq(lit("retired")))
-        .then(lit("退休"))
-        .otherwise(lit("離職"));
-    Ok(active(cx)
-        .filter(one_of(
-            col("hr_status"),
-            Series::new("s".into(), ["departed", "retired"]),
-        ))
-        .select(about_account(
-            Code::AccountHolderDeparted,
-            day_start(col("hr_effective")),
-            sentence([
-                lit("帳號仍為啟用，但持有人依人事資料已於 "),
-                ymd(col("hr_effective")),
-                lit(" "),
-                what,
-                lit("，應即停用帳號"),
-            ]),
-        )))
+    Ok(active(cx).filter(holder_gone()).select(about_account(
+        Code::AccountHolderDeparted,
+        day_start(col("hr_effective")),
+        sentence([
+            lit("帳號仍為啟用，但持有人依人事資料已於 "),
+            ymd(col("hr_effective")),
+            lit(" "),
+            gone_word(),
+            lit("，應即停用帳號"),
+        ]),
+    )))
 }
 
 fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
@@ -113,10 +132,7 @@ fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .eq(lit("transferred"))
         .and(col("hr_effective").gt(col("created_on")))
         .fill_null(lit(false));
-    let gone = one_of(
-        col("hr_status"),
-        Series::new("s".into(), ["departed", "retired"]),
-    );
+    let gone = holder_gone();
     let reason = when(outside.clone())
         .then(sentence([
             lit("持有人依人事資料現職於 "),
@@ -158,24 +174,21 @@ fn suspended(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 fn ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let employment = coalesce(&[col("hr_employment"), col("employment_type")]);
-    let label = employment.clone().replace_strict(
+    let label = holder_employment().replace_strict(
         lit(Series::new("c".into(), INELIGIBLE)),
         lit(Series::new("l".into(), ["職工", "駕駛", "臨時人員"])),
         None::<Expr>,
         Some(DataType::String),
     );
-    Ok(active(cx)
-        .filter(one_of(employment, Series::new("s".into(), INELIGIBLE)))
-        .select(about_account(
-            Code::AccountIneligibleEmployment,
-            day_start(col("created_on")),
-            sentence([
-                lit("持有人人員類別為「"),
-                label,
-                lit("」，依第5點第2款僅編制內職員及約聘僱人員得申請帳號"),
-            ]),
-        )))
+    Ok(active(cx).filter(holder_ineligible()).select(about_account(
+        Code::AccountIneligibleEmployment,
+        day_start(col("created_on")),
+        sentence([
+            lit("持有人人員類別為「"),
+            label,
+            lit("」，依第5點第2款僅編制內職員及約聘僱人員得申請帳號"),
+        ]),
+    )))
 }
 
 fn unknown(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
@@ -331,13 +344,9 @@ fn not_in_roster(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .filter(col("in_roster").not())
         .group_by([col("account_id")])
         .agg(with_first_seen(len().alias("n")))
-        .select(finding(
+        .select(about_queries(
             Code::AccountNotInRoster,
-            col("agency_id"),
-            col("account_id"),
             null_str(),
-            null_str(),
-            col("queried_at"),
             sentence([
                 lit("帳號於查詢紀錄中有 "),
                 col("n").cast(DataType::String),
@@ -345,8 +354,6 @@ fn not_in_roster(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 super::ymd_hms(col("queried_at")),
                 lit("），但不在帳號清冊中，應查明帳號來源"),
             ]),
-            col("source_file"),
-            col("source_row"),
         )))
 }
 

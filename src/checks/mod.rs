@@ -263,6 +263,22 @@ pub fn one_of(e: Expr, values: Series) -> Expr {
     e.is_in(lit(values).implode(false), false)
 }
 
+/// A finding about queries: the agency, account, time and source of the
+/// current row (a query, or a group's first-seen query), with `subject`.
+pub fn about_queries(code: Code, subject: Expr, reason: Expr) -> Vec<Expr> {
+    finding(
+        code,
+        col("agency_id"),
+        col("account_id"),
+        null_str(),
+        subject,
+        col("queried_at"),
+        reason,
+        col("source_file"),
+        col("source_row"),
+    )
+}
+
 /// `count` plus where a group of queries is first seen: its agency, time
 /// and source. Groups are formed over frames sorted on content, so "first"
 /// is stable.

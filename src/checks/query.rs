@@ -10,10 +10,10 @@
 use chrono::Duration;
 use polars::prelude::*;
 
-use super::account::INELIGIBLE;
+use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
-    Check, Code, Ctx, finding, left_keep_order, null_str, one_of, sentence, with_first_seen, ymd,
-    ymd_hms,
+    Check, Code, Ctx, about_queries, finding, left_keep_order, null_str, one_of, sentence,
+    with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
@@ -283,17 +283,7 @@ fn queries_of(cx: &Ctx<'_>, filter: Expr) -> LazyFrame {
 
 /// A finding about one query row.
 fn about_query(code: Code, reason: Expr) -> Vec<Expr> {
-    finding(
-        code,
-        col("agency_id"),
-        col("account_id"),
-        null_str(),
-        col("subject_id"),
-        col("queried_at"),
-        reason,
-        col("source_file"),
-        col("source_row"),
-    )
+    about_queries(code, col("subject_id"), reason)
 }
 
 fn at() -> Expr {
@@ -413,20 +403,15 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let gone = one_of(
-        col("hr_status"),
-        Series::new("s".into(), ["departed", "retired"]),
-    );
-    Ok(queries_of(cx, gone)
+    Ok(queries_of(cx, holder_gone())
         .filter(col("queried_at").dt().date().gt(col("hr_effective")))
         .select(about_query(
             Code::QueryAfterDeparture,
             sentence([
                 lit("持有人依人事資料已於 "),
                 ymd(col("hr_effective")),
-                when(col("hr_status").eq(lit("retired")))
-                    .then(lit(" 退休"))
-                    .otherwise(lit(" 離職")),
+                lit(" "),
+                gone_word(),
                 lit("，帳號仍於 "),
                 at(),
                 lit(" 查詢，應查明是否遭他人使用"),
@@ -435,19 +420,14 @@ fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 fn by_ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let employment = coalesce(&[col("hr_employment"), col("employment_type")]);
-    Ok(
-        queries_of(cx, one_of(employment, Series::new("s".into(), INELIGIBLE))).select(
-            about_query(
-                Code::QueryByIneligibleHolder,
-                sentence([
-                    lit("持有人非編制內或約聘僱人員，仍於 "),
-                    at(),
-                    lit(" 查詢（第5點第2款）"),
-                ]),
-            ),
-        ),
-    )
+    Ok(queries_of(cx, holder_ineligible()).select(about_query(
+        Code::QueryByIneligibleHolder,
+        sentence([
+            lit("持有人非編制內或約聘僱人員，仍於 "),
+            at(),
+            lit(" 查詢（第5點第2款）"),
+        ]),
+    )))
 }
 
 fn by_disabled(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
@@ -579,13 +559,9 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 .gt(col("median") * lit(factor))
                 .and(col("n").gt(lit(min))),
         )
-        .select(finding(
+        .select(about_queries(
             Code::QueryVolumeSpike,
-            col("agency_id"),
-            col("account_id"),
             null_str(),
-            null_str(),
-            col("queried_at"),
             sentence([
                 ymd(col("day")),
                 lit(" 查詢 "),
@@ -596,8 +572,6 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                     .cast(DataType::String),
                 lit(format!(" 筆之 {factor} 倍以上且逾 {min} 筆")),
             ]),
-            col("source_file"),
-            col("source_row"),
         )))
 }
 
@@ -609,13 +583,9 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     Ok(per_pair
         .with_column(len().over([col("subject_id")])?.alias("n_accounts"))
         .filter(col("n_accounts").gt_eq(lit(threshold)))
-        .select(finding(
+        .select(about_queries(
             Code::QuerySubjectManyAccounts,
-            col("agency_id"),
-            col("account_id"),
-            null_str(),
             col("subject_id"),
-            col("queried_at"),
             sentence([
                 lit("同一被查詢人於本期間遭 "),
                 col("n_accounts").cast(DataType::String),
@@ -624,8 +594,6 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 lit(" 次，首次於 "),
                 at(),
             ]),
-            col("source_file"),
-            col("source_row"),
         )))
 }
 
@@ -658,13 +626,9 @@ fn failed_burst(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 .gt(lit(Duration::hours(1)))
                 .fill_null(lit(true)),
         )
-        .select(finding(
+        .select(about_queries(
             Code::QueryFailedBurst,
-            col("agency_id"),
-            col("account_id"),
             null_str(),
-            null_str(),
-            col("queried_at"),
             sentence([
                 lit("自 "),
                 at(),
@@ -672,8 +636,6 @@ fn failed_burst(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                     " 起一小時內查詢失敗達 {n} 次以上，請確認是否有人嘗試不當查詢"
                 )),
             ]),
-            col("source_file"),
-            col("source_row"),
         )))
 }
 

@@ -344,7 +344,6 @@ fn read_workbook(
     };
     let range = wb.worksheet_range(&sheet).map_err(wb_err)?;
     let first_row = range.start().map_or(0, |(r, _)| r as usize);
-    let first_col = range.start().map_or(0, |(_, c)| c as usize);
     let rows: Vec<Vec<String>> = range
         .rows()
         .map(|r| r.iter().map(cell_text).collect())
@@ -352,7 +351,6 @@ fn read_workbook(
     let matched = map
         .find(&rows)
         .map_err(|p| header_error(display, Some(&sheet), map, p))?;
-    let _ = first_col;
 
     let body = &rows[matched.row + 1..];
     let mut columns: Vec<Column> = Vec::with_capacity(matched.columns.len() + 1);
