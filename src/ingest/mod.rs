@@ -69,6 +69,15 @@ pub enum IngestError {
     Workbook { file: String, message: String },
     #[error("{file}: {source}")]
     Polars { file: String, source: PolarsError },
+    #[error(
+        "{file}: line {line} has {found} fields but the header has {expected}; an unquoted delimiter inside a value? fix or quote that line"
+    )]
+    RaggedLine {
+        file: String,
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
     #[error("{file}: unsupported file type; expected .csv, .tsv, .txt, .xlsx, .xls or .ods")]
     UnsupportedType { file: String },
     #[error("{file}: not in a table folder; put it in query_logs/, roster/, hr/ or forms/")]
@@ -356,7 +365,22 @@ fn ingest_file(
     // memory holds the canonical columns rather than every intermediate.
     let df = parse::plan(raw.lf.clone(), &cx, false)
         .collect_with_engine(Engine::Streaming)
-        .map_err(polars_err)?
+        .map_err(|source| {
+            // polars names no line for a row with too many fields; find it.
+            let ragged = raw
+                .csv
+                .filter(|_| source.to_string().contains("more fields"))
+                .and_then(|shape| read::find_ragged_line(path, shape).map(|l| (l, shape.fields)));
+            match ragged {
+                Some(((line, found), expected)) => IngestError::RaggedLine {
+                    file: rel.to_owned(),
+                    line,
+                    found,
+                    expected,
+                },
+                None => polars_err(source),
+            }
+        })?
         .unwrap_single();
     let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
         Ok(df

@@ -25,6 +25,39 @@ pub struct RawFrame {
     pub sheet: Option<String>,
     /// `utf-8`, `utf-8 (BOM)`, `big5` or the workbook kind.
     pub encoding: &'static str,
+    /// For CSV: the delimiter, the header's line index and field count, so
+    /// a parse failure can be traced to the line that caused it.
+    pub csv: Option<CsvShape>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CsvShape {
+    pub sep: u8,
+    pub header_line: usize,
+    pub fields: usize,
+    pub big5: bool,
+}
+
+/// The first data line with more fields than the header: `(1-based line,
+/// fields found)`. Runs only after polars has refused a file, to tell the
+/// officer which line to fix.
+pub fn find_ragged_line(path: &Path, shape: CsvShape) -> Option<(usize, usize)> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = if shape.big5 {
+        encoding_rs::BIG5
+            .decode_without_bom_handling(&bytes)
+            .0
+            .into_owned()
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    text.split('\n')
+        .enumerate()
+        .skip(shape.header_line + 1)
+        .find_map(|(i, line)| {
+            let n = split_csv_line(line.strip_suffix('\r').unwrap_or(line), shape.sep).len();
+            (n > shape.fields).then_some((i + 1, n))
+        })
 }
 
 impl std::fmt::Debug for RawFrame {
@@ -166,11 +199,18 @@ fn read_csv(
             sep,
             display,
         )?;
+        let csv = Some(CsvShape {
+            sep,
+            header_line: matched.row,
+            fields: matched.cells.len(),
+            big5: true,
+        });
         return Ok(RawFrame {
             lf,
             headers: headers_of(&matched),
             sheet: None,
             encoding: "big5",
+            csv,
         });
     }
     let text = String::from_utf8_lossy(&head);
@@ -185,11 +225,18 @@ fn read_csv(
             })?,
         );
     let lf = scan(reader, &matched, sep, display)?;
+    let csv = Some(CsvShape {
+        sep,
+        header_line: matched.row,
+        fields: matched.cells.len(),
+        big5: false,
+    });
     Ok(RawFrame {
         lf,
         headers: headers_of(&matched),
         sheet: None,
         encoding: if bom { "utf-8 (BOM)" } else { "utf-8" },
+        csv,
     })
 }
 
@@ -385,6 +432,7 @@ fn read_workbook(
         headers: headers_of(&matched),
         sheet: Some(sheet),
         encoding: kind,
+        csv: None,
     })
 }
 

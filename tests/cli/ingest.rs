@@ -354,3 +354,32 @@ fn blank_lines_are_skipped_without_shifting_row_numbers() {
     assert_eq!(strings(&ing.rejects, "source_row"), ["6"]);
     assert_eq!(ing.files[0].rows_skipped, 2);
 }
+
+/// Regression: polars reported a row with too many fields without saying
+/// which line, and suggested a polars option; the officer needs the line.
+#[test]
+fn a_line_with_too_many_fields_is_named() {
+    let t = Test::new()
+        .file(
+            "inbox/query_logs/q.csv",
+            format!("{HEADER}\nu1,2026-01-05 09:12:33,x,A123456789,成功,KHB,ip\nu2,2026-01-05 09:12:33,x,A123456789,成功,KHB,ip,extra,more\n"),
+        )
+        .big5(
+            "inbox/hr/h.csv",
+            "人員清冊\r\n員工編號,姓名,機關,人員類別,狀態,生效日期\r\nP1,王小明,KHB,編制內,在職,115/01/01\r\nP2,李大華,KHB,編制內,在職,115/01/01,多一欄\r\n",
+        );
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2);
+    assert!(
+        out.stdout
+            .contains("query_logs/q.csv: line 3 has 9 fields but the header has 7"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("hr/h.csv: line 4 has 7 fields but the header has 6"),
+        "{}",
+        out.stdout
+    );
+}
