@@ -40,7 +40,7 @@ pub fn create_run_dir(
     unreachable!("an unbounded range always yields")
 }
 
-fn create_private(path: &Path) -> Result<std::fs::File> {
+pub fn create_private(path: &Path) -> Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -45,15 +45,19 @@ pub enum Command {
     },
     /// Run an audit job and write its run folder under paths.archive.
     Run {
-        /// account-review or query-check.
+        /// account-review, query-check or sample-audit.
         #[arg(value_enum)]
         job: JobArg,
+        /// Sample audit: the seed (20-64 digits, e.g. from a public dice
+        /// ceremony); without it the tool draws one from the OS.
+        #[arg(long)]
+        seed: Option<crate::sampling::spec::Seed>,
         #[arg(long)]
         config: PathBuf,
         /// Account review: the day the review is as of (default today).
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
-        /// Query check: the period (2026H1, 2026H2, 2026, 2026Q3, FROM..TO).
+        /// Query check and sample audit: the period (2026H1, 2026H2, 2026, 2026Q3, FROM..TO).
         #[arg(long, conflicts_with_all = ["from", "to"])]
         period: Option<Period>,
         /// Query check: first day of the period (with --to).
@@ -62,6 +66,26 @@ pub enum Command {
         /// Query check: last day of the period (with --from).
         #[arg(long, requires = "from")]
         to: Option<chrono::NaiveDate>,
+    },
+    /// Record and print the population digest and input hashes of a
+    /// period, to publish before a seed ceremony.
+    Freeze {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        period: Period,
+    },
+    /// Re-draw a sample audit from its manifest and the inputs; prints
+    /// MATCH or the first difference (exit 1).
+    Verify {
+        /// The run folder, or its manifest.json.
+        path: PathBuf,
+        /// Where the inputs are now (default: the inbox the manifest names).
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// The config to ingest with (default: the file the manifest names).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Write the fictional sample city (or a large query log for benchmarks).
     GenData {
@@ -81,13 +105,15 @@ pub enum Command {
 pub enum JobArg {
     AccountReview,
     QueryCheck,
+    SampleAudit,
 }
 
 /// Process exit statuses (a contract with operators' scripts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Ok = 0,
-    /// `run` found findings at or above the configured severity.
+    /// `run` found findings at or above the configured severity; `verify`
+    /// found a difference.
     Findings = 1,
     /// Bad input (a file failed, rows were rejected) or a runtime error.
     InputError = 2,
@@ -135,6 +161,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), out),
         Command::Run {
             job,
+            seed,
             config,
             as_of,
             period,
@@ -150,8 +177,20 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 ),
                 _ => None,
             };
+            if *job == JobArg::SampleAudit {
+                return sample_audit(config, period, seed.clone(), out);
+            }
+            if seed.is_some() {
+                return Err(anyhow::anyhow!("--seed is for sample-audit only").into());
+            }
             run_job(config, *job, period, *as_of, out)
         }
+        Command::Freeze { config, period } => freeze(config, period, out),
+        Command::Verify {
+            path,
+            inputs,
+            config,
+        } => verify(path, inputs.as_deref(), config.as_deref(), out),
         Command::GenData {
             out: dir,
             rows,
@@ -178,12 +217,22 @@ fn run_job(
     let config = config::load(path)?;
     let job = match job {
         JobArg::AccountReview => crate::checks::Job::AccountReview,
-        JobArg::QueryCheck => crate::checks::Job::QueryCheck,
+        JobArg::QueryCheck | JobArg::SampleAudit => crate::checks::Job::QueryCheck,
     };
     if job == crate::checks::Job::QueryCheck && period.is_none() {
         return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
     }
     let outcome = crate::jobs::run(&config, job, period, as_of, &crate::clock::SystemClock)?;
+    report_run(&config, &outcome, out)
+}
+
+/// Prints a run's findings by code and its rejects, then the run folder;
+/// returns the exit status the run deserves.
+fn report_run(
+    config: &crate::config::Config,
+    outcome: &crate::jobs::RunOutcome,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     let codes = outcome
         .findings
@@ -211,6 +260,102 @@ fn run_job(
     } else {
         ExitStatus::Ok
     })
+}
+
+fn sample_audit(
+    path: &std::path::Path,
+    period: Option<Period>,
+    seed: Option<crate::sampling::spec::Seed>,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let period =
+        period.ok_or_else(|| anyhow::anyhow!("sample-audit needs --period or --from/--to"))?;
+    let outcome = crate::jobs::sample_audit(&config, &period, seed, &crate::clock::SystemClock)?;
+    let m = &outcome.manifest;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    w(
+        out,
+        format!("sample audit {} ({})", m.period.id, m.spec_version),
+    )?;
+    w(
+        out,
+        format!("  seed               {} ({})", m.seed, m.seed_source),
+    )?;
+    let again = if m.draw_number > 1 {
+        format!(" (WARNING: this period was drawn {} times)", m.draw_number)
+    } else {
+        String::new()
+    };
+    w(
+        out,
+        format!("  draw number        {}{again}", m.draw_number),
+    )?;
+    w(
+        out,
+        format!(
+            "  population         {} records, {} accounts in use",
+            m.population_records, m.population_accounts
+        ),
+    )?;
+    w(out, format!("  population digest  {}", m.population_digest))?;
+    let (accounts, records) = m
+        .units
+        .iter()
+        .flat_map(|u| &u.strata)
+        .fold((0, 0), |(a, r), s| {
+            (
+                a + s.accounts_selected,
+                r + s.accounts.iter().map(|a| a.records_selected).sum::<u64>(),
+            )
+        });
+    w(
+        out,
+        format!("  selected           {accounts} accounts, {records} records"),
+    )?;
+    w(out, format!("  sample digest      {}", m.sample_digest))?;
+    report_run(&config, &outcome.run, out)
+}
+
+fn freeze(
+    path: &std::path::Path,
+    period: &Period,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let f = crate::jobs::freeze(&config, period, &crate::clock::SystemClock)?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    w(out, format!("frozen {} at {}", f.period, f.frozen_at))?;
+    w(out, format!("population digest {}", f.population_digest))?;
+    let inputs: Vec<crate::sampling::manifest::InputHash> =
+        serde_json::from_str(&f.inputs).context("reading back the inputs")?;
+    for i in &inputs {
+        w(out, format!("{}  {:>12}  {}", i.sha256, i.bytes, i.file))?;
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn verify(
+    path: &std::path::Path,
+    inputs: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    let (status, notes) = match crate::verify::verify(path, inputs, config)? {
+        crate::verify::Verdict::Match { notes } => {
+            w(out, "MATCH".into())?;
+            (ExitStatus::Ok, notes)
+        }
+        crate::verify::Verdict::Differs { first, notes } => {
+            w(out, format!("DIFFERS: {first}"))?;
+            (ExitStatus::Findings, notes)
+        }
+    };
+    for n in notes {
+        w(out, format!("note: {n}"))?;
+    }
+    Ok(status)
 }
 
 fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {

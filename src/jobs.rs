@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::*;
+
+use std::io::Write as _;
 
 use crate::archive::{self, InputRecord, RunRecord};
 use crate::checks::{self, Code, Job, Tables};
@@ -16,6 +18,10 @@ use crate::config::{Config, Severity};
 use crate::ingest::{self, Ingested};
 use crate::model::Table;
 use crate::period::Period;
+use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
+use crate::sampling::spec::{SPEC_VERSION, Seed};
+use crate::sampling::{self, Params, Population};
+use crate::store::{Freeze, Store};
 
 impl Job {
     pub fn name(self) -> &'static str {
@@ -76,21 +82,50 @@ pub fn run(
     let as_of = as_of.unwrap_or(started.date());
     let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
     release_freed_memory();
-    let findings = checks::run(
-        config,
-        take_tables(&mut ingested),
-        job,
-        as_of,
-        period.clone(),
-    )
-    .map_err(anyhow::Error::from)
-    .context("running the checks")?;
-
     let period_id = match &period {
         Some(p) => p.id.clone(),
         None => format!("as-of-{as_of}"),
     };
     let dir = archive::create_run_dir(&config.paths.archive, &period_id, job.name(), started)?;
+    let tables = take_tables(&mut ingested);
+    check_and_record(
+        config,
+        RunSpec {
+            job,
+            name: job.name(),
+            period,
+            as_of,
+            started,
+        },
+        dir,
+        tables,
+        ingested,
+        clock,
+    )
+}
+
+/// What a run is, for its `run.json`.
+struct RunSpec {
+    job: Job,
+    name: &'static str,
+    period: Option<Period>,
+    as_of: NaiveDate,
+    started: NaiveDateTime,
+}
+
+/// Runs the checks of `spec.job` and writes `findings.csv`, `rejects.csv`,
+/// `inputs.json` and `run.json` into `dir`.
+fn check_and_record(
+    config: &Config,
+    spec: RunSpec,
+    dir: PathBuf,
+    tables: Tables,
+    ingested: Ingested,
+    clock: &dyn Clock,
+) -> Result<RunOutcome> {
+    let findings = checks::run(config, tables, spec.job, spec.as_of, spec.period.clone())
+        .map_err(anyhow::Error::from)
+        .context("running the checks")?;
     archive::write_csv(&findings, &dir.join("findings.csv"))?;
     archive::write_csv(&ingested.rejects, &dir.join("rejects.csv"))?;
     let inputs: Vec<InputRecord> = ingested.files.iter().map(InputRecord::from).collect();
@@ -112,14 +147,14 @@ pub fn run(
     let record = RunRecord {
         tool: "webir-audit",
         version: env!("CARGO_PKG_VERSION"),
-        job: job.name().into(),
-        period: period_id,
-        as_of: period.is_none().then(|| as_of.to_string()),
-        started: started.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        finished: clock
-            .local(config.timezone)
-            .format("%Y-%m-%dT%H:%M:%S")
-            .to_string(),
+        job: spec.name.into(),
+        period: spec
+            .period
+            .as_ref()
+            .map_or_else(|| format!("as-of-{}", spec.as_of), |p| p.id.clone()),
+        as_of: spec.period.is_none().then(|| spec.as_of.to_string()),
+        started: local_text(spec.started),
+        finished: local_text(clock.local(config.timezone)),
         findings: findings.height(),
         by_code,
         by_severity,
@@ -134,6 +169,190 @@ pub fn run(
         ingested,
         worst,
     })
+}
+
+/// `path` made absolute, so a manifest can be verified from anywhere.
+fn absolute(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+fn local_text(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// What a sample audit produced: the run (its query check included) and
+/// the manifest of the draw.
+#[derive(Debug)]
+pub struct SampleOutcome {
+    pub run: RunOutcome,
+    pub manifest: Manifest,
+}
+
+/// The population of a period and the inputs it stands on, frozen before
+/// any seed exists.
+#[derive(Debug)]
+pub struct Frozen {
+    pub period: Period,
+    pub population: Population,
+    pub inputs: Vec<InputHash>,
+    pub ingested: Ingested,
+}
+
+/// Ingests the inbox and computes the period's population and digest.
+pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
+    let ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
+    release_freed_memory();
+    let clock = std::time::Instant::now();
+    let population = sampling::population(
+        ingested.table(Table::QueryLog),
+        ingested.table(Table::Roster),
+        period,
+    )
+    .map_err(anyhow::Error::from)
+    .context("building the population")?;
+    tracing::info!(elapsed = ?clock.elapsed(), records = population.frame.height(), "population digested");
+    let inputs = ingested.files.iter().map(InputHash::from).collect();
+    Ok(Frozen {
+        period: period.clone(),
+        population,
+        inputs,
+        ingested,
+    })
+}
+
+/// `freeze`: records the period's population digest and input hashes in
+/// the state database, to be published before a seed ceremony.
+pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Freeze> {
+    let frozen = freeze_inputs(config, period)?;
+    let record = Freeze {
+        period: period.id.clone(),
+        frozen_at: local_text(clock.local(config.timezone)),
+        population_digest: frozen.population.digest.clone(),
+        inputs: serde_json::to_string(&frozen.inputs)?,
+    };
+    let mut store = Store::open(&config.paths.state)?;
+    store.record_freeze(&record)?;
+    Ok(record)
+}
+
+/// `run sample-audit`: ingest, freeze, check against a published freeze,
+/// take or draw the seed (recorded in the seed ledger before anything is
+/// selected), select, write the run folder, then run the period's query
+/// check into the same folder.
+pub fn sample_audit(
+    config: &Config,
+    period: &Period,
+    seed: Option<Seed>,
+    clock: &dyn Clock,
+) -> Result<SampleOutcome> {
+    let started = clock.local(config.timezone);
+    let mut store = Store::open(&config.paths.state)?;
+    let mut frozen = freeze_inputs(config, period)?;
+    if let Some(f) = store.latest_freeze(&period.id)? {
+        anyhow::ensure!(
+            f.population_digest == frozen.population.digest,
+            "the population of {} changed since it was frozen at {}: frozen digest {}, now {}; \
+             the published freeze no longer describes these inputs (freeze again and publish the new digest)",
+            period.id,
+            f.frozen_at,
+            f.population_digest,
+            frozen.population.digest
+        );
+    }
+    let dir = archive::create_run_dir(&config.paths.archive, &period.id, "sample-audit", started)?;
+    let (seed, source) = match seed {
+        Some(s) => (s, "given"),
+        None => (
+            Seed::draw_os().map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?,
+            "os",
+        ),
+    };
+    let drawn_at = local_text(clock.local(config.timezone));
+    let draw_number = store.record_draw(
+        &period.id,
+        seed.as_str(),
+        source,
+        &drawn_at,
+        &frozen.population.digest,
+        &dir.display().to_string(),
+    )?;
+    if draw_number > 1 {
+        tracing::warn!(period = %period.id, draw_number, "this period was drawn before; the reports will say so");
+    }
+
+    let params = Params {
+        sample_account_percent: config.rules.sample_account_percent,
+        sample_records_per_account: config.rules.sample_records_per_account,
+    };
+    let clock_sel = std::time::Instant::now();
+    let units = sampling::select(&frozen.population, config, &period.id, &seed, params)
+        .map_err(anyhow::Error::from)
+        .context("selecting the sample")?;
+    tracing::info!(elapsed = ?clock_sel.elapsed(), "sample selected");
+    let mut manifest = Manifest {
+        spec_version: SPEC_VERSION.into(),
+        tool: "webir-audit".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        seed: seed.as_str().into(),
+        seed_source: source.into(),
+        draw_number,
+        drawn_at,
+        period: PeriodRecord {
+            id: period.id.clone(),
+            start: local_text(period.start),
+            end: local_text(period.end),
+            timezone: config.timezone.name().into(),
+        },
+        parameters: params,
+        config: ConfigRecord {
+            file: absolute(&config.file),
+            sha256: ingest::hash_file(&config.file)
+                .with_context(|| format!("hashing {}", config.file.display()))?
+                .1,
+        },
+        inbox: absolute(&config.paths.inbox),
+        inputs: frozen.inputs.clone(),
+        population_records: frozen.population.frame.height() as u64,
+        population_accounts: frozen.population.accounts.len() as u64,
+        population_digest: frozen.population.digest.clone(),
+        units,
+        sample_digest: String::new(),
+    };
+    manifest.sample_digest = manifest.computed_sample_digest();
+    archive::write_json(&manifest, &dir.join("manifest.json"))?;
+    let tsv = dir.join("population.tsv");
+    let mut w = std::io::BufWriter::new(archive::create_private(&tsv)?);
+    sampling::write_population(&frozen.population, &mut w)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("writing {}", tsv.display()))?;
+    let sample = sampling::sample_frame(
+        &frozen.population,
+        &manifest.units,
+        frozen.ingested.table(Table::QueryLog),
+    )?;
+    archive::write_csv(&sample, &dir.join("sample.csv"))?;
+    drop(frozen.population);
+    release_freed_memory();
+
+    let tables = take_tables(&mut frozen.ingested);
+    let run = check_and_record(
+        config,
+        RunSpec {
+            job: Job::QueryCheck,
+            name: "sample-audit",
+            period: Some(period.clone()),
+            as_of: started.date(),
+            started,
+        },
+        dir,
+        tables,
+        frozen.ingested,
+        clock,
+    )?;
+    Ok(SampleOutcome { run, manifest })
 }
 
 /// Hands memory that ingest freed back to the operating system. glibc keeps

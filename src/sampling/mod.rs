@@ -1,0 +1,742 @@
+//! The seeded sample audit of point 6(1), spec `webir-audit/sample/v1`
+//! (`docs/sampling.md` is the contract; this is one implementation of it).
+//!
+//! Three steps, each a pure function of its inputs:
+//! 1. [`population`]: the period's query-log records, each account placed
+//!    in its agency, sorted canonically, numbered (`occurrence`) and
+//!    digested. Computed before any seed exists ("freezing").
+//! 2. [`select`]: stage 1 picks accounts per stratum (agency) by smallest
+//!    ticket; stage 2 picks records of the selected accounts only, in
+//!    parallel.
+//! 3. The caller writes `manifest.json`, `population.tsv` and `sample.csv`.
+//!
+//! Nothing here reads a clock, a file or an RNG other than the tickets.
+
+pub mod manifest;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::DateTime;
+use polars::prelude::*;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::period::Period;
+use spec::{Seed, Ticket, accounts_to_select, records_to_select, ticket, ticket_hex};
+
+/// The canonical population of a period.
+#[derive(Debug)]
+pub struct Population {
+    /// One row per record, in canonical order: `account_id, agency_id,
+    /// second (i64, Unix seconds of local time), query_item, subject_id
+    /// ("" when absent), occurrence (u32), row (index into the query log)`
+    /// and the columns used only to order identical keys.
+    pub frame: DataFrame,
+    /// The accounts in use, in canonical (account id) order.
+    pub accounts: Vec<AccountBlock>,
+    /// SHA-256 of the sorted population lines, 64 lowercase hex digits.
+    pub digest: String,
+}
+
+/// An account in use: its agency and where its records sit in the frame.
+#[derive(Debug, Clone)]
+pub struct AccountBlock {
+    pub account_id: String,
+    pub agency_id: String,
+    /// First row of the account in `Population::frame`.
+    pub start: usize,
+    /// Its number of records in the period (`m`).
+    pub records: usize,
+}
+
+/// Builds the population of `period` from the canonical query log and
+/// roster. An account's agency is the roster's (the smallest agency id if
+/// the roster lists the account more than once); for an account missing
+/// from the roster, the smallest agency id its records in the period give.
+pub fn population(
+    query_log: &DataFrame,
+    roster: &DataFrame,
+    period: &Period,
+) -> PolarsResult<Population> {
+    let log = query_log
+        .clone()
+        .lazy()
+        .with_row_index("row", None)
+        .filter(
+            col("queried_at")
+                .gt_eq(lit(period.start))
+                .and(col("queried_at").lt(lit(period.end))),
+        )
+        .select([
+            col("account_id"),
+            col("agency_id").alias("log_agency"),
+            col("queried_at"),
+            col("query_item"),
+            col("subject_id").fill_null(lit("")),
+            col("purpose"),
+            col("result"),
+            col("client_ip"),
+            col("row"),
+        ]);
+    let from_roster = roster
+        .clone()
+        .lazy()
+        .filter(col("agency_id").is_not_null())
+        .group_by([col("account_id")])
+        .agg([col("agency_id").min().alias("roster_agency")]);
+    let agency = log
+        .clone()
+        .group_by([col("account_id")])
+        .agg([col("log_agency").min()])
+        .join(
+            from_roster,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col("account_id"),
+            coalesce(&[col("roster_agency"), col("log_agency")]).alias("agency_id"),
+        ]);
+    let mut frame = log
+        .join(
+            agency,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            (col("queried_at")
+                .dt()
+                .truncate(lit("1s"))
+                .cast(DataType::Int64)
+                / lit(1_000_000i64))
+            .alias("second"),
+        )
+        .sort_by_exprs(
+            [
+                col("account_id"),
+                col("second"),
+                col("query_item"),
+                col("subject_id"),
+                // Only to number identical keys the same way whatever the
+                // input order; the spec's lines do not contain these.
+                col("queried_at"),
+                col("purpose"),
+                col("result"),
+                col("client_ip"),
+            ],
+            SortMultipleOptions::default()
+                .with_maintain_order(true)
+                .with_nulls_last(false),
+        )
+        .select([
+            col("account_id"),
+            col("agency_id"),
+            col("second"),
+            col("query_item"),
+            col("subject_id"),
+            col("queried_at"),
+            col("purpose"),
+            col("result"),
+            col("client_ip"),
+            col("row"),
+        ])
+        .collect()?;
+    frame.rechunk_mut();
+    let (occurrence, accounts, digest) = number_and_digest(&frame)?;
+    frame.with_column(Column::new("occurrence".into(), occurrence))?;
+    Ok(Population {
+        frame,
+        accounts,
+        digest,
+    })
+}
+
+/// The columns of the population the spec's lines are made of.
+struct Keys<'a> {
+    account: &'a StringChunked,
+    agency: &'a StringChunked,
+    second: &'a Int64Chunked,
+    item: &'a StringChunked,
+    subject: &'a StringChunked,
+}
+
+impl<'a> Keys<'a> {
+    fn of(df: &'a DataFrame) -> PolarsResult<Keys<'a>> {
+        Ok(Keys {
+            account: df.column("account_id")?.str()?,
+            agency: df.column("agency_id")?.str()?,
+            second: df.column("second")?.i64()?,
+            item: df.column("query_item")?.str()?,
+            subject: df.column("subject_id")?.str()?,
+        })
+    }
+
+    fn row(&self, i: usize) -> (&'a str, &'a str, i64, &'a str, &'a str) {
+        (
+            self.account.get(i).unwrap_or(""),
+            self.agency.get(i).unwrap_or(""),
+            self.second.get(i).unwrap_or(0),
+            self.item.get(i).unwrap_or(""),
+            self.subject.get(i).unwrap_or(""),
+        )
+    }
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` for Unix second `s` (local wall time).
+pub fn push_second(buf: &mut Vec<u8>, s: i64) {
+    use chrono::{Datelike, Timelike};
+    let t = DateTime::from_timestamp(s, 0)
+        .unwrap_or_default()
+        .naive_utc();
+    let two = |buf: &mut Vec<u8>, v: u32| {
+        buf.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8])
+    };
+    let y = t.year().clamp(0, 9999) as u32;
+    two(buf, y / 100);
+    two(buf, y % 100);
+    buf.push(b'-');
+    two(buf, t.month());
+    buf.push(b'-');
+    two(buf, t.day());
+    buf.push(b'T');
+    two(buf, t.hour());
+    buf.push(b':');
+    two(buf, t.minute());
+    buf.push(b':');
+    two(buf, t.second());
+}
+
+/// `record_key` without its occurrence: `queried_at|query_item|subject_id|`.
+fn push_key_stem(buf: &mut Vec<u8>, second: i64, item: &str, subject: &str) {
+    push_second(buf, second);
+    buf.push(b'|');
+    buf.extend_from_slice(item.as_bytes());
+    buf.push(b'|');
+    buf.extend_from_slice(subject.as_bytes());
+    buf.push(b'|');
+}
+
+/// One pass over the sorted population: numbers identical keys
+/// (`occurrence`), finds the account blocks, and hashes the spec's lines
+/// `account_id \t agency_id \t record_key \n` in byte order.
+///
+/// The frame's sort gives byte order of the lines except in two corner
+/// cases — a group of ten or more identical keys (`|10` sorts before `|2`,
+/// handled here by emitting the group's lines sorted), and fields holding
+/// bytes below TAB — so every line is compared with the one before, and if
+/// the order ever breaks the lines are sorted in full instead.
+fn number_and_digest(df: &DataFrame) -> PolarsResult<(Vec<u32>, Vec<AccountBlock>, String)> {
+    let keys = Keys::of(df)?;
+    let n = df.height();
+    let mut occurrence: Vec<u32> = Vec::with_capacity(n);
+    let mut accounts: Vec<AccountBlock> = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut in_order = true;
+    let mut prev_line: Vec<u8> = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
+    let mut stem: Vec<u8> = Vec::new();
+    let mut emit = |stem: &[u8], count: u32| {
+        let mut occ: Vec<String> = (1..=count).map(|o| o.to_string()).collect();
+        if count >= 10 {
+            occ.sort();
+        }
+        for o in occ {
+            line.clear();
+            line.extend_from_slice(stem);
+            line.extend_from_slice(o.as_bytes());
+            line.push(b'\n');
+            if line < prev_line {
+                in_order = false;
+            }
+            hasher.update(&line);
+            std::mem::swap(&mut line, &mut prev_line);
+        }
+    };
+    let mut group = 0u32;
+    let mut prev: Option<(&str, &str, i64, &str, &str)> = None;
+    for i in 0..n {
+        let cur = keys.row(i);
+        let (account, agency, second, item, subject) = cur;
+        let same_account = prev.is_some_and(|p| p.0 == account);
+        if !same_account {
+            accounts.push(AccountBlock {
+                account_id: account.to_owned(),
+                agency_id: agency.to_owned(),
+                start: i,
+                records: 0,
+            });
+        }
+        if let Some(last) = accounts.last_mut() {
+            last.records += 1;
+        }
+        let same_key =
+            same_account && prev.is_some_and(|p| p.2 == second && p.3 == item && p.4 == subject);
+        if same_key {
+            group += 1;
+        } else {
+            if group > 0 {
+                emit(&stem, group);
+            }
+            stem.clear();
+            stem.extend_from_slice(account.as_bytes());
+            stem.push(b'\t');
+            stem.extend_from_slice(agency.as_bytes());
+            stem.push(b'\t');
+            push_key_stem(&mut stem, second, item, subject);
+            group = 1;
+        }
+        occurrence.push(group);
+        prev = Some(cur);
+    }
+    if group > 0 {
+        emit(&stem, group);
+    }
+    let digest = if in_order {
+        hex::encode(hasher.finalize())
+    } else {
+        tracing::warn!("population lines out of byte order after the sort; sorting them in full");
+        let mut lines: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let (account, agency, second, item, subject) = keys.row(i);
+                let mut l = Vec::new();
+                l.extend_from_slice(account.as_bytes());
+                l.push(b'\t');
+                l.extend_from_slice(agency.as_bytes());
+                l.push(b'\t');
+                push_key_stem(&mut l, second, item, subject);
+                l.extend_from_slice(occurrence[i].to_string().as_bytes());
+                l.push(b'\n');
+                l
+            })
+            .collect();
+        lines.sort_unstable();
+        let mut h = Sha256::new();
+        for l in &lines {
+            h.update(l);
+        }
+        hex::encode(h.finalize())
+    };
+    Ok((occurrence, accounts, digest))
+}
+
+/// Writes `population.tsv`: a header, then one line per record with tab,
+/// newline, carriage return and backslash escaped as `\t`, `\n`, `\r`, `\\`.
+pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Result<()> {
+    let keys = Keys::of(&pop.frame).map_err(std::io::Error::other)?;
+    let occ = pop
+        .frame
+        .column("occurrence")
+        .and_then(|c| c.u32().cloned())
+        .map_err(std::io::Error::other)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    buf.extend_from_slice(
+        b"account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\n",
+    );
+    let escaped = |buf: &mut Vec<u8>, s: &str| {
+        for &b in s.as_bytes() {
+            match b {
+                b'\t' => buf.extend_from_slice(b"\\t"),
+                b'\n' => buf.extend_from_slice(b"\\n"),
+                b'\r' => buf.extend_from_slice(b"\\r"),
+                b'\\' => buf.extend_from_slice(b"\\\\"),
+                _ => buf.push(b),
+            }
+        }
+    };
+    for i in 0..pop.frame.height() {
+        let (account, agency, second, item, subject) = keys.row(i);
+        escaped(&mut buf, account);
+        buf.push(b'\t');
+        escaped(&mut buf, agency);
+        buf.push(b'\t');
+        push_second(&mut buf, second);
+        buf.push(b'\t');
+        escaped(&mut buf, item);
+        buf.push(b'\t');
+        escaped(&mut buf, subject);
+        buf.push(b'\t');
+        buf.extend_from_slice(occ.get(i).unwrap_or(0).to_string().as_bytes());
+        buf.push(b'\n');
+        if buf.len() >= 1 << 16 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)
+}
+
+/// The sampling parameters (from config, recorded in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    pub sample_account_percent: u32,
+    pub sample_records_per_account: u32,
+}
+
+/// The selection: per unit, per stratum, the accounts and their records.
+/// Serialised as the manifest's `units`; the sample digest covers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitSample {
+    pub unit_id: String,
+    pub strata: Vec<Stratum>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stratum {
+    pub agency_id: String,
+    /// Accounts in use (`N`).
+    pub accounts_in_use: u64,
+    /// Accounts selected (`n`).
+    pub accounts_selected: u64,
+    pub accounts: Vec<SampledAccount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampledAccount {
+    pub agency_id: String,
+    pub account_id: String,
+    pub ticket: String,
+    /// 1 = smallest ticket of the stratum.
+    pub rank: u64,
+    /// The account's records in the period (`m`).
+    pub records_in_period: u64,
+    /// Records selected (`k`).
+    pub records_selected: u64,
+    pub records: Vec<SampledRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampledRecord {
+    /// `YYYY-MM-DDTHH:MM:SS`, local time.
+    pub queried_at: String,
+    pub query_item: String,
+    /// The subject's national ID, masked.
+    pub subject: String,
+    pub occurrence: u64,
+    pub ticket: String,
+    /// 1 = smallest ticket of the account.
+    pub rank: u64,
+    /// Row of the record in `Population::frame` (not part of the manifest).
+    #[serde(skip)]
+    pub population_row: usize,
+}
+
+/// Draws the sample: stage 1 over the accounts in use of every stratum,
+/// stage 2 over the records of the selected accounts only.
+pub fn select(
+    pop: &Population,
+    config: &Config,
+    period_id: &str,
+    seed: &Seed,
+    params: Params,
+) -> PolarsResult<Vec<UnitSample>> {
+    let seed = seed.as_str();
+    // Stage 1: a ticket per account in use.
+    let tickets: Vec<Ticket> = pop
+        .accounts
+        .par_iter()
+        .map(|a| ticket(&[seed, "account", period_id, &a.agency_id, &a.account_id]))
+        .collect();
+    let mut by_agency: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in pop.accounts.iter().enumerate() {
+        by_agency.entry(a.agency_id.as_str()).or_default().push(i);
+    }
+    let mut chosen: Vec<(usize, u64)> = Vec::new(); // (account index, rank)
+    let mut strata: BTreeMap<String, (String, u64, u64, Vec<(usize, u64)>)> = BTreeMap::new();
+    let mut agencies: Vec<_> = config.agencies.iter().collect();
+    agencies.sort_by(|a, b| a.id.cmp(&b.id));
+    for agency in agencies {
+        let mut members = by_agency.remove(agency.id.as_str()).unwrap_or_default();
+        members.sort_by(|&a, &b| {
+            tickets[a]
+                .cmp(&tickets[b])
+                .then_with(|| pop.accounts[a].account_id.cmp(&pop.accounts[b].account_id))
+        });
+        let in_use = members.len() as u64;
+        let n = accounts_to_select(in_use, params.sample_account_percent).min(in_use);
+        let picked: Vec<(usize, u64)> = members.into_iter().take(n as usize).zip(1..).collect();
+        chosen.extend(&picked);
+        strata.insert(agency.id.clone(), (agency.unit.clone(), in_use, n, picked));
+    }
+    if let Some((agency, _)) = by_agency.into_iter().next() {
+        return Err(PolarsError::ComputeError(
+            format!("agency {agency:?} of the population is not in the config").into(),
+        ));
+    }
+
+    // Stage 2: records of the selected accounts, in parallel.
+    let keys = Keys::of(&pop.frame)?;
+    let occ = pop.frame.column("occurrence")?.u32()?;
+    let records: BTreeMap<usize, Vec<SampledRecord>> = chosen
+        .par_iter()
+        .map(|&(a, _)| {
+            let block = &pop.accounts[a];
+            let mut cands: Vec<(Ticket, Vec<u8>, usize)> = (block.start
+                ..block.start + block.records)
+                .map(|i| {
+                    let (_, _, second, item, subject) = keys.row(i);
+                    let mut key = Vec::new();
+                    push_key_stem(&mut key, second, item, subject);
+                    key.extend_from_slice(occ.get(i).unwrap_or(0).to_string().as_bytes());
+                    let key_str = String::from_utf8_lossy(&key);
+                    let t = ticket(&[seed, "record", period_id, &block.account_id, &key_str]);
+                    (t, key, i)
+                })
+                .collect();
+            cands.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(&y.1)));
+            let k = records_to_select(block.records as u64, params.sample_records_per_account);
+            let picked = cands
+                .into_iter()
+                .take(k as usize)
+                .zip(1..)
+                .map(|((t, _, i), rank)| {
+                    let (_, _, second, item, subject) = keys.row(i);
+                    let mut at = Vec::new();
+                    push_second(&mut at, second);
+                    SampledRecord {
+                        queried_at: String::from_utf8_lossy(&at).into_owned(),
+                        query_item: item.to_owned(),
+                        subject: if subject.is_empty() {
+                            String::new()
+                        } else {
+                            crate::privacy::mask_national_id(subject)
+                        },
+                        occurrence: u64::from(occ.get(i).unwrap_or(0)),
+                        ticket: ticket_hex(&t),
+                        rank,
+                        population_row: i,
+                    }
+                })
+                .collect();
+            (a, picked)
+        })
+        .collect();
+
+    let mut units: BTreeMap<String, Vec<Stratum>> = BTreeMap::new();
+    for (agency_id, (unit, in_use, n, picked)) in strata {
+        let accounts = picked
+            .into_iter()
+            .map(|(a, rank)| {
+                let block = &pop.accounts[a];
+                let recs = records.get(&a).cloned().unwrap_or_default();
+                SampledAccount {
+                    agency_id: block.agency_id.clone(),
+                    account_id: block.account_id.clone(),
+                    ticket: ticket_hex(&tickets[a]),
+                    rank,
+                    records_in_period: block.records as u64,
+                    records_selected: recs.len() as u64,
+                    records: recs,
+                }
+            })
+            .collect();
+        units.entry(unit).or_default().push(Stratum {
+            agency_id,
+            accounts_in_use: in_use,
+            accounts_selected: n,
+            accounts,
+        });
+    }
+    Ok(units
+        .into_iter()
+        .map(|(unit_id, strata)| UnitSample { unit_id, strata })
+        .collect())
+}
+
+/// What the sample digest covers: everything that determines and is the
+/// selection, and no timestamps.
+#[derive(Debug, Serialize)]
+pub struct DigestInput<'a> {
+    pub spec_version: &'a str,
+    pub seed: &'a str,
+    pub period_id: &'a str,
+    pub population_digest: &'a str,
+    pub parameters: Params,
+    pub units: &'a [UnitSample],
+}
+
+/// SHA-256 of the canonical JSON of `d`: keys sorted, no whitespace,
+/// non-ASCII characters as UTF-8 (Python: `json.dumps(obj, sort_keys=True,
+/// separators=(",", ":"), ensure_ascii=False)`).
+pub fn sample_digest(d: &DigestInput<'_>) -> String {
+    // serde_json::Value keeps object keys in a BTreeMap: sorted.
+    let value = serde_json::to_value(d).expect("plain data serialises");
+    let text = serde_json::to_string(&value).expect("plain data serialises");
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The selected records as a frame for `sample.csv` and the reports:
+/// subject masked, with the record's details from the query log.
+pub fn sample_frame(
+    pop: &Population,
+    units: &[UnitSample],
+    query_log: &DataFrame,
+) -> PolarsResult<DataFrame> {
+    let mut unit = Vec::new();
+    let mut agency = Vec::new();
+    let mut account = Vec::new();
+    let mut account_rank = Vec::new();
+    let mut record_rank = Vec::new();
+    let mut queried_at = Vec::new();
+    let mut item = Vec::new();
+    let mut subject = Vec::new();
+    let mut occurrence = Vec::new();
+    let mut record_ticket = Vec::new();
+    let mut rows: Vec<IdxSize> = Vec::new();
+    let log_rows = pop.frame.column("row")?.idx()?;
+    for u in units {
+        for s in &u.strata {
+            for a in &s.accounts {
+                for r in &a.records {
+                    unit.push(u.unit_id.clone());
+                    agency.push(a.agency_id.clone());
+                    account.push(a.account_id.clone());
+                    account_rank.push(a.rank);
+                    record_rank.push(r.rank);
+                    queried_at.push(r.queried_at.clone());
+                    item.push(r.query_item.clone());
+                    subject.push(r.subject.clone());
+                    occurrence.push(r.occurrence);
+                    record_ticket.push(r.ticket.clone());
+                    rows.push(log_rows.get(r.population_row).unwrap_or(0));
+                }
+            }
+        }
+    }
+    let details = query_log
+        .select(["purpose", "result", "source_file", "source_row"])?
+        .take(&IdxCa::from_vec("row".into(), rows))?;
+    let mut df = df!(
+        "unit_id" => unit,
+        "agency_id" => agency,
+        "account_id" => account,
+        "account_rank" => account_rank,
+        "record_rank" => record_rank,
+        "queried_at" => queried_at,
+        "query_item" => item,
+        "subject" => subject,
+        "occurrence" => occurrence,
+        "record_ticket" => record_ticket,
+    )?;
+    df.hstack_mut(details.columns())?;
+    Ok(df)
+}
+
+/// The first place where `recomputed` differs from `recorded` (a
+/// manifest's units), in the words an auditor reads; `None` if equal.
+pub fn first_difference(recorded: &[UnitSample], recomputed: &[UnitSample]) -> Option<String> {
+    let units = |u: &[UnitSample]| u.iter().map(|u| u.unit_id.clone()).collect::<Vec<_>>();
+    if units(recorded) != units(recomputed) {
+        return Some(format!(
+            "units differ: the manifest has {:?}, recomputed {:?}",
+            units(recorded),
+            units(recomputed)
+        ));
+    }
+    for (ru, cu) in recorded.iter().zip(recomputed) {
+        let ids = |u: &UnitSample| {
+            u.strata
+                .iter()
+                .map(|s| s.agency_id.clone())
+                .collect::<Vec<_>>()
+        };
+        if ids(ru) != ids(cu) {
+            return Some(format!(
+                "unit {}: strata differ: the manifest has {:?}, recomputed {:?}",
+                ru.unit_id,
+                ids(ru),
+                ids(cu)
+            ));
+        }
+        for (rs, cs) in ru.strata.iter().zip(&cu.strata) {
+            let at = format!("unit {}, stratum {}", ru.unit_id, rs.agency_id);
+            if (rs.accounts_in_use, rs.accounts_selected)
+                != (cs.accounts_in_use, cs.accounts_selected)
+            {
+                return Some(format!(
+                    "{at}: the manifest has N = {}, n = {}; recomputed N = {}, n = {}",
+                    rs.accounts_in_use,
+                    rs.accounts_selected,
+                    cs.accounts_in_use,
+                    cs.accounts_selected
+                ));
+            }
+            for (i, (ra, ca)) in rs.accounts.iter().zip(&cs.accounts).enumerate() {
+                if ra.account_id != ca.account_id {
+                    return Some(format!(
+                        "{at}: account of rank {}: the manifest has {}, recomputed {} (ticket {})",
+                        i + 1,
+                        ra.account_id,
+                        ca.account_id,
+                        ca.ticket
+                    ));
+                }
+                let at = format!("{at}, account {}", ra.account_id);
+                let head = |a: &SampledAccount| {
+                    (
+                        a.ticket.clone(),
+                        a.rank,
+                        a.records_in_period,
+                        a.records_selected,
+                    )
+                };
+                if head(ra) != head(ca) {
+                    return Some(format!(
+                        "{at}: the manifest has (ticket, rank, m, k) = {:?}, recomputed {:?}",
+                        head(ra),
+                        head(ca)
+                    ));
+                }
+                let key = |r: &SampledRecord| {
+                    (
+                        r.queried_at.clone(),
+                        r.query_item.clone(),
+                        r.subject.clone(),
+                        r.occurrence,
+                        r.ticket.clone(),
+                        r.rank,
+                    )
+                };
+                for (rr, cr) in ra.records.iter().zip(&ca.records) {
+                    if key(rr) != key(cr) {
+                        return Some(format!(
+                            "{at}: record of rank {}: the manifest has {} {} occurrence {} (ticket {}), recomputed {} {} occurrence {} (ticket {})",
+                            rr.rank,
+                            rr.queried_at,
+                            rr.query_item,
+                            rr.occurrence,
+                            rr.ticket,
+                            cr.queried_at,
+                            cr.query_item,
+                            cr.occurrence,
+                            cr.ticket
+                        ));
+                    }
+                }
+                if ra.records.len() != ca.records.len() {
+                    return Some(format!(
+                        "{at}: the manifest lists {} records, recomputed {}",
+                        ra.records.len(),
+                        ca.records.len()
+                    ));
+                }
+            }
+            if rs.accounts.len() != cs.accounts.len() {
+                return Some(format!(
+                    "{at}: the manifest lists {} accounts, recomputed {}",
+                    rs.accounts.len(),
+                    cs.accounts.len()
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! The state database: one SQLite file, `paths.state/state.sqlite3`
+//! (mode 0600). It holds what must outlive a process and must never be
+//! rewritten: the ledger of every seed drawn and the frozen population
+//! digests of ceremony mode. (The run ledger and mail outbox of later
+//! issues live here too.)
+//!
+//! Both tables are append-only: triggers refuse UPDATE and DELETE, so a
+//! seed that was drawn stays visible even if the run that drew it failed.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {file}: {source}")]
+    Sqlite {
+        file: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state folder {file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An open state database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    file: PathBuf,
+}
+
+/// One row of the seed ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedDraw {
+    pub period: String,
+    pub draw_number: u32,
+    pub seed: String,
+    /// `given` or `os`.
+    pub source: String,
+    pub drawn_at: String,
+    pub population_digest: String,
+    pub run_dir: String,
+}
+
+/// A frozen population: published before a seed ceremony.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    pub period: String,
+    pub frozen_at: String,
+    pub population_digest: String,
+    /// JSON list of the inputs (file, bytes, rows, sha256).
+    pub inputs: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS seed_draws (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    draw_number INTEGER NOT NULL,
+    seed TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('given', 'os')),
+    drawn_at TEXT NOT NULL,
+    population_digest TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    UNIQUE (period, draw_number)
+);
+CREATE TRIGGER IF NOT EXISTS seed_draws_no_update BEFORE UPDATE ON seed_draws
+BEGIN SELECT RAISE(ABORT, 'the seed ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS seed_draws_no_delete BEFORE DELETE ON seed_draws
+BEGIN SELECT RAISE(ABORT, 'the seed ledger is append-only'); END;
+CREATE TABLE IF NOT EXISTS freezes (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    frozen_at TEXT NOT NULL,
+    population_digest TEXT NOT NULL,
+    inputs TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS freezes_no_update BEFORE UPDATE ON freezes
+BEGIN SELECT RAISE(ABORT, 'frozen digests are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS freezes_no_delete BEFORE DELETE ON freezes
+BEGIN SELECT RAISE(ABORT, 'frozen digests are append-only'); END;
+";
+
+impl Store {
+    /// Opens (creating if needed) `dir/state.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            file: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        #[cfg(unix)]
+        {
+            // The journal and WAL files SQLite creates inherit no mode of
+            // ours; the folder keeps them private.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        let file = dir.join("state.sqlite3");
+        let sql = |source| StoreError::Sqlite {
+            file: file.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&file).map_err(sql)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(Store { conn, file })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            file: self.file.display().to_string(),
+            source,
+        }
+    }
+
+    /// Records a seed draw for `period` and returns its draw number (1 for
+    /// the first draw of the period). Numbering and insert are one
+    /// immediate transaction, so two processes never get the same number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_draw(
+        &mut self,
+        period: &str,
+        seed: &str,
+        source: &str,
+        drawn_at: &str,
+        population_digest: &str,
+        run_dir: &str,
+    ) -> Result<u32, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self_err(&self.file, e))?;
+        let n: u32 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(draw_number), 0) + 1 FROM seed_draws WHERE period = ?1",
+                params![period],
+                |r| r.get(0),
+            )
+            .map_err(|e| self_err(&self.file, e))?;
+        tx.execute(
+            "INSERT INTO seed_draws (period, draw_number, seed, source, drawn_at, population_digest, run_dir)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![period, n, seed, source, drawn_at, population_digest, run_dir],
+        )
+        .map_err(|e| self_err(&self.file, e))?;
+        tx.commit().map_err(|e| self_err(&self.file, e))?;
+        Ok(n)
+    }
+
+    /// Every draw of `period`, first first.
+    pub fn draws(&self, period: &str) -> Result<Vec<SeedDraw>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT period, draw_number, seed, source, drawn_at, population_digest, run_dir
+                 FROM seed_draws WHERE period = ?1 ORDER BY draw_number",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![period], |r| {
+                Ok(SeedDraw {
+                    period: r.get(0)?,
+                    draw_number: r.get(1)?,
+                    seed: r.get(2)?,
+                    source: r.get(3)?,
+                    drawn_at: r.get(4)?,
+                    population_digest: r.get(5)?,
+                    run_dir: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn record_freeze(&mut self, f: &Freeze) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO freezes (period, frozen_at, population_digest, inputs) VALUES (?1, ?2, ?3, ?4)",
+                params![f.period, f.frozen_at, f.population_digest, f.inputs],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The latest freeze of `period`, if any.
+    pub fn latest_freeze(&self, period: &str) -> Result<Option<Freeze>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT period, frozen_at, population_digest, inputs FROM freezes
+                 WHERE period = ?1 ORDER BY id DESC LIMIT 1",
+                params![period],
+                |r| {
+                    Ok(Freeze {
+                        period: r.get(0)?,
+                        frozen_at: r.get(1)?,
+                        population_digest: r.get(2)?,
+                        inputs: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs raw SQL; for tests that prove the ledger refuses rewrites.
+    #[doc(hidden)]
+    pub fn execute_raw(&self, sql: &str) -> Result<usize, StoreError> {
+        self.conn.execute(sql, []).map_err(|e| self.err(e))
+    }
+}
+
+fn self_err(file: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        file: file.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_numbered_per_period_and_cannot_be_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let d = |s: &mut Store, p: &str, seed: &str| {
+            s.record_draw(p, seed, "given", "2026-07-05T08:00:00", "ab", "/x")
+                .unwrap()
+        };
+        assert_eq!(d(&mut s, "2026H1", "11111111111111111111"), 1);
+        assert_eq!(d(&mut s, "2026H1", "22222222222222222222"), 2);
+        assert_eq!(d(&mut s, "2026H2", "33333333333333333333"), 1);
+        drop(s);
+        // A reopened database keeps counting.
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(d(&mut s, "2026H1", "44444444444444444444"), 3);
+        let seeds: Vec<String> = s
+            .draws("2026H1")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.seed)
+            .collect();
+        assert_eq!(
+            seeds,
+            [
+                "11111111111111111111",
+                "22222222222222222222",
+                "44444444444444444444"
+            ]
+        );
+        for sql in [
+            "UPDATE seed_draws SET seed = '0' WHERE draw_number = 1",
+            "DELETE FROM seed_draws",
+            "INSERT INTO freezes (period, frozen_at, population_digest, inputs) VALUES ('p', 't', 'd', '[]')",
+        ] {
+            let r = s.execute_raw(sql);
+            if sql.starts_with("INSERT") {
+                r.unwrap();
+            } else {
+                let e = r.unwrap_err().to_string();
+                assert!(e.contains("append-only"), "{sql}: {e}");
+            }
+        }
+        assert!(
+            s.execute_raw("DELETE FROM freezes")
+                .unwrap_err()
+                .to_string()
+                .contains("append-only")
+        );
+        assert_eq!(s.draws("2026H1").unwrap().len(), 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("state.sqlite3"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn the_latest_freeze_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.latest_freeze("2026H1").unwrap(), None);
+        for digest in ["aa", "bb"] {
+            s.record_freeze(&Freeze {
+                period: "2026H1".into(),
+                frozen_at: "t".into(),
+                population_digest: digest.into(),
+                inputs: "[]".into(),
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            s.latest_freeze("2026H1")
+                .unwrap()
+                .unwrap()
+                .population_digest,
+            "bb"
+        );
+        assert_eq!(s.latest_freeze("2026H2").unwrap(), None);
+    }
+}
