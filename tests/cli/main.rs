@@ -5,3 +5,4 @@ mod commands;
 mod harness;
 mod ingest;
 mod sample_data;
+mod sampling;

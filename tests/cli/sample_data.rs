@@ -163,7 +163,7 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     assert!(subjects.iter().flatten().all(|s| s.contains("****")));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let p = e.unwrap().path();
