@@ -121,8 +121,10 @@ pub fn population(
             [
                 col("account_id"),
                 col("second"),
-                col("query_item"),
-                col("subject_id"),
+                // With their separator appended, a field that is a prefix of
+                // another sorts as its line does ("a|" vs "a!|").
+                concat_str([col("query_item"), lit("|")], "", false),
+                concat_str([col("subject_id"), lit("|")], "", false),
                 // Only to number identical keys the same way whatever the
                 // input order; the spec's lines do not contain these.
                 col("queried_at"),
@@ -226,11 +228,12 @@ fn push_key_stem(buf: &mut Vec<u8>, second: i64, item: &str, subject: &str) {
 /// (`occurrence`), finds the account blocks, and hashes the spec's lines
 /// `account_id \t agency_id \t record_key \n` in byte order.
 ///
-/// The frame's sort gives byte order of the lines except in two corner
-/// cases — a group of ten or more identical keys (`|10` sorts before `|2`,
-/// handled here by emitting the group's lines sorted), and fields holding
-/// bytes below TAB — so every line is compared with the one before, and if
-/// the order ever breaks the lines are sorted in full instead.
+/// The frame's sort gives byte order of the lines except in corner cases —
+/// a group of ten or more identical keys (`|10` sorts before `|2`, handled
+/// here by emitting the group's lines sorted), an account holding a byte
+/// below TAB, a query item or subject holding `|` — so every line is
+/// compared with the one before, and if the order ever breaks the lines
+/// are sorted in full instead.
 fn number_and_digest(df: &DataFrame) -> PolarsResult<(Vec<u32>, Vec<AccountBlock>, String)> {
     let keys = Keys::of(df)?;
     let n = df.height();
@@ -410,7 +413,7 @@ pub struct SampledAccount {
     pub records: Vec<SampledRecord>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampledRecord {
     /// `YYYY-MM-DDTHH:MM:SS`, local time.
     pub queried_at: String,
@@ -425,6 +428,30 @@ pub struct SampledRecord {
     #[serde(skip)]
     pub population_row: usize,
 }
+
+/// Equal when the manifest would say the same: `population_row` is where
+/// this process keeps the record, not part of the sample.
+impl PartialEq for SampledRecord {
+    fn eq(&self, other: &SampledRecord) -> bool {
+        (
+            &self.queried_at,
+            &self.query_item,
+            &self.subject,
+            self.occurrence,
+            &self.ticket,
+            self.rank,
+        ) == (
+            &other.queried_at,
+            &other.query_item,
+            &other.subject,
+            other.occurrence,
+            &other.ticket,
+            other.rank,
+        )
+    }
+}
+
+impl Eq for SampledRecord {}
 
 /// Draws the sample: stage 1 over the accounts in use of every stratum,
 /// stage 2 over the records of the selected accounts only.

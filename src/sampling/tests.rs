@@ -1,1 +1,499 @@
+//! The properties spec v1 promises, each on a small world: the digest is
+//! the spec's (computed the slow, obvious way), and neither row order nor
+//! file splits, nor a new account or agency elsewhere, change a stratum.
 
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::spec::Seed;
+use super::*;
+use crate::config::Config;
+use crate::ingest::canonical_schema;
+use crate::model::Table;
+
+const CONFIG: &str = r#"
+[paths]
+inbox = "inbox"
+archive = "archive"
+state = "state"
+[mail]
+from = "w@example.gov.tw"
+admin = "a@example.gov.tw"
+[[agencies]]
+id = "KHB"
+name = "衛生局"
+requesting = true
+purposes = ["public_health"]
+officer_email = "o@example.gov.tw"
+health_bureau = true
+[[agencies]]
+id = "KPB"
+name = "警察局"
+requesting = true
+purposes = ["criminal_investigation"]
+officer_email = "p@example.gov.tw"
+[[agencies]]
+id = "KPB-1"
+name = "第一分局"
+parent = "KPB"
+"#;
+
+fn config(extra: &str) -> Config {
+    let raw = toml::from_str(&format!("{CONFIG}{extra}")).unwrap();
+    crate::config::validate(raw, std::path::Path::new("/nonexistent/c.toml")).unwrap()
+}
+
+/// `(account, agency, "YYYY-MM-DD HH:MM:SS[.ffffff]", item, subject)`.
+type Row = (String, String, String, String, Option<String>);
+
+fn frame(table: Table, cols: Vec<Column>) -> DataFrame {
+    let n = cols.first().map_or(0, |c| c.len());
+    let df = DataFrame::new(n, cols).unwrap();
+    let exprs: Vec<Expr> = canonical_schema(table)
+        .iter()
+        .map(|(name, dt)| match df.column(name) {
+            Ok(_) => col(name.clone()).cast(dt.clone()),
+            Err(_) => lit(NULL).cast(dt.clone()).alias(name.clone()),
+        })
+        .collect();
+    df.lazy().select(exprs).collect().unwrap()
+}
+
+fn log(rows: &[Row]) -> DataFrame {
+    let at: Vec<chrono::NaiveDateTime> = rows
+        .iter()
+        .map(|r| chrono::NaiveDateTime::parse_from_str(&r.2, "%Y-%m-%d %H:%M:%S%.f").unwrap())
+        .collect();
+    frame(
+        Table::QueryLog,
+        vec![
+            Column::new(
+                "account_id".into(),
+                rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "agency_id".into(),
+                rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new("queried_at".into(), at),
+            Column::new(
+                "query_item".into(),
+                rows.iter().map(|r| r.3.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "subject_id".into(),
+                rows.iter().map(|r| r.4.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new("source_file".into(), vec!["log.csv"; rows.len()]),
+            Column::new(
+                "source_row".into(),
+                (0..rows.len() as IdxSize).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+}
+
+fn roster(accounts: &[(&str, &str)]) -> DataFrame {
+    frame(
+        Table::Roster,
+        vec![
+            Column::new(
+                "account_id".into(),
+                accounts.iter().map(|a| a.0).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "agency_id".into(),
+                accounts.iter().map(|a| a.1).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+}
+
+/// A deterministic world: `n` accounts spread over the three agencies,
+/// account i with 3 + i mod 17 records in 2026H1, plus a few outside it.
+fn world(n: usize) -> Vec<Row> {
+    let agencies = ["KHB", "KPB", "KPB-1"];
+    let items = ["個人投保資料", "眷屬投保資料", "投保紀錄"];
+    let mut rows = Vec::new();
+    for i in 0..n {
+        let account = format!("u{i:04}");
+        for j in 0..3 + i % 17 {
+            let day = 1 + (i * 7 + j * 13) % 180;
+            let date = chrono::NaiveDate::from_yo_opt(2026, day as u32).unwrap();
+            rows.push((
+                account.clone(),
+                agencies[i % 3].to_owned(),
+                format!(
+                    "{date} {:02}:{:02}:{:02}",
+                    8 + j % 9,
+                    (i + j) % 60,
+                    (i * j) % 60
+                ),
+                items[(i + j) % 3].to_owned(),
+                (j % 5 != 4).then(|| format!("A1{:08}", (i * 31 + j * 7) % 1000)),
+            ));
+        }
+    }
+    // Outside the period: never part of the population.
+    rows.push((
+        "u0000".into(),
+        "KHB".into(),
+        "2025-12-31 23:59:59".into(),
+        "x".into(),
+        None,
+    ));
+    rows.push((
+        "u0000".into(),
+        "KHB".into(),
+        "2026-07-01 00:00:00".into(),
+        "x".into(),
+        None,
+    ));
+    rows
+}
+
+fn h1() -> Period {
+    "2026H1".parse().unwrap()
+}
+
+fn seed() -> Seed {
+    "98765432109876543210".parse().unwrap()
+}
+
+const PARAMS: Params = Params {
+    sample_account_percent: 20,
+    sample_records_per_account: 10,
+};
+
+/// The population digest computed the obvious way from the spec text.
+fn naive_digest(rows: &[Row], agency_of: &BTreeMap<String, String>) -> String {
+    let period = h1();
+    let mut counts: BTreeMap<(String, String, String, String), u32> = BTreeMap::new();
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for r in rows {
+        let at = chrono::NaiveDateTime::parse_from_str(&r.2, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        if at < period.start || at >= period.end {
+            continue;
+        }
+        let second = at.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let subject = r.4.clone().unwrap_or_default();
+        let occ = counts
+            .entry((r.0.clone(), second.clone(), r.3.clone(), subject.clone()))
+            .or_default();
+        *occ += 1;
+        lines.push(
+            format!(
+                "{}\t{}\t{second}|{}|{subject}|{occ}\n",
+                r.0, agency_of[&r.0], r.3
+            )
+            .into_bytes(),
+        );
+    }
+    lines.sort();
+    let mut h = Sha256::new();
+    for l in lines {
+        h.update(l);
+    }
+    hex::encode(h.finalize())
+}
+
+fn log_agencies(rows: &[Row]) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = BTreeMap::new();
+    for r in rows {
+        let e = m.entry(r.0.clone()).or_insert_with(|| r.1.clone());
+        if r.1 < *e {
+            *e = r.1.clone();
+        }
+    }
+    m
+}
+
+#[test]
+fn the_digest_is_the_spec_s_sorted_lines() {
+    let mut rows = world(40);
+    // Twelve identical keys: occurrences 1..12, whose lines sort 1, 10, 11, 12, 2, ...
+    for _ in 0..12 {
+        rows.push((
+            "u0001".into(),
+            "KPB".into(),
+            "2026-02-02 10:00:00".into(),
+            "投保紀錄".into(),
+            Some("B200000000".into()),
+        ));
+    }
+    // Same second, different microseconds: one key, two occurrences.
+    rows.push((
+        "u0002".into(),
+        "KPB-1".into(),
+        "2026-02-03 10:00:00.250".into(),
+        "a".into(),
+        None,
+    ));
+    rows.push((
+        "u0002".into(),
+        "KPB-1".into(),
+        "2026-02-03 10:00:00.750".into(),
+        "a".into(),
+        None,
+    ));
+    let pop = population(&log(&rows), &roster(&[]), &h1()).unwrap();
+    assert_eq!(pop.digest, naive_digest(&rows, &log_agencies(&rows)));
+    assert_eq!(pop.frame.height(), rows.len() - 2);
+    let u1 = pop
+        .accounts
+        .iter()
+        .find(|a| a.account_id == "u0001")
+        .unwrap();
+    assert_eq!(u1.records, 3 + 1 + 12);
+}
+
+#[test]
+fn fields_that_break_the_column_sort_fall_back_to_sorting_lines() {
+    // "a" and "a|0": the column sort puts "a" first, the lines "a|0|…" first.
+    let rows: Vec<Row> = vec![
+        (
+            "u1".into(),
+            "KHB".into(),
+            "2026-03-01 10:00:00".into(),
+            "a".into(),
+            Some("A123456789".into()),
+        ),
+        (
+            "u1".into(),
+            "KHB".into(),
+            "2026-03-01 10:00:00".into(),
+            "a|0".into(),
+            Some("A123456789".into()),
+        ),
+        (
+            "u1".into(),
+            "KHB".into(),
+            "2026-03-01 10:00:00".into(),
+            "a!".into(),
+            Some("A1".into()),
+        ),
+        (
+            "u1".into(),
+            "KHB".into(),
+            "2026-03-01 10:00:00".into(),
+            "a".into(),
+            Some("A12".into()),
+        ),
+    ];
+    let pop = population(&log(&rows), &roster(&[]), &h1()).unwrap();
+    assert_eq!(pop.digest, naive_digest(&rows, &log_agencies(&rows)));
+}
+
+#[test]
+fn accounts_take_the_roster_agency_else_the_smallest_log_agency() {
+    let rows: Vec<Row> = vec![
+        (
+            "r1".into(),
+            "KHB".into(),
+            "2026-03-01 10:00:00".into(),
+            "a".into(),
+            None,
+        ),
+        (
+            "r1".into(),
+            "KPB".into(),
+            "2026-03-02 10:00:00".into(),
+            "a".into(),
+            None,
+        ),
+        (
+            "x1".into(),
+            "KPB-1".into(),
+            "2026-03-01 10:00:00".into(),
+            "a".into(),
+            None,
+        ),
+        (
+            "x1".into(),
+            "KPB".into(),
+            "2026-03-02 10:00:00".into(),
+            "a".into(),
+            None,
+        ),
+    ];
+    let pop = population(
+        &log(&rows),
+        &roster(&[("r1", "KPB-1"), ("r1", "KPB")]),
+        &h1(),
+    )
+    .unwrap();
+    let agency: Vec<(&str, &str)> = pop
+        .accounts
+        .iter()
+        .map(|a| (a.account_id.as_str(), a.agency_id.as_str()))
+        .collect();
+    assert_eq!(agency, [("r1", "KPB"), ("x1", "KPB")]);
+}
+
+fn draw(rows: &[Row], roster_rows: &[(&str, &str)], cfg: &Config) -> (String, Vec<UnitSample>) {
+    let pop = population(&log(rows), &roster(roster_rows), &h1()).unwrap();
+    let units = select(&pop, cfg, "2026H1", &seed(), PARAMS).unwrap();
+    (pop.digest, units)
+}
+
+#[test]
+fn selection_meets_the_allocation_and_ranks_by_ticket() {
+    let cfg = config("");
+    let rows = world(61);
+    let (_, units) = draw(&rows, &[], &cfg);
+    assert_eq!(
+        units.iter().map(|u| u.unit_id.as_str()).collect::<Vec<_>>(),
+        ["KHB", "KPB"]
+    );
+    let kpb: Vec<&str> = units[1]
+        .strata
+        .iter()
+        .map(|s| s.agency_id.as_str())
+        .collect();
+    assert_eq!(kpb, ["KPB", "KPB-1"]);
+    for s in units.iter().flat_map(|u| &u.strata) {
+        // 21 + 20 + 20 accounts: (21 * 20 + 99) / 100 = 5, (20 * 20 + 99) / 100 = 4.
+        let expected = if s.accounts_in_use == 21 { 5 } else { 4 };
+        assert_eq!(s.accounts_selected, expected, "{}", s.agency_id);
+        let tickets: Vec<&str> = s.accounts.iter().map(|a| a.ticket.as_str()).collect();
+        assert!(tickets.windows(2).all(|w| w[0] < w[1]));
+        for a in &s.accounts {
+            assert_eq!(a.records_selected, a.records_in_period.min(10));
+            let t: Vec<&str> = a.records.iter().map(|r| r.ticket.as_str()).collect();
+            assert!(t.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(
+                a.records.iter().map(|r| r.rank).collect::<Vec<_>>(),
+                (1..=a.records_selected).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// Rows shuffled (a fixed permutation) and split into three "files"
+/// concatenated in another order: same population, same sample.
+#[test]
+fn row_order_and_file_split_change_nothing() {
+    let cfg = config("");
+    let rows = world(50);
+    let (digest, units) = draw(&rows, &[("u0003", "KPB-1")], &cfg);
+    let n = rows.len();
+    let mut shuffled: Vec<Row> = (0..n).map(|i| rows[(i * 7919 + 13) % n].clone()).collect();
+    assert_eq!(n % 7919 != 0, true);
+    let third = n / 3;
+    let (a, rest) = shuffled.split_at(third);
+    let (b, c) = rest.split_at(third);
+    let mut split: Vec<Row> = c.to_vec();
+    split.extend_from_slice(a);
+    split.extend_from_slice(b);
+    shuffled = split;
+    let frames = [
+        log(&shuffled[..third]),
+        log(&shuffled[third..2 * third]),
+        log(&shuffled[2 * third..]),
+    ];
+    let mut joined = frames[0].clone();
+    joined.vstack_mut(&frames[1]).unwrap();
+    joined.vstack_mut(&frames[2]).unwrap();
+    let pop = population(&joined, &roster(&[("u0003", "KPB-1")]), &h1()).unwrap();
+    assert_eq!(pop.digest, digest);
+    assert_eq!(
+        select(&pop, &cfg, "2026H1", &seed(), PARAMS).unwrap(),
+        units
+    );
+}
+
+#[test]
+fn a_new_account_or_agency_leaves_other_strata_alone() {
+    let cfg = config("");
+    let rows = world(45);
+    let (_, before) = draw(&rows, &[], &cfg);
+    let stratum = |units: &[UnitSample], id: &str| -> Stratum {
+        units
+            .iter()
+            .flat_map(|u| &u.strata)
+            .find(|s| s.agency_id == id)
+            .unwrap()
+            .clone()
+    };
+
+    // A new account in KPB-1.
+    let mut more = rows.clone();
+    more.push((
+        "n0001".into(),
+        "KPB-1".into(),
+        "2026-04-01 09:00:00".into(),
+        "a".into(),
+        None,
+    ));
+    let (_, after) = draw(&more, &[], &cfg);
+    for id in ["KHB", "KPB"] {
+        assert_eq!(stratum(&before, id), stratum(&after, id), "{id}");
+    }
+    assert_eq!(
+        stratum(&after, "KPB-1").accounts_in_use,
+        stratum(&before, "KPB-1").accounts_in_use + 1
+    );
+
+    // A new agency under KHB with accounts of its own.
+    let cfg2 = config("[[agencies]]\nid = \"KHB-2\"\nname = \"新所\"\nparent = \"KHB\"\n");
+    let mut more = rows.clone();
+    for i in 0..9 {
+        more.push((
+            format!("h{i}"),
+            "KHB-2".into(),
+            "2026-05-01 09:00:00".into(),
+            "a".into(),
+            None,
+        ));
+    }
+    let (_, after) = draw(&more, &[], &cfg2);
+    for id in ["KHB", "KPB", "KPB-1"] {
+        assert_eq!(stratum(&before, id), stratum(&after, id), "{id}");
+    }
+    assert_eq!(stratum(&after, "KHB-2").accounts_selected, 2);
+}
+
+#[test]
+fn the_same_seed_draws_the_same_sample_and_another_seed_another() {
+    let cfg = config("");
+    let rows = world(30);
+    let (_, a) = draw(&rows, &[], &cfg);
+    let (_, b) = draw(&rows, &[], &cfg);
+    assert_eq!(a, b);
+    let pop = population(&log(&rows), &roster(&[]), &h1()).unwrap();
+    let other = select(
+        &pop,
+        &cfg,
+        "2026H1",
+        &"98765432109876543211".parse().unwrap(),
+        PARAMS,
+    )
+    .unwrap();
+    assert_ne!(a, other);
+    assert_eq!(first_difference(&a, &a), None);
+    let diff = first_difference(&a, &other).unwrap();
+    assert!(
+        diff.starts_with("unit KHB, stratum KHB: account of rank 1"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn population_tsv_escapes_and_round_trips() {
+    let rows: Vec<Row> = vec![(
+        "u1".into(),
+        "KHB".into(),
+        "2026-03-01 10:00:00".into(),
+        "a\tb\\c".into(),
+        None,
+    )];
+    let pop = population(&log(&rows), &roster(&[]), &h1()).unwrap();
+    let mut out = Vec::new();
+    write_population(&pop, &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\nu1\tKHB\t2026-03-01T10:00:00\ta\\tb\\\\c\t\t1\n"
+    );
+}
