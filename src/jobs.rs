@@ -287,11 +287,26 @@ pub fn sample_audit(
         sample_account_percent: config.rules.sample_account_percent,
         sample_records_per_account: config.rules.sample_records_per_account,
     };
+    // population.tsv is written while the sample is selected: one is disk,
+    // the other CPU.
     let clock_sel = std::time::Instant::now();
-    let units = sampling::select(&frozen.population, config, &period.id, &seed, params)
+    let tsv = dir.join("population.tsv");
+    let population = &frozen.population;
+    let (units, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| -> Result<()> {
+            let mut w = std::io::BufWriter::new(archive::create_private(&tsv)?);
+            sampling::write_population(population, &mut w)
+                .and_then(|()| w.flush())
+                .with_context(|| format!("writing {}", tsv.display()))
+        });
+        let units = sampling::select(population, config, &period.id, &seed, params);
+        (units, writer.join())
+    });
+    written.map_err(|_| anyhow::anyhow!("the thread writing {} panicked", tsv.display()))??;
+    let units = units
         .map_err(anyhow::Error::from)
         .context("selecting the sample")?;
-    tracing::info!(elapsed = ?clock_sel.elapsed(), "sample selected");
+    tracing::info!(elapsed = ?clock_sel.elapsed(), "sample selected and population.tsv written");
     let mut manifest = Manifest {
         spec_version: SPEC_VERSION.into(),
         tool: "webir-audit".into(),
@@ -323,11 +338,6 @@ pub fn sample_audit(
     };
     manifest.sample_digest = manifest.computed_sample_digest();
     archive::write_json(&manifest, &dir.join("manifest.json"))?;
-    let tsv = dir.join("population.tsv");
-    let mut w = std::io::BufWriter::new(archive::create_private(&tsv)?);
-    sampling::write_population(&frozen.population, &mut w)
-        .and_then(|()| w.flush())
-        .with_context(|| format!("writing {}", tsv.display()))?;
     let sample = sampling::sample_frame(
         &frozen.population,
         &manifest.units,

@@ -18,7 +18,6 @@ pub mod spec;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use chrono::DateTime;
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -57,11 +56,17 @@ pub struct AccountBlock {
 /// roster. An account's agency is the roster's (the smallest agency id if
 /// the roster lists the account more than once); for an account missing
 /// from the roster, the smallest agency id its records in the period give.
+///
+/// The canonical order is reached in two steps: polars sorts one `u64` key
+/// (account number in account-id byte order, then the second), and runs of
+/// records sharing account and second — short, as people do not query
+/// hundreds of times a second — are ordered by item and subject here.
 pub fn population(
     query_log: &DataFrame,
     roster: &DataFrame,
     period: &Period,
 ) -> PolarsResult<Population> {
+    let clock = std::time::Instant::now();
     let log = query_log
         .clone()
         .lazy()
@@ -77,18 +82,17 @@ pub fn population(
             col("queried_at"),
             col("query_item"),
             col("subject_id").fill_null(lit("")),
-            col("purpose"),
-            col("result"),
-            col("client_ip"),
             col("row"),
-        ]);
+        ])
+        .collect()?
+        .lazy();
     let from_roster = roster
         .clone()
         .lazy()
         .filter(col("agency_id").is_not_null())
         .group_by([col("account_id")])
         .agg([col("agency_id").min().alias("roster_agency")]);
-    let agency = log
+    let accounts_df = log
         .clone()
         .group_by([col("account_id")])
         .agg([col("log_agency").min()])
@@ -101,56 +105,61 @@ pub fn population(
         .select([
             col("account_id"),
             coalesce(&[col("roster_agency"), col("log_agency")]).alias("agency_id"),
-        ]);
-    let mut frame = log
+        ])
+        .sort(["account_id"], SortMultipleOptions::default())
+        .with_row_index("acct", None)
+        .collect()?;
+    let mut accounts: Vec<AccountBlock> = accounts_df
+        .column("account_id")?
+        .str()?
+        .iter()
+        .zip(accounts_df.column("agency_id")?.str()?.iter())
+        .map(|(a, g)| AccountBlock {
+            account_id: a.unwrap_or_default().to_owned(),
+            agency_id: g.unwrap_or_default().to_owned(),
+            start: 0,
+            records: 0,
+        })
+        .collect();
+
+    let start_second = period.start.and_utc().timestamp();
+    let placed = log
         .join(
-            agency,
+            accounts_df.lazy().select([col("account_id"), col("acct")]),
             [col("account_id")],
             [col("account_id")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_column(
+        .select([
+            col("acct"),
             (col("queried_at")
                 .dt()
                 .truncate(lit("1s"))
                 .cast(DataType::Int64)
                 / lit(1_000_000i64))
             .alias("second"),
-        )
-        .sort_by_exprs(
-            [
-                col("account_id"),
-                col("second"),
-                // With their separator appended, a field that is a prefix of
-                // another sorts as its line does ("a|" vs "a!|").
-                concat_str([col("query_item"), lit("|")], "", false),
-                concat_str([col("subject_id"), lit("|")], "", false),
-                // Only to number identical keys the same way whatever the
-                // input order; the spec's lines do not contain these.
-                col("queried_at"),
-                col("purpose"),
-                col("result"),
-                col("client_ip"),
-            ],
-            SortMultipleOptions::default()
-                .with_maintain_order(true)
-                .with_nulls_last(false),
-        )
-        .select([
-            col("account_id"),
-            col("agency_id"),
-            col("second"),
             col("query_item"),
             col("subject_id"),
-            col("queried_at"),
-            col("purpose"),
-            col("result"),
-            col("client_ip"),
             col("row"),
         ])
+        .with_column(
+            ((col("acct").cast(DataType::UInt64) * lit(1u64 << 36))
+                + (col("second") - lit(start_second)).cast(DataType::UInt64))
+            .alias("key"),
+        )
+        .sort(
+            ["key"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
         .collect()?;
+    tracing::debug!(elapsed = ?clock.elapsed(), rows = placed.height(), "population placed and sorted");
+    let clock = std::time::Instant::now();
+    let mut frame = order_within_seconds(placed)?;
     frame.rechunk_mut();
-    let (occurrence, accounts, digest) = number_and_digest(&frame)?;
+    tracing::debug!(elapsed = ?clock.elapsed(), "runs within a second ordered");
+    let clock = std::time::Instant::now();
+    let (occurrence, digest) = number_and_digest(&frame, &mut accounts, query_log)?;
+    tracing::debug!(elapsed = ?clock.elapsed(), "population numbered and digested");
     frame.with_column(Column::new("occurrence".into(), occurrence))?;
     Ok(Population {
         frame,
@@ -159,20 +168,65 @@ pub fn population(
     })
 }
 
+/// Orders each run of rows with the same key (account and second) by
+/// `query_item|` then `subject_id|` bytes, keeping input order for equal
+/// ones; drops the key.
+fn order_within_seconds(sorted: DataFrame) -> PolarsResult<DataFrame> {
+    let key = sorted.column("key")?.u64()?.rechunk();
+    let item = sorted.column("query_item")?.str()?.rechunk();
+    let subject = sorted.column("subject_id")?.str()?.rechunk();
+    let keys = key.cont_slice()?;
+    let field = |c: &StringChunked, r: usize| -> Vec<u8> {
+        let mut v = c.get(r).unwrap_or("").as_bytes().to_vec();
+        v.push(b'|');
+        v
+    };
+    let mut perm: Vec<IdxSize> = Vec::new();
+    let mut moved = false;
+    let mut i = 0;
+    while i < keys.len() {
+        let mut j = i + 1;
+        while j < keys.len() && keys[j] == keys[i] {
+            j += 1;
+        }
+        if j - i > 1 {
+            let mut run: Vec<(Vec<u8>, Vec<u8>, usize)> = (i..j)
+                .map(|r| (field(&item, r), field(&subject, r), r))
+                .collect();
+            run.sort(); // the row number last: input order for equal fields
+            if !moved && run.iter().enumerate().any(|(o, x)| x.2 != i + o) {
+                moved = true;
+                perm = (0..i as IdxSize).collect();
+            }
+            if moved {
+                perm.extend(run.into_iter().map(|x| x.2 as IdxSize));
+            }
+        } else if moved {
+            perm.push(i as IdxSize);
+        }
+        i = j;
+    }
+    let df = sorted.drop("key")?;
+    if !moved {
+        return Ok(df);
+    }
+    df.take(&IdxCa::from_vec("perm".into(), perm))
+}
+
 /// The columns of the population the spec's lines are made of.
 struct Keys<'a> {
-    account: &'a StringChunked,
-    agency: &'a StringChunked,
+    acct: &'a IdxCa,
+    accounts: &'a [AccountBlock],
     second: &'a Int64Chunked,
     item: &'a StringChunked,
     subject: &'a StringChunked,
 }
 
 impl<'a> Keys<'a> {
-    fn of(df: &'a DataFrame) -> PolarsResult<Keys<'a>> {
+    fn of(df: &'a DataFrame, accounts: &'a [AccountBlock]) -> PolarsResult<Keys<'a>> {
         Ok(Keys {
-            account: df.column("account_id")?.str()?,
-            agency: df.column("agency_id")?.str()?,
+            acct: df.column("acct")?.idx()?,
+            accounts,
             second: df.column("second")?.i64()?,
             item: df.column("query_item")?.str()?,
             subject: df.column("subject_id")?.str()?,
@@ -180,9 +234,10 @@ impl<'a> Keys<'a> {
     }
 
     fn row(&self, i: usize) -> (&'a str, &'a str, i64, &'a str, &'a str) {
+        let a = &self.accounts[self.acct.get(i).unwrap_or(0) as usize];
         (
-            self.account.get(i).unwrap_or(""),
-            self.agency.get(i).unwrap_or(""),
+            a.account_id.as_str(),
+            a.agency_id.as_str(),
             self.second.get(i).unwrap_or(0),
             self.item.get(i).unwrap_or(""),
             self.subject.get(i).unwrap_or(""),
@@ -190,38 +245,113 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS` for Unix second `s` (local wall time).
-pub fn push_second(buf: &mut Vec<u8>, s: i64) {
-    use chrono::{Datelike, Timelike};
-    let t = DateTime::from_timestamp(s, 0)
-        .unwrap_or_default()
-        .naive_utc();
-    let two = |buf: &mut Vec<u8>, v: u32| {
-        buf.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8])
-    };
-    let y = t.year().clamp(0, 9999) as u32;
-    two(buf, y / 100);
-    two(buf, y % 100);
-    buf.push(b'-');
-    two(buf, t.month());
-    buf.push(b'-');
-    two(buf, t.day());
-    buf.push(b'T');
-    two(buf, t.hour());
-    buf.push(b':');
-    two(buf, t.minute());
-    buf.push(b':');
-    two(buf, t.second());
+/// The query-log columns that order records with identical keys: the
+/// exact time, then purpose, result and client IP (input order last).
+struct TieBreak<'a> {
+    at: &'a Int64Chunked,
+    purpose: &'a StringChunked,
+    result: &'a StringChunked,
+    ip: &'a StringChunked,
 }
 
-/// `record_key` without its occurrence: `queried_at|query_item|subject_id|`.
-fn push_key_stem(buf: &mut Vec<u8>, second: i64, item: &str, subject: &str) {
-    push_second(buf, second);
+impl<'a> TieBreak<'a> {
+    fn of(log: &'a DataFrame) -> PolarsResult<TieBreak<'a>> {
+        Ok(TieBreak {
+            at: log.column("queried_at")?.datetime()?.physical(),
+            purpose: log.column("purpose")?.str()?,
+            result: log.column("result")?.str()?,
+            ip: log.column("client_ip")?.str()?,
+        })
+    }
+
+    /// Renumbers `occurrence` over `span` (rows of one identical key, in
+    /// input order) in content order.
+    fn number(&self, rows: &IdxCa, span: std::ops::Range<usize>, occurrence: &mut [u32]) {
+        let mut order: Vec<usize> = span.clone().collect();
+        let key = |i: usize| {
+            let r = rows.get(i).unwrap_or(0) as usize;
+            (
+                self.at.get(r),
+                self.purpose.get(r),
+                self.result.get(r),
+                self.ip.get(r),
+            )
+        };
+        order.sort_by_cached_key(|&i| key(i)); // stable: input order last
+        for (o, i) in order.into_iter().enumerate() {
+            occurrence[i] = o as u32 + 1;
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Formats Unix seconds (of local wall time) as `YYYY-MM-DDTHH:MM:SS`,
+/// remembering the last one: sorted records repeat seconds.
+#[derive(Debug, Default)]
+struct SecondFormatter {
+    last: Option<i64>,
+    text: [u8; 19],
+}
+
+impl SecondFormatter {
+    fn format(&mut self, s: i64) -> &[u8] {
+        if self.last != Some(s) {
+            let (y, mo, d) = civil_from_days(s.div_euclid(86_400));
+            let t = s.rem_euclid(86_400) as u32;
+            let y = y.clamp(0, 9999) as u32;
+            let mut put = |at: usize, v: u32| {
+                self.text[at] = b'0' + (v / 10) as u8;
+                self.text[at + 1] = b'0' + (v % 10) as u8;
+            };
+            put(0, y / 100);
+            put(2, y % 100);
+            put(5, mo);
+            put(8, d);
+            put(11, t / 3600);
+            put(14, t / 60 % 60);
+            put(17, t % 60);
+            for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+                self.text[at] = c;
+            }
+            self.last = Some(s);
+        }
+        &self.text
+    }
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` for Unix second `s` (local wall time).
+pub fn push_second(buf: &mut Vec<u8>, s: i64) {
+    buf.extend_from_slice(SecondFormatter::default().format(s));
+}
+
+/// The part of `record_key` after the time, without the occurrence:
+/// `|query_item|subject_id|`.
+fn push_key_tail(buf: &mut Vec<u8>, item: &str, subject: &str) {
     buf.push(b'|');
     buf.extend_from_slice(item.as_bytes());
     buf.push(b'|');
     buf.extend_from_slice(subject.as_bytes());
     buf.push(b'|');
+}
+
+/// `record_key` without its occurrence: `queried_at|query_item|subject_id|`.
+fn push_key_stem(buf: &mut Vec<u8>, second: i64, item: &str, subject: &str) {
+    push_second(buf, second);
+    push_key_tail(buf, item, subject);
 }
 
 /// One pass over the sorted population: numbers identical keys
@@ -234,76 +364,123 @@ fn push_key_stem(buf: &mut Vec<u8>, second: i64, item: &str, subject: &str) {
 /// below TAB, a query item or subject holding `|` — so every line is
 /// compared with the one before, and if the order ever breaks the lines
 /// are sorted in full instead.
-fn number_and_digest(df: &DataFrame) -> PolarsResult<(Vec<u32>, Vec<AccountBlock>, String)> {
-    let keys = Keys::of(df)?;
+fn number_and_digest(
+    df: &DataFrame,
+    accounts: &mut [AccountBlock],
+    query_log: &DataFrame,
+) -> PolarsResult<(Vec<u32>, String)> {
+    let rows = df.column("row")?.idx()?;
+    // Records with identical keys are told apart by what else they say,
+    // so the same record gets the same occurrence whatever the input order.
+    let content = TieBreak::of(query_log)?;
     let n = df.height();
     let mut occurrence: Vec<u32> = Vec::with_capacity(n);
-    let mut accounts: Vec<AccountBlock> = Vec::new();
-    let mut hasher = Sha256::new();
     let mut in_order = true;
     let mut prev_line: Vec<u8> = Vec::new();
     let mut line: Vec<u8> = Vec::new();
     let mut stem: Vec<u8> = Vec::new();
-    let mut emit = |stem: &[u8], count: u32| {
-        let mut occ: Vec<String> = (1..=count).map(|o| o.to_string()).collect();
-        if count >= 10 {
-            occ.sort();
+    // Lines are hashed on another thread, a megabyte at a time, while this
+    // one builds the next.
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    let hashing = std::thread::spawn(move || {
+        let mut hasher = Sha256::new();
+        for chunk in chunks {
+            hasher.update(&chunk);
+            let _ = spare_tx.send(chunk);
         }
-        for o in occ {
+        hex::encode(hasher.finalize())
+    });
+    let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut emit = |stem: &[u8], count: u32| {
+        let mut put = |occ: &[u8]| {
             line.clear();
             line.extend_from_slice(stem);
-            line.extend_from_slice(o.as_bytes());
+            line.extend_from_slice(occ);
             line.push(b'\n');
             if line < prev_line {
                 in_order = false;
             }
-            hasher.update(&line);
+            pending.extend_from_slice(&line);
+            if pending.len() >= 1 << 20 {
+                let mut next = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
+                next.clear();
+                let full = std::mem::replace(&mut pending, next);
+                // The hasher only stops if this thread dropped the sender.
+                let _ = to_hasher.send(full);
+            }
             std::mem::swap(&mut line, &mut prev_line);
+        };
+        if count < 10 {
+            for o in 1..=count as u8 {
+                put(&[b'0' + o]);
+            }
+        } else {
+            let mut occ: Vec<String> = (1..=count).map(|o| o.to_string()).collect();
+            occ.sort();
+            for o in occ {
+                put(o.as_bytes());
+            }
         }
     };
     let mut group = 0u32;
-    let mut prev: Option<(&str, &str, i64, &str, &str)> = None;
-    for i in 0..n {
-        let cur = keys.row(i);
-        let (account, agency, second, item, subject) = cur;
-        let same_account = prev.is_some_and(|p| p.0 == account);
+    let mut prev: Option<(IdxSize, i64, &str, &str)> = None;
+    let mut formatter = SecondFormatter::default();
+    let columns = df
+        .column("acct")?
+        .idx()?
+        .iter()
+        .zip(df.column("second")?.i64()?.iter())
+        .zip(df.column("query_item")?.str()?.iter())
+        .zip(df.column("subject_id")?.str()?.iter());
+    for (i, (((acct, second), item), subject)) in columns.enumerate() {
+        let (acct, second) = (acct.unwrap_or(0), second.unwrap_or(0));
+        let (item, subject) = (item.unwrap_or(""), subject.unwrap_or(""));
+        let same_account = prev.is_some_and(|p| p.0 == acct);
+        let block = &mut accounts[acct as usize];
         if !same_account {
-            accounts.push(AccountBlock {
-                account_id: account.to_owned(),
-                agency_id: agency.to_owned(),
-                start: i,
-                records: 0,
-            });
+            block.start = i;
         }
-        if let Some(last) = accounts.last_mut() {
-            last.records += 1;
-        }
-        let same_key =
-            same_account && prev.is_some_and(|p| p.2 == second && p.3 == item && p.4 == subject);
-        if same_key {
+        block.records += 1;
+        if same_account && prev.is_some_and(|p| p.1 == second && p.2 == item && p.3 == subject) {
             group += 1;
         } else {
             if group > 0 {
                 emit(&stem, group);
+                if group > 1 {
+                    content.number(rows, i - group as usize..i, &mut occurrence);
+                }
             }
             stem.clear();
-            stem.extend_from_slice(account.as_bytes());
+            stem.extend_from_slice(block.account_id.as_bytes());
             stem.push(b'\t');
-            stem.extend_from_slice(agency.as_bytes());
+            stem.extend_from_slice(block.agency_id.as_bytes());
             stem.push(b'\t');
-            push_key_stem(&mut stem, second, item, subject);
+            stem.extend_from_slice(formatter.format(second));
+            push_key_tail(&mut stem, item, subject);
             group = 1;
         }
         occurrence.push(group);
-        prev = Some(cur);
+        prev = Some((acct, second, item, subject));
     }
     if group > 0 {
         emit(&stem, group);
+        if group > 1 {
+            content.number(rows, n - group as usize..n, &mut occurrence);
+        }
     }
+    let _ = to_hasher.send(pending);
+    drop(to_hasher);
+    let streamed = hashing
+        .join()
+        .map_err(|_| PolarsError::ComputeError("the hashing thread panicked".into()))?;
     let digest = if in_order {
-        hex::encode(hasher.finalize())
+        streamed
     } else {
         tracing::warn!("population lines out of byte order after the sort; sorting them in full");
+        let keys = Keys::of(df, accounts)?;
         let mut lines: Vec<Vec<u8>> = (0..n)
             .map(|i| {
                 let (account, agency, second, item, subject) = keys.row(i);
@@ -325,23 +502,35 @@ fn number_and_digest(df: &DataFrame) -> PolarsResult<(Vec<u32>, Vec<AccountBlock
         }
         hex::encode(h.finalize())
     };
-    Ok((occurrence, accounts, digest))
+    Ok((occurrence, digest))
 }
 
 /// Writes `population.tsv`: a header, then one line per record with tab,
 /// newline, carriage return and backslash escaped as `\t`, `\n`, `\r`, `\\`.
 pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Result<()> {
-    let keys = Keys::of(&pop.frame).map_err(std::io::Error::other)?;
-    let occ = pop
-        .frame
-        .column("occurrence")
-        .and_then(|c| c.u32().cloned())
-        .map_err(std::io::Error::other)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let f = &pop.frame;
+    let columns = (|| -> PolarsResult<_> {
+        Ok(f.column("acct")?
+            .idx()?
+            .iter()
+            .zip(f.column("second")?.i64()?.iter())
+            .zip(f.column("query_item")?.str()?.iter())
+            .zip(f.column("subject_id")?.str()?.iter())
+            .zip(f.column("occurrence")?.u32()?.iter()))
+    })()
+    .map_err(std::io::Error::other)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
     buf.extend_from_slice(
         b"account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\n",
     );
     let escaped = |buf: &mut Vec<u8>, s: &str| {
+        if !s
+            .bytes()
+            .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | b'\\'))
+        {
+            buf.extend_from_slice(s.as_bytes());
+            return;
+        }
         for &b in s.as_bytes() {
             match b {
                 b'\t' => buf.extend_from_slice(b"\\t"),
@@ -352,21 +541,34 @@ pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Resul
             }
         }
     };
-    for i in 0..pop.frame.height() {
-        let (account, agency, second, item, subject) = keys.row(i);
-        escaped(&mut buf, account);
+    // `account_id \t agency_id \t`, escaped once per account.
+    let heads: Vec<Vec<u8>> = pop
+        .accounts
+        .iter()
+        .map(|a| {
+            let mut h = Vec::new();
+            escaped(&mut h, &a.account_id);
+            h.push(b'\t');
+            escaped(&mut h, &a.agency_id);
+            h.push(b'\t');
+            h
+        })
+        .collect();
+    let mut formatter = SecondFormatter::default();
+    for ((((acct, second), item), subject), occ) in columns {
+        buf.extend_from_slice(&heads[acct.unwrap_or(0) as usize]);
+        buf.extend_from_slice(formatter.format(second.unwrap_or(0)));
         buf.push(b'\t');
-        escaped(&mut buf, agency);
+        escaped(&mut buf, item.unwrap_or(""));
         buf.push(b'\t');
-        push_second(&mut buf, second);
+        escaped(&mut buf, subject.unwrap_or(""));
         buf.push(b'\t');
-        escaped(&mut buf, item);
-        buf.push(b'\t');
-        escaped(&mut buf, subject);
-        buf.push(b'\t');
-        buf.extend_from_slice(occ.get(i).unwrap_or(0).to_string().as_bytes());
+        match occ.unwrap_or(0) {
+            o @ 0..=9 => buf.push(b'0' + o as u8),
+            o => buf.extend_from_slice(o.to_string().as_bytes()),
+        }
         buf.push(b'\n');
-        if buf.len() >= 1 << 16 {
+        if buf.len() >= 1 << 17 {
             out.write_all(&buf)?;
             buf.clear();
         }
@@ -497,7 +699,7 @@ pub fn select(
     }
 
     // Stage 2: records of the selected accounts, in parallel.
-    let keys = Keys::of(&pop.frame)?;
+    let keys = Keys::of(&pop.frame, &pop.accounts)?;
     let occ = pop.frame.column("occurrence")?.u32()?;
     let records: BTreeMap<usize, Vec<SampledRecord>> = chosen
         .par_iter()

@@ -497,3 +497,87 @@ fn population_tsv_escapes_and_round_trips() {
         "account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\nu1\tKHB\t2026-03-01T10:00:00\ta\\tb\\\\c\t\t1\n"
     );
 }
+
+/// Records with identical keys get their occurrence from their content
+/// (exact time, purpose, …), not from where they sit in the input.
+#[test]
+fn identical_keys_are_numbered_by_content() {
+    let rows: Vec<Row> = (0..3)
+        .map(|_| {
+            (
+                "u1".into(),
+                "KHB".into(),
+                "2026-03-01 10:00:00".into(),
+                "a".into(),
+                None,
+            )
+        })
+        .collect();
+    let occurrence_of = |purposes: [&str; 3]| -> Vec<(String, u32)> {
+        let mut df = log(&rows);
+        df.with_column(Column::new("purpose".into(), purposes.to_vec()))
+            .unwrap();
+        let pop = population(&df, &roster(&[]), &h1()).unwrap();
+        let occ = pop
+            .frame
+            .column("occurrence")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .clone();
+        let row = pop.frame.column("row").unwrap().idx().unwrap().clone();
+        let mut out: Vec<(String, u32)> = (0..3)
+            .map(|i| {
+                (
+                    purposes[row.get(i).unwrap() as usize].to_owned(),
+                    occ.get(i).unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let want = vec![
+        ("drug".into(), 1),
+        ("other".into(), 2),
+        ("welfare".into(), 3),
+    ];
+    assert_eq!(occurrence_of(["other", "drug", "welfare"]), want);
+    assert_eq!(occurrence_of(["welfare", "other", "drug"]), want);
+}
+
+#[test]
+fn seconds_format_like_chrono() {
+    for s in [
+        0i64,
+        59,
+        86_399,
+        86_400,
+        951_782_400,
+        1_767_225_599,
+        1_772_323_200,
+        4_102_444_800,
+        -1,
+        -86_401,
+    ] {
+        let want = chrono::DateTime::from_timestamp(s, 0)
+            .unwrap()
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let mut got = Vec::new();
+        push_second(&mut got, s);
+        assert_eq!(String::from_utf8(got).unwrap(), want, "{s}");
+    }
+    // Every day of 1999-2101 (leap years, century rules).
+    let mut f = SecondFormatter::default();
+    for day in 10_592..48_000i64 {
+        let s = day * 86_400 + 3_661;
+        let want = chrono::DateTime::from_timestamp(s, 0)
+            .unwrap()
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        assert_eq!(std::str::from_utf8(f.format(s)).unwrap(), want);
+    }
+}
