@@ -15,7 +15,7 @@ use crate::archive::{self, InputRecord, RunRecord};
 use crate::checks::{self, Code, Job, Tables};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
-use crate::ingest::{self, Ingested};
+use crate::ingest::{self, FileStatus, Ingested};
 use crate::model::Table;
 use crate::period::Period;
 use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
@@ -223,10 +223,32 @@ pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
     })
 }
 
+/// A population that misses a failed file must not be frozen or drawn
+/// from: the failure would silently shrink what is sampled.
+fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
+    let failed: Vec<String> = frozen
+        .ingested
+        .failed_files()
+        .map(|f| match &f.status {
+            FileStatus::Failed { error } => format!("{}: {error}", f.path),
+            _ => f.path.clone(),
+        })
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "the population of {} would miss what these inputs hold, so {consequence}; \
+         fix or remove them and run again:\n  {}",
+        frozen.period.id,
+        failed.join("\n  ")
+    );
+    Ok(())
+}
+
 /// `freeze`: records the period's population digest and input hashes in
 /// the state database, to be published before a seed ceremony.
 pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Freeze> {
     let frozen = freeze_inputs(config, period)?;
+    refuse_failed_inputs(&frozen, "nothing was frozen")?;
     let record = Freeze {
         period: period.id.clone(),
         frozen_at: local_text(clock.local(config.timezone)),
@@ -251,6 +273,7 @@ pub fn sample_audit(
     let started = clock.local(config.timezone);
     let mut store = Store::open(&config.paths.state)?;
     let mut frozen = freeze_inputs(config, period)?;
+    refuse_failed_inputs(&frozen, "no seed was drawn")?;
     if let Some(f) = store.latest_freeze(&period.id)? {
         anyhow::ensure!(
             f.population_digest == frozen.population.digest,

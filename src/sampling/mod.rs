@@ -676,7 +676,14 @@ pub fn select(
         by_agency.entry(a.agency_id.as_str()).or_default().push(i);
     }
     let mut chosen: Vec<(usize, u64)> = Vec::new(); // (account index, rank)
-    let mut strata: BTreeMap<String, (String, u64, u64, Vec<(usize, u64)>)> = BTreeMap::new();
+    struct Drawn {
+        unit: String,
+        in_use: u64,
+        n: u64,
+        /// (account index, rank)
+        picked: Vec<(usize, u64)>,
+    }
+    let mut strata: BTreeMap<String, Drawn> = BTreeMap::new();
     let mut agencies: Vec<_> = config.agencies.iter().collect();
     agencies.sort_by(|a, b| a.id.cmp(&b.id));
     for agency in agencies {
@@ -690,7 +697,15 @@ pub fn select(
         let n = accounts_to_select(in_use, params.sample_account_percent).min(in_use);
         let picked: Vec<(usize, u64)> = members.into_iter().take(n as usize).zip(1..).collect();
         chosen.extend(&picked);
-        strata.insert(agency.id.clone(), (agency.unit.clone(), in_use, n, picked));
+        strata.insert(
+            agency.id.clone(),
+            Drawn {
+                unit: agency.unit.clone(),
+                in_use,
+                n,
+                picked,
+            },
+        );
     }
     if let Some((agency, _)) = by_agency.into_iter().next() {
         return Err(PolarsError::ComputeError(
@@ -747,7 +762,16 @@ pub fn select(
         .collect();
 
     let mut units: BTreeMap<String, Vec<Stratum>> = BTreeMap::new();
-    for (agency_id, (unit, in_use, n, picked)) in strata {
+    for (
+        agency_id,
+        Drawn {
+            unit,
+            in_use,
+            n,
+            picked,
+        },
+    ) in strata
+    {
         let accounts = picked
             .into_iter()
             .map(|(a, rank)| {

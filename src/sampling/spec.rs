@@ -104,6 +104,7 @@ pub fn ticket_hex(t: &Ticket) -> String {
 /// Accounts to select in a stratum with `in_use` accounts in use:
 /// (N × P + 99) div 100, i.e. P percent rounded up (never more than N, as
 /// config keeps P ≤ 100).
+#[allow(clippy::manual_div_ceil)] // written exactly as the spec writes it
 pub fn accounts_to_select(in_use: u64, percent: u32) -> u64 {
     (in_use * u64::from(percent) + 99) / 100
 }

@@ -367,3 +367,138 @@ fn golden_tickets_of_spec_v1() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The worked example of docs/sampling.md is what the tool draws: its
+/// population fed through a real inbox gives the published population
+/// digest, accounts, records and tickets.
+#[test]
+fn the_worked_example_in_the_spec_is_what_the_tool_draws() {
+    let doc = std::fs::read_to_string(repo().join("docs/sampling.md")).unwrap();
+    let tsv = doc
+        .split("```tsv\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the worked example's population block");
+    let mut csv =
+        String::from("帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n");
+    for line in tsv.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 6, "{line}");
+        csv.push_str(&format!(
+            "{},{},{},{},public_health,成功,{},10.0.0.1\n",
+            f[0],
+            f[2].replace('T', " "),
+            f[3],
+            f[4],
+            f[1]
+        ));
+    }
+    let t = crate::harness::Test::new().file("inbox/query_logs/example.csv", csv);
+    let out = t.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        "12345678901234567890",
+    ]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let m = manifest(&PathBuf::from(out.stdout.lines().last().unwrap()));
+
+    let digest = doc
+        .split("Population digest (46 records):\n`")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .unwrap();
+    assert_eq!(m["population_digest"], digest);
+    assert_eq!(m["population_records"], 46);
+
+    // Table rows: `| rank | `id or key` | ... | `ticket` | selected? |`.
+    let cells = |line: &str| -> Vec<String> {
+        line.replace("\\|", "\u{1}")
+            .split('|')
+            .map(|c| c.trim().trim_matches('`').replace('\u{1}', "|"))
+            .collect()
+    };
+    let table = |title: &str| -> Vec<Vec<String>> {
+        doc.split(title)
+            .nth(1)
+            .unwrap()
+            .lines()
+            .skip_while(|l| !l.starts_with("|---"))
+            .skip(1)
+            .take_while(|l| l.starts_with('|'))
+            .map(cells)
+            .collect()
+    };
+    let khb = m["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit_id"] == "KHB")
+        .unwrap()["strata"][0]
+        .clone();
+    assert_eq!(
+        (
+            khb["accounts_in_use"].as_u64(),
+            khb["accounts_selected"].as_u64()
+        ),
+        (Some(6), Some(2))
+    );
+    let accounts = table("smallest first:\n\n| rank | account");
+    let selected: Vec<&Vec<String>> = accounts.iter().filter(|r| r[5] == "selected").collect();
+    assert_eq!(selected.len(), 2);
+    for (row, got) in selected.iter().zip(khb["accounts"].as_array().unwrap()) {
+        assert_eq!(got["account_id"], row[2].as_str());
+        assert_eq!(got["ticket"], row[4].as_str());
+        assert_eq!(got["records_in_period"].to_string(), row[3]);
+        let records = table(&format!("`{}`:\n", row[2]));
+        let chosen: Vec<&Vec<String>> = records.iter().filter(|r| r[4] == "selected").collect();
+        let listed = got["records"].as_array().unwrap();
+        assert_eq!(listed.len(), chosen.len());
+        for (want, rec) in chosen.iter().zip(listed) {
+            let key = format!(
+                "{}|{}|",
+                rec["queried_at"].as_str().unwrap(),
+                rec["query_item"].as_str().unwrap()
+            );
+            assert!(want[2].starts_with(&key), "{want:?} vs {rec}");
+            assert_eq!(rec["ticket"], want[3].as_str());
+        }
+    }
+    // Every ticket the tables print is the tool's ticket for its fields.
+    use webir_audit::sampling::spec::{ticket, ticket_hex};
+    let seed = "12345678901234567890";
+    for row in &accounts {
+        assert_eq!(
+            ticket_hex(&ticket(&[seed, "account", "2026H1", "KHB", &row[2]])),
+            row[4]
+        );
+    }
+    for account in ["u03", "u02"] {
+        for row in table(&format!("`{account}`:\n")) {
+            assert_eq!(
+                ticket_hex(&ticket(&[seed, "record", "2026H1", account, &row[2]])),
+                row[3]
+            );
+        }
+    }
+}
+
+/// A query log that fails to load would silently shrink the population: no
+/// seed is drawn until the inbox loads.
+#[test]
+fn no_seed_is_drawn_while_an_input_fails() {
+    let t = crate::harness::Test::new().file(
+        "inbox/query_logs/broken.csv",
+        "帳號,查詢時間\nu1,2026-03-02 10:00:00\n",
+    );
+    let out = t.run(&["run", "sample-audit", "--period", "2026H1"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("query_logs/broken.csv") && out.stderr.contains("no seed was drawn"),
+        "{}",
+        out.stderr
+    );
+    assert!(!t.path("var/archive/2026H1/sample-audit").exists());
+}
