@@ -274,7 +274,8 @@ pub fn sample_audit(
     let mut store = Store::open(&config.paths.state)?;
     let mut frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "no seed was drawn")?;
-    if let Some(f) = store.latest_freeze(&period.id)? {
+    let freeze = store.latest_freeze(&period.id)?;
+    if let Some(f) = &freeze {
         anyhow::ensure!(
             f.population_digest == frozen.population.digest,
             "the population of {} changed since it was frozen at {}: frozen digest {}, now {}; \
@@ -356,6 +357,7 @@ pub fn sample_audit(
         population_records: frozen.population.frame.height() as u64,
         population_accounts: frozen.population.accounts.len() as u64,
         population_digest: frozen.population.digest.clone(),
+        frozen_at: freeze.map(|f| f.frozen_at),
         units,
         sample_digest: String::new(),
     };

@@ -31,6 +31,9 @@ pub struct Manifest {
     pub population_records: u64,
     pub population_accounts: u64,
     pub population_digest: String,
+    /// When the population was frozen for a ceremony (`freeze`), if it was;
+    /// the draw checked the digest against it.
+    pub frozen_at: Option<String>,
     pub units: Vec<UnitSample>,
     pub sample_digest: String,
 }

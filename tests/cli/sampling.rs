@@ -192,6 +192,26 @@ fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
         ours.stderr
     );
     assert_eq!(ours.status, 0);
+    // The inputs moved elsewhere (an auditor's copy) verify the same.
+    let copy = city.tmp.path().join("auditor-copy");
+    copy_dir(&city.inbox(""), &copy);
+    let moved = run_binary(
+        &[
+            "verify",
+            dir.to_str().unwrap(),
+            "--inputs",
+            copy.to_str().unwrap(),
+        ],
+        city.tmp.path(),
+    );
+    assert_eq!(
+        moved.stdout.trim(),
+        "MATCH",
+        "{}{}",
+        moved.stdout,
+        moved.stderr
+    );
+    assert!(m["frozen_at"].is_null());
     let theirs = python_verify(&dir);
     assert_eq!(
         (theirs.status, theirs.stdout.trim()),
@@ -301,6 +321,7 @@ fn a_frozen_population_cannot_change_before_the_ceremony() {
     // The ceremony's seed, with the inputs unchanged: runs, same digest.
     let (_, dir) = city.sample(Some(SEED));
     assert_eq!(manifest(&dir)["population_digest"], digest.as_str());
+    assert!(manifest(&dir)["frozen_at"].is_string());
 
     // One query-log row removed after the freeze: the draw is refused.
     let log = city.inbox("query_logs/webir_querylog_2026Q1.csv");
