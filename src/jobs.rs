@@ -18,6 +18,7 @@ use crate::config::{Config, Severity};
 use crate::ingest::{self, FileStatus, Ingested};
 use crate::model::Table;
 use crate::period::Period;
+use crate::report::{self, ReportKind, build::RunFacts};
 use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
 use crate::sampling::spec::{SPEC_VERSION, Seed};
 use crate::sampling::{self, Params, Population};
@@ -87,8 +88,13 @@ pub fn run(
         None => format!("as-of-{as_of}"),
     };
     let dir = archive::create_run_dir(&config.paths.archive, &period_id, job.name(), started)?;
+    let roster = ingested.table(Table::Roster).clone();
+    let by_month = match &period {
+        Some(p) => Some(queries_by_month(ingested.table(Table::QueryLog), p)?),
+        None => None,
+    };
     let tables = take_tables(&mut ingested);
-    check_and_record(
+    let outcome = check_and_record(
         config,
         RunSpec {
             job,
@@ -101,7 +107,81 @@ pub fn run(
         tables,
         ingested,
         clock,
-    )
+    )?;
+    let (kind, roster) = match job {
+        Job::AccountReview => (ReportKind::AccountReview, Some(&roster)),
+        Job::QueryCheck => (ReportKind::QueryCheck, None),
+    };
+    write_reports(
+        config,
+        &outcome,
+        RunFacts {
+            config,
+            kind,
+            period_id,
+            run_id: run_id(&outcome.dir),
+            generated_at: clock.local(config.timezone),
+            findings: &outcome.findings,
+            files: &outcome.ingested.files,
+            rejects: &outcome.ingested.rejects,
+            roster,
+            sample: None,
+            queries_by_month: by_month.as_ref(),
+        },
+    )?;
+    Ok(outcome)
+}
+
+fn run_id(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Queries per agency and month of `period`: the summary's line chart.
+fn queries_by_month(log: &DataFrame, period: &Period) -> Result<DataFrame> {
+    Ok(log
+        .clone()
+        .lazy()
+        .filter(
+            col("queried_at")
+                .gt_eq(lit(period.start))
+                .and(col("queried_at").lt(lit(period.end))),
+        )
+        .group_by([
+            col("agency_id"),
+            col("queried_at").dt().truncate(lit("1mo")).alias("month"),
+        ])
+        .agg([len().alias("queries")])
+        .with_column(col("month").dt().strftime("%Y-%m"))
+        .sort(["agency_id", "month"], SortMultipleOptions::default())
+        .collect()?)
+}
+
+/// Renders every unit's workbook and the city-wide one into
+/// `<run>/reports/` (`<unit id>.xlsx`, `city-wide.xlsx`), mode 0600.
+fn write_reports(config: &Config, outcome: &RunOutcome, facts: RunFacts<'_>) -> Result<()> {
+    let clock = std::time::Instant::now();
+    let models = report::build::models(&facts)
+        .map_err(anyhow::Error::from)
+        .context("building the report models")?;
+    let dir = outcome.dir.join("reports");
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let hb = config.agencies.health_bureau().id.clone();
+    for m in &models {
+        let name = if m.city_wide {
+            "city-wide.xlsx".to_owned()
+        } else {
+            format!("{}.xlsx", m.unit_id)
+        };
+        let bytes = report::render(m).with_context(|| format!("rendering {name} ({hb})"))?;
+        let path = dir.join(&name);
+        let mut f = archive::create_private(&path)?;
+        f.write_all(&bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), "reports written");
+    Ok(())
 }
 
 /// What a run is, for its `run.json`.
@@ -368,8 +448,12 @@ pub fn sample_audit(
         &manifest.units,
         frozen.ingested.table(Table::QueryLog),
     )?;
-    archive::write_csv(&sample, &dir.join("sample.csv"))?;
+    // The raw subject stays in memory only, to match request forms.
+    archive::write_csv(&sample.drop("subject_id")?, &dir.join("sample.csv"))?;
     drop(frozen.population);
+    let by_month = queries_by_month(frozen.ingested.table(Table::QueryLog), period)?;
+    let roster = frozen.ingested.table(Table::Roster).clone();
+    let forms = frozen.ingested.table(Table::RequestForms).clone();
     release_freed_memory();
 
     let tables = take_tables(&mut frozen.ingested);
@@ -386,6 +470,24 @@ pub fn sample_audit(
         tables,
         frozen.ingested,
         clock,
+    )?;
+    let details = report::build::sample_details(&sample, &roster, &forms, &run.findings)?;
+    write_reports(
+        config,
+        &run,
+        RunFacts {
+            config,
+            kind: ReportKind::SampleAudit,
+            period_id: period.id.clone(),
+            run_id: run_id(&run.dir),
+            generated_at: clock.local(config.timezone),
+            findings: &run.findings,
+            files: &run.ingested.files,
+            rejects: &run.ingested.rejects,
+            roster: None,
+            sample: Some((&manifest, &details)),
+            queries_by_month: Some(&by_month),
+        },
     )?;
     Ok(SampleOutcome { run, manifest })
 }

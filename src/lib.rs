@@ -11,6 +11,7 @@ pub mod jobs; // one audit run: ingest, check, write the run folder
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
 pub mod privacy; // masking of national IDs and names for anything a person reads
+pub mod report; // Excel workbooks: report models per unit and city-wide, and the pure renderer
 pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): population, selection, manifest
 pub mod store; // the SQLite state database: seed ledger, frozen digests
 pub mod synth; // the deterministic generator of the fictional sample city

@@ -824,7 +824,9 @@ pub fn sample_digest(d: &DigestInput<'_>) -> String {
 }
 
 /// The selected records as a frame for `sample.csv` and the reports:
-/// subject masked, with the record's details from the query log.
+/// subject masked (`subject`), with the record's details from the query
+/// log — its exact time and, for matching request forms, the raw
+/// `subject_id`, which must be dropped before anything is written.
 pub fn sample_frame(
     pop: &Population,
     units: &[UnitSample],
@@ -862,8 +864,18 @@ pub fn sample_frame(
         }
     }
     let details = query_log
-        .select(["purpose", "result", "source_file", "source_row"])?
-        .take(&IdxCa::from_vec("row".into(), rows))?;
+        .select([
+            "queried_at",
+            "subject_id",
+            "purpose",
+            "result",
+            "source_file",
+            "source_row",
+        ])?
+        .take(&IdxCa::from_vec("row".into(), rows))?
+        .lazy()
+        .rename(["queried_at"], ["queried_at_exact"], true)
+        .collect()?;
     let mut df = df!(
         "unit_id" => unit,
         "agency_id" => agency,

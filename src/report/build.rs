@@ -1,0 +1,873 @@
+//! From a run's outputs to report models: one per requesting agency (its
+//! unit: itself and the agencies that belong to it) and one city-wide for
+//! the Health Bureau. A unit's model is built only from rows whose agency
+//! is in the unit, filtered here once; the renderer never filters.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, Duration, NaiveDateTime};
+use polars::prelude::*;
+
+use super::{Cell, ReportKind, ReportModel, SampleSection, Table, period_label};
+use crate::checks::{Code, left_keep_order, one_of};
+use crate::config::{Config, Severity};
+use crate::ingest::{FileRecord, FileStatus};
+use crate::model::{ACCOUNT_STATUS, PURPOSE, ROLE, Vocab};
+use crate::sampling::manifest::Manifest;
+
+/// What a run produced that reports show.
+#[derive(Debug)]
+pub struct RunFacts<'a> {
+    pub config: &'a Config,
+    pub kind: ReportKind,
+    pub period_id: String,
+    pub run_id: String,
+    pub generated_at: NaiveDateTime,
+    /// The findings table of the run (`checks::run`).
+    pub findings: &'a DataFrame,
+    pub files: &'a [FileRecord],
+    pub rejects: &'a DataFrame,
+    /// Account review: the canonical roster.
+    pub roster: Option<&'a DataFrame>,
+    /// Sample audit: the manifest and [`sample_details`].
+    pub sample: Option<(&'a Manifest, &'a DataFrame)>,
+    /// `agency_id, month (YYYY-MM), queries`.
+    pub queries_by_month: Option<&'a DataFrame>,
+}
+
+/// Days an officer has to return a worksheet or act on a review.
+pub const RETURN_DAYS: i64 = 30;
+
+fn severity_label(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "嚴重",
+        Severity::High => "高",
+        Severity::Medium => "中",
+        Severity::Low => "低",
+    }
+}
+
+fn severity_of(name: &str) -> Option<Severity> {
+    Severity::ALL.into_iter().find(|s| s.name() == name)
+}
+
+fn strs<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<Vec<Option<&'a str>>> {
+    Ok(df.column(name)?.str()?.iter().collect())
+}
+
+fn text(v: Option<&str>) -> Cell {
+    v.filter(|s| !s.is_empty()).map_or(Cell::Empty, Cell::from)
+}
+
+fn label(vocab: &Vocab, code: Option<&str>) -> Cell {
+    match code {
+        Some(c) => Cell::Text(vocab.label(c).unwrap_or(c).to_owned()),
+        None => Cell::Empty,
+    }
+}
+
+fn headers(h: &[&str]) -> Vec<String> {
+    h.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn times(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<NaiveDateTime>>> {
+    let c = df
+        .column(name)?
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    Ok(c.datetime()?
+        .physical()
+        .iter()
+        .map(|v| {
+            v.and_then(|us| chrono::DateTime::from_timestamp_micros(us).map(|t| t.naive_utc()))
+        })
+        .collect())
+}
+
+/// `115/03/02` for 2026-03-02: the ROC date officers write.
+pub fn roc_date(t: NaiveDateTime) -> String {
+    format!("{}/{:02}/{:02}", t.year() - 1911, t.month(), t.day())
+}
+
+/// The sample rows with what the worksheet shows beside each: the holder,
+/// the request form that explains it (the latest approved strictly before
+/// the query for the same account and subject) and the checks' findings on
+/// that record. `sample` is [`crate::sampling::sample_frame`]'s output.
+pub fn sample_details(
+    sample: &DataFrame,
+    roster: &DataFrame,
+    forms: &DataFrame,
+    findings: &DataFrame,
+) -> PolarsResult<DataFrame> {
+    let holders = roster
+        .clone()
+        .lazy()
+        .group_by([col("account_id")])
+        .agg([col("holder_name").first()]);
+    let candidates = sample
+        .clone()
+        .lazy()
+        .with_row_index("i", None)
+        .select([
+            col("i"),
+            col("account_id"),
+            col("subject_id"),
+            col("queried_at_exact"),
+        ])
+        .join(
+            forms.clone().lazy().select([
+                col("account_id"),
+                col("subject_id"),
+                col("form_id"),
+                col("purpose").alias("form_purpose"),
+                col("approver").alias("form_approver"),
+                col("approved_at").alias("form_approved_at"),
+            ]),
+            [col("account_id"), col("subject_id")],
+            [col("account_id"), col("subject_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(col("form_approved_at").lt(col("queried_at_exact")))
+        .sort(
+            ["i", "form_approved_at", "form_id"],
+            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+        )
+        .group_by([col("i")])
+        .agg([
+            col("form_id").first(),
+            col("form_purpose").first(),
+            col("form_approver").first(),
+            col("form_approved_at").first(),
+        ]);
+    let prechecks = findings
+        .clone()
+        .lazy()
+        .filter(col("source_row").is_not_null())
+        .group_by([col("source_file"), col("source_row")])
+        .agg([col("code").sort(SortOptions::default()).unique_stable()]);
+    let mut out = sample
+        .clone()
+        .lazy()
+        .with_row_index("i", None)
+        .join(
+            holders,
+            [col("account_id")],
+            [col("account_id")],
+            left_keep_order(),
+        )
+        .join(candidates, [col("i")], [col("i")], left_keep_order())
+        .with_column(col("source_row").cast(DataType::Int64))
+        .join(
+            prechecks.with_column(col("source_row").cast(DataType::Int64)),
+            [col("source_file"), col("source_row")],
+            [col("source_file"), col("source_row")],
+            left_keep_order(),
+        )
+        .sort(["i"], SortMultipleOptions::default())
+        .collect()?;
+    // Codes as Chinese descriptions, one cell.
+    let codes = out.column("code")?.list()?.clone();
+    let described: Vec<String> = codes
+        .amortized_iter()
+        .map(|l| {
+            let list = l.map(|s| s.as_ref().clone());
+            match list {
+                Some(s) if !s.is_empty() => s
+                    .str()
+                    .map(|c| {
+                        c.iter()
+                            .flatten()
+                            .map(|c| {
+                                Code::parse(c).map_or(c.to_owned(), |c| c.description().to_owned())
+                            })
+                            .collect::<Vec<_>>()
+                            .join("；")
+                    })
+                    .unwrap_or_default(),
+                _ => "無異常".to_owned(),
+            }
+        })
+        .collect();
+    out.with_column(Column::new("prechecks".into(), described))?;
+    Ok(out)
+}
+
+/// One model per requesting agency, in config order, then the city-wide one.
+pub fn models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
+    let mut out = Vec::new();
+    for unit in f.config.agencies.units() {
+        out.push(unit_model(f, &unit.id)?);
+    }
+    out.push(city_model(f)?);
+    Ok(out)
+}
+
+/// Agency ids of `unit`'s subtree, the unit first.
+fn subtree(config: &Config, unit: &str) -> Vec<String> {
+    let mut ids: Vec<String> = vec![unit.to_owned()];
+    ids.extend(
+        config
+            .agencies
+            .iter()
+            .filter(|a| a.unit == unit && a.id != unit)
+            .map(|a| a.id.clone()),
+    );
+    ids
+}
+
+fn agency_name(config: &Config, id: &str) -> String {
+    config
+        .agencies
+        .get(id)
+        .map_or_else(|| id.to_owned(), |a| a.name.clone())
+}
+
+fn in_set(df: &DataFrame, column: &str, ids: &[String]) -> PolarsResult<DataFrame> {
+    let set = Series::new("ids".into(), ids);
+    df.clone().lazy().filter(one_of(col(column), set)).collect()
+}
+
+fn base(
+    f: &RunFacts<'_>,
+    unit_id: &str,
+    unit_name: String,
+    findings: &DataFrame,
+) -> PolarsResult<ReportModel> {
+    let sev = strs(findings, "severity")?;
+    let codes = strs(findings, "code")?;
+    let mut by_sev: BTreeMap<Severity, i64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut by_code: BTreeMap<&str, i64> = BTreeMap::new();
+    for (s, c) in sev.iter().zip(&codes) {
+        if let Some(s) = s.and_then(severity_of) {
+            *by_sev.entry(s).or_default() += 1;
+        }
+        if let Some(c) = c {
+            *by_code.entry(c).or_default() += 1;
+        }
+    }
+    let by_severity = Table {
+        headers: headers(&["嚴重度", "件數"]),
+        rows: by_sev
+            .iter()
+            .map(|(s, n)| vec![Cell::from(severity_label(*s)), Cell::Int(*n)])
+            .collect(),
+    };
+    let mut code_rows: Vec<(Severity, &str, i64)> = by_code
+        .iter()
+        .filter_map(|(c, n)| Code::parse(c).map(|code| (code.severity(), *c, *n)))
+        .collect();
+    code_rows.sort();
+    let by_code = Table {
+        headers: headers(&["代碼", "說明", "嚴重度", "件數"]),
+        rows: code_rows
+            .into_iter()
+            .map(|(s, c, n)| {
+                vec![
+                    Cell::from(c),
+                    Cell::from(Code::parse(c).map_or("", |c| c.description())),
+                    Cell::from(severity_label(s)),
+                    Cell::Int(n),
+                ]
+            })
+            .collect(),
+    };
+    let deadline = (f.generated_at + Duration::days(RETURN_DAYS)).date();
+    let actions = match f.kind {
+        ReportKind::SampleAudit => vec![
+            format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐筆完成「抽查工作底稿」黃色欄位，並將檔案回傳衛生局。"),
+            "「異常」為「有」或「主管事前核可」為「否」者，請敘明原因，並依規定通知政風單位。".to_owned(),
+            "「異常查詢」工作表所列事項請查明並回報處理情形。".to_owned(),
+        ],
+        ReportKind::AccountReview => vec![
+            format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐一確認「帳號清查」所列帳號，並填寫處理結果。"),
+            "建議「停用」者（離職、調職、不符資格、閒置）請即向健保署申請停用，並於處理結果填寫「已停用」。".to_owned(),
+            "密碼逾 90 日未更新者，請通知使用者立即更新。".to_owned(),
+        ],
+        ReportKind::QueryCheck => vec![
+            format!("請於 {deadline}（{RETURN_DAYS} 日內）前查明「異常查詢」所列事項並回報。"),
+        ],
+    };
+    let files = Table {
+        headers: headers(&[
+            "檔案",
+            "表別",
+            "編碼",
+            "狀態",
+            "載入列數",
+            "剔除列數",
+            "略過列數",
+            "SHA-256",
+        ]),
+        rows: f
+            .files
+            .iter()
+            .map(|r| {
+                vec![
+                    Cell::Text(r.path.clone()),
+                    Cell::from(r.table.map_or("（未知）", |t| t.name())),
+                    Cell::Text(match &r.sheet {
+                        Some(s) => format!("{} [{s}]", r.encoding),
+                        None => r.encoding.clone(),
+                    }),
+                    Cell::Text(match &r.status {
+                        FileStatus::Loaded => "已載入".into(),
+                        FileStatus::Duplicate { of } => format!("與 {of} 相同，未重複載入"),
+                        FileStatus::Failed { error } => format!("讀取失敗：{error}"),
+                    }),
+                    Cell::Int(r.rows_loaded as i64),
+                    Cell::Int(r.rows_rejected as i64),
+                    Cell::Int(r.rows_skipped as i64),
+                    Cell::Text(r.sha256.clone()),
+                ]
+            })
+            .collect(),
+    };
+    Ok(ReportModel {
+        kind: f.kind,
+        unit_id: unit_id.to_owned(),
+        unit_name,
+        city_wide: false,
+        period_id: f.period_id.clone(),
+        period_label: period_label(&f.period_id),
+        run_id: f.run_id.clone(),
+        generated_at: f.generated_at,
+        actions,
+        by_severity,
+        by_code,
+        severity_by_agency: Table::default(),
+        queries_by_month: Table::default(),
+        query_findings: None,
+        accounts: None,
+        sample: None,
+        files,
+        rejects: None,
+        units: None,
+        notes: Vec::new(),
+    })
+}
+
+fn is_query_code(c: &str) -> bool {
+    c.starts_with("QUERY_") || c == Code::AccountRepeatPattern.as_str()
+}
+
+fn query_findings(findings: &DataFrame) -> PolarsResult<Table> {
+    let codes = strs(findings, "code")?;
+    let sev = strs(findings, "severity")?;
+    let agency = strs(findings, "agency_id")?;
+    let account = strs(findings, "account_id")?;
+    let holder = strs(findings, "holder_name")?;
+    let subject = strs(findings, "subject")?;
+    let at = times(findings, "occurred_at")?;
+    let reason = strs(findings, "reason")?;
+    let file = strs(findings, "source_file")?;
+    let row = findings.column("source_row")?.cast(&DataType::Int64)?;
+    let row: Vec<Option<i64>> = row.i64()?.iter().collect();
+    let mut rows = Vec::new();
+    for i in 0..findings.height() {
+        let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
+            continue;
+        };
+        rows.push(vec![
+            Cell::from(sev[i].and_then(severity_of).map_or("", severity_label)),
+            Cell::from(c),
+            Cell::from(Code::parse(c).map_or("", |c| c.description())),
+            text(agency[i]),
+            text(account[i]),
+            text(holder[i]),
+            text(subject[i]),
+            Cell::from(at[i]),
+            text(reason[i]),
+            text(file[i]),
+            row[i].map_or(Cell::Empty, Cell::Int),
+        ]);
+    }
+    Ok(Table {
+        headers: headers(&[
+            "嚴重度",
+            "代碼",
+            "說明",
+            "機關",
+            "帳號",
+            "使用者",
+            "被查詢人",
+            "時間",
+            "理由",
+            "來源檔案",
+            "來源列",
+        ]),
+        rows,
+    })
+}
+
+fn severity_by_agency(
+    f: &RunFacts<'_>,
+    ids: &[String],
+    findings: &DataFrame,
+) -> PolarsResult<Table> {
+    let agency = strs(findings, "agency_id")?;
+    let sev = strs(findings, "severity")?;
+    let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
+    for (a, s) in agency.iter().zip(&sev) {
+        if let (Some(a), Some(s)) = (a, s.and_then(severity_of)) {
+            *counts.entry((a, s)).or_default() += 1;
+        }
+    }
+    let mut h = vec!["機關".to_owned()];
+    h.extend(Severity::ALL.iter().map(|s| severity_label(*s).to_owned()));
+    Ok(Table {
+        headers: h,
+        rows: ids
+            .iter()
+            .map(|id| {
+                let mut r = vec![Cell::Text(agency_name(f.config, id))];
+                r.extend(
+                    Severity::ALL
+                        .iter()
+                        .map(|s| Cell::Int(counts.get(&(id.as_str(), *s)).copied().unwrap_or(0))),
+                );
+                r
+            })
+            .collect(),
+    })
+}
+
+fn queries_by_month(f: &RunFacts<'_>, ids: &[String]) -> PolarsResult<Table> {
+    let Some(q) = f.queries_by_month else {
+        return Ok(Table::default());
+    };
+    let q = in_set(q, "agency_id", ids)?;
+    let agency = strs(&q, "agency_id")?;
+    let month = strs(&q, "month")?;
+    let n: Vec<Option<u32>> = q
+        .column("queries")?
+        .cast(&DataType::UInt32)?
+        .u32()?
+        .iter()
+        .collect();
+    let mut grid: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
+    let mut present: BTreeSet<&str> = BTreeSet::new();
+    for i in 0..q.height() {
+        if let (Some(a), Some(m), Some(n)) = (agency[i], month[i], n[i]) {
+            *grid.entry(m).or_default().entry(a).or_default() += i64::from(n);
+            present.insert(a);
+        }
+    }
+    let cols: Vec<&String> = ids
+        .iter()
+        .filter(|id| present.contains(id.as_str()))
+        .collect();
+    let mut h = vec!["月份".to_owned()];
+    h.extend(cols.iter().map(|id| agency_name(f.config, id)));
+    Ok(Table {
+        headers: h,
+        rows: grid
+            .iter()
+            .map(|(m, by)| {
+                let mut r = vec![Cell::from(*m)];
+                r.extend(
+                    cols.iter()
+                        .map(|id| Cell::Int(by.get(id.as_str()).copied().unwrap_or(0))),
+                );
+                r
+            })
+            .collect(),
+    })
+}
+
+/// The recommended action for an account from its worst finding.
+fn recommend(worst: Option<Severity>) -> &'static str {
+    match worst {
+        Some(Severity::Critical | Severity::High) => "停用",
+        Some(Severity::Medium) => "調整權限",
+        _ => "保留",
+    }
+}
+
+fn accounts(
+    f: &RunFacts<'_>,
+    roster: &DataFrame,
+    ids: &[String],
+    findings: &DataFrame,
+) -> PolarsResult<Table> {
+    let mut by_account: BTreeMap<&str, (Option<Severity>, Vec<&'static str>)> = BTreeMap::new();
+    let codes = strs(findings, "code")?;
+    let account = strs(findings, "account_id")?;
+    let agency_of_finding = strs(findings, "agency_id")?;
+    for i in 0..findings.height() {
+        let (Some(c), Some(a)) = (codes[i].and_then(Code::parse), account[i]) else {
+            continue;
+        };
+        if is_query_code(c.as_str()) {
+            continue;
+        }
+        let e = by_account.entry(a).or_default();
+        e.0 = Some(e.0.map_or(c.severity(), |w| w.min(c.severity())));
+        if !e.1.contains(&c.description()) {
+            e.1.push(c.description());
+        }
+    }
+    let roster = in_set(roster, "agency_id", ids)?;
+    let r_account = strs(&roster, "account_id")?;
+    let r_agency = strs(&roster, "agency_id")?;
+    let r_holder = strs(&roster, "holder_name")?;
+    let r_role = strs(&roster, "role")?;
+    let r_status = strs(&roster, "status")?;
+    let mut rows = Vec::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let row = |acct: &str, agency: Option<&str>, holder: Cell, role: Cell, status: Cell| {
+        let (worst, found) = by_account.get(acct).cloned().unwrap_or_default();
+        vec![
+            Cell::from(acct),
+            agency.map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
+            holder,
+            role,
+            status,
+            Cell::Text(if found.is_empty() {
+                "無".into()
+            } else {
+                found.join("；")
+            }),
+            Cell::from(recommend(worst)),
+        ]
+    };
+    for i in 0..roster.height() {
+        let Some(a) = r_account[i] else { continue };
+        if !seen.insert(a) {
+            continue;
+        }
+        rows.push(row(
+            a,
+            r_agency[i],
+            text(r_holder[i]),
+            label(&ROLE, r_role[i]),
+            label(&ACCOUNT_STATUS, r_status[i]),
+        ));
+    }
+    // Accounts the log shows but the roster lacks: the officer confirms them too.
+    for i in 0..findings.height() {
+        if codes[i] == Some(Code::AccountNotInRoster.as_str())
+            && let Some(a) = account[i]
+            && agency_of_finding[i].is_some_and(|g| ids.iter().any(|id| id == g))
+            && seen.insert(a)
+        {
+            rows.push(row(
+                a,
+                agency_of_finding[i],
+                Cell::Empty,
+                Cell::Empty,
+                Cell::from("（清冊無此帳號）"),
+            ));
+        }
+    }
+    Ok(Table {
+        headers: headers(&[
+            "帳號",
+            "所屬機關",
+            "使用者",
+            "角色",
+            "帳號狀態",
+            "發現",
+            "建議處理",
+        ]),
+        rows,
+    })
+}
+
+fn sample_section(
+    f: &RunFacts<'_>,
+    m: &Manifest,
+    details: &DataFrame,
+    ids: &[String],
+) -> PolarsResult<SampleSection> {
+    let d = in_set(details, "agency_id", ids)?;
+    let agency = strs(&d, "agency_id")?;
+    let account = strs(&d, "account_id")?;
+    let holder = strs(&d, "holder_name")?;
+    let at = times(&d, "queried_at_exact")?;
+    let item = strs(&d, "query_item")?;
+    let subject = strs(&d, "subject")?;
+    let purpose = strs(&d, "purpose")?;
+    let form = strs(&d, "form_id")?;
+    let form_purpose = strs(&d, "form_purpose")?;
+    let approver = strs(&d, "form_approver")?;
+    let approved = times(&d, "form_approved_at")?;
+    let pre = strs(&d, "prechecks")?;
+    let rows = (0..d.height())
+        .map(|i| {
+            vec![
+                Cell::Int(i as i64 + 1),
+                agency[i].map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
+                text(account[i]),
+                text(holder[i]),
+                Cell::from(at[i]),
+                at[i].map_or(Cell::Empty, |t| Cell::Text(roc_date(t))),
+                text(item[i]),
+                text(subject[i]),
+                label(&PURPOSE, purpose[i]),
+                form[i].map_or(Cell::from("無對應紀錄表"), Cell::from),
+                label(&PURPOSE, form_purpose[i]),
+                text(approver[i]),
+                Cell::from(approved[i]),
+                text(pre[i]),
+            ]
+        })
+        .collect();
+    let unit_strata: Vec<_> = m
+        .units
+        .iter()
+        .filter(|u| ids.first() == Some(&u.unit_id))
+        .flat_map(|u| &u.strata)
+        .collect();
+    Ok(SampleSection {
+        spec_version: m.spec_version.clone(),
+        seed: m.seed.clone(),
+        seed_source: m.seed_source.clone(),
+        draw_number: m.draw_number,
+        drawn_at: m.drawn_at.clone(),
+        frozen_at: m.frozen_at.clone(),
+        period_start: m.period.start.clone(),
+        period_end: m.period.end.clone(),
+        timezone: m.period.timezone.clone(),
+        percent: m.parameters.sample_account_percent,
+        per_account: m.parameters.sample_records_per_account,
+        population_records: m.population_records,
+        population_digest: m.population_digest.clone(),
+        sample_digest: m.sample_digest.clone(),
+        strata: Table {
+            headers: headers(&["機關", "使用中帳號數 N", "抽樣帳號數 n"]),
+            rows: unit_strata
+                .iter()
+                .map(|s| {
+                    vec![
+                        Cell::Text(format!(
+                            "{}（{}）",
+                            agency_name(f.config, &s.agency_id),
+                            s.agency_id
+                        )),
+                        Cell::Int(s.accounts_in_use as i64),
+                        Cell::Int(s.accounts_selected as i64),
+                    ]
+                })
+                .collect(),
+        },
+        inputs: Table {
+            headers: headers(&["檔案", "位元組", "列數", "SHA-256"]),
+            rows: m
+                .inputs
+                .iter()
+                .map(|i| {
+                    vec![
+                        Cell::Text(i.file.clone()),
+                        Cell::Int(i.bytes as i64),
+                        Cell::Int(i.rows as i64),
+                        Cell::Text(i.sha256.clone()),
+                    ]
+                })
+                .collect(),
+        },
+        worksheet: Table {
+            headers: headers(&[
+                "序號",
+                "機關",
+                "帳號",
+                "使用者",
+                "查詢時間",
+                "民國日期",
+                "查詢項目",
+                "被查詢人",
+                "查詢目的",
+                "紀錄表編號",
+                "紀錄表目的",
+                "核准人",
+                "核准時間",
+                "系統預檢",
+            ]),
+            rows,
+        },
+    })
+}
+
+fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
+    let ids = subtree(f.config, unit);
+    let findings = in_set(f.findings, "unit_id", &[unit.to_owned()])?;
+    let mut m = base(f, unit, agency_name(f.config, unit), &findings)?;
+    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
+    m.queries_by_month = queries_by_month(f, &ids)?;
+    if f.kind != ReportKind::AccountReview {
+        m.query_findings = Some(query_findings(&findings)?);
+    }
+    if let Some(roster) = f.roster {
+        m.accounts = Some(accounts(f, roster, &ids, &findings)?);
+    }
+    if let Some((manifest, details)) = f.sample {
+        m.sample = Some(sample_section(f, manifest, details, &ids)?);
+        if manifest.draw_number > 1 {
+            m.notes.push(format!(
+                "本期間已抽籤 {} 次（本次為第 {} 次）；歷次種子均記錄於系統，供稽核查驗。",
+                manifest.draw_number, manifest.draw_number
+            ));
+        }
+    }
+    Ok(m)
+}
+
+fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
+    let hb = f.config.agencies.health_bureau();
+    let mut m = base(f, &hb.id, hb.name.clone(), f.findings)?;
+    m.city_wide = true;
+    let units: Vec<String> = f.config.agencies.units().map(|u| u.id.clone()).collect();
+    m.severity_by_agency = severity_by_agency(f, &units, &{
+        // City-wide, findings are counted per unit.
+        let mut df = f.findings.clone();
+        df.drop_in_place("agency_id")?;
+        let unit = df.column("unit_id")?.clone().with_name("agency_id".into());
+        df.with_column(unit)?;
+        df
+    })?;
+    let sev = strs(f.findings, "severity")?;
+    let unit_of = strs(f.findings, "unit_id")?;
+    let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
+    for (u, s) in unit_of.iter().zip(&sev) {
+        if let (Some(u), Some(s)) = (u, s.and_then(severity_of)) {
+            *counts.entry((u, s)).or_default() += 1;
+        }
+    }
+    let strata: BTreeMap<&str, (u64, u64)> = f
+        .sample
+        .map(|(man, _)| {
+            man.units
+                .iter()
+                .map(|u| {
+                    (
+                        u.unit_id.as_str(),
+                        u.strata.iter().fold((0, 0), |(a, b), s| {
+                            (a + s.accounts_in_use, b + s.accounts_selected)
+                        }),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut h = headers(&["單位", "使用中帳號", "抽樣帳號"]);
+    h.extend(
+        Severity::ALL
+            .iter()
+            .map(|s| format!("發現：{}", severity_label(*s))),
+    );
+    m.units = Some(Table {
+        headers: h,
+        rows: units
+            .iter()
+            .map(|u| {
+                let (n_use, n_sel) = strata.get(u.as_str()).copied().unwrap_or((0, 0));
+                let mut r = vec![
+                    Cell::Text(format!("{}（{u}）", agency_name(f.config, u))),
+                    if f.sample.is_some() {
+                        Cell::Int(n_use as i64)
+                    } else {
+                        Cell::Empty
+                    },
+                    if f.sample.is_some() {
+                        Cell::Int(n_sel as i64)
+                    } else {
+                        Cell::Empty
+                    },
+                ];
+                r.extend(
+                    Severity::ALL
+                        .iter()
+                        .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
+                );
+                r
+            })
+            .collect(),
+    });
+    m.actions = vec![
+        format!(
+            "請督導各單位於 {} 前回傳工作底稿或處理結果。",
+            (f.generated_at + Duration::days(RETURN_DAYS)).date()
+        ),
+        "「剔除資料列」所列為無法讀入之資料，請通知提供機關更正後重新匯出。".to_owned(),
+    ];
+    let rj = f.rejects;
+    let table = strs(rj, "table")?;
+    let file = strs(rj, "source_file")?;
+    let sheet = strs(rj, "sheet")?;
+    let row: Vec<Option<i64>> = rj
+        .column("source_row")?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .iter()
+        .collect();
+    let reason = strs(rj, "reason")?;
+    let raw = strs(rj, "raw")?;
+    m.rejects = Some(Table {
+        headers: headers(&[
+            "表別",
+            "檔案",
+            "工作表",
+            "列",
+            "原因",
+            "原始內容（身分證號已遮蔽）",
+        ]),
+        rows: (0..rj.height())
+            .map(|i| {
+                vec![
+                    text(table[i]),
+                    text(file[i]),
+                    text(sheet[i]),
+                    row[i].map_or(Cell::Empty, Cell::Int),
+                    text(reason[i]),
+                    text(raw[i]),
+                ]
+            })
+            .collect(),
+    });
+    if let Some((manifest, _)) = f.sample {
+        let mut s = sample_section(
+            f,
+            manifest,
+            &DataFrame::empty_with_schema(&sample_schema()),
+            &[],
+        )?;
+        s.strata.rows = manifest
+            .units
+            .iter()
+            .flat_map(|u| &u.strata)
+            .map(|st| {
+                vec![
+                    Cell::Text(format!(
+                        "{}（{}）",
+                        agency_name(f.config, &st.agency_id),
+                        st.agency_id
+                    )),
+                    Cell::Int(st.accounts_in_use as i64),
+                    Cell::Int(st.accounts_selected as i64),
+                ]
+            })
+            .collect();
+        m.sample = Some(s);
+    }
+    Ok(m)
+}
+
+/// The columns [`sample_details`] produces that the worksheet reads.
+fn sample_schema() -> Schema {
+    let t = DataType::Datetime(TimeUnit::Microseconds, None);
+    [
+        ("agency_id", DataType::String),
+        ("account_id", DataType::String),
+        ("holder_name", DataType::String),
+        ("queried_at_exact", t.clone()),
+        ("query_item", DataType::String),
+        ("subject", DataType::String),
+        ("purpose", DataType::String),
+        ("form_id", DataType::String),
+        ("form_purpose", DataType::String),
+        ("form_approver", DataType::String),
+        ("form_approved_at", t),
+        ("prechecks", DataType::String),
+    ]
+    .into_iter()
+    .map(|(n, d)| Field::new(n.into(), d))
+    .collect()
+}

@@ -1,0 +1,222 @@
+//! Excel reports: the workbooks officers read, fill in and file.
+//!
+//! Two halves. [`build`] turns a run's outputs (findings, sample, roster,
+//! manifest, input records) into one [`ReportModel`] per requesting agency
+//! and one for the Health Bureau — plain data, each holding only rows of
+//! its own unit. [`render`] turns a model into `.xlsx` bytes and does
+//! nothing else: no file, no clock, no frame.
+//!
+//! Every text cell from input data is written as a string; one that Excel
+//! could read as a formula (`=`, `+`, `-`, `@`, tab, CR) also gets Excel's
+//! quote prefix (CWE-1236). Subject IDs arrive masked from `build`.
+
+pub mod build;
+mod sheets;
+
+use chrono::NaiveDateTime;
+
+/// What a workbook reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Point 6(1): sheets summary, sample worksheet, query findings, data
+    /// quality, sampling record.
+    SampleAudit,
+    /// Point 6(2) and 5(3): summary, account review, data quality.
+    AccountReview,
+    /// Query explanation of a period: summary, query findings, data quality.
+    QueryCheck,
+}
+
+impl ReportKind {
+    /// Traditional Chinese name, as in subjects and titles.
+    pub fn title(self) -> &'static str {
+        match self {
+            ReportKind::SampleAudit => "抽查工作底稿",
+            ReportKind::AccountReview => "帳號清查",
+            ReportKind::QueryCheck => "查詢稽核",
+        }
+    }
+
+    /// The rule each kind answers.
+    pub fn rule(self) -> &'static str {
+        match self {
+            ReportKind::SampleAudit => {
+                "管理要點第六點第一款：每半年抽查所屬使用帳號至少百分之二十，每帳號至少十筆查詢紀錄"
+            }
+            ReportKind::AccountReview => {
+                "管理要點第六點第二款、第五點第三款：每年清查帳號，離職、調職或不符資格者停用，密碼至少每三個月更新"
+            }
+            ReportKind::QueryCheck => {
+                "管理要點第三點、第五點第二款：查詢應經主管事前核可並填具查詢申請紀錄表"
+            }
+        }
+    }
+}
+
+/// A cell value. Text is always written as a string, never a formula.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Empty,
+    Text(String),
+    Int(i64),
+    /// Local date-time, written as a real Excel date `yyyy/mm/dd hh:mm`.
+    Time(NaiveDateTime),
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Cell {
+        Cell::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Cell {
+        Cell::Text(s)
+    }
+}
+
+impl From<Option<&str>> for Cell {
+    fn from(s: Option<&str>) -> Cell {
+        s.map_or(Cell::Empty, Cell::from)
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(v: i64) -> Cell {
+        Cell::Int(v)
+    }
+}
+
+impl From<Option<NaiveDateTime>> for Cell {
+    fn from(t: Option<NaiveDateTime>) -> Cell {
+        t.map_or(Cell::Empty, Cell::Time)
+    }
+}
+
+/// A table of a sheet: headers and rows. Its rows belong to one unit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// A row of the sample worksheet: the record and what the tool already
+/// knows about it; the auditor's columns are added by the renderer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSection {
+    pub spec_version: String,
+    pub seed: String,
+    pub seed_source: String,
+    pub draw_number: u32,
+    pub drawn_at: String,
+    pub frozen_at: Option<String>,
+    pub period_start: String,
+    pub period_end: String,
+    pub timezone: String,
+    pub percent: u32,
+    pub per_account: u32,
+    pub population_records: u64,
+    pub population_digest: String,
+    pub sample_digest: String,
+    /// `機關, 使用中帳號 N, 抽樣帳號 n`.
+    pub strata: Table,
+    /// `檔案, 位元組, 列數, SHA-256`.
+    pub inputs: Table,
+    /// The sampled records of the unit.
+    pub worksheet: Table,
+}
+
+/// Everything one workbook shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportModel {
+    pub kind: ReportKind,
+    /// The requesting agency the workbook is for (the Health Bureau for the
+    /// city-wide one).
+    pub unit_id: String,
+    pub unit_name: String,
+    /// City-wide: every unit's figures instead of one unit's rows.
+    pub city_wide: bool,
+    pub period_id: String,
+    /// E.g. `2026年上半年`.
+    pub period_label: String,
+    pub run_id: String,
+    pub generated_at: NaiveDateTime,
+    /// What the recipient must do, and by when.
+    pub actions: Vec<String>,
+    /// Findings by severity: `嚴重度, 件數`.
+    pub by_severity: Table,
+    /// Findings by code: `代碼, 說明, 嚴重度, 件數`.
+    pub by_code: Table,
+    /// Chart data: findings per agency and severity (`機關, 嚴重, 高, 中, 低`).
+    pub severity_by_agency: Table,
+    /// Chart data: queries per month (`月份, <agency>…`).
+    pub queries_by_month: Table,
+    /// Query findings, most severe first.
+    pub query_findings: Option<Table>,
+    /// The roster of the unit with findings and a recommended action.
+    pub accounts: Option<Table>,
+    pub sample: Option<SampleSection>,
+    /// Inputs: `檔案, 表別, 編碼, 狀態, 載入, 剔除, 略過, SHA-256`.
+    pub files: Table,
+    /// Rejected rows (city-wide only: a rejected row cannot be placed in a unit).
+    pub rejects: Option<Table>,
+    /// City-wide: one row per unit.
+    pub units: Option<Table>,
+    /// Notes shown on the summary (e.g. a second draw).
+    pub notes: Vec<String>,
+}
+
+/// Renders a workbook.
+pub fn render(model: &ReportModel) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    sheets::render(model)
+}
+
+/// `2026H1` → `2026年上半年` (ROC year too for officers: `115年上半年`).
+pub fn period_label(id: &str) -> String {
+    let (year, rest) = id.split_at(id.len().min(4));
+    let Ok(y) = year.parse::<i32>() else {
+        return id.to_owned();
+    };
+    let part = match rest {
+        "" => "全年",
+        "H1" => "上半年",
+        "H2" => "下半年",
+        "Q1" => "第一季",
+        "Q2" => "第二季",
+        "Q3" => "第三季",
+        "Q4" => "第四季",
+        _ => return id.to_owned(),
+    };
+    format!("{y}年{part}（民國{}年）", y - 1911)
+}
+
+/// Display width of `s` in Excel column units: full-width characters
+/// count two.
+pub fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            let u = c as u32;
+            if (0x1100..=0x115F).contains(&u)
+                || (0x2E80..=0xA4CF).contains(&u)
+                || (0xAC00..=0xD7A3).contains(&u)
+                || (0xF900..=0xFAFF).contains(&u)
+                || (0xFE30..=0xFE4F).contains(&u)
+                || (0xFF00..=0xFF60).contains(&u)
+                || (0xFFE0..=0xFFE6).contains(&u)
+                || u >= 0x20000
+            {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Whether Excel could take `s` for a formula (CWE-1236).
+pub fn looks_like_formula(s: &str) -> bool {
+    s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,553 @@
+//! The renderer: a [`ReportModel`] into workbook bytes with
+//! `rust_xlsxwriter`. One function per sheet; every table goes through
+//! [`write_table`], which writes cells safely, sizes columns for CJK text,
+//! freezes and filters the header, sets up printing and continues on a
+//! second sheet past Excel's row limit.
+
+use chrono::{Datelike, Timelike};
+use rust_xlsxwriter::{
+    Chart, ChartType, Color, ConditionalFormatText, ConditionalFormatTextRule, DataValidation,
+    DataValidationRule, DocProperties, ExcelDateTime, Format, FormatAlign, FormatBorder,
+    ProtectionOptions, Workbook, Worksheet, XlsxError,
+};
+
+use super::{
+    Cell, ReportKind, ReportModel, SampleSection, Table, display_width, looks_like_formula,
+};
+
+/// Excel's rows per sheet, header included.
+const MAX_ROWS: usize = 1_048_576;
+
+/// The formats every sheet uses.
+struct Styles {
+    title: Format,
+    label: Format,
+    header: Format,
+    text: Format,
+    /// Text Excel could take for a formula: shown as written, never run.
+    risky: Format,
+    int: Format,
+    time: Format,
+    /// Auditor input cells on a protected sheet.
+    input: Format,
+    input_date: Format,
+    note: Format,
+}
+
+impl Styles {
+    fn new() -> Styles {
+        let base = Format::new().set_font_name("微軟正黑體").set_font_size(11);
+        let cell = base.clone().set_border(FormatBorder::Thin);
+        Styles {
+            title: base.clone().set_bold().set_font_size(16),
+            label: base.clone().set_bold(),
+            header: cell
+                .clone()
+                .set_bold()
+                .set_background_color(Color::RGB(0xDDEBF7))
+                .set_text_wrap()
+                .set_align(FormatAlign::Center)
+                .set_align(FormatAlign::VerticalCenter),
+            text: cell.clone(),
+            risky: cell.clone().set_quote_prefix(),
+            int: cell.clone().set_num_format("#,##0"),
+            time: cell.clone().set_num_format("yyyy/mm/dd hh:mm"),
+            input: cell
+                .clone()
+                .set_unlocked()
+                .set_background_color(Color::RGB(0xFFF2CC)),
+            input_date: cell
+                .clone()
+                .set_unlocked()
+                .set_background_color(Color::RGB(0xFFF2CC))
+                .set_num_format("yyyy/mm/dd"),
+            note: base.set_font_color(Color::RGB(0xC00000)).set_bold(),
+        }
+    }
+}
+
+fn excel_time(t: &chrono::NaiveDateTime) -> Result<ExcelDateTime, XlsxError> {
+    ExcelDateTime::from_ymd(t.year() as u16, t.month() as u8, t.day() as u8)?.and_hms(
+        t.hour() as u16,
+        t.minute() as u8,
+        t.second(),
+    )
+}
+
+fn put(ws: &mut Worksheet, row: u32, col: u16, cell: &Cell, st: &Styles) -> Result<(), XlsxError> {
+    match cell {
+        Cell::Empty => {
+            ws.write_blank(row, col, &st.text)?;
+        }
+        Cell::Text(s) if looks_like_formula(s) => {
+            ws.write_string_with_format(row, col, s, &st.risky)?;
+        }
+        Cell::Text(s) => {
+            ws.write_string_with_format(row, col, s, &st.text)?;
+        }
+        Cell::Int(v) => {
+            ws.write_number_with_format(row, col, *v as f64, &st.int)?;
+        }
+        Cell::Time(t) => {
+            ws.write_datetime_with_format(row, col, excel_time(t)?, &st.time)?;
+        }
+    }
+    Ok(())
+}
+
+fn cell_width(cell: &Cell) -> usize {
+    match cell {
+        Cell::Empty => 0,
+        Cell::Text(s) => display_width(s),
+        Cell::Int(v) => v.to_string().len() + 2,
+        Cell::Time(_) => 16,
+    }
+}
+
+/// Extra columns after a table's own: the auditor's inputs.
+struct InputColumns<'a> {
+    headers: &'a [&'static str],
+    /// Drop-down choices per input column (empty: free text; `None` for a
+    /// date column).
+    choices: &'a [Option<&'a [&'a str]>],
+}
+
+/// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
+/// as many as Excel's row limit needs. Returns the sheets' names.
+fn write_table(
+    wb: &mut Workbook,
+    name: &str,
+    title: &str,
+    table: &Table,
+    inputs: Option<&InputColumns<'_>>,
+    model: &ReportModel,
+    st: &Styles,
+) -> Result<Vec<String>, XlsxError> {
+    let first_row = 2u32; // title, blank, header
+    let per_sheet = MAX_ROWS - first_row as usize - 1;
+    let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
+        vec![&[]]
+    } else {
+        table.rows.chunks(per_sheet).collect()
+    };
+    let n_inputs = inputs.map_or(0, |i| i.headers.len());
+    let mut names = Vec::new();
+    for (k, rows) in chunks.into_iter().enumerate() {
+        let sheet_name = if k == 0 {
+            name.to_owned()
+        } else {
+            format!("{name}({})", k + 1)
+        };
+        let ws = wb.add_worksheet();
+        ws.set_name(&sheet_name)?;
+        ws.write_string_with_format(0, 0, title, &st.title)?;
+        let mut widths: Vec<usize> = table.headers.iter().map(|h| display_width(h)).collect();
+        for (c, h) in table.headers.iter().enumerate() {
+            ws.write_string_with_format(first_row, c as u16, h, &st.header)?;
+        }
+        if let Some(inp) = inputs {
+            for (j, h) in inp.headers.iter().enumerate() {
+                let c = (table.headers.len() + j) as u16;
+                ws.write_string_with_format(first_row, c, *h, &st.header)?;
+                widths.push(display_width(h).max(10));
+            }
+        }
+        for (i, row) in rows.iter().enumerate() {
+            let r = first_row + 1 + i as u32;
+            for (c, cell) in row.iter().enumerate() {
+                put(ws, r, c as u16, cell, st)?;
+                if i < 2000 {
+                    widths[c] = widths[c].max(cell_width(cell));
+                }
+            }
+            if let Some(inp) = inputs {
+                for (j, choice) in inp.choices.iter().enumerate() {
+                    let c = (table.headers.len() + j) as u16;
+                    let fmt = if choice.is_none() {
+                        &st.input_date
+                    } else {
+                        &st.input
+                    };
+                    ws.write_blank(r, c, fmt)?;
+                }
+            }
+        }
+        for (c, w) in widths.iter().enumerate() {
+            ws.set_column_width(c as u16, (*w).clamp(6, 60) as f64 + 2.0)?;
+        }
+        let last_col = (table.headers.len() + n_inputs).saturating_sub(1) as u16;
+        let last_row = first_row + rows.len() as u32;
+        ws.set_freeze_panes(first_row + 1, 0)?;
+        ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
+        ws.set_landscape();
+        ws.set_paper_size(9); // A4
+        ws.set_print_fit_to_pages(1, 0);
+        ws.set_repeat_rows(first_row, first_row)?;
+        ws.set_header(format!(
+            "&L{}&C{} {}&R{}",
+            escape_header(&model.unit_name),
+            escape_header(model.kind.title()),
+            escape_header(&sheet_name),
+            escape_header(&model.period_label)
+        ));
+        ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
+        if let Some(inp) = inputs
+            && !rows.is_empty()
+        {
+            for (j, choice) in inp.choices.iter().enumerate() {
+                let c = (table.headers.len() + j) as u16;
+                let dv = match choice {
+                    Some(list) if !list.is_empty() => DataValidation::new()
+                        .allow_list_strings(list)?
+                        .set_error_message("請由下拉選單選擇")?,
+                    Some(_) => continue,
+                    None => DataValidation::new().allow_date(DataValidationRule::GreaterThan(
+                        ExcelDateTime::from_ymd(2000, 1, 1)?,
+                    )),
+                };
+                ws.add_data_validation(first_row + 1, c, last_row, c, &dv)?;
+            }
+            let options = ProtectionOptions {
+                use_autofilter: true,
+                sort: false,
+                format_columns: true,
+                ..ProtectionOptions::default()
+            };
+            ws.protect_with_options(&options);
+        }
+        // Severity colours wherever a 嚴重度 column is.
+        if let Some(c) = table.headers.iter().position(|h| h == "嚴重度") {
+            for (word, rgb) in [("嚴重", 0xF4B6B6), ("高", 0xF8CBAD), ("中", 0xFFE699)] {
+                let cf = ConditionalFormatText::new()
+                    .set_rule(ConditionalFormatTextRule::BeginsWith(word.into()))
+                    .set_format(Format::new().set_background_color(Color::RGB(rgb)));
+                ws.add_conditional_format(
+                    first_row + 1,
+                    c as u16,
+                    last_row.max(first_row + 1),
+                    c as u16,
+                    &cf,
+                )?;
+            }
+        }
+        names.push(sheet_name);
+    }
+    Ok(names)
+}
+
+/// `&` starts a code in Excel headers and footers.
+fn escape_header(s: &str) -> String {
+    s.replace('&', "&&")
+}
+
+/// Writes a `label: value` list from `row`; returns the next free row.
+fn write_pairs(
+    ws: &mut Worksheet,
+    mut row: u32,
+    pairs: &[(&str, Cell)],
+    st: &Styles,
+) -> Result<u32, XlsxError> {
+    for (label, value) in pairs {
+        ws.write_string_with_format(row, 0, *label, &st.label)?;
+        put(ws, row, 1, value, st)?;
+        row += 1;
+    }
+    Ok(row)
+}
+
+/// Writes a small table at (`row`, `col`); returns the next free row.
+fn write_block(
+    ws: &mut Worksheet,
+    row: u32,
+    col: u16,
+    table: &Table,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
+    for (c, h) in table.headers.iter().enumerate() {
+        ws.write_string_with_format(row, col + c as u16, h, &st.header)?;
+    }
+    for (i, r) in table.rows.iter().enumerate() {
+        for (c, cell) in r.iter().enumerate() {
+            put(ws, row + 1 + i as u32, col + c as u16, cell, st)?;
+        }
+    }
+    Ok(row + 1 + table.rows.len() as u32)
+}
+
+fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
+    let ws = wb.add_worksheet();
+    ws.set_name("摘要")?;
+    ws.set_column_width(0, 22)?;
+    ws.set_column_width(1, 70)?;
+    let title = if m.city_wide {
+        format!(
+            "健保WebIR查詢稽核 {} 全市彙整（{}）",
+            m.kind.title(),
+            m.unit_name
+        )
+    } else {
+        format!("健保WebIR查詢稽核 {}：{}", m.kind.title(), m.unit_name)
+    };
+    ws.write_string_with_format(0, 0, &title, &st.title)?;
+    let mut row = write_pairs(
+        ws,
+        2,
+        &[
+            (
+                "機關",
+                Cell::Text(format!("{}（{}）", m.unit_name, m.unit_id)),
+            ),
+            ("期間", Cell::Text(m.period_label.clone())),
+            ("執行編號", Cell::Text(m.run_id.clone())),
+            ("產製時間", Cell::Time(m.generated_at)),
+            ("依據", Cell::Text(m.kind.rule().into())),
+        ],
+        st,
+    )?;
+    for n in &m.notes {
+        ws.write_string_with_format(row, 0, "注意", &st.note)?;
+        ws.write_string_with_format(row, 1, n, &st.note)?;
+        row += 1;
+    }
+    row += 1;
+    ws.write_string_with_format(row, 0, "應辦事項", &st.label)?;
+    row += 1;
+    for (i, a) in m.actions.iter().enumerate() {
+        ws.write_string_with_format(row, 0, format!("{}.", i + 1), &st.text)?;
+        ws.write_string_with_format(row, 1, a, &st.text)?;
+        row += 1;
+    }
+    if let Some(s) = &m.sample {
+        row += 1;
+        ws.write_string_with_format(row, 0, "抽樣", &st.label)?;
+        row = write_pairs(
+            ws,
+            row + 1,
+            &[
+                (
+                    "種子",
+                    Cell::Text(format!("{}（{}）", s.seed, seed_source(&s.seed_source))),
+                ),
+                ("抽籤次數", Cell::Int(i64::from(s.draw_number))),
+                ("母體摘要值", Cell::Text(s.population_digest.clone())),
+                ("樣本摘要值", Cell::Text(s.sample_digest.clone())),
+            ],
+            st,
+        )?;
+    }
+    row += 1;
+    ws.write_string_with_format(row, 0, "發現統計", &st.label)?;
+    row = write_block(ws, row + 1, 0, &m.by_severity, st)? + 1;
+    let code_table_row = row;
+    row = write_block(ws, row, 0, &m.by_code, st)? + 1;
+    let _ = code_table_row;
+    if let Some(units) = &m.units {
+        ws.write_string_with_format(row, 0, "各單位", &st.label)?;
+        row = write_block(ws, row + 1, 0, units, st)? + 1;
+    }
+    ws.write_string_with_format(row, 0, "資料品質", &st.label)?;
+    let loaded = m.files.rows.len();
+    ws.write_string_with_format(
+        row,
+        1,
+        format!("使用 {loaded} 個檔案；明細見「資料品質」工作表"),
+        &st.text,
+    )?;
+    row += 2;
+
+    // Charts, with their data beside them.
+    let data_col: u16 = 12;
+    let sev = &m.severity_by_agency;
+    if !sev.rows.is_empty() {
+        ws.write_string_with_format(0, data_col, "圖表資料", &st.label)?;
+        let top = 2u32;
+        let end = write_block(ws, top, data_col, sev, st)?;
+        let mut chart = Chart::new(ChartType::ColumnStacked);
+        chart.title().set_name("各機關發現件數（依嚴重度）");
+        for s in 1..sev.headers.len() as u16 {
+            chart
+                .add_series()
+                .set_name(("摘要", top, data_col + s))
+                .set_categories(("摘要", top + 1, data_col, end - 1, data_col))
+                .set_values(("摘要", top + 1, data_col + s, end - 1, data_col + s));
+        }
+        ws.insert_chart(row, 0, &chart)?;
+        row += 16;
+        let q = &m.queries_by_month;
+        if !q.rows.is_empty() && q.headers.len() > 1 {
+            let top2 = end + 1;
+            let end2 = write_block(ws, top2, data_col, q, st)?;
+            let mut chart = Chart::new(ChartType::Line);
+            chart.title().set_name("各機關每月查詢次數");
+            for s in 1..q.headers.len() as u16 {
+                chart
+                    .add_series()
+                    .set_name(("摘要", top2, data_col + s))
+                    .set_categories(("摘要", top2 + 1, data_col, end2 - 1, data_col))
+                    .set_values(("摘要", top2 + 1, data_col + s, end2 - 1, data_col + s));
+            }
+            ws.insert_chart(row, 0, &chart)?;
+        }
+    }
+    ws.set_landscape();
+    ws.set_paper_size(9);
+    ws.set_print_fit_to_pages(1, 0);
+    Ok(())
+}
+
+fn seed_source(s: &str) -> &'static str {
+    match s {
+        "given" => "公開抽籤提供",
+        _ => "系統亂數產生",
+    }
+}
+
+fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<(), XlsxError> {
+    let ws = wb.add_worksheet();
+    ws.set_name("抽樣資訊")?;
+    ws.set_column_width(0, 26)?;
+    ws.set_column_width(1, 70)?;
+    ws.set_column_width(2, 12)?;
+    ws.set_column_width(3, 70)?;
+    ws.write_string_with_format(0, 0, "抽樣紀錄（可依公開種子重現）", &st.title)?;
+    let mut row = write_pairs(
+        ws,
+        2,
+        &[
+            ("規格版本", Cell::Text(s.spec_version.clone())),
+            ("種子", Cell::Text(s.seed.clone())),
+            ("種子來源", Cell::Text(seed_source(&s.seed_source).into())),
+            ("抽籤次數", Cell::Int(i64::from(s.draw_number))),
+            ("抽籤時間", Cell::Text(s.drawn_at.clone())),
+            (
+                "母體凍結時間",
+                Cell::Text(s.frozen_at.clone().unwrap_or_else(|| "未凍結".into())),
+            ),
+            ("期間起", Cell::Text(s.period_start.clone())),
+            ("期間迄（不含）", Cell::Text(s.period_end.clone())),
+            ("時區", Cell::Text(s.timezone.clone())),
+            ("帳號抽樣比例（%）", Cell::Int(i64::from(s.percent))),
+            ("每帳號抽查筆數", Cell::Int(i64::from(s.per_account))),
+            ("母體筆數", Cell::Int(s.population_records as i64)),
+            ("母體摘要值 SHA-256", Cell::Text(s.population_digest.clone())),
+            ("樣本摘要值 SHA-256", Cell::Text(s.sample_digest.clone())),
+            (
+                "重現方式",
+                Cell::Text(
+                    "webir-audit verify 執行資料夾；或 python3 tools/verify_sample.py 執行資料夾（規格見 docs/sampling.md）"
+                        .into(),
+                ),
+            ),
+        ],
+        st,
+    )?;
+    row += 1;
+    ws.write_string_with_format(row, 0, "分層（各機關）", &st.label)?;
+    row = write_block(ws, row + 1, 0, &s.strata, st)? + 1;
+    ws.write_string_with_format(row, 0, "輸入檔案", &st.label)?;
+    write_block(ws, row + 1, 0, &s.inputs, st)?;
+    Ok(())
+}
+
+pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
+    let st = Styles::new();
+    let mut wb = Workbook::new();
+    let mut props = DocProperties::new()
+        .set_title(format!(
+            "健保WebIR查詢稽核 {} {}",
+            m.kind.title(),
+            m.unit_name
+        ))
+        .set_subject(m.period_label.clone())
+        .set_company("高雄市政府")
+        .set_author("webir-audit")
+        .set_custom_property("webir_run_id", m.run_id.as_str())
+        .set_custom_property("webir_unit_id", m.unit_id.as_str())
+        .set_custom_property("webir_kind", m.kind.title());
+    if let Some(s) = &m.sample {
+        props = props
+            .set_custom_property("webir_sample_digest", s.sample_digest.as_str())
+            .set_custom_property("webir_seed", s.seed.as_str());
+    }
+    wb.set_properties(&props);
+
+    summary(&mut wb, m, &st)?;
+    let heading = |sheet: &str| format!("{} {} {}", m.unit_name, m.period_label, sheet);
+    if let (ReportKind::SampleAudit, Some(s), false) = (m.kind, &m.sample, m.city_wide) {
+        let yes_no: &[&str] = &["是", "否"];
+        let yes_no_unsure: &[&str] = &["是", "否", "不確定"];
+        let none_some: &[&str] = &["無", "有"];
+        let free: &[&str] = &[];
+        let inputs = InputColumns {
+            headers: &[
+                "紀錄表已填具",
+                "主管事前核可",
+                "事由與查詢相符",
+                "異常",
+                "說明",
+                "稽核人員",
+                "稽核日期",
+            ],
+            choices: &[
+                Some(yes_no),
+                Some(yes_no),
+                Some(yes_no_unsure),
+                Some(none_some),
+                Some(free),
+                Some(free),
+                None,
+            ],
+        };
+        write_table(
+            &mut wb,
+            "抽查工作底稿",
+            &heading("抽查工作底稿（黃色欄位由稽核人員填寫）"),
+            &s.worksheet,
+            Some(&inputs),
+            m,
+            &st,
+        )?;
+    }
+    if let Some(accounts) = &m.accounts {
+        let inputs = InputColumns {
+            headers: &["處理結果", "說明"],
+            choices: &[Some(&["已停用", "已調整權限", "保留", "其他"]), Some(&[])],
+        };
+        write_table(
+            &mut wb,
+            "帳號清查",
+            &heading("帳號清查（請逐一確認並填寫處理結果）"),
+            accounts,
+            Some(&inputs),
+            m,
+            &st,
+        )?;
+    }
+    if let Some(q) = &m.query_findings {
+        write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, None, m, &st)?;
+    }
+    write_table(
+        &mut wb,
+        "資料品質",
+        &heading("資料品質：輸入檔案"),
+        &m.files,
+        None,
+        m,
+        &st,
+    )?;
+    if let Some(r) = &m.rejects {
+        write_table(
+            &mut wb,
+            "剔除資料列",
+            &heading("剔除資料列"),
+            r,
+            None,
+            m,
+            &st,
+        )?;
+    }
+    if let Some(s) = &m.sample {
+        sampling_record(&mut wb, s, &st)?;
+    }
+    wb.save_to_buffer()
+}
