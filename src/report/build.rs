@@ -714,6 +714,29 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let hb = f.config.agencies.health_bureau();
     let mut m = base(f, &hb.id, hb.name.clone(), f.findings)?;
     m.city_wide = true;
+    if f.kind != ReportKind::AccountReview {
+        m.query_findings = Some(query_findings(f.findings)?);
+    }
+    if let Some(roster) = f.roster {
+        // Point 4(5): the Health Bureau reviews every officer and chief
+        // administrator account of the city.
+        let officers = roster
+            .clone()
+            .lazy()
+            .filter(one_of(
+                col("role"),
+                Series::new("r".into(), ["chief_admin", "officer"]),
+            ))
+            .collect()?;
+        let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
+        let findings = f
+            .findings
+            .clone()
+            .lazy()
+            .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
+            .collect()?;
+        m.accounts = Some(accounts(f, &officers, &all, &findings)?);
+    }
     let units: Vec<String> = f.config.agencies.units().map(|u| u.id.clone()).collect();
     m.severity_by_agency = severity_by_agency(f, &units, &{
         // City-wide, findings are counted per unit.

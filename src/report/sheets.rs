@@ -513,15 +513,15 @@ pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
             headers: &["處理結果", "說明"],
             choices: &[Some(&["已停用", "已調整權限", "保留", "其他"]), Some(&[])],
         };
-        write_table(
-            &mut wb,
-            "帳號清查",
-            &heading("帳號清查（請逐一確認並填寫處理結果）"),
-            accounts,
-            Some(&inputs),
-            m,
-            &st,
-        )?;
+        let (name, title) = if m.city_wide {
+            (
+                "專責人員帳號",
+                heading("總管理者及專責人員帳號清查（管理要點第四點第五款）"),
+            )
+        } else {
+            ("帳號清查", heading("帳號清查（請逐一確認並填寫處理結果）"))
+        };
+        write_table(&mut wb, name, &title, accounts, Some(&inputs), m, &st)?;
     }
     if let Some(q) = &m.query_findings {
         write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, None, m, &st)?;

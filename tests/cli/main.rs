@@ -4,5 +4,6 @@
 mod commands;
 mod harness;
 mod ingest;
+mod reports;
 mod sample_data;
 mod sampling;

@@ -1,0 +1,346 @@
+//! The workbooks as an officer opens them: read back with calamine (and
+//! their XML where calamine does not look: protection, drop-downs,
+//! formulas), checked for what each unit may see, for masking, and for
+//! cells that could run as formulas.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use calamine::{Data, Reader, Xlsx, open_workbook};
+
+use crate::harness::{Test, repo, run_binary};
+use crate::sample_data::copy_dir;
+
+type Sheets = BTreeMap<String, Vec<Vec<Data>>>;
+
+fn read(path: &Path) -> (Vec<String>, Sheets) {
+    let mut wb: Xlsx<_> = open_workbook(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let names = wb.sheet_names().to_vec();
+    let mut sheets = BTreeMap::new();
+    for n in &names {
+        let range = wb.worksheet_range(n).unwrap();
+        let rows: Vec<Vec<Data>> = range.rows().map(|r| r.to_vec()).collect();
+        sheets.insert(n.clone(), rows);
+    }
+    (names, sheets)
+}
+
+fn xml(path: &Path, member: &str) -> String {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut s = String::new();
+    zip.by_name(member).unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
+fn members(path: &Path) -> Vec<String> {
+    let zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    zip.file_names().map(|n| n.unwrap().into_owned()).collect()
+}
+
+fn text(d: &Data) -> String {
+    match d {
+        Data::String(s) => s.clone(),
+        Data::Empty => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A Taiwanese national ID or resident certificate number, unmasked.
+fn has_national_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.windows(10).enumerate().any(|(i, w)| {
+        w[0].is_ascii_uppercase()
+            && (w[1].is_ascii_digit() || w[1].is_ascii_uppercase())
+            && w[2..].iter().all(u8::is_ascii_digit)
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+            && b.get(i + 10).is_none_or(|c| !c.is_ascii_alphanumeric())
+    })
+}
+
+/// The header row of a table sheet (row 3) and its data rows.
+fn table<'a>(sheets: &'a Sheets, name: &str) -> (Vec<String>, &'a [Vec<Data>]) {
+    let rows = &sheets[name];
+    let header = rows[2].iter().map(text).collect();
+    (header, &rows[3..])
+}
+
+fn column(header: &[String], name: &str) -> usize {
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+}
+
+struct City {
+    tmp: tempfile::TempDir,
+    config: webir_audit::config::Config,
+}
+
+impl City {
+    fn new() -> City {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
+        let config = webir_audit::config::load(&tmp.path().join("city/webir-audit.toml")).unwrap();
+        City { tmp, config }
+    }
+
+    fn run(&self, args: &[&str]) -> PathBuf {
+        let config = self.tmp.path().join("city/webir-audit.toml");
+        let mut all = args.to_vec();
+        all.extend(["--config", config.to_str().unwrap()]);
+        let out = run_binary(&all, self.tmp.path());
+        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        PathBuf::from(out.stdout.lines().last().unwrap())
+    }
+
+    /// Agency ids and names of `unit`'s subtree.
+    fn subtree(&self, unit: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let a: Vec<_> = self
+            .config
+            .agencies
+            .iter()
+            .filter(|a| a.unit == unit)
+            .collect();
+        (
+            a.iter().map(|a| a.id.clone()).collect(),
+            a.iter().map(|a| a.name.clone()).collect(),
+        )
+    }
+}
+
+#[test]
+fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
+    let city = City::new();
+    let dir = city.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        "12345678901234567890",
+    ]);
+    let sample = std::fs::read_to_string(dir.join("sample.csv")).unwrap();
+    let units: Vec<String> = city.config.agencies.units().map(|u| u.id.clone()).collect();
+    assert_eq!(units.len(), 10);
+    for unit in &units {
+        let path = dir.join(format!("reports/{unit}.xlsx"));
+        let (names, sheets) = read(&path);
+        assert_eq!(
+            names,
+            ["摘要", "抽查工作底稿", "異常查詢", "資料品質", "抽樣資訊"],
+            "{unit}"
+        );
+        let (ids, agency_names) = city.subtree(unit);
+
+        // The worksheet: this unit's sampled records, all of them, nobody else's.
+        let (h, rows) = table(&sheets, "抽查工作底稿");
+        assert_eq!(
+            h[..14],
+            [
+                "序號",
+                "機關",
+                "帳號",
+                "使用者",
+                "查詢時間",
+                "民國日期",
+                "查詢項目",
+                "被查詢人",
+                "查詢目的",
+                "紀錄表編號",
+                "紀錄表目的",
+                "核准人",
+                "核准時間",
+                "系統預檢"
+            ]
+        );
+        assert_eq!(
+            h[14..],
+            [
+                "紀錄表已填具",
+                "主管事前核可",
+                "事由與查詢相符",
+                "異常",
+                "說明",
+                "稽核人員",
+                "稽核日期"
+            ]
+        );
+        let expected = sample
+            .lines()
+            .filter(|l| l.starts_with(&format!("{unit},")))
+            .count();
+        assert_eq!(rows.len(), expected, "{unit}");
+        for r in rows {
+            assert!(
+                agency_names.contains(&text(&r[column(&h, "機關")])),
+                "{unit}: {r:?}"
+            );
+            assert!(
+                matches!(r[column(&h, "查詢時間")], Data::DateTime(_)),
+                "a real Excel date"
+            );
+            let form = text(&r[column(&h, "紀錄表編號")]);
+            assert!(!form.is_empty(), "a form or 無對應紀錄表");
+        }
+        let (h, rows) = table(&sheets, "異常查詢");
+        for r in rows {
+            assert!(ids.contains(&text(&r[column(&h, "機關")])), "{unit}: {r:?}");
+        }
+
+        // Masking: no national ID anywhere a person reads.
+        for (name, rows) in &sheets {
+            for r in rows {
+                for c in r {
+                    assert!(!has_national_id(&text(c)), "{unit}/{name}: {c:?}");
+                }
+            }
+        }
+
+        // The auditor's columns: drop-downs on a protected sheet, cells unlocked.
+        let sheet = xml(&path, "xl/worksheets/sheet2.xml");
+        assert!(sheet.contains("<sheetProtection"), "{unit}");
+        for list in [r#""是,否""#, r#""是,否,不確定""#, r#""無,有""#] {
+            assert!(sheet.contains(list), "{unit}: {list}");
+        }
+        assert!(sheet.contains("type=\"date\""), "稽核日期 takes dates only");
+        assert!(xml(&path, "xl/styles.xml").contains("locked=\"0\""));
+        assert!(!sheet.contains("<f>"), "no formula anywhere");
+        assert!(sheet.contains("<pageSetup") && sheet.contains("orientation=\"landscape\""));
+        assert!(sheet.contains("<autoFilter") && sheet.contains("state=\"frozen\""));
+        let files = members(&path);
+        assert!(
+            files.iter().any(|f| f.starts_with("xl/charts/chart")),
+            "{unit}: charts"
+        );
+        let props = xml(&path, "docProps/custom.xml");
+        assert!(props.contains(&dir.file_name().unwrap().to_string_lossy().to_string()));
+    }
+
+    // The Health Bureau's city-wide workbook: every unit, and the rejects.
+    let path = dir.join("reports/city-wide.xlsx");
+    let (names, sheets) = read(&path);
+    assert_eq!(
+        names,
+        ["摘要", "異常查詢", "資料品質", "剔除資料列", "抽樣資訊"]
+    );
+    let summary: Vec<String> = sheets["摘要"].iter().map(|r| text(&r[0])).collect();
+    for unit in &units {
+        assert!(
+            summary.iter().any(|s| s.ends_with(&format!("（{unit}）"))),
+            "{unit}"
+        );
+    }
+    let seed_row = sheets["摘要"]
+        .iter()
+        .find(|r| text(&r[0]) == "種子")
+        .unwrap();
+    assert!(text(&seed_row[1]).starts_with("12345678901234567890"));
+    for rows in sheets.values() {
+        for r in rows {
+            for c in r {
+                assert!(!has_national_id(&text(c)), "city-wide: {c:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
+    let city = City::new();
+    let dir = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+    let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    let roster = webir_audit::ingest::ingest(&city.config, None).unwrap();
+    let roster = roster.table(webir_audit::model::Table::Roster);
+    let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
+    let agencies = roster.column("agency_id").unwrap().str().unwrap().clone();
+    for unit in city.config.agencies.units() {
+        let path = dir.join(format!("reports/{}.xlsx", unit.id));
+        let (names, sheets) = read(&path);
+        assert_eq!(names, ["摘要", "帳號清查", "資料品質"]);
+        let (ids, _) = city.subtree(&unit.id);
+        let mut want: BTreeSet<String> = accounts
+            .iter()
+            .zip(agencies.iter())
+            .filter(|(_, g)| g.is_some_and(|g| ids.contains(g)))
+            .filter_map(|(a, _)| a.map(str::to_owned))
+            .collect();
+        for l in findings
+            .lines()
+            .filter(|l| l.starts_with("ACCOUNT_NOT_IN_ROSTER,"))
+        {
+            let f: Vec<&str> = l.split(',').collect();
+            if ids.contains(f[3]) {
+                want.insert(f[4].to_owned());
+            }
+        }
+        let (h, rows) = table(&sheets, "帳號清查");
+        let got: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
+        assert_eq!(got, want, "{}", unit.id);
+        let action = column(&h, "建議處理");
+        let found = column(&h, "發現");
+        for r in rows {
+            let a = text(&r[action]);
+            assert!(["停用", "調整權限", "保留"].contains(&a.as_str()), "{a}");
+            if text(&r[found]).contains("離職") {
+                assert_eq!(a, "停用", "{r:?}");
+            }
+            if text(&r[found]) == "無" {
+                assert_eq!(a, "保留", "{r:?}");
+            }
+        }
+        let sheet = xml(&path, "xl/worksheets/sheet2.xml");
+        assert!(sheet.contains(r#""已停用,已調整權限,保留,其他""#));
+        assert!(sheet.contains("<sheetProtection"));
+    }
+    // Point 4(5): the Health Bureau reviews every officer account.
+    let (names, sheets) = read(&dir.join("reports/city-wide.xlsx"));
+    assert_eq!(names, ["摘要", "專責人員帳號", "資料品質", "剔除資料列"]);
+    let roles = roster.column("role").unwrap().str().unwrap().clone();
+    let officers: BTreeSet<String> = accounts
+        .iter()
+        .zip(roles.iter())
+        .filter(|(_, r)| matches!(r, Some("officer" | "chief_admin")))
+        .filter_map(|(a, _)| a.map(str::to_owned))
+        .collect();
+    let (_, rows) = table(&sheets, "專責人員帳號");
+    let got: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
+    assert_eq!(got, officers);
+}
+
+/// Input that looks like a formula stays text: written as a string with
+/// Excel's quote prefix, never as a formula.
+#[test]
+fn formula_lookalikes_from_input_are_never_formulas() {
+    let evil = "=HYPERLINK(\"http://x.example\",\"點我\")";
+    let t = Test::new().file(
+        "inbox/query_logs/log.csv",
+        format!(
+            "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
+             \"{}\",2026-03-02 10:00:00,@SUM(1),A123456789,public_health,成功,KHB,+886\n",
+            evil.replace('"', "\"\"")
+        ),
+    );
+    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+    let path = dir.join("reports/KHB.xlsx");
+    let (_, sheets) = read(&path);
+    let (h, rows) = table(&sheets, "異常查詢");
+    assert!(!rows.is_empty());
+    let account = column(&h, "帳號");
+    assert!(
+        rows.iter()
+            .all(|r| r[account] == Data::String(evil.to_owned()))
+    );
+    let mut any_formula = false;
+    for m in members(&path)
+        .iter()
+        .filter(|m| m.starts_with("xl/worksheets/"))
+    {
+        any_formula |= xml(&path, m).contains("<f>");
+    }
+    assert!(!any_formula, "no cell is a formula");
+    assert!(xml(&path, "xl/styles.xml").contains("quotePrefix=\"1\""));
+    assert!(!has_national_id(&format!("{sheets:?}")));
+}
