@@ -24,6 +24,8 @@ struct Styles {
     label: Format,
     header: Format,
     text: Format,
+    /// Long text in the summary's value column.
+    wrap: Format,
     /// Text Excel could take for a formula: shown as written, never run.
     risky: Format,
     int: Format,
@@ -49,6 +51,7 @@ impl Styles {
                 .set_align(FormatAlign::Center)
                 .set_align(FormatAlign::VerticalCenter),
             text: cell.clone(),
+            wrap: cell.clone().set_text_wrap().set_align(FormatAlign::Top),
             risky: cell.clone().set_quote_prefix(),
             int: cell.clone().set_num_format("#,##0"),
             time: cell.clone().set_num_format("yyyy/mm/dd hh:mm"),
@@ -100,7 +103,7 @@ fn cell_width(cell: &Cell) -> usize {
         Cell::Empty => 0,
         Cell::Text(s) => display_width(s),
         Cell::Int(v) => v.to_string().len() + 2,
-        Cell::Time(_) => 16,
+        Cell::Time(_) => 18,
     }
 }
 
@@ -249,7 +252,12 @@ fn write_pairs(
 ) -> Result<u32, XlsxError> {
     for (label, value) in pairs {
         ws.write_string_with_format(row, 0, *label, &st.label)?;
-        put(ws, row, 1, value, st)?;
+        match value {
+            Cell::Text(s) if !looks_like_formula(s) => {
+                ws.write_string_with_format(row, 1, s, &st.wrap)?;
+            }
+            other => put(ws, row, 1, other, st)?,
+        }
         row += 1;
     }
     Ok(row)
@@ -277,8 +285,10 @@ fn write_block(
 fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
     ws.set_name("摘要")?;
-    ws.set_column_width(0, 22)?;
-    ws.set_column_width(1, 70)?;
+    ws.set_column_width(0, 36)?;
+    ws.set_column_width(1, 80)?;
+    ws.set_column_width(2, 10)?;
+    ws.set_column_width(3, 8)?;
     let title = if m.city_wide {
         format!(
             "健保WebIR查詢稽核 {} 全市彙整（{}）",
@@ -314,7 +324,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     row += 1;
     for (i, a) in m.actions.iter().enumerate() {
         ws.write_string_with_format(row, 0, format!("{}.", i + 1), &st.text)?;
-        ws.write_string_with_format(row, 1, a, &st.text)?;
+        ws.write_string_with_format(row, 1, a, &st.wrap)?;
         row += 1;
     }
     if let Some(s) = &m.sample {
@@ -338,9 +348,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     row += 1;
     ws.write_string_with_format(row, 0, "發現統計", &st.label)?;
     row = write_block(ws, row + 1, 0, &m.by_severity, st)? + 1;
-    let code_table_row = row;
     row = write_block(ws, row, 0, &m.by_code, st)? + 1;
-    let _ = code_table_row;
     if let Some(units) = &m.units {
         ws.write_string_with_format(row, 0, "各單位", &st.label)?;
         row = write_block(ws, row + 1, 0, units, st)? + 1;
@@ -355,36 +363,34 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     )?;
     row += 2;
 
-    // Charts, with their data beside them.
-    let data_col: u16 = 12;
+    // Charts; their data is on the 圖表資料 sheet, written after this one.
     let sev = &m.severity_by_agency;
     if !sev.rows.is_empty() {
-        ws.write_string_with_format(0, data_col, "圖表資料", &st.label)?;
-        let top = 2u32;
-        let end = write_block(ws, top, data_col, sev, st)?;
+        let data = CHART_DATA;
+        let end = 1 + sev.rows.len() as u32;
         let mut chart = Chart::new(ChartType::ColumnStacked);
         chart.title().set_name("各機關發現件數（依嚴重度）");
         for s in 1..sev.headers.len() as u16 {
             chart
                 .add_series()
-                .set_name(("摘要", top, data_col + s))
-                .set_categories(("摘要", top + 1, data_col, end - 1, data_col))
-                .set_values(("摘要", top + 1, data_col + s, end - 1, data_col + s));
+                .set_name((data, 0, s))
+                .set_categories((data, 1, 0, end, 0))
+                .set_values((data, 1, s, end, s));
         }
         ws.insert_chart(row, 0, &chart)?;
         row += 16;
         let q = &m.queries_by_month;
         if !q.rows.is_empty() && q.headers.len() > 1 {
-            let top2 = end + 1;
-            let end2 = write_block(ws, top2, data_col, q, st)?;
+            let top = end + 2;
+            let end2 = top + q.rows.len() as u32;
             let mut chart = Chart::new(ChartType::Line);
             chart.title().set_name("各機關每月查詢次數");
             for s in 1..q.headers.len() as u16 {
                 chart
                     .add_series()
-                    .set_name(("摘要", top2, data_col + s))
-                    .set_categories(("摘要", top2 + 1, data_col, end2 - 1, data_col))
-                    .set_values(("摘要", top2 + 1, data_col + s, end2 - 1, data_col + s));
+                    .set_name((data, top, s))
+                    .set_categories((data, top + 1, 0, end2, 0))
+                    .set_values((data, top + 1, s, end2, s));
             }
             ws.insert_chart(row, 0, &chart)?;
         }
@@ -392,6 +398,23 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     ws.set_landscape();
     ws.set_paper_size(9);
     ws.set_print_fit_to_pages(1, 0);
+    Ok(())
+}
+
+/// The sheet holding the summary charts' numbers.
+const CHART_DATA: &str = "圖表資料";
+
+fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
+    if m.severity_by_agency.rows.is_empty() {
+        return Ok(());
+    }
+    let ws = wb.add_worksheet();
+    ws.set_name(CHART_DATA)?;
+    ws.set_column_width(0, 40)?;
+    let end = write_block(ws, 0, 0, &m.severity_by_agency, st)?;
+    if !m.queries_by_month.rows.is_empty() {
+        write_block(ws, end + 1, 0, &m.queries_by_month, st)?;
+    }
     Ok(())
 }
 
@@ -549,5 +572,6 @@ pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
     if let Some(s) = &m.sample {
         sampling_record(&mut wb, s, &st)?;
     }
+    chart_data(&mut wb, m, &st)?;
     wb.save_to_buffer()
 }

@@ -128,7 +128,14 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         let (names, sheets) = read(&path);
         assert_eq!(
             names,
-            ["摘要", "抽查工作底稿", "異常查詢", "資料品質", "抽樣資訊"],
+            [
+                "摘要",
+                "抽查工作底稿",
+                "異常查詢",
+                "資料品質",
+                "抽樣資訊",
+                "圖表資料"
+            ],
             "{unit}"
         );
         let (ids, agency_names) = city.subtree(unit);
@@ -222,7 +229,14 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
     let (names, sheets) = read(&path);
     assert_eq!(
         names,
-        ["摘要", "異常查詢", "資料品質", "剔除資料列", "抽樣資訊"]
+        [
+            "摘要",
+            "異常查詢",
+            "資料品質",
+            "剔除資料列",
+            "抽樣資訊",
+            "圖表資料"
+        ]
     );
     let summary: Vec<String> = sheets["摘要"].iter().map(|r| text(&r[0])).collect();
     for unit in &units {
@@ -257,7 +271,7 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     for unit in city.config.agencies.units() {
         let path = dir.join(format!("reports/{}.xlsx", unit.id));
         let (names, sheets) = read(&path);
-        assert_eq!(names, ["摘要", "帳號清查", "資料品質"]);
+        assert_eq!(names, ["摘要", "帳號清查", "資料品質", "圖表資料"]);
         let (ids, _) = city.subtree(&unit.id);
         let mut want: BTreeSet<String> = accounts
             .iter()
@@ -295,7 +309,10 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     }
     // Point 4(5): the Health Bureau reviews every officer account.
     let (names, sheets) = read(&dir.join("reports/city-wide.xlsx"));
-    assert_eq!(names, ["摘要", "專責人員帳號", "資料品質", "剔除資料列"]);
+    assert_eq!(
+        names,
+        ["摘要", "專責人員帳號", "資料品質", "剔除資料列", "圖表資料"]
+    );
     let roles = roster.column("role").unwrap().str().unwrap().clone();
     let officers: BTreeSet<String> = accounts
         .iter()
