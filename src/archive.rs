@@ -150,3 +150,137 @@ pub struct RunRecord {
     pub failed_inputs: usize,
     pub rejected_rows: usize,
 }
+
+/// The seal of a run folder: `SHA256SUMS` in `sha256sum` format.
+pub const SEAL: &str = "SHA256SUMS";
+
+/// Every file under `dir` (recursively), `/`-separated relative paths,
+/// sorted.
+fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                let parts: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Seals a finished run folder: writes `SHA256SUMS` (one `hash  path`
+/// line per file, `sha256sum -c` reads it) and makes every file read-only.
+/// A sealed folder is never written again.
+pub fn seal(dir: &Path) -> Result<()> {
+    let files = files_under(dir).with_context(|| format!("listing {}", dir.display()))?;
+    let mut sums = String::new();
+    for f in files.iter().filter(|f| *f != SEAL) {
+        let (_, sha) = crate::ingest::hash_file(&dir.join(f))
+            .with_context(|| format!("hashing {}", dir.join(f).display()))?;
+        sums.push_str(&format!("{sha}  {f}\n"));
+    }
+    let mut out = create_private(&dir.join(SEAL))?;
+    out.write_all(sums.as_bytes())?;
+    drop(out);
+    #[cfg(unix)]
+    for f in files.iter().map(String::as_str).chain([SEAL]) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(f);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400))
+            .with_context(|| format!("making {} read-only", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Something wrong with a run folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveProblem {
+    /// The run folder, relative to the archive.
+    pub run: String,
+    pub problem: String,
+}
+
+/// Run folders: `<period>/<job>/<run-id>` under `base`, sorted.
+pub fn run_dirs(base: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !base.exists() {
+        return Ok(out);
+    }
+    let subdirs = |d: &Path| -> std::io::Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    for period in subdirs(base)? {
+        for job in subdirs(&period)? {
+            out.extend(subdirs(&job)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every run folder under `base` against its seal: a missing seal,
+/// a missing, changed or added file is a problem. Returns the folders
+/// checked and the problems.
+pub fn verify_all(base: &Path) -> Result<(usize, Vec<ArchiveProblem>)> {
+    let dirs = run_dirs(base).with_context(|| format!("reading {}", base.display()))?;
+    let mut problems = Vec::new();
+    for dir in &dirs {
+        let run = dir
+            .strip_prefix(base)
+            .unwrap_or(dir)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut report = |problem: String| {
+            problems.push(ArchiveProblem {
+                run: run.clone(),
+                problem,
+            })
+        };
+        let Ok(sums) = std::fs::read_to_string(dir.join(SEAL)) else {
+            report(format!(
+                "no {SEAL}: the run never finished, or its seal was removed"
+            ));
+            continue;
+        };
+        let mut listed = BTreeMap::new();
+        for line in sums.lines() {
+            match line.split_once("  ") {
+                Some((sha, f)) => {
+                    listed.insert(f.to_owned(), sha.to_owned());
+                }
+                None => report(format!("{SEAL}: unreadable line {line:?}")),
+            }
+        }
+        let present = files_under(dir).with_context(|| format!("listing {}", dir.display()))?;
+        for f in present.iter().filter(|f| *f != SEAL) {
+            if !listed.contains_key(f) {
+                report(format!("{f} was added after the run was sealed"));
+            }
+        }
+        for (f, sha) in &listed {
+            match crate::ingest::hash_file(&dir.join(f)) {
+                Err(_) => report(format!("{f} is missing")),
+                Ok((_, now)) if &now != sha => {
+                    report(format!("{f} changed: sha256 {sha} when sealed, {now} now"))
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok((dirs.len(), problems))
+}

@@ -87,6 +87,11 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The archive of run folders.
+    Archive {
+        #[command(subcommand)]
+        action: ArchiveAction,
+    },
     /// Write the fictional sample city (or a large query log for benchmarks).
     GenData {
         /// Folder to write into (created if missing).
@@ -98,6 +103,16 @@ pub enum Command {
         /// Generator seed; the committed sample_data uses the default.
         #[arg(long, default_value_t = crate::synth::DEFAULT_SEED)]
         seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveAction {
+    /// Check every run folder against its SHA256SUMS seal; exit 1 on any
+    /// change.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -186,6 +201,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             run_job(config, *job, period, *as_of, out)
         }
         Command::Freeze { config, period } => freeze(config, period, out),
+        Command::Archive {
+            action: ArchiveAction::Verify { config },
+        } => archive_verify(config, out),
         Command::Verify {
             path,
             inputs,
@@ -356,6 +374,25 @@ fn verify(
         w(out, format!("note: {n}"))?;
     }
     Ok(status)
+}
+
+fn archive_verify(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let (runs, problems) = crate::archive::verify_all(&config.paths.archive)?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    for p in &problems {
+        w(out, format!("{}: {}", p.run, p.problem))?;
+    }
+    if problems.is_empty() {
+        w(out, format!("{runs} run folders, all sealed and unchanged"))?;
+        Ok(ExitStatus::Ok)
+    } else {
+        w(
+            out,
+            format!("{runs} run folders, {} problems", problems.len()),
+        )?;
+        Ok(ExitStatus::Findings)
+    }
 }
 
 fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {

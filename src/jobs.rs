@@ -129,6 +129,7 @@ pub fn run(
             queries_by_month: by_month.as_ref(),
         },
     )?;
+    archive::seal(&outcome.dir)?;
     Ok(outcome)
 }
 
@@ -489,6 +490,7 @@ pub fn sample_audit(
             queries_by_month: Some(&by_month),
         },
     )?;
+    archive::seal(&run.dir)?;
     Ok(SampleOutcome { run, manifest })
 }
 

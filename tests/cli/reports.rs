@@ -361,3 +361,67 @@ fn formula_lookalikes_from_input_are_never_formulas() {
     assert!(xml(&path, "xl/styles.xml").contains("quotePrefix=\"1\""));
     assert!(!has_national_id(&format!("{sheets:?}")));
 }
+
+/// A sealed run folder that changes is caught, file by file.
+#[test]
+fn archive_verify_catches_any_change_to_a_sealed_run() {
+    let city = City::new();
+    let dir = city.run(&["run", "query-check", "--period", "2026H1"]);
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    for f in [
+        "findings.csv",
+        "rejects.csv",
+        "inputs.json",
+        "run.json",
+        "reports/KHB.xlsx",
+        "reports/city-wide.xlsx",
+    ] {
+        assert!(
+            sums.lines().any(|l| l.ends_with(&format!("  {f}"))),
+            "{f} sealed"
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("findings.csv"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o400, "sealed files are read-only");
+    }
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let verify = || {
+        run_binary(
+            &["archive", "verify", "--config", config.to_str().unwrap()],
+            city.tmp.path(),
+        )
+    };
+    let ok = verify();
+    assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout
+            .contains("1 run folders, all sealed and unchanged"),
+        "{}",
+        ok.stdout
+    );
+
+    let findings = dir.join("findings.csv");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&findings, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut text = std::fs::read_to_string(&findings).unwrap();
+    text.push_str("forged,row\n");
+    std::fs::write(&findings, text).unwrap();
+    std::fs::write(dir.join("extra.txt"), "x").unwrap();
+    let bad = verify();
+    assert_eq!(bad.status, 1);
+    assert!(
+        bad.stdout.contains("findings.csv changed"),
+        "{}",
+        bad.stdout
+    );
+    assert!(bad.stdout.contains("extra.txt was added"), "{}", bad.stdout);
+}
