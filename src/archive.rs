@@ -1,6 +1,8 @@
 //! The archive: one folder per run under `paths.archive`,
 //! `<period>/<job>/<run-id>/`, holding what the run found and what it read.
 //! Runs never overwrite each other; every file is written with mode 0600
+//! and, once the run is finished, sealed: listed with its SHA-256 in
+//! `SHA256SUMS` and made read-only (0400)
 //! because the archive is the one place raw personal data may rest.
 
 use std::collections::BTreeMap;

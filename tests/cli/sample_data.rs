@@ -239,7 +239,7 @@ fn run_writes_a_private_run_folder_per_run() {
     for f in ["findings.csv", "rejects.csv", "inputs.json", "run.json"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(a.join(f)).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{f}");
+        assert_eq!(mode, 0o400, "{f}: private, and read-only once sealed");
     }
     // National IDs of people queried never appear unmasked.
     assert!(!text.lines().skip(1).any(|l| {

@@ -163,7 +163,7 @@ fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
     ] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{f}");
+        assert_eq!(mode, 0o400, "{f}: private, and read-only once sealed");
     }
     let sample = std::fs::read_to_string(dir.join("sample.csv")).unwrap();
     let header: Vec<&str> = sample.lines().next().unwrap().split(',').collect();
