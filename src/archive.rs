@@ -1,9 +1,9 @@
 //! The archive: one folder per run under `paths.archive`,
 //! `<period>/<job>/<run-id>/`, holding what the run found and what it read.
-//! Runs never overwrite each other; every file is written with mode 0600
-//! and, once the run is finished, sealed: listed with its SHA-256 in
-//! `SHA256SUMS` and made read-only (0400)
-//! because the archive is the one place raw personal data may rest.
+//! Runs never overwrite each other. Every file is written with mode 0600,
+//! because the archive is the one place raw personal data may rest; once
+//! the run is finished the folder is sealed: every file listed with its
+//! SHA-256 in `SHA256SUMS` and made read-only (0400).
 
 use std::collections::BTreeMap;
 use std::io::Write;
