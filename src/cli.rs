@@ -87,6 +87,14 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Read a completed 抽查工作底稿 back: check it belongs to a run and was
+    /// not altered, record the answers, list confirmed anomalies (exit 1).
+    IngestWorksheet {
+        /// The returned workbook (.xlsx).
+        file: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The archive of run folders.
     Archive {
         #[command(subcommand)]
@@ -204,6 +212,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Archive {
             action: ArchiveAction::Verify { config },
         } => archive_verify(config, out),
+        Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, out),
         Command::Verify {
             path,
             inputs,
@@ -374,6 +383,54 @@ fn verify(
         w(out, format!("note: {n}"))?;
     }
     Ok(status)
+}
+
+fn ingest_worksheet(
+    file: &std::path::Path,
+    path: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+    let now = crate::clock::Clock::local(&crate::clock::SystemClock, config.timezone)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let r = crate::worksheet::ingest_returned(file, &config.paths.archive, &mut store, &now)?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    w(
+        out,
+        format!(
+            "worksheet of {} for run {}: {} rows, {} answered, {} confirmed anomalies",
+            r.unit_id,
+            r.run_id,
+            r.rows,
+            r.answered,
+            r.anomalies.len()
+        ),
+    )?;
+    for a in &r.anomalies {
+        w(
+            out,
+            format!(
+                "  #{:<4} {} {} {} {}  紀錄表已填具={} 主管事前核可={} 事由與查詢相符={} 異常={}  {}",
+                a.seq,
+                a.account_id,
+                a.queried_at,
+                a.query_item,
+                a.subject,
+                a.form_filled,
+                a.approved,
+                a.matches,
+                a.anomaly,
+                a.note
+            ),
+        )?;
+    }
+    Ok(if r.anomalies.is_empty() {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Findings
+    })
 }
 
 fn archive_verify(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {

@@ -16,3 +16,4 @@ pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): popul
 pub mod store; // the SQLite state database: seed ledger, frozen digests
 pub mod synth; // the deterministic generator of the fictional sample city
 pub mod verify; // re-drawing a sample audit from its manifest: MATCH or the first difference
+pub mod worksheet; // completed sample worksheets coming back: matched, checked, recorded

@@ -425,3 +425,151 @@ fn archive_verify_catches_any_change_to_a_sealed_run() {
     );
     assert!(bad.stdout.contains("extra.txt was added"), "{}", bad.stdout);
 }
+
+/// Re-saves `original` as an officer's Excel would, after `edit` changed
+/// the worksheet's rows (cell values only: that is all that comes back).
+fn refill(original: &Path, out: &Path, edit: impl Fn(&mut Vec<Vec<Data>>)) {
+    let (names, mut sheets) = read(original);
+    edit(sheets.get_mut("抽查工作底稿").unwrap());
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let date = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm");
+    for n in &names {
+        let ws = wb.add_worksheet();
+        ws.set_name(n).unwrap();
+        for (r, row) in sheets[n].iter().enumerate() {
+            for (c, d) in row.iter().enumerate() {
+                let (r, c) = (r as u32, c as u16);
+                match d {
+                    Data::String(s) => {
+                        ws.write_string(r, c, s).unwrap();
+                    }
+                    Data::Float(f) => {
+                        ws.write_number(r, c, *f).unwrap();
+                    }
+                    Data::Int(i) => {
+                        ws.write_number(r, c, *i as f64).unwrap();
+                    }
+                    Data::DateTime(t) => {
+                        ws.write_number_with_format(r, c, t.as_f64(), &date)
+                            .unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    wb.save(out).unwrap();
+}
+
+fn answer(row: &mut Vec<Data>, answers: [&str; 7]) {
+    row.resize(21, Data::Empty);
+    for (k, a) in answers.iter().enumerate() {
+        row[14 + k] = Data::String((*a).to_owned());
+    }
+}
+
+#[test]
+fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
+    let city = City::new();
+    let dir = city.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        "12345678901234567890",
+    ]);
+    let original = dir.join("reports/KPB.xlsx");
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let ingest = |file: &Path| {
+        run_binary(
+            &[
+                "ingest-worksheet",
+                file.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            city.tmp.path(),
+        )
+    };
+
+    let done = city.tmp.path().join("KPB-done.xlsx");
+    refill(&original, &done, |rows| {
+        for (i, r) in rows.iter_mut().enumerate().skip(3) {
+            if i == 3 {
+                answer(
+                    r,
+                    [
+                        "是",
+                        "否",
+                        "是",
+                        "有",
+                        "未經主管核可",
+                        "王稽核",
+                        "2026/07/20",
+                    ],
+                );
+            } else {
+                answer(r, ["是", "是", "是", "無", "", "王稽核", "2026/07/20"]);
+            }
+        }
+    });
+    let out = ingest(&done);
+    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("worksheet of KPB"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("1 confirmed anomalies"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("#1") && out.stdout.contains("未經主管核可"),
+        "{}",
+        out.stdout
+    );
+    assert!(!has_national_id(&out.stdout));
+
+    // Altered workbooks are refused, each with its reason.
+    let cases: [(&str, Box<dyn Fn(&mut Vec<Vec<Data>>)>); 3] = [
+        (
+            "rows were added or removed",
+            Box::new(|rows| {
+                rows.remove(5);
+            }),
+        ),
+        (
+            "must not be changed",
+            Box::new(|rows| {
+                rows[6][2] = Data::String("W99999".into());
+            }),
+        ),
+        (
+            "is not one of",
+            Box::new(|rows| {
+                answer(&mut rows[4], ["maybe", "是", "是", "無", "", "", ""]);
+            }),
+        ),
+    ];
+    for (i, (why, edit)) in cases.iter().enumerate() {
+        let bad = city.tmp.path().join(format!("bad-{i}.xlsx"));
+        refill(&original, &bad, edit);
+        let out = ingest(&bad);
+        assert_eq!(out.status, 2, "{why}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(why), "{why}: {}", out.stderr);
+    }
+
+    // A workbook of no known run.
+    let stranger = city.tmp.path().join("stranger.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name("摘要").unwrap();
+    ws.write_string(2, 0, "執行編號").unwrap();
+    ws.write_string(2, 1, "20990101T000000").unwrap();
+    ws.write_string(3, 0, "機關").unwrap();
+    ws.write_string(3, 1, "警察局（KPB）").unwrap();
+    wb.add_worksheet().set_name("抽查工作底稿").unwrap();
+    wb.save(&stranger).unwrap();
+    let out = ingest(&stranger);
+    assert_eq!(out.status, 2);
+    assert!(out.stderr.contains("unknown workbook"), "{}", out.stderr);
+}

@@ -1,0 +1,238 @@
+//! The auditor's round trip: a completed 抽查工作底稿 comes back, is matched
+//! to the run that produced it, checked against the workbook the archive
+//! kept, and its answers are recorded. Rows answered 否 or 有 are the
+//! confirmed anomalies the ethics unit must hear about.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use calamine::{Data, Reader, Xlsx};
+
+use crate::archive;
+use crate::store::{Store, WorksheetAnswer, WorksheetReturn};
+
+/// The sheet and its columns, as `report` writes them.
+const SHEET: &str = "抽查工作底稿";
+/// Columns the tool wrote (the record and what it knew).
+const TOOL_COLUMNS: usize = 14;
+const ANSWERS: [&str; 7] = [
+    "紀錄表已填具",
+    "主管事前核可",
+    "事由與查詢相符",
+    "異常",
+    "說明",
+    "稽核人員",
+    "稽核日期",
+];
+/// Rows above the header: title, blank.
+const HEADER_ROW: usize = 2;
+
+/// What a returned worksheet said.
+#[derive(Debug, Clone)]
+pub struct Returned {
+    pub run_id: String,
+    pub unit_id: String,
+    pub rows: usize,
+    pub answered: usize,
+    /// Rows answered 否 (form, approval, purpose) or 有 (anomaly).
+    pub anomalies: Vec<WorksheetAnswer>,
+    pub run_dir: PathBuf,
+}
+
+fn text(d: &Data) -> String {
+    match d {
+        Data::Empty => String::new(),
+        Data::String(s) => s.trim().to_owned(),
+        Data::Float(f) if f.fract() == 0.0 => format!("{f:.0}"),
+        Data::DateTime(dt) => dt
+            .as_datetime()
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| dt.as_f64().to_string()),
+        other => other.to_string(),
+    }
+}
+
+fn sheets(path: &Path) -> Result<(Vec<Vec<Data>>, Vec<Vec<Data>>)> {
+    let mut wb: Xlsx<_> = calamine::open_workbook(path)
+        .with_context(|| format!("{}: not a workbook webir-audit can read", path.display()))?;
+    let mut get = |name: &str| -> Result<Vec<Vec<Data>>> {
+        let range = wb
+            .worksheet_range(name)
+            .with_context(|| format!("{}: no sheet {name:?}", path.display()))?;
+        Ok(range.rows().map(<[Data]>::to_vec).collect())
+    };
+    Ok((get("摘要")?, get(SHEET)?))
+}
+
+/// The value beside `label` in the summary sheet.
+fn summary_value(summary: &[Vec<Data>], label: &str) -> Option<String> {
+    summary
+        .iter()
+        .find(|r| r.first().map(text).as_deref() == Some(label))
+        .and_then(|r| r.get(1).map(text))
+}
+
+/// Reads a returned worksheet, checks it against the archived original and
+/// records its answers. Unknown or altered workbooks are refused.
+pub fn ingest_returned(
+    file: &Path,
+    archive_dir: &Path,
+    store: &mut Store,
+    received_at: &str,
+) -> Result<Returned> {
+    let (summary, rows) = sheets(file)?;
+    let run_id = summary_value(&summary, "執行編號").with_context(|| {
+        format!(
+            "{}: no 執行編號 on the summary: not a webir-audit worksheet",
+            file.display()
+        )
+    })?;
+    let unit_cell = summary_value(&summary, "機關").unwrap_or_default();
+    let unit_id = unit_cell
+        .rsplit_once('（')
+        .and_then(|(_, r)| r.strip_suffix('）'))
+        .with_context(|| {
+            format!(
+                "{}: cannot read the agency from {unit_cell:?}",
+                file.display()
+            )
+        })?
+        .to_owned();
+    let run_dir = archive::run_dirs(archive_dir)?
+        .into_iter()
+        .find(|d| {
+            d.file_name().is_some_and(|n| n.to_string_lossy() == run_id)
+                && d.parent()
+                    .and_then(Path::file_name)
+                    .is_some_and(|j| j == "sample-audit")
+        })
+        .with_context(|| {
+            format!(
+                "{}: no sample-audit run {run_id} in {}: unknown workbook",
+                file.display(),
+                archive_dir.display()
+            )
+        })?;
+    let original = run_dir.join("reports").join(format!("{unit_id}.xlsx"));
+    let (orig_summary, orig_rows) = sheets(&original)?;
+    let digest = summary_value(&summary, "樣本摘要值");
+    if digest != summary_value(&orig_summary, "樣本摘要值") {
+        bail!(
+            "{}: its sample digest {:?} is not that of run {run_id} ({:?}): the workbook was altered",
+            file.display(),
+            digest,
+            summary_value(&orig_summary, "樣本摘要值")
+        );
+    }
+    let header: Vec<String> = rows
+        .get(HEADER_ROW)
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    let orig_header: Vec<String> = orig_rows
+        .get(HEADER_ROW)
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    if header != orig_header {
+        bail!(
+            "{}: the columns of {SHEET} were changed: {header:?}, expected {orig_header:?}",
+            file.display()
+        );
+    }
+    let data = &rows[HEADER_ROW + 1..];
+    let orig = &orig_rows[HEADER_ROW + 1..];
+    let data: Vec<&Vec<Data>> = data
+        .iter()
+        .filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
+        .collect();
+    if data.len() != orig.len() {
+        bail!(
+            "{}: {SHEET} has {} rows, the run sent {}: rows were added or removed",
+            file.display(),
+            data.len(),
+            orig.len()
+        );
+    }
+    let mut answers = Vec::new();
+    for (i, (got, want)) in data.iter().zip(orig).enumerate() {
+        for c in 0..TOOL_COLUMNS {
+            let (g, w) = (
+                got.get(c).map(text).unwrap_or_default(),
+                want.get(c).map(text).unwrap_or_default(),
+            );
+            if g != w {
+                bail!(
+                    "{}: {SHEET} row {}, column {}: was {w:?}, now {g:?}: sample rows must not be changed",
+                    file.display(),
+                    HEADER_ROW + 2 + i,
+                    orig_header.get(c).map_or("", String::as_str)
+                );
+            }
+        }
+        let a = |k: usize| got.get(TOOL_COLUMNS + k).map(text).unwrap_or_default();
+        let allowed: [&[&str]; 4] = [
+            &["是", "否"],
+            &["是", "否"],
+            &["是", "否", "不確定"],
+            &["無", "有"],
+        ];
+        for (k, ok) in allowed.iter().enumerate() {
+            let v = a(k);
+            if !v.is_empty() && !ok.contains(&v.as_str()) {
+                bail!(
+                    "{}: {SHEET} row {}, {}: {v:?} is not one of {:?}",
+                    file.display(),
+                    HEADER_ROW + 2 + i,
+                    ANSWERS[k],
+                    ok
+                );
+            }
+        }
+        answers.push(WorksheetAnswer {
+            seq: i as u32 + 1,
+            account_id: text(&got[2]),
+            queried_at: text(&got[4]),
+            query_item: text(&got[6]),
+            subject: text(&got[7]),
+            form_filled: a(0),
+            approved: a(1),
+            matches: a(2),
+            anomaly: a(3),
+            note: a(4),
+            auditor: a(5),
+            audit_date: a(6),
+        });
+    }
+    let answered = answers.iter().filter(|a| !a.anomaly.is_empty()).count();
+    let anomalies: Vec<WorksheetAnswer> = answers
+        .iter()
+        .filter(|a| {
+            a.anomaly == "有"
+                || [&a.form_filled, &a.approved, &a.matches]
+                    .iter()
+                    .any(|v| *v == "否")
+        })
+        .cloned()
+        .collect();
+    let (_, sha) =
+        crate::ingest::hash_file(file).with_context(|| format!("hashing {}", file.display()))?;
+    store.record_worksheet(
+        &WorksheetReturn {
+            run_id: run_id.clone(),
+            unit_id: unit_id.clone(),
+            received_at: received_at.to_owned(),
+            file_sha256: sha,
+            rows: answers.len() as u32,
+            answered: answered as u32,
+            anomalies: anomalies.len() as u32,
+        },
+        &answers,
+    )?;
+    Ok(Returned {
+        run_id,
+        unit_id,
+        rows: answers.len(),
+        answered,
+        anomalies,
+        run_dir,
+    })
+}
