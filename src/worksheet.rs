@@ -52,10 +52,14 @@ fn text(d: &Data) -> String {
     }
 }
 
-fn sheets(path: &Path) -> Result<(Vec<Vec<Data>>, Vec<Vec<Data>>)> {
+/// A sheet's cells, row by row.
+type Rows = Vec<Vec<Data>>;
+
+/// The summary and the worksheet of a workbook.
+fn sheets(path: &Path) -> Result<(Rows, Rows)> {
     let mut wb: Xlsx<_> = calamine::open_workbook(path)
         .with_context(|| format!("{}: not a workbook webir-audit can read", path.display()))?;
-    let mut get = |name: &str| -> Result<Vec<Vec<Data>>> {
+    let mut get = |name: &str| -> Result<Rows> {
         let range = wb
             .worksheet_range(name)
             .with_context(|| format!("{}: no sheet {name:?}", path.display()))?;

@@ -530,7 +530,8 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     assert!(!has_national_id(&out.stdout));
 
     // Altered workbooks are refused, each with its reason.
-    let cases: [(&str, Box<dyn Fn(&mut Vec<Vec<Data>>)>); 3] = [
+    type Edit = Box<dyn Fn(&mut Vec<Vec<Data>>)>;
+    let cases: [(&str, Edit); 3] = [
         (
             "rows were added or removed",
             Box::new(|rows| {
