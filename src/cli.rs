@@ -24,6 +24,10 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Run as if it were this moment (RFC 3339, e.g.
+    /// 2030-01-01T08:00:00+08:00): for reproducing a past run and for tests.
+    #[arg(long, global = true, value_name = "TIME")]
+    pub now: Option<chrono::DateTime<chrono::FixedOffset>>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -129,6 +133,9 @@ pub enum JobArg {
     AccountReview,
     QueryCheck,
     SampleAudit,
+    /// Delete run folders past `rules.retention_years` (kept while a sample
+    /// worksheet has not come back).
+    Retention,
 }
 
 /// Process exit statuses (a contract with operators' scripts).
@@ -179,6 +186,14 @@ impl Cli {
 }
 
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let fixed;
+    let clock: &dyn crate::clock::Clock = match cli.now {
+        Some(t) => {
+            fixed = crate::clock::FixedClock(t.with_timezone(&chrono::Utc));
+            &fixed
+        }
+        None => &crate::clock::SystemClock,
+    };
     match &cli.command {
         Command::CheckConfig { config } => check_config(config, out),
         Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), out),
@@ -200,19 +215,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 ),
                 _ => None,
             };
+            if *job == JobArg::Retention {
+                return retention(config, clock, out);
+            }
             if *job == JobArg::SampleAudit {
-                return sample_audit(config, period, seed.clone(), out);
+                return sample_audit(config, period, seed.clone(), clock, out);
             }
             if seed.is_some() {
                 return Err(anyhow::anyhow!("--seed is for sample-audit only").into());
             }
-            run_job(config, *job, period, *as_of, out)
+            run_job(config, *job, period, *as_of, clock, out)
         }
-        Command::Freeze { config, period } => freeze(config, period, out),
+        Command::Freeze { config, period } => freeze(config, period, clock, out),
         Command::Archive {
             action: ArchiveAction::Verify { config },
         } => archive_verify(config, out),
-        Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, out),
+        Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, clock, out),
         Command::Verify {
             path,
             inputs,
@@ -239,17 +257,20 @@ fn run_job(
     job: JobArg,
     period: Option<Period>,
     as_of: Option<chrono::NaiveDate>,
+    clock: &dyn crate::clock::Clock,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
     let job = match job {
         JobArg::AccountReview => crate::checks::Job::AccountReview,
-        JobArg::QueryCheck | JobArg::SampleAudit => crate::checks::Job::QueryCheck,
+        JobArg::QueryCheck | JobArg::SampleAudit | JobArg::Retention => {
+            crate::checks::Job::QueryCheck
+        }
     };
     if job == crate::checks::Job::QueryCheck && period.is_none() {
         return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
     }
-    let outcome = crate::jobs::run(&config, job, period, as_of, &crate::clock::SystemClock)?;
+    let outcome = crate::jobs::run(&config, job, period, as_of, clock)?;
     report_run(&config, &outcome, out)
 }
 
@@ -293,12 +314,13 @@ fn sample_audit(
     path: &std::path::Path,
     period: Option<Period>,
     seed: Option<crate::sampling::spec::Seed>,
+    clock: &dyn crate::clock::Clock,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
     let period =
         period.ok_or_else(|| anyhow::anyhow!("sample-audit needs --period or --from/--to"))?;
-    let outcome = crate::jobs::sample_audit(&config, &period, seed, &crate::clock::SystemClock)?;
+    let outcome = crate::jobs::sample_audit(&config, &period, seed, clock)?;
     let m = &outcome.manifest;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(
@@ -347,10 +369,11 @@ fn sample_audit(
 fn freeze(
     path: &std::path::Path,
     period: &Period,
+    clock: &dyn crate::clock::Clock,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
-    let f = crate::jobs::freeze(&config, period, &crate::clock::SystemClock)?;
+    let f = crate::jobs::freeze(&config, period, clock)?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(out, format!("frozen {} at {}", f.period, f.frozen_at))?;
     w(out, format!("population digest {}", f.population_digest))?;
@@ -388,11 +411,13 @@ fn verify(
 fn ingest_worksheet(
     file: &std::path::Path,
     path: &std::path::Path,
+    clock: &dyn crate::clock::Clock,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
     let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
-    let now = crate::clock::Clock::local(&crate::clock::SystemClock, config.timezone)
+    let now = clock
+        .local(config.timezone)
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
     let r = crate::worksheet::ingest_returned(file, &config.paths.archive, &mut store, &now)?;
@@ -431,6 +456,42 @@ fn ingest_worksheet(
     } else {
         ExitStatus::Findings
     })
+}
+
+fn retention(
+    path: &std::path::Path,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let r = crate::jobs::retention(&config, clock)?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    for d in &r.deleted {
+        w(out, format!("deleted  {d}"))?;
+    }
+    for (d, units) in &r.kept_unreturned {
+        w(
+            out,
+            format!(
+                "kept     {d}: worksheets not returned by {}",
+                units.join(", ")
+            ),
+        )?;
+    }
+    for d in &r.unreadable {
+        w(out, format!("kept     {d}: its period cannot be read"))?;
+    }
+    w(
+        out,
+        format!(
+            "{} deleted, {} kept within {} years, {} expired but kept",
+            r.deleted.len(),
+            r.kept,
+            config.rules.retention_years,
+            r.kept_unreturned.len() + r.unreadable.len()
+        ),
+    )?;
+    Ok(ExitStatus::Ok)
 }
 
 fn archive_verify(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {

@@ -494,6 +494,107 @@ pub fn sample_audit(
     Ok(SampleOutcome { run, manifest })
 }
 
+/// What a retention run did.
+#[derive(Debug, Default)]
+pub struct Retention {
+    /// Run folders deleted (relative to the archive).
+    pub deleted: Vec<String>,
+    /// Expired sample audits kept because these units' worksheets have not
+    /// come back.
+    pub kept_unreturned: Vec<(String, Vec<String>)>,
+    /// Folders whose period could not be read: kept, and reported.
+    pub unreadable: Vec<String>,
+    /// Folders still inside their retention.
+    pub kept: usize,
+}
+
+/// The first local instant after the period a period folder is named for.
+fn period_end(name: &str) -> Option<NaiveDateTime> {
+    match name.strip_prefix("as-of-") {
+        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .ok()?
+            .succ_opt()?
+            .and_hms_opt(0, 0, 0),
+        None => name.parse::<Period>().ok().map(|p| p.end),
+    }
+}
+
+/// Units with sampled records in a sample audit (their worksheets must
+/// come back before the folder may go).
+fn units_to_return(dir: &std::path::Path) -> Result<Vec<String>> {
+    let (_, m) = crate::verify::read_manifest(dir)?;
+    Ok(m.units
+        .iter()
+        .filter(|u| u.strata.iter().any(|s| s.accounts_selected > 0))
+        .map(|u| u.unit_id.clone())
+        .collect())
+}
+
+/// `run retention`: deletes run folders whose period ended more than
+/// `retention_years` ago (point 5(4): never less than three), recording
+/// each deletion; an expired sample audit whose worksheets have not all
+/// come back is kept and reported.
+pub fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
+    let now = clock.local(config.timezone);
+    let base = &config.paths.archive;
+    let mut store = Store::open(&config.paths.state)?;
+    let mut out = Retention::default();
+    for dir in archive::run_dirs(base)? {
+        let rel = dir.strip_prefix(base).unwrap_or(&dir).display().to_string();
+        let job_dir = dir.parent();
+        let period_dir = job_dir.and_then(std::path::Path::parent);
+        let Some(end) = period_dir
+            .and_then(|p| p.file_name())
+            .and_then(|n| period_end(&n.to_string_lossy()))
+        else {
+            out.unreadable.push(rel);
+            continue;
+        };
+        let years = config.rules.retention_years.max(3);
+        let Some(expires) = end.checked_add_months(chrono::Months::new(12 * years)) else {
+            out.unreadable.push(rel);
+            continue;
+        };
+        if now < expires {
+            out.kept += 1;
+            continue;
+        }
+        if job_dir
+            .and_then(|j| j.file_name())
+            .is_some_and(|j| j == "sample-audit")
+        {
+            let run_id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let returned: std::collections::BTreeSet<String> = store
+                .worksheet_returns(&run_id)?
+                .into_iter()
+                .map(|r| r.unit_id)
+                .collect();
+            let missing: Vec<String> = units_to_return(&dir)?
+                .into_iter()
+                .filter(|u| !returned.contains(u))
+                .collect();
+            if !missing.is_empty() {
+                out.kept_unreturned.push((rel, missing));
+                continue;
+            }
+        }
+        let seal = ingest::hash_file(&dir.join(archive::SEAL))
+            .map(|(_, sha)| sha)
+            .unwrap_or_else(|_| "unsealed".into());
+        store.record_deletion(&rel, &seal, &local_text(now), &local_text(expires))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("deleting {}", dir.display()))?;
+        for parent in [job_dir, period_dir].into_iter().flatten() {
+            // Only empty folders go; `remove_dir` refuses the others.
+            let _ = std::fs::remove_dir(parent);
+        }
+        out.deleted.push(rel);
+    }
+    Ok(out)
+}
+
 /// Hands memory that ingest freed back to the operating system. glibc keeps
 /// freed blocks in per-thread arenas, so without this the peak of a run is
 /// ingest's peak plus the checks' working set.

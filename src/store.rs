@@ -137,6 +137,17 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
 );
+CREATE TABLE IF NOT EXISTS retention_log (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    seal_sha256 TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    expired_on TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS retention_log_no_update BEFORE UPDATE ON retention_log
+BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS retention_log_no_delete BEFORE DELETE ON retention_log
+BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS freezes_no_update BEFORE UPDATE ON freezes
 BEGIN SELECT RAISE(ABORT, 'frozen digests are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS freezes_no_delete BEFORE DELETE ON freezes
@@ -326,6 +337,35 @@ impl Store {
                     anomalies: r.get(6)?,
                 })
             })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records that a run folder was deleted at the end of its retention.
+    pub fn record_deletion(
+        &mut self,
+        run: &str,
+        seal_sha256: &str,
+        deleted_at: &str,
+        expired_on: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO retention_log (run, seal_sha256, deleted_at, expired_on) VALUES (?1, ?2, ?3, ?4)",
+                params![run, seal_sha256, deleted_at, expired_on],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every deletion, first first: `(run, deleted_at)`.
+    pub fn deletions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT run, deleted_at FROM retention_log ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }

@@ -574,3 +574,83 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     assert_eq!(out.status, 2);
     assert!(out.stderr.contains("unknown workbook"), "{}", out.stderr);
 }
+
+/// Point 5(4): records are kept three years from the end of their period,
+/// then go — except a sample audit whose worksheets have not all come back.
+#[test]
+fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
+    let city = City::new();
+    let qc = city.run(&["run", "query-check", "--period", "2026H1"]);
+    let sa = city.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        "12345678901234567890",
+    ]);
+    let ar = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap();
+    let retention = |now: &str| {
+        let out = run_binary(
+            &["--now", now, "run", "retention", "--config", config],
+            city.tmp.path(),
+        );
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+
+    let out = retention("2029-06-30T23:00:00+08:00");
+    assert!(out.contains("0 deleted, 3 kept within 3 years"), "{out}");
+    assert!(qc.exists() && sa.exists() && ar.exists());
+
+    let out = retention("2029-07-04T00:00:00+08:00");
+    assert!(!qc.exists() && !ar.exists(), "{out}");
+    assert!(sa.exists(), "{out}");
+    assert!(out.contains("worksheets not returned by"), "{out}");
+    assert!(out.contains("2 deleted"), "{out}");
+
+    // Every unit sends its worksheet back; then the sample audit may go.
+    for e in std::fs::read_dir(sa.join("reports")).unwrap() {
+        let path = e.unwrap().path();
+        if path.file_name().unwrap() == "city-wide.xlsx" {
+            continue;
+        }
+        let done = city.tmp.path().join(path.file_name().unwrap());
+        refill(&path, &done, |rows| {
+            for r in rows.iter_mut().skip(3) {
+                answer(r, ["是", "是", "是", "無", "", "稽核員", "2026/07/20"]);
+            }
+        });
+        let out = run_binary(
+            &[
+                "ingest-worksheet",
+                done.to_str().unwrap(),
+                "--config",
+                config,
+            ],
+            city.tmp.path(),
+        );
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    }
+    let out = retention("2029-07-04T00:00:00+08:00");
+    assert!(!sa.exists(), "{out}");
+    assert!(out.contains("1 deleted"), "{out}");
+
+    // Each deletion is on record, and the record cannot be rewritten.
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let deleted: Vec<String> = store
+        .deletions()
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(deleted.len(), 3, "{deleted:?}");
+    assert!(
+        deleted
+            .iter()
+            .any(|r| r.starts_with("2026H1/sample-audit/"))
+    );
+    assert!(store.execute_raw("DELETE FROM retention_log").is_err());
+}
