@@ -11,7 +11,7 @@
 //! quote prefix (CWE-1236). Subject IDs arrive masked from `build`.
 
 pub mod build;
-mod sheets;
+pub(crate) mod sheets;
 
 use chrono::NaiveDateTime;
 

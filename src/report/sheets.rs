@@ -15,7 +15,8 @@ use super::{
     Cell, ReportKind, ReportModel, SampleSection, Table, display_width, looks_like_formula,
 };
 
-/// Excel's rows per sheet, header included.
+/// Excel's rows per sheet; a table's sheet has a title, a blank row and a
+/// header above its data.
 const MAX_ROWS: usize = 1_048_576;
 
 /// The formats every sheet uses.
@@ -34,6 +35,8 @@ struct Styles {
     input: Format,
     input_date: Format,
     note: Format,
+    /// Data rows per sheet before a table continues on the next sheet.
+    rows_per_sheet: usize,
 }
 
 impl Styles {
@@ -65,6 +68,7 @@ impl Styles {
                 .set_background_color(Color::RGB(0xFFF2CC))
                 .set_num_format("yyyy/mm/dd"),
             note: base.set_font_color(Color::RGB(0xC00000)).set_bold(),
+            rows_per_sheet: MAX_ROWS - 3,
         }
     }
 }
@@ -127,7 +131,7 @@ fn write_table(
     st: &Styles,
 ) -> Result<Vec<String>, XlsxError> {
     let first_row = 2u32; // title, blank, header
-    let per_sheet = MAX_ROWS - first_row as usize - 1;
+    let per_sheet = st.rows_per_sheet;
     let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
         vec![&[]]
     } else {
@@ -473,7 +477,22 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
 }
 
 pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
-    let st = Styles::new();
+    render_with(m, Styles::new())
+}
+
+/// [`render`] with tables split every `rows` rows (tests use a small one).
+#[cfg(test)]
+pub fn render_split(m: &ReportModel, rows: usize) -> Result<Vec<u8>, XlsxError> {
+    render_with(
+        m,
+        Styles {
+            rows_per_sheet: rows,
+            ..Styles::new()
+        },
+    )
+}
+
+fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     let mut wb = Workbook::new();
     let mut props = DocProperties::new()
         .set_title(format!(

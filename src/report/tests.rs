@@ -28,3 +28,253 @@ fn formula_lookalikes_are_recognised() {
         assert!(!looks_like_formula(s), "{s:?}");
     }
 }
+
+use std::collections::BTreeSet;
+
+use calamine::{Data, Reader, Xlsx};
+use polars::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng as _, SeedableRng};
+
+use super::build::{RunFacts, models};
+use crate::checks::Code;
+use crate::config::Config;
+
+fn sheets_of(bytes: Vec<u8>) -> Vec<(String, Vec<Vec<Data>>)> {
+    let mut wb: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    let names = wb.sheet_names().to_vec();
+    names
+        .into_iter()
+        .map(|n| {
+            let r = wb.worksheet_range(&n).unwrap();
+            let rows = r.rows().map(<[Data]>::to_vec).collect();
+            (n, rows)
+        })
+        .collect()
+}
+
+/// A random agency tree: every top-level agency requesting (config
+/// validation demands a unit for everyone), others requesting at random.
+fn random_config(rng: &mut ChaCha20Rng) -> Config {
+    let n = 2 + (rng.next_u64() % 12) as usize;
+    let mut toml = String::from(
+        "[paths]\ninbox = \"i\"\narchive = \"a\"\nstate = \"s\"\n[mail]\nfrom = \"w@example.gov.tw\"\nadmin = \"a@example.gov.tw\"\n",
+    );
+    for i in 0..n {
+        let parent = if i == 0 || rng.next_u64() % 3 == 0 {
+            None
+        } else {
+            Some(rng.next_u64() as usize % i)
+        };
+        let requesting = parent.is_none() || rng.next_u64() % 3 == 0;
+        toml.push_str(&format!(
+            "[[agencies]]\nid = \"A{i}\"\nname = \"機關{i}\"\nparent = \"{}\"\nrequesting = {requesting}\npurposes = [\"other\"]\n",
+            parent.map_or(String::new(), |p| format!("A{p}"))
+        ));
+        if requesting {
+            toml.push_str(&format!("officer_email = \"o{i}@example.gov.tw\"\n"));
+        }
+        if i == 0 {
+            toml.push_str("health_bureau = true\n");
+        }
+    }
+    crate::config::validate(
+        toml::from_str(&toml).unwrap(),
+        std::path::Path::new("/x/c.toml"),
+    )
+    .unwrap()
+}
+
+fn findings_and_roster(config: &Config, rng: &mut ChaCha20Rng) -> (DataFrame, DataFrame) {
+    let agencies: Vec<_> = config.agencies.iter().collect();
+    let n = 40;
+    let pick = |r: u64| agencies[r as usize % agencies.len()];
+    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    for i in 0..n {
+        let a = pick(rng.next_u64());
+        let code = Code::ALL[rng.next_u64() as usize % Code::ALL.len()];
+        rows.push((
+            code.as_str().to_owned(),
+            code.severity().name().to_owned(),
+            a.unit.clone(),
+            a.id.clone(),
+            format!("u{i}"),
+        ));
+    }
+    let col_of = |f: fn(&(String, String, String, String, String)) -> String| -> Vec<String> {
+        rows.iter().map(f).collect()
+    };
+    let findings = df!(
+        "code" => col_of(|r| r.0.clone()),
+        "severity" => col_of(|r| r.1.clone()),
+        "unit_id" => col_of(|r| r.2.clone()),
+        "agency_id" => col_of(|r| r.3.clone()),
+        "account_id" => col_of(|r| r.4.clone()),
+        "holder_name" => col_of(|_| "王小明".to_owned()),
+        "subject" => col_of(|_| "A12****789".to_owned()),
+        "occurred_at" => vec![chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap().and_hms_opt(10, 0, 0).unwrap(); n],
+        "reason" => col_of(|_| "理由".to_owned()),
+        "source_file" => col_of(|_| "f.csv".to_owned()),
+        "source_row" => (0..n as i64).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let roster = df!(
+        "account_id" => col_of(|r| r.4.clone()),
+        "agency_id" => col_of(|r| r.3.clone()),
+        "holder_name" => col_of(|_| "王小明".to_owned()),
+        "role" => col_of(|_| "officer".to_owned()),
+        "status" => col_of(|_| "active".to_owned()),
+    )
+    .unwrap();
+    (findings, roster)
+}
+
+/// On random agency trees, a unit's workbook shows rows of its own subtree
+/// only: findings, accounts and chart rows.
+#[test]
+fn no_workbook_holds_a_row_of_another_unit() {
+    let mut rng = ChaCha20Rng::from_seed([7; 32]);
+    for _ in 0..25 {
+        let config = random_config(&mut rng);
+        let (findings, roster) = findings_and_roster(&config, &mut rng);
+        let rejects = DataFrame::empty_with_schema(&{
+            let mut s = Schema::default();
+            for c in ["table", "source_file", "sheet", "reason", "raw"] {
+                s.with_column(c.into(), DataType::String);
+            }
+            s.with_column("source_row".into(), IDX_DTYPE);
+            s
+        });
+        for kind in [ReportKind::AccountReview, ReportKind::QueryCheck] {
+            let facts = RunFacts {
+                config: &config,
+                kind,
+                period_id: "2026H1".into(),
+                run_id: "r".into(),
+                generated_at: chrono::NaiveDate::from_ymd_opt(2026, 7, 5)
+                    .unwrap()
+                    .and_hms_opt(8, 0, 0)
+                    .unwrap(),
+                findings: &findings,
+                files: &[],
+                rejects: &rejects,
+                roster: (kind == ReportKind::AccountReview).then_some(&roster),
+                sample: None,
+                queries_by_month: None,
+            };
+            let all = models(&facts).unwrap();
+            assert_eq!(all.len(), config.agencies.units().count() + 1);
+            for m in all.iter().filter(|m| !m.city_wide) {
+                let mine: Vec<_> = config
+                    .agencies
+                    .iter()
+                    .filter(|a| a.unit == m.unit_id)
+                    .collect();
+                let ids: BTreeSet<String> = mine.iter().map(|a| a.id.clone()).collect();
+                let names: BTreeSet<String> = mine.iter().map(|a| a.name.clone()).collect();
+                let text = |c: &Cell| match c {
+                    Cell::Text(s) => s.clone(),
+                    _ => String::new(),
+                };
+                let mut shown = 0;
+                if let Some(q) = &m.query_findings {
+                    for r in &q.rows {
+                        assert!(ids.contains(&text(&r[3])), "{}: {r:?}", m.unit_id);
+                        shown += 1;
+                    }
+                }
+                if let Some(a) = &m.accounts {
+                    for r in &a.rows {
+                        assert!(names.contains(&text(&r[1])), "{}: {r:?}", m.unit_id);
+                        shown += 1;
+                    }
+                }
+                for r in &m.severity_by_agency.rows {
+                    assert!(names.contains(&text(&r[0])), "{}: {r:?}", m.unit_id);
+                }
+                // Nothing of the unit is lost either.
+                let own = findings
+                    .column("unit_id")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .iter()
+                    .zip(findings.column("code").unwrap().str().unwrap().iter())
+                    .filter(|(u, c)| {
+                        *u == Some(m.unit_id.as_str())
+                            && (kind == ReportKind::AccountReview
+                                || c.is_some_and(|c| {
+                                    c.starts_with("QUERY_") || c == "ACCOUNT_REPEAT_PATTERN"
+                                }))
+                    })
+                    .count();
+                if kind == ReportKind::QueryCheck {
+                    assert_eq!(shown, own, "{}", m.unit_id);
+                }
+                let total: i64 = m
+                    .by_severity
+                    .rows
+                    .iter()
+                    .map(|r| if let Cell::Int(n) = r[1] { n } else { 0 })
+                    .sum();
+                assert_eq!(
+                    total as usize,
+                    findings
+                        .column("unit_id")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .iter()
+                        .filter(|u| *u == Some(m.unit_id.as_str()))
+                        .count()
+                );
+                // And the rendered workbook reads back.
+                let _ = sheets_of(render(m).unwrap());
+            }
+        }
+    }
+}
+
+/// A table longer than a sheet continues on the next, nothing dropped.
+#[test]
+fn long_tables_continue_on_further_sheets() {
+    let mut rng = ChaCha20Rng::from_seed([1; 32]);
+    let config = random_config(&mut rng);
+    let (findings, _) = findings_and_roster(&config, &mut rng);
+    let rejects = DataFrame::empty_with_schema(&{
+        let mut s = Schema::default();
+        for c in ["table", "source_file", "sheet", "reason", "raw"] {
+            s.with_column(c.into(), DataType::String);
+        }
+        s.with_column("source_row".into(), IDX_DTYPE);
+        s
+    });
+    let facts = RunFacts {
+        config: &config,
+        kind: ReportKind::QueryCheck,
+        period_id: "2026H1".into(),
+        run_id: "r".into(),
+        generated_at: chrono::NaiveDate::from_ymd_opt(2026, 7, 5)
+            .unwrap()
+            .and_hms_opt(8, 0, 0)
+            .unwrap(),
+        findings: &findings,
+        files: &[],
+        rejects: &rejects,
+        roster: None,
+        sample: None,
+        queries_by_month: None,
+    };
+    let city = models(&facts).unwrap().pop().unwrap();
+    let rows = city.query_findings.as_ref().unwrap().rows.len();
+    assert!(rows > 10, "{rows}");
+    let sheets = sheets_of(super::sheets::render_split(&city, 4).unwrap());
+    let parts: Vec<&(String, Vec<Vec<Data>>)> = sheets
+        .iter()
+        .filter(|(n, _)| n.starts_with("異常查詢"))
+        .collect();
+    assert_eq!(parts.len(), rows.div_ceil(4));
+    assert_eq!(parts[1].0, "異常查詢(2)");
+    let data: usize = parts.iter().map(|(_, r)| r.len() - 3).sum();
+    assert_eq!(data, rows, "every row on some sheet");
+}
