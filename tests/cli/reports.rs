@@ -654,3 +654,87 @@ fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
     );
     assert!(store.execute_raw("DELETE FROM retention_log").is_err());
 }
+
+/// The layout of a workbook, as text: sheet names and every cell.
+fn dump(path: &Path) -> String {
+    let (names, sheets) = read(path);
+    let mut out = String::new();
+    for n in names {
+        out.push_str(&format!("## {n}\n"));
+        for row in &sheets[&n] {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|d| match d {
+                    Data::DateTime(t) => t
+                        .as_datetime()
+                        .map_or_else(|| t.to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                    other => text(other),
+                })
+                .collect();
+            out.push_str(cells.join(" | ").trim_end_matches([' ', '|']));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Golden files keep the layout stable: a change to any sheet, header,
+/// label or value of the sample city's workbooks shows up here first.
+/// `UPDATE_GOLDEN=1 cargo test golden` rewrites them after a deliberate
+/// change.
+#[test]
+fn workbooks_match_their_golden_files() {
+    let city = City::new();
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let now = "2026-07-05T08:00:00+08:00";
+    for (args, unit, golden) in [
+        (
+            vec![
+                "run",
+                "sample-audit",
+                "--period",
+                "2026H1",
+                "--seed",
+                "12345678901234567890",
+            ],
+            "KHB",
+            "sample-audit-KHB.txt",
+        ),
+        (
+            vec!["run", "account-review", "--as-of", "2026-07-02"],
+            "KSA",
+            "account-review-KSA.txt",
+        ),
+        (
+            vec!["run", "query-check", "--period", "2026H1"],
+            "city-wide",
+            "query-check-city-wide.txt",
+        ),
+    ] {
+        let mut all = vec!["--now", now];
+        all.extend(args);
+        all.extend(["--config", config.to_str().unwrap()]);
+        let out = run_binary(&all, city.tmp.path());
+        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+        let got = dump(&dir.join(format!("reports/{unit}.xlsx")));
+        let file = repo().join("tests/golden").join(golden);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&file, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        if got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.lines().count().min(want.lines().count()));
+            panic!(
+                "{golden} differs at line {}:\n  now:    {:?}\n  golden: {:?}\n(UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
+                line + 1,
+                got.lines().nth(line),
+                want.lines().nth(line)
+            );
+        }
+    }
+}
