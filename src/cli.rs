@@ -136,6 +136,11 @@ pub enum JobArg {
     /// Delete run folders past `rules.retention_years` (kept while a sample
     /// worksheet has not come back).
     Retention,
+    /// Point 6(3): each unit's yearly internal audit, pre-filled.
+    InternalAudit,
+    /// Point 4: the Health Bureau's seeded draw of units to audit and its
+    /// review of officer accounts.
+    ExternalAudit,
 }
 
 /// Process exit statuses (a contract with operators' scripts).
@@ -218,11 +223,16 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             if *job == JobArg::Retention {
                 return retention(config, clock, out);
             }
+            if matches!(job, JobArg::InternalAudit | JobArg::ExternalAudit) {
+                return annual(config, *job, period, seed.clone(), clock, out);
+            }
             if *job == JobArg::SampleAudit {
                 return sample_audit(config, period, seed.clone(), clock, out);
             }
             if seed.is_some() {
-                return Err(anyhow::anyhow!("--seed is for sample-audit only").into());
+                return Err(
+                    anyhow::anyhow!("--seed is for sample-audit and external-audit").into(),
+                );
             }
             run_job(config, *job, period, *as_of, clock, out)
         }
@@ -263,9 +273,7 @@ fn run_job(
     let config = config::load(path)?;
     let job = match job {
         JobArg::AccountReview => crate::checks::Job::AccountReview,
-        JobArg::QueryCheck | JobArg::SampleAudit | JobArg::Retention => {
-            crate::checks::Job::QueryCheck
-        }
+        _ => crate::checks::Job::QueryCheck,
     };
     if job == crate::checks::Job::QueryCheck && period.is_none() {
         return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
@@ -456,6 +464,45 @@ fn ingest_worksheet(
     } else {
         ExitStatus::Findings
     })
+}
+
+fn annual(
+    path: &std::path::Path,
+    job: JobArg,
+    period: Option<Period>,
+    seed: Option<crate::sampling::spec::Seed>,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = config::load(path)?;
+    let period = period.ok_or_else(|| anyhow::anyhow!("this job needs --period (e.g. 2026)"))?;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    let outcome = if job == JobArg::ExternalAudit {
+        let (outcome, sel) = crate::jobs::external_audit(&config, &period, seed, clock)?;
+        w(
+            out,
+            format!(
+                "external audit {}: seed {} ({}), draw {}",
+                sel.period_id, sel.seed, sel.seed_source, sel.draw_number
+            ),
+        )?;
+        for u in sel.units.iter().filter(|u| u.selected) {
+            w(
+                out,
+                format!(
+                    "  selected {:<12} rank {} ticket {}",
+                    u.unit_id, u.rank, u.ticket
+                ),
+            )?;
+        }
+        outcome
+    } else {
+        if seed.is_some() {
+            return Err(anyhow::anyhow!("--seed is for sample-audit and external-audit").into());
+        }
+        crate::jobs::internal_audit(&config, &period, clock)?
+    };
+    report_run(&config, &outcome, out)
 }
 
 fn retention(

@@ -60,6 +60,7 @@ pub struct Rules {
     pub spike_min: u32,
     pub subject_accounts_threshold: u32,
     pub failed_burst: u32,
+    pub external_audit_units: u32,
 }
 
 /// Finding severities, most severe first.
@@ -408,6 +409,13 @@ impl Validator {
             "",
         );
         let failed_burst = self.bounded("failed_burst", r.failed_burst, 2, 10_000, "");
+        let external_audit_units = self.bounded(
+            "external_audit_units",
+            r.external_audit_units,
+            1,
+            10_000,
+            ": point 4 requires the Health Bureau to audit agencies",
+        );
 
         let office_hours = match parse_office_hours(&r.office_hours) {
             Some(h) => h,
@@ -452,6 +460,7 @@ impl Validator {
             spike_min,
             subject_accounts_threshold,
             failed_burst,
+            external_audit_units,
         }
     }
 

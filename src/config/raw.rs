@@ -62,6 +62,8 @@ pub struct RawRules {
     pub subject_accounts_threshold: i64,
     /// Failed queries by one account within an hour that draw a finding.
     pub failed_burst: i64,
+    /// Units the Health Bureau's external audit draws each year (pt 4).
+    pub external_audit_units: i64,
 }
 
 impl Default for RawRules {
@@ -80,6 +82,7 @@ impl Default for RawRules {
             spike_min: 30,
             subject_accounts_threshold: 5,
             failed_burst: 10,
+            external_audit_units: 3,
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct RunFacts<'a> {
     pub sample: Option<(&'a Manifest, &'a DataFrame)>,
     /// `agency_id, month (YYYY-MM), queries`.
     pub queries_by_month: Option<&'a DataFrame>,
+    /// Internal audit: each unit's evidence table.
+    pub evidence: Option<&'a BTreeMap<String, Table>>,
+    /// External audit: the units drawn.
+    pub selection: Option<&'a Table>,
 }
 
 /// Days an officer has to return a worksheet or act on a review.
@@ -285,6 +289,14 @@ fn base(
         ReportKind::QueryCheck => vec![
             format!("請於 {deadline}（{RETURN_DAYS} 日內）前查明「異常查詢」所列事項並回報。"),
         ],
+        ReportKind::InternalAudit => vec![
+            format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
+            "查核結果為「不符合」或有異常查詢者，請會同政風單位調查並作成調查紀錄。".to_owned(),
+        ],
+        ReportKind::ExternalAudit => vec![
+            "請依「外部稽核抽選」結果，通知抽中單位提供業務需求人員清冊及稽核資料（管理要點第六點第四款）。".to_owned(),
+            format!("請於 {deadline} 前完成「專責人員帳號」清查並更新異動。"),
+        ],
     };
     let files = Table {
         headers: headers(&[
@@ -341,6 +353,8 @@ fn base(
         files,
         rejects: None,
         units: None,
+        evidence: None,
+        selection: None,
         notes: Vec::new(),
     })
 }
@@ -692,12 +706,16 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     let mut m = base(f, unit, agency_name(f.config, unit), &findings)?;
     m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
     m.queries_by_month = queries_by_month(f, &ids)?;
-    if f.kind != ReportKind::AccountReview {
+    if !matches!(
+        f.kind,
+        ReportKind::AccountReview | ReportKind::ExternalAudit
+    ) {
         m.query_findings = Some(query_findings(&findings)?);
     }
     if let Some(roster) = f.roster {
         m.accounts = Some(accounts(f, roster, &ids, &findings)?);
     }
+    m.evidence = f.evidence.and_then(|e| e.get(unit).cloned());
     if let Some((manifest, details)) = f.sample {
         m.sample = Some(sample_section(f, manifest, details, &ids)?);
         if manifest.draw_number > 1 {
@@ -714,7 +732,11 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let hb = f.config.agencies.health_bureau();
     let mut m = base(f, &hb.id, hb.name.clone(), f.findings)?;
     m.city_wide = true;
-    if f.kind != ReportKind::AccountReview {
+    m.selection = f.selection.cloned();
+    if !matches!(
+        f.kind,
+        ReportKind::AccountReview | ReportKind::ExternalAudit
+    ) {
         m.query_findings = Some(query_findings(f.findings)?);
     }
     if let Some(roster) = f.roster {

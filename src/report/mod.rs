@@ -25,6 +25,12 @@ pub enum ReportKind {
     AccountReview,
     /// Query explanation of a period: summary, query findings, data quality.
     QueryCheck,
+    /// Point 6(3): the yearly internal audit, per unit, with pre-filled
+    /// evidence for the auditor to assess.
+    InternalAudit,
+    /// Point 4: the Health Bureau's external audit: the seeded draw of units
+    /// to spot-check and the review of officer accounts.
+    ExternalAudit,
 }
 
 impl ReportKind {
@@ -34,6 +40,8 @@ impl ReportKind {
             ReportKind::SampleAudit => "抽查工作底稿",
             ReportKind::AccountReview => "帳號清查",
             ReportKind::QueryCheck => "查詢稽核",
+            ReportKind::InternalAudit => "內部稽核",
+            ReportKind::ExternalAudit => "外部稽核",
         }
     }
 
@@ -48,6 +56,12 @@ impl ReportKind {
             }
             ReportKind::QueryCheck => {
                 "管理要點第三點、第五點第二款：查詢應經主管事前核可並填具查詢申請紀錄表"
+            }
+            ReportKind::InternalAudit => {
+                "管理要點第六點第三款：每年至少辦理一次內部稽核，異常事項會同政風單位調查並作成紀錄"
+            }
+            ReportKind::ExternalAudit => {
+                "管理要點第四點：衛生局辦理各機關外部稽核，並每年至少清查專責人員帳號一次"
             }
         }
     }
@@ -162,6 +176,10 @@ pub struct ReportModel {
     pub rejects: Option<Table>,
     /// City-wide: one row per unit.
     pub units: Option<Table>,
+    /// Internal audit: `項目, 依據, 系統查得` for the auditor to assess.
+    pub evidence: Option<Table>,
+    /// External audit: the units drawn, with tickets.
+    pub selection: Option<Table>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
 }

@@ -565,6 +565,32 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         };
         write_table(&mut wb, name, &title, accounts, Some(&inputs), m, &st)?;
     }
+    if let Some(e) = &m.evidence {
+        let inputs = InputColumns {
+            headers: &["查核結果", "說明"],
+            choices: &[Some(&["符合", "不符合", "不適用"]), Some(&[])],
+        };
+        write_table(
+            &mut wb,
+            "內部稽核",
+            &heading("內部稽核（系統查得資料，請逐項查核）"),
+            e,
+            Some(&inputs),
+            m,
+            &st,
+        )?;
+    }
+    if let Some(sel) = &m.selection {
+        write_table(
+            &mut wb,
+            "外部稽核抽選",
+            &heading("外部稽核抽選"),
+            sel,
+            None,
+            m,
+            &st,
+        )?;
+    }
     if let Some(q) = &m.query_findings {
         write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, None, m, &st)?;
     }

@@ -161,6 +161,8 @@ fn no_workbook_holds_a_row_of_another_unit() {
                 roster: (kind == ReportKind::AccountReview).then_some(&roster),
                 sample: None,
                 queries_by_month: None,
+                evidence: None,
+                selection: None,
             };
             let all = models(&facts).unwrap();
             assert_eq!(all.len(), config.agencies.units().count() + 1);
@@ -264,6 +266,8 @@ fn long_tables_continue_on_further_sheets() {
         roster: None,
         sample: None,
         queries_by_month: None,
+        evidence: None,
+        selection: None,
     };
     let city = models(&facts).unwrap().pop().unwrap();
     let rows = city.query_findings.as_ref().unwrap().rows.len();

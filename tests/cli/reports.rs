@@ -738,3 +738,141 @@ fn workbooks_match_their_golden_files() {
         }
     }
 }
+
+/// Point 6(3): the internal audit gathers what the year's runs left in
+/// the archive and the state database.
+#[test]
+fn internal_audit_evidence_comes_from_the_year_s_runs() {
+    let city = City::new();
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap();
+    let run = |now: &str, args: &[&str]| {
+        let mut all = vec!["--now", now];
+        all.extend(args);
+        all.extend(["--config", config]);
+        let out = run_binary(&all, city.tmp.path());
+        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        PathBuf::from(out.stdout.lines().last().unwrap())
+    };
+    let sa = run(
+        "2026-07-05T08:00:00+08:00",
+        &[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+        ],
+    );
+    run(
+        "2026-07-06T08:00:00+08:00",
+        &["run", "account-review", "--as-of", "2026-07-02"],
+    );
+    let dir = run(
+        "2027-01-10T08:00:00+08:00",
+        &["run", "internal-audit", "--period", "2026"],
+    );
+    let path = dir.join("reports/KPB.xlsx");
+    let (names, sheets) = read(&path);
+    assert_eq!(
+        names,
+        ["摘要", "內部稽核", "異常查詢", "資料品質", "圖表資料"]
+    );
+    let (h, rows) = table(&sheets, "內部稽核");
+    assert_eq!(
+        h,
+        [
+            "查核項目",
+            "依據（管理要點）",
+            "系統查得",
+            "查核結果",
+            "說明"
+        ]
+    );
+    let found = |item: &str| -> String {
+        rows.iter()
+            .find(|r| text(&r[0]).starts_with(item))
+            .map(|r| text(&r[2]))
+            .unwrap_or_else(|| panic!("no {item}"))
+    };
+    assert!(
+        found("年度帳號清查").starts_with("已辦理（基準日 2026-07-02"),
+        "{}",
+        found("年度帳號清查")
+    );
+    let sid = sa.file_name().unwrap().to_string_lossy().to_string();
+    let h1 = found("抽查 2026年上半年");
+    assert!(
+        h1.contains(&sid) && h1.contains("第 1 次抽籤") && h1.contains("工作底稿未回傳"),
+        "{h1}"
+    );
+    assert_eq!(found("抽查 2026年下半年"), "未辦理");
+    assert!(found("經事前核可").contains('%'));
+    let sheet = xml(&path, "xl/worksheets/sheet2.xml");
+    assert!(sheet.contains(r#""符合,不符合,不適用""#) && sheet.contains("<sheetProtection"));
+}
+
+/// Point 4: the external audit draws units from a seed like the sample
+/// audit does (kind "unit"), never the Health Bureau itself, and reviews
+/// every officer account.
+#[test]
+fn external_audit_draws_units_reproducibly() {
+    let city = City::new();
+    let seed = "27182818284590452353602874";
+    let first = city.run(&["run", "external-audit", "--period", "2026", "--seed", seed]);
+    let second = city.run(&["run", "external-audit", "--period", "2026", "--seed", seed]);
+    let sel = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("selection.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (sel(&first), sel(&second));
+    assert_eq!(a["units"], b["units"], "same seed, same draw");
+    assert_eq!(
+        (a["draw_number"].as_u64(), b["draw_number"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let units = a["units"].as_array().unwrap();
+    assert_eq!(units.len(), 9, "every unit but the Health Bureau");
+    assert!(units.iter().all(|u| u["unit_id"] != "KHB"));
+    assert_eq!(units.iter().filter(|u| u["selected"] == true).count(), 3);
+    use webir_audit::sampling::spec::{ticket, ticket_hex};
+    for (i, u) in units.iter().enumerate() {
+        let id = u["unit_id"].as_str().unwrap();
+        assert_eq!(
+            u["ticket"],
+            ticket_hex(&ticket(&[seed, "unit", "2026", id]))
+        );
+        assert_eq!(u["rank"], i + 1);
+    }
+    let reports: Vec<String> = std::fs::read_dir(first.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(reports, ["city-wide.xlsx"], "the Health Bureau's alone");
+    let (names, sheets) = read(&first.join("reports/city-wide.xlsx"));
+    assert_eq!(
+        names,
+        [
+            "摘要",
+            "專責人員帳號",
+            "外部稽核抽選",
+            "資料品質",
+            "剔除資料列",
+            "圖表資料"
+        ]
+    );
+    let (_, rows) = table(&sheets, "外部稽核抽選");
+    let picked: Vec<String> = rows
+        .iter()
+        .filter(|r| text(&r[3]) == "是")
+        .map(|r| text(&r[1]))
+        .collect();
+    assert_eq!(picked.len(), 3);
+    for u in units.iter().filter(|u| u["selected"] == true) {
+        let id = u["unit_id"].as_str().unwrap();
+        assert!(
+            picked.iter().any(|p| p.ends_with(&format!("（{id}）"))),
+            "{id}"
+        );
+    }
+}

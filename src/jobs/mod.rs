@@ -11,6 +11,10 @@ use polars::prelude::*;
 
 use std::io::Write as _;
 
+mod annual;
+
+pub use annual::{ExternalSelection, external_audit, internal_audit};
+
 use crate::archive::{self, InputRecord, RunRecord};
 use crate::checks::{self, Code, Job, Tables};
 use crate::clock::Clock;
@@ -127,6 +131,8 @@ pub fn run(
             roster,
             sample: None,
             queries_by_month: by_month.as_ref(),
+            evidence: None,
+            selection: None,
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -170,6 +176,10 @@ fn write_reports(config: &Config, outcome: &RunOutcome, facts: RunFacts<'_>) -> 
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let hb = config.agencies.health_bureau().id.clone();
     for m in &models {
+        // The external audit is the Health Bureau's alone.
+        if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
+            continue;
+        }
         let name = if m.city_wide {
             "city-wide.xlsx".to_owned()
         } else {
@@ -207,6 +217,18 @@ fn check_and_record(
     let findings = checks::run(config, tables, spec.job, spec.as_of, spec.period.clone())
         .map_err(anyhow::Error::from)
         .context("running the checks")?;
+    record_run(config, spec, dir, findings, ingested, clock)
+}
+
+/// Writes `findings.csv`, `rejects.csv`, `inputs.json` and `run.json`.
+fn record_run(
+    config: &Config,
+    spec: RunSpec,
+    dir: PathBuf,
+    findings: DataFrame,
+    ingested: Ingested,
+    clock: &dyn Clock,
+) -> Result<RunOutcome> {
     archive::write_csv(&findings, &dir.join("findings.csv"))?;
     archive::write_csv(&ingested.rejects, &dir.join("rejects.csv"))?;
     let inputs: Vec<InputRecord> = ingested.files.iter().map(InputRecord::from).collect();
@@ -488,6 +510,8 @@ pub fn sample_audit(
             roster: None,
             sample: Some((&manifest, &details)),
             queries_by_month: Some(&by_month),
+            evidence: None,
+            selection: None,
         },
     )?;
     archive::seal(&run.dir)?;

@@ -1,0 +1,508 @@
+//! The yearly audits: the internal audit each unit owes (point 6(3)) and
+//! the Health Bureau's external audit (point 4). Both gather evidence the
+//! tool already has — checks, the archive, the state database — into
+//! workbooks the auditors assess.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{
+    RunOutcome, RunSpec, local_text, queries_by_month, record_run, release_freed_memory, run_id,
+    take_tables, write_reports,
+};
+use crate::archive;
+use crate::checks::{self, Code, Job};
+use crate::clock::Clock;
+use crate::config::{Config, Severity};
+use crate::ingest;
+use crate::model::Table;
+use crate::period::Period;
+use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
+use crate::sampling::spec::{SPEC_VERSION, Seed, ticket, ticket_hex};
+use crate::store::Store;
+
+/// The last day of a period.
+fn last_day(period: &Period) -> NaiveDate {
+    let end = period.end.date();
+    end.pred_opt().unwrap_or(end)
+}
+
+/// Queries of the period per unit.
+fn queries_per_unit(
+    config: &Config,
+    log: &DataFrame,
+    period: &Period,
+) -> Result<BTreeMap<String, i64>> {
+    let counts = log
+        .clone()
+        .lazy()
+        .filter(
+            col("queried_at")
+                .gt_eq(lit(period.start))
+                .and(col("queried_at").lt(lit(period.end))),
+        )
+        .group_by([col("agency_id")])
+        .agg([len().alias("n")])
+        .collect()?;
+    let mut out = BTreeMap::new();
+    let ids = counts.column("agency_id")?.str()?.clone();
+    let n = counts.column("n")?.cast(&DataType::Int64)?.i64()?.clone();
+    for (a, n) in ids.iter().zip(n.iter()) {
+        if let (Some(a), Some(n)) = (a, n)
+            && let Some(agency) = config.agencies.get(a)
+        {
+            *out.entry(agency.unit.clone()).or_default() += n;
+        }
+    }
+    Ok(out)
+}
+
+/// Findings of `codes` (all if empty) per unit, and how many of them were
+/// critical or high.
+fn count_by_unit(findings: &DataFrame, codes: &[Code]) -> Result<BTreeMap<String, (i64, i64)>> {
+    let unit = findings.column("unit_id")?.str()?.clone();
+    let code = findings.column("code")?.str()?.clone();
+    let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for (u, c) in unit.iter().zip(code.iter()) {
+        let (Some(u), Some(c)) = (u, c.and_then(Code::parse)) else {
+            continue;
+        };
+        if !codes.is_empty() && !codes.contains(&c) {
+            continue;
+        }
+        let e = out.entry(u.to_owned()).or_default();
+        e.0 += 1;
+        if c.severity() <= Severity::High {
+            e.1 += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The latest sealed run of `job` whose period folder satisfies `period`.
+fn latest_run(
+    config: &Config,
+    job: &str,
+    period: impl Fn(&str) -> bool,
+) -> Result<Option<(String, std::path::PathBuf)>> {
+    let mut found = None;
+    for dir in archive::run_dirs(&config.paths.archive)? {
+        let (Some(j), Some(p)) = (dir.parent(), dir.parent().and_then(|j| j.parent())) else {
+            continue;
+        };
+        let (j, p) = (
+            j.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        if j == job && period(&p) && dir.join(archive::SEAL).exists() {
+            found = Some((p, dir)); // run_dirs is sorted: the last is the latest
+        }
+    }
+    Ok(found)
+}
+
+fn evidence(
+    config: &Config,
+    period: &Period,
+    as_of: NaiveDate,
+    queries: &BTreeMap<String, i64>,
+    account_findings: &DataFrame,
+    query_findings: &DataFrame,
+    store: &Store,
+) -> Result<BTreeMap<String, Sheet>> {
+    let unexplained = count_by_unit(
+        query_findings,
+        &[
+            Code::QueryNoRequestForm,
+            Code::QueryFormNotApproved,
+            Code::QueryApprovedAfterQuery,
+            Code::QueryFormExpired,
+        ],
+    )?;
+    let open_items = count_by_unit(account_findings, &[])?;
+    let stale = count_by_unit(account_findings, &[Code::AccountPasswordStale])?;
+    let serious = count_by_unit(query_findings, &[])?;
+    let year = period.start.date().format("%Y").to_string();
+    let (start, end) = (period.start.date(), period.end.date());
+    let review = latest_run(config, "account-review", |p| {
+        p.strip_prefix("as-of-")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .is_some_and(|d| d >= start && d < end)
+    })?;
+    let halves: Vec<(String, Option<(String, std::path::PathBuf)>)> = ["H1", "H2"]
+        .iter()
+        .map(|h| {
+            let id = format!("{year}{h}");
+            latest_run(config, "sample-audit", |p| p == id).map(|r| (id.clone(), r))
+        })
+        .collect::<Result<_>>()?;
+    let mut out = BTreeMap::new();
+    for unit in config.agencies.units() {
+        let u = unit.id.as_str();
+        let n = queries.get(u).copied().unwrap_or(0);
+        let bad = unexplained.get(u).map_or(0, |x| x.0);
+        let share = if n == 0 {
+            "本期間無查詢".to_owned()
+        } else {
+            let permille = (n - bad) * 1000 / n;
+            format!(
+                "{} / {n} 筆（{}.{}%）",
+                n - bad,
+                permille / 10,
+                permille % 10
+            )
+        };
+        let mut rows: Vec<Vec<Cell>> = vec![
+            vec![
+                "查詢總數".into(),
+                "第六點第一款".into(),
+                Cell::Text(format!("{n} 筆")),
+            ],
+            vec![
+                "經事前核可查詢申請紀錄表說明之查詢".into(),
+                "第五點第二款第一目".into(),
+                Cell::Text(share),
+            ],
+            vec![
+                "年度帳號清查".into(),
+                "第六點第二款".into(),
+                Cell::Text(match &review {
+                    Some((p, dir)) => format!(
+                        "已辦理（基準日 {}，執行編號 {}）",
+                        p.trim_start_matches("as-of-"),
+                        dir.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    ),
+                    None => "本期間未辦理".into(),
+                }),
+            ],
+            vec![
+                Cell::Text(format!("帳號清查待處理事項（基準日 {as_of}）")),
+                "第五點第一款第三目".into(),
+                Cell::Text({
+                    let (k, h) = open_items.get(u).copied().unwrap_or((0, 0));
+                    format!("{k} 項，其中嚴重或高風險 {h} 項")
+                }),
+            ],
+            vec![
+                "密碼逾 90 日未更新之帳號".into(),
+                "第五點第三款".into(),
+                Cell::Text(format!("{} 個", stale.get(u).map_or(0, |x| x.0))),
+            ],
+        ];
+        let mut confirmed = 0u32;
+        for (id, run) in &halves {
+            let text = match run {
+                None => "未辦理".to_owned(),
+                Some((_, dir)) => {
+                    let rid = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let (_, m) = crate::verify::read_manifest(dir)?;
+                    let sampled = m.units.iter().any(|x| {
+                        x.unit_id == u && x.strata.iter().any(|s| s.accounts_selected > 0)
+                    });
+                    let back = store
+                        .worksheet_returns(&rid)?
+                        .into_iter()
+                        .filter(|r| r.unit_id == u)
+                        .next_back();
+                    if let Some(r) = &back {
+                        confirmed += r.anomalies;
+                    }
+                    format!(
+                        "已辦理（執行編號 {rid}，第 {} 次抽籤）；{}",
+                        m.draw_number,
+                        match (sampled, back) {
+                            (false, _) => "本單位無抽樣帳號".to_owned(),
+                            (true, Some(r)) => format!("工作底稿已回傳（{}）", r.received_at),
+                            (true, None) => "工作底稿未回傳".to_owned(),
+                        }
+                    )
+                }
+            };
+            rows.push(vec![
+                Cell::Text(format!("抽查 {}", crate::report::period_label(id))),
+                "第六點第一款".into(),
+                Cell::Text(text),
+            ]);
+        }
+        rows.push(vec![
+            "工作底稿確認之異常".into(),
+            "第六點第三款".into(),
+            Cell::Text(format!("{confirmed} 筆")),
+        ]);
+        rows.push(vec![
+            "嚴重或高風險之異常查詢".into(),
+            "第六點第三款".into(),
+            Cell::Text(format!(
+                "{} 筆（明細見「異常查詢」）",
+                serious.get(u).map_or(0, |x| x.1)
+            )),
+        ]);
+        rows.push(vec![
+            "異常事項會同政風單位調查並作成紀錄".into(),
+            "第六點第三款".into(),
+            "（請稽核人員填寫）".into(),
+        ]);
+        out.insert(
+            u.to_owned(),
+            Sheet {
+                headers: ["查核項目", "依據（管理要點）", "系統查得"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                rows,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `run internal-audit --period 2026`: each unit's yearly internal audit
+/// (point 6(3)), pre-filled from the checks, the archive and the state.
+pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Result<RunOutcome> {
+    let started = clock.local(config.timezone);
+    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
+    release_freed_memory();
+    let dir =
+        archive::create_run_dir(&config.paths.archive, &period.id, "internal-audit", started)?;
+    let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
+    let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
+    let tables = take_tables(&mut ingested);
+    // As of the period's last day, or today while the period runs.
+    let day = last_day(period).min(started.date());
+    let run = |job, p: Option<Period>, t| {
+        checks::run(config, t, job, day, p)
+            .map_err(anyhow::Error::from)
+            .context("running the checks")
+    };
+    let accounts = run(Job::AccountReview, None, tables.clone())?;
+    let queries_found = run(Job::QueryCheck, Some(period.clone()), tables)?;
+    let store = Store::open(&config.paths.state)?;
+    let evidence = evidence(
+        config,
+        period,
+        day,
+        &queries,
+        &accounts,
+        &queries_found,
+        &store,
+    )?;
+    let findings = concat(
+        [accounts.lazy(), queries_found.lazy()],
+        UnionArgs::default(),
+    )?
+    .collect()?;
+    let outcome = record_run(
+        config,
+        RunSpec {
+            job: Job::QueryCheck,
+            name: "internal-audit",
+            period: Some(period.clone()),
+            as_of: day,
+            started,
+        },
+        dir,
+        findings,
+        ingested,
+        clock,
+    )?;
+    write_reports(
+        config,
+        &outcome,
+        RunFacts {
+            config,
+            kind: ReportKind::InternalAudit,
+            period_id: period.id.clone(),
+            run_id: run_id(&outcome.dir),
+            generated_at: clock.local(config.timezone),
+            findings: &outcome.findings,
+            files: &outcome.ingested.files,
+            rejects: &outcome.ingested.rejects,
+            roster: None,
+            sample: None,
+            queries_by_month: Some(&by_month),
+            evidence: Some(&evidence),
+            selection: None,
+        },
+    )?;
+    archive::seal(&outcome.dir)?;
+    Ok(outcome)
+}
+
+/// `selection.json` of an external audit.
+#[derive(Debug, Serialize)]
+pub struct ExternalSelection {
+    pub spec_version: &'static str,
+    pub seed: String,
+    pub seed_source: &'static str,
+    pub draw_number: u32,
+    pub period_id: String,
+    /// SHA-256 of the candidate unit ids, one per line, sorted.
+    pub units_digest: String,
+    pub units_to_select: u32,
+    pub units: Vec<DrawnUnit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DrawnUnit {
+    pub unit_id: String,
+    /// ticket(seed, "unit", period_id, unit_id).
+    pub ticket: String,
+    pub rank: u32,
+    pub selected: bool,
+}
+
+/// `run external-audit --period 2026 [--seed]`: the Health Bureau's draw
+/// of units to spot-check (tickets as in docs/sampling.md, kind "unit";
+/// the Health Bureau does not draw itself) and the review of every officer
+/// account (point 4).
+pub fn external_audit(
+    config: &Config,
+    period: &Period,
+    seed: Option<Seed>,
+    clock: &dyn Clock,
+) -> Result<(RunOutcome, ExternalSelection)> {
+    let started = clock.local(config.timezone);
+    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
+    release_freed_memory();
+    let hb = config.agencies.health_bureau().id.clone();
+    let mut candidates: Vec<String> = config
+        .agencies
+        .units()
+        .filter(|u| u.id != hb)
+        .map(|u| u.id.clone())
+        .collect();
+    candidates.sort();
+    let digest = hex::encode(Sha256::digest(
+        candidates
+            .iter()
+            .map(|u| format!("{u}\n"))
+            .collect::<String>(),
+    ));
+    let dir =
+        archive::create_run_dir(&config.paths.archive, &period.id, "external-audit", started)?;
+    let (seed, source) = match seed {
+        Some(s) => (s, "given"),
+        None => (
+            Seed::draw_os().map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?,
+            "os",
+        ),
+    };
+    let mut store = Store::open(&config.paths.state)?;
+    let draw_number = store.record_draw(
+        &format!("{}/external-audit", period.id),
+        seed.as_str(),
+        source,
+        &local_text(clock.local(config.timezone)),
+        &digest,
+        &dir.display().to_string(),
+    )?;
+    let mut drawn: Vec<(crate::sampling::spec::Ticket, String)> = candidates
+        .iter()
+        .map(|u| (ticket(&[seed.as_str(), "unit", &period.id, u]), u.clone()))
+        .collect();
+    drawn.sort();
+    let n = config.rules.external_audit_units.min(drawn.len() as u32);
+    let selection = ExternalSelection {
+        spec_version: SPEC_VERSION,
+        seed: seed.as_str().to_owned(),
+        seed_source: source,
+        draw_number,
+        period_id: period.id.clone(),
+        units_digest: digest,
+        units_to_select: n,
+        units: drawn
+            .iter()
+            .zip(1..)
+            .map(|((t, u), rank)| DrawnUnit {
+                unit_id: u.clone(),
+                ticket: ticket_hex(t),
+                rank,
+                selected: rank <= n,
+            })
+            .collect(),
+    };
+    archive::write_json(&selection, &dir.join("selection.json"))?;
+    let sheet = Sheet {
+        headers: [
+            "順位",
+            "單位",
+            "籤值 ticket(seed, \"unit\", 期間, 單位)",
+            "抽中",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: selection
+            .units
+            .iter()
+            .map(|d| {
+                vec![
+                    Cell::Int(i64::from(d.rank)),
+                    Cell::Text(format!(
+                        "{}（{}）",
+                        config
+                            .agencies
+                            .get(&d.unit_id)
+                            .map_or("", |a| a.name.as_str()),
+                        d.unit_id
+                    )),
+                    Cell::Text(d.ticket.clone()),
+                    Cell::from(if d.selected { "是" } else { "否" }),
+                ]
+            })
+            .collect(),
+    };
+    let roster = ingested.table(Table::Roster).clone();
+    let tables = take_tables(&mut ingested);
+    let day = last_day(period).min(started.date());
+    let findings = checks::run(config, tables, Job::AccountReview, day, None)
+        .map_err(anyhow::Error::from)
+        .context("running the checks")?;
+    let outcome = record_run(
+        config,
+        RunSpec {
+            job: Job::AccountReview,
+            name: "external-audit",
+            period: Some(period.clone()),
+            as_of: day,
+            started,
+        },
+        dir,
+        findings,
+        ingested,
+        clock,
+    )?;
+    write_reports(
+        config,
+        &outcome,
+        RunFacts {
+            config,
+            kind: ReportKind::ExternalAudit,
+            period_id: period.id.clone(),
+            run_id: run_id(&outcome.dir),
+            generated_at: clock.local(config.timezone),
+            findings: &outcome.findings,
+            files: &outcome.ingested.files,
+            rejects: &outcome.ingested.rejects,
+            roster: Some(&roster),
+            sample: None,
+            queries_by_month: None,
+            evidence: None,
+            selection: Some(&sheet),
+        },
+    )?;
+    archive::seal(&outcome.dir)?;
+    Ok((outcome, selection))
+}
