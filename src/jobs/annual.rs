@@ -216,8 +216,7 @@ fn evidence(
                     let back = store
                         .worksheet_returns(&rid)?
                         .into_iter()
-                        .filter(|r| r.unit_id == u)
-                        .next_back();
+                        .rfind(|r| r.unit_id == u);
                     if let Some(r) = &back {
                         confirmed += r.anomalies;
                     }
