@@ -85,7 +85,7 @@ fn count_by_unit(findings: &DataFrame, codes: &[Code]) -> Result<BTreeMap<String
 }
 
 /// The latest sealed run of `job` whose period folder satisfies `period`.
-fn latest_run(
+pub(super) fn latest_run(
     config: &Config,
     job: &str,
     period: impl Fn(&str) -> bool,
@@ -334,6 +334,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
             queries_by_month: Some(&by_month),
             evidence: Some(&evidence),
             selection: None,
+            unit_status: None,
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -500,6 +501,7 @@ pub fn external_audit(
             queries_by_month: None,
             evidence: None,
             selection: Some(&sheet),
+            unit_status: None,
         },
     )?;
     archive::seal(&outcome.dir)?;

@@ -133,6 +133,7 @@ pub fn run(
             queries_by_month: by_month.as_ref(),
             evidence: None,
             selection: None,
+            unit_status: None,
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -165,10 +166,66 @@ fn queries_by_month(log: &DataFrame, period: &Period) -> Result<DataFrame> {
         .collect()?)
 }
 
+/// For the city-wide workbook: each unit's latest sample audit, latest
+/// account review and whether its last worksheet came back, from the
+/// archive (sealed runs) and the state database.
+fn unit_status(config: &Config) -> Result<BTreeMap<String, [String; 3]>> {
+    let store = Store::open(&config.paths.state)?;
+    let sample = annual::latest_run(config, "sample-audit", |_| true)?;
+    let review = annual::latest_run(config, "account-review", |p| p.starts_with("as-of-"))?;
+    let returned: Vec<String> = match &sample {
+        Some((_, dir)) => store
+            .worksheet_returns(&run_id(dir))?
+            .into_iter()
+            .map(|r| r.unit_id)
+            .collect(),
+        None => Vec::new(),
+    };
+    let sampled: Vec<String> = match &sample {
+        Some((_, dir)) => crate::verify::read_manifest(dir)?
+            .1
+            .units
+            .into_iter()
+            .filter(|u| u.strata.iter().any(|s| s.accounts_selected > 0))
+            .map(|u| u.unit_id)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(config
+        .agencies
+        .units()
+        .map(|u| {
+            let s = sample.as_ref().map_or_else(
+                || "無紀錄".to_owned(),
+                |(p, dir)| format!("{p}（{}）", run_id(dir)),
+            );
+            let r = review.as_ref().map_or_else(
+                || "無紀錄".to_owned(),
+                |(p, _)| p.trim_start_matches("as-of-").to_owned(),
+            );
+            let back = if sample.is_none() {
+                "—"
+            } else if !sampled.contains(&u.id) {
+                "無抽樣"
+            } else if returned.contains(&u.id) {
+                "已回傳"
+            } else {
+                "未回傳"
+            };
+            (u.id.clone(), [s, r, back.to_owned()])
+        })
+        .collect())
+}
+
 /// Renders every unit's workbook and the city-wide one into
 /// `<run>/reports/` (`<unit id>.xlsx`, `city-wide.xlsx`), mode 0600.
 fn write_reports(config: &Config, outcome: &RunOutcome, facts: RunFacts<'_>) -> Result<()> {
     let clock = std::time::Instant::now();
+    let status = unit_status(config)?;
+    let facts = RunFacts {
+        unit_status: Some(&status),
+        ..facts
+    };
     let models = report::build::models(&facts)
         .map_err(anyhow::Error::from)
         .context("building the report models")?;
@@ -512,6 +569,7 @@ pub fn sample_audit(
             queries_by_month: Some(&by_month),
             evidence: None,
             selection: None,
+            unit_status: None,
         },
     )?;
     archive::seal(&run.dir)?;

@@ -37,6 +37,9 @@ pub struct RunFacts<'a> {
     pub evidence: Option<&'a BTreeMap<String, Table>>,
     /// External audit: the units drawn.
     pub selection: Option<&'a Table>,
+    /// City-wide: per unit, the latest sample audit, the latest account
+    /// review and whether the last worksheet came back.
+    pub unit_status: Option<&'a BTreeMap<String, [String; 3]>>,
 }
 
 /// Days an officer has to return a worksheet or act on a review.
@@ -798,6 +801,9 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .iter()
             .map(|s| format!("發現：{}", severity_label(*s))),
     );
+    if f.unit_status.is_some() {
+        h.extend(headers(&["最近抽查", "最近帳號清查", "工作底稿"]));
+    }
     m.units = Some(Table {
         headers: h,
         rows: units
@@ -822,6 +828,10 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                         .iter()
                         .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
                 );
+                if let Some(status) = f.unit_status {
+                    let st = status.get(u).cloned().unwrap_or_default();
+                    r.extend(st.into_iter().map(Cell::Text));
+                }
                 r
             })
             .collect(),

@@ -163,6 +163,7 @@ fn no_workbook_holds_a_row_of_another_unit() {
                 queries_by_month: None,
                 evidence: None,
                 selection: None,
+                unit_status: None,
             };
             let all = models(&facts).unwrap();
             assert_eq!(all.len(), config.agencies.units().count() + 1);
@@ -268,6 +269,7 @@ fn long_tables_continue_on_further_sheets() {
         queries_by_month: None,
         evidence: None,
         selection: None,
+        unit_status: None,
     };
     let city = models(&facts).unwrap().pop().unwrap();
     let rows = city.query_findings.as_ref().unwrap().rows.len();

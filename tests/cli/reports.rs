@@ -529,6 +529,21 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     );
     assert!(!has_national_id(&out.stdout));
 
+    // The Health Bureau's next workbook shows who sent theirs back.
+    let next = city.run(&["run", "query-check", "--period", "2026H1"]);
+    let (_, sheets) = read(&next.join("reports/city-wide.xlsx"));
+    let status = |unit: &str| -> String {
+        let row = sheets["摘要"]
+            .iter()
+            .find(|r| text(&r[0]).ends_with(&format!("（{unit}）")))
+            .unwrap();
+        text(&row[9])
+    };
+    assert_eq!(
+        (status("KPB"), status("KHB")),
+        ("已回傳".to_owned(), "未回傳".to_owned())
+    );
+
     // Altered workbooks are refused, each with its reason.
     type Edit = Box<dyn Fn(&mut Vec<Vec<Data>>)>;
     let cases: [(&str, Edit); 3] = [
