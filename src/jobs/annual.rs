@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    RunOutcome, RunSpec, local_text, queries_by_month, record_run, release_freed_memory, run_id,
-    take_tables, write_reports,
+    RunOutcome, RunSpec, local_text, orphans, queries_by_month, record_run, release_freed_memory,
+    run_id, take_tables, write_reports,
 };
 use crate::archive;
 use crate::checks::{self, Code, Job};
@@ -278,6 +278,11 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
         archive::create_run_dir(&config.paths.archive, &period.id, "internal-audit", started)?;
     let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
     let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
+    let orphaned = orphans(
+        ingested.table(Table::QueryLog),
+        ingested.table(Table::Roster),
+        Some(period),
+    )?;
     let tables = take_tables(&mut ingested);
     // As of the period's last day, or today while the period runs.
     let day = last_day(period).min(started.date());
@@ -335,6 +340,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
             evidence: Some(&evidence),
             selection: None,
             unit_status: None,
+            orphans: Some(&orphaned),
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -502,6 +508,7 @@ pub fn external_audit(
             evidence: None,
             selection: Some(&sheet),
             unit_status: None,
+            orphans: None,
         },
     )?;
     archive::seal(&outcome.dir)?;

@@ -97,6 +97,7 @@ pub fn run(
         Some(p) => Some(queries_by_month(ingested.table(Table::QueryLog), p)?),
         None => None,
     };
+    let orphaned = orphans(ingested.table(Table::QueryLog), &roster, period.as_ref())?;
     let tables = take_tables(&mut ingested);
     let outcome = check_and_record(
         config,
@@ -134,6 +135,7 @@ pub fn run(
             evidence: None,
             selection: None,
             unit_status: None,
+            orphans: Some(&orphaned),
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -144,6 +146,34 @@ fn run_id(dir: &std::path::Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Accounts the query log (of `period`, if given) shows but the roster
+/// lacks, per agency: the data-quality sheet's orphans.
+fn orphans(log: &DataFrame, roster: &DataFrame, period: Option<&Period>) -> Result<DataFrame> {
+    let mut lf = log.clone().lazy();
+    if let Some(p) = period {
+        lf = lf.filter(
+            col("queried_at")
+                .gt_eq(lit(p.start))
+                .and(col("queried_at").lt(lit(p.end))),
+        );
+    }
+    Ok(lf
+        .join(
+            roster.clone().lazy().select([col("account_id")]),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .group_by([col("agency_id"), col("account_id")])
+        .agg([
+            len().alias("queries"),
+            col("queried_at").min().alias("first"),
+            col("queried_at").max().alias("last"),
+        ])
+        .sort(["agency_id", "account_id"], SortMultipleOptions::default())
+        .collect()?)
 }
 
 /// Queries per agency and month of `period`: the summary's line chart.
@@ -534,6 +564,11 @@ pub fn sample_audit(
     let by_month = queries_by_month(frozen.ingested.table(Table::QueryLog), period)?;
     let roster = frozen.ingested.table(Table::Roster).clone();
     let forms = frozen.ingested.table(Table::RequestForms).clone();
+    let orphaned = orphans(
+        frozen.ingested.table(Table::QueryLog),
+        &roster,
+        Some(period),
+    )?;
     release_freed_memory();
 
     let tables = take_tables(&mut frozen.ingested);
@@ -570,6 +605,7 @@ pub fn sample_audit(
             evidence: None,
             selection: None,
             unit_status: None,
+            orphans: Some(&orphaned),
         },
     )?;
     archive::seal(&run.dir)?;

@@ -40,6 +40,9 @@ pub struct RunFacts<'a> {
     /// City-wide: per unit, the latest sample audit, the latest account
     /// review and whether the last worksheet came back.
     pub unit_status: Option<&'a BTreeMap<String, [String; 3]>>,
+    /// Accounts in the query log but not in the roster: `agency_id,
+    /// account_id, queries, first, last`.
+    pub orphans: Option<&'a DataFrame>,
 }
 
 /// Days an officer has to return a worksheet or act on a review.
@@ -358,7 +361,35 @@ fn base(
         units: None,
         evidence: None,
         selection: None,
+        orphans: None,
         notes: Vec::new(),
+    })
+}
+
+fn orphan_table(f: &RunFacts<'_>, o: &DataFrame) -> PolarsResult<Table> {
+    let agency = strs(o, "agency_id")?;
+    let account = strs(o, "account_id")?;
+    let n: Vec<Option<i64>> = o
+        .column("queries")?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .iter()
+        .collect();
+    let first = times(o, "first")?;
+    let last = times(o, "last")?;
+    Ok(Table {
+        headers: headers(&["機關", "帳號", "查詢筆數", "首筆查詢", "末筆查詢"]),
+        rows: (0..o.height())
+            .map(|i| {
+                vec![
+                    agency[i].map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
+                    text(account[i]),
+                    n[i].map_or(Cell::Empty, Cell::Int),
+                    Cell::from(first[i]),
+                    Cell::from(last[i]),
+                ]
+            })
+            .collect(),
     })
 }
 
@@ -719,6 +750,9 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         m.accounts = Some(accounts(f, roster, &ids, &findings)?);
     }
     m.evidence = f.evidence.and_then(|e| e.get(unit).cloned());
+    if let Some(o) = f.orphans {
+        m.orphans = Some(orphan_table(f, &in_set(o, "agency_id", &ids)?)?);
+    }
     if let Some((manifest, details)) = f.sample {
         m.sample = Some(sample_section(f, manifest, details, &ids)?);
         if manifest.draw_number > 1 {
@@ -736,6 +770,9 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let mut m = base(f, &hb.id, hb.name.clone(), f.findings)?;
     m.city_wide = true;
     m.selection = f.selection.cloned();
+    if let Some(o) = f.orphans {
+        m.orphans = Some(orphan_table(f, o)?);
+    }
     if !matches!(
         f.kind,
         ReportKind::AccountReview | ReportKind::ExternalAudit

@@ -180,6 +180,8 @@ pub struct ReportModel {
     pub evidence: Option<Table>,
     /// External audit: the units drawn, with tickets.
     pub selection: Option<Table>,
+    /// Accounts the query log shows but the roster lacks (data quality).
+    pub orphans: Option<Table>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
 }

@@ -603,6 +603,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         m,
         &st,
     )?;
+    if let Some(o) = &m.orphans {
+        write_table(
+            &mut wb,
+            "清冊外帳號",
+            &heading("資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
+            o,
+            None,
+            m,
+            &st,
+        )?;
+    }
     if let Some(r) = &m.rejects {
         write_table(
             &mut wb,

@@ -164,6 +164,7 @@ fn no_workbook_holds_a_row_of_another_unit() {
                 evidence: None,
                 selection: None,
                 unit_status: None,
+                orphans: None,
             };
             let all = models(&facts).unwrap();
             assert_eq!(all.len(), config.agencies.units().count() + 1);
@@ -270,6 +271,7 @@ fn long_tables_continue_on_further_sheets() {
         evidence: None,
         selection: None,
         unit_status: None,
+        orphans: None,
     };
     let city = models(&facts).unwrap().pop().unwrap();
     let rows = city.query_findings.as_ref().unwrap().rows.len();

@@ -133,6 +133,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
                 "抽查工作底稿",
                 "異常查詢",
                 "資料品質",
+                "清冊外帳號",
                 "抽樣資訊",
                 "圖表資料"
             ],
@@ -233,6 +234,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             "摘要",
             "異常查詢",
             "資料品質",
+            "清冊外帳號",
             "剔除資料列",
             "抽樣資訊",
             "圖表資料"
@@ -271,7 +273,10 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     for unit in city.config.agencies.units() {
         let path = dir.join(format!("reports/{}.xlsx", unit.id));
         let (names, sheets) = read(&path);
-        assert_eq!(names, ["摘要", "帳號清查", "資料品質", "圖表資料"]);
+        assert_eq!(
+            names,
+            ["摘要", "帳號清查", "資料品質", "清冊外帳號", "圖表資料"]
+        );
         let (ids, _) = city.subtree(&unit.id);
         let mut want: BTreeSet<String> = accounts
             .iter()
@@ -311,7 +316,14 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     let (names, sheets) = read(&dir.join("reports/city-wide.xlsx"));
     assert_eq!(
         names,
-        ["摘要", "專責人員帳號", "資料品質", "剔除資料列", "圖表資料"]
+        [
+            "摘要",
+            "專責人員帳號",
+            "資料品質",
+            "清冊外帳號",
+            "剔除資料列",
+            "圖表資料"
+        ]
     );
     let roles = roster.column("role").unwrap().str().unwrap().clone();
     let officers: BTreeSet<String> = accounts
@@ -792,7 +804,14 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
     let (names, sheets) = read(&path);
     assert_eq!(
         names,
-        ["摘要", "內部稽核", "異常查詢", "資料品質", "圖表資料"]
+        [
+            "摘要",
+            "內部稽核",
+            "異常查詢",
+            "資料品質",
+            "清冊外帳號",
+            "圖表資料"
+        ]
     );
     let (h, rows) = table(&sheets, "內部稽核");
     assert_eq!(
