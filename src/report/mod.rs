@@ -193,6 +193,9 @@ pub fn render(model: &ReportModel) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError
 
 /// `2026H1` → `2026年上半年` (ROC year too for officers: `115年上半年`).
 pub fn period_label(id: &str) -> String {
+    if let Some(day) = id.strip_prefix("as-of-") {
+        return format!("基準日 {day}");
+    }
     let (year, rest) = id.split_at(id.len().min(4));
     let Ok(y) = year.parse::<i32>() else {
         return id.to_owned();

@@ -17,6 +17,7 @@ fn period_labels_read_as_officers_write_them() {
         period_label("2026-02-01..2026-02-28"),
         "2026-02-01..2026-02-28"
     );
+    assert_eq!(period_label("as-of-2026-07-02"), "基準日 2026-07-02");
 }
 
 #[test]
