@@ -283,6 +283,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
         ingested.table(Table::Roster),
         Some(period),
     )?;
+    let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     // As of the period's last day, or today while the period runs.
     let day = last_day(period).min(started.date());
@@ -325,6 +326,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
     write_reports(
         config,
         &outcome,
+        Some(&roster),
         RunFacts {
             config,
             kind: ReportKind::InternalAudit,
@@ -493,6 +495,7 @@ pub fn external_audit(
     write_reports(
         config,
         &outcome,
+        Some(&roster),
         RunFacts {
             config,
             kind: ReportKind::ExternalAudit,

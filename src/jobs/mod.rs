@@ -22,7 +22,10 @@ use crate::config::{Config, Severity};
 use crate::ingest::{self, FileStatus, Ingested};
 use crate::model::Table;
 use crate::period::Period;
-use crate::report::{self, ReportKind, build::RunFacts};
+use crate::report::{
+    self, ReportKind,
+    build::{RunFacts, UnitStatus},
+};
 use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
 use crate::sampling::spec::{SPEC_VERSION, Seed};
 use crate::sampling::{self, Params, Population};
@@ -113,13 +116,14 @@ pub fn run(
         ingested,
         clock,
     )?;
-    let (kind, roster) = match job {
+    let (kind, review_roster) = match job {
         Job::AccountReview => (ReportKind::AccountReview, Some(&roster)),
         Job::QueryCheck => (ReportKind::QueryCheck, None),
     };
     write_reports(
         config,
         &outcome,
+        Some(&roster),
         RunFacts {
             config,
             kind,
@@ -129,7 +133,7 @@ pub fn run(
             findings: &outcome.findings,
             files: &outcome.ingested.files,
             rejects: &outcome.ingested.rejects,
-            roster,
+            roster: review_roster,
             sample: None,
             queries_by_month: by_month.as_ref(),
             evidence: None,
@@ -199,7 +203,23 @@ fn queries_by_month(log: &DataFrame, period: &Period) -> Result<DataFrame> {
 /// For the city-wide workbook: each unit's latest sample audit, latest
 /// account review and whether its last worksheet came back, from the
 /// archive (sealed runs) and the state database.
-fn unit_status(config: &Config) -> Result<BTreeMap<String, [String; 3]>> {
+fn unit_status(
+    config: &Config,
+    roster: Option<&DataFrame>,
+) -> Result<BTreeMap<String, UnitStatus>> {
+    let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
+    if let Some(r) = roster {
+        let unique = r
+            .clone()
+            .lazy()
+            .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
+            .collect()?;
+        for a in unique.column("agency_id")?.str()?.iter().flatten() {
+            if let Some(agency) = config.agencies.get(a) {
+                *accounts.entry(agency.unit.clone()).or_default() += 1;
+            }
+        }
+    }
     let store = Store::open(&config.paths.state)?;
     let sample = annual::latest_run(config, "sample-audit", |_| true)?;
     let review = annual::latest_run(config, "account-review", |p| p.starts_with("as-of-"))?;
@@ -242,16 +262,29 @@ fn unit_status(config: &Config) -> Result<BTreeMap<String, [String; 3]>> {
             } else {
                 "未回傳"
             };
-            (u.id.clone(), [s, r, back.to_owned()])
+            (
+                u.id.clone(),
+                UnitStatus {
+                    accounts: accounts.get(&u.id).copied().unwrap_or(0),
+                    last_sample: s,
+                    last_review: r,
+                    worksheet: back.to_owned(),
+                },
+            )
         })
         .collect())
 }
 
 /// Renders every unit's workbook and the city-wide one into
 /// `<run>/reports/` (`<unit id>.xlsx`, `city-wide.xlsx`), mode 0600.
-fn write_reports(config: &Config, outcome: &RunOutcome, facts: RunFacts<'_>) -> Result<()> {
+fn write_reports(
+    config: &Config,
+    outcome: &RunOutcome,
+    roster: Option<&DataFrame>,
+    facts: RunFacts<'_>,
+) -> Result<()> {
     let clock = std::time::Instant::now();
-    let status = unit_status(config)?;
+    let status = unit_status(config, roster)?;
     let facts = RunFacts {
         unit_status: Some(&status),
         ..facts
@@ -590,6 +623,7 @@ pub fn sample_audit(
     write_reports(
         config,
         &run,
+        Some(&roster),
         RunFacts {
             config,
             kind: ReportKind::SampleAudit,

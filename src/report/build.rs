@@ -39,10 +39,23 @@ pub struct RunFacts<'a> {
     pub selection: Option<&'a Table>,
     /// City-wide: per unit, the latest sample audit, the latest account
     /// review and whether the last worksheet came back.
-    pub unit_status: Option<&'a BTreeMap<String, [String; 3]>>,
+    pub unit_status: Option<&'a BTreeMap<String, UnitStatus>>,
     /// Accounts in the query log but not in the roster: `agency_id,
     /// account_id, queries, first, last`.
     pub orphans: Option<&'a DataFrame>,
+}
+
+/// What the city-wide workbook says of each unit besides its findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitStatus {
+    /// Roster accounts of the unit's agencies.
+    pub accounts: i64,
+    /// The latest sealed sample audit (`2026H1（run id）`).
+    pub last_sample: String,
+    /// The day of the latest sealed account review.
+    pub last_review: String,
+    /// Whether the unit's worksheet of that sample audit came back.
+    pub worksheet: String,
 }
 
 /// Days an officer has to return a worksheet or act on a review.
@@ -363,6 +376,19 @@ fn base(
         selection: None,
         orphans: None,
         notes: Vec::new(),
+        quality: {
+            let failed = f
+                .files
+                .iter()
+                .filter(|r| matches!(r.status, FileStatus::Failed { .. }))
+                .count();
+            let rejected: usize = f.files.iter().map(|r| r.rows_rejected).sum();
+            let skipped: usize = f.files.iter().map(|r| r.rows_skipped).sum();
+            format!(
+                "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；明細見「資料品質」工作表",
+                f.files.len()
+            )
+        },
     })
 }
 
@@ -839,7 +865,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .map(|s| format!("發現：{}", severity_label(*s))),
     );
     if f.unit_status.is_some() {
-        h.extend(headers(&["最近抽查", "最近帳號清查", "工作底稿"]));
+        h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
     }
     m.units = Some(Table {
         headers: h,
@@ -867,7 +893,12 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                 );
                 if let Some(status) = f.unit_status {
                     let st = status.get(u).cloned().unwrap_or_default();
-                    r.extend(st.into_iter().map(Cell::Text));
+                    r.extend([
+                        Cell::Int(st.accounts),
+                        Cell::Text(st.last_sample),
+                        Cell::Text(st.last_review),
+                        Cell::Text(st.worksheet),
+                    ]);
                 }
                 r
             })

@@ -184,6 +184,8 @@ pub struct ReportModel {
     pub orphans: Option<Table>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
+    /// One line on the inputs: files used and failed, rows rejected.
+    pub quality: String,
 }
 
 /// Renders a workbook.

@@ -358,13 +358,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         row = write_block(ws, row + 1, 0, units, st)? + 1;
     }
     ws.write_string_with_format(row, 0, "資料品質", &st.label)?;
-    let loaded = m.files.rows.len();
-    ws.write_string_with_format(
-        row,
-        1,
-        format!("使用 {loaded} 個檔案；明細見「資料品質」工作表"),
-        &st.text,
-    )?;
+    ws.write_string_with_format(row, 1, &m.quality, &st.wrap)?;
     row += 2;
 
     // Charts; their data is on the 圖表資料 sheet, written after this one.

@@ -544,13 +544,23 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     // The Health Bureau's next workbook shows who sent theirs back.
     let next = city.run(&["run", "query-check", "--period", "2026H1"]);
     let (_, sheets) = read(&next.join("reports/city-wide.xlsx"));
-    let status = |unit: &str| -> String {
-        let row = sheets["摘要"]
+    let summary = &sheets["摘要"];
+    let header: Vec<String> = summary
+        .iter()
+        .find(|r| text(&r[0]) == "單位")
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    let (returned, accounts) = (column(&header, "工作底稿"), column(&header, "帳號數"));
+    let row = |unit: &str| {
+        summary
             .iter()
             .find(|r| text(&r[0]).ends_with(&format!("（{unit}）")))
-            .unwrap();
-        text(&row[9])
+            .unwrap()
     };
+    let status = |unit: &str| text(&row(unit)[returned]);
+    assert!(matches!(row("KPB")[accounts], Data::Float(n) if n > 0.0));
     assert_eq!(
         (status("KPB"), status("KHB")),
         ("已回傳".to_owned(), "未回傳".to_owned())
