@@ -343,6 +343,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
             selection: None,
             unit_status: None,
             orphans: Some(&orphaned),
+            notes: Vec::new(),
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -512,6 +513,20 @@ pub fn external_audit(
             selection: Some(&sheet),
             unit_status: None,
             orphans: None,
+            notes: vec![format!(
+                "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；以 ticket(種子, \"unit\", {}, 單位) 由小至大取前 {} 個單位（規格 {}）",
+                selection.seed,
+                if selection.seed_source == "given" {
+                    "公開抽籤提供"
+                } else {
+                    "系統亂數產生"
+                },
+                selection.draw_number,
+                selection.units_digest,
+                selection.period_id,
+                selection.units_to_select,
+                selection.spec_version
+            )],
         },
     )?;
     archive::seal(&outcome.dir)?;

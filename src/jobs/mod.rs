@@ -140,6 +140,7 @@ pub fn run(
             selection: None,
             unit_status: None,
             orphans: Some(&orphaned),
+            notes: Vec::new(),
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -640,6 +641,7 @@ pub fn sample_audit(
             selection: None,
             unit_status: None,
             orphans: Some(&orphaned),
+            notes: Vec::new(),
         },
     )?;
     archive::seal(&run.dir)?;

@@ -43,6 +43,8 @@ pub struct RunFacts<'a> {
     /// Accounts in the query log but not in the roster: `agency_id,
     /// account_id, queries, first, last`.
     pub orphans: Option<&'a DataFrame>,
+    /// Lines every summary shows (e.g. the external audit's seed).
+    pub notes: Vec<String>,
 }
 
 /// What the city-wide workbook says of each unit besides its findings.
@@ -375,7 +377,7 @@ fn base(
         evidence: None,
         selection: None,
         orphans: None,
-        notes: Vec::new(),
+        notes: f.notes.clone(),
         quality: {
             let failed = f
                 .files

@@ -166,6 +166,7 @@ fn no_workbook_holds_a_row_of_another_unit() {
                 selection: None,
                 unit_status: None,
                 orphans: None,
+                notes: Vec::new(),
             };
             let all = models(&facts).unwrap();
             assert_eq!(all.len(), config.agencies.units().count() + 1);
@@ -273,6 +274,7 @@ fn long_tables_continue_on_further_sheets() {
         selection: None,
         unit_status: None,
         orphans: None,
+        notes: Vec::new(),
     };
     let city = models(&facts).unwrap().pop().unwrap();
     let rows = city.query_findings.as_ref().unwrap().rows.len();

@@ -905,6 +905,15 @@ fn external_audit_draws_units_reproducibly() {
             "圖表資料"
         ]
     );
+    let note = sheets["摘要"]
+        .iter()
+        .find(|r| text(&r[0]) == "注意")
+        .map(|r| text(&r[1]))
+        .unwrap_or_default();
+    assert!(
+        note.contains(seed) && note.contains("第 1 次抽籤"),
+        "{note}"
+    );
     let (_, rows) = table(&sheets, "外部稽核抽選");
     let picked: Vec<String> = rows
         .iter()
