@@ -191,13 +191,34 @@ fn queries_by_month(log: &DataFrame, period: &Period) -> Result<DataFrame> {
                 .gt_eq(lit(period.start))
                 .and(col("queried_at").lt(lit(period.end))),
         )
+        // Year and month as one integer: far cheaper than truncating 10M
+        // timestamps to months.
         .group_by([
             col("agency_id"),
-            col("queried_at").dt().truncate(lit("1mo")).alias("month"),
+            (col("queried_at").dt().year().cast(DataType::Int32) * lit(100i32)
+                + col("queried_at").dt().month().cast(DataType::Int32))
+            .alias("ym"),
         ])
         .agg([len().alias("queries")])
-        .with_column(col("month").dt().strftime("%Y-%m"))
-        .sort(["agency_id", "month"], SortMultipleOptions::default())
+        .sort(["agency_id", "ym"], SortMultipleOptions::default())
+        .with_column(
+            concat_str(
+                [
+                    (col("ym") / lit(100i32)).cast(DataType::String),
+                    when((col("ym") % lit(100i32)).lt(lit(10i32)))
+                        .then(concat_str(
+                            [lit("0"), (col("ym") % lit(100i32)).cast(DataType::String)],
+                            "",
+                            false,
+                        ))
+                        .otherwise((col("ym") % lit(100i32)).cast(DataType::String)),
+                ],
+                "-",
+                false,
+            )
+            .alias("month"),
+        )
+        .select([col("agency_id"), col("month"), col("queries")])
         .collect()?)
 }
 
