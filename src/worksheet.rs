@@ -39,17 +39,10 @@ pub struct Returned {
     pub run_dir: PathBuf,
 }
 
+/// A cell as ingest reads it, trimmed: the same text for the original and
+/// for a copy Excel saved again.
 fn text(d: &Data) -> String {
-    match d {
-        Data::Empty => String::new(),
-        Data::String(s) => s.trim().to_owned(),
-        Data::Float(f) if f.fract() == 0.0 => format!("{f:.0}"),
-        Data::DateTime(dt) => dt
-            .as_datetime()
-            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_else(|| dt.as_f64().to_string()),
-        other => other.to_string(),
-    }
+    crate::ingest::read::cell_text(d).trim().to_owned()
 }
 
 /// A sheet's cells, row by row.

@@ -438,7 +438,7 @@ fn read_workbook(
 
 /// A cell as text. Dates become ISO text, which [`super::parse`] reads like
 /// any other date; whole numbers lose their `.0` (IDs stored as numbers).
-fn cell_text(d: &Data) -> String {
+pub(crate) fn cell_text(d: &Data) -> String {
     match d {
         Data::Empty => String::new(),
         Data::String(s) => s.clone(),
