@@ -79,6 +79,17 @@ impl FromStr for Period {
     }
 }
 
+impl Period {
+    /// Whether the query log's `queried_at` lies in the period, as a polars
+    /// expression (start included, end excluded).
+    pub fn holds_query(&self) -> polars::prelude::Expr {
+        use polars::prelude::{col, lit};
+        col("queried_at")
+            .gt_eq(lit(self.start))
+            .and(col("queried_at").lt(lit(self.end)))
+    }
+}
+
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.id)

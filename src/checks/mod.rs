@@ -558,11 +558,7 @@ impl<'a> Ctx<'a> {
             times.null_count() == 0 && times.is_sorted(SortOptions::default())?
         };
         let queries = match &period {
-            Some(p) => t.query_log.lazy().filter(
-                col("queried_at")
-                    .gt_eq(lit(p.start))
-                    .and(col("queried_at").lt(lit(p.end))),
-            ),
+            Some(p) => t.query_log.lazy().filter(p.holds_query()),
             None => {
                 let end: NaiveDateTime = as_of
                     .succ_opt()

@@ -290,11 +290,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             let before = df.height();
             df = df
                 .lazy()
-                .filter(
-                    col("queried_at")
-                        .gt_eq(lit(p.start))
-                        .and(col("queried_at").lt(lit(p.end))),
-                )
+                .filter(p.holds_query())
                 .collect()
                 .map_err(|source| IngestError::Polars {
                     file: t.name().into(),

@@ -41,11 +41,7 @@ fn queries_per_unit(
     let counts = log
         .clone()
         .lazy()
-        .filter(
-            col("queried_at")
-                .gt_eq(lit(period.start))
-                .and(col("queried_at").lt(lit(period.end))),
-        )
+        .filter(period.holds_query())
         .group_by([col("agency_id")])
         .agg([len().alias("n")])
         .collect()?;

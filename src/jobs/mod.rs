@@ -158,11 +158,7 @@ fn run_id(dir: &std::path::Path) -> String {
 fn orphans(log: &DataFrame, roster: &DataFrame, period: Option<&Period>) -> Result<DataFrame> {
     let mut lf = log.clone().lazy();
     if let Some(p) = period {
-        lf = lf.filter(
-            col("queried_at")
-                .gt_eq(lit(p.start))
-                .and(col("queried_at").lt(lit(p.end))),
-        );
+        lf = lf.filter(p.holds_query());
     }
     Ok(lf
         .join(
@@ -186,11 +182,7 @@ fn queries_by_month(log: &DataFrame, period: &Period) -> Result<DataFrame> {
     Ok(log
         .clone()
         .lazy()
-        .filter(
-            col("queried_at")
-                .gt_eq(lit(period.start))
-                .and(col("queried_at").lt(lit(period.end))),
-        )
+        .filter(period.holds_query())
         // Year and month as one integer: far cheaper than truncating 10M
         // timestamps to months.
         .group_by([

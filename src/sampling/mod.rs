@@ -71,11 +71,7 @@ pub fn population(
         .clone()
         .lazy()
         .with_row_index("row", None)
-        .filter(
-            col("queried_at")
-                .gt_eq(lit(period.start))
-                .and(col("queried_at").lt(lit(period.end))),
-        )
+        .filter(period.holds_query())
         .select([
             col("account_id"),
             col("agency_id").alias("log_agency"),
