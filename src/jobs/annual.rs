@@ -398,13 +398,8 @@ pub fn external_audit(
     ));
     let dir =
         archive::create_run_dir(&config.paths.archive, &period.id, "external-audit", started)?;
-    let (seed, source) = match seed {
-        Some(s) => (s, "given"),
-        None => (
-            Seed::draw_os().map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?,
-            "os",
-        ),
-    };
+    let (seed, source) = Seed::given_or_drawn(seed)
+        .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let mut store = Store::open(&config.paths.state)?;
     let draw_number = store.record_draw(
         &format!("{}/external-audit", period.id),
@@ -512,11 +507,7 @@ pub fn external_audit(
             notes: vec![format!(
                 "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；以 ticket(種子, \"unit\", {}, 單位) 由小至大取前 {} 個單位（規格 {}）",
                 selection.seed,
-                if selection.seed_source == "given" {
-                    "公開抽籤提供"
-                } else {
-                    "系統亂數產生"
-                },
+                crate::report::seed_source(selection.seed_source),
                 selection.draw_number,
                 selection.units_digest,
                 selection.period_id,

@@ -524,13 +524,8 @@ pub fn sample_audit(
         );
     }
     let dir = archive::create_run_dir(&config.paths.archive, &period.id, "sample-audit", started)?;
-    let (seed, source) = match seed {
-        Some(s) => (s, "given"),
-        None => (
-            Seed::draw_os().map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?,
-            "os",
-        ),
-    };
+    let (seed, source) = Seed::given_or_drawn(seed)
+        .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let drawn_at = local_text(clock.local(config.timezone));
     let draw_number = store.record_draw(
         &period.id,

@@ -13,6 +13,8 @@
 pub mod build;
 pub(crate) mod sheets;
 
+pub use sheets::seed_source;
+
 use chrono::NaiveDateTime;
 
 /// What a workbook reports.

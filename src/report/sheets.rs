@@ -416,7 +416,8 @@ fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), Xls
     Ok(())
 }
 
-fn seed_source(s: &str) -> &'static str {
+/// How a seed came, in words (`given` or `os`).
+pub fn seed_source(s: &str) -> &'static str {
     match s {
         "given" => "公開抽籤提供",
         _ => "系統亂數產生",

@@ -56,6 +56,15 @@ impl Seed {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The seed to use and its source for the record: `given` if one was
+    /// given, else a fresh one from the OS (`os`).
+    pub fn given_or_drawn(given: Option<Seed>) -> Result<(Seed, &'static str), getrandom::Error> {
+        match given {
+            Some(s) => Ok((s, "given")),
+            None => Ok((Seed::draw_os()?, "os")),
+        }
+    }
 }
 
 impl fmt::Display for Seed {
