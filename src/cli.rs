@@ -56,6 +56,9 @@ pub enum Command {
         /// ceremony); without it the tool draws one from the OS.
         #[arg(long)]
         seed: Option<crate::sampling::spec::Seed>,
+        /// Only queue the run's mail; do not send it now.
+        #[arg(long)]
+        no_send: bool,
         #[arg(long)]
         config: PathBuf,
         /// Account review: the day the review is as of (default today).
@@ -99,6 +102,11 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The mail outbox.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// The archive of run folders.
     Archive {
         #[command(subcommand)]
@@ -115,6 +123,26 @@ pub enum Command {
         /// Generator seed; the committed sample_data uses the default.
         #[arg(long, default_value_t = crate::synth::DEFAULT_SEED)]
         seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Every message: state, attempts, recipient, subject, last error.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Send every due message now.
+    Send {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Make a failed message pending again (the operator checked the cause).
+    Retry {
+        id: i64,
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -205,6 +233,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Run {
             job,
             seed,
+            no_send,
             config,
             as_of,
             period,
@@ -224,22 +253,23 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 return retention(config, clock, out);
             }
             if matches!(job, JobArg::InternalAudit | JobArg::ExternalAudit) {
-                return annual(config, *job, period, seed.clone(), clock, out);
+                return annual(config, *job, period, seed.clone(), clock, !no_send, out);
             }
             if *job == JobArg::SampleAudit {
-                return sample_audit(config, period, seed.clone(), clock, out);
+                return sample_audit(config, period, seed.clone(), clock, !no_send, out);
             }
             if seed.is_some() {
                 return Err(
                     anyhow::anyhow!("--seed is for sample-audit and external-audit").into(),
                 );
             }
-            run_job(config, *job, period, *as_of, clock, out)
+            run_job(config, *job, period, *as_of, clock, !no_send, out)
         }
         Command::Freeze { config, period } => freeze(config, period, clock, out),
         Command::Archive {
             action: ArchiveAction::Verify { config },
         } => archive_verify(config, out),
+        Command::Outbox { action } => outbox(action, clock, out),
         Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, clock, out),
         Command::Verify {
             path,
@@ -268,6 +298,7 @@ fn run_job(
     period: Option<Period>,
     as_of: Option<chrono::NaiveDate>,
     clock: &dyn crate::clock::Clock,
+    send: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
@@ -279,7 +310,7 @@ fn run_job(
         return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
     }
     let outcome = crate::jobs::run(&config, job, period, as_of, clock)?;
-    report_run(&config, &outcome, out)
+    report_run(&config, &outcome, send.then_some(clock), out)
 }
 
 /// Prints a run's findings by code and its rejects, then the run folder;
@@ -287,6 +318,7 @@ fn run_job(
 fn report_run(
     config: &crate::config::Config,
     outcome: &crate::jobs::RunOutcome,
+    send: Option<&dyn crate::clock::Clock>,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
@@ -304,6 +336,9 @@ fn report_run(
         w(out, format!("  {code:<32} {n:>8}"))?;
     }
     write_rejects(&outcome.ingested, out)?;
+    if let Some(clock) = send {
+        drain_outbox(config, clock, out)?;
+    }
     // The last line is the run folder, for scripts.
     w(out, outcome.dir.display().to_string())?;
     Ok(if !outcome.ingested.is_clean() {
@@ -318,11 +353,92 @@ fn report_run(
     })
 }
 
+fn outbox(
+    action: &OutboxAction,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    match action {
+        OutboxAction::List { config } => {
+            let config = config::load(config)?;
+            let store =
+                crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+            let rows = store.outbox().map_err(anyhow::Error::from)?;
+            let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+            for r in &rows {
+                *counts.entry(r.state.as_str()).or_default() += 1;
+                w(
+                    out,
+                    format!(
+                        "{:>5} {:<8} {:>2} {:<32} {}{}",
+                        r.id,
+                        r.state,
+                        r.attempts,
+                        r.recipient,
+                        r.subject,
+                        r.last_error
+                            .as_deref()
+                            .map(|e| format!("  [{e}]"))
+                            .unwrap_or_default()
+                    ),
+                )?;
+            }
+            let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            w(
+                out,
+                format!("{} messages: {}", rows.len(), summary.join(", ")),
+            )?;
+            Ok(ExitStatus::Ok)
+        }
+        OutboxAction::Send { config } => {
+            let config = config::load(config)?;
+            let d = drain_outbox(&config, clock, out)?;
+            Ok(if d.failed > 0 {
+                ExitStatus::InputError
+            } else {
+                ExitStatus::Ok
+            })
+        }
+        OutboxAction::Retry { id, config } => {
+            let config = config::load(config)?;
+            let mut store =
+                crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+            let now = clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            if store.retry(*id, &now).map_err(anyhow::Error::from)? {
+                w(out, format!("message {id} is pending again"))?;
+                Ok(ExitStatus::Ok)
+            } else {
+                Err(anyhow::anyhow!("no failed message {id} in the outbox").into())
+            }
+        }
+    }
+}
+
+/// Sends every due message of the outbox and says what happened.
+fn drain_outbox(
+    config: &crate::config::Config,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<crate::mail::outbox::Drained, Error> {
+    let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+    let mut transport = crate::mail::outbox::transport(config)?;
+    let d = crate::mail::outbox::drain(config, &mut store, transport.as_mut(), clock.now())?;
+    writeln!(
+        out,
+        "mail: {} sent, {} to retry, {} failed",
+        d.sent, d.retrying, d.failed
+    )
+    .context("writing to stdout")?;
+    Ok(d)
+}
+
 fn sample_audit(
     path: &std::path::Path,
     period: Option<Period>,
     seed: Option<crate::sampling::spec::Seed>,
     clock: &dyn crate::clock::Clock,
+    send: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
@@ -371,7 +487,7 @@ fn sample_audit(
         format!("  selected           {accounts} accounts, {records} records"),
     )?;
     w(out, format!("  sample digest      {}", m.sample_digest))?;
-    report_run(&config, &outcome.run, out)
+    report_run(&config, &outcome.run, send.then_some(clock), out)
 }
 
 fn freeze(
@@ -472,6 +588,7 @@ fn annual(
     period: Option<Period>,
     seed: Option<crate::sampling::spec::Seed>,
     clock: &dyn crate::clock::Clock,
+    send: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
@@ -502,7 +619,7 @@ fn annual(
         }
         crate::jobs::internal_audit(&config, &period, clock)?
     };
-    report_run(&config, &outcome, out)
+    report_run(&config, &outcome, send.then_some(clock), out)
 }
 
 fn retention(

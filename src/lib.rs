@@ -8,6 +8,7 @@ pub mod clock; // the injected clock
 pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
 pub mod jobs; // one audit run: ingest, check, write the run folder
+pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
 pub mod privacy; // masking of national IDs and names for anything a person reads

@@ -78,6 +78,23 @@ pub struct WorksheetAnswer {
     pub audit_date: String,
 }
 
+/// A message of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub run: String,
+    pub report: String,
+    pub recipient: String,
+    pub message_id: String,
+    pub subject: String,
+    pub state: String,
+    pub attempts: u32,
+    pub queued_at: String,
+    pub next_attempt_at: String,
+    pub sent_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
 /// A frozen population: published before a seed ceremony.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freeze {
@@ -136,6 +153,22 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     auditor TEXT NOT NULL,
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    report TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    eml BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    queued_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    sent_at TEXT,
+    last_error TEXT,
+    UNIQUE (run, report, recipient)
 );
 CREATE TABLE IF NOT EXISTS retention_log (
     id INTEGER PRIMARY KEY,
@@ -368,6 +401,113 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Queues messages in one transaction; a message already queued (same
+    /// run, report and recipient) is left as it is. Returns how many were
+    /// new.
+    pub fn queue(
+        &mut self,
+        messages: &[crate::mail::Outgoing],
+        now: &str,
+    ) -> Result<usize, StoreError> {
+        let file = self.file.clone();
+        let err = |e| self_err(&file, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut added = 0;
+        for m in messages {
+            added += tx
+                .execute(
+                    "INSERT OR IGNORE INTO outbox (run, report, recipient, message_id, subject, eml, state,
+                     queued_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                    params![m.run, m.report, m.recipient, m.message_id, m.subject, m.eml, now],
+                )
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(added)
+    }
+
+    fn outbox_rows(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT id, run, report, recipient, message_id, subject, state, attempts, queued_at,
+             next_attempt_at, sent_at, last_error FROM outbox {filter} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    run: r.get(1)?,
+                    report: r.get(2)?,
+                    recipient: r.get(3)?,
+                    message_id: r.get(4)?,
+                    subject: r.get(5)?,
+                    state: r.get(6)?,
+                    attempts: r.get(7)?,
+                    queued_at: r.get(8)?,
+                    next_attempt_at: r.get(9)?,
+                    sent_at: r.get(10)?,
+                    last_error: r.get(11)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every message of the outbox, first first.
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_rows("", &[])
+    }
+
+    /// Pending messages whose next attempt is due at `now`.
+    pub fn due(&self, now: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_rows("WHERE state = 'pending' AND next_attempt_at <= ?1", &[&now])
+    }
+
+    /// The message's bytes.
+    pub fn eml(&self, id: i64) -> Result<Vec<u8>, StoreError> {
+        self.conn
+            .query_row("SELECT eml FROM outbox WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records an attempt's outcome: `sent`, `pending` again (with the next
+    /// attempt's time) or `failed`.
+    pub fn record_attempt(
+        &mut self,
+        id: i64,
+        state: &str,
+        at: &str,
+        next_attempt_at: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at = ?4,
+                 sent_at = CASE WHEN ?2 = 'sent' THEN ?3 ELSE sent_at END, last_error = ?5 WHERE id = ?1",
+                params![id, state, at, next_attempt_at, error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Makes a failed message pending again (the operator's `outbox retry`).
+    pub fn retry(&mut self, id: i64, now: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?2 WHERE id = ?1 AND state = 'failed'",
+                params![id, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
     }
 
     /// Runs raw SQL; for tests that prove the ledger refuses rewrites.

@@ -35,6 +35,8 @@ pub struct Config {
     /// Declared date formats: table -> column -> format.
     pub formats: BTreeMap<Table, BTreeMap<&'static str, DateFormat>>,
     pub inputs: Vec<InputOverride>,
+    /// The mail templates, compiled.
+    pub templates: crate::mail::templates::Templates,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct Paths {
     pub archive: PathBuf,
     pub state: PathBuf,
     pub schedules: PathBuf,
+    /// Mail templates replacing the built-in ones, if set.
+    pub templates: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +319,21 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         archive: resolve(&raw.paths.archive),
         state: resolve(&raw.paths.state),
         schedules: resolve(raw.paths.schedules.as_deref().unwrap_or("schedules")),
+        templates: raw.paths.templates.as_deref().map(&resolve),
+    };
+    let templates = match crate::mail::templates::Templates::load(paths.templates.as_deref()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            v.problem(
+                "paths.templates",
+                format!(
+                    "{:?}",
+                    raw.paths.templates.as_deref().unwrap_or("(built in)")
+                ),
+                &format!("a mail template is missing or broken: {e}"),
+            );
+            None
+        }
     };
     let rules = v.rules(&raw.rules, &resolve);
     let agencies = v.agencies(&raw.agencies);
@@ -332,6 +351,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         file: file.to_owned(),
         timezone,
+        templates: templates.expect("validated: problems were returned above"),
         paths,
         rules,
         agencies,

@@ -39,6 +39,8 @@ pub struct RawPaths {
     pub archive: String,
     pub state: String,
     pub schedules: Option<String>,
+    /// Mail templates replacing the built-in ones (see `templates/`).
+    pub templates: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,6 +20,7 @@ use crate::checks::{self, Code, Job, Tables};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
 use crate::ingest::{self, FileStatus, Ingested};
+use crate::mail;
 use crate::model::Table;
 use crate::period::Period;
 use crate::report::{
@@ -309,6 +310,20 @@ fn write_reports(
     let dir = outcome.dir.join("reports");
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let hb = config.agencies.health_bureau().id.clone();
+    let run = outcome.dir.display().to_string();
+    let draw_number = facts.sample.map_or(1, |(m, _)| m.draw_number);
+    let now = {
+        use chrono::TimeZone;
+        config
+            .timezone
+            .from_local_datetime(&facts.generated_at)
+            .earliest()
+            .map_or_else(
+                || facts.generated_at.and_utc(),
+                |t| t.with_timezone(&chrono::Utc),
+            )
+    };
+    let mut messages = Vec::new();
     for m in &models {
         // The external audit is the Health Bureau's alone.
         if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
@@ -324,8 +339,27 @@ fn write_reports(
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
+        for (to, role) in mail::recipients(config, m) {
+            messages.push(mail::compose(
+                config,
+                m,
+                &run,
+                &name,
+                &bytes,
+                &path,
+                &to,
+                role,
+                draw_number,
+                now,
+            )?);
+        }
     }
     tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), "reports written");
+    // Every message of the run is queued in one transaction; queueing a run
+    // again adds nothing (unique run, report, recipient).
+    let mut store = Store::open(&config.paths.state)?;
+    let queued = store.queue(&messages, &now.format("%Y-%m-%dT%H:%M:%SZ").to_string())?;
+    tracing::info!(queued, messages = messages.len(), "mail queued");
     Ok(())
 }
 

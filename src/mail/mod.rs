@@ -1,0 +1,234 @@
+//! Mail: every workbook to the right officer, exactly once.
+//!
+//! [`templates`] holds the Traditional Chinese templates, compiled when the
+//! config loads. [`compose`] turns a rendered workbook into one message per
+//! recipient (routing is [`recipients`]: the unit's officer, its ethics unit
+//! when the run found something serious, the Health Bureau's officer for
+//! the city-wide workbook) with a Message-ID derived from run, report and
+//! recipient. [`outbox`] queues those messages in the state database — the
+//! unique (run, report, recipient) key makes queueing twice a no-op — and
+//! drains them through a [`outbox::Deliver`]: files for the demo, SMTP with
+//! TLS required for the city.
+
+pub mod outbox;
+pub mod templates;
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use lettre::message::header::{ContentDisposition, ContentType};
+use lettre::message::{Mailbox, Message, MultiPart, SinglePart};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::report::{Cell, ReportModel};
+
+/// Who a message is for, which decides the greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The requesting agency's designated officer (or, city-wide, the
+    /// Health Bureau's chief administrator).
+    Officer,
+    /// The ethics unit, copied when a run found serious anomalies.
+    Ethics,
+}
+
+impl Role {
+    fn greeting(self) -> &'static str {
+        match self {
+            Role::Officer => "專責人員",
+            Role::Ethics => "政風單位",
+        }
+    }
+}
+
+/// A composed message, ready to queue.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The run folder, as recorded.
+    pub run: String,
+    /// The workbook's file name in `reports/`.
+    pub report: String,
+    pub recipient: String,
+    pub message_id: String,
+    pub subject: String,
+    /// The whole message (RFC 5322, CRLF), sent as is on every attempt.
+    pub eml: Vec<u8>,
+}
+
+/// The recipients of a workbook: one message each.
+pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
+    let Some(unit) = config.agencies.get(&model.unit_id) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(o) = &unit.officer_email {
+        out.push((o.clone(), Role::Officer));
+    }
+    if !model.city_wide
+        && serious(model)
+        && let Some(e) = &unit.ethics_email
+    {
+        out.push((e.clone(), Role::Ethics));
+    }
+    out
+}
+
+/// Whether the workbook holds critical or high query findings (the ethics
+/// unit must hear of them, point 6(3)).
+fn serious(model: &ReportModel) -> bool {
+    model.query_findings.as_ref().is_some_and(|q| {
+        q.rows
+            .iter()
+            .any(|r| matches!(r.first(), Some(Cell::Text(s)) if s == "嚴重" || s == "高"))
+    })
+}
+
+/// `<hash@domain>`: the same run, report and recipient always give the same
+/// Message-ID, so a resent message is recognisably the same message.
+pub fn message_id(config: &Config, run: &str, report: &str, recipient: &str) -> String {
+    let h = Sha256::digest(format!("{run}\n{report}\n{recipient}").as_bytes());
+    let domain = config
+        .mail
+        .from
+        .rsplit_once('@')
+        .map_or("webir-audit.invalid", |(_, d)| d.trim_end_matches('>'));
+    format!("<{}.webir-audit@{domain}>", &hex::encode(h)[..32])
+}
+
+/// RFC 2047 encoded-word (base64) for a header parameter Outlook reads.
+fn encoded_word(s: &str) -> String {
+    format!(
+        "=?utf-8?b?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct Count {
+    label: String,
+    count: i64,
+}
+
+/// What the templates see.
+#[derive(Debug, Serialize)]
+struct MailContext<'a> {
+    recipient_role: &'static str,
+    unit_name: &'a str,
+    period_label: &'a str,
+    kind_title: &'static str,
+    city_wide: bool,
+    rule: &'static str,
+    run_id: &'a str,
+    findings_total: i64,
+    by_severity: Vec<Count>,
+    actions: &'a [String],
+    attachment_name: &'a str,
+    too_large: bool,
+    max_attachment_mb: u32,
+    collect_path: String,
+    draw_number: u32,
+    subject: String,
+}
+
+/// The file name officers see: Chinese, and saying what it is.
+pub fn attachment_name(model: &ReportModel) -> String {
+    let scope = if model.city_wide { "全市彙整" } else { "" };
+    format!(
+        "健保WebIR稽核_{}{scope}_{}_{}.xlsx",
+        model.unit_name,
+        model.period_id,
+        model.kind.title()
+    )
+}
+
+/// Composes the message carrying `workbook` (written at `path`) to
+/// `recipient`.
+#[allow(clippy::too_many_arguments)]
+pub fn compose(
+    config: &Config,
+    model: &ReportModel,
+    run: &str,
+    report: &str,
+    workbook: &[u8],
+    path: &std::path::Path,
+    recipient: &str,
+    role: Role,
+    draw_number: u32,
+    now: DateTime<Utc>,
+) -> Result<Outgoing> {
+    let by_severity: Vec<Count> = model
+        .by_severity
+        .rows
+        .iter()
+        .filter_map(|r| match (r.first(), r.get(1)) {
+            (Some(Cell::Text(l)), Some(Cell::Int(n))) => Some(Count {
+                label: l.clone(),
+                count: *n,
+            }),
+            _ => None,
+        })
+        .collect();
+    let name = attachment_name(model);
+    let too_large = workbook.len() as u64 > u64::from(config.mail.max_attachment_mb) * 1024 * 1024;
+    let mut cx = MailContext {
+        recipient_role: role.greeting(),
+        unit_name: &model.unit_name,
+        period_label: &model.period_label,
+        kind_title: model.kind.title(),
+        city_wide: model.city_wide,
+        rule: model.kind.rule(),
+        run_id: &model.run_id,
+        findings_total: by_severity.iter().map(|c| c.count).sum(),
+        by_severity,
+        actions: &model.actions,
+        attachment_name: &name,
+        too_large,
+        max_attachment_mb: config.mail.max_attachment_mb,
+        collect_path: path.display().to_string(),
+        draw_number,
+        subject: String::new(),
+    };
+    let t = &config.templates;
+    cx.subject = t.render("subject.j2", &cx)?.trim().to_owned();
+    let kind = templates::kind_name(model.kind);
+    let text = t.render(&format!("{kind}.txt.j2"), &cx)?;
+    let html = t.render(&format!("{kind}.html.j2"), &cx)?;
+    let id = message_id(config, run, report, recipient);
+    let mut parts = MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html));
+    if !too_large {
+        let ct = ContentType::parse(&format!(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"{}\"",
+            encoded_word(&name)
+        ))
+        .context("the attachment's content type")?;
+        parts = parts.singlepart(
+            SinglePart::builder()
+                .header(ct)
+                .header(ContentDisposition::attachment(&name))
+                .body(workbook.to_vec()),
+        );
+    }
+    let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);
+    let message = Message::builder()
+        .from(config.mail.from.parse::<Mailbox>().context("mail.from")?)
+        .to(recipient
+            .parse::<Mailbox>()
+            .with_context(|| format!("recipient {recipient:?}"))?)
+        .subject(cx.subject.clone())
+        .message_id(Some(id.clone()))
+        .date(sent)
+        .multipart(parts)
+        .context("composing the message")?;
+    Ok(Outgoing {
+        run: run.to_owned(),
+        report: report.to_owned(),
+        recipient: recipient.to_owned(),
+        message_id: id,
+        subject: cx.subject,
+        eml: message.formatted(),
+    })
+}

@@ -1,0 +1,103 @@
+//! The mail templates: built into the binary from the repository's
+//! `templates/`, or read from `paths.templates`. All are compiled when the
+//! config loads, so a missing or broken one is a configuration error.
+
+use std::path::Path;
+
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::report::ReportKind;
+
+/// Every template a run may need, with the built-in text.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("subject.j2", include_str!("../../templates/subject.j2")),
+    ("base.txt.j2", include_str!("../../templates/base.txt.j2")),
+    ("base.html.j2", include_str!("../../templates/base.html.j2")),
+    (
+        "sample-audit.txt.j2",
+        include_str!("../../templates/sample-audit.txt.j2"),
+    ),
+    (
+        "sample-audit.html.j2",
+        include_str!("../../templates/sample-audit.html.j2"),
+    ),
+    (
+        "account-review.txt.j2",
+        include_str!("../../templates/account-review.txt.j2"),
+    ),
+    (
+        "account-review.html.j2",
+        include_str!("../../templates/account-review.html.j2"),
+    ),
+    (
+        "query-check.txt.j2",
+        include_str!("../../templates/query-check.txt.j2"),
+    ),
+    (
+        "query-check.html.j2",
+        include_str!("../../templates/query-check.html.j2"),
+    ),
+    (
+        "internal-audit.txt.j2",
+        include_str!("../../templates/internal-audit.txt.j2"),
+    ),
+    (
+        "internal-audit.html.j2",
+        include_str!("../../templates/internal-audit.html.j2"),
+    ),
+    (
+        "external-audit.txt.j2",
+        include_str!("../../templates/external-audit.txt.j2"),
+    ),
+    (
+        "external-audit.html.j2",
+        include_str!("../../templates/external-audit.html.j2"),
+    ),
+    ("alert.txt.j2", include_str!("../../templates/alert.txt.j2")),
+];
+
+/// The file stem of a job kind's templates.
+pub fn kind_name(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::SampleAudit => "sample-audit",
+        ReportKind::AccountReview => "account-review",
+        ReportKind::QueryCheck => "query-check",
+        ReportKind::InternalAudit => "internal-audit",
+        ReportKind::ExternalAudit => "external-audit",
+    }
+}
+
+/// The compiled templates.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// Compiles the built-in templates, or those in `dir`. The error names
+    /// the template and what is wrong with it.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, built_in) in BUILT_IN {
+            let source = match dir {
+                Some(d) => std::fs::read_to_string(d.join(name))
+                    .map_err(|e| format!("{}: {e}", d.join(name).display()))?,
+                None => (*built_in).to_owned(),
+            };
+            env.add_template_owned((*name).to_owned(), source)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(Templates { env })
+    }
+
+    pub fn render<S: Serialize>(&self, name: &str, cx: &S) -> anyhow::Result<String> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
+        t.render(minijinja::value::Serde(cx))
+            .map_err(|e| anyhow::anyhow!("rendering template {name}: {e}"))
+    }
+}
