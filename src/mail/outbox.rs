@@ -284,3 +284,168 @@ fn alert(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport that answers from a script, and counts what it accepted.
+    struct Scripted {
+        answers: Vec<Result<(), Failure>>,
+        delivered: Vec<String>,
+    }
+
+    impl Deliver for Scripted {
+        fn deliver(&mut self, _: &str, to: &str, _: &str, _: &[u8]) -> Result<(), Failure> {
+            let a = if self.answers.is_empty() {
+                Ok(())
+            } else {
+                self.answers.remove(0)
+            };
+            if a.is_ok() {
+                self.delivered.push(to.to_owned());
+            }
+            a
+        }
+    }
+
+    fn config(dir: &std::path::Path) -> Config {
+        let toml = r#"
+[paths]
+inbox = "i"
+archive = "a"
+state = "s"
+[mail]
+from = "webir-audit <w@example.gov.tw>"
+admin = "admin@example.gov.tw"
+max_attempts = 3
+[[agencies]]
+id = "KHB"
+name = "衛生局"
+requesting = true
+purposes = ["other"]
+officer_email = "o@example.gov.tw"
+health_bureau = true
+"#;
+        crate::config::validate(toml::from_str(toml).unwrap(), &dir.join("c.toml")).unwrap()
+    }
+
+    fn message(to: &str) -> crate::mail::Outgoing {
+        crate::mail::Outgoing {
+            run: "r".into(),
+            report: "KHB.xlsx".into(),
+            recipient: to.into(),
+            message_id: format!("<{to}@x>"),
+            subject: "s".into(),
+            eml: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+        }
+    }
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-07-05T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + Duration::hours(h)
+    }
+
+    #[test]
+    fn transient_failures_retry_later_and_nothing_is_sent_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .queue(&[message("o@example.gov.tw")], &stamp(at(0)))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .queue(&[message("o@example.gov.tw")], &stamp(at(0)))
+                .unwrap(),
+            0,
+            "queued once"
+        );
+        let mut t = Scripted {
+            answers: vec![Err(Failure::Transient("421 busy".into()))],
+            delivered: vec![],
+        };
+        let d = drain(&cfg, &mut store, &mut t, at(0)).unwrap();
+        assert_eq!((d.sent, d.retrying, d.failed), (0, 1, 0));
+        // Not due again until the backoff has passed.
+        assert_eq!(
+            drain(&cfg, &mut store, &mut t, at(0)).unwrap(),
+            Drained::default()
+        );
+        let d = drain(&cfg, &mut store, &mut t, at(1)).unwrap();
+        assert_eq!(d.sent, 1);
+        assert_eq!(
+            drain(&cfg, &mut store, &mut t, at(2)).unwrap(),
+            Drained::default()
+        );
+        assert_eq!(t.delivered, ["o@example.gov.tw"]);
+        let row = &store.outbox().unwrap()[0];
+        assert_eq!((row.state.as_str(), row.attempts), ("sent", 2));
+    }
+
+    #[test]
+    fn permanent_failures_and_exhausted_retries_fail_and_alert_the_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .queue(
+                &[
+                    message("gone@example.gov.tw"),
+                    message("flaky@example.gov.tw"),
+                ],
+                &stamp(at(0)),
+            )
+            .unwrap();
+        let mut t = Scripted {
+            answers: vec![
+                Err(Failure::Permanent("550 no such user".into())),
+                Err(Failure::Transient("450".into())),
+            ],
+            delivered: vec![],
+        };
+        drain(&cfg, &mut store, &mut t, at(0)).unwrap();
+        for h in 1..10 {
+            t.answers.push(Err(Failure::Transient("450".into())));
+            let _ = drain(&cfg, &mut store, &mut t, at(h));
+        }
+        let rows = store.outbox().unwrap();
+        let state = |to: &str| {
+            rows.iter()
+                .find(|r| r.recipient == to)
+                .map(|r| (r.state.clone(), r.attempts))
+                .unwrap()
+        };
+        assert_eq!(state("gone@example.gov.tw"), ("failed".into(), 1));
+        assert_eq!(
+            state("flaky@example.gov.tw"),
+            ("failed".into(), 3),
+            "max_attempts = 3"
+        );
+        let alerts: Vec<_> = rows
+            .iter()
+            .filter(|r| r.report.starts_with("alert:"))
+            .collect();
+        assert_eq!(alerts.len(), 2);
+        assert!(alerts.iter().all(|a| a.recipient == "admin@example.gov.tw"));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_is_reproducible() {
+        let a: Vec<i64> = (0..15).map(|n| backoff("<m@x>", n).num_seconds()).collect();
+        assert!(a[0] >= 300 && a[0] <= 375);
+        assert!(a.windows(2).take(6).all(|w| w[1] > w[0]));
+        assert!(a.iter().all(|s| *s <= 6 * 3600 * 5 / 4));
+        assert_eq!(
+            a,
+            (0..15)
+                .map(|n| backoff("<m@x>", n).num_seconds())
+                .collect::<Vec<_>>()
+        );
+    }
+}

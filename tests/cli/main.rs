@@ -4,6 +4,7 @@
 mod commands;
 mod harness;
 mod ingest;
+mod mail;
 mod reports;
 mod sample_data;
 mod sampling;

@@ -1,0 +1,170 @@
+//! Mail through the file transport, read back by an independent MIME
+//! parser (Python's `email` package): every officer gets their own unit's
+//! workbook and nobody else's, exactly once, with the Chinese subject and
+//! file name intact and the attachment byte for byte the archived workbook.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::harness::{Test, repo, run_binary};
+use crate::sample_data::copy_dir;
+
+/// `(to, subject, attachment file name, sha256 of the attachment)` of
+/// every `.eml` in `dir`, parsed by Python.
+fn parse_all(dir: &std::path::Path) -> Vec<(String, String, String, String)> {
+    let script = r#"
+import email, email.policy, glob, hashlib, json, sys
+out = []
+for f in sorted(glob.glob(sys.argv[1] + "/*.eml")):
+    m = email.message_from_bytes(open(f, "rb").read(), policy=email.policy.default)
+    atts = list(m.iter_attachments())
+    name = atts[0].get_filename() if atts else ""
+    sha = hashlib.sha256(atts[0].get_content()).hexdigest() if atts else ""
+    out.append([str(m["To"]), str(m["Subject"]), name, sha])
+print(json.dumps(out, ensure_ascii=False))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, dir.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<(String, String, String, String)>>(&out.stdout).unwrap()
+}
+
+fn sha256(path: &std::path::Path) -> String {
+    webir_audit::ingest::hash_file(path).unwrap().1
+}
+
+#[test]
+fn every_officer_gets_their_own_workbook_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
+    let config_path = tmp.path().join("city/webir-audit.toml");
+    let config = webir_audit::config::load(&config_path).unwrap();
+    let c = config_path.to_str().unwrap();
+    let out = run_binary(
+        &[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+            "--config",
+            c,
+        ],
+        tmp.path(),
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+    assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
+
+    let files = config.paths.state.join("outbox-files");
+    let got = parse_all(&files);
+    // Who must receive what: each unit's officer its unit's workbook, the
+    // Health Bureau's officer also the city-wide one.
+    let mut expected: BTreeMap<(String, String), String> = BTreeMap::new();
+    for unit in config.agencies.units() {
+        let path = dir.join(format!("reports/{}.xlsx", unit.id));
+        expected.insert(
+            (unit.officer_email.clone().unwrap(), sha256(&path)),
+            unit.id.clone(),
+        );
+    }
+    let hb = config.agencies.health_bureau();
+    expected.insert(
+        (
+            hb.officer_email.clone().unwrap(),
+            sha256(&dir.join("reports/city-wide.xlsx")),
+        ),
+        "city-wide".into(),
+    );
+    let officers: Vec<_> = got
+        .iter()
+        .filter(|(to, ..)| to.starts_with("officer"))
+        .collect();
+    assert_eq!(
+        officers.len(),
+        expected.len(),
+        "one message per officer per workbook"
+    );
+    for (to, subject, name, sha) in &officers {
+        let unit = expected
+            .get(&(to.clone(), sha.clone()))
+            .unwrap_or_else(|| panic!("{to} received a workbook that is not theirs ({name})"));
+        assert!(
+            subject.starts_with("【健保WebIR稽核】") && subject.contains("抽查工作底稿"),
+            "{subject}"
+        );
+        assert!(
+            name.ends_with("_2026H1_抽查工作底稿.xlsx") && name.contains("健保WebIR稽核_"),
+            "{name}"
+        );
+        if unit == "city-wide" {
+            assert!(subject.contains("全市彙整"), "{subject}");
+        }
+    }
+    // Ethics units hear of serious findings, with their unit's workbook.
+    for (to, _, _, sha) in got.iter().filter(|(to, ..)| to.starts_with("ethics")) {
+        let unit = config
+            .agencies
+            .units()
+            .find(|u| u.ethics_email.as_deref() == Some(to.as_str()))
+            .unwrap();
+        assert_eq!(
+            *sha,
+            sha256(&dir.join(format!("reports/{}.xlsx", unit.id))),
+            "{to}"
+        );
+    }
+
+    // Sending again delivers nothing new.
+    let again = run_binary(&["outbox", "send", "--config", c], tmp.path());
+    assert!(again.stdout.contains("mail: 0 sent"), "{}", again.stdout);
+    assert_eq!(parse_all(&files).len(), got.len());
+    let list = run_binary(&["outbox", "list", "--config", c], tmp.path());
+    assert!(
+        list.stdout
+            .contains(&format!("{} messages: {} sent", got.len(), got.len())),
+        "{}",
+        list.stdout
+    );
+}
+
+#[test]
+fn no_send_only_queues() {
+    let t = Test::new().file(
+        "inbox/query_logs/log.csv",
+        "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
+    );
+    let out = t.run(&["run", "query-check", "--period", "2026H1", "--no-send"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("mail:"), "{}", out.stdout);
+    assert!(!t.path("var/state/outbox-files").exists());
+    let list = t.run(&["outbox", "list"]);
+    assert!(list.stdout.contains("pending"), "{}", list.stdout);
+    let send = t.run(&["outbox", "send"]);
+    assert!(
+        send.stdout.contains("0 failed") && !send.stdout.contains("mail: 0 sent"),
+        "{}",
+        send.stdout
+    );
+}
+
+#[test]
+fn a_broken_template_is_a_config_error() {
+    let t = Test::new()
+        .config_replace(
+            "state = \"var/state\"",
+            "state = \"var/state\"\ntemplates = \"tpl\"",
+        )
+        .file("tpl/subject.j2", "{% if %}");
+    let out = t.run(&["check-config"]);
+    assert_eq!(out.status, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("paths.templates"), "{}", out.stderr);
+}
