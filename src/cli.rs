@@ -112,6 +112,17 @@ pub enum Command {
         #[command(subcommand)]
         action: ArchiveAction,
     },
+    /// Run every job on a fresh copy of the fictional sample city, mail by
+    /// the file transport, and say where the workbooks and messages are.
+    Demo {
+        /// Run on this config and its inbox (e.g. sample_data/webir-audit.toml)
+        /// instead of a freshly generated city.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Without --config: a new (or empty) folder to generate the city in.
+        #[arg(long, default_value = "demo-output", conflicts_with = "config")]
+        out: PathBuf,
+    },
     /// Write the fictional sample city (or a large query log for benchmarks).
     GenData {
         /// Folder to write into (created if missing).
@@ -270,6 +281,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             action: ArchiveAction::Verify { config },
         } => archive_verify(config, out),
         Command::Outbox { action } => outbox(action, clock, out),
+        Command::Demo { config, out: dir } => demo(config.as_deref(), dir, clock, out),
         Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, clock, out),
         Command::Verify {
             path,
@@ -413,6 +425,78 @@ fn outbox(
             }
         }
     }
+}
+
+/// The seed the demo's draws use, so its samples are the same every time.
+const DEMO_SEED: &str = "20260705080000000000";
+
+fn demo(
+    config_file: Option<&std::path::Path>,
+    dir: &std::path::Path,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    let config_file = match config_file {
+        Some(f) => f.to_owned(),
+        None => {
+            if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(anyhow::anyhow!(
+                    "{} is not empty: the demo needs a fresh folder (--out)",
+                    dir.display()
+                )
+                .into());
+            }
+            let city = dir.join("city");
+            crate::synth::write_sample_city(&city, crate::synth::DEFAULT_SEED)
+                .with_context(|| format!("writing the sample city to {}", city.display()))?;
+            city.join("webir-audit.toml")
+        }
+    };
+    let config = config::load(&config_file)?;
+    if config.mail.transport != crate::config::Transport::File {
+        return Err(anyhow::anyhow!("the demo mails by the file transport only").into());
+    }
+    let h1: Period = "2026H1".parse().map_err(anyhow::Error::from)?;
+    let year: Period = "2026".parse().map_err(anyhow::Error::from)?;
+    let seed: crate::sampling::spec::Seed = DEMO_SEED.parse().map_err(anyhow::Error::from)?;
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2);
+    let mut runs = Vec::new();
+    runs.push(
+        crate::jobs::run(
+            &config,
+            crate::checks::Job::AccountReview,
+            None,
+            as_of,
+            clock,
+        )?
+        .dir,
+    );
+    runs.push(
+        crate::jobs::sample_audit(&config, &h1, Some(seed.clone()), clock)?
+            .run
+            .dir,
+    );
+    runs.push(crate::jobs::internal_audit(&config, &year, clock)?.dir);
+    runs.push(
+        crate::jobs::external_audit(&config, &year, Some(seed), clock)?
+            .0
+            .dir,
+    );
+    for r in &runs {
+        w(out, format!("run      {}", r.display()))?;
+    }
+    drain_outbox(&config, clock, out)?;
+    let mail = config.paths.state.join("outbox-files");
+    let n = std::fs::read_dir(&mail).map(|d| d.count()).unwrap_or(0);
+    w(
+        out,
+        format!(
+            "workbooks in each run's reports/; {n} messages (.eml) in {}",
+            mail.display()
+        ),
+    )?;
+    Ok(ExitStatus::Ok)
 }
 
 /// Sends every due message of the outbox and says what happened.

@@ -168,3 +168,44 @@ fn a_broken_template_is_a_config_error() {
     assert_eq!(out.status, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("paths.templates"), "{}", out.stderr);
 }
+
+/// The README's main command: every job on the sample city, mailed to
+/// files. On a fresh generated copy it must run, and refuse a used folder.
+#[test]
+fn demo_runs_every_job_and_mails_every_workbook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let d = dir.to_str().unwrap();
+    let out = run_binary(&["demo", "--out", d], tmp.path());
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let runs: Vec<PathBuf> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run      "))
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(runs.len(), 4, "{}", out.stdout);
+    for r in &runs {
+        assert!(
+            r.join("SHA256SUMS").exists() && r.join("reports/city-wide.xlsx").exists(),
+            "{}",
+            r.display()
+        );
+    }
+    let emls = parse_all(&dir.join("var/state/outbox-files"));
+    assert!(
+        out.stdout
+            .contains(&format!("mail: {} sent, 0 to retry, 0 failed", emls.len())),
+        "{}",
+        out.stdout
+    );
+    // 10 units' and the city-wide workbook for three jobs, the external
+    // audit's city-wide one, plus ethics copies.
+    assert!(emls.len() >= 3 * 11 + 1, "{}", emls.len());
+    assert!(emls.iter().all(
+        |(_, subject, name, _)| subject.starts_with("【健保WebIR稽核】") && name.ends_with(".xlsx")
+    ));
+    let again = run_binary(&["demo", "--out", d], tmp.path());
+    assert_eq!(again.status, 2);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+}
