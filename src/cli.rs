@@ -461,8 +461,7 @@ fn demo(
     let year: Period = "2026".parse().map_err(anyhow::Error::from)?;
     let seed: crate::sampling::spec::Seed = DEMO_SEED.parse().map_err(anyhow::Error::from)?;
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2);
-    let mut runs = Vec::new();
-    runs.push(
+    let runs = [
         crate::jobs::run(
             &config,
             crate::checks::Job::AccountReview,
@@ -471,18 +470,14 @@ fn demo(
             clock,
         )?
         .dir,
-    );
-    runs.push(
         crate::jobs::sample_audit(&config, &h1, Some(seed.clone()), clock)?
             .run
             .dir,
-    );
-    runs.push(crate::jobs::internal_audit(&config, &year, clock)?.dir);
-    runs.push(
+        crate::jobs::internal_audit(&config, &year, clock)?.dir,
         crate::jobs::external_audit(&config, &year, Some(seed), clock)?
             .0
             .dir,
-    );
+    ];
     for r in &runs {
         w(out, format!("run      {}", r.display()))?;
     }
