@@ -636,6 +636,14 @@ fn ingest_worksheet(
             r.anomalies.len()
         ),
     )?;
+    if crate::mail::queue_anomalies(&config, &mut store, &r, &r.file_sha256, clock.now())? {
+        w(
+            out,
+            "the ethics unit is sent the confirmed anomalies".into(),
+        )?;
+        drop(store);
+        drain_outbox(&config, clock, out)?;
+    }
     for a in &r.anomalies {
         w(
             out,

@@ -37,6 +37,8 @@ pub struct Returned {
     /// Rows answered 否 (form, approval, purpose) or 有 (anomaly).
     pub anomalies: Vec<WorksheetAnswer>,
     pub run_dir: PathBuf,
+    /// SHA-256 of the returned file.
+    pub file_sha256: String,
 }
 
 /// A cell as ingest reads it, trimmed: the same text for the original and
@@ -217,7 +219,7 @@ pub fn ingest_returned(
             run_id: run_id.clone(),
             unit_id: unit_id.clone(),
             received_at: received_at.to_owned(),
-            file_sha256: sha,
+            file_sha256: sha.clone(),
             rows: answers.len() as u32,
             answered: answered as u32,
             anomalies: anomalies.len() as u32,
@@ -231,5 +233,6 @@ pub fn ingest_returned(
         answered,
         anomalies,
         run_dir,
+        file_sha256: sha,
     })
 }

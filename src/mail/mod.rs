@@ -232,3 +232,103 @@ pub fn compose(
         eml: message.formatted(),
     })
 }
+
+/// A plain-text message (alerts, anomaly notices) with the same
+/// deterministic Message-ID as a report's.
+pub fn plain(
+    config: &Config,
+    run: &str,
+    report: &str,
+    recipient: &str,
+    subject: &str,
+    body: String,
+    now: DateTime<Utc>,
+) -> Result<Outgoing> {
+    let id = message_id(config, run, report, recipient);
+    let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);
+    let message = Message::builder()
+        .from(config.mail.from.parse::<Mailbox>().context("mail.from")?)
+        .to(recipient
+            .parse::<Mailbox>()
+            .with_context(|| format!("recipient {recipient:?}"))?)
+        .subject(subject)
+        .message_id(Some(id.clone()))
+        .date(sent)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .context("composing the message")?;
+    Ok(Outgoing {
+        run: run.to_owned(),
+        report: report.to_owned(),
+        recipient: recipient.to_owned(),
+        message_id: id,
+        subject: subject.to_owned(),
+        eml: message.formatted(),
+    })
+}
+
+/// Queues, for the unit's ethics unit, the anomalies a returned worksheet
+/// confirmed (point 6(3)). Nothing when there are none or the unit has no
+/// ethics address. Returns whether a message was queued.
+pub fn queue_anomalies(
+    config: &Config,
+    store: &mut crate::store::Store,
+    returned: &crate::worksheet::Returned,
+    file_sha256: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    #[derive(Serialize)]
+    struct Cx<'a> {
+        unit_name: &'a str,
+        run_id: &'a str,
+        anomalies: Vec<std::collections::BTreeMap<&'static str, String>>,
+    }
+    let Some(unit) = config.agencies.get(&returned.unit_id) else {
+        return Ok(false);
+    };
+    let (Some(ethics), false) = (&unit.ethics_email, returned.anomalies.is_empty()) else {
+        return Ok(false);
+    };
+    let anomalies = returned
+        .anomalies
+        .iter()
+        .map(|a| {
+            [
+                ("seq", a.seq.to_string()),
+                ("account_id", a.account_id.clone()),
+                ("queried_at", a.queried_at.clone()),
+                ("query_item", a.query_item.clone()),
+                ("subject", a.subject.clone()),
+                ("form_filled", a.form_filled.clone()),
+                ("approved", a.approved.clone()),
+                ("matches", a.matches.clone()),
+                ("anomaly", a.anomaly.clone()),
+                ("note", a.note.clone()),
+            ]
+            .into_iter()
+            .collect()
+        })
+        .collect();
+    let body = config.templates.render(
+        "anomalies.txt.j2",
+        &Cx {
+            unit_name: &unit.name,
+            run_id: &returned.run_id,
+            anomalies,
+        },
+    )?;
+    let message = plain(
+        config,
+        &returned.run_dir.display().to_string(),
+        &format!("anomalies:{}:{file_sha256}", returned.unit_id),
+        ethics,
+        &format!(
+            "【健保WebIR稽核】{} 抽查工作底稿確認異常 {} 筆",
+            unit.name,
+            returned.anomalies.len()
+        ),
+        body,
+        now,
+    )?;
+    Ok(store.queue(&[message], &outbox::stamp(now))? == 1)
+}

@@ -166,7 +166,7 @@ pub struct Drained {
     pub failed: usize,
 }
 
-fn stamp(t: DateTime<Utc>) -> String {
+pub fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -257,31 +257,16 @@ fn alert(
             id: row.id,
         },
     )?;
-    let report = format!("alert:{}", row.message_id);
-    let admin = config.mail.admin.clone();
-    let id = super::message_id(config, &row.run, &report, &admin);
-    let subject = format!("【健保WebIR稽核】信件無法送達：{}", row.recipient);
-    let sent = std::time::SystemTime::UNIX_EPOCH
-        + std::time::Duration::from_secs(now.timestamp().max(0) as u64);
-    let message = lettre::Message::builder()
-        .from(config.mail.from.parse::<lettre::message::Mailbox>()?)
-        .to(admin.parse::<lettre::message::Mailbox>()?)
-        .subject(subject.clone())
-        .message_id(Some(id.clone()))
-        .date(sent)
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(body)?;
-    store.queue(
-        &[super::Outgoing {
-            run: row.run.clone(),
-            report,
-            recipient: admin,
-            message_id: id,
-            subject,
-            eml: message.formatted(),
-        }],
-        &stamp(now),
+    let message = super::plain(
+        config,
+        &row.run,
+        &format!("alert:{}", row.message_id),
+        &config.mail.admin,
+        &format!("【健保WebIR稽核】信件無法送達：{}", row.recipient),
+        body,
+        now,
     )?;
+    store.queue(&[message], &stamp(now))?;
     Ok(())
 }
 

@@ -55,6 +55,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/external-audit.html.j2"),
     ),
     ("alert.txt.j2", include_str!("../../templates/alert.txt.j2")),
+    (
+        "anomalies.txt.j2",
+        include_str!("../../templates/anomalies.txt.j2"),
+    ),
 ];
 
 /// The file stem of a job kind's templates.

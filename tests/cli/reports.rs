@@ -541,6 +541,43 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     );
     assert!(!has_national_id(&out.stdout));
 
+    // Point 6(3): the ethics unit hears of the confirmed anomaly, once.
+    assert!(
+        out.stdout.contains("the ethics unit is sent"),
+        "{}",
+        out.stdout
+    );
+    let ethics_mail = || -> Vec<String> {
+        std::fs::read_dir(city.config.paths.state.join("outbox-files"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .filter(|m| m.contains("To: ethics.kpb@example.gov.tw"))
+            .collect()
+    };
+    let before = ethics_mail().len();
+    let again = ingest(&done);
+    assert_eq!(again.status, 1);
+    assert!(
+        !again.stdout.contains("the ethics unit is sent"),
+        "the same file notifies once"
+    );
+    assert_eq!(ethics_mail().len(), before);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let notices: Vec<_> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.report.starts_with("anomalies:KPB:"))
+        .collect();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].recipient, "ethics.kpb@example.gov.tw");
+    assert_eq!(notices[0].state, "sent");
+    assert!(
+        notices[0].subject.contains("確認異常 1 筆"),
+        "{}",
+        notices[0].subject
+    );
+
     // The Health Bureau's next workbook shows who sent theirs back.
     let next = city.run(&["run", "query-check", "--period", "2026H1"]);
     let (_, sheets) = read(&next.join("reports/city-wide.xlsx"));
