@@ -141,6 +141,7 @@ fn evidence(
             latest_run(config, "sample-audit", |p| p == id).map(|r| (id.clone(), r))
         })
         .collect::<Result<_>>()?;
+    let outbox = store.outbox()?;
     let mut out = BTreeMap::new();
     for unit in config.agencies.units() {
         let u = unit.id.as_str();
@@ -245,6 +246,26 @@ fn evidence(
                 "{} 筆（明細見「異常查詢」）",
                 serious.get(u).map_or(0, |x| x.1)
             )),
+        ]);
+        let notices: Vec<_> = outbox
+            .iter()
+            .filter(|r| r.report.starts_with(&format!("anomalies:{u}:")))
+            .collect();
+        rows.push(vec![
+            "工作底稿異常已通知政風單位".into(),
+            "第六點第三款".into(),
+            Cell::Text(if notices.is_empty() {
+                "無通知紀錄".to_owned()
+            } else {
+                notices
+                    .iter()
+                    .map(|r| match &r.sent_at {
+                        Some(at) => format!("已寄送 {}（{at}）", r.recipient),
+                        None => format!("{}：{}", r.recipient, r.state),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("；")
+            }),
         ]);
         rows.push(vec![
             "異常事項會同政風單位調查並作成紀錄".into(),

@@ -889,6 +889,7 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
         "{h1}"
     );
     assert_eq!(found("抽查 2026年下半年"), "未辦理");
+    assert_eq!(found("工作底稿異常已通知政風單位"), "無通知紀錄");
     assert!(found("經事前核可").contains('%'));
     let sheet = xml(&path, "xl/worksheets/sheet2.xml");
     assert!(sheet.contains(r#""符合,不符合,不適用""#) && sheet.contains("<sheetProtection"));
