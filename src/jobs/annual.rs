@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    RunOutcome, RunSpec, local_text, orphans, queries_by_month, record_run, release_freed_memory,
-    run_id, take_tables, write_reports,
+    RunOutcome, RunSpec, facts, local_text, orphans, queries_by_month, record_run,
+    release_freed_memory, take_tables, write_reports,
 };
 use crate::archive;
 use crate::checks::{self, Code, Job};
@@ -345,22 +345,16 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
         &outcome,
         Some(&roster),
         RunFacts {
-            config,
-            kind: ReportKind::InternalAudit,
-            period_id: period.id.clone(),
-            run_id: run_id(&outcome.dir),
-            generated_at: clock.local(config.timezone),
-            findings: &outcome.findings,
-            files: &outcome.ingested.files,
-            rejects: &outcome.ingested.rejects,
-            roster: None,
-            sample: None,
             queries_by_month: Some(&by_month),
             evidence: Some(&evidence),
-            selection: None,
-            unit_status: None,
             orphans: Some(&orphaned),
-            notes: Vec::new(),
+            ..facts(
+                config,
+                ReportKind::InternalAudit,
+                period.id.clone(),
+                &outcome,
+                clock,
+            )
         },
     )?;
     archive::seal(&outcome.dir)?;
@@ -510,21 +504,8 @@ pub fn external_audit(
         &outcome,
         Some(&roster),
         RunFacts {
-            config,
-            kind: ReportKind::ExternalAudit,
-            period_id: period.id.clone(),
-            run_id: run_id(&outcome.dir),
-            generated_at: clock.local(config.timezone),
-            findings: &outcome.findings,
-            files: &outcome.ingested.files,
-            rejects: &outcome.ingested.rejects,
             roster: Some(&roster),
-            sample: None,
-            queries_by_month: None,
-            evidence: None,
             selection: Some(&sheet),
-            unit_status: None,
-            orphans: None,
             notes: vec![format!(
                 "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；以 ticket(種子, \"unit\", {}, 單位) 由小至大取前 {} 個單位（規格 {}）",
                 selection.seed,
@@ -535,6 +516,13 @@ pub fn external_audit(
                 selection.units_to_select,
                 selection.spec_version
             )],
+            ..facts(
+                config,
+                ReportKind::ExternalAudit,
+                period.id.clone(),
+                &outcome,
+                clock,
+            )
         },
     )?;
     archive::seal(&outcome.dir)?;

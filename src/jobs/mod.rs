@@ -126,26 +126,42 @@ pub fn run(
         &outcome,
         Some(&roster),
         RunFacts {
-            config,
-            kind,
-            period_id,
-            run_id: run_id(&outcome.dir),
-            generated_at: clock.local(config.timezone),
-            findings: &outcome.findings,
-            files: &outcome.ingested.files,
-            rejects: &outcome.ingested.rejects,
             roster: review_roster,
-            sample: None,
             queries_by_month: by_month.as_ref(),
-            evidence: None,
-            selection: None,
-            unit_status: None,
             orphans: Some(&orphaned),
-            notes: Vec::new(),
+            ..facts(config, kind, period_id, &outcome, clock)
         },
     )?;
     archive::seal(&outcome.dir)?;
     Ok(outcome)
+}
+
+/// What every run's workbooks start from; callers add what their job has.
+fn facts<'a>(
+    config: &'a Config,
+    kind: ReportKind,
+    period_id: String,
+    outcome: &'a RunOutcome,
+    clock: &dyn Clock,
+) -> RunFacts<'a> {
+    RunFacts {
+        config,
+        kind,
+        period_id,
+        run_id: run_id(&outcome.dir),
+        generated_at: clock.local(config.timezone),
+        findings: &outcome.findings,
+        files: &outcome.ingested.files,
+        rejects: &outcome.ingested.rejects,
+        roster: None,
+        sample: None,
+        queries_by_month: None,
+        evidence: None,
+        selection: None,
+        unit_status: None,
+        orphans: None,
+        notes: Vec::new(),
+    }
 }
 
 fn run_id(dir: &std::path::Path) -> String {
@@ -668,22 +684,16 @@ pub fn sample_audit(
         &run,
         Some(&roster),
         RunFacts {
-            config,
-            kind: ReportKind::SampleAudit,
-            period_id: period.id.clone(),
-            run_id: run_id(&run.dir),
-            generated_at: clock.local(config.timezone),
-            findings: &run.findings,
-            files: &run.ingested.files,
-            rejects: &run.ingested.rejects,
-            roster: None,
             sample: Some((&manifest, &details)),
             queries_by_month: Some(&by_month),
-            evidence: None,
-            selection: None,
-            unit_status: None,
             orphans: Some(&orphaned),
-            notes: Vec::new(),
+            ..facts(
+                config,
+                ReportKind::SampleAudit,
+                period.id.clone(),
+                &run,
+                clock,
+            )
         },
     )?;
     archive::seal(&run.dir)?;
