@@ -162,7 +162,8 @@ pub fn canonical_schema(t: Table) -> Schema {
     schema
 }
 
-fn rejects_schema() -> Schema {
+/// The rejects table's columns.
+pub fn rejects_schema() -> Schema {
     ["table", "source_file", "sheet"]
         .into_iter()
         .map(|n| Field::new(n.into(), DataType::String))

@@ -54,6 +54,37 @@ fn sheets_of(bytes: Vec<u8>) -> Vec<(String, Vec<Vec<Data>>)> {
         .collect()
 }
 
+/// What a run of `kind` hands the reports, with no sample and no files.
+fn facts<'a>(
+    config: &'a Config,
+    kind: ReportKind,
+    findings: &'a DataFrame,
+    rejects: &'a DataFrame,
+    roster: Option<&'a DataFrame>,
+) -> RunFacts<'a> {
+    RunFacts {
+        config,
+        kind,
+        period_id: "2026H1".into(),
+        run_id: "r".into(),
+        generated_at: chrono::NaiveDate::from_ymd_opt(2026, 7, 5)
+            .unwrap()
+            .and_hms_opt(8, 0, 0)
+            .unwrap(),
+        findings,
+        files: &[],
+        rejects,
+        roster,
+        sample: None,
+        queries_by_month: None,
+        evidence: None,
+        selection: None,
+        unit_status: None,
+        orphans: None,
+        notes: Vec::new(),
+    }
+}
+
 /// A random agency tree: every top-level agency requesting (config
 /// validation demands a unit for everyone), others requesting at random.
 fn random_config(rng: &mut ChaCha20Rng) -> Config {
@@ -138,36 +169,15 @@ fn no_workbook_holds_a_row_of_another_unit() {
     for _ in 0..25 {
         let config = random_config(&mut rng);
         let (findings, roster) = findings_and_roster(&config, &mut rng);
-        let rejects = DataFrame::empty_with_schema(&{
-            let mut s = Schema::default();
-            for c in ["table", "source_file", "sheet", "reason", "raw"] {
-                s.with_column(c.into(), DataType::String);
-            }
-            s.with_column("source_row".into(), IDX_DTYPE);
-            s
-        });
+        let rejects = DataFrame::empty_with_schema(&crate::ingest::rejects_schema());
         for kind in [ReportKind::AccountReview, ReportKind::QueryCheck] {
-            let facts = RunFacts {
-                config: &config,
+            let facts = facts(
+                &config,
                 kind,
-                period_id: "2026H1".into(),
-                run_id: "r".into(),
-                generated_at: chrono::NaiveDate::from_ymd_opt(2026, 7, 5)
-                    .unwrap()
-                    .and_hms_opt(8, 0, 0)
-                    .unwrap(),
-                findings: &findings,
-                files: &[],
-                rejects: &rejects,
-                roster: (kind == ReportKind::AccountReview).then_some(&roster),
-                sample: None,
-                queries_by_month: None,
-                evidence: None,
-                selection: None,
-                unit_status: None,
-                orphans: None,
-                notes: Vec::new(),
-            };
+                &findings,
+                &rejects,
+                (kind == ReportKind::AccountReview).then_some(&roster),
+            );
             let all = models(&facts).unwrap();
             assert_eq!(all.len(), config.agencies.units().count() + 1);
             for m in all.iter().filter(|m| !m.city_wide) {
@@ -247,35 +257,8 @@ fn long_tables_continue_on_further_sheets() {
     let mut rng = ChaCha20Rng::from_seed([1; 32]);
     let config = random_config(&mut rng);
     let (findings, _) = findings_and_roster(&config, &mut rng);
-    let rejects = DataFrame::empty_with_schema(&{
-        let mut s = Schema::default();
-        for c in ["table", "source_file", "sheet", "reason", "raw"] {
-            s.with_column(c.into(), DataType::String);
-        }
-        s.with_column("source_row".into(), IDX_DTYPE);
-        s
-    });
-    let facts = RunFacts {
-        config: &config,
-        kind: ReportKind::QueryCheck,
-        period_id: "2026H1".into(),
-        run_id: "r".into(),
-        generated_at: chrono::NaiveDate::from_ymd_opt(2026, 7, 5)
-            .unwrap()
-            .and_hms_opt(8, 0, 0)
-            .unwrap(),
-        findings: &findings,
-        files: &[],
-        rejects: &rejects,
-        roster: None,
-        sample: None,
-        queries_by_month: None,
-        evidence: None,
-        selection: None,
-        unit_status: None,
-        orphans: None,
-        notes: Vec::new(),
-    };
+    let rejects = DataFrame::empty_with_schema(&crate::ingest::rejects_schema());
+    let facts = facts(&config, ReportKind::QueryCheck, &findings, &rejects, None);
     let city = models(&facts).unwrap().pop().unwrap();
     let rows = city.query_findings.as_ref().unwrap().rows.len();
     assert!(rows > 10, "{rows}");

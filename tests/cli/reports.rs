@@ -72,6 +72,8 @@ fn column(header: &[String], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
 }
 
+const SEED: &str = "12345678901234567890";
+
 struct City {
     tmp: tempfile::TempDir,
     config: webir_audit::config::Config,
@@ -94,6 +96,11 @@ impl City {
         PathBuf::from(out.stdout.lines().last().unwrap())
     }
 
+    /// The 2026H1 sample audit with the seed every test here uses.
+    fn sample_audit(&self) -> PathBuf {
+        self.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED])
+    }
+
     /// Agency ids and names of `unit`'s subtree.
     fn subtree(&self, unit: &str) -> (BTreeSet<String>, BTreeSet<String>) {
         let a: Vec<_> = self
@@ -112,14 +119,7 @@ impl City {
 #[test]
 fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
     let city = City::new();
-    let dir = city.run(&[
-        "run",
-        "sample-audit",
-        "--period",
-        "2026H1",
-        "--seed",
-        "12345678901234567890",
-    ]);
+    let dir = city.sample_audit();
     let sample = std::fs::read_to_string(dir.join("sample.csv")).unwrap();
     let units: Vec<String> = city.config.agencies.units().map(|u| u.id.clone()).collect();
     assert_eq!(units.len(), 10);
@@ -251,7 +251,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         .iter()
         .find(|r| text(&r[0]) == "種子")
         .unwrap();
-    assert!(text(&seed_row[1]).starts_with("12345678901234567890"));
+    assert!(text(&seed_row[1]).starts_with(SEED));
     for rows in sheets.values() {
         for r in rows {
             for c in r {
@@ -483,14 +483,7 @@ fn answer(row: &mut Vec<Data>, answers: [&str; 7]) {
 #[test]
 fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     let city = City::new();
-    let dir = city.run(&[
-        "run",
-        "sample-audit",
-        "--period",
-        "2026H1",
-        "--seed",
-        "12345678901234567890",
-    ]);
+    let dir = city.sample_audit();
     let original = dir.join("reports/KPB.xlsx");
     let config = city.tmp.path().join("city/webir-audit.toml");
     let ingest = |file: &Path| {
@@ -655,14 +648,7 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
 fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
     let city = City::new();
     let qc = city.run(&["run", "query-check", "--period", "2026H1"]);
-    let sa = city.run(&[
-        "run",
-        "sample-audit",
-        "--period",
-        "2026H1",
-        "--seed",
-        "12345678901234567890",
-    ]);
+    let sa = city.sample_audit();
     let ar = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
     let config = city.tmp.path().join("city/webir-audit.toml");
     let config = config.to_str().unwrap();
@@ -763,14 +749,7 @@ fn workbooks_match_their_golden_files() {
     let now = "2026-07-05T08:00:00+08:00";
     for (args, unit, golden) in [
         (
-            vec![
-                "run",
-                "sample-audit",
-                "--period",
-                "2026H1",
-                "--seed",
-                "12345678901234567890",
-            ],
+            vec!["run", "sample-audit", "--period", "2026H1", "--seed", SEED],
             "KHB",
             "sample-audit-KHB.txt",
         ),
@@ -830,14 +809,7 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
     };
     let sa = run(
         "2026-07-05T08:00:00+08:00",
-        &[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-        ],
+        &["run", "sample-audit", "--period", "2026H1", "--seed", SEED],
     );
     run(
         "2026-07-06T08:00:00+08:00",
