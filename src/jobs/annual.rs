@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    RunOutcome, RunSpec, facts, local_text, orphans, queries_by_month, record_run,
-    release_freed_memory, take_tables, write_reports,
+    RunOutcome, RunSpec, facts, finish_run, local_text, orphans, queries_by_month, record_run,
+    release_freed_memory, take_tables,
 };
 use crate::archive;
 use crate::checks::{self, Code, Job};
@@ -340,7 +340,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
         ingested,
         clock,
     )?;
-    write_reports(
+    finish_run(
         config,
         &outcome,
         Some(&roster),
@@ -357,7 +357,6 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
             )
         },
     )?;
-    archive::seal(&outcome.dir)?;
     Ok(outcome)
 }
 
@@ -499,7 +498,7 @@ pub fn external_audit(
         ingested,
         clock,
     )?;
-    write_reports(
+    finish_run(
         config,
         &outcome,
         Some(&roster),
@@ -525,6 +524,5 @@ pub fn external_audit(
             )
         },
     )?;
-    archive::seal(&outcome.dir)?;
     Ok((outcome, selection))
 }

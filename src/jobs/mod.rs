@@ -121,7 +121,7 @@ pub fn run(
         Job::AccountReview => (ReportKind::AccountReview, Some(&roster)),
         Job::QueryCheck => (ReportKind::QueryCheck, None),
     };
-    write_reports(
+    finish_run(
         config,
         &outcome,
         Some(&roster),
@@ -132,7 +132,6 @@ pub fn run(
             ..facts(config, kind, period_id, &outcome, clock)
         },
     )?;
-    archive::seal(&outcome.dir)?;
     Ok(outcome)
 }
 
@@ -306,9 +305,10 @@ fn unit_status(
         .collect())
 }
 
-/// Renders every unit's workbook and the city-wide one into
-/// `<run>/reports/` (`<unit id>.xlsx`, `city-wide.xlsx`), mode 0600.
-fn write_reports(
+/// Ends a run: renders every unit's workbook and the city-wide one into
+/// `<run>/reports/` (`<unit id>.xlsx`, `city-wide.xlsx`), queues their mail,
+/// and seals the folder. Nothing writes to the folder after this.
+fn finish_run(
     config: &Config,
     outcome: &RunOutcome,
     roster: Option<&DataFrame>,
@@ -376,7 +376,7 @@ fn write_reports(
     let mut store = Store::open(&config.paths.state)?;
     let queued = store.queue(&messages, &now.format("%Y-%m-%dT%H:%M:%SZ").to_string())?;
     tracing::info!(queued, messages = messages.len(), "mail queued");
-    Ok(())
+    archive::seal(&outcome.dir)
 }
 
 /// What a run is, for its `run.json`.
@@ -679,7 +679,7 @@ pub fn sample_audit(
         clock,
     )?;
     let details = report::build::sample_details(&sample, &roster, &forms, &run.findings)?;
-    write_reports(
+    finish_run(
         config,
         &run,
         Some(&roster),
@@ -696,7 +696,6 @@ pub fn sample_audit(
             )
         },
     )?;
-    archive::seal(&run.dir)?;
     Ok(SampleOutcome { run, manifest })
 }
 
