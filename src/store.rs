@@ -105,6 +105,29 @@ pub struct Freeze {
     pub inputs: String,
 }
 
+/// The outbox. `sending` is written just before a message's data goes to
+/// the server, so a crash mid-transfer leaves a trace; a drain that finds
+/// one (under the outbox lock, so no live process owns it) marks it
+/// `unknown`.
+const OUTBOX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    report TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    eml BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    queued_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    sent_at TEXT,
+    last_error TEXT,
+    UNIQUE (run, report, recipient)
+);
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS seed_draws (
     id INTEGER PRIMARY KEY,
@@ -154,22 +177,6 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
 );
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    run TEXT NOT NULL,
-    report TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    message_id TEXT NOT NULL UNIQUE,
-    subject TEXT NOT NULL,
-    eml BLOB NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    queued_at TEXT NOT NULL,
-    next_attempt_at TEXT NOT NULL,
-    sent_at TEXT,
-    last_error TEXT,
-    UNIQUE (run, report, recipient)
-);
 CREATE TABLE IF NOT EXISTS retention_log (
     id INTEGER PRIMARY KEY,
     run TEXT NOT NULL,
@@ -218,7 +225,14 @@ impl Store {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        migrate_outbox(&conn).map_err(sql)?;
+        conn.execute_batch(OUTBOX_SCHEMA).map_err(sql)?;
         Ok(Store { conn, file })
+    }
+
+    /// The folder the state database is in.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -459,14 +473,74 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// One message of the outbox.
+    pub fn message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        Ok(self.outbox_rows("WHERE id = ?1", &[&id])?.pop())
+    }
+
     /// Every message of the outbox, first first.
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
         self.outbox_rows("", &[])
     }
 
-    /// Pending messages whose next attempt is due at `now`.
+    /// Messages whose next attempt is due at `now`: pending ones, and
+    /// those of unknown outcome whose duplicate-tolerant window has passed.
     pub fn due(&self, now: &str) -> Result<Vec<OutboxRow>, StoreError> {
-        self.outbox_rows("WHERE state = 'pending' AND next_attempt_at <= ?1", &[&now])
+        self.outbox_rows(
+            "WHERE state IN ('pending', 'unknown') AND next_attempt_at <= ?1",
+            &[&now],
+        )
+    }
+
+    /// Messages left in `sending` (a process died while transferring them).
+    pub fn interrupted(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_rows("WHERE state = 'sending'", &[])
+    }
+
+    /// Marks a message as being transferred now; committed before its data
+    /// goes to the server.
+    pub fn mark_sending(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'sending' WHERE id = ?1",
+                params![id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks a message whose outcome was unknown as delivered (the operator
+    /// confirmed it arrived).
+    pub fn confirm_sent(&mut self, id: i64, at: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1 AND state = 'unknown'",
+                params![id, at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Queues a copy of message `id` under a new report key and Message-ID
+    /// (the operator's `outbox resend`); returns the new row's id.
+    pub fn requeue_copy(
+        &mut self,
+        id: i64,
+        report: &str,
+        message_id: &str,
+        eml: &[u8],
+        now: &str,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO outbox (run, report, recipient, message_id, subject, eml, state,
+                 queued_at, next_attempt_at)
+                 SELECT run, ?2, recipient, ?3, subject, ?4, 'pending', ?5, ?5 FROM outbox WHERE id = ?1",
+                params![id, report, message_id, eml, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// The message's bytes.
@@ -498,12 +572,14 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a failed message pending again (the operator's `outbox retry`).
+    /// Makes a failed message, or one whose outcome was unknown, pending
+    /// again (the operator's `outbox retry`).
     pub fn retry(&mut self, id: i64, now: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ?2 WHERE id = ?1 AND state = 'failed'",
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?2
+                 WHERE id = ?1 AND state IN ('failed', 'unknown')",
                 params![id, now],
             )
             .map_err(|e| self.err(e))?;
@@ -515,6 +591,25 @@ impl Store {
     pub fn execute_raw(&self, sql: &str) -> Result<usize, StoreError> {
         self.conn.execute(sql, []).map_err(|e| self.err(e))
     }
+}
+
+/// A state file from before `sending` and `unknown` existed: its outbox is
+/// copied into the current shape (SQLite cannot change a CHECK in place).
+fn migrate_outbox(conn: &Connection) -> rusqlite::Result<()> {
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sql.is_some_and(|s| !s.contains("'unknown'")) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; ALTER TABLE outbox RENAME TO outbox_v1; {OUTBOX_SCHEMA}
+             INSERT INTO outbox SELECT * FROM outbox_v1; DROP TABLE outbox_v1; COMMIT;"
+        ))?;
+    }
+    Ok(())
 }
 
 fn self_err(file: &Path, source: rusqlite::Error) -> StoreError {

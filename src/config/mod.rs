@@ -126,6 +126,9 @@ pub struct Agency {
     pub purposes: Vec<String>,
     pub officer_email: Option<String>,
     pub ethics_email: Option<String>,
+    /// Workbooks mailed to this unit are encrypted with the password in
+    /// this environment variable.
+    pub attachment_password_env: Option<String>,
     pub health_bureau: bool,
 }
 
@@ -194,6 +197,7 @@ pub struct Mail {
     pub max_attempts: u32,
     pub retry_window_hours: u32,
     pub max_attachment_mb: u32,
+    pub unknown_resend_after_hours: Option<u32>,
 }
 
 /// How to read a date column whose format cannot be told from the value.
@@ -658,6 +662,17 @@ impl Validator {
                     }
                 }
             }
+            if let Some(v) = &a.attachment_password_env
+                && (!a.requesting
+                    || v.is_empty()
+                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                self.problem(
+                    format!("agencies[{i}].attachment_password_env"),
+                    format!("{v:?}"),
+                    "the name of an environment variable (letters, digits, _), on a requesting agency",
+                );
+            }
             list.push(Agency {
                 id: a.id.clone(),
                 name: a.name.clone(),
@@ -668,6 +683,7 @@ impl Validator {
                 purposes,
                 officer_email: a.officer_email.clone(),
                 ethics_email: a.ethics_email.clone(),
+                attachment_password_env: a.attachment_password_env.clone(),
                 health_bureau: a.health_bureau,
             });
         }
@@ -780,7 +796,19 @@ impl Validator {
                 48
             }
         };
+        let unknown_resend_after_hours = m.unknown_resend_after.as_ref().and_then(|s| {
+            let h = parse_hours(s);
+            if h.is_none() {
+                self.problem(
+                    "mail.unknown_resend_after",
+                    format!("{s:?}"),
+                    "expected hours or days, e.g. \"24h\" or \"2d\"",
+                );
+            }
+            h
+        });
         Mail {
+            unknown_resend_after_hours,
             transport,
             from: m.from.clone(),
             admin: m.admin.clone(),
@@ -966,11 +994,12 @@ fn bare_address(s: &str) -> &str {
     }
 }
 
-fn domain_of(s: &str) -> &str {
+/// The domain of `addr` or `Name <addr>`.
+pub(crate) fn domain_of(s: &str) -> &str {
     bare_address(s).rsplit_once('@').map_or("", |(_, d)| d)
 }
 
-fn is_address(s: &str) -> bool {
+pub(crate) fn is_address(s: &str) -> bool {
     let addr = bare_address(s);
     match addr.split_once('@') {
         Some((local, domain)) => {

@@ -105,6 +105,9 @@ pub struct RawAgency {
     pub purposes: Vec<String>,
     pub officer_email: Option<String>,
     pub ethics_email: Option<String>,
+    /// The environment variable holding the password its workbooks are
+    /// encrypted with before they are mailed (rule 5(2)2).
+    pub attachment_password_env: Option<String>,
     #[serde(default)]
     pub health_bureau: bool,
 }
@@ -132,6 +135,10 @@ pub struct RawMail {
     pub retry_window: String,
     #[serde(default = "default_max_attachment_mb")]
     pub max_attachment_mb: u32,
+    /// A message whose outcome is unknown (the connection was lost after its
+    /// data was sent) is sent again after this long ("24h", "2d"); unset,
+    /// only when the operator says so (`outbox retry`).
+    pub unknown_resend_after: Option<String>,
 }
 
 fn default_transport() -> String {

@@ -23,7 +23,7 @@ use lettre::message::{Mailbox, Message, MultiPart, SinglePart};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Config, domain_of};
 use crate::report::{Cell, ReportModel};
 
 /// Who a message is for, which decides the greeting.
@@ -91,11 +91,10 @@ fn serious(model: &ReportModel) -> bool {
 /// Message-ID, so a resent message is recognisably the same message.
 pub fn message_id(config: &Config, run: &str, report: &str, recipient: &str) -> String {
     let h = Sha256::digest(format!("{run}\n{report}\n{recipient}").as_bytes());
-    let domain = config
-        .mail
-        .from
-        .rsplit_once('@')
-        .map_or("webir-audit.invalid", |(_, d)| d.trim_end_matches('>'));
+    let domain = match domain_of(&config.mail.from) {
+        "" => "webir-audit.invalid",
+        d => d,
+    };
     format!("<{}.webir-audit@{domain}>", &hex::encode(h)[..32])
 }
 

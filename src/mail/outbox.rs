@@ -3,6 +3,15 @@
 //! jitter derived from the message (no RNG, so a drain is reproducible);
 //! permanent ones, and messages out of attempts or past the retry window,
 //! fail and are reported to `mail.admin`.
+//!
+//! Exactly once: a message is marked `sending` (committed) just before its
+//! data goes to the server. If the connection is lost after that, or the
+//! process dies, nobody knows whether the server took it: it becomes
+//! `unknown`, the admin is told, and it is sent again only when the
+//! operator says so (`outbox retry`, or `outbox confirm` if it arrived) or
+//! after `mail.unknown_resend_after`. One drain at a time holds
+//! `paths.state/outbox.lock`, so a `sending` row a drain finds belongs to a
+//! dead process.
 
 use std::path::PathBuf;
 
@@ -13,24 +22,33 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, Transport};
 use crate::store::{OutboxRow, Store};
 
-/// Why an attempt failed.
+/// Why an attempt did not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// Worth retrying: 4xx replies, refused or dropped connections, timeouts.
+    /// Worth retrying: 4xx replies, refused or dropped connections, timeouts
+    /// before the data was sent.
     Transient(String),
     /// Not worth retrying: 5xx replies, a malformed address.
     Permanent(String),
+    /// The data was sent but no reply came: the server may have it.
+    Unknown(String),
 }
 
 /// Something that delivers a message.
 pub trait Deliver {
+    /// Delivers `eml` from `from` to `to`. `committing` is called once,
+    /// right before the data leaves; an error from it aborts the attempt.
     fn deliver(
         &mut self,
         from: &str,
         to: &str,
         message_id: &str,
         eml: &[u8],
+        committing: &mut dyn FnMut() -> Result<(), Failure>,
     ) -> Result<(), Failure>;
+
+    /// The batch is over (an SMTP transport says QUIT).
+    fn finish(&mut self) {}
 }
 
 /// `transport = "file"`: each message becomes `<dir>/<message id>.eml`.
@@ -42,7 +60,14 @@ pub struct FileTransport {
 }
 
 impl Deliver for FileTransport {
-    fn deliver(&mut self, _from: &str, _to: &str, id: &str, eml: &[u8]) -> Result<(), Failure> {
+    fn deliver(
+        &mut self,
+        _from: &str,
+        _to: &str,
+        id: &str,
+        eml: &[u8],
+        committing: &mut dyn FnMut() -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
         let io = |e: std::io::Error| Failure::Transient(format!("{}: {e}", self.dir.display()));
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let name: String = id
@@ -57,11 +82,12 @@ impl Deliver for FileTransport {
             })
             .collect();
         let path = self.dir.join(format!("{name}.eml"));
+        committing()?;
         match crate::archive::create_private(&path) {
             Ok(mut f) => {
                 use std::io::Write;
                 f.write_all(eml)
-                    .map_err(|e| Failure::Transient(format!("{}: {e}", path.display())))
+                    .map_err(|e| Failure::Unknown(format!("{}: {e}", path.display())))
             }
             Err(_) if path.exists() => Ok(()),
             Err(e) => Err(Failure::Transient(format!("{e:#}"))),
@@ -71,20 +97,29 @@ impl Deliver for FileTransport {
 
 /// `transport = "smtp"`: `lettre` over STARTTLS (587) or implicit TLS (465),
 /// TLS required, AUTH with the password from the environment or a file.
+/// One connection per drain (a fresh one after any error).
 pub struct SmtpTransport {
-    inner: lettre::SmtpTransport,
+    host: String,
+    port: u16,
+    implicit: bool,
+    tls: lettre::transport::smtp::client::TlsParameters,
+    credentials: Option<lettre::transport::smtp::authentication::Credentials>,
+    hello: lettre::transport::smtp::extension::ClientId,
+    timeout: std::time::Duration,
+    conn: Option<lettre::transport::smtp::client::SmtpConnection>,
 }
 
 impl std::fmt::Debug for SmtpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SmtpTransport")
+        write!(f, "SmtpTransport({}:{})", self.host, self.port)
     }
 }
 
 impl SmtpTransport {
     pub fn new(config: &Config) -> Result<SmtpTransport> {
         use lettre::transport::smtp::authentication::Credentials;
-        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        use lettre::transport::smtp::client::{Certificate, TlsParameters};
+        use lettre::transport::smtp::extension::ClientId;
         let m = &config.mail;
         let host = m.smtp_host.clone().context("mail.smtp_host is not set")?;
         let mut tls = TlsParameters::builder(host.clone());
@@ -95,21 +130,61 @@ impl SmtpTransport {
                     .with_context(|| format!("{}: not a PEM certificate", ca.display()))?,
             );
         }
-        let tls = tls.build().context("TLS parameters")?;
         let implicit = m.smtp_security.as_deref() == Some("tls");
-        let port = m.smtp_port.unwrap_or(if implicit { 465 } else { 587 });
-        let mut b = lettre::SmtpTransport::builder_dangerous(&host)
-            .port(port)
-            .tls(if implicit {
-                Tls::Wrapper(tls)
-            } else {
-                Tls::Required(tls)
-            })
-            .timeout(Some(std::time::Duration::from_secs(60)));
-        if let Some(user) = &m.smtp_username {
-            b = b.credentials(Credentials::new(user.clone(), password(config)?));
+        let credentials = match &m.smtp_username {
+            Some(user) => Some(Credentials::new(user.clone(), password(config)?)),
+            None => None,
+        };
+        let domain = super::domain_of(&m.from);
+        Ok(SmtpTransport {
+            port: m.smtp_port.unwrap_or(if implicit { 465 } else { 587 }),
+            host,
+            implicit,
+            tls: tls.build().context("TLS parameters")?,
+            credentials,
+            hello: ClientId::Domain(domain.to_owned()),
+            timeout: std::time::Duration::from_secs(60),
+            conn: None,
+        })
+    }
+
+    /// A connection that is encrypted and authenticated, or why not.
+    fn connect(&self) -> Result<lettre::transport::smtp::client::SmtpConnection, Failure> {
+        use lettre::transport::smtp::authentication::Mechanism;
+        use lettre::transport::smtp::client::SmtpConnection;
+        let mut conn = SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &self.hello,
+            self.implicit.then_some(&self.tls),
+            None,
+        )
+        .map_err(|e| classify(&e, "connecting"))?;
+        if !self.implicit {
+            if !conn.can_starttls() {
+                conn.abort();
+                return Err(Failure::Transient(format!(
+                    "{}:{} does not offer STARTTLS; refusing to send without TLS",
+                    self.host, self.port
+                )));
+            }
+            conn.starttls(&self.tls, &self.hello)
+                .map_err(|e| classify(&e, "STARTTLS"))?;
         }
-        Ok(SmtpTransport { inner: b.build() })
+        if let Some(c) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)
+                .map_err(|e| classify(&e, "AUTH"))?;
+        }
+        Ok(conn)
+    }
+}
+
+/// A reply or error before the data was sent: the message did not go.
+fn classify(e: &lettre::transport::smtp::Error, step: &str) -> Failure {
+    if e.is_permanent() {
+        Failure::Permanent(format!("{step}: {e}"))
+    } else {
+        Failure::Transient(format!("{step}: {e}"))
     }
 }
 
@@ -131,19 +206,68 @@ fn password(config: &Config) -> Result<String> {
 }
 
 impl Deliver for SmtpTransport {
-    fn deliver(&mut self, from: &str, to: &str, _id: &str, eml: &[u8]) -> Result<(), Failure> {
-        use lettre::Transport as _;
+    fn deliver(
+        &mut self,
+        from: &str,
+        to: &str,
+        _id: &str,
+        eml: &[u8],
+        committing: &mut dyn FnMut() -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+        use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
         let addr = |s: &str| {
             s.parse::<lettre::message::Mailbox>()
                 .map(|m| m.email)
                 .map_err(|e| Failure::Permanent(format!("{s:?}: {e}")))
         };
-        let envelope = lettre::address::Envelope::new(Some(addr(from)?), vec![addr(to)?])
-            .map_err(|e| Failure::Permanent(e.to_string()))?;
-        match self.inner.send_raw(&envelope, eml) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
-            Err(e) => Err(Failure::Transient(e.to_string())),
+        let (from, to) = (addr(from)?, addr(to)?);
+        let mut conn = match self.conn.take() {
+            Some(c) if !c.has_broken() => c,
+            _ => self.connect()?,
+        };
+        let params = if eml.is_ascii() {
+            vec![]
+        } else {
+            vec![MailParameter::Body(MailBodyParameter::EightBitMime)]
+        };
+        let envelope = conn
+            .command(Mail::new(Some(from), params))
+            .map_err(|e| classify(&e, "MAIL FROM"))
+            .and_then(|_| {
+                conn.command(Rcpt::new(to, vec![]))
+                    .map_err(|e| classify(&e, "RCPT TO"))
+            })
+            .and_then(|_| conn.command(Data).map_err(|e| classify(&e, "DATA")));
+        if let Err(f) = envelope {
+            conn.abort();
+            return Err(f);
+        }
+        if let Err(f) = committing() {
+            conn.abort();
+            return Err(f);
+        }
+        match conn.message(eml) {
+            Ok(_) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Err(e) => {
+                conn.abort();
+                Err(if e.is_permanent() {
+                    Failure::Permanent(format!("after the data: {e}"))
+                } else if e.is_transient() {
+                    Failure::Transient(format!("after the data: {e}"))
+                } else {
+                    Failure::Unknown(format!("no reply after the data was sent: {e}"))
+                })
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            let _ = c.quit();
         }
     }
 }
@@ -164,6 +288,8 @@ pub struct Drained {
     pub sent: usize,
     pub retrying: usize,
     pub failed: usize,
+    /// Messages whose outcome is unknown: the operator decides.
+    pub unknown: usize,
 }
 
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -180,19 +306,60 @@ pub fn backoff(message_id: &str, attempts: u32) -> Duration {
     Duration::seconds(base + jitter)
 }
 
-/// Sends every due message once. Failures that end a message queue an
-/// alert to `mail.admin` (an alert that fails is only logged).
+/// Holds `outbox.lock` beside the state database for as long as it lives:
+/// one drain at a time, across processes.
+#[derive(Debug)]
+pub struct DrainLock(#[allow(dead_code)] std::fs::File);
+
+impl DrainLock {
+    /// Waits for the lock.
+    pub fn acquire(store: &Store) -> Result<DrainLock> {
+        let path = store.dir().join("outbox.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(DrainLock(file))
+    }
+}
+
+/// Sends every due message once. Failures that end a message, and
+/// messages whose outcome is unknown, queue an alert to `mail.admin` (an
+/// alert that fails is only logged).
 pub fn drain(
     config: &Config,
     store: &mut Store,
     to: &mut dyn Deliver,
     now: DateTime<Utc>,
 ) -> Result<Drained> {
+    let _lock = DrainLock::acquire(store)?;
     let mut out = Drained::default();
+    for row in store.interrupted()? {
+        let e = "the process stopped while this message was being sent; the server may have it";
+        mark_unknown(config, store, &row, e, now)?;
+        out.unknown += 1;
+    }
     let window = Duration::hours(i64::from(config.mail.retry_window_hours));
     for row in store.due(&stamp(now))? {
         let eml = store.eml(row.id)?;
-        let result = to.deliver(&config.mail.from, &row.recipient, &row.message_id, &eml);
+        let result = {
+            let mut committing = || {
+                store
+                    .mark_sending(row.id)
+                    .map_err(|e| Failure::Transient(e.to_string()))
+            };
+            to.deliver(
+                &config.mail.from,
+                &row.recipient,
+                &row.message_id,
+                &eml,
+                &mut committing,
+            )
+        };
         let queued = DateTime::parse_from_rfc3339(&row.queued_at)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(now);
@@ -200,6 +367,11 @@ pub fn drain(
             Ok(()) => {
                 store.record_attempt(row.id, "sent", &stamp(now), &row.next_attempt_at, None)?;
                 out.sent += 1;
+            }
+            Err(Failure::Unknown(e)) => {
+                tracing::error!(to = %row.recipient, error = %e, "delivery outcome unknown");
+                mark_unknown(config, store, &row, &e, now)?;
+                out.unknown += 1;
             }
             Err(Failure::Transient(e))
                 if row.attempts + 1 < config.mail.max_attempts && now - queued < window =>
@@ -220,21 +392,49 @@ pub fn drain(
                 )?;
                 out.failed += 1;
                 if !row.report.starts_with("alert:") {
-                    alert(config, store, &row, row.attempts + 1, &e, now)?;
+                    alert(config, store, &row, row.attempts + 1, &e, false, now)?;
                 }
             }
         }
     }
+    to.finish();
     Ok(out)
 }
 
-/// Queues a plain-text alert to `mail.admin` about a message that failed.
+/// Records that nobody knows whether `row` arrived: it waits for the
+/// operator, or for `mail.unknown_resend_after`, and the admin is told.
+fn mark_unknown(
+    config: &Config,
+    store: &mut Store,
+    row: &OutboxRow,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let next = match config.mail.unknown_resend_after_hours {
+        Some(h) => stamp(now + Duration::hours(i64::from(h))),
+        None => NEVER.to_owned(),
+    };
+    store.record_attempt(row.id, "unknown", &stamp(now), &next, Some(error))?;
+    if !row.report.starts_with("alert:") {
+        alert(config, store, row, row.attempts + 1, error, true, now)?;
+    }
+    Ok(())
+}
+
+/// `next_attempt_at` of a message nothing will send again by itself.
+const NEVER: &str = "9999-12-31T00:00:00Z";
+
+/// Queues a plain-text alert to `mail.admin` about a message that failed
+/// or whose outcome is `unknown`; one per such event (the attempt count is
+/// part of its key).
+#[allow(clippy::too_many_arguments)]
 fn alert(
     config: &Config,
     store: &mut Store,
     row: &OutboxRow,
     attempts: u32,
     error: &str,
+    unknown: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
     #[derive(serde::Serialize)]
@@ -245,6 +445,8 @@ fn alert(
         attempts: u32,
         error: &'a str,
         id: i64,
+        unknown: bool,
+        resend_after: Option<String>,
     }
     let body = config.templates.render(
         "alert.txt.j2",
@@ -255,14 +457,24 @@ fn alert(
             attempts,
             error,
             id: row.id,
+            unknown,
+            resend_after: config
+                .mail
+                .unknown_resend_after_hours
+                .map(|h| format!("{h} 小時")),
         },
     )?;
+    let what = if unknown {
+        "信件送達狀態不明"
+    } else {
+        "信件無法送達"
+    };
     let message = super::plain(
         config,
         &row.run,
-        &format!("alert:{}", row.message_id),
+        &format!("alert:{}:{attempts}", row.message_id),
         &config.mail.admin,
-        &format!("【健保WebIR稽核】信件無法送達：{}", row.recipient),
+        &format!("【健保WebIR稽核】{what}：{}", row.recipient),
         body,
         now,
     )?;
@@ -281,7 +493,15 @@ mod tests {
     }
 
     impl Deliver for Scripted {
-        fn deliver(&mut self, _: &str, to: &str, _: &str, _: &[u8]) -> Result<(), Failure> {
+        fn deliver(
+            &mut self,
+            _: &str,
+            to: &str,
+            _: &str,
+            _: &[u8],
+            committing: &mut dyn FnMut() -> Result<(), Failure>,
+        ) -> Result<(), Failure> {
+            committing()?;
             let a = if self.answers.is_empty() {
                 Ok(())
             } else {
@@ -418,6 +638,70 @@ health_bureau = true
             .collect();
         assert_eq!(alerts.len(), 2);
         assert!(alerts.iter().all(|a| a.recipient == "admin@example.gov.tw"));
+    }
+
+    #[test]
+    fn unknown_outcomes_wait_for_the_operator_and_interrupted_sends_become_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .queue(
+                &[message("cut@example.gov.tw"), message("dead@example.gov.tw")],
+                &stamp(at(0)),
+            )
+            .unwrap();
+        // A process died while sending the second one.
+        let dead = store.outbox().unwrap()[1].id;
+        store.mark_sending(dead).unwrap();
+        let mut t = Scripted {
+            answers: vec![Err(Failure::Unknown("connection reset".into()))],
+            delivered: vec![],
+        };
+        let d = drain(&cfg, &mut store, &mut t, at(0)).unwrap();
+        assert_eq!(d.unknown, 2, "{d:?}");
+        // Neither is sent again by itself, however long we wait; the admin
+        // hears of each once.
+        for h in 1..100 {
+            drain(&cfg, &mut store, &mut t, at(h)).unwrap();
+        }
+        assert_eq!(t.delivered, ["admin@example.gov.tw"; 2]);
+        let rows = store.outbox().unwrap();
+        assert!(rows[..2].iter().all(|r| r.state == "unknown"));
+        // The operator: the first never arrived, the second did.
+        assert!(store.retry(rows[0].id, &stamp(at(100))).unwrap());
+        assert!(store.confirm_sent(rows[1].id, &stamp(at(100))).unwrap());
+        drain(&cfg, &mut store, &mut t, at(100)).unwrap();
+        assert_eq!(t.delivered.last().unwrap(), "cut@example.gov.tw");
+        let rows = store.outbox().unwrap();
+        assert_eq!(rows[0].state, "sent");
+        assert_eq!(rows[1].state, "sent");
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_resent_once_after_the_configured_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.mail.unknown_resend_after_hours = Some(24);
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .queue(&[message("cut@example.gov.tw")], &stamp(at(0)))
+            .unwrap();
+        let mut t = Scripted {
+            answers: vec![Err(Failure::Unknown("timeout".into()))],
+            delivered: vec![],
+        };
+        drain(&cfg, &mut store, &mut t, at(0)).unwrap();
+        drain(&cfg, &mut store, &mut t, at(23)).unwrap();
+        assert!(!t.delivered.contains(&"cut@example.gov.tw".to_owned()));
+        drain(&cfg, &mut store, &mut t, at(25)).unwrap();
+        drain(&cfg, &mut store, &mut t, at(50)).unwrap();
+        let n = t
+            .delivered
+            .iter()
+            .filter(|d| *d == "cut@example.gov.tw")
+            .count();
+        assert_eq!(n, 1);
     }
 
     #[test]
