@@ -107,6 +107,14 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Send a test message to ADDRESS through the configured transport,
+    /// now. Nothing is queued or marked delivered.
+    SendTest {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The archive of run folders.
     Archive {
         #[command(subcommand)]
@@ -149,9 +157,26 @@ pub enum OutboxAction {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Make a failed message pending again (the operator checked the cause).
+    /// Make a failed message, or one whose outcome is unknown and which the
+    /// recipient did not get, pending again: it goes at the next send.
     Retry {
         id: i64,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Record that a message whose outcome was unknown did arrive.
+    Confirm {
+        id: i64,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Send a run's messages to ADDRESS again, as new messages (e.g. the
+    /// officer lost them). Only messages the run already sent to ADDRESS.
+    Resend {
+        /// The run folder (or its last component, the run id).
+        run: String,
+        #[arg(long)]
+        to: String,
         #[arg(long)]
         config: PathBuf,
     },
@@ -281,6 +306,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             action: ArchiveAction::Verify { config },
         } => archive_verify(config, out),
         Command::Outbox { action } => outbox(action, clock, out),
+        Command::SendTest { to, config } => send_test(&config::load(config)?, to, clock, out),
         Command::Demo { config, out: dir } => demo(config.as_deref(), dir, clock, out),
         Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, clock, out),
         Command::Verify {
@@ -406,7 +432,7 @@ fn outbox(
         OutboxAction::Send { config } => {
             let config = config::load(config)?;
             let d = drain_outbox(&config, clock, out)?;
-            Ok(if d.failed > 0 {
+            Ok(if d.failed > 0 || d.unknown > 0 {
                 ExitStatus::InputError
             } else {
                 ExitStatus::Ok
@@ -421,9 +447,71 @@ fn outbox(
                 w(out, format!("message {id} is pending again"))?;
                 Ok(ExitStatus::Ok)
             } else {
-                Err(anyhow::anyhow!("no failed message {id} in the outbox").into())
+                Err(anyhow::anyhow!("no failed or unknown message {id} in the outbox").into())
             }
         }
+        OutboxAction::Confirm { id, config } => {
+            let config = config::load(config)?;
+            let mut store =
+                crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+            let now = crate::mail::outbox::stamp(clock.now());
+            if store.confirm_sent(*id, &now).map_err(anyhow::Error::from)? {
+                w(out, format!("message {id} is recorded as delivered"))?;
+                Ok(ExitStatus::Ok)
+            } else {
+                Err(anyhow::anyhow!("no message {id} of unknown outcome in the outbox").into())
+            }
+        }
+        OutboxAction::Resend { run, to, config } => {
+            let config = config::load(config)?;
+            let mut store =
+                crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+            let ids = crate::mail::outbox::resend(&config, &mut store, run, to, clock.now())?;
+            w(out, format!("{} messages queued again to {to}", ids.len()))?;
+            let d = drain_outbox(&config, clock, out)?;
+            Ok(if d.failed > 0 {
+                ExitStatus::InputError
+            } else {
+                ExitStatus::Ok
+            })
+        }
+    }
+}
+
+/// `send-test`: one message straight through the transport.
+fn send_test(
+    config: &crate::config::Config,
+    to: &str,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let now = clock.now();
+    if !config.mail.may_send_to(to) {
+        return Err(anyhow::anyhow!(
+            "{to:?} is not an address inside mail.allowed_domains {:?}",
+            config.mail.allowed_domains
+        )
+        .into());
+    }
+    let stamp = crate::mail::outbox::stamp(now);
+    let m = crate::mail::plain(
+        config,
+        "send-test",
+        &stamp,
+        to,
+        "【健保WebIR稽核】測試信件",
+        format!("這是 webir-audit 的測試信件（{stamp}），用以確認郵件設定正確，無須回覆。\n"),
+        now,
+    )?;
+    let mut transport = crate::mail::outbox::transport(config)?;
+    let result = transport.deliver(&config.mail.from, to, &m.message_id, &m.eml, &mut || Ok(()));
+    transport.finish();
+    match result {
+        Ok(()) => {
+            writeln!(out, "sent {} to {to}", m.message_id).context("writing to stdout")?;
+            Ok(ExitStatus::Ok)
+        }
+        Err(f) => Err(anyhow::anyhow!("the test message to {to} was not delivered: {f:?}").into()),
     }
 }
 
@@ -505,8 +593,8 @@ fn drain_outbox(
     let d = crate::mail::outbox::drain(config, &mut store, transport.as_mut(), clock.now())?;
     writeln!(
         out,
-        "mail: {} sent, {} to retry, {} failed",
-        d.sent, d.retrying, d.failed
+        "mail: {} sent, {} to retry, {} failed, {} of unknown outcome",
+        d.sent, d.retrying, d.failed, d.unknown
     )
     .context("writing to stdout")?;
     Ok(d)

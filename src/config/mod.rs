@@ -565,14 +565,14 @@ impl Validator {
                 .chain(std::iter::once(&a.name))
                 .chain(&a.aliases);
             for s in spellings {
-                if let Some(other) = spelled.insert(s.to_uppercase(), &a.id) {
-                    if other != a.id {
-                        self.problem(
-                            format!("agencies[{i}]"),
-                            format!("{s:?}"),
-                            &format!("this name or alias also means agency {other}"),
-                        );
-                    }
+                if let Some(other) = spelled.insert(s.to_uppercase(), &a.id)
+                    && other != a.id
+                {
+                    self.problem(
+                        format!("agencies[{i}]"),
+                        format!("{s:?}"),
+                        &format!("this name or alias also means agency {other}"),
+                    );
                 }
             }
         }
@@ -582,14 +582,14 @@ impl Validator {
         }
         let mut list = Vec::with_capacity(raw.len());
         for (i, a) in raw.iter().enumerate() {
-            if let Some(p) = parent_of(a) {
-                if !by_id.contains_key(p) {
-                    self.problem(
-                        format!("agencies[{i}].parent"),
-                        format!("{p:?}"),
-                        "no agency has this id",
-                    );
-                }
+            if let Some(p) = parent_of(a)
+                && !by_id.contains_key(p)
+            {
+                self.problem(
+                    format!("agencies[{i}].parent"),
+                    format!("{p:?}"),
+                    "no agency has this id",
+                );
             }
             // Walk up to the nearest requesting ancestor-or-self, and collect
             // purposes from the nearest ancestor-or-self that lists some.
@@ -652,14 +652,14 @@ impl Validator {
                 ("officer_email", &a.officer_email),
                 ("ethics_email", &a.ethics_email),
             ] {
-                if let Some(e) = e {
-                    if !is_address(e) {
-                        self.problem(
-                            format!("agencies[{i}].{k}"),
-                            format!("{e:?}"),
-                            "not an email address",
-                        );
-                    }
+                if let Some(e) = e
+                    && !is_address(e)
+                {
+                    self.problem(
+                        format!("agencies[{i}].{k}"),
+                        format!("{e:?}"),
+                        "not an email address",
+                    );
                 }
             }
             if let Some(v) = &a.attachment_password_env
@@ -698,14 +698,14 @@ impl Validator {
                 format!("{bureaus:?}"),
                 "exactly one agency must be the health bureau (point 4)",
             );
-        } else if let Some(hb) = list.iter().find(|a| a.health_bureau) {
-            if !hb.requesting {
-                self.problem(
-                    "agencies.health_bureau",
-                    &hb.id,
-                    "the health bureau must be a requesting agency",
-                );
-            }
+        } else if let Some(hb) = list.iter().find(|a| a.health_bureau)
+            && !hb.requesting
+        {
+            self.problem(
+                "agencies.health_bureau",
+                &hb.id,
+                "the health bureau must be a requesting agency",
+            );
         }
         Agencies { list, by_id }
     }
@@ -749,23 +749,20 @@ impl Validator {
                 );
             }
         }
-        if let Some(s) = &m.smtp_security {
-            if s != "starttls" && s != "tls" {
-                self.problem(
-                    "mail.smtp_security",
-                    format!("{s:?}"),
-                    "allowed values: starttls, tls (TLS is always required)",
-                );
-            }
+        if let Some(s) = &m.smtp_security
+            && s != "starttls"
+            && s != "tls"
+        {
+            self.problem(
+                "mail.smtp_security",
+                format!("{s:?}"),
+                "allowed values: starttls, tls (TLS is always required)",
+            );
         }
         let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
         if !allowed.is_empty() {
             let mut check = |key: String, addr: &str| {
-                let domain = domain_of(addr).to_lowercase();
-                if !allowed
-                    .iter()
-                    .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
-                {
+                if !domain_allowed(&allowed, addr) {
                     self.problem(
                         key,
                         format!("{addr:?}"),
@@ -991,6 +988,24 @@ fn bare_address(s: &str) -> &str {
     match (s.find('<'), s.rfind('>')) {
         (Some(a), Some(b)) if a < b => &s[a + 1..b],
         _ => s.trim(),
+    }
+}
+
+/// Whether `addr` is inside `allowed` (a domain or a subdomain of one);
+/// everything is when `allowed` is empty.
+fn domain_allowed(allowed: &[String], addr: &str) -> bool {
+    let domain = domain_of(addr).to_lowercase();
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+}
+
+impl Mail {
+    /// Whether mail may go to `addr`: an address, inside
+    /// `mail.allowed_domains`.
+    pub fn may_send_to(&self, addr: &str) -> bool {
+        is_address(addr) && domain_allowed(&self.allowed_domains, addr)
     }
 }
 

@@ -127,6 +127,7 @@ struct MailContext<'a> {
     actions: &'a [String],
     attachment_name: &'a str,
     too_large: bool,
+    encrypted: bool,
     max_attachment_mb: u32,
     collect_path: String,
     draw_number: u32,
@@ -142,6 +143,41 @@ pub fn attachment_name(model: &ReportModel) -> String {
         model.period_id,
         model.kind.title()
     )
+}
+
+/// The attachment as mailed: the workbook itself, or, when the unit has
+/// `attachment_password_env`, the workbook encrypted with Office's agile
+/// encryption (AES-256, SHA-512) so Excel asks for the password (rule
+/// 5(2)2). A missing password is an error: never a silent plain copy.
+pub fn protect(config: &Config, unit_id: &str, workbook: &[u8]) -> Result<(Vec<u8>, bool)> {
+    use rand09::SeedableRng as _;
+    use std::io::Write as _;
+    let Some(var) = config
+        .agencies
+        .get(unit_id)
+        .and_then(|a| a.attachment_password_env.as_deref())
+    else {
+        return Ok((workbook.to_vec(), false));
+    };
+    let password = std::env::var(var)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .with_context(|| {
+            format!(
+                "environment variable {var} (agencies.{unit_id}.attachment_password_env) is not \
+                 set: its workbooks are not mailed unencrypted"
+            )
+        })?;
+    let mut rng = rand09::rngs::StdRng::from_os_rng();
+    let mut w = ms_offcrypto_writer::Ecma376AgileWriter::create(
+        &mut rng,
+        password.as_str(),
+        std::io::Cursor::new(Vec::new()),
+    )
+    .context("encrypting the workbook")?;
+    w.write_all(workbook).context("encrypting the workbook")?;
+    let out = w.into_inner().context("encrypting the workbook")?;
+    Ok((out.into_inner(), true))
 }
 
 /// Composes the message carrying `workbook` (written at `path`) to
@@ -172,7 +208,9 @@ pub fn compose(
         })
         .collect();
     let name = attachment_name(model);
-    let too_large = workbook.len() as u64 > u64::from(config.mail.max_attachment_mb) * 1024 * 1024;
+    let (attachment, encrypted) = protect(config, &model.unit_id, workbook)?;
+    let too_large =
+        attachment.len() as u64 > u64::from(config.mail.max_attachment_mb) * 1024 * 1024;
     let mut cx = MailContext {
         recipient_role: role.greeting(),
         unit_name: &model.unit_name,
@@ -186,6 +224,7 @@ pub fn compose(
         actions: &model.actions,
         attachment_name: &name,
         too_large,
+        encrypted,
         max_attachment_mb: config.mail.max_attachment_mb,
         collect_path: path.display().to_string(),
         draw_number,
@@ -208,7 +247,7 @@ pub fn compose(
             SinglePart::builder()
                 .header(ct)
                 .header(ContentDisposition::attachment(&name))
-                .body(workbook.to_vec()),
+                .body(attachment),
         );
     }
     let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);

@@ -401,6 +401,69 @@ pub fn drain(
     Ok(out)
 }
 
+/// Queues copies of the messages `run` sent to `to`, each under a new
+/// report key (`<report>#resend<n>`) and Message-ID, for the next drain.
+/// Refuses when the run sent nothing to `to`: a resend never reaches anyone
+/// a run's routing did not choose.
+pub fn resend(
+    config: &Config,
+    store: &mut Store,
+    run: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let rows = store.outbox()?;
+    let of_run = |r: &&OutboxRow| {
+        r.run == run || std::path::Path::new(&r.run).file_name() == Some(run.as_ref())
+    };
+    let originals: Vec<&OutboxRow> = rows
+        .iter()
+        .filter(of_run)
+        .filter(|r| r.recipient.eq_ignore_ascii_case(to) && !r.report.contains('#'))
+        .filter(|r| !r.report.starts_with("alert:"))
+        .collect();
+    if originals.is_empty() {
+        let mut sent: Vec<&str> = rows
+            .iter()
+            .filter(of_run)
+            .map(|r| r.recipient.as_str())
+            .collect();
+        sent.sort_unstable();
+        sent.dedup();
+        anyhow::bail!("run {run} sent nothing to {to}; its recipients: {sent:?}");
+    }
+    let mut ids = Vec::new();
+    for o in originals {
+        let n = 1 + rows
+            .iter()
+            .filter(|r| r.run == o.run && r.recipient == o.recipient)
+            .filter(|r| r.report.starts_with(&format!("{}#resend", o.report)))
+            .count();
+        let report = format!("{}#resend{n}", o.report);
+        let id = super::message_id(config, &o.run, &report, &o.recipient);
+        let eml = with_message_id(&store.eml(o.id)?, &o.message_id, &id)
+            .with_context(|| format!("message {} has no Message-ID header", o.id))?;
+        ids.push(store.requeue_copy(o.id, &report, &id, &eml, &stamp(now))?);
+    }
+    Ok(ids)
+}
+
+/// `eml` with its Message-ID header's value `old` replaced by `new`.
+fn with_message_id(eml: &[u8], old: &str, new: &str) -> Option<Vec<u8>> {
+    let header_end = eml
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(eml.len());
+    let needle = format!("Message-ID: {old}");
+    let at = eml[..header_end]
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))?;
+    let mut out = eml[..at].to_vec();
+    out.extend_from_slice(format!("Message-ID: {new}").as_bytes());
+    out.extend_from_slice(&eml[at + needle.len()..]);
+    Some(out)
+}
+
 /// Records that nobody knows whether `row` arrived: it waits for the
 /// operator, or for `mail.unknown_resend_after`, and the admin is told.
 fn mark_unknown(
@@ -647,7 +710,10 @@ health_bureau = true
         let mut store = Store::open(dir.path()).unwrap();
         store
             .queue(
-                &[message("cut@example.gov.tw"), message("dead@example.gov.tw")],
+                &[
+                    message("cut@example.gov.tw"),
+                    message("dead@example.gov.tw"),
+                ],
                 &stamp(at(0)),
             )
             .unwrap();

@@ -93,12 +93,12 @@ fn random_config(rng: &mut ChaCha20Rng) -> Config {
         "[paths]\ninbox = \"i\"\narchive = \"a\"\nstate = \"s\"\n[mail]\nfrom = \"w@example.gov.tw\"\nadmin = \"a@example.gov.tw\"\n",
     );
     for i in 0..n {
-        let parent = if i == 0 || rng.next_u64() % 3 == 0 {
+        let parent = if i == 0 || rng.next_u64().is_multiple_of(3) {
             None
         } else {
             Some(rng.next_u64() as usize % i)
         };
-        let requesting = parent.is_none() || rng.next_u64() % 3 == 0;
+        let requesting = parent.is_none() || rng.next_u64().is_multiple_of(3);
         toml.push_str(&format!(
             "[[agencies]]\nid = \"A{i}\"\nname = \"機關{i}\"\nparent = \"{}\"\nrequesting = {requesting}\npurposes = [\"other\"]\n",
             parent.map_or(String::new(), |p| format!("A{p}"))

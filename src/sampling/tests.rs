@@ -380,7 +380,7 @@ fn row_order_and_file_split_change_nothing() {
     let (digest, units) = draw(&rows, &[("u0003", "KPB-1")], &cfg);
     let n = rows.len();
     // 7919 is prime and does not divide n: i -> 7919 i + 13 (mod n) permutes.
-    assert!(n % 7919 != 0);
+    assert!(!n.is_multiple_of(7919));
     let mut shuffled: Vec<Row> = (0..n).map(|i| rows[(i * 7919 + 13) % n].clone()).collect();
     let third = n / 3;
     let (a, rest) = shuffled.split_at(third);

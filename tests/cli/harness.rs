@@ -114,12 +114,21 @@ impl Test {
 }
 
 pub fn run_binary(args: &[&str], cwd: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_webir-audit"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run webir-audit");
+    run_binary_env(args, cwd, &[])
+}
+
+/// The binary, not yet started, with `env` set.
+pub fn binary(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_webir-audit"));
+    c.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+pub fn run_binary_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let out = binary(args, cwd, env).output().expect("run webir-audit");
     Output {
         status: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

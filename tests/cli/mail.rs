@@ -10,18 +10,43 @@ use std::process::Command;
 use crate::harness::{Test, repo, run_binary};
 use crate::sample_data::copy_dir;
 
-/// `(to, subject, attachment file name, sha256 of the attachment)` of
-/// every `.eml` in `dir`, parsed by Python.
-fn parse_all(dir: &std::path::Path) -> Vec<(String, String, String, String)> {
+/// A message as an independent MIME parser (Python's `email` package)
+/// reads it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Parsed {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    /// The decoded text/plain body.
+    pub text: String,
+    /// The attachment's decoded file name ("" without one).
+    pub name: String,
+    /// SHA-256 of the attachment's bytes ("" without one).
+    pub sha: String,
+    /// The attachment's bytes, written beside the message.
+    pub attachment: Option<PathBuf>,
+}
+
+/// Every `.eml` in `dir`, in name order, parsed by Python.
+pub fn parse_all(dir: &std::path::Path) -> Vec<Parsed> {
     let script = r#"
 import email, email.policy, glob, hashlib, json, sys
 out = []
 for f in sorted(glob.glob(sys.argv[1] + "/*.eml")):
     m = email.message_from_bytes(open(f, "rb").read(), policy=email.policy.default)
     atts = list(m.iter_attachments())
-    name = atts[0].get_filename() if atts else ""
-    sha = hashlib.sha256(atts[0].get_content()).hexdigest() if atts else ""
-    out.append([str(m["To"]), str(m["Subject"]), name, sha])
+    body = m.get_body(preferencelist=("plain",))
+    p = {"to": str(m["To"]), "subject": str(m["Subject"]),
+         "message_id": str(m["Message-ID"]),
+         "text": body.get_content() if body is not None else "",
+         "name": "", "sha": "", "attachment": None}
+    if atts:
+        data = atts[0].get_content()
+        p["name"] = atts[0].get_filename()
+        p["sha"] = hashlib.sha256(data).hexdigest()
+        p["attachment"] = f + ".attachment"
+        open(p["attachment"], "wb").write(data)
+    out.append(p)
 print(json.dumps(out, ensure_ascii=False))
 "#;
     let out = Command::new("python3")
@@ -33,10 +58,10 @@ print(json.dumps(out, ensure_ascii=False))
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<Vec<(String, String, String, String)>>(&out.stdout).unwrap()
+    serde_json::from_slice::<Vec<Parsed>>(&out.stdout).unwrap()
 }
 
-fn sha256(path: &std::path::Path) -> String {
+pub fn sha256(path: &std::path::Path) -> String {
     webir_audit::ingest::hash_file(path).unwrap().1
 }
 
@@ -84,16 +109,20 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         ),
         "city-wide".into(),
     );
-    let officers: Vec<_> = got
-        .iter()
-        .filter(|(to, ..)| to.starts_with("officer"))
-        .collect();
+    let officers: Vec<_> = got.iter().filter(|p| p.to.starts_with("officer")).collect();
     assert_eq!(
         officers.len(),
         expected.len(),
         "one message per officer per workbook"
     );
-    for (to, subject, name, sha) in &officers {
+    for Parsed {
+        to,
+        subject,
+        name,
+        sha,
+        ..
+    } in officers
+    {
         let unit = expected
             .get(&(to.clone(), sha.clone()))
             .unwrap_or_else(|| panic!("{to} received a workbook that is not theirs ({name})"));
@@ -110,7 +139,7 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         }
     }
     // Ethics units hear of serious findings, with their unit's workbook.
-    for (to, _, _, sha) in got.iter().filter(|(to, ..)| to.starts_with("ethics")) {
+    for Parsed { to, sha, .. } in got.iter().filter(|p| p.to.starts_with("ethics")) {
         let unit = config
             .agencies
             .units()
@@ -202,9 +231,10 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     // 10 units' and the city-wide workbook for three jobs, the external
     // audit's city-wide one, plus ethics copies.
     assert!(emls.len() > 3 * 11, "{}", emls.len());
-    assert!(emls.iter().all(
-        |(_, subject, name, _)| subject.starts_with("【健保WebIR稽核】") && name.ends_with(".xlsx")
-    ));
+    assert!(
+        emls.iter()
+            .all(|p| p.subject.starts_with("【健保WebIR稽核】") && p.name.ends_with(".xlsx"))
+    );
     let again = run_binary(&["demo", "--out", d], tmp.path());
     assert_eq!(again.status, 2);
     assert!(again.stderr.contains("not empty"), "{}", again.stderr);

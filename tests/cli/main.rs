@@ -8,3 +8,5 @@ mod mail;
 mod reports;
 mod sample_data;
 mod sampling;
+mod smtp;
+mod smtp_delivery;

@@ -1,0 +1,487 @@
+//! Mail over a real SMTP server (STARTTLS required, AUTH, a city-internal
+//! CA): what arrives is counted on the server's side and parsed by Python's
+//! `email` package. Faults: a server that is down, 421/450 then success,
+//! 550, a connection cut after the data, and the sender killed mid-drain —
+//! nothing is lost and nothing arrives twice.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::harness::{Output, binary, repo, run_binary_env};
+use crate::mail::{Parsed, parse_all, sha256};
+use crate::sample_data::copy_dir;
+use crate::smtp::{PASSWORD, Smtp};
+
+const KPB_PASSWORD: &str = "警察局-附件密碼-2026";
+
+/// The sample city, mailing through `smtp`; 警察局 (KPB) has its
+/// workbooks encrypted.
+struct City {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl City {
+    fn new(smtp: &Smtp, mail_extra: &str) -> City {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
+        let config = tmp.path().join("city/webir-audit.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let start = text.find("[mail]").unwrap();
+        let end = start + text[start..].find("\n# ").unwrap();
+        let mut text = format!(
+            "{}{}{}",
+            &text[..start],
+            smtp.mail_config(mail_extra),
+            &text[end..]
+        );
+        let kpb = "officer_email = \"officer.kpb@example.gov.tw\"";
+        assert!(text.contains(kpb));
+        text = text.replace(
+            kpb,
+            &format!("{kpb}\nattachment_password_env = \"WEBIR_AUDIT_TEST_KPB\""),
+        );
+        std::fs::write(&config, text).unwrap();
+        City { tmp, config }
+    }
+
+    fn config(&self) -> webir_audit::config::Config {
+        webir_audit::config::load(&self.config).unwrap()
+    }
+
+    fn run(&self, args: &[&str], now: &str) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--config", self.config.to_str().unwrap(), "--now", now]);
+        run_binary_env(&all, self.tmp.path(), &ENV)
+    }
+
+    /// The outbox's rows as `(id, state, recipient)`.
+    fn outbox(&self) -> Vec<(i64, String, String)> {
+        let store = webir_audit::store::Store::open(&self.config().paths.state).unwrap();
+        store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.state, r.recipient))
+            .collect()
+    }
+}
+
+const ENV: [(&str, &str); 2] = [
+    ("WEBIR_AUDIT_TEST_SMTP_PASSWORD", PASSWORD),
+    ("WEBIR_AUDIT_TEST_KPB", KPB_PASSWORD),
+];
+
+const T0: &str = "2026-07-05T08:00:00+08:00";
+const T1: &str = "2026-07-05T09:00:00+08:00";
+const T2: &str = "2026-07-05T12:00:00+08:00";
+
+/// Every message the server kept, parsed, with its envelope recipients.
+fn received(smtp: &Smtp) -> Vec<(Vec<String>, Parsed)> {
+    let got = smtp.received();
+    if got.is_empty() {
+        return Vec::new();
+    }
+    let dir = got[0].eml.parent().unwrap();
+    let parsed = parse_all(dir);
+    assert_eq!(parsed.len(), got.len());
+    got.into_iter().map(|r| r.rcpt_tos).zip(parsed).collect()
+}
+
+/// How many times each Message-ID arrived.
+fn arrivals(smtp: &Smtp) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for (_, p) in received(smtp) {
+        *n.entry(p.message_id).or_default() += 1;
+    }
+    n
+}
+
+fn run_dir(out: &Output) -> PathBuf {
+    PathBuf::from(out.stdout.lines().last().unwrap())
+}
+
+#[test]
+fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let city = City::new(&smtp, "");
+    let out = city.run(
+        &[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+        ],
+        T0,
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("0 to retry, 0 failed, 0 of unknown"),
+        "{}",
+        out.stdout
+    );
+    let dir = run_dir(&out);
+    let config = city.config();
+    let got = received(&smtp);
+    let queued = city.outbox();
+    assert_eq!(got.len(), queued.len(), "every queued message arrived");
+    assert!(queued.iter().all(|(_, s, _)| s == "sent"));
+    assert!(arrivals(&smtp).values().all(|n| *n == 1), "none twice");
+
+    // Routing: the workbook each address may receive.
+    let mut own: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for u in config.agencies.units() {
+        for a in [&u.officer_email, &u.ethics_email].into_iter().flatten() {
+            own.entry(a.clone())
+                .or_default()
+                .push(format!("reports/{}.xlsx", u.id));
+        }
+    }
+    let hb = config
+        .agencies
+        .health_bureau()
+        .officer_email
+        .clone()
+        .unwrap();
+    own.entry(hb)
+        .or_default()
+        .push("reports/city-wide.xlsx".into());
+    let mut encrypted = 0;
+    for (rcpt, p) in &got {
+        assert_eq!(rcpt, &vec![p.to.clone()], "envelope and header agree");
+        assert!(
+            p.subject.starts_with("【健保WebIR稽核】") && p.subject.contains("抽查工作底稿"),
+            "{}",
+            p.subject
+        );
+        assert!(p.name.starts_with("健保WebIR稽核_"), "{}", p.name);
+        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+        let mine = &own[&p.to];
+        let plain = if p.to == "officer.kpb@example.gov.tw" || p.to == "ethics.kpb@example.gov.tw" {
+            // Encrypted: Excel asks for the password; it decrypts to the
+            // archived workbook, and the password is not in the mail.
+            encrypted += 1;
+            assert!(
+                bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
+                "a compound file"
+            );
+            let plain = office_crypto::decrypt_from_bytes(bytes.clone(), KPB_PASSWORD).unwrap();
+            assert!(
+                office_crypto::decrypt_from_bytes(bytes, "wrong").map_or(true, |b| b != plain),
+                "another password does not open it"
+            );
+            assert!(p.text.contains("附件已加密"), "{}", p.text);
+            assert!(!p.text.contains(KPB_PASSWORD));
+            let eml = std::fs::read_to_string(received_eml(&smtp, &p.message_id)).unwrap();
+            assert!(!eml.contains(KPB_PASSWORD));
+            plain
+        } else {
+            bytes
+        };
+        let sha = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(&plain))
+        };
+        assert!(
+            mine.iter().any(|r| sha256(&dir.join(r)) == sha),
+            "{} received a workbook that is not theirs ({})",
+            p.to,
+            p.name
+        );
+        if encrypted > 0 && p.to == "officer.kpb@example.gov.tw" {
+            use calamine::Reader as _;
+            let mut wb = calamine::Xlsx::new(std::io::Cursor::new(plain)).unwrap();
+            assert!(!wb.sheet_names().is_empty());
+            assert!(wb.worksheet_range(&wb.sheet_names()[0]).is_ok());
+        }
+    }
+    assert!(encrypted >= 1, "KPB's officer got an encrypted workbook");
+
+    // Sending again sends nothing.
+    let again = city.run(&["outbox", "send"], T1);
+    assert!(again.stdout.contains("mail: 0 sent"), "{}", again.stdout);
+    assert_eq!(smtp.received().len(), got.len());
+}
+
+/// The file the server kept for `message_id`.
+fn received_eml(smtp: &Smtp, message_id: &str) -> PathBuf {
+    smtp.received()
+        .into_iter()
+        .map(|r| r.eml)
+        .find(|e| {
+            std::fs::read_to_string(e)
+                .unwrap()
+                .contains(&format!("Message-ID: {message_id}"))
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_is_down_or_answers_4xx_gets_every_message_once_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut smtp = Smtp::start(tmp.path(), "421,450");
+    let city = City::new(&smtp, "");
+    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("2 to retry, 0 failed"),
+        "{}",
+        out.stdout
+    );
+    let first = smtp.received().len();
+    assert_eq!(first, city.outbox().len() - 2);
+
+    // Down: nothing goes, nothing is lost.
+    smtp.stop();
+    let out = city.run(&["run", "internal-audit", "--period", "2026"], T0);
+    assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(" 0 sent,"), "{}", out.stdout);
+    assert_eq!(smtp.received().len(), first);
+
+    smtp.restart("");
+    let out = city.run(&["outbox", "send"], T2);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let rows = city.outbox();
+    assert!(rows.iter().all(|(_, s, _)| s == "sent"), "{rows:?}");
+    let arrived = arrivals(&smtp);
+    assert_eq!(arrived.len(), rows.len(), "every message arrived");
+    assert!(arrived.values().all(|n| *n == 1), "none twice: {arrived:?}");
+}
+
+#[test]
+fn a_550_fails_at_once_and_the_admin_is_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "550");
+    let city = City::new(&smtp, "");
+    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    assert!(
+        out.stdout.contains("0 to retry, 1 failed"),
+        "{}",
+        out.stdout
+    );
+    let rows = city.outbox();
+    let failed: Vec<_> = rows.iter().filter(|(_, s, _)| s == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    // The alert goes at the next drain, and only once.
+    city.run(&["outbox", "send"], T1);
+    city.run(&["outbox", "send"], T2);
+    let alerts: Vec<_> = received(&smtp)
+        .into_iter()
+        .filter(|(_, p)| p.to == "admin@example.gov.tw")
+        .collect();
+    assert_eq!(alerts.len(), 1);
+    let p = &alerts[0].1;
+    assert!(p.subject.contains("信件無法送達"), "{}", p.subject);
+    assert!(
+        p.text.contains(&failed[0].2) && p.text.contains("550"),
+        "{}",
+        p.text
+    );
+    let list = city.run(&["outbox", "list"], T2);
+    assert!(
+        list.stdout.contains("mailbox unavailable"),
+        "{}",
+        list.stdout
+    );
+}
+
+#[test]
+fn a_connection_cut_after_the_data_is_unknown_until_the_operator_decides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "cut");
+    let city = City::new(&smtp, "");
+    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    assert!(
+        out.stdout.contains("1 of unknown outcome"),
+        "{}",
+        out.stdout
+    );
+    let unknown: Vec<_> = city
+        .outbox()
+        .into_iter()
+        .filter(|(_, s, _)| s == "unknown")
+        .collect();
+    assert_eq!(unknown.len(), 1);
+    // Days later it has still not been sent again; the server has it once.
+    city.run(&["outbox", "send"], T1);
+    city.run(&["outbox", "send"], "2026-07-09T08:00:00+08:00");
+    assert!(arrivals(&smtp).values().all(|n| *n == 1));
+    let alert = received(&smtp)
+        .into_iter()
+        .find(|(_, p)| p.to == "admin@example.gov.tw")
+        .unwrap()
+        .1;
+    assert!(
+        alert.subject.contains("信件送達狀態不明"),
+        "{}",
+        alert.subject
+    );
+    let id = unknown[0].0.to_string();
+    assert!(
+        alert.text.contains(&format!("outbox confirm {id}")),
+        "{}",
+        alert.text
+    );
+    // The operator checked: it arrived.
+    let c = city.run(&["outbox", "confirm", &id], T2);
+    assert_eq!(c.status, 0, "{}{}", c.stdout, c.stderr);
+    assert!(city.outbox().iter().all(|(_, s, _)| s == "sent"));
+    assert_eq!(
+        city.run(&["outbox", "confirm", &id], T2).status,
+        2,
+        "only an unknown message can be confirmed"
+    );
+}
+
+#[test]
+fn killed_mid_drain_then_restarted_loses_nothing_and_sends_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "ok,ok,slow");
+    let city = City::new(&smtp, "");
+    let out = city.run(
+        &[
+            "run",
+            "account-review",
+            "--as-of",
+            "2026-07-02",
+            "--no-send",
+        ],
+        T0,
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let queued = city.outbox().len();
+    assert!(queued > 3);
+    let c = city.config.to_str().unwrap();
+    let mut child = binary(
+        &["outbox", "send", "--config", c, "--now", T0],
+        city.tmp.path(),
+        &ENV,
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    smtp.wait_for_slow();
+    child.kill().unwrap(); // SIGKILL, waiting for the third reply
+    child.wait().unwrap();
+    assert_eq!(smtp.received().len(), 3);
+
+    let out = city.run(&["outbox", "send"], T1);
+    assert!(
+        out.stdout.contains("1 of unknown outcome"),
+        "{}",
+        out.stdout
+    );
+    let rows = city.outbox();
+    let reports: Vec<_> = rows
+        .iter()
+        .filter(|(_, _, to)| to != "admin@example.gov.tw")
+        .collect();
+    assert_eq!(reports.len(), queued);
+    let arrived = arrivals(&smtp);
+    assert!(arrived.values().all(|n| *n == 1), "none twice: {arrived:?}");
+    assert_eq!(
+        received(&smtp)
+            .iter()
+            .filter(|(_, p)| p.to != "admin@example.gov.tw")
+            .count(),
+        queued,
+        "none lost"
+    );
+    assert_eq!(
+        reports.iter().filter(|(_, s, _)| s == "unknown").count(),
+        1,
+        "the interrupted one waits for the operator: {rows:?}"
+    );
+}
+
+#[test]
+fn send_test_resend_and_the_allowed_domains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let city = City::new(&smtp, "");
+    let t = city.run(&["send-test", "--to", "someone@example.gov.tw"], T0);
+    assert_eq!(t.status, 0, "{}{}", t.stdout, t.stderr);
+    let got = received(&smtp);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, ["someone@example.gov.tw"]);
+    assert!(got[0].1.subject.contains("測試信件"));
+    assert!(city.outbox().is_empty(), "a test mail is not in the outbox");
+    let outside = city.run(&["send-test", "--to", "someone@gmail.com"], T0);
+    assert_eq!(outside.status, 2);
+    assert!(
+        outside.stderr.contains("allowed_domains"),
+        "{}",
+        outside.stderr
+    );
+    // A wrong password is refused by the server.
+    let c = city.config.to_str().unwrap();
+    let args = ["send-test", "--to", "someone@example.gov.tw", "--config", c];
+    let wrong = run_binary_env(
+        &args,
+        city.tmp.path(),
+        &[("WEBIR_AUDIT_TEST_SMTP_PASSWORD", "guess")],
+    );
+    assert_eq!(wrong.status, 2, "{}{}", wrong.stdout, wrong.stderr);
+    assert!(wrong.stderr.contains("AUTH"), "{}", wrong.stderr);
+    // The certificate is checked: without the city CA, nothing is sent.
+    let text = std::fs::read_to_string(&city.config).unwrap();
+    let ca_line = format!("ca_file = \"{}\"\n", smtp.ca.display());
+    std::fs::write(&city.config, text.replace(&ca_line, "")).unwrap();
+    let untrusted = run_binary_env(&args, city.tmp.path(), &ENV);
+    assert_eq!(
+        untrusted.status, 2,
+        "{}{}",
+        untrusted.stdout, untrusted.stderr
+    );
+    assert_eq!(smtp.received().len(), 1, "{}", untrusted.stderr);
+    std::fs::write(&city.config, text).unwrap();
+
+    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    let run = run_dir(&out);
+    let run_id = run.file_name().unwrap().to_str().unwrap();
+    let before = smtp.received().len();
+    let r = city.run(
+        &[
+            "outbox",
+            "resend",
+            run_id,
+            "--to",
+            "officer.ksa@example.gov.tw",
+        ],
+        T1,
+    );
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    let now = received(&smtp);
+    assert_eq!(now.len(), before + 1);
+    let (rcpt, copy) = now.last().unwrap();
+    assert_eq!(rcpt, &["officer.ksa@example.gov.tw"]);
+    let original = now
+        .iter()
+        .find(|(_, p)| p.to == copy.to && p.message_id != copy.message_id)
+        .expect("the original");
+    assert_eq!(original.1.sha, copy.sha, "the same workbook");
+    // Never to an address the run did not mail.
+    let refused = city.run(
+        &["outbox", "resend", run_id, "--to", "x@example.gov.tw"],
+        T1,
+    );
+    assert_eq!(refused.status, 2);
+    assert!(
+        refused.stderr.contains("sent nothing to"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn implicit_tls_works_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start_implicit_tls(tmp.path());
+    let city = City::new(&smtp, "");
+    let t = city.run(&["send-test", "--to", "someone@example.gov.tw"], T0);
+    assert_eq!(t.status, 0, "{}{}", t.stdout, t.stderr);
+    assert_eq!(smtp.received().len(), 1);
+}
