@@ -469,7 +469,7 @@ fn outbox(
             let ids = crate::mail::outbox::resend(&config, &mut store, run, to, clock.now())?;
             w(out, format!("{} messages queued again to {to}", ids.len()))?;
             let d = drain_outbox(&config, clock, out)?;
-            Ok(if d.failed > 0 {
+            Ok(if d.failed > 0 || d.unknown > 0 {
                 ExitStatus::InputError
             } else {
                 ExitStatus::Ok

@@ -239,3 +239,32 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     assert_eq!(again.status, 2);
     assert!(again.stderr.contains("not empty"), "{}", again.stderr);
 }
+
+/// Over `mail.max_attachment_mb` the workbook stays home and the officer
+/// is told where it is.
+#[test]
+fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
+    let t = Test::new()
+        .config_replace(
+            "admin = \"admin@example.gov.tw\"",
+            "admin = \"admin@example.gov.tw\"\nmax_attachment_mb = 0",
+        )
+        .file(
+            "inbox/query_logs/log.csv",
+            "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
+        );
+    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let run = PathBuf::from(out.stdout.lines().last().unwrap());
+    let got = parse_all(&t.path("var/state/outbox-files"));
+    assert!(!got.is_empty());
+    for p in &got {
+        assert!(p.attachment.is_none(), "{} got an attachment", p.to);
+        assert!(p.text.contains("未隨信寄送"), "{}", p.text);
+        assert!(
+            p.text.contains(&run.join("reports").display().to_string()),
+            "{}",
+            p.text
+        );
+    }
+}
