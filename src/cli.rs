@@ -26,7 +26,7 @@ pub struct Cli {
     pub verbose: u8,
     /// Run as if it were this moment (RFC 3339, e.g.
     /// 2030-01-01T08:00:00+08:00): for reproducing a past run and for tests.
-    #[arg(long, global = true, value_name = "TIME")]
+    #[arg(long, global = true, value_name = "TIME", env = "WEBIR_AUDIT_NOW")]
     pub now: Option<chrono::DateTime<chrono::FixedOffset>>,
     #[command(subcommand)]
     pub command: Command,
@@ -114,6 +114,24 @@ pub enum Command {
         to: String,
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Run unattended: each schedule's job on time (schedules/*.toml in
+    /// paths.schedules), catching up after downtime, until SIGTERM/SIGINT.
+    Daemon {
+        #[arg(long)]
+        config: PathBuf,
+        /// One decision pass (at --now, if given), then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Last and next run of every job, runs needing attention, the outbox,
+    /// the inputs seen and the archive's size.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// Machine-readable, for monitoring.
+        #[arg(long)]
+        json: bool,
     },
     /// The archive of run folders.
     Archive {
@@ -225,13 +243,15 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Schedules(#[from] crate::daemon::schedule::ScheduleError),
+    #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
 impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Config(_) => ExitStatus::InvalidConfig,
+            Error::Config(_) | Error::Schedules(_) => ExitStatus::InvalidConfig,
             Error::Other(_) => ExitStatus::InputError,
         }
     }
@@ -307,6 +327,37 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         } => archive_verify(config, out),
         Command::Outbox { action } => outbox(action, clock, out),
         Command::SendTest { to, config } => send_test(&config::load(config)?, to, clock, out),
+        Command::Daemon { config, once } => {
+            let config = config::load(config)?;
+            let schedules =
+                crate::daemon::schedule::load(&config.paths.schedules, config.timezone)?;
+            let clock: std::sync::Arc<dyn crate::clock::Clock> = match cli.now {
+                Some(t) => {
+                    std::sync::Arc::new(crate::clock::FixedClock(t.with_timezone(&chrono::Utc)))
+                }
+                None => std::sync::Arc::new(crate::clock::SystemClock),
+            };
+            crate::daemon::serve(
+                std::sync::Arc::new(config),
+                std::sync::Arc::new(schedules),
+                clock,
+                *once,
+            )?;
+            Ok(ExitStatus::Ok)
+        }
+        Command::Status { config, json } => {
+            let config = config::load(config)?;
+            let schedules =
+                crate::daemon::schedule::load(&config.paths.schedules, config.timezone)?;
+            let status = crate::daemon::status::Status::gather(&config, Some(&schedules), clock)?;
+            if *json {
+                serde_json::to_writer_pretty(&mut *out, &status).context("writing to stdout")?;
+                writeln!(out).context("writing to stdout")?;
+            } else {
+                write!(out, "{}", status.render()).context("writing to stdout")?;
+            }
+            Ok(ExitStatus::Ok)
+        }
         Command::Demo { config, out: dir } => demo(config.as_deref(), dir, clock, out),
         Command::IngestWorksheet { file, config } => ingest_worksheet(file, config, clock, out),
         Command::Verify {

@@ -33,3 +33,12 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// The instant of local wall time `t` in `tz` (the earlier one when a
+/// clock change makes it ambiguous; Asia/Taipei has none).
+pub fn local_to_utc(tz: Tz, t: NaiveDateTime) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    tz.from_local_datetime(&t)
+        .earliest()
+        .map_or_else(|| t.and_utc(), |l| l.with_timezone(&Utc))
+}

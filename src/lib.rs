@@ -6,6 +6,7 @@ pub mod checks; // audit checks: findings with stable codes, pure functions over
 pub mod cli; // command-line interface: argument types and command dispatch
 pub mod clock; // the injected clock
 pub mod config; // the TOML config: raw serde types, validation, agency tree
+pub mod daemon; // the daemon: schedules, the run ledger, wake-up passes, status
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
 pub mod jobs; // one audit run: ingest, check, write the run folder
 pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)

@@ -464,6 +464,55 @@ fn ingest_file(
 /// Lists the inbox: files in the table folders, then files elsewhere (which
 /// are reported as misplaced). Sorted, so every run sees the same order.
 /// Hidden files and Office lock files (`~$…`) are not exports.
+/// What one inbox file holds, for the daemon's inputs check: rows loaded
+/// and, for a query log, the first and last `queried_at`.
+#[derive(Debug, Clone)]
+pub struct Surveyed {
+    pub rows: usize,
+    pub span: Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
+}
+
+/// Reads one file as ingest would and says what it holds.
+pub fn survey_file(
+    config: &Config,
+    table: Table,
+    path: &Path,
+    rel: &str,
+) -> Result<Surveyed, IngestError> {
+    let one = ingest_file(config, table, path, rel, &config.agencies.spellings())?;
+    let span = if table == Table::QueryLog && one.good.height() > 0 {
+        let polars = |source| IngestError::Polars {
+            file: rel.to_owned(),
+            source,
+        };
+        let at = one.good.column("queried_at").map_err(polars)?;
+        let at = at.datetime().map_err(polars)?;
+        let unit = at.time_unit();
+        let as_dt = |t: i64| {
+            match unit {
+                TimeUnit::Milliseconds => chrono::DateTime::from_timestamp_millis(t),
+                TimeUnit::Microseconds => chrono::DateTime::from_timestamp_micros(t),
+                TimeUnit::Nanoseconds => Some(chrono::DateTime::from_timestamp_nanos(t)),
+            }
+            .map(|d| d.naive_utc())
+        };
+        let phys = at.physical();
+        phys.min().and_then(as_dt).zip(phys.max().and_then(as_dt))
+    } else {
+        None
+    };
+    Ok(Surveyed {
+        rows: one.good.height(),
+        span,
+    })
+}
+
+/// Every export in the inbox: its table (by folder), path and path
+/// relative to the inbox.
+pub fn discover_inbox(config: &Config) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
+    discover(&config.paths.inbox)
+}
+
 fn discover(inbox: &Path) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
     let mut out = Vec::new();
     let is_export = |p: &Path| {

@@ -56,6 +56,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("alert.txt.j2", include_str!("../../templates/alert.txt.j2")),
     (
+        "daemon.txt.j2",
+        include_str!("../../templates/daemon.txt.j2"),
+    ),
+    (
         "anomalies.txt.j2",
         include_str!("../../templates/anomalies.txt.j2"),
     ),

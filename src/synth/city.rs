@@ -212,6 +212,7 @@ timezone = "Asia/Taipei"
 inbox = "inbox"          # exports are dropped here: query_logs/, roster/, hr/, forms/
 archive = "../var/archive"
 state = "../var/state"
+schedules = "../schedules"  # the daemon's jobs: the repository's shipped defaults
 
 [rules]
 idle_days = 90

@@ -1,0 +1,768 @@
+//! The daemon: the regulation's duties on time, unattended.
+//!
+//! The run ledger (`runs` in the state database, one row per job and
+//! period) decides what is due; the scheduler only wakes the daemon. A
+//! wake-up is one [`wake`] pass:
+//!
+//! 1. the inbox is surveyed (new files, by SHA-256, read once for what they
+//!    cover);
+//! 2. a `running` row is from a dead process (one daemon per state folder
+//!    holds `daemon.lock`): its sealed run is adopted, an unsealed one
+//!    whose mail was queued is sealed and adopted, otherwise it runs again;
+//! 3. every schedule's fire times since the last one it has a row for are
+//!    turned into ledger rows, applying `catch_up` and `max_lateness`
+//!    (missed periods are recorded and reported, never dropped);
+//! 4. due rows run when the inbox covers their period, else wait (and the
+//!    admin is told once after `wait_for_inputs`);
+//! 5. the outbox is drained, and a generated run whose mail is all
+//!    delivered becomes `mailed`.
+//!
+//! [`serve`] runs passes on `tokio-cron-scheduler` ticks (and every few
+//! minutes, for the inbox and the outbox) until SIGTERM or SIGINT.
+
+pub mod schedule;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::mail::outbox::stamp;
+use crate::model::Table;
+use crate::store::{LedgerRow, SeenInput, Store};
+use schedule::{CatchUp, JobKind, Schedule};
+
+/// A fire time later than this after its time is a catch-up, not a tick.
+const ON_TIME: i64 = 15 * 60;
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub new_inputs: usize,
+    pub scheduled: Vec<String>,
+    pub missed: Vec<String>,
+    pub ran: Vec<String>,
+    pub failed: Vec<String>,
+    pub waiting: Vec<String>,
+    pub resumed: Vec<String>,
+}
+
+fn key(job: &str, period: &str) -> String {
+    format!("{job} {period}")
+}
+
+fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// One decision pass at `clock.now()`.
+pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Result<Pass> {
+    let now = clock.now();
+    let mut store = Store::open(&config.paths.state)?;
+    let mut pass = Pass::default();
+    let first_start = store.meta_or_insert("first_start", &stamp(now))?;
+    let first_start = parse_utc(&first_start).unwrap_or(now);
+
+    let present = survey_inbox(config, &mut store, now, &mut pass)?;
+    resume_interrupted(config, &mut store, now, &mut pass)?;
+    if pass.new_inputs > 0 {
+        // New exports may cure what made a run fail.
+        for r in store.ledger()?.into_iter().filter(|r| r.state == "failed") {
+            store.set_run_state(r.id, "scheduled", &stamp(now), None, r.error.as_deref())?;
+        }
+    }
+    for s in schedules {
+        plan(config, s, &mut store, first_start, now, &mut pass)?;
+    }
+    let seen = store.inputs_seen()?;
+    let due: Vec<LedgerRow> = store
+        .ledger()?
+        .into_iter()
+        .filter(|r| r.state == "scheduled" || r.state == "waiting-for-inputs")
+        .collect();
+    for row in due {
+        let Some(s) = schedules.iter().find(|s| s.job.name() == row.job) else {
+            continue;
+        };
+        let missing = missing_inputs(config, s.job, &row.period, &seen, &present);
+        if missing.is_empty() {
+            run_one(config, &mut store, s, &row, clock, &mut pass)?;
+        } else {
+            store.set_run_state(
+                row.id,
+                "waiting-for-inputs",
+                &stamp(now),
+                None,
+                Some(&missing.join("; ")),
+            )?;
+            pass.waiting.push(key(&row.job, &row.period));
+            let since = parse_utc(&row.scheduled_for).unwrap_or(now);
+            if !row.alerted && now - since >= s.wait_for_inputs {
+                notify(config, &mut store, "waiting", &row, s, missing.clone(), now)?;
+                store.mark_alerted(row.id)?;
+            }
+        }
+    }
+    let mut transport = crate::mail::outbox::transport(config)?;
+    crate::mail::outbox::drain(config, &mut store, transport.as_mut(), now)?;
+    mark_mailed(&mut store, now)?;
+    Ok(pass)
+}
+
+/// Turns `s`'s fire times since its last ledger row (or, the first time,
+/// since the daemon's first start less `max_lateness`) into ledger rows.
+fn plan(
+    config: &Config,
+    s: &Schedule,
+    store: &mut Store,
+    first_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    pass: &mut Pass,
+) -> Result<()> {
+    let tz = config.timezone;
+    let rows = store.ledger_of(s.job.name())?;
+    let last = rows
+        .iter()
+        .filter_map(|r| parse_utc(&r.scheduled_for))
+        .max();
+    let after = last.unwrap_or(first_start - s.max_lateness);
+    // A fire time `after` itself was planned already (or is the anchor).
+    let mut fires = s.fires_between(after, now, tz);
+    if last.is_none() {
+        // Before its first start the daemon owed nothing: of the fire
+        // times before it, only the newest (still within max_lateness)
+        // is taken on, and the older ones are not reported as missed.
+        let before = fires.iter().filter(|f| **f <= first_start).count();
+        fires.drain(..before.saturating_sub(1));
+    }
+    let Some(newest) = fires.last().copied() else {
+        return Ok(());
+    };
+    for f in &fires {
+        let local = f.with_timezone(&tz).naive_local();
+        let period = s.period.period_for(local);
+        let late = now - *f;
+        let catching_up = late > Duration::seconds(ON_TIME);
+        let run = if late > s.max_lateness {
+            Err(format!(
+                "due {} and {} days late, past max_lateness",
+                stamp(*f),
+                late.num_days()
+            ))
+        } else if !catching_up {
+            Ok(())
+        } else {
+            match s.catch_up {
+                CatchUp::All => Ok(()),
+                CatchUp::Latest if *f == newest => Ok(()),
+                CatchUp::Latest => Err(format!(
+                    "due {} while the daemon was down; catch_up = \"latest\" runs only {}",
+                    stamp(*f),
+                    s.period.period_for(newest.with_timezone(&tz).naive_local())
+                )),
+                CatchUp::Skip => Err(format!(
+                    "due {} while the daemon was down; catch_up = \"skip\"",
+                    stamp(*f)
+                )),
+            }
+        };
+        let (state, error) = match &run {
+            Ok(()) => ("scheduled", None),
+            Err(e) => ("missed", Some(e.as_str())),
+        };
+        if store.schedule_run(s.job.name(), &period, &stamp(*f), state, error)? {
+            if state == "missed" {
+                tracing::warn!(job = s.job.name(), %period, reason = error, "missed");
+                pass.missed.push(key(s.job.name(), &period));
+                let row = store
+                    .ledger_of(s.job.name())?
+                    .into_iter()
+                    .find(|r| r.period == period)
+                    .context("the row just written")?;
+                notify(
+                    config,
+                    store,
+                    "missed",
+                    &row,
+                    s,
+                    error.map(|e| vec![e.to_owned()]).unwrap_or_default(),
+                    now,
+                )?;
+                store.mark_alerted(row.id)?;
+            } else {
+                tracing::info!(job = s.job.name(), %period, "scheduled");
+                pass.scheduled.push(key(s.job.name(), &period));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Files in the inbox now, by SHA-256; new ones are read once and
+/// recorded with what they cover.
+fn survey_inbox(
+    config: &Config,
+    store: &mut Store,
+    now: DateTime<Utc>,
+    pass: &mut Pass,
+) -> Result<BTreeSet<String>> {
+    let seen = store.inputs_seen()?;
+    let mut present = BTreeSet::new();
+    let files = crate::ingest::discover_inbox(config)
+        .with_context(|| format!("reading the inbox {}", config.paths.inbox.display()))?;
+    for (table, path, rel) in files {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let modified = meta
+            .modified()
+            .map(DateTime::<Utc>::from)
+            .map(stamp)
+            .unwrap_or_default();
+        let size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
+        if let Some(s) = seen
+            .iter()
+            .find(|s| s.path == rel && s.size == size && s.modified == modified)
+        {
+            present.insert(s.sha256.clone());
+            continue;
+        }
+        let (_, sha) = crate::ingest::hash_file(&path)
+            .with_context(|| format!("hashing {}", path.display()))?;
+        present.insert(sha.clone());
+        if seen.iter().any(|s| s.sha256 == sha) {
+            continue;
+        }
+        let (status, rows, span) = match table {
+            None => ("not in a table's folder".to_owned(), 0, None),
+            Some(t) => match crate::ingest::survey_file(config, t, &path, &rel) {
+                Ok(s) => ("loaded".to_owned(), s.rows, s.span),
+                Err(e) => (e.to_string(), 0, None),
+            },
+        };
+        let fmt = |t: NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        store.record_input(&SeenInput {
+            sha256: sha,
+            path: rel.clone(),
+            table: table.map(|t| t.name().to_owned()),
+            size,
+            modified,
+            first_seen: stamp(now),
+            status,
+            rows: i64::try_from(rows).unwrap_or(i64::MAX),
+            first_at: span.map(|s| fmt(s.0)),
+            last_at: span.map(|s| fmt(s.1)),
+        })?;
+        tracing::info!(file = %rel, rows, "new input");
+        pass.new_inputs += 1;
+    }
+    Ok(present)
+}
+
+/// What the inbox still lacks for `job`'s `period`; empty when it may run.
+pub fn missing_inputs(
+    config: &Config,
+    job: JobKind,
+    period: &str,
+    seen: &[SeenInput],
+    present: &BTreeSet<String>,
+) -> Vec<String> {
+    let needs = job.needs();
+    let mut out = Vec::new();
+    let (Some(end), Some(last_day)) = (
+        schedule::period_end(period),
+        schedule::period_last_day(period),
+    ) else {
+        return out;
+    };
+    let here = |t: Table| {
+        seen.iter()
+            .filter(move |s| present.contains(&s.sha256) && s.status == "loaded")
+            .filter(move |s| s.table.as_deref() == Some(t.name()))
+    };
+    if needs.query_logs {
+        let reach = here(Table::QueryLog)
+            .filter_map(|s| s.last_at.as_deref())
+            .max()
+            .map(str::to_owned);
+        let ok = reach
+            .as_deref()
+            .and_then(|r| NaiveDateTime::parse_from_str(r, "%Y-%m-%dT%H:%M:%S").ok())
+            .is_some_and(|r| r.date() >= last_day);
+        if !ok {
+            out.push(format!(
+                "query logs (query_logs/) reaching {last_day}; the latest query seen is {}",
+                reach.unwrap_or_else(|| "none".into())
+            ));
+        }
+    }
+    if needs.roster_and_hr {
+        let end_utc = crate::clock::local_to_utc(config.timezone, end);
+        for (t, what) in [
+            (Table::Roster, "account roster"),
+            (Table::Hr, "HR status list"),
+        ] {
+            let newest = here(t).filter_map(|s| parse_utc(&s.modified)).max();
+            if !newest.is_some_and(|m| m >= end_utc) {
+                out.push(format!(
+                    "an {what} ({}/) exported after the period ended ({end}); newest: {}",
+                    t.inbox_dir(),
+                    newest.map_or_else(|| "none".into(), stamp)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Runs one due ledger row. The row is `running` (committed) while the
+/// job works; a crash leaves it so, for [`resume_interrupted`].
+fn run_one(
+    config: &Config,
+    store: &mut Store,
+    s: &Schedule,
+    row: &LedgerRow,
+    clock: &dyn Clock,
+    pass: &mut Pass,
+) -> Result<()> {
+    let now = clock.now();
+    store.set_run_state(row.id, "running", &stamp(now), None, None)?;
+    tracing::info!(job = %row.job, period = %row.period, "running");
+    let beat = Heartbeat::start(config, row.id, clock);
+    let result = execute(config, s.job, row, clock);
+    drop(beat);
+    if let Ok(ms) = std::env::var("WEBIR_AUDIT_TEST_HOLD_AFTER_RUN_MS")
+        && let Ok(ms) = ms.parse()
+    {
+        // Tests kill the daemon here: the run's mail is queued, the ledger
+        // does not know yet.
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let k = key(&row.job, &row.period);
+    match result {
+        Ok(dir) => {
+            let dir = dir.map(|d| d.display().to_string());
+            store.set_run_state(row.id, "generated", &stamp(now), dir.as_deref(), None)?;
+            pass.ran.push(k);
+        }
+        Err(e) => {
+            let e = format!("{e:#}");
+            tracing::error!(job = %row.job, period = %row.period, error = %e, "run failed");
+            store.set_run_state(row.id, "failed", &stamp(now), None, Some(&e))?;
+            notify(config, store, "failed", row, s, vec![e], now)?;
+            pass.failed.push(k);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a running row's `heartbeat_at` fresh from a thread, until dropped.
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(config: &Config, id: i64, clock: &dyn Clock) -> Heartbeat {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let dir = config.paths.state.clone();
+        let started = clock.now();
+        let t0 = std::time::Instant::now();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(std::time::Duration::from_secs(30))
+            {
+                let at = started + Duration::from_std(t0.elapsed()).unwrap_or_default();
+                if let Ok(mut s) = Store::open(&dir) {
+                    let _ = s.run_heartbeat(id, &stamp(at));
+                }
+            }
+        });
+        Heartbeat {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Does the job of `row`; the run folder, for jobs that make one.
+fn execute(
+    config: &Config,
+    job: JobKind,
+    row: &LedgerRow,
+    clock: &dyn Clock,
+) -> Result<Option<PathBuf>> {
+    let period = || -> Result<crate::period::Period> { Ok(row.period.parse()?) };
+    Ok(match job {
+        JobKind::SampleAudit => Some(
+            crate::jobs::sample_audit(config, &period()?, None, clock)?
+                .run
+                .dir,
+        ),
+        JobKind::AccountReview | JobKind::PasswordCheck => Some(
+            crate::jobs::run(
+                config,
+                crate::checks::Job::AccountReview,
+                None,
+                Some(as_of(config, row)),
+                clock,
+            )?
+            .dir,
+        ),
+        JobKind::InternalAudit => Some(crate::jobs::internal_audit(config, &period()?, clock)?.dir),
+        JobKind::ExternalAudit => Some(
+            crate::jobs::external_audit(config, &period()?, None, clock)?
+                .0
+                .dir,
+        ),
+        JobKind::Retention => {
+            crate::jobs::retention(config, clock)?;
+            None
+        }
+        JobKind::Heartbeat => {
+            let text = status::Status::gather(config, None, clock)?.render();
+            let mut store = Store::open(&config.paths.state)?;
+            let body = config.templates.render(
+                "daemon.txt.j2",
+                &serde_json::json!({ "what": "heartbeat", "status": text }),
+            )?;
+            let m = crate::mail::plain(
+                config,
+                &mail_key(row),
+                "heartbeat",
+                &config.mail.admin,
+                &format!("【健保WebIR稽核】每週運作狀態 {}", row.period),
+                body,
+                clock.now(),
+            )?;
+            store.queue(&[m], &stamp(clock.now()))?;
+            None
+        }
+    })
+}
+
+/// The account review's as-of date: the day it was due (local).
+fn as_of(config: &Config, row: &LedgerRow) -> chrono::NaiveDate {
+    parse_utc(&row.scheduled_for)
+        .map(|t| t.with_timezone(&config.timezone).date_naive())
+        .unwrap_or_default()
+}
+
+/// Where a job's run folders for `row` are: `archive/<period>/<job>/`.
+fn run_parent(config: &Config, job: JobKind, row: &LedgerRow) -> Option<PathBuf> {
+    let (period, name) = match job {
+        JobKind::SampleAudit => (row.period.clone(), "sample-audit"),
+        JobKind::AccountReview | JobKind::PasswordCheck => {
+            (format!("as-of-{}", as_of(config, row)), "account-review")
+        }
+        JobKind::InternalAudit => (row.period.clone(), "internal-audit"),
+        JobKind::ExternalAudit => (row.period.clone(), "external-audit"),
+        JobKind::Retention | JobKind::Heartbeat => return None,
+    };
+    Some(config.paths.archive.join(period).join(name))
+}
+
+/// The outbox's `run` key of a ledger row's mail.
+fn mail_key(row: &LedgerRow) -> String {
+    row.run_dir
+        .clone()
+        .unwrap_or_else(|| format!("ledger:{}:{}", row.job, row.period))
+}
+
+/// Rows left `running` by a process that died. A run folder it started
+/// that is sealed is adopted; one that is not sealed but whose mail was
+/// queued (queueing is the last step before sealing) is sealed and
+/// adopted; otherwise the row runs again. Never twice.
+fn resume_interrupted(
+    config: &Config,
+    store: &mut Store,
+    now: DateTime<Utc>,
+    pass: &mut Pass,
+) -> Result<()> {
+    for row in store.ledger()?.into_iter().filter(|r| r.state == "running") {
+        let Some(job) = JobKind::parse(&row.job) else {
+            continue;
+        };
+        let started = row
+            .started_at
+            .as_deref()
+            .and_then(parse_utc)
+            .map(|t| {
+                t.with_timezone(&config.timezone)
+                    .naive_local()
+                    .format("%Y%m%dT%H%M%S")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let outbox = store.outbox()?;
+        let mut adopted = None;
+        if let Some(parent) = run_parent(config, job, &row) {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            dirs.sort();
+            for d in dirs {
+                let name = d.file_name().unwrap_or_default().to_string_lossy();
+                if name.as_ref() < started.as_str() {
+                    continue;
+                }
+                let key = d.display().to_string();
+                let sealed = d.join(crate::archive::SEAL).exists();
+                if !sealed && outbox.iter().any(|m| m.run == key) {
+                    crate::archive::seal(&d)?;
+                }
+                if sealed || outbox.iter().any(|m| m.run == key) {
+                    adopted = Some(key);
+                }
+            }
+        } else if outbox.iter().any(|m| m.run == mail_key(&row)) {
+            adopted = Some(String::new());
+        }
+        let k = key(&row.job, &row.period);
+        match adopted {
+            Some(dir) => {
+                tracing::warn!(run = %k, "interrupted after it finished; adopted");
+                let dir = (!dir.is_empty()).then_some(dir);
+                store.set_run_state(row.id, "generated", &stamp(now), dir.as_deref(), None)?;
+            }
+            None => {
+                tracing::warn!(run = %k, "interrupted; runs again");
+                store.set_run_state(
+                    row.id,
+                    "scheduled",
+                    &stamp(now),
+                    None,
+                    Some("interrupted (the process stopped); run again"),
+                )?;
+            }
+        }
+        pass.resumed.push(k);
+    }
+    Ok(())
+}
+
+/// `generated` rows whose every message was delivered become `mailed`.
+fn mark_mailed(store: &mut Store, now: DateTime<Utc>) -> Result<()> {
+    let outbox = store.outbox()?;
+    for row in store
+        .ledger()?
+        .into_iter()
+        .filter(|r| r.state == "generated")
+    {
+        let k = mail_key(&row);
+        if outbox
+            .iter()
+            .filter(|m| m.run == k)
+            .all(|m| m.state == "sent")
+        {
+            store.set_run_state(row.id, "mailed", &stamp(now), None, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues a message to `mail.admin` about a ledger row (once per row and
+/// kind: the outbox key is the row's).
+fn notify(
+    config: &Config,
+    store: &mut Store,
+    what: &str,
+    row: &LedgerRow,
+    s: &Schedule,
+    details: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let human = |d: Duration| format!("{} 天", d.num_days());
+    let body = config.templates.render(
+        "daemon.txt.j2",
+        &serde_json::json!({
+            "what": what,
+            "job": row.job,
+            "period": row.period,
+            "scheduled_for": row.scheduled_for,
+            "details": details,
+            "max_lateness": human(s.max_lateness),
+            "wait_for_inputs": human(s.wait_for_inputs),
+        }),
+    )?;
+    let title = match what {
+        "missed" => "排程逾期未執行",
+        "waiting" => "等待匯入資料",
+        _ => "排程工作失敗",
+    };
+    let m = crate::mail::plain(
+        config,
+        &format!("ledger:{}:{}", row.job, row.period),
+        &format!("{what}:{}", row.attempts),
+        &config.mail.admin,
+        &format!("【健保WebIR稽核】{title}：{} {}", row.job, row.period),
+        body,
+        now,
+    )?;
+    store.queue(&[m], &stamp(now))?;
+    Ok(())
+}
+
+/// Held by the one daemon of a state folder.
+#[derive(Debug)]
+pub struct DaemonLock(#[allow(dead_code)] std::fs::File);
+
+impl DaemonLock {
+    /// Takes `paths.state/daemon.lock`, or says who holds it.
+    pub fn acquire(state: &Path) -> Result<DaemonLock> {
+        std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+        let path = state.join("daemon.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::{Seek, Write};
+                file.set_len(0)?;
+                file.seek(std::io::SeekFrom::Start(0))?;
+                writeln!(file, "{}", std::process::id())?;
+                Ok(DaemonLock(file))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "another webir-audit daemon (pid {}) is running on {}; only one may",
+                    pid.trim(),
+                    state.display()
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+}
+
+/// How often the daemon wakes besides the schedules' own times: the inbox
+/// and the outbox need a look now and then.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs the daemon until SIGTERM or SIGINT (or, with `once`, one pass).
+pub fn serve(
+    config: Arc<Config>,
+    schedules: Arc<Vec<Schedule>>,
+    clock: Arc<dyn Clock>,
+    once: bool,
+) -> Result<()> {
+    let _lock = DaemonLock::acquire(&config.paths.state)?;
+    if once {
+        let pass = wake(&config, &schedules, clock.as_ref())?;
+        tracing::info!(?pass, "pass done");
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(run_loop(config, schedules, clock));
+    // A pass still working after the stop signal is not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
+}
+
+async fn run_loop(
+    config: Arc<Config>,
+    schedules: Arc<Vec<Schedule>>,
+    clock: Arc<dyn Clock>,
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(16);
+    let mut scheduler = JobScheduler::new().await.context("the scheduler")?;
+    for s in schedules.iter() {
+        let tx = tx.clone();
+        let name = s.job.name();
+        let job = Job::new_async_tz(s.cron_text.as_str(), config.timezone, move |_, _| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.try_send(name);
+            })
+        })
+        .with_context(|| format!("scheduling {name} ({})", s.cron_text))?;
+        scheduler.add(job).await.context("the scheduler")?;
+    }
+    {
+        let tx = tx.clone();
+        let job = Job::new_repeated_async(HOUSEKEEPING, move |_, _| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.try_send("housekeeping");
+            })
+        })
+        .context("scheduling housekeeping")?;
+        scheduler.add(job).await.context("the scheduler")?;
+    }
+    scheduler.start().await.context("starting the scheduler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tracing::info!(
+        state = %config.paths.state.display(),
+        schedules = schedules.len(),
+        "daemon started"
+    );
+    let _ = tx.try_send("start");
+    loop {
+        let why = tokio::select! {
+            Some(why) = rx.recv() => why,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        // Wake-ups that queued up while a pass ran are one pass.
+        while rx.try_recv().is_ok() {}
+        tracing::info!(why, "wake-up");
+        let (c, s, k) = (config.clone(), schedules.clone(), clock.clone());
+        let mut pass = tokio::task::spawn_blocking(move || wake(&c, &s, k.as_ref()));
+        tokio::select! {
+            r = &mut pass => log_pass(r),
+            _ = term.recv() => { finish_or_leave(pass).await; break; }
+            _ = int.recv() => { finish_or_leave(pass).await; break; }
+        }
+    }
+    tracing::info!("stopping");
+    let _ = scheduler.shutdown().await;
+    Ok(())
+}
+
+fn log_pass(r: Result<Result<Pass>, tokio::task::JoinError>) {
+    match r {
+        Ok(Ok(pass)) => tracing::info!(?pass, "pass done"),
+        Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "pass failed"),
+        Err(e) => tracing::error!(error = %e, "pass panicked"),
+    }
+}
+
+/// On a stop signal during a pass: give it 8 seconds to finish, then go.
+/// Whatever it was doing is checkpointed in the ledger (a `running` row is
+/// resumed at the next start) and the outbox (`sending` becomes `unknown`).
+async fn finish_or_leave(pass: tokio::task::JoinHandle<Result<Pass>>) {
+    match tokio::time::timeout(std::time::Duration::from_secs(8), pass).await {
+        Ok(r) => log_pass(r),
+        Err(_) => tracing::warn!("the pass is still working; leaving it to resume at next start"),
+    }
+}

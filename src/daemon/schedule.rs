@@ -1,0 +1,554 @@
+//! The schedules: `paths.schedules/*.toml`, each holding `[[schedule]]`
+//! entries (`job`, `cron`, `period`, `catch_up`, `max_lateness`,
+//! `wait_for_inputs`). Loaded and validated before the daemon starts: a bad
+//! cron, an unknown job, a period rule that does not fit the job or a
+//! cadence slower than the regulation refuses to start, naming file, entry
+//! and value.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use serde::Deserialize;
+
+/// What a schedule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JobKind {
+    /// Point 6(1): the half-yearly sample audit.
+    SampleAudit,
+    /// Points 5(1)3, 6(2): the yearly account review.
+    AccountReview,
+    /// Point 5(3): the quarterly account review, for stale passwords above
+    /// all (the review includes ACCOUNT_PASSWORD_STALE).
+    PasswordCheck,
+    /// Point 6(3).
+    InternalAudit,
+    /// Points 4(2), 4(5).
+    ExternalAudit,
+    /// Point 5(4): deleting run folders past `rules.retention_years`.
+    Retention,
+    /// A weekly status mail to `mail.admin`.
+    Heartbeat,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 7] = [
+        JobKind::SampleAudit,
+        JobKind::AccountReview,
+        JobKind::PasswordCheck,
+        JobKind::InternalAudit,
+        JobKind::ExternalAudit,
+        JobKind::Retention,
+        JobKind::Heartbeat,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::SampleAudit => "sample-audit",
+            JobKind::AccountReview => "account-review",
+            JobKind::PasswordCheck => "password-check",
+            JobKind::InternalAudit => "internal-audit",
+            JobKind::ExternalAudit => "external-audit",
+            JobKind::Retention => "retention",
+            JobKind::Heartbeat => "heartbeat",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|j| j.name() == s)
+    }
+
+    /// The period rules that make sense for the job.
+    fn periods(self) -> &'static [PeriodRule] {
+        match self {
+            JobKind::SampleAudit => &[PeriodRule::PreviousHalfYear],
+            JobKind::AccountReview | JobKind::InternalAudit | JobKind::ExternalAudit => {
+                &[PeriodRule::PreviousYear]
+            }
+            JobKind::PasswordCheck => &[PeriodRule::PreviousQuarter],
+            JobKind::Retention => &[PeriodRule::Day],
+            JobKind::Heartbeat => &[PeriodRule::Week],
+        }
+    }
+
+    /// The longest the regulation allows between two runs, and the rule.
+    fn slowest(self) -> Option<(i64, &'static str)> {
+        match self {
+            JobKind::SampleAudit => Some((184, "point 6(1): a sample audit every six months")),
+            JobKind::AccountReview => Some((366, "points 5(1)3 and 6(2): a yearly account review")),
+            JobKind::InternalAudit => Some((366, "point 6(3): a yearly internal audit")),
+            JobKind::ExternalAudit => Some((366, "point 4(2): a yearly external audit")),
+            JobKind::PasswordCheck => Some((92, "point 5(3): passwords changed every 90 days")),
+            JobKind::Retention | JobKind::Heartbeat => None,
+        }
+    }
+
+    /// What the inbox must hold before the job runs for a period.
+    pub fn needs(self) -> Needs {
+        match self {
+            JobKind::SampleAudit | JobKind::InternalAudit | JobKind::ExternalAudit => Needs {
+                query_logs: true,
+                roster_and_hr: true,
+            },
+            JobKind::AccountReview | JobKind::PasswordCheck => Needs {
+                query_logs: false,
+                roster_and_hr: true,
+            },
+            JobKind::Retention | JobKind::Heartbeat => Needs::default(),
+        }
+    }
+}
+
+/// The exports a job waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Query logs reaching the period's last day.
+    pub query_logs: bool,
+    /// A roster and an HR file modified after the period's end.
+    pub roster_and_hr: bool,
+}
+
+/// Which period a fire time is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodRule {
+    PreviousHalfYear,
+    PreviousYear,
+    PreviousQuarter,
+    /// The fire time's date (`2026-07-05`).
+    Day,
+    /// The fire time's ISO week (`2026-W27`).
+    Week,
+}
+
+impl PeriodRule {
+    fn parse(s: &str) -> Option<PeriodRule> {
+        Some(match s {
+            "previous-half-year" => PeriodRule::PreviousHalfYear,
+            "previous-year" => PeriodRule::PreviousYear,
+            "previous-quarter" => PeriodRule::PreviousQuarter,
+            "day" => PeriodRule::Day,
+            "week" => PeriodRule::Week,
+            _ => return None,
+        })
+    }
+
+    /// The period id for a run fired at local time `at`.
+    pub fn period_for(self, at: NaiveDateTime) -> String {
+        let (y, m) = (at.year(), at.month());
+        match self {
+            PeriodRule::PreviousHalfYear if m <= 6 => format!("{}H2", y - 1),
+            PeriodRule::PreviousHalfYear => format!("{y}H1"),
+            PeriodRule::PreviousYear => format!("{}", y - 1),
+            PeriodRule::PreviousQuarter => match (m - 1) / 3 {
+                0 => format!("{}Q4", y - 1),
+                q => format!("{y}Q{q}"),
+            },
+            PeriodRule::Day => at.date().to_string(),
+            PeriodRule::Week => {
+                let w = at.date().iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+        }
+    }
+}
+
+/// What to do with fire times that passed while the daemon was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Run the newest missed period; older ones are marked missed.
+    Latest,
+    /// Run every missed period, oldest first.
+    All,
+    /// Run none; every missed period is marked missed.
+    Skip,
+}
+
+/// One validated `[[schedule]]` entry.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub job: JobKind,
+    pub cron_text: String,
+    pub cron: Cron,
+    pub period: PeriodRule,
+    pub catch_up: CatchUp,
+    pub max_lateness: Duration,
+    pub wait_for_inputs: Duration,
+    /// Where it was read from, for messages.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    job: String,
+    cron: String,
+    period: String,
+    #[serde(default = "default_catch_up")]
+    catch_up: String,
+    #[serde(default = "default_max_lateness")]
+    max_lateness: String,
+    #[serde(default = "default_wait")]
+    wait_for_inputs: String,
+}
+
+fn default_catch_up() -> String {
+    "latest".into()
+}
+fn default_max_lateness() -> String {
+    "30d".into()
+}
+fn default_wait() -> String {
+    "14d".into()
+}
+
+/// Every problem with the schedules, each naming file, entry and value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid schedules:\n  {}", .0.join("\n  "))]
+pub struct ScheduleError(pub Vec<String>);
+
+/// Parses a cron expression the way `tokio-cron-scheduler` does (six
+/// fields, seconds first; day of month and day of week both apply).
+pub fn parse_cron(s: &str) -> Result<Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(s)
+        .map_err(|e| e.to_string())
+}
+
+/// `"30d"`, `"12h"`, `"45m"`.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = n.parse().ok().filter(|n| *n >= 0)?;
+    match unit {
+        "d" => Some(Duration::days(n)),
+        "h" => Some(Duration::hours(n)),
+        "m" => Some(Duration::minutes(n)),
+        _ => None,
+    }
+}
+
+/// Loads every `*.toml` in `dir` (name order) and validates it.
+pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
+    let mut problems = Vec::new();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            return Err(ScheduleError(vec![format!(
+                "{}: cannot read the schedules folder (paths.schedules): {e}",
+                dir.display()
+            )]));
+        }
+    };
+    files.sort();
+    let mut out: Vec<Schedule> = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        let raw: RawFile = match toml::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{}: {}", file.display(), e.message()));
+                continue;
+            }
+        };
+        for (i, r) in raw.schedule.iter().enumerate() {
+            let at = format!("{}: schedule[{i}]", file.display());
+            let mut bad = |key: &str, value: &str, why: &str| {
+                problems.push(format!("{at}.{key} = {value:?}: {why}"));
+            };
+            let Some(job) = JobKind::parse(&r.job) else {
+                let known: Vec<_> = JobKind::ALL.iter().map(|j| j.name()).collect();
+                bad(
+                    "job",
+                    &r.job,
+                    &format!("unknown job; known: {}", known.join(", ")),
+                );
+                continue;
+            };
+            let cron = match parse_cron(&r.cron) {
+                Ok(c) => c,
+                Err(e) => {
+                    bad(
+                        "cron",
+                        &r.cron,
+                        &format!("{e} (six fields: sec min hour day month weekday)"),
+                    );
+                    continue;
+                }
+            };
+            let period = match PeriodRule::parse(&r.period) {
+                Some(p) if job.periods().contains(&p) => p,
+                _ => {
+                    bad(
+                        "period",
+                        &r.period,
+                        &format!("{} takes {}", job.name(), period_names(job.periods())),
+                    );
+                    continue;
+                }
+            };
+            let catch_up = match r.catch_up.as_str() {
+                "latest" => CatchUp::Latest,
+                "all" => CatchUp::All,
+                "skip" => CatchUp::Skip,
+                other => {
+                    bad("catch_up", other, "allowed values: latest, all, skip");
+                    continue;
+                }
+            };
+            let (Some(max_lateness), Some(wait_for_inputs)) = (
+                parse_duration(&r.max_lateness),
+                parse_duration(&r.wait_for_inputs),
+            ) else {
+                bad(
+                    "max_lateness/wait_for_inputs",
+                    &format!("{} / {}", r.max_lateness, r.wait_for_inputs),
+                    "expected a duration such as \"30d\", \"12h\" or \"45m\"",
+                );
+                continue;
+            };
+            if let Err(why) = cadence(job, &cron, tz) {
+                bad("cron", &r.cron, &why);
+                continue;
+            }
+            if let Some(other) = out.iter().find(|s| s.job == job) {
+                bad(
+                    "job",
+                    &r.job,
+                    &format!("already scheduled in {}", other.file.display()),
+                );
+                continue;
+            }
+            out.push(Schedule {
+                job,
+                cron_text: r.cron.clone(),
+                cron,
+                period,
+                catch_up,
+                max_lateness,
+                wait_for_inputs,
+                file: file.clone(),
+            });
+        }
+    }
+    if out.is_empty() && problems.is_empty() {
+        problems.push(format!(
+            "{}: no [[schedule]] entries; the daemon would do nothing",
+            dir.display()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ScheduleError(problems))
+    }
+}
+
+fn period_names(rules: &[PeriodRule]) -> String {
+    rules
+        .iter()
+        .map(|r| match r {
+            PeriodRule::PreviousHalfYear => "previous-half-year",
+            PeriodRule::PreviousYear => "previous-year",
+            PeriodRule::PreviousQuarter => "previous-quarter",
+            PeriodRule::Day => "day",
+            PeriodRule::Week => "week",
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Checks that `cron` fires at all, and never leaves a gap longer than the
+/// regulation allows over four years (leap years and month lengths
+/// included).
+fn cadence(job: JobKind, cron: &Cron, tz: Tz) -> Result<(), String> {
+    let start = tz
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .earliest()
+        .ok_or("no start")?;
+    let end = start + Duration::days(4 * 366);
+    let mut last = start;
+    let mut fired = false;
+    let mut gap = Duration::zero();
+    for t in cron.iter_after(start).take(20_000) {
+        if t > end {
+            break;
+        }
+        fired = true;
+        gap = gap.max(t.clone() - last);
+        last = t;
+    }
+    if !fired {
+        return Err("never fires".into());
+    }
+    gap = gap.max(end - last);
+    if let Some((days, rule)) = job.slowest()
+        && gap > Duration::days(days)
+    {
+        return Err(format!(
+            "leaves {} days between runs; {rule} (at most {days} days)",
+            gap.num_days()
+        ));
+    }
+    Ok(())
+}
+
+impl Schedule {
+    /// Fire times after `after` up to and including `now`, oldest first
+    /// (at most 1,000: a catch-up over a longer gap keeps the newest).
+    pub fn fires_between(
+        &self,
+        after: DateTime<Utc>,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Vec<DateTime<Utc>> {
+        let mut out: Vec<DateTime<Utc>> = Vec::new();
+        for t in self.cron.iter_after(after.with_timezone(&tz)) {
+            let t = t.with_timezone(&Utc);
+            if t > now {
+                break;
+            }
+            out.push(t);
+            if out.len() > 1000 {
+                out.remove(0);
+            }
+        }
+        out
+    }
+
+    /// The next fire time after `now`.
+    pub fn next_after(&self, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&now.with_timezone(&tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// The first instant after `period` (local midnight) for the ids the
+/// period rules make; `None` for a day or a week.
+pub fn period_end(id: &str) -> Option<NaiveDateTime> {
+    id.parse::<crate::period::Period>().ok().map(|p| p.end)
+}
+
+/// The last day inside `period`.
+pub fn period_last_day(id: &str) -> Option<NaiveDate> {
+    period_end(id).and_then(|e| e.date().pred_opt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn periods_of_fire_times() {
+        let h = PeriodRule::PreviousHalfYear;
+        assert_eq!(h.period_for(local("2026-07-05 08:00:00")), "2026H1");
+        assert_eq!(h.period_for(local("2026-01-05 08:00:00")), "2025H2");
+        assert_eq!(h.period_for(local("2026-06-30 23:59:59")), "2025H2");
+        assert_eq!(h.period_for(local("2026-07-01 00:00:00")), "2026H1");
+        let q = PeriodRule::PreviousQuarter;
+        assert_eq!(q.period_for(local("2026-01-02 00:00:00")), "2025Q4");
+        assert_eq!(q.period_for(local("2026-10-02 00:00:00")), "2026Q3");
+        assert_eq!(
+            PeriodRule::PreviousYear.period_for(local("2026-01-10 08:00:00")),
+            "2025"
+        );
+        assert_eq!(
+            PeriodRule::Week.period_for(local("2026-01-01 08:00:00")),
+            "2026-W01"
+        );
+    }
+
+    fn write(dir: &Path, text: &str) -> Result<Vec<Schedule>, ScheduleError> {
+        std::fs::write(dir.join("s.toml"), text).unwrap();
+        load(dir, chrono_tz::Asia::Taipei)
+    }
+
+    #[test]
+    fn the_shipped_schedules_are_valid() {
+        let s = load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("schedules"),
+            chrono_tz::Asia::Taipei,
+        )
+        .unwrap();
+        let jobs: Vec<_> = s.iter().map(|s| s.job).collect();
+        for j in JobKind::ALL {
+            assert!(jobs.contains(&j), "{} is not scheduled", j.name());
+        }
+    }
+
+    #[test]
+    fn bad_schedules_are_refused_with_their_place_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1 *\"\nperiod = \"previous-half-year\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("schedule[0].cron") && e.contains("six months"),
+            "{e}"
+        );
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7\"\nperiod = \"previous-half-year\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cron = \"0 0 8 5 1,7\""), "{e}");
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown job"), "{e}");
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"internal-audit\"\ncron = \"0 0 8 10 1 *\"\nperiod = \"previous-half-year\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("internal-audit takes previous-year"), "{e}");
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"account-review\"\ncron = \"0 0 8 30 2 *\"\nperiod = \"previous-year\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("never fires"), "{e}");
+        assert!(
+            write(
+                dir.path(),
+                "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
+            )
+            .is_ok()
+        );
+    }
+}
