@@ -310,7 +310,7 @@ pub fn missing_inputs(
             (Table::Hr, "HR status list"),
         ] {
             let newest = here(t).filter_map(|s| parse_utc(&s.modified)).max();
-            if !newest.is_some_and(|m| m >= end_utc) {
+            if newest.is_none_or(|m| m < end_utc) {
                 out.push(format!(
                     "an {what} ({}/) exported after the period ended ({end}); newest: {}",
                     t.inbox_dir(),

@@ -395,7 +395,7 @@ fn cadence(job: JobKind, cron: &Cron, tz: Tz) -> Result<(), String> {
             break;
         }
         fired = true;
-        gap = gap.max(t.clone() - last);
+        gap = gap.max(t - last);
         last = t;
     }
     if !fired {

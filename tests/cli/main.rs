@@ -2,6 +2,7 @@
 //! (and the library where a test must look inside a frame) on fixtures.
 
 mod commands;
+mod daemon;
 mod harness;
 mod ingest;
 mod mail;

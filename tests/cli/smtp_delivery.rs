@@ -16,13 +16,13 @@ const KPB_PASSWORD: &str = "警察局-附件密碼-2026";
 
 /// The sample city, mailing through `smtp`; 警察局 (KPB) has its
 /// workbooks encrypted.
-struct City {
-    tmp: tempfile::TempDir,
-    config: PathBuf,
+pub struct City {
+    pub tmp: tempfile::TempDir,
+    pub config: PathBuf,
 }
 
 impl City {
-    fn new(smtp: &Smtp, mail_extra: &str) -> City {
+    pub fn new(smtp: &Smtp, mail_extra: &str) -> City {
         let tmp = tempfile::tempdir().unwrap();
         copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
         let config = tmp.path().join("city/webir-audit.toml");
@@ -45,18 +45,18 @@ impl City {
         City { tmp, config }
     }
 
-    fn config(&self) -> webir_audit::config::Config {
+    pub fn config(&self) -> webir_audit::config::Config {
         webir_audit::config::load(&self.config).unwrap()
     }
 
-    fn run(&self, args: &[&str], now: &str) -> Output {
+    pub fn run(&self, args: &[&str], now: &str) -> Output {
         let mut all = args.to_vec();
         all.extend(["--config", self.config.to_str().unwrap(), "--now", now]);
         run_binary_env(&all, self.tmp.path(), &ENV)
     }
 
     /// The outbox's rows as `(id, state, recipient)`.
-    fn outbox(&self) -> Vec<(i64, String, String)> {
+    pub fn outbox(&self) -> Vec<(i64, String, String)> {
         let store = webir_audit::store::Store::open(&self.config().paths.state).unwrap();
         store
             .outbox()
@@ -67,7 +67,7 @@ impl City {
     }
 }
 
-const ENV: [(&str, &str); 2] = [
+pub const ENV: [(&str, &str); 2] = [
     ("WEBIR_AUDIT_TEST_SMTP_PASSWORD", PASSWORD),
     ("WEBIR_AUDIT_TEST_KPB", KPB_PASSWORD),
 ];
@@ -77,7 +77,7 @@ const T1: &str = "2026-07-05T09:00:00+08:00";
 const T2: &str = "2026-07-05T12:00:00+08:00";
 
 /// Every message the server kept, parsed, with its envelope recipients.
-fn received(smtp: &Smtp) -> Vec<(Vec<String>, Parsed)> {
+pub fn received(smtp: &Smtp) -> Vec<(Vec<String>, Parsed)> {
     let got = smtp.received();
     if got.is_empty() {
         return Vec::new();
@@ -89,7 +89,7 @@ fn received(smtp: &Smtp) -> Vec<(Vec<String>, Parsed)> {
 }
 
 /// How many times each Message-ID arrived.
-fn arrivals(smtp: &Smtp) -> BTreeMap<String, usize> {
+pub fn arrivals(smtp: &Smtp) -> BTreeMap<String, usize> {
     let mut n = BTreeMap::new();
     for (_, p) in received(smtp) {
         *n.entry(p.message_id).or_default() += 1;

@@ -1,0 +1,287 @@
+//! The real daemon binary on the sample city, mailing through a real SMTP
+//! server. Decision passes run at chosen times (`daemon --once --now`);
+//! each test asserts on the run ledger and on what the server received.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::binary;
+use crate::smtp::Smtp;
+use crate::smtp_delivery::{City, ENV, arrivals, received};
+
+/// The sample city with `schedules` as its only schedules file.
+fn city(smtp: &Smtp, schedules: &str) -> City {
+    let c = City::new(smtp, "");
+    let dir = c.tmp.path().join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("test.toml"), schedules).unwrap();
+    c
+}
+
+const SAMPLE_AUDIT: &str = r#"
+[[schedule]]
+job = "sample-audit"
+cron = "0 0 8 5 1,7 *"
+period = "previous-half-year"
+max_lateness = "30d"
+wait_for_inputs = "14d"
+"#;
+
+fn pass(c: &City, now: &str) {
+    let out = c.run(&["daemon", "--once"], now);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// The ledger as `(job, period, state)`.
+fn ledger(c: &City) -> Vec<(String, String, String)> {
+    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
+    store
+        .ledger()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.job, r.period, r.state))
+        .collect()
+}
+
+fn row(job: &str, period: &str, state: &str) -> (String, String, String) {
+    (job.into(), period.into(), state.into())
+}
+
+/// Messages to the admin whose subject contains `what`.
+fn admin_mail(smtp: &Smtp, what: &str) -> Vec<String> {
+    received(smtp)
+        .into_iter()
+        .filter(|(_, p)| p.to == "admin@example.gov.tw" && p.subject.contains(what))
+        .map(|(_, p)| p.text)
+        .collect()
+}
+
+fn run_folders(c: &City, period: &str) -> Vec<std::path::PathBuf> {
+    let dir = c.config().paths.archive.join(period).join("sample-audit");
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn down_across_a_scheduled_time_it_catches_up_once_and_reports_what_is_too_late() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    // First start before the July run; then down until the 20th.
+    pass(&c, "2026-07-01T10:00:00+08:00");
+    assert!(ledger(&c).is_empty());
+    assert!(smtp.received().is_empty());
+    pass(&c, "2026-07-20T10:00:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+    let sent = smtp.received().len();
+    assert!(sent > 10, "every unit's workbook");
+    assert!(arrivals(&smtp).values().all(|n| *n == 1));
+    assert_eq!(run_folders(&c, "2026H1").len(), 1);
+    // Later passes, and a normal tick after, never run the period again.
+    pass(&c, "2026-07-21T10:00:00+08:00");
+    pass(&c, "2026-08-05T08:00:00+08:00");
+    assert_eq!(smtp.received().len(), sent);
+    assert_eq!(run_folders(&c, "2026H1").len(), 1);
+    // Down past January's run and its 30 days: missed, and said so once.
+    pass(&c, "2027-03-01T10:00:00+08:00");
+    pass(&c, "2027-03-02T10:00:00+08:00");
+    assert_eq!(
+        ledger(&c),
+        [
+            row("sample-audit", "2026H1", "mailed"),
+            row("sample-audit", "2026H2", "missed")
+        ]
+    );
+    let alerts = admin_mail(&smtp, "排程逾期未執行");
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].contains("2026H2"), "{}", alerts[0]);
+    let status = c.run(&["status"], "2027-03-02T10:00:00+08:00");
+    assert!(
+        status.stdout.contains("sample-audit 2026H2 missed"),
+        "{}",
+        status.stdout
+    );
+    let json = c.run(&["status", "--json"], "2027-03-02T10:00:00+08:00");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["next"], "2027-07-05T00:00:00Z");
+    assert_eq!(v["outbox"]["sent"], sent + 1);
+}
+
+#[test]
+fn the_period_boundary_is_the_first_second_of_july_in_taipei() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(
+        &smtp,
+        &SAMPLE_AUDIT.replace("0 0 8 5 1,7 *", "0 0 0 1 1,7 *"),
+    );
+    // Remove the query logs so nothing runs: only the ledger is looked at.
+    std::fs::remove_dir_all(c.tmp.path().join("city/inbox/query_logs")).unwrap();
+    pass(&c, "2026-06-30T23:00:00+08:00");
+    pass(&c, "2026-06-30T23:59:59+08:00");
+    assert!(ledger(&c).is_empty());
+    pass(&c, "2026-07-01T00:00:00+08:00");
+    assert_eq!(
+        ledger(&c),
+        [row("sample-audit", "2026H1", "waiting-for-inputs")]
+    );
+}
+
+#[test]
+fn missing_inputs_wait_and_the_admin_is_told_once_which() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    let hr = c.tmp.path().join("city/inbox/hr");
+    let keep = tmp.path().join("hr-kept");
+    std::fs::rename(&hr, &keep).unwrap();
+    pass(&c, "2026-07-01T10:00:00+08:00");
+    pass(&c, "2026-07-05T09:00:00+08:00");
+    pass(&c, "2026-07-12T09:00:00+08:00");
+    assert_eq!(
+        ledger(&c),
+        [row("sample-audit", "2026H1", "waiting-for-inputs")]
+    );
+    assert!(
+        admin_mail(&smtp, "等待匯入資料").is_empty(),
+        "not before 14 days"
+    );
+    pass(&c, "2026-07-19T09:00:00+08:00");
+    pass(&c, "2026-07-20T09:00:00+08:00");
+    let alerts = admin_mail(&smtp, "等待匯入資料");
+    assert_eq!(alerts.len(), 1, "once");
+    assert!(alerts[0].contains("hr/"), "{}", alerts[0]);
+    assert!(!alerts[0].contains("query_logs/"), "{}", alerts[0]);
+    // The export arrives: the run happens at the next pass.
+    std::fs::rename(&keep, &hr).unwrap();
+    pass(&c, "2026-07-21T09:00:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+}
+
+#[test]
+fn killed_during_a_run_the_period_completes_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    pass(&c, "2026-07-01T10:00:00+08:00");
+    let now = "2026-07-05T09:00:00+08:00";
+    let cfg = c.config.to_str().unwrap().to_owned();
+    let mut env = ENV.to_vec();
+    env.push(("WEBIR_AUDIT_TEST_HOLD_AFTER_RUN_MS", "60000"));
+    let mut child = binary(
+        &["daemon", "--once", "--config", &cfg, "--now", now],
+        c.tmp.path(),
+        &env,
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    // Wait until the run is done and its mail queued, the ledger still
+    // saying `running`; then kill -9.
+    let start = Instant::now();
+    loop {
+        let running = ledger(&c).iter().any(|r| r.2 == "running");
+        if running && !c.outbox().is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{:?}",
+            ledger(&c)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(smtp.received().is_empty(), "killed before sending");
+
+    pass(&c, now);
+    pass(&c, "2026-07-05T10:00:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+    let folders = run_folders(&c, "2026H1");
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert!(folders[0].join("SHA256SUMS").exists(), "sealed");
+    let queued = c.outbox().len();
+    assert!(queued > 10);
+    assert_eq!(smtp.received().len(), queued, "every message, once");
+    assert!(arrivals(&smtp).values().all(|n| *n == 1));
+    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
+    assert_eq!(
+        store.draws("2026H1").unwrap().len(),
+        1,
+        "no second seed was drawn"
+    );
+}
+
+#[test]
+fn a_second_daemon_is_refused_and_sigterm_stops_the_first_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    let cfg = c.config.to_str().unwrap().to_owned();
+    let mut first = binary(&["daemon", "-v", "--config", &cfg], c.tmp.path(), &ENV)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for it to be up (signal handlers installed), then keep reading
+    // its log so it never blocks on a full pipe.
+    let mut log = std::io::BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("daemon started") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut log, &mut line).unwrap() > 0,
+            "the daemon ended"
+        );
+    }
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut log, &mut rest);
+        rest
+    });
+    let second = c.run(&["daemon"], "2026-07-01T10:00:00+08:00");
+    assert_eq!(second.status, 2);
+    assert!(
+        second.stderr.contains("another webir-audit daemon")
+            && second.stderr.contains(&first.id().to_string()),
+        "{}",
+        second.stderr
+    );
+    // SIGTERM: exit 0 within 10 seconds.
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let rest = reader.join().unwrap();
+    assert!(rest.contains("stopping"), "{rest}");
+}
+
+#[test]
+fn bad_schedules_refuse_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, &SAMPLE_AUDIT.replace("0 0 8 5 1,7 *", "0 0 8 5 1 *"));
+    let out = c.run(&["daemon", "--once"], "2026-07-01T10:00:00+08:00");
+    assert_eq!(out.status, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("test.toml") && out.stderr.contains("six months"),
+        "{}",
+        out.stderr
+    );
+    assert!(!Path::new(&c.config().paths.state.join("daemon.lock")).exists());
+}
