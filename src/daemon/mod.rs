@@ -346,6 +346,7 @@ fn run_one(
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let k = key(&row.job, &row.period);
+    let now = clock.now();
     match result {
         Ok(dir) => {
             let dir = dir.map(|d| d.display().to_string());
@@ -608,7 +609,7 @@ fn notify(
     };
     let m = crate::mail::plain(
         config,
-        &format!("ledger:{}:{}", row.job, row.period),
+        &format!("ledger-alert:{}:{}", row.job, row.period),
         &format!("{what}:{}", row.attempts),
         &config.mail.admin,
         &format!("【健保WebIR稽核】{title}：{} {}", row.job, row.period),

@@ -461,9 +461,6 @@ fn ingest_file(
     })
 }
 
-/// Lists the inbox: files in the table folders, then files elsewhere (which
-/// are reported as misplaced). Sorted, so every run sees the same order.
-/// Hidden files and Office lock files (`~$…`) are not exports.
 /// What one inbox file holds, for the daemon's inputs check: rows loaded
 /// and, for a query log, the first and last `queried_at`.
 #[derive(Debug, Clone)]
@@ -513,6 +510,9 @@ pub fn discover_inbox(config: &Config) -> std::io::Result<Vec<(Option<Table>, Pa
     discover(&config.paths.inbox)
 }
 
+/// Lists the inbox: files in the table folders, then files elsewhere (which
+/// are reported as misplaced). Sorted, so every run sees the same order.
+/// Hidden files and Office lock files (`~$…`) are not exports.
 fn discover(inbox: &Path) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
     let mut out = Vec::new();
     let is_export = |p: &Path| {
