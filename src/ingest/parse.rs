@@ -283,14 +283,24 @@ fn shown(c: &ColumnSpec, v: Expr) -> Expr {
     }
 }
 
-/// Maps spellings to codes; unknown spellings become null.
+/// Maps spellings to codes; unknown spellings become null. An elementwise
+/// function (one hash lookup per value), not `replace_strict`: that takes
+/// its mapping as column inputs, which the streaming engine can only feed
+/// by collecting the whole file first (the ingest memory peak).
 fn lookup<'a>(key: Expr, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Expr {
-    let (old, new): (Vec<&str>, Vec<&str>) = pairs.unzip();
-    key.replace_strict(
-        lit(Series::new("old".into(), old)),
-        lit(Series::new("new".into(), new)),
-        Some(null_of(DataType::String)),
-        Some(DataType::String),
+    // Lookups only: no iteration order reaches any output.
+    let map: std::collections::HashMap<String, String> =
+        pairs.map(|(o, n)| (o.to_owned(), n.to_owned())).collect();
+    key.map(
+        move |c: Column| {
+            let out: StringChunked = c
+                .str()?
+                .iter()
+                .map(|v| v.and_then(|v| map.get(v).map(String::as_str)))
+                .collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
     )
 }
 

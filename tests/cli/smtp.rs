@@ -23,6 +23,7 @@ fn python_path() -> &'static str {
             Command::new("python3")
                 .args(["-c", "import aiosmtpd"])
                 .env("PYTHONPATH", path)
+                .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
         };
