@@ -13,13 +13,12 @@ use sha2::{Digest, Sha256};
 
 use super::{
     RunOutcome, RunSpec, facts, finish_run, local_text, orphans, queries_by_month, record_run,
-    release_freed_memory, take_tables,
+    take_tables,
 };
 use crate::archive;
 use crate::checks::{self, Code, Job};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
-use crate::ingest;
 use crate::model::Table;
 use crate::period::Period;
 use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
@@ -289,8 +288,7 @@ fn evidence(
 /// (point 6(3)), pre-filled from the checks, the archive and the state.
 pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
-    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
-    release_freed_memory();
+    let mut ingested = super::ingest_inbox(config)?;
     let dir =
         archive::create_run_dir(&config.paths.archive, &period.id, "internal-audit", started)?;
     let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
@@ -394,8 +392,7 @@ pub fn external_audit(
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
-    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
-    release_freed_memory();
+    let mut ingested = super::ingest_inbox(config)?;
     let hb = config.agencies.health_bureau().id.clone();
     let mut candidates: Vec<String> = config
         .agencies

@@ -89,8 +89,7 @@ pub fn run(
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
-    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
-    release_freed_memory();
+    let mut ingested = ingest_inbox(config)?;
     let period_id = match &period {
         Some(p) => p.id.clone(),
         None => format!("as-of-{as_of}"),
@@ -488,10 +487,19 @@ pub struct Frozen {
     pub ingested: Ingested,
 }
 
+/// Ingests the inbox for a job: the tables compacted to one chunk per
+/// column (see [`Ingested::compact`]), freed memory returned first.
+pub(crate) fn ingest_inbox(config: &Config) -> Result<Ingested> {
+    let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
+    release_freed_memory();
+    ingested.compact();
+    release_freed_memory();
+    Ok(ingested)
+}
+
 /// Ingests the inbox and computes the period's population and digest.
 pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
-    let ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
-    release_freed_memory();
+    let ingested = ingest_inbox(config)?;
     let clock = std::time::Instant::now();
     let population = sampling::population(
         ingested.table(Table::QueryLog),
