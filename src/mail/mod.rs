@@ -250,15 +250,7 @@ pub fn compose(
                 .body(attachment),
         );
     }
-    let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);
-    let message = Message::builder()
-        .from(config.mail.from.parse::<Mailbox>().context("mail.from")?)
-        .to(recipient
-            .parse::<Mailbox>()
-            .with_context(|| format!("recipient {recipient:?}"))?)
-        .subject(cx.subject.clone())
-        .message_id(Some(id.clone()))
-        .date(sent)
+    let message = envelope(config, recipient, &cx.subject, &id, now)?
         .multipart(parts)
         .context("composing the message")?;
     Ok(Outgoing {
@@ -269,6 +261,26 @@ pub fn compose(
         subject: cx.subject,
         eml: message.formatted(),
     })
+}
+
+/// The headers every message has: from, to, subject, the deterministic
+/// Message-ID and the date (from the injected clock).
+fn envelope(
+    config: &Config,
+    recipient: &str,
+    subject: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<lettre::message::MessageBuilder> {
+    let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);
+    Ok(Message::builder()
+        .from(config.mail.from.parse::<Mailbox>().context("mail.from")?)
+        .to(recipient
+            .parse::<Mailbox>()
+            .with_context(|| format!("recipient {recipient:?}"))?)
+        .subject(subject)
+        .message_id(Some(id.to_owned()))
+        .date(sent))
 }
 
 /// A plain-text message (alerts, anomaly notices) with the same
@@ -283,15 +295,7 @@ pub fn plain(
     now: DateTime<Utc>,
 ) -> Result<Outgoing> {
     let id = message_id(config, run, report, recipient);
-    let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);
-    let message = Message::builder()
-        .from(config.mail.from.parse::<Mailbox>().context("mail.from")?)
-        .to(recipient
-            .parse::<Mailbox>()
-            .with_context(|| format!("recipient {recipient:?}"))?)
-        .subject(subject)
-        .message_id(Some(id.clone()))
-        .date(sent)
+    let message = envelope(config, recipient, subject, &id, now)?
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .context("composing the message")?;
