@@ -59,6 +59,26 @@ pub struct Outgoing {
     pub eml: Vec<u8>,
 }
 
+impl Outgoing {
+    fn new(
+        run: &str,
+        report: &str,
+        recipient: &str,
+        message_id: String,
+        subject: String,
+        message: &Message,
+    ) -> Outgoing {
+        Outgoing {
+            run: run.to_owned(),
+            report: report.to_owned(),
+            recipient: recipient.to_owned(),
+            message_id,
+            subject,
+            eml: message.formatted(),
+        }
+    }
+}
+
 /// The recipients of a workbook: one message each.
 pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
     let Some(unit) = config.agencies.get(&model.unit_id) else {
@@ -253,14 +273,9 @@ pub fn compose(
     let message = envelope(config, recipient, &cx.subject, &id, now)?
         .multipart(parts)
         .context("composing the message")?;
-    Ok(Outgoing {
-        run: run.to_owned(),
-        report: report.to_owned(),
-        recipient: recipient.to_owned(),
-        message_id: id,
-        subject: cx.subject,
-        eml: message.formatted(),
-    })
+    Ok(Outgoing::new(
+        run, report, recipient, id, cx.subject, &message,
+    ))
 }
 
 /// The headers every message has: from, to, subject, the deterministic
@@ -299,14 +314,14 @@ pub fn plain(
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .context("composing the message")?;
-    Ok(Outgoing {
-        run: run.to_owned(),
-        report: report.to_owned(),
-        recipient: recipient.to_owned(),
-        message_id: id,
-        subject: subject.to_owned(),
-        eml: message.formatted(),
-    })
+    Ok(Outgoing::new(
+        run,
+        report,
+        recipient,
+        id,
+        subject.to_owned(),
+        &message,
+    ))
 }
 
 /// Queues, for the unit's ethics unit, the anomalies a returned worksheet

@@ -113,6 +113,13 @@ impl Test {
     }
 }
 
+impl Output {
+    /// The run folder: a `run` command's last line.
+    pub fn run_dir(&self) -> PathBuf {
+        PathBuf::from(self.stdout.lines().last().expect("a last line"))
+    }
+}
+
 pub fn run_binary(args: &[&str], cwd: &Path) -> Output {
     run_binary_env(args, cwd, &[])
 }

@@ -86,7 +86,7 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         tmp.path(),
     );
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+    let dir = out.run_dir();
     assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
 
     let files = config.paths.state.join("outbox-files");
@@ -255,7 +255,7 @@ fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
         );
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let run = PathBuf::from(out.stdout.lines().last().unwrap());
+    let run = out.run_dir();
     let got = parse_all(&t.path("var/state/outbox-files"));
     assert!(!got.is_empty());
     for p in &got {

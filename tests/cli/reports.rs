@@ -93,7 +93,7 @@ impl City {
         all.extend(["--config", config.to_str().unwrap()]);
         let out = run_binary(&all, self.tmp.path());
         assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-        PathBuf::from(out.stdout.lines().last().unwrap())
+        out.run_dir()
     }
 
     /// The 2026H1 sample audit with the seed every test here uses.
@@ -352,7 +352,7 @@ fn formula_lookalikes_from_input_are_never_formulas() {
     );
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+    let dir = out.run_dir();
     let path = dir.join("reports/KHB.xlsx");
     let (_, sheets) = read(&path);
     let (h, rows) = table(&sheets, "異常查詢");
@@ -769,7 +769,7 @@ fn workbooks_match_their_golden_files() {
         all.extend(["--config", config.to_str().unwrap()]);
         let out = run_binary(&all, city.tmp.path());
         assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-        let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+        let dir = out.run_dir();
         let got = dump(&dir.join(format!("reports/{unit}.xlsx")));
         let file = repo().join("tests/golden").join(golden);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -805,7 +805,7 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
         all.extend(["--config", config]);
         let out = run_binary(&all, city.tmp.path());
         assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-        PathBuf::from(out.stdout.lines().last().unwrap())
+        out.run_dir()
     };
     let sa = run(
         "2026-07-05T08:00:00+08:00",

@@ -3,7 +3,7 @@
 //! later checks look for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::*;
 use webir_audit::model::Table;
@@ -202,7 +202,7 @@ fn run_writes_a_private_run_folder_per_run() {
         first.stdout, first.stderr
     );
     let second = run_binary(&args, tmp.path());
-    let dir_of = |out: &crate::harness::Output| PathBuf::from(out.stdout.lines().last().unwrap());
+    let dir_of = |out: &crate::harness::Output| out.run_dir();
     let (a, b) = (dir_of(&first), dir_of(&second));
     assert_ne!(a, b, "a second run must not overwrite the first");
     assert!(

@@ -57,7 +57,7 @@ impl City {
             out.stdout,
             out.stderr
         );
-        let dir = PathBuf::from(out.stdout.lines().last().unwrap());
+        let dir = out.run_dir();
         (out, dir)
     }
 }
@@ -424,7 +424,7 @@ fn the_worked_example_in_the_spec_is_what_the_tool_draws() {
         "12345678901234567890",
     ]);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let m = manifest(&PathBuf::from(out.stdout.lines().last().unwrap()));
+    let m = manifest(&out.run_dir());
 
     let digest = doc
         .split("Population digest (46 records):\n`")

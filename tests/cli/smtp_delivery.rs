@@ -97,10 +97,6 @@ pub fn arrivals(smtp: &Smtp) -> BTreeMap<String, usize> {
     n
 }
 
-fn run_dir(out: &Output) -> PathBuf {
-    PathBuf::from(out.stdout.lines().last().unwrap())
-}
-
 #[test]
 fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
     let tmp = tempfile::tempdir().unwrap();
@@ -123,7 +119,7 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
         "{}",
         out.stdout
     );
-    let dir = run_dir(&out);
+    let dir = out.run_dir();
     let config = city.config();
     let got = received(&smtp);
     let queued = city.outbox();
@@ -440,7 +436,7 @@ fn send_test_resend_and_the_allowed_domains() {
     std::fs::write(&city.config, text).unwrap();
 
     let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
-    let run = run_dir(&out);
+    let run = out.run_dir();
     let run_id = run.file_name().unwrap().to_str().unwrap();
     let before = smtp.received().len();
     let r = city.run(
