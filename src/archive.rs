@@ -151,6 +151,10 @@ pub struct RunRecord {
     pub inputs: usize,
     pub failed_inputs: usize,
     pub rejected_rows: usize,
+    /// The day of the roster snapshot the run used, if any roster loaded.
+    pub roster_snapshot: Option<String>,
+    /// Checks that did not run: codes, why, input, column, detail.
+    pub not_checked: Vec<crate::checks::NotChecked>,
 }
 
 /// The seal of a run folder: `SHA256SUMS` in `sha256sum` format.

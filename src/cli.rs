@@ -288,7 +288,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     };
     match &cli.command {
         Command::CheckConfig { config } => check_config(config, out),
-        Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), out),
+        Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), clock, out),
         Command::Run {
             job,
             seed,
@@ -427,13 +427,33 @@ fn report_run(
     for (code, n) in &counts {
         w(out, format!("  {code:<32} {n:>8}"))?;
     }
+    for n in &outcome.not_checked {
+        w(
+            out,
+            format!(
+                "NOT CHECKED {}: {} ({}{}): {}",
+                n.codes.join(", "),
+                match n.why {
+                    crate::checks::NotCheckedWhy::InputFailed => "input failed",
+                    crate::checks::NotCheckedWhy::ColumnAbsent => "column absent",
+                    crate::checks::NotCheckedWhy::NotCovered => "inputs do not cover it",
+                    crate::checks::NotCheckedWhy::NoCalendar => "no holidays calendar",
+                },
+                n.input,
+                n.column
+                    .map(|c| format!(", column {c}"))
+                    .unwrap_or_default(),
+                n.detail
+            ),
+        )?;
+    }
     write_rejects(&outcome.ingested, out)?;
     if let Some(clock) = send {
         drain_outbox(config, clock, out)?;
     }
     // The last line is the run folder, for scripts.
     w(out, outcome.dir.display().to_string())?;
-    Ok(if !outcome.ingested.is_clean() {
+    Ok(if !outcome.ingested.is_clean() || outcome.withheld() {
         ExitStatus::InputError
     } else if outcome
         .worst
@@ -942,6 +962,9 @@ fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatu
             ),
         )?;
     }
+    for line in file_notes(&ing) {
+        w(out, line)?;
+    }
     write_rejects(&ing, out)?;
     Ok(if ing.is_clean() {
         ExitStatus::Ok
@@ -950,13 +973,62 @@ fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatu
     })
 }
 
+/// What `check-config` and `ingest` say of each file beyond its counts:
+/// optional columns it lacks (and the checks that then cannot run), the
+/// records it shares with other files, and a roster's snapshot date.
+fn file_notes(ing: &Ingested) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in &ing.files {
+        let Some(t) = f.table else { continue };
+        for c in &f.absent_columns {
+            let codes = crate::checks::codes_needing(t, c);
+            out.push(if codes.is_empty() {
+                format!("{}: no {c} column (optional; no check needs it)", f.path)
+            } else {
+                format!(
+                    "{}: no {c} column: NOT CHECKED for this file's rows: {}",
+                    f.path,
+                    codes.join(", ")
+                )
+            });
+        }
+        if f.rows_shared > 0 {
+            out.push(format!(
+                "{}: {} rows are records another file also holds; {} of them counted in the other file, not here",
+                f.path, f.rows_shared, f.rows_counted_elsewhere
+            ));
+        }
+        if let Some(s) = f.snapshot {
+            out.push(format!(
+                "{}: roster snapshot of {} (date from the {})",
+                f.path,
+                s.date,
+                s.source.as_str()
+            ));
+        }
+    }
+    out
+}
+
 fn ingest_cmd(
     path: &std::path::Path,
     period: Option<&Period>,
+    clock: &dyn crate::clock::Clock,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
+    use crate::ingest::snapshot::{Reference, chosen};
     let config = config::load(path)?;
     let ing = ingest::ingest(&config, period).context("ingesting the inbox")?;
+    let reference = match period {
+        Some(p) => Reference::PeriodEnd(p.last_day()),
+        None => Reference::Day(clock.local(config.timezone).date()),
+    };
+    let dates: Vec<chrono::NaiveDate> = ing
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Loaded)
+        .filter_map(|f| f.snapshot.map(|s| s.date))
+        .collect();
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     if let Some(p) = period {
         w(
@@ -1019,6 +1091,21 @@ fn ingest_cmd(
                 f.rows_rejected,
                 f.rows_skipped,
                 status_text(&f.status)
+            ),
+        )?;
+    }
+    for line in file_notes(&ing) {
+        w(out, format!("  {line}"))?;
+    }
+    if let Some(d) = chosen(&dates, reference) {
+        let what = match reference {
+            Reference::PeriodEnd(last) => format!("a run over the period ending {last}"),
+            Reference::Day(day) => format!("an account review as of {day}"),
+        };
+        w(
+            out,
+            format!(
+                "roster: {what} uses the snapshot of {d}; accounts only older snapshots list are reported as removed"
             ),
         )?;
     }

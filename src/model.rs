@@ -210,7 +210,7 @@ pub static QUERY_LOG: &[ColumnSpec] = &[
     col(
         "result",
         Kind::Enum(&RESULT),
-        Required,
+        Optional,
         &["查詢結果", "結果", "狀態", "status"],
     ),
     col(
@@ -230,7 +230,7 @@ pub static QUERY_LOG: &[ColumnSpec] = &[
     col(
         "client_ip",
         Kind::Text,
-        Required,
+        Optional,
         &["來源ip", "ip", "ip位址", "來源位址", "source_ip"],
     ),
 ];
@@ -245,7 +245,7 @@ pub static ROSTER: &[ColumnSpec] = &[
     col(
         "holder_name",
         Kind::Text,
-        Required,
+        Optional,
         &["姓名", "使用者姓名", "使用者", "name"],
     ),
     col(
@@ -271,13 +271,13 @@ pub static ROSTER: &[ColumnSpec] = &[
     col(
         "role",
         Kind::Enum(&ROLE),
-        Required,
+        Optional,
         &["角色", "身分", "帳號類別", "權限"],
     ),
     col(
         "employment_type",
         Kind::Enum(&EMPLOYMENT),
-        Required,
+        Optional,
         &["人員類別", "任用類別", "職務類別", "employment"],
     ),
     col(
@@ -289,7 +289,7 @@ pub static ROSTER: &[ColumnSpec] = &[
     col(
         "created_on",
         Kind::Date,
-        Required,
+        Optional,
         &["建立日期", "開通日期", "申請日期", "created", "created_at"],
     ),
     col(
@@ -324,7 +324,7 @@ pub static HR: &[ColumnSpec] = &[
         Required,
         &["員工編號", "人員代號", "員工代號", "employee_id"],
     ),
-    col("name", Kind::Text, Required, &["姓名", "人員姓名"]),
+    col("name", Kind::Text, Optional, &["姓名", "人員姓名"]),
     col(
         "agency_id",
         Kind::Agency,
@@ -400,13 +400,13 @@ pub static REQUEST_FORMS: &[ColumnSpec] = &[
     col(
         "purpose",
         Kind::Enum(&PURPOSE),
-        Required,
+        Optional,
         &["查詢目的", "用途", "目的", "法令依據"],
     ),
     col(
         "reason",
         Kind::Text,
-        Required,
+        Optional,
         &["查詢事由", "事由", "申請事由"],
     ),
     col("conditions", Kind::Text, Optional, &["查詢條件", "條件"]),
@@ -419,7 +419,7 @@ pub static REQUEST_FORMS: &[ColumnSpec] = &[
     col(
         "approver",
         Kind::Text,
-        RequiredNullable,
+        Optional,
         &["核可主管", "核可人", "權責主管", "approved_by"],
     ),
     col(

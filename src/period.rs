@@ -80,6 +80,12 @@ impl FromStr for Period {
 }
 
 impl Period {
+    /// The last day of the period (its end is the next day's midnight).
+    pub fn last_day(&self) -> chrono::NaiveDate {
+        let end = self.end.date();
+        end.pred_opt().unwrap_or(end)
+    }
+
     /// Whether the query log's `queried_at` lies in the period, as a polars
     /// expression (start included, end excluded).
     pub fn holds_query(&self) -> polars::prelude::Expr {

@@ -8,52 +8,92 @@ use chrono::Duration;
 use polars::prelude::*;
 
 use super::{
-    Check, Code, Ctx, about_queries, finding, null_str, one_of, sentence, with_first_seen, ymd,
+    Check, Code, Ctx, Need, about_queries, finding, null_str, one_of, sentence, with_first_seen,
+    ymd,
 };
+use crate::model::Table;
+
+/// The holder's record: the roster's account and the HR list's person.
+const ROSTER_HR: &[Need] = &[Need::Table(Table::Roster), Need::Table(Table::Hr)];
+
+/// Usage: the accounts, their creation day and queries covering the
+/// idle window.
+const USAGE: &[Need] = &[
+    Need::Table(Table::Roster),
+    Need::Table(Table::QueryLog),
+    Need::Column(Table::Roster, "created_on"),
+    Need::IdleWindow,
+];
 
 pub static CHECKS: &[Check] = &[
     Check {
         codes: &[Code::AccountHolderDeparted],
+        needs: ROSTER_HR,
         run: departed,
     },
     Check {
         codes: &[Code::AccountHolderTransferred],
+        needs: &[
+            Need::Table(Table::Roster),
+            Need::Table(Table::Hr),
+            Need::Column(Table::Roster, "created_on"),
+        ],
         run: transferred,
     },
     Check {
         codes: &[Code::AccountHolderSuspended],
+        needs: ROSTER_HR,
         run: suspended,
     },
     Check {
         codes: &[Code::AccountIneligibleEmployment],
+        needs: ROSTER_HR,
         run: ineligible,
     },
     Check {
         codes: &[Code::AccountHolderUnknown],
+        needs: ROSTER_HR,
         run: unknown,
     },
     Check {
         codes: &[Code::AccountIdle],
+        needs: USAGE,
         run: idle,
     },
     Check {
         codes: &[Code::AccountNeverUsed],
+        needs: USAGE,
         run: never_used,
     },
     Check {
         codes: &[Code::AccountDuplicate],
+        needs: &[Need::Table(Table::Roster)],
         run: duplicate,
     },
     Check {
         codes: &[Code::AccountPasswordStale],
+        needs: &[
+            Need::Table(Table::Roster),
+            Need::Column(Table::Roster, "last_password_change"),
+        ],
         run: password_stale,
     },
     Check {
         codes: &[Code::AccountNotInRoster],
+        needs: &[Need::Table(Table::Roster), Need::Table(Table::QueryLog)],
         run: not_in_roster,
     },
     Check {
+        codes: &[Code::AccountRemovedFromRoster],
+        needs: &[Need::Table(Table::Roster)],
+        run: removed,
+    },
+    Check {
         codes: &[Code::AgencyOfficerCount],
+        needs: &[
+            Need::Table(Table::Roster),
+            Need::Column(Table::Roster, "role"),
+        ],
         run: officer_count,
     },
 ];
@@ -61,11 +101,13 @@ pub static CHECKS: &[Check] = &[
 /// Employment types that may not hold an account (point 5(2)).
 pub const INELIGIBLE: [&str; 3] = ["labourer", "driver", "temporary"];
 
+/// Active accounts of the roster in use (an account only older snapshots
+/// list is not active: it is reported as removed).
 fn active(cx: &Ctx<'_>) -> LazyFrame {
     cx.accounts
         .clone()
         .lazy()
-        .filter(col("status").eq(lit("active")))
+        .filter(col("status").eq(lit("active")).and(col("removed").not()))
 }
 
 /// A finding about one roster account.
@@ -213,8 +255,10 @@ fn usage(cx: &Ctx<'_>) -> LazyFrame {
         .group_by([col("account_id")])
         .agg([
             len().alias("n_queries"),
+            // An export without a result column cannot tell a failed query
+            // from a successful one: such a query counts as use.
             col("queried_at")
-                .filter(col("result").eq(lit("success")))
+                .filter(col("result").neq(lit("failure")).fill_null(lit(true)))
                 .max()
                 .alias("last_success"),
         ])
@@ -353,6 +397,27 @@ fn not_in_roster(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 lit(" 筆查詢（首筆 "),
                 super::ymd_hms(col("queried_at")),
                 lit("），但不在帳號清冊中，應查明帳號來源"),
+            ]),
+        )))
+}
+
+fn removed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(cx
+        .accounts
+        .clone()
+        .lazy()
+        .filter(col("removed"))
+        .select(about_account(
+            Code::AccountRemovedFromRoster,
+            day_start(col(crate::ingest::SNAPSHOT_DATE)),
+            sentence([
+                lit("帳號列於 "),
+                ymd(col(crate::ingest::SNAPSHOT_DATE)),
+                lit(" 之帳號清冊（狀態："),
+                when(col("status").eq(lit("active")))
+                    .then(lit("啟用"))
+                    .otherwise(lit("停用")),
+                lit("），但不在本次採用之較新清冊中，視為已移除；請確認已於 WebIR 廢止"),
             ]),
         )))
 }

@@ -11,11 +11,16 @@
 pub mod account;
 pub mod query;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
+use serde::Serialize;
 
 use crate::config::{Config, Severity};
 use crate::ingest::parse::TIME_UNIT;
+use crate::ingest::{FileRecord, FileStatus};
+use crate::model::Table;
 use crate::period::Period;
 
 /// The stable finding codes. Their names are a contract with officers,
@@ -32,6 +37,7 @@ pub enum Code {
     AccountDuplicate,
     AccountPasswordStale,
     AccountNotInRoster,
+    AccountRemovedFromRoster,
     AgencyOfficerCount,
     QueryNoRequestForm,
     QueryFormNotApproved,
@@ -51,7 +57,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 27] = [
         Code::AccountHolderDeparted,
         Code::AccountHolderTransferred,
         Code::AccountHolderSuspended,
@@ -62,6 +68,7 @@ impl Code {
         Code::AccountDuplicate,
         Code::AccountPasswordStale,
         Code::AccountNotInRoster,
+        Code::AccountRemovedFromRoster,
         Code::AgencyOfficerCount,
         Code::QueryNoRequestForm,
         Code::QueryFormNotApproved,
@@ -131,6 +138,11 @@ impl Code {
                 "ACCOUNT_NOT_IN_ROSTER",
                 High,
                 "查詢紀錄中的帳號不在帳號清冊",
+            ),
+            Code::AccountRemovedFromRoster => (
+                "ACCOUNT_REMOVED_FROM_ROSTER",
+                Low,
+                "帳號已不在最新帳號清冊（較舊清冊仍列）",
             ),
             Code::AgencyOfficerCount => (
                 "AGENCY_OFFICER_COUNT",
@@ -319,11 +331,265 @@ pub enum Job {
     QueryCheck,
 }
 
-/// A check: the codes it can produce and the function that finds them.
+/// A check: the codes it can produce, what it needs to give a true
+/// answer, and the function that finds them.
 #[derive(Debug, Clone, Copy)]
 pub struct Check {
     pub codes: &'static [Code],
+    pub needs: &'static [Need],
     pub run: fn(&Ctx) -> PolarsResult<LazyFrame>,
+}
+
+/// What a check needs to give a true answer. When a need is not met the
+/// check does not run, and the run says it was not checked and why: a
+/// check never passes (or fails) for lack of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every file of the table loaded (a failed roster file would make its
+    /// accounts look unknown; a failed log file, used accounts look idle).
+    Table(Table),
+    /// The optional column, in every file of its table that the run uses.
+    Column(Table, &'static str),
+    /// Query logs covering the idle window: from `rules.idle_days` before
+    /// the review day to within [`LOG_GAP_DAYS`] of it.
+    IdleWindow,
+    /// A holidays calendar (`rules.holidays`) for every year of the period.
+    Calendar,
+}
+
+/// How far before the review day the query logs may end and idle and
+/// never-used accounts still be judged: an export is taken some days after
+/// its last day (the daemon's January review has logs to 31 December).
+pub const LOG_GAP_DAYS: i64 = 14;
+
+/// Why a check did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotCheckedWhy {
+    /// A file of a table the check reads failed to load.
+    InputFailed,
+    /// A file the check reads lacks the column it needs.
+    ColumnAbsent,
+    /// The query logs do not cover the window the check judges.
+    NotCovered,
+    /// No holidays calendar for a year of the period.
+    NoCalendar,
+}
+
+impl NotCheckedWhy {
+    /// For reports and mail.
+    pub fn label(self) -> &'static str {
+        match self {
+            NotCheckedWhy::InputFailed => "輸入檔案讀取失敗",
+            NotCheckedWhy::ColumnAbsent => "輸入檔案缺少所需欄位",
+            NotCheckedWhy::NotCovered => "查詢紀錄未涵蓋檢核期間",
+            NotCheckedWhy::NoCalendar => "行事曆（國定假日）未涵蓋檢核期間",
+        }
+    }
+}
+
+/// A check that did not run: its codes, why, and the input that stopped it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct NotChecked {
+    pub codes: Vec<&'static str>,
+    pub why: NotCheckedWhy,
+    /// The file (inbox-relative) or table concerned.
+    pub input: String,
+    pub column: Option<&'static str>,
+    /// What was wrong, in English (the error, or the span found).
+    pub detail: String,
+}
+
+impl NotChecked {
+    /// One line in Traditional Chinese, for the summary, the data-quality
+    /// sheet and mail.
+    pub fn sentence(&self) -> String {
+        let codes = self.codes.join("、");
+        let column = self
+            .column
+            .map(|c| format!("（欄位 {c}）"))
+            .unwrap_or_default();
+        format!(
+            "未檢核 {codes}：{}，{}{column}；{}",
+            self.why.label(),
+            self.input,
+            self.detail
+        )
+    }
+}
+
+/// What the run knows of its inputs, for deciding which checks can run.
+/// The default knows of no problem (unit tests on hand-made frames).
+#[derive(Debug, Clone, Default)]
+pub struct InputState {
+    /// Per table: files that failed to load, with the error.
+    pub failed: BTreeMap<Table, Vec<(String, String)>>,
+    /// Per table: files the run uses and the optional columns they lack.
+    pub absent: BTreeMap<Table, Vec<(String, Vec<&'static str>)>>,
+    /// The first and last day of the loaded query logs, when assessed
+    /// (`None` inside: no query log at all).
+    pub log_span: Option<Option<(NaiveDate, NaiveDate)>>,
+}
+
+impl InputState {
+    /// From ingest's file records. Roster files count only when they belong
+    /// to the snapshot the run uses (`roster_files`, if resolved).
+    pub fn from_files(
+        files: &[FileRecord],
+        roster_files: Option<&[String]>,
+        query_log: &DataFrame,
+    ) -> PolarsResult<InputState> {
+        let mut state = InputState::default();
+        for f in files {
+            let Some(t) = f.table else { continue };
+            match &f.status {
+                FileStatus::Failed { error } => state
+                    .failed
+                    .entry(t)
+                    .or_default()
+                    .push((f.path.clone(), error.clone())),
+                FileStatus::Loaded => {
+                    let used =
+                        t != Table::Roster || roster_files.is_none_or(|r| r.contains(&f.path));
+                    if used && !f.absent_columns.is_empty() {
+                        state
+                            .absent
+                            .entry(t)
+                            .or_default()
+                            .push((f.path.clone(), f.absent_columns.clone()));
+                    }
+                }
+                FileStatus::Duplicate { .. } => {}
+            }
+        }
+        let at = query_log
+            .column("queried_at")?
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+        let phys = at.datetime()?.physical().clone();
+        let day =
+            |us: i64| chrono::DateTime::from_timestamp_micros(us).map(|t| t.naive_utc().date());
+        state.log_span = Some(phys.min().and_then(day).zip(phys.max().and_then(day)));
+        Ok(state)
+    }
+
+    /// Why `check` cannot run on a run over `period` as of `as_of`, if it
+    /// cannot.
+    fn blockers(
+        &self,
+        check: &Check,
+        config: &Config,
+        as_of: NaiveDate,
+        period: Option<&Period>,
+    ) -> Vec<NotChecked> {
+        let codes: Vec<&'static str> = check.codes.iter().map(|c| c.as_str()).collect();
+        let mut out = Vec::new();
+        let mut push = |why, input: String, column, detail: String| {
+            out.push(NotChecked {
+                codes: codes.clone(),
+                why,
+                input,
+                column,
+                detail,
+            });
+        };
+        let mut tables: Vec<Table> = Vec::new();
+        for n in check.needs {
+            if let Need::Table(t) | Need::Column(t, _) = n
+                && !tables.contains(t)
+            {
+                tables.push(*t);
+            }
+        }
+        for t in tables {
+            for (file, error) in self.failed.get(&t).into_iter().flatten() {
+                push(
+                    NotCheckedWhy::InputFailed,
+                    file.clone(),
+                    None,
+                    error.clone(),
+                );
+            }
+        }
+        for n in check.needs {
+            match *n {
+                Need::Table(_) => {}
+                Need::Column(t, c) => {
+                    for (file, absent) in self.absent.get(&t).into_iter().flatten() {
+                        if absent.contains(&c) {
+                            push(
+                                NotCheckedWhy::ColumnAbsent,
+                                file.clone(),
+                                Some(c),
+                                format!("the file has no {c} column"),
+                            );
+                        }
+                    }
+                }
+                Need::IdleWindow => {
+                    let Some(span) = self.log_span else { continue };
+                    let from = as_of - Duration::days(config.rules.idle_days.into());
+                    let to = as_of - Duration::days(LOG_GAP_DAYS);
+                    let covered = span.is_some_and(|(a, b)| a <= from && b >= to);
+                    if !covered {
+                        push(
+                            NotCheckedWhy::NotCovered,
+                            Table::QueryLog.inbox_dir().to_owned() + "/",
+                            None,
+                            format!(
+                                "query logs must run from {from} or earlier to {to} or later; they run {}",
+                                span.map_or_else(
+                                    || "nowhere (none loaded)".to_owned(),
+                                    |(a, b)| format!("{a} to {b}")
+                                )
+                            ),
+                        );
+                    }
+                }
+                Need::Calendar => {
+                    let Some(p) = period else { continue };
+                    if !config.rules.holidays.configured {
+                        continue;
+                    }
+                    let known = config.rules.holidays.years();
+                    let last = (p.end - Duration::seconds(1)).date().year();
+                    for y in p.start.date().year()..=last {
+                        if !known.contains(&y) {
+                            push(
+                                NotCheckedWhy::NoCalendar,
+                                "rules.holidays".to_owned(),
+                                None,
+                                format!("the holidays file lists no holiday in {y}"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The codes of the checks that need `column` of `table` (and so are not
+/// checked when an input lacks it).
+pub fn codes_needing(table: Table, column: &str) -> Vec<&'static str> {
+    account::CHECKS
+        .iter()
+        .chain(query::CHECKS)
+        .filter(|c| {
+            c.needs
+                .iter()
+                .any(|n| matches!(n, Need::Column(t, k) if *t == table && *k == column))
+        })
+        .flat_map(|c| c.codes.iter().map(|c| c.as_str()))
+        .collect()
+}
+
+/// What [`run_with`] returns: the findings of the checks that ran, and the
+/// checks that did not.
+#[derive(Debug)]
+pub struct Checked {
+    pub findings: DataFrame,
+    pub not_checked: Vec<NotChecked>,
 }
 
 /// What checks read: the canonical frames, prepared once.
@@ -361,8 +627,8 @@ pub struct Tables {
     pub request_forms: DataFrame,
 }
 
-/// Runs the job's checks and returns the findings table, sorted most
-/// severe first, then by code, unit, account, time and source.
+/// Runs the job's checks on inputs with no known problem and returns the
+/// findings table (see [`run_with`]).
 pub fn run(
     config: &Config,
     tables: Tables,
@@ -370,6 +636,20 @@ pub fn run(
     as_of: NaiveDate,
     period: Option<Period>,
 ) -> PolarsResult<DataFrame> {
+    Ok(run_with(config, tables, job, as_of, period, &InputState::default())?.findings)
+}
+
+/// Runs the job's checks whose needs `inputs` meets and returns the
+/// findings table, sorted most severe first, then by code, unit, account,
+/// time and source, and the checks that could not run.
+pub fn run_with(
+    config: &Config,
+    tables: Tables,
+    job: Job,
+    as_of: NaiveDate,
+    period: Option<Period>,
+    inputs: &InputState,
+) -> PolarsResult<Checked> {
     // Account review looks at every query up to the review day.
     let period = if job == Job::QueryCheck { period } else { None };
     let clock = std::time::Instant::now();
@@ -379,8 +659,19 @@ pub fn run(
         Job::AccountReview => account::CHECKS.to_vec(),
         Job::QueryCheck => query::CHECKS.to_vec(),
     };
+    let mut not_checked = Vec::new();
     let mut parts = Vec::new();
     for c in &checks {
+        let blocked = inputs.blockers(c, config, as_of, cx.period.as_ref());
+        if !blocked.is_empty() {
+            tracing::warn!(
+                code = c.codes[0].as_str(),
+                "not checked: {}",
+                blocked[0].detail
+            );
+            not_checked.extend(blocked);
+            continue;
+        }
         let clock = std::time::Instant::now();
         let found = (c.run)(&cx)?.select(RAW_FINDING.map(col)).collect()?;
         tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?clock.elapsed(), "check");
@@ -402,7 +693,12 @@ pub fn run(
         }
         Job::AccountReview => raw,
     };
-    finish(raw.lazy(), &cx)?.collect()
+    not_checked.sort();
+    not_checked.dedup();
+    Ok(Checked {
+        findings: finish(raw.lazy(), &cx)?.collect()?,
+        not_checked,
+    })
 }
 
 fn empty_raw() -> DataFrame {
@@ -500,14 +796,22 @@ impl<'a> Ctx<'a> {
             .unzip();
         let purposes = df!("agency_id" => pa, "purpose" => pp)?;
 
-        // The latest HR record per person.
+        // HR lists are change lists: per person, the newest record
+        // effective on or before the reference day (the review day, or the
+        // period's last day). Ties on the day are broken on content, so the
+        // files' names and order do not matter.
+        let hr_day = match &period {
+            Some(p) => (p.end - Duration::seconds(1)).date(),
+            None => as_of,
+        };
         let hr =
             t.hr.clone()
                 .lazy()
+                .filter(col("effective_date").lt_eq(lit(hr_day)))
                 .sort(
-                    ["effective_date"],
+                    ["effective_date", "status", "agency_id", "employment_type"],
                     SortMultipleOptions::default()
-                        .with_order_descending(true)
+                        .with_order_descending_multi([true, false, false, false])
                         .with_nulls_last(true)
                         .with_maintain_order(true),
                 )
@@ -531,10 +835,18 @@ impl<'a> Ctx<'a> {
                     [col("hr_agency_id")],
                     JoinArgs::new(JoinType::Left),
                 );
-        let accounts = t
-            .roster
-            .clone()
-            .lazy()
+        let mut roster = t.roster.clone().lazy();
+        if t.roster.column("removed").is_err() {
+            roster = roster.with_column(lit(false).alias("removed"));
+        }
+        if t.roster.column(crate::ingest::SNAPSHOT_DATE).is_err() {
+            roster = roster.with_column(
+                lit(NULL)
+                    .cast(DataType::Date)
+                    .alias(crate::ingest::SNAPSHOT_DATE),
+            );
+        }
+        let accounts = roster
             .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
             .join(
                 agencies.clone().lazy(),

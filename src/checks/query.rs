@@ -12,12 +12,19 @@ use polars::prelude::*;
 
 use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
-    Check, Code, Ctx, about_queries, finding, left_keep_order, null_str, one_of, sentence,
+    Check, Code, Ctx, Need, about_queries, finding, left_keep_order, null_str, one_of, sentence,
     with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
-use crate::model::PURPOSE;
+use crate::model::{PURPOSE, Table};
+
+/// Queries judged against their holder's roster and HR records.
+const LOG_ROSTER_HR: &[Need] = &[
+    Need::Table(Table::QueryLog),
+    Need::Table(Table::Roster),
+    Need::Table(Table::Hr),
+];
 
 pub static CHECKS: &[Check] = &[
     Check {
@@ -27,46 +34,81 @@ pub static CHECKS: &[Check] = &[
             Code::QueryApprovedAfterQuery,
             Code::QueryFormExpired,
         ],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::RequestForms),
+        ],
         run: unexplained,
     },
     Check {
         codes: &[Code::QueryPurposeNotAllowed],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::RequestForms),
+            Need::Column(Table::RequestForms, "purpose"),
+        ],
         run: purpose_not_allowed,
     },
     Check {
         codes: &[Code::QueryAfterDeparture],
+        needs: LOG_ROSTER_HR,
         run: after_departure,
     },
     Check {
         codes: &[Code::QueryByIneligibleHolder],
+        needs: LOG_ROSTER_HR,
         run: by_ineligible,
     },
     Check {
         codes: &[Code::QueryByDisabledAccount],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::Roster),
+            Need::Column(Table::Roster, "disabled_on"),
+        ],
         run: by_disabled,
     },
     Check {
         codes: &[Code::QuerySelfLookup],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::Roster),
+            Need::Table(Table::Hr),
+            Need::Column(Table::Hr, "national_id"),
+        ],
         run: self_lookup,
     },
     Check {
         codes: &[Code::QueryCoworkerLookup],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::Hr),
+            Need::Table(Table::RequestForms),
+            Need::Column(Table::Hr, "national_id"),
+        ],
         run: coworker_lookup,
     },
     Check {
         codes: &[Code::QueryOffHours],
+        needs: &[Need::Table(Table::QueryLog), Need::Calendar],
         run: off_hours,
     },
     Check {
         codes: &[Code::QueryVolumeSpike],
+        needs: &[Need::Table(Table::QueryLog)],
         run: volume_spike,
     },
     Check {
         codes: &[Code::QuerySubjectManyAccounts],
+        needs: &[Need::Table(Table::QueryLog)],
         run: subject_many_accounts,
     },
     Check {
         codes: &[Code::QueryFailedBurst],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Column(Table::QueryLog, "result"),
+        ],
         run: failed_burst,
     },
 ];

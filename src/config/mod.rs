@@ -99,6 +99,18 @@ impl Severity {
 pub struct Holidays {
     pub holidays: BTreeMap<NaiveDate, String>,
     pub workdays: BTreeMap<NaiveDate, String>,
+    /// Whether `rules.holidays` names a file. Without one, off-hours are
+    /// judged on weekends and office hours alone (check-config says so);
+    /// with one, a year it does not cover is not checked.
+    pub configured: bool,
+}
+
+impl Holidays {
+    /// The years in which the file lists at least one holiday.
+    pub fn years(&self) -> std::collections::BTreeSet<i32> {
+        use chrono::Datelike;
+        self.holidays.keys().map(|d| d.year()).collect()
+    }
 }
 
 impl Holidays {
@@ -512,7 +524,10 @@ impl Validator {
                 return Holidays::default();
             }
         };
-        let mut out = Holidays::default();
+        let mut out = Holidays {
+            configured: true,
+            ..Holidays::default()
+        };
         for (list, target) in [
             (&raw.holidays, &mut out.holidays),
             (&raw.workdays, &mut out.workdays),

@@ -8,8 +8,10 @@
 //! its file, sheet, row, reason and raw cells. Nothing is dropped silently.
 
 pub mod headers;
+pub mod overlap;
 pub mod parse;
 pub mod read;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -119,6 +121,31 @@ pub struct FileRecord {
     pub rows_rejected: usize,
     /// Blank rows and footer rows (totals, print notes).
     pub rows_skipped: usize,
+    /// Optional columns the file does not have (checks that need one say
+    /// they were not checked).
+    pub absent_columns: Vec<&'static str>,
+    /// Query logs: loaded rows whose record another file also holds.
+    pub rows_shared: usize,
+    /// Query logs: of those, rows left out because another file's copy of
+    /// the record is the one counted (see [`overlap`]).
+    pub rows_counted_elsewhere: usize,
+    /// Rosters: the day the export shows, and where that date came from.
+    pub snapshot: Option<snapshot::Snapshot>,
+}
+
+/// The roster column holding the day of the snapshot a row comes from.
+pub const SNAPSHOT_DATE: &str = "snapshot_date";
+
+/// Which roster snapshot a run used (see [`snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterUse {
+    pub reference: snapshot::Reference,
+    /// The snapshot's day.
+    pub date: chrono::NaiveDate,
+    /// Its files.
+    pub files: Vec<String>,
+    /// Accounts only older snapshots list (reported as removed).
+    pub removed_accounts: usize,
 }
 
 /// Everything ingest hands the later stages.
@@ -131,6 +158,8 @@ pub struct Ingested {
     pub files: Vec<FileRecord>,
     /// Query-log rows outside `--period`, left out on purpose.
     pub outside_period: usize,
+    /// Set by [`Ingested::resolve_roster`].
+    pub roster_use: Option<RosterUse>,
 }
 
 impl Ingested {
@@ -153,6 +182,53 @@ impl Ingested {
         for df in self.tables.values_mut() {
             df.rechunk_mut();
         }
+    }
+
+    /// Replaces the stacked roster snapshots by the one roster a run on
+    /// `reference` works on (see [`snapshot`]); the roster then has a
+    /// boolean `removed` column.
+    pub fn resolve_roster(&mut self, reference: snapshot::Reference) -> PolarsResult<()> {
+        let roster = self.tables.remove(&Table::Roster).unwrap_or_default();
+        let dates: Vec<chrono::NaiveDate> = self
+            .files
+            .iter()
+            .filter(|f| f.table == Some(Table::Roster) && f.status == FileStatus::Loaded)
+            .filter_map(|f| f.snapshot.map(|s| s.date))
+            .collect();
+        let Some(date) = snapshot::chosen(&dates, reference) else {
+            let roster = roster
+                .lazy()
+                .with_column(lit(false).alias("removed"))
+                .collect()?;
+            self.tables.insert(Table::Roster, roster);
+            return Ok(());
+        };
+        let resolved = snapshot::resolve(roster.lazy(), date)?.collect()?;
+        let removed = resolved
+            .clone()
+            .lazy()
+            .filter(col("removed"))
+            .select([col("account_id").n_unique()])
+            .collect()?
+            .column("account_id")?
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .get(0)
+            .unwrap_or(0) as usize;
+        self.roster_use = Some(RosterUse {
+            reference,
+            date,
+            files: self
+                .files
+                .iter()
+                .filter(|f| f.snapshot.is_some_and(|s| s.date == date))
+                .filter(|f| f.status == FileStatus::Loaded)
+                .map(|f| f.path.clone())
+                .collect(),
+            removed_accounts: removed,
+        });
+        self.tables.insert(Table::Roster, resolved);
+        Ok(())
     }
 
     pub fn is_clean(&self) -> bool {
@@ -215,6 +291,10 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             rows_loaded: 0,
             rows_rejected: 0,
             rows_skipped: 0,
+            absent_columns: Vec::new(),
+            rows_shared: 0,
+            rows_counted_elsewhere: 0,
+            snapshot: None,
         };
         let clock = std::time::Instant::now();
         let hashed = hash_file(&path);
@@ -265,6 +345,22 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 rec.rows_loaded = one.good.height();
                 rec.rows_rejected = one.rejects.height();
                 rec.rows_skipped = one.skipped;
+                rec.absent_columns = one.absent;
+                if table == Table::Roster {
+                    let modified = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .map(|t| {
+                            chrono::DateTime::<chrono::Utc>::from(t)
+                                .with_timezone(&config.timezone)
+                                .date_naive()
+                        });
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    rec.snapshot = snapshot::snapshot_of(&one.title, &name, modified);
+                }
                 frames.entry(table).or_default().push(one.good);
                 rejects
                     .vstack_mut(&one.rejects)
@@ -298,6 +394,43 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         // No rechunk here: the streamed parse hands back a chunk per morsel,
         // and copying them into one is the jobs' choice (`compact`), after
         // ingest's own working set is gone.
+        let polars = |source| IngestError::Polars {
+            file: t.name().into(),
+            source,
+        };
+        if t == Table::QueryLog {
+            let sha_of: BTreeMap<String, String> = records
+                .iter()
+                .filter(|r| r.table == Some(t) && r.status == FileStatus::Loaded)
+                .map(|r| (r.path.clone(), r.sha256.clone()))
+                .collect();
+            let (kept, shared) = overlap::dedupe(df, &sha_of).map_err(polars)?;
+            df = kept;
+            for r in records.iter_mut() {
+                if let Some(s) = shared.get(&r.path) {
+                    r.rows_shared = s.shared;
+                    r.rows_counted_elsewhere = s.counted_elsewhere;
+                }
+            }
+        }
+        if t == Table::Roster {
+            let (names, days): (Vec<&str>, Vec<Option<chrono::NaiveDate>>) = records
+                .iter()
+                .filter(|r| r.table == Some(t) && r.status == FileStatus::Loaded)
+                .map(|r| (r.path.as_str(), r.snapshot.map(|s| s.date)))
+                .unzip();
+            let names = Series::new("f".into(), names);
+            let days = Series::new("d".into(), days);
+            df = df
+                .lazy()
+                .with_column(
+                    col("source_file")
+                        .replace_strict(lit(names), lit(days), None::<Expr>, Some(DataType::Date))
+                        .alias(SNAPSHOT_DATE),
+                )
+                .collect()
+                .map_err(polars)?;
+        }
         if let (Table::QueryLog, Some(p)) = (t, period) {
             let before = df.height();
             df = df
@@ -318,6 +451,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         rejects,
         files: records,
         outside_period,
+        roster_use: None,
     })
 }
 
@@ -327,6 +461,8 @@ struct OneFile {
     skipped: usize,
     encoding: &'static str,
     sheet: Option<String>,
+    absent: Vec<&'static str>,
+    title: Vec<String>,
 }
 
 fn ingest_file(
@@ -463,12 +599,20 @@ fn ingest_file(
         .collect()
         .map_err(polars_err)?
     };
+    let absent = table
+        .columns()
+        .iter()
+        .filter(|c| !raw.headers.iter().any(|(h, _)| *h == c.name))
+        .map(|c| c.name)
+        .collect();
     Ok(OneFile {
         good,
         rejects,
         skipped,
         encoding: raw.encoding,
         sheet: raw.sheet,
+        absent,
+        title: raw.title,
     })
 }
 

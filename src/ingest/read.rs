@@ -28,6 +28,9 @@ pub struct RawFrame {
     /// For CSV: the delimiter, the header's line index and field count, so
     /// a parse failure can be traced to the line that caused it.
     pub csv: Option<CsvShape>,
+    /// The text of the rows above the header (titles such as
+    /// `帳號清冊 匯出日期：115/07/02`), cells joined by spaces.
+    pub title: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +194,7 @@ fn read_csv(
         let text = text.into_owned();
         let top = top_lines(&text);
         let (matched, sep) = find_csv_header(&top, display, map, input)?;
+        let title = title_lines(&top, matched.row, sep);
         let source =
             ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
         let lf = scan(
@@ -211,12 +215,14 @@ fn read_csv(
             sheet: None,
             encoding: "big5",
             csv,
+            title,
         });
     }
     let text = String::from_utf8_lossy(&head);
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
     let top = top_lines(text);
     let (matched, sep) = find_csv_header(&top, display, map, input)?;
+    let title = title_lines(&top, matched.row, sep);
     let reader =
         LazyCsvReader::new(
             PlRefPath::try_from_path(path).map_err(|e| IngestError::Polars {
@@ -237,6 +243,7 @@ fn read_csv(
         sheet: None,
         encoding: if bom { "utf-8 (BOM)" } else { "utf-8" },
         csv,
+        title,
     })
 }
 
@@ -286,6 +293,15 @@ fn find_csv_header(
     found
         .map(|m| (m, sep))
         .map_err(|p| header_error(display, None, map, p))
+}
+
+/// The lines above the header line, their cells joined by spaces.
+fn title_lines(top: &[&str], header: usize, sep: u8) -> Vec<String> {
+    top[..header.min(top.len())]
+        .iter()
+        .map(|l| split_csv_line(l, sep).join(" ").trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Splits one CSV line, honouring double quotes. Used only on the top lines
@@ -433,6 +449,11 @@ fn read_workbook(
         sheet: Some(sheet),
         encoding: kind,
         csv: None,
+        title: rows[..matched.row]
+            .iter()
+            .map(|r| r.join(" ").trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect(),
     })
 }
 

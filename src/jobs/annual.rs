@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::Serialize;
@@ -16,9 +16,10 @@ use super::{
     take_tables,
 };
 use crate::archive;
-use crate::checks::{self, Code, Job};
+use crate::checks::{Checked, Code, Job};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
+use crate::ingest::snapshot::Reference;
 use crate::model::Table;
 use crate::period::Period;
 use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
@@ -27,8 +28,7 @@ use crate::store::Store;
 
 /// The last day of a period.
 fn last_day(period: &Period) -> NaiveDate {
-    let end = period.end.date();
-    end.pred_opt().unwrap_or(end)
+    period.last_day()
 }
 
 /// Queries of the period per unit.
@@ -288,7 +288,7 @@ fn evidence(
 /// (point 6(3)), pre-filled from the checks, the archive and the state.
 pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
-    let mut ingested = super::ingest_inbox(config)?;
+    let mut ingested = super::ingest_inbox(config, Reference::PeriodEnd(period.last_day()))?;
     let dir =
         archive::create_run_dir(&config.paths.archive, &period.id, "internal-audit", started)?;
     let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
@@ -302,13 +302,25 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
     let tables = take_tables(&mut ingested);
     // As of the period's last day, or today while the period runs.
     let day = last_day(period).min(started.date());
-    let run = |job, p: Option<Period>, t| {
-        checks::run(config, t, job, day, p)
-            .map_err(anyhow::Error::from)
-            .context("running the checks")
-    };
-    let accounts = run(Job::AccountReview, None, tables.clone())?;
-    let queries_found = run(Job::QueryCheck, Some(period.clone()), tables)?;
+    let accounts = super::run_checks(
+        config,
+        &ingested,
+        tables.clone(),
+        Job::AccountReview,
+        day,
+        None,
+    )?;
+    let queries_found = super::run_checks(
+        config,
+        &ingested,
+        tables,
+        Job::QueryCheck,
+        day,
+        Some(period.clone()),
+    )?;
+    let mut not_checked = accounts.not_checked.clone();
+    not_checked.extend(queries_found.not_checked.iter().cloned());
+    let (accounts, queries_found) = (accounts.findings, queries_found.findings);
     let store = Store::open(&config.paths.state)?;
     let evidence = evidence(
         config,
@@ -334,7 +346,10 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
             started,
         },
         dir,
-        findings,
+        Checked {
+            findings,
+            not_checked,
+        },
         ingested,
         clock,
     )?;
@@ -392,7 +407,8 @@ pub fn external_audit(
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
-    let mut ingested = super::ingest_inbox(config)?;
+    let day = last_day(period).min(started.date());
+    let mut ingested = super::ingest_inbox(config, Reference::Day(day))?;
     let hb = config.agencies.health_bureau().id.clone();
     let mut candidates: Vec<String> = config
         .agencies
@@ -477,10 +493,7 @@ pub fn external_audit(
     };
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
-    let day = last_day(period).min(started.date());
-    let findings = checks::run(config, tables, Job::AccountReview, day, None)
-        .map_err(anyhow::Error::from)
-        .context("running the checks")?;
+    let checked = super::run_checks(config, &ingested, tables, Job::AccountReview, day, None)?;
     let outcome = record_run(
         config,
         RunSpec {
@@ -491,7 +504,7 @@ pub fn external_audit(
             started,
         },
         dir,
-        findings,
+        checked,
         ingested,
         clock,
     )?;

@@ -16,9 +16,10 @@ mod annual;
 pub use annual::{ExternalSelection, external_audit, internal_audit};
 
 use crate::archive::{self, InputRecord, RunRecord};
-use crate::checks::{self, Code, Job, Tables};
+use crate::checks::{self, Checked, Code, InputState, Job, NotChecked, NotCheckedWhy, Tables};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
+use crate::ingest::snapshot::Reference;
 use crate::ingest::{self, FileStatus, Ingested};
 use crate::mail;
 use crate::model::Table;
@@ -51,6 +52,19 @@ pub struct RunOutcome {
     pub ingested: Ingested,
     /// The most severe finding, if any.
     pub worst: Option<Severity>,
+    /// Checks that did not run, and why.
+    pub not_checked: Vec<NotChecked>,
+}
+
+impl RunOutcome {
+    /// Whether a check was withheld because its input failed or did not
+    /// cover what it judges (a missing optional column is reported, but
+    /// is the export's shape, not a failure of this run).
+    pub fn withheld(&self) -> bool {
+        self.not_checked
+            .iter()
+            .any(|n| n.why != NotCheckedWhy::ColumnAbsent)
+    }
 }
 
 pub fn tables(ing: &Ingested) -> Tables {
@@ -89,7 +103,11 @@ pub fn run(
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
-    let mut ingested = ingest_inbox(config)?;
+    let reference = match &period {
+        Some(p) => Reference::PeriodEnd(p.last_day()),
+        None => Reference::Day(as_of),
+    };
+    let mut ingested = ingest_inbox(config, reference)?;
     let period_id = match &period {
         Some(p) => p.id.clone(),
         None => format!("as-of-{as_of}"),
@@ -159,6 +177,8 @@ fn facts<'a>(
         unit_status: None,
         orphans: None,
         notes: Vec::new(),
+        not_checked: &outcome.not_checked,
+        roster_use: outcome.ingested.roster_use.as_ref(),
     }
 }
 
@@ -238,9 +258,12 @@ fn unit_status(
 ) -> Result<BTreeMap<String, UnitStatus>> {
     let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
     if let Some(r) = roster {
-        let unique = r
-            .clone()
-            .lazy()
+        let mut current = r.clone().lazy();
+        if r.column("removed").is_ok() {
+            // Accounts only an older snapshot lists are not on the roster.
+            current = current.filter(col("removed").not());
+        }
+        let unique = current
             .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
             .collect()?;
         for a in unique.column("agency_id")?.str()?.iter().flatten() {
@@ -397,10 +420,15 @@ fn check_and_record(
     ingested: Ingested,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
-    let findings = checks::run(config, tables, spec.job, spec.as_of, spec.period.clone())
-        .map_err(anyhow::Error::from)
-        .context("running the checks")?;
-    record_run(config, spec, dir, findings, ingested, clock)
+    let checked = run_checks(
+        config,
+        &ingested,
+        tables,
+        spec.job,
+        spec.as_of,
+        spec.period.clone(),
+    )?;
+    record_run(config, spec, dir, checked, ingested, clock)
 }
 
 /// Writes `findings.csv`, `rejects.csv`, `inputs.json` and `run.json`.
@@ -408,10 +436,14 @@ fn record_run(
     config: &Config,
     spec: RunSpec,
     dir: PathBuf,
-    findings: DataFrame,
+    checked: Checked,
     ingested: Ingested,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
+    let Checked {
+        findings,
+        not_checked,
+    } = checked;
     archive::write_csv(&findings, &dir.join("findings.csv"))?;
     archive::write_csv(&ingested.rejects, &dir.join("rejects.csv"))?;
     let inputs: Vec<InputRecord> = ingested.files.iter().map(InputRecord::from).collect();
@@ -447,6 +479,8 @@ fn record_run(
         inputs: ingested.files.len(),
         failed_inputs: ingested.failed_files().count(),
         rejected_rows: ingested.rejects.height(),
+        roster_snapshot: ingested.roster_use.as_ref().map(|r| r.date.to_string()),
+        not_checked: not_checked.clone(),
     };
     archive::write_json(&record, &dir.join("run.json"))?;
     Ok(RunOutcome {
@@ -454,6 +488,7 @@ fn record_run(
         findings,
         ingested,
         worst,
+        not_checked,
     })
 }
 
@@ -488,18 +523,46 @@ pub struct Frozen {
 }
 
 /// Ingests the inbox for a job: the tables compacted to one chunk per
-/// column (see [`Ingested::compact`]), freed memory returned first.
-pub(crate) fn ingest_inbox(config: &Config) -> Result<Ingested> {
+/// column (see [`Ingested::compact`]), freed memory returned first, and
+/// the roster snapshot for `reference` resolved.
+pub(crate) fn ingest_inbox(config: &Config, reference: Reference) -> Result<Ingested> {
     let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
     release_freed_memory();
     ingested.compact();
     release_freed_memory();
+    ingested
+        .resolve_roster(reference)
+        .map_err(anyhow::Error::from)
+        .context("choosing the roster snapshot")?;
     Ok(ingested)
+}
+
+/// What the checks need to know of the run's inputs.
+fn input_state(ingested: &Ingested, query_log: &DataFrame) -> Result<InputState> {
+    let roster_files = ingested.roster_use.as_ref().map(|r| r.files.as_slice());
+    InputState::from_files(&ingested.files, roster_files, query_log)
+        .map_err(anyhow::Error::from)
+        .context("assessing the inputs")
+}
+
+/// Runs `job`'s checks on `tables`, withholding those whose inputs failed.
+pub(crate) fn run_checks(
+    config: &Config,
+    ingested: &Ingested,
+    tables: Tables,
+    job: Job,
+    as_of: NaiveDate,
+    period: Option<Period>,
+) -> Result<Checked> {
+    let state = input_state(ingested, &tables.query_log)?;
+    checks::run_with(config, tables, job, as_of, period, &state)
+        .map_err(anyhow::Error::from)
+        .context("running the checks")
 }
 
 /// Ingests the inbox and computes the period's population and digest.
 pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
-    let ingested = ingest_inbox(config)?;
+    let ingested = ingest_inbox(config, Reference::PeriodEnd(period.last_day()))?;
     let clock = std::time::Instant::now();
     let population = sampling::population(
         ingested.table(Table::QueryLog),

@@ -145,6 +145,8 @@ struct MailContext<'a> {
     findings_total: i64,
     by_severity: Vec<Count>,
     actions: &'a [String],
+    /// Checks withheld because their inputs failed: first in the mail.
+    warnings: &'a [String],
     attachment_name: &'a str,
     too_large: bool,
     encrypted: bool,
@@ -242,6 +244,7 @@ pub fn compose(
         findings_total: by_severity.iter().map(|c| c.count).sum(),
         by_severity,
         actions: &model.actions,
+        warnings: &model.warnings,
         attachment_name: &name,
         too_large,
         encrypted,

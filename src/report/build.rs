@@ -10,8 +10,9 @@ use polars::prelude::*;
 
 use super::{Cell, ReportKind, ReportModel, SampleSection, Table, period_label};
 use crate::checks::{Code, left_keep_order, one_of};
+use crate::checks::{NotChecked, NotCheckedWhy};
 use crate::config::{Config, Severity};
-use crate::ingest::{FileRecord, FileStatus};
+use crate::ingest::{FileRecord, FileStatus, RosterUse};
 use crate::model::{ACCOUNT_STATUS, PURPOSE, ROLE, Vocab};
 use crate::sampling::manifest::Manifest;
 
@@ -45,6 +46,10 @@ pub struct RunFacts<'a> {
     pub orphans: Option<&'a DataFrame>,
     /// Lines every summary shows (e.g. the external audit's seed).
     pub notes: Vec<String>,
+    /// Checks that did not run, and why.
+    pub not_checked: &'a [NotChecked],
+    /// The roster snapshot used.
+    pub roster_use: Option<&'a RosterUse>,
 }
 
 /// What the city-wide workbook says of each unit besides its findings.
@@ -328,12 +333,17 @@ fn base(
             "載入列數",
             "剔除列數",
             "略過列數",
+            "與他檔重複列數",
+            "他檔已計入列數",
+            "清冊日期",
+            "缺少之選用欄位",
             "SHA-256",
         ]),
         rows: f
             .files
             .iter()
             .map(|r| {
+                let used = f.roster_use.is_some_and(|u| u.files.contains(&r.path));
                 vec![
                     Cell::Text(r.path.clone()),
                     Cell::from(r.table.map_or("（未知）", |t| t.name())),
@@ -349,6 +359,17 @@ fn base(
                     Cell::Int(r.rows_loaded as i64),
                     Cell::Int(r.rows_rejected as i64),
                     Cell::Int(r.rows_skipped as i64),
+                    Cell::Int(r.rows_shared as i64),
+                    Cell::Int(r.rows_counted_elsewhere as i64),
+                    r.snapshot.map_or(Cell::Empty, |s| {
+                        Cell::Text(format!(
+                            "{}（{}）{}",
+                            s.date,
+                            s.source.label(),
+                            if used { "，本次採用" } else { "" }
+                        ))
+                    }),
+                    Cell::Text(r.absent_columns.join(", ")),
                     Cell::Text(r.sha256.clone()),
                 ]
             })
@@ -378,6 +399,8 @@ fn base(
         selection: None,
         orphans: None,
         notes: f.notes.clone(),
+        warnings: warnings(f),
+        not_checked: not_checked_table(f.not_checked),
         quality: {
             let failed = f
                 .files
@@ -386,12 +409,69 @@ fn base(
                 .count();
             let rejected: usize = f.files.iter().map(|r| r.rows_rejected).sum();
             let skipped: usize = f.files.iter().map(|r| r.rows_skipped).sum();
+            let elsewhere: usize = f.files.iter().map(|r| r.rows_counted_elsewhere).sum();
+            let roster = f.roster_use.map_or(String::new(), |u| {
+                format!(
+                    "；帳號清冊採用 {} 之版本（{}），較舊清冊有而本版無之帳號 {} 個",
+                    u.date,
+                    u.files.join("、"),
+                    u.removed_accounts
+                )
+            });
             format!(
-                "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；明細見「資料品質」工作表",
+                "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；查詢紀錄與他檔重複而只計一次者 {elsewhere} 列{roster}；明細見「資料品質」工作表",
                 f.files.len()
             )
         },
     })
+}
+
+/// The lines in red at the top of the summary: checks withheld because
+/// their inputs failed or fell short. An officer must not read a missing
+/// finding as a clean result.
+fn warnings(f: &RunFacts<'_>) -> Vec<String> {
+    let withheld: Vec<&NotChecked> = f
+        .not_checked
+        .iter()
+        .filter(|n| n.why != NotCheckedWhy::ColumnAbsent)
+        .collect();
+    let absent = f.not_checked.len() - withheld.len();
+    let mut out = Vec::new();
+    if !withheld.is_empty() {
+        let mut codes: Vec<&str> = withheld.iter().flat_map(|n| n.codes.clone()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        out.push(format!(
+            "注意：部分檢核未執行，其結果不得視為無異常。因輸入資料讀取失敗或未涵蓋檢核期間，下列項目未檢核：{}。請修正輸入資料後重新執行。",
+            codes.join("、")
+        ));
+        out.extend(withheld.iter().map(|n| n.sentence()));
+    }
+    if absent > 0 {
+        out.push(format!(
+            "另有 {absent} 項檢核因輸入檔案缺少所需欄位而未檢核，明細見「資料品質」工作表。"
+        ));
+    }
+    out
+}
+
+/// The not-checked block of the data-quality sheet.
+fn not_checked_table(items: &[NotChecked]) -> Table {
+    Table {
+        headers: headers(&["未檢核代碼", "原因", "輸入", "欄位", "說明"]),
+        rows: items
+            .iter()
+            .map(|n| {
+                vec![
+                    Cell::Text(n.codes.join("、")),
+                    Cell::from(n.why.label()),
+                    Cell::Text(n.input.clone()),
+                    Cell::Text(n.column.unwrap_or("").to_owned()),
+                    Cell::Text(n.detail.clone()),
+                ]
+            })
+            .collect(),
+    }
 }
 
 fn orphan_table(f: &RunFacts<'_>, o: &DataFrame) -> PolarsResult<Table> {

@@ -186,6 +186,11 @@ pub struct ReportModel {
     pub orphans: Option<Table>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
+    /// Shown first on the summary, in red, and at the top of the mail:
+    /// checks withheld because their inputs failed.
+    pub warnings: Vec<String>,
+    /// Checks that did not run (data-quality sheet).
+    pub not_checked: Table,
     /// One line on the inputs: files used and failed, rows rejected.
     pub quality: String,
 }

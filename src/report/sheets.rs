@@ -35,6 +35,8 @@ struct Styles {
     input: Format,
     input_date: Format,
     note: Format,
+    /// A withheld check, at the top of the summary: red, bold, wrapped.
+    warning: Format,
     /// Data rows per sheet before a table continues on the next sheet.
     rows_per_sheet: usize,
 }
@@ -67,6 +69,12 @@ impl Styles {
                 .set_unlocked()
                 .set_background_color(Color::RGB(0xFFF2CC))
                 .set_num_format("yyyy/mm/dd"),
+            warning: base
+                .clone()
+                .set_font_color(Color::RGB(0xC00000))
+                .set_bold()
+                .set_text_wrap()
+                .set_align(FormatAlign::Top),
             note: base.set_font_color(Color::RGB(0xC00000)).set_bold(),
             rows_per_sheet: MAX_ROWS - 3,
         }
@@ -121,6 +129,35 @@ struct InputColumns<'a> {
 
 /// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
 /// as many as Excel's row limit needs. Returns the sheets' names.
+/// The checks that did not run, below the input files on 資料品質.
+fn not_checked_block(
+    wb: &mut Workbook,
+    files: &Table,
+    items: &Table,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let ws = wb.worksheet_from_name("資料品質")?;
+    // Below the files table: title, blank, header, rows, then a gap.
+    let mut row = 2 + 1 + files.rows.len().min(st.rows_per_sheet) as u32 + 2;
+    ws.write_string_with_format(
+        row,
+        0,
+        "未檢核項目（下列檢核未執行，其結果不得視為無異常）",
+        &st.warning,
+    )?;
+    row += 1;
+    for (c, h) in items.headers.iter().enumerate() {
+        ws.write_string_with_format(row, c as u16, h, &st.header)?;
+    }
+    for r in &items.rows {
+        row += 1;
+        for (c, cell) in r.iter().enumerate() {
+            put(ws, row, c as u16, cell, st)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_table(
     wb: &mut Workbook,
     name: &str,
@@ -303,9 +340,18 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         format!("健保WebIR查詢稽核 {}：{}", m.kind.title(), m.unit_name)
     };
     ws.write_string_with_format(0, 0, &title, &st.title)?;
+    let mut row = 2;
+    for w in &m.warnings {
+        ws.merge_range(row, 0, row, 3, w, &st.warning)?;
+        ws.set_row_height(row, 32)?;
+        row += 1;
+    }
+    if !m.warnings.is_empty() {
+        row += 1;
+    }
     let mut row = write_pairs(
         ws,
-        2,
+        row,
         &[
             (
                 "機關",
@@ -598,6 +644,9 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         m,
         &st,
     )?;
+    if !m.not_checked.rows.is_empty() {
+        not_checked_block(&mut wb, &m.files, &m.not_checked, &st)?;
+    }
     if let Some(o) = &m.orphans {
         write_table(
             &mut wb,

@@ -82,6 +82,8 @@ fn facts<'a>(
         unit_status: None,
         orphans: None,
         notes: Vec::new(),
+        not_checked: &[],
+        roster_use: None,
     }
 }
 

@@ -165,6 +165,9 @@ struct City {
     forms: Vec<Form>,
     /// The account that appears in query logs but not in the roster.
     ghost: usize,
+    /// An account the January roster snapshot lists and the July one no
+    /// longer does (it has no queries).
+    removed: Account,
 }
 
 const PERIOD_START: &str = "2026-01-01";
@@ -544,6 +547,12 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
     ghost.weight = 3;
     let ghost_idx = accounts.len();
     planted.push((Code::AccountNotInRoster, ghost.id.clone()));
+    // An account only the older roster snapshot lists (no RNG draw, so the
+    // rest of the city is what it was before it existed).
+    let mut removed = ghost.clone();
+    removed.id = "W09998".into();
+    removed.weight = 0;
+    planted.push((Code::AccountRemovedFromRoster, removed.id.clone()));
     accounts.push(ghost);
 
     // Accounts whose queries carry planted problems.
@@ -680,6 +689,7 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         queries,
         forms: b.forms,
         ghost: ghost_idx,
+        removed,
     };
     (city, b.planted)
 }
@@ -727,7 +737,20 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
         &q3,
         &inbox.join("query_logs/webir_querylog_202606.xlsx"),
     )?;
-    write_roster(&city, &inbox.join("roster/webir_accounts_20260702.xlsx"))?;
+    // Two roster snapshots: January's (with an account removed since) and
+    // July's, which the runs of 2026H1 use.
+    write_roster(
+        &city,
+        &inbox.join("roster/webir_accounts_20260105.xlsx"),
+        "資料日期：115/01/05",
+        Some(&city.removed),
+    )?;
+    write_roster(
+        &city,
+        &inbox.join("roster/webir_accounts_20260702.xlsx"),
+        "資料日期：115/07/02",
+        None,
+    )?;
     write_hr(&city, &inbox.join("hr/hr_status_20260702.csv"))?;
     write_forms(&city, &inbox.join("forms/request_forms_2026H1.csv"))?;
     Ok(())
@@ -944,13 +967,13 @@ fn write_queries_xlsx(city: &City, qs: &[&Query], path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_roster(city: &City, path: &Path) -> Result<()> {
+fn write_roster(city: &City, path: &Path, dated: &str, removed: Option<&Account>) -> Result<()> {
     let mut wb = new_workbook();
     let ws = wb.add_worksheet();
     ws.set_name("帳號清冊")?;
     let d_fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd");
     ws.write_string(0, 0, "健保WebIR 使用者帳號清冊")?;
-    ws.write_string(1, 0, "資料日期：115/07/02")?;
+    ws.write_string(1, 0, dated)?;
     let headers = [
         "帳號",
         "姓名",
@@ -973,11 +996,16 @@ fn write_roster(city: &City, path: &Path) -> Result<()> {
         .filter(|a| a.role == "專責人員")
         .map(|a| (a.agency, city.people[a.person].name.clone()))
         .collect();
-    let mut row = 4u32;
-    for (i, a) in city.accounts.iter().enumerate() {
-        if i == city.ghost {
-            continue;
-        }
+    let listed = city
+        .accounts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != city.ghost)
+        .map(|(_, a)| a)
+        // The older snapshot lists only accounts opened by its day.
+        .filter(|a| removed.is_none() || a.created <= date("2026-01-05"))
+        .chain(removed);
+    for (row, a) in (4u32..).zip(listed) {
         let p = &city.people[a.person];
         ws.write_string(row, 0, &a.id)?;
         ws.write_string(row, 1, &p.name)?;
@@ -1001,7 +1029,6 @@ fn write_roster(city: &City, path: &Path) -> Result<()> {
         if let Some(d) = a.disabled_on {
             ws.write_string(row, 10, roc_date(d))?;
         }
-        row += 1;
     }
     wb.save(path)?;
     Ok(())

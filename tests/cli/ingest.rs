@@ -235,7 +235,7 @@ fn a_file_missing_a_column_is_rejected_and_the_run_goes_on() {
     );
     assert!(
         out.stdout.contains(
-            "query_logs/bad.csv: header row 1 lacks required column(s) subject_id, agency_id, client_ip; expected headers: account_id (帳號), queried_at (查詢時間), query_item (查詢項目), subject_id (被查詢人身分證號), result (查詢結果), agency_id (機關), client_ip (來源ip); found: 帳號, 查詢時間, 查詢項目, 結果"
+            "query_logs/bad.csv: header row 1 lacks required column(s) subject_id, agency_id; expected headers: account_id (帳號), queried_at (查詢時間), query_item (查詢項目), subject_id (被查詢人身分證號), agency_id (機關); found: 帳號, 查詢時間, 查詢項目, 結果"
         ),
         "{}",
         out.stdout

@@ -96,6 +96,24 @@ impl City {
         out.run_dir()
     }
 
+    /// A yearly run on the sample city, whose query logs end on 30 June:
+    /// idle and never-used accounts cannot be judged at the year's end, so
+    /// the run says they were not checked and exits 2.
+    fn run_logs_short(&self, args: &[&str]) -> PathBuf {
+        let config = self.tmp.path().join("city/webir-audit.toml");
+        let mut all = args.to_vec();
+        all.extend(["--config", config.to_str().unwrap()]);
+        let out = run_binary(&all, self.tmp.path());
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout
+                .contains("NOT CHECKED ACCOUNT_IDLE: inputs do not cover it"),
+            "{}",
+            out.stdout
+        );
+        out.run_dir()
+    }
+
     /// The 2026H1 sample audit with the seed every test here uses.
     fn sample_audit(&self) -> PathBuf {
         self.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED])
@@ -804,7 +822,18 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
         all.extend(args);
         all.extend(["--config", config]);
         let out = run_binary(&all, city.tmp.path());
-        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        // The year's internal audit reviews accounts at its end, which the
+        // sample city's logs (to 30 June) do not reach: idle accounts are
+        // not checked, and the run says so with status 2.
+        let logs_short = out
+            .stdout
+            .contains("NOT CHECKED ACCOUNT_IDLE: inputs do not cover it");
+        assert!(
+            out.status <= 1 || (out.status == 2 && logs_short),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
         out.run_dir()
     };
     let sa = run(
@@ -874,8 +903,9 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
 fn external_audit_draws_units_reproducibly() {
     let city = City::new();
     let seed = "27182818284590452353602874";
-    let first = city.run(&["run", "external-audit", "--period", "2026", "--seed", seed]);
-    let second = city.run(&["run", "external-audit", "--period", "2026", "--seed", seed]);
+    let first = city.run_logs_short(&["run", "external-audit", "--period", "2026", "--seed", seed]);
+    let second =
+        city.run_logs_short(&["run", "external-audit", "--period", "2026", "--seed", seed]);
     let sel = |d: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(d.join("selection.json")).unwrap()).unwrap()
     };

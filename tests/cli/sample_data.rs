@@ -68,7 +68,15 @@ fn readme_demo_ingests_the_sample_city_cleanly() {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     assert_eq!(rows("query_log"), 50_000);
-    assert_eq!(rows("roster"), 302);
+    // Both roster snapshots (January's 301 rows and July's 302) are read;
+    // a run uses one of them (see `ingest::snapshot`).
+    assert_eq!(rows("roster"), 603);
+    assert!(
+        out.stdout
+            .contains("roster/webir_accounts_20260105.xlsx: roster snapshot of 2026-01-05 (date from the title row)"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(rows("hr"), 298);
     assert!(rows("request_forms") > 15_000);
 }
@@ -86,8 +94,16 @@ fn count(df: &DataFrame, predicate: Expr) -> usize {
 fn sample_city_ingests_with_its_shapes_intact() {
     let config = webir_audit::config::load(&repo().join("sample_data/webir-audit.toml")).unwrap();
     assert_eq!(config.agencies.iter().count(), 17);
-    let ing = webir_audit::ingest::ingest(&config, Some(&"2026H1".parse().unwrap())).unwrap();
+    let period: webir_audit::period::Period = "2026H1".parse().unwrap();
+    let mut ing = webir_audit::ingest::ingest(&config, Some(&period)).unwrap();
     assert!(ing.is_clean());
+    ing.resolve_roster(webir_audit::ingest::snapshot::Reference::PeriodEnd(
+        period.last_day(),
+    ))
+    .unwrap();
+    let used = ing.roster_use.clone().unwrap();
+    assert_eq!(used.date.to_string(), "2026-07-02");
+    assert_eq!(used.removed_accounts, 1);
     assert_eq!(ing.outside_period, 0);
     let (roster, hr) = (ing.table(Table::Roster), ing.table(Table::Hr));
     for (status, n) in [
@@ -120,9 +136,13 @@ fn found(findings: &DataFrame) -> BTreeSet<(String, String)> {
 fn checks_find_every_planted_problem_and_nothing_else() {
     use webir_audit::checks::{self, Job};
     let config = webir_audit::config::load(&repo().join("sample_data/webir-audit.toml")).unwrap();
-    let ing = webir_audit::ingest::ingest(&config, None).unwrap();
-    let tables = webir_audit::jobs::tables(&ing);
+    let mut ing = webir_audit::ingest::ingest(&config, None).unwrap();
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
+    // As a run does: the roster snapshot of the review day (July's; the
+    // January one only adds the account removed since).
+    ing.resolve_roster(webir_audit::ingest::snapshot::Reference::Day(as_of))
+        .unwrap();
+    let tables = webir_audit::jobs::tables(&ing);
     let review = checks::run(&config, tables.clone(), Job::AccountReview, as_of, None).unwrap();
     let queries = checks::run(
         &config,
@@ -233,7 +253,7 @@ fn run_writes_a_private_run_folder_per_run() {
     assert_eq!(run["by_code"]["QUERY_VOLUME_SPIKE"], 1);
     let inputs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("inputs.json")).unwrap()).unwrap();
-    assert_eq!(inputs.as_array().unwrap().len(), 6);
+    assert_eq!(inputs.as_array().unwrap().len(), 7);
     assert_eq!(inputs[0]["sha256"].as_str().unwrap().len(), 64);
     #[cfg(unix)]
     for f in ["findings.csv", "rejects.csv", "inputs.json", "run.json"] {
