@@ -3,6 +3,7 @@
 
 mod commands;
 mod daemon;
+mod exports;
 mod harness;
 mod ingest;
 mod mail;

@@ -1,0 +1,437 @@
+//! Years of real exports (issue: optional columns, overlapping logs,
+//! roster snapshots): a small city shaped like a real one — a police
+//! bureau with a precinct, exports in several formats that overlap, a
+//! roster exported twice, HR changes in two files — run through the real
+//! binary. Every count is computed here from the test's own rows.
+
+use std::path::Path;
+
+use crate::harness::{Output, Test};
+use crate::mail::parse_all;
+
+/// The roster header as a real WebIR account export has it.
+const ROSTER_HEADER: &str =
+    "帳號,姓名,員工編號,機關,角色,人員類別,帳號狀態,建立日期,密碼變更日期,停用日期";
+const HR_HEADER: &str = "員工編號,姓名,機關,人員類別,狀態,生效日期,身分證號";
+/// A query-log export without a source-IP column (what the report said
+/// was refused whole).
+const LOG_HEADER_NO_IP: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關";
+
+/// One query: account, time, subject.
+type Q = (&'static str, &'static str, &'static str);
+
+fn csv(header: &str, rows: &[String]) -> String {
+    let mut s = String::from(header);
+    s.push('\n');
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s
+}
+
+fn log_rows(qs: &[Q]) -> Vec<String> {
+    qs.iter()
+        .map(|(a, t, s)| format!("{a},{t},投保資料,{s},犯罪偵查,成功,警察局"))
+        .collect()
+}
+
+/// A query log as an XLSX workbook with a title row (a re-saved export).
+fn log_xlsx(path: &Path, qs: &[Q]) {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "健保WebIR查詢紀錄").unwrap();
+    for (c, h) in LOG_HEADER_NO_IP.split(',').enumerate() {
+        ws.write_string(2, c as u16, h).unwrap();
+    }
+    for (i, (a, t, s)) in qs.iter().enumerate() {
+        let r = 3 + i as u32;
+        for (c, v) in [*a, *t, "投保資料", *s, "犯罪偵查", "成功", "警察局"]
+            .iter()
+            .enumerate()
+        {
+            ws.write_string(r, c as u16, *v).unwrap();
+        }
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    wb.save(path).unwrap();
+}
+
+/// Accounts: a police officer account, two business users of the precinct
+/// and the Health Bureau's officer and chief administrator.
+fn roster_rows() -> Vec<String> {
+    [
+        "P001,王警官,E001,警察局,專責人員,編制內,啟用,2025-01-02,2026-06-01,",
+        "P101,李小明,E101,第一分局,業務需求人員,編制內,啟用,2025-01-02,2026-06-01,",
+        "P102,陳大華,E102,第一分局,業務需求人員,約聘僱,啟用,2025-01-02,2026-06-01,",
+        "H001,林主任,E201,衛生局,總管理者,編制內,啟用,2025-01-02,2026-06-01,",
+        "H002,張專員,E202,衛生局,專責人員,編制內,啟用,2025-01-02,2026-06-01,",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn hr_rows() -> Vec<String> {
+    [
+        "E001,王警官,警察局,編制內,在職,2020-01-01,A100000001",
+        "E101,李小明,第一分局,編制內,在職,2020-01-01,A100000002",
+        "E102,陳大華,第一分局,約聘僱,在職,2020-01-01,A100000003",
+        "E201,林主任,衛生局,編制內,在職,2020-01-01,A100000004",
+        "E202,張專員,衛生局,編制內,在職,2020-01-01,A100000005",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// Every account queries now and then through the half-year, so none is
+/// idle or unused when the logs are all there.
+fn steady_queries() -> Vec<Q> {
+    const TIMES: [&str; 6] = [
+        "2026-01-15 10:00:00",
+        "2026-02-16 10:00:00",
+        "2026-03-16 10:00:00",
+        "2026-04-15 10:00:00",
+        "2026-05-15 10:00:00",
+        "2026-06-29 10:00:00",
+    ];
+    let mut out = Vec::new();
+    for a in ["P001", "P101", "P102", "H001", "H002"] {
+        for t in TIMES {
+            out.push((a, t, "B200000001"));
+        }
+    }
+    out
+}
+
+fn city() -> Test {
+    Test::new()
+        .file(
+            "inbox/roster/accounts_20260702.csv",
+            csv(ROSTER_HEADER, &roster_rows()),
+        )
+        .file("inbox/hr/hr_20260702.csv", csv(HR_HEADER, &hr_rows()))
+}
+
+fn codes(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            l.trim_start_matches('\u{feff}')
+                .split(',')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn run_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
+}
+
+fn summary_texts(workbook: &Path) -> Vec<String> {
+    use calamine::{Reader, Xlsx, open_workbook};
+    let mut wb: Xlsx<_> = open_workbook(workbook).unwrap();
+    let range = wb.worksheet_range("摘要").unwrap();
+    range
+        .rows()
+        .map(|r| {
+            r.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Regression: with a query-log file refused, an account review reported
+/// every account "never used" and recommended revoking working accounts
+/// (the officers' and the chief administrator's included). Now the checks
+/// that read the log are withheld, and the summary, the mail, `run.json`
+/// and the exit status say so.
+#[test]
+fn a_failed_query_log_withholds_idle_and_never_used_and_says_why() {
+    let qs = steady_queries();
+    let (h1, h2): (Vec<Q>, Vec<Q>) = qs.iter().partition(|q| q.1 < "2026-04-01");
+    let t = city()
+        .file(
+            "inbox/query_logs/webir_2026Q1.csv",
+            csv(LOG_HEADER_NO_IP, &log_rows(&h1)),
+        )
+        // The second export is cut short in transfer: not a workbook.
+        .file(
+            "inbox/query_logs/webir_2026Q2.xlsx",
+            "PK\u{3}\u{4} truncated",
+        );
+    drop(h2);
+    let out = t.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("NOT CHECKED ACCOUNT_IDLE: input failed (query_logs/webir_2026Q2.xlsx)"),
+        "{}",
+        out.stdout
+    );
+    let dir = out.run_dir();
+    let found = codes(&dir);
+    for code in [
+        "ACCOUNT_IDLE",
+        "ACCOUNT_NEVER_USED",
+        "ACCOUNT_NOT_IN_ROSTER",
+    ] {
+        assert!(
+            !found.iter().any(|c| c == code),
+            "{code} reported: {found:?}"
+        );
+    }
+    let run = run_json(&dir);
+    let withheld: Vec<(String, String, String)> = run["not_checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| {
+            n["codes"].as_array().unwrap().iter().map(move |c| {
+                (
+                    c.as_str().unwrap().to_owned(),
+                    n["why"].as_str().unwrap().to_owned(),
+                    n["input"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    for code in [
+        "ACCOUNT_IDLE",
+        "ACCOUNT_NEVER_USED",
+        "ACCOUNT_NOT_IN_ROSTER",
+    ] {
+        assert!(
+            withheld.contains(&(
+                code.to_owned(),
+                "input_failed".to_owned(),
+                "query_logs/webir_2026Q2.xlsx".to_owned()
+            )),
+            "{code}: {withheld:?}"
+        );
+    }
+    // Checks that do not read the log still ran, and found nothing wrong.
+    assert!(!withheld.iter().any(|w| w.0 == "ACCOUNT_HOLDER_DEPARTED"));
+
+    // The summary says it first, above everything else.
+    let summary = summary_texts(&dir.join("reports/KPB.xlsx"));
+    assert!(
+        summary[2].contains("部分檢核未執行") && summary[2].contains("ACCOUNT_IDLE"),
+        "{summary:?}"
+    );
+    assert!(
+        summary[3..]
+            .iter()
+            .any(|l| l.contains("query_logs/webir_2026Q2.xlsx")),
+        "{summary:?}"
+    );
+    // And so does the officer's mail, before the greeting's first line ends.
+    let mails = parse_all(&t.path("var/state/outbox-files"));
+    let kpb = mails
+        .iter()
+        .find(|m| m.to.contains("o.kpb@"))
+        .expect("a mail to the police officer");
+    let first_lines: Vec<&str> = kpb.text.lines().take(4).collect();
+    assert!(
+        first_lines.iter().any(|l| l.contains("部分檢核未執行")),
+        "{}",
+        kpb.text
+    );
+}
+
+/// With every export there, the same city has no idle or unused account:
+/// the withholding above is what made the difference, not the data.
+#[test]
+fn the_same_city_with_its_logs_whole_has_nothing_withheld() {
+    let qs = steady_queries();
+    let (h1, h2): (Vec<Q>, Vec<Q>) = qs.iter().partition(|q| q.1 < "2026-04-01");
+    let t = city().file(
+        "inbox/query_logs/webir_2026Q1.csv",
+        csv(LOG_HEADER_NO_IP, &log_rows(&h1)),
+    );
+    log_xlsx(&t.path("inbox/query_logs/webir_2026Q2.xlsx"), &h2);
+    let out = t.run(&[
+        "run",
+        "account-review",
+        "--as-of",
+        "2026-07-02",
+        "--no-send",
+    ]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("NOT CHECKED"), "{}", out.stdout);
+    let dir = out.run_dir();
+    assert!(run_json(&dir)["not_checked"].as_array().unwrap().is_empty());
+    let found = codes(&dir);
+    assert!(
+        !found
+            .iter()
+            .any(|c| c == "ACCOUNT_IDLE" || c == "ACCOUNT_NEVER_USED"),
+        "{found:?}"
+    );
+}
+
+/// Regression: an export without a source-IP column was refused whole
+/// ("lacks required column client_ip"). Nothing needs the IP.
+#[test]
+fn a_query_log_without_an_ip_column_is_loaded() {
+    let t = city().file(
+        "inbox/query_logs/webir_2026Q1.csv",
+        csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+    );
+    let out: Output = t.run(&["check-config"]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "query_logs/webir_2026Q1.csv: no client_ip column (optional; no check needs it)"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Two overlapping exports: January–April as CSV, March–June re-saved as
+/// XLSX. March and April are in both; one record is a real repeat inside
+/// the CSV (the same query twice in a second), another inside the XLSX.
+fn overlapping_exports() -> (Vec<Q>, Vec<Q>) {
+    let mut a: Vec<Q> = Vec::new();
+    let mut b: Vec<Q> = Vec::new();
+    let times = [
+        ("2026-01-12 09:00:00", "A"),
+        ("2026-02-10 09:00:00", "A"),
+        ("2026-03-10 09:00:00", "AB"),
+        ("2026-03-11 14:20:05", "AB"),
+        ("2026-04-14 09:30:00", "AB"),
+        ("2026-05-12 09:00:00", "B"),
+        ("2026-06-10 09:00:00", "B"),
+    ];
+    for account in ["P001", "P101", "P102", "H002"] {
+        for (i, (t, files)) in times.iter().enumerate() {
+            let subject = ["C100000001", "C100000002", "C100000003"][i % 3];
+            if files.contains('A') {
+                a.push((account, t, subject));
+            }
+            if files.contains('B') {
+                b.push((account, t, subject));
+            }
+        }
+    }
+    // A real repeat in the CSV, which the XLSX has once: counts twice.
+    a.push(("P101", "2026-03-11 14:20:05", "C100000002"));
+    // One in the XLSX, which the CSV has once: counts twice too.
+    b.push(("P102", "2026-04-14 09:30:00", "C100000002"));
+    (a, b)
+}
+
+/// What the rule makes of them, counted here: per record, the larger of
+/// its counts in the two files.
+fn expected_records(a: &[Q], b: &[Q]) -> std::collections::BTreeMap<&'static str, usize> {
+    use std::collections::BTreeMap;
+    let count = |qs: &[Q]| {
+        let mut m: BTreeMap<Q, usize> = BTreeMap::new();
+        for q in qs {
+            *m.entry(*q).or_default() += 1;
+        }
+        m
+    };
+    let (ca, cb) = (count(a), count(b));
+    let mut per_account: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for q in ca
+        .keys()
+        .chain(cb.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let n = ca
+            .get(q)
+            .copied()
+            .unwrap_or(0)
+            .max(cb.get(q).copied().unwrap_or(0));
+        *per_account.entry(q.0).or_default() += n;
+    }
+    per_account
+}
+
+const SEED: &str = "31415926535897932384";
+
+/// Runs the 2026H1 sample audit on a city whose logs are `a` (CSV) and `b`
+/// (XLSX) under the given file names.
+fn sample_audit_of(
+    a: &[Q],
+    b: &[Q],
+    name_a: &str,
+    name_b: &str,
+) -> (Test, Output, serde_json::Value) {
+    let t = city().file(
+        &format!("inbox/query_logs/{name_a}"),
+        csv(LOG_HEADER_NO_IP, &log_rows(a)),
+    );
+    log_xlsx(&t.path(&format!("inbox/query_logs/{name_b}")), b);
+    let out = t.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        SEED,
+        "--no-send",
+    ]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let m = manifest(&out.run_dir());
+    (t, out, m)
+}
+
+/// Regression: an agency that exported January–April and then March–June
+/// doubled March and April in the sample's population and every count.
+/// The same query in two files now counts once (as often as the file that
+/// has it most), whatever the files are called and in whatever order.
+#[test]
+fn overlapping_exports_count_once_whatever_their_names_and_order() {
+    let (a, b) = overlapping_exports();
+    let expected = expected_records(&a, &b);
+    let total: usize = expected.values().sum();
+    assert!(total < a.len() + b.len(), "the fixture must overlap");
+
+    let (t, out, m) = sample_audit_of(&a, &b, "webir_202601-04.csv", "webir_202603-06.xlsx");
+    assert_eq!(m["population_records"], total as u64, "{}", out.stdout);
+    // Per account, from the population the verifiers re-draw.
+    let tsv = std::fs::read_to_string(out.run_dir().join("population.tsv")).unwrap();
+    let mut got: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in tsv.lines().skip(1) {
+        *got.entry(line.split('\t').next().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let expected_owned: std::collections::BTreeMap<String, usize> = expected
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
+    assert_eq!(got, expected_owned);
+
+    // `ingest` says what each file shared with the other: the XLSX's
+    // March and April rows (smaller hash or larger count decides which
+    // copy counts; the totals do not depend on it).
+    let shared_b = b.iter().filter(|q| a.contains(q)).count();
+    let shared_a = a.iter().filter(|q| b.contains(q)).count();
+    let ingest = t.run(&["ingest"]);
+    for (name, n) in [
+        ("webir_202601-04.csv", shared_a),
+        ("webir_202603-06.xlsx", shared_b),
+    ] {
+        let line = format!("query_logs/{name}: {n} rows are records another file also holds");
+        assert!(ingest.stdout.contains(&line), "{line}\n{}", ingest.stdout);
+    }
+
+    // Other names, the other order: the same population and sample.
+    let (_t2, _, m2) = sample_audit_of(&a, &b, "2_export.csv", "1_export.xlsx");
+    for key in ["population_records", "population_digest", "sample_digest"] {
+        assert_eq!(m[key], m2[key], "{key}");
+    }
+}
