@@ -73,6 +73,10 @@ pub enum Command {
         /// Query check: last day of the period (with --from).
         #[arg(long, requires = "from")]
         to: Option<chrono::NaiveDate>,
+        /// Sample and external audit: draw again a period already drawn.
+        /// The new draw is numbered and every report of it says so.
+        #[arg(long)]
+        redraw: bool,
     },
     /// Record and print the population digest and input hashes of a
     /// period, to publish before a seed ceremony.
@@ -292,6 +296,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Run {
             job,
             seed,
+            redraw,
             no_send,
             config,
             as_of,
@@ -312,10 +317,19 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 return retention(config, clock, out);
             }
             if matches!(job, JobArg::InternalAudit | JobArg::ExternalAudit) {
-                return annual(config, *job, period, seed.clone(), clock, !no_send, out);
+                return annual(
+                    config,
+                    *job,
+                    period,
+                    seed.clone(),
+                    *redraw,
+                    clock,
+                    !no_send,
+                    out,
+                );
             }
             if *job == JobArg::SampleAudit {
-                return sample_audit(config, period, seed.clone(), clock, !no_send, out);
+                return sample_audit(config, period, seed.clone(), *redraw, clock, !no_send, out);
             }
             if seed.is_some() {
                 return Err(
@@ -334,6 +348,13 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             let config = config::load(config)?;
             let schedules =
                 crate::daemon::schedule::load(&config.paths.schedules, config.timezone)?;
+            // Tests that watch one job alone set this; a deployment cannot
+            // lose a duty by deleting its schedule file.
+            if std::env::var_os("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES").is_none() {
+                crate::daemon::schedule::require_duties(&schedules, &config.paths.schedules)?;
+            } else {
+                tracing::warn!("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES: duties may be unscheduled");
+            }
             let clock: std::sync::Arc<dyn crate::clock::Clock> = match cli.now {
                 Some(t) => {
                     std::sync::Arc::new(crate::clock::FixedClock(t.with_timezone(&chrono::Utc)))
@@ -402,7 +423,7 @@ fn run_job(
         return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
     }
     let outcome = crate::jobs::run(&config, job, period, as_of, clock)?;
-    report_run(&config, &outcome, send.then_some(clock), out)
+    report_run(&config, &outcome, clock, send, out)
 }
 
 /// Prints a run's findings by code and its rejects, then the run folder;
@@ -410,7 +431,8 @@ fn run_job(
 fn report_run(
     config: &crate::config::Config,
     outcome: &crate::jobs::RunOutcome,
-    send: Option<&dyn crate::clock::Clock>,
+    clock: &dyn crate::clock::Clock,
+    send: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
@@ -448,7 +470,8 @@ fn report_run(
         )?;
     }
     write_rejects(&outcome.ingested, out)?;
-    if let Some(clock) = send {
+    record_by_hand(config, &outcome.dir, clock)?;
+    if send {
         drain_outbox(config, clock, out)?;
     }
     // The last line is the run folder, for scripts.
@@ -463,6 +486,35 @@ fn report_run(
     } else {
         ExitStatus::Ok
     })
+}
+
+/// Puts a run made by hand into the daemon's ledger (job and period from
+/// its folder, `<period>/<job>/<id>`), so the daemon adopts the period
+/// instead of running it again. Query checks are not a scheduled duty.
+fn record_by_hand(
+    config: &crate::config::Config,
+    dir: &std::path::Path,
+    clock: &dyn crate::clock::Clock,
+) -> anyhow::Result<()> {
+    let name = |p: Option<&std::path::Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    let job_dir = dir.parent();
+    let (Some(job), Some(period)) = (name(job_dir), name(job_dir.and_then(|j| j.parent()))) else {
+        return Ok(());
+    };
+    if crate::daemon::schedule::JobKind::parse(&job).is_none() {
+        return Ok(());
+    }
+    let mut store = crate::store::Store::open(&config.paths.state)?;
+    store.record_manual_run(
+        &job,
+        &period,
+        &crate::mail::outbox::stamp(clock.now()),
+        &dir.display().to_string(),
+    )?;
+    Ok(())
 }
 
 fn outbox(
@@ -632,11 +684,13 @@ fn demo(
             clock,
         )?
         .dir,
-        crate::jobs::sample_audit(&config, &h1, Some(seed.clone()), clock)?
+        // The demo's fixed seed may draw the sample city again; the draw is
+        // numbered and announced like any other.
+        crate::jobs::sample_audit(&config, &h1, Some(seed.clone()), true, clock)?
             .run
             .dir,
         crate::jobs::internal_audit(&config, &year, clock)?.dir,
-        crate::jobs::external_audit(&config, &year, Some(seed), clock)?
+        crate::jobs::external_audit(&config, &year, Some(seed), true, clock)?
             .0
             .dir,
     ];
@@ -678,6 +732,7 @@ fn sample_audit(
     path: &std::path::Path,
     period: Option<Period>,
     seed: Option<crate::sampling::spec::Seed>,
+    redraw: bool,
     clock: &dyn crate::clock::Clock,
     send: bool,
     out: &mut dyn Write,
@@ -685,7 +740,7 @@ fn sample_audit(
     let config = config::load(path)?;
     let period =
         period.ok_or_else(|| anyhow::anyhow!("sample-audit needs --period or --from/--to"))?;
-    let outcome = crate::jobs::sample_audit(&config, &period, seed, clock)?;
+    let outcome = crate::jobs::sample_audit(&config, &period, seed, redraw, clock)?;
     let m = &outcome.manifest;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(
@@ -728,7 +783,7 @@ fn sample_audit(
         format!("  selected           {accounts} accounts, {records} records"),
     )?;
     w(out, format!("  sample digest      {}", m.sample_digest))?;
-    report_run(&config, &outcome.run, send.then_some(clock), out)
+    report_run(&config, &outcome.run, clock, send, out)
 }
 
 fn freeze(
@@ -831,11 +886,13 @@ fn ingest_worksheet(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn annual(
     path: &std::path::Path,
     job: JobArg,
     period: Option<Period>,
     seed: Option<crate::sampling::spec::Seed>,
+    redraw: bool,
     clock: &dyn crate::clock::Clock,
     send: bool,
     out: &mut dyn Write,
@@ -844,7 +901,7 @@ fn annual(
     let period = period.ok_or_else(|| anyhow::anyhow!("this job needs --period (e.g. 2026)"))?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     let outcome = if job == JobArg::ExternalAudit {
-        let (outcome, sel) = crate::jobs::external_audit(&config, &period, seed, clock)?;
+        let (outcome, sel) = crate::jobs::external_audit(&config, &period, seed, redraw, clock)?;
         w(
             out,
             format!(
@@ -868,7 +925,7 @@ fn annual(
         }
         crate::jobs::internal_audit(&config, &period, clock)?
     };
-    report_run(&config, &outcome, send.then_some(clock), out)
+    report_run(&config, &outcome, clock, send, out)
 }
 
 fn retention(

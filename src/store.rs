@@ -736,6 +736,38 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Records a run made by hand (`webir-audit run`) in the ledger, so the
+    /// daemon adopts it instead of running the period again: a new row, or
+    /// the period's existing row, becomes `generated` with this run.
+    pub fn record_manual_run(
+        &mut self,
+        job: &str,
+        period: &str,
+        at: &str,
+        run_dir: &str,
+    ) -> Result<(), StoreError> {
+        let note = format!("run by hand at {at}");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self_err(&self.file, e))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO runs (job, period, scheduled_for, state)
+             VALUES (?1, ?2, ?3, 'generated')",
+            params![job, period, at],
+        )
+        .map_err(|e| self_err(&self.file, e))?;
+        tx.execute(
+            "UPDATE runs SET state = 'generated', run_dir = ?3, finished_at = ?4,
+               started_at = COALESCE(started_at, ?4), error = ?5, attempts = attempts + 1
+             WHERE job = ?1 AND period = ?2",
+            params![job, period, run_dir, at, note],
+        )
+        .map_err(|e| self_err(&self.file, e))?;
+        tx.commit().map_err(|e| self_err(&self.file, e))?;
+        Ok(())
+    }
+
     /// Moves a ledger row to `state`, stamping the times that state implies.
     pub fn set_run_state(
         &mut self,

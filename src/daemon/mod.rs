@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -40,6 +40,9 @@ use schedule::{CatchUp, JobKind, Schedule};
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
 
+/// How a ledger row left by a dead process begins its note.
+const INTERRUPTED: &str = "interrupted";
+
 /// What one pass did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pass {
@@ -50,6 +53,9 @@ pub struct Pass {
     pub failed: Vec<String>,
     pub waiting: Vec<String>,
     pub resumed: Vec<String>,
+    /// Rows done by another row's run (an account review that is also
+    /// the password check), or by a run made by hand.
+    pub covered: Vec<String>,
 }
 
 fn key(job: &str, period: &str) -> String {
@@ -82,15 +88,27 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         plan(config, s, &mut store, first_start, now, &mut pass)?;
     }
     let seen = store.inputs_seen()?;
-    let due: Vec<LedgerRow> = store
+    let mut due: Vec<LedgerRow> = store
         .ledger()?
         .into_iter()
         .filter(|r| r.state == "scheduled" || r.state == "waiting-for-inputs")
         .collect();
+    // At one moment the yearly account review goes before the quarterly
+    // password check it also does (ledger order is time, then insertion).
+    due.sort_by_key(|r| (r.scheduled_for.clone(), JobKind::parse(&r.job)));
     for row in due {
         let Some(s) = schedules.iter().find(|s| s.job.name() == row.job) else {
             continue;
         };
+        if s.job.reviews_accounts()
+            && let Some((by, dir)) = review_done(config, &store.ledger()?, &row)
+        {
+            let note = format!("satisfied by {by}: the same account review, one run and one mail");
+            tracing::info!(job = %row.job, period = %row.period, %note, "covered");
+            store.set_run_state(row.id, "generated", &stamp(now), Some(&dir), Some(&note))?;
+            pass.covered.push(key(&row.job, &row.period));
+            continue;
+        }
         let missing = missing_inputs(config, s.job, &row.period, &seen, &present);
         if missing.is_empty() {
             run_one(config, &mut store, s, &row, clock, &mut pass)?;
@@ -145,6 +163,9 @@ fn plan(
     let Some(newest) = fires.last().copied() else {
         return Ok(());
     };
+    // Fire times missed in one outage are one ledger row, one alert and
+    // one status line, not one per fire time.
+    let mut missed: Vec<(DateTime<Utc>, String, String)> = Vec::new();
     for f in &fires {
         let local = f.with_timezone(&tz).naive_local();
         let period = s.period.period_for(local);
@@ -173,34 +194,61 @@ fn plan(
                 )),
             }
         };
-        let (state, error) = match &run {
-            Ok(()) => ("scheduled", None),
-            Err(e) => ("missed", Some(e.as_str())),
-        };
-        if store.schedule_run(s.job.name(), &period, &stamp(*f), state, error)? {
-            if state == "missed" {
-                tracing::warn!(job = s.job.name(), %period, reason = error, "missed");
-                pass.missed.push(key(s.job.name(), &period));
-                let row = store
+        match run {
+            Ok(()) => {
+                if store.schedule_run(s.job.name(), &period, &stamp(*f), "scheduled", None)? {
+                    tracing::info!(job = s.job.name(), %period, "scheduled");
+                    pass.scheduled.push(key(s.job.name(), &period));
+                }
+            }
+            Err(why) => {
+                // A period run by hand (or already in the ledger) is not missed.
+                let taken = store
                     .ledger_of(s.job.name())?
-                    .into_iter()
-                    .find(|r| r.period == period)
-                    .context("the row just written")?;
-                notify(
-                    config,
-                    store,
-                    "missed",
-                    &row,
-                    s,
-                    error.map(|e| vec![e.to_owned()]).unwrap_or_default(),
-                    now,
-                )?;
-                store.mark_alerted(row.id)?;
-            } else {
-                tracing::info!(job = s.job.name(), %period, "scheduled");
-                pass.scheduled.push(key(s.job.name(), &period));
+                    .iter()
+                    .any(|r| r.period == period);
+                if !taken {
+                    missed.push((*f, period, why));
+                }
             }
         }
+    }
+    let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
+        return Ok(());
+    };
+    let (period, error) = if missed.len() == 1 {
+        (first.1.clone(), first.2.clone())
+    } else {
+        let day = |t: &DateTime<Utc>| t.with_timezone(&tz).date_naive();
+        (
+            format!("{}..{}", day(&first.0), day(&last.0)),
+            format!(
+                "{} fire times missed, {} to {} ({} to {}); the last: {}",
+                missed.len(),
+                stamp(first.0),
+                stamp(last.0),
+                first.1,
+                last.1,
+                last.2
+            ),
+        )
+    };
+    if store.schedule_run(
+        s.job.name(),
+        &period,
+        &stamp(last.0),
+        "missed",
+        Some(&error),
+    )? {
+        tracing::warn!(job = s.job.name(), %period, reason = %error, "missed");
+        pass.missed.push(key(s.job.name(), &period));
+        let row = store
+            .ledger_of(s.job.name())?
+            .into_iter()
+            .find(|r| r.period == period)
+            .context("the row just written")?;
+        notify(config, store, "missed", &row, s, vec![error.clone()], now)?;
+        store.mark_alerted(row.id)?;
     }
     Ok(())
 }
@@ -301,6 +349,19 @@ pub fn missing_inputs(
                 "query logs (query_logs/) reaching {last_day}; the latest query seen is {}",
                 reach.unwrap_or_else(|| "none".into())
             ));
+        }
+    }
+    if needs.calendar && config.rules.holidays.configured {
+        let known = config.rules.holidays.years();
+        let first = schedule::period_end(period)
+            .and(period.parse::<crate::period::Period>().ok())
+            .map(|p| p.start.date().year());
+        for y in first.unwrap_or(last_day.year())..=last_day.year() {
+            if !known.contains(&y) {
+                out.push(format!(
+                    "a holidays calendar for {y} (rules.holidays lists no holiday in {y}; add that year's 行政院人事行政總處 calendar)"
+                ));
+            }
         }
     }
     if needs.roster_and_hr {
@@ -410,9 +471,16 @@ fn execute(
     clock: &dyn Clock,
 ) -> Result<Option<PathBuf>> {
     let period = || -> Result<crate::period::Period> { Ok(row.period.parse()?) };
+    // A draw the daemon made for a run that was interrupted before it
+    // finished is followed by one more (numbered, announced); otherwise a
+    // period already drawn is never drawn again by the daemon.
+    let redraw = row
+        .error
+        .as_deref()
+        .is_some_and(|e| e.starts_with(INTERRUPTED));
     Ok(match job {
         JobKind::SampleAudit => Some(
-            crate::jobs::sample_audit(config, &period()?, None, clock)?
+            crate::jobs::sample_audit(config, &period()?, None, redraw, clock)?
                 .run
                 .dir,
         ),
@@ -428,7 +496,7 @@ fn execute(
         ),
         JobKind::InternalAudit => Some(crate::jobs::internal_audit(config, &period()?, clock)?.dir),
         JobKind::ExternalAudit => Some(
-            crate::jobs::external_audit(config, &period()?, None, clock)?
+            crate::jobs::external_audit(config, &period()?, None, redraw, clock)?
                 .0
                 .dir,
         ),
@@ -456,6 +524,35 @@ fn execute(
             None
         }
     })
+}
+
+/// The day an account review of the ledger is as of: `as-of-DAY` for one
+/// run by hand, else the day the row was due.
+fn review_day(config: &Config, row: &LedgerRow) -> Option<NaiveDate> {
+    match row.period.strip_prefix("as-of-") {
+        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").ok(),
+        None => JobKind::parse(&row.job)
+            .filter(|j| j.reviews_accounts())
+            .map(|_| as_of(config, row)),
+    }
+}
+
+/// An account review already made that does `row`'s work: one as of a day
+/// after `row`'s period ended and no later than `row` is due (the January
+/// review done that morning is the password check of the fourth quarter,
+/// and one run by hand on 6 January is the yearly review). Returns what
+/// did it and its run folder.
+fn review_done(config: &Config, ledger: &[LedgerRow], row: &LedgerRow) -> Option<(String, String)> {
+    let due = as_of(config, row);
+    let after = schedule::period_end(&row.period)?.date();
+    ledger
+        .iter()
+        .filter(|r| r.id != row.id && matches!(r.state.as_str(), "generated" | "mailed"))
+        .filter(|r| JobKind::parse(&r.job).is_some_and(|j| j.reviews_accounts()))
+        .filter_map(|r| Some((r, review_day(config, r)?, r.run_dir.clone()?)))
+        .filter(|(_, d, _)| *d >= after && *d <= due)
+        .max_by_key(|(r, d, _)| (*d, r.id))
+        .map(|(r, d, dir)| (format!("{} {} (as of {d})", r.job, r.period), dir))
 }
 
 /// The account review's as-of date: the day it was due (local).
@@ -549,7 +646,7 @@ fn resume_interrupted(
                     "scheduled",
                     &stamp(now),
                     None,
-                    Some("interrupted (the process stopped); run again"),
+                    Some(&format!("{INTERRUPTED} (the process stopped); run again")),
                 )?;
             }
         }

@@ -84,19 +84,80 @@ impl JobKind {
         }
     }
 
-    /// What the inbox must hold before the job runs for a period.
+    /// What the inbox must hold before the job runs for a period. Account
+    /// reviews wait for query logs too: idle and never-used accounts are
+    /// judged on them.
     pub fn needs(self) -> Needs {
         match self {
-            JobKind::SampleAudit | JobKind::InternalAudit | JobKind::ExternalAudit => Needs {
+            JobKind::SampleAudit | JobKind::InternalAudit => Needs {
                 query_logs: true,
                 roster_and_hr: true,
+                calendar: true,
             },
-            JobKind::AccountReview | JobKind::PasswordCheck => Needs {
-                query_logs: false,
+            JobKind::ExternalAudit | JobKind::AccountReview | JobKind::PasswordCheck => Needs {
+                query_logs: true,
                 roster_and_hr: true,
+                calendar: false,
             },
             JobKind::Retention | JobKind::Heartbeat => Needs::default(),
         }
+    }
+
+    /// Whether the job is an account review as of its due day (the yearly
+    /// review and the quarterly password check are the same work).
+    pub fn reviews_accounts(self) -> bool {
+        matches!(self, JobKind::AccountReview | JobKind::PasswordCheck)
+    }
+}
+
+/// The duties of the regulation every deployment must schedule, with the
+/// point each comes from. The heartbeat is a convenience, not a duty.
+pub const DUTIES: [(JobKind, &str); 6] = [
+    (
+        JobKind::SampleAudit,
+        "point 6(1): a sample audit at least every six months",
+    ),
+    (
+        JobKind::AccountReview,
+        "points 5(1)3 and 6(2): a yearly account review",
+    ),
+    (
+        JobKind::PasswordCheck,
+        "point 5(3): passwords changed every three months",
+    ),
+    (
+        JobKind::InternalAudit,
+        "point 6(3): a yearly internal audit",
+    ),
+    (
+        JobKind::ExternalAudit,
+        "points 4(2) and 4(5): the yearly external audit",
+    ),
+    (
+        JobKind::Retention,
+        "point 5(4): records kept at least three years, then deleted",
+    ),
+];
+
+/// Refuses schedules that leave a duty of the regulation unscheduled: a
+/// duty must not be switched off by deleting a file.
+pub fn require_duties(schedules: &[Schedule], dir: &Path) -> Result<(), ScheduleError> {
+    let missing: Vec<String> = DUTIES
+        .iter()
+        .filter(|(job, _)| !schedules.iter().any(|s| s.job == *job))
+        .map(|(job, rule)| {
+            format!(
+                "{}: no schedule for job {:?}; {rule}. Add a [[schedule]] with job = {:?} (the shipped schedules/ has one)",
+                dir.display(),
+                job.name(),
+                job.name()
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ScheduleError(missing))
     }
 }
 
@@ -107,6 +168,9 @@ pub struct Needs {
     pub query_logs: bool,
     /// A roster and an HR file modified after the period's end.
     pub roster_and_hr: bool,
+    /// A holidays calendar (if one is configured) for every year of the
+    /// period: off-hours checks need it.
+    pub calendar: bool,
 }
 
 /// Which period a fire time is for.

@@ -404,9 +404,16 @@ pub fn external_audit(
     config: &Config,
     period: &Period,
     seed: Option<Seed>,
+    redraw: bool,
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
+    super::refuse_second_draw(
+        &Store::open(&config.paths.state)?,
+        &format!("{}/external-audit", period.id),
+        "external-audit",
+        redraw,
+    )?;
     let day = last_day(period).min(started.date());
     let mut ingested = super::ingest_inbox(config, Reference::Day(day))?;
     let hb = config.agencies.health_bureau().id.clone();

@@ -602,6 +602,31 @@ fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
     Ok(())
 }
 
+/// A period is drawn once. A second draw happens only when the operator
+/// asks for it (`--redraw`), and is then numbered and announced in every
+/// report; a draw that silently replaced an earlier one would look like
+/// seed shopping.
+pub(crate) fn refuse_second_draw(
+    store: &Store,
+    ledger_period: &str,
+    job: &str,
+    redraw: bool,
+) -> Result<()> {
+    let draws = store.draws(ledger_period)?;
+    if let (Some(last), false) = (draws.last(), redraw) {
+        anyhow::bail!(
+            "{ledger_period} was already drawn (draw {} at {}, run {}); nothing was drawn now. \
+             A second draw happens only when asked for: `run {job} --redraw`, and every report \
+             of it says it is draw {}",
+            last.draw_number,
+            last.drawn_at,
+            last.run_dir,
+            last.draw_number + 1
+        );
+    }
+    Ok(())
+}
+
 /// `freeze`: records the period's population digest and input hashes in
 /// the state database, to be published before a seed ceremony.
 pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Freeze> {
@@ -626,10 +651,12 @@ pub fn sample_audit(
     config: &Config,
     period: &Period,
     seed: Option<Seed>,
+    redraw: bool,
     clock: &dyn Clock,
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
     let mut store = Store::open(&config.paths.state)?;
+    refuse_second_draw(&store, &period.id, "sample-audit", redraw)?;
     let mut frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "no seed was drawn")?;
     let freeze = store.latest_freeze(&period.id)?;

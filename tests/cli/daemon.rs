@@ -285,3 +285,57 @@ fn bad_schedules_refuse_to_start() {
     );
     assert!(!Path::new(&c.config().paths.state.join("daemon.lock")).exists());
 }
+
+/// Regression: a schedules folder without `sample-audit.toml` was
+/// accepted, so deleting a file switched a duty of the regulation off.
+#[test]
+fn a_duty_without_a_schedule_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = City::new(&smtp, "");
+    let dir = c.tmp.path().join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(crate::harness::repo().join("schedules")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::remove_file(dir.join("sample-audit.toml")).unwrap();
+    let env: Vec<(&str, &str)> = ENV
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES")
+        .collect();
+    let cfg = c.config.to_str().unwrap().to_owned();
+    let run = || {
+        crate::harness::run_binary_env(
+            &[
+                "daemon",
+                "--once",
+                "--config",
+                &cfg,
+                "--now",
+                "2026-07-01T10:00:00+08:00",
+            ],
+            c.tmp.path(),
+            &env,
+        )
+    };
+    let out = run();
+    assert_eq!(out.status, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("no schedule for job \"sample-audit\"")
+            && out.stderr.contains("point 6(1)"),
+        "{}",
+        out.stderr
+    );
+    // The shipped set, whole, starts.
+    std::fs::copy(
+        crate::harness::repo().join("schedules/sample-audit.toml"),
+        dir.join("sample-audit.toml"),
+    )
+    .unwrap();
+    let out = run();
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+}

@@ -904,8 +904,15 @@ fn external_audit_draws_units_reproducibly() {
     let city = City::new();
     let seed = "27182818284590452353602874";
     let first = city.run_logs_short(&["run", "external-audit", "--period", "2026", "--seed", seed]);
-    let second =
-        city.run_logs_short(&["run", "external-audit", "--period", "2026", "--seed", seed]);
+    let second = city.run_logs_short(&[
+        "run",
+        "external-audit",
+        "--period",
+        "2026",
+        "--seed",
+        seed,
+        "--redraw",
+    ]);
     let sel = |d: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(d.join("selection.json")).unwrap()).unwrap()
     };

@@ -46,10 +46,15 @@ impl City {
     }
 
     fn sample(&self, seed: Option<&str>) -> (Output, PathBuf) {
+        self.sample_with(seed, &[])
+    }
+
+    fn sample_with(&self, seed: Option<&str>, extra: &[&str]) -> (Output, PathBuf) {
         let mut args = vec!["run", "sample-audit", "--period", "2026H1"];
         if let Some(s) = seed {
             args.extend(["--seed", s]);
         }
+        args.extend(extra);
         let out = self.run(&args);
         assert!(
             out.status == 0 || out.status == 1,
@@ -220,16 +225,32 @@ fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
         theirs.stderr
     );
 
-    // The same seed and inputs draw the same sample; the second draw of the
-    // period is numbered and announced.
-    let (again, dir2) = city.sample(Some(SEED));
+    // A period is drawn once: a second draw without --redraw is refused
+    // before anything is drawn or written (it would look like seed
+    // shopping).
+    let refused = city.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED]);
+    assert_eq!(refused.status, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("2026H1 was already drawn (draw 1")
+            && refused.stderr.contains("--redraw"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.parent().unwrap()).unwrap().count(),
+        1,
+        "no run folder for the refused draw"
+    );
+    // Asked for, the same seed and inputs draw the same sample; the second
+    // draw of the period is numbered and announced.
+    let (again, dir2) = city.sample_with(Some(SEED), &["--redraw"]);
     let m2 = manifest(&dir2);
     assert_eq!(m2["draw_number"], 2);
     assert!(again.stdout.contains("WARNING"), "{}", again.stdout);
     assert_eq!(m2["sample_digest"], m["sample_digest"]);
     assert_eq!(m2["units"], m["units"]);
     // An OS seed is 24 digits and is recorded as such.
-    let (_, dir3) = city.sample(None);
+    let (_, dir3) = city.sample_with(None, &["--redraw"]);
     let m3 = manifest(&dir3);
     assert_eq!(m3["seed_source"], "os");
     assert_eq!(m3["seed"].as_str().unwrap().len(), 24);
@@ -329,7 +350,15 @@ fn a_frozen_population_cannot_change_before_the_ceremony() {
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(5);
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();
-    let out = city.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED]);
+    let out = city.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        SEED,
+        "--redraw",
+    ]);
     assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains("changed since it was frozen") && out.stderr.contains(&digest),
