@@ -669,7 +669,8 @@ fn mark_mailed(store: &mut Store, now: DateTime<Utc>) -> Result<()> {
             .filter(|m| m.run == k)
             .all(|m| m.state == "sent")
         {
-            store.set_run_state(row.id, "mailed", &stamp(now), None, None)?;
+            // A note (satisfied by another run, run by hand) stays.
+            store.set_run_state(row.id, "mailed", &stamp(now), None, row.error.as_deref())?;
         }
     }
     Ok(())

@@ -12,3 +12,4 @@ mod sample_data;
 mod sampling;
 mod smtp;
 mod smtp_delivery;
+mod years;
