@@ -345,28 +345,29 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Outbox { action } => outbox(action, clock, out),
         Command::SendTest { to, config } => send_test(&config::load(config)?, to, clock, out),
         Command::Daemon { config, once } => {
-            let config = config::load(config)?;
-            let schedules =
-                crate::daemon::schedule::load(&config.paths.schedules, config.timezone)?;
             // Tests that watch one job alone set this; a deployment cannot
             // lose a duty by deleting its schedule file.
-            if std::env::var_os("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES").is_none() {
-                crate::daemon::schedule::require_duties(&schedules, &config.paths.schedules)?;
-            } else {
+            let partial = std::env::var_os("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES").is_some();
+            if partial {
                 tracing::warn!("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES: duties may be unscheduled");
             }
+            let setup = crate::daemon::Setup::load(config, partial).map_err(|e| {
+                // Config and schedule problems are exit 3, like check-config.
+                match e.downcast::<config::ConfigError>() {
+                    Ok(c) => Error::Config(c),
+                    Err(e) => match e.downcast::<crate::daemon::schedule::ScheduleError>() {
+                        Ok(s) => Error::Schedules(s),
+                        Err(e) => Error::Other(e),
+                    },
+                }
+            })?;
             let clock: std::sync::Arc<dyn crate::clock::Clock> = match cli.now {
                 Some(t) => {
                     std::sync::Arc::new(crate::clock::FixedClock(t.with_timezone(&chrono::Utc)))
                 }
                 None => std::sync::Arc::new(crate::clock::SystemClock),
             };
-            crate::daemon::serve(
-                std::sync::Arc::new(config),
-                std::sync::Arc::new(schedules),
-                clock,
-                *once,
-            )?;
+            crate::daemon::serve(setup, partial, clock, *once)?;
             Ok(ExitStatus::Ok)
         }
         Command::Status { config, json } => {

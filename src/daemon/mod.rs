@@ -761,16 +761,104 @@ impl DaemonLock {
 /// and the outbox need a look now and then.
 const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// What the daemon runs on: the config and schedules as last loaded, and
+/// where to load them from again.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub path: PathBuf,
+    pub config: Arc<Config>,
+    pub schedules: Arc<Vec<Schedule>>,
+    /// SHA-256 over the config file and every schedule file, to tell a
+    /// change from a reload of the same thing.
+    pub fingerprint: String,
+}
+
+impl Setup {
+    /// Loads and validates the config at `path` and its schedules; every
+    /// duty must be scheduled unless `partial` (a test seam).
+    pub fn load(path: &Path, partial: bool) -> Result<Setup> {
+        let config = crate::config::load(path)?;
+        let schedules = schedule::load(&config.paths.schedules, config.timezone)?;
+        if !partial {
+            schedule::require_duties(&schedules, &config.paths.schedules)?;
+        }
+        let fingerprint = fingerprint(path, &config.paths.schedules);
+        Ok(Setup {
+            path: path.to_owned(),
+            config: Arc::new(config),
+            schedules: Arc::new(schedules),
+            fingerprint,
+        })
+    }
+}
+
+/// SHA-256 over the bytes of the config file and of the schedule files
+/// (sorted by name); files that cannot be read count as empty.
+fn fingerprint(config: &Path, schedules: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(std::fs::read(config).unwrap_or_default());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(schedules)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        h.update(f.display().to_string().as_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Reloads the setup when its files changed. A new setup that does not
+/// validate is refused: the old one stays, and the admin is told once per
+/// distinct problem (the alert's key is the problem's hash).
+fn reload(current: &Setup, partial: bool, clock: &dyn Clock) -> Option<Setup> {
+    let now_print = fingerprint(&current.path, &current.config.paths.schedules);
+    if now_print == current.fingerprint {
+        return None;
+    }
+    match Setup::load(&current.path, partial) {
+        Ok(new) => {
+            tracing::info!(config = %current.path.display(), "configuration reloaded");
+            Some(new)
+        }
+        Err(e) => {
+            let problem = format!("{e:#}");
+            tracing::error!(error = %problem, "the changed configuration is invalid; the previous one stays in force");
+            if let Err(e) = alert_invalid_config(&current.config, &problem, clock) {
+                tracing::error!(error = %format!("{e:#}"), "could not queue the alert");
+            }
+            None
+        }
+    }
+}
+
+fn alert_invalid_config(config: &Config, problem: &str, clock: &dyn Clock) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let key = hex::encode(Sha256::digest(problem.as_bytes()));
+    let body = format!(
+        "webir-audit 的設定檔或排程檔已修改，但新設定無效，系統繼續使用先前之有效設定。\n\n問題：\n{problem}\n\n請修正後存檔（或執行 webir-audit check-config 檢查）；daemon 會於下次喚醒或收到 SIGHUP 時重新載入。\n"
+    );
+    let m = crate::mail::plain(
+        config,
+        &format!("config-invalid:{key}"),
+        "config-invalid",
+        &config.mail.admin,
+        "【健保WebIR稽核】設定檔無效，沿用先前設定",
+        body,
+        clock.now(),
+    )?;
+    let mut store = Store::open(&config.paths.state)?;
+    store.queue(&[m], &stamp(clock.now()))?;
+    Ok(())
+}
+
 /// Runs the daemon until SIGTERM or SIGINT (or, with `once`, one pass).
-pub fn serve(
-    config: Arc<Config>,
-    schedules: Arc<Vec<Schedule>>,
-    clock: Arc<dyn Clock>,
-    once: bool,
-) -> Result<()> {
-    let _lock = DaemonLock::acquire(&config.paths.state)?;
+/// The config and schedules are read again at each wake-up and on SIGHUP.
+pub fn serve(setup: Setup, partial: bool, clock: Arc<dyn Clock>, once: bool) -> Result<()> {
+    let _lock = DaemonLock::acquire(&setup.config.paths.state)?;
     if once {
-        let pass = wake(&config, &schedules, clock.as_ref())?;
+        let pass = wake(&setup.config, &setup.schedules, clock.as_ref())?;
         tracing::info!(?pass, "pass done");
         return Ok(());
     }
@@ -779,39 +867,57 @@ pub fn serve(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(run_loop(config, schedules, clock));
+    let result = rt.block_on(run_loop(setup, partial, clock));
     // A pass still working after the stop signal is not waited for.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     result
 }
 
-async fn run_loop(
-    config: Arc<Config>,
-    schedules: Arc<Vec<Schedule>>,
-    clock: Arc<dyn Clock>,
-) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    use tokio_cron_scheduler::{Job, JobScheduler};
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(16);
-    let mut scheduler = JobScheduler::new().await.context("the scheduler")?;
-    for s in schedules.iter() {
+/// Why the daemon woke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Start,
+    Schedule(JobKind),
+    Housekeeping,
+    Hangup,
+}
+
+/// The scheduler's jobs for `schedules`: one per schedule, plus the
+/// housekeeping tick. Returns their ids, to remove them on a reload.
+async fn add_jobs(
+    scheduler: &tokio_cron_scheduler::JobScheduler,
+    setup: &Setup,
+    tx: &tokio::sync::mpsc::Sender<Wake>,
+) -> Result<Vec<uuid::Uuid>> {
+    use tokio_cron_scheduler::Job;
+    let mut ids = Vec::new();
+    for s in setup.schedules.iter() {
         let tx = tx.clone();
-        let name = s.job.name();
-        let job = Job::new_async_tz(s.cron_text.as_str(), config.timezone, move |_, _| {
+        let kind = s.job;
+        let job = Job::new_async_tz(s.cron_text.as_str(), setup.config.timezone, move |_, _| {
             let tx = tx.clone();
             Box::pin(async move {
-                let _ = tx.try_send(name);
+                let _ = tx.try_send(Wake::Schedule(kind));
             })
         })
-        .with_context(|| format!("scheduling {name} ({})", s.cron_text))?;
-        scheduler.add(job).await.context("the scheduler")?;
+        .with_context(|| format!("scheduling {} ({})", kind.name(), s.cron_text))?;
+        ids.push(scheduler.add(job).await.context("the scheduler")?);
     }
+    Ok(ids)
+}
+
+async fn run_loop(mut setup: Setup, partial: bool, clock: Arc<dyn Clock>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Wake>(16);
+    let scheduler = JobScheduler::new().await.context("the scheduler")?;
+    let mut ids = add_jobs(&scheduler, &setup, &tx).await?;
     {
         let tx = tx.clone();
         let job = Job::new_repeated_async(HOUSEKEEPING, move |_, _| {
             let tx = tx.clone();
             Box::pin(async move {
-                let _ = tx.try_send("housekeeping");
+                let _ = tx.try_send(Wake::Housekeeping);
             })
         })
         .context("scheduling housekeeping")?;
@@ -820,22 +926,37 @@ async fn run_loop(
     scheduler.start().await.context("starting the scheduler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     tracing::info!(
-        state = %config.paths.state.display(),
-        schedules = schedules.len(),
+        state = %setup.config.paths.state.display(),
+        schedules = setup.schedules.len(),
         "daemon started"
     );
-    let _ = tx.try_send("start");
+    let _ = tx.try_send(Wake::Start);
     loop {
         let why = tokio::select! {
             Some(why) = rx.recv() => why,
+            _ = hup.recv() => Wake::Hangup,
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
         // Wake-ups that queued up while a pass ran are one pass.
         while rx.try_recv().is_ok() {}
-        tracing::info!(why, "wake-up");
-        let (c, s, k) = (config.clone(), schedules.clone(), clock.clone());
+        tracing::info!(?why, "wake-up");
+        let reloaded = {
+            let (current, k) = (setup.clone(), clock.clone());
+            tokio::task::spawn_blocking(move || reload(&current, partial, k.as_ref()))
+                .await
+                .unwrap_or(None)
+        };
+        if let Some(new) = reloaded {
+            for id in ids.drain(..) {
+                let _ = scheduler.remove(&id).await;
+            }
+            ids = add_jobs(&scheduler, &new, &tx).await?;
+            setup = new;
+        }
+        let (c, s, k) = (setup.config.clone(), setup.schedules.clone(), clock.clone());
         let mut pass = tokio::task::spawn_blocking(move || wake(&c, &s, k.as_ref()));
         tokio::select! {
             r = &mut pass => log_pass(r),
@@ -844,6 +965,7 @@ async fn run_loop(
         }
     }
     tracing::info!("stopping");
+    let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;
     Ok(())
 }
