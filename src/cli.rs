@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use chrono::Datelike as _;
 use clap::{Parser, Subcommand};
 use polars::prelude::*;
 
@@ -291,7 +292,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         None => &crate::clock::SystemClock,
     };
     match &cli.command {
-        Command::CheckConfig { config } => check_config(config, out),
+        Command::CheckConfig { config } => check_config(config, clock, out),
         Command::Ingest { config, period } => ingest_cmd(config, period.as_ref(), clock, out),
         Command::Run {
             job,
@@ -984,8 +985,15 @@ fn archive_verify(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitSta
     }
 }
 
-fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+fn check_config(
+    path: &std::path::Path,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
+    for warning in calendar_warnings(&config, clock) {
+        writeln!(out, "WARNING: {warning}").context("writing to stdout")?;
+    }
     let ing = ingest::ingest(&config, None).context("ingesting the inbox")?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(
@@ -1029,6 +1037,49 @@ fn check_config(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatu
     } else {
         ExitStatus::InputError
     })
+}
+
+/// What `check-config` warns of the holidays calendar: none configured
+/// (off-hours then know weekends only), or one that ends before a period
+/// the schedules will check next (that run will wait for it).
+fn calendar_warnings(
+    config: &crate::config::Config,
+    clock: &dyn crate::clock::Clock,
+) -> Vec<String> {
+    use crate::daemon::schedule;
+    let h = &config.rules.holidays;
+    if !h.configured {
+        return vec![
+            "rules.holidays is not set: QUERY_OFF_HOURS knows weekends and office hours, not national holidays or make-up workdays".into(),
+        ];
+    }
+    let known = h.years();
+    let Ok(schedules) = schedule::load(&config.paths.schedules, config.timezone) else {
+        return Vec::new();
+    };
+    let now = clock.now();
+    let mut out = Vec::new();
+    for s in schedules.iter().filter(|s| s.job.needs().calendar) {
+        let Some(next) = s.next_after(now, config.timezone) else {
+            continue;
+        };
+        let period = s
+            .period
+            .period_for(next.with_timezone(&config.timezone).naive_local());
+        let Ok(p) = period.parse::<Period>() else {
+            continue;
+        };
+        for y in p.start.date().year()..=p.last_day().year() {
+            if !known.contains(&y) {
+                out.push(format!(
+                    "the holidays file lists no holiday in {y}; {} of {period} (due {}) will wait for that year's calendar",
+                    s.job.name(),
+                    next.with_timezone(&config.timezone).format("%Y-%m-%d %H:%M")
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// What `check-config` and `ingest` say of each file beyond its counts:

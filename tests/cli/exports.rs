@@ -435,3 +435,66 @@ fn overlapping_exports_count_once_whatever_their_names_and_order() {
         assert_eq!(m[key], m2[key], "{key}");
     }
 }
+
+const HOLIDAYS_2026: &str = "[[holidays]]\ndate = 2026-01-01\nname = \"開國紀念日\"\n";
+
+/// Regression: off-hours checks quietly went wrong at New Year, when the
+/// holidays file did not cover the period checked. Now a run says the
+/// check did not run, the daemon waits for that year's calendar, and
+/// check-config warns before the period comes.
+#[test]
+fn a_year_the_holidays_file_does_not_cover_is_not_checked_and_waited_for() {
+    let schedules = crate::harness::repo().join("schedules");
+    let t = city()
+        .config_replace(
+            "state = \"var/state\"",
+            &format!(
+                "state = \"var/state\"\nschedules = \"{}\"",
+                schedules.display()
+            ),
+        )
+        .config("\n[rules]\nholidays = \"holidays.toml\"\n")
+        .file("holidays.toml", HOLIDAYS_2026)
+        .file(
+            "inbox/query_logs/webir_2027.csv",
+            csv(
+                LOG_HEADER_NO_IP,
+                &log_rows(&[("P101", "2027-01-02 10:00:00", "B200000001")]),
+            ),
+        );
+    // A run over 2027 by hand: off-hours not checked, and why.
+    let out = t.run(&["run", "query-check", "--period", "2027H1", "--no-send"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "NOT CHECKED QUERY_OFF_HOURS: no holidays calendar (rules.holidays): the holidays file lists no holiday in 2027"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!codes(&out.run_dir()).iter().any(|c| c == "QUERY_OFF_HOURS"));
+    // The daemon's sample audit of 2027H1 would wait for the calendar.
+    let config = webir_audit::config::load(&t.config_path()).unwrap();
+    let missing = webir_audit::daemon::missing_inputs(
+        &config,
+        webir_audit::daemon::schedule::JobKind::SampleAudit,
+        "2027H1",
+        &[],
+        &Default::default(),
+    );
+    assert!(
+        missing
+            .iter()
+            .any(|m| m.starts_with("a holidays calendar for 2027")),
+        "{missing:?}"
+    );
+    // check-config, in March 2027, warns of July's run.
+    let out = t.run(&["check-config", "--now", "2027-03-01T09:00:00+08:00"]);
+    assert!(
+        out.stdout.contains(
+            "WARNING: the holidays file lists no holiday in 2027; sample-audit of 2027H1 (due 2027-07-05 08:00) will wait for that year's calendar"
+        ),
+        "{}",
+        out.stdout
+    );
+}
