@@ -112,6 +112,14 @@ pub struct InputRecord {
     pub rows_loaded: usize,
     pub rows_rejected: usize,
     pub rows_skipped: usize,
+    /// Query logs: loaded rows whose record another file also holds, and
+    /// of those the rows left out because the other file's copy counts.
+    pub rows_shared: usize,
+    pub rows_counted_elsewhere: usize,
+    /// Optional columns the file lacks.
+    pub absent_columns: Vec<&'static str>,
+    /// Rosters: the day the export shows and where that date came from.
+    pub snapshot: Option<String>,
 }
 
 impl From<&FileRecord> for InputRecord {
@@ -131,6 +139,12 @@ impl From<&FileRecord> for InputRecord {
             rows_loaded: f.rows_loaded,
             rows_rejected: f.rows_rejected,
             rows_skipped: f.rows_skipped,
+            rows_shared: f.rows_shared,
+            rows_counted_elsewhere: f.rows_counted_elsewhere,
+            absent_columns: f.absent_columns.clone(),
+            snapshot: f
+                .snapshot
+                .map(|s| format!("{} ({})", s.date, s.source.as_str())),
         }
     }
 }
