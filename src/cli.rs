@@ -991,9 +991,6 @@ fn check_config(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
-    for warning in calendar_warnings(&config, clock) {
-        writeln!(out, "WARNING: {warning}").context("writing to stdout")?;
-    }
     let ing = ingest::ingest(&config, None).context("ingesting the inbox")?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(
@@ -1004,6 +1001,9 @@ fn check_config(
             config.agencies.iter().count()
         ),
     )?;
+    for warning in calendar_warnings(&config, clock) {
+        w(out, format!("WARNING: {warning}"))?;
+    }
     w(
         out,
         format!(
