@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::harness::{Output, Test};
+use crate::harness::{Output, Test, findings_per_account, json};
 use crate::mail::parse_all;
 
 /// The roster header as a real WebIR account export has it.
@@ -115,21 +115,14 @@ fn city() -> Test {
 }
 
 fn codes(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            l.trim_start_matches('\u{feff}')
-                .split(',')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
+    findings_per_account(dir)
+        .into_keys()
+        .map(|(code, _)| code)
         .collect()
 }
 
 fn run_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
+    json(dir, "run.json")
 }
 
 fn summary_texts(workbook: &Path) -> Vec<String> {
@@ -295,10 +288,6 @@ fn a_query_log_without_an_ip_column_is_loaded() {
     );
 }
 
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
 /// Two overlapping exports: January–April as CSV, March–June re-saved as
 /// XLSX. March and April are in both; one record is a real repeat inside
 /// the CSV (the same query twice in a second), another inside the XLSX.
@@ -385,7 +374,7 @@ fn sample_audit_of(
         "--no-send",
     ]);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let m = manifest(&out.run_dir());
+    let m = json(&out.run_dir(), "manifest.json");
     (t, out, m)
 }
 

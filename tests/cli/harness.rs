@@ -150,3 +150,31 @@ pub fn repo() -> PathBuf {
 pub fn fixtures() -> PathBuf {
     repo().join("tests/fixtures")
 }
+
+/// A JSON file of a run folder (`manifest.json`, `run.json`, …).
+pub fn json(dir: &Path, name: &str) -> serde_json::Value {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A run's `findings.csv` counted per (code, account id).
+pub fn findings_per_account(dir: &Path) -> std::collections::BTreeMap<(String, String), usize> {
+    let text = std::fs::read_to_string(dir.join("findings.csv")).expect("findings.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .expect("a header")
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let (code, account) = (at("code"), at("account_id"));
+    let mut out = std::collections::BTreeMap::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        *out.entry((f[code].to_owned(), f[account].to_owned()))
+            .or_default() += 1;
+    }
+    out
+}

@@ -68,7 +68,7 @@ impl City {
 }
 
 fn manifest(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+    crate::harness::json(dir, "manifest.json")
 }
 
 fn python_verify(dir: &Path) -> Output {

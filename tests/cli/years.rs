@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::harness::{Output, repo, run_binary_env};
+use crate::harness::{Output, findings_per_account, json, repo, run_binary_env};
 use crate::smtp::Smtp;
 use crate::smtp_delivery::{ENV, arrivals, received};
 
@@ -591,30 +591,6 @@ fn expected_query_findings(h1: bool) -> BTreeMap<(String, String), usize> {
     out
 }
 
-fn findings(dir: &Path) -> BTreeMap<(String, String), usize> {
-    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .collect();
-    let code = header.iter().position(|h| *h == "code").unwrap();
-    let account = header.iter().position(|h| *h == "account_id").unwrap();
-    let mut out = BTreeMap::new();
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        *out.entry((f[code].to_owned(), f[account].to_owned()))
-            .or_default() += 1;
-    }
-    out
-}
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
 fn population_per_account(dir: &Path) -> BTreeMap<String, usize> {
     let tsv = std::fs::read_to_string(dir.join("population.tsv")).unwrap();
     let mut out = BTreeMap::new();
@@ -671,7 +647,7 @@ fn live_year(names: &Names) -> Outcome {
         let runs = y.runs(period, "sample-audit");
         assert_eq!(runs.len(), 1, "{period}: one run");
         let dir = &runs[0];
-        let m = manifest(dir);
+        let m = json(dir, "manifest.json");
         assert_eq!(m["draw_number"], 1, "{period}");
         let expected = records_per_account(h1);
         assert_eq!(
@@ -685,7 +661,7 @@ fn live_year(names: &Names) -> Outcome {
             "{period}"
         );
         assert_eq!(manifest_strata(&m), strata(h1), "{period}: stratum sizes");
-        let got = findings(dir);
+        let got = findings_per_account(dir);
         assert_eq!(
             got,
             expected_query_findings(h1),
@@ -715,7 +691,7 @@ fn live_year(names: &Names) -> Outcome {
     // The January account review: one run for both schedules.
     let reviews = y.runs("as-of-2027-01-10", "account-review");
     assert_eq!(reviews.len(), 1, "one account review on 10 January");
-    let review = findings(&reviews[0]);
+    let review = findings_per_account(&reviews[0]);
     let expected: BTreeMap<(String, String), usize> = [
         // H002 was last used on 10 June: idle by 10 January.
         (("ACCOUNT_IDLE".to_owned(), "H002".to_owned()), 1),
@@ -728,8 +704,7 @@ fn live_year(names: &Names) -> Outcome {
     .into_iter()
     .collect();
     assert_eq!(review, expected, "the account review's findings");
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(reviews[0].join("run.json")).unwrap()).unwrap();
+    let run = json(&reviews[0], "run.json");
     assert_eq!(run["roster_snapshot"], "2026-07-02");
     // July's roster has no password column: that check says it did not run.
     let not_checked = run["not_checked"].as_array().unwrap();
