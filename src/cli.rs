@@ -1092,7 +1092,10 @@ fn file_notes(ing: &Ingested) -> Vec<String> {
         for c in &f.absent_columns {
             let codes = crate::checks::codes_needing(t, c);
             out.push(if codes.is_empty() {
-                format!("{}: no {c} column (optional; no check needs it)", f.path)
+                format!(
+                    "{}: no {c} column (optional; every check runs without it)",
+                    f.path
+                )
             } else {
                 format!(
                     "{}: no {c} column: NOT CHECKED for this file's rows: {}",
@@ -1107,7 +1110,7 @@ fn file_notes(ing: &Ingested) -> Vec<String> {
                 f.path, f.rows_shared, f.rows_counted_elsewhere
             ));
         }
-        if let Some(s) = f.snapshot {
+        if let Some(s) = f.snapshot.filter(|_| t == Table::Roster) {
             out.push(format!(
                 "{}: roster snapshot of {} (date from the {})",
                 f.path,

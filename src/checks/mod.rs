@@ -355,6 +355,10 @@ pub enum Need {
     IdleWindow,
     /// A holidays calendar (`rules.holidays`) for every year of the period.
     Calendar,
+    /// A request-form register exported no earlier than the period's last
+    /// day (its title, file name or modification day), when one is loaded:
+    /// an older one cannot hold the forms of the period's last queries.
+    FormsCover,
 }
 
 /// How far before the review day the query logs may end and idle and
@@ -409,11 +413,15 @@ impl NotChecked {
             .column
             .map(|c| format!("（欄位 {c}）"))
             .unwrap_or_default();
+        // An input error names its file first; the sentence has named it.
+        let detail = self
+            .detail
+            .strip_prefix(&format!("{}: ", self.input))
+            .unwrap_or(&self.detail);
         format!(
-            "未檢核 {codes}：{}，{}{column}；{}",
+            "未檢核 {codes}：{}，{}{column}；{detail}",
             self.why.label(),
             self.input,
-            self.detail
         )
     }
 }
@@ -429,6 +437,8 @@ pub struct InputState {
     /// The first and last day of the loaded query logs, when assessed
     /// (`None` inside: no query log at all).
     pub log_span: Option<Option<(NaiveDate, NaiveDate)>>,
+    /// The newest request-form register's day and its file, if any.
+    pub forms_dated: Option<(NaiveDate, String, &'static str)>,
 }
 
 impl InputState {
@@ -449,6 +459,14 @@ impl InputState {
                     .or_default()
                     .push((f.path.clone(), error.clone())),
                 FileStatus::Loaded => {
+                    if let (Table::RequestForms, Some(s)) = (t, f.snapshot)
+                        && state
+                            .forms_dated
+                            .as_ref()
+                            .is_none_or(|(d, _, _)| s.date > *d)
+                    {
+                        state.forms_dated = Some((s.date, f.path.clone(), s.source.as_str()));
+                    }
                     let used =
                         t != Table::Roster || roster_files.is_none_or(|r| r.contains(&f.path));
                     if used && !f.absent_columns.is_empty() {
@@ -541,6 +559,22 @@ impl InputState {
                                     || "nowhere (none loaded)".to_owned(),
                                     |(a, b)| format!("{a} to {b}")
                                 )
+                            ),
+                        );
+                    }
+                }
+                Need::FormsCover => {
+                    let (Some(p), Some((day, file, source))) = (period, &self.forms_dated) else {
+                        continue;
+                    };
+                    if *day < p.last_day() {
+                        push(
+                            NotCheckedWhy::NotCovered,
+                            file.clone(),
+                            None,
+                            format!(
+                                "the newest request-form register is of {day} (date from its {source}); the period runs to {}, so its later queries would look unexplained",
+                                p.last_day()
                             ),
                         );
                     }

@@ -37,6 +37,7 @@ pub static CHECKS: &[Check] = &[
         needs: &[
             Need::Table(Table::QueryLog),
             Need::Table(Table::RequestForms),
+            Need::FormsCover,
         ],
         run: unexplained,
     },
@@ -84,6 +85,7 @@ pub static CHECKS: &[Check] = &[
             Need::Table(Table::QueryLog),
             Need::Table(Table::Hr),
             Need::Table(Table::RequestForms),
+            Need::FormsCover,
             Need::Column(Table::Hr, "national_id"),
         ],
         run: coworker_lookup,

@@ -129,7 +129,9 @@ pub struct FileRecord {
     /// Query logs: of those, rows left out because another file's copy of
     /// the record is the one counted (see [`overlap`]).
     pub rows_counted_elsewhere: usize,
-    /// Rosters: the day the export shows, and where that date came from.
+    /// Rosters and request-form registers: the day the export shows, and
+    /// where that date came from (a register dated before a period ends
+    /// cannot explain the period's last queries).
     pub snapshot: Option<snapshot::Snapshot>,
 }
 
@@ -346,7 +348,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 rec.rows_rejected = one.rejects.height();
                 rec.rows_skipped = one.skipped;
                 rec.absent_columns = one.absent;
-                if table == Table::Roster {
+                if matches!(table, Table::Roster | Table::RequestForms) {
                     let modified = std::fs::metadata(&path)
                         .and_then(|m| m.modified())
                         .ok()

@@ -361,14 +361,16 @@ fn base(
                     Cell::Int(r.rows_skipped as i64),
                     Cell::Int(r.rows_shared as i64),
                     Cell::Int(r.rows_counted_elsewhere as i64),
-                    r.snapshot.map_or(Cell::Empty, |s| {
-                        Cell::Text(format!(
-                            "{}（{}）{}",
-                            s.date,
-                            s.source.label(),
-                            if used { "，本次採用" } else { "" }
-                        ))
-                    }),
+                    r.snapshot
+                        .filter(|_| r.table == Some(crate::model::Table::Roster))
+                        .map_or(Cell::Empty, |s| {
+                            Cell::Text(format!(
+                                "{}（{}）{}",
+                                s.date,
+                                s.source.label(),
+                                if used { "，本次採用" } else { "" }
+                            ))
+                        }),
                     Cell::Text(r.absent_columns.join(", ")),
                     Cell::Text(r.sha256.clone()),
                 ]

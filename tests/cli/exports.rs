@@ -281,7 +281,7 @@ fn a_query_log_without_an_ip_column_is_loaded() {
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(
-            "query_logs/webir_2026Q1.csv: no client_ip column (optional; no check needs it)"
+            "query_logs/webir_2026Q1.csv: no client_ip column (optional; every check runs without it)"
         ),
         "{}",
         out.stdout
@@ -485,5 +485,43 @@ fn a_year_the_holidays_file_does_not_cover_is_not_checked_and_waited_for() {
         ),
         "{}",
         out.stdout
+    );
+}
+
+/// A request-form register exported in mid-June cannot hold the forms of
+/// late June's queries: without this rule every one of them was reported
+/// as made without a form (high). Now the explanation checks wait for a
+/// register that reaches the period's end.
+#[test]
+fn a_register_exported_before_the_period_ended_does_not_explain_it() {
+    let forms = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\nF1,P101,B200000001,犯罪偵查,偵辦竊盜案,2026-01-10 09:00:00,陳組長,2026-01-10 10:00:00\n";
+    let run = |name: &str| {
+        let t = city()
+            .file(
+                "inbox/query_logs/webir_2026H1.csv",
+                csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+            )
+            .file(&format!("inbox/forms/{name}"), forms);
+        let out = t.run(&["run", "query-check", "--period", "2026H1", "--no-send"]);
+        (t, out)
+    };
+    let (_t, short) = run("紀錄表_1150615.csv");
+    assert_eq!(short.status, 2, "{}{}", short.stdout, short.stderr);
+    assert!(
+        short.stdout.contains("NOT CHECKED QUERY_NO_REQUEST_FORM, QUERY_FORM_NOT_APPROVED, QUERY_APPROVED_AFTER_QUERY, QUERY_FORM_EXPIRED: inputs do not cover it (forms/紀錄表_1150615.csv): the newest request-form register is of 2026-06-15 (date from its file name)"),
+        "{}",
+        short.stdout
+    );
+    assert!(
+        !codes(&short.run_dir())
+            .iter()
+            .any(|c| c == "QUERY_NO_REQUEST_FORM")
+    );
+    let (_t, whole) = run("紀錄表_1150701.csv");
+    assert!(whole.status <= 1, "{}{}", whole.stdout, whole.stderr);
+    assert!(
+        codes(&whole.run_dir())
+            .iter()
+            .any(|c| c == "QUERY_NO_REQUEST_FORM")
     );
 }
