@@ -146,9 +146,20 @@ fn plan(
 ) -> Result<()> {
     let tz = config.timezone;
     let rows = store.ledger_of(s.job.name())?;
+    // The anchor is the last fire time the daemon planned. A run made by
+    // hand is in the ledger at the moment it was made, which is no fire
+    // time: it must not hide fire times the daemon has yet to plan (an
+    // old period re-run by hand in January would otherwise swallow the
+    // January sample audit).
+    let is_fire_time = |t: DateTime<Utc>| {
+        s.fires_between(t - Duration::seconds(1), t, tz)
+            .last()
+            .is_some_and(|f| *f == t)
+    };
     let last = rows
         .iter()
         .filter_map(|r| parse_utc(&r.scheduled_for))
+        .filter(|t| is_fire_time(*t))
         .max();
     let after = last.unwrap_or(first_start - s.max_lateness);
     // A fire time `after` itself was planned already (or is the anchor).

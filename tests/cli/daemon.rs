@@ -434,3 +434,46 @@ fn sighup_reloads_the_config_and_an_invalid_one_is_refused_once() {
     let status = d.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Regression: after `run sample-audit --period 2026H1` by hand on 6 July,
+/// the daemon's next pass drew 2026H1 again (draw 2, a second worksheet to
+/// every officer). The ledger now holds runs made by hand, and the daemon
+/// adopts the period.
+#[test]
+fn a_period_run_by_hand_is_adopted_not_drawn_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    pass(&c, "2026-07-01T10:00:00+08:00");
+    let by_hand = c.run(
+        &[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "31415926535897932384",
+        ],
+        "2026-07-06T10:00:00+08:00",
+    );
+    assert!(by_hand.status <= 1, "{}{}", by_hand.stdout, by_hand.stderr);
+    let sent = smtp.received().len();
+    pass(&c, "2026-07-06T11:00:00+08:00");
+    pass(&c, "2026-07-20T11:00:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+    let note = webir_audit::store::Store::open(&c.config().paths.state)
+        .unwrap()
+        .ledger()
+        .unwrap()[0]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(note.starts_with("run by hand"), "{note}");
+    assert_eq!(run_folders(&c, "2026H1").len(), 1);
+    let draws = webir_audit::store::Store::open(&c.config().paths.state)
+        .unwrap()
+        .draws("2026H1")
+        .unwrap();
+    assert_eq!(draws.len(), 1, "one draw");
+    assert_eq!(smtp.received().len(), sent, "nothing mailed again");
+}
