@@ -421,8 +421,14 @@ fn run_one(
     let now = clock.now();
     match result {
         Ok(dir) => {
+            let withheld = dir.as_deref().map(withheld_checks).unwrap_or_default();
             let dir = dir.map(|d| d.display().to_string());
             store.set_run_state(row.id, "generated", &stamp(now), dir.as_deref(), None)?;
+            if !withheld.is_empty() {
+                // The officers' mail says so at its top; the admin, who
+                // can fix the inputs, is told too.
+                notify(config, store, "withheld", row, s, withheld, now)?;
+            }
             pass.ran.push(k);
         }
         Err(e) => {
@@ -434,6 +440,37 @@ fn run_one(
         }
     }
     Ok(())
+}
+
+/// The checks a finished run withheld because an input failed or fell
+/// short, as sentences (from its `run.json`).
+fn withheld_checks(dir: &Path) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(dir.join("run.json")) else {
+        return Vec::new();
+    };
+    let Ok(run) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    run["not_checked"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["why"] != "column_absent")
+        .map(|n| {
+            let codes: Vec<&str> = n["codes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str())
+                .collect();
+            format!(
+                "{}: {} ({})",
+                codes.join(", "),
+                n["detail"].as_str().unwrap_or(""),
+                n["input"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 /// Keeps a running row's `heartbeat_at` fresh from a thread, until dropped.
@@ -714,6 +751,7 @@ fn notify(
     let title = match what {
         "missed" => "排程逾期未執行",
         "waiting" => "等待匯入資料",
+        "withheld" => "部分檢核未執行",
         _ => "排程工作失敗",
     };
     let m = crate::mail::plain(

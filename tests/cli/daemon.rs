@@ -477,3 +477,35 @@ fn a_period_run_by_hand_is_adopted_not_drawn_again() {
     assert_eq!(draws.len(), 1, "one draw");
     assert_eq!(smtp.received().len(), sent, "nothing mailed again");
 }
+
+/// A scheduled review whose inputs partly failed still goes out (its mail
+/// and summary say what was not checked), and the admin, who can fix the
+/// inputs, is told which checks were withheld and why.
+#[test]
+fn a_scheduled_run_with_a_failed_input_tells_the_admin_what_was_not_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(
+        &smtp,
+        r#"
+[[schedule]]
+job = "password-check"
+cron = "0 0 8 10 1,4,7,10 *"
+period = "previous-quarter"
+"#,
+    );
+    let broken = c
+        .tmp
+        .path()
+        .join("city/inbox/query_logs/webir_querylog_extra.xlsx");
+    std::fs::write(&broken, "PK\u{3}\u{4} cut short").unwrap();
+    pass(&c, "2026-07-10T09:00:00+08:00");
+    assert_eq!(ledger(&c), [row("password-check", "2026Q2", "mailed")]);
+    let told = admin_mail(&smtp, "部分檢核未執行");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("ACCOUNT_IDLE") && told[0].contains("webir_querylog_extra.xlsx"),
+        "{}",
+        told[0]
+    );
+}
