@@ -669,6 +669,21 @@ fn accounts(
     let r_holder = strs(&roster, "holder_name")?;
     let r_role = strs(&roster, "role")?;
     let r_status = strs(&roster, "status")?;
+    // An account only an older roster snapshot lists is not on the roster
+    // any more, whatever status it had there.
+    let r_removed: Vec<Option<bool>> = match roster.column("removed") {
+        Ok(c) => c.bool()?.iter().collect(),
+        Err(_) => vec![None; roster.height()],
+    };
+    let r_snapshot: Vec<Option<String>> = match roster.column(crate::ingest::SNAPSHOT_DATE) {
+        Ok(c) => c
+            .cast(&DataType::String)?
+            .str()?
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
+        Err(_) => vec![None; roster.height()],
+    };
     let mut rows = Vec::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let row = |acct: &str, agency: Option<&str>, holder: Cell, role: Cell, status: Cell| {
@@ -697,7 +712,14 @@ fn accounts(
             r_agency[i],
             text(r_holder[i]),
             label(&ROLE, r_role[i]),
-            label(&ACCOUNT_STATUS, r_status[i]),
+            if r_removed[i] == Some(true) {
+                Cell::Text(format!(
+                    "已自清冊移除（{} 清冊仍列）",
+                    r_snapshot[i].as_deref().unwrap_or("較舊")
+                ))
+            } else {
+                label(&ACCOUNT_STATUS, r_status[i])
+            },
         ));
     }
     // Accounts the log shows but the roster lacks: the officer confirms them too.

@@ -704,6 +704,24 @@ fn live_year(names: &Names) -> Outcome {
     .into_iter()
     .collect();
     assert_eq!(review, expected, "the account review's findings");
+    // The officer's sheet shows P103 as removed, not as an active account.
+    {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut wb: Xlsx<_> = open_workbook(reviews[0].join("reports/KPB.xlsx")).unwrap();
+        let sheet = wb.worksheet_range("帳號清查").unwrap();
+        let p103: Vec<String> = sheet
+            .rows()
+            .find(|r| r.first().is_some_and(|c| c.to_string() == "P103"))
+            .expect("P103 on the sheet")
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert!(
+            p103.iter()
+                .any(|c| c == "已自清冊移除（2026-01-02 清冊仍列）"),
+            "{p103:?}"
+        );
+    }
     let run = json(&reviews[0], "run.json");
     assert_eq!(run["roster_snapshot"], "2026-07-02");
     // July's roster has no password column: that check says it did not run.
