@@ -711,7 +711,7 @@ fn live_year(names: &Names) -> Outcome {
         let sheet = wb.worksheet_range("帳號清查").unwrap();
         let p103: Vec<String> = sheet
             .rows()
-            .find(|r| r.first().is_some_and(|c| c.to_string() == "P103"))
+            .find(|r| r.first().is_some_and(|c| *c == "P103"))
             .expect("P103 on the sheet")
             .iter()
             .map(|c| c.to_string())
