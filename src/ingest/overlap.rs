@@ -30,15 +30,53 @@ pub struct Shared {
 
 const SECOND: &str = "__second";
 const SHA: &str = "__sha";
+const ROW: &str = "__i";
 
 /// Applies the rule to the stacked query log. `sha_of` maps each
 /// `source_file` to its SHA-256.
+///
+/// Only rows that another file could also hold are compared: a row whose
+/// time lies outside every other file's first-to-last span is unique to
+/// its file. Exports are date ranges, so that is a small part of a large
+/// log, and the window expressions run on those rows' identity columns
+/// alone; the log itself is filtered once, by a mask.
 pub fn dedupe(
     log: DataFrame,
     sha_of: &BTreeMap<String, String>,
 ) -> PolarsResult<(DataFrame, BTreeMap<String, Shared>)> {
     if sha_of.len() < 2 || log.height() == 0 {
         return Ok((log, BTreeMap::new()));
+    }
+    let spans = log
+        .clone()
+        .lazy()
+        .group_by([col("source_file")])
+        .agg([
+            col("queried_at").min().alias("from"),
+            col("queried_at").max().alias("to"),
+        ])
+        .sort(["source_file"], SortMultipleOptions::default())
+        .collect()?;
+    let files: Vec<String> = spans
+        .column("source_file")?
+        .str()?
+        .iter()
+        .map(|f| f.unwrap_or_default().to_owned())
+        .collect();
+    let from = spans.column("from")?.clone();
+    let to = spans.column("to")?.clone();
+    let at = |c: &Column, i: usize| -> PolarsResult<Expr> {
+        Ok(lit(Scalar::new(c.dtype().clone(), c.get(i)?.into_static())))
+    };
+    // A row is a candidate when it lies in the span of a file not its own.
+    let mut candidate = lit(false);
+    for (i, f) in files.iter().enumerate() {
+        for (j, _) in files.iter().enumerate().filter(|(j, _)| *j != i) {
+            let inside = col("queried_at")
+                .gt_eq(at(&from, j)?)
+                .and(col("queried_at").lt_eq(at(&to, j)?));
+            candidate = candidate.or(col("source_file").eq(lit(f.as_str())).and(inside));
+        }
     }
     let names: Vec<&str> = sha_of.keys().map(String::as_str).collect();
     let shas: Vec<&str> = sha_of.values().map(String::as_str).collect();
@@ -56,16 +94,21 @@ pub fn dedupe(
         k.push(col("source_file"));
         k
     };
-    let n_in_file = len().over(in_file())?;
-    let original: Vec<Expr> = log
-        .get_column_names()
-        .into_iter()
-        .map(|n| col(n.clone()))
-        .collect();
     let marked = log
+        .clone()
         .lazy()
-        .with_columns([
+        .with_row_index(ROW, None)
+        .filter(candidate)
+        .select([
+            col(ROW),
+            col("account_id"),
             col("queried_at").dt().truncate(lit("1s")).alias(SECOND),
+            col("query_item"),
+            col("subject_id"),
+            col("result"),
+            col("source_file"),
+        ])
+        .with_column(
             col("source_file")
                 .replace_strict(
                     lit(Series::new("f".into(), names)),
@@ -74,9 +117,9 @@ pub fn dedupe(
                     Some(DataType::String),
                 )
                 .alias(SHA),
-        ])
+        )
         .with_columns([
-            n_in_file.alias("__n"),
+            len().over(in_file())?.alias("__n"),
             col("source_file").n_unique().over(key())?.alias("__files"),
         ])
         .with_column(col("__n").max().over(key())?.alias("__max"))
@@ -87,25 +130,28 @@ pub fn dedupe(
                 .over(key())?
                 .alias("__chosen"),
         )
-        .with_columns([
-            col("__files").gt(lit(1u32)).alias("__shared"),
-            col(SHA).eq(col("__chosen")).alias("__keep"),
+        .select([
+            col(ROW),
+            col("source_file"),
+            col("__files").gt(lit(1u32)).alias("shared"),
+            col(SHA).neq(col("__chosen")).alias("elsewhere"),
         ])
+        .filter(col("shared"))
         .collect()?;
     let per_file = marked
         .clone()
         .lazy()
         .group_by([col("source_file")])
         .agg([
-            col("__shared").sum().alias("shared"),
-            col("__keep").not().sum().alias("elsewhere"),
+            len().alias("shared"),
+            col("elsewhere").sum().alias("elsewhere"),
         ])
         .collect()?;
     let mut counts = BTreeMap::new();
-    let files = per_file.column("source_file")?.str()?;
+    let file = per_file.column("source_file")?.str()?;
     let shared = per_file.column("shared")?.cast(&DataType::UInt64)?;
     let elsewhere = per_file.column("elsewhere")?.cast(&DataType::UInt64)?;
-    for ((f, s), e) in files
+    for ((f, s), e) in file
         .iter()
         .zip(shared.u64()?.iter())
         .zip(elsewhere.u64()?.iter())
@@ -120,13 +166,17 @@ pub fn dedupe(
             );
         }
     }
-    let mut lf = marked.lazy();
-    // Nothing shared: every row stays, in its order.
-    if counts.values().any(|c| c.shared > 0) {
-        lf = lf.filter(col("__keep"));
+    if counts.values().all(|c| c.counted_elsewhere == 0) {
+        // Nothing left out: the log stays as it is, not even copied.
+        return Ok((log, counts));
     }
-    let kept = lf.select(original).collect()?;
-    Ok((kept, counts))
+    let mut keep = vec![true; log.height()];
+    let dropped = marked.lazy().filter(col("elsewhere")).collect()?;
+    for i in dropped.column(ROW)?.idx()?.into_no_null_iter() {
+        keep[i as usize] = false;
+    }
+    let mask: BooleanChunked = keep.into_iter().map(Some).collect();
+    Ok((log.filter(&mask)?, counts))
 }
 
 #[cfg(test)]
