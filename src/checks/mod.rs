@@ -434,9 +434,10 @@ pub struct InputState {
     pub failed: BTreeMap<Table, Vec<(String, String)>>,
     /// Per table: files the run uses and the optional columns they lack.
     pub absent: BTreeMap<Table, Vec<(String, Vec<&'static str>)>>,
-    /// The first and last day of the loaded query logs, when assessed
-    /// (`None` inside: no query log at all).
-    pub log_span: Option<Option<(NaiveDate, NaiveDate)>>,
+    /// The stretches of days the loaded query logs cover without a gap
+    /// longer than [`LOG_HOLE_DAYS`] between files, first first, when assessed (empty
+    /// inside: no query log at all).
+    pub log_span: Option<Vec<(NaiveDate, NaiveDate)>>,
     /// The newest request-form register's day and its file, if any.
     pub forms_dated: Option<(NaiveDate, String, &'static str)>,
 }
@@ -480,13 +481,7 @@ impl InputState {
                 FileStatus::Duplicate { .. } => {}
             }
         }
-        let at = query_log
-            .column("queried_at")?
-            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
-        let phys = at.datetime()?.physical().clone();
-        let day =
-            |us: i64| chrono::DateTime::from_timestamp_micros(us).map(|t| t.naive_utc().date());
-        state.log_span = Some(phys.min().and_then(day).zip(phys.max().and_then(day)));
+        state.log_span = Some(log_stretches(query_log)?);
         Ok(state)
     }
 
@@ -544,21 +539,28 @@ impl InputState {
                     }
                 }
                 Need::IdleWindow => {
-                    let Some(span) = self.log_span else { continue };
+                    let Some(stretches) = &self.log_span else {
+                        continue;
+                    };
                     let from = as_of - Duration::days(config.rules.idle_days.into());
                     let to = as_of - Duration::days(LOG_GAP_DAYS);
-                    let covered = span.is_some_and(|(a, b)| a <= from && b >= to);
+                    let covered = stretches.iter().any(|(a, b)| *a <= from && *b >= to);
                     if !covered {
+                        let found = if stretches.is_empty() {
+                            "nowhere (none loaded)".to_owned()
+                        } else {
+                            stretches
+                                .iter()
+                                .map(|(a, b)| format!("{a} to {b}"))
+                                .collect::<Vec<_>>()
+                                .join(", then ")
+                        };
                         push(
                             NotCheckedWhy::NotCovered,
                             Table::QueryLog.inbox_dir().to_owned() + "/",
                             None,
                             format!(
-                                "query logs must run from {from} or earlier to {to} or later; they run {}",
-                                span.map_or_else(
-                                    || "nowhere (none loaded)".to_owned(),
-                                    |(a, b)| format!("{a} to {b}")
-                                )
+                                "query logs must run from {from} or earlier to {to} or later without {LOG_HOLE_DAYS} days missing between exports; they run {found}"
                             ),
                         );
                     }
@@ -601,6 +603,41 @@ impl InputState {
         }
         out
     }
+}
+
+/// Between two query-log files, more days than this without a query is a
+/// missing export, not a quiet spell (exports are monthly or longer, and
+/// their first and last queries are not their first and last days).
+pub const LOG_HOLE_DAYS: i64 = 31;
+
+/// The stretches of days the query log covers: each file's first to last
+/// day, merged where they overlap or lie at most [`LOG_HOLE_DAYS`] apart.
+fn log_stretches(query_log: &DataFrame) -> PolarsResult<Vec<(NaiveDate, NaiveDate)>> {
+    let spans = query_log
+        .clone()
+        .lazy()
+        .group_by([col("source_file")])
+        .agg([
+            col("queried_at").min().dt().date().alias("from"),
+            col("queried_at").max().dt().date().alias("to"),
+        ])
+        .sort(["from", "to"], SortMultipleOptions::default())
+        .collect()?;
+    let days = |name: &str| -> PolarsResult<Vec<Option<NaiveDate>>> {
+        Ok(spans.column(name)?.date()?.as_date_iter().collect())
+    };
+    let mut out: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for (a, b) in days("from")?
+        .into_iter()
+        .zip(days("to")?)
+        .filter_map(|(a, b)| a.zip(b))
+    {
+        match out.last_mut() {
+            Some(last) if a <= last.1 + Duration::days(LOG_HOLE_DAYS) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    Ok(out)
 }
 
 /// The codes of the checks that need `column` of `table` (and so are not

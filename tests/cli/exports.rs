@@ -525,3 +525,38 @@ fn a_register_exported_before_the_period_ended_does_not_explain_it() {
             .any(|c| c == "QUERY_NO_REQUEST_FORM")
     );
 }
+
+/// Logs that start early enough and end late enough can still miss the
+/// middle: with April's and May's exports missing, accounts used only then
+/// would look idle. A hole of more than a month between exports withholds
+/// idle and never-used accounts too.
+#[test]
+fn a_missing_export_in_the_middle_withholds_idle_and_never_used() {
+    let qs = steady_queries();
+    let q1: Vec<Q> = qs.iter().copied().filter(|q| q.1 < "2026-04-01").collect();
+    let june: Vec<Q> = qs.iter().copied().filter(|q| q.1 >= "2026-06-01").collect();
+    let t = city()
+        .file(
+            "inbox/query_logs/webir_2026Q1.csv",
+            csv(LOG_HEADER_NO_IP, &log_rows(&q1)),
+        )
+        .file(
+            "inbox/query_logs/webir_202606.csv",
+            csv(LOG_HEADER_NO_IP, &log_rows(&june)),
+        );
+    let out = t.run(&[
+        "run",
+        "account-review",
+        "--as-of",
+        "2026-07-02",
+        "--no-send",
+    ]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("they run 2026-01-15 to 2026-03-16, then 2026-06-29 to 2026-06-29"),
+        "{}",
+        out.stdout
+    );
+    assert!(!codes(&out.run_dir()).iter().any(|c| c == "ACCOUNT_IDLE"));
+}
