@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::harness::{Output, Test, findings_per_account, json};
+use crate::harness::{Output, Test, findings_per_account, json, write_xlsx};
 use crate::mail::parse_all;
 
 /// The roster header as a real WebIR account export has it.
@@ -38,23 +38,12 @@ fn log_rows(qs: &[Q]) -> Vec<String> {
 
 /// A query log as an XLSX workbook with a title row (a re-saved export).
 fn log_xlsx(path: &Path, qs: &[Q]) {
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    let ws = wb.add_worksheet();
-    ws.write_string(0, 0, "健保WebIR查詢紀錄").unwrap();
-    for (c, h) in LOG_HEADER_NO_IP.split(',').enumerate() {
-        ws.write_string(2, c as u16, h).unwrap();
-    }
-    for (i, (a, t, s)) in qs.iter().enumerate() {
-        let r = 3 + i as u32;
-        for (c, v) in [*a, *t, "投保資料", *s, "犯罪偵查", "成功", "警察局"]
-            .iter()
-            .enumerate()
-        {
-            ws.write_string(r, c as u16, *v).unwrap();
-        }
-    }
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    wb.save(path).unwrap();
+    let header: Vec<&str> = LOG_HEADER_NO_IP.split(',').collect();
+    let rows: Vec<Vec<String>> = log_rows(qs)
+        .iter()
+        .map(|r| r.split(',').map(str::to_owned).collect())
+        .collect();
+    write_xlsx(path, &["健保WebIR查詢紀錄"], &header, &rows);
 }
 
 /// Accounts: a police officer account, two business users of the precinct

@@ -178,3 +178,25 @@ pub fn findings_per_account(dir: &Path) -> std::collections::BTreeMap<(String, S
     }
     out
 }
+
+/// Writes an export as a workbook a person saved: `titles` on the first
+/// rows, a blank row, the header, then the rows (empty cells left empty).
+pub fn write_xlsx(path: &Path, titles: &[&str], header: &[&str], rows: &[Vec<String>]) {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for (r, t) in titles.iter().enumerate() {
+        ws.write_string(r as u32, 0, *t).expect("title");
+    }
+    let at = titles.len() as u32 + 1;
+    for (c, h) in header.iter().enumerate() {
+        ws.write_string(at, c as u16, *h).expect("header");
+    }
+    for (i, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            ws.write_string(at + 1 + i as u32, c as u16, v)
+                .expect("cell");
+        }
+    }
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    wb.save(path).expect("save");
+}

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::harness::{Output, findings_per_account, json, repo, run_binary_env};
+use crate::harness::{Output, findings_per_account, json, repo, run_binary_env, write_xlsx};
 use crate::smtp::Smtp;
 use crate::smtp_delivery::{ENV, arrivals, received};
 
@@ -185,10 +185,6 @@ fn agency_name(account: &str) -> &'static str {
 }
 
 fn log_xlsx(path: &Path, rows: &[Rec]) {
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    let ws = wb.add_worksheet();
-    ws.write_string(0, 0, "健保WebIR查詢紀錄 115/03/01-115/06/30")
-        .unwrap();
     let header = [
         "帳號",
         "查詢時間",
@@ -198,25 +194,28 @@ fn log_xlsx(path: &Path, rows: &[Rec]) {
         "查詢結果",
         "機關",
     ];
-    for (c, h) in header.iter().enumerate() {
-        ws.write_string(2, c as u16, *h).unwrap();
-    }
-    for (i, (a, t, subj)) in rows.iter().enumerate() {
-        let r = 3 + i as u32;
-        let cells = [
-            *a,
-            *t,
-            "投保資料",
-            subj.as_str(),
-            purpose(a),
-            "成功",
-            agency_name(a),
-        ];
-        for (c, v) in cells.iter().enumerate() {
-            ws.write_string(r, c as u16, *v).unwrap();
-        }
-    }
-    wb.save(path).unwrap();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(a, t, subj)| {
+            [
+                *a,
+                *t,
+                "投保資料",
+                subj.as_str(),
+                purpose(a),
+                "成功",
+                agency_name(a),
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        })
+        .collect();
+    write_xlsx(
+        path,
+        &["健保WebIR查詢紀錄 115/03/01-115/06/30"],
+        &header,
+        &rows,
+    );
 }
 
 /// January's roster (CSV, ROC date in the name) and July's (XLSX, date in
@@ -240,10 +239,6 @@ fn roster_january() -> String {
 }
 
 fn roster_july(path: &Path) {
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    let ws = wb.add_worksheet();
-    ws.write_string(0, 0, "健保WebIR 使用者帳號清冊").unwrap();
-    ws.write_string(1, 0, "資料日期：115/07/02").unwrap();
     let header = [
         "帳號",
         "姓名",
@@ -255,10 +250,7 @@ fn roster_july(path: &Path) {
         "建立日期",
         "停用日期",
     ];
-    for (c, h) in header.iter().enumerate() {
-        ws.write_string(3, c as u16, *h).unwrap();
-    }
-    let rows: [[&str; 9]; 6] = [
+    let rows: Vec<Vec<String>> = [
         [
             "P001",
             "王警官",
@@ -325,15 +317,16 @@ fn roster_july(path: &Path) {
             "2025-01-02",
             "",
         ],
-    ];
-    for (i, r) in rows.iter().enumerate() {
-        for (c, v) in r.iter().enumerate() {
-            if !v.is_empty() {
-                ws.write_string(4 + i as u32, c as u16, *v).unwrap();
-            }
-        }
-    }
-    wb.save(path).unwrap();
+    ]
+    .iter()
+    .map(|r| r.map(str::to_owned).to_vec())
+    .collect();
+    write_xlsx(
+        path,
+        &["健保WebIR 使用者帳號清冊", "資料日期：115/07/02"],
+        &header,
+        &rows,
+    );
 }
 
 const HR_HEADER: &str = "員工編號,姓名,機關,人員類別,狀態,生效日期,身分證號\n";
