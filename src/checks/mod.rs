@@ -402,6 +402,9 @@ pub struct NotChecked {
     pub column: Option<&'static str>,
     /// What was wrong, in English (the error, or the span found).
     pub detail: String,
+    /// The same for the people who read reports and mail, in Traditional
+    /// Chinese (an input's own error text is quoted as it is).
+    pub detail_zh: String,
 }
 
 impl NotChecked {
@@ -415,9 +418,9 @@ impl NotChecked {
             .unwrap_or_default();
         // An input error names its file first; the sentence has named it.
         let detail = self
-            .detail
+            .detail_zh
             .strip_prefix(&format!("{}: ", self.input))
-            .unwrap_or(&self.detail);
+            .unwrap_or(&self.detail_zh);
         format!(
             "未檢核 {codes}：{}，{}{column}；{detail}",
             self.why.label(),
@@ -496,13 +499,14 @@ impl InputState {
     ) -> Vec<NotChecked> {
         let codes: Vec<&'static str> = check.codes.iter().map(|c| c.as_str()).collect();
         let mut out = Vec::new();
-        let mut push = |why, input: String, column, detail: String| {
+        let mut push = |why, input: String, column, (detail, detail_zh): (String, String)| {
             out.push(NotChecked {
                 codes: codes.clone(),
                 why,
                 input,
                 column,
                 detail,
+                detail_zh,
             });
         };
         let mut tables: Vec<Table> = Vec::new();
@@ -519,7 +523,7 @@ impl InputState {
                     NotCheckedWhy::InputFailed,
                     file.clone(),
                     None,
-                    error.clone(),
+                    (error.clone(), format!("讀取錯誤：{error}")),
                 );
             }
         }
@@ -533,7 +537,10 @@ impl InputState {
                                 NotCheckedWhy::ColumnAbsent,
                                 file.clone(),
                                 Some(c),
-                                format!("the file has no {c} column"),
+                                (
+                                    format!("the file has no {c} column"),
+                                    format!("檔案無 {c} 欄位"),
+                                ),
                             );
                         }
                     }
@@ -555,12 +562,26 @@ impl InputState {
                                 .collect::<Vec<_>>()
                                 .join(", then ")
                         };
+                        let found_zh = if stretches.is_empty() {
+                            "無任何查詢紀錄".to_owned()
+                        } else {
+                            stretches
+                                .iter()
+                                .map(|(a, b)| format!("{a} 至 {b}"))
+                                .collect::<Vec<_>>()
+                                .join("、")
+                        };
                         push(
                             NotCheckedWhy::NotCovered,
                             Table::QueryLog.inbox_dir().to_owned() + "/",
                             None,
-                            format!(
-                                "query logs must run from {from} or earlier to {to} or later without {LOG_HOLE_DAYS} days missing between exports; they run {found}"
+                            (
+                                format!(
+                                    "query logs must run from {from} or earlier to {to} or later without {LOG_HOLE_DAYS} days missing between exports; they run {found}"
+                                ),
+                                format!(
+                                    "判斷閒置及從未使用須有 {from} 以前至 {to} 以後、中間未缺逾 {LOG_HOLE_DAYS} 日之查詢紀錄；現有紀錄期間為 {found_zh}"
+                                ),
                             ),
                         );
                     }
@@ -574,9 +595,15 @@ impl InputState {
                             NotCheckedWhy::NotCovered,
                             file.clone(),
                             None,
-                            format!(
-                                "the newest request-form register is of {day} (date from its {source}); the period runs to {}, so its later queries would look unexplained",
-                                p.last_day()
+                            (
+                                format!(
+                                    "the newest request-form register is of {day} (date from its {source}); the period runs to {}, so its later queries would look unexplained",
+                                    p.last_day()
+                                ),
+                                format!(
+                                    "最新之查詢申請紀錄表清冊日期為 {day}，早於期間末日 {}，其後之查詢將誤判為無紀錄表；請匯入涵蓋至期末之清冊",
+                                    p.last_day()
+                                ),
                             ),
                         );
                     }
@@ -594,7 +621,10 @@ impl InputState {
                                 NotCheckedWhy::NoCalendar,
                                 "rules.holidays".to_owned(),
                                 None,
-                                format!("the holidays file lists no holiday in {y}"),
+                                (
+                                    format!("the holidays file lists no holiday in {y}"),
+                                    format!("國定假日檔未列 {y} 年之假日，請補入該年行事曆"),
+                                ),
                             );
                         }
                     }
