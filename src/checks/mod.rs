@@ -416,15 +416,11 @@ impl NotChecked {
             .column
             .map(|c| format!("（欄位 {c}）"))
             .unwrap_or_default();
-        // An input error names its file first; the sentence has named it.
-        let detail = self
-            .detail_zh
-            .strip_prefix(&format!("{}: ", self.input))
-            .unwrap_or(&self.detail_zh);
         format!(
-            "未檢核 {codes}：{}，{}{column}；{detail}",
+            "未檢核 {codes}：{}，{}{column}；{}",
             self.why.label(),
             self.input,
+            self.detail_zh
         )
     }
 }
@@ -523,7 +519,13 @@ impl InputState {
                     NotCheckedWhy::InputFailed,
                     file.clone(),
                     None,
-                    (error.clone(), format!("讀取錯誤：{error}")),
+                    (
+                        error.clone(),
+                        format!(
+                            "讀取錯誤：{}",
+                            error.strip_prefix(&format!("{file}: ")).unwrap_or(error)
+                        ),
+                    ),
                 );
             }
         }
