@@ -457,12 +457,7 @@ fn report_run(
             format!(
                 "NOT CHECKED {}: {} ({}{}): {}",
                 n.codes.join(", "),
-                match n.why {
-                    crate::checks::NotCheckedWhy::InputFailed => "input failed",
-                    crate::checks::NotCheckedWhy::ColumnAbsent => "column absent",
-                    crate::checks::NotCheckedWhy::NotCovered => "inputs do not cover it",
-                    crate::checks::NotCheckedWhy::NoCalendar => "no holidays calendar",
-                },
+                n.why.phrase(),
                 n.input,
                 n.column
                     .map(|c| format!(", column {c}"))
@@ -472,7 +467,7 @@ fn report_run(
         )?;
     }
     write_rejects(&outcome.ingested, out)?;
-    record_by_hand(config, &outcome.dir, clock)?;
+    record_by_hand(config, outcome, clock)?;
     if send {
         drain_outbox(config, clock, out)?;
     }
@@ -490,31 +485,23 @@ fn report_run(
     })
 }
 
-/// Puts a run made by hand into the daemon's ledger (job and period from
-/// its folder, `<period>/<job>/<id>`), so the daemon adopts the period
-/// instead of running it again. Query checks are not a scheduled duty.
+/// Puts a run made by hand into the daemon's ledger, so the daemon adopts
+/// the period instead of running it again. Query checks are not a
+/// scheduled duty.
 fn record_by_hand(
     config: &crate::config::Config,
-    dir: &std::path::Path,
+    outcome: &crate::jobs::RunOutcome,
     clock: &dyn crate::clock::Clock,
 ) -> anyhow::Result<()> {
-    let name = |p: Option<&std::path::Path>| {
-        p.and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-    };
-    let job_dir = dir.parent();
-    let (Some(job), Some(period)) = (name(job_dir), name(job_dir.and_then(|j| j.parent()))) else {
-        return Ok(());
-    };
-    if crate::daemon::schedule::JobKind::parse(&job).is_none() {
+    if crate::daemon::schedule::JobKind::parse(outcome.job).is_none() {
         return Ok(());
     }
     let mut store = crate::store::Store::open(&config.paths.state)?;
     store.record_manual_run(
-        &job,
-        &period,
+        outcome.job,
+        &outcome.period,
         &crate::mail::outbox::stamp(clock.now()),
-        &dir.display().to_string(),
+        &outcome.dir.display().to_string(),
     )?;
     Ok(())
 }
@@ -1098,7 +1085,7 @@ fn file_notes(ing: &Ingested) -> Vec<String> {
                 )
             } else {
                 format!(
-                    "{}: no {c} column: NOT CHECKED for this file's rows: {}",
+                    "{}: no {c} column: NOT CHECKED while this file is used: {}",
                     f.path,
                     codes.join(", ")
                 )
@@ -1128,19 +1115,10 @@ fn ingest_cmd(
     clock: &dyn crate::clock::Clock,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    use crate::ingest::snapshot::{Reference, chosen};
+    use crate::ingest::snapshot::Reference;
     let config = config::load(path)?;
     let ing = ingest::ingest(&config, period).context("ingesting the inbox")?;
-    let reference = match period {
-        Some(p) => Reference::PeriodEnd(p.last_day()),
-        None => Reference::Day(clock.local(config.timezone).date()),
-    };
-    let dates: Vec<chrono::NaiveDate> = ing
-        .files
-        .iter()
-        .filter(|f| f.status == FileStatus::Loaded)
-        .filter_map(|f| f.snapshot.map(|s| s.date))
-        .collect();
+    let reference = Reference::of(period, clock.local(config.timezone).date());
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     if let Some(p) = period {
         w(
@@ -1209,7 +1187,7 @@ fn ingest_cmd(
     for line in file_notes(&ing) {
         w(out, format!("  {line}"))?;
     }
-    if let Some(d) = chosen(&dates, reference) {
+    if let Some(d) = ing.roster_snapshot(reference) {
         let what = match reference {
             Reference::PeriodEnd(last) => format!("a run over the period ending {last}"),
             Reference::Day(day) => format!("an account review as of {day}"),

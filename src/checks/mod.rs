@@ -381,6 +381,16 @@ pub enum NotCheckedWhy {
 }
 
 impl NotCheckedWhy {
+    /// For the terminal and logs.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            NotCheckedWhy::InputFailed => "input failed",
+            NotCheckedWhy::ColumnAbsent => "column absent",
+            NotCheckedWhy::NotCovered => "inputs do not cover it",
+            NotCheckedWhy::NoCalendar => "no holidays calendar",
+        }
+    }
+
     /// For reports and mail.
     pub fn label(self) -> &'static str {
         match self {

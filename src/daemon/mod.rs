@@ -420,9 +420,14 @@ fn run_one(
     let k = key(&row.job, &row.period);
     let now = clock.now();
     match result {
-        Ok(dir) => {
-            let withheld = dir.as_deref().map(withheld_checks).unwrap_or_default();
-            let dir = dir.map(|d| d.display().to_string());
+        Ok(done) => {
+            let withheld: Vec<String> = done
+                .iter()
+                .flat_map(|o| &o.not_checked)
+                .filter(|n| n.why != crate::checks::NotCheckedWhy::ColumnAbsent)
+                .map(|n| format!("{}: {} ({})", n.codes.join(", "), n.detail, n.input))
+                .collect();
+            let dir = done.map(|o| o.dir.display().to_string());
             store.set_run_state(row.id, "generated", &stamp(now), dir.as_deref(), None)?;
             if !withheld.is_empty() {
                 // The officers' mail says so at its top; the admin, who
@@ -440,37 +445,6 @@ fn run_one(
         }
     }
     Ok(())
-}
-
-/// The checks a finished run withheld because an input failed or fell
-/// short, as sentences (from its `run.json`).
-fn withheld_checks(dir: &Path) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(dir.join("run.json")) else {
-        return Vec::new();
-    };
-    let Ok(run) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return Vec::new();
-    };
-    run["not_checked"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|n| n["why"] != "column_absent")
-        .map(|n| {
-            let codes: Vec<&str> = n["codes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.as_str())
-                .collect();
-            format!(
-                "{}: {} ({})",
-                codes.join(", "),
-                n["detail"].as_str().unwrap_or(""),
-                n["input"].as_str().unwrap_or("")
-            )
-        })
-        .collect()
 }
 
 /// Keeps a running row's `heartbeat_at` fresh from a thread, until dropped.
@@ -511,13 +485,13 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Does the job of `row`; the run folder, for jobs that make one.
+/// Does the job of `row`; the run, for jobs that make one.
 fn execute(
     config: &Config,
     job: JobKind,
     row: &LedgerRow,
     clock: &dyn Clock,
-) -> Result<Option<PathBuf>> {
+) -> Result<Option<crate::jobs::RunOutcome>> {
     let period = || -> Result<crate::period::Period> { Ok(row.period.parse()?) };
     // A draw the daemon made for a run that was interrupted before it
     // finished is followed by one more (numbered, announced); otherwise a
@@ -527,27 +501,20 @@ fn execute(
         .as_deref()
         .is_some_and(|e| e.starts_with(INTERRUPTED));
     Ok(match job {
-        JobKind::SampleAudit => Some(
-            crate::jobs::sample_audit(config, &period()?, None, redraw, clock)?
-                .run
-                .dir,
-        ),
-        JobKind::AccountReview | JobKind::PasswordCheck => Some(
-            crate::jobs::run(
-                config,
-                crate::checks::Job::AccountReview,
-                None,
-                Some(as_of(config, row)),
-                clock,
-            )?
-            .dir,
-        ),
-        JobKind::InternalAudit => Some(crate::jobs::internal_audit(config, &period()?, clock)?.dir),
-        JobKind::ExternalAudit => Some(
-            crate::jobs::external_audit(config, &period()?, None, redraw, clock)?
-                .0
-                .dir,
-        ),
+        JobKind::SampleAudit => {
+            Some(crate::jobs::sample_audit(config, &period()?, None, redraw, clock)?.run)
+        }
+        JobKind::AccountReview | JobKind::PasswordCheck => Some(crate::jobs::run(
+            config,
+            crate::checks::Job::AccountReview,
+            None,
+            Some(as_of(config, row)),
+            clock,
+        )?),
+        JobKind::InternalAudit => Some(crate::jobs::internal_audit(config, &period()?, clock)?),
+        JobKind::ExternalAudit => {
+            Some(crate::jobs::external_audit(config, &period()?, None, redraw, clock)?.0)
+        }
         JobKind::Retention => {
             crate::jobs::retention(config, clock)?;
             None
@@ -885,9 +852,10 @@ fn reload(current: &Setup, partial: bool, clock: &dyn Clock) -> Option<Setup> {
 fn alert_invalid_config(config: &Config, problem: &str, clock: &dyn Clock) -> Result<()> {
     use sha2::{Digest, Sha256};
     let key = hex::encode(Sha256::digest(problem.as_bytes()));
-    let body = format!(
-        "webir-audit 的設定檔或排程檔已修改，但新設定無效，系統繼續使用先前之有效設定。\n\n問題：\n{problem}\n\n請修正後存檔（或執行 webir-audit check-config 檢查）；daemon 會於下次喚醒或收到 SIGHUP 時重新載入。\n"
-    );
+    let body = config.templates.render(
+        "daemon.txt.j2",
+        &serde_json::json!({ "what": "config-invalid", "details": [problem] }),
+    )?;
     let m = crate::mail::plain(
         config,
         &format!("config-invalid:{key}"),

@@ -141,7 +141,6 @@ pub const SNAPSHOT_DATE: &str = "snapshot_date";
 /// Which roster snapshot a run used (see [`snapshot`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RosterUse {
-    pub reference: snapshot::Reference,
     /// The snapshot's day.
     pub date: chrono::NaiveDate,
     /// Its files.
@@ -191,13 +190,7 @@ impl Ingested {
     /// boolean `removed` column.
     pub fn resolve_roster(&mut self, reference: snapshot::Reference) -> PolarsResult<()> {
         let roster = self.tables.remove(&Table::Roster).unwrap_or_default();
-        let dates: Vec<chrono::NaiveDate> = self
-            .files
-            .iter()
-            .filter(|f| f.table == Some(Table::Roster) && f.status == FileStatus::Loaded)
-            .filter_map(|f| f.snapshot.map(|s| s.date))
-            .collect();
-        let Some(date) = snapshot::chosen(&dates, reference) else {
+        let Some(date) = self.roster_snapshot(reference) else {
             let roster = roster
                 .lazy()
                 .with_column(lit(false).alias("removed"))
@@ -218,19 +211,32 @@ impl Ingested {
             .get(0)
             .unwrap_or(0) as usize;
         self.roster_use = Some(RosterUse {
-            reference,
             date,
             files: self
-                .files
-                .iter()
+                .loaded_rosters()
                 .filter(|f| f.snapshot.is_some_and(|s| s.date == date))
-                .filter(|f| f.status == FileStatus::Loaded)
                 .map(|f| f.path.clone())
                 .collect(),
             removed_accounts: removed,
         });
         self.tables.insert(Table::Roster, resolved);
         Ok(())
+    }
+
+    fn loaded_rosters(&self) -> impl Iterator<Item = &FileRecord> {
+        self.files
+            .iter()
+            .filter(|f| f.table == Some(Table::Roster) && f.status == FileStatus::Loaded)
+    }
+
+    /// The day of the roster snapshot a run on `reference` uses, if any
+    /// roster loaded.
+    pub fn roster_snapshot(&self, reference: snapshot::Reference) -> Option<chrono::NaiveDate> {
+        let dates: Vec<chrono::NaiveDate> = self
+            .loaded_rosters()
+            .filter_map(|f| f.snapshot.map(|s| s.date))
+            .collect();
+        snapshot::chosen(&dates, reference)
     }
 
     pub fn is_clean(&self) -> bool {

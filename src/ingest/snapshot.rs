@@ -171,6 +171,16 @@ pub enum Reference {
     PeriodEnd(NaiveDate),
 }
 
+impl Reference {
+    /// The reference of a run over `period`, else of a review as of `day`.
+    pub fn of(period: Option<&crate::period::Period>, day: NaiveDate) -> Reference {
+        match period {
+            Some(p) => Reference::PeriodEnd(p.last_day()),
+            None => Reference::Day(day),
+        }
+    }
+}
+
 /// Which snapshot date a run uses among `dates` (see the module doc).
 pub fn chosen(dates: &[NaiveDate], reference: Reference) -> Option<NaiveDate> {
     match reference {
@@ -192,9 +202,13 @@ pub fn chosen(dates: &[NaiveDate], reference: Reference) -> Option<NaiveDate> {
 /// `day`: every row of the chosen snapshot, and for accounts it lacks, the
 /// rows of the newest older snapshot that has them, with `removed` true.
 /// Snapshots newer than the chosen one are not used. Rows keep their input
-/// order, so a single snapshot comes back unchanged (plus `removed`).
+/// order, so a single snapshot comes back unchanged (plus `removed`). A
+/// row of a file without a date (its modification time could not be read)
+/// counts as part of the chosen snapshot rather than be dropped.
 pub fn resolve(roster: LazyFrame, use_date: NaiveDate) -> PolarsResult<LazyFrame> {
-    let usable = roster.filter(col("snapshot_date").lt_eq(lit(use_date)));
+    let usable = roster
+        .with_column(col("snapshot_date").fill_null(lit(use_date).cast(DataType::Date)))
+        .filter(col("snapshot_date").lt_eq(lit(use_date)));
     let newest_per_account = col("snapshot_date").max().over([col("account_id")])?;
     Ok(usable
         .filter(col("snapshot_date").eq(newest_per_account))

@@ -26,11 +26,6 @@ use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
 use crate::sampling::spec::{SPEC_VERSION, Seed, ticket, ticket_hex};
 use crate::store::Store;
 
-/// The last day of a period.
-fn last_day(period: &Period) -> NaiveDate {
-    period.last_day()
-}
-
 /// Queries of the period per unit.
 fn queries_per_unit(
     config: &Config,
@@ -301,7 +296,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     // As of the period's last day, or today while the period runs.
-    let day = last_day(period).min(started.date());
+    let day = period.last_day().min(started.date());
     let accounts = super::run_checks(
         config,
         &ingested,
@@ -414,7 +409,7 @@ pub fn external_audit(
         "external-audit",
         redraw,
     )?;
-    let day = last_day(period).min(started.date());
+    let day = period.last_day().min(started.date());
     let mut ingested = super::ingest_inbox(config, Reference::Day(day))?;
     let hb = config.agencies.health_bureau().id.clone();
     let mut candidates: Vec<String> = config

@@ -46,6 +46,10 @@ impl Job {
 #[derive(Debug)]
 pub struct RunOutcome {
     pub dir: PathBuf,
+    /// The job and period as `run.json` names them (`sample-audit`,
+    /// `2026H1`; `account-review`, `as-of-2026-07-02`).
+    pub job: &'static str,
+    pub period: String,
     pub findings: DataFrame,
     /// The ingest manifest and rejects; its tables were moved into the
     /// checks (see `take_tables`) and are empty here.
@@ -103,11 +107,7 @@ pub fn run(
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
-    let reference = match &period {
-        Some(p) => Reference::PeriodEnd(p.last_day()),
-        None => Reference::Day(as_of),
-    };
-    let mut ingested = ingest_inbox(config, reference)?;
+    let mut ingested = ingest_inbox(config, Reference::of(period.as_ref(), as_of))?;
     let period_id = match &period {
         Some(p) => p.id.clone(),
         None => format!("as-of-{as_of}"),
@@ -485,6 +485,8 @@ fn record_run(
     archive::write_json(&record, &dir.join("run.json"))?;
     Ok(RunOutcome {
         dir,
+        job: spec.name,
+        period: record.period,
         findings,
         ingested,
         worst,

@@ -707,20 +707,32 @@ fn accounts(
         if !seen.insert(a) {
             continue;
         }
-        rows.push(row(
-            a,
-            r_agency[i],
-            text(r_holder[i]),
-            label(&ROLE, r_role[i]),
-            if r_removed[i] == Some(true) {
+        if r_removed[i] == Some(true) {
+            let mut r = row(
+                a,
+                r_agency[i],
+                text(r_holder[i]),
+                label(&ROLE, r_role[i]),
                 Cell::Text(format!(
                     "已自清冊移除（{} 清冊仍列）",
                     r_snapshot[i].as_deref().unwrap_or("較舊")
-                ))
-            } else {
-                label(&ACCOUNT_STATUS, r_status[i])
-            },
-        ));
+                )),
+            );
+            // Off the roster already: what is left is to make sure WebIR
+            // has it revoked too (point 6(2)), not to keep it.
+            if let Some(last) = r.last_mut() {
+                *last = Cell::from("停用");
+            }
+            rows.push(r);
+        } else {
+            rows.push(row(
+                a,
+                r_agency[i],
+                text(r_holder[i]),
+                label(&ROLE, r_role[i]),
+                label(&ACCOUNT_STATUS, r_status[i]),
+            ));
+        }
     }
     // Accounts the log shows but the roster lacks: the officer confirms them too.
     for i in 0..findings.height() {
