@@ -129,6 +129,14 @@ struct InputColumns<'a> {
 
 /// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
 /// as many as Excel's row limit needs. Returns the sheets' names.
+/// The height of a row holding `text` wrapped in `width` characters.
+fn wrapped_height(text: &str, width: usize) -> f64 {
+    let lines = display_width(text)
+        .div_ceil(width.saturating_sub(2).max(1))
+        .max(1);
+    16.0 * lines as f64
+}
+
 /// The checks that did not run, below the input files on 資料品質.
 fn not_checked_block(
     wb: &mut Workbook,
@@ -343,7 +351,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     let mut row = 2;
     for w in &m.warnings {
         ws.merge_range(row, 0, row, 3, w, &st.warning)?;
-        ws.set_row_height(row, 32)?;
+        ws.set_row_height(row, wrapped_height(w, 36 + 80 + 10 + 8))?;
         row += 1;
     }
     if !m.warnings.is_empty() {
@@ -405,13 +413,16 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     }
     ws.write_string_with_format(row, 0, "資料品質", &st.label)?;
     ws.write_string_with_format(row, 1, &m.quality, &st.wrap)?;
+    // Neither Excel nor LibreOffice grows a row for wrapped text it did
+    // not lay out itself: give the line the height it needs to print.
+    ws.set_row_height(row, wrapped_height(&m.quality, 80))?;
     row += 2;
 
     // Charts; their data is on the 圖表資料 sheet, written after this one.
     let sev = &m.severity_by_agency;
     if !sev.rows.is_empty() {
         let data = CHART_DATA;
-        let end = 1 + sev.rows.len() as u32;
+        let (end, top) = chart_rows(m);
         let mut chart = Chart::new(ChartType::ColumnStacked);
         chart.title().set_name("各機關發現件數（依嚴重度）");
         for s in 1..sev.headers.len() as u16 {
@@ -425,7 +436,6 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         row += 16;
         let q = &m.queries_by_month;
         if !q.rows.is_empty() && q.headers.len() > 1 {
-            let top = end + 2;
             let end2 = top + q.rows.len() as u32;
             let mut chart = Chart::new(ChartType::Line);
             chart.title().set_name("各機關每月查詢次數");
@@ -448,6 +458,15 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
 /// The sheet holding the summary charts' numbers.
 const CHART_DATA: &str = "圖表資料";
 
+/// Where the blocks of 圖表資料 are (0-based rows): the findings block's
+/// header is row 0 and its last data row is the first value returned; the
+/// monthly block's header is the second, after one blank row. The charts
+/// and the sheet both take their rows from here.
+fn chart_rows(m: &ReportModel) -> (u32, u32) {
+    let last = m.severity_by_agency.rows.len() as u32;
+    (last, last + 2)
+}
+
 fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
     if m.severity_by_agency.rows.is_empty() {
         return Ok(());
@@ -455,9 +474,10 @@ fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), Xls
     let ws = wb.add_worksheet();
     ws.set_name(CHART_DATA)?;
     ws.set_column_width(0, 40)?;
-    let end = write_block(ws, 0, 0, &m.severity_by_agency, st)?;
+    let (_, months) = chart_rows(m);
+    write_block(ws, 0, 0, &m.severity_by_agency, st)?;
     if !m.queries_by_month.rows.is_empty() {
-        write_block(ws, end + 1, 0, &m.queries_by_month, st)?;
+        write_block(ws, months, 0, &m.queries_by_month, st)?;
     }
     Ok(())
 }

@@ -976,3 +976,86 @@ fn external_audit_draws_units_reproducibly() {
         );
     }
 }
+
+/// A1-style `$B$9` or `$A$10:$A$15` (after the sheet name) as 0-based
+/// `(row, col)` corners.
+fn a1_range(f: &str) -> ((u32, u32), (u32, u32)) {
+    let cell = |s: &str| -> (u32, u32) {
+        let s = s.replace('$', "");
+        let letters: String = s.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        let col = letters
+            .bytes()
+            .fold(0u32, |n, b| n * 26 + u32::from(b - b'A' + 1))
+            - 1;
+        let row: u32 = s[letters.len()..].parse().unwrap();
+        (row - 1, col)
+    };
+    let refs = f.rsplit('!').next().unwrap();
+    match refs.split_once(':') {
+        Some((a, b)) => (cell(a), cell(b)),
+        None => (cell(refs), cell(refs)),
+    }
+}
+
+/// Regression (reported with the sample city's workbooks): in the
+/// 各機關每月查詢次數 chart the series were named after January's counts
+/// ("35", "41"), January was missing and a slot was empty; the
+/// findings-per-agency chart had an empty trailing category. Every series
+/// must be named by its column's header and span exactly the data rows of
+/// its block on 圖表資料.
+#[test]
+fn chart_series_are_named_by_their_headers_and_span_their_data() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let path = dir.join("reports/KHB.xlsx");
+    let (_, sheets) = read(&path);
+    let data = &sheets["圖表資料"];
+    let cell = |(r, c): (u32, u32)| -> String {
+        data.get(r as usize)
+            .and_then(|row| row.get(c as usize))
+            .map(text)
+            .unwrap_or_default()
+    };
+    let charts: Vec<String> = members(&path)
+        .into_iter()
+        .filter(|m| m.starts_with("xl/charts/chart"))
+        .collect();
+    assert_eq!(charts.len(), 2, "{charts:?}");
+    let mut months_seen = false;
+    for member in charts {
+        let x = xml(&path, &member);
+        for ser in x.split("<c:ser>").skip(1) {
+            let refs: Vec<&str> = ser
+                .split("<c:f>")
+                .skip(1)
+                .map(|s| s.split("</c:f>").next().unwrap())
+                .collect();
+            assert_eq!(refs.len(), 3, "name, categories, values: {refs:?}");
+            let (name, _) = a1_range(refs[0]);
+            let (cat_from, cat_to) = a1_range(refs[1]);
+            let (val_from, val_to) = a1_range(refs[2]);
+            // The name is the header cell right above the first value.
+            assert_eq!(name.0 + 1, val_from.0, "{member}: {refs:?}");
+            let header = cell(name);
+            assert!(
+                !header.is_empty() && header.parse::<f64>().is_err(),
+                "{member}: series named {header:?} ({refs:?})"
+            );
+            assert_eq!((cat_from.0, cat_to.0), (val_from.0, val_to.0), "{refs:?}");
+            // Every category is filled, and the row after the last is not
+            // data of this block.
+            for r in cat_from.0..=cat_to.0 {
+                assert!(!cell((r, 0)).is_empty(), "{member}: empty category row {r}");
+            }
+            assert!(
+                cell((cat_to.0 + 1, 0)).is_empty(),
+                "{member}: {refs:?} stops early"
+            );
+            if cell((cat_from.0, 0)) == "2026-01" {
+                months_seen = true;
+                assert_eq!(cell((cat_to.0, 0)), "2026-06", "{refs:?}");
+            }
+        }
+    }
+    assert!(months_seen, "the monthly chart starts in January");
+}
