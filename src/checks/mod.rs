@@ -396,7 +396,7 @@ impl NotCheckedWhy {
         match self {
             NotCheckedWhy::InputFailed => "輸入檔案讀取失敗",
             NotCheckedWhy::ColumnAbsent => "輸入檔案缺少所需欄位",
-            NotCheckedWhy::NotCovered => "查詢紀錄未涵蓋檢核期間",
+            NotCheckedWhy::NotCovered => "輸入資料未涵蓋檢核期間",
             NotCheckedWhy::NoCalendar => "行事曆（國定假日）未涵蓋檢核期間",
         }
     }
