@@ -1059,3 +1059,81 @@ fn chart_series_are_named_by_their_headers_and_span_their_data() {
     }
     assert!(months_seen, "the monthly chart starts in January");
 }
+
+/// One fixed-seed sample audit's run folder, pinned: every file's name,
+/// the SHA-256 of every CSV, TSV and JSON (with the temporary folder's
+/// path written as `<ROOT>`), the cell values of every workbook, what the
+/// terminal printed and what the outbox holds. A restructuring of the
+/// run layer must leave all of it as it was;
+/// `UPDATE_GOLDEN=1 cargo test golden` rewrites it after a deliberate
+/// change.
+#[test]
+fn sample_audit_run_folder_matches_its_golden_file() {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| -> String {
+        Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    };
+    let city = City::new();
+    let root = city.tmp.path().to_str().unwrap().to_owned();
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap();
+    let now = "2026-07-05T08:00:00+08:00";
+    let out = run_binary(
+        &[
+            "--now", now, "run", "sample-audit", "--period", "2026H1", "--seed", SEED, "--config",
+            config,
+        ],
+        city.tmp.path(),
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let dir = out.run_dir();
+    let unroot = |s: &str| s.replace(&root, "<ROOT>");
+    let mut got = format!("# stdout\n{}\n", unroot(&out.stdout));
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    got.push_str(&format!("# files of {}\n", unroot(&dir.display().to_string())));
+    for f in &files {
+        let rel = f.strip_prefix(&dir).unwrap().display().to_string();
+        let what = if rel.ends_with(".xlsx") {
+            format!("cells sha256 {}", hex(dump(f).as_bytes()))
+        } else if rel == "SHA256SUMS" {
+            // It holds the workbooks' bytes, which carry their write time.
+            "seal".to_owned()
+        } else {
+            let text = unroot(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+            format!("sha256 {}", hex(text.as_bytes()))
+        };
+        got.push_str(&format!("{rel}  {what}\n"));
+    }
+    let outbox = run_binary(&["outbox", "list", "--config", config], city.tmp.path());
+    got.push_str(&format!("# outbox\n{}", unroot(&outbox.stdout)));
+    let file = repo().join("tests/golden/sample-audit-run.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&file).unwrap_or_default();
+    if got != want {
+        let line = got
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "sample-audit-run.txt differs at line {}:\n  now:    {:?}\n  golden: {:?}\n(UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
+            line + 1,
+            got.lines().nth(line),
+            want.lines().nth(line)
+        );
+    }
+}
