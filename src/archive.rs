@@ -14,32 +14,126 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::ingest::{FileRecord, FileStatus};
+use crate::job::Job;
+use crate::period::RunPeriod;
+use crate::sampling::manifest::Manifest;
 
-/// Creates a fresh run folder: `base/<period>/<job>/<run-id>`, where the
-/// run id is the local start time, suffixed `-2`, `-3`… if taken.
-pub fn create_run_dir(
-    base: &Path,
-    period: &str,
-    job: &str,
-    started: chrono::NaiveDateTime,
-) -> Result<PathBuf> {
-    let parent = base.join(period).join(job);
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let stem = started.format("%Y%m%dT%H%M%S").to_string();
-    for n in 1.. {
-        let id = if n == 1 {
-            stem.clone()
-        } else {
-            format!("{stem}-{n}")
-        };
-        let dir = parent.join(&id);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
-        }
+/// A run folder: `<archive>/<period>/<job>/<run id>`, the run id being
+/// the local start time (`20260705T080000`, suffixed `-2`, `-3`… if
+/// taken). The one type that builds and reads these paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFolder {
+    pub period: RunPeriod,
+    pub job: Job,
+    pub id: String,
+    /// The folder itself.
+    pub dir: PathBuf,
+}
+
+impl RunFolder {
+    /// Where `job`'s runs of `period` are.
+    pub fn parent(base: &Path, period: &RunPeriod, job: Job) -> PathBuf {
+        base.join(period.to_string())
+            .join(job.folder().unwrap_or(job).name())
     }
-    unreachable!("an unbounded range always yields")
+
+    /// Creates a fresh run folder for `job` over `period`.
+    pub fn create(
+        base: &Path,
+        period: &RunPeriod,
+        job: Job,
+        started: chrono::NaiveDateTime,
+    ) -> Result<RunFolder> {
+        let parent = RunFolder::parent(base, period, job);
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let stem = started.format("%Y%m%dT%H%M%S").to_string();
+        for n in 1.. {
+            let id = if n == 1 {
+                stem.clone()
+            } else {
+                format!("{stem}-{n}")
+            };
+            let dir = parent.join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    return Ok(RunFolder {
+                        period: period.clone(),
+                        job: job.folder().unwrap_or(job),
+                        id,
+                        dir,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+            }
+        }
+        unreachable!("an unbounded range always yields")
+    }
+
+    /// Reads a run folder's path; `None` if it is not `<period>/<job>/<id>`
+    /// of a known period form and job.
+    pub fn parse(dir: &Path) -> Option<RunFolder> {
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let job_dir = dir.parent()?;
+        Some(RunFolder {
+            period: RunPeriod::parse(&name(job_dir.parent()?)?)?,
+            job: Job::parse(&name(job_dir)?)?,
+            id: name(dir)?,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Every run folder under `base` that reads as one, in path order.
+    pub fn all(base: &Path) -> std::io::Result<Vec<RunFolder>> {
+        Ok(run_dirs(base)?
+            .iter()
+            .filter_map(|d| RunFolder::parse(d))
+            .collect())
+    }
+
+    /// The latest sealed run of `job` whose period `period` accepts.
+    pub fn latest(
+        base: &Path,
+        job: Job,
+        period: impl Fn(&RunPeriod) -> bool,
+    ) -> std::io::Result<Option<RunFolder>> {
+        // Path order: ids are start times, so the last is the latest.
+        Ok(RunFolder::all(base)?
+            .into_iter()
+            .filter(|r| r.job == job && period(&r.period) && r.is_sealed())
+            .next_back())
+    }
+
+    /// The run of `job` with this id.
+    pub fn find(base: &Path, job: Job, id: &str) -> std::io::Result<Option<RunFolder>> {
+        Ok(RunFolder::all(base)?
+            .into_iter()
+            .find(|r| r.job == job && r.id == id))
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.dir.join(SEAL).exists()
+    }
+
+    /// The sample audit's `manifest.json`.
+    pub fn manifest(&self) -> Result<Manifest> {
+        Ok(read_manifest(&self.dir)?.1)
+    }
+}
+
+/// Reads the manifest of a run folder (or the manifest file itself).
+pub fn read_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
+    let file = if path.is_dir() {
+        path.join("manifest.json")
+    } else {
+        path.to_owned()
+    };
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let m: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    Ok((file, m))
 }
 
 pub fn create_private(path: &Path) -> Result<std::fs::File> {

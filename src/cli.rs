@@ -12,6 +12,8 @@ use polars::prelude::*;
 
 use crate::config::{self, ConfigError};
 use crate::ingest::{self, FileStatus, Ingested};
+use crate::job::Job;
+use crate::jobs::Request;
 use crate::model::Table;
 use crate::period::Period;
 
@@ -50,9 +52,9 @@ pub enum Command {
     },
     /// Run an audit job and write its run folder under paths.archive.
     Run {
-        /// account-review, query-check or sample-audit.
+        /// The job.
         #[arg(value_enum)]
-        job: JobArg,
+        job: Job,
         /// Sample audit: the seed (20-64 digits, e.g. from a public dice
         /// ceremony); without it the tool draws one from the OS.
         #[arg(long)]
@@ -215,19 +217,28 @@ pub enum ArchiveAction {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum JobArg {
-    AccountReview,
-    QueryCheck,
-    SampleAudit,
-    /// Delete run folders past `rules.retention_years` (kept while a sample
-    /// worksheet has not come back).
-    Retention,
-    /// Point 6(3): each unit's yearly internal audit, pre-filled.
-    InternalAudit,
-    /// Point 4: the Health Bureau's seeded draw of units to audit and its
-    /// review of officer accounts.
-    ExternalAudit,
+impl clap::ValueEnum for Job {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Job::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            Job::SampleAudit => "Point 6(1): the seeded sample audit of a period",
+            Job::AccountReview => "Points 5(1)3, 6(2): the account review as of a day",
+            Job::PasswordCheck => "Point 5(3): the quarterly account review",
+            Job::QueryCheck => "Points 3, 5(2): the query check of a period",
+            Job::InternalAudit => "Point 6(3): each unit's yearly internal audit, pre-filled",
+            Job::ExternalAudit => {
+                "Point 4: the Health Bureau's seeded draw of units and its review of officer accounts"
+            }
+            Job::Retention => {
+                "Delete run folders past rules.retention_years (kept while a sample worksheet has not come back)"
+            }
+            Job::Heartbeat => "Queue the weekly status mail to mail.admin",
+        };
+        Some(clap::builder::PossibleValue::new(self.name()).help(help))
+    }
 }
 
 /// Process exit statuses (a contract with operators' scripts).
@@ -248,7 +259,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Schedules(#[from] crate::daemon::schedule::ScheduleError),
+    Schedules(#[from] crate::schedule::ScheduleError),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -314,30 +325,16 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 ),
                 _ => None,
             };
-            if *job == JobArg::Retention {
-                return retention(config, clock, out);
-            }
-            if matches!(job, JobArg::InternalAudit | JobArg::ExternalAudit) {
-                return annual(
-                    config,
-                    *job,
-                    period,
-                    seed.clone(),
-                    *redraw,
-                    clock,
-                    !no_send,
-                    out,
-                );
-            }
-            if *job == JobArg::SampleAudit {
-                return sample_audit(config, period, seed.clone(), *redraw, clock, !no_send, out);
-            }
-            if seed.is_some() {
-                return Err(
-                    anyhow::anyhow!("--seed is for sample-audit and external-audit").into(),
-                );
-            }
-            run_job(config, *job, period, *as_of, clock, !no_send, out)
+            let config = config::load(config)?;
+            let request = crate::jobs::Request {
+                period,
+                as_of: *as_of,
+                seed: seed.clone(),
+                redraw: *redraw,
+                ..crate::jobs::Request::new(*job)
+            };
+            let done = crate::jobs::execute(&config, request, clock)?;
+            print_done(&config, &done, clock, !no_send, out)
         }
         Command::Freeze { config, period } => freeze(config, period, clock, out),
         Command::Archive {
@@ -356,7 +353,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 // Config and schedule problems are exit 3, like check-config.
                 match e.downcast::<config::ConfigError>() {
                     Ok(c) => Error::Config(c),
-                    Err(e) => match e.downcast::<crate::daemon::schedule::ScheduleError>() {
+                    Err(e) => match e.downcast::<crate::schedule::ScheduleError>() {
                         Ok(s) => Error::Schedules(s),
                         Err(e) => Error::Other(e),
                     },
@@ -373,9 +370,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         }
         Command::Status { config, json } => {
             let config = config::load(config)?;
-            let schedules =
-                crate::daemon::schedule::load(&config.paths.schedules, config.timezone)?;
-            let status = crate::daemon::status::Status::gather(&config, Some(&schedules), clock)?;
+            let schedules = crate::schedule::load(&config.paths.schedules, config.timezone)?;
+            let status = crate::status::Status::gather(&config, Some(&schedules), clock)?;
             if *json {
                 serde_json::to_writer_pretty(&mut *out, &status).context("writing to stdout")?;
                 writeln!(out).context("writing to stdout")?;
@@ -407,25 +403,50 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
     }
 }
 
-fn run_job(
-    path: &std::path::Path,
-    job: JobArg,
-    period: Option<Period>,
-    as_of: Option<chrono::NaiveDate>,
+/// Prints what a job did; returns the exit status it deserves.
+fn print_done(
+    config: &crate::config::Config,
+    done: &crate::jobs::Done,
     clock: &dyn crate::clock::Clock,
     send: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = config::load(path)?;
-    let job = match job {
-        JobArg::AccountReview => crate::checks::Job::AccountReview,
-        _ => crate::checks::Job::QueryCheck,
-    };
-    if job == crate::checks::Job::QueryCheck && period.is_none() {
-        return Err(anyhow::anyhow!("query-check needs --period or --from/--to").into());
+    use crate::jobs::Done;
+    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    match done {
+        Done::Sample(s) => print_sample(&s.manifest, out)?,
+        Done::External(_, sel) => {
+            w(
+                out,
+                format!(
+                    "external audit {}: seed {} ({}), draw {}",
+                    sel.period_id, sel.seed, sel.seed_source, sel.draw_number
+                ),
+            )?;
+            for u in sel.units.iter().filter(|u| u.selected) {
+                w(
+                    out,
+                    format!(
+                        "  selected {:<12} rank {} ticket {}",
+                        u.unit_id, u.rank, u.ticket
+                    ),
+                )?;
+            }
+        }
+        Done::Retention(r) => return print_retention(config, r, out),
+        Done::Heartbeat => {
+            w(out, "status mail queued".into())?;
+            if send {
+                drain_outbox(config, clock, out)?;
+            }
+            return Ok(ExitStatus::Ok);
+        }
+        Done::Run(_) => {}
     }
-    let outcome = crate::jobs::run(&config, job, period, as_of, clock)?;
-    report_run(&config, &outcome, clock, send, out)
+    match done.run() {
+        Some(run) => report_run(config, run, clock, send, out),
+        None => Ok(ExitStatus::Ok),
+    }
 }
 
 /// Prints a run's findings by code and its rejects, then the run folder;
@@ -493,12 +514,12 @@ fn record_by_hand(
     outcome: &crate::jobs::RunOutcome,
     clock: &dyn crate::clock::Clock,
 ) -> anyhow::Result<()> {
-    if crate::daemon::schedule::JobKind::parse(outcome.job).is_none() {
+    if outcome.job.periods().is_empty() {
         return Ok(());
     }
     let mut store = crate::store::Store::open(&config.paths.state)?;
     store.record_manual_run(
-        outcome.job,
+        outcome.job.name(),
         &outcome.period,
         &crate::mail::outbox::stamp(clock.now()),
         &outcome.dir.display().to_string(),
@@ -664,27 +685,35 @@ fn demo(
     let year: Period = "2026".parse().map_err(anyhow::Error::from)?;
     let seed: crate::sampling::spec::Seed = DEMO_SEED.parse().map_err(anyhow::Error::from)?;
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2);
-    let runs = [
-        crate::jobs::run(
-            &config,
-            crate::checks::Job::AccountReview,
-            None,
+    // The demo's fixed seed may draw the sample city again; the draw is
+    // numbered and announced like any other.
+    let requests = [
+        Request {
             as_of,
-            clock,
-        )?
-        .dir,
-        // The demo's fixed seed may draw the sample city again; the draw is
-        // numbered and announced like any other.
-        crate::jobs::sample_audit(&config, &h1, Some(seed.clone()), true, clock)?
-            .run
-            .dir,
-        crate::jobs::internal_audit(&config, &year, clock)?.dir,
-        crate::jobs::external_audit(&config, &year, Some(seed), true, clock)?
-            .0
-            .dir,
+            ..Request::new(Job::AccountReview)
+        },
+        Request {
+            period: Some(h1),
+            seed: Some(seed.clone()),
+            redraw: true,
+            ..Request::new(Job::SampleAudit)
+        },
+        Request {
+            period: Some(year.clone()),
+            ..Request::new(Job::InternalAudit)
+        },
+        Request {
+            period: Some(year),
+            seed: Some(seed),
+            redraw: true,
+            ..Request::new(Job::ExternalAudit)
+        },
     ];
-    for r in &runs {
-        w(out, format!("run      {}", r.display()))?;
+    for r in requests {
+        let done = crate::jobs::execute(&config, r, clock)?;
+        if let Some(run) = done.run() {
+            w(out, format!("run      {}", run.dir.display()))?;
+        }
     }
     drain_outbox(&config, clock, out)?;
     let mail = config.paths.state.join("outbox-files");
@@ -717,20 +746,8 @@ fn drain_outbox(
     Ok(d)
 }
 
-fn sample_audit(
-    path: &std::path::Path,
-    period: Option<Period>,
-    seed: Option<crate::sampling::spec::Seed>,
-    redraw: bool,
-    clock: &dyn crate::clock::Clock,
-    send: bool,
-    out: &mut dyn Write,
-) -> Result<ExitStatus, Error> {
-    let config = config::load(path)?;
-    let period =
-        period.ok_or_else(|| anyhow::anyhow!("sample-audit needs --period or --from/--to"))?;
-    let outcome = crate::jobs::sample_audit(&config, &period, seed, redraw, clock)?;
-    let m = &outcome.manifest;
+/// The sample audit's draw, as the terminal shows it.
+fn print_sample(m: &crate::sampling::manifest::Manifest, out: &mut dyn Write) -> Result<(), Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(
         out,
@@ -772,7 +789,7 @@ fn sample_audit(
         format!("  selected           {accounts} accounts, {records} records"),
     )?;
     w(out, format!("  sample digest      {}", m.sample_digest))?;
-    report_run(&config, &outcome.run, clock, send, out)
+    Ok(())
 }
 
 fn freeze(
@@ -875,55 +892,11 @@ fn ingest_worksheet(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn annual(
-    path: &std::path::Path,
-    job: JobArg,
-    period: Option<Period>,
-    seed: Option<crate::sampling::spec::Seed>,
-    redraw: bool,
-    clock: &dyn crate::clock::Clock,
-    send: bool,
+fn print_retention(
+    config: &crate::config::Config,
+    r: &crate::jobs::Retention,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = config::load(path)?;
-    let period = period.ok_or_else(|| anyhow::anyhow!("this job needs --period (e.g. 2026)"))?;
-    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
-    let outcome = if job == JobArg::ExternalAudit {
-        let (outcome, sel) = crate::jobs::external_audit(&config, &period, seed, redraw, clock)?;
-        w(
-            out,
-            format!(
-                "external audit {}: seed {} ({}), draw {}",
-                sel.period_id, sel.seed, sel.seed_source, sel.draw_number
-            ),
-        )?;
-        for u in sel.units.iter().filter(|u| u.selected) {
-            w(
-                out,
-                format!(
-                    "  selected {:<12} rank {} ticket {}",
-                    u.unit_id, u.rank, u.ticket
-                ),
-            )?;
-        }
-        outcome
-    } else {
-        if seed.is_some() {
-            return Err(anyhow::anyhow!("--seed is for sample-audit and external-audit").into());
-        }
-        crate::jobs::internal_audit(&config, &period, clock)?
-    };
-    report_run(&config, &outcome, clock, send, out)
-}
-
-fn retention(
-    path: &std::path::Path,
-    clock: &dyn crate::clock::Clock,
-    out: &mut dyn Write,
-) -> Result<ExitStatus, Error> {
-    let config = config::load(path)?;
-    let r = crate::jobs::retention(&config, clock)?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     for d in &r.deleted {
         w(out, format!("deleted  {d}"))?;
@@ -1033,7 +1006,7 @@ fn calendar_warnings(
     config: &crate::config::Config,
     clock: &dyn crate::clock::Clock,
 ) -> Vec<String> {
-    use crate::daemon::schedule;
+    use crate::schedule;
     let h = &config.rules.holidays;
     if !h.configured {
         return vec![

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Period {
@@ -99,6 +99,98 @@ impl Period {
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.id)
+    }
+}
+
+/// What a run covers, as its folder and the run ledger name it: an audit
+/// period (`2026H1`) or a review day (`as-of-2026-07-02`). The only code
+/// that writes or reads the `as-of-` form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RunPeriod {
+    Period(String),
+    AsOf(NaiveDate),
+}
+
+impl RunPeriod {
+    const AS_OF: &'static str = "as-of-";
+
+    /// Reads a folder or ledger name; `None` if it is neither form.
+    pub fn parse(s: &str) -> Option<RunPeriod> {
+        match s.strip_prefix(Self::AS_OF) {
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .ok()
+                .map(RunPeriod::AsOf),
+            None => s.parse::<Period>().ok().map(|p| RunPeriod::Period(p.id)),
+        }
+    }
+
+    /// The review day, for a review.
+    pub fn as_of(&self) -> Option<NaiveDate> {
+        match self {
+            RunPeriod::AsOf(d) => Some(*d),
+            RunPeriod::Period(_) => None,
+        }
+    }
+
+    /// The first local instant after what the run covers.
+    pub fn end(&self) -> Option<NaiveDateTime> {
+        match self {
+            RunPeriod::AsOf(d) => d.succ_opt()?.and_hms_opt(0, 0, 0),
+            RunPeriod::Period(p) => p.parse::<Period>().ok().map(|p| p.end),
+        }
+    }
+}
+
+impl fmt::Display for RunPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunPeriod::Period(p) => f.write_str(p),
+            RunPeriod::AsOf(d) => write!(f, "{}{d}", Self::AS_OF),
+        }
+    }
+}
+
+/// Which period a fire time is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodRule {
+    PreviousHalfYear,
+    PreviousYear,
+    PreviousQuarter,
+    /// The fire time's date (`2026-07-05`).
+    Day,
+    /// The fire time's ISO week (`2026-W27`).
+    Week,
+}
+
+impl PeriodRule {
+    pub fn parse(s: &str) -> Option<PeriodRule> {
+        Some(match s {
+            "previous-half-year" => PeriodRule::PreviousHalfYear,
+            "previous-year" => PeriodRule::PreviousYear,
+            "previous-quarter" => PeriodRule::PreviousQuarter,
+            "day" => PeriodRule::Day,
+            "week" => PeriodRule::Week,
+            _ => return None,
+        })
+    }
+
+    /// The period id for a run fired at local time `at`.
+    pub fn period_for(self, at: NaiveDateTime) -> String {
+        let (y, m) = (at.year(), at.month());
+        match self {
+            PeriodRule::PreviousHalfYear if m <= 6 => format!("{}H2", y - 1),
+            PeriodRule::PreviousHalfYear => format!("{y}H1"),
+            PeriodRule::PreviousYear => format!("{}", y - 1),
+            PeriodRule::PreviousQuarter => match (m - 1) / 3 {
+                0 => format!("{}Q4", y - 1),
+                q => format!("{y}Q{q}"),
+            },
+            PeriodRule::Day => at.date().to_string(),
+            PeriodRule::Week => {
+                let w = at.date().iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+        }
     }
 }
 

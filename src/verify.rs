@@ -11,7 +11,7 @@ use crate::config;
 use crate::ingest::{self, FileStatus};
 use crate::jobs;
 use crate::period::Period;
-use crate::sampling::manifest::{InputHash, Manifest};
+use crate::sampling::manifest::InputHash;
 use crate::sampling::spec::Seed;
 use crate::sampling::{self, first_difference};
 
@@ -28,19 +28,7 @@ pub enum Verdict {
     Differs { first: String, notes: Vec<String> },
 }
 
-/// Reads the manifest of a run folder (or the manifest file itself).
-pub fn read_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
-    let file = if path.is_dir() {
-        path.join("manifest.json")
-    } else {
-        path.to_owned()
-    };
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let m: Manifest =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-    Ok((file, m))
-}
+pub use crate::archive::read_manifest;
 
 /// Verifies the sample audit at `path`. `inputs` overrides the inbox the
 /// manifest names; `config` the config file it names.

@@ -97,14 +97,8 @@ pub fn ingest_returned(
             )
         })?
         .to_owned();
-    let run_dir = archive::run_dirs(archive_dir)?
-        .into_iter()
-        .find(|d| {
-            d.file_name().is_some_and(|n| n.to_string_lossy() == run_id)
-                && d.parent()
-                    .and_then(Path::file_name)
-                    .is_some_and(|j| j == "sample-audit")
-        })
+    let run_dir = archive::RunFolder::find(archive_dir, crate::job::Job::SampleAudit, &run_id)?
+        .map(|r| r.dir)
         .with_context(|| {
             format!(
                 "{}: no sample-audit run {run_id} in {}: unknown workbook",

@@ -324,11 +324,13 @@ pub fn sentence(parts: impl IntoIterator<Item = Expr>) -> Expr {
     concat_str(parts, "", true)
 }
 
-/// Which job's checks to run.
+/// Which family of checks to run: the accounts (as of a day) or the
+/// queries (of a period). Which jobs run which is the run layer's
+/// business (`run::scope`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
-    AccountReview,
-    QueryCheck,
+pub enum Scope {
+    Accounts,
+    Queries,
 }
 
 /// A check: the codes it can produce, what it needs to give a true
@@ -740,37 +742,41 @@ pub struct Tables {
     pub request_forms: DataFrame,
 }
 
-/// Runs the job's checks on inputs with no known problem and returns the
+/// Runs the checks of `scope` on inputs with no known problem and returns the
 /// findings table (see [`run_with`]).
 pub fn run(
     config: &Config,
     tables: Tables,
-    job: Job,
+    scope: Scope,
     as_of: NaiveDate,
     period: Option<Period>,
 ) -> PolarsResult<DataFrame> {
-    Ok(run_with(config, tables, job, as_of, period, &InputState::default())?.findings)
+    Ok(run_with(config, tables, scope, as_of, period, &InputState::default())?.findings)
 }
 
-/// Runs the job's checks whose needs `inputs` meets and returns the
+/// Runs the checks of `scope` whose needs `inputs` meets and returns the
 /// findings table, sorted most severe first, then by code, unit, account,
 /// time and source, and the checks that could not run.
 pub fn run_with(
     config: &Config,
     tables: Tables,
-    job: Job,
+    scope: Scope,
     as_of: NaiveDate,
     period: Option<Period>,
     inputs: &InputState,
 ) -> PolarsResult<Checked> {
     // Account review looks at every query up to the review day.
-    let period = if job == Job::QueryCheck { period } else { None };
+    let period = if scope == Scope::Queries {
+        period
+    } else {
+        None
+    };
     let clock = std::time::Instant::now();
     let cx = Ctx::new(config, tables, as_of, period)?;
     tracing::info!(elapsed = ?clock.elapsed(), queries = cx.queries.height(), "frames prepared");
-    let checks: Vec<Check> = match job {
-        Job::AccountReview => account::CHECKS.to_vec(),
-        Job::QueryCheck => query::CHECKS.to_vec(),
+    let checks: Vec<Check> = match scope {
+        Scope::Accounts => account::CHECKS.to_vec(),
+        Scope::Queries => query::CHECKS.to_vec(),
     };
     let mut not_checked = Vec::new();
     let mut parts = Vec::new();
@@ -795,8 +801,8 @@ pub fn run_with(
     } else {
         concat(parts, UnionArgs::default())?.collect()?
     };
-    let raw = match job {
-        Job::QueryCheck => {
+    let raw = match scope {
+        Scope::Queries => {
             let rollup = query::repeat_pattern(&raw)?;
             concat(
                 [raw.lazy(), rollup.select(RAW_FINDING.map(col))],
@@ -804,7 +810,7 @@ pub fn run_with(
             )?
             .collect()?
         }
-        Job::AccountReview => raw,
+        Scope::Accounts => raw,
     };
     not_checked.sort();
     not_checked.dedup();

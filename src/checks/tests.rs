@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
-use super::{Job, Tables, run};
+use super::{Scope, Tables, run};
 use crate::config::Config;
 use crate::ingest::canonical_schema;
 use crate::model::Table;
@@ -327,9 +327,9 @@ impl World {
     }
 
     /// `CODE@account-or-agency` of every finding of `job`.
-    fn findings(&self, job: Job) -> BTreeSet<String> {
+    fn findings(&self, scope: Scope) -> BTreeSet<String> {
         let period = "2026Q1".parse().ok();
-        let df = run(&config(), self.tables(), job, d(AS_OF), period).unwrap();
+        let df = run(&config(), self.tables(), scope, d(AS_OF), period).unwrap();
         let get = |c: &str| df.column(c).unwrap().str().unwrap().clone();
         let (code, account, agency) = (get("code"), get("account_id"), get("agency_id"));
         (0..df.height())
@@ -344,8 +344,8 @@ impl World {
     }
 
     fn all(&self) -> BTreeSet<String> {
-        let mut f = self.findings(Job::AccountReview);
-        f.extend(self.findings(Job::QueryCheck));
+        let mut f = self.findings(Scope::Accounts);
+        f.extend(self.findings(Scope::Queries));
         f
     }
 
@@ -814,7 +814,7 @@ fn row_order_and_file_split_do_not_change_findings() {
         run(
             &cfg,
             base.clone(),
-            Job::QueryCheck,
+            Scope::Queries,
             d(AS_OF),
             "2026Q1".parse().ok(),
         )
@@ -845,7 +845,7 @@ fn row_order_and_file_split_do_not_change_findings() {
             run(
                 &cfg,
                 shuffled,
-                Job::QueryCheck,
+                Scope::Queries,
                 d(AS_OF),
                 "2026Q1".parse().ok(),
             )

@@ -20,9 +20,6 @@
 //! [`serve`] runs passes on `tokio-cron-scheduler` ticks (and every few
 //! minutes, for the inbox and the outbox) until SIGTERM or SIGINT.
 
-pub mod schedule;
-pub mod status;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,12 +27,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Utc};
 
+use crate::archive::RunFolder;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::job::{Job, Span};
 use crate::mail::outbox::stamp;
 use crate::model::Table;
+use crate::period::RunPeriod;
+use crate::schedule::{self, CatchUp, Schedule};
 use crate::store::{LedgerRow, SeenInput, Store};
-use schedule::{CatchUp, JobKind, Schedule};
 
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
@@ -95,7 +95,7 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         .collect();
     // At one moment the yearly account review goes before the quarterly
     // password check it also does (ledger order is time, then insertion).
-    due.sort_by_key(|r| (r.scheduled_for.clone(), JobKind::parse(&r.job)));
+    due.sort_by_key(|r| (r.scheduled_for.clone(), Job::parse(&r.job)));
     for row in due {
         let Some(s) = schedules.iter().find(|s| s.job.name() == row.job) else {
             continue;
@@ -328,7 +328,7 @@ fn survey_inbox(
 /// What the inbox still lacks for `job`'s `period`; empty when it may run.
 pub fn missing_inputs(
     config: &Config,
-    job: JobKind,
+    job: Job,
     period: &str,
     seen: &[SeenInput],
     present: &BTreeSet<String>,
@@ -485,68 +485,40 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Does the job of `row`; the run, for jobs that make one.
+/// Does the job of `row` through the one dispatcher; the run, for jobs
+/// that make one.
 fn execute(
     config: &Config,
-    job: JobKind,
+    job: Job,
     row: &LedgerRow,
     clock: &dyn Clock,
 ) -> Result<Option<crate::jobs::RunOutcome>> {
-    let period = || -> Result<crate::period::Period> { Ok(row.period.parse()?) };
+    let mut request = crate::jobs::Request::new(job);
+    match job.span() {
+        Span::Period => request.period = Some(row.period.parse()?),
+        Span::AsOf => request.as_of = Some(as_of(config, row)),
+        Span::None => request.label = Some(row.period.clone()),
+    }
     // A draw the daemon made for a run that was interrupted before it
     // finished is followed by one more (numbered, announced); otherwise a
     // period already drawn is never drawn again by the daemon.
-    let redraw = row
+    request.redraw = row
         .error
         .as_deref()
         .is_some_and(|e| e.starts_with(INTERRUPTED));
-    Ok(match job {
-        JobKind::SampleAudit => {
-            Some(crate::jobs::sample_audit(config, &period()?, None, redraw, clock)?.run)
-        }
-        JobKind::AccountReview | JobKind::PasswordCheck => Some(crate::jobs::run(
-            config,
-            crate::checks::Job::AccountReview,
-            None,
-            Some(as_of(config, row)),
-            clock,
-        )?),
-        JobKind::InternalAudit => Some(crate::jobs::internal_audit(config, &period()?, clock)?),
-        JobKind::ExternalAudit => {
-            Some(crate::jobs::external_audit(config, &period()?, None, redraw, clock)?.0)
-        }
-        JobKind::Retention => {
-            crate::jobs::retention(config, clock)?;
-            None
-        }
-        JobKind::Heartbeat => {
-            let text = status::Status::gather(config, None, clock)?.render();
-            let mut store = Store::open(&config.paths.state)?;
-            let body = config.templates.render(
-                "daemon.txt.j2",
-                &serde_json::json!({ "what": "heartbeat", "status": text }),
-            )?;
-            let m = crate::mail::plain(
-                config,
-                &mail_key(row),
-                "heartbeat",
-                &config.mail.admin,
-                &format!("【健保WebIR稽核】每週運作狀態 {}", row.period),
-                body,
-                clock.now(),
-            )?;
-            store.queue(&[m], &stamp(clock.now()))?;
-            None
-        }
+    Ok(match crate::jobs::execute(config, request, clock)? {
+        crate::jobs::Done::Run(r) | crate::jobs::Done::External(r, _) => Some(r),
+        crate::jobs::Done::Sample(s) => Some(s.run),
+        crate::jobs::Done::Retention(_) | crate::jobs::Done::Heartbeat => None,
     })
 }
 
 /// The day an account review of the ledger is as of: `as-of-DAY` for one
 /// run by hand, else the day the row was due.
 fn review_day(config: &Config, row: &LedgerRow) -> Option<NaiveDate> {
-    match row.period.strip_prefix("as-of-") {
-        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").ok(),
-        None => JobKind::parse(&row.job)
+    match RunPeriod::parse(&row.period).and_then(|p| p.as_of()) {
+        Some(d) => Some(d),
+        None => Job::parse(&row.job)
             .filter(|j| j.reviews_accounts())
             .map(|_| as_of(config, row)),
     }
@@ -563,7 +535,7 @@ fn review_done(config: &Config, ledger: &[LedgerRow], row: &LedgerRow) -> Option
     ledger
         .iter()
         .filter(|r| r.id != row.id && matches!(r.state.as_str(), "generated" | "mailed"))
-        .filter(|r| JobKind::parse(&r.job).is_some_and(|j| j.reviews_accounts()))
+        .filter(|r| Job::parse(&r.job).is_some_and(|j| j.reviews_accounts()))
         .filter_map(|r| Some((r, review_day(config, r)?, r.run_dir.clone()?)))
         .filter(|(_, d, _)| *d >= after && *d <= due)
         .max_by_key(|(r, d, _)| (*d, r.id))
@@ -578,17 +550,13 @@ fn as_of(config: &Config, row: &LedgerRow) -> chrono::NaiveDate {
 }
 
 /// Where a job's run folders for `row` are: `archive/<period>/<job>/`.
-fn run_parent(config: &Config, job: JobKind, row: &LedgerRow) -> Option<PathBuf> {
-    let (period, name) = match job {
-        JobKind::SampleAudit => (row.period.clone(), "sample-audit"),
-        JobKind::AccountReview | JobKind::PasswordCheck => {
-            (format!("as-of-{}", as_of(config, row)), "account-review")
-        }
-        JobKind::InternalAudit => (row.period.clone(), "internal-audit"),
-        JobKind::ExternalAudit => (row.period.clone(), "external-audit"),
-        JobKind::Retention | JobKind::Heartbeat => return None,
+fn run_parent(config: &Config, job: Job, row: &LedgerRow) -> Option<PathBuf> {
+    let period = match job.span() {
+        Span::AsOf => RunPeriod::AsOf(as_of(config, row)),
+        Span::Period => RunPeriod::Period(row.period.clone()),
+        Span::None => return None,
     };
-    Some(config.paths.archive.join(period).join(name))
+    Some(RunFolder::parent(&config.paths.archive, &period, job))
 }
 
 /// The outbox's `run` key of a ledger row's mail.
@@ -609,7 +577,7 @@ fn resume_interrupted(
     pass: &mut Pass,
 ) -> Result<()> {
     for row in store.ledger()?.into_iter().filter(|r| r.state == "running") {
-        let Some(job) = JobKind::parse(&row.job) else {
+        let Some(job) = Job::parse(&row.job) else {
             continue;
         };
         let started = row
@@ -894,7 +862,7 @@ pub fn serve(setup: Setup, partial: bool, clock: Arc<dyn Clock>, once: bool) -> 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
     Start,
-    Schedule(JobKind),
+    Schedule(Job),
     Housekeeping,
     Hangup,
 }
@@ -906,18 +874,19 @@ async fn add_jobs(
     setup: &Setup,
     tx: &tokio::sync::mpsc::Sender<Wake>,
 ) -> Result<Vec<uuid::Uuid>> {
-    use tokio_cron_scheduler::Job;
+    use tokio_cron_scheduler::Job as CronJob;
     let mut ids = Vec::new();
     for s in setup.schedules.iter() {
         let tx = tx.clone();
         let kind = s.job;
-        let job = Job::new_async_tz(s.cron_text.as_str(), setup.config.timezone, move |_, _| {
-            let tx = tx.clone();
-            Box::pin(async move {
-                let _ = tx.try_send(Wake::Schedule(kind));
+        let job =
+            CronJob::new_async_tz(s.cron_text.as_str(), setup.config.timezone, move |_, _| {
+                let tx = tx.clone();
+                Box::pin(async move {
+                    let _ = tx.try_send(Wake::Schedule(kind));
+                })
             })
-        })
-        .with_context(|| format!("scheduling {} ({})", kind.name(), s.cron_text))?;
+            .with_context(|| format!("scheduling {} ({})", kind.name(), s.cron_text))?;
         ids.push(scheduler.add(job).await.context("the scheduler")?);
     }
     Ok(ids)
@@ -925,13 +894,13 @@ async fn add_jobs(
 
 async fn run_loop(mut setup: Setup, partial: bool, clock: Arc<dyn Clock>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    use tokio_cron_scheduler::{Job, JobScheduler};
+    use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Wake>(16);
     let scheduler = JobScheduler::new().await.context("the scheduler")?;
     let mut ids = add_jobs(&scheduler, &setup, &tx).await?;
     {
         let tx = tx.clone();
-        let job = Job::new_repeated_async(HOUSEKEEPING, move |_, _| {
+        let job = CronJob::new_repeated_async(HOUSEKEEPING, move |_, _| {
             let tx = tx.clone();
             Box::pin(async move {
                 let _ = tx.try_send(Wake::Housekeeping);

@@ -16,12 +16,14 @@ use super::{
     take_tables,
 };
 use crate::archive;
-use crate::checks::{Checked, Code, Job};
+use crate::archive::RunFolder;
+use crate::checks::{Checked, Code, Scope};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
 use crate::ingest::snapshot::Reference;
+use crate::job::Job;
 use crate::model::Table;
-use crate::period::Period;
+use crate::period::{Period, RunPeriod};
 use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
 use crate::sampling::spec::{SPEC_VERSION, Seed, ticket, ticket_hex};
 use crate::store::Store;
@@ -74,32 +76,6 @@ fn count_by_unit(findings: &DataFrame, codes: &[Code]) -> Result<BTreeMap<String
     Ok(out)
 }
 
-/// The latest sealed run of `job` whose period folder satisfies `period`.
-pub(super) fn latest_run(
-    config: &Config,
-    job: &str,
-    period: impl Fn(&str) -> bool,
-) -> Result<Option<(String, std::path::PathBuf)>> {
-    let mut found = None;
-    for dir in archive::run_dirs(&config.paths.archive)? {
-        let (Some(j), Some(p)) = (dir.parent(), dir.parent().and_then(|j| j.parent())) else {
-            continue;
-        };
-        let (j, p) = (
-            j.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        if j == job && period(&p) && dir.join(archive::SEAL).exists() {
-            found = Some((p, dir)); // run_dirs is sorted: the last is the latest
-        }
-    }
-    Ok(found)
-}
-
 fn evidence(
     config: &Config,
     period: &Period,
@@ -123,18 +99,20 @@ fn evidence(
     let serious = count_by_unit(query_findings, &[])?;
     let year = period.start.date().format("%Y").to_string();
     let (start, end) = (period.start.date(), period.end.date());
-    let review = latest_run(config, "account-review", |p| {
-        p.strip_prefix("as-of-")
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .is_some_and(|d| d >= start && d < end)
+    let archive = &config.paths.archive;
+    let review = RunFolder::latest(archive, Job::AccountReview, |p| {
+        p.as_of().is_some_and(|d| d >= start && d < end)
     })?;
-    let halves: Vec<(String, Option<(String, std::path::PathBuf)>)> = ["H1", "H2"]
+    let halves: Vec<(String, Option<RunFolder>)> = ["H1", "H2"]
         .iter()
         .map(|h| {
             let id = format!("{year}{h}");
-            latest_run(config, "sample-audit", |p| p == id).map(|r| (id.clone(), r))
+            let run = RunFolder::latest(archive, Job::SampleAudit, |p| {
+                *p == RunPeriod::Period(id.clone())
+            });
+            run.map(|r| (id, r))
         })
-        .collect::<Result<_>>()?;
+        .collect::<std::io::Result<_>>()?;
     let outbox = store.outbox()?;
     let mut out = BTreeMap::new();
     for unit in config.agencies.units() {
@@ -167,12 +145,13 @@ fn evidence(
                 "年度帳號清查".into(),
                 "第六點第二款".into(),
                 Cell::Text(match &review {
-                    Some((p, dir)) => format!(
+                    Some(run) => format!(
                         "已辦理（基準日 {}，執行編號 {}）",
-                        p.trim_start_matches("as-of-"),
-                        dir.file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default()
+                        run.period
+                            .as_of()
+                            .map(|d| d.to_string())
+                            .unwrap_or_default(),
+                        run.id
                     ),
                     None => "本期間未辦理".into(),
                 }),
@@ -195,17 +174,12 @@ fn evidence(
         for (id, run) in &halves {
             let text = match run {
                 None => "未辦理".to_owned(),
-                Some((_, dir)) => {
-                    let rid = dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let (_, m) = crate::verify::read_manifest(dir)?;
-                    let sampled = m.units.iter().any(|x| {
-                        x.unit_id == u && x.strata.iter().any(|s| s.accounts_selected > 0)
-                    });
+                Some(run) => {
+                    let rid = &run.id;
+                    let m = run.manifest()?;
+                    let sampled = m.units_sampled().iter().any(|x| x == u);
                     let back = store
-                        .worksheet_returns(&rid)?
+                        .worksheet_returns(rid)?
                         .into_iter()
                         .rfind(|r| r.unit_id == u);
                     if let Some(r) = &back {
@@ -281,11 +255,20 @@ fn evidence(
 
 /// `run internal-audit --period 2026`: each unit's yearly internal audit
 /// (point 6(3)), pre-filled from the checks, the archive and the state.
-pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Result<RunOutcome> {
+pub(super) fn internal_audit(
+    config: &Config,
+    period: &Period,
+    clock: &dyn Clock,
+) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
     let mut ingested = super::ingest_inbox(config, Reference::PeriodEnd(period.last_day()))?;
-    let dir =
-        archive::create_run_dir(&config.paths.archive, &period.id, "internal-audit", started)?;
+    let dir = RunFolder::create(
+        &config.paths.archive,
+        &RunPeriod::Period(period.id.clone()),
+        Job::InternalAudit,
+        started,
+    )?
+    .dir;
     let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
     let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
     let orphaned = orphans(
@@ -301,7 +284,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
         config,
         &ingested,
         tables.clone(),
-        Job::AccountReview,
+        Scope::Accounts,
         day,
         None,
     )?;
@@ -309,7 +292,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
         config,
         &ingested,
         tables,
-        Job::QueryCheck,
+        Scope::Queries,
         day,
         Some(period.clone()),
     )?;
@@ -334,8 +317,7 @@ pub fn internal_audit(config: &Config, period: &Period, clock: &dyn Clock) -> Re
     let outcome = record_run(
         config,
         RunSpec {
-            job: Job::QueryCheck,
-            name: "internal-audit",
+            job: Job::InternalAudit,
             period: Some(period.clone()),
             as_of: day,
             started,
@@ -395,7 +377,7 @@ pub struct DrawnUnit {
 /// of units to spot-check (tickets as in docs/sampling.md, kind "unit";
 /// the Health Bureau does not draw itself) and the review of every officer
 /// account (point 4).
-pub fn external_audit(
+pub(super) fn external_audit(
     config: &Config,
     period: &Period,
     seed: Option<Seed>,
@@ -405,8 +387,8 @@ pub fn external_audit(
     let started = clock.local(config.timezone);
     super::refuse_second_draw(
         &Store::open(&config.paths.state)?,
-        &format!("{}/external-audit", period.id),
-        "external-audit",
+        &format!("{}/{}", period.id, Job::ExternalAudit),
+        Job::ExternalAudit,
         redraw,
     )?;
     let day = period.last_day().min(started.date());
@@ -425,13 +407,18 @@ pub fn external_audit(
             .map(|u| format!("{u}\n"))
             .collect::<String>(),
     ));
-    let dir =
-        archive::create_run_dir(&config.paths.archive, &period.id, "external-audit", started)?;
+    let dir = RunFolder::create(
+        &config.paths.archive,
+        &RunPeriod::Period(period.id.clone()),
+        Job::ExternalAudit,
+        started,
+    )?
+    .dir;
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let mut store = Store::open(&config.paths.state)?;
     let draw_number = store.record_draw(
-        &format!("{}/external-audit", period.id),
+        &format!("{}/{}", period.id, Job::ExternalAudit),
         seed.as_str(),
         source,
         &local_text(clock.local(config.timezone)),
@@ -495,12 +482,11 @@ pub fn external_audit(
     };
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
-    let checked = super::run_checks(config, &ingested, tables, Job::AccountReview, day, None)?;
+    let checked = super::run_checks(config, &ingested, tables, Scope::Accounts, day, None)?;
     let outcome = record_run(
         config,
         RunSpec {
-            job: Job::AccountReview,
-            name: "external-audit",
+            job: Job::ExternalAudit,
             period: Some(period.clone()),
             as_of: day,
             started,

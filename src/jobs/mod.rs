@@ -1,6 +1,8 @@
-//! Jobs: one audit run from inbox to archive — ingest, check, write the run
-//! folder. The CLI and (later) the daemon call these; they take the clock
-//! they are given.
+//! The run layer: one dispatcher ([`execute`]) that the command line, the
+//! demo and the daemon all call, and the skeleton every run shares
+//! (folder, ingest once, checks, record, render, queue mail, seal). The
+//! stages it drives (ingest, checks, sampling, report, mail) never import
+//! it. Time comes from the clock it is given.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,17 +15,19 @@ use std::io::Write as _;
 
 mod annual;
 
-pub use annual::{ExternalSelection, external_audit, internal_audit};
+pub use annual::ExternalSelection;
+use annual::{external_audit, internal_audit};
 
-use crate::archive::{self, InputRecord, RunRecord};
-use crate::checks::{self, Checked, Code, InputState, Job, NotChecked, NotCheckedWhy, Tables};
+use crate::archive::{self, InputRecord, RunFolder, RunRecord};
+use crate::checks::{self, Checked, Code, InputState, NotChecked, NotCheckedWhy, Scope, Tables};
 use crate::clock::Clock;
 use crate::config::{Config, Severity};
 use crate::ingest::snapshot::Reference;
 use crate::ingest::{self, FileStatus, Ingested};
+use crate::job::{Job, Span};
 use crate::mail;
 use crate::model::Table;
-use crate::period::Period;
+use crate::period::{Period, RunPeriod};
 use crate::report::{
     self, ReportKind,
     build::{RunFacts, UnitStatus},
@@ -33,13 +37,148 @@ use crate::sampling::spec::{SPEC_VERSION, Seed};
 use crate::sampling::{self, Params, Population};
 use crate::store::{Freeze, Store};
 
-impl Job {
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::AccountReview => "account-review",
-            Job::QueryCheck => "query-check",
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub job: Job,
+    /// The audit period, for a job over a period ([`Span::Period`]).
+    pub period: Option<Period>,
+    /// The review day, for an account review (default: today).
+    pub as_of: Option<NaiveDate>,
+    /// The seed, for a job that draws (default: one from the OS).
+    pub seed: Option<Seed>,
+    /// Draw a period already drawn again (numbered and announced).
+    pub redraw: bool,
+    /// The run ledger's name for what is run, for a job whose period is
+    /// no audit period (the heartbeat's week).
+    pub label: Option<String>,
+}
+
+impl Request {
+    pub fn new(job: Job) -> Request {
+        Request {
+            job,
+            period: None,
+            as_of: None,
+            seed: None,
+            redraw: false,
+            label: None,
         }
     }
+}
+
+/// What a job did.
+#[derive(Debug)]
+pub enum Done {
+    /// An account review, a query check or an internal audit.
+    Run(RunOutcome),
+    /// A sample audit: its run and the manifest of its draw.
+    Sample(SampleOutcome),
+    /// An external audit: its run and the draw of units.
+    External(RunOutcome, ExternalSelection),
+    Retention(Retention),
+    /// The status mail was queued.
+    Heartbeat,
+}
+
+impl Done {
+    /// The run folder's outcome, for jobs that make one.
+    pub fn run(&self) -> Option<&RunOutcome> {
+        match self {
+            Done::Run(r) | Done::External(r, _) => Some(r),
+            Done::Sample(s) => Some(&s.run),
+            Done::Retention(_) | Done::Heartbeat => None,
+        }
+    }
+}
+
+/// A request a job cannot take.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0} needs --period or --from/--to")]
+    NeedsPeriod(Job),
+    #[error("{0} is as of a day (--as-of), not over a period")]
+    NoPeriod(Job),
+    #[error("--seed is for the jobs that draw (sample-audit, external-audit), not {0}")]
+    NoSeed(Job),
+}
+
+/// Which checks a job runs.
+fn scope(job: Job) -> Scope {
+    if job.reviews_accounts() || job == Job::ExternalAudit {
+        Scope::Accounts
+    } else {
+        Scope::Queries
+    }
+}
+
+/// Does `request`: the one place a job is mapped to what does it.
+pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<Done> {
+    let job = request.job;
+    match (job.span(), &request.period) {
+        (Span::Period, None) => return Err(RequestError::NeedsPeriod(job).into()),
+        (Span::AsOf | Span::None, Some(_)) => return Err(RequestError::NoPeriod(job).into()),
+        _ => {}
+    }
+    if request.seed.is_some() && !job.draws() {
+        return Err(RequestError::NoSeed(job).into());
+    }
+    let period = request.period;
+    let needed = || {
+        period
+            .clone()
+            .context("checked above: the job has a period")
+    };
+    Ok(match job {
+        Job::AccountReview | Job::PasswordCheck => {
+            Done::Run(review_or_check(config, job, None, request.as_of, clock)?)
+        }
+        Job::QueryCheck => Done::Run(review_or_check(config, job, period, None, clock)?),
+        Job::SampleAudit => Done::Sample(sample_audit(
+            config,
+            &needed()?,
+            request.seed,
+            request.redraw,
+            clock,
+        )?),
+        Job::InternalAudit => Done::Run(internal_audit(config, &needed()?, clock)?),
+        Job::ExternalAudit => {
+            let (run, selection) =
+                external_audit(config, &needed()?, request.seed, request.redraw, clock)?;
+            Done::External(run, selection)
+        }
+        Job::Retention => Done::Retention(retention(config, clock)?),
+        Job::Heartbeat => {
+            heartbeat(config, request.label.as_deref(), clock)?;
+            Done::Heartbeat
+        }
+    })
+}
+
+/// Queues the weekly status mail to `mail.admin`.
+fn heartbeat(config: &Config, label: Option<&str>, clock: &dyn Clock) -> Result<()> {
+    let now = clock.now();
+    let week = label.map_or_else(
+        || crate::period::PeriodRule::Week.period_for(clock.local(config.timezone)),
+        str::to_owned,
+    );
+    let text = crate::status::Status::gather(config, None, clock)?.render();
+    let body = config.templates.render(
+        "daemon.txt.j2",
+        &serde_json::json!({ "what": "heartbeat", "status": text }),
+    )?;
+    let m = mail::plain(
+        config,
+        &format!("ledger:{}:{week}", Job::Heartbeat.name()),
+        "heartbeat",
+        &config.mail.admin,
+        &format!("【健保WebIR稽核】每週運作狀態 {week}"),
+        body,
+        now,
+    )?;
+    let mut store = Store::open(&config.paths.state)?;
+    store.queue(&[m], &mail::outbox::stamp(now))?;
+    Ok(())
 }
 
 /// What a run produced.
@@ -48,7 +187,7 @@ pub struct RunOutcome {
     pub dir: PathBuf,
     /// The job and period as `run.json` names them (`sample-audit`,
     /// `2026H1`; `account-review`, `as-of-2026-07-02`).
-    pub job: &'static str,
+    pub job: Job,
     pub period: String,
     pub findings: DataFrame,
     /// The ingest manifest and rejects; its tables were moved into the
@@ -97,22 +236,25 @@ fn take_tables(ing: &mut Ingested) -> Tables {
     }
 }
 
-/// Runs `job`: account review as of `as_of`, or the query check of `period`.
-pub fn run(
+/// An account review as of `as_of`, or the query check of `period`.
+fn review_or_check(
     config: &Config,
     job: Job,
     period: Option<Period>,
     as_of: Option<NaiveDate>,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
+    // The password check is an account review, recorded as one.
+    let job = job.folder().unwrap_or(job);
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
     let mut ingested = ingest_inbox(config, Reference::of(period.as_ref(), as_of))?;
-    let period_id = match &period {
-        Some(p) => p.id.clone(),
-        None => format!("as-of-{as_of}"),
+    let covers = match &period {
+        Some(p) => RunPeriod::Period(p.id.clone()),
+        None => RunPeriod::AsOf(as_of),
     };
-    let dir = archive::create_run_dir(&config.paths.archive, &period_id, job.name(), started)?;
+    let period_id = covers.to_string();
+    let dir = RunFolder::create(&config.paths.archive, &covers, job, started)?.dir;
     let roster = ingested.table(Table::Roster).clone();
     let by_month = match &period {
         Some(p) => Some(queries_by_month(ingested.table(Table::QueryLog), p)?),
@@ -124,7 +266,6 @@ pub fn run(
         config,
         RunSpec {
             job,
-            name: job.name(),
             period,
             as_of,
             started,
@@ -134,9 +275,10 @@ pub fn run(
         ingested,
         clock,
     )?;
-    let (kind, review_roster) = match job {
-        Job::AccountReview => (ReportKind::AccountReview, Some(&roster)),
-        Job::QueryCheck => (ReportKind::QueryCheck, None),
+    let (kind, review_roster) = if job.reviews_accounts() {
+        (ReportKind::AccountReview, Some(&roster))
+    } else {
+        (ReportKind::QueryCheck, None)
     };
     finish_run(
         config,
@@ -273,24 +415,19 @@ fn unit_status(
         }
     }
     let store = Store::open(&config.paths.state)?;
-    let sample = annual::latest_run(config, "sample-audit", |_| true)?;
-    let review = annual::latest_run(config, "account-review", |p| p.starts_with("as-of-"))?;
+    let archive = &config.paths.archive;
+    let sample = RunFolder::latest(archive, Job::SampleAudit, |_| true)?;
+    let review = RunFolder::latest(archive, Job::AccountReview, |p| p.as_of().is_some())?;
     let returned: Vec<String> = match &sample {
-        Some((_, dir)) => store
-            .worksheet_returns(&run_id(dir))?
+        Some(run) => store
+            .worksheet_returns(&run.id)?
             .into_iter()
             .map(|r| r.unit_id)
             .collect(),
         None => Vec::new(),
     };
     let sampled: Vec<String> = match &sample {
-        Some((_, dir)) => crate::verify::read_manifest(dir)?
-            .1
-            .units
-            .into_iter()
-            .filter(|u| u.strata.iter().any(|s| s.accounts_selected > 0))
-            .map(|u| u.unit_id)
-            .collect(),
+        Some(run) => run.manifest()?.units_sampled(),
         None => Vec::new(),
     };
     Ok(config
@@ -299,11 +436,16 @@ fn unit_status(
         .map(|u| {
             let s = sample.as_ref().map_or_else(
                 || "無紀錄".to_owned(),
-                |(p, dir)| format!("{p}（{}）", run_id(dir)),
+                |run| format!("{}（{}）", run.period, run.id),
             );
             let r = review.as_ref().map_or_else(
                 || "無紀錄".to_owned(),
-                |(p, _)| p.trim_start_matches("as-of-").to_owned(),
+                |run| {
+                    run.period
+                        .as_of()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                },
             );
             let back = if sample.is_none() {
                 "—"
@@ -404,7 +546,6 @@ fn finish_run(
 /// What a run is, for its `run.json`.
 struct RunSpec {
     job: Job,
-    name: &'static str,
     period: Option<Period>,
     as_of: NaiveDate,
     started: NaiveDateTime,
@@ -424,7 +565,7 @@ fn check_and_record(
         config,
         &ingested,
         tables,
-        spec.job,
+        scope(spec.job),
         spec.as_of,
         spec.period.clone(),
     )?;
@@ -465,11 +606,14 @@ fn record_run(
     let record = RunRecord {
         tool: "webir-audit",
         version: env!("CARGO_PKG_VERSION"),
-        job: spec.name.into(),
+        job: spec.job.name().into(),
         period: spec
             .period
             .as_ref()
-            .map_or_else(|| format!("as-of-{}", spec.as_of), |p| p.id.clone()),
+            .map_or(RunPeriod::AsOf(spec.as_of), |p| {
+                RunPeriod::Period(p.id.clone())
+            })
+            .to_string(),
         as_of: spec.period.is_none().then(|| spec.as_of.to_string()),
         started: local_text(spec.started),
         finished: local_text(clock.local(config.timezone)),
@@ -485,7 +629,7 @@ fn record_run(
     archive::write_json(&record, &dir.join("run.json"))?;
     Ok(RunOutcome {
         dir,
-        job: spec.name,
+        job: spec.job,
         period: record.period,
         findings,
         ingested,
@@ -552,12 +696,12 @@ pub(crate) fn run_checks(
     config: &Config,
     ingested: &Ingested,
     tables: Tables,
-    job: Job,
+    scope: Scope,
     as_of: NaiveDate,
     period: Option<Period>,
 ) -> Result<Checked> {
     let state = input_state(ingested, &tables.query_log)?;
-    checks::run_with(config, tables, job, as_of, period, &state)
+    checks::run_with(config, tables, scope, as_of, period, &state)
         .map_err(anyhow::Error::from)
         .context("running the checks")
 }
@@ -611,7 +755,7 @@ fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
 pub(crate) fn refuse_second_draw(
     store: &Store,
     ledger_period: &str,
-    job: &str,
+    job: Job,
     redraw: bool,
 ) -> Result<()> {
     let draws = store.draws(ledger_period)?;
@@ -649,7 +793,7 @@ pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Fre
 /// take or draw the seed (recorded in the seed ledger before anything is
 /// selected), select, write the run folder, then run the period's query
 /// check into the same folder.
-pub fn sample_audit(
+fn sample_audit(
     config: &Config,
     period: &Period,
     seed: Option<Seed>,
@@ -658,7 +802,7 @@ pub fn sample_audit(
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
     let mut store = Store::open(&config.paths.state)?;
-    refuse_second_draw(&store, &period.id, "sample-audit", redraw)?;
+    refuse_second_draw(&store, &period.id, Job::SampleAudit, redraw)?;
     let mut frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "no seed was drawn")?;
     let freeze = store.latest_freeze(&period.id)?;
@@ -673,7 +817,13 @@ pub fn sample_audit(
             frozen.population.digest
         );
     }
-    let dir = archive::create_run_dir(&config.paths.archive, &period.id, "sample-audit", started)?;
+    let dir = RunFolder::create(
+        &config.paths.archive,
+        &RunPeriod::Period(period.id.clone()),
+        Job::SampleAudit,
+        started,
+    )?
+    .dir;
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let drawn_at = local_text(clock.local(config.timezone));
@@ -767,8 +917,7 @@ pub fn sample_audit(
     let run = check_and_record(
         config,
         RunSpec {
-            job: Job::QueryCheck,
-            name: "sample-audit",
+            job: Job::SampleAudit,
             period: Some(period.clone()),
             as_of: started.date(),
             started,
@@ -813,33 +962,11 @@ pub struct Retention {
     pub kept: usize,
 }
 
-/// The first local instant after the period a period folder is named for.
-fn period_end(name: &str) -> Option<NaiveDateTime> {
-    match name.strip_prefix("as-of-") {
-        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .ok()?
-            .succ_opt()?
-            .and_hms_opt(0, 0, 0),
-        None => name.parse::<Period>().ok().map(|p| p.end),
-    }
-}
-
-/// Units with sampled records in a sample audit (their worksheets must
-/// come back before the folder may go).
-fn units_to_return(dir: &std::path::Path) -> Result<Vec<String>> {
-    let (_, m) = crate::verify::read_manifest(dir)?;
-    Ok(m.units
-        .iter()
-        .filter(|u| u.strata.iter().any(|s| s.accounts_selected > 0))
-        .map(|u| u.unit_id.clone())
-        .collect())
-}
-
 /// `run retention`: deletes run folders whose period ended more than
 /// `retention_years` ago (point 5(4): never less than three), recording
 /// each deletion; an expired sample audit whose worksheets have not all
 /// come back is kept and reported.
-pub fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
+fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
     let now = clock.local(config.timezone);
     let base = &config.paths.archive;
     let mut store = Store::open(&config.paths.state)?;
@@ -848,10 +975,8 @@ pub fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
         let rel = dir.strip_prefix(base).unwrap_or(&dir).display().to_string();
         let job_dir = dir.parent();
         let period_dir = job_dir.and_then(std::path::Path::parent);
-        let Some(end) = period_dir
-            .and_then(|p| p.file_name())
-            .and_then(|n| period_end(&n.to_string_lossy()))
-        else {
+        let run = RunFolder::parse(&dir);
+        let Some(end) = run.as_ref().and_then(|r| r.period.end()) else {
             out.unreadable.push(rel);
             continue;
         };
@@ -864,20 +989,15 @@ pub fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
             out.kept += 1;
             continue;
         }
-        if job_dir
-            .and_then(|j| j.file_name())
-            .is_some_and(|j| j == "sample-audit")
-        {
-            let run_id = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        if let Some(run) = run.filter(|r| r.job == Job::SampleAudit) {
             let returned: std::collections::BTreeSet<String> = store
-                .worksheet_returns(&run_id)?
+                .worksheet_returns(&run.id)?
                 .into_iter()
                 .map(|r| r.unit_id)
                 .collect();
-            let missing: Vec<String> = units_to_return(&dir)?
+            let missing: Vec<String> = run
+                .manifest()?
+                .units_sampled()
                 .into_iter()
                 .filter(|u| !returned.contains(u))
                 .collect();

@@ -65,15 +65,9 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
-/// The file stem of a job kind's templates.
+/// The file stem of a job kind's templates: the job's name.
 pub fn kind_name(kind: ReportKind) -> &'static str {
-    match kind {
-        ReportKind::SampleAudit => "sample-audit",
-        ReportKind::AccountReview => "account-review",
-        ReportKind::QueryCheck => "query-check",
-        ReportKind::InternalAudit => "internal-audit",
-        ReportKind::ExternalAudit => "external-audit",
-    }
+    kind.job().name()
 }
 
 /// The compiled templates.

@@ -15,6 +15,7 @@ pub(crate) mod sheets;
 
 pub use sheets::seed_source;
 
+use crate::job::Job;
 use chrono::NaiveDateTime;
 
 /// What a workbook reports.
@@ -36,6 +37,30 @@ pub enum ReportKind {
 }
 
 impl ReportKind {
+    /// The workbook a job makes, if it makes one (the password check is
+    /// an account review).
+    pub fn of(job: Job) -> Option<ReportKind> {
+        Some(match job {
+            Job::SampleAudit => ReportKind::SampleAudit,
+            Job::AccountReview | Job::PasswordCheck => ReportKind::AccountReview,
+            Job::QueryCheck => ReportKind::QueryCheck,
+            Job::InternalAudit => ReportKind::InternalAudit,
+            Job::ExternalAudit => ReportKind::ExternalAudit,
+            Job::Retention | Job::Heartbeat => return None,
+        })
+    }
+
+    /// The job whose workbook this is; its name is the templates' stem.
+    pub fn job(self) -> Job {
+        match self {
+            ReportKind::SampleAudit => Job::SampleAudit,
+            ReportKind::AccountReview => Job::AccountReview,
+            ReportKind::QueryCheck => Job::QueryCheck,
+            ReportKind::InternalAudit => Job::InternalAudit,
+            ReportKind::ExternalAudit => Job::ExternalAudit,
+        }
+    }
+
     /// Traditional Chinese name, as in subjects and titles.
     pub fn title(self) -> &'static str {
         match self {
@@ -202,7 +227,7 @@ pub fn render(model: &ReportModel) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError
 
 /// `2026H1` → `2026年上半年` (ROC year too for officers: `115年上半年`).
 pub fn period_label(id: &str) -> String {
-    if let Some(day) = id.strip_prefix("as-of-") {
+    if let Some(day) = crate::period::RunPeriod::parse(id).and_then(|p| p.as_of()) {
         return format!("基準日 {day}");
     }
     let (year, rest) = id.split_at(id.len().min(4));

@@ -87,6 +87,16 @@ impl From<&FileRecord> for InputHash {
 }
 
 impl Manifest {
+    /// The units with sampled accounts: those whose worksheets must come
+    /// back.
+    pub fn units_sampled(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .filter(|u| u.strata.iter().any(|s| s.accounts_selected > 0))
+            .map(|u| u.unit_id.clone())
+            .collect()
+    }
+
     /// The sample digest this manifest's content implies.
     pub fn computed_sample_digest(&self) -> String {
         sample_digest(&DigestInput {

@@ -462,7 +462,7 @@ fn a_year_the_holidays_file_does_not_cover_is_not_checked_and_waited_for() {
     let config = webir_audit::config::load(&t.config_path()).unwrap();
     let missing = webir_audit::daemon::missing_inputs(
         &config,
-        webir_audit::daemon::schedule::JobKind::SampleAudit,
+        webir_audit::schedule::Job::SampleAudit,
         "2027H1",
         &[],
         &Default::default(),

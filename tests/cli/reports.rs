@@ -1071,7 +1071,10 @@ fn chart_series_are_named_by_their_headers_and_span_their_data() {
 fn sample_audit_run_folder_matches_its_golden_file() {
     use sha2::{Digest, Sha256};
     let hex = |b: &[u8]| -> String {
-        Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
     };
     let city = City::new();
     let root = city.tmp.path().to_str().unwrap().to_owned();
@@ -1080,7 +1083,15 @@ fn sample_audit_run_folder_matches_its_golden_file() {
     let now = "2026-07-05T08:00:00+08:00";
     let out = run_binary(
         &[
-            "--now", now, "run", "sample-audit", "--period", "2026H1", "--seed", SEED, "--config",
+            "--now",
+            now,
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            SEED,
+            "--config",
             config,
         ],
         city.tmp.path(),
@@ -1102,7 +1113,10 @@ fn sample_audit_run_folder_matches_its_golden_file() {
         }
     }
     files.sort();
-    got.push_str(&format!("# files of {}\n", unroot(&dir.display().to_string())));
+    got.push_str(&format!(
+        "# files of {}\n",
+        unroot(&dir.display().to_string())
+    ));
     for f in &files {
         let rel = f.strip_prefix(&dir).unwrap().display().to_string();
         let what = if rel.ends_with(".xlsx") {

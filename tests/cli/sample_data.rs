@@ -134,7 +134,7 @@ fn found(findings: &DataFrame) -> BTreeSet<(String, String)> {
 /// account, and nothing on accounts where nothing was planted.
 #[test]
 fn checks_find_every_planted_problem_and_nothing_else() {
-    use webir_audit::checks::{self, Job};
+    use webir_audit::checks::{self, Scope};
     let config = webir_audit::config::load(&repo().join("sample_data/webir-audit.toml")).unwrap();
     let mut ing = webir_audit::ingest::ingest(&config, None).unwrap();
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
@@ -143,11 +143,11 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     ing.resolve_roster(webir_audit::ingest::snapshot::Reference::Day(as_of))
         .unwrap();
     let tables = webir_audit::jobs::tables(&ing);
-    let review = checks::run(&config, tables.clone(), Job::AccountReview, as_of, None).unwrap();
+    let review = checks::run(&config, tables.clone(), Scope::Accounts, as_of, None).unwrap();
     let queries = checks::run(
         &config,
         tables,
-        Job::QueryCheck,
+        Scope::Queries,
         as_of,
         Some("2026H1".parse().unwrap()),
     )

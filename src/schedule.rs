@@ -7,143 +7,20 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use serde::Deserialize;
 
-/// What a schedule runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum JobKind {
-    /// Point 6(1): the half-yearly sample audit.
-    SampleAudit,
-    /// Points 5(1)3, 6(2): the yearly account review.
-    AccountReview,
-    /// Point 5(3): the quarterly account review, for stale passwords above
-    /// all (the review includes ACCOUNT_PASSWORD_STALE).
-    PasswordCheck,
-    /// Point 6(3).
-    InternalAudit,
-    /// Points 4(2), 4(5).
-    ExternalAudit,
-    /// Point 5(4): deleting run folders past `rules.retention_years`.
-    Retention,
-    /// A weekly status mail to `mail.admin`.
-    Heartbeat,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 7] = [
-        JobKind::SampleAudit,
-        JobKind::AccountReview,
-        JobKind::PasswordCheck,
-        JobKind::InternalAudit,
-        JobKind::ExternalAudit,
-        JobKind::Retention,
-        JobKind::Heartbeat,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            JobKind::SampleAudit => "sample-audit",
-            JobKind::AccountReview => "account-review",
-            JobKind::PasswordCheck => "password-check",
-            JobKind::InternalAudit => "internal-audit",
-            JobKind::ExternalAudit => "external-audit",
-            JobKind::Retention => "retention",
-            JobKind::Heartbeat => "heartbeat",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|j| j.name() == s)
-    }
-
-    /// The period rules that make sense for the job.
-    fn periods(self) -> &'static [PeriodRule] {
-        match self {
-            JobKind::SampleAudit => &[PeriodRule::PreviousHalfYear],
-            JobKind::AccountReview | JobKind::InternalAudit | JobKind::ExternalAudit => {
-                &[PeriodRule::PreviousYear]
-            }
-            JobKind::PasswordCheck => &[PeriodRule::PreviousQuarter],
-            JobKind::Retention => &[PeriodRule::Day],
-            JobKind::Heartbeat => &[PeriodRule::Week],
-        }
-    }
-
-    /// The longest the regulation allows between two runs, and the rule.
-    fn slowest(self) -> Option<(i64, &'static str)> {
-        match self {
-            JobKind::SampleAudit => Some((184, "point 6(1): a sample audit every six months")),
-            JobKind::AccountReview => Some((366, "points 5(1)3 and 6(2): a yearly account review")),
-            JobKind::InternalAudit => Some((366, "point 6(3): a yearly internal audit")),
-            JobKind::ExternalAudit => Some((366, "point 4(2): a yearly external audit")),
-            JobKind::PasswordCheck => Some((92, "point 5(3): passwords changed every 90 days")),
-            JobKind::Retention | JobKind::Heartbeat => None,
-        }
-    }
-
-    /// What the inbox must hold before the job runs for a period. Account
-    /// reviews wait for query logs too: idle and never-used accounts are
-    /// judged on them.
-    pub fn needs(self) -> Needs {
-        match self {
-            JobKind::SampleAudit | JobKind::InternalAudit => Needs {
-                query_logs: true,
-                roster_and_hr: true,
-                calendar: true,
-            },
-            JobKind::ExternalAudit | JobKind::AccountReview | JobKind::PasswordCheck => Needs {
-                query_logs: true,
-                roster_and_hr: true,
-                calendar: false,
-            },
-            JobKind::Retention | JobKind::Heartbeat => Needs::default(),
-        }
-    }
-
-    /// Whether the job is an account review as of its due day (the yearly
-    /// review and the quarterly password check are the same work).
-    pub fn reviews_accounts(self) -> bool {
-        matches!(self, JobKind::AccountReview | JobKind::PasswordCheck)
-    }
-}
-
-/// The duties of the regulation every deployment must schedule, with the
-/// point each comes from. The heartbeat is a convenience, not a duty.
-pub const DUTIES: [(JobKind, &str); 6] = [
-    (
-        JobKind::SampleAudit,
-        "point 6(1): a sample audit at least every six months",
-    ),
-    (
-        JobKind::AccountReview,
-        "points 5(1)3 and 6(2): a yearly account review",
-    ),
-    (
-        JobKind::PasswordCheck,
-        "point 5(3): passwords changed every three months",
-    ),
-    (
-        JobKind::InternalAudit,
-        "point 6(3): a yearly internal audit",
-    ),
-    (
-        JobKind::ExternalAudit,
-        "points 4(2) and 4(5): the yearly external audit",
-    ),
-    (
-        JobKind::Retention,
-        "point 5(4): records kept at least three years, then deleted",
-    ),
-];
+pub use crate::job::Job;
+pub use crate::period::PeriodRule;
 
 /// Refuses schedules that leave a duty of the regulation unscheduled: a
 /// duty must not be switched off by deleting a file.
 pub fn require_duties(schedules: &[Schedule], dir: &Path) -> Result<(), ScheduleError> {
-    let missing: Vec<String> = DUTIES
-        .iter()
+    let missing: Vec<String> = Job::ALL
+        .into_iter()
+        .filter_map(|job| Some((job, job.duty()?)))
         .filter(|(job, _)| !schedules.iter().any(|s| s.job == *job))
         .map(|(job, rule)| {
             format!(
@@ -161,62 +38,6 @@ pub fn require_duties(schedules: &[Schedule], dir: &Path) -> Result<(), Schedule
     }
 }
 
-/// The exports a job waits for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
-    /// Query logs reaching the period's last day.
-    pub query_logs: bool,
-    /// A roster and an HR file modified after the period's end.
-    pub roster_and_hr: bool,
-    /// A holidays calendar (if one is configured) for every year of the
-    /// period: off-hours checks need it.
-    pub calendar: bool,
-}
-
-/// Which period a fire time is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeriodRule {
-    PreviousHalfYear,
-    PreviousYear,
-    PreviousQuarter,
-    /// The fire time's date (`2026-07-05`).
-    Day,
-    /// The fire time's ISO week (`2026-W27`).
-    Week,
-}
-
-impl PeriodRule {
-    fn parse(s: &str) -> Option<PeriodRule> {
-        Some(match s {
-            "previous-half-year" => PeriodRule::PreviousHalfYear,
-            "previous-year" => PeriodRule::PreviousYear,
-            "previous-quarter" => PeriodRule::PreviousQuarter,
-            "day" => PeriodRule::Day,
-            "week" => PeriodRule::Week,
-            _ => return None,
-        })
-    }
-
-    /// The period id for a run fired at local time `at`.
-    pub fn period_for(self, at: NaiveDateTime) -> String {
-        let (y, m) = (at.year(), at.month());
-        match self {
-            PeriodRule::PreviousHalfYear if m <= 6 => format!("{}H2", y - 1),
-            PeriodRule::PreviousHalfYear => format!("{y}H1"),
-            PeriodRule::PreviousYear => format!("{}", y - 1),
-            PeriodRule::PreviousQuarter => match (m - 1) / 3 {
-                0 => format!("{}Q4", y - 1),
-                q => format!("{y}Q{q}"),
-            },
-            PeriodRule::Day => at.date().to_string(),
-            PeriodRule::Week => {
-                let w = at.date().iso_week();
-                format!("{}-W{:02}", w.year(), w.week())
-            }
-        }
-    }
-}
-
 /// What to do with fire times that passed while the daemon was down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchUp {
@@ -231,7 +52,7 @@ pub enum CatchUp {
 /// One validated `[[schedule]]` entry.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    pub job: JobKind,
+    pub job: Job,
     pub cron_text: String,
     pub cron: Cron,
     pub period: PeriodRule,
@@ -340,8 +161,12 @@ pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
             let mut bad = |key: &str, value: &str, why: &str| {
                 problems.push(format!("{at}.{key} = {value:?}: {why}"));
             };
-            let Some(job) = JobKind::parse(&r.job) else {
-                let known: Vec<_> = JobKind::ALL.iter().map(|j| j.name()).collect();
+            let Some(job) = Job::parse(&r.job).filter(|j| !j.periods().is_empty()) else {
+                let known: Vec<_> = Job::ALL
+                    .iter()
+                    .filter(|j| !j.periods().is_empty())
+                    .map(|j| j.name())
+                    .collect();
                 bad(
                     "job",
                     &r.job,
@@ -445,7 +270,7 @@ fn period_names(rules: &[PeriodRule]) -> String {
 /// Checks that `cron` fires at all, and never leaves a gap longer than the
 /// regulation allows over four years (leap years and month lengths
 /// included).
-fn cadence(job: JobKind, cron: &Cron, tz: Tz) -> Result<(), String> {
+fn cadence(job: Job, cron: &Cron, tz: Tz) -> Result<(), String> {
     let start = tz
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .earliest()
@@ -561,7 +386,7 @@ mod tests {
         )
         .unwrap();
         let jobs: Vec<_> = s.iter().map(|s| s.job).collect();
-        for j in JobKind::ALL {
+        for j in Job::ALL.into_iter().filter(|j| !j.periods().is_empty()) {
             assert!(jobs.contains(&j), "{} is not scheduled", j.name());
         }
     }

@@ -1,0 +1,220 @@
+//! The jobs the program does, one closed type: its name (on the command
+//! line, in schedules, in the run ledger and in run folders), the period
+//! rule it takes, what the inbox must hold before it runs and whether it
+//! is a duty of the regulation. Unknown names are refused where they are
+//! parsed. Pure description: what each job does is in `run`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::period::PeriodRule;
+
+/// A job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Job {
+    /// Point 6(1): the half-yearly sample audit (its query check included).
+    SampleAudit,
+    /// Points 5(1)3, 6(2): the yearly account review.
+    AccountReview,
+    /// Point 5(3): the quarterly account review, for stale passwords above
+    /// all (the review includes ACCOUNT_PASSWORD_STALE).
+    PasswordCheck,
+    /// Points 3, 5(2): the query check of a period, by hand.
+    QueryCheck,
+    /// Point 6(3): each unit's yearly internal audit.
+    InternalAudit,
+    /// Points 4(2), 4(5): the Health Bureau's external audit.
+    ExternalAudit,
+    /// Point 5(4): deleting run folders past `rules.retention_years`.
+    Retention,
+    /// A weekly status mail to `mail.admin`.
+    Heartbeat,
+}
+
+/// How a job is told what it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// An audit period (`2026H1`, `2026`, `FROM..TO`).
+    Period,
+    /// A review day (`as-of-2026-07-02`).
+    AsOf,
+    /// Nothing: the job works on the archive or the state.
+    None,
+}
+
+impl Job {
+    pub const ALL: [Job; 8] = [
+        Job::SampleAudit,
+        Job::AccountReview,
+        Job::PasswordCheck,
+        Job::QueryCheck,
+        Job::InternalAudit,
+        Job::ExternalAudit,
+        Job::Retention,
+        Job::Heartbeat,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::SampleAudit => "sample-audit",
+            Job::AccountReview => "account-review",
+            Job::PasswordCheck => "password-check",
+            Job::QueryCheck => "query-check",
+            Job::InternalAudit => "internal-audit",
+            Job::ExternalAudit => "external-audit",
+            Job::Retention => "retention",
+            Job::Heartbeat => "heartbeat",
+        }
+    }
+
+    /// The job of a name, if it is one.
+    pub fn parse(s: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.name() == s)
+    }
+
+    /// The names, for messages that refuse an unknown one.
+    pub fn names() -> String {
+        Job::ALL.map(Job::name).join(", ")
+    }
+
+    /// What the job covers.
+    pub fn span(self) -> Span {
+        match self {
+            Job::SampleAudit | Job::QueryCheck | Job::InternalAudit | Job::ExternalAudit => {
+                Span::Period
+            }
+            Job::AccountReview | Job::PasswordCheck => Span::AsOf,
+            Job::Retention | Job::Heartbeat => Span::None,
+        }
+    }
+
+    /// The job whose run folders hold this job's runs
+    /// (`<period>/<job>/<id>`); none for a job that makes no run folder.
+    /// The quarterly password check is an account review.
+    pub fn folder(self) -> Option<Job> {
+        match self {
+            Job::PasswordCheck => Some(Job::AccountReview),
+            Job::Retention | Job::Heartbeat => None,
+            j => Some(j),
+        }
+    }
+
+    /// Whether the job draws a seed (and is refused a second draw of a
+    /// period unless asked for).
+    pub fn draws(self) -> bool {
+        matches!(self, Job::SampleAudit | Job::ExternalAudit)
+    }
+
+    /// Whether the job is an account review as of its due day (the yearly
+    /// review and the quarterly password check are the same work).
+    pub fn reviews_accounts(self) -> bool {
+        matches!(self, Job::AccountReview | Job::PasswordCheck)
+    }
+
+    /// The period rules a schedule of the job may take; none for a job
+    /// that is not scheduled.
+    pub fn periods(self) -> &'static [PeriodRule] {
+        match self {
+            Job::SampleAudit => &[PeriodRule::PreviousHalfYear],
+            Job::AccountReview | Job::InternalAudit | Job::ExternalAudit => {
+                &[PeriodRule::PreviousYear]
+            }
+            Job::PasswordCheck => &[PeriodRule::PreviousQuarter],
+            Job::Retention => &[PeriodRule::Day],
+            Job::Heartbeat => &[PeriodRule::Week],
+            Job::QueryCheck => &[],
+        }
+    }
+
+    /// The longest the regulation allows between two runs, and the rule.
+    pub fn slowest(self) -> Option<(i64, &'static str)> {
+        match self {
+            Job::SampleAudit => Some((184, "point 6(1): a sample audit every six months")),
+            Job::AccountReview => Some((366, "points 5(1)3 and 6(2): a yearly account review")),
+            Job::InternalAudit => Some((366, "point 6(3): a yearly internal audit")),
+            Job::ExternalAudit => Some((366, "point 4(2): a yearly external audit")),
+            Job::PasswordCheck => Some((92, "point 5(3): passwords changed every 90 days")),
+            Job::QueryCheck | Job::Retention | Job::Heartbeat => None,
+        }
+    }
+
+    /// The duty of the regulation the job is, which every deployment must
+    /// schedule. The heartbeat is a convenience and the query check is run
+    /// by hand (the sample audit includes it).
+    pub fn duty(self) -> Option<&'static str> {
+        match self {
+            Job::SampleAudit => Some("point 6(1): a sample audit at least every six months"),
+            Job::AccountReview => Some("points 5(1)3 and 6(2): a yearly account review"),
+            Job::PasswordCheck => Some("point 5(3): passwords changed every three months"),
+            Job::InternalAudit => Some("point 6(3): a yearly internal audit"),
+            Job::ExternalAudit => Some("points 4(2) and 4(5): the yearly external audit"),
+            Job::Retention => Some("point 5(4): records kept at least three years, then deleted"),
+            Job::QueryCheck | Job::Heartbeat => None,
+        }
+    }
+
+    /// What the inbox must hold before the job runs for a period. Account
+    /// reviews wait for query logs too: idle and never-used accounts are
+    /// judged on them.
+    pub fn needs(self) -> Needs {
+        match self {
+            Job::SampleAudit | Job::InternalAudit | Job::QueryCheck => Needs {
+                query_logs: true,
+                roster_and_hr: true,
+                calendar: true,
+            },
+            Job::ExternalAudit | Job::AccountReview | Job::PasswordCheck => Needs {
+                query_logs: true,
+                roster_and_hr: true,
+                calendar: false,
+            },
+            Job::Retention | Job::Heartbeat => Needs::default(),
+        }
+    }
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job {0:?}; known: {names}", names = Job::names())]
+pub struct UnknownJob(pub String);
+
+impl FromStr for Job {
+    type Err = UnknownJob;
+
+    fn from_str(s: &str) -> Result<Job, UnknownJob> {
+        Job::parse(s).ok_or_else(|| UnknownJob(s.to_owned()))
+    }
+}
+
+/// The exports a job waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Query logs reaching the period's last day.
+    pub query_logs: bool,
+    /// A roster and an HR file modified after the period's end.
+    pub roster_and_hr: bool,
+    /// A holidays calendar (if one is configured) for every year of the
+    /// period: off-hours checks need it.
+    pub calendar: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused() {
+        for j in Job::ALL {
+            assert_eq!(j.name().parse::<Job>(), Ok(j));
+        }
+        let e = "query_check".parse::<Job>().unwrap_err().to_string();
+        assert!(e.contains("unknown job \"query_check\""), "{e}");
+        assert!(e.contains("sample-audit"), "{e}");
+    }
+}
