@@ -13,9 +13,9 @@ use polars::prelude::*;
 use crate::config::{self, ConfigError};
 use crate::ingest::{self, FileStatus, Ingested};
 use crate::job::Job;
-use crate::jobs::Request;
 use crate::model::Table;
 use crate::period::Period;
+use crate::run::Request;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -326,14 +326,14 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 _ => None,
             };
             let config = config::load(config)?;
-            let request = crate::jobs::Request {
+            let request = crate::run::Request {
                 period,
                 as_of: *as_of,
                 seed: seed.clone(),
                 redraw: *redraw,
-                ..crate::jobs::Request::new(*job)
+                ..crate::run::Request::new(*job)
             };
-            let done = crate::jobs::execute(&config, request, clock)?;
+            let done = crate::run::execute(&config, request, clock)?;
             print_done(&config, &done, clock, !no_send, out)
         }
         Command::Freeze { config, period } => freeze(config, period, clock, out),
@@ -406,12 +406,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
 /// Prints what a job did; returns the exit status it deserves.
 fn print_done(
     config: &crate::config::Config,
-    done: &crate::jobs::Done,
+    done: &crate::run::Done,
     clock: &dyn crate::clock::Clock,
     send: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    use crate::jobs::Done;
+    use crate::run::Done;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     match done {
         Done::Sample(s) => print_sample(&s.manifest, out)?,
@@ -453,7 +453,7 @@ fn print_done(
 /// returns the exit status the run deserves.
 fn report_run(
     config: &crate::config::Config,
-    outcome: &crate::jobs::RunOutcome,
+    outcome: &crate::run::RunOutcome,
     clock: &dyn crate::clock::Clock,
     send: bool,
     out: &mut dyn Write,
@@ -511,7 +511,7 @@ fn report_run(
 /// scheduled duty.
 fn record_by_hand(
     config: &crate::config::Config,
-    outcome: &crate::jobs::RunOutcome,
+    outcome: &crate::run::RunOutcome,
     clock: &dyn crate::clock::Clock,
 ) -> anyhow::Result<()> {
     if outcome.job.periods().is_empty() {
@@ -710,7 +710,7 @@ fn demo(
         },
     ];
     for r in requests {
-        let done = crate::jobs::execute(&config, r, clock)?;
+        let done = crate::run::execute(&config, r, clock)?;
         if let Some(run) = done.run() {
             w(out, format!("run      {}", run.dir.display()))?;
         }
@@ -799,7 +799,7 @@ fn freeze(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
-    let f = crate::jobs::freeze(&config, period, clock)?;
+    let f = crate::run::freeze(&config, period, clock)?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(out, format!("frozen {} at {}", f.period, f.frozen_at))?;
     w(out, format!("population digest {}", f.population_digest))?;
@@ -894,7 +894,7 @@ fn ingest_worksheet(
 
 fn print_retention(
     config: &crate::config::Config,
-    r: &crate::jobs::Retention,
+    r: &crate::run::Retention,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");

@@ -9,12 +9,12 @@ pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod daemon; // the daemon: schedules, the run ledger, wake-up passes, status
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
 pub mod job; // the jobs: one closed type with name, period rule, inputs needed
-pub mod jobs; // one audit run: ingest, check, write the run folder
 pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
 pub mod privacy; // masking of national IDs and names for anything a person reads
 pub mod report; // Excel workbooks: report models per unit and city-wide, and the pure renderer
+pub mod run; // the run layer: one dispatcher for every job, the run skeleton, the yearly audits, retention
 pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): population, selection, manifest
 pub mod schedule; // schedules/*.toml: when each job runs, validated against the regulation's cadence
 pub mod status; // what the daemon has done and will do: the status command and the heartbeat mail

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 
 use crate::config;
 use crate::ingest::{self, FileStatus};
-use crate::jobs;
 use crate::period::Period;
+use crate::run;
 use crate::sampling::manifest::InputHash;
 use crate::sampling::spec::Seed;
 use crate::sampling::{self, first_difference};
@@ -72,7 +72,7 @@ pub fn verify(path: &Path, inputs: Option<&Path>, config: Option<&Path>) -> Resu
     let period: Period = m.period.id.parse()?;
     let seed: Seed = m.seed.parse()?;
 
-    let frozen = jobs::freeze_inputs(&cfg, &period)?;
+    let frozen = run::freeze_inputs(&cfg, &period)?;
     if let Some(first) = input_difference(&m.inputs, &frozen.ingested.files, &cfg.paths.inbox) {
         return differs(first, notes);
     }

@@ -492,8 +492,8 @@ fn execute(
     job: Job,
     row: &LedgerRow,
     clock: &dyn Clock,
-) -> Result<Option<crate::jobs::RunOutcome>> {
-    let mut request = crate::jobs::Request::new(job);
+) -> Result<Option<crate::run::RunOutcome>> {
+    let mut request = crate::run::Request::new(job);
     match job.span() {
         Span::Period => request.period = Some(row.period.parse()?),
         Span::AsOf => request.as_of = Some(as_of(config, row)),
@@ -506,10 +506,10 @@ fn execute(
         .error
         .as_deref()
         .is_some_and(|e| e.starts_with(INTERRUPTED));
-    Ok(match crate::jobs::execute(config, request, clock)? {
-        crate::jobs::Done::Run(r) | crate::jobs::Done::External(r, _) => Some(r),
-        crate::jobs::Done::Sample(s) => Some(s.run),
-        crate::jobs::Done::Retention(_) | crate::jobs::Done::Heartbeat => None,
+    Ok(match crate::run::execute(config, request, clock)? {
+        crate::run::Done::Run(r) | crate::run::Done::External(r, _) => Some(r),
+        crate::run::Done::Sample(s) => Some(s.run),
+        crate::run::Done::Retention(_) | crate::run::Done::Heartbeat => None,
     })
 }
 
