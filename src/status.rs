@@ -10,7 +10,7 @@ use super::schedule::Schedule;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::mail::outbox::stamp;
-use crate::store::{LedgerRow, SeenInput, Store};
+use crate::store::{LedgerRow, MailState, SeenInput, Store};
 
 #[derive(Debug, Serialize)]
 pub struct JobStatus {
@@ -62,22 +62,17 @@ impl Status {
         }
         let attention = ledger
             .iter()
-            .filter(|r| {
-                matches!(
-                    r.state.as_str(),
-                    "waiting-for-inputs" | "running" | "failed" | "missed" | "scheduled"
-                )
-            })
+            .filter(|r| r.state.is_open())
             .cloned()
             .collect();
         let rows = store.outbox()?;
         let mut outbox = BTreeMap::new();
         for r in &rows {
-            *outbox.entry(r.state.clone()).or_default() += 1;
+            *outbox.entry(r.state.as_str().to_owned()).or_default() += 1;
         }
         let outbox_unknown = rows
             .iter()
-            .filter(|r| r.state == "unknown")
+            .filter(|r| r.state == MailState::Unknown)
             .map(|r| format!("{} {} {}", r.id, r.recipient, r.subject))
             .collect();
         let present: BTreeSet<String> = crate::ingest::discover_inbox(config)

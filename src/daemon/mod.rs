@@ -35,7 +35,7 @@ use crate::mail::outbox::stamp;
 use crate::model::Table;
 use crate::period::RunPeriod;
 use crate::schedule::{self, CatchUp, Schedule};
-use crate::store::{LedgerRow, SeenInput, Store};
+use crate::store::{LedgerRow, MailState, RunState, SeenInput, Store};
 
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
@@ -80,8 +80,18 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     resume_interrupted(config, &mut store, now, &mut pass)?;
     if pass.new_inputs > 0 {
         // New exports may cure what made a run fail.
-        for r in store.ledger()?.into_iter().filter(|r| r.state == "failed") {
-            store.set_run_state(r.id, "scheduled", &stamp(now), None, r.error.as_deref())?;
+        for r in store
+            .ledger()?
+            .into_iter()
+            .filter(|r| r.state == RunState::Failed)
+        {
+            store.set_run_state(
+                r.id,
+                RunState::Scheduled,
+                &stamp(now),
+                None,
+                r.error.as_deref(),
+            )?;
         }
     }
     for s in schedules {
@@ -91,7 +101,7 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     let mut due: Vec<LedgerRow> = store
         .ledger()?
         .into_iter()
-        .filter(|r| r.state == "scheduled" || r.state == "waiting-for-inputs")
+        .filter(|r| matches!(r.state, RunState::Scheduled | RunState::WaitingForInputs))
         .collect();
     // At one moment the yearly account review goes before the quarterly
     // password check it also does (ledger order is time, then insertion).
@@ -105,7 +115,13 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         {
             let note = format!("satisfied by {by}: the same account review, one run and one mail");
             tracing::info!(job = %row.job, period = %row.period, %note, "covered");
-            store.set_run_state(row.id, "generated", &stamp(now), Some(&dir), Some(&note))?;
+            store.set_run_state(
+                row.id,
+                RunState::Generated,
+                &stamp(now),
+                Some(&dir),
+                Some(&note),
+            )?;
             pass.covered.push(key(&row.job, &row.period));
             continue;
         }
@@ -115,7 +131,7 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         } else {
             store.set_run_state(
                 row.id,
-                "waiting-for-inputs",
+                RunState::WaitingForInputs,
                 &stamp(now),
                 None,
                 Some(&missing.join("; ")),
@@ -123,7 +139,15 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
             pass.waiting.push(key(&row.job, &row.period));
             let since = parse_utc(&row.scheduled_for).unwrap_or(now);
             if !row.alerted && now - since >= s.wait_for_inputs {
-                notify(config, &mut store, "waiting", &row, s, missing.clone(), now)?;
+                notify(
+                    config,
+                    &mut store,
+                    Alert::Waiting,
+                    &row,
+                    s,
+                    missing.clone(),
+                    now,
+                )?;
                 store.mark_alerted(row.id)?;
             }
         }
@@ -207,7 +231,13 @@ fn plan(
         };
         match run {
             Ok(()) => {
-                if store.schedule_run(s.job.name(), &period, &stamp(*f), "scheduled", None)? {
+                if store.schedule_run(
+                    s.job.name(),
+                    &period,
+                    &stamp(*f),
+                    RunState::Scheduled,
+                    None,
+                )? {
                     tracing::info!(job = s.job.name(), %period, "scheduled");
                     pass.scheduled.push(key(s.job.name(), &period));
                 }
@@ -248,7 +278,7 @@ fn plan(
         s.job.name(),
         &period,
         &stamp(last.0),
-        "missed",
+        RunState::Missed,
         Some(&error),
     )? {
         tracing::warn!(job = s.job.name(), %period, reason = %error, "missed");
@@ -258,7 +288,15 @@ fn plan(
             .into_iter()
             .find(|r| r.period == period)
             .context("the row just written")?;
-        notify(config, store, "missed", &row, s, vec![error.clone()], now)?;
+        notify(
+            config,
+            store,
+            Alert::Missed,
+            &row,
+            s,
+            vec![error.clone()],
+            now,
+        )?;
         store.mark_alerted(row.id)?;
     }
     Ok(())
@@ -405,7 +443,7 @@ fn run_one(
     pass: &mut Pass,
 ) -> Result<()> {
     let now = clock.now();
-    store.set_run_state(row.id, "running", &stamp(now), None, None)?;
+    store.set_run_state(row.id, RunState::Running, &stamp(now), None, None)?;
     tracing::info!(job = %row.job, period = %row.period, "running");
     let beat = Heartbeat::start(config, row.id, clock);
     let result = execute(config, s.job, row, clock);
@@ -428,19 +466,25 @@ fn run_one(
                 .map(|n| format!("{}: {} ({})", n.codes.join(", "), n.detail, n.input))
                 .collect();
             let dir = done.map(|o| o.dir.display().to_string());
-            store.set_run_state(row.id, "generated", &stamp(now), dir.as_deref(), None)?;
+            store.set_run_state(
+                row.id,
+                RunState::Generated,
+                &stamp(now),
+                dir.as_deref(),
+                None,
+            )?;
             if !withheld.is_empty() {
                 // The officers' mail says so at its top; the admin, who
                 // can fix the inputs, is told too.
-                notify(config, store, "withheld", row, s, withheld, now)?;
+                notify(config, store, Alert::Withheld, row, s, withheld, now)?;
             }
             pass.ran.push(k);
         }
         Err(e) => {
             let e = format!("{e:#}");
             tracing::error!(job = %row.job, period = %row.period, error = %e, "run failed");
-            store.set_run_state(row.id, "failed", &stamp(now), None, Some(&e))?;
-            notify(config, store, "failed", row, s, vec![e], now)?;
+            store.set_run_state(row.id, RunState::Failed, &stamp(now), None, Some(&e))?;
+            notify(config, store, Alert::Failed, row, s, vec![e], now)?;
             pass.failed.push(k);
         }
     }
@@ -534,7 +578,7 @@ fn review_done(config: &Config, ledger: &[LedgerRow], row: &LedgerRow) -> Option
     let after = schedule::period_end(&row.period)?.date();
     ledger
         .iter()
-        .filter(|r| r.id != row.id && matches!(r.state.as_str(), "generated" | "mailed"))
+        .filter(|r| r.id != row.id && !r.state.is_open())
         .filter(|r| Job::parse(&r.job).is_some_and(|j| j.reviews_accounts()))
         .filter_map(|r| Some((r, review_day(config, r)?, r.run_dir.clone()?)))
         .filter(|(_, d, _)| *d >= after && *d <= due)
@@ -576,7 +620,11 @@ fn resume_interrupted(
     now: DateTime<Utc>,
     pass: &mut Pass,
 ) -> Result<()> {
-    for row in store.ledger()?.into_iter().filter(|r| r.state == "running") {
+    for row in store
+        .ledger()?
+        .into_iter()
+        .filter(|r| r.state == RunState::Running)
+    {
         let Some(job) = Job::parse(&row.job) else {
             continue;
         };
@@ -620,13 +668,19 @@ fn resume_interrupted(
             Some(dir) => {
                 tracing::warn!(run = %k, "interrupted after it finished; adopted");
                 let dir = (!dir.is_empty()).then_some(dir);
-                store.set_run_state(row.id, "generated", &stamp(now), dir.as_deref(), None)?;
+                store.set_run_state(
+                    row.id,
+                    RunState::Generated,
+                    &stamp(now),
+                    dir.as_deref(),
+                    None,
+                )?;
             }
             None => {
                 tracing::warn!(run = %k, "interrupted; runs again");
                 store.set_run_state(
                     row.id,
-                    "scheduled",
+                    RunState::Scheduled,
                     &stamp(now),
                     None,
                     Some(&format!("{INTERRUPTED} (the process stopped); run again")),
@@ -644,19 +698,58 @@ fn mark_mailed(store: &mut Store, now: DateTime<Utc>) -> Result<()> {
     for row in store
         .ledger()?
         .into_iter()
-        .filter(|r| r.state == "generated")
+        .filter(|r| r.state == RunState::Generated)
     {
         let k = mail_key(&row);
         if outbox
             .iter()
             .filter(|m| m.run == k)
-            .all(|m| m.state == "sent")
+            .all(|m| m.state == MailState::Sent)
         {
             // A note (satisfied by another run, run by hand) stays.
-            store.set_run_state(row.id, "mailed", &stamp(now), None, row.error.as_deref())?;
+            store.set_run_state(
+                row.id,
+                RunState::Mailed,
+                &stamp(now),
+                None,
+                row.error.as_deref(),
+            )?;
         }
     }
     Ok(())
+}
+
+/// What the admin is told about a ledger row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alert {
+    /// Fire times passed and will not run.
+    Missed,
+    /// The inbox has not covered the period for `wait_for_inputs`.
+    Waiting,
+    /// The run was made, but checks were withheld for their inputs.
+    Withheld,
+    Failed,
+}
+
+impl Alert {
+    /// The template's `what`.
+    fn name(self) -> &'static str {
+        match self {
+            Alert::Missed => "missed",
+            Alert::Waiting => "waiting",
+            Alert::Withheld => "withheld",
+            Alert::Failed => "failed",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Alert::Missed => "排程逾期未執行",
+            Alert::Waiting => "等待匯入資料",
+            Alert::Withheld => "部分檢核未執行",
+            Alert::Failed => "排程工作失敗",
+        }
+    }
 }
 
 /// Queues a message to `mail.admin` about a ledger row (once per row and
@@ -664,12 +757,13 @@ fn mark_mailed(store: &mut Store, now: DateTime<Utc>) -> Result<()> {
 fn notify(
     config: &Config,
     store: &mut Store,
-    what: &str,
+    alert: Alert,
     row: &LedgerRow,
     s: &Schedule,
     details: Vec<String>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let (what, title) = (alert.name(), alert.title());
     let human = |d: Duration| format!("{} 天", d.num_days());
     let body = config.templates.render(
         "daemon.txt.j2",
@@ -683,12 +777,6 @@ fn notify(
             "wait_for_inputs": human(s.wait_for_inputs),
         }),
     )?;
-    let title = match what {
-        "missed" => "排程逾期未執行",
-        "waiting" => "等待匯入資料",
-        "withheld" => "部分檢核未執行",
-        _ => "排程工作失敗",
-    };
     let m = crate::mail::plain(
         config,
         &format!("ledger-alert:{}:{}", row.job, row.period),

@@ -45,37 +45,25 @@ impl Role {
     }
 }
 
-/// A composed message, ready to queue.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    /// The run folder, as recorded.
-    pub run: String,
-    /// The workbook's file name in `reports/`.
-    pub report: String,
-    pub recipient: String,
-    pub message_id: String,
-    pub subject: String,
-    /// The whole message (RFC 5322, CRLF), sent as is on every attempt.
-    pub eml: Vec<u8>,
-}
+/// A composed message, ready to queue: the store's row type.
+pub use crate::store::NewMessage as Outgoing;
 
-impl Outgoing {
-    fn new(
-        run: &str,
-        report: &str,
-        recipient: &str,
-        message_id: String,
-        subject: String,
-        message: &Message,
-    ) -> Outgoing {
-        Outgoing {
-            run: run.to_owned(),
-            report: report.to_owned(),
-            recipient: recipient.to_owned(),
-            message_id,
-            subject,
-            eml: message.formatted(),
-        }
+/// A composed message as the outbox stores it.
+fn outgoing(
+    run: &str,
+    report: &str,
+    recipient: &str,
+    message_id: String,
+    subject: String,
+    message: &Message,
+) -> Outgoing {
+    Outgoing {
+        run: run.to_owned(),
+        report: report.to_owned(),
+        recipient: recipient.to_owned(),
+        message_id,
+        subject,
+        eml: message.formatted(),
     }
 }
 
@@ -276,9 +264,7 @@ pub fn compose(
     let message = envelope(config, recipient, &cx.subject, &id, now)?
         .multipart(parts)
         .context("composing the message")?;
-    Ok(Outgoing::new(
-        run, report, recipient, id, cx.subject, &message,
-    ))
+    Ok(outgoing(run, report, recipient, id, cx.subject, &message))
 }
 
 /// The headers every message has: from, to, subject, the deterministic
@@ -317,7 +303,7 @@ pub fn plain(
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .context("composing the message")?;
-    Ok(Outgoing::new(
+    Ok(outgoing(
         run,
         report,
         recipient,

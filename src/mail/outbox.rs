@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Transport};
-use crate::store::{OutboxRow, Store};
+use crate::store::{MailState, OutboxRow, Store};
 
 /// Why an attempt did not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,7 +365,13 @@ pub fn drain(
             .unwrap_or(now);
         match result {
             Ok(()) => {
-                store.record_attempt(row.id, "sent", &stamp(now), &row.next_attempt_at, None)?;
+                store.record_attempt(
+                    row.id,
+                    MailState::Sent,
+                    &stamp(now),
+                    &row.next_attempt_at,
+                    None,
+                )?;
                 out.sent += 1;
             }
             Err(Failure::Unknown(e)) => {
@@ -378,14 +384,20 @@ pub fn drain(
             {
                 let next = now + backoff(&row.message_id, row.attempts);
                 tracing::warn!(to = %row.recipient, error = %e, next = %stamp(next), "delivery failed; will retry");
-                store.record_attempt(row.id, "pending", &stamp(now), &stamp(next), Some(&e))?;
+                store.record_attempt(
+                    row.id,
+                    MailState::Pending,
+                    &stamp(now),
+                    &stamp(next),
+                    Some(&e),
+                )?;
                 out.retrying += 1;
             }
             Err(Failure::Transient(e) | Failure::Permanent(e)) => {
                 tracing::error!(to = %row.recipient, error = %e, "delivery failed for good");
                 store.record_attempt(
                     row.id,
-                    "failed",
+                    MailState::Failed,
                     &stamp(now),
                     &row.next_attempt_at,
                     Some(&e),
@@ -477,7 +489,7 @@ fn mark_unknown(
         Some(h) => stamp(now + Duration::hours(i64::from(h))),
         None => NEVER.to_owned(),
     };
-    store.record_attempt(row.id, "unknown", &stamp(now), &next, Some(error))?;
+    store.record_attempt(row.id, MailState::Unknown, &stamp(now), &next, Some(error))?;
     if !row.report.starts_with("alert:") {
         alert(config, store, row, row.attempts + 1, error, true, now)?;
     }
@@ -653,7 +665,7 @@ health_bureau = true
         );
         assert_eq!(t.delivered, ["o@example.gov.tw"]);
         let row = &store.outbox().unwrap()[0];
-        assert_eq!((row.state.as_str(), row.attempts), ("sent", 2));
+        assert_eq!((row.state, row.attempts), (MailState::Sent, 2));
     }
 
     #[test]
@@ -686,13 +698,13 @@ health_bureau = true
         let state = |to: &str| {
             rows.iter()
                 .find(|r| r.recipient == to)
-                .map(|r| (r.state.clone(), r.attempts))
+                .map(|r| (r.state, r.attempts))
                 .unwrap()
         };
-        assert_eq!(state("gone@example.gov.tw"), ("failed".into(), 1));
+        assert_eq!(state("gone@example.gov.tw"), (MailState::Failed, 1));
         assert_eq!(
             state("flaky@example.gov.tw"),
-            ("failed".into(), 3),
+            (MailState::Failed, 3),
             "max_attempts = 3"
         );
         let alerts: Vec<_> = rows
@@ -733,15 +745,15 @@ health_bureau = true
         }
         assert_eq!(t.delivered, ["admin@example.gov.tw"; 2]);
         let rows = store.outbox().unwrap();
-        assert!(rows[..2].iter().all(|r| r.state == "unknown"));
+        assert!(rows[..2].iter().all(|r| r.state == MailState::Unknown));
         // The operator: the first never arrived, the second did.
         assert!(store.retry(rows[0].id, &stamp(at(100))).unwrap());
         assert!(store.confirm_sent(rows[1].id, &stamp(at(100))).unwrap());
         drain(&cfg, &mut store, &mut t, at(100)).unwrap();
         assert_eq!(t.delivered.last().unwrap(), "cut@example.gov.tw");
         let rows = store.outbox().unwrap();
-        assert_eq!(rows[0].state, "sent");
-        assert_eq!(rows[1].state, "sent");
+        assert_eq!(rows[0].state, MailState::Sent);
+        assert_eq!(rows[1].state, MailState::Sent);
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn ledger(c: &City) -> Vec<(String, String, String)> {
         .ledger()
         .unwrap()
         .into_iter()
-        .map(|r| (r.job, r.period, r.state))
+        .map(|r| (r.job, r.period, r.state.to_string()))
         .collect()
 }
 

@@ -582,7 +582,7 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
         .collect();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].recipient, "ethics.kpb@example.gov.tw");
-    assert_eq!(notices[0].state, "sent");
+    assert_eq!(notices[0].state.as_str(), "sent");
     assert!(
         notices[0].subject.contains("確認異常 1 筆"),
         "{}",

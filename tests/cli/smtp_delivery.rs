@@ -62,7 +62,7 @@ impl City {
             .outbox()
             .unwrap()
             .into_iter()
-            .map(|r| (r.id, r.state, r.recipient))
+            .map(|r| (r.id, r.state.to_string(), r.recipient))
             .collect()
     }
 }

@@ -738,7 +738,7 @@ fn live_year(names: &Names) -> Outcome {
             .unwrap_or_else(|| panic!("no ledger row {job} {period}: {ledger:?}"))
     };
     let q4 = row("password-check", "2026Q4");
-    assert_eq!(q4.state, "mailed", "{q4:?}");
+    assert_eq!(q4.state.as_str(), "mailed", "{q4:?}");
     assert!(
         q4.error
             .as_deref()

@@ -1,0 +1,402 @@
+//! The state database: one SQLite file, `paths.state/state.sqlite3`
+//! (mode 0600). It holds what must outlive a process, by concern:
+//! [`seeds`] (the seed ledger and frozen population digests, append-only:
+//! triggers refuse UPDATE and DELETE, so a seed that was drawn stays
+//! visible even if the run that drew it failed), [`outbox`] (the mail
+//! queue), [`runs`] (the daemon's run ledger, the inbox files it has seen,
+//! the append-only retention log) and [`worksheets`] (returned
+//! worksheets and their answers).
+//!
+//! The store imports nothing of the program above it: it defines its own
+//! plain row types, and states are enums stored as their text.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension};
+
+pub mod outbox;
+pub mod runs;
+pub mod seeds;
+pub mod worksheets;
+
+pub use outbox::{MailState, NewMessage, OutboxRow};
+pub use runs::{LedgerRow, RunState, SeenInput};
+pub use seeds::{Freeze, SeedDraw};
+pub use worksheets::{WorksheetAnswer, WorksheetReturn};
+
+/// An enum stored in the database as its text: `as_str`, `parse`,
+/// `Display`, and the SQLite conversions, from one list of variants.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<$name> {
+                let s = v.as_str()?;
+                $name::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {s:?}", stringify!($name)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {file}: {source}")]
+    Sqlite {
+        file: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state folder {file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An open state database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    file: PathBuf,
+}
+
+/// The outbox. `sending` is written just before a message's data goes to
+/// the server, so a crash mid-transfer leaves a trace; a drain that finds
+/// one (under the outbox lock, so no live process owns it) marks it
+/// `unknown`.
+const OUTBOX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    report TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    eml BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    queued_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    sent_at TEXT,
+    last_error TEXT,
+    UNIQUE (run, report, recipient)
+);
+";
+
+/// The daemon's run ledger, the inputs it has seen, and its first start.
+const DAEMON_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    job TEXT NOT NULL,
+    period TEXT NOT NULL,
+    scheduled_for TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('scheduled', 'waiting-for-inputs', 'running',
+        'generated', 'mailed', 'failed', 'missed')),
+    started_at TEXT,
+    heartbeat_at TEXT,
+    finished_at TEXT,
+    run_dir TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    alerted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (job, period)
+);
+CREATE TABLE IF NOT EXISTS inputs_seen (
+    sha256 TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    tbl TEXT,
+    size INTEGER NOT NULL,
+    modified TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    status TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    first_at TEXT,
+    last_at TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS seed_draws (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    draw_number INTEGER NOT NULL,
+    seed TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('given', 'os')),
+    drawn_at TEXT NOT NULL,
+    population_digest TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    UNIQUE (period, draw_number)
+);
+CREATE TRIGGER IF NOT EXISTS seed_draws_no_update BEFORE UPDATE ON seed_draws
+BEGIN SELECT RAISE(ABORT, 'the seed ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS seed_draws_no_delete BEFORE DELETE ON seed_draws
+BEGIN SELECT RAISE(ABORT, 'the seed ledger is append-only'); END;
+CREATE TABLE IF NOT EXISTS freezes (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    frozen_at TEXT NOT NULL,
+    population_digest TEXT NOT NULL,
+    inputs TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS worksheet_returns (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    file_sha256 TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    anomalies INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS worksheet_answers (
+    return_id INTEGER NOT NULL REFERENCES worksheet_returns(id),
+    seq INTEGER NOT NULL,
+    account_id TEXT NOT NULL,
+    queried_at TEXT NOT NULL,
+    query_item TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    form_filled TEXT NOT NULL,
+    approved TEXT NOT NULL,
+    matches TEXT NOT NULL,
+    anomaly TEXT NOT NULL,
+    note TEXT NOT NULL,
+    auditor TEXT NOT NULL,
+    audit_date TEXT NOT NULL,
+    PRIMARY KEY (return_id, seq)
+);
+CREATE TABLE IF NOT EXISTS retention_log (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    seal_sha256 TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    expired_on TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS retention_log_no_update BEFORE UPDATE ON retention_log
+BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS retention_log_no_delete BEFORE DELETE ON retention_log
+BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS freezes_no_update BEFORE UPDATE ON freezes
+BEGIN SELECT RAISE(ABORT, 'frozen digests are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS freezes_no_delete BEFORE DELETE ON freezes
+BEGIN SELECT RAISE(ABORT, 'frozen digests are append-only'); END;
+";
+
+impl Store {
+    /// Opens (creating if needed) `dir/state.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            file: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        #[cfg(unix)]
+        {
+            // The journal and WAL files SQLite creates inherit no mode of
+            // ours; the folder keeps them private.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        let file = dir.join("state.sqlite3");
+        let sql = |source| StoreError::Sqlite {
+            file: file.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&file).map_err(sql)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        migrate_outbox(&conn).map_err(sql)?;
+        conn.execute_batch(DAEMON_SCHEMA).map_err(sql)?;
+        conn.execute_batch(OUTBOX_SCHEMA).map_err(sql)?;
+        Ok(Store { conn, file })
+    }
+
+    /// The folder the state database is in.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            file: self.file.display().to_string(),
+            source,
+        }
+    }
+
+    /// Runs raw SQL; for tests that prove the ledger refuses rewrites.
+    #[doc(hidden)]
+    pub fn execute_raw(&self, sql: &str) -> Result<usize, StoreError> {
+        self.conn.execute(sql, []).map_err(|e| self.err(e))
+    }
+}
+
+/// A state file from before `sending` and `unknown` existed: its outbox is
+/// copied into the current shape (SQLite cannot change a CHECK in place).
+fn migrate_outbox(conn: &Connection) -> rusqlite::Result<()> {
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sql.is_some_and(|s| !s.contains("'unknown'")) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; ALTER TABLE outbox RENAME TO outbox_v1; {OUTBOX_SCHEMA}
+             INSERT INTO outbox SELECT * FROM outbox_v1; DROP TABLE outbox_v1; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+fn self_err(file: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        file: file.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_numbered_per_period_and_cannot_be_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let d = |s: &mut Store, p: &str, seed: &str| {
+            s.record_draw(p, seed, "given", "2026-07-05T08:00:00", "ab", "/x")
+                .unwrap()
+        };
+        assert_eq!(d(&mut s, "2026H1", "11111111111111111111"), 1);
+        assert_eq!(d(&mut s, "2026H1", "22222222222222222222"), 2);
+        assert_eq!(d(&mut s, "2026H2", "33333333333333333333"), 1);
+        drop(s);
+        // A reopened database keeps counting.
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(d(&mut s, "2026H1", "44444444444444444444"), 3);
+        let seeds: Vec<String> = s
+            .draws("2026H1")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.seed)
+            .collect();
+        assert_eq!(
+            seeds,
+            [
+                "11111111111111111111",
+                "22222222222222222222",
+                "44444444444444444444"
+            ]
+        );
+        for sql in [
+            "UPDATE seed_draws SET seed = '0' WHERE draw_number = 1",
+            "DELETE FROM seed_draws",
+            "INSERT INTO freezes (period, frozen_at, population_digest, inputs) VALUES ('p', 't', 'd', '[]')",
+        ] {
+            let r = s.execute_raw(sql);
+            if sql.starts_with("INSERT") {
+                r.unwrap();
+            } else {
+                let e = r.unwrap_err().to_string();
+                assert!(e.contains("append-only"), "{sql}: {e}");
+            }
+        }
+        assert!(
+            s.execute_raw("DELETE FROM freezes")
+                .unwrap_err()
+                .to_string()
+                .contains("append-only")
+        );
+        assert_eq!(s.draws("2026H1").unwrap().len(), 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("state.sqlite3"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn the_latest_freeze_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.latest_freeze("2026H1").unwrap(), None);
+        for digest in ["aa", "bb"] {
+            s.record_freeze(&Freeze {
+                period: "2026H1".into(),
+                frozen_at: "t".into(),
+                population_digest: digest.into(),
+                inputs: "[]".into(),
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            s.latest_freeze("2026H1")
+                .unwrap()
+                .unwrap()
+                .population_digest,
+            "bb"
+        );
+        assert_eq!(s.latest_freeze("2026H2").unwrap(), None);
+    }
+}

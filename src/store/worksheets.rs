@@ -1,0 +1,95 @@
+//! Returned worksheets and their answers.
+
+use rusqlite::params;
+
+use super::{Store, StoreError, self_err};
+
+/// A completed sample worksheet that came back (the latest return of a
+/// unit's worksheet is the one that counts; earlier ones stay recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorksheetReturn {
+    pub run_id: String,
+    pub unit_id: String,
+    pub received_at: String,
+    pub file_sha256: String,
+    pub rows: u32,
+    pub answered: u32,
+    pub anomalies: u32,
+}
+
+/// One row of a returned worksheet: the record (subject masked) and the
+/// auditor's answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorksheetAnswer {
+    pub seq: u32,
+    pub account_id: String,
+    pub queried_at: String,
+    pub query_item: String,
+    pub subject: String,
+    pub form_filled: String,
+    pub approved: String,
+    pub matches: String,
+    pub anomaly: String,
+    pub note: String,
+    pub auditor: String,
+    pub audit_date: String,
+}
+
+impl Store {
+    /// Records a returned worksheet and its answers in one transaction.
+    pub fn record_worksheet(
+        &mut self,
+        r: &WorksheetReturn,
+        answers: &[WorksheetAnswer],
+    ) -> Result<i64, StoreError> {
+        let file = self.file.clone();
+        let err = |e| self_err(&file, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO worksheet_returns (run_id, unit_id, received_at, file_sha256, rows, answered, anomalies)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![r.run_id, r.unit_id, r.received_at, r.file_sha256, r.rows, r.answered, r.anomalies],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        for a in answers {
+            tx.execute(
+                "INSERT INTO worksheet_answers (return_id, seq, account_id, queried_at, query_item, subject,
+                 form_filled, approved, matches, anomaly, note, auditor, audit_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    id, a.seq, a.account_id, a.queried_at, a.query_item, a.subject, a.form_filled,
+                    a.approved, a.matches, a.anomaly, a.note, a.auditor, a.audit_date
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(id)
+    }
+
+    /// Every return of `run_id`, first first.
+    pub fn worksheet_returns(&self, run_id: &str) -> Result<Vec<WorksheetReturn>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, unit_id, received_at, file_sha256, rows, answered, anomalies
+                 FROM worksheet_returns WHERE run_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok(WorksheetReturn {
+                    run_id: r.get(0)?,
+                    unit_id: r.get(1)?,
+                    received_at: r.get(2)?,
+                    file_sha256: r.get(3)?,
+                    rows: r.get(4)?,
+                    answered: r.get(5)?,
+                    anomalies: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
