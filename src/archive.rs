@@ -101,8 +101,7 @@ impl RunFolder {
         // Path order: ids are start times, so the last is the latest.
         Ok(RunFolder::all(base)?
             .into_iter()
-            .filter(|r| r.job == job && period(&r.period) && r.is_sealed())
-            .next_back())
+            .rfind(|r| r.job == job && period(&r.period) && r.is_sealed()))
     }
 
     /// The run of `job` with this id.

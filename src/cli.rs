@@ -841,12 +841,8 @@ fn ingest_worksheet(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
-    let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
-    let now = clock
-        .local(config.timezone)
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let r = crate::worksheet::ingest_returned(file, &config.paths.archive, &mut store, &now)?;
+    let done = crate::run::returns::ingest_worksheet(&config, file, clock)?;
+    let r = &done.returned;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     w(
         out,
@@ -859,12 +855,11 @@ fn ingest_worksheet(
             r.anomalies.len()
         ),
     )?;
-    if crate::mail::queue_anomalies(&config, &mut store, &r, &r.file_sha256, clock.now())? {
+    if done.notice_queued {
         w(
             out,
             "the ethics unit is sent the confirmed anomalies".into(),
         )?;
-        drop(store);
         drain_outbox(&config, clock, out)?;
     }
     for a in &r.anomalies {

@@ -95,6 +95,22 @@ impl Code {
         self.info().1
     }
 
+    /// Whether the code is about an account (found by the account checks)
+    /// or about queries (found by the query checks and their roll-up).
+    pub fn scope(self) -> Scope {
+        if account::CHECKS.iter().any(|c| c.codes.contains(&self)) {
+            Scope::Accounts
+        } else {
+            Scope::Queries
+        }
+    }
+
+    /// Whether a finding of this code must reach the unit's ethics unit
+    /// (point 6(3)): a critical or high query anomaly.
+    pub fn is_serious_query(self) -> bool {
+        self.scope() == Scope::Queries && self.severity() <= Severity::High
+    }
+
     /// What the code means, in Traditional Chinese, for reports.
     pub fn description(self) -> &'static str {
         self.info().2

@@ -77,22 +77,12 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         out.push((o.clone(), Role::Officer));
     }
     if !model.city_wide
-        && serious(model)
+        && model.serious
         && let Some(e) = &unit.ethics_email
     {
         out.push((e.clone(), Role::Ethics));
     }
     out
-}
-
-/// Whether the workbook holds critical or high query findings (the ethics
-/// unit must hear of them, point 6(3)).
-fn serious(model: &ReportModel) -> bool {
-    model.query_findings.as_ref().is_some_and(|q| {
-        q.rows
-            .iter()
-            .any(|r| matches!(r.first(), Some(Cell::Text(s)) if s == "嚴重" || s == "高"))
-    })
 }
 
 /// `<hash@domain>`: the same run, report and recipient always give the same
@@ -311,70 +301,4 @@ pub fn plain(
         subject.to_owned(),
         &message,
     ))
-}
-
-/// Queues, for the unit's ethics unit, the anomalies a returned worksheet
-/// confirmed (point 6(3)). Nothing when there are none or the unit has no
-/// ethics address. Returns whether a message was queued.
-pub fn queue_anomalies(
-    config: &Config,
-    store: &mut crate::store::Store,
-    returned: &crate::worksheet::Returned,
-    file_sha256: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    #[derive(Serialize)]
-    struct Cx<'a> {
-        unit_name: &'a str,
-        run_id: &'a str,
-        anomalies: Vec<std::collections::BTreeMap<&'static str, String>>,
-    }
-    let Some(unit) = config.agencies.get(&returned.unit_id) else {
-        return Ok(false);
-    };
-    let (Some(ethics), false) = (&unit.ethics_email, returned.anomalies.is_empty()) else {
-        return Ok(false);
-    };
-    let anomalies = returned
-        .anomalies
-        .iter()
-        .map(|a| {
-            [
-                ("seq", a.seq.to_string()),
-                ("account_id", a.account_id.clone()),
-                ("queried_at", a.queried_at.clone()),
-                ("query_item", a.query_item.clone()),
-                ("subject", a.subject.clone()),
-                ("form_filled", a.form_filled.clone()),
-                ("approved", a.approved.clone()),
-                ("matches", a.matches.clone()),
-                ("anomaly", a.anomaly.clone()),
-                ("note", a.note.clone()),
-            ]
-            .into_iter()
-            .collect()
-        })
-        .collect();
-    let body = config.templates.render(
-        "anomalies.txt.j2",
-        &Cx {
-            unit_name: &unit.name,
-            run_id: &returned.run_id,
-            anomalies,
-        },
-    )?;
-    let message = plain(
-        config,
-        &returned.run_dir.display().to_string(),
-        &format!("anomalies:{}:{file_sha256}", returned.unit_id),
-        ethics,
-        &format!(
-            "【健保WebIR稽核】{} 抽查工作底稿確認異常 {} 筆",
-            unit.name,
-            returned.anomalies.len()
-        ),
-        body,
-        now,
-    )?;
-    Ok(store.queue(&[message], &outbox::stamp(now))? == 1)
 }

@@ -9,7 +9,7 @@ use chrono::{Datelike, Duration, NaiveDateTime};
 use polars::prelude::*;
 
 use super::{Cell, ReportKind, ReportModel, SampleSection, Table, period_label};
-use crate::checks::{Code, left_keep_order, one_of};
+use crate::checks::{Code, Scope, left_keep_order, one_of};
 use crate::checks::{NotChecked, NotCheckedWhy};
 use crate::config::{Config, Severity};
 use crate::ingest::{FileRecord, FileStatus, RosterUse};
@@ -392,6 +392,7 @@ fn base(
         severity_by_agency: Table::default(),
         queries_by_month: Table::default(),
         query_findings: None,
+        serious: false,
         accounts: None,
         sample: None,
         files,
@@ -504,7 +505,16 @@ fn orphan_table(f: &RunFacts<'_>, o: &DataFrame) -> PolarsResult<Table> {
 }
 
 fn is_query_code(c: &str) -> bool {
-    c.starts_with("QUERY_") || c == Code::AccountRepeatPattern.as_str()
+    Code::parse(c).is_some_and(|c| c.scope() == Scope::Queries)
+}
+
+/// Whether `findings` hold a critical or high query anomaly.
+fn serious(findings: &DataFrame) -> PolarsResult<bool> {
+    Ok(strs(findings, "code")?
+        .iter()
+        .flatten()
+        .filter_map(|c| Code::parse(c))
+        .any(Code::is_serious_query))
 }
 
 fn query_findings(findings: &DataFrame) -> PolarsResult<Table> {
@@ -889,6 +899,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         ReportKind::AccountReview | ReportKind::ExternalAudit
     ) {
         m.query_findings = Some(query_findings(&findings)?);
+        m.serious = serious(&findings)?;
     }
     if let Some(roster) = f.roster {
         m.accounts = Some(accounts(f, roster, &ids, &findings)?);
@@ -922,6 +933,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         ReportKind::AccountReview | ReportKind::ExternalAudit
     ) {
         m.query_findings = Some(query_findings(f.findings)?);
+        m.serious = serious(f.findings)?;
     }
     if let Some(roster) = f.roster {
         // Point 4(5): the Health Bureau reviews every officer and chief

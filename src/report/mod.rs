@@ -194,6 +194,9 @@ pub struct ReportModel {
     pub queries_by_month: Table,
     /// Query findings, most severe first.
     pub query_findings: Option<Table>,
+    /// Whether the query findings hold a critical or high anomaly (the
+    /// ethics unit is then sent the workbook, point 6(3)).
+    pub serious: bool,
     /// The roster of the unit with findings and a recommended action.
     pub accounts: Option<Table>,
     pub sample: Option<SampleSection>,

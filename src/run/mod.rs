@@ -14,6 +14,7 @@ use polars::prelude::*;
 use std::io::Write as _;
 
 mod annual;
+pub mod returns;
 
 pub use annual::ExternalSelection;
 use annual::{external_audit, internal_audit};
@@ -73,9 +74,9 @@ pub enum Done {
     /// An account review, a query check or an internal audit.
     Run(RunOutcome),
     /// A sample audit: its run and the manifest of its draw.
-    Sample(SampleOutcome),
+    Sample(Box<SampleOutcome>),
     /// An external audit: its run and the draw of units.
-    External(RunOutcome, ExternalSelection),
+    External(RunOutcome, Box<ExternalSelection>),
     Retention(Retention),
     /// The status mail was queued.
     Heartbeat,
@@ -134,18 +135,18 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
             Done::Run(review_or_check(config, job, None, request.as_of, clock)?)
         }
         Job::QueryCheck => Done::Run(review_or_check(config, job, period, None, clock)?),
-        Job::SampleAudit => Done::Sample(sample_audit(
+        Job::SampleAudit => Done::Sample(Box::new(sample_audit(
             config,
             &needed()?,
             request.seed,
             request.redraw,
             clock,
-        )?),
+        )?)),
         Job::InternalAudit => Done::Run(internal_audit(config, &needed()?, clock)?),
         Job::ExternalAudit => {
             let (run, selection) =
                 external_audit(config, &needed()?, request.seed, request.redraw, clock)?;
-            Done::External(run, selection)
+            Done::External(run, Box::new(selection))
         }
         Job::Retention => Done::Retention(retention(config, clock)?),
         Job::Heartbeat => {
