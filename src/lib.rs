@@ -18,7 +18,8 @@ pub mod run; // the run layer: one dispatcher for every job, the run skeleton, t
 pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): population, selection, manifest
 pub mod schedule; // schedules/*.toml: when each job runs, validated against the regulation's cadence
 pub mod status; // what the daemon has done and will do: the status command and the heartbeat mail
-pub mod store; // the SQLite state database: seed ledger, frozen digests
+pub mod store;
 pub mod synth; // the deterministic generator of the fictional sample city
+pub mod templates; // the mail templates, compiled when the config loads // the SQLite state database: seed ledger, frozen digests
 pub mod verify; // re-drawing a sample audit from its manifest: MATCH or the first difference
 pub mod worksheet; // completed sample worksheets coming back: matched, checked, recorded

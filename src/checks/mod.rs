@@ -17,9 +17,12 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::config::{Config, Severity};
+use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
 use crate::ingest::{FileRecord, FileStatus};
+/// Finding severities: defined with the vocabularies in `model` (the config
+/// names one, `rules.fail_on_severity`), owned here.
+pub use crate::model::Severity;
 use crate::model::Table;
 use crate::period::Period;
 

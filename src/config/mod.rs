@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 
-use crate::model::{PURPOSE, Table};
+use crate::model::{PURPOSE, Severity, Table};
 use raw::{RawAgency, RawConfig, RawHolidays, RawInput, RawMail, RawRules};
 
 /// A validated configuration.
@@ -36,7 +36,7 @@ pub struct Config {
     pub formats: BTreeMap<Table, BTreeMap<&'static str, DateFormat>>,
     pub inputs: Vec<InputOverride>,
     /// The mail templates, compiled.
-    pub templates: crate::mail::templates::Templates,
+    pub templates: crate::templates::Templates,
 }
 
 #[derive(Debug, Clone)]
@@ -65,33 +65,6 @@ pub struct Rules {
     pub subject_accounts_threshold: u32,
     pub failed_burst: u32,
     pub external_audit_units: u32,
-}
-
-/// Finding severities, most severe first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Critical,
-    High,
-    Medium,
-    Low,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        }
-    }
 }
 
 /// National holidays and make-up workdays, for "office hours" checks.
@@ -337,7 +310,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         schedules: resolve(raw.paths.schedules.as_deref().unwrap_or("schedules")),
         templates: raw.paths.templates.as_deref().map(&resolve),
     };
-    let templates = match crate::mail::templates::Templates::load(paths.templates.as_deref()) {
+    let templates = match crate::templates::Templates::load(paths.templates.as_deref()) {
         Ok(t) => Some(t),
         Err(e) => {
             v.problem(

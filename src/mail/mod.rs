@@ -1,6 +1,6 @@
 //! Mail: every workbook to the right officer, exactly once.
 //!
-//! [`templates`] holds the Traditional Chinese templates, compiled when the
+//! [`crate::templates`] holds the Traditional Chinese templates, compiled when the
 //! config loads. [`compose`] turns a rendered workbook into one message per
 //! recipient (routing is [`recipients`]: the unit's officer, its ethics unit
 //! when the run found something serious, the Health Bureau's officer for
@@ -11,7 +11,6 @@
 //! TLS required for the city.
 
 pub mod outbox;
-pub mod templates;
 
 use std::time::{Duration, SystemTime};
 
@@ -233,7 +232,8 @@ pub fn compose(
     };
     let t = &config.templates;
     cx.subject = t.render("subject.j2", &cx)?.trim().to_owned();
-    let kind = templates::kind_name(model.kind);
+    // A kind's templates are named after its job.
+    let kind = model.kind.job().name();
     let text = t.render(&format!("{kind}.txt.j2"), &cx)?;
     let html = t.render(&format!("{kind}.html.j2"), &cx)?;
     let id = message_id(config, run, report, recipient);

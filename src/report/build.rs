@@ -9,9 +9,10 @@ use chrono::{Datelike, Duration, NaiveDateTime};
 use polars::prelude::*;
 
 use super::{Cell, ReportKind, ReportModel, SampleSection, Table, period_label};
+use crate::checks::Severity;
 use crate::checks::{Code, Scope, left_keep_order, one_of};
 use crate::checks::{NotChecked, NotCheckedWhy};
-use crate::config::{Config, Severity};
+use crate::config::Config;
 use crate::ingest::{FileRecord, FileStatus, RosterUse};
 use crate::model::{ACCOUNT_STATUS, PURPOSE, ROLE, Vocab};
 use crate::sampling::manifest::Manifest;

@@ -17,9 +17,10 @@ use super::{
 };
 use crate::archive;
 use crate::archive::RunFolder;
+use crate::checks::Severity;
 use crate::checks::{Checked, Code, Scope};
 use crate::clock::Clock;
-use crate::config::{Config, Severity};
+use crate::config::Config;
 use crate::ingest::snapshot::Reference;
 use crate::job::Job;
 use crate::model::Table;

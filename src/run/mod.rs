@@ -20,9 +20,10 @@ pub use annual::ExternalSelection;
 use annual::{external_audit, internal_audit};
 
 use crate::archive::{self, InputRecord, RunFolder, RunRecord};
+use crate::checks::Severity;
 use crate::checks::{self, Checked, Code, InputState, NotChecked, NotCheckedWhy, Scope, Tables};
 use crate::clock::Clock;
-use crate::config::{Config, Severity};
+use crate::config::Config;
 use crate::ingest::snapshot::Reference;
 use crate::ingest::{self, FileStatus, Ingested};
 use crate::job::{Job, Span};

@@ -6,6 +6,7 @@ mod daemon;
 mod exports;
 mod harness;
 mod ingest;
+mod layering;
 mod mail;
 mod reports;
 mod sample_data;

@@ -1,74 +1,65 @@
 //! The mail templates: built into the binary from the repository's
 //! `templates/`, or read from `paths.templates`. All are compiled when the
-//! config loads, so a missing or broken one is a configuration error.
+//! config loads, so a missing or broken one is a configuration error. A
+//! leaf: what the templates are given is the mail's business.
 
 use std::path::Path;
 
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::report::ReportKind;
-
 /// Every template a run may need, with the built-in text.
 const BUILT_IN: &[(&str, &str)] = &[
-    ("subject.j2", include_str!("../../templates/subject.j2")),
-    ("base.txt.j2", include_str!("../../templates/base.txt.j2")),
-    ("base.html.j2", include_str!("../../templates/base.html.j2")),
+    ("subject.j2", include_str!("../templates/subject.j2")),
+    ("base.txt.j2", include_str!("../templates/base.txt.j2")),
+    ("base.html.j2", include_str!("../templates/base.html.j2")),
     (
         "sample-audit.txt.j2",
-        include_str!("../../templates/sample-audit.txt.j2"),
+        include_str!("../templates/sample-audit.txt.j2"),
     ),
     (
         "sample-audit.html.j2",
-        include_str!("../../templates/sample-audit.html.j2"),
+        include_str!("../templates/sample-audit.html.j2"),
     ),
     (
         "account-review.txt.j2",
-        include_str!("../../templates/account-review.txt.j2"),
+        include_str!("../templates/account-review.txt.j2"),
     ),
     (
         "account-review.html.j2",
-        include_str!("../../templates/account-review.html.j2"),
+        include_str!("../templates/account-review.html.j2"),
     ),
     (
         "query-check.txt.j2",
-        include_str!("../../templates/query-check.txt.j2"),
+        include_str!("../templates/query-check.txt.j2"),
     ),
     (
         "query-check.html.j2",
-        include_str!("../../templates/query-check.html.j2"),
+        include_str!("../templates/query-check.html.j2"),
     ),
     (
         "internal-audit.txt.j2",
-        include_str!("../../templates/internal-audit.txt.j2"),
+        include_str!("../templates/internal-audit.txt.j2"),
     ),
     (
         "internal-audit.html.j2",
-        include_str!("../../templates/internal-audit.html.j2"),
+        include_str!("../templates/internal-audit.html.j2"),
     ),
     (
         "external-audit.txt.j2",
-        include_str!("../../templates/external-audit.txt.j2"),
+        include_str!("../templates/external-audit.txt.j2"),
     ),
     (
         "external-audit.html.j2",
-        include_str!("../../templates/external-audit.html.j2"),
+        include_str!("../templates/external-audit.html.j2"),
     ),
-    ("alert.txt.j2", include_str!("../../templates/alert.txt.j2")),
-    (
-        "daemon.txt.j2",
-        include_str!("../../templates/daemon.txt.j2"),
-    ),
+    ("alert.txt.j2", include_str!("../templates/alert.txt.j2")),
+    ("daemon.txt.j2", include_str!("../templates/daemon.txt.j2")),
     (
         "anomalies.txt.j2",
-        include_str!("../../templates/anomalies.txt.j2"),
+        include_str!("../templates/anomalies.txt.j2"),
     ),
 ];
-
-/// The file stem of a job kind's templates: the job's name.
-pub fn kind_name(kind: ReportKind) -> &'static str {
-    kind.job().name()
-}
 
 /// The compiled templates.
 #[derive(Debug, Clone)]

@@ -1,0 +1,139 @@
+//! The layering of ARCHITECTURE.md, checked on the source: a module
+//! imports only modules below it, so there are no cycles and no stage
+//! reaches up into the run layer. A small scan of `crate::` paths is
+//! enough; test code (after `#[cfg(test)]`) is not scanned.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::harness::repo;
+
+/// Every top-level module, lowest first. A module may import only the
+/// modules before it. Keep in step with ARCHITECTURE.md's "Layering".
+const ORDER: &[&str] = &[
+    // Foundations: pure descriptions and the state database.
+    "clock",
+    "period",
+    "privacy",
+    "templates",
+    "store",
+    "job",
+    "model",
+    "config",
+    // Stages: data in, data out.
+    "ingest",
+    "checks",
+    "sampling",
+    "synth",
+    "report",
+    // Services around a run.
+    "archive",
+    "schedule",
+    "mail",
+    "worksheet",
+    "status",
+    // The run layer and what drives it.
+    "run",
+    "verify",
+    "daemon",
+    "cli",
+];
+
+/// The `crate::x` modules `text` names (`crate::x::…` and `use crate::{x, …}`).
+fn imports(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for part in group.split(',') {
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn modules_import_only_modules_below_them() {
+    let src = repo().join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let module = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if matches!(module.as_str(), "main" | "lib") {
+            continue;
+        }
+        let Some(rank) = ORDER.iter().position(|m| *m == module) else {
+            problems.push(format!(
+                "src/{}: module {module} is not placed in the layering (tests/cli/layering.rs and ARCHITECTURE.md)",
+                rel.display()
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(f).unwrap();
+        let text = &text[..text.find("#[cfg(test)]").unwrap_or(text.len())];
+        for used in imports(text) {
+            if used == module {
+                continue;
+            }
+            match ORDER.iter().position(|m| *m == used) {
+                Some(r) if r < rank => {}
+                Some(_) => problems.push(format!(
+                    "src/{} imports crate::{used}, which is not below {module} in the layering",
+                    rel.display()
+                )),
+                None => problems.push(format!(
+                    "src/{} imports crate::{used}, which is not a module of the layering",
+                    rel.display()
+                )),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The scan sees both forms of a path, so the test above can fail.
+#[test]
+fn the_scan_sees_grouped_and_plain_paths() {
+    let found =
+        imports("use crate::{config::Config, run};\nlet x = crate::mail::outbox::stamp(now);");
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        ["config", "mail", "run"]
+    );
+}
