@@ -9,23 +9,13 @@ use anyhow::{Context, Result, bail};
 use calamine::{Data, Reader, Xlsx};
 
 use crate::archive;
+use crate::report::layout::{self, Input, Layout, SAMPLE_WORKSHEET};
 use crate::store::{Store, WorksheetAnswer, WorksheetReturn};
 
-/// The sheet and its columns, as `report` writes them.
-const SHEET: &str = "抽查工作底稿";
-/// Columns the tool wrote (the record and what it knew).
-const TOOL_COLUMNS: usize = 14;
-const ANSWERS: [&str; 7] = [
-    "紀錄表已填具",
-    "主管事前核可",
-    "事由與查詢相符",
-    "異常",
-    "說明",
-    "稽核人員",
-    "稽核日期",
-];
+/// The sheet as `report` writes it.
+const LAYOUT: Layout = SAMPLE_WORKSHEET;
 /// Rows above the header: title, blank.
-const HEADER_ROW: usize = 2;
+const HEADER_ROW: usize = layout::HEADER_ROW as usize;
 
 /// What a returned worksheet said.
 #[derive(Debug, Clone)]
@@ -60,7 +50,7 @@ fn sheets(path: &Path) -> Result<(Rows, Rows)> {
             .with_context(|| format!("{}: no sheet {name:?}", path.display()))?;
         Ok(range.rows().map(<[Data]>::to_vec).collect())
     };
-    Ok((get("摘要")?, get(SHEET)?))
+    Ok((get("摘要")?, get(LAYOUT.sheet)?))
 }
 
 /// The value beside `label` in the summary sheet.
@@ -79,6 +69,7 @@ pub fn ingest_returned(
     store: &mut Store,
     received_at: &str,
 ) -> Result<Returned> {
+    let sheet = LAYOUT.sheet;
     let (summary, rows) = sheets(file)?;
     let run_id = summary_value(&summary, "執行編號").with_context(|| {
         format!(
@@ -127,7 +118,7 @@ pub fn ingest_returned(
         .unwrap_or_default();
     if header != orig_header {
         bail!(
-            "{}: the columns of {SHEET} were changed: {header:?}, expected {orig_header:?}",
+            "{}: the columns of {sheet} were changed: {header:?}, expected {orig_header:?}",
             file.display()
         );
     }
@@ -139,60 +130,66 @@ pub fn ingest_returned(
         .collect();
     if data.len() != orig.len() {
         bail!(
-            "{}: {SHEET} has {} rows, the run sent {}: rows were added or removed",
+            "{}: {sheet} has {} rows, the run sent {}: rows were added or removed",
             file.display(),
             data.len(),
             orig.len()
         );
     }
     let mut answers = Vec::new();
+    // Columns are found by their header in the workbook the run sent, so
+    // a worksheet written before a column was added still reads back.
+    let input = |h: &str| LAYOUT.inputs.iter().any(|(i, _)| *i == h);
+    let col = |got: &Vec<Data>, header: &str| {
+        orig_header
+            .iter()
+            .position(|h| h == header)
+            .and_then(|c| got.get(c))
+            .map(text)
+            .unwrap_or_default()
+    };
     for (i, (got, want)) in data.iter().zip(orig).enumerate() {
-        for c in 0..TOOL_COLUMNS {
+        for c in (0..orig_header.len()).filter(|c| !input(&orig_header[*c])) {
             let (g, w) = (
                 got.get(c).map(text).unwrap_or_default(),
                 want.get(c).map(text).unwrap_or_default(),
             );
             if g != w {
                 bail!(
-                    "{}: {SHEET} row {}, column {}: was {w:?}, now {g:?}: sample rows must not be changed",
+                    "{}: {sheet} row {}, column {}: was {w:?}, now {g:?}: sample rows must not be changed",
                     file.display(),
                     HEADER_ROW + 2 + i,
                     orig_header.get(c).map_or("", String::as_str)
                 );
             }
         }
-        let a = |k: usize| got.get(TOOL_COLUMNS + k).map(text).unwrap_or_default();
-        let allowed: [&[&str]; 4] = [
-            &["是", "否"],
-            &["是", "否"],
-            &["是", "否", "不確定"],
-            &["無", "有"],
-        ];
-        for (k, ok) in allowed.iter().enumerate() {
-            let v = a(k);
-            if !v.is_empty() && !ok.contains(&v.as_str()) {
+        for (header, input) in LAYOUT.inputs {
+            let v = col(got, header);
+            if let Input::Choice(ok) = input
+                && !v.is_empty()
+                && !ok.contains(&v.as_str())
+            {
                 bail!(
-                    "{}: {SHEET} row {}, {}: {v:?} is not one of {:?}",
+                    "{}: {sheet} row {}, {header}: {v:?} is not one of {:?}",
                     file.display(),
                     HEADER_ROW + 2 + i,
-                    ANSWERS[k],
                     ok
                 );
             }
         }
         answers.push(WorksheetAnswer {
             seq: i as u32 + 1,
-            account_id: text(&got[2]),
-            queried_at: text(&got[4]),
-            query_item: text(&got[6]),
-            subject: text(&got[7]),
-            form_filled: a(0),
-            approved: a(1),
-            matches: a(2),
-            anomaly: a(3),
-            note: a(4),
-            auditor: a(5),
-            audit_date: a(6),
+            account_id: col(got, "帳號"),
+            queried_at: col(got, "查詢時間"),
+            query_item: col(got, "查詢項目"),
+            subject: col(got, "被查詢人"),
+            form_filled: col(got, "紀錄表已填具"),
+            approved: col(got, "主管事前核可"),
+            matches: col(got, "事由與查詢相符"),
+            anomaly: col(got, "異常"),
+            note: col(got, "說明"),
+            auditor: col(got, "稽核人員"),
+            audit_date: col(got, "稽核日期"),
         });
     }
     let answered = answers.iter().filter(|a| !a.anomaly.is_empty()).count();

@@ -868,22 +868,7 @@ fn sample_section(
                 .collect(),
         },
         worksheet: Table {
-            headers: headers(&[
-                "序號",
-                "機關",
-                "帳號",
-                "使用者",
-                "查詢時間",
-                "民國日期",
-                "查詢項目",
-                "被查詢人",
-                "查詢目的",
-                "紀錄表編號",
-                "紀錄表目的",
-                "核准人",
-                "核准時間",
-                "系統預檢",
-            ]),
+            headers: headers(super::layout::SAMPLE_WORKSHEET.tool),
             rows,
         },
     })

@@ -11,6 +11,7 @@
 //! quote prefix (CWE-1236). Subject IDs arrive masked from `build`.
 
 pub mod build;
+pub mod layout;
 pub(crate) mod sheets;
 
 pub use sheets::seed_source;

@@ -4,6 +4,9 @@
 //! freezes and filters the header, sets up printing and continues on a
 //! second sheet past Excel's row limit.
 
+use super::layout::{
+    ACCOUNT_REVIEW_INPUTS, HEADER_ROW, INTERNAL_AUDIT_INPUTS, Input, SAMPLE_WORKSHEET,
+};
 use chrono::{Datelike, Timelike};
 use rust_xlsxwriter::{
     Chart, ChartType, Color, ConditionalFormatText, ConditionalFormatTextRule, DataValidation,
@@ -121,10 +124,7 @@ fn cell_width(cell: &Cell) -> usize {
 
 /// Extra columns after a table's own: the auditor's inputs.
 struct InputColumns<'a> {
-    headers: &'a [&'static str],
-    /// Drop-down choices per input column (empty: free text; `None` for a
-    /// date column).
-    choices: &'a [Option<&'a [&'a str]>],
+    inputs: &'a [(&'static str, Input)],
 }
 
 /// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
@@ -175,14 +175,14 @@ fn write_table(
     model: &ReportModel,
     st: &Styles,
 ) -> Result<Vec<String>, XlsxError> {
-    let first_row = 2u32; // title, blank, header
+    let first_row = HEADER_ROW; // title, blank, header
     let per_sheet = st.rows_per_sheet;
     let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
         vec![&[]]
     } else {
         table.rows.chunks(per_sheet).collect()
     };
-    let n_inputs = inputs.map_or(0, |i| i.headers.len());
+    let n_inputs = inputs.map_or(0, |i| i.inputs.len());
     let mut names = Vec::new();
     for (k, rows) in chunks.into_iter().enumerate() {
         let sheet_name = if k == 0 {
@@ -198,7 +198,7 @@ fn write_table(
             ws.write_string_with_format(first_row, c as u16, h, &st.header)?;
         }
         if let Some(inp) = inputs {
-            for (j, h) in inp.headers.iter().enumerate() {
+            for (j, (h, _)) in inp.inputs.iter().enumerate() {
                 let c = (table.headers.len() + j) as u16;
                 ws.write_string_with_format(first_row, c, *h, &st.header)?;
                 widths.push(display_width(h).max(10));
@@ -213,9 +213,9 @@ fn write_table(
                 }
             }
             if let Some(inp) = inputs {
-                for (j, choice) in inp.choices.iter().enumerate() {
+                for (j, (_, input)) in inp.inputs.iter().enumerate() {
                     let c = (table.headers.len() + j) as u16;
-                    let fmt = if choice.is_none() {
+                    let fmt = if *input == Input::Date {
                         &st.input_date
                     } else {
                         &st.input
@@ -246,16 +246,16 @@ fn write_table(
         if let Some(inp) = inputs
             && !rows.is_empty()
         {
-            for (j, choice) in inp.choices.iter().enumerate() {
+            for (j, (_, input)) in inp.inputs.iter().enumerate() {
                 let c = (table.headers.len() + j) as u16;
-                let dv = match choice {
-                    Some(list) if !list.is_empty() => DataValidation::new()
+                let dv = match input {
+                    Input::Choice(list) => DataValidation::new()
                         .allow_list_strings(list)?
                         .set_error_message("請由下拉選單選擇")?,
-                    Some(_) => continue,
-                    None => DataValidation::new().allow_date(DataValidationRule::GreaterThan(
-                        ExcelDateTime::from_ymd(2000, 1, 1)?,
-                    )),
+                    Input::Text => continue,
+                    Input::Date => DataValidation::new().allow_date(
+                        DataValidationRule::GreaterThan(ExcelDateTime::from_ymd(2000, 1, 1)?),
+                    ),
                 };
                 ws.add_data_validation(first_row + 1, c, last_row, c, &dv)?;
             }
@@ -577,33 +577,12 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     summary(&mut wb, m, &st)?;
     let heading = |sheet: &str| format!("{} {} {}", m.unit_name, m.period_label, sheet);
     if let (ReportKind::SampleAudit, Some(s), false) = (m.kind, &m.sample, m.city_wide) {
-        let yes_no: &[&str] = &["是", "否"];
-        let yes_no_unsure: &[&str] = &["是", "否", "不確定"];
-        let none_some: &[&str] = &["無", "有"];
-        let free: &[&str] = &[];
         let inputs = InputColumns {
-            headers: &[
-                "紀錄表已填具",
-                "主管事前核可",
-                "事由與查詢相符",
-                "異常",
-                "說明",
-                "稽核人員",
-                "稽核日期",
-            ],
-            choices: &[
-                Some(yes_no),
-                Some(yes_no),
-                Some(yes_no_unsure),
-                Some(none_some),
-                Some(free),
-                Some(free),
-                None,
-            ],
+            inputs: SAMPLE_WORKSHEET.inputs,
         };
         write_table(
             &mut wb,
-            "抽查工作底稿",
+            SAMPLE_WORKSHEET.sheet,
             &heading("抽查工作底稿（黃色欄位由稽核人員填寫）"),
             &s.worksheet,
             Some(&inputs),
@@ -613,8 +592,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     }
     if let Some(accounts) = &m.accounts {
         let inputs = InputColumns {
-            headers: &["處理結果", "說明"],
-            choices: &[Some(&["已停用", "已調整權限", "保留", "其他"]), Some(&[])],
+            inputs: ACCOUNT_REVIEW_INPUTS,
         };
         let (name, title) = if m.city_wide {
             (
@@ -628,8 +606,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     }
     if let Some(e) = &m.evidence {
         let inputs = InputColumns {
-            headers: &["查核結果", "說明"],
-            choices: &[Some(&["符合", "不符合", "不適用"]), Some(&[])],
+            inputs: INTERNAL_AUDIT_INPUTS,
         };
         write_table(
             &mut wb,

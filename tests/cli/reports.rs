@@ -1151,3 +1151,88 @@ fn sample_audit_run_folder_matches_its_golden_file() {
         );
     }
 }
+
+/// The sample worksheet's layout is defined once (`report::layout`): the
+/// workbook shows exactly its headers, each choice column carries a
+/// drop-down of exactly its choices over exactly its column, and a copy
+/// filled in by the layout's column names reads back with those answers.
+/// A column added to the layout and missed by the writer or the reader
+/// fails here.
+#[test]
+fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
+    use webir_audit::report::layout::{HEADER_ROW, Input, SAMPLE_WORKSHEET as L};
+    let letter = |c: usize| -> String {
+        let mut n = c + 1;
+        let mut s = String::new();
+        while n > 0 {
+            s.insert(0, (b'A' + ((n - 1) % 26) as u8) as char);
+            n = (n - 1) / 26;
+        }
+        s
+    };
+    let city = City::new();
+    let dir = city.sample_audit();
+    let original = dir.join("reports/KPB.xlsx");
+    let (names, sheets) = read(&original);
+    let rows = &sheets[L.sheet];
+    let header: Vec<String> = rows[HEADER_ROW as usize].iter().map(text).collect();
+    assert_eq!(header, L.headers());
+    let index = names.iter().position(|n| n == L.sheet).unwrap() + 1;
+    let sheet = xml(&original, &format!("xl/worksheets/sheet{index}.xml"));
+    let first = HEADER_ROW as usize + 2;
+    let last = rows.len();
+    for (h, input) in L.inputs {
+        let col = letter(L.column(h));
+        let range = format!("sqref=\"{col}{first}:{col}{last}\"");
+        match input {
+            Input::Choice(list) => {
+                let formula = format!("<formula1>\"{}\"</formula1>", list.join(","));
+                let at = sheet
+                    .find(&range)
+                    .unwrap_or_else(|| panic!("{h}: no validation over {range}"));
+                let end = sheet[at..].find("</dataValidation>").unwrap();
+                assert!(sheet[at..at + end].contains(&formula), "{h}: {formula}");
+            }
+            Input::Date => assert!(sheet.contains(&range), "{h}: no date validation"),
+            Input::Text => assert!(!sheet.contains(&range), "{h}: free text"),
+        }
+    }
+
+    let done = city.tmp.path().join("KPB-layout.xlsx");
+    refill(&original, &done, |rows| {
+        let row = &mut rows[HEADER_ROW as usize + 1];
+        row.resize(L.headers().len(), Data::Empty);
+        for (h, v) in [
+            ("紀錄表已填具", "是"),
+            ("主管事前核可", "是"),
+            ("事由與查詢相符", "否"),
+            ("異常", "有"),
+            ("說明", "查詢目的與紀錄表不符"),
+            ("稽核人員", "王稽核"),
+        ] {
+            row[L.column(h)] = Data::String(v.to_owned());
+        }
+    });
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let out = run_binary(
+        &[
+            "ingest-worksheet",
+            done.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        city.tmp.path(),
+    );
+    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("1 answered, 1 confirmed anomalies"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("事由與查詢相符=否 異常=有  查詢目的與紀錄表不符"),
+        "{}",
+        out.stdout
+    );
+}

@@ -1,0 +1,114 @@
+//! The layout of every sheet a person fills in and sends back: its name,
+//! the header row, the columns the tool writes and the input columns with
+//! their drop-downs. Defined once here; `build` writes the tool's columns
+//! in this order, `sheets` writes, protects and validates the inputs from
+//! it, and `worksheet` reads a returned workbook back by it. A column
+//! added here appears in all three.
+
+/// What an officer may type in an input column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// One of these (a drop-down; anything else is refused on return).
+    Choice(&'static [&'static str]),
+    /// Free text.
+    Text,
+    /// A date.
+    Date,
+}
+
+/// A sheet's columns: those the tool writes, then the inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub sheet: &'static str,
+    pub tool: &'static [&'static str],
+    pub inputs: &'static [(&'static str, Input)],
+}
+
+/// The header row of every table sheet (0-based: a title, a blank row,
+/// then the header).
+pub const HEADER_ROW: u32 = 2;
+
+const YES_NO: &[&str] = &["是", "否"];
+
+/// Point 6(1): the sample worksheet.
+pub const SAMPLE_WORKSHEET: Layout = Layout {
+    sheet: "抽查工作底稿",
+    tool: &[
+        "序號",
+        "機關",
+        "帳號",
+        "使用者",
+        "查詢時間",
+        "民國日期",
+        "查詢項目",
+        "被查詢人",
+        "查詢目的",
+        "紀錄表編號",
+        "紀錄表目的",
+        "核准人",
+        "核准時間",
+        "系統預檢",
+    ],
+    inputs: &[
+        ("紀錄表已填具", Input::Choice(YES_NO)),
+        ("主管事前核可", Input::Choice(YES_NO)),
+        ("事由與查詢相符", Input::Choice(&["是", "否", "不確定"])),
+        ("異常", Input::Choice(&["無", "有"])),
+        ("說明", Input::Text),
+        ("稽核人員", Input::Text),
+        ("稽核日期", Input::Date),
+    ],
+};
+
+/// The inputs of the account review (帳號清查, and the city-wide review
+/// of officer accounts).
+pub const ACCOUNT_REVIEW_INPUTS: &[(&str, Input)] = &[
+    (
+        "處理結果",
+        Input::Choice(&["已停用", "已調整權限", "保留", "其他"]),
+    ),
+    ("說明", Input::Text),
+];
+
+/// The inputs of the internal audit's evidence sheet.
+pub const INTERNAL_AUDIT_INPUTS: &[(&str, Input)] = &[
+    ("查核結果", Input::Choice(&["符合", "不符合", "不適用"])),
+    ("說明", Input::Text),
+];
+
+impl Layout {
+    /// Every header, the tool's then the inputs.
+    pub fn headers(&self) -> Vec<&'static str> {
+        self.tool
+            .iter()
+            .copied()
+            .chain(self.inputs.iter().map(|(h, _)| *h))
+            .collect()
+    }
+
+    /// The column of `header` (0-based), tool or input.
+    ///
+    /// # Panics
+    /// If the layout has no such column: a programming error a test
+    /// meets first.
+    pub fn column(&self, header: &str) -> usize {
+        self.headers()
+            .iter()
+            .position(|h| *h == header)
+            .unwrap_or_else(|| panic!("{}: no column {header}", self.sheet))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_unique_and_columns_found_by_name() {
+        let h = SAMPLE_WORKSHEET.headers();
+        let unique: std::collections::BTreeSet<_> = h.iter().collect();
+        assert_eq!(unique.len(), h.len());
+        assert_eq!(SAMPLE_WORKSHEET.column("帳號"), 2);
+        assert_eq!(SAMPLE_WORKSHEET.column("異常"), 17);
+    }
+}
