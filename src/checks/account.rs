@@ -382,10 +382,7 @@ fn password_stale(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 
 fn not_in_roster(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     Ok(cx
-        .queries
-        .clone()
-        .lazy()
-        .filter(col("in_roster").not())
+        .not_in_roster()
         .group_by([col("account_id")])
         .agg(with_first_seen(len().alias("n")))
         .select(about_queries(

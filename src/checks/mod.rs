@@ -724,6 +724,9 @@ pub fn codes_needing(table: Table, column: &str) -> Vec<&'static str> {
 pub struct Checked {
     pub findings: DataFrame,
     pub not_checked: Vec<NotChecked>,
+    /// Accounts the checked queries show but the roster lacks, per agency
+    /// (see [`Ctx::orphans`]): the data-quality sheet's list.
+    pub orphans: DataFrame,
 }
 
 /// What checks read: the canonical frames, prepared once.
@@ -836,6 +839,7 @@ pub fn run_with(
     Ok(Checked {
         findings: finish(raw.lazy(), &cx)?.collect()?,
         not_checked,
+        orphans: cx.orphans()?,
     })
 }
 
@@ -918,6 +922,26 @@ fn finish(raw: LazyFrame, cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The queries whose account the roster lacks.
+    pub fn not_in_roster(&self) -> LazyFrame {
+        self.queries.clone().lazy().filter(col("in_roster").not())
+    }
+
+    /// Accounts the queries show but the roster lacks, per agency:
+    /// `agency_id, account_id, queries, first, last`. ACCOUNT_NOT_IN_ROSTER
+    /// reads the same rows ([`Ctx::not_in_roster`]).
+    pub fn orphans(&self) -> PolarsResult<DataFrame> {
+        self.not_in_roster()
+            .group_by([col("agency_id"), col("account_id")])
+            .agg([
+                len().alias("queries"),
+                col("queried_at").min().alias("first"),
+                col("queried_at").max().alias("last"),
+            ])
+            .sort(["agency_id", "account_id"], SortMultipleOptions::default())
+            .collect()
+    }
+
     pub fn new(
         config: &'a Config,
         t: Tables,

@@ -139,6 +139,49 @@ fn dt() -> DataType {
     DataType::Datetime(TIME_UNIT, None)
 }
 
+/// The request form of each query: the latest approved strictly before it
+/// for the same account and subject (an as-of join, `queries` sorted by
+/// `queried_at`), its purpose and approval time, the end of its validity
+/// window, and whether the query lies inside it (`explained`). The one
+/// place queries are matched to forms: the checks and the sample
+/// worksheet both use it.
+pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> LazyFrame {
+    let approved = forms
+        .clone()
+        .lazy()
+        .filter(col("approved_at").is_not_null());
+    let back = approved
+        .clone()
+        .select([
+            col("account_id"),
+            col("subject_id"),
+            col("form_id"),
+            col("purpose").alias("form_purpose"),
+            col("approved_at").alias("form_approved_at"),
+            col("valid_until").alias("form_valid_until"),
+        ])
+        .sort(["form_approved_at"], SortMultipleOptions::default());
+    // A form approved at the very second of the query was not approved
+    // before it: the match is strict.
+    let q = queries.join(
+        back,
+        [col("queried_at")],
+        [col("form_approved_at")],
+        JoinArgs::new(asof(AsofStrategy::Backward, false)),
+    );
+    let validity = config.rules.form_validity_days as i64;
+    let window_end = when(col("form_valid_until").is_not_null())
+        .then(col("form_valid_until").cast(dt()) + lit(Duration::days(1)))
+        .otherwise(
+            col("form_approved_at").dt().date().cast(dt()) + lit(Duration::days(validity + 1)),
+        );
+    let explained = col("form_id")
+        .is_not_null()
+        .and(col("queried_at").lt(col("window_end")));
+    q.with_column(window_end.alias("window_end"))
+        .with_column(explained.alias("explained"))
+}
+
 /// Queries with their account, holder and the request form that explains
 /// them (or why none does), in a deterministic order.
 pub fn explain(
@@ -186,40 +229,8 @@ pub fn explain(
         .alias("agency_id"),
     ]);
 
-    let approved = forms
-        .clone()
-        .lazy()
-        .filter(col("approved_at").is_not_null());
-    let back = approved
-        .clone()
-        .select([
-            col("account_id"),
-            col("subject_id"),
-            col("form_id"),
-            col("purpose").alias("form_purpose"),
-            col("approved_at").alias("form_approved_at"),
-            col("valid_until").alias("form_valid_until"),
-        ])
-        .sort(["form_approved_at"], SortMultipleOptions::default());
-    // A form approved at the very second of the query was not approved
-    // before it: the match is strict.
-    let q = q.join(
-        back,
-        [col("queried_at")],
-        [col("form_approved_at")],
-        JoinArgs::new(asof(AsofStrategy::Backward, false)),
-    );
-    let validity = config.rules.form_validity_days as i64;
-    let window_end = when(col("form_valid_until").is_not_null())
-        .then(col("form_valid_until").cast(dt()) + lit(Duration::days(1)))
-        .otherwise(
-            col("form_approved_at").dt().date().cast(dt()) + lit(Duration::days(validity + 1)),
-        );
-    let explained = col("form_id")
-        .is_not_null()
-        .and(col("queried_at").lt(col("window_end")));
-    Ok(q.with_column(window_end.alias("window_end"))
-        .with_column(explained.alias("explained"))
+    let q = match_forms(q, forms, config);
+    Ok(q
         // Only what the checks read: at ten million rows every column counts.
         .select(
             QUERY_COLUMNS

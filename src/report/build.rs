@@ -124,6 +124,7 @@ pub fn roc_date(t: NaiveDateTime) -> String {
 /// the query for the same account and subject) and the checks' findings on
 /// that record. `sample` is [`crate::sampling::sample_frame`]'s output.
 pub fn sample_details(
+    config: &Config,
     sample: &DataFrame,
     roster: &DataFrame,
     forms: &DataFrame,
@@ -134,41 +135,44 @@ pub fn sample_details(
         .lazy()
         .group_by([col("account_id")])
         .agg([col("holder_name").first()]);
-    let candidates = sample
+    // The form the checks matched (one as-of join, `checks::match_forms`),
+    // with its approver.
+    let approvers = forms
         .clone()
         .lazy()
-        .with_row_index("i", None)
-        .select([
-            col("i"),
-            col("account_id"),
-            col("subject_id"),
-            col("queried_at_exact"),
-        ])
-        .join(
-            forms.clone().lazy().select([
+        .select([col("form_id"), col("approver").alias("form_approver")])
+        .unique_stable(Some(cols(["form_id"])), UniqueKeepStrategy::First);
+    let candidates = crate::checks::query::match_forms(
+        sample
+            .clone()
+            .lazy()
+            .with_row_index("i", None)
+            .select([
+                col("i"),
                 col("account_id"),
                 col("subject_id"),
-                col("form_id"),
-                col("purpose").alias("form_purpose"),
-                col("approver").alias("form_approver"),
-                col("approved_at").alias("form_approved_at"),
-            ]),
-            [col("account_id"), col("subject_id")],
-            [col("account_id"), col("subject_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .filter(col("form_approved_at").lt(col("queried_at_exact")))
-        .sort(
-            ["i", "form_approved_at", "form_id"],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
-        )
-        .group_by([col("i")])
-        .agg([
-            col("form_id").first(),
-            col("form_purpose").first(),
-            col("form_approver").first(),
-            col("form_approved_at").first(),
-        ]);
+                col("queried_at_exact").alias("queried_at"),
+            ])
+            .sort(
+                ["queried_at"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            ),
+        forms,
+        config,
+    )
+    .join(
+        approvers,
+        [col("form_id")],
+        [col("form_id")],
+        left_keep_order(),
+    )
+    .select([
+        col("i"),
+        col("form_id"),
+        col("form_purpose"),
+        col("form_approver"),
+        col("form_approved_at"),
+    ]);
     let prechecks = findings
         .clone()
         .lazy()

@@ -12,8 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    RunOutcome, RunSpec, facts, finish_run, local_text, orphans, queries_by_month, record_run,
-    take_tables,
+    RunOutcome, RunSpec, facts, finish_run, local_text, queries_by_month, record_run, take_tables,
 };
 use crate::archive;
 use crate::archive::RunFolder;
@@ -272,11 +271,6 @@ pub(super) fn internal_audit(
     .dir;
     let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
     let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
-    let orphaned = orphans(
-        ingested.table(Table::QueryLog),
-        ingested.table(Table::Roster),
-        Some(period),
-    )?;
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     // As of the period's last day, or today while the period runs.
@@ -299,6 +293,7 @@ pub(super) fn internal_audit(
     )?;
     let mut not_checked = accounts.not_checked.clone();
     not_checked.extend(queries_found.not_checked.iter().cloned());
+    let orphans = queries_found.orphans;
     let (accounts, queries_found) = (accounts.findings, queries_found.findings);
     let store = Store::open(&config.paths.state)?;
     let evidence = evidence(
@@ -327,6 +322,7 @@ pub(super) fn internal_audit(
         Checked {
             findings,
             not_checked,
+            orphans,
         },
         ingested,
         clock,
@@ -338,7 +334,7 @@ pub(super) fn internal_audit(
         RunFacts {
             queries_by_month: Some(&by_month),
             evidence: Some(&evidence),
-            orphans: Some(&orphaned),
+            orphans: Some(&outcome.orphans),
             ..facts(
                 config,
                 ReportKind::InternalAudit,

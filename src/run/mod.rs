@@ -199,6 +199,8 @@ pub struct RunOutcome {
     pub worst: Option<Severity>,
     /// Checks that did not run, and why.
     pub not_checked: Vec<NotChecked>,
+    /// Accounts the checked queries show but the roster lacks.
+    pub orphans: DataFrame,
 }
 
 impl RunOutcome {
@@ -262,7 +264,6 @@ fn review_or_check(
         Some(p) => Some(queries_by_month(ingested.table(Table::QueryLog), p)?),
         None => None,
     };
-    let orphaned = orphans(ingested.table(Table::QueryLog), &roster, period.as_ref())?;
     let tables = take_tables(&mut ingested);
     let outcome = check_and_record(
         config,
@@ -289,7 +290,7 @@ fn review_or_check(
         RunFacts {
             roster: review_roster,
             queries_by_month: by_month.as_ref(),
-            orphans: Some(&orphaned),
+            orphans: Some(&outcome.orphans),
             ..facts(config, kind, period_id, &outcome, clock)
         },
     )?;
@@ -330,30 +331,6 @@ fn run_id(dir: &std::path::Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Accounts the query log (of `period`, if given) shows but the roster
-/// lacks, per agency: the data-quality sheet's orphans.
-fn orphans(log: &DataFrame, roster: &DataFrame, period: Option<&Period>) -> Result<DataFrame> {
-    let mut lf = log.clone().lazy();
-    if let Some(p) = period {
-        lf = lf.filter(p.holds_query());
-    }
-    Ok(lf
-        .join(
-            roster.clone().lazy().select([col("account_id")]),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Anti),
-        )
-        .group_by([col("agency_id"), col("account_id")])
-        .agg([
-            len().alias("queries"),
-            col("queried_at").min().alias("first"),
-            col("queried_at").max().alias("last"),
-        ])
-        .sort(["agency_id", "account_id"], SortMultipleOptions::default())
-        .collect()?)
 }
 
 /// Queries per agency and month of `period`: the summary's line chart.
@@ -586,6 +563,7 @@ fn record_run(
     let Checked {
         findings,
         not_checked,
+        orphans,
     } = checked;
     archive::write_csv(&findings, &dir.join("findings.csv"))?;
     archive::write_csv(&ingested.rejects, &dir.join("rejects.csv"))?;
@@ -637,6 +615,7 @@ fn record_run(
         ingested,
         worst,
         not_checked,
+        orphans,
     })
 }
 
@@ -908,11 +887,6 @@ fn sample_audit(
     let by_month = queries_by_month(frozen.ingested.table(Table::QueryLog), period)?;
     let roster = frozen.ingested.table(Table::Roster).clone();
     let forms = frozen.ingested.table(Table::RequestForms).clone();
-    let orphaned = orphans(
-        frozen.ingested.table(Table::QueryLog),
-        &roster,
-        Some(period),
-    )?;
     release_freed_memory();
 
     let tables = take_tables(&mut frozen.ingested);
@@ -929,7 +903,7 @@ fn sample_audit(
         frozen.ingested,
         clock,
     )?;
-    let details = report::build::sample_details(&sample, &roster, &forms, &run.findings)?;
+    let details = report::build::sample_details(config, &sample, &roster, &forms, &run.findings)?;
     finish_run(
         config,
         &run,
@@ -937,7 +911,7 @@ fn sample_audit(
         RunFacts {
             sample: Some((&manifest, &details)),
             queries_by_month: Some(&by_month),
-            orphans: Some(&orphaned),
+            orphans: Some(&run.orphans),
             ..facts(
                 config,
                 ReportKind::SampleAudit,
