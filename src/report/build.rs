@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::ingest::{FileRecord, FileStatus, RosterUse};
 use crate::model::{ACCOUNT_STATUS, PURPOSE, ROLE, Vocab};
 use crate::sampling::manifest::Manifest;
+use crate::sampling::units::UnitDraw;
 
 /// What a run produced that reports show.
 #[derive(Debug)]
@@ -38,7 +39,8 @@ pub struct RunFacts<'a> {
     /// Internal audit: each unit's evidence table.
     pub evidence: Option<&'a BTreeMap<String, Table>>,
     /// External audit: the units drawn.
-    pub selection: Option<&'a Table>,
+    /// External audit: the draw of units.
+    pub selection: Option<&'a UnitDraw>,
     /// City-wide: per unit, the latest sample audit, the latest account
     /// review and whether the last worksheet came back.
     pub unit_status: Option<&'a BTreeMap<String, UnitStatus>>,
@@ -406,7 +408,12 @@ fn base(
         evidence: None,
         selection: None,
         orphans: None,
-        notes: f.notes.clone(),
+        notes: f
+            .notes
+            .iter()
+            .cloned()
+            .chain(f.selection.map(selection_note))
+            .collect(),
         warnings: warnings(f),
         not_checked: not_checked_table(f.not_checked),
         quality: {
@@ -910,11 +917,56 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     Ok(m)
 }
 
+/// The external audit's draw as the Health Bureau reads it.
+fn selection_table(config: &Config, d: &UnitDraw) -> Table {
+    Table {
+        headers: headers(&[
+            "順位",
+            "單位",
+            "籤值 ticket(seed, \"unit\", 期間, 單位)",
+            "抽中",
+        ]),
+        rows: d
+            .units
+            .iter()
+            .map(|u| {
+                vec![
+                    Cell::Int(i64::from(u.rank)),
+                    Cell::Text(format!(
+                        "{}（{}）",
+                        config
+                            .agencies
+                            .get(&u.unit_id)
+                            .map_or("", |a| a.name.as_str()),
+                        u.unit_id
+                    )),
+                    Cell::Text(u.ticket.clone()),
+                    Cell::from(if u.selected { "是" } else { "否" }),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The summary's line on how the external audit drew its units.
+fn selection_note(d: &UnitDraw) -> String {
+    format!(
+        "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；以 ticket(種子, \"unit\", {}, 單位) 由小至大取前 {} 個單位（規格 {}）",
+        d.seed,
+        super::seed_source(d.seed_source),
+        d.draw_number,
+        d.units_digest,
+        d.period_id,
+        d.units_to_select,
+        d.spec_version
+    )
+}
+
 fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let hb = f.config.agencies.health_bureau();
     let mut m = base(f, &hb.id, hb.name.clone(), f.findings)?;
     m.city_wide = true;
-    m.selection = f.selection.cloned();
+    m.selection = f.selection.map(|d| selection_table(f.config, d));
     if let Some(o) = f.orphans {
         m.orphans = Some(orphan_table(f, o)?);
     }

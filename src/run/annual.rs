@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{
     RunOutcome, RunSpec, facts, finish_run, local_text, queries_by_month, record_run, take_tables,
@@ -25,7 +23,8 @@ use crate::job::Job;
 use crate::model::Table;
 use crate::period::{Period, RunPeriod};
 use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
-use crate::sampling::spec::{SPEC_VERSION, Seed, ticket, ticket_hex};
+use crate::sampling::spec::Seed;
+use crate::sampling::units;
 use crate::store::Store;
 
 /// Queries of the period per unit.
@@ -347,28 +346,7 @@ pub(super) fn internal_audit(
     Ok(outcome)
 }
 
-/// `selection.json` of an external audit.
-#[derive(Debug, Serialize)]
-pub struct ExternalSelection {
-    pub spec_version: &'static str,
-    pub seed: String,
-    pub seed_source: &'static str,
-    pub draw_number: u32,
-    pub period_id: String,
-    /// SHA-256 of the candidate unit ids, one per line, sorted.
-    pub units_digest: String,
-    pub units_to_select: u32,
-    pub units: Vec<DrawnUnit>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DrawnUnit {
-    pub unit_id: String,
-    /// ticket(seed, "unit", period_id, unit_id).
-    pub ticket: String,
-    pub rank: u32,
-    pub selected: bool,
-}
+pub use crate::sampling::units::UnitDraw as ExternalSelection;
 
 /// `run external-audit --period 2026 [--seed]`: the Health Bureau's draw
 /// of units to spot-check (tickets as in docs/sampling.md, kind "unit";
@@ -391,19 +369,13 @@ pub(super) fn external_audit(
     let day = period.last_day().min(started.date());
     let mut ingested = super::ingest_inbox(config, Reference::Day(day))?;
     let hb = config.agencies.health_bureau().id.clone();
-    let mut candidates: Vec<String> = config
-        .agencies
-        .units()
-        .filter(|u| u.id != hb)
-        .map(|u| u.id.clone())
-        .collect();
-    candidates.sort();
-    let digest = hex::encode(Sha256::digest(
-        candidates
-            .iter()
-            .map(|u| format!("{u}\n"))
-            .collect::<String>(),
-    ));
+    let (candidates, digest) = units::candidates(
+        config
+            .agencies
+            .units()
+            .filter(|u| u.id != hb)
+            .map(|u| u.id.clone()),
+    );
     let dir = RunFolder::create(
         &config.paths.archive,
         &RunPeriod::Period(period.id.clone()),
@@ -422,61 +394,15 @@ pub(super) fn external_audit(
         &digest,
         &dir.display().to_string(),
     )?;
-    let mut drawn: Vec<(crate::sampling::spec::Ticket, String)> = candidates
-        .iter()
-        .map(|u| (ticket(&[seed.as_str(), "unit", &period.id, u]), u.clone()))
-        .collect();
-    drawn.sort();
-    let n = config.rules.external_audit_units.min(drawn.len() as u32);
-    let selection = ExternalSelection {
-        spec_version: SPEC_VERSION,
-        seed: seed.as_str().to_owned(),
-        seed_source: source,
+    let selection = units::draw(
+        &seed,
+        source,
         draw_number,
-        period_id: period.id.clone(),
-        units_digest: digest,
-        units_to_select: n,
-        units: drawn
-            .iter()
-            .zip(1..)
-            .map(|((t, u), rank)| DrawnUnit {
-                unit_id: u.clone(),
-                ticket: ticket_hex(t),
-                rank,
-                selected: rank <= n,
-            })
-            .collect(),
-    };
+        &period.id,
+        (&candidates, &digest),
+        config.rules.external_audit_units,
+    );
     archive::write_json(&selection, &dir.join("selection.json"))?;
-    let sheet = Sheet {
-        headers: [
-            "順位",
-            "單位",
-            "籤值 ticket(seed, \"unit\", 期間, 單位)",
-            "抽中",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        rows: selection
-            .units
-            .iter()
-            .map(|d| {
-                vec![
-                    Cell::Int(i64::from(d.rank)),
-                    Cell::Text(format!(
-                        "{}（{}）",
-                        config
-                            .agencies
-                            .get(&d.unit_id)
-                            .map_or("", |a| a.name.as_str()),
-                        d.unit_id
-                    )),
-                    Cell::Text(d.ticket.clone()),
-                    Cell::from(if d.selected { "是" } else { "否" }),
-                ]
-            })
-            .collect(),
-    };
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     let checked = super::run_checks(config, &ingested, tables, Scope::Accounts, day, None)?;
@@ -499,17 +425,7 @@ pub(super) fn external_audit(
         Some(&roster),
         RunFacts {
             roster: Some(&roster),
-            selection: Some(&sheet),
-            notes: vec![format!(
-                "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；以 ticket(種子, \"unit\", {}, 單位) 由小至大取前 {} 個單位（規格 {}）",
-                selection.seed,
-                crate::report::seed_source(selection.seed_source),
-                selection.draw_number,
-                selection.units_digest,
-                selection.period_id,
-                selection.units_to_select,
-                selection.spec_version
-            )],
+            selection: Some(&selection),
             ..facts(
                 config,
                 ReportKind::ExternalAudit,

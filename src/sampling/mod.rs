@@ -14,6 +14,7 @@
 
 pub mod manifest;
 pub mod spec;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::io::Write;
