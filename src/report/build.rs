@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Datelike, Duration, NaiveDateTime};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
 use super::{Cell, ReportKind, ReportModel, SampleSection, Table, period_label};
@@ -37,7 +37,7 @@ pub struct RunFacts<'a> {
     /// `agency_id, month (YYYY-MM), queries`.
     pub queries_by_month: Option<&'a DataFrame>,
     /// Internal audit: each unit's evidence table.
-    pub evidence: Option<&'a BTreeMap<String, Table>>,
+    pub evidence: Option<&'a BTreeMap<String, UnitEvidence>>,
     /// External audit: the units drawn.
     /// External audit: the draw of units.
     pub selection: Option<&'a UnitDraw>,
@@ -55,17 +55,203 @@ pub struct RunFacts<'a> {
     pub roster_use: Option<&'a RosterUse>,
 }
 
+/// What the internal audit found of a unit in the tool's own records
+/// (point 6(3)), for [`evidence_table`] to word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitEvidence {
+    /// The day the account review of the audit is as of.
+    pub as_of: NaiveDate,
+    /// Queries of the period, and those no approved form explains.
+    pub queries: i64,
+    pub unexplained: i64,
+    /// The period's latest account review: its day and run id.
+    pub review: Option<(NaiveDate, String)>,
+    /// Account findings as of `as_of`: all, and critical or high.
+    pub open_items: (i64, i64),
+    pub stale_passwords: i64,
+    /// Each half-year's sample audit (`2026H1`), if one was made.
+    pub sample_audits: Vec<(String, Option<SampleAuditDone>)>,
+    /// Critical or high query findings of the period.
+    pub serious_queries: i64,
+    /// The ethics unit's notices of confirmed anomalies.
+    pub notices: Vec<Notice>,
+}
+
+/// A sample audit as the internal audit sees it for one unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleAuditDone {
+    pub run_id: String,
+    pub draw_number: u32,
+    /// Whether the unit had sampled accounts.
+    pub sampled: bool,
+    /// The unit's latest return: when, and the anomalies it confirmed.
+    pub returned: Option<(String, u32)>,
+}
+
+/// A notice to the ethics unit, as the outbox has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub recipient: String,
+    pub sent_at: Option<String>,
+    pub state: String,
+}
+
+/// The internal audit's evidence sheet of a unit: `查核項目, 依據, 系統查得`.
+pub fn evidence_table(e: &UnitEvidence) -> Table {
+    let n = e.queries;
+    let share = if n == 0 {
+        "本期間無查詢".to_owned()
+    } else {
+        let permille = (n - e.unexplained) * 1000 / n;
+        format!(
+            "{} / {n} 筆（{}.{}%）",
+            n - e.unexplained,
+            permille / 10,
+            permille % 10
+        )
+    };
+    let mut rows: Vec<Vec<Cell>> = vec![
+        vec![
+            "查詢總數".into(),
+            "第六點第一款".into(),
+            Cell::Text(format!("{n} 筆")),
+        ],
+        vec![
+            "經事前核可查詢申請紀錄表說明之查詢".into(),
+            "第五點第二款第一目".into(),
+            Cell::Text(share),
+        ],
+        vec![
+            "年度帳號清查".into(),
+            "第六點第二款".into(),
+            Cell::Text(match &e.review {
+                Some((day, run_id)) => format!("已辦理（基準日 {day}，執行編號 {run_id}）"),
+                None => "本期間未辦理".into(),
+            }),
+        ],
+        vec![
+            Cell::Text(format!("帳號清查待處理事項（基準日 {}）", e.as_of)),
+            "第五點第一款第三目".into(),
+            Cell::Text(format!(
+                "{} 項，其中嚴重或高風險 {} 項",
+                e.open_items.0, e.open_items.1
+            )),
+        ],
+        vec![
+            "密碼逾 90 日未更新之帳號".into(),
+            "第五點第三款".into(),
+            Cell::Text(format!("{} 個", e.stale_passwords)),
+        ],
+    ];
+    let mut confirmed = 0u32;
+    for (id, done) in &e.sample_audits {
+        let text = match done {
+            None => "未辦理".to_owned(),
+            Some(d) => {
+                if let Some((_, anomalies)) = &d.returned {
+                    confirmed += anomalies;
+                }
+                format!(
+                    "已辦理（執行編號 {}，第 {} 次抽籤）；{}",
+                    d.run_id,
+                    d.draw_number,
+                    match (d.sampled, &d.returned) {
+                        (false, _) => "本單位無抽樣帳號".to_owned(),
+                        (true, Some((at, _))) => format!("工作底稿已回傳（{at}）"),
+                        (true, None) => "工作底稿未回傳".to_owned(),
+                    }
+                )
+            }
+        };
+        rows.push(vec![
+            Cell::Text(format!("抽查 {}", period_label(id))),
+            "第六點第一款".into(),
+            Cell::Text(text),
+        ]);
+    }
+    rows.push(vec![
+        "工作底稿確認之異常".into(),
+        "第六點第三款".into(),
+        Cell::Text(format!("{confirmed} 筆")),
+    ]);
+    rows.push(vec![
+        "嚴重或高風險之異常查詢".into(),
+        "第六點第三款".into(),
+        Cell::Text(format!("{} 筆（明細見「異常查詢」）", e.serious_queries)),
+    ]);
+    rows.push(vec![
+        "工作底稿異常已通知政風單位".into(),
+        "第六點第三款".into(),
+        Cell::Text(if e.notices.is_empty() {
+            "無通知紀錄".to_owned()
+        } else {
+            e.notices
+                .iter()
+                .map(|r| match &r.sent_at {
+                    Some(at) => format!("已寄送 {}（{at}）", r.recipient),
+                    None => format!("{}：{}", r.recipient, r.state),
+                })
+                .collect::<Vec<_>>()
+                .join("；")
+        }),
+    ]);
+    rows.push(vec![
+        "異常事項會同政風單位調查並作成紀錄".into(),
+        "第六點第三款".into(),
+        "（請稽核人員填寫）".into(),
+    ]);
+    Table {
+        headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
+        rows,
+    }
+}
+
 /// What the city-wide workbook says of each unit besides its findings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitStatus {
     /// Roster accounts of the unit's agencies.
     pub accounts: i64,
-    /// The latest sealed sample audit (`2026H1（run id）`).
-    pub last_sample: String,
+    /// The latest sealed sample audit: its period and run id.
+    pub last_sample: Option<(String, String)>,
     /// The day of the latest sealed account review.
-    pub last_review: String,
-    /// Whether the unit's worksheet of that sample audit came back.
-    pub worksheet: String,
+    pub last_review: Option<NaiveDate>,
+    /// The unit's worksheet of that sample audit.
+    pub worksheet: WorksheetState,
+}
+
+/// Where a unit's worksheet of the latest sample audit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorksheetState {
+    /// There is no sample audit yet.
+    NoSampleAudit,
+    /// The unit had no sampled account.
+    NotSampled,
+    Returned,
+    NotReturned,
+}
+
+impl UnitStatus {
+    /// The city-wide units table's cells: `帳號數, 最近抽查, 最近帳號清查, 工作底稿`.
+    fn cells(&self) -> [Cell; 4] {
+        [
+            Cell::Int(self.accounts),
+            Cell::Text(
+                self.last_sample
+                    .as_ref()
+                    .map_or_else(|| "無紀錄".to_owned(), |(p, id)| format!("{p}（{id}）")),
+            ),
+            Cell::Text(
+                self.last_review
+                    .map_or_else(|| "無紀錄".to_owned(), |d| d.to_string()),
+            ),
+            Cell::from(match self.worksheet {
+                WorksheetState::NoSampleAudit => "—",
+                WorksheetState::NotSampled => "無抽樣",
+                WorksheetState::Returned => "已回傳",
+                WorksheetState::NotReturned => "未回傳",
+            }),
+        ]
+    }
 }
 
 /// Days an officer has to return a worksheet or act on a review.
@@ -901,7 +1087,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     if let Some(roster) = f.roster {
         m.accounts = Some(accounts(f, roster, &ids, &findings)?);
     }
-    m.evidence = f.evidence.and_then(|e| e.get(unit).cloned());
+    m.evidence = f.evidence.and_then(|e| e.get(unit)).map(evidence_table);
     if let Some(o) = f.orphans {
         m.orphans = Some(orphan_table(f, &in_set(o, "agency_id", &ids)?)?);
     }
@@ -1064,13 +1250,10 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                         .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
                 );
                 if let Some(status) = f.unit_status {
-                    let st = status.get(u).cloned().unwrap_or_default();
-                    r.extend([
-                        Cell::Int(st.accounts),
-                        Cell::Text(st.last_sample),
-                        Cell::Text(st.last_review),
-                        Cell::Text(st.worksheet),
-                    ]);
+                    match status.get(u) {
+                        Some(st) => r.extend(st.cells()),
+                        None => r.extend([Cell::Int(0), "".into(), "".into(), "".into()]),
+                    }
                 }
                 r
             })

@@ -22,7 +22,8 @@ use crate::ingest::snapshot::Reference;
 use crate::job::Job;
 use crate::model::Table;
 use crate::period::{Period, RunPeriod};
-use crate::report::{Cell, ReportKind, Table as Sheet, build::RunFacts};
+use crate::report::ReportKind;
+use crate::report::build::{Notice, RunFacts, SampleAuditDone, UnitEvidence};
 use crate::sampling::spec::Seed;
 use crate::sampling::units;
 use crate::store::Store;
@@ -75,6 +76,8 @@ fn count_by_unit(findings: &DataFrame, codes: &[Code]) -> Result<BTreeMap<String
     Ok(out)
 }
 
+/// What the internal audit found of each unit in the tool's own records;
+/// `report` words it.
 fn evidence(
     config: &Config,
     period: &Period,
@@ -83,7 +86,7 @@ fn evidence(
     account_findings: &DataFrame,
     query_findings: &DataFrame,
     store: &Store,
-) -> Result<BTreeMap<String, Sheet>> {
+) -> Result<BTreeMap<String, UnitEvidence>> {
     let unexplained = count_by_unit(
         query_findings,
         &[
@@ -112,140 +115,54 @@ fn evidence(
             run.map(|r| (id, r))
         })
         .collect::<std::io::Result<_>>()?;
+    let manifests: Vec<Option<crate::sampling::manifest::Manifest>> = halves
+        .iter()
+        .map(|(_, run)| run.as_ref().map(RunFolder::manifest).transpose())
+        .collect::<Result<_>>()?;
     let outbox = store.outbox()?;
     let mut out = BTreeMap::new();
     for unit in config.agencies.units() {
         let u = unit.id.as_str();
-        let n = queries.get(u).copied().unwrap_or(0);
-        let bad = unexplained.get(u).map_or(0, |x| x.0);
-        let share = if n == 0 {
-            "本期間無查詢".to_owned()
-        } else {
-            let permille = (n - bad) * 1000 / n;
-            format!(
-                "{} / {n} 筆（{}.{}%）",
-                n - bad,
-                permille / 10,
-                permille % 10
-            )
-        };
-        let mut rows: Vec<Vec<Cell>> = vec![
-            vec![
-                "查詢總數".into(),
-                "第六點第一款".into(),
-                Cell::Text(format!("{n} 筆")),
-            ],
-            vec![
-                "經事前核可查詢申請紀錄表說明之查詢".into(),
-                "第五點第二款第一目".into(),
-                Cell::Text(share),
-            ],
-            vec![
-                "年度帳號清查".into(),
-                "第六點第二款".into(),
-                Cell::Text(match &review {
-                    Some(run) => format!(
-                        "已辦理（基準日 {}，執行編號 {}）",
-                        run.period
-                            .as_of()
-                            .map(|d| d.to_string())
-                            .unwrap_or_default(),
-                        run.id
-                    ),
-                    None => "本期間未辦理".into(),
-                }),
-            ],
-            vec![
-                Cell::Text(format!("帳號清查待處理事項（基準日 {as_of}）")),
-                "第五點第一款第三目".into(),
-                Cell::Text({
-                    let (k, h) = open_items.get(u).copied().unwrap_or((0, 0));
-                    format!("{k} 項，其中嚴重或高風險 {h} 項")
-                }),
-            ],
-            vec![
-                "密碼逾 90 日未更新之帳號".into(),
-                "第五點第三款".into(),
-                Cell::Text(format!("{} 個", stale.get(u).map_or(0, |x| x.0))),
-            ],
-        ];
-        let mut confirmed = 0u32;
-        for (id, run) in &halves {
-            let text = match run {
-                None => "未辦理".to_owned(),
-                Some(run) => {
-                    let rid = &run.id;
-                    let m = run.manifest()?;
-                    let sampled = m.units_sampled().iter().any(|x| x == u);
-                    let back = store
-                        .worksheet_returns(rid)?
+        let mut sample_audits = Vec::new();
+        for ((id, run), manifest) in halves.iter().zip(&manifests) {
+            let done = match (run, manifest) {
+                (Some(run), Some(m)) => Some(SampleAuditDone {
+                    run_id: run.id.clone(),
+                    draw_number: m.draw_number,
+                    sampled: m.units_sampled().iter().any(|x| x == u),
+                    returned: store
+                        .worksheet_returns(&run.id)?
                         .into_iter()
-                        .rfind(|r| r.unit_id == u);
-                    if let Some(r) = &back {
-                        confirmed += r.anomalies;
-                    }
-                    format!(
-                        "已辦理（執行編號 {rid}，第 {} 次抽籤）；{}",
-                        m.draw_number,
-                        match (sampled, back) {
-                            (false, _) => "本單位無抽樣帳號".to_owned(),
-                            (true, Some(r)) => format!("工作底稿已回傳（{}）", r.received_at),
-                            (true, None) => "工作底稿未回傳".to_owned(),
-                        }
-                    )
-                }
+                        .rfind(|r| r.unit_id == u)
+                        .map(|r| (r.received_at, r.anomalies)),
+                }),
+                _ => None,
             };
-            rows.push(vec![
-                Cell::Text(format!("抽查 {}", crate::report::period_label(id))),
-                "第六點第一款".into(),
-                Cell::Text(text),
-            ]);
+            sample_audits.push((id.clone(), done));
         }
-        rows.push(vec![
-            "工作底稿確認之異常".into(),
-            "第六點第三款".into(),
-            Cell::Text(format!("{confirmed} 筆")),
-        ]);
-        rows.push(vec![
-            "嚴重或高風險之異常查詢".into(),
-            "第六點第三款".into(),
-            Cell::Text(format!(
-                "{} 筆（明細見「異常查詢」）",
-                serious.get(u).map_or(0, |x| x.1)
-            )),
-        ]);
-        let notices: Vec<_> = outbox
+        let notices = outbox
             .iter()
             .filter(|r| r.report.starts_with(&format!("anomalies:{u}:")))
+            .map(|r| Notice {
+                recipient: r.recipient.clone(),
+                sent_at: r.sent_at.clone(),
+                state: r.state.to_string(),
+            })
             .collect();
-        rows.push(vec![
-            "工作底稿異常已通知政風單位".into(),
-            "第六點第三款".into(),
-            Cell::Text(if notices.is_empty() {
-                "無通知紀錄".to_owned()
-            } else {
-                notices
-                    .iter()
-                    .map(|r| match &r.sent_at {
-                        Some(at) => format!("已寄送 {}（{at}）", r.recipient),
-                        None => format!("{}：{}", r.recipient, r.state),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("；")
-            }),
-        ]);
-        rows.push(vec![
-            "異常事項會同政風單位調查並作成紀錄".into(),
-            "第六點第三款".into(),
-            "（請稽核人員填寫）".into(),
-        ]);
         out.insert(
             u.to_owned(),
-            Sheet {
-                headers: ["查核項目", "依據（管理要點）", "系統查得"]
-                    .map(str::to_owned)
-                    .to_vec(),
-                rows,
+            UnitEvidence {
+                as_of,
+                queries: queries.get(u).copied().unwrap_or(0),
+                unexplained: unexplained.get(u).map_or(0, |x| x.0),
+                review: review
+                    .as_ref()
+                    .and_then(|r| Some((r.period.as_of()?, r.id.clone()))),
+                open_items: open_items.get(u).copied().unwrap_or((0, 0)),
+                stale_passwords: stale.get(u).map_or(0, |x| x.0),
+                sample_audits,
+                serious_queries: serious.get(u).map_or(0, |x| x.1),
+                notices,
             },
         );
     }

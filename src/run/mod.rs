@@ -32,7 +32,7 @@ use crate::model::Table;
 use crate::period::{Period, RunPeriod};
 use crate::report::{
     self, ReportKind,
-    build::{RunFacts, UnitStatus},
+    build::{RunFacts, UnitStatus, WorksheetState},
 };
 use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
 use crate::sampling::spec::{SPEC_VERSION, Seed};
@@ -413,35 +413,24 @@ fn unit_status(
         .agencies
         .units()
         .map(|u| {
-            let s = sample.as_ref().map_or_else(
-                || "無紀錄".to_owned(),
-                |run| format!("{}（{}）", run.period, run.id),
-            );
-            let r = review.as_ref().map_or_else(
-                || "無紀錄".to_owned(),
-                |run| {
-                    run.period
-                        .as_of()
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
-                },
-            );
-            let back = if sample.is_none() {
-                "—"
+            let worksheet = if sample.is_none() {
+                WorksheetState::NoSampleAudit
             } else if !sampled.contains(&u.id) {
-                "無抽樣"
+                WorksheetState::NotSampled
             } else if returned.contains(&u.id) {
-                "已回傳"
+                WorksheetState::Returned
             } else {
-                "未回傳"
+                WorksheetState::NotReturned
             };
             (
                 u.id.clone(),
                 UnitStatus {
                     accounts: accounts.get(&u.id).copied().unwrap_or(0),
-                    last_sample: s,
-                    last_review: r,
-                    worksheet: back.to_owned(),
+                    last_sample: sample
+                        .as_ref()
+                        .map(|r| (r.period.to_string(), r.id.clone())),
+                    last_review: review.as_ref().and_then(|r| r.period.as_of()),
+                    worksheet,
                 },
             )
         })
