@@ -61,6 +61,15 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
+/// A template that is missing or does not render.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {name}: {error}")]
+pub struct RenderError {
+    pub name: String,
+    what: &'static str,
+    error: minijinja::Error,
+}
+
 /// The compiled templates.
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -85,12 +94,17 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    pub fn render<S: Serialize>(&self, name: &str, cx: &S) -> anyhow::Result<String> {
-        let t = self
-            .env
-            .get_template(name)
-            .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
+    pub fn render<S: Serialize>(&self, name: &str, cx: &S) -> Result<String, RenderError> {
+        let t = self.env.get_template(name).map_err(|e| RenderError {
+            name: name.to_owned(),
+            what: "template",
+            error: e,
+        })?;
         t.render(minijinja::value::Serde(cx))
-            .map_err(|e| anyhow::anyhow!("rendering template {name}: {e}"))
+            .map_err(|e| RenderError {
+                name: name.to_owned(),
+                what: "rendering template",
+                error: e,
+            })
     }
 }

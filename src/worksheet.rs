@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use calamine::{Data, Reader, Xlsx};
 
 use crate::archive;
@@ -16,6 +15,72 @@ use crate::store::{Store, WorksheetAnswer, WorksheetReturn};
 const LAYOUT: Layout = SAMPLE_WORKSHEET;
 /// Rows above the header: title, blank.
 const HEADER_ROW: usize = layout::HEADER_ROW as usize;
+
+/// Why a returned workbook was refused. Each names the file, and the
+/// sheet, row, column and values where there are some.
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnError {
+    #[error("{}: not a workbook webir-audit can read: {reason}", file.display())]
+    Unreadable { file: PathBuf, reason: String },
+    #[error("{}: no sheet {sheet:?}", file.display())]
+    NoSheet { file: PathBuf, sheet: String },
+    #[error("{}: no 執行編號 on the summary: not a webir-audit worksheet", file.display())]
+    NotOurs { file: PathBuf },
+    #[error("{}: cannot read the agency from {cell:?}", file.display())]
+    NoAgency { file: PathBuf, cell: String },
+    #[error("{}: no sample-audit run {run_id} in {}: unknown workbook", file.display(), archive.display())]
+    UnknownRun {
+        file: PathBuf,
+        run_id: String,
+        archive: PathBuf,
+    },
+    #[error("{}: its sample digest {got:?} is not that of run {run_id} ({want:?}): the workbook was altered", file.display())]
+    DigestChanged {
+        file: PathBuf,
+        run_id: String,
+        got: Option<String>,
+        want: Option<String>,
+    },
+    #[error("{}: the columns of {sheet} were changed: {got:?}, expected {want:?}", file.display())]
+    ColumnsChanged {
+        file: PathBuf,
+        sheet: &'static str,
+        got: Vec<String>,
+        want: Vec<String>,
+    },
+    #[error("{}: {sheet} has {got} rows, the run sent {want}: rows were added or removed", file.display())]
+    RowCount {
+        file: PathBuf,
+        sheet: &'static str,
+        got: usize,
+        want: usize,
+    },
+    #[error("{}: {sheet} row {row}, column {column}: was {was:?}, now {now:?}: sample rows must not be changed", file.display())]
+    CellChanged {
+        file: PathBuf,
+        sheet: &'static str,
+        row: usize,
+        column: String,
+        was: String,
+        now: String,
+    },
+    #[error("{}: {sheet} row {row}, {column}: {value:?} is not one of {allowed:?}", file.display())]
+    NotAChoice {
+        file: PathBuf,
+        sheet: &'static str,
+        row: usize,
+        column: &'static str,
+        value: String,
+        allowed: &'static [&'static str],
+    },
+    #[error("{}: {error}", file.display())]
+    Io {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
 
 /// What a returned worksheet said.
 #[derive(Debug, Clone)]
@@ -41,13 +106,18 @@ fn text(d: &Data) -> String {
 type Rows = Vec<Vec<Data>>;
 
 /// The summary and the worksheet of a workbook.
-fn sheets(path: &Path) -> Result<(Rows, Rows)> {
-    let mut wb: Xlsx<_> = calamine::open_workbook(path)
-        .with_context(|| format!("{}: not a workbook webir-audit can read", path.display()))?;
-    let mut get = |name: &str| -> Result<Rows> {
-        let range = wb
-            .worksheet_range(name)
-            .with_context(|| format!("{}: no sheet {name:?}", path.display()))?;
+fn sheets(path: &Path) -> Result<(Rows, Rows), ReturnError> {
+    let mut wb: Xlsx<_> = calamine::open_workbook(path).map_err(|e: calamine::XlsxError| {
+        ReturnError::Unreadable {
+            file: path.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let mut get = |name: &str| -> Result<Rows, ReturnError> {
+        let range = wb.worksheet_range(name).map_err(|_| ReturnError::NoSheet {
+            file: path.to_owned(),
+            sheet: name.to_owned(),
+        })?;
         Ok(range.rows().map(<[Data]>::to_vec).collect())
     };
     Ok((get("摘要")?, get(LAYOUT.sheet)?))
@@ -68,45 +138,43 @@ pub fn ingest_returned(
     archive_dir: &Path,
     store: &mut Store,
     received_at: &str,
-) -> Result<Returned> {
+) -> Result<Returned, ReturnError> {
     let sheet = LAYOUT.sheet;
+    let path = || file.to_owned();
     let (summary, rows) = sheets(file)?;
-    let run_id = summary_value(&summary, "執行編號").with_context(|| {
-        format!(
-            "{}: no 執行編號 on the summary: not a webir-audit worksheet",
-            file.display()
-        )
-    })?;
+    let run_id =
+        summary_value(&summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
     let unit_cell = summary_value(&summary, "機關").unwrap_or_default();
     let unit_id = unit_cell
         .rsplit_once('（')
         .and_then(|(_, r)| r.strip_suffix('）'))
-        .with_context(|| {
-            format!(
-                "{}: cannot read the agency from {unit_cell:?}",
-                file.display()
-            )
+        .ok_or_else(|| ReturnError::NoAgency {
+            file: path(),
+            cell: unit_cell.clone(),
         })?
         .to_owned();
-    let run_dir = archive::RunFolder::find(archive_dir, crate::job::Job::SampleAudit, &run_id)?
+    let run_dir = archive::RunFolder::find(archive_dir, crate::job::Job::SampleAudit, &run_id)
+        .map_err(|error| ReturnError::Io {
+            file: archive_dir.to_owned(),
+            error,
+        })?
         .map(|r| r.dir)
-        .with_context(|| {
-            format!(
-                "{}: no sample-audit run {run_id} in {}: unknown workbook",
-                file.display(),
-                archive_dir.display()
-            )
+        .ok_or_else(|| ReturnError::UnknownRun {
+            file: path(),
+            run_id: run_id.clone(),
+            archive: archive_dir.to_owned(),
         })?;
     let original = run_dir.join("reports").join(format!("{unit_id}.xlsx"));
     let (orig_summary, orig_rows) = sheets(&original)?;
     let digest = summary_value(&summary, "樣本摘要值");
-    if digest != summary_value(&orig_summary, "樣本摘要值") {
-        bail!(
-            "{}: its sample digest {:?} is not that of run {run_id} ({:?}): the workbook was altered",
-            file.display(),
-            digest,
-            summary_value(&orig_summary, "樣本摘要值")
-        );
+    let want = summary_value(&orig_summary, "樣本摘要值");
+    if digest != want {
+        return Err(ReturnError::DigestChanged {
+            file: path(),
+            run_id,
+            got: digest,
+            want,
+        });
     }
     let header: Vec<String> = rows
         .get(HEADER_ROW)
@@ -117,10 +185,12 @@ pub fn ingest_returned(
         .map(|r| r.iter().map(text).collect())
         .unwrap_or_default();
     if header != orig_header {
-        bail!(
-            "{}: the columns of {sheet} were changed: {header:?}, expected {orig_header:?}",
-            file.display()
-        );
+        return Err(ReturnError::ColumnsChanged {
+            file: path(),
+            sheet,
+            got: header,
+            want: orig_header,
+        });
     }
     let data = &rows[HEADER_ROW + 1..];
     let orig = &orig_rows[HEADER_ROW + 1..];
@@ -129,12 +199,12 @@ pub fn ingest_returned(
         .filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
         .collect();
     if data.len() != orig.len() {
-        bail!(
-            "{}: {sheet} has {} rows, the run sent {}: rows were added or removed",
-            file.display(),
-            data.len(),
-            orig.len()
-        );
+        return Err(ReturnError::RowCount {
+            file: path(),
+            sheet,
+            got: data.len(),
+            want: orig.len(),
+        });
     }
     let mut answers = Vec::new();
     // Columns are found by their header in the workbook the run sent, so
@@ -155,12 +225,14 @@ pub fn ingest_returned(
                 want.get(c).map(text).unwrap_or_default(),
             );
             if g != w {
-                bail!(
-                    "{}: {sheet} row {}, column {}: was {w:?}, now {g:?}: sample rows must not be changed",
-                    file.display(),
-                    HEADER_ROW + 2 + i,
-                    orig_header.get(c).map_or("", String::as_str)
-                );
+                return Err(ReturnError::CellChanged {
+                    file: path(),
+                    sheet,
+                    row: HEADER_ROW + 2 + i,
+                    column: orig_header[c].clone(),
+                    was: w,
+                    now: g,
+                });
             }
         }
         for (header, input) in LAYOUT.inputs {
@@ -169,12 +241,14 @@ pub fn ingest_returned(
                 && !v.is_empty()
                 && !ok.contains(&v.as_str())
             {
-                bail!(
-                    "{}: {sheet} row {}, {header}: {v:?} is not one of {:?}",
-                    file.display(),
-                    HEADER_ROW + 2 + i,
-                    ok
-                );
+                return Err(ReturnError::NotAChoice {
+                    file: path(),
+                    sheet,
+                    row: HEADER_ROW + 2 + i,
+                    column: header,
+                    value: v,
+                    allowed: ok,
+                });
             }
         }
         answers.push(WorksheetAnswer {
@@ -203,8 +277,10 @@ pub fn ingest_returned(
         })
         .cloned()
         .collect();
-    let (_, sha) =
-        crate::ingest::hash_file(file).with_context(|| format!("hashing {}", file.display()))?;
+    let (_, sha) = crate::ingest::hash_file(file).map_err(|error| ReturnError::Io {
+        file: path(),
+        error,
+    })?;
     store.record_worksheet(
         &WorksheetReturn {
             run_id: run_id.clone(),
