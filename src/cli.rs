@@ -223,21 +223,7 @@ impl clap::ValueEnum for Job {
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        let help = match self {
-            Job::SampleAudit => "Point 6(1): the seeded sample audit of a period",
-            Job::AccountReview => "Points 5(1)3, 6(2): the account review as of a day",
-            Job::PasswordCheck => "Point 5(3): the quarterly account review",
-            Job::QueryCheck => "Points 3, 5(2): the query check of a period",
-            Job::InternalAudit => "Point 6(3): each unit's yearly internal audit, pre-filled",
-            Job::ExternalAudit => {
-                "Point 4: the Health Bureau's seeded draw of units and its review of officer accounts"
-            }
-            Job::Retention => {
-                "Delete run folders past rules.retention_years (kept while a sample worksheet has not come back)"
-            }
-            Job::Heartbeat => "Queue the weekly status mail to mail.admin",
-        };
-        Some(clap::builder::PossibleValue::new(self.name()).help(help))
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.about()))
     }
 }
 
