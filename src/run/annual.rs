@@ -9,9 +9,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use super::{
-    RunOutcome, RunSpec, facts, finish_run, local_text, queries_by_month, record_run, take_tables,
-};
+use super::{Extras, RunOutcome, RunSpec, complete, local_text, queries_by_month, take_tables};
 use crate::archive;
 use crate::archive::RunFolder;
 use crate::checks::Severity;
@@ -22,8 +20,7 @@ use crate::ingest::snapshot::Reference;
 use crate::job::Job;
 use crate::model::Table;
 use crate::period::{Period, RunPeriod};
-use crate::report::ReportKind;
-use crate::report::build::{Notice, RunFacts, SampleAuditDone, UnitEvidence};
+use crate::report::build::{Notice, SampleAuditDone, UnitEvidence};
 use crate::sampling::spec::Seed;
 use crate::sampling::units;
 use crate::store::Store;
@@ -226,7 +223,7 @@ pub(super) fn internal_audit(
         UnionArgs::default(),
     )?
     .collect()?;
-    let outcome = record_run(
+    complete(
         config,
         RunSpec {
             job: Job::InternalAudit,
@@ -235,32 +232,23 @@ pub(super) fn internal_audit(
             started,
         },
         dir,
-        Checked {
-            findings,
-            not_checked,
-            orphans,
-        },
-        ingested,
-        clock,
-    )?;
-    finish_run(
-        config,
-        &outcome,
-        Some(&roster),
-        RunFacts {
+        (
+            Checked {
+                findings,
+                not_checked,
+                orphans,
+            },
+            ingested,
+        ),
+        &roster,
+        Extras {
             queries_by_month: Some(&by_month),
             evidence: Some(&evidence),
-            orphans: Some(&outcome.orphans),
-            ..facts(
-                config,
-                ReportKind::InternalAudit,
-                period.id.clone(),
-                &outcome,
-                clock,
-            )
+            orphans: true,
+            ..Extras::default()
         },
-    )?;
-    Ok(outcome)
+        clock,
+    )
 }
 
 pub use crate::sampling::units::UnitDraw as ExternalSelection;
@@ -323,7 +311,7 @@ pub(super) fn external_audit(
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     let checked = super::run_checks(config, &ingested, tables, Scope::Accounts, day, None)?;
-    let outcome = record_run(
+    let outcome = complete(
         config,
         RunSpec {
             job: Job::ExternalAudit,
@@ -332,25 +320,14 @@ pub(super) fn external_audit(
             started,
         },
         dir,
-        checked,
-        ingested,
-        clock,
-    )?;
-    finish_run(
-        config,
-        &outcome,
-        Some(&roster),
-        RunFacts {
-            roster: Some(&roster),
+        (checked, ingested),
+        &roster,
+        Extras {
+            review_roster: Some(&roster),
             selection: Some(&selection),
-            ..facts(
-                config,
-                ReportKind::ExternalAudit,
-                period.id.clone(),
-                &outcome,
-                clock,
-            )
+            ..Extras::default()
         },
+        clock,
     )?;
     Ok((outcome, selection))
 }

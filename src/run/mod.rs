@@ -257,7 +257,6 @@ fn review_or_check(
         Some(p) => RunPeriod::Period(p.id.clone()),
         None => RunPeriod::AsOf(as_of),
     };
-    let period_id = covers.to_string();
     let dir = RunFolder::create(&config.paths.archive, &covers, job, started)?.dir;
     let roster = ingested.table(Table::Roster).clone();
     let by_month = match &period {
@@ -265,7 +264,8 @@ fn review_or_check(
         None => None,
     };
     let tables = take_tables(&mut ingested);
-    let outcome = check_and_record(
+    let checked = run_checks(config, &ingested, tables, scope(job), as_of, period.clone())?;
+    complete(
         config,
         RunSpec {
             job,
@@ -274,27 +274,16 @@ fn review_or_check(
             started,
         },
         dir,
-        tables,
-        ingested,
-        clock,
-    )?;
-    let (kind, review_roster) = if job.reviews_accounts() {
-        (ReportKind::AccountReview, Some(&roster))
-    } else {
-        (ReportKind::QueryCheck, None)
-    };
-    finish_run(
-        config,
-        &outcome,
-        Some(&roster),
-        RunFacts {
-            roster: review_roster,
+        (checked, ingested),
+        &roster,
+        Extras {
+            review_roster: job.reviews_accounts().then_some(&roster),
             queries_by_month: by_month.as_ref(),
-            orphans: Some(&outcome.orphans),
-            ..facts(config, kind, period_id, &outcome, clock)
+            orphans: true,
+            ..Extras::default()
         },
-    )?;
-    Ok(outcome)
+        clock,
+    )
 }
 
 /// What every run's workbooks start from; callers add what their job has.
@@ -519,25 +508,62 @@ struct RunSpec {
     started: NaiveDateTime,
 }
 
-/// Runs the checks of `spec.job` and writes `findings.csv`, `rejects.csv`,
-/// `inputs.json` and `run.json` into `dir`.
-fn check_and_record(
+impl RunSpec {
+    /// What the run covers: its period, or for a review its day.
+    fn covers(&self) -> RunPeriod {
+        self.period
+            .as_ref()
+            .map_or(RunPeriod::AsOf(self.as_of), |p| {
+                RunPeriod::Period(p.id.clone())
+            })
+    }
+}
+
+/// What a job adds to its workbooks beyond what every run has.
+#[derive(Default)]
+struct Extras<'e> {
+    /// The roster the account sheets list (account reviews, the external
+    /// audit).
+    review_roster: Option<&'e DataFrame>,
+    queries_by_month: Option<&'e DataFrame>,
+    sample: Option<(&'e Manifest, &'e DataFrame)>,
+    evidence: Option<&'e BTreeMap<String, report::build::UnitEvidence>>,
+    selection: Option<&'e sampling::units::UnitDraw>,
+    /// Whether the data-quality sheet lists the accounts not in the roster.
+    orphans: bool,
+}
+
+/// The end every run shares: `findings.csv`, `rejects.csv`, `inputs.json`
+/// and `run.json` ([`record_run`]), then the workbooks, their mail and the
+/// seal ([`finish_run`]).
+fn complete(
     config: &Config,
     spec: RunSpec,
     dir: PathBuf,
-    tables: Tables,
-    ingested: Ingested,
+    (checked, ingested): (Checked, Ingested),
+    roster: &DataFrame,
+    extras: Extras<'_>,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
-    let checked = run_checks(
+    let job = spec.job;
+    let period_id = spec.covers().to_string();
+    let outcome = record_run(config, spec, dir, checked, ingested, clock)?;
+    let kind = ReportKind::of(job).context("every job that makes a run folder makes workbooks")?;
+    finish_run(
         config,
-        &ingested,
-        tables,
-        scope(spec.job),
-        spec.as_of,
-        spec.period.clone(),
+        &outcome,
+        Some(roster),
+        RunFacts {
+            roster: extras.review_roster,
+            queries_by_month: extras.queries_by_month,
+            sample: extras.sample,
+            evidence: extras.evidence,
+            selection: extras.selection,
+            orphans: extras.orphans.then_some(&outcome.orphans),
+            ..facts(config, kind, period_id, &outcome, clock)
+        },
     )?;
-    record_run(config, spec, dir, checked, ingested, clock)
+    Ok(outcome)
 }
 
 /// Writes `findings.csv`, `rejects.csv`, `inputs.json` and `run.json`.
@@ -576,13 +602,7 @@ fn record_run(
         tool: "webir-audit",
         version: env!("CARGO_PKG_VERSION"),
         job: spec.job.name().into(),
-        period: spec
-            .period
-            .as_ref()
-            .map_or(RunPeriod::AsOf(spec.as_of), |p| {
-                RunPeriod::Period(p.id.clone())
-            })
-            .to_string(),
+        period: spec.covers().to_string(),
         as_of: spec.period.is_none().then(|| spec.as_of.to_string()),
         started: local_text(spec.started),
         finished: local_text(clock.local(config.timezone)),
@@ -879,7 +899,17 @@ fn sample_audit(
     release_freed_memory();
 
     let tables = take_tables(&mut frozen.ingested);
-    let run = check_and_record(
+    let checked = run_checks(
+        config,
+        &frozen.ingested,
+        tables,
+        Scope::Queries,
+        started.date(),
+        Some(period.clone()),
+    )?;
+    let details =
+        report::build::sample_details(config, &sample, &roster, &forms, &checked.findings)?;
+    let run = complete(
         config,
         RunSpec {
             job: Job::SampleAudit,
@@ -888,27 +918,15 @@ fn sample_audit(
             started,
         },
         dir,
-        tables,
-        frozen.ingested,
-        clock,
-    )?;
-    let details = report::build::sample_details(config, &sample, &roster, &forms, &run.findings)?;
-    finish_run(
-        config,
-        &run,
-        Some(&roster),
-        RunFacts {
+        (checked, frozen.ingested),
+        &roster,
+        Extras {
             sample: Some((&manifest, &details)),
             queries_by_month: Some(&by_month),
-            orphans: Some(&run.orphans),
-            ..facts(
-                config,
-                ReportKind::SampleAudit,
-                period.id.clone(),
-                &run,
-                clock,
-            )
+            orphans: true,
+            ..Extras::default()
         },
+        clock,
     )?;
     Ok(SampleOutcome { run, manifest })
 }
