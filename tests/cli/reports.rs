@@ -756,6 +756,29 @@ fn dump(path: &Path) -> String {
     out
 }
 
+/// Compares `got` with `tests/golden/<name>` (`UPDATE_GOLDEN=1` rewrites
+/// it), naming the first line that differs.
+fn assert_golden(name: &str, got: &str) {
+    let file = repo().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&file).unwrap_or_default();
+    if got != want {
+        let line = got
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "{name} differs at line {}:\n  now:    {:?}\n  golden: {:?}\n(UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
+            line + 1,
+            got.lines().nth(line),
+            want.lines().nth(line)
+        );
+    }
+}
+
 /// Golden files keep the layout stable: a change to any sheet, header,
 /// label or value of the sample city's workbooks shows up here first.
 /// `UPDATE_GOLDEN=1 cargo test golden` rewrites them after a deliberate
@@ -789,24 +812,7 @@ fn workbooks_match_their_golden_files() {
         assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
         let dir = out.run_dir();
         let got = dump(&dir.join(format!("reports/{unit}.xlsx")));
-        let file = repo().join("tests/golden").join(golden);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&file, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&file).unwrap_or_default();
-        if got != want {
-            let line = got
-                .lines()
-                .zip(want.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(got.lines().count().min(want.lines().count()));
-            panic!(
-                "{golden} differs at line {}:\n  now:    {:?}\n  golden: {:?}\n(UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
-                line + 1,
-                got.lines().nth(line),
-                want.lines().nth(line)
-            );
-        }
+        assert_golden(golden, &got);
     }
 }
 
@@ -1132,24 +1138,7 @@ fn sample_audit_run_folder_matches_its_golden_file() {
     }
     let outbox = run_binary(&["outbox", "list", "--config", config], city.tmp.path());
     got.push_str(&format!("# outbox\n{}", unroot(&outbox.stdout)));
-    let file = repo().join("tests/golden/sample-audit-run.txt");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&file, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&file).unwrap_or_default();
-    if got != want {
-        let line = got
-            .lines()
-            .zip(want.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.lines().count().min(want.lines().count()));
-        panic!(
-            "sample-audit-run.txt differs at line {}:\n  now:    {:?}\n  golden: {:?}\n(UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
-            line + 1,
-            got.lines().nth(line),
-            want.lines().nth(line)
-        );
-    }
+    assert_golden("sample-audit-run.txt", &got);
 }
 
 /// The sample worksheet's layout is defined once (`report::layout`): the
