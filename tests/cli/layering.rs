@@ -24,9 +24,9 @@ const ORDER: &[&str] = &[
     "ingest",
     "checks",
     "sampling",
-    "synth",
     "report",
-    // Services around a run.
+    // Services that read and write files around a run.
+    "synth",
     "archive",
     "schedule",
     "mail",
