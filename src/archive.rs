@@ -92,6 +92,16 @@ impl RunFolder {
             .collect())
     }
 
+    /// The runs of `job` over `period`, in id (start time) order.
+    pub fn runs(base: &Path, period: &RunPeriod, job: Job) -> Vec<RunFolder> {
+        let parent = RunFolder::parent(base, period, job);
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.iter().filter_map(|d| RunFolder::parse(d)).collect()
+    }
+
     /// The latest sealed run of `job` whose period `period` accepts.
     pub fn latest(
         base: &Path,

@@ -593,14 +593,13 @@ fn as_of(config: &Config, row: &LedgerRow) -> chrono::NaiveDate {
         .unwrap_or_default()
 }
 
-/// Where a job's run folders for `row` are: `archive/<period>/<job>/`.
-fn run_parent(config: &Config, job: Job, row: &LedgerRow) -> Option<PathBuf> {
-    let period = match job.span() {
-        Span::AsOf => RunPeriod::AsOf(as_of(config, row)),
-        Span::Period => RunPeriod::Period(row.period.clone()),
-        Span::None => return None,
-    };
-    Some(RunFolder::parent(&config.paths.archive, &period, job))
+/// What the run folders of `row`'s job cover (none for a job that makes none).
+fn run_period(config: &Config, job: Job, row: &LedgerRow) -> Option<RunPeriod> {
+    match job.span() {
+        Span::AsOf => Some(RunPeriod::AsOf(as_of(config, row))),
+        Span::Period => Some(RunPeriod::Period(row.period.clone())),
+        Span::None => None,
+    }
 }
 
 /// The outbox's `run` key of a ledger row's mail.
@@ -641,20 +640,14 @@ fn resume_interrupted(
             .unwrap_or_default();
         let outbox = store.outbox()?;
         let mut adopted = None;
-        if let Some(parent) = run_parent(config, job, &row) {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
-                .map(|d| d.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            dirs.sort();
-            for d in dirs {
-                let name = d.file_name().unwrap_or_default().to_string_lossy();
-                if name.as_ref() < started.as_str() {
-                    continue;
-                }
+        if let Some(period) = run_period(config, job, &row) {
+            let runs = RunFolder::runs(&config.paths.archive, &period, job);
+            for run in runs.iter().filter(|r| r.id >= started) {
+                let d = &run.dir;
                 let key = d.display().to_string();
                 let sealed = d.join(crate::archive::SEAL).exists();
                 if !sealed && outbox.iter().any(|m| m.run == key) {
-                    crate::archive::seal(&d)?;
+                    crate::archive::seal(d)?;
                 }
                 if sealed || outbox.iter().any(|m| m.run == key) {
                     adopted = Some(key);

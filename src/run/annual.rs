@@ -175,13 +175,12 @@ pub(super) fn internal_audit(
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
     let mut ingested = super::ingest_inbox(config, Reference::PeriodEnd(period.last_day()))?;
-    let dir = RunFolder::create(
+    let folder = RunFolder::create(
         &config.paths.archive,
         &RunPeriod::Period(period.id.clone()),
         Job::InternalAudit,
         started,
-    )?
-    .dir;
+    )?;
     let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
     let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
     let roster = ingested.table(Table::Roster).clone();
@@ -231,7 +230,7 @@ pub(super) fn internal_audit(
             as_of: day,
             started,
         },
-        dir,
+        folder,
         (
             Checked {
                 findings,
@@ -281,13 +280,13 @@ pub(super) fn external_audit(
             .filter(|u| u.id != hb)
             .map(|u| u.id.clone()),
     );
-    let dir = RunFolder::create(
+    let folder = RunFolder::create(
         &config.paths.archive,
         &RunPeriod::Period(period.id.clone()),
         Job::ExternalAudit,
         started,
-    )?
-    .dir;
+    )?;
+    let dir = &folder.dir;
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let mut store = Store::open(&config.paths.state)?;
@@ -319,7 +318,7 @@ pub(super) fn external_audit(
             as_of: day,
             started,
         },
-        dir,
+        folder,
         (checked, ingested),
         &roster,
         Extras {

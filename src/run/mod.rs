@@ -186,6 +186,8 @@ fn heartbeat(config: &Config, label: Option<&str>, clock: &dyn Clock) -> Result<
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// The run folder (`dir` is its path).
+    pub folder: RunFolder,
     pub dir: PathBuf,
     /// The job and period as `run.json` names them (`sample-audit`,
     /// `2026H1`; `account-review`, `as-of-2026-07-02`).
@@ -257,7 +259,7 @@ fn review_or_check(
         Some(p) => RunPeriod::Period(p.id.clone()),
         None => RunPeriod::AsOf(as_of),
     };
-    let dir = RunFolder::create(&config.paths.archive, &covers, job, started)?.dir;
+    let folder = RunFolder::create(&config.paths.archive, &covers, job, started)?;
     let roster = ingested.table(Table::Roster).clone();
     let by_month = match &period {
         Some(p) => Some(queries_by_month(ingested.table(Table::QueryLog), p)?),
@@ -273,7 +275,7 @@ fn review_or_check(
             as_of,
             started,
         },
-        dir,
+        folder,
         (checked, ingested),
         &roster,
         Extras {
@@ -298,7 +300,7 @@ fn facts<'a>(
         config,
         kind,
         period_id,
-        run_id: run_id(&outcome.dir),
+        run_id: outcome.folder.id.clone(),
         generated_at: clock.local(config.timezone),
         findings: &outcome.findings,
         files: &outcome.ingested.files,
@@ -314,12 +316,6 @@ fn facts<'a>(
         not_checked: &outcome.not_checked,
         roster_use: outcome.ingested.roster_use.as_ref(),
     }
-}
-
-fn run_id(dir: &std::path::Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Queries per agency and month of `period`: the summary's line chart.
@@ -539,7 +535,7 @@ struct Extras<'e> {
 fn complete(
     config: &Config,
     spec: RunSpec,
-    dir: PathBuf,
+    folder: RunFolder,
     (checked, ingested): (Checked, Ingested),
     roster: &DataFrame,
     extras: Extras<'_>,
@@ -547,7 +543,7 @@ fn complete(
 ) -> Result<RunOutcome> {
     let job = spec.job;
     let period_id = spec.covers().to_string();
-    let outcome = record_run(config, spec, dir, checked, ingested, clock)?;
+    let outcome = record_run(config, spec, folder, checked, ingested, clock)?;
     let kind = ReportKind::of(job).context("every job that makes a run folder makes workbooks")?;
     finish_run(
         config,
@@ -570,7 +566,7 @@ fn complete(
 fn record_run(
     config: &Config,
     spec: RunSpec,
-    dir: PathBuf,
+    folder: RunFolder,
     checked: Checked,
     ingested: Ingested,
     clock: &dyn Clock,
@@ -580,6 +576,7 @@ fn record_run(
         not_checked,
         orphans,
     } = checked;
+    let dir = folder.dir.clone();
     archive::write_csv(&findings, &dir.join("findings.csv"))?;
     archive::write_csv(&ingested.rejects, &dir.join("rejects.csv"))?;
     let inputs: Vec<InputRecord> = ingested.files.iter().map(InputRecord::from).collect();
@@ -617,6 +614,7 @@ fn record_run(
     };
     archive::write_json(&record, &dir.join("run.json"))?;
     Ok(RunOutcome {
+        folder,
         dir,
         job: spec.job,
         period: record.period,
@@ -807,13 +805,13 @@ fn sample_audit(
             frozen.population.digest
         );
     }
-    let dir = RunFolder::create(
+    let folder = RunFolder::create(
         &config.paths.archive,
         &RunPeriod::Period(period.id.clone()),
         Job::SampleAudit,
         started,
-    )?
-    .dir;
+    )?;
+    let dir = folder.dir.clone();
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let drawn_at = local_text(clock.local(config.timezone));
@@ -917,7 +915,7 @@ fn sample_audit(
             as_of: started.date(),
             started,
         },
-        dir,
+        folder,
         (checked, frozen.ingested),
         &roster,
         Extras {
