@@ -121,6 +121,19 @@ impl RunFolder {
             .find(|r| r.job == job && r.id == id))
     }
 
+    /// The folder of the run's workbooks.
+    pub fn reports(&self) -> PathBuf {
+        self.dir.join("reports")
+    }
+
+    /// The file name of a unit's workbook (`None`: the city-wide one).
+    pub fn workbook_name(unit: Option<&str>) -> String {
+        match unit {
+            Some(u) => format!("{u}.xlsx"),
+            None => "city-wide.xlsx".to_owned(),
+        }
+    }
+
     pub fn is_sealed(&self) -> bool {
         self.dir.join(SEAL).exists()
     }

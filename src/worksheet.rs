@@ -158,13 +158,14 @@ pub fn ingest_returned(
             file: archive_dir.to_owned(),
             error,
         })?
-        .map(|r| r.dir)
         .ok_or_else(|| ReturnError::UnknownRun {
             file: path(),
             run_id: run_id.clone(),
             archive: archive_dir.to_owned(),
         })?;
-    let original = run_dir.join("reports").join(format!("{unit_id}.xlsx"));
+    let original = run_dir
+        .reports()
+        .join(archive::RunFolder::workbook_name(Some(&unit_id)));
     let (orig_summary, orig_rows) = sheets(&original)?;
     let digest = summary_value(&summary, "樣本摘要值");
     let want = summary_value(&orig_summary, "樣本摘要值");
@@ -299,7 +300,7 @@ pub fn ingest_returned(
         rows: answers.len(),
         answered,
         anomalies,
-        run_dir,
+        run_dir: run_dir.dir,
         file_sha256: sha,
     })
 }

@@ -440,7 +440,7 @@ fn finish_run(
     let models = report::build::models(&facts)
         .map_err(anyhow::Error::from)
         .context("building the report models")?;
-    let dir = outcome.dir.join("reports");
+    let dir = outcome.folder.reports();
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let hb = config.agencies.health_bureau().id.clone();
     let run = outcome.dir.display().to_string();
@@ -462,11 +462,7 @@ fn finish_run(
         if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
             continue;
         }
-        let name = if m.city_wide {
-            "city-wide.xlsx".to_owned()
-        } else {
-            format!("{}.xlsx", m.unit_id)
-        };
+        let name = RunFolder::workbook_name((!m.city_wide).then_some(m.unit_id.as_str()));
         let bytes = report::render(m).with_context(|| format!("rendering {name} ({hb})"))?;
         let path = dir.join(&name);
         let mut f = archive::create_private(&path)?;
