@@ -414,6 +414,42 @@ pub fn sample_details(
     Ok(out)
 }
 
+/// Queries per agency and month of `period`: the summary's line chart.
+pub fn monthly_queries(log: &DataFrame, period: &crate::period::Period) -> PolarsResult<DataFrame> {
+    log.clone()
+        .lazy()
+        .filter(period.holds_query())
+        // Year and month as one integer: far cheaper than truncating 10M
+        // timestamps to months.
+        .group_by([
+            col("agency_id"),
+            (col("queried_at").dt().year().cast(DataType::Int32) * lit(100i32)
+                + col("queried_at").dt().month().cast(DataType::Int32))
+            .alias("ym"),
+        ])
+        .agg([len().alias("queries")])
+        .sort(["agency_id", "ym"], SortMultipleOptions::default())
+        .with_column(
+            concat_str(
+                [
+                    (col("ym") / lit(100i32)).cast(DataType::String),
+                    when((col("ym") % lit(100i32)).lt(lit(10i32)))
+                        .then(concat_str(
+                            [lit("0"), (col("ym") % lit(100i32)).cast(DataType::String)],
+                            "",
+                            false,
+                        ))
+                        .otherwise((col("ym") % lit(100i32)).cast(DataType::String)),
+                ],
+                "-",
+                false,
+            )
+            .alias("month"),
+        )
+        .select([col("agency_id"), col("month"), col("queries")])
+        .collect()
+}
+
 /// One model per requesting agency, in config order, then the city-wide one.
 pub fn models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
     let mut out = Vec::new();

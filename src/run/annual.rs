@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use super::{Extras, RunOutcome, RunSpec, complete, local_text, queries_by_month, take_tables};
+use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_tables};
 use crate::archive;
 use crate::archive::RunFolder;
 use crate::checks::Severity;
@@ -181,7 +181,7 @@ pub(super) fn internal_audit(
         Job::InternalAudit,
         started,
     )?;
-    let by_month = queries_by_month(ingested.table(Table::QueryLog), period)?;
+    let by_month = crate::report::build::monthly_queries(ingested.table(Table::QueryLog), period)?;
     let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);

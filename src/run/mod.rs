@@ -262,7 +262,10 @@ fn review_or_check(
     let folder = RunFolder::create(&config.paths.archive, &covers, job, started)?;
     let roster = ingested.table(Table::Roster).clone();
     let by_month = match &period {
-        Some(p) => Some(queries_by_month(ingested.table(Table::QueryLog), p)?),
+        Some(p) => Some(report::build::monthly_queries(
+            ingested.table(Table::QueryLog),
+            p,
+        )?),
         None => None,
     };
     let tables = take_tables(&mut ingested);
@@ -316,43 +319,6 @@ fn facts<'a>(
         not_checked: &outcome.not_checked,
         roster_use: outcome.ingested.roster_use.as_ref(),
     }
-}
-
-/// Queries per agency and month of `period`: the summary's line chart.
-fn queries_by_month(log: &DataFrame, period: &Period) -> Result<DataFrame> {
-    Ok(log
-        .clone()
-        .lazy()
-        .filter(period.holds_query())
-        // Year and month as one integer: far cheaper than truncating 10M
-        // timestamps to months.
-        .group_by([
-            col("agency_id"),
-            (col("queried_at").dt().year().cast(DataType::Int32) * lit(100i32)
-                + col("queried_at").dt().month().cast(DataType::Int32))
-            .alias("ym"),
-        ])
-        .agg([len().alias("queries")])
-        .sort(["agency_id", "ym"], SortMultipleOptions::default())
-        .with_column(
-            concat_str(
-                [
-                    (col("ym") / lit(100i32)).cast(DataType::String),
-                    when((col("ym") % lit(100i32)).lt(lit(10i32)))
-                        .then(concat_str(
-                            [lit("0"), (col("ym") % lit(100i32)).cast(DataType::String)],
-                            "",
-                            false,
-                        ))
-                        .otherwise((col("ym") % lit(100i32)).cast(DataType::String)),
-                ],
-                "-",
-                false,
-            )
-            .alias("month"),
-        )
-        .select([col("agency_id"), col("month"), col("queries")])
-        .collect()?)
 }
 
 /// For the city-wide workbook: each unit's latest sample audit, latest
@@ -887,7 +853,7 @@ fn sample_audit(
     // The raw subject stays in memory only, to match request forms.
     archive::write_csv(&sample.drop("subject_id")?, &dir.join("sample.csv"))?;
     drop(frozen.population);
-    let by_month = queries_by_month(frozen.ingested.table(Table::QueryLog), period)?;
+    let by_month = report::build::monthly_queries(frozen.ingested.table(Table::QueryLog), period)?;
     let roster = frozen.ingested.table(Table::Roster).clone();
     let forms = frozen.ingested.table(Table::RequestForms).clone();
     release_freed_memory();
