@@ -18,6 +18,63 @@ use crate::job::Job;
 use crate::period::RunPeriod;
 use crate::sampling::manifest::Manifest;
 
+/// A name that would not stay inside its folder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} cannot be a file name inside {}: {why}", dir.display())]
+pub struct UnsafeName {
+    pub dir: PathBuf,
+    pub name: String,
+    pub why: &'static str,
+}
+
+/// `dir/name`, proven to stay inside `dir`: `name` is one plain path
+/// component (not empty, not `.` or `..`, no separator, no NUL or other
+/// control character, not absolute). Every path the program writes from
+/// a name that came from input goes through here.
+pub fn inside(dir: &Path, name: &str) -> Result<PathBuf, UnsafeName> {
+    let refuse = |why| {
+        Err(UnsafeName {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return refuse("it is empty");
+    }
+    if name.chars().any(|c| c == '/' || c == '\\') {
+        return refuse("it holds a path separator");
+    }
+    if name.chars().any(char::is_control) {
+        return refuse("it holds a control character");
+    }
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Ok(dir.join(name)),
+        _ => refuse("it is not a plain file name"),
+    }
+}
+
+/// `text` as a file name a person's mail client or file system takes as
+/// is: separators, control characters and the characters Windows refuses
+/// become `_`. For names shown to people (attachments), not for paths.
+pub fn file_name_of(text: &str) -> String {
+    let name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match name.trim_matches('.') {
+        "" => "_".to_owned(),
+        _ => name,
+    }
+}
+
 /// A run folder: `<archive>/<period>/<job>/<run id>`, the run id being
 /// the local start time (`20260705T080000`, suffixed `-2`, `-3`… if
 /// taken). The one type that builds and reads these paths.
@@ -32,9 +89,11 @@ pub struct RunFolder {
 
 impl RunFolder {
     /// Where `job`'s runs of `period` are.
-    pub fn parent(base: &Path, period: &RunPeriod, job: Job) -> PathBuf {
-        base.join(period.to_string())
-            .join(job.folder().unwrap_or(job).name())
+    pub fn parent(base: &Path, period: &RunPeriod, job: Job) -> Result<PathBuf, UnsafeName> {
+        inside(
+            &inside(base, &period.to_string())?,
+            job.folder().unwrap_or(job).name(),
+        )
     }
 
     /// Creates a fresh run folder for `job` over `period`.
@@ -44,7 +103,7 @@ impl RunFolder {
         job: Job,
         started: chrono::NaiveDateTime,
     ) -> Result<RunFolder> {
-        let parent = RunFolder::parent(base, period, job);
+        let parent = RunFolder::parent(base, period, job)?;
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("creating {}", parent.display()))?;
         let stem = started.format("%Y%m%dT%H%M%S").to_string();
@@ -54,7 +113,7 @@ impl RunFolder {
             } else {
                 format!("{stem}-{n}")
             };
-            let dir = parent.join(&id);
+            let dir = inside(&parent, &id)?;
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
                     return Ok(RunFolder {
@@ -94,7 +153,9 @@ impl RunFolder {
 
     /// The runs of `job` over `period`, in id (start time) order.
     pub fn runs(base: &Path, period: &RunPeriod, job: Job) -> Vec<RunFolder> {
-        let parent = RunFolder::parent(base, period, job);
+        let Ok(parent) = RunFolder::parent(base, period, job) else {
+            return Vec::new();
+        };
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -121,6 +182,11 @@ impl RunFolder {
             .find(|r| r.job == job && r.id == id))
     }
 
+    /// A file of the run folder.
+    pub fn file(&self, name: &str) -> Result<PathBuf, UnsafeName> {
+        inside(&self.dir, name)
+    }
+
     /// The folder of the run's workbooks.
     pub fn reports(&self) -> PathBuf {
         self.dir.join("reports")
@@ -132,6 +198,11 @@ impl RunFolder {
             Some(u) => format!("{u}.xlsx"),
             None => "city-wide.xlsx".to_owned(),
         }
+    }
+
+    /// A unit's workbook (`None`: the city-wide one), inside `reports/`.
+    pub fn workbook(&self, unit: Option<&str>) -> Result<PathBuf, UnsafeName> {
+        inside(&self.reports(), &RunFolder::workbook_name(unit))
     }
 
     pub fn is_sealed(&self) -> bool {
@@ -419,4 +490,38 @@ pub fn verify_all(base: &Path) -> Result<(usize, Vec<ArchiveProblem>)> {
         }
     }
     Ok((dirs.len(), problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_stay_inside() {
+        let dir = Path::new("/srv/archive/run");
+        assert_eq!(inside(dir, "KHB.xlsx").unwrap(), dir.join("KHB.xlsx"));
+        assert_eq!(
+            inside(dir, "2026-01-01..2026-03-31").unwrap(),
+            dir.join("2026-01-01..2026-03-31"),
+            "dots inside a name are no traversal"
+        );
+        for bad in [
+            "", ".", "..", "../x", "a/b", "a\\b", "/etc", "C:\\x", "a\0b", "a\nb",
+        ] {
+            assert!(inside(dir, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_for_people_lose_separators_and_controls() {
+        assert_eq!(
+            file_name_of("../../局/二:三*\u{7}.xlsx"),
+            ".._.._局_二_三__.xlsx"
+        );
+        assert_eq!(file_name_of(".."), "_");
+        assert_eq!(
+            file_name_of("健保WebIR稽核_高雄.xlsx"),
+            "健保WebIR稽核_高雄.xlsx"
+        );
+    }
 }

@@ -78,6 +78,19 @@ pub struct Holidays {
     pub configured: bool,
 }
 
+/// The longest agency id.
+pub const MAX_ID_LEN: usize = 32;
+
+/// Whether `id` may be an agency id: ASCII letters, digits, `-` and `_`,
+/// 1 to [`MAX_ID_LEN`] of them. Ids name workbooks and folders, so nothing
+/// else may reach a path through them.
+pub fn is_safe_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 impl Holidays {
     /// The years in which the file lists at least one holiday.
     pub fn years(&self) -> std::collections::BTreeSet<i32> {
@@ -531,11 +544,13 @@ impl Validator {
     fn agencies(&mut self, raw: &[RawAgency]) -> Agencies {
         let mut by_id = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
-            if a.id.trim().is_empty() || a.id.trim() != a.id {
+            if !is_safe_id(&a.id) {
                 self.problem(
                     format!("agencies[{i}].id"),
                     format!("{:?}", a.id),
-                    "must be non-empty, without surrounding spaces",
+                    &format!(
+                        "must be 1 to {MAX_ID_LEN} letters, digits, '-' or '_' (it names files and folders)"
+                    ),
                 );
             }
             if by_id.insert(a.id.clone(), i).is_some() {

@@ -136,12 +136,12 @@ struct MailContext<'a> {
 /// The file name officers see: Chinese, and saying what it is.
 pub fn attachment_name(model: &ReportModel) -> String {
     let scope = if model.city_wide { "全市彙整" } else { "" };
-    format!(
+    crate::archive::file_name_of(&format!(
         "健保WebIR稽核_{}{scope}_{}_{}.xlsx",
         model.unit_name,
         model.period_id,
         model.kind.title()
-    )
+    ))
 }
 
 /// The attachment as mailed: the workbook itself, or, when the unit has

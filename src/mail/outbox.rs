@@ -81,7 +81,8 @@ impl Deliver for FileTransport {
                 }
             })
             .collect();
-        let path = self.dir.join(format!("{name}.eml"));
+        let path = crate::archive::inside(&self.dir, &format!("{name}.eml"))
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
         committing()?;
         match crate::archive::create_private(&path) {
             Ok(mut f) => {

@@ -306,7 +306,7 @@ pub(super) fn external_audit(
         (&candidates, &digest),
         config.rules.external_audit_units,
     );
-    archive::write_json(&selection, &dir.join("selection.json"))?;
+    archive::write_json(&selection, &folder.file("selection.json")?)?;
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     let checked = super::run_checks(config, &ingested, tables, Scope::Accounts, day, None)?;

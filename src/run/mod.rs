@@ -428,9 +428,10 @@ fn finish_run(
         if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
             continue;
         }
-        let name = RunFolder::workbook_name((!m.city_wide).then_some(m.unit_id.as_str()));
+        let unit = (!m.city_wide).then_some(m.unit_id.as_str());
+        let name = RunFolder::workbook_name(unit);
         let bytes = report::render(m).with_context(|| format!("rendering {name} ({hb})"))?;
-        let path = dir.join(&name);
+        let path = outcome.folder.workbook(unit)?;
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -539,10 +540,10 @@ fn record_run(
         orphans,
     } = checked;
     let dir = folder.dir.clone();
-    archive::write_csv(&findings, &dir.join("findings.csv"))?;
-    archive::write_csv(&ingested.rejects, &dir.join("rejects.csv"))?;
+    archive::write_csv(&findings, &folder.file("findings.csv")?)?;
+    archive::write_csv(&ingested.rejects, &folder.file("rejects.csv")?)?;
     let inputs: Vec<InputRecord> = ingested.files.iter().map(InputRecord::from).collect();
-    archive::write_json(&inputs, &dir.join("inputs.json"))?;
+    archive::write_json(&inputs, &folder.file("inputs.json")?)?;
 
     let codes = findings.column("code")?.str()?.clone();
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
@@ -574,7 +575,7 @@ fn record_run(
         roster_snapshot: ingested.roster_use.as_ref().map(|r| r.date.to_string()),
         not_checked: not_checked.clone(),
     };
-    archive::write_json(&record, &dir.join("run.json"))?;
+    archive::write_json(&record, &folder.file("run.json")?)?;
     Ok(RunOutcome {
         folder,
         dir,
@@ -796,7 +797,7 @@ fn sample_audit(
     // population.tsv is written while the sample is selected: one is disk,
     // the other CPU.
     let clock_sel = std::time::Instant::now();
-    let tsv = dir.join("population.tsv");
+    let tsv = folder.file("population.tsv")?;
     let population = &frozen.population;
     let (units, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| -> Result<()> {
@@ -844,14 +845,14 @@ fn sample_audit(
         sample_digest: String::new(),
     };
     manifest.sample_digest = manifest.computed_sample_digest();
-    archive::write_json(&manifest, &dir.join("manifest.json"))?;
+    archive::write_json(&manifest, &folder.file("manifest.json")?)?;
     let sample = sampling::sample_frame(
         &frozen.population,
         &manifest.units,
         frozen.ingested.table(Table::QueryLog),
     )?;
     // The raw subject stays in memory only, to match request forms.
-    archive::write_csv(&sample.drop("subject_id")?, &dir.join("sample.csv"))?;
+    archive::write_csv(&sample.drop("subject_id")?, &folder.file("sample.csv")?)?;
     drop(frozen.population);
     let by_month = report::build::monthly_queries(frozen.ingested.table(Table::QueryLog), period)?;
     let roster = frozen.ingested.table(Table::Roster).clone();

@@ -5,6 +5,7 @@ mod commands;
 mod daemon;
 mod exports;
 mod harness;
+mod hostile;
 mod ingest;
 mod layering;
 mod mail;

@@ -1,0 +1,138 @@
+//! Hostile and broken input, through the real binary: names that would
+//! reach a path, workbooks that inflate, garbage rows, control characters.
+
+use std::path::Path;
+
+use crate::harness::Test;
+
+const LOG: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n";
+
+/// Every file under `dir`, relative.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An agency id names workbooks and folders: anything but letters,
+/// digits, `-` and `_` is refused by check-config (exit 3, naming the key),
+/// and no run is made with it.
+#[test]
+fn an_agency_id_that_would_escape_its_folder_is_refused() {
+    for bad in [
+        "../../TB",
+        "a/b",
+        "a\\\\b",
+        "..",
+        "K B",
+        "KHB\\u0000",
+        "",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    ] {
+        let t = Test::new()
+            .config_replace("id = \"KPB-1\"", &format!("id = \"{bad}\""))
+            .file("inbox/query_logs/log.csv", LOG);
+        let out = t.run(&["check-config"]);
+        assert_eq!(out.status, 3, "{bad:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("agencies[2].id") && out.stderr.contains("letters, digits"),
+            "{bad:?}: {}",
+            out.stderr
+        );
+        let run = t.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+        assert_eq!(run.status, 3, "{bad:?}: {}", run.stderr);
+        assert!(!t.path("var/archive").exists(), "{bad:?}: a run was made");
+        assert!(!t.path("TB.xlsx").exists() && !t.path("var/TB.xlsx").exists());
+    }
+}
+
+/// A period or review day reaches the run folder's path: only the strict
+/// forms parse.
+#[test]
+fn a_period_that_would_escape_the_archive_is_refused() {
+    let t = Test::new().file("inbox/query_logs/log.csv", LOG);
+    for bad in ["../../x", "2026H1/..", "/tmp/x", "2026-01-01../etc"] {
+        let out = t.run(&["run", "query-check", "--period", bad]);
+        assert_eq!(out.status, 2, "{bad:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("invalid period"),
+            "{bad:?}: {}",
+            out.stderr
+        );
+    }
+    let out = t.run(&["run", "account-review", "--as-of", "../2026-07-02"]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(!t.path("var/archive").exists());
+}
+
+/// Names shown to people become file names in their mail client: the
+/// attachment's name holds no separator or control character, whatever the
+/// agency's name holds, and the run writes only inside its folder.
+#[test]
+fn an_agency_name_cannot_steer_a_file_name() {
+    let t = Test::new()
+        .config_replace(
+            "name = \"高雄市政府警察局\"",
+            "name = \"../../警察局/二:三*\\u0007\"",
+        )
+        .file("inbox/query_logs/log.csv", LOG);
+    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let outside: Vec<String> = files(t.dir.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("var/") && !f.starts_with("inbox/") && f != "webir-audit.toml")
+        .collect();
+    assert!(outside.is_empty(), "written outside: {outside:?}");
+    let mails = t.path("var/state/outbox-files");
+    let mut seen = 0;
+    for f in std::fs::read_dir(&mails).unwrap() {
+        let eml = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        for line in eml.lines().filter(|l| l.contains("filename")) {
+            seen += 1;
+            assert!(!line.contains('/') || line.contains("=?utf-8?"), "{line}");
+        }
+        // The encoded name, decoded, is a plain file name.
+        for word in eml.split("=?utf-8?b?").skip(1) {
+            let b64 = &word[..word.find("?=").unwrap()];
+            let name = String::from_utf8(base64_decode(b64)).unwrap();
+            if name.ends_with(".xlsx") {
+                assert!(
+                    !name.contains('/')
+                        && !name.contains('\\')
+                        && !name.chars().any(char::is_control),
+                    "{name:?}"
+                );
+            }
+        }
+    }
+    assert!(seen > 0, "no attachment seen");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = table.iter().position(|t| *t == c).unwrap() as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
