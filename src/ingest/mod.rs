@@ -37,6 +37,10 @@ pub enum IngestError {
     },
     #[error("{file}: {detail}")]
     Encoding { file: String, detail: String },
+    /// A file the reader refuses as a whole (over a limit, or an
+    /// accounting that does not add up).
+    #[error("{file}: {detail}")]
+    Refused { file: String, detail: String },
     #[error(
         "{file}{}: header row {row} lacks required column(s) {missing}; expected headers: {expected}; found: {found}",
         sheet_suffix(sheet)
@@ -534,6 +538,7 @@ fn ingest_file(
             }
         })?
         .unwrap_single();
+    let df_height = df.height();
     let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
         Ok(df
             .column(name)
@@ -551,7 +556,21 @@ fn ingest_file(
         .unwrap_or(df.height());
     let mut skip: BooleanChunked = blank.clone();
     if footer_from < df.height() {
-        let tail: BooleanChunked = (0..df.height()).map(|i| Some(i >= footer_from)).collect();
+        // Only what looks like a footer is one; any other sparse row at
+        // the end (garbage after the records) is a row like the others,
+        // rejected with its first characters if it is no record.
+        let rows: Vec<IdxSize> = df
+            .column(ROW)
+            .map_err(polars_err)?
+            .idx()
+            .map_err(polars_err)?
+            .into_no_null_iter()
+            .skip(footer_from)
+            .collect();
+        let footers = footer_rows(&raw.lf, &rows).map_err(polars_err)?;
+        let tail: BooleanChunked = (0..df.height())
+            .map(|i| Some(i >= footer_from && footers.contains(&rows[i - footer_from])))
+            .collect();
         skip = &skip | &tail;
     }
     let skipped = skip.sum().unwrap_or(0) as usize;
@@ -607,6 +626,18 @@ fn ingest_file(
         .collect()
         .map_err(polars_err)?
     };
+    // Every row read is loaded, rejected or skipped: never lost.
+    let read = df_height;
+    if good.height() + rejects.height() + skipped != read {
+        return Err(IngestError::Refused {
+            file: rel.to_owned(),
+            detail: format!(
+                "internal error: of {read} rows read, {} loaded, {} rejected and {skipped} skipped; the file was not used",
+                good.height(),
+                rejects.height()
+            ),
+        });
+    }
     let absent = table
         .columns()
         .iter()
@@ -630,6 +661,39 @@ fn ingest_file(
 pub struct Surveyed {
     pub rows: usize,
     pub span: Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
+}
+
+/// Of the raw rows `rows` (row numbers), those that look like an export's
+/// footer: short, and saying what a footer says (a total, a count, a page,
+/// a print date, a note).
+fn footer_rows(
+    raw: &LazyFrame,
+    rows: &[IdxSize],
+) -> PolarsResult<std::collections::BTreeSet<IdxSize>> {
+    const FOOTER: &str = r"(?i)(合計|總計|小計|共\s*\d|筆|頁|列印|製表|以下空白|資料來源|備註|註[:：]|total|page|printed)";
+    const SHORT: u32 = 120;
+    let texts = raw
+        .clone()
+        .filter(col(ROW).is_in(lit(Series::new("r".into(), rows)).implode(false), false))
+        .select([
+            col(ROW),
+            concat_str(
+                [all().exclude_cols([ROW]).as_expr().cast(DataType::String)],
+                " ",
+                true,
+            )
+            .alias("text"),
+        ])
+        .filter(
+            col("text")
+                .str()
+                .len_chars()
+                .lt_eq(lit(SHORT))
+                .and(col("text").str().contains(lit(FOOTER), true))
+                .and(col("text").str().contains(lit(r"\p{Cc}"), true).not()),
+        )
+        .collect()?;
+    Ok(texts.column(ROW)?.idx()?.into_no_null_iter().collect())
 }
 
 /// Reads one file as ingest would and says what it holds.

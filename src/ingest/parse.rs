@@ -22,6 +22,19 @@ pub const SPARSE: &str = "__sparse";
 /// The row has no value at all.
 pub const BLANK: &str = "__blank";
 
+/// What makes an identifier cell junk: a control or invisible formatting
+/// character anywhere, or a quote mark at either end (an export that
+/// quoted twice).
+const ID_JUNK: &str = r#"[\p{Cc}\p{Cf}]|^["'「『]|["'」』]$"#;
+
+/// The most bytes a cell may hold: Excel's own limit is 32,767
+/// characters, at most 3 bytes each in the encodings exports use. A longer
+/// one is no export's value.
+pub const MAX_CELL_BYTES: u32 = 128 * 1024;
+
+/// How much of a raw cell a reject shows.
+const SHOWN_CHARS: usize = 60;
+
 /// The output time unit for date-times.
 pub const TIME_UNIT: TimeUnit = TimeUnit::Microseconds;
 
@@ -140,11 +153,25 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         let v = col(s(c.name));
         let header = header_of(c.name);
         let (parsed, what) = match c.kind {
-            Kind::Text | Kind::Id => (
+            Kind::Text => (
                 when(is_empty(c.name))
                     .then(null_of(DataType::String))
                     .otherwise(v.clone()),
                 String::new(),
+            ),
+            // An identifier is a plain token: no control or invisible
+            // formatting character, no quotes or brackets around it.
+            Kind::Id => (
+                when(
+                    is_empty(c.name).or(v
+                        .clone()
+                        .str()
+                        .contains(lit(ID_JUNK), true)),
+                )
+                .then(null_of(DataType::String))
+                .otherwise(v.clone()),
+                "is not an identifier: it holds a control or invisible character, or quote marks around it"
+                    .to_owned(),
             ),
             Kind::NationalId => {
                 let u = v.clone().str().to_uppercase();
@@ -212,6 +239,23 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         if c.value_required() {
             problems.push((is_empty(c.name), lit(format!("{prefix} is empty"))));
         }
+        // Byte lengths are the offsets polars keeps: no cell is read.
+        problems.push((
+            v.clone()
+                .str()
+                .len_bytes()
+                .gt(lit(MAX_CELL_BYTES))
+                .fill_null(lit(false)),
+            concat_str(
+                [
+                    lit(format!("{prefix} has ")),
+                    v.clone().str().len_bytes().cast(DataType::String),
+                    lit(format!(" bytes, more than any cell may ({MAX_CELL_BYTES})")),
+                ],
+                "",
+                false,
+            ),
+        ));
     }
 
     // Stage 4: flags for bad, blank and sparse rows; reasons on request.
@@ -221,11 +265,14 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         .reduce(|a, b| a + b)
         .unwrap_or(lit(0u32));
     let sparse = (filled.clone() * lit(2u32)).lt(lit(present.len() as u32));
+    // A null flag would drop its row from both the loaded and the
+    // rejected set: every flag is true or false.
     let any_problem = problems
         .iter()
         .map(|p| p.0.clone())
         .reduce(|a, b| a.or(b))
-        .unwrap_or(lit(false));
+        .unwrap_or(lit(false))
+        .fill_null(lit(false));
 
     let mut out = lf.with_columns(trimmed);
     if !captures.is_empty() {
@@ -258,7 +305,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
                 concat_str(
                     [
                         lit(format!("{}=", header_of(c.name))),
-                        shown(c, col(s(c.name))).fill_null(lit("")),
+                        first_chars(shown(c, col(s(c.name)))).fill_null(lit("")),
                     ],
                     "",
                     false,
@@ -272,6 +319,23 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         keep.extend([col(REASON), col(RAW)]);
     }
     out.select(keep)
+}
+
+/// The first characters of a cell, and how long it was when it was cut.
+fn first_chars(v: Expr) -> Expr {
+    let n = SHOWN_CHARS as u32;
+    when(v.clone().str().len_chars().gt(lit(n)))
+        .then(concat_str(
+            [
+                v.clone().str().slice(lit(0), lit(n as u64)),
+                lit("…（共 "),
+                v.clone().str().len_chars().cast(DataType::String),
+                lit(" 字）"),
+            ],
+            "",
+            false,
+        ))
+        .otherwise(v)
 }
 
 /// A cell as it may appear in a reject: national IDs masked, since rejects

@@ -136,3 +136,96 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+const HEADER: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n";
+
+/// A control or invisible character, or quotes around it, makes an
+/// identifier no identifier: the row is rejected with the reason, and the
+/// run says so (exit 2).
+#[test]
+fn identifiers_with_control_characters_or_quotes_are_rejected() {
+    let rows = [
+        "u\u{0}1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1",
+        "u\u{200b}2,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1",
+        "'u3',2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1",
+        "u4,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1",
+    ];
+    let t = Test::new().file(
+        "inbox/query_logs/log.csv",
+        format!("{HEADER}{}\n", rows.join("\n")),
+    );
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("3 row(s) rejected"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("is not an identifier").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    let ing = t.load();
+    let q = ing.table(webir_audit::model::Table::QueryLog);
+    assert_eq!(q.height(), 1, "only u4 is loaded");
+}
+
+/// Garbage after the records is no footer: a footer is short and says
+/// what footers say (合計, 共 N 筆, 列印…). A long line of junk is rejected,
+/// shown by its first characters and its length, and the run exits 2;
+/// the real footer is still skipped.
+#[test]
+fn garbage_after_the_records_is_rejected_not_skipped() {
+    let junk: String = "x".repeat(300_000);
+    let t = Test::new().file(
+        "inbox/query_logs/log.csv",
+        format!(
+            "{HEADER}u1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n合計,1 筆,,,,,,\n{junk}\n"
+        ),
+    );
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("loaded 1  rejected 1  skipped 1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("has 300000 bytes, more than any cell may"),
+        "{}",
+        out.stdout
+    );
+    let ing = t.load();
+    let raw = ing
+        .rejects
+        .column("raw")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned();
+    assert!(
+        raw.contains("…（共 300000 字）"),
+        "{}",
+        &raw[..raw.len().min(200)]
+    );
+    assert!(
+        raw.len() < 1000,
+        "the reject shows the first characters only"
+    );
+
+    // Short, but no footer either: rejected too.
+    let t = Test::new().file(
+        "inbox/query_logs/log.csv",
+        format!(
+            "{HEADER}u1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\nlorem ipsum,,,,,,,\n"
+        ),
+    );
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("loaded 1  rejected 1  skipped 0"),
+        "{}",
+        out.stdout
+    );
+}
