@@ -28,6 +28,7 @@ pub struct Config {
     pub timezone: Tz,
     pub paths: Paths,
     pub rules: Rules,
+    pub limits: Limits,
     pub agencies: Agencies,
     pub mail: Mail,
     /// Extra header aliases: table -> canonical column -> headers.
@@ -37,6 +38,26 @@ pub struct Config {
     pub inputs: Vec<InputOverride>,
     /// The mail templates, compiled.
     pub templates: crate::templates::Templates,
+}
+
+/// How much a workbook may inflate to (`[limits]`), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub workbook_bytes: u64,
+    pub entry_bytes: u64,
+    pub compression_ratio: u64,
+    pub rejects_per_file: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            workbook_bytes: 128 << 20,
+            entry_bytes: 128 << 20,
+            compression_ratio: 100,
+            rejects_per_file: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +359,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         }
     };
     let rules = v.rules(&raw.rules, &resolve);
+    let limits = v.limits(&raw.limits);
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
     let column_aliases = v.column_aliases(&raw.columns);
@@ -356,6 +378,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         templates: templates.expect("validated: problems were returned above"),
         paths,
         rules,
+        limits,
         agencies,
         mail,
         column_aliases,
@@ -386,6 +409,41 @@ impl Validator {
             return min.max(0) as u32;
         }
         value as u32
+    }
+
+    fn limits(&mut self, l: &raw::RawLimits) -> Limits {
+        let mut mib = |key: &str, value: i64| -> u64 {
+            if !(1..=64 * 1024).contains(&value) {
+                self.problem(
+                    format!("limits.{key}"),
+                    value,
+                    "must be between 1 and 65536 (MiB)",
+                );
+            }
+            (value.clamp(1, 64 * 1024) as u64) << 20
+        };
+        let workbook_bytes = mib("workbook_mib", l.workbook_mib);
+        let entry_bytes = mib("entry_mib", l.entry_mib);
+        if !(2..=10_000).contains(&l.compression_ratio) {
+            self.problem(
+                "limits.compression_ratio",
+                l.compression_ratio,
+                "must be between 2 and 10000",
+            );
+        }
+        if !(1..=100_000_000).contains(&l.rejects_per_file) {
+            self.problem(
+                "limits.rejects_per_file",
+                l.rejects_per_file,
+                "must be between 1 and 100000000",
+            );
+        }
+        Limits {
+            workbook_bytes,
+            entry_bytes,
+            compression_ratio: l.compression_ratio.clamp(2, 10_000) as u64,
+            rejects_per_file: l.rejects_per_file.clamp(1, 100_000_000) as usize,
+        }
     }
 
     fn rules(&mut self, r: &RawRules, resolve: &dyn Fn(&str) -> PathBuf) -> Rules {

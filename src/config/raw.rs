@@ -15,6 +15,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub rules: RawRules,
     #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
     pub agencies: Vec<RawAgency>,
     pub mail: RawMail,
     /// `[columns.<table>] <column> = ["header", ...]`: extra header aliases.
@@ -66,6 +68,32 @@ pub struct RawRules {
     pub failed_burst: i64,
     /// Units the Health Bureau's external audit draws each year (pt 4).
     pub external_audit_units: i64,
+}
+
+/// `[limits]`: how much a workbook may inflate to before it is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// All entries of an XLSX or ODS together, uncompressed (an XLS: its
+    /// size), in MiB.
+    pub workbook_mib: i64,
+    /// One entry (a sheet's XML), uncompressed, in MiB.
+    pub entry_mib: i64,
+    /// Uncompressed to compressed, for entries over 10 MiB.
+    pub compression_ratio: i64,
+    /// More rejected rows than this and a file is refused as a whole.
+    pub rejects_per_file: i64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            workbook_mib: 128,
+            entry_mib: 128,
+            compression_ratio: 100,
+            rejects_per_file: 10_000,
+        }
+    }
 }
 
 impl Default for RawRules {

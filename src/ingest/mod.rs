@@ -499,7 +499,7 @@ fn ingest_file(
     }
     let input: Option<&InputOverride> = config.inputs.iter().find(|i| i.matches(rel));
     let map = HeaderMap::new(table, config);
-    let raw = read::read(path, rel, &map, input)?;
+    let raw = read::read(path, rel, &map, input, &config.limits)?;
     let table_formats = config.formats.get(&table);
     let format_of = |c: &str| -> DateFormat {
         input
@@ -589,6 +589,49 @@ fn ingest_file(
             .into_no_null_iter()
             .collect()
     };
+    // More rejects than `limits.rejects_per_file`: not an export of this
+    // table (or a broken one), whose rejects would fill memory and every
+    // report.
+    let max_rejects = config.limits.rejects_per_file;
+    if n_rejected > max_rejects {
+        // Not an export of this table, or a broken one: the whole file is
+        // refused, with the first reasons, rather than loaded in part
+        // beside hundreds of thousands of rejects.
+        let first = lit(Series::new("r".into(), &rejected_rows[..3.min(n_rejected)]));
+        let reasons = parse::plan(
+            raw.lf.filter(col(ROW).is_in(first.implode(false), false)),
+            &cx,
+            true,
+        )
+        .select([col(ROW), col(REASON)])
+        .collect()
+        .map_err(polars_err)?;
+        let rows = reasons
+            .column(ROW)
+            .map_err(polars_err)?
+            .idx()
+            .map_err(polars_err)?
+            .clone();
+        let why = reasons
+            .column(REASON)
+            .map_err(polars_err)?
+            .str()
+            .map_err(polars_err)?
+            .clone();
+        let examples: Vec<String> = rows
+            .iter()
+            .zip(why.iter())
+            .map(|(r, w)| format!("row {}: {}", r.unwrap_or(0), w.unwrap_or("")))
+            .collect();
+        return Err(IngestError::Refused {
+            file: rel.to_owned(),
+            detail: format!(
+                "{n_rejected} of its {df_height} rows are no {} records (more than limits.rejects_per_file, {max_rejects}); the file was not used. The first: {}",
+                table.name(),
+                examples.join("; ")
+            ),
+        });
+    }
 
     let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
     keep.push(lit(rel).alias("source_file"));

@@ -15,7 +15,8 @@ use polars::prelude::*;
 
 use super::IngestError;
 use super::headers::{HEADER_SEARCH_ROWS, HeaderMap, HeaderProblem, Matched};
-use crate::config::{Encoding, InputOverride};
+use crate::config::{Encoding, InputOverride, Limits};
+use std::io::Read as _;
 
 /// A file's raw cells, ready for [`super::parse`].
 pub struct RawFrame {
@@ -79,6 +80,7 @@ pub fn read(
     display: &str,
     map: &HeaderMap,
     input: Option<&InputOverride>,
+    limits: &Limits,
 ) -> Result<RawFrame, IngestError> {
     let ext = path
         .extension()
@@ -86,9 +88,104 @@ pub fn read(
         .unwrap_or("")
         .to_lowercase();
     match ext.as_str() {
-        "xlsx" | "xlsm" | "xls" | "ods" => read_workbook(path, display, map, input),
+        "xlsx" | "xlsm" | "xls" | "ods" => {
+            check_workbook(path, display, &ext, limits)?;
+            read_workbook(path, display, map, input)
+        }
         _ => read_csv(path, display, map, input),
     }
+}
+
+/// Refuses a workbook that would inflate past `limits` before anything of
+/// it is parsed: the reader holds a whole sheet in memory, so a small file
+/// that inflates to gigabytes would take the server's memory. An XLS is not
+/// compressed: its size is what it holds. For XLSX and ODS (zip files)
+/// every entry's declared size is checked, then every entry is inflated
+/// into nothing, counting, so a size that lies is caught too.
+fn check_workbook(
+    path: &Path,
+    display: &str,
+    ext: &str,
+    limits: &Limits,
+) -> Result<(), IngestError> {
+    let refuse = |detail: String| IngestError::Refused {
+        file: display.to_owned(),
+        detail,
+    };
+    let io = |source| IngestError::Io {
+        file: display.to_owned(),
+        source,
+    };
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if ext == "xls" {
+        if size > limits.workbook_bytes {
+            return Err(refuse(format!(
+                "the workbook is {}, over limits.workbook_mib ({}); not read",
+                mib(size),
+                mib(limits.workbook_bytes)
+            )));
+        }
+        return Ok(());
+    }
+    // Not a zip: the workbook reader says what it is.
+    let Ok(mut zip) = ::zip::ZipArchive::new(std::io::BufReader::new(
+        std::fs::File::open(path).map_err(io)?,
+    )) else {
+        return Ok(());
+    };
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let Ok(e) = zip.by_index_raw(i) else {
+            continue;
+        };
+        let name = e.name().map(|n| n.into_owned()).unwrap_or_default();
+        let (declared, packed) = (e.size(), e.compressed_size());
+        if declared > limits.entry_bytes {
+            return Err(refuse(format!(
+                "{name} would inflate to {}, over limits.entry_mib ({}); not read",
+                mib(declared),
+                mib(limits.entry_bytes)
+            )));
+        }
+        if declared > 10 << 20 && declared / packed.max(1) > limits.compression_ratio {
+            return Err(refuse(format!(
+                "{name} would inflate {}:1 ({} from {}), over limits.compression_ratio ({}:1); not read",
+                declared / packed.max(1),
+                mib(declared),
+                mib(packed),
+                limits.compression_ratio
+            )));
+        }
+        total += declared;
+        if total > limits.workbook_bytes {
+            return Err(refuse(format!(
+                "its entries would inflate to more than limits.workbook_mib ({}); not read",
+                mib(limits.workbook_bytes)
+            )));
+        }
+    }
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let Ok(mut e) = zip.by_index(i) else {
+            continue;
+        };
+        let name = e.name().map(|n| n.into_owned()).unwrap_or_default();
+        let cap = limits
+            .entry_bytes
+            .min(limits.workbook_bytes - total.min(limits.workbook_bytes));
+        // A broken entry is the reader's to report; only the count matters here.
+        let n = std::io::copy(&mut (&mut e).take(cap + 1), &mut std::io::sink()).unwrap_or(0);
+        if n > cap {
+            return Err(refuse(format!(
+                "{name} inflates to more than it declares and than the limits allow (limits.entry_mib {}, limits.workbook_mib {}); not read",
+                mib(limits.entry_bytes),
+                mib(limits.workbook_bytes)
+            )));
+        }
+        total += n;
+    }
+    Ok(())
 }
 
 fn header_error(

@@ -229,3 +229,87 @@ fn garbage_after_the_records_is_rejected_not_skipped() {
         out.stdout
     );
 }
+
+/// An XLSX whose sheet is `mib` MiB of the same byte: tiny on disk.
+fn bomb(path: &Path, mib: usize) {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    z.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..mib {
+        z.write_all(&chunk).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// A workbook that would inflate past `[limits]` is refused before it is
+/// read, naming the file and the limit; the other files are ingested.
+#[test]
+fn a_workbook_that_inflates_past_the_limits_is_refused_and_the_rest_goes_on() {
+    let t = Test::new()
+        .config("\n[limits]\nworkbook_mib = 8\nentry_mib = 4\n")
+        .file("inbox/query_logs/log.csv", LOG);
+    std::fs::create_dir_all(t.path("inbox/roster")).unwrap();
+    bomb(&t.path("inbox/roster/bomb.xlsx"), 6);
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("roster/bomb.xlsx: xl/worksheets/sheet1.xml would inflate to 6.0 MiB, over limits.entry_mib (4.0 MiB); not read"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("query_logs/log.csv") && out.stdout.contains("loaded 1"));
+
+    // With the default limits, a sheet that inflates a thousandfold is
+    // refused for its ratio.
+    let t = Test::new().file("inbox/query_logs/log.csv", LOG);
+    std::fs::create_dir_all(t.path("inbox/roster")).unwrap();
+    bomb(&t.path("inbox/roster/bomb.xlsx"), 20);
+    let out = t.run(&["check-config"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("over limits.compression_ratio (100:1); not read"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Limits are validated like every other key.
+#[test]
+fn limits_out_of_range_are_config_errors() {
+    let t = Test::new().config("\n[limits]\nworkbook_mib = 0\ncompression_ratio = 1\n");
+    let out = t.run(&["check-config"]);
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("limits.workbook_mib")
+            && out.stderr.contains("limits.compression_ratio"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A file most of whose rows are no records is not an export of its table:
+/// past `limits.rejects_per_file` it is refused as a whole, with its first
+/// reasons, instead of being loaded in part beside its rejects.
+#[test]
+fn a_file_of_mostly_garbage_is_refused_as_a_whole() {
+    let bad = "u9,not a time,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n".repeat(3);
+    let t = Test::new()
+        .config("\n[limits]\nrejects_per_file = 2\n")
+        .file("inbox/query_logs/a.csv", LOG)
+        .file("inbox/query_logs/b.csv", format!("{HEADER}{bad}"));
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "FAILED: query_logs/b.csv: 3 of its 3 rows are no query_log records (more than limits.rejects_per_file, 2); the file was not used. The first: row 2: column"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("query_logs/a.csv") && out.stdout.contains("loaded 1"));
+}
