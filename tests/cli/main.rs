@@ -4,6 +4,7 @@
 mod commands;
 mod daemon;
 mod exports;
+mod fuzz;
 mod harness;
 mod hostile;
 mod ingest;
