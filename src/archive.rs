@@ -215,6 +215,41 @@ impl RunFolder {
     }
 }
 
+/// A run folder being written: if the run fails before it is sealed, the
+/// folder goes with it (a half-written run is no record: nothing was mailed
+/// and nothing was sealed). A process that dies leaves it for the daemon's
+/// resume logic, which adopts or reruns it.
+#[derive(Debug)]
+pub struct Unfinished {
+    dir: Option<PathBuf>,
+}
+
+impl Unfinished {
+    pub fn new(dir: &Path) -> Unfinished {
+        Unfinished {
+            dir: Some(dir.to_owned()),
+        }
+    }
+
+    /// The run was sealed: keep the folder.
+    pub fn finished(mut self) {
+        self.dir = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take()
+            && !d.join(SEAL).exists()
+        {
+            tracing::warn!(run = %d.display(), "the run failed before it was sealed; its folder is removed");
+            if let Err(e) = std::fs::remove_dir_all(&d) {
+                tracing::error!(run = %d.display(), error = %e, "could not remove the unfinished run folder");
+            }
+        }
+    }
+}
+
 /// Reads the manifest of a run folder (or the manifest file itself).
 pub fn read_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
     let file = if path.is_dir() {

@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = webir_audit::cli::Cli::parse();
+    webir_audit::run::write_errors_not_signals();
     cli.init_logging();
     let stdout = std::io::stdout();
     match webir_audit::cli::run(&cli, &mut stdout.lock()) {

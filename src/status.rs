@@ -46,6 +46,7 @@ impl Status {
     ) -> Result<Status> {
         let now = clock.now();
         let store = Store::open(&config.paths.state)?;
+        store.check()?;
         let ledger = store.ledger()?;
         let mut jobs = Vec::new();
         for s in schedules.unwrap_or_default() {

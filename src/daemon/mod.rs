@@ -37,6 +37,9 @@ use crate::period::RunPeriod;
 use crate::schedule::{self, CatchUp, Schedule};
 use crate::store::{LedgerRow, MailState, RunState, SeenInput, Store};
 
+/// A failed run is tried again this long after it failed (seconds).
+const RETRY_AFTER: i64 = 30 * 60;
+
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
 
@@ -72,19 +75,26 @@ fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
 pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Result<Pass> {
     let now = clock.now();
     let mut store = Store::open(&config.paths.state)?;
+    store.check()?;
     let mut pass = Pass::default();
     let first_start = store.meta_or_insert("first_start", &stamp(now))?;
     let first_start = parse_utc(&first_start).unwrap_or(now);
 
     let present = survey_inbox(config, &mut store, now, &mut pass)?;
     resume_interrupted(config, &mut store, now, &mut pass)?;
-    if pass.new_inputs > 0 {
-        // New exports may cure what made a run fail.
-        for r in store
-            .ledger()?
-            .into_iter()
-            .filter(|r| r.state == RunState::Failed)
-        {
+    {
+        // New exports may cure what made a run fail, and a write fault
+        // (a full disk) may have passed: a failed row runs again at once
+        // when new inputs came, else once RETRY_AFTER has passed.
+        let new_inputs = pass.new_inputs > 0;
+        for r in store.ledger()?.into_iter().filter(|r| {
+            r.state == RunState::Failed
+                && (new_inputs
+                    || r.finished_at
+                        .as_deref()
+                        .and_then(parse_utc)
+                        .is_none_or(|t| now - t >= Duration::seconds(RETRY_AFTER)))
+        }) {
             store.set_run_state(
                 r.id,
                 RunState::Scheduled,
@@ -549,12 +559,31 @@ fn execute(
     request.redraw = row
         .error
         .as_deref()
-        .is_some_and(|e| e.starts_with(INTERRUPTED));
+        .is_some_and(|e| e.starts_with(INTERRUPTED))
+        || last_draw_unfinished(config, job, &row.period)?;
     Ok(match crate::run::execute(config, request, clock)? {
         crate::run::Done::Run(r) | crate::run::Done::External(r, _) => Some(r),
         crate::run::Done::Sample(s) => Some(s.run),
         crate::run::Done::Retention(_) | crate::run::Done::Heartbeat => None,
     })
+}
+
+/// Whether the period's last draw (a sample or external audit's) left no
+/// sealed run: the run failed after drawing (a write fault), so the retry
+/// draws again, numbered and announced like any second draw.
+fn last_draw_unfinished(config: &Config, job: Job, period: &str) -> Result<bool> {
+    if !job.draws() {
+        return Ok(false);
+    }
+    let key = match job {
+        Job::ExternalAudit => format!("{period}/{job}"),
+        _ => period.to_owned(),
+    };
+    let store = Store::open(&config.paths.state)?;
+    Ok(store
+        .draws(&key)?
+        .last()
+        .is_some_and(|d| !Path::new(&d.run_dir).join(crate::archive::SEAL).exists()))
 }
 
 /// The day an account review of the ledger is as of: `as-of-DAY` for one
@@ -745,6 +774,21 @@ impl Alert {
     }
 }
 
+/// The outbox key of an alert: a failure is told once per distinct error
+/// (a retry that fails the same way says nothing new), the others once per
+/// attempt of the row.
+fn alert_key(alert: Alert, row: &LedgerRow, details: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    match alert {
+        Alert::Failed => format!(
+            "{}:{}",
+            alert.name(),
+            &hex::encode(Sha256::digest(details.join("\n").as_bytes()))[..16]
+        ),
+        _ => format!("{}:{}", alert.name(), row.attempts),
+    }
+}
+
 /// Queues a message to `mail.admin` about a ledger row (once per row and
 /// kind: the outbox key is the row's).
 fn notify(
@@ -773,7 +817,7 @@ fn notify(
     let m = crate::mail::plain(
         config,
         &format!("ledger-alert:{}:{}", row.job, row.period),
-        &format!("{what}:{}", row.attempts),
+        &alert_key(alert, row, &details),
         &config.mail.admin,
         &format!("【健保WebIR稽核】{title}：{} {}", row.job, row.period),
         body,

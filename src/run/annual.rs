@@ -286,6 +286,7 @@ pub(super) fn external_audit(
         Job::ExternalAudit,
         started,
     )?;
+    let unfinished = archive::Unfinished::new(&folder.dir);
     let dir = &folder.dir;
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
@@ -328,5 +329,6 @@ pub(super) fn external_audit(
         },
         clock,
     )?;
+    unfinished.finished();
     Ok((outcome, selection))
 }

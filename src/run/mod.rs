@@ -125,6 +125,8 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
     if request.seed.is_some() && !job.draws() {
         return Err(RequestError::NoSeed(job).into());
     }
+    // A damaged state database runs nothing.
+    Store::open(&config.paths.state)?.check()?;
     let period = request.period;
     let needed = || {
         period
@@ -506,6 +508,7 @@ fn complete(
 ) -> Result<RunOutcome> {
     let job = spec.job;
     let period_id = spec.covers().to_string();
+    let unfinished = archive::Unfinished::new(&folder.dir);
     let outcome = record_run(config, spec, folder, checked, ingested, clock)?;
     let kind = ReportKind::of(job).context("every job that makes a run folder makes workbooks")?;
     finish_run(
@@ -522,6 +525,7 @@ fn complete(
             ..facts(config, kind, period_id, &outcome, clock)
         },
     )?;
+    unfinished.finished();
     Ok(outcome)
 }
 
@@ -774,6 +778,7 @@ fn sample_audit(
         Job::SampleAudit,
         started,
     )?;
+    let unfinished = archive::Unfinished::new(&folder.dir);
     let dir = folder.dir.clone();
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
@@ -889,6 +894,7 @@ fn sample_audit(
         },
         clock,
     )?;
+    unfinished.finished();
     Ok(SampleOutcome { run, manifest })
 }
 
@@ -979,3 +985,18 @@ fn release_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_freed_memory() {}
+
+/// Makes a write past the file-size limit (`ulimit -f`) an error the run
+/// reports, not a signal that kills the process mid-write.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub fn write_errors_not_signals() {
+    // SAFETY: sets the disposition of one signal to "ignore"; no handler
+    // code runs, and nothing else in the program uses SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+#[cfg(not(unix))]
+pub fn write_errors_not_signals() {}

@@ -90,6 +90,10 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "state database {file} failed its integrity check (PRAGMA quick_check): {detail}; nothing was run. Restore it from a backup, or move it aside to start a new one"
+    )]
+    Corrupt { file: String, detail: String },
     #[error("state folder {file}: {source}")]
     Io {
         file: String,
@@ -265,6 +269,28 @@ impl Store {
         conn.execute_batch(DAEMON_SCHEMA).map_err(sql)?;
         conn.execute_batch(OUTBOX_SCHEMA).map_err(sql)?;
         Ok(Store { conn, file })
+    }
+
+    /// Checks the database's pages and indexes (`PRAGMA quick_check`): a
+    /// damaged file is refused before anything is run on it.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(|e| self.err(e))?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        if lines.len() == 1 && lines[0] == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt {
+                file: self.file.display().to_string(),
+                detail: lines.join("; "),
+            })
+        }
     }
 
     /// The folder the state database is in.

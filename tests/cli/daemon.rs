@@ -509,3 +509,76 @@ period = "previous-quarter"
         told[0]
     );
 }
+
+/// A write fault while the run folder is written (a file-size limit here,
+/// as a full disk would): no half-written run is left and nothing is mailed
+/// for it; the row is failed with the error and the admin told once; a pass
+/// after the retry delay runs it again (a second draw, numbered) and mails
+/// it.
+#[test]
+fn a_write_fault_fails_the_run_cleanly_and_a_later_pass_retries_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    let config = c.tmp.path().join("city/webir-audit.toml");
+    let limited = |now: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("ulimit -f 2048; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_webir-audit"))
+            .args([
+                "daemon",
+                "--once",
+                "--config",
+                config.to_str().unwrap(),
+                "--now",
+                now,
+            ])
+            .envs(ENV)
+            .env_remove("RUST_LOG")
+            .current_dir(c.tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    limited("2026-07-05T08:00:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "failed")]);
+    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
+    let error = store.ledger().unwrap()[0].error.clone().unwrap_or_default();
+    assert!(error.contains("File too large"), "{error}");
+    assert!(
+        run_folders(&c, "2026H1").is_empty(),
+        "a half-written run was left"
+    );
+    let failed = admin_mail(&smtp, "排程工作失敗");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        received(&smtp)
+            .iter()
+            .all(|(_, p)| p.to == "admin@example.gov.tw"),
+        "officers were mailed for a run that failed"
+    );
+
+    // Too soon to retry, and the same fault: nothing new.
+    limited("2026-07-05T08:10:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "failed")]);
+    assert_eq!(admin_mail(&smtp, "排程工作失敗").len(), 1);
+
+    // The disk has room again: the retry runs and mails.
+    pass(&c, "2026-07-05T08:45:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+    let folders = run_folders(&c, "2026H1");
+    assert_eq!(folders.len(), 1);
+    assert!(folders[0].join("SHA256SUMS").exists());
+    let manifest = crate::harness::json(&folders[0], "manifest.json");
+    assert_eq!(
+        manifest["draw_number"], 2,
+        "the failed run's draw stays counted"
+    );
+    assert_eq!(admin_mail(&smtp, "排程工作失敗").len(), 1);
+}

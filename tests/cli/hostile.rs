@@ -313,3 +313,97 @@ fn a_file_of_mostly_garbage_is_refused_as_a_whole() {
     );
     assert!(out.stdout.contains("query_logs/a.csv") && out.stdout.contains("loaded 1"));
 }
+
+/// A write fault by hand (a file-size limit, as a full disk): the run
+/// fails with the error (exit 2), leaves no run folder and queues no mail.
+#[test]
+fn a_write_fault_by_hand_leaves_no_half_run_and_no_mail() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    // The state database exists before the disk fills.
+    let list = crate::harness::run_binary(
+        &["outbox", "list", "--config", config.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert_eq!(list.status, 0, "{}", list.stderr);
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -f 96; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_webir-audit"))
+        .args([
+            "--now",
+            "2026-07-05T08:00:00+08:00",
+            "run",
+            "query-check",
+            "--period",
+            "2026H1",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .env_remove("RUST_LOG")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    let runs = tmp.path().join("var/archive/2026H1/query-check");
+    let left: Vec<_> = std::fs::read_dir(&runs)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "half-written runs: {left:?}");
+    let store = webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    assert!(store.outbox().unwrap().is_empty(), "mail was queued");
+}
+
+/// A damaged state database is named, refused, and nothing is run on it;
+/// `status` says so too.
+#[test]
+fn a_corrupt_state_database_runs_nothing_and_status_says_so() {
+    let t = Test::new()
+        .file("inbox/query_logs/log.csv", LOG)
+        .file(
+            "schedules/s.toml",
+            "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
+        );
+    let ok = t.run(&["run", "query-check", "--period", "2026H1", "--no-send"]);
+    assert!(ok.status <= 1, "{}", ok.stderr);
+    let db = t.path("var/state/state.sqlite3");
+    // Damage the pages after the header (the schema and its tables).
+    let mut bytes = std::fs::read(&db).unwrap();
+    let _ = std::fs::remove_file(t.path("var/state/state.sqlite3-wal"));
+    let _ = std::fs::remove_file(t.path("var/state/state.sqlite3-shm"));
+    assert!(bytes.len() > 8192);
+    for b in &mut bytes[4096..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let runs_before = files(&t.path("var/archive")).len();
+    for args in [
+        vec!["run", "query-check", "--period", "2026H1"],
+        vec!["status"],
+    ] {
+        let out = t.run(&args);
+        assert_eq!(out.status, 2, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("state.sqlite3"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        files(&t.path("var/archive")).len(),
+        runs_before,
+        "a run was made"
+    );
+
+    // Not a database at all: named too.
+    std::fs::write(&db, b"garbage").unwrap();
+    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("state.sqlite3"), "{}", out.stderr);
+}
