@@ -164,6 +164,16 @@ pub enum Command {
         /// Write only a UTF-8 CSV query log of this many rows (benchmarks).
         #[arg(long)]
         rows: Option<usize>,
+        /// Write a load-test city instead: this many agencies (with
+        /// --accounts and --queries), CSV exports of 2026H1.
+        #[arg(long, conflicts_with = "rows", requires_all = ["accounts", "queries"])]
+        agencies: Option<usize>,
+        /// Load-test city: accounts, spread over the agencies.
+        #[arg(long, requires = "agencies")]
+        accounts: Option<usize>,
+        /// Load-test city: queries in 2026H1.
+        #[arg(long, requires = "agencies")]
+        queries: Option<usize>,
         /// Generator seed; the committed sample_data uses the default.
         #[arg(long, default_value_t = crate::synth::DEFAULT_SEED)]
         seed: u64,
@@ -376,11 +386,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::GenData {
             out: dir,
             rows,
+            agencies,
+            accounts,
+            queries,
             seed,
         } => {
-            match rows {
-                Some(n) => crate::synth::write_large_query_log(dir, *n, *seed),
-                None => crate::synth::write_sample_city(dir, *seed),
+            match (rows, agencies, accounts, queries) {
+                (Some(n), ..) => crate::synth::write_large_query_log(dir, *n, *seed),
+                (None, Some(agencies), Some(accounts), Some(queries)) => {
+                    let size = crate::synth::LoadSize {
+                        agencies: *agencies,
+                        accounts: *accounts,
+                        queries: *queries,
+                    };
+                    crate::synth::write_load_city(dir, size, *seed)
+                }
+                _ => crate::synth::write_sample_city(dir, *seed),
             }
             .with_context(|| format!("writing generated data to {}", dir.display()))?;
             writeln!(out, "wrote {}", dir.display()).context("writing to stdout")?;

@@ -15,6 +15,7 @@
 //! queries for a purpose the agency does not have.
 
 mod city;
+mod load;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,6 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng as _, SeedableRng};
 
 pub use city::AGENCIES;
+pub use load::{LoadSize, write_load_city};
 
 pub const DEFAULT_SEED: u64 = 20260702;
 

@@ -9,6 +9,7 @@ mod harness;
 mod hostile;
 mod ingest;
 mod layering;
+mod load;
 mod mail;
 mod reports;
 mod sample_data;

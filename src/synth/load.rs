@@ -1,0 +1,190 @@
+//! A city sized for a load test: `agencies` requesting units (the Health
+//! Bureau first), `accounts` accounts spread over them, and `queries`
+//! queries in 2026H1, each explained by an approved request form. Plain
+//! CSV exports, no planted problems beyond what chance makes: the point is
+//! volume (every unit sampled and mailed), not findings.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use chrono::{Datelike, Duration};
+
+use super::{PERIOD_DAYS, PERIOD_START, Rand, date, national_id};
+
+/// How big the load city is.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadSize {
+    pub agencies: usize,
+    pub accounts: usize,
+    pub queries: usize,
+}
+
+const PURPOSES: &[&str] = &[
+    "social_welfare",
+    "criminal_investigation",
+    "drug_follow_up",
+    "military_service",
+    "unlicensed_lodging",
+];
+
+fn agency_id(i: usize) -> String {
+    if i == 0 {
+        "KHB".to_owned()
+    } else {
+        format!("U{i:03}")
+    }
+}
+
+fn purpose_of(i: usize) -> &'static str {
+    if i == 0 {
+        "public_health"
+    } else {
+        PURPOSES[i % PURPOSES.len()]
+    }
+}
+
+fn config(size: LoadSize) -> String {
+    let mut s = String::from(
+        r#"# webir-audit configuration of a generated load-test city.
+timezone = "Asia/Taipei"
+
+[paths]
+inbox = "inbox"
+archive = "var/archive"
+state = "var/state"
+schedules = "schedules"
+
+[mail]
+transport = "file"
+from = "webir-audit <webir-audit@example.gov.tw>"
+admin = "admin@example.gov.tw"
+allowed_domains = ["example.gov.tw"]
+
+# One requesting unit per agency.
+"#,
+    );
+    for i in 0..size.agencies {
+        let id = agency_id(i);
+        let lower = id.to_lowercase();
+        s.push_str(&format!(
+            "\n[[agencies]]\nid = \"{id}\"\nname = \"高雄市測試機關{i:03}\"\nrequesting = true\npurposes = [\"{}\"]\nofficer_email = \"officer.{lower}@example.gov.tw\"\nethics_email = \"ethics.{lower}@example.gov.tw\"\n",
+            purpose_of(i)
+        ));
+        if i == 0 {
+            s.push_str("health_bureau = true\n");
+        }
+    }
+    s
+}
+
+/// Writes the load city into `dir`: its config, a sample-audit schedule
+/// and the four exports.
+pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
+    anyhow::ensure!(
+        size.agencies >= 1 && size.accounts >= size.agencies,
+        "a load city needs an agency and at least one account per agency"
+    );
+    for sub in ["query_logs", "roster", "hr", "forms"] {
+        std::fs::create_dir_all(dir.join("inbox").join(sub))?;
+    }
+    std::fs::create_dir_all(dir.join("schedules"))?;
+    std::fs::write(dir.join("webir-audit.toml"), config(size))?;
+    std::fs::write(
+        dir.join("schedules/sample-audit.toml"),
+        "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
+    )?;
+    let mut r = Rand::new(seed);
+    let file = |rel: &str| -> Result<std::io::BufWriter<std::fs::File>> {
+        Ok(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(dir.join("inbox").join(rel))?,
+        ))
+    };
+    // Accounts: the first of each agency is its officer.
+    let agency_of = |a: usize| a % size.agencies;
+    let mut roster = file("roster/accounts_20260702.csv")?;
+    writeln!(
+        roster,
+        "帳號,姓名,員工編號,機關,角色,人員類別,帳號狀態,建立日期,密碼變更日期"
+    )?;
+    let mut hr = file("hr/hr_20260702.csv")?;
+    writeln!(hr, "員工編號,姓名,服務機關,人員類別,狀態,生效日期,身分證號")?;
+    for a in 0..size.accounts {
+        let role = if a < size.agencies {
+            "專責人員"
+        } else {
+            "業務需求人員"
+        };
+        writeln!(
+            roster,
+            "L{a:05},測試{a},P{a:05},{},{role},編制內,啟用,2024-01-02,2026-06-{:02}",
+            agency_id(agency_of(a)),
+            1 + a % 28
+        )?;
+        writeln!(
+            hr,
+            "P{a:05},測試{a},{},編制內,在職,2024-01-02,{}",
+            agency_id(agency_of(a)),
+            national_id(&mut r)
+        )?;
+    }
+    // Queries in runs of up to ten on one subject, each run explained by
+    // a form approved shortly before its first query.
+    let subjects: Vec<String> = (0..50_000).map(|_| national_id(&mut r)).collect();
+    let start = date(PERIOD_START);
+    let mut q = file("query_logs/query_log_2026H1.csv")?;
+    writeln!(
+        q,
+        "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP"
+    )?;
+    let mut f = file("forms/forms_2026H1.csv")?;
+    writeln!(
+        f,
+        "表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間"
+    )?;
+    let mut written = 0;
+    let mut form = 0;
+    while written < size.queries {
+        let a = r.below(size.accounts as u64) as usize;
+        let ag = agency_of(a);
+        let subject = &subjects[r.below(subjects.len() as u64) as usize];
+        // A weekday, in office hours, leaving room for the run's days.
+        let mut day = start + Duration::days(r.range(0, PERIOD_DAYS - 6));
+        while day.weekday().number_from_monday() > 5 {
+            day += Duration::days(1);
+        }
+        // The last run is on the period's last day: the exports cover it.
+        if written + 10 >= size.queries {
+            day = date("2026-06-30");
+        }
+        let approved = day.and_hms_opt(8, 30, 0).expect("valid time");
+        form += 1;
+        writeln!(
+            f,
+            "F{form:07},L{a:05},{subject},{},業務需要,{},主管{ag},{}",
+            purpose_of(ag),
+            (approved - Duration::minutes(20)).format("%Y-%m-%d %H:%M:%S"),
+            approved.format("%Y-%m-%d %H:%M:%S")
+        )?;
+        let n = (1 + r.below(10) as usize).min(size.queries - written);
+        for k in 0..n {
+            let at = approved + Duration::minutes(30 + 17 * k as i64 + r.range(0, 15));
+            writeln!(
+                q,
+                "L{a:05},{},個人投保資料,{subject},{},成功,{},10.{}.{}.{}",
+                at.format("%Y-%m-%d %H:%M:%S"),
+                purpose_of(ag),
+                agency_id(ag),
+                ag / 250,
+                ag % 250,
+                1 + a % 250
+            )?;
+        }
+        written += n;
+    }
+    for w in [&mut q, &mut f, &mut roster, &mut hr] {
+        w.flush()?;
+    }
+    Ok(())
+}
