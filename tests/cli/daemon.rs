@@ -522,29 +522,20 @@ fn a_write_fault_fails_the_run_cleanly_and_a_later_pass_retries_it() {
     let c = city(&smtp, SAMPLE_AUDIT);
     let config = c.tmp.path().join("city/webir-audit.toml");
     let limited = |now: &str| {
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg("ulimit -f 2048; exec \"$0\" \"$@\"")
-            .arg(env!("CARGO_BIN_EXE_webir-audit"))
-            .args([
+        let out = crate::harness::run_binary_limited(
+            2048,
+            &[
                 "daemon",
                 "--once",
                 "--config",
                 config.to_str().unwrap(),
                 "--now",
                 now,
-            ])
-            .envs(ENV)
-            .env_remove("RUST_LOG")
-            .current_dir(c.tmp.path())
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
+            c.tmp.path(),
+            &ENV,
         );
+        assert_eq!(out.status, 0, "{}", out.stderr);
     };
     limited("2026-07-05T08:00:00+08:00");
     assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "failed")]);

@@ -134,6 +134,27 @@ pub fn binary(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Command {
     c
 }
 
+/// The binary under a file-size limit of `kib` KiB (`ulimit -f`), as a
+/// full disk would stop it: writes past the limit fail.
+pub fn run_binary_limited(kib: u32, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!("ulimit -f {kib}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_webir-audit"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run webir-audit under bash");
+    Output {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 pub fn run_binary_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     let out = binary(args, cwd, env).output().expect("run webir-audit");
     Output {

@@ -330,11 +330,9 @@ fn a_write_fault_by_hand_leaves_no_half_run_and_no_mail() {
         tmp.path(),
     );
     assert_eq!(list.status, 0, "{}", list.stderr);
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg("ulimit -f 96; exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_webir-audit"))
-        .args([
+    let out = crate::harness::run_binary_limited(
+        96,
+        &[
             "--now",
             "2026-07-05T08:00:00+08:00",
             "run",
@@ -343,14 +341,12 @@ fn a_write_fault_by_hand_leaves_no_half_run_and_no_mail() {
             "2026H1",
             "--config",
             config.to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("File too large"), "{stderr}");
+        ],
+        tmp.path(),
+        &[],
+    );
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("File too large"), "{}", out.stderr);
     let runs = tmp.path().join("var/archive/2026H1/query-check");
     let left: Vec<_> = std::fs::read_dir(&runs)
         .map(|d| d.flatten().collect())
