@@ -403,3 +403,24 @@ fn a_corrupt_state_database_runs_nothing_and_status_says_so() {
     assert_eq!(out.status, 2, "{}", out.stderr);
     assert!(out.stderr.contains("state.sqlite3"), "{}", out.stderr);
 }
+
+/// A state database another process holds locked: after the busy wait the
+/// run stops with an error naming the file, and makes no run.
+#[test]
+fn a_locked_state_database_is_named_and_nothing_runs() {
+    let t = Test::new().file("inbox/query_logs/log.csv", LOG);
+    let ok = t.run(&["outbox", "list"]);
+    assert_eq!(ok.status, 0, "{}", ok.stderr);
+    let db = t.path("var/state/state.sqlite3");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("state.sqlite3") && out.stderr.contains("locked"),
+        "{}",
+        out.stderr
+    );
+    holder.execute_batch("ROLLBACK;").unwrap();
+    assert!(files(&t.path("var/archive")).is_empty(), "a run was made");
+}
