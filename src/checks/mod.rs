@@ -56,11 +56,13 @@ pub enum Code {
     QueryVolumeSpike,
     QuerySubjectManyAccounts,
     QueryFailedBurst,
+    QueryPurposeMismatch,
+    QuerySelfApproved,
     AccountRepeatPattern,
 }
 
 impl Code {
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 29] = [
         Code::AccountHolderDeparted,
         Code::AccountHolderTransferred,
         Code::AccountHolderSuspended,
@@ -87,6 +89,8 @@ impl Code {
         Code::QueryVolumeSpike,
         Code::QuerySubjectManyAccounts,
         Code::QueryFailedBurst,
+        Code::QueryPurposeMismatch,
+        Code::QuerySelfApproved,
         Code::AccountRepeatPattern,
     ];
 
@@ -214,6 +218,16 @@ impl Code {
                 "同一對象遭多個帳號查詢",
             ),
             Code::QueryFailedBurst => ("QUERY_FAILED_BURST", Low, "一小時內大量查詢失敗"),
+            Code::QueryPurposeMismatch => (
+                "QUERY_PURPOSE_MISMATCH",
+                Medium,
+                "查詢目的與紀錄表所載目的不符",
+            ),
+            Code::QuerySelfApproved => (
+                "QUERY_SELF_APPROVED",
+                High,
+                "紀錄表由查詢者本人核可（非權責主管事前核可）",
+            ),
             Code::AccountRepeatPattern => (
                 "ACCOUNT_REPEAT_PATTERN",
                 High,

@@ -51,6 +51,30 @@ pub static CHECKS: &[Check] = &[
         run: purpose_not_allowed,
     },
     Check {
+        codes: &[Code::QueryPurposeMismatch],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::RequestForms),
+            Need::FormsCover,
+            // A log without a purpose column states none: its queries
+            // cannot differ from their forms, and the others are judged.
+            Need::Column(Table::RequestForms, "purpose"),
+        ],
+        run: purpose_mismatch,
+    },
+    Check {
+        codes: &[Code::QuerySelfApproved],
+        needs: &[
+            Need::Table(Table::QueryLog),
+            Need::Table(Table::Roster),
+            Need::Table(Table::RequestForms),
+            Need::FormsCover,
+            Need::Column(Table::RequestForms, "approver"),
+            Need::Column(Table::Roster, "holder_name"),
+        ],
+        run: self_approved,
+    },
+    Check {
         codes: &[Code::QueryAfterDeparture],
         needs: LOG_ROSTER_HR,
         run: after_departure,
@@ -139,6 +163,16 @@ fn dt() -> DataType {
     DataType::Datetime(TIME_UNIT, None)
 }
 
+/// The first instant after a form's validity: the day after its own
+/// `valid_until`, else `form_validity_days` after the day it was approved.
+fn window_end(approved_at: Expr, valid_until: Expr, validity_days: u32) -> Expr {
+    when(valid_until.clone().is_not_null())
+        .then(valid_until.cast(dt()) + lit(Duration::days(1)))
+        .otherwise(
+            approved_at.dt().date().cast(dt()) + lit(Duration::days(i64::from(validity_days) + 1)),
+        )
+}
+
 /// The request form of each query: the latest approved strictly before it
 /// for the same account and subject (an as-of join, `queries` sorted by
 /// `queried_at`), its purpose and approval time, the end of its validity
@@ -169,12 +203,11 @@ pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> La
         [col("form_approved_at")],
         JoinArgs::new(asof(AsofStrategy::Backward, false)),
     );
-    let validity = config.rules.form_validity_days as i64;
-    let window_end = when(col("form_valid_until").is_not_null())
-        .then(col("form_valid_until").cast(dt()) + lit(Duration::days(1)))
-        .otherwise(
-            col("form_approved_at").dt().date().cast(dt()) + lit(Duration::days(validity + 1)),
-        );
+    let window_end = window_end(
+        col("form_approved_at"),
+        col("form_valid_until"),
+        config.rules.form_validity_days,
+    );
     let explained = col("form_id")
         .is_not_null()
         .and(col("queried_at").lt(col("window_end")));
@@ -455,6 +488,125 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             lit("），違反第3點"),
         ]),
     )))
+}
+
+/// Point 5(2)1: the form explains a query for the purpose it states. A
+/// query made for another purpose than its approved form's is not what the
+/// supervisor approved.
+fn purpose_mismatch(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let candidates = queries(cx).filter(
+        col("explained")
+            .and(col("purpose").is_not_null())
+            .and(col("form_purpose").is_not_null())
+            .and(col("purpose").neq(col("form_purpose"))),
+    );
+    // The match is the latest form; an earlier one, still valid and for
+    // the query's own purpose, explains it as well. Only the few
+    // candidates are compared with the forms.
+    let same_purpose = candidates
+        .clone()
+        .select([
+            col("source_file"),
+            col("source_row"),
+            col("account_id"),
+            col("subject_id"),
+            col("purpose"),
+            col("queried_at"),
+        ])
+        .join(
+            cx.forms
+                .clone()
+                .lazy()
+                .filter(col("approved_at").is_not_null())
+                .select([
+                    col("account_id"),
+                    col("subject_id"),
+                    col("purpose"),
+                    col("approved_at"),
+                    col("valid_until"),
+                ]),
+            [col("account_id"), col("subject_id"), col("purpose")],
+            [col("account_id"), col("subject_id"), col("purpose")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("approved_at")
+                .lt(col("queried_at"))
+                .and(col("queried_at").lt(window_end(
+                    col("approved_at"),
+                    col("valid_until"),
+                    cx.config.rules.form_validity_days,
+                ))),
+        )
+        .select([col("source_file"), col("source_row")]);
+    Ok(candidates
+        .join(
+            same_purpose,
+            [col("source_file"), col("source_row")],
+            [col("source_file"), col("source_row")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .select(about_query(
+            Code::QueryPurposeMismatch,
+            sentence([
+                lit("查詢紀錄之目的「"),
+                label(col("purpose")),
+                lit("」與紀錄表 "),
+                col("form_id"),
+                lit(" 所載目的「"),
+                label(col("form_purpose")),
+                lit("」不符（第5點第2款第1目）"),
+            ]),
+        )))
+}
+
+/// Point 5(2)1: the form is approved beforehand by the responsible
+/// supervisor (權責主管), not by the person who queries. A form whose
+/// approver is the querying account's holder approves nothing.
+fn self_approved(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    // Forms are few: find the self-approved ones first, then their queries.
+    let own = cx
+        .forms
+        .clone()
+        .lazy()
+        .filter(col("approver").is_not_null())
+        .join(
+            cx.accounts.clone().lazy().select([
+                col("account_id"),
+                col("holder_name"),
+                col("hr_name"),
+            ]),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("approver")
+                .eq(col("holder_name"))
+                .or(col("approver").eq(col("hr_name")))
+                .fill_null(lit(false)),
+        )
+        .select([col("form_id"), col("approver")])
+        .unique_stable(None, UniqueKeepStrategy::First)
+        .collect()?;
+    Ok(queries(cx)
+        .filter(col("explained"))
+        .join(
+            own.lazy(),
+            [col("form_id")],
+            [col("form_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select(about_query(
+            Code::QuerySelfApproved,
+            sentence([
+                lit("紀錄表 "),
+                col("form_id"),
+                lit(" 之核可人為查詢者本人（"),
+                col("approver"),
+                lit("），未經權責主管事前核可（第5點第2款第1目）"),
+            ]),
+        )))
 }
 
 fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {

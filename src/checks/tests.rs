@@ -59,6 +59,8 @@ struct Form {
     purpose: &'static str,
     approved: Option<NaiveDateTime>,
     valid_until: Option<NaiveDate>,
+    /// Who approved it (default 主管, the supervisor).
+    approver: Option<&'static str>,
 }
 
 #[derive(Clone)]
@@ -177,6 +179,7 @@ impl World {
                 purpose,
                 approved: Some(t("2026-03-02 09:00:00")),
                 valid_until: None,
+                approver: None,
             });
         }
         World {
@@ -306,7 +309,13 @@ impl World {
                 ),
                 s(
                     "approver",
-                    strs(&|i| f[i].approved.map(|_| "主管".into()), f.len()),
+                    strs(
+                        &|i| {
+                            f[i].approved
+                                .map(|_| f[i].approver.unwrap_or("主管").into())
+                        },
+                        f.len(),
+                    ),
                 ),
                 Column::new(
                     "approved_at".into(),
@@ -384,6 +393,7 @@ impl World {
             purpose: "criminal_investigation",
             approved: Some(t(at) - chrono::Duration::hours(1)),
             valid_until: None,
+            approver: None,
         });
     }
 }
@@ -492,6 +502,7 @@ fn each_code_is_triggered_by_the_smallest_change() {
                     purpose: "criminal_investigation",
                     approved: Some(t("2026-03-02 09:00:00")),
                     valid_until: None,
+                    approver: None,
                 });
             },
             &["ACCOUNT_DUPLICATE@U1", "ACCOUNT_DUPLICATE@U2"],
@@ -518,6 +529,7 @@ fn each_code_is_triggered_by_the_smallest_change() {
                     purpose: "criminal_investigation",
                     approved: Some(t("2026-03-02 09:00:00")),
                     valid_until: None,
+                    approver: None,
                 });
             },
             &["ACCOUNT_NOT_IN_ROSTER@ZZ"],
@@ -563,9 +575,19 @@ fn each_code_is_triggered_by_the_smallest_change() {
             &["QUERY_FORM_EXPIRED@U1"],
         ),
         (
-            "a purpose the agency lacks (form)",
+            "a purpose the agency lacks (form), which the query does not state",
             |w| w.u1_form().purpose = "social_welfare",
-            &["QUERY_PURPOSE_NOT_ALLOWED@U1"],
+            &["QUERY_PURPOSE_NOT_ALLOWED@U1", "QUERY_PURPOSE_MISMATCH@U1"],
+        ),
+        (
+            "the query states another purpose than its form",
+            |w| w.u1_query().purpose = Some("other"),
+            &["QUERY_PURPOSE_MISMATCH@U1"],
+        ),
+        (
+            "the holder approved their own form",
+            |w| w.u1_form().approver = Some("持有人U1"),
+            &["QUERY_SELF_APPROVED@U1"],
         ),
         (
             "a purpose the agency lacks (log, no form)",
@@ -757,6 +779,7 @@ fn near_misses_find_nothing() {
                     purpose: "criminal_investigation",
                     approved: Some(t("2026-03-03 09:00:00")),
                     valid_until: None,
+                    approver: None,
                 });
             }
             // O2's agency has criminal investigation; C0 and O1's (KHB) do not,

@@ -188,6 +188,10 @@ enum Twist {
     OffHours,
     /// Twelve failed queries within half an hour.
     FailedBurst,
+    /// The query's purpose is not its form's.
+    PurposeMismatch,
+    /// The holder approved their own form.
+    SelfApproved,
 }
 
 /// One planted problem: the code the checks must report and the account
@@ -202,6 +206,8 @@ struct Builder {
     queries: Vec<Query>,
     forms: Vec<Form>,
     approvers: Vec<String>,
+    /// Each account's holder's name.
+    holders: Vec<String>,
     planted: Vec<Planted>,
 }
 
@@ -278,6 +284,15 @@ impl Builder {
         let (agency, last_day) = (acc.agency, acc.last_day);
         let purposes = AGENCIES[unit_of(agency)].5;
         let mut purpose = self.r.pick(purposes);
+        let mut form_purpose = purpose;
+        if twist == Twist::PurposeMismatch {
+            purpose = purposes
+                .iter()
+                .chain(&["other", "public_health"])
+                .copied()
+                .find(|p| *p != form_purpose)
+                .unwrap_or("other");
+        }
         if twist == Twist::WrongPurpose {
             purpose = if purposes.contains(&"criminal_investigation") {
                 "social_welfare"
@@ -331,7 +346,11 @@ impl Builder {
         if twist == Twist::NoForm {
             return;
         }
-        let approver = self.approvers[agency].clone();
+        let approver = if twist == Twist::SelfApproved {
+            self.holders[a].clone()
+        } else {
+            self.approvers[agency].clone()
+        };
         let (requested, approver, approved) = match twist {
             Twist::NotApproved => (t0 - Duration::minutes(self.r.range(5, 25)), None, None),
             Twist::ApprovedAfter => (
@@ -353,7 +372,10 @@ impl Builder {
                 Some(t0),
             ),
         };
-        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, purpose));
+        if twist == Twist::WrongPurpose {
+            form_purpose = purpose;
+        }
+        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, form_purpose));
         let reason = self.r.pick(lookup(REASONS, purpose));
         self.forms.push(Form {
             id: format!("F2026-{:06}", self.forms.len() + 1),
@@ -576,6 +598,13 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         ),
         (Twist::OffHours, 2, 8, vec![Code::QueryOffHours]),
         (Twist::FailedBurst, 1, 1, vec![Code::QueryFailedBurst]),
+        (
+            Twist::PurposeMismatch,
+            2,
+            3,
+            vec![Code::QueryPurposeMismatch],
+        ),
+        (Twist::SelfApproved, 1, 2, vec![Code::QuerySelfApproved]),
     ];
     let mut twisted: Vec<(usize, Twist, usize)> = Vec::new();
     for (twist, n_accounts, n_cases, codes) in twists {
@@ -611,6 +640,10 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
     }
 
     let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
+    let holders: Vec<String> = accounts
+        .iter()
+        .map(|a| people[a.person].name.clone())
+        .collect();
     let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
     let mut b = Builder {
         r,
@@ -622,6 +655,7 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         queries: Vec::with_capacity(query_rows + 1000),
         forms: Vec::new(),
         approvers,
+        holders,
         planted,
     };
     let subject = |b: &mut Builder| subjects[b.r.below(subjects.len() as u64) as usize].clone();
