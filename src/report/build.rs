@@ -538,8 +538,8 @@ fn base(
         ],
         ReportKind::AccountReview => vec![
             format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐一確認「帳號清查」所列帳號，並填寫處理結果。"),
-            "建議「停用」者（離職、調職、不符資格、閒置）請即向健保署申請停用，並於處理結果填寫「已停用」。".to_owned(),
-            "密碼逾 90 日未更新者，請通知使用者立即更新。".to_owned(),
+            "建議「廢止」者（重複、閒置、職務調整、離職、退休或不符資格者之帳號），請由本機關專責人員廢止其使用權限，並於處理結果填寫「已廢止」（管理要點第五點第一款第三目、第六點第二款）。".to_owned(),
+            "密碼逾三個月未變更者，請通知持有人立即變更（管理要點第五點第三款）；專責人員及總管理者帳號由衛生局清查（第四點第五款）。".to_owned(),
         ],
         ReportKind::QueryCheck => vec![
             format!("請於 {deadline}（{RETURN_DAYS} 日內）前查明「異常查詢」所列事項並回報。"),
@@ -875,22 +875,67 @@ fn queries_by_month(f: &RunFacts<'_>, ids: &[String]) -> PolarsResult<Table> {
     })
 }
 
-/// The recommended action for an account from its worst finding.
-fn recommend(worst: Option<Severity>) -> &'static str {
-    match worst {
-        Some(Severity::Critical | Severity::High) => "停用",
-        Some(Severity::Medium) => "調整權限",
-        _ => "保留",
+/// What the unit's officer does about an account (points 5(1)3 and 6(2):
+/// the officer revokes, 廢止, the accounts of duplicate, idle, reassigned,
+/// departed and retired users, and of those not entitled; point 4(5): the
+/// Health Bureau reviews the officers' and the chief administrator's own
+/// accounts).
+fn recommend(
+    codes: &[Code],
+    role: Option<&str>,
+    status: Option<&str>,
+    city_wide: bool,
+) -> &'static str {
+    let revoke = codes.iter().any(|c| {
+        matches!(
+            c,
+            Code::AccountHolderDeparted
+                | Code::AccountHolderTransferred
+                | Code::AccountHolderSuspended
+                | Code::AccountIneligibleEmployment
+                | Code::AccountIdle
+                | Code::AccountNeverUsed
+                | Code::AccountDuplicate
+                | Code::AccountRemovedFromRoster
+        )
+    });
+    let manager = matches!(role, Some("officer" | "chief_admin"));
+    if manager && !city_wide {
+        return "由衛生局清查（第四點第五款）";
     }
+    if codes.contains(&Code::AccountNotInRoster) {
+        return "查明帳號來源後廢止";
+    }
+    if codes.contains(&Code::AccountHolderUnknown) {
+        return "查明持有人；已無使用需求者廢止";
+    }
+    if revoke {
+        return "廢止";
+    }
+    if status == Some("disabled") {
+        return if manager {
+            "已停用；請指定新任專責人員（第二點）"
+        } else {
+            "已停用，無須處理"
+        };
+    }
+    if codes.contains(&Code::AccountPasswordStale) {
+        return "通知持有人變更密碼";
+    }
+    "保留"
 }
 
+/// The account review's table: every roster account of `ids` (and those
+/// the log shows but the roster lacks) with its findings and what to do.
+/// `city_wide`: the Health Bureau's review of officer accounts (4(5)).
 fn accounts(
     f: &RunFacts<'_>,
     roster: &DataFrame,
     ids: &[String],
     findings: &DataFrame,
+    city_wide: bool,
 ) -> PolarsResult<Table> {
-    let mut by_account: BTreeMap<&str, (Option<Severity>, Vec<&'static str>)> = BTreeMap::new();
+    let mut by_account: BTreeMap<&str, (Vec<Code>, Vec<&'static str>)> = BTreeMap::new();
     let codes = strs(findings, "code")?;
     let account = strs(findings, "account_id")?;
     let agency_of_finding = strs(findings, "agency_id")?;
@@ -902,7 +947,7 @@ fn accounts(
             continue;
         }
         let e = by_account.entry(a).or_default();
-        e.0 = Some(e.0.map_or(c.severity(), |w| w.min(c.severity())));
+        e.0.push(c);
         if !e.1.contains(&c.description()) {
             e.1.push(c.description());
         }
@@ -930,8 +975,12 @@ fn accounts(
     };
     let mut rows = Vec::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let row = |acct: &str, agency: Option<&str>, holder: Cell, role: Cell, status: Cell| {
-        let (worst, found) = by_account.get(acct).cloned().unwrap_or_default();
+    let row = |acct: &str,
+               agency: Option<&str>,
+               holder: Cell,
+               (role_code, role): (Option<&str>, Cell),
+               (status_code, status): (Option<&str>, Cell)| {
+        let (codes, found) = by_account.get(acct).cloned().unwrap_or_default();
         vec![
             Cell::from(acct),
             agency.map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
@@ -943,7 +992,7 @@ fn accounts(
             } else {
                 found.join("；")
             }),
-            Cell::from(recommend(worst)),
+            Cell::from(recommend(&codes, role_code, status_code, city_wide)),
         ]
     };
     for i in 0..roster.height() {
@@ -952,29 +1001,29 @@ fn accounts(
             continue;
         }
         if r_removed[i] == Some(true) {
-            let mut r = row(
+            // Off the roster already: what is left is to make sure WebIR
+            // has it revoked too (point 6(2)); ACCOUNT_REMOVED_FROM_ROSTER
+            // says so.
+            rows.push(row(
                 a,
                 r_agency[i],
                 text(r_holder[i]),
-                label(&ROLE, r_role[i]),
-                Cell::Text(format!(
-                    "已自清冊移除（{} 清冊仍列）",
-                    r_snapshot[i].as_deref().unwrap_or("較舊")
-                )),
-            );
-            // Off the roster already: what is left is to make sure WebIR
-            // has it revoked too (point 6(2)), not to keep it.
-            if let Some(last) = r.last_mut() {
-                *last = Cell::from("停用");
-            }
-            rows.push(r);
+                (r_role[i], label(&ROLE, r_role[i])),
+                (
+                    None,
+                    Cell::Text(format!(
+                        "已自清冊移除（{} 清冊仍列）",
+                        r_snapshot[i].as_deref().unwrap_or("較舊")
+                    )),
+                ),
+            ));
         } else {
             rows.push(row(
                 a,
                 r_agency[i],
                 text(r_holder[i]),
-                label(&ROLE, r_role[i]),
-                label(&ACCOUNT_STATUS, r_status[i]),
+                (r_role[i], label(&ROLE, r_role[i])),
+                (r_status[i], label(&ACCOUNT_STATUS, r_status[i])),
             ));
         }
     }
@@ -989,8 +1038,8 @@ fn accounts(
                 a,
                 agency_of_finding[i],
                 Cell::Empty,
-                Cell::Empty,
-                Cell::from("（清冊無此帳號）"),
+                (None, Cell::Empty),
+                (None, Cell::from("（清冊無此帳號）")),
             ));
         }
     }
@@ -1121,7 +1170,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         m.serious = serious(&findings)?;
     }
     if let Some(roster) = f.roster {
-        m.accounts = Some(accounts(f, roster, &ids, &findings)?);
+        m.accounts = Some(accounts(f, roster, &ids, &findings, false)?);
     }
     m.evidence = f.evidence.and_then(|e| e.get(unit)).map(evidence_table);
     if let Some(o) = f.orphans {
@@ -1217,7 +1266,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .lazy()
             .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
             .collect()?;
-        m.accounts = Some(accounts(f, &officers, &all, &findings)?);
+        m.accounts = Some(accounts(f, &officers, &all, &findings, true)?);
     }
     let units: Vec<String> = f.config.agencies.units().map(|u| u.id.clone()).collect();
     m.severity_by_agency = severity_by_agency(f, &units, &{

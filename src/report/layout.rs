@@ -65,7 +65,7 @@ pub const SAMPLE_WORKSHEET: Layout = Layout {
 pub const ACCOUNT_REVIEW_INPUTS: &[(&str, Input)] = &[
     (
         "處理結果",
-        Input::Choice(&["已停用", "已調整權限", "保留", "其他"]),
+        Input::Choice(&["已廢止", "已調整權限", "保留", "其他"]),
     ),
     ("說明", Input::Text),
 ];

@@ -316,18 +316,41 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
         assert_eq!(got, want, "{}", unit.id);
         let action = column(&h, "建議處理");
         let found = column(&h, "發現");
+        let role = column(&h, "角色");
+        let status = column(&h, "帳號狀態");
         for r in rows {
             let a = text(&r[action]);
-            assert!(["停用", "調整權限", "保留"].contains(&a.as_str()), "{a}");
-            if text(&r[found]).contains("離職") {
-                assert_eq!(a, "停用", "{r:?}");
-            }
-            if text(&r[found]) == "無" {
+            // Points 5(1)3 and 6(2): the unit's officer revokes (廢止);
+            // point 4(5): managers' accounts are the Health Bureau's.
+            assert!(
+                [
+                    "廢止",
+                    "保留",
+                    "查明帳號來源後廢止",
+                    "查明持有人；已無使用需求者廢止",
+                    "已停用，無須處理",
+                    "已停用；請指定新任專責人員（第二點）",
+                    "通知持有人變更密碼",
+                    "由衛生局清查（第四點第五款）",
+                ]
+                .contains(&a.as_str()),
+                "{a}"
+            );
+            let manager = ["專責人員", "總管理者"].contains(&text(&r[role]).as_str());
+            if manager {
+                assert_eq!(a, "由衛生局清查（第四點第五款）", "{r:?}");
+            } else if text(&r[found]).contains("離職") {
+                assert_eq!(a, "廢止", "{r:?}");
+            } else if text(&r[found]) == "無" && text(&r[status]) == "啟用" {
                 assert_eq!(a, "保留", "{r:?}");
             }
+            assert!(
+                !a.contains("健保署"),
+                "the NHIA does not revoke a unit's accounts: {a}"
+            );
         }
         let sheet = xml(&path, "xl/worksheets/sheet2.xml");
-        assert!(sheet.contains(r#""已停用,已調整權限,保留,其他""#));
+        assert!(sheet.contains(r#""已廢止,已調整權限,保留,其他""#));
         assert!(sheet.contains("<sheetProtection"));
     }
     // Point 4(5): the Health Bureau reviews every officer account.

@@ -712,7 +712,7 @@ fn live_year(names: &Names) -> Outcome {
         assert!(
             p103.iter()
                 .any(|c| c == "已自清冊移除（2026-01-02 清冊仍列）")
-                && p103.iter().any(|c| c == "停用"),
+                && p103.iter().any(|c| c == "廢止"),
             "{p103:?}"
         );
     }
