@@ -326,11 +326,18 @@ fn facts<'a>(
 /// For the city-wide workbook: each unit's latest sample audit, latest
 /// account review and whether its last worksheet came back, from the
 /// archive (sealed runs) and the state database.
+/// `current`: the run being finished, counted as the latest of its job
+/// (it is not sealed yet). Accounts are the roster's and those the log
+/// shows but the roster lacks (`orphans`): the same accounts the sample's
+/// 使用中帳號 counts.
 fn unit_status(
     config: &Config,
     roster: Option<&DataFrame>,
+    orphans: Option<&DataFrame>,
+    current: &RunFolder,
 ) -> Result<BTreeMap<String, UnitStatus>> {
     let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     if let Some(r) = roster {
         let mut current = r.clone().lazy();
         if r.column("removed").is_ok() {
@@ -340,15 +347,30 @@ fn unit_status(
         let unique = current
             .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
             .collect()?;
-        for a in unique.column("agency_id")?.str()?.iter().flatten() {
-            if let Some(agency) = config.agencies.get(a) {
+        let ids = unique.column("account_id")?.str()?.clone();
+        for (id, a) in ids.iter().zip(unique.column("agency_id")?.str()?.iter()) {
+            if let (Some(id), Some(agency)) = (id, a.and_then(|a| config.agencies.get(a))) {
+                seen.insert(id.to_owned());
+                *accounts.entry(agency.unit.clone()).or_default() += 1;
+            }
+        }
+    }
+    if let Some(o) = orphans {
+        let ids = o.column("account_id")?.str()?.clone();
+        for (id, a) in ids.iter().zip(o.column("agency_id")?.str()?.iter()) {
+            if let (Some(id), Some(agency)) = (id, a.and_then(|a| config.agencies.get(a)))
+                && seen.insert(id.to_owned())
+            {
                 *accounts.entry(agency.unit.clone()).or_default() += 1;
             }
         }
     }
     let store = Store::open(&config.paths.state)?;
     let archive = &config.paths.archive;
-    let sample = RunFolder::latest(archive, Job::SampleAudit, |_| true)?;
+    let sample = match current.job {
+        Job::SampleAudit => Some(current.clone()),
+        _ => RunFolder::latest(archive, Job::SampleAudit, |_| true)?,
+    };
     let review = RunFolder::latest(archive, Job::AccountReview, |p| p.as_of().is_some())?;
     let returned: Vec<String> = match &sample {
         Some(run) => store
@@ -400,7 +422,7 @@ fn finish_run(
     facts: RunFacts<'_>,
 ) -> Result<()> {
     let clock = std::time::Instant::now();
-    let status = unit_status(config, roster)?;
+    let status = unit_status(config, roster, facts.orphans, &outcome.folder)?;
     let facts = RunFacts {
         unit_status: Some(&status),
         ..facts

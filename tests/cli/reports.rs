@@ -1248,3 +1248,37 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
         out.stdout
     );
 }
+
+/// The city-wide workbook of a sample audit counts that audit as each
+/// unit's latest, and a unit's accounts include those the log shows but
+/// the roster lacks, so 帳號數 is never below 使用中帳號.
+#[test]
+fn the_city_wide_sample_audit_counts_itself_and_every_account() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let run_id = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let (_, sheets) = read(&dir.join("reports/city-wide.xlsx"));
+    let summary = &sheets["摘要"];
+    let at = summary
+        .iter()
+        .position(|r| {
+            r.first().is_some_and(|c| text(c) == "單位") && r.iter().any(|c| text(c) == "最近抽查")
+        })
+        .expect("the units block on 摘要");
+    let h: Vec<String> = summary[at].iter().map(text).collect();
+    let rows: Vec<&Vec<Data>> = summary[at + 1..]
+        .iter()
+        .take_while(|r| r.first().is_some_and(|c| !text(c).is_empty()))
+        .collect();
+    let (last, n_use, n_acc) = (
+        column(&h, "最近抽查"),
+        column(&h, "使用中帳號"),
+        column(&h, "帳號數"),
+    );
+    assert!(!rows.is_empty());
+    for r in rows {
+        assert_eq!(text(&r[last]), format!("2026H1（{run_id}）"), "{r:?}");
+        let n = |c: usize| text(&r[c]).parse::<i64>().unwrap_or(0);
+        assert!(n(n_acc) >= n(n_use), "帳號數 below 使用中帳號: {r:?}");
+    }
+}
