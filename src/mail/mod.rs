@@ -28,11 +28,13 @@ use crate::report::{Cell, ReportModel};
 /// Who a message is for, which decides the greeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The requesting agency's designated officer (or, city-wide, the
-    /// Health Bureau's chief administrator).
+    /// The requesting agency's designated officer (專責人員).
     Officer,
-    /// The ethics unit, copied when a run found serious anomalies.
+    /// The ethics unit, copied when a run found serious anomalies (6(3)).
     Ethics,
+    /// The Health Bureau's chief administrator (總管理者), who gets the
+    /// city-wide workbook (point 4).
+    ChiefAdmin,
 }
 
 impl Role {
@@ -40,6 +42,16 @@ impl Role {
         match self {
             Role::Officer => "專責人員",
             Role::Ethics => "政風單位",
+            Role::ChiefAdmin => "衛生局總管理者",
+        }
+    }
+
+    /// The templates' name for the role: what the reader must do follows.
+    fn name(self) -> &'static str {
+        match self {
+            Role::Officer => "officer",
+            Role::Ethics => "ethics",
+            Role::ChiefAdmin => "chief_admin",
         }
     }
 }
@@ -73,7 +85,12 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
     };
     let mut out = Vec::new();
     if let Some(o) = &unit.officer_email {
-        out.push((o.clone(), Role::Officer));
+        let role = if model.city_wide {
+            Role::ChiefAdmin
+        } else {
+            Role::Officer
+        };
+        out.push((o.clone(), role));
     }
     if !model.city_wide
         && model.serious
@@ -113,6 +130,8 @@ struct Count {
 #[derive(Debug, Serialize)]
 struct MailContext<'a> {
     recipient_role: &'static str,
+    /// `officer`, `ethics` or `chief_admin`.
+    role: &'static str,
     unit_name: &'a str,
     period_label: &'a str,
     kind_title: &'static str,
@@ -212,6 +231,7 @@ pub fn compose(
         attachment.len() as u64 > u64::from(config.mail.max_attachment_mb) * 1024 * 1024;
     let mut cx = MailContext {
         recipient_role: role.greeting(),
+        role: role.name(),
         unit_name: &model.unit_name,
         period_label: &model.period_label,
         kind_title: model.kind.title(),

@@ -45,7 +45,7 @@ pub const SAMPLE_WORKSHEET: Layout = Layout {
         "查詢目的",
         "紀錄表編號",
         "紀錄表目的",
-        "核准人",
+        "權責主管",
         "核准時間",
         "系統預檢",
     ],

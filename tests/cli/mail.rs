@@ -268,3 +268,69 @@ fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
         );
     }
 }
+
+/// Each reader is told what that reader must do (issue 15): the unit's
+/// officer fills in the worksheet; the ethics unit, copied on serious
+/// anomalies, investigates with the officer (point 6(3)) and fills in
+/// nothing; the Health Bureau's chief administrator gets the city-wide
+/// roll-up to supervise (point 4), with no worksheet. No mail names a role
+/// the regulation does not have.
+#[test]
+fn each_mail_says_what_its_reader_must_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let out = run_binary(
+        &[
+            "--now",
+            "2026-07-05T08:00:00+08:00",
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let mails = parse_all(&tmp.path().join("var/state/outbox-files"));
+    let (mut officers, mut ethics, mut chief) = (0, 0, 0);
+    for m in &mails {
+        assert!(!m.text.contains("系統管理者"), "{}: {}", m.to, m.text);
+        if m.to.starts_with("ethics.") {
+            ethics += 1;
+            assert!(m.text.starts_with("政風單位 您好"), "{}", m.text);
+            for must in ["會同", "共同調查", "調查紀錄", "第六點第三款"] {
+                assert!(
+                    m.text.contains(must),
+                    "ethics mail lacks {must}: {}",
+                    m.text
+                );
+            }
+            assert!(
+                !m.text.contains("黃色欄位") && !m.text.contains("應辦事項"),
+                "{}",
+                m.text
+            );
+        } else if m.subject.contains("全市彙整") {
+            chief += 1;
+            assert!(m.text.starts_with("衛生局總管理者 您好"), "{}", m.text);
+            assert!(!m.text.contains("黃色欄位"), "{}", m.text);
+            assert!(m.text.contains("督導"), "{}", m.text);
+        } else {
+            officers += 1;
+            assert!(m.text.starts_with("專責人員 您好"), "{}", m.text);
+            assert!(m.text.contains("黃色欄位"), "{}", m.text);
+        }
+    }
+    assert!(
+        officers > 5 && ethics > 0 && chief == 1,
+        "{officers} {ethics} {chief}"
+    );
+}

@@ -175,7 +175,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
                 "查詢目的",
                 "紀錄表編號",
                 "紀錄表目的",
-                "核准人",
+                "權責主管",
                 "核准時間",
                 "系統預檢"
             ]
