@@ -635,6 +635,7 @@ fn base(
             .iter()
             .cloned()
             .chain(f.selection.map(selection_note))
+            .chain(local_policy_note(f))
             .collect(),
         warnings: warnings(f),
         not_checked: not_checked_table(f.not_checked),
@@ -1186,6 +1187,21 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         }
     }
     Ok(m)
+}
+
+/// Rules the query checks apply that the regulation does not state: a
+/// reader must know they are the city's settings and where they are set.
+fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
+    if matches!(f.kind, ReportKind::AccountReview | ReportKind::ExternalAudit) {
+        return None;
+    }
+    let r = &f.config.rules;
+    Some(format!(
+        "本市設定（非管理要點明文）：紀錄表核可後 {} 日內有效（設定 rules.form_validity_days；紀錄表自載有效期限者從之）；辦公時間為週一至週五 {}–{}（設定 rules.office_hours），其外及假日之查詢列為「非上班時間或假日查詢」供查明。",
+        r.form_validity_days,
+        r.office_hours.0.format("%H:%M"),
+        r.office_hours.1.format("%H:%M")
+    ))
 }
 
 /// The external audit's draw as the Health Bureau reads it.
