@@ -240,6 +240,7 @@ impl Unfinished {
 impl Drop for Unfinished {
     fn drop(&mut self) {
         if let Some(d) = self.dir.take()
+            && d.exists()
             && !d.join(SEAL).exists()
         {
             tracing::warn!(run = %d.display(), "the run failed before it was sealed; its folder is removed");

@@ -215,6 +215,30 @@ pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> La
         .with_column(explained.alias("explained"))
 }
 
+/// The first form approved at or after each query for the same account
+/// and subject (`late_form_id`): the late approval QUERY_APPROVED_AFTER_QUERY
+/// cites, for a query no earlier form explains. `queries` sorted by
+/// `queried_at`.
+pub fn late_forms(queries: LazyFrame, forms: &DataFrame) -> LazyFrame {
+    let forward = forms
+        .clone()
+        .lazy()
+        .filter(col("approved_at").is_not_null())
+        .select([
+            col("account_id"),
+            col("subject_id"),
+            col("form_id").alias("late_form_id"),
+            col("approved_at").alias("late_approved_at"),
+        ])
+        .sort(["late_approved_at"], SortMultipleOptions::default());
+    queries.join(
+        forward,
+        [col("queried_at")],
+        [col("late_approved_at")],
+        JoinArgs::new(asof(AsofStrategy::Forward, true)),
+    )
+}
+
 /// Queries with their account, holder and the request form that explains
 /// them (or why none does), in a deterministic order.
 pub fn explain(

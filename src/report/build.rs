@@ -330,23 +330,26 @@ pub fn sample_details(
         .lazy()
         .select([col("form_id"), col("approver").alias("form_approver")])
         .unique_stable(Some(cols(["form_id"])), UniqueKeepStrategy::First);
-    let candidates = crate::checks::query::match_forms(
-        sample
-            .clone()
-            .lazy()
-            .with_row_index("i", None)
-            .select([
-                col("i"),
-                col("account_id"),
-                col("subject_id"),
-                col("queried_at_exact").alias("queried_at"),
-            ])
-            .sort(
-                ["queried_at"],
-                SortMultipleOptions::default().with_maintain_order(true),
-            ),
+    let candidates = crate::checks::query::late_forms(
+        crate::checks::query::match_forms(
+            sample
+                .clone()
+                .lazy()
+                .with_row_index("i", None)
+                .select([
+                    col("i"),
+                    col("account_id"),
+                    col("subject_id"),
+                    col("queried_at_exact").alias("queried_at"),
+                ])
+                .sort(
+                    ["queried_at"],
+                    SortMultipleOptions::default().with_maintain_order(true),
+                ),
+            forms,
+            config,
+        ),
         forms,
-        config,
     )
     .join(
         approvers,
@@ -360,6 +363,7 @@ pub fn sample_details(
         col("form_purpose"),
         col("form_approver"),
         col("form_approved_at"),
+        col("late_form_id"),
     ]);
     let prechecks = findings
         .clone()
@@ -1073,6 +1077,7 @@ fn sample_section(
     let subject = strs(&d, "subject")?;
     let purpose = strs(&d, "purpose")?;
     let form = strs(&d, "form_id")?;
+    let late = strs(&d, "late_form_id")?;
     let form_purpose = strs(&d, "form_purpose")?;
     let approver = strs(&d, "form_approver")?;
     let approved = times(&d, "form_approved_at")?;
@@ -1089,7 +1094,12 @@ fn sample_section(
                 text(item[i]),
                 text(subject[i]),
                 label(&PURPOSE, purpose[i]),
-                form[i].map_or(Cell::from("無對應紀錄表"), Cell::from),
+                match (form[i], late[i]) {
+                    (Some(f), _) => Cell::from(f),
+                    // The same form the finding cites: one source of truth.
+                    (None, Some(l)) => Cell::Text(format!("{l}（查詢後始核可）")),
+                    (None, None) => Cell::from("無對應紀錄表"),
+                },
                 label(&PURPOSE, form_purpose[i]),
                 text(approver[i]),
                 Cell::from(approved[i]),
@@ -1192,7 +1202,10 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
 /// Rules the query checks apply that the regulation does not state: a
 /// reader must know they are the city's settings and where they are set.
 fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
-    if matches!(f.kind, ReportKind::AccountReview | ReportKind::ExternalAudit) {
+    if matches!(
+        f.kind,
+        ReportKind::AccountReview | ReportKind::ExternalAudit
+    ) {
         return None;
     }
     let r = &f.config.rules;
@@ -1443,6 +1456,7 @@ fn sample_schema() -> Schema {
         ("form_id", DataType::String),
         ("form_purpose", DataType::String),
         ("form_approver", DataType::String),
+        ("late_form_id", DataType::String),
         ("form_approved_at", t),
         ("prechecks", DataType::String),
     ]

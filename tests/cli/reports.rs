@@ -1282,3 +1282,43 @@ fn the_city_wide_sample_audit_counts_itself_and_every_account() {
         assert!(n(n_acc) >= n(n_use), "帳號數 below 使用中帳號: {r:?}");
     }
 }
+
+/// The worksheet and the findings agree row by row: a row whose pre-check
+/// says the form was approved after the query shows that form, not
+/// 無對應紀錄表; a row pre-checked for a purpose mismatch shows two
+/// different purposes; a row pre-checked 無異常 has a form with its own
+/// purpose.
+#[test]
+fn the_worksheet_agrees_with_the_findings_row_by_row() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let (mut late, mut mismatch, mut clean) = (0, 0, 0);
+    for e in std::fs::read_dir(dir.join("reports")).unwrap() {
+        let path = e.unwrap().path();
+        let (_, sheets) = read(&path);
+        if !sheets.contains_key("抽查工作底稿") {
+            continue;
+        }
+        let (h, rows) = table(&sheets, "抽查工作底稿");
+        let (form, pre) = (column(&h, "紀錄表編號"), column(&h, "系統預檢"));
+        let (purpose, form_purpose) = (column(&h, "查詢目的"), column(&h, "紀錄表目的"));
+        for r in rows {
+            let p = text(&r[pre]);
+            if p.contains("主管於查詢後始核可") {
+                late += 1;
+                assert!(text(&r[form]).ends_with("（查詢後始核可）"), "{r:?}");
+            }
+            if p.contains("查詢目的與紀錄表所載目的不符") {
+                mismatch += 1;
+                assert_ne!(text(&r[purpose]), text(&r[form_purpose]), "{r:?}");
+            }
+            if p == "無異常" {
+                clean += 1;
+                assert!(!text(&r[form]).contains("無對應"), "{r:?}");
+                let q = text(&r[purpose]);
+                assert!(q.is_empty() || q == text(&r[form_purpose]), "{r:?}");
+            }
+        }
+    }
+    assert!(clean > 0, "{late} {mismatch} {clean}");
+}
