@@ -59,6 +59,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         "anomalies.txt.j2",
         include_str!("../templates/anomalies.txt.j2"),
     ),
+    (
+        "critical.txt.j2",
+        include_str!("../templates/critical.txt.j2"),
+    ),
 ];
 
 /// A template that is missing or does not render.

@@ -101,6 +101,68 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
     out
 }
 
+/// A critical finding as the immediate notice lists it (subject masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct CriticalItem {
+    pub description: String,
+    pub account: String,
+    pub at: String,
+    pub subject: String,
+    pub reason: String,
+}
+
+/// The immediate notice of a unit's critical findings (issue 15, point
+/// 6(3)): one message to its officer and one to its ethics unit, apart
+/// from the scheduled workbook and its deadline.
+pub fn critical_notices(
+    config: &Config,
+    model: &ReportModel,
+    run: &str,
+    items: &[CriticalItem],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outgoing>> {
+    let Some(unit) = config.agencies.get(&model.unit_id) else {
+        return Ok(Vec::new());
+    };
+    if items.is_empty() || model.city_wide {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let to = [
+        (unit.officer_email.as_ref(), Role::Officer),
+        (unit.ethics_email.as_ref(), Role::Ethics),
+    ];
+    for (address, role) in to {
+        let Some(address) = address else { continue };
+        let body = config.templates.render(
+            "critical.txt.j2",
+            &serde_json::json!({
+                "recipient_role": role.greeting(),
+                "role": role.name(),
+                "unit_name": model.unit_name,
+                "period_label": model.period_label,
+                "run_id": model.run_id,
+                "return_days": crate::report::build::RETURN_DAYS,
+                "items": items,
+            }),
+        )?;
+        out.push(plain(
+            config,
+            run,
+            &format!("critical:{}", model.unit_id),
+            address,
+            &format!(
+                "【健保WebIR稽核】緊急：{} 發現嚴重異常 {} 件",
+                model.unit_name,
+                items.len()
+            ),
+            body,
+            now,
+        )?);
+    }
+    Ok(out)
+}
+
 /// `<hash@domain>`: the same run, report and recipient always give the same
 /// Message-ID, so a resent message is recognisably the same message.
 pub fn message_id(config: &Config, run: &str, report: &str, recipient: &str) -> String {

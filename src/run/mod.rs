@@ -459,6 +459,13 @@ fn finish_run(
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
+        messages.extend(mail::critical_notices(
+            config,
+            m,
+            &run,
+            &critical_items(&outcome.findings, &m.unit_id)?,
+            now,
+        )?);
         for (to, role) in mail::recipients(config, m) {
             messages.push(mail::compose(
                 config,
@@ -481,6 +488,54 @@ fn finish_run(
     let queued = store.queue(&messages, &now.format("%Y-%m-%dT%H:%M:%SZ").to_string())?;
     tracing::info!(queued, messages = messages.len(), "mail queued");
     archive::seal(&outcome.dir)
+}
+
+/// A unit's critical findings, for the immediate notice (subjects are
+/// masked in the findings already).
+fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::CriticalItem>> {
+    let f = findings
+        .clone()
+        .lazy()
+        .filter(
+            col("unit_id")
+                .eq(lit(unit))
+                .and(col("severity").eq(lit(Severity::Critical.name()))),
+        )
+        .select([
+            col("code"),
+            col("account_id"),
+            col("occurred_at")
+                .dt()
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .alias("at"),
+            col("subject"),
+            col("reason"),
+        ])
+        .collect()?;
+    let s = |c: &str| -> Result<Vec<String>> {
+        Ok(f.column(c)?
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_owned())
+            .collect())
+    };
+    let (code, account, at, subject, reason) = (
+        s("code")?,
+        s("account_id")?,
+        s("at")?,
+        s("subject")?,
+        s("reason")?,
+    );
+    Ok((0..f.height())
+        .map(|i| mail::CriticalItem {
+            description: Code::parse(&code[i])
+                .map_or(code[i].clone(), |c| c.description().to_owned()),
+            account: account[i].clone(),
+            at: at[i].clone(),
+            subject: subject[i].clone(),
+            reason: reason[i].clone(),
+        })
+        .collect())
 }
 
 /// What a run is, for its `run.json`.

@@ -109,7 +109,11 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         ),
         "city-wide".into(),
     );
-    let officers: Vec<_> = got.iter().filter(|p| p.to.starts_with("officer")).collect();
+    // Workbooks; critical findings' notices (緊急) are messages of their own.
+    let officers: Vec<_> = got
+        .iter()
+        .filter(|p| p.to.starts_with("officer") && !p.subject.contains("緊急"))
+        .collect();
     assert_eq!(
         officers.len(),
         expected.len(),
@@ -139,7 +143,10 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         }
     }
     // Ethics units hear of serious findings, with their unit's workbook.
-    for Parsed { to, sha, .. } in got.iter().filter(|p| p.to.starts_with("ethics")) {
+    for Parsed { to, sha, .. } in got
+        .iter()
+        .filter(|p| p.to.starts_with("ethics") && !p.subject.contains("緊急"))
+    {
         let unit = config
             .agencies
             .units()
@@ -233,7 +240,8 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     assert!(emls.len() > 3 * 11, "{}", emls.len());
     assert!(
         emls.iter()
-            .all(|p| p.subject.starts_with("【健保WebIR稽核】") && p.name.ends_with(".xlsx"))
+            .all(|p| p.subject.starts_with("【健保WebIR稽核】")
+                && (p.name.ends_with(".xlsx") || p.subject.contains("緊急")))
     );
     let again = run_binary(&["demo", "--out", d], tmp.path());
     assert_eq!(again.status, 2);
@@ -300,9 +308,26 @@ fn each_mail_says_what_its_reader_must_do() {
     );
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     let mails = parse_all(&tmp.path().join("var/state/outbox-files"));
-    let (mut officers, mut ethics, mut chief) = (0, 0, 0);
+    let (mut officers, mut ethics, mut chief, mut critical) = (0, 0, 0, 0);
     for m in &mails {
         assert!(!m.text.contains("系統管理者"), "{}: {}", m.to, m.text);
+        if m.subject.contains("緊急") {
+            // Critical findings: at once, to the officer and the ethics
+            // unit, apart from the workbook and its deadline.
+            critical += 1;
+            assert!(m.name.is_empty(), "the notice carries no workbook");
+            assert!(m.text.contains("不待 30 日"), "{}", m.text);
+            if m.to.starts_with("ethics.") {
+                assert!(
+                    m.text.contains("共同調查") && m.text.contains("調查紀錄"),
+                    "{}",
+                    m.text
+                );
+            } else {
+                assert!(m.text.contains("廢止其使用權限"), "{}", m.text);
+            }
+            continue;
+        }
         if m.to.starts_with("ethics.") {
             ethics += 1;
             assert!(m.text.starts_with("政風單位 您好"), "{}", m.text);
@@ -330,7 +355,7 @@ fn each_mail_says_what_its_reader_must_do() {
         }
     }
     assert!(
-        officers > 5 && ethics > 0 && chief == 1,
-        "{officers} {ethics} {chief}"
+        officers > 5 && ethics > 0 && chief == 1 && critical > 0 && critical % 2 == 0,
+        "{officers} {ethics} {chief} {critical}"
     );
 }
