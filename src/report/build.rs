@@ -634,6 +634,7 @@ fn base(
         evidence: None,
         selection: None,
         orphans: None,
+        by_account: None,
         notes: f
             .notes
             .iter()
@@ -1217,6 +1218,98 @@ fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
     ))
 }
 
+/// Findings rolled up by account, city-wide: one row per account with its
+/// counts by severity, its worst finding and the next action, most serious
+/// first, so a handful of critical cases is not buried under one account's
+/// many low ones.
+fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
+    let code = strs(f.findings, "code")?;
+    let unit = strs(f.findings, "unit_id")?;
+    let account = strs(f.findings, "account_id")?;
+    let holder = strs(f.findings, "holder_name")?;
+    #[derive(Default)]
+    struct Acc<'a> {
+        unit: &'a str,
+        holder: &'a str,
+        counts: [i64; 4],
+        worst: Option<Code>,
+    }
+    let mut by: BTreeMap<&str, Acc<'_>> = BTreeMap::new();
+    for i in 0..f.findings.height() {
+        let (Some(a), Some(c)) = (account[i], code[i].and_then(Code::parse)) else {
+            continue;
+        };
+        let e = by.entry(a).or_default();
+        e.unit = unit[i].unwrap_or("");
+        if e.holder.is_empty() {
+            e.holder = holder[i].unwrap_or("");
+        }
+        let k = Severity::ALL
+            .iter()
+            .position(|s| *s == c.severity())
+            .unwrap_or(3);
+        e.counts[k] += 1;
+        if e.worst
+            .is_none_or(|w| (c.severity(), c.as_str()) < (w.severity(), w.as_str()))
+        {
+            e.worst = Some(c);
+        }
+    }
+    let mut rows: Vec<(&str, Acc<'_>)> = by.into_iter().collect();
+    // Most serious first: by the counts from critical down, then by account.
+    rows.sort_by(|(a, x), (b, y)| {
+        y.counts
+            .iter()
+            .zip(&x.counts)
+            .map(|(p, q)| p.cmp(q))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(b))
+    });
+    let next = |w: Option<Code>| -> &'static str {
+        match w.map(Code::severity) {
+            Some(Severity::Critical) => {
+                "立即停止使用，會同政風單位調查並作成調查紀錄（第六點第三款）"
+            }
+            Some(Severity::High) if w.is_some_and(|c| c.scope() == Scope::Accounts) => {
+                "督促專責人員廢止或查明（第五點第一款第三目、第六點第二款）"
+            }
+            Some(Severity::High) => {
+                "督促查明並補正紀錄表，必要時會同政風單位調查（第五點第二款第一目、第六點第三款）"
+            }
+            Some(Severity::Medium) => "督促查明（第六點）",
+            _ => "列入追蹤",
+        }
+    };
+    Ok(Table {
+        headers: headers(&[
+            "單位",
+            "帳號",
+            "使用者",
+            "嚴重",
+            "高",
+            "中",
+            "低",
+            "最嚴重項目",
+            "下一步",
+        ]),
+        rows: rows
+            .into_iter()
+            .map(|(a, x)| {
+                let mut r = vec![
+                    Cell::Text(format!("{}（{}）", agency_name(f.config, x.unit), x.unit)),
+                    Cell::from(a),
+                    Cell::from(x.holder),
+                ];
+                r.extend(x.counts.iter().map(|n| Cell::Int(*n)));
+                r.push(Cell::from(x.worst.map_or("", Code::description)));
+                r.push(Cell::from(next(x.worst)));
+                r
+            })
+            .collect(),
+    })
+}
+
 /// The external audit's draw as the Health Bureau reads it.
 fn selection_table(config: &Config, d: &UnitDraw) -> Table {
     Table {
@@ -1330,7 +1423,8 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut h = headers(&["單位", "使用中帳號", "抽樣帳號"]);
+    m.by_account = Some(by_account(f)?);
+    let mut h = headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"]);
     h.extend(
         Severity::ALL
             .iter()
@@ -1356,6 +1450,15 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                         Cell::Int(n_sel as i64)
                     } else {
                         Cell::Empty
+                    },
+                    // Point 6(1): at least 20% of the accounts in use.
+                    match (f.sample.is_some(), n_use) {
+                        (true, 0) => Cell::from("—"),
+                        (true, n) => {
+                            let permille = n_sel * 1000 / n;
+                            Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
+                        }
+                        (false, _) => Cell::Empty,
                     },
                 ];
                 r.extend(

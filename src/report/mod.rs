@@ -213,6 +213,9 @@ pub struct ReportModel {
     pub selection: Option<Table>,
     /// Accounts the query log shows but the roster lacks (data quality).
     pub orphans: Option<Table>,
+    /// City-wide: findings rolled up by account, the most serious first,
+    /// each with the next action (the Health Bureau's short list).
+    pub by_account: Option<Table>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
     /// Shown first on the summary, in red, and at the top of the mail:

@@ -629,6 +629,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
             &st,
         )?;
     }
+    if let Some(t) = &m.by_account {
+        write_table(
+            &mut wb,
+            "帳號彙整",
+            &heading("帳號彙整（依嚴重程度排序，含下一步）"),
+            t,
+            None,
+            m,
+            &st,
+        )?;
+    }
     if let Some(q) = &m.query_findings {
         write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, None, m, &st)?;
     }

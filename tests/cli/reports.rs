@@ -250,6 +250,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         names,
         [
             "摘要",
+            "帳號彙整",
             "異常查詢",
             "資料品質",
             "清冊外帳號",
@@ -360,6 +361,7 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
         [
             "摘要",
             "專責人員帳號",
+            "帳號彙整",
             "資料品質",
             "清冊外帳號",
             "剔除資料列",
@@ -976,6 +978,7 @@ fn external_audit_draws_units_reproducibly() {
             "摘要",
             "專責人員帳號",
             "外部稽核抽選",
+            "帳號彙整",
             "資料品質",
             "剔除資料列",
             "圖表資料"
@@ -1276,10 +1279,33 @@ fn the_city_wide_sample_audit_counts_itself_and_every_account() {
         column(&h, "帳號數"),
     );
     assert!(!rows.is_empty());
+    let coverage = column(&h, "涵蓋率");
     for r in rows {
         assert_eq!(text(&r[last]), format!("2026H1（{run_id}）"), "{r:?}");
         let n = |c: usize| text(&r[c]).parse::<i64>().unwrap_or(0);
         assert!(n(n_acc) >= n(n_use), "帳號數 below 使用中帳號: {r:?}");
+        if n(n_use) > 0 {
+            // Point 6(1): at least 20% of the accounts in use.
+            let pct: f64 = text(&r[coverage]).trim_end_matches('%').parse().unwrap();
+            assert!(pct >= 20.0, "{r:?}");
+        }
+    }
+    // The roll-up by account: most serious first, each with a next action.
+    let (h, rows) = table(&sheets, "帳號彙整");
+    let (crit, high, next) = (column(&h, "嚴重"), column(&h, "高"), column(&h, "下一步"));
+    let key = |r: &Vec<Data>| {
+        let n = |c: usize| text(&r[c]).parse::<i64>().unwrap_or(0);
+        (n(crit), n(high))
+    };
+    assert!(!rows.is_empty());
+    for w in rows.windows(2) {
+        assert!(key(&w[0]) >= key(&w[1]), "not most serious first: {w:?}");
+    }
+    for r in rows {
+        assert!(!text(&r[next]).is_empty(), "{r:?}");
+        if key(r).0 > 0 {
+            assert!(text(&r[next]).contains("政風"), "{r:?}");
+        }
     }
 }
 
