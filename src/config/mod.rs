@@ -217,6 +217,10 @@ pub struct Mail {
     pub retry_window_hours: u32,
     pub max_attachment_mb: u32,
     pub unknown_resend_after_hours: Option<u32>,
+    /// The Reply-To of every mail (returns and questions go there).
+    pub reply_to: Option<String>,
+    /// The contact every mail names.
+    pub contact: Option<String>,
 }
 
 /// How to read a date column whose format cannot be told from the value.
@@ -865,6 +869,18 @@ impl Validator {
             }
             h
         });
+        if let Some(r) = &m.reply_to {
+            let domain = domain_of(r).to_lowercase();
+            if !r.contains('@')
+                || (!allowed.is_empty() && !allowed.iter().any(|d| d.to_lowercase() == domain))
+            {
+                self.problem(
+                    "mail.reply_to",
+                    format!("{r:?}"),
+                    "must be an address inside mail.allowed_domains",
+                );
+            }
+        }
         Mail {
             unknown_resend_after_hours,
             transport,
@@ -881,6 +897,8 @@ impl Validator {
             max_attempts: m.max_attempts,
             retry_window_hours,
             max_attachment_mb: m.max_attachment_mb,
+            reply_to: m.reply_to.clone(),
+            contact: m.contact.clone(),
         }
     }
 

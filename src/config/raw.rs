@@ -167,6 +167,11 @@ pub struct RawMail {
     /// data was sent) is sent again after this long ("24h", "2d"); unset,
     /// only when the operator says so (`outbox retry`).
     pub unknown_resend_after: Option<String>,
+    /// Where officers reply and return workbooks (the Reply-To header);
+    /// unset: `from`.
+    pub reply_to: Option<String>,
+    /// Who officers ask, as every mail names it ("衛生局 王小明 07-1234567").
+    pub contact: Option<String>,
 }
 
 fn default_transport() -> String {

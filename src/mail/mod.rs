@@ -212,6 +212,10 @@ struct MailContext<'a> {
     collect_path: String,
     draw_number: u32,
     subject: String,
+    /// Where to return the workbook and ask (`mail.reply_to`, else `from`).
+    reply_to: String,
+    /// Who to ask (`mail.contact`).
+    contact: &'a str,
 }
 
 /// The file name officers see: Chinese, and saying what it is.
@@ -311,6 +315,12 @@ pub fn compose(
         collect_path: path.display().to_string(),
         draw_number,
         subject: String::new(),
+        reply_to: config
+            .mail
+            .reply_to
+            .clone()
+            .unwrap_or_else(|| config.mail.from.clone()),
+        contact: config.mail.contact.as_deref().unwrap_or(""),
     };
     let t = &config.templates;
     cx.subject = t.render("subject.j2", &cx)?.trim().to_owned();
@@ -349,7 +359,11 @@ fn envelope(
     now: DateTime<Utc>,
 ) -> Result<lettre::message::MessageBuilder> {
     let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64);
-    Ok(Message::builder()
+    let mut builder = Message::builder();
+    if let Some(r) = &config.mail.reply_to {
+        builder = builder.reply_to(r.parse::<Mailbox>().context("mail.reply_to")?);
+    }
+    Ok(builder
         .from(config.mail.from.parse::<Mailbox>().context("mail.from")?)
         .to(recipient
             .parse::<Mailbox>()

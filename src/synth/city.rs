@@ -229,6 +229,9 @@ transport = "file"
 from = "webir-audit <webir-audit@example.gov.tw>"
 admin = "admin@example.gov.tw"
 allowed_domains = ["example.gov.tw"]
+# Returns and questions go to the Health Bureau's WebIR desk.
+reply_to = "webir.khb@example.gov.tw"
+contact = "衛生局 WebIR 稽核承辦人（07-713-4000 分機 1234）"
 
 # The HR export's status column is headed 異動狀態 in this city.
 [columns.hr]

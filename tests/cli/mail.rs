@@ -307,10 +307,26 @@ fn each_mail_says_what_its_reader_must_do() {
         tmp.path(),
     );
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let mails = parse_all(&tmp.path().join("var/state/outbox-files"));
+    let outbox = tmp.path().join("var/state/outbox-files");
+    for e in std::fs::read_dir(&outbox).unwrap() {
+        let eml = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(
+            eml.contains("Reply-To: webir.khb@example.gov.tw"),
+            "no Reply-To"
+        );
+    }
+    let mails = parse_all(&outbox);
     let (mut officers, mut ethics, mut chief, mut critical) = (0, 0, 0, 0);
     for m in &mails {
         assert!(!m.text.contains("系統管理者"), "{}: {}", m.to, m.text);
+        if !m.subject.contains("緊急") {
+            // How to return it, and whom to ask (mail.reply_to, mail.contact).
+            assert!(
+                m.text.contains("回傳及聯絡：請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"),
+                "{}",
+                m.text
+            );
+        }
         if m.subject.contains("緊急") {
             // Critical findings: at once, to the officer and the ethics
             // unit, apart from the workbook and its deadline.
