@@ -68,6 +68,17 @@ pub const ACCOUNT_REVIEW_INPUTS: &[(&str, Input)] = &[
         Input::Choice(&["已廢止", "已調整權限", "保留", "其他"]),
     ),
     ("說明", Input::Text),
+    ("處理人", Input::Text),
+    ("處理日", Input::Date),
+];
+
+/// What was done about each query finding (異常查詢) and each account
+/// not in the roster (清冊外帳號): the unit writes it down, and the
+/// ethics unit's involvement (point 6(3)) has its date.
+pub const FOLLOW_UP_INPUTS: &[(&str, Input)] = &[
+    ("處理情形", Input::Text),
+    ("政風通知日", Input::Date),
+    ("完成日", Input::Date),
 ];
 
 /// The inputs of the internal audit's evidence sheet.

@@ -5,7 +5,8 @@
 //! second sheet past Excel's row limit.
 
 use super::layout::{
-    ACCOUNT_REVIEW_INPUTS, HEADER_ROW, INTERNAL_AUDIT_INPUTS, Input, SAMPLE_WORKSHEET,
+    ACCOUNT_REVIEW_INPUTS, FOLLOW_UP_INPUTS, HEADER_ROW, INTERNAL_AUDIT_INPUTS, Input,
+    SAMPLE_WORKSHEET,
 };
 use chrono::{Datelike, Timelike};
 use rust_xlsxwriter::{
@@ -641,7 +642,13 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         )?;
     }
     if let Some(q) = &m.query_findings {
-        write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, None, m, &st)?;
+        // The city-wide copy is the Health Bureau's reading copy; units
+        // write down what they did.
+        let follow_up = InputColumns {
+            inputs: FOLLOW_UP_INPUTS,
+        };
+        let inputs = (!m.city_wide).then_some(&follow_up);
+        write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, inputs, m, &st)?;
     }
     write_table(
         &mut wb,
@@ -661,7 +668,9 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
             "清冊外帳號",
             &heading("資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
             o,
-            None,
+            (!m.city_wide).then_some(&InputColumns {
+                inputs: FOLLOW_UP_INPUTS,
+            }),
             m,
             &st,
         )?;

@@ -1348,3 +1348,33 @@ fn the_worksheet_agrees_with_the_findings_row_by_row() {
     }
     assert!(clean > 0, "{late} {mismatch} {clean}");
 }
+
+/// A unit writes down what it did about each finding (issue 15): 異常查詢
+/// and 清冊外帳號 carry the follow-up columns of `report::layout`, the
+/// account review its 處理人 and 處理日; the city-wide reading copy does
+/// not ask the Health Bureau to fill them in.
+#[test]
+fn units_have_columns_to_record_what_they_did() {
+    use webir_audit::report::layout::{ACCOUNT_REVIEW_INPUTS, FOLLOW_UP_INPUTS};
+    let city = City::new();
+    let dir = city.sample_audit();
+    let (_, unit) = read(&dir.join("reports/KPB.xlsx"));
+    let (_, city_wide) = read(&dir.join("reports/city-wide.xlsx"));
+    for sheet in ["異常查詢", "清冊外帳號"] {
+        let (h, _) = table(&unit, sheet);
+        for (name, _) in FOLLOW_UP_INPUTS {
+            assert!(h.iter().any(|x| x == name), "{sheet}: no {name} in {h:?}");
+        }
+        let (h, _) = table(&city_wide, sheet);
+        assert!(
+            !h.iter().any(|x| x == "處理情形"),
+            "city-wide {sheet}: {h:?}"
+        );
+    }
+    let review = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+    let (_, sheets) = read(&review.join("reports/KSA.xlsx"));
+    let (h, _) = table(&sheets, "帳號清查");
+    for (name, _) in ACCOUNT_REVIEW_INPUTS {
+        assert!(h.iter().any(|x| x == name), "帳號清查: no {name} in {h:?}");
+    }
+}
