@@ -230,17 +230,41 @@ fn write_table(
         }
         let last_col = (table.headers.len() + n_inputs).saturating_sub(1) as u16;
         let last_row = first_row + rows.len() as u32;
-        ws.set_freeze_panes(first_row + 1, 0)?;
+        // On a sheet a person fills in, the record's key columns (up to
+        // the account) stay in view beside the inputs, and print on every
+        // page: the sheet spans pages in width rather than shrinking to
+        // unreadable type.
+        let key_cols = match inputs {
+            Some(_) => table
+                .headers
+                .iter()
+                .position(|h| h == "帳號")
+                .map_or(0, |i| i as u16 + 1),
+            None => 0,
+        };
+        ws.set_freeze_panes(first_row + 1, key_cols)?;
         ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
         ws.set_landscape();
         ws.set_paper_size(9); // A4
-        ws.set_print_fit_to_pages(1, 0);
+        if key_cols > 0 {
+            ws.set_repeat_columns(0, key_cols - 1)?;
+        } else {
+            ws.set_print_fit_to_pages(1, 0);
+        }
         ws.set_repeat_rows(first_row, first_row)?;
+        // The workbook's kind, and the sheet when it is another name.
+        let centre = if sheet_name.starts_with(model.kind.title()) {
+            escape_header(&sheet_name)
+        } else {
+            format!(
+                "{} {}",
+                escape_header(model.kind.title()),
+                escape_header(&sheet_name)
+            )
+        };
         ws.set_header(format!(
-            "&L{}&C{} {}&R{}",
+            "&L{}&C{centre}&R{}",
             escape_header(&model.unit_name),
-            escape_header(model.kind.title()),
-            escape_header(&sheet_name),
             escape_header(&model.period_label)
         ));
         ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
@@ -262,7 +286,8 @@ fn write_table(
             }
             let options = ProtectionOptions {
                 use_autofilter: true,
-                sort: false,
+                // Sorting and filtering stay possible on a protected sheet.
+                sort: true,
                 format_columns: true,
                 ..ProtectionOptions::default()
             };
@@ -494,6 +519,9 @@ pub fn seed_source(s: &str) -> &'static str {
 fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
     ws.set_name("抽樣資訊")?;
+    ws.set_landscape();
+    ws.set_paper_size(9); // A4
+    ws.set_print_fit_to_pages(1, 0);
     ws.set_column_width(0, 26)?;
     ws.set_column_width(1, 70)?;
     ws.set_column_width(2, 12)?;

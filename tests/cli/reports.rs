@@ -1378,3 +1378,51 @@ fn units_have_columns_to_record_what_they_did() {
         assert!(h.iter().any(|x| x == name), "帳號清查: no {name} in {h:?}");
     }
 }
+
+/// On screen and on paper (issue 15): the worksheet keeps its key columns
+/// (to the account) frozen beside the inputs and repeats them on every
+/// printed page instead of shrinking 21 columns onto one page width; a
+/// protected sheet still sorts and filters; the page header names the
+/// sheet once; the sampling record has a page setup.
+#[test]
+fn the_worksheet_reads_on_screen_and_prints_legibly() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let path = dir.join("reports/DSM.xlsx");
+    let (names, _) = read(&path);
+    let index = |n: &str| names.iter().position(|x| x == n).unwrap() + 1;
+    let sheet = xml(
+        &path,
+        &format!("xl/worksheets/sheet{}.xml", index("抽查工作底稿")),
+    );
+    assert!(
+        sheet.contains(r#"<pane xSplit="3" ySplit="3""#),
+        "key columns frozen"
+    );
+    assert!(
+        sheet.contains(r#"sort="0""#) && sheet.contains(r#"autoFilter="0""#),
+        "sorting allowed"
+    );
+    assert!(
+        !sheet.contains("fitToWidth") && !sheet.contains(r#"fitToHeight="0""#),
+        "not shrunk to one width"
+    );
+    assert!(
+        !sheet.contains("抽查工作底稿 抽查工作底稿"),
+        "header names the sheet once"
+    );
+    let workbook = xml(&path, "xl/workbook.xml");
+    assert!(
+        workbook.contains("_xlnm.Print_Titles"),
+        "key columns and header repeat on each page"
+    );
+    assert!(workbook.contains("抽查工作底稿!$A:$C"), "{workbook}");
+    let record = xml(
+        &path,
+        &format!("xl/worksheets/sheet{}.xml", index("抽樣資訊")),
+    );
+    assert!(
+        record.contains(r#"orientation="landscape""#),
+        "sampling record page setup"
+    );
+}
