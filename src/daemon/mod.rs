@@ -37,8 +37,13 @@ use crate::period::RunPeriod;
 use crate::schedule::{self, CatchUp, Schedule};
 use crate::store::{LedgerRow, MailState, RunState, SeenInput, Store};
 
-/// A failed run is tried again this long after it failed (seconds).
+/// A failed run is tried again this long after it failed (seconds)…
 const RETRY_AFTER: i64 = 30 * 60;
+
+/// …until it has been attempted this often; after that only new inputs in
+/// the inbox start it again: a failure that does not pass must not rerun a
+/// large audit every half hour for ever.
+const MAX_RETRIES: u32 = 6;
 
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
@@ -90,10 +95,11 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         for r in store.ledger()?.into_iter().filter(|r| {
             r.state == RunState::Failed
                 && (new_inputs
-                    || r.finished_at
-                        .as_deref()
-                        .and_then(parse_utc)
-                        .is_none_or(|t| now - t >= Duration::seconds(RETRY_AFTER)))
+                    || (r.attempts < MAX_RETRIES
+                        && r.finished_at
+                            .as_deref()
+                            .and_then(parse_utc)
+                            .is_none_or(|t| now - t >= Duration::seconds(RETRY_AFTER))))
         }) {
             store.set_run_state(
                 r.id,
