@@ -594,9 +594,8 @@ fn ingest_file(
     // report.
     let max_rejects = config.limits.rejects_per_file;
     if n_rejected > max_rejects {
-        // Not an export of this table, or a broken one: the whole file is
-        // refused, with the first reasons, rather than loaded in part
-        // beside hundreds of thousands of rejects.
+        // The whole file is refused, with its first reasons, rather than
+        // loaded in part beside hundreds of thousands of rejects.
         let first = lit(Series::new("r".into(), &rejected_rows[..3.min(n_rejected)]));
         let reasons = parse::plan(
             raw.lf.filter(col(ROW).is_in(first.implode(false), false)),
