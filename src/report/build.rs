@@ -1189,7 +1189,15 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         m.orphans = Some(orphan_table(f, &in_set(o, "agency_id", &ids)?)?);
     }
     if let Some((manifest, details)) = f.sample {
-        m.sample = Some(sample_section(f, manifest, details, &ids)?);
+        let section = sample_section(f, manifest, details, &ids)?;
+        // How many rows the officer has to check, with the first action.
+        if let Some(first) = m.actions.first_mut() {
+            first.push_str(&format!(
+                "本單位共 {} 筆抽樣紀錄。",
+                section.worksheet.rows.len()
+            ));
+        }
+        m.sample = Some(section);
         if manifest.draw_number > 1 {
             m.notes.push(format!(
                 "本期間已抽籤 {} 次（本次為第 {} 次）；歷次種子均記錄於系統，供稽核查驗。",

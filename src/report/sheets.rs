@@ -383,6 +383,15 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     if !m.warnings.is_empty() {
         row += 1;
     }
+    // What the reader must do, and by when, comes first.
+    ws.write_string_with_format(row, 0, "應辦事項", &st.label)?;
+    row += 1;
+    for (i, a) in m.actions.iter().enumerate() {
+        ws.write_string_with_format(row, 0, format!("{}.", i + 1), &st.text)?;
+        ws.write_string_with_format(row, 1, a, &st.wrap)?;
+        row += 1;
+    }
+    row += 1;
     let mut row = write_pairs(
         ws,
         row,
@@ -401,14 +410,6 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     for n in &m.notes {
         ws.write_string_with_format(row, 0, "注意", &st.note)?;
         ws.write_string_with_format(row, 1, n, &st.note)?;
-        row += 1;
-    }
-    row += 1;
-    ws.write_string_with_format(row, 0, "應辦事項", &st.label)?;
-    row += 1;
-    for (i, a) in m.actions.iter().enumerate() {
-        ws.write_string_with_format(row, 0, format!("{}.", i + 1), &st.text)?;
-        ws.write_string_with_format(row, 1, a, &st.wrap)?;
         row += 1;
     }
     if let Some(s) = &m.sample {
