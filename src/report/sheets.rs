@@ -51,7 +51,7 @@ impl Styles {
         let cell = base.clone().set_border(FormatBorder::Thin);
         Styles {
             title: base.clone().set_bold().set_font_size(16),
-            label: base.clone().set_bold(),
+            label: base.clone().set_bold().set_align(FormatAlign::Top),
             header: cell
                 .clone()
                 .set_bold()
@@ -79,7 +79,11 @@ impl Styles {
                 .set_bold()
                 .set_text_wrap()
                 .set_align(FormatAlign::Top),
-            note: base.set_font_color(Color::RGB(0xC00000)).set_bold(),
+            note: base
+                .set_font_color(Color::RGB(0xC00000))
+                .set_bold()
+                .set_text_wrap()
+                .set_align(FormatAlign::Top),
             rows_per_sheet: MAX_ROWS - 3,
         }
     }
@@ -410,6 +414,8 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     for n in &m.notes {
         ws.write_string_with_format(row, 0, "注意", &st.note)?;
         ws.write_string_with_format(row, 1, n, &st.note)?;
+        // A long note wraps in its column and prints whole.
+        ws.set_row_height(row, wrapped_height(n, 80))?;
         row += 1;
     }
     if let Some(s) = &m.sample {
@@ -450,6 +456,8 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     if !sev.rows.is_empty() {
         let data = CHART_DATA;
         let (end, top) = chart_rows(m);
+        // The charts print together, on a page of their own.
+        ws.set_page_breaks(&[row])?;
         let mut chart = Chart::new(ChartType::ColumnStacked);
         chart.title().set_name("各機關發現件數（依嚴重度）");
         for s in 1..sev.headers.len() as u16 {
