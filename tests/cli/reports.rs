@@ -1417,6 +1417,11 @@ fn the_worksheet_reads_on_screen_and_prints_legibly() {
         "key columns and header repeat on each page"
     );
     assert!(workbook.contains("抽查工作底稿!$A:$C"), "{workbook}");
+    let summary = xml(&path, &format!("xl/worksheets/sheet{}.xml", index("摘要")));
+    assert!(
+        summary.contains("<rowBreaks"),
+        "the charts print on a page of their own"
+    );
     let record = xml(
         &path,
         &format!("xl/worksheets/sheet{}.xml", index("抽樣資訊")),
