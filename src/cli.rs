@@ -114,6 +114,12 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// The units' attachment passwords (rule 5(2)2), for the chief
+    /// administrator to hand to each unit's officer by phone or letter.
+    Passwords {
+        #[command(subcommand)]
+        action: PasswordsAction,
+    },
     /// Send a test message to ADDRESS through the configured transport,
     /// now. Nothing is queued or marked delivered.
     SendTest {
@@ -212,6 +218,24 @@ pub enum OutboxAction {
         run: String,
         #[arg(long)]
         to: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordsAction {
+    /// Every requesting unit: how its workbooks are protected and, for an
+    /// issued password, the password and when it was issued.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Issue a password to every encrypted unit that has none; with UNIT
+    /// ids, a new password for each (the old one is retired, kept to open
+    /// workbooks already mailed).
+    Issue {
+        units: Vec<String>,
         #[arg(long)]
         config: PathBuf,
     },
@@ -337,6 +361,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             action: ArchiveAction::Verify { config },
         } => archive_verify(config, out),
         Command::Outbox { action } => outbox(action, clock, out),
+        Command::Passwords { action } => passwords(action, clock, out),
         Command::SendTest { to, config } => send_test(&config::load(config)?, to, clock, out),
         Command::Daemon { config, once } => {
             // Tests that watch one job alone set this; a deployment cannot
@@ -532,6 +557,67 @@ fn record_by_hand(
         &outcome.dir.display().to_string(),
     )?;
     Ok(())
+}
+
+/// How each requesting unit's attachments are protected, in config order.
+fn passwords(
+    action: &PasswordsAction,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    use crate::config::AttachmentProtection as P;
+    let (PasswordsAction::List { config } | PasswordsAction::Issue { config, .. }) = action;
+    let config = config::load(config)?;
+    let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+    let at = clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let units: Vec<&config::Agency> = config.agencies.iter().filter(|a| a.requesting).collect();
+    if let PasswordsAction::Issue { units: ids, .. } = action {
+        for id in ids {
+            match units.iter().find(|a| &a.id == id).map(|a| &a.attachment) {
+                Some(P::Issued) => {}
+                Some(_) => {
+                    return Err(Error::Other(anyhow::anyhow!(
+                        "{id}: its workbooks are not encrypted with an issued password \
+                         (attachment_password_env or attachment_unencrypted in the config)"
+                    )));
+                }
+                None => {
+                    return Err(Error::Other(anyhow::anyhow!(
+                        "{id}: not a requesting agency of the config"
+                    )));
+                }
+            }
+        }
+        for a in &units {
+            if a.attachment != P::Issued {
+                continue;
+            }
+            if ids.contains(&a.id) {
+                store
+                    .issue_attachment_password(&a.id, &crate::mail::new_password(), &at)
+                    .map_err(anyhow::Error::from)?;
+            } else if ids.is_empty() {
+                store
+                    .attachment_password_or_issue(&a.id, &at, crate::mail::new_password)
+                    .map_err(anyhow::Error::from)?;
+            }
+        }
+    }
+    for a in units {
+        let how = match &a.attachment {
+            P::Issued => match store
+                .attachment_password(&a.id)
+                .map_err(anyhow::Error::from)?
+            {
+                Some(p) => format!("{}  issued {}", p.password, p.issued_at),
+                None => "(none yet: issued at the first mail, or by `passwords issue`)".to_owned(),
+            },
+            P::Env(var) => format!("(from environment variable {var})"),
+            P::Unencrypted(reason) => format!("UNENCRYPTED: {reason}"),
+        };
+        writeln!(out, "{:<12} {}  {how}", a.id, a.name).context("writing to stdout")?;
+    }
+    Ok(ExitStatus::Ok)
 }
 
 fn outbox(
@@ -965,6 +1051,18 @@ fn check_config(
     )?;
     for warning in calendar_warnings(&config, clock) {
         w(out, format!("WARNING: {warning}"))?;
+    }
+    // Rule 5(2)2: an exemption from encryption is shown wherever it applies.
+    for a in config.agencies.iter() {
+        if let config::AttachmentProtection::Unencrypted(reason) = &a.attachment {
+            w(
+                out,
+                format!(
+                    "NOTE: {} ({}) gets its workbooks unencrypted: {reason}",
+                    a.id, a.name
+                ),
+            )?;
+        }
     }
     w(
         out,

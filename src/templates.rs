@@ -13,6 +13,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("subject.j2", include_str!("../templates/subject.j2")),
     ("base.txt.j2", include_str!("../templates/base.txt.j2")),
     ("base.html.j2", include_str!("../templates/base.html.j2")),
+    ("protection.j2", include_str!("../templates/protection.j2")),
     (
         "sample-audit.txt.j2",
         include_str!("../templates/sample-audit.txt.j2"),

@@ -145,10 +145,23 @@ pub struct Agency {
     pub purposes: Vec<String>,
     pub officer_email: Option<String>,
     pub ethics_email: Option<String>,
-    /// Workbooks mailed to this unit are encrypted with the password in
-    /// this environment variable.
-    pub attachment_password_env: Option<String>,
+    /// How workbooks mailed to this unit are protected (rule 5(2)2).
+    pub attachment: AttachmentProtection,
     pub health_bureau: bool,
+}
+
+/// How a unit's mailed workbooks are protected. Every attachment is
+/// encrypted unless the config exempts the unit explicitly, with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentProtection {
+    /// Encrypted with the unit's password from the state store
+    /// (`webir-audit passwords`), made on first use.
+    Issued,
+    /// Encrypted with the password in this environment variable.
+    Env(String),
+    /// Mailed in the clear, for this reason (shown in every mail and in
+    /// `check-config`).
+    Unencrypted(String),
 }
 
 /// The agency tree, in config order.
@@ -738,6 +751,26 @@ impl Validator {
                     "the name of an environment variable (letters, digits, _), on a requesting agency",
                 );
             }
+            if let Some(r) = &a.attachment_unencrypted {
+                if !a.requesting || r.trim().is_empty() {
+                    self.problem(
+                        format!("agencies[{i}].attachment_unencrypted"),
+                        format!("{r:?}"),
+                        "the reason this requesting agency's workbooks are mailed unencrypted",
+                    );
+                } else if a.attachment_password_env.is_some() {
+                    self.problem(
+                        format!("agencies[{i}].attachment_unencrypted"),
+                        format!("{r:?}"),
+                        "an agency is either encrypted (attachment_password_env) or exempted, not both",
+                    );
+                }
+            }
+            let attachment = match (&a.attachment_password_env, &a.attachment_unencrypted) {
+                (Some(v), _) => AttachmentProtection::Env(v.clone()),
+                (None, Some(r)) => AttachmentProtection::Unencrypted(r.trim().to_owned()),
+                (None, None) => AttachmentProtection::Issued,
+            };
             list.push(Agency {
                 id: a.id.clone(),
                 name: a.name.clone(),
@@ -748,7 +781,7 @@ impl Validator {
                 purposes,
                 officer_email: a.officer_email.clone(),
                 ethics_email: a.ethics_email.clone(),
-                attachment_password_env: a.attachment_password_env.clone(),
+                attachment,
                 health_bureau: a.health_bureau,
             });
         }

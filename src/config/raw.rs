@@ -136,6 +136,9 @@ pub struct RawAgency {
     /// The environment variable holding the password its workbooks are
     /// encrypted with before they are mailed (rule 5(2)2).
     pub attachment_password_env: Option<String>,
+    /// Why this unit's workbooks are mailed unencrypted: the only way to
+    /// exempt a unit from encryption, and the reason is shown.
+    pub attachment_unencrypted: Option<String>,
     #[serde(default)]
     pub health_bureau: bool,
 }

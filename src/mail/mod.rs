@@ -208,6 +208,8 @@ struct MailContext<'a> {
     attachment_name: &'a str,
     too_large: bool,
     encrypted: bool,
+    /// Why the attachment is not encrypted (the config's exemption).
+    unencrypted_reason: &'a str,
     max_attachment_mb: u32,
     collect_path: String,
     draw_number: u32,
@@ -229,29 +231,66 @@ pub fn attachment_name(model: &ReportModel) -> String {
     ))
 }
 
-/// The attachment as mailed: the workbook itself, or, when the unit has
-/// `attachment_password_env`, the workbook encrypted with Office's agile
-/// encryption (AES-256, SHA-512) so Excel asks for the password (rule
-/// 5(2)2). A missing password is an error: never a silent plain copy.
-pub fn protect(config: &Config, unit_id: &str, workbook: &[u8]) -> Result<(Vec<u8>, bool)> {
+/// A workbook as mailed (rule 5(2)2): encrypted with Office's agile
+/// encryption (AES-256, SHA-512) so Excel asks for the unit's password,
+/// unless the config exempts the unit, which every mail then says.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub bytes: Vec<u8>,
+    /// `None`: encrypted; `Some(reason)`: mailed in the clear.
+    pub unencrypted: Option<String>,
+}
+
+/// Characters of an issued password: no 0/O, 1/l/I, read out by phone.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+const PASSWORD_LEN: usize = 16;
+
+/// A new attachment password from the OS's randomness: it must not be
+/// guessable, so it is never derived from anything the program knows.
+pub fn new_password() -> String {
+    use rand09::{Rng as _, SeedableRng as _};
+    let mut rng = rand09::rngs::StdRng::from_os_rng();
+    (0..PASSWORD_LEN)
+        .map(|_| char::from(PASSWORD_ALPHABET[rng.random_range(0..PASSWORD_ALPHABET.len())]))
+        .collect()
+}
+
+/// `workbook` as it is mailed to `unit_id`. The password is the unit's
+/// `attachment_password_env` when set (a missing variable is an error,
+/// never a plain copy), else its issued password in the state store, made
+/// now (`at`) if it has none.
+pub fn protect(
+    config: &Config,
+    store: &mut crate::store::Store,
+    unit_id: &str,
+    workbook: &[u8],
+    at: &str,
+) -> Result<Attachment> {
+    use crate::config::AttachmentProtection as P;
     use rand09::SeedableRng as _;
     use std::io::Write as _;
-    let Some(var) = config
-        .agencies
-        .get(unit_id)
-        .and_then(|a| a.attachment_password_env.as_deref())
-    else {
-        return Ok((workbook.to_vec(), false));
+    let password = match config.agencies.get(unit_id).map(|a| &a.attachment) {
+        Some(P::Unencrypted(reason)) => {
+            return Ok(Attachment {
+                bytes: workbook.to_vec(),
+                unencrypted: Some(reason.clone()),
+            });
+        }
+        Some(P::Env(var)) => std::env::var(var)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .with_context(|| {
+                format!(
+                    "environment variable {var} (agencies.{unit_id}.attachment_password_env) is not \
+                     set: its workbooks are not mailed unencrypted"
+                )
+            })?,
+        Some(P::Issued) | None => {
+            store
+                .attachment_password_or_issue(unit_id, at, new_password)?
+                .password
+        }
     };
-    let password = std::env::var(var)
-        .ok()
-        .filter(|p| !p.is_empty())
-        .with_context(|| {
-            format!(
-                "environment variable {var} (agencies.{unit_id}.attachment_password_env) is not \
-                 set: its workbooks are not mailed unencrypted"
-            )
-        })?;
     let mut rng = rand09::rngs::StdRng::from_os_rng();
     let mut w = ms_offcrypto_writer::Ecma376AgileWriter::create(
         &mut rng,
@@ -261,18 +300,21 @@ pub fn protect(config: &Config, unit_id: &str, workbook: &[u8]) -> Result<(Vec<u
     .context("encrypting the workbook")?;
     w.write_all(workbook).context("encrypting the workbook")?;
     let out = w.into_inner().context("encrypting the workbook")?;
-    Ok((out.into_inner(), true))
+    Ok(Attachment {
+        bytes: out.into_inner(),
+        unencrypted: None,
+    })
 }
 
-/// Composes the message carrying `workbook` (written at `path`) to
-/// `recipient`.
+/// Composes the message carrying `attachment` (the workbook written at
+/// `path`, as [`protect`] made it) to `recipient`.
 #[allow(clippy::too_many_arguments)]
 pub fn compose(
     config: &Config,
     model: &ReportModel,
     run: &str,
     report: &str,
-    workbook: &[u8],
+    attachment: &Attachment,
     path: &std::path::Path,
     recipient: &str,
     role: Role,
@@ -292,9 +334,8 @@ pub fn compose(
         })
         .collect();
     let name = attachment_name(model);
-    let (attachment, encrypted) = protect(config, &model.unit_id, workbook)?;
     let too_large =
-        attachment.len() as u64 > u64::from(config.mail.max_attachment_mb) * 1024 * 1024;
+        attachment.bytes.len() as u64 > u64::from(config.mail.max_attachment_mb) * 1024 * 1024;
     let mut cx = MailContext {
         recipient_role: role.greeting(),
         role: role.name(),
@@ -310,7 +351,8 @@ pub fn compose(
         warnings: &model.warnings,
         attachment_name: &name,
         too_large,
-        encrypted,
+        encrypted: attachment.unencrypted.is_none(),
+        unencrypted_reason: attachment.unencrypted.as_deref().unwrap_or(""),
         max_attachment_mb: config.mail.max_attachment_mb,
         collect_path: path.display().to_string(),
         draw_number,
@@ -340,7 +382,7 @@ pub fn compose(
             SinglePart::builder()
                 .header(ct)
                 .header(ContentDisposition::attachment(&name))
-                .body(attachment),
+                .body(attachment.bytes.clone()),
         );
     }
     let message = envelope(config, recipient, &cx.subject, &id, now)?

@@ -446,6 +446,8 @@ fn finish_run(
                 |t| t.with_timezone(&chrono::Utc),
             )
     };
+    let mut store = Store::open(&config.paths.state)?;
+    let issued_at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut messages = Vec::new();
     for m in &models {
         // The external audit is the Health Bureau's alone.
@@ -466,13 +468,19 @@ fn finish_run(
             &critical_items(&outcome.findings, &m.unit_id)?,
             now,
         )?);
-        for (to, role) in mail::recipients(config, m) {
+        let recipients = mail::recipients(config, m);
+        if recipients.is_empty() {
+            continue;
+        }
+        // Encrypted once per workbook: every recipient gets the same bytes.
+        let attachment = mail::protect(config, &mut store, &m.unit_id, &bytes, &issued_at)?;
+        for (to, role) in recipients {
             messages.push(mail::compose(
                 config,
                 m,
                 &run,
                 &name,
-                &bytes,
+                &attachment,
                 &path,
                 &to,
                 role,
@@ -484,8 +492,7 @@ fn finish_run(
     tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), "reports written");
     // Every message of the run is queued in one transaction; queueing a run
     // again adds nothing (unique run, report, recipient).
-    let mut store = Store::open(&config.paths.state)?;
-    let queued = store.queue(&messages, &now.format("%Y-%m-%dT%H:%M:%SZ").to_string())?;
+    let queued = store.queue(&messages, &issued_at)?;
     tracing::info!(queued, messages = messages.len(), "mail queued");
     archive::seal(&outcome.dir)
 }

@@ -4,8 +4,9 @@
 //! triggers refuse UPDATE and DELETE, so a seed that was drawn stays
 //! visible even if the run that drew it failed), [`outbox`] (the mail
 //! queue), [`runs`] (the daemon's run ledger, the inbox files it has seen,
-//! the append-only retention log) and [`worksheets`] (returned
-//! worksheets and their answers).
+//! the append-only retention log), [`worksheets`] (returned
+//! worksheets and their answers) and [`passwords`] (the units'
+//! attachment passwords).
 //!
 //! The store imports nothing of the program above it: it defines its own
 //! plain row types, and states are enums stored as their text.
@@ -15,11 +16,13 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 pub mod outbox;
+pub mod passwords;
 pub mod runs;
 pub mod seeds;
 pub mod worksheets;
 
 pub use outbox::{MailState, NewMessage, OutboxRow};
+pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
 pub use seeds::{Freeze, SeedDraw};
 pub use worksheets::{WorksheetAnswer, WorksheetReturn};
@@ -217,6 +220,15 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
 );
+CREATE TABLE IF NOT EXISTS attachment_passwords (
+    id INTEGER PRIMARY KEY,
+    unit_id TEXT NOT NULL,
+    password TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    retired_at TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS attachment_passwords_current
+    ON attachment_passwords (unit_id) WHERE retired_at IS NULL;
 CREATE TABLE IF NOT EXISTS retention_log (
     id INTEGER PRIMARY KEY,
     run TEXT NOT NULL,

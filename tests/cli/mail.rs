@@ -1,7 +1,8 @@
 //! Mail through the file transport, read back by an independent MIME
 //! parser (Python's `email` package): every officer gets their own unit's
 //! workbook and nobody else's, exactly once, with the Chinese subject and
-//! file name intact and the attachment byte for byte the archived workbook.
+//! file name intact, and the attachment encrypted with the unit's password
+//! (rule 5(2)2) and decrypting byte for byte to the archived workbook.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +66,44 @@ pub fn sha256(path: &std::path::Path) -> String {
     webir_audit::ingest::hash_file(path).unwrap().1
 }
 
+/// Each unit's current issued attachment password, by the addresses its
+/// mail goes to (officer and ethics unit).
+pub fn passwords_by_address(config: &webir_audit::config::Config) -> BTreeMap<String, String> {
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let mut out = BTreeMap::new();
+    for a in config.agencies.iter() {
+        if let Some(p) = store.attachment_password(&a.id).unwrap() {
+            for addr in [&a.officer_email, &a.ethics_email].into_iter().flatten() {
+                out.insert(addr.clone(), p.password.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The attachment as its reader opens it: an encrypted compound file,
+/// decrypted with the password; the password itself is not in the mail.
+pub fn opened(p: &Parsed, password: &str) -> Vec<u8> {
+    let bytes = std::fs::read(p.attachment.as_ref().expect("an attachment")).unwrap();
+    assert!(
+        bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
+        "{}: the attachment is not encrypted",
+        p.to
+    );
+    assert!(
+        !p.text.contains(password),
+        "{}: the password is in the mail",
+        p.to
+    );
+    office_crypto::decrypt_from_bytes(bytes, password)
+        .unwrap_or_else(|e| panic!("{}: the unit's password does not open it: {e:?}", p.to))
+}
+
+pub fn sha256_bytes(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
 #[test]
 fn every_officer_gets_their_own_workbook_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -91,6 +130,7 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
 
     let files = config.paths.state.join("outbox-files");
     let got = parse_all(&files);
+    let passwords = passwords_by_address(&config);
     // Who must receive what: each unit's officer its unit's workbook, the
     // Health Bureau's officer also the city-wide one.
     let mut expected: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -119,16 +159,13 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         expected.len(),
         "one message per officer per workbook"
     );
-    for Parsed {
-        to,
-        subject,
-        name,
-        sha,
-        ..
-    } in officers
-    {
+    for p in officers {
+        let Parsed {
+            to, subject, name, ..
+        } = p;
+        let sha = sha256_bytes(&opened(p, &passwords[to]));
         let unit = expected
-            .get(&(to.clone(), sha.clone()))
+            .get(&(to.clone(), sha))
             .unwrap_or_else(|| panic!("{to} received a workbook that is not theirs ({name})"));
         assert!(
             subject.starts_with("【健保WebIR稽核】") && subject.contains("抽查工作底稿"),
@@ -143,17 +180,19 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
         }
     }
     // Ethics units hear of serious findings, with their unit's workbook.
-    for Parsed { to, sha, .. } in got
+    for p in got
         .iter()
         .filter(|p| p.to.starts_with("ethics") && !p.subject.contains("緊急"))
     {
+        let to = &p.to;
+        let sha = sha256_bytes(&opened(p, &passwords[to]));
         let unit = config
             .agencies
             .units()
             .find(|u| u.ethics_email.as_deref() == Some(to.as_str()))
             .unwrap();
         assert_eq!(
-            *sha,
+            sha,
             sha256(&dir.join(format!("reports/{}.xlsx", unit.id))),
             "{to}"
         );
@@ -374,4 +413,145 @@ fn each_mail_says_what_its_reader_must_do() {
         officers > 5 && ethics > 0 && chief == 1 && critical > 0 && critical % 2 == 0,
         "{officers} {ethics} {chief} {critical}"
     );
+}
+
+/// Rule 5(2)2: every attachment is encrypted unless the config exempts
+/// its unit explicitly, with a reason every mail and `check-config` show.
+/// A unit's password is issued once, on its first mail, and kept;
+/// `passwords issue UNIT` replaces it, and the old one stays on record.
+#[test]
+fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_shown() {
+    const REASON: &str = "收件端無法開啟加密檔，衛生局 115 年 11 月核定";
+    let t = Test::new()
+        .config_replace(
+            "officer_email = \"o.kpb@example.gov.tw\"",
+            &format!("officer_email = \"o.kpb@example.gov.tw\"\nattachment_unencrypted = \"{REASON}\""),
+        )
+        .file(
+            "inbox/query_logs/log.csv",
+            "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
+             u1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n\
+             p1,2026-03-02 11:00:00,個人投保資料,B123456789,criminal_investigation,成功,KPB,10.0.0.2\n",
+        );
+    let check = t.run(&["check-config"]);
+    assert!(
+        check.stdout.contains(&format!(
+            "NOTE: KPB (高雄市政府警察局) gets its workbooks unencrypted: {REASON}"
+        )),
+        "{}",
+        check.stdout
+    );
+    let out = t.run(&["run", "query-check", "--period", "2026Q1"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+    let passwords = passwords_by_address(&config);
+    assert!(
+        !passwords.contains_key("o.kpb@example.gov.tw"),
+        "no password for an exempt unit"
+    );
+    let got = parse_all(&t.path("var/state/outbox-files"));
+    let by_to = |to: &'static str| got.iter().filter(move |p| p.to == to && !p.name.is_empty());
+    assert_eq!(by_to("o.kpb@example.gov.tw").count(), 1);
+    for p in by_to("o.kpb@example.gov.tw") {
+        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+        assert!(
+            bytes.starts_with(b"PK"),
+            "the exempt unit's workbook is a plain xlsx"
+        );
+        assert!(
+            p.text.contains(&format!(
+                "附件未加密：衛生局核定本機關之附件免予加密（理由：{REASON}）"
+            )),
+            "{}",
+            p.text
+        );
+    }
+    let khb = by_to("o.khb@example.gov.tw").collect::<Vec<_>>();
+    assert!(!khb.is_empty());
+    let first = passwords["o.khb@example.gov.tw"].clone();
+    for p in &khb {
+        assert!(!opened(p, &first).is_empty());
+        // Who holds the password: the chief administrator, who hands each
+        // unit's to its officer.
+        let says = if p.subject.contains("全市彙整") {
+            "各機關之附件密碼由衛生局總管理者保管"
+        } else {
+            "由衛生局總管理者以電話或公文交付貴機關專責人員"
+        };
+        assert!(
+            p.text.contains(says),
+            "{}",
+            p.text
+        );
+    }
+    let list = t.run(&["passwords", "list"]);
+    assert!(list.stdout.contains(&first), "{}", list.stdout);
+    assert!(
+        list.stdout.contains(&format!("UNENCRYPTED: {REASON}")),
+        "{}",
+        list.stdout
+    );
+
+    // The next run uses the same password.
+    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let got = parse_all(&t.path("var/state/outbox-files"));
+    let khb: Vec<_> = got
+        .iter()
+        .filter(|p| p.to == "o.khb@example.gov.tw" && !p.name.is_empty())
+        .collect();
+    assert!(khb.len() >= 2);
+    for p in &khb {
+        opened(p, &first);
+    }
+
+    // A new password replaces it; the old one stays on record.
+    let issue = t.run(&["passwords", "issue", "KHB"]);
+    assert_eq!(issue.status, 0, "{}{}", issue.stdout, issue.stderr);
+    let second = passwords_by_address(&config)["o.khb@example.gov.tw"].clone();
+    assert_ne!(first, second);
+    assert!(
+        issue.stdout.contains(&second) && !issue.stdout.contains(&first),
+        "{}",
+        issue.stdout
+    );
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let history: Vec<_> = store
+        .attachment_passwords()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.unit_id == "KHB")
+        .collect();
+    assert_eq!(history.len(), 2);
+    assert!(history[0].retired_at.is_some() && history[1].retired_at.is_none());
+    // An exempt unit has no password to issue.
+    let refused = t.run(&["passwords", "issue", "KPB"]);
+    assert_ne!(refused.status, 0);
+    assert!(
+        refused.stderr.contains("attachment_unencrypted"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// An exemption needs a reason, and a unit is either encrypted with its
+/// own variable or exempted, never both.
+#[test]
+fn an_exemption_without_a_reason_or_beside_a_password_is_a_config_error() {
+    for extra in [
+        "attachment_unencrypted = \" \"",
+        "attachment_unencrypted = \"核定\"\nattachment_password_env = \"KPB_PW\"",
+    ] {
+        let t = Test::new().config_replace(
+            "officer_email = \"o.kpb@example.gov.tw\"",
+            &format!("officer_email = \"o.kpb@example.gov.tw\"\n{extra}"),
+        );
+        let out = t.run(&["check-config"]);
+        assert_eq!(out.status, 3, "{extra}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("agencies[1].attachment_unencrypted"),
+            "{}",
+            out.stderr
+        );
+    }
 }

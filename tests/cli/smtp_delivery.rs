@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::harness::{Output, binary, repo, run_binary_env};
-use crate::mail::{Parsed, parse_all, sha256};
+use crate::mail::{Parsed, opened, parse_all, passwords_by_address, sha256};
 use crate::sample_data::copy_dir;
 use crate::smtp::{PASSWORD, Smtp};
 
 const KPB_PASSWORD: &str = "警察局-附件密碼-2026";
 
 /// The sample city, mailing through `smtp`; 警察局 (KPB) has its
-/// workbooks encrypted.
+/// workbooks encrypted with a password from the environment, the other
+/// units with the passwords the product issued.
 pub struct City {
     pub tmp: tempfile::TempDir,
     pub config: PathBuf,
@@ -147,6 +148,7 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
     own.entry(hb)
         .or_default()
         .push("reports/city-wide.xlsx".into());
+    let issued = passwords_by_address(&config);
     let mut encrypted = 0;
     for (rcpt, p) in &got {
         assert_eq!(rcpt, &vec![p.to.clone()], "envelope and header agree");
@@ -161,29 +163,19 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
             p.subject
         );
         assert!(p.name.starts_with("健保WebIR稽核_"), "{}", p.name);
-        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
         let mine = &own[&p.to];
-        let plain = if p.to == "officer.kpb@example.gov.tw" || p.to == "ethics.kpb@example.gov.tw" {
-            // Encrypted: Excel asks for the password; it decrypts to the
-            // archived workbook, and the password is not in the mail.
-            encrypted += 1;
-            assert!(
-                bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
-                "a compound file"
-            );
-            let plain = office_crypto::decrypt_from_bytes(bytes.clone(), KPB_PASSWORD).unwrap();
-            assert!(
-                office_crypto::decrypt_from_bytes(bytes, "wrong").map_or(true, |b| b != plain),
-                "another password does not open it"
-            );
-            assert!(p.text.contains("附件已加密"), "{}", p.text);
-            assert!(!p.text.contains(KPB_PASSWORD));
-            let eml = std::fs::read_to_string(received_eml(&smtp, &p.message_id)).unwrap();
-            assert!(!eml.contains(KPB_PASSWORD));
-            plain
-        } else {
-            bytes
-        };
+        // Every attachment is encrypted (rule 5(2)2): KPB's with the
+        // password from its environment variable, the others with the one
+        // the product issued them. Another password does not open it.
+        let kpb = p.to == "officer.kpb@example.gov.tw" || p.to == "ethics.kpb@example.gov.tw";
+        let password = if kpb { KPB_PASSWORD } else { &issued[&p.to] };
+        let plain = opened(p, password);
+        encrypted += usize::from(kpb);
+        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+        assert!(!office_crypto::decrypt_from_bytes(bytes, "wrong").is_ok_and(|b| b == plain));
+        assert!(p.text.contains("附件已加密"), "{}", p.text);
+        let eml = std::fs::read_to_string(received_eml(&smtp, &p.message_id)).unwrap();
+        assert!(!eml.contains(password));
         let sha = {
             use sha2::Digest as _;
             hex::encode(sha2::Sha256::digest(&plain))
