@@ -48,7 +48,11 @@ struct Styles {
 impl Styles {
     fn new() -> Styles {
         let base = Format::new().set_font_name("微軟正黑體").set_font_size(11);
-        let cell = base.clone().set_border(FormatBorder::Thin);
+        // Table cells align with the top of a wrapped neighbour.
+        let cell = base
+            .clone()
+            .set_border(FormatBorder::Thin)
+            .set_align(FormatAlign::Top);
         Styles {
             title: base.clone().set_bold().set_font_size(16),
             label: base.clone().set_bold().set_align(FormatAlign::Top),
@@ -134,6 +138,24 @@ struct InputColumns<'a> {
 
 /// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
 /// as many as Excel's row limit needs. Returns the sheets' names.
+/// The widest a table sheet prints on one A4 landscape page (narrow
+/// margins), in column characters, while its type stays legible (about
+/// 65 %, 7 points).
+const PRINT_FIT_WIDTH: usize = 225;
+
+/// The widest a column of a table sheet grows (in column characters);
+/// longer text wraps. Names and free text get less room than codes, so
+/// that a findings sheet fits a page's width.
+fn width_cap(header: &str) -> usize {
+    match header {
+        "機關" => 18,
+        "使用者" | "來源檔案" => 16,
+        "說明" | "原因" => 18,
+        "理由" | "建議" | "處理建議" => 32,
+        _ => 30,
+    }
+}
+
 /// The height of a row holding `text` wrapped in `width` characters.
 fn wrapped_height(text: &str, width: usize) -> f64 {
     let lines = display_width(text)
@@ -209,13 +231,38 @@ fn write_table(
                 widths.push(display_width(h).max(10));
             }
         }
+        // Column widths from the headers and the first rows; a column
+        // whose text is longer than its cap wraps within the cap, and its
+        // rows get the height their text needs (no application grows a
+        // row for wrapped text it did not lay out itself).
+        for row in rows.iter().take(2000) {
+            for (c, cell) in row.iter().enumerate() {
+                widths[c] = widths[c].max(cell_width(cell));
+            }
+        }
+        let caps: Vec<usize> = table.headers.iter().map(|h| width_cap(h)).collect();
+        let wraps: Vec<bool> = widths.iter().zip(&caps).map(|(w, cap)| w > cap).collect();
+        for (w, cap) in widths.iter_mut().zip(&caps) {
+            *w = (*w).clamp(6, *cap);
+        }
         for (i, row) in rows.iter().enumerate() {
             let r = first_row + 1 + i as u32;
+            let mut height = 0.0_f64;
             for (c, cell) in row.iter().enumerate() {
-                put(ws, r, c as u16, cell, st)?;
-                if i < 2000 {
-                    widths[c] = widths[c].max(cell_width(cell));
+                match cell {
+                    Cell::Text(s) if wraps[c] && !looks_like_formula(s) => {
+                        ws.write_string_with_format(r, c as u16, s, &st.wrap)?;
+                        if display_width(s) > widths[c] {
+                            // A column of w characters holds about 1.1 w
+                            // of display width of CJK text.
+                            height = height.max(wrapped_height(s, widths[c] * 11 / 10 + 2));
+                        }
+                    }
+                    _ => put(ws, r, c as u16, cell, st)?,
                 }
+            }
+            if height > 0.0 {
+                ws.set_row_height(r, height)?;
             }
             if let Some(inp) = inputs {
                 for (j, (_, input)) in inp.inputs.iter().enumerate() {
@@ -230,14 +277,15 @@ fn write_table(
             }
         }
         for (c, w) in widths.iter().enumerate() {
-            ws.set_column_width(c as u16, (*w).clamp(6, 60) as f64 + 2.0)?;
+            ws.set_column_width(c as u16, *w as f64 + 2.0)?;
         }
         let last_col = (table.headers.len() + n_inputs).saturating_sub(1) as u16;
         let last_row = first_row + rows.len() as u32;
         // On a sheet a person fills in, the record's key columns (up to
-        // the account) stay in view beside the inputs, and print on every
-        // page: the sheet spans pages in width rather than shrinking to
-        // unreadable type.
+        // the account) stay in view beside the inputs. On paper a sheet
+        // fits the page's width while its type stays legible; a wider one
+        // spans pages in width with the key columns on every page rather
+        // than shrinking to unreadable type.
         let key_cols = match inputs {
             Some(_) => table
                 .headers
@@ -250,7 +298,13 @@ fn write_table(
         ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
         ws.set_landscape();
         ws.set_paper_size(9); // A4
-        if key_cols > 0 {
+        ws.set_margins(0.25, 0.25, 0.6, 0.6, 0.25, 0.25);
+        // The page header names unit, kind and period: the title rows
+        // above the table do not print (cut across column strips).
+        ws.set_print_area(first_row, 0, last_row.max(first_row), last_col)?;
+        let printed: usize = widths.iter().map(|w| w + 2).sum();
+        tracing::debug!(sheet = %sheet_name, printed, "print width");
+        if key_cols > 0 && printed > PRINT_FIT_WIDTH {
             ws.set_repeat_columns(0, key_cols - 1)?;
         } else {
             ws.set_print_fit_to_pages(1, 0);
@@ -393,6 +447,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     for (i, a) in m.actions.iter().enumerate() {
         ws.write_string_with_format(row, 0, format!("{}.", i + 1), &st.text)?;
         ws.write_string_with_format(row, 1, a, &st.wrap)?;
+        ws.set_row_height(row, wrapped_height(a, 80))?;
         row += 1;
     }
     row += 1;
