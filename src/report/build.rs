@@ -757,7 +757,10 @@ fn serious(findings: &DataFrame) -> PolarsResult<bool> {
         .any(Code::is_serious_query))
 }
 
-fn query_findings(findings: &DataFrame) -> PolarsResult<Table> {
+/// The query findings; with `provenance`, each finding's source file and
+/// row (the city-wide workbook: a unit's officer finds a query by account
+/// and time, and its sheet has to leave room for the follow-up columns).
+fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table> {
     let codes = strs(findings, "code")?;
     let sev = strs(findings, "severity")?;
     let agency = strs(findings, "agency_id")?;
@@ -774,7 +777,7 @@ fn query_findings(findings: &DataFrame) -> PolarsResult<Table> {
         let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
             continue;
         };
-        rows.push(vec![
+        let mut r = vec![
             Cell::from(sev[i].and_then(severity_of).map_or("", severity_label)),
             Cell::from(c),
             Cell::from(Code::parse(c).map_or("", |c| c.description())),
@@ -784,24 +787,29 @@ fn query_findings(findings: &DataFrame) -> PolarsResult<Table> {
             text(subject[i]),
             Cell::from(at[i]),
             text(reason[i]),
-            text(file[i]),
-            row[i].map_or(Cell::Empty, Cell::Int),
-        ]);
+        ];
+        if provenance {
+            r.push(text(file[i]));
+            r.push(row[i].map_or(Cell::Empty, Cell::Int));
+        }
+        rows.push(r);
+    }
+    let mut h = vec![
+        "嚴重度",
+        "代碼",
+        "說明",
+        "機關",
+        "帳號",
+        "使用者",
+        "被查詢人",
+        "時間",
+        "理由",
+    ];
+    if provenance {
+        h.extend(["來源檔案", "來源列"]);
     }
     Ok(Table {
-        headers: headers(&[
-            "嚴重度",
-            "代碼",
-            "說明",
-            "機關",
-            "帳號",
-            "使用者",
-            "被查詢人",
-            "時間",
-            "理由",
-            "來源檔案",
-            "來源列",
-        ]),
+        headers: headers(&h),
         rows,
     })
 }
@@ -1178,7 +1186,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         f.kind,
         ReportKind::AccountReview | ReportKind::ExternalAudit
     ) {
-        m.query_findings = Some(query_findings(&findings)?);
+        m.query_findings = Some(query_findings(&findings, false)?);
         m.serious = serious(&findings)?;
     }
     if let Some(roster) = f.roster {
@@ -1375,7 +1383,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         f.kind,
         ReportKind::AccountReview | ReportKind::ExternalAudit
     ) {
-        m.query_findings = Some(query_findings(f.findings)?);
+        m.query_findings = Some(query_findings(f.findings, true)?);
         m.serious = serious(f.findings)?;
     }
     if let Some(roster) = f.roster {

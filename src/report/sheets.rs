@@ -139,21 +139,30 @@ struct InputColumns<'a> {
 /// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
 /// as many as Excel's row limit needs. Returns the sheets' names.
 /// The widest a table sheet prints on one A4 landscape page (narrow
-/// margins), in column characters, while its type stays legible (about
-/// 65 %, 7 points).
-const PRINT_FIT_WIDTH: usize = 225;
+/// margins), in column characters, while its type stays legible: about
+/// 62 %, 7 points (measured: LibreOffice prints some 110 column
+/// characters of this font across the page at 100 %).
+const PRINT_FIT_WIDTH: usize = 180;
 
 /// The widest a column of a table sheet grows (in column characters);
 /// longer text wraps. Names and free text get less room than codes, so
 /// that a findings sheet fits a page's width.
 fn width_cap(header: &str) -> usize {
     match header {
-        "機關" => 18,
-        "使用者" | "來源檔案" => 16,
-        "說明" | "原因" => 18,
-        "理由" | "建議" | "處理建議" => 32,
+        "機關" | "所屬機關" | "單位" => 18,
+        "使用者" | "來源檔案" | "狀態" | "缺少之選用欄位" => 16,
+        "說明" | "原因" => 16,
+        "檔案" => 24,
+        "理由" | "發現" | "建議處理" | "下一步" | "最嚴重項目" => 28,
+        "SHA-256" => 33,
         _ => 30,
     }
+}
+
+/// The width a header needs on two lines.
+fn header_width(h: &str) -> usize {
+    let w = display_width(h);
+    if w > 8 { w.div_ceil(2) + 1 } else { w }
 }
 
 /// The height of a row holding `text` wrapped in `width` characters.
@@ -220,7 +229,9 @@ fn write_table(
         let ws = wb.add_worksheet();
         ws.set_name(&sheet_name)?;
         ws.write_string_with_format(0, 0, title, &st.title)?;
-        let mut widths: Vec<usize> = table.headers.iter().map(|h| display_width(h)).collect();
+        // A long header wraps onto two lines rather than widen its column.
+        let mut widths: Vec<usize> = table.headers.iter().map(|h| header_width(h)).collect();
+        ws.set_row_height(first_row, 32)?;
         for (c, h) in table.headers.iter().enumerate() {
             ws.write_string_with_format(first_row, c as u16, h, &st.header)?;
         }
@@ -228,7 +239,7 @@ fn write_table(
             for (j, (h, _)) in inp.inputs.iter().enumerate() {
                 let c = (table.headers.len() + j) as u16;
                 ws.write_string_with_format(first_row, c, *h, &st.header)?;
-                widths.push(display_width(h).max(10));
+                widths.push(header_width(h).max(10));
             }
         }
         // Column widths from the headers and the first rows; a column
@@ -304,8 +315,10 @@ fn write_table(
         ws.set_print_area(first_row, 0, last_row.max(first_row), last_col)?;
         let printed: usize = widths.iter().map(|w| w + 2).sum();
         tracing::debug!(sheet = %sheet_name, printed, "print width");
-        if key_cols > 0 && printed > PRINT_FIT_WIDTH {
-            ws.set_repeat_columns(0, key_cols - 1)?;
+        if printed > PRINT_FIT_WIDTH {
+            // The columns that identify a row print on every page: up to
+            // the account, or the first.
+            ws.set_repeat_columns(0, key_cols.max(1) - 1)?;
         } else {
             ws.set_print_fit_to_pages(1, 0);
         }

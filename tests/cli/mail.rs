@@ -478,11 +478,7 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
         } else {
             "由衛生局總管理者以電話或公文交付貴機關專責人員"
         };
-        assert!(
-            p.text.contains(says),
-            "{}",
-            p.text
-        );
+        assert!(p.text.contains(says), "{}", p.text);
     }
     let list = t.run(&["passwords", "list"]);
     assert!(list.stdout.contains(&first), "{}", list.stdout);

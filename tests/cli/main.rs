@@ -11,6 +11,7 @@ mod ingest;
 mod layering;
 mod load;
 mod mail;
+mod render;
 mod reports;
 mod sample_data;
 mod sampling;

@@ -1,0 +1,294 @@
+//! Workbooks as a person sees them on paper: each kind of workbook of the
+//! demo (a unit's and the city-wide one) is printed to PDF by LibreOffice
+//! headless and read back page by page with poppler's `pdftotext -bbox`.
+//! Checked: every page of a table sheet carries the column headers a
+//! reader needs to read it (all of them when the sheet fits the page's
+//! width, the key columns up to 帳號 on every page when it spans pages),
+//! no column is lost, the type is legible, and every instruction of 摘要
+//! prints whole. `.ci/install-render-tools` installs the tools when absent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use calamine::{Data, Reader as _};
+
+use crate::harness::{repo, run_binary};
+
+/// A word on a printed page and its box (points).
+#[derive(Debug)]
+struct Word {
+    text: String,
+    x0: f64,
+    y0: f64,
+    y1: f64,
+}
+
+#[derive(Debug)]
+struct Page {
+    width: f64,
+    words: Vec<Word>,
+}
+
+impl Page {
+    /// The page header's centre: the workbook's kind and the sheet.
+    fn centre_header(&self) -> String {
+        self.words
+            .iter()
+            .filter(|w| w.y1 < 40.0 && w.x0 > self.width / 4.0 && w.x0 < self.width * 0.6)
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The page's text without spaces or line breaks.
+    fn squeezed(&self) -> String {
+        self.words.iter().map(|w| w.text.as_str()).collect()
+    }
+
+    /// Whether `s` prints on the page: as a word, as running text, or as
+    /// a header wrapped onto two lines (two words making it up).
+    fn has_word(&self, s: &str) -> bool {
+        self.words.iter().any(|w| w.text == s)
+            || self
+                .squeezed()
+                .contains(&s.split_whitespace().collect::<String>())
+            || self.words.iter().any(|a| {
+                s.strip_prefix(a.text.as_str()).is_some_and(|rest| {
+                    !rest.is_empty() && self.words.iter().any(|b| b.text == rest)
+                })
+            })
+    }
+
+    /// The median height of the words in the page's body, in points.
+    fn median_height(&self) -> f64 {
+        let mut h: Vec<f64> = self
+            .words
+            .iter()
+            .filter(|w| w.y0 > 40.0)
+            .map(|w| w.y1 - w.y0)
+            .collect();
+        h.sort_by(f64::total_cmp);
+        h.get(h.len() / 2).copied().unwrap_or(0.0)
+    }
+}
+
+fn ensure_tools() {
+    let ok = |c: &str, arg: &str| {
+        Command::new(c)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ok("soffice", "--version") && ok("pdftotext", "-v") {
+        return;
+    }
+    let out = Command::new(repo().join(".ci/install-render-tools"))
+        .output()
+        .expect("running .ci/install-render-tools");
+    assert!(
+        out.status.success(),
+        "the rendering tests need LibreOffice and poppler: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Prints every workbook to `out/<stem>.pdf` with one LibreOffice run
+/// (a profile of its own, so a desktop LibreOffice does not interfere).
+fn to_pdf(workbooks: &[PathBuf], out: &Path) {
+    let profile = out.join("lo-profile");
+    let status = Command::new("soffice")
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            profile.display()
+        ))
+        .args(["--headless", "--convert-to", "pdf", "--outdir"])
+        .arg(out)
+        .args(workbooks)
+        .output()
+        .expect("soffice runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+fn pages(pdf: &Path) -> Vec<Page> {
+    let out = Command::new("pdftotext")
+        .arg("-bbox")
+        .arg(pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext runs");
+    assert!(out.status.success(), "{}", pdf.display());
+    let html = String::from_utf8(out.stdout).unwrap();
+    // One element per line: `<page width=".." ..>` and
+    // `<word xMin=".." yMin=".." xMax=".." yMax="..">text</word>`.
+    let attr = |line: &str, name: &str| -> f64 {
+        let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let len = line[start..].find('"').unwrap();
+        line[start..start + len].parse().unwrap()
+    };
+    let mut pages: Vec<Page> = Vec::new();
+    for line in html.lines().map(str::trim) {
+        if line.starts_with("<page ") {
+            pages.push(Page {
+                width: attr(line, "width"),
+                words: Vec::new(),
+            });
+        } else if line.starts_with("<word ") {
+            let text = &line[line.find('>').unwrap() + 1..line.rfind("</word>").unwrap()];
+            pages.last_mut().unwrap().words.push(Word {
+                x0: attr(line, "xMin"),
+                y0: attr(line, "yMin"),
+                y1: attr(line, "yMax"),
+                text: text
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&quot;", "\"")
+                    .replace("&amp;", "&"),
+            });
+        }
+    }
+    pages
+}
+
+/// Each table sheet's header row (the third row), by sheet name; and the
+/// instructions (應辦事項) of 摘要.
+fn read_workbook(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let mut wb = calamine::open_workbook_auto(path).unwrap();
+    let mut headers = BTreeMap::new();
+    let mut actions = Vec::new();
+    for name in wb.sheet_names() {
+        let range = wb.worksheet_range(&name).unwrap();
+        let cell = |r: u32, c: u32| match range.get_value((r, c)) {
+            Some(Data::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        if name == "摘要" {
+            let start = (0..range.height() as u32).find(|&r| cell(r, 0) == "應辦事項");
+            if let Some(start) = start {
+                let mut r = start + 1;
+                while cell(r, 0).ends_with('.') {
+                    actions.push(cell(r, 1));
+                    r += 1;
+                }
+            }
+            continue;
+        }
+        let row: Vec<String> = (0..range.width() as u32)
+            .map(|c| cell(2, c))
+            .filter(|h| !h.is_empty())
+            .collect();
+        headers.insert(name, row);
+    }
+    (headers, actions)
+}
+
+#[test]
+fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
+    ensure_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = run_binary(&["demo", "--out", dir.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let runs: Vec<PathBuf> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run      "))
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(runs.len(), 4, "{}", out.stdout);
+    // The police (the sample city's largest unit) and the city-wide
+    // workbook of every job; the external audit has only the latter.
+    let mut books = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        for name in ["KPB.xlsx", "city-wide.xlsx"] {
+            let p = run.join("reports").join(name);
+            if p.exists() {
+                let copy = tmp.path().join(format!("{i}-{name}"));
+                std::fs::copy(&p, &copy).unwrap();
+                books.push(copy);
+            }
+        }
+    }
+    assert!(books.len() >= 7, "{books:?}");
+    let pdfs = tmp.path().join("pdf");
+    to_pdf(&books, &pdfs);
+
+    for book in &books {
+        let stem = book.file_stem().unwrap().to_str().unwrap();
+        let pages = pages(&pdfs.join(format!("{stem}.pdf")));
+        assert!(!pages.is_empty(), "{stem}");
+        let (headers, actions) = read_workbook(book);
+        // 摘要's instructions print whole (not cut at the cell's edge).
+        let all: String = pages.iter().map(Page::squeezed).collect();
+        for a in &actions {
+            let a: String = a.split_whitespace().collect();
+            assert!(all.contains(&a), "{stem}: 應辦事項 cut: {a}");
+        }
+        assert!(!actions.is_empty(), "{stem}: no 應辦事項");
+        // Pages of each table sheet, by the page header's centre.
+        let mut by_sheet: BTreeMap<&str, Vec<&Page>> = BTreeMap::new();
+        for p in &pages {
+            let centre = p.centre_header();
+            if centre.is_empty() {
+                continue;
+            }
+            // The longest sheet name the centre ends with ("抽查工作底稿
+            // 異常查詢" is 異常查詢, "抽查工作底稿" the worksheet).
+            let sheet = headers
+                .keys()
+                .filter(|s| centre.replace(' ', "").ends_with(s.as_str()))
+                .max_by_key(|s| s.len());
+            if let Some(s) = sheet {
+                by_sheet.entry(s.as_str()).or_default().push(p);
+            }
+        }
+        assert!(!by_sheet.is_empty(), "{stem}: no table sheet recognised");
+        for (sheet, ps) in &by_sheet {
+            let cols = &headers[*sheet];
+            // The columns that identify a row: up to the account, or the
+            // first.
+            let key: Vec<&String> = match cols.iter().position(|h| h == "帳號") {
+                Some(i) => cols[..=i].iter().collect(),
+                None => cols.iter().take(1).collect(),
+            };
+            let mut seen: Vec<&String> = Vec::new();
+            let fits = ps.iter().all(|p| cols.iter().all(|h| p.has_word(h)));
+            for (n, p) in ps.iter().enumerate() {
+                // Every page: the key columns (all columns when the sheet
+                // fits the page's width).
+                for h in &key {
+                    assert!(
+                        p.has_word(h),
+                        "{stem} {sheet} page {}: no column {h} ({:?})",
+                        n + 1,
+                        p.squeezed().chars().take(120).collect::<String>()
+                    );
+                }
+                seen.extend(cols.iter().filter(|h| p.has_word(h)));
+                // Legible type: words at least ~9 points high (7-point
+                // type), where a shrunk-to-fit sheet printed at 5 points.
+                let h = p.median_height();
+                assert!(
+                    h >= 8.5,
+                    "{stem} {sheet} page {}: type {h:.1} pt high",
+                    n + 1
+                );
+            }
+            for h in cols {
+                assert!(
+                    seen.contains(&h),
+                    "{stem} {sheet}: column {h} never printed"
+                );
+            }
+            // A sheet that spans pages in width does so only when it must:
+            // the findings tables fit.
+            if *sheet == "異常查詢" {
+                assert!(fits, "{stem} {sheet} spans pages in width");
+            }
+        }
+    }
+}
