@@ -1071,6 +1071,50 @@ fn accounts(
     })
 }
 
+/// Each agency's records in the period's population: the population is
+/// every canonical query of the period (docs/sampling.md § 4), which is
+/// what the monthly counts add up to. `None` without those counts.
+fn population_by_agency(f: &RunFacts<'_>) -> Option<BTreeMap<String, u64>> {
+    let q = f.queries_by_month?;
+    let agency = strs(q, "agency_id").ok()?;
+    let n = q.column("queries").ok()?.cast(&DataType::UInt64).ok()?;
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (a, n) in agency.iter().zip(n.u64().ok()?.iter()) {
+        if let (Some(a), Some(n)) = (a, n) {
+            *out.entry((*a).to_owned()).or_default() += n;
+        }
+    }
+    Some(out)
+}
+
+/// The sample's strata: per agency, its population records (`M`), its
+/// accounts in use (`N`) and the accounts drawn (`n`).
+fn strata_table<'s>(
+    f: &RunFacts<'_>,
+    strata: impl Iterator<Item = &'s crate::sampling::Stratum>,
+) -> PolarsResult<Table> {
+    let population = population_by_agency(f);
+    Ok(Table {
+        headers: headers(&["機關", "母體筆數 M", "使用中帳號數 N", "抽樣帳號數 n"]),
+        rows: strata
+            .map(|s| {
+                vec![
+                    Cell::Text(format!(
+                        "{}（{}）",
+                        agency_name(f.config, &s.agency_id),
+                        s.agency_id
+                    )),
+                    population.as_ref().map_or(Cell::Empty, |p| {
+                        Cell::Int(*p.get(&s.agency_id).unwrap_or(&0) as i64)
+                    }),
+                    Cell::Int(s.accounts_in_use as i64),
+                    Cell::Int(s.accounts_selected as i64),
+                ]
+            })
+            .collect(),
+    })
+}
+
 fn sample_section(
     f: &RunFacts<'_>,
     m: &Manifest,
@@ -1137,23 +1181,13 @@ fn sample_section(
         population_records: m.population_records,
         population_digest: m.population_digest.clone(),
         sample_digest: m.sample_digest.clone(),
-        strata: Table {
-            headers: headers(&["機關", "使用中帳號數 N", "抽樣帳號數 n"]),
-            rows: unit_strata
-                .iter()
-                .map(|s| {
-                    vec![
-                        Cell::Text(format!(
-                            "{}（{}）",
-                            agency_name(f.config, &s.agency_id),
-                            s.agency_id
-                        )),
-                        Cell::Int(s.accounts_in_use as i64),
-                        Cell::Int(s.accounts_selected as i64),
-                    ]
-                })
-                .collect(),
-        },
+        unit_population_records: (!ids.is_empty())
+            .then(|| {
+                let by_agency = population_by_agency(f)?;
+                Some(ids.iter().filter_map(|a| by_agency.get(a)).sum::<u64>())
+            })
+            .flatten(),
+        strata: strata_table(f, unit_strata.into_iter())?,
         inputs: Table {
             headers: headers(&["檔案", "位元組", "列數", "SHA-256"]),
             rows: m
@@ -1540,22 +1574,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             &DataFrame::empty_with_schema(&sample_schema()),
             &[],
         )?;
-        s.strata.rows = manifest
-            .units
-            .iter()
-            .flat_map(|u| &u.strata)
-            .map(|st| {
-                vec![
-                    Cell::Text(format!(
-                        "{}（{}）",
-                        agency_name(f.config, &st.agency_id),
-                        st.agency_id
-                    )),
-                    Cell::Int(st.accounts_in_use as i64),
-                    Cell::Int(st.accounts_selected as i64),
-                ]
-            })
-            .collect();
+        s.strata = strata_table(f, manifest.units.iter().flat_map(|u| &u.strata))?;
         m.sample = Some(s);
     }
     Ok(m)

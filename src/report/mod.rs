@@ -158,9 +158,11 @@ pub struct SampleSection {
     pub percent: u32,
     pub per_account: u32,
     pub population_records: u64,
+    /// The unit's records in the population (a unit's workbook).
+    pub unit_population_records: Option<u64>,
     pub population_digest: String,
     pub sample_digest: String,
-    /// `機關, 使用中帳號 N, 抽樣帳號 n`.
+    /// `機關, 母體筆數 M, 使用中帳號 N, 抽樣帳號 n`.
     pub strata: Table,
     /// `檔案, 位元組, 列數, SHA-256`.
     pub inputs: Table,

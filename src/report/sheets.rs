@@ -622,6 +622,11 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
             ("時區", Cell::Text(s.timezone.clone())),
             ("帳號抽樣比例（%）", Cell::Int(i64::from(s.percent))),
             ("每帳號抽查筆數", Cell::Int(i64::from(s.per_account))),
+            (
+                "母體筆數（本機關）",
+                s.unit_population_records
+                    .map_or(Cell::Text("—".into()), |n| Cell::Int(n as i64)),
+            ),
             ("母體筆數（全市）", Cell::Int(s.population_records as i64)),
             ("母體摘要值 SHA-256", Cell::Text(s.population_digest.clone())),
             ("樣本摘要值 SHA-256", Cell::Text(s.sample_digest.clone())),

@@ -1431,3 +1431,60 @@ fn the_worksheet_reads_on_screen_and_prints_legibly() {
         "sampling record page setup"
     );
 }
+
+/// Each unit's 抽樣資訊 shows its own population (issue 15), beside the
+/// city's: the unit's records in `population.tsv`, and per agency `M`
+/// adding up to it; the city-wide sheet's `M` add up to the city's.
+#[test]
+fn each_unit_s_sampling_sheet_counts_its_own_population() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let population = std::fs::read_to_string(dir.join("population.tsv")).unwrap();
+    let mut by_agency: BTreeMap<String, i64> = BTreeMap::new();
+    for line in population.lines().skip(1) {
+        *by_agency
+            .entry(line.split('\t').nth(1).unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let total: i64 = by_agency.values().sum();
+    let pair = |rows: &[Vec<Data>], label: &str| -> String {
+        rows.iter()
+            .find(|r| r.first().is_some_and(|c| text(c) == label))
+            .map(|r| text(&r[1]))
+            .unwrap_or_else(|| panic!("no {label}"))
+    };
+    // The strata block: `機關, 母體筆數 M, …` rows under its header.
+    let strata_m = |rows: &[Vec<Data>]| -> i64 {
+        let at = rows
+            .iter()
+            .position(|r| r.get(1).is_some_and(|c| text(c) == "母體筆數 M"))
+            .expect("the strata header");
+        rows[at + 1..]
+            .iter()
+            .take_while(|r| r.first().is_some_and(|c| !text(c).is_empty()))
+            .map(|r| text(&r[1]).parse::<i64>().unwrap())
+            .sum()
+    };
+    let mut units_seen = 0;
+    for unit in city.config.agencies.units() {
+        let path = dir.join(format!("reports/{}.xlsx", unit.id));
+        let (_, sheets) = read(&path);
+        let Some(rows) = sheets.get("抽樣資訊") else {
+            continue;
+        };
+        let (ids, _) = city.subtree(&unit.id);
+        let own: i64 = ids.iter().filter_map(|a| by_agency.get(a)).sum();
+        assert_eq!(
+            pair(rows, "母體筆數（本機關）"),
+            own.to_string(),
+            "{}",
+            unit.id
+        );
+        assert_eq!(pair(rows, "母體筆數（全市）"), total.to_string());
+        assert_eq!(strata_m(rows), own, "{}: strata M", unit.id);
+        units_seen += 1;
+    }
+    assert!(units_seen >= 5, "{units_seen}");
+    let (_, sheets) = read(&dir.join("reports/city-wide.xlsx"));
+    assert_eq!(strata_m(&sheets["抽樣資訊"]), total);
+}
