@@ -59,10 +59,11 @@ pub enum Code {
     QueryPurposeMismatch,
     QuerySelfApproved,
     AccountRepeatPattern,
+    QueryByUnrosteredAccount,
 }
 
 impl Code {
-    pub const ALL: [Code; 29] = [
+    pub const ALL: [Code; 30] = [
         Code::AccountHolderDeparted,
         Code::AccountHolderTransferred,
         Code::AccountHolderSuspended,
@@ -92,6 +93,7 @@ impl Code {
         Code::QueryPurposeMismatch,
         Code::QuerySelfApproved,
         Code::AccountRepeatPattern,
+        Code::QueryByUnrosteredAccount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -227,6 +229,11 @@ impl Code {
                 "QUERY_SELF_APPROVED",
                 High,
                 "紀錄表由查詢者本人核可（非權責主管事前核可）",
+            ),
+            Code::QueryByUnrosteredAccount => (
+                "QUERY_BY_UNROSTERED_ACCOUNT",
+                High,
+                "以不在帳號清冊之帳號查詢",
             ),
             Code::AccountRepeatPattern => (
                 "ACCOUNT_REPEAT_PATTERN",

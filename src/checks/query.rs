@@ -80,6 +80,11 @@ pub static CHECKS: &[Check] = &[
         run: after_departure,
     },
     Check {
+        codes: &[Code::QueryByUnrosteredAccount],
+        needs: &[Need::Table(Table::QueryLog), Need::Table(Table::Roster)],
+        run: by_unrostered,
+    },
+    Check {
         codes: &[Code::QueryByIneligibleHolder],
         needs: LOG_ROSTER_HR,
         run: by_ineligible,
@@ -648,6 +653,20 @@ fn after_departure(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 lit(" 查詢，應查明是否遭他人使用"),
             ]),
         )))
+}
+
+/// Every query of an account nobody manages: the roster (the same rows
+/// as the account review's ACCOUNT_NOT_IN_ROSTER and the 清冊外帳號 sheet)
+/// lacks it, so each of its queries is counted and followed up.
+fn by_unrostered(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(cx.not_in_roster().select(about_query(
+        Code::QueryByUnrosteredAccount,
+        sentence([
+            lit("帳號不在帳號清冊（無人管理之帳號），仍於 "),
+            at(),
+            lit(" 查詢，應查明帳號來源及使用人"),
+        ]),
+    )))
 }
 
 fn by_ineligible(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {

@@ -532,7 +532,7 @@ fn each_code_is_triggered_by_the_smallest_change() {
                     approver: None,
                 });
             },
-            &["ACCOUNT_NOT_IN_ROSTER@ZZ"],
+            &["ACCOUNT_NOT_IN_ROSTER@ZZ", "QUERY_BY_UNROSTERED_ACCOUNT@ZZ"],
         ),
         (
             "a unit without an officer",
@@ -676,6 +676,8 @@ fn each_code_is_triggered_by_the_smallest_change() {
                 "QUERY_SUBJECT_MANY_ACCOUNTS@U1",
                 "QUERY_SUBJECT_MANY_ACCOUNTS@ZZ",
                 "ACCOUNT_NOT_IN_ROSTER@ZZ",
+                "QUERY_BY_UNROSTERED_ACCOUNT@ZZ",
+                "ACCOUNT_REPEAT_PATTERN@ZZ",
                 "QUERY_NO_REQUEST_FORM@C0",
                 "QUERY_NO_REQUEST_FORM@O1",
                 "QUERY_NO_REQUEST_FORM@O2",

@@ -106,9 +106,15 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
 pub struct CriticalItem {
     pub description: String,
     pub account: String,
-    pub at: String,
-    pub subject: String,
-    pub reason: String,
+    /// Critical findings of this account and code.
+    pub count: i64,
+    /// When the first and the last of them happened.
+    pub first: String,
+    pub last: String,
+    /// Distinct people looked up (masked IDs counted).
+    pub subjects: i64,
+    /// The first finding's reason.
+    pub example: String,
 }
 
 /// The immediate notice of a unit's critical findings (issue 15, point
@@ -127,6 +133,12 @@ pub fn critical_notices(
     if items.is_empty() || model.city_wide {
         return Ok(Vec::new());
     }
+    let total: i64 = items.iter().map(|i| i.count).sum();
+    let accounts = items
+        .iter()
+        .map(|i| i.account.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let mut out = Vec::new();
     let to = [
         (unit.officer_email.as_ref(), Role::Officer),
@@ -143,6 +155,8 @@ pub fn critical_notices(
                 "period_label": model.period_label,
                 "run_id": model.run_id,
                 "return_days": crate::report::build::RETURN_DAYS,
+                "total": total,
+                "accounts": accounts,
                 "items": items,
             }),
         )?;
@@ -152,9 +166,8 @@ pub fn critical_notices(
             &format!("critical:{}", model.unit_id),
             address,
             &format!(
-                "【健保WebIR稽核】緊急：{} 發現嚴重異常 {} 件",
+                "【健保WebIR稽核】緊急：{} 發現嚴重異常 {total} 件（{accounts} 個帳號）",
                 model.unit_name,
-                items.len()
             ),
             body,
             now,

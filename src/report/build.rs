@@ -1228,7 +1228,16 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     }
     m.evidence = f.evidence.and_then(|e| e.get(unit)).map(evidence_table);
     if let Some(o) = f.orphans {
-        m.orphans = Some(orphan_table(f, &in_set(o, "agency_id", &ids)?)?);
+        let t = orphan_table(f, &in_set(o, "agency_id", &ids)?)?;
+        // Someone used WebIR with an account nobody manages: the officer
+        // finds out whose it is.
+        if !t.rows.is_empty() {
+            m.actions.push(format!(
+                "「清冊外帳號」工作表所列 {} 個帳號不在帳號清冊，請查明帳號來源及實際使用人，未經核准者由本機關專責人員廢止，並將處理情形填入該表（管理要點第五點第一款、第六點第二款）。",
+                t.rows.len()
+            ));
+        }
+        m.orphans = Some(t);
     }
     if let Some((manifest, details)) = f.sample {
         let section = sample_section(f, manifest, details, &ids)?;
@@ -1323,6 +1332,20 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
             }
             Some(Severity::High) if w.is_some_and(|c| c.scope() == Scope::Accounts) => {
                 "督促專責人員廢止或查明（第五點第一款第三目、第六點第二款）"
+            }
+            // Someone queried who may not: the account, not a form, is
+            // what is wrong.
+            Some(Severity::High)
+                if matches!(
+                    w,
+                    Some(
+                        Code::QueryByIneligibleHolder
+                            | Code::QueryByDisabledAccount
+                            | Code::QueryByUnrosteredAccount
+                    )
+                ) =>
+            {
+                "督促專責人員查明實際使用人並廢止帳號，會同政風單位調查（第六點第二款、第三款）"
             }
             Some(Severity::High) => {
                 "督促查明並補正紀錄表，必要時會同政風單位調查（第五點第二款第一目、第六點第三款）"
@@ -1526,13 +1549,19 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             })
             .collect(),
     });
-    m.actions = vec![
-        format!(
+    // The external audit's workbook is the Health Bureau's own work (its
+    // actions from `base`); the other kinds' city-wide workbook supervises
+    // what the units were asked to do.
+    if f.kind != ReportKind::ExternalAudit {
+        m.actions = vec![format!(
             "請督導各單位於 {} 前回傳工作底稿或處理結果。",
             (f.generated_at + Duration::days(RETURN_DAYS)).date()
-        ),
-        "「剔除資料列」所列為無法讀入之資料，請通知提供機關更正後重新匯出。".to_owned(),
-    ];
+        )];
+    }
+    if f.rejects.height() > 0 {
+        m.actions
+            .push("「剔除資料列」所列為無法讀入之資料，請通知提供機關更正後重新匯出。".to_owned());
+    }
     let rj = f.rejects;
     let table = strs(rj, "table")?;
     let file = strs(rj, "source_file")?;

@@ -497,9 +497,12 @@ fn finish_run(
     archive::seal(&outcome.dir)
 }
 
-/// A unit's critical findings, for the immediate notice (subjects are
-/// masked in the findings already).
+/// A unit's critical findings, for the immediate notice, one item per
+/// account and code (subjects are masked in the findings already): how
+/// many, from when to when, how many people were looked up, and the first
+/// finding's reason as an example. Most findings first.
 fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::CriticalItem>> {
+    let ts = |e: Expr| e.dt().strftime("%Y-%m-%d %H:%M:%S");
     let f = findings
         .clone()
         .lazy()
@@ -508,16 +511,25 @@ fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::Critical
                 .eq(lit(unit))
                 .and(col("severity").eq(lit(Severity::Critical.name()))),
         )
-        .select([
-            col("code"),
-            col("account_id"),
-            col("occurred_at")
-                .dt()
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .alias("at"),
-            col("subject"),
-            col("reason"),
+        .sort(
+            ["occurred_at"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .group_by_stable([col("code"), col("account_id")])
+        .agg([
+            len().cast(DataType::Int64).alias("n"),
+            ts(col("occurred_at").min()).alias("first"),
+            ts(col("occurred_at").max()).alias("last"),
+            col("subject")
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("subjects"),
+            col("reason").first().alias("example"),
         ])
+        .sort(
+            ["n", "account_id", "code"],
+            SortMultipleOptions::default().with_order_descending_multi([true, false, false]),
+        )
         .collect()?;
     let s = |c: &str| -> Result<Vec<String>> {
         Ok(f.column(c)?
@@ -526,21 +538,27 @@ fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::Critical
             .map(|v| v.unwrap_or("").to_owned())
             .collect())
     };
-    let (code, account, at, subject, reason) = (
+    let i = |c: &str| -> Result<Vec<i64>> {
+        Ok(f.column(c)?.i64()?.iter().map(|v| v.unwrap_or(0)).collect())
+    };
+    let (code, account, first, last, example) = (
         s("code")?,
         s("account_id")?,
-        s("at")?,
-        s("subject")?,
-        s("reason")?,
+        s("first")?,
+        s("last")?,
+        s("example")?,
     );
+    let (n, subjects) = (i("n")?, i("subjects")?);
     Ok((0..f.height())
-        .map(|i| mail::CriticalItem {
-            description: Code::parse(&code[i])
-                .map_or(code[i].clone(), |c| c.description().to_owned()),
-            account: account[i].clone(),
-            at: at[i].clone(),
-            subject: subject[i].clone(),
-            reason: reason[i].clone(),
+        .map(|k| mail::CriticalItem {
+            description: Code::parse(&code[k])
+                .map_or(code[k].clone(), |c| c.description().to_owned()),
+            account: account[k].clone(),
+            count: n[k],
+            first: first[k].clone(),
+            last: last[k].clone(),
+            subjects: subjects[k],
+            example: example[k].clone(),
         })
         .collect())
 }

@@ -571,6 +571,7 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
     ghost.weight = 3;
     let ghost_idx = accounts.len();
     planted.push((Code::AccountNotInRoster, ghost.id.clone()));
+    planted.push((Code::QueryByUnrosteredAccount, ghost.id.clone()));
     // An account only the older roster snapshot lists (no RNG draw, so the
     // rest of the city is what it was before it existed).
     let mut removed = ghost.clone();

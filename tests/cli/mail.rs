@@ -551,3 +551,203 @@ fn an_exemption_without_a_reason_or_beside_a_password_is_a_config_error() {
         );
     }
 }
+
+/// What each reader is told, by kind of mail and role, against the
+/// regulation's roles and verbs (issue 15): a unit's officer (專責人員)
+/// fills in and revokes (廢止, 6(2)); the ethics unit (政風單位) investigates
+/// with the officer (會同、共同調查, 6(3)) and fills in nothing; the chief
+/// administrator (總管理者) supervises (督導, point 4). No mail names a role
+/// the regulation does not have or sends a unit to the NHIA itself. The
+/// officer's 應辦事項 are 摘要's: the same table checks the workbook.
+#[test]
+fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
+    /// (kind title in the subject, role, must say, must not say).
+    type Rule = (
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    const NEVER: &[&str] = &["系統管理者", "向健保署申請", "調整權限"];
+    const RULES: &[Rule] = &[
+        (
+            "抽查工作底稿",
+            "officer",
+            &[
+                "專責人員 您好",
+                "黃色欄位",
+                "回傳",
+                "政風單位",
+                "附件已加密",
+            ],
+            &[],
+        ),
+        (
+            "帳號清查",
+            "officer",
+            &[
+                "專責人員 您好",
+                "處理結果",
+                "廢止其使用權限",
+                "第六點第二款",
+            ],
+            &[],
+        ),
+        (
+            "內部稽核",
+            "officer",
+            &["專責人員 您好", "查核結果", "會同政風單位"],
+            &[],
+        ),
+        ("查詢稽核", "officer", &["專責人員 您好", "異常查詢"], &[]),
+        (
+            "",
+            "ethics",
+            &[
+                "政風單位 您好",
+                "會同",
+                "共同調查",
+                "調查紀錄",
+                "第六點第三款",
+            ],
+            &["黃色欄位", "應辦事項", "處理結果欄"],
+        ),
+        (
+            "",
+            "chief_admin",
+            &["衛生局總管理者 您好", "督導", "第四點"],
+            &["黃色欄位", "專責人員 您好"],
+        ),
+        (
+            "外部稽核",
+            "chief_admin",
+            &["外部稽核抽選", "業務需求人員清冊", "第六點第四款"],
+            &[],
+        ),
+        (
+            "緊急",
+            "officer",
+            &[
+                "專責人員 您好",
+                "廢止其使用權限",
+                "會同政風單位",
+                "不待 30 日",
+            ],
+            &["黃色欄位"],
+        ),
+        (
+            "緊急",
+            "ethics",
+            &["政風單位 您好", "共同調查", "調查紀錄"],
+            &["廢止其使用權限", "黃色欄位"],
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let out = run_binary(&["demo", "--out", dir.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let mails = parse_all(&dir.join("var/state/outbox-files"));
+    let mut used = vec![0usize; RULES.len()];
+    for m in &mails {
+        let role = if m.to.starts_with("ethics.") {
+            "ethics"
+        } else if m.subject.contains("全市彙整") {
+            "chief_admin"
+        } else {
+            "officer"
+        };
+        for bad in NEVER {
+            assert!(
+                !m.text.contains(bad),
+                "{} ({}) says {bad}: {}",
+                m.to,
+                m.subject,
+                m.text
+            );
+        }
+        for (i, (kind, r, must, must_not)) in RULES.iter().enumerate() {
+            let critical = m.subject.contains("緊急");
+            let kind_matches = if *kind == "緊急" {
+                critical
+            } else {
+                !critical && m.subject.contains(kind)
+            };
+            if *r != role || !kind_matches {
+                continue;
+            }
+            used[i] += 1;
+            for w in *must {
+                assert!(
+                    m.text.contains(w),
+                    "{} ({}) lacks {w}: {}",
+                    m.to,
+                    m.subject,
+                    m.text
+                );
+            }
+            for w in *must_not {
+                assert!(
+                    !m.text.contains(w),
+                    "{} ({}) says {w}: {}",
+                    m.to,
+                    m.subject,
+                    m.text
+                );
+            }
+        }
+    }
+    // The demo runs no lone query check; every other rule met a mail.
+    for (i, (kind, role, ..)) in RULES.iter().enumerate() {
+        assert!(
+            used[i] > 0 || *kind == "查詢稽核",
+            "no {kind} mail to {role}"
+        );
+    }
+
+    // 摘要's 應辦事項 of each kind say the officer's verbs, and never a
+    // role or a step the regulation does not have.
+    let runs: Vec<PathBuf> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run      "))
+        .map(PathBuf::from)
+        .collect();
+    for run in &runs {
+        let job = run
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (book, must): (&str, &[&str]) = match job.as_str() {
+            "sample-audit" => ("KPB.xlsx", &["黃色欄位", "回傳", "政風單位", "清冊外帳號"]),
+            "account-review" => (
+                "KPB.xlsx",
+                &["處理結果", "廢止其使用權限", "第六點第二款", "第四點第五款"],
+            ),
+            "internal-audit" => ("KPB.xlsx", &["查核結果", "政風單位"]),
+            "external-audit" => ("city-wide.xlsx", &["業務需求人員清冊", "第六點第四款"]),
+            other => panic!("unexpected run {other}"),
+        };
+        let path = run.join("reports").join(book);
+        let mut wb: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        use calamine::Reader as _;
+        let range = wb.worksheet_range("摘要").unwrap();
+        let actions: String = range
+            .rows()
+            .skip_while(|r| r.first().is_none_or(|c| *c != "應辦事項"))
+            .skip(1)
+            .take_while(|r| r.first().is_some_and(|c| c.to_string().ends_with('.')))
+            .map(|r| r.get(1).map(|c| c.to_string()).unwrap_or_default())
+            .collect();
+        for w in must {
+            assert!(actions.contains(w), "{job} 摘要 lacks {w}: {actions}");
+        }
+        for w in NEVER {
+            assert!(!actions.contains(w), "{job} 摘要 says {w}: {actions}");
+        }
+    }
+    assert_eq!(runs.len(), 4);
+}
