@@ -509,8 +509,19 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     row = write_block(ws, row + 1, 0, &m.by_severity, st)? + 1;
     row = write_block(ws, row, 0, &m.by_code, st)? + 1;
     if let Some(units) = &m.units {
+        // The units' table is wide: it has a sheet of its own, where its
+        // columns get their width and it prints with page setup.
         ws.write_string_with_format(row, 0, "各單位", &st.label)?;
-        row = write_block(ws, row + 1, 0, units, st)? + 1;
+        ws.write_string_with_format(
+            row,
+            1,
+            format!(
+                "{} 個單位之帳號、發現、最近抽查及回收情形，見「各單位」工作表",
+                units.rows.len()
+            ),
+            &st.wrap,
+        )?;
+        row += 2;
     }
     ws.write_string_with_format(row, 0, "資料品質", &st.label)?;
     ws.write_string_with_format(row, 1, &m.quality, &st.wrap)?;
@@ -687,6 +698,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
 
     summary(&mut wb, m, &st)?;
     let heading = |sheet: &str| format!("{} {} {}", m.unit_name, m.period_label, sheet);
+    if let Some(units) = &m.units {
+        write_table(
+            &mut wb,
+            "各單位",
+            &heading("各單位（帳號、發現、最近抽查及回收情形）"),
+            units,
+            None,
+            m,
+            &st,
+        )?;
+    }
     if let (ReportKind::SampleAudit, Some(s), false) = (m.kind, &m.sample, m.city_wide) {
         let inputs = InputColumns {
             inputs: SAMPLE_WORKSHEET.inputs,

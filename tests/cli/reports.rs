@@ -250,6 +250,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         names,
         [
             "摘要",
+            "各單位",
             "帳號彙整",
             "異常查詢",
             "資料品質",
@@ -259,7 +260,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             "圖表資料"
         ]
     );
-    let summary: Vec<String> = sheets["摘要"].iter().map(|r| text(&r[0])).collect();
+    let summary: Vec<String> = sheets["各單位"].iter().map(|r| text(&r[0])).collect();
     for unit in &units {
         assert!(
             summary.iter().any(|s| s.ends_with(&format!("（{unit}）"))),
@@ -360,6 +361,7 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
         names,
         [
             "摘要",
+            "各單位",
             "專責人員帳號",
             "帳號彙整",
             "資料品質",
@@ -617,7 +619,7 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     // The Health Bureau's next workbook shows who sent theirs back.
     let next = city.run(&["run", "query-check", "--period", "2026H1"]);
     let (_, sheets) = read(&next.join("reports/city-wide.xlsx"));
-    let summary = &sheets["摘要"];
+    let summary = &sheets["各單位"];
     let header: Vec<String> = summary
         .iter()
         .find(|r| text(&r[0]) == "單位")
@@ -976,6 +978,7 @@ fn external_audit_draws_units_reproducibly() {
         names,
         [
             "摘要",
+            "各單位",
             "專責人員帳號",
             "外部稽核抽選",
             "帳號彙整",
@@ -1261,18 +1264,8 @@ fn the_city_wide_sample_audit_counts_itself_and_every_account() {
     let dir = city.sample_audit();
     let run_id = dir.file_name().unwrap().to_string_lossy().into_owned();
     let (_, sheets) = read(&dir.join("reports/city-wide.xlsx"));
-    let summary = &sheets["摘要"];
-    let at = summary
-        .iter()
-        .position(|r| {
-            r.first().is_some_and(|c| text(c) == "單位") && r.iter().any(|c| text(c) == "最近抽查")
-        })
-        .expect("the units block on 摘要");
-    let h: Vec<String> = summary[at].iter().map(text).collect();
-    let rows: Vec<&Vec<Data>> = summary[at + 1..]
-        .iter()
-        .take_while(|r| r.first().is_some_and(|c| !text(c).is_empty()))
-        .collect();
+    let (h, rows) = table(&sheets, "各單位");
+    let rows: Vec<&Vec<Data>> = rows.iter().collect();
     let (last, n_use, n_acc) = (
         column(&h, "最近抽查"),
         column(&h, "使用中帳號"),
