@@ -365,10 +365,17 @@ pub fn sample_details(
         col("form_approved_at"),
         col("late_form_id"),
     ]);
+    // Findings about the query itself: a roll-up about its account (one
+    // finding citing its first query) is not this row's verdict.
     let prechecks = findings
         .clone()
         .lazy()
-        .filter(col("source_row").is_not_null())
+        .filter(
+            col("source_row")
+                .is_not_null()
+                .and(col("subject").is_not_null())
+                .and(col("subject").neq(lit(""))),
+        )
         .group_by([col("source_file"), col("source_row")])
         .agg([col("code").sort(SortOptions::default()).unique_stable()]);
     let mut out = sample

@@ -556,3 +556,115 @@ fn a_missing_export_in_the_middle_withholds_idle_and_never_used() {
     );
     assert!(!codes(&out.run_dir()).iter().any(|c| c == "ACCOUNT_IDLE"));
 }
+
+/// The sample worksheet's pre-check (系統預檢) and form column say what the
+/// findings say of the same query (issue 15: a row showed 無對應紀錄表
+/// while 異常查詢 cited the late-approved form; rows whose purpose differed
+/// from their form's were pre-checked 無異常). One account is the
+/// police's only one in use, so every one of its queries is sampled: one
+/// approved after the query, one whose form states another purpose, one
+/// without a form, one in order.
+#[test]
+fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
+    use calamine::{Data, Reader, Xlsx, open_workbook};
+    let queries: Vec<String> = [
+        "P101,2026-03-02 10:00:00,投保資料,B200000011,犯罪偵查,成功,第一分局",
+        "P101,2026-03-05 10:00:00,投保資料,B200000012,犯罪偵查,成功,第一分局",
+        "P101,2026-03-06 10:00:00,投保資料,B200000013,犯罪偵查,成功,第一分局",
+        "P101,2026-03-09 10:00:00,投保資料,B200000014,犯罪偵查,成功,第一分局",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let forms = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n\
+        F1,P101,B200000011,犯罪偵查,偵辦竊盜案,2026-03-02 09:00:00,陳組長,2026-03-03 09:00:00\n\
+        F2,P101,B200000012,毒品施用者追蹤輔導,追蹤輔導,2026-03-04 09:00:00,陳組長,2026-03-04 10:00:00\n\
+        F4,P101,B200000014,犯罪偵查,偵辦詐欺案,2026-03-08 09:00:00,陳組長,2026-03-08 10:00:00\n";
+    let t = city()
+        .file(
+            "inbox/query_logs/webir_2026H1.csv",
+            csv(LOG_HEADER_NO_IP, &queries),
+        )
+        .file("inbox/forms/紀錄表_1150701.csv", forms);
+    let out = t.run(&[
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        "12345678901234567890",
+        "--no-send",
+    ]);
+    assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
+    let dir = out.run_dir();
+    // The findings of each query, by its masked subject.
+    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .collect();
+    let at = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let mut by_subject: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        if f[at("account_id")] == "P101" && !f[at("subject")].is_empty() {
+            let code = webir_audit::checks::Code::parse(f[at("code")]).unwrap();
+            by_subject
+                .entry(f[at("subject")].to_owned())
+                .or_default()
+                .insert(code.description().to_owned());
+        }
+    }
+    let mut wb: Xlsx<_> = open_workbook(dir.join("reports/KPB.xlsx")).unwrap();
+    let range = wb.worksheet_range("抽查工作底稿").unwrap();
+    let rows: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(Data::to_string).collect())
+        .collect();
+    let h = &rows[2];
+    let col = |n: &str| {
+        h.iter()
+            .position(|x| x == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    let (subject, pre, form, purpose, form_purpose) = (
+        col("被查詢人"),
+        col("系統預檢"),
+        col("紀錄表編號"),
+        col("查詢目的"),
+        col("紀錄表目的"),
+    );
+    let mut seen = Vec::new();
+    for r in &rows[3..] {
+        let said: std::collections::BTreeSet<String> = match r[pre].as_str() {
+            "無異常" => Default::default(),
+            p => p.split('；').map(str::to_owned).collect(),
+        };
+        let found = by_subject.get(&r[subject]).cloned().unwrap_or_default();
+        assert_eq!(said, found, "row {r:?}");
+        let f = &r[form];
+        match &r[subject][7..] {
+            // Approved the day after the query: the row cites that form.
+            "011" => assert_eq!(f, "F1（查詢後始核可）"),
+            // The form states another purpose than the query.
+            "012" => {
+                assert_eq!(f, "F2");
+                assert_ne!(r[purpose], r[form_purpose], "{r:?}");
+                assert!(found.contains("查詢目的與紀錄表所載目的不符"), "{found:?}");
+            }
+            "013" => assert_eq!(f, "無對應紀錄表"),
+            "014" => {
+                assert_eq!(f, "F4");
+                assert!(found.is_empty(), "{found:?}");
+            }
+            other => panic!("unexpected row {other}"),
+        }
+        seen.push(r[subject][7..].to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ["011", "012", "013", "014"], "every query sampled");
+}
