@@ -277,6 +277,60 @@ pub fn create_private(path: &Path) -> Result<std::fs::File> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
+/// The folder under a period that keeps the workbooks units returned.
+pub const RETURNS: &str = "returns";
+
+/// Keeps a returned workbook as it was received (`returned.xlsx`, however
+/// it came: encrypted or not), in a folder of its own beside the run's
+/// period, `<period>/returns/<run id>_<unit>_<received>`, sealed like a
+/// run folder: `archive verify` checks it, retention keeps it as long as
+/// the run. Returns the folder.
+pub fn keep_return(
+    run: &RunFolder,
+    unit_id: &str,
+    received: &str,
+    bytes: &[u8],
+) -> Result<PathBuf> {
+    let period_dir = run
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .context("a run folder has a period folder")?;
+    let parent = inside(period_dir, RETURNS)?;
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let stem = format!("{}_{unit_id}_{received}", run.id);
+    for n in 1.. {
+        let id = if n == 1 {
+            stem.clone()
+        } else {
+            format!("{stem}-{n}")
+        };
+        let dir = inside(&parent, &id)?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let mut f = create_private(&dir.join("returned.xlsx"))?;
+                f.write_all(bytes)
+                    .with_context(|| format!("writing {}", dir.display()))?;
+                drop(f);
+                seal(&dir)?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!("an unbounded range always yields")
+}
+
+/// The period of a kept return's folder (`<period>/returns/<id>`).
+pub fn returned_period(dir: &Path) -> Option<RunPeriod> {
+    let parent = dir.parent()?;
+    if parent.file_name()? != RETURNS {
+        return None;
+    }
+    RunPeriod::parse(&parent.parent()?.file_name()?.to_string_lossy())
+}
+
 /// Text cells that Excel would run as a formula get a leading apostrophe.
 fn defuse(e: Expr) -> Expr {
     let risky = e

@@ -7,6 +7,7 @@ pub mod cli; // command-line interface: argument types and command dispatch
 pub mod clock; // the injected clock
 pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod daemon; // the daemon: schedules, the run ledger, wake-up passes, status
+pub mod followup; // what runs asked of units, chased: reminders and escalation until the return is in
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
 pub mod job; // the jobs: one closed type with name, period rule, inputs needed
 pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)
@@ -18,8 +19,8 @@ pub mod run; // the run layer: one dispatcher for every job, the run skeleton, t
 pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): population, selection, manifest
 pub mod schedule; // schedules/*.toml: when each job runs, validated against the regulation's cadence
 pub mod status; // what the daemon has done and will do: the status command and the heartbeat mail
-pub mod store;
+pub mod store; // the SQLite state database: seed ledger, outbox, run ledger, returns, due items
 pub mod synth; // the deterministic generator of the fictional sample city
-pub mod templates; // the mail templates, compiled when the config loads // the SQLite state database: seed ledger, frozen digests
+pub mod templates; // the mail templates, compiled when the config loads
 pub mod verify; // re-drawing a sample audit from its manifest: MATCH or the first difference
 pub mod worksheet; // completed sample worksheets coming back: matched, checked, recorded

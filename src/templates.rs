@@ -15,6 +15,14 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("base.html.j2", include_str!("../templates/base.html.j2")),
     ("protection.j2", include_str!("../templates/protection.j2")),
     (
+        "reminder-subject.j2",
+        include_str!("../templates/reminder-subject.j2"),
+    ),
+    (
+        "reminder.txt.j2",
+        include_str!("../templates/reminder.txt.j2"),
+    ),
+    (
         "sample-audit.txt.j2",
         include_str!("../templates/sample-audit.txt.j2"),
     ),

@@ -105,14 +105,25 @@ fn text(d: &Data) -> String {
 /// A sheet's cells, row by row.
 type Rows = Vec<Vec<Data>>;
 
-/// The summary and the worksheet of a workbook.
-fn sheets(path: &Path) -> Result<(Rows, Rows), ReturnError> {
-    let mut wb: Xlsx<_> = calamine::open_workbook(path).map_err(|e: calamine::XlsxError| {
-        ReturnError::Unreadable {
-            file: path.to_owned(),
-            reason: e.to_string(),
+/// The summary and the worksheet of a workbook: `bytes` (a return,
+/// decrypted), or the file at `path`.
+fn sheets(path: &Path, bytes: Option<&[u8]>) -> Result<(Rows, Rows), ReturnError> {
+    let unreadable = |e: calamine::XlsxError| ReturnError::Unreadable {
+        file: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let owned;
+    let bytes = match bytes {
+        Some(b) => b,
+        None => {
+            owned = std::fs::read(path).map_err(|error| ReturnError::Io {
+                file: path.to_owned(),
+                error,
+            })?;
+            &owned
         }
-    })?;
+    };
+    let mut wb = Xlsx::new(std::io::Cursor::new(bytes)).map_err(unreadable)?;
     let mut get = |name: &str| -> Result<Rows, ReturnError> {
         let range = wb.worksheet_range(name).map_err(|_| ReturnError::NoSheet {
             file: path.to_owned(),
@@ -131,17 +142,21 @@ fn summary_value(summary: &[Vec<Data>], label: &str) -> Option<String> {
         .and_then(|r| r.get(1).map(text))
 }
 
-/// Reads a returned worksheet, checks it against the archived original and
-/// records its answers. Unknown or altered workbooks are refused.
+/// Reads a returned worksheet (`workbook`: its bytes, decrypted if it came
+/// encrypted; `file_sha256`: of the file as received), checks it against
+/// the archived original and records its answers. Unknown or altered
+/// workbooks are refused.
 pub fn ingest_returned(
     file: &Path,
+    workbook: &[u8],
+    file_sha256: &str,
     archive_dir: &Path,
     store: &mut Store,
     received_at: &str,
 ) -> Result<Returned, ReturnError> {
     let sheet = LAYOUT.sheet;
     let path = || file.to_owned();
-    let (summary, rows) = sheets(file)?;
+    let (summary, rows) = sheets(file, Some(workbook))?;
     let run_id =
         summary_value(&summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
     let unit_cell = summary_value(&summary, "機關").unwrap_or_default();
@@ -166,7 +181,7 @@ pub fn ingest_returned(
     let original = run_dir
         .reports()
         .join(archive::RunFolder::workbook_name(Some(&unit_id)));
-    let (orig_summary, orig_rows) = sheets(&original)?;
+    let (orig_summary, orig_rows) = sheets(&original, None)?;
     let digest = summary_value(&summary, "樣本摘要值");
     let want = summary_value(&orig_summary, "樣本摘要值");
     if digest != want {
@@ -278,10 +293,7 @@ pub fn ingest_returned(
         })
         .cloned()
         .collect();
-    let (_, sha) = crate::ingest::hash_file(file).map_err(|error| ReturnError::Io {
-        file: path(),
-        error,
-    })?;
+    let sha = file_sha256.to_owned();
     store.record_worksheet(
         &WorksheetReturn {
             run_id: run_id.clone(),

@@ -29,6 +29,7 @@ pub struct Config {
     pub paths: Paths,
     pub rules: Rules,
     pub limits: Limits,
+    pub followup: Followup,
     pub agencies: Agencies,
     pub mail: Mail,
     /// Extra header aliases: table -> canonical column -> headers.
@@ -38,6 +39,33 @@ pub struct Config {
     pub inputs: Vec<InputOverride>,
     /// The mail templates, compiled.
     pub templates: crate::templates::Templates,
+}
+
+/// When what a run asks of a unit is due and when it is chased
+/// (`[followup]`), in days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Followup {
+    pub worksheet_days: u32,
+    pub account_review_days: u32,
+    pub internal_audit_days: u32,
+    pub query_check_days: u32,
+    pub remind_before_days: u32,
+    pub ethics_after_days: u32,
+}
+
+impl Followup {
+    /// Days a unit has to answer a run of `job`; `None` when the job asks
+    /// nothing of the units.
+    pub fn days(&self, job: crate::job::Job) -> Option<u32> {
+        use crate::job::Job;
+        match job {
+            Job::SampleAudit => Some(self.worksheet_days),
+            Job::AccountReview | Job::PasswordCheck => Some(self.account_review_days),
+            Job::InternalAudit => Some(self.internal_audit_days),
+            Job::QueryCheck => Some(self.query_check_days),
+            Job::ExternalAudit | Job::Retention | Job::Heartbeat => None,
+        }
+    }
 }
 
 /// How much a workbook may inflate to (`[limits]`), in bytes.
@@ -377,6 +405,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     };
     let rules = v.rules(&raw.rules, &resolve);
     let limits = v.limits(&raw.limits);
+    let followup = v.followup(&raw.followup);
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
     let column_aliases = v.column_aliases(&raw.columns);
@@ -396,6 +425,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         paths,
         rules,
         limits,
+        followup,
         agencies,
         mail,
         column_aliases,
@@ -426,6 +456,44 @@ impl Validator {
             return min.max(0) as u32;
         }
         value as u32
+    }
+
+    fn followup(&mut self, f: &raw::RawFollowup) -> Followup {
+        let mut days = |key: &str, value: i64, min: i64| -> u32 {
+            if !(min..=365).contains(&value) {
+                self.problem(
+                    format!("followup.{key}"),
+                    value,
+                    &format!("must be between {min} and 365 (days)"),
+                );
+            }
+            value.clamp(min, 365) as u32
+        };
+        let out = Followup {
+            worksheet_days: days("worksheet_days", f.worksheet_days, 1),
+            account_review_days: days("account_review_days", f.account_review_days, 1),
+            internal_audit_days: days("internal_audit_days", f.internal_audit_days, 1),
+            query_check_days: days("query_check_days", f.query_check_days, 1),
+            remind_before_days: days("remind_before_days", f.remind_before_days, 0),
+            ethics_after_days: days("ethics_after_days", f.ethics_after_days, 0),
+        };
+        let shortest = [
+            out.worksheet_days,
+            out.account_review_days,
+            out.internal_audit_days,
+            out.query_check_days,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(1);
+        if out.remind_before_days >= shortest {
+            self.problem(
+                "followup.remind_before_days",
+                f.remind_before_days,
+                "must be shorter than every deadline: a reminder before the work is even sent",
+            );
+        }
+        out
     }
 
     fn limits(&mut self, l: &raw::RawLimits) -> Limits {

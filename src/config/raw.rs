@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub followup: RawFollowup,
+    #[serde(default)]
     pub agencies: Vec<RawAgency>,
     pub mail: RawMail,
     /// `[columns.<table>] <column> = ["header", ...]`: extra header aliases.
@@ -68,6 +70,38 @@ pub struct RawRules {
     pub failed_burst: i64,
     /// Units the Health Bureau's external audit draws each year (pt 4).
     pub external_audit_units: i64,
+}
+
+/// `[followup]`: when what a run asks of a unit is due, and when it is
+/// chased.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFollowup {
+    /// Days a unit has to return the sample worksheet (point 6(1)).
+    pub worksheet_days: i64,
+    /// …the account review's decisions (point 6(2)).
+    pub account_review_days: i64,
+    /// …the internal audit's results (point 6(3)).
+    pub internal_audit_days: i64,
+    /// …the query check's findings, looked into.
+    pub query_check_days: i64,
+    /// The officer is reminded this many days before the due day (and on it).
+    pub remind_before_days: i64,
+    /// Overdue by this many days, the unit's ethics unit is told.
+    pub ethics_after_days: i64,
+}
+
+impl Default for RawFollowup {
+    fn default() -> Self {
+        RawFollowup {
+            worksheet_days: 30,
+            account_review_days: 30,
+            internal_audit_days: 30,
+            query_check_days: 30,
+            remind_before_days: 7,
+            ethics_after_days: 14,
+        }
+    }
 }
 
 /// `[limits]`: how much a workbook may inflate to before it is refused.

@@ -64,6 +64,10 @@ pub struct Pass {
     /// Rows done by another row's run (an account review that is also
     /// the password check), or by a run made by hand.
     pub covered: Vec<String>,
+    /// Reminders of due items queued.
+    pub reminders: usize,
+    /// Workbooks taken from `inbox/returns/`: ingested or refused.
+    pub returns: Vec<String>,
 }
 
 fn key(job: &str, period: &str) -> String {
@@ -168,6 +172,18 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
             }
         }
     }
+    // Returns dropped into inbox/returns/ close their items first, so a
+    // unit that answered is not reminded.
+    for t in crate::run::returns::take_returns(config, clock)? {
+        pass.returns.push(match t {
+            crate::run::returns::Taken::Ingested(d) => {
+                format!("{} {} returned", d.returned.unit_id, d.returned.run_id)
+            }
+            crate::run::returns::Taken::Refused { file, .. } => format!("{file} refused"),
+        });
+    }
+    // What runs asked of units is chased on its deadline's schedule.
+    pass.reminders = crate::followup::remind(config, &mut store, now)?;
     let mut transport = crate::mail::outbox::transport(config)?;
     crate::mail::outbox::drain(config, &mut store, transport.as_mut(), now)?;
     mark_mailed(&mut store, now)?;

@@ -38,7 +38,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn greeting(self) -> &'static str {
+    pub fn greeting(self) -> &'static str {
         match self {
             Role::Officer => "專責人員",
             Role::Ethics => "政風單位",
@@ -47,7 +47,7 @@ impl Role {
     }
 
     /// The templates' name for the role: what the reader must do follows.
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Officer => "officer",
             Role::Ethics => "ethics",
@@ -154,7 +154,12 @@ pub fn critical_notices(
                 "unit_name": model.unit_name,
                 "period_label": model.period_label,
                 "run_id": model.run_id,
-                "return_days": crate::report::build::RETURN_DAYS,
+                "return_days": crate::report::build::deadline(
+                    config,
+                    model.kind,
+                    model.generated_at
+                )
+                .0,
                 "total": total,
                 "accounts": accounts,
                 "items": items,

@@ -254,8 +254,22 @@ impl UnitStatus {
     }
 }
 
-/// Days an officer has to return a worksheet or act on a review.
-pub const RETURN_DAYS: i64 = 30;
+/// Days a unit has to answer a run of this kind (`[followup]`), and the
+/// day that is, from the run's time: the deadline every workbook states
+/// and the due item the run opens.
+pub fn deadline(
+    config: &Config,
+    kind: ReportKind,
+    generated_at: NaiveDateTime,
+) -> (i64, chrono::NaiveDate) {
+    let days = i64::from(
+        config
+            .followup
+            .days(kind.job())
+            .unwrap_or(config.followup.account_review_days),
+    );
+    (days, (generated_at + Duration::days(days)).date())
+}
 
 fn severity_label(s: Severity) -> &'static str {
     match s {
@@ -540,23 +554,23 @@ fn base(
             })
             .collect(),
     };
-    let deadline = (f.generated_at + Duration::days(RETURN_DAYS)).date();
+    let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
     let actions = match f.kind {
         ReportKind::SampleAudit => vec![
-            format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐筆完成「抽查工作底稿」黃色欄位，並將檔案回傳衛生局。"),
+            format!("請於 {deadline}（{days} 日內）前逐筆完成「抽查工作底稿」黃色欄位，並將檔案回傳衛生局。"),
             "「異常」為「有」或「主管事前核可」為「否」者，請敘明原因，並依規定通知政風單位。".to_owned(),
             "「異常查詢」工作表所列事項請查明並回報處理情形。".to_owned(),
         ],
         ReportKind::AccountReview => vec![
-            format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐一確認「帳號清查」所列帳號，並填寫處理結果。"),
+            format!("請於 {deadline}（{days} 日內）前逐一確認「帳號清查」所列帳號，並填寫處理結果。"),
             "建議「廢止」者（重複、閒置、職務調整、離職、退休或不符資格者之帳號），請由本機關專責人員廢止其使用權限，並於處理結果填寫「已廢止」（管理要點第五點第一款第三目、第六點第二款）。".to_owned(),
             "密碼逾三個月未變更者，請通知持有人立即變更（管理要點第五點第三款）；專責人員及總管理者帳號由衛生局清查（第四點第五款）。".to_owned(),
         ],
         ReportKind::QueryCheck => vec![
-            format!("請於 {deadline}（{RETURN_DAYS} 日內）前查明「異常查詢」所列事項並回報。"),
+            format!("請於 {deadline}（{days} 日內）前查明「異常查詢」所列事項並回報。"),
         ],
         ReportKind::InternalAudit => vec![
-            format!("請於 {deadline}（{RETURN_DAYS} 日內）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
+            format!("請於 {deadline}（{days} 日內）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
             "查核結果為「不符合」或有異常查詢者，請會同政風單位調查並作成調查紀錄。".to_owned(),
         ],
         ReportKind::ExternalAudit => vec![
@@ -1562,7 +1576,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     if f.kind != ReportKind::ExternalAudit {
         m.actions = vec![format!(
             "請督導各單位於 {} 前回傳工作底稿或處理結果。",
-            (f.generated_at + Duration::days(RETURN_DAYS)).date()
+            deadline(f.config, f.kind, f.generated_at).1
         )];
     }
     if f.rejects.height() > 0 {

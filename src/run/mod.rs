@@ -472,6 +472,23 @@ fn finish_run(
         if recipients.is_empty() {
             continue;
         }
+        // What the run asks of the unit is due by the workbook's deadline,
+        // and chased until a return closes it.
+        if !m.city_wide && config.followup.days(facts.kind.job()).is_some() {
+            let (_, due_on) = report::build::deadline(config, facts.kind, facts.generated_at);
+            store.open_due(&crate::store::DueItem {
+                id: 0,
+                job: facts.kind.job().name().to_owned(),
+                run_id: m.run_id.clone(),
+                run_dir: run.clone(),
+                unit_id: m.unit_id.clone(),
+                label: format!("{} {}", m.period_label, m.kind.title()),
+                opened_at: issued_at.clone(),
+                due_on: due_on.to_string(),
+                closed_at: None,
+                closed_by: None,
+            })?;
+        }
         // Encrypted once per workbook: every recipient gets the same bytes.
         let attachment = mail::protect(config, &mut store, &m.unit_id, &bytes, &issued_at)?;
         for (to, role) in recipients {
@@ -1028,7 +1045,12 @@ fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
         let job_dir = dir.parent();
         let period_dir = job_dir.and_then(std::path::Path::parent);
         let run = RunFolder::parse(&dir);
-        let Some(end) = run.as_ref().and_then(|r| r.period.end()) else {
+        // A kept return lives as long as the runs of its period.
+        let end = match &run {
+            Some(r) => r.period.end(),
+            None => archive::returned_period(&dir).and_then(|p| p.end()),
+        };
+        let Some(end) = end else {
             out.unreadable.push(rel);
             continue;
         };

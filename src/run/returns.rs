@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sha2::Digest as _;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -23,27 +24,87 @@ pub struct Ingested {
     pub notice_queued: bool,
 }
 
-/// Reads `file` back, records its answers and queues the ethics unit's
-/// notice of the anomalies it confirms (sent at the next drain).
+/// Reads `file` back (decrypted with the units' passwords when it comes
+/// encrypted, as it was mailed), records its answers, keeps the file as
+/// received in the archive, sealed, closes the unit's due item and
+/// queues the ethics unit's notice of the anomalies it confirms (sent at
+/// the next drain).
 pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Result<Ingested> {
     let mut store = Store::open(&config.paths.state)?;
-    let now = clock
-        .local(config.timezone)
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let returned =
-        crate::worksheet::ingest_returned(file, &config.paths.archive, &mut store, &now)?;
-    let notice_queued = queue_anomalies(
-        config,
+    let local = clock.local(config.timezone);
+    let now = local.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let received = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let sha = hex::encode(sha2::Sha256::digest(&received));
+    let plain = open_return(config, &store, file, &received)?;
+    let returned = crate::worksheet::ingest_returned(
+        file,
+        &plain,
+        &sha,
+        &config.paths.archive,
         &mut store,
-        &returned,
-        &returned.file_sha256,
-        clock.now(),
+        &now,
     )?;
+    let run = crate::archive::RunFolder::parse(&returned.run_dir)
+        .context("the returned worksheet's run folder")?;
+    let kept = crate::archive::keep_return(
+        &run,
+        &returned.unit_id,
+        &local.format("%Y%m%dT%H%M%S").to_string(),
+        &received,
+    )?;
+    tracing::info!(kept = %kept.display(), "returned worksheet kept");
+    store.close_due(
+        crate::job::Job::SampleAudit.name(),
+        &returned.run_id,
+        &returned.unit_id,
+        &now,
+        &sha,
+    )?;
+    let notice_queued = queue_anomalies(config, &mut store, &returned, &sha, clock.now())?;
     Ok(Ingested {
         returned,
         notice_queued,
     })
+}
+
+/// A returned workbook's bytes, readable: as they are, or, for an
+/// encrypted one (an OLE compound file, as we mail them), decrypted with
+/// the first password that opens it — every unit's issued passwords,
+/// current and retired, and those in units' `attachment_password_env`.
+fn open_return(config: &Config, store: &Store, file: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    const OLE: [u8; 4] = [0xD0, 0xCF, 0x11, 0xE0];
+    if !bytes.starts_with(&OLE) {
+        return Ok(bytes.to_vec());
+    }
+    let mut passwords: Vec<String> = store
+        .attachment_passwords()?
+        .into_iter()
+        .map(|p| p.password)
+        .collect();
+    for a in config.agencies.iter() {
+        if let crate::config::AttachmentProtection::Env(var) = &a.attachment
+            && let Ok(p) = std::env::var(var)
+        {
+            passwords.push(p);
+        }
+    }
+    // Most recent first: a return is most likely of the current passwords.
+    passwords.reverse();
+    for p in &passwords {
+        // A wrong password can decrypt to noise without an error: only a
+        // workbook (a zip archive that reads as one) is the right one.
+        if let Ok(plain) = office_crypto::decrypt_from_bytes(bytes.to_vec(), p)
+            && plain.starts_with(b"PK\x03\x04")
+            && zip::ZipArchive::new(std::io::Cursor::new(&plain)).is_ok()
+        {
+            return Ok(plain);
+        }
+    }
+    anyhow::bail!(
+        "{}: an encrypted workbook that none of the units' {} attachment passwords opens: not one we mailed, or its password was changed",
+        file.display(),
+        passwords.len()
+    )
 }
 
 /// Queues, for the unit's ethics unit, the anomalies a returned worksheet
@@ -110,4 +171,82 @@ fn queue_anomalies(
         now,
     )?;
     Ok(store.queue(&[message], &mail::outbox::stamp(now))? == 1)
+}
+
+/// The folder under the inbox where returned workbooks are dropped.
+pub const INBOX_RETURNS: &str = "returns";
+
+/// What became of one file dropped into `inbox/returns/`.
+#[derive(Debug)]
+pub enum Taken {
+    /// Ingested (and kept in the archive): the file left the inbox.
+    Ingested(Box<Ingested>),
+    /// Refused: moved to `inbox/returns/refused/`, the admin told why.
+    Refused { file: String, error: String },
+}
+
+/// Ingests every workbook dropped into `inbox/returns/` (the daemon calls
+/// this each pass). A return that is ingested leaves the inbox (the
+/// archive keeps it); one that is refused moves to `refused/` beside it,
+/// and the admin is queued the reason once, so nothing is retried for
+/// ever and nothing is lost.
+pub fn take_returns(config: &Config, clock: &dyn Clock) -> Result<Vec<Taken>> {
+    let dir = config.paths.inbox.join(INBOX_RETURNS);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            p.is_file() && !name.starts_with('.') && !name.starts_with("~$")
+        })
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        match ingest_worksheet(config, &f, clock) {
+            Ok(done) => {
+                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+                out.push(Taken::Ingested(Box::new(done)));
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::warn!(file = %f.display(), %error, "return refused");
+                let refused = dir.join("refused");
+                std::fs::create_dir_all(&refused)
+                    .with_context(|| format!("creating {}", refused.display()))?;
+                let mut to = refused.join(&name);
+                for n in 2.. {
+                    if !to.exists() {
+                        break;
+                    }
+                    to = refused.join(format!("{n}-{name}"));
+                }
+                std::fs::rename(&f, &to).with_context(|| format!("moving {}", f.display()))?;
+                let mut store = Store::open(&config.paths.state)?;
+                let message = mail::plain(
+                    config,
+                    "returns",
+                    &format!("refused:{}", to.display()),
+                    &config.mail.admin,
+                    &format!("【健保WebIR稽核】回傳檔案無法收件：{name}"),
+                    format!(
+                        "inbox/returns/ 收到之檔案無法收件，已移至 {}：\n\n{error}\n\n請確認檔案為本系統寄送之工作簿（未增刪列、未修改系統欄位），再請機關重新回傳。\n",
+                        to.display()
+                    ),
+                    clock.now(),
+                )?;
+                store.queue(&[message], &mail::outbox::stamp(clock.now()))?;
+                out.push(Taken::Refused { file: name, error });
+            }
+        }
+    }
+    Ok(out)
 }

@@ -5,8 +5,9 @@
 //! visible even if the run that drew it failed), [`outbox`] (the mail
 //! queue), [`runs`] (the daemon's run ledger, the inbox files it has seen,
 //! the append-only retention log), [`worksheets`] (returned
-//! worksheets and their answers) and [`passwords`] (the units'
-//! attachment passwords).
+//! worksheets and their answers), [`passwords`] (the units'
+//! attachment passwords) and [`due`] (what runs asked of units, until
+//! it comes back).
 //!
 //! The store imports nothing of the program above it: it defines its own
 //! plain row types, and states are enums stored as their text.
@@ -15,12 +16,14 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
 
+pub mod due;
 pub mod outbox;
 pub mod passwords;
 pub mod runs;
 pub mod seeds;
 pub mod worksheets;
 
+pub use due::{DueItem, Stage};
 pub use outbox::{MailState, NewMessage, OutboxRow};
 pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
@@ -219,6 +222,19 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     auditor TEXT NOT NULL,
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
+);
+CREATE TABLE IF NOT EXISTS due_items (
+    id INTEGER PRIMARY KEY,
+    job TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    due_on TEXT NOT NULL,
+    closed_at TEXT,
+    closed_by TEXT,
+    UNIQUE (job, run_id, unit_id)
 );
 CREATE TABLE IF NOT EXISTS attachment_passwords (
     id INTEGER PRIMARY KEY,

@@ -254,10 +254,13 @@ fn fuzz_returned_worksheets() {
     let mut runner = runner(24);
     runner
         .run(&edits(), |e| {
-            std::fs::write(&file, apply(&original, &e)).unwrap();
+            let bytes = apply(&original, &e);
+            std::fs::write(&file, &bytes).unwrap();
             let mut store = webir_audit::store::Store::open(&state).unwrap();
             let _ = webir_audit::worksheet::ingest_returned(
                 &file,
+                &bytes,
+                "0",
                 &cfg.paths.archive,
                 &mut store,
                 "2026-07-10T09:00:00",

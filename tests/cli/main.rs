@@ -4,6 +4,7 @@
 mod commands;
 mod daemon;
 mod exports;
+mod followup;
 mod fuzz;
 mod harness;
 mod hostile;

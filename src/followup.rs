@@ -1,0 +1,180 @@
+//! Following up what runs asked of units (point 6): every open due item
+//! is chased on its deadline's schedule — the officer some days before
+//! the due day and on it, the officer and the chief administrator once it
+//! is overdue, the unit's ethics unit after a further grace period. Each
+//! reminder is an outbox message keyed by item and stage, so it goes out
+//! once however often the daemon passes; a closed item is not chased.
+
+use anyhow::Result;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::mail::{self, Outgoing};
+use crate::store::{DueItem, Stage, Store};
+
+/// The stages an open item is in on `today`: at most one of before / on
+/// the due day / overdue, and the ethics stage beside overdue.
+pub fn stages(config: &Config, due_on: NaiveDate, today: NaiveDate) -> Vec<Stage> {
+    let f = &config.followup;
+    let days_left = (due_on - today).num_days();
+    let mut out = Vec::new();
+    if days_left > 0 && days_left <= i64::from(f.remind_before_days) {
+        out.push(Stage::Before);
+    } else if days_left == 0 {
+        out.push(Stage::Due);
+    } else if days_left < 0 {
+        out.push(Stage::Overdue);
+        if -days_left >= i64::from(f.ethics_after_days) {
+            out.push(Stage::Ethics);
+        }
+    }
+    out
+}
+
+/// The outbox's report key of an item's reminder at `stage`.
+fn report_key(item: &DueItem, stage: Stage) -> String {
+    format!("reminder:{}:{}:{}", item.job, item.unit_id, stage)
+}
+
+#[derive(Serialize)]
+struct Cx<'a> {
+    recipient_role: &'static str,
+    role: &'static str,
+    stage: &'static str,
+    unit_name: &'a str,
+    /// The chief administrator's digest: every overdue unit of the run.
+    units: Vec<String>,
+    label: &'a str,
+    run_id: &'a str,
+    due_on: &'a str,
+    days_left: i64,
+    days_over: i64,
+    opened_on: &'a str,
+    reply_to: String,
+    contact: &'a str,
+}
+
+/// The reminders due at `now` for every open item, composed (not queued):
+/// per item, the officer (before, on and after the due day) and the
+/// ethics unit (past the grace period); per run, one digest of its
+/// overdue units to the chief administrator.
+pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Outgoing>> {
+    let today = now.with_timezone(&config.timezone).date_naive();
+    let chief = config.agencies.health_bureau().officer_email.clone();
+    let reply_to = config
+        .mail
+        .reply_to
+        .clone()
+        .unwrap_or_else(|| config.mail.from.clone());
+    let contact = config.mail.contact.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    // Overdue items by run, for the chief administrator's digest.
+    let mut overdue: std::collections::BTreeMap<&str, Vec<&DueItem>> = Default::default();
+    let items = store.due_items()?;
+    for item in items.iter().filter(|i| i.closed_at.is_none()) {
+        let Ok(due_on) = item.due_on.parse::<NaiveDate>() else {
+            continue;
+        };
+        let Some(unit) = config.agencies.get(&item.unit_id) else {
+            // A unit removed from the config: nobody to chase.
+            continue;
+        };
+        let days_left = (due_on - today).num_days();
+        for stage in stages(config, due_on, today) {
+            let (address, role) = match stage {
+                Stage::Before | Stage::Due | Stage::Overdue => {
+                    (unit.officer_email.as_ref(), mail::Role::Officer)
+                }
+                Stage::Ethics => (unit.ethics_email.as_ref(), mail::Role::Ethics),
+            };
+            if stage == Stage::Overdue {
+                overdue.entry(item.run_dir.as_str()).or_default().push(item);
+            }
+            let Some(address) = address else { continue };
+            let cx = Cx {
+                recipient_role: role.greeting(),
+                role: role.name(),
+                stage: stage.as_str(),
+                unit_name: &unit.name,
+                units: Vec::new(),
+                label: &item.label,
+                run_id: &item.run_id,
+                due_on: &item.due_on,
+                days_left,
+                days_over: -days_left,
+                opened_on: item.opened_at.get(..10).unwrap_or(&item.opened_at),
+                reply_to: reply_to.clone(),
+                contact,
+            };
+            out.push(message(
+                config,
+                &cx,
+                &item.run_dir,
+                &report_key(item, stage),
+                address,
+                now,
+            )?);
+        }
+    }
+    if let Some(chief) = &chief {
+        for (run_dir, items) in overdue {
+            let first = items[0];
+            let days_left = first
+                .due_on
+                .parse::<NaiveDate>()
+                .map_or(0, |d| (d - today).num_days());
+            let cx = Cx {
+                recipient_role: mail::Role::ChiefAdmin.greeting(),
+                role: mail::Role::ChiefAdmin.name(),
+                stage: Stage::Overdue.as_str(),
+                unit_name: "",
+                units: items
+                    .iter()
+                    .map(|i| {
+                        let name = config
+                            .agencies
+                            .get(&i.unit_id)
+                            .map_or("", |a| a.name.as_str());
+                        format!("{name}（{}）", i.unit_id)
+                    })
+                    .collect(),
+                label: &first.label,
+                run_id: &first.run_id,
+                due_on: &first.due_on,
+                days_left,
+                days_over: -days_left,
+                opened_on: first.opened_at.get(..10).unwrap_or(&first.opened_at),
+                reply_to: reply_to.clone(),
+                contact,
+            };
+            let key = format!("reminder:{}:overdue-digest", first.job);
+            out.push(message(config, &cx, run_dir, &key, chief, now)?);
+        }
+    }
+    Ok(out)
+}
+
+fn message(
+    config: &Config,
+    cx: &Cx<'_>,
+    run_dir: &str,
+    report: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Result<Outgoing> {
+    let subject = config.templates.render("reminder-subject.j2", cx)?;
+    let body = config.templates.render("reminder.txt.j2", cx)?;
+    mail::plain(config, run_dir, report, to, subject.trim(), body, now)
+}
+
+/// Queues the reminders due at `now`; returns how many were new (a
+/// reminder queued before is not queued again).
+pub fn remind(config: &Config, store: &mut Store, now: DateTime<Utc>) -> Result<usize> {
+    let messages = reminders(config, store, now)?;
+    let queued = store.queue(&messages, &now.format("%Y-%m-%dT%H:%M:%SZ").to_string())?;
+    if queued > 0 {
+        tracing::info!(queued, "reminders queued");
+    }
+    Ok(queued)
+}

@@ -1,0 +1,233 @@
+//! Following up what a run asked of the units (issue 16): the sample
+//! audit's worksheets are due in 30 days; the daemon, passing at injected
+//! times, reminds each officer before and on the due day, tells the
+//! officer and (in one digest) the chief administrator once overdue, and
+//! the ethics unit after the grace period, each exactly once; a worksheet
+//! returned through `inbox/returns/` — encrypted, as it was mailed — is
+//! ingested, kept in the archive sealed, and closes its item, so that unit
+//! hears nothing more. A file that is not ours is refused, moved aside,
+//! and the admin told.
+
+use std::path::PathBuf;
+
+use crate::harness::{repo, run_binary_env};
+use crate::mail::{Parsed, parse_all};
+use crate::sample_data::copy_dir;
+
+struct City {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl City {
+    fn new() -> City {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
+        let config = tmp.path().join("city/webir-audit.toml");
+        // Only a job that does not fire in July and August: this test
+        // watches the follow-up alone.
+        std::fs::create_dir_all(tmp.path().join("no-schedules")).unwrap();
+        std::fs::copy(
+            repo().join("schedules/internal-audit.toml"),
+            tmp.path().join("no-schedules/internal-audit.toml"),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "schedules = \"../schedules\"",
+            &format!("schedules = {:?}", tmp.path().join("no-schedules")),
+        );
+        std::fs::write(&config, text).unwrap();
+        City { tmp, config }
+    }
+
+    fn run(&self, args: &[&str], now: &str) -> crate::harness::Output {
+        let mut all = args.to_vec();
+        all.extend(["--config", self.config.to_str().unwrap(), "--now", now]);
+        let out = run_binary_env(
+            &all,
+            self.tmp.path(),
+            &[("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES", "1")],
+        );
+        assert!(out.status <= 1, "{all:?}: {}{}", out.stdout, out.stderr);
+        out
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn mails(&self) -> Vec<Parsed> {
+        parse_all(&self.path("var/state/outbox-files"))
+    }
+}
+
+fn count(mails: &[Parsed], subject_has: &str) -> usize {
+    mails
+        .iter()
+        .filter(|m| m.subject.contains(subject_has))
+        .count()
+}
+
+#[test]
+fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
+    let city = City::new();
+    let config = webir_audit::config::load(&city.config).unwrap();
+    let units: Vec<_> = config.agencies.units().cloned().collect();
+    city.run(
+        &[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+        ],
+        "2026-07-05T08:00:00+08:00",
+    );
+    let sent = city.mails();
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    assert_eq!(items.len(), units.len(), "one due item per unit");
+    assert!(
+        items
+            .iter()
+            .all(|i| i.due_on == "2026-08-04" && i.closed_at.is_none())
+    );
+
+    // Two weeks in: nothing to say yet.
+    city.run(&["daemon", "--once"], "2026-07-20T09:00:00+08:00");
+    assert_eq!(city.mails().len(), sent.len());
+
+    // A week before: each officer, once.
+    city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
+    city.run(&["daemon", "--once"], "2026-07-28T15:00:00+08:00");
+    let mails = city.mails();
+    assert_eq!(count(&mails, "】提醒："), units.len(), "one reminder each");
+    let kpb = units.iter().find(|u| u.id == "KPB").unwrap();
+    let r = mails
+        .iter()
+        .find(|m| m.subject.contains("】提醒：") && Some(&m.to) == kpb.officer_email.as_ref())
+        .expect("KPB's officer reminded");
+    assert!(
+        r.text.contains("2026-08-04") && r.text.contains("尚餘 7 日"),
+        "{}",
+        r.text
+    );
+
+    // KPB sends its worksheet back, encrypted as it was mailed, into
+    // inbox/returns/; a stranger's file lands there too.
+    let attachment = sent
+        .iter()
+        .find(|m| {
+            Some(&m.to) == kpb.officer_email.as_ref() && m.name.ends_with("抽查工作底稿.xlsx")
+        })
+        .and_then(|m| m.attachment.clone())
+        .expect("KPB's workbook");
+    let bytes = std::fs::read(&attachment).unwrap();
+    assert!(
+        bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
+        "mailed encrypted"
+    );
+    let returns = city.path("city/inbox/returns");
+    std::fs::create_dir_all(&returns).unwrap();
+    std::fs::write(returns.join("KPB_回傳.xlsx"), &bytes).unwrap();
+    let mut foreign = bytes.clone();
+    let n = foreign.len();
+    foreign[n / 2..].fill(0);
+    std::fs::write(returns.join("不明檔案.xlsx"), &foreign).unwrap();
+    let pass = city.run(&["daemon", "--once"], "2026-07-30T09:00:00+08:00");
+    assert!(
+        !returns.join("KPB_回傳.xlsx").exists() && !returns.join("refused/KPB_回傳.xlsx").exists(),
+        "taken from the inbox: {}{}",
+        pass.stdout,
+        pass.stderr
+    );
+    assert!(
+        returns.join("refused/不明檔案.xlsx").exists(),
+        "refused, not lost"
+    );
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let kpb_item = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.unit_id == "KPB")
+        .unwrap();
+    assert!(
+        kpb_item.closed_at.is_some(),
+        "{kpb_item:?} {} {}",
+        pass.stdout,
+        pass.stderr
+    );
+    let kept: Vec<PathBuf> = std::fs::read_dir(city.path("var/archive/2026H1/returns"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(kept[0].join("returned.xlsx")).unwrap(),
+        bytes,
+        "kept as received"
+    );
+    let verify = city.run(&["archive", "verify"], "2026-07-30T09:05:00+08:00");
+    assert_eq!(verify.status, 0, "{}", verify.stdout);
+    let mails = city.mails();
+    assert_eq!(
+        count(&mails, "回傳檔案無法收件"),
+        1,
+        "the admin hears of the refused file"
+    );
+
+    // The due day, then overdue, then past the grace period.
+    city.run(&["daemon", "--once"], "2026-08-04T09:00:00+08:00");
+    city.run(&["daemon", "--once"], "2026-08-05T09:00:00+08:00");
+    city.run(&["daemon", "--once"], "2026-08-18T09:00:00+08:00");
+    city.run(&["daemon", "--once"], "2026-08-19T09:00:00+08:00");
+    let mails = city.mails();
+    let open = units.len() - 1;
+    assert_eq!(count(&mails, "】今日到期："), open);
+    let overdue: Vec<&Parsed> = mails
+        .iter()
+        .filter(|m| m.subject.contains("】逾期："))
+        .collect();
+    let chief = config
+        .agencies
+        .health_bureau()
+        .officer_email
+        .clone()
+        .unwrap();
+    let digest: Vec<&&Parsed> = overdue
+        .iter()
+        .filter(|m| m.to == chief && m.text.starts_with("衛生局總管理者"))
+        .collect();
+    assert_eq!(digest.len(), 1, "one digest to the chief administrator");
+    assert!(
+        digest[0].text.contains("督導") && !digest[0].text.contains("（KPB）"),
+        "{}",
+        digest[0].text
+    );
+    assert_eq!(overdue.len() - 1, open, "each open unit's officer");
+    let with_ethics = units
+        .iter()
+        .filter(|u| u.id != "KPB" && u.ethics_email.is_some())
+        .count();
+    assert!(with_ethics > 0);
+    assert_eq!(count(&mails, "】逾期副知政風："), with_ethics);
+    // KPB, whose worksheet came back, heard nothing after it.
+    let after: Vec<&Parsed> = mails
+        .iter()
+        .filter(|m| {
+            (Some(&m.to) == kpb.officer_email.as_ref() || Some(&m.to) == kpb.ethics_email.as_ref())
+                && ["今日到期", "逾期"].iter().any(|s| m.subject.contains(s))
+        })
+        .collect();
+    assert!(
+        after.is_empty(),
+        "{:?}",
+        after.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    // Every message once.
+    let ids: std::collections::BTreeSet<&str> =
+        mails.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids.len(), mails.len());
+}
