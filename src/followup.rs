@@ -178,3 +178,28 @@ pub fn remind(config: &Config, store: &mut Store, now: DateTime<Utc>) -> Result<
     }
     Ok(queued)
 }
+
+/// Every item ever opened and where it stands on `today`, by unit, then
+/// oldest first: the city-wide 回收狀況 sheet and `status`.
+pub fn due_rows(store: &Store, today: NaiveDate) -> Result<Vec<crate::report::build::DueRow>> {
+    let day = |s: &str| s.get(..10).and_then(|d| d.parse::<NaiveDate>().ok());
+    let mut rows: Vec<crate::report::build::DueRow> = store
+        .due_items()?
+        .into_iter()
+        .map(|i| {
+            let due = day(&i.due_on).unwrap_or(today);
+            let returned = i.closed_at.as_deref().and_then(day);
+            crate::report::build::DueRow {
+                days_late: (returned.unwrap_or(today) - due).num_days(),
+                returned_on: returned.map(|d| d.to_string()),
+                unit_id: i.unit_id,
+                label: i.label,
+                run_id: i.run_id,
+                opened_on: i.opened_at.get(..10).unwrap_or(&i.opened_at).to_owned(),
+                due_on: i.due_on,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.unit_id, &a.opened_on).cmp(&(&b.unit_id, &b.opened_on)));
+    Ok(rows)
+}

@@ -33,6 +33,8 @@ pub struct Status {
     pub outbox: BTreeMap<String, usize>,
     /// Messages whose outcome is unknown: the operator must decide.
     pub outbox_unknown: Vec<String>,
+    /// What runs asked of units, and where each stands (point 6).
+    pub due: Vec<crate::report::build::DueRow>,
     /// Inbox files seen, newest first seen first.
     pub inputs: Vec<SeenInput>,
     pub archive_bytes: u64,
@@ -87,6 +89,7 @@ impl Status {
             .filter(|i| present.contains(&i.path))
             .collect();
         inputs.reverse();
+        let due = crate::followup::due_rows(&store, clock.local(config.timezone).date())?;
         Ok(Status {
             now: stamp(now),
             state_dir: config.paths.state.display().to_string(),
@@ -94,6 +97,7 @@ impl Status {
             attention,
             outbox,
             outbox_unknown,
+            due,
             inputs,
             archive_bytes: dir_size(&config.paths.archive),
         })
@@ -153,6 +157,27 @@ impl Status {
         );
         for u in &self.outbox_unknown {
             let _ = writeln!(s, "  unknown outcome (outbox confirm|retry): {u}");
+        }
+        let open: Vec<_> = self
+            .due
+            .iter()
+            .filter(|d| d.returned_on.is_none())
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nreturns: {} asked, {} returned, {} open ({} overdue)",
+            self.due.len(),
+            self.due.len() - open.len(),
+            open.len(),
+            open.iter().filter(|d| d.days_late > 0).count()
+        );
+        for d in open {
+            let when = if d.days_late > 0 {
+                format!("OVERDUE by {} days (due {})", d.days_late, d.due_on)
+            } else {
+                format!("due {} (in {} days)", d.due_on, -d.days_late)
+            };
+            let _ = writeln!(s, "  {:<10} {} [{}]: {when}", d.unit_id, d.label, d.run_id);
         }
         let _ = writeln!(s, "\ninputs in the inbox:");
         for i in &self.inputs {

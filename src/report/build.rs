@@ -44,6 +44,8 @@ pub struct RunFacts<'a> {
     /// City-wide: per unit, the latest sample audit, the latest account
     /// review and whether the last worksheet came back.
     pub unit_status: Option<&'a BTreeMap<String, UnitStatus>>,
+    /// City-wide: what runs asked of units and where each stands.
+    pub due: Option<&'a [DueRow]>,
     /// Accounts in the query log but not in the roster: `agency_id,
     /// account_id, queries, first, last`.
     pub orphans: Option<&'a DataFrame>,
@@ -53,6 +55,68 @@ pub struct RunFacts<'a> {
     pub not_checked: &'a [NotChecked],
     /// The roster snapshot used.
     pub roster_use: Option<&'a RosterUse>,
+}
+
+/// One thing a run asked of a unit, and where it stands on the day the
+/// workbook is made (the city-wide 回收狀況 sheet).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DueRow {
+    pub unit_id: String,
+    /// Period and kind, as the workbook named it.
+    pub label: String,
+    pub run_id: String,
+    pub opened_on: String,
+    pub due_on: String,
+    /// The day the return came in.
+    pub returned_on: Option<String>,
+    /// Days past the due day: today's for an open item, the return's for
+    /// a returned one (zero or less: on time).
+    pub days_late: i64,
+}
+
+impl DueRow {
+    /// 已回傳, 逾期未回傳 or 未到期.
+    pub fn state(&self) -> &'static str {
+        match (&self.returned_on, self.days_late > 0) {
+            (Some(_), _) => "已回傳",
+            (None, true) => "逾期未回傳",
+            (None, false) => "未到期",
+        }
+    }
+}
+
+fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
+    Table {
+        headers: headers(&[
+            "單位",
+            "事項",
+            "執行編號",
+            "寄送日",
+            "期限",
+            "狀態",
+            "回傳日",
+            "逾期日數",
+        ]),
+        rows: rows
+            .iter()
+            .map(|d| {
+                vec![
+                    Cell::Text(format!(
+                        "{}（{}）",
+                        agency_name(f.config, &d.unit_id),
+                        d.unit_id
+                    )),
+                    Cell::Text(d.label.clone()),
+                    Cell::Text(d.run_id.clone()),
+                    Cell::Text(d.opened_on.clone()),
+                    Cell::Text(d.due_on.clone()),
+                    Cell::from(d.state()),
+                    d.returned_on.clone().map_or(Cell::Empty, Cell::Text),
+                    Cell::Int(d.days_late.max(0)),
+                ]
+            })
+            .collect(),
+    }
 }
 
 /// What the internal audit found of a unit in the tool's own records
@@ -656,6 +720,7 @@ fn base(
         selection: None,
         orphans: None,
         by_account: None,
+        collection: None,
         notes: f
             .notes
             .iter()
@@ -1518,6 +1583,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         })
         .unwrap_or_default();
     m.by_account = Some(by_account(f)?);
+    m.collection = f.due.filter(|d| !d.is_empty()).map(|d| due_table(f, d));
     let mut h = headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"]);
     h.extend(
         Severity::ALL

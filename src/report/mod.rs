@@ -218,6 +218,8 @@ pub struct ReportModel {
     /// City-wide: findings rolled up by account, the most serious first,
     /// each with the next action (the Health Bureau's short list).
     pub by_account: Option<Table>,
+    /// City-wide: what runs asked of units and where each stands (回收狀況).
+    pub collection: Option<Table>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
     /// Shown first on the summary, in red, and at the top of the mail:

@@ -709,6 +709,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
             &st,
         )?;
     }
+    if let Some(c) = &m.collection {
+        write_table(
+            &mut wb,
+            "回收狀況",
+            &heading("回收狀況（各單位應回傳事項、期限及回傳情形）"),
+            c,
+            None,
+            m,
+            &st,
+        )?;
+    }
     if let (ReportKind::SampleAudit, Some(s), false) = (m.kind, &m.sample, m.city_wide) {
         let inputs = InputColumns {
             inputs: SAMPLE_WORKSHEET.inputs,

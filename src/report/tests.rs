@@ -80,6 +80,7 @@ fn facts<'a>(
         evidence: None,
         selection: None,
         unit_status: None,
+        due: None,
         orphans: None,
         notes: Vec::new(),
         not_checked: &[],

@@ -316,6 +316,7 @@ fn facts<'a>(
         evidence: None,
         selection: None,
         unit_status: None,
+        due: None,
         orphans: None,
         notes: Vec::new(),
         not_checked: &outcome.not_checked,
@@ -423,8 +424,13 @@ fn finish_run(
 ) -> Result<()> {
     let clock = std::time::Instant::now();
     let status = unit_status(config, roster, facts.orphans, &outcome.folder)?;
+    let due = crate::followup::due_rows(
+        &Store::open(&config.paths.state)?,
+        facts.generated_at.date(),
+    )?;
     let facts = RunFacts {
         unit_status: Some(&status),
+        due: Some(&due),
         ..facts
     };
     let models = report::build::models(&facts)
@@ -483,7 +489,7 @@ fn finish_run(
                 run_dir: run.clone(),
                 unit_id: m.unit_id.clone(),
                 label: format!("{} {}", m.period_label, m.kind.title()),
-                opened_at: issued_at.clone(),
+                opened_at: facts.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
                 due_on: due_on.to_string(),
                 closed_at: None,
                 closed_by: None,

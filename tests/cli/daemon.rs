@@ -80,7 +80,8 @@ fn down_across_a_scheduled_time_it_catches_up_once_and_reports_what_is_too_late(
     assert!(sent > 10, "every unit's workbook");
     assert!(arrivals(&smtp).values().all(|n| *n == 1));
     assert_eq!(run_folders(&c, "2026H1").len(), 1);
-    // Later passes, and a normal tick after, never run the period again.
+    // Later passes, and a normal tick after, never run the period again
+    // (its worksheets are due on 19 August: no reminder yet either).
     pass(&c, "2026-07-21T10:00:00+08:00");
     pass(&c, "2026-08-05T08:00:00+08:00");
     assert_eq!(smtp.received().len(), sent);
@@ -107,7 +108,11 @@ fn down_across_a_scheduled_time_it_catches_up_once_and_reports_what_is_too_late(
     let json = c.run(&["status", "--json"], "2027-03-02T10:00:00+08:00");
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["jobs"][0]["next"], "2027-07-05T00:00:00Z");
-    assert_eq!(v["outbox"]["sent"], sent + 1);
+    let reminders = received(&smtp)
+        .into_iter()
+        .filter(|(_, p)| p.subject.contains("】提醒：") || p.subject.contains("】逾期"))
+        .count();
+    assert_eq!(v["outbox"]["sent"], sent + reminders + 1);
 }
 
 #[test]

@@ -226,6 +226,44 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         "{:?}",
         after.iter().map(|m| &m.subject).collect::<Vec<_>>()
     );
+    // Completion, as the operator and the Health Bureau see it.
+    let status = city.run(&["status"], "2026-08-19T10:00:00+08:00");
+    assert!(
+        status.stdout.contains(&format!(
+            "returns: {} asked, 1 returned, {open} open ({open} overdue)",
+            units.len()
+        )),
+        "{}",
+        status.stdout
+    );
+    let json = city.run(&["status", "--json"], "2026-08-19T10:00:00+08:00");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["due"].as_array().unwrap().len(), units.len());
+    let next = city.run(
+        &["run", "query-check", "--period", "2026H1", "--no-send"],
+        "2026-08-20T09:00:00+08:00",
+    );
+    let dir = next.run_dir();
+    use calamine::Reader as _;
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook(dir.join("reports/city-wide.xlsx")).unwrap();
+    let sheet = wb.worksheet_range("回收狀況").expect("a 回收狀況 sheet");
+    let rows: Vec<Vec<String>> = sheet
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    let kpb_row = rows
+        .iter()
+        .find(|r| r[0].ends_with("（KPB）") && r[2] == "20260705T080000")
+        .expect("KPB's row");
+    assert_eq!(kpb_row[5], "已回傳", "{kpb_row:?}");
+    assert_eq!(kpb_row[6], "2026-07-30");
+    let late = rows
+        .iter()
+        .filter(|r| r.get(5).is_some_and(|s| s == "逾期未回傳"))
+        .count();
+    assert_eq!(late, open);
+
     // Every message once.
     let ids: std::collections::BTreeSet<&str> =
         mails.iter().map(|m| m.message_id.as_str()).collect();
