@@ -212,7 +212,9 @@ pub enum OutboxAction {
         config: PathBuf,
     },
     /// Send a run's messages to ADDRESS again, as new messages (e.g. the
-    /// officer lost them). Only messages the run already sent to ADDRESS.
+    /// officer lost them): the messages the run sent to ADDRESS, or, when
+    /// ADDRESS is a unit's current officer the run did not mail (an
+    /// officer change), the unit's open items with its workbook.
     Resend {
         /// The run folder (or its last component, the run id).
         run: String,
@@ -695,8 +697,38 @@ fn outbox(
             let config = config::load(config)?;
             let mut store =
                 crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
-            let ids = crate::mail::outbox::resend(&config, &mut store, run, to, clock.now())?;
-            w(out, format!("{} messages queued again to {to}", ids.len()))?;
+            // A unit's current officer may be sent the unit's open items of
+            // the run even if the run mailed someone else (an officer
+            // change); any other address only what the run sent it.
+            let current: Vec<crate::store::DueItem> = store
+                .due_items()
+                .map_err(anyhow::Error::from)?
+                .into_iter()
+                .filter(|i| {
+                    (i.run_dir == *run || i.run_id == *run)
+                        && !i.sent_to.eq_ignore_ascii_case(to)
+                        && config
+                            .agencies
+                            .get(&i.unit_id)
+                            .and_then(|a| a.officer_email.as_deref())
+                            .is_some_and(|o| o.eq_ignore_ascii_case(to))
+                })
+                .collect();
+            if current.is_empty() {
+                let ids = crate::mail::outbox::resend(&config, &mut store, run, to, clock.now())?;
+                w(out, format!("{} messages queued again to {to}", ids.len()))?;
+            } else {
+                for item in &current {
+                    crate::followup::hand_over_item(&config, &mut store, item, to, clock.now())?;
+                }
+                w(
+                    out,
+                    format!(
+                        "{} open items handed over to {to}, the unit's officer",
+                        current.len()
+                    ),
+                )?;
+            }
             let d = drain_outbox(&config, clock, out)?;
             Ok(if d.failed > 0 || d.unknown > 0 {
                 ExitStatus::InputError

@@ -203,3 +203,125 @@ pub fn due_rows(store: &Store, today: NaiveDate) -> Result<Vec<crate::report::bu
     rows.sort_by(|a, b| (&a.unit_id, &a.opened_on).cmp(&(&b.unit_id, &b.opened_on)));
     Ok(rows)
 }
+
+/// Hands each open item whose unit's officer changed (`officer_email` in
+/// the config is not the address it went to) to the new officer: the
+/// run's workbook again, protected as every attachment, with what is due
+/// and by when. Recorded (`due_handovers`); reminders go to the unit's
+/// current officer only, so the old address is not used again. Returns
+/// how many items were handed over.
+pub fn hand_over(config: &Config, store: &mut Store, now: DateTime<Utc>) -> Result<usize> {
+    let mut n = 0;
+    for item in store
+        .due_items()?
+        .into_iter()
+        .filter(|i| i.closed_at.is_none())
+    {
+        let Some(unit) = config.agencies.get(&item.unit_id) else {
+            continue;
+        };
+        let Some(officer) = &unit.officer_email else {
+            continue;
+        };
+        if officer.eq_ignore_ascii_case(&item.sent_to) {
+            continue;
+        }
+        hand_over_item(config, store, &item, officer, now)?;
+        tracing::info!(unit = %item.unit_id, from = %item.sent_to, to = %officer, "open item handed over");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Queues the handover of `item` to `to` and records it.
+pub fn hand_over_item(
+    config: &Config,
+    store: &mut Store,
+    item: &DueItem,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let message = handover(config, store, item, to, now)?;
+    store.queue(&[message], &at)?;
+    store.hand_over(item.id, to, &at)?;
+    Ok(())
+}
+
+/// The message that hands `item` to `to`: what is due, by when, and the
+/// workbook the run made for the unit.
+fn handover(
+    config: &Config,
+    store: &mut Store,
+    item: &DueItem,
+    to: &str,
+    now: DateTime<Utc>,
+) -> Result<Outgoing> {
+    let path = std::path::Path::new(&item.run_dir).join("reports").join(
+        crate::archive::RunFolder::workbook_name(Some(&item.unit_id)),
+    );
+    let workbook =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let attachment = mail::protect(config, store, &item.unit_id, &workbook, &at)?;
+    let unit_name = config
+        .agencies
+        .get(&item.unit_id)
+        .map_or(item.unit_id.as_str(), |a| a.name.as_str());
+    let name = crate::archive::file_name_of(&format!(
+        "健保WebIR稽核_{unit_name}_{}_{}.xlsx",
+        item.run_id,
+        item.label.replace(' ', "_")
+    ));
+    #[derive(Serialize)]
+    struct Hx<'a> {
+        unit_name: &'a str,
+        label: &'a str,
+        run_id: &'a str,
+        due_on: &'a str,
+        opened_on: &'a str,
+        attachment_name: &'a str,
+        encrypted: bool,
+        unencrypted_reason: &'a str,
+        role: &'static str,
+        reply_to: String,
+        contact: &'a str,
+    }
+    let cx = Hx {
+        unit_name,
+        label: &item.label,
+        run_id: &item.run_id,
+        due_on: &item.due_on,
+        opened_on: item.opened_at.get(..10).unwrap_or(&item.opened_at),
+        attachment_name: &name,
+        encrypted: attachment.unencrypted.is_none(),
+        unencrypted_reason: attachment.unencrypted.as_deref().unwrap_or(""),
+        role: mail::Role::Officer.name(),
+        reply_to: config
+            .mail
+            .reply_to
+            .clone()
+            .unwrap_or_else(|| config.mail.from.clone()),
+        contact: config.mail.contact.as_deref().unwrap_or(""),
+    };
+    let body = config.templates.render("handover.txt.j2", &cx)?;
+    mail::plain_with_workbook(
+        config,
+        &item.run_dir,
+        &format!(
+            "handover:{}:{}:{}",
+            item.job,
+            item.unit_id,
+            to.to_ascii_lowercase()
+        ),
+        to,
+        &format!(
+            "【健保WebIR稽核】移交待辦：{unit_name} {}（期限 {}）",
+            item.label, item.due_on
+        ),
+        body,
+        &name,
+        &attachment,
+        now,
+    )
+}

@@ -23,6 +23,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/reminder.txt.j2"),
     ),
     (
+        "handover.txt.j2",
+        include_str!("../templates/handover.txt.j2"),
+    ),
+    (
         "sample-audit.txt.j2",
         include_str!("../templates/sample-audit.txt.j2"),
     ),

@@ -66,6 +66,8 @@ pub struct Pass {
     pub covered: Vec<String>,
     /// Reminders of due items queued.
     pub reminders: usize,
+    /// Open items handed over to a unit's new officer.
+    pub handovers: usize,
     /// Workbooks taken from `inbox/returns/`: ingested or refused.
     pub returns: Vec<String>,
 }
@@ -182,6 +184,8 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
             crate::run::returns::Taken::Refused { file, .. } => format!("{file} refused"),
         });
     }
+    // A unit whose officer changed: its open items go to the new one.
+    pass.handovers = crate::followup::hand_over(config, &mut store, now)?;
     // What runs asked of units is chased on its deadline's schedule.
     pass.reminders = crate::followup::remind(config, &mut store, now)?;
     let mut transport = crate::mail::outbox::transport(config)?;

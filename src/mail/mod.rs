@@ -391,22 +391,56 @@ pub fn compose(
     let id = message_id(config, run, report, recipient);
     let mut parts = MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html));
     if !too_large {
-        let ct = ContentType::parse(&format!(
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"{}\"",
-            encoded_word(&name)
-        ))
-        .context("the attachment's content type")?;
-        parts = parts.singlepart(
-            SinglePart::builder()
-                .header(ct)
-                .header(ContentDisposition::attachment(&name))
-                .body(attachment.bytes.clone()),
-        );
+        parts = parts.singlepart(workbook_part(&name, attachment)?);
     }
     let message = envelope(config, recipient, &cx.subject, &id, now)?
         .multipart(parts)
         .context("composing the message")?;
     Ok(outgoing(run, report, recipient, id, cx.subject, &message))
+}
+
+/// A workbook as a MIME part, its Chinese file name readable by Outlook.
+fn workbook_part(name: &str, attachment: &Attachment) -> Result<SinglePart> {
+    let ct = ContentType::parse(&format!(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"{}\"",
+        encoded_word(name)
+    ))
+    .context("the attachment's content type")?;
+    Ok(SinglePart::builder()
+        .header(ct)
+        .header(ContentDisposition::attachment(name))
+        .body(attachment.bytes.clone()))
+}
+
+/// A plain-text message carrying a workbook (a handover to a new
+/// officer), with the same deterministic Message-ID as a report's.
+#[allow(clippy::too_many_arguments)]
+pub fn plain_with_workbook(
+    config: &Config,
+    run: &str,
+    report: &str,
+    recipient: &str,
+    subject: &str,
+    body: String,
+    name: &str,
+    attachment: &Attachment,
+    now: DateTime<Utc>,
+) -> Result<Outgoing> {
+    let id = message_id(config, run, report, recipient);
+    let parts = MultiPart::mixed()
+        .singlepart(SinglePart::plain(body))
+        .singlepart(workbook_part(name, attachment)?);
+    let message = envelope(config, recipient, subject, &id, now)?
+        .multipart(parts)
+        .context("composing the message")?;
+    Ok(outgoing(
+        run,
+        report,
+        recipient,
+        id,
+        subject.to_owned(),
+        &message,
+    ))
 }
 
 /// The headers every message has: from, to, subject, the deterministic

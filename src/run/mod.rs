@@ -488,6 +488,11 @@ fn finish_run(
                 run_id: m.run_id.clone(),
                 run_dir: run.clone(),
                 unit_id: m.unit_id.clone(),
+                sent_to: config
+                    .agencies
+                    .get(&m.unit_id)
+                    .and_then(|a| a.officer_email.clone())
+                    .unwrap_or_default(),
                 label: format!("{} {}", m.period_label, m.kind.title()),
                 opened_at: facts.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
                 due_on: due_on.to_string(),

@@ -32,6 +32,8 @@ pub struct DueItem {
     /// The run folder: the outbox's key for the run's messages.
     pub run_dir: String,
     pub unit_id: String,
+    /// The officer address it was sent to (changes when it is handed over).
+    pub sent_to: String,
     /// What was asked, as the workbook names it (period and kind).
     pub label: String,
     pub opened_at: String,
@@ -43,7 +45,7 @@ pub struct DueItem {
 }
 
 const COLUMNS: &str =
-    "id, job, run_id, run_dir, unit_id, label, opened_at, due_on, closed_at, closed_by";
+    "id, job, run_id, run_dir, unit_id, sent_to, label, opened_at, due_on, closed_at, closed_by";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueItem> {
     Ok(DueItem {
@@ -52,11 +54,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueItem> {
         run_id: r.get(2)?,
         run_dir: r.get(3)?,
         unit_id: r.get(4)?,
-        label: r.get(5)?,
-        opened_at: r.get(6)?,
-        due_on: r.get(7)?,
-        closed_at: r.get(8)?,
-        closed_by: r.get(9)?,
+        sent_to: r.get(5)?,
+        label: r.get(6)?,
+        opened_at: r.get(7)?,
+        due_on: r.get(8)?,
+        closed_at: r.get(9)?,
+        closed_by: r.get(10)?,
     })
 }
 
@@ -66,13 +69,14 @@ impl Store {
     pub fn open_due(&mut self, item: &DueItem) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT OR IGNORE INTO due_items (job, run_id, run_dir, unit_id, label, opened_at, due_on)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO due_items (job, run_id, run_dir, unit_id, sent_to, label, opened_at, due_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     item.job,
                     item.run_id,
                     item.run_dir,
                     item.unit_id,
+                    item.sent_to,
                     item.label,
                     item.opened_at,
                     item.due_on
@@ -100,6 +104,27 @@ impl Store {
             )
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
+    }
+
+    /// Records that item `id` was handed over to the unit's new officer
+    /// `to` at `at` (the handover message is in the outbox).
+    pub fn hand_over(&mut self, id: i64, to: &str, at: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| super::self_err(&self.file, e))?;
+        tx.execute(
+            "INSERT INTO due_handovers (item_id, from_address, to_address, at)
+             SELECT id, sent_to, ?2, ?3 FROM due_items WHERE id = ?1",
+            params![id, to, at],
+        )
+        .map_err(|e| super::self_err(&self.file, e))?;
+        tx.execute(
+            "UPDATE due_items SET sent_to = ?2 WHERE id = ?1",
+            params![id, to],
+        )
+        .map_err(|e| super::self_err(&self.file, e))?;
+        tx.commit().map_err(|e| super::self_err(&self.file, e))
     }
 
     /// Every item, open and closed, oldest first.

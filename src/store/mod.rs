@@ -229,12 +229,20 @@ CREATE TABLE IF NOT EXISTS due_items (
     run_id TEXT NOT NULL,
     run_dir TEXT NOT NULL,
     unit_id TEXT NOT NULL,
+    sent_to TEXT NOT NULL,
     label TEXT NOT NULL,
     opened_at TEXT NOT NULL,
     due_on TEXT NOT NULL,
     closed_at TEXT,
     closed_by TEXT,
     UNIQUE (job, run_id, unit_id)
+);
+CREATE TABLE IF NOT EXISTS due_handovers (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES due_items(id),
+    from_address TEXT NOT NULL,
+    to_address TEXT NOT NULL,
+    at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS attachment_passwords (
     id INTEGER PRIMARY KEY,

@@ -269,3 +269,98 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         mails.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids.len(), mails.len());
 }
+
+/// A unit's officer changes while its worksheet is open: the daemon hands
+/// the item to the new officer (the workbook again, encrypted, with what
+/// is due by when), records it, and from then on reminds the new officer
+/// only. `outbox resend RUN --to` the new officer of another unit does the
+/// same by hand.
+#[test]
+fn an_open_item_follows_the_unit_s_new_officer() {
+    let city = City::new();
+    let out = city.run(
+        &[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+        ],
+        "2026-07-05T08:00:00+08:00",
+    );
+    let run_dir = out.run_dir();
+    let text = std::fs::read_to_string(&city.config).unwrap();
+    for old in ["officer.ksa@example.gov.tw", "officer.ktb@example.gov.tw"] {
+        assert!(text.contains(old));
+    }
+    let text = text
+        .replace("officer.ksa@example.gov.tw", "officer2.ksa@example.gov.tw")
+        .replace("officer.ktb@example.gov.tw", "officer2.ktb@example.gov.tw");
+    std::fs::write(&city.config, text).unwrap();
+    // By hand, for KTB: its current officer, whom the run never mailed.
+    let resend = city.run(
+        &[
+            "outbox",
+            "resend",
+            run_dir.to_str().unwrap(),
+            "--to",
+            "officer2.ktb@example.gov.tw",
+        ],
+        "2026-07-10T09:00:00+08:00",
+    );
+    assert!(
+        resend.stdout.contains("1 open items handed over"),
+        "{}",
+        resend.stdout
+    );
+    // The daemon, for KSA (KTB's is done).
+    city.run(&["daemon", "--once"], "2026-07-10T10:00:00+08:00");
+    city.run(&["daemon", "--once"], "2026-07-10T11:00:00+08:00");
+    let config = webir_audit::config::load(&city.config).unwrap();
+    let passwords = crate::mail::passwords_by_address(&config);
+    let mails = city.mails();
+    for (unit, new) in [
+        ("KSA", "officer2.ksa@example.gov.tw"),
+        ("KTB", "officer2.ktb@example.gov.tw"),
+    ] {
+        let handed: Vec<&Parsed> = mails
+            .iter()
+            .filter(|m| m.to == new && m.subject.contains("移交待辦"))
+            .collect();
+        assert_eq!(handed.len(), 1, "{unit}: handed over once");
+        let h = handed[0];
+        assert!(
+            h.text.contains("2026-08-04") && h.text.contains("專責人員已異動"),
+            "{}",
+            h.text
+        );
+        let plain = crate::mail::opened(h, &passwords[new]);
+        assert_eq!(
+            plain,
+            std::fs::read(run_dir.join(format!("reports/{unit}.xlsx"))).unwrap(),
+            "{unit}: the run's workbook"
+        );
+    }
+    // Reminders now reach the new officers only.
+    city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
+    let mails = city.mails();
+    let reminded = |to: &str| {
+        mails
+            .iter()
+            .filter(|m| m.to == to && m.subject.contains("】提醒："))
+            .count()
+    };
+    assert_eq!(reminded("officer2.ksa@example.gov.tw"), 1);
+    assert_eq!(reminded("officer.ksa@example.gov.tw"), 0);
+    assert_eq!(reminded("officer2.ktb@example.gov.tw"), 1);
+    assert_eq!(reminded("officer.ktb@example.gov.tw"), 0);
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let ksa = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.unit_id == "KSA")
+        .unwrap();
+    assert_eq!(ksa.sent_to, "officer2.ksa@example.gov.tw");
+}
