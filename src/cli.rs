@@ -967,8 +967,33 @@ fn ingest_worksheet(
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
     let done = crate::run::returns::ingest_worksheet(&config, file, clock)?;
-    let r = &done.returned;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    let r = match &done.what {
+        crate::run::returns::What::Sample(r) => r,
+        crate::run::returns::What::Table(t) => {
+            w(
+                out,
+                format!(
+                    "{} of {} for run {}: {} rows, {} answered{}",
+                    t.kind.title,
+                    t.unit_id,
+                    t.run_id,
+                    t.rows,
+                    t.answered,
+                    if done.closed {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} rows without {}: the item stays open",
+                            done.unanswered, t.kind.done
+                        )
+                    }
+                ),
+            )?;
+            w(out, format!("kept: {}", done.kept.display()))?;
+            return Ok(ExitStatus::Ok);
+        }
+    };
     w(
         out,
         format!(
@@ -980,6 +1005,15 @@ fn ingest_worksheet(
             r.anomalies.len()
         ),
     )?;
+    if !done.closed {
+        w(
+            out,
+            format!(
+                "{} rows unanswered: the item stays open until a complete return",
+                done.unanswered
+            ),
+        )?;
+    }
     if done.notice_queued {
         w(
             out,

@@ -107,7 +107,7 @@ type Rows = Vec<Vec<Data>>;
 
 /// The summary and the worksheet of a workbook: `bytes` (a return,
 /// decrypted), or the file at `path`.
-fn sheets(path: &Path, bytes: Option<&[u8]>) -> Result<(Rows, Rows), ReturnError> {
+fn sheets(path: &Path, bytes: Option<&[u8]>, sheet: &str) -> Result<(Rows, Rows), ReturnError> {
     let unreadable = |e: calamine::XlsxError| ReturnError::Unreadable {
         file: path.to_owned(),
         reason: e.to_string(),
@@ -131,7 +131,129 @@ fn sheets(path: &Path, bytes: Option<&[u8]>) -> Result<(Rows, Rows), ReturnError
         })?;
         Ok(range.rows().map(<[Data]>::to_vec).collect())
     };
-    Ok((get("摘要")?, get(LAYOUT.sheet)?))
+    Ok((get("摘要")?, get(sheet)?))
+}
+
+/// The run and unit a returned workbook names on its summary, the run's
+/// folder (a sealed run of `job` in the archive) and the workbook the run
+/// sent the unit.
+fn locate(
+    file: &Path,
+    summary: &[Vec<Data>],
+    archive_dir: &Path,
+    job: crate::job::Job,
+) -> Result<(String, String, archive::RunFolder, PathBuf), ReturnError> {
+    let path = || file.to_owned();
+    let run_id =
+        summary_value(summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
+    let unit_cell = summary_value(summary, "機關").unwrap_or_default();
+    let unit_id = unit_cell
+        .rsplit_once('（')
+        .and_then(|(_, r)| r.strip_suffix('）'))
+        .ok_or_else(|| ReturnError::NoAgency {
+            file: path(),
+            cell: unit_cell.clone(),
+        })?
+        .to_owned();
+    let run_dir = archive::RunFolder::find(archive_dir, job, &run_id)
+        .map_err(|error| ReturnError::Io {
+            file: archive_dir.to_owned(),
+            error,
+        })?
+        .ok_or_else(|| ReturnError::UnknownRun {
+            file: path(),
+            run_id: run_id.clone(),
+            archive: archive_dir.to_owned(),
+        })?;
+    let original = run_dir
+        .reports()
+        .join(archive::RunFolder::workbook_name(Some(&unit_id)));
+    Ok((run_id, unit_id, run_dir, original))
+}
+
+/// Checks a returned sheet against the one the run sent: the same header,
+/// as many rows, every cell the tool wrote unchanged, every choice one of
+/// its drop-down's. Returns the header and the returned data rows.
+fn check_rows<'r>(
+    file: &Path,
+    sheet: &'static str,
+    rows: &'r [Vec<Data>],
+    orig_rows: &[Vec<Data>],
+    inputs: &[(&'static str, Input)],
+) -> Result<(Vec<String>, Vec<&'r Vec<Data>>), ReturnError> {
+    let path = || file.to_owned();
+    let header: Vec<String> = rows
+        .get(HEADER_ROW)
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    let orig_header: Vec<String> = orig_rows
+        .get(HEADER_ROW)
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    if header != orig_header {
+        return Err(ReturnError::ColumnsChanged {
+            file: path(),
+            sheet,
+            got: header,
+            want: orig_header,
+        });
+    }
+    let data: Vec<&Vec<Data>> = rows
+        .get(HEADER_ROW + 1..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
+        .collect();
+    let orig = orig_rows.get(HEADER_ROW + 1..).unwrap_or_default();
+    if data.len() != orig.len() {
+        return Err(ReturnError::RowCount {
+            file: path(),
+            sheet,
+            got: data.len(),
+            want: orig.len(),
+        });
+    }
+    let input = |h: &str| inputs.iter().any(|(i, _)| *i == h);
+    for (i, (got, want)) in data.iter().zip(orig).enumerate() {
+        for c in (0..orig_header.len()).filter(|c| !input(&orig_header[*c])) {
+            let (g, w) = (
+                got.get(c).map(text).unwrap_or_default(),
+                want.get(c).map(text).unwrap_or_default(),
+            );
+            if g != w {
+                return Err(ReturnError::CellChanged {
+                    file: path(),
+                    sheet,
+                    row: HEADER_ROW + 2 + i,
+                    column: orig_header[c].clone(),
+                    was: w,
+                    now: g,
+                });
+            }
+        }
+        for (h, kind) in inputs {
+            let v = orig_header
+                .iter()
+                .position(|x| x == h)
+                .and_then(|c| got.get(c))
+                .map(text)
+                .unwrap_or_default();
+            if let Input::Choice(ok) = kind
+                && !v.is_empty()
+                && !ok.contains(&v.as_str())
+            {
+                return Err(ReturnError::NotAChoice {
+                    file: path(),
+                    sheet,
+                    row: HEADER_ROW + 2 + i,
+                    column: h,
+                    value: v,
+                    allowed: ok,
+                });
+            }
+        }
+    }
+    Ok((orig_header, data))
 }
 
 /// The value beside `label` in the summary sheet.
@@ -156,32 +278,10 @@ pub fn ingest_returned(
 ) -> Result<Returned, ReturnError> {
     let sheet = LAYOUT.sheet;
     let path = || file.to_owned();
-    let (summary, rows) = sheets(file, Some(workbook))?;
-    let run_id =
-        summary_value(&summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
-    let unit_cell = summary_value(&summary, "機關").unwrap_or_default();
-    let unit_id = unit_cell
-        .rsplit_once('（')
-        .and_then(|(_, r)| r.strip_suffix('）'))
-        .ok_or_else(|| ReturnError::NoAgency {
-            file: path(),
-            cell: unit_cell.clone(),
-        })?
-        .to_owned();
-    let run_dir = archive::RunFolder::find(archive_dir, crate::job::Job::SampleAudit, &run_id)
-        .map_err(|error| ReturnError::Io {
-            file: archive_dir.to_owned(),
-            error,
-        })?
-        .ok_or_else(|| ReturnError::UnknownRun {
-            file: path(),
-            run_id: run_id.clone(),
-            archive: archive_dir.to_owned(),
-        })?;
-    let original = run_dir
-        .reports()
-        .join(archive::RunFolder::workbook_name(Some(&unit_id)));
-    let (orig_summary, orig_rows) = sheets(&original, None)?;
+    let (summary, rows) = sheets(file, Some(workbook), LAYOUT.sheet)?;
+    let (run_id, unit_id, run_dir, original) =
+        locate(file, &summary, archive_dir, crate::job::Job::SampleAudit)?;
+    let (orig_summary, orig_rows) = sheets(&original, None, LAYOUT.sheet)?;
     let digest = summary_value(&summary, "樣本摘要值");
     let want = summary_value(&orig_summary, "樣本摘要值");
     if digest != want {
@@ -192,40 +292,10 @@ pub fn ingest_returned(
             want,
         });
     }
-    let header: Vec<String> = rows
-        .get(HEADER_ROW)
-        .map(|r| r.iter().map(text).collect())
-        .unwrap_or_default();
-    let orig_header: Vec<String> = orig_rows
-        .get(HEADER_ROW)
-        .map(|r| r.iter().map(text).collect())
-        .unwrap_or_default();
-    if header != orig_header {
-        return Err(ReturnError::ColumnsChanged {
-            file: path(),
-            sheet,
-            got: header,
-            want: orig_header,
-        });
-    }
-    let data = &rows[HEADER_ROW + 1..];
-    let orig = &orig_rows[HEADER_ROW + 1..];
-    let data: Vec<&Vec<Data>> = data
-        .iter()
-        .filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
-        .collect();
-    if data.len() != orig.len() {
-        return Err(ReturnError::RowCount {
-            file: path(),
-            sheet,
-            got: data.len(),
-            want: orig.len(),
-        });
-    }
+    let (orig_header, data) = check_rows(file, sheet, &rows, &orig_rows, LAYOUT.inputs)?;
     let mut answers = Vec::new();
     // Columns are found by their header in the workbook the run sent, so
     // a worksheet written before a column was added still reads back.
-    let input = |h: &str| LAYOUT.inputs.iter().any(|(i, _)| *i == h);
     let col = |got: &Vec<Data>, header: &str| {
         orig_header
             .iter()
@@ -234,39 +304,7 @@ pub fn ingest_returned(
             .map(text)
             .unwrap_or_default()
     };
-    for (i, (got, want)) in data.iter().zip(orig).enumerate() {
-        for c in (0..orig_header.len()).filter(|c| !input(&orig_header[*c])) {
-            let (g, w) = (
-                got.get(c).map(text).unwrap_or_default(),
-                want.get(c).map(text).unwrap_or_default(),
-            );
-            if g != w {
-                return Err(ReturnError::CellChanged {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: orig_header[c].clone(),
-                    was: w,
-                    now: g,
-                });
-            }
-        }
-        for (header, input) in LAYOUT.inputs {
-            let v = col(got, header);
-            if let Input::Choice(ok) = input
-                && !v.is_empty()
-                && !ok.contains(&v.as_str())
-            {
-                return Err(ReturnError::NotAChoice {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: header,
-                    value: v,
-                    allowed: ok,
-                });
-            }
-        }
+    for (i, got) in data.iter().enumerate() {
         answers.push(WorksheetAnswer {
             seq: i as u32 + 1,
             account_id: col(got, "帳號"),
@@ -314,5 +352,154 @@ pub fn ingest_returned(
         anomalies,
         run_dir: run_dir.dir,
         file_sha256: sha,
+    })
+}
+
+/// A kind of workbook, besides the sample worksheet, that a unit fills in
+/// and sends back: the sheet, its inputs, the column naming a row and the
+/// column that says the row is done.
+#[derive(Debug, Clone, Copy)]
+pub struct TableKind {
+    pub job: crate::job::Job,
+    /// The kind's title, as the summary's title names it.
+    pub title: &'static str,
+    pub sheet: &'static str,
+    pub inputs: &'static [(&'static str, Input)],
+    pub key: &'static str,
+    pub done: &'static str,
+}
+
+/// The account review's decisions (point 6(2)) and the internal audit's
+/// results (point 6(3)).
+pub const TABLE_KINDS: &[TableKind] = &[
+    TableKind {
+        job: crate::job::Job::AccountReview,
+        title: "帳號清查",
+        sheet: "帳號清查",
+        inputs: layout::ACCOUNT_REVIEW_INPUTS,
+        key: "帳號",
+        done: "處理結果",
+    },
+    TableKind {
+        job: crate::job::Job::InternalAudit,
+        title: "內部稽核",
+        sheet: "內部稽核",
+        inputs: layout::INTERNAL_AUDIT_INPUTS,
+        key: "查核項目",
+        done: "查核結果",
+    },
+];
+
+/// What a returned workbook is: the sample worksheet, or one of
+/// [`TABLE_KINDS`], by its summary's title.
+#[derive(Debug, Clone, Copy)]
+pub enum ReturnKind {
+    Sample,
+    Table(&'static TableKind),
+}
+
+/// Tells what kind of workbook `workbook` is.
+pub fn kind_of(file: &Path, workbook: &[u8]) -> Result<ReturnKind, ReturnError> {
+    let mut wb =
+        Xlsx::new(std::io::Cursor::new(workbook)).map_err(|e| ReturnError::Unreadable {
+            file: file.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let title = wb
+        .worksheet_range("摘要")
+        .ok()
+        .and_then(|r| r.get_value((0, 0)).map(text))
+        .unwrap_or_default();
+    if title.contains(LAYOUT.sheet) {
+        return Ok(ReturnKind::Sample);
+    }
+    TABLE_KINDS
+        .iter()
+        .find(|k| title.contains(k.title))
+        .map(ReturnKind::Table)
+        .ok_or_else(|| ReturnError::NotOurs {
+            file: file.to_owned(),
+        })
+}
+
+/// What a returned table said.
+#[derive(Debug, Clone)]
+pub struct TableReturned {
+    pub kind: &'static TableKind,
+    pub run_id: String,
+    pub unit_id: String,
+    pub rows: usize,
+    /// Rows whose `done` column is filled in.
+    pub answered: usize,
+    pub run_dir: PathBuf,
+    pub file_sha256: String,
+    /// Per row: its key and every input, by header.
+    pub decisions: Vec<(String, std::collections::BTreeMap<String, String>)>,
+}
+
+/// Reads a returned account review or internal audit, checks it against
+/// the workbook the run sent (as the sample worksheet) and records its
+/// answers.
+pub fn ingest_table_return(
+    file: &Path,
+    workbook: &[u8],
+    file_sha256: &str,
+    kind: &'static TableKind,
+    archive_dir: &Path,
+    store: &mut Store,
+    received_at: &str,
+) -> Result<TableReturned, ReturnError> {
+    let (summary, rows) = sheets(file, Some(workbook), kind.sheet)?;
+    let (run_id, unit_id, run_dir, original) = locate(file, &summary, archive_dir, kind.job)?;
+    let (_, orig_rows) = sheets(&original, None, kind.sheet)?;
+    let (header, data) = check_rows(file, kind.sheet, &rows, &orig_rows, kind.inputs)?;
+    let col = |got: &Vec<Data>, h: &str| {
+        header
+            .iter()
+            .position(|x| x == h)
+            .and_then(|c| got.get(c))
+            .map(text)
+            .unwrap_or_default()
+    };
+    let decisions: Vec<(String, std::collections::BTreeMap<String, String>)> = data
+        .iter()
+        .map(|got| {
+            (
+                col(got, kind.key),
+                kind.inputs
+                    .iter()
+                    .map(|(h, _)| ((*h).to_owned(), col(got, h)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let answered = decisions
+        .iter()
+        .filter(|(_, a)| a.get(kind.done).is_some_and(|v| !v.is_empty()))
+        .count();
+    store.record_return(
+        &crate::store::TableReturn {
+            job: kind.job.name().to_owned(),
+            run_id: run_id.clone(),
+            unit_id: unit_id.clone(),
+            received_at: received_at.to_owned(),
+            file_sha256: file_sha256.to_owned(),
+            rows: decisions.len() as u32,
+            answered: answered as u32,
+        },
+        &decisions
+            .iter()
+            .map(|(k, a)| (k.clone(), serde_json::to_string(a).unwrap_or_default()))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(TableReturned {
+        kind,
+        run_id,
+        unit_id,
+        rows: decisions.len(),
+        answered,
+        run_dir: run_dir.dir,
+        file_sha256: file_sha256.to_owned(),
+        decisions,
     })
 }

@@ -178,9 +178,7 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     // unit that answered is not reminded.
     for t in crate::run::returns::take_returns(config, clock)? {
         pass.returns.push(match t {
-            crate::run::returns::Taken::Ingested(d) => {
-                format!("{} {} returned", d.returned.unit_id, d.returned.run_id)
-            }
+            crate::run::returns::Taken::Ingested(d) => d.describe(),
             crate::run::returns::Taken::Refused { file, .. } => format!("{file} refused"),
         });
     }

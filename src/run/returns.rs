@@ -14,21 +14,56 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::mail;
 use crate::store::Store;
-use crate::worksheet::Returned;
+use crate::worksheet::{ReturnKind, Returned, TableReturned};
 
-/// What ingesting a returned worksheet did.
+/// What came back.
+#[derive(Debug)]
+pub enum What {
+    /// The sample worksheet (point 6(1)).
+    Sample(Returned),
+    /// An account review's decisions or an internal audit's results.
+    Table(TableReturned),
+}
+
+/// What ingesting a returned workbook did.
 #[derive(Debug)]
 pub struct Ingested {
-    pub returned: Returned,
+    pub what: What,
     /// Whether the ethics unit was queued a notice of the anomalies.
     pub notice_queued: bool,
+    /// Whether it closed the unit's due item: every row answered. A
+    /// partial return is recorded and kept, and the item stays open.
+    pub closed: bool,
+    /// Rows not answered.
+    pub unanswered: usize,
+    /// Where the file is kept, as received, sealed.
+    pub kept: std::path::PathBuf,
+}
+
+impl Ingested {
+    /// `unit run_id (job)`, for logs and the daemon's pass.
+    pub fn describe(&self) -> String {
+        let (job, run, unit) = match &self.what {
+            What::Sample(r) => (crate::job::Job::SampleAudit.name(), &r.run_id, &r.unit_id),
+            What::Table(t) => (t.kind.job.name(), &t.run_id, &t.unit_id),
+        };
+        format!(
+            "{unit} {job} {run} returned{}",
+            if self.closed {
+                String::new()
+            } else {
+                format!(", {} rows unanswered: still open", self.unanswered)
+            }
+        )
+    }
 }
 
 /// Reads `file` back (decrypted with the units' passwords when it comes
-/// encrypted, as it was mailed), records its answers, keeps the file as
-/// received in the archive, sealed, closes the unit's due item and
-/// queues the ethics unit's notice of the anomalies it confirms (sent at
-/// the next drain).
+/// encrypted, as it was mailed) — a sample worksheet, an account review
+/// or an internal audit, told by its summary — records its answers, keeps
+/// the file as received in the archive, sealed, closes the unit's due
+/// item when every row is answered, and queues the ethics unit's notice
+/// of the anomalies a worksheet confirms (sent at the next drain).
 pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Result<Ingested> {
     let mut store = Store::open(&config.paths.state)?;
     let local = clock.local(config.timezone);
@@ -36,34 +71,65 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     let received = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let sha = hex::encode(sha2::Sha256::digest(&received));
     let plain = open_return(config, &store, file, &received)?;
-    let returned = crate::worksheet::ingest_returned(
-        file,
-        &plain,
-        &sha,
-        &config.paths.archive,
-        &mut store,
-        &now,
-    )?;
-    let run = crate::archive::RunFolder::parse(&returned.run_dir)
-        .context("the returned worksheet's run folder")?;
+    let archive = &config.paths.archive;
+    let (what, job, run_dir, run_id, unit_id, rows, answered) =
+        match crate::worksheet::kind_of(file, &plain)? {
+            ReturnKind::Sample => {
+                let r = crate::worksheet::ingest_returned(
+                    file, &plain, &sha, archive, &mut store, &now,
+                )?;
+                let (dir, run, unit, rows, answered) = (
+                    r.run_dir.clone(),
+                    r.run_id.clone(),
+                    r.unit_id.clone(),
+                    r.rows,
+                    r.answered,
+                );
+                (
+                    What::Sample(r),
+                    crate::job::Job::SampleAudit,
+                    dir,
+                    run,
+                    unit,
+                    rows,
+                    answered,
+                )
+            }
+            ReturnKind::Table(kind) => {
+                let t = crate::worksheet::ingest_table_return(
+                    file, &plain, &sha, kind, archive, &mut store, &now,
+                )?;
+                let (dir, run, unit, rows, answered) = (
+                    t.run_dir.clone(),
+                    t.run_id.clone(),
+                    t.unit_id.clone(),
+                    t.rows,
+                    t.answered,
+                );
+                (What::Table(t), kind.job, dir, run, unit, rows, answered)
+            }
+        };
+    let run =
+        crate::archive::RunFolder::parse(&run_dir).context("the returned workbook's run folder")?;
     let kept = crate::archive::keep_return(
         &run,
-        &returned.unit_id,
+        &unit_id,
         &local.format("%Y%m%dT%H%M%S").to_string(),
         &received,
     )?;
-    tracing::info!(kept = %kept.display(), "returned worksheet kept");
-    store.close_due(
-        crate::job::Job::SampleAudit.name(),
-        &returned.run_id,
-        &returned.unit_id,
-        &now,
-        &sha,
-    )?;
-    let notice_queued = queue_anomalies(config, &mut store, &returned, &sha, clock.now())?;
+    tracing::info!(kept = %kept.display(), "returned workbook kept");
+    let unanswered = rows - answered;
+    let closed = unanswered == 0 && store.close_due(job.name(), &run_id, &unit_id, &now, &sha)?;
+    let notice_queued = match &what {
+        What::Sample(r) => queue_anomalies(config, &mut store, r, &sha, clock.now())?,
+        What::Table(_) => false,
+    };
     Ok(Ingested {
-        returned,
+        what,
         notice_queued,
+        closed,
+        unanswered,
+        kept,
     })
 }
 
@@ -93,7 +159,11 @@ fn open_return(config: &Config, store: &Store, file: &Path, bytes: &[u8]) -> Res
     for p in &passwords {
         // A wrong password can decrypt to noise without an error: only a
         // workbook (a zip archive that reads as one) is the right one.
-        if let Ok(plain) = office_crypto::decrypt_from_bytes(bytes.to_vec(), p)
+        // A hostile file must not take the daemon down with it, should the
+        // decrypting library panic on it.
+        let attempt =
+            std::panic::catch_unwind(|| office_crypto::decrypt_from_bytes(bytes.to_vec(), p));
+        if let Ok(Ok(plain)) = attempt
             && plain.starts_with(b"PK\x03\x04")
             && zip::ZipArchive::new(std::io::Cursor::new(&plain)).is_ok()
         {

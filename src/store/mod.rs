@@ -28,7 +28,7 @@ pub use outbox::{MailState, NewMessage, OutboxRow};
 pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
 pub use seeds::{Freeze, SeedDraw};
-pub use worksheets::{WorksheetAnswer, WorksheetReturn};
+pub use worksheets::{TableReturn, WorksheetAnswer, WorksheetReturn};
 
 /// An enum stored in the database as its text: `as_str`, `parse`,
 /// `Display`, and the SQLite conversions, from one list of variants.
@@ -221,6 +221,23 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     note TEXT NOT NULL,
     auditor TEXT NOT NULL,
     audit_date TEXT NOT NULL,
+    PRIMARY KEY (return_id, seq)
+);
+CREATE TABLE IF NOT EXISTS table_returns (
+    id INTEGER PRIMARY KEY,
+    job TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    file_sha256 TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    answered INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS table_return_rows (
+    return_id INTEGER NOT NULL REFERENCES table_returns(id),
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    answers TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
 );
 CREATE TABLE IF NOT EXISTS due_items (

@@ -93,3 +93,64 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 }
+
+/// A returned account review or internal audit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableReturn {
+    pub job: String,
+    pub run_id: String,
+    pub unit_id: String,
+    pub received_at: String,
+    pub file_sha256: String,
+    pub rows: u32,
+    pub answered: u32,
+}
+
+impl Store {
+    /// Records a returned table and its rows (key, answers as JSON).
+    pub fn record_return(
+        &mut self,
+        r: &TableReturn,
+        rows: &[(String, String)],
+    ) -> Result<i64, StoreError> {
+        let file = self.file.clone();
+        let err = |e| self_err(&file, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO table_returns (job, run_id, unit_id, received_at, file_sha256, rows, answered)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![r.job, r.run_id, r.unit_id, r.received_at, r.file_sha256, r.rows, r.answered],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        for (seq, (key, answers)) in rows.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO table_return_rows (return_id, seq, key, answers) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![id, seq as i64 + 1, key, answers],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(id)
+    }
+
+    /// The latest decisions returned for a job's runs, per (unit, key):
+    /// `(unit_id, key, answers JSON, received_at)`, latest return first.
+    pub fn returned_decisions(
+        &self,
+        job: &str,
+    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.unit_id, w.key, w.answers, r.received_at
+                 FROM table_return_rows w JOIN table_returns r ON r.id = w.return_id
+                 WHERE r.job = ?1 ORDER BY r.received_at DESC, r.id DESC, w.seq",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+}

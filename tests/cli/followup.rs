@@ -123,11 +123,37 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         })
         .and_then(|m| m.attachment.clone())
         .expect("KPB's workbook");
-    let bytes = std::fs::read(&attachment).unwrap();
+    let mailed = std::fs::read(&attachment).unwrap();
     assert!(
-        bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
+        mailed.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
         "mailed encrypted"
     );
+    // The officer opens it with the unit's password, answers every row
+    // (one anomaly), saves, and it goes back encrypted with that password.
+    let passwords = crate::mail::passwords_by_address(&config);
+    let kpb_officer = kpb.officer_email.clone().unwrap();
+    let plain = office_crypto::decrypt_from_bytes(mailed, &passwords[&kpb_officer]).unwrap();
+    let opened = city.path("kpb-opened.xlsx");
+    std::fs::write(&opened, &plain).unwrap();
+    let filled = city.path("kpb-filled.xlsx");
+    crate::reports::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
+        for (i, r) in rows.iter_mut().enumerate().skip(3) {
+            let anomaly = if i == 3 { "有" } else { "無" };
+            crate::reports::answer(r, ["是", "是", "是", anomaly, "", "稽核員甲", "2026-07-29"]);
+        }
+    });
+    let bytes = {
+        let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+        webir_audit::mail::protect(
+            &config,
+            &mut store,
+            "KPB",
+            &std::fs::read(&filled).unwrap(),
+            "2026-07-29T09:00:00Z",
+        )
+        .unwrap()
+        .bytes
+    };
     let returns = city.path("city/inbox/returns");
     std::fs::create_dir_all(&returns).unwrap();
     std::fs::write(returns.join("KPB_回傳.xlsx"), &bytes).unwrap();
@@ -363,4 +389,108 @@ fn an_open_item_follows_the_unit_s_new_officer() {
         .find(|i| i.unit_id == "KSA")
         .unwrap();
     assert_eq!(ksa.sent_to, "officer2.ksa@example.gov.tw");
+}
+
+/// The account review comes back too (point 6(2)): a return with a 處理結果
+/// on every row closes the unit's item; one with a row left blank is
+/// recorded and kept but leaves the item open; one whose tool columns were
+/// changed is refused.
+#[test]
+fn an_account_review_comes_back_with_its_decisions() {
+    use calamine::Data;
+    let city = City::new();
+    let out = city.run(
+        &["run", "account-review", "--as-of", "2026-07-02"],
+        "2026-07-03T08:00:00+08:00",
+    );
+    let run_dir = out.run_dir();
+    let config = webir_audit::config::load(&city.config).unwrap();
+    let original = run_dir.join("reports/KPB.xlsx");
+    let fill = |name: &str, leave_blank: bool, tamper: bool| -> PathBuf {
+        let out = city.path(name);
+        crate::reports::refill_sheet(&original, &out, "帳號清查", |rows| {
+            let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
+            let at = |h: &str| header.iter().position(|x| x == h).unwrap();
+            let (done, who, account) = (at("處理結果"), at("處理人"), at("帳號"));
+            for (i, r) in rows.iter_mut().enumerate().skip(3) {
+                r.resize(header.len(), Data::Empty);
+                if !(leave_blank && i == 3) {
+                    r[done] = Data::String("保留".into());
+                    r[who] = Data::String("專責人員乙".into());
+                }
+                if tamper && i == 4 {
+                    r[account] = Data::String("W00000".into());
+                }
+            }
+        });
+        // Back encrypted with the unit's password, as it was mailed.
+        let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+        let bytes = webir_audit::mail::protect(
+            &config,
+            &mut store,
+            "KPB",
+            &std::fs::read(&out).unwrap(),
+            "2026-07-10T09:00:00Z",
+        )
+        .unwrap()
+        .bytes;
+        std::fs::write(&out, bytes).unwrap();
+        out
+    };
+    let item = || {
+        webir_audit::store::Store::open(&config.paths.state)
+            .unwrap()
+            .due_item(
+                "account-review",
+                run_dir.file_name().unwrap().to_str().unwrap(),
+                "KPB",
+            )
+            .unwrap()
+            .expect("KPB's account review is due")
+    };
+    let ingest = |f: &PathBuf, now: &str| {
+        let mut all = vec!["ingest-worksheet", f.to_str().unwrap()];
+        all.extend(["--config", city.config.to_str().unwrap(), "--now", now]);
+        run_binary_env(&all, city.tmp.path(), &[])
+    };
+    let tampered = ingest(
+        &fill("tampered.xlsx", false, true),
+        "2026-07-10T09:00:00+08:00",
+    );
+    assert_eq!(tampered.status, 2, "{}{}", tampered.stdout, tampered.stderr);
+    assert!(tampered.stderr.contains("帳號"), "{}", tampered.stderr);
+    let partial = ingest(
+        &fill("partial.xlsx", true, false),
+        "2026-07-11T09:00:00+08:00",
+    );
+    assert_eq!(partial.status, 0, "{}{}", partial.stdout, partial.stderr);
+    assert!(
+        partial.stdout.contains("the item stays open"),
+        "{}",
+        partial.stdout
+    );
+    assert!(item().closed_at.is_none());
+    let whole = ingest(
+        &fill("whole.xlsx", false, false),
+        "2026-07-12T09:00:00+08:00",
+    );
+    assert_eq!(whole.status, 0, "{}{}", whole.stdout, whole.stderr);
+    assert!(
+        whole.stdout.starts_with("帳號清查 of KPB"),
+        "{}",
+        whole.stdout
+    );
+    assert_eq!(item().closed_at.as_deref(), Some("2026-07-12T09:00:00"));
+    // Both returns are kept as received.
+    let kept = std::fs::read_dir(city.path("var/archive/as-of-2026-07-02/returns"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 2);
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let decisions = store.returned_decisions("account-review").unwrap();
+    assert!(
+        decisions
+            .iter()
+            .any(|(u, _, a, _)| u == "KPB" && a.contains("保留"))
+    );
 }

@@ -486,8 +486,14 @@ fn archive_verify_catches_any_change_to_a_sealed_run() {
 /// Re-saves `original` as an officer's Excel would, after `edit` changed
 /// the worksheet's rows (cell values only: that is all that comes back).
 fn refill(original: &Path, out: &Path, edit: impl Fn(&mut Vec<Vec<Data>>)) {
+    refill_sheet(original, out, "抽查工作底稿", edit);
+}
+
+/// `original` written again to `out` as an officer's Excel would save it,
+/// with `sheet` edited.
+pub fn refill_sheet(original: &Path, out: &Path, sheet: &str, edit: impl Fn(&mut Vec<Vec<Data>>)) {
     let (names, mut sheets) = read(original);
-    edit(sheets.get_mut("抽查工作底稿").unwrap());
+    edit(sheets.get_mut(sheet).unwrap());
     let mut wb = rust_xlsxwriter::Workbook::new();
     let date = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm");
     for n in &names {
@@ -518,7 +524,7 @@ fn refill(original: &Path, out: &Path, edit: impl Fn(&mut Vec<Vec<Data>>)) {
     wb.save(out).unwrap();
 }
 
-fn answer(row: &mut Vec<Data>, answers: [&str; 7]) {
+pub fn answer(row: &mut Vec<Data>, answers: [&str; 7]) {
     row.resize(21, Data::Empty);
     for (k, a) in answers.iter().enumerate() {
         row[14 + k] = Data::String((*a).to_owned());
