@@ -572,6 +572,10 @@ pub static RESULT: Vocab = Vocab {
     ],
 };
 
+/// How a finding's reason marks it still open since an earlier review
+/// (raised one severity level); reports show it beside the finding.
+pub const REPEAT_MARK: &str = "重複列管";
+
 /// Finding severities, most severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -595,6 +599,20 @@ impl Severity {
             Severity::High => "high",
             Severity::Medium => "medium",
             Severity::Low => "low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// One level more severe (critical stays critical): a finding still
+    /// open at the next review.
+    pub fn raised(self) -> Severity {
+        match self {
+            Severity::Critical | Severity::High => Severity::Critical,
+            Severity::Medium => Severity::High,
+            Severity::Low => Severity::Medium,
         }
     }
 }

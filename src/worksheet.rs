@@ -413,9 +413,18 @@ pub fn kind_of(file: &Path, workbook: &[u8]) -> Result<ReturnKind, ReturnError> 
     if title.contains(LAYOUT.sheet) {
         return Ok(ReturnKind::Sample);
     }
+    if let Some(k) = TABLE_KINDS.iter().find(|k| title.contains(k.title)) {
+        return Ok(ReturnKind::Table(k));
+    }
+    // No title we wrote: by the sheet a person fills in, so that what is
+    // wrong with the file is said by the checks that read it.
+    let names = wb.sheet_names();
+    if names.iter().any(|n| n == LAYOUT.sheet) {
+        return Ok(ReturnKind::Sample);
+    }
     TABLE_KINDS
         .iter()
-        .find(|k| title.contains(k.title))
+        .find(|k| names.iter().any(|n| n == k.sheet))
         .map(ReturnKind::Table)
         .ok_or_else(|| ReturnError::NotOurs {
             file: file.to_owned(),

@@ -1035,10 +1035,11 @@ fn accounts(
     findings: &DataFrame,
     city_wide: bool,
 ) -> PolarsResult<Table> {
-    let mut by_account: BTreeMap<&str, (Vec<Code>, Vec<&'static str>)> = BTreeMap::new();
+    let mut by_account: BTreeMap<&str, (Vec<Code>, Vec<String>)> = BTreeMap::new();
     let codes = strs(findings, "code")?;
     let account = strs(findings, "account_id")?;
     let agency_of_finding = strs(findings, "agency_id")?;
+    let reasons = strs(findings, "reason")?;
     for i in 0..findings.height() {
         let (Some(c), Some(a)) = (codes[i].and_then(Code::parse), account[i]) else {
             continue;
@@ -1046,10 +1047,16 @@ fn accounts(
         if is_query_code(c.as_str()) {
             continue;
         }
+        // A finding an earlier review listed too says so.
+        let said = if reasons[i].is_some_and(|r| r.contains(crate::model::REPEAT_MARK)) {
+            format!("{}（{}）", c.description(), crate::model::REPEAT_MARK)
+        } else {
+            c.description().to_owned()
+        };
         let e = by_account.entry(a).or_default();
         e.0.push(c);
-        if !e.1.contains(&c.description()) {
-            e.1.push(c.description());
+        if !e.1.contains(&said) {
+            e.1.push(said);
         }
     }
     let roster = in_set(roster, "agency_id", ids)?;
@@ -1369,6 +1376,7 @@ fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
 /// many low ones.
 fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
     let code = strs(f.findings, "code")?;
+    let sev_col = strs(f.findings, "severity")?;
     let unit = strs(f.findings, "unit_id")?;
     let account = strs(f.findings, "account_id")?;
     let holder = strs(f.findings, "holder_name")?;
@@ -1389,10 +1397,9 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
         if e.holder.is_empty() {
             e.holder = holder[i].unwrap_or("");
         }
-        let k = Severity::ALL
-            .iter()
-            .position(|s| *s == c.severity())
-            .unwrap_or(3);
+        // The finding's own severity: a repeat is raised above its code's.
+        let sev = sev_col[i].and_then(severity_of).unwrap_or(c.severity());
+        let k = Severity::ALL.iter().position(|s| *s == sev).unwrap_or(3);
         e.counts[k] += 1;
         if e.worst
             .is_none_or(|w| (c.severity(), c.as_str()) < (w.severity(), w.as_str()))

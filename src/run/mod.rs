@@ -639,6 +639,11 @@ fn complete(
     let job = spec.job;
     let period_id = spec.covers().to_string();
     let unfinished = archive::Unfinished::new(&folder.dir);
+    let checked = if job.reviews_accounts() {
+        track_findings(config, checked, &period_id, spec.as_of)?
+    } else {
+        checked
+    };
     let outcome = record_run(config, spec, folder, checked, ingested, clock)?;
     let kind = ReportKind::of(job).context("every job that makes a run folder makes workbooks")?;
     finish_run(
@@ -657,6 +662,71 @@ fn complete(
     )?;
     unfinished.finished();
     Ok(outcome)
+}
+
+/// Findings across reviews (issue 16): each account finding's key (its
+/// code and account, or agency) is looked up in the history. One that an
+/// earlier review listed and that is still there is a repeat: raised one
+/// severity level, its reason saying since when and how often it was
+/// listed. Then the history records this review: what it lists stays or
+/// becomes open, what it no longer lists is closed.
+fn track_findings(
+    config: &Config,
+    checked: Checked,
+    review: &str,
+    day: NaiveDate,
+) -> Result<Checked> {
+    let mut store = Store::open(&config.paths.state)?;
+    let open: BTreeMap<String, crate::store::Tracked> = store
+        .open_findings()?
+        .into_iter()
+        .map(|t| (t.key.clone(), t))
+        .collect();
+    let f = &checked.findings;
+    let text = |c: &str| -> Result<Vec<Option<String>>> {
+        Ok(f.column(c)?
+            .str()?
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect())
+    };
+    let (code, account, agency) = (text("code")?, text("account_id")?, text("agency_id")?);
+    let (mut severity, mut reason) = (text("severity")?, text("reason")?);
+    let mut keys = Vec::new();
+    for i in 0..f.height() {
+        let Some(c) = code[i].as_deref().and_then(Code::parse) else {
+            continue;
+        };
+        if c.scope() != Scope::Accounts {
+            continue;
+        }
+        let about = account[i].as_deref().or(agency[i].as_deref()).unwrap_or("");
+        let key = format!("{}|{about}", c.as_str());
+        if let Some(t) = open.get(&key).filter(|t| t.last_run != review) {
+            let raised = severity[i]
+                .as_deref()
+                .and_then(Severity::parse)
+                .unwrap_or(c.severity())
+                .raised();
+            severity[i] = Some(raised.name().to_owned());
+            reason[i] = Some(format!(
+                "{}（{}：{} 清查首次列出，本次為第 {} 次仍未改善，嚴重度提高一級）",
+                reason[i].as_deref().unwrap_or(""),
+                crate::model::REPEAT_MARK,
+                t.first_seen,
+                t.times + 1
+            ));
+        }
+        keys.push(key);
+    }
+    let mut findings = checked.findings.clone();
+    findings.with_column(Column::new("severity".into(), severity))?;
+    findings.with_column(Column::new("reason".into(), reason))?;
+    store.record_review(review, &day.to_string(), &keys)?;
+    Ok(Checked {
+        findings,
+        ..checked
+    })
 }
 
 /// Writes `findings.csv`, `rejects.csv`, `inputs.json` and `run.json`.
@@ -680,16 +750,20 @@ fn record_run(
     archive::write_json(&inputs, &folder.file("inputs.json")?)?;
 
     let codes = findings.column("code")?.str()?.clone();
+    let severities = findings.column("severity")?.str()?.clone();
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_severity: BTreeMap<String, usize> = BTreeMap::new();
     let mut worst: Option<Severity> = None;
-    for c in codes.iter().flatten() {
+    // The finding's own severity: a repeat is raised above its code's.
+    for (c, sev) in codes.iter().zip(severities.iter()) {
+        let Some(c) = c else { continue };
         *by_code.entry(c.to_owned()).or_default() += 1;
-        if let Some(code) = Code::parse(c) {
-            *by_severity
-                .entry(code.severity().name().to_owned())
-                .or_default() += 1;
-            worst = Some(worst.map_or(code.severity(), |w| w.min(code.severity())));
+        if let Some(sev) = sev
+            .and_then(Severity::parse)
+            .or_else(|| Code::parse(c).map(Code::severity))
+        {
+            *by_severity.entry(sev.name().to_owned()).or_default() += 1;
+            worst = Some(worst.map_or(sev, |w| w.min(sev)));
         }
     }
     let record = RunRecord {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 pub mod due;
+pub mod history;
 pub mod outbox;
 pub mod passwords;
 pub mod runs;
@@ -24,6 +25,7 @@ pub mod seeds;
 pub mod worksheets;
 
 pub use due::{DueItem, Stage};
+pub use history::Tracked;
 pub use outbox::{MailState, NewMessage, OutboxRow};
 pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
@@ -223,6 +225,17 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
 );
+CREATE TABLE IF NOT EXISTS finding_history (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    first_run TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_run TEXT NOT NULL,
+    times INTEGER NOT NULL,
+    closed_at TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS finding_history_open
+    ON finding_history (key) WHERE closed_at IS NULL;
 CREATE TABLE IF NOT EXISTS table_returns (
     id INTEGER PRIMARY KEY,
     job TEXT NOT NULL,

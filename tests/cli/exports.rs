@@ -668,3 +668,107 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
     seen.sort();
     assert_eq!(seen, ["011", "012", "013", "014"], "every query sampled");
 }
+
+/// Findings across reviews (issue 16): a departed holder's account still
+/// active at the next review is a repeat, raised one severity level, and
+/// the 帳號清查 sheet says so; once the data no longer shows it (the
+/// account disabled), the history closes it and it is not a repeat again.
+#[test]
+fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
+    let departed = |hr: Vec<String>| -> Vec<String> {
+        hr.into_iter()
+            .map(|r| {
+                r.replace(
+                    "E102,陳大華,第一分局,約聘僱,在職,2020-01-01",
+                    "E102,陳大華,第一分局,約聘僱,離職,2026-03-01",
+                )
+            })
+            .collect()
+    };
+    let t = Test::new()
+        .file(
+            "inbox/roster/accounts_20260702.csv",
+            csv(ROSTER_HEADER, &roster_rows()),
+        )
+        .file(
+            "inbox/hr/hr_20260702.csv",
+            csv(HR_HEADER, &departed(hr_rows())),
+        )
+        .file(
+            "inbox/query_logs/webir_2026H1.csv",
+            csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+        );
+    let review = |day: &str| {
+        let out = t.run(&["run", "account-review", "--as-of", day, "--no-send"]);
+        assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
+        out.run_dir()
+    };
+    let finding = |dir: &Path| -> Option<(String, String)> {
+        let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("ACCOUNT_HOLDER_DEPARTED,") && l.contains(",P102,"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[1].to_owned(), l.to_owned())
+            })
+    };
+    let first = review("2026-07-02");
+    let (sev, line) = finding(&first).expect("listed");
+    assert_eq!(sev, "high", "{line}");
+    assert!(!line.contains("重複列管"), "{line}");
+    // The same review day again is not a second review.
+    let again = review("2026-07-02");
+    assert_eq!(finding(&again).unwrap().0, "high");
+    let second = review("2026-07-03");
+    let (sev, line) = finding(&second).expect("still listed");
+    assert_eq!(sev, "critical", "{line}");
+    assert!(
+        line.contains("重複列管：2026-07-02 清查首次列出，本次為第 2 次"),
+        "{line}"
+    );
+    let texts = summary_texts(&second.join("reports/KPB.xlsx"));
+    assert!(texts.iter().any(|l| l.contains("嚴重")), "{texts:?}");
+    {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut wb: Xlsx<_> = open_workbook(second.join("reports/KPB.xlsx")).unwrap();
+        let sheet = wb.worksheet_range("帳號清查").unwrap();
+        let row = sheet
+            .rows()
+            .find(|r| r.first().is_some_and(|c| *c == "P102"))
+            .expect("P102 on 帳號清查")
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(row.contains("（重複列管）"), "{row}");
+    }
+    // The officer disabled it: the next review no longer lists it, and
+    // the history closes it.
+    std::fs::write(
+        t.path("inbox/roster/accounts_20260710.csv"),
+        csv(
+            ROSTER_HEADER,
+            &roster_rows()
+                .into_iter()
+                .map(|r| {
+                    r.replace(
+                        "約聘僱,啟用,2025-01-02,2026-06-01,",
+                        "約聘僱,停用,2025-01-02,2026-06-01,2026-07-05",
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ),
+    )
+    .unwrap();
+    let third = review("2026-07-10");
+    assert!(finding(&third).is_none());
+    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    assert!(
+        !store
+            .open_findings()
+            .unwrap()
+            .iter()
+            .any(|f| f.key == "ACCOUNT_HOLDER_DEPARTED|P102")
+    );
+}
