@@ -114,6 +114,11 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// What runs asked of units (due items).
+    Followup {
+        #[command(subcommand)]
+        action: FollowupAction,
+    },
     /// The units' attachment passwords (rule 5(2)2), for the chief
     /// administrator to hand to each unit's officer by phone or letter.
     Passwords {
@@ -220,6 +225,24 @@ pub enum OutboxAction {
         run: String,
         #[arg(long)]
         to: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FollowupAction {
+    /// Closes a unit's open item of a run that no workbook comes back for
+    /// (the external audit's preparation, confirmed by the Health
+    /// Bureau), saying why; reminders stop.
+    Close {
+        /// The run folder or its id.
+        run: String,
+        /// The unit's id.
+        unit: String,
+        /// Why it is done (recorded).
+        #[arg(long)]
+        note: String,
         #[arg(long)]
         config: PathBuf,
     },
@@ -364,6 +387,49 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         } => archive_verify(config, out),
         Command::Outbox { action } => outbox(action, clock, out),
         Command::Passwords { action } => passwords(action, clock, out),
+        Command::Followup {
+            action:
+                FollowupAction::Close {
+                    run,
+                    unit,
+                    note,
+                    config,
+                },
+        } => {
+            let config = config::load(config)?;
+            let mut store =
+                crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+            let at = clock
+                .local(config.timezone)
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string();
+            let mut closed = 0;
+            for i in store.due_items().map_err(anyhow::Error::from)? {
+                if (i.run_id == *run || i.run_dir == *run)
+                    && i.unit_id == *unit
+                    && i.closed_at.is_none()
+                {
+                    store
+                        .close_due(
+                            &i.job,
+                            &i.run_id,
+                            unit,
+                            &at,
+                            &format!("closed by hand: {note}"),
+                        )
+                        .map_err(anyhow::Error::from)?;
+                    writeln!(out, "closed: {} {} {}", i.unit_id, i.job, i.label)
+                        .context("writing to stdout")?;
+                    closed += 1;
+                }
+            }
+            if closed == 0 {
+                return Err(Error::Other(anyhow::anyhow!(
+                    "no open item of unit {unit} in run {run}"
+                )));
+            }
+            Ok(ExitStatus::Ok)
+        }
         Command::SendTest { to, config } => send_test(&config::load(config)?, to, clock, out),
         Command::Daemon { config, once } => {
             // Tests that watch one job alone set this; a deployment cannot

@@ -27,6 +27,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/handover.txt.j2"),
     ),
     (
+        "external-notice.txt.j2",
+        include_str!("../templates/external-notice.txt.j2"),
+    ),
+    (
         "sample-audit.txt.j2",
         include_str!("../templates/sample-audit.txt.j2"),
     ),

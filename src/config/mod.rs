@@ -49,6 +49,7 @@ pub struct Followup {
     pub account_review_days: u32,
     pub internal_audit_days: u32,
     pub query_check_days: u32,
+    pub external_prep_days: u32,
     pub remind_before_days: u32,
     pub ethics_after_days: u32,
 }
@@ -63,7 +64,9 @@ impl Followup {
             Job::AccountReview | Job::PasswordCheck => Some(self.account_review_days),
             Job::InternalAudit => Some(self.internal_audit_days),
             Job::QueryCheck => Some(self.query_check_days),
-            Job::ExternalAudit | Job::Retention | Job::Heartbeat => None,
+            // Asked of the units drawn, not of every unit (point 6(4)).
+            Job::ExternalAudit => Some(self.external_prep_days),
+            Job::Retention | Job::Heartbeat => None,
         }
     }
 }
@@ -474,6 +477,7 @@ impl Validator {
             account_review_days: days("account_review_days", f.account_review_days, 1),
             internal_audit_days: days("internal_audit_days", f.internal_audit_days, 1),
             query_check_days: days("query_check_days", f.query_check_days, 1),
+            external_prep_days: days("external_prep_days", f.external_prep_days, 1),
             remind_before_days: days("remind_before_days", f.remind_before_days, 0),
             ethics_after_days: days("ethics_after_days", f.ethics_after_days, 0),
         };
@@ -482,6 +486,7 @@ impl Validator {
             out.account_review_days,
             out.internal_audit_days,
             out.query_check_days,
+            out.external_prep_days,
         ]
         .into_iter()
         .min()

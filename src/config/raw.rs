@@ -85,6 +85,8 @@ pub struct RawFollowup {
     pub internal_audit_days: i64,
     /// …the query check's findings, looked into.
     pub query_check_days: i64,
+    /// …its preparation for the Health Bureau's external audit (point 6(4)).
+    pub external_prep_days: i64,
     /// The officer is reminded this many days before the due day (and on it).
     pub remind_before_days: i64,
     /// Overdue by this many days, the unit's ethics unit is told.
@@ -98,6 +100,7 @@ impl Default for RawFollowup {
             account_review_days: 30,
             internal_audit_days: 30,
             query_check_days: 30,
+            external_prep_days: 30,
             remind_before_days: 7,
             ethics_after_days: 14,
         }

@@ -494,3 +494,112 @@ fn an_account_review_comes_back_with_its_decisions() {
             .any(|(u, _, a, _)| u == "KPB" && a.contains("保留"))
     );
 }
+
+/// Point 6(4): each unit the external audit draws is told what to prepare
+/// and by when, and its preparation is a due item; a second draw of the
+/// period supersedes the first's items; the Health Bureau closes an item
+/// by hand once the unit is ready, and reminders stop for it.
+#[test]
+fn units_drawn_by_the_external_audit_are_told_and_followed_up() {
+    let city = City::new();
+    let seed = "27182818284590452353602874";
+    let run = |args: &[&str], now: &str| {
+        let mut all = args.to_vec();
+        all.extend(["--config", city.config.to_str().unwrap(), "--now", now]);
+        run_binary_env(&all, city.tmp.path(), &[])
+    };
+    let first = run(
+        &["run", "external-audit", "--period", "2026", "--seed", seed],
+        "2027-03-01T08:00:00+08:00",
+    );
+    assert!(first.status <= 2, "{}{}", first.stdout, first.stderr);
+    let second = run(
+        &[
+            "run",
+            "external-audit",
+            "--period",
+            "2026",
+            "--seed",
+            seed,
+            "--redraw",
+        ],
+        "2027-03-01T09:00:00+08:00",
+    );
+    assert!(second.status <= 2, "{}{}", second.stdout, second.stderr);
+    let dir = second.run_dir();
+    let sel: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("selection.json")).unwrap()).unwrap();
+    let drawn: Vec<String> = sel["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["selected"] == true)
+        .map(|u| u["unit_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(drawn.len(), 3);
+    let config = webir_audit::config::load(&city.config).unwrap();
+    let mails = city.mails();
+    for u in &drawn {
+        let officer = config
+            .agencies
+            .get(u)
+            .unwrap()
+            .officer_email
+            .clone()
+            .unwrap();
+        let notices: Vec<&Parsed> = mails
+            .iter()
+            .filter(|m| m.to == officer && m.subject.contains("外部稽核受稽核通知"))
+            .collect();
+        // One per draw: the second draw told them again.
+        assert_eq!(notices.len(), 2, "{u}");
+        assert!(
+            notices[0].text.contains("第六點第四款")
+                && notices[0].text.contains("業務需求人員清冊")
+                && notices[0].text.contains("2027-03-31"),
+            "{}",
+            notices[0].text
+        );
+    }
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let open: Vec<_> = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.job == "external-audit" && i.closed_at.is_none())
+        .collect();
+    assert_eq!(open.len(), 3, "the second draw's only: {open:?}");
+    let run_id = dir.file_name().unwrap().to_str().unwrap();
+    assert!(open.iter().all(|i| i.run_id == run_id));
+    // The first drawn unit is ready; the Health Bureau closes its item.
+    let close = run(
+        &[
+            "followup",
+            "close",
+            run_id,
+            &drawn[0],
+            "--note",
+            "資料已備妥（電話確認）",
+        ],
+        "2027-03-20T09:00:00+08:00",
+    );
+    assert_eq!(close.status, 0, "{}{}", close.stdout, close.stderr);
+    city.run(&["daemon", "--once"], "2027-03-24T09:00:00+08:00");
+    let mails = city.mails();
+    for (i, u) in drawn.iter().enumerate() {
+        let officer = config
+            .agencies
+            .get(u)
+            .unwrap()
+            .officer_email
+            .clone()
+            .unwrap();
+        let reminded = mails
+            .iter()
+            .filter(|m| {
+                m.to == officer && m.subject.contains("】提醒：") && m.subject.contains("外部稽核")
+            })
+            .count();
+        assert_eq!(reminded, usize::from(i > 0), "{u}");
+    }
+}
