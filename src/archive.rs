@@ -281,7 +281,8 @@ pub fn create_private(path: &Path) -> Result<std::fs::File> {
 pub const RETURNS: &str = "returns";
 
 /// Keeps a returned workbook as it was received (`returned.xlsx`, however
-/// it came: encrypted or not), in a folder of its own beside the run's
+/// it came: encrypted or not) and what its return made (`files`, e.g. the
+/// investigation record sent back), in a folder of its own beside the run's
 /// period, `<period>/returns/<run id>_<unit>_<received>`, sealed like a
 /// run folder: `archive verify` checks it, retention keeps it as long as
 /// the run. Returns the folder.
@@ -289,7 +290,7 @@ pub fn keep_return(
     run: &RunFolder,
     unit_id: &str,
     received: &str,
-    bytes: &[u8],
+    files: &[(&str, &[u8])],
 ) -> Result<PathBuf> {
     let period_dir = run
         .dir
@@ -308,10 +309,11 @@ pub fn keep_return(
         let dir = inside(&parent, &id)?;
         match std::fs::create_dir(&dir) {
             Ok(()) => {
-                let mut f = create_private(&dir.join("returned.xlsx"))?;
-                f.write_all(bytes)
-                    .with_context(|| format!("writing {}", dir.display()))?;
-                drop(f);
+                for (name, bytes) in files {
+                    let mut f = create_private(&inside(&dir, name)?)?;
+                    f.write_all(bytes)
+                        .with_context(|| format!("writing {}", dir.display()))?;
+                }
                 seal(&dir)?;
                 return Ok(dir);
             }
@@ -320,6 +322,25 @@ pub fn keep_return(
         }
     }
     unreachable!("an unbounded range always yields")
+}
+
+/// The newest kept file `name` of `run`'s returns from `unit_id` (e.g.
+/// the investigation record a worksheet's return made).
+pub fn kept_file(run: &RunFolder, unit_id: &str, name: &str) -> Option<PathBuf> {
+    let parent = run.dir.parent()?.parent()?.join(RETURNS);
+    let prefix = format!("{}_{unit_id}_", run.id);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                && p.join(name).is_file()
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|d| d.join(name))
 }
 
 /// The period of a kept return's folder (`<period>/returns/<id>`).

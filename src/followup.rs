@@ -257,9 +257,15 @@ fn handover(
     to: &str,
     now: DateTime<Utc>,
 ) -> Result<Outgoing> {
-    let path = std::path::Path::new(&item.run_dir).join("reports").join(
-        crate::archive::RunFolder::workbook_name(Some(&item.unit_id)),
-    );
+    // The workbook the item asked for: the run's, or the investigation
+    // record kept beside the return that made it.
+    let path = if item.job == crate::worksheet::INVESTIGATION_KIND.due_job {
+        std::path::Path::new(&item.run_dir).join(crate::worksheet::INVESTIGATION_FILE)
+    } else {
+        std::path::Path::new(&item.run_dir).join("reports").join(
+            crate::archive::RunFolder::workbook_name(Some(&item.unit_id)),
+        )
+    };
     let workbook =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();

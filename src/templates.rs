@@ -31,6 +31,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/external-notice.txt.j2"),
     ),
     (
+        "investigation.txt.j2",
+        include_str!("../templates/investigation.txt.j2"),
+    ),
+    (
         "sample-audit.txt.j2",
         include_str!("../templates/sample-audit.txt.j2"),
     ),

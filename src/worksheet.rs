@@ -360,7 +360,13 @@ pub fn ingest_returned(
 /// column that says the row is done.
 #[derive(Debug, Clone, Copy)]
 pub struct TableKind {
+    /// The job of the run it belongs to (the one its 執行編號 names).
     pub job: crate::job::Job,
+    /// The due item it answers.
+    pub due_job: &'static str,
+    /// Where the workbook as sent is kept: the run's `reports/`, or, for
+    /// one a return made, beside that return (`archive::kept_file`).
+    pub kept_as: Option<&'static str>,
     /// The kind's title, as the summary's title names it.
     pub title: &'static str,
     pub sheet: &'static str,
@@ -374,6 +380,8 @@ pub struct TableKind {
 pub const TABLE_KINDS: &[TableKind] = &[
     TableKind {
         job: crate::job::Job::AccountReview,
+        due_job: "account-review",
+        kept_as: None,
         title: "帳號清查",
         sheet: "帳號清查",
         inputs: layout::ACCOUNT_REVIEW_INPUTS,
@@ -382,13 +390,32 @@ pub const TABLE_KINDS: &[TableKind] = &[
     },
     TableKind {
         job: crate::job::Job::InternalAudit,
+        due_job: "internal-audit",
+        kept_as: None,
         title: "內部稽核",
         sheet: "內部稽核",
         inputs: layout::INTERNAL_AUDIT_INPUTS,
         key: "查核項目",
         done: "查核結果",
     },
+    INVESTIGATION_KIND,
 ];
+
+/// The investigation record's name beside the return that made it.
+pub const INVESTIGATION_FILE: &str = "調查紀錄.xlsx";
+
+/// The investigation record (point 6(3)) a worksheet's confirmed
+/// anomalies open: it belongs to the sample audit's run.
+pub const INVESTIGATION_KIND: TableKind = TableKind {
+    job: crate::job::Job::SampleAudit,
+    due_job: "investigation",
+    kept_as: Some(INVESTIGATION_FILE),
+    title: layout::INVESTIGATION.sheet,
+    sheet: layout::INVESTIGATION.sheet,
+    inputs: layout::INVESTIGATION.inputs,
+    key: "序號",
+    done: "結論",
+};
 
 /// What a returned workbook is: the sample worksheet, or one of
 /// [`TABLE_KINDS`], by its summary's title.
@@ -459,7 +486,16 @@ pub fn ingest_table_return(
     received_at: &str,
 ) -> Result<TableReturned, ReturnError> {
     let (summary, rows) = sheets(file, Some(workbook), kind.sheet)?;
-    let (run_id, unit_id, run_dir, original) = locate(file, &summary, archive_dir, kind.job)?;
+    let (run_id, unit_id, run_dir, mut original) = locate(file, &summary, archive_dir, kind.job)?;
+    if let Some(name) = kind.kept_as {
+        original = archive::kept_file(&run_dir, &unit_id, name).ok_or_else(|| {
+            ReturnError::UnknownRun {
+                file: file.to_owned(),
+                run_id: run_id.clone(),
+                archive: archive_dir.to_owned(),
+            }
+        })?;
+    }
     let (_, orig_rows) = sheets(&original, None, kind.sheet)?;
     let (header, data) = check_rows(file, kind.sheet, &rows, &orig_rows, kind.inputs)?;
     let col = |got: &Vec<Data>, h: &str| {

@@ -50,6 +50,7 @@ pub struct Followup {
     pub internal_audit_days: u32,
     pub query_check_days: u32,
     pub external_prep_days: u32,
+    pub investigation_days: u32,
     pub remind_before_days: u32,
     pub ethics_after_days: u32,
 }
@@ -478,6 +479,7 @@ impl Validator {
             internal_audit_days: days("internal_audit_days", f.internal_audit_days, 1),
             query_check_days: days("query_check_days", f.query_check_days, 1),
             external_prep_days: days("external_prep_days", f.external_prep_days, 1),
+            investigation_days: days("investigation_days", f.investigation_days, 1),
             remind_before_days: days("remind_before_days", f.remind_before_days, 0),
             ethics_after_days: days("ethics_after_days", f.ethics_after_days, 0),
         };
@@ -487,6 +489,7 @@ impl Validator {
             out.internal_audit_days,
             out.query_check_days,
             out.external_prep_days,
+            out.investigation_days,
         ]
         .into_iter()
         .min()

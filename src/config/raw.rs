@@ -87,6 +87,8 @@ pub struct RawFollowup {
     pub query_check_days: i64,
     /// …its preparation for the Health Bureau's external audit (point 6(4)).
     pub external_prep_days: i64,
+    /// …the investigation record of the anomalies its worksheet confirmed (6(3)).
+    pub investigation_days: i64,
     /// The officer is reminded this many days before the due day (and on it).
     pub remind_before_days: i64,
     /// Overdue by this many days, the unit's ethics unit is told.
@@ -101,6 +103,7 @@ impl Default for RawFollowup {
             internal_audit_days: 30,
             query_check_days: 30,
             external_prep_days: 30,
+            investigation_days: 30,
             remind_before_days: 7,
             ethics_after_days: 14,
         }

@@ -81,6 +81,30 @@ pub const FOLLOW_UP_INPUTS: &[(&str, Input)] = &[
     ("完成日", Input::Date),
 ];
 
+/// Point 6(3): the investigation record of the anomalies a returned
+/// worksheet confirmed, investigated with the ethics unit.
+pub const INVESTIGATION: Layout = Layout {
+    sheet: "調查紀錄",
+    tool: &[
+        "序號",
+        "帳號",
+        "查詢時間",
+        "查詢項目",
+        "被查詢人",
+        "確認之異常",
+    ],
+    inputs: &[
+        ("會同調查之政風人員", Input::Text),
+        ("調查經過", Input::Text),
+        (
+            "結論",
+            Input::Choice(&["異常屬實", "經查無異常", "移送懲處", "其他"]),
+        ),
+        ("處置", Input::Text),
+        ("完成日", Input::Date),
+    ],
+};
+
 /// The inputs of the internal audit's evidence sheet.
 pub const INTERNAL_AUDIT_INPUTS: &[(&str, Input)] = &[
     ("查核結果", Input::Choice(&["符合", "不符合", "不適用"])),

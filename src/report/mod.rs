@@ -231,6 +231,25 @@ pub struct ReportModel {
     pub quality: String,
 }
 
+/// The investigation record (point 6(3)) of a unit's confirmed anomalies:
+/// a summary naming the run and the unit (as every workbook that comes
+/// back), and one row per anomaly with the columns to fill in.
+#[derive(Debug)]
+pub struct Investigation<'a> {
+    pub unit_id: &'a str,
+    pub unit_name: &'a str,
+    pub run_id: &'a str,
+    pub period_label: &'a str,
+    pub due_on: &'a str,
+    /// Per anomaly: the tool's columns of [`layout::INVESTIGATION`] after 序號.
+    pub rows: Vec<[String; 5]>,
+}
+
+/// Renders the investigation record.
+pub fn render_investigation(i: &Investigation<'_>) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    sheets::investigation(i)
+}
+
 /// Renders a workbook.
 pub fn render(model: &ReportModel) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
     sheets::render(model)

@@ -659,6 +659,105 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
     Ok(())
 }
 
+/// The investigation record: 摘要 (title, what to do, 執行編號, 機關) and
+/// 調查紀錄, its input columns unlocked, with drop-downs, on a protected
+/// sheet that prints one page wide with its header on every page.
+pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError> {
+    use super::layout::INVESTIGATION as L;
+    let st = Styles::new();
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name("摘要")?;
+    ws.set_column_width(0, 20)?;
+    ws.set_column_width(1, 90)?;
+    ws.write_string_with_format(
+        0,
+        0,
+        format!("健保WebIR查詢稽核 {}：{}", L.sheet, i.unit_name),
+        &st.title,
+    )?;
+    let todo = format!(
+        "抽查工作底稿確認之異常，請專責人員依管理要點第六點第三款會同政風單位共同調查，於 {} 前逐筆填寫「{}」黃色欄位並以原檔回覆。",
+        i.due_on, L.sheet
+    );
+    ws.write_string_with_format(2, 0, "應辦事項", &st.label)?;
+    ws.write_string_with_format(2, 1, &todo, &st.wrap)?;
+    ws.set_row_height(2, wrapped_height(&todo, 90))?;
+    write_pairs(
+        ws,
+        3,
+        &[
+            (
+                "機關",
+                Cell::Text(format!("{}（{}）", i.unit_name, i.unit_id)),
+            ),
+            ("期間", Cell::Text(i.period_label.to_owned())),
+            ("執行編號", Cell::Text(i.run_id.to_owned())),
+            ("期限", Cell::Text(i.due_on.to_owned())),
+        ],
+        &st,
+    )?;
+    let ws = wb.add_worksheet();
+    ws.set_name(L.sheet)?;
+    ws.write_string_with_format(
+        0,
+        0,
+        format!("{} {} {}", i.unit_name, i.period_label, L.sheet),
+        &st.title,
+    )?;
+    let first = HEADER_ROW;
+    for (c, h) in L.headers().iter().enumerate() {
+        ws.write_string_with_format(first, c as u16, *h, &st.header)?;
+        ws.set_column_width(c as u16, 14)?;
+    }
+    ws.set_column_width(5, 30)?;
+    ws.set_column_width(7, 30)?;
+    for (n, r) in i.rows.iter().enumerate() {
+        let row = first + 1 + n as u32;
+        ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
+        for (c, v) in r.iter().enumerate() {
+            put(ws, row, c as u16 + 1, &Cell::Text(v.clone()), &st)?;
+        }
+        for (j, (_, input)) in L.inputs.iter().enumerate() {
+            let c = (L.tool.len() + j) as u16;
+            let fmt = if *input == Input::Date {
+                &st.input_date
+            } else {
+                &st.input
+            };
+            ws.write_blank(row, c, fmt)?;
+        }
+    }
+    let last = first + i.rows.len() as u32;
+    for (j, (_, input)) in L.inputs.iter().enumerate() {
+        let c = (L.tool.len() + j) as u16;
+        let dv = match input {
+            Input::Choice(list) => DataValidation::new()
+                .allow_list_strings(list)?
+                .set_error_message("請由下拉選單選擇")?,
+            Input::Date => DataValidation::new().allow_date(DataValidationRule::GreaterThan(
+                ExcelDateTime::from_ymd(2000, 1, 1)?,
+            )),
+            Input::Text => continue,
+        };
+        if !i.rows.is_empty() {
+            ws.add_data_validation(first + 1, c, last, c, &dv)?;
+        }
+    }
+    ws.set_freeze_panes(first + 1, 2)?;
+    ws.set_landscape();
+    ws.set_paper_size(9);
+    ws.set_print_fit_to_pages(1, 0);
+    ws.set_repeat_rows(first, first)?;
+    ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
+    ws.protect_with_options(&ProtectionOptions {
+        format_columns: true,
+        format_rows: true,
+        ..ProtectionOptions::default()
+    });
+    wb.save_to_buffer()
+}
+
 pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
     render_with(m, Styles::new())
 }

@@ -111,19 +111,36 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         };
     let run =
         crate::archive::RunFolder::parse(&run_dir).context("the returned workbook's run folder")?;
+    // Anomalies a worksheet confirms open their investigation (point
+    // 6(3)): its record is made now, kept beside the return, and mailed.
+    let investigation = match &what {
+        What::Sample(r) if !r.anomalies.is_empty() => Some(investigation(config, r, local)?),
+        _ => None,
+    };
+    let mut files: Vec<(&str, &[u8])> = vec![("returned.xlsx", &received)];
+    if let Some((bytes, _)) = &investigation {
+        files.push((crate::worksheet::INVESTIGATION_FILE, bytes));
+    }
     let kept = crate::archive::keep_return(
         &run,
         &unit_id,
         &local.format("%Y%m%dT%H%M%S").to_string(),
-        &received,
+        &files,
     )?;
     tracing::info!(kept = %kept.display(), "returned workbook kept");
     let unanswered = rows - answered;
-    let closed = unanswered == 0 && store.close_due(job.name(), &run_id, &unit_id, &now, &sha)?;
+    let due_job = match &what {
+        What::Sample(_) => job.name(),
+        What::Table(t) => t.kind.due_job,
+    };
+    let closed = unanswered == 0 && store.close_due(due_job, &run_id, &unit_id, &now, &sha)?;
     let notice_queued = match &what {
         What::Sample(r) => queue_anomalies(config, &mut store, r, &sha, clock.now())?,
         What::Table(_) => false,
     };
+    if let (Some((bytes, due_on)), What::Sample(r)) = (&investigation, &what) {
+        open_investigation(config, &mut store, r, &kept, bytes, due_on, clock)?;
+    }
     Ok(Ingested {
         what,
         notice_queued,
@@ -131,6 +148,139 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         unanswered,
         kept,
     })
+}
+
+/// The investigation record of a worksheet's confirmed anomalies, and
+/// its due day.
+fn investigation(
+    config: &Config,
+    r: &Returned,
+    today: chrono::NaiveDateTime,
+) -> Result<(Vec<u8>, String)> {
+    let unit = config.agencies.get(&r.unit_id);
+    let due_on = (today + chrono::Duration::days(i64::from(config.followup.investigation_days)))
+        .date()
+        .to_string();
+    let period = crate::archive::RunFolder::parse(&r.run_dir)
+        .map(|f| crate::report::period_label(&f.period.to_string()))
+        .unwrap_or_default();
+    let rows = r
+        .anomalies
+        .iter()
+        .map(|a| {
+            let mut said = Vec::new();
+            for (label, v) in [
+                ("紀錄表已填具", &a.form_filled),
+                ("主管事前核可", &a.approved),
+                ("事由與查詢相符", &a.matches),
+            ] {
+                if v == "否" {
+                    said.push(format!("{label}：否"));
+                }
+            }
+            if a.anomaly == "有" {
+                said.push("異常：有".to_owned());
+            }
+            if !a.note.is_empty() {
+                said.push(format!("說明：{}", a.note));
+            }
+            [
+                a.account_id.clone(),
+                a.queried_at.clone(),
+                a.query_item.clone(),
+                a.subject.clone(),
+                format!("抽查工作底稿第 {} 列：{}", a.seq, said.join("；")),
+            ]
+        })
+        .collect();
+    let bytes = crate::report::render_investigation(&crate::report::Investigation {
+        unit_id: &r.unit_id,
+        unit_name: unit.map_or(r.unit_id.as_str(), |u| u.name.as_str()),
+        run_id: &r.run_id,
+        period_label: &period,
+        due_on: &due_on,
+        rows,
+    })?;
+    Ok((bytes, due_on))
+}
+
+/// Opens the investigation's due item and mails its record to the
+/// unit's officer and ethics unit (point 6(3): they investigate together).
+fn open_investigation(
+    config: &Config,
+    store: &mut Store,
+    r: &Returned,
+    kept: &Path,
+    workbook: &[u8],
+    due_on: &str,
+    clock: &dyn Clock,
+) -> Result<()> {
+    let Some(unit) = config.agencies.get(&r.unit_id) else {
+        return Ok(());
+    };
+    let now = clock.now();
+    let at = mail::outbox::stamp(now);
+    store.open_due(&crate::store::DueItem {
+        id: 0,
+        job: crate::worksheet::INVESTIGATION_KIND.due_job.to_owned(),
+        run_id: r.run_id.clone(),
+        run_dir: kept.display().to_string(),
+        unit_id: r.unit_id.clone(),
+        sent_to: unit.officer_email.clone().unwrap_or_default(),
+        label: format!("抽查工作底稿確認異常 {} 筆之調查紀錄", r.anomalies.len()),
+        opened_at: clock
+            .local(config.timezone)
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string(),
+        due_on: due_on.to_owned(),
+        closed_at: None,
+        closed_by: None,
+    })?;
+    let attachment = mail::protect(config, store, &r.unit_id, workbook, &at)?;
+    let name = crate::archive::file_name_of(&format!(
+        "健保WebIR稽核_{}_{}_調查紀錄.xlsx",
+        unit.name, r.run_id
+    ));
+    let mut messages = Vec::new();
+    for (to, role) in [
+        (unit.officer_email.as_ref(), mail::Role::Officer),
+        (unit.ethics_email.as_ref(), mail::Role::Ethics),
+    ] {
+        let Some(to) = to else { continue };
+        let body = config.templates.render(
+            "investigation.txt.j2",
+            &serde_json::json!({
+                "recipient_role": role.greeting(),
+                "role": role.name(),
+                "unit_name": unit.name,
+                "run_id": r.run_id,
+                "count": r.anomalies.len(),
+                "due_on": due_on,
+                "attachment_name": name,
+                "encrypted": attachment.unencrypted.is_none(),
+                "unencrypted_reason": attachment.unencrypted.clone().unwrap_or_default(),
+                "reply_to": config.mail.reply_to.clone().unwrap_or_else(|| config.mail.from.clone()),
+                "contact": config.mail.contact.clone().unwrap_or_default(),
+            }),
+        )?;
+        messages.push(mail::plain_with_workbook(
+            config,
+            &kept.display().to_string(),
+            &format!("investigation:{}", r.unit_id),
+            to,
+            &format!(
+                "【健保WebIR稽核】請會同調查：{} 確認異常 {} 筆（期限 {due_on}）",
+                unit.name,
+                r.anomalies.len()
+            ),
+            body,
+            &name,
+            &attachment,
+            now,
+        )?);
+    }
+    store.queue(&messages, &at)?;
+    Ok(())
 }
 
 /// A returned workbook's bytes, readable: as they are, or, for an

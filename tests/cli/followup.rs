@@ -204,6 +204,62 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         "the admin hears of the refused file"
     );
 
+    // Its confirmed anomaly opens the investigation of point 6(3): the
+    // record goes to the officer and the ethics unit, and comes back the
+    // same way, filled in.
+    let inv: Vec<&Parsed> = mails
+        .iter()
+        .filter(|m| m.subject.contains("請會同調查"))
+        .collect();
+    assert_eq!(inv.len(), 2, "officer and ethics unit");
+    assert!(inv.iter().any(|m| Some(&m.to) == kpb.ethics_email.as_ref()));
+    let officer_copy = inv.iter().find(|m| m.to == kpb_officer).unwrap();
+    assert!(
+        officer_copy.text.contains("會同本機關政風單位"),
+        "{}",
+        officer_copy.text
+    );
+    let record = crate::mail::opened(officer_copy, &passwords[&kpb_officer]);
+    let opened = city.path("inv-opened.xlsx");
+    std::fs::write(&opened, &record).unwrap();
+    let filled = city.path("inv-filled.xlsx");
+    crate::reports::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
+        assert_eq!(rows.len(), 4, "one anomaly: {rows:?}");
+        rows[3].resize(11, calamine::Data::Empty);
+        rows[3][6] = calamine::Data::String("政風室王科員".into());
+        rows[3][7] = calamine::Data::String("經查係承辦人誤植目的".into());
+        rows[3][8] = calamine::Data::String("經查無異常".into());
+        rows[3][9] = calamine::Data::String("加強宣導".into());
+    });
+    let back = {
+        let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+        webir_audit::mail::protect(
+            &config,
+            &mut store,
+            "KPB",
+            &std::fs::read(&filled).unwrap(),
+            "2026-08-01T09:00:00Z",
+        )
+        .unwrap()
+        .bytes
+    };
+    std::fs::write(returns.join("KPB_調查紀錄.xlsx"), back).unwrap();
+    let pass = city.run(&["daemon", "--once"], "2026-08-01T09:00:00+08:00");
+    assert!(
+        !returns.join("KPB_調查紀錄.xlsx").exists(),
+        "{}",
+        pass.stderr
+    );
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let inv_item = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.job == "investigation")
+        .expect("an investigation item");
+    assert_eq!(inv_item.unit_id, "KPB");
+    assert!(inv_item.closed_at.is_some(), "{inv_item:?} {}", pass.stderr);
+
     // The due day, then overdue, then past the grace period.
     city.run(&["daemon", "--once"], "2026-08-04T09:00:00+08:00");
     city.run(&["daemon", "--once"], "2026-08-05T09:00:00+08:00");
@@ -256,15 +312,15 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     let status = city.run(&["status"], "2026-08-19T10:00:00+08:00");
     assert!(
         status.stdout.contains(&format!(
-            "returns: {} asked, 1 returned, {open} open ({open} overdue)",
-            units.len()
+            "returns: {} asked, 2 returned, {open} open ({open} overdue)",
+            units.len() + 1
         )),
         "{}",
         status.stdout
     );
     let json = city.run(&["status", "--json"], "2026-08-19T10:00:00+08:00");
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["due"].as_array().unwrap().len(), units.len());
+    assert_eq!(v["due"].as_array().unwrap().len(), units.len() + 1);
     let next = city.run(
         &["run", "query-check", "--period", "2026H1", "--no-send"],
         "2026-08-20T09:00:00+08:00",
