@@ -659,3 +659,277 @@ fn units_drawn_by_the_external_audit_are_told_and_followed_up() {
         assert_eq!(reminded, usize::from(i > 0), "{u}");
     }
 }
+
+/// Encrypts `plain` with `password` as Excel would (agile encryption).
+fn encrypt(plain: &[u8], password: &str) -> Vec<u8> {
+    use rand09::SeedableRng as _;
+    use std::io::Write as _;
+    let mut rng = rand09::rngs::StdRng::seed_from_u64(7);
+    let mut w = ms_offcrypto_writer::Ecma376AgileWriter::create(
+        &mut rng,
+        password,
+        std::io::Cursor::new(Vec::new()),
+    )
+    .unwrap();
+    w.write_all(plain).unwrap();
+    w.into_inner().unwrap().into_inner()
+}
+
+/// Issue 16's year, with the real daemon and a real SMTP server: the H1
+/// sample audit is mailed, the officer is reminded before the deadline,
+/// the officer and the chief administrator hear once it is overdue, the
+/// worksheet comes back encrypted through `inbox/returns/` with one
+/// anomaly confirmed, the investigation record goes out and comes back,
+/// a unit's officer changes and its open item reaches the new one, the
+/// January account review shows the still-open findings of July's review
+/// as repeats one level higher, and its city-wide workbook shows the unit
+/// complete. Every message arrives once; none is missing.
+#[test]
+fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
+    use crate::smtp_delivery::{ENV, KPB_PASSWORD, arrivals, received};
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = crate::smtp::Smtp::start(tmp.path(), "");
+    let c = crate::smtp_delivery::City::new(&smtp, "");
+    let schedules = c.tmp.path().join("schedules");
+    std::fs::create_dir_all(&schedules).unwrap();
+    for f in ["sample-audit.toml", "account-review.toml"] {
+        std::fs::copy(repo().join("schedules").join(f), schedules.join(f)).unwrap();
+    }
+    let pass = |now: &str| {
+        let out = c.run(&["daemon", "--once"], now);
+        assert_eq!(out.status, 0, "{now}: {}{}", out.stdout, out.stderr);
+    };
+    let subjects = |to: &str, has: &str| -> Vec<Parsed> {
+        received(&smtp)
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.to == to && p.subject.contains(has))
+            .collect()
+    };
+    let config = c.config();
+    let kpb = config.agencies.get("KPB").unwrap().clone();
+    let officer = kpb.officer_email.clone().unwrap();
+    let chief = config
+        .agencies
+        .health_bureau()
+        .officer_email
+        .clone()
+        .unwrap();
+    let returns = c.tmp.path().join("city/inbox/returns");
+    std::fs::create_dir_all(&returns).unwrap();
+
+    // July: the sample audit, then the quarter's password check (an
+    // account review as of 30 June).
+    pass("2026-07-05T08:00:00+08:00");
+    pass("2026-07-10T08:00:00+08:00");
+    let workbook = subjects(&officer, "抽查工作底稿");
+    assert_eq!(workbook.len(), 1);
+    assert_eq!(subjects(&officer, "帳號清查").len(), 1);
+    // A week before the deadline, then past it.
+    pass("2026-07-28T09:00:00+08:00");
+    assert_eq!(
+        subjects(&officer, "】提醒：")
+            .iter()
+            .filter(|m| m.subject.contains("抽查工作底稿"))
+            .count(),
+        1
+    );
+    pass("2026-08-05T09:00:00+08:00");
+    assert_eq!(
+        subjects(&officer, "】逾期：")
+            .iter()
+            .filter(|m| m.subject.contains("抽查工作底稿"))
+            .count(),
+        1
+    );
+    let digest = subjects(&chief, "】逾期：");
+    assert!(
+        digest.iter().any(|m| m.text.contains("（KPB）")),
+        "the chief administrator's list"
+    );
+
+    // The worksheet comes back, encrypted with the unit's password, one
+    // anomaly confirmed.
+    let plain = office_crypto::decrypt_from_bytes(
+        std::fs::read(workbook[0].attachment.as_ref().unwrap()).unwrap(),
+        KPB_PASSWORD,
+    )
+    .unwrap();
+    let opened = c.tmp.path().join("opened.xlsx");
+    std::fs::write(&opened, plain).unwrap();
+    let filled = c.tmp.path().join("filled.xlsx");
+    crate::reports::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
+        for (i, r) in rows.iter_mut().enumerate().skip(3) {
+            let anomaly = if i == 3 { "有" } else { "無" };
+            crate::reports::answer(r, ["是", "是", "是", anomaly, "", "稽核員甲", "2026-08-06"]);
+        }
+    });
+    std::fs::write(
+        returns.join("KPB.xlsx"),
+        encrypt(&std::fs::read(&filled).unwrap(), KPB_PASSWORD),
+    )
+    .unwrap();
+    pass("2026-08-06T09:00:00+08:00");
+    assert!(!returns.join("KPB.xlsx").exists());
+    let inv = subjects(&officer, "請會同調查");
+    assert_eq!(inv.len(), 1);
+    assert_eq!(
+        subjects(kpb.ethics_email.as_deref().unwrap(), "請會同調查").len(),
+        1
+    );
+    // The investigation record comes back, concluded.
+    let record = office_crypto::decrypt_from_bytes(
+        std::fs::read(inv[0].attachment.as_ref().unwrap()).unwrap(),
+        KPB_PASSWORD,
+    )
+    .unwrap();
+    let opened = c.tmp.path().join("inv.xlsx");
+    std::fs::write(&opened, record).unwrap();
+    let filled = c.tmp.path().join("inv-filled.xlsx");
+    crate::reports::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
+        for r in rows.iter_mut().skip(3) {
+            r.resize(11, calamine::Data::Empty);
+            r[6] = calamine::Data::String("政風室王科員".into());
+            r[8] = calamine::Data::String("異常屬實".into());
+            r[9] = calamine::Data::String("帳號停權並移送懲處".into());
+        }
+    });
+    std::fs::write(
+        returns.join("KPB-調查紀錄.xlsx"),
+        encrypt(&std::fs::read(&filled).unwrap(), KPB_PASSWORD),
+    )
+    .unwrap();
+    pass("2026-08-07T09:00:00+08:00");
+    assert!(!returns.join("KPB-調查紀錄.xlsx").exists());
+
+    // KSA's officer changes: the open worksheet reaches the new one.
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    std::fs::write(
+        &c.config,
+        text.replace("officer.ksa@example.gov.tw", "officer2.ksa@example.gov.tw"),
+    )
+    .unwrap();
+    pass("2026-08-08T09:00:00+08:00");
+    assert_eq!(
+        subjects("officer2.ksa@example.gov.tw", "移交待辦").len(),
+        2,
+        "worksheet and account review"
+    );
+    pass("2026-08-20T09:00:00+08:00");
+    assert!(subjects("officer.ksa@example.gov.tw", "逾期副知").is_empty());
+
+    // January: exports as of the year's end arrive; the account review of
+    // 2026 runs and lists July's findings that are still there as repeats.
+    let inbox = c.tmp.path().join("city/inbox");
+    // The same list exported again (a byte more: another file).
+    let mut hr = std::fs::read(inbox.join("hr/hr_status_20260702.csv")).unwrap();
+    hr.extend_from_slice(b"\r\n");
+    std::fs::write(inbox.join("hr/hr_status_20270105.csv"), hr).unwrap();
+    {
+        use calamine::Reader as _;
+        let mut wb =
+            calamine::open_workbook_auto(inbox.join("roster/webir_accounts_20260702.xlsx"))
+                .unwrap();
+        let name = wb.sheet_names()[0].clone();
+        let range = wb.worksheet_range(&name).unwrap();
+        let rows: Vec<Vec<String>> = range
+            .rows()
+            .map(|r| r.iter().map(|c| c.to_string()).collect())
+            .collect();
+        let at = rows
+            .iter()
+            .position(|r| r.iter().any(|c| c == "帳號"))
+            .unwrap();
+        let header: Vec<&str> = rows[at].iter().map(String::as_str).collect();
+        let titles: Vec<&str> = Vec::new();
+        crate::harness::write_xlsx(
+            &inbox.join("roster/webir_accounts_20270105.xlsx"),
+            &titles,
+            &header,
+            &rows[at + 1..],
+        );
+    }
+    // The second half-year's queries (one a month by a DSM account).
+    let mut log =
+        String::from("帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\n");
+    for m in 7..=12 {
+        log.push_str(&format!(
+            "W20264,2026-{m:02}-28 10:00:00,投保單位資料,O137262761,military_service,成功,DSM,10.33.3.33\n"
+        ));
+    }
+    log.push_str(
+        "W20264,2026-12-31 10:00:00,投保單位資料,O137262761,military_service,成功,DSM,10.33.3.33\n",
+    );
+    std::fs::write(inbox.join("query_logs/webir_querylog_2026H2.csv"), log).unwrap();
+    // Exported on 5 January (the files' times say when).
+    let january = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_799_107_200);
+    for f in [
+        "hr/hr_status_20270105.csv",
+        "roster/webir_accounts_20270105.xlsx",
+        "query_logs/webir_querylog_2026H2.csv",
+    ] {
+        std::fs::File::options()
+            .write(true)
+            .open(inbox.join(f))
+            .unwrap()
+            .set_modified(january)
+            .unwrap();
+    }
+    pass("2027-01-10T08:00:00+08:00");
+    // The account review is as of the day it ran.
+    let review = config.paths.archive.join("as-of-2027-01-10/account-review");
+    let status = c.run(&["status"], "2027-01-10T08:30:00+08:00");
+    let dir = std::fs::read_dir(&review)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", review.display(), status.stdout))
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    assert!(
+        findings
+            .lines()
+            .any(|l| l.contains("重複列管：2026-07-10 清查首次列出")),
+        "July's findings still there are repeats"
+    );
+    // The Health Bureau's city-wide workbook: KPB's worksheet and
+    // investigation came back.
+    use calamine::Reader as _;
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook(dir.join("reports/city-wide.xlsx")).unwrap();
+    let rows: Vec<Vec<String>> = wb
+        .worksheet_range("回收狀況")
+        .unwrap()
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    let kpb_rows: Vec<&Vec<String>> = rows.iter().filter(|r| r[0].ends_with("（KPB）")).collect();
+    assert!(
+        kpb_rows
+            .iter()
+            .any(|r| r[1].contains("抽查工作底稿") && r[5] == "已回傳"),
+        "{kpb_rows:?}"
+    );
+    assert!(
+        kpb_rows
+            .iter()
+            .any(|r| r[1].contains("調查紀錄") && r[5] == "已回傳"),
+        "{kpb_rows:?}"
+    );
+
+    // Every message arrived, once.
+    assert!(arrivals(&smtp).values().all(|n| *n == 1));
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let outbox = store.outbox().unwrap();
+    assert!(
+        outbox.iter().all(|m| m.state.as_str() == "sent"),
+        "{:?}",
+        outbox
+            .iter()
+            .filter(|m| m.state.as_str() != "sent")
+            .map(|m| (&m.recipient, &m.subject, &m.last_error))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(smtp.received().len(), outbox.len());
+    let _ = ENV;
+}

@@ -12,7 +12,7 @@ use crate::mail::{Parsed, opened, parse_all, passwords_by_address, sha256};
 use crate::sample_data::copy_dir;
 use crate::smtp::{PASSWORD, Smtp};
 
-const KPB_PASSWORD: &str = "警察局-附件密碼-2026";
+pub const KPB_PASSWORD: &str = "警察局-附件密碼-2026";
 
 /// The sample city, mailing through `smtp`; 警察局 (KPB) has its
 /// workbooks encrypted with a password from the environment, the other
