@@ -375,8 +375,9 @@ pub struct TableKind {
     pub done: &'static str,
 }
 
-/// The account review's decisions (point 6(2)) and the internal audit's
-/// results (point 6(3)).
+/// The account review's decisions (point 6(2)), the internal audit's
+/// results (point 6(3)), the investigation record, and what a unit did
+/// about each finding of a query check.
 pub const TABLE_KINDS: &[TableKind] = &[
     TableKind {
         job: crate::job::Job::AccountReview,
@@ -399,6 +400,16 @@ pub const TABLE_KINDS: &[TableKind] = &[
         done: "查核結果",
     },
     INVESTIGATION_KIND,
+    TableKind {
+        job: crate::job::Job::QueryCheck,
+        due_job: "query-check",
+        kept_as: None,
+        title: "查詢稽核",
+        sheet: "異常查詢",
+        inputs: layout::FOLLOW_UP_INPUTS,
+        key: "帳號",
+        done: "處理情形",
+    },
 ];
 
 /// The investigation record's name beside the return that made it.
@@ -437,10 +448,14 @@ pub fn kind_of(file: &Path, workbook: &[u8]) -> Result<ReturnKind, ReturnError> 
         .ok()
         .and_then(|r| r.get_value((0, 0)).map(text))
         .unwrap_or_default();
-    if title.contains(LAYOUT.sheet) {
+    // "健保WebIR查詢稽核 <kind>：<unit>" (a unit's workbook).
+    let kind = title
+        .split_once(' ')
+        .map_or("", |(_, rest)| rest.split(['：', ' ']).next().unwrap_or(""));
+    if kind == LAYOUT.sheet {
         return Ok(ReturnKind::Sample);
     }
-    if let Some(k) = TABLE_KINDS.iter().find(|k| title.contains(k.title)) {
+    if let Some(k) = TABLE_KINDS.iter().find(|k| kind == k.title) {
         return Ok(ReturnKind::Table(k));
     }
     // No title we wrote: by the sheet a person fills in, so that what is

@@ -755,6 +755,16 @@ fn track_findings(
         .into_iter()
         .map(|t| (t.key.clone(), t))
         .collect();
+    // What officers answered in earlier reviews (latest first): a repeat
+    // the officer reported revoked is a contradiction to look into.
+    let mut decided: BTreeMap<String, String> = BTreeMap::new();
+    for (_, key, answers, _) in store.returned_decisions(Job::AccountReview.name())? {
+        let done = serde_json::from_str::<BTreeMap<String, String>>(&answers)
+            .ok()
+            .and_then(|a| a.get("處理結果").cloned())
+            .unwrap_or_default();
+        decided.entry(key).or_insert(done);
+    }
     let f = &checked.findings;
     let text = |c: &str| -> Result<Vec<Option<String>>> {
         Ok(f.column(c)?
@@ -782,8 +792,13 @@ fn track_findings(
                 .unwrap_or(c.severity())
                 .raised();
             severity[i] = Some(raised.name().to_owned());
+            let revoked = if decided.get(about).is_some_and(|d| d == "已廢止") {
+                "；專責人員曾回報「已廢止」，惟本次資料仍列，請查明"
+            } else {
+                ""
+            };
             reason[i] = Some(format!(
-                "{}（{}：{} 清查首次列出，本次為第 {} 次仍未改善，嚴重度提高一級）",
+                "{}（{}：{} 清查首次列出，本次為第 {} 次仍未改善，嚴重度提高一級{revoked}）",
                 reason[i].as_deref().unwrap_or(""),
                 crate::model::REPEAT_MARK,
                 t.first_seen,

@@ -716,6 +716,28 @@ fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
     let (sev, line) = finding(&first).expect("listed");
     assert_eq!(sev, "high", "{line}");
     assert!(!line.contains("重複列管"), "{line}");
+    // The officer answers that P102 was revoked (it was not).
+    let answered = t.path("answered.xlsx");
+    crate::reports::refill_sheet(
+        &first.join("reports/KPB.xlsx"),
+        &answered,
+        "帳號清查",
+        |rows| {
+            let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
+            let done = header.iter().position(|h| h == "處理結果").unwrap();
+            for r in rows.iter_mut().skip(3) {
+                r.resize(header.len(), calamine::Data::Empty);
+                let d = if r[0] == "P102" {
+                    "已廢止"
+                } else {
+                    "保留"
+                };
+                r[done] = calamine::Data::String(d.into());
+            }
+        },
+    );
+    let back = t.run(&["ingest-worksheet", answered.to_str().unwrap()]);
+    assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);
     // The same review day again is not a second review.
     let again = review("2026-07-02");
     assert_eq!(finding(&again).unwrap().0, "high");
@@ -724,6 +746,10 @@ fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
     assert_eq!(sev, "critical", "{line}");
     assert!(
         line.contains("重複列管：2026-07-02 清查首次列出，本次為第 2 次"),
+        "{line}"
+    );
+    assert!(
+        line.contains("專責人員曾回報「已廢止」，惟本次資料仍列"),
         "{line}"
     );
     let texts = summary_texts(&second.join("reports/KPB.xlsx"));

@@ -933,3 +933,56 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     assert_eq!(smtp.received().len(), outbox.len());
     let _ = ENV;
 }
+
+/// A query check's findings come back with what the unit did about each
+/// (異常查詢's 處理情形): every row answered closes the unit's item.
+#[test]
+fn a_query_check_comes_back_with_what_was_done() {
+    use calamine::Data;
+    let city = City::new();
+    let out = city.run(
+        &["run", "query-check", "--period", "2026H1", "--no-send"],
+        "2026-07-06T08:00:00+08:00",
+    );
+    let dir = out.run_dir();
+    let config = webir_audit::config::load(&city.config).unwrap();
+    let filled = city.path("khb.xlsx");
+    crate::reports::refill_sheet(
+        &dir.join("reports/KHB.xlsx"),
+        &filled,
+        "異常查詢",
+        |rows| {
+            let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
+            let done = header.iter().position(|h| h == "處理情形").unwrap();
+            assert!(rows.len() > 3, "KHB has findings");
+            for r in rows.iter_mut().skip(3) {
+                r.resize(header.len(), Data::Empty);
+                r[done] = Data::String("已查明，係公務查詢".into());
+            }
+        },
+    );
+    let mut all = vec!["ingest-worksheet", filled.to_str().unwrap()];
+    all.extend([
+        "--config",
+        city.config.to_str().unwrap(),
+        "--now",
+        "2026-07-20T09:00:00+08:00",
+    ]);
+    let back = run_binary_env(&all, city.tmp.path(), &[]);
+    assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);
+    assert!(
+        back.stdout.starts_with("查詢稽核 of KHB"),
+        "{}",
+        back.stdout
+    );
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let item = store
+        .due_item(
+            "query-check",
+            dir.file_name().unwrap().to_str().unwrap(),
+            "KHB",
+        )
+        .unwrap()
+        .unwrap();
+    assert!(item.closed_at.is_some(), "{item:?}");
+}
