@@ -106,28 +106,13 @@ impl RunFolder {
         let parent = RunFolder::parent(base, period, job)?;
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("creating {}", parent.display()))?;
-        let stem = started.format("%Y%m%dT%H%M%S").to_string();
-        for n in 1.. {
-            let id = if n == 1 {
-                stem.clone()
-            } else {
-                format!("{stem}-{n}")
-            };
-            let dir = inside(&parent, &id)?;
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {
-                    return Ok(RunFolder {
-                        period: period.clone(),
-                        job: job.folder().unwrap_or(job),
-                        id,
-                        dir,
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
-            }
-        }
-        unreachable!("an unbounded range always yields")
+        let (id, dir) = create_unique(&parent, &started.format("%Y%m%dT%H%M%S").to_string())?;
+        Ok(RunFolder {
+            period: period.clone(),
+            job: job.folder().unwrap_or(job),
+            id,
+            dir,
+        })
     }
 
     /// Reads a run folder's path; `None` if it is not `<period>/<job>/<id>`
@@ -299,24 +284,29 @@ pub fn keep_return(
         .context("a run folder has a period folder")?;
     let parent = inside(period_dir, RETURNS)?;
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let stem = format!("{}_{unit_id}_{received}", run.id);
+    let (_, dir) = create_unique(&parent, &format!("{}_{unit_id}_{received}", run.id))?;
+    for (name, bytes) in files {
+        let mut f = create_private(&inside(&dir, name)?)?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", dir.display()))?;
+    }
+    seal(&dir)?;
+    Ok(dir)
+}
+
+/// Creates a new folder `stem` in `parent`, or `stem-2`, `stem-3`, … if
+/// it exists (two runs in one second, two returns at once): never an
+/// existing folder. Returns its name and path.
+fn create_unique(parent: &Path, stem: &str) -> Result<(String, PathBuf)> {
     for n in 1.. {
         let id = if n == 1 {
-            stem.clone()
+            stem.to_owned()
         } else {
             format!("{stem}-{n}")
         };
-        let dir = inside(&parent, &id)?;
+        let dir = inside(parent, &id)?;
         match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                for (name, bytes) in files {
-                    let mut f = create_private(&inside(&dir, name)?)?;
-                    f.write_all(bytes)
-                        .with_context(|| format!("writing {}", dir.display()))?;
-                }
-                seal(&dir)?;
-                return Ok(dir);
-            }
+            Ok(()) => return Ok((id, dir)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
         }

@@ -27,6 +27,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentPassword> {
 
 const COLUMNS: &str = "unit_id, password, issued_at, retired_at";
 
+/// A unit's current password.
+const CURRENT: &str = "SELECT unit_id, password, issued_at, retired_at FROM attachment_passwords
+     WHERE unit_id = ?1 AND retired_at IS NULL";
+
 impl Store {
     /// The unit's current attachment password, if one was issued.
     pub fn attachment_password(
@@ -34,14 +38,7 @@ impl Store {
         unit_id: &str,
     ) -> Result<Option<AttachmentPassword>, StoreError> {
         self.conn
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM attachment_passwords
-                     WHERE unit_id = ?1 AND retired_at IS NULL"
-                ),
-                params![unit_id],
-                row,
-            )
+            .query_row(CURRENT, params![unit_id], row)
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -60,14 +57,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self_err(&self.file, e))?;
         let current = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM attachment_passwords
-                     WHERE unit_id = ?1 AND retired_at IS NULL"
-                ),
-                params![unit_id],
-                row,
-            )
+            .query_row(CURRENT, params![unit_id], row)
             .optional()
             .map_err(|e| self_err(&self.file, e))?;
         let p = match current {

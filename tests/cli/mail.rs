@@ -277,10 +277,28 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     // 10 units' and the city-wide workbook for three jobs, the external
     // audit's city-wide one, plus ethics copies.
     assert!(emls.len() > 3 * 11, "{}", emls.len());
+    // Workbooks; and, without one, critical notices and the external
+    // audit's notices to the units it drew (point 6(4)).
+    let bare: Vec<&str> = emls
+        .iter()
+        .filter(|p| !p.name.ends_with(".xlsx"))
+        .map(|p| p.subject.as_str())
+        .collect();
     assert!(
         emls.iter()
-            .all(|p| p.subject.starts_with("【健保WebIR稽核】")
-                && (p.name.ends_with(".xlsx") || p.subject.contains("緊急")))
+            .all(|p| p.subject.starts_with("【健保WebIR稽核】"))
+    );
+    assert!(
+        bare.iter()
+            .all(|s| s.contains("緊急") || s.contains("外部稽核受稽核通知")),
+        "{bare:?}"
+    );
+    assert_eq!(
+        bare.iter()
+            .filter(|s| s.contains("外部稽核受稽核通知"))
+            .count(),
+        3,
+        "the three units drawn"
     );
     let again = run_binary(&["demo", "--out", d], tmp.path());
     assert_eq!(again.status, 2);
