@@ -250,6 +250,25 @@ pub fn render_investigation(i: &Investigation<'_>) -> Result<Vec<u8>, rust_xlsxw
     sheets::investigation(i)
 }
 
+impl ReportModel {
+    /// Whether the workbook asks the unit to fill something in and send
+    /// it back: rows on the sheet it is to complete. A unit with nothing
+    /// sampled, no account or no finding is not chased for an empty sheet.
+    pub fn asks_something(&self) -> bool {
+        let rows = |t: &Option<Table>| t.as_ref().is_some_and(|t| !t.rows.is_empty());
+        match self.kind {
+            ReportKind::SampleAudit => self
+                .sample
+                .as_ref()
+                .is_some_and(|s| !s.worksheet.rows.is_empty()),
+            ReportKind::AccountReview => rows(&self.accounts),
+            ReportKind::InternalAudit => rows(&self.evidence),
+            ReportKind::QueryCheck => rows(&self.query_findings),
+            ReportKind::ExternalAudit => false,
+        }
+    }
+}
+
 /// Renders a workbook.
 pub fn render(model: &ReportModel) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
     sheets::render(model)

@@ -480,7 +480,7 @@ fn finish_run(
         }
         // What the run asks of the unit is due by the workbook's deadline,
         // and chased until a return closes it.
-        if !m.city_wide && config.followup.days(facts.kind.job()).is_some() {
+        if !m.city_wide && m.asks_something() && config.followup.days(facts.kind.job()).is_some() {
             let (_, due_on) = report::build::deadline(config, facts.kind, facts.generated_at);
             store.open_due(&crate::store::DueItem {
                 id: 0,

@@ -985,4 +985,16 @@ fn a_query_check_comes_back_with_what_was_done() {
         .unwrap()
         .unwrap();
     assert!(item.closed_at.is_some(), "{item:?}");
+    // A unit with no finding is asked nothing, so not chased.
+    use calamine::Reader as _;
+    let run_id = dir.file_name().unwrap().to_str().unwrap();
+    for u in config.agencies.units() {
+        let mut wb: calamine::Xlsx<_> =
+            calamine::open_workbook(dir.join(format!("reports/{}.xlsx", u.id))).unwrap();
+        let findings = wb
+            .worksheet_range("異常查詢")
+            .map_or(0, |r| r.height().saturating_sub(3));
+        let due = store.due_item("query-check", run_id, &u.id).unwrap();
+        assert_eq!(due.is_some(), findings > 0, "{}: {findings} findings", u.id);
+    }
 }
