@@ -465,6 +465,17 @@ impl Vocab {
     }
 }
 
+/// Every vocabulary an input column is read by; config can add spellings
+/// to each (`[vocabulary.<name>]`).
+pub static VOCABS: [&Vocab; 6] = [
+    &PURPOSE,
+    &ROLE,
+    &EMPLOYMENT,
+    &ACCOUNT_STATUS,
+    &HR_STATUS,
+    &RESULT,
+];
+
 /// The lawful purposes of point 3, with the laws that ground them.
 pub static PURPOSE: Vocab = Vocab {
     name: "purpose",
@@ -474,12 +485,17 @@ pub static PURPOSE: Vocab = Vocab {
             "社政",
             &[
                 "社會福利",
+                // Point 3(1), verbatim.
                 "社會救助法",
                 "老人福利法",
                 "身心障礙者權益保障法",
-                "身心障礙者保險費補助辦法",
+                "身心障礙者參加社會保險保險費補助辦法",
                 "全民健康保險法",
                 "兒童及少年福利與權益保障法",
+                "高雄市弱勢兒童及少年醫療補助辦法",
+                "高雄市生育津貼發給辦法",
+                // Shortened as forms write them.
+                "身心障礙者保險費補助辦法",
                 "高雄市弱勢兒童醫療補助辦法",
                 "高雄市生育津貼發放辦法",
             ],
@@ -495,7 +511,12 @@ pub static PURPOSE: Vocab = Vocab {
             "毒品施用者追蹤輔導",
             &["毒品危害防制條例", "毒品追蹤輔導"],
         ),
-        ("military_service", "兵役", &["兵役法", "兵役行政"]),
+        (
+            "military_service",
+            "兵役",
+            // Point 3(5): 兵役法 and 徵兵規則.
+            &["兵役法", "徵兵規則", "兵役法及徵兵規則", "兵役行政"],
+        ),
         (
             "unlicensed_lodging",
             "無照旅宿",
@@ -538,7 +559,7 @@ pub static EMPLOYMENT: Vocab = Vocab {
 };
 
 pub static ACCOUNT_STATUS: Vocab = Vocab {
-    name: "status",
+    name: "account_status",
     entries: &[
         ("active", "啟用", &["正常", "使用中", "enabled"]),
         ("disabled", "停用", &["註銷", "已停用", "inactive"]),
@@ -546,7 +567,7 @@ pub static ACCOUNT_STATUS: Vocab = Vocab {
 };
 
 pub static HR_STATUS: Vocab = Vocab {
-    name: "status",
+    name: "hr_status",
     entries: &[
         ("active", "在職", &["現職"]),
         ("transferred", "調職", &["調離", "調任"]),
@@ -641,14 +662,13 @@ mod tests {
 
     #[test]
     fn no_spelling_means_two_codes() {
-        for vocab in [
-            &PURPOSE,
-            &ROLE,
-            &EMPLOYMENT,
-            &ACCOUNT_STATUS,
-            &HR_STATUS,
-            &RESULT,
-        ] {
+        let names: std::collections::BTreeSet<&str> = VOCABS.iter().map(|v| v.name).collect();
+        assert_eq!(
+            names.len(),
+            VOCABS.len(),
+            "config names vocabularies by these"
+        );
+        for vocab in VOCABS {
             let mut seen: BTreeMap<String, &str> = BTreeMap::new();
             for (spelling, code) in vocab.spellings() {
                 if let Some(other) = seen.insert(spelling.to_lowercase(), code) {

@@ -34,6 +34,8 @@ pub struct Config {
     pub mail: Mail,
     /// Extra header aliases: table -> canonical column -> headers.
     pub column_aliases: BTreeMap<Table, BTreeMap<&'static str, Vec<String>>>,
+    /// Extra spellings by vocabulary name: `(lower-cased spelling, code)`.
+    pub vocabulary: BTreeMap<&'static str, Vec<(String, &'static str)>>,
     /// Declared date formats: table -> column -> format.
     pub formats: BTreeMap<Table, BTreeMap<&'static str, DateFormat>>,
     pub inputs: Vec<InputOverride>,
@@ -414,6 +416,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let mail = v.mail(&raw.mail, &agencies, &resolve);
     let column_aliases = v.column_aliases(&raw.columns);
     let formats = v.formats(&raw.formats);
+    let vocabulary = v.vocabulary(&raw.vocabulary);
     let inputs = v.inputs(&raw.inputs);
 
     if !v.problems.is_empty() {
@@ -433,6 +436,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         agencies,
         mail,
         column_aliases,
+        vocabulary,
         formats,
         inputs,
     })
@@ -500,6 +504,62 @@ impl Validator {
                 f.remind_before_days,
                 "must be shorter than every deadline: a reminder before the work is even sent",
             );
+        }
+        out
+    }
+
+    /// Extra spellings: a known vocabulary, a known code, and no spelling
+    /// that already means another code.
+    fn vocabulary(
+        &mut self,
+        raw: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    ) -> BTreeMap<&'static str, Vec<(String, &'static str)>> {
+        let mut out: BTreeMap<&'static str, Vec<(String, &'static str)>> = BTreeMap::new();
+        for (name, codes) in raw {
+            let Some(vocab) = crate::model::VOCABS.iter().find(|v| v.name == name) else {
+                let names: Vec<&str> = crate::model::VOCABS.iter().map(|v| v.name).collect();
+                self.problem(
+                    format!("vocabulary.{name}"),
+                    format!("{name:?}"),
+                    &format!("not a vocabulary; one of {}", names.join(", ")),
+                );
+                continue;
+            };
+            let mut known: BTreeMap<String, &'static str> = vocab
+                .spellings()
+                .into_iter()
+                .map(|(s, c)| (s.to_lowercase(), c))
+                .collect();
+            for (code, spellings) in codes {
+                let Some(code) = vocab.codes().find(|c| c == code) else {
+                    let all: Vec<&str> = vocab.codes().collect();
+                    self.problem(
+                        format!("vocabulary.{name}.{code}"),
+                        format!("{code:?}"),
+                        &format!("not a {name} code; one of {}", all.join(", ")),
+                    );
+                    continue;
+                };
+                for s in spellings {
+                    let key = s.trim().to_lowercase();
+                    match known.get(&key) {
+                        _ if key.is_empty() => self.problem(
+                            format!("vocabulary.{name}.{code}"),
+                            format!("{s:?}"),
+                            "an empty spelling",
+                        ),
+                        Some(other) if *other != code => self.problem(
+                            format!("vocabulary.{name}.{code}"),
+                            format!("{s:?}"),
+                            &format!("already means {other}: a spelling means one code"),
+                        ),
+                        _ => {
+                            known.insert(key.clone(), code);
+                            out.entry(vocab.name).or_default().push((key, code));
+                        }
+                    }
+                }
+            }
         }
         out
     }

@@ -24,6 +24,10 @@ pub struct RawConfig {
     /// `[columns.<table>] <column> = ["header", ...]`: extra header aliases.
     #[serde(default)]
     pub columns: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// `[vocabulary.<name>] <code> = ["spelling", ...]`: extra spellings
+    /// of a vocabulary's codes (purposes, roles, statuses, …).
+    #[serde(default)]
+    pub vocabulary: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// `[formats.<table>] <column> = "roc" | "gregorian" | "auto"`.
     #[serde(default)]
     pub formats: BTreeMap<String, BTreeMap<String, String>>,

@@ -512,6 +512,7 @@ fn ingest_file(
         headers: &raw.headers,
         format_of: &format_of,
         agencies,
+        vocabulary: &config.vocabulary,
     };
     let polars_err = |source| IngestError::Polars {
         file: rel.to_owned(),

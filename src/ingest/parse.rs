@@ -7,6 +7,8 @@
 //! real record are the export's footer (totals, print notes). Both are
 //! counted, not loaded.
 
+use std::collections::BTreeMap;
+
 use polars::prelude::*;
 
 use super::read::ROW;
@@ -48,6 +50,8 @@ pub struct ParseContext<'a> {
     pub format_of: &'a dyn Fn(&str) -> DateFormat,
     /// Upper-cased agency spellings and the ids they mean.
     pub agencies: &'a [(String, String)],
+    /// Extra spellings from the config, by vocabulary name.
+    pub vocabulary: &'a BTreeMap<&'static str, Vec<(String, &'static str)>>,
 }
 
 /// The dtype of a canonical column.
@@ -197,6 +201,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
                     .spellings()
                     .into_iter()
                     .map(|(s, c)| (s.to_lowercase(), c))
+                    .chain(cx.vocabulary.get(vocab.name).into_iter().flatten().cloned())
                     .collect();
                 (
                     lookup(
@@ -546,11 +551,13 @@ mod tests {
             ("KHB".to_owned(), "KHB".to_owned()),
             ("衛生局".to_owned(), "KHB".to_owned()),
         ];
+        let vocabulary = BTreeMap::new();
         let cx = ParseContext {
             table,
             headers: &headers,
             format_of: &format_of,
             agencies: &agencies,
+            vocabulary: &vocabulary,
         };
         let out = plan(df.lazy(), &cx, false)
             .select([col(column).cast(DataType::String)])

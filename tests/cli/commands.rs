@@ -71,8 +71,9 @@ fn check_config_lists_each_input_with_rows_read_and_rejected() {
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cols, ["hr/h.csv", "utf-8", "2", "1", "0", "ok"]);
     assert!(
-        out.stdout
-            .contains("hr/h.csv row 3: column \"狀態\" (status): \"失蹤\" is not a known status"),
+        out.stdout.contains(
+            "hr/h.csv row 3: column \"狀態\" (status): \"失蹤\" is not a known hr_status"
+        ),
         "{}",
         out.stdout
     );

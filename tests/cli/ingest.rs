@@ -383,3 +383,76 @@ fn a_line_with_too_many_fields_is_named() {
         out.stdout
     );
 }
+
+/// Point 3 in the regulation's own words (issue 17): a request form that
+/// quotes a statute of point 3 verbatim is read as its purpose, and a
+/// city's own spelling can be added in the config for any vocabulary; a
+/// spelling that would mean two codes, an unknown code or vocabulary is
+/// refused with the key and value.
+#[test]
+fn forms_quoting_the_regulation_s_statutes_verbatim_are_read() {
+    const STATUTES: [(&str, &str); 12] = [
+        ("社會救助法", "social_welfare"),
+        ("老人福利法", "social_welfare"),
+        ("身心障礙者權益保障法", "social_welfare"),
+        ("身心障礙者參加社會保險保險費補助辦法", "social_welfare"),
+        ("全民健康保險法", "social_welfare"),
+        ("兒童及少年福利與權益保障法", "social_welfare"),
+        ("高雄市弱勢兒童及少年醫療補助辦法", "social_welfare"),
+        ("高雄市生育津貼發給辦法", "social_welfare"),
+        ("傳染病防治法", "public_health"),
+        ("刑事訴訟法", "criminal_investigation"),
+        ("毒品危害防制條例", "drug_follow_up"),
+        ("徵兵規則", "military_service"),
+    ];
+    let mut forms = String::from(
+        "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n",
+    );
+    for (i, (statute, _)) in STATUTES.iter().enumerate() {
+        forms.push_str(&format!(
+            "F{i},u1,A123456789,{statute},事由,2026-03-01 09:00:00,陳組長,2026-03-01 10:00:00\n"
+        ));
+    }
+    forms.push_str(
+        "F99,u1,A123456789,社福科專案,事由,2026-03-01 09:00:00,陳組長,2026-03-01 10:00:00\n",
+    );
+    let t = Test::new()
+        .config_replace(
+            "[mail]",
+            "[vocabulary.purpose]\nsocial_welfare = [\"社福科專案\"]\n\n[mail]",
+        )
+        .file("inbox/forms/forms.csv", &forms);
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+    let ing = webir_audit::ingest::ingest(&config, None).unwrap();
+    let f = ing.table(webir_audit::model::Table::RequestForms);
+    let ids = f.column("form_id").unwrap().str().unwrap().clone();
+    let purposes = f.column("purpose").unwrap().str().unwrap().clone();
+    for (i, (statute, code)) in STATUTES.iter().enumerate() {
+        let at = ids
+            .iter()
+            .position(|x| x == Some(&format!("F{i}")))
+            .unwrap();
+        assert_eq!(purposes.get(at), Some(*code), "{statute}");
+    }
+    let at = ids.iter().position(|x| x == Some("F99")).unwrap();
+    assert_eq!(purposes.get(at), Some("social_welfare"));
+
+    for (extra, key) in [
+        (
+            "[vocabulary.purpose]\npublic_health = [\"刑事訴訟法\"]",
+            "vocabulary.purpose.public_health",
+        ),
+        (
+            "[vocabulary.purpose]\nnot_a_code = [\"x\"]",
+            "vocabulary.purpose.not_a_code",
+        ),
+        ("[vocabulary.colour]\nred = [\"紅\"]", "vocabulary.colour"),
+    ] {
+        let t = Test::new().config_replace("[mail]", &format!("{extra}\n\n[mail]"));
+        let out = t.run(&["check-config"]);
+        assert_eq!(out.status, 3, "{extra}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(key), "{}", out.stderr);
+    }
+}
