@@ -5,7 +5,7 @@
 //! the run is finished the folder is sealed: every file listed with its
 //! SHA-256 in `SHA256SUMS` and made read-only (0400).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -276,6 +276,8 @@ pub fn keep_return(
     unit_id: &str,
     received: &str,
     files: &[(&str, &[u8])],
+    store: &mut crate::store::Store,
+    at: &str,
 ) -> Result<PathBuf> {
     let period_dir = run
         .dir
@@ -290,7 +292,7 @@ pub fn keep_return(
         f.write_all(bytes)
             .with_context(|| format!("writing {}", dir.display()))?;
     }
-    seal(&dir)?;
+    seal_chained(&dir, store, "return", at)?;
     Ok(dir)
 }
 
@@ -507,6 +509,133 @@ pub fn seal(dir: &Path) -> Result<()> {
             .with_context(|| format!("making {} read-only", p.display()))?;
     }
     Ok(())
+}
+
+/// A folder's id in the evidence chain: `<period>/<job or returns>/<id>`,
+/// as `run_dirs` finds it under the archive.
+pub fn chain_id(dir: &Path) -> String {
+    let parts: Vec<String> = dir
+        .components()
+        .rev()
+        .take(3)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
+/// The digest the chain records of a sealed folder: its seal's SHA-256.
+pub fn seal_digest(dir: &Path) -> std::io::Result<String> {
+    crate::ingest::hash_file(&dir.join(SEAL)).map(|(_, sha)| sha)
+}
+
+/// Seals `dir` and appends it to the evidence chain as `kind` (`seal`
+/// for a run folder, `return` for a kept return).
+pub fn seal_chained(
+    dir: &Path,
+    store: &mut crate::store::Store,
+    kind: &str,
+    at: &str,
+) -> Result<crate::store::ChainEntry> {
+    seal(dir)?;
+    let digest =
+        seal_digest(dir).with_context(|| format!("hashing the seal of {}", dir.display()))?;
+    Ok(store.chain_append(kind, &chain_id(dir), &digest, at)?)
+}
+
+/// Checks the evidence chain against itself and the archive: every
+/// entry's hash (a changed or removed entry breaks every hash after it);
+/// every sealed folder the chain records still has the seal it recorded,
+/// or a tombstone says retention deleted it; every sealed folder in the
+/// archive is in the chain; and, given a head copied from a mail or a
+/// workbook (`head`, 16 or more hex characters), that the chain still
+/// contains it, so it extends what that copy saw.
+pub fn verify_chain(
+    base: &Path,
+    chain: &[crate::store::ChainEntry],
+    head: Option<&str>,
+) -> Result<Vec<ArchiveProblem>> {
+    use crate::store::chain::{GENESIS, entry_hash};
+    let mut problems = Vec::new();
+    let mut report = |run: &str, problem: String| {
+        problems.push(ArchiveProblem {
+            run: run.to_owned(),
+            problem,
+        })
+    };
+    let mut prev = GENESIS.to_owned();
+    for (i, e) in chain.iter().enumerate() {
+        let at = format!("chain entry {}", i + 1);
+        if e.seq != i as i64 + 1 {
+            report(
+                &at,
+                format!("numbered {}: an entry before it is missing", e.seq),
+            );
+        }
+        if e.prev != prev || e.hash != entry_hash(&e.prev, e.seq, &e.kind, &e.id, &e.digest, &e.at)
+        {
+            report(
+                &at,
+                format!(
+                    "({} {}) was altered: its hash no longer follows from the chain",
+                    e.kind, e.id
+                ),
+            );
+        }
+        prev = e.hash.clone();
+    }
+    let tombstoned: BTreeSet<&str> = chain
+        .iter()
+        .filter(|e| e.kind == "tombstone")
+        .map(|e| e.id.as_str())
+        .collect();
+    let mut recorded: BTreeMap<&str, &str> = BTreeMap::new();
+    for e in chain
+        .iter()
+        .filter(|e| e.kind == "seal" || e.kind == "return")
+    {
+        recorded.insert(e.id.as_str(), e.digest.as_str());
+    }
+    for (id, digest) in &recorded {
+        let dir = base.join(id);
+        if !dir.exists() {
+            if !tombstoned.contains(id) {
+                report(
+                    id,
+                    "is in the evidence chain but gone, and no retention deletion recorded it"
+                        .into(),
+                );
+            }
+            continue;
+        }
+        match seal_digest(&dir) {
+            Ok(d) if d == *digest => {}
+            Ok(_) => report(
+                id,
+                format!(
+                    "its {SEAL} is not the one the evidence chain recorded: the folder was rewritten with a new seal"
+                ),
+            ),
+            Err(_) => report(id, format!("its {SEAL} is missing")),
+        }
+    }
+    for dir in run_dirs(base).with_context(|| format!("reading {}", base.display()))? {
+        let id = chain_id(&dir);
+        if dir.join(SEAL).exists() && !recorded.contains_key(id.as_str()) {
+            report(&id, "is sealed but not in the evidence chain".into());
+        }
+    }
+    if let Some(h) = head {
+        let h = h.trim().to_ascii_lowercase();
+        if h.len() < 16 || !chain.iter().any(|e| e.hash.starts_with(&h)) {
+            report(
+                "chain",
+                format!(
+                    "does not contain head {h}: it was truncated or rewritten since that head was copied"
+                ),
+            );
+        }
+    }
+    Ok(problems)
 }
 
 /// Something wrong with a run folder.

@@ -268,11 +268,15 @@ pub enum PasswordsAction {
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveAction {
-    /// Check every run folder against its SHA256SUMS seal; exit 1 on any
-    /// change.
+    /// Check every run folder against its SHA256SUMS seal and the
+    /// evidence chain end to end; exit 1 on any change.
     Verify {
         #[arg(long)]
         config: PathBuf,
+        /// A chain head copied from a mail or a workbook (16 or more hex
+        /// characters): the chain must still contain it.
+        #[arg(long)]
+        head: Option<String>,
     },
 }
 
@@ -383,8 +387,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         }
         Command::Freeze { config, period } => freeze(config, period, clock, out),
         Command::Archive {
-            action: ArchiveAction::Verify { config },
-        } => archive_verify(config, out),
+            action: ArchiveAction::Verify { config, head },
+        } => archive_verify(config, head.as_deref(), out),
         Command::Outbox { action } => outbox(action, clock, out),
         Command::Passwords { action } => passwords(action, clock, out),
         Command::Followup {
@@ -1146,15 +1150,36 @@ fn print_retention(
     Ok(ExitStatus::Ok)
 }
 
-fn archive_verify(path: &std::path::Path, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+fn archive_verify(
+    path: &std::path::Path,
+    head: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
-    let (runs, problems) = crate::archive::verify_all(&config.paths.archive)?;
+    let (runs, mut problems) = crate::archive::verify_all(&config.paths.archive)?;
+    let store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+    let chain = store.chain().map_err(anyhow::Error::from)?;
+    problems.extend(crate::archive::verify_chain(
+        &config.paths.archive,
+        &chain,
+        head,
+    )?);
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     for p in &problems {
         w(out, format!("{}: {}", p.run, p.problem))?;
     }
     if problems.is_empty() {
-        w(out, format!("{runs} run folders, all sealed and unchanged"))?;
+        w(
+            out,
+            format!(
+                "{runs} run folders, all sealed and unchanged; evidence chain of {} entries intact{}",
+                chain.len(),
+                chain
+                    .last()
+                    .map(|e| format!(", head {} {}", e.seq, &e.hash[..16]))
+                    .unwrap_or_default()
+            ),
+        )?;
         Ok(ExitStatus::Ok)
     } else {
         w(

@@ -700,7 +700,7 @@ fn resume_interrupted(
                 let key = d.display().to_string();
                 let sealed = d.join(crate::archive::SEAL).exists();
                 if !sealed && outbox.iter().any(|m| m.run == key) {
-                    crate::archive::seal(d)?;
+                    crate::archive::seal_chained(d, store, "seal", &stamp(now))?;
                 }
                 if sealed || outbox.iter().any(|m| m.run == key) {
                     adopted = Some(key);

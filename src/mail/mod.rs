@@ -236,6 +236,8 @@ struct MailContext<'a> {
     reply_to: String,
     /// Who to ask (`mail.contact`).
     contact: &'a str,
+    /// The evidence chain's head when the workbook was made.
+    chain_head: &'a str,
 }
 
 /// The file name officers see: Chinese, and saying what it is.
@@ -381,6 +383,7 @@ pub fn compose(
             .clone()
             .unwrap_or_else(|| config.mail.from.clone()),
         contact: config.mail.contact.as_deref().unwrap_or(""),
+        chain_head: model.chain_head.as_deref().unwrap_or("（尚無紀錄）"),
     };
     let t = &config.templates;
     cx.subject = t.render("subject.j2", &cx)?.trim().to_owned();

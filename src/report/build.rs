@@ -46,6 +46,8 @@ pub struct RunFacts<'a> {
     pub unit_status: Option<&'a BTreeMap<String, UnitStatus>>,
     /// City-wide: what runs asked of units and where each stands.
     pub due: Option<&'a [DueRow]>,
+    /// The evidence chain's head (`第 N 筆 <16 hex>`).
+    pub chain_head: Option<String>,
     /// Accounts in the query log but not in the roster: `agency_id,
     /// account_id, queries, first, last`.
     pub orphans: Option<&'a DataFrame>,
@@ -721,6 +723,7 @@ fn base(
         orphans: None,
         by_account: None,
         collection: None,
+        chain_head: f.chain_head.clone(),
         notes: f
             .notes
             .iter()

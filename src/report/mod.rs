@@ -220,6 +220,9 @@ pub struct ReportModel {
     pub by_account: Option<Table>,
     /// City-wide: what runs asked of units and where each stands (回收狀況).
     pub collection: Option<Table>,
+    /// The evidence chain's head when the workbook was made (`第 N 筆
+    /// <16 hex>`): a copy outside the server of what the archive was.
+    pub chain_head: Option<String>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
     /// Shown first on the summary, in red, and at the top of the mail:

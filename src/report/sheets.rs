@@ -476,6 +476,13 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
             ("執行編號", Cell::Text(m.run_id.clone())),
             ("產製時間", Cell::Time(m.generated_at)),
             ("依據", Cell::Text(m.kind.rule().into())),
+            (
+                "證據鏈",
+                Cell::Text(m.chain_head.clone().map_or_else(
+                    || "（尚無紀錄）".to_owned(),
+                    |h| format!("{h}（製作本工作簿時之最新紀錄；以 webir-audit archive verify --head 查驗）"),
+                )),
+            ),
         ],
         st,
     )?;
@@ -785,6 +792,9 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         .set_subject(m.period_label.clone())
         .set_company("高雄市政府")
         .set_author("webir-audit")
+        // The run's time, not the moment of writing: the same run gives
+        // the same bytes, so the seal and the evidence chain do too.
+        .set_creation_datetime(&excel_time(&m.generated_at)?)
         .set_custom_property("webir_run_id", m.run_id.as_str())
         .set_custom_property("webir_unit_id", m.unit_id.as_str())
         .set_custom_property("webir_kind", m.kind.title());

@@ -81,6 +81,7 @@ fn facts<'a>(
         selection: None,
         unit_status: None,
         due: None,
+        chain_head: None,
         orphans: None,
         notes: Vec::new(),
         not_checked: &[],

@@ -291,13 +291,24 @@ pub(super) fn external_audit(
     let (seed, source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
     let mut store = Store::open(&config.paths.state)?;
+    let drawn_at = local_text(clock.local(config.timezone));
+    let ledger_period = format!("{}/{}", period.id, Job::ExternalAudit);
     let draw_number = store.record_draw(
-        &format!("{}/{}", period.id, Job::ExternalAudit),
+        &ledger_period,
         seed.as_str(),
         source,
-        &local_text(clock.local(config.timezone)),
+        &drawn_at,
         &digest,
         &dir.display().to_string(),
+    )?;
+    super::chain_seed(
+        &mut store,
+        &ledger_period,
+        draw_number,
+        seed.as_str(),
+        source,
+        &digest,
+        &drawn_at,
     )?;
     let selection = units::draw(
         &seed,

@@ -317,6 +317,7 @@ fn facts<'a>(
         selection: None,
         unit_status: None,
         due: None,
+        chain_head: None,
         orphans: None,
         notes: Vec::new(),
         not_checked: &outcome.not_checked,
@@ -424,13 +425,16 @@ fn finish_run(
 ) -> Result<()> {
     let clock = std::time::Instant::now();
     let status = unit_status(config, roster, facts.orphans, &outcome.folder)?;
-    let due = crate::followup::due_rows(
-        &Store::open(&config.paths.state)?,
-        facts.generated_at.date(),
-    )?;
+    let state = Store::open(&config.paths.state)?;
+    let due = crate::followup::due_rows(&state, facts.generated_at.date())?;
+    let chain_head = state
+        .chain_head()?
+        .map(|e| format!("第 {} 筆 {}", e.seq, &e.hash[..16]));
+    drop(state);
     let facts = RunFacts {
         unit_status: Some(&status),
         due: Some(&due),
+        chain_head,
         ..facts
     };
     let models = report::build::models(&facts)
@@ -595,7 +599,13 @@ fn finish_run(
     // again adds nothing (unique run, report, recipient).
     let queued = store.queue(&messages, &issued_at)?;
     tracing::info!(queued, messages = messages.len(), "mail queued");
-    archive::seal(&outcome.dir)
+    archive::seal_chained(
+        &outcome.dir,
+        &mut store,
+        "seal",
+        &local_text(facts.generated_at),
+    )?;
+    Ok(())
 }
 
 /// A unit's critical findings, for the immediate notice, one item per
@@ -974,6 +984,25 @@ pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
     })
 }
 
+/// Appends a seed draw to the evidence chain: its digest covers the
+/// period, the draw's number, the seed, its source and the population.
+pub(crate) fn chain_seed(
+    store: &mut Store,
+    period: &str,
+    draw_number: u32,
+    seed: &str,
+    source: &str,
+    population_digest: &str,
+    at: &str,
+) -> Result<()> {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(
+        format!("{period}\n{draw_number}\n{seed}\n{source}\n{population_digest}\n").as_bytes(),
+    ));
+    store.chain_append("seed", &format!("{period}#{draw_number}"), &digest, at)?;
+    Ok(())
+}
+
 /// A population that misses a failed file must not be frozen or drawn
 /// from: the failure would silently shrink what is sampled.
 fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
@@ -1033,6 +1062,12 @@ pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Fre
     };
     let mut store = Store::open(&config.paths.state)?;
     store.record_freeze(&record)?;
+    store.chain_append(
+        "freeze",
+        &record.period,
+        &record.population_digest,
+        &record.frozen_at,
+    )?;
     Ok(record)
 }
 
@@ -1082,6 +1117,15 @@ fn sample_audit(
         &drawn_at,
         &frozen.population.digest,
         &dir.display().to_string(),
+    )?;
+    chain_seed(
+        &mut store,
+        &period.id,
+        draw_number,
+        seed.as_str(),
+        source,
+        &frozen.population.digest,
+        &drawn_at,
     )?;
     if draw_number > 1 {
         tracing::warn!(period = %period.id, draw_number, "this period was drawn before; the reports will say so");
@@ -1257,6 +1301,13 @@ fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
             .map(|(_, sha)| sha)
             .unwrap_or_else(|_| "unsealed".into());
         store.record_deletion(&rel, &seal, &local_text(now), &local_text(expires))?;
+        // The chain keeps the folder's place: a tombstone, not a gap.
+        store.chain_append(
+            "tombstone",
+            &archive::chain_id(&dir),
+            &seal,
+            &local_text(now),
+        )?;
         std::fs::remove_dir_all(&dir).with_context(|| format!("deleting {}", dir.display()))?;
         for parent in [job_dir, period_dir].into_iter().flatten() {
             // Only empty folders go; `remove_dir` refuses the others.

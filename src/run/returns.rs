@@ -126,6 +126,8 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         &unit_id,
         &local.format("%Y%m%dT%H%M%S").to_string(),
         &files,
+        &mut store,
+        &now,
     )?;
     tracing::info!(kept = %kept.display(), "returned workbook kept");
     let unanswered = rows - answered;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
 
+pub mod chain;
 pub mod due;
 pub mod history;
 pub mod outbox;
@@ -24,6 +25,7 @@ pub mod runs;
 pub mod seeds;
 pub mod worksheets;
 
+pub use chain::ChainEntry;
 pub use due::{DueItem, Stage};
 pub use history::Tracked;
 pub use outbox::{MailState, NewMessage, OutboxRow};
@@ -225,6 +227,19 @@ CREATE TABLE IF NOT EXISTS worksheet_answers (
     audit_date TEXT NOT NULL,
     PRIMARY KEY (return_id, seq)
 );
+CREATE TABLE IF NOT EXISTS chain (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    at TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE
+);
+CREATE TRIGGER IF NOT EXISTS chain_no_update BEFORE UPDATE ON chain
+BEGIN SELECT RAISE(ABORT, 'the evidence chain is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS chain_no_delete BEFORE DELETE ON chain
+BEGIN SELECT RAISE(ABORT, 'the evidence chain is append-only'); END;
 CREATE TABLE IF NOT EXISTS finding_history (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,

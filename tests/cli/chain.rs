@@ -1,0 +1,204 @@
+//! The evidence chain (issue 17): every sealed run folder is an entry
+//! whose hash covers the one before it. `archive verify` catches a byte
+//! changed in an old run, an old folder rewritten together with its
+//! seal, a folder deleted outside retention, an entry altered, and — given
+//! a head copied from an old mail — a chain truncated or rewritten.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{Output, Test};
+
+const LOG: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n";
+
+/// A small city with three query checks sealed; returns it, the runs and
+/// the head `archive verify` printed.
+fn city() -> (Test, Vec<PathBuf>, String) {
+    let t = Test::new().file("inbox/query_logs/log.csv", LOG);
+    let mut runs = Vec::new();
+    for now in [
+        "2026-07-01T09:00:00+08:00",
+        "2026-07-02T09:00:00+08:00",
+        "2026-07-03T09:00:00+08:00",
+    ] {
+        let out = t.run(&[
+            "run",
+            "query-check",
+            "--period",
+            "2026H1",
+            "--no-send",
+            "--now",
+            now,
+        ]);
+        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        runs.push(out.run_dir());
+    }
+    let ok = t.run(&["archive", "verify"]);
+    assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
+    let head = ok
+        .stdout
+        .split(", head ")
+        .nth(1)
+        .and_then(|h| h.split_whitespace().nth(1))
+        .expect("the head")
+        .to_owned();
+    assert!(
+        ok.stdout.contains("evidence chain of 3 entries intact"),
+        "{}",
+        ok.stdout
+    );
+    (t, runs, head)
+}
+
+fn verify(t: &Test, head: Option<&str>) -> Output {
+    let mut args = vec!["archive", "verify"];
+    if let Some(h) = head {
+        args.extend(["--head", h]);
+    }
+    t.run(&args)
+}
+
+fn writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
+/// Writes `dir`'s seal again from its files, as a forger would.
+fn reseal(dir: &Path) {
+    writable(dir);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "SHA256SUMS" && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut sums = String::new();
+    for n in names {
+        if dir.join(&n).is_file() {
+            sums.push_str(&format!(
+                "{}  {n}\n",
+                webir_audit::ingest::hash_file(&dir.join(&n)).unwrap().1
+            ));
+        }
+    }
+    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+}
+
+#[test]
+fn a_folder_rewritten_with_a_new_seal_is_caught_by_the_chain() {
+    let (t, runs, _) = city();
+    let old = &runs[0];
+    writable(old);
+    std::fs::write(old.join("findings.csv"), "code\n").unwrap();
+    // The seal alone catches the change…
+    let out = verify(&t, None);
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("findings.csv"), "{}", out.stdout);
+    // …and a new seal does not hide it from the chain.
+    reseal(old);
+    let out = verify(&t, None);
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("is not the one the evidence chain recorded"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_folder_deleted_outside_retention_is_caught() {
+    let (t, runs, _) = city();
+    writable(&runs[1]);
+    std::fs::remove_dir_all(&runs[1]).unwrap();
+    let out = verify(&t, None);
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("is in the evidence chain but gone, and no retention deletion recorded it"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_altered_or_truncated_chain_is_caught() {
+    let (t, _, head) = city();
+    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    // The triggers refuse it…
+    assert!(
+        store
+            .execute_raw("DELETE FROM chain WHERE seq = 3")
+            .is_err()
+    );
+    // …so someone with the file drops them first.
+    store.execute_raw("DROP TRIGGER chain_no_update").unwrap();
+    store.execute_raw("DROP TRIGGER chain_no_delete").unwrap();
+    store
+        .execute_raw("UPDATE chain SET at = '2026-07-01 08:00:00' WHERE seq = 1")
+        .unwrap();
+    let out = verify(&t, None);
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("chain entry 1: (seal"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("was altered"), "{}", out.stdout);
+    // Truncated: the newest entry gone (every open of the state puts the
+    // triggers back, so they are dropped again). A head copied from a
+    // mail proves it.
+    store
+        .execute_raw("DROP TRIGGER IF EXISTS chain_no_delete")
+        .unwrap();
+    store
+        .execute_raw("DELETE FROM chain WHERE seq = 3")
+        .unwrap();
+    let out = verify(&t, Some(&head));
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "does not contain head {head}: it was truncated or rewritten"
+        )),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Each workbook's 摘要 (and each mail) carries the head as it was when
+/// the workbook was made; that copy is what `--head` checks against.
+#[test]
+fn the_head_a_workbook_shows_is_one_the_chain_extends() {
+    use calamine::Reader as _;
+    let (t, runs, head) = city();
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook(runs[2].join("reports/KHB.xlsx")).unwrap();
+    let summary = wb.worksheet_range("摘要").unwrap();
+    let shown = summary
+        .rows()
+        .find(|r| r.first().is_some_and(|c| *c == "證據鏈"))
+        .map(|r| r[1].to_string())
+        .expect("a 證據鏈 row");
+    // Made after the first two runs were sealed: entry 2.
+    assert!(shown.starts_with("第 2 筆 "), "{shown}");
+    let copied = shown["第 2 筆 ".len()..]
+        .split('（')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(copied.len(), 16);
+    let out = verify(&t, Some(&copied));
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("head 3 {head}")),
+        "{}",
+        out.stdout
+    );
+    let out = verify(&t, Some("0123456789abcdef"));
+    assert_eq!(out.status, 1, "{}", out.stdout);
+}
