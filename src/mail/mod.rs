@@ -429,13 +429,28 @@ pub fn plain_with_workbook(
     attachment: &Attachment,
     now: DateTime<Utc>,
 ) -> Result<Outgoing> {
-    let id = message_id(config, run, report, recipient);
     let parts = MultiPart::mixed()
         .singlepart(SinglePart::plain(body))
         .singlepart(workbook_part(name, attachment)?);
-    let message = envelope(config, recipient, subject, &id, now)?
-        .multipart(parts)
-        .context("composing the message")?;
+    finish(config, run, report, recipient, subject, now, |b| {
+        b.multipart(parts)
+    })
+}
+
+/// A message of `run` and `report` to `recipient`: the envelope, the body
+/// `build` adds, and the outbox row.
+fn finish(
+    config: &Config,
+    run: &str,
+    report: &str,
+    recipient: &str,
+    subject: &str,
+    now: DateTime<Utc>,
+    build: impl FnOnce(lettre::message::MessageBuilder) -> Result<Message, lettre::error::Error>,
+) -> Result<Outgoing> {
+    let id = message_id(config, run, report, recipient);
+    let message =
+        build(envelope(config, recipient, subject, &id, now)?).context("composing the message")?;
     Ok(outgoing(
         run,
         report,
@@ -481,17 +496,7 @@ pub fn plain(
     body: String,
     now: DateTime<Utc>,
 ) -> Result<Outgoing> {
-    let id = message_id(config, run, report, recipient);
-    let message = envelope(config, recipient, subject, &id, now)?
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .context("composing the message")?;
-    Ok(outgoing(
-        run,
-        report,
-        recipient,
-        id,
-        subject.to_owned(),
-        &message,
-    ))
+    finish(config, run, report, recipient, subject, now, |b| {
+        b.header(ContentType::TEXT_PLAIN).body(body)
+    })
 }
