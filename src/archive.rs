@@ -466,7 +466,7 @@ pub const SEAL: &str = "SHA256SUMS";
 
 /// Every file under `dir` (recursively), `/`-separated relative paths,
 /// sorted.
-fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
+pub fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -114,6 +114,20 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Writes one encrypted archive (zip, AES-256) of a sealed run for an
+    /// auditor to verify offline: the run as sealed, the agency tree, the
+    /// evidence chain, the spec and the verifiers. The password is read
+    /// from the environment variable --password-env names.
+    ExportEvidence {
+        /// The run folder.
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "WEBIR_AUDIT_EVIDENCE_PASSWORD")]
+        password_env: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// What runs asked of units (due items).
     Followup {
         #[command(subcommand)]
@@ -391,6 +405,33 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         } => archive_verify(config, head.as_deref(), out),
         Command::Outbox { action } => outbox(action, clock, out),
         Command::Passwords { action } => passwords(action, clock, out),
+        Command::ExportEvidence {
+            run,
+            out: file,
+            password_env,
+            config,
+        } => {
+            let config = config::load(config)?;
+            let password = std::env::var(password_env)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .with_context(|| {
+                    format!(
+                        "environment variable {password_env} (the bundle's password) is not set"
+                    )
+                })?;
+            let e = crate::evidence::export(&config, run, file, &password)?;
+            writeln!(
+                out,
+                "{}: {} files, {} bytes before compression, {} chain entries; AES-256, password from {password_env}",
+                file.display(),
+                e.files,
+                e.bytes,
+                e.chain_entries
+            )
+            .context("writing to stdout")?;
+            Ok(ExitStatus::Ok)
+        }
         Command::Followup {
             action:
                 FollowupAction::Close {

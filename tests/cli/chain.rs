@@ -202,3 +202,128 @@ fn the_head_a_workbook_shows_is_one_the_chain_extends() {
     let out = verify(&t, Some("0123456789abcdef"));
     assert_eq!(out.status, 1, "{}", out.stdout);
 }
+
+/// The evidence bundle (issue 17): a sealed sample audit exported, opened
+/// by 7-Zip (not our code) with the password, and verified with Python's
+/// standard library alone in a fresh folder: the sample re-drawn (MATCH),
+/// the files against the seal and the run against the chain (OK), and a
+/// head copied from the run's own workbook found in the chain. The
+/// password is in neither the output nor the bundle's names.
+#[test]
+fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
+    use std::process::Command;
+    crate::render::ensure_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let c = config.to_str().unwrap();
+    let run = crate::harness::run_binary(
+        &[
+            "--now",
+            "2026-07-05T08:00:00+08:00",
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+            "--no-send",
+            "--config",
+            c,
+        ],
+        tmp.path(),
+    );
+    assert!(run.status <= 1, "{}{}", run.stdout, run.stderr);
+    let dir = run.run_dir();
+    let bundle = tmp.path().join("evidence.zip");
+    const PASSWORD: &str = "證據包-測試-2026";
+    let out = crate::harness::run_binary_env(
+        &[
+            "export-evidence",
+            dir.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+            "--config",
+            c,
+        ],
+        tmp.path(),
+        &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
+    // Without the password, nothing comes out.
+    let fresh = tmp.path().join("fresh");
+    let wrong = Command::new("7z")
+        .args([
+            "x",
+            "-y",
+            "-pwrong",
+            &format!("-o{}", tmp.path().join("wrong").display()),
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password opened it");
+    let x = Command::new("7z")
+        .args([
+            "x",
+            "-y",
+            &format!("-p{PASSWORD}"),
+            &format!("-o{}", fresh.display()),
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stdout));
+    let py = |args: &[&str]| {
+        let o = Command::new("python3")
+            .args(args)
+            .current_dir(&fresh)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = py(&["verify_sample.py", "run"]);
+    assert!(ok && text.contains("MATCH"), "{text}");
+    // The head the run's own workbook shows, copied by hand.
+    use calamine::Reader as _;
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook(fresh.join("run/reports/KHB.xlsx")).unwrap();
+    let shown = wb
+        .worksheet_range("摘要")
+        .unwrap()
+        .rows()
+        .find(|r| r.first().is_some_and(|c| *c == "證據鏈"))
+        .map(|r| r[1].to_string())
+        .unwrap();
+    let head: String = shown
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .chars()
+        .take(16)
+        .collect();
+    let (ok, text) = py(&["verify_bundle.py", ".", "--head", &head]);
+    assert!(ok && text.trim() == "OK", "{text}");
+    // A byte changed in the extracted run is found.
+    let findings = fresh.join("run/findings.csv");
+    let mut bytes = std::fs::read(&findings).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 1;
+    std::fs::write(&findings, bytes).unwrap();
+    let (ok, text) = py(&["verify_bundle.py", "."]);
+    assert!(!ok && text.contains("run/findings.csv: changed"), "{text}");
+    assert!(
+        std::fs::read_dir(&fresh).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(PASSWORD))
+    );
+}

@@ -31,6 +31,7 @@ const ORDER: &[&str] = &[
     "schedule",
     "mail",
     "worksheet",
+    "evidence",
     "followup",
     "status",
     // The run layer and what drives it.

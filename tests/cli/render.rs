@@ -73,7 +73,7 @@ impl Page {
     }
 }
 
-fn ensure_tools() {
+pub fn ensure_tools() {
     let ok = |c: &str, arg: &str| {
         Command::new(c)
             .arg(arg)

@@ -1,0 +1,125 @@
+//! `export-evidence`: one encrypted archive (zip, AES-256) an auditor
+//! takes away and verifies offline with Python's standard library: the
+//! run folder as sealed (manifest, population, inputs' hashes, findings,
+//! workbooks), the agency tree its strata used (no addresses, no
+//! secrets), the evidence chain, the spec and both verifiers. The
+//! password comes from an environment variable and is never written to
+//! a log or a mail.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use crate::archive::{self, RunFolder};
+use crate::config::Config;
+use crate::store::Store;
+
+/// What a bundle holds.
+#[derive(Debug)]
+pub struct Exported {
+    pub files: usize,
+    pub bytes: u64,
+    pub chain_entries: usize,
+}
+
+const README: &str = "webir-audit 證據包 / evidence bundle\n\n\
+以 7-Zip 等工具輸入密碼解壓縮後，以 Python 3 執行：\n\
+Extract with 7-Zip (or any tool that opens AES-256 zip archives), then run:\n\n\
+  python3 verify_sample.py run        # 重新抽樣 / re-draws the sample: MATCH\n\
+  python3 verify_bundle.py . [--head HEX]   # 檔案、證據鏈 / files and the chain: OK\n\n\
+規格 / spec: sampling.md\n";
+
+/// Writes the bundle of the sealed run `run_dir` to `out` (created new,
+/// mode 0600), every entry encrypted with `password`.
+pub fn export(config: &Config, run_dir: &Path, out: &Path, password: &str) -> Result<Exported> {
+    anyhow::ensure!(!password.is_empty(), "the bundle's password is empty");
+    let run = RunFolder::parse(run_dir)
+        .with_context(|| format!("{}: not a run folder", run_dir.display()))?;
+    anyhow::ensure!(
+        run.is_sealed(),
+        "{}: not sealed: only a finished run is evidence",
+        run_dir.display()
+    );
+    let store = Store::open(&config.paths.state)?;
+    let chain = store.chain()?;
+    let id = archive::chain_id(&run.dir);
+    anyhow::ensure!(
+        chain.iter().any(|e| e.kind == "seal" && e.id == id),
+        "{id} is not in the evidence chain: it cannot be proven"
+    );
+    let agencies: Vec<serde_json::Value> = config
+        .agencies
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "id": a.id, "name": a.name, "parent": a.parent,
+                "unit": a.unit, "requesting": a.requesting,
+            })
+        })
+        .collect();
+    let mut chain_lines = String::new();
+    for e in &chain {
+        chain_lines.push_str(&serde_json::to_string(e)?);
+        chain_lines.push('\n');
+    }
+    let mut entries: Vec<(String, Vec<u8>)> = vec![
+        ("README.txt".into(), README.as_bytes().to_vec()),
+        (
+            "bundle.json".into(),
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "run": id,
+                "chain_head": chain.last().map(|e| &e.hash),
+                "chain_entries": chain.len(),
+            }))?,
+        ),
+        (
+            "agencies.json".into(),
+            serde_json::to_vec_pretty(&agencies)?,
+        ),
+        ("chain.jsonl".into(), chain_lines.into_bytes()),
+        (
+            "sampling.md".into(),
+            include_str!("../docs/sampling.md").as_bytes().to_vec(),
+        ),
+        (
+            "verify_sample.py".into(),
+            include_str!("../tools/verify_sample.py")
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "verify_bundle.py".into(),
+            include_str!("../tools/verify_bundle.py")
+                .as_bytes()
+                .to_vec(),
+        ),
+    ];
+    for rel in
+        archive::files_under(&run.dir).with_context(|| format!("listing {}", run.dir.display()))?
+    {
+        let bytes = std::fs::read(run.dir.join(&rel))
+            .with_context(|| format!("reading {}", run.dir.join(&rel).display()))?;
+        entries.push((format!("run/{rel}"), bytes));
+    }
+    let file = archive::create_private(out)?;
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .with_aes_encryption(zip::AesMode::Aes256, password);
+    let mut bytes = 0u64;
+    for (name, data) in &entries {
+        zip.start_file(name.as_str(), options)
+            .with_context(|| format!("writing {name} into {}", out.display()))?;
+        zip.write_all(data)
+            .with_context(|| format!("writing {name} into {}", out.display()))?;
+        bytes += data.len() as u64;
+    }
+    zip.finish()
+        .with_context(|| format!("finishing {}", out.display()))?;
+    Ok(Exported {
+        files: entries.len(),
+        bytes,
+        chain_entries: chain.len(),
+    })
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Offline check of a webir-audit evidence bundle (export-evidence).
+
+Python 3 standard library only. Given the folder the bundle was extracted
+into, it checks that:
+
+  1. every file of run/ matches run/SHA256SUMS, and nothing is missing or
+     added;
+  2. chain.jsonl is one unbroken chain: each entry's prev is the hash
+     before it, and each hash is SHA-256 of
+     "prev\\nseq\\nkind\\nid\\ndigest\\nat\\n" (docs/sampling.md, section 13);
+  3. the chain holds the run's seal: an entry of kind "seal" whose id is
+     the run and whose digest is the SHA-256 of run/SHA256SUMS;
+  4. with --head HEX (from a mail or a workbook's summary, 16 or more hex
+     characters), that the chain contains that head.
+
+Usage:
+    python3 verify_bundle.py BUNDLE_DIR [--head HEX]
+
+Prints OK (exit 0) or every problem found (exit 1). The sample itself is
+re-drawn by verify_sample.py run/.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+GENESIS = "0" * 64
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    root = argv[1]
+    head = None
+    if "--head" in argv:
+        head = argv[argv.index("--head") + 1].strip().lower()
+    problems = []
+    run = os.path.join(root, "run")
+    listed = {}
+    with open(os.path.join(run, "SHA256SUMS"), encoding="utf-8") as f:
+        for line in f:
+            digest, name = line.rstrip("\n").split("  ", 1)
+            listed[name] = digest
+    present = set()
+    for d, _, files in os.walk(run):
+        for name in files:
+            rel = os.path.relpath(os.path.join(d, name), run).replace(os.sep, "/")
+            if rel != "SHA256SUMS":
+                present.add(rel)
+    for name in sorted(set(listed) | present):
+        if name not in present:
+            problems.append("run/%s: listed in SHA256SUMS but missing" % name)
+        elif name not in listed:
+            problems.append("run/%s: not listed in SHA256SUMS" % name)
+        elif sha256_file(os.path.join(run, name)) != listed[name]:
+            problems.append("run/%s: changed" % name)
+    prev = GENESIS
+    entries = []
+    with open(os.path.join(root, "chain.jsonl"), encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            e = json.loads(line)
+            entries.append(e)
+            text = "%s\n%d\n%s\n%s\n%s\n%s\n" % (
+                e["prev"], e["seq"], e["kind"], e["id"], e["digest"], e["at"])
+            if e["seq"] != i or e["prev"] != prev or \
+                    hashlib.sha256(text.encode("utf-8")).hexdigest() != e["hash"]:
+                problems.append("chain entry %d: broken" % i)
+            prev = e["hash"]
+    with open(os.path.join(root, "bundle.json"), encoding="utf-8") as f:
+        bundle = json.load(f)
+    seal = sha256_file(os.path.join(run, "SHA256SUMS"))
+    if not any(e["kind"] == "seal" and e["id"] == bundle["run"] and e["digest"] == seal
+               for e in entries):
+        problems.append("the chain has no seal of %s with this SHA256SUMS" % bundle["run"])
+    if head is not None and (len(head) < 16 or not any(e["hash"].startswith(head) for e in entries)):
+        problems.append("the chain does not contain head %s" % head)
+    for p in problems:
+        print(p)
+    if problems:
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
