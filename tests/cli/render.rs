@@ -80,7 +80,7 @@ pub fn ensure_tools() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if ok("soffice", "--version") && ok("pdftotext", "-v") {
+    if ok("soffice", "--version") && ok("pdftotext", "-v") && ok("7z", "i") {
         return;
     }
     let out = Command::new(repo().join(".ci/install-render-tools"))
