@@ -214,29 +214,8 @@ fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
     use std::process::Command;
     crate::render::ensure_tools();
     let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
+    let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
     let c = config.to_str().unwrap();
-    let run = crate::harness::run_binary(
-        &[
-            "--now",
-            "2026-07-05T08:00:00+08:00",
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-            "--no-send",
-            "--config",
-            c,
-        ],
-        tmp.path(),
-    );
-    assert!(run.status <= 1, "{}{}", run.stdout, run.stderr);
     let dir = run.run_dir();
     let bundle = tmp.path().join("evidence.zip");
     const PASSWORD: &str = "證據包-測試-2026";

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
-use crate::harness::{Test, repo, run_binary};
-use crate::sample_data::copy_dir;
+use crate::harness::{Test, repo};
 
 fn cases(default: u32) -> u32 {
     std::env::var("FUZZ_CASES")
@@ -227,25 +226,7 @@ fn fuzz_config_and_schedule_toml() {
 #[test]
 fn fuzz_returned_worksheets() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
-    let config = tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "--now",
-            "2026-07-05T08:00:00+08:00",
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-            "--no-send",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let (config, out) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
     let run: PathBuf = out.run_dir();
     let original = std::fs::read(run.join("reports/KPB.xlsx")).unwrap();
     let cfg = webir_audit::config::load(&config).unwrap();

@@ -221,3 +221,28 @@ pub fn write_xlsx(path: &Path, titles: &[&str], header: &[&str], rows: &[Vec<Str
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     wb.save(path).expect("save");
 }
+
+/// The sample city copied into `dir/city`, and its 2026H1 sample audit
+/// run on 5 July with the fixed seed every test uses, `extra` arguments
+/// added (e.g. `--no-send`). Returns the config path and the run's output
+/// (asserted to have run: exit 0 or 1).
+pub fn sample_city_audit(dir: &Path, extra: &[&str]) -> (PathBuf, Output) {
+    crate::sample_data::copy_dir(&repo().join("sample_data"), &dir.join("city"));
+    let config = dir.join("city/webir-audit.toml");
+    let mut args = vec![
+        "--now",
+        "2026-07-05T08:00:00+08:00",
+        "run",
+        "sample-audit",
+        "--period",
+        "2026H1",
+        "--seed",
+        "12345678901234567890",
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend(extra);
+    let out = run_binary(&args, dir);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    (config, out)
+}

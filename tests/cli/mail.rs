@@ -343,27 +343,7 @@ fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
 #[test]
 fn each_mail_says_what_its_reader_must_do() {
     let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "--now",
-            "2026-07-05T08:00:00+08:00",
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    crate::harness::sample_city_audit(tmp.path(), &[]);
     let outbox = tmp.path().join("var/state/outbox-files");
     for e in std::fs::read_dir(&outbox).unwrap() {
         let eml = std::fs::read_to_string(e.unwrap().path()).unwrap();
