@@ -62,11 +62,7 @@ struct Cx<'a> {
 pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Outgoing>> {
     let today = now.with_timezone(&config.timezone).date_naive();
     let chief = config.agencies.health_bureau().officer_email.clone();
-    let reply_to = config
-        .mail
-        .reply_to
-        .clone()
-        .unwrap_or_else(|| config.mail.from.clone());
+    let reply_to = config.mail.reply_address().to_owned();
     let contact = config.mail.contact.as_deref().unwrap_or("");
     let mut out = Vec::new();
     // Overdue items by run, for the chief administrator's digest.
@@ -303,11 +299,7 @@ fn handover(
         encrypted: attachment.unencrypted.is_none(),
         unencrypted_reason: attachment.unencrypted.as_deref().unwrap_or(""),
         role: mail::Role::Officer.name(),
-        reply_to: config
-            .mail
-            .reply_to
-            .clone()
-            .unwrap_or_else(|| config.mail.from.clone()),
+        reply_to: config.mail.reply_address().to_owned(),
         contact: config.mail.contact.as_deref().unwrap_or(""),
     };
     let body = config.templates.render("handover.txt.j2", &cx)?;
@@ -330,4 +322,83 @@ fn handover(
         &attachment,
         now,
     )
+}
+
+/// Point 6(4): the units an external audit drew are each told what to
+/// prepare and by when, and their preparation opens a due item; a new
+/// draw of the period closes the earlier draw's items. Returns the
+/// notices, for the run to queue with its mail.
+pub fn drawn_units(
+    config: &Config,
+    store: &mut Store,
+    facts: &crate::report::build::RunFacts<'_>,
+    draw: &crate::sampling::units::UnitDraw,
+    run_dir: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Outgoing>> {
+    use crate::report::{self, build::deadline};
+    let job = facts.kind.job().name();
+    let (_, due_on) = deadline(config, facts.kind, facts.generated_at);
+    let period = report::period_label(&facts.period_id);
+    let label = format!("{period} 外部稽核受稽核準備");
+    let opened = facts.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string();
+    for old in store.due_items()? {
+        if old.job == job
+            && old.label == label
+            && old.run_id != facts.run_id
+            && old.closed_at.is_none()
+        {
+            let why = format!(
+                "superseded by draw {} (run {})",
+                draw.draw_number, facts.run_id
+            );
+            store.close_due(&old.job, &old.run_id, &old.unit_id, &opened, &why)?;
+        }
+    }
+    let mut out = Vec::new();
+    for u in draw.units.iter().filter(|u| u.selected) {
+        let Some(unit) = config.agencies.get(&u.unit_id) else {
+            continue;
+        };
+        let Some(officer) = &unit.officer_email else {
+            continue;
+        };
+        store.open_due(&DueItem {
+            id: 0,
+            job: job.to_owned(),
+            run_id: facts.run_id.clone(),
+            run_dir: run_dir.to_owned(),
+            unit_id: u.unit_id.clone(),
+            sent_to: officer.clone(),
+            label: label.clone(),
+            opened_at: opened.clone(),
+            due_on: due_on.to_string(),
+            closed_at: None,
+            closed_by: None,
+        })?;
+        let body = config.templates.render(
+            "external-notice.txt.j2",
+            &serde_json::json!({
+                "period_label": period,
+                "run_id": facts.run_id,
+                "unit_name": unit.name,
+                "due_on": due_on.to_string(),
+                "reply_to": config.mail.reply_address(),
+                "contact": config.mail.contact.clone().unwrap_or_default(),
+            }),
+        )?;
+        out.push(mail::plain(
+            config,
+            run_dir,
+            &format!("external-notice:{}", u.unit_id),
+            officer,
+            &format!(
+                "【健保WebIR稽核】外部稽核受稽核通知：{}（請於 {due_on} 前備妥資料）",
+                unit.name
+            ),
+            body,
+            now,
+        )?);
+    }
+    Ok(out)
 }

@@ -1250,6 +1250,11 @@ fn domain_allowed(allowed: &[String], addr: &str) -> bool {
 }
 
 impl Mail {
+    /// Where returns and questions go: `reply_to`, else `from`.
+    pub fn reply_address(&self) -> &str {
+        self.reply_to.as_deref().unwrap_or(&self.from)
+    }
+
     /// Whether mail may go to `addr`: an address, inside
     /// `mail.allowed_domains`.
     pub fn may_send_to(&self, addr: &str) -> bool {

@@ -377,11 +377,7 @@ pub fn compose(
         collect_path: path.display().to_string(),
         draw_number,
         subject: String::new(),
-        reply_to: config
-            .mail
-            .reply_to
-            .clone()
-            .unwrap_or_else(|| config.mail.from.clone()),
+        reply_to: config.mail.reply_address().to_owned(),
         contact: config.mail.contact.as_deref().unwrap_or(""),
         chain_head: model.chain_head.as_deref().unwrap_or("（尚無紀錄）"),
     };

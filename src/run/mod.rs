@@ -524,75 +524,9 @@ fn finish_run(
     // Point 6(4): each unit the external audit drew is told what to
     // prepare and by when; its preparation is a due item.
     if let (ReportKind::ExternalAudit, Some(draw)) = (facts.kind, facts.selection) {
-        let (_, due_on) = report::build::deadline(config, facts.kind, facts.generated_at);
-        let label = format!(
-            "{} 外部稽核受稽核準備",
-            report::period_label(&facts.period_id)
-        );
-        // A new draw of the period supersedes the earlier one's items.
-        let opened = facts.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string();
-        for old in store.due_items()? {
-            if old.job == facts.kind.job().name()
-                && old.label == label
-                && old.run_id != facts.run_id
-                && old.closed_at.is_none()
-            {
-                store.close_due(
-                    &old.job,
-                    &old.run_id,
-                    &old.unit_id,
-                    &opened,
-                    &format!(
-                        "superseded by draw {} (run {})",
-                        draw.draw_number, facts.run_id
-                    ),
-                )?;
-            }
-        }
-        for u in draw.units.iter().filter(|u| u.selected) {
-            let Some(unit) = config.agencies.get(&u.unit_id) else {
-                continue;
-            };
-            let Some(officer) = &unit.officer_email else {
-                continue;
-            };
-            store.open_due(&crate::store::DueItem {
-                id: 0,
-                job: facts.kind.job().name().to_owned(),
-                run_id: facts.run_id.clone(),
-                run_dir: run.clone(),
-                unit_id: u.unit_id.clone(),
-                sent_to: officer.clone(),
-                label: label.clone(),
-                opened_at: opened.clone(),
-                due_on: due_on.to_string(),
-                closed_at: None,
-                closed_by: None,
-            })?;
-            let body = config.templates.render(
-                "external-notice.txt.j2",
-                &serde_json::json!({
-                    "period_label": report::period_label(&facts.period_id),
-                    "run_id": facts.run_id,
-                    "unit_name": unit.name,
-                    "due_on": due_on.to_string(),
-                    "reply_to": config.mail.reply_to.clone().unwrap_or_else(|| config.mail.from.clone()),
-                    "contact": config.mail.contact.clone().unwrap_or_default(),
-                }),
-            )?;
-            messages.push(mail::plain(
-                config,
-                &run,
-                &format!("external-notice:{}", u.unit_id),
-                officer,
-                &format!(
-                    "【健保WebIR稽核】外部稽核受稽核通知：{}（請於 {due_on} 前備妥資料）",
-                    unit.name
-                ),
-                body,
-                now,
-            )?);
-        }
+        messages.extend(crate::followup::drawn_units(
+            config, &mut store, &facts, draw, &run, now,
+        )?);
     }
     tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), "reports written");
     // Every message of the run is queued in one transaction; queueing a run

@@ -261,7 +261,7 @@ fn open_investigation(
                 "attachment_name": name,
                 "encrypted": attachment.unencrypted.is_none(),
                 "unencrypted_reason": attachment.unencrypted.clone().unwrap_or_default(),
-                "reply_to": config.mail.reply_to.clone().unwrap_or_else(|| config.mail.from.clone()),
+                "reply_to": config.mail.reply_address().to_owned(),
                 "contact": config.mail.contact.clone().unwrap_or_default(),
             }),
         )?;
