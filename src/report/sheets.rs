@@ -595,10 +595,40 @@ fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), Xls
     let ws = wb.add_worksheet();
     ws.set_name(CHART_DATA)?;
     ws.set_column_width(0, 40)?;
+    // Agency names head the month block's columns: they wrap in a
+    // column wide enough for a number, and the sheet prints one page wide.
+    let cols = m
+        .severity_by_agency
+        .headers
+        .len()
+        .max(m.queries_by_month.headers.len());
+    for c in 1..cols {
+        ws.set_column_width(c as u16, 14)?;
+    }
+    ws.set_landscape();
+    ws.set_paper_size(9); // A4
+    ws.set_print_fit_to_pages(1, 0);
+    ws.set_header(format!(
+        "&L{}&C{}&R{}",
+        escape_header(&m.unit_name),
+        CHART_DATA,
+        escape_header(&m.period_label)
+    ));
     let (_, months) = chart_rows(m);
     write_block(ws, 0, 0, &m.severity_by_agency, st)?;
     if !m.queries_by_month.rows.is_empty() {
         write_block(ws, months, 0, &m.queries_by_month, st)?;
+        let widest = m
+            .queries_by_month
+            .headers
+            .iter()
+            .map(|h| display_width(h))
+            .max()
+            .unwrap_or(0);
+        ws.set_row_height(
+            months,
+            wrapped_height(&"字".repeat(widest.div_ceil(2)), 14 * 11 / 10 + 2),
+        )?;
     }
     Ok(())
 }

@@ -166,6 +166,10 @@ fn read_workbook(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
             Some(Data::String(s)) => s.clone(),
             _ => String::new(),
         };
+        // The chart data has its blocks' headers in rows of their own.
+        if name == "圖表資料" {
+            continue;
+        }
         if name == "摘要" {
             let start = (0..range.height() as u32).find(|&r| cell(r, 0) == "應辦事項");
             if let Some(start) = start {
