@@ -401,6 +401,11 @@ fn write_pairs(
         match value {
             Cell::Text(s) if !looks_like_formula(s) => {
                 ws.write_string_with_format(row, 1, s, &st.wrap)?;
+                // Long text wraps in the value column (70 to 90 characters
+                // wide where pairs are written) with the height it needs.
+                if display_width(s) > PAIR_WIDTH {
+                    ws.set_row_height(row, wrapped_height(s, PAIR_WIDTH))?;
+                }
             }
             other => put(ws, row, 1, other, st)?,
         }
@@ -408,6 +413,9 @@ fn write_pairs(
     }
     Ok(row)
 }
+
+/// The narrowest value column `write_pairs` writes into.
+const PAIR_WIDTH: usize = 70;
 
 /// Writes a small table at (`row`, `col`); returns the next free row.
 fn write_block(

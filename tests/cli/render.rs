@@ -155,7 +155,7 @@ fn pages(pdf: &Path) -> Vec<Page> {
 }
 
 /// Each table sheet's header row (the third row), by sheet name; and the
-/// instructions (應辦事項) of 摘要.
+/// text 摘要 gives beside each label (應辦事項, 依據, notes).
 fn read_workbook(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
     let mut wb = calamine::open_workbook_auto(path).unwrap();
     let mut headers = BTreeMap::new();
@@ -171,12 +171,12 @@ fn read_workbook(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
             continue;
         }
         if name == "摘要" {
-            let start = (0..range.height() as u32).find(|&r| cell(r, 0) == "應辦事項");
-            if let Some(start) = start {
-                let mut r = start + 1;
-                while cell(r, 0).ends_with('.') {
-                    actions.push(cell(r, 1));
-                    r += 1;
+            // What 摘要 says beside each label (應辦事項, 依據, notes, …):
+            // the text a reader reads, which must print whole.
+            for r in 0..range.height() as u32 {
+                let (label, text) = (cell(r, 0), cell(r, 1));
+                if !label.is_empty() && !text.is_empty() {
+                    actions.push(text);
                 }
             }
             continue;
@@ -230,7 +230,7 @@ fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
         let all: String = pages.iter().map(Page::squeezed).collect();
         for a in &actions {
             let a: String = a.split_whitespace().collect();
-            assert!(all.contains(&a), "{stem}: 應辦事項 cut: {a}");
+            assert!(all.contains(&a), "{stem}: 摘要 cut: {a}");
         }
         assert!(!actions.is_empty(), "{stem}: no 應辦事項");
         // Pages of each table sheet, by the page header's centre.
