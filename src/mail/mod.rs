@@ -243,10 +243,14 @@ struct MailContext<'a> {
 /// The file name officers see: Chinese, and saying what it is.
 pub fn attachment_name(model: &ReportModel) -> String {
     let scope = if model.city_wide { "全市彙整" } else { "" };
+    // A review day reads 基準日2026-07-10, not the folder's as-of form.
+    let period = match crate::period::RunPeriod::parse(&model.period_id).and_then(|p| p.as_of()) {
+        Some(day) => format!("基準日{day}"),
+        None => model.period_id.clone(),
+    };
     crate::archive::file_name_of(&format!(
-        "健保WebIR稽核_{}{scope}_{}_{}.xlsx",
+        "健保WebIR稽核_{}{scope}_{period}_{}.xlsx",
         model.unit_name,
-        model.period_id,
         model.kind.title()
     ))
 }
