@@ -655,10 +655,13 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
     ws.set_landscape();
     ws.set_paper_size(9); // A4
     ws.set_print_fit_to_pages(1, 0);
-    ws.set_column_width(0, 26)?;
-    ws.set_column_width(1, 70)?;
+    // Column A holds the labels and, below, the strata's agency names and
+    // the input files' paths: wide enough for both. B and D hold the
+    // 64-character digests.
+    ws.set_column_width(0, 42)?;
+    ws.set_column_width(1, 68)?;
     ws.set_column_width(2, 12)?;
-    ws.set_column_width(3, 70)?;
+    ws.set_column_width(3, 68)?;
     ws.write_string_with_format(0, 0, "抽樣紀錄（可依公開種子重現）", &st.title)?;
     let mut row = write_pairs(
         ws,
