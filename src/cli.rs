@@ -89,6 +89,22 @@ pub enum Command {
         #[arg(long)]
         period: Period,
     },
+    /// Give the seed of a period's ceremony (after its commitment was
+    /// mailed): recorded once, with who typed it and when; the daemon
+    /// draws on its next pass if the population still matches.
+    Seed {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        period: Period,
+        /// 20 to 64 decimal digits, from the public source the
+        /// commitment named.
+        #[arg(long)]
+        value: String,
+        /// Who is giving it (default: the OS user, behind sudo too).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Re-draw a sample audit from its manifest and the inputs; prints
     /// MATCH or the first difference (exit 1).
     Verify {
@@ -400,6 +416,35 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             print_done(&config, &done, clock, !no_send, out)
         }
         Command::Freeze { config, period } => freeze(config, period, clock, out),
+        Command::Seed {
+            config,
+            period,
+            value,
+            by,
+        } => {
+            let config = config::load(config)?;
+            let by = by.clone().unwrap_or_else(crate::run::ceremony::operator);
+            let c = crate::run::ceremony::give(
+                &config,
+                &period.id,
+                value,
+                &by,
+                crate::store::SeedVia::Command,
+                clock,
+            )?;
+            writeln!(
+                out,
+                "seed of {} recorded at {} by {}; committed {} (population digest {}); \
+                 the daemon draws on its next pass if the population still matches",
+                c.period,
+                c.seed_at.as_deref().unwrap_or("?"),
+                c.seed_by.as_deref().unwrap_or("?"),
+                c.committed_at,
+                c.population_digest
+            )
+            .context("writing to stdout")?;
+            Ok(ExitStatus::Ok)
+        }
         Command::Archive {
             action: ArchiveAction::Verify { config, head },
         } => archive_verify(config, head.as_deref(), out),

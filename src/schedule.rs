@@ -1,6 +1,7 @@
 //! The schedules: `paths.schedules/*.toml`, each holding `[[schedule]]`
 //! entries (`job`, `cron`, `period`, `catch_up`, `max_lateness`,
-//! `wait_for_inputs`). Loaded and validated before the daemon starts: a bad
+//! `wait_for_inputs`, and for the sample audit `seed`, `seed_wait`,
+//! `seed_fallback`). Loaded and validated before the daemon starts: a bad
 //! cron, an unknown job, a period rule that does not fit the job or a
 //! cadence slower than the regulation refuses to start, naming file, entry
 //! and value.
@@ -49,6 +50,18 @@ pub enum CatchUp {
     Skip,
 }
 
+/// How a drawing job's seed is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedRule {
+    /// Drawn from the OS at the due time.
+    Os,
+    /// A ceremony: the population is committed and mailed at the due
+    /// time, and the draw waits for a seed given from outside. After
+    /// `wait` without one the admin is told, and with `fallback_os` the
+    /// OS's seed is used (said everywhere the seed is shown).
+    Ceremony { wait: Duration, fallback_os: bool },
+}
+
 /// One validated `[[schedule]]` entry.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -59,6 +72,7 @@ pub struct Schedule {
     pub catch_up: CatchUp,
     pub max_lateness: Duration,
     pub wait_for_inputs: Duration,
+    pub seed: SeedRule,
     /// Where it was read from, for messages.
     pub file: PathBuf,
 }
@@ -82,6 +96,12 @@ struct RawSchedule {
     max_lateness: String,
     #[serde(default = "default_wait")]
     wait_for_inputs: String,
+    /// `"os"` (default) or `"ceremony"`; the sample audit only.
+    seed: Option<String>,
+    /// With a ceremony: how long to wait for the seed (default `"7d"`).
+    seed_wait: Option<String>,
+    /// With a ceremony: `"wait"` (default) or `"os"` after `seed_wait`.
+    seed_fallback: Option<String>,
 }
 
 fn default_catch_up() -> String {
@@ -216,6 +236,13 @@ pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
                 );
                 continue;
             };
+            let seed = match seed_rule(job, r) {
+                Ok(rule) => rule,
+                Err((key, value, why)) => {
+                    bad(key, &value, &why);
+                    continue;
+                }
+            };
             if let Err(why) = cadence(job, &cron, tz) {
                 bad("cron", &r.cron, &why);
                 continue;
@@ -236,6 +263,7 @@ pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
                 catch_up,
                 max_lateness,
                 wait_for_inputs,
+                seed,
                 file: file.clone(),
             });
         }
@@ -250,6 +278,53 @@ pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
         Ok(out)
     } else {
         Err(ScheduleError(problems))
+    }
+}
+
+/// The seed rule of an entry, or the key, value and why it is refused.
+fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, (&'static str, String, String)> {
+    let ceremony_only = || {
+        r.seed_wait
+            .as_ref()
+            .map(|v| ("seed_wait", v))
+            .or(r.seed_fallback.as_ref().map(|v| ("seed_fallback", v)))
+    };
+    match r.seed.as_deref() {
+        None | Some("os") => match ceremony_only() {
+            Some((key, v)) => Err((key, v.clone(), "only with seed = \"ceremony\"".into())),
+            None => Ok(SeedRule::Os),
+        },
+        Some("ceremony") if job == Job::SampleAudit => {
+            let wait_text = r.seed_wait.as_deref().unwrap_or("7d");
+            let Some(wait) = parse_duration(wait_text) else {
+                return Err((
+                    "seed_wait",
+                    wait_text.into(),
+                    "expected a duration such as \"7d\"".into(),
+                ));
+            };
+            let fallback_os = match r.seed_fallback.as_deref().unwrap_or("wait") {
+                "wait" => false,
+                "os" => true,
+                other => {
+                    return Err((
+                        "seed_fallback",
+                        other.into(),
+                        "allowed values: wait (keep waiting, the admin is told), os (draw the OS's seed, said in every report)".into(),
+                    ));
+                }
+            };
+            Ok(SeedRule::Ceremony { wait, fallback_os })
+        }
+        Some("ceremony") => Err((
+            "seed",
+            "ceremony".into(),
+            format!(
+                "{} draws no sample; a ceremony is for the sample audit",
+                job.name()
+            ),
+        )),
+        Some(other) => Err(("seed", other.into(), "allowed values: os, ceremony".into())),
     }
 }
 

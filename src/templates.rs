@@ -15,6 +15,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("base.html.j2", include_str!("../templates/base.html.j2")),
     ("protection.j2", include_str!("../templates/protection.j2")),
     (
+        "commitment.txt.j2",
+        include_str!("../templates/commitment.txt.j2"),
+    ),
+    (
         "reminder-subject.j2",
         include_str!("../templates/reminder-subject.j2"),
     ),

@@ -34,8 +34,8 @@ use crate::job::{Job, Span};
 use crate::mail::outbox::stamp;
 use crate::model::Table;
 use crate::period::RunPeriod;
-use crate::schedule::{self, CatchUp, Schedule};
-use crate::store::{LedgerRow, MailState, RunState, SeenInput, Store};
+use crate::schedule::{self, CatchUp, Schedule, SeedRule};
+use crate::store::{Ceremony, LedgerRow, MailState, RunState, SeenInput, Store};
 
 /// A failed run is tried again this long after it failed (seconds)…
 const RETRY_AFTER: i64 = 30 * 60;
@@ -123,7 +123,12 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     let mut due: Vec<LedgerRow> = store
         .ledger()?
         .into_iter()
-        .filter(|r| matches!(r.state, RunState::Scheduled | RunState::WaitingForInputs))
+        .filter(|r| {
+            matches!(
+                r.state,
+                RunState::Scheduled | RunState::WaitingForInputs | RunState::WaitingForSeed
+            )
+        })
         .collect();
     // At one moment the yearly account review goes before the quarterly
     // password check it also does (ledger order is time, then insertion).
@@ -149,7 +154,23 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         }
         let missing = missing_inputs(config, s.job, &row.period, &seen, &present);
         if missing.is_empty() {
-            run_one(config, &mut store, s, &row, clock, &mut pass)?;
+            let ceremony = match s.seed {
+                SeedRule::Os => None,
+                SeedRule::Ceremony { wait, fallback_os } => {
+                    match ceremony_step(config, &mut store, s, &row, wait, fallback_os, clock)? {
+                        Step::Draw(c) => Some(*c),
+                        Step::Wait => {
+                            pass.waiting.push(key(&row.job, &row.period));
+                            continue;
+                        }
+                        Step::Failed => {
+                            pass.failed.push(key(&row.job, &row.period));
+                            continue;
+                        }
+                    }
+                }
+            };
+            run_one(config, &mut store, s, &row, ceremony, clock, &mut pass)?;
         } else {
             store.set_run_state(
                 row.id,
@@ -473,6 +494,7 @@ fn run_one(
     store: &mut Store,
     s: &Schedule,
     row: &LedgerRow,
+    ceremony: Option<Ceremony>,
     clock: &dyn Clock,
     pass: &mut Pass,
 ) -> Result<()> {
@@ -480,7 +502,7 @@ fn run_one(
     store.set_run_state(row.id, RunState::Running, &stamp(now), None, None)?;
     tracing::info!(job = %row.job, period = %row.period, "running");
     let beat = Heartbeat::start(config, row.id, clock);
-    let result = execute(config, s.job, row, clock);
+    let result = execute(config, s.job, row, ceremony, clock);
     drop(beat);
     if let Ok(ms) = std::env::var("WEBIR_AUDIT_TEST_HOLD_AFTER_RUN_MS")
         && let Ok(ms) = ms.parse()
@@ -569,9 +591,11 @@ fn execute(
     config: &Config,
     job: Job,
     row: &LedgerRow,
+    ceremony: Option<Ceremony>,
     clock: &dyn Clock,
 ) -> Result<Option<crate::run::RunOutcome>> {
     let mut request = crate::run::Request::new(job);
+    request.ceremony = ceremony;
     match job.span() {
         Span::Period => request.period = Some(row.period.parse()?),
         Span::AsOf => request.as_of = Some(as_of(config, row)),
@@ -590,6 +614,109 @@ fn execute(
         crate::run::Done::Sample(s) => Some(s.run),
         crate::run::Done::Retention(_) | crate::run::Done::Heartbeat => None,
     })
+}
+
+/// Where a ceremony row stands after [`ceremony_step`].
+enum Step {
+    /// The seed is in: draw with it.
+    Draw(Box<Ceremony>),
+    /// Committed, waiting for the seed (the row says how to give it).
+    Wait,
+    /// The commitment could not be made; the admin was told.
+    Failed,
+}
+
+/// One pass over a due row whose schedule runs a seed ceremony: commit
+/// (freeze and mail) the first time, then take a seed dropped in the
+/// inbox, then after the wait tell the admin (once) or fall back to the
+/// OS's seed if the schedule allows it.
+fn ceremony_step(
+    config: &Config,
+    store: &mut Store,
+    s: &Schedule,
+    row: &LedgerRow,
+    wait: Duration,
+    fallback_os: bool,
+    clock: &dyn Clock,
+) -> Result<Step> {
+    use crate::run::ceremony;
+    let now = clock.now();
+    let period: crate::period::Period = row.period.parse()?;
+    let c = match store.latest_ceremony(&period.id)? {
+        Some(c) => c,
+        None => match ceremony::commit(config, &period, wait.num_days(), fallback_os, clock) {
+            Ok(c) => {
+                tracing::info!(period = %period.id, committed_at = %c.committed_at, "population committed; waiting for the seed");
+                c
+            }
+            Err(e) => {
+                let e = format!("committing the population for the seed ceremony: {e:#}");
+                tracing::error!(job = %row.job, period = %row.period, error = %e, "ceremony failed");
+                store.set_run_state(row.id, RunState::Failed, &stamp(now), None, Some(&e))?;
+                notify(config, store, Alert::Failed, row, s, vec![e], now)?;
+                return Ok(Step::Failed);
+            }
+        },
+    };
+    let c = match (
+        &c.seed,
+        ceremony::take_inbox_seed(config, &period.id, clock)?,
+    ) {
+        (Some(_), _) => c,
+        (None, Some(Ok(given))) => given,
+        (None, Some(Err(why))) => {
+            notify(config, store, Alert::SeedRefused, row, s, vec![why], now)?;
+            c
+        }
+        (None, None) => c,
+    };
+    if c.seed.is_some() {
+        return Ok(Step::Draw(Box::new(c)));
+    }
+    let committed = chrono::NaiveDateTime::parse_from_str(&c.committed_at, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .and_then(|t| t.and_local_timezone(config.timezone).earliest())
+        .map_or(now, |t| t.with_timezone(&Utc));
+    if now - committed >= wait {
+        if fallback_os {
+            let c = ceremony::fall_back(config, &period.id, clock)?;
+            tracing::warn!(period = %period.id, "no seed within seed_wait: drawing the OS's seed, said in every report");
+            return Ok(Step::Draw(Box::new(c)));
+        }
+        if !c.waited_alert {
+            notify(
+                config,
+                store,
+                Alert::SeedWaiting,
+                row,
+                s,
+                vec![format!(
+                    "母體承諾已於 {} 寄出，逾 {} 天未登錄種子：webir-audit seed --period {} --value <種子數字>",
+                    c.committed_at,
+                    wait.num_days(),
+                    period.id
+                )],
+                now,
+            )?;
+            store.mark_ceremony_alerted(c.id)?;
+        }
+    }
+    let note = format!(
+        "commitment mailed at {} to {}; waiting for the seed: webir-audit seed --period {} --value DIGITS, or the digits in inbox/{}/{}.txt",
+        c.committed_at,
+        c.messages.len(),
+        period.id,
+        ceremony::INBOX_SEEDS,
+        period.id
+    );
+    store.set_run_state(
+        row.id,
+        RunState::WaitingForSeed,
+        &stamp(now),
+        None,
+        Some(&note),
+    )?;
+    Ok(Step::Wait)
 }
 
 /// Whether the period's last draw (a sample or external audit's) left no
@@ -775,6 +902,10 @@ enum Alert {
     /// The run was made, but checks were withheld for their inputs.
     Withheld,
     Failed,
+    /// A ceremony's commitment went out, but no seed came within its wait.
+    SeedWaiting,
+    /// A seed file in the inbox was refused.
+    SeedRefused,
 }
 
 impl Alert {
@@ -785,6 +916,8 @@ impl Alert {
             Alert::Waiting => "waiting",
             Alert::Withheld => "withheld",
             Alert::Failed => "failed",
+            Alert::SeedWaiting => "seed-waiting",
+            Alert::SeedRefused => "seed-refused",
         }
     }
 
@@ -794,6 +927,8 @@ impl Alert {
             Alert::Waiting => "等待匯入資料",
             Alert::Withheld => "部分檢核未執行",
             Alert::Failed => "排程工作失敗",
+            Alert::SeedWaiting => "等候抽樣種子逾時",
+            Alert::SeedRefused => "抽樣種子檔不予登錄",
         }
     }
 }
@@ -804,7 +939,7 @@ impl Alert {
 fn alert_key(alert: Alert, row: &LedgerRow, details: &[String]) -> String {
     use sha2::{Digest, Sha256};
     match alert {
-        Alert::Failed => format!(
+        Alert::Failed | Alert::SeedRefused => format!(
             "{}:{}",
             alert.name(),
             &hex::encode(Sha256::digest(details.join("\n").as_bytes()))[..16]

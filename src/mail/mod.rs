@@ -238,6 +238,8 @@ struct MailContext<'a> {
     contact: &'a str,
     /// The evidence chain's head when the workbook was made.
     chain_head: &'a str,
+    /// A sample audit's seed, how it came and the commitment's time.
+    seed_line: String,
 }
 
 /// The file name officers see: Chinese, and saying what it is.
@@ -384,6 +386,11 @@ pub fn compose(
         reply_to: config.mail.reply_address().to_owned(),
         contact: config.mail.contact.as_deref().unwrap_or(""),
         chain_head: model.chain_head.as_deref().unwrap_or("（尚無紀錄）"),
+        seed_line: model
+            .sample
+            .as_ref()
+            .map(|s| s.seed_line())
+            .unwrap_or_default(),
     };
     let t = &config.templates;
     cx.subject = t.render("subject.j2", &cx)?.trim().to_owned();

@@ -1269,6 +1269,12 @@ fn sample_section(
         draw_number: m.draw_number,
         drawn_at: m.drawn_at.clone(),
         frozen_at: m.frozen_at.clone(),
+        ceremony: m.ceremony.as_ref().map(|c| super::CeremonyNote {
+            committed_at: c.committed_at.clone(),
+            seed_given_at: c.seed_given_at.clone(),
+            seed_given_by: c.seed_given_by.clone(),
+            via: c.seed_via.clone(),
+        }),
         period_start: m.period.start.clone(),
         period_end: m.period.end.clone(),
         timezone: m.period.timezone.clone(),

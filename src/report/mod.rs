@@ -142,6 +142,43 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
+/// A seed ceremony, as the workbooks and mails show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CeremonyNote {
+    /// When the population commitment was mailed.
+    pub committed_at: String,
+    pub seed_given_at: String,
+    pub seed_given_by: String,
+    /// `command`, `inbox` or `os-fallback`.
+    pub via: String,
+}
+
+impl SampleSection {
+    /// How the seed came, in words: a ceremony's seed, or its OS
+    /// fallback, is said to be one.
+    pub fn source_text(&self) -> String {
+        match self.ceremony.as_ref().map(|c| c.via.as_str()) {
+            Some("os-fallback") => "系統亂數產生（抽籤儀式等候種子逾時之備援）".into(),
+            Some(_) => "抽籤儀式之公開種子（母體承諾後登錄）".into(),
+            None => seed_source(&self.seed_source).into(),
+        }
+    }
+
+    /// The seed line of a mail: the seed, how it came, and the
+    /// commitment's time where there was one.
+    pub fn seed_line(&self) -> String {
+        let mut line = format!("{}（{}", self.seed, self.source_text());
+        if let Some(c) = &self.ceremony {
+            line.push_str(&format!(
+                "；母體承諾 {} 寄出，種子 {} 登錄",
+                c.committed_at, c.seed_given_at
+            ));
+        }
+        line.push('）');
+        line
+    }
+}
+
 /// A row of the sample worksheet: the record and what the tool already
 /// knows about it; the auditor's columns are added by the renderer.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +189,8 @@ pub struct SampleSection {
     pub draw_number: u32,
     pub drawn_at: String,
     pub frozen_at: Option<String>,
+    /// The daemon's seed ceremony, when the seed came by one.
+    pub ceremony: Option<CeremonyNote>,
     pub period_start: String,
     pub period_end: String,
     pub timezone: String,

@@ -510,7 +510,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
             &[
                 (
                     "種子",
-                    Cell::Text(format!("{}（{}）", s.seed, seed_source(&s.seed_source))),
+                    Cell::Text(format!("{}（{}）", s.seed, s.source_text())),
                 ),
                 ("抽籤次數", Cell::Int(i64::from(s.draw_number))),
                 ("母體摘要值", Cell::Text(s.population_digest.clone())),
@@ -641,6 +641,15 @@ fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), Xls
     Ok(())
 }
 
+/// How a ceremony's seed reached the tool, in words.
+fn via_text(via: &str) -> &'static str {
+    match via {
+        "command" => "以 webir-audit seed 指令登錄",
+        "inbox" => "收件匣種子檔",
+        _ => "逾時未登錄，系統亂數備援",
+    }
+}
+
 /// How a seed came, in words (`given` or `os`).
 pub fn seed_source(s: &str) -> &'static str {
     match s {
@@ -669,12 +678,26 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
         &[
             ("規格版本", Cell::Text(s.spec_version.clone())),
             ("種子", Cell::Text(s.seed.clone())),
-            ("種子來源", Cell::Text(seed_source(&s.seed_source).into())),
+            ("種子來源", Cell::Text(s.source_text())),
             ("抽籤次數", Cell::Int(i64::from(s.draw_number))),
             ("抽籤時間", Cell::Text(s.drawn_at.clone())),
             (
                 "母體凍結時間",
                 Cell::Text(s.frozen_at.clone().unwrap_or_else(|| "未凍結".into())),
+            ),
+            (
+                "母體承諾寄出時間",
+                Cell::Text(s.ceremony.as_ref().map_or_else(
+                    || "未辦理抽籤儀式（種子於抽籤時產生或提供）".into(),
+                    |c| format!("{}（寄衛生局總管理者及政風單位）", c.committed_at),
+                )),
+            ),
+            (
+                "種子登錄",
+                Cell::Text(s.ceremony.as_ref().map_or_else(
+                    || "—".into(),
+                    |c| format!("{}，{}（{}）", c.seed_given_at, c.seed_given_by, via_text(&c.via)),
+                )),
             ),
             ("期間起", Cell::Text(s.period_start.clone())),
             ("期間迄（不含）", Cell::Text(s.period_end.clone())),

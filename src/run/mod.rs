@@ -14,6 +14,7 @@ use polars::prelude::*;
 use std::io::Write as _;
 
 mod annual;
+pub mod ceremony;
 pub mod returns;
 
 pub use annual::ExternalSelection;
@@ -51,6 +52,9 @@ pub struct Request {
     pub seed: Option<Seed>,
     /// Draw a period already drawn again (numbered and announced).
     pub redraw: bool,
+    /// The seed ceremony the daemon ran for this sample audit: its seed
+    /// is the draw's, and its commitment is checked and recorded.
+    pub ceremony: Option<crate::store::Ceremony>,
     /// The run ledger's name for what is run, for a job whose period is
     /// no audit period (the heartbeat's week).
     pub label: Option<String>,
@@ -64,6 +68,7 @@ impl Request {
             as_of: None,
             seed: None,
             redraw: false,
+            ceremony: None,
             label: None,
         }
     }
@@ -143,6 +148,7 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
             &needed()?,
             request.seed,
             request.redraw,
+            request.ceremony,
             clock,
         )?)),
         Job::InternalAudit => Done::Run(internal_audit(config, &needed()?, clock)?),
@@ -427,9 +433,7 @@ fn finish_run(
     let status = unit_status(config, roster, facts.orphans, &outcome.folder)?;
     let state = Store::open(&config.paths.state)?;
     let due = crate::followup::due_rows(&state, facts.generated_at.date())?;
-    let chain_head = state
-        .chain_head()?
-        .map(|e| format!("第 {} 筆 {}", e.seq, &e.hash[..16]));
+    let chain_head = state.chain_head()?.map(|e| e.label());
     drop(state);
     let facts = RunFacts {
         unit_status: Some(&status),
@@ -1005,6 +1009,44 @@ pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Fre
     Ok(record)
 }
 
+/// What proves the seed came after the population, for the manifest.
+fn seed_timing(
+    c: Option<&crate::store::Ceremony>,
+    freeze: Option<&Freeze>,
+    source: &str,
+) -> String {
+    match (c, freeze) {
+        (Some(c), _) if c.seed_via == Some(crate::store::SeedVia::OsFallback) => format!(
+            "ceremony: the population was committed and mailed at {} (ceremony.commitment_messages); \
+             no seed came within the wait, so the tool drew one from the OS at {}: the mails prove \
+             the population predates it, but the seed is not public",
+            c.committed_at,
+            c.seed_at.as_deref().unwrap_or("?")
+        ),
+        (Some(c), _) => format!(
+            "ceremony: the population was committed and mailed at {} (ceremony.commitment_messages, \
+             evidence chain `commitment`), the seed was given at {} by {} (`seed-given`); the seed's \
+             public source postdates the commitment",
+            c.committed_at,
+            c.seed_at.as_deref().unwrap_or("?"),
+            c.seed_by.as_deref().unwrap_or("?")
+        ),
+        (None, Some(f)) => format!(
+            "freeze: the population was frozen at {} (evidence chain `freeze`) before this draw; \
+             only copies of the freeze published before the seed existed prove it outside the server",
+            f.frozen_at
+        ),
+        (None, None) if source == "os" => {
+            "none: the tool drew the seed from the OS at the draw time; \
+             nothing outside the server shows the population before it"
+                .into()
+        }
+        (None, None) => "none: the seed was given at the draw with no freeze before it; nothing \
+             shows the population was fixed before the seed was known"
+            .into(),
+    }
+}
+
 /// `run sample-audit`: ingest, freeze, check against a published freeze,
 /// take or draw the seed (recorded in the seed ledger before anything is
 /// selected), select, write the run folder, then run the period's query
@@ -1014,6 +1056,7 @@ fn sample_audit(
     period: &Period,
     seed: Option<Seed>,
     redraw: bool,
+    ceremony: Option<crate::store::Ceremony>,
     clock: &dyn Clock,
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
@@ -1021,6 +1064,27 @@ fn sample_audit(
     refuse_second_draw(&store, &period.id, Job::SampleAudit, redraw)?;
     let mut frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "no seed was drawn")?;
+    let seed = match &ceremony {
+        None => seed,
+        Some(c) => {
+            anyhow::ensure!(
+                c.population_digest == frozen.population.digest,
+                "the population of {} changed since its commitment was mailed at {}: committed \
+                 digest {}, now {}; nothing was drawn. The commitment binds the draw: restore the \
+                 inputs it names (manifest of the commitment mail), or start a new ceremony",
+                period.id,
+                c.committed_at,
+                c.population_digest,
+                frozen.population.digest
+            );
+            Some(
+                c.seed
+                    .as_deref()
+                    .context("the ceremony has no seed yet; nothing was drawn")?
+                    .parse::<Seed>()?,
+            )
+        }
+    };
     let freeze = store.latest_freeze(&period.id)?;
     if let Some(f) = &freeze {
         anyhow::ensure!(
@@ -1041,8 +1105,14 @@ fn sample_audit(
     )?;
     let unfinished = archive::Unfinished::new(&folder.dir);
     let dir = folder.dir.clone();
-    let (seed, source) = Seed::given_or_drawn(seed)
+    let (seed, mut source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
+    if ceremony
+        .as_ref()
+        .is_some_and(|c| c.seed_via == Some(crate::store::SeedVia::OsFallback))
+    {
+        source = "os";
+    }
     let drawn_at = local_text(clock.local(config.timezone));
     let draw_number = store.record_draw(
         &period.id,
@@ -1115,6 +1185,11 @@ fn sample_audit(
         population_records: frozen.population.frame.height() as u64,
         population_accounts: frozen.population.accounts.len() as u64,
         population_digest: frozen.population.digest.clone(),
+        seed_postdates_population: seed_timing(ceremony.as_ref(), freeze.as_ref(), source),
+        ceremony: ceremony
+            .as_ref()
+            .map(|c| ceremony::record(&store, c))
+            .transpose()?,
         frozen_at: freeze.map(|f| f.frozen_at),
         units,
         sample_digest: String::new(),

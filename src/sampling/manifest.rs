@@ -34,8 +34,49 @@ pub struct Manifest {
     /// When the population was frozen for a ceremony (`freeze`), if it was;
     /// the draw checked the digest against it.
     pub frozen_at: Option<String>,
+    /// The daemon's seed ceremony, when the seed came by one: the
+    /// commitment, its mails, when and how the seed arrived, the period's
+    /// seed ledger.
+    #[serde(default)]
+    pub ceremony: Option<CeremonyRecord>,
+    /// What proves the seed came after the population, in words:
+    /// `ceremony: …`, `freeze: …` or `none: …` (docs/sampling.md § 9).
+    #[serde(default)]
+    pub seed_postdates_population: String,
     pub units: Vec<UnitSample>,
     pub sample_digest: String,
+}
+
+/// A seed ceremony as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CeremonyRecord {
+    /// Local time the population was frozen and the commitment queued.
+    pub committed_at: String,
+    /// SHA-256 of the commitment's text as mailed (a `commitment` entry
+    /// of the evidence chain has the same digest).
+    pub commitment_sha256: String,
+    /// `recipient <Message-ID>` of each commitment mail.
+    pub commitment_messages: Vec<String>,
+    /// The population digest the commitment published.
+    pub population_digest: String,
+    /// Local time the seed was recorded.
+    pub seed_given_at: String,
+    /// Who gave it: an OS user, or a file in `inbox/seeds/`.
+    pub seed_given_by: String,
+    /// `command`, `inbox` or `os-fallback`.
+    pub seed_via: String,
+    /// Every draw of the period so far, this one last.
+    pub seed_ledger: Vec<LedgerDraw>,
+}
+
+/// One row of the seed ledger, as the manifest extracts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerDraw {
+    pub draw_number: u32,
+    pub seed: String,
+    pub source: String,
+    pub drawn_at: String,
+    pub population_digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

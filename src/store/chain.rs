@@ -16,7 +16,8 @@ use super::{Store, StoreError, self_err};
 pub struct ChainEntry {
     /// 1 for the first entry.
     pub seq: i64,
-    /// `seal`, `return`, `tombstone`, `seed` or `freeze`.
+    /// `seal`, `return`, `tombstone`, `seed`, `freeze`, `commitment` or
+    /// `seed-given`.
     pub kind: String,
     /// What it is about: a folder relative to the archive, a period.
     pub id: String,
@@ -26,6 +27,13 @@ pub struct ChainEntry {
     /// The previous entry's hash (64 zeros for the first).
     pub prev: String,
     pub hash: String,
+}
+
+impl ChainEntry {
+    /// The head as mails and workbooks print it: `第 N 筆 <16 hex>`.
+    pub fn label(&self) -> String {
+        format!("第 {} 筆 {}", self.seq, &self.hash[..16])
+    }
 }
 
 /// The hash of an entry: SHA-256 over its fields, one per line, `prev`

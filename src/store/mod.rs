@@ -31,7 +31,7 @@ pub use history::Tracked;
 pub use outbox::{MailState, NewMessage, OutboxRow};
 pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
-pub use seeds::{Freeze, SeedDraw};
+pub use seeds::{Ceremony, Freeze, SeedDraw, SeedVia};
 pub use worksheets::{TableReturn, WorksheetAnswer, WorksheetReturn};
 
 /// An enum stored in the database as its text: `as_str`, `parse`,
@@ -142,15 +142,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 ";
 
-/// The daemon's run ledger, the inputs it has seen, and its first start.
-const DAEMON_SCHEMA: &str = "
+/// The daemon's run ledger. Its states are a CHECK constraint: a new
+/// state is a migration ([`migrate_check`]).
+const RUNS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     job TEXT NOT NULL,
     period TEXT NOT NULL,
     scheduled_for TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('scheduled', 'waiting-for-inputs', 'running',
-        'generated', 'mailed', 'failed', 'missed')),
+    state TEXT NOT NULL CHECK (state IN ('scheduled', 'waiting-for-inputs', 'waiting-for-seed',
+        'running', 'generated', 'mailed', 'failed', 'missed')),
     started_at TEXT,
     heartbeat_at TEXT,
     finished_at TEXT,
@@ -160,6 +161,10 @@ CREATE TABLE IF NOT EXISTS runs (
     alerted INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job, period)
 );
+";
+
+/// The inputs the daemon has seen, and its first start.
+const DAEMON_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inputs_seen (
     sha256 TEXT PRIMARY KEY,
     path TEXT NOT NULL,
@@ -309,6 +314,27 @@ CREATE TRIGGER IF NOT EXISTS retention_log_no_update BEFORE UPDATE ON retention_
 BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS retention_log_no_delete BEFORE DELETE ON retention_log
 BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
+CREATE TABLE IF NOT EXISTS ceremonies (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    committed_at TEXT NOT NULL,
+    population_digest TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    seed TEXT,
+    seed_at TEXT,
+    seed_by TEXT,
+    seed_via TEXT CHECK (seed_via IN ('command', 'inbox', 'os-fallback')),
+    waited_alert INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER IF NOT EXISTS ceremonies_once BEFORE UPDATE ON ceremonies
+WHEN OLD.seed IS NOT NULL OR NEW.period IS NOT OLD.period OR NEW.committed_at IS NOT OLD.committed_at
+    OR NEW.population_digest IS NOT OLD.population_digest OR NEW.inputs IS NOT OLD.inputs
+    OR NEW.commitment IS NOT OLD.commitment OR NEW.messages IS NOT OLD.messages
+BEGIN SELECT RAISE(ABORT, 'a ceremony''s commitment and seed are written once'); END;
+CREATE TRIGGER IF NOT EXISTS ceremonies_no_delete BEFORE DELETE ON ceremonies
+BEGIN SELECT RAISE(ABORT, 'ceremonies are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS freezes_no_update BEFORE UPDATE ON freezes
 BEGIN SELECT RAISE(ABORT, 'frozen digests are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS freezes_no_delete BEFORE DELETE ON freezes
@@ -346,7 +372,9 @@ impl Store {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        migrate_outbox(&conn).map_err(sql)?;
+        migrate_check(&conn, "outbox", "'unknown'", OUTBOX_SCHEMA).map_err(sql)?;
+        migrate_check(&conn, "runs", "'waiting-for-seed'", RUNS_SCHEMA).map_err(sql)?;
+        conn.execute_batch(RUNS_SCHEMA).map_err(sql)?;
         conn.execute_batch(DAEMON_SCHEMA).map_err(sql)?;
         conn.execute_batch(OUTBOX_SCHEMA).map_err(sql)?;
         Ok(Store { conn, file })
@@ -393,20 +421,26 @@ impl Store {
     }
 }
 
-/// A state file from before `sending` and `unknown` existed: its outbox is
-/// copied into the current shape (SQLite cannot change a CHECK in place).
-fn migrate_outbox(conn: &Connection) -> rusqlite::Result<()> {
+/// A state file from before a table's CHECK allowed a value (`marker`: the
+/// outbox's `unknown`, the ledger's `waiting-for-seed`): the table is
+/// copied into its current shape (SQLite cannot change a CHECK in place).
+fn migrate_check(
+    conn: &Connection,
+    table: &str,
+    marker: &str,
+    schema: &str,
+) -> rusqlite::Result<()> {
     let sql: Option<String> = conn
         .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
-            [],
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
             |r| r.get(0),
         )
         .optional()?;
-    if sql.is_some_and(|s| !s.contains("'unknown'")) {
+    if sql.is_some_and(|s| !s.contains(marker)) {
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; ALTER TABLE outbox RENAME TO outbox_v1; {OUTBOX_SCHEMA}
-             INSERT INTO outbox SELECT * FROM outbox_v1; DROP TABLE outbox_v1; COMMIT;"
+            "BEGIN IMMEDIATE; ALTER TABLE {table} RENAME TO {table}_v1; {schema}
+             INSERT INTO {table} SELECT * FROM {table}_v1; DROP TABLE {table}_v1; COMMIT;"
         ))?;
     }
     Ok(())

@@ -11,6 +11,9 @@ text_enum! {
     RunState {
         Scheduled = "scheduled",
         WaitingForInputs = "waiting-for-inputs",
+        /// The population is committed and mailed; the draw waits for
+        /// the ceremony's seed.
+        WaitingForSeed = "waiting-for-seed",
         Running = "running",
         /// The run folder is made and its mail queued.
         Generated = "generated",

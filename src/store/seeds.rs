@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{Store, StoreError, self_err};
+use super::{Store, StoreError, self_err, text_enum};
 
 /// One row of the seed ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,5 +115,140 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+}
+
+text_enum! {
+    /// How a ceremony's seed reached the tool.
+    SeedVia {
+        /// `webir-audit seed --period P --value DIGITS`.
+        Command = "command",
+        /// A file dropped in `inbox/seeds/`.
+        Inbox = "inbox",
+        /// No seed came within the schedule's wait and it allows the OS's.
+        OsFallback = "os-fallback",
+    }
+}
+
+/// A seed ceremony run by the daemon: the population committed and the
+/// commitment mailed, then (once) the seed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ceremony {
+    pub id: i64,
+    pub period: String,
+    /// Local time the commitment was made and queued for mail.
+    pub committed_at: String,
+    pub population_digest: String,
+    /// JSON list of the inputs (as `inputs.json`).
+    pub inputs: String,
+    /// The commitment's text as mailed; its SHA-256 is in the chain.
+    pub commitment: String,
+    /// `recipient <Message-ID>` of each commitment mail.
+    pub messages: Vec<String>,
+    pub seed: Option<String>,
+    pub seed_at: Option<String>,
+    /// Who gave it: the OS user who typed the command, or the file.
+    pub seed_by: Option<String>,
+    pub seed_via: Option<SeedVia>,
+    /// The admin was told no seed came within the wait.
+    pub waited_alert: bool,
+}
+
+impl Store {
+    /// Records a ceremony's commitment; returns it as stored.
+    pub fn record_commitment(
+        &mut self,
+        period: &str,
+        committed_at: &str,
+        population_digest: &str,
+        inputs: &str,
+        commitment: &str,
+        messages: &[String],
+    ) -> Result<Ceremony, StoreError> {
+        let messages_json = serde_json::to_string(messages).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO ceremonies (period, committed_at, population_digest, inputs, commitment, messages)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![period, committed_at, population_digest, inputs, commitment, messages_json],
+            )
+            .map_err(|e| self.err(e))?;
+        let id = self.conn.last_insert_rowid();
+        Ok(Ceremony {
+            id,
+            period: period.to_owned(),
+            committed_at: committed_at.to_owned(),
+            population_digest: population_digest.to_owned(),
+            inputs: inputs.to_owned(),
+            commitment: commitment.to_owned(),
+            messages: messages.to_vec(),
+            seed: None,
+            seed_at: None,
+            seed_by: None,
+            seed_via: None,
+            waited_alert: false,
+        })
+    }
+
+    /// The latest ceremony of `period`, if any.
+    pub fn latest_ceremony(&self, period: &str) -> Result<Option<Ceremony>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, period, committed_at, population_digest, inputs, commitment, messages,
+                        seed, seed_at, seed_by, seed_via, waited_alert
+                 FROM ceremonies WHERE period = ?1 ORDER BY id DESC LIMIT 1",
+                params![period],
+                |r| {
+                    let messages: String = r.get(6)?;
+                    Ok(Ceremony {
+                        id: r.get(0)?,
+                        period: r.get(1)?,
+                        committed_at: r.get(2)?,
+                        population_digest: r.get(3)?,
+                        inputs: r.get(4)?,
+                        commitment: r.get(5)?,
+                        messages: serde_json::from_str(&messages).unwrap_or_default(),
+                        seed: r.get(7)?,
+                        seed_at: r.get(8)?,
+                        seed_by: r.get(9)?,
+                        seed_via: r.get(10)?,
+                        waited_alert: r.get(11)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the seed of ceremony `id`. Returns false when it already
+    /// has one: a ceremony's seed is written once.
+    pub fn give_seed(
+        &mut self,
+        id: i64,
+        seed: &str,
+        at: &str,
+        by: &str,
+        via: SeedVia,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE ceremonies SET seed = ?2, seed_at = ?3, seed_by = ?4, seed_via = ?5
+                 WHERE id = ?1 AND seed IS NULL",
+                params![id, seed, at, by, via],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Notes that the admin was told ceremony `id` waits past its time.
+    pub fn mark_ceremony_alerted(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE ceremonies SET waited_alert = 1 WHERE id = ?1 AND seed IS NULL",
+                params![id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }

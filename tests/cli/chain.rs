@@ -57,7 +57,7 @@ fn verify(t: &Test, head: Option<&str>) -> Output {
     t.run(&args)
 }
 
-fn writable(dir: &Path) {
+pub(crate) fn writable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -211,63 +211,10 @@ fn the_head_a_workbook_shows_is_one_the_chain_extends() {
 /// password is in neither the output nor the bundle's names.
 #[test]
 fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
-    use std::process::Command;
-    crate::render::ensure_tools();
     let tmp = tempfile::tempdir().unwrap();
     let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
-    let c = config.to_str().unwrap();
-    let dir = run.run_dir();
-    let bundle = tmp.path().join("evidence.zip");
-    const PASSWORD: &str = "證據包-測試-2026";
-    let out = crate::harness::run_binary_env(
-        &[
-            "export-evidence",
-            dir.to_str().unwrap(),
-            "--out",
-            bundle.to_str().unwrap(),
-            "--config",
-            c,
-        ],
-        tmp.path(),
-        &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)],
-    );
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
-    // Without the password, nothing comes out.
-    let fresh = tmp.path().join("fresh");
-    let wrong = Command::new("7z")
-        .args([
-            "x",
-            "-y",
-            "-pwrong",
-            &format!("-o{}", tmp.path().join("wrong").display()),
-        ])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success(), "a wrong password opened it");
-    let x = Command::new("7z")
-        .args([
-            "x",
-            "-y",
-            &format!("-p{PASSWORD}"),
-            &format!("-o{}", fresh.display()),
-        ])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stdout));
-    let py = |args: &[&str]| {
-        let o = Command::new("python3")
-            .args(args)
-            .current_dir(&fresh)
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-        )
-    };
+    let fresh = open_bundle(tmp.path(), &config, &run.run_dir());
+    let py = |args: &[&str]| py(&fresh, args);
     let (ok, text) = py(&["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
     // The head the run's own workbook shows, copied by hand.
@@ -298,6 +245,55 @@ fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
     std::fs::write(&findings, bytes).unwrap();
     let (ok, text) = py(&["verify_bundle.py", "."]);
     assert!(!ok && text.contains("run/findings.csv: changed"), "{text}");
+}
+
+const PASSWORD: &str = "證據包-測試-2026";
+
+/// `export-evidence` of `run_dir` under a password from the environment,
+/// then opened by 7-Zip (not our code) into a fresh folder, which is
+/// returned. A wrong password opens nothing, and the password appears in
+/// neither the output nor the bundle's names.
+pub fn open_bundle(tmp: &Path, config: &Path, run_dir: &Path) -> PathBuf {
+    use std::process::Command;
+    crate::render::ensure_tools();
+    let bundle = tmp.join("evidence.zip");
+    let out = crate::harness::run_binary_env(
+        &[
+            "export-evidence",
+            run_dir.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        tmp,
+        &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
+    let fresh = tmp.join("fresh");
+    let wrong = Command::new("7z")
+        .args([
+            "x",
+            "-y",
+            "-pwrong",
+            &format!("-o{}", tmp.join("wrong").display()),
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password opened it");
+    let x = Command::new("7z")
+        .args([
+            "x",
+            "-y",
+            &format!("-p{PASSWORD}"),
+            &format!("-o{}", fresh.display()),
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stdout));
     assert!(
         std::fs::read_dir(&fresh).unwrap().all(|e| !e
             .unwrap()
@@ -305,4 +301,18 @@ fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
             .to_string_lossy()
             .contains(PASSWORD))
     );
+    fresh
+}
+
+/// `python3 ARGS` in `dir`: whether it succeeded, and its output.
+pub fn py(dir: &Path, args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new("python3")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
 }

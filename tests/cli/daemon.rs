@@ -10,7 +10,7 @@ use crate::smtp::Smtp;
 use crate::smtp_delivery::{City, ENV, arrivals, received};
 
 /// The sample city with `schedules` as its only schedules file.
-fn city(smtp: &Smtp, schedules: &str) -> City {
+pub(crate) fn city(smtp: &Smtp, schedules: &str) -> City {
     let c = City::new(smtp, "");
     let dir = c.tmp.path().join("schedules");
     std::fs::create_dir_all(&dir).unwrap();
@@ -18,7 +18,7 @@ fn city(smtp: &Smtp, schedules: &str) -> City {
     c
 }
 
-const SAMPLE_AUDIT: &str = r#"
+pub(crate) const SAMPLE_AUDIT: &str = r#"
 [[schedule]]
 job = "sample-audit"
 cron = "0 0 8 5 1,7 *"
@@ -27,13 +27,13 @@ max_lateness = "30d"
 wait_for_inputs = "14d"
 "#;
 
-fn pass(c: &City, now: &str) {
+pub(crate) fn pass(c: &City, now: &str) {
     let out = c.run(&["daemon", "--once"], now);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
 }
 
 /// The ledger as `(job, period, state)`.
-fn ledger(c: &City) -> Vec<(String, String, String)> {
+pub(crate) fn ledger(c: &City) -> Vec<(String, String, String)> {
     let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
     store
         .ledger()
@@ -43,12 +43,12 @@ fn ledger(c: &City) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn row(job: &str, period: &str, state: &str) -> (String, String, String) {
+pub(crate) fn row(job: &str, period: &str, state: &str) -> (String, String, String) {
     (job.into(), period.into(), state.into())
 }
 
 /// Messages to the admin whose subject contains `what`.
-fn admin_mail(smtp: &Smtp, what: &str) -> Vec<String> {
+pub(crate) fn admin_mail(smtp: &Smtp, what: &str) -> Vec<String> {
     received(smtp)
         .into_iter()
         .filter(|(_, p)| p.to == "admin@example.gov.tw" && p.subject.contains(what))
@@ -56,7 +56,7 @@ fn admin_mail(smtp: &Smtp, what: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_folders(c: &City, period: &str) -> Vec<std::path::PathBuf> {
+pub(crate) fn run_folders(c: &City, period: &str) -> Vec<std::path::PathBuf> {
     let dir = c.config().paths.archive.join(period).join("sample-audit");
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())

@@ -720,7 +720,22 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
 
     // July: the sample audit, then the quarter's password check (an
     // account review as of 30 June).
+    // The shipped schedule's seed ceremony: the commitment at 08:00, the
+    // seed read out at a dice ceremony that morning and typed in.
     pass("2026-07-05T08:00:00+08:00");
+    assert!(subjects(&chief, "抽樣母體承諾").len() == 1);
+    let seed = c.run(
+        &[
+            "seed",
+            "--period",
+            "2026H1",
+            "--value",
+            "31415926535897932384626",
+        ],
+        "2026-07-05T08:30:00+08:00",
+    );
+    assert_eq!(seed.status, 0, "{}{}", seed.stdout, seed.stderr);
+    pass("2026-07-05T09:00:00+08:00");
     pass("2026-07-10T08:00:00+08:00");
     let workbook = subjects(&officer, "抽查工作底稿");
     assert_eq!(workbook.len(), 1);

@@ -1,6 +1,7 @@
 //! The one integration-test binary: drives the real `webir-audit` binary
 //! (and the library where a test must look inside a frame) on fixtures.
 
+mod ceremony;
 mod chain;
 mod commands;
 mod daemon;

@@ -494,6 +494,13 @@ impl Year {
         out
     }
 
+    /// The ceremony's seed, dropped in the inbox as an officer would.
+    fn seed(&self, period: &str, digits: &str) {
+        let dir = self.tmp.path().join("city/inbox/seeds");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{period}.txt")), format!("{digits}\n")).unwrap();
+    }
+
     fn state(&self) -> PathBuf {
         self.tmp.path().join("city/var/state")
     }
@@ -627,9 +634,20 @@ struct Outcome {
 fn live_year(names: &Names) -> Outcome {
     let y = Year::new(names);
     // 5 July 2026, an hour after the sample audit's time: the first start.
+    // The shipped schedule runs a seed ceremony: the population is
+    // committed and mailed, and the draw waits for the seed, which comes
+    // as a file in the inbox (the lottery's digits) three days later.
     y.pass("2026-07-05T09:00:00+08:00");
+    assert!(
+        y.runs("2026H1", "sample-audit").is_empty(),
+        "no draw before the seed"
+    );
+    y.seed("2026H1", "11500007807230541183012");
+    y.pass("2026-07-08T10:00:00+08:00");
     // 5 January 2027: the second half-year; the daemon was down since July.
     y.pass("2027-01-05T09:00:00+08:00");
+    y.seed("2026H2", "11600000302111725334408");
+    y.pass("2027-01-08T10:00:00+08:00");
     // 10 January: the yearly account review and the quarterly password
     // check are due at the same moment.
     y.pass("2027-01-10T09:00:00+08:00");
@@ -660,8 +678,10 @@ fn live_year(names: &Names) -> Outcome {
             expected_query_findings(h1),
             "{period}: findings per account"
         );
-        // The daemon drew its seed from the OS; the sample re-draws from
-        // the inputs as they are.
+        // The seed came by the ceremony; the sample re-draws from the
+        // inputs as they are.
+        assert_eq!(m["ceremony"]["seed_via"], "inbox", "{period}");
+        assert_eq!(m["seed_source"], "given", "{period}");
         let verify = run_binary_env(
             &[
                 "verify",
@@ -766,21 +786,23 @@ fn live_year(names: &Names) -> Outcome {
     }
     assert!(!reviews_to.is_empty());
     assert!(reviews_to.values().all(|n| *n == 1), "{reviews_to:?}");
-    // Down from July to January (and again from 5 to 10 January): one
-    // alert per job and outage, not one per missed day (the daily
-    // retention missed 182 days in the first).
+    // Down from 5 to 8 July, from July to January, from 5 to 8 and from
+    // 8 to 10 January: one alert per job and outage, not one per missed
+    // day (the daily retention missed 180 days in the second).
     let retention: Vec<&String> = storm.iter().filter(|s| s.contains("retention")).collect();
     assert_eq!(
         retention,
         [
-            "【健保WebIR稽核】排程逾期未執行：retention 2026-07-06..2027-01-04",
-            "【健保WebIR稽核】排程逾期未執行：retention 2027-01-06..2027-01-09"
+            "【健保WebIR稽核】排程逾期未執行：retention 2026-07-06..2026-07-07",
+            "【健保WebIR稽核】排程逾期未執行：retention 2026-07-09..2027-01-04",
+            "【健保WebIR稽核】排程逾期未執行：retention 2027-01-06..2027-01-07",
+            "【健保WebIR稽核】排程逾期未執行：retention 2027-01-09"
         ],
         "{storm:?}"
     );
     let per_job_and_outage: BTreeSet<&String> = storm.iter().collect();
     assert_eq!(per_job_and_outage.len(), storm.len(), "{storm:?}");
-    assert_eq!(storm.len(), 4, "{storm:?}");
+    assert_eq!(storm.len(), 6, "{storm:?}");
     Outcome {
         digests,
         findings: all_findings,

@@ -1,0 +1,257 @@
+//! The seed ceremony the daemon runs for a sample audit (points 6(1) and
+//! 7): at the due time the period's population is frozen and the
+//! commitment — population digest, input hashes, period, the rule the
+//! seed will come by — is mailed to the Health Bureau's officer and every
+//! ethics unit. The draw then waits for a seed given from outside
+//! (`webir-audit seed`, or `inbox/seeds/<period>.txt`), and runs only if
+//! the population still matches the commitment. Everything is recorded
+//! in the state database (`ceremonies`, written once) and the evidence
+//! chain (`freeze`, `commitment`, `seed-given`), so a seed provably came
+//! after the population it selects from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::Digest as _;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::mail::outbox::stamp;
+use crate::period::Period;
+use crate::sampling::manifest::{CeremonyRecord, LedgerDraw};
+use crate::sampling::spec::Seed;
+use crate::store::{Ceremony, SeedVia, Store};
+
+/// Where a seed file is dropped: `inbox/seeds/<period>.txt`.
+pub const INBOX_SEEDS: &str = "seeds";
+
+/// Who receives the commitment: the Health Bureau's officer and every
+/// ethics unit, each address once, in address order.
+pub fn commitment_recipients(config: &Config) -> Vec<String> {
+    let mut to: Vec<String> = config
+        .agencies
+        .health_bureau()
+        .officer_email
+        .iter()
+        .chain(
+            config
+                .agencies
+                .iter()
+                .filter_map(|a| a.ethics_email.as_ref()),
+        )
+        .cloned()
+        .collect();
+    to.sort();
+    to.dedup();
+    to
+}
+
+/// Freezes `period`'s population and mails the commitment; returns the
+/// ceremony as recorded. `wait_days` and `fallback_os` are the schedule's,
+/// stated in the commitment so its readers know what happens next.
+pub fn commit(
+    config: &Config,
+    period: &Period,
+    wait_days: i64,
+    fallback_os: bool,
+    clock: &dyn Clock,
+) -> Result<Ceremony> {
+    let freeze = super::freeze(config, period, clock)?;
+    let inputs: Vec<crate::sampling::manifest::InputHash> = serde_json::from_str(&freeze.inputs)?;
+    let mut store = Store::open(&config.paths.state)?;
+    let head = store.chain_head()?;
+    let now = clock.now();
+    let to = commitment_recipients(config);
+    anyhow::ensure!(
+        !to.is_empty(),
+        "no one to mail the commitment of {} to: the Health Bureau has no officer_email and no \
+         agency has an ethics_email; nothing was committed",
+        period.id
+    );
+    let body = config.templates.render(
+        "commitment.txt.j2",
+        &serde_json::json!({
+            "period": period.id,
+            "start": super::local_text(period.start),
+            "end": super::local_text(period.end),
+            "timezone": config.timezone.name(),
+            "committed_at": freeze.frozen_at,
+            "population_digest": freeze.population_digest,
+            "inputs": inputs,
+            "wait_days": wait_days,
+            "fallback_os": fallback_os,
+            "inbox_seed": Path::new(INBOX_SEEDS).join(format!("{}.txt", period.id)).display().to_string(),
+            "chain_head": head.as_ref().map(|h| h.label()).unwrap_or_default(),
+            "reply_to": config.mail.reply_address(),
+        }),
+    )?;
+    let subject = format!(
+        "【健保WebIR稽核】抽樣母體承諾：{}（種子產生前公告）",
+        period.id
+    );
+    let run = format!("ceremony:{}", period.id);
+    let report = format!("commitment:{}", freeze.frozen_at);
+    let messages = to
+        .iter()
+        .map(|r| crate::mail::plain(config, &run, &report, r, &subject, body.clone(), now))
+        .collect::<Result<Vec<_>>>()?;
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| format!("{} {}", m.recipient, m.message_id))
+        .collect();
+    let ceremony = store.record_commitment(
+        &period.id,
+        &freeze.frozen_at,
+        &freeze.population_digest,
+        &freeze.inputs,
+        &body,
+        &ids,
+    )?;
+    store.chain_append(
+        "commitment",
+        &period.id,
+        &hex::encode(sha2::Sha256::digest(body.as_bytes())),
+        &freeze.frozen_at,
+    )?;
+    store.queue(&messages, &stamp(now))?;
+    Ok(ceremony)
+}
+
+/// Records the seed of `period`'s open ceremony, given by `by` through
+/// `via`. Refused when no commitment exists (a seed must come after one),
+/// when the ceremony already has its seed, or when `value` is no seed.
+pub fn give(
+    config: &Config,
+    period: &str,
+    value: &str,
+    by: &str,
+    via: SeedVia,
+    clock: &dyn Clock,
+) -> Result<Ceremony> {
+    let seed: Seed = value.trim().parse()?;
+    let mut store = Store::open(&config.paths.state)?;
+    let Some(c) = store.latest_ceremony(period)? else {
+        anyhow::bail!(
+            "no commitment of {period} has been made: a seed is accepted only after the \
+             population is committed and mailed (the daemon does that when the sample audit \
+             is due); nothing was recorded"
+        );
+    };
+    if let Some(s) = &c.seed {
+        anyhow::bail!(
+            "the ceremony of {period} (committed {}) already has its seed {s}, given {} by {}; \
+             a seed is recorded once and {} was not recorded",
+            c.committed_at,
+            c.seed_at.as_deref().unwrap_or("?"),
+            c.seed_by.as_deref().unwrap_or("?"),
+            seed.as_str()
+        );
+    }
+    let at = super::local_text(clock.local(config.timezone));
+    anyhow::ensure!(
+        store.give_seed(c.id, seed.as_str(), &at, by, via)?,
+        "the ceremony of {period} got its seed meanwhile; {} was not recorded",
+        seed.as_str()
+    );
+    store.chain_append(
+        "seed-given",
+        period,
+        &seed_given_digest(period, seed.as_str(), &at, by, via),
+        &at,
+    )?;
+    store
+        .latest_ceremony(period)?
+        .context("the ceremony just given its seed is gone")
+}
+
+/// The chain digest of a given seed: SHA-256 of
+/// `period LF seed LF at LF by LF via LF`.
+fn seed_given_digest(period: &str, seed: &str, at: &str, by: &str, via: SeedVia) -> String {
+    hex::encode(sha2::Sha256::digest(
+        format!("{period}\n{seed}\n{at}\n{by}\n{via}\n").as_bytes(),
+    ))
+}
+
+/// Who is typing: the login behind `sudo`, else the user, and the uid.
+pub fn operator() -> String {
+    let name = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(m) = std::fs::metadata("/proc/self") {
+            return format!("{name} (uid {})", m.uid());
+        }
+    }
+    name
+}
+
+/// `inbox/seeds/<period>.txt`, if dropped: its digits are the seed. The
+/// file is renamed `.taken` once recorded (or `.refused`, with the reason
+/// returned, when it holds no seed).
+pub fn take_inbox_seed(
+    config: &Config,
+    period: &str,
+    clock: &dyn Clock,
+) -> Result<Option<std::result::Result<Ceremony, String>>> {
+    let file = config
+        .paths
+        .inbox
+        .join(INBOX_SEEDS)
+        .join(format!("{period}.txt"));
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(None);
+    };
+    let by = format!("file {}", file.display());
+    let outcome = give(config, period, &text, &by, SeedVia::Inbox, clock);
+    let (suffix, result) = match outcome {
+        Ok(c) => ("taken", Ok(c)),
+        Err(e) => ("refused", Err(format!("{}: {e:#}", file.display()))),
+    };
+    let to: PathBuf = file.with_extension(format!("txt.{suffix}"));
+    std::fs::rename(&file, &to)
+        .with_context(|| format!("moving {} to {}", file.display(), to.display()))?;
+    Ok(Some(result))
+}
+
+/// No seed came within the wait and the schedule allows it: the OS's
+/// seed, recorded as the ceremony's, said to be a fallback everywhere.
+pub fn fall_back(config: &Config, period: &str, clock: &dyn Clock) -> Result<Ceremony> {
+    let seed = Seed::draw_os().map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
+    give(
+        config,
+        period,
+        seed.as_str(),
+        "webir-audit (no seed came within seed_wait)",
+        SeedVia::OsFallback,
+        clock,
+    )
+}
+
+/// What the manifest says of a ceremony: the commitment, its mails, the
+/// seed's arrival and the period's seed ledger so far.
+pub fn record(store: &Store, c: &Ceremony) -> Result<CeremonyRecord> {
+    let ledger = store
+        .draws(&c.period)?
+        .into_iter()
+        .map(|d| LedgerDraw {
+            draw_number: d.draw_number,
+            seed: d.seed,
+            source: d.source,
+            drawn_at: d.drawn_at,
+            population_digest: d.population_digest,
+        })
+        .collect();
+    Ok(CeremonyRecord {
+        committed_at: c.committed_at.clone(),
+        commitment_sha256: hex::encode(sha2::Sha256::digest(c.commitment.as_bytes())),
+        commitment_messages: c.messages.clone(),
+        population_digest: c.population_digest.clone(),
+        seed_given_at: c.seed_at.clone().unwrap_or_default(),
+        seed_given_by: c.seed_by.clone().unwrap_or_default(),
+        seed_via: c.seed_via.map(|v| v.to_string()).unwrap_or_default(),
+        seed_ledger: ledger,
+    })
+}

@@ -1,0 +1,342 @@
+//! The seed ceremony run by the daemon (issue 17), through the real
+//! binary, a real SMTP server and an injected clock: on 5 July the
+//! population's commitment is mailed and nothing is drawn; the seed is
+//! given on 8 July; the draw runs, and its manifest, workbooks and mails
+//! show the seed, the commitment's time and the chain head; the evidence
+//! bundle verifies offline.
+
+use crate::daemon::{SAMPLE_AUDIT, admin_mail, city, ledger, pass, row, run_folders};
+use crate::smtp::Smtp;
+use crate::smtp_delivery::received;
+
+const SEED: &str = "11500007807230541183012";
+
+fn ceremony(extra: &str) -> String {
+    format!("{SAMPLE_AUDIT}seed = \"ceremony\"\nseed_wait = \"7d\"\n{extra}")
+}
+
+/// The 摘要 or 抽樣資訊 value beside `label` in a workbook.
+fn beside(path: &std::path::Path, sheet: &str, label: &str) -> String {
+    use calamine::Reader as _;
+    let mut wb: calamine::Xlsx<_> = calamine::open_workbook(path).unwrap();
+    wb.worksheet_range(sheet)
+        .unwrap()
+        .rows()
+        .find(|r| r.first().is_some_and(|c| *c == label))
+        .map(|r| r[1].to_string())
+        .unwrap_or_else(|| panic!("no {label} on {sheet} of {}", path.display()))
+}
+
+#[test]
+fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, &ceremony(""));
+    let config = c.config();
+
+    // 5 July 08:00: the commitment goes out; nothing is drawn.
+    pass(&c, "2026-07-05T08:00:00+08:00");
+    assert_eq!(
+        ledger(&c),
+        [row("sample-audit", "2026H1", "waiting-for-seed")]
+    );
+    assert!(run_folders(&c, "2026H1").is_empty());
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    assert!(store.draws("2026H1").unwrap().is_empty(), "no seed drawn");
+    let freeze = store.latest_freeze("2026H1").unwrap().unwrap();
+    drop(store);
+    let got = received(&smtp);
+    let commitments: Vec<_> = got
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.subject.contains("抽樣母體承諾"))
+        .collect();
+    assert_eq!(commitments.len(), got.len(), "only the commitment went out");
+    let mut to: Vec<String> = commitments.iter().map(|p| p.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        webir_audit::run::ceremony::commitment_recipients(&config)
+    );
+    let hb = config
+        .agencies
+        .health_bureau()
+        .officer_email
+        .clone()
+        .unwrap();
+    assert!(to.contains(&hb));
+    for a in config.agencies.iter() {
+        if let Some(e) = &a.ethics_email {
+            assert!(to.contains(e), "ethics unit {e} of {}", a.id);
+        }
+    }
+    let text = &commitments[0].text;
+    assert!(text.contains(&freeze.population_digest), "{text}");
+    assert!(text.contains("2026-07-05T08:00:00"), "{text}");
+    assert!(text.contains("大樂透") && text.contains("webir-audit seed --period 2026H1"));
+    let status = c.run(&["status"], "2026-07-06T09:00:00+08:00");
+    assert!(
+        status.stdout.contains("waiting-for-seed"),
+        "{}",
+        status.stdout
+    );
+
+    // Not a seed, and no ceremony for another period: refused, nothing kept.
+    let bad = c.run(
+        &["seed", "--period", "2026H1", "--value", "12345"],
+        "2026-07-08T09:00:00+08:00",
+    );
+    assert_eq!(bad.status, 2, "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("invalid seed \"12345\""),
+        "{}",
+        bad.stderr
+    );
+    let early = c.run(
+        &["seed", "--period", "2026H2", "--value", SEED],
+        "2026-07-08T09:00:00+08:00",
+    );
+    assert_eq!(early.status, 2);
+    assert!(
+        early.stderr.contains("no commitment of 2026H2"),
+        "{}",
+        early.stderr
+    );
+
+    // 8 July: the lottery's digits, typed by the chief administrator.
+    let given = c.run(
+        &[
+            "seed",
+            "--period",
+            "2026H1",
+            "--value",
+            SEED,
+            "--by",
+            "衛生局 王總管理者",
+        ],
+        "2026-07-08T10:00:00+08:00",
+    );
+    assert_eq!(given.status, 0, "{}{}", given.stdout, given.stderr);
+    let again = c.run(
+        &[
+            "seed",
+            "--period",
+            "2026H1",
+            "--value",
+            "99999999999999999999",
+        ],
+        "2026-07-08T10:01:00+08:00",
+    );
+    assert_eq!(again.status, 2);
+    assert!(
+        again.stderr.contains("already has its seed"),
+        "{}",
+        again.stderr
+    );
+    pass(&c, "2026-07-08T10:05:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+    let runs = run_folders(&c, "2026H1");
+    assert_eq!(runs.len(), 1);
+    let dir = &runs[0];
+
+    // The manifest: the seed, the commitment and its mails, the ledger.
+    let m = crate::harness::json(dir, "manifest.json");
+    assert_eq!(m["seed"], SEED);
+    assert_eq!(m["seed_source"], "given");
+    let cer = &m["ceremony"];
+    assert_eq!(cer["committed_at"], "2026-07-05T08:00:00");
+    assert_eq!(cer["seed_given_at"], "2026-07-08T10:00:00");
+    assert_eq!(cer["seed_given_by"], "衛生局 王總管理者");
+    assert_eq!(cer["seed_via"], "command");
+    assert_eq!(cer["population_digest"], m["population_digest"]);
+    let ids: Vec<&str> = cer["commitment_messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), commitments.len());
+    for p in &commitments {
+        assert!(
+            ids.iter()
+                .any(|i| i.starts_with(&p.to) && i.contains(&p.message_id)),
+            "{} {} not in {ids:?}",
+            p.to,
+            p.message_id
+        );
+    }
+    assert_eq!(cer["seed_ledger"][0]["seed"], SEED);
+    assert!(
+        m["seed_postdates_population"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "ceremony: the population was committed and mailed at 2026-07-05T08:00:00"
+            ),
+        "{}",
+        m["seed_postdates_population"]
+    );
+
+    // The chain: freeze, commitment, seed given, seed, seal — in order.
+    let chain = webir_audit::store::Store::open(&config.paths.state)
+        .unwrap()
+        .chain()
+        .unwrap();
+    let kinds: Vec<&str> = chain.iter().map(|e| e.kind.as_str()).collect();
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(at("freeze") < at("commitment"));
+    assert!(at("commitment") < at("seed-given"));
+    assert!(at("seed-given") < at("seed"));
+    assert!(at("seed") < at("seal"), "{kinds:?}");
+
+    // The workbook shows the seed, the commitment's time and the head.
+    let kpb = dir.join("reports/KPB.xlsx");
+    assert!(beside(&kpb, "抽樣資訊", "種子").contains(SEED));
+    assert!(beside(&kpb, "抽樣資訊", "種子來源").contains("抽籤儀式"));
+    assert!(beside(&kpb, "抽樣資訊", "母體承諾寄出時間").starts_with("2026-07-05T08:00:00"));
+    assert!(beside(&kpb, "抽樣資訊", "種子登錄").contains("衛生局 王總管理者"));
+    assert!(beside(&kpb, "摘要", "證據鏈").starts_with("第 "));
+    // And so does the mail the officer reads.
+    let officer = config
+        .agencies
+        .get("KPB")
+        .unwrap()
+        .officer_email
+        .clone()
+        .unwrap();
+    let mail = received(&smtp)
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| p.to == officer && p.subject.contains("抽查"))
+        .expect("KPB's workbook mail");
+    assert!(
+        mail.text
+            .contains(&format!("抽樣種子：{SEED}（抽籤儀式之公開種子（母體承諾後登錄）；母體承諾 2026-07-05T08:00:00 寄出")),
+        "{}",
+        mail.text
+    );
+    assert!(mail.text.contains("證據鏈：第 "), "{}", mail.text);
+
+    // The evidence bundle, opened by 7-Zip, verified by Python alone.
+    let fresh = crate::chain::open_bundle(tmp.path(), &c.config, dir);
+    let (ok, text) = crate::chain::py(&fresh, &["verify_sample.py", "run"]);
+    assert!(ok && text.contains("MATCH"), "{text}");
+    let (ok, text) = crate::chain::py(&fresh, &["verify_bundle.py", "."]);
+    assert!(ok && text.trim() == "OK", "{text}");
+    let bundled = crate::harness::json(&fresh.join("run"), "manifest.json");
+    assert_eq!(bundled["ceremony"], m["ceremony"]);
+
+    // A byte changed in the drawn run is named by `archive verify`.
+    let verify =
+        |c: &crate::smtp_delivery::City| c.run(&["archive", "verify"], "2026-07-09T09:00:00+08:00");
+    let ok = verify(&c);
+    assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
+    let target = dir.join("sample.csv");
+    crate::chain::writable(dir);
+    let mut bytes = std::fs::read(&target).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&target, bytes).unwrap();
+    let caught = verify(&c);
+    assert_eq!(caught.status, 1, "{}{}", caught.stdout, caught.stderr);
+    assert!(caught.stdout.contains("sample.csv"), "{}", caught.stdout);
+}
+
+#[test]
+fn no_seed_in_time_tells_the_admin_once_and_keeps_waiting_or_falls_back_where_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, &ceremony(""));
+    pass(&c, "2026-07-05T08:00:00+08:00");
+    pass(&c, "2026-07-11T08:00:00+08:00");
+    assert!(
+        admin_mail(&smtp, "等候抽樣種子逾時").is_empty(),
+        "not yet a week"
+    );
+    pass(&c, "2026-07-12T08:00:00+08:00");
+    pass(&c, "2026-07-13T08:00:00+08:00");
+    let told = admin_mail(&smtp, "等候抽樣種子逾時");
+    assert_eq!(told.len(), 1, "once");
+    assert!(
+        told[0].contains("webir-audit seed --period 2026H1"),
+        "{}",
+        told[0]
+    );
+    assert_eq!(
+        ledger(&c),
+        [row("sample-audit", "2026H1", "waiting-for-seed")]
+    );
+    assert!(
+        run_folders(&c, "2026H1").is_empty(),
+        "never draws by itself"
+    );
+
+    // A schedule that allows the OS's seed draws it, and says so.
+    let smtp2 = Smtp::start(&tmp.path().join("2"), "");
+    let c2 = city(&smtp2, &ceremony("seed_fallback = \"os\"\n"));
+    pass(&c2, "2026-07-05T08:00:00+08:00");
+    assert!(run_folders(&c2, "2026H1").is_empty());
+    pass(&c2, "2026-07-12T08:00:00+08:00");
+    let runs = run_folders(&c2, "2026H1");
+    assert_eq!(runs.len(), 1);
+    let m = crate::harness::json(&runs[0], "manifest.json");
+    assert_eq!(m["seed_source"], "os");
+    assert_eq!(m["ceremony"]["seed_via"], "os-fallback");
+    assert!(
+        m["seed_postdates_population"]
+            .as_str()
+            .unwrap()
+            .contains("no seed came within the wait"),
+        "{}",
+        m["seed_postdates_population"]
+    );
+    assert!(
+        beside(&runs[0].join("reports/KPB.xlsx"), "抽樣資訊", "種子來源")
+            .contains("等候種子逾時之備援")
+    );
+}
+
+#[test]
+fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commitment_is_not_drawn()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, &ceremony(""));
+    pass(&c, "2026-07-05T08:00:00+08:00");
+    // A late export arrives after the commitment.
+    let logs = c.tmp.path().join("city/inbox/query_logs");
+    std::fs::write(
+        logs.join("late.csv"),
+        "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
+         W00101,2026-06-30 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
+    )
+    .unwrap();
+    let seeds = c.tmp.path().join("city/inbox/seeds");
+    std::fs::create_dir_all(&seeds).unwrap();
+    std::fs::write(seeds.join("2026H1.txt"), format!(" {SEED}\n")).unwrap();
+    pass(&c, "2026-07-08T10:00:00+08:00");
+    assert!(
+        seeds.join("2026H1.txt.taken").exists(),
+        "the file is taken once"
+    );
+    assert!(run_folders(&c, "2026H1").is_empty(), "nothing drawn");
+    let failed = admin_mail(&smtp, "排程工作失敗");
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].contains("changed since its commitment was mailed at 2026-07-05T08:00:00"),
+        "{}",
+        failed[0]
+    );
+    // The late file removed, the population matches again: drawn.
+    std::fs::remove_file(logs.join("late.csv")).unwrap();
+    pass(&c, "2026-07-08T11:00:00+08:00");
+    let runs = run_folders(&c, "2026H1");
+    assert_eq!(runs.len(), 1, "{:?}", ledger(&c));
+    let m = crate::harness::json(&runs[0], "manifest.json");
+    assert_eq!(m["ceremony"]["seed_via"], "inbox");
+    assert!(
+        m["ceremony"]["seed_given_by"]
+            .as_str()
+            .unwrap()
+            .ends_with("inbox/seeds/2026H1.txt")
+    );
+}
