@@ -53,6 +53,10 @@ mod tests {
     fn ids_and_names_are_masked() {
         assert_eq!(mask_national_id("A123456789"), "A12****789");
         assert_eq!(mask_national_id("A12"), "***");
+        // docs/sampling.md § 9: short IDs keep only their length (at
+        // least three stars); seven or more keep three at each end.
+        assert_eq!(mask_national_id("A1234"), "*****");
+        assert_eq!(mask_national_id("AB1234567"), "AB1****567");
         assert_eq!(mask_name("王小明"), "王○明");
         assert_eq!(mask_name("王明"), "王○");
         assert_eq!(mask_name("歐陽小明"), "歐○○明");

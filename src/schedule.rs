@@ -320,7 +320,7 @@ fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, (&'static str, Strin
             "seed",
             "ceremony".into(),
             format!(
-                "{} draws no sample; a ceremony is for the sample audit",
+                "the daemon runs a seed ceremony for the sample audit only, not {}",
                 job.name()
             ),
         )),
@@ -464,6 +464,51 @@ mod tests {
         for j in Job::ALL.into_iter().filter(|j| !j.periods().is_empty()) {
             assert!(jobs.contains(&j), "{} is not scheduled", j.name());
         }
+    }
+
+    #[test]
+    fn the_seed_rule_is_the_sample_audits_and_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n";
+        let ok = write(dir.path(), &format!("{sample}seed = \"ceremony\"\n")).unwrap();
+        assert_eq!(
+            ok[0].seed,
+            SeedRule::Ceremony {
+                wait: Duration::days(7),
+                fallback_os: false
+            }
+        );
+        assert_eq!(write(dir.path(), sample).unwrap()[0].seed, SeedRule::Os);
+        for (extra, says) in [
+            (
+                "seed = \"dice\"\n",
+                "seed = \"dice\": allowed values: os, ceremony",
+            ),
+            (
+                "seed_wait = \"3d\"\n",
+                "seed_wait = \"3d\": only with seed = \"ceremony\"",
+            ),
+            (
+                "seed = \"ceremony\"\nseed_fallback = \"maybe\"\n",
+                "seed_fallback = \"maybe\": allowed values: wait",
+            ),
+            (
+                "seed = \"ceremony\"\nseed_wait = \"a week\"\n",
+                "seed_wait = \"a week\"",
+            ),
+        ] {
+            let e = write(dir.path(), &format!("{sample}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"external-audit\"\ncron = \"0 0 8 1 3 *\"\nperiod = \"previous-year\"\nseed = \"ceremony\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("seed ceremony for the sample audit only"), "{e}");
     }
 
     #[test]

@@ -702,7 +702,7 @@ fn ceremony_step(
         }
     }
     let note = format!(
-        "commitment mailed at {} to {}; waiting for the seed: webir-audit seed --period {} --value DIGITS, or the digits in inbox/{}/{}.txt",
+        "commitment mailed at {} to {} recipients; waiting for the seed: webir-audit seed --period {} --value DIGITS, or the digits in inbox/{}/{}.txt",
         c.committed_at,
         c.messages.len(),
         period.id,

@@ -56,7 +56,7 @@ pub fn commit(
     fallback_os: bool,
     clock: &dyn Clock,
 ) -> Result<Ceremony> {
-    let freeze = super::freeze(config, period, clock)?;
+    let (freeze, records, accounts) = super::freeze_counted(config, period, clock)?;
     let inputs: Vec<crate::sampling::manifest::InputHash> = serde_json::from_str(&freeze.inputs)?;
     let mut store = Store::open(&config.paths.state)?;
     let head = store.chain_head()?;
@@ -77,6 +77,8 @@ pub fn commit(
             "timezone": config.timezone.name(),
             "committed_at": freeze.frozen_at,
             "population_digest": freeze.population_digest,
+            "records": records,
+            "accounts": accounts,
             "inputs": inputs,
             "wait_days": wait_days,
             "fallback_os": fallback_os,

@@ -990,6 +990,15 @@ pub(crate) fn refuse_second_draw(
 /// `freeze`: records the period's population digest and input hashes in
 /// the state database, to be published before a seed ceremony.
 pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Freeze> {
+    Ok(freeze_counted(config, period, clock)?.0)
+}
+
+/// [`freeze`], with the population's records and accounts in use.
+pub(crate) fn freeze_counted(
+    config: &Config,
+    period: &Period,
+    clock: &dyn Clock,
+) -> Result<(Freeze, usize, usize)> {
     let frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "nothing was frozen")?;
     let record = Freeze {
@@ -1006,7 +1015,11 @@ pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Fre
         &record.population_digest,
         &record.frozen_at,
     )?;
-    Ok(record)
+    Ok((
+        record,
+        frozen.population.frame.height(),
+        frozen.population.accounts.len(),
+    ))
 }
 
 /// What proves the seed came after the population, for the manifest.

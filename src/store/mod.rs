@@ -457,6 +457,69 @@ fn self_err(file: &Path, source: rusqlite::Error) -> StoreError {
 mod tests {
     use super::*;
 
+    /// A state file from before `waiting-for-seed`: its ledger keeps its
+    /// rows and takes the new state.
+    #[test]
+    fn an_old_ledger_is_migrated_to_the_ceremony_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = RUNS_SCHEMA.replace("'waiting-for-seed',\n        ", "");
+        assert!(!old.contains("waiting-for-seed"));
+        {
+            let c = Connection::open(dir.path().join("state.sqlite3")).unwrap();
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO runs (job, period, scheduled_for, state) VALUES ('sample-audit', '2026H1', 'x', 'mailed')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.ledger().unwrap()[0].state, RunState::Mailed);
+        assert!(
+            s.schedule_run(
+                "sample-audit",
+                "2026H2",
+                "y",
+                RunState::WaitingForSeed,
+                None
+            )
+            .unwrap()
+        );
+    }
+
+    /// A ceremony's commitment and seed are written once.
+    #[test]
+    fn a_ceremony_takes_one_seed_and_keeps_its_commitment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let c = s
+            .record_commitment(
+                "2026H1",
+                "2026-07-05T08:00:00",
+                "ab",
+                "[]",
+                "text",
+                &["a <m>".into()],
+            )
+            .unwrap();
+        assert!(
+            s.give_seed(c.id, "1".repeat(20).as_str(), "t", "me", SeedVia::Command)
+                .unwrap()
+        );
+        assert!(
+            !s.give_seed(c.id, "2".repeat(20).as_str(), "t", "me", SeedVia::Command)
+                .unwrap()
+        );
+        assert!(
+            s.execute_raw("UPDATE ceremonies SET seed = '3' WHERE id = 1")
+                .is_err()
+        );
+        assert!(s.execute_raw("DELETE FROM ceremonies").is_err());
+        let got = s.latest_ceremony("2026H1").unwrap().unwrap();
+        assert_eq!(got.seed.as_deref(), Some("11111111111111111111"));
+        assert_eq!(got.messages, ["a <m>"]);
+    }
+
     #[test]
     fn draws_are_numbered_per_period_and_cannot_be_rewritten() {
         let dir = tempfile::tempdir().unwrap();
