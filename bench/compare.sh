@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# webir-audit against DuckDB on the same files, side by side in one run (the
+# machine is noisy, so both are measured together): wall time and peak RSS
+# of `run query-check`, `ingest` and `run sample-audit`, and of DuckDB
+# doing the core of the query check (bench/duckdb_core.py says what it
+# leaves out), RUNS runs each (default 3), medians and ratios.
+#
+#   bench/compare.sh [ROWS]         # default 10000000 rows
+#   RUNS=5 BENCH_DIR=/data/bench bench/compare.sh 50000000
+#
+# Needs a Rust toolchain, python3 with venv, and /usr/bin/time (GNU). DuckDB
+# comes from PyPI into a venv under BENCH_DIR; the data from `gen-data`.
+set -euo pipefail
+
+ROWS=${1:-10000000}
+RUNS=${RUNS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${BENCH_DIR:-$ROOT/target/bench}
+BIN=$ROOT/target/release/webir-audit
+DATA=$WORK/data-$ROWS
+mkdir -p "$WORK"
+
+(cd "$ROOT" && cargo build --release --locked --quiet)
+if [ ! -f "$DATA/webir-audit.toml" ]; then
+  echo "generating $ROWS rows into $DATA" >&2
+  "$BIN" gen-data --out "$DATA" --rows "$ROWS" >/dev/null
+fi
+VENV=$WORK/venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet duckdb
+fi
+LOG=$(ls "$DATA"/inbox/query_logs/*.csv)
+FORMS=$(ls "$DATA"/inbox/forms/*.csv)
+CONFIG=$DATA/webir-audit.toml
+# The config keeps its archive and state beside the data folder.
+VAR=$(dirname "$DATA")/var
+
+# measure NAME CMD...: one run, appended to $WORK/results as
+# "NAME wall_seconds peak_rss_kib".
+measure() {
+  local name=$1; shift
+  rm -rf "$VAR"
+  local out
+  out=$(mktemp)
+  if ! /usr/bin/time -v "$@" >"$out.stdout" 2>"$out"; then
+    # A query check with findings exits 1; anything else is a failure.
+    if ! grep -q "Exit status: 1" "$out"; then
+      cat "$out" "$out.stdout" >&2
+      exit 1
+    fi
+  fi
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+    n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$out")
+  rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out")
+  echo "$name $wall $rss" >>"$WORK/results"
+  printf '%-12s %8.2f s %8.0f MiB\n' "$name" "$wall" "$((rss / 1024))" >&2
+  rm -f "$out" "$out.stdout"
+}
+
+rm -f "$WORK/results"
+echo "$ROWS rows: $(du -h "$LOG" | cut -f1) query log, $(($(wc -l <"$FORMS") - 1)) forms; $(nproc) cores" >&2
+for i in $(seq "$RUNS"); do
+  measure duckdb "$VENV/bin/python" "$ROOT/bench/duckdb_core.py" "$LOG" "$FORMS"
+  measure query-check "$BIN" run query-check --config "$CONFIG" --period 2026H1 --no-send
+  measure ingest "$BIN" ingest --config "$CONFIG"
+  measure sample-audit "$BIN" run sample-audit --config "$CONFIG" --period 2026H1 \
+    --seed 12345678901234567890 --no-send
+done
+rm -rf "$VAR"
+
+python3 - "$WORK/results" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, wall, rss = line.split()
+    runs.setdefault(name, []).append((float(wall), int(rss)))
+med = {n: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for n, v in runs.items()}
+duck = med["duckdb"][0]
+print(f"{'':12} {'wall (median)':>14} {'peak RSS':>10} {'vs DuckDB':>10}")
+for n, (w, r) in med.items():
+    print(f"{n:12} {w:12.2f} s {r / 1048576:7.2f} GiB {w / duck:9.2f}x")
+print()
+print("targets: query-check <= 1.5x DuckDB and <= 1.6 GiB; ingest <= 4 s; sample-audit <= 2.5x")
+PY
