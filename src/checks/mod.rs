@@ -11,7 +11,7 @@
 pub mod account;
 pub mod query;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
@@ -420,6 +420,10 @@ pub enum NotCheckedWhy {
     NotCovered,
     /// No holidays calendar for a year of the period.
     NoCalendar,
+    /// No file of a table the check reads is in the inbox: without a
+    /// roster every account would look unknown, without an HR list no
+    /// holder departed.
+    InputMissing,
 }
 
 impl NotCheckedWhy {
@@ -430,6 +434,7 @@ impl NotCheckedWhy {
             NotCheckedWhy::ColumnAbsent => "column absent",
             NotCheckedWhy::NotCovered => "inputs do not cover it",
             NotCheckedWhy::NoCalendar => "no holidays calendar",
+            NotCheckedWhy::InputMissing => "input missing",
         }
     }
 
@@ -440,6 +445,7 @@ impl NotCheckedWhy {
             NotCheckedWhy::ColumnAbsent => "輸入檔案缺少所需欄位",
             NotCheckedWhy::NotCovered => "輸入資料未涵蓋檢核期間",
             NotCheckedWhy::NoCalendar => "行事曆（國定假日）未涵蓋檢核期間",
+            NotCheckedWhy::InputMissing => "收件匣無所需之匯出檔",
         }
     }
 }
@@ -491,6 +497,8 @@ pub struct InputState {
     pub log_span: Option<Vec<(NaiveDate, NaiveDate)>>,
     /// The newest request-form register's day and its file, if any.
     pub forms_dated: Option<(NaiveDate, String, &'static str)>,
+    /// Tables no file of which was loaded, when assessed.
+    pub missing: BTreeSet<Table>,
 }
 
 impl InputState {
@@ -501,8 +509,16 @@ impl InputState {
         roster_files: Option<&[String]>,
         query_log: &DataFrame,
     ) -> PolarsResult<InputState> {
-        let mut state = InputState::default();
+        let mut state = InputState {
+            missing: Table::ALL.into_iter().collect(),
+            ..InputState::default()
+        };
         for f in files {
+            if let (Some(t), FileStatus::Loaded | FileStatus::Duplicate { .. }) =
+                (f.table, &f.status)
+            {
+                state.missing.remove(&t);
+            }
             let Some(t) = f.table else { continue };
             match &f.status {
                 FileStatus::Failed { error } => state
@@ -566,6 +582,17 @@ impl InputState {
             }
         }
         for t in tables {
+            if self.missing.contains(&t) && !self.failed.contains_key(&t) {
+                push(
+                    NotCheckedWhy::InputMissing,
+                    format!("{}/", t.inbox_dir()),
+                    None,
+                    (
+                        format!("no {} file was loaded from the inbox", t.name()),
+                        format!("收件匣 {}/ 無已載入之檔案", t.inbox_dir()),
+                    ),
+                );
+            }
             for (file, error) in self.failed.get(&t).into_iter().flatten() {
                 push(
                     NotCheckedWhy::InputFailed,

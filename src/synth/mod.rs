@@ -794,10 +794,11 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
 }
 
 /// Writes the sample city's config with an inbox holding one UTF-8 CSV
-/// query log of `rows` rows and a register of one request form per 33
-/// queries (300,000 forms for 10,000,000 rows): the benchmark input. Each
-/// form is approved on a workday morning and its 33 queries follow within
-/// hours, so most queries are explained, as in a well-run city.
+/// query log of `rows` rows, a register of one request form per 33
+/// queries (300,000 forms for 10,000,000 rows), and the roster and HR list
+/// of the accounts that query: the benchmark input. Each form is approved
+/// on a workday morning and its 33 queries follow within hours, so most
+/// queries are explained, as in a well-run city.
 pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     let logs = dir.join("inbox/query_logs");
     let forms_dir = dir.join("inbox/forms");
@@ -805,6 +806,9 @@ pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     std::fs::create_dir_all(&forms_dir)?;
     std::fs::write(dir.join("webir-audit.toml"), city::config_toml())?;
     std::fs::write(dir.join("holidays.toml"), city::holidays_toml())?;
+    // Its own stream: the log and forms are what they were before the
+    // roster was added.
+    write_large_roster(dir, &mut Rand::new(seed ^ 0x0052_4f53_5445_5200))?;
     let mut r = Rand::new(seed);
     let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
     let start = date(PERIOD_START);
@@ -863,6 +867,36 @@ pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     }
     q.flush()?;
     f.flush()?;
+    Ok(())
+}
+
+/// The roster and HR list of the benchmark's accounts (`W{20001 + 100 *
+/// agency + 0..19}`): every account active, held by a permanent employee
+/// in service at its agency, so the roster's checks run and find what the
+/// log holds, not an inbox without a roster.
+fn write_large_roster(dir: &Path, r: &mut Rand) -> Result<()> {
+    std::fs::create_dir_all(dir.join("inbox/roster"))?;
+    std::fs::create_dir_all(dir.join("inbox/hr"))?;
+    let mut roster = String::from("帳號,姓名,員工編號,機關名稱,角色,人員類別,帳號狀態\n");
+    let mut hr = String::from("員工編號,姓名,服務機關,人員類別,異動狀態,生效日期,身分證號\n");
+    for (ai, agency) in AGENCIES.iter().enumerate() {
+        for k in 0..20u64 {
+            let account = 20001 + ai as u64 * 100 + k;
+            let person = format!("E{account:06}");
+            let who = name(r);
+            roster.push_str(&format!(
+                "W{account:05},{who},{person},{},業務需求人員,編制內,啟用\n",
+                agency.1
+            ));
+            hr.push_str(&format!(
+                "{person},{who},{},編制內,在職,2020-01-01,{}\n",
+                agency.1,
+                national_id(r)
+            ));
+        }
+    }
+    std::fs::write(dir.join("inbox/roster/roster_20260702.csv"), roster)?;
+    std::fs::write(dir.join("inbox/hr/hr_20260702.csv"), hr)?;
     Ok(())
 }
 

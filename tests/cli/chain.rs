@@ -29,7 +29,7 @@ fn city() -> (Test, Vec<PathBuf>, String) {
             "--now",
             now,
         ]);
-        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        out.assert_ran();
         runs.push(out.run_dir());
     }
     let ok = t.run(&["archive", "verify"]);

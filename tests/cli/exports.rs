@@ -369,7 +369,7 @@ fn sample_audit_of(
         SEED,
         "--no-send",
     ]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     let m = json(&out.run_dir(), "manifest.json");
     (t, out, m)
 }
@@ -796,5 +796,56 @@ fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
             .unwrap()
             .iter()
             .any(|f| f.key == "ACCOUNT_HOLDER_DEPARTED|P102")
+    );
+}
+
+/// Regression (seen benchmarking a generated inbox of ten million queries
+/// with no roster): every query became QUERY_BY_UNROSTERED_ACCOUNT, ten
+/// million high findings and workbooks that took the server's memory. An
+/// inbox without a roster or an HR list cannot say whose an account is:
+/// the checks that need them say they did not run, and nothing is found
+/// against accounts nobody listed.
+#[test]
+fn a_query_check_without_a_roster_or_hr_list_says_so_and_finds_nothing_on_them() {
+    let t = Test::new().file(
+        "inbox/query_logs/webir_2026H1.csv",
+        csv(
+            LOG_HEADER_NO_IP,
+            &log_rows(&[
+                ("P101", "2026-03-02 10:00:00", "B200000001"),
+                ("P102", "2026-03-03 10:00:00", "B200000002"),
+            ]),
+        ),
+    );
+    let out = t.run(&["run", "query-check", "--period", "2026H1", "--no-send"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    for code in ["QUERY_BY_UNROSTERED_ACCOUNT", "QUERY_AFTER_DEPARTURE"] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with("NOT CHECKED")
+                && l.contains(code)
+                && l.contains("input missing")),
+            "{code}: {}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout
+            .contains("no roster file was loaded from the inbox"),
+        "{}",
+        out.stdout
+    );
+    let found = codes(&out.run_dir());
+    assert!(
+        !found.iter().any(|c| c == "QUERY_BY_UNROSTERED_ACCOUNT"),
+        "{found:?}"
+    );
+    let not_checked = run_json(&out.run_dir())["not_checked"].clone();
+    assert!(
+        not_checked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["why"] == "input_missing" && n["input"] == "roster/"),
+        "{not_checked}"
     );
 }

@@ -88,7 +88,7 @@ fn an_agency_name_cannot_steer_a_file_name() {
         )
         .file("inbox/query_logs/log.csv", LOG);
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     let outside: Vec<String> = files(t.dir.path())
         .into_iter()
         .filter(|f| !f.starts_with("var/") && !f.starts_with("inbox/") && f != "webir-audit.toml")
@@ -367,7 +367,7 @@ fn a_corrupt_state_database_runs_nothing_and_status_says_so() {
             "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
         );
     let ok = t.run(&["run", "query-check", "--period", "2026H1", "--no-send"]);
-    assert!(ok.status <= 1, "{}", ok.stderr);
+    ok.assert_ran();
     let db = t.path("var/state/state.sqlite3");
     // Damage the pages after the header (the schema and its tables).
     let mut bytes = std::fs::read(&db).unwrap();

@@ -218,7 +218,7 @@ fn no_send_only_queues() {
         "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
     );
     let out = t.run(&["run", "query-check", "--period", "2026H1", "--no-send"]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     assert!(!out.stdout.contains("mail:"), "{}", out.stdout);
     assert!(!t.path("var/state/outbox-files").exists());
     let list = t.run(&["outbox", "list"]);
@@ -319,7 +319,7 @@ fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
             "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
         );
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     let run = out.run_dir();
     let got = parse_all(&t.path("var/state/outbox-files"));
     assert!(!got.is_empty());
@@ -440,7 +440,7 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
         check.stdout
     );
     let out = t.run(&["run", "query-check", "--period", "2026Q1"]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
     let passwords = passwords_by_address(&config);
     assert!(
@@ -488,7 +488,7 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
 
     // The next run uses the same password.
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     let got = parse_all(&t.path("var/state/outbox-files"));
     let khb: Vec<_> = got
         .iter()

@@ -387,16 +387,22 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
 #[test]
 fn formula_lookalikes_from_input_are_never_formulas() {
     let evil = "=HYPERLINK(\"http://x.example\",\"點我\")";
-    let t = Test::new().file(
-        "inbox/query_logs/log.csv",
-        format!(
-            "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
+    let t = Test::new()
+        .file(
+            "inbox/query_logs/log.csv",
+            format!(
+                "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
              \"{}\",2026-03-02 10:00:00,@SUM(1),A123456789,public_health,成功,KHB,+886\n",
-            evil.replace('"', "\"\"")
-        ),
-    );
+                evil.replace('"', "\"\"")
+            ),
+        )
+        // An empty register: the query has no form, so it is on 異常查詢.
+        .file(
+            "inbox/forms/forms_20260702.csv",
+            "表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n",
+        );
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    out.assert_ran();
     let dir = out.run_dir();
     let path = dir.join("reports/KHB.xlsx");
     let (_, sheets) = read(&path);
