@@ -308,9 +308,29 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             rows_counted_elsewhere: 0,
             snapshot: None,
         };
+        // The file is hashed on another thread while it is parsed: one is
+        // a read at disk speed, the other CPU. A file that turns out to be
+        // a copy of an earlier one is then dropped unparsed-for-use.
         let clock = std::time::Instant::now();
-        let hashed = hash_file(&path);
-        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), "hashed");
+        let (hashed, parsed) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| hash_file(&path));
+            let parsed = table.map(|t| {
+                let clock = std::time::Instant::now();
+                let parsed = ingest_file(config, t, &path, &rel, &agencies);
+                tracing::info!(
+                    file = %rel,
+                    elapsed = ?clock.elapsed(),
+                    bytes = parsed.as_ref().map_or(0, |p| p.good.estimated_size()),
+                    "parsed"
+                );
+                parsed
+            });
+            let hashed = hashing
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
+            (hashed, parsed)
+        });
+        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), "hashed and parsed");
         match hashed {
             Ok((size, sha)) => {
                 rec.size = size;
@@ -335,21 +355,13 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             continue;
         }
         seen.insert(rec.sha256.clone(), rel.clone());
-        let Some(table) = table else {
+        let (Some(table), Some(parsed)) = (table, parsed) else {
             rec.status = FileStatus::Failed {
                 error: IngestError::Misplaced { file: rel.clone() }.to_string(),
             };
             records.push(rec);
             continue;
         };
-        let clock = std::time::Instant::now();
-        let parsed = ingest_file(config, table, &path, &rel, &agencies);
-        tracing::info!(
-            file = %rel,
-            elapsed = ?clock.elapsed(),
-            bytes = parsed.as_ref().map_or(0, |p| p.good.estimated_size()),
-            "parsed"
-        );
         match parsed {
             Ok(one) => {
                 rec.encoding = one.encoding.to_owned();

@@ -24,11 +24,6 @@ pub const SPARSE: &str = "__sparse";
 /// The row has no value at all.
 pub const BLANK: &str = "__blank";
 
-/// What makes an identifier cell junk: a control or invisible formatting
-/// character anywhere, or a quote mark at either end (an export that
-/// quoted twice).
-const ID_JUNK: &str = r#"[\p{Cc}\p{Cf}]|^["'「『]|["'」』]$"#;
-
 /// The most bytes a cell may hold: Excel's own limit is 32,767
 /// characters, at most 3 bytes each in the encodings exports use. A longer
 /// one is no export's value.
@@ -105,46 +100,11 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
     // every parser below turns it into null anyway.
     let trimmed: Vec<Expr> = present
         .iter()
-        .map(|c| col(c.name).str().strip_chars(lit(NULL)).alias(s(c.name)))
+        .map(|c| trimmed(col(c.name)).alias(s(c.name)))
         .collect();
 
-    // Stage 2: the ISO fast path, then regex captures for the rest (one
-    // pass per pattern, fed only what earlier steps could not read).
-    let mut fast = Vec::new();
-    for c in present.iter().filter(|c| c.is_temporal()) {
-        fast.push(iso_fast_path(col(s(c.name)), (cx.format_of)(c.name)).alias(fast_col(c.name)));
-    }
-    let mut captures = Vec::new();
-    for c in present.iter().filter(|c| c.is_temporal()) {
-        let v = when(col(fast_col(c.name)).is_null())
-            .then(col(s(c.name)))
-            .otherwise(null_of(DataType::String));
-        captures.push(
-            v.str()
-                .extract_groups(SEPARATED)
-                .expect("valid regex")
-                .alias(pattern_col(c.name)),
-        );
-    }
-    let mut compact = Vec::new();
-    for c in present.iter().filter(|c| c.is_temporal()) {
-        // Only values the separated pattern did not match go to the compact
-        // one; null cells cost the regex nothing.
-        let v = col(s(c.name));
-        let a_missed = col(pattern_col(c.name))
-            .struct_()
-            .field_by_name("y")
-            .is_null()
-            .and(col(fast_col(c.name)).is_null());
-        let input = when(a_missed).then(v).otherwise(null_of(DataType::String));
-        compact.push(
-            input
-                .str()
-                .extract_groups(COMPACT)
-                .expect("valid regex")
-                .alias(format!("{}b", pattern_col(c.name))),
-        );
-    }
+    // Stage 2 (inside [`temporal`]): the ISO fast path, then, only for
+    // chunks it did not read whole, regex captures for the rest.
 
     // Stage 3: typed values and per-column problems.
     let mut values = Vec::new();
@@ -158,40 +118,29 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         let header = header_of(c.name);
         let (parsed, what) = match c.kind {
             Kind::Text => (
-                when(is_empty(c.name))
-                    .then(null_of(DataType::String))
-                    .otherwise(v.clone()),
+                kernel(v.clone(), str::is_empty, |_| None),
                 String::new(),
             ),
             // An identifier is a plain token: no control or invisible
             // formatting character, no quotes or brackets around it.
             Kind::Id => (
-                when(
-                    is_empty(c.name).or(v
-                        .clone()
-                        .str()
-                        .contains(lit(ID_JUNK), true)),
-                )
-                .then(null_of(DataType::String))
-                .otherwise(v.clone()),
+                kernel(v.clone(), |v| v.is_empty() || id_junk(v), |_| None),
                 "is not an identifier: it holds a control or invisible character, or quote marks around it"
                     .to_owned(),
             ),
-            Kind::NationalId => {
-                let u = v.clone().str().to_uppercase();
-                let ok = u
-                    .clone()
-                    .str()
-                    .contains(lit(r"^[A-Z][A-Z0-9][0-9]{8}$"), true);
-                (
-                    when(ok).then(u).otherwise(null_of(DataType::String)),
-                    "is not a national ID (a letter, then a letter or digit, then eight digits)"
-                        .to_owned(),
-                )
-            }
+            Kind::NationalId => (
+                kernel(
+                    v.clone(),
+                    |v| !national_id(v),
+                    |v| Some(v.to_uppercase()).filter(|u| national_id(u)),
+                ),
+                "is not a national ID (a letter, then a letter or digit, then eight digits)"
+                    .to_owned(),
+            ),
             Kind::Agency => (
                 lookup(
-                    v.clone().str().to_uppercase(),
+                    v.clone(),
+                    Case::Upper,
                     cx.agencies.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 ),
                 "is not an agency id, name or alias in the config".to_owned(),
@@ -205,14 +154,15 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
                     .collect();
                 (
                     lookup(
-                        v.clone().str().to_lowercase(),
+                        v.clone(),
+                        Case::Lower,
                         pairs.iter().map(|(s, c)| (s.as_str(), *c)),
                     ),
                     vocab_hint(vocab),
                 )
             }
             Kind::Date | Kind::DateTime => {
-                let dt = date_time(c.name, (cx.format_of)(c.name));
+                let dt = temporal(c.name, (cx.format_of)(c.name));
                 let parsed = if c.is_date() { dt.dt().date() } else { dt };
                 (
                     parsed,
@@ -280,12 +230,6 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         .fill_null(lit(false));
 
     let mut out = lf.with_columns(trimmed);
-    if !captures.is_empty() {
-        out = out
-            .with_columns(fast)
-            .with_columns(captures)
-            .with_columns(compact);
-    }
     out = out.with_columns(values).with_columns([
         any_problem.alias(BAD),
         sparse.alias(SPARSE),
@@ -352,11 +296,20 @@ fn shown(c: &ColumnSpec, v: Expr) -> Expr {
     }
 }
 
-/// Maps spellings to codes; unknown spellings become null. An elementwise
-/// function (one hash lookup per value), not `replace_strict`: that takes
-/// its mapping as column inputs, which the streaming engine can only feed
-/// by collecting the whole file first (the ingest memory peak).
-fn lookup<'a>(key: Expr, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Expr {
+/// How a lookup's spellings are folded.
+#[derive(Clone, Copy)]
+enum Case {
+    Upper,
+    Lower,
+}
+
+/// Maps spellings to codes (spellings compared after folding `case`);
+/// unknown spellings become null. An elementwise function (one hash
+/// lookup per value; the value is folded only when it misses as written),
+/// not `replace_strict`: that takes its mapping as column inputs, which
+/// the streaming engine can only feed by collecting the whole file first
+/// (the ingest memory peak).
+fn lookup<'a>(key: Expr, case: Case, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Expr {
     // Lookups only: no iteration order reaches any output.
     let map: std::collections::HashMap<String, String> =
         pairs.map(|(o, n)| (o.to_owned(), n.to_owned())).collect();
@@ -365,11 +318,111 @@ fn lookup<'a>(key: Expr, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Exp
             let out: StringChunked = c
                 .str()?
                 .iter()
-                .map(|v| v.and_then(|v| map.get(v).map(String::as_str)))
+                .map(|v| {
+                    let v = v?;
+                    map.get(v)
+                        .or_else(|| {
+                            map.get(&match case {
+                                Case::Upper => v.to_uppercase(),
+                                Case::Lower => v.to_lowercase(),
+                            })
+                        })
+                        .map(String::as_str)
+                })
                 .collect();
             Ok(out.with_name(c.name().clone()).into_column())
         },
         |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
+    )
+}
+
+/// An elementwise kernel over a text column that changes only the values
+/// `needs` picks, to what `fix` makes of them (`None`: null). A chunk in
+/// which no value needs it is passed on as it is, without a copy: most
+/// exports are clean, and copying every cell of every column was most of
+/// the cost of parsing.
+fn kernel(v: Expr, needs: fn(&str) -> bool, fix: fn(&str) -> Option<String>) -> Expr {
+    v.map(
+        move |c: Column| {
+            let ca = c.str()?;
+            if !ca.iter().any(|v| v.is_some_and(needs)) {
+                return Ok(c);
+            }
+            let out: StringChunked = ca
+                .iter()
+                .map(|v| {
+                    let v = v?;
+                    if needs(v) { fix(v) } else { Some(v.to_owned()) }
+                })
+                .collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
+    )
+}
+
+/// A cell without the white space around it (Unicode `White_Space`, as
+/// `str::trim`); untouched chunks are not copied.
+fn trimmed(v: Expr) -> Expr {
+    kernel(
+        v,
+        |v| {
+            v.chars().next().is_some_and(char::is_whitespace)
+                || v.chars().next_back().is_some_and(char::is_whitespace)
+        },
+        |v| Some(v.trim().to_owned()),
+    )
+}
+
+/// `[A-Z][A-Z0-9][0-9]{8}`, exactly.
+fn national_id(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10
+        && b[0].is_ascii_uppercase()
+        && (b[1].is_ascii_uppercase() || b[1].is_ascii_digit())
+        && b[2..].iter().all(u8::is_ascii_digit)
+}
+
+/// Whether an identifier is junk: a control (`Cc`) or invisible format
+/// (`Cf`) character anywhere, or a quote mark at either end (an export
+/// that quoted twice).
+fn id_junk(v: &str) -> bool {
+    const QUOTES_START: [char; 4] = ['"', '\'', '「', '『'];
+    const QUOTES_END: [char; 4] = ['"', '\'', '」', '』'];
+    if v.starts_with(QUOTES_START) || v.ends_with(QUOTES_END) {
+        return true;
+    }
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return false;
+    }
+    v.chars().any(|c| c.is_control() || is_format_char(c))
+}
+
+/// Unicode general category `Cf` (format characters: zero-width spaces
+/// and joiners, direction marks, the byte-order mark, …).
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c as u32,
+        0xAD | 0x600..=0x605
+            | 0x61C
+            | 0x6DD
+            | 0x70F
+            | 0x890..=0x891
+            | 0x8E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
     )
 }
 
@@ -394,7 +447,69 @@ const SEPARATED: &str = r"^(?<roc>民國)?\s*(?<y>\d{1,4})\s*[/\-.年]\s*(?<m>\d
 /// optional `HHMMSS` or `HH:MM:SS`.
 const COMPACT: &str = r"^(?<n>\d{6,8})(?:(?:\s+|T)(?<H>\d{2}):?(?<M>\d{2})(?::?(?<S>\d{2}))?)?$";
 
-/// The local date-time of a temporal column, or null when unreadable.
+/// The local date-time of the trimmed temporal column `name`, or null
+/// when unreadable: polars' native parser for the commonest format, and
+/// the regexes (every ROC and 上午/下午 form, [`date_time`]) only on a chunk
+/// holding a value it could not read. A clean export's chunks never build
+/// the regexes' capture columns.
+fn temporal(name: &str, format: DateFormat) -> Expr {
+    let raw = s(name);
+    let fast = fast_col(name);
+    let out_name = name.to_owned();
+    as_struct(vec![
+        col(raw.clone()),
+        iso_fast_path(col(raw.clone()), format).alias(fast.clone()),
+    ])
+    .map(
+        move |c: Column| {
+            let st = c.struct_()?;
+            let r = st.field_by_name(&raw)?;
+            let f = st.field_by_name(&fast)?;
+            let rs = r.str()?;
+            let missed = f
+                .is_null()
+                .iter()
+                .zip(rs.iter())
+                .any(|(miss, v)| miss == Some(true) && v.is_some_and(|v| !v.is_empty()));
+            if !missed {
+                return Ok(f.with_name(out_name.as_str().into()).into_column());
+            }
+            let pattern = pattern_col(&out_name);
+            let missed_fast = col(fast.clone()).is_null();
+            let a = when(missed_fast.clone())
+                .then(col(raw.clone()))
+                .otherwise(null_of(DataType::String))
+                .str()
+                .extract_groups(SEPARATED)
+                .expect("valid regex")
+                .alias(pattern.clone());
+            let a_missed = col(pattern.clone())
+                .struct_()
+                .field_by_name("y")
+                .is_null()
+                .and(missed_fast);
+            let b = when(a_missed)
+                .then(col(raw.clone()))
+                .otherwise(null_of(DataType::String))
+                .str()
+                .extract_groups(COMPACT)
+                .expect("valid regex")
+                .alias(format!("{pattern}b"));
+            let df = DataFrame::new(r.len(), vec![r.into_column(), f.into_column()])?;
+            let out = df
+                .lazy()
+                .with_columns([a])
+                .with_columns([b])
+                .select([date_time(&out_name, format).alias(out_name.as_str())])
+                .collect()?;
+            Ok(out.column(&out_name)?.clone())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), dtype(Kind::DateTime))),
+    )
+}
+
+/// The local date-time the regexes' captures (`pattern_col(name)`, and
+/// `…b` for the compact form) and the fast path (`fast_col(name)`) give.
 fn date_time(name: &str, format: DateFormat) -> Expr {
     let a = |f: &str| col(pattern_col(name)).struct_().field_by_name(f);
     let b = |f: &str| {

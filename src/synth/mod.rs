@@ -877,7 +877,7 @@ pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
 fn write_large_roster(dir: &Path, r: &mut Rand) -> Result<()> {
     std::fs::create_dir_all(dir.join("inbox/roster"))?;
     std::fs::create_dir_all(dir.join("inbox/hr"))?;
-    let mut roster = String::from("帳號,姓名,員工編號,機關名稱,角色,人員類別,帳號狀態\n");
+    let mut roster = String::from("帳號,姓名,員工編號,機關名稱,角色,人員類別,帳號狀態,停用日期\n");
     let mut hr = String::from("員工編號,姓名,服務機關,人員類別,異動狀態,生效日期,身分證號\n");
     for (ai, agency) in AGENCIES.iter().enumerate() {
         for k in 0..20u64 {
@@ -885,7 +885,7 @@ fn write_large_roster(dir: &Path, r: &mut Rand) -> Result<()> {
             let person = format!("E{account:06}");
             let who = name(r);
             roster.push_str(&format!(
-                "W{account:05},{who},{person},{},業務需求人員,編制內,啟用\n",
+                "W{account:05},{who},{person},{},業務需求人員,編制內,啟用,\n",
                 agency.1
             ));
             hr.push_str(&format!(
@@ -896,7 +896,8 @@ fn write_large_roster(dir: &Path, r: &mut Rand) -> Result<()> {
         }
     }
     std::fs::write(dir.join("inbox/roster/roster_20260702.csv"), roster)?;
-    std::fs::write(dir.join("inbox/hr/hr_20260702.csv"), hr)?;
+    // The city's config declares its HR exports Big5, as HR sends them.
+    write_big5(&dir.join("inbox/hr/hr_20260702.csv"), &hr)?;
     Ok(())
 }
 
