@@ -868,9 +868,9 @@ pub struct Frozen {
 /// the roster snapshot for `reference` resolved.
 pub(crate) fn ingest_inbox(config: &Config, reference: Reference) -> Result<Ingested> {
     let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
-    release_freed_memory();
+    ingest::release_freed_memory();
     ingested.compact();
-    release_freed_memory();
+    ingest::release_freed_memory();
     ingested
         .resolve_roster(reference)
         .map_err(anyhow::Error::from)
@@ -1220,7 +1220,7 @@ fn sample_audit(
     let by_month = report::build::monthly_queries(frozen.ingested.table(Table::QueryLog), period)?;
     let roster = frozen.ingested.table(Table::Roster).clone();
     let forms = frozen.ingested.table(Table::RequestForms).clone();
-    release_freed_memory();
+    ingest::release_freed_memory();
 
     let tables = take_tables(&mut frozen.ingested);
     let checked = run_checks(
@@ -1339,22 +1339,6 @@ fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
     }
     Ok(out)
 }
-
-/// Hands memory that ingest freed back to the operating system. glibc keeps
-/// freed blocks in per-thread arenas, so without this the peak of a run is
-/// ingest's peak plus the checks' working set.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim only returns unused heap pages to the kernel; it
-    // takes no pointers and touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
 
 /// Makes a write past the file-size limit (`ulimit -f`) an error the run
 /// reports, not a signal that kills the process mid-write.
