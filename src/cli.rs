@@ -149,6 +149,11 @@ pub enum Command {
         #[command(subcommand)]
         action: FollowupAction,
     },
+    /// The agency register (機關專責人員名冊) as a workbook.
+    Agencies {
+        #[command(subcommand)]
+        action: AgenciesAction,
+    },
     /// The units' attachment passwords (rule 5(2)2), for the chief
     /// administrator to hand to each unit's officer by phone or letter.
     Passwords {
@@ -293,6 +298,19 @@ pub enum PasswordsAction {
         units: Vec<String>,
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgenciesAction {
+    /// Write the config's agencies as the register workbook (one row per
+    /// agency, drop-downs, a notes sheet); `[paths] agencies = "FILE"`
+    /// reads it back.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -450,6 +468,21 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         } => archive_verify(config, head.as_deref(), out),
         Command::Outbox { action } => outbox(action, clock, out),
         Command::Passwords { action } => passwords(action, clock, out),
+        Command::Agencies {
+            action: AgenciesAction::Export { config, out: file },
+        } => {
+            let config = config::load(config)?;
+            config::register::write(&config, file)
+                .with_context(|| format!("writing {}", file.display()))?;
+            writeln!(
+                out,
+                "{} agencies written to {}",
+                config.agencies.iter().count(),
+                file.display()
+            )
+            .context("writing to stdout")?;
+            Ok(ExitStatus::Ok)
+        }
         Command::ExportEvidence {
             run,
             out: file,
@@ -1276,6 +1309,39 @@ fn archive_verify(
     }
 }
 
+/// The requesting units and the agencies each one's reports cover, and
+/// what a reviewer should see before the register goes live: a unit
+/// without an ethics address, an officer outside `mail.allowed_domains`.
+fn agency_tree(config: &config::Config) -> Vec<String> {
+    let mut out = vec!["units (each unit's reports cover the agencies under it):".to_owned()];
+    for unit in config.agencies.iter().filter(|a| a.requesting) {
+        let members: Vec<String> = config
+            .agencies
+            .iter()
+            .filter(|a| a.unit == unit.id && a.id != unit.id)
+            .map(|a| a.id.clone())
+            .collect();
+        out.push(format!(
+            "  {} {} → {}: {}",
+            unit.id,
+            unit.name,
+            unit.officer_email.as_deref().unwrap_or("(no officer)"),
+            if members.is_empty() {
+                "itself only".to_owned()
+            } else {
+                members.join(", ")
+            }
+        ));
+        if unit.ethics_email.is_none() {
+            out.push(format!(
+                "WARNING: unit {} has no ethics_email: critical findings and overdue returns reach no ethics unit",
+                unit.id
+            ));
+        }
+    }
+    out
+}
+
 fn check_config(
     path: &std::path::Path,
     clock: &dyn crate::clock::Clock,
@@ -1294,6 +1360,9 @@ fn check_config(
     )?;
     for warning in calendar_warnings(&config, clock) {
         w(out, format!("WARNING: {warning}"))?;
+    }
+    for line in agency_tree(&config) {
+        w(out, line)?;
     }
     // Rule 5(2)2: an exemption from encryption is shown wherever it applies.
     for a in config.agencies.iter() {

@@ -9,6 +9,7 @@
 //! regulation limits, the rule.
 
 pub mod raw;
+pub mod register;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -165,7 +166,7 @@ impl Holidays {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agency {
     pub id: String,
     pub name: String,
@@ -412,6 +413,30 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let rules = v.rules(&raw.rules, &resolve);
     let limits = v.limits(&raw.limits);
     let followup = v.followup(&raw.followup);
+    let mut raw = raw;
+    let register = match &raw.paths.agencies {
+        None => None,
+        Some(p) => match register::read(&resolve(p), p) {
+            Ok(r) => {
+                if !raw.agencies.is_empty() {
+                    v.problem(
+                        "paths.agencies",
+                        format!("{p:?}"),
+                        "the agencies come from the register or from [[agencies]] tables, not both",
+                    );
+                }
+                for (place, value, why) in &r.problems {
+                    v.problem(place.clone(), format!("{value:?}"), why);
+                }
+                raw.agencies = r.agencies.clone();
+                Some(r)
+            }
+            Err(e) => {
+                v.problem("paths.agencies", format!("{p:?}"), &e);
+                None
+            }
+        },
+    };
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
     let column_aliases = v.column_aliases(&raw.columns);
@@ -420,9 +445,15 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let inputs = v.inputs(&raw.inputs);
 
     if !v.problems.is_empty() {
+        let mut problems = v.problems;
+        if let Some(r) = &register {
+            for p in &mut problems {
+                p.key = register_place(&p.key, &raw.agencies, &r.places);
+            }
+        }
         return Err(ConfigError::Invalid {
             file: file.to_owned(),
-            problems: v.problems,
+            problems,
         });
     }
     Ok(Config {
@@ -440,6 +471,29 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         formats,
         inputs,
     })
+}
+
+/// A problem's key about an agency (`agencies[3].parent`,
+/// `agencies.KPB.officer_email`) as the register's sheet, row and column.
+fn register_place(key: &str, agencies: &[RawAgency], places: &[register::Place]) -> String {
+    let (index, field) = if let Some(rest) = key.strip_prefix("agencies[") {
+        let Some((i, field)) = rest.split_once(']') else {
+            return key.to_owned();
+        };
+        (i.parse::<usize>().ok(), field.trim_start_matches('.'))
+    } else if let Some(rest) = key.strip_prefix("agencies.") {
+        let Some((id, field)) = rest.split_once('.') else {
+            return key.to_owned();
+        };
+        (agencies.iter().position(|a| a.id == id), field)
+    } else {
+        return key.to_owned();
+    };
+    match index.and_then(|i| places.get(i)) {
+        Some(place) if field.is_empty() => place.row(),
+        Some(place) => place.cell(field),
+        None => key.to_owned(),
+    }
 }
 
 #[derive(Default)]

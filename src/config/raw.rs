@@ -49,6 +49,9 @@ pub struct RawPaths {
     pub schedules: Option<String>,
     /// Mail templates replacing the built-in ones (see `templates/`).
     pub templates: Option<String>,
+    /// The agency register (機關專責人員名冊) as a workbook or CSV, in
+    /// place of `[[agencies]]` tables.
+    pub agencies: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +164,7 @@ impl Default for RawRules {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgency {
     pub id: String,

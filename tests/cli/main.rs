@@ -14,6 +14,7 @@ mod ingest;
 mod layering;
 mod load;
 mod mail;
+mod register;
 mod render;
 mod reports;
 mod sample_data;

@@ -26,7 +26,7 @@ fn read(path: &Path) -> (Vec<String>, Sheets) {
     (names, sheets)
 }
 
-fn xml(path: &Path, member: &str) -> String {
+pub(crate) fn xml(path: &Path, member: &str) -> String {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
     let mut s = String::new();
     zip.by_name(member).unwrap().read_to_string(&mut s).unwrap();
