@@ -1364,6 +1364,28 @@ fn check_config(
     for line in agency_tree(&config) {
         w(out, line)?;
     }
+    // An edit shown before it is live: the register against the one the
+    // daemon last ran with.
+    if config.paths.state.join("state.sqlite3").exists() {
+        let store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+        if let Some(before) = store
+            .meta_get(crate::daemon::AGENCIES_LAST_RUN)
+            .map_err(anyhow::Error::from)?
+        {
+            let changes = config::register::changes(&before, &config);
+            if changes.is_empty() {
+                w(
+                    out,
+                    "no change to the agencies since the daemon last ran".into(),
+                )?;
+            } else {
+                w(out, "changes since the daemon last ran:".into())?;
+                for c in changes {
+                    w(out, format!("  {c}"))?;
+                }
+            }
+        }
+    }
     // Rule 5(2)2: an exemption from encryption is shown wherever it applies.
     for a in config.agencies.iter() {
         if let config::AttachmentProtection::Unencrypted(reason) = &a.attachment {

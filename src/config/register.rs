@@ -469,3 +469,72 @@ pub fn write(config: &super::Config, path: &Path) -> Result<(), rust_xlsxwriter:
     }
     wb.save(path)
 }
+
+/// What a reviewer compares between two registers: per agency id, its
+/// name, parent, unit, whether it requests, and its officer and ethics
+/// addresses.
+type Snapshot = std::collections::BTreeMap<String, [String; 5]>;
+
+/// The register as the daemon runs with it, for [`changes`] (JSON).
+pub fn snapshot(config: &super::Config) -> String {
+    let s: Snapshot = config
+        .agencies
+        .iter()
+        .map(|a| {
+            (
+                a.id.clone(),
+                [
+                    a.name.clone(),
+                    a.parent.clone().unwrap_or_default(),
+                    a.unit.clone(),
+                    a.officer_email.clone().unwrap_or_default(),
+                    a.ethics_email.clone().unwrap_or_default(),
+                ],
+            )
+        })
+        .collect();
+    serde_json::to_string(&s).unwrap_or_default()
+}
+
+/// What changed from the register `before` (a [`snapshot`]) to
+/// `config`'s: agencies added and removed, moved to another parent or
+/// unit, renamed, and officers and ethics units changed, one line each,
+/// in agency id order.
+pub fn changes(before: &str, config: &super::Config) -> Vec<String> {
+    let Ok(old) = serde_json::from_str::<Snapshot>(before) else {
+        return vec!["the register the daemon last ran with could not be read".to_owned()];
+    };
+    let new: Snapshot = serde_json::from_str(&snapshot(config)).unwrap_or_default();
+    let mut out = Vec::new();
+    let show = |v: &str| {
+        if v.is_empty() {
+            "（無）".to_owned()
+        } else {
+            v.to_owned()
+        }
+    };
+    for (id, n) in &new {
+        match old.get(id) {
+            None => out.push(format!("+ {id} {} added (unit {})", n[0], n[2])),
+            Some(o) => {
+                for (k, what) in [
+                    (0, "name"),
+                    (1, "parent"),
+                    (2, "unit"),
+                    (3, "officer"),
+                    (4, "ethics unit"),
+                ] {
+                    if o[k] != n[k] {
+                        out.push(format!("~ {id} {what}: {} → {}", show(&o[k]), show(&n[k])));
+                    }
+                }
+            }
+        }
+    }
+    for (id, o) in &old {
+        if !new.contains_key(id) {
+            out.push(format!("- {id} {} removed", o[0]));
+        }
+    }
+    out
+}

@@ -48,6 +48,9 @@ const MAX_RETRIES: u32 = 6;
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
 
+/// The state key of the register the daemon last ran with.
+pub const AGENCIES_LAST_RUN: &str = "agencies_last_run";
+
 /// How a ledger row left by a dead process begins its note.
 const INTERRUPTED: &str = "interrupted";
 
@@ -89,6 +92,11 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     store.check()?;
     let mut pass = Pass::default();
     let first_start = store.meta_or_insert("first_start", &stamp(now))?;
+    // What check-config compares an edited register with.
+    store.meta_set(
+        AGENCIES_LAST_RUN,
+        &crate::config::register::snapshot(config),
+    )?;
     let first_start = parse_utc(&first_start).unwrap_or(now);
 
     let present = survey_inbox(config, &mut store, now, &mut pass)?;

@@ -96,6 +96,29 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Sets a value of the daemon's small key-value table.
+    pub fn meta_set(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A value of the daemon's small key-value table, if set.
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// A value of the daemon's small key-value table, set to `default`
     /// the first time it is asked for.
     pub fn meta_or_insert(&mut self, key: &str, default: &str) -> Result<String, StoreError> {

@@ -30,16 +30,22 @@ fn city(rows: &[Vec<String>]) -> Test {
             "admin = \"admin@example.gov.tw\"\n",
             "admin = \"admin@example.gov.tw\"\nallowed_domains = [\"example.gov.tw\"]\n",
         );
+    let _ = t.config_path();
+    write_register(&t, rows);
+    t
+}
+
+/// Writes `agencies.xlsx` as the Health Bureau keeps it: title rows, then
+/// the header and one row per agency.
+fn write_register(t: &Test, rows: &[Vec<String>]) {
     let mut header: Vec<&str> = HEADER.to_vec();
     header.push("衛生局");
-    let _ = t.config_path();
     write_xlsx(
         &t.path("agencies.xlsx"),
         &["高雄市政府 機關專責人員名冊", "更新日期：115/07/01", ""],
         &header,
         rows,
     );
-    t
 }
 
 fn row(cells: &[&str]) -> Vec<String> {
@@ -236,4 +242,65 @@ fn an_exported_register_reads_back_as_the_same_agencies() {
         xml.contains("&quot;是,否&quot;") || xml.contains("\"是,否\""),
         "是/否 drop-down"
     );
+}
+
+/// A reviewer sees an edit's effect before it is live: check-config lists
+/// what changed against the register the daemon last ran with.
+#[test]
+fn check_config_shows_what_an_edit_of_the_register_changes_against_the_daemon_s() {
+    let rows = register_of_150();
+    let t = city(&rows);
+    std::fs::create_dir_all(t.path("schedules")).unwrap();
+    std::fs::write(
+        t.path("schedules/s.toml"),
+        "[[schedule]]\njob = \"heartbeat\"\ncron = \"0 0 8 * * Mon\"\nperiod = \"week\"\n",
+    )
+    .unwrap();
+    let config = t.config_path();
+    let out = crate::harness::run_binary_env(
+        &[
+            "daemon",
+            "--once",
+            "--config",
+            config.to_str().unwrap(),
+            "--now",
+            "2026-07-01T10:00:00+08:00",
+        ],
+        t.dir.path(),
+        &[("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES", "1")],
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let same = t.run(&["check-config"]);
+    assert!(
+        same.stdout
+            .contains("no change to the agencies since the daemon last ran"),
+        "{}",
+        same.stdout
+    );
+    // B05's officer changes, a district office closes, a health centre opens.
+    let mut edited = rows.clone();
+    edited[13][6] = "new.officer.b05@example.gov.tw".into();
+    assert_eq!(edited[128][0], "D38");
+    edited.remove(128);
+    edited.push(row(&[
+        "KHB-H22",
+        "第22衛生所",
+        "",
+        "KHB",
+        "否",
+        "",
+        "",
+        "",
+        "否",
+    ]));
+    write_register(&t, &edited);
+    let out = t.run(&["check-config"]);
+    for want in [
+        "changes since the daemon last ran:",
+        "  ~ B05 officer: officer.B05@example.gov.tw → new.officer.b05@example.gov.tw",
+        "  + KHB-H22 第22衛生所 added (unit KHB)",
+        "  - D38 第38區公所 removed",
+    ] {
+        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
+    }
 }
