@@ -472,7 +472,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             action: AgenciesAction::Export { config, out: file },
         } => {
             let config = config::load(config)?;
-            config::register::write(&config, file)
+            config::register::write(&config, file, clock.local(config.timezone))
                 .with_context(|| format!("writing {}", file.display()))?;
             writeln!(
                 out,

@@ -355,12 +355,26 @@ const SPARE_ROWS: u32 = 200;
 /// agency, drop-downs for the parent (the register's ids), 是/否 columns
 /// and purposes, the header row protected, and a notes sheet explaining
 /// each column. Reading it back ([`read`]) gives the same agencies.
-pub fn write(config: &super::Config, path: &Path) -> Result<(), rust_xlsxwriter::XlsxError> {
+/// `created` is the workbook's creation time, so the same register written
+/// at the same time gives the same bytes.
+pub fn write(
+    config: &super::Config,
+    path: &Path,
+    created: chrono::NaiveDateTime,
+) -> Result<(), rust_xlsxwriter::XlsxError> {
     use rust_xlsxwriter::{
-        DataValidation, DataValidationErrorStyle, Format, FormatBorder, Formula, ProtectionOptions,
-        Workbook,
+        DataValidation, DataValidationErrorStyle, DocProperties, ExcelDateTime, Format,
+        FormatBorder, Formula, ProtectionOptions, Workbook,
     };
     let mut wb = Workbook::new();
+    wb.set_properties(
+        &DocProperties::new()
+            .set_creation_datetime(&ExcelDateTime::from_timestamp(
+                created.and_utc().timestamp(),
+            )?)
+            .set_title("機關專責人員名冊")
+            .set_author("webir-audit"),
+    );
     let header = Format::new()
         .set_bold()
         .set_background_color("#D9E1F2")

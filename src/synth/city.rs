@@ -202,7 +202,20 @@ pub fn holidays_toml() -> String {
     s
 }
 
+/// The sample city's config with its agencies as `[[agencies]]` tables
+/// (the benchmark and load cities).
 pub fn config_toml() -> String {
+    config_text(None)
+}
+
+/// The sample city's config reading its agencies from the register
+/// workbook `register` (the committed sample city, as the Health Bureau
+/// keeps its list).
+pub fn config_toml_register(register: &str) -> String {
+    config_text(Some(register))
+}
+
+fn config_text(register: Option<&str>) -> String {
     let mut s = String::from(
         r#"# webir-audit configuration for the fictional sample city.
 # Every key is documented in README.md; unknown keys are errors.
@@ -247,6 +260,16 @@ pattern = "hr/*.csv"
 encoding = "big5"
 "#,
     );
+    if let Some(r) = register {
+        let line = "schedules = \"../schedules\"  # the daemon's jobs: the repository's shipped defaults\n";
+        return s.replacen(
+            line,
+            &format!(
+                "{line}agencies = \"{r}\"  # the agency register (機關專責人員名冊), as the Health Bureau keeps it\n"
+            ),
+            1,
+        );
+    }
     for (id, name, alias, parent, requesting, purposes, _) in AGENCIES {
         s.push_str(&format!("\n[[agencies]]\nid = \"{id}\"\nname = \"{name}\"\naliases = [\"{alias}\"]\nparent = \"{parent}\"\n"));
         if *requesting {

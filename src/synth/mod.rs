@@ -748,8 +748,18 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
         std::fs::create_dir_all(inbox.join(sub))
             .with_context(|| format!("creating {}", inbox.join(sub).display()))?;
     }
-    std::fs::write(dir.join("webir-audit.toml"), city::config_toml())?;
     std::fs::write(dir.join("holidays.toml"), city::holidays_toml())?;
+    // The agencies as the Health Bureau keeps them: the register workbook,
+    // exported from the same agencies the TOML form lists.
+    let config = dir.join("webir-audit.toml");
+    std::fs::write(&config, city::config_toml())?;
+    let loaded = crate::config::load(&config)?;
+    crate::config::register::write(
+        &loaded,
+        &dir.join("agencies.xlsx"),
+        date("2026-07-02").and_hms_opt(0, 0, 0).expect("time"),
+    )?;
+    std::fs::write(&config, city::config_toml_register("agencies.xlsx"))?;
 
     let month = |q: &Query| q.at.month();
     let q1: Vec<&Query> = city.queries.iter().filter(|q| month(q) <= 3).collect();

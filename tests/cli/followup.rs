@@ -372,14 +372,17 @@ fn an_open_item_follows_the_unit_s_new_officer() {
         "2026-07-05T08:00:00+08:00",
     );
     let run_dir = out.run_dir();
-    let text = std::fs::read_to_string(&city.config).unwrap();
-    for old in ["officer.ksa@example.gov.tw", "officer.ktb@example.gov.tw"] {
-        assert!(text.contains(old));
+    // The register is edited: nothing else.
+    let register = city.config.with_file_name("agencies.xlsx");
+    for unit in ["ksa", "ktb"] {
+        let old = crate::harness::set_in_register(
+            &register,
+            &unit.to_uppercase(),
+            "專責人員信箱",
+            &format!("officer2.{unit}@example.gov.tw"),
+        );
+        assert_eq!(old, format!("officer.{unit}@example.gov.tw"));
     }
-    let text = text
-        .replace("officer.ksa@example.gov.tw", "officer2.ksa@example.gov.tw")
-        .replace("officer.ktb@example.gov.tw", "officer2.ktb@example.gov.tw");
-    std::fs::write(&city.config, text).unwrap();
     // By hand, for KTB: its current officer, whom the run never mailed.
     let resend = city.run(
         &[
@@ -817,13 +820,14 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     pass("2026-08-07T09:00:00+08:00");
     assert!(!returns.join("KPB-調查紀錄.xlsx").exists());
 
-    // KSA's officer changes: the open worksheet reaches the new one.
-    let text = std::fs::read_to_string(&c.config).unwrap();
-    std::fs::write(
-        &c.config,
-        text.replace("officer.ksa@example.gov.tw", "officer2.ksa@example.gov.tw"),
-    )
-    .unwrap();
+    // KSA's officer changes in the register: the open worksheet reaches
+    // the new one.
+    crate::harness::set_in_register(
+        &c.config.with_file_name("agencies.xlsx"),
+        "KSA",
+        "專責人員信箱",
+        "officer2.ksa@example.gov.tw",
+    );
     pass("2026-08-08T09:00:00+08:00");
     assert_eq!(
         subjects("officer2.ksa@example.gov.tw", "移交待辦").len(),

@@ -262,3 +262,36 @@ pub fn sample_city_audit(dir: &Path, extra: &[&str]) -> (PathBuf, Output) {
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     (config, out)
 }
+
+/// Sets `column` (its Chinese header) of agency `id` in the agency
+/// register workbook at `path`, as the chief administrator editing it in
+/// Excel would; returns the value it had.
+pub fn set_in_register(path: &Path, id: &str, column: &str, value: &str) -> String {
+    use calamine::Reader as _;
+    let mut wb: calamine::Xlsx<_> = calamine::open_workbook(path).expect("register");
+    let range = wb.worksheet_range("機關名冊").expect("sheet 機關名冊");
+    let mut rows: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    drop(wb);
+    let j = rows[0]
+        .iter()
+        .position(|h| h == column)
+        .unwrap_or_else(|| panic!("no column {column} in {:?}", rows[0]));
+    let row = rows
+        .iter_mut()
+        .find(|r| r[0] == id)
+        .unwrap_or_else(|| panic!("no agency {id} in the register"));
+    let old = std::mem::replace(&mut row[j], value.to_owned());
+    let mut out = rust_xlsxwriter::Workbook::new();
+    let ws = out.add_worksheet();
+    ws.set_name("機關名冊").expect("name");
+    for (i, r) in rows.iter().enumerate() {
+        for (j, c) in r.iter().enumerate() {
+            ws.write_string(i as u32, j as u16, c).expect("cell");
+        }
+    }
+    out.save(path).expect("save register");
+    old
+}

@@ -30,19 +30,19 @@ impl City {
         let text = std::fs::read_to_string(&config).unwrap();
         let start = text.find("[mail]").unwrap();
         let end = start + text[start..].find("\n# ").unwrap();
-        let mut text = format!(
+        let text = format!(
             "{}{}{}",
             &text[..start],
             smtp.mail_config(mail_extra),
             &text[end..]
         );
-        let kpb = "officer_email = \"officer.kpb@example.gov.tw\"";
-        assert!(text.contains(kpb));
-        text = text.replace(
-            kpb,
-            &format!("{kpb}\nattachment_password_env = \"WEBIR_AUDIT_TEST_KPB\""),
-        );
         std::fs::write(&config, text).unwrap();
+        crate::harness::set_in_register(
+            &tmp.path().join("city/agencies.xlsx"),
+            "KPB",
+            "附件密碼環境變數",
+            "WEBIR_AUDIT_TEST_KPB",
+        );
         City { tmp, config }
     }
 
