@@ -389,10 +389,26 @@ pub fn write(
     ws.set_name(SHEET)?;
     for (j, c) in COLUMNS.iter().enumerate() {
         ws.write_string_with_format(0, j as u16, c.header, &header)?;
-        ws.set_column_width(j as u16, if c.field.ends_with("email") { 32 } else { 16 })?;
+        let width = match c.field {
+            "name" => 30,
+            "officer_email" | "ethics_email" => 30,
+            "purposes" | "attachment_unencrypted" => 24,
+            "aliases" | "attachment_password_env" => 18,
+            "id" | "parent" => 13,
+            _ => 9,
+        };
+        ws.set_column_width(j as u16, width)?;
         ws.set_column_format(j as u16, &open)?;
     }
+    // Printed for review: landscape, one page wide, the header on every page.
+    ws.set_landscape();
+    ws.set_paper_size(9);
+    ws.set_print_fit_to_pages(1, 0);
+    ws.set_repeat_rows(0, 0)?;
+    ws.set_header("&L機關專責人員名冊&R第 &P 頁，共 &N 頁");
     ws.set_row_format(0, &header)?;
+    // Two lines, so a wrapped header (資訊需求機關) prints whole.
+    ws.set_row_height(0, 32)?;
     for (i, a) in agencies.iter().enumerate() {
         let r = i as u32 + 1;
         let purposes: Vec<&str> = a
