@@ -52,6 +52,11 @@ fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
 
+/// A subordinate agency: no purposes, officer or ethics unit of its own.
+fn member(id: &str, name: &str, parent: &str) -> Vec<String> {
+    row(&[id, name, "", parent, "否", "", "", "", "否"])
+}
+
 /// A city of 150 agencies: the Health Bureau, 30 first-level bureaus
 /// (each requesting, with two subordinates each), 38 district offices
 /// (the three mountain indigenous ones among them) and 21 health centres
@@ -86,17 +91,11 @@ fn register_of_150() -> Vec<Vec<String>> {
             "否",
         ]));
         for s in 1..=2 {
-            rows.push(row(&[
+            rows.push(member(
                 &format!("{id}-{s}"),
                 &format!("第{b}局第{s}科"),
-                "",
                 &id,
-                "否",
-                "",
-                "",
-                "",
-                "否",
-            ]));
+            ));
         }
     }
     let mountain = ["那瑪夏區公所", "桃源區公所", "茂林區公所"];
@@ -119,17 +118,11 @@ fn register_of_150() -> Vec<Vec<String>> {
         ]));
     }
     for h in 1..=21 {
-        rows.push(row(&[
+        rows.push(member(
             &format!("KHB-H{h:02}"),
             &format!("第{h}衛生所"),
-            "",
             "KHB",
-            "否",
-            "",
-            "",
-            "",
-            "否",
-        ]));
+        ));
     }
     rows
 }
@@ -282,17 +275,7 @@ fn check_config_shows_what_an_edit_of_the_register_changes_against_the_daemon_s(
     edited[13][6] = "new.officer.b05@example.gov.tw".into();
     assert_eq!(edited[128][0], "D38");
     edited.remove(128);
-    edited.push(row(&[
-        "KHB-H22",
-        "第22衛生所",
-        "",
-        "KHB",
-        "否",
-        "",
-        "",
-        "",
-        "否",
-    ]));
+    edited.push(member("KHB-H22", "第22衛生所", "KHB"));
     write_register(&t, &edited);
     let out = t.run(&["check-config"]);
     for want in [
