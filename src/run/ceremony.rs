@@ -192,7 +192,7 @@ pub fn operator() -> String {
 
 /// `inbox/seeds/<period>.txt`, if dropped: its digits are the seed. The
 /// file is renamed `.taken` once recorded (or `.refused`, with the reason
-/// returned, when it holds no seed).
+/// returned, when it holds no seed or was written before the commitment).
 pub fn take_inbox_seed(
     config: &Config,
     period: &str,
@@ -207,7 +207,30 @@ pub fn take_inbox_seed(
         return Ok(None);
     };
     let by = format!("file {}", file.display());
-    let outcome = give(config, period, &text, &by, SeedVia::Inbox, clock);
+    // A file written before the commitment went out holds a seed chosen
+    // before the population was published: never taken.
+    let written = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).with_timezone(&config.timezone));
+    let committed = Store::open(&config.paths.state)?
+        .latest_ceremony(period)?
+        .and_then(|c| {
+            chrono::NaiveDateTime::parse_from_str(&c.committed_at, "%Y-%m-%dT%H:%M:%S").ok()
+        });
+    let early = match (written, committed) {
+        (Some(w), Some(c)) if w.naive_local() < c => Some(format!(
+            "the file was written at {}, before the commitment was mailed at {}: a seed must \
+             come after the commitment, from the public source it names; nothing was recorded",
+            w.naive_local().format("%Y-%m-%dT%H:%M:%S"),
+            c.format("%Y-%m-%dT%H:%M:%S")
+        )),
+        _ => None,
+    };
+    let outcome = match early {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => give(config, period, &text, &by, SeedVia::Inbox, clock),
+    };
     let (suffix, result) = match outcome {
         Ok(c) => ("taken", Ok(c)),
         Err(e) => ("refused", Err(format!("{}: {e:#}", file.display()))),

@@ -302,6 +302,31 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, &ceremony(""));
     pass(&c, "2026-07-05T08:00:00+08:00");
+    let seeds = c.tmp.path().join("city/inbox/seeds");
+    std::fs::create_dir_all(&seeds).unwrap();
+    // A seed file written before the commitment went out is never taken.
+    let early = seeds.join("2026H1.txt");
+    std::fs::write(&early, SEED).unwrap();
+    let before = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_782_864_000); // 2026-07-01
+    std::fs::File::options()
+        .write(true)
+        .open(&early)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    pass(&c, "2026-07-06T09:00:00+08:00");
+    assert!(seeds.join("2026H1.txt.refused").exists());
+    let refused = admin_mail(&smtp, "抽樣種子檔不予登錄");
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].contains("before the commitment was mailed at 2026-07-05T08:00:00"),
+        "{}",
+        refused[0]
+    );
+    assert_eq!(
+        ledger(&c),
+        [row("sample-audit", "2026H1", "waiting-for-seed")]
+    );
     // A late export arrives after the commitment.
     let logs = c.tmp.path().join("city/inbox/query_logs");
     std::fs::write(
@@ -310,8 +335,6 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
          W00101,2026-06-30 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
     )
     .unwrap();
-    let seeds = c.tmp.path().join("city/inbox/seeds");
-    std::fs::create_dir_all(&seeds).unwrap();
     std::fs::write(seeds.join("2026H1.txt"), format!(" {SEED}\n")).unwrap();
     pass(&c, "2026-07-08T10:00:00+08:00");
     assert!(
