@@ -335,7 +335,16 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
          W00101,2026-06-30 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
     )
     .unwrap();
-    std::fs::write(seeds.join("2026H1.txt"), format!(" {SEED}\n")).unwrap();
+    let file = seeds.join("2026H1.txt");
+    std::fs::write(&file, format!(" {SEED}\n")).unwrap();
+    // Written on 8 July, after the commitment, whatever today is.
+    let july_8 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_783_468_800);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(july_8)
+        .unwrap();
     pass(&c, "2026-07-08T10:00:00+08:00");
     assert!(
         seeds.join("2026H1.txt.taken").exists(),

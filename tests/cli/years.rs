@@ -494,11 +494,20 @@ impl Year {
         out
     }
 
-    /// The ceremony's seed, dropped in the inbox as an officer would.
-    fn seed(&self, period: &str, digits: &str) {
+    /// The ceremony's seed, dropped in the inbox as an officer would at
+    /// `at` (after the commitment: an earlier file is refused).
+    fn seed(&self, period: &str, digits: &str, at: &str) {
         let dir = self.tmp.path().join("city/inbox/seeds");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{period}.txt")), format!("{digits}\n")).unwrap();
+        let file = dir.join(format!("{period}.txt"));
+        std::fs::write(&file, format!("{digits}\n")).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(at.into())
+            .unwrap();
     }
 
     fn state(&self) -> PathBuf {
@@ -638,11 +647,19 @@ fn live_year(names: &Names) -> Outcome {
         y.runs("2026H1", "sample-audit").is_empty(),
         "no draw before the seed"
     );
-    y.seed("2026H1", "11500007807230541183012");
+    y.seed(
+        "2026H1",
+        "11500007807230541183012",
+        "2026-07-08T09:30:00+08:00",
+    );
     y.pass("2026-07-08T10:00:00+08:00");
     // 5 January 2027: the second half-year; the daemon was down since July.
     y.pass("2027-01-05T09:00:00+08:00");
-    y.seed("2026H2", "11600000302111725334408");
+    y.seed(
+        "2026H2",
+        "11600000302111725334408",
+        "2027-01-08T09:30:00+08:00",
+    );
     y.pass("2027-01-08T10:00:00+08:00");
     // 10 January: the yearly account review and the quarterly password
     // check are due at the same moment.
