@@ -180,7 +180,12 @@ pub fn read(path: &Path, shown: &str) -> Result<Register, String> {
             let rows = text
                 .lines()
                 .enumerate()
-                .map(|(i, l)| (i + 1, split_csv(l)))
+                .map(|(i, l)| {
+                    (
+                        i + 1,
+                        split_csv_line(l.strip_suffix('\r').unwrap_or(l), b','),
+                    )
+                })
                 .collect();
             (None, rows)
         }
@@ -325,22 +330,23 @@ fn purpose_code(p: &str) -> Option<&'static str> {
         .map(|(_, c)| c)
 }
 
-/// One CSV line into cells (quotes as RFC 4180, on one line).
-fn split_csv(line: &str) -> Vec<String> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
+/// One CSV line into cells, split on `sep` (quotes as RFC 4180, within
+/// the line). The inbox's CSV reader uses it too, to find headers.
+pub fn split_csv_line(line: &str, sep: u8) -> Vec<String> {
+    let sep = sep as char;
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
                 cur.push('"');
                 chars.next();
             }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
         }
     }
     out.push(cur);

@@ -666,23 +666,20 @@ fn ceremony_step(
             }
         },
     };
-    let c = match (
-        &c.seed,
-        ceremony::take_inbox_seed(config, &period.id, clock)?,
-    ) {
-        (Some(_), _) => c,
-        (None, Some(Ok(given))) => given,
-        (None, Some(Err(why))) => {
-            notify(config, store, Alert::SeedRefused, row, s, vec![why], now)?;
-            c
-        }
-        (None, None) => c,
-    };
     if c.seed.is_some() {
         return Ok(Step::Draw(Box::new(c)));
     }
-    let committed = chrono::NaiveDateTime::parse_from_str(&c.committed_at, "%Y-%m-%dT%H:%M:%S")
-        .ok()
+    // Only a ceremony still without its seed looks in the inbox.
+    let c = match ceremony::take_inbox_seed(config, &c, clock)? {
+        Some(Ok(given)) => return Ok(Step::Draw(Box::new(given))),
+        Some(Err(why)) => {
+            notify(config, store, Alert::SeedRefused, row, s, vec![why], now)?;
+            c
+        }
+        None => c,
+    };
+    let committed = c
+        .committed_local()
         .and_then(|t| t.and_local_timezone(config.timezone).earliest())
         .map_or(now, |t| t.with_timezone(&Utc));
     if now - committed >= wait {

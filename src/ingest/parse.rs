@@ -466,11 +466,9 @@ fn temporal(name: &str, format: DateFormat) -> Expr {
             let r = st.field_by_name(&raw)?;
             let f = st.field_by_name(&fast)?;
             let rs = r.str()?;
-            let missed = f
-                .is_null()
-                .iter()
-                .zip(rs.iter())
-                .any(|(miss, v)| miss == Some(true) && v.is_some_and(|v| !v.is_empty()));
+            // A non-empty value the fast path left null (a null value's
+            // comparison is null, which `any` does not count).
+            let missed = (&f.is_null() & &rs.not_equal("")).any();
             if !missed {
                 return Ok(f.with_name(out_name.as_str().into()).into_column());
             }

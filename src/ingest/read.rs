@@ -15,6 +15,7 @@ use polars::prelude::*;
 
 use super::IngestError;
 use super::headers::{HEADER_SEARCH_ROWS, HeaderMap, HeaderProblem, Matched};
+use crate::config::register::split_csv_line;
 use crate::config::{Encoding, InputOverride, Limits};
 use std::io::Read as _;
 
@@ -399,29 +400,6 @@ fn title_lines(top: &[&str], header: usize, sep: u8) -> Vec<String> {
         .map(|l| split_csv_line(l, sep).join(" ").trim().to_owned())
         .filter(|t| !t.is_empty())
         .collect()
-}
-
-/// Splits one CSV line, honouring double quotes. Used only on the top lines
-/// to find the header; polars parses the data.
-fn split_csv_line(line: &str, sep: u8) -> Vec<String> {
-    let sep = sep as char;
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
 }
 
 fn scan(

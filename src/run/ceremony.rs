@@ -195,9 +195,10 @@ pub fn operator() -> String {
 /// returned, when it holds no seed or was written before the commitment).
 pub fn take_inbox_seed(
     config: &Config,
-    period: &str,
+    ceremony: &Ceremony,
     clock: &dyn Clock,
 ) -> Result<Option<std::result::Result<Ceremony, String>>> {
+    let period = ceremony.period.as_str();
     let file = config
         .paths
         .inbox
@@ -213,12 +214,7 @@ pub fn take_inbox_seed(
         .and_then(|m| m.modified())
         .ok()
         .map(|t| chrono::DateTime::<chrono::Utc>::from(t).with_timezone(&config.timezone));
-    let committed = Store::open(&config.paths.state)?
-        .latest_ceremony(period)?
-        .and_then(|c| {
-            chrono::NaiveDateTime::parse_from_str(&c.committed_at, "%Y-%m-%dT%H:%M:%S").ok()
-        });
-    let early = match (written, committed) {
+    let early = match (written, ceremony.committed_local()) {
         (Some(w), Some(c)) if w.naive_local() < c => Some(format!(
             "the file was written at {}, before the commitment was mailed at {}: a seed must \
              come after the commitment, from the public source it names; nothing was recorded",

@@ -154,6 +154,13 @@ pub struct Ceremony {
     pub waited_alert: bool,
 }
 
+impl Ceremony {
+    /// When the commitment was made, local time.
+    pub fn committed_local(&self) -> Option<chrono::NaiveDateTime> {
+        chrono::NaiveDateTime::parse_from_str(&self.committed_at, "%Y-%m-%dT%H:%M:%S").ok()
+    }
+}
+
 impl Store {
     /// Records a ceremony's commitment; returns it as stored.
     pub fn record_commitment(

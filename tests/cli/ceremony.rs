@@ -307,13 +307,7 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
     // A seed file written before the commitment went out is never taken.
     let early = seeds.join("2026H1.txt");
     std::fs::write(&early, SEED).unwrap();
-    let before = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_782_864_000); // 2026-07-01
-    std::fs::File::options()
-        .write(true)
-        .open(&early)
-        .unwrap()
-        .set_modified(before)
-        .unwrap();
+    crate::harness::written_at(&early, "2026-07-01T08:00:00+08:00");
     pass(&c, "2026-07-06T09:00:00+08:00");
     assert!(seeds.join("2026H1.txt.refused").exists());
     let refused = admin_mail(&smtp, "抽樣種子檔不予登錄");
@@ -338,13 +332,7 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
     let file = seeds.join("2026H1.txt");
     std::fs::write(&file, format!(" {SEED}\n")).unwrap();
     // Written on 8 July, after the commitment, whatever today is.
-    let july_8 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_783_468_800);
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(july_8)
-        .unwrap();
+    crate::harness::written_at(&file, "2026-07-08T09:30:00+08:00");
     pass(&c, "2026-07-08T10:00:00+08:00");
     assert!(
         seeds.join("2026H1.txt.taken").exists(),

@@ -295,3 +295,14 @@ pub fn set_in_register(path: &Path, id: &str, column: &str, value: &str) -> Stri
     out.save(path).expect("save register");
     old
 }
+
+/// Sets `path`'s modification time to `at` (RFC 3339), as if the file
+/// had been written then: the day an export arrived, a seed was typed.
+pub fn written_at(path: &Path, at: &str) {
+    let at = chrono::DateTime::parse_from_rfc3339(at).expect("an RFC 3339 time");
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(at.into()))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

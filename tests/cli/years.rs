@@ -501,13 +501,7 @@ impl Year {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("{period}.txt"));
         std::fs::write(&file, format!("{digits}\n")).unwrap();
-        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(at.into())
-            .unwrap();
+        crate::harness::written_at(&file, at);
     }
 
     fn state(&self) -> PathBuf {
