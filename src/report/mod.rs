@@ -156,11 +156,20 @@ pub struct CeremonyNote {
 impl SampleSection {
     /// How the seed came, in words: a ceremony's seed, or its OS
     /// fallback, is said to be one.
+    /// A seed given by hand is called public only when the population
+    /// was frozen before it (the manifest's `seed_postdates_population`
+    /// says the same): the words must not claim more than the evidence.
     pub fn source_text(&self) -> String {
-        match self.ceremony.as_ref().map(|c| c.via.as_str()) {
-            Some("os-fallback") => "系統亂數產生（抽籤儀式等候種子逾時之備援）".into(),
-            Some(_) => "抽籤儀式之公開種子（母體承諾後登錄）".into(),
-            None => seed_source(&self.seed_source).into(),
+        match (
+            self.ceremony.as_ref().map(|c| c.via.as_str()),
+            &self.frozen_at,
+        ) {
+            (Some("os-fallback"), _) => "系統亂數產生，抽籤儀式等候種子逾時之備援".into(),
+            (Some(_), _) => "抽籤儀式之公開種子，母體承諾後登錄".into(),
+            (None, None) if self.seed_source == "given" => {
+                "抽籤時提供，抽籤前未凍結公告母體".into()
+            }
+            (None, _) => seed_source(&self.seed_source).into(),
         }
     }
 

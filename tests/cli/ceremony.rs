@@ -211,7 +211,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         .expect("KPB's workbook mail");
     assert!(
         mail.text
-            .contains(&format!("抽樣種子：{SEED}（抽籤儀式之公開種子（母體承諾後登錄）；母體承諾 2026-07-05T08:00:00 寄出")),
+            .contains(&format!("抽樣種子：{SEED}（抽籤儀式之公開種子，母體承諾後登錄；母體承諾 2026-07-05T08:00:00 寄出")),
         "{}",
         mail.text
     );
