@@ -252,7 +252,7 @@ fn usage(cx: &Ctx<'_>) -> LazyFrame {
     cx.queries
         .clone()
         .lazy()
-        .group_by([col("account_id")])
+        .group_by([super::as_text(col("account_id")).alias("account_id")])
         .agg([
             len().alias("n_queries"),
             // An export without a result column cannot tell a failed query

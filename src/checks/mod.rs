@@ -310,6 +310,18 @@ pub fn left_keep_order() -> JoinArgs {
     args
 }
 
+/// `e` as the query log's categorical (see
+/// [`crate::ingest::parse::LOG_CATEGORICAL`]): a key of a small table cast
+/// so that it joins with, or compares to, the log's column.
+pub fn as_log(e: Expr) -> Expr {
+    e.cast(crate::ingest::parse::categorical())
+}
+
+/// `e` as text: a column of the log read where text is needed.
+pub fn as_text(e: Expr) -> Expr {
+    e.cast(DataType::String)
+}
+
 /// Whether `e` is one of `values`.
 pub fn one_of(e: Expr, values: Series) -> Expr {
     e.is_in(lit(values).implode(false), false)
@@ -842,8 +854,9 @@ pub fn run_with(
         None
     };
     let clock = std::time::Instant::now();
+    tracing::info!(memory = %crate::ingest::memory(), "preparing frames");
     let cx = Ctx::new(config, tables, as_of, period)?;
-    tracing::info!(elapsed = ?clock.elapsed(), queries = cx.queries.height(), "frames prepared");
+    tracing::info!(elapsed = ?clock.elapsed(), queries = cx.queries.height(), memory = %crate::ingest::memory(), "frames prepared");
     let checks: Vec<Check> = match scope {
         Scope::Accounts => account::CHECKS.to_vec(),
         Scope::Queries => query::CHECKS.to_vec(),
@@ -863,7 +876,7 @@ pub fn run_with(
         }
         let clock = std::time::Instant::now();
         let found = (c.run)(&cx)?.select(RAW_FINDING.map(col)).collect()?;
-        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?clock.elapsed(), "check");
+        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?clock.elapsed(), memory = %crate::ingest::memory(), "check");
         parts.push(found.lazy());
     }
     let raw = if parts.is_empty() {
@@ -980,7 +993,10 @@ impl<'a> Ctx<'a> {
     /// reads the same rows ([`Ctx::not_in_roster`]).
     pub fn orphans(&self) -> PolarsResult<DataFrame> {
         self.not_in_roster()
-            .group_by([col("agency_id"), col("account_id")])
+            .group_by([
+                as_text(col("agency_id")).alias("agency_id"),
+                as_text(col("account_id")).alias("account_id"),
+            ])
             .agg([
                 len().alias("queries"),
                 col("queried_at").min().alias("first"),

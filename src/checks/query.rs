@@ -12,8 +12,8 @@ use polars::prelude::*;
 
 use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
-    Check, Code, Ctx, Need, about_queries, finding, left_keep_order, null_str, one_of, sentence,
-    with_first_seen, ymd, ymd_hms,
+    Check, Code, Ctx, Need, about_queries, as_log, as_text, finding, left_keep_order, null_str,
+    one_of, sentence, with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
@@ -192,10 +192,10 @@ pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> La
     let back = approved
         .clone()
         .select([
-            col("account_id"),
+            as_log(col("account_id")).alias("account_id"),
             col("subject_id"),
             col("form_id"),
-            col("purpose").alias("form_purpose"),
+            as_log(col("purpose")).alias("form_purpose"),
             col("approved_at").alias("form_approved_at"),
             col("valid_until").alias("form_valid_until"),
         ])
@@ -230,7 +230,7 @@ pub fn late_forms(queries: LazyFrame, forms: &DataFrame) -> LazyFrame {
         .lazy()
         .filter(col("approved_at").is_not_null())
         .select([
-            col("account_id"),
+            as_log(col("account_id")).alias("account_id"),
             col("subject_id"),
             col("form_id").alias("late_form_id"),
             col("approved_at").alias("late_approved_at"),
@@ -269,22 +269,21 @@ pub fn explain(
     // Only the account's agency is looked up for every query (a hash
     // lookup, not a join); holder attributes are joined by the checks that
     // need them, on the few rows they select.
-    let ids = accounts
-        .column("account_id")?
-        .as_materialized_series()
-        .clone();
-    let agencies = accounts
-        .column("agency_id")?
-        .as_materialized_series()
-        .clone();
+    let as_log = |name: &str| -> PolarsResult<Series> {
+        accounts
+            .column(name)?
+            .as_materialized_series()
+            .cast(&crate::ingest::parse::categorical())
+    };
+    let (ids, agencies) = (as_log("account_id")?, as_log("agency_id")?);
     let q = queries.select(QUERY_COLUMNS.map(col)).with_columns([
         one_of(col("account_id"), ids.clone()).alias("in_roster"),
         coalesce(&[
             col("account_id").replace_strict(
                 lit(ids),
                 lit(agencies),
-                Some(null_str()),
-                Some(DataType::String),
+                Some(null_str().cast(crate::ingest::parse::categorical())),
+                Some(crate::ingest::parse::categorical()),
             ),
             col("agency_id"),
         ])
@@ -333,20 +332,25 @@ fn classify(unexplained: LazyFrame, forms: &DataFrame, config: &Config) -> LazyF
         .lazy()
         .filter(col("approved_at").is_not_null())
         .select([
-            col("account_id"),
+            as_log(col("account_id")).alias("account_id"),
             col("subject_id"),
             col("form_id").alias("late_form_id"),
             col("approved_at").alias("late_approved_at"),
         ])
         .sort(["late_approved_at"], SortMultipleOptions::default());
-    let pairs = forms.clone().lazy().group_by(key.clone()).agg([
-        len().alias("n_forms"),
-        col("form_id")
-            .filter(col("approved_at").is_null())
-            .sort(SortOptions::default())
-            .first()
-            .alias("unapproved_form_id"),
-    ]);
+    let pairs = forms
+        .clone()
+        .lazy()
+        .with_column(as_log(col("account_id")).alias("account_id"))
+        .group_by(key.clone())
+        .agg([
+            len().alias("n_forms"),
+            col("form_id")
+                .filter(col("approved_at").is_null())
+                .sort(SortOptions::default())
+                .first()
+                .alias("unapproved_form_id"),
+        ]);
     let validity = config.rules.form_validity_days as i64;
     // A form approved after the query counts as "approved after" only when
     // it is close enough to be that query's form, not a later case's.
@@ -382,7 +386,7 @@ fn queries(cx: &Ctx<'_>) -> LazyFrame {
 /// table first, so the join only touches the queries that matter.
 fn queries_of(cx: &Ctx<'_>, filter: Expr) -> LazyFrame {
     let holders = cx.accounts.clone().lazy().filter(filter).select([
-        col("account_id"),
+        as_log(col("account_id")).alias("account_id"),
         col("disabled_on"),
         col("employment_type").alias("acct_employment"),
         col("hr_status"),
@@ -460,6 +464,7 @@ fn unexplained(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 fn label(code: Expr) -> Expr {
     let codes: Vec<&str> = PURPOSE.codes().collect();
     let labels: Vec<&str> = PURPOSE.entries.iter().map(|e| e.1).collect();
+    let code = as_text(code);
     code.clone().replace_strict(
         lit(Series::new("c".into(), codes)),
         lit(Series::new("l".into(), labels)),
@@ -482,7 +487,14 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         })
         .collect();
     let ids: Vec<&str> = cx.config.agencies.iter().map(|a| a.id.as_str()).collect();
-    let allowed = df!("agency_id" => ids, "allowed_text" => allowed_text)?.lazy();
+    let allowed = df!("agency_id" => ids, "allowed_text" => allowed_text)?
+        .lazy()
+        .with_column(as_log(col("agency_id")));
+    let purposes = cx
+        .purposes
+        .clone()
+        .lazy()
+        .with_columns([as_log(col("agency_id")), as_log(col("purpose"))]);
     let q = queries(cx)
         .with_column(
             when(col("explained"))
@@ -492,7 +504,7 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         )
         .filter(col("used_purpose").is_not_null());
     Ok(q.join(
-        cx.purposes.clone().lazy(),
+        purposes,
         [col("agency_id"), col("used_purpose")],
         [col("agency_id"), col("purpose")],
         JoinArgs::new(JoinType::Anti),
@@ -548,9 +560,9 @@ fn purpose_mismatch(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 .lazy()
                 .filter(col("approved_at").is_not_null())
                 .select([
-                    col("account_id"),
+                    as_log(col("account_id")).alias("account_id"),
                     col("subject_id"),
-                    col("purpose"),
+                    as_log(col("purpose")).alias("purpose"),
                     col("approved_at"),
                     col("valid_until"),
                 ]),
@@ -701,7 +713,10 @@ fn self_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .clone()
         .lazy()
         .filter(col("hr_national_id").is_not_null())
-        .select([col("account_id"), col("hr_national_id").alias("subject_id")]);
+        .select([
+            as_log(col("account_id")).alias("account_id"),
+            col("hr_national_id").alias("subject_id"),
+        ]);
     let key = [col("account_id"), col("subject_id")];
     Ok(queries(cx)
         .join(own, key.clone(), key, JoinArgs::new(JoinType::Inner))
@@ -727,7 +742,7 @@ fn coworker_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             cx.accounts
                 .clone()
                 .lazy()
-                .select([col("account_id"), col("hr_national_id")]),
+                .select([as_log(col("account_id")), col("hr_national_id")]),
             [col("account_id")],
             [col("account_id")],
             JoinArgs::new(JoinType::Left),

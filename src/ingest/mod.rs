@@ -266,11 +266,21 @@ pub fn canonical_schema(t: Table) -> Schema {
     let mut schema: Schema = t
         .columns()
         .iter()
-        .map(|c| Field::new(c.name.into(), parse::dtype(c.kind)))
+        .map(|c| Field::new(c.name.into(), parse::column_dtype(t, c)))
         .collect();
-    schema.with_column("source_file".into(), DataType::String);
+    schema.with_column("source_file".into(), source_file_dtype(t));
     schema.with_column("source_row".into(), IDX_DTYPE);
     schema
+}
+
+/// The log's `source_file` is a categorical, as its identifiers are
+/// ([`parse::LOG_CATEGORICAL`]): one value for millions of rows.
+fn source_file_dtype(t: Table) -> DataType {
+    if t == Table::QueryLog {
+        parse::categorical()
+    } else {
+        DataType::String
+    }
 }
 
 /// The rejects table's columns.
@@ -343,7 +353,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
             (hashed, parsed)
         });
-        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), "hashed and parsed");
+        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), memory = %memory(), "hashed and parsed");
         match hashed {
             Ok((size, sha)) => {
                 rec.size = size;
@@ -659,7 +669,7 @@ fn ingest_file(
     }
 
     let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
-    keep.push(lit(rel).alias("source_file"));
+    keep.push(lit(rel).cast(source_file_dtype(table)).alias("source_file"));
     keep.push(col(ROW).alias("source_row"));
     let good = if n_rejected == 0 && skipped == 0 {
         // The common case: no copy of the frame, only a projection.
@@ -894,3 +904,24 @@ pub fn release_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed_memory() {}
+
+/// The process's resident memory now and at its peak so far, for the
+/// stage logs (`RUST_LOG=webir_audit=info`): `rss 1.2G peak 2.9G`, or
+/// empty where `/proc` does not say.
+pub fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: f64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / (1u64 << 20) as f64)
+    };
+    match (field("VmRSS:"), field("VmHWM:")) {
+        (Some(rss), Some(peak)) => format!("rss {rss:.2}G peak {peak:.2}G"),
+        _ => String::new(),
+    }
+}

@@ -50,7 +50,8 @@ pub fn dedupe(
     let spans = log
         .clone()
         .lazy()
-        .group_by([col("source_file")])
+        // The log's file names are categoricals; here they are read as text.
+        .group_by([col("source_file").cast(DataType::String)])
         .agg([
             col("queried_at").min().alias("from"),
             col("queried_at").max().alias("to"),
@@ -106,7 +107,7 @@ pub fn dedupe(
             col("query_item"),
             col("subject_id"),
             col("result"),
-            col("source_file"),
+            col("source_file").cast(DataType::String),
         ])
         .with_column(
             col("source_file")

@@ -418,7 +418,8 @@ pub fn sample_details(
                 .with_row_index("i", None)
                 .select([
                     col("i"),
-                    col("account_id"),
+                    // Keyed as the checks key the log.
+                    crate::checks::as_log(col("account_id")).alias("account_id"),
                     col("subject_id"),
                     col("queried_at_exact").alias("queried_at"),
                 ])
@@ -440,7 +441,7 @@ pub fn sample_details(
     .select([
         col("i"),
         col("form_id"),
-        col("form_purpose"),
+        crate::checks::as_text(col("form_purpose")).alias("form_purpose"),
         col("form_approver"),
         col("form_approved_at"),
         col("late_form_id"),
@@ -519,6 +520,9 @@ pub fn monthly_queries(log: &DataFrame, period: &crate::period::Period) -> Polar
             .alias("ym"),
         ])
         .agg([len().alias("queries")])
+        // The log's agency is a categorical (grouped on its codes); as text
+        // for the report.
+        .with_column(col("agency_id").cast(DataType::String))
         .sort(["agency_id", "ym"], SortMultipleOptions::default())
         .with_column(
             concat_str(

@@ -37,6 +37,7 @@ fn queries_per_unit(
         .filter(period.holds_query())
         .group_by([col("agency_id")])
         .agg([len().alias("n")])
+        .with_column(col("agency_id").cast(DataType::String))
         .collect()?;
     let mut out = BTreeMap::new();
     let ids = counts.column("agency_id")?.str()?.clone();

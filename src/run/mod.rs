@@ -532,7 +532,7 @@ fn finish_run(
             config, &mut store, &facts, draw, &run, now,
         )?);
     }
-    tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), "reports written");
+    tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), memory = %crate::ingest::memory(), "reports written");
     // Every message of the run is queued in one transaction; queueing a run
     // again adds nothing (unique run, report, recipient).
     let queued = store.queue(&messages, &issued_at)?;
@@ -869,8 +869,10 @@ pub struct Frozen {
 pub(crate) fn ingest_inbox(config: &Config, reference: Reference) -> Result<Ingested> {
     let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
     ingest::release_freed_memory();
+    tracing::info!(memory = %ingest::memory(), "ingested");
     ingested.compact();
     ingest::release_freed_memory();
+    tracing::info!(memory = %ingest::memory(), "compacted");
     ingested
         .resolve_roster(reference)
         .map_err(anyhow::Error::from)

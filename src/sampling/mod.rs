@@ -83,12 +83,19 @@ pub fn population(
         ])
         .collect()?
         .lazy();
+    // The log's account and agency are categoricals (as the query checks
+    // see them); the roster's keys are cast to join them, and the few
+    // accounts are text again before they are ordered.
+    let cat = crate::ingest::parse::categorical();
     let from_roster = roster
         .clone()
         .lazy()
         .filter(col("agency_id").is_not_null())
-        .group_by([col("account_id")])
-        .agg([col("agency_id").min().alias("roster_agency")]);
+        .group_by([col("account_id").cast(cat.clone())])
+        .agg([col("agency_id")
+            .min()
+            .cast(cat.clone())
+            .alias("roster_agency")]);
     let accounts_df = log
         .clone()
         .group_by([col("account_id")])
@@ -100,8 +107,10 @@ pub fn population(
             JoinArgs::new(JoinType::Left),
         )
         .select([
-            col("account_id"),
-            coalesce(&[col("roster_agency"), col("log_agency")]).alias("agency_id"),
+            col("account_id").cast(DataType::String),
+            coalesce(&[col("roster_agency"), col("log_agency")])
+                .cast(DataType::String)
+                .alias("agency_id"),
         ])
         .sort(["account_id"], SortMultipleOptions::default())
         .with_row_index("acct", None)
@@ -122,7 +131,9 @@ pub fn population(
     let start_second = period.start.and_utc().timestamp();
     let placed = log
         .join(
-            accounts_df.lazy().select([col("account_id"), col("acct")]),
+            accounts_df
+                .lazy()
+                .select([col("account_id").cast(cat), col("acct")]),
             [col("account_id")],
             [col("account_id")],
             JoinArgs::new(JoinType::Left),
@@ -135,7 +146,7 @@ pub fn population(
                 .cast(DataType::Int64)
                 / lit(1_000_000i64))
             .alias("second"),
-            col("query_item"),
+            col("query_item").cast(DataType::String),
             col("subject_id"),
             col("row"),
         ])
@@ -244,20 +255,22 @@ impl<'a> Keys<'a> {
 
 /// The query-log columns that order records with identical keys: the
 /// exact time, then purpose, result and client IP (input order last).
+/// The text columns are the log's categoricals, read a row at a time:
+/// only identical records, a handful, are ever compared.
 struct TieBreak<'a> {
     at: &'a Int64Chunked,
-    purpose: &'a StringChunked,
-    result: &'a StringChunked,
-    ip: &'a StringChunked,
+    purpose: &'a Column,
+    result: &'a Column,
+    ip: &'a Column,
 }
 
 impl<'a> TieBreak<'a> {
     fn of(log: &'a DataFrame) -> PolarsResult<TieBreak<'a>> {
         Ok(TieBreak {
             at: log.column("queried_at")?.datetime()?.physical(),
-            purpose: log.column("purpose")?.str()?,
-            result: log.column("result")?.str()?,
-            ip: log.column("client_ip")?.str()?,
+            purpose: log.column("purpose")?,
+            result: log.column("result")?,
+            ip: log.column("client_ip")?,
         })
     }
 
@@ -265,13 +278,16 @@ impl<'a> TieBreak<'a> {
     /// input order) in content order.
     fn number(&self, rows: &IdxCa, span: std::ops::Range<usize>, occurrence: &mut [u32]) {
         let mut order: Vec<usize> = span.clone().collect();
+        let text = |c: &Column, r: usize| -> Option<String> {
+            c.get(r).ok()?.get_str().map(str::to_owned)
+        };
         let key = |i: usize| {
             let r = rows.get(i).unwrap_or(0) as usize;
             (
                 self.at.get(r),
-                self.purpose.get(r),
-                self.result.get(r),
-                self.ip.get(r),
+                text(self.purpose, r),
+                text(self.result, r),
+                text(self.ip, r),
             )
         };
         order.sort_by_cached_key(|&i| key(i)); // stable: input order last
@@ -872,6 +888,8 @@ pub fn sample_frame(
         .take(&IdxCa::from_vec("row".into(), rows))?
         .lazy()
         .rename(["queried_at"], ["queried_at_exact"], true)
+        // The log's categoricals, as text for the sample's few rows.
+        .with_columns(["purpose", "result", "source_file"].map(|c| col(c).cast(DataType::String)))
         .collect()?;
     let mut df = df!(
         "unit_id" => unit,
