@@ -772,16 +772,17 @@ fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     use chrono::Timelike;
     let (start, end) = cx.config.rules.office_hours;
     let secs = |t: chrono::NaiveTime| t.num_seconds_from_midnight() as i64;
-    let t = col("queried_at");
-    let tod = t.clone().dt().hour().cast(DataType::Int64) * lit(3600i64)
-        + t.clone().dt().minute().cast(DataType::Int64) * lit(60i64)
-        + t.clone().dt().second().cast(DataType::Int64);
-    let day = t.clone().dt().date();
-    let workday = one_of(day.clone(), dates("w", &cx.workdays)).or(t
-        .clone()
-        .dt()
-        .weekday()
-        .lt_eq(lit(5i8))
+    // Day, time of day and weekday from the microseconds since 1970 (the
+    // local wall time has no zone): integer arithmetic, not ten million
+    // calendar conversions. 1970-01-01 was a Thursday (ISO weekday 4).
+    const DAY_US: i64 = 86_400_000_000;
+    let us = col("queried_at").to_physical();
+    let days = us.clone().floor_div(lit(DAY_US));
+    let tod = (us - days.clone() * lit(DAY_US)).floor_div(lit(1_000_000i64));
+    let weekday = (days.clone() + lit(3i64)) % lit(7i64) + lit(1i64);
+    let day = days.cast(DataType::Int32).cast(DataType::Date);
+    let workday = one_of(day.clone(), dates("w", &cx.workdays)).or(weekday
+        .lt_eq(lit(5i64))
         .and(one_of(day, dates("h", &cx.holidays)).not()));
     let hours = format!("{}-{}", start.format("%H:%M"), end.format("%H:%M"));
     Ok(queries(cx)

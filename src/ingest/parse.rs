@@ -174,6 +174,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
                     v.clone(),
                     Case::Upper,
                     cx.agencies.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    column_dtype(cx.table, c),
                 ),
                 "is not an agency id, name or alias in the config".to_owned(),
             ),
@@ -189,6 +190,7 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
                         v.clone(),
                         Case::Lower,
                         pairs.iter().map(|(s, c)| (s.as_str(), *c)),
+                        column_dtype(cx.table, c),
                     ),
                     vocab_hint(vocab),
                 )
@@ -349,32 +351,72 @@ enum Case {
 /// lookup per value; the value is folded only when it misses as written),
 /// not `replace_strict`: that takes its mapping as column inputs, which
 /// the streaming engine can only feed by collecting the whole file first
-/// (the ingest memory peak).
-fn lookup<'a>(key: Expr, case: Case, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Expr {
+/// (the ingest memory peak). Into a categorical `out` (the log's columns)
+/// the codes go straight in, with no text column between.
+fn lookup<'a>(
+    key: Expr,
+    case: Case,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    out: DataType,
+) -> Expr {
     // Lookups only: no iteration order reaches any output.
     let map: std::collections::HashMap<String, String> =
         pairs.map(|(o, n)| (o.to_owned(), n.to_owned())).collect();
+    let cats = categorical_codes(&out, map.values());
+    let field = out.clone();
     key.map(
         move |c: Column| {
-            let out: StringChunked = c
-                .str()?
-                .iter()
-                .map(|v| {
-                    let v = v?;
-                    map.get(v)
-                        .or_else(|| {
-                            map.get(&match case {
-                                Case::Upper => v.to_uppercase(),
-                                Case::Lower => v.to_lowercase(),
-                            })
-                        })
-                        .map(String::as_str)
+            let ca = c.str()?;
+            let find = |v: &str| {
+                map.get(v).or_else(|| {
+                    map.get(&match case {
+                        Case::Upper => v.to_uppercase(),
+                        Case::Lower => v.to_lowercase(),
+                    })
                 })
-                .collect();
-            Ok(out.with_name(c.name().clone()).into_column())
+            };
+            if let Some(cats) = &cats {
+                let codes: UInt32Chunked = ca
+                    .iter()
+                    .map(|v| find(v?).and_then(|code| cats.get(code).copied()))
+                    .collect();
+                return Ok(categorical_column(c.name().clone(), codes, &out));
+            }
+            let text: StringChunked = ca.iter().map(|v| find(v?).map(String::as_str)).collect();
+            Ok(text.with_name(c.name().clone()).into_column())
         },
-        |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
+        move |_, f| Ok(Field::new(f.name().clone(), field.clone())),
     )
+}
+
+/// For a categorical `dt` of 32-bit codes (the log's, see [`categorical`]):
+/// the code of each of `values` in its dictionary, entered there if new.
+fn categorical_codes<'a>(
+    dt: &DataType,
+    values: impl Iterator<Item = &'a String>,
+) -> Option<std::collections::HashMap<String, u32>> {
+    let DataType::Categorical(cats, mapping) = dt else {
+        return None;
+    };
+    if cats.physical() != CategoricalPhysical::U32 {
+        return None;
+    }
+    values
+        .map(|v| Some((v.clone(), mapping.insert_cat(v).ok()?)))
+        .collect()
+}
+
+/// A categorical column of `dt` from codes [`categorical_codes`] gave.
+#[allow(unsafe_code)]
+fn categorical_column(name: PlSmallStr, codes: UInt32Chunked, dt: &DataType) -> Column {
+    // SAFETY: every code was returned by `insert_cat` of `dt`'s own
+    // mapping (categorical_codes), which never removes an entry, and `dt`
+    // has 32-bit codes (checked there): the codes are in bounds and the
+    // dtype matches their width.
+    let ca = unsafe {
+        CategoricalChunked::<Categorical32Type>::from_cats_and_dtype_unchecked(codes, dt.clone())
+    };
+    ca.into_series().with_name(name).into_column()
 }
 
 /// An elementwise kernel over a text column that changes only the values
