@@ -7,6 +7,10 @@
 #
 #   bench/compare.sh [ROWS]         # default 10000000 rows
 #   RUNS=5 BENCH_DIR=/data/bench bench/compare.sh 50000000
+#   BASELINE=/tmp/webir-audit-before bench/compare.sh   # also an older build
+#
+# With BASELINE (another build of webir-audit), its three commands run in
+# the same rounds, as `before-…`: a before/after figure on one noisy machine.
 #
 # Needs a Rust toolchain, python3 with venv, and /usr/bin/time (GNU). DuckDB
 # comes from PyPI into a venv under BENCH_DIR; the data from `gen-data`.
@@ -56,7 +60,7 @@ measure() {
     n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$out")
   rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out")
   echo "$name $wall $rss" >>"$WORK/results"
-  printf '%-12s %8.2f s %8.0f MiB\n' "$name" "$wall" "$((rss / 1024))" >&2
+  printf '%-19s %8.2f s %8.0f MiB\n' "$name" "$wall" "$((rss / 1024))" >&2
   rm -f "$out" "$out.stdout"
 }
 
@@ -68,6 +72,12 @@ for i in $(seq "$RUNS"); do
   measure ingest "$BIN" ingest --config "$CONFIG"
   measure sample-audit "$BIN" run sample-audit --config "$CONFIG" --period 2026H1 \
     --seed 12345678901234567890 --no-send
+  if [ -n "${BASELINE:-}" ]; then
+    measure before-query-check "$BASELINE" run query-check --config "$CONFIG" --period 2026H1 --no-send
+    measure before-ingest "$BASELINE" ingest --config "$CONFIG"
+    measure before-sample-audit "$BASELINE" run sample-audit --config "$CONFIG" --period 2026H1 \
+      --seed 12345678901234567890 --no-send
+  fi
 done
 rm -rf "$VAR"
 
@@ -79,9 +89,9 @@ for line in open(sys.argv[1]):
     runs.setdefault(name, []).append((float(wall), int(rss)))
 med = {n: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for n, v in runs.items()}
 duck = med["duckdb"][0]
-print(f"{'':12} {'wall (median)':>14} {'peak RSS':>10} {'vs DuckDB':>10}")
+print(f"{'':19} {'wall (median)':>14} {'peak RSS':>10} {'vs DuckDB':>10}")
 for n, (w, r) in med.items():
-    print(f"{n:12} {w:12.2f} s {r / 1048576:7.2f} GiB {w / duck:9.2f}x")
+    print(f"{n:19} {w:12.2f} s {r / 1048576:7.2f} GiB {w / duck:9.2f}x")
 print()
 print("targets: query-check <= 1.5x DuckDB and <= 1.6 GiB; ingest <= 4 s; sample-audit <= 2.5x")
 PY

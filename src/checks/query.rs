@@ -12,8 +12,8 @@ use polars::prelude::*;
 
 use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
-    Check, Code, Ctx, Need, about_queries, as_log, as_text, finding, left_keep_order, null_str,
-    one_of, sentence, with_first_seen, ymd, ymd_hms,
+    Check, Code, Ctx, Need, about_queries, as_log, as_text, day_number, finding, left_keep_order,
+    null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
@@ -772,13 +772,11 @@ fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     use chrono::Timelike;
     let (start, end) = cx.config.rules.office_hours;
     let secs = |t: chrono::NaiveTime| t.num_seconds_from_midnight() as i64;
-    // Day, time of day and weekday from the microseconds since 1970 (the
-    // local wall time has no zone): integer arithmetic, not ten million
-    // calendar conversions. 1970-01-01 was a Thursday (ISO weekday 4).
-    const DAY_US: i64 = 86_400_000_000;
-    let us = col("queried_at").to_physical();
-    let days = us.clone().floor_div(lit(DAY_US));
-    let tod = (us - days.clone() * lit(DAY_US)).floor_div(lit(1_000_000i64));
+    // Day, time of day and weekday by integer arithmetic (`day_number`).
+    // 1970-01-01 was a Thursday (ISO weekday 4).
+    let days = day_number(col("queried_at"));
+    let tod = (col("queried_at").to_physical() - days.clone() * lit(86_400_000_000i64))
+        .floor_div(lit(1_000_000i64));
     let weekday = (days.clone() + lit(3i64)) % lit(7i64) + lit(1i64);
     let day = days.cast(DataType::Int32).cast(DataType::Date);
     let workday = one_of(day.clone(), dates("w", &cx.workdays)).or(weekday
