@@ -553,27 +553,52 @@ fn ingest_file(
         file: rel.to_owned(),
         source,
     };
+    // polars names no line for a row with too many fields; find it.
+    let parse_err = |source: PolarsError| {
+        let ragged = raw
+            .csv
+            .filter(|_| source.to_string().contains("more fields"))
+            .and_then(|shape| read::find_ragged_line(path, shape).map(|l| (l, shape.fields)));
+        match ragged {
+            Some(((line, found), expected)) => IngestError::RaggedLine {
+                file: rel.to_owned(),
+                line,
+                found,
+                expected,
+            },
+            None => polars_err(source),
+        }
+    };
     // The streaming engine parses the file in morsels where it can, so
     // memory holds the canonical columns rather than every intermediate.
-    let df = parse::plan(raw.lf.clone(), &cx, false)
-        .collect_with_engine(Engine::Streaming)
-        .map_err(|source| {
-            // polars names no line for a row with too many fields; find it.
-            let ragged = raw
-                .csv
-                .filter(|_| source.to_string().contains("more fields"))
-                .and_then(|shape| read::find_ragged_line(path, shape).map(|l| (l, shape.fields)));
-            match ragged {
-                Some(((line, found), expected)) => IngestError::RaggedLine {
-                    file: rel.to_owned(),
-                    line,
-                    found,
-                    expected,
-                },
-                None => polars_err(source),
+    let parse = |lf: LazyFrame| -> Result<DataFrame, IngestError> {
+        Ok(parse::plan(lf, &cx, false)
+            .collect_with_engine(Engine::Streaming)
+            .map_err(parse_err)?
+            .unwrap_single())
+    };
+    let df = match &raw.pieces {
+        None => parse(raw.lf.clone())?,
+        Some(pieces) => {
+            let mut df: Option<DataFrame> = None;
+            pieces.for_each(|lf| {
+                let part = parse(lf)?;
+                let n = part.height();
+                match &mut df {
+                    None => df = Some(part),
+                    Some(d) => {
+                        d.vstack_mut(&part).map_err(polars_err)?;
+                    }
+                }
+                Ok(n)
+            })?;
+            match df {
+                Some(df) => df,
+                // A file of only a header: the whole-file scan says so.
+                None => parse(raw.lf.clone())?,
             }
-        })?
-        .unwrap_single();
+        }
+    };
     let df_height = df.height();
     let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
         Ok(df

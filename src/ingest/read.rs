@@ -33,6 +33,131 @@ pub struct RawFrame {
     /// The text of the rows above the header (titles such as
     /// `帳號清冊 匯出日期：115/07/02`), cells joined by spaces.
     pub title: Vec<String>,
+    /// For a large UTF-8 CSV: the same rows as `lf`, read in pieces (see
+    /// [`Pieces`]). `lf` stays for the second pass over rejected rows.
+    pub pieces: Option<Pieces>,
+}
+
+/// How many bytes of a CSV file one piece reads (a file of more than two
+/// pieces is read in pieces).
+pub const PIECE_BYTES: usize = 64 << 20;
+
+/// A large UTF-8 CSV file read a piece at a time: each piece is whole
+/// records (cut after a line end outside quotes), read into memory and
+/// scanned as its own buffer, the header line put in front of every piece
+/// after the first and the row numbers carried on. Scanning the path would
+/// map the whole file into memory, and its pages would count in the run's
+/// resident memory (a 954 MB log: 0.85 GB of the ingest peak).
+#[derive(Debug, Clone)]
+pub struct Pieces {
+    path: std::path::PathBuf,
+    display: String,
+    matched: Matched,
+    sep: u8,
+    /// The header line's bytes through its line end (a byte-order mark
+    /// included, so every piece's header reads as the first piece's).
+    header: Vec<u8>,
+    /// Where the first record starts: the first piece is cut after it.
+    header_end: usize,
+    piece_bytes: usize,
+}
+
+impl Pieces {
+    /// Calls `each` with the lazy scan of every piece in file order, and
+    /// the number of rows it gave (the next piece's rows are numbered on).
+    pub fn for_each(
+        &self,
+        mut each: impl FnMut(LazyFrame) -> Result<usize, IngestError>,
+    ) -> Result<(), IngestError> {
+        use std::io::Read;
+        let io = |source| IngestError::Io {
+            file: self.display.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(&self.path).map_err(io)?;
+        let mut rows = 0usize;
+        let mut first = true;
+        let mut carry: Vec<u8> = Vec::new();
+        let mut eof = false;
+        while !eof || !carry.is_empty() {
+            let mut buf = if first {
+                Vec::with_capacity(self.piece_bytes + 1024)
+            } else {
+                let mut b = Vec::with_capacity(self.header.len() + carry.len() + self.piece_bytes);
+                b.extend_from_slice(&self.header);
+                b
+            };
+            let body = buf.len();
+            // Records start here (the first piece: after the title rows
+            // and the header).
+            let records = if first { self.header_end } else { body };
+            buf.append(&mut carry);
+            // Read until the piece holds a record end (a record longer
+            // than a piece makes a longer piece) or the file ends.
+            let cut = loop {
+                let start = buf.len();
+                buf.resize(start + self.piece_bytes, 0);
+                let mut got = 0;
+                while got < self.piece_bytes {
+                    let k = file.read(&mut buf[start + got..]).map_err(io)?;
+                    if k == 0 {
+                        eof = true;
+                        break;
+                    }
+                    got += k;
+                }
+                buf.truncate(start + got);
+                if eof {
+                    break buf.len();
+                }
+                if let Some(end) = buf.get(records..).and_then(last_record_end) {
+                    break records + end;
+                }
+            };
+            carry = buf.split_off(cut);
+            if buf.len() == body {
+                break;
+            }
+            let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(buf)]));
+            let (skip, offset) = if first {
+                (self.matched.row, self.matched.row + 2)
+            } else {
+                (0, self.matched.row + 2 + rows)
+            };
+            let lf = scan(
+                LazyCsvReader::new_with_sources(source),
+                &self.matched,
+                self.sep,
+                &self.display,
+                skip,
+                offset as IdxSize,
+            )?;
+            rows += each(lf)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// The position just after the last line end of `bytes` that ends a
+/// record: outside double quotes, counted from the start of `bytes`
+/// (which starts a record). RFC 4180: a quote inside a quoted field is
+/// doubled, so the parity of the quotes before a line end says whether
+/// it is inside a field.
+fn last_record_end(bytes: &[u8]) -> Option<usize> {
+    if !bytes.contains(&b'"') {
+        return bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
+    }
+    let mut quoted = false;
+    let mut end = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => end = Some(i + 1),
+            _ => {}
+        }
+    }
+    end
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -300,6 +425,8 @@ fn read_csv(
             &matched,
             sep,
             display,
+            matched.row,
+            (matched.row + 2) as IdxSize,
         )?;
         let csv = Some(CsvShape {
             sep,
@@ -314,6 +441,7 @@ fn read_csv(
             encoding: "big5",
             csv,
             title,
+            pieces: None,
         });
     }
     let text = String::from_utf8_lossy(&head);
@@ -328,13 +456,33 @@ fn read_csv(
                 source: e,
             })?,
         );
-    let lf = scan(reader, &matched, sep, display)?;
+    let lf = scan(
+        reader,
+        &matched,
+        sep,
+        display,
+        matched.row,
+        (matched.row + 2) as IdxSize,
+    )?;
     let csv = Some(CsvShape {
         sep,
         header_line: matched.row,
         fields: matched.cells.len(),
         big5: false,
     });
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let pieces = (size > 2 * PIECE_BYTES as u64)
+        .then(|| header_bytes(&head, matched.row))
+        .flatten()
+        .map(|(header, header_end)| Pieces {
+            path: path.to_owned(),
+            display: display.to_owned(),
+            matched: matched.clone(),
+            sep,
+            header,
+            header_end,
+            piece_bytes: PIECE_BYTES,
+        });
     Ok(RawFrame {
         lf,
         headers: headers_of(&matched),
@@ -342,7 +490,21 @@ fn read_csv(
         encoding: if bom { "utf-8 (BOM)" } else { "utf-8" },
         csv,
         title,
+        pieces,
     })
+}
+
+/// The bytes of line `row` (0-based, split at `\n` as the header search
+/// splits) through its line end, with the byte-order mark when it is the
+/// file's first line, and where the line after it starts; `None` if
+/// `head` does not hold it whole.
+fn header_bytes(head: &[u8], row: usize) -> Option<(Vec<u8>, usize)> {
+    let mut start = 0;
+    for _ in 0..row {
+        start += head[start..].iter().position(|&b| b == b'\n')? + 1;
+    }
+    let len = head[start..].iter().position(|&b| b == b'\n')? + 1;
+    Some((head[start..start + len].to_vec(), start + len))
 }
 
 /// Whether `head` is UTF-8; a multi-byte character cut off at the end of the
@@ -402,22 +564,26 @@ fn title_lines(top: &[&str], header: usize, sep: u8) -> Vec<String> {
         .collect()
 }
 
+/// A scan of the header `m` and its records: `skip` lines above the
+/// header, the first record numbered `offset` (header line `m.row`,
+/// 0-based, means the first record is on line `m.row + 2`).
 fn scan(
     reader: LazyCsvReader,
     m: &Matched,
     sep: u8,
     display: &str,
+    skip: usize,
+    offset: IdxSize,
 ) -> Result<LazyFrame, IngestError> {
     let lf = reader
         .with_has_header(true)
-        .with_skip_lines(m.row)
+        .with_skip_lines(skip)
         .with_separator(sep)
         .with_infer_schema_length(Some(0))
         .with_missing_is_null(true)
         .with_row_index(Some(RowIndex {
             name: ROW.into(),
-            // Header line m.row (0-based) means the first record is on line m.row + 2.
-            offset: (m.row + 2) as IdxSize,
+            offset,
         }))
         .finish()
         .map_err(|source| IngestError::Polars {
@@ -529,6 +695,7 @@ fn read_workbook(
             .map(|r| r.join(" ").trim().to_owned())
             .filter(|t| !t.is_empty())
             .collect(),
+        pieces: None,
     })
 }
 
@@ -562,6 +729,100 @@ mod tests {
             vec!["a", "b,c", "d\"e"]
         );
         assert_eq!(split_csv_line("a\tb", b'\t'), vec!["a", "b"]);
+    }
+
+    /// A file read in pieces of any size gives the rows, values and row
+    /// numbers of a scan of the whole file: title rows, a byte-order
+    /// mark, CRLF line ends, and quoted cells holding separators, doubled
+    /// quotes and line ends that fall across the cuts.
+    #[test]
+    fn a_file_read_in_pieces_reads_as_the_whole_file() {
+        let dir = std::env::temp_dir().join(format!("webir-pieces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = |n| crate::model::Table::QueryLog.column(n).unwrap();
+        let mut records = String::new();
+        for i in 0..40 {
+            let subject = match i % 4 {
+                0 => format!("K1{i:08}"),
+                1 => format!("\"K2,{i}\""),
+                2 => format!("\"K3\r\n{i} \"\"x\"\"\""),
+                _ => String::new(),
+            };
+            records.push_str(&format!(
+                "A{i},2026-01-02 08:{:02}:00,{subject}\r\n",
+                i % 60
+            ));
+        }
+        let header = "帳號,查詢時間,被查詢人身分證號\r\n";
+        let files = [
+            (
+                "title.csv",
+                format!("\u{FEFF}查詢紀錄 匯出日期：115/07/02\r\n{header}{records}"),
+                1,
+            ),
+            ("bom.csv", format!("\u{FEFF}{header}{records}"), 0),
+        ];
+        for (name, text, row) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, &text).unwrap();
+            let m = Matched {
+                row,
+                cells: vec!["帳號".into(), "查詢時間".into(), "被查詢人身分證號".into()],
+                columns: vec![
+                    (0, spec("account_id")),
+                    (1, spec("queried_at")),
+                    (2, spec("subject_id")),
+                ],
+            };
+            let whole = scan(
+                LazyCsvReader::new(PlRefPath::try_from_path(&path).unwrap()),
+                &m,
+                b',',
+                name,
+                row,
+                (row + 2) as IdxSize,
+            )
+            .unwrap()
+            .collect()
+            .unwrap();
+            assert_eq!(whole.height(), 40, "{name}");
+            let (header, header_end) = header_bytes(text.as_bytes(), row).unwrap();
+            for piece_bytes in [1, 7, 30, 64, 100, 1 << 20] {
+                let pieces = Pieces {
+                    path: path.clone(),
+                    display: name.into(),
+                    matched: m.clone(),
+                    sep: b',',
+                    header: header.clone(),
+                    header_end,
+                    piece_bytes,
+                };
+                let mut read: Option<DataFrame> = None;
+                let mut n_pieces = 0;
+                pieces
+                    .for_each(|lf| {
+                        let part = lf.collect().unwrap();
+                        n_pieces += 1;
+                        let n = part.height();
+                        match &mut read {
+                            None => read = Some(part),
+                            Some(d) => {
+                                d.vstack_mut(&part).unwrap();
+                            }
+                        }
+                        Ok(n)
+                    })
+                    .unwrap();
+                let read = read.unwrap();
+                assert!(
+                    read.equals_missing(&whole),
+                    "{name}, pieces of {piece_bytes} bytes:\n{read}\nwhole:\n{whole}"
+                );
+                if piece_bytes < 100 {
+                    assert!(n_pieces > 5, "{name}: {n_pieces} pieces of {piece_bytes}");
+                }
+            }
+        }
     }
 
     #[test]
