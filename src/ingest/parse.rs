@@ -360,29 +360,37 @@ fn lookup<'a>(
     out: DataType,
 ) -> Expr {
     // Lookups only: no iteration order reaches any output.
-    let map: std::collections::HashMap<String, String> =
-        pairs.map(|(o, n)| (o.to_owned(), n.to_owned())).collect();
-    let cats = categorical_codes(&out, map.values());
+    let map: PlHashMap<String, String> = pairs.map(|(o, n)| (o.to_owned(), n.to_owned())).collect();
+    // Into a categorical: each spelling straight to its code's number.
+    let numbers: Option<PlHashMap<String, u32>> =
+        categorical_codes(&out, map.values()).map(|codes| {
+            map.iter()
+                .filter_map(|(s, code)| Some((s.clone(), *codes.get(code)?)))
+                .collect()
+        });
+    fn find<'m, V>(map: &'m PlHashMap<String, V>, case: Case, v: &str) -> Option<&'m V> {
+        map.get(v).or_else(|| {
+            map.get(&match case {
+                Case::Upper => v.to_uppercase(),
+                Case::Lower => v.to_lowercase(),
+            })
+        })
+    }
     let field = out.clone();
     key.map(
         move |c: Column| {
             let ca = c.str()?;
-            let find = |v: &str| {
-                map.get(v).or_else(|| {
-                    map.get(&match case {
-                        Case::Upper => v.to_uppercase(),
-                        Case::Lower => v.to_lowercase(),
-                    })
-                })
-            };
-            if let Some(cats) = &cats {
+            if let Some(numbers) = &numbers {
                 let codes: UInt32Chunked = ca
                     .iter()
-                    .map(|v| find(v?).and_then(|code| cats.get(code).copied()))
+                    .map(|v| find(numbers, case, v?).copied())
                     .collect();
                 return Ok(categorical_column(c.name().clone(), codes, &out));
             }
-            let text: StringChunked = ca.iter().map(|v| find(v?).map(String::as_str)).collect();
+            let text: StringChunked = ca
+                .iter()
+                .map(|v| find(&map, case, v?).map(String::as_str))
+                .collect();
             Ok(text.with_name(c.name().clone()).into_column())
         },
         move |_, f| Ok(Field::new(f.name().clone(), field.clone())),
