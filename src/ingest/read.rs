@@ -420,13 +420,11 @@ fn read_csv(
         let title = title_lines(&top, matched.row, sep);
         let source =
             ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
-        let lf = scan(
+        let lf = scan_whole(
             LazyCsvReader::new_with_sources(source),
             &matched,
             sep,
             display,
-            matched.row,
-            (matched.row + 2) as IdxSize,
         )?;
         let csv = Some(CsvShape {
             sep,
@@ -456,14 +454,7 @@ fn read_csv(
                 source: e,
             })?,
         );
-    let lf = scan(
-        reader,
-        &matched,
-        sep,
-        display,
-        matched.row,
-        (matched.row + 2) as IdxSize,
-    )?;
+    let lf = scan_whole(reader, &matched, sep, display)?;
     let csv = Some(CsvShape {
         sep,
         header_line: matched.row,
@@ -562,6 +553,17 @@ fn title_lines(top: &[&str], header: usize, sep: u8) -> Vec<String> {
         .map(|l| split_csv_line(l, sep).join(" ").trim().to_owned())
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+/// A scan of a whole file: its title rows skipped, its records numbered
+/// from the line after the header.
+fn scan_whole(
+    reader: LazyCsvReader,
+    m: &Matched,
+    sep: u8,
+    display: &str,
+) -> Result<LazyFrame, IngestError> {
+    scan(reader, m, sep, display, m.row, (m.row + 2) as IdxSize)
 }
 
 /// A scan of the header `m` and its records: `skip` lines above the
@@ -774,13 +776,11 @@ mod tests {
                     (2, spec("subject_id")),
                 ],
             };
-            let whole = scan(
+            let whole = scan_whole(
                 LazyCsvReader::new(PlRefPath::try_from_path(&path).unwrap()),
                 &m,
                 b',',
                 name,
-                row,
-                (row + 2) as IdxSize,
             )
             .unwrap()
             .collect()
