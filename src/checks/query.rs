@@ -269,13 +269,14 @@ pub fn explain(
     // Only the account's agency is looked up for every query (a hash
     // lookup, not a join); holder attributes are joined by the checks that
     // need them, on the few rows they select.
-    let as_log = |name: &str| -> PolarsResult<Series> {
+    // The roster's keys as the log's categoricals.
+    let roster_keys = |name: &str| -> PolarsResult<Series> {
         accounts
             .column(name)?
             .as_materialized_series()
             .cast(&crate::ingest::parse::categorical())
     };
-    let (ids, agencies) = (as_log("account_id")?, as_log("agency_id")?);
+    let (ids, agencies) = (roster_keys("account_id")?, roster_keys("agency_id")?);
     let q = queries.select(QUERY_COLUMNS.map(col)).with_columns([
         one_of(col("account_id"), ids.clone()).alias("in_roster"),
         coalesce(&[

@@ -376,7 +376,12 @@ fn lookup<'a>(
             })
         })
     }
-    let field = out.clone();
+    // Text when no codes could be had; the plan casts it at the end.
+    let field = if numbers.is_some() {
+        out.clone()
+    } else {
+        DataType::String
+    };
     key.map(
         move |c: Column| {
             let ca = c.str()?;

@@ -143,7 +143,9 @@ impl Pieces {
 /// record: outside double quotes, counted from the start of `bytes`
 /// (which starts a record). RFC 4180: a quote inside a quoted field is
 /// doubled, so the parity of the quotes before a line end says whether
-/// it is inside a field.
+/// it is inside a field. That is also how polars' reader counts records
+/// (a file with a bare quote inside an unquoted cell fails its read, whole
+/// or in pieces, and is reported).
 fn last_record_end(bytes: &[u8]) -> Option<usize> {
     if !bytes.contains(&b'"') {
         return bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
