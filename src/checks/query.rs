@@ -222,7 +222,8 @@ pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> La
 
 /// The first form approved at or after each query for the same account
 /// and subject (`late_form_id`): the late approval QUERY_APPROVED_AFTER_QUERY
-/// cites, for a query no earlier form explains. `queries` sorted by
+/// cites, for a query no earlier form explains (a form approved at the
+/// very second of the query counts as after it). `queries` sorted by
 /// `queried_at`.
 pub fn late_forms(queries: LazyFrame, forms: &DataFrame) -> LazyFrame {
     let forward = forms
@@ -328,17 +329,6 @@ fn asof(strategy: AsofStrategy, allow_eq: bool) -> JoinType {
 /// the unexplained rows only.
 fn classify(unexplained: LazyFrame, forms: &DataFrame, config: &Config) -> LazyFrame {
     let key = [col("account_id"), col("subject_id")];
-    let forward = forms
-        .clone()
-        .lazy()
-        .filter(col("approved_at").is_not_null())
-        .select([
-            as_log(col("account_id")).alias("account_id"),
-            col("subject_id"),
-            col("form_id").alias("late_form_id"),
-            col("approved_at").alias("late_approved_at"),
-        ])
-        .sort(["late_approved_at"], SortMultipleOptions::default());
     let pairs = forms
         .clone()
         .lazy()
@@ -366,14 +356,7 @@ fn classify(unexplained: LazyFrame, forms: &DataFrame, config: &Config) -> LazyF
         .when(col("form_id").is_not_null())
         .then(lit(status::EXPIRED))
         .otherwise(lit(status::NO_FORM));
-    // A form approved at the very second of the query counts as after it.
-    unexplained
-        .join(
-            forward,
-            [col("queried_at")],
-            [col("late_approved_at")],
-            JoinArgs::new(asof(AsofStrategy::Forward, true)),
-        )
+    late_forms(unexplained, forms)
         .join(pairs, key.clone(), key, left_keep_order())
         .with_column(status.alias("explanation"))
 }
