@@ -7,6 +7,7 @@
 //! manifest and the run goes on; one bad row goes to the rejects table with
 //! its file, sheet, row, reason and raw cells. Nothing is dropped silently.
 
+pub mod fast;
 pub mod headers;
 pub mod overlap;
 pub mod parse;
@@ -577,27 +578,40 @@ fn ingest_file(
             .map_err(parse_err)?
             .unwrap_single())
     };
-    let df = match &raw.pieces {
-        None => parse(raw.lf.clone())?,
-        Some(pieces) => {
-            let mut df: Option<DataFrame> = None;
-            pieces.for_each(|lf| {
-                let part = parse(lf)?;
-                let n = part.height();
-                match &mut df {
-                    None => df = Some(part),
-                    Some(d) => {
-                        d.vstack_mut(&part).map_err(polars_err)?;
+    let parse_all = || -> Result<DataFrame, IngestError> {
+        Ok(match &raw.pieces {
+            None => parse(raw.lf.clone())?,
+            Some(pieces) => {
+                let mut df: Option<DataFrame> = None;
+                pieces.for_each(|lf| {
+                    let part = parse(lf)?;
+                    let n = part.height();
+                    match &mut df {
+                        None => df = Some(part),
+                        Some(d) => {
+                            d.vstack_mut(&part).map_err(polars_err)?;
+                        }
                     }
+                    Ok(n)
+                })?;
+                match df {
+                    Some(df) => df,
+                    // A file of only a header: the whole-file scan says so.
+                    None => parse(raw.lf.clone())?,
                 }
-                Ok(n)
-            })?;
-            match df {
-                Some(df) => df,
-                // A file of only a header: the whole-file scan says so.
-                None => parse(raw.lf.clone())?,
             }
-        }
+        })
+    };
+    // A UTF-8 query log, the one large table, is read by its own reader
+    // where it can be; `second` is then the raw cells of the rows it left
+    // to the plan, which hold every rejected and footer row.
+    let fast = match (&raw.layout, table) {
+        (Some(layout), Table::QueryLog) => fast::read(layout, &cx, read::PIECE_BYTES)?,
+        _ => None,
+    };
+    let (df, second) = match fast {
+        Some(f) => (f.df, f.residue.lazy()),
+        None => (parse_all()?, raw.lf.clone()),
     };
     let df_height = df.height();
     let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
@@ -628,7 +642,7 @@ fn ingest_file(
             .into_no_null_iter()
             .skip(footer_from)
             .collect();
-        let footers = footer_rows(&raw.lf, &rows).map_err(polars_err)?;
+        let footers = footer_rows(&second, &rows).map_err(polars_err)?;
         let tail: BooleanChunked = (0..df.height())
             .map(|i| Some(i >= footer_from && footers.contains(&rows[i - footer_from])))
             .collect();
@@ -659,7 +673,7 @@ fn ingest_file(
         // loaded in part beside hundreds of thousands of rejects.
         let first = lit(Series::new("r".into(), &rejected_rows[..3.min(n_rejected)]));
         let reasons = parse::plan(
-            raw.lf.filter(col(ROW).is_in(first.implode(false), false)),
+            second.filter(col(ROW).is_in(first.implode(false), false)),
             &cx,
             true,
         )
@@ -714,7 +728,7 @@ fn ingest_file(
         // Only now build the sentences, for the rejected rows alone.
         let rows = lit(Series::new("r".into(), rejected_rows));
         parse::plan(
-            raw.lf.filter(col(ROW).is_in(rows.implode(false), false)),
+            second.filter(col(ROW).is_in(rows.implode(false), false)),
             &cx,
             true,
         )

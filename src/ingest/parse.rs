@@ -172,29 +172,19 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
             Kind::Agency => (
                 lookup(
                     v.clone(),
-                    Case::Upper,
-                    cx.agencies.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    Lookup::of(cx, c).expect("an agency column has a lookup"),
                     column_dtype(cx.table, c),
                 ),
                 "is not an agency id, name or alias in the config".to_owned(),
             ),
-            Kind::Enum(vocab) => {
-                let pairs: Vec<(String, &str)> = vocab
-                    .spellings()
-                    .into_iter()
-                    .map(|(s, c)| (s.to_lowercase(), c))
-                    .chain(cx.vocabulary.get(vocab.name).into_iter().flatten().cloned())
-                    .collect();
-                (
-                    lookup(
-                        v.clone(),
-                        Case::Lower,
-                        pairs.iter().map(|(s, c)| (s.as_str(), *c)),
-                        column_dtype(cx.table, c),
-                    ),
-                    vocab_hint(vocab),
-                )
-            }
+            Kind::Enum(vocab) => (
+                lookup(
+                    v.clone(),
+                    Lookup::of(cx, c).expect("a vocabulary column has a lookup"),
+                    column_dtype(cx.table, c),
+                ),
+                vocab_hint(vocab),
+            ),
             Kind::Date | Kind::DateTime => {
                 let dt = temporal(c.name, (cx.format_of)(c.name));
                 let parsed = if c.is_date() { dt.dt().date() } else { dt };
@@ -340,42 +330,82 @@ fn shown(c: &ColumnSpec, v: Expr) -> Expr {
 }
 
 /// How a lookup's spellings are folded.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Case {
     Upper,
     Lower,
 }
 
-/// Maps spellings to codes (spellings compared after folding `case`);
-/// unknown spellings become null. An elementwise function (one hash
-/// lookup per value; the value is folded only when it misses as written),
-/// not `replace_strict`: that takes its mapping as column inputs, which
-/// the streaming engine can only feed by collecting the whole file first
-/// (the ingest memory peak). Into a categorical `out` (the log's columns)
-/// the codes go straight in, with no text column between.
-fn lookup<'a>(
-    key: Expr,
-    case: Case,
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
-    out: DataType,
-) -> Expr {
+/// The spellings of an agency or vocabulary column and the codes they
+/// mean (keys folded to `case`): the one place a spelling is resolved, for
+/// the parse plan and for the query log's own reader ([`super::fast`]).
+#[derive(Debug, Clone)]
+pub struct Lookup {
     // Lookups only: no iteration order reaches any output.
-    let map: PlHashMap<String, String> = pairs.map(|(o, n)| (o.to_owned(), n.to_owned())).collect();
-    // Into a categorical: each spelling straight to its code's number.
-    let numbers: Option<PlHashMap<String, u32>> =
-        categorical_codes(&out, map.values()).map(|codes| {
-            map.iter()
-                .filter_map(|(s, code)| Some((s.clone(), *codes.get(code)?)))
-                .collect()
-        });
-    fn find<'m, V>(map: &'m PlHashMap<String, V>, case: Case, v: &str) -> Option<&'m V> {
+    map: PlHashMap<String, String>,
+    case: Case,
+}
+
+impl Lookup {
+    /// The lookup of column `c`, if it is an agency or vocabulary column.
+    pub fn of(cx: &ParseContext<'_>, c: &ColumnSpec) -> Option<Lookup> {
+        let (case, pairs): (Case, Vec<(String, String)>) = match c.kind {
+            Kind::Agency => (Case::Upper, cx.agencies.to_vec()),
+            Kind::Enum(vocab) => (
+                Case::Lower,
+                vocab
+                    .spellings()
+                    .into_iter()
+                    .map(|(s, c)| (s.to_lowercase(), c.to_owned()))
+                    .chain(
+                        cx.vocabulary
+                            .get(vocab.name)
+                            .into_iter()
+                            .flatten()
+                            .map(|(s, c)| (s.clone(), (*c).to_owned())),
+                    )
+                    .collect(),
+            ),
+            _ => return None,
+        };
+        Some(Lookup {
+            map: pairs.into_iter().collect(),
+            case,
+        })
+    }
+
+    /// The code a trimmed cell means: as written, else folded.
+    pub fn find(&self, v: &str) -> Option<&str> {
+        self.find_in(&self.map, v).map(String::as_str)
+    }
+
+    fn find_in<'m, V>(&self, map: &'m PlHashMap<String, V>, v: &str) -> Option<&'m V> {
         map.get(v).or_else(|| {
-            map.get(&match case {
+            map.get(&match self.case {
                 Case::Upper => v.to_uppercase(),
                 Case::Lower => v.to_lowercase(),
             })
         })
     }
+}
+
+/// Maps spellings to codes ([`Lookup`]); unknown spellings become null.
+/// An elementwise function (one hash lookup per value; the value is
+/// folded only when it misses as written), not `replace_strict`: that
+/// takes its mapping as column inputs, which the streaming engine can only
+/// feed by collecting the whole file first (the ingest memory peak). Into
+/// a categorical `out` (the log's columns) the codes go straight in, with
+/// no text column between.
+fn lookup(key: Expr, lookup: Lookup, out: DataType) -> Expr {
+    // Into a categorical: each spelling straight to its code's number.
+    let numbers: Option<PlHashMap<String, u32>> =
+        categorical_codes(&out, lookup.map.values()).map(|codes| {
+            lookup
+                .map
+                .iter()
+                .filter_map(|(s, code)| Some((s.clone(), *codes.get(code)?)))
+                .collect()
+        });
     // Text when no codes could be had; the plan casts it at the end.
     let field = if numbers.is_some() {
         out.clone()
@@ -388,14 +418,11 @@ fn lookup<'a>(
             if let Some(numbers) = &numbers {
                 let codes: UInt32Chunked = ca
                     .iter()
-                    .map(|v| find(numbers, case, v?).copied())
+                    .map(|v| lookup.find_in(numbers, v?).copied())
                     .collect();
                 return Ok(categorical_column(c.name().clone(), codes, &out));
             }
-            let text: StringChunked = ca
-                .iter()
-                .map(|v| find(&map, case, v?).map(String::as_str))
-                .collect();
+            let text: StringChunked = ca.iter().map(|v| lookup.find(v?)).collect();
             Ok(text.with_name(c.name().clone()).into_column())
         },
         move |_, f| Ok(Field::new(f.name().clone(), field.clone())),
@@ -403,28 +430,34 @@ fn lookup<'a>(
 }
 
 /// For a categorical `dt` of 32-bit codes (the log's, see [`categorical`]):
-/// the code of each of `values` in its dictionary, entered there if new.
-fn categorical_codes<'a>(
+/// the code of each of `values` in its dictionary ([`category`]).
+pub(super) fn categorical_codes<'a>(
     dt: &DataType,
     values: impl Iterator<Item = &'a String>,
 ) -> Option<std::collections::HashMap<String, u32>> {
+    values
+        .map(|v| Some((v.clone(), category(dt, v)?)))
+        .collect()
+}
+
+/// For a categorical `dt` of 32-bit codes: the code of `v` in its
+/// dictionary, entered there if new.
+pub(super) fn category(dt: &DataType, v: &str) -> Option<u32> {
     let DataType::Categorical(cats, mapping) = dt else {
         return None;
     };
     if cats.physical() != CategoricalPhysical::U32 {
         return None;
     }
-    values
-        .map(|v| Some((v.clone(), mapping.insert_cat(v).ok()?)))
-        .collect()
+    mapping.insert_cat(v).ok()
 }
 
-/// A categorical column of `dt` from codes [`categorical_codes`] gave.
+/// A categorical column of `dt` from codes [`category`] gave.
 #[allow(unsafe_code)]
-fn categorical_column(name: PlSmallStr, codes: UInt32Chunked, dt: &DataType) -> Column {
+pub(super) fn categorical_column(name: PlSmallStr, codes: UInt32Chunked, dt: &DataType) -> Column {
     // SAFETY: every code was returned by `insert_cat` of `dt`'s own
-    // mapping (categorical_codes), which never removes an entry, and `dt`
-    // has 32-bit codes (checked there): the codes are in bounds and the
+    // mapping ([`category`]), which never removes an entry, and `dt` has
+    // 32-bit codes (checked there): the codes are in bounds and the
     // dtype matches their width.
     let ca = unsafe {
         CategoricalChunked::<Categorical32Type>::from_cats_and_dtype_unchecked(codes, dt.clone())
@@ -471,7 +504,7 @@ fn trimmed(v: Expr) -> Expr {
 }
 
 /// `[A-Z][A-Z0-9][0-9]{8}`, exactly.
-fn national_id(v: &str) -> bool {
+pub(super) fn national_id(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() == 10
         && b[0].is_ascii_uppercase()
@@ -482,7 +515,7 @@ fn national_id(v: &str) -> bool {
 /// Whether an identifier is junk: a control (`Cc`) or invisible format
 /// (`Cf`) character anywhere, or a quote mark at either end (an export
 /// that quoted twice).
-fn id_junk(v: &str) -> bool {
+pub(super) fn id_junk(v: &str) -> bool {
     const QUOTES_START: [char; 4] = ['"', '\'', '「', '『'];
     const QUOTES_END: [char; 4] = ['"', '\'', '」', '』'];
     if v.starts_with(QUOTES_START) || v.ends_with(QUOTES_END) {

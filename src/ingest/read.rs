@@ -7,6 +7,7 @@
 //! (workbooks) a person would look at to find the record. Nothing is parsed
 //! here; that is [`super::parse`]'s job.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,72 +34,89 @@ pub struct RawFrame {
     /// The text of the rows above the header (titles such as
     /// `帳號清冊 匯出日期：115/07/02`), cells joined by spaces.
     pub title: Vec<String>,
+    /// For a UTF-8 CSV: where its records are, for readers that take it a
+    /// piece at a time.
+    pub layout: Option<CsvLayout>,
     /// For a large UTF-8 CSV: the same rows as `lf`, read in pieces (see
     /// [`Pieces`]). `lf` stays for the second pass over rejected rows.
     pub pieces: Option<Pieces>,
 }
 
-/// How many bytes of a CSV file one piece reads (a file of more than two
-/// pieces is read in pieces).
-pub const PIECE_BYTES: usize = 64 << 20;
-
-/// A large UTF-8 CSV file read a piece at a time: each piece is whole
-/// records (cut after a line end outside quotes), read into memory and
-/// scanned as its own buffer, the header line put in front of every piece
-/// after the first and the row numbers carried on. Scanning the path would
-/// map the whole file into memory, and its pages would count in the run's
-/// resident memory (a 954 MB log: 0.85 GB of the ingest peak).
+/// Where a UTF-8 CSV file's records are: after its title rows and its
+/// header line. Readers that take the file a piece at a time start there.
 #[derive(Debug, Clone)]
-pub struct Pieces {
-    path: std::path::PathBuf,
-    display: String,
-    matched: Matched,
-    sep: u8,
+pub struct CsvLayout {
+    pub path: std::path::PathBuf,
+    pub display: String,
+    pub matched: Matched,
+    pub sep: u8,
     /// The header line's bytes through its line end (a byte-order mark
-    /// included, so every piece's header reads as the first piece's).
+    /// included when it is the file's first line).
     header: Vec<u8>,
-    /// Where the first record starts: the first piece is cut after it.
-    header_end: usize,
-    piece_bytes: usize,
+    /// The byte offset of the first record.
+    records_from: usize,
 }
 
-impl Pieces {
-    /// Calls `each` with the lazy scan of every piece in file order, and
-    /// the number of rows it gave (the next piece's rows are numbered on).
-    pub fn for_each(
+impl CsvLayout {
+    /// The layout of the file at `path` with header `matched` (tests).
+    #[cfg(test)]
+    pub(super) fn of(path: &Path, matched: Matched, sep: u8) -> Option<CsvLayout> {
+        let head = std::fs::read(path).ok()?;
+        let (header, records_from) = header_bytes(&head, matched.row)?;
+        Some(CsvLayout {
+            path: path.to_owned(),
+            display: path.display().to_string(),
+            matched,
+            sep,
+            header,
+            records_from,
+        })
+    }
+
+    /// The 1-based line of the first record, as a person counts lines.
+    pub fn first_row(&self) -> usize {
+        self.matched.row + 2
+    }
+
+    /// Calls `each` with buffers of whole records in file order (cut
+    /// after a line end outside quotes, [`last_record_end`]), about
+    /// `piece_bytes` of them each (a record longer than that makes a
+    /// longer buffer), with the header line in front of each when
+    /// `with_header`, and where in the buffer the records start; until
+    /// `each` says to stop. A buffer `each` leaves in place is used again
+    /// for the next piece (its pages are already the process's).
+    pub fn for_each_piece(
         &self,
-        mut each: impl FnMut(LazyFrame) -> Result<usize, IngestError>,
+        with_header: bool,
+        piece_bytes: usize,
+        mut each: impl FnMut(&mut Vec<u8>, usize) -> Result<ControlFlow<()>, IngestError>,
     ) -> Result<(), IngestError> {
-        use std::io::Read;
+        use std::io::{Read, Seek};
         let io = |source| IngestError::Io {
             file: self.display.clone(),
             source,
         };
         let mut file = std::fs::File::open(&self.path).map_err(io)?;
-        let mut rows = 0usize;
-        let mut first = true;
+        file.seek(std::io::SeekFrom::Start(self.records_from as u64))
+            .map_err(io)?;
         let mut carry: Vec<u8> = Vec::new();
         let mut eof = false;
+        let mut spare: Vec<u8> = Vec::new();
         while !eof || !carry.is_empty() {
-            let mut buf = if first {
-                Vec::with_capacity(self.piece_bytes + 1024)
-            } else {
-                let mut b = Vec::with_capacity(self.header.len() + carry.len() + self.piece_bytes);
-                b.extend_from_slice(&self.header);
-                b
-            };
-            let body = buf.len();
-            // Records start here (the first piece: after the title rows
-            // and the header).
-            let records = if first { self.header_end } else { body };
+            let mut buf = std::mem::take(&mut spare);
+            buf.clear();
+            buf.reserve(self.header.len() + carry.len() + piece_bytes);
+            if with_header {
+                buf.extend_from_slice(&self.header);
+            }
+            let records = buf.len();
             buf.append(&mut carry);
-            // Read until the piece holds a record end (a record longer
-            // than a piece makes a longer piece) or the file ends.
+            // Read until the buffer holds a record end or the file ends.
             let cut = loop {
                 let start = buf.len();
-                buf.resize(start + self.piece_bytes, 0);
+                buf.resize(start + piece_bytes, 0);
                 let mut got = 0;
-                while got < self.piece_bytes {
+                while got < piece_bytes {
                     let k = file.read(&mut buf[start + got..]).map_err(io)?;
                     if k == 0 {
                         eof = true;
@@ -110,32 +128,62 @@ impl Pieces {
                 if eof {
                     break buf.len();
                 }
-                if let Some(end) = buf.get(records..).and_then(last_record_end) {
+                if let Some(end) = last_record_end(&buf[records..]) {
                     break records + end;
                 }
             };
             carry = buf.split_off(cut);
-            if buf.len() == body {
+            if buf.len() == records {
                 break;
             }
-            let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(buf)]));
-            let (skip, offset) = if first {
-                (self.matched.row, self.matched.row + 2)
-            } else {
-                (0, self.matched.row + 2 + rows)
-            };
-            let lf = scan(
-                LazyCsvReader::new_with_sources(source),
-                &self.matched,
-                self.sep,
-                &self.display,
-                skip,
-                offset as IdxSize,
-            )?;
-            rows += each(lf)?;
-            first = false;
+            if each(&mut buf, records)?.is_break() {
+                break;
+            }
+            spare = buf;
         }
         Ok(())
+    }
+}
+
+/// How many bytes of a CSV file one piece reads (a file of more than two
+/// pieces is read in pieces).
+pub const PIECE_BYTES: usize = 64 << 20;
+
+/// A large UTF-8 CSV file read a piece at a time for polars' reader: each
+/// piece is whole records, read into memory and scanned as its own buffer
+/// behind the header line, the row numbers carried on. Scanning the path
+/// would map the whole file into memory, and its pages would count in the
+/// run's resident memory (a 954 MB log: 0.85 GB of the ingest peak).
+#[derive(Debug, Clone)]
+pub struct Pieces {
+    layout: CsvLayout,
+    piece_bytes: usize,
+}
+
+impl Pieces {
+    /// Calls `each` with the lazy scan of every piece in file order, and
+    /// the number of rows it gave (the next piece's rows are numbered on).
+    pub fn for_each(
+        &self,
+        mut each: impl FnMut(LazyFrame) -> Result<usize, IngestError>,
+    ) -> Result<(), IngestError> {
+        let l = &self.layout;
+        let mut rows = 0usize;
+        l.for_each_piece(true, self.piece_bytes, |buf, _| {
+            // polars keeps the buffer.
+            let buf = std::mem::take(buf);
+            let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(buf)]));
+            let lf = scan(
+                LazyCsvReader::new_with_sources(source),
+                &l.matched,
+                l.sep,
+                &l.display,
+                0,
+                (l.first_row() + rows) as IdxSize,
+            )?;
+            rows += each(lf)?;
+            Ok(ControlFlow::Continue(()))
+        })
     }
 }
 
@@ -441,6 +489,7 @@ fn read_csv(
             encoding: "big5",
             csv,
             title,
+            layout: None,
             pieces: None,
         });
     }
@@ -463,17 +512,20 @@ fn read_csv(
         fields: matched.cells.len(),
         big5: false,
     });
+    let layout = header_bytes(&head, matched.row).map(|(header, records_from)| CsvLayout {
+        path: path.to_owned(),
+        display: display.to_owned(),
+        matched: matched.clone(),
+        sep,
+        header,
+        records_from,
+    });
     let size = std::fs::metadata(path).map_err(io)?.len();
-    let pieces = (size > 2 * PIECE_BYTES as u64)
-        .then(|| header_bytes(&head, matched.row))
-        .flatten()
-        .map(|(header, header_end)| Pieces {
-            path: path.to_owned(),
-            display: display.to_owned(),
-            matched: matched.clone(),
-            sep,
-            header,
-            header_end,
+    let pieces = layout
+        .clone()
+        .filter(|_| size > 2 * PIECE_BYTES as u64)
+        .map(|layout| Pieces {
+            layout,
             piece_bytes: PIECE_BYTES,
         });
     Ok(RawFrame {
@@ -483,6 +535,7 @@ fn read_csv(
         encoding: if bom { "utf-8 (BOM)" } else { "utf-8" },
         csv,
         title,
+        layout,
         pieces,
     })
 }
@@ -559,7 +612,7 @@ fn title_lines(top: &[&str], header: usize, sep: u8) -> Vec<String> {
 
 /// A scan of a whole file: its title rows skipped, its records numbered
 /// from the line after the header.
-fn scan_whole(
+pub(super) fn scan_whole(
     reader: LazyCsvReader,
     m: &Matched,
     sep: u8,
@@ -699,6 +752,7 @@ fn read_workbook(
             .map(|r| r.join(" ").trim().to_owned())
             .filter(|t| !t.is_empty())
             .collect(),
+        layout: None,
         pieces: None,
     })
 }
@@ -788,15 +842,18 @@ mod tests {
             .collect()
             .unwrap();
             assert_eq!(whole.height(), 40, "{name}");
-            let (header, header_end) = header_bytes(text.as_bytes(), row).unwrap();
+            let (header, records_from) = header_bytes(text.as_bytes(), row).unwrap();
+            let layout = CsvLayout {
+                path: path.clone(),
+                display: name.into(),
+                matched: m.clone(),
+                sep: b',',
+                header,
+                records_from,
+            };
             for piece_bytes in [1, 7, 30, 64, 100, 1 << 20] {
                 let pieces = Pieces {
-                    path: path.clone(),
-                    display: name.into(),
-                    matched: m.clone(),
-                    sep: b',',
-                    header: header.clone(),
-                    header_end,
+                    layout: layout.clone(),
                     piece_bytes,
                 };
                 let mut read: Option<DataFrame> = None;

@@ -1,0 +1,887 @@
+//! The query log's own CSV reader: a UTF-8 export read straight into the
+//! parse plan's output, on every core, without polars' CSV reader and the
+//! text columns between.
+//!
+//! It reads the rows every clean export is made of, and only those: every
+//! value present where one is required, identifiers and codes that check
+//! out, and the date-time as `YYYY-MM-DD HH:MM:SS`. Each distinct
+//! identifier or code is trimmed, checked and looked up once per thread
+//! (a log repeats a few thousand of them) and goes into the categorical
+//! dictionary as its code. Any other row (an empty required cell, a value
+//! in another format or none at all, a footer, too few cells) is kept as
+//! raw text and parsed by [`parse::plan`], the general path, so every
+//! value and every reject reads exactly as it would there. The raw cells
+//! of those rows are what the second pass over rejected and footer rows
+//! reads.
+//!
+//! A file it cannot tokenize the way polars' reader does (a quote inside
+//! an unquoted cell, text after a closing quote, more cells than the
+//! header, a cell it reads that is not UTF-8) is left whole to the
+//! general path, which reads it or says what is wrong with it.
+
+use std::borrow::Cow;
+use std::ops::ControlFlow;
+
+use polars::prelude::*;
+
+use super::IngestError;
+use super::parse::{
+    self, BAD, BLANK, Lookup, MAX_CELL_BYTES, ParseContext, SPARSE, TIME_UNIT, column_dtype,
+};
+use super::read::{CsvLayout, ROW};
+use crate::config::DateFormat;
+use crate::model::{ColumnSpec, Kind};
+
+/// What the reader made of a file.
+#[derive(Debug)]
+pub struct Read {
+    /// What [`parse::plan`] (without reasons) gives for the whole file:
+    /// the row number, every column typed, and the flags.
+    pub df: DataFrame,
+    /// The raw cells of the rows left to the plan, in the shape of
+    /// [`super::read::RawFrame::lf`]. Every rejected or footer row is one.
+    pub residue: DataFrame,
+}
+
+/// Why a file is left to the general path.
+#[derive(Debug)]
+enum Abort {
+    Unsupported(&'static str),
+    Malformed(&'static str, usize),
+    NotUtf8,
+    Panicked,
+}
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Abort::Unsupported(what) => write!(f, "{what}"),
+            Abort::Malformed(what, at) => write!(f, "{what} (byte {at} of a piece)"),
+            Abort::NotUtf8 => write!(f, "bytes that are not UTF-8"),
+            Abort::Panicked => write!(f, "a reading thread panicked"),
+        }
+    }
+}
+
+/// How a present column's cells are read.
+enum How {
+    /// Into the log's categorical dictionary, after the check.
+    Code(Check, DataType),
+    NationalId,
+    DateTime,
+}
+
+enum Check {
+    Text,
+    Id,
+    Lookup(Lookup),
+}
+
+struct Present {
+    spec: &'static ColumnSpec,
+    how: How,
+}
+
+/// A cell's value, or why the row is left to the plan.
+enum Val<'a> {
+    Empty,
+    Other,
+    Code(u32),
+    Text(Cow<'a, str>),
+    Time(i64),
+}
+
+/// A code cell's outcome (cached per distinct raw cell).
+#[derive(Clone, Copy)]
+enum Got {
+    Empty,
+    Other,
+    Code(u32),
+}
+
+/// One thread's memory of the code cells it has resolved.
+#[derive(Default)]
+struct Memo {
+    // Lookups only: no iteration order reaches any output.
+    seen: PlHashMap<Box<[u8]>, Got>,
+    last: Vec<u8>,
+    last_got: Option<Got>,
+}
+
+/// One column's values from one part.
+enum Out {
+    Codes(PrimitiveChunkedBuilder<UInt32Type>),
+    Text(StringChunkedBuilder),
+    Times(PrimitiveChunkedBuilder<Int64Type>),
+}
+
+/// What one thread read of one part of a piece.
+struct Part {
+    /// Of the rows read here, their record index within the part.
+    rows: Vec<IdxSize>,
+    outs: Vec<Out>,
+    /// The rows left to the plan: record index within the part, and the
+    /// raw cell of each present column (`None`: no value, as polars reads
+    /// an unquoted empty cell or a missing one).
+    residue: Vec<(IdxSize, Vec<Option<String>>)>,
+    records: usize,
+}
+
+/// Reads the UTF-8 CSV file `layout` into the plan's output, or `None`
+/// (the reason logged) when the file is for the general path.
+pub fn read(
+    layout: &CsvLayout,
+    cx: &ParseContext<'_>,
+    piece_bytes: usize,
+) -> Result<Option<Read>, IngestError> {
+    let present = match columns(layout, cx) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::info!(file = %layout.display, %why, "read by the general path");
+            return Ok(None);
+        }
+    };
+    // Field index → position in `present`.
+    let fields = layout.matched.cells.len();
+    let mut slot_of = vec![None; fields];
+    for (k, &(j, _)) in layout.matched.columns.iter().enumerate() {
+        slot_of[j] = Some(k);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut memos: Vec<Vec<Memo>> = (0..threads)
+        .map(|_| present.iter().map(|_| Memo::default()).collect())
+        .collect();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut abort: Option<Abort> = None;
+    let reader = Reader {
+        present: &present,
+        slot_of: &slot_of,
+        sep: layout.sep,
+    };
+    layout.for_each_piece(false, piece_bytes, |buf, start| {
+        // The buffer stays with the loop, for the next piece.
+        let bytes = &buf[start..];
+        let bounds = split(bytes, threads);
+        let got: Vec<Result<Part, Abort>> = std::thread::scope(|s| {
+            let handles: Vec<_> = bounds
+                .windows(2)
+                .zip(memos.iter_mut())
+                .map(|(w, memo)| {
+                    let reader = &reader;
+                    s.spawn(move || reader.part(&bytes[w[0]..w[1]], memo))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Abort::Panicked)))
+                .collect()
+        });
+        for g in got {
+            match g {
+                Ok(p) => parts.push(p),
+                Err(a) => {
+                    abort = Some(a);
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if let Some(why) = abort {
+        tracing::info!(file = %layout.display, %why, "read by the general path");
+        return Ok(None);
+    }
+    assemble(layout, cx, &present, parts).map(Some)
+}
+
+/// The present columns and how each is read, or why the file is not for
+/// this reader.
+fn columns(layout: &CsvLayout, cx: &ParseContext<'_>) -> Result<Vec<Present>, Abort> {
+    let mut present = Vec::new();
+    for &(_, spec) in &layout.matched.columns {
+        let dt = column_dtype(cx.table, spec);
+        let categorical = matches!(dt, DataType::Categorical(..));
+        let how = match spec.kind {
+            Kind::Text if categorical => How::Code(Check::Text, dt),
+            Kind::Id if categorical => How::Code(Check::Id, dt),
+            Kind::Agency | Kind::Enum(_) if categorical => How::Code(
+                Check::Lookup(
+                    Lookup::of(cx, spec)
+                        .ok_or(Abort::Unsupported("a code column without codes"))?,
+                ),
+                dt,
+            ),
+            Kind::NationalId => How::NationalId,
+            // A column declared ROC reads `2026-01-02` as an error.
+            Kind::DateTime if (cx.format_of)(spec.name) != DateFormat::Roc => How::DateTime,
+            _ => return Err(Abort::Unsupported("a column of a kind it does not read")),
+        };
+        if let How::Code(_, dt) = &how {
+            // The dictionary must hand out 32-bit codes.
+            parse::category(dt, "").ok_or(Abort::Unsupported("not a 32-bit dictionary"))?;
+        }
+        present.push(Present { spec, how });
+    }
+    Ok(present)
+}
+
+/// Where to cut `bytes` (whole records) into `n` parts of whole records.
+fn split(bytes: &[u8], n: usize) -> Vec<usize> {
+    let mut bounds = vec![0];
+    for k in 1..n {
+        let from = (bytes.len() * k / n).max(*bounds.last().expect("a bound"));
+        let quoted = memchr::memchr_iter(b'"', &bytes[..from]).count() % 2 == 1;
+        bounds.push(next_record(bytes, from, quoted));
+    }
+    bounds.push(bytes.len());
+    bounds
+}
+
+/// The start of the first record after `from` (inside quotes if `quoted`).
+fn next_record(bytes: &[u8], from: usize, mut quoted: bool) -> usize {
+    for (i, &b) in bytes[from..].iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return from + i + 1,
+            _ => {}
+        }
+    }
+    bytes.len()
+}
+
+/// One field of a record.
+struct Field<'b> {
+    /// Quotes removed, doubled quotes made single; a record's last
+    /// unquoted cell without its `\r`.
+    cell: Cow<'b, [u8]>,
+    quoted: bool,
+    /// Where the next field starts.
+    next: usize,
+    /// Whether the record ends after it.
+    end: bool,
+}
+
+struct Reader<'a> {
+    present: &'a [Present],
+    slot_of: &'a [Option<usize>],
+    sep: u8,
+}
+
+impl Reader<'_> {
+    /// Reads one part: whole records.
+    fn part(&self, bytes: &[u8], memos: &mut [Memo]) -> Result<Part, Abort> {
+        let n = bytes.len();
+        // A guess at the record count, for the builders' capacity.
+        let guess = n / 64 + 1;
+        let mut outs: Vec<Out> = self
+            .present
+            .iter()
+            .map(|p| {
+                let name = p.spec.name.into();
+                match p.how {
+                    How::Code(..) => Out::Codes(PrimitiveChunkedBuilder::new(name, guess)),
+                    How::NationalId => Out::Text(StringChunkedBuilder::new(name, guess)),
+                    How::DateTime => Out::Times(PrimitiveChunkedBuilder::new(name, guess)),
+                }
+            })
+            .collect();
+        let mut rows: Vec<IdxSize> = Vec::with_capacity(guess);
+        let mut residue = Vec::new();
+        // The cells of the present columns, and whether each was quoted.
+        let mut cells: Vec<Option<(Cow<[u8]>, bool)>> = vec![None; self.present.len()];
+        let mut vals: Vec<Val> = Vec::with_capacity(self.present.len());
+        let mut dates = DateMemo::default();
+        let mut record: usize = 0;
+        let mut i = 0;
+        while i < n {
+            cells.iter_mut().for_each(|c| *c = None);
+            let mut field = 0;
+            loop {
+                let Field {
+                    cell,
+                    quoted,
+                    next,
+                    end,
+                } = self.field(bytes, i)?;
+                if let Some(Some(slot)) = self.slot_of.get(field) {
+                    cells[*slot] = Some((cell, quoted));
+                } else if field >= self.slot_of.len() {
+                    return Err(Abort::Malformed("more cells than the header", i));
+                }
+                field += 1;
+                i = next;
+                if end {
+                    break;
+                }
+            }
+            let index = IdxSize::try_from(record)
+                .map_err(|_| Abort::Unsupported("more rows than a frame holds"))?;
+            record += 1;
+            // Each present column's value; the row is read here only if
+            // the plan would find nothing to say about it.
+            vals.clear();
+            let mut filled = 0;
+            let mut here = true;
+            for (k, p) in self.present.iter().enumerate() {
+                let v = match &cells[k] {
+                    None => Val::Empty,
+                    Some((raw, _)) => value(p, raw, &mut memos[k], &mut dates)?,
+                };
+                match v {
+                    Val::Empty if p.spec.value_required() => here = false,
+                    Val::Empty => {}
+                    Val::Other => here = false,
+                    _ => filled += 1,
+                }
+                vals.push(v);
+            }
+            if here && filled * 2 >= self.present.len() {
+                rows.push(index);
+                for (out, v) in outs.iter_mut().zip(vals.drain(..)) {
+                    push(out, v);
+                }
+            } else {
+                let raw = cells
+                    .iter()
+                    .map(|c| match c {
+                        Some((raw, quoted)) if *quoted || !raw.is_empty() => Some(
+                            std::str::from_utf8(raw)
+                                .map(str::to_owned)
+                                .map_err(|_| Abort::NotUtf8),
+                        ),
+                        _ => None,
+                    })
+                    .map(Option::transpose)
+                    .collect::<Result<_, _>>()?;
+                residue.push((index, raw));
+            }
+        }
+        Ok(Part {
+            rows,
+            outs,
+            residue,
+            records: record,
+        })
+    }
+
+    /// The field starting at `i`.
+    fn field<'b>(&self, bytes: &'b [u8], i: usize) -> Result<Field<'b>, Abort> {
+        let field = |cell, quoted, next, end| Field {
+            cell,
+            quoted,
+            next,
+            end,
+        };
+        let n = bytes.len();
+        if i == n {
+            // A separator just before the end of the data.
+            return Ok(field(Cow::Borrowed(&bytes[n..]), false, n, true));
+        }
+        if bytes[i] != b'"' {
+            return Ok(match memchr::memchr3(self.sep, b'\n', b'"', &bytes[i..]) {
+                None => field(Cow::Borrowed(&bytes[i..]), false, n, true),
+                Some(k) => {
+                    let e = i + k;
+                    match bytes[e] {
+                        b'"' => return Err(Abort::Malformed("a quote inside an unquoted cell", e)),
+                        b'\n' => {
+                            let cell = &bytes[i..e];
+                            let cell = cell.strip_suffix(b"\r").unwrap_or(cell);
+                            field(Cow::Borrowed(cell), false, e + 1, true)
+                        }
+                        _ => field(Cow::Borrowed(&bytes[i..e]), false, e + 1, false),
+                    }
+                }
+            });
+        }
+        let mut owned: Option<Vec<u8>> = None;
+        let mut from = i + 1;
+        loop {
+            let q = from
+                + memchr::memchr(b'"', &bytes[from..])
+                    .ok_or(Abort::Malformed("a quote that is never closed", i))?;
+            if bytes.get(q + 1) == Some(&b'"') {
+                owned
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&bytes[from..=q]);
+                from = q + 2;
+                continue;
+            }
+            let cell = match owned {
+                Some(mut o) => {
+                    o.extend_from_slice(&bytes[from..q]);
+                    Cow::Owned(o)
+                }
+                None => Cow::Borrowed(&bytes[from..q]),
+            };
+            let after = q + 1;
+            return match bytes.get(after..) {
+                Some([]) => Ok(field(cell, true, n, true)),
+                Some([b'\n', ..]) => Ok(field(cell, true, after + 1, true)),
+                Some([b'\r', b'\n', ..]) => Ok(field(cell, true, after + 2, true)),
+                Some([b, ..]) if *b == self.sep => Ok(field(cell, true, after + 1, false)),
+                _ => Err(Abort::Malformed("text after a closing quote", after)),
+            };
+        }
+    }
+}
+
+/// The trimmed text of a cell.
+fn trimmed(raw: &[u8]) -> Result<&str, Abort> {
+    Ok(std::str::from_utf8(raw).map_err(|_| Abort::NotUtf8)?.trim())
+}
+
+/// The value of a present column's raw cell.
+fn value<'b>(
+    p: &Present,
+    raw: &Cow<'b, [u8]>,
+    memo: &mut Memo,
+    dates: &mut DateMemo,
+) -> Result<Val<'b>, Abort> {
+    Ok(match &p.how {
+        How::Code(check, dt) => {
+            let raw = raw.as_ref();
+            let got = match memo.last_got {
+                Some(got) if same(&memo.last, raw) => got,
+                _ => {
+                    let got = match memo.seen.get(raw) {
+                        Some(g) => *g,
+                        None => {
+                            let g = code(check, dt, trimmed(raw)?)?;
+                            memo.seen.insert(raw.into(), g);
+                            g
+                        }
+                    };
+                    memo.last.clear();
+                    memo.last.extend_from_slice(raw);
+                    memo.last_got = Some(got);
+                    got
+                }
+            };
+            match got {
+                Got::Empty => Val::Empty,
+                Got::Other => Val::Other,
+                Got::Code(c) => Val::Code(c),
+            }
+        }
+        How::NationalId => {
+            let t = trimmed(raw)?;
+            if t.is_empty() {
+                Val::Empty
+            } else if parse::national_id(t) {
+                Val::Text(match raw {
+                    Cow::Borrowed(b) => Cow::Borrowed(trimmed(b)?),
+                    Cow::Owned(_) => Cow::Owned(t.to_owned()),
+                })
+            } else {
+                let upper = t.to_uppercase();
+                if parse::national_id(&upper) {
+                    Val::Text(Cow::Owned(upper))
+                } else {
+                    Val::Other
+                }
+            }
+        }
+        How::DateTime => {
+            let t = trimmed(raw)?;
+            if t.is_empty() {
+                Val::Empty
+            } else {
+                dates.iso(t).map_or(Val::Other, Val::Time)
+            }
+        }
+    })
+}
+
+/// Whether two short cells are equal: the memo's test, once per code
+/// cell, where a call to `memcmp` cost more than the comparison.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = wa
+        .remainder()
+        .iter()
+        .zip(wb.remainder())
+        .fold(0u8, |d, (x, y)| d | (x ^ y));
+    tail == 0
+        && wa.zip(wb).all(|(x, y)| {
+            u64::from_ne_bytes(x.try_into().expect("8 bytes"))
+                == u64::from_ne_bytes(y.try_into().expect("8 bytes"))
+        })
+}
+
+/// A code cell's outcome, from its trimmed text.
+fn code(check: &Check, dt: &DataType, t: &str) -> Result<Got, Abort> {
+    if t.is_empty() {
+        return Ok(Got::Empty);
+    }
+    if t.len() > MAX_CELL_BYTES as usize {
+        return Ok(Got::Other);
+    }
+    let value = match check {
+        Check::Text => t,
+        Check::Id if parse::id_junk(t) => return Ok(Got::Other),
+        Check::Id => t,
+        Check::Lookup(l) => match l.find(t) {
+            Some(code) => code,
+            None => return Ok(Got::Other),
+        },
+    };
+    parse::category(dt, value)
+        .map(Got::Code)
+        .ok_or(Abort::Unsupported("the dictionary refused a value"))
+}
+
+/// The date part of the last date-time read, and its day's first
+/// microsecond (consecutive queries share their day).
+#[derive(Default)]
+struct DateMemo {
+    last: [u8; 10],
+    day: Option<i64>,
+}
+
+impl DateMemo {
+    /// `YYYY-MM-DD HH:MM:SS` as microseconds since 1970 (local time, as
+    /// the plan's fast path reads it); `None` for anything else, which
+    /// the plan reads or rejects.
+    fn iso(&mut self, t: &str) -> Option<i64> {
+        let b = t.as_bytes();
+        if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            b[r].iter().try_fold(0u32, |a, &d| {
+                d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0'))
+            })
+        };
+        let day = match self.day {
+            Some(day) if self.last == b[..10] => day,
+            _ => {
+                let year = num(0..4)?;
+                if !(1900..=2200).contains(&year) {
+                    return None;
+                }
+                let date = chrono::NaiveDate::from_ymd_opt(year as i32, num(5..7)?, num(8..10)?)?;
+                let day = date
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_micros();
+                self.last.copy_from_slice(&b[..10]);
+                self.day = Some(day);
+                day
+            }
+        };
+        let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || m > 59 || s > 59 {
+            return None;
+        }
+        Some(day + i64::from(h * 3600 + m * 60 + s) * 1_000_000)
+    }
+}
+
+fn push(out: &mut Out, v: Val<'_>) {
+    match (out, v) {
+        (Out::Codes(b), Val::Code(c)) => b.append_value(c),
+        (Out::Text(b), Val::Text(t)) => b.append_value(t.as_ref()),
+        (Out::Times(b), Val::Time(t)) => b.append_value(t),
+        (Out::Codes(b), _) => b.append_null(),
+        (Out::Text(b), _) => b.append_null(),
+        (Out::Times(b), _) => b.append_null(),
+    }
+}
+
+/// The parts, in file order, as the plan's output for the whole file.
+fn assemble(
+    layout: &CsvLayout,
+    cx: &ParseContext<'_>,
+    present: &[Present],
+    parts: Vec<Part>,
+) -> Result<Read, IngestError> {
+    let polars = |source| IngestError::Polars {
+        file: layout.display.clone(),
+        source,
+    };
+    let mut first = layout.first_row() as IdxSize;
+    let mut rows: Vec<IdxSize> = Vec::new();
+    let mut columns: Vec<Option<Series>> = present.iter().map(|_| None).collect();
+    let mut residue_rows: Vec<IdxSize> = Vec::new();
+    let mut residue_cells: Vec<Vec<Option<String>>> = present.iter().map(|_| Vec::new()).collect();
+    for part in parts {
+        rows.extend(part.rows.iter().map(|r| first + r));
+        for (k, out) in part.outs.into_iter().enumerate() {
+            let s = match out {
+                Out::Codes(b) => {
+                    let dt = column_dtype(cx.table, present[k].spec);
+                    parse::categorical_column(present[k].spec.name.into(), b.finish(), &dt)
+                        .take_materialized_series()
+                }
+                Out::Text(b) => b.finish().into_series(),
+                Out::Times(b) => b.finish().into_datetime(TIME_UNIT, None).into_series(),
+            };
+            match &mut columns[k] {
+                None => columns[k] = Some(s),
+                Some(c) => {
+                    c.append_owned(s).map_err(polars)?;
+                }
+            }
+        }
+        for (r, cells) in part.residue {
+            residue_rows.push(first + r);
+            for (k, c) in cells.into_iter().enumerate() {
+                residue_cells[k].push(c);
+            }
+        }
+        first += part.records as IdxSize;
+    }
+    let height = rows.len();
+    let mut out: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), rows).into_column()];
+    for c in cx.table.columns() {
+        let k = present.iter().position(|p| p.spec.name == c.name);
+        out.push(match k.and_then(|k| columns[k].take()) {
+            Some(s) => s.into_column(),
+            None => Column::full_null(c.name.into(), height, &column_dtype(cx.table, c)),
+        });
+    }
+    for flag in [BAD, SPARSE, BLANK] {
+        out.push(BooleanChunked::full(flag.into(), false, height).into_column());
+    }
+    let mut df = DataFrame::new(height, out).map_err(polars)?;
+
+    let mut raw: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), residue_rows).into_column()];
+    for (p, cells) in present.iter().zip(residue_cells) {
+        raw.push(Column::new(p.spec.name.into(), cells));
+    }
+    let residue = DataFrame::new_infer_height(raw).map_err(polars)?;
+    if residue.height() > 0 {
+        let parsed = parse::plan(residue.clone().lazy(), cx, false)
+            .collect()
+            .map_err(polars)?;
+        df.vstack_mut(&parsed).map_err(polars)?;
+        df = df
+            .sort([ROW], SortMultipleOptions::default())
+            .map_err(polars)?;
+    }
+    Ok(Read { df, residue })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::headers::Matched;
+    use super::super::parse::{RAW, REASON};
+    use super::super::read::scan_whole;
+    use super::*;
+    use crate::model::Table;
+
+    const HEADER: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP";
+
+    /// Rows of every shape an export has: clean ones, and ones the plan
+    /// must read (padded, other date formats, labels, lower case) or
+    /// reject (unknown codes, impossible dates, junk identifiers, empty
+    /// required cells), footers, blank and short rows, quoted cells.
+    fn records() -> Vec<String> {
+        let mut r: Vec<String> = (0..30)
+            .map(|i| {
+                format!(
+                    "W{:03},2026-01-{:02} 08:{:02}:03,個人投保資料,K1{:08},other,成功,KHB,10.0.0.{}",
+                    i % 4,
+                    1 + i % 28,
+                    i % 60,
+                    i,
+                    i % 7
+                )
+            })
+            .collect();
+        r.extend(
+            [
+                " W001 ,2026-01-02 08:00:00 ,個人投保資料, k123456789,社政,成功,衛生局,",
+                "\u{3000}W001\u{3000},2026-01-02 08:00:00,眷屬投保資料,K123456789,,,KHB,",
+                "W002,115/01/02 08:00:00,個人投保資料,K123456789,other,成功,KHB,1.1.1.1",
+                "W002,2026/1/2 下午 02:03:04,個人投保資料,K123456789,other,成功,KHB,1.1.1.1",
+                "W002,2026-02-30 08:00:00,個人投保資料,K123456789,other,成功,KHB,1.1.1.1",
+                "W002,2026-01-02 24:00:00,個人投保資料,K123456789,other,成功,KHB,1.1.1.1",
+                "W002,1899-01-02 08:00:00,個人投保資料,K123456789,other,成功,KHB,1.1.1.1",
+                "W002,2026-01-02 08:00:00,個人投保資料,K12345678,other,成功,KHB,1.1.1.1",
+                "W002,2026-01-02 08:00:00,個人投保資料,K123456789,買房子,成功,警察局,1.1.1.1",
+                "W2\u{200B},2026-01-02 08:00:00,個人投保資料,K123456789,other,成功,KHB,",
+                "'W1',2026-01-02 08:00:00,個人投保資料,K123456789,other,成功,KHB,",
+                ",2026-01-02 08:00:00,個人投保資料,K123456789,other,成功,KHB,",
+                "\"W003\",\"2026-01-02 08:00:00\",\"個人,投保\"\"資料\"\"\",K123456789,\"\",other,KHB,\"\"",
+                "W003,2026-01-03 09:00:00,\"多行\r\n項目\",K123456789,other,成功,KHB,2.2.2.2",
+                "W003,2026-01-03 09:00:00,\"\",K123456789,other,成功,KHB,2.2.2.2",
+                ",,,,,,,",
+                "W004,2026-01-03 09:00:00,個人投保資料",
+                "W004,,,,,,,",
+                "W005,2026-01-04 10:00:00,個人投保資料,K123456789,other,成功,KHB,3.3.3.3",
+                "合計 47 筆",
+                "列印日期：115/07/02",
+            ]
+            .map(str::to_owned),
+        );
+        r
+    }
+
+    fn matched(row: usize, header: &str) -> Matched {
+        let cells: Vec<String> = header.split(',').map(str::to_owned).collect();
+        let map: BTreeMap<&str, &str> = [
+            ("帳號", "account_id"),
+            ("查詢時間", "queried_at"),
+            ("查詢項目", "query_item"),
+            ("被查詢人身分證號", "subject_id"),
+            ("查詢目的", "purpose"),
+            ("查詢結果", "result"),
+            ("機關", "agency_id"),
+            ("來源IP", "client_ip"),
+        ]
+        .into();
+        let columns = cells
+            .iter()
+            .enumerate()
+            .filter_map(|(j, c)| Some((j, Table::QueryLog.column(map.get(c.as_str())?)?)))
+            .collect();
+        Matched {
+            row,
+            cells,
+            columns,
+        }
+    }
+
+    /// Reads `text` both ways; `None` when the own reader left it to the
+    /// general path.
+    fn both(name: &str, text: &str, row: usize, header: &str, piece: usize) -> Option<()> {
+        let dir = std::env::temp_dir().join(format!("webir-fast-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let m = matched(row, header);
+        let headers: Vec<(&'static str, String)> = m
+            .columns
+            .iter()
+            .map(|&(j, spec)| (spec.name, m.cells[j].clone()))
+            .collect();
+        let agencies = vec![
+            ("KHB".to_owned(), "KHB".to_owned()),
+            ("衛生局".to_owned(), "KHB".to_owned()),
+        ];
+        let vocabulary = BTreeMap::new();
+        let format_of = |_: &str| DateFormat::Auto;
+        let cx = ParseContext {
+            table: Table::QueryLog,
+            headers: &headers,
+            format_of: &format_of,
+            agencies: &agencies,
+            vocabulary: &vocabulary,
+        };
+        let lf = scan_whole(
+            LazyCsvReader::new(PlRefPath::try_from_path(&path).unwrap()),
+            &m,
+            b',',
+            name,
+        )
+        .unwrap();
+        let layout = CsvLayout::of(&path, m, b',').unwrap();
+        let fast = read(&layout, &cx, piece).unwrap()?;
+        let general = parse::plan(lf.clone(), &cx, false).collect().unwrap();
+        assert!(
+            fast.df.equals_missing(&general),
+            "{name}, pieces of {piece}:\nown reader:\n{}\ngeneral:\n{}",
+            fast.df,
+            general
+        );
+        // Every row the plan flags is in the residue, and its reasons and
+        // raw cells read from there as from the file.
+        let flagged = general
+            .clone()
+            .lazy()
+            .filter(col(BAD).or(col(SPARSE)).or(col(BLANK)))
+            .select([col(ROW)])
+            .collect()
+            .unwrap();
+        let rows = lit(flagged
+            .column(ROW)
+            .unwrap()
+            .as_materialized_series()
+            .clone());
+        let reasons = |lf: LazyFrame| {
+            parse::plan(
+                lf.filter(col(ROW).is_in(rows.clone().implode(false), false)),
+                &cx,
+                true,
+            )
+            .select([col(ROW), col(REASON), col(RAW)])
+            .collect()
+            .unwrap()
+        };
+        let (from_file, from_residue) = (reasons(lf), reasons(fast.residue.lazy()));
+        assert_eq!(from_file.height(), flagged.height(), "{name}");
+        assert!(
+            from_residue.equals_missing(&from_file),
+            "{name}, pieces of {piece}:\nresidue:\n{from_residue}\nfile:\n{from_file}"
+        );
+        Some(())
+    }
+
+    #[test]
+    fn the_own_reader_reads_every_row_as_the_general_path() {
+        let body = records().join("\n");
+        let crlf = records().join("\r\n");
+        let files = [
+            ("plain.csv", format!("{HEADER}\n{body}\n"), 0),
+            ("crlf.csv", format!("{HEADER}\r\n{crlf}\r\n"), 0),
+            ("no-final-newline.csv", format!("{HEADER}\n{body}"), 0),
+            ("bom.csv", format!("\u{FEFF}{HEADER}\n{body}\n"), 0),
+            (
+                "title.csv",
+                format!("\u{FEFF}查詢紀錄 匯出日期：115/07/02\n{HEADER}\n{body}\n"),
+                1,
+            ),
+        ];
+        for (name, text, row) in &files {
+            for piece in [1, 7, 64, 1 << 20] {
+                assert!(
+                    both(name, text, *row, HEADER, piece).is_some(),
+                    "{name}: left to the general path"
+                );
+            }
+        }
+        // Other columns in another order, one unknown, one optional absent.
+        let header = "查詢結果,機關,備註,帳號,被查詢人身分證號,查詢時間,查詢項目,查詢目的";
+        let text = format!(
+            "{header}\n成功,KHB,x,W001,K123456789,2026-01-02 08:00:00,個人投保資料,other\n,,y,W002,K123456789,2026-01-02 08:00:00,個人投保資料,\n"
+        );
+        assert!(both("order.csv", &text, 0, header, 1 << 20).is_some());
+        // Blank lines are rows without values, as polars reads them.
+        let text = format!("{HEADER}\n{body}\n\n{body}\n\r\n\n");
+        assert!(both("blank.csv", &text, 0, HEADER, 64).is_some());
+    }
+
+    #[test]
+    fn files_it_cannot_tokenize_as_polars_does_go_to_the_general_path() {
+        let ok = "W001,2026-01-02 08:00:00,個人投保資料,K123456789,other,成功,KHB,1.1.1.1";
+        for (name, line) in [
+            ("ragged.csv", format!("{ok},extra")),
+            (
+                "bare-quote.csv",
+                "W0\"01,2026-01-02 08:00:00,x,K123456789,,,KHB,".to_owned(),
+            ),
+            (
+                "after-quote.csv",
+                "\"W001\"x,2026-01-02 08:00:00,x,K123456789,,,KHB,".to_owned(),
+            ),
+            (
+                "unclosed.csv",
+                "\"W001,2026-01-02 08:00:00,x,K123456789,,,KHB,".to_owned(),
+            ),
+        ] {
+            let text = format!("{HEADER}\n{ok}\n{line}\n{ok}\n");
+            assert!(both(name, &text, 0, HEADER, 1 << 20).is_none(), "{name}");
+        }
+    }
+}
