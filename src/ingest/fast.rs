@@ -99,13 +99,56 @@ enum Got {
     Code(u32),
 }
 
-/// One thread's memory of the code cells it has resolved.
+/// One thread's memory of the code cells it has resolved: the last one,
+/// and every one seen (a cell of up to 15 bytes packed into an integer
+/// key, which hashes and compares without a call to `memcmp`).
 #[derive(Default)]
 struct Memo {
     // Lookups only: no iteration order reaches any output.
-    seen: PlHashMap<Box<[u8]>, Got>,
+    short: PlHashMap<u128, Got>,
+    long: PlHashMap<Box<[u8]>, Got>,
     last: Vec<u8>,
     last_got: Option<Got>,
+}
+
+impl Memo {
+    /// The outcome of `raw`, resolved by `resolve` the first time.
+    fn get(
+        &mut self,
+        raw: &[u8],
+        resolve: impl FnOnce() -> Result<Got, Abort>,
+    ) -> Result<Got, Abort> {
+        if let Some(got) = self.last_got.filter(|_| same(&self.last, raw)) {
+            return Ok(got);
+        }
+        let got = if raw.len() < 16 {
+            let mut key = [0u8; 16];
+            key[..raw.len()].copy_from_slice(raw);
+            key[15] = raw.len() as u8;
+            let key = u128::from_le_bytes(key);
+            match self.short.get(&key) {
+                Some(got) => *got,
+                None => {
+                    let got = resolve()?;
+                    self.short.insert(key, got);
+                    got
+                }
+            }
+        } else {
+            match self.long.get(raw) {
+                Some(got) => *got,
+                None => {
+                    let got = resolve()?;
+                    self.long.insert(raw.into(), got);
+                    got
+                }
+            }
+        };
+        self.last.clear();
+        self.last.extend_from_slice(raw);
+        self.last_got = Some(got);
+        Ok(got)
+    }
 }
 
 /// One column's values from one part.
@@ -428,7 +471,14 @@ impl Reader<'_> {
 
 /// The trimmed text of a cell.
 fn trimmed(raw: &[u8]) -> Result<&str, Abort> {
-    Ok(std::str::from_utf8(raw).map_err(|_| Abort::NotUtf8)?.trim())
+    let text = std::str::from_utf8(raw).map_err(|_| Abort::NotUtf8)?;
+    // Most cells start and end with a visible ASCII character.
+    let visible = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+    if visible(raw.first()) && visible(raw.last()) {
+        Ok(text)
+    } else {
+        Ok(text.trim())
+    }
 }
 
 /// The value of a present column's raw cell.
@@ -441,23 +491,7 @@ fn value<'b>(
     Ok(match &p.how {
         How::Code(check, dt) => {
             let raw = raw.as_ref();
-            let got = match memo.last_got {
-                Some(got) if same(&memo.last, raw) => got,
-                _ => {
-                    let got = match memo.seen.get(raw) {
-                        Some(g) => *g,
-                        None => {
-                            let g = code(check, dt, trimmed(raw)?)?;
-                            memo.seen.insert(raw.into(), g);
-                            g
-                        }
-                    };
-                    memo.last.clear();
-                    memo.last.extend_from_slice(raw);
-                    memo.last_got = Some(got);
-                    got
-                }
-            };
+            let got = memo.get(raw, || code(check, dt, trimmed(raw)?))?;
             match got {
                 Got::Empty => Val::Empty,
                 Got::Other => Val::Other,
@@ -561,7 +595,7 @@ impl DateMemo {
             })
         };
         let day = match self.day {
-            Some(day) if self.last == b[..10] => day,
+            Some(day) if same(&self.last, &b[..10]) => day,
             _ => {
                 let year = num(0..4)?;
                 if !(1900..=2200).contains(&year) {
