@@ -9,10 +9,10 @@
 //! (a log repeats a few thousand of them) and goes into the categorical
 //! dictionary as its code. Any other row (an empty required cell, a value
 //! in another format or none at all, a footer, too few cells) is kept as
-//! raw text and parsed by [`parse::plan`], the general path, so every
-//! value and every reject reads exactly as it would there. The raw cells
-//! of those rows are what the second pass over rejected and footer rows
-//! reads.
+//! raw text and parsed by [`parse::plan`], the general path, a piece at a
+//! time, so every value and every reject reads exactly as it would there.
+//! The raw cells of the rows the plan flags are what the second pass over
+//! rejected and footer rows reads.
 //!
 //! A file it cannot tokenize the way polars' reader does (a quote inside
 //! an unquoted cell, text after a closing quote, more cells than the
@@ -38,8 +38,9 @@ pub struct Read {
     /// What [`parse::plan`] (without reasons) gives for the whole file:
     /// the row number, every column typed, and the flags.
     pub df: DataFrame,
-    /// The raw cells of the rows left to the plan, in the shape of
-    /// [`super::read::RawFrame::lf`]. Every rejected or footer row is one.
+    /// The raw cells of the rows the plan flags (bad, sparse or blank), in
+    /// the shape of [`super::read::RawFrame::lf`]: what the second pass
+    /// over rejected and footer rows reads.
     pub residue: DataFrame,
 }
 
@@ -194,13 +195,15 @@ pub fn read(
     let mut memos: Vec<Vec<Memo>> = (0..threads)
         .map(|_| present.iter().map(|_| Memo::default()).collect())
         .collect();
-    let mut parts: Vec<Part> = Vec::new();
     let mut abort: Option<Abort> = None;
     let reader = Reader {
         present: &present,
         slot_of: &slot_of,
         sep: layout.sep,
     };
+    // Each piece's rows, and the raw cells of its flagged rows.
+    let mut pieces: Vec<(DataFrame, DataFrame)> = Vec::new();
+    let mut first = layout.first_row() as IdxSize;
     layout.for_each_piece(false, piece_bytes, |buf, start| {
         // The buffer stays with the loop, for the next piece.
         let bytes = &buf[start..];
@@ -219,22 +222,39 @@ pub fn read(
                 .map(|h| h.join().unwrap_or(Err(Abort::Panicked)))
                 .collect()
         });
-        for g in got {
-            match g {
-                Ok(p) => parts.push(p),
-                Err(a) => {
-                    abort = Some(a);
-                    return Ok(ControlFlow::Break(()));
-                }
+        match got.into_iter().collect::<Result<Vec<Part>, Abort>>() {
+            Ok(parts) => {
+                let (df, flagged, records) = assemble(layout, cx, &present, parts, first)?;
+                first += records;
+                pieces.push((df, flagged));
+                Ok(ControlFlow::Continue(()))
+            }
+            Err(a) => {
+                abort = Some(a);
+                Ok(ControlFlow::Break(()))
             }
         }
-        Ok(ControlFlow::Continue(()))
     })?;
     if let Some(why) = abort {
         tracing::info!(file = %layout.display, %why, "read by the general path");
         return Ok(None);
     }
-    assemble(layout, cx, &present, parts).map(Some)
+    if pieces.is_empty() {
+        // A file of only a header: no rows, every column typed.
+        let (df, flagged, _) = assemble(layout, cx, &present, Vec::new(), first)?;
+        pieces.push((df, flagged));
+    }
+    let polars = |source| IngestError::Polars {
+        file: layout.display.clone(),
+        source,
+    };
+    let mut pieces = pieces.into_iter();
+    let (mut df, mut residue) = pieces.next().expect("at least one piece");
+    for (d, r) in pieces {
+        df.vstack_mut_owned(d).map_err(polars)?;
+        residue.vstack_mut_owned(r).map_err(polars)?;
+    }
+    Ok(Some(Read { df, residue }))
 }
 
 /// The present columns and how each is read, or why the file is not for
@@ -630,18 +650,24 @@ fn push(out: &mut Out, v: Val<'_>) {
     }
 }
 
-/// The parts, in file order, as the plan's output for the whole file.
+/// The parts of one piece, in file order (its first record numbered
+/// `first`), as the plan's output for its rows, the raw cells of those the
+/// plan flags, and the number of records. The rows left to the plan are
+/// parsed here, a piece at a time, so a file whose every row is left to
+/// it (a log dated in the ROC calendar) holds one piece's raw text at a
+/// time, not the whole file's.
 fn assemble(
     layout: &CsvLayout,
     cx: &ParseContext<'_>,
     present: &[Present],
     parts: Vec<Part>,
-) -> Result<Read, IngestError> {
+    mut first: IdxSize,
+) -> Result<(DataFrame, DataFrame, IdxSize), IngestError> {
     let polars = |source| IngestError::Polars {
         file: layout.display.clone(),
         source,
     };
-    let mut first = layout.first_row() as IdxSize;
+    let start = first;
     let mut rows: Vec<IdxSize> = Vec::new();
     let mut columns: Vec<Option<Series>> = present.iter().map(|_| None).collect();
     let mut residue_rows: Vec<IdxSize> = Vec::new();
@@ -691,17 +717,28 @@ fn assemble(
     for (p, cells) in present.iter().zip(residue_cells) {
         raw.push(Column::new(p.spec.name.into(), cells));
     }
-    let residue = DataFrame::new_infer_height(raw).map_err(polars)?;
+    let mut residue = DataFrame::new_infer_height(raw).map_err(polars)?;
     if residue.height() > 0 {
         let parsed = parse::plan(residue.clone().lazy(), cx, false)
             .collect()
             .map_err(polars)?;
-        df.vstack_mut(&parsed).map_err(polars)?;
+        // The plan keeps the rows' order: its flags select the raw rows.
+        let flag = |name: &str| -> Result<BooleanChunked, IngestError> {
+            Ok(parsed
+                .column(name)
+                .map_err(polars)?
+                .bool()
+                .map_err(polars)?
+                .clone())
+        };
+        let flagged = &(&flag(BAD)? | &flag(SPARSE)?) | &flag(BLANK)?;
+        residue = residue.filter(&flagged).map_err(polars)?;
+        df.vstack_mut_owned(parsed).map_err(polars)?;
         df = df
             .sort([ROW], SortMultipleOptions::default())
             .map_err(polars)?;
     }
-    Ok(Read { df, residue })
+    Ok((df, residue, first - start))
 }
 
 #[cfg(test)]
@@ -853,6 +890,7 @@ mod tests {
             .collect()
             .unwrap()
         };
+        assert_eq!(fast.residue.height(), flagged.height(), "{name}");
         let (from_file, from_residue) = (reasons(lf), reasons(fast.residue.lazy()));
         assert_eq!(from_file.height(), flagged.height(), "{name}");
         assert!(
@@ -866,11 +904,18 @@ mod tests {
     fn the_own_reader_reads_every_row_as_the_general_path() {
         let body = records().join("\n");
         let crlf = records().join("\r\n");
+        // Every row left to the plan: dates in the ROC calendar.
+        let roc = records()
+            .iter()
+            .map(|r| r.replace(",2026-", ",115/").replacen('-', "/", 1))
+            .collect::<Vec<_>>()
+            .join("\n");
         let files = [
             ("plain.csv", format!("{HEADER}\n{body}\n"), 0),
             ("crlf.csv", format!("{HEADER}\r\n{crlf}\r\n"), 0),
             ("no-final-newline.csv", format!("{HEADER}\n{body}"), 0),
             ("bom.csv", format!("\u{FEFF}{HEADER}\n{body}\n"), 0),
+            ("roc.csv", format!("{HEADER}\n{roc}\n"), 0),
             (
                 "title.csv",
                 format!("\u{FEFF}查詢紀錄 匯出日期：115/07/02\n{HEADER}\n{body}\n"),
