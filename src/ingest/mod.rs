@@ -606,7 +606,9 @@ fn ingest_file(
     // where it can be; `second` is then the raw cells of the rows it left
     // to the plan, which hold every rejected and footer row.
     let fast = match (&raw.layout, table) {
-        (Some(layout), Table::QueryLog) => fast::read(layout, &cx, read::PIECE_BYTES)?,
+        (Some(layout), Table::QueryLog) => {
+            fast::read(layout, &cx, read::PIECE_BYTES, fast::MOST_LEFT)?
+        }
         _ => None,
     };
     let (df, second) = match fast {
