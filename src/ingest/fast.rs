@@ -520,16 +520,17 @@ impl Reader<'_> {
     }
 }
 
+/// Whether a cell starts and ends with a visible ASCII character, as most
+/// do: then it has no white space to trim.
+fn visible(raw: &[u8]) -> bool {
+    let graphic = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+    graphic(raw.first()) && graphic(raw.last())
+}
+
 /// The trimmed text of a cell.
 fn trimmed(raw: &[u8]) -> Result<&str, Abort> {
     let text = std::str::from_utf8(raw).map_err(|_| Abort::NotUtf8)?;
-    // Most cells start and end with a visible ASCII character.
-    let visible = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
-    if visible(raw.first()) && visible(raw.last()) {
-        Ok(text)
-    } else {
-        Ok(text.trim())
-    }
+    Ok(if visible(raw) { text } else { text.trim() })
 }
 
 /// The value of a present column's raw cell.
@@ -550,6 +551,13 @@ fn value<'b>(
             }
         }
         How::NationalId => {
+            // The common case: the ten bytes of a national ID, as written.
+            if let Cow::Borrowed(b) = raw
+                && parse::national_id_bytes(b)
+            {
+                let t = std::str::from_utf8(b).map_err(|_| Abort::NotUtf8)?;
+                return Ok(Val::Text(Cow::Borrowed(t)));
+            }
             let t = trimmed(raw)?;
             if t.is_empty() {
                 Val::Empty
@@ -568,7 +576,11 @@ fn value<'b>(
             }
         }
         How::DateTime(forms) => {
-            let t = trimmed(raw)?;
+            let t = if visible(raw) {
+                raw.as_ref()
+            } else {
+                trimmed(raw)?.as_bytes()
+            };
             if t.is_empty() {
                 Val::Empty
             } else {
@@ -652,8 +664,7 @@ impl DateMemo {
     /// A date-time in one of `forms` as microseconds since 1970 (local
     /// time, as the plan reads it); `None` for anything else, which the
     /// plan reads or rejects.
-    fn read(&mut self, t: &str, forms: Forms) -> Option<i64> {
-        let b = t.as_bytes();
+    fn read(&mut self, b: &[u8], forms: Forms) -> Option<i64> {
         // The year's digits, the date's bytes, the date's separator, and
         // what the year is counted from.
         let (y, d, sep, era) = match b.len() {
@@ -707,6 +718,45 @@ fn push(out: &mut Out, v: Val<'_>) {
     }
 }
 
+/// One part's rows as the plan's output: the row numbers, every column
+/// (`outs`, by present column; a column without one is null) and the
+/// flags, all false.
+fn part_frame(
+    cx: &ParseContext<'_>,
+    present: &[Present],
+    rows: Vec<IdxSize>,
+    outs: Vec<Out>,
+) -> PolarsResult<DataFrame> {
+    let height = rows.len();
+    let mut built: Vec<Option<Series>> = outs
+        .into_iter()
+        .zip(present)
+        .map(|(out, p)| {
+            Some(match out {
+                Out::Codes(b) => {
+                    let dt = column_dtype(cx.table, p.spec);
+                    parse::categorical_column(p.spec.name.into(), b.finish(), &dt)
+                        .take_materialized_series()
+                }
+                Out::Text(b) => b.finish().into_series(),
+                Out::Times(b) => b.finish().into_datetime(TIME_UNIT, None).into_series(),
+            })
+        })
+        .collect();
+    let mut out: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), rows).into_column()];
+    for c in cx.table.columns() {
+        let k = present.iter().position(|p| p.spec.name == c.name);
+        out.push(match k.and_then(|k| built.get_mut(k)?.take()) {
+            Some(s) => s.into_column(),
+            None => Column::full_null(c.name.into(), height, &column_dtype(cx.table, c)),
+        });
+    }
+    for flag in [BAD, SPARSE, BLANK] {
+        out.push(BooleanChunked::full(flag.into(), false, height).into_column());
+    }
+    DataFrame::new(height, out)
+}
+
 /// The parts of one piece, in file order (its first record numbered
 /// `first`), as the plan's output for its rows, the raw cells of those the
 /// plan flags, and the number of records. The rows left to the plan are
@@ -725,27 +775,18 @@ fn assemble(
         source,
     };
     let start = first;
-    let mut rows: Vec<IdxSize> = Vec::new();
-    let mut columns: Vec<Option<Series>> = present.iter().map(|_| None).collect();
+    // A frame per part, every column one chunk, so the columns' chunks
+    // line up (polars copies columns whose chunks do not, to align them).
+    let mut df: Option<DataFrame> = None;
     let mut residue_rows: Vec<IdxSize> = Vec::new();
     let mut residue_cells: Vec<Vec<Option<String>>> = present.iter().map(|_| Vec::new()).collect();
     for part in parts {
-        rows.extend(part.rows.iter().map(|r| first + r));
-        for (k, out) in part.outs.into_iter().enumerate() {
-            let s = match out {
-                Out::Codes(b) => {
-                    let dt = column_dtype(cx.table, present[k].spec);
-                    parse::categorical_column(present[k].spec.name.into(), b.finish(), &dt)
-                        .take_materialized_series()
-                }
-                Out::Text(b) => b.finish().into_series(),
-                Out::Times(b) => b.finish().into_datetime(TIME_UNIT, None).into_series(),
-            };
-            match &mut columns[k] {
-                None => columns[k] = Some(s),
-                Some(c) => {
-                    c.append_owned(s).map_err(polars)?;
-                }
+        let rows: Vec<IdxSize> = part.rows.iter().map(|r| first + r).collect();
+        let one = part_frame(cx, present, rows, part.outs).map_err(polars)?;
+        match &mut df {
+            None => df = Some(one),
+            Some(d) => {
+                d.vstack_mut_owned(one).map_err(polars)?;
             }
         }
         for (r, cells) in part.residue {
@@ -756,19 +797,10 @@ fn assemble(
         }
         first += part.records as IdxSize;
     }
-    let height = rows.len();
-    let mut out: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), rows).into_column()];
-    for c in cx.table.columns() {
-        let k = present.iter().position(|p| p.spec.name == c.name);
-        out.push(match k.and_then(|k| columns[k].take()) {
-            Some(s) => s.into_column(),
-            None => Column::full_null(c.name.into(), height, &column_dtype(cx.table, c)),
-        });
-    }
-    for flag in [BAD, SPARSE, BLANK] {
-        out.push(BooleanChunked::full(flag.into(), false, height).into_column());
-    }
-    let mut df = DataFrame::new(height, out).map_err(polars)?;
+    let mut df = match df {
+        Some(df) => df,
+        None => part_frame(cx, present, Vec::new(), Vec::new()).map_err(polars)?,
+    };
 
     let mut raw: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), residue_rows).into_column()];
     for (p, cells) in present.iter().zip(residue_cells) {

@@ -505,7 +505,11 @@ fn trimmed(v: Expr) -> Expr {
 
 /// `[A-Z][A-Z0-9][0-9]{8}`, exactly.
 pub(super) fn national_id(v: &str) -> bool {
-    let b = v.as_bytes();
+    national_id_bytes(v.as_bytes())
+}
+
+/// [`national_id`] of bytes.
+pub(super) fn national_id_bytes(b: &[u8]) -> bool {
     b.len() == 10
         && b[0].is_ascii_uppercase()
         && (b[1].is_ascii_uppercase() || b[1].is_ascii_digit())
