@@ -26,6 +26,7 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use polars::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::IngestError;
 use super::parse::{
@@ -45,6 +46,9 @@ pub struct Read {
     /// the shape of [`super::read::RawFrame::lf`]: what the second pass
     /// over rejected and footer rows reads.
     pub residue: DataFrame,
+    /// The size and SHA-256 of the bytes read: the whole file, hashed as
+    /// it was parsed (one read of the file, not two).
+    pub hashed: (u64, String),
 }
 
 /// Why a file is left to the general path.
@@ -208,6 +212,10 @@ pub fn read(
         slot_of: &slot_of,
         sep: layout.sep,
     };
+    let head = layout.head()?;
+    let mut size = head.len() as u64;
+    let mut hasher = Sha256::new();
+    hasher.update(&head);
     // Each piece's rows, and the raw cells of its flagged rows.
     let mut pieces: Vec<(DataFrame, DataFrame)> = Vec::new();
     let mut first = layout.first_row() as IdxSize;
@@ -224,6 +232,9 @@ pub fn read(
                     s.spawn(move || reader.part(&bytes[w[0]..w[1]], memo))
                 })
                 .collect();
+            // This thread hashes the piece while the others parse it.
+            hasher.update(bytes);
+            size += bytes.len() as u64;
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or(Err(Abort::Panicked)))
@@ -265,7 +276,11 @@ pub fn read(
         df.vstack_mut_owned(d).map_err(polars)?;
         residue.vstack_mut_owned(r).map_err(polars)?;
     }
-    Ok(Some(Read { df, residue }))
+    Ok(Some(Read {
+        df,
+        residue,
+        hashed: (size, hex::encode(hasher.finalize())),
+    }))
 }
 
 /// The largest share of a piece's rows that may be left to the plan. The
@@ -301,7 +316,7 @@ fn columns(layout: &CsvLayout, cx: &ParseContext<'_>) -> Result<Vec<Present>, Ab
                 dt,
             ),
             Kind::NationalId => How::NationalId,
-            // A column declared ROC reads `2026-01-02` as an error.
+            // Read in the forms its declared calendar allows.
             Kind::DateTime => How::DateTime(Forms::of((cx.format_of)(spec.name))),
             _ => return Err(Abort::Unsupported("a column of a kind it does not read")),
         };
@@ -962,6 +977,11 @@ mod tests {
         .unwrap();
         let layout = CsvLayout::of(&path, m, b',').unwrap();
         let fast = read(&layout, &cx, piece, most_left).unwrap()?;
+        assert_eq!(
+            fast.hashed,
+            super::super::hash_file(&path).unwrap(),
+            "{name}: the hash of the bytes read"
+        );
         let general = parse::plan(lf.clone(), &cx, false).collect().unwrap();
         assert!(
             fast.df.equals_missing(&general),

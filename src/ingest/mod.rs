@@ -334,10 +334,14 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         };
         // The file is hashed on another thread while it is parsed: one is
         // a read at disk speed, the other CPU. A file that turns out to be
-        // a copy of an earlier one is then dropped unparsed-for-use.
+        // a copy of an earlier one is then dropped unparsed-for-use. A
+        // UTF-8 query log is hashed by its own reader, from the bytes it
+        // parses (one read of the file, not two); if that reader left the
+        // file to the general path, it is hashed after.
         let clock = std::time::Instant::now();
+        let by_reader = table == Some(Table::QueryLog) && read::is_csv(&path);
         let (hashed, parsed) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| hash_file(&path));
+            let hashing = (!by_reader).then(|| scope.spawn(|| hash_file(&path)));
             let parsed = table.map(|t| {
                 let clock = std::time::Instant::now();
                 let parsed = ingest_file(config, t, &path, &rel, &agencies);
@@ -349,9 +353,18 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 );
                 parsed
             });
-            let hashed = hashing
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
+            let hashed = match hashing {
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked"))),
+                None => match parsed
+                    .as_ref()
+                    .and_then(|p| p.as_ref().ok()?.hashed.clone())
+                {
+                    Some(h) => Ok(h),
+                    None => hash_file(&path),
+                },
+            };
             (hashed, parsed)
         });
         tracing::info!(file = %rel, elapsed = ?clock.elapsed(), memory = %memory(), "hashed and parsed");
@@ -504,6 +517,8 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
 }
 
 struct OneFile {
+    /// Size and SHA-256, when the reader hashed the bytes it parsed.
+    hashed: Option<(u64, String)>,
     good: DataFrame,
     rejects: DataFrame,
     skipped: usize,
@@ -611,9 +626,9 @@ fn ingest_file(
         }
         _ => None,
     };
-    let (df, second) = match fast {
-        Some(f) => (f.df, f.residue.lazy()),
-        None => (parse_all()?, raw.lf.clone()),
+    let (df, second, hashed) = match fast {
+        Some(f) => (f.df, f.residue.lazy(), Some(f.hashed)),
+        None => (parse_all()?, raw.lf.clone(), None),
     };
     let df_height = df.height();
     let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
@@ -764,6 +779,7 @@ fn ingest_file(
         .map(|c| c.name)
         .collect();
     Ok(OneFile {
+        hashed,
         good,
         rejects,
         skipped,

@@ -73,6 +73,19 @@ impl CsvLayout {
         })
     }
 
+    /// The file's bytes before its first record: title rows and header.
+    pub fn head(&self) -> Result<Vec<u8>, IngestError> {
+        use std::io::Read;
+        let mut head = vec![0u8; self.records_from];
+        std::fs::File::open(&self.path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .map_err(|source| IngestError::Io {
+                file: self.display.clone(),
+                source,
+            })?;
+        Ok(head)
+    }
+
     /// The 1-based line of the first record, as a person counts lines.
     pub fn first_row(&self) -> usize {
         self.matched.row + 2
@@ -250,6 +263,17 @@ impl std::fmt::Debug for RawFrame {
 }
 
 pub const ROW: &str = "__row";
+
+/// Whether `path` is read as CSV (by its extension, as [`read`] and the
+/// inbox's accepted types say).
+pub fn is_csv(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
+    matches!(ext.as_str(), "csv" | "tsv" | "txt")
+}
 
 pub fn read(
     path: &Path,
