@@ -945,10 +945,25 @@ mod tests {
         most_left: f64,
         format: DateFormat,
     ) -> Option<()> {
-        let dir = std::env::temp_dir().join(format!("webir-fast-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("webir-fast-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
+        let got = compare(&path, row, header, piece, most_left, format);
+        std::fs::remove_dir_all(&dir).unwrap();
+        got
+    }
+
+    /// The two readings of the file at `path`, compared.
+    fn compare(
+        path: &std::path::Path,
+        row: usize,
+        header: &str,
+        piece: usize,
+        most_left: f64,
+        format: DateFormat,
+    ) -> Option<()> {
+        let name = path.file_name().unwrap().to_str().unwrap();
         let m = matched(row, header);
         let headers: Vec<(&'static str, String)> = m
             .columns
@@ -969,17 +984,17 @@ mod tests {
             vocabulary: &vocabulary,
         };
         let lf = scan_whole(
-            LazyCsvReader::new(PlRefPath::try_from_path(&path).unwrap()),
+            LazyCsvReader::new(PlRefPath::try_from_path(path).unwrap()),
             &m,
             b',',
             name,
         )
         .unwrap();
-        let layout = CsvLayout::of(&path, m, b',').unwrap();
+        let layout = CsvLayout::of(path, m, b',').unwrap();
         let fast = read(&layout, &cx, piece, most_left).unwrap()?;
         assert_eq!(
             fast.hashed,
-            super::super::hash_file(&path).unwrap(),
+            super::super::hash_file(path).unwrap(),
             "{name}: the hash of the bytes read"
         );
         let general = parse::plan(lf.clone(), &cx, false).collect().unwrap();
