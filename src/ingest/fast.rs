@@ -928,6 +928,16 @@ mod tests {
         }
     }
 
+    /// A test file's folder, removed when dropped (also when the reader
+    /// left the file to the general path, or an assertion failed).
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// Reads `text` both ways; `None` when the own reader left it to the
     /// general path.
     fn both(name: &str, text: &str, row: usize, header: &str, piece: usize) -> Option<()> {
@@ -947,23 +957,10 @@ mod tests {
     ) -> Option<()> {
         let dir = std::env::temp_dir().join(format!("webir-fast-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let _removed_after = Scratch(dir.clone());
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        let got = compare(&path, row, header, piece, most_left, format);
-        std::fs::remove_dir_all(&dir).unwrap();
-        got
-    }
-
-    /// The two readings of the file at `path`, compared.
-    fn compare(
-        path: &std::path::Path,
-        row: usize,
-        header: &str,
-        piece: usize,
-        most_left: f64,
-        format: DateFormat,
-    ) -> Option<()> {
-        let name = path.file_name().unwrap().to_str().unwrap();
+        let path = path.as_path();
         let m = matched(row, header);
         let headers: Vec<(&'static str, String)> = m
             .columns
