@@ -32,7 +32,7 @@ use super::IngestError;
 use super::parse::{
     self, BAD, BLANK, Lookup, MAX_CELL_BYTES, ParseContext, SPARSE, TIME_UNIT, column_dtype,
 };
-use super::read::{CsvLayout, ROW};
+use super::read::{CsvLayout, ROW, last_record_end};
 use crate::config::DateFormat;
 use crate::model::{ColumnSpec, Kind};
 
@@ -329,28 +329,19 @@ fn columns(layout: &CsvLayout, cx: &ParseContext<'_>) -> Result<Vec<Present>, Ab
     Ok(present)
 }
 
-/// Where to cut `bytes` (whole records) into `n` parts of whole records.
+/// Where to cut `bytes` (whole records) into `n` parts of whole records:
+/// after the last record end before each even share ([`last_record_end`],
+/// the rule the pieces are cut by).
 fn split(bytes: &[u8], n: usize) -> Vec<usize> {
     let mut bounds = vec![0];
     for k in 1..n {
-        let from = (bytes.len() * k / n).max(*bounds.last().expect("a bound"));
-        let quoted = memchr::memchr_iter(b'"', &bytes[..from]).count() % 2 == 1;
-        bounds.push(next_record(bytes, from, quoted));
+        let last = *bounds.last().expect("a bound");
+        let share = bytes.len() * k / n;
+        let cut = last_record_end(&bytes[..share]).unwrap_or(0);
+        bounds.push(cut.max(last));
     }
     bounds.push(bytes.len());
     bounds
-}
-
-/// The start of the first record after `from` (inside quotes if `quoted`).
-fn next_record(bytes: &[u8], from: usize, mut quoted: bool) -> usize {
-    for (i, &b) in bytes[from..].iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' if !quoted => return from + i + 1,
-            _ => {}
-        }
-    }
-    bytes.len()
 }
 
 /// One field of a record.

@@ -58,19 +58,26 @@ pub struct CsvLayout {
 }
 
 impl CsvLayout {
-    /// The layout of the file at `path` with header `matched` (tests).
-    #[cfg(test)]
-    pub(super) fn of(path: &Path, matched: Matched, sep: u8) -> Option<CsvLayout> {
-        let head = std::fs::read(path).ok()?;
-        let (header, records_from) = header_bytes(&head, matched.row)?;
+    /// The layout of the file at `path` whose first bytes are `head`, with
+    /// header `matched`; `None` if `head` does not hold the header line
+    /// whole.
+    fn new(path: &Path, display: &str, head: &[u8], matched: Matched, sep: u8) -> Option<Self> {
+        let (header, records_from) = header_bytes(head, matched.row)?;
         Some(CsvLayout {
             path: path.to_owned(),
-            display: path.display().to_string(),
+            display: display.to_owned(),
             matched,
             sep,
             header,
             records_from,
         })
+    }
+
+    /// The layout of the file at `path` with header `matched` (tests).
+    #[cfg(test)]
+    pub(super) fn of(path: &Path, matched: Matched, sep: u8) -> Option<CsvLayout> {
+        let head = std::fs::read(path).ok()?;
+        CsvLayout::new(path, &path.display().to_string(), &head, matched, sep)
     }
 
     /// The file's bytes before its first record: title rows and header.
@@ -207,7 +214,7 @@ impl Pieces {
 /// it is inside a field. That is also how polars' reader counts records
 /// (a file with a bare quote inside an unquoted cell fails its read, whole
 /// or in pieces, and is reported).
-fn last_record_end(bytes: &[u8]) -> Option<usize> {
+pub(super) fn last_record_end(bytes: &[u8]) -> Option<usize> {
     if !bytes.contains(&b'"') {
         return bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
     }
@@ -536,14 +543,7 @@ fn read_csv(
         fields: matched.cells.len(),
         big5: false,
     });
-    let layout = header_bytes(&head, matched.row).map(|(header, records_from)| CsvLayout {
-        path: path.to_owned(),
-        display: display.to_owned(),
-        matched: matched.clone(),
-        sep,
-        header,
-        records_from,
-    });
+    let layout = CsvLayout::new(path, display, &head, matched.clone(), sep);
     let size = std::fs::metadata(path).map_err(io)?.len();
     let pieces = layout
         .clone()
@@ -866,15 +866,7 @@ mod tests {
             .collect()
             .unwrap();
             assert_eq!(whole.height(), 40, "{name}");
-            let (header, records_from) = header_bytes(text.as_bytes(), row).unwrap();
-            let layout = CsvLayout {
-                path: path.clone(),
-                display: name.into(),
-                matched: m.clone(),
-                sep: b',',
-                header,
-                records_from,
-            };
+            let layout = CsvLayout::of(&path, m.clone(), b',').unwrap();
             for piece_bytes in [1, 7, 30, 64, 100, 1 << 20] {
                 let pieces = Pieces {
                     layout: layout.clone(),
@@ -906,6 +898,7 @@ mod tests {
                 }
             }
         }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
