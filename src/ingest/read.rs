@@ -220,10 +220,10 @@ pub(super) fn last_record_end(bytes: &[u8]) -> Option<usize> {
     }
     let mut quoted = false;
     let mut end = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
+    for i in memchr::memchr2_iter(b'"', b'\n', bytes) {
+        match bytes[i] {
             b'"' => quoted = !quoted,
-            b'\n' if !quoted => end = Some(i + 1),
+            _ if !quoted => end = Some(i + 1),
             _ => {}
         }
     }
