@@ -618,8 +618,8 @@ fn ingest_file(
         })
     };
     // A UTF-8 query log, the one large table, is read by its own reader
-    // where it can be; `second` is then the raw cells of the rows it left
-    // to the plan, which hold every rejected and footer row.
+    // where it can be; `second` is then the raw cells of the rows the plan
+    // flagged, which hold every rejected and footer row.
     let fast = match (&raw.layout, table) {
         (Some(layout), Table::QueryLog) => {
             fast::read(layout, &cx, read::PIECE_BYTES, fast::MOST_LEFT)?
