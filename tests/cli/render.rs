@@ -20,6 +20,7 @@ use crate::harness::{repo, run_binary};
 struct Word {
     text: String,
     x0: f64,
+    x1: f64,
     y0: f64,
     y1: f64,
 }
@@ -58,6 +59,20 @@ impl Page {
                     !rest.is_empty() && self.words.iter().any(|b| b.text == rest)
                 })
             })
+    }
+
+    /// Two words printed over each other: their boxes share more than a
+    /// point across and more than 4 points down (the lines of one wrapped
+    /// cell share about 1.5).
+    fn overlapping(&self) -> Option<(&str, &str)> {
+        let ws = &self.words;
+        ws.iter().enumerate().find_map(|(i, a)| {
+            ws[i + 1..].iter().find_map(|b| {
+                let across = a.x1.min(b.x1) - a.x0.max(b.x0);
+                let down = a.y1.min(b.y1) - a.y0.max(b.y0);
+                (across > 1.0 && down > 4.0).then_some((a.text.as_str(), b.text.as_str()))
+            })
+        })
     }
 
     /// The median height of the words in the page's body, in points.
@@ -141,6 +156,7 @@ fn pages(pdf: &Path) -> Vec<Page> {
             let text = &line[line.find('>').unwrap() + 1..line.rfind("</word>").unwrap()];
             pages.last_mut().unwrap().words.push(Word {
                 x0: attr(line, "xMin"),
+                x1: attr(line, "xMax"),
                 y0: attr(line, "yMin"),
                 y1: attr(line, "yMax"),
                 text: text
@@ -273,6 +289,13 @@ fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
                     );
                 }
                 seen.extend(cols.iter().filter(|h| p.has_word(h)));
+                // No cell's text runs into the next row's: a row too
+                // short for its wrapped lines prints its last line cut,
+                // under the next row (the sample's Big5 log lost
+                // `05_big5.csv` on 資料品質 so).
+                if let Some((a, b)) = p.overlapping() {
+                    panic!("{stem} {sheet} page {}: {a:?} prints over {b:?}", n + 1);
+                }
                 // Legible type: words at least ~9 points high (7-point
                 // type), where a shrunk-to-fit sheet printed at 5 points.
                 let h = p.median_height();
