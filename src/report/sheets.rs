@@ -167,10 +167,52 @@ fn header_width(h: &str) -> usize {
 
 /// The height of a row holding `text` wrapped in `width` characters.
 fn wrapped_height(text: &str, width: usize) -> f64 {
-    let lines = display_width(text)
-        .div_ceil(width.saturating_sub(2).max(1))
-        .max(1);
-    16.0 * lines as f64
+    16.0 * wrapped_lines(text, width.saturating_sub(2).max(1)) as f64
+}
+
+/// The lines `text` takes wrapped in lines of `cap` display columns, as
+/// a spreadsheet wraps it: at line breaks, after a space, `/` or `-`, and
+/// between wide (CJK) characters; a word longer than a line is cut where
+/// it must be. Counting only the width (the total over `cap`) undercounts
+/// text that breaks early, such as a file path: `query_logs/` |
+/// `webir_querylog_202604-` | `05_big5.csv` is three lines, not two.
+fn wrapped_lines(text: &str, cap: usize) -> usize {
+    let mut lines = 0;
+    for para in text.split('\n') {
+        lines += 1;
+        let mut line = 0;
+        let mut word = 0;
+        // A word of width `w` onto the line: on the next line if it does
+        // not fit; over as many as it needs if it is longer than one.
+        let place = |w: usize, line: &mut usize, lines: &mut usize| {
+            if *line > 0 && *line + w > cap {
+                *lines += 1;
+                *line = 0;
+            }
+            *line += w;
+            while *line > cap {
+                *lines += 1;
+                *line -= cap;
+            }
+        };
+        for c in para.chars() {
+            let w = display_width(c.encode_utf8(&mut [0; 4]));
+            if w > 1 {
+                // A wide character is a word of its own.
+                place(word, &mut line, &mut lines);
+                word = 0;
+                place(w, &mut line, &mut lines);
+            } else {
+                word += w;
+                if matches!(c, ' ' | '/' | '-') {
+                    place(word, &mut line, &mut lines);
+                    word = 0;
+                }
+            }
+        }
+        place(word, &mut line, &mut lines);
+    }
+    lines.max(1)
 }
 
 /// The checks that did not run, below the input files on 資料品質.
@@ -1007,4 +1049,26 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     }
     chart_data(&mut wb, m, &st)?;
     wb.save_to_buffer()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrapped_lines;
+
+    #[test]
+    fn wrapped_text_takes_the_lines_a_spreadsheet_gives_it() {
+        // A path breaks after `/` and `-`: three lines in 24 columns,
+        // though its 45 columns of width would fill two.
+        assert_eq!(
+            wrapped_lines("query_logs/webir_querylog_202604-05_big5.csv", 24),
+            3
+        );
+        // Wide characters break anywhere: 12 of them (24 columns) in 10.
+        assert_eq!(wrapped_lines(&"查".repeat(12), 10), 3);
+        // A word longer than a line is cut; a line break starts a line.
+        assert_eq!(wrapped_lines(&"x".repeat(25), 10), 3);
+        assert_eq!(wrapped_lines("a\nb", 10), 2);
+        assert_eq!(wrapped_lines("", 10), 1);
+        assert_eq!(wrapped_lines("short", 10), 1);
+    }
 }
