@@ -408,7 +408,8 @@ pub struct InputRecord {
     pub rows_counted_elsewhere: usize,
     /// Optional columns the file lacks.
     pub absent_columns: Vec<&'static str>,
-    /// Rosters: the day the export shows and where that date came from.
+    /// Rosters and request-form registers: the day the export shows and
+    /// where that date came from, or that it has none the run could use.
     pub snapshot: Option<String>,
 }
 
@@ -432,9 +433,7 @@ impl From<&FileRecord> for InputRecord {
             rows_shared: f.rows_shared,
             rows_counted_elsewhere: f.rows_counted_elsewhere,
             absent_columns: f.absent_columns.clone(),
-            snapshot: f
-                .snapshot
-                .map(|s| format!("{} ({})", s.date, s.source.as_str())),
+            snapshot: f.date_note(),
         }
     }
 }

@@ -710,6 +710,16 @@ fn report_run(
             ),
         )?;
     }
+    // An export dated by its file's time, or left undated for that reason:
+    // the result would change with a copy of the file.
+    for f in &outcome.ingested.files {
+        if f.dated_by_file_time() || f.modified_refused {
+            w(
+                out,
+                format!("WARNING: {}: {}", f.path, f.date_note().unwrap_or_default()),
+            )?;
+        }
+    }
     write_rejects(&outcome.ingested, out)?;
     record_by_hand(config, outcome, clock)?;
     if send {
@@ -1504,9 +1514,20 @@ fn file_notes(ing: &Ingested) -> Vec<String> {
                 f.path, f.rows_shared, f.rows_counted_elsewhere
             ));
         }
-        if let Some(s) = f.snapshot.filter(|_| t == Table::Roster) {
+        let what = match t {
+            Table::Roster => "roster snapshot of",
+            Table::RequestForms => "request-form register of",
+            _ => continue,
+        };
+        if f.dated_by_file_time() {
             out.push(format!(
-                "{}: roster snapshot of {} (date from the {})",
+                "WARNING: {}: {what} {}; a sealed audit (sample, internal, external) takes no such date unless rules.accept_modification_dates = true: write the export's date in a title row (製表日期：115/07/02) or its file name",
+                f.path,
+                f.date_note().unwrap_or_default()
+            ));
+        } else if let Some(s) = f.snapshot {
+            out.push(format!(
+                "{}: {what} {} (date from the {})",
                 f.path,
                 s.date,
                 s.source.as_str()

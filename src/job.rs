@@ -106,6 +106,17 @@ impl Job {
         }
     }
 
+    /// Whether the job's run is an audit sealed as evidence (a draw or the
+    /// yearly audit): it takes no export's date from the file's
+    /// modification time unless `rules.accept_modification_dates` says so,
+    /// since a copy, a backup or a restore changes that time.
+    pub fn sealed_audit(self) -> bool {
+        matches!(
+            self,
+            Job::SampleAudit | Job::InternalAudit | Job::ExternalAudit
+        )
+    }
+
     /// The job whose run folders hold this job's runs
     /// (`<period>/<job>/<id>`); none for a job that makes no run folder.
     /// The quarterly password check is an account review.

@@ -417,9 +417,12 @@ pub enum Need {
     IdleWindow,
     /// A holidays calendar (`rules.holidays`) for every year of the period.
     Calendar,
-    /// A request-form register exported no earlier than the period's last
-    /// day (its title, file name or modification day), when one is loaded:
-    /// an older one cannot hold the forms of the period's last queries.
+    /// A request-form register exported no earlier than the last query the
+    /// check judges (the period's last day, or the log's last day if the
+    /// log ends sooner), when one is loaded: an older one cannot hold the
+    /// forms of the last queries. Its date comes from its title rows or
+    /// file name, or its modification day where the run accepts that; a
+    /// register with no date it can use does not cover.
     FormsCover,
 }
 
@@ -517,6 +520,9 @@ pub struct InputState {
     pub log_span: Option<Vec<(NaiveDate, NaiveDate)>>,
     /// The newest request-form register's day and its file, if any.
     pub forms_dated: Option<(NaiveDate, String, &'static str)>,
+    /// Loaded request-form registers with no date the run may use, and
+    /// whether that is because their modification time was refused.
+    pub forms_undated: Vec<(String, bool)>,
     /// Tables no file of which was loaded, when assessed.
     pub missing: BTreeSet<Table>,
 }
@@ -547,13 +553,19 @@ impl InputState {
                     .or_default()
                     .push((f.path.clone(), error.clone())),
                 FileStatus::Loaded => {
-                    if let (Table::RequestForms, Some(s)) = (t, f.snapshot)
-                        && state
-                            .forms_dated
-                            .as_ref()
-                            .is_none_or(|(d, _, _)| s.date > *d)
-                    {
-                        state.forms_dated = Some((s.date, f.path.clone(), s.source.as_str()));
+                    match (t, f.snapshot) {
+                        (Table::RequestForms, Some(s))
+                            if state
+                                .forms_dated
+                                .as_ref()
+                                .is_none_or(|(d, _, _)| s.date > *d) =>
+                        {
+                            state.forms_dated = Some((s.date, f.path.clone(), s.source.as_str()));
+                        }
+                        (Table::RequestForms, None) => state
+                            .forms_undated
+                            .push((f.path.clone(), f.modified_refused)),
+                        _ => {}
                     }
                     let used =
                         t != Table::Roster || roster_files.is_none_or(|r| r.contains(&f.path));
@@ -688,26 +700,45 @@ impl InputState {
                     }
                 }
                 Need::FormsCover => {
-                    let (Some(p), Some((day, file, source))) = (period, &self.forms_dated) else {
+                    let Some(p) = period else { continue };
+                    // The last query the check judges: none, nothing to cover.
+                    let last_log = self.log_span.iter().flatten().map(|(_, to)| *to).max();
+                    let Some(last) = last_log.map(|d| d.min(p.last_day())) else {
                         continue;
                     };
-                    if *day < p.last_day() {
-                        push(
-                            NotCheckedWhy::NotCovered,
+                    let why = match (&self.forms_dated, self.forms_undated.first()) {
+                        (Some((day, _, _)), _) if *day >= last => continue,
+                        (Some((day, file, source)), _) => (
                             file.clone(),
-                            None,
-                            (
-                                format!(
-                                    "the newest request-form register is of {day} (date from its {source}); the period runs to {}, so its later queries would look unexplained",
-                                    p.last_day()
-                                ),
-                                format!(
-                                    "最新之查詢申請紀錄表清冊日期為 {day}，早於期間末日 {}，其後之查詢將誤判為無紀錄表；請匯入涵蓋至期末之清冊",
-                                    p.last_day()
-                                ),
+                            format!(
+                                "the newest request-form register is of {day} (date from its {source}); the queries run to {last}, so the later ones would look unexplained"
                             ),
-                        );
-                    }
+                            format!(
+                                "最新之查詢申請紀錄表清冊日期為 {day}，早於所檢核查詢之末日 {last}，其後之查詢將誤判為無紀錄表；請匯入涵蓋至 {last} 之清冊"
+                            ),
+                        ),
+                        (None, Some((file, refused))) => {
+                            let (why, why_zh) = if *refused {
+                                (
+                                    "; its modification time is not taken as its date in a sealed audit (rules.accept_modification_dates), since a copy or restore changes it",
+                                    "；檔案修改日期隨複製、備份而變動，稽核不予採用",
+                                )
+                            } else {
+                                ("", "")
+                            };
+                            (
+                                file.clone(),
+                                format!(
+                                    "the request-form register has no date in its title rows or file name{why}: it cannot be shown to cover the queries to {last}"
+                                ),
+                                format!(
+                                    "查詢申請紀錄表清冊之標題列及檔名均未載明製表日期{why_zh}，無從確認涵蓋至 {last} 之查詢；請於標題列註明製表日期（例如「製表日期：115/07/02」）或於檔名加註日期"
+                                ),
+                            )
+                        }
+                        (None, None) => continue,
+                    };
+                    push(NotCheckedWhy::NotCovered, why.0, None, (why.1, why.2));
                 }
                 Need::Calendar => {
                     let Some(p) = period else { continue };

@@ -121,6 +121,10 @@ pub struct Rules {
     pub subject_accounts_threshold: u32,
     pub failed_burst: u32,
     pub external_audit_units: u32,
+    /// Whether a sealed audit ([`crate::job::Job::sealed_audit`]) may date
+    /// a roster or register with no date in its title rows or file name
+    /// by its file's modification time (other runs do, and say so).
+    pub accept_modification_dates: bool,
 }
 
 /// National holidays and make-up workdays, for "office hours" checks.
@@ -748,6 +752,7 @@ impl Validator {
             subject_accounts_threshold,
             failed_burst,
             external_audit_units,
+            accept_modification_dates: r.accept_modification_dates,
         }
     }
 

@@ -77,6 +77,9 @@ pub struct RawRules {
     pub failed_burst: i64,
     /// Units the Health Bureau's external audit draws each year (pt 4).
     pub external_audit_units: i64,
+    /// Whether a sealed audit may date a roster or register that carries
+    /// no date of its own by its file's modification time.
+    pub accept_modification_dates: bool,
 }
 
 /// `[followup]`: when what a run asks of a unit is due, and when it is
@@ -160,6 +163,7 @@ impl Default for RawRules {
             subject_accounts_threshold: 5,
             failed_burst: 10,
             external_audit_units: 3,
+            accept_modification_dates: false,
         }
     }
 }

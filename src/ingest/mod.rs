@@ -138,6 +138,52 @@ pub struct FileRecord {
     /// where that date came from (a register dated before a period ends
     /// cannot explain the period's last queries).
     pub snapshot: Option<snapshot::Snapshot>,
+    /// Rosters and registers dated only by their modification time, in a
+    /// run that does not take that as their date
+    /// ([`Ingested::refuse_modification_dates`]): the file counts as
+    /// undated, and nothing the run records names that time.
+    pub modified_refused: bool,
+}
+
+impl FileRecord {
+    /// The export's date as records and the terminal state it, if it has
+    /// one or had one refused: `2026-07-02 (title row)`.
+    pub fn date_note(&self) -> Option<String> {
+        match (self.snapshot, self.modified_refused) {
+            (Some(s), _) if s.source == snapshot::DateSource::Modified => Some(format!(
+                "{} (modification time: no date in its title rows or file name, so the result depends on when the file was copied)",
+                s.date
+            )),
+            (Some(s), _) => Some(format!("{} ({})", s.date, s.source.as_str())),
+            (None, true) => Some(
+                "undated (no date in its title rows or file name; its modification time is not taken in a sealed audit: rules.accept_modification_dates)".to_owned()
+            ),
+            (None, false) => None,
+        }
+    }
+
+    /// The same in Traditional Chinese, for 資料品質.
+    pub fn date_note_zh(&self) -> Option<String> {
+        match (self.snapshot, self.modified_refused) {
+            (Some(s), _) if s.source == snapshot::DateSource::Modified => Some(format!(
+                "{}（{}：標題列及檔名未載明日期，結果隨檔案複製時間而異，請於標題列註明製表日期）",
+                s.date,
+                s.source.label()
+            )),
+            (Some(s), _) => Some(format!("{}（{}）", s.date, s.source.label())),
+            (None, true) => Some(
+                "未載明日期（標題列及檔名均無；檔案修改日期隨複製、備份而變動，稽核不予採用）"
+                    .to_owned(),
+            ),
+            (None, false) => None,
+        }
+    }
+
+    /// Whether the export's date is its file's modification time.
+    pub fn dated_by_file_time(&self) -> bool {
+        self.snapshot
+            .is_some_and(|s| s.source == snapshot::DateSource::Modified)
+    }
 }
 
 /// The roster column holding the day of the snapshot a row comes from.
@@ -241,6 +287,41 @@ impl Ingested {
         Ok(())
     }
 
+    /// Takes no file's modification time as its date: a roster or register
+    /// whose date came only from it (no date in its title rows or file
+    /// name) becomes undated (`modified_refused`). A copy,
+    /// a backup or a restore changes that time, so a sealed audit must not
+    /// rest on it. An undated roster's rows count as part of the snapshot
+    /// the run uses; an undated register cannot show it covers a period
+    /// (`checks::Need::FormsCover`). Call before [`Self::resolve_roster`].
+    /// Returns the files it made undated.
+    pub fn refuse_modification_dates(&mut self) -> PolarsResult<Vec<String>> {
+        let mut refused = Vec::new();
+        for f in &mut self.files {
+            if f.dated_by_file_time() {
+                f.snapshot = None;
+                f.modified_refused = true;
+                refused.push(f.path.clone());
+            }
+        }
+        if let Some(roster) = self.tables.get_mut(&Table::Roster)
+            && roster.get_column_index(SNAPSHOT_DATE).is_some()
+            && !refused.is_empty()
+        {
+            let names = Series::new("f".into(), refused.clone());
+            *roster = std::mem::take(roster)
+                .lazy()
+                .with_column(
+                    when(col("source_file").is_in(lit(names).implode(false), false))
+                        .then(lit(NULL).cast(DataType::Date))
+                        .otherwise(col(SNAPSHOT_DATE))
+                        .alias(SNAPSHOT_DATE),
+                )
+                .collect()?;
+        }
+        Ok(refused)
+    }
+
     fn loaded_rosters(&self) -> impl Iterator<Item = &FileRecord> {
         self.files
             .iter()
@@ -331,6 +412,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             rows_shared: 0,
             rows_counted_elsewhere: 0,
             snapshot: None,
+            modified_refused: false,
         };
         // The file is hashed on another thread while it is parsed: one is
         // a read at disk speed, the other CPU. A file that turns out to be

@@ -692,16 +692,9 @@ fn base(
                     Cell::Int(r.rows_skipped as i64),
                     Cell::Int(r.rows_shared as i64),
                     Cell::Int(r.rows_counted_elsewhere as i64),
-                    r.snapshot
-                        .filter(|_| r.table == Some(crate::model::Table::Roster))
-                        .map_or(Cell::Empty, |s| {
-                            Cell::Text(format!(
-                                "{}（{}）{}",
-                                s.date,
-                                s.source.label(),
-                                if used { "，本次採用" } else { "" }
-                            ))
-                        }),
+                    r.date_note_zh().map_or(Cell::Empty, |d| {
+                        Cell::Text(format!("{d}{}", if used { "，本次採用" } else { "" }))
+                    }),
                     Cell::Text(r.absent_columns.join(", ")),
                     Cell::Text(r.sha256.clone()),
                 ]
@@ -810,7 +803,9 @@ fn not_checked_table(items: &[NotChecked]) -> Table {
                     Cell::from(n.why.label()),
                     Cell::Text(n.input.clone()),
                     Cell::Text(n.column.unwrap_or("").to_owned()),
-                    Cell::Text(n.detail.clone()),
+                    // Read by officers: the Chinese wording (the English
+                    // is the terminal's and run.json's).
+                    Cell::Text(n.detail_zh.clone()),
                 ]
             })
             .collect(),

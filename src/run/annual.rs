@@ -175,7 +175,11 @@ pub(super) fn internal_audit(
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
-    let mut ingested = super::ingest_inbox(config, Reference::PeriodEnd(period.last_day()))?;
+    let mut ingested = super::ingest_inbox(
+        config,
+        Reference::PeriodEnd(period.last_day()),
+        Job::InternalAudit,
+    )?;
     let folder = RunFolder::create(
         &config.paths.archive,
         &RunPeriod::Period(period.id.clone()),
@@ -272,7 +276,7 @@ pub(super) fn external_audit(
         redraw,
     )?;
     let day = period.last_day().min(started.date());
-    let mut ingested = super::ingest_inbox(config, Reference::Day(day))?;
+    let mut ingested = super::ingest_inbox(config, Reference::Day(day), Job::ExternalAudit)?;
     let hb = config.agencies.health_bureau().id.clone();
     let (candidates, digest) = units::candidates(
         config

@@ -262,7 +262,7 @@ fn review_or_check(
     let job = job.folder().unwrap_or(job);
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
-    let mut ingested = ingest_inbox(config, Reference::of(period.as_ref(), as_of))?;
+    let mut ingested = ingest_inbox(config, Reference::of(period.as_ref(), as_of), job)?;
     let covers = match &period {
         Some(p) => RunPeriod::Period(p.id.clone()),
         None => RunPeriod::AsOf(as_of),
@@ -863,16 +863,40 @@ pub struct Frozen {
     pub ingested: Ingested,
 }
 
-/// Ingests the inbox for a job: the tables compacted to one chunk per
-/// column (see [`Ingested::compact`]), freed memory returned first, and
-/// the roster snapshot for `reference` resolved.
-pub(crate) fn ingest_inbox(config: &Config, reference: Reference) -> Result<Ingested> {
+/// Ingests the inbox for `job`: the tables compacted to one chunk per
+/// column (see [`Ingested::compact`]), freed memory returned first, no
+/// export dated by its modification time in a sealed audit unless the
+/// config accepts it ([`Job::sealed_audit`]), and the roster snapshot for
+/// `reference` resolved.
+pub(crate) fn ingest_inbox(config: &Config, reference: Reference, job: Job) -> Result<Ingested> {
     let mut ingested = ingest::ingest(config, None).context("ingesting the inbox")?;
     ingest::release_freed_memory();
     tracing::info!(memory = %ingest::memory(), "ingested");
     ingested.compact();
     ingest::release_freed_memory();
     tracing::info!(memory = %ingest::memory(), "compacted");
+    if job.sealed_audit() && !config.rules.accept_modification_dates {
+        for file in ingested
+            .refuse_modification_dates()
+            .map_err(anyhow::Error::from)
+            .context("leaving out modification dates")?
+        {
+            tracing::warn!(
+                file = %file,
+                "no date in its title rows or file name; its modification time is not taken as its date in a {job} (rules.accept_modification_dates)"
+            );
+        }
+    } else {
+        for f in ingested.files.iter().filter(|f| {
+            f.snapshot
+                .is_some_and(|s| s.source == ingest::snapshot::DateSource::Modified)
+        }) {
+            tracing::warn!(
+                file = %f.path,
+                "no date in its title rows or file name: dated by its modification time, so the result depends on when the file was copied"
+            );
+        }
+    }
     ingested
         .resolve_roster(reference)
         .map_err(anyhow::Error::from)
@@ -905,7 +929,11 @@ pub(crate) fn run_checks(
 
 /// Ingests the inbox and computes the period's population and digest.
 pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
-    let ingested = ingest_inbox(config, Reference::PeriodEnd(period.last_day()))?;
+    let ingested = ingest_inbox(
+        config,
+        Reference::PeriodEnd(period.last_day()),
+        Job::SampleAudit,
+    )?;
     let clock = std::time::Instant::now();
     let population = sampling::population(
         ingested.table(Table::QueryLog),

@@ -835,7 +835,8 @@ pub fn write_large_query_log(dir: &Path, rows: usize, seed: u64) -> Result<()> {
     )?;
     let mut f = std::io::BufWriter::with_capacity(
         1 << 20,
-        std::fs::File::create(forms_dir.join(format!("forms_{n_forms}.csv")))?,
+        // Dated by its name, as the period's registers are.
+        std::fs::File::create(forms_dir.join("request_forms_20260702.csv"))?,
     );
     writeln!(
         f,
@@ -1140,9 +1141,11 @@ fn write_hr(city: &City, path: &Path) -> Result<()> {
     write_big5(path, &s)
 }
 
+/// The register as a unit exports it: a title and the day it was made
+/// (製表日期) above the header, so its date is its own and not its file's.
 fn write_forms(city: &City, path: &Path) -> Result<()> {
     let mut s = String::from(
-        "表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,查詢條件,申請時間,核可主管,核可時間\n",
+        "高雄市政府 WebIR 查詢申請紀錄表\n製表日期：115年7月2日\n表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,查詢條件,申請時間,核可主管,核可時間\n",
     );
     for f in &city.forms {
         s.push_str(&format!(

@@ -522,6 +522,152 @@ fn a_register_exported_before_the_period_ended_does_not_explain_it() {
     );
 }
 
+/// A register is dated by what it carries, a title row or its name; the
+/// log ending before the period does, a register of the log's last day
+/// covers it. One carrying no date (as `sample_data`'s did: issue 27) is
+/// dated by its file's modification time only where that is said and
+/// allowed: the query check uses it and warns (terminal, `inputs.json`,
+/// `check-config`); the sample audit, sealed as evidence, takes no such
+/// date, so its form checks read 未檢核 with the reason (terminal,
+/// `run.json`, 資料品質), unless `rules.accept_modification_dates` says so.
+#[test]
+fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
+    let body = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n\
+        F1,P101,B200000001,犯罪偵查,偵辦竊盜案,2026-01-10 09:00:00,陳組長,2026-01-10 10:00:00\n";
+    // The logs end on 29 June: a register made that day covers them.
+    let run = |name: &str, forms: &str, extra: &str, args: &[&str]| {
+        let t = city()
+            .config(extra)
+            .file(
+                "inbox/query_logs/webir_2026H1.csv",
+                csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+            )
+            .file(&format!("inbox/forms/{name}"), forms);
+        let mut all = vec!["--now", "2026-07-05T08:00:00+08:00", "run"];
+        all.extend(args);
+        all.extend(["--period", "2026H1", "--no-send"]);
+        let out = t.run(&all);
+        (t, out)
+    };
+    let sample = ["sample-audit", "--seed", "12345678901234567890"];
+    let inputs = |dir: &Path| json(dir, "inputs.json").to_string();
+    let forms_checked = |dir: &Path| {
+        !run_json(dir)["not_checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["codes"][0] == "QUERY_NO_REQUEST_FORM")
+            && codes(dir).iter().any(|c| c == "QUERY_NO_REQUEST_FORM")
+    };
+
+    // Dated by a title row, and by the name, on the log's last day.
+    let titled = format!("查詢申請紀錄表\n製表日期：115/06/29\n{body}");
+    let (_t, out) = run("forms.csv", &titled, "", &sample);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
+    assert!(
+        inputs(&out.run_dir()).contains("2026-06-29 (title row)"),
+        "{}",
+        inputs(&out.run_dir())
+    );
+    assert!(!out.stdout.contains("WARNING"), "{}", out.stdout);
+    let (_t, out) = run("紀錄表_1150629.csv", body, "", &sample);
+    assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
+
+    // Undated: the query check takes the file's time, and says so.
+    let (t, out) = run("forms.csv", body, "", &["query-check"]);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
+    let said = "WARNING: forms/forms.csv: 2026-07-03 (modification time: no date in its title rows or file name, so the result depends on when the file was copied)";
+    assert!(out.stdout.contains(said), "{}", out.stdout);
+    assert!(
+        inputs(&out.run_dir()).contains("2026-07-03 (modification time: no date"),
+        "{}",
+        inputs(&out.run_dir())
+    );
+    let check = t.run(&["check-config"]);
+    assert!(
+        check.stdout.contains(
+            "WARNING: forms/forms.csv: request-form register of 2026-07-03 (modification time"
+        ) && check.stdout.contains("rules.accept_modification_dates"),
+        "{}",
+        check.stdout
+    );
+
+    // The sample audit does not: its form checks are not checked, and why.
+    let (_t, out) = run("forms.csv", body, "", &sample);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    let dir = out.run_dir();
+    assert!(
+        out.stdout.contains(
+            "NOT CHECKED QUERY_NO_REQUEST_FORM, QUERY_FORM_NOT_APPROVED, QUERY_APPROVED_AFTER_QUERY, QUERY_FORM_EXPIRED: inputs do not cover it (forms/forms.csv): the request-form register has no date in its title rows or file name; its modification time is not taken as its date in a sealed audit"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("WARNING: forms/forms.csv: undated"),
+        "{}",
+        out.stdout
+    );
+    assert!(!codes(&dir).iter().any(|c| c == "QUERY_NO_REQUEST_FORM"));
+    assert!(
+        inputs(&dir).contains(
+            "undated (no date in its title rows or file name; its modification time is not taken"
+        ),
+        "{}",
+        inputs(&dir)
+    );
+    let quality = sheet_texts(&dir.join("reports/KPB.xlsx"), "資料品質");
+    assert!(
+        quality
+            .iter()
+            .any(|c| c.starts_with("未載明日期（標題列及檔名均無；檔案修改日期隨複製")),
+        "{quality:?}"
+    );
+    assert!(
+        quality.iter().any(|c| c
+            .starts_with("查詢申請紀錄表清冊之標題列及檔名均未載明製表日期；檔案修改日期隨複製")),
+        "{quality:?}"
+    );
+    // The file's time moved a year on changes nothing the audit records.
+    let (t, _) = run("forms.csv", body, "", &["query-check"]);
+    crate::harness::written_at(
+        &t.path("inbox/forms/forms.csv"),
+        "2027-07-03T09:00:00+08:00",
+    );
+    let mut again = vec!["--now", "2026-07-05T09:00:00+08:00", "run"];
+    again.extend(sample);
+    again.extend(["--period", "2026H1", "--no-send"]);
+    let later = t.run(&again);
+    assert_eq!(
+        run_json(&later.run_dir())["not_checked"],
+        run_json(&dir)["not_checked"],
+        "{}",
+        later.stdout
+    );
+    assert_eq!(inputs(&later.run_dir()), inputs(&dir));
+
+    // Unless the config accepts file times: then it runs them, and warns.
+    let (_t, out) = run(
+        "forms.csv",
+        body,
+        "\n[rules]\naccept_modification_dates = true\n",
+        &sample,
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
+    assert!(out.stdout.contains(said), "{}", out.stdout);
+}
+
+/// Every cell of `sheet` in `workbook`, as text.
+fn sheet_texts(workbook: &Path, sheet: &str) -> Vec<String> {
+    use calamine::{Reader, Xlsx, open_workbook};
+    let mut wb: Xlsx<_> = open_workbook(workbook).unwrap();
+    let range = wb.worksheet_range(sheet).unwrap();
+    range.cells().map(|(_, _, c)| c.to_string()).collect()
+}
+
 /// Logs that start early enough and end late enough can still miss the
 /// middle: with April's and May's exports missing, accounts used only then
 /// would look idle. A hole of more than a month between exports withholds

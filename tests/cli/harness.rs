@@ -74,10 +74,13 @@ impl Test {
         self.dir.path().join(rel)
     }
 
+    /// Writes an inbox file, dated [`FILE_TIME`]: no test depends on the
+    /// day it runs.
     pub fn file(self, rel: &str, bytes: impl AsRef<[u8]>) -> Test {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, bytes).expect("write");
+        written_at(&p, FILE_TIME);
         self
     }
 
@@ -294,6 +297,32 @@ pub fn set_in_register(path: &Path, id: &str, column: &str, value: &str) -> Stri
     }
     out.save(path).expect("save register");
     old
+}
+
+/// The modification time every file a test copies or writes gets: a
+/// result that changed with it would change with the day a city's files
+/// were copied, or the day the repository was cloned. (A test that needs
+/// another time sets it with [`written_at`]; one runs the golden scenario
+/// with every file dated a year later.)
+pub const FILE_TIME: &str = "2026-07-03T09:00:00+08:00";
+
+/// Copies the folder `from` to `to` (leaving out `var/`), every file
+/// dated `at` (RFC 3339) whatever day the copy is made.
+pub fn copy_dir_dated(from: &Path, to: &Path, at: &str) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap();
+        if name == "var" {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir_dated(&p, &to.join(name), at);
+        } else {
+            std::fs::copy(&p, to.join(name)).unwrap();
+            written_at(&to.join(name), at);
+        }
+    }
 }
 
 /// Sets `path`'s modification time to `at` (RFC 3339), as if the file

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
 use crate::harness::{Test, repo, run_binary};
-use crate::sample_data::copy_dir;
 
 type Sheets = BTreeMap<String, Vec<Vec<Data>>>;
 
@@ -81,8 +80,13 @@ struct City {
 
 impl City {
     fn new() -> City {
+        City::dated(crate::harness::FILE_TIME)
+    }
+
+    /// The sample city with every file's modification time `at`.
+    fn dated(at: &str) -> City {
         let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
+        crate::harness::copy_dir_dated(&repo().join("sample_data"), &tmp.path().join("city"), at);
         let config = webir_audit::config::load(&tmp.path().join("city/webir-audit.toml")).unwrap();
         City { tmp, config }
     }
@@ -809,10 +813,16 @@ fn dump(path: &Path) -> String {
 /// Compares `got` with `tests/golden/<name>` (`UPDATE_GOLDEN=1` rewrites
 /// it), naming the first line that differs.
 fn assert_golden(name: &str, got: &str) {
-    let file = repo().join("tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&file, got).unwrap();
+        std::fs::write(repo().join("tests/golden").join(name), got).unwrap();
     }
+    assert_as_golden(name, got);
+}
+
+/// Compares `got` with `tests/golden/<name>`, never rewriting it (for a
+/// second scenario that must give what the first pinned).
+fn assert_as_golden(name: &str, got: &str) {
+    let file = repo().join("tests/golden").join(name);
     let want = std::fs::read_to_string(&file).unwrap_or_default();
     if got != want {
         let line = got
@@ -1127,6 +1137,26 @@ fn chart_series_are_named_by_their_headers_and_span_their_data() {
 /// change.
 #[test]
 fn sample_audit_run_folder_matches_its_golden_file() {
+    assert_golden(
+        "sample-audit-run.txt",
+        &golden_run_folder(crate::harness::FILE_TIME),
+    );
+}
+
+/// The same run on the sample city copied a year later (every file's
+/// modification time 2027-07-03, as a clone or a restore that day gives
+/// it), and on one copied the day before the period ended, gives the same
+/// folder: a result depends on the inputs, never on their files' times.
+#[test]
+fn the_golden_run_folder_does_not_depend_on_when_the_files_were_copied() {
+    for at in ["2027-07-03T09:00:00+08:00", "2026-06-29T23:59:59+08:00"] {
+        assert_as_golden("sample-audit-run.txt", &golden_run_folder(at));
+    }
+}
+
+/// The golden scenario's run folder, on the sample city with every file
+/// dated `at`, as the golden file pins it.
+fn golden_run_folder(at: &str) -> String {
     use sha2::{Digest, Sha256};
     let hex = |b: &[u8]| -> String {
         Sha256::digest(b)
@@ -1134,7 +1164,7 @@ fn sample_audit_run_folder_matches_its_golden_file() {
             .map(|x| format!("{x:02x}"))
             .collect()
     };
-    let city = City::new();
+    let city = City::dated(at);
     let root = city.tmp.path().to_str().unwrap().to_owned();
     let config = city.tmp.path().join("city/webir-audit.toml");
     let config = config.to_str().unwrap();
@@ -1190,7 +1220,7 @@ fn sample_audit_run_folder_matches_its_golden_file() {
     }
     let outbox = run_binary(&["outbox", "list", "--config", config], city.tmp.path());
     got.push_str(&format!("# outbox\n{}", unroot(&outbox.stdout)));
-    assert_golden("sample-audit-run.txt", &got);
+    got
 }
 
 /// The sample worksheet's layout is defined once (`report::layout`): the

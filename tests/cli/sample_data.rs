@@ -183,20 +183,10 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     assert!(subjects.iter().flatten().all(|s| s.contains("****")));
 }
 
+/// Copies the sample city (or any folder), every file dated the
+/// harness's fixed [`crate::harness::FILE_TIME`].
 pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap();
-        if name == "var" {
-            continue;
-        }
-        if p.is_dir() {
-            copy_dir(&p, &to.join(name));
-        } else {
-            std::fs::copy(&p, to.join(name)).unwrap();
-        }
-    }
+    crate::harness::copy_dir_dated(from, to, crate::harness::FILE_TIME);
 }
 
 /// `run` writes a run folder with the four files, private, never over an
