@@ -122,25 +122,66 @@ fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
 }
 
 /// What the internal audit found of a unit in the tool's own records
-/// (point 6(3)), for [`evidence_table`] to word.
+/// (point 6(3)), for [`evidence_table`] to word. Every count comes from
+/// the run's own findings and carries the checks behind it that did not
+/// run: a count whose check was withheld is shown as 未檢核, never as a
+/// number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitEvidence {
     /// The day the account review of the audit is as of.
     pub as_of: NaiveDate,
-    /// Queries of the period, and those no approved form explains.
-    pub queries: i64,
-    pub unexplained: i64,
+    /// Queries of the period; withheld: query-log files that failed.
+    pub queries: Tally,
+    /// The first and last day of the period the loaded query logs hold.
+    pub log_days: Option<(NaiveDate, NaiveDate)>,
+    /// Queries no approved form explains (the four form codes).
+    pub unexplained: Tally,
     /// The period's latest account review: its day and run id.
     pub review: Option<(NaiveDate, String)>,
     /// Account findings as of `as_of`: all, and critical or high.
-    pub open_items: (i64, i64),
-    pub stale_passwords: i64,
+    pub open_items: (Tally, i64),
+    pub stale_passwords: Tally,
     /// Each half-year's sample audit (`2026H1`), if one was made.
     pub sample_audits: Vec<(String, Option<SampleAuditDone>)>,
     /// Critical or high query findings of the period.
-    pub serious_queries: i64,
-    /// The ethics unit's notices of confirmed anomalies.
+    pub serious_queries: Tally,
+    /// What the unit's ethics unit was sent: urgent notices of critical
+    /// findings and notices of anomalies a returned worksheet confirmed.
     pub notices: Vec<Notice>,
+}
+
+/// A count of findings, and why the checks behind it that did not run
+/// did not (Traditional Chinese, one sentence each; empty: all ran).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub n: i64,
+    pub withheld: Vec<String>,
+}
+
+impl Tally {
+    /// `text(n)` if every check behind the count ran, else 未檢核 and why:
+    /// a withheld check never reads as a number.
+    fn or_not_checked(&self, text: impl FnOnce(i64) -> String) -> String {
+        if self.withheld.is_empty() {
+            text(self.n)
+        } else {
+            format!("未檢核（{}）", self.withheld.join("；"))
+        }
+    }
+
+    /// `text(n)`, and when some checks behind it did not run, that the
+    /// count covers only the others: the figure is a floor, said so.
+    fn partial(&self, text: impl FnOnce(i64) -> String) -> String {
+        if self.withheld.is_empty() {
+            text(self.n)
+        } else {
+            format!(
+                "{}；另下列檢核未執行，不得視為無異常：{}",
+                text(self.n),
+                self.withheld.join("；")
+            )
+        }
+    }
 }
 
 /// A sample audit as the internal audit sees it for one unit.
@@ -157,6 +198,8 @@ pub struct SampleAuditDone {
 /// A notice to the ethics unit, as the outbox has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
+    /// What it was: 重大異常即時通知, 工作底稿確認異常通知.
+    pub kind: &'static str,
     pub recipient: String,
     pub sent_at: Option<String>,
     pub state: String,
@@ -164,23 +207,32 @@ pub struct Notice {
 
 /// The internal audit's evidence sheet of a unit: `查核項目, 依據, 系統查得`.
 pub fn evidence_table(e: &UnitEvidence) -> Table {
-    let n = e.queries;
-    let share = if n == 0 {
+    let n = e.queries.n;
+    let share = e.queries.or_not_checked(|_| String::new());
+    let share = if !share.is_empty() {
+        share
+    } else if n == 0 {
         "本期間無查詢".to_owned()
     } else {
-        let permille = (n - e.unexplained) * 1000 / n;
-        format!(
-            "{} / {n} 筆（{}.{}%）",
-            n - e.unexplained,
-            permille / 10,
-            permille % 10
-        )
+        e.unexplained.or_not_checked(|unexplained| {
+            let permille = (n - unexplained) * 1000 / n;
+            format!(
+                "{} / {n} 筆（{}.{}%）",
+                n - unexplained,
+                permille / 10,
+                permille % 10
+            )
+        })
     };
+    let span = e
+        .log_days
+        .map(|(a, b)| format!("（查詢紀錄涵蓋 {a} 至 {b}）"))
+        .unwrap_or_default();
     let mut rows: Vec<Vec<Cell>> = vec![
         vec![
             "查詢總數".into(),
             "第六點第一款".into(),
-            Cell::Text(format!("{n} 筆")),
+            Cell::Text(e.queries.or_not_checked(|n| format!("{n} 筆{span}"))),
         ],
         vec![
             "經事前核可查詢申請紀錄表說明之查詢".into(),
@@ -198,15 +250,16 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
         vec![
             Cell::Text(format!("帳號清查待處理事項（基準日 {}）", e.as_of)),
             "第五點第一款第三目".into(),
-            Cell::Text(format!(
-                "{} 項，其中嚴重或高風險 {} 項",
-                e.open_items.0, e.open_items.1
-            )),
+            Cell::Text(
+                e.open_items
+                    .0
+                    .partial(|n| format!("{n} 項，其中嚴重或高風險 {} 項", e.open_items.1)),
+            ),
         ],
         vec![
             "密碼逾 90 日未更新之帳號".into(),
             "第五點第三款".into(),
-            Cell::Text(format!("{} 個", e.stale_passwords)),
+            Cell::Text(e.stale_passwords.or_not_checked(|n| format!("{n} 個"))),
         ],
     ];
     let mut confirmed = 0u32;
@@ -243,10 +296,13 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
     rows.push(vec![
         "嚴重或高風險之異常查詢".into(),
         "第六點第三款".into(),
-        Cell::Text(format!("{} 筆（明細見「異常查詢」）", e.serious_queries)),
+        Cell::Text(
+            e.serious_queries
+                .partial(|n| format!("{n} 筆（明細見「異常查詢」）")),
+        ),
     ]);
     rows.push(vec![
-        "工作底稿異常已通知政風單位".into(),
+        "異常已通知政風單位".into(),
         "第六點第三款".into(),
         Cell::Text(if e.notices.is_empty() {
             "無通知紀錄".to_owned()
@@ -254,8 +310,8 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             e.notices
                 .iter()
                 .map(|r| match &r.sent_at {
-                    Some(at) => format!("已寄送 {}（{at}）", r.recipient),
-                    None => format!("{}：{}", r.recipient, r.state),
+                    Some(at) => format!("{}已寄送 {}（{at}）", r.kind, r.recipient),
+                    None => format!("{}寄送 {}：{}", r.kind, r.recipient, r.state),
                 })
                 .collect::<Vec<_>>()
                 .join("；")

@@ -12,6 +12,7 @@ use polars::prelude::*;
 use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_tables};
 use crate::archive;
 use crate::archive::RunFolder;
+use crate::checks::NotChecked;
 use crate::checks::Severity;
 use crate::checks::{Checked, Code, Scope};
 use crate::clock::Clock;
@@ -20,7 +21,7 @@ use crate::ingest::snapshot::Reference;
 use crate::job::Job;
 use crate::model::Table;
 use crate::period::{Period, RunPeriod};
-use crate::report::build::{Notice, SampleAuditDone, UnitEvidence};
+use crate::report::build::{Notice, SampleAuditDone, Tally, UnitEvidence};
 use crate::sampling::spec::Seed;
 use crate::sampling::units;
 use crate::store::Store;
@@ -52,6 +53,23 @@ fn queries_per_unit(
     Ok(out)
 }
 
+/// The first and last day of `period` the query log holds.
+fn log_days(log: &DataFrame, period: &Period) -> Result<Option<(NaiveDate, NaiveDate)>> {
+    let span = log
+        .clone()
+        .lazy()
+        .filter(period.holds_query())
+        .select([
+            col("queried_at").min().dt().date().alias("from"),
+            col("queried_at").max().dt().date().alias("to"),
+        ])
+        .collect()?;
+    let day = |name: &str| -> Result<Option<NaiveDate>> {
+        Ok(span.column(name)?.date()?.as_date_iter().next().flatten())
+    };
+    Ok(day("from")?.zip(day("to")?))
+}
+
 /// Findings of `codes` (all if empty) per unit, and how many of them were
 /// critical or high.
 fn count_by_unit(findings: &DataFrame, codes: &[Code]) -> Result<BTreeMap<String, (i64, i64)>> {
@@ -74,29 +92,91 @@ fn count_by_unit(findings: &DataFrame, codes: &[Code]) -> Result<BTreeMap<String
     Ok(out)
 }
 
+/// Why the checks of `codes` (every check of `scope` if empty) did not
+/// run, in Traditional Chinese: what they look for, why they did not run
+/// and the detail, one sentence per reason (checks withheld for the same
+/// reason share it).
+fn withheld(not_checked: &[NotChecked], scope: Scope, codes: &[Code]) -> Vec<String> {
+    let mut by_reason: Vec<(String, Vec<&'static str>)> = Vec::new();
+    for n in not_checked {
+        let of: Vec<Code> = n.codes.iter().filter_map(|c| Code::parse(c)).collect();
+        let concerned = if codes.is_empty() {
+            of.iter().any(|c| c.scope() == scope)
+        } else {
+            of.iter().any(|c| codes.contains(c))
+        };
+        if !concerned {
+            continue;
+        }
+        let reason = format!("{}（{}）", n.why.label(), n.detail_zh);
+        let at = match by_reason.iter().position(|(r, _)| *r == reason) {
+            Some(i) => i,
+            None => {
+                by_reason.push((reason, Vec::new()));
+                by_reason.len() - 1
+            }
+        };
+        for c in of {
+            if !by_reason[at].1.contains(&c.description()) {
+                by_reason[at].1.push(c.description());
+            }
+        }
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, what)| format!("{}：{reason}", what.join("、")))
+        .collect()
+}
+
+/// The codes whose findings are queries no approved form explains.
+const UNEXPLAINED: [Code; 4] = [
+    Code::QueryNoRequestForm,
+    Code::QueryFormNotApproved,
+    Code::QueryApprovedAfterQuery,
+    Code::QueryFormExpired,
+];
+
+/// What the run knows of the period's query log, for the evidence.
+struct LogFacts {
+    /// Queries per unit.
+    queries: BTreeMap<String, i64>,
+    /// Why the count is short: query-log files that failed to load.
+    failed: Vec<String>,
+    /// The first and last day of the period the log holds.
+    days: Option<(NaiveDate, NaiveDate)>,
+}
+
 /// What the internal audit found of each unit in the tool's own records;
-/// `report` words it.
+/// `report` words it. Counts are the run's own findings, and each carries
+/// the checks behind it that did not run.
+#[allow(clippy::too_many_arguments)]
 fn evidence(
     config: &Config,
     period: &Period,
     as_of: NaiveDate,
-    queries: &BTreeMap<String, i64>,
+    log: &LogFacts,
     account_findings: &DataFrame,
     query_findings: &DataFrame,
+    not_checked: &[NotChecked],
     store: &Store,
 ) -> Result<BTreeMap<String, UnitEvidence>> {
-    let unexplained = count_by_unit(
-        query_findings,
-        &[
-            Code::QueryNoRequestForm,
-            Code::QueryFormNotApproved,
-            Code::QueryApprovedAfterQuery,
-            Code::QueryFormExpired,
-        ],
-    )?;
+    let unexplained = count_by_unit(query_findings, &UNEXPLAINED)?;
     let open_items = count_by_unit(account_findings, &[])?;
     let stale = count_by_unit(account_findings, &[Code::AccountPasswordStale])?;
     let serious = count_by_unit(query_findings, &[])?;
+    let tally = |n: i64, withheld: &[String]| Tally {
+        n,
+        withheld: withheld.to_vec(),
+    };
+    let w_unexplained = withheld(not_checked, Scope::Queries, &UNEXPLAINED);
+    let w_accounts = withheld(not_checked, Scope::Accounts, &[]);
+    let w_stale = withheld(not_checked, Scope::Accounts, &[Code::AccountPasswordStale]);
+    let w_queries = withheld(not_checked, Scope::Queries, &[]);
+    let w_log: Vec<String> = log
+        .failed
+        .iter()
+        .map(|f| format!("查詢紀錄檔 {f} 讀取失敗，查詢總數不完整"))
+        .collect();
     let year = period.start.date().format("%Y").to_string();
     let (start, end) = (period.start.date(), period.end.date());
     let archive = &config.paths.archive;
@@ -138,28 +218,45 @@ fn evidence(
             };
             sample_audits.push((id.clone(), done));
         }
+        // What reached the ethics unit: urgent notices of critical
+        // findings and anomalies a returned worksheet confirmed.
         let notices = outbox
             .iter()
-            .filter(|r| r.report.starts_with(&format!("anomalies:{u}:")))
-            .map(|r| Notice {
-                recipient: r.recipient.clone(),
-                sent_at: r.sent_at.clone(),
-                state: r.state.to_string(),
+            .filter_map(|r| {
+                let kind = if r.report.starts_with(&format!("anomalies:{u}:")) {
+                    "工作底稿確認異常通知"
+                } else if r.report == format!("critical:{u}")
+                    && unit.ethics_email.as_deref() == Some(r.recipient.as_str())
+                {
+                    "重大異常即時通知"
+                } else {
+                    return None;
+                };
+                Some(Notice {
+                    kind,
+                    recipient: r.recipient.clone(),
+                    sent_at: r.sent_at.clone(),
+                    state: r.state.to_string(),
+                })
             })
             .collect();
         out.insert(
             u.to_owned(),
             UnitEvidence {
                 as_of,
-                queries: queries.get(u).copied().unwrap_or(0),
-                unexplained: unexplained.get(u).map_or(0, |x| x.0),
+                queries: tally(log.queries.get(u).copied().unwrap_or(0), &w_log),
+                log_days: log.days,
+                unexplained: tally(unexplained.get(u).map_or(0, |x| x.0), &w_unexplained),
                 review: review
                     .as_ref()
                     .and_then(|r| Some((r.period.as_of()?, r.id.clone()))),
-                open_items: open_items.get(u).copied().unwrap_or((0, 0)),
-                stale_passwords: stale.get(u).map_or(0, |x| x.0),
+                open_items: {
+                    let (all, serious) = open_items.get(u).copied().unwrap_or((0, 0));
+                    (tally(all, &w_accounts), serious)
+                },
+                stale_passwords: tally(stale.get(u).map_or(0, |x| x.0), &w_stale),
                 sample_audits,
-                serious_queries: serious.get(u).map_or(0, |x| x.1),
+                serious_queries: tally(serious.get(u).map_or(0, |x| x.1), &w_queries),
                 notices,
             },
         );
@@ -187,7 +284,15 @@ pub(super) fn internal_audit(
         started,
     )?;
     let by_month = crate::report::build::monthly_queries(ingested.table(Table::QueryLog), period)?;
-    let queries = queries_per_unit(config, ingested.table(Table::QueryLog), period)?;
+    let log = LogFacts {
+        queries: queries_per_unit(config, ingested.table(Table::QueryLog), period)?,
+        failed: ingested
+            .failed_files()
+            .filter(|f| f.table == Some(Table::QueryLog))
+            .map(|f| f.path.clone())
+            .collect(),
+        days: log_days(ingested.table(Table::QueryLog), period)?,
+    };
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
     // As of the period's last day, or today while the period runs.
@@ -217,9 +322,10 @@ pub(super) fn internal_audit(
         config,
         period,
         day,
-        &queries,
+        &log,
         &accounts,
         &queries_found,
+        &not_checked,
         &store,
     )?;
     let findings = concat(

@@ -956,10 +956,110 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
         "{h1}"
     );
     assert_eq!(found("抽查 2026年下半年"), "未辦理");
-    assert_eq!(found("工作底稿異常已通知政風單位"), "無通知紀錄");
-    assert!(found("經事前核可").contains('%'));
+    // The queries explained are the period's queries less the unit's
+    // findings of the four form codes, in this run's own findings.
+    let total = found("查詢總數");
+    assert!(
+        total.ends_with("筆（查詢紀錄涵蓋 2026-01-02 至 2026-06-30）"),
+        "the year's count says what the logs hold: {total}"
+    );
+    let n: i64 = total.split(' ').next().unwrap().parse().unwrap();
+    let unexplained = findings_of_unit(&dir, "KPB")
+        .iter()
+        .filter(|c| {
+            [
+                "QUERY_NO_REQUEST_FORM",
+                "QUERY_FORM_NOT_APPROVED",
+                "QUERY_APPROVED_AFTER_QUERY",
+                "QUERY_FORM_EXPIRED",
+            ]
+            .contains(&c.as_str())
+        })
+        .count() as i64;
+    assert!(unexplained > 0);
+    assert!(
+        found("經事前核可").starts_with(&format!("{} / {n} 筆（", n - unexplained)),
+        "{} against {unexplained} unexplained of {n}",
+        found("經事前核可")
+    );
+    // The urgent notices of the sample audit's critical findings went to
+    // the ethics unit too: the row says so (it said 無通知紀錄).
+    let ethics = found("異常已通知政風單位");
+    assert!(ethics.starts_with("重大異常即時通知"), "{ethics}");
+    // Idle accounts were not checked: the open items say the count leaves
+    // them out, and which.
+    let open = found("帳號清查待處理事項");
+    assert!(
+        open.contains("另下列檢核未執行，不得視為無異常：帳號久未使用、帳號開通後從未查詢：輸入資料未涵蓋檢核期間"),
+        "{open}"
+    );
     let sheet = xml(&path, "xl/worksheets/sheet2.xml");
     assert!(sheet.contains(r#""符合,不符合,不適用""#) && sheet.contains("<sheetProtection"));
+}
+
+/// A check withheld reads 未檢核 on the internal audit, never a number
+/// (issue 28: the register's date was its file's, the form checks were
+/// withheld, and the row read 15852 / 15852 筆（100.0%）). Here the
+/// register carries no date of its own: the year's audit takes none from
+/// its file, so the form checks do not run, and the row says so and why.
+#[test]
+fn internal_audit_says_not_checked_where_a_check_was_withheld() {
+    let city = City::new();
+    let forms = city
+        .tmp
+        .path()
+        .join("city/inbox/forms/request_forms_2026H1.csv");
+    let register = std::fs::read_to_string(&forms).unwrap();
+    let (_, from_header) = register.split_at(register.find("表單編號").unwrap());
+    std::fs::write(&forms, from_header).unwrap();
+    crate::harness::written_at(&forms, crate::harness::FILE_TIME);
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let out = run_binary(
+        &[
+            "--now",
+            "2027-01-10T08:00:00+08:00",
+            "run",
+            "internal-audit",
+            "--period",
+            "2026",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        city.tmp.path(),
+    );
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    let dir = out.run_dir();
+    for unit in ["KPB", "KHB", "DNM"] {
+        let (_, sheets) = read(&dir.join(format!("reports/{unit}.xlsx")));
+        let (_, rows) = table(&sheets, "內部稽核");
+        let row = rows
+            .iter()
+            .find(|r| text(&r[0]).starts_with("經事前核可"))
+            .map(|r| text(&r[2]))
+            .unwrap();
+        assert!(
+            row.starts_with("未檢核（查詢無對應之查詢申請紀錄表")
+                && row.contains("查詢申請紀錄表清冊之標題列及檔名均未載明製表日期")
+                && !row.contains('%'),
+            "{unit}: {row}"
+        );
+    }
+}
+
+/// The codes of `unit`'s findings in a run folder's findings.csv (code and
+/// unit are its first and third fields, which hold no comma).
+fn findings_of_unit(dir: &Path, unit: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(4, ',').collect();
+            (f.len() == 4
+                && f[2] == unit
+                && f[0].chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .then(|| f[0].to_owned())
+        })
+        .collect()
 }
 
 /// Point 4: the external audit draws units from a seed like the sample
