@@ -8,6 +8,7 @@
 //! problem is reported at once, each naming the key, the value and, for
 //! regulation limits, the rule.
 
+pub mod calendar;
 pub mod raw;
 pub mod register;
 
@@ -756,9 +757,51 @@ impl Validator {
         }
     }
 
+    /// `rules.holidays`: a TOML calendar, the DGPA's office calendar CSV
+    /// ([`calendar`]), or a folder of them (its `.toml` and `.csv` files,
+    /// one a year, say).
     fn holidays(&mut self, written: &str, path: &Path) -> Holidays {
         let key = "rules.holidays";
-        let text = match std::fs::read_to_string(path) {
+        let mut out = Holidays {
+            configured: true,
+            ..Holidays::default()
+        };
+        let files = if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut files: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.extension().is_some_and(|x| {
+                                x.eq_ignore_ascii_case("toml") || x.eq_ignore_ascii_case("csv")
+                            })
+                        })
+                        .collect();
+                    files.sort();
+                    files
+                }
+                Err(e) => {
+                    self.problem(
+                        key,
+                        format!("{written:?}"),
+                        &format!("cannot read {}: {e}", path.display()),
+                    );
+                    return Holidays::default();
+                }
+            }
+        } else {
+            vec![path.to_owned()]
+        };
+        for file in files {
+            self.calendar_file(written, &file, &mut out);
+        }
+        out
+    }
+
+    /// One calendar file into `out`.
+    fn calendar_file(&mut self, written: &str, path: &Path, out: &mut Holidays) {
+        let key = "rules.holidays";
+        let bytes = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) => {
                 self.problem(
@@ -766,9 +809,27 @@ impl Validator {
                     format!("{written:?}"),
                     &format!("cannot read {}: {e}", path.display()),
                 );
-                return Holidays::default();
+                return;
             }
         };
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("csv"))
+        {
+            match calendar::read_dgpa_csv(&bytes, &path.display().to_string()) {
+                Ok(days) => {
+                    out.holidays.extend(days.holidays);
+                    out.workdays.extend(days.workdays);
+                }
+                Err(problems) => {
+                    for p in problems {
+                        self.problem(key, format!("{written:?}"), &p);
+                    }
+                }
+            }
+            return;
+        }
+        let text = String::from_utf8_lossy(&bytes);
         let raw: RawHolidays = match toml::from_str(&text) {
             Ok(r) => r,
             Err(e) => {
@@ -777,12 +838,8 @@ impl Validator {
                     format!("{written:?}"),
                     &format!("{}: {e}", path.display()),
                 );
-                return Holidays::default();
+                return;
             }
-        };
-        let mut out = Holidays {
-            configured: true,
-            ..Holidays::default()
         };
         for (list, target) in [
             (&raw.holidays, &mut out.holidays),
@@ -808,7 +865,6 @@ impl Validator {
                 }
             }
         }
-        out
     }
 
     fn agencies(&mut self, raw: &[RawAgency]) -> Agencies {

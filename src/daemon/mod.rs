@@ -127,6 +127,7 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     for s in schedules {
         plan(config, s, &mut store, first_start, now, &mut pass)?;
     }
+    calendar_notice(config, &mut store, now)?;
     let seen = store.inputs_seen()?;
     let mut due: Vec<LedgerRow> = store
         .ledger()?
@@ -894,6 +895,39 @@ fn mark_mailed(store: &mut Store, now: DateTime<Utc>) -> Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// In December, tells the admin once when the holidays calendar has no
+/// day of next year: the deadlines runs state would then skip weekends
+/// only, and next year's off-hours check would wait for the calendar.
+/// (Without a calendar at all, `check-config` says so.)
+fn calendar_notice(config: &Config, store: &mut Store, now: DateTime<Utc>) -> Result<()> {
+    use chrono::Datelike;
+    let h = &config.rules.holidays;
+    let local = now.with_timezone(&config.timezone);
+    let next = local.year() + 1;
+    if !h.configured || local.month() != 12 || h.years().contains(&next) {
+        return Ok(());
+    }
+    let body = config.templates.render(
+        "daemon.txt.j2",
+        &serde_json::json!({
+            "what": "calendar",
+            "year": next,
+            "details": [format!("rules.holidays 所列行事曆無 {next} 年之放假日")],
+        }),
+    )?;
+    let m = crate::mail::plain(
+        config,
+        &format!("calendar:{next}"),
+        "calendar",
+        &config.mail.admin,
+        &format!("【健保WebIR稽核】{next} 年行事曆尚未匯入"),
+        body,
+        now,
+    )?;
+    store.queue(&[m], &stamp(now))?;
     Ok(())
 }
 

@@ -390,7 +390,21 @@ pub fn deadline(
             .days(kind.job())
             .unwrap_or(config.followup.account_review_days),
     );
-    (days, (generated_at + Duration::days(days)).date())
+    (
+        days,
+        next_working_day(config, (generated_at + Duration::days(days)).date()),
+    )
+}
+
+/// `day`, or the first working day after it (a deadline that falls on a
+/// weekend or a holiday moves to the next working day, as the calendar of
+/// `rules.holidays` says; without one, weekends only).
+pub fn next_working_day(config: &Config, day: chrono::NaiveDate) -> chrono::NaiveDate {
+    // No calendar has a month without a working day.
+    (0..31)
+        .map(|k| day + Duration::days(k))
+        .find(|d| config.rules.holidays.is_workday(*d))
+        .unwrap_or(day)
 }
 
 fn severity_label(s: Severity) -> &'static str {

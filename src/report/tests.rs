@@ -276,3 +276,45 @@ fn long_tables_continue_on_further_sheets() {
     let data: usize = parts.iter().map(|(_, r)| r.len() - 3).sum();
     assert_eq!(data, rows, "every row on some sheet");
 }
+
+/// Every deadline a run states is a working day of the city's calendar
+/// (a weekend or holiday moves it to the next working day), and never
+/// earlier than the days `[followup]` gives: for a run made on any day of
+/// the year, of every kind.
+#[test]
+fn every_deadline_is_a_working_day() {
+    let config = crate::config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data/webir-audit.toml"),
+    )
+    .unwrap();
+    let holidays = &config.rules.holidays;
+    assert!(holidays.configured);
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let mut moved = 0;
+    for k in 0..365 {
+        let day = start + chrono::Duration::days(k);
+        let at = day.and_hms_opt(8, 0, 0).unwrap();
+        for kind in [
+            ReportKind::SampleAudit,
+            ReportKind::AccountReview,
+            ReportKind::QueryCheck,
+            ReportKind::InternalAudit,
+            ReportKind::ExternalAudit,
+        ] {
+            let (days, due) = super::build::deadline(&config, kind, at);
+            let earliest = day + chrono::Duration::days(days);
+            assert!(holidays.is_workday(due), "{kind:?} made {day}: due {due}");
+            assert!(due >= earliest, "{kind:?} made {day}: due {due}");
+            assert!(
+                earliest
+                    .iter_days()
+                    .take_while(|d| *d < due)
+                    .all(|d| !holidays.is_workday(d)),
+                "{kind:?} made {day}: due {due}, not the first working day from {earliest}"
+            );
+            moved += usize::from(due > earliest);
+        }
+    }
+    // Weekends and the sample calendar's holidays did move some.
+    assert!(moved > 500, "{moved}");
+}

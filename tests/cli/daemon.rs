@@ -578,3 +578,47 @@ fn a_write_fault_fails_the_run_cleanly_and_a_later_pass_retries_it() {
     );
     assert_eq!(admin_mail(&smtp, "排程工作失敗").len(), 1);
 }
+
+/// In December the admin is told, once, that the holidays calendar has
+/// no day of next year (deadlines would skip weekends only); not in
+/// November, and not again at the next pass.
+#[test]
+fn in_december_the_admin_is_told_once_that_next_year_s_calendar_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    pass(&c, "2026-11-30T09:00:00+08:00");
+    assert!(admin_mail(&smtp, "行事曆").is_empty());
+    pass(&c, "2026-12-01T09:00:00+08:00");
+    pass(&c, "2026-12-08T09:00:00+08:00");
+    let told = admin_mail(&smtp, "2027 年行事曆尚未匯入");
+    assert_eq!(told.len(), 1, "once");
+    assert!(
+        told[0].contains("2027 年政府行政機關辦公日曆表") && told[0].contains("rules.holidays"),
+        "{}",
+        told[0]
+    );
+    // With next year's calendar (the DGPA's CSV beside the TOML), nothing.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let smtp2 = Smtp::start(tmp2.path(), "");
+    let c2 = city(&smtp2, SAMPLE_AUDIT);
+    let folder = c2.tmp.path().join("city/calendar");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::rename(
+        c2.tmp.path().join("city/holidays.toml"),
+        folder.join("2026.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("116年中華民國政府行政機關辦公日曆表.csv"),
+        "西元日期,星期,是否放假,備註\n20270101,五,2,開國紀念日\n20270102,六,2,\n",
+    )
+    .unwrap();
+    let config = c2.tmp.path().join("city/webir-audit.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("holidays = \"holidays.toml\"", "holidays = \"calendar\"");
+    std::fs::write(&config, text).unwrap();
+    pass(&c2, "2026-12-01T09:00:00+08:00");
+    assert!(admin_mail(&smtp2, "行事曆").is_empty());
+}
