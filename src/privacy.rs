@@ -83,3 +83,55 @@ mod tests {
         assert_eq!(got, want);
     }
 }
+
+/// `text` with every national ID in it masked as [`mask_national_id`]
+/// masks one: a letter, then 1, 2, 8, 9 or A to D, then eight digits,
+/// standing apart from other letters and digits. Free text typed by a
+/// person (a form's 查詢事由, a returned worksheet's 說明) may hold one.
+pub fn mask_ids_in_text(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let fits = i + 10 <= chars.len()
+            && (i == 0 || !chars[i - 1].is_ascii_alphanumeric())
+            && chars.get(i + 10).is_none_or(|c| !c.is_ascii_alphanumeric())
+            && chars[i].is_ascii_alphabetic()
+            && matches!(
+                chars[i + 1].to_ascii_uppercase(),
+                '1' | '2' | '8' | '9' | 'A'..='D'
+            )
+            && chars[i + 2..i + 10].iter().all(char::is_ascii_digit);
+        if fits {
+            let id: String = chars[i..i + 10].iter().collect();
+            out.push_str(&mask_national_id(&id.to_ascii_uppercase()));
+            i += 10;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn ids_in_free_text_are_masked_and_nothing_else() {
+        let masked = mask_ids_in_text(
+            "查詢 A123456789 之投保，另 b212345678；單號 F2026-000001、X1234567890",
+        );
+        assert!(
+            !masked.contains("A123456789") && !masked.contains("b212345678"),
+            "{masked}"
+        );
+        assert!(masked.contains(&mask_national_id("A123456789")), "{masked}");
+        assert!(
+            masked.contains("F2026-000001") && masked.contains("X1234567890"),
+            "{masked}"
+        );
+        assert_eq!(mask_ids_in_text("無"), "無");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use calamine::{Data, Reader, Xlsx};
 
 use crate::archive;
-use crate::report::layout::{self, Input, Layout, SAMPLE_WORKSHEET};
+use crate::report::layout::{self, Input, Layout, SAMPLE_WORKSHEET, SIGN_OFF};
 use crate::store::{Store, WorksheetAnswer, WorksheetReturn};
 
 /// The sheet as `report` writes it.
@@ -198,13 +198,18 @@ fn check_rows<'r>(
             want: orig_header,
         });
     }
-    let data: Vec<&Vec<Data>> = rows
-        .get(HEADER_ROW + 1..)
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.iter().any(|c| !matches!(c, Data::Empty)))
-        .collect();
-    let orig = orig_rows.get(HEADER_ROW + 1..).unwrap_or_default();
+    // The table runs to its first blank row; below it is the sign-off.
+    let blank = |r: &Vec<Data>| r.iter().all(|c| matches!(c, Data::Empty));
+    let body = |rows: &'r [Vec<Data>]| -> (Vec<&'r Vec<Data>>, usize) {
+        let after = rows.get(HEADER_ROW + 1..).unwrap_or_default();
+        let n = after.iter().take_while(|r| !blank(r)).count();
+        (after[..n].iter().collect(), HEADER_ROW + 1 + n)
+    };
+    let (data, tail_at) = body(rows);
+    let orig_after = orig_rows.get(HEADER_ROW + 1..).unwrap_or_default();
+    let orig_n = orig_after.iter().take_while(|r| !blank(r)).count();
+    let orig = &orig_after[..orig_n];
+    let orig_tail_at = HEADER_ROW + 1 + orig_n;
     if data.len() != orig.len() {
         return Err(ReturnError::RowCount {
             file: path(),
@@ -253,7 +258,46 @@ fn check_rows<'r>(
             }
         }
     }
+    // Below the table nothing but the sign-off's answers may differ from
+    // what was sent: no row added after a gap, no label changed.
+    let tail = rows.get(tail_at..).unwrap_or_default();
+    let orig_tail = orig_rows.get(orig_tail_at..).unwrap_or_default();
+    for i in 0..tail.len().max(orig_tail.len()) {
+        let (got, want) = (tail.get(i), orig_tail.get(i));
+        let width = got.map_or(0, Vec::len).max(want.map_or(0, Vec::len));
+        let signs = want
+            .and_then(|r| r.first())
+            .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| *s == text(l)));
+        for c in 0..width {
+            if signs && c >= 2 {
+                continue;
+            }
+            let (g, w) = (
+                got.and_then(|r| r.get(c)).map(text).unwrap_or_default(),
+                want.and_then(|r| r.get(c)).map(text).unwrap_or_default(),
+            );
+            if g != w {
+                return Err(ReturnError::CellChanged {
+                    file: path(),
+                    sheet,
+                    row: tail_at + i + 1,
+                    column: format!("（表格下方）第 {} 欄", c + 1),
+                    was: w,
+                    now: g,
+                });
+            }
+        }
+    }
     Ok((orig_header, data))
+}
+
+/// The answer beside `label` in a sheet's sign-off ([`SIGN_OFF`]).
+fn signed(rows: &[Vec<Data>], label: &str) -> String {
+    rows.iter()
+        .skip(HEADER_ROW + 1)
+        .find(|r| r.first().map(text).as_deref() == Some(label))
+        .and_then(|r| r.get(2).map(text))
+        .unwrap_or_default()
 }
 
 /// The value beside `label` in the summary sheet.
@@ -304,10 +348,13 @@ pub fn ingest_returned(
             .map(text)
             .unwrap_or_default()
     };
+    // Who audited and when: asked once, in the sign-off.
+    let (auditor, audit_date) = (signed(&rows, SIGN_OFF[0].0), signed(&rows, SIGN_OFF[2].0));
     for (i, got) in data.iter().enumerate() {
         answers.push(WorksheetAnswer {
             seq: i as u32 + 1,
-            account_id: col(got, "帳號"),
+            // The account, then its holder and agency on lines below.
+            account_id: col(got, "帳號").lines().next().unwrap_or("").to_owned(),
             queried_at: col(got, "查詢時間"),
             query_item: col(got, "查詢項目"),
             subject: col(got, "被查詢人"),
@@ -316,8 +363,8 @@ pub fn ingest_returned(
             matches: col(got, "事由與查詢相符"),
             anomaly: col(got, "異常"),
             note: col(got, "說明"),
-            auditor: col(got, "稽核人員"),
-            audit_date: col(got, "稽核日期"),
+            auditor: auditor.clone(),
+            audit_date: audit_date.clone(),
         });
     }
     let answered = answers.iter().filter(|a| !a.anomaly.is_empty()).count();

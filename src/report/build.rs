@@ -478,7 +478,11 @@ pub fn sample_details(
     let approvers = forms
         .clone()
         .lazy()
-        .select([col("form_id"), col("approver").alias("form_approver")])
+        .select([
+            col("form_id"),
+            col("approver").alias("form_approver"),
+            col("reason").alias("form_reason"),
+        ])
         .unique_stable(Some(cols(["form_id"])), UniqueKeepStrategy::First);
     let candidates = crate::checks::query::late_forms(
         crate::checks::query::match_forms(
@@ -513,6 +517,7 @@ pub fn sample_details(
         col("form_id"),
         crate::checks::as_text(col("form_purpose")).alias("form_purpose"),
         col("form_approver"),
+        col("form_reason"),
         col("form_approved_at"),
         col("late_form_id"),
     ]);
@@ -922,9 +927,10 @@ fn serious(findings: &DataFrame) -> PolarsResult<bool> {
         .any(Code::is_serious_query))
 }
 
-/// The query findings; with `provenance`, each finding's source file and
-/// row (the city-wide workbook: a unit's officer finds a query by account
-/// and time, and its sheet has to leave room for the follow-up columns).
+/// The query findings; with `provenance`, each finding's code, source
+/// file and row (the city-wide workbook: a unit's officer finds a query by
+/// account and time and reads what it is in Chinese, and its sheet has
+/// to leave room for the follow-up columns and print one page wide).
 fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table> {
     let codes = strs(findings, "code")?;
     let sev = strs(findings, "severity")?;
@@ -942,9 +948,13 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table>
         let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
             continue;
         };
-        let mut r = vec![
-            Cell::from(sev[i].and_then(severity_of).map_or("", severity_label)),
-            Cell::from(c),
+        let mut r = vec![Cell::from(
+            sev[i].and_then(severity_of).map_or("", severity_label),
+        )];
+        if provenance {
+            r.push(Cell::from(c));
+        }
+        r.extend([
             Cell::from(Code::parse(c).map_or("", |c| c.description())),
             text(agency[i]),
             text(account[i]),
@@ -952,24 +962,18 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table>
             text(subject[i]),
             Cell::from(at[i]),
             text(reason[i]),
-        ];
+        ]);
         if provenance {
             r.push(text(file[i]));
             r.push(row[i].map_or(Cell::Empty, Cell::Int));
         }
         rows.push(r);
     }
-    let mut h = vec![
-        "嚴重度",
-        "代碼",
-        "說明",
-        "機關",
-        "帳號",
-        "使用者",
-        "被查詢人",
-        "時間",
-        "理由",
-    ];
+    let mut h = vec!["嚴重度"];
+    if provenance {
+        h.push("代碼");
+    }
+    h.extend(["說明", "機關", "帳號", "使用者", "被查詢人", "時間", "理由"]);
     if provenance {
         h.extend(["來源檔案", "來源列"]);
     }
@@ -1305,29 +1309,63 @@ fn sample_section(
     let late = strs(&d, "late_form_id")?;
     let form_purpose = strs(&d, "form_purpose")?;
     let approver = strs(&d, "form_approver")?;
+    let reason = strs(&d, "form_reason")?;
     let approved = times(&d, "form_approved_at")?;
     let pre = strs(&d, "prechecks")?;
+    let unit = ids.first().map(String::as_str);
+    let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M:%S").to_string();
     let rows = (0..d.height())
         .map(|i| {
+            // The account, its holder below, and its agency when it is a
+            // subordinate one's: who the row is about, in one cell.
+            let mut who = account[i].unwrap_or("").to_owned();
+            if let Some(h) = holder[i] {
+                who.push('\n');
+                who.push_str(h);
+            }
+            if let Some(a) = agency[i].filter(|a| Some(*a) != unit) {
+                who.push('\n');
+                who.push_str(&agency_name(f.config, a));
+            }
+            // The form the checks matched and what it was for, or the
+            // one the finding cites, approved only after the query (one
+            // source of truth); then who approved it when.
+            let form_cell = match (form[i], late[i]) {
+                (None, None) => "無對應紀錄表".to_owned(),
+                (id, late_id) => {
+                    let mut s = match (id, late_id) {
+                        (Some(id), _) => id.to_owned(),
+                        (_, Some(l)) => format!("{l}（查詢後始核可）"),
+                        (None, None) => String::new(),
+                    };
+                    if let Some(p) = form_purpose[i] {
+                        s.push('\n');
+                        s.push_str(PURPOSE.label(p).unwrap_or(p));
+                    }
+                    s
+                }
+            };
+            let approval = match (form[i].or(late[i]), approver[i], approved[i]) {
+                (None, _, _) => Cell::Empty,
+                (Some(_), a, Some(t)) => Cell::Text(
+                    format!("{}\n{}", a.unwrap_or(""), minute(t))
+                        .trim_start()
+                        .to_owned(),
+                ),
+                (Some(_), _, None) => Cell::from("（未核准）"),
+            };
             vec![
                 Cell::Int(i as i64 + 1),
-                agency[i].map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
-                text(account[i]),
-                text(holder[i]),
-                Cell::from(at[i]),
-                at[i].map_or(Cell::Empty, |t| Cell::Text(roc_date(t))),
+                Cell::Text(who),
+                at[i].map_or(Cell::Empty, |t| Cell::Text(minute(t))),
                 text(item[i]),
                 text(subject[i]),
                 label(&PURPOSE, purpose[i]),
-                match (form[i], late[i]) {
-                    (Some(f), _) => Cell::from(f),
-                    // The same form the finding cites: one source of truth.
-                    (None, Some(l)) => Cell::Text(format!("{l}（查詢後始核可）")),
-                    (None, None) => Cell::from("無對應紀錄表"),
-                },
-                label(&PURPOSE, form_purpose[i]),
-                text(approver[i]),
-                Cell::from(approved[i]),
+                Cell::Text(form_cell),
+                approval,
+                reason[i].map_or(Cell::Empty, |r| {
+                    Cell::Text(crate::privacy::mask_ids_in_text(r))
+                }),
                 text(pre[i]),
             ]
         })
@@ -1802,6 +1840,7 @@ fn sample_schema() -> Schema {
         ("form_id", DataType::String),
         ("form_purpose", DataType::String),
         ("form_approver", DataType::String),
+        ("form_reason", DataType::String),
         ("late_form_id", DataType::String),
         ("form_approved_at", t),
         ("prechecks", DataType::String),

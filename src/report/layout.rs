@@ -30,23 +30,25 @@ pub const HEADER_ROW: u32 = 2;
 
 const YES_NO: &[&str] = &["是", "否"];
 
-/// Point 6(1): the sample worksheet.
+/// Point 6(1): the sample worksheet. One row is one sampled record and
+/// everything its four answers rest on: the account (its holder below it,
+/// and its agency when a subordinate one's), the query, the request form
+/// that explains it (number and purpose; approver and approval time) and
+/// the form's 查詢事由. Who audited and when is asked once, in the sign-off
+/// below the table ([`SIGN_OFF`]), not on every row. It prints one A4
+/// page wide at legible size.
 pub const SAMPLE_WORKSHEET: Layout = Layout {
     sheet: "抽查工作底稿",
     tool: &[
         "序號",
-        "機關",
         "帳號",
-        "使用者",
         "查詢時間",
-        "民國日期",
         "查詢項目",
         "被查詢人",
         "查詢目的",
-        "紀錄表編號",
-        "紀錄表目的",
-        "權責主管",
-        "核准時間",
+        "紀錄表",
+        "核准",
+        "查詢事由",
         "系統預檢",
     ],
     inputs: &[
@@ -55,10 +57,18 @@ pub const SAMPLE_WORKSHEET: Layout = Layout {
         ("事由與查詢相符", Input::Choice(&["是", "否", "不確定"])),
         ("異常", Input::Choice(&["無", "有"])),
         ("說明", Input::Text),
-        ("稽核人員", Input::Text),
-        ("稽核日期", Input::Date),
     ],
 };
+
+/// The sign-off below every sheet a person fills in: who filled it in,
+/// the unit's head and the day, each asked once (for the sample worksheet
+/// the first is its auditor, the last its audit day). The labels sit in
+/// the second column, the answers beside them.
+pub const SIGN_OFF: [(&str, Input); 3] = [
+    ("填表人（簽章）", Input::Text),
+    ("單位主管（簽章）", Input::Text),
+    ("日期", Input::Date),
+];
 
 /// The inputs of the account review (帳號清查, and the city-wide review
 /// of officer accounts).
@@ -143,7 +153,7 @@ mod tests {
         let h = SAMPLE_WORKSHEET.headers();
         let unique: std::collections::BTreeSet<_> = h.iter().collect();
         assert_eq!(unique.len(), h.len());
-        assert_eq!(SAMPLE_WORKSHEET.column("帳號"), 2);
-        assert_eq!(SAMPLE_WORKSHEET.column("異常"), 17);
+        assert_eq!(SAMPLE_WORKSHEET.column("帳號"), 1);
+        assert_eq!(SAMPLE_WORKSHEET.column("異常"), 13);
     }
 }

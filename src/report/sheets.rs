@@ -6,7 +6,7 @@
 
 use super::layout::{
     ACCOUNT_REVIEW_INPUTS, FOLLOW_UP_INPUTS, HEADER_ROW, INTERNAL_AUDIT_INPUTS, Input,
-    SAMPLE_WORKSHEET,
+    SAMPLE_WORKSHEET, SIGN_OFF,
 };
 use chrono::{Datelike, Timelike};
 use rust_xlsxwriter::{
@@ -125,7 +125,8 @@ fn put(ws: &mut Worksheet, row: u32, col: u16, cell: &Cell, st: &Styles) -> Resu
 fn cell_width(cell: &Cell) -> usize {
     match cell {
         Cell::Empty => 0,
-        Cell::Text(s) => display_width(s),
+        // A cell of several lines is as wide as its widest.
+        Cell::Text(s) => s.split('\n').map(display_width).max().unwrap_or(0),
         Cell::Int(v) => v.to_string().len() + 2,
         Cell::Time(_) => 18,
     }
@@ -144,16 +145,48 @@ struct InputColumns<'a> {
 /// characters of this font across the page at 100 %).
 const PRINT_FIT_WIDTH: usize = 180;
 
+/// The widest a sheet a person fills in prints on one A4 landscape page
+/// with its type at 8 points or more: LibreOffice fits some 104 column
+/// characters across the page at 100 % (measured: a sheet of 144 printed
+/// at 72 %, its words 10.3 points high against 14.3 unscaled), so 142
+/// keeps the 11-point font at 8 points or more. Every such sheet is laid
+/// out to fit it, and prints one page wide.
+pub const FILL_IN_FIT_WIDTH: usize = 142;
+
+/// The width of an input column: a drop-down as wide as its longest
+/// choice (its header wraps onto up to three lines), free text and dates
+/// as wide as a date.
+fn input_width(header: &str, input: Input) -> usize {
+    match input {
+        Input::Choice(list) => list
+            .iter()
+            .map(|c| display_width(c))
+            .chain([display_width(header).div_ceil(3)])
+            .max()
+            .unwrap_or(4)
+            .max(4),
+        Input::Text | Input::Date => 10,
+    }
+}
+
 /// The widest a column of a table sheet grows (in column characters);
 /// longer text wraps. Names and free text get less room than codes, so
 /// that a findings sheet fits a page's width.
 fn width_cap(header: &str) -> usize {
     match header {
-        "機關" | "所屬機關" | "單位" => 18,
-        "使用者" | "來源檔案" | "狀態" | "缺少之選用欄位" => 16,
-        "說明" | "原因" => 16,
+        "帳號" | "查詢時間" | "被查詢人" => 10,
+        "查詢項目" | "查詢目的" => 8,
+        "紀錄表" => 12,
+        "核准" | "查詢事由" | "系統預檢" => 10,
+        "機關" | "所屬機關" | "單位" => 12,
+        "使用者" | "角色" => 8,
+        "帳號狀態" => 12,
+        "來源檔案" | "狀態" | "缺少之選用欄位" => 16,
+        "說明" | "原因" => 14,
         "檔案" => 24,
-        "理由" | "發現" | "建議處理" | "下一步" | "最嚴重項目" => 28,
+        "理由" | "發現" => 22,
+        "建議處理" => 16,
+        "下一步" | "最嚴重項目" => 28,
         "SHA-256" => 33,
         _ => 30,
     }
@@ -261,6 +294,7 @@ fn write_table(
         table.rows.chunks(per_sheet).collect()
     };
     let n_inputs = inputs.map_or(0, |i| i.inputs.len());
+    let n_chunks = chunks.len();
     let mut names = Vec::new();
     for (k, rows) in chunks.into_iter().enumerate() {
         let sheet_name = if k == 0 {
@@ -273,15 +307,16 @@ fn write_table(
         ws.write_string_with_format(0, 0, title, &st.title)?;
         // A long header wraps onto two lines rather than widen its column.
         let mut widths: Vec<usize> = table.headers.iter().map(|h| header_width(h)).collect();
-        ws.set_row_height(first_row, 32)?;
+        let mut all_headers: Vec<&str> = table.headers.iter().map(String::as_str).collect();
         for (c, h) in table.headers.iter().enumerate() {
             ws.write_string_with_format(first_row, c as u16, h, &st.header)?;
         }
         if let Some(inp) = inputs {
-            for (j, (h, _)) in inp.inputs.iter().enumerate() {
+            for (j, (h, input)) in inp.inputs.iter().enumerate() {
                 let c = (table.headers.len() + j) as u16;
                 ws.write_string_with_format(first_row, c, *h, &st.header)?;
-                widths.push(header_width(h).max(10));
+                widths.push(input_width(h, *input));
+                all_headers.push(h);
             }
         }
         // Column widths from the headers and the first rows; a column
@@ -294,10 +329,37 @@ fn write_table(
             }
         }
         let caps: Vec<usize> = table.headers.iter().map(|h| width_cap(h)).collect();
-        let wraps: Vec<bool> = widths.iter().zip(&caps).map(|(w, cap)| w > cap).collect();
-        for (w, cap) in widths.iter_mut().zip(&caps) {
-            *w = (*w).clamp(6, *cap);
+        // A column wraps when its text is wider than its cap or breaks
+        // lines of its own; a date-time column is never narrower than its
+        // value (it cannot wrap).
+        let multi_line: Vec<bool> = (0..table.headers.len())
+            .map(|c| {
+                rows.iter()
+                    .any(|r| matches!(r.get(c), Some(Cell::Text(s)) if s.contains('\n')))
+            })
+            .collect();
+        let timed: Vec<bool> = (0..table.headers.len())
+            .map(|c| rows.iter().any(|r| matches!(r.get(c), Some(Cell::Time(_)))))
+            .collect();
+        let wraps: Vec<bool> = widths
+            .iter()
+            .zip(&caps)
+            .zip(&multi_line)
+            .map(|((w, cap), multi)| w > cap || *multi)
+            .collect();
+        for (c, (w, cap)) in widths.iter_mut().zip(&caps).enumerate() {
+            let floor = if timed[c] { 17 } else { 4 };
+            *w = (*w).clamp(floor, (*cap).max(floor));
         }
+        // The header row as tall as its most wrapped header.
+        let header_lines = all_headers
+            .iter()
+            .zip(&widths)
+            .map(|(h, w)| wrapped_lines(h, *w))
+            .max()
+            .unwrap_or(1)
+            .max(2);
+        ws.set_row_height(first_row, 16.0 * header_lines as f64)?;
         for (i, row) in rows.iter().enumerate() {
             let r = first_row + 1 + i as u32;
             let mut height = 0.0_f64;
@@ -305,7 +367,7 @@ fn write_table(
                 match cell {
                     Cell::Text(s) if wraps[c] && !looks_like_formula(s) => {
                         ws.write_string_with_format(r, c as u16, s, &st.wrap)?;
-                        if display_width(s) > widths[c] {
+                        if cell_width(cell) > widths[c] || s.contains('\n') {
                             // A column of w characters holds about 1.1 w
                             // of display width of CJK text.
                             height = height.max(wrapped_height(s, widths[c] * 11 / 10 + 2));
@@ -329,8 +391,11 @@ fn write_table(
                 }
             }
         }
+        // Room beside a column's text: a sheet filled in gives one
+        // character less, to print one page wide at legible size.
+        let pad = if inputs.is_some() { 1 } else { 2 };
         for (c, w) in widths.iter().enumerate() {
-            ws.set_column_width(c as u16, *w as f64 + 2.0)?;
+            ws.set_column_width(c as u16, (*w + pad) as f64)?;
         }
         let last_col = (table.headers.len() + n_inputs).saturating_sub(1) as u16;
         let last_row = first_row + rows.len() as u32;
@@ -352,12 +417,41 @@ fn write_table(
         ws.set_landscape();
         ws.set_paper_size(9); // A4
         ws.set_margins(0.25, 0.25, 0.6, 0.6, 0.25, 0.25);
+        // A sheet filled in is signed once, below its table (on its last
+        // part): who filled it in, the unit's head, the day. An empty one
+        // asks nothing.
+        let mut print_last = last_row.max(first_row);
+        if inputs.is_some() && k + 1 == n_chunks && !rows.is_empty() {
+            let value_last = last_col.min(5);
+            for (r, (label, input)) in (print_last + 2..).zip(SIGN_OFF) {
+                ws.set_row_height(r, 30)?;
+                ws.merge_range(r, 0, r, 1, label, &st.header)?;
+                let fmt = if input == Input::Date {
+                    &st.input_date
+                } else {
+                    &st.input
+                };
+                ws.merge_range(r, 2, r, value_last, "", fmt)?;
+                if input == Input::Date {
+                    let dv = DataValidation::new().allow_date(DataValidationRule::GreaterThan(
+                        ExcelDateTime::from_ymd(2000, 1, 1)?,
+                    ));
+                    ws.add_data_validation(r, 2, r, 2, &dv)?;
+                }
+                print_last = r;
+            }
+        }
         // The page header names unit, kind and period: the title rows
         // above the table do not print (cut across column strips).
-        ws.set_print_area(first_row, 0, last_row.max(first_row), last_col)?;
-        let printed: usize = widths.iter().map(|w| w + 2).sum();
-        tracing::debug!(sheet = %sheet_name, printed, "print width");
-        if printed > PRINT_FIT_WIDTH {
+        ws.set_print_area(first_row, 0, print_last, last_col)?;
+        let printed: usize = widths.iter().map(|w| w + pad).sum();
+        tracing::debug!(sheet = %sheet_name, printed, ?widths, "print width");
+        let fit = if inputs.is_some() {
+            FILL_IN_FIT_WIDTH
+        } else {
+            PRINT_FIT_WIDTH
+        };
+        if printed > fit {
             // The columns that identify a row print on every page: up to
             // the account, or the first.
             ws.set_repeat_columns(0, key_cols.max(1) - 1)?;

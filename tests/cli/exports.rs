@@ -777,29 +777,36 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
             .position(|x| x == n)
             .unwrap_or_else(|| panic!("{n}"))
     };
-    let (subject, pre, form, purpose, form_purpose) = (
+    let (subject, pre, form_col, purpose) = (
         col("被查詢人"),
         col("系統預檢"),
-        col("紀錄表編號"),
+        col("紀錄表"),
         col("查詢目的"),
-        col("紀錄表目的"),
     );
     let mut seen = Vec::new();
-    for r in &rows[3..] {
+    for r in rows[3..]
+        .iter()
+        .take_while(|r| r.iter().any(|c| !c.is_empty()))
+    {
+        // 紀錄表: the form's number, then its purpose, then its approval.
+        let form_lines: Vec<&str> = r[form_col].lines().collect();
+        let (f, form_purpose) = (
+            form_lines[0].to_owned(),
+            form_lines.get(1).copied().unwrap_or(""),
+        );
         let said: std::collections::BTreeSet<String> = match r[pre].as_str() {
             "無異常" => Default::default(),
             p => p.split('；').map(str::to_owned).collect(),
         };
         let found = by_subject.get(&r[subject]).cloned().unwrap_or_default();
         assert_eq!(said, found, "row {r:?}");
-        let f = &r[form];
         match &r[subject][7..] {
             // Approved the day after the query: the row cites that form.
             "011" => assert_eq!(f, "F1（查詢後始核可）"),
             // The form states another purpose than the query.
             "012" => {
                 assert_eq!(f, "F2");
-                assert_ne!(r[purpose], r[form_purpose], "{r:?}");
+                assert_ne!(r[purpose], form_purpose, "{r:?}");
                 assert!(found.contains("查詢目的與紀錄表所載目的不符"), "{found:?}");
             }
             "013" => assert_eq!(f, "無對應紀錄表"),
@@ -871,7 +878,7 @@ fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
         |rows| {
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let done = header.iter().position(|h| h == "處理結果").unwrap();
-            for r in rows.iter_mut().skip(3) {
+            for r in crate::reports::table_rows(rows).iter_mut() {
                 r.resize(header.len(), calamine::Data::Empty);
                 let d = if r[0] == "P102" {
                     "已廢止"

@@ -137,10 +137,11 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     std::fs::write(&opened, &plain).unwrap();
     let filled = city.path("kpb-filled.xlsx");
     crate::reports::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
-        for (i, r) in rows.iter_mut().enumerate().skip(3) {
-            let anomaly = if i == 3 { "有" } else { "無" };
-            crate::reports::answer(r, ["是", "是", "是", anomaly, "", "稽核員甲", "2026-07-29"]);
+        for (i, r) in crate::reports::table_rows(rows).iter_mut().enumerate() {
+            let anomaly = if i == 0 { "有" } else { "無" };
+            crate::reports::answer(r, ["是", "是", "是", anomaly, ""]);
         }
+        crate::reports::sign(rows, "稽核員甲", "2026-07-29");
     });
     let bytes = {
         let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
@@ -471,13 +472,13 @@ fn an_account_review_comes_back_with_its_decisions() {
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let at = |h: &str| header.iter().position(|x| x == h).unwrap();
             let (done, who, account) = (at("處理結果"), at("處理人"), at("帳號"));
-            for (i, r) in rows.iter_mut().enumerate().skip(3) {
+            for (i, r) in crate::reports::table_rows(rows).iter_mut().enumerate() {
                 r.resize(header.len(), Data::Empty);
-                if !(leave_blank && i == 3) {
+                if !(leave_blank && i == 0) {
                     r[done] = Data::String("保留".into());
                     r[who] = Data::String("專責人員乙".into());
                 }
-                if tamper && i == 4 {
+                if tamper && i == 1 {
                     r[account] = Data::String("W00000".into());
                 }
             }
@@ -777,10 +778,11 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     std::fs::write(&opened, plain).unwrap();
     let filled = c.tmp.path().join("filled.xlsx");
     crate::reports::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
-        for (i, r) in rows.iter_mut().enumerate().skip(3) {
-            let anomaly = if i == 3 { "有" } else { "無" };
-            crate::reports::answer(r, ["是", "是", "是", anomaly, "", "稽核員甲", "2026-08-06"]);
+        for (i, r) in crate::reports::table_rows(rows).iter_mut().enumerate() {
+            let anomaly = if i == 0 { "有" } else { "無" };
+            crate::reports::answer(r, ["是", "是", "是", anomaly, ""]);
         }
+        crate::reports::sign(rows, "稽核員甲", "2026-08-06");
     });
     std::fs::write(
         returns.join("KPB.xlsx"),
@@ -805,7 +807,7 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     std::fs::write(&opened, record).unwrap();
     let filled = c.tmp.path().join("inv-filled.xlsx");
     crate::reports::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
-        for r in rows.iter_mut().skip(3) {
+        for r in crate::reports::table_rows(rows).iter_mut() {
             r.resize(11, calamine::Data::Empty);
             r[6] = calamine::Data::String("政風室王科員".into());
             r[8] = calamine::Data::String("異常屬實".into());
@@ -974,7 +976,7 @@ fn a_query_check_comes_back_with_what_was_done() {
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let done = header.iter().position(|h| h == "處理情形").unwrap();
             assert!(rows.len() > 3, "KHB has findings");
-            for r in rows.iter_mut().skip(3) {
+            for r in crate::reports::table_rows(rows).iter_mut() {
                 r.resize(header.len(), Data::Empty);
                 r[done] = Data::String("已查明，係公務查詢".into());
             }

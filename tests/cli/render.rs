@@ -316,6 +316,43 @@ fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
             if *sheet == "異常查詢" {
                 assert!(fits, "{stem} {sheet} spans pages in width");
             }
+            // A sheet a person fills in (issue 28) prints one page wide,
+            // its type at 8 points or more (words 10.3 points high: 11-
+            // point type prints 14.3), the columns that identify an item
+            // and those to fill on one page; it ends with its sign-off.
+            let fill_in = cols.iter().any(|h| {
+                [
+                    "紀錄表已填具",
+                    "處理結果",
+                    "處理情形",
+                    "查核結果",
+                    "會同調查之政風人員",
+                ]
+                .contains(&h.as_str())
+            });
+            if fill_in {
+                assert!(
+                    fits,
+                    "{stem} {sheet}: a sheet to fill in spans pages in width"
+                );
+                for (n, p) in ps.iter().enumerate() {
+                    let h = p.median_height();
+                    assert!(
+                        h >= 10.3,
+                        "{stem} {sheet} page {}: type {h:.1} pt high, under 8-point type",
+                        n + 1
+                    );
+                }
+                // The sign-off prints after the table (its lines may fall
+                // across a page break).
+                let tail: Vec<&&Page> = ps.iter().rev().take(2).collect();
+                for label in ["填表人（簽章）", "單位主管（簽章）"] {
+                    assert!(
+                        tail.iter().any(|p| p.has_word(label)),
+                        "{stem} {sheet}: no sign-off {label}"
+                    );
+                }
+            }
         }
     }
 }

@@ -57,11 +57,16 @@ fn has_national_id(s: &str) -> bool {
     })
 }
 
-/// The header row of a table sheet (row 3) and its data rows.
+/// The header row of a table sheet (row 3) and its data rows (to the
+/// first blank row: a sheet filled in has its sign-off below).
 fn table<'a>(sheets: &'a Sheets, name: &str) -> (Vec<String>, &'a [Vec<Data>]) {
     let rows = &sheets[name];
     let header = rows[2].iter().map(text).collect();
-    (header, &rows[3..])
+    let n = rows[3..]
+        .iter()
+        .take_while(|r| r.iter().any(|c| *c != Data::Empty))
+        .count();
+    (header, &rows[3..3 + n])
 }
 
 fn column(header: &[String], name: &str) -> usize {
@@ -166,34 +171,28 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         // The worksheet: this unit's sampled records, all of them, nobody else's.
         let (h, rows) = table(&sheets, "抽查工作底稿");
         assert_eq!(
-            h[..14],
+            h[..10],
             [
                 "序號",
-                "機關",
                 "帳號",
-                "使用者",
                 "查詢時間",
-                "民國日期",
                 "查詢項目",
                 "被查詢人",
                 "查詢目的",
-                "紀錄表編號",
-                "紀錄表目的",
-                "權責主管",
-                "核准時間",
+                "紀錄表",
+                "核准",
+                "查詢事由",
                 "系統預檢"
             ]
         );
         assert_eq!(
-            h[14..],
+            h[10..],
             [
                 "紀錄表已填具",
                 "主管事前核可",
                 "事由與查詢相符",
                 "異常",
-                "說明",
-                "稽核人員",
-                "稽核日期"
+                "說明"
             ]
         );
         let expected = sample
@@ -202,15 +201,21 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             .count();
         assert_eq!(rows.len(), expected, "{unit}");
         for r in rows {
+            // The account, its holder, and its agency when a subordinate
+            // one's: one of this unit's.
+            let who = text(&r[column(&h, "帳號")]);
+            let lines: Vec<&str> = who.lines().collect();
+            assert!(lines.len() >= 2, "{unit}: {who:?}");
+            if let Some(agency) = lines.get(2) {
+                assert!(agency_names.iter().any(|a| a == agency), "{unit}: {who:?}");
+            }
+            // The time to the second, as text that sorts as time does.
+            let at = text(&r[column(&h, "查詢時間")]);
             assert!(
-                agency_names.contains(&text(&r[column(&h, "機關")])),
-                "{unit}: {r:?}"
+                chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S").is_ok(),
+                "{at:?}"
             );
-            assert!(
-                matches!(r[column(&h, "查詢時間")], Data::DateTime(_)),
-                "a real Excel date"
-            );
-            let form = text(&r[column(&h, "紀錄表編號")]);
+            let form = text(&r[column(&h, "紀錄表")]);
             assert!(!form.is_empty(), "a form or 無對應紀錄表");
         }
         let (h, rows) = table(&sheets, "異常查詢");
@@ -233,7 +238,10 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         for list in [r#""是,否""#, r#""是,否,不確定""#, r#""無,有""#] {
             assert!(sheet.contains(list), "{unit}: {list}");
         }
-        assert!(sheet.contains("type=\"date\""), "稽核日期 takes dates only");
+        assert!(
+            sheet.contains("type=\"date\""),
+            "the sign-off's day takes dates only"
+        );
         assert!(xml(&path, "xl/styles.xml").contains("locked=\"0\""));
         assert!(!sheet.contains("<f>"), "no formula anywhere");
         assert!(sheet.contains("<pageSetup") && sheet.contains("orientation=\"landscape\""));
@@ -534,10 +542,37 @@ pub fn refill_sheet(original: &Path, out: &Path, sheet: &str, edit: impl Fn(&mut
     wb.save(out).unwrap();
 }
 
-pub fn answer(row: &mut Vec<Data>, answers: [&str; 7]) {
-    row.resize(21, Data::Empty);
+/// The rows of a sheet's table, after its header to its first blank row:
+/// what an officer answers (the sign-off follows the blank row).
+pub fn table_rows(rows: &mut [Vec<Data>]) -> &mut [Vec<Data>] {
+    let after = &mut rows[3..];
+    let n = after
+        .iter()
+        .take_while(|r| r.iter().any(|c| *c != Data::Empty))
+        .count();
+    &mut after[..n]
+}
+
+/// Answers a sample-worksheet row: its five inputs, in the layout's order.
+pub fn answer(row: &mut Vec<Data>, answers: [&str; 5]) {
+    use webir_audit::report::layout::SAMPLE_WORKSHEET as L;
+    row.resize(L.headers().len(), Data::Empty);
     for (k, a) in answers.iter().enumerate() {
-        row[14 + k] = Data::String((*a).to_owned());
+        row[L.tool.len() + k] = Data::String((*a).to_owned());
+    }
+}
+
+/// Signs a sheet's sign-off: who filled it in and the day (the unit head's
+/// line left for a hand signature).
+pub fn sign(rows: &mut [Vec<Data>], who: &str, day: &str) {
+    use webir_audit::report::layout::SIGN_OFF;
+    for (label, value) in [(SIGN_OFF[0].0, who), (SIGN_OFF[2].0, day)] {
+        let r = rows
+            .iter_mut()
+            .find(|r| r.first().is_some_and(|c| *c == label))
+            .unwrap_or_else(|| panic!("no sign-off line {label}"));
+        r.resize(r.len().max(3), Data::Empty);
+        r[2] = Data::String(value.to_owned());
     }
 }
 
@@ -561,24 +596,14 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
 
     let done = city.tmp.path().join("KPB-done.xlsx");
     refill(&original, &done, |rows| {
-        for (i, r) in rows.iter_mut().enumerate().skip(3) {
-            if i == 3 {
-                answer(
-                    r,
-                    [
-                        "是",
-                        "否",
-                        "是",
-                        "有",
-                        "未經主管核可",
-                        "王稽核",
-                        "2026/07/20",
-                    ],
-                );
+        for (i, r) in table_rows(rows).iter_mut().enumerate() {
+            if i == 0 {
+                answer(r, ["是", "否", "是", "有", "未經主管核可"]);
             } else {
-                answer(r, ["是", "是", "是", "無", "", "王稽核", "2026/07/20"]);
+                answer(r, ["是", "是", "是", "無", ""]);
             }
         }
+        sign(rows, "王稽核", "2026/07/20");
     });
     let out = ingest(&done);
     assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
@@ -659,7 +684,7 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
 
     // Altered workbooks are refused, each with its reason.
     type Edit = Box<dyn Fn(&mut Vec<Vec<Data>>)>;
-    let cases: [(&str, Edit); 3] = [
+    let cases: [(&str, Edit); 5] = [
         (
             "rows were added or removed",
             Box::new(|rows| {
@@ -675,7 +700,28 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
         (
             "is not one of",
             Box::new(|rows| {
-                answer(&mut rows[4], ["maybe", "是", "是", "無", "", "", ""]);
+                answer(&mut rows[4], ["maybe", "是", "是", "無", ""]);
+            }),
+        ),
+        (
+            // A row slipped in below the sign-off is not a quiet extra.
+            "（表格下方）",
+            Box::new(|rows| {
+                let mut extra = vec![Data::Empty; 3];
+                extra[1] = Data::String("W99999".into());
+                rows.push(Vec::new());
+                rows.push(extra);
+            }),
+        ),
+        (
+            // Nor is a sign-off label rewritten.
+            "（表格下方）",
+            Box::new(|rows| {
+                let at = rows
+                    .iter()
+                    .position(|r| r.first().is_some_and(|c| *c == "日期"))
+                    .unwrap();
+                rows[at][0] = Data::String("審核日期".into());
             }),
         ),
     ];
@@ -740,9 +786,10 @@ fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
         }
         let done = city.tmp.path().join(path.file_name().unwrap());
         refill(&path, &done, |rows| {
-            for r in rows.iter_mut().skip(3) {
-                answer(r, ["是", "是", "是", "無", "", "稽核員", "2026/07/20"]);
+            for r in table_rows(rows).iter_mut() {
+                answer(r, ["是", "是", "是", "無", ""]);
             }
+            sign(rows, "稽核員", "2026/07/20");
         });
         let out = run_binary(
             &[
@@ -1351,7 +1398,7 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
     let index = names.iter().position(|n| n == L.sheet).unwrap() + 1;
     let sheet = xml(&original, &format!("xl/worksheets/sheet{index}.xml"));
     let first = HEADER_ROW as usize + 2;
-    let last = rows.len();
+    let last = HEADER_ROW as usize + 1 + table(&sheets, L.sheet).1.len();
     for (h, input) in L.inputs {
         let col = letter(L.column(h));
         let range = format!("sqref=\"{col}{first}:{col}{last}\"");
@@ -1379,10 +1426,10 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
             ("事由與查詢相符", "否"),
             ("異常", "有"),
             ("說明", "查詢目的與紀錄表不符"),
-            ("稽核人員", "王稽核"),
         ] {
             row[L.column(h)] = Data::String(v.to_owned());
         }
+        sign(rows, "王稽核", "2026/07/20");
     });
     let config = city.tmp.path().join("city/webir-audit.toml");
     let out = run_binary(
@@ -1406,6 +1453,28 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
         "{}",
         out.stdout
     );
+    // Who audited and when: from the sign-off, once, for every row.
+    let db = auditors_recorded(&city.tmp.path().join("var/state/state.sqlite3"));
+    assert_eq!(db, ["王稽核"], "{db:?}");
+}
+
+/// The distinct auditors the state database recorded for returned
+/// worksheets, read with Python's sqlite3 (a reader other than the
+/// product's own).
+fn auditors_recorded(db: &Path) -> Vec<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join(r[0] for r in c.execute('select distinct auditor from worksheet_answers')))",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The city-wide workbook of a sample audit counts that audit as each
@@ -1472,23 +1541,30 @@ fn the_worksheet_agrees_with_the_findings_row_by_row() {
             continue;
         }
         let (h, rows) = table(&sheets, "抽查工作底稿");
-        let (form, pre) = (column(&h, "紀錄表編號"), column(&h, "系統預檢"));
-        let (purpose, form_purpose) = (column(&h, "查詢目的"), column(&h, "紀錄表目的"));
+        let (form, pre) = (column(&h, "紀錄表"), column(&h, "系統預檢"));
+        let purpose = column(&h, "查詢目的");
         for r in rows {
             let p = text(&r[pre]);
+            // 紀錄表: the form's number, then its purpose, then its approval.
+            let cell = text(&r[form]);
+            let lines: Vec<&str> = cell.lines().collect();
+            let form_purpose = lines.get(1).copied().unwrap_or("").to_owned();
             if p.contains("主管於查詢後始核可") {
                 late += 1;
-                assert!(text(&r[form]).ends_with("（查詢後始核可）"), "{r:?}");
+                assert!(lines[0].ends_with("（查詢後始核可）"), "{r:?}");
             }
             if p.contains("查詢目的與紀錄表所載目的不符") {
                 mismatch += 1;
-                assert_ne!(text(&r[purpose]), text(&r[form_purpose]), "{r:?}");
+                assert_ne!(text(&r[purpose]), form_purpose, "{r:?}");
             }
             if p == "無異常" {
                 clean += 1;
-                assert!(!text(&r[form]).contains("無對應"), "{r:?}");
+                assert!(!cell.contains("無對應"), "{r:?}");
                 let q = text(&r[purpose]);
-                assert!(q.is_empty() || q == text(&r[form_purpose]), "{r:?}");
+                assert!(q.is_empty() || q == form_purpose, "{r:?}");
+                // Approved, by whom and when, beside it.
+                let approval = text(&r[column(&h, "核准")]);
+                assert!(approval.lines().count() == 2, "{r:?}");
             }
         }
     }
@@ -1525,11 +1601,12 @@ fn units_have_columns_to_record_what_they_did() {
     }
 }
 
-/// On screen and on paper (issue 15): the worksheet keeps its key columns
-/// (to the account) frozen beside the inputs and repeats them on every
-/// printed page instead of shrinking 21 columns onto one page width; a
-/// protected sheet still sorts and filters; the page header names the
-/// sheet once; the sampling record has a page setup.
+/// On screen and on paper (issues 15, 28): the worksheet keeps its key
+/// columns (to the account) frozen beside the inputs, and is laid out to
+/// print one page wide with its header on every page (the render test
+/// measures its type); a protected sheet still sorts and filters; the
+/// page header names the sheet once; the sampling record has a page
+/// setup.
 #[test]
 fn the_worksheet_reads_on_screen_and_prints_legibly() {
     let city = City::new();
@@ -1542,16 +1619,18 @@ fn the_worksheet_reads_on_screen_and_prints_legibly() {
         &format!("xl/worksheets/sheet{}.xml", index("抽查工作底稿")),
     );
     assert!(
-        sheet.contains(r#"<pane xSplit="3" ySplit="3""#),
+        sheet.contains(r#"<pane xSplit="2" ySplit="3""#),
         "key columns frozen"
     );
     assert!(
         sheet.contains(r#"sort="0""#) && sheet.contains(r#"autoFilter="0""#),
         "sorting allowed"
     );
+    // Laid out to print one page wide at legible size (issue 28: it
+    // printed in four column bands, the inputs 24 pages from the query).
     assert!(
-        !sheet.contains("fitToWidth") && !sheet.contains(r#"fitToHeight="0""#),
-        "not shrunk to one width"
+        sheet.contains(r#"fitToHeight="0""#),
+        "one page wide, as many pages long as it takes"
     );
     assert!(
         !sheet.contains("抽查工作底稿 抽查工作底稿"),
@@ -1559,10 +1638,9 @@ fn the_worksheet_reads_on_screen_and_prints_legibly() {
     );
     let workbook = xml(&path, "xl/workbook.xml");
     assert!(
-        workbook.contains("_xlnm.Print_Titles"),
-        "key columns and header repeat on each page"
+        workbook.contains("_xlnm.Print_Titles") && workbook.contains("抽查工作底稿!$3:$3"),
+        "the header repeats on each page: {workbook}"
     );
-    assert!(workbook.contains("抽查工作底稿!$A:$C"), "{workbook}");
     let summary = xml(&path, &format!("xl/worksheets/sheet{}.xml", index("摘要")));
     assert!(
         summary.contains("<rowBreaks"),
