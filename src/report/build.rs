@@ -791,6 +791,7 @@ fn base(
         severity_by_agency: Table::default(),
         queries_by_month: Table::default(),
         query_findings: None,
+        query_details: None,
         serious: false,
         accounts: None,
         sample: None,
@@ -927,11 +928,63 @@ fn serious(findings: &DataFrame) -> PolarsResult<bool> {
         .any(Code::is_serious_query))
 }
 
-/// The query findings; with `provenance`, each finding's code, source
-/// file and row (the city-wide workbook: a unit's officer finds a query by
-/// account and time and reads what it is in Chinese, and its sheet has
-/// to leave room for the follow-up columns and print one page wide).
-fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table> {
+/// What a finding asks of the unit: one decision about an account for a
+/// pattern of its queries (who made them), one per query where each
+/// query is its own question (was it explained, allowed, whose).
+/// Exhaustive: a new code must say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// One row per (code, account) on 異常查詢, its queries on
+    /// 異常查詢明細.
+    PerAccount,
+    /// One row per query on 異常查詢.
+    PerQuery,
+}
+
+/// See [`Ask`].
+pub fn ask(code: Code) -> Ask {
+    match code {
+        Code::AccountHolderDeparted
+        | Code::AccountHolderTransferred
+        | Code::AccountHolderSuspended
+        | Code::AccountIneligibleEmployment
+        | Code::AccountHolderUnknown
+        | Code::AccountIdle
+        | Code::AccountNeverUsed
+        | Code::AccountDuplicate
+        | Code::AccountPasswordStale
+        | Code::AccountNotInRoster
+        | Code::AccountRemovedFromRoster
+        | Code::AgencyOfficerCount
+        | Code::AccountRepeatPattern
+        | Code::QueryAfterDeparture
+        | Code::QueryByIneligibleHolder
+        | Code::QueryByDisabledAccount
+        | Code::QueryByUnrosteredAccount
+        | Code::QueryOffHours
+        | Code::QueryVolumeSpike
+        | Code::QueryFailedBurst => Ask::PerAccount,
+        Code::QueryNoRequestForm
+        | Code::QueryFormNotApproved
+        | Code::QueryApprovedAfterQuery
+        | Code::QueryFormExpired
+        | Code::QueryPurposeNotAllowed
+        | Code::QuerySelfLookup
+        | Code::QueryCoworkerLookup
+        | Code::QuerySubjectManyAccounts
+        | Code::QueryPurposeMismatch
+        | Code::QuerySelfApproved => Ask::PerQuery,
+    }
+}
+
+/// The query findings as decisions (異常查詢) and, for the patterns
+/// rolled up by account, the queries behind each (異常查詢明細; `None`
+/// when nothing was rolled up). With `provenance`, each finding's code,
+/// source file and row (the city-wide workbook: a unit's officer finds a
+/// query by account and time and reads what it is in Chinese, and its
+/// sheet has to leave room for the follow-up columns and print one page
+/// wide).
+fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<(Table, Option<Table>)> {
     let codes = strs(findings, "code")?;
     let sev = strs(findings, "severity")?;
     let agency = strs(findings, "agency_id")?;
@@ -943,11 +996,7 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table>
     let file = strs(findings, "source_file")?;
     let row = findings.column("source_row")?.cast(&DataType::Int64)?;
     let row: Vec<Option<i64>> = row.i64()?.iter().collect();
-    let mut rows = Vec::new();
-    for i in 0..findings.height() {
-        let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
-            continue;
-        };
+    let one = |i: usize, c: &str| {
         let mut r = vec![Cell::from(
             sev[i].and_then(severity_of).map_or("", severity_label),
         )];
@@ -967,7 +1016,76 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table>
             r.push(text(file[i]));
             r.push(row[i].map_or(Cell::Empty, Cell::Int));
         }
-        rows.push(r);
+        r
+    };
+    // Findings of a per-account pattern, grouped by (code, account), in
+    // the order their first finding comes.
+    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    let mut order: Vec<Result<usize, (&str, &str)>> = Vec::new();
+    for i in 0..findings.height() {
+        let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
+            continue;
+        };
+        let per_account = Code::parse(c).is_some_and(|c| ask(c) == Ask::PerAccount);
+        match (per_account, account[i]) {
+            (true, Some(a)) => {
+                let g = groups.entry((c, a)).or_default();
+                if g.is_empty() {
+                    order.push(Err((c, a)));
+                }
+                g.push(i);
+            }
+            _ => order.push(Ok(i)),
+        }
+    }
+    let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
+    let mut rows = Vec::new();
+    let mut details = Vec::new();
+    for o in order {
+        match o {
+            Ok(i) => rows.push(one(i, codes[i].unwrap_or(""))),
+            Err(key) => {
+                let members = &groups[&key];
+                let first = members[0];
+                if members.len() == 1 {
+                    rows.push(one(first, key.0));
+                    continue;
+                }
+                let mut r = one(first, key.0);
+                let subjects: std::collections::BTreeSet<&str> =
+                    members.iter().filter_map(|i| subject[*i]).collect();
+                let times: Vec<NaiveDateTime> = members.iter().filter_map(|i| at[*i]).collect();
+                let span = match (times.iter().min(), times.iter().max()) {
+                    (Some(a), Some(b)) if a != b => format!("{} 至 {}", minute(*a), minute(*b)),
+                    (Some(a), _) => minute(*a),
+                    _ => String::new(),
+                };
+                let base = usize::from(provenance);
+                r[base + 5] = Cell::Text(format!("{} 人", subjects.len()));
+                r[base + 6] = Cell::Text(span);
+                r[base + 7] = Cell::Text(format!(
+                    "共 {} 筆查詢（逐筆見「異常查詢明細」）；首筆：{}",
+                    members.len(),
+                    reason[first].unwrap_or("")
+                ));
+                rows.push(r);
+                // The queries behind it, a line each: the decision's row
+                // carries what they have in common.
+                details.extend(members.iter().map(|i| {
+                    let mut d = vec![
+                        Cell::from(Code::parse(key.0).map_or("", |c| c.description())),
+                        text(account[*i]),
+                        text(subject[*i]),
+                        Cell::from(at[*i]),
+                    ];
+                    if provenance {
+                        d.push(text(file[*i]));
+                        d.push(row[*i].map_or(Cell::Empty, Cell::Int));
+                    }
+                    d
+                }));
+            }
+        }
     }
     let mut h = vec!["嚴重度"];
     if provenance {
@@ -977,10 +1095,21 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<Table>
     if provenance {
         h.extend(["來源檔案", "來源列"]);
     }
-    Ok(Table {
-        headers: headers(&h),
-        rows,
-    })
+    let mut dh = vec!["異常類型", "帳號", "被查詢人", "時間"];
+    if provenance {
+        dh.extend(["來源檔案", "來源列"]);
+    }
+    let details = (!details.is_empty()).then(|| Table {
+        headers: headers(&dh),
+        rows: details,
+    });
+    Ok((
+        Table {
+            headers: headers(&h),
+            rows,
+        },
+        details,
+    ))
 }
 
 fn severity_by_agency(
@@ -1324,8 +1453,16 @@ fn sample_section(
                 who.push_str(h);
             }
             if let Some(a) = agency[i].filter(|a| Some(*a) != unit) {
+                // Its name within the unit (高雄市政府警察局三民第一分局 in
+                // 高雄市政府警察局's workbook: 三民第一分局).
+                let name = agency_name(f.config, a);
+                let within = unit
+                    .map(|u| agency_name(f.config, u))
+                    .and_then(|u| name.strip_prefix(u.as_str()).map(str::to_owned))
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(name);
                 who.push('\n');
-                who.push_str(&agency_name(f.config, a));
+                who.push_str(&within);
             }
             // The form the checks matched and what it was for, or the
             // one the finding cites, approved only after the query (one
@@ -1436,7 +1573,9 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         f.kind,
         ReportKind::AccountReview | ReportKind::ExternalAudit
     ) {
-        m.query_findings = Some(query_findings(&findings, false)?);
+        let (q, details) = query_findings(&findings, false)?;
+        m.query_findings = Some(q);
+        m.query_details = details;
         m.serious = serious(&findings)?;
     }
     if let Some(roster) = f.roster {
@@ -1656,7 +1795,9 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         f.kind,
         ReportKind::AccountReview | ReportKind::ExternalAudit
     ) {
-        m.query_findings = Some(query_findings(f.findings, true)?);
+        let (q, details) = query_findings(f.findings, true)?;
+        m.query_findings = Some(q);
+        m.query_details = details;
         m.serious = serious(f.findings)?;
     }
     if let Some(roster) = f.roster {

@@ -245,6 +245,9 @@ pub struct ReportModel {
     pub queries_by_month: Table,
     /// Query findings, most severe first.
     pub query_findings: Option<Table>,
+    /// The queries behind each finding 異常查詢 rolls up by account
+    /// ([`build::Ask::PerAccount`]): 異常查詢明細, to read, not to fill in.
+    pub query_details: Option<Table>,
     /// Whether the query findings hold a critical or high anomaly (the
     /// ethics unit is then sent the workbook, point 6(3)).
     pub serious: bool,

@@ -175,6 +175,8 @@ fn input_width(header: &str, input: Input) -> usize {
 fn width_cap(header: &str) -> usize {
     match header {
         "帳號" | "查詢時間" | "被查詢人" => 10,
+        // A date-time, or a span of them on two lines.
+        "時間" => 17,
         "查詢項目" | "查詢目的" => 8,
         "紀錄表" => 12,
         "核准" | "查詢事由" | "系統預檢" => 10,
@@ -1101,6 +1103,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         };
         let inputs = (!m.city_wide).then_some(&follow_up);
         write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, inputs, m, &st)?;
+    }
+    if let Some(d) = &m.query_details {
+        write_table(
+            &mut wb,
+            "異常查詢明細",
+            &heading("異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱）"),
+            d,
+            None,
+            m,
+            &st,
+        )?;
     }
     write_table(
         &mut wb,
