@@ -490,9 +490,10 @@ pub struct NotChecked {
 
 impl NotChecked {
     /// One line in Traditional Chinese, for the summary, the data-quality
-    /// sheet and mail.
+    /// sheet and mail: what the checks look for (their descriptions, not
+    /// their codes), why they did not run, and the input.
     pub fn sentence(&self) -> String {
-        let codes = self.codes.join("、");
+        let codes = self.descriptions().join("、");
         let column = self
             .column
             .map(|c| format!("（欄位 {c}）"))
@@ -503,6 +504,16 @@ impl NotChecked {
             self.input,
             self.detail_zh
         )
+    }
+}
+
+impl NotChecked {
+    /// What the withheld checks look for, in Traditional Chinese.
+    pub fn descriptions(&self) -> Vec<&'static str> {
+        self.codes
+            .iter()
+            .map(|c| Code::parse(c).map_or(*c, Code::description))
+            .collect()
     }
 }
 

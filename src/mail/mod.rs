@@ -385,7 +385,11 @@ pub fn compose(
         subject: String::new(),
         reply_to: config.mail.reply_address().to_owned(),
         contact: config.mail.contact.as_deref().unwrap_or(""),
-        chain_head: model.chain_head.as_deref().unwrap_or("（尚無紀錄）"),
+        // The run that opens the chain has no entry before it.
+        chain_head: model
+            .chain_head
+            .as_deref()
+            .unwrap_or("（本次為證據鏈首筆）"),
         seed_line: model
             .sample
             .as_ref()

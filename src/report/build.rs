@@ -667,6 +667,7 @@ fn base(
     unit_id: &str,
     unit_name: String,
     findings: &DataFrame,
+    city_wide: bool,
 ) -> PolarsResult<ReportModel> {
     let sev = strs(findings, "severity")?;
     let codes = strs(findings, "code")?;
@@ -692,17 +693,27 @@ fn base(
         .filter_map(|(c, n)| Code::parse(c).map(|code| (code.severity(), *c, *n)))
         .collect();
     code_rows.sort();
+    // A unit's officer reads what each finding is; the codes are for the
+    // Health Bureau's copy and the archive.
+    let with_code = city_wide;
+    let mut code_headers = vec!["說明", "嚴重度", "件數"];
+    if with_code {
+        code_headers.insert(0, "代碼");
+    }
     let by_code = Table {
-        headers: headers(&["代碼", "說明", "嚴重度", "件數"]),
+        headers: headers(&code_headers),
         rows: code_rows
             .into_iter()
             .map(|(s, c, n)| {
-                vec![
-                    Cell::from(c),
+                let mut r = vec![
                     Cell::from(Code::parse(c).map_or("", |c| c.description())),
                     Cell::from(severity_label(s)),
                     Cell::Int(n),
-                ]
+                ];
+                if with_code {
+                    r.insert(0, Cell::from(c));
+                }
+                r
             })
             .collect(),
     };
@@ -850,12 +861,14 @@ fn warnings(f: &RunFacts<'_>) -> Vec<String> {
     let absent = f.not_checked.len() - withheld.len();
     let mut out = Vec::new();
     if !withheld.is_empty() {
-        let mut codes: Vec<&str> = withheld.iter().flat_map(|n| n.codes.clone()).collect();
-        codes.sort_unstable();
-        codes.dedup();
+        let mut what: Vec<&str> = withheld.iter().flat_map(|n| n.descriptions()).collect();
+        what.sort_unstable();
+        what.dedup();
+        // For the reader, not the operator: what was not checked, that
+        // its absence is no clean result, and that it will be done.
         out.push(format!(
-            "注意：部分檢核未執行，其結果不得視為無異常。因輸入資料讀取失敗或未涵蓋檢核期間，下列項目未檢核：{}。請修正輸入資料後重新執行。",
-            codes.join("、")
+            "注意：下列項目因輸入資料讀取失敗或未涵蓋檢核期間而未檢核，其結果不得視為無異常；資料補正後將另行辦理：{}。",
+            what.join("、")
         ));
         out.extend(withheld.iter().map(|n| n.sentence()));
     }
@@ -1566,7 +1579,7 @@ fn sample_section(
 fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     let ids = subtree(f.config, unit);
     let findings = in_set(f.findings, "unit_id", &[unit.to_owned()])?;
-    let mut m = base(f, unit, agency_name(f.config, unit), &findings)?;
+    let mut m = base(f, unit, agency_name(f.config, unit), &findings, false)?;
     m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
     m.queries_by_month = queries_by_month(f, &ids)?;
     if !matches!(
@@ -1785,7 +1798,7 @@ fn selection_note(d: &UnitDraw) -> String {
 
 fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let hb = f.config.agencies.health_bureau();
-    let mut m = base(f, &hb.id, hb.name.clone(), f.findings)?;
+    let mut m = base(f, &hb.id, hb.name.clone(), f.findings, true)?;
     m.city_wide = true;
     m.selection = f.selection.map(|d| selection_table(f.config, d));
     if let Some(o) = f.orphans {
