@@ -185,7 +185,9 @@ pub fn due_rows(store: &Store, today: NaiveDate) -> Result<Vec<crate::report::bu
         .map(|i| {
             let due = day(&i.due_on).unwrap_or(today);
             let returned = i.closed_at.as_deref().and_then(day);
-            crate::report::build::DueRow {
+            let answered = store.answered(&i.job, &i.run_id, &i.unit_id)?;
+            Ok(crate::report::build::DueRow {
+                answered,
                 days_late: (returned.unwrap_or(today) - due).num_days(),
                 returned_on: returned.map(|d| d.to_string()),
                 unit_id: i.unit_id,
@@ -193,9 +195,9 @@ pub fn due_rows(store: &Store, today: NaiveDate) -> Result<Vec<crate::report::bu
                 run_id: i.run_id,
                 opened_on: i.opened_at.get(..10).unwrap_or(&i.opened_at).to_owned(),
                 due_on: i.due_on,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     rows.sort_by(|a, b| (&a.unit_id, &a.opened_on).cmp(&(&b.unit_id, &b.opened_on)));
     Ok(rows)
 }

@@ -74,6 +74,9 @@ pub struct DueRow {
     /// Days past the due day: today's for an open item, the return's for
     /// a returned one (zero or less: on time).
     pub days_late: i64,
+    /// The latest return's rows answered and rows, if one came back (a
+    /// partial one leaves the item open).
+    pub answered: Option<(u32, u32)>,
 }
 
 impl DueRow {
@@ -97,6 +100,7 @@ fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
             "期限",
             "狀態",
             "回傳日",
+            "已填列數",
             "逾期日數",
         ]),
         rows: rows
@@ -114,6 +118,10 @@ fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
                     Cell::Text(d.due_on.clone()),
                     Cell::from(d.state()),
                     d.returned_on.clone().map_or(Cell::Empty, Cell::Text),
+                    Cell::Text(match d.answered {
+                        Some((done, all)) => format!("{done} / {all}"),
+                        None => "尚未回傳".to_owned(),
+                    }),
                     Cell::Int(d.days_late.max(0)),
                 ]
             })

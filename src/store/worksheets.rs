@@ -134,6 +134,44 @@ impl Store {
         Ok(id)
     }
 
+    /// What the latest return for a due item answered: `(rows answered,
+    /// rows)`, if anything came back. `due_job` is the item's: the sample
+    /// worksheet's returns are its own table, an investigation record is
+    /// a table returned to the sample audit's run, the others are tables
+    /// returned to their job's run.
+    pub fn answered(
+        &self,
+        due_job: &str,
+        run_id: &str,
+        unit_id: &str,
+    ) -> Result<Option<(u32, u32)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let pair = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let found = match due_job {
+            "sample-audit" => self.conn.query_row(
+                "SELECT answered, rows FROM worksheet_returns
+                 WHERE run_id = ?1 AND unit_id = ?2 ORDER BY id DESC LIMIT 1",
+                [run_id, unit_id],
+                pair,
+            ),
+            other => self.conn.query_row(
+                "SELECT answered, rows FROM table_returns
+                 WHERE run_id = ?1 AND unit_id = ?2 AND job = ?3 ORDER BY id DESC LIMIT 1",
+                [
+                    run_id,
+                    unit_id,
+                    if other == "investigation" {
+                        "sample-audit"
+                    } else {
+                        other
+                    },
+                ],
+                pair,
+            ),
+        };
+        found.optional().map_err(|e| self.err(e))
+    }
+
     /// The latest decisions returned for a job's runs, per (unit, key):
     /// `(unit_id, key, answers JSON, received_at)`, latest return first.
     pub fn returned_decisions(

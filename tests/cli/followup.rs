@@ -341,6 +341,14 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         .expect("KPB's row");
     assert_eq!(kpb_row[5], "已回傳", "{kpb_row:?}");
     assert_eq!(kpb_row[6], "2026-07-30");
+    // Rows answered of rows asked, from the return: every one.
+    let (done, all) = kpb_row[7].split_once(" / ").expect("x / y");
+    assert!(done == all && all != "0", "{kpb_row:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.get(5).is_some_and(|s| s == "逾期未回傳") && r[7] == "尚未回傳"),
+        "{rows:?}"
+    );
     let late = rows
         .iter()
         .filter(|r| r.get(5).is_some_and(|s| s == "逾期未回傳"))
@@ -937,6 +945,15 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
             .any(|r| r[1].contains("調查紀錄") && r[5] == "已回傳"),
         "{kpb_rows:?}"
     );
+    // How much of each came back, from the return itself.
+    for r in &kpb_rows {
+        let said = if r[5] == "已回傳" {
+            r[7].split_once(" / ").is_some_and(|(a, b)| a == b)
+        } else {
+            r[7] == "尚未回傳"
+        };
+        assert!(said, "{r:?}");
+    }
 
     // Every message arrived, once.
     assert!(arrivals(&smtp).values().all(|n| *n == 1));
