@@ -89,7 +89,19 @@ mod tests {
 /// standing apart from other letters and digits. Free text typed by a
 /// person (a form's 查詢事由, a returned worksheet's 說明) may hold one.
 pub fn mask_ids_in_text(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
+    // An ID typed through a Chinese input method comes in full-width
+    // letters and digits (Ａ１２３…): matched as their ASCII forms, and
+    // every other character left as it was written.
+    let written: Vec<char> = text.chars().collect();
+    let chars: Vec<char> = text
+        .chars()
+        .map(|c| match c {
+            'Ａ'..='Ｚ' | 'ａ'..='ｚ' | '０'..='９' => {
+                char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+            }
+            c => c,
+        })
+        .collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
@@ -107,7 +119,7 @@ pub fn mask_ids_in_text(text: &str) -> String {
             out.push_str(&mask_national_id(&id.to_ascii_uppercase()));
             i += 10;
         } else {
-            out.push(chars[i]);
+            out.push(written[i]);
             i += 1;
         }
     }
@@ -121,8 +133,13 @@ mod text_tests {
     #[test]
     fn ids_in_free_text_are_masked_and_nothing_else() {
         let masked = mask_ids_in_text(
-            "查詢 A123456789 之投保，另 b212345678；單號 F2026-000001、X1234567890",
+            "查詢 A123456789 之投保，另 b212345678；單號 F2026-000001、X1234567890；全形 Ｃ１２３４５６７８９",
         );
+        assert!(
+            !masked.contains("Ｃ１２３４") && !masked.contains("C123456789"),
+            "{masked}"
+        );
+        assert_eq!(mask_ids_in_text("全形ＡＢＣ"), "全形ＡＢＣ");
         assert!(
             !masked.contains("A123456789") && !masked.contains("b212345678"),
             "{masked}"

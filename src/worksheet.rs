@@ -55,7 +55,7 @@ pub enum ReturnError {
         got: usize,
         want: usize,
     },
-    #[error("{}: {sheet} row {row}, column {column}: was {was:?}, now {now:?}: sample rows must not be changed", file.display())]
+    #[error("{}: {sheet} row {row}, column {column}: was {was:?}, now {now:?}: what the tool wrote must not be changed", file.display())]
     CellChanged {
         file: PathBuf,
         sheet: &'static str,
@@ -269,7 +269,8 @@ fn check_rows<'r>(
             .and_then(|r| r.first())
             .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| *s == text(l)));
         for c in 0..width {
-            if signs && c >= 2 {
+            // The sign-off's answer is the merged cell's first.
+            if signs && c == 2 {
                 continue;
             }
             let (g, w) = (
@@ -336,7 +337,24 @@ pub fn ingest_returned(
             want,
         });
     }
-    let (orig_header, data) = check_rows(file, sheet, &rows, &orig_rows, LAYOUT.inputs)?;
+    // A worksheet sent before the sign-off asked who and when once still
+    // has those inputs on every row: they are inputs there too.
+    let sent_with = |h: &str| {
+        orig_rows
+            .get(HEADER_ROW)
+            .is_some_and(|r| r.iter().any(|c| text(c) == h))
+    };
+    let inputs: Vec<(&'static str, Input)> = LAYOUT
+        .inputs
+        .iter()
+        .chain(
+            layout::SAMPLE_WORKSHEET_BEFORE_SIGN_OFF
+                .iter()
+                .filter(|(h, _)| sent_with(h)),
+        )
+        .copied()
+        .collect();
+    let (orig_header, data) = check_rows(file, sheet, &rows, &orig_rows, &inputs)?;
     let mut answers = Vec::new();
     // Columns are found by their header in the workbook the run sent, so
     // a worksheet written before a column was added still reads back.
@@ -363,8 +381,17 @@ pub fn ingest_returned(
             matches: col(got, "事由與查詢相符"),
             anomaly: col(got, "異常"),
             note: col(got, "說明"),
-            auditor: auditor.clone(),
-            audit_date: audit_date.clone(),
+            // The sign-off's, or a worksheet sent before it had one, the row's.
+            auditor: if auditor.is_empty() {
+                col(got, "稽核人員")
+            } else {
+                auditor.clone()
+            },
+            audit_date: if audit_date.is_empty() {
+                col(got, "稽核日期")
+            } else {
+                audit_date.clone()
+            },
         });
     }
     let answered = answers.iter().filter(|a| !a.anomaly.is_empty()).count();

@@ -304,6 +304,40 @@ impl Ingested {
                 refused.push(f.path.clone());
             }
         }
+        // Among several roster exports, one without a date cannot be
+        // placed: it might be older or newer than the others, and which
+        // row of an account is current depends on it. It fails (the
+        // checks that read rosters say so), its rows are left out.
+        let rosters = self.loaded_rosters().count();
+        let mut unplaced = Vec::new();
+        for f in &mut self.files {
+            if rosters > 1
+                && f.table == Some(Table::Roster)
+                && f.status == FileStatus::Loaded
+                && f.snapshot.is_none()
+            {
+                f.status = FileStatus::Failed {
+                    error: format!(
+                        "{}: a roster export with no date in its title rows or file name, beside other roster exports: which is current cannot be told (its modification time is not taken in a sealed audit: rules.accept_modification_dates)",
+                        f.path
+                    ),
+                };
+                unplaced.push(f.path.clone());
+            }
+        }
+        if !unplaced.is_empty()
+            && let Some(roster) = self.tables.get_mut(&Table::Roster)
+        {
+            let names = Series::new("f".into(), unplaced);
+            *roster = std::mem::take(roster)
+                .lazy()
+                .filter(
+                    col("source_file")
+                        .is_in(lit(names).implode(false), false)
+                        .not(),
+                )
+                .collect()?;
+        }
         if let Some(roster) = self.tables.get_mut(&Table::Roster)
             && roster.get_column_index(SNAPSHOT_DATE).is_some()
             && !refused.is_empty()

@@ -154,12 +154,14 @@ pub fn critical_notices(
                 "unit_name": model.unit_name,
                 "period_label": model.period_label,
                 "run_id": model.run_id,
-                "return_days": crate::report::build::deadline(
+                // The deadline the workbook states, a working day.
+                "due_on": crate::report::build::deadline(
                     config,
                     model.kind,
                     model.generated_at
                 )
-                .0,
+                .1
+                .to_string(),
                 "total": total,
                 "accounts": accounts,
                 "items": items,

@@ -164,6 +164,9 @@ pub struct UnitEvidence {
 pub struct Tally {
     pub n: i64,
     pub withheld: Vec<String>,
+    /// The table every check behind the count reads is missing or failed:
+    /// none of them ran, so no part of the count stands.
+    pub none_ran: bool,
 }
 
 impl Tally {
@@ -180,6 +183,9 @@ impl Tally {
     /// `text(n)`, and when some checks behind it did not run, that the
     /// count covers only the others: the figure is a floor, said so.
     fn partial(&self, text: impl FnOnce(i64) -> String) -> String {
+        if self.none_ran {
+            return self.or_not_checked(text);
+        }
         if self.withheld.is_empty() {
             text(self.n)
         } else {
@@ -219,6 +225,8 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
     let share = e.queries.or_not_checked(|_| String::new());
     let share = if !share.is_empty() {
         share
+    } else if !e.unexplained.withheld.is_empty() {
+        e.unexplained.or_not_checked(|_| String::new())
     } else if n == 0 {
         "本期間無查詢".to_owned()
     } else {
@@ -487,11 +495,12 @@ pub fn sample_details(
         .clone()
         .lazy()
         .select([
-            col("form_id"),
+            col("form_id").alias("shown_form"),
             col("approver").alias("form_approver"),
             col("reason").alias("form_reason"),
+            crate::checks::as_text(col("purpose")).alias("shown_purpose"),
         ])
-        .unique_stable(Some(cols(["form_id"])), UniqueKeepStrategy::First);
+        .unique_stable(Some(cols(["shown_form"])), UniqueKeepStrategy::First);
     let candidates = crate::checks::query::late_forms(
         crate::checks::query::match_forms(
             sample
@@ -514,19 +523,27 @@ pub fn sample_details(
         ),
         forms,
     )
+    // The form the row shows: the one that explains the query, else the
+    // one the finding cites, approved only after it. Its approver,
+    // approval, purpose and 查詢事由 are that form's.
+    .with_column(coalesce(&[col("form_id"), col("late_form_id")]).alias("shown_form"))
     .join(
         approvers,
-        [col("form_id")],
-        [col("form_id")],
+        [col("shown_form")],
+        [col("shown_form")],
         left_keep_order(),
     )
     .select([
         col("i"),
         col("form_id"),
-        crate::checks::as_text(col("form_purpose")).alias("form_purpose"),
+        coalesce(&[
+            crate::checks::as_text(col("form_purpose")),
+            col("shown_purpose"),
+        ])
+        .alias("form_purpose"),
         col("form_approver"),
         col("form_reason"),
-        col("form_approved_at"),
+        coalesce(&[col("form_approved_at"), col("late_approved_at")]).alias("form_approved_at"),
         col("late_form_id"),
     ]);
     // Findings about the query itself: a roll-up about its account (one

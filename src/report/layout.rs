@@ -60,6 +60,11 @@ pub const SAMPLE_WORKSHEET: Layout = Layout {
     ],
 };
 
+/// Inputs the sample worksheet had on every row before its sign-off
+/// asked them once: a worksheet sent out with them still comes back.
+pub const SAMPLE_WORKSHEET_BEFORE_SIGN_OFF: &[(&str, Input)] =
+    &[("稽核人員", Input::Text), ("稽核日期", Input::Date)];
+
 /// The sign-off below every sheet a person fills in: who filled it in,
 /// the unit's head and the day, each asked once (for the sample worksheet
 /// the first is its auditor, the last its audit day). The labels sit in

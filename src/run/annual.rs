@@ -12,9 +12,9 @@ use polars::prelude::*;
 use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_tables};
 use crate::archive;
 use crate::archive::RunFolder;
-use crate::checks::NotChecked;
 use crate::checks::Severity;
 use crate::checks::{Checked, Code, Scope};
+use crate::checks::{NotChecked, NotCheckedWhy};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::snapshot::Reference;
@@ -164,19 +164,34 @@ fn evidence(
     let open_items = count_by_unit(account_findings, &[])?;
     let stale = count_by_unit(account_findings, &[Code::AccountPasswordStale])?;
     let serious = count_by_unit(query_findings, &[])?;
+    // A table missing from the inbox or failed to load: no check that
+    // reads it ran, so a count over it is not a count.
+    let unusable = |dir: &str| {
+        not_checked.iter().any(|n| {
+            matches!(
+                n.why,
+                NotCheckedWhy::InputMissing | NotCheckedWhy::InputFailed
+            ) && n.input.starts_with(dir)
+        })
+    };
+    let (no_roster, no_log) = (unusable("roster/"), unusable("query_logs/"));
     let tally = |n: i64, withheld: &[String]| Tally {
         n,
         withheld: withheld.to_vec(),
+        none_ran: false,
     };
     let w_unexplained = withheld(not_checked, Scope::Queries, &UNEXPLAINED);
     let w_accounts = withheld(not_checked, Scope::Accounts, &[]);
     let w_stale = withheld(not_checked, Scope::Accounts, &[Code::AccountPasswordStale]);
     let w_queries = withheld(not_checked, Scope::Queries, &[]);
-    let w_log: Vec<String> = log
+    let mut w_log: Vec<String> = log
         .failed
         .iter()
         .map(|f| format!("查詢紀錄檔 {f} 讀取失敗，查詢總數不完整"))
         .collect();
+    if no_log && log.failed.is_empty() {
+        w_log.push("收件匣無查詢紀錄檔，查詢總數無從計算".to_owned());
+    }
     let year = period.start.date().format("%Y").to_string();
     let (start, end) = (period.start.date(), period.end.date());
     let archive = &config.paths.archive;
@@ -252,11 +267,17 @@ fn evidence(
                     .and_then(|r| Some((r.period.as_of()?, r.id.clone()))),
                 open_items: {
                     let (all, serious) = open_items.get(u).copied().unwrap_or((0, 0));
-                    (tally(all, &w_accounts), serious)
+                    let mut t = tally(all, &w_accounts);
+                    t.none_ran = no_roster;
+                    (t, serious)
                 },
                 stale_passwords: tally(stale.get(u).map_or(0, |x| x.0), &w_stale),
                 sample_audits,
-                serious_queries: tally(serious.get(u).map_or(0, |x| x.1), &w_queries),
+                serious_queries: {
+                    let mut t = tally(serious.get(u).map_or(0, |x| x.1), &w_queries);
+                    t.none_ran = no_log;
+                    t
+                },
                 notices,
             },
         );

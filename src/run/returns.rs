@@ -160,9 +160,12 @@ fn investigation(
     today: chrono::NaiveDateTime,
 ) -> Result<(Vec<u8>, String)> {
     let unit = config.agencies.get(&r.unit_id);
-    let due_on = (today + chrono::Duration::days(i64::from(config.followup.investigation_days)))
-        .date()
-        .to_string();
+    // On a working day, as every deadline.
+    let due_on = crate::report::build::next_working_day(
+        config,
+        (today + chrono::Duration::days(i64::from(config.followup.investigation_days))).date(),
+    )
+    .to_string();
     let period = crate::archive::RunFolder::parse(&r.run_dir)
         .map(|f| crate::report::period_label(&f.period.to_string()))
         .unwrap_or_default();
@@ -184,7 +187,10 @@ fn investigation(
                 said.push("異常：有".to_owned());
             }
             if !a.note.is_empty() {
-                said.push(format!("說明：{}", a.note));
+                said.push(format!(
+                    "說明：{}",
+                    crate::privacy::mask_ids_in_text(&a.note)
+                ));
             }
             [
                 a.account_id.clone(),
@@ -365,7 +371,8 @@ fn queue_anomalies(
                 ("approved", a.approved.clone()),
                 ("matches", a.matches.clone()),
                 ("anomaly", a.anomaly.clone()),
-                ("note", a.note.clone()),
+                // Typed by a person: an ID in it is masked like any other.
+                ("note", crate::privacy::mask_ids_in_text(&a.note)),
             ]
             .into_iter()
             .collect()

@@ -668,6 +668,58 @@ fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
     assert!(out.stdout.contains(said), "{}", out.stdout);
 }
 
+/// Two roster exports, one dated and one not: in a sealed audit the
+/// undated one cannot be placed (older or newer decides which row of an
+/// account is current), so it fails and the checks that read rosters say
+/// so; it is never merged in as if current (a review found its stale
+/// rows could win). The query check, which takes file times, uses both.
+#[test]
+fn an_undated_roster_beside_dated_ones_is_not_placed_in_an_audit() {
+    let t = city()
+        .file(
+            "inbox/query_logs/webir_2026H1.csv",
+            csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+        )
+        // Not a byte-for-byte copy (that would be read once): an older
+        // export where P101 was still to be disabled, say.
+        .file(
+            "inbox/roster/accounts.csv",
+            csv(ROSTER_HEADER, &roster_rows()).replace("李小明", "李小明 "),
+        );
+    let mut args = vec!["--now", "2026-07-05T08:00:00+08:00", "run"];
+    args.extend(["sample-audit", "--seed", "12345678901234567890"]);
+    args.extend(["--period", "2026H1", "--no-send"]);
+    let out = t.run(&args);
+    // The draw's population would rest on it: nothing is drawn, and why.
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("no seed was drawn")
+            && out.stderr.contains("roster/accounts.csv")
+            && out.stderr.contains("which is current cannot be told"),
+        "{}",
+        out.stderr
+    );
+    // The internal audit runs, and says which checks it could not make.
+    let out = t.run(&[
+        "--now",
+        "2027-01-10T08:00:00+08:00",
+        "run",
+        "internal-audit",
+        "--period",
+        "2026",
+        "--no-send",
+    ]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("NOT CHECKED ACCOUNT_")
+                && l.contains("input failed (roster/accounts.csv)")),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Every cell of `sheet` in `workbook`, as text.
 fn sheet_texts(workbook: &Path, sheet: &str) -> Vec<String> {
     use calamine::{Reader, Xlsx, open_workbook};
@@ -810,7 +862,11 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
         assert_eq!(said, found, "row {r:?}");
         match &r[subject][7..] {
             // Approved the day after the query: the row cites that form.
-            "011" => assert_eq!(f, "F1（查詢後始核可）"),
+            "011" => {
+                assert_eq!(f, "F1（查詢後始核可）");
+                // Who approved it, and when: after the query.
+                assert_eq!(r[col("核准")], "陳組長\n2026/03/03 09:00:00", "{r:?}");
+            }
             // The form states another purpose than the query.
             "012" => {
                 assert_eq!(f, "F2");

@@ -369,7 +369,12 @@ fn each_mail_says_what_its_reader_must_do() {
             // unit, apart from the workbook and its deadline.
             critical += 1;
             assert!(m.name.is_empty(), "the notice carries no workbook");
-            assert!(m.text.contains("不待 30 日"), "{}", m.text);
+            // The deadline it does not wait for: the workbook's day.
+            assert!(
+                m.text.contains("不待 2026-08-04 之回報期限"),
+                "{}",
+                m.text
+            );
             if m.to.starts_with("ethics.") {
                 assert!(
                     m.text.contains("共同調查") && m.text.contains("調查紀錄"),
@@ -629,7 +634,7 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
                 "專責人員 您好",
                 "廢止其使用權限",
                 "會同政風單位",
-                "不待 30 日",
+                "之回報期限",
             ],
             &["黃色欄位"],
         ),

@@ -1101,6 +1101,43 @@ fn internal_audit_says_not_checked_where_a_check_was_withheld() {
     }
 }
 
+/// With no query log in the inbox at all, nothing about queries was
+/// checked: the year's count of queries, the share explained and the
+/// serious anomalies all read 未檢核, not 0 筆 or 本期間無查詢.
+#[test]
+fn internal_audit_without_query_logs_counts_nothing_about_queries() {
+    let city = City::new();
+    std::fs::remove_dir_all(city.tmp.path().join("city/inbox/query_logs")).unwrap();
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let out = run_binary(
+        &[
+            "--now",
+            "2027-01-10T08:00:00+08:00",
+            "run",
+            "internal-audit",
+            "--period",
+            "2026",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        city.tmp.path(),
+    );
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    let (_, sheets) = read(&out.run_dir().join("reports/KPB.xlsx"));
+    let (_, rows) = table(&sheets, "內部稽核");
+    let found = |item: &str| -> String {
+        rows.iter()
+            .find(|r| text(&r[0]).starts_with(item))
+            .map(|r| text(&r[2]))
+            .unwrap_or_else(|| panic!("no {item}"))
+    };
+    for item in ["查詢總數", "經事前核可", "嚴重或高風險之異常查詢"] {
+        let said = found(item);
+        assert!(said.starts_with("未檢核（"), "{item}: {said}");
+    }
+    assert!(found("查詢總數").contains("收件匣無查詢紀錄檔"));
+}
+
 /// The codes of `unit`'s findings in a run folder's findings.csv (code and
 /// unit are its first and third fields, which hold no comma).
 fn findings_of_unit(dir: &Path, unit: &str) -> Vec<String> {
@@ -1774,4 +1811,52 @@ fn query_findings_roll_up_to_one_decision_per_account_pattern() {
         "{} rows for {findings}",
         rows.len()
     );
+}
+
+/// A worksheet sent before the sign-off asked who audited and when once
+/// (its rows ending in 稽核人員 and 稽核日期, no sign-off below) still
+/// comes back filled in as it asked: those columns are its inputs, and
+/// the auditor is recorded from them.
+#[test]
+fn a_worksheet_sent_before_the_sign_off_still_comes_back() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let original = dir.join("reports/KPB.xlsx");
+    // The archived original as the earlier version wrote it.
+    let old = city.tmp.path().join("old.xlsx");
+    refill(&original, &old, |rows| {
+        let n = 3 + table_rows(rows).len();
+        rows.truncate(n);
+        rows[2].push(Data::String("稽核人員".into()));
+        rows[2].push(Data::String("稽核日期".into()));
+    });
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&original, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::copy(&old, &original).unwrap();
+    let done = city.tmp.path().join("old-done.xlsx");
+    refill(&original, &done, |rows| {
+        let width = rows[2].len();
+        for r in table_rows(rows).iter_mut() {
+            answer(r, ["是", "是", "是", "無", ""]);
+            r.resize(width, Data::Empty);
+            r[width - 2] = Data::String("舊版稽核員".into());
+            r[width - 1] = Data::String("2026/07/20".into());
+        }
+    });
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let out = run_binary(
+        &[
+            "ingest-worksheet",
+            done.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        city.tmp.path(),
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let db = auditors_recorded(&city.tmp.path().join("var/state/state.sqlite3"));
+    assert_eq!(db, ["舊版稽核員"], "{db:?}");
 }
