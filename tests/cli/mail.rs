@@ -370,11 +370,7 @@ fn each_mail_says_what_its_reader_must_do() {
             critical += 1;
             assert!(m.name.is_empty(), "the notice carries no workbook");
             // The deadline it does not wait for: the workbook's day.
-            assert!(
-                m.text.contains("不待 2026-08-04 之回報期限"),
-                "{}",
-                m.text
-            );
+            assert!(m.text.contains("不待 2026-08-04 之回報期限"), "{}", m.text);
             if m.to.starts_with("ethics.") {
                 assert!(
                     m.text.contains("共同調查") && m.text.contains("調查紀錄"),
