@@ -483,7 +483,21 @@ pub fn missing_inputs(
             (Table::Roster, "account roster"),
             (Table::Hr, "HR status list"),
         ] {
-            let newest = here(t).filter_map(|s| parse_utc(&s.modified)).max();
+            // When it was exported: the day its name carries (as the
+            // runs date it), else its modification time (a copy or a
+            // restore moves that, so a dated name is what to trust).
+            let exported = |s: &crate::store::SeenInput| {
+                let name = s.path.rsplit('/').next().unwrap_or(&s.path);
+                let stem = name.rsplit_once('.').map_or(name, |(a, _)| a);
+                match crate::ingest::snapshot::latest_date_in(stem) {
+                    Some(day) => Some(crate::clock::local_to_utc(
+                        config.timezone,
+                        day.and_time(chrono::NaiveTime::MIN),
+                    )),
+                    None => parse_utc(&s.modified),
+                }
+            };
+            let newest = here(t).filter_map(exported).max();
             if newest.is_none_or(|m| m < end_utc) {
                 out.push(format!(
                     "an {what} ({}/) exported after the period ended ({end}); newest: {}",

@@ -622,3 +622,22 @@ fn in_december_the_admin_is_told_once_that_next_year_s_calendar_is_missing() {
     pass(&c2, "2026-12-01T09:00:00+08:00");
     assert!(admin_mail(&smtp2, "行事曆").is_empty());
 }
+
+/// Exports restored from a backup carry an old modification time, but
+/// their names say when they were made: the daemon judges "exported after
+/// the period ended" by that, so the half-year's audit runs on time
+/// instead of waiting for a newer file (it waited, by file times).
+#[test]
+fn restored_exports_dated_by_their_names_do_not_hold_the_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, SAMPLE_AUDIT);
+    let inbox = c.tmp.path().join("city/inbox");
+    for dir in ["roster", "hr", "query_logs", "forms"] {
+        for e in std::fs::read_dir(inbox.join(dir)).unwrap() {
+            crate::harness::written_at(&e.unwrap().path(), "2026-06-01T09:00:00+08:00");
+        }
+    }
+    pass(&c, "2026-07-05T09:00:00+08:00");
+    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
+}
