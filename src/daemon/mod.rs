@@ -483,19 +483,23 @@ pub fn missing_inputs(
             (Table::Roster, "account roster"),
             (Table::Hr, "HR status list"),
         ] {
-            // When it was exported: the day its name carries (as the
-            // runs date it), else its modification time (a copy or a
-            // restore moves that, so a dated name is what to trust).
+            // When it came: the day its name carries (as the runs date
+            // it) or its modification time, whichever is later. A restore
+            // from a backup sets old file times on exports whose names
+            // say they were made after the period; a file copied in
+            // later than its name's day came then. This only decides
+            // when to run: which roster a run uses, and its date, come
+            // from the exports' contents (`ingest::snapshot`).
             let exported = |s: &crate::store::SeenInput| {
                 let name = s.path.rsplit('/').next().unwrap_or(&s.path);
                 let stem = name.rsplit_once('.').map_or(name, |(a, _)| a);
-                match crate::ingest::snapshot::latest_date_in(stem) {
-                    Some(day) => Some(crate::clock::local_to_utc(
+                let named = crate::ingest::snapshot::latest_date_in(stem).map(|day| {
+                    crate::clock::local_to_utc(
                         config.timezone,
                         day.and_time(chrono::NaiveTime::MIN),
-                    )),
-                    None => parse_utc(&s.modified),
-                }
+                    )
+                });
+                named.max(parse_utc(&s.modified))
             };
             let newest = here(t).filter_map(exported).max();
             if newest.is_none_or(|m| m < end_utc) {

@@ -626,7 +626,7 @@ fn in_december_the_admin_is_told_once_that_next_year_s_calendar_is_missing() {
 /// Exports restored from a backup carry an old modification time, but
 /// their names say when they were made: the daemon judges "exported after
 /// the period ended" by that, so the half-year's audit runs on time
-/// instead of waiting for a newer file (it waited, by file times).
+/// instead of waiting for a newer file (it waited, by file times alone).
 #[test]
 fn restored_exports_dated_by_their_names_do_not_hold_the_audit() {
     let tmp = tempfile::tempdir().unwrap();
