@@ -1893,7 +1893,14 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         .unwrap_or_default();
     m.by_account = Some(by_account(f)?);
     m.collection = f.due.filter(|d| !d.is_empty()).map(|d| due_table(f, d));
-    let mut h = headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"]);
+    // The sample's coverage only where there is a sample: no column of a
+    // city-wide table is left blank.
+    let sampled = f.sample.is_some();
+    let mut h = if sampled {
+        headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"])
+    } else {
+        headers(&["單位"])
+    };
     h.extend(
         Severity::ALL
             .iter()
@@ -1908,28 +1915,20 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .iter()
             .map(|u| {
                 let (n_use, n_sel) = strata.get(u.as_str()).copied().unwrap_or((0, 0));
-                let mut r = vec![
-                    Cell::Text(format!("{}（{u}）", agency_name(f.config, u))),
-                    if f.sample.is_some() {
-                        Cell::Int(n_use as i64)
-                    } else {
-                        Cell::Empty
-                    },
-                    if f.sample.is_some() {
-                        Cell::Int(n_sel as i64)
-                    } else {
-                        Cell::Empty
-                    },
-                    // Point 6(1): at least 20% of the accounts in use.
-                    match (f.sample.is_some(), n_use) {
-                        (true, 0) => Cell::from("—"),
-                        (true, n) => {
-                            let permille = n_sel * 1000 / n;
-                            Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
-                        }
-                        (false, _) => Cell::Empty,
-                    },
-                ];
+                let mut r = vec![Cell::Text(format!("{}（{u}）", agency_name(f.config, u)))];
+                if sampled {
+                    r.extend([
+                        Cell::Int(n_use as i64),
+                        Cell::Int(n_sel as i64),
+                        // Point 6(1): at least 20% of the accounts in use.
+                        match (n_sel * 1000).checked_div(n_use) {
+                            None => Cell::from("—"),
+                            Some(permille) => {
+                                Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
+                            }
+                        },
+                    ]);
+                }
                 r.extend(
                     Severity::ALL
                         .iter()
@@ -1938,7 +1937,9 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                 if let Some(status) = f.unit_status {
                     match status.get(u) {
                         Some(st) => r.extend(st.cells()),
-                        None => r.extend([Cell::Int(0), "".into(), "".into(), "".into()]),
+                        None => {
+                            r.extend([Cell::Int(0), "無紀錄".into(), "無紀錄".into(), "—".into()])
+                        }
                     }
                 }
                 r

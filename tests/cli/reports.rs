@@ -1860,3 +1860,35 @@ fn a_worksheet_sent_before_the_sign_off_still_comes_back() {
     let db = auditors_recorded(&city.tmp.path().join("var/state/state.sqlite3"));
     assert_eq!(db, ["舊版稽核員"], "{db:?}");
 }
+
+/// No column of the city-wide 各單位 table is left blank (issue 28: the
+/// external audit's left 使用中帳號, 抽樣帳號 and 涵蓋率 empty): a run
+/// without a sample has no coverage columns, and every cell says something.
+#[test]
+fn the_city_wide_units_table_has_no_blank_column() {
+    let city = City::new();
+    let sample = city.sample_audit();
+    let external = city.run_logs_short(&[
+        "run",
+        "external-audit",
+        "--period",
+        "2026",
+        "--seed",
+        "27182818284590452353602874",
+    ]);
+    for (dir, coverage) in [(sample, true), (external, false)] {
+        let (_, sheets) = read(&dir.join("reports/city-wide.xlsx"));
+        let (h, rows) = table(&sheets, "各單位");
+        assert_eq!(h.iter().any(|x| x == "涵蓋率"), coverage, "{h:?}");
+        assert!(!rows.is_empty());
+        for r in rows {
+            for (c, name) in h.iter().enumerate() {
+                assert!(
+                    !text(r.get(c).unwrap_or(&Data::Empty)).is_empty(),
+                    "{}: {name} blank in {r:?}",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
