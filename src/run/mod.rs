@@ -463,6 +463,10 @@ fn finish_run(
     let mut store = Store::open(&config.paths.state)?;
     let issued_at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut messages = Vec::new();
+    // Critical findings an earlier run's urgent notice told of are not
+    // told again; those this run tells of are recorded with its mail.
+    let notified = store.notified_criticals()?;
+    let mut told: Vec<String> = Vec::new();
     for m in &models {
         // The external audit is the Health Bureau's alone.
         if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
@@ -475,13 +479,14 @@ fn finish_run(
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
-        messages.extend(mail::critical_notices(
-            config,
-            m,
-            &run,
-            &critical_items(&outcome.findings, &m.unit_id)?,
-            now,
-        )?);
+        if !m.city_wide {
+            let (items, keys) = critical_items(&outcome.findings, &m.unit_id, &notified)?;
+            let notices = mail::critical_notices(config, m, &run, &items, now)?;
+            if !notices.is_empty() {
+                told.extend(keys);
+            }
+            messages.extend(notices);
+        }
         let recipients = mail::recipients(config, m);
         if recipients.is_empty() {
             continue;
@@ -535,7 +540,7 @@ fn finish_run(
     tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), memory = %crate::ingest::memory(), "reports written");
     // Every message of the run is queued in one transaction; queueing a run
     // again adds nothing (unique run, report, recipient).
-    let queued = store.queue(&messages, &issued_at)?;
+    let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
     tracing::info!(queued, messages = messages.len(), "mail queued");
     archive::seal_chained(
         &outcome.dir,
@@ -550,9 +555,30 @@ fn finish_run(
 /// account and code (subjects are masked in the findings already): how
 /// many, from when to when, how many people were looked up, and the first
 /// finding's reason as an example. Most findings first.
-fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::CriticalItem>> {
+fn critical_items(
+    findings: &DataFrame,
+    unit: &str,
+    notified: &std::collections::BTreeSet<String>,
+) -> Result<(Vec<mail::CriticalItem>, Vec<String>)> {
     let ts = |e: Expr| e.dt().strftime("%Y-%m-%d %H:%M:%S");
-    let f = findings
+    // A critical finding's identity across runs: a later run (the year's
+    // internal audit re-checks the half-year's queries) finds it again,
+    // and it was told already.
+    let key = concat_str(
+        [
+            col("code"),
+            col("account_id").fill_null(lit("")),
+            col("subject").fill_null(lit("")),
+            ts(col("occurred_at")).fill_null(lit("")),
+        ],
+        "|",
+        false,
+    );
+    let told = Series::new(
+        "told".into(),
+        notified.iter().cloned().collect::<Vec<String>>(),
+    );
+    let new = findings
         .clone()
         .lazy()
         .filter(
@@ -560,6 +586,22 @@ fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::Critical
                 .eq(lit(unit))
                 .and(col("severity").eq(lit(Severity::Critical.name()))),
         )
+        .with_column(key.alias("notice_key"))
+        .filter(
+            col("notice_key")
+                .is_in(lit(told).implode(false), false)
+                .not(),
+        )
+        .collect()?;
+    let keys: Vec<String> = new
+        .column("notice_key")?
+        .str()?
+        .iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    let f = new
+        .lazy()
         .sort(
             ["occurred_at"],
             SortMultipleOptions::default().with_maintain_order(true),
@@ -598,7 +640,7 @@ fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::Critical
         s("example")?,
     );
     let (n, subjects) = (i("n")?, i("subjects")?);
-    Ok((0..f.height())
+    let items = (0..f.height())
         .map(|k| mail::CriticalItem {
             description: Code::parse(&code[k])
                 .map_or(code[k].clone(), |c| c.description().to_owned()),
@@ -609,7 +651,8 @@ fn critical_items(findings: &DataFrame, unit: &str) -> Result<Vec<mail::Critical
             subjects: subjects[k],
             example: example[k].clone(),
         })
-        .collect())
+        .collect();
+    Ok((items, keys))
 }
 
 /// What a run is, for its `run.json`.

@@ -314,6 +314,11 @@ CREATE TRIGGER IF NOT EXISTS retention_log_no_update BEFORE UPDATE ON retention_
 BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS retention_log_no_delete BEFORE DELETE ON retention_log
 BEGIN SELECT RAISE(ABORT, 'the retention log is append-only'); END;
+CREATE TABLE IF NOT EXISTS critical_notified (
+    key TEXT PRIMARY KEY,
+    run TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ceremonies (
     id INTEGER PRIMARY KEY,
     period TEXT NOT NULL,

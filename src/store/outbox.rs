@@ -56,6 +56,20 @@ impl Store {
     /// run, report and recipient) is left as it is. Returns how many were
     /// new.
     pub fn queue(&mut self, messages: &[NewMessage], now: &str) -> Result<usize, StoreError> {
+        self.queue_noting(messages, now, "", &[])
+    }
+
+    /// Queues messages as [`Self::queue`] and, in the same transaction,
+    /// records the critical findings (`keys`) their urgent notices tell
+    /// of, as told by `run`: a critical finding is told once, ever
+    /// ([`Self::notified_criticals`]).
+    pub fn queue_noting(
+        &mut self,
+        messages: &[NewMessage],
+        now: &str,
+        run: &str,
+        keys: &[String],
+    ) -> Result<usize, StoreError> {
         let file = self.file.clone();
         let err = |e| self_err(&file, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -69,8 +83,28 @@ impl Store {
                 )
                 .map_err(err)?;
         }
+        for k in keys {
+            tx.execute(
+                "INSERT OR IGNORE INTO critical_notified (key, run, at) VALUES (?1, ?2, ?3)",
+                params![k, run, now],
+            )
+            .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         Ok(added)
+    }
+
+    /// The critical findings an urgent notice has told of (their keys:
+    /// code, account, masked subject and time).
+    pub fn notified_criticals(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key FROM critical_notified")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     fn outbox_rows(

@@ -1892,3 +1892,46 @@ fn the_city_wide_units_table_has_no_blank_column() {
         }
     }
 }
+
+/// A critical finding is told urgently once, ever (issue 28: the year's
+/// internal audit re-checks the half-year's queries and sent the same
+/// urgent notices again): the sample audit tells each unit of its
+/// critical findings; the internal audit and a query check of the same
+/// queries find them again and tell nobody.
+#[test]
+fn a_critical_finding_is_told_urgently_once() {
+    let city = City::new();
+    let sample = city.sample_audit();
+    let year = city.run_logs_short(&[
+        "--now",
+        "2027-01-10T08:00:00+08:00",
+        "run",
+        "internal-audit",
+        "--period",
+        "2026",
+    ]);
+    let check = city.run(&["run", "query-check", "--period", "2026H1"]);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let urgent = |dir: &Path| {
+        let run = dir.to_string_lossy().into_owned();
+        store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.run == run && r.report.starts_with("critical:"))
+            .count()
+    };
+    assert!(
+        urgent(&sample) > 0,
+        "the sample audit tells of its critical findings"
+    );
+    assert_eq!(urgent(&year), 0, "told already");
+    assert_eq!(urgent(&check), 0, "told already");
+    // Its critical findings are still in its findings and workbooks.
+    assert!(
+        std::fs::read_to_string(year.join("findings.csv"))
+            .unwrap()
+            .lines()
+            .any(|l| l.split(',').nth(1) == Some("critical"))
+    );
+}
