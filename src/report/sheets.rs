@@ -843,7 +843,7 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
             ("帳號抽樣比例（%）", Cell::Int(i64::from(s.percent))),
             ("每帳號抽查筆數", Cell::Int(i64::from(s.per_account))),
             (
-                "母體筆數（本機關）",
+                "母體筆數（貴機關）",
                 s.unit_population_records
                     .map_or(Cell::Text("—".into()), |n| Cell::Int(n as i64)),
             ),

@@ -216,7 +216,7 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     assert!(inv.iter().any(|m| Some(&m.to) == kpb.ethics_email.as_ref()));
     let officer_copy = inv.iter().find(|m| m.to == kpb_officer).unwrap();
     assert!(
-        officer_copy.text.contains("會同本機關政風單位"),
+        officer_copy.text.contains("會同貴機關政風單位"),
         "{}",
         officer_copy.text
     );

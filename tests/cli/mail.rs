@@ -357,12 +357,18 @@ fn each_mail_says_what_its_reader_must_do() {
     for m in &mails {
         assert!(!m.text.contains("系統管理者"), "{}: {}", m.to, m.text);
         if !m.subject.contains("緊急") {
-            // How to return it, and whom to ask (mail.reply_to, mail.contact).
-            assert!(
-                m.text.contains("回傳及聯絡：請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"),
-                "{}",
-                m.text
-            );
+            // How to return it, and whom to ask (mail.reply_to,
+            // mail.contact); a reader who returns nothing (the ethics
+            // unit, the chief administrator) is not told to return it.
+            let returns = !m.text.contains("無須填寫");
+            let line = if returns {
+                "回傳及聯絡：請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"
+            } else {
+                "聯絡：如有疑問請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"
+            };
+            assert!(m.text.contains(line), "{}", m.text);
+            // The reader's agency is 貴機關, never 本機關.
+            assert!(!m.text.contains("本機關"), "{}", m.text);
         }
         if m.subject.contains("緊急") {
             // Critical findings: at once, to the officer and the ethics
@@ -459,7 +465,7 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
         );
         assert!(
             p.text.contains(&format!(
-                "附件未加密：衛生局核定本機關之附件免予加密（理由：{REASON}）"
+                "附件未加密：衛生局核定貴機關之附件免予加密（理由：{REASON}）"
             )),
             "{}",
             p.text

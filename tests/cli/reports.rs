@@ -1744,7 +1744,7 @@ fn each_unit_s_sampling_sheet_counts_its_own_population() {
         let (ids, _) = city.subtree(&unit.id);
         let own: i64 = ids.iter().filter_map(|a| by_agency.get(a)).sum();
         assert_eq!(
-            pair(rows, "母體筆數（本機關）"),
+            pair(rows, "母體筆數（貴機關）"),
             own.to_string(),
             "{}",
             unit.id
