@@ -745,20 +745,20 @@ fn base(
     let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
     let actions = match f.kind {
         ReportKind::SampleAudit => vec![
-            format!("請於 {deadline}（{days} 日內）前逐筆完成「抽查工作底稿」黃色欄位，並將檔案回傳衛生局。"),
+            format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐筆完成「抽查工作底稿」黃色欄位，於表末簽章欄簽署後將檔案回傳衛生局。"),
             "「異常」為「有」或「主管事前核可」為「否」者，請敘明原因，並依規定通知政風單位。".to_owned(),
             "「異常查詢」工作表所列事項請查明並回報處理情形。".to_owned(),
         ],
         ReportKind::AccountReview => vec![
-            format!("請於 {deadline}（{days} 日內）前逐一確認「帳號清查」所列帳號，並填寫處理結果。"),
+            format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「帳號清查」所列帳號，並填寫處理結果。"),
             "建議「廢止」者（重複、閒置、職務調整、離職、退休或不符資格者之帳號），請由貴機關專責人員廢止其使用權限，並於處理結果填寫「已廢止」（管理要點第五點第一款第三目、第六點第二款）。".to_owned(),
             "密碼逾三個月未變更者，請通知持有人立即變更（管理要點第五點第三款）；專責人員及總管理者帳號由衛生局清查（第四點第五款）。".to_owned(),
         ],
         ReportKind::QueryCheck => vec![
-            format!("請於 {deadline}（{days} 日內）前查明「異常查詢」所列事項並回報。"),
+            format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前查明「異常查詢」所列事項並回報。"),
         ],
         ReportKind::InternalAudit => vec![
-            format!("請於 {deadline}（{days} 日內）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
+            format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
             "查核結果為「不符合」或有異常查詢者，請會同政風單位調查並作成調查紀錄。".to_owned(),
         ],
         ReportKind::ExternalAudit => vec![
