@@ -406,16 +406,19 @@ pub fn deadline(
             .days(kind.job())
             .unwrap_or(config.followup.account_review_days),
     );
-    (
-        days,
-        next_working_day(config, (generated_at + Duration::days(days)).date()),
-    )
+    (days, due_after(config, generated_at, days))
+}
+
+/// The day `days` after `from`, moved to the next working day: every
+/// deadline the tool states (workbooks, investigation records, mail).
+pub fn due_after(config: &Config, from: NaiveDateTime, days: i64) -> chrono::NaiveDate {
+    next_working_day(config, (from + Duration::days(days)).date())
 }
 
 /// `day`, or the first working day after it (a deadline that falls on a
 /// weekend or a holiday moves to the next working day, as the calendar of
 /// `rules.holidays` says; without one, weekends only).
-pub fn next_working_day(config: &Config, day: chrono::NaiveDate) -> chrono::NaiveDate {
+fn next_working_day(config: &Config, day: chrono::NaiveDate) -> chrono::NaiveDate {
     // No calendar has a month without a working day.
     (0..31)
         .map(|k| day + Duration::days(k))

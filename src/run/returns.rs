@@ -161,9 +161,10 @@ fn investigation(
 ) -> Result<(Vec<u8>, String)> {
     let unit = config.agencies.get(&r.unit_id);
     // On a working day, as every deadline.
-    let due_on = crate::report::build::next_working_day(
+    let due_on = crate::report::build::due_after(
         config,
-        (today + chrono::Duration::days(i64::from(config.followup.investigation_days))).date(),
+        today,
+        i64::from(config.followup.investigation_days),
     )
     .to_string();
     let period = crate::archive::RunFolder::parse(&r.run_dir)

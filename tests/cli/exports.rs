@@ -115,17 +115,20 @@ fn run_json(dir: &Path) -> serde_json::Value {
 }
 
 fn summary_texts(workbook: &Path) -> Vec<String> {
+    sheet_rows(workbook, "摘要")
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect()
+}
+
+/// The rows of `sheet` in `workbook`, every cell as text.
+fn sheet_rows(workbook: &Path, sheet: &str) -> Vec<Vec<String>> {
     use calamine::{Reader, Xlsx, open_workbook};
     let mut wb: Xlsx<_> = open_workbook(workbook).unwrap();
-    let range = wb.worksheet_range("摘要").unwrap();
+    let range = wb.worksheet_range(sheet).unwrap();
     range
         .rows()
-        .map(|r| {
-            r.iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
         .collect()
 }
 
@@ -626,7 +629,10 @@ fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
         "{}",
         inputs(&dir)
     );
-    let quality = sheet_texts(&dir.join("reports/KPB.xlsx"), "資料品質");
+    let quality: Vec<String> = sheet_rows(&dir.join("reports/KPB.xlsx"), "資料品質")
+        .into_iter()
+        .flatten()
+        .collect();
     assert!(
         quality
             .iter()
@@ -700,15 +706,9 @@ fn an_undated_roster_beside_dated_ones_is_not_placed_in_an_audit() {
         out.stderr
     );
     // The internal audit runs, and says which checks it could not make.
-    let out = t.run(&[
-        "--now",
-        "2027-01-10T08:00:00+08:00",
-        "run",
-        "internal-audit",
-        "--period",
-        "2026",
-        "--no-send",
-    ]);
+    let mut args = crate::harness::INTERNAL_AUDIT_2026.to_vec();
+    args.push("--no-send");
+    let out = t.run(&args);
     assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout
@@ -718,14 +718,6 @@ fn an_undated_roster_beside_dated_ones_is_not_placed_in_an_audit() {
         "{}",
         out.stdout
     );
-}
-
-/// Every cell of `sheet` in `workbook`, as text.
-fn sheet_texts(workbook: &Path, sheet: &str) -> Vec<String> {
-    use calamine::{Reader, Xlsx, open_workbook};
-    let mut wb: Xlsx<_> = open_workbook(workbook).unwrap();
-    let range = wb.worksheet_range(sheet).unwrap();
-    range.cells().map(|(_, _, c)| c.to_string()).collect()
 }
 
 /// Logs that start early enough and end late enough can still miss the

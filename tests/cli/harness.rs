@@ -299,6 +299,16 @@ pub fn set_in_register(path: &Path, id: &str, column: &str, value: &str) -> Stri
     old
 }
 
+/// The year 2026's internal audit as the daemon makes it, in January.
+pub const INTERNAL_AUDIT_2026: [&str; 6] = [
+    "--now",
+    "2027-01-10T08:00:00+08:00",
+    "run",
+    "internal-audit",
+    "--period",
+    "2026",
+];
+
 /// The modification time every file a test copies or writes gets: a
 /// result that changed with it would change with the day a city's files
 /// were copied, or the day the repository was cloned. (A test that needs

@@ -124,6 +124,17 @@ impl City {
     }
 
     /// The 2026H1 sample audit with the seed every test here uses.
+    /// The year's internal audit (2026, in January), which withholds
+    /// something on the sample city (status 2): its run folder.
+    fn internal_audit_withheld(&self) -> PathBuf {
+        let config = self.tmp.path().join("city/webir-audit.toml");
+        let mut all = crate::harness::INTERNAL_AUDIT_2026.to_vec();
+        all.extend(["--config", config.to_str().unwrap()]);
+        let out = run_binary(&all, self.tmp.path());
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        out.run_dir()
+    }
+
     fn sample_audit(&self) -> PathBuf {
         self.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED])
     }
@@ -1068,30 +1079,9 @@ fn internal_audit_says_not_checked_where_a_check_was_withheld() {
     let (_, from_header) = register.split_at(register.find("表單編號").unwrap());
     std::fs::write(&forms, from_header).unwrap();
     crate::harness::written_at(&forms, crate::harness::FILE_TIME);
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "--now",
-            "2027-01-10T08:00:00+08:00",
-            "run",
-            "internal-audit",
-            "--period",
-            "2026",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        city.tmp.path(),
-    );
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    let dir = out.run_dir();
+    let dir = city.internal_audit_withheld();
     for unit in ["KPB", "KHB", "DNM"] {
-        let (_, sheets) = read(&dir.join(format!("reports/{unit}.xlsx")));
-        let (_, rows) = table(&sheets, "內部稽核");
-        let row = rows
-            .iter()
-            .find(|r| text(&r[0]).starts_with("經事前核可"))
-            .map(|r| text(&r[2]))
-            .unwrap();
+        let row = evidence(&dir, unit, "經事前核可");
         assert!(
             row.starts_with("未檢核（查詢無對應之查詢申請紀錄表")
                 && row.contains("查詢申請紀錄表清冊之標題列及檔名均未載明製表日期")
@@ -1108,34 +1098,24 @@ fn internal_audit_says_not_checked_where_a_check_was_withheld() {
 fn internal_audit_without_query_logs_counts_nothing_about_queries() {
     let city = City::new();
     std::fs::remove_dir_all(city.tmp.path().join("city/inbox/query_logs")).unwrap();
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "--now",
-            "2027-01-10T08:00:00+08:00",
-            "run",
-            "internal-audit",
-            "--period",
-            "2026",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        city.tmp.path(),
-    );
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    let (_, sheets) = read(&out.run_dir().join("reports/KPB.xlsx"));
-    let (_, rows) = table(&sheets, "內部稽核");
-    let found = |item: &str| -> String {
-        rows.iter()
-            .find(|r| text(&r[0]).starts_with(item))
-            .map(|r| text(&r[2]))
-            .unwrap_or_else(|| panic!("no {item}"))
-    };
+    let dir = city.internal_audit_withheld();
+    let found = |item: &str| evidence(&dir, "KPB", item);
     for item in ["查詢總數", "經事前核可", "嚴重或高風險之異常查詢"] {
         let said = found(item);
         assert!(said.starts_with("未檢核（"), "{item}: {said}");
     }
     assert!(found("查詢總數").contains("收件匣無查詢紀錄檔"));
+}
+
+/// What the internal audit's 內部稽核 sheet of `unit` found (系統查得) for
+/// the item starting `item`.
+fn evidence(dir: &Path, unit: &str, item: &str) -> String {
+    let (_, sheets) = read(&dir.join(format!("reports/{unit}.xlsx")));
+    let (_, rows) = table(&sheets, "內部稽核");
+    rows.iter()
+        .find(|r| text(&r[0]).starts_with(item))
+        .map(|r| text(&r[2]))
+        .unwrap_or_else(|| panic!("{unit}: no {item}"))
 }
 
 /// The codes of `unit`'s findings in a run folder's findings.csv (code and
@@ -1912,14 +1892,7 @@ fn the_city_wide_units_table_has_no_blank_column() {
 fn a_critical_finding_is_told_urgently_once() {
     let city = City::new();
     let sample = city.sample_audit();
-    let year = city.run_logs_short(&[
-        "--now",
-        "2027-01-10T08:00:00+08:00",
-        "run",
-        "internal-audit",
-        "--period",
-        "2026",
-    ]);
+    let year = city.internal_audit_withheld();
     let check = city.run(&["run", "query-check", "--period", "2026H1"]);
     let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
     let urgent = |dir: &Path| {
