@@ -911,12 +911,12 @@ fn warnings(f: &RunFacts<'_>) -> Vec<String> {
 /// The not-checked block of the data-quality sheet.
 fn not_checked_table(items: &[NotChecked]) -> Table {
     Table {
-        headers: headers(&["未檢核代碼", "原因", "輸入", "欄位", "說明"]),
+        headers: headers(&["未檢核項目", "原因", "輸入", "欄位", "說明"]),
         rows: items
             .iter()
             .map(|n| {
                 vec![
-                    Cell::Text(n.codes.join("、")),
+                    Cell::Text(n.descriptions().join("、")),
                     Cell::from(n.why.label()),
                     Cell::Text(n.input.clone()),
                     Cell::Text(n.column.unwrap_or("").to_owned()),
@@ -1105,8 +1105,13 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<(Table
                 r[base + 5] = Cell::Text(format!("{} 人", subjects.len()));
                 r[base + 6] = Cell::Text(span);
                 r[base + 7] = Cell::Text(format!(
-                    "共 {} 筆查詢（逐筆見「異常查詢明細」）；首筆：{}",
+                    "共 {} 筆查詢（逐筆見「異常查詢明細」{}）；首筆：{}",
                     members.len(),
+                    if members.len() > super::sheets::DETAILS_PRINTED {
+                        format!("，列印前 {} 筆", super::sheets::DETAILS_PRINTED)
+                    } else {
+                        String::new()
+                    },
                     reason[first].unwrap_or("")
                 ));
                 rows.push(r);
@@ -1483,14 +1488,17 @@ fn sample_section(
     let approved = times(&d, "form_approved_at")?;
     let pre = strs(&d, "prechecks")?;
     let unit = ids.first().map(String::as_str);
-    let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M:%S").to_string();
+    let second = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M:%S").to_string();
+    // An approval to the minute, on one line under its approver (the
+    // pre-check says whether it came before the query).
+    let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
     let rows = (0..d.height())
         .map(|i| {
-            // The account, its holder below, and its agency when it is a
-            // subordinate one's: who the row is about, in one cell.
+            // The account and its holder, and below them its agency when
+            // it is a subordinate one's: who the row is about, in one cell.
             let mut who = account[i].unwrap_or("").to_owned();
             if let Some(h) = holder[i] {
-                who.push('\n');
+                who.push(' ');
                 who.push_str(h);
             }
             if let Some(a) = agency[i].filter(|a| Some(*a) != unit) {
@@ -1516,8 +1524,11 @@ fn sample_section(
                         (_, Some(l)) => format!("{l}（查詢後始核可）"),
                         (None, None) => String::new(),
                     };
-                    if let Some(p) = form_purpose[i] {
-                        s.push('\n');
+                    // Its purpose only where it is not the query's (the
+                    // row says the query's beside it): a line less to
+                    // print on nearly every row.
+                    if let Some(p) = form_purpose[i].filter(|p| Some(*p) != purpose[i]) {
+                        s.push_str("\n目的：");
                         s.push_str(PURPOSE.label(p).unwrap_or(p));
                     }
                     s
@@ -1535,7 +1546,7 @@ fn sample_section(
             vec![
                 Cell::Int(i as i64 + 1),
                 Cell::Text(who),
-                at[i].map_or(Cell::Empty, |t| Cell::Text(minute(t))),
+                at[i].map_or(Cell::Empty, |t| Cell::Text(second(t))),
                 text(item[i]),
                 text(subject[i]),
                 label(&PURPOSE, purpose[i]),

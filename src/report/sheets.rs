@@ -138,7 +138,8 @@ struct InputColumns<'a> {
 }
 
 /// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
-/// as many as Excel's row limit needs. Returns the sheets' names.
+/// as many as Excel's row limit needs. Returns the sheets' names, each
+/// with its columns' printed widths (in column characters).
 /// The widest a table sheet prints on one A4 landscape page (narrow
 /// margins), in column characters, while its type stays legible: about
 /// 62 %, 7 points (measured: LibreOffice prints some 110 column
@@ -174,22 +175,30 @@ fn input_width(header: &str, input: Input) -> usize {
 /// that a findings sheet fits a page's width.
 fn width_cap(header: &str) -> usize {
     match header {
-        "帳號" | "查詢時間" | "被查詢人" => 10,
+        "查詢時間" | "被查詢人" => 10,
+        // An account and its holder on a line, the holder's agency below.
+        "帳號" => 13,
         // A date-time, or a span of them on two lines.
         "時間" => 17,
-        "查詢項目" | "查詢目的" => 8,
+        "查詢項目" => 8,
+        "查詢目的" => 7,
         "紀錄表" => 12,
-        "核准" | "查詢事由" | "系統預檢" => 10,
+        // An approver above a minute, each on a line.
+        "核准" => 16,
+        "查詢事由" => 10,
+        "系統預檢" => 8,
         "機關" | "所屬機關" | "單位" => 12,
         "使用者" | "角色" => 8,
         "帳號狀態" => 12,
         "來源檔案" | "狀態" | "缺少之選用欄位" => 16,
-        "說明" | "原因" => 14,
+        "說明" | "原因" => 11,
         "檔案" => 24,
-        "理由" | "發現" => 22,
+        "理由" | "發現" => 25,
         "建議處理" => 16,
         "下一步" | "最嚴重項目" => 28,
-        "SHA-256" => 33,
+        // A digest on three lines: 資料品質 prints one page wide.
+        "SHA-256" => 22,
+        "清冊日期" => 22,
         _ => 30,
     }
 }
@@ -212,17 +221,48 @@ fn wrapped_height(text: &str, width: usize) -> f64 {
 /// text that breaks early, such as a file path: `query_logs/` |
 /// `webir_querylog_202604-` | `05_big5.csv` is three lines, not two.
 fn wrapped_lines(text: &str, cap: usize) -> usize {
+    lines_by(text, cap as f64, |c| {
+        display_width(c.encode_utf8(&mut [0; 4])) as f64
+    })
+}
+
+/// The lines `text` prints on in a table cell of `column` column
+/// characters (its padding included), as LibreOffice prints the sheets'
+/// font: a digit takes one column character, a letter a little more, a
+/// wide (CJK) character one and a half, and half a character's room is
+/// the cell's margin (measured: a column of 9 holds 5 CJK characters, not
+/// 6, one of 11 holds 7, not 8). Row heights from it print
+/// no empty line under the text, where [`wrapped_lines`]' width count left
+/// a third of the sample worksheet's rows a line too tall.
+fn printed_lines(text: &str, column: usize) -> usize {
+    lines_by(text, column as f64 - 0.5, |c| {
+        if display_width(c.encode_utf8(&mut [0; 4])) > 1 {
+            1.5
+        } else if c == ' ' {
+            0.5
+        } else if c.is_ascii_digit() || "/:-.,".contains(c) {
+            1.0
+        } else {
+            1.2
+        }
+    })
+}
+
+/// The lines of `text` wrapped at `cap`, each character as wide as
+/// `weight` says: at line breaks, after a space, `/` or `-`, and between
+/// wide characters; a word longer than a line is cut where it must be.
+fn lines_by(text: &str, cap: f64, weight: impl Fn(char) -> f64) -> usize {
     let mut lines = 0;
     for para in text.split('\n') {
         lines += 1;
-        let mut line = 0;
-        let mut word = 0;
+        let mut line = 0.0;
+        let mut word = 0.0;
         // A word of width `w` onto the line: on the next line if it does
         // not fit; over as many as it needs if it is longer than one.
-        let place = |w: usize, line: &mut usize, lines: &mut usize| {
-            if *line > 0 && *line + w > cap {
+        let place = |w: f64, line: &mut f64, lines: &mut usize| {
+            if *line > 0.0 && *line + w > cap {
                 *lines += 1;
-                *line = 0;
+                *line = 0.0;
             }
             *line += w;
             while *line > cap {
@@ -231,17 +271,17 @@ fn wrapped_lines(text: &str, cap: usize) -> usize {
             }
         };
         for c in para.chars() {
-            let w = display_width(c.encode_utf8(&mut [0; 4]));
-            if w > 1 {
+            let w = weight(c);
+            if display_width(c.encode_utf8(&mut [0; 4])) > 1 {
                 // A wide character is a word of its own.
                 place(word, &mut line, &mut lines);
-                word = 0;
+                word = 0.0;
                 place(w, &mut line, &mut lines);
             } else {
                 word += w;
                 if matches!(c, ' ' | '/' | '-') {
                     place(word, &mut line, &mut lines);
-                    word = 0;
+                    word = 0.0;
                 }
             }
         }
@@ -253,6 +293,7 @@ fn wrapped_lines(text: &str, cap: usize) -> usize {
 /// The checks that did not run, below the input files on 資料品質.
 fn not_checked_block(
     wb: &mut Workbook,
+    widths: &[usize],
     files: &Table,
     items: &Table,
     st: &Styles,
@@ -270,12 +311,37 @@ fn not_checked_block(
     for (c, h) in items.headers.iter().enumerate() {
         ws.write_string_with_format(row, c as u16, h, &st.header)?;
     }
+    // The last item's text runs over the rest of the files' columns.
+    let last_col = files
+        .headers
+        .len()
+        .max(items.headers.len())
+        .saturating_sub(1) as u16;
+    let last = items.headers.len().saturating_sub(1) as u16;
     for r in &items.rows {
         row += 1;
+        let mut lines = 1;
         for (c, cell) in r.iter().enumerate() {
-            put(ws, row, c as u16, cell, st)?;
+            let c = c as u16;
+            let text = match cell {
+                Cell::Text(s) => s.as_str(),
+                _ => "",
+            };
+            let span = if c == last { last_col + 1 } else { c + 1 };
+            let width: usize = (c..span)
+                .map(|k| widths.get(usize::from(k)).copied().unwrap_or(9))
+                .sum();
+            lines = lines.max(printed_lines(text, width));
+            if c == last && last_col > last {
+                ws.merge_range(row, c, row, last_col, text, &st.wrap)?;
+            } else {
+                ws.write_string_with_format(row, c, text, &st.wrap)?;
+            }
         }
+        ws.set_row_height(row, 16.0 * lines as f64)?;
     }
+    // On paper too: what was not checked prints under the files.
+    ws.set_print_area(HEADER_ROW, 0, row, last_col)?;
     Ok(())
 }
 
@@ -287,7 +353,7 @@ fn write_table(
     inputs: Option<&InputColumns<'_>>,
     model: &ReportModel,
     st: &Styles,
-) -> Result<Vec<String>, XlsxError> {
+) -> Result<Vec<(String, Vec<usize>)>, XlsxError> {
     let first_row = HEADER_ROW; // title, blank, header
     let per_sheet = st.rows_per_sheet;
     let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
@@ -354,6 +420,9 @@ fn write_table(
             *w = (*w).clamp(floor, (*cap).max(floor));
         }
         // The header row as tall as its most wrapped header.
+        // Room beside a column's text: a sheet filled in gives one
+        // character less, to print one page wide at legible size.
+        let pad = if inputs.is_some() { 1 } else { 2 };
         let header_lines = all_headers
             .iter()
             .zip(&widths)
@@ -370,9 +439,7 @@ fn write_table(
                     Cell::Text(s) if wraps[c] && !looks_like_formula(s) => {
                         ws.write_string_with_format(r, c as u16, s, &st.wrap)?;
                         if cell_width(cell) > widths[c] || s.contains('\n') {
-                            // A column of w characters holds about 1.1 w
-                            // of display width of CJK text.
-                            height = height.max(wrapped_height(s, widths[c] * 11 / 10 + 2));
+                            height = height.max(16.0 * printed_lines(s, widths[c] + pad) as f64);
                         }
                     }
                     _ => put(ws, r, c as u16, cell, st)?,
@@ -393,9 +460,6 @@ fn write_table(
                 }
             }
         }
-        // Room beside a column's text: a sheet filled in gives one
-        // character less, to print one page wide at legible size.
-        let pad = if inputs.is_some() { 1 } else { 2 };
         for (c, w) in widths.iter().enumerate() {
             ws.set_column_width(c as u16, (*w + pad) as f64)?;
         }
@@ -517,9 +581,41 @@ fn write_table(
                 )?;
             }
         }
-        names.push(sheet_name);
+        names.push((sheet_name, widths.iter().map(|w| w + pad).collect()));
     }
     Ok(names)
+}
+
+/// The queries of an item on 異常查詢明細 that print: the first few show
+/// what the item is; a person reads the rest on screen, where they are
+/// grouped and collapsed (one account's 279 queries printed 10 pages).
+pub const DETAILS_PRINTED: usize = 5;
+
+/// Collapses the rows of each item (a run of rows with the same type and
+/// account) after its first [`DETAILS_PRINTED`] on the detail sheets
+/// `names` (hidden rows do not print; the outline's ＋ shows them).
+fn collapse_details(
+    wb: &mut Workbook,
+    names: &[(String, Vec<usize>)],
+    d: &Table,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let key = |r: &Vec<Cell>| (r.first().cloned(), r.get(1).cloned());
+    for ((name, _), rows) in names.iter().zip(d.rows.chunks(st.rows_per_sheet.max(1))) {
+        let ws = wb.worksheet_from_name(name)?;
+        let mut start = 0;
+        while start < rows.len() {
+            let k = key(&rows[start]);
+            let len = rows[start..].iter().take_while(|r| key(r) == k).count();
+            if len > DETAILS_PRINTED {
+                let first = HEADER_ROW + 1 + (start + DETAILS_PRINTED) as u32;
+                let last = HEADER_ROW + (start + len) as u32;
+                ws.group_rows_collapsed(first, last)?;
+            }
+            start += len;
+        }
+    }
+    Ok(())
 }
 
 /// `&` starts a code in Excel headers and footers.
@@ -1105,17 +1201,20 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, inputs, m, &st)?;
     }
     if let Some(d) = &m.query_details {
-        write_table(
+        let names = write_table(
             &mut wb,
             "異常查詢明細",
-            &heading("異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱）"),
+            &heading(&format!(
+                "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
+            )),
             d,
             None,
             m,
             &st,
         )?;
+        collapse_details(&mut wb, &names, d, &st)?;
     }
-    write_table(
+    let quality = write_table(
         &mut wb,
         "資料品質",
         &heading("資料品質：輸入檔案"),
@@ -1125,7 +1224,8 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         &st,
     )?;
     if !m.not_checked.rows.is_empty() {
-        not_checked_block(&mut wb, &m.files, &m.not_checked, &st)?;
+        let widths = quality.first().map_or(&[][..], |(_, w)| w.as_slice());
+        not_checked_block(&mut wb, widths, &m.files, &m.not_checked, &st)?;
     }
     if let Some(o) = &m.orphans {
         write_table(
@@ -1160,7 +1260,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
 
 #[cfg(test)]
 mod tests {
-    use super::wrapped_lines;
+    use super::{printed_lines, wrapped_lines};
 
     #[test]
     fn wrapped_text_takes_the_lines_a_spreadsheet_gives_it() {
@@ -1177,5 +1277,19 @@ mod tests {
         assert_eq!(wrapped_lines("a\nb", 10), 2);
         assert_eq!(wrapped_lines("", 10), 1);
         assert_eq!(wrapped_lines("short", 10), 1);
+    }
+
+    #[test]
+    fn printed_text_takes_the_lines_libreoffice_prints() {
+        // Measured on the sample worksheet: 9 columns hold 5 CJK
+        // characters, 11 hold 7; a minute under its approver fits 17.
+        assert_eq!(printed_lines("毒品使用者追蹤輔導", 9), 2);
+        assert_eq!(printed_lines("業務需求人員", 9), 2);
+        assert_eq!(printed_lines("毒品使用者", 9), 1);
+        assert_eq!(printed_lines("毒品使用者追蹤輔導", 11), 2);
+        assert_eq!(printed_lines("毒品使用者追蹤", 11), 1);
+        assert_eq!(printed_lines("蔡惠雅\n2026/05/12 10:08", 17), 2);
+        // A query's second under its day, in 11.
+        assert_eq!(printed_lines("2026/03/16 14:26:21", 11), 2);
     }
 }

@@ -840,11 +840,15 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
         .iter()
         .take_while(|r| r.iter().any(|c| !c.is_empty()))
     {
-        // 紀錄表: the form's number, then its purpose, then its approval.
+        // 紀錄表: the form's number, then its purpose where it is not the
+        // query's.
         let form_lines: Vec<&str> = r[form_col].lines().collect();
         let (f, form_purpose) = (
             form_lines[0].to_owned(),
-            form_lines.get(1).copied().unwrap_or(""),
+            form_lines
+                .get(1)
+                .and_then(|l| l.strip_prefix("目的："))
+                .unwrap_or(r[purpose].as_str()),
         );
         let said: std::collections::BTreeSet<String> = match r[pre].as_str() {
             "無異常" => Default::default(),
@@ -857,7 +861,7 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
             "011" => {
                 assert_eq!(f, "F1（查詢後始核可）");
                 // Who approved it, and when: after the query.
-                assert_eq!(r[col("核准")], "陳組長\n2026/03/03 09:00:00", "{r:?}");
+                assert_eq!(r[col("核准")], "陳組長\n2026/03/03 09:00", "{r:?}");
             }
             // The form states another purpose than the query.
             "012" => {

@@ -214,12 +214,12 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             .count();
         assert_eq!(rows.len(), expected, "{unit}");
         for r in rows {
-            // The account, its holder, and its agency when a subordinate
-            // one's: one of this unit's.
+            // The account and its holder, and below them its agency when
+            // a subordinate one's: one of this unit's.
             let who = text(&r[column(&h, "帳號")]);
             let lines: Vec<&str> = who.lines().collect();
-            assert!(lines.len() >= 2, "{unit}: {who:?}");
-            if let Some(agency) = lines.get(2) {
+            assert_eq!(lines[0].split(' ').count(), 2, "{unit}: {who:?}");
+            if let Some(agency) = lines.get(1) {
                 // Named within the unit: the unit's name left off.
                 assert!(
                     agency_names.iter().any(|a| a.ends_with(agency)),
@@ -1580,10 +1580,17 @@ fn the_worksheet_agrees_with_the_findings_row_by_row() {
         let purpose = column(&h, "查詢目的");
         for r in rows {
             let p = text(&r[pre]);
-            // 紀錄表: the form's number, then its purpose, then its approval.
+            // 紀錄表: the form's number, then its purpose where it is not
+            // the query's.
             let cell = text(&r[form]);
             let lines: Vec<&str> = cell.lines().collect();
-            let form_purpose = lines.get(1).copied().unwrap_or("").to_owned();
+            let form_purpose = lines
+                .get(1)
+                .and_then(|l| l.strip_prefix("目的："))
+                .map_or_else(|| text(&r[purpose]), str::to_owned);
+            if lines.len() > 1 {
+                assert_ne!(text(&r[purpose]), form_purpose, "{r:?}");
+            }
             if p.contains("主管於查詢後始核可") {
                 late += 1;
                 assert!(lines[0].ends_with("（查詢後始核可）"), "{r:?}");
