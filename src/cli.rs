@@ -285,15 +285,17 @@ pub enum FollowupAction {
 
 #[derive(Debug, Subcommand)]
 pub enum PasswordsAction {
-    /// Every requesting unit: how its workbooks are protected and, for an
-    /// issued password, the password and when it was issued.
+    /// Every reader (each requesting unit's officer, its ethics unit as
+    /// `<id>:ethics`, the chief administrator as `chief_administrator`):
+    /// how their attachments are protected and, for an issued password,
+    /// the password and when it was issued.
     List {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Issue a password to every encrypted unit that has none; with UNIT
-    /// ids, a new password for each (the old one is retired, kept to open
-    /// workbooks already mailed).
+    /// Issue a password to every encrypted reader who has none; with
+    /// reader ids (as `list` names them), a new password for each (the old
+    /// one is retired, kept to open workbooks already mailed).
     Issue {
         units: Vec<String>,
         #[arg(long)]
@@ -760,7 +762,8 @@ fn record_by_hand(
     Ok(())
 }
 
-/// How each requesting unit's attachments are protected, in config order.
+/// How each reader's attachments are protected, in config order: each
+/// requesting unit's officer, its ethics unit, the chief administrator.
 fn passwords(
     action: &PasswordsAction,
     clock: &dyn crate::clock::Clock,
@@ -771,10 +774,22 @@ fn passwords(
     let config = config::load(config)?;
     let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
     let at = clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let units: Vec<&config::Agency> = config.agencies.iter().filter(|a| a.requesting).collect();
+    // A holder's protection: its unit's (an ethics unit's is its unit's);
+    // the chief administrator's is always an issued password.
+    let holders: Vec<(String, String, P)> = crate::mail::password_holders(&config)
+        .into_iter()
+        .map(|(h, label)| {
+            let unit = h.split(':').next().unwrap_or(&h);
+            let p = config
+                .agencies
+                .get(unit)
+                .map_or(P::Issued, |a| a.attachment.clone());
+            (h, label, p)
+        })
+        .collect();
     if let PasswordsAction::Issue { units: ids, .. } = action {
         for id in ids {
-            match units.iter().find(|a| &a.id == id).map(|a| &a.attachment) {
+            match holders.iter().find(|(h, ..)| h == id).map(|(.., p)| p) {
                 Some(P::Issued) => {}
                 Some(_) => {
                     return Err(Error::Other(anyhow::anyhow!(
@@ -784,39 +799,37 @@ fn passwords(
                 }
                 None => {
                     return Err(Error::Other(anyhow::anyhow!(
-                        "{id}: not a requesting agency of the config"
+                        "{id}: not a requesting agency, its ethics unit (<id>:ethics) or {} of the config",
+                        crate::mail::CHIEF_HOLDER
                     )));
                 }
             }
         }
-        for a in &units {
-            if a.attachment != P::Issued {
+        for (h, _, p) in &holders {
+            if *p != P::Issued {
                 continue;
             }
-            if ids.contains(&a.id) {
+            if ids.contains(h) {
                 store
-                    .issue_attachment_password(&a.id, &crate::mail::new_password(), &at)
+                    .issue_attachment_password(h, &crate::mail::new_password(), &at)
                     .map_err(anyhow::Error::from)?;
             } else if ids.is_empty() {
                 store
-                    .attachment_password_or_issue(&a.id, &at, crate::mail::new_password)
+                    .attachment_password_or_issue(h, &at, crate::mail::new_password)
                     .map_err(anyhow::Error::from)?;
             }
         }
     }
-    for a in units {
-        let how = match &a.attachment {
-            P::Issued => match store
-                .attachment_password(&a.id)
-                .map_err(anyhow::Error::from)?
-            {
+    for (h, label, p) in holders {
+        let how = match &p {
+            P::Issued => match store.attachment_password(&h).map_err(anyhow::Error::from)? {
                 Some(p) => format!("{}  issued {}", p.password, p.issued_at),
                 None => "(none yet: issued at the first mail, or by `passwords issue`)".to_owned(),
             },
             P::Env(var) => format!("(from environment variable {var})"),
             P::Unencrypted(reason) => format!("UNENCRYPTED: {reason}"),
         };
-        writeln!(out, "{:<12} {}  {how}", a.id, a.name).context("writing to stdout")?;
+        writeln!(out, "{h:<12} {label}  {how}").context("writing to stdout")?;
     }
     Ok(ExitStatus::Ok)
 }
@@ -1373,6 +1386,26 @@ fn check_config(
     }
     for line in agency_tree(&config) {
         w(out, line)?;
+    }
+    match &config.chief {
+        Some(c) => w(
+            out,
+            format!("chief administrator (總管理者): {} <{}>", c.name, c.email),
+        )?,
+        None => w(
+            out,
+            format!(
+                "WARNING: no [chief_administrator]: the city-wide workbooks (every unit's names and \
+                 accounts) and the overdue digests go to the Health Bureau's officer ({}), opened with \
+                 the Health Bureau's password",
+                config
+                    .agencies
+                    .health_bureau()
+                    .officer_email
+                    .as_deref()
+                    .unwrap_or("no address")
+            ),
+        )?,
     }
     // An edit shown before it is live: the register against the one the
     // daemon last ran with.

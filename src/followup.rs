@@ -61,7 +61,7 @@ struct Cx<'a> {
 /// overdue units to the chief administrator.
 pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Outgoing>> {
     let today = now.with_timezone(&config.timezone).date_naive();
-    let chief = config.agencies.health_bureau().officer_email.clone();
+    let chief = config.chief_email().map(str::to_owned);
     let reply_to = config.mail.reply_address().to_owned();
     let contact = config.mail.contact.as_deref().unwrap_or("");
     let mut out = Vec::new();
@@ -267,7 +267,14 @@ fn handover(
     let workbook =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let attachment = mail::protect(config, store, &item.unit_id, &workbook, &at)?;
+    let attachment = mail::protect(
+        config,
+        store,
+        &item.unit_id,
+        mail::Role::Officer,
+        &workbook,
+        &at,
+    )?;
     let unit_name = config
         .agencies
         .get(&item.unit_id)

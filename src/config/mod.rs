@@ -34,6 +34,11 @@ pub struct Config {
     pub followup: Followup,
     pub agencies: Agencies,
     pub mail: Mail,
+    /// The Health Bureau's chief administrator (總管理者, point 4), who
+    /// gets the city-wide workbooks, the officer-account review and the
+    /// overdue digests. `None`: the Health Bureau's officer gets them, and
+    /// `check-config` says so.
+    pub chief: Option<Chief>,
     /// Extra header aliases: table -> canonical column -> headers.
     pub column_aliases: BTreeMap<Table, BTreeMap<&'static str, Vec<String>>>,
     /// Extra spellings by vocabulary name: `(lower-cased spelling, code)`.
@@ -43,6 +48,25 @@ pub struct Config {
     pub inputs: Vec<InputOverride>,
     /// The mail templates, compiled.
     pub templates: crate::templates::Templates,
+}
+
+/// `[chief_administrator]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chief {
+    pub name: String,
+    pub email: String,
+}
+
+impl Config {
+    /// Where the chief administrator's mail goes: `[chief_administrator]`,
+    /// else the Health Bureau's officer.
+    pub fn chief_email(&self) -> Option<&str> {
+        self.chief.as_ref().map(|c| c.email.as_str()).or(self
+            .agencies
+            .health_bureau()
+            .officer_email
+            .as_deref())
+    }
 }
 
 /// When what a run asks of a unit is due and when it is chased
@@ -161,13 +185,23 @@ impl Holidays {
 }
 
 impl Holidays {
-    /// A working day: Monday to Friday unless a holiday, or a make-up workday.
+    /// A working day: Monday to Friday unless a holiday, or a make-up
+    /// workday. In a year the calendar does not list, the holidays fixed by
+    /// date in law (紀念日及節日實施條例: 1 January, 28 February, 10
+    /// October) still are: a deadline never falls on 開國紀念日 because
+    /// next year's calendar is not in yet.
     pub fn is_workday(&self, date: NaiveDate) -> bool {
         use chrono::Datelike;
         if self.workdays.contains_key(&date) {
             return true;
         }
-        date.weekday().number_from_monday() <= 5 && !self.holidays.contains_key(&date)
+        let listed = self
+            .holidays
+            .keys()
+            .chain(self.workdays.keys())
+            .any(|d| d.year() == date.year());
+        let fixed = !listed && matches!((date.month(), date.day()), (1, 1) | (2, 28) | (10, 10));
+        date.weekday().number_from_monday() <= 5 && !self.holidays.contains_key(&date) && !fixed
     }
 }
 
@@ -444,6 +478,26 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     };
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
+    let chief = raw.chief_administrator.as_ref().map(|c| {
+        if c.name.trim().is_empty() {
+            v.problem(
+                "chief_administrator.name",
+                format!("{:?}", c.name),
+                "the chief administrator's name, as the city-wide mail greets them",
+            );
+        }
+        if !mail.may_send_to(&c.email) {
+            v.problem(
+                "chief_administrator.email",
+                format!("{:?}", c.email),
+                "must be an address inside mail.allowed_domains",
+            );
+        }
+        Chief {
+            name: c.name.trim().to_owned(),
+            email: c.email.clone(),
+        }
+    });
     let column_aliases = v.column_aliases(&raw.columns);
     let formats = v.formats(&raw.formats);
     let vocabulary = v.vocabulary(&raw.vocabulary);
@@ -471,6 +525,7 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         followup,
         agencies,
         mail,
+        chief,
         column_aliases,
         vocabulary,
         formats,

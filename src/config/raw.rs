@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub agencies: Vec<RawAgency>,
     pub mail: RawMail,
+    /// `[chief_administrator]`: the Health Bureau's 總管理者 (point 4).
+    pub chief_administrator: Option<RawChief>,
     /// `[columns.<table>] <column> = ["header", ...]`: extra header aliases.
     #[serde(default)]
     pub columns: BTreeMap<String, BTreeMap<String, Vec<String>>>,
@@ -192,6 +194,14 @@ pub struct RawAgency {
     pub attachment_unencrypted: Option<String>,
     #[serde(default)]
     pub health_bureau: bool,
+}
+
+/// `[chief_administrator]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChief {
+    pub name: String,
+    pub email: String,
 }
 
 #[derive(Debug, Deserialize)]

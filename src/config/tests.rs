@@ -187,6 +187,34 @@ fn recipients_outside_allowed_domains_are_refused() {
 }
 
 #[test]
+fn the_chief_administrator_has_an_address_of_their_own() {
+    // Absent: the Health Bureau's officer gets their mail.
+    let c = load_str(BASE).unwrap();
+    assert_eq!(c.chief_email(), Some("o.khb@example.gov.tw"));
+    let text = format!(
+        "{BASE}\n[chief_administrator]\nname = \"周秀志\"\nemail = \"chief@example.gov.tw\"\n"
+    );
+    let c = load_str(&text).unwrap();
+    assert_eq!(c.chief_email(), Some("chief@example.gov.tw"));
+    assert_eq!(c.chief.unwrap().name, "周秀志");
+    // Inside the allowed domains, and named.
+    let p = problems(
+        &text
+            .replace("chief@example.gov.tw", "chief@gmail.com")
+            .replace("周秀志", " ")
+            .replace(
+                "admin = \"admin@example.gov.tw\"",
+                "admin = \"admin@example.gov.tw\"\nallowed_domains = [\"example.gov.tw\"]",
+            ),
+    );
+    assert!(
+        p.iter().any(|m| m.starts_with("chief_administrator.email"))
+            && p.iter().any(|m| m.starts_with("chief_administrator.name")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn column_aliases_and_formats_name_real_columns() {
     let text = format!(
         "{BASE}\n[columns.query_log]\naccount_id = [\"使用者\"]\n[formats.hr]\neffective_date = \"roc\"\nnope = \"roc\"\n[formats.roster]\ncreated_on = \"julian\"\n"
@@ -232,4 +260,12 @@ fn holidays_decide_workdays() {
     assert!(h.is_workday(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()));
     assert!(!h.is_workday(NaiveDate::from_ymd_opt(2026, 1, 3).unwrap()));
     assert!(h.is_workday(NaiveDate::from_ymd_opt(2026, 2, 7).unwrap()));
+    // A year the calendar does not list still has its holidays fixed by
+    // date: 2027-01-01 (a Friday) is no deadline; a listed year has only
+    // its calendar's (2026-02-28 is a Saturday, 2026-10-09 is listed
+    // nowhere: a working Friday).
+    assert!(!h.is_workday(NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()));
+    assert!(h.is_workday(NaiveDate::from_ymd_opt(2027, 1, 4).unwrap()));
+    assert!(!h.is_workday(NaiveDate::from_ymd_opt(2028, 2, 28).unwrap()));
+    assert!(h.is_workday(NaiveDate::from_ymd_opt(2026, 10, 9).unwrap()));
 }

@@ -56,6 +56,47 @@ impl Role {
     }
 }
 
+/// The holder of the chief administrator's attachment password in the
+/// store (a unit's is its id, its ethics unit's `<id>:ethics`).
+pub const CHIEF_HOLDER: &str = "chief_administrator";
+
+/// Whose password encrypts what is mailed to `role` about `unit_id`:
+/// each reader opens what is sent to them with a password of their own,
+/// never with another's (an ethics unit does not ask the officer whose
+/// queries it investigates; the unit's officer does not open the
+/// city-wide workbook).
+pub fn password_holder(config: &Config, unit_id: &str, role: Role) -> String {
+    match role {
+        Role::Officer => unit_id.to_owned(),
+        Role::Ethics => format!("{unit_id}:ethics"),
+        Role::ChiefAdmin if config.chief.is_some() => CHIEF_HOLDER.to_owned(),
+        Role::ChiefAdmin => config.agencies.health_bureau().id.clone(),
+    }
+}
+
+/// Every holder of an attachment password, with what it opens: each
+/// requesting unit's officer, its ethics unit, and the chief
+/// administrator; in the config's order.
+pub fn password_holders(config: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for a in config.agencies.iter().filter(|a| a.requesting) {
+        out.push((a.id.clone(), format!("{} 專責人員", a.name)));
+        if a.ethics_email.is_some() {
+            out.push((
+                password_holder(config, &a.id, Role::Ethics),
+                format!("{} 政風單位", a.name),
+            ));
+        }
+    }
+    if let Some(c) = &config.chief {
+        out.push((
+            CHIEF_HOLDER.to_owned(),
+            format!("衛生局總管理者 {}", c.name),
+        ));
+    }
+    out
+}
+
 /// A composed message, ready to queue: the store's row type.
 pub use crate::store::NewMessage as Outgoing;
 
@@ -84,13 +125,12 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if let Some(o) = &unit.officer_email {
-        let role = if model.city_wide {
-            Role::ChiefAdmin
-        } else {
-            Role::Officer
-        };
-        out.push((o.clone(), role));
+    if model.city_wide {
+        if let Some(c) = config.chief_email() {
+            out.push((c.to_owned(), Role::ChiefAdmin));
+        }
+    } else if let Some(o) = &unit.officer_email {
+        out.push((o.clone(), Role::Officer));
     }
     if !model.city_wide
         && model.serious
@@ -283,21 +323,27 @@ pub fn new_password() -> String {
         .collect()
 }
 
-/// `workbook` as it is mailed to `unit_id`. The password is the unit's
-/// `attachment_password_env` when set (a missing variable is an error,
-/// never a plain copy), else its issued password in the state store, made
-/// now (`at`) if it has none.
+/// `workbook` as it is mailed to `role` about `unit_id`. The password is
+/// the unit's `attachment_password_env` when set (a missing variable is an
+/// error, never a plain copy), else the reader's own issued password in
+/// the state store ([`password_holder`]), made now (`at`) if it has none.
 pub fn protect(
     config: &Config,
     store: &mut crate::store::Store,
     unit_id: &str,
+    role: Role,
     workbook: &[u8],
     at: &str,
 ) -> Result<Attachment> {
     use crate::config::AttachmentProtection as P;
     use rand09::SeedableRng as _;
     use std::io::Write as _;
-    let password = match config.agencies.get(unit_id).map(|a| &a.attachment) {
+    let holder = password_holder(config, unit_id, role);
+    let setting = match role {
+        Role::ChiefAdmin if config.chief.is_some() => None,
+        _ => config.agencies.get(unit_id).map(|a| &a.attachment),
+    };
+    let password = match setting {
         Some(P::Unencrypted(reason)) => {
             return Ok(Attachment {
                 bytes: workbook.to_vec(),
@@ -315,7 +361,7 @@ pub fn protect(
             })?,
         Some(P::Issued) | None => {
             store
-                .attachment_password_or_issue(unit_id, at, new_password)?
+                .attachment_password_or_issue(&holder, at, new_password)?
                 .password
         }
     };

@@ -1853,16 +1853,26 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         m.serious = serious(f.findings)?;
     }
     if let Some(roster) = f.roster {
-        // Point 4(5): the Health Bureau reviews every officer and chief
-        // administrator account of the city.
+        // Point 4(5): the chief administrator reviews every officer account
+        // of the city. Their own account is not theirs to review: it is the
+        // NHIA's to change (point 4, last paragraph), and 摘要 says so.
         let officers = roster
             .clone()
             .lazy()
-            .filter(one_of(
-                col("role"),
-                Series::new("r".into(), ["chief_admin", "officer"]),
-            ))
+            .filter(col("role").eq(lit("officer")))
             .collect()?;
+        let chiefs = roster
+            .clone()
+            .lazy()
+            .filter(col("role").eq(lit("chief_admin")))
+            .collect()?;
+        let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
+        if !ids.is_empty() {
+            m.notes.push(format!(
+                "總管理者帳號（{}）不列入「專責人員帳號」清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
+                ids.join("、")
+            ));
+        }
         let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
         let findings = f
             .findings

@@ -1148,7 +1148,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         let (name, title) = if m.city_wide {
             (
                 "專責人員帳號",
-                heading("總管理者及專責人員帳號清查（管理要點第四點第五款）"),
+                heading("專責人員帳號清查（管理要點第四點第五款）"),
             )
         } else {
             ("帳號清查", heading("帳號清查（請逐一確認並填寫處理結果）"))

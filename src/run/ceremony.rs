@@ -25,13 +25,12 @@ use crate::store::{Ceremony, SeedVia, Store};
 /// Where a seed file is dropped: `inbox/seeds/<period>.txt`.
 pub const INBOX_SEEDS: &str = "seeds";
 
-/// Who receives the commitment: the Health Bureau's officer and every
+/// Who receives the commitment: the chief administrator and every
 /// ethics unit, each address once, in address order.
 pub fn commitment_recipients(config: &Config) -> Vec<String> {
     let mut to: Vec<String> = config
-        .agencies
-        .health_bureau()
-        .officer_email
+        .chief_email()
+        .map(str::to_owned)
         .iter()
         .chain(
             config

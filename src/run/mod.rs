@@ -513,9 +513,10 @@ fn finish_run(
                 closed_by: None,
             })?;
         }
-        // Encrypted once per workbook: every recipient gets the same bytes.
-        let attachment = mail::protect(config, &mut store, &m.unit_id, &bytes, &issued_at)?;
         for (to, role) in recipients {
+            // Encrypted for its reader: each opens it with their own password.
+            let attachment =
+                mail::protect(config, &mut store, &m.unit_id, role, &bytes, &issued_at)?;
             messages.push(mail::compose(
                 config,
                 m,

@@ -245,7 +245,6 @@ fn open_investigation(
         closed_at: None,
         closed_by: None,
     })?;
-    let attachment = mail::protect(config, store, &r.unit_id, workbook, &at)?;
     let name = crate::archive::file_name_of(&format!(
         "健保WebIR稽核_{}_{}_調查紀錄.xlsx",
         unit.name, r.run_id
@@ -256,6 +255,7 @@ fn open_investigation(
         (unit.ethics_email.as_ref(), mail::Role::Ethics),
     ] {
         let Some(to) = to else { continue };
+        let attachment = mail::protect(config, store, &r.unit_id, role, workbook, &at)?;
         let body = config.templates.render(
             "investigation.txt.j2",
             &serde_json::json!({

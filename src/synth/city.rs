@@ -246,6 +246,14 @@ allowed_domains = ["example.gov.tw"]
 reply_to = "webir.khb@example.gov.tw"
 contact = "衛生局 WebIR 稽核承辦人（07-713-4000 分機 1234）"
 
+# Point 4: the Health Bureau's chief administrator (總管理者) gets the
+# city-wide workbooks, the officer-account review and the overdue digests,
+# opened with a password of their own; the Health Bureau's officer gets its
+# own unit's workbooks only.
+[chief_administrator]
+name = "周秀志"
+email = "chief.khb@example.gov.tw"
+
 # The HR export's status column is headed 異動狀態 in this city.
 [columns.hr]
 status = ["異動狀態"]

@@ -58,12 +58,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         to,
         webir_audit::run::ceremony::commitment_recipients(&config)
     );
-    let hb = config
-        .agencies
-        .health_bureau()
-        .officer_email
-        .clone()
-        .unwrap();
+    let hb = config.chief_email().unwrap().to_owned();
     assert!(to.contains(&hb));
     for a in config.agencies.iter() {
         if let Some(e) = &a.ethics_email {

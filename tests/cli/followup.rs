@@ -149,6 +149,7 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
             &config,
             &mut store,
             "KPB",
+            webir_audit::mail::Role::Officer,
             &std::fs::read(&filled).unwrap(),
             "2026-07-29T09:00:00Z",
         )
@@ -238,6 +239,7 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
             &config,
             &mut store,
             "KPB",
+            webir_audit::mail::Role::Officer,
             &std::fs::read(&filled).unwrap(),
             "2026-08-01T09:00:00Z",
         )
@@ -273,12 +275,7 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         .iter()
         .filter(|m| m.subject.contains("】逾期："))
         .collect();
-    let chief = config
-        .agencies
-        .health_bureau()
-        .officer_email
-        .clone()
-        .unwrap();
+    let chief = config.chief_email().unwrap().to_owned();
     let digest: Vec<&&Parsed> = overdue
         .iter()
         .filter(|m| m.to == chief && m.text.starts_with("衛生局總管理者"))
@@ -497,6 +494,7 @@ fn an_account_review_comes_back_with_its_decisions() {
             &config,
             &mut store,
             "KPB",
+            webir_audit::mail::Role::Officer,
             &std::fs::read(&out).unwrap(),
             "2026-07-10T09:00:00Z",
         )
@@ -721,12 +719,7 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     let config = c.config();
     let kpb = config.agencies.get("KPB").unwrap().clone();
     let officer = kpb.officer_email.clone().unwrap();
-    let chief = config
-        .agencies
-        .health_bureau()
-        .officer_email
-        .clone()
-        .unwrap();
+    let chief = config.chief_email().unwrap().to_owned();
     let returns = c.tmp.path().join("city/inbox/returns");
     std::fs::create_dir_all(&returns).unwrap();
 

@@ -4,7 +4,7 @@
 //! file name intact, and the attachment encrypted with the unit's password
 //! (rule 5(2)2) and decrypting byte for byte to the archived workbook.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -69,14 +69,29 @@ pub fn sha256(path: &std::path::Path) -> String {
 /// Each unit's current issued attachment password, by the addresses its
 /// mail goes to (officer and ethics unit).
 pub fn passwords_by_address(config: &webir_audit::config::Config) -> BTreeMap<String, String> {
+    use webir_audit::mail::{Role, password_holder};
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     let mut out = BTreeMap::new();
-    for a in config.agencies.iter() {
-        if let Some(p) = store.attachment_password(&a.id).unwrap() {
-            for addr in [&a.officer_email, &a.ethics_email].into_iter().flatten() {
-                out.insert(addr.clone(), p.password.clone());
-            }
+    let mut add = |addr: Option<&String>, holder: String| {
+        if let (Some(addr), Some(p)) = (addr, store.attachment_password(&holder).unwrap()) {
+            out.insert(addr.clone(), p.password);
         }
+    };
+    for a in config.agencies.iter() {
+        add(
+            a.officer_email.as_ref(),
+            password_holder(config, &a.id, Role::Officer),
+        );
+        add(
+            a.ethics_email.as_ref(),
+            password_holder(config, &a.id, Role::Ethics),
+        );
+    }
+    if let Some(c) = &config.chief {
+        add(
+            Some(&c.email),
+            password_holder(config, "", Role::ChiefAdmin),
+        );
     }
     out
 }
@@ -131,8 +146,9 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
     let files = config.paths.state.join("outbox-files");
     let got = parse_all(&files);
     let passwords = passwords_by_address(&config);
-    // Who must receive what: each unit's officer its unit's workbook, the
-    // Health Bureau's officer also the city-wide one.
+    // Who must receive what: each unit's officer its unit's workbook (the
+    // Health Bureau's officer its unit's only), the chief administrator
+    // the city-wide one.
     let mut expected: BTreeMap<(String, String), String> = BTreeMap::new();
     for unit in config.agencies.units() {
         let path = dir.join(format!("reports/{}.xlsx", unit.id));
@@ -141,18 +157,30 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
             unit.id.clone(),
         );
     }
-    let hb = config.agencies.health_bureau();
+    let chief = config
+        .chief
+        .clone()
+        .expect("the sample city names its chief administrator");
+    assert_ne!(
+        Some(&chief.email),
+        config.agencies.health_bureau().officer_email.as_ref()
+    );
     expected.insert(
         (
-            hb.officer_email.clone().unwrap(),
+            chief.email.clone(),
             sha256(&dir.join("reports/city-wide.xlsx")),
         ),
         "city-wide".into(),
     );
+    // Every reader has a password of their own: none opens another's mail.
+    let distinct: BTreeSet<&String> = passwords.values().collect();
+    assert_eq!(distinct.len(), passwords.len(), "{passwords:?}");
     // Workbooks; critical findings' notices (緊急) are messages of their own.
     let officers: Vec<_> = got
         .iter()
-        .filter(|p| p.to.starts_with("officer") && !p.subject.contains("緊急"))
+        .filter(|p| {
+            (p.to.starts_with("officer") || p.to == chief.email) && !p.subject.contains("緊急")
+        })
         .collect();
     assert_eq!(
         officers.len(),
@@ -179,13 +207,21 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
             assert!(subject.contains("全市彙整"), "{subject}");
         }
     }
-    // Ethics units hear of serious findings, with their unit's workbook.
+    // Ethics units hear of serious findings, with their unit's workbook,
+    // opened with their own password and not the unit officer's.
     for p in got
         .iter()
         .filter(|p| p.to.starts_with("ethics") && !p.subject.contains("緊急"))
     {
         let to = &p.to;
         let sha = sha256_bytes(&opened(p, &passwords[to]));
+        let officer = to.replace("ethics", "officer");
+        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+        assert!(
+            !office_crypto::decrypt_from_bytes(bytes, &passwords[&officer])
+                .is_ok_and(|b| sha256_bytes(&b) == sha),
+            "{to}: the officer's password opens the ethics unit's attachment"
+        );
         let unit = config
             .agencies
             .units()

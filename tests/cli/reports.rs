@@ -385,7 +385,8 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
         assert!(sheet.contains(r#""已廢止,已調整權限,保留,其他""#));
         assert!(sheet.contains("<sheetProtection"));
     }
-    // Point 4(5): the Health Bureau reviews every officer account.
+    // Point 4(5): the chief administrator reviews every officer account;
+    // their own is the NHIA's to change, and 摘要 says so.
     let (names, sheets) = read(&dir.join("reports/city-wide.xlsx"));
     assert_eq!(
         names,
@@ -404,12 +405,31 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     let officers: BTreeSet<String> = accounts
         .iter()
         .zip(roles.iter())
-        .filter(|(_, r)| matches!(r, Some("officer" | "chief_admin")))
+        .filter(|(_, r)| *r == Some("officer"))
         .filter_map(|(a, _)| a.map(str::to_owned))
         .collect();
     let (_, rows) = table(&sheets, "專責人員帳號");
     let got: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
     assert_eq!(got, officers);
+    let chief: BTreeSet<&str> = accounts
+        .iter()
+        .zip(roles.iter())
+        .filter(|(_, r)| *r == Some("chief_admin"))
+        .filter_map(|(a, _)| a)
+        .collect();
+    let chief: Vec<&str> = chief.into_iter().collect();
+    assert!(!chief.is_empty());
+    let summary: String = sheets["摘要"]
+        .iter()
+        .flatten()
+        .map(text)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        summary.contains(&format!("總管理者帳號（{}）不列入", chief.join("、")))
+            && summary.contains("中央健康保險署申請權限異動"),
+        "{summary}"
+    );
 }
 
 /// Input that looks like a formula stays text: written as a string with

@@ -139,12 +139,7 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
                 .push(format!("reports/{}.xlsx", u.id));
         }
     }
-    let hb = config
-        .agencies
-        .health_bureau()
-        .officer_email
-        .clone()
-        .unwrap();
+    let hb = config.chief_email().unwrap().to_owned();
     own.entry(hb)
         .or_default()
         .push("reports/city-wide.xlsx".into());
