@@ -179,8 +179,10 @@ impl RunFolder {
 
     /// The file name of a unit's workbook (`None`: the city-wide one).
     pub fn workbook_name(unit: Option<&str>) -> String {
-        match unit {
-            Some(u) => format!("{u}.xlsx"),
+        match unit.map(crate::report::unit_of_key) {
+            Some((u, false)) => format!("{u}.xlsx"),
+            // A unit's second review (`KPB:review`).
+            Some((u, true)) => format!("{u}.second-review.xlsx"),
             None => "city-wide.xlsx".to_owned(),
         }
     }
@@ -286,7 +288,10 @@ pub fn keep_return(
         .context("a run folder has a period folder")?;
     let parent = inside(period_dir, RETURNS)?;
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let (_, dir) = create_unique(&parent, &format!("{}_{unit_id}_{received}", run.id))?;
+    // A second review's key (`KPB:review`) as a name (`KPB.review`): no
+    // unit id holds a dot.
+    let tag = unit_id.replace(':', ".");
+    let (_, dir) = create_unique(&parent, &format!("{}_{tag}_{received}", run.id))?;
     for (name, bytes) in files {
         let mut f = create_private(&inside(&dir, name)?)?;
         f.write_all(bytes)

@@ -72,24 +72,43 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
         let Ok(due_on) = item.due_on.parse::<NaiveDate>() else {
             continue;
         };
-        let Some(unit) = config.agencies.get(&item.unit_id) else {
+        let (unit_id, review) = crate::report::unit_of_key(&item.unit_id);
+        let Some(unit) = config.agencies.get(unit_id) else {
             // A unit removed from the config: nobody to chase.
             continue;
         };
         let days_left = (due_on - today).num_days();
         for stage in stages(config, due_on, today) {
-            let (address, role) = match stage {
-                Stage::Before | Stage::Due | Stage::Overdue => {
+            let (address, role) = match (stage, review) {
+                (Stage::Before | Stage::Due | Stage::Overdue, false) => {
                     (unit.officer_email.as_ref(), mail::Role::Officer)
                 }
-                Stage::Ethics => (unit.ethics_email.as_ref(), mail::Role::Ethics),
+                (Stage::Ethics, false) => (unit.ethics_email.as_ref(), mail::Role::Ethics),
+                // A second review is chased with its reviewer; past the
+                // grace period the chief administrator's digest has it.
+                (Stage::Ethics, true) => continue,
+                // Its reviewer is asked as an officer is (the chief
+                // administrator's own role words are the digest's).
+                (_, true) => (
+                    Some(&item.sent_to),
+                    if unit.ethics_email.as_ref() == Some(&item.sent_to) {
+                        mail::Role::Ethics
+                    } else {
+                        mail::Role::Officer
+                    },
+                ),
             };
             if stage == Stage::Overdue {
                 overdue.entry(item.run_dir.as_str()).or_default().push(item);
             }
             let Some(address) = address else { continue };
+            let greeting = if review && role == mail::Role::Officer {
+                mail::Role::ChiefAdmin.greeting()
+            } else {
+                role.greeting()
+            };
             let cx = Cx {
-                recipient_role: role.greeting(),
+                recipient_role: greeting,
                 role: role.name(),
                 stage: stage.as_str(),
                 unit_name: &unit.name,
@@ -128,11 +147,13 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
                 units: items
                     .iter()
                     .map(|i| {
-                        let name = config
-                            .agencies
-                            .get(&i.unit_id)
-                            .map_or("", |a| a.name.as_str());
-                        format!("{name}（{}）", i.unit_id)
+                        let (id, review) = crate::report::unit_of_key(&i.unit_id);
+                        let name = config.agencies.get(id).map_or("", |a| a.name.as_str());
+                        if review {
+                            format!("{name}（{id}，專責人員本人帳號覆核）")
+                        } else {
+                            format!("{name}（{id}）")
+                        }
                     })
                     .collect(),
                 label: &first.label,

@@ -326,7 +326,34 @@ pub fn ingest_returned(
     let (summary, rows) = sheets(file, Some(workbook), LAYOUT.sheet)?;
     let (run_id, unit_id, run_dir, original) =
         locate(file, &summary, archive_dir, crate::job::Job::SampleAudit)?;
+    // A second review of the officers' own accounts is the reviewer's
+    // return, filed, chased and answered apart from the officer's.
+    let review = summary_value(&summary, crate::report::REVIEW_LABEL)
+        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
+    let (unit_id, original) = if review {
+        let key = crate::report::review_key(&unit_id);
+        let original = run_dir
+            .reports()
+            .join(archive::RunFolder::workbook_name(Some(&key)));
+        (key, original)
+    } else {
+        (unit_id, original)
+    };
     let (orig_summary, orig_rows) = sheets(&original, None, LAYOUT.sheet)?;
+    // Who audits is what the run sent: a return cannot move itself from
+    // the officer's worksheet to the reviewer's or back.
+    if summary_value(&orig_summary, crate::report::REVIEW_LABEL)
+        != summary_value(&summary, crate::report::REVIEW_LABEL)
+    {
+        return Err(ReturnError::CellChanged {
+            file: path(),
+            sheet: "摘要",
+            row: 0,
+            column: crate::report::REVIEW_LABEL.to_owned(),
+            was: summary_value(&orig_summary, crate::report::REVIEW_LABEL).unwrap_or_default(),
+            now: summary_value(&summary, crate::report::REVIEW_LABEL).unwrap_or_default(),
+        });
+    }
     let digest = summary_value(&summary, "樣本摘要值");
     let want = summary_value(&orig_summary, "樣本摘要值");
     if digest != want {
@@ -371,8 +398,12 @@ pub fn ingest_returned(
     for (i, got) in data.iter().enumerate() {
         answers.push(WorksheetAnswer {
             seq: i as u32 + 1,
-            // The account, then its holder and agency on lines below.
-            account_id: col(got, "帳號").lines().next().unwrap_or("").to_owned(),
+            // The account, then its holder beside it and its agency below.
+            account_id: col(got, "帳號")
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
             queried_at: col(got, "查詢時間"),
             query_item: col(got, "查詢項目"),
             subject: col(got, "被查詢人"),

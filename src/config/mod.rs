@@ -57,7 +57,35 @@ pub struct Chief {
     pub email: String,
 }
 
+/// Who reviews a unit's officers' own accounts in the sample audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewer {
+    /// The unit's ethics unit.
+    Ethics,
+    /// The chief administrator, where the unit has no ethics address.
+    ChiefAdmin,
+}
+
 impl Config {
+    /// The second reviewer of `unit`'s officers' own accounts and where
+    /// to write to them: the unit's ethics unit, else the chief
+    /// administrator; never the unit's officer.
+    pub fn second_reviewer(&self, unit: &str) -> Option<(&str, Reviewer)> {
+        let agency = self.agencies.get(unit);
+        let officer = agency.and_then(|a| a.officer_email.as_deref());
+        let not_officer = |e: &&str| Some(*e) != officer;
+        match agency
+            .and_then(|a| a.ethics_email.as_deref())
+            .filter(not_officer)
+        {
+            Some(e) => Some((e, Reviewer::Ethics)),
+            None => self
+                .chief_email()
+                .filter(not_officer)
+                .map(|c| (c, Reviewer::ChiefAdmin)),
+        }
+    }
+
     /// Where the chief administrator's mail goes: `[chief_administrator]`,
     /// else the Health Bureau's officer.
     pub fn chief_email(&self) -> Option<&str> {

@@ -125,6 +125,17 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    if model.second_review.is_some() {
+        // Never the officer: the unit's second reviewer.
+        if let Some((to, who)) = config.second_reviewer(&model.unit_id) {
+            let role = match who {
+                crate::config::Reviewer::Ethics => Role::Ethics,
+                crate::config::Reviewer::ChiefAdmin => Role::ChiefAdmin,
+            };
+            out.push((to.to_owned(), role));
+        }
+        return out;
+    }
     if model.city_wide {
         if let Some(c) = config.chief_email() {
             out.push((c.to_owned(), Role::ChiefAdmin));
@@ -282,11 +293,19 @@ struct MailContext<'a> {
     chain_head: &'a str,
     /// A sample audit's seed, how it came and the commitment's time.
     seed_line: String,
+    /// A second review of the officers' own accounts: the reviewer audits.
+    second_review: bool,
+    /// The accounts a second review holds.
+    review_accounts: String,
 }
 
 /// The file name officers see: Chinese, and saying what it is.
 pub fn attachment_name(model: &ReportModel) -> String {
-    let scope = if model.city_wide { "全市彙整" } else { "" };
+    let scope = match (model.city_wide, &model.second_review) {
+        (true, _) => "全市彙整",
+        (false, Some(_)) => "專責人員本人帳號覆核",
+        (false, None) => "",
+    };
     // A review day reads 基準日2026-07-10, not the folder's as-of form.
     let period = match crate::period::RunPeriod::parse(&model.period_id).and_then(|p| p.as_of()) {
         Some(day) => format!("基準日{day}"),
@@ -442,6 +461,12 @@ pub fn compose(
             .sample
             .as_ref()
             .map(|s| s.seed_line())
+            .unwrap_or_default(),
+        second_review: model.second_review.is_some(),
+        review_accounts: model
+            .second_review
+            .as_ref()
+            .map(|r| r.accounts.join("、"))
             .unwrap_or_default(),
     };
     let t = &config.templates;

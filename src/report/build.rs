@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
-use super::{Cell, ReportKind, ReportModel, SampleSection, Table, period_label};
+use super::{Cell, ReportKind, ReportModel, SampleSection, SecondReview, Table, period_label};
 use crate::checks::Severity;
 use crate::checks::{Code, Scope, left_keep_order, one_of};
 use crate::checks::{NotChecked, NotCheckedWhy};
@@ -107,11 +107,12 @@ fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
             .iter()
             .map(|d| {
                 vec![
-                    Cell::Text(format!(
-                        "{}（{}）",
-                        agency_name(f.config, &d.unit_id),
-                        d.unit_id
-                    )),
+                    // A unit's second review is the unit's; its label says
+                    // which it is.
+                    Cell::Text({
+                        let (id, _) = super::unit_of_key(&d.unit_id);
+                        format!("{}（{id}）", agency_name(f.config, id))
+                    }),
                     Cell::Text(d.label.clone()),
                     Cell::Text(d.run_id.clone()),
                     Cell::Text(d.opened_on.clone()),
@@ -487,11 +488,21 @@ pub fn sample_details(
     forms: &DataFrame,
     findings: &DataFrame,
 ) -> PolarsResult<DataFrame> {
-    let holders = roster
-        .clone()
-        .lazy()
-        .group_by([col("account_id")])
-        .agg([col("holder_name").first()]);
+    // The holder's role decides who reviews the row: an officer's own
+    // account is reviewed by someone else (a second review).
+    let role = if roster
+        .get_column_names()
+        .iter()
+        .any(|c| c.as_str() == "role")
+    {
+        col("role")
+    } else {
+        lit(NULL).cast(DataType::String)
+    };
+    let holders = roster.clone().lazy().group_by([col("account_id")]).agg([
+        col("holder_name").first(),
+        role.first().alias("holder_role"),
+    ]);
     // The form the checks matched (one as-of join, `checks::match_forms`),
     // with its approver.
     let approvers = forms
@@ -659,7 +670,27 @@ pub fn monthly_queries(log: &DataFrame, period: &crate::period::Period) -> Polar
 pub fn models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
     let mut out = Vec::new();
     for unit in f.config.agencies.units() {
-        out.push(unit_model(f, &unit.id)?);
+        let mut m = unit_model(f, &unit.id)?;
+        let review = second_review_model(f, &m)?;
+        if let Some(r) = review.as_ref().and_then(|r| r.second_review.as_ref()) {
+            let rows = review
+                .as_ref()
+                .and_then(|r| r.sample.as_ref())
+                .map_or(0, |s| s.worksheet.rows.len());
+            m.notes.push(match f.config.second_reviewer(&unit.id) {
+                Some((_, who)) => format!(
+                    "貴機關專責人員本人帳號（{}）之抽樣紀錄 {rows} 筆不列入本表，另送{}覆核：專責人員不自行抽查本人帳號。",
+                    r.accounts.join("、"),
+                    reviewer_name(who)
+                ),
+                None => format!(
+                    "貴機關專責人員本人帳號（{}）之抽樣紀錄 {rows} 筆不列入本表，惟無覆核人（未設定政風單位或總管理者信箱）：請衛生局指定覆核人。",
+                    r.accounts.join("、")
+                ),
+            });
+        }
+        out.push(m);
+        out.extend(review);
     }
     out.push(city_model(f)?);
     Ok(out)
@@ -816,6 +847,7 @@ fn base(
             .collect(),
     };
     Ok(ReportModel {
+        second_review: None,
         kind: f.kind,
         unit_id: unit_id.to_owned(),
         unit_name,
@@ -1466,13 +1498,39 @@ fn strata_table<'s>(
     })
 }
 
+/// The roles whose accounts are reviewed by someone other than the
+/// unit's officer: the officer's own (no reviewer certifies their own
+/// access) and the chief administrator's.
+pub const SECOND_REVIEW_ROLES: [&str; 2] = ["officer", "chief_admin"];
+
+/// Which of a unit's sampled rows a worksheet holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every row but the officers' own accounts': the officer's worksheet.
+    Officer,
+    /// The officers' own accounts' rows: the second reviewer's.
+    SecondReview,
+}
+
 fn sample_section(
     f: &RunFacts<'_>,
     m: &Manifest,
     details: &DataFrame,
     ids: &[String],
+    part: Part,
 ) -> PolarsResult<SampleSection> {
-    let d = in_set(details, "agency_id", ids)?;
+    let reviewed = one_of(
+        col("holder_role"),
+        Series::new("r".into(), SECOND_REVIEW_ROLES),
+    )
+    .fill_null(lit(false));
+    let d = in_set(details, "agency_id", ids)?
+        .lazy()
+        .filter(match part {
+            Part::Officer => reviewed.not(),
+            Part::SecondReview => reviewed,
+        })
+        .collect()?;
     let agency = strs(&d, "agency_id")?;
     let account = strs(&d, "account_id")?;
     let holder = strs(&d, "holder_name")?;
@@ -1647,7 +1705,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         m.orphans = Some(t);
     }
     if let Some((manifest, details)) = f.sample {
-        let section = sample_section(f, manifest, details, &ids)?;
+        let section = sample_section(f, manifest, details, &ids, Part::Officer)?;
         // How many rows the officer has to check, with the first action.
         if let Some(first) = m.actions.first_mut() {
             first.push_str(&format!(
@@ -1664,6 +1722,58 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         }
     }
     Ok(m)
+}
+
+/// The reviewer's name as documents say it.
+pub fn reviewer_name(who: crate::config::Reviewer) -> &'static str {
+    match who {
+        crate::config::Reviewer::Ethics => "貴機關政風單位",
+        crate::config::Reviewer::ChiefAdmin => "衛生局總管理者",
+    }
+}
+
+/// The second review of a unit's sample (issue 28): its officers' own
+/// accounts' sampled rows, for the reviewer the config names (the unit's
+/// ethics unit, else the chief administrator) to audit, sign and return.
+/// `None` when the unit's sample holds no such account. Its workbook is
+/// the unit's with only this worksheet to fill in: the query findings and
+/// the roster stay the officer's to answer.
+fn second_review_model(f: &RunFacts<'_>, unit: &ReportModel) -> PolarsResult<Option<ReportModel>> {
+    let Some((manifest, details)) = f.sample else {
+        return Ok(None);
+    };
+    let ids = subtree(f.config, &unit.unit_id);
+    let section = sample_section(f, manifest, details, &ids, Part::SecondReview)?;
+    if section.worksheet.rows.is_empty() {
+        return Ok(None);
+    }
+    let accounts: std::collections::BTreeSet<String> = section
+        .worksheet
+        .rows
+        .iter()
+        .filter_map(|r| match r.get(1) {
+            Some(Cell::Text(t)) => t.split([' ', '\n']).next().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    let accounts: Vec<String> = accounts.into_iter().collect();
+    let mut m = unit.clone();
+    m.second_review = Some(SecondReview {
+        accounts: accounts.clone(),
+    });
+    m.query_findings = None;
+    m.query_details = None;
+    m.accounts = None;
+    m.orphans = None;
+    m.serious = false;
+    let deadline = deadline(f.config, f.kind, f.generated_at).1;
+    m.actions = vec![format!(
+        "本表為貴機關專責人員本人帳號（{}）之抽查紀錄共 {} 筆：專責人員不自行抽查本人帳號，請由貴單位覆核，逐筆填寫黃色欄位並於表格下方簽章，於 {deadline} 前回傳（管理要點第六點第一款）。",
+        accounts.join("、"),
+        section.worksheet.rows.len()
+    )];
+    m.sample = Some(section);
+    Ok(Some(m))
 }
 
 /// Rules the query checks apply that the regulation does not state: a
@@ -2023,6 +2133,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             manifest,
             &DataFrame::empty_with_schema(&sample_schema()),
             &[],
+            Part::Officer,
         )?;
         s.strata = strata_table(f, manifest.units.iter().flat_map(|u| &u.strata))?;
         m.sample = Some(s);
@@ -2037,6 +2148,7 @@ fn sample_schema() -> Schema {
         ("agency_id", DataType::String),
         ("account_id", DataType::String),
         ("holder_name", DataType::String),
+        ("holder_role", DataType::String),
         ("queried_at_exact", t.clone()),
         ("query_item", DataType::String),
         ("subject", DataType::String),

@@ -14,7 +14,7 @@ pub mod build;
 pub mod layout;
 pub(crate) mod sheets;
 
-pub use sheets::seed_source;
+pub use sheets::{REVIEW_LABEL, SECOND_REVIEW, seed_source};
 
 use crate::job::Job;
 use chrono::NaiveDateTime;
@@ -276,6 +276,10 @@ pub struct ReportModel {
     pub chain_head: Option<String>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
+    /// A sample audit's second review: the unit's officers' own accounts'
+    /// rows, for a reviewer other than the officer. `None`: the officer's
+    /// (or another kind's) workbook.
+    pub second_review: Option<SecondReview>,
     /// Shown first on the summary, in red, and at the top of the mail:
     /// checks withheld because their inputs failed.
     pub warnings: Vec<String>,
@@ -283,6 +287,43 @@ pub struct ReportModel {
     pub not_checked: Table,
     /// One line on the inputs: files used and failed, rows rejected.
     pub quality: String,
+}
+
+/// What follows a unit's id in the key of its second review (its
+/// workbook, due item and return): `KPB:review`.
+const REVIEW_SUFFIX: &str = ":review";
+
+/// The key of `unit`'s second review.
+pub fn review_key(unit: &str) -> String {
+    format!("{unit}{REVIEW_SUFFIX}")
+}
+
+/// The unit a due item's or a return's key is about, and whether it is
+/// the unit's second review.
+pub fn unit_of_key(key: &str) -> (&str, bool) {
+    match key.strip_suffix(REVIEW_SUFFIX) {
+        Some(unit) => (unit, true),
+        None => (key, false),
+    }
+}
+
+impl ReportModel {
+    /// The key the workbook is filed, mailed, chased and returned under:
+    /// its unit's id, or the unit's second review's.
+    pub fn key(&self) -> String {
+        if self.second_review.is_some() {
+            review_key(&self.unit_id)
+        } else {
+            self.unit_id.clone()
+        }
+    }
+}
+
+/// What a second-review workbook is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondReview {
+    /// The officers' own accounts it holds.
+    pub accounts: Vec<String>,
 }
 
 /// The investigation record (point 6(3)) of a unit's confirmed anomalies:

@@ -586,6 +586,14 @@ fn write_table(
     Ok(names)
 }
 
+/// The label on 摘要 of who audits the worksheet: the officer, or (a
+/// second review) someone else, of the officers' own accounts. A return is
+/// matched to the workbook it answers by it.
+pub const REVIEW_LABEL: &str = "抽查人";
+
+/// What [`REVIEW_LABEL`] says of a second review, before its accounts.
+pub const SECOND_REVIEW: &str = "覆核專責人員本人帳號";
+
 /// The queries of an item on 異常查詢明細 that print: the first few show
 /// what the item is; a person reads the rest on screen, where they are
 /// grouped and collapsed (one account's 279 queries printed 10 pages).
@@ -706,6 +714,16 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         row += 1;
     }
     row += 1;
+    // A unit's sample worksheet says who audits it.
+    let auditor = (m.kind == ReportKind::SampleAudit && !m.city_wide).then(|| {
+        (
+            REVIEW_LABEL,
+            Cell::Text(m.second_review.as_ref().map_or_else(
+                || "專責人員".to_owned(),
+                |r| format!("{SECOND_REVIEW}：{}", r.accounts.join("、")),
+            )),
+        )
+    });
     let mut row = write_pairs(
         ws,
         row,
@@ -716,6 +734,10 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
             ),
             ("期間", Cell::Text(m.period_label.clone())),
             ("執行編號", Cell::Text(m.run_id.clone())),
+        ]
+        .into_iter()
+        .chain(auditor)
+        .chain([
             ("產製時間", Cell::Time(m.generated_at)),
             ("依據", Cell::Text(m.kind.rule().into())),
             (
@@ -725,7 +747,8 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
                     |h| format!("{h}（製作本工作簿時之最新紀錄；以 webir-audit archive verify --head 查驗）"),
                 )),
             ),
-        ],
+        ])
+        .collect::<Vec<_>>(),
         st,
     )?;
     for n in &m.notes {
@@ -1134,7 +1157,11 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         write_table(
             &mut wb,
             SAMPLE_WORKSHEET.sheet,
-            &heading("抽查工作底稿（黃色欄位由稽核人員填寫）"),
+            &heading(if m.second_review.is_some() {
+                "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
+            } else {
+                "抽查工作底稿（黃色欄位由稽核人員填寫）"
+            }),
             &s.worksheet,
             Some(&inputs),
             m,

@@ -472,14 +472,15 @@ fn finish_run(
         if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
             continue;
         }
-        let unit = (!m.city_wide).then_some(m.unit_id.as_str());
+        let key = m.key();
+        let unit = (!m.city_wide).then_some(key.as_str());
         let name = RunFolder::workbook_name(unit);
         let bytes = report::render(m).with_context(|| format!("rendering {name} ({hb})"))?;
         let path = outcome.folder.workbook(unit)?;
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
-        if !m.city_wide {
+        if !m.city_wide && m.second_review.is_none() {
             let (items, keys) = critical_items(&outcome.findings, &m.unit_id, &notified)?;
             let notices = mail::critical_notices(config, m, &run, &items, now)?;
             if !notices.is_empty() {
@@ -500,13 +501,19 @@ fn finish_run(
                 job: facts.kind.job().name().to_owned(),
                 run_id: m.run_id.clone(),
                 run_dir: run.clone(),
-                unit_id: m.unit_id.clone(),
-                sent_to: config
-                    .agencies
-                    .get(&m.unit_id)
-                    .and_then(|a| a.officer_email.clone())
-                    .unwrap_or_default(),
-                label: format!("{} {}", m.period_label, m.kind.title()),
+                unit_id: key.clone(),
+                // Whoever the workbook is for: the officer, or the second
+                // reviewer.
+                sent_to: recipients[0].0.clone(),
+                label: if m.second_review.is_some() {
+                    format!(
+                        "{} {}（專責人員本人帳號覆核）",
+                        m.period_label,
+                        m.kind.title()
+                    )
+                } else {
+                    format!("{} {}", m.period_label, m.kind.title())
+                },
                 opened_at: facts.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
                 due_on: due_on.to_string(),
                 closed_at: None,

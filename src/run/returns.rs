@@ -159,7 +159,9 @@ fn investigation(
     r: &Returned,
     today: chrono::NaiveDateTime,
 ) -> Result<(Vec<u8>, String)> {
-    let unit = config.agencies.get(&r.unit_id);
+    let unit = config
+        .agencies
+        .get(crate::report::unit_of_key(&r.unit_id).0);
     // On a working day, as every deadline.
     let due_on = crate::report::build::due_after(
         config,
@@ -224,8 +226,19 @@ fn open_investigation(
     due_on: &str,
     clock: &dyn Clock,
 ) -> Result<()> {
-    let Some(unit) = config.agencies.get(&r.unit_id) else {
+    let (unit_id, review) = crate::report::unit_of_key(&r.unit_id);
+    let Some(unit) = config.agencies.get(unit_id) else {
         return Ok(());
+    };
+    // Anomalies of the officers' own accounts (a second review) are not
+    // the officer's to investigate: the reviewer leads it.
+    let to: Vec<(Option<&String>, mail::Role)> = if review {
+        vec![(unit.ethics_email.as_ref(), mail::Role::Ethics)]
+    } else {
+        vec![
+            (unit.officer_email.as_ref(), mail::Role::Officer),
+            (unit.ethics_email.as_ref(), mail::Role::Ethics),
+        ]
     };
     let now = clock.now();
     let at = mail::outbox::stamp(now);
@@ -235,7 +248,7 @@ fn open_investigation(
         run_id: r.run_id.clone(),
         run_dir: kept.display().to_string(),
         unit_id: r.unit_id.clone(),
-        sent_to: unit.officer_email.clone().unwrap_or_default(),
+        sent_to: to.iter().find_map(|(a, _)| a.cloned()).unwrap_or_default(),
         label: format!("抽查工作底稿確認異常 {} 筆之調查紀錄", r.anomalies.len()),
         opened_at: clock
             .local(config.timezone)
@@ -250,12 +263,9 @@ fn open_investigation(
         unit.name, r.run_id
     ));
     let mut messages = Vec::new();
-    for (to, role) in [
-        (unit.officer_email.as_ref(), mail::Role::Officer),
-        (unit.ethics_email.as_ref(), mail::Role::Ethics),
-    ] {
+    for (to, role) in to {
         let Some(to) = to else { continue };
-        let attachment = mail::protect(config, store, &r.unit_id, role, workbook, &at)?;
+        let attachment = mail::protect(config, store, unit_id, role, workbook, &at)?;
         let body = config.templates.render(
             "investigation.txt.j2",
             &serde_json::json!({
@@ -352,7 +362,10 @@ fn queue_anomalies(
         run_id: &'a str,
         anomalies: Vec<std::collections::BTreeMap<&'static str, String>>,
     }
-    let Some(unit) = config.agencies.get(&returned.unit_id) else {
+    let Some(unit) = config
+        .agencies
+        .get(crate::report::unit_of_key(&returned.unit_id).0)
+    else {
         return Ok(false);
     };
     let (Some(ethics), false) = (&unit.ethics_email, returned.anomalies.is_empty()) else {

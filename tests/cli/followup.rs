@@ -87,7 +87,17 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     let sent = city.mails();
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     let items = store.due_items().unwrap();
-    assert_eq!(items.len(), units.len(), "one due item per unit");
+    // One per unit, and one per second review of a unit's officer's own
+    // account.
+    let officers = items
+        .iter()
+        .filter(|i| !i.unit_id.ends_with(":review"))
+        .count();
+    assert_eq!(officers, units.len(), "one due item per unit");
+    assert!(
+        items.len() > officers,
+        "the sample city has a second review"
+    );
     assert!(
         items
             .iter()
@@ -102,7 +112,18 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
     city.run(&["daemon", "--once"], "2026-07-28T15:00:00+08:00");
     let mails = city.mails();
-    assert_eq!(count(&mails, "】提醒："), units.len(), "one reminder each");
+    // Each officer, and each second reviewer.
+    assert_eq!(count(&mails, "】提醒："), items.len(), "one reminder each");
+    let review = items
+        .iter()
+        .find(|i| i.unit_id.ends_with(":review"))
+        .unwrap();
+    assert!(
+        mails.iter().any(|m| m.subject.contains("】提醒：")
+            && m.to == review.sent_to
+            && m.text.contains("專責人員本人帳號覆核")),
+        "the reviewer is reminded"
+    );
     let kpb = units.iter().find(|u| u.id == "KPB").unwrap();
     let r = mails
         .iter()
@@ -269,7 +290,8 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     city.run(&["daemon", "--once"], "2026-08-18T09:00:00+08:00");
     city.run(&["daemon", "--once"], "2026-08-19T09:00:00+08:00");
     let mails = city.mails();
-    let open = units.len() - 1;
+    // Every item but KPB's: the other units' and the second review.
+    let open = items.len() - 1;
     assert_eq!(count(&mails, "】今日到期："), open);
     let overdue: Vec<&Parsed> = mails
         .iter()
@@ -282,7 +304,10 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         .collect();
     assert_eq!(digest.len(), 1, "one digest to the chief administrator");
     assert!(
-        digest[0].text.contains("督導") && !digest[0].text.contains("（KPB）"),
+        digest[0].text.contains("督導")
+            && !digest[0].text.contains("（KPB）")
+            && digest[0].text.contains("專責人員本人帳號覆核）")
+            && !digest[0].text.contains(":review"),
         "{}",
         digest[0].text
     );
@@ -311,14 +336,14 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     assert!(
         status.stdout.contains(&format!(
             "returns: {} asked, 2 returned, {open} open ({open} overdue)",
-            units.len() + 1
+            items.len() + 1
         )),
         "{}",
         status.stdout
     );
     let json = city.run(&["status", "--json"], "2026-08-19T10:00:00+08:00");
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["due"].as_array().unwrap().len(), units.len() + 1);
+    assert_eq!(v["due"].as_array().unwrap().len(), items.len() + 1);
     let next = city.run(
         &["run", "query-check", "--period", "2026H1", "--no-send"],
         "2026-08-20T09:00:00+08:00",

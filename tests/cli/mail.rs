@@ -227,11 +227,14 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
             .units()
             .find(|u| u.ethics_email.as_deref() == Some(to.as_str()))
             .unwrap();
-        assert_eq!(
-            sha,
-            sha256(&dir.join(format!("reports/{}.xlsx", unit.id))),
-            "{to}"
-        );
+        // The unit's workbook, or the second review of its officer's own
+        // account.
+        let file = if p.subject.contains("專責人員本人帳號覆核") {
+            format!("reports/{}.second-review.xlsx", unit.id)
+        } else {
+            format!("reports/{}.xlsx", unit.id)
+        };
+        assert_eq!(sha, sha256(&dir.join(file)), "{to}");
     }
 
     // Sending again delivers nothing new.
@@ -424,6 +427,20 @@ fn each_mail_says_what_its_reader_must_do() {
             }
             continue;
         }
+        if m.subject.contains("專責人員本人帳號覆核") {
+            // A second review: the ethics unit audits the officer's own
+            // account, fills in and returns.
+            assert!(m.to.starts_with("ethics."), "{}", m.to);
+            for must in ["專責人員不自行抽查本人帳號", "黃色欄位", "應辦事項", "回傳"]
+            {
+                assert!(
+                    m.text.contains(must),
+                    "review mail lacks {must}: {}",
+                    m.text
+                );
+            }
+            continue;
+        }
         if m.to.starts_with("ethics.") {
             ethics += 1;
             assert!(m.text.starts_with("政風單位 您好"), "{}", m.text);
@@ -515,7 +532,7 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
         // Who holds the password: the chief administrator, who hands each
         // unit's to its officer.
         let says = if p.subject.contains("全市彙整") {
-            "各機關之附件密碼由衛生局總管理者保管"
+            "各機關專責人員及政風單位之附件密碼各自不同，由總管理者以電話或公文分別交付"
         } else {
             "由衛生局總管理者以電話或公文交付貴機關專責人員"
         };
@@ -654,6 +671,19 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
             &["黃色欄位", "應辦事項", "處理結果欄"],
         ),
         (
+            "抽查工作底稿",
+            "review",
+            &[
+                "政風單位 您好",
+                "專責人員不自行抽查本人帳號",
+                "覆核",
+                "黃色欄位",
+                "第六點第一款",
+                "回傳",
+            ],
+            &["會同", "副知"],
+        ),
+        (
             "",
             "chief_admin",
             &["衛生局總管理者 您好", "督導", "第四點"],
@@ -690,7 +720,9 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
     let mails = parse_all(&dir.join("var/state/outbox-files"));
     let mut used = vec![0usize; RULES.len()];
     for m in &mails {
-        let role = if m.to.starts_with("ethics.") {
+        let role = if m.subject.contains("專責人員本人帳號覆核") {
+            "review"
+        } else if m.to.starts_with("ethics.") {
             "ethics"
         } else if m.subject.contains("全市彙整") {
             "chief_admin"

@@ -212,7 +212,16 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             .lines()
             .filter(|l| l.starts_with(&format!("{unit},")))
             .count();
-        assert_eq!(rows.len(), expected, "{unit}");
+        // The officer's worksheet and the second review of the officer's
+        // own account hold every sampled record between them.
+        let review = dir.join(format!("reports/{unit}.second-review.xlsx"));
+        let reviewed = if review.exists() {
+            let (_, sheets) = read(&review);
+            table(&sheets, "抽查工作底稿").1.len()
+        } else {
+            0
+        };
+        assert_eq!(rows.len() + reviewed, expected, "{unit}");
         for r in rows {
             // The account and its holder, and below them its agency when
             // a subordinate one's: one of this unit's.
@@ -842,7 +851,14 @@ fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
     }
     let out = retention("2029-07-04T00:00:00+08:00");
     assert!(!sa.exists(), "{out}");
-    assert!(out.contains("1 deleted"), "{out}");
+    // The run and the returns to it (one per workbook it sent).
+    let sent = std::fs::read_dir(sa.parent().unwrap()).map_or(0, |d| d.count());
+    assert_eq!(sent, 0, "{out}");
+    let returned = out.lines().filter(|l| l.contains("/returns/")).count();
+    assert!(
+        out.contains(&format!("{} deleted, 0 kept", returned + 1)),
+        "{out}"
+    );
 
     // Each deletion is on record, and the record cannot be rewritten.
     let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
@@ -1943,5 +1959,175 @@ fn a_critical_finding_is_told_urgently_once() {
             .unwrap()
             .lines()
             .any(|l| l.split(',').nth(1) == Some("critical"))
+    );
+}
+
+/// Issue 28: no officer audits their own account. The sampled rows of a
+/// unit's officer accounts are not in the worksheet its officer gets;
+/// they go, in a workbook of their own, to a second reviewer (the unit's
+/// ethics unit), who returns it apart from the officer's.
+#[test]
+fn no_officer_reviews_their_own_account() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let ing = webir_audit::ingest::ingest(&city.config, None).unwrap();
+    let roster = ing.table(webir_audit::model::Table::Roster);
+    let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
+    let roles = roster.column("role").unwrap().str().unwrap().clone();
+    let own: BTreeSet<&str> = accounts
+        .iter()
+        .zip(roles.iter())
+        .filter(|(_, r)| matches!(r, Some("officer" | "chief_admin")))
+        .filter_map(|(a, _)| a)
+        .collect();
+    let worksheet_accounts = |path: &Path| -> BTreeSet<String> {
+        let (_, sheets) = read(path);
+        let (h, rows) = table(&sheets, "抽查工作底稿");
+        rows.iter()
+            .map(|r| {
+                text(&r[column(&h, "帳號")])
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let mut reviewed = Vec::new();
+    for unit in city.config.agencies.units() {
+        let officer = worksheet_accounts(&dir.join(format!("reports/{}.xlsx", unit.id)));
+        let mine: Vec<&String> = officer
+            .iter()
+            .filter(|a| own.contains(a.as_str()))
+            .collect();
+        assert!(mine.is_empty(), "{}: the officer audits {mine:?}", unit.id);
+        let review = dir.join(format!("reports/{}.second-review.xlsx", unit.id));
+        if review.exists() {
+            let theirs = worksheet_accounts(&review);
+            assert!(
+                theirs.iter().all(|a| own.contains(a.as_str())),
+                "{}: {theirs:?}",
+                unit.id
+            );
+            reviewed.push(unit.clone());
+        }
+    }
+    // A unit whose officer's account was drawn, and its ethics unit.
+    let unit = reviewed
+        .iter()
+        .find(|u| u.ethics_email.is_some())
+        .expect("the sample city draws an officer's account of a unit with an ethics unit");
+    let (id, officer, ethics) = (
+        unit.id.as_str(),
+        unit.officer_email.clone().unwrap(),
+        unit.ethics_email.clone().unwrap(),
+    );
+
+    // It goes to the ethics unit, with a password of its own; its officer
+    // is told it went there.
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let sent: Vec<(String, String)> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.report, r.recipient))
+        .collect();
+    let to_review: Vec<&String> = sent
+        .iter()
+        .filter(|(r, _)| *r == format!("{id}.second-review.xlsx"))
+        .map(|(_, to)| to)
+        .collect();
+    assert_eq!(to_review, [&ethics], "{sent:?}");
+    let (_, sheets) = read(&dir.join(format!("reports/{id}.xlsx")));
+    let summary: String = sheets["摘要"].iter().flatten().map(text).collect();
+    assert!(
+        summary.contains("不列入本表，另送貴機關政風單位覆核"),
+        "{summary}"
+    );
+    let key = format!("{id}:review");
+    let items = store.due_items().unwrap();
+    let item = |unit: &str| {
+        items
+            .iter()
+            .find(|i| i.unit_id == unit && i.job == "sample-audit")
+            .unwrap_or_else(|| panic!("no item {unit}"))
+    };
+    assert_eq!(item(id).sent_to, officer);
+    assert_eq!(item(&key).sent_to, ethics);
+    drop(store);
+
+    // The reviewer's return closes the review, not the officer's item, and
+    // an anomaly it confirms is investigated by the ethics unit.
+    let done = city.tmp.path().join("review-done.xlsx");
+    refill(
+        &dir.join(format!("reports/{id}.second-review.xlsx")),
+        &done,
+        |rows| {
+            for (i, r) in table_rows(rows).iter_mut().enumerate() {
+                if i == 0 {
+                    answer(r, ["是", "否", "是", "有", "未經主管核可"]);
+                } else {
+                    answer(r, ["是", "是", "是", "無", ""]);
+                }
+            }
+            sign(rows, "政風室 林覆核", "2026/07/20");
+        },
+    );
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let ingest = |file: &Path| {
+        run_binary(
+            &[
+                "ingest-worksheet",
+                file.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            city.tmp.path(),
+        )
+    };
+    let out = ingest(&done);
+    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    let closed = |unit: &str, job: &str| {
+        items
+            .iter()
+            .find(|i| i.unit_id == unit && i.job == job)
+            .map(|i| i.closed_at.is_some())
+    };
+    assert_eq!(closed(&key, "sample-audit"), Some(true));
+    assert_eq!(closed(id, "sample-audit"), Some(false));
+    let investigation = items
+        .iter()
+        .find(|i| i.unit_id == key && i.job == "investigation")
+        .expect("an investigation of the confirmed anomaly");
+    assert_eq!(investigation.sent_to, ethics);
+    let to_officer =
+        store.outbox().unwrap().into_iter().any(|r| {
+            r.report.starts_with(&format!("investigation:{key}")) && r.recipient == officer
+        });
+    assert!(
+        !to_officer,
+        "the officer is sent the investigation of their own account"
+    );
+
+    // A return cannot move itself between the two worksheets.
+    let moved = city.tmp.path().join("review-moved.xlsx");
+    refill_sheet(&done, &moved, "摘要", |rows| {
+        for r in rows.iter_mut() {
+            if r.first()
+                .is_some_and(|c| text(c) == webir_audit::report::REVIEW_LABEL)
+            {
+                r[1] = Data::String("專責人員".into());
+            }
+        }
+    });
+    let out = ingest(&moved);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("what the tool wrote must not be changed"),
+        "{}",
+        out.stderr
     );
 }

@@ -138,6 +138,12 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
                 .or_default()
                 .push(format!("reports/{}.xlsx", u.id));
         }
+        // The ethics unit reviews its officer's own account.
+        if let Some(e) = &u.ethics_email {
+            own.entry(e.clone())
+                .or_default()
+                .push(format!("reports/{}.second-review.xlsx", u.id));
+        }
     }
     let hb = config.chief_email().unwrap().to_owned();
     own.entry(hb)
