@@ -72,7 +72,9 @@ impl Job {
         match self {
             Job::SampleAudit => "Point 6(1): the seeded sample audit of a period",
             Job::AccountReview => "Points 5(1)3, 6(2): the account review as of a day",
-            Job::PasswordCheck => "Point 5(3): the quarterly account review",
+            Job::PasswordCheck => {
+                "Point 5(3): the quarterly password check, a notice to the units with overdue passwords"
+            }
             Job::QueryCheck => "Points 3, 5(2): the query check of a period",
             Job::InternalAudit => "Point 6(3): each unit's yearly internal audit, pre-filled",
             Job::ExternalAudit => {
@@ -119,10 +121,10 @@ impl Job {
 
     /// The job whose run folders hold this job's runs
     /// (`<period>/<job>/<id>`); none for a job that makes no run folder.
-    /// The quarterly password check is an account review.
+    /// The quarterly password check has its own: it is no account review
+    /// (nothing finds it as the latest one).
     pub fn folder(self) -> Option<Job> {
         match self {
-            Job::PasswordCheck => Some(Job::AccountReview),
             Job::Retention | Job::Heartbeat => None,
             j => Some(j),
         }

@@ -55,6 +55,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/account-review.html.j2"),
     ),
     (
+        "password-check.txt.j2",
+        include_str!("../templates/password-check.txt.j2"),
+    ),
+    (
+        "password-check.html.j2",
+        include_str!("../templates/password-check.html.j2"),
+    ),
+    (
         "query-check.txt.j2",
         include_str!("../templates/query-check.txt.j2"),
     ),

@@ -140,7 +140,7 @@ impl Code {
             Code::AccountHolderTransferred => (
                 "ACCOUNT_HOLDER_TRANSFERRED",
                 Medium,
-                "帳號持有人已調離本機關或調職",
+                "帳號持有人已調離所屬機關或調職",
             ),
             Code::AccountHolderSuspended => (
                 "ACCOUNT_HOLDER_SUSPENDED",
@@ -191,7 +191,7 @@ impl Code {
             Code::QueryPurposeNotAllowed => (
                 "QUERY_PURPOSE_NOT_ALLOWED",
                 High,
-                "查詢目的非本機關法定職務範圍",
+                "查詢目的非該機關法定職務範圍",
             ),
             Code::QueryAfterDeparture => (
                 "QUERY_AFTER_DEPARTURE",
@@ -837,6 +837,35 @@ pub struct Checked {
     /// Accounts the checked queries show but the roster lacks, per agency
     /// (see [`Ctx::orphans`]): the data-quality sheet's list.
     pub orphans: DataFrame,
+}
+
+impl Checked {
+    /// Only what `codes` found or could not check: a run about one duty
+    /// (the password check) records and reports nothing else.
+    pub fn only(self, codes: &[Code]) -> PolarsResult<Checked> {
+        let names = Series::new(
+            "codes".into(),
+            codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        );
+        let findings = self
+            .findings
+            .lazy()
+            .filter(one_of(col("code"), names))
+            .collect()?;
+        let not_checked = self
+            .not_checked
+            .into_iter()
+            .filter_map(|mut n| {
+                n.codes.retain(|c| codes.iter().any(|k| k.as_str() == *c));
+                (!n.codes.is_empty()).then_some(n)
+            })
+            .collect();
+        Ok(Checked {
+            findings,
+            not_checked,
+            orphans: self.orphans.clear(),
+        })
+    }
 }
 
 /// What checks read: the canonical frames, prepared once.

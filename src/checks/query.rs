@@ -508,7 +508,7 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             when(col("explained").and(col("form_purpose").is_not_null()))
                 .then(sentence([lit("（紀錄表 "), col("form_id"), lit("）")]))
                 .otherwise(lit("（查詢紀錄）")),
-            lit("不在本機關法定職務範圍（"),
+            lit("不在該機關法定職務範圍（"),
             col("allowed_text").fill_null(lit("")),
             lit("），違反第3點"),
         ]),

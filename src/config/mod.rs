@@ -118,7 +118,9 @@ impl Followup {
         use crate::job::Job;
         match job {
             Job::SampleAudit => Some(self.worksheet_days),
-            Job::AccountReview | Job::PasswordCheck => Some(self.account_review_days),
+            Job::AccountReview => Some(self.account_review_days),
+            // A notice: nothing to return.
+            Job::PasswordCheck => None,
             Job::InternalAudit => Some(self.internal_audit_days),
             Job::QueryCheck => Some(self.query_check_days),
             // Asked of the units drawn, not of every unit (point 6(4)).

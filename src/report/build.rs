@@ -671,6 +671,14 @@ pub fn models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
     let mut out = Vec::new();
     for unit in f.config.agencies.units() {
         let mut m = unit_model(f, &unit.id)?;
+        // The password check writes only to the units it has something
+        // to tell.
+        if m.stale_passwords
+            .as_ref()
+            .is_some_and(|t| t.rows.is_empty())
+        {
+            continue;
+        }
         let review = second_review_model(f, &m)?;
         if let Some(r) = review.as_ref().and_then(|r| r.second_review.as_ref()) {
             let rows = review
@@ -791,6 +799,10 @@ fn base(
         ReportKind::QueryCheck => vec![
             format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前查明「異常查詢」所列事項並回報。"),
         ],
+        ReportKind::PasswordCheck => vec![
+            "「密碼逾期帳號」所列帳號之密碼逾三個月未變更，請通知各該持有人立即變更密碼（管理要點第五點第三款）。".to_owned(),
+            "本通知無須填寫或回傳；下一季檢核時仍逾期者，將再列出並提高嚴重度。".to_owned(),
+        ],
         ReportKind::InternalAudit => vec![
             format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
             "查核結果為「不符合」或有異常查詢者，請會同政風單位調查並作成調查紀錄。".to_owned(),
@@ -848,6 +860,7 @@ fn base(
     };
     Ok(ReportModel {
         second_review: None,
+        stale_passwords: None,
         kind: f.kind,
         unit_id: unit_id.to_owned(),
         unit_name,
@@ -1679,17 +1692,18 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     let mut m = base(f, unit, agency_name(f.config, unit), &findings, false)?;
     m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
     m.queries_by_month = queries_by_month(f, &ids)?;
-    if !matches!(
-        f.kind,
-        ReportKind::AccountReview | ReportKind::ExternalAudit
-    ) {
+    if f.kind.shows_queries() {
         let (q, details) = query_findings(&findings, false)?;
         m.query_findings = Some(q);
         m.query_details = details;
         m.serious = serious(&findings)?;
     }
-    if let Some(roster) = f.roster {
-        m.accounts = Some(accounts(f, roster, &ids, &findings, false)?);
+    match (f.kind, f.roster) {
+        (ReportKind::PasswordCheck, _) => {
+            m.stale_passwords = Some(stale_password_table(f, unit, &findings)?);
+        }
+        (_, Some(roster)) => m.accounts = Some(accounts(f, roster, &ids, &findings, false)?),
+        (_, None) => {}
     }
     m.evidence = f.evidence.and_then(|e| e.get(unit)).map(evidence_table);
     if let Some(o) = f.orphans {
@@ -1722,6 +1736,43 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         }
     }
     Ok(m)
+}
+
+/// The password check's list (密碼逾期帳號): each account of `unit` whose
+/// password is overdue, its holder, the last change and how it was found.
+fn stale_password_table(f: &RunFacts<'_>, unit: &str, findings: &DataFrame) -> PolarsResult<Table> {
+    let stale = findings
+        .clone()
+        .lazy()
+        .filter(col("code").eq(lit(Code::AccountPasswordStale.as_str())))
+        .sort(["agency_id", "account_id"], SortMultipleOptions::default())
+        .collect()?;
+    let agency = strs(&stale, "agency_id")?;
+    let account = strs(&stale, "account_id")?;
+    let holder = strs(&stale, "holder_name")?;
+    let changed = times(&stale, "occurred_at")?;
+    let reason = strs(&stale, "reason")?;
+    let unit_name = agency_name(f.config, unit);
+    Ok(Table {
+        headers: headers(&["機關", "帳號", "使用者", "最後變更密碼日", "說明"]),
+        rows: (0..stale.height())
+            .map(|i| {
+                // Named within the unit, as the worksheet names it.
+                let name = agency[i].map_or_else(String::new, |a| agency_name(f.config, a));
+                let within = name
+                    .strip_prefix(unit_name.as_str())
+                    .filter(|n| !n.is_empty())
+                    .map_or(name.clone(), str::to_owned);
+                vec![
+                    Cell::Text(within),
+                    text(account[i]),
+                    text(holder[i]),
+                    Cell::Text(changed[i].map_or_else(String::new, |t| t.date().to_string())),
+                    text(reason[i]),
+                ]
+            })
+            .collect(),
+    })
 }
 
 /// The reviewer's name as documents say it.
@@ -1779,10 +1830,7 @@ fn second_review_model(f: &RunFacts<'_>, unit: &ReportModel) -> PolarsResult<Opt
 /// Rules the query checks apply that the regulation does not state: a
 /// reader must know they are the city's settings and where they are set.
 fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
-    if matches!(
-        f.kind,
-        ReportKind::AccountReview | ReportKind::ExternalAudit
-    ) {
+    if !f.kind.shows_queries() {
         return None;
     }
     let r = &f.config.rules;
@@ -1953,10 +2001,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     if let Some(o) = f.orphans {
         m.orphans = Some(orphan_table(f, o)?);
     }
-    if !matches!(
-        f.kind,
-        ReportKind::AccountReview | ReportKind::ExternalAudit
-    ) {
+    if f.kind.shows_queries() {
         let (q, details) = query_findings(f.findings, true)?;
         m.query_findings = Some(q);
         m.query_details = details;

@@ -25,8 +25,12 @@ pub enum ReportKind {
     /// Point 6(1): sheets summary, sample worksheet, query findings, data
     /// quality, sampling record.
     SampleAudit,
-    /// Point 6(2) and 5(3): summary, account review, data quality.
+    /// Point 6(2): summary, account review, data quality.
     AccountReview,
+    /// Point 5(3): the quarterly password check (密碼定期更換): a notice
+    /// of the accounts whose password is overdue, to the units that have
+    /// any; nothing to return.
+    PasswordCheck,
     /// Query explanation of a period: summary, query findings, data quality.
     QueryCheck,
     /// Point 6(3): the yearly internal audit, per unit, with pre-filled
@@ -43,7 +47,8 @@ impl ReportKind {
     pub fn of(job: Job) -> Option<ReportKind> {
         Some(match job {
             Job::SampleAudit => ReportKind::SampleAudit,
-            Job::AccountReview | Job::PasswordCheck => ReportKind::AccountReview,
+            Job::AccountReview => ReportKind::AccountReview,
+            Job::PasswordCheck => ReportKind::PasswordCheck,
             Job::QueryCheck => ReportKind::QueryCheck,
             Job::InternalAudit => ReportKind::InternalAudit,
             Job::ExternalAudit => ReportKind::ExternalAudit,
@@ -56,9 +61,21 @@ impl ReportKind {
         match self {
             ReportKind::SampleAudit => Job::SampleAudit,
             ReportKind::AccountReview => Job::AccountReview,
+            ReportKind::PasswordCheck => Job::PasswordCheck,
             ReportKind::QueryCheck => Job::QueryCheck,
             ReportKind::InternalAudit => Job::InternalAudit,
             ReportKind::ExternalAudit => Job::ExternalAudit,
+        }
+    }
+
+    /// Whether the kind's workbooks show the query findings (異常查詢):
+    /// exhaustive, so a new kind says.
+    pub fn shows_queries(self) -> bool {
+        match self {
+            ReportKind::SampleAudit | ReportKind::QueryCheck | ReportKind::InternalAudit => true,
+            ReportKind::AccountReview | ReportKind::PasswordCheck | ReportKind::ExternalAudit => {
+                false
+            }
         }
     }
 
@@ -67,6 +84,7 @@ impl ReportKind {
         match self {
             ReportKind::SampleAudit => "抽查工作底稿",
             ReportKind::AccountReview => "帳號清查",
+            ReportKind::PasswordCheck => "密碼定期更換",
             ReportKind::QueryCheck => "查詢稽核",
             ReportKind::InternalAudit => "內部稽核",
             ReportKind::ExternalAudit => "外部稽核",
@@ -84,6 +102,9 @@ impl ReportKind {
             }
             ReportKind::QueryCheck => {
                 "管理要點第三點、第五點第二款：查詢應經主管事前核可並填具查詢申請紀錄表"
+            }
+            ReportKind::PasswordCheck => {
+                "管理要點第五點第三款：專責人員及業務需求人員應每三個月定期更改密碼"
             }
             ReportKind::InternalAudit => {
                 "管理要點第六點第三款：每年至少辦理一次內部稽核，異常事項會同政風單位調查並作成紀錄"
@@ -253,6 +274,8 @@ pub struct ReportModel {
     pub serious: bool,
     /// The roster of the unit with findings and a recommended action.
     pub accounts: Option<Table>,
+    /// The password check: the accounts whose password is overdue.
+    pub stale_passwords: Option<Table>,
     pub sample: Option<SampleSection>,
     /// Inputs: `檔案, 表別, 編碼, 狀態, 載入, 剔除, 略過, SHA-256`.
     pub files: Table,
@@ -357,6 +380,9 @@ impl ReportModel {
                 .as_ref()
                 .is_some_and(|s| !s.worksheet.rows.is_empty()),
             ReportKind::AccountReview => rows(&self.accounts),
+            // A notice: the holders change their passwords; the next
+            // quarter's check sees whether they did.
+            ReportKind::PasswordCheck => false,
             ReportKind::InternalAudit => rows(&self.evidence),
             ReportKind::QueryCheck => rows(&self.query_findings),
             ReportKind::ExternalAudit => false,

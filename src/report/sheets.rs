@@ -10,9 +10,9 @@ use super::layout::{
 };
 use chrono::{Datelike, Timelike};
 use rust_xlsxwriter::{
-    Chart, ChartType, Color, ConditionalFormatText, ConditionalFormatTextRule, DataValidation,
-    DataValidationRule, DocProperties, ExcelDateTime, Format, FormatAlign, FormatBorder,
-    ProtectionOptions, Workbook, Worksheet, XlsxError,
+    Chart, ChartFormat, ChartSolidFill, ChartType, Color, ConditionalFormatText,
+    ConditionalFormatTextRule, DataValidation, DataValidationRule, DocProperties, ExcelDateTime,
+    Format, FormatAlign, FormatBorder, ProtectionOptions, Workbook, Worksheet, XlsxError,
 };
 
 use super::{
@@ -568,7 +568,7 @@ fn write_table(
         }
         // Severity colours wherever a 嚴重度 column is.
         if let Some(c) = table.headers.iter().position(|h| h == "嚴重度") {
-            for (word, rgb) in [("嚴重", 0xF4B6B6), ("高", 0xF8CBAD), ("中", 0xFFE699)] {
+            for (word, rgb) in SEVERITY_COLOURS {
                 let cf = ConditionalFormatText::new()
                     .set_rule(ConditionalFormatTextRule::BeginsWith(word.into()))
                     .set_format(Format::new().set_background_color(Color::RGB(rgb)));
@@ -804,7 +804,19 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
 
     // Charts; their data is on the 圖表資料 sheet, written after this one.
     let sev = &m.severity_by_agency;
-    if !sev.rows.is_empty() {
+    // The most findings of one agency: no chart of nothing, and a count
+    // axis in whole numbers.
+    let most = sev
+        .rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
+                .sum::<i64>()
+        })
+        .max()
+        .unwrap_or(0);
+    if most > 0 {
         let data = CHART_DATA;
         let (end, top) = chart_rows(m);
         // The charts print together, on a page of their own.
@@ -812,12 +824,22 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         let mut chart = Chart::new(ChartType::ColumnStacked);
         chart.title().set_name("各機關發現件數（依嚴重度）");
         for s in 1..sev.headers.len() as u16 {
-            chart
+            let series = chart
                 .add_series()
                 .set_name((data, 0, s))
                 .set_categories((data, 1, 0, end, 0))
                 .set_values((data, 1, s, end, s));
+            if let Some((_, rgb)) = SEVERITY_COLOURS
+                .iter()
+                .find(|(w, _)| *w == sev.headers[usize::from(s)])
+            {
+                series.set_format(
+                    ChartFormat::new()
+                        .set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(*rgb))),
+                );
+            }
         }
+        whole_numbers(chart.y_axis(), most);
         ws.insert_chart(row, 0, &chart)?;
         row += 16;
         let q = &m.queries_by_month;
@@ -832,6 +854,14 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
                     .set_categories((data, top + 1, 0, end2, 0))
                     .set_values((data, top + 1, s, end2, s));
             }
+            let peak = q
+                .rows
+                .iter()
+                .flat_map(|r| r.iter())
+                .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
+                .max()
+                .unwrap_or(0);
+            whole_numbers(chart.y_axis(), peak);
             ws.insert_chart(row, 0, &chart)?;
         }
     }
@@ -840,6 +870,24 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     ws.set_print_fit_to_pages(1, 0);
     Ok(())
 }
+
+/// A count axis labelled in whole numbers: a step of one where the counts
+/// are few (an axis of 0, 0.5, 1, 1.5 counted half findings).
+fn whole_numbers(axis: &mut rust_xlsxwriter::ChartAxis, most: i64) {
+    axis.set_num_format("#,##0").set_min(0);
+    if most <= 10 {
+        axis.set_major_unit(1);
+    }
+}
+
+/// Each severity's colour, the same in every sheet's 嚴重度 column and in
+/// the summary's chart.
+const SEVERITY_COLOURS: [(&str, u32); 4] = [
+    ("嚴重", 0xE06666),
+    ("高", 0xF6B26B),
+    ("中", 0xFFD966),
+    ("低", 0xB7B7B7),
+];
 
 /// The sheet holding the summary charts' numbers.
 const CHART_DATA: &str = "圖表資料";
@@ -1181,6 +1229,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
             ("帳號清查", heading("帳號清查（請逐一確認並填寫處理結果）"))
         };
         write_table(&mut wb, name, &title, accounts, Some(&inputs), m, &st)?;
+    }
+    if let Some(t) = &m.stale_passwords {
+        write_table(
+            &mut wb,
+            "密碼逾期帳號",
+            &heading("密碼逾期帳號（請通知持有人立即變更密碼）"),
+            t,
+            None,
+            m,
+            &st,
+        )?;
     }
     if let Some(e) = &m.evidence {
         let inputs = InputColumns {

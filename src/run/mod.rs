@@ -258,8 +258,6 @@ fn review_or_check(
     as_of: Option<NaiveDate>,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
-    // The password check is an account review, recorded as one.
-    let job = job.folder().unwrap_or(job);
     let started = clock.local(config.timezone);
     let as_of = as_of.unwrap_or(started.date());
     let mut ingested = ingest_inbox(config, Reference::of(period.as_ref(), as_of), job)?;
@@ -278,6 +276,13 @@ fn review_or_check(
     };
     let tables = take_tables(&mut ingested);
     let checked = run_checks(config, &ingested, tables, scope(job), as_of, period.clone())?;
+    // The password check is about passwords only (point 5(3)): the
+    // yearly review is about the rest.
+    let (checked, orphans) = if job == Job::PasswordCheck {
+        (checked.only(&[Code::AccountPasswordStale])?, false)
+    } else {
+        (checked, true)
+    };
     complete(
         config,
         RunSpec {
@@ -292,7 +297,7 @@ fn review_or_check(
         Extras {
             review_roster: job.reviews_accounts().then_some(&roster),
             queries_by_month: by_month.as_ref(),
-            orphans: true,
+            orphans,
             ..Extras::default()
         },
         clock,
@@ -712,7 +717,11 @@ fn complete(
     let period_id = spec.covers().to_string();
     let unfinished = archive::Unfinished::new(&folder.dir);
     let checked = if job.reviews_accounts() {
-        track_findings(config, checked, &period_id, spec.as_of)?
+        // The password check closes only password findings it no longer
+        // lists: it did not look at the rest.
+        let scope = (job == Job::PasswordCheck)
+            .then(|| format!("{}|", Code::AccountPasswordStale.as_str()));
+        track_findings(config, checked, &period_id, spec.as_of, scope.as_deref())?
     } else {
         checked
     };
@@ -747,6 +756,7 @@ fn track_findings(
     checked: Checked,
     review: &str,
     day: NaiveDate,
+    scope: Option<&str>,
 ) -> Result<Checked> {
     let mut store = Store::open(&config.paths.state)?;
     let open: BTreeMap<String, crate::store::Tracked> = store
@@ -809,7 +819,7 @@ fn track_findings(
     let mut findings = checked.findings.clone();
     findings.with_column(Column::new("severity".into(), severity))?;
     findings.with_column(Column::new("reason".into(), reason))?;
-    store.record_review(review, &day.to_string(), &keys)?;
+    store.record_review(review, &day.to_string(), &keys, scope)?;
     Ok(Checked {
         findings,
         ..checked

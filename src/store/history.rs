@@ -51,12 +51,15 @@ impl Store {
     /// Records review `run` (on `day`): `keys` are the findings it
     /// listed. Each is opened, or counted once more if open (a run
     /// recorded twice counts once); an open finding it did not list is
-    /// closed, since the data no longer shows it. One transaction.
+    /// closed, since the data no longer shows it — of those whose key
+    /// starts with `scope` when the review looked at only those. One
+    /// transaction.
     pub fn record_review(
         &mut self,
         run: &str,
         day: &str,
         keys: &[String],
+        scope: Option<&str>,
     ) -> Result<(), StoreError> {
         let file = self.file.clone();
         let err = |e| self_err(&file, e);
@@ -73,8 +76,9 @@ impl Store {
         }
         tx.execute(
             "UPDATE finding_history SET closed_at = ?1
-             WHERE closed_at IS NULL AND last_run <> ?2 AND key NOT IN (SELECT key FROM listed)",
-            params![day, run],
+             WHERE closed_at IS NULL AND last_run <> ?2 AND key NOT IN (SELECT key FROM listed)
+               AND substr(key, 1, length(?3)) = ?3",
+            params![day, run, scope.unwrap_or("")],
         )
         .map_err(err)?;
         tx.execute(

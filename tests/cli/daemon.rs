@@ -499,17 +499,19 @@ cron = "0 0 8 10 1,4,7,10 *"
 period = "previous-quarter"
 "#,
     );
+    // A roster export cut short: the passwords cannot be judged.
     let broken = c
         .tmp
         .path()
-        .join("city/inbox/query_logs/webir_querylog_extra.xlsx");
+        .join("city/inbox/roster/webir_accounts_20260703.xlsx");
     std::fs::write(&broken, "PK\u{3}\u{4} cut short").unwrap();
     pass(&c, "2026-07-10T09:00:00+08:00");
     assert_eq!(ledger(&c), [row("password-check", "2026Q2", "mailed")]);
     let told = admin_mail(&smtp, "部分檢核未執行");
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(
-        told[0].contains("ACCOUNT_IDLE") && told[0].contains("webir_querylog_extra.xlsx"),
+        told[0].contains("ACCOUNT_PASSWORD_STALE")
+            && told[0].contains("webir_accounts_20260703.xlsx"),
         "{}",
         told[0]
     );

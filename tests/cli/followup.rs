@@ -769,6 +769,15 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     pass("2026-07-10T08:00:00+08:00");
     let workbook = subjects(&officer, "抽查工作底稿");
     assert_eq!(workbook.len(), 1);
+    // The quarterly password check is a notice of its own, not a review.
+    assert_eq!(subjects(&officer, "帳號清查").len(), 0);
+    assert_eq!(subjects(&officer, "密碼定期更換").len(), 1);
+    // The officers review their accounts in July, by hand.
+    let review = c.run(
+        &["run", "account-review", "--as-of", "2026-07-10"],
+        "2026-07-10T09:00:00+08:00",
+    );
+    assert!(review.status <= 1, "{}{}", review.stdout, review.stderr);
     assert_eq!(subjects(&officer, "帳號清查").len(), 1);
     // A week before the deadline, then past it.
     pass("2026-07-28T09:00:00+08:00");
@@ -857,6 +866,7 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
         "officer2.ksa@example.gov.tw",
     );
     pass("2026-08-08T09:00:00+08:00");
+    // July's password check asked nothing to hand over.
     assert_eq!(
         subjects("officer2.ksa@example.gov.tw", "移交待辦").len(),
         2,

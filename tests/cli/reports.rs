@@ -272,9 +272,15 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         assert!(!sheet.contains("<f>"), "no formula anywhere");
         assert!(sheet.contains("<pageSetup") && sheet.contains("orientation=\"landscape\""));
         assert!(sheet.contains("<autoFilter") && sheet.contains("state=\"frozen\""));
+        // Charts of the unit's findings and queries; none of nothing.
         let files = members(&path);
-        assert!(
+        let found = std::fs::read_to_string(dir.join("findings.csv"))
+            .unwrap()
+            .lines()
+            .any(|l| l.split(',').nth(2) == Some(unit.as_str()));
+        assert_eq!(
             files.iter().any(|f| f.starts_with("xl/charts/chart")),
+            found,
             "{unit}: charts"
         );
         let props = xml(&path, "docProps/custom.xml");
@@ -2130,4 +2136,101 @@ fn no_officer_reviews_their_own_account() {
         "{}",
         out.stderr
     );
+}
+
+/// Issue 28: one roster, one count of stale passwords. A roster of July
+/// says nothing of a change after July, so the year's internal audit in
+/// January (the same roster) finds exactly the accounts the July review
+/// found (it found 89 where the review found 2, judging July's passwords
+/// as of December).
+#[test]
+fn stale_passwords_are_judged_as_of_the_roster_that_shows_them() {
+    let city = City::new();
+    let stale = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_to_string(dir.join("findings.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("ACCOUNT_PASSWORD_STALE,"))
+            .map(|l| l.split(',').nth(4).unwrap().to_owned())
+            .collect()
+    };
+    let review = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+    let audit = city.internal_audit_withheld();
+    let (a, b) = (stale(&review), stale(&audit));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    // Each says as of which day: the roster's.
+    let findings = std::fs::read_to_string(audit.join("findings.csv")).unwrap();
+    assert!(
+        findings
+            .lines()
+            .filter(|l| l.starts_with("ACCOUNT_PASSWORD_STALE,"))
+            .all(|l| l.contains("至 2026-07-02（帳號清冊所示）已逾 90 日")),
+        "{findings}"
+    );
+}
+
+/// Issue 28: the quarterly password check (point 5(3)) is a notice of its
+/// own, 密碼定期更換: written only to the units with an overdue password,
+/// only about those accounts, asking nothing back (it mailed every unit a
+/// whole 帳號清查 to fill in, with reminders, four times a year).
+#[test]
+fn the_password_check_tells_only_the_units_with_overdue_passwords() {
+    let city = City::new();
+    let dir = city.run(&["run", "password-check", "--as-of", "2026-09-30"]);
+    assert!(
+        dir.parent().unwrap().ends_with("password-check"),
+        "{}",
+        dir.display()
+    );
+    let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    let mut stale: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for l in findings.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f[0], "ACCOUNT_PASSWORD_STALE", "only passwords: {l}");
+        stale
+            .entry(f[2].to_owned())
+            .or_default()
+            .insert(f[4].to_owned());
+    }
+    assert!(!stale.is_empty());
+    let mut books: BTreeSet<String> = std::fs::read_dir(dir.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(books.remove("city-wide.xlsx"));
+    let units: BTreeSet<String> = stale.keys().map(|u| format!("{u}.xlsx")).collect();
+    assert_eq!(
+        books, units,
+        "a workbook for each unit with an overdue password, no other"
+    );
+    for (unit, accounts) in &stale {
+        let (names, sheets) = read(&dir.join(format!("reports/{unit}.xlsx")));
+        assert!(names.contains(&"密碼逾期帳號".to_owned()), "{names:?}");
+        assert!(!names.contains(&"帳號清查".to_owned()), "{names:?}");
+        let (h, rows) = table(&sheets, "密碼逾期帳號");
+        let listed: BTreeSet<String> = rows.iter().map(|r| text(&r[column(&h, "帳號")])).collect();
+        assert_eq!(&listed, accounts, "{unit}");
+        let summary: String = sheets["摘要"].iter().flatten().map(text).collect();
+        assert!(
+            summary.contains("密碼定期更換") && summary.contains("無須填寫或回傳"),
+            "{summary}"
+        );
+    }
+    // Nothing to return, nothing to chase; each unit's officer told once,
+    // under the notice's own name.
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    assert!(store.due_items().unwrap().is_empty());
+    let sent = store.outbox().unwrap();
+    for unit in city.config.agencies.units() {
+        let to_officer: Vec<_> = sent
+            .iter()
+            .filter(|m| Some(&m.recipient) == unit.officer_email.as_ref())
+            .collect();
+        let expected = usize::from(stale.contains_key(&unit.id));
+        assert_eq!(to_officer.len(), expected, "{}", unit.id);
+        for m in to_officer {
+            assert!(m.subject.contains("密碼定期更換"), "{}", m.subject);
+        }
+    }
 }
