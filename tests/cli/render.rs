@@ -258,6 +258,61 @@ fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
     }
     assert!(books.len() >= 7, "{books:?}");
     prints_as_a_person_reads_it(&books, tmp.path(), Some(page_budget));
+    sent_to_the_right_people_by_working_days(&dir.join("city/webir-audit.toml"), &runs);
+}
+
+/// Issue 28, of a demo's city: every deadline is a working day by the
+/// city's calendar, and no officer's worksheet holds an officer account
+/// of the roster (theirs goes to a second reviewer, not to them).
+fn sent_to_the_right_people_by_working_days(config: &Path, runs: &[PathBuf]) {
+    let config = webir_audit::config::load(config).unwrap();
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    assert!(!items.is_empty());
+    for i in &items {
+        let day: chrono::NaiveDate = i.due_on.parse().unwrap();
+        assert!(config.rules.holidays.is_workday(day), "{i:?}");
+        // A second review is never sent to the unit's officer.
+        let (unit, review) = webir_audit::report::unit_of_key(&i.unit_id);
+        if review {
+            let officer = config
+                .agencies
+                .get(unit)
+                .and_then(|a| a.officer_email.as_ref());
+            assert_ne!(officer, Some(&i.sent_to), "{i:?}");
+        }
+    }
+    let ing = webir_audit::ingest::ingest(&config, None).unwrap();
+    let roster = ing.table(webir_audit::model::Table::Roster);
+    let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
+    let roles = roster.column("role").unwrap().str().unwrap().clone();
+    let officers: std::collections::BTreeSet<&str> = accounts
+        .iter()
+        .zip(roles.iter())
+        .filter(|(_, r)| matches!(r, Some("officer" | "chief_admin")))
+        .filter_map(|(a, _)| a)
+        .collect();
+    assert!(!officers.is_empty());
+    let sample = runs
+        .iter()
+        .find(|r| r.parent().unwrap().ends_with("sample-audit"))
+        .expect("a sample audit");
+    for unit in config.agencies.units() {
+        let path = sample.join(format!("reports/{}.xlsx", unit.id));
+        let mut wb = calamine::open_workbook_auto(&path).unwrap();
+        let range = wb.worksheet_range("抽查工作底稿").unwrap();
+        for r in range.rows().skip(3) {
+            let who = match r.get(1) {
+                Some(Data::String(s)) => s.split_whitespace().next().unwrap_or("").to_owned(),
+                _ => continue,
+            };
+            assert!(
+                !officers.contains(who.as_str()),
+                "{}: its officer's worksheet holds {who}",
+                unit.id
+            );
+        }
+    }
 }
 
 /// Issue 28: a city shaped differently from the sample (the generator's
@@ -323,6 +378,7 @@ fn a_city_shaped_differently_prints_the_same_way() {
     }
     assert!(books.len() >= 7, "{books:?}");
     prints_as_a_person_reads_it(&books, tmp.path(), None);
+    sent_to_the_right_people_by_working_days(&config, &runs);
 }
 
 /// Prints `books` to PDF (in `tmp`) and reads every page as a person
@@ -348,6 +404,19 @@ fn prints_as_a_person_reads_it(books: &[PathBuf], tmp: &Path, budget: Option<fn(
             );
         }
         let (headers, actions) = read_workbook(book);
+        // Which table sheets have no row (the row under the header blank).
+        let empty: BTreeMap<String, bool> = {
+            let mut wb = calamine::open_workbook_auto(book).unwrap();
+            headers
+                .keys()
+                .map(|name| {
+                    let range = wb.worksheet_range(name).unwrap();
+                    let blank = (0..range.width() as u32)
+                        .all(|c| matches!(range.get_value((3, c)), None | Some(Data::Empty)));
+                    (name.clone(), blank)
+                })
+                .collect()
+        };
         // 摘要's instructions print whole (not cut at the cell's edge).
         let all: String = pages.iter().map(Page::squeezed).collect();
         for a in &actions {
@@ -450,12 +519,14 @@ fn prints_as_a_person_reads_it(books: &[PathBuf], tmp: &Path, budget: Option<fn(
                     );
                 }
                 // The sign-off prints after the table (its lines may fall
-                // across a page break).
+                // across a page break); an empty table asks nothing.
                 let tail: Vec<&&Page> = ps.iter().rev().take(2).collect();
+                let asks = empty.get(*sheet) != Some(&true);
                 for label in ["填表人（簽章）", "單位主管（簽章）"] {
-                    assert!(
+                    assert_eq!(
                         tail.iter().any(|p| p.has_word(label)),
-                        "{stem} {sheet}: no sign-off {label}"
+                        asks,
+                        "{stem} {sheet}: sign-off {label} (rows to fill in: {asks})"
                     );
                 }
             }
