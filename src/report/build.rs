@@ -57,6 +57,29 @@ pub struct RunFacts<'a> {
     pub not_checked: &'a [NotChecked],
     /// The roster snapshot used.
     pub roster_use: Option<&'a RosterUse>,
+    /// Query findings an earlier workbook already asked the unit about
+    /// ([`finding_key`] → where, e.g. `2026H1 抽查工作底稿（執行編號 …）`):
+    /// shown with where they were asked, not asked again.
+    pub asked: Option<&'a BTreeMap<String, String>>,
+}
+
+/// A query finding's identity across runs: code, account, subject and
+/// time. A later run (the year's internal audit re-checking the
+/// half-year's queries) finds it again by it.
+pub fn finding_key() -> Expr {
+    concat_str(
+        [
+            col("code"),
+            col("account_id").fill_null(lit("")),
+            col("subject").fill_null(lit("")),
+            col("occurred_at")
+                .dt()
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .fill_null(lit("")),
+        ],
+        "|",
+        false,
+    )
 }
 
 /// One thing a run asked of a unit, and where it stands on the day the
@@ -313,10 +336,9 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
     rows.push(vec![
         "嚴重或高風險之異常查詢".into(),
         "第六點第三款".into(),
-        Cell::Text(
-            e.serious_queries
-                .partial(|n| format!("{n} 筆（明細見「異常查詢」）")),
-        ),
+        Cell::Text(e.serious_queries.partial(|n| {
+            format!("{n} 筆（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）")
+        })),
     ]);
     rows.push(vec![
         "異常已通知政風單位".into(),
@@ -717,6 +739,21 @@ fn subtree(config: &Config, unit: &str) -> Vec<String> {
     ids
 }
 
+/// An agency's name within `unit`'s workbook: 高雄市政府警察局三民第一分局
+/// in 高雄市政府警察局's is 三民第一分局; the unit itself keeps its name.
+fn name_within(config: &Config, unit: &str, agency: &str) -> String {
+    let name = agency_name(config, agency);
+    name.strip_prefix(agency_name(config, unit).as_str())
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| name.clone(), str::to_owned)
+}
+
+/// Whether a finding's [`finding_key`] is one of `keys`.
+pub fn key_in(keys: impl IntoIterator<Item = String>) -> Expr {
+    let keys = Series::new("keys".into(), keys.into_iter().collect::<Vec<String>>());
+    finding_key().is_in(lit(keys).implode(false), false)
+}
+
 fn agency_name(config: &Config, id: &str) -> String {
     config
         .agencies
@@ -861,6 +898,7 @@ fn base(
     Ok(ReportModel {
         second_review: None,
         stale_passwords: None,
+        asked_before: None,
         kind: f.kind,
         unit_id: unit_id.to_owned(),
         unit_name,
@@ -1573,14 +1611,10 @@ fn sample_section(
                 who.push_str(h);
             }
             if let Some(a) = agency[i].filter(|a| Some(*a) != unit) {
-                // Its name within the unit (高雄市政府警察局三民第一分局 in
-                // 高雄市政府警察局's workbook: 三民第一分局).
-                let name = agency_name(f.config, a);
-                let within = unit
-                    .map(|u| agency_name(f.config, u))
-                    .and_then(|u| name.strip_prefix(u.as_str()).map(str::to_owned))
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or(name);
+                let within = match unit {
+                    Some(u) => name_within(f.config, u, a),
+                    None => agency_name(f.config, a),
+                };
                 who.push('\n');
                 who.push_str(&within);
             }
@@ -1693,10 +1727,23 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
     m.queries_by_month = queries_by_month(f, &ids)?;
     if f.kind.shows_queries() {
-        let (q, details) = query_findings(&findings, false)?;
+        // What an earlier workbook asked is not asked again: it is listed
+        // with where it was asked.
+        let (ask, asked) = match f.asked {
+            Some(before) => split_asked(&findings, before)?,
+            None => (findings.clone(), None),
+        };
+        let (q, details) = query_findings(&ask, false)?;
         m.query_findings = Some(q);
         m.query_details = details;
-        m.serious = serious(&findings)?;
+        m.serious = serious(&ask)?;
+        if let Some(t) = asked.filter(|t| !t.rows.is_empty()) {
+            m.notes.push(format!(
+                "「已列管異常查詢」所列 {} 項已於先前之工作底稿詢問貴機關（見該表「首次詢問」），本表不再詢問；其處理情形請依原工作底稿回復。",
+                t.rows.len()
+            ));
+            m.asked_before = Some(t);
+        }
     }
     match (f.kind, f.roster) {
         (ReportKind::PasswordCheck, _) => {
@@ -1723,7 +1770,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         // How many rows the officer has to check, with the first action.
         if let Some(first) = m.actions.first_mut() {
             first.push_str(&format!(
-                "本單位共 {} 筆抽樣紀錄。",
+                "本表共 {} 筆抽樣紀錄。",
                 section.worksheet.rows.len()
             ));
         }
@@ -1736,6 +1783,66 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         }
     }
     Ok(m)
+}
+
+/// The unit's query findings not yet asked (every other finding, too),
+/// and those an earlier workbook asked (`before`: key → where), one row
+/// per code and account: 說明, 帳號, 使用者, 件數, 首次詢問.
+fn split_asked(
+    findings: &DataFrame,
+    before: &BTreeMap<String, String>,
+) -> PolarsResult<(DataFrame, Option<Table>)> {
+    let marked = findings
+        .clone()
+        .lazy()
+        .with_column(key_in(before.keys().cloned()).alias("asked_before"))
+        .with_column(finding_key().alias("finding_key"))
+        .collect()?;
+    let ask = marked
+        .clone()
+        .lazy()
+        .filter(col("asked_before").not())
+        .drop(cols(["asked_before", "finding_key"]))
+        .collect()?;
+    let asked = marked
+        .lazy()
+        .filter(col("asked_before"))
+        .sort(["occurred_at"], SortMultipleOptions::default())
+        .collect()?;
+    let code = strs(&asked, "code")?;
+    let account = strs(&asked, "account_id")?;
+    let holder = strs(&asked, "holder_name")?;
+    let key = strs(&asked, "finding_key")?;
+    let mut rows: BTreeMap<(&str, &str), (&str, i64, &str)> = BTreeMap::new();
+    for i in 0..asked.height() {
+        let (Some(c), Some(k)) = (code[i], key[i]) else {
+            continue;
+        };
+        let row = rows.entry((c, account[i].unwrap_or(""))).or_insert((
+            holder[i].unwrap_or(""),
+            0,
+            before[k].as_str(),
+        ));
+        row.1 += 1;
+    }
+    Ok((
+        ask,
+        Some(Table {
+            headers: headers(&["說明", "帳號", "使用者", "件數", "首次詢問"]),
+            rows: rows
+                .into_iter()
+                .map(|((c, a), (h, n, at))| {
+                    vec![
+                        Cell::from(Code::parse(c).map_or(c, |c| c.description())),
+                        Cell::from(a),
+                        Cell::from(h),
+                        Cell::Int(n),
+                        Cell::from(at),
+                    ]
+                })
+                .collect(),
+        }),
+    ))
 }
 
 /// The password check's list (密碼逾期帳號): each account of `unit` whose
@@ -1752,19 +1859,14 @@ fn stale_password_table(f: &RunFacts<'_>, unit: &str, findings: &DataFrame) -> P
     let holder = strs(&stale, "holder_name")?;
     let changed = times(&stale, "occurred_at")?;
     let reason = strs(&stale, "reason")?;
-    let unit_name = agency_name(f.config, unit);
     Ok(Table {
         headers: headers(&["機關", "帳號", "使用者", "最後變更密碼日", "說明"]),
         rows: (0..stale.height())
             .map(|i| {
-                // Named within the unit, as the worksheet names it.
-                let name = agency[i].map_or_else(String::new, |a| agency_name(f.config, a));
-                let within = name
-                    .strip_prefix(unit_name.as_str())
-                    .filter(|n| !n.is_empty())
-                    .map_or(name.clone(), str::to_owned);
                 vec![
-                    Cell::Text(within),
+                    Cell::Text(
+                        agency[i].map_or_else(String::new, |a| name_within(f.config, unit, a)),
+                    ),
                     text(account[i]),
                     text(holder[i]),
                     Cell::Text(changed[i].map_or_else(String::new, |t| t.date().to_string())),

@@ -276,6 +276,9 @@ pub struct ReportModel {
     pub accounts: Option<Table>,
     /// The password check: the accounts whose password is overdue.
     pub stale_passwords: Option<Table>,
+    /// Query findings an earlier workbook asked about (已列管異常查詢):
+    /// where, not asked again.
+    pub asked_before: Option<Table>,
     pub sample: Option<SampleSection>,
     /// Inputs: `檔案, 表別, 編碼, 狀態, 載入, 剔除, 略過, SHA-256`.
     pub files: Table,

@@ -1286,6 +1286,17 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         let inputs = (!m.city_wide).then_some(&follow_up);
         write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, inputs, m, &st)?;
     }
+    if let Some(t) = &m.asked_before {
+        write_table(
+            &mut wb,
+            "已列管異常查詢",
+            &heading("已列管異常查詢（先前工作底稿已詢問，本表不再詢問）"),
+            t,
+            None,
+            m,
+            &st,
+        )?;
+    }
     if let Some(d) = &m.query_details {
         let names = write_table(
             &mut wb,

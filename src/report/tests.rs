@@ -86,6 +86,7 @@ fn facts<'a>(
         notes: Vec::new(),
         not_checked: &[],
         roster_use: None,
+        asked: None,
     }
 }
 

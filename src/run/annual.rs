@@ -354,6 +354,7 @@ pub(super) fn internal_audit(
         UnionArgs::default(),
     )?
     .collect()?;
+    let asked = asked_before(config, period)?;
     complete(
         config,
         RunSpec {
@@ -376,10 +377,66 @@ pub(super) fn internal_audit(
             queries_by_month: Some(&by_month),
             evidence: Some(&evidence),
             orphans: true,
+            asked: Some(&asked),
             ..Extras::default()
         },
         clock,
     )
+}
+
+/// The query findings the sealed sample audits and query checks of
+/// `period` (its halves and quarters too) already asked units about, by
+/// [`crate::report::build::finding_key`], with the first workbook that
+/// asked (`2026H1 抽查工作底稿（執行編號 …）`): the internal audit lists
+/// them as asked rather than asking again.
+fn asked_before(config: &Config, period: &Period) -> Result<BTreeMap<String, String>> {
+    let mut asked = BTreeMap::new();
+    let runs = RunFolder::all(&config.paths.archive)?;
+    for run in runs.iter().filter(|r| {
+        matches!(r.job, Job::SampleAudit | Job::QueryCheck)
+            && r.is_sealed()
+            && matches!(&r.period, RunPeriod::Period(p) if p.starts_with(&period.id))
+    }) {
+        let path = run.dir.join("findings.csv");
+        let df = CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(path.clone()))?
+            .finish()
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        // By position: the first header carries the file's BOM.
+        let text = |i: usize| -> Result<Vec<Option<String>>> {
+            Ok(df.columns()[i]
+                .str()?
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect())
+        };
+        let (code, account, subject, at) = (text(0)?, text(4)?, text(6)?, text(7)?);
+        let label = format!(
+            "{} {}（執行編號 {}）",
+            run.period,
+            crate::report::ReportKind::of(run.job).map_or("", |k| k.title()),
+            run.id
+        );
+        for i in 0..df.height() {
+            let Some(c) = code[i].as_deref().and_then(Code::parse) else {
+                continue;
+            };
+            if c.scope() != Scope::Queries {
+                continue;
+            }
+            let key = [
+                c.as_str(),
+                account[i].as_deref().unwrap_or(""),
+                subject[i].as_deref().unwrap_or(""),
+                at[i].as_deref().unwrap_or(""),
+            ]
+            .join("|");
+            asked.entry(key).or_insert_with(|| label.clone());
+        }
+    }
+    Ok(asked)
 }
 
 pub use crate::sampling::units::UnitDraw as ExternalSelection;

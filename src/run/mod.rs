@@ -333,6 +333,7 @@ fn facts<'a>(
         notes: Vec::new(),
         not_checked: &outcome.not_checked,
         roster_use: outcome.ingested.roster_use.as_ref(),
+        asked: None,
     }
 }
 
@@ -577,20 +578,7 @@ fn critical_items(
     // A critical finding's identity across runs: a later run (the year's
     // internal audit re-checks the half-year's queries) finds it again,
     // and it was told already.
-    let key = concat_str(
-        [
-            col("code"),
-            col("account_id").fill_null(lit("")),
-            col("subject").fill_null(lit("")),
-            ts(col("occurred_at")).fill_null(lit("")),
-        ],
-        "|",
-        false,
-    );
-    let told = Series::new(
-        "told".into(),
-        notified.iter().cloned().collect::<Vec<String>>(),
-    );
+    let key = report::build::finding_key();
     let new = findings
         .clone()
         .lazy()
@@ -599,12 +587,8 @@ fn critical_items(
                 .eq(lit(unit))
                 .and(col("severity").eq(lit(Severity::Critical.name()))),
         )
+        .filter(report::build::key_in(notified.iter().cloned()).not())
         .with_column(key.alias("notice_key"))
-        .filter(
-            col("notice_key")
-                .is_in(lit(told).implode(false), false)
-                .not(),
-        )
         .collect()?;
     let keys: Vec<String> = new
         .column("notice_key")?
@@ -699,6 +683,8 @@ struct Extras<'e> {
     selection: Option<&'e sampling::units::UnitDraw>,
     /// Whether the data-quality sheet lists the accounts not in the roster.
     orphans: bool,
+    /// Query findings earlier workbooks asked about (the internal audit).
+    asked: Option<&'e BTreeMap<String, String>>,
 }
 
 /// The end every run shares: `findings.csv`, `rejects.csv`, `inputs.json`
@@ -738,6 +724,7 @@ fn complete(
             evidence: extras.evidence,
             selection: extras.selection,
             orphans: extras.orphans.then_some(&outcome.orphans),
+            asked: extras.asked,
             ..facts(config, kind, period_id, &outcome, clock)
         },
     )?;

@@ -408,6 +408,19 @@ fn each_mail_says_what_its_reader_must_do() {
             assert!(m.text.contains(line), "{}", m.text);
             // The reader's agency is 貴機關, never 本機關.
             assert!(!m.text.contains("本機關"), "{}", m.text);
+            // A workbook's mail is a 公文: 主旨, 說明, and 辦法 where the
+            // reader has something to do.
+            if m.attachment.is_some() && !m.subject.contains("調查") {
+                let at = |s: &str| m.text.find(s);
+                assert!(
+                    at("主旨：").is_some() && at("主旨：") < at("說明："),
+                    "{}",
+                    m.text
+                );
+                if returns {
+                    assert!(at("說明：") < at("辦法："), "{}", m.text);
+                }
+            }
         }
         if m.subject.contains("緊急") {
             // Critical findings: at once, to the officer and the ethics
@@ -431,7 +444,7 @@ fn each_mail_says_what_its_reader_must_do() {
             // A second review: the ethics unit audits the officer's own
             // account, fills in and returns.
             assert!(m.to.starts_with("ethics."), "{}", m.to);
-            for must in ["專責人員不自行抽查本人帳號", "黃色欄位", "應辦事項", "回傳"]
+            for must in ["專責人員不自行抽查本人帳號", "黃色欄位", "辦法：", "回傳"]
             {
                 assert!(
                     m.text.contains(must),
@@ -451,8 +464,10 @@ fn each_mail_says_what_its_reader_must_do() {
                     m.text
                 );
             }
+            // Nothing to fill in or do as the officer does (辦法 is the
+            // officer's).
             assert!(
-                !m.text.contains("黃色欄位") && !m.text.contains("應辦事項"),
+                !m.text.contains("黃色欄位") && !m.text.contains("辦法："),
                 "{}",
                 m.text
             );
@@ -668,7 +683,7 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
                 "調查紀錄",
                 "第六點第三款",
             ],
-            &["黃色欄位", "應辦事項", "處理結果欄"],
+            &["黃色欄位", "辦法：", "處理結果欄"],
         ),
         (
             "抽查工作底稿",

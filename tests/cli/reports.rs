@@ -135,6 +135,20 @@ impl City {
         out.run_dir()
     }
 
+    /// `ingest-worksheet FILE` on the city: a returned workbook read back.
+    fn ingest(&self, file: &Path) -> crate::harness::Output {
+        let config = self.tmp.path().join("city/webir-audit.toml");
+        run_binary(
+            &[
+                "ingest-worksheet",
+                file.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            self.tmp.path(),
+        )
+    }
+
     fn sample_audit(&self) -> PathBuf {
         self.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED])
     }
@@ -615,6 +629,19 @@ pub fn answer(row: &mut Vec<Data>, answers: [&str; 5]) {
     }
 }
 
+/// A worksheet filled in by `who` on 20 July: the first row a confirmed
+/// anomaly (no prior approval), every other row in order; signed.
+fn one_anomaly(rows: &mut Vec<Vec<Data>>, who: &str) {
+    for (i, r) in table_rows(rows).iter_mut().enumerate() {
+        if i == 0 {
+            answer(r, ["是", "否", "是", "有", "未經主管核可"]);
+        } else {
+            answer(r, ["是", "是", "是", "無", ""]);
+        }
+    }
+    sign(rows, who, "2026/07/20");
+}
+
 /// Signs a sheet's sign-off: who filled it in and the day (the unit head's
 /// line left for a hand signature).
 pub fn sign(rows: &mut [Vec<Data>], who: &str, day: &str) {
@@ -634,30 +661,10 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     let city = City::new();
     let dir = city.sample_audit();
     let original = dir.join("reports/KPB.xlsx");
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let ingest = |file: &Path| {
-        run_binary(
-            &[
-                "ingest-worksheet",
-                file.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            city.tmp.path(),
-        )
-    };
+    let ingest = |file: &Path| city.ingest(file);
 
     let done = city.tmp.path().join("KPB-done.xlsx");
-    refill(&original, &done, |rows| {
-        for (i, r) in table_rows(rows).iter_mut().enumerate() {
-            if i == 0 {
-                answer(r, ["是", "否", "是", "有", "未經主管核可"]);
-            } else {
-                answer(r, ["是", "是", "是", "無", ""]);
-            }
-        }
-        sign(rows, "王稽核", "2026/07/20");
-    });
+    refill(&original, &done, |rows| one_anomaly(rows, "王稽核"));
     let out = ingest(&done);
     assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("worksheet of KPB"), "{}", out.stdout);
@@ -844,15 +851,7 @@ fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
             }
             sign(rows, "稽核員", "2026/07/20");
         });
-        let out = run_binary(
-            &[
-                "ingest-worksheet",
-                done.to_str().unwrap(),
-                "--config",
-                config,
-            ],
-            city.tmp.path(),
-        );
+        let out = city.ingest(&done);
         assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     }
     let out = retention("2029-07-04T00:00:00+08:00");
@@ -1028,8 +1027,10 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
         [
             "摘要",
             "內部稽核",
+            // The sample audit asked about the half-year's anomalies: they
+            // are listed, not asked again (and rolled up nothing new).
             "異常查詢",
-            "異常查詢明細",
+            "已列管異常查詢",
             "資料品質",
             "清冊外帳號",
             "圖表資料"
@@ -1508,16 +1509,7 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
         }
         sign(rows, "王稽核", "2026/07/20");
     });
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "ingest-worksheet",
-            done.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        city.tmp.path(),
-    );
+    let out = city.ingest(&done);
     assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("1 answered, 1 confirmed anomalies"),
@@ -1885,16 +1877,7 @@ fn a_worksheet_sent_before_the_sign_off_still_comes_back() {
             r[width - 1] = Data::String("2026/07/20".into());
         }
     });
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "ingest-worksheet",
-            done.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        city.tmp.path(),
-    );
+    let out = city.ingest(&done);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let db = auditors_recorded(&city.tmp.path().join("var/state/state.sqlite3"));
     assert_eq!(db, ["舊版稽核員"], "{db:?}");
@@ -2068,29 +2051,9 @@ fn no_officer_reviews_their_own_account() {
     refill(
         &dir.join(format!("reports/{id}.second-review.xlsx")),
         &done,
-        |rows| {
-            for (i, r) in table_rows(rows).iter_mut().enumerate() {
-                if i == 0 {
-                    answer(r, ["是", "否", "是", "有", "未經主管核可"]);
-                } else {
-                    answer(r, ["是", "是", "是", "無", ""]);
-                }
-            }
-            sign(rows, "政風室 林覆核", "2026/07/20");
-        },
+        |rows| one_anomaly(rows, "政風室 林覆核"),
     );
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let ingest = |file: &Path| {
-        run_binary(
-            &[
-                "ingest-worksheet",
-                file.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            city.tmp.path(),
-        )
-    };
+    let ingest = |file: &Path| city.ingest(file);
     let out = ingest(&done);
     assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
     let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
@@ -2233,4 +2196,72 @@ fn the_password_check_tells_only_the_units_with_overdue_passwords() {
             assert!(m.subject.contains("密碼定期更換"), "{}", m.subject);
         }
     }
+}
+
+/// Issue 28: what a workbook asked is not asked again. The year's
+/// internal audit re-checks the half-year's queries; those the sample
+/// audit's 異常查詢 already asked the unit about are listed on
+/// 已列管異常查詢 with where they were asked, without the follow-up
+/// columns, and 異常查詢 asks only the rest.
+#[test]
+fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
+    let city = City::new();
+    let sample = city.sample_audit();
+    let audit = city.internal_audit_withheld();
+    // Query findings by key (code|account|subject|time), per unit.
+    let keys = |dir: &Path, unit: &str| -> Vec<String> {
+        std::fs::read_to_string(dir.join("findings.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                webir_audit::checks::Code::parse(f[0])
+                    .is_some_and(|c| c.scope() == webir_audit::checks::Scope::Queries)
+                    && f[2] == unit
+            })
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                [f[0], f[4], f[6], f[7]].join("|")
+            })
+            .collect()
+    };
+    let sample_sheet = |unit: &str| {
+        let (_, sheets) = read(&sample.join(format!("reports/{unit}.xlsx")));
+        table(&sheets, "異常查詢").1.len()
+    };
+    let mut listed = 0;
+    for unit in ["KPB", "KHB", "KSA"] {
+        let before: BTreeSet<String> = keys(&sample, unit).into_iter().collect();
+        let again = keys(&audit, unit)
+            .into_iter()
+            .filter(|k| before.contains(k))
+            .count();
+        let (names, sheets) = read(&audit.join(format!("reports/{unit}.xlsx")));
+        if again == 0 {
+            assert!(!names.contains(&"已列管異常查詢".to_owned()), "{unit}");
+            continue;
+        }
+        let (h, rows) = table(&sheets, "已列管異常查詢");
+        assert!(!h.contains(&"處理情形".to_owned()), "{h:?}");
+        let n: f64 = rows
+            .iter()
+            .map(|r| match r[column(&h, "件數")] {
+                Data::Float(n) => n,
+                _ => 0.0,
+            })
+            .sum();
+        assert_eq!(n as usize, again, "{unit}");
+        assert!(
+            rows.iter()
+                .all(|r| text(&r[column(&h, "首次詢問")]).starts_with("2026H1 抽查工作底稿"))
+        );
+        // 異常查詢 asks fewer than the sample audit asked.
+        assert!(
+            table(&sheets, "異常查詢").1.len() < sample_sheet(unit),
+            "{unit}"
+        );
+        listed += 1;
+    }
+    assert!(listed > 0);
 }
