@@ -631,7 +631,7 @@ pub fn answer(row: &mut Vec<Data>, answers: [&str; 5]) {
 
 /// A worksheet filled in by `who` on 20 July: the first row a confirmed
 /// anomaly (no prior approval), every other row in order; signed.
-fn one_anomaly(rows: &mut Vec<Vec<Data>>, who: &str) {
+fn one_anomaly(rows: &mut [Vec<Data>], who: &str) {
     for (i, r) in table_rows(rows).iter_mut().enumerate() {
         if i == 0 {
             answer(r, ["是", "否", "是", "有", "未經主管核可"]);
