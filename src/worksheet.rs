@@ -105,31 +105,38 @@ fn text(d: &Data) -> String {
 /// A sheet's cells, row by row.
 type Rows = Vec<Vec<Data>>;
 
+/// A workbook: `bytes` (a return, decrypted), or the file at `path`.
+type Book = Xlsx<std::io::Cursor<Vec<u8>>>;
+
+fn book(path: &Path, bytes: Option<&[u8]>) -> Result<Book, ReturnError> {
+    let bytes = match bytes {
+        Some(b) => b.to_vec(),
+        None => std::fs::read(path).map_err(|error| ReturnError::Io {
+            file: path.to_owned(),
+            error,
+        })?,
+    };
+    Xlsx::new(std::io::Cursor::new(bytes)).map_err(|e| ReturnError::Unreadable {
+        file: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A sheet's cells, row by row; `None` when the workbook has no such sheet.
+fn sheet_rows(wb: &mut Book, name: &str) -> Option<Rows> {
+    let range = wb.worksheet_range(name).ok()?;
+    Some(range.rows().map(<[Data]>::to_vec).collect())
+}
+
 /// The summary and the worksheet of a workbook: `bytes` (a return,
 /// decrypted), or the file at `path`.
 fn sheets(path: &Path, bytes: Option<&[u8]>, sheet: &str) -> Result<(Rows, Rows), ReturnError> {
-    let unreadable = |e: calamine::XlsxError| ReturnError::Unreadable {
-        file: path.to_owned(),
-        reason: e.to_string(),
-    };
-    let owned;
-    let bytes = match bytes {
-        Some(b) => b,
-        None => {
-            owned = std::fs::read(path).map_err(|error| ReturnError::Io {
-                file: path.to_owned(),
-                error,
-            })?;
-            &owned
-        }
-    };
-    let mut wb = Xlsx::new(std::io::Cursor::new(bytes)).map_err(unreadable)?;
-    let mut get = |name: &str| -> Result<Rows, ReturnError> {
-        let range = wb.worksheet_range(name).map_err(|_| ReturnError::NoSheet {
+    let mut wb = book(path, bytes)?;
+    let mut get = |name: &str| {
+        sheet_rows(&mut wb, name).ok_or_else(|| ReturnError::NoSheet {
             file: path.to_owned(),
             sheet: name.to_owned(),
-        })?;
-        Ok(range.rows().map(<[Data]>::to_vec).collect())
+        })
     };
     Ok((get("摘要")?, get(sheet)?))
 }
@@ -382,6 +389,28 @@ pub fn ingest_returned(
         .copied()
         .collect();
     let (orig_header, data) = check_rows(file, sheet, &rows, &orig_rows, &inputs)?;
+    // What the unit did about each query finding (異常查詢, in the same
+    // workbook): checked as the worksheet is, before anything is recorded.
+    let follow_up = match (
+        sheet_rows(&mut book(file, Some(workbook))?, FOLLOW_UP_SHEET),
+        sheet_rows(&mut book(&original, None)?, FOLLOW_UP_SHEET),
+    ) {
+        (_, None) => None,
+        (None, Some(_)) => {
+            return Err(ReturnError::NoSheet {
+                file: path(),
+                sheet: FOLLOW_UP_SHEET.to_owned(),
+            });
+        }
+        (Some(got), Some(sent)) => Some(check_rows(
+            file,
+            FOLLOW_UP_SHEET,
+            &got,
+            &sent,
+            layout::FOLLOW_UP_INPUTS,
+        )?)
+        .map(|(header, rows)| follow_ups(&header, &rows)),
+    };
     let mut answers = Vec::new();
     // Columns are found by their header in the workbook the run sent, so
     // a worksheet written before a column was added still reads back.
@@ -449,6 +478,27 @@ pub fn ingest_returned(
         },
         &answers,
     )?;
+    if let Some(decisions) = follow_up {
+        let answered = decisions
+            .iter()
+            .filter(|(_, a)| a.get("處理情形").is_some_and(|v| !v.is_empty()))
+            .count();
+        store.record_return(
+            &crate::store::TableReturn {
+                job: FOLLOW_UP_JOB.to_owned(),
+                run_id: run_id.clone(),
+                unit_id: unit_id.clone(),
+                received_at: received_at.to_owned(),
+                file_sha256: sha.clone(),
+                rows: decisions.len() as u32,
+                answered: answered as u32,
+            },
+            &decisions
+                .iter()
+                .map(|(k, a)| (k.clone(), serde_json::to_string(a).unwrap_or_default()))
+                .collect::<Vec<_>>(),
+        )?;
+    }
     Ok(Returned {
         run_id,
         unit_id,
@@ -458,6 +508,40 @@ pub fn ingest_returned(
         run_dir: run_dir.dir,
         file_sha256: sha,
     })
+}
+
+/// The sheet of a sample audit's workbook where the unit writes what it
+/// did about each query finding.
+pub const FOLLOW_UP_SHEET: &str = "異常查詢";
+
+/// The job its answers are recorded under, apart from the worksheet's.
+pub const FOLLOW_UP_JOB: &str = "sample-audit-follow-up";
+
+/// The key of a 異常查詢 row (`說明|帳號`: what and whose, the decision a
+/// later workbook looks up) and its answers.
+fn follow_ups(
+    header: &[String],
+    rows: &[&Vec<Data>],
+) -> Vec<(String, std::collections::BTreeMap<&'static str, String>)> {
+    let col = |got: &Vec<Data>, h: &str| {
+        header
+            .iter()
+            .position(|x| x == h)
+            .and_then(|c| got.get(c))
+            .map(text)
+            .unwrap_or_default()
+    };
+    rows.iter()
+        .map(|got| {
+            (
+                format!("{}|{}", col(got, "說明"), col(got, "帳號")),
+                layout::FOLLOW_UP_INPUTS
+                    .iter()
+                    .map(|(h, _)| (*h, col(got, h)))
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 /// A kind of workbook, besides the sample worksheet, that a unit fills in

@@ -57,10 +57,20 @@ pub struct RunFacts<'a> {
     pub not_checked: &'a [NotChecked],
     /// The roster snapshot used.
     pub roster_use: Option<&'a RosterUse>,
-    /// Query findings an earlier workbook already asked the unit about
-    /// ([`finding_key`] → where, e.g. `2026H1 抽查工作底稿（執行編號 …）`):
-    /// shown with where they were asked, not asked again.
-    pub asked: Option<&'a BTreeMap<String, String>>,
+    /// Query findings an earlier workbook already asked the units about:
+    /// shown with where they were asked and what came back, not asked
+    /// again.
+    pub asked: Option<&'a Asked>,
+}
+
+/// What earlier workbooks asked the units, and what they answered.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// [`finding_key`] → where it was first asked, e.g. `2026H1
+    /// 抽查工作底稿（執行編號 …）`.
+    pub first: BTreeMap<String, String>,
+    /// `(unit, 說明, 帳號)` → the latest answer to it (處理情形, 完成日).
+    pub replies: BTreeMap<(String, String, String), String>,
 }
 
 /// A query finding's identity across runs: code, account, subject and
@@ -111,6 +121,12 @@ impl DueRow {
             (None, false) => "未到期",
         }
     }
+}
+
+/// The city-wide 回收狀況 from `due`: every ask of every run, the current
+/// one's too once it has opened them.
+pub fn refresh_collection(f: &RunFacts<'_>, m: &mut ReportModel, due: &[DueRow]) {
+    m.collection = (!due.is_empty()).then(|| due_table(f, due));
 }
 
 fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
@@ -1107,8 +1123,13 @@ pub fn ask(code: Code) -> Ask {
 /// source file and row (the city-wide workbook: a unit's officer finds a
 /// query by account and time and reads what it is in Chinese, and its
 /// sheet has to leave room for the follow-up columns and print one page
-/// wide).
-fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<(Table, Option<Table>)> {
+/// wide). With `within` (a unit's workbook), agencies by their name within
+/// the unit (三民第一分局, as its worksheet names them), not by code.
+fn query_findings(
+    findings: &DataFrame,
+    provenance: bool,
+    within: Option<(&Config, &str)>,
+) -> PolarsResult<(Table, Option<Table>)> {
     let codes = strs(findings, "code")?;
     let sev = strs(findings, "severity")?;
     let agency = strs(findings, "agency_id")?;
@@ -1129,7 +1150,10 @@ fn query_findings(findings: &DataFrame, provenance: bool) -> PolarsResult<(Table
         }
         r.extend([
             Cell::from(Code::parse(c).map_or("", |c| c.description())),
-            text(agency[i]),
+            match (within, agency[i]) {
+                (Some((config, unit)), Some(a)) => Cell::Text(name_within(config, unit, a)),
+                _ => text(agency[i]),
+            },
             text(account[i]),
             text(holder[i]),
             text(subject[i]),
@@ -1730,10 +1754,10 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         // What an earlier workbook asked is not asked again: it is listed
         // with where it was asked.
         let (ask, asked) = match f.asked {
-            Some(before) => split_asked(&findings, before)?,
+            Some(before) => split_asked(&findings, unit, before)?,
             None => (findings.clone(), None),
         };
-        let (q, details) = query_findings(&ask, false)?;
+        let (q, details) = query_findings(&ask, false, Some((f.config, unit)))?;
         m.query_findings = Some(q);
         m.query_details = details;
         m.serious = serious(&ask)?;
@@ -1786,16 +1810,17 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
 }
 
 /// The unit's query findings not yet asked (every other finding, too),
-/// and those an earlier workbook asked (`before`: key → where), one row
-/// per code and account: 說明, 帳號, 使用者, 件數, 首次詢問.
+/// and those an earlier workbook asked, one row per code and account:
+/// 說明, 帳號, 使用者, 件數, 首次詢問, 回覆 (what the unit answered there).
 fn split_asked(
     findings: &DataFrame,
-    before: &BTreeMap<String, String>,
+    unit: &str,
+    before: &Asked,
 ) -> PolarsResult<(DataFrame, Option<Table>)> {
     let marked = findings
         .clone()
         .lazy()
-        .with_column(key_in(before.keys().cloned()).alias("asked_before"))
+        .with_column(key_in(before.first.keys().cloned()).alias("asked_before"))
         .with_column(finding_key().alias("finding_key"))
         .collect()?;
     let ask = marked
@@ -1821,23 +1846,29 @@ fn split_asked(
         let row = rows.entry((c, account[i].unwrap_or(""))).or_insert((
             holder[i].unwrap_or(""),
             0,
-            before[k].as_str(),
+            before.first[k].as_str(),
         ));
         row.1 += 1;
     }
     Ok((
         ask,
         Some(Table {
-            headers: headers(&["說明", "帳號", "使用者", "件數", "首次詢問"]),
+            headers: headers(&["說明", "帳號", "使用者", "件數", "首次詢問", "回覆"]),
             rows: rows
                 .into_iter()
                 .map(|((c, a), (h, n, at))| {
+                    let what = Code::parse(c).map_or(c, |c| c.description());
+                    let reply = before
+                        .replies
+                        .get(&(unit.to_owned(), what.to_owned(), a.to_owned()))
+                        .map_or("尚未回覆", String::as_str);
                     vec![
-                        Cell::from(Code::parse(c).map_or(c, |c| c.description())),
+                        Cell::from(what),
                         Cell::from(a),
                         Cell::from(h),
                         Cell::Int(n),
                         Cell::from(at),
+                        Cell::from(reply),
                     ]
                 })
                 .collect(),
@@ -1910,15 +1941,23 @@ fn second_review_model(f: &RunFacts<'_>, unit: &ReportModel) -> PolarsResult<Opt
         })
         .collect();
     let accounts: Vec<String> = accounts.into_iter().collect();
-    let mut m = unit.clone();
+    // Its summary counts what concerns these accounts only: the unit's
+    // other findings are its officer's, and read as the officer's own.
+    let own = in_set(
+        &in_set(f.findings, "unit_id", std::slice::from_ref(&unit.unit_id))?,
+        "account_id",
+        &accounts,
+    )?;
+    let mut m = base(f, &unit.unit_id, unit.unit_name.clone(), &own, false)?;
     m.second_review = Some(SecondReview {
         accounts: accounts.clone(),
+        reviewer: f
+            .config
+            .second_reviewer(&unit.unit_id)
+            .map_or("（未設定）", |(_, who)| reviewer_name(who))
+            .trim_start_matches("貴機關")
+            .to_owned(),
     });
-    m.query_findings = None;
-    m.query_details = None;
-    m.accounts = None;
-    m.orphans = None;
-    m.serious = false;
     let deadline = deadline(f.config, f.kind, f.generated_at).1;
     m.actions = vec![format!(
         "本表為貴機關專責人員本人帳號（{}）之抽查紀錄共 {} 筆：專責人員不自行抽查本人帳號，請由貴單位覆核，逐筆填寫黃色欄位並於表格下方簽章，於 {deadline} 前回傳（管理要點第六點第一款）。",
@@ -2104,7 +2143,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         m.orphans = Some(orphan_table(f, o)?);
     }
     if f.kind.shows_queries() {
-        let (q, details) = query_findings(f.findings, true)?;
+        let (q, details) = query_findings(f.findings, true, None)?;
         m.query_findings = Some(q);
         m.query_details = details;
         m.serious = serious(f.findings)?;
@@ -2173,7 +2212,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         })
         .unwrap_or_default();
     m.by_account = Some(by_account(f)?);
-    m.collection = f.due.filter(|d| !d.is_empty()).map(|d| due_table(f, d));
+    refresh_collection(f, &mut m, f.due.unwrap_or_default());
     // The sample's coverage only where there is a sample: no column of a
     // city-wide table is left blank.
     let sampled = f.sample.is_some();

@@ -350,6 +350,8 @@ impl ReportModel {
 pub struct SecondReview {
     /// The officers' own accounts it holds.
     pub accounts: Vec<String>,
+    /// Who reviews them (政風單位, 衛生局總管理者).
+    pub reviewer: String,
 }
 
 /// The investigation record (point 6(3)) of a unit's confirmed anomalies:

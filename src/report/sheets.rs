@@ -525,8 +525,11 @@ fn write_table(
             ws.set_print_fit_to_pages(1, 0);
         }
         ws.set_repeat_rows(first_row, first_row)?;
-        // The workbook's kind, and the sheet when it is another name.
-        let centre = if sheet_name.starts_with(model.kind.title()) {
+        // The workbook's kind, and the sheet when it is another name; a
+        // second review says so on every page.
+        let centre = if model.second_review.is_some() {
+            format!("專責人員本人帳號覆核 {}", escape_header(&sheet_name))
+        } else if sheet_name.starts_with(model.kind.title()) {
             escape_header(&sheet_name)
         } else {
             format!(
@@ -591,8 +594,9 @@ fn write_table(
 /// matched to the workbook it answers by it.
 pub const REVIEW_LABEL: &str = "抽查人";
 
-/// What [`REVIEW_LABEL`] says of a second review, before its accounts.
-pub const SECOND_REVIEW: &str = "覆核專責人員本人帳號";
+/// What [`REVIEW_LABEL`] says of a second review, before who reviews
+/// which accounts.
+pub const SECOND_REVIEW: &str = "覆核";
 
 /// The queries of an item on 異常查詢明細 that print: the first few show
 /// what the item is; a person reads the rest on screen, where they are
@@ -720,7 +724,13 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
             REVIEW_LABEL,
             Cell::Text(m.second_review.as_ref().map_or_else(
                 || "專責人員".to_owned(),
-                |r| format!("{SECOND_REVIEW}：{}", r.accounts.join("、")),
+                |r| {
+                    format!(
+                        "{SECOND_REVIEW}：由{}覆核專責人員本人帳號 {}",
+                        r.reviewer,
+                        r.accounts.join("、")
+                    )
+                },
             )),
         )
     });

@@ -191,7 +191,6 @@ fn no_workbook_holds_a_row_of_another_unit() {
                     .iter()
                     .filter(|a| a.unit == m.unit_id)
                     .collect();
-                let ids: BTreeSet<String> = mine.iter().map(|a| a.id.clone()).collect();
                 let names: BTreeSet<String> = mine.iter().map(|a| a.name.clone()).collect();
                 let text = |c: &Cell| match c {
                     Cell::Text(s) => s.clone(),
@@ -201,7 +200,13 @@ fn no_workbook_holds_a_row_of_another_unit() {
                 if let Some(q) = &m.query_findings {
                     let agency = q.headers.iter().position(|h| h == "機關").unwrap();
                     for r in &q.rows {
-                        assert!(ids.contains(&text(&r[agency])), "{}: {r:?}", m.unit_id);
+                        // Named within the unit, as its worksheet names it.
+                        let a = text(&r[agency]);
+                        assert!(
+                            names.iter().any(|n| n.ends_with(&a)),
+                            "{}: {r:?}",
+                            m.unit_id
+                        );
                         shown += 1;
                     }
                 }

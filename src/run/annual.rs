@@ -389,7 +389,7 @@ pub(super) fn internal_audit(
 /// [`crate::report::build::finding_key`], with the first workbook that
 /// asked (`2026H1 抽查工作底稿（執行編號 …）`): the internal audit lists
 /// them as asked rather than asking again.
-fn asked_before(config: &Config, period: &Period) -> Result<BTreeMap<String, String>> {
+fn asked_before(config: &Config, period: &Period) -> Result<crate::report::build::Asked> {
     let mut asked = BTreeMap::new();
     let runs = RunFolder::all(&config.paths.archive)?;
     for run in runs.iter().filter(|r| {
@@ -436,7 +436,33 @@ fn asked_before(config: &Config, period: &Period) -> Result<BTreeMap<String, Str
             asked.entry(key).or_insert_with(|| label.clone());
         }
     }
-    Ok(asked)
+    // What the units answered on those sheets, the latest first.
+    let mut replies = BTreeMap::new();
+    let store = Store::open(&config.paths.state)?;
+    for (unit, key, answers, received) in
+        store.returned_decisions(crate::worksheet::FOLLOW_UP_JOB)?
+    {
+        let Some((what, account)) = key.split_once('|') else {
+            continue;
+        };
+        let a: BTreeMap<String, String> = serde_json::from_str(&answers).unwrap_or_default();
+        let on = received.get(..10).unwrap_or(&received);
+        let reply = match (
+            a.get("處理情形").filter(|v| !v.is_empty()),
+            a.get("完成日").filter(|v| !v.is_empty()),
+        ) {
+            (Some(d), Some(done)) => format!("{d}（完成日 {done}；{on} 回傳）"),
+            (Some(d), None) => format!("{d}（{on} 回傳）"),
+            (None, _) => continue,
+        };
+        replies
+            .entry((unit, what.to_owned(), account.to_owned()))
+            .or_insert(reply);
+    }
+    Ok(crate::report::build::Asked {
+        first: asked,
+        replies,
+    })
 }
 
 pub use crate::sampling::units::UnitDraw as ExternalSelection;

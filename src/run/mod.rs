@@ -473,11 +473,19 @@ fn finish_run(
     // told again; those this run tells of are recorded with its mail.
     let notified = store.notified_criticals()?;
     let mut told: Vec<String> = Vec::new();
-    for m in &models {
+    let workbooks = models.len();
+    for mut m in models {
         // The external audit is the Health Bureau's alone.
         if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
             continue;
         }
+        // The city-wide workbook comes last: its 回收狀況 shows what this
+        // run asked of the units too.
+        if m.city_wide {
+            let due = crate::followup::due_rows(&store, facts.generated_at.date())?;
+            report::build::refresh_collection(&facts, &mut m, &due);
+        }
+        let m = &m;
         let key = m.key();
         let unit = (!m.city_wide).then_some(key.as_str());
         let name = RunFolder::workbook_name(unit);
@@ -551,7 +559,7 @@ fn finish_run(
             config, &mut store, &facts, draw, &run, now,
         )?);
     }
-    tracing::info!(elapsed = ?clock.elapsed(), workbooks = models.len(), memory = %crate::ingest::memory(), "reports written");
+    tracing::info!(elapsed = ?clock.elapsed(), workbooks, memory = %crate::ingest::memory(), "reports written");
     // Every message of the run is queued in one transaction; queueing a run
     // again adds nothing (unique run, report, recipient).
     let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
@@ -684,7 +692,7 @@ struct Extras<'e> {
     /// Whether the data-quality sheet lists the accounts not in the roster.
     orphans: bool,
     /// Query findings earlier workbooks asked about (the internal audit).
-    asked: Option<&'e BTreeMap<String, String>>,
+    asked: Option<&'e report::build::Asked>,
 }
 
 /// The end every run shares: `findings.csv`, `rejects.csv`, `inputs.json`

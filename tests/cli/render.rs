@@ -101,7 +101,8 @@ fn page_budget(stem: &str) -> usize {
         "1-KPB" => 24,
         // What the sample audit asked is listed, not asked again.
         "2-KPB" => 12,
-        "0-city-wide" => 12,
+        // With what it asked every unit (回收狀況).
+        "0-city-wide" => 14,
         "1-city-wide" => 30,
         "2-city-wide" => 32,
         "3-city-wide" => 16,

@@ -193,7 +193,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             ],
             "{unit}"
         );
-        let (ids, agency_names) = city.subtree(unit);
+        let (_, agency_names) = city.subtree(unit);
 
         // The worksheet: this unit's sampled records, all of them, nobody else's.
         let (h, rows) = table(&sheets, "抽查工作底稿");
@@ -260,7 +260,12 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         }
         let (h, rows) = table(&sheets, "異常查詢");
         for r in rows {
-            assert!(ids.contains(&text(&r[column(&h, "機關")])), "{unit}: {r:?}");
+            // Named within the unit, as the worksheet names it.
+            let agency = text(&r[column(&h, "機關")]);
+            assert!(
+                agency_names.iter().any(|a| a.ends_with(&agency)),
+                "{unit}: {r:?}"
+            );
         }
 
         // Masking: no national ID anywhere a person reads.
@@ -301,7 +306,8 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         assert!(props.contains(&dir.file_name().unwrap().to_string_lossy().to_string()));
     }
 
-    // The Health Bureau's city-wide workbook: every unit, and the rejects.
+    // The Health Bureau's city-wide workbook: every unit, what this run
+    // asked of each (回收狀況), and the rejects.
     let path = dir.join("reports/city-wide.xlsx");
     let (names, sheets) = read(&path);
     assert_eq!(
@@ -309,6 +315,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         [
             "摘要",
             "各單位",
+            "回收狀況",
             "帳號彙整",
             "異常查詢",
             "異常查詢明細",
@@ -422,6 +429,7 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
         [
             "摘要",
             "各單位",
+            "回收狀況",
             "專責人員帳號",
             "帳號彙整",
             "資料品質",
@@ -2207,6 +2215,42 @@ fn the_password_check_tells_only_the_units_with_overdue_passwords() {
 fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
     let city = City::new();
     let sample = city.sample_audit();
+    // The police return their worksheet, and say what they did about the
+    // first of their query findings.
+    let signed = city.tmp.path().join("KPB-signed.xlsx");
+    refill(&sample.join("reports/KPB.xlsx"), &signed, |rows| {
+        for r in table_rows(rows).iter_mut() {
+            answer(r, ["是", "是", "是", "無", ""]);
+        }
+        sign(rows, "王稽核", "2026/07/20");
+    });
+    let done = city.tmp.path().join("KPB-done.xlsx");
+    let first = std::cell::RefCell::new((String::new(), String::new()));
+    refill_sheet(&signed, &done, "異常查詢", |rows| {
+        let h: Vec<String> = rows[2].iter().map(text).collect();
+        let r = &mut table_rows(rows)[0];
+        *first.borrow_mut() = (text(&r[column(&h, "說明")]), text(&r[column(&h, "帳號")]));
+        r.resize(h.len(), Data::Empty);
+        r[column(&h, "處理情形")] = Data::String("已查明並補正紀錄表".into());
+        r[column(&h, "完成日")] = Data::String("2026/07/25".into());
+    });
+    let first = first.into_inner();
+    // The finding itself may not be changed: such a return is refused,
+    // and nothing of it recorded.
+    let forged = city.tmp.path().join("KPB-forged.xlsx");
+    refill_sheet(&done, &forged, "異常查詢", |rows| {
+        let h: Vec<String> = rows[2].iter().map(text).collect();
+        table_rows(rows)[0][column(&h, "理由")] = Data::String("無異常".into());
+    });
+    let out = city.ingest(&forged);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("異常查詢") && out.stderr.contains("理由"),
+        "{}",
+        out.stderr
+    );
+    let out = city.ingest(&done);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     let audit = city.internal_audit_withheld();
     // Query findings by key (code|account|subject|time), per unit.
     let keys = |dir: &Path, unit: &str| -> Vec<String> {
@@ -2230,7 +2274,7 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
         let (_, sheets) = read(&sample.join(format!("reports/{unit}.xlsx")));
         table(&sheets, "異常查詢").1.len()
     };
-    let mut listed = 0;
+    let (mut listed, mut replied) = (0, 0);
     for unit in ["KPB", "KHB", "KSA"] {
         let before: BTreeSet<String> = keys(&sample, unit).into_iter().collect();
         let again = keys(&audit, unit)
@@ -2256,6 +2300,20 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
             rows.iter()
                 .all(|r| text(&r[column(&h, "首次詢問")]).starts_with("2026H1 抽查工作底稿"))
         );
+        // What the unit answered there is shown; nothing else is made up.
+        for r in rows {
+            let reply = text(&r[column(&h, "回覆")]);
+            let key = (text(&r[column(&h, "說明")]), text(&r[column(&h, "帳號")]));
+            if unit == "KPB" && key == first {
+                assert!(
+                    reply.starts_with("已查明並補正紀錄表（完成日 2026/07/25"),
+                    "{reply}"
+                );
+                replied += 1;
+            } else {
+                assert_eq!(reply, "尚未回覆", "{unit} {key:?}");
+            }
+        }
         // 異常查詢 asks fewer than the sample audit asked.
         assert!(
             table(&sheets, "異常查詢").1.len() < sample_sheet(unit),
@@ -2264,4 +2322,8 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
         listed += 1;
     }
     assert!(listed > 0);
+    assert_eq!(
+        replied, 1,
+        "the police's answer is shown where it was asked"
+    );
 }
