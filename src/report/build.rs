@@ -1782,8 +1782,15 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         // Someone used WebIR with an account nobody manages: the officer
         // finds out whose it is.
         if !t.rows.is_empty() {
+            // One decision, asked once: where 異常查詢 lists the account's
+            // queries (以不在帳號清冊之帳號查詢), it is answered there.
+            let there = if f.kind.shows_queries() {
+                "「異常查詢」之「以不在帳號清冊之帳號查詢」列"
+            } else {
+                "該表"
+            };
             m.actions.push(format!(
-                "「清冊外帳號」工作表所列 {} 個帳號不在帳號清冊，請查明帳號來源及實際使用人，未經核准者由貴機關專責人員廢止，並將處理情形填入該表（管理要點第五點第一款、第六點第二款）。",
+                "「清冊外帳號」工作表所列 {} 個帳號不在帳號清冊，請查明帳號來源及實際使用人，未經核准者由貴機關專責人員廢止，並將處理情形填入{there}（管理要點第五點第一款、第六點第二款）。",
                 t.rows.len()
             ));
         }
@@ -1976,7 +1983,7 @@ fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
     }
     let r = &f.config.rules;
     Some(format!(
-        "本市設定（非管理要點明文）：紀錄表核可後 {} 日內有效（設定 rules.form_validity_days；紀錄表自載有效期限者從之）；辦公時間為週一至週五 {}–{}（設定 rules.office_hours），其外及假日之查詢列為「非上班時間或假日查詢」供查明。",
+        "本市設定（衛生局訂定，非管理要點明文）：紀錄表核可後 {} 日內有效（紀錄表自載有效期限者從之）；辦公時間為週一至週五 {}–{}，其外及假日之查詢列為「非上班時間或假日查詢」供查明。",
         r.form_validity_days,
         r.office_hours.0.format("%H:%M"),
         r.office_hours.1.format("%H:%M")

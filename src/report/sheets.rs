@@ -754,7 +754,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
                 "證據鏈",
                 Cell::Text(m.chain_head.clone().map_or_else(
                     || "（尚無紀錄）".to_owned(),
-                    |h| format!("{h}（製作本工作簿時之最新紀錄；以 webir-audit archive verify --head 查驗）"),
+                    |h| format!("{h}（製作本工作簿時之最新紀錄，稽核人員可向衛生局查驗證據鏈）"),
                 )),
             ),
         ])
@@ -1340,7 +1340,9 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
             "清冊外帳號",
             &heading("資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
             o,
-            (!m.city_wide).then_some(&InputColumns {
+            // Asked here only where 異常查詢 does not ask it (its row
+            // 以不在帳號清冊之帳號查詢 is the same decision).
+            (!m.city_wide && !m.kind.shows_queries()).then_some(&InputColumns {
                 inputs: FOLLOW_UP_INPUTS,
             }),
             m,

@@ -1656,7 +1656,8 @@ fn the_worksheet_agrees_with_the_findings_row_by_row() {
 }
 
 /// A unit writes down what it did about each finding (issue 15): 異常查詢
-/// and 清冊外帳號 carry the follow-up columns of `report::layout`, the
+/// carries the follow-up columns of `report::layout` (and 清冊外帳號 where
+/// no 異常查詢 asks about the same accounts: the account review), the
 /// account review its 處理人 and 處理日; the city-wide reading copy does
 /// not ask the Health Bureau to fill them in.
 #[test]
@@ -1666,11 +1667,16 @@ fn units_have_columns_to_record_what_they_did() {
     let dir = city.sample_audit();
     let (_, unit) = read(&dir.join("reports/KPB.xlsx"));
     let (_, city_wide) = read(&dir.join("reports/city-wide.xlsx"));
+    let asks = |sheets: &Sheets, sheet: &str| {
+        let (h, _) = table(sheets, sheet);
+        FOLLOW_UP_INPUTS
+            .iter()
+            .all(|(name, _)| h.iter().any(|x| x == name))
+    };
+    assert!(asks(&unit, "異常查詢"));
+    // The same accounts: asked once, on 異常查詢.
+    assert!(!asks(&unit, "清冊外帳號"));
     for sheet in ["異常查詢", "清冊外帳號"] {
-        let (h, _) = table(&unit, sheet);
-        for (name, _) in FOLLOW_UP_INPUTS {
-            assert!(h.iter().any(|x| x == name), "{sheet}: no {name} in {h:?}");
-        }
         let (h, _) = table(&city_wide, sheet);
         assert!(
             !h.iter().any(|x| x == "處理情形"),
@@ -1683,6 +1689,9 @@ fn units_have_columns_to_record_what_they_did() {
     for (name, _) in ACCOUNT_REVIEW_INPUTS {
         assert!(h.iter().any(|x| x == name), "帳號清查: no {name} in {h:?}");
     }
+    // The account review has no 異常查詢: 清冊外帳號 asks there.
+    let (_, kpb) = read(&review.join("reports/KPB.xlsx"));
+    assert!(asks(&kpb, "清冊外帳號"));
 }
 
 /// On screen and on paper (issues 15, 28): the worksheet keeps its key
