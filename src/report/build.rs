@@ -1760,7 +1760,9 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         let (q, details) = query_findings(&ask, false, Some((f.config, unit)))?;
         m.query_findings = Some(q);
         m.query_details = details;
-        m.serious = serious(&ask)?;
+        // The ethics unit investigates with the unit (6(3)): it gets the
+        // workbook while any serious anomaly stands, asked before or not.
+        m.serious = serious(&findings)?;
         if let Some(t) = asked.filter(|t| !t.rows.is_empty()) {
             m.notes.push(format!(
                 "「已列管異常查詢」所列 {} 項已於先前之工作底稿詢問貴機關（見該表「首次詢問」），本表不再詢問；其處理情形請依原工作底稿回復。",

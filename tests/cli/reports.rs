@@ -2335,4 +2335,14 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
         replied, 1,
         "the police's answer is shown where it was asked"
     );
+    // The ethics unit, which investigates with the unit (6(3)), still gets
+    // the internal audit while serious anomalies stand, asked or not.
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let run = audit.display().to_string();
+    assert!(
+        store.outbox().unwrap().iter().any(|m| m.run == run
+            && m.report == "KPB.xlsx"
+            && m.recipient == "ethics.kpb@example.gov.tw"),
+        "the ethics unit is sent KPB's internal audit"
+    );
 }
