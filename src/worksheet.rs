@@ -414,14 +414,7 @@ pub fn ingest_returned(
     let mut answers = Vec::new();
     // Columns are found by their header in the workbook the run sent, so
     // a worksheet written before a column was added still reads back.
-    let col = |got: &Vec<Data>, header: &str| {
-        orig_header
-            .iter()
-            .position(|h| h == header)
-            .and_then(|c| got.get(c))
-            .map(text)
-            .unwrap_or_default()
-    };
+    let col = |got: &Vec<Data>, h: &str| cell(&orig_header, got, h);
     // Who audited and when: asked once, in the sign-off.
     let (auditor, audit_date) = (signed(&rows, SIGN_OFF[0].0), signed(&rows, SIGN_OFF[2].0));
     for (i, got) in data.iter().enumerate() {
@@ -479,25 +472,13 @@ pub fn ingest_returned(
         &answers,
     )?;
     if let Some(decisions) = follow_up {
-        let answered = decisions
-            .iter()
-            .filter(|(_, a)| a.get("處理情形").is_some_and(|v| !v.is_empty()))
-            .count();
-        store.record_return(
-            &crate::store::TableReturn {
-                job: FOLLOW_UP_JOB.to_owned(),
-                run_id: run_id.clone(),
-                unit_id: unit_id.clone(),
-                received_at: received_at.to_owned(),
-                file_sha256: sha.clone(),
-                rows: decisions.len() as u32,
-                answered: answered as u32,
-            },
-            &decisions
-                .iter()
-                .map(|(k, a)| (k.clone(), serde_json::to_string(a).unwrap_or_default()))
-                .collect::<Vec<_>>(),
-        )?;
+        let returned = Returning {
+            run_id: &run_id,
+            unit_id: &unit_id,
+            received_at,
+            file_sha256: &sha,
+        };
+        record_decisions(store, FOLLOW_UP_JOB, &returned, &decisions, "處理情形")?;
     }
     Ok(Returned {
         run_id,
@@ -517,27 +498,71 @@ pub const FOLLOW_UP_SHEET: &str = "異常查詢";
 /// The job its answers are recorded under, apart from the worksheet's.
 pub const FOLLOW_UP_JOB: &str = "sample-audit-follow-up";
 
+/// Which return is being recorded.
+struct Returning<'a> {
+    run_id: &'a str,
+    unit_id: &'a str,
+    received_at: &'a str,
+    file_sha256: &'a str,
+}
+
+/// A returned table's rows: each row's key and its answers by column.
+type Decisions = Vec<(String, std::collections::BTreeMap<String, String>)>;
+
+/// Records `decisions` returned to a run of `job`; returns how many rows
+/// were answered (their `done` column filled in).
+fn record_decisions(
+    store: &mut Store,
+    job: &str,
+    r: &Returning<'_>,
+    decisions: &Decisions,
+    done: &str,
+) -> Result<usize, ReturnError> {
+    let answered = decisions
+        .iter()
+        .filter(|(_, a)| a.get(done).is_some_and(|v| !v.is_empty()))
+        .count();
+    store.record_return(
+        &crate::store::TableReturn {
+            job: job.to_owned(),
+            run_id: r.run_id.to_owned(),
+            unit_id: r.unit_id.to_owned(),
+            received_at: r.received_at.to_owned(),
+            file_sha256: r.file_sha256.to_owned(),
+            rows: decisions.len() as u32,
+            answered: answered as u32,
+        },
+        &decisions
+            .iter()
+            .map(|(k, a)| (k.clone(), serde_json::to_string(a).unwrap_or_default()))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(answered)
+}
+
+/// The text of `row` in the column headed `h` of `header` (columns are
+/// found by their header in the workbook the run sent, so one written
+/// before a column was added still reads back).
+fn cell(header: &[String], row: &[Data], h: &str) -> String {
+    header
+        .iter()
+        .position(|x| x == h)
+        .and_then(|c| row.get(c))
+        .map(text)
+        .unwrap_or_default()
+}
+
 /// The key of a 異常查詢 row (`說明|帳號`: what and whose, the decision a
 /// later workbook looks up) and its answers.
-fn follow_ups(
-    header: &[String],
-    rows: &[&Vec<Data>],
-) -> Vec<(String, std::collections::BTreeMap<&'static str, String>)> {
-    let col = |got: &Vec<Data>, h: &str| {
-        header
-            .iter()
-            .position(|x| x == h)
-            .and_then(|c| got.get(c))
-            .map(text)
-            .unwrap_or_default()
-    };
+fn follow_ups(header: &[String], rows: &[&Vec<Data>]) -> Decisions {
+    let col = |got: &Vec<Data>, h: &str| cell(header, got, h);
     rows.iter()
         .map(|got| {
             (
                 format!("{}|{}", col(got, "說明"), col(got, "帳號")),
                 layout::FOLLOW_UP_INPUTS
                     .iter()
-                    .map(|(h, _)| (*h, col(got, h)))
+                    .map(|(h, _)| ((*h).to_owned(), col(got, h)))
                     .collect(),
             )
         })
@@ -702,15 +727,8 @@ pub fn ingest_table_return(
     }
     let (_, orig_rows) = sheets(&original, None, kind.sheet)?;
     let (header, data) = check_rows(file, kind.sheet, &rows, &orig_rows, kind.inputs)?;
-    let col = |got: &Vec<Data>, h: &str| {
-        header
-            .iter()
-            .position(|x| x == h)
-            .and_then(|c| got.get(c))
-            .map(text)
-            .unwrap_or_default()
-    };
-    let decisions: Vec<(String, std::collections::BTreeMap<String, String>)> = data
+    let col = |got: &Vec<Data>, h: &str| cell(&header, got, h);
+    let decisions: Decisions = data
         .iter()
         .map(|got| {
             (
@@ -722,25 +740,13 @@ pub fn ingest_table_return(
             )
         })
         .collect();
-    let answered = decisions
-        .iter()
-        .filter(|(_, a)| a.get(kind.done).is_some_and(|v| !v.is_empty()))
-        .count();
-    store.record_return(
-        &crate::store::TableReturn {
-            job: kind.job.name().to_owned(),
-            run_id: run_id.clone(),
-            unit_id: unit_id.clone(),
-            received_at: received_at.to_owned(),
-            file_sha256: file_sha256.to_owned(),
-            rows: decisions.len() as u32,
-            answered: answered as u32,
-        },
-        &decisions
-            .iter()
-            .map(|(k, a)| (k.clone(), serde_json::to_string(a).unwrap_or_default()))
-            .collect::<Vec<_>>(),
-    )?;
+    let returned = Returning {
+        run_id: &run_id,
+        unit_id: &unit_id,
+        received_at,
+        file_sha256,
+    };
+    let answered = record_decisions(store, kind.job.name(), &returned, &decisions, kind.done)?;
     Ok(TableReturned {
         kind,
         run_id,
