@@ -69,7 +69,9 @@ pub enum Reviewer {
 impl Config {
     /// The second reviewer of `unit`'s officers' own accounts and where
     /// to write to them: the unit's ethics unit, else the chief
-    /// administrator; never the unit's officer.
+    /// administrator; never the unit's officer, and for the Health
+    /// Bureau (whose sample may hold the chief's own account) its ethics
+    /// unit only.
     pub fn second_reviewer(&self, unit: &str) -> Option<(&str, Reviewer)> {
         let agency = self.agencies.get(unit);
         let officer = agency.and_then(|a| a.officer_email.as_deref());
@@ -79,6 +81,9 @@ impl Config {
             .filter(not_officer)
         {
             Some(e) => Some((e, Reviewer::Ethics)),
+            // The Health Bureau's sample holds the chief administrator's
+            // own account: the chief does not review it either.
+            None if agency.is_some_and(|a| a.health_bureau) => None,
             None => self
                 .chief_email()
                 .filter(not_officer)

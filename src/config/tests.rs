@@ -196,7 +196,14 @@ fn the_chief_administrator_has_an_address_of_their_own() {
     );
     let c = load_str(&text).unwrap();
     assert_eq!(c.chief_email(), Some("chief@example.gov.tw"));
-    assert_eq!(c.chief.unwrap().name, "周秀志");
+    assert_eq!(c.chief.as_ref().unwrap().name, "周秀志");
+    // A unit without an ethics unit is reviewed by the chief; the Health
+    // Bureau, whose sample may hold the chief's own account, is not.
+    assert_eq!(
+        c.second_reviewer("KPB"),
+        Some(("chief@example.gov.tw", Reviewer::ChiefAdmin))
+    );
+    assert_eq!(c.second_reviewer("KHB"), None);
     // Inside the allowed domains, and named.
     let p = problems(
         &text
