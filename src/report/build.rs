@@ -1587,6 +1587,22 @@ pub enum Part {
     SecondReview,
 }
 
+/// The sampled rows of agencies `ids` that `part`'s worksheet holds.
+fn part_rows(details: &DataFrame, ids: &[String], part: Part) -> PolarsResult<DataFrame> {
+    let reviewed = one_of(
+        col("holder_role"),
+        Series::new("r".into(), SECOND_REVIEW_ROLES),
+    )
+    .fill_null(lit(false));
+    in_set(details, "agency_id", ids)?
+        .lazy()
+        .filter(match part {
+            Part::Officer => reviewed.not(),
+            Part::SecondReview => reviewed,
+        })
+        .collect()
+}
+
 fn sample_section(
     f: &RunFacts<'_>,
     m: &Manifest,
@@ -1594,18 +1610,7 @@ fn sample_section(
     ids: &[String],
     part: Part,
 ) -> PolarsResult<SampleSection> {
-    let reviewed = one_of(
-        col("holder_role"),
-        Series::new("r".into(), SECOND_REVIEW_ROLES),
-    )
-    .fill_null(lit(false));
-    let d = in_set(details, "agency_id", ids)?
-        .lazy()
-        .filter(match part {
-            Part::Officer => reviewed.not(),
-            Part::SecondReview => reviewed,
-        })
-        .collect()?;
+    let d = part_rows(details, ids, part)?;
     let agency = strs(&d, "agency_id")?;
     let account = strs(&d, "account_id")?;
     let holder = strs(&d, "holder_name")?;
@@ -1838,27 +1843,37 @@ fn split_asked(
         .filter(col("asked_before").not())
         .drop(cols(["asked_before", "finding_key"]))
         .collect()?;
+    // One row per code and account: its holder, how many, and the first
+    // (earliest) finding's key, which says where it was first asked.
     let asked = marked
         .lazy()
         .filter(col("asked_before"))
         .sort(["occurred_at"], SortMultipleOptions::default())
+        .group_by([col("code"), col("account_id").fill_null(lit(""))])
+        .agg([
+            col("holder_name").first(),
+            len().cast(DataType::Int64).alias("n"),
+            col("finding_key").first(),
+        ])
+        .sort(["code", "account_id"], SortMultipleOptions::default())
         .collect()?;
     let code = strs(&asked, "code")?;
     let account = strs(&asked, "account_id")?;
     let holder = strs(&asked, "holder_name")?;
     let key = strs(&asked, "finding_key")?;
-    let mut rows: BTreeMap<(&str, &str), (&str, i64, &str)> = BTreeMap::new();
-    for i in 0..asked.height() {
-        let (Some(c), Some(k)) = (code[i], key[i]) else {
-            continue;
-        };
-        let row = rows.entry((c, account[i].unwrap_or(""))).or_insert((
-            holder[i].unwrap_or(""),
-            0,
-            before.first[k].as_str(),
-        ));
-        row.1 += 1;
-    }
+    let n: Vec<Option<i64>> = asked.column("n")?.i64()?.iter().collect();
+    let rows = (0..asked.height()).map(|i| {
+        (
+            (code[i].unwrap_or(""), account[i].unwrap_or("")),
+            (
+                holder[i].unwrap_or(""),
+                n[i].unwrap_or(0),
+                key[i]
+                    .and_then(|k| before.first.get(k))
+                    .map_or("", String::as_str),
+            ),
+        )
+    });
     Ok((
         ask,
         Some(Table {
@@ -1940,16 +1955,16 @@ fn second_review_model(f: &RunFacts<'_>, unit: &ReportModel) -> PolarsResult<Opt
     if section.worksheet.rows.is_empty() {
         return Ok(None);
     }
-    let accounts: std::collections::BTreeSet<String> = section
-        .worksheet
-        .rows
+    // The accounts it holds, from the sample itself (not its cells' text).
+    let accounts: Vec<String> = part_rows(details, &ids, Part::SecondReview)?
+        .column("account_id")?
+        .unique_stable()?
+        .sort(SortOptions::default())?
+        .str()?
         .iter()
-        .filter_map(|r| match r.get(1) {
-            Some(Cell::Text(t)) => t.split([' ', '\n']).next().map(str::to_owned),
-            _ => None,
-        })
+        .flatten()
+        .map(str::to_owned)
         .collect();
-    let accounts: Vec<String> = accounts.into_iter().collect();
     // Its summary counts what concerns these accounts only: the unit's
     // other findings are its officer's, and read as the officer's own.
     let own = in_set(

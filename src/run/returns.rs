@@ -282,10 +282,12 @@ fn open_investigation(
                 "contact": config.mail.contact.clone().unwrap_or_default(),
             }),
         )?;
+        // Keyed by the run and the returned file, as the ethics unit's
+        // notice is: the same file sent again is not investigated twice.
         messages.push(mail::plain_with_workbook(
             config,
-            &kept.display().to_string(),
-            &format!("investigation:{}", r.unit_id),
+            &r.run_dir.display().to_string(),
+            &format!("investigation:{}:{}", r.unit_id, r.file_sha256),
             to,
             &format!(
                 "【健保WebIR稽核】請會同調查：{} 確認異常 {} 筆（期限 {due_on}）",

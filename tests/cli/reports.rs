@@ -2096,6 +2096,28 @@ fn no_officer_reviews_their_own_account() {
         !to_officer,
         "the officer is sent the investigation of their own account"
     );
+    // The same file again (a careless resend): nothing opened or sent twice.
+    let sent_before = store.outbox().unwrap().len();
+    drop(store);
+    let again = ingest(&done);
+    assert_eq!(again.status, 1, "{}{}", again.stdout, again.stderr);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let investigations = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.unit_id == key && i.job == "investigation")
+        .count();
+    assert_eq!(investigations, 1);
+    let extra: Vec<String> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .skip(sent_before)
+        .map(|m| format!("{} {}", m.report, m.recipient))
+        .collect();
+    assert!(extra.is_empty(), "{extra:?}");
+    drop(store);
 
     // A return cannot move itself between the two worksheets.
     let moved = city.tmp.path().join("review-moved.xlsx");
