@@ -457,6 +457,10 @@ fn each_mail_says_what_its_reader_must_do() {
         if m.to.starts_with("ethics.") {
             ethics += 1;
             assert!(m.text.starts_with("政風單位 您好"), "{}", m.text);
+            // The internal audit lists what was asked before apart.
+            if m.subject.contains("內部稽核") {
+                assert!(m.text.contains("「已列管異常查詢」"), "{}", m.text);
+            }
             for must in ["會同", "共同調查", "調查紀錄", "第六點第三款"] {
                 assert!(
                     m.text.contains(must),
