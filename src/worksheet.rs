@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use calamine::{Data, Reader, Xlsx};
+use chrono::NaiveDate;
 
 use crate::archive;
 use crate::report::layout::{self, Input, Layout, SAMPLE_WORKSHEET, SIGN_OFF};
@@ -72,6 +73,14 @@ pub enum ReturnError {
         column: &'static str,
         value: String,
         allowed: &'static [&'static str],
+    },
+    #[error("{}: {sheet} row {row}, {column}: {value:?} is not a date (2026-12-31, 2026/12/31 or 115/12/31)", file.display())]
+    NotADate {
+        file: PathBuf,
+        sheet: &'static str,
+        row: usize,
+        column: String,
+        value: String,
     },
     #[error("{}: {error}", file.display())]
     Io {
@@ -250,6 +259,15 @@ fn check_rows<'r>(
                 .and_then(|c| got.get(c))
                 .map(text)
                 .unwrap_or_default();
+            if matches!(kind, Input::Date) && !v.is_empty() && answer_date(&v).is_none() {
+                return Err(ReturnError::NotADate {
+                    file: path(),
+                    sheet,
+                    row: HEADER_ROW + 2 + i,
+                    column: (*h).to_owned(),
+                    value: v,
+                });
+            }
             if let Input::Choice(ok) = kind
                 && !v.is_empty()
                 && !ok.contains(&v.as_str())
@@ -276,8 +294,20 @@ fn check_rows<'r>(
             .and_then(|r| r.first())
             .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| *s == text(l)));
         for c in 0..width {
-            // The sign-off's answer is the merged cell's first.
+            // The sign-off's answer is the merged cell's first; its day
+            // must be a day.
             if signs && c == 2 {
+                let label = want.and_then(|r| r.first()).map(text).unwrap_or_default();
+                let v = got.and_then(|r| r.get(c)).map(text).unwrap_or_default();
+                if label == SIGN_OFF[2].0 && !v.is_empty() && answer_date(&v).is_none() {
+                    return Err(ReturnError::NotADate {
+                        file: path(),
+                        sheet,
+                        row: tail_at + i + 1,
+                        column: label,
+                        value: v,
+                    });
+                }
                 continue;
             }
             let (g, w) = (
@@ -297,6 +327,22 @@ fn check_rows<'r>(
         }
     }
     Ok((orig_header, data))
+}
+
+/// A day as a person writes it in a returned cell: `2026-12-31`,
+/// `2026/12/31`, `2026.12.31`, the ROC calendar's `115/12/31` or
+/// `115年12月31日`, or a date cell (read with its time, `00:00:00`).
+pub fn answer_date(v: &str) -> Option<NaiveDate> {
+    let day = v.split_whitespace().next()?;
+    let day = day.replace(['年', '月', '/', '.'], "-").replace('日', "");
+    let mut parts = day.split('-').map(|p| p.parse::<i32>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() {
+        return None;
+    }
+    // The ROC calendar counts from 1912.
+    let y = if (1..1000).contains(&y) { y + 1911 } else { y };
+    NaiveDate::from_ymd_opt(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?)
 }
 
 /// The answer beside `label` in a sheet's sign-off ([`SIGN_OFF`]).
@@ -402,14 +448,11 @@ pub fn ingest_returned(
                 sheet: FOLLOW_UP_SHEET.to_owned(),
             });
         }
-        (Some(got), Some(sent)) => Some(check_rows(
-            file,
-            FOLLOW_UP_SHEET,
-            &got,
-            &sent,
-            layout::FOLLOW_UP_INPUTS,
-        )?)
-        .map(|(header, rows)| follow_ups(&header, &rows)),
+        (Some(got), Some(sent)) => {
+            let (header, rows) =
+                check_rows(file, FOLLOW_UP_SHEET, &got, &sent, layout::FOLLOW_UP_INPUTS)?;
+            Some((follow_ups(&header, &rows), sign_off_of(&got)))
+        }
     };
     let mut answers = Vec::new();
     // Columns are found by their header in the workbook the run sent, so
@@ -471,12 +514,13 @@ pub fn ingest_returned(
         },
         &answers,
     )?;
-    if let Some(decisions) = follow_up {
+    if let Some((decisions, sign_off)) = follow_up {
         let returned = Returning {
             run_id: &run_id,
             unit_id: &unit_id,
             received_at,
             file_sha256: &sha,
+            sign_off,
         };
         record_decisions(store, FOLLOW_UP_JOB, &returned, &decisions, "處理情形")?;
     }
@@ -504,6 +548,19 @@ struct Returning<'a> {
     unit_id: &'a str,
     received_at: &'a str,
     file_sha256: &'a str,
+    sign_off: crate::store::SignOff,
+}
+
+/// A returned sheet's sign-off, its day as `YYYY-MM-DD` (checked a day
+/// by [`check_rows`]).
+fn sign_off_of(rows: &[Vec<Data>]) -> crate::store::SignOff {
+    crate::store::SignOff {
+        filled_by: signed(rows, SIGN_OFF[0].0),
+        head: signed(rows, SIGN_OFF[1].0),
+        day: answer_date(&signed(rows, SIGN_OFF[2].0))
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+    }
 }
 
 /// A returned table's rows: each row's key and its answers by column.
@@ -531,6 +588,7 @@ fn record_decisions(
             file_sha256: r.file_sha256.to_owned(),
             rows: decisions.len() as u32,
             answered: answered as u32,
+            sign_off: r.sign_off.clone(),
         },
         &decisions
             .iter()
@@ -745,6 +803,7 @@ pub fn ingest_table_return(
         unit_id: &unit_id,
         received_at,
         file_sha256,
+        sign_off: sign_off_of(&rows),
     };
     let answered = record_decisions(store, kind.job.name(), &returned, &decisions, kind.done)?;
     Ok(TableReturned {

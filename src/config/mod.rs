@@ -20,7 +20,7 @@ use chrono::{NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 
 use crate::model::{PURPOSE, Severity, Table};
-use raw::{RawAgency, RawConfig, RawHolidays, RawInput, RawMail, RawRules};
+use raw::{RawAgency, RawChief, RawConfig, RawHolidays, RawInput, RawMail, RawRules};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -513,26 +513,56 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
     };
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
-    let chief = raw.chief_administrator.as_ref().map(|c| {
-        if c.name.trim().is_empty() {
-            v.problem(
-                "chief_administrator.name",
-                format!("{:?}", c.name),
-                "the chief administrator's name, as the city-wide mail greets them",
-            );
+    // The chief administrator: `[chief_administrator]`, else the
+    // register's Health Bureau row; named on no other row.
+    let mut from_register = None;
+    for a in &raw.agencies {
+        if a.chief_name.is_none() && a.chief_email.is_none() {
+            continue;
         }
-        if !mail.may_send_to(&c.email) {
-            v.problem(
-                "chief_administrator.email",
-                format!("{:?}", c.email),
-                "must be an address inside mail.allowed_domains",
-            );
+        match (a.health_bureau, &a.chief_name, &a.chief_email) {
+            (true, Some(name), Some(email)) => {
+                from_register = Some(RawChief {
+                    name: name.clone(),
+                    email: email.clone(),
+                });
+            }
+            (true, _, _) => v.problem(
+                format!("agencies.{}.chief_name", a.id),
+                format!("{:?} / {:?}", a.chief_name, a.chief_email),
+                "the chief administrator needs both a name and an address",
+            ),
+            (false, _, _) => v.problem(
+                format!("agencies.{}.chief_name", a.id),
+                format!("{:?} / {:?}", a.chief_name, a.chief_email),
+                "the chief administrator is named on the Health Bureau's row only",
+            ),
         }
-        Chief {
-            name: c.name.trim().to_owned(),
-            email: c.email.clone(),
-        }
-    });
+    }
+    let chief = raw
+        .chief_administrator
+        .as_ref()
+        .or(from_register.as_ref())
+        .map(|c| {
+            if c.name.trim().is_empty() {
+                v.problem(
+                    "chief_administrator.name",
+                    format!("{:?}", c.name),
+                    "the chief administrator's name, as the city-wide mail greets them",
+                );
+            }
+            if !mail.may_send_to(&c.email) {
+                v.problem(
+                    "chief_administrator.email",
+                    format!("{:?}", c.email),
+                    "must be an address inside mail.allowed_domains",
+                );
+            }
+            Chief {
+                name: c.name.trim().to_owned(),
+                email: c.email.clone(),
+            }
+        });
     let column_aliases = v.column_aliases(&raw.columns);
     let formats = v.formats(&raw.formats);
     let vocabulary = v.vocabulary(&raw.vocabulary);

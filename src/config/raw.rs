@@ -194,6 +194,12 @@ pub struct RawAgency {
     pub attachment_unencrypted: Option<String>,
     #[serde(default)]
     pub health_bureau: bool,
+    /// The register's Health Bureau row may name the chief administrator
+    /// (總管理者, point 4) in place of `[chief_administrator]`.
+    #[serde(default)]
+    pub chief_name: Option<String>,
+    #[serde(default)]
+    pub chief_email: Option<String>,
 }
 
 /// `[chief_administrator]`.

@@ -92,6 +92,18 @@ pub const COLUMNS: &[RegisterColumn] = &[
         aliases: &["health_bureau"],
         note: "是／否。恰有一個機關為「是」：衛生局（總管理者所屬機關）。",
     },
+    RegisterColumn {
+        field: "chief_name",
+        header: "總管理者姓名",
+        aliases: &["總管理者", "chief_name"],
+        note: "僅衛生局列填寫：總管理者（管理要點第四點）之姓名；全市彙整及專責人員帳號清查寄此人。設定檔有 [chief_administrator] 者以設定檔為準。",
+    },
+    RegisterColumn {
+        field: "chief_email",
+        header: "總管理者信箱",
+        aliases: &["總管理者電子郵件", "chief_email"],
+        note: "僅衛生局列填寫：總管理者之信箱，須在 mail.allowed_domains 之網域內；與姓名同時填寫。",
+    },
 ];
 
 /// Where a register row is, for problems: `file: sheet 機關名冊, row 5`.
@@ -240,6 +252,8 @@ pub fn read(path: &Path, shown: &str) -> Result<Register, String> {
             attachment_password_env: None,
             attachment_unencrypted: None,
             health_bureau: false,
+            chief_name: None,
+            chief_email: None,
         };
         for (j, column) in header.iter().enumerate() {
             let Some(column) = column else { continue };
@@ -276,6 +290,8 @@ pub fn read(path: &Path, shown: &str) -> Result<Register, String> {
                 "ethics_email" => a.ethics_email = opt(),
                 "attachment_password_env" => a.attachment_password_env = opt(),
                 "attachment_unencrypted" => a.attachment_unencrypted = opt(),
+                "chief_name" => a.chief_name = opt(),
+                "chief_email" => a.chief_email = opt(),
                 _ => {}
             }
         }
@@ -397,7 +413,8 @@ pub fn write(
         ws.write_string_with_format(0, j as u16, c.header, &header)?;
         let width = match c.field {
             "name" => 30,
-            "officer_email" | "ethics_email" => 30,
+            "officer_email" | "ethics_email" | "chief_email" => 30,
+            "chief_name" => 12,
             "purposes" | "attachment_unencrypted" => 24,
             "aliases" | "attachment_password_env" => 18,
             "id" | "parent" => 13,
@@ -432,7 +449,9 @@ pub fn write(
             super::AttachmentProtection::Unencrypted(r) => ("", r.as_str()),
             super::AttachmentProtection::Issued => ("", ""),
         };
-        let values: [&str; 11] = [
+        // The chief administrator on the Health Bureau's row.
+        let chief = config.chief.as_ref().filter(|_| a.health_bureau);
+        let values: [&str; 13] = [
             &a.id,
             &a.name,
             &a.aliases.join("、"),
@@ -448,6 +467,8 @@ pub fn write(
             attachment.0,
             attachment.1,
             yes(a.health_bureau),
+            chief.map_or("", |c| c.name.as_str()),
+            chief.map_or("", |c| c.email.as_str()),
         ];
         for (j, v) in values.iter().enumerate() {
             // Text as text: a value from the config is never a formula.

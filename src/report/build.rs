@@ -61,6 +61,9 @@ pub struct RunFacts<'a> {
     /// shown with where they were asked and what came back, not asked
     /// again.
     pub asked: Option<&'a Asked>,
+    /// Account review: the disabled accounts the query log shows in use
+    /// after their disabling ([`used_after_disabling`]): not "無須處理".
+    pub after_disabling: Option<&'a DataFrame>,
 }
 
 /// What earlier workbooks asked the units, and what they answered.
@@ -256,7 +259,8 @@ pub struct Notice {
     pub kind: &'static str,
     pub recipient: String,
     pub sent_at: Option<String>,
-    pub state: String,
+    /// Where the message is when not sent yet (待寄送, 寄送失敗, …).
+    pub state: &'static str,
 }
 
 /// The internal audit's evidence sheet of a unit: `查核項目, 依據, 系統查得`.
@@ -366,7 +370,7 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
                 .iter()
                 .map(|r| match &r.sent_at {
                     Some(at) => format!("{}已寄送 {}（{at}）", r.kind, r.recipient),
-                    None => format!("{}寄送 {}：{}", r.kind, r.recipient, r.state),
+                    None => format!("{}（{}）{}", r.kind, r.recipient, r.state),
                 })
                 .collect::<Vec<_>>()
                 .join("；")
@@ -656,6 +660,52 @@ pub fn sample_details(
         .collect();
     out.with_column(Column::new("prechecks".into(), described))?;
     Ok(out)
+}
+
+/// The disabled accounts of `roster` the query log shows queries of
+/// after the day they were disabled, up to `as_of`: `account_id,
+/// queries, last`. The account review lists them for investigation
+/// (the same queries QUERY_BY_DISABLED_ACCOUNT finds in the period), not
+/// as needing nothing. `None` when the roster has no disabling dates.
+pub fn used_after_disabling(
+    log: &DataFrame,
+    roster: &DataFrame,
+    as_of: chrono::NaiveDate,
+) -> PolarsResult<Option<DataFrame>> {
+    if roster.column("disabled_on").is_err() || log.column("queried_at").is_err() {
+        return Ok(None);
+    }
+    let disabled = roster
+        .clone()
+        .lazy()
+        .filter(col("disabled_on").is_not_null())
+        .select([col("account_id").cast(DataType::String), col("disabled_on")])
+        .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First);
+    let used = log
+        .clone()
+        .lazy()
+        .select([col("account_id").cast(DataType::String), col("queried_at")])
+        .join(
+            disabled,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("queried_at")
+                .dt()
+                .date()
+                .gt(col("disabled_on"))
+                .and(col("queried_at").dt().date().lt_eq(lit(as_of))),
+        )
+        .group_by([col("account_id")])
+        .agg([
+            len().cast(DataType::Int64).alias("queries"),
+            col("queried_at").max().dt().date().alias("last"),
+        ])
+        .sort(["account_id"], SortMultipleOptions::default())
+        .collect()?;
+    Ok(Some(used))
 }
 
 /// Queries per agency and month of `period`: the summary's line chart.
@@ -1364,6 +1414,9 @@ fn recommend(
                 | Code::AccountRemovedFromRoster
         )
     });
+    if codes.contains(&Code::QueryByDisabledAccount) {
+        return "查明停用後之查詢，會同政風單位調查（第六點第三款）";
+    }
     let manager = matches!(role, Some("officer" | "chief_admin"));
     if manager && !city_wide {
         return "由衛生局清查（第四點第五款）";
@@ -1422,6 +1475,28 @@ fn accounts(
         e.0.push(c);
         if !e.1.contains(&said) {
             e.1.push(said);
+        }
+    }
+    // A disabled account the log shows in use after its disabling is not
+    // one that needs nothing: the same queries are a critical anomaly.
+    let after = f.after_disabling.map(|u| {
+        (
+            strs(u, "account_id"),
+            u.column("queries").and_then(|c| c.i64().cloned()),
+            u.column("last").and_then(|c| c.cast(&DataType::String)),
+        )
+    });
+    if let Some((Ok(acct), Ok(n), Ok(last))) = after {
+        let last = last.str()?.clone();
+        for ((a, n), last) in acct.iter().zip(n.iter()).zip(last.iter()) {
+            if let (Some(a), Some(n)) = (a, n) {
+                let e = by_account.entry(a).or_default();
+                e.0.push(Code::QueryByDisabledAccount);
+                e.1.push(format!(
+                    "停用後仍有查詢 {n} 筆（末筆 {}）",
+                    last.unwrap_or("—")
+                ));
+            }
         }
     }
     let roster = in_set(roster, "agency_id", ids)?;
@@ -1783,7 +1858,20 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         (_, Some(roster)) => m.accounts = Some(accounts(f, roster, &ids, &findings, false)?),
         (_, None) => {}
     }
-    m.evidence = f.evidence.and_then(|e| e.get(unit)).map(evidence_table);
+    let evidence = f.evidence.and_then(|e| e.get(unit));
+    m.evidence = evidence.map(evidence_table);
+    // A year the logs hold only part of: the rest was not checked.
+    if let (Some((from, to)), Ok(p)) = (
+        evidence.and_then(|e| e.log_days),
+        f.period_id.parse::<crate::period::Period>(),
+    ) && (from > p.start.date() || to < p.last_day())
+    {
+        m.notes.push(format!(
+            "本期間之查詢紀錄僅涵蓋 {from} 至 {to}；{} 至 {} 之其餘日期無紀錄可查，未檢核，資料補正後將另行辦理。",
+            p.start.date(),
+            p.last_day()
+        ));
+    }
     if let Some(o) = f.orphans {
         let t = orphan_table(f, &in_set(o, "agency_id", &ids)?)?;
         // Someone used WebIR with an account nobody manages: the officer
@@ -1791,10 +1879,21 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         if !t.rows.is_empty() {
             // One decision, asked once: where 異常查詢 lists the account's
             // queries (以不在帳號清冊之帳號查詢), it is answered there.
-            let there = if f.kind.shows_queries() {
-                "「異常查詢」之「以不在帳號清冊之帳號查詢」列"
-            } else {
+            // An earlier workbook asked already: answered there.
+            let unrostered = Code::QueryByUnrosteredAccount.description();
+            let listed = |t: &Option<Table>| {
+                t.as_ref().is_some_and(|t| {
+                    t.rows
+                        .iter()
+                        .any(|r| r.iter().any(|c| c.text() == Some(unrostered)))
+                })
+            };
+            let there = if !f.kind.shows_queries() {
                 "該表"
+            } else if !listed(&m.query_findings) && listed(&m.asked_before) {
+                "原工作底稿（見「已列管異常查詢」），本表不再詢問"
+            } else {
+                "「異常查詢」之「以不在帳號清冊之帳號查詢」列"
             };
             m.actions.push(format!(
                 "「清冊外帳號」工作表所列 {} 個帳號不在帳號清冊，請查明帳號來源及實際使用人，未經核准者由貴機關專責人員廢止，並將處理情形填入{there}（管理要點第五點第一款、第六點第二款）。",
@@ -2245,10 +2344,16 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     } else {
         headers(&["單位"])
     };
+    // A run that checked accounts only counts account findings.
+    let found = if f.kind.shows_queries() {
+        "發現"
+    } else {
+        "帳號發現"
+    };
     h.extend(
         Severity::ALL
             .iter()
-            .map(|s| format!("發現：{}", severity_label(*s))),
+            .map(|s| format!("{found}：{}", severity_label(*s))),
     );
     if f.unit_status.is_some() {
         h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));

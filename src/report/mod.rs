@@ -126,6 +126,16 @@ pub enum Cell {
     Time(NaiveDateTime),
 }
 
+impl Cell {
+    /// The text of a text cell.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl From<&str> for Cell {
     fn from(s: &str) -> Cell {
         Cell::Text(s.to_owned())

@@ -1030,7 +1030,7 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
             (
                 "重現方式",
                 Cell::Text(
-                    "webir-audit verify 執行資料夾；或 python3 tools/verify_sample.py 執行資料夾（規格見 docs/sampling.md）"
+                    "任何人得依公開之種子及抽樣規格（規格版本如上）重新抽樣，所得樣本摘要值應與上列相同；證據包（含驗證程式）請向衛生局申請"
                         .into(),
                 ),
             ),

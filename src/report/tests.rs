@@ -87,6 +87,7 @@ fn facts<'a>(
         not_checked: &[],
         roster_use: None,
         asked: None,
+        after_disabling: None,
     }
 }
 

@@ -24,7 +24,7 @@ use crate::period::{Period, RunPeriod};
 use crate::report::build::{Notice, SampleAuditDone, Tally, UnitEvidence};
 use crate::sampling::spec::Seed;
 use crate::sampling::units;
-use crate::store::Store;
+use crate::store::{MailState, Store};
 
 /// Queries of the period per unit.
 fn queries_per_unit(
@@ -251,7 +251,13 @@ fn evidence(
                     kind,
                     recipient: r.recipient.clone(),
                     sent_at: r.sent_at.clone(),
-                    state: r.state.to_string(),
+                    state: match r.state {
+                        MailState::Pending => "待寄送",
+                        MailState::Sending => "寄送中",
+                        MailState::Sent => "已寄送",
+                        MailState::Failed => "寄送失敗",
+                        MailState::Unknown => "寄送結果待確認",
+                    },
                 })
             })
             .collect();
@@ -551,6 +557,7 @@ pub(super) fn external_audit(
         Extras {
             review_roster: Some(&roster),
             selection: Some(&selection),
+            orphans: true,
             ..Extras::default()
         },
         clock,

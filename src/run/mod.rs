@@ -274,6 +274,14 @@ fn review_or_check(
         )?),
         None => None,
     };
+    // The account review tells of disabled accounts used after their
+    // disabling (not "nothing to do"); the password check is about
+    // passwords only.
+    let after_disabling = if job == Job::AccountReview {
+        report::build::used_after_disabling(ingested.table(Table::QueryLog), &roster, as_of)?
+    } else {
+        None
+    };
     let tables = take_tables(&mut ingested);
     let checked = run_checks(config, &ingested, tables, scope(job), as_of, period.clone())?;
     // The password check is about passwords only (point 5(3)): the
@@ -298,6 +306,7 @@ fn review_or_check(
             review_roster: job.reviews_accounts().then_some(&roster),
             queries_by_month: by_month.as_ref(),
             orphans,
+            after_disabling: after_disabling.as_ref(),
             ..Extras::default()
         },
         clock,
@@ -330,6 +339,7 @@ fn facts<'a>(
         due: None,
         chain_head: None,
         orphans: None,
+        after_disabling: None,
         notes: Vec::new(),
         not_checked: &outcome.not_checked,
         roster_use: outcome.ingested.roster_use.as_ref(),
@@ -504,6 +514,37 @@ fn finish_run(
         }
         let recipients = mail::recipients(config, m);
         if recipients.is_empty() {
+            // A second review nobody can be sent: a person must name one.
+            if m.second_review.is_some() {
+                messages.push(mail::plain(
+                    config,
+                    &run,
+                    &format!("no-reviewer:{key}"),
+                    &config.mail.admin,
+                    &format!("【健保WebIR稽核】{}：專責人員本人帳號之抽查無覆核人", m.unit_name),
+                    format!(
+                        "{}（{}）專責人員本人帳號之抽查紀錄（{}）已製作於 {}，惟無覆核人可寄送：該機關未設定政風單位信箱{}。\n\n請於設定檔為該機關設定 ethics_email{}，並將上述工作簿交該覆核人（本次未寄出）；在此之前本項無人覆核。\n",
+                        m.unit_name,
+                        m.unit_id,
+                        m.second_review
+                            .as_ref()
+                            .map(|r| r.accounts.join("、"))
+                            .unwrap_or_default(),
+                        path.display(),
+                        if config.agencies.get(&m.unit_id).is_some_and(|a| a.health_bureau) {
+                            "（衛生局之抽樣可能含總管理者本人帳號，不由總管理者覆核）"
+                        } else {
+                            "，亦無 [chief_administrator]"
+                        },
+                        if config.agencies.get(&m.unit_id).is_some_and(|a| a.health_bureau) {
+                            ""
+                        } else {
+                            "或 [chief_administrator]"
+                        },
+                    ),
+                    now,
+                )?);
+            }
             continue;
         }
         // What the run asks of the unit is due by the workbook's deadline,
@@ -693,6 +734,8 @@ struct Extras<'e> {
     orphans: bool,
     /// Query findings earlier workbooks asked about (the internal audit).
     asked: Option<&'e report::build::Asked>,
+    /// The account review's disabled accounts used after their disabling.
+    after_disabling: Option<&'e DataFrame>,
 }
 
 /// The end every run shares: `findings.csv`, `rejects.csv`, `inputs.json`
@@ -733,6 +776,7 @@ fn complete(
             selection: extras.selection,
             orphans: extras.orphans.then_some(&outcome.orphans),
             asked: extras.asked,
+            after_disabling: extras.after_disabling,
             ..facts(config, kind, period_id, &outcome, clock)
         },
     )?;

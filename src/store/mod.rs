@@ -32,7 +32,7 @@ pub use outbox::{MailState, NewMessage, OutboxRow};
 pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
 pub use seeds::{Ceremony, Freeze, SeedDraw, SeedVia};
-pub use worksheets::{TableReturn, WorksheetAnswer, WorksheetReturn};
+pub use worksheets::{SignOff, TableReturn, WorksheetAnswer, WorksheetReturn};
 
 /// An enum stored in the database as its text: `as_str`, `parse`,
 /// `Display`, and the SQLite conversions, from one list of variants.
@@ -265,6 +265,12 @@ CREATE TABLE IF NOT EXISTS table_returns (
     file_sha256 TEXT NOT NULL,
     rows INTEGER NOT NULL,
     answered INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS return_sign_offs (
+    return_id INTEGER PRIMARY KEY REFERENCES table_returns(id),
+    filled_by TEXT NOT NULL,
+    head TEXT NOT NULL,
+    signed_on TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS table_return_rows (
     return_id INTEGER NOT NULL REFERENCES table_returns(id),

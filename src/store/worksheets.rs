@@ -104,9 +104,49 @@ pub struct TableReturn {
     pub file_sha256: String,
     pub rows: u32,
     pub answered: u32,
+    /// The sheet's sign-off, as filled in (empty where it was not).
+    pub sign_off: SignOff,
+}
+
+/// Who filled a returned sheet in, its unit's head, and the day (the
+/// sign-off below every fill-in sheet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SignOff {
+    pub filled_by: String,
+    pub head: String,
+    /// `YYYY-MM-DD`, or empty.
+    pub day: String,
 }
 
 impl Store {
+    /// The sign-off of the latest return of `job`'s run `run_id` from
+    /// `unit_id`, if one came back.
+    pub fn sign_off(
+        &self,
+        job: &str,
+        run_id: &str,
+        unit_id: &str,
+    ) -> Result<Option<SignOff>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT s.filled_by, s.head, s.signed_on FROM table_returns r
+                 JOIN return_sign_offs s ON s.return_id = r.id
+                 WHERE r.job = ?1 AND r.run_id = ?2 AND r.unit_id = ?3
+                 ORDER BY r.id DESC LIMIT 1",
+                rusqlite::params![job, run_id, unit_id],
+                |r| {
+                    Ok(SignOff {
+                        filled_by: r.get(0)?,
+                        head: r.get(1)?,
+                        day: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self_err(&self.file, e))
+    }
+
     /// Records a returned table and its rows (key, answers as JSON).
     pub fn record_return(
         &mut self,
@@ -123,6 +163,11 @@ impl Store {
         )
         .map_err(err)?;
         let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO return_sign_offs (return_id, filled_by, head, signed_on) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![id, r.sign_off.filled_by, r.sign_off.head, r.sign_off.day],
+        )
+        .map_err(err)?;
         for (seq, (key, answers)) in rows.iter().enumerate() {
             tx.execute(
                 "INSERT INTO table_return_rows (return_id, seq, key, answers) VALUES (?1, ?2, ?3, ?4)",

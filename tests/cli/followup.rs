@@ -496,9 +496,10 @@ fn an_account_review_comes_back_with_its_decisions() {
     let run_dir = out.run_dir();
     let config = webir_audit::config::load(&city.config).unwrap();
     let original = run_dir.join("reports/KPB.xlsx");
-    let fill = |name: &str, leave_blank: bool, tamper: bool| -> PathBuf {
+    let fill_signed = |name: &str, leave_blank: bool, tamper: bool, day: &str| -> PathBuf {
         let out = city.path(name);
         crate::reports::refill_sheet(&original, &out, "帳號清查", |rows| {
+            crate::reports::sign(rows, "專責人員乙", day);
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let at = |h: &str| header.iter().position(|x| x == h).unwrap();
             let (done, who, account) = (at("處理結果"), at("處理人"), at("帳號"));
@@ -528,6 +529,9 @@ fn an_account_review_comes_back_with_its_decisions() {
         std::fs::write(&out, bytes).unwrap();
         out
     };
+    let fill = |name: &str, leave_blank: bool, tamper: bool| {
+        fill_signed(name, leave_blank, tamper, "115/07/12")
+    };
     let item = || {
         webir_audit::store::Store::open(&config.paths.state)
             .unwrap()
@@ -550,6 +554,17 @@ fn an_account_review_comes_back_with_its_decisions() {
     );
     assert_eq!(tampered.status, 2, "{}{}", tampered.stdout, tampered.stderr);
     assert!(tampered.stderr.contains("帳號"), "{}", tampered.stderr);
+    // The sign-off's day must be a day: refused, naming the cell.
+    let undated = ingest(
+        &fill_signed("undated.xlsx", false, false, "not a date; =cmd"),
+        "2026-07-10T09:00:00+08:00",
+    );
+    assert_eq!(undated.status, 2, "{}{}", undated.stdout, undated.stderr);
+    assert!(
+        undated.stderr.contains("日期") && undated.stderr.contains("not a date; =cmd"),
+        "{}",
+        undated.stderr
+    );
     let partial = ingest(
         &fill("partial.xlsx", true, false),
         "2026-07-11T09:00:00+08:00",
@@ -578,6 +593,21 @@ fn an_account_review_comes_back_with_its_decisions() {
         .count();
     assert_eq!(kept, 2);
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    // Who signed it and when is recorded with it (the ROC day as a day).
+    assert_eq!(
+        store
+            .sign_off(
+                "account-review",
+                run_dir.file_name().unwrap().to_str().unwrap(),
+                "KPB"
+            )
+            .unwrap(),
+        Some(webir_audit::store::SignOff {
+            filled_by: "專責人員乙".into(),
+            head: String::new(),
+            day: "2026-07-12".into(),
+        })
+    );
     let decisions = store.returned_decisions("account-review").unwrap();
     assert!(
         decisions

@@ -237,6 +237,43 @@ fn an_exported_register_reads_back_as_the_same_agencies() {
     );
 }
 
+/// The chief administrator (point 4) may be kept in the register, on the
+/// Health Bureau's row, as the Health Bureau keeps its officers there; on
+/// any other row it is a problem named by its cell.
+#[test]
+fn the_chief_administrator_is_named_on_the_health_bureau_s_row_of_the_register() {
+    let t = Test::new()
+        .config("\n[chief_administrator]\nname = \"陳總管\"\nemail = \"chief@example.gov.tw\"\n");
+    let config = t.config_path();
+    let before = webir_audit::config::load(&config).unwrap();
+    assert!(before.chief.is_some());
+    let out = t.run(&["agencies", "export", "--out", "register.xlsx"]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cut = text.find("[[agencies]]").unwrap();
+    let text = text[..cut].replace(
+        "state = \"var/state\"\n",
+        "state = \"var/state\"\nagencies = \"register.xlsx\"\n",
+    );
+    std::fs::write(t.path("from-register.toml"), &text).unwrap();
+    let after = webir_audit::config::load(&t.path("from-register.toml")).unwrap();
+    assert_eq!(
+        after.chief, before.chief,
+        "the chief comes from the register"
+    );
+    assert_eq!(after.chief_email(), Some("chief@example.gov.tw"));
+    // Named on a unit's row instead: refused, at its cell.
+    crate::harness::set_in_register(&t.path("register.xlsx"), "KPB", "總管理者姓名", "王小明");
+    let err = webir_audit::config::load(&t.path("from-register.toml")).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("row 3")
+            && err.contains("總管理者姓名")
+            && err.contains("Health Bureau's row only"),
+        "{err}"
+    );
+}
+
 /// A reviewer sees an edit's effect before it is live: check-config lists
 /// what changed against the register the daemon last ran with.
 #[test]

@@ -352,10 +352,57 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     let city = City::new();
     let dir = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
     let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-    let roster = webir_audit::ingest::ingest(&city.config, None).unwrap();
-    let roster = roster.table(webir_audit::model::Table::Roster);
+    let ingested = webir_audit::ingest::ingest(&city.config, None).unwrap();
+    let roster = ingested.table(webir_audit::model::Table::Roster);
     let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
     let agencies = roster.column("agency_id").unwrap().str().unwrap().clone();
+    // Disabled accounts the log shows in use after their disabling: the
+    // review must not call them done with (the same queries are a
+    // critical anomaly of the sample audit).
+    let used_after: BTreeSet<String> = {
+        use polars::prelude::*;
+        let disabled: Vec<(String, chrono::NaiveDate)> = accounts
+            .iter()
+            .zip(
+                roster
+                    .column("disabled_on")
+                    .unwrap()
+                    .date()
+                    .unwrap()
+                    .as_date_iter(),
+            )
+            .filter_map(|(a, d)| Some((a?.to_owned(), d?)))
+            .collect();
+        let log = ingested.table(webir_audit::model::Table::QueryLog);
+        let ids = log
+            .column("account_id")
+            .unwrap()
+            .cast(&DataType::String)
+            .unwrap();
+        let at = log
+            .column("queried_at")
+            .unwrap()
+            .datetime()
+            .unwrap()
+            .clone();
+        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
+        ids.str()
+            .unwrap()
+            .iter()
+            .zip(at.as_datetime_iter())
+            .filter_map(|(a, t)| {
+                let (a, day) = (a?, t?.date());
+                disabled
+                    .iter()
+                    .any(|(d, on)| d == a && day > *on && day <= as_of)
+                    .then(|| a.to_owned())
+            })
+            .collect()
+    };
+    assert!(
+        !used_after.is_empty(),
+        "the city has a disabled account in use"
+    );
     for unit in city.config.agencies.units() {
         let path = dir.join(format!("reports/{}.xlsx", unit.id));
         let (names, sheets) = read(&path);
@@ -398,6 +445,7 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
                     "查明持有人；已無使用需求者廢止",
                     "已停用，無須處理",
                     "已停用；請指定新任專責人員（第二點）",
+                    "查明停用後之查詢，會同政風單位調查（第六點第三款）",
                     "通知持有人變更密碼",
                     "由衛生局清查（第四點第五款）",
                 ]
@@ -405,7 +453,15 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
                 "{a}"
             );
             let manager = ["專責人員", "總管理者"].contains(&text(&r[role]).as_str());
-            if manager {
+            if used_after.contains(&text(&r[0])) {
+                assert_eq!(
+                    a, "查明停用後之查詢，會同政風單位調查（第六點第三款）",
+                    "{r:?}"
+                );
+                assert!(text(&r[found]).contains("停用後仍有查詢"), "{r:?}");
+            } else if text(&r[status]) == "停用" {
+                assert!(a.starts_with("已停用"), "{r:?}");
+            } else if manager {
                 assert_eq!(a, "由衛生局清查（第四點第五款）", "{r:?}");
             } else if text(&r[found]).contains("離職") {
                 assert_eq!(a, "廢止", "{r:?}");
@@ -1239,6 +1295,7 @@ fn external_audit_draws_units_reproducibly() {
             "外部稽核抽選",
             "帳號彙整",
             "資料品質",
+            "清冊外帳號",
             "剔除資料列",
             "圖表資料"
         ]
@@ -1915,10 +1972,26 @@ fn the_city_wide_units_table_has_no_blank_column() {
         "--seed",
         "27182818284590452353602874",
     ]);
+    // Each unit's accounts are one count in every city-wide workbook (the
+    // external audit counted 96 where the others counted 97: it left out
+    // the account only the log shows).
+    let mut accounts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (dir, coverage) in [(sample, true), (external, false)] {
         let (_, sheets) = read(&dir.join("reports/city-wide.xlsx"));
         let (h, rows) = table(&sheets, "各單位");
         assert_eq!(h.iter().any(|x| x == "涵蓋率"), coverage, "{h:?}");
+        // A run that checked accounts only says its counts are of accounts.
+        assert_eq!(
+            h.iter().any(|x| x.starts_with("帳號發現")),
+            !coverage,
+            "{h:?}"
+        );
+        for r in rows {
+            accounts
+                .entry(text(&r[0]))
+                .or_default()
+                .insert(text(&r[column(&h, "帳號數")]));
+        }
         assert!(!rows.is_empty());
         for r in rows {
             for (c, name) in h.iter().enumerate() {
@@ -1929,6 +2002,9 @@ fn the_city_wide_units_table_has_no_blank_column() {
                 );
             }
         }
+    }
+    for (unit, n) in &accounts {
+        assert_eq!(n.len(), 1, "{unit}: {n:?}");
     }
 }
 
@@ -2140,6 +2216,35 @@ fn no_officer_reviews_their_own_account() {
     );
 }
 
+/// A second review nobody can be sent (the unit has no ethics unit and
+/// its officer is the chief administrator) is not dropped silently: the
+/// admin is told which workbook waits for a reviewer, and nobody whose
+/// account is in it is sent it.
+#[test]
+fn a_second_review_without_a_reviewer_is_told_to_the_admin() {
+    let city = City::new();
+    let register = city.tmp.path().join("city/agencies.xlsx");
+    crate::harness::set_in_register(&register, "DTY", "政風單位信箱", "");
+    crate::harness::set_in_register(&register, "DTY", "專責人員信箱", "chief.khb@example.gov.tw");
+    let dir = city.sample_audit();
+    assert!(dir.join("reports/DTY.second-review.xlsx").exists());
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let outbox = store.outbox().unwrap();
+    let review: Vec<&str> = outbox
+        .iter()
+        .filter(|r| r.report == "DTY.second-review.xlsx")
+        .map(|r| r.recipient.as_str())
+        .collect();
+    assert!(review.is_empty(), "{review:?}");
+    let told: Vec<_> = outbox
+        .iter()
+        .filter(|r| r.report == "no-reviewer:DTY:review")
+        .collect();
+    assert_eq!(told.len(), 1, "the admin is told once");
+    assert_eq!(told[0].recipient, "admin@example.gov.tw");
+    assert!(told[0].subject.contains("無覆核人"), "{}", told[0].subject);
+}
+
 /// Issue 28: one roster, one count of stale passwords. A roster of July
 /// says nothing of a change after July, so the year's internal audit in
 /// January (the same roster) finds exactly the accounts the July review
@@ -2349,6 +2454,29 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
         assert!(
             table(&sheets, "異常查詢").1.len() < sample_sheet(unit),
             "{unit}"
+        );
+        // No action points to a row 異常查詢 no longer has; no state in
+        // English.
+        let summary: Vec<String> = sheets["摘要"].iter().flatten().map(text).collect();
+        let unrostered = webir_audit::checks::Code::QueryByUnrosteredAccount.description();
+        let asked_here = table(&sheets, "異常查詢")
+            .1
+            .iter()
+            .any(|r| r.iter().any(|c| text(c) == unrostered));
+        if !asked_here {
+            assert!(
+                !summary
+                    .iter()
+                    .any(|l| l.contains(&format!("「異常查詢」之「{unrostered}」列"))),
+                "{unit}: {summary:?}"
+            );
+        }
+        let evidence: String = sheets["內部稽核"].iter().flatten().map(text).collect();
+        assert!(
+            !["pending", "sent", "failed", "unknown"]
+                .iter()
+                .any(|w| evidence.contains(w)),
+            "{unit}: {evidence}"
         );
         listed += 1;
     }
