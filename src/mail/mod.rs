@@ -125,7 +125,7 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if model.second_review.is_some() {
+    if model.second_review().is_some() {
         // Never the officer: the unit's second reviewer.
         if let Some((to, who)) = config.second_reviewer(&model.unit_id) {
             let role = match who {
@@ -136,14 +136,14 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         }
         return out;
     }
-    if model.city_wide {
+    if model.city_wide() {
         if let Some(c) = config.chief_email() {
             out.push((c.to_owned(), Role::ChiefAdmin));
         }
     } else if let Some(o) = &unit.officer_email {
         out.push((o.clone(), Role::Officer));
     }
-    if !model.city_wide
+    if !model.city_wide()
         && model.serious
         && let Some(e) = &unit.ethics_email
     {
@@ -181,7 +181,7 @@ pub fn critical_notices(
     let Some(unit) = config.agencies.get(&model.unit_id) else {
         return Ok(Vec::new());
     };
-    if items.is_empty() || model.city_wide {
+    if items.is_empty() || model.city_wide() {
         return Ok(Vec::new());
     }
     let total: i64 = items.iter().map(|i| i.count).sum();
@@ -301,7 +301,7 @@ struct MailContext<'a> {
 
 /// The file name officers see: Chinese, and saying what it is.
 pub fn attachment_name(model: &ReportModel) -> String {
-    let scope = match (model.city_wide, &model.second_review) {
+    let scope = match (model.city_wide(), &model.second_review()) {
         (true, _) => "全市彙整",
         (false, Some(_)) => "專責人員本人帳號覆核",
         (false, None) => "",
@@ -435,7 +435,7 @@ pub fn compose(
         unit_name: &model.unit_name,
         period_label: &model.period_label,
         kind_title: model.kind.title(),
-        city_wide: model.city_wide,
+        city_wide: model.city_wide(),
         rule: model.kind.rule(),
         run_id: &model.run_id,
         findings_total: by_severity.iter().map(|c| c.count).sum(),
@@ -457,15 +457,10 @@ pub fn compose(
             .chain_head
             .as_deref()
             .unwrap_or("（本次為證據鏈首筆）"),
-        seed_line: model
-            .sample
-            .as_ref()
-            .map(|s| s.seed_line())
-            .unwrap_or_default(),
-        second_review: model.second_review.is_some(),
+        seed_line: model.sample().map(|s| s.seed_line()).unwrap_or_default(),
+        second_review: model.second_review().is_some(),
         review_accounts: model
-            .second_review
-            .as_ref()
+            .second_review()
             .map(|r| r.accounts.join("、"))
             .unwrap_or_default(),
     };

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
-use super::{Cell, ReportKind, ReportModel, SampleSection, SecondReview, Table, period_label};
+use super::{
+    Cell, CityWide, Document, Queries, ReportKind, ReportModel, SampleSection, SecondReview, Table,
+    period_label,
+};
 use crate::checks::Severity;
 use crate::checks::{Code, Scope, left_keep_order, one_of};
 use crate::checks::{NotChecked, NotCheckedWhy};
@@ -129,7 +132,9 @@ impl DueRow {
 /// The city-wide 回收狀況 from `due`: every ask of every run, the current
 /// one's too once it has opened them.
 pub fn refresh_collection(f: &RunFacts<'_>, m: &mut ReportModel, due: &[DueRow]) {
-    m.collection = (!due.is_empty()).then(|| due_table(f, due));
+    if let Document::CityWide(c) = &mut m.document {
+        c.collection = (!due.is_empty()).then(|| due_table(f, due));
+    }
 }
 
 fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
@@ -757,21 +762,26 @@ pub fn monthly_queries(log: &DataFrame, period: &crate::period::Period) -> Polar
 /// One model per requesting agency, in config order, then the city-wide one.
 pub fn models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
     let mut out = Vec::new();
-    for unit in f.config.agencies.units() {
+    // The external audit is the Health Bureau's alone.
+    let units = f
+        .config
+        .agencies
+        .units()
+        .filter(|_| f.kind != ReportKind::ExternalAudit);
+    for unit in units {
         let mut m = unit_model(f, &unit.id)?;
         // The password check writes only to the units it has something
         // to tell.
-        if m.stale_passwords
-            .as_ref()
-            .is_some_and(|t| t.rows.is_empty())
+        if let Document::PasswordCheck { stale_passwords } = &m.document
+            && stale_passwords.rows.is_empty()
         {
             continue;
         }
         let review = second_review_model(f, &m)?;
-        if let Some(r) = review.as_ref().and_then(|r| r.second_review.as_ref()) {
+        if let Some(r) = review.as_ref().and_then(ReportModel::second_review) {
             let rows = review
                 .as_ref()
-                .and_then(|r| r.sample.as_ref())
+                .and_then(ReportModel::sample)
                 .map_or(0, |s| s.worksheet.rows.len());
             m.notes.push(match f.config.second_reviewer(&unit.id) {
                 Some((_, who)) => format!(
@@ -837,8 +847,9 @@ fn base(
     unit_id: &str,
     unit_name: String,
     findings: &DataFrame,
-    city_wide: bool,
+    document: Document,
 ) -> PolarsResult<ReportModel> {
+    let city_wide = matches!(document, Document::CityWide(_));
     let sev = strs(findings, "severity")?;
     let codes = strs(findings, "code")?;
     let mut by_sev: BTreeMap<Severity, i64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
@@ -962,13 +973,10 @@ fn base(
             .collect(),
     };
     Ok(ReportModel {
-        second_review: None,
-        stale_passwords: None,
-        asked_before: None,
+        document,
         kind: f.kind,
         unit_id: unit_id.to_owned(),
         unit_name,
-        city_wide: false,
         period_id: f.period_id.clone(),
         period_label: period_label(&f.period_id),
         run_id: f.run_id.clone(),
@@ -978,19 +986,9 @@ fn base(
         by_code,
         severity_by_agency: Table::default(),
         queries_by_month: Table::default(),
-        query_findings: None,
-        query_details: None,
         serious: false,
-        accounts: None,
-        sample: None,
         files,
-        rejects: None,
-        units: None,
-        evidence: None,
-        selection: None,
         orphans: None,
-        by_account: None,
-        collection: None,
         chain_head: f.chain_head.clone(),
         notes: f
             .notes
@@ -1827,42 +1825,83 @@ fn sample_section(
 fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     let ids = subtree(f.config, unit);
     let findings = in_set(f.findings, "unit_id", &[unit.to_owned()])?;
-    let mut m = base(f, unit, agency_name(f.config, unit), &findings, false)?;
-    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
-    m.queries_by_month = queries_by_month(f, &ids)?;
-    if f.kind.shows_queries() {
-        // What an earlier workbook asked is not asked again: it is listed
-        // with where it was asked.
+    let missing =
+        |what: &str| polars_err!(ComputeError: "a {} workbook needs {what}", f.kind.title());
+    // What an earlier workbook asked is not asked again: it is listed
+    // with where it was asked.
+    let asked_queries = || -> PolarsResult<(Queries, Option<Table>)> {
         let (ask, asked) = match f.asked {
             Some(before) => split_asked(&findings, unit, before)?,
             None => (findings.clone(), None),
         };
         let (q, details) = query_findings(&ask, false, Some((f.config, unit)))?;
-        m.query_findings = Some(q);
-        m.query_details = details;
-        // The ethics unit investigates with the unit (6(3)): it gets the
-        // workbook while any serious anomaly stands, asked before or not.
-        m.serious = serious(&findings)?;
-        if let Some(t) = asked.filter(|t| !t.rows.is_empty()) {
-            m.notes.push(format!(
-                "「已列管異常查詢」所列 {} 項已於先前之工作底稿詢問貴機關（見該表「首次詢問」），本表不再詢問；其處理情形請依原工作底稿回復。",
-                t.rows.len()
-            ));
-            m.asked_before = Some(t);
+        Ok((
+            Queries {
+                findings: q,
+                details,
+            },
+            asked.filter(|t| !t.rows.is_empty()),
+        ))
+    };
+    let sample = || -> PolarsResult<SampleSection> {
+        let (manifest, details) = f.sample.ok_or_else(|| missing("its sample"))?;
+        sample_section(f, manifest, details, &ids, Part::Officer)
+    };
+    let document = match f.kind {
+        ReportKind::SampleAudit => Document::SampleAudit {
+            sample: sample()?,
+            queries: asked_queries()?.0,
+        },
+        ReportKind::QueryCheck => Document::QueryCheck {
+            queries: asked_queries()?.0,
+        },
+        ReportKind::InternalAudit => {
+            let (queries, asked_before) = asked_queries()?;
+            Document::InternalAudit {
+                evidence: f
+                    .evidence
+                    .and_then(|e| e.get(unit))
+                    .map(evidence_table)
+                    .ok_or_else(|| missing("the unit's evidence"))?,
+                queries,
+                asked_before,
+            }
         }
+        ReportKind::AccountReview => Document::AccountReview {
+            accounts: accounts(
+                f,
+                f.roster.ok_or_else(|| missing("the roster"))?,
+                &ids,
+                &findings,
+                false,
+            )?,
+        },
+        ReportKind::PasswordCheck => Document::PasswordCheck {
+            stale_passwords: stale_password_table(f, unit, &findings)?,
+        },
+        ReportKind::ExternalAudit => return Err(missing("no unit: it is the Health Bureau's")),
+    };
+    let mut m = base(f, unit, agency_name(f.config, unit), &findings, document)?;
+    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
+    m.queries_by_month = queries_by_month(f, &ids)?;
+    // The ethics unit investigates with the unit (6(3)): it gets the
+    // workbook while any serious anomaly stands, asked before or not.
+    m.serious = f.kind.shows_queries() && serious(&findings)?;
+    if let Document::InternalAudit {
+        asked_before: Some(t),
+        ..
+    } = &m.document
+    {
+        let n = t.rows.len();
+        m.notes.push(format!(
+            "「已列管異常查詢」所列 {n} 項已於先前之工作底稿詢問貴機關（見該表「首次詢問」），本表不再詢問；其處理情形請依原工作底稿回復。"
+        ));
     }
-    match (f.kind, f.roster) {
-        (ReportKind::PasswordCheck, _) => {
-            m.stale_passwords = Some(stale_password_table(f, unit, &findings)?);
-        }
-        (_, Some(roster)) => m.accounts = Some(accounts(f, roster, &ids, &findings, false)?),
-        (_, None) => {}
-    }
-    let evidence = f.evidence.and_then(|e| e.get(unit));
-    m.evidence = evidence.map(evidence_table);
     // A year the logs hold only part of: the rest was not checked.
     if let (Some((from, to)), Ok(p)) = (
-        evidence.and_then(|e| e.log_days),
+        f.evidence
+            .and_then(|e| e.get(unit))
+            .and_then(|e| e.log_days),
         f.period_id.parse::<crate::period::Period>(),
     ) && (from > p.start.date() || to < p.last_day())
     {
@@ -1877,49 +1916,59 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         // Someone used WebIR with an account nobody manages: the officer
         // finds out whose it is.
         if !t.rows.is_empty() {
-            // One decision, asked once: where 異常查詢 lists the account's
-            // queries (以不在帳號清冊之帳號查詢), it is answered there.
-            // An earlier workbook asked already: answered there.
-            let unrostered = Code::QueryByUnrosteredAccount.description();
-            let listed = |t: &Option<Table>| {
-                t.as_ref().is_some_and(|t| {
-                    t.rows
-                        .iter()
-                        .any(|r| r.iter().any(|c| c.text() == Some(unrostered)))
-                })
-            };
-            let there = if !f.kind.shows_queries() {
-                "該表"
-            } else if !listed(&m.query_findings) && listed(&m.asked_before) {
-                "原工作底稿（見「已列管異常查詢」），本表不再詢問"
-            } else {
-                "「異常查詢」之「以不在帳號清冊之帳號查詢」列"
-            };
             m.actions.push(format!(
-                "「清冊外帳號」工作表所列 {} 個帳號不在帳號清冊，請查明帳號來源及實際使用人，未經核准者由貴機關專責人員廢止，並將處理情形填入{there}（管理要點第五點第一款、第六點第二款）。",
-                t.rows.len()
+                "「清冊外帳號」工作表所列 {} 個帳號不在帳號清冊，請查明帳號來源及實際使用人，未經核准者由貴機關專責人員廢止，並將處理情形填入{}（管理要點第五點第一款、第六點第二款）。",
+                t.rows.len(),
+                where_unrostered_is_asked(&m.document)
             ));
         }
         m.orphans = Some(t);
     }
-    if let Some((manifest, details)) = f.sample {
-        let section = sample_section(f, manifest, details, &ids, Part::Officer)?;
+    if let Document::SampleAudit { sample, .. } = &m.document {
         // How many rows the officer has to check, with the first action.
+        let n = sample.worksheet.rows.len();
         if let Some(first) = m.actions.first_mut() {
-            first.push_str(&format!(
-                "本表共 {} 筆抽樣紀錄。",
-                section.worksheet.rows.len()
-            ));
+            first.push_str(&format!("本表共 {n} 筆抽樣紀錄。"));
         }
-        m.sample = Some(section);
-        if manifest.draw_number > 1 {
+        if sample.draw_number > 1 {
             m.notes.push(format!(
                 "本期間已抽籤 {} 次（本次為第 {} 次）；歷次種子均記錄於系統，供稽核查驗。",
-                manifest.draw_number, manifest.draw_number
+                sample.draw_number, sample.draw_number
             ));
         }
     }
     Ok(m)
+}
+
+/// Where a unit's workbook asks about the accounts only the query log
+/// shows: one decision, asked once. Where 異常查詢 lists the account's
+/// queries (以不在帳號清冊之帳號查詢) it is answered there; where an
+/// earlier workbook asked, there; else on 清冊外帳號 itself.
+fn where_unrostered_is_asked(d: &Document) -> &'static str {
+    let unrostered = Code::QueryByUnrosteredAccount.description();
+    let listed = |t: Option<&Table>| {
+        t.is_some_and(|t| {
+            t.rows
+                .iter()
+                .any(|r| r.iter().any(|c| c.text() == Some(unrostered)))
+        })
+    };
+    match d {
+        Document::InternalAudit {
+            queries,
+            asked_before,
+            ..
+        } if !listed(Some(&queries.findings)) && listed(asked_before.as_ref()) => {
+            "原工作底稿（見「已列管異常查詢」），本表不再詢問"
+        }
+        Document::SampleAudit { .. }
+        | Document::QueryCheck { .. }
+        | Document::InternalAudit { .. } => "「異常查詢」之「以不在帳號清冊之帳號查詢」列",
+        Document::SecondReview { .. }
+        | Document::AccountReview { .. }
+        | Document::PasswordCheck { .. }
+        | Document::CityWide(_) => "該表",
+    }
 }
 
 /// The unit's query findings not yet asked (every other finding, too),
@@ -2071,23 +2120,32 @@ fn second_review_model(f: &RunFacts<'_>, unit: &ReportModel) -> PolarsResult<Opt
         "account_id",
         &accounts,
     )?;
-    let mut m = base(f, &unit.unit_id, unit.unit_name.clone(), &own, false)?;
-    m.second_review = Some(SecondReview {
-        accounts: accounts.clone(),
+    let deadline = deadline(f.config, f.kind, f.generated_at).1;
+    let action = format!(
+        "本表為貴機關專責人員本人帳號（{}）之抽查紀錄共 {} 筆：專責人員不自行抽查本人帳號，請由貴單位覆核，逐筆填寫黃色欄位並於表格下方簽章，於 {deadline} 前回傳（管理要點第六點第一款）。",
+        accounts.join("、"),
+        section.worksheet.rows.len()
+    );
+    let review = SecondReview {
+        accounts,
         reviewer: f
             .config
             .second_reviewer(&unit.unit_id)
             .map_or("（未設定）", |(_, who)| reviewer_name(who))
             .trim_start_matches("貴機關")
             .to_owned(),
-    });
-    let deadline = deadline(f.config, f.kind, f.generated_at).1;
-    m.actions = vec![format!(
-        "本表為貴機關專責人員本人帳號（{}）之抽查紀錄共 {} 筆：專責人員不自行抽查本人帳號，請由貴單位覆核，逐筆填寫黃色欄位並於表格下方簽章，於 {deadline} 前回傳（管理要點第六點第一款）。",
-        accounts.join("、"),
-        section.worksheet.rows.len()
-    )];
-    m.sample = Some(section);
+    };
+    let mut m = base(
+        f,
+        &unit.unit_id,
+        unit.unit_name.clone(),
+        &own,
+        Document::SecondReview {
+            sample: section,
+            review,
+        },
+    )?;
+    m.actions = vec![action];
     Ok(Some(m))
 }
 
@@ -2259,18 +2317,17 @@ fn selection_note(d: &UnitDraw) -> String {
 
 fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let hb = f.config.agencies.health_bureau();
-    let mut m = base(f, &hb.id, hb.name.clone(), f.findings, true)?;
-    m.city_wide = true;
-    m.selection = f.selection.map(|d| selection_table(f.config, d));
-    if let Some(o) = f.orphans {
-        m.orphans = Some(orphan_table(f, o)?);
-    }
-    if f.kind.shows_queries() {
+    let queries = if f.kind.shows_queries() {
         let (q, details) = query_findings(f.findings, true, None)?;
-        m.query_findings = Some(q);
-        m.query_details = details;
-        m.serious = serious(f.findings)?;
-    }
+        Some(Queries {
+            findings: q,
+            details,
+        })
+    } else {
+        None
+    };
+    let mut notes = Vec::new();
+    let mut officer_accounts = None;
     if let Some(roster) = f.roster {
         // Point 4(5): the chief administrator reviews every officer account
         // of the city. Their own account is not theirs to review: it is the
@@ -2287,7 +2344,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .collect()?;
         let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
         if !ids.is_empty() {
-            m.notes.push(format!(
+            notes.push(format!(
                 "總管理者帳號（{}）不列入「專責人員帳號」清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
                 ids.join("、")
             ));
@@ -2299,10 +2356,10 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .lazy()
             .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
             .collect()?;
-        m.accounts = Some(accounts(f, &officers, &all, &findings, true)?);
+        officer_accounts = Some(accounts(f, &officers, &all, &findings, true)?);
     }
     let units: Vec<String> = f.config.agencies.units().map(|u| u.id.clone()).collect();
-    m.severity_by_agency = severity_by_agency(f, &units, &{
+    let by_agency = severity_by_agency(f, &units, &{
         // City-wide, findings are counted per unit.
         let mut df = f.findings.clone();
         df.drop_in_place("agency_id")?;
@@ -2334,8 +2391,6 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                 .collect()
         })
         .unwrap_or_default();
-    m.by_account = Some(by_account(f)?);
-    refresh_collection(f, &mut m, f.due.unwrap_or_default());
     // The sample's coverage only where there is a sample: no column of a
     // city-wide table is left blank.
     let sampled = f.sample.is_some();
@@ -2358,7 +2413,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     if f.unit_status.is_some() {
         h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
     }
-    m.units = Some(Table {
+    let units = Table {
         headers: h,
         rows: units
             .iter()
@@ -2394,7 +2449,45 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                 r
             })
             .collect(),
-    });
+    };
+    let sample = match f.sample {
+        Some((manifest, _)) => {
+            let mut s = sample_section(
+                f,
+                manifest,
+                &DataFrame::empty_with_schema(&sample_schema()),
+                &[],
+                Part::Officer,
+            )?;
+            s.strata = strata_table(f, manifest.units.iter().flat_map(|u| &u.strata))?;
+            Some(s)
+        }
+        None => None,
+    };
+    let city = CityWide {
+        units,
+        collection: None,
+        officers: officer_accounts,
+        selection: f.selection.map(|d| selection_table(f.config, d)),
+        by_account: by_account(f)?,
+        queries,
+        rejects: rejects_table(f.rejects)?,
+        sample,
+    };
+    let mut m = base(
+        f,
+        &hb.id,
+        hb.name.clone(),
+        f.findings,
+        Document::CityWide(Box::new(city)),
+    )?;
+    m.notes.extend(notes);
+    m.severity_by_agency = by_agency;
+    m.serious = f.kind.shows_queries() && serious(f.findings)?;
+    if let Some(o) = f.orphans {
+        m.orphans = Some(orphan_table(f, o)?);
+    }
+    refresh_collection(f, &mut m, f.due.unwrap_or_default());
     // The external audit's workbook is the Health Bureau's own work (its
     // actions from `base`); the other kinds' city-wide workbook supervises
     // what the units were asked to do.
@@ -2408,7 +2501,11 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         m.actions
             .push("「剔除資料列」所列為無法讀入之資料，請通知提供機關更正後重新匯出。".to_owned());
     }
-    let rj = f.rejects;
+    Ok(m)
+}
+
+/// The city-wide 剔除資料列: every row no unit can be given.
+fn rejects_table(rj: &DataFrame) -> PolarsResult<Table> {
     let table = strs(rj, "table")?;
     let file = strs(rj, "source_file")?;
     let sheet = strs(rj, "sheet")?;
@@ -2420,7 +2517,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         .collect();
     let reason = strs(rj, "reason")?;
     let raw = strs(rj, "raw")?;
-    m.rejects = Some(Table {
+    Ok(Table {
         headers: headers(&[
             "表別",
             "檔案",
@@ -2441,19 +2538,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
                 ]
             })
             .collect(),
-    });
-    if let Some((manifest, _)) = f.sample {
-        let mut s = sample_section(
-            f,
-            manifest,
-            &DataFrame::empty_with_schema(&sample_schema()),
-            &[],
-            Part::Officer,
-        )?;
-        s.strata = strata_table(f, manifest.units.iter().flat_map(|u| &u.strata))?;
-        m.sample = Some(s);
-    }
-    Ok(m)
+    })
 }
 
 /// The columns [`sample_details`] produces that the worksheet reads.

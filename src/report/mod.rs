@@ -249,7 +249,8 @@ pub struct SampleSection {
     pub worksheet: Table,
 }
 
-/// Everything one workbook shows.
+/// Everything one workbook shows: what every workbook has (its header,
+/// summary figures, inputs and charts), and the [`Document`] of its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportModel {
     pub kind: ReportKind,
@@ -257,8 +258,6 @@ pub struct ReportModel {
     /// city-wide one).
     pub unit_id: String,
     pub unit_name: String,
-    /// City-wide: every unit's figures instead of one unit's rows.
-    pub city_wide: bool,
     pub period_id: String,
     /// E.g. `2026年上半年`.
     pub period_label: String,
@@ -274,48 +273,18 @@ pub struct ReportModel {
     pub severity_by_agency: Table,
     /// Chart data: queries per month (`月份, <agency>…`).
     pub queries_by_month: Table,
-    /// Query findings, most severe first.
-    pub query_findings: Option<Table>,
-    /// The queries behind each finding 異常查詢 rolls up by account
-    /// ([`build::Ask::PerAccount`]): 異常查詢明細, to read, not to fill in.
-    pub query_details: Option<Table>,
     /// Whether the query findings hold a critical or high anomaly (the
     /// ethics unit is then sent the workbook, point 6(3)).
     pub serious: bool,
-    /// The roster of the unit with findings and a recommended action.
-    pub accounts: Option<Table>,
-    /// The password check: the accounts whose password is overdue.
-    pub stale_passwords: Option<Table>,
-    /// Query findings an earlier workbook asked about (已列管異常查詢):
-    /// where, not asked again.
-    pub asked_before: Option<Table>,
-    pub sample: Option<SampleSection>,
     /// Inputs: `檔案, 表別, 編碼, 狀態, 載入, 剔除, 略過, SHA-256`.
     pub files: Table,
-    /// Rejected rows (city-wide only: a rejected row cannot be placed in a unit).
-    pub rejects: Option<Table>,
-    /// City-wide: one row per unit.
-    pub units: Option<Table>,
-    /// Internal audit: `項目, 依據, 系統查得` for the auditor to assess.
-    pub evidence: Option<Table>,
-    /// External audit: the units drawn, with tickets.
-    pub selection: Option<Table>,
     /// Accounts the query log shows but the roster lacks (data quality).
     pub orphans: Option<Table>,
-    /// City-wide: findings rolled up by account, the most serious first,
-    /// each with the next action (the Health Bureau's short list).
-    pub by_account: Option<Table>,
-    /// City-wide: what runs asked of units and where each stands (回收狀況).
-    pub collection: Option<Table>,
     /// The evidence chain's head when the workbook was made (`第 N 筆
     /// <16 hex>`): a copy outside the server of what the archive was.
     pub chain_head: Option<String>,
     /// Notes shown on the summary (e.g. a second draw).
     pub notes: Vec<String>,
-    /// A sample audit's second review: the unit's officers' own accounts'
-    /// rows, for a reviewer other than the officer. `None`: the officer's
-    /// (or another kind's) workbook.
-    pub second_review: Option<SecondReview>,
     /// Shown first on the summary, in red, and at the top of the mail:
     /// checks withheld because their inputs failed.
     pub warnings: Vec<String>,
@@ -323,6 +292,76 @@ pub struct ReportModel {
     pub not_checked: Table,
     /// One line on the inputs: files used and failed, rows rejected.
     pub quality: String,
+    /// The sheets only this kind of workbook has.
+    pub document: Document,
+}
+
+/// What a workbook is, with the sheets its kind has and no other: each
+/// kind its own type, so a sheet cannot be missing from the workbook that
+/// needs it nor appear in one that does not, and the renderer and the
+/// mail match on every kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// A unit's sample audit (6(1)): the worksheet the officer fills in,
+    /// and what its query findings ask.
+    SampleAudit {
+        sample: SampleSection,
+        queries: Queries,
+    },
+    /// The rows of a unit's sample that are its officers' own accounts,
+    /// for a reviewer other than the officer.
+    SecondReview {
+        sample: SampleSection,
+        review: SecondReview,
+    },
+    /// A unit's query check: what its query findings ask.
+    QueryCheck { queries: Queries },
+    /// A unit's account review (5(1)3, 6(2)): its roster, one decision per
+    /// account.
+    AccountReview { accounts: Table },
+    /// The password check (5(3)): the unit's overdue accounts only.
+    PasswordCheck { stale_passwords: Table },
+    /// A unit's internal audit (6(3)): the evidence to assess, the query
+    /// findings not asked before, and those an earlier workbook asked.
+    InternalAudit {
+        evidence: Table,
+        queries: Queries,
+        asked_before: Option<Table>,
+    },
+    /// The Health Bureau's city-wide workbook of any kind.
+    CityWide(Box<CityWide>),
+}
+
+/// What a unit's query findings ask: one row per decision (異常查詢), and
+/// the queries behind the rolled-up rows (異常查詢明細, to read).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Queries {
+    pub findings: Table,
+    pub details: Option<Table>,
+}
+
+/// The city-wide workbook: every unit's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CityWide {
+    /// One row per unit.
+    pub units: Table,
+    /// What runs asked of units and where each stands (回收狀況).
+    pub collection: Option<Table>,
+    /// The account review: every officer account, for the chief
+    /// administrator (point 4(5)).
+    pub officers: Option<Table>,
+    /// The external audit: the units drawn, with tickets.
+    pub selection: Option<Table>,
+    /// Findings rolled up by account, the most serious first, each with
+    /// the next action (the Health Bureau's short list).
+    pub by_account: Table,
+    /// The kinds that check queries: every unit's query findings.
+    pub queries: Option<Queries>,
+    /// Rejected rows (city-wide only: a rejected row cannot be placed in
+    /// a unit).
+    pub rejects: Table,
+    /// The sample audit: the draw's record, every unit's strata.
+    pub sample: Option<SampleSection>,
 }
 
 /// What follows a unit's id in the key of its second review (its
@@ -347,10 +386,50 @@ impl ReportModel {
     /// The key the workbook is filed, mailed, chased and returned under:
     /// its unit's id, or the unit's second review's.
     pub fn key(&self) -> String {
-        if self.second_review.is_some() {
+        if self.second_review().is_some() {
             review_key(&self.unit_id)
         } else {
             self.unit_id.clone()
+        }
+    }
+
+    /// Whether it is the Health Bureau's city-wide workbook.
+    pub fn city_wide(&self) -> bool {
+        matches!(self.document, Document::CityWide(_))
+    }
+
+    /// What a second review is about, if it is one.
+    pub fn second_review(&self) -> Option<&SecondReview> {
+        match &self.document {
+            Document::SecondReview { review, .. } => Some(review),
+            _ => None,
+        }
+    }
+
+    /// The sample (a unit's worksheet, or the city-wide draw's record).
+    pub fn sample(&self) -> Option<&SampleSection> {
+        match &self.document {
+            Document::SampleAudit { sample, .. } | Document::SecondReview { sample, .. } => {
+                Some(sample)
+            }
+            Document::CityWide(c) => c.sample.as_ref(),
+            Document::QueryCheck { .. }
+            | Document::AccountReview { .. }
+            | Document::PasswordCheck { .. }
+            | Document::InternalAudit { .. } => None,
+        }
+    }
+
+    /// The query findings it lists (異常查詢).
+    pub fn queries(&self) -> Option<&Queries> {
+        match &self.document {
+            Document::SampleAudit { queries, .. }
+            | Document::QueryCheck { queries }
+            | Document::InternalAudit { queries, .. } => Some(queries),
+            Document::CityWide(c) => c.queries.as_ref(),
+            Document::SecondReview { .. }
+            | Document::AccountReview { .. }
+            | Document::PasswordCheck { .. } => None,
         }
     }
 }
@@ -388,19 +467,19 @@ impl ReportModel {
     /// it back: rows on the sheet it is to complete. A unit with nothing
     /// sampled, no account or no finding is not chased for an empty sheet.
     pub fn asks_something(&self) -> bool {
-        let rows = |t: &Option<Table>| t.as_ref().is_some_and(|t| !t.rows.is_empty());
-        match self.kind {
-            ReportKind::SampleAudit => self
-                .sample
-                .as_ref()
-                .is_some_and(|s| !s.worksheet.rows.is_empty()),
-            ReportKind::AccountReview => rows(&self.accounts),
+        match &self.document {
+            Document::SampleAudit { sample, .. } | Document::SecondReview { sample, .. } => {
+                !sample.worksheet.rows.is_empty()
+            }
+            Document::AccountReview { accounts } => !accounts.rows.is_empty(),
             // A notice: the holders change their passwords; the next
             // quarter's check sees whether they did.
-            ReportKind::PasswordCheck => false,
-            ReportKind::InternalAudit => rows(&self.evidence),
-            ReportKind::QueryCheck => rows(&self.query_findings),
-            ReportKind::ExternalAudit => false,
+            Document::PasswordCheck { .. } => false,
+            Document::InternalAudit { evidence, .. } => !evidence.rows.is_empty(),
+            Document::QueryCheck { queries } => !queries.findings.rows.is_empty(),
+            // The Health Bureau's own: what it supervises is chased unit
+            // by unit.
+            Document::CityWide(_) => false,
         }
     }
 }

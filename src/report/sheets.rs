@@ -16,7 +16,7 @@ use rust_xlsxwriter::{
 };
 
 use super::{
-    Cell, ReportKind, ReportModel, SampleSection, Table, display_width, looks_like_formula,
+    Cell, Document, Queries, ReportModel, SampleSection, Table, display_width, looks_like_formula,
 };
 
 /// Excel's rows per sheet; a table's sheet has a title, a blank row and a
@@ -527,7 +527,7 @@ fn write_table(
         ws.set_repeat_rows(first_row, first_row)?;
         // The workbook's kind, and the sheet when it is another name; a
         // second review says so on every page.
-        let centre = if model.second_review.is_some() {
+        let centre = if model.second_review().is_some() {
             format!("專責人員本人帳號覆核 {}", escape_header(&sheet_name))
         } else if sheet_name.starts_with(model.kind.title()) {
             escape_header(&sheet_name)
@@ -689,7 +689,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     ws.set_column_width(1, 80)?;
     ws.set_column_width(2, 10)?;
     ws.set_column_width(3, 8)?;
-    let title = if m.city_wide {
+    let title = if m.city_wide() {
         format!(
             "健保WebIR查詢稽核 {} 全市彙整（{}）",
             m.kind.title(),
@@ -719,21 +719,22 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     }
     row += 1;
     // A unit's sample worksheet says who audits it.
-    let auditor = (m.kind == ReportKind::SampleAudit && !m.city_wide).then(|| {
-        (
+    let auditor = match &m.document {
+        Document::SampleAudit { .. } => Some((REVIEW_LABEL, Cell::from("專責人員"))),
+        Document::SecondReview { review: r, .. } => Some((
             REVIEW_LABEL,
-            Cell::Text(m.second_review.as_ref().map_or_else(
-                || "專責人員".to_owned(),
-                |r| {
-                    format!(
-                        "{SECOND_REVIEW}：由{}覆核專責人員本人帳號 {}",
-                        r.reviewer,
-                        r.accounts.join("、")
-                    )
-                },
+            Cell::Text(format!(
+                "{SECOND_REVIEW}：由{}覆核專責人員本人帳號 {}",
+                r.reviewer,
+                r.accounts.join("、")
             )),
-        )
-    });
+        )),
+        Document::QueryCheck { .. }
+        | Document::AccountReview { .. }
+        | Document::PasswordCheck { .. }
+        | Document::InternalAudit { .. }
+        | Document::CityWide(_) => None,
+    };
     let mut row = write_pairs(
         ws,
         row,
@@ -768,7 +769,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         ws.set_row_height(row, wrapped_height(n, 80))?;
         row += 1;
     }
-    if let Some(s) = &m.sample {
+    if let Some(s) = m.sample() {
         row += 1;
         ws.write_string_with_format(row, 0, "抽樣", &st.label)?;
         row = write_pairs(
@@ -790,7 +791,8 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     ws.write_string_with_format(row, 0, "發現統計", &st.label)?;
     row = write_block(ws, row + 1, 0, &m.by_severity, st)? + 1;
     row = write_block(ws, row, 0, &m.by_code, st)? + 1;
-    if let Some(units) = &m.units {
+    if let Document::CityWide(c) = &m.document {
+        let units = &c.units;
         // The units' table is wide: it has a sheet of its own, where its
         // columns get their width and it prints with page setup.
         ws.write_string_with_format(row, 0, "各單位", &st.label)?;
@@ -1160,6 +1162,198 @@ pub fn render_split(m: &ReportModel, rows: usize) -> Result<Vec<u8>, XlsxError> 
     )
 }
 
+/// A sheet a kind of workbook has besides the summary, the data-quality
+/// sheets and the chart data every workbook has.
+enum Sheet<'a> {
+    Units(&'a Table),
+    Collection(&'a Table),
+    /// The sample worksheet; `true`: a second review's.
+    Worksheet(&'a SampleSection, bool),
+    /// 帳號清查; `true`: the city-wide review of officer accounts.
+    Accounts(&'a Table, bool),
+    StalePasswords(&'a Table),
+    Evidence(&'a Table),
+    Selection(&'a Table),
+    ByAccount(&'a Table),
+    /// 異常查詢; `true`: a unit's, to fill in.
+    Queries(&'a Table, bool),
+    AskedBefore(&'a Table),
+    Details(&'a Table),
+    Rejects(&'a Table),
+    SamplingRecord(&'a SampleSection),
+}
+
+/// The sheets of `d` in the order they print: those before the
+/// data-quality sheets and those after.
+fn sheets_of(d: &Document) -> (Vec<Sheet<'_>>, Vec<Sheet<'_>>) {
+    fn queries(q: &Queries, fill: bool) -> Vec<Sheet<'_>> {
+        std::iter::once(Sheet::Queries(&q.findings, fill))
+            .chain(q.details.as_ref().map(Sheet::Details))
+            .collect()
+    }
+    match d {
+        Document::SampleAudit { sample, queries: q } => {
+            let mut before = vec![Sheet::Worksheet(sample, false)];
+            before.extend(queries(q, true));
+            (before, vec![Sheet::SamplingRecord(sample)])
+        }
+        Document::SecondReview { sample, .. } => (
+            vec![Sheet::Worksheet(sample, true)],
+            vec![Sheet::SamplingRecord(sample)],
+        ),
+        Document::QueryCheck { queries: q } => (queries(q, true), vec![]),
+        Document::AccountReview { accounts } => (vec![Sheet::Accounts(accounts, false)], vec![]),
+        Document::PasswordCheck { stale_passwords } => {
+            (vec![Sheet::StalePasswords(stale_passwords)], vec![])
+        }
+        Document::InternalAudit {
+            evidence,
+            queries: q,
+            asked_before,
+        } => {
+            let mut before = vec![Sheet::Evidence(evidence), Sheet::Queries(&q.findings, true)];
+            before.extend(asked_before.as_ref().map(Sheet::AskedBefore));
+            before.extend(q.details.as_ref().map(Sheet::Details));
+            (before, vec![])
+        }
+        Document::CityWide(c) => {
+            let mut before = vec![Sheet::Units(&c.units)];
+            before.extend(c.collection.as_ref().map(Sheet::Collection));
+            before.extend(c.officers.as_ref().map(|o| Sheet::Accounts(o, true)));
+            before.extend(c.selection.as_ref().map(Sheet::Selection));
+            before.push(Sheet::ByAccount(&c.by_account));
+            if let Some(q) = &c.queries {
+                before.extend(queries(q, false));
+            }
+            let mut after = vec![Sheet::Rejects(&c.rejects)];
+            after.extend(c.sample.as_ref().map(Sheet::SamplingRecord));
+            (before, after)
+        }
+    }
+}
+
+/// A sheet's title: whose, which period, what.
+fn heading(m: &ReportModel, sheet: &str) -> String {
+    format!("{} {} {}", m.unit_name, m.period_label, sheet)
+}
+
+fn write_sheet(
+    wb: &mut Workbook,
+    sheet: &Sheet<'_>,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let plain = |wb: &mut Workbook, name: &str, title: &str, t: &Table| {
+        write_table(wb, name, &heading(m, title), t, None, m, st).map(|_| ())
+    };
+    match sheet {
+        Sheet::Units(t) => plain(wb, "各單位", "各單位（帳號、發現、最近抽查及回收情形）", t),
+        Sheet::Collection(t) => plain(
+            wb,
+            "回收狀況",
+            "回收狀況（各單位應回傳事項、期限及回傳情形）",
+            t,
+        ),
+        Sheet::Worksheet(s, review) => write_table(
+            wb,
+            SAMPLE_WORKSHEET.sheet,
+            &heading(
+                m,
+                if *review {
+                    "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
+                } else {
+                    "抽查工作底稿（黃色欄位由稽核人員填寫）"
+                },
+            ),
+            &s.worksheet,
+            Some(&InputColumns {
+                inputs: SAMPLE_WORKSHEET.inputs,
+            }),
+            m,
+            st,
+        )
+        .map(|_| ()),
+        Sheet::Accounts(t, officers) => {
+            let (name, title) = if *officers {
+                ("專責人員帳號", "專責人員帳號清查（管理要點第四點第五款）")
+            } else {
+                ("帳號清查", "帳號清查（請逐一確認並填寫處理結果）")
+            };
+            write_table(
+                wb,
+                name,
+                &heading(m, title),
+                t,
+                Some(&InputColumns {
+                    inputs: ACCOUNT_REVIEW_INPUTS,
+                }),
+                m,
+                st,
+            )
+            .map(|_| ())
+        }
+        Sheet::StalePasswords(t) => plain(
+            wb,
+            "密碼逾期帳號",
+            "密碼逾期帳號（請通知持有人立即變更密碼）",
+            t,
+        ),
+        Sheet::Evidence(t) => write_table(
+            wb,
+            "內部稽核",
+            &heading(m, "內部稽核（系統查得資料，請逐項查核）"),
+            t,
+            Some(&InputColumns {
+                inputs: INTERNAL_AUDIT_INPUTS,
+            }),
+            m,
+            st,
+        )
+        .map(|_| ()),
+        Sheet::Selection(t) => plain(wb, "外部稽核抽選", "外部稽核抽選", t),
+        Sheet::ByAccount(t) => plain(wb, "帳號彙整", "帳號彙整（依嚴重程度排序，含下一步）", t),
+        // The city-wide copy is the Health Bureau's reading copy; units
+        // write down what they did.
+        Sheet::Queries(t, fill) => write_table(
+            wb,
+            "異常查詢",
+            &heading(m, "異常查詢"),
+            t,
+            fill.then_some(&InputColumns {
+                inputs: FOLLOW_UP_INPUTS,
+            }),
+            m,
+            st,
+        )
+        .map(|_| ()),
+        Sheet::AskedBefore(t) => plain(
+            wb,
+            "已列管異常查詢",
+            "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）",
+            t,
+        ),
+        Sheet::Details(t) => {
+            let names = write_table(
+                wb,
+                "異常查詢明細",
+                &heading(
+                    m,
+                    &format!(
+                        "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
+                    ),
+                ),
+                t,
+                None,
+                m,
+                st,
+            )?;
+            collapse_details(wb, &names, t, st)
+        }
+        Sheet::Rejects(t) => plain(wb, "剔除資料列", "剔除資料列", t),
+        Sheet::SamplingRecord(s) => sampling_record(wb, s, st),
+    }
+}
+
 fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     let mut wb = Workbook::new();
     let mut props = DocProperties::new()
@@ -1177,7 +1371,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         .set_custom_property("webir_run_id", m.run_id.as_str())
         .set_custom_property("webir_unit_id", m.unit_id.as_str())
         .set_custom_property("webir_kind", m.kind.title());
-    if let Some(s) = &m.sample {
+    if let Some(s) = m.sample() {
         props = props
             .set_custom_property("webir_sample_digest", s.sample_digest.as_str())
             .set_custom_property("webir_seed", s.seed.as_str());
@@ -1185,146 +1379,14 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     wb.set_properties(&props);
 
     summary(&mut wb, m, &st)?;
-    let heading = |sheet: &str| format!("{} {} {}", m.unit_name, m.period_label, sheet);
-    if let Some(units) = &m.units {
-        write_table(
-            &mut wb,
-            "各單位",
-            &heading("各單位（帳號、發現、最近抽查及回收情形）"),
-            units,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let Some(c) = &m.collection {
-        write_table(
-            &mut wb,
-            "回收狀況",
-            &heading("回收狀況（各單位應回傳事項、期限及回傳情形）"),
-            c,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let (ReportKind::SampleAudit, Some(s), false) = (m.kind, &m.sample, m.city_wide) {
-        let inputs = InputColumns {
-            inputs: SAMPLE_WORKSHEET.inputs,
-        };
-        write_table(
-            &mut wb,
-            SAMPLE_WORKSHEET.sheet,
-            &heading(if m.second_review.is_some() {
-                "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
-            } else {
-                "抽查工作底稿（黃色欄位由稽核人員填寫）"
-            }),
-            &s.worksheet,
-            Some(&inputs),
-            m,
-            &st,
-        )?;
-    }
-    if let Some(accounts) = &m.accounts {
-        let inputs = InputColumns {
-            inputs: ACCOUNT_REVIEW_INPUTS,
-        };
-        let (name, title) = if m.city_wide {
-            (
-                "專責人員帳號",
-                heading("專責人員帳號清查（管理要點第四點第五款）"),
-            )
-        } else {
-            ("帳號清查", heading("帳號清查（請逐一確認並填寫處理結果）"))
-        };
-        write_table(&mut wb, name, &title, accounts, Some(&inputs), m, &st)?;
-    }
-    if let Some(t) = &m.stale_passwords {
-        write_table(
-            &mut wb,
-            "密碼逾期帳號",
-            &heading("密碼逾期帳號（請通知持有人立即變更密碼）"),
-            t,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let Some(e) = &m.evidence {
-        let inputs = InputColumns {
-            inputs: INTERNAL_AUDIT_INPUTS,
-        };
-        write_table(
-            &mut wb,
-            "內部稽核",
-            &heading("內部稽核（系統查得資料，請逐項查核）"),
-            e,
-            Some(&inputs),
-            m,
-            &st,
-        )?;
-    }
-    if let Some(sel) = &m.selection {
-        write_table(
-            &mut wb,
-            "外部稽核抽選",
-            &heading("外部稽核抽選"),
-            sel,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let Some(t) = &m.by_account {
-        write_table(
-            &mut wb,
-            "帳號彙整",
-            &heading("帳號彙整（依嚴重程度排序，含下一步）"),
-            t,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let Some(q) = &m.query_findings {
-        // The city-wide copy is the Health Bureau's reading copy; units
-        // write down what they did.
-        let follow_up = InputColumns {
-            inputs: FOLLOW_UP_INPUTS,
-        };
-        let inputs = (!m.city_wide).then_some(&follow_up);
-        write_table(&mut wb, "異常查詢", &heading("異常查詢"), q, inputs, m, &st)?;
-    }
-    if let Some(t) = &m.asked_before {
-        write_table(
-            &mut wb,
-            "已列管異常查詢",
-            &heading("已列管異常查詢（先前工作底稿已詢問，本表不再詢問）"),
-            t,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let Some(d) = &m.query_details {
-        let names = write_table(
-            &mut wb,
-            "異常查詢明細",
-            &heading(&format!(
-                "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
-            )),
-            d,
-            None,
-            m,
-            &st,
-        )?;
-        collapse_details(&mut wb, &names, d, &st)?;
+    let (before, after) = sheets_of(&m.document);
+    for sheet in &before {
+        write_sheet(&mut wb, sheet, m, &st)?;
     }
     let quality = write_table(
         &mut wb,
         "資料品質",
-        &heading("資料品質：輸入檔案"),
+        &heading(m, "資料品質：輸入檔案"),
         &m.files,
         None,
         m,
@@ -1335,33 +1397,30 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         not_checked_block(&mut wb, widths, &m.files, &m.not_checked, &st)?;
     }
     if let Some(o) = &m.orphans {
+        // Asked here only where no 異常查詢 asks it (its row
+        // 以不在帳號清冊之帳號查詢 is the same decision).
+        let asked_here = match &m.document {
+            Document::AccountReview { .. } | Document::PasswordCheck { .. } => true,
+            Document::SampleAudit { .. }
+            | Document::SecondReview { .. }
+            | Document::QueryCheck { .. }
+            | Document::InternalAudit { .. }
+            | Document::CityWide(_) => false,
+        };
         write_table(
             &mut wb,
             "清冊外帳號",
-            &heading("資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
+            &heading(m, "資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
             o,
-            // Asked here only where 異常查詢 does not ask it (its row
-            // 以不在帳號清冊之帳號查詢 is the same decision).
-            (!m.city_wide && !m.kind.shows_queries()).then_some(&InputColumns {
+            asked_here.then_some(&InputColumns {
                 inputs: FOLLOW_UP_INPUTS,
             }),
             m,
             &st,
         )?;
     }
-    if let Some(r) = &m.rejects {
-        write_table(
-            &mut wb,
-            "剔除資料列",
-            &heading("剔除資料列"),
-            r,
-            None,
-            m,
-            &st,
-        )?;
-    }
-    if let Some(s) = &m.sample {
-        sampling_record(&mut wb, s, &st)?;
+    for sheet in &after {
+        write_sheet(&mut wb, sheet, m, &st)?;
     }
     chart_data(&mut wb, m, &st)?;
     wb.save_to_buffer()

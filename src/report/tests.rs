@@ -186,7 +186,7 @@ fn no_workbook_holds_a_row_of_another_unit() {
             );
             let all = models(&facts).unwrap();
             assert_eq!(all.len(), config.agencies.units().count() + 1);
-            for m in all.iter().filter(|m| !m.city_wide) {
+            for m in all.iter().filter(|m| !m.city_wide()) {
                 let mine: Vec<_> = config
                     .agencies
                     .iter()
@@ -198,7 +198,7 @@ fn no_workbook_holds_a_row_of_another_unit() {
                     _ => String::new(),
                 };
                 let mut shown = 0;
-                if let Some(q) = &m.query_findings {
+                if let Some(q) = m.queries().map(|q| &q.findings) {
                     let agency = q.headers.iter().position(|h| h == "機關").unwrap();
                     for r in &q.rows {
                         // Named within the unit, as its worksheet names it.
@@ -211,7 +211,7 @@ fn no_workbook_holds_a_row_of_another_unit() {
                         shown += 1;
                     }
                 }
-                if let Some(a) = &m.accounts {
+                if let super::Document::AccountReview { accounts: a } = &m.document {
                     for r in &a.rows {
                         assert!(names.contains(&text(&r[1])), "{}: {r:?}", m.unit_id);
                         shown += 1;
@@ -272,7 +272,7 @@ fn long_tables_continue_on_further_sheets() {
     let rejects = DataFrame::empty_with_schema(&crate::ingest::rejects_schema());
     let facts = facts(&config, ReportKind::QueryCheck, &findings, &rejects, None);
     let city = models(&facts).unwrap().pop().unwrap();
-    let rows = city.query_findings.as_ref().unwrap().rows.len();
+    let rows = city.queries().unwrap().findings.rows.len();
     assert!(rows > 10, "{rows}");
     let sheets = sheets_of(super::sheets::render_split(&city, 4).unwrap());
     let parts: Vec<&(String, Vec<Vec<Data>>)> = sheets

@@ -485,26 +485,22 @@ fn finish_run(
     let mut told: Vec<String> = Vec::new();
     let workbooks = models.len();
     for mut m in models {
-        // The external audit is the Health Bureau's alone.
-        if facts.kind == ReportKind::ExternalAudit && !m.city_wide {
-            continue;
-        }
         // The city-wide workbook comes last: its 回收狀況 shows what this
         // run asked of the units too.
-        if m.city_wide {
+        if m.city_wide() {
             let due = crate::followup::due_rows(&store, facts.generated_at.date())?;
             report::build::refresh_collection(&facts, &mut m, &due);
         }
         let m = &m;
         let key = m.key();
-        let unit = (!m.city_wide).then_some(key.as_str());
+        let unit = (!m.city_wide()).then_some(key.as_str());
         let name = RunFolder::workbook_name(unit);
         let bytes = report::render(m).with_context(|| format!("rendering {name} ({hb})"))?;
         let path = outcome.folder.workbook(unit)?;
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
-        if !m.city_wide && m.second_review.is_none() {
+        if !m.city_wide() && m.second_review().is_none() {
             let (items, keys) = critical_items(&outcome.findings, &m.unit_id, &notified)?;
             let notices = mail::critical_notices(config, m, &run, &items, now)?;
             if !notices.is_empty() {
@@ -515,7 +511,7 @@ fn finish_run(
         let recipients = mail::recipients(config, m);
         if recipients.is_empty() {
             // A second review nobody can be sent: a person must name one.
-            if m.second_review.is_some() {
+            if m.second_review().is_some() {
                 messages.push(mail::plain(
                     config,
                     &run,
@@ -526,8 +522,7 @@ fn finish_run(
                         "{}（{}）專責人員本人帳號之抽查紀錄（{}）已製作於 {}，惟無覆核人可寄送：該機關未設定政風單位信箱{}。\n\n請於設定檔為該機關設定 ethics_email{}，並將上述工作簿交該覆核人（本次未寄出）；在此之前本項無人覆核。\n",
                         m.unit_name,
                         m.unit_id,
-                        m.second_review
-                            .as_ref()
+                        m.second_review()
                             .map(|r| r.accounts.join("、"))
                             .unwrap_or_default(),
                         path.display(),
@@ -549,7 +544,8 @@ fn finish_run(
         }
         // What the run asks of the unit is due by the workbook's deadline,
         // and chased until a return closes it.
-        if !m.city_wide && m.asks_something() && config.followup.days(facts.kind.job()).is_some() {
+        if !m.city_wide() && m.asks_something() && config.followup.days(facts.kind.job()).is_some()
+        {
             let (_, due_on) = report::build::deadline(config, facts.kind, facts.generated_at);
             store.open_due(&crate::store::DueItem {
                 id: 0,
@@ -560,7 +556,7 @@ fn finish_run(
                 // Whoever the workbook is for: the officer, or the second
                 // reviewer.
                 sent_to: recipients[0].0.clone(),
-                label: if m.second_review.is_some() {
+                label: if m.second_review().is_some() {
                     format!(
                         "{} {}（專責人員本人帳號覆核）",
                         m.period_label,
