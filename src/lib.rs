@@ -9,6 +9,7 @@ pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod daemon; // the daemon: schedules, the run ledger, wake-up passes, status
 pub mod evidence; // export-evidence: the encrypted bundle an auditor verifies offline
 pub mod followup; // what runs asked of units, chased: reminders and escalation until the return is in
+pub mod inbox; // files dropped in the inbox opened as untrusted: regular files only, capped; refused ones set aside
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
 pub mod job; // the jobs: one closed type with name, period rule, inputs needed
 pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)

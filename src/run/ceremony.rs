@@ -203,8 +203,24 @@ pub fn take_inbox_seed(
         .inbox
         .join(INBOX_SEEDS)
         .join(format!("{period}.txt"));
-    let Ok(text) = std::fs::read_to_string(&file) else {
+    if std::fs::symlink_metadata(&file).is_err() {
         return Ok(None);
+    }
+    // Untrusted: a regular file of a seed's size, never a link, a device
+    // or a pipe, and never quoted.
+    let read = crate::inbox::read_regular(&file, crate::inbox::SEED_MAX_BYTES)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| anyhow::anyhow!("{}: not text", file.display()))
+        });
+    let text = match read {
+        Ok(t) => t,
+        Err(e) => {
+            let to: PathBuf = file.with_extension("txt.refused");
+            std::fs::rename(&file, &to)
+                .with_context(|| format!("moving {} to {}", file.display(), to.display()))?;
+            return Ok(Some(Err(format!("{e:#}"))));
+        }
     };
     let by = format!("file {}", file.display());
     // A file written before the commitment went out holds a seed chosen

@@ -68,7 +68,8 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     let mut store = Store::open(&config.paths.state)?;
     let local = clock.local(config.timezone);
     let now = local.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let received = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // Untrusted: a regular file of a workbook's size, never a link.
+    let received = crate::inbox::read_regular(file, crate::inbox::RETURN_MAX_BYTES)?;
     let sha = hex::encode(sha2::Sha256::digest(&received));
     let plain = open_return(config, &store, file, &received)?;
     let archive = &config.paths.archive;
@@ -440,58 +441,84 @@ pub fn take_returns(config: &Config, clock: &dyn Clock) -> Result<Vec<Taken>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
+    // Everything dropped here but folders (refused/ among them): a link,
+    // a pipe or a device is refused like a file that is not ours.
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            p.is_file() && !name.starts_with('.') && !name.starts_with("~$")
+            !std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+                && !name.starts_with('.')
+                && !name.starts_with("~$")
         })
         .collect();
     files.sort();
     let mut out = Vec::new();
+    // One file never stops the pass: whatever happens to it is reported
+    // and the next is read.
     for f in files {
         let name = f
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        match ingest_worksheet(config, &f, clock) {
+        let taken = match ingest_worksheet(config, &f, clock) {
             Ok(done) => {
-                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
-                out.push(Taken::Ingested(Box::new(done)));
+                if let Err(e) = std::fs::remove_file(&f) {
+                    tracing::error!(file = %f.display(), error = %e, "return ingested but not removed from the inbox");
+                }
+                Taken::Ingested(Box::new(done))
             }
             Err(e) => {
                 let error = format!("{e:#}");
                 tracing::warn!(file = %f.display(), %error, "return refused");
-                let refused = dir.join("refused");
-                std::fs::create_dir_all(&refused)
-                    .with_context(|| format!("creating {}", refused.display()))?;
-                let mut to = refused.join(&name);
-                for n in 2.. {
-                    if !to.exists() {
-                        break;
-                    }
-                    to = refused.join(format!("{n}-{name}"));
+                if let Err(e) = refuse(config, &dir, &f, &name, &error, clock) {
+                    tracing::error!(file = %f.display(), error = %format!("{e:#}"), "a refused return could not be set aside");
                 }
-                std::fs::rename(&f, &to).with_context(|| format!("moving {}", f.display()))?;
-                let mut store = Store::open(&config.paths.state)?;
-                let message = mail::plain(
-                    config,
-                    "returns",
-                    &format!("refused:{}", to.display()),
-                    &config.mail.admin,
-                    &format!("【健保WebIR稽核】回傳檔案無法收件：{name}"),
-                    format!(
-                        "inbox/returns/ 收到之檔案無法收件，已移至 {}：\n\n{error}\n\n請確認檔案為本系統寄送之工作簿（未增刪列、未修改系統欄位），再請機關重新回傳。\n",
-                        to.display()
-                    ),
-                    clock.now(),
-                )?;
-                store.queue(&[message], &mail::outbox::stamp(clock.now()))?;
-                out.push(Taken::Refused { file: name, error });
+                Taken::Refused { file: name, error }
             }
-        }
+        };
+        out.push(taken);
     }
     Ok(out)
+}
+
+/// Sets a refused return aside in `refused/` under a name of the tool's
+/// (its own name, of any length, recorded beside it) and queues the admin
+/// the reason.
+fn refuse(
+    config: &Config,
+    dir: &Path,
+    f: &Path,
+    name: &str,
+    error: &str,
+    clock: &dyn Clock,
+) -> Result<()> {
+    let at = clock
+        .local(config.timezone)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let to = crate::inbox::set_aside(f, &dir.join("refused"), &at, error)
+        .with_context(|| format!("setting {} aside", f.display()))?;
+    let shown: String = if name.chars().count() > 60 {
+        name.chars().take(60).chain("…".chars()).collect()
+    } else {
+        name.to_owned()
+    };
+    let mut store = Store::open(&config.paths.state)?;
+    let message = mail::plain(
+        config,
+        "returns",
+        &format!("refused:{}", to.display()),
+        &config.mail.admin,
+        &format!("【健保WebIR稽核】回傳檔案無法收件：{shown}"),
+        format!(
+            "inbox/returns/ 收到之檔案「{name}」無法收件，已移至 {}（原檔名及原因記於同名 .txt）：\n\n{error}\n\n請確認檔案為本系統寄送之工作簿（未增刪列、未修改系統欄位），再請機關重新回傳。\n",
+            to.display()
+        ),
+        clock.now(),
+    )?;
+    store.queue(&[message], &mail::outbox::stamp(clock.now()))?;
+    Ok(())
 }

@@ -19,9 +19,17 @@ pub const SPEC_VERSION: &str = "webir-audit/sample/v1";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seed(String);
 
+/// A text that is not a seed, described by its length and what is wrong
+/// with it, never quoted: a file dropped as a seed may hold anything (a
+/// link to a secret was quoted into the admin's mail).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid seed {0:?}: expected 20 to 64 decimal digits (0-9), e.g. from a public dice roll")]
-pub struct SeedError(pub String);
+#[error(
+    "invalid seed ({chars} characters, {what}): expected 20 to 64 decimal digits (0-9), e.g. from a public dice roll"
+)]
+pub struct SeedError {
+    pub chars: usize,
+    pub what: &'static str,
+}
 
 impl FromStr for Seed {
     type Err = SeedError;
@@ -30,7 +38,16 @@ impl FromStr for Seed {
         if (20..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Seed(s.to_owned()))
         } else {
-            Err(SeedError(s.to_owned()))
+            Err(SeedError {
+                chars: s.chars().count(),
+                what: if !s.bytes().all(|b| b.is_ascii_digit()) {
+                    "not only digits"
+                } else if s.len() < 20 {
+                    "too short"
+                } else {
+                    "too long"
+                },
+            })
         }
     }
 }

@@ -83,7 +83,8 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     );
     assert_eq!(bad.status, 2, "{}{}", bad.stdout, bad.stderr);
     assert!(
-        bad.stderr.contains("invalid seed \"12345\""),
+        bad.stderr
+            .contains("invalid seed (5 characters, too short)"),
         "{}",
         bad.stderr
     );
@@ -353,5 +354,75 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
             .as_str()
             .unwrap()
             .ends_with("inbox/seeds/2026H1.txt")
+    );
+}
+
+/// Issue 29: a seed file is untrusted input. A link to a secret is not
+/// followed (its contents were quoted in the admin's mail), nor a link to
+/// a valid seed outside the inbox; a pipe does not stall the pass; a file
+/// of megabytes is not read; an invalid seed is described, not quoted.
+#[test]
+fn a_seed_file_that_is_a_link_a_pipe_or_too_large_is_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, &ceremony(""));
+    pass(&c, "2026-07-05T08:00:00+08:00");
+    let seeds = c.tmp.path().join("city/inbox/seeds");
+    std::fs::create_dir_all(&seeds).unwrap();
+    let file = seeds.join("2026H1.txt");
+    let refused = seeds.join("2026H1.txt.refused");
+    let secret = c.tmp.path().join("secrets.env");
+    std::fs::write(&secret, "WEBIR_AUDIT_SMTP_PASSWORD=hunter2\n").unwrap();
+    let outside = c.tmp.path().join("seed.txt");
+    std::fs::write(&outside, SEED).unwrap();
+    let fifo = c.tmp.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let trials: [(&str, Box<dyn Fn()>); 5] = [
+        (
+            "symbolic link",
+            Box::new(|| std::os::unix::fs::symlink(&secret, &file).unwrap()),
+        ),
+        (
+            "symbolic link",
+            Box::new(|| std::os::unix::fs::symlink(&outside, &file).unwrap()),
+        ),
+        (
+            "named pipe",
+            Box::new(|| std::fs::rename(&fifo, &file).unwrap()),
+        ),
+        (
+            "more than the 4096 bytes",
+            Box::new(|| std::fs::write(&file, vec![b'7'; 5_000_000]).unwrap()),
+        ),
+        (
+            "not only digits",
+            Box::new(|| std::fs::write(&file, "WEBIR_AUDIT_SMTP_PASSWORD=hunter2").unwrap()),
+        ),
+    ];
+    for (i, (why, drop_it)) in trials.iter().enumerate() {
+        drop_it();
+        // Written after the commitment, whatever today is.
+        if std::fs::symlink_metadata(&file).unwrap().is_file() {
+            crate::harness::written_at(&file, "2026-07-06T08:00:00+08:00");
+        }
+        pass(&c, &format!("2026-07-06T{:02}:00:00+08:00", 9 + i));
+        assert!(refused.symlink_metadata().is_ok(), "{why}: set aside");
+        std::fs::remove_file(&refused).unwrap();
+        let mails = admin_mail(&smtp, "抽樣種子檔不予登錄");
+        assert!(mails.iter().any(|m| m.contains(why)), "{why}: {mails:?}");
+        for m in &mails {
+            assert!(!m.contains("hunter2") && m.len() < 10_000, "{m}");
+        }
+    }
+    // One mail per distinct cause: the two links are one.
+    assert_eq!(admin_mail(&smtp, "抽樣種子檔不予登錄").len(), 4);
+    assert_eq!(
+        ledger(&c),
+        [row("sample-audit", "2026H1", "waiting-for-seed")],
+        "nothing drawn from a seed outside the inbox"
     );
 }

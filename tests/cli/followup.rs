@@ -183,7 +183,12 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     let mut foreign = bytes.clone();
     let n = foreign.len();
     foreign[n / 2..].fill(0);
-    std::fs::write(returns.join("不明檔案.xlsx"), &foreign).unwrap();
+    // A stranger's file with a name of 251 bytes (it jammed every pass:
+    // its refused copy's name was too long), and a link to a secret.
+    let long = format!("{}不明檔案.xlsx", "長".repeat(78));
+    std::fs::write(returns.join(&long), &foreign).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/etc/passwd", returns.join("link.xlsx")).unwrap();
     let pass = city.run(&["daemon", "--once"], "2026-07-30T09:00:00+08:00");
     assert!(
         !returns.join("KPB_回傳.xlsx").exists() && !returns.join("refused/KPB_回傳.xlsx").exists(),
@@ -191,10 +196,22 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         pass.stdout,
         pass.stderr
     );
-    assert!(
-        returns.join("refused/不明檔案.xlsx").exists(),
-        "refused, not lost"
-    );
+    // Refused, not lost: set aside under names of the tool's, each with
+    // the name it came with and why.
+    let note = |n: &str| std::fs::read_to_string(returns.join(format!("refused/{n}.txt"))).unwrap();
+    assert!(returns.join("refused/0001.refused").exists());
+    assert!(note("0001").contains("link.xlsx") && note("0001").contains("symbolic link"));
+    assert!(returns.join("refused/0002.refused").exists());
+    assert!(note("0002").contains(&long), "{}", note("0002"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(returns.join("refused/0002.refused"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     let kpb_item = store
         .due_items()
@@ -223,8 +240,12 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     let mails = city.mails();
     assert_eq!(
         count(&mails, "回傳檔案無法收件"),
-        1,
-        "the admin hears of the refused file"
+        2,
+        "the admin hears of each refused file"
+    );
+    assert!(
+        !mails.iter().any(|m| m.text.contains("root:x:0")),
+        "the secret a link points at is never read"
     );
 
     // Its confirmed anomaly opens the investigation of point 6(3): the
