@@ -381,7 +381,8 @@ fn a_seed_file_that_is_a_link_a_pipe_or_too_large_is_refused_unread() {
         .status()
         .unwrap();
     assert!(made.success());
-    let trials: [(&str, Box<dyn Fn()>); 5] = [
+    type Drop<'a> = Box<dyn Fn() + 'a>;
+    let trials: [(&str, Drop<'_>); 5] = [
         (
             "symbolic link",
             Box::new(|| std::os::unix::fs::symlink(&secret, &file).unwrap()),
