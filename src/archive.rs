@@ -325,15 +325,29 @@ fn create_unique(parent: &Path, stem: &str) -> Result<(String, PathBuf)> {
 /// the investigation record a worksheet's return made).
 pub fn kept_file(run: &RunFolder, unit_id: &str, name: &str) -> Option<PathBuf> {
     let parent = run.dir.parent()?.parent()?.join(RETURNS);
-    let prefix = format!("{}_{unit_id}_", run.id);
+    // Exactly this unit's: `<run>_<unit>_<received>`, the rest a time
+    // (`20260730T090000`, `-2` if two came in one second), so unit KPB
+    // never takes KPB_XX's folder for its own.
+    let prefix = format!("{}_{}_", run.id, unit_id.replace(':', "."));
+    let received = |rest: &str| {
+        let (time, n) = rest.split_once('-').unwrap_or((rest, "1"));
+        time.len() == 15
+            && time
+                .char_indices()
+                .all(|(i, c)| if i == 8 { c == 'T' } else { c.is_ascii_digit() })
+            && !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_digit())
+    };
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
         .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                && p.join(name).is_file()
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .strip_prefix(&prefix)
+                    .is_some_and(received)
+            }) && p.join(name).is_file()
         })
         .collect();
     dirs.sort();

@@ -82,6 +82,8 @@ pub enum ReturnError {
         column: String,
         value: String,
     },
+    #[error("{}: it is not the workbook sent to {unit} (its return token differs: another unit's workbook, relabelled, or one saved by a program that drops the workbook's properties)", file.display())]
+    NotThisUnits { file: PathBuf, unit: String },
     #[error("{}: {error}", file.display())]
     Io {
         file: PathBuf,
@@ -329,6 +331,140 @@ fn check_rows<'r>(
     Ok((orig_header, data))
 }
 
+pub use crate::report::TOKEN_PROPERTY;
+
+/// The key the return tokens are made with: 32 random bytes in
+/// `<state>/return-key` (mode 0600, outside the archive and never mailed),
+/// made on first use.
+fn return_key(state: &Path) -> std::io::Result<Vec<u8>> {
+    let file = state.join("return-key");
+    match std::fs::read(&file) {
+        Ok(k) if k.len() == 32 => return Ok(k),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{}: not a key of 32 bytes",
+                file.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(state)?;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(&file) {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(&key)?;
+            f.sync_all()?;
+            Ok(key.to_vec())
+        }
+        // Another process made it first: theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&file),
+        Err(e) => Err(e),
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `message` under `key`.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The token a workbook sent to `key` (a unit, or its second review) by
+/// run `run_id` carries, and its return must carry back: an HMAC of the
+/// run, the key and what it is under the installation's key. A unit
+/// cannot make another's, so a workbook relabelled as another unit's is
+/// refused however alike the two are.
+pub fn return_token(state: &Path, run_id: &str, key: &str, what: &str) -> std::io::Result<String> {
+    let k = return_key(state)?;
+    let mac = hmac_sha256(
+        &k,
+        format!("webir-audit/return/v1\n{run_id}\n{key}\n{what}\n").as_bytes(),
+    );
+    Ok(mac[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The return token in a workbook's properties, if it has one.
+pub fn token_in(workbook: &[u8]) -> Option<String> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(workbook)).ok()?;
+    let mut xml = String::new();
+    zip.by_name("docProps/custom.xml")
+        .ok()?
+        .take(1 << 20)
+        .read_to_string(&mut xml)
+        .ok()?;
+    let at = xml.find(&format!("name=\"{TOKEN_PROPERTY}\""))?;
+    let rest = &xml[at..];
+    let value = rest.find("<vt:lpwstr>")? + "<vt:lpwstr>".len();
+    let end = rest[value..].find('<')?;
+    Some(rest[value..value + end].to_owned())
+}
+
+/// The unit (or second review) a returned workbook says it is from:
+/// its summary's 機關 and, for a sample worksheet, whether it is the
+/// second review. Trusted only once its token matched
+/// ([`check_token`]); read first to see whose password may open it.
+pub fn claimed_key(file: &Path, workbook: &[u8]) -> Result<String, ReturnError> {
+    let summary = sheet_rows(&mut book(file, Some(workbook))?, "摘要").ok_or_else(|| {
+        ReturnError::NoSheet {
+            file: file.to_owned(),
+            sheet: "摘要".to_owned(),
+        }
+    })?;
+    let cell = summary_value(&summary, "機關").unwrap_or_default();
+    let unit = cell
+        .rsplit_once('（')
+        .and_then(|(_, r)| r.strip_suffix('）'))
+        .ok_or_else(|| ReturnError::NoAgency {
+            file: file.to_owned(),
+            cell: cell.clone(),
+        })?;
+    let review = summary_value(&summary, crate::report::REVIEW_LABEL)
+        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
+    Ok(if review {
+        crate::report::review_key(unit)
+    } else {
+        unit.to_owned()
+    })
+}
+
+/// Refuses a return whose token is not the one the workbook it claims to
+/// answer was sent with (a workbook sent before tokens has none to match).
+fn check_token(file: &Path, got: &[u8], original: &Path, unit: &str) -> Result<(), ReturnError> {
+    let want = std::fs::read(original).ok().and_then(|b| token_in(&b));
+    match want {
+        Some(w) if token_in(got).as_deref() != Some(w.as_str()) => Err(ReturnError::NotThisUnits {
+            file: file.to_owned(),
+            unit: unit.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A day as a person writes it in a returned cell: `2026-12-31`,
 /// `2026/12/31`, `2026.12.31`, the ROC calendar's `115/12/31` or
 /// `115年12月31日`, or a date cell (read with its time, `00:00:00`).
@@ -392,6 +528,7 @@ pub fn ingest_returned(
     } else {
         (unit_id, original)
     };
+    check_token(file, workbook, &original, &unit_id)?;
     let (orig_summary, orig_rows) = sheets(&original, None, LAYOUT.sheet)?;
     // Who audits is what the run sent: a return cannot move itself from
     // the officer's worksheet to the reviewer's or back.
@@ -783,6 +920,7 @@ pub fn ingest_table_return(
             }
         })?;
     }
+    check_token(file, workbook, &original, &unit_id)?;
     let (_, orig_rows) = sheets(&original, None, kind.sheet)?;
     let (header, data) = check_rows(file, kind.sheet, &rows, &orig_rows, kind.inputs)?;
     let col = |got: &Vec<Data>, h: &str| cell(&header, got, h);

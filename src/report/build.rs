@@ -974,6 +974,7 @@ fn base(
     };
     Ok(ReportModel {
         document,
+        return_token: None,
         kind: f.kind,
         unit_id: unit_id.to_owned(),
         unit_name,

@@ -294,6 +294,10 @@ pub struct ReportModel {
     pub quality: String,
     /// The sheets only this kind of workbook has.
     pub document: Document,
+    /// A unit's workbook: the token that binds its return to this run and
+    /// unit (`worksheet::return_token`), kept in the workbook's
+    /// properties; set when the run writes it.
+    pub return_token: Option<String>,
 }
 
 /// What a workbook is, with the sheets its kind has and no other: each
@@ -363,6 +367,10 @@ pub struct CityWide {
     /// The sample audit: the draw's record, every unit's strata.
     pub sample: Option<SampleSection>,
 }
+
+/// The workbook property that carries a unit's return token
+/// (`worksheet::return_token`).
+pub const TOKEN_PROPERTY: &str = "webir_return_token";
 
 /// What follows a unit's id in the key of its second review (its
 /// workbook, due item and return): `KPB:review`.
@@ -455,6 +463,8 @@ pub struct Investigation<'a> {
     pub due_on: &'a str,
     /// Per anomaly: the tool's columns of [`layout::INVESTIGATION`] after 序號.
     pub rows: Vec<[String; 5]>,
+    /// The token binding its return to the run and unit.
+    pub return_token: String,
 }
 
 /// Renders the investigation record.

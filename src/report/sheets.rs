@@ -1054,6 +1054,11 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
     use super::layout::INVESTIGATION as L;
     let st = Styles::new();
     let mut wb = Workbook::new();
+    wb.set_properties(
+        &DocProperties::new()
+            .set_author("webir-audit")
+            .set_custom_property(super::TOKEN_PROPERTY, i.return_token.as_str()),
+    );
     let ws = wb.add_worksheet();
     ws.set_name("摘要")?;
     ws.set_column_width(0, 20)?;
@@ -1371,6 +1376,9 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         .set_custom_property("webir_run_id", m.run_id.as_str())
         .set_custom_property("webir_unit_id", m.unit_id.as_str())
         .set_custom_property("webir_kind", m.kind.title());
+    if let Some(t) = &m.return_token {
+        props = props.set_custom_property(super::TOKEN_PROPERTY, t.as_str());
+    }
     if let Some(s) = m.sample() {
         props = props
             .set_custom_property("webir_sample_digest", s.sample_digest.as_str())

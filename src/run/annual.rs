@@ -521,6 +521,7 @@ pub(super) fn external_audit(
         &drawn_at,
         &digest,
         &dir.display().to_string(),
+        !redraw,
     )?;
     super::chain_seed(
         &mut store,

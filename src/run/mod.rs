@@ -491,8 +491,17 @@ fn finish_run(
             let due = crate::followup::due_rows(&store, facts.generated_at.date())?;
             report::build::refresh_collection(&facts, &mut m, &due);
         }
-        let m = &m;
         let key = m.key();
+        // What comes back must come from the unit it was sent to.
+        if !m.city_wide() {
+            m.return_token = Some(crate::worksheet::return_token(
+                &config.paths.state,
+                &m.run_id,
+                &key,
+                m.kind.job().name(),
+            )?);
+        }
+        let m = &m;
         let unit = (!m.city_wide()).then_some(key.as_str());
         let name = RunFolder::workbook_name(unit);
         let bytes = report::render(m).with_context(|| format!("rendering {name} ({hb})"))?;
@@ -1260,6 +1269,7 @@ fn sample_audit(
         &drawn_at,
         &frozen.population.digest,
         &dir.display().to_string(),
+        !redraw,
     )?;
     chain_seed(
         &mut store,

@@ -71,7 +71,23 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     // Untrusted: a regular file of a workbook's size, never a link.
     let received = crate::inbox::read_regular(file, crate::inbox::RETURN_MAX_BYTES)?;
     let sha = hex::encode(sha2::Sha256::digest(&received));
-    let plain = open_return(config, &store, file, &received)?;
+    let (plain, opened_by) = open_return(config, &store, file, &received)?;
+    // Encrypted, it opened only with the password of the reader it was
+    // sent to: that reader's unit is the one it may answer for.
+    if let Some(holder) = opened_by {
+        let key = crate::worksheet::claimed_key(file, &plain)?;
+        let (unit, review) = crate::report::unit_of_key(&key);
+        let holder_unit = holder.strip_suffix(":ethics").unwrap_or(&holder);
+        // The chief administrator reviews where a unit has no ethics unit.
+        let chief_reviews = review
+            && holder == crate::mail::password_holder(config, unit, crate::mail::Role::ChiefAdmin);
+        if holder_unit != unit && !chief_reviews {
+            anyhow::bail!(
+                "{}: it says it is {key}'s, but it opened with the attachment password of {holder}: a workbook is returned by the unit it was sent to, encrypted with that unit's password",
+                file.display()
+            );
+        }
+    }
     let archive = &config.paths.archive;
     let (what, job, run_dir, run_id, unit_id, rows, answered) =
         match crate::worksheet::kind_of(file, &plain)? {
@@ -212,6 +228,12 @@ fn investigation(
         period_label: &period,
         due_on: &due_on,
         rows,
+        return_token: crate::worksheet::return_token(
+            &config.paths.state,
+            &r.run_id,
+            &r.unit_id,
+            "investigation",
+        )?,
     })?;
     Ok((bytes, due_on))
 }
@@ -309,26 +331,32 @@ fn open_investigation(
 /// encrypted one (an OLE compound file, as we mail them), decrypted with
 /// the first password that opens it — every unit's issued passwords,
 /// current and retired, and those in units' `attachment_password_env`.
-fn open_return(config: &Config, store: &Store, file: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+fn open_return(
+    config: &Config,
+    store: &Store,
+    file: &Path,
+    bytes: &[u8],
+) -> Result<(Vec<u8>, Option<String>)> {
     const OLE: [u8; 4] = [0xD0, 0xCF, 0x11, 0xE0];
     if !bytes.starts_with(&OLE) {
-        return Ok(bytes.to_vec());
+        return Ok((bytes.to_vec(), None));
     }
-    let mut passwords: Vec<String> = store
+    // Each password with whose it is.
+    let mut passwords: Vec<(String, String)> = store
         .attachment_passwords()?
         .into_iter()
-        .map(|p| p.password)
+        .map(|p| (p.unit_id, p.password))
         .collect();
     for a in config.agencies.iter() {
         if let crate::config::AttachmentProtection::Env(var) = &a.attachment
             && let Ok(p) = std::env::var(var)
         {
-            passwords.push(p);
+            passwords.push((a.id.clone(), p));
         }
     }
     // Most recent first: a return is most likely of the current passwords.
     passwords.reverse();
-    for p in &passwords {
+    for (holder, p) in &passwords {
         // A wrong password can decrypt to noise without an error: only a
         // workbook (a zip archive that reads as one) is the right one.
         // A hostile file must not take the daemon down with it, should the
@@ -339,7 +367,7 @@ fn open_return(config: &Config, store: &Store, file: &Path, bytes: &[u8]) -> Res
             && plain.starts_with(b"PK\x03\x04")
             && zip::ZipArchive::new(std::io::Cursor::new(&plain)).is_ok()
         {
-            return Ok(plain);
+            return Ok((plain, Some(holder.clone())));
         }
     }
     anyhow::bail!(

@@ -104,6 +104,16 @@ pub enum StoreError {
         "state database {file} failed its integrity check (PRAGMA quick_check): {detail}; nothing was run. Restore it from a backup, or move it aside to start a new one"
     )]
     Corrupt { file: String, detail: String },
+    /// Two runs drew at once: the one that recorded second is refused.
+    #[error(
+        "{period} was already drawn (draw {draw} at {at}, run {run}), by another run while this one prepared; nothing was drawn now"
+    )]
+    AlreadyDrawn {
+        period: String,
+        draw: u32,
+        at: String,
+        run: String,
+    },
     #[error("state folder {file}: {source}")]
     Io {
         file: String,
@@ -536,7 +546,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let d = |s: &mut Store, p: &str, seed: &str| {
-            s.record_draw(p, seed, "given", "2026-07-05T08:00:00", "ab", "/x")
+            s.record_draw(p, seed, "given", "2026-07-05T08:00:00", "ab", "/x", false)
                 .unwrap()
         };
         assert_eq!(d(&mut s, "2026H1", "11111111111111111111"), 1);

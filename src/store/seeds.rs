@@ -40,6 +40,7 @@ impl Store {
         drawn_at: &str,
         population_digest: &str,
         run_dir: &str,
+        first_only: bool,
     ) -> Result<u32, StoreError> {
         let tx = self
             .conn
@@ -52,6 +53,23 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self_err(&self.file, e))?;
+        // The claim and the check are one transaction: of two runs that
+        // started together, one draws and the other is refused.
+        if first_only && n > 1 {
+            let (at, run): (String, String) = tx
+                .query_row(
+                    "SELECT drawn_at, run_dir FROM seed_draws WHERE period = ?1 AND draw_number = ?2",
+                    params![period, n - 1],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| self_err(&self.file, e))?;
+            return Err(StoreError::AlreadyDrawn {
+                period: period.to_owned(),
+                draw: n - 1,
+                at,
+                run,
+            });
+        }
         tx.execute(
             "INSERT INTO seed_draws (period, draw_number, seed, source, drawn_at, population_digest, run_dir)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

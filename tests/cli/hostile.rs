@@ -424,3 +424,59 @@ fn a_locked_state_database_is_named_and_nothing_runs() {
     holder.execute_batch("ROLLBACK;").unwrap();
     assert!(files(&t.path("var/archive")).is_empty(), "a run was made");
 }
+
+/// Issue 29: two sample audits of one period started together (by hand,
+/// or by hand and the daemon) both drew: draws 1 and 2, two sets of mail.
+/// The draw is claimed in the state database in one transaction: one
+/// draws, the other is refused and leaves no run folder.
+#[test]
+fn two_draws_of_a_period_started_together_make_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap();
+    let start = |seed: &str| {
+        crate::harness::binary(
+            &[
+                "--now",
+                "2026-07-05T08:00:00+08:00",
+                "run",
+                "sample-audit",
+                "--period",
+                "2026H1",
+                "--seed",
+                seed,
+                "--config",
+                config,
+            ],
+            tmp.path(),
+            &[],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (
+        start("11111111111111111111111"),
+        start("22222222222222222222222"),
+    );
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let store = webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    assert_eq!(store.draws("2026H1").unwrap().len(), 1, "one draw");
+    let refused: Vec<String> = outs
+        .iter()
+        .filter(|o| !o.status.success() && o.status.code() != Some(1))
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    assert_eq!(refused.len(), 1, "{outs:?}");
+    assert!(refused[0].contains("already drawn"), "{}", refused[0]);
+    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026H1/sample-audit"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}

@@ -28,6 +28,7 @@ const ORDER: &[&str] = &[
     // Services that read and write files around a run.
     "synth",
     "archive",
+    "inbox",
     "schedule",
     "mail",
     "worksheet",

@@ -641,9 +641,28 @@ fn refill(original: &Path, out: &Path, edit: impl Fn(&mut Vec<Vec<Data>>)) {
 /// `original` written again to `out` as an officer's Excel would save it,
 /// with `sheet` edited.
 pub fn refill_sheet(original: &Path, out: &Path, sheet: &str, edit: impl Fn(&mut Vec<Vec<Data>>)) {
+    refill_sheet_as(original, original, out, sheet, edit);
+}
+
+/// [`refill_sheet`], the workbook's properties (its return token) those
+/// of `properties_of`: another unit's workbook made to read as this one.
+pub fn refill_sheet_as(
+    original: &Path,
+    properties_of: &Path,
+    out: &Path,
+    sheet: &str,
+    edit: impl Fn(&mut Vec<Vec<Data>>),
+) {
     let (names, mut sheets) = read(original);
     edit(sheets.get_mut(sheet).unwrap());
     let mut wb = rust_xlsxwriter::Workbook::new();
+    // Saved again as Excel saves it: with the workbook's properties.
+    if let Some(t) = webir_audit::worksheet::token_in(&std::fs::read(properties_of).unwrap()) {
+        wb.set_properties(
+            &rust_xlsxwriter::DocProperties::new()
+                .set_custom_property(webir_audit::worksheet::TOKEN_PROPERTY, t.as_str()),
+        );
+    }
     let date = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm");
     for n in &names {
         let ws = wb.add_worksheet();
@@ -2209,11 +2228,77 @@ fn no_officer_reviews_their_own_account() {
     let out = ingest(&moved);
     assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr
-            .contains("what the tool wrote must not be changed"),
+        out.stderr.contains("not the workbook sent to"),
         "{}",
         out.stderr
     );
+}
+
+/// Issue 29: a return proves its unit. Another unit's workbook made to
+/// read as this one's, cell for cell (the trial relabelled DXA's 內部稽核
+/// as DXB's, whose cells were alike, and closed DXB's item), is refused by
+/// its token; the unit's own is taken.
+#[test]
+fn a_workbook_relabelled_as_another_unit_s_is_refused() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let fill = |rows: &mut Vec<Vec<Data>>| {
+        for r in table_rows(rows).iter_mut() {
+            answer(r, ["是", "是", "是", "無", ""]);
+        }
+        sign(rows, "王稽核", "2026/07/20");
+    };
+    let forged = city.tmp.path().join("forged.xlsx");
+    refill_sheet_as(
+        &dir.join("reports/KSA.xlsx"),
+        &dir.join("reports/KPB.xlsx"),
+        &forged,
+        "抽查工作底稿",
+        fill,
+    );
+    let out = city.ingest(&forged);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("not the workbook sent to KSA"),
+        "{}",
+        out.stderr
+    );
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let run = dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        store.worksheet_returns(run).unwrap().is_empty(),
+        "nothing recorded"
+    );
+    drop(store);
+    let own = city.tmp.path().join("own.xlsx");
+    refill_sheet(&dir.join("reports/KSA.xlsx"), &own, "抽查工作底稿", fill);
+    // Encrypted, it must open with its own unit's password: KSA's genuine
+    // return sealed with the police's password is not KSA's answer.
+    let sealed = |unit: &str| {
+        let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let bytes = webir_audit::mail::protect(
+            &city.config,
+            &mut store,
+            unit,
+            webir_audit::mail::Role::Officer,
+            &std::fs::read(&own).unwrap(),
+            "2026-07-10T09:00:00Z",
+        )
+        .unwrap()
+        .bytes;
+        let path = city.tmp.path().join(format!("own-{unit}.xlsx"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let out = city.ingest(&sealed("KPB"));
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("attachment password of KPB"),
+        "{}",
+        out.stderr
+    );
+    let out = city.ingest(&sealed("KSA"));
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
 }
 
 /// A second review nobody can be sent (the unit has no ethics unit and
