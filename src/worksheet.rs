@@ -74,6 +74,15 @@ pub enum ReturnError {
         value: String,
         allowed: &'static [&'static str],
     },
+    #[error("{}: {sheet} row {row}, {column}: {chars} characters, more than the {max} an answer may have (write the detail in a document of its own and refer to it)", file.display())]
+    TooLong {
+        file: PathBuf,
+        sheet: &'static str,
+        row: usize,
+        column: String,
+        chars: usize,
+        max: usize,
+    },
     #[error("{}: {sheet} row {row}, {column}: {value:?} is not a date (2026-12-31, 2026/12/31 or 115/12/31)", file.display())]
     NotADate {
         file: PathBuf,
@@ -189,6 +198,12 @@ fn locate(
     Ok((run_id, unit_id, run_dir, original))
 }
 
+/// The most characters an answer may have: what a returned cell says is
+/// quoted into the investigation record and the ethics unit's mail, whose
+/// cells hold at most 32,767 (a return of 32,767 was recorded, then its
+/// investigation record could not be written).
+pub const ANSWER_MAX_CHARS: usize = 2_000;
+
 /// Checks a returned sheet against the one the run sent: the same header,
 /// as many rows, every cell the tool wrote unchanged, every choice one of
 /// its drop-down's. Returns the header and the returned data rows.
@@ -261,6 +276,17 @@ fn check_rows<'r>(
                 .and_then(|c| got.get(c))
                 .map(text)
                 .unwrap_or_default();
+            let chars = v.chars().count();
+            if chars > ANSWER_MAX_CHARS {
+                return Err(ReturnError::TooLong {
+                    file: path(),
+                    sheet,
+                    row: HEADER_ROW + 2 + i,
+                    column: (*h).to_owned(),
+                    chars,
+                    max: ANSWER_MAX_CHARS,
+                });
+            }
             if matches!(kind, Input::Date) && !v.is_empty() && answer_date(&v).is_none() {
                 return Err(ReturnError::NotADate {
                     file: path(),
@@ -301,6 +327,17 @@ fn check_rows<'r>(
             if signs && c == 2 {
                 let label = want.and_then(|r| r.first()).map(text).unwrap_or_default();
                 let v = got.and_then(|r| r.get(c)).map(text).unwrap_or_default();
+                let chars = v.chars().count();
+                if chars > ANSWER_MAX_CHARS {
+                    return Err(ReturnError::TooLong {
+                        file: path(),
+                        sheet,
+                        row: tail_at + i + 1,
+                        column: label,
+                        chars,
+                        max: ANSWER_MAX_CHARS,
+                    });
+                }
                 if label == SIGN_OFF[2].0 && !v.is_empty() && answer_date(&v).is_none() {
                     return Err(ReturnError::NotADate {
                         file: path(),

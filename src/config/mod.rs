@@ -1002,6 +1002,19 @@ impl Validator {
             if by_id.insert(a.id.clone(), i).is_some() {
                 self.problem(format!("agencies[{i}].id"), &a.id, "duplicate agency id");
             }
+            // The name greets officers and heads every workbook: a name,
+            // not a blank or what a spreadsheet would run.
+            let name = a.name.trim();
+            if name.is_empty()
+                || name.starts_with(['=', '+', '-', '@'])
+                || name.chars().any(char::is_control)
+            {
+                self.problem(
+                    format!("agencies[{i}].name"),
+                    format!("{:?}", a.name),
+                    "the agency's name: not blank, not a formula, no control characters",
+                );
+            }
         }
         if raw.is_empty() {
             self.problem("agencies", "[]", "at least one agency is required");
@@ -1502,7 +1515,13 @@ pub(crate) fn domain_of(s: &str) -> &str {
     bare_address(s).rsplit_once('@').map_or("", |(_, d)| d)
 }
 
+/// Whether `s` is one mailbox, as the transport that sends to it parses
+/// one (`a@x.gov.tw,b@y.gov.tw` in one cell passed a looser check, then
+/// failed every run at sending).
 pub(crate) fn is_address(s: &str) -> bool {
+    if s.parse::<lettre::message::Mailbox>().is_err() {
+        return false;
+    }
     let addr = bare_address(s);
     match addr.split_once('@') {
         Some((local, domain)) => {

@@ -186,6 +186,43 @@ fn recipients_outside_allowed_domains_are_refused() {
     assert!(p.iter().any(|m| m.starts_with("mail.admin")), "{p:?}");
 }
 
+/// Issue 29: two addresses typed into one passed check-config, then
+/// failed every run at sending: an address is one mailbox, as the
+/// transport parses it.
+#[test]
+fn an_address_is_one_mailbox_as_the_transport_parses_it() {
+    let first = BASE
+        .lines()
+        .find(|l| l.starts_with("officer_email = "))
+        .expect("an officer address");
+    let (_, addr) = first.split_once(" = ").unwrap();
+    let two = format!(
+        "officer_email = \"{},spy@example.gov.tw\"",
+        addr.trim_matches('"')
+    );
+    let p = problems(&BASE.replacen(first, &two, 1));
+    assert!(
+        p.iter()
+            .any(|m| m.contains("officer_email") && m.contains("spy@example.gov.tw")),
+        "{p:?}"
+    );
+}
+
+/// Issue 29: an empty or formula-only 機關名稱 was accepted.
+#[test]
+fn an_agency_s_name_is_a_name() {
+    for bad in ["", "   ", "=HYPERLINK(\\\"x\\\")"] {
+        let text = BASE.replacen(
+            "name = \"高雄市政府警察局\"",
+            &format!("name = \"{bad}\""),
+            1,
+        );
+        assert_ne!(text, BASE);
+        let p = problems(&text);
+        assert!(p.iter().any(|m| m.contains(".name")), "{bad:?}: {p:?}");
+    }
+}
+
 #[test]
 fn the_chief_administrator_has_an_address_of_their_own() {
     // Absent: the Health Bureau's officer gets their mail.

@@ -2299,6 +2299,60 @@ fn a_workbook_relabelled_as_another_unit_s_is_refused() {
     );
     let out = city.ingest(&sealed("KSA"));
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    assert_eq!(
+        store.worksheet_returns(run).unwrap().len(),
+        1,
+        "KSA's own, once"
+    );
+}
+
+/// Issue 29: a 說明 of 32,767 characters was recorded as a return (the
+/// internal audit then said 工作底稿已回傳) though its investigation record
+/// could not be written and nothing was archived. It is refused before
+/// anything is recorded, naming the cell.
+#[test]
+fn an_answer_too_long_to_quote_is_refused_before_anything_is_recorded() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let long = city.tmp.path().join("long.xlsx");
+    refill_sheet(
+        &dir.join("reports/KPB.xlsx"),
+        &long,
+        "抽查工作底稿",
+        |rows| {
+            for (i, r) in table_rows(rows).iter_mut().enumerate() {
+                if i == 0 {
+                    answer(r, ["是", "否", "是", "有", &"說".repeat(32_767)]);
+                } else {
+                    answer(r, ["是", "是", "是", "無", ""]);
+                }
+            }
+            sign(rows, "王稽核", "2026/07/20");
+        },
+    );
+    let out = city.ingest(&long);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("row 4, 說明: 32767 characters"),
+        "{}",
+        out.stderr
+    );
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let run = dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        store.worksheet_returns(run).unwrap().is_empty(),
+        "nothing recorded"
+    );
+    assert!(
+        !dir.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("returns")
+            .exists(),
+        "nothing kept"
+    );
 }
 
 /// A second review nobody can be sent (the unit has no ethics unit and
