@@ -174,9 +174,12 @@ fn locate(
     let run_id =
         summary_value(summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
     let unit_cell = summary_value(summary, "機關").unwrap_or_default();
+    // An agency id names files: one that could not be one (`../reports/KPB`)
+    // is no agency.
     let unit_id = unit_cell
         .rsplit_once('（')
         .and_then(|(_, r)| r.strip_suffix('）'))
+        .filter(|id| crate::config::is_safe_id(id))
         .ok_or_else(|| ReturnError::NoAgency {
             file: path(),
             cell: unit_cell.clone(),
@@ -476,6 +479,7 @@ pub fn claimed_key(file: &Path, workbook: &[u8]) -> Result<String, ReturnError> 
     let unit = cell
         .rsplit_once('（')
         .and_then(|(_, r)| r.strip_suffix('）'))
+        .filter(|id| crate::config::is_safe_id(id))
         .ok_or_else(|| ReturnError::NoAgency {
             file: file.to_owned(),
             cell: cell.clone(),

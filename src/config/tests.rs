@@ -211,7 +211,7 @@ fn an_address_is_one_mailbox_as_the_transport_parses_it() {
 /// Issue 29: an empty or formula-only 機關名稱 was accepted.
 #[test]
 fn an_agency_s_name_is_a_name() {
-    for bad in ["", "   ", "=HYPERLINK(\\\"x\\\")"] {
+    for bad in ["", "   ", "=HYPERLINK(\\\"x\\\")", "警察局\\u0007"] {
         let text = BASE.replacen(
             "name = \"高雄市政府警察局\"",
             &format!("name = \"{bad}\""),

@@ -206,16 +206,42 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     }
     // Returns dropped into inbox/returns/ close their items first, so a
     // unit that answered is not reminded.
-    for t in crate::run::returns::take_returns(config, clock)? {
-        pass.returns.push(match t {
-            crate::run::returns::Taken::Ingested(d) => d.describe(),
-            crate::run::returns::Taken::Refused { file, .. } => format!("{file} refused"),
-        });
-    }
+    // Each step of the pass stands alone: one that fails is reported and
+    // the others still run (mail above all).
+    let mut step = |what: &str, r: Result<()>| {
+        if let Err(e) = r {
+            tracing::error!(step = what, error = %format!("{e:#}"), "a step of the pass failed; the rest goes on");
+            pass.failed.push(format!("{what}: {e:#}"));
+        }
+    };
+    let mut returns = Vec::new();
+    step(
+        "returns",
+        crate::run::returns::take_returns(config, clock).map(|taken| {
+            returns = taken
+                .into_iter()
+                .map(|t| match t {
+                    crate::run::returns::Taken::Ingested(d) => d.describe(),
+                    crate::run::returns::Taken::Refused { file, .. } => format!("{file} refused"),
+                })
+                .collect();
+        }),
+    );
     // A unit whose officer changed: its open items go to the new one.
-    pass.handovers = crate::followup::hand_over(config, &mut store, now)?;
+    let mut handovers = 0;
+    step(
+        "handovers",
+        crate::followup::hand_over(config, &mut store, now).map(|n| handovers = n),
+    );
     // What runs asked of units is chased on its deadline's schedule.
-    pass.reminders = crate::followup::remind(config, &mut store, now)?;
+    let mut reminders = 0;
+    step(
+        "reminders",
+        crate::followup::remind(config, &mut store, now).map(|n| reminders = n),
+    );
+    pass.returns = returns;
+    pass.handovers = handovers;
+    pass.reminders = reminders;
     let mut transport = crate::mail::outbox::transport(config)?;
     crate::mail::outbox::drain(config, &mut store, transport.as_mut(), now)?;
     mark_mailed(&mut store, now)?;

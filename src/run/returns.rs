@@ -71,7 +71,25 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     // Untrusted: a regular file of a workbook's size, never a link.
     let received = crate::inbox::read_regular(file, crate::inbox::RETURN_MAX_BYTES)?;
     let sha = hex::encode(sha2::Sha256::digest(&received));
+    // The same file again (a careless resend): recognised, nothing
+    // recorded, opened or sent twice.
+    if let Some(at) = store.received_before(&sha)? {
+        anyhow::bail!(
+            "{}: the same file came back already, at {at}: nothing was recorded again",
+            file.display()
+        );
+    }
     let (plain, opened_by) = open_return(config, &store, file, &received)?;
+    // A workbook with macros is not one we sent: never kept or opened.
+    if zip::ZipArchive::new(std::io::Cursor::new(&plain)).is_ok_and(|z| {
+        z.file_names()
+            .any(|n| n.is_ok_and(|n| n.to_ascii_lowercase().ends_with("vbaproject.bin")))
+    }) {
+        anyhow::bail!(
+            "{}: it holds macros (a VBA project): not a workbook webir-audit sent; save it as a plain .xlsx",
+            file.display()
+        );
+    }
     // Encrypted, it opened only with the password of the reader it was
     // sent to: that reader's unit is the one it may answer for.
     if let Some(holder) = opened_by {

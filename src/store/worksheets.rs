@@ -119,6 +119,22 @@ pub struct SignOff {
 }
 
 impl Store {
+    /// When a file of SHA-256 `sha` came back before (a worksheet or a
+    /// table), if it did.
+    pub fn received_before(&self, sha: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT received_at FROM worksheet_returns WHERE file_sha256 = ?1
+                 UNION ALL SELECT received_at FROM table_returns WHERE file_sha256 = ?1
+                 ORDER BY 1 LIMIT 1",
+                params![sha],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self_err(&self.file, e))
+    }
+
     /// The sign-off of the latest return of `job`'s run `run_id` from
     /// `unit_id`, if one came back.
     pub fn sign_off(

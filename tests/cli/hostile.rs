@@ -84,7 +84,8 @@ fn an_agency_name_cannot_steer_a_file_name() {
     let t = Test::new()
         .config_replace(
             "name = \"高雄市政府警察局\"",
-            "name = \"../../警察局/二:三*\\u0007\"",
+            // (Control characters in a name are refused by the config.)
+            "name = \"../../警察局/二:三*\"",
         )
         .file("inbox/query_logs/log.csv", LOG);
     let out = t.run(&["run", "query-check", "--period", "2026H1"]);

@@ -778,7 +778,12 @@ fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
     };
     let before = ethics_mail().len();
     let again = ingest(&done);
-    assert_eq!(again.status, 1);
+    assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stderr.contains("the same file came back already"),
+        "recognised as the same file: {}",
+        again.stderr
+    );
     assert!(
         !again.stdout.contains("the ethics unit is sent"),
         "the same file notifies once"
@@ -2195,7 +2200,12 @@ fn no_officer_reviews_their_own_account() {
     let sent_before = store.outbox().unwrap().len();
     drop(store);
     let again = ingest(&done);
-    assert_eq!(again.status, 1, "{}{}", again.stdout, again.stderr);
+    assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stderr.contains("the same file came back already"),
+        "{}",
+        again.stderr
+    );
     let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
     let investigations = store
         .due_items()
