@@ -1097,6 +1097,49 @@ fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
     Ok(())
 }
 
+/// Held while a period is drawn: `<state>/locks/draw-<period>.lock`.
+fn draw_lock(state: &std::path::Path, period: &str) -> Result<std::fs::File> {
+    let dir = state.join("locks");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("draw-{period}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{period} is being drawn by another run now ({} is held); nothing was drawn",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// The period's last draw, if its run died before its seal: its folder
+/// is gone or unsealed while no run holds the period's draw lock.
+fn crashed_draw(store: &Store, period: &str) -> Result<Option<crate::store::SeedDraw>> {
+    let Some(last) = store.draws(period)?.pop() else {
+        return Ok(None);
+    };
+    // Its run, or one that resumed it, is sealed; or retention deleted it
+    // sealed (a tombstone says so).
+    let mut runs = store.draw_resumed_in(period, last.draw_number)?;
+    runs.push(last.run_dir.clone());
+    let chain = store.chain()?;
+    let done = runs.iter().any(|d| {
+        let dir = std::path::Path::new(d);
+        let id = archive::chain_id(dir);
+        dir.join(archive::SEAL).exists()
+            || chain.iter().any(|e| e.kind == "tombstone" && e.id == id)
+    });
+    Ok((!done).then_some(last))
+}
+
 /// A period is drawn once. A second draw happens only when the operator
 /// asks for it (`--redraw`), and is then numbered and announced in every
 /// report; a draw that silently replaced an earlier one would look like
@@ -1209,10 +1252,40 @@ fn sample_audit(
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
     let mut store = Store::open(&config.paths.state)?;
-    refuse_second_draw(&store, &period.id, Job::SampleAudit, redraw)?;
+    // Held until the run is sealed or gone: a draw of the period in
+    // progress elsewhere is not mistaken for a crashed one.
+    let _drawing = draw_lock(&config.paths.state, &period.id)?;
+    // A draw whose run died before its seal (power cut, kill -9) is
+    // resumed with its recorded seed and number: never a new seed (that
+    // would be seed shopping), never a draw 2 of a draw nobody saw.
+    let crashed = crashed_draw(&store, &period.id)?;
+    if let Some(d) = &crashed {
+        let left = std::path::Path::new(&d.run_dir);
+        tracing::warn!(period = %period.id, draw = d.draw_number, run = %d.run_dir, "a draw whose run died before its seal: resumed with its seed; its unsealed folder (personal data) is removed");
+        if left.exists() {
+            std::fs::remove_dir_all(left)
+                .with_context(|| format!("removing the unsealed {}", left.display()))?;
+        }
+        if let Some(given) = &seed {
+            anyhow::ensure!(
+                given.as_str() == d.seed,
+                "draw {} of {} (seed {}, at {}) died before its seal; it is resumed with its recorded seed, not another: run again without --seed, or with that seed",
+                d.draw_number,
+                period.id,
+                d.seed,
+                d.drawn_at
+            );
+        }
+    } else {
+        refuse_second_draw(&store, &period.id, Job::SampleAudit, redraw)?;
+    }
     let mut frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "no seed was drawn")?;
     let seed = match &ceremony {
+        _ if crashed.is_some() => crashed
+            .as_ref()
+            .map(|d| d.seed.parse::<Seed>())
+            .transpose()?,
         None => seed,
         Some(c) => {
             anyhow::ensure!(
@@ -1262,24 +1335,48 @@ fn sample_audit(
         source = "os";
     }
     let drawn_at = local_text(clock.local(config.timezone));
-    let draw_number = store.record_draw(
-        &period.id,
-        seed.as_str(),
-        source,
-        &drawn_at,
-        &frozen.population.digest,
-        &dir.display().to_string(),
-        !redraw,
-    )?;
-    chain_seed(
-        &mut store,
-        &period.id,
-        draw_number,
-        seed.as_str(),
-        source,
-        &frozen.population.digest,
-        &drawn_at,
-    )?;
+    let draw_number = match &crashed {
+        Some(d) => {
+            anyhow::ensure!(
+                d.population_digest == frozen.population.digest,
+                "draw {} of {} died before its seal and the population changed since (digest {} then, {} now): it cannot be resumed; restore the inputs it drew from",
+                d.draw_number,
+                period.id,
+                d.population_digest,
+                frozen.population.digest
+            );
+            // Its seed and number stand, and are chained already.
+            source = if d.source == "os" { "os" } else { "given" };
+            store.resume_draw(
+                &period.id,
+                d.draw_number,
+                &dir.display().to_string(),
+                &drawn_at,
+            )?;
+            d.draw_number
+        }
+        None => {
+            let n = store.record_draw(
+                &period.id,
+                seed.as_str(),
+                source,
+                &drawn_at,
+                &frozen.population.digest,
+                &dir.display().to_string(),
+                !redraw,
+            )?;
+            chain_seed(
+                &mut store,
+                &period.id,
+                n,
+                seed.as_str(),
+                source,
+                &frozen.population.digest,
+                &drawn_at,
+            )?;
+            n
+        }
+    };
     if draw_number > 1 {
         tracing::warn!(period = %period.id, draw_number, "this period was drawn before; the reports will say so");
     }

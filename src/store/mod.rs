@@ -276,6 +276,12 @@ CREATE TABLE IF NOT EXISTS table_returns (
     rows INTEGER NOT NULL,
     answered INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS draw_resumes (
+    period TEXT NOT NULL,
+    draw_number INTEGER NOT NULL,
+    run_dir TEXT NOT NULL,
+    resumed_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS return_sign_offs (
     return_id INTEGER PRIMARY KEY REFERENCES table_returns(id),
     filled_by TEXT NOT NULL,

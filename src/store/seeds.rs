@@ -80,6 +80,39 @@ impl Store {
         Ok(n)
     }
 
+    /// Records that `run_dir` resumes draw `n` of `period`, whose run died
+    /// before its seal (the ledger itself is append-only).
+    pub fn resume_draw(
+        &mut self,
+        period: &str,
+        n: u32,
+        run_dir: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO draw_resumes (period, draw_number, run_dir, resumed_at) VALUES (?1, ?2, ?3, ?4)",
+                params![period, n, run_dir, at],
+            )
+            .map_err(|e| self_err(&self.file, e))?;
+        Ok(())
+    }
+
+    /// The run folders that resumed draw `n` of `period`, first first.
+    pub fn draw_resumed_in(&self, period: &str, n: u32) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT run_dir FROM draw_resumes WHERE period = ?1 AND draw_number = ?2 ORDER BY rowid",
+            )
+            .map_err(|e| self_err(&self.file, e))?;
+        let rows = st
+            .query_map(params![period, n], |r| r.get(0))
+            .map_err(|e| self_err(&self.file, e))?;
+        rows.collect::<Result<Vec<String>, _>>()
+            .map_err(|e| self_err(&self.file, e))
+    }
+
     /// Every draw of `period`, first first.
     pub fn draws(&self, period: &str) -> Result<Vec<SeedDraw>, StoreError> {
         let mut stmt = self

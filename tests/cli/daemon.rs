@@ -574,10 +574,14 @@ fn a_write_fault_fails_the_run_cleanly_and_a_later_pass_retries_it() {
     assert_eq!(folders.len(), 1);
     assert!(folders[0].join("SHA256SUMS").exists());
     let manifest = crate::harness::json(&folders[0], "manifest.json");
-    assert_eq!(
-        manifest["draw_number"], 2,
-        "the failed run's draw stays counted"
-    );
+    // Issue 29: the draw the failed run recorded is resumed with its
+    // seed (it was draw 2 with a new seed: a draw nobody saw, and a seed
+    // chosen again).
+    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
+    let draws = store.draws("2026H1").unwrap();
+    assert_eq!(draws.len(), 1, "one draw");
+    assert_eq!(manifest["draw_number"], 1);
+    assert_eq!(manifest["seed"], draws[0].seed.as_str());
     assert_eq!(admin_mail(&smtp, "排程工作失敗").len(), 1);
 }
 

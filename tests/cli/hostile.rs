@@ -474,10 +474,84 @@ fn two_draws_of_a_period_started_together_make_one() {
         .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
         .collect();
     assert_eq!(refused.len(), 1, "{outs:?}");
-    assert!(refused[0].contains("already drawn"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("already drawn") || refused[0].contains("being drawn by another run"),
+        "{}",
+        refused[0]
+    );
     let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026H1/sample-audit"))
         .unwrap()
         .flatten()
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
+}
+
+/// Issue 29: a run that dies after its seed was recorded and before its
+/// seal (here: the disk fills while the population is written; a kill -9
+/// or a power cut leaves the same state) left a draw nobody saw: a plain
+/// re-run was refused as already drawn, the next draw was draw 2. The
+/// draw is resumed with its recorded seed and number; another seed is
+/// refused (that would be seed shopping); nothing of the dead run is left.
+#[test]
+fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap();
+    let args = |seed: &'static str| {
+        let mut a = vec![
+            "--now",
+            "2026-07-05T08:00:00+08:00",
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--config",
+            config,
+        ];
+        if !seed.is_empty() {
+            a.extend(["--seed", seed]);
+        }
+        a
+    };
+    let seed = "31415926535897932384626";
+    let died = crate::harness::run_binary_limited(2048, &args(seed), tmp.path(), &[]);
+    assert_ne!(died.status, 0, "{}", died.stderr);
+    assert!(died.stderr.contains("population"), "{}", died.stderr);
+    let store = || webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    assert_eq!(
+        store().draws("2026H1").unwrap().len(),
+        1,
+        "the seed was recorded first"
+    );
+    // Another seed now would be seed shopping.
+    let other = crate::harness::run_binary(&args("27182818284590452353602"), tmp.path());
+    assert_eq!(other.status, 2, "{}{}", other.stdout, other.stderr);
+    assert!(
+        other.stderr.contains("resumed with its recorded seed"),
+        "{}",
+        other.stderr
+    );
+    // Without one: draw 1, its seed, sealed; one run folder.
+    let again = crate::harness::run_binary(&args(""), tmp.path());
+    assert!(again.status <= 1, "{}{}", again.stdout, again.stderr);
+    let draws = store().draws("2026H1").unwrap();
+    assert_eq!(draws.len(), 1);
+    assert_eq!(draws[0].seed, seed);
+    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026H1/sample-audit"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].join("SHA256SUMS").exists());
+    assert_eq!(
+        crate::harness::json(&runs[0], "manifest.json")["draw_number"],
+        1
+    );
+    let verify = crate::harness::run_binary(&["archive", "verify", "--config", config], tmp.path());
+    assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
 }
