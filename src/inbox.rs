@@ -82,6 +82,18 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, InboxFileError> {
     }
     let file = opts.open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
+    #[cfg(unix)]
+    {
+        // A hard link to a file of someone else's (the daemon's own state,
+        // a secret) is not a file dropped here.
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(InboxFileError::NotRegular {
+                file: path.to_owned(),
+                kind: "a hard link to another file",
+            });
+        }
+    }
     if !meta.file_type().is_file() {
         return Err(InboxFileError::NotRegular {
             file: path.to_owned(),
@@ -113,6 +125,12 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, InboxFileError> {
 /// of any length or character moves; nothing refused is overwritten.
 pub fn set_aside(file: &Path, folder: &Path, at: &str, why: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(folder)?;
+    if std::fs::symlink_metadata(folder)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(format!(
+            "{}: a symbolic link, not the folder refused files go to",
+            folder.display()
+        )));
+    }
     let mut n: u32 = 1;
     let (to, mut note) = loop {
         let to = folder.join(format!("{n:04}.refused"));
@@ -193,6 +211,13 @@ mod tests {
             ));
         }
         assert!(read_regular(dir.path(), 10).is_err());
+        // A hard link to a file of someone else's is not a dropped file.
+        let hard = dir.path().join("hard.txt");
+        std::fs::hard_link(&ok, &hard).unwrap();
+        assert!(matches!(
+            read_regular(&hard, 10),
+            Err(InboxFileError::NotRegular { .. })
+        ));
     }
 
     #[test]

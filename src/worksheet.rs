@@ -161,6 +161,14 @@ fn sheets(path: &Path, bytes: Option<&[u8]>, sheet: &str) -> Result<(Rows, Rows)
     Ok((get("摘要")?, get(sheet)?))
 }
 
+/// A unit's key as a return names it: an agency id that could name a file
+/// (not `../reports/KPB`), or its second review's (`KPB:review`, whose
+/// investigation record names it so).
+fn safe_key(id: &str) -> bool {
+    let (unit, _) = crate::report::unit_of_key(id);
+    crate::config::is_safe_id(unit)
+}
+
 /// The run and unit a returned workbook names on its summary, the run's
 /// folder (a sealed run of `job` in the archive) and the workbook the run
 /// sent the unit.
@@ -179,7 +187,7 @@ fn locate(
     let unit_id = unit_cell
         .rsplit_once('（')
         .and_then(|(_, r)| r.strip_suffix('）'))
-        .filter(|id| crate::config::is_safe_id(id))
+        .filter(|id| safe_key(id))
         .ok_or_else(|| ReturnError::NoAgency {
             file: path(),
             cell: unit_cell.clone(),
@@ -479,7 +487,7 @@ pub fn claimed_key(file: &Path, workbook: &[u8]) -> Result<String, ReturnError> 
     let unit = cell
         .rsplit_once('（')
         .and_then(|(_, r)| r.strip_suffix('）'))
-        .filter(|id| crate::config::is_safe_id(id))
+        .filter(|id| safe_key(id))
         .ok_or_else(|| ReturnError::NoAgency {
             file: file.to_owned(),
             cell: cell.clone(),

@@ -130,6 +130,20 @@ pub fn give(
     clock: &dyn Clock,
 ) -> Result<Ceremony> {
     let seed: Seed = value.trim().parse()?;
+    // Who gave it is free text from an operator: one line of printable
+    // characters (a CR/LF would split the lines the chain digest hashes).
+    let by: String = by
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
+    let by = by.as_str();
+    anyhow::ensure!(!by.is_empty(), "who gives the seed must be said (--by)");
     let mut store = Store::open(&config.paths.state)?;
     let Some(c) = store.latest_ceremony(period)? else {
         anyhow::bail!(
@@ -216,7 +230,7 @@ pub fn take_inbox_seed(
     let text = match read {
         Ok(t) => t,
         Err(e) => {
-            let to: PathBuf = file.with_extension("txt.refused");
+            let to = set_aside_as(&file, "refused");
             std::fs::rename(&file, &to)
                 .with_context(|| format!("moving {} to {}", file.display(), to.display()))?;
             return Ok(Some(Err(format!("{e:#}"))));
@@ -246,10 +260,26 @@ pub fn take_inbox_seed(
         Ok(c) => ("taken", Ok(c)),
         Err(e) => ("refused", Err(format!("{}: {e:#}", file.display()))),
     };
-    let to: PathBuf = file.with_extension(format!("txt.{suffix}"));
+    let to = set_aside_as(&file, suffix);
     std::fs::rename(&file, &to)
         .with_context(|| format!("moving {} to {}", file.display(), to.display()))?;
     Ok(Some(result))
+}
+
+/// Where a seed file taken or refused goes: `<period>.txt.<suffix>`, or
+/// `…-2`, `…-3` beside an earlier one (never over it).
+fn set_aside_as(file: &std::path::Path, suffix: &str) -> PathBuf {
+    let first = file.with_extension(format!("txt.{suffix}"));
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                first.clone()
+            } else {
+                file.with_extension(format!("txt.{suffix}-{n}"))
+            }
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or(first)
 }
 
 /// No seed came within the wait and the schedule allows it: the OS's

@@ -1130,14 +1130,32 @@ fn crashed_draw(store: &Store, period: &str) -> Result<Option<crate::store::Seed
     // sealed (a tombstone says so).
     let mut runs = store.draw_resumed_in(period, last.draw_number)?;
     runs.push(last.run_dir.clone());
+    // The chain, not the folder, says it was sealed: a seal file deleted
+    // or an archive moved does not make a sealed run a crashed one.
     let chain = store.chain()?;
     let done = runs.iter().any(|d| {
         let dir = std::path::Path::new(d);
         let id = archive::chain_id(dir);
         dir.join(archive::SEAL).exists()
-            || chain.iter().any(|e| e.kind == "tombstone" && e.id == id)
+            || chain
+                .iter()
+                .any(|e| (e.kind == "tombstone" || e.kind == "seal") && e.id == id)
     });
-    Ok((!done).then_some(last))
+    if done {
+        return Ok(None);
+    }
+    // One that died after its mail was queued reached people: it is not
+    // redone behind their backs.
+    let told = store.outbox()?.iter().any(|m| runs.contains(&m.run));
+    anyhow::ensure!(
+        !told,
+        "draw {} of {period} (run {}) died before its seal but after its mail was queued: it is \
+         not resumed automatically; see `webir-audit outbox list`, then seal or remove that \
+         folder by hand and run again with --redraw",
+        last.draw_number,
+        last.run_dir
+    );
+    Ok(Some(last))
 }
 
 /// A period is drawn once. A second draw happens only when the operator

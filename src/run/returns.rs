@@ -80,28 +80,31 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         );
     }
     let (plain, opened_by) = open_return(config, &store, file, &received)?;
-    // A workbook with macros is not one we sent: never kept or opened.
-    if zip::ZipArchive::new(std::io::Cursor::new(&plain)).is_ok_and(|z| {
-        z.file_names()
-            .any(|n| n.is_ok_and(|n| n.to_ascii_lowercase().ends_with("vbaproject.bin")))
-    }) {
-        anyhow::bail!(
-            "{}: it holds macros (a VBA project): not a workbook webir-audit sent; save it as a plain .xlsx",
-            file.display()
-        );
-    }
+    refuse_unsafe_archive(file, &plain)?;
     // Encrypted, it opened only with the password of the reader it was
-    // sent to: that reader's unit is the one it may answer for.
+    // sent to: that reader is the one it may answer for.
     if let Some(holder) = opened_by {
         let key = crate::worksheet::claimed_key(file, &plain)?;
         let (unit, review) = crate::report::unit_of_key(&key);
-        let holder_unit = holder.strip_suffix(":ethics").unwrap_or(&holder);
-        // The chief administrator reviews where a unit has no ethics unit.
-        let chief_reviews = review
-            && holder == crate::mail::password_holder(config, unit, crate::mail::Role::ChiefAdmin);
-        if holder_unit != unit && !chief_reviews {
+        let holder_of = |role| crate::mail::password_holder(config, unit, role);
+        let allowed = if review {
+            // A second review is its reviewer's: never the officer whose
+            // own accounts it is about.
+            vec![
+                holder_of(crate::mail::Role::Ethics),
+                holder_of(crate::mail::Role::ChiefAdmin),
+            ]
+        } else {
+            // The officer's, or the ethics unit's (an investigation record
+            // goes to both).
+            vec![
+                holder_of(crate::mail::Role::Officer),
+                holder_of(crate::mail::Role::Ethics),
+            ]
+        };
+        if !allowed.contains(&holder) {
             anyhow::bail!(
-                "{}: it says it is {key}'s, but it opened with the attachment password of {holder}: a workbook is returned by the unit it was sent to, encrypted with that unit's password",
+                "{}: it says it is {key}'s, but it opened with the attachment password of {holder}: a workbook is returned by the reader it was sent to, encrypted with that reader's password",
                 file.display()
             );
         }
@@ -178,6 +181,8 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     if let (Some((bytes, due_on)), What::Sample(r)) = (&investigation, &what) {
         open_investigation(config, &mut store, r, &kept, bytes, due_on, clock)?;
     }
+    // Taken whole: only now is the same file again a duplicate.
+    store.mark_taken(&sha, &now)?;
     Ok(Ingested {
         what,
         notice_queued,
@@ -566,5 +571,39 @@ fn refuse(
         clock.now(),
     )?;
     store.queue(&[message], &mail::outbox::stamp(clock.now()))?;
+    Ok(())
+}
+
+/// The most a returned workbook may hold unpacked: its parts one by one
+/// and all together (a unit's largest worksheet unpacks to a few MB).
+const RETURN_MAX_UNPACKED: u64 = 256 * 1024 * 1024;
+
+/// Refuses a returned workbook with macros (a VBA project: not one we
+/// sent) or that says it unpacks to more than [`RETURN_MAX_UNPACKED`],
+/// before any reader inflates it.
+fn refuse_unsafe_archive(file: &Path, plain: &[u8]) -> Result<()> {
+    let Ok(mut zip) = zip::ZipArchive::new(std::io::Cursor::new(plain)) else {
+        // Not a zip: the workbook reader says what it is.
+        return Ok(());
+    };
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i)?;
+        let name = entry.name()?.into_owned();
+        if name.to_ascii_lowercase().ends_with("vbaproject.bin") {
+            anyhow::bail!(
+                "{}: it holds macros (a VBA project): not a workbook webir-audit sent; save it as a plain .xlsx",
+                file.display()
+            );
+        }
+        total = total.saturating_add(entry.size());
+        anyhow::ensure!(
+            entry.size() <= RETURN_MAX_UNPACKED && total <= RETURN_MAX_UNPACKED,
+            "{}: it unpacks to more than {} MiB ({} at least): not a workbook webir-audit sent; not read",
+            file.display(),
+            RETURN_MAX_UNPACKED >> 20,
+            name
+        );
+    }
     Ok(())
 }

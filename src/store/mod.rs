@@ -276,6 +276,10 @@ CREATE TABLE IF NOT EXISTS table_returns (
     rows INTEGER NOT NULL,
     answered INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS returns_taken (
+    file_sha256 TEXT PRIMARY KEY,
+    taken_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS draw_resumes (
     period TEXT NOT NULL,
     draw_number INTEGER NOT NULL,

@@ -119,20 +119,29 @@ pub struct SignOff {
 }
 
 impl Store {
-    /// When a file of SHA-256 `sha` came back before (a worksheet or a
-    /// table), if it did.
+    /// When a file of SHA-256 `sha` was taken whole before (recorded,
+    /// kept and acted on), if it was.
     pub fn received_before(&self, sha: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;
         self.conn
             .query_row(
-                "SELECT received_at FROM worksheet_returns WHERE file_sha256 = ?1
-                 UNION ALL SELECT received_at FROM table_returns WHERE file_sha256 = ?1
-                 ORDER BY 1 LIMIT 1",
+                "SELECT taken_at FROM returns_taken WHERE file_sha256 = ?1",
                 params![sha],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self_err(&self.file, e))
+    }
+
+    /// Records that the return of SHA-256 `sha` was taken whole.
+    pub fn mark_taken(&mut self, sha: &str, at: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO returns_taken (file_sha256, taken_at) VALUES (?1, ?2)",
+                params![sha, at],
+            )
+            .map_err(|e| self_err(&self.file, e))?;
+        Ok(())
     }
 
     /// The sign-off of the latest return of `job`'s run `run_id` from

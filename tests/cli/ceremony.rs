@@ -108,7 +108,9 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
             "--value",
             SEED,
             "--by",
-            "衛生局 王總管理者",
+            // A line break typed into it (issue 29: stored verbatim, it
+            // split the lines the chain digest hashes) becomes a space.
+            "衛生局\r\n王總管理者",
         ],
         "2026-07-08T10:00:00+08:00",
     );

@@ -554,4 +554,11 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
     );
     let verify = crate::harness::run_binary(&["archive", "verify", "--config", config], tmp.path());
     assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
+    // A sealed run whose seal file is then deleted is not a crashed one:
+    // the chain recorded its seal; it is neither removed nor redrawn.
+    std::fs::remove_file(runs[0].join("SHA256SUMS")).unwrap();
+    let after = crate::harness::run_binary(&args(""), tmp.path());
+    assert_eq!(after.status, 2, "{}{}", after.stdout, after.stderr);
+    assert!(after.stderr.contains("already drawn"), "{}", after.stderr);
+    assert!(runs[0].join("population.tsv").exists(), "not removed");
 }

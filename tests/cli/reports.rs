@@ -2171,6 +2171,30 @@ fn no_officer_reviews_their_own_account() {
         |rows| one_anomaly(rows, "政風室 林覆核"),
     );
     let ingest = |file: &Path| city.ingest(file);
+    // The officer cannot return it: sealed with the officer's own
+    // password, the review of their own accounts is refused.
+    let by_officer = city.tmp.path().join("review-by-officer.xlsx");
+    {
+        let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let bytes = webir_audit::mail::protect(
+            &city.config,
+            &mut store,
+            id,
+            webir_audit::mail::Role::Officer,
+            &std::fs::read(&done).unwrap(),
+            "2026-07-10T09:00:00Z",
+        )
+        .unwrap()
+        .bytes;
+        std::fs::write(&by_officer, bytes).unwrap();
+    }
+    let out = ingest(&by_officer);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!("attachment password of {id}")),
+        "{}",
+        out.stderr
+    );
     let out = ingest(&done);
     assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
     let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
@@ -2188,6 +2212,25 @@ fn no_officer_reviews_their_own_account() {
         .find(|i| i.unit_id == key && i.job == "investigation")
         .expect("an investigation of the confirmed anomaly");
     assert_eq!(investigation.sent_to, ethics);
+    // Its investigation record (機關 …（<unit>:review）) comes back too.
+    let record = webir_audit::archive::kept_file(
+        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
+        &key,
+        webir_audit::worksheet::INVESTIGATION_FILE,
+    )
+    .expect("the review's investigation record is kept");
+    let filled = city.tmp.path().join("review-investigation.xlsx");
+    refill_sheet(&record, &filled, "調查紀錄", |rows| {
+        for r in table_rows(rows).iter_mut() {
+            r.resize(11, Data::Empty);
+            r[6] = Data::String("政風室王科員".into());
+            r[7] = Data::String("經查係承辦人誤植目的".into());
+            r[8] = Data::String("經查無異常".into());
+            r[9] = Data::String("加強宣導".into());
+        }
+    });
+    let back = city.ingest(&filled);
+    assert!(back.status <= 1, "{}{}", back.stdout, back.stderr);
     let to_officer =
         store.outbox().unwrap().into_iter().any(|r| {
             r.report.starts_with(&format!("investigation:{key}")) && r.recipient == officer
