@@ -114,6 +114,76 @@ pub struct Returned {
     pub run_dir: PathBuf,
     /// SHA-256 of the returned file.
     pub file_sha256: String,
+    /// What it records once it is taken whole ([`Pending::record`]).
+    pub pending: Pending,
+}
+
+/// What a return writes to the state database, held until the return is
+/// taken whole (checked, its investigation record made, kept in the
+/// archive): a return that fails on the way records nothing.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    Worksheet {
+        ret: WorksheetReturn,
+        answers: Vec<WorksheetAnswer>,
+        /// 異常查詢's answers and sign-off.
+        follow_up: Option<(Decisions, crate::store::SignOff)>,
+    },
+    Table {
+        job: &'static str,
+        run_id: String,
+        unit_id: String,
+        received_at: String,
+        file_sha256: String,
+        decisions: Decisions,
+        done: &'static str,
+        sign_off: crate::store::SignOff,
+    },
+}
+
+impl Pending {
+    /// Writes what the return said.
+    pub fn record(&self, store: &mut Store) -> Result<(), ReturnError> {
+        match self {
+            Pending::Worksheet {
+                ret,
+                answers,
+                follow_up,
+            } => {
+                store.record_worksheet(ret, answers)?;
+                if let Some((decisions, sign_off)) = follow_up {
+                    let returned = Returning {
+                        run_id: &ret.run_id,
+                        unit_id: &ret.unit_id,
+                        received_at: &ret.received_at,
+                        file_sha256: &ret.file_sha256,
+                        sign_off: sign_off.clone(),
+                    };
+                    record_decisions(store, FOLLOW_UP_JOB, &returned, decisions, "處理情形")?;
+                }
+            }
+            Pending::Table {
+                job,
+                run_id,
+                unit_id,
+                received_at,
+                file_sha256,
+                decisions,
+                done,
+                sign_off,
+            } => {
+                let returned = Returning {
+                    run_id,
+                    unit_id,
+                    received_at,
+                    file_sha256,
+                    sign_off: sign_off.clone(),
+                };
+                record_decisions(store, job, &returned, decisions, done)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A cell as ingest reads it, trimmed: the same text for the original and
@@ -556,7 +626,6 @@ pub fn ingest_returned(
     workbook: &[u8],
     file_sha256: &str,
     archive_dir: &Path,
-    store: &mut Store,
     received_at: &str,
 ) -> Result<Returned, ReturnError> {
     let sheet = LAYOUT.sheet;
@@ -688,8 +757,8 @@ pub fn ingest_returned(
         .cloned()
         .collect();
     let sha = file_sha256.to_owned();
-    store.record_worksheet(
-        &WorksheetReturn {
+    let pending = Pending::Worksheet {
+        ret: WorksheetReturn {
             run_id: run_id.clone(),
             unit_id: unit_id.clone(),
             received_at: received_at.to_owned(),
@@ -698,19 +767,11 @@ pub fn ingest_returned(
             answered: answered as u32,
             anomalies: anomalies.len() as u32,
         },
-        &answers,
-    )?;
-    if let Some((decisions, sign_off)) = follow_up {
-        let returned = Returning {
-            run_id: &run_id,
-            unit_id: &unit_id,
-            received_at,
-            file_sha256: &sha,
-            sign_off,
-        };
-        record_decisions(store, FOLLOW_UP_JOB, &returned, &decisions, "處理情形")?;
-    }
+        answers: answers.clone(),
+        follow_up,
+    };
     Ok(Returned {
+        pending,
         run_id,
         unit_id,
         rows: answers.len(),
@@ -761,10 +822,7 @@ fn record_decisions(
     decisions: &Decisions,
     done: &str,
 ) -> Result<usize, ReturnError> {
-    let answered = decisions
-        .iter()
-        .filter(|(_, a)| a.get(done).is_some_and(|v| !v.is_empty()))
-        .count();
+    let answered = answered_in(decisions, done);
     store.record_return(
         &crate::store::TableReturn {
             job: job.to_owned(),
@@ -782,6 +840,14 @@ fn record_decisions(
             .collect::<Vec<_>>(),
     )?;
     Ok(answered)
+}
+
+/// How many of `decisions` have their `done` column filled in.
+fn answered_in(decisions: &Decisions, done: &str) -> usize {
+    decisions
+        .iter()
+        .filter(|(_, a)| a.get(done).is_some_and(|v| !v.is_empty()))
+        .count()
 }
 
 /// The text of `row` in the column headed `h` of `header` (columns are
@@ -944,6 +1010,8 @@ pub struct TableReturned {
     pub file_sha256: String,
     /// Per row: its key and every input, by header.
     pub decisions: Vec<(String, std::collections::BTreeMap<String, String>)>,
+    /// What it records once it is taken whole.
+    pub pending: Pending,
 }
 
 /// Reads a returned account review or internal audit, checks it against
@@ -955,7 +1023,6 @@ pub fn ingest_table_return(
     file_sha256: &str,
     kind: &'static TableKind,
     archive_dir: &Path,
-    store: &mut Store,
     received_at: &str,
 ) -> Result<TableReturned, ReturnError> {
     let (summary, rows) = sheets(file, Some(workbook), kind.sheet)?;
@@ -985,15 +1052,19 @@ pub fn ingest_table_return(
             )
         })
         .collect();
-    let returned = Returning {
-        run_id: &run_id,
-        unit_id: &unit_id,
-        received_at,
-        file_sha256,
+    let answered = answered_in(&decisions, kind.done);
+    let pending = Pending::Table {
+        job: kind.job.name(),
+        run_id: run_id.clone(),
+        unit_id: unit_id.clone(),
+        received_at: received_at.to_owned(),
+        file_sha256: file_sha256.to_owned(),
+        decisions: decisions.clone(),
+        done: kind.done,
         sign_off: sign_off_of(&rows),
     };
-    let answered = record_decisions(store, kind.job.name(), &returned, &decisions, kind.done)?;
     Ok(TableReturned {
+        pending,
         kind,
         run_id,
         unit_id,

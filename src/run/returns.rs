@@ -113,9 +113,7 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     let (what, job, run_dir, run_id, unit_id, rows, answered) =
         match crate::worksheet::kind_of(file, &plain)? {
             ReturnKind::Sample => {
-                let r = crate::worksheet::ingest_returned(
-                    file, &plain, &sha, archive, &mut store, &now,
-                )?;
+                let r = crate::worksheet::ingest_returned(file, &plain, &sha, archive, &now)?;
                 let (dir, run, unit, rows, answered) = (
                     r.run_dir.clone(),
                     r.run_id.clone(),
@@ -134,9 +132,8 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
                 )
             }
             ReturnKind::Table(kind) => {
-                let t = crate::worksheet::ingest_table_return(
-                    file, &plain, &sha, kind, archive, &mut store, &now,
-                )?;
+                let t =
+                    crate::worksheet::ingest_table_return(file, &plain, &sha, kind, archive, &now)?;
                 let (dir, run, unit, rows, answered) = (
                     t.run_dir.clone(),
                     t.run_id.clone(),
@@ -168,6 +165,11 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         &now,
     )?;
     tracing::info!(kept = %kept.display(), "returned workbook kept");
+    // Checked, its record made and kept: only now is what it said recorded.
+    match &what {
+        What::Sample(r) => r.pending.record(&mut store)?,
+        What::Table(t) => t.pending.record(&mut store)?,
+    }
     let unanswered = rows - answered;
     let due_job = match &what {
         What::Sample(_) => job.name(),

@@ -238,14 +238,15 @@ fn fuzz_returned_worksheets() {
             let bytes = apply(&original, &e);
             std::fs::write(&file, &bytes).unwrap();
             let mut store = webir_audit::store::Store::open(&state).unwrap();
-            let _ = webir_audit::worksheet::ingest_returned(
+            if let Ok(r) = webir_audit::worksheet::ingest_returned(
                 &file,
                 &bytes,
                 "0",
                 &cfg.paths.archive,
-                &mut store,
                 "2026-07-10T09:00:00",
-            );
+            ) {
+                r.pending.record(&mut store).unwrap();
+            }
             Ok(())
         })
         .unwrap();

@@ -2408,6 +2408,43 @@ fn an_answer_too_long_to_quote_is_refused_before_anything_is_recorded() {
     );
 }
 
+/// Issue 29: a return is recorded only once it is taken whole. Where it
+/// cannot be kept (the archive's returns folder cannot be made), nothing
+/// of it is recorded, and the same file sent again once the archive is
+/// fixed is taken, not refused as a duplicate.
+#[test]
+fn a_return_that_cannot_be_kept_records_nothing_and_comes_back_later() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let done = city.tmp.path().join("done.xlsx");
+    refill_sheet(
+        &dir.join("reports/KSA.xlsx"),
+        &done,
+        "抽查工作底稿",
+        |rows| {
+            for r in table_rows(rows).iter_mut() {
+                answer(r, ["是", "是", "是", "無", ""]);
+            }
+            sign(rows, "王稽核", "2026/07/20");
+        },
+    );
+    // A file where the returns folder goes: keeping fails.
+    let returns = dir.parent().unwrap().parent().unwrap().join("returns");
+    std::fs::write(&returns, "in the way").unwrap();
+    let out = city.ingest(&done);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    let store = || webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    assert!(
+        store().worksheet_returns(&run).unwrap().is_empty(),
+        "nothing recorded"
+    );
+    std::fs::remove_file(&returns).unwrap();
+    let out = city.ingest(&done);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(store().worksheet_returns(&run).unwrap().len(), 1);
+}
+
 /// A second review nobody can be sent (the unit has no ethics unit and
 /// its officer is the chief administrator) is not dropped silently: the
 /// admin is told which workbook waits for a reviewer, and nobody whose
