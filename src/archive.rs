@@ -206,15 +206,37 @@ impl RunFolder {
 /// folder goes with it (a half-written run is no record: nothing was mailed
 /// and nothing was sealed). A process that dies leaves it for the daemon's
 /// resume logic, which adopts or reruns it.
+///
+/// While it lives it holds a lock on `<job folder>/.<id>.running`: a
+/// folder without a seal whose lock nobody holds is what a killed run left
+/// ([`leftovers`]), never one being written.
 #[derive(Debug)]
 pub struct Unfinished {
     dir: Option<PathBuf>,
+    lock: Option<(PathBuf, std::fs::File)>,
+}
+
+/// The lock file of a run folder being written.
+fn running_lock(dir: &Path) -> Option<PathBuf> {
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    Some(dir.parent()?.join(format!(".{name}.running")))
 }
 
 impl Unfinished {
     pub fn new(dir: &Path) -> Unfinished {
+        let lock = running_lock(dir).and_then(|path| {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ok()?;
+            file.try_lock().ok()?;
+            Some((path, file))
+        });
         Unfinished {
             dir: Some(dir.to_owned()),
+            lock,
         }
     }
 
@@ -235,7 +257,81 @@ impl Drop for Unfinished {
                 tracing::error!(run = %d.display(), error = %e, "could not remove the unfinished run folder");
             }
         }
+        if let Some((path, _file)) = self.lock.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// Run folders a killed run left: no seal, and their lock file is there
+/// but no live run holds it. Nothing in them was mailed or chained as a run; they hold
+/// personal data (`population.tsv`, `findings.csv`).
+///
+/// `mailed`: the run folders the outbox holds mail of. One of those died
+/// after its mail was queued: the daemon seals and adopts it, so it is no
+/// leftover.
+pub fn leftovers(
+    base: &Path,
+    mailed: &std::collections::BTreeSet<String>,
+) -> std::io::Result<Vec<PathBuf>> {
+    Ok(run_dirs(base)?
+        .into_iter()
+        .filter(|d| !d.join(SEAL).exists())
+        .filter(|d| !mailed.contains(&d.display().to_string()))
+        .filter(|d| {
+            let Some(path) = running_lock(d) else {
+                return true;
+            };
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                // Held: a run is writing it now; free: its run is dead.
+                Ok(f) => f.try_lock().is_ok(),
+                // No lock yet: a run may be between making it and locking.
+                Err(_) => false,
+            }
+        })
+        .collect())
+}
+
+/// Removes what killed runs left ([`leftovers`]) and the lock files no
+/// live run holds (a run killed after its seal leaves one); returns the
+/// folders removed.
+pub fn remove_leftovers(base: &Path, store: &crate::store::Store) -> Result<Vec<PathBuf>> {
+    let mailed = store.outbox()?.into_iter().map(|m| m.run).collect();
+    let dirs = leftovers(base, &mailed).with_context(|| format!("reading {}", base.display()))?;
+    for d in &dirs {
+        tracing::warn!(run = %d.display(), "a run killed before its seal left this folder: removed (it holds personal data and is no record)");
+        std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+    }
+    if !base.exists() {
+        return Ok(dirs);
+    }
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    for period in subdirs(base).into_iter().filter(|p| p.is_dir()) {
+        for job in subdirs(&period).into_iter().filter(|p| p.is_dir()) {
+            for lock in subdirs(&job) {
+                let name = lock.file_name().map(|n| n.to_string_lossy().into_owned());
+                let Some(run) = name
+                    .as_deref()
+                    .and_then(|n| n.strip_prefix('.'))
+                    .and_then(|n| n.strip_suffix(".running"))
+                else {
+                    continue;
+                };
+                let free = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&lock)
+                    .is_ok_and(|f| f.try_lock().is_ok());
+                if free && (job.join(run).join(SEAL).exists() || !job.join(run).exists()) {
+                    let _ = std::fs::remove_file(&lock);
+                }
+            }
+        }
+    }
+    Ok(dirs)
 }
 
 /// Reads the manifest of a run folder (or the manifest file itself).

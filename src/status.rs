@@ -38,6 +38,9 @@ pub struct Status {
     /// Inbox files seen, newest first seen first.
     pub inputs: Vec<SeenInput>,
     pub archive_bytes: u64,
+    /// Run folders a killed run left (no seal, no live run): the next run
+    /// removes them.
+    pub leftovers: Vec<String>,
 }
 
 impl Status {
@@ -100,6 +103,14 @@ impl Status {
             due,
             inputs,
             archive_bytes: dir_size(&config.paths.archive),
+            leftovers: crate::archive::leftovers(
+                &config.paths.archive,
+                &rows.iter().map(|r| r.run.clone()).collect(),
+            )
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect(),
         })
     }
 
@@ -124,7 +135,13 @@ impl Status {
             }
         }
         let _ = writeln!(s, "\nneeds attention:");
-        if self.attention.is_empty() {
+        for d in &self.leftovers {
+            let _ = writeln!(
+                s,
+                "  {d}: left unsealed by a run that was killed (it holds personal data and is no record); the next run removes it"
+            );
+        }
+        if self.attention.is_empty() && self.leftovers.is_empty() {
             let _ = writeln!(s, "  nothing");
         }
         for r in &self.attention {

@@ -87,6 +87,13 @@ fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
 
 /// One decision pass at `clock.now()`.
 pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Result<Pass> {
+    // What a killed run left is no record and holds personal data.
+    let swept = Store::open(&config.paths.state)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| crate::archive::remove_leftovers(&config.paths.archive, &s));
+    if let Err(e) = swept {
+        tracing::error!(error = %format!("{e:#}"), "could not remove what a killed run left");
+    }
     let now = clock.now();
     let mut store = Store::open(&config.paths.state)?;
     store.check()?;

@@ -131,7 +131,11 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
         return Err(RequestError::NoSeed(job).into());
     }
     // A damaged state database runs nothing.
-    Store::open(&config.paths.state)?.check()?;
+    let store = Store::open(&config.paths.state)?;
+    store.check()?;
+    // What a killed run left is no record and holds personal data.
+    archive::remove_leftovers(&config.paths.archive, &store)?;
+    drop(store);
     let period = request.period;
     let needed = || {
         period

@@ -562,3 +562,66 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
     assert!(after.stderr.contains("already drawn"), "{}", after.stderr);
     assert!(runs[0].join("population.tsv").exists(), "not removed");
 }
+
+/// Issue 29: a run killed before its seal left an unsealed folder with
+/// personal data that `status` did not mention and nothing removed. A run
+/// holds a lock beside its folder while it writes it; a folder with no
+/// seal whose lock no one holds is what a killed run left: `status` names
+/// it and the next run removes it. One being made (no lock yet) is not
+/// touched.
+#[test]
+fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("schedules"),
+        &tmp.path().join("schedules"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap();
+    let jobs = tmp.path().join("var/archive/2026H1/query-check");
+    let killed = jobs.join("20260705T090000");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::write(
+        killed.join("findings.csv"),
+        "code,subject_id\nX,A123456789\n",
+    )
+    .unwrap();
+    std::fs::write(jobs.join(".20260705T090000.running"), "").unwrap();
+    let making = jobs.join("20260705T091500");
+    std::fs::create_dir_all(&making).unwrap();
+    let status = crate::harness::run_binary(&["status", "--config", config], tmp.path());
+    assert!(
+        status
+            .stdout
+            .contains("20260705T090000: left unsealed by a run that was killed"),
+        "{}{}",
+        status.stdout,
+        status.stderr
+    );
+    assert!(
+        !status.stdout.contains("20260705T091500"),
+        "{}",
+        status.stdout
+    );
+    let out = crate::harness::run_binary(
+        &[
+            "--now",
+            "2026-07-05T10:00:00+08:00",
+            "run",
+            "query-check",
+            "--period",
+            "2026H1",
+            "--config",
+            config,
+        ],
+        tmp.path(),
+    );
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert!(!killed.exists(), "removed");
+    assert!(!jobs.join(".20260705T090000.running").exists());
+    assert!(making.exists(), "one without a lock yet is not touched");
+}
