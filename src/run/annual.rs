@@ -310,6 +310,9 @@ pub(super) fn internal_audit(
         Job::InternalAudit,
         started,
     )?;
+    // Held from the folder's making: a failure or a kill before its seal
+    // leaves nothing a later run or a reader takes for a run.
+    let _writing = archive::Unfinished::new(&folder.dir);
     let by_month = crate::report::build::monthly_queries(ingested.table(Table::QueryLog), period)?;
     let log = LogFacts {
         queries: queries_per_unit(config, ingested.table(Table::QueryLog), period)?,

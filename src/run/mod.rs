@@ -270,6 +270,9 @@ fn review_or_check(
         None => RunPeriod::AsOf(as_of),
     };
     let folder = RunFolder::create(&config.paths.archive, &covers, job, started)?;
+    // Held from the folder's making: a failure or a kill before its seal
+    // leaves nothing a later run or a reader takes for a run.
+    let _writing = archive::Unfinished::new(&folder.dir);
     let roster = ingested.table(Table::Roster).clone();
     let by_month = match &period {
         Some(p) => Some(report::build::monthly_queries(
