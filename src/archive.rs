@@ -225,13 +225,18 @@ fn running_lock(dir: &Path) -> Option<PathBuf> {
 impl Unfinished {
     pub fn new(dir: &Path) -> Unfinished {
         let lock = running_lock(dir).and_then(|path| {
-            let file = std::fs::OpenOptions::new()
+            let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)
                 .ok()?;
             file.try_lock().ok()?;
+            // Whose it is: a sweeper takes a free lock for a dead run's
+            // only when this process is gone.
+            use std::io::Write as _;
+            file.set_len(0).ok()?;
+            write!(file, "{}", std::process::id()).ok()?;
             Some((path, file))
         });
         Unfinished {
@@ -263,6 +268,28 @@ impl Drop for Unfinished {
     }
 }
 
+/// Whether the lock file at `path` was left by a run that is gone: no
+/// one holds it, and the process it names no longer exists. A lock taken
+/// but not yet named (a run starting this instant) is not dead.
+fn is_dead_lock(path: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    if f.try_lock().is_err() {
+        return false;
+    }
+    let pid = std::fs::read_to_string(path).unwrap_or_default();
+    let pid = pid.trim();
+    !pid.is_empty()
+        && pid.chars().all(|c| c.is_ascii_digit())
+        && Path::new("/proc/self").exists()
+        && !Path::new("/proc").join(pid).exists()
+}
+
 /// Run folders a killed run left: no seal, and their lock file is there
 /// but no live run holds it. Nothing in them was mailed or chained as a run; they hold
 /// personal data (`population.tsv`, `findings.csv`).
@@ -282,12 +309,8 @@ pub fn leftovers(
             let Some(path) = running_lock(d) else {
                 return true;
             };
-            match std::fs::OpenOptions::new().write(true).open(&path) {
-                // Held: a run is writing it now; free: its run is dead.
-                Ok(f) => f.try_lock().is_ok(),
-                // No lock yet: a run may be between making it and locking.
-                Err(_) => false,
-            }
+            // No lock file yet: a run may be between making it and locking.
+            is_dead_lock(&path)
         })
         .collect())
 }
@@ -321,11 +344,9 @@ pub fn remove_leftovers(base: &Path, store: &crate::store::Store) -> Result<Vec<
                 else {
                     continue;
                 };
-                let free = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&lock)
-                    .is_ok_and(|f| f.try_lock().is_ok());
-                if free && (job.join(run).join(SEAL).exists() || !job.join(run).exists()) {
+                if is_dead_lock(&lock)
+                    && (job.join(run).join(SEAL).exists() || !job.join(run).exists())
+                {
                     let _ = std::fs::remove_file(&lock);
                 }
             }

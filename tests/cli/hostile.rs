@@ -590,7 +590,11 @@ fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
         "code,subject_id\nX,A123456789\n",
     )
     .unwrap();
-    std::fs::write(jobs.join(".20260705T090000.running"), "").unwrap();
+    // The lock names the run's process, which is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(jobs.join(".20260705T090000.running"), pid.to_string()).unwrap();
     let making = jobs.join("20260705T091500");
     std::fs::create_dir_all(&making).unwrap();
     let status = crate::harness::run_binary(&["status", "--config", config], tmp.path());
