@@ -432,13 +432,8 @@ fn a_locked_state_database_is_named_and_nothing_runs() {
 /// draws, the other is refused and leaves no run folder.
 #[test]
 fn two_draws_of_a_period_started_together_make_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap();
+    let (tmp, config) = sample_city();
+    let config = config.as_str();
     let start = |seed: &str| {
         crate::harness::binary(
             &[
@@ -494,13 +489,8 @@ fn two_draws_of_a_period_started_together_make_one() {
 /// refused (that would be seed shopping); nothing of the dead run is left.
 #[test]
 fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
-    let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap();
+    let (tmp, config) = sample_city();
+    let config = config.as_str();
     let args = |seed: &'static str| {
         let mut a = vec![
             "--now",
@@ -628,4 +618,16 @@ fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
     assert!(!killed.exists(), "removed");
     assert!(!jobs.join(".20260705T090000.running").exists());
     assert!(making.exists(), "one without a lock yet is not touched");
+}
+
+/// A copy of the sample city in a temporary folder, and its config's path.
+fn sample_city() -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let config = config.to_str().unwrap().to_owned();
+    (tmp, config)
 }
