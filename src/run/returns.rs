@@ -80,7 +80,7 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         );
     }
     let (plain, opened_by) = open_return(config, &store, file, &received)?;
-    refuse_unsafe_archive(file, &plain)?;
+    refuse_unsafe_workbook(file, &plain)?;
     // Encrypted, it opened only with the password of the reader it was
     // sent to: that reader is the one it may answer for.
     if let Some(holder) = opened_by {
@@ -112,6 +112,8 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
                 file.display()
             );
         }
+    } else {
+        refuse_plain_if_mailed_encrypted(config, file, &plain)?;
     }
     let archive = &config.paths.archive;
     let (what, job, run_dir, run_id, unit_id, rows, answered) =
@@ -356,6 +358,31 @@ fn open_investigation(
     Ok(())
 }
 
+/// Refuses a return that came unencrypted from a unit whose workbooks are
+/// mailed encrypted: what is sent encrypted comes back encrypted, with
+/// the password of the reader it was sent to (Excel and LibreOffice keep
+/// a workbook's password when it is saved). Anyone holding a plain copy
+/// (an archive reader, an evidence export) could otherwise answer for the
+/// unit. A unit exempted by the config (`attachment_unencrypted`) returns
+/// in the clear.
+fn refuse_plain_if_mailed_encrypted(config: &Config, file: &Path, plain: &[u8]) -> Result<()> {
+    let key = crate::worksheet::claimed_key(file, plain)?;
+    let unit = crate::report::unit_of_key(&key).0;
+    let exempt = config.agencies.get(unit).is_none_or(|a| {
+        matches!(
+            a.attachment,
+            crate::config::AttachmentProtection::Unencrypted(_)
+        )
+    });
+    anyhow::ensure!(
+        exempt,
+        "{}: it says it is {key}'s and came unencrypted, but {unit}'s workbooks are mailed \
+         encrypted: return it encrypted with the password it was opened with, as Excel saves it",
+        file.display()
+    );
+    Ok(())
+}
+
 /// A returned workbook's bytes, readable: as they are, or, for an
 /// encrypted one (an OLE compound file, as we mail them), decrypted with
 /// the first password that opens it — every unit's issued passwords,
@@ -590,8 +617,58 @@ const ENV_HOLDER: &str = ":env";
 const RETURN_MAX_UNPACKED: u64 = 256 * 1024 * 1024;
 
 /// Refuses a returned workbook with macros (a VBA project: not one we
-/// sent) or that says it unpacks to more than [`RETURN_MAX_UNPACKED`],
-/// before any reader inflates it.
+/// sent), that says it unpacks to more than [`RETURN_MAX_UNPACKED`]
+/// (before any reader inflates it), or that holds a formula anywhere.
+fn refuse_unsafe_workbook(file: &Path, plain: &[u8]) -> Result<()> {
+    refuse_unsafe_archive(file, plain)?;
+    refuse_formulas(file, plain)
+}
+
+/// Refuses a returned workbook with a formula in any cell. Webir-audit
+/// writes none (every value is text or a number), so a formula is the
+/// returner's: its cached value is what a reader of the cells sees, but
+/// the archive keeps the file as received, and there it would run again
+/// (a HYPERLINK behind a masked ID) for every later reader. The officer
+/// types the value instead. The cell is named; the formula is not quoted.
+fn refuse_formulas(file: &Path, plain: &[u8]) -> Result<()> {
+    use calamine::Reader as _;
+    let Ok(mut wb) = calamine::Xlsx::new(std::io::Cursor::new(plain)) else {
+        // Not a workbook: the workbook reader says what it is.
+        return Ok(());
+    };
+    for sheet in wb.sheet_names().to_vec() {
+        let formulas = wb
+            .worksheet_formula(&sheet)
+            .with_context(|| format!("{}: reading sheet {sheet}", file.display()))?;
+        let (top, left) = formulas.start().unwrap_or((0, 0));
+        if let Some((r, c, _)) = formulas.used_cells().find(|(_, _, f)| !f.is_empty()) {
+            let (row, col) = (top as usize + r + 1, left as usize + c);
+            anyhow::bail!(
+                "{}: sheet {sheet}, cell {}{row} holds a formula: answers are typed as values, \
+                 and a formula is never kept in the archive; type its value there and return it again",
+                file.display(),
+                column_letters(col)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A spreadsheet column's letters: 0 → A, 25 → Z, 26 → AA.
+fn column_letters(mut col: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (col % 26) as u8);
+        if col < 26 {
+            break;
+        }
+        col = col / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII letters")
+}
+
+/// The archive half of [`refuse_unsafe_workbook`].
 fn refuse_unsafe_archive(file: &Path, plain: &[u8]) -> Result<()> {
     let Ok(mut zip) = zip::ZipArchive::new(std::io::Cursor::new(plain)) else {
         // Not a zip: the workbook reader says what it is.
@@ -617,4 +694,22 @@ fn refuse_unsafe_archive(file: &Path, plain: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_letters_count_as_a_spreadsheet_does() {
+        for (c, want) in [
+            (0, "A"),
+            (1, "B"),
+            (25, "Z"),
+            (26, "AA"),
+            (27, "AB"),
+            (701, "ZZ"),
+            (702, "AAA"),
+        ] {
+            assert_eq!(super::column_letters(c), want);
+        }
+    }
 }

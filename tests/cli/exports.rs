@@ -949,6 +949,8 @@ fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
             }
         },
     );
+    let config = webir_audit::config::load(&t.config_path()).unwrap();
+    let answered = crate::harness::as_returned(&config, &answered);
     let back = t.run(&["ingest-worksheet", answered.to_str().unwrap()]);
     assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);
     // The same review day again is not a second review.

@@ -565,6 +565,7 @@ fn an_account_review_comes_back_with_its_decisions() {
             .expect("KPB's account review is due")
     };
     let ingest = |f: &PathBuf, now: &str| {
+        let f = crate::harness::as_returned(&config, f);
         let mut all = vec!["ingest-worksheet", f.to_str().unwrap()];
         all.extend(["--config", city.config.to_str().unwrap(), "--now", now]);
         run_binary_env(&all, city.tmp.path(), &[])
@@ -1078,6 +1079,7 @@ fn a_query_check_comes_back_with_what_was_done() {
             }
         },
     );
+    let filled = crate::harness::as_returned(&config, &filled);
     let mut all = vec!["ingest-worksheet", filled.to_str().unwrap()];
     all.extend([
         "--config",

@@ -345,3 +345,41 @@ pub fn written_at(path: &Path, at: &str) {
         .and_then(|f| f.set_modified(at.into()))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
+
+/// `file`, a workbook as a unit's reader returns it: encrypted with the
+/// password of the reader it was sent to (its officer; the ethics unit
+/// for a second review), as Excel keeps it when saving. A file already
+/// encrypted is returned as it is. The sealed copy's path.
+pub fn as_returned(config: &webir_audit::config::Config, file: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    use webir_audit::mail::Role;
+    let bytes = std::fs::read(file).unwrap();
+    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        return file.to_owned();
+    }
+    let Ok(key) = webir_audit::worksheet::claimed_key(file, &bytes) else {
+        // Not one of ours: refused for what it is, whatever it is sealed in.
+        return file.to_owned();
+    };
+    let (unit, review) = webir_audit::report::unit_of_key(&key);
+    let role = if review { Role::Ethics } else { Role::Officer };
+    let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let sealed = webir_audit::mail::protect(
+        config,
+        &mut store,
+        unit,
+        role,
+        &bytes,
+        "2026-07-01T00:00:00Z",
+    )
+    .unwrap()
+    .bytes;
+    // Sealed once per content: the same file returned twice is the same
+    // bytes twice (a resend), as a reader's mail program sends it.
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    let out = file.with_extension(format!("{}.sealed.xlsx", &digest[..16]));
+    if !out.exists() {
+        std::fs::write(&out, sealed).unwrap();
+    }
+    out
+}

@@ -137,6 +137,11 @@ impl City {
 
     /// `ingest-worksheet FILE` on the city: a returned workbook read back.
     fn ingest(&self, file: &Path) -> crate::harness::Output {
+        self.ingest_plain(&crate::harness::as_returned(&self.config, file))
+    }
+
+    /// `ingest-worksheet FILE`, the file as it is (not sealed as returned).
+    fn ingest_plain(&self, file: &Path) -> crate::harness::Output {
         let config = self.tmp.path().join("city/webir-audit.toml");
         run_binary(
             &[
@@ -653,6 +658,39 @@ pub fn refill_sheet_as(
     sheet: &str,
     edit: impl Fn(&mut Vec<Vec<Data>>),
 ) {
+    rewrite(original, properties_of, out, sheet, edit, |_| ());
+}
+
+/// [`refill_sheet`], then `formula` (cached as `shows`) written over the
+/// sheet's cell at (`row`, `col`), 0-based: what Excel saves when the
+/// returner types a formula.
+pub fn refill_sheet_with_formula(
+    original: &Path,
+    out: &Path,
+    sheet: &str,
+    edit: impl Fn(&mut Vec<Vec<Data>>),
+    (row, col, formula, shows): (u32, u16, &str, &str),
+) {
+    rewrite(original, original, out, sheet, edit, |wb| {
+        wb.worksheet_from_name(sheet)
+            .unwrap()
+            .write_formula(
+                row,
+                col,
+                rust_xlsxwriter::Formula::new(formula).set_result(shows),
+            )
+            .unwrap();
+    });
+}
+
+fn rewrite(
+    original: &Path,
+    properties_of: &Path,
+    out: &Path,
+    sheet: &str,
+    edit: impl Fn(&mut Vec<Vec<Data>>),
+    then: impl Fn(&mut rust_xlsxwriter::Workbook),
+) {
     let (names, mut sheets) = read(original);
     edit(sheets.get_mut(sheet).unwrap());
     let mut wb = rust_xlsxwriter::Workbook::new();
@@ -689,6 +727,7 @@ pub fn refill_sheet_as(
             }
         }
     }
+    then(&mut wb);
     wb.save(out).unwrap();
 }
 
@@ -2325,6 +2364,16 @@ fn a_workbook_relabelled_as_another_unit_s_is_refused() {
     drop(store);
     let own = city.tmp.path().join("own.xlsx");
     refill_sheet(&dir.join("reports/KSA.xlsx"), &own, "抽查工作底稿", fill);
+    // Mailed encrypted, it comes back encrypted: a plain copy (an archive
+    // reader's, an evidence export's) does not answer for the unit.
+    let out = city.ingest_plain(&own);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("came unencrypted, but KSA's workbooks are mailed encrypted"),
+        "{}",
+        out.stderr
+    );
     // Encrypted, it must open with its own unit's password: KSA's genuine
     // return sealed with the police's password is not KSA's answer.
     let sealed = |unit: &str| {
@@ -2406,6 +2455,95 @@ fn an_answer_too_long_to_quote_is_refused_before_anything_is_recorded() {
             .exists(),
         "nothing kept"
     );
+}
+
+/// Issue 29: a return with a formula in any cell (the trial put a
+/// HYPERLINK behind a masked ID, cached as the ID as sent, so every cell
+/// read as sent and the link was archived live) or with macros (a VBA
+/// project) is refused, naming the cell; nothing is recorded or kept.
+/// The same answers typed as values are taken.
+#[test]
+fn a_return_with_a_formula_or_macros_is_refused_and_nothing_recorded() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let sent = dir.join("reports/KPB.xlsx");
+    let fill = |rows: &mut Vec<Vec<Data>>| {
+        for r in table_rows(rows).iter_mut() {
+            answer(r, ["是", "是", "是", "無", ""]);
+        }
+        sign(rows, "王稽核", "2026/07/20");
+    };
+    let (_, sheets) = read(&sent);
+    let (header, rows) = table(&sheets, "抽查工作底稿");
+    let who = column(&header, "被查詢人");
+    let shows = text(&rows[0][who]);
+    assert!(shows.contains('*'), "masked as sent: {shows}");
+    let linked = city.tmp.path().join("linked.xlsx");
+    let link = format!("HYPERLINK(\"http://evil.example/\",\"{shows}\")");
+    refill_sheet_with_formula(
+        &sent,
+        &linked,
+        "抽查工作底稿",
+        fill,
+        (3, who as u16, &link, &shows),
+    );
+    let out = city.ingest(&linked);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("sheet 抽查工作底稿, cell E4 holds a formula"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("evil.example"),
+        "not quoted: {}",
+        out.stderr
+    );
+    let done = city.tmp.path().join("done.xlsx");
+    refill_sheet(&sent, &done, "抽查工作底稿", fill);
+    let macros = city.tmp.path().join("macros.xlsx");
+    with_member(
+        &done,
+        &macros,
+        "xl/vbaProject.bin",
+        b"\xD0\xCF\x11\xE0 Sub AutoOpen()",
+    );
+    let out = city.ingest(&macros);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("holds macros"), "{}", out.stderr);
+    let store = || webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    assert!(
+        store().worksheet_returns(&run).unwrap().is_empty(),
+        "nothing recorded"
+    );
+    assert!(
+        !dir.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("returns")
+            .exists(),
+        "nothing kept"
+    );
+    let out = city.ingest(&done);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(store().worksheet_returns(&run).unwrap().len(), 1);
+}
+
+/// `from` with one more zip member `name`: what saving as .xlsm adds.
+fn with_member(from: &Path, to: &Path, name: &str, bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut zin = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    for i in 0..zin.len() {
+        z.raw_copy_file(zin.by_index_raw(i).unwrap()).unwrap();
+    }
+    z.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap();
 }
 
 /// Issue 29: a return is recorded only once it is taken whole. Where it
