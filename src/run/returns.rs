@@ -171,26 +171,32 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         &now,
     )?;
     tracing::info!(kept = %kept.display(), "returned workbook kept");
-    // Checked, its record made and kept: only now is what it said recorded.
-    match &what {
-        What::Sample(r) => r.pending.record(&mut store)?,
-        What::Table(t) => t.pending.record(&mut store)?,
-    }
+    // Checked, its record made and kept: only now is what it said
+    // recorded, its item closed, its notices queued and the file counted
+    // as taken, in one transaction: all of it, or (a crash, a full disk)
+    // none, and the file is taken again from the start (kept once more).
     let unanswered = rows - answered;
     let due_job = match &what {
         What::Sample(_) => job.name(),
         What::Table(t) => t.kind.due_job,
     };
-    let closed = unanswered == 0 && store.close_due(due_job, &run_id, &unit_id, &now, &sha)?;
-    let notice_queued = match &what {
-        What::Sample(r) => queue_anomalies(config, &mut store, r, &sha, clock.now())?,
-        What::Table(_) => false,
-    };
-    if let (Some((bytes, due_on)), What::Sample(r)) = (&investigation, &what) {
-        open_investigation(config, &mut store, r, &kept, bytes, due_on, clock)?;
-    }
-    // Taken whole: only now is the same file again a duplicate.
-    store.mark_taken(&sha, &now)?;
+    let (closed, notice_queued) = store.atomically(|store| {
+        match &what {
+            What::Sample(r) => r.pending.record(store)?,
+            What::Table(t) => t.pending.record(store)?,
+        }
+        let closed = unanswered == 0 && store.close_due(due_job, &run_id, &unit_id, &now, &sha)?;
+        let notice_queued = match &what {
+            What::Sample(r) => queue_anomalies(config, store, r, &sha, clock.now())?,
+            What::Table(_) => false,
+        };
+        if let (Some((bytes, due_on)), What::Sample(r)) = (&investigation, &what) {
+            open_investigation(config, store, r, &kept, bytes, due_on, clock)?;
+        }
+        // Taken whole: only now is the same file again a duplicate.
+        store.mark_taken(&sha, &now)?;
+        Ok((closed, notice_queued))
+    })?;
     Ok(Ingested {
         what,
         notice_queued,

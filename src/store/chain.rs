@@ -6,7 +6,7 @@
 //! Appends are one immediate transaction; triggers refuse UPDATE and
 //! DELETE.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError, self_err};
@@ -68,10 +68,7 @@ impl Store {
         digest: &str,
         at: &str,
     ) -> Result<ChainEntry, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self_err(&self.file, e))?;
+        let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         let last: Option<(i64, String)> = tx
             .query_row(
                 "SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1",

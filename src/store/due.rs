@@ -109,10 +109,7 @@ impl Store {
     /// Records that item `id` was handed over to the unit's new officer
     /// `to` at `at` (the handover message is in the outbox).
     pub fn hand_over(&mut self, id: i64, to: &str, at: &str) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| super::self_err(&self.file, e))?;
+        let tx = super::begin(&mut self.conn).map_err(|e| super::self_err(&self.file, e))?;
         tx.execute(
             "INSERT INTO due_handovers (item_id, from_address, to_address, at)
              SELECT id, sent_to, ?2, ?3 FROM due_items WHERE id = ?1",

@@ -63,7 +63,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let file = self.file.clone();
         let err = |e| self_err(&file, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::begin(&mut self.conn).map_err(err)?;
         tx.execute(
             "CREATE TEMP TABLE IF NOT EXISTS listed (key TEXT PRIMARY KEY)",
             [],

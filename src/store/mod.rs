@@ -129,6 +129,76 @@ pub struct Store {
     file: PathBuf,
 }
 
+/// The writes of one store method: its own immediate transaction, or,
+/// inside [`Store::atomically`], a savepoint of the caller's transaction,
+/// so that they land with the caller's other writes or not at all.
+pub(crate) enum Tx<'a> {
+    Own(rusqlite::Transaction<'a>),
+    Inside(rusqlite::Savepoint<'a>),
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Tx::Own(t) => t,
+            Tx::Inside(s) => s,
+        }
+    }
+}
+
+impl Tx<'_> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Tx::Own(t) => t.commit(),
+            Tx::Inside(s) => s.commit(),
+        }
+    }
+}
+
+/// Begins a store method's writes ([`Tx`]). Its own transaction is
+/// immediate: the write lock is taken before anything is read, so two
+/// processes never both read a value and then both write from it.
+pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<Tx<'_>> {
+    if conn.is_autocommit() {
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map(Tx::Own)
+    } else {
+        conn.savepoint().map(Tx::Inside)
+    }
+}
+
+impl Store {
+    /// Runs `f` as one transaction: everything it writes to the store
+    /// lands, or (an error, a crash) none of it does.
+    pub fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        anyhow::ensure!(
+            self.conn.is_autocommit(),
+            "a store transaction is already open"
+        );
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self_err(&self.file, e))?;
+        match f(self) {
+            Ok(v) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| self_err(&self.file, e))?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(r) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::error!(error = %r, "rolling back a store transaction");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The outbox. `sending` is written just before a message's data goes to
 /// the server, so a crash mid-transfer leaves a trace; a drain that finds
 /// one (under the outbox lock, so no live process owns it) marks it

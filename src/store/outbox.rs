@@ -72,7 +72,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let file = self.file.clone();
         let err = |e| self_err(&file, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::begin(&mut self.conn).map_err(err)?;
         let mut added = 0;
         for m in messages {
             added += tx

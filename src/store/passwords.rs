@@ -2,7 +2,7 @@
 //! made on first use; a new one retires the old, which is kept so that a
 //! workbook encrypted with it can still be opened.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, self_err};
 
@@ -52,10 +52,7 @@ impl Store {
         at: &str,
         make: impl FnOnce() -> String,
     ) -> Result<AttachmentPassword, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self_err(&self.file, e))?;
+        let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         let current = tx
             .query_row(CURRENT, params![unit_id], row)
             .optional()
@@ -89,10 +86,7 @@ impl Store {
         password: &str,
         at: &str,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self_err(&self.file, e))?;
+        let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         tx.execute(
             "UPDATE attachment_passwords SET retired_at = ?2 WHERE unit_id = ?1 AND retired_at IS NULL",
             params![unit_id, at],

@@ -2,7 +2,7 @@
 //! it has seen, its small key-value table, and the append-only log of run
 //! folders deleted by retention.
 
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::params;
 
 use super::{Store, StoreError, self_err, text_enum};
 
@@ -208,10 +208,7 @@ impl Store {
         run_dir: &str,
     ) -> Result<(), StoreError> {
         let note = format!("run by hand at {at}");
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self_err(&self.file, e))?;
+        let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         tx.execute(
             "INSERT OR IGNORE INTO runs (job, period, scheduled_for, state)
              VALUES (?1, ?2, ?3, 'generated')",

@@ -1,6 +1,6 @@
 //! The seed ledger and the frozen population digests: append-only.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, self_err, text_enum};
 
@@ -42,10 +42,7 @@ impl Store {
         run_dir: &str,
         first_only: bool,
     ) -> Result<u32, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self_err(&self.file, e))?;
+        let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         let n: u32 = tx
             .query_row(
                 "SELECT COALESCE(MAX(draw_number), 0) + 1 FROM seed_draws WHERE period = ?1",

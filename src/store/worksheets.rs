@@ -44,7 +44,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let file = self.file.clone();
         let err = |e| self_err(&file, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::begin(&mut self.conn).map_err(err)?;
         tx.execute(
             "INSERT INTO worksheet_returns (run_id, unit_id, received_at, file_sha256, rows, answered, anomalies)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -180,7 +180,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let file = self.file.clone();
         let err = |e| self_err(&file, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::begin(&mut self.conn).map_err(err)?;
         tx.execute(
             "INSERT INTO table_returns (job, run_id, unit_id, received_at, file_sha256, rows, answered)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -2532,6 +2532,74 @@ fn a_return_with_a_formula_or_macros_is_refused_and_nothing_recorded() {
     assert_eq!(store().worksheet_returns(&run).unwrap().len(), 1);
 }
 
+/// Issue 29: what a return records — its answers, its item closed, the
+/// ethics unit's notice, the investigation it opens, the file counted as
+/// taken — is one transaction. The last write failing (here a trigger
+/// standing in for a full disk) leaves none of the others; the same file
+/// sent again is taken whole, once.
+#[test]
+fn a_return_whose_last_write_fails_records_none_of_it() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let done = city.tmp.path().join("done.xlsx");
+    refill_sheet(
+        &dir.join("reports/KPB.xlsx"),
+        &done,
+        "抽查工作底稿",
+        |rows| {
+            for (i, r) in table_rows(rows).iter_mut().enumerate() {
+                if i == 0 {
+                    answer(r, ["是", "否", "是", "有", "未經主管核可即查詢"]);
+                } else {
+                    answer(r, ["是", "是", "是", "無", ""]);
+                }
+            }
+            sign(rows, "王稽核", "2026/07/20");
+        },
+    );
+    let state = &city.config.paths.state;
+    let store = || webir_audit::store::Store::open(state).unwrap();
+    let (items, mails) = (
+        store().due_items().unwrap(),
+        store().outbox().unwrap().len(),
+    );
+    let db = rusqlite::Connection::open(state.join("state.sqlite3")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON returns_taken \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let out = city.ingest(&done);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("disk is full"), "{}", out.stderr);
+    assert!(
+        store().worksheet_returns(&run).unwrap().is_empty(),
+        "no answers"
+    );
+    assert_eq!(
+        store().due_items().unwrap(),
+        items,
+        "no item closed or opened"
+    );
+    assert_eq!(store().outbox().unwrap().len(), mails, "no notice queued");
+    db.execute_batch("DROP TRIGGER full_disk").unwrap();
+    let out = city.ingest(&done);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(store().worksheet_returns(&run).unwrap().len(), 1);
+    let investigations = store()
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.job == "investigation" && i.unit_id == "KPB")
+        .count();
+    assert_eq!(investigations, 1, "one investigation opened");
+    assert!(
+        store().outbox().unwrap().len() > mails,
+        "the notices queued"
+    );
+}
+
 /// `from` with one more zip member `name`: what saving as .xlsm adds.
 fn with_member(from: &Path, to: &Path, name: &str, bytes: &[u8]) {
     use std::io::Write as _;
