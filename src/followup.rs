@@ -199,10 +199,21 @@ pub fn remind(config: &Config, store: &mut Store, now: DateTime<Utc>) -> Result<
 /// Every item ever opened and where it stands on `today`, by unit, then
 /// oldest first: the city-wide 回收狀況 sheet and `status`.
 pub fn due_rows(store: &Store, today: NaiveDate) -> Result<Vec<crate::report::build::DueRow>> {
+    due_rows_with(store, today, &[])
+}
+
+/// [`due_rows`], with `opening`: the items a run opens as it is sealed,
+/// not yet in the store.
+pub fn due_rows_with(
+    store: &Store,
+    today: NaiveDate,
+    opening: &[crate::store::DueItem],
+) -> Result<Vec<crate::report::build::DueRow>> {
     let day = |s: &str| s.get(..10).and_then(|d| d.parse::<NaiveDate>().ok());
     let mut rows: Vec<crate::report::build::DueRow> = store
         .due_items()?
         .into_iter()
+        .chain(opening.iter().cloned())
         .map(|i| {
             let due = day(&i.due_on).unwrap_or(today);
             let returned = i.closed_at.as_deref().and_then(day);

@@ -488,12 +488,19 @@ pub(super) fn external_audit(
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
-    super::refuse_second_draw(
-        &Store::open(&config.paths.state)?,
-        &format!("{}/{}", period.id, Job::ExternalAudit),
+    let ledger_period = format!("{}/{}", period.id, Job::ExternalAudit);
+    let mut store = Store::open(&config.paths.state)?;
+    // Held until the run is sealed: one draw of the year at a time, and
+    // one whose run died before its seal is resumed, never redrawn.
+    let claim = super::DrawClaim::take(
+        &config.paths.state,
+        &store,
+        &ledger_period,
         Job::ExternalAudit,
+        seed.as_ref(),
         redraw,
     )?;
+    let seed = claim.seed(seed)?;
     let day = period.last_day().min(started.date());
     let mut ingested = super::ingest_inbox(config, Reference::Day(day), Job::ExternalAudit)?;
     let hb = config.agencies.health_bureau().id.clone();
@@ -512,28 +519,16 @@ pub(super) fn external_audit(
     )?;
     let unfinished = archive::Unfinished::new(&folder.dir);
     let dir = &folder.dir;
-    let (seed, source) = Seed::given_or_drawn(seed)
+    let (seed, mut source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
-    let mut store = Store::open(&config.paths.state)?;
     let drawn_at = local_text(clock.local(config.timezone));
-    let ledger_period = format!("{}/{}", period.id, Job::ExternalAudit);
-    let draw_number = store.record_draw(
-        &ledger_period,
-        seed.as_str(),
-        source,
-        &drawn_at,
-        &digest,
-        &dir.display().to_string(),
-        !redraw,
-    )?;
-    super::chain_seed(
+    let draw_number = claim.record(
         &mut store,
-        &ledger_period,
-        draw_number,
-        seed.as_str(),
-        source,
-        &digest,
+        (&seed, &mut source),
         &drawn_at,
+        &digest,
+        dir,
+        redraw,
     )?;
     let selection = units::draw(
         &seed,

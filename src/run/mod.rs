@@ -490,12 +490,14 @@ fn finish_run(
     // told again; those this run tells of are recorded with its mail.
     let notified = store.notified_criticals()?;
     let mut told: Vec<String> = Vec::new();
+    // The items this run opens: written with its mail and its seal.
+    let mut opening = Vec::new();
     let workbooks = models.len();
     for mut m in models {
         // The city-wide workbook comes last: its 回收狀況 shows what this
         // run asked of the units too.
         if m.city_wide() {
-            let due = crate::followup::due_rows(&store, facts.generated_at.date())?;
+            let due = crate::followup::due_rows_with(&store, facts.generated_at.date(), &opening)?;
             report::build::refresh_collection(&facts, &mut m, &due);
         }
         let key = m.key();
@@ -563,7 +565,7 @@ fn finish_run(
         if !m.city_wide() && m.asks_something() && config.followup.days(facts.kind.job()).is_some()
         {
             let (_, due_on) = report::build::deadline(config, facts.kind, facts.generated_at);
-            store.open_due(&crate::store::DueItem {
+            opening.push(crate::store::DueItem {
                 id: 0,
                 job: facts.kind.job().name().to_owned(),
                 run_id: m.run_id.clone(),
@@ -585,7 +587,7 @@ fn finish_run(
                 due_on: due_on.to_string(),
                 closed_at: None,
                 closed_by: None,
-            })?;
+            });
         }
         for (to, role) in recipients {
             // Encrypted for its reader: each opens it with their own password.
@@ -605,24 +607,32 @@ fn finish_run(
             )?);
         }
     }
-    // Point 6(4): each unit the external audit drew is told what to
-    // prepare and by when; its preparation is a due item.
-    if let (ReportKind::ExternalAudit, Some(draw)) = (facts.kind, facts.selection) {
-        messages.extend(crate::followup::drawn_units(
-            config, &mut store, &facts, draw, &run, now,
-        )?);
-    }
     tracing::info!(elapsed = ?clock.elapsed(), workbooks, memory = %crate::ingest::memory(), "reports written");
-    // Every message of the run is queued in one transaction; queueing a run
-    // again adds nothing (unique run, report, recipient).
-    let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
-    tracing::info!(queued, messages = messages.len(), "mail queued");
-    archive::seal_chained(
-        &outcome.dir,
-        &mut store,
-        "seal",
-        &local_text(facts.generated_at),
-    )?;
+    // What the run asks, its mail and its seal are one transaction: a run
+    // that dies before its seal leaves no item open and no mail queued
+    // (nobody was asked anything), and is resumed or removed whole.
+    // Queueing a run again adds nothing (unique run, report, recipient).
+    let queued = store.atomically(|store| {
+        for item in &opening {
+            store.open_due(item)?;
+        }
+        // Point 6(4): each unit the external audit drew is told what to
+        // prepare and by when; its preparation is a due item.
+        if let (ReportKind::ExternalAudit, Some(draw)) = (facts.kind, facts.selection) {
+            messages.extend(crate::followup::drawn_units(
+                config, store, &facts, draw, &run, now,
+            )?);
+        }
+        let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
+        let at = local_text(facts.generated_at);
+        if let Err(e) = archive::seal_chained(&outcome.dir, store, "seal", &at) {
+            // Unchained, a seal file would make the folder look finished.
+            let _ = std::fs::remove_file(outcome.dir.join(archive::SEAL));
+            return Err(e);
+        }
+        Ok(queued)
+    })?;
+    tracing::info!(queued, "mail queued, run sealed");
     Ok(())
 }
 
@@ -1108,7 +1118,8 @@ fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
 fn draw_lock(state: &std::path::Path, period: &str) -> Result<std::fs::File> {
     let dir = state.join("locks");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("draw-{period}.lock"));
+    // `2026/external-audit` names a file `draw-2026.external-audit.lock`.
+    let path = dir.join(format!("draw-{}.lock", period.replace('/', ".")));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -1163,6 +1174,109 @@ fn crashed_draw(store: &Store, period: &str) -> Result<Option<crate::store::Seed
         last.run_dir
     );
     Ok(Some(last))
+}
+
+/// A period's draw about to be made (`ledger`: the period, or
+/// `<year>/external-audit`), held under its draw lock until dropped: the
+/// draw whose run died before its seal, to resume, if there is one; else
+/// a first draw, or a second one the operator asked for.
+pub(crate) struct DrawClaim {
+    _lock: std::fs::File,
+    ledger: String,
+    pub(crate) crashed: Option<crate::store::SeedDraw>,
+}
+
+impl DrawClaim {
+    /// Takes the draw lock and finds what the draw is: a crashed draw is
+    /// resumed (its unsealed folder, personal data, removed; another seed
+    /// than its own refused), else a second draw needs `redraw`.
+    pub(crate) fn take(
+        state: &std::path::Path,
+        store: &Store,
+        ledger: &str,
+        job: Job,
+        seed: Option<&Seed>,
+        redraw: bool,
+    ) -> Result<DrawClaim> {
+        // Held until the run is sealed or gone: a draw of the period in
+        // progress elsewhere is not mistaken for a crashed one.
+        let lock = draw_lock(state, ledger)?;
+        // A draw whose run died before its seal (power cut, kill -9) is
+        // resumed with its recorded seed and number: never a new seed (that
+        // would be seed shopping), never a draw 2 of a draw nobody saw.
+        let crashed = crashed_draw(store, ledger)?;
+        if let Some(d) = &crashed {
+            let left = std::path::Path::new(&d.run_dir);
+            tracing::warn!(period = %ledger, draw = d.draw_number, run = %d.run_dir, "a draw whose run died before its seal: resumed with its seed; its unsealed folder (personal data) is removed");
+            if left.exists() {
+                std::fs::remove_dir_all(left)
+                    .with_context(|| format!("removing the unsealed {}", left.display()))?;
+            }
+            if let Some(given) = seed {
+                anyhow::ensure!(
+                    given.as_str() == d.seed,
+                    "draw {} of {ledger} (seed {}, at {}) died before its seal; it is resumed with its recorded seed, not another: run again without --seed, or with that seed",
+                    d.draw_number,
+                    d.seed,
+                    d.drawn_at
+                );
+            }
+        } else {
+            refuse_second_draw(store, ledger, job, redraw)?;
+        }
+        Ok(DrawClaim {
+            _lock: lock,
+            ledger: ledger.to_owned(),
+            crashed,
+        })
+    }
+
+    /// The seed to draw with: the crashed draw's, else `given`.
+    pub(crate) fn seed(&self, given: Option<Seed>) -> Result<Option<Seed>> {
+        match &self.crashed {
+            Some(d) => Ok(Some(d.seed.parse::<Seed>()?)),
+            None => Ok(given),
+        }
+    }
+
+    /// Records the draw in the ledger and the chain (a resumed one: that
+    /// its run is now `dir`, with its own number, seed and source), once
+    /// the run's folder exists. Its number.
+    pub(crate) fn record(
+        &self,
+        store: &mut Store,
+        (seed, source): (&Seed, &mut &'static str),
+        drawn_at: &str,
+        digest: &str,
+        dir: &std::path::Path,
+        redraw: bool,
+    ) -> Result<u32> {
+        let ledger = &self.ledger;
+        let run_dir = dir.display().to_string();
+        let Some(d) = &self.crashed else {
+            let n = store.record_draw(
+                ledger,
+                seed.as_str(),
+                source,
+                drawn_at,
+                digest,
+                &run_dir,
+                !redraw,
+            )?;
+            chain_seed(store, ledger, n, seed.as_str(), source, digest, drawn_at)?;
+            return Ok(n);
+        };
+        anyhow::ensure!(
+            d.population_digest == digest,
+            "draw {} of {ledger} died before its seal and the population changed since (digest {} then, {digest} now): it cannot be resumed; restore the inputs it drew from",
+            d.draw_number,
+            d.population_digest,
+        );
+        // Its seed and number stand, and are chained already.
+        *source = if d.source == "os" { "os" } else { "given" };
+        store.resume_draw(ledger, d.draw_number, &run_dir, drawn_at)?;
+        Ok(d.draw_number)
+    }
 }
 
 /// A period is drawn once. A second draw happens only when the operator
@@ -1277,40 +1391,19 @@ fn sample_audit(
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
     let mut store = Store::open(&config.paths.state)?;
-    // Held until the run is sealed or gone: a draw of the period in
-    // progress elsewhere is not mistaken for a crashed one.
-    let _drawing = draw_lock(&config.paths.state, &period.id)?;
-    // A draw whose run died before its seal (power cut, kill -9) is
-    // resumed with its recorded seed and number: never a new seed (that
-    // would be seed shopping), never a draw 2 of a draw nobody saw.
-    let crashed = crashed_draw(&store, &period.id)?;
-    if let Some(d) = &crashed {
-        let left = std::path::Path::new(&d.run_dir);
-        tracing::warn!(period = %period.id, draw = d.draw_number, run = %d.run_dir, "a draw whose run died before its seal: resumed with its seed; its unsealed folder (personal data) is removed");
-        if left.exists() {
-            std::fs::remove_dir_all(left)
-                .with_context(|| format!("removing the unsealed {}", left.display()))?;
-        }
-        if let Some(given) = &seed {
-            anyhow::ensure!(
-                given.as_str() == d.seed,
-                "draw {} of {} (seed {}, at {}) died before its seal; it is resumed with its recorded seed, not another: run again without --seed, or with that seed",
-                d.draw_number,
-                period.id,
-                d.seed,
-                d.drawn_at
-            );
-        }
-    } else {
-        refuse_second_draw(&store, &period.id, Job::SampleAudit, redraw)?;
-    }
+    let claim = DrawClaim::take(
+        &config.paths.state,
+        &store,
+        &period.id,
+        Job::SampleAudit,
+        seed.as_ref(),
+        redraw,
+    )?;
+    let crashed = claim.crashed.clone();
     let mut frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "no seed was drawn")?;
     let seed = match &ceremony {
-        _ if crashed.is_some() => crashed
-            .as_ref()
-            .map(|d| d.seed.parse::<Seed>())
-            .transpose()?,
+        _ if crashed.is_some() => claim.seed(seed)?,
         None => seed,
         Some(c) => {
             anyhow::ensure!(
@@ -1360,48 +1453,14 @@ fn sample_audit(
         source = "os";
     }
     let drawn_at = local_text(clock.local(config.timezone));
-    let draw_number = match &crashed {
-        Some(d) => {
-            anyhow::ensure!(
-                d.population_digest == frozen.population.digest,
-                "draw {} of {} died before its seal and the population changed since (digest {} then, {} now): it cannot be resumed; restore the inputs it drew from",
-                d.draw_number,
-                period.id,
-                d.population_digest,
-                frozen.population.digest
-            );
-            // Its seed and number stand, and are chained already.
-            source = if d.source == "os" { "os" } else { "given" };
-            store.resume_draw(
-                &period.id,
-                d.draw_number,
-                &dir.display().to_string(),
-                &drawn_at,
-            )?;
-            d.draw_number
-        }
-        None => {
-            let n = store.record_draw(
-                &period.id,
-                seed.as_str(),
-                source,
-                &drawn_at,
-                &frozen.population.digest,
-                &dir.display().to_string(),
-                !redraw,
-            )?;
-            chain_seed(
-                &mut store,
-                &period.id,
-                n,
-                seed.as_str(),
-                source,
-                &frozen.population.digest,
-                &drawn_at,
-            )?;
-            n
-        }
-    };
+    let draw_number = claim.record(
+        &mut store,
+        (&seed, &mut source),
+        &drawn_at,
+        &frozen.population.digest,
+        &dir,
+        redraw,
+    )?;
     if draw_number > 1 {
         tracing::warn!(period = %period.id, draw_number, "this period was drawn before; the reports will say so");
     }

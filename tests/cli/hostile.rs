@@ -553,6 +553,83 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
     assert!(runs[0].join("population.tsv").exists(), "not removed");
 }
 
+/// Issue 29: the external audit's draw of units, like the sample audit's,
+/// is resumed with its seed and number when its run died before its seal
+/// (here a mail template that fails to render, after the draw); it used
+/// to need `--redraw` and be announced as draw 2.
+#[test]
+fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
+    let (tmp, config) = sample_city();
+    let city = tmp.path().join("city");
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("templates"),
+        &city.join("templates"),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[paths]\n", "[paths]\ntemplates = \"templates\"\n", 1),
+    )
+    .unwrap();
+    let template = city.join("templates/external-audit.txt.j2");
+    let good = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, format!("{good}{{{{ no_such_value }}}}")).unwrap();
+    let args = |seed: &'static str| {
+        let mut a = vec![
+            "--now",
+            "2027-01-20T08:00:00+08:00",
+            "run",
+            "external-audit",
+            "--period",
+            "2026",
+            "--config",
+            config.as_str(),
+        ];
+        if !seed.is_empty() {
+            a.extend(["--seed", seed]);
+        }
+        a
+    };
+    let seed = "31415926535897932384626";
+    let died = crate::harness::run_binary(&args(seed), tmp.path());
+    assert_eq!(died.status, 2, "{}{}", died.stdout, died.stderr);
+    assert!(
+        died.stderr.contains("no_such_value") || died.stderr.contains("external-audit.txt.j2"),
+        "{}",
+        died.stderr
+    );
+    let ledger = "2026/external-audit";
+    let store = || webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    assert_eq!(
+        store().draws(ledger).unwrap().len(),
+        1,
+        "the seed was recorded"
+    );
+    std::fs::write(&template, good).unwrap();
+    let other = crate::harness::run_binary(&args("27182818284590452353602"), tmp.path());
+    assert_eq!(other.status, 2, "{}{}", other.stdout, other.stderr);
+    assert!(
+        other.stderr.contains("resumed with its recorded seed"),
+        "{}",
+        other.stderr
+    );
+    let again = crate::harness::run_binary(&args(""), tmp.path());
+    assert!(again.status <= 2, "{}{}", again.stdout, again.stderr);
+    let draws = store().draws(ledger).unwrap();
+    assert_eq!(draws.len(), 1, "still one draw");
+    assert_eq!(draws[0].seed, seed);
+    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026/external-audit"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1, "the dead run's folder is gone: {runs:?}");
+    assert!(runs[0].join("SHA256SUMS").exists(), "sealed");
+    let selection = crate::harness::json(&runs[0], "selection.json");
+    assert_eq!(selection["draw_number"], 1, "{selection}");
+    assert_eq!(selection["seed"], seed, "{selection}");
+}
+
 /// Issue 29: a run killed before its seal left an unsealed folder with
 /// personal data that `status` did not mention and nothing removed. A run
 /// holds a lock beside its folder while it writes it; a folder with no
