@@ -14,7 +14,7 @@ pub mod parse;
 pub mod read;
 pub mod snapshot;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -143,6 +143,9 @@ pub struct FileRecord {
     /// ([`Ingested::refuse_modification_dates`]): the file counts as
     /// undated, and nothing the run records names that time.
     pub modified_refused: bool,
+    /// The agencies its loaded rows name (sorted): a unit's workbooks list
+    /// only the files that hold its agencies' rows; the city-wide one all.
+    pub agencies: Vec<String>,
 }
 
 impl FileRecord {
@@ -447,6 +450,7 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             rows_counted_elsewhere: 0,
             snapshot: None,
             modified_refused: false,
+            agencies: Vec::new(),
         };
         // The file is hashed on another thread while it is parsed: one is
         // a read at disk speed, the other CPU. A file that turns out to be
@@ -575,6 +579,9 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             file: t.name().into(),
             source,
         };
+        if df.column("agency_id").is_ok() {
+            attribute(&mut records, &df).map_err(polars)?;
+        }
         if t == Table::QueryLog {
             let sha_of: BTreeMap<String, String> = records
                 .iter()
@@ -622,6 +629,41 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         }
         tables.insert(t, df);
     }
+    // Tables without an agency column (the request-form register) are
+    // attributed through their accounts, as the roster places them.
+    let accounts = tables[&Table::Roster]
+        .clone()
+        .lazy()
+        .select([col("account_id"), col("agency_id")])
+        .unique(None, UniqueKeepStrategy::First);
+    for (t, df) in &tables {
+        let names = df.get_column_names();
+        if !names.iter().any(|c| c.as_str() == "agency_id")
+            && names.iter().any(|c| c.as_str() == "account_id")
+        {
+            let placed = df
+                .clone()
+                .lazy()
+                .select([col("source_file"), col("account_id").cast(DataType::String)])
+                .join(
+                    accounts
+                        .clone()
+                        .with_column(col("account_id").cast(DataType::String)),
+                    [col("account_id")],
+                    [col("account_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .collect()
+                .map_err(|source| IngestError::Polars {
+                    file: t.name().into(),
+                    source,
+                })?;
+            attribute(&mut records, &placed).map_err(|source| IngestError::Polars {
+                file: t.name().into(),
+                source,
+            })?;
+        }
+    }
     rejects.rechunk_mut();
     Ok(Ingested {
         tables,
@@ -630,6 +672,48 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         outside_period,
         roster_use: None,
     })
+}
+
+/// Records in each file's record the agencies its rows (`df`: its
+/// `source_file` and `agency_id`) name. The query log's are taken before
+/// its overlap is removed: a file whose rows another file counts still
+/// holds them.
+fn attribute(records: &mut [FileRecord], df: &DataFrame) -> PolarsResult<()> {
+    let mut by_file: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if df.height() == 0 {
+        return Ok(());
+    }
+    let pairs = df
+        .clone()
+        .lazy()
+        .select([col("source_file"), col("agency_id")])
+        .drop_nulls(None)
+        // Distinct pairs first (a few per file), then text: the log's
+        // columns are categorical, and 50 million casts would cost.
+        .unique(None, UniqueKeepStrategy::Any)
+        .select([
+            col("source_file").cast(DataType::String),
+            col("agency_id").cast(DataType::String),
+        ])
+        .collect()?;
+    let files = pairs.column("source_file")?.str()?;
+    let agencies = pairs.column("agency_id")?.str()?;
+    for (f, a) in files.iter().zip(agencies.iter()) {
+        if let (Some(f), Some(a)) = (f, a) {
+            by_file
+                .entry(f.to_owned())
+                .or_default()
+                .insert(a.to_owned());
+        }
+    }
+    for r in records.iter_mut() {
+        if let Some(a) = by_file.remove(&r.path) {
+            r.agencies.extend(a);
+            r.agencies.sort();
+            r.agencies.dedup();
+        }
+    }
+    Ok(())
 }
 
 struct OneFile {

@@ -842,6 +842,22 @@ fn in_set(df: &DataFrame, column: &str, ids: &[String]) -> PolarsResult<DataFram
     df.clone().lazy().filter(one_of(col(column), set)).collect()
 }
 
+/// The columns of 資料品質's input files.
+const FILE_COLUMNS: [&str; 12] = [
+    "檔案",
+    "表別",
+    "編碼",
+    "狀態",
+    "載入列數",
+    "剔除列數",
+    "略過列數",
+    "與他檔重複列數",
+    "他檔已計入列數",
+    "清冊日期",
+    "缺少之選用欄位",
+    "SHA-256",
+];
+
 fn base(
     f: &RunFacts<'_>,
     unit_id: &str,
@@ -926,23 +942,20 @@ fn base(
             format!("請於 {deadline} 前完成「專責人員帳號」清查並更新異動。"),
         ],
     };
+    // A unit sees only its own input files (a file's name can say whose
+    // case it is): those holding its agencies' rows. Others are counted.
+    let files_shown: Vec<&FileRecord> = if city_wide {
+        f.files.iter().collect()
+    } else {
+        let own = subtree(f.config, crate::report::unit_of_key(unit_id).0);
+        f.files
+            .iter()
+            .filter(|r| r.agencies.iter().any(|a| own.contains(a)))
+            .collect()
+    };
     let files = Table {
-        headers: headers(&[
-            "檔案",
-            "表別",
-            "編碼",
-            "狀態",
-            "載入列數",
-            "剔除列數",
-            "略過列數",
-            "與他檔重複列數",
-            "他檔已計入列數",
-            "清冊日期",
-            "缺少之選用欄位",
-            "SHA-256",
-        ]),
-        rows: f
-            .files
+        headers: headers(&FILE_COLUMNS),
+        rows: files_shown
             .iter()
             .map(|r| {
                 let used = f.roster_use.is_some_and(|u| u.files.contains(&r.path));
@@ -970,6 +983,14 @@ fn base(
                     Cell::Text(r.sha256.clone()),
                 ]
             })
+            .chain((files_shown.len() < f.files.len()).then(|| {
+                let mut row = vec![Cell::Text(format!(
+                    "（另 {} 個檔案不含本機關之資料，未列出；衛生局彙整表列出全部）",
+                    f.files.len() - files_shown.len()
+                ))];
+                row.resize(FILE_COLUMNS.len(), Cell::Empty);
+                row
+            }))
             .collect(),
     };
     Ok(ReportModel {

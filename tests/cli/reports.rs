@@ -352,6 +352,47 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
     }
 }
 
+/// Issue 30: an export named for a police case (`PD_機密_王大明案.csv`)
+/// was listed, with its counts and hash, on 資料品質 in all ten units'
+/// workbooks. A unit's workbook names only the files holding its own
+/// agencies' rows and counts the others; the city-wide one names all.
+#[test]
+fn a_unit_sees_only_its_own_input_files() {
+    let city = City::new();
+    let (police, _) = city.subtree("KPB");
+    let logs = city.tmp.path().join("city/inbox/query_logs");
+    let q1 = std::fs::read_to_string(logs.join("webir_querylog_2026Q1.csv")).unwrap();
+    let mut lines = q1.lines();
+    let mut case = vec![lines.next().unwrap().to_owned()];
+    case.extend(
+        lines
+            .filter(|l| police.contains(l.split(',').nth(6).unwrap()))
+            .take(20)
+            .map(str::to_owned),
+    );
+    assert_eq!(case.len(), 21, "the police's rows");
+    std::fs::write(logs.join("PD_機密_王大明案.csv"), case.join("\n") + "\n").unwrap();
+    let dir = city.sample_audit();
+    let quality = |file: &str| -> String {
+        let (_, sheets) = read(&dir.join("reports").join(file));
+        sheets["資料品質"]
+            .iter()
+            .flatten()
+            .map(text)
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let ksa = quality("KSA.xlsx");
+    assert!(!ksa.contains("王大明"), "{ksa}");
+    assert!(ksa.contains("另 1 個檔案不含本機關之資料，未列出"), "{ksa}");
+    assert!(
+        ksa.contains("webir_querylog_2026Q1.csv"),
+        "its own files: {ksa}"
+    );
+    assert!(quality("KPB.xlsx").contains("PD_機密_王大明案.csv"));
+    assert!(quality("city-wide.xlsx").contains("PD_機密_王大明案.csv"));
+}
+
 #[test]
 fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     let city = City::new();
