@@ -1179,7 +1179,10 @@ fn ingest_worksheet(
 ) -> Result<ExitStatus, Error> {
     let config = config::load(path)?;
     let done = crate::run::returns::ingest_worksheet(&config, file, clock)?;
-    let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
+    // The answers are free text a person typed: an ID in one is masked.
+    let w = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{}", crate::privacy::mask_ids_in_text(&s)).context("writing to stdout")
+    };
     let r = match &done.what {
         crate::run::returns::What::Sample(r) => r,
         crate::run::returns::What::Table(t) => {

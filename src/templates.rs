@@ -137,7 +137,10 @@ impl Templates {
             what: "template",
             error: e,
         })?;
+        // No mail shows a national ID whole, whatever free text (an
+        // answer, a note, operator input) brought one in.
         t.render(minijinja::value::Serde(cx))
+            .map(|text| crate::privacy::mask_ids_in_text(&text))
             .map_err(|e| RenderError {
                 name: name.to_owned(),
                 what: "rendering template",

@@ -101,16 +101,23 @@ fn excel_time(t: &chrono::NaiveDateTime) -> Result<ExcelDateTime, XlsxError> {
     )
 }
 
+/// A text cell as written: any national ID in it masked. What the tool
+/// derives is masked already; free text a person typed (an answer, a
+/// form's 查詢事由, a note) may hold one, and no workbook shows one whole.
+fn masked(s: &str) -> String {
+    crate::privacy::mask_ids_in_text(s)
+}
+
 fn put(ws: &mut Worksheet, row: u32, col: u16, cell: &Cell, st: &Styles) -> Result<(), XlsxError> {
     match cell {
         Cell::Empty => {
             ws.write_blank(row, col, &st.text)?;
         }
         Cell::Text(s) if looks_like_formula(s) => {
-            ws.write_string_with_format(row, col, s, &st.risky)?;
+            ws.write_string_with_format(row, col, masked(s), &st.risky)?;
         }
         Cell::Text(s) => {
-            ws.write_string_with_format(row, col, s, &st.text)?;
+            ws.write_string_with_format(row, col, masked(s), &st.text)?;
         }
         Cell::Int(v) => {
             ws.write_number_with_format(row, col, *v as f64, &st.int)?;
@@ -437,7 +444,7 @@ fn write_table(
             for (c, cell) in row.iter().enumerate() {
                 match cell {
                     Cell::Text(s) if wraps[c] && !looks_like_formula(s) => {
-                        ws.write_string_with_format(r, c as u16, s, &st.wrap)?;
+                        ws.write_string_with_format(r, c as u16, masked(s), &st.wrap)?;
                         if cell_width(cell) > widths[c] || s.contains('\n') {
                             height = height.max(16.0 * printed_lines(s, widths[c] + pad) as f64);
                         }
@@ -646,7 +653,7 @@ fn write_pairs(
         ws.write_string_with_format(row, 0, *label, &st.label)?;
         match value {
             Cell::Text(s) if !looks_like_formula(s) => {
-                ws.write_string_with_format(row, 1, s, &st.wrap)?;
+                ws.write_string_with_format(row, 1, masked(s), &st.wrap)?;
                 // Long text wraps in the value column (70 to 90 characters
                 // wide where pairs are written) with the height it needs.
                 if display_width(s) > PAIR_WIDTH {

@@ -2641,6 +2641,72 @@ fn a_return_whose_last_write_fails_records_none_of_it() {
     );
 }
 
+/// Issue 30: a national ID typed into free text (a returned worksheet's
+/// 說明, in ASCII and in full-width letters and digits) reaches no mail and
+/// no workbook whole: the investigation record, the ethics unit's notice
+/// and every other message show it masked. Only the return as received,
+/// kept in the archive, holds it.
+#[test]
+fn a_national_id_typed_into_an_answer_is_masked_wherever_it_is_shown() {
+    let city = City::new();
+    let dir = city.sample_audit();
+    let done = city.tmp.path().join("done.xlsx");
+    refill_sheet(
+        &dir.join("reports/KPB.xlsx"),
+        &done,
+        "抽查工作底稿",
+        |rows| {
+            for (i, r) in table_rows(rows).iter_mut().enumerate() {
+                if i == 0 {
+                    answer(
+                        r,
+                        [
+                            "是",
+                            "否",
+                            "是",
+                            "有",
+                            "對象A123456789與Ｆ２２８６５４３２１係同一案",
+                        ],
+                    );
+                } else {
+                    answer(r, ["是", "是", "是", "無", ""]);
+                }
+            }
+            sign(rows, "王稽核", "2026/07/20");
+        },
+    );
+    let out = city.ingest(&done);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let whole = |s: &str| s.contains("A123456789") || s.contains("Ｆ２２８６５４３２１");
+    assert!(!whole(&out.stdout) && !whole(&out.stderr));
+    let mails = crate::mail::parse_all(&city.config.paths.state.join("outbox-files"));
+    assert!(
+        mails.iter().any(|m| m.text.contains("A12****789")),
+        "the ethics unit's notice quotes the answer, masked"
+    );
+    for m in &mails {
+        assert!(
+            !whole(&m.text) && !whole(&m.subject),
+            "{}: {}",
+            m.subject,
+            m.text
+        );
+    }
+    let record = webir_audit::archive::kept_file(
+        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
+        "KPB",
+        webir_audit::worksheet::INVESTIGATION_FILE,
+    )
+    .expect("the investigation record is kept");
+    let (_, sheets) = read(&record);
+    let cells: Vec<String> = sheets.values().flatten().flatten().map(text).collect();
+    assert!(
+        cells.iter().any(|c| c.contains("A12****789")),
+        "quoted, masked"
+    );
+    assert!(!cells.iter().any(|c| whole(c)), "{cells:?}");
+}
+
 /// `from` with one more zip member `name`: what saving as .xlsm adds.
 fn with_member(from: &Path, to: &Path, name: &str, bytes: &[u8]) {
     use std::io::Write as _;
