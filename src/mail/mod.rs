@@ -575,7 +575,11 @@ pub fn plain(
     body: String,
     now: DateTime<Utc>,
 ) -> Result<Outgoing> {
-    finish(config, run, report, recipient, subject, now, |b| {
+    // Built without a template (the admin's notices quote file names and
+    // errors): masked here as every template's output is.
+    let subject = crate::privacy::mask_ids_in_text(subject);
+    let body = crate::privacy::mask_ids_in_text(&body);
+    finish(config, run, report, recipient, &subject, now, |b| {
         b.header(ContentType::TEXT_PLAIN).body(body)
     })
 }

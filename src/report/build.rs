@@ -985,7 +985,7 @@ fn base(
             })
             .chain((files_shown.len() < f.files.len()).then(|| {
                 let mut row = vec![Cell::Text(format!(
-                    "（另 {} 個檔案不含本機關之資料，未列出；衛生局彙整表列出全部）",
+                    "（另 {} 個檔案未列出：不含本機關之資料，或未能讀取；衛生局彙整表列出全部）",
                     f.files.len() - files_shown.len()
                 ))];
                 row.resize(FILE_COLUMNS.len(), Cell::Empty);

@@ -340,9 +340,9 @@ fn not_checked_block(
                 .sum();
             lines = lines.max(printed_lines(text, width));
             if c == last && last_col > last {
-                ws.merge_range(row, c, row, last_col, text, &st.wrap)?;
+                ws.merge_range(row, c, row, last_col, &masked(text), &st.wrap)?;
             } else {
-                ws.write_string_with_format(row, c, text, &st.wrap)?;
+                ws.write_string_with_format(row, c, masked(text), &st.wrap)?;
             }
         }
         ws.set_row_height(row, 16.0 * lines as f64)?;
@@ -708,7 +708,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     ws.write_string_with_format(0, 0, &title, &st.title)?;
     let mut row = 2;
     for w in &m.warnings {
-        ws.merge_range(row, 0, row, 3, w, &st.warning)?;
+        ws.merge_range(row, 0, row, 3, &masked(w), &st.warning)?;
         ws.set_row_height(row, wrapped_height(w, 36 + 80 + 10 + 8))?;
         row += 1;
     }
@@ -720,7 +720,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     row += 1;
     for (i, a) in m.actions.iter().enumerate() {
         ws.write_string_with_format(row, 0, format!("{}.", i + 1), &st.text)?;
-        ws.write_string_with_format(row, 1, a, &st.wrap)?;
+        ws.write_string_with_format(row, 1, masked(a), &st.wrap)?;
         ws.set_row_height(row, wrapped_height(a, 80))?;
         row += 1;
     }
@@ -771,7 +771,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     )?;
     for n in &m.notes {
         ws.write_string_with_format(row, 0, "注意", &st.note)?;
-        ws.write_string_with_format(row, 1, n, &st.note)?;
+        ws.write_string_with_format(row, 1, masked(n), &st.note)?;
         // A long note wraps in its column and prints whole.
         ws.set_row_height(row, wrapped_height(n, 80))?;
         row += 1;
@@ -815,7 +815,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         row += 2;
     }
     ws.write_string_with_format(row, 0, "資料品質", &st.label)?;
-    ws.write_string_with_format(row, 1, &m.quality, &st.wrap)?;
+    ws.write_string_with_format(row, 1, masked(&m.quality), &st.wrap)?;
     // Neither Excel nor LibreOffice grows a row for wrapped text it did
     // not lay out itself: give the line the height it needs to print.
     ws.set_row_height(row, wrapped_height(&m.quality, 80))?;

@@ -624,13 +624,14 @@ fn finish_run(
             )?);
         }
         let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
-        let at = local_text(facts.generated_at);
-        if let Err(e) = archive::seal_chained(&outcome.dir, store, "seal", &at) {
-            // Unchained, a seal file would make the folder look finished.
-            let _ = std::fs::remove_file(outcome.dir.join(archive::SEAL));
-            return Err(e);
-        }
+        archive::seal_chained(&outcome.dir, store, "seal", &local_text(facts.generated_at))?;
         Ok(queued)
+    });
+    // Whatever failed (the chain, the commit), a seal file left without
+    // its chain entry would make the folder look finished: it goes, and
+    // the folder is a leftover the next run removes or resumes.
+    let queued = queued.inspect_err(|_| {
+        let _ = std::fs::remove_file(outcome.dir.join(archive::SEAL));
     })?;
     tracing::info!(queued, "mail queued, run sealed");
     Ok(())
@@ -1151,13 +1152,13 @@ fn crashed_draw(store: &Store, period: &str) -> Result<Option<crate::store::Seed
     // The chain, not the folder, says it was sealed: a seal file deleted
     // or an archive moved does not make a sealed run a crashed one.
     let chain = store.chain()?;
+    // Nor does a seal file alone make it sealed: one written by a run
+    // that died before its transaction committed has no chain entry.
     let done = runs.iter().any(|d| {
-        let dir = std::path::Path::new(d);
-        let id = archive::chain_id(dir);
-        dir.join(archive::SEAL).exists()
-            || chain
-                .iter()
-                .any(|e| (e.kind == "tombstone" || e.kind == "seal") && e.id == id)
+        let id = archive::chain_id(std::path::Path::new(d));
+        chain
+            .iter()
+            .any(|e| (e.kind == "tombstone" || e.kind == "seal") && e.id == id)
     });
     if done {
         return Ok(None);

@@ -183,12 +183,14 @@ impl Store {
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self_err(&self.file, e))?;
         match f(self) {
-            Ok(v) => {
-                self.conn
-                    .execute_batch("COMMIT")
-                    .map_err(|e| self_err(&self.file, e))?;
-                Ok(v)
-            }
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    // Not left open for the store's next caller.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(self_err(&self.file, e).into())
+                }
+            },
             Err(e) => {
                 if let Err(r) = self.conn.execute_batch("ROLLBACK") {
                     tracing::error!(error = %r, "rolling back a store transaction");

@@ -384,7 +384,7 @@ fn a_unit_sees_only_its_own_input_files() {
     };
     let ksa = quality("KSA.xlsx");
     assert!(!ksa.contains("王大明"), "{ksa}");
-    assert!(ksa.contains("另 1 個檔案不含本機關之資料，未列出"), "{ksa}");
+    assert!(ksa.contains("另 1 個檔案未列出：不含本機關之資料"), "{ksa}");
     assert!(
         ksa.contains("webir_querylog_2026Q1.csv"),
         "its own files: {ksa}"
