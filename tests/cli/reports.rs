@@ -140,6 +140,18 @@ impl City {
         self.ingest_plain(&crate::harness::as_returned(&self.config, file))
     }
 
+    /// No return of run `dir` was recorded or kept in the archive.
+    fn assert_nothing_taken(&self, dir: &Path) {
+        let store = webir_audit::store::Store::open(&self.config.paths.state).unwrap();
+        let run = dir.file_name().unwrap().to_str().unwrap();
+        assert!(
+            store.worksheet_returns(run).unwrap().is_empty(),
+            "nothing recorded"
+        );
+        let returns = dir.parent().unwrap().parent().unwrap().join("returns");
+        assert!(!returns.exists(), "nothing kept");
+    }
+
     /// `ingest-worksheet FILE`, the file as it is (not sealed as returned).
     fn ingest_plain(&self, file: &Path) -> crate::harness::Output {
         let config = self.tmp.path().join("city/webir-audit.toml");
@@ -2481,21 +2493,7 @@ fn an_answer_too_long_to_quote_is_refused_before_anything_is_recorded() {
         "{}",
         out.stderr
     );
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let run = dir.file_name().unwrap().to_str().unwrap();
-    assert!(
-        store.worksheet_returns(run).unwrap().is_empty(),
-        "nothing recorded"
-    );
-    assert!(
-        !dir.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("returns")
-            .exists(),
-        "nothing kept"
-    );
+    city.assert_nothing_taken(&dir);
 }
 
 /// Issue 29: a return with a formula in any cell (the trial put a
@@ -2554,20 +2552,8 @@ fn a_return_with_a_formula_or_macros_is_refused_and_nothing_recorded() {
     let out = city.ingest(&macros);
     assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("holds macros"), "{}", out.stderr);
+    city.assert_nothing_taken(&dir);
     let store = || webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    assert!(
-        store().worksheet_returns(&run).unwrap().is_empty(),
-        "nothing recorded"
-    );
-    assert!(
-        !dir.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("returns")
-            .exists(),
-        "nothing kept"
-    );
     let out = city.ingest(&done);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     assert_eq!(store().worksheet_returns(&run).unwrap().len(), 1);
