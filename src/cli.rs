@@ -143,6 +143,11 @@ pub enum Command {
         password_env: String,
         #[arg(long)]
         config: PathBuf,
+        /// Puts in the files holding full national IDs (`population.tsv`),
+        /// which re-drawing the sample needs; left out otherwise, their
+        /// sealed hashes named in `bundle.json`.
+        #[arg(long)]
+        with_personal_data: bool,
     },
     /// What runs asked of units (due items).
     Followup {
@@ -490,6 +495,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             out: file,
             password_env,
             config,
+            with_personal_data,
         } => {
             let config = config::load(config)?;
             let password = std::env::var(password_env)
@@ -500,7 +506,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                         "environment variable {password_env} (the bundle's password) is not set"
                     )
                 })?;
-            let e = crate::evidence::export(&config, run, file, &password)?;
+            let e = crate::evidence::export(&config, run, file, &password, *with_personal_data)?;
             writeln!(
                 out,
                 "{}: {} files, {} bytes before compression, {} chain entries; AES-256, password from {password_env}",
@@ -510,6 +516,13 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 e.chain_entries
             )
             .context("writing to stdout")?;
+            for rel in &e.withheld {
+                writeln!(
+                    out,
+                    "left out: run/{rel} (full national IDs; --with-personal-data puts it in, and re-drawing the sample needs it)"
+                )
+                .context("writing to stdout")?;
+            }
             Ok(ExitStatus::Ok)
         }
         Command::Followup {

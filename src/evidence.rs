@@ -21,6 +21,8 @@ pub struct Exported {
     pub files: usize,
     pub bytes: u64,
     pub chain_entries: usize,
+    /// Run files left out: they hold full national IDs.
+    pub withheld: Vec<String>,
 }
 
 const README: &str = "webir-audit 證據包 / evidence bundle\n\n\
@@ -30,9 +32,30 @@ Extract with 7-Zip (or any tool that opens AES-256 zip archives), then run:\n\n\
   python3 verify_bundle.py . [--head HEX]   # 檔案、證據鏈 / files and the chain: OK\n\n\
 規格 / spec: sampling.md\n";
 
+/// What the README adds when the population was left out.
+const README_WITHHELD: &str = "\n未含 run/population.tsv（含未遮罩之身分證號）。其雜湊值仍列於 \
+run/SHA256SUMS 與 bundle.json，verify_bundle.py 據以核對；重新抽樣需以 \
+export-evidence --with-personal-data 匯出之證據包。\n\
+run/population.tsv (full national IDs) is left out. Its hash stays in \
+run/SHA256SUMS and bundle.json, and verify_bundle.py checks it is the one \
+withheld; re-drawing the sample (verify_sample.py MATCH) needs a bundle \
+exported with --with-personal-data.\n";
+
+/// The run files holding full national IDs: left out of a bundle unless
+/// the export asks for personal data.
+pub const PERSONAL_FILES: &[&str] = &["population.tsv"];
+
 /// Writes the bundle of the sealed run `run_dir` to `out` (created new,
-/// mode 0600), every entry encrypted with `password`.
-pub fn export(config: &Config, run_dir: &Path, out: &Path, password: &str) -> Result<Exported> {
+/// mode 0600), every entry encrypted with `password`. The files holding
+/// full national IDs ([`PERSONAL_FILES`]) go in only `with_personal_data`;
+/// otherwise `bundle.json` names them with their sealed hash.
+pub fn export(
+    config: &Config,
+    run_dir: &Path,
+    out: &Path,
+    password: &str,
+    with_personal_data: bool,
+) -> Result<Exported> {
     anyhow::ensure!(!password.is_empty(), "the bundle's password is empty");
     let run = RunFolder::parse(run_dir)
         .with_context(|| format!("{}: not a run folder", run_dir.display()))?;
@@ -63,14 +86,35 @@ pub fn export(config: &Config, run_dir: &Path, out: &Path, password: &str) -> Re
         chain_lines.push_str(&serde_json::to_string(e)?);
         chain_lines.push('\n');
     }
+    let files = archive::files_under(&run.dir)
+        .with_context(|| format!("listing {}", run.dir.display()))?;
+    let (run_files, withheld): (Vec<String>, Vec<String>) = files
+        .into_iter()
+        .partition(|rel| with_personal_data || !PERSONAL_FILES.contains(&rel.as_str()));
+    let sealed = sealed_hashes(&run.dir)?;
+    let withheld_json: Vec<serde_json::Value> = withheld
+        .iter()
+        .map(|rel| {
+            serde_json::json!({
+                "file": format!("run/{rel}"),
+                "sha256": sealed.get(rel),
+                "why": "full national IDs: exported only with --with-personal-data",
+            })
+        })
+        .collect();
+    let mut readme = README.to_owned();
+    if !withheld_json.is_empty() {
+        readme.push_str(README_WITHHELD);
+    }
     let mut entries: Vec<(String, Vec<u8>)> = vec![
-        ("README.txt".into(), README.as_bytes().to_vec()),
+        ("README.txt".into(), readme.into_bytes()),
         (
             "bundle.json".into(),
             serde_json::to_vec_pretty(&serde_json::json!({
                 "run": id,
                 "chain_head": chain.last().map(|e| &e.hash),
                 "chain_entries": chain.len(),
+                "withheld": withheld_json,
             }))?,
         ),
         (
@@ -95,9 +139,7 @@ pub fn export(config: &Config, run_dir: &Path, out: &Path, password: &str) -> Re
                 .to_vec(),
         ),
     ];
-    for rel in
-        archive::files_under(&run.dir).with_context(|| format!("listing {}", run.dir.display()))?
-    {
+    for rel in run_files {
         let bytes = std::fs::read(run.dir.join(&rel))
             .with_context(|| format!("reading {}", run.dir.join(&rel).display()))?;
         entries.push((format!("run/{rel}"), bytes));
@@ -121,5 +163,18 @@ pub fn export(config: &Config, run_dir: &Path, out: &Path, password: &str) -> Re
         files: entries.len(),
         bytes,
         chain_entries: chain.len(),
+        withheld,
     })
+}
+
+/// The hash `SHA256SUMS` seals each file of a run folder with.
+fn sealed_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let path = dir.join(archive::SEAL);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(sha, name)| (name.to_owned(), sha.to_owned()))
+        .collect())
 }

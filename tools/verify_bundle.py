@@ -14,6 +14,11 @@ into, it checks that:
   4. with --head HEX (from a mail or a workbook's summary, 16 or more hex
      characters), that the chain contains that head.
 
+A file bundle.json lists under "withheld" (population.tsv, holding full
+national IDs, unless the bundle was exported with --with-personal-data) may
+be missing: it is checked to be listed in SHA256SUMS with the hash
+bundle.json gives, and named on the output.
+
 Usage:
     python3 verify_bundle.py BUNDLE_DIR [--head HEX]
 
@@ -46,6 +51,10 @@ def main(argv):
     if "--head" in argv:
         head = argv[argv.index("--head") + 1].strip().lower()
     problems = []
+    notes = []
+    with open(os.path.join(root, "bundle.json"), encoding="utf-8") as f:
+        bundle = json.load(f)
+    withheld = {w["file"][len("run/"):]: w["sha256"] for w in bundle.get("withheld", [])}
     run = os.path.join(root, "run")
     listed = {}
     with open(os.path.join(run, "SHA256SUMS"), encoding="utf-8") as f:
@@ -59,7 +68,9 @@ def main(argv):
             if rel != "SHA256SUMS":
                 present.add(rel)
     for name in sorted(set(listed) | present):
-        if name not in present:
+        if name not in present and name in withheld and withheld[name] == listed.get(name):
+            notes.append("run/%s: left out of the bundle (personal data); sealed as %s" % (name, listed[name]))
+        elif name not in present:
             problems.append("run/%s: listed in SHA256SUMS but missing" % name)
         elif name not in listed:
             problems.append("run/%s: not listed in SHA256SUMS" % name)
@@ -77,8 +88,6 @@ def main(argv):
                     hashlib.sha256(text.encode("utf-8")).hexdigest() != e["hash"]:
                 problems.append("chain entry %d: broken" % i)
             prev = e["hash"]
-    with open(os.path.join(root, "bundle.json"), encoding="utf-8") as f:
-        bundle = json.load(f)
     seal = sha256_file(os.path.join(run, "SHA256SUMS"))
     if not any(e["kind"] == "seal" and e["id"] == bundle["run"] and e["digest"] == seal
                for e in entries):
@@ -89,6 +98,8 @@ def main(argv):
         print(p)
     if problems:
         return 1
+    for n in notes:
+        print(n)
     print("OK")
     return 0
 

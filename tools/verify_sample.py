@@ -12,7 +12,9 @@ Usage:
 It reads manifest.json and population.tsv (beside the manifest unless
 --population is given), checks the population digest, recomputes every
 stratum's accounts and every selected account's records from the seed, checks
-the sample digest, and prints MATCH (exit 0) or the first difference (exit 1).
+the sample digest, and prints MATCH (exit 0) or the first difference (exit 1);
+without population.tsv (an evidence bundle exported without personal data) it
+checks the manifest's own digest and prints NOT RE-DRAWN (exit 3).
 """
 
 import hashlib
@@ -129,6 +131,11 @@ def record_key(at, item, subject, occ):
 
 # --- Verification -----------------------------------------------------------
 
+# Returned by verify() when the population file is absent: the manifest's own
+# digest was checked, but the draw cannot be re-derived without the records.
+WITHHELD = object()
+
+
 def verify(manifest_path, population_path):
     with open(manifest_path, encoding="utf-8") as f:
         m = json.load(f)
@@ -154,6 +161,8 @@ def verify(manifest_path, population_path):
     percent = m["parameters"]["sample_account_percent"]
     per_account = m["parameters"]["sample_records_per_account"]
 
+    if not os.path.exists(population_path):
+        return WITHHELD
     records = read_population(population_path)
     lines = sorted(
         f"{a}\t{g}\t{record_key(t, i, s, o)}\n".encode("utf-8") for a, g, t, i, s, o in records
@@ -256,6 +265,11 @@ def main(argv):
     if first is None:
         print("MATCH")
         return 0
+    if first is WITHHELD:
+        print(f"NOT RE-DRAWN: {population} is absent (it holds full national IDs: an evidence "
+              "bundle carries it only when exported with --with-personal-data). The manifest's "
+              "sample digest matches its content; the draw itself needs the population.")
+        return 3
     print(f"DIFFERS: {first}")
     return 1
 

@@ -216,7 +216,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     assert!(mail.text.contains("證據鏈：第 "), "{}", mail.text);
 
     // The evidence bundle, opened by 7-Zip, verified by Python alone.
-    let fresh = crate::chain::open_bundle(tmp.path(), &c.config, dir);
+    let fresh = crate::chain::open_bundle(tmp.path(), &c.config, dir, &["--with-personal-data"]);
     let (ok, text) = crate::chain::py(&fresh, &["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
     let (ok, text) = crate::chain::py(&fresh, &["verify_bundle.py", "."]);

@@ -213,7 +213,7 @@ fn the_head_a_workbook_shows_is_one_the_chain_extends() {
 fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
-    let fresh = open_bundle(tmp.path(), &config, &run.run_dir());
+    let fresh = open_bundle(tmp.path(), &config, &run.run_dir(), &["--with-personal-data"]);
     let py = |args: &[&str]| py(&fresh, args);
     let (ok, text) = py(&["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
@@ -247,31 +247,121 @@ fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
     assert!(!ok && text.contains("run/findings.csv: changed"), "{text}");
 }
 
+/// Issue 30: a bundle leaves the archive without full national IDs unless
+/// asked. By default `population.tsv` is left out, the bundle still
+/// verifies against the seal (the file named with its sealed hash), the
+/// sample verifier says it cannot re-draw rather than MATCH, and no file
+/// of the bundle holds a whole national ID; with `--with-personal-data`
+/// the population is in and the sample re-draws.
+#[test]
+fn an_evidence_bundle_holds_no_full_national_id_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
+    let fresh = open_bundle(tmp.path(), &config, &run.run_dir(), &[]);
+    assert!(!fresh.join("run/population.tsv").exists());
+    let id = regex_lite_national_id();
+    // The spec and the verifiers are the same in every bundle; their worked
+    // examples are made-up IDs. Everything from the run and the state:
+    for rel in walk(&fresh)
+        .into_iter()
+        .filter(|r| !r.ends_with(".py") && r != "sampling.md")
+    {
+        let bytes = std::fs::read(fresh.join(&rel)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !id(&text),
+            "{rel} holds a whole national ID in a bundle exported without personal data"
+        );
+    }
+    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
+    assert!(ok && text.trim_end().ends_with("OK"), "{text}");
+    assert!(
+        text.contains("run/population.tsv: left out of the bundle (personal data)"),
+        "{text}"
+    );
+    let (ok, text) = py(&fresh, &["verify_sample.py", "run"]);
+    assert!(!ok && text.starts_with("NOT RE-DRAWN"), "{text}");
+    assert!(text.contains("--with-personal-data"), "{text}");
+    let readme = std::fs::read_to_string(fresh.join("README.txt")).unwrap();
+    assert!(readme.contains("--with-personal-data"), "{readme}");
+    // A withheld file's hash cannot be swapped: the bundle names the sealed one.
+    let bundle_json = fresh.join("bundle.json");
+    let text = std::fs::read_to_string(&bundle_json).unwrap();
+    let sealed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sha = sealed["withheld"][0]["sha256"].as_str().unwrap().to_owned();
+    std::fs::write(&bundle_json, text.replace(&sha, &"0".repeat(64))).unwrap();
+    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
+    assert!(
+        !ok && text.contains("run/population.tsv: listed in SHA256SUMS but missing"),
+        "{text}"
+    );
+
+    let full = open_bundle(tmp.path(), &config, &run.run_dir(), &["--with-personal-data"]);
+    assert!(full.join("run/population.tsv").exists());
+    let (ok, text) = py(&full, &["verify_sample.py", "run"]);
+    assert!(ok && text.contains("MATCH"), "{text}");
+}
+
+/// Whether `text` holds a whole national ID (a letter, 1 or 2, eight digits).
+fn regex_lite_national_id() -> impl Fn(&str) -> bool {
+    |text: &str| {
+        let b = text.as_bytes();
+        b.windows(10).enumerate().any(|(i, w)| {
+            w[0].is_ascii_uppercase()
+                && (w[1] == b'1' || w[1] == b'2')
+                && w[2..].iter().all(u8::is_ascii_digit)
+                && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+                && b.get(i + 10).is_none_or(|c| !c.is_ascii_digit())
+        })
+    }
+}
+
+/// Every file under `dir`, relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 const PASSWORD: &str = "證據包-測試-2026";
 
 /// `export-evidence` of `run_dir` under a password from the environment,
 /// then opened by 7-Zip (not our code) into a fresh folder, which is
 /// returned. A wrong password opens nothing, and the password appears in
 /// neither the output nor the bundle's names.
-pub fn open_bundle(tmp: &Path, config: &Path, run_dir: &Path) -> PathBuf {
+pub fn open_bundle(tmp: &Path, config: &Path, run_dir: &Path, extra: &[&str]) -> PathBuf {
     use std::process::Command;
     crate::render::ensure_tools();
-    let bundle = tmp.join("evidence.zip");
+    let name = format!("evidence{}", extra.concat());
+    let bundle = tmp.join(format!("{name}.zip"));
+    let mut args = vec![
+        "export-evidence",
+        run_dir.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
     let out = crate::harness::run_binary_env(
-        &[
-            "export-evidence",
-            run_dir.to_str().unwrap(),
-            "--out",
-            bundle.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        &args,
         tmp,
         &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)],
     );
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
-    let fresh = tmp.join("fresh");
+    let fresh = tmp.join(format!("fresh-{name}"));
     let wrong = Command::new("7z")
         .args([
             "x",
