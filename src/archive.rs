@@ -225,12 +225,7 @@ fn running_lock(dir: &Path) -> Option<PathBuf> {
 impl Unfinished {
     pub fn new(dir: &Path) -> Unfinished {
         let lock = running_lock(dir).and_then(|path| {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .ok()?;
+            let mut file = open_lock(&path).ok()?;
             file.try_lock().ok()?;
             // Whose it is: a sweeper takes a free lock for a dead run's
             // only when this process is gone.
@@ -367,6 +362,20 @@ pub fn read_manifest(path: &Path) -> Result<(PathBuf, Manifest)> {
     let m: Manifest =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
     Ok((file, m))
+}
+
+/// Opens (creating, mode 0600, never truncating) the lock file at `path`
+/// for reading and writing: the daemon's, the outbox drain's, a draw's and
+/// a run folder's being written all open theirs so.
+pub fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
 }
 
 pub fn create_private(path: &Path) -> Result<std::fs::File> {
@@ -795,7 +804,11 @@ pub fn run_dirs(base: &Path) -> std::io::Result<Vec<PathBuf>> {
         v.sort();
         Ok(v)
     };
-    for period in subdirs(base)? {
+    // The input store is not a period (see the `inputs` module).
+    for period in subdirs(base)?
+        .into_iter()
+        .filter(|p| !p.ends_with(crate::config::INPUT_STORE))
+    {
         for job in subdirs(&period)? {
             out.extend(subdirs(&job)?);
         }

@@ -125,6 +125,22 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// A legal hold: keeps an archived run or return (RUN: its folder or
+    /// its id in the evidence chain), or everything of a unit (UNIT), past
+    /// its retention until released; placed and released with a reason,
+    /// each recorded in the evidence chain. Without a target: the holds.
+    Hold {
+        /// The run folder, its chain id, or a unit's id.
+        target: Option<String>,
+        /// Why (placed or released): recorded, and hashed into the chain.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Releases the hold in force on the target.
+        #[arg(long)]
+        release: bool,
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The mail outbox.
     Outbox {
         #[command(subcommand)]
@@ -306,6 +322,16 @@ pub enum PasswordsAction {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Seal every attachment password under a new key, written to NEW
+    /// (which must not exist; mode 0400), in one transaction; then point
+    /// `paths.key_file` (or the systemd credential) at NEW and destroy the
+    /// old key. The passwords themselves do not change.
+    RotateKey {
+        #[arg(long)]
+        new_key: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -473,6 +499,19 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Archive {
             action: ArchiveAction::Verify { config, head },
         } => archive_verify(config, head.as_deref(), out),
+        Command::Hold {
+            target,
+            reason,
+            release,
+            config,
+        } => hold(
+            &config::load(config)?,
+            target.as_deref(),
+            reason.as_deref(),
+            *release,
+            clock,
+            out,
+        ),
         Command::Outbox { action } => outbox(action, clock, out),
         Command::Passwords { action } => passwords(action, clock, out),
         Command::Agencies {
@@ -783,10 +822,34 @@ fn passwords(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     use crate::config::AttachmentProtection as P;
-    let (PasswordsAction::List { config } | PasswordsAction::Issue { config, .. }) = action;
+    if let PasswordsAction::RotateKey { new_key, config } = action {
+        let config = config::load(config)?;
+        let old = crate::keyfile::KeyFile::open(&config.paths.key_file)?;
+        crate::keyfile::create(new_key)?;
+        let new = crate::keyfile::KeyFile::open(new_key)?;
+        let mut store =
+            crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+        let n = store.reseal_passwords(&old, &new).inspect_err(|_| {
+            // Nothing moved to it: the new key goes, the old stays.
+            let _ = std::fs::remove_file(new_key);
+        })?;
+        writeln!(
+            out,
+            "{n} attachment passwords sealed under {}: point paths.key_file (or the systemd \
+             credential) at it now, then destroy {}",
+            new_key.display(),
+            config.paths.key_file.display()
+        )
+        .context("writing to stdout")?;
+        return Ok(ExitStatus::Ok);
+    }
+    let (PasswordsAction::List { config }
+    | PasswordsAction::Issue { config, .. }
+    | PasswordsAction::RotateKey { config, .. }) = action;
     let config = config::load(config)?;
     let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
     let at = clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let key = crate::keyfile::KeyFile::open_or_create(&config.paths.key_file)?;
     // A holder's protection: its unit's (an ethics unit's is its unit's);
     // the chief administrator's is always an issued password.
     let holders: Vec<(String, String, P)> = crate::mail::password_holders(&config)
@@ -823,19 +886,17 @@ fn passwords(
                 continue;
             }
             if ids.contains(h) {
-                store
-                    .issue_attachment_password(h, &crate::mail::new_password(), &at)
-                    .map_err(anyhow::Error::from)?;
+                store.issue_attachment_password(h, &crate::mail::new_password(), &at, &key)?;
             } else if ids.is_empty() {
                 store
-                    .attachment_password_or_issue(h, &at, crate::mail::new_password)
+                    .attachment_password_or_issue(h, &at, crate::mail::new_password, &key)
                     .map_err(anyhow::Error::from)?;
             }
         }
     }
     for (h, label, p) in holders {
         let how = match &p {
-            P::Issued => match store.attachment_password(&h).map_err(anyhow::Error::from)? {
+            P::Issued => match store.attachment_password(&h, &key)? {
                 Some(p) => format!("{}  issued {}", p.password, p.issued_at),
                 None => "(none yet: issued at the first mail, or by `passwords issue`)".to_owned(),
             },
@@ -1027,9 +1088,15 @@ fn demo(
             city.join("webir-audit.toml")
         }
     };
-    let config = config::load(&config_file)?;
+    let mut config = config::load(&config_file)?;
     if config.mail.transport != crate::config::Transport::File {
         return Err(anyhow::anyhow!("the demo mails by the file transport only").into());
+    }
+    let given = config_file != dir.join("city/webir-audit.toml");
+    if given {
+        // A demo on a city of one's own (the repository's sample_data)
+        // leaves its inbox as it is: nothing moves into the input store.
+        config.paths.inputs = None;
     }
     let h1: Period = "2026H1".parse().map_err(anyhow::Error::from)?;
     let year: Period = "2026".parse().map_err(anyhow::Error::from)?;
@@ -1066,7 +1133,7 @@ fn demo(
         }
     }
     drain_outbox(&config, clock, out)?;
-    let mail = config.paths.state.join("outbox-files");
+    let mail = crate::mail::outbox::file_transport_dir(&config);
     let n = std::fs::read_dir(&mail).map(|d| d.count()).unwrap_or(0);
     w(
         out,
@@ -1075,6 +1142,21 @@ fn demo(
             mail.display()
         ),
     )?;
+    if let Some(store) = &config.paths.inputs {
+        w(
+            out,
+            format!(
+                "the exports the runs read moved from {} to {}",
+                config.paths.inbox.display(),
+                store.display()
+            ),
+        )?;
+    } else {
+        w(
+            out,
+            format!("{} left as it was", config.paths.inbox.display()),
+        )?;
+    }
     Ok(ExitStatus::Ok)
 }
 
@@ -1274,6 +1356,91 @@ fn ingest_worksheet(
     })
 }
 
+/// `hold`: places, releases or lists legal holds.
+fn hold(
+    config: &crate::config::Config,
+    target: Option<&str>,
+    reason: Option<&str>,
+    release: bool,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+    let Some(target) = target else {
+        for h in store.holds(false).map_err(anyhow::Error::from)? {
+            let state = match (&h.released_at, &h.release_reason) {
+                (Some(at), Some(why)) => {
+                    format!("released {at}: {}", crate::privacy::mask_ids_in_text(why))
+                }
+                _ => "in force".to_owned(),
+            };
+            writeln!(
+                out,
+                "{}  placed {}: {}  ({state})",
+                h.target,
+                h.placed_at,
+                crate::privacy::mask_ids_in_text(&h.reason)
+            )
+            .context("writing to stdout")?;
+        }
+        return Ok(ExitStatus::Ok);
+    };
+    let reason = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .context("--reason is required: a hold and its release say why")?;
+    let target = hold_target(config, &store, target)?;
+    let at = clock
+        .local(config.timezone)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let done = if release {
+        store.release_hold(&target, reason, &at)?
+    } else {
+        store.place_hold(&target, reason, &at)?
+    };
+    match (done, release) {
+        (Some(_), false) => writeln!(out, "held     {target} (from {at}; in the evidence chain)"),
+        (Some(_), true) => writeln!(out, "released {target} (at {at}; in the evidence chain)"),
+        (None, false) => {
+            return Err(anyhow::anyhow!("{target} is already held: one hold at a time").into());
+        }
+        (None, true) => return Err(anyhow::anyhow!("{target} is not held").into()),
+    }
+    .context("writing to stdout")?;
+    Ok(ExitStatus::Ok)
+}
+
+/// A hold's target as recorded: a unit's id, or the chain id of an
+/// archived run or return (given as its folder or its id).
+fn hold_target(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+    given: &str,
+) -> anyhow::Result<String> {
+    if config.agencies.get(given).is_some() {
+        return Ok(given.to_owned());
+    }
+    let path = std::path::Path::new(given);
+    let id = if path.is_dir() {
+        crate::archive::chain_id(path)
+    } else {
+        given.trim_matches('/').to_owned()
+    };
+    let chain = store.chain()?;
+    anyhow::ensure!(
+        chain
+            .iter()
+            .any(|e| (e.kind == "seal" || e.kind == "return") && e.id == id),
+        "{given}: neither a unit of the config nor a run or return in the evidence chain"
+    );
+    anyhow::ensure!(
+        config.paths.archive.join(&id).is_dir(),
+        "{given}: retention already deleted it (its tombstone is in the evidence chain)"
+    );
+    Ok(id)
+}
+
 fn print_retention(
     config: &crate::config::Config,
     r: &crate::run::Retention,
@@ -1295,14 +1462,37 @@ fn print_retention(
     for d in &r.unreadable {
         w(out, format!("kept     {d}: its period cannot be read"))?;
     }
+    for (d, target) in &r.held {
+        w(out, format!("held     {d}: legal hold on {target}"))?;
+    }
+    for d in &r.inputs.deleted {
+        w(out, format!("deleted  inputs/{d}"))?;
+    }
+    for d in &r.inputs.kept_current {
+        w(
+            out,
+            format!("kept     inputs/{d}: the newest export of its table"),
+        )?;
+    }
+    for d in &r.inputs.held {
+        w(out, format!("held     inputs/{d}: legal hold"))?;
+    }
     w(
         out,
         format!(
-            "{} deleted, {} kept within {} years, {} expired but kept",
+            "{} deleted, {} kept within {} years, {} expired but kept, {} held; \
+             {} exports deleted; {} refused returns removed (after {} days); \
+             {} delivered messages' bodies dropped (after {} days)",
             r.deleted.len(),
             r.kept,
             config.rules.retention_years,
-            r.kept_unreturned.len() + r.unreadable.len()
+            r.kept_unreturned.len() + r.unreadable.len(),
+            r.held.len(),
+            r.inputs.deleted.len(),
+            r.refused_removed.len(),
+            config.rules.refused_keep_days,
+            r.bodies_dropped,
+            config.rules.outbox_keep_days,
         ),
     )?;
     Ok(ExitStatus::Ok)

@@ -86,8 +86,8 @@ pub fn export(
         chain_lines.push_str(&serde_json::to_string(e)?);
         chain_lines.push('\n');
     }
-    let files = archive::files_under(&run.dir)
-        .with_context(|| format!("listing {}", run.dir.display()))?;
+    let files =
+        archive::files_under(&run.dir).with_context(|| format!("listing {}", run.dir.display()))?;
     let (run_files, withheld): (Vec<String>, Vec<String>) = files
         .into_iter()
         .partition(|rel| with_personal_data || !PERSONAL_FILES.contains(&rel.as_str()));
@@ -170,8 +170,8 @@ pub fn export(
 /// The hash `SHA256SUMS` seals each file of a run folder with.
 fn sealed_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
     let path = dir.join(archive::SEAL);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| l.split_once("  "))

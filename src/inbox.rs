@@ -119,6 +119,21 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, InboxFileError> {
     Ok(bytes)
 }
 
+/// The folder, beside the files it refused, where refused files go.
+pub const REFUSED: &str = "refused";
+
+/// The line of a refused file's note that records when it was set aside.
+const AT_LINE: &str = "收件時間 / at: ";
+
+/// When the refused file whose note is `note` was set aside, as the note
+/// records it (local time); `None` for a file that is not such a note.
+pub fn set_aside_at(note: &Path) -> Option<chrono::NaiveDateTime> {
+    let text = read_regular(note, 64 * 1024).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let at = text.lines().find_map(|l| l.strip_prefix(AT_LINE))?;
+    chrono::NaiveDateTime::parse_from_str(at.trim(), "%Y-%m-%dT%H:%M:%S").ok()
+}
+
 /// Moves a refused `file` into `folder` under a name the tool makes
 /// (`<n>.refused`, the first number free), mode 0600, and writes beside it
 /// `<n>.txt`: the name it came with, when, and why it was refused. A name
@@ -163,7 +178,7 @@ pub fn set_aside(file: &Path, folder: &Path, at: &str, why: &str) -> std::io::Re
     use std::io::Write;
     writeln!(
         note,
-        "原檔名 / name: {}\n收件時間 / at: {at}\n原因 / why: {why}",
+        "原檔名 / name: {}\n{AT_LINE}{at}\n原因 / why: {why}",
         file.file_name().unwrap_or_default().to_string_lossy()
     )?;
     Ok(to)

@@ -7,11 +7,13 @@ pub mod cli; // command-line interface: argument types and command dispatch
 pub mod clock; // the injected clock
 pub mod config; // the TOML config: raw serde types, validation, agency tree
 pub mod daemon; // the daemon: schedules, the run ledger, wake-up passes, status
-pub mod evidence; // export-evidence: the encrypted bundle an auditor verifies offline
+pub mod evidence;
 pub mod followup; // what runs asked of units, chased: reminders and escalation until the return is in
 pub mod inbox; // files dropped in the inbox opened as untrusted: regular files only, capped; refused ones set aside
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
+pub mod inputs; // the input store: exports moved out of the inbox once read, and their retention // export-evidence: the encrypted bundle an auditor verifies offline
 pub mod job; // the jobs: one closed type with name, period rule, inputs needed
+pub mod keyfile; // the key the attachment passwords are sealed under, outside the state folder
 pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)

@@ -69,6 +69,10 @@ pub fn verify(path: &Path, inputs: Option<&Path>, config: Option<&Path>) -> Resu
         ));
     }
     cfg.paths.inbox = inputs.map_or_else(|| PathBuf::from(&m.inbox), Path::to_path_buf);
+    if inputs.is_some() {
+        // Exactly the files given: not the input store beside them.
+        cfg.paths.inputs = None;
+    }
     let period: Period = m.period.id.parse()?;
     let seed: Seed = m.seed.parse()?;
 

@@ -163,7 +163,17 @@ pub struct Paths {
     pub schedules: PathBuf,
     /// Mail templates replacing the built-in ones, if set.
     pub templates: Option<PathBuf>,
+    /// The input store: exports moved out of the inbox once a sealed run
+    /// read them (`<archive>/inputs`), read by later runs with the inbox.
+    /// `None` when only the inbox counts (`verify --inputs DIR`).
+    pub inputs: Option<PathBuf>,
+    /// The key the attachment passwords are sealed under (outside the
+    /// state folder: `crate::keyfile`).
+    pub key_file: PathBuf,
 }
+
+/// The input store's folder under the archive (see the `inputs` module).
+pub const INPUT_STORE: &str = "inputs";
 
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -172,6 +182,8 @@ pub struct Rules {
     pub sample_account_percent: u32,
     pub sample_records_per_account: u32,
     pub retention_years: u32,
+    pub outbox_keep_days: u32,
+    pub refused_keep_days: u32,
     pub form_validity_days: u32,
     pub office_hours: (NaiveTime, NaiveTime),
     pub holidays: Holidays,
@@ -469,7 +481,35 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         state: resolve(&raw.paths.state),
         schedules: resolve(raw.paths.schedules.as_deref().unwrap_or("schedules")),
         templates: raw.paths.templates.as_deref().map(&resolve),
+        inputs: Some(resolve(&raw.paths.archive).join(INPUT_STORE)),
+        key_file: match raw.paths.key_file.as_deref() {
+            Some(k) => match k.strip_prefix("$CREDENTIALS_DIRECTORY/") {
+                Some(name) => std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .map_or_else(|| resolve(k), |d| PathBuf::from(d).join(name)),
+                None => resolve(k),
+            },
+            None => resolve(&raw.paths.state)
+                .parent()
+                .map_or_else(|| resolve("keys"), Path::to_path_buf)
+                .join("keys/attachment-passwords.key"),
+        },
     };
+    for (key, dir) in [
+        ("paths.state", &paths.state),
+        ("paths.archive", &paths.archive),
+        ("paths.inbox", &paths.inbox),
+    ] {
+        if paths.key_file.starts_with(dir) {
+            v.problem(
+                "paths.key_file",
+                paths.key_file.display(),
+                &format!(
+                    "must be outside {key} ({}): the key is not kept beside what it opens",
+                    dir.display()
+                ),
+            );
+        }
+    }
     let templates = match crate::templates::Templates::load(paths.templates.as_deref()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -801,6 +841,20 @@ impl Validator {
             100,
             ": point 5(4) of the regulation requires keeping records at least 3 years",
         );
+        let outbox_keep_days = self.bounded(
+            "outbox_keep_days",
+            r.outbox_keep_days,
+            1,
+            365,
+            ": the days a delivered message keeps its body and attachments",
+        );
+        let refused_keep_days = self.bounded(
+            "refused_keep_days",
+            r.refused_keep_days,
+            1,
+            365,
+            ": the days a refused return is kept for the admin to look at",
+        );
         let password_max_age_days = self.bounded(
             "password_max_age_days",
             r.password_max_age_days,
@@ -864,6 +918,8 @@ impl Validator {
             sample_account_percent,
             sample_records_per_account,
             retention_years,
+            outbox_keep_days,
+            refused_keep_days,
             form_validity_days,
             office_hours,
             holidays,

@@ -54,6 +54,10 @@ pub struct RawPaths {
     /// The agency register (機關專責人員名冊) as a workbook or CSV, in
     /// place of `[[agencies]]` tables.
     pub agencies: Option<String>,
+    /// The key the attachment passwords are sealed under: a file outside
+    /// the state folder (default `<state>/../keys/attachment-passwords.key`;
+    /// `$CREDENTIALS_DIRECTORY/…` for a systemd credential).
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +68,11 @@ pub struct RawRules {
     pub sample_account_percent: i64,
     pub sample_records_per_account: i64,
     pub retention_years: i64,
+    /// Days a delivered message keeps its body and attachments in the
+    /// outbox (the sealed run keeps the workbooks).
+    pub outbox_keep_days: i64,
+    /// Days a refused return is kept in `inbox/returns/refused/`.
+    pub refused_keep_days: i64,
     pub form_validity_days: i64,
     pub office_hours: String,
     pub holidays: Option<String>,
@@ -156,6 +165,8 @@ impl Default for RawRules {
             sample_account_percent: 20,
             sample_records_per_account: 10,
             retention_years: 3,
+            outbox_keep_days: 30,
+            refused_keep_days: 30,
             form_validity_days: 30,
             office_hours: "08:00-18:00".to_owned(),
             holidays: None,

@@ -1085,12 +1085,7 @@ impl DaemonLock {
     pub fn acquire(state: &Path) -> Result<DaemonLock> {
         std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
         let path = state.join("daemon.lock");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
+        let mut file = crate::archive::open_lock(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {

@@ -420,7 +420,7 @@ pub fn rejects_schema() -> Schema {
 /// `period` (if given) are left out.
 pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, IngestError> {
     let inbox = &config.paths.inbox;
-    let files = discover(inbox).map_err(|source| IngestError::Io {
+    let files = discover_inbox(config).map_err(|source| IngestError::Io {
         file: inbox.display().to_string(),
         source,
     })?;
@@ -432,6 +432,18 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
     let mut rejects = DataFrame::empty_with_schema(&rejects_schema());
 
     for (table, path, rel) in files {
+        // Moved into the input store by a run sealed since the listing.
+        let path = if path.exists() {
+            path
+        } else {
+            config
+                .paths
+                .inputs
+                .as_deref()
+                .map(|d| d.join(&rel))
+                .filter(|p| p.is_file())
+                .unwrap_or(path)
+        };
         progress.set_message(rel.clone());
         progress.inc(1);
         let mut rec = FileRecord {
@@ -1069,34 +1081,45 @@ pub fn survey_file(
 /// Every export in the inbox: its table (by folder), path and path
 /// relative to the inbox.
 pub fn discover_inbox(config: &Config) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
-    discover(&config.paths.inbox)
+    discover(&config.paths.inbox, config.paths.inputs.as_deref())
 }
 
-/// Lists the inbox: files in the table folders, then files elsewhere (which
-/// are reported as misplaced). Sorted, so every run sees the same order.
+/// Lists the inbox with the input store (exports earlier runs read, moved
+/// out of the inbox: the `inputs` module) as one: files in the table folders
+/// by name (an inbox file replaces a stored one of the same name), then
+/// loose inbox files (reported as misplaced). Sorted by name wherever a
+/// file lies, so every run sees the same order before and after a move.
 /// Hidden files and Office lock files (`~$…`) are not exports.
-fn discover(inbox: &Path) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
+fn discover(
+    inbox: &Path,
+    stored: Option<&Path>,
+) -> std::io::Result<Vec<(Option<Table>, PathBuf, String)>> {
     let mut out = Vec::new();
     let is_export = |p: &Path| {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         p.is_file() && !name.starts_with('.') && !name.starts_with("~$")
     };
     for t in Table::ALL {
-        let dir = inbox.join(t.inbox_dir());
-        if !dir.is_dir() {
-            continue;
+        let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for base in stored.into_iter().chain([inbox]) {
+            let dir = base.join(t.inbox_dir());
+            if !dir.is_dir() {
+                continue;
+            }
+            for e in std::fs::read_dir(&dir)? {
+                let p = e?.path();
+                if is_export(&p) {
+                    let name = p
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    by_name.insert(name, p);
+                }
+            }
         }
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        paths.sort();
-        for p in paths.into_iter().filter(|p| is_export(p)) {
-            let rel = format!(
-                "{}/{}",
-                t.inbox_dir(),
-                p.file_name().unwrap_or_default().to_string_lossy()
-            );
-            out.push((Some(t), p, rel));
+        for (name, p) in by_name {
+            out.push((Some(t), p, format!("{}/{name}", t.inbox_dir())));
         }
     }
     let mut loose: Vec<PathBuf> = std::fs::read_dir(inbox)?

@@ -380,7 +380,12 @@ pub fn protect(
             })?,
         Some(P::Issued) | None => {
             store
-                .attachment_password_or_issue(&holder, at, new_password)?
+                .attachment_password_or_issue(
+                    &holder,
+                    at,
+                    new_password,
+                    &crate::keyfile::KeyFile::open_or_create(&config.paths.key_file)?,
+                )?
                 .password
         }
     };

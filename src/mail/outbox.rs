@@ -13,7 +13,7 @@
 //! `paths.state/outbox.lock`, so a `sending` row a drain finds belongs to a
 //! dead process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -70,19 +70,7 @@ impl Deliver for FileTransport {
     ) -> Result<(), Failure> {
         let io = |e: std::io::Error| Failure::Transient(format!("{}: {e}", self.dir.display()));
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let name: String = id
-            .trim_matches(['<', '>'])
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = crate::archive::inside(&self.dir, &format!("{name}.eml"))
-            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let path = delivered_file(&self.dir, id).map_err(|e| Failure::Permanent(e.to_string()))?;
         committing()?;
         match crate::archive::create_private(&path) {
             Ok(mut f) => {
@@ -273,11 +261,32 @@ impl Deliver for SmtpTransport {
     }
 }
 
+/// Where the file transport delivers: `<state>/outbox-files`.
+pub fn file_transport_dir(config: &Config) -> PathBuf {
+    config.paths.state.join("outbox-files")
+}
+
+/// The file the file transport delivers message `id` as, in `dir`.
+pub fn delivered_file(dir: &Path, id: &str) -> Result<PathBuf, crate::archive::UnsafeName> {
+    let name: String = id
+        .trim_matches(['<', '>'])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    crate::archive::inside(dir, &format!("{name}.eml"))
+}
+
 /// The transport the config names.
 pub fn transport(config: &Config) -> Result<Box<dyn Deliver>> {
     Ok(match config.mail.transport {
         Transport::File => Box::new(FileTransport {
-            dir: config.paths.state.join("outbox-files"),
+            dir: file_transport_dir(config),
         }),
         Transport::Smtp => Box::new(SmtpTransport::new(config)?),
     })
@@ -316,11 +325,7 @@ impl DrainLock {
     /// Waits for the lock.
     pub fn acquire(store: &Store) -> Result<DrainLock> {
         let path = store.dir().join("outbox.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let file = crate::archive::open_lock(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         file.lock()
             .with_context(|| format!("locking {}", path.display()))?;
@@ -452,6 +457,16 @@ pub fn resend(
             .filter(|r| r.run == o.run && r.recipient == o.recipient)
             .filter(|r| r.report.starts_with(&format!("{}#resend", o.report)))
             .count();
+        if store.dropped_body_sha256(o.id)?.is_some() {
+            anyhow::bail!(
+                "message {} to {} was delivered and its body dropped after rules.outbox_keep_days = {}: \
+                 its workbook is in the sealed run {}; send it from there",
+                o.id,
+                o.recipient,
+                config.rules.outbox_keep_days,
+                o.run
+            );
+        }
         let report = format!("{}#resend{n}", o.report);
         let id = super::message_id(config, &o.run, &report, &o.recipient);
         let eml = with_message_id(&store.eml(o.id)?, &o.message_id, &id)

@@ -15,10 +15,13 @@ use std::io::Write as _;
 
 mod annual;
 pub mod ceremony;
+mod retention;
 pub mod returns;
 
 pub use annual::ExternalSelection;
 use annual::{external_audit, internal_audit};
+pub use retention::Retention;
+use retention::retention;
 
 use crate::archive::{self, InputRecord, RunFolder, RunRecord};
 use crate::checks::Severity;
@@ -634,6 +637,9 @@ fn finish_run(
         let _ = std::fs::remove_file(outcome.dir.join(archive::SEAL));
     })?;
     tracing::info!(queued, "mail queued, run sealed");
+    // What the sealed run read leaves the inbox for the input store; an
+    // export that cannot move stays for the next run (told in the log).
+    crate::inputs::archive_read(config, facts.files, &run, &local_text(facts.generated_at));
     Ok(())
 }
 
@@ -1121,12 +1127,7 @@ fn draw_lock(state: &std::path::Path, period: &str) -> Result<std::fs::File> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // `2026/external-audit` names a file `draw-2026.external-audit.lock`.
     let path = dir.join(format!("draw-{}.lock", period.replace('/', ".")));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = archive::open_lock(&path).with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
@@ -1572,90 +1573,6 @@ fn sample_audit(
     )?;
     unfinished.finished();
     Ok(SampleOutcome { run, manifest })
-}
-
-/// What a retention run did.
-#[derive(Debug, Default)]
-pub struct Retention {
-    /// Run folders deleted (relative to the archive).
-    pub deleted: Vec<String>,
-    /// Expired sample audits kept because these units' worksheets have not
-    /// come back.
-    pub kept_unreturned: Vec<(String, Vec<String>)>,
-    /// Folders whose period could not be read: kept, and reported.
-    pub unreadable: Vec<String>,
-    /// Folders still inside their retention.
-    pub kept: usize,
-}
-
-/// `run retention`: deletes run folders whose period ended more than
-/// `retention_years` ago (point 5(4): never less than three), recording
-/// each deletion; an expired sample audit whose worksheets have not all
-/// come back is kept and reported.
-fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention> {
-    let now = clock.local(config.timezone);
-    let base = &config.paths.archive;
-    let mut store = Store::open(&config.paths.state)?;
-    let mut out = Retention::default();
-    for dir in archive::run_dirs(base)? {
-        let rel = dir.strip_prefix(base).unwrap_or(&dir).display().to_string();
-        let job_dir = dir.parent();
-        let period_dir = job_dir.and_then(std::path::Path::parent);
-        let run = RunFolder::parse(&dir);
-        // A kept return lives as long as the runs of its period.
-        let end = match &run {
-            Some(r) => r.period.end(),
-            None => archive::returned_period(&dir).and_then(|p| p.end()),
-        };
-        let Some(end) = end else {
-            out.unreadable.push(rel);
-            continue;
-        };
-        let years = config.rules.retention_years.max(3);
-        let Some(expires) = end.checked_add_months(chrono::Months::new(12 * years)) else {
-            out.unreadable.push(rel);
-            continue;
-        };
-        if now < expires {
-            out.kept += 1;
-            continue;
-        }
-        if let Some(run) = run.filter(|r| r.job == Job::SampleAudit) {
-            let returned: std::collections::BTreeSet<String> = store
-                .worksheet_returns(&run.id)?
-                .into_iter()
-                .map(|r| r.unit_id)
-                .collect();
-            let missing: Vec<String> = run
-                .manifest()?
-                .units_sampled()
-                .into_iter()
-                .filter(|u| !returned.contains(u))
-                .collect();
-            if !missing.is_empty() {
-                out.kept_unreturned.push((rel, missing));
-                continue;
-            }
-        }
-        let seal = ingest::hash_file(&dir.join(archive::SEAL))
-            .map(|(_, sha)| sha)
-            .unwrap_or_else(|_| "unsealed".into());
-        store.record_deletion(&rel, &seal, &local_text(now), &local_text(expires))?;
-        // The chain keeps the folder's place: a tombstone, not a gap.
-        store.chain_append(
-            "tombstone",
-            &archive::chain_id(&dir),
-            &seal,
-            &local_text(now),
-        )?;
-        std::fs::remove_dir_all(&dir).with_context(|| format!("deleting {}", dir.display()))?;
-        for parent in [job_dir, period_dir].into_iter().flatten() {
-            // Only empty folders go; `remove_dir` refuses the others.
-            let _ = std::fs::remove_dir(parent);
-        }
-        out.deleted.push(rel);
-    }
-    Ok(out)
 }
 
 /// Makes a write past the file-size limit (`ulimit -f`) an error the run

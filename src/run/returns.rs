@@ -79,7 +79,7 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
             file.display()
         );
     }
-    let (plain, opened_by) = open_return(config, &store, file, &received)?;
+    let (plain, opened_by) = open_return(config, &mut store, file, &received)?;
     refuse_unsafe_workbook(file, &plain)?;
     // Encrypted, it opened only with the password of the reader it was
     // sent to: that reader is the one it may answer for.
@@ -395,7 +395,7 @@ fn refuse_plain_if_mailed_encrypted(config: &Config, file: &Path, plain: &[u8]) 
 /// current and retired, and those in units' `attachment_password_env`.
 fn open_return(
     config: &Config,
-    store: &Store,
+    store: &mut Store,
     file: &Path,
     bytes: &[u8],
 ) -> Result<(Vec<u8>, Option<String>)> {
@@ -405,7 +405,9 @@ fn open_return(
     }
     // Each password with whose it is.
     let mut passwords: Vec<(String, String)> = store
-        .attachment_passwords()?
+        .attachment_passwords(&crate::keyfile::KeyFile::open_or_create(
+            &config.paths.key_file,
+        )?)?
         .into_iter()
         .map(|p| (p.unit_id, p.password))
         .collect();
@@ -590,7 +592,7 @@ fn refuse(
         .local(config.timezone)
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
-    let to = crate::inbox::set_aside(f, &dir.join("refused"), &at, error)
+    let to = crate::inbox::set_aside(f, &dir.join(crate::inbox::REFUSED), &at, error)
         .with_context(|| format!("setting {} aside", f.display()))?;
     let shown: String = if name.chars().count() > 60 {
         name.chars().take(60).chain("…".chars()).collect()

@@ -21,6 +21,7 @@ pub mod due;
 pub mod history;
 pub mod outbox;
 pub mod passwords;
+pub mod retention;
 pub mod runs;
 pub mod seeds;
 pub mod worksheets;
@@ -480,6 +481,8 @@ impl Store {
         conn.execute_batch(RUNS_SCHEMA).map_err(sql)?;
         conn.execute_batch(DAEMON_SCHEMA).map_err(sql)?;
         conn.execute_batch(OUTBOX_SCHEMA).map_err(sql)?;
+        conn.execute_batch(retention::SCHEMA).map_err(sql)?;
+        add_columns(&conn, "outbox", retention::OUTBOX_COLUMNS).map_err(sql)?;
         Ok(Store { conn, file })
     }
 
@@ -527,6 +530,20 @@ impl Store {
 /// A state file from before a table's CHECK allowed a value (`marker`: the
 /// outbox's `unknown`, the ledger's `waiting-for-seed`): the table is
 /// copied into its current shape (SQLite cannot change a CHECK in place).
+/// Adds the `columns` a table made by an earlier version lacks.
+fn add_columns(conn: &Connection, table: &str, columns: &[(&str, &str)]) -> rusqlite::Result<()> {
+    let have: Vec<String> = conn
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, kind) in columns {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn migrate_check(
     conn: &Connection,
     table: &str,

@@ -1,10 +1,13 @@
 //! The attachment passwords (rule 5(2)2): one current password per unit,
 //! made on first use; a new one retires the old, which is kept so that a
-//! workbook encrypted with it can still be opened.
+//! workbook encrypted with it can still be opened. Each is stored sealed
+//! under the key file outside the state folder ([`KeyFile`]); one an
+//! earlier version stored in the clear is sealed when the key is next used.
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, self_err};
+use super::{Store, self_err};
+use crate::keyfile::KeyFile;
 
 /// A unit's attachment password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,15 +35,60 @@ const CURRENT: &str = "SELECT unit_id, password, issued_at, retired_at FROM atta
      WHERE unit_id = ?1 AND retired_at IS NULL";
 
 impl Store {
+    /// Seals every password an earlier version stored in the clear.
+    fn seal_clear_passwords(&mut self, key: &KeyFile) -> anyhow::Result<()> {
+        let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
+        let clear: Vec<(i64, AttachmentPassword)> = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT id, {COLUMNS} FROM attachment_passwords WHERE password NOT LIKE 'v1:%'"
+                ))
+                .map_err(|e| self_err(&self.file, e))?;
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    AttachmentPassword {
+                        unit_id: r.get(1)?,
+                        password: r.get(2)?,
+                        issued_at: r.get(3)?,
+                        retired_at: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(|e| self_err(&self.file, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self_err(&self.file, e))?
+        };
+        for (id, p) in clear {
+            let sealed = key.seal(&p.unit_id, &p.issued_at, &p.password)?;
+            tx.execute(
+                "UPDATE attachment_passwords SET password = ?2 WHERE id = ?1",
+                params![id, sealed],
+            )
+            .map_err(|e| self_err(&self.file, e))?;
+        }
+        tx.commit().map_err(|e| self_err(&self.file, e))?;
+        Ok(())
+    }
+
+    fn opened(key: &KeyFile, mut p: AttachmentPassword) -> anyhow::Result<AttachmentPassword> {
+        p.password = key.open_password(&p.unit_id, &p.issued_at, &p.password)?;
+        Ok(p)
+    }
+
     /// The unit's current attachment password, if one was issued.
     pub fn attachment_password(
-        &self,
+        &mut self,
         unit_id: &str,
-    ) -> Result<Option<AttachmentPassword>, StoreError> {
-        self.conn
+        key: &KeyFile,
+    ) -> anyhow::Result<Option<AttachmentPassword>> {
+        self.seal_clear_passwords(key)?;
+        let p = self
+            .conn
             .query_row(CURRENT, params![unit_id], row)
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        p.map(|p| Self::opened(key, p)).transpose()
     }
 
     /// The unit's current password, or `make()` issued as it at `at` when
@@ -51,14 +99,16 @@ impl Store {
         unit_id: &str,
         at: &str,
         make: impl FnOnce() -> String,
-    ) -> Result<AttachmentPassword, StoreError> {
+        key: &KeyFile,
+    ) -> anyhow::Result<AttachmentPassword> {
+        self.seal_clear_passwords(key)?;
         let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         let current = tx
             .query_row(CURRENT, params![unit_id], row)
             .optional()
             .map_err(|e| self_err(&self.file, e))?;
         let p = match current {
-            Some(p) => p,
+            Some(p) => Self::opened(key, p)?,
             None => {
                 let p = AttachmentPassword {
                     unit_id: unit_id.to_owned(),
@@ -68,7 +118,7 @@ impl Store {
                 };
                 tx.execute(
                     "INSERT INTO attachment_passwords (unit_id, password, issued_at) VALUES (?1, ?2, ?3)",
-                    params![p.unit_id, p.password, p.issued_at],
+                    params![p.unit_id, key.seal(&p.unit_id, &p.issued_at, &p.password)?, p.issued_at],
                 )
                 .map_err(|e| self_err(&self.file, e))?;
                 p
@@ -85,7 +135,10 @@ impl Store {
         unit_id: &str,
         password: &str,
         at: &str,
-    ) -> Result<(), StoreError> {
+        key: &KeyFile,
+    ) -> anyhow::Result<()> {
+        self.seal_clear_passwords(key)?;
+        let sealed = key.seal(unit_id, at, password)?;
         let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         tx.execute(
             "UPDATE attachment_passwords SET retired_at = ?2 WHERE unit_id = ?1 AND retired_at IS NULL",
@@ -94,23 +147,57 @@ impl Store {
         .map_err(|e| self_err(&self.file, e))?;
         tx.execute(
             "INSERT INTO attachment_passwords (unit_id, password, issued_at) VALUES (?1, ?2, ?3)",
-            params![unit_id, password, at],
+            params![unit_id, sealed, at],
         )
         .map_err(|e| self_err(&self.file, e))?;
-        tx.commit().map_err(|e| self_err(&self.file, e))
+        tx.commit().map_err(|e| self_err(&self.file, e))?;
+        Ok(())
     }
 
     /// Every password ever issued, current and retired, by unit and age.
-    pub fn attachment_passwords(&self) -> Result<Vec<AttachmentPassword>, StoreError> {
+    pub fn attachment_passwords(
+        &mut self,
+        key: &KeyFile,
+    ) -> anyhow::Result<Vec<AttachmentPassword>> {
+        self.seal_clear_passwords(key)?;
         let mut stmt = self
             .conn
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM attachment_passwords ORDER BY unit_id, id"
             ))
             .map_err(|e| self.err(e))?;
-        stmt.query_map([], row)
+        let rows: Vec<AttachmentPassword> = stmt
+            .query_map([], row)
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        rows.into_iter().map(|p| Self::opened(key, p)).collect()
+    }
+
+    /// Seals every password again under `new` (opened with `old`), in one
+    /// transaction: all move to the new key, or none.
+    pub fn reseal_passwords(&mut self, old: &KeyFile, new: &KeyFile) -> anyhow::Result<usize> {
+        let all = self.attachment_passwords(old)?;
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM attachment_passwords ORDER BY unit_id, id")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        self.atomically(|s| {
+            for (id, p) in ids.iter().zip(&all) {
+                s.conn
+                    .execute(
+                        "UPDATE attachment_passwords SET password = ?2 WHERE id = ?1",
+                        params![id, new.seal(&p.unit_id, &p.issued_at, &p.password)?],
+                    )
+                    .map_err(|e| s.err(e))?;
+            }
+            Ok(all.len())
+        })
     }
 }

@@ -213,7 +213,12 @@ fn the_head_a_workbook_shows_is_one_the_chain_extends() {
 fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
-    let fresh = open_bundle(tmp.path(), &config, &run.run_dir(), &["--with-personal-data"]);
+    let fresh = open_bundle(
+        tmp.path(),
+        &config,
+        &run.run_dir(),
+        &["--with-personal-data"],
+    );
     let py = |args: &[&str]| py(&fresh, args);
     let (ok, text) = py(&["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
@@ -296,7 +301,12 @@ fn an_evidence_bundle_holds_no_full_national_id_unless_asked() {
         "{text}"
     );
 
-    let full = open_bundle(tmp.path(), &config, &run.run_dir(), &["--with-personal-data"]);
+    let full = open_bundle(
+        tmp.path(),
+        &config,
+        &run.run_dir(),
+        &["--with-personal-data"],
+    );
     assert!(full.join("run/population.tsv").exists());
     let (ok, text) = py(&full, &["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
@@ -354,11 +364,8 @@ pub fn open_bundle(tmp: &Path, config: &Path, run_dir: &Path, extra: &[&str]) ->
         config.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let out = crate::harness::run_binary_env(
-        &args,
-        tmp,
-        &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)],
-    );
+    let out =
+        crate::harness::run_binary_env(&args, tmp, &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
     let fresh = tmp.join(format!("fresh-{name}"));

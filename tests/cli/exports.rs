@@ -646,10 +646,7 @@ fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
     );
     // The file's time moved a year on changes nothing the audit records.
     let (t, _) = run("forms.csv", body, "", &["query-check"]);
-    crate::harness::written_at(
-        &t.path("inbox/forms/forms.csv"),
-        "2027-07-03T09:00:00+08:00",
-    );
+    crate::harness::written_at(&t.input("forms/forms.csv"), "2027-07-03T09:00:00+08:00");
     let mut again = vec!["--now", "2026-07-05T09:00:00+08:00", "run"];
     again.extend(sample);
     again.extend(["--period", "2026H1", "--no-send"]);

@@ -931,14 +931,15 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     // 2026 runs and lists July's findings that are still there as repeats.
     let inbox = c.tmp.path().join("city/inbox");
     // The same list exported again (a byte more: another file).
-    let mut hr = std::fs::read(inbox.join("hr/hr_status_20260702.csv")).unwrap();
+    let archive = c.tmp.path().join("var/archive");
+    let input = |rel: &str| crate::harness::input_at(&inbox, &archive, rel);
+    let mut hr = std::fs::read(input("hr/hr_status_20260702.csv")).unwrap();
     hr.extend_from_slice(b"\r\n");
     std::fs::write(inbox.join("hr/hr_status_20270105.csv"), hr).unwrap();
     {
         use calamine::Reader as _;
         let mut wb =
-            calamine::open_workbook_auto(inbox.join("roster/webir_accounts_20260702.xlsx"))
-                .unwrap();
+            calamine::open_workbook_auto(input("roster/webir_accounts_20260702.xlsx")).unwrap();
         let name = wb.sheet_names()[0].clone();
         let range = wb.worksheet_range(&name).unwrap();
         let rows: Vec<Vec<String>> = range

@@ -74,6 +74,12 @@ impl Test {
         self.dir.path().join(rel)
     }
 
+    /// Where the export the inbox got as `rel` is now: still in the inbox,
+    /// or moved into the input store by a sealed run that read it.
+    pub fn input(&self, rel: &str) -> PathBuf {
+        input_at(&self.path("inbox"), &self.path("var/archive"), rel)
+    }
+
     /// Writes an inbox file, dated [`FILE_TIME`]: no test depends on the
     /// day it runs.
     pub fn file(self, rel: &str, bytes: impl AsRef<[u8]>) -> Test {
@@ -382,4 +388,17 @@ pub fn as_returned(config: &webir_audit::config::Config, file: &Path) -> PathBuf
         std::fs::write(&out, sealed).unwrap();
     }
     out
+}
+
+/// Where the export dropped in `inbox` as `rel` is now: in the inbox, or,
+/// once a sealed run read it, in the input store under `archive` (a file
+/// in neither: the inbox, where it is to be written).
+pub fn input_at(inbox: &Path, archive: &Path, rel: &str) -> PathBuf {
+    let dropped = inbox.join(rel);
+    let stored = archive.join("inputs").join(rel);
+    if !dropped.exists() && stored.exists() {
+        stored
+    } else {
+        dropped
+    }
 }

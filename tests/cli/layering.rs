@@ -13,6 +13,7 @@ use crate::harness::repo;
 const ORDER: &[&str] = &[
     // Foundations: pure descriptions and the state database.
     "clock",
+    "keyfile",
     "period",
     "privacy",
     "templates",
@@ -29,6 +30,7 @@ const ORDER: &[&str] = &[
     "synth",
     "archive",
     "inbox",
+    "inputs",
     "schedule",
     "mail",
     "worksheet",

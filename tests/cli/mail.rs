@@ -70,10 +70,11 @@ pub fn sha256(path: &std::path::Path) -> String {
 /// mail goes to (officer and ethics unit).
 pub fn passwords_by_address(config: &webir_audit::config::Config) -> BTreeMap<String, String> {
     use webir_audit::mail::{Role, password_holder};
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let key = webir_audit::keyfile::KeyFile::open(&config.paths.key_file).unwrap();
     let mut out = BTreeMap::new();
     let mut add = |addr: Option<&String>, holder: String| {
-        if let (Some(addr), Some(p)) = (addr, store.attachment_password(&holder).unwrap()) {
+        if let (Some(addr), Some(p)) = (addr, store.attachment_password(&holder, &key).unwrap()) {
             out.insert(addr.clone(), p.password);
         }
     };
@@ -588,15 +589,59 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
         "{}",
         issue.stdout
     );
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let key = webir_audit::keyfile::KeyFile::open(&config.paths.key_file).unwrap();
     let history: Vec<_> = store
-        .attachment_passwords()
+        .attachment_passwords(&key)
         .unwrap()
         .into_iter()
         .filter(|p| p.unit_id == "KHB")
         .collect();
     assert_eq!(history.len(), 2);
     assert!(history[0].retired_at.is_some() && history[1].retired_at.is_none());
+    drop(store);
+
+    // Issue 30: no password lies in the clear beside the attachments it
+    // opens. The database holds each sealed under the key outside the
+    // state folder; a copy of the database alone shows none of them.
+    let db = std::fs::read(t.path("var/state/state.sqlite3")).unwrap();
+    let db = String::from_utf8_lossy(&db);
+    for p in [&first, &second] {
+        assert!(
+            !db.contains(p.as_str()),
+            "a password in the clear in the database"
+        );
+    }
+    assert!(!config.paths.key_file.starts_with(&config.paths.state));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&config.paths.key_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o400);
+    // The key rotated: the same passwords, sealed under the new key; the
+    // old key opens none of them any more, and says what to do.
+    let new_key = t.path("var/keys/rotated.key");
+    let rotate = t.run(&[
+        "passwords",
+        "rotate-key",
+        "--new-key",
+        new_key.to_str().unwrap(),
+    ]);
+    assert_eq!(rotate.status, 0, "{}{}", rotate.stdout, rotate.stderr);
+    assert!(
+        rotate.stdout.contains("point paths.key_file"),
+        "{}",
+        rotate.stdout
+    );
+    let stale = t.run(&["passwords", "list"]);
+    assert_ne!(stale.status, 0);
+    assert!(stale.stderr.contains("rotate-key"), "{}", stale.stderr);
+    std::fs::rename(&new_key, &config.paths.key_file).unwrap();
+    let list = t.run(&["passwords", "list"]);
+    assert_eq!(list.status, 0, "{}", list.stderr);
+    assert!(list.stdout.contains(&second), "{}", list.stdout);
+
     // An exempt unit has no password to issue.
     let refused = t.run(&["passwords", "issue", "KPB"]);
     assert_ne!(refused.status, 0);

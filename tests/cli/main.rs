@@ -14,6 +14,7 @@ mod ingest;
 mod layering;
 mod load;
 mod mail;
+mod privacy;
 mod register;
 mod render;
 mod reports;

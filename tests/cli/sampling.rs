@@ -34,8 +34,14 @@ impl City {
             .to_owned()
     }
 
+    /// An export as dropped in the inbox, found where it is now (moved
+    /// into the input store once a sealed run read it).
     fn inbox(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join("city/inbox").join(rel)
+        crate::harness::input_at(
+            &self.tmp.path().join("city/inbox"),
+            &self.tmp.path().join("var/archive"),
+            rel,
+        )
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -199,7 +205,9 @@ fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
     assert_eq!(ours.status, 0);
     // The inputs moved elsewhere (an auditor's copy) verify the same.
     let copy = city.tmp.path().join("auditor-copy");
-    copy_dir(&city.inbox(""), &copy);
+    // The exports runs read: the input store and what the inbox still holds.
+    copy_dir(&city.tmp.path().join("var/archive/inputs"), &copy);
+    copy_dir(&city.tmp.path().join("city/inbox"), &copy);
     let moved = run_binary(
         &[
             "verify",

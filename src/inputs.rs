@@ -1,0 +1,233 @@
+//! The input store: exports moved out of the inbox into the archive once a
+//! sealed run has read them (point 5(2)3–4: the inbox, where agencies drop
+//! files, holds only what is waiting), read by later runs from here as if
+//! they were still in the inbox (same names, same order), and deleted with
+//! a tombstone in the evidence chain when their retention ends.
+//!
+//! Layout: `<archive>/inputs/<table folder>/<name>`, folders 0700, files
+//! 0600; an export replaced by a newer one of the same name goes to
+//! `<archive>/inputs/superseded/<table folder>/<sha256 prefix>-<name>`
+//! (no run reads it again; retention deletes it like the others).
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use chrono::{Datelike as _, NaiveDate};
+
+use crate::config::Config;
+use crate::ingest::{FileRecord, FileStatus};
+use crate::model::Table;
+use crate::store::Store;
+use crate::store::retention::ArchivedInput;
+
+/// The input store's folder under the archive.
+pub const DIR: &str = crate::config::INPUT_STORE;
+
+/// Where an export replaced under the same name goes.
+pub const SUPERSEDED: &str = "superseded";
+
+/// Moves every export the sealed run `run` read (`files`) from the inbox
+/// into the input store and records it. An export changed since the run
+/// hashed it stays (it is not what the run read). One file that cannot
+/// move never stops the others: each problem is returned.
+pub fn archive_read(config: &Config, files: &[FileRecord], run: &str, at: &str) -> Vec<String> {
+    let Some(store_dir) = config.paths.inputs.as_deref() else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for f in files {
+        if f.table.is_none() || matches!(f.status, FileStatus::Failed { .. }) {
+            continue;
+        }
+        let from = config.paths.inbox.join(&f.path);
+        if !crate::inbox::is_regular(&from) {
+            continue; // read from the store, or gone
+        }
+        if let Err(e) = move_one(config, store_dir, f, &from, run, at) {
+            tracing::warn!(file = %f.path, error = %format!("{e:#}"), "export left in the inbox");
+            problems.push(format!("{}: {e:#}", f.path));
+        }
+    }
+    problems
+}
+
+fn move_one(
+    config: &Config,
+    store_dir: &Path,
+    f: &FileRecord,
+    from: &Path,
+    run: &str,
+    at: &str,
+) -> Result<()> {
+    let (_, sha) =
+        crate::ingest::hash_file(from).with_context(|| format!("hashing {}", from.display()))?;
+    if sha != f.sha256 {
+        anyhow::bail!("changed since the run read it: left for the next run");
+    }
+    let to = store_dir.join(&f.path);
+    private_dirs(store_dir, to.parent().unwrap_or(store_dir))?;
+    let mut aside = None;
+    if crate::inbox::is_regular(&to) {
+        let (_, stored) =
+            crate::ingest::hash_file(&to).with_context(|| format!("hashing {}", to.display()))?;
+        if stored == sha {
+            // The same export dropped again: the stored copy stands.
+            std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+            return Ok(());
+        }
+        let (table_dir, name) = f.path.split_once('/').unwrap_or(("", &f.path));
+        let rel = format!("{SUPERSEDED}/{table_dir}/{}-{name}", &stored[..12]);
+        let dest = store_dir.join(&rel);
+        private_dirs(store_dir, dest.parent().unwrap_or(store_dir))?;
+        std::fs::rename(&to, &dest)
+            .with_context(|| format!("moving {} to {}", to.display(), dest.display()))?;
+        aside = Some(rel);
+    }
+    move_file(from, &to)?;
+    let mut store = Store::open(&config.paths.state)?;
+    store.record_archived_input(
+        &ArchivedInput {
+            id: 0,
+            sha256: sha,
+            rel: f.path.clone(),
+            stored_as: f.path.clone(),
+            moved_at: at.to_owned(),
+            run: run.to_owned(),
+            superseded_at: None,
+        },
+        aside.as_deref(),
+    )?;
+    Ok(())
+}
+
+/// Creates `dir` and the folders between `base` and it, mode 0700.
+fn private_dirs(base: &Path, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut d = Some(dir);
+        while let Some(p) = d.filter(|p| p.starts_with(base)) {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", p.display()))?;
+            d = p.parent();
+        }
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to` (a rename; across file systems, a copy with the
+/// same modification time, then the original removed), mode 0600.
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::rename(from, to).is_err() {
+        let modified = std::fs::metadata(from)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("reading {}", from.display()))?;
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        std::fs::File::options()
+            .write(true)
+            .open(to)
+            .and_then(|f| f.set_modified(modified))
+            .with_context(|| format!("dating {}", to.display()))?;
+        std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", to.display()))?;
+    }
+    Ok(())
+}
+
+/// The day an archived export's retention ends: the first day after the
+/// end of the year it was archived in, plus `years`. Its rows are all from
+/// before it was archived, and every run that can read them is of a period
+/// ending by that year's end, so no run outlives the exports it read.
+pub fn expires(moved_at: &str, years: u32) -> Option<NaiveDate> {
+    let day = NaiveDate::parse_from_str(moved_at.get(..10)?, "%Y-%m-%d").ok()?;
+    NaiveDate::from_ymd_opt(day.year() + i32::try_from(years).ok()? + 1, 1, 1)
+}
+
+/// What retention did to the input store.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Stored paths deleted.
+    pub deleted: Vec<String>,
+    /// Expired but the newest export of its table: still what runs read.
+    pub kept_current: Vec<String>,
+    /// Expired but under a legal hold.
+    pub held: Vec<String>,
+}
+
+/// Deletes the archived exports past their retention (see [`expires`]),
+/// each with a tombstone; the newest roster and HR list stay while they
+/// are the ones runs read, and none goes that `held` keeps (a hold on a
+/// unit keeps every export, which holds every unit's rows; a run kept past
+/// its own retention, held or awaiting worksheets, keeps what it read).
+pub fn expire(
+    config: &Config,
+    store: &mut Store,
+    today: NaiveDate,
+    at: &str,
+    held_inputs: &dyn Fn(&ArchivedInput) -> bool,
+) -> Result<Expired> {
+    let mut out = Expired::default();
+    let Some(store_dir) = config.paths.inputs.as_deref() else {
+        return Ok(out);
+    };
+    let years = config.rules.retention_years.max(3);
+    let all = store.archived_inputs()?;
+    // The newest current snapshot of each snapshot table (the roster, the
+    // HR list): what runs read now. Query logs and request forms cover
+    // their own months; none of them is "current".
+    let snapshots = [Table::Roster, Table::Hr].map(Table::inbox_dir);
+    let mut newest: std::collections::BTreeMap<&str, &ArchivedInput> = Default::default();
+    for a in all.iter().filter(|a| a.superseded_at.is_none()) {
+        let table = a.rel.split_once('/').map_or("", |(t, _)| t);
+        if snapshots.contains(&table) {
+            newest.insert(table, a); // oldest first, then by name: the last one wins
+        }
+    }
+    for a in &all {
+        let Some(end) = expires(a.superseded_at.as_deref().unwrap_or(&a.moved_at), years) else {
+            continue;
+        };
+        if today < end {
+            continue;
+        }
+        let table = a.rel.split_once('/').map_or("", |(t, _)| t);
+        if newest.get(table).is_some_and(|n| n.id == a.id) {
+            out.kept_current.push(a.stored_as.clone());
+            continue;
+        }
+        if held_inputs(a) {
+            out.held.push(a.stored_as.clone());
+            continue;
+        }
+        let path = store_dir.join(&a.stored_as);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("deleting {}", path.display())),
+        }
+        store.delete_archived_input(a, at)?;
+        out.deleted.push(a.stored_as.clone());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_is_kept_to_the_end_of_its_year_plus_retention() {
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(expires("2026-07-01T10:00:00", 3), Some(d("2030-01-01")));
+        assert_eq!(expires("2026-12-31T23:59:59", 3), Some(d("2030-01-01")));
+        assert_eq!(expires("2027-01-01T00:00:00", 5), Some(d("2033-01-01")));
+        assert_eq!(expires("garbage", 3), None);
+    }
+}
