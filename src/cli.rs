@@ -888,9 +888,7 @@ fn passwords(
             if ids.contains(h) {
                 store.issue_attachment_password(h, &crate::mail::new_password(), &at, &key)?;
             } else if ids.is_empty() {
-                store
-                    .attachment_password_or_issue(h, &at, crate::mail::new_password, &key)
-                    .map_err(anyhow::Error::from)?;
+                store.attachment_password_or_issue(h, &at, crate::mail::new_password, &key)?;
             }
         }
     }
@@ -1930,7 +1928,9 @@ fn write_rejects(ing: &Ingested, out: &mut dyn Write) -> anyhow::Result<()> {
             file.get(i).unwrap_or(""),
             sheet,
             row.get(i).unwrap_or(""),
-            reason.get(i).unwrap_or("")
+            // A whole national ID in a reason is masked here too (a
+            // malformed one, which the reason is about, is not an ID).
+            crate::privacy::mask_ids_in_text(reason.get(i).unwrap_or(""))
         )?;
     }
     if n > REJECTS_SHOWN {

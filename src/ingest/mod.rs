@@ -725,6 +725,19 @@ fn attribute(records: &mut [FileRecord], df: &DataFrame) -> PolarsResult<()> {
             r.agencies.dedup();
         }
     }
+    // A copy of a file holds the same rows: whoever sees the file sees
+    // the copy.
+    let originals: BTreeMap<String, Vec<String>> = records
+        .iter()
+        .map(|r| (r.path.clone(), r.agencies.clone()))
+        .collect();
+    for r in records.iter_mut() {
+        if let FileStatus::Duplicate { of } = &r.status
+            && let Some(a) = originals.get(of)
+        {
+            r.agencies.clone_from(a);
+        }
+    }
     Ok(())
 }
 

@@ -953,6 +953,27 @@ fn base(
             .filter(|r| r.agencies.iter().any(|a| own.contains(a)))
             .collect()
     };
+    // What was not checked, as this unit may read it: a file it is not
+    // shown is not named there either.
+    let not_checked: Vec<NotChecked> = f
+        .not_checked
+        .iter()
+        .map(|n| {
+            let hidden = f
+                .files
+                .iter()
+                .any(|r| r.path == n.input && !files_shown.iter().any(|s| s.path == r.path));
+            if hidden {
+                let mut n = n.clone();
+                n.detail = n.detail.replace(&n.input, UNLISTED_FILE);
+                n.detail_zh = n.detail_zh.replace(&n.input, UNLISTED_FILE);
+                n.input = UNLISTED_FILE.to_owned();
+                n
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
     let files = Table {
         headers: headers(&FILE_COLUMNS),
         rows: files_shown
@@ -1019,8 +1040,8 @@ fn base(
             .chain(f.selection.map(selection_note))
             .chain(local_policy_note(f))
             .collect(),
-        warnings: warnings(f),
-        not_checked: not_checked_table(f.not_checked),
+        warnings: warnings(&not_checked),
+        not_checked: not_checked_table(&not_checked),
         quality: {
             let failed = f
                 .files
@@ -1046,16 +1067,19 @@ fn base(
     })
 }
 
+/// How a unit's workbook names an input file it is not shown (one that
+/// holds none of its agencies' rows: its name may say whose case it is).
+const UNLISTED_FILE: &str = "未列出之輸入檔案（檔名僅列於衛生局彙整表）";
+
 /// The lines in red at the top of the summary: checks withheld because
 /// their inputs failed or fell short. An officer must not read a missing
 /// finding as a clean result.
-fn warnings(f: &RunFacts<'_>) -> Vec<String> {
-    let withheld: Vec<&NotChecked> = f
-        .not_checked
+fn warnings(not_checked: &[NotChecked]) -> Vec<String> {
+    let withheld: Vec<&NotChecked> = not_checked
         .iter()
         .filter(|n| n.why != NotCheckedWhy::ColumnAbsent)
         .collect();
-    let absent = f.not_checked.len() - withheld.len();
+    let absent = not_checked.len() - withheld.len();
     let mut out = Vec::new();
     if !withheld.is_empty() {
         let mut what: Vec<&str> = withheld.iter().flat_map(|n| n.descriptions()).collect();

@@ -615,20 +615,33 @@ fn finish_run(
     // that dies before its seal leaves no item open and no mail queued
     // (nobody was asked anything), and is resumed or removed whole.
     // Queueing a run again adds nothing (unique run, report, recipient).
-    let queued = store.atomically(|store| {
-        for item in &opening {
-            store.open_due(item)?;
-        }
-        // Point 6(4): each unit the external audit drew is told what to
-        // prepare and by when; its preparation is a due item.
-        if let (ReportKind::ExternalAudit, Some(draw)) = (facts.kind, facts.selection) {
-            messages.extend(crate::followup::drawn_units(
-                config, store, &facts, draw, &run, now,
-            )?);
-        }
-        let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
-        archive::seal_chained(&outcome.dir, store, "seal", &local_text(facts.generated_at))?;
-        Ok(queued)
+    // The seal is written and hashed first, outside the transaction: the
+    // database is not held locked while a large run folder is read.
+    let sealed = archive::seal(&outcome.dir).and_then(|()| {
+        archive::seal_digest(&outcome.dir)
+            .with_context(|| format!("hashing the seal of {}", outcome.dir.display()))
+    });
+    let queued = sealed.and_then(|digest| {
+        store.atomically(|store| {
+            for item in &opening {
+                store.open_due(item)?;
+            }
+            // Point 6(4): each unit the external audit drew is told what to
+            // prepare and by when; its preparation is a due item.
+            if let (ReportKind::ExternalAudit, Some(draw)) = (facts.kind, facts.selection) {
+                messages.extend(crate::followup::drawn_units(
+                    config, store, &facts, draw, &run, now,
+                )?);
+            }
+            let queued = store.queue_noting(&messages, &issued_at, &run, &told)?;
+            store.chain_append(
+                "seal",
+                &archive::chain_id(&outcome.dir),
+                &digest,
+                &local_text(facts.generated_at),
+            )?;
+            Ok(queued)
+        })
     });
     // Whatever failed (the chain, the commit), a seal file left without
     // its chain entry would make the folder look finished: it goes, and

@@ -405,6 +405,87 @@ fn a_unit_sees_only_its_own_input_files() {
     assert!(quality("city-wide.xlsx").contains("PD_機密_王大明案.csv"));
 }
 
+/// Issue 30, what the test above left open: a file no unit can be placed
+/// in (one that failed to load, named for a case) is named in no unit's
+/// workbook — not on 資料品質, not in the warnings of what was not
+/// checked — only in the city-wide one; a copy of a unit's file is listed
+/// for the unit, as the file is.
+#[test]
+fn a_failed_file_named_for_a_case_is_named_to_no_unit() {
+    let city = City::new();
+    let (police, _) = city.subtree("KPB");
+    let logs = city.tmp.path().join("city/inbox/query_logs");
+    let q1 = std::fs::read_to_string(logs.join("webir_querylog_2026Q1.csv")).unwrap();
+    let mut lines = q1.lines();
+    let mut case = vec![lines.next().unwrap().to_owned()];
+    case.extend(
+        lines
+            .filter(|l| police.contains(l.split(',').nth(6).unwrap()))
+            .take(20)
+            .map(str::to_owned),
+    );
+    std::fs::write(logs.join("PD_機密_王大明案.csv"), case.join("\n") + "\n").unwrap();
+    std::fs::write(
+        logs.join("PD_機密_王大明案 複本.csv"),
+        case.join("\n") + "\n",
+    )
+    .unwrap();
+    std::fs::write(logs.join("PD_機密_李小華案.csv"), "沒有標題列\n1,2\n").unwrap();
+    let config = city.tmp.path().join("city/webir-audit.toml");
+    let out = run_binary(
+        &[
+            "run",
+            "query-check",
+            "--period",
+            "2026H1",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        city.tmp.path(),
+    );
+    assert_eq!(
+        out.status, 2,
+        "a failed input withholds checks: {}",
+        out.stderr
+    );
+    let dir = out.run_dir();
+    let all_text = |file: &str| -> String {
+        let (_, sheets) = read(&dir.join("reports").join(file));
+        sheets
+            .values()
+            .flatten()
+            .flatten()
+            .map(text)
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let ksa = all_text("KSA.xlsx");
+    assert!(
+        ksa.contains("未檢核"),
+        "the failed file withholds checks: {ksa}"
+    );
+    assert!(!ksa.contains("李小華") && !ksa.contains("王大明"), "{ksa}");
+    assert!(
+        ksa.contains("未列出之輸入檔案（檔名僅列於衛生局彙整表）"),
+        "{ksa}"
+    );
+    let kpb = all_text("KPB.xlsx");
+    assert!(
+        kpb.contains("PD_機密_王大明案 複本.csv"),
+        "its file's copy: {kpb}"
+    );
+    assert!(!kpb.contains("李小華"), "{kpb}");
+    assert!(all_text("city-wide.xlsx").contains("PD_機密_李小華案.csv"));
+    // Nor in the unit's mail.
+    let mails = crate::mail::parse_all(&city.tmp.path().join("var/state/outbox-files"));
+    for m in mails
+        .iter()
+        .filter(|m| m.to.starts_with("officer.") || m.to.starts_with("ethics."))
+    {
+        assert!(!m.text.contains("李小華"), "{}: {}", m.to, m.text);
+    }
+}
+
 #[test]
 fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
     let city = City::new();
