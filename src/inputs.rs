@@ -150,6 +150,55 @@ pub fn expires(moved_at: &str, years: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(day.year() + i32::try_from(years).ok()? + 1, 1, 1)
 }
 
+/// Records, as moved now, every file in the store no record names (a run
+/// that moved it died before recording it): nothing there outlives its
+/// retention unseen.
+fn adopt_unrecorded(store_dir: &Path, store: &mut Store, at: &str) -> Result<()> {
+    let known: std::collections::BTreeSet<String> = store
+        .archived_inputs()?
+        .into_iter()
+        .map(|a| a.stored_as)
+        .collect();
+    let mut found = Vec::new();
+    for table in Table::ALL.map(Table::inbox_dir) {
+        for base in [store_dir.to_path_buf(), store_dir.join(SUPERSEDED)] {
+            let Ok(entries) = std::fs::read_dir(base.join(table)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rel = if base == store_dir {
+                    format!("{table}/{name}")
+                } else {
+                    format!("{SUPERSEDED}/{table}/{name}")
+                };
+                if crate::inbox::is_regular(&e.path()) && !known.contains(&rel) {
+                    found.push((rel, e.path()));
+                }
+            }
+        }
+    }
+    found.sort();
+    for (rel, path) in found {
+        let (_, sha) = crate::ingest::hash_file(&path)
+            .with_context(|| format!("hashing {}", path.display()))?;
+        let superseded = rel.starts_with(SUPERSEDED);
+        store.record_archived_input(
+            &ArchivedInput {
+                id: 0,
+                sha256: sha,
+                rel: rel.clone(),
+                stored_as: rel,
+                moved_at: at.to_owned(),
+                run: "(found in the store unrecorded)".to_owned(),
+                superseded_at: superseded.then(|| at.to_owned()),
+            },
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 /// What retention did to the input store.
 #[derive(Debug, Default)]
 pub struct Expired {
@@ -178,6 +227,7 @@ pub fn expire(
         return Ok(out);
     };
     let years = config.rules.retention_years.max(3);
+    adopt_unrecorded(store_dir, store, at)?;
     let all = store.archived_inputs()?;
     // The newest current snapshot of each snapshot table (the roster, the
     // HR list): what runs read now. Query logs and request forms cover

@@ -169,13 +169,15 @@ impl Store {
             .map_err(|e| self_err(&self.file, e))?;
         }
         tx.execute(
-            "INSERT INTO archived_inputs (sha256, rel, stored_as, moved_at, run) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO archived_inputs (sha256, rel, stored_as, moved_at, run, superseded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 input.sha256,
                 input.rel,
                 input.stored_as,
                 input.moved_at,
-                input.run
+                input.run,
+                input.superseded_at
             ],
         )
         .map_err(|e| self_err(&self.file, e))?;

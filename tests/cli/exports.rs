@@ -215,11 +215,23 @@ fn a_failed_query_log_withholds_idle_and_never_used_and_says_why() {
         !summary.iter().any(|l| l.contains("ACCOUNT_IDLE")),
         "{summary:?}"
     );
+    // A file that failed holds no rows placed in any unit: the unit is
+    // told a file failed, not its name (issue 30: a file's name can say
+    // whose case it is); the city-wide workbook names it.
     assert!(
         summary[3..]
             .iter()
-            .any(|l| l.contains("query_logs/webir_2026Q2.xlsx")),
+            .any(|l| l.contains("未列出之輸入檔案（檔名僅列於衛生局彙整表）")),
         "{summary:?}"
+    );
+    assert!(
+        !summary.iter().any(|l| l.contains("webir_2026Q2.xlsx")),
+        "{summary:?}"
+    );
+    assert!(
+        summary_texts(&dir.join("reports/city-wide.xlsx"))
+            .iter()
+            .any(|l| l.contains("query_logs/webir_2026Q2.xlsx"))
     );
     // And so does the officer's mail, before the greeting's first line ends.
     let mails = parse_all(&t.path("var/state/outbox-files"));
