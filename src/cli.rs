@@ -558,7 +558,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             for rel in &e.withheld {
                 writeln!(
                     out,
-                    "left out: run/{rel} (full national IDs; --with-personal-data puts it in, and re-drawing the sample needs it)"
+                    "left out: run/{rel} (it may hold full national IDs; --with-personal-data puts it in; re-drawing a sample needs its population)"
                 )
                 .context("writing to stdout")?;
             }
@@ -824,6 +824,10 @@ fn passwords(
     use crate::config::AttachmentProtection as P;
     if let PasswordsAction::RotateKey { new_key, config } = action {
         let config = config::load(config)?;
+        // Not while the daemon runs: it would seal a new password under
+        // the key being retired.
+        let _daemon = crate::daemon::DaemonLock::acquire(&config.paths.state)
+            .context("stop the daemon before rotating the key")?;
         let old = crate::keyfile::KeyFile::open(&config.paths.key_file)?;
         crate::keyfile::create(new_key)?;
         let new = crate::keyfile::KeyFile::open(new_key)?;
@@ -849,7 +853,7 @@ fn passwords(
     let config = config::load(config)?;
     let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
     let at = clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let key = crate::keyfile::KeyFile::open_or_create(&config.paths.key_file)?;
+    let key = store.password_key(&config.paths.key_file)?;
     // A holder's protection: its unit's (an ethics unit's is its unit's);
     // the chief administrator's is always an issued password.
     let holders: Vec<(String, String, P)> = crate::mail::password_holders(&config)
@@ -958,6 +962,18 @@ fn outbox(
             let mut store =
                 crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
             let now = clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            if store
+                .dropped_body_sha256(*id)
+                .map_err(anyhow::Error::from)?
+                .is_some()
+            {
+                return Err(anyhow::anyhow!(
+                    "message {id}'s body was dropped after rules.outbox_keep_days = {}: \
+                     its workbook is in the sealed run folder; run it again or send it from there",
+                    config.rules.outbox_keep_days
+                )
+                .into());
+            }
             if store.retry(*id, &now).map_err(anyhow::Error::from)? {
                 w(out, format!("message {id} is pending again"))?;
                 Ok(ExitStatus::Ok)
@@ -1375,9 +1391,7 @@ fn hold(
             writeln!(
                 out,
                 "{}  placed {}: {}  ({state})",
-                h.target,
-                h.placed_at,
-                crate::privacy::mask_ids_in_text(&h.reason)
+                h.target, h.placed_at, h.reason
             )
             .context("writing to stdout")?;
         }
@@ -1388,6 +1402,9 @@ fn hold(
         .filter(|r| !r.is_empty())
         .context("--reason is required: a hold and its release say why")?;
     let target = hold_target(config, &store, target)?;
+    // Kept for years and hashed into the chain: no whole national ID.
+    let reason = crate::privacy::mask_ids_in_text(reason);
+    let reason = reason.as_str();
     let at = clock
         .local(config.timezone)
         .format("%Y-%m-%dT%H:%M:%S")
@@ -1416,8 +1433,14 @@ fn hold_target(
     store: &crate::store::Store,
     given: &str,
 ) -> anyhow::Result<String> {
-    if config.agencies.get(given).is_some() {
+    if config.agencies.units().any(|u| u.id == given) {
         return Ok(given.to_owned());
+    }
+    if let Some(a) = config.agencies.get(given) {
+        anyhow::bail!(
+            "{given} is not a unit but an agency of {}: hold its unit, whose workbooks hold its rows",
+            a.unit
+        );
     }
     let path = std::path::Path::new(given);
     let id = if path.is_dir() {

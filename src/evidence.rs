@@ -33,17 +33,18 @@ Extract with 7-Zip (or any tool that opens AES-256 zip archives), then run:\n\n\
 規格 / spec: sampling.md\n";
 
 /// What the README adds when the population was left out.
-const README_WITHHELD: &str = "\n未含 run/population.tsv（含未遮罩之身分證號）。其雜湊值仍列於 \
-run/SHA256SUMS 與 bundle.json，verify_bundle.py 據以核對；重新抽樣需以 \
+const README_WITHHELD: &str = "\n未含 run/population.tsv 及 run/rejects.csv（可能含未遮罩之身分證號）。\
+其雜湊值仍列於 run/SHA256SUMS，verify_bundle.py 據以核對；重新抽樣需以 \
 export-evidence --with-personal-data 匯出之證據包。\n\
-run/population.tsv (full national IDs) is left out. Its hash stays in \
-run/SHA256SUMS and bundle.json, and verify_bundle.py checks it is the one \
-withheld; re-drawing the sample (verify_sample.py MATCH) needs a bundle \
-exported with --with-personal-data.\n";
+run/population.tsv and run/rejects.csv (which may hold full national IDs) \
+are left out. Their hashes stay in run/SHA256SUMS, and verify_bundle.py \
+accepts exactly these two missing; re-drawing the sample (verify_sample.py \
+MATCH) needs a bundle exported with --with-personal-data.\n";
 
 /// The run files holding full national IDs: left out of a bundle unless
 /// the export asks for personal data.
-pub const PERSONAL_FILES: &[&str] = &["population.tsv"];
+/// (`tools/verify_bundle.py` accepts exactly these missing, no others.)
+pub const PERSONAL_FILES: &[&str] = &["population.tsv", "rejects.csv"];
 
 /// Writes the bundle of the sealed run `run_dir` to `out` (created new,
 /// mode 0600), every entry encrypted with `password`. The files holding
@@ -98,7 +99,7 @@ pub fn export(
             serde_json::json!({
                 "file": format!("run/{rel}"),
                 "sha256": sealed.get(rel),
-                "why": "full national IDs: exported only with --with-personal-data",
+                "why": "may hold full national IDs: exported only with --with-personal-data",
             })
         })
         .collect();

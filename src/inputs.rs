@@ -35,6 +35,14 @@ pub fn archive_read(config: &Config, files: &[FileRecord], run: &str, at: &str) 
         return Vec::new();
     };
     let mut problems = Vec::new();
+    // No run reads the inbox or the store while exports move.
+    let _moving = match crate::ingest::inputs_lock(config, true) {
+        Ok(l) => l,
+        Err(e) => return vec![format!("the inputs lock: {e}")],
+    };
+    if let Err(e) = recover_moving(store_dir) {
+        problems.push(format!("{e:#}"));
+    }
     for f in files {
         if f.table.is_none() || matches!(f.status, FileStatus::Failed { .. }) {
             continue;
@@ -51,6 +59,12 @@ pub fn archive_read(config: &Config, files: &[FileRecord], run: &str, at: &str) 
     problems
 }
 
+/// Moves one export: first under a hidden name in the store (a rename, or
+/// a copy there), so what is hashed is what stays, whatever is dropped in
+/// the inbox meanwhile; then an older export of its name aside, the
+/// record, and the rename into place. A crash leaves at worst a hidden
+/// file, which the next move replaces, or an unrecorded one, which
+/// retention adopts.
 fn move_one(
     config: &Config,
     store_dir: &Path,
@@ -59,20 +73,29 @@ fn move_one(
     run: &str,
     at: &str,
 ) -> Result<()> {
-    let (_, sha) =
-        crate::ingest::hash_file(from).with_context(|| format!("hashing {}", from.display()))?;
+    let to = store_dir.join(&f.path);
+    let parent = to.parent().unwrap_or(store_dir);
+    private_dirs(store_dir, parent)?;
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let moving = parent.join(format!(".moving-{name}"));
+    move_file(from, &moving)?;
+    let (_, sha) = crate::ingest::hash_file(&moving)
+        .with_context(|| format!("hashing {}", moving.display()))?;
     if sha != f.sha256 {
+        // Not what the run read: back where it was, for the next run.
+        if !from.exists() {
+            let _ = std::fs::rename(&moving, from);
+        }
         anyhow::bail!("changed since the run read it: left for the next run");
     }
-    let to = store_dir.join(&f.path);
-    private_dirs(store_dir, to.parent().unwrap_or(store_dir))?;
     let mut aside = None;
     if crate::inbox::is_regular(&to) {
         let (_, stored) =
             crate::ingest::hash_file(&to).with_context(|| format!("hashing {}", to.display()))?;
         if stored == sha {
             // The same export dropped again: the stored copy stands.
-            std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+            std::fs::remove_file(&moving)
+                .with_context(|| format!("removing {}", moving.display()))?;
             return Ok(());
         }
         let (table_dir, name) = f.path.split_once('/').unwrap_or(("", &f.path));
@@ -83,7 +106,6 @@ fn move_one(
             .with_context(|| format!("moving {} to {}", to.display(), dest.display()))?;
         aside = Some(rel);
     }
-    move_file(from, &to)?;
     let mut store = Store::open(&config.paths.state)?;
     store.record_archived_input(
         &ArchivedInput {
@@ -97,6 +119,8 @@ fn move_one(
         },
         aside.as_deref(),
     )?;
+    std::fs::rename(&moving, &to)
+        .with_context(|| format!("moving {} to {}", moving.display(), to.display()))?;
     Ok(())
 }
 
@@ -143,11 +167,50 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
 
 /// The day an archived export's retention ends: the first day after the
 /// end of the year it was archived in, plus `years`. Its rows are all from
-/// before it was archived, and every run that can read them is of a period
-/// ending by that year's end, so no run outlives the exports it read.
+/// before it was archived, so every run whose period holds them has ended
+/// its own retention by then. A later run listed it too (a run reads the
+/// whole store) without using its rows: `verify` recomputes such a run
+/// without it, by its tombstone; runs kept longer (a hold, worksheets
+/// out) keep what they read.
 pub fn expires(moved_at: &str, years: u32) -> Option<NaiveDate> {
     let day = NaiveDate::parse_from_str(moved_at.get(..10)?, "%Y-%m-%d").ok()?;
     NaiveDate::from_ymd_opt(day.year() + i32::try_from(years).ok()? + 1, 1, 1)
+}
+
+/// Puts in place every export a move left under its hidden name (the
+/// process died between the two renames): under its name if that is free,
+/// else aside as superseded. Called under the inputs lock.
+fn recover_moving(store_dir: &Path) -> Result<()> {
+    for table in Table::ALL.map(Table::inbox_dir) {
+        let dir = store_dir.join(table);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut left: Vec<(String, std::path::PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let real = name.strip_prefix(".moving-")?.to_owned();
+                Some((real, e.path()))
+            })
+            .collect();
+        left.sort();
+        for (real, path) in left {
+            let to = dir.join(&real);
+            let dest = if to.exists() {
+                let (_, sha) = crate::ingest::hash_file(&path)
+                    .with_context(|| format!("hashing {}", path.display()))?;
+                let aside = store_dir.join(SUPERSEDED).join(table);
+                private_dirs(store_dir, &aside)?;
+                aside.join(format!("{}-{real}", &sha[..12]))
+            } else {
+                to
+            };
+            std::fs::rename(&path, &dest)
+                .with_context(|| format!("moving {} to {}", path.display(), dest.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Records, as moved now, every file in the store no record names (a run
@@ -172,7 +235,10 @@ fn adopt_unrecorded(store_dir: &Path, store: &mut Store, at: &str) -> Result<()>
                 } else {
                     format!("{SUPERSEDED}/{table}/{name}")
                 };
-                if crate::inbox::is_regular(&e.path()) && !known.contains(&rel) {
+                if crate::inbox::is_regular(&e.path())
+                    && !name.starts_with('.')
+                    && !known.contains(&rel)
+                {
                     found.push((rel, e.path()));
                 }
             }
@@ -227,6 +293,9 @@ pub fn expire(
         return Ok(out);
     };
     let years = config.rules.retention_years.max(3);
+    let _deleting = crate::ingest::inputs_lock(config, true)
+        .with_context(|| format!("locking the inputs of {}", config.paths.state.display()))?;
+    recover_moving(store_dir)?;
     adopt_unrecorded(store_dir, store, at)?;
     let all = store.archived_inputs()?;
     // The newest current snapshot of each snapshot table (the roster, the

@@ -77,7 +77,28 @@ pub fn verify(path: &Path, inputs: Option<&Path>, config: Option<&Path>) -> Resu
     let seed: Seed = m.seed.parse()?;
 
     let frozen = run::freeze_inputs(&cfg, &period)?;
-    if let Some(first) = input_difference(&m.inputs, &frozen.ingested.files, &cfg.paths.inbox) {
+    // Exports retention deleted (their tombstones in the chain): not a
+    // difference in themselves. The population, recomputed without them,
+    // still has to match: it does when they held no record of the period.
+    let deleted: std::collections::BTreeSet<String> =
+        match crate::store::Store::open(&cfg.paths.state).and_then(|s| s.chain()) {
+            Ok(chain) => chain
+                .into_iter()
+                .filter(|e| e.kind == "input-tombstone")
+                .map(|e| e.digest)
+                .collect(),
+            Err(_) => Default::default(),
+        };
+    let (gone, kept): (Vec<InputHash>, Vec<InputHash>) = m.inputs.iter().cloned().partition(|r| {
+        deleted.contains(&r.sha256) && !frozen.ingested.files.iter().any(|f| f.path == r.file)
+    });
+    for r in &gone {
+        notes.push(format!(
+            "input {} was deleted at the end of its retention (its tombstone is in the evidence chain); the population is recomputed without it",
+            r.file
+        ));
+    }
+    if let Some(first) = input_difference(&kept, &frozen.ingested.files, &cfg.paths.inbox) {
         return differs(first, notes);
     }
     let pop = &frozen.population;

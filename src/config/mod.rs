@@ -484,8 +484,18 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         inputs: Some(resolve(&raw.paths.archive).join(INPUT_STORE)),
         key_file: match raw.paths.key_file.as_deref() {
             Some(k) => match k.strip_prefix("$CREDENTIALS_DIRECTORY/") {
-                Some(name) => std::env::var_os("CREDENTIALS_DIRECTORY")
-                    .map_or_else(|| resolve(k), |d| PathBuf::from(d).join(name)),
+                Some(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                    Some(d) => PathBuf::from(d).join(name),
+                    None => {
+                        v.problem(
+                            "paths.key_file",
+                            k,
+                            "CREDENTIALS_DIRECTORY is not set: run under the systemd unit \
+                             (LoadCredential), or set it to the key's folder",
+                        );
+                        resolve(k)
+                    }
+                },
                 None => resolve(k),
             },
             None => resolve(&raw.paths.state)

@@ -428,8 +428,10 @@ fn survey_inbox(
             present.insert(s.sha256.clone());
             continue;
         }
-        let (_, sha) = crate::ingest::hash_file(&path)
-            .with_context(|| format!("hashing {}", path.display()))?;
+        // Moved into the input store under us: seen there next pass.
+        let Ok((_, sha)) = crate::ingest::hash_file(&path) else {
+            continue;
+        };
         present.insert(sha.clone());
         if seen.iter().any(|s| s.sha256 == sha) {
             continue;

@@ -416,10 +416,47 @@ pub fn rejects_schema() -> Schema {
         .collect()
 }
 
+/// Takes `<state>/locks/inputs.lock`: shared while a run reads the inbox
+/// and the input store, exclusive while exports move into the store or
+/// retention deletes them, so no run reads a file half gone.
+pub fn inputs_lock(config: &Config, exclusive: bool) -> std::io::Result<std::fs::File> {
+    let dir = config.paths.state.join("locks");
+    std::fs::create_dir_all(&dir)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts.open(dir.join("inputs.lock"))?;
+    if exclusive {
+        f.lock()?
+    } else {
+        f.lock_shared()?
+    }
+    Ok(f)
+}
+
 /// Ingests every file in the config's inbox. Query-log rows outside
 /// `period` (if given) are left out.
 pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, IngestError> {
     let inbox = &config.paths.inbox;
+    // Held to the end: no export moves or goes while it is read.
+    let _reading = match config.paths.inputs {
+        Some(_) => Some(inputs_lock(config, false).map_err(|source| {
+            IngestError::Io {
+                file: config
+                    .paths
+                    .state
+                    .join("locks/inputs.lock")
+                    .display()
+                    .to_string(),
+                source,
+            }
+        })?),
+        None => None,
+    };
     let files = discover_inbox(config).map_err(|source| IngestError::Io {
         file: inbox.display().to_string(),
         source,

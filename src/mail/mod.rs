@@ -384,7 +384,7 @@ pub fn protect(
                     &holder,
                     at,
                     new_password,
-                    &crate::keyfile::KeyFile::open_or_create(&config.paths.key_file)?,
+                    &store.password_key(&config.paths.key_file)?,
                 )?
                 .password
         }

@@ -62,12 +62,18 @@ fn concerns(dir: &Path, unit: &str) -> bool {
             .is_some_and(|tag| tag == unit || tag.starts_with(&format!("{unit}.")))
 }
 
+/// Whether a hold is on a unit (a unit's id holds no `/`; a run's or a
+/// return's chain id does), whether or not the config still has the unit.
+fn is_unit(h: &Hold) -> bool {
+    !h.target.contains('/')
+}
+
 /// The hold in `holds` that keeps archive folder `dir`, if any.
-fn hold_on<'h>(config: &Config, holds: &'h [Hold], dir: &Path) -> Option<&'h Hold> {
+fn hold_on<'h>(holds: &'h [Hold], dir: &Path) -> Option<&'h Hold> {
     let id = archive::chain_id(dir);
-    holds.iter().find(|h| {
-        h.target == id || (config.agencies.get(&h.target).is_some() && concerns(dir, &h.target))
-    })
+    holds
+        .iter()
+        .find(|h| h.target == id || (is_unit(h) && concerns(dir, &h.target)))
 }
 
 /// `run retention`.
@@ -99,7 +105,7 @@ pub(super) fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention>
             out.unreadable.push(rel);
             continue;
         };
-        if let Some(h) = hold_on(config, &holds, &dir) {
+        if let Some(h) = hold_on(&holds, &dir) {
             held_inputs.extend(read_inputs(&dir));
             if now >= expires {
                 out.held.push((rel, h.target.clone()));
@@ -228,6 +234,7 @@ fn drop_bodies(
     clock: &dyn Clock,
 ) -> Result<usize> {
     let before_utc = crate::clock::local_to_utc(config.timezone, before);
+    let dropped_before = store.dropped_count()?;
     let ids = store.drop_sent_bodies(
         &crate::mail::outbox::stamp(before_utc),
         &crate::mail::outbox::stamp(clock.now()),
@@ -242,5 +249,5 @@ fn drop_bodies(
             }
         }
     }
-    Ok(ids.len())
+    Ok(ids.len() - dropped_before)
 }

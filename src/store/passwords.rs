@@ -35,6 +35,31 @@ const CURRENT: &str = "SELECT unit_id, password, issued_at, retired_at FROM atta
      WHERE unit_id = ?1 AND retired_at IS NULL";
 
 impl Store {
+    /// The key the passwords are sealed under, at `path`: made there on
+    /// first use, but never when passwords are already sealed (a key gone
+    /// or a wrong path would otherwise seal new ones under a new key and
+    /// leave the old unopenable).
+    pub fn password_key(&self, path: &std::path::Path) -> anyhow::Result<KeyFile> {
+        if !path.exists() {
+            let sealed: i64 = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM attachment_passwords WHERE password LIKE 'v1:%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            anyhow::ensure!(
+                sealed == 0,
+                "{}: the key {sealed} attachment passwords are sealed under is not there \
+                 (paths.key_file): restore it, or point paths.key_file at it; a new key \
+                 would open none of them",
+                path.display()
+            );
+        }
+        KeyFile::open_or_create(path)
+    }
+
     /// Seals every password an earlier version stored in the clear.
     fn seal_clear_passwords(&mut self, key: &KeyFile) -> anyhow::Result<()> {
         let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
@@ -177,27 +202,40 @@ impl Store {
     /// Seals every password again under `new` (opened with `old`), in one
     /// transaction: all move to the new key, or none.
     pub fn reseal_passwords(&mut self, old: &KeyFile, new: &KeyFile) -> anyhow::Result<usize> {
-        let all = self.attachment_passwords(old)?;
-        let ids: Vec<i64> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id FROM attachment_passwords ORDER BY unit_id, id")
-                .map_err(|e| self.err(e))?;
-            stmt.query_map([], |r| r.get(0))
-                .map_err(|e| self.err(e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?
-        };
+        self.seal_clear_passwords(old)?;
         self.atomically(|s| {
-            for (id, p) in ids.iter().zip(&all) {
+            let rows: Vec<(i64, AttachmentPassword)> = {
+                let mut stmt = s
+                    .conn
+                    .prepare(&format!(
+                        "SELECT id, {COLUMNS} FROM attachment_passwords ORDER BY id"
+                    ))
+                    .map_err(|e| s.err(e))?;
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        AttachmentPassword {
+                            unit_id: r.get(1)?,
+                            password: r.get(2)?,
+                            issued_at: r.get(3)?,
+                            retired_at: r.get(4)?,
+                        },
+                    ))
+                })
+                .map_err(|e| s.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| s.err(e))?
+            };
+            for (id, p) in &rows {
+                let plain = old.open_password(&p.unit_id, &p.issued_at, &p.password)?;
                 s.conn
                     .execute(
                         "UPDATE attachment_passwords SET password = ?2 WHERE id = ?1",
-                        params![id, new.seal(&p.unit_id, &p.issued_at, &p.password)?],
+                        params![id, new.seal(&p.unit_id, &p.issued_at, &plain)?],
                     )
                     .map_err(|e| s.err(e))?;
             }
-            Ok(all.len())
+            Ok(rows.len())
         })
     }
 }

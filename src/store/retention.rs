@@ -260,16 +260,18 @@ impl Store {
         tx.commit().map_err(|e| self_err(&self.file, e))
     }
 
-    /// Drops the body and attachments of every message delivered before
-    /// `before`: its headers, recipient, state and the SHA-256 of the
-    /// whole message stay. Returns the message ids dropped.
+    /// Drops the body and attachments of every message delivered (or
+    /// failed for good) before `before`: its headers, recipient, state and
+    /// the SHA-256 of the whole message stay. Returns the message ids of
+    /// every message whose body is dropped, now or before (their delivered
+    /// copies go too, whatever stopped an earlier pass).
     pub fn drop_sent_bodies(&mut self, before: &str, at: &str) -> Result<Vec<String>, StoreError> {
         let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
         let rows: Vec<(i64, String, Vec<u8>)> = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT id, message_id, eml FROM outbox WHERE state = 'sent'
-                     AND body_dropped_at IS NULL AND sent_at IS NOT NULL AND sent_at < ?1
+                    "SELECT id, message_id, eml FROM outbox WHERE state IN ('sent', 'failed')
+                     AND body_dropped_at IS NULL AND coalesce(sent_at, queued_at) < ?1
                      ORDER BY id",
                 )
                 .map_err(|e| self_err(&self.file, e))?;
@@ -278,8 +280,7 @@ impl Store {
                 .collect::<Result<_, _>>()
                 .map_err(|e| self_err(&self.file, e))?
         };
-        let mut ids = Vec::new();
-        for (id, message_id, eml) in rows {
+        for (id, _message_id, eml) in rows {
             let sha = hex::encode(Sha256::digest(&eml));
             let headers = header_block(&eml);
             tx.execute(
@@ -287,10 +288,32 @@ impl Store {
                 params![id, headers, sha, at],
             )
             .map_err(|e| self_err(&self.file, e))?;
-            ids.push(message_id);
         }
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT message_id FROM outbox WHERE body_dropped_at IS NOT NULL ORDER BY id",
+                )
+                .map_err(|e| self_err(&self.file, e))?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(|e| self_err(&self.file, e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self_err(&self.file, e))?
+        };
         tx.commit().map_err(|e| self_err(&self.file, e))?;
         Ok(ids)
+    }
+
+    /// How many messages' bodies were dropped so far.
+    pub fn dropped_count(&self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE body_dropped_at IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|e| self.err(e))
     }
 
     /// The SHA-256 recorded of a message whose body was dropped.

@@ -289,15 +289,21 @@ fn an_evidence_bundle_holds_no_full_national_id_unless_asked() {
     assert!(text.contains("--with-personal-data"), "{text}");
     let readme = std::fs::read_to_string(fresh.join("README.txt")).unwrap();
     assert!(readme.contains("--with-personal-data"), "{readme}");
-    // A withheld file's hash cannot be swapped: the bundle names the sealed one.
+    assert!(!fresh.join("run/rejects.csv").exists());
+    // bundle.json is not sealed: listing another file as withheld does not
+    // excuse its absence.
     let bundle_json = fresh.join("bundle.json");
     let text = std::fs::read_to_string(&bundle_json).unwrap();
-    let sealed: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let sha = sealed["withheld"][0]["sha256"].as_str().unwrap().to_owned();
-    std::fs::write(&bundle_json, text.replace(&sha, &"0".repeat(64))).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edited["withheld"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"file": "run/findings.csv"}));
+    std::fs::write(&bundle_json, edited.to_string()).unwrap();
+    std::fs::remove_file(fresh.join("run/findings.csv")).unwrap();
     let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
     assert!(
-        !ok && text.contains("run/population.tsv: listed in SHA256SUMS but missing"),
+        !ok && text.contains("run/findings.csv: listed in SHA256SUMS but missing"),
         "{text}"
     );
 

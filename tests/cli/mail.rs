@@ -638,6 +638,15 @@ fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_show
     assert_ne!(stale.status, 0);
     assert!(stale.stderr.contains("rotate-key"), "{}", stale.stderr);
     std::fs::rename(&new_key, &config.paths.key_file).unwrap();
+    // The key gone (a wrong path, a lost file): nothing makes a new one
+    // that would open none of the passwords sealed.
+    let away = t.path("var/keys-away.key");
+    std::fs::rename(&config.paths.key_file, &away).unwrap();
+    let lost = t.run(&["passwords", "list"]);
+    assert_ne!(lost.status, 0);
+    assert!(lost.stderr.contains("restore it"), "{}", lost.stderr);
+    assert!(!config.paths.key_file.exists());
+    std::fs::rename(&away, &config.paths.key_file).unwrap();
     let list = t.run(&["passwords", "list"]);
     assert_eq!(list.status, 0, "{}", list.stderr);
     assert!(list.stdout.contains(&second), "{}", list.stdout);

@@ -213,12 +213,34 @@ fn the_demo_past_its_retention_horizon_leaves_only_what_the_inventory_says() {
         "{}",
         out.stdout
     );
+    // Only a unit or an archived run can be held.
+    let config = demo.join("city/webir-audit.toml");
+    for target in ["../../etc", "2026H1/sample-audit/nothing", "NOPE"] {
+        let refused = run_binary(
+            &[
+                "--now",
+                "2026-12-03T11:00:00+08:00",
+                "hold",
+                target,
+                "--reason",
+                "x",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            &demo,
+        );
+        assert_eq!(refused.status, 2, "{target}: {}", refused.stdout);
+    }
     let out = demo_binary(&demo, "2026-12-03T11:00:00+08:00", &["hold"]);
     assert!(
         out.stdout.contains("A12****789") && !out.stdout.contains("A123456789"),
         "{}",
         out.stdout
     );
+
+    // Nor is it stored whole.
+    let db = std::fs::read(demo.join("var/state/state.sqlite3")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("A123456789"));
 
     // Forty days on: delivered messages keep their headers and hash only,
     // the file transport's copies and the refused return are gone.
