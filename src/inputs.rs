@@ -35,44 +35,71 @@ pub fn archive_read(config: &Config, files: &[FileRecord], run: &str, at: &str) 
         return Vec::new();
     };
     let mut problems = Vec::new();
-    // No run reads the inbox or the store while exports move.
-    let _moving = match crate::ingest::inputs_lock(config, true) {
-        Ok(l) => l,
-        Err(e) => return vec![format!("the inputs lock: {e}")],
-    };
-    if let Err(e) = recover_moving(store_dir) {
-        problems.push(format!("{e:#}"));
+    let mut moved = Vec::new();
+    {
+        // No run reads the inbox or the store while exports move. Only
+        // files are touched under the lock (a run holds it shared while it
+        // ingests, perhaps inside a database transaction): the records are
+        // written after it is released.
+        let _moving = match crate::ingest::inputs_lock(config, true) {
+            Ok(l) => l,
+            Err(e) => return vec![format!("the inputs lock: {e}")],
+        };
+        if let Err(e) = recover_moving(store_dir) {
+            problems.push(format!("{e:#}"));
+        }
+        for f in files {
+            if f.table.is_none() || matches!(f.status, FileStatus::Failed { .. }) {
+                continue;
+            }
+            let from = config.paths.inbox.join(&f.path);
+            if !crate::inbox::is_regular(&from) {
+                continue; // read from the store, or gone
+            }
+            match move_one(store_dir, f, &from) {
+                Ok(Some(aside)) => moved.push((f, aside)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(file = %f.path, error = %format!("{e:#}"), "export left in the inbox");
+                    problems.push(format!("{}: {e:#}", f.path));
+                }
+            }
+        }
     }
-    for f in files {
-        if f.table.is_none() || matches!(f.status, FileStatus::Failed { .. }) {
-            continue;
-        }
-        let from = config.paths.inbox.join(&f.path);
-        if !crate::inbox::is_regular(&from) {
-            continue; // read from the store, or gone
-        }
-        if let Err(e) = move_one(config, store_dir, f, &from, run, at) {
-            tracing::warn!(file = %f.path, error = %format!("{e:#}"), "export left in the inbox");
-            problems.push(format!("{}: {e:#}", f.path));
-        }
+    // A record not written (a crash, a full disk) leaves a stored file
+    // retention adopts.
+    let recorded = Store::open(&config.paths.state)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut store| {
+            for (f, aside) in moved {
+                store.record_archived_input(
+                    &ArchivedInput {
+                        id: 0,
+                        sha256: f.sha256.clone(),
+                        rel: f.path.clone(),
+                        stored_as: f.path.clone(),
+                        moved_at: at.to_owned(),
+                        run: run.to_owned(),
+                        superseded_at: None,
+                    },
+                    aside.as_deref(),
+                )?;
+            }
+            Ok(())
+        });
+    if let Err(e) = recorded {
+        problems.push(format!("recording the moved exports: {e:#}"));
     }
     problems
 }
 
 /// Moves one export: first under a hidden name in the store (a rename, or
 /// a copy there), so what is hashed is what stays, whatever is dropped in
-/// the inbox meanwhile; then an older export of its name aside, the
-/// record, and the rename into place. A crash leaves at worst a hidden
-/// file, which the next move replaces, or an unrecorded one, which
-/// retention adopts.
-fn move_one(
-    config: &Config,
-    store_dir: &Path,
-    f: &FileRecord,
-    from: &Path,
-    run: &str,
-    at: &str,
-) -> Result<()> {
+/// the inbox meanwhile; then an older export of its name aside, and the
+/// rename into place. Returns whether it moved (and where the older one
+/// went); a crash leaves a hidden file, which the next move or retention
+/// puts in place.
+fn move_one(store_dir: &Path, f: &FileRecord, from: &Path) -> Result<Option<Option<String>>> {
     let to = store_dir.join(&f.path);
     let parent = to.parent().unwrap_or(store_dir);
     private_dirs(store_dir, parent)?;
@@ -96,7 +123,7 @@ fn move_one(
             // The same export dropped again: the stored copy stands.
             std::fs::remove_file(&moving)
                 .with_context(|| format!("removing {}", moving.display()))?;
-            return Ok(());
+            return Ok(None);
         }
         let (table_dir, name) = f.path.split_once('/').unwrap_or(("", &f.path));
         let rel = format!("{SUPERSEDED}/{table_dir}/{}-{name}", &stored[..12]);
@@ -106,22 +133,9 @@ fn move_one(
             .with_context(|| format!("moving {} to {}", to.display(), dest.display()))?;
         aside = Some(rel);
     }
-    let mut store = Store::open(&config.paths.state)?;
-    store.record_archived_input(
-        &ArchivedInput {
-            id: 0,
-            sha256: sha,
-            rel: f.path.clone(),
-            stored_as: f.path.clone(),
-            moved_at: at.to_owned(),
-            run: run.to_owned(),
-            superseded_at: None,
-        },
-        aside.as_deref(),
-    )?;
     std::fs::rename(&moving, &to)
         .with_context(|| format!("moving {} to {}", moving.display(), to.display()))?;
-    Ok(())
+    Ok(Some(aside))
 }
 
 /// Creates `dir` and the folders between `base` and it, mode 0700.
@@ -293,9 +307,11 @@ pub fn expire(
         return Ok(out);
     };
     let years = config.rules.retention_years.max(3);
-    let _deleting = crate::ingest::inputs_lock(config, true)
-        .with_context(|| format!("locking the inputs of {}", config.paths.state.display()))?;
-    recover_moving(store_dir)?;
+    {
+        let _moving = crate::ingest::inputs_lock(config, true)
+            .with_context(|| format!("locking the inputs of {}", config.paths.state.display()))?;
+        recover_moving(store_dir)?;
+    }
     adopt_unrecorded(store_dir, store, at)?;
     let all = store.archived_inputs()?;
     // The newest current snapshot of each snapshot table (the roster, the
@@ -325,14 +341,25 @@ pub fn expire(
             out.held.push(a.stored_as.clone());
             continue;
         }
-        let path = store_dir.join(&a.stored_as);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("deleting {}", path.display())),
-        }
-        store.delete_archived_input(a, at)?;
         out.deleted.push(a.stored_as.clone());
+    }
+    // The files go under the lock (no run is reading them), their records
+    // and tombstones after it: a crash between leaves records whose files
+    // are gone, which the next pass completes.
+    {
+        let _deleting = crate::ingest::inputs_lock(config, true)
+            .with_context(|| format!("locking the inputs of {}", config.paths.state.display()))?;
+        for rel in &out.deleted {
+            let path = store_dir.join(rel);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("deleting {}", path.display())),
+            }
+        }
+    }
+    for a in all.iter().filter(|a| out.deleted.contains(&a.stored_as)) {
+        store.delete_archived_input(a, at)?;
     }
     Ok(out)
 }
