@@ -1533,6 +1533,8 @@ fn archive_verify(
         &chain,
         head,
     )?);
+    let (exports, stored) = crate::inputs::verify(&config, &store)?;
+    problems.extend(stored);
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     for p in &problems {
         w(out, format!("{}: {}", p.run, p.problem))?;
@@ -1541,7 +1543,7 @@ fn archive_verify(
         w(
             out,
             format!(
-                "{runs} run folders, all sealed and unchanged; evidence chain of {} entries intact{}",
+                "{runs} run folders, all sealed and unchanged; {exports} stored exports as moved in; evidence chain of {} entries intact{}",
                 chain.len(),
                 chain
                     .last()

@@ -279,6 +279,65 @@ fn adopt_unrecorded(store_dir: &Path, store: &mut Store, at: &str) -> Result<()>
     Ok(())
 }
 
+/// Checks the input store against its records (`archive verify`): every
+/// export recorded is there with the hash it was moved with, and nothing
+/// is there unrecorded. Returns the exports checked and the problems.
+pub fn verify(
+    config: &Config,
+    store: &Store,
+) -> Result<(usize, Vec<crate::archive::ArchiveProblem>)> {
+    let mut problems = Vec::new();
+    let Some(store_dir) = config.paths.inputs.as_deref() else {
+        return Ok((0, problems));
+    };
+    let mut report = |rel: &str, problem: String| {
+        problems.push(crate::archive::ArchiveProblem {
+            run: format!("{DIR}/{rel}"),
+            problem,
+        });
+    };
+    let recorded = store.archived_inputs()?;
+    for a in &recorded {
+        let path = store_dir.join(&a.stored_as);
+        match crate::ingest::hash_file(&path) {
+            Ok((_, sha)) if sha == a.sha256 => {}
+            Ok(_) => report(
+                &a.stored_as,
+                format!("changed since {} moved it in at {}", a.run, a.moved_at),
+            ),
+            Err(_) => report(
+                &a.stored_as,
+                "recorded but gone, and no retention deletion recorded it".to_owned(),
+            ),
+        }
+    }
+    for table in Table::ALL.map(Table::inbox_dir) {
+        for (base, prefix) in [
+            (store_dir.join(table), table.to_owned()),
+            (
+                store_dir.join(SUPERSEDED).join(table),
+                format!("{SUPERSEDED}/{table}"),
+            ),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&base) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for name in names {
+                let rel = format!("{prefix}/{name}");
+                if !recorded.iter().any(|a| a.stored_as == rel) {
+                    report(&rel, "in the input store but in no record".to_owned());
+                }
+            }
+        }
+    }
+    Ok((recorded.len(), problems))
+}
+
 /// What retention did to the input store.
 #[derive(Debug, Default)]
 pub struct Expired {

@@ -387,6 +387,26 @@ fn exports_leave_the_inbox_once_read_and_go_at_the_end_of_their_retention() {
         )
         .unwrap();
     assert_eq!(tombstones, before.len() as i64 + 1 - 2);
+    // A stored export changed, or one slipped in: `archive verify` names it.
+    let roster = walk(&demo.join("var/archive/inputs/roster")).remove(0);
+    let mut bytes = std::fs::read(&roster).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&roster, bytes).unwrap();
+    std::fs::write(demo.join("var/archive/inputs/hr/slipped-in.csv"), "x").unwrap();
+    let verify = demo_binary_status(demo, "2030-01-01T10:00:00+08:00", &["archive", "verify"]);
+    assert_eq!(verify.status, 1, "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("inputs/roster/") && verify.stdout.contains("changed since"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify
+            .stdout
+            .contains("inputs/hr/slipped-in.csv: in the input store but in no record"),
+        "{}",
+        verify.stdout
+    );
 }
 
 fn demo_binary_status(demo: &Path, now: &str, args: &[&str]) -> crate::harness::Output {
