@@ -16,6 +16,7 @@ mod load;
 mod mail;
 mod privacy;
 mod register;
+mod regulation;
 mod render;
 mod reports;
 mod sample_data;
