@@ -1971,6 +1971,7 @@ fn date_range(df: &DataFrame, t: Table) -> anyhow::Result<(String, String)> {
         Table::Roster => "created_on",
         Table::Hr => "effective_date",
         Table::RequestForms => "requested_at",
+        Table::Applications => "applied_on",
     };
     if df.height() == 0 {
         return Ok(("-".into(), "-".into()));

@@ -350,7 +350,8 @@ pub struct Expired {
 }
 
 /// Deletes the archived exports past their retention (see [`expires`]),
-/// each with a tombstone; the newest roster and HR list stay while they
+/// each with a tombstone; the newest roster, HR list and applications
+/// register stay while they
 /// are the ones runs read, and none goes that `held` keeps (a hold on a
 /// unit keeps every export, which holds every unit's rows; a run kept past
 /// its own retention, held or awaiting worksheets, keeps what it read).
@@ -374,9 +375,9 @@ pub fn expire(
     adopt_unrecorded(store_dir, store, at)?;
     let all = store.archived_inputs()?;
     // The newest current snapshot of each snapshot table (the roster, the
-    // HR list): what runs read now. Query logs and request forms cover
+    // HR list, the applications register): what runs read now. Query logs and request forms cover
     // their own months; none of them is "current".
-    let snapshots = [Table::Roster, Table::Hr].map(Table::inbox_dir);
+    let snapshots = [Table::Roster, Table::Hr, Table::Applications].map(Table::inbox_dir);
     let mut newest: std::collections::BTreeMap<&str, &ArchivedInput> = Default::default();
     for a in all.iter().filter(|a| a.superseded_at.is_none()) {
         let table = a.rel.split_once('/').map_or("", |(t, _)| t);

@@ -1,4 +1,4 @@
-//! The canonical data model: the four tables every later stage works on, their
+//! The canonical data model: the five tables every later stage works on, their
 //! columns, and the controlled vocabularies (purposes, roles, statuses) with
 //! the spellings exports use for them.
 //!
@@ -8,21 +8,25 @@
 
 use std::fmt;
 
-/// One of the four canonical tables.
+/// One of the five canonical tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
     QueryLog,
     Roster,
     Hr,
     RequestForms,
+    /// The account applications register (points 2, 4(3), 5(1)2): each
+    /// 業務需求人員申請表 and 專責人員申請表, with its approval.
+    Applications,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::QueryLog,
         Table::Roster,
         Table::Hr,
         Table::RequestForms,
+        Table::Applications,
     ];
 
     /// The name used in config (`[columns.query_log]`) and in output.
@@ -32,6 +36,7 @@ impl Table {
             Table::Roster => "roster",
             Table::Hr => "hr",
             Table::RequestForms => "request_forms",
+            Table::Applications => "applications",
         }
     }
 
@@ -42,6 +47,7 @@ impl Table {
             Table::Roster => "roster",
             Table::Hr => "hr",
             Table::RequestForms => "forms",
+            Table::Applications => "applications",
         }
     }
 
@@ -55,6 +61,7 @@ impl Table {
             Table::Roster => ROSTER,
             Table::Hr => HR,
             Table::RequestForms => REQUEST_FORMS,
+            Table::Applications => APPLICATIONS,
         }
     }
 
@@ -436,6 +443,64 @@ pub static REQUEST_FORMS: &[ColumnSpec] = &[
     ),
 ];
 
+/// The account applications register: one row per application form.
+pub static APPLICATIONS: &[ColumnSpec] = &[
+    col(
+        "account_id",
+        Kind::Id,
+        Required,
+        &["帳號", "使用者帳號", "申請帳號", "account"],
+    ),
+    col(
+        "applicant_name",
+        Kind::Text,
+        Optional,
+        &["申請人", "申請人姓名", "姓名", "applicant"],
+    ),
+    col(
+        "person_id",
+        Kind::Id,
+        Required,
+        &["員工編號", "身分證統一編號", "人員代號", "employee_id"],
+    ),
+    col(
+        "agency_id",
+        Kind::Agency,
+        Required,
+        &["申請機關", "機關", "機關代碼", "機關名稱", "agency"],
+    ),
+    col(
+        "kind",
+        Kind::Enum(&APPLICATION_KIND),
+        Required,
+        &["申請類別", "類別", "申請種類", "kind"],
+    ),
+    col(
+        "permissions",
+        Kind::Text,
+        Optional,
+        &["申請權限", "權限", "permissions"],
+    ),
+    col(
+        "applied_on",
+        Kind::Date,
+        Required,
+        &["申請日期", "applied", "applied_on"],
+    ),
+    col(
+        "approver",
+        Kind::Text,
+        Optional,
+        &["核定人", "核准人", "approver"],
+    ),
+    col(
+        "approved_on",
+        Kind::Date,
+        RequiredNullable,
+        &["核定日期", "核准日期", "approved", "approved_on"],
+    ),
+];
+
 /// A controlled vocabulary: codes and the spellings exports use for them.
 #[derive(Debug)]
 pub struct Vocab {
@@ -467,13 +532,14 @@ impl Vocab {
 
 /// Every vocabulary an input column is read by; config can add spellings
 /// to each (`[vocabulary.<name>]`).
-pub static VOCABS: [&Vocab; 6] = [
+pub static VOCABS: [&Vocab; 7] = [
     &PURPOSE,
     &ROLE,
     &EMPLOYMENT,
     &ACCOUNT_STATUS,
     &HR_STATUS,
     &RESULT,
+    &APPLICATION_KIND,
 ];
 
 /// The lawful purposes of point 3, with the laws that ground them.
@@ -574,6 +640,15 @@ pub static HR_STATUS: Vocab = Vocab {
         ("departed", "離職", &["辭職", "免職"]),
         ("retired", "退休", &[]),
         ("suspended", "留職停薪", &["留停"]),
+    ],
+};
+
+pub static APPLICATION_KIND: Vocab = Vocab {
+    name: "application_kind",
+    entries: &[
+        ("add", "新增", &["新申請", "申請", "開通"]),
+        ("change", "異動", &["變更", "權限異動"]),
+        ("revoke", "註銷", &["廢止", "停用", "刪除"]),
     ],
 };
 

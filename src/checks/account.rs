@@ -25,6 +25,9 @@ const USAGE: &[Need] = &[
     Need::IdleWindow,
 ];
 
+/// The accounts and the applications register (points 2, 5(1)2).
+const APPLIED: &[Need] = &[Need::Table(Table::Roster), Need::Table(Table::Applications)];
+
 pub static CHECKS: &[Check] = &[
     Check {
         codes: &[Code::AccountHolderDeparted],
@@ -87,6 +90,25 @@ pub static CHECKS: &[Check] = &[
         codes: &[Code::AccountRemovedFromRoster],
         needs: &[Need::Table(Table::Roster)],
         run: removed,
+    },
+    Check {
+        codes: &[Code::AccountNoApplication],
+        needs: APPLIED,
+        run: no_application,
+    },
+    Check {
+        codes: &[Code::AccountCreatedBeforeApproval],
+        needs: &[
+            Need::Table(Table::Roster),
+            Need::Table(Table::Applications),
+            Need::Column(Table::Roster, "created_on"),
+        ],
+        run: created_before_approval,
+    },
+    Check {
+        codes: &[Code::AccountApplicationOtherHolder],
+        needs: APPLIED,
+        run: application_other_holder,
     },
     Check {
         codes: &[Code::AgencyOfficerCount],
@@ -517,4 +539,108 @@ fn officer_count(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             lit(NULL),
         ));
     concat([officers, chiefs], UnionArgs::default())
+}
+
+/// The approved applications for a new account (新增), one row per
+/// account: the first approval, and every approved applicant.
+fn approved_adds(cx: &Ctx<'_>) -> LazyFrame {
+    cx.applications
+        .clone()
+        .lazy()
+        .filter(
+            col("kind")
+                .cast(DataType::String)
+                .eq(lit("add"))
+                .and(col("approved_on").is_not_null()),
+        )
+        .select([
+            col("account_id").cast(DataType::String),
+            col("person_id")
+                .cast(DataType::String)
+                .alias("applicant_id"),
+            col("approved_on").cast(DataType::Date),
+        ])
+}
+
+/// Point 2 and 5(1)2: an active account no approved application created.
+fn no_application(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    Ok(active(cx)
+        .join(
+            approved_adds(cx),
+            [col("account_id").cast(DataType::String)],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .select(about_account(
+            Code::AccountNoApplication,
+            day_start(col("created_on")),
+            sentence([lit(
+                "帳號清冊列為啟用，申請表清冊中無核定之新增申請（第2點：業務需求人員應填具申請表向專責人員申請；第5點第1款第2目：妥善保管申請資料）",
+            )]),
+        )))
+}
+
+/// An account opened before the application for it was approved.
+fn created_before_approval(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let first = approved_adds(cx)
+        .group_by([col("account_id")])
+        .agg([col("approved_on").min().alias("first_approved_on")]);
+    Ok(active(cx)
+        .join(
+            first,
+            [col("account_id").cast(DataType::String)],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("created_on")
+                .cast(DataType::Date)
+                .lt(col("first_approved_on")),
+        )
+        .select(about_account(
+            Code::AccountCreatedBeforeApproval,
+            day_start(col("created_on")),
+            sentence([
+                lit("帳號開通日 "),
+                ymd(col("created_on")),
+                lit(" 早於申請表核定日 "),
+                ymd(col("first_approved_on")),
+                lit("：配賦應於核定之後"),
+            ]),
+        )))
+}
+
+/// An account whose approved applications were all made by someone other
+/// than its holder now (an account handed on without a new application).
+fn application_other_holder(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let by_account = approved_adds(cx)
+        .group_by([col("account_id")])
+        .agg([col("applicant_id")
+            .unique()
+            .sort(Default::default())
+            .alias("applicants")]);
+    Ok(active(cx)
+        .join(
+            by_account,
+            [col("account_id").cast(DataType::String)],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("applicants")
+                .list()
+                .contains(col("person_id").cast(DataType::String), false)
+                .not(),
+        )
+        .select(about_account(
+            Code::AccountApplicationOtherHolder,
+            day_start(col("created_on")),
+            sentence([
+                lit("核定之申請人（"),
+                col("applicants").list().join(lit("、"), true),
+                lit("）非帳號清冊之持有人（"),
+                col("person_id").cast(DataType::String),
+                lit("）：帳號轉予他人使用應另提申請"),
+            ]),
+        )))
 }

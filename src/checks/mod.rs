@@ -60,10 +60,13 @@ pub enum Code {
     QuerySelfApproved,
     AccountRepeatPattern,
     QueryByUnrosteredAccount,
+    AccountNoApplication,
+    AccountCreatedBeforeApproval,
+    AccountApplicationOtherHolder,
 }
 
 impl Code {
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 33] = [
         Code::AccountHolderDeparted,
         Code::AccountHolderTransferred,
         Code::AccountHolderSuspended,
@@ -94,6 +97,9 @@ impl Code {
         Code::QuerySelfApproved,
         Code::AccountRepeatPattern,
         Code::QueryByUnrosteredAccount,
+        Code::AccountNoApplication,
+        Code::AccountCreatedBeforeApproval,
+        Code::AccountApplicationOtherHolder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -159,6 +165,21 @@ impl Code {
             Code::AccountNeverUsed => ("ACCOUNT_NEVER_USED", Medium, "帳號開通後從未查詢"),
             Code::AccountDuplicate => ("ACCOUNT_DUPLICATE", Medium, "同一人持有多個啟用帳號"),
             Code::AccountPasswordStale => ("ACCOUNT_PASSWORD_STALE", Low, "密碼逾三個月未變更"),
+            Code::AccountNoApplication => (
+                "ACCOUNT_NO_APPLICATION",
+                High,
+                "啟用帳號無核定之申請表（第2點、第5點第1款第2目）",
+            ),
+            Code::AccountCreatedBeforeApproval => (
+                "ACCOUNT_CREATED_BEFORE_APPROVAL",
+                High,
+                "帳號於申請表核定前即已開通",
+            ),
+            Code::AccountApplicationOtherHolder => (
+                "ACCOUNT_APPLICATION_OTHER_HOLDER",
+                High,
+                "帳號核定之申請人非現持有人",
+            ),
             Code::AccountNotInRoster => (
                 "ACCOUNT_NOT_IN_ROSTER",
                 High,
@@ -447,9 +468,22 @@ pub enum NotCheckedWhy {
     /// roster every account would look unknown, without an HR list no
     /// holder departed.
     InputMissing,
+    /// No file of an optional register (the account applications) is in
+    /// the inbox: said, like an absent column, without marking the run's
+    /// inputs as failed (a city that keeps no such register yet).
+    RegisterMissing,
 }
 
 impl NotCheckedWhy {
+    /// Whether the run's result is withheld by it (exit status 2, the
+    /// warnings in red): not for an absent optional column or register.
+    pub fn withholds(self) -> bool {
+        !matches!(
+            self,
+            NotCheckedWhy::ColumnAbsent | NotCheckedWhy::RegisterMissing
+        )
+    }
+
     /// For the terminal and logs.
     pub fn phrase(self) -> &'static str {
         match self {
@@ -458,6 +492,7 @@ impl NotCheckedWhy {
             NotCheckedWhy::NotCovered => "inputs do not cover it",
             NotCheckedWhy::NoCalendar => "no holidays calendar",
             NotCheckedWhy::InputMissing => "input missing",
+            NotCheckedWhy::RegisterMissing => "register not kept",
         }
     }
 
@@ -469,6 +504,7 @@ impl NotCheckedWhy {
             NotCheckedWhy::NotCovered => "輸入資料未涵蓋檢核期間",
             NotCheckedWhy::NoCalendar => "行事曆（國定假日）未涵蓋檢核期間",
             NotCheckedWhy::InputMissing => "收件匣無所需之匯出檔",
+            NotCheckedWhy::RegisterMissing => "收件匣無此清冊（選用之輸入）",
         }
     }
 }
@@ -627,7 +663,11 @@ impl InputState {
         for t in tables {
             if self.missing.contains(&t) && !self.failed.contains_key(&t) {
                 push(
-                    NotCheckedWhy::InputMissing,
+                    if t == Table::Applications {
+                        NotCheckedWhy::RegisterMissing
+                    } else {
+                        NotCheckedWhy::InputMissing
+                    },
                     format!("{}/", t.inbox_dir()),
                     None,
                     (
@@ -887,6 +927,8 @@ pub struct Ctx<'a> {
     pub queries: DataFrame,
     /// The request-form register.
     pub forms: DataFrame,
+    /// The account applications register.
+    pub applications: DataFrame,
     /// Every national ID of city staff (HR), for coworker lookups.
     pub staff_ids: DataFrame,
     /// Holidays and make-up workdays as dates.
@@ -901,6 +943,8 @@ pub struct Tables {
     pub roster: DataFrame,
     pub hr: DataFrame,
     pub request_forms: DataFrame,
+    /// The account applications register (empty without one).
+    pub applications: DataFrame,
 }
 
 /// Runs the checks of `scope` on inputs with no known problem and returns the
@@ -1224,6 +1268,7 @@ impl<'a> Ctx<'a> {
             queries,
             staff_ids,
             forms: t.request_forms,
+            applications: t.applications,
             holidays: config.rules.holidays.holidays.keys().copied().collect(),
             workdays: config.rules.holidays.workdays.keys().copied().collect(),
         })

@@ -63,12 +63,24 @@ struct Form {
     approver: Option<&'static str>,
 }
 
+/// An application of the applications register (points 2, 5(1)2).
+#[derive(Clone)]
+struct App {
+    account: &'static str,
+    person: &'static str,
+    agency: &'static str,
+    kind: &'static str,
+    applied: NaiveDate,
+    approved: Option<NaiveDate>,
+}
+
 #[derive(Clone)]
 struct World {
     accounts: Vec<Acct>,
     people: Vec<Person>,
     queries: Vec<Query>,
     forms: Vec<Form>,
+    apps: Vec<App>,
 }
 
 const CONFIG: &str = r#"
@@ -182,12 +194,30 @@ impl World {
                 approver: None,
             });
         }
+        // Each account applied for by its holder and approved before it
+        // was opened.
+        let apps = accounts
+            .iter()
+            .map(|a| App {
+                account: a.id,
+                person: a.person,
+                agency: a.agency,
+                kind: "add",
+                applied: d("2024-12-01"),
+                approved: Some(d("2024-12-15")),
+            })
+            .collect();
         World {
             accounts,
             people,
             queries,
             forms,
+            apps,
         }
+    }
+
+    fn app(&mut self, account: &str) -> &mut App {
+        self.apps.iter_mut().find(|a| a.account == account).unwrap()
     }
 
     fn tables(&self) -> Tables {
@@ -327,11 +357,30 @@ impl World {
                 ),
             ],
         );
+        let p = &self.apps;
+        let applications = frame(
+            Table::Applications,
+            vec![
+                s("account_id", strs(&|i| Some(p[i].account.into()), p.len())),
+                s("person_id", strs(&|i| Some(p[i].person.into()), p.len())),
+                s("agency_id", strs(&|i| Some(p[i].agency.into()), p.len())),
+                s("kind", strs(&|i| Some(p[i].kind.into()), p.len())),
+                Column::new(
+                    "applied_on".into(),
+                    p.iter().map(|x| x.applied).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "approved_on".into(),
+                    p.iter().map(|x| x.approved).collect::<Vec<_>>(),
+                ),
+            ],
+        );
         Tables {
             query_log,
             roster,
             hr,
             request_forms,
+            applications,
         }
     }
 
@@ -488,6 +537,9 @@ fn each_code_is_triggered_by_the_smallest_change() {
                 let mut twin = w.acct("U1").clone();
                 twin.id = "U2";
                 w.accounts.push(twin);
+                let mut applied = w.app("U1").clone();
+                applied.account = "U2";
+                w.apps.push(applied);
                 w.queries.push(Query {
                     account: "U2",
                     at: t("2026-03-02 10:00:00"),
@@ -506,6 +558,31 @@ fn each_code_is_triggered_by_the_smallest_change() {
                 });
             },
             &["ACCOUNT_DUPLICATE@U1", "ACCOUNT_DUPLICATE@U2"],
+        ),
+        (
+            "an account nobody applied for",
+            |w| w.apps.retain(|a| a.account != "U1"),
+            &["ACCOUNT_NO_APPLICATION@U1"],
+        ),
+        (
+            "an application still waiting for approval",
+            |w| w.app("U1").approved = None,
+            &["ACCOUNT_NO_APPLICATION@U1"],
+        ),
+        (
+            "only a revocation on file",
+            |w| w.app("U1").kind = "revoke",
+            &["ACCOUNT_NO_APPLICATION@U1"],
+        ),
+        (
+            "opened before the approval",
+            |w| w.app("U1").approved = Some(d("2025-01-02")),
+            &["ACCOUNT_CREATED_BEFORE_APPROVAL@U1"],
+        ),
+        (
+            "applied for by someone else",
+            |w| w.app("U1").person = "P9",
+            &["ACCOUNT_APPLICATION_OTHER_HOLDER@U1"],
         ),
         (
             "password 91 days old",
@@ -730,6 +807,21 @@ fn near_misses_find_nothing() {
     let cases: Vec<(&str, Change)> = vec![
         ("approved one second before the query", |w| {
             w.u1_form().approved = Some(t("2026-03-02 09:59:59"))
+        }),
+        ("approved on the day it was opened", |w| {
+            w.app("U1").approved = Some(d("2025-01-01"))
+        }),
+        ("handed on with a new application by the new holder", |w| {
+            w.app("U1").person = "P9";
+            let mut again = w.app("U1").clone();
+            again.person = "P3";
+            again.approved = Some(d("2024-12-20"));
+            w.apps.push(again);
+        }),
+        ("a disabled account nobody applied for", |w| {
+            w.apps.retain(|a| a.account != "U1");
+            w.acct("U1").status = "disabled";
+            w.acct("U1").disabled_on = Some(d("2026-03-03"));
         }),
         ("form on its 30th day", |w| {
             w.u1_form().approved = Some(t("2026-01-31 09:00:00"))

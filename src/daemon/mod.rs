@@ -580,7 +580,7 @@ fn run_one(
             let withheld: Vec<String> = done
                 .iter()
                 .flat_map(|o| &o.not_checked)
-                .filter(|n| n.why != crate::checks::NotCheckedWhy::ColumnAbsent)
+                .filter(|n| n.why.withholds())
                 .map(|n| format!("{}: {} ({})", n.codes.join(", "), n.detail, n.input))
                 .collect();
             let dir = done.map(|o| o.dir.display().to_string());

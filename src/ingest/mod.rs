@@ -1,4 +1,4 @@
-//! Ingest: every export in the inbox into the four canonical polars tables,
+//! Ingest: every export in the inbox into the five canonical polars tables,
 //! plus a rejects table and a manifest of the files used.
 //!
 //! Owns file discovery, hashing and de-duplication, and the split of each

@@ -12,9 +12,9 @@ use super::{
     Cell, CityWide, Document, Queries, ReportKind, ReportModel, SampleSection, SecondReview, Table,
     period_label,
 };
+use crate::checks::NotChecked;
 use crate::checks::Severity;
 use crate::checks::{Code, Scope, left_keep_order, one_of};
-use crate::checks::{NotChecked, NotCheckedWhy};
 use crate::config::Config;
 use crate::ingest::{FileRecord, FileStatus, RosterUse};
 use crate::model::{ACCOUNT_STATUS, PURPOSE, ROLE, Vocab};
@@ -1075,10 +1075,7 @@ const UNLISTED_FILE: &str = "未列出之輸入檔案（檔名僅列於衛生局
 /// their inputs failed or fell short. An officer must not read a missing
 /// finding as a clean result.
 fn warnings(not_checked: &[NotChecked]) -> Vec<String> {
-    let withheld: Vec<&NotChecked> = not_checked
-        .iter()
-        .filter(|n| n.why != NotCheckedWhy::ColumnAbsent)
-        .collect();
+    let withheld: Vec<&NotChecked> = not_checked.iter().filter(|n| n.why.withholds()).collect();
     let absent = not_checked.len() - withheld.len();
     let mut out = Vec::new();
     if !withheld.is_empty() {
@@ -1095,7 +1092,7 @@ fn warnings(not_checked: &[NotChecked]) -> Vec<String> {
     }
     if absent > 0 {
         out.push(format!(
-            "另有 {absent} 項檢核因輸入檔案缺少所需欄位而未檢核，明細見「資料品質」工作表。"
+            "另有 {absent} 項檢核因輸入檔案缺少所需欄位或未提供選用之清冊而未檢核，明細見「資料品質」工作表。"
         ));
     }
     out
@@ -1189,6 +1186,9 @@ pub fn ask(code: Code) -> Ask {
         | Code::AccountPasswordStale
         | Code::AccountNotInRoster
         | Code::AccountRemovedFromRoster
+        | Code::AccountNoApplication
+        | Code::AccountCreatedBeforeApproval
+        | Code::AccountApplicationOtherHolder
         | Code::AgencyOfficerCount
         | Code::AccountRepeatPattern
         | Code::QueryAfterDeparture
@@ -1473,6 +1473,17 @@ fn recommend(
     }
     if revoke {
         return "廢止";
+    }
+    if status != Some("disabled") {
+        if codes.contains(&Code::AccountApplicationOtherHolder) {
+            return "現持有人重新申請（第二點），否則廢止";
+        }
+        if codes.contains(&Code::AccountNoApplication) {
+            return "補具核定之申請表（第二點），無從補具者廢止";
+        }
+        if codes.contains(&Code::AccountCreatedBeforeApproval) {
+            return "查明核定前開通原因，申請表存卷";
+        }
     }
     if status == Some("disabled") {
         return if manager {

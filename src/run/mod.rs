@@ -25,7 +25,7 @@ use retention::retention;
 
 use crate::archive::{self, InputRecord, RunFolder, RunRecord};
 use crate::checks::Severity;
-use crate::checks::{self, Checked, Code, InputState, NotChecked, NotCheckedWhy, Scope, Tables};
+use crate::checks::{self, Checked, Code, InputState, NotChecked, Scope, Tables};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::snapshot::Reference;
@@ -225,9 +225,7 @@ impl RunOutcome {
     /// cover what it judges (a missing optional column is reported, but
     /// is the export's shape, not a failure of this run).
     pub fn withheld(&self) -> bool {
-        self.not_checked
-            .iter()
-            .any(|n| n.why != NotCheckedWhy::ColumnAbsent)
+        self.not_checked.iter().any(|n| n.why.withholds())
     }
 }
 
@@ -237,6 +235,7 @@ pub fn tables(ing: &Ingested) -> Tables {
         roster: ing.table(Table::Roster).clone(),
         hr: ing.table(Table::Hr).clone(),
         request_forms: ing.table(Table::RequestForms).clone(),
+        applications: ing.table(Table::Applications).clone(),
     }
 }
 
@@ -254,6 +253,7 @@ fn take_tables(ing: &mut Ingested) -> Tables {
         roster: take(Table::Roster),
         hr: take(Table::Hr),
         request_forms: take(Table::RequestForms),
+        applications: take(Table::Applications),
     }
 }
 

@@ -170,6 +170,12 @@ struct City {
     /// An account the January roster snapshot lists and the July one no
     /// longer does (it has no queries).
     removed: Account,
+    /// The applications register's three planted problems: an account
+    /// nobody applied for, one opened before its approval, one applied
+    /// for by another person.
+    app_missing: usize,
+    app_late: usize,
+    app_other: usize,
 }
 
 const PERIOD_START: &str = "2026-01-01";
@@ -640,6 +646,17 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         planted.push((Code::QuerySubjectManyAccounts, id(&accounts, a)));
     }
 
+    // The applications register (points 2, 5(1)2): every account applied
+    // for by its holder and approved before it opened, but three, picked
+    // without a draw so that the rest of the city stays as it was.
+    let (app_missing, app_late, app_other) = (pool[0], pool[1], pool[2]);
+    planted.push((Code::AccountNoApplication, id(&accounts, app_missing)));
+    planted.push((Code::AccountCreatedBeforeApproval, id(&accounts, app_late)));
+    planted.push((
+        Code::AccountApplicationOtherHolder,
+        id(&accounts, app_other),
+    ));
+
     let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
     let holders: Vec<String> = accounts
         .iter()
@@ -727,6 +744,9 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         forms: b.forms,
         ghost: ghost_idx,
         removed,
+        app_missing,
+        app_late,
+        app_other,
     };
     (city, b.planted)
 }
@@ -800,6 +820,11 @@ pub fn write_sample_city(dir: &Path, seed: u64) -> Result<()> {
     )?;
     write_hr(&city, &inbox.join("hr/hr_status_20260702.csv"))?;
     write_forms(&city, &inbox.join("forms/request_forms_2026H1.csv"))?;
+    std::fs::create_dir_all(inbox.join("applications"))?;
+    write_applications(
+        &city,
+        &inbox.join("applications/account_applications_20260702.csv"),
+    )?;
     Ok(())
 }
 
@@ -1139,6 +1164,48 @@ fn write_hr(city: &City, path: &Path) -> Result<()> {
         ));
     }
     write_big5(path, &s)
+}
+
+/// The account applications register the Health Bureau and the officers
+/// keep (業務需求人員申請表, and 專責人員申請表 for officers), as one UTF-8
+/// CSV with a title: each account's 新增 application, approved a week
+/// before the account opened.
+fn write_applications(city: &City, path: &Path) -> Result<()> {
+    let mut s = String::from(
+        "高雄市政府 WebIR 帳號申請表清冊\n製表日期：115年7月2日\n帳號,申請人,員工編號,申請機關,申請類別,申請權限,申請日期,核定人,核定日期\n",
+    );
+    for (i, a) in city.accounts.iter().enumerate() {
+        if i == city.ghost || i == city.app_missing {
+            continue;
+        }
+        let holder = &city.people[a.person];
+        let applicant = if i == city.app_other {
+            &city.people[(a.person + 1) % city.people.len()]
+        } else {
+            holder
+        };
+        let approved = if i == city.app_late {
+            a.created + Duration::days(10)
+        } else {
+            a.created - Duration::days(7)
+        };
+        let (permission, approver) = if a.role == "業務需求人員" {
+            ("查詢", "專責人員")
+        } else {
+            ("管理", "衛生局總管理者")
+        };
+        s.push_str(&format!(
+            "{},{},{},{},新增,{permission},{},{approver},{}\n",
+            a.id,
+            applicant.name,
+            applicant.person_id,
+            AGENCIES[a.agency].0,
+            roc_date(approved - Duration::days(7)),
+            roc_date(approved),
+        ));
+    }
+    std::fs::write(path, s)?;
+    Ok(())
 }
 
 /// The register as a unit exports it: a title and the day it was made

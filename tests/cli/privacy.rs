@@ -155,7 +155,7 @@ fn the_demo_past_its_retention_horizon_leaves_only_what_the_inventory_says() {
         .iter()
         .filter(|f| f.starts_with("<archive>/inputs/"))
         .collect();
-    assert_eq!(stored.len(), 7, "{files:?}");
+    assert_eq!(stored.len(), 8, "{files:?}");
     // No attachment password in the clear beside the attachments.
     assert!(files.contains(&"<keys>/attachment-passwords.key".to_owned()));
 
@@ -327,7 +327,7 @@ fn exports_leave_the_inbox_once_read_and_go_at_the_end_of_their_retention() {
     let demo = tmp.path();
     let inbox = demo.join("city/inbox");
     let before: Vec<PathBuf> = walk(&inbox);
-    assert!(before.len() >= 7);
+    assert!(before.len() >= 8);
     let run = |now: &str| {
         let out = demo_binary_status(demo, now, &["run", "query-check", "--period", "2026H1"]);
         out.run_dir()
@@ -372,8 +372,9 @@ fn exports_leave_the_inbox_once_read_and_go_at_the_end_of_their_retention() {
                 .to_string()
         })
         .collect();
-    // The newest roster and the HR list stay: what runs read now.
-    assert_eq!(left.len(), 2, "{left:?}\n{}", out.stdout);
+    // The newest roster, HR list and applications register stay: what
+    // runs read now.
+    assert_eq!(left.len(), 3, "{left:?}\n{}", out.stdout);
     assert!(left.iter().any(|l| l.starts_with("roster/")), "{left:?}");
     assert!(left.iter().any(|l| l.starts_with("hr/")), "{left:?}");
     let verify = demo_binary_status(demo, "2030-01-01T10:00:00+08:00", &["archive", "verify"]);
@@ -386,7 +387,7 @@ fn exports_leave_the_inbox_once_read_and_go_at_the_end_of_their_retention() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(tombstones, before.len() as i64 + 1 - 2);
+    assert_eq!(tombstones, before.len() as i64 + 1 - 3);
     // A stored export changed, or one slipped in: `archive verify` names it.
     let roster = walk(&demo.join("var/archive/inputs/roster")).remove(0);
     let mut bytes = std::fs::read(&roster).unwrap();

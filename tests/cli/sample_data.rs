@@ -243,7 +243,7 @@ fn run_writes_a_private_run_folder_per_run() {
     assert_eq!(run["by_code"]["QUERY_VOLUME_SPIKE"], 1);
     let inputs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("inputs.json")).unwrap()).unwrap();
-    assert_eq!(inputs.as_array().unwrap().len(), 7);
+    assert_eq!(inputs.as_array().unwrap().len(), 8);
     assert_eq!(inputs[0]["sha256"].as_str().unwrap().len(), 64);
     #[cfg(unix)]
     for f in ["findings.csv", "rejects.csv", "inputs.json", "run.json"] {

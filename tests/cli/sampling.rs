@@ -117,7 +117,7 @@ fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
     assert_eq!(m["period"]["start"], "2026-01-01T00:00:00");
     assert_eq!(m["period"]["end"], "2026-07-01T00:00:00");
     assert_eq!(m["period"]["timezone"], "Asia/Taipei");
-    assert_eq!(m["inputs"].as_array().unwrap().len(), 7);
+    assert_eq!(m["inputs"].as_array().unwrap().len(), 8);
     assert_eq!(m["population_records"], 50_000);
 
     // Point 6(1): every requesting agency samples its subtree; each stratum
