@@ -587,6 +587,10 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
                     "查明停用後之查詢，會同政風單位調查（第六點第三款）",
                     "通知持有人變更密碼",
                     "由衛生局清查（第四點第五款）",
+                    // Points 2 and 5(1)2: the applications register.
+                    "補具核定之申請表（第二點），無從補具者廢止",
+                    "查明核定前開通原因，申請表存卷",
+                    "現持有人重新申請（第二點），否則廢止",
                 ]
                 .contains(&a.as_str()),
                 "{a}"
