@@ -111,6 +111,16 @@ pub static CHECKS: &[Check] = &[
         run: application_other_holder,
     },
     Check {
+        codes: &[Code::AccountChangeNotApplied],
+        needs: &[
+            Need::Table(Table::Roster),
+            Need::Table(Table::Hr),
+            Need::Table(Table::Applications),
+            Need::Column(Table::Roster, "created_on"),
+        ],
+        run: change_not_applied,
+    },
+    Check {
         codes: &[Code::AgencyOfficerCount],
         needs: &[
             Need::Table(Table::Roster),
@@ -190,13 +200,21 @@ fn departed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     )))
 }
 
-fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+/// The holder moved out of the account's unit, or was transferred after
+/// the account was made (and has not left the service).
+fn holder_moved() -> Expr {
     let outside = col("hr_unit_id").neq(col("unit_id")).fill_null(lit(false));
     let later = col("hr_status")
         .eq(lit("transferred"))
         .and(col("hr_effective").gt(col("created_on")))
         .fill_null(lit(false));
-    let gone = holder_gone();
+    outside
+        .or(later)
+        .and(holder_gone().not().fill_null(lit(true)))
+}
+
+fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let outside = col("hr_unit_id").neq(col("unit_id")).fill_null(lit(false));
     let reason = when(outside.clone())
         .then(sentence([
             lit("持有人依人事資料現職於 "),
@@ -214,13 +232,11 @@ fn transferred(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             ymd(col("created_on")),
             lit("，請確認權限是否仍為業務所需"),
         ]));
-    Ok(active(cx)
-        .filter(outside.or(later).and(gone.not().fill_null(lit(true))))
-        .select(about_account(
-            Code::AccountHolderTransferred,
-            day_start(col("hr_effective")),
-            reason,
-        )))
+    Ok(active(cx).filter(holder_moved()).select(about_account(
+        Code::AccountHolderTransferred,
+        day_start(col("hr_effective")),
+        reason,
+    )))
 }
 
 fn suspended(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
@@ -641,6 +657,54 @@ fn application_other_holder(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 lit("）非帳號清冊之持有人（"),
                 col("person_id").cast(DataType::String),
                 lit("）：帳號轉予他人使用應另提申請"),
+            ]),
+        )))
+}
+
+/// Point 2 (異動時亦同): a holder moved (as [`transferred`] finds) and no
+/// change (異動) or revocation (註銷) of the account was applied for on or
+/// after the day the move took effect.
+fn change_not_applied(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    let later_applications = cx
+        .applications
+        .clone()
+        .lazy()
+        .filter(one_of(
+            col("kind").cast(DataType::String),
+            Series::new("k".into(), ["change", "revoke"]),
+        ))
+        .select([
+            col("account_id").cast(DataType::String),
+            col("applied_on").cast(DataType::Date),
+        ]);
+    let moved = active(cx)
+        .filter(holder_moved())
+        .with_column(col("account_id").cast(DataType::String).alias("__account"));
+    let applied = moved
+        .clone()
+        .join(
+            later_applications,
+            [col("__account")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner).with_suffix(Some("_app".into())),
+        )
+        .filter(col("applied_on").gt_eq(col("hr_effective").cast(DataType::Date)))
+        .select([col("__account")])
+        .unique(None, UniqueKeepStrategy::Any);
+    Ok(moved
+        .join(
+            applied,
+            [col("__account")],
+            [col("__account")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .select(about_account(
+            Code::AccountChangeNotApplied,
+            day_start(col("hr_effective")),
+            sentence([
+                lit("持有人於 "),
+                ymd(col("hr_effective")),
+                lit(" 調職（人事資料），申請表清冊中無其後之帳號異動或註銷申請（第2點：異動時亦同）"),
             ]),
         )))
 }

@@ -63,10 +63,11 @@ pub enum Code {
     AccountNoApplication,
     AccountCreatedBeforeApproval,
     AccountApplicationOtherHolder,
+    AccountChangeNotApplied,
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 34] = [
         Code::AccountHolderDeparted,
         Code::AccountHolderTransferred,
         Code::AccountHolderSuspended,
@@ -100,6 +101,7 @@ impl Code {
         Code::AccountNoApplication,
         Code::AccountCreatedBeforeApproval,
         Code::AccountApplicationOtherHolder,
+        Code::AccountChangeNotApplied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +181,11 @@ impl Code {
                 "ACCOUNT_APPLICATION_OTHER_HOLDER",
                 High,
                 "帳號核定之申請人非現持有人",
+            ),
+            Code::AccountChangeNotApplied => (
+                "ACCOUNT_CHANGE_NOT_APPLIED",
+                Medium,
+                "持有人調職後未提帳號異動申請",
             ),
             Code::AccountNotInRoster => (
                 "ACCOUNT_NOT_IN_ROSTER",

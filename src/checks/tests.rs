@@ -484,7 +484,10 @@ fn each_code_is_triggered_by_the_smallest_change() {
                 w.person("P3").agency = "KHB";
                 w.person("P3").effective = d("2026-02-01");
             },
-            &["ACCOUNT_HOLDER_TRANSFERRED@U1"],
+            &[
+                "ACCOUNT_HOLDER_TRANSFERRED@U1",
+                "ACCOUNT_CHANGE_NOT_APPLIED@U1",
+            ],
         ),
         (
             "transferred within the unit after the account was made",
@@ -493,7 +496,10 @@ fn each_code_is_triggered_by_the_smallest_change() {
                 w.person("P3").agency = "KPB";
                 w.person("P3").effective = d("2026-02-01");
             },
-            &["ACCOUNT_HOLDER_TRANSFERRED@U1"],
+            &[
+                "ACCOUNT_HOLDER_TRANSFERRED@U1",
+                "ACCOUNT_CHANGE_NOT_APPLIED@U1",
+            ],
         ),
         (
             "suspended",
@@ -578,6 +584,35 @@ fn each_code_is_triggered_by_the_smallest_change() {
             "opened before the approval",
             |w| w.app("U1").approved = Some(d("2025-01-02")),
             &["ACCOUNT_CREATED_BEFORE_APPROVAL@U1"],
+        ),
+        (
+            "moved, and the change applied for before the move",
+            |w| {
+                w.person("P3").status = "transferred";
+                w.person("P3").agency = "KHB";
+                w.person("P3").effective = d("2026-02-01");
+                let mut change = w.app("U1").clone();
+                change.kind = "change";
+                change.applied = d("2026-01-31");
+                w.apps.push(change);
+            },
+            &[
+                "ACCOUNT_HOLDER_TRANSFERRED@U1",
+                "ACCOUNT_CHANGE_NOT_APPLIED@U1",
+            ],
+        ),
+        (
+            "moved, and the change applied for after it",
+            |w| {
+                w.person("P3").status = "transferred";
+                w.person("P3").agency = "KHB";
+                w.person("P3").effective = d("2026-02-01");
+                let mut change = w.app("U1").clone();
+                change.kind = "change";
+                change.applied = d("2026-02-01");
+                w.apps.push(change);
+            },
+            &["ACCOUNT_HOLDER_TRANSFERRED@U1"],
         ),
         (
             "applied for by someone else",

@@ -1189,6 +1189,7 @@ pub fn ask(code: Code) -> Ask {
         | Code::AccountNoApplication
         | Code::AccountCreatedBeforeApproval
         | Code::AccountApplicationOtherHolder
+        | Code::AccountChangeNotApplied
         | Code::AgencyOfficerCount
         | Code::AccountRepeatPattern
         | Code::QueryAfterDeparture

@@ -176,6 +176,9 @@ struct City {
     app_missing: usize,
     app_late: usize,
     app_other: usize,
+    /// A transferred holder's account with a 異動 application after the
+    /// transfer.
+    app_changed: usize,
 }
 
 const PERIOD_START: &str = "2026-01-01";
@@ -498,6 +501,7 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         accounts[a].last_day = people[p].effective;
         planted.push((Code::AccountHolderDeparted, id(&accounts, a)));
     }
+    let mut transferred = Vec::new();
     for _ in 0..3 {
         let a = take(&mut r);
         let p = accounts[a].person;
@@ -511,6 +515,12 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         people[p].agency = other;
         people[p].effective = day_in_period(&mut r, 10, 160);
         planted.push((Code::AccountHolderTransferred, id(&accounts, a)));
+        transferred.push(a);
+    }
+    // The first applied for the change (異動) after the transfer; the
+    // others did not (point 2: 異動時亦同).
+    for &a in &transferred[1..] {
+        planted.push((Code::AccountChangeNotApplied, id(&accounts, a)));
     }
     for _ in 0..2 {
         let a = take(&mut r);
@@ -747,6 +757,7 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         app_missing,
         app_late,
         app_other,
+        app_changed: transferred[0],
     };
     (city, b.planted)
 }
@@ -1203,6 +1214,18 @@ fn write_applications(city: &City, path: &Path) -> Result<()> {
             roc_date(approved - Duration::days(7)),
             roc_date(approved),
         ));
+        if i == city.app_changed {
+            let applied = holder.effective + Duration::days(3);
+            s.push_str(&format!(
+                "{},{},{},{},異動,{permission},{},{approver},{}\n",
+                a.id,
+                holder.name,
+                holder.person_id,
+                AGENCIES[holder.agency].0,
+                roc_date(applied),
+                roc_date(applied + Duration::days(5)),
+            ));
+        }
     }
     std::fs::write(path, s)?;
     Ok(())
