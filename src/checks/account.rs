@@ -642,10 +642,16 @@ fn application_other_holder(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             [col("account_id")],
             JoinArgs::new(JoinType::Inner),
         )
+        // A register may name the applicant by employee number (the
+        // roster's person id) or by national ID (HR's).
         .filter(
             col("applicants")
                 .list()
                 .contains(col("person_id").cast(DataType::String), false)
+                .or(col("applicants")
+                    .list()
+                    .contains(col("hr_national_id").cast(DataType::String), false)
+                    .fill_null(lit(false)))
                 .not(),
         )
         .select(about_account(

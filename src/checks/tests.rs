@@ -843,6 +843,9 @@ fn near_misses_find_nothing() {
         ("approved one second before the query", |w| {
             w.u1_form().approved = Some(t("2026-03-02 09:59:59"))
         }),
+        ("applied for under the holder's national ID", |w| {
+            w.app("U1").person = "A100000003";
+        }),
         ("approved on the day it was opened", |w| {
             w.app("U1").approved = Some(d("2025-01-01"))
         }),

@@ -473,16 +473,33 @@ impl Store {
         }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
-        migrate_check(&conn, "outbox", "'unknown'", OUTBOX_SCHEMA).map_err(sql)?;
-        migrate_check(&conn, "runs", "'waiting-for-seed'", RUNS_SCHEMA).map_err(sql)?;
-        conn.execute_batch(RUNS_SCHEMA).map_err(sql)?;
-        conn.execute_batch(DAEMON_SCHEMA).map_err(sql)?;
-        conn.execute_batch(OUTBOX_SCHEMA).map_err(sql)?;
-        conn.execute_batch(retention::SCHEMA).map_err(sql)?;
-        add_columns(&conn, "outbox", retention::OUTBOX_COLUMNS).map_err(sql)?;
+        let setup = |conn: &Connection| -> rusqlite::Result<()> {
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+            conn.execute_batch(SCHEMA)?;
+            migrate_check(conn, "outbox", "'unknown'", OUTBOX_SCHEMA)?;
+            migrate_check(conn, "runs", "'waiting-for-seed'", RUNS_SCHEMA)?;
+            conn.execute_batch(RUNS_SCHEMA)?;
+            conn.execute_batch(DAEMON_SCHEMA)?;
+            conn.execute_batch(OUTBOX_SCHEMA)?;
+            conn.execute_batch(retention::SCHEMA)?;
+            add_columns(conn, "outbox", retention::OUTBOX_COLUMNS)
+        };
+        // Two processes making a new database at once: SQLite may refuse
+        // one at once (no waiting where waiting could deadlock). The
+        // schema is idempotent: the refused one tries again.
+        let mut tries = 0;
+        loop {
+            match setup(&conn) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(sql(e)),
+            }
+        }
         Ok(Store { conn, file })
     }
 
@@ -530,18 +547,37 @@ impl Store {
 /// A state file from before a table's CHECK allowed a value (`marker`: the
 /// outbox's `unknown`, the ledger's `waiting-for-seed`): the table is
 /// copied into its current shape (SQLite cannot change a CHECK in place).
-/// Adds the `columns` a table made by an earlier version lacks.
+/// Adds the `columns` a table made by an earlier version lacks. Looked at
+/// and added in one immediate transaction: two processes opening a new
+/// database at once add each column once.
 fn add_columns(conn: &Connection, table: &str, columns: &[(&str, &str)]) -> rusqlite::Result<()> {
-    let have: Vec<String> = conn
-        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (name, kind) in columns {
-        if !have.iter().any(|h| h == name) {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"))?;
+    let missing = |conn: &Connection| -> rusqlite::Result<Vec<(&str, &str)>> {
+        let have: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(columns
+            .iter()
+            .copied()
+            .filter(|(name, _)| !have.iter().any(|h| h == name))
+            .collect())
+    };
+    if missing(conn)?.is_empty() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let added = missing(conn).and_then(|m| {
+        m.iter().try_for_each(|(name, kind)| {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+        })
+    });
+    match added {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
-    Ok(())
 }
 
 fn migrate_check(
