@@ -461,7 +461,9 @@ pub static APPLICATIONS: &[ColumnSpec] = &[
         "person_id",
         Kind::Id,
         Required,
-        &["員工編號", "身分證統一編號", "人員代號", "employee_id"],
+        // One column only: a register keyed by national ID maps it with
+        // `[columns.applications] person_id = ["身分證統一編號"]`.
+        &["員工編號", "人員代號", "employee_id"],
     ),
     col(
         "agency_id",

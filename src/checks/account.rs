@@ -560,14 +560,29 @@ fn officer_count(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 /// The approved applications for a new account (新增), one row per
 /// account: the first approval, and every approved applicant.
 fn approved_adds(cx: &Ctx<'_>) -> LazyFrame {
+    approved(cx, &["add"])
+}
+
+/// The register as of the review day: an application made later is not
+/// yet on file (a re-run reproduces the review).
+fn register(cx: &Ctx<'_>) -> LazyFrame {
+    let as_of = lit(cx.as_of).cast(DataType::Date);
     cx.applications
         .clone()
         .lazy()
+        .filter(col("applied_on").cast(DataType::Date).lt_eq(as_of))
+}
+
+/// The applications of `kinds` approved by the review day.
+fn approved(cx: &Ctx<'_>, kinds: &[&str]) -> LazyFrame {
+    let as_of = lit(cx.as_of).cast(DataType::Date);
+    register(cx)
         .filter(
-            col("kind")
-                .cast(DataType::String)
-                .eq(lit("add"))
-                .and(col("approved_on").is_not_null()),
+            one_of(
+                col("kind").cast(DataType::String),
+                Series::new("k".into(), kinds),
+            )
+            .and(col("approved_on").cast(DataType::Date).lt_eq(as_of)),
         )
         .select([
             col("account_id").cast(DataType::String),
@@ -578,9 +593,20 @@ fn approved_adds(cx: &Ctx<'_>) -> LazyFrame {
         ])
 }
 
+/// The active accounts the register answers for: all but the chief
+/// administrator's, which the NHIA assigns (point 4, last paragraph).
+fn applied_for(cx: &Ctx<'_>) -> LazyFrame {
+    active(cx).filter(
+        col("role")
+            .cast(DataType::String)
+            .neq(lit("chief_admin"))
+            .fill_null(lit(true)),
+    )
+}
+
 /// Point 2 and 5(1)2: an active account no approved application created.
 fn no_application(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    Ok(active(cx)
+    Ok(applied_for(cx)
         .join(
             approved_adds(cx),
             [col("account_id").cast(DataType::String)],
@@ -601,7 +627,7 @@ fn created_before_approval(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let first = approved_adds(cx)
         .group_by([col("account_id")])
         .agg([col("approved_on").min().alias("first_approved_on")]);
-    Ok(active(cx)
+    Ok(applied_for(cx)
         .join(
             first,
             [col("account_id").cast(DataType::String)],
@@ -629,13 +655,14 @@ fn created_before_approval(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 /// An account whose approved applications were all made by someone other
 /// than its holder now (an account handed on without a new application).
 fn application_other_holder(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let by_account = approved_adds(cx)
+    // A new holder's approved change (異動) counts as their application.
+    let by_account = approved(cx, &["add", "change"])
         .group_by([col("account_id")])
         .agg([col("applicant_id")
             .unique()
             .sort(Default::default())
             .alias("applicants")]);
-    Ok(active(cx)
+    Ok(applied_for(cx)
         .join(
             by_account,
             [col("account_id").cast(DataType::String)],
@@ -657,24 +684,26 @@ fn application_other_holder(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .select(about_account(
             Code::AccountApplicationOtherHolder,
             day_start(col("created_on")),
+            // The applicants are not named: a register may name them by
+            // national ID, and findings.csv leaves the archive.
             sentence([
                 lit("核定之申請人（"),
-                col("applicants").list().join(lit("、"), true),
-                lit("）非帳號清冊之持有人（"),
+                col("applicants").list().len().cast(DataType::String),
+                lit(" 人）皆非帳號清冊之持有人（"),
                 col("person_id").cast(DataType::String),
                 lit("）：帳號轉予他人使用應另提申請"),
             ]),
         )))
 }
 
+/// How long before a move a change application counts for it.
+const CHANGE_WINDOW_DAYS: i64 = 60;
+
 /// Point 2 (異動時亦同): a holder moved (as [`transferred`] finds) and no
-/// change (異動) or revocation (註銷) of the account was applied for on or
-/// after the day the move took effect.
+/// change (異動) or revocation (註銷) was applied for from [`CHANGE_WINDOW_DAYS`]
+/// before the move on.
 fn change_not_applied(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let later_applications = cx
-        .applications
-        .clone()
-        .lazy()
+    let later_applications = register(cx)
         .filter(one_of(
             col("kind").cast(DataType::String),
             Series::new("k".into(), ["change", "revoke"]),
@@ -683,7 +712,7 @@ fn change_not_applied(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             col("account_id").cast(DataType::String),
             col("applied_on").cast(DataType::Date),
         ]);
-    let moved = active(cx)
+    let moved = applied_for(cx)
         .filter(holder_moved())
         .with_column(col("account_id").cast(DataType::String).alias("__account"));
     let applied = moved
@@ -694,7 +723,12 @@ fn change_not_applied(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             [col("account_id")],
             JoinArgs::new(JoinType::Inner).with_suffix(Some("_app".into())),
         )
-        .filter(col("applied_on").gt_eq(col("hr_effective").cast(DataType::Date)))
+        // Applied for around the move: from CHANGE_WINDOW_DAYS before it
+        // (the old text asked for it before the move) on.
+        .filter(col("applied_on").gt_eq(
+            col("hr_effective").cast(DataType::Date)
+                - lit(chrono::Duration::days(CHANGE_WINDOW_DAYS)),
+        ))
         .select([col("__account")])
         .unique(None, UniqueKeepStrategy::Any);
     Ok(moved
@@ -710,7 +744,7 @@ fn change_not_applied(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             sentence([
                 lit("持有人於 "),
                 ymd(col("hr_effective")),
-                lit(" 調職（人事資料），申請表清冊中無其後之帳號異動或註銷申請（第2點：異動時亦同）"),
+                lit(" 調職（人事資料），申請表清冊中無其前後之帳號異動或註銷申請（第2點：異動時亦同）"),
             ]),
         )))
 }

@@ -576,6 +576,11 @@ fn each_code_is_triggered_by_the_smallest_change() {
             &["ACCOUNT_NO_APPLICATION@U1"],
         ),
         (
+            "approved only after the review day",
+            |w| w.app("U1").approved = Some(d("2026-03-11")),
+            &["ACCOUNT_NO_APPLICATION@U1"],
+        ),
+        (
             "only a revocation on file",
             |w| w.app("U1").kind = "revoke",
             &["ACCOUNT_NO_APPLICATION@U1"],
@@ -586,7 +591,23 @@ fn each_code_is_triggered_by_the_smallest_change() {
             &["ACCOUNT_CREATED_BEFORE_APPROVAL@U1"],
         ),
         (
-            "moved, and the change applied for before the move",
+            "moved, and a change applied for long before the move",
+            |w| {
+                w.person("P3").status = "transferred";
+                w.person("P3").agency = "KHB";
+                w.person("P3").effective = d("2026-02-01");
+                let mut change = w.app("U1").clone();
+                change.kind = "change";
+                change.applied = d("2025-11-01");
+                w.apps.push(change);
+            },
+            &[
+                "ACCOUNT_HOLDER_TRANSFERRED@U1",
+                "ACCOUNT_CHANGE_NOT_APPLIED@U1",
+            ],
+        ),
+        (
+            "moved, and the change applied for the day before",
             |w| {
                 w.person("P3").status = "transferred";
                 w.person("P3").agency = "KHB";
@@ -596,10 +617,7 @@ fn each_code_is_triggered_by_the_smallest_change() {
                 change.applied = d("2026-01-31");
                 w.apps.push(change);
             },
-            &[
-                "ACCOUNT_HOLDER_TRANSFERRED@U1",
-                "ACCOUNT_CHANGE_NOT_APPLIED@U1",
-            ],
+            &["ACCOUNT_HOLDER_TRANSFERRED@U1"],
         ),
         (
             "moved, and the change applied for after it",
@@ -842,6 +860,19 @@ fn near_misses_find_nothing() {
     let cases: Vec<(&str, Change)> = vec![
         ("approved one second before the query", |w| {
             w.u1_form().approved = Some(t("2026-03-02 09:59:59"))
+        }),
+        (
+            "the chief administrator's own account, which the NHIA assigns",
+            |w| {
+                w.apps.retain(|a| a.account != "C0");
+            },
+        ),
+        ("handed on, and the new holder's change approved", |w| {
+            w.app("U1").person = "P9";
+            let mut change = w.app("U1").clone();
+            change.kind = "change";
+            change.person = "P3";
+            w.apps.push(change);
         }),
         ("applied for under the holder's national ID", |w| {
             w.app("U1").person = "A100000003";

@@ -446,11 +446,27 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
     // may not write the state folder (an auditor's check-config) reads
     // without it: nothing it does moves a file.
     let _reading = match config.paths.inputs {
-        Some(_) => inputs_lock(config, false)
-            .inspect_err(
-                |e| tracing::warn!(error = %e, "reading the inbox without the inputs lock"),
-            )
-            .ok(),
+        Some(_) => match inputs_lock(config, false) {
+            Ok(l) => Some(l),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+            {
+                tracing::warn!(error = %e, "reading the inbox without the inputs lock");
+                None
+            }
+            Err(source) => {
+                return Err(IngestError::Io {
+                    file: config
+                        .paths
+                        .state
+                        .join("locks/inputs.lock")
+                        .display()
+                        .to_string(),
+                    source,
+                });
+            }
+        },
         None => None,
     };
     let files = discover_inbox(config).map_err(|source| IngestError::Io {

@@ -487,14 +487,17 @@ impl Store {
         // Two processes making a new database at once: SQLite may refuse
         // one at once (no waiting where waiting could deadlock). The
         // schema is idempotent: the refused one tries again.
-        let mut tries = 0;
+        let started = std::time::Instant::now();
         loop {
             match setup(&conn) {
                 Ok(()) => break,
                 Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < std::time::Duration::from_secs(15) =>
                 {
-                    tries += 1;
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(e) => return Err(sql(e)),
