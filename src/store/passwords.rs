@@ -30,6 +30,28 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentPassword> {
 
 const COLUMNS: &str = "unit_id, password, issued_at, retired_at";
 
+/// Every row `tail` (a WHERE or ORDER BY clause) selects, with its id.
+fn with_ids(
+    conn: &rusqlite::Connection,
+    tail: &str,
+) -> rusqlite::Result<Vec<(i64, AttachmentPassword)>> {
+    conn.prepare(&format!(
+        "SELECT id, {COLUMNS} FROM attachment_passwords {tail}"
+    ))?
+    .query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            AttachmentPassword {
+                unit_id: r.get(1)?,
+                password: r.get(2)?,
+                issued_at: r.get(3)?,
+                retired_at: r.get(4)?,
+            },
+        ))
+    })?
+    .collect()
+}
+
 /// A unit's current password.
 const CURRENT: &str = "SELECT unit_id, password, issued_at, retired_at FROM attachment_passwords
      WHERE unit_id = ?1 AND retired_at IS NULL";
@@ -63,27 +85,8 @@ impl Store {
     /// Seals every password an earlier version stored in the clear.
     fn seal_clear_passwords(&mut self, key: &KeyFile) -> anyhow::Result<()> {
         let tx = super::begin(&mut self.conn).map_err(|e| self_err(&self.file, e))?;
-        let clear: Vec<(i64, AttachmentPassword)> = {
-            let mut stmt = tx
-                .prepare(&format!(
-                    "SELECT id, {COLUMNS} FROM attachment_passwords WHERE password NOT LIKE 'v1:%'"
-                ))
-                .map_err(|e| self_err(&self.file, e))?;
-            stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    AttachmentPassword {
-                        unit_id: r.get(1)?,
-                        password: r.get(2)?,
-                        issued_at: r.get(3)?,
-                        retired_at: r.get(4)?,
-                    },
-                ))
-            })
-            .map_err(|e| self_err(&self.file, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self_err(&self.file, e))?
-        };
+        let clear =
+            with_ids(&tx, "WHERE password NOT LIKE 'v1:%'").map_err(|e| self_err(&self.file, e))?;
         for (id, p) in clear {
             let sealed = key.seal(&p.unit_id, &p.issued_at, &p.password)?;
             tx.execute(
@@ -204,28 +207,7 @@ impl Store {
     pub fn reseal_passwords(&mut self, old: &KeyFile, new: &KeyFile) -> anyhow::Result<usize> {
         self.seal_clear_passwords(old)?;
         self.atomically(|s| {
-            let rows: Vec<(i64, AttachmentPassword)> = {
-                let mut stmt = s
-                    .conn
-                    .prepare(&format!(
-                        "SELECT id, {COLUMNS} FROM attachment_passwords ORDER BY id"
-                    ))
-                    .map_err(|e| s.err(e))?;
-                stmt.query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        AttachmentPassword {
-                            unit_id: r.get(1)?,
-                            password: r.get(2)?,
-                            issued_at: r.get(3)?,
-                            retired_at: r.get(4)?,
-                        },
-                    ))
-                })
-                .map_err(|e| s.err(e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| s.err(e))?
-            };
+            let rows = with_ids(&s.conn, "ORDER BY id").map_err(|e| s.err(e))?;
             for (id, p) in &rows {
                 let plain = old.open_password(&p.unit_id, &p.issued_at, &p.password)?;
                 s.conn

@@ -267,7 +267,7 @@ fn an_evidence_bundle_holds_no_full_national_id_unless_asked() {
     let id = regex_lite_national_id();
     // The spec and the verifiers are the same in every bundle; their worked
     // examples are made-up IDs. Everything from the run and the state:
-    for rel in walk(&fresh)
+    for rel in crate::harness::files_relative(&fresh)
         .into_iter()
         .filter(|r| !r.ends_with(".py") && r != "sampling.md")
     {
@@ -330,24 +330,6 @@ fn regex_lite_national_id() -> impl Fn(&str) -> bool {
                 && b.get(i + 10).is_none_or(|c| !c.is_ascii_digit())
         })
     }
-}
-
-/// Every file under `dir`, relative to it.
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 const PASSWORD: &str = "證據包-測試-2026";

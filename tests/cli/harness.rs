@@ -402,3 +402,32 @@ pub fn input_at(inbox: &Path, archive: &Path, rel: &str) -> PathBuf {
         dropped
     }
 }
+
+/// Every file under `dir` (not folders), sorted; none if `dir` is absent.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every file under `dir`, relative to it, sorted.
+pub fn files_relative(dir: &Path) -> Vec<String> {
+    files_in(dir)
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
+}

@@ -4,26 +4,9 @@
 use std::path::Path;
 
 use crate::harness::Test;
+use crate::harness::files_relative as files;
 
 const LOG: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n";
-
-/// Every file under `dir`, relative.
-fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// An agency id names workbooks and folders: anything but letters,
 /// digits, `-` and `_` is refused by check-config (exit 3, naming the key),

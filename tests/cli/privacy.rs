@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::harness::files_in as walk;
 use crate::harness::{repo, run_binary};
 
 /// One row of the README's inventory: the path patterns (`<inbox>`,
@@ -81,27 +82,6 @@ fn check_inventory(demo: &Path) -> Vec<String> {
         seen.push(rel);
     }
     seen
-}
-
-/// Every file under `dir` (not folders), sorted.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn demo_binary(demo: &Path, now: &str, args: &[&str]) -> crate::harness::Output {

@@ -364,16 +364,16 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
     }
 }
 
-/// Issue 30: an export named for a police case (`PD_機密_王大明案.csv`)
-/// was listed, with its counts and hash, on 資料品質 in all ten units'
-/// workbooks. A unit's workbook names only the files holding its own
-/// agencies' rows and counts the others; the city-wide one names all.
-#[test]
-fn a_unit_sees_only_its_own_input_files() {
-    let city = City::new();
+/// A query log of twenty of the police's rows (header first), as an
+/// export named for one of its cases would hold.
+fn police_case(city: &City) -> String {
     let (police, _) = city.subtree("KPB");
-    let logs = city.tmp.path().join("city/inbox/query_logs");
-    let q1 = std::fs::read_to_string(logs.join("webir_querylog_2026Q1.csv")).unwrap();
+    let q1 = std::fs::read_to_string(
+        city.tmp
+            .path()
+            .join("city/inbox/query_logs/webir_querylog_2026Q1.csv"),
+    )
+    .unwrap();
     let mut lines = q1.lines();
     let mut case = vec![lines.next().unwrap().to_owned()];
     case.extend(
@@ -383,7 +383,19 @@ fn a_unit_sees_only_its_own_input_files() {
             .map(str::to_owned),
     );
     assert_eq!(case.len(), 21, "the police's rows");
-    std::fs::write(logs.join("PD_機密_王大明案.csv"), case.join("\n") + "\n").unwrap();
+    case.join("\n") + "\n"
+}
+
+/// Issue 30: an export named for a police case (`PD_機密_王大明案.csv`)
+/// was listed, with its counts and hash, on 資料品質 in all ten units'
+/// workbooks. A unit's workbook names only the files holding its own
+/// agencies' rows and counts the others; the city-wide one names all.
+#[test]
+fn a_unit_sees_only_its_own_input_files() {
+    let city = City::new();
+    let logs = city.tmp.path().join("city/inbox/query_logs");
+    let case = police_case(&city);
+    std::fs::write(logs.join("PD_機密_王大明案.csv"), &case).unwrap();
     let dir = city.sample_audit();
     let quality = |file: &str| -> String {
         let (_, sheets) = read(&dir.join("reports").join(file));
@@ -413,23 +425,10 @@ fn a_unit_sees_only_its_own_input_files() {
 #[test]
 fn a_failed_file_named_for_a_case_is_named_to_no_unit() {
     let city = City::new();
-    let (police, _) = city.subtree("KPB");
     let logs = city.tmp.path().join("city/inbox/query_logs");
-    let q1 = std::fs::read_to_string(logs.join("webir_querylog_2026Q1.csv")).unwrap();
-    let mut lines = q1.lines();
-    let mut case = vec![lines.next().unwrap().to_owned()];
-    case.extend(
-        lines
-            .filter(|l| police.contains(l.split(',').nth(6).unwrap()))
-            .take(20)
-            .map(str::to_owned),
-    );
-    std::fs::write(logs.join("PD_機密_王大明案.csv"), case.join("\n") + "\n").unwrap();
-    std::fs::write(
-        logs.join("PD_機密_王大明案 複本.csv"),
-        case.join("\n") + "\n",
-    )
-    .unwrap();
+    let case = police_case(&city);
+    std::fs::write(logs.join("PD_機密_王大明案.csv"), &case).unwrap();
+    std::fs::write(logs.join("PD_機密_王大明案 複本.csv"), &case).unwrap();
     std::fs::write(logs.join("PD_機密_李小華案.csv"), "沒有標題列\n1,2\n").unwrap();
     let config = city.tmp.path().join("city/webir-audit.toml");
     let out = run_binary(
