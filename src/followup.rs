@@ -289,7 +289,7 @@ fn handover(
 ) -> Result<Outgoing> {
     // The workbook the item asked for: the run's, or the investigation
     // record kept beside the return that made it.
-    let path = if item.job == crate::worksheet::INVESTIGATION_KIND.due_job {
+    let path = if crate::worksheet::investigation_kind(&item.job).is_some() {
         std::path::Path::new(&item.run_dir).join(crate::worksheet::INVESTIGATION_FILE)
     } else {
         std::path::Path::new(&item.run_dir).join("reports").join(

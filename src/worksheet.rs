@@ -888,6 +888,10 @@ pub struct TableKind {
     pub job: crate::job::Job,
     /// The due item it answers.
     pub due_job: &'static str,
+    /// The job its answers are recorded under (`table_returns.job`): its
+    /// run's, but for the internal audit's investigation record, which
+    /// must not read as the internal audit's own return.
+    pub recorded_as: &'static str,
     /// Where the workbook as sent is kept: the run's `reports/`, or, for
     /// one a return made, beside that return (`archive::kept_file`).
     pub kept_as: Option<&'static str>,
@@ -905,6 +909,7 @@ pub struct TableKind {
 pub const TABLE_KINDS: &[TableKind] = &[
     TableKind {
         job: crate::job::Job::AccountReview,
+        recorded_as: "account-review",
         due_job: "account-review",
         kept_as: None,
         title: "帳號清查",
@@ -915,6 +920,7 @@ pub const TABLE_KINDS: &[TableKind] = &[
     },
     TableKind {
         job: crate::job::Job::InternalAudit,
+        recorded_as: "internal-audit",
         due_job: "internal-audit",
         kept_as: None,
         title: "內部稽核",
@@ -924,8 +930,10 @@ pub const TABLE_KINDS: &[TableKind] = &[
         done: "查核結果",
     },
     INVESTIGATION_KIND,
+    INTERNAL_INVESTIGATION_KIND,
     TableKind {
         job: crate::job::Job::QueryCheck,
+        recorded_as: "query-check",
         due_job: "query-check",
         kept_as: None,
         title: "查詢稽核",
@@ -943,6 +951,7 @@ pub const INVESTIGATION_FILE: &str = "調查紀錄.xlsx";
 /// anomalies open: it belongs to the sample audit's run.
 pub const INVESTIGATION_KIND: TableKind = TableKind {
     job: crate::job::Job::SampleAudit,
+    recorded_as: "sample-audit",
     due_job: "investigation",
     kept_as: Some(INVESTIGATION_FILE),
     title: layout::INVESTIGATION.sheet,
@@ -951,6 +960,28 @@ pub const INVESTIGATION_KIND: TableKind = TableKind {
     key: "序號",
     done: "結論",
 };
+
+/// The investigation record (point 6(3)) a returned internal audit's
+/// 不符合 opens: it belongs to the internal audit's run.
+pub const INTERNAL_INVESTIGATION_KIND: TableKind = TableKind {
+    job: crate::job::Job::InternalAudit,
+    recorded_as: "internal-audit-investigation",
+    due_job: "internal-audit-investigation",
+    kept_as: Some(INVESTIGATION_FILE),
+    title: "內部稽核調查紀錄",
+    sheet: layout::INTERNAL_INVESTIGATION.sheet,
+    inputs: layout::INTERNAL_INVESTIGATION.inputs,
+    key: "序號",
+    done: "結論",
+};
+
+/// The investigation record a due item of `due_job` asks for, if it asks
+/// for one.
+pub fn investigation_kind(due_job: &str) -> Option<&'static TableKind> {
+    [&INVESTIGATION_KIND, &INTERNAL_INVESTIGATION_KIND]
+        .into_iter()
+        .find(|k| k.due_job == due_job)
+}
 
 /// What a returned workbook is: the sample worksheet, or one of
 /// [`TABLE_KINDS`], by its summary's title.
@@ -1010,6 +1041,8 @@ pub struct TableReturned {
     pub file_sha256: String,
     /// Per row: its key and every input, by header.
     pub decisions: Vec<(String, std::collections::BTreeMap<String, String>)>,
+    /// Per row: every cell, the tool's and the inputs, by header.
+    pub cells: Vec<std::collections::BTreeMap<String, String>>,
     /// What it records once it is taken whole.
     pub pending: Pending,
 }
@@ -1052,9 +1085,13 @@ pub fn ingest_table_return(
             )
         })
         .collect();
+    let cells = data
+        .iter()
+        .map(|got| header.iter().map(|h| (h.clone(), col(got, h))).collect())
+        .collect();
     let answered = answered_in(&decisions, kind.done);
     let pending = Pending::Table {
-        job: kind.job.name(),
+        job: kind.recorded_as,
         run_id: run_id.clone(),
         unit_id: unit_id.clone(),
         received_at: received_at.to_owned(),
@@ -1073,5 +1110,6 @@ pub fn ingest_table_return(
         run_dir: run_dir.dir,
         file_sha256: file_sha256.to_owned(),
         decisions,
+        cells,
     })
 }

@@ -204,7 +204,35 @@ pub struct UnitEvidence {
     /// What the unit's ethics unit was sent: urgent notices of critical
     /// findings and notices of anomalies a returned worksheet confirmed.
     pub notices: Vec<Notice>,
+    /// Point 5(1)1, the register of authorised users: the roster's active
+    /// accounts of the unit and, of them, officers (none: no roster read).
+    pub register: Option<(i64, i64)>,
+    /// AGENCY_OFFICER_COUNT findings of the unit.
+    pub officer_count: Tally,
+    /// Point 5(1)2: accounts whose application is missing or wrong (the
+    /// four application codes); withheld without the register.
+    pub applications: Tally,
+    /// Point 5(4): the earliest request form of the unit's accounts and
+    /// the earliest application the registers hold, and how long the tool
+    /// keeps its own records.
+    pub kept: Kept,
+    /// Point 6(3): the investigation records opened for the unit in the
+    /// period, and how many came back.
+    pub investigations: (usize, usize),
 }
+
+/// What the registers show of records kept (point 5(4)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub forms_since: Option<NaiveDate>,
+    pub applications_since: Option<NaiveDate>,
+    pub retention_years: u32,
+}
+
+/// What the internal audit's 系統查得 says of a duty only the auditor can
+/// check on site (points 5(2)2–4): the system holds no data of it.
+pub const ON_SITE: &str =
+    "未檢核（系統無此資料）：請實地查核，並填寫查核方式及佐證（如抽訪人員、現場檢視、銷毀紀錄）";
 
 /// A count of findings, and why the checks behind it that did not run
 /// did not (Traditional Chinese, one sentence each; empty: all ran).
@@ -293,16 +321,38 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
         .log_days
         .map(|(a, b)| format!("（查詢紀錄涵蓋 {a} 至 {b}）"))
         .unwrap_or_default();
+    let on_site =
+        |what: &str, point: &str| -> Vec<Cell> { vec![what.into(), point.into(), ON_SITE.into()] };
+    let register = match e.register {
+        None => "未檢核（收件匣無帳號清冊或讀取失敗）".to_owned(),
+        Some((active, officers)) => format!(
+            "帳號清冊列本單位啟用帳號 {active} 個，其中專責人員 {officers} 名；{}；配賦過程之保密請實地查核",
+            e.officer_count.or_not_checked(|n| if n == 0 {
+                "專責人員人數符合規定".to_owned()
+            } else {
+                format!("專責人員人數不符規定 {n} 項")
+            })
+        ),
+    };
+    let since = |d: Option<NaiveDate>| d.map_or("無紀錄".to_owned(), |d| d.to_string());
     let mut rows: Vec<Vec<Cell>> = vec![
         vec![
-            "查詢總數".into(),
-            "第六點第一款".into(),
-            Cell::Text(e.queries.or_not_checked(|n| format!("{n} 筆{span}"))),
+            "業務需求人員帳號及權限之配賦過程保密，並列冊控管授權使用對象".into(),
+            "第五點第一款第一目".into(),
+            Cell::Text(register),
         ],
         vec![
-            "經事前核可查詢申請紀錄表說明之查詢".into(),
-            "第五點第二款第一目".into(),
-            Cell::Text(share),
+            "妥善保管業務需求人員之申請資料".into(),
+            "第五點第一款第二目".into(),
+            Cell::Text(e.applications.or_not_checked(|n| {
+                if n == 0 {
+                    "啟用帳號均有核定之申請表，開通日、申請人及異動均相符".to_owned()
+                } else {
+                    format!(
+                        "{n} 項申請資料不全（無申請表、核定前開通、申請人非持有人或調職未申請異動；明細見帳號清查工作簿）"
+                    )
+                }
+            })),
         ],
         vec![
             "年度帳號清查".into(),
@@ -313,7 +363,10 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             }),
         ],
         vec![
-            Cell::Text(format!("帳號清查待處理事項（基準日 {}）", e.as_of)),
+            Cell::Text(format!(
+                "帳號清查待處理事項（基準日 {}；重複、閒置、職務調整、離職及退休者之帳號應廢止）",
+                e.as_of
+            )),
             "第五點第一款第三目".into(),
             Cell::Text(
                 e.open_items
@@ -322,9 +375,41 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             ),
         ],
         vec![
-            "密碼逾 90 日未更新之帳號".into(),
+            "查詢總數".into(),
+            "第六點第一款".into(),
+            Cell::Text(e.queries.or_not_checked(|n| format!("{n} 筆{span}"))),
+        ],
+        vec![
+            "經事前核可查詢申請紀錄表說明之查詢".into(),
+            "第五點第二款第一目".into(),
+            Cell::Text(share),
+        ],
+        on_site(
+            "查詢後資料不留存於螢幕；查詢、輸出及傳送採保密措施",
+            "第五點第二款第二目",
+        ),
+        on_site(
+            "查詢時避免非業務權責人員閱覽、擷取及破壞",
+            "第五點第二款第三目",
+        ),
+        on_site(
+            "健保資訊使用完畢或列印附卷後立即銷毀（紙本至無法辨識，電子檔刪除並清空資源回收桶）",
+            "第五點第二款第四目",
+        ),
+        vec![
+            "密碼逾 90 日未更新之帳號（密碼應每三個月更改）".into(),
             "第五點第三款".into(),
             Cell::Text(e.stale_passwords.or_not_checked(|n| format!("{n} 個"))),
+        ],
+        vec![
+            "各項申請表及紀錄表至少保存三年".into(),
+            "第五點第四款".into(),
+            Cell::Text(format!(
+                "查詢申請紀錄表登記簿所載本單位最早之紀錄表：{}；帳號申請登記簿最早之申請：{}；本系統之稽核紀錄保存 {} 年；紙本申請表及紀錄表之保存請實地查核",
+                since(e.kept.forms_since),
+                since(e.kept.applications_since),
+                e.kept.retention_years
+            )),
         ],
     ];
     let mut confirmed = 0u32;
@@ -381,10 +466,15 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
                 .join("；")
         }),
     ]);
+    let (opened, back) = e.investigations;
     rows.push(vec![
-        "異常事項會同政風單位調查並作成紀錄".into(),
+        "異常事項會同政風單位調查並作成調查紀錄".into(),
         "第六點第三款".into(),
-        "（請稽核人員填寫）".into(),
+        Cell::Text(if opened == 0 {
+            "本期間未開立調查紀錄".to_owned()
+        } else {
+            format!("本期間開立調查紀錄 {opened} 件，已回傳 {back} 件")
+        }),
     ]);
     Table {
         headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
@@ -934,8 +1024,8 @@ fn base(
             "本通知無須填寫或回傳；下一季檢核時仍逾期者，將再列出並提高嚴重度。".to_owned(),
         ],
         ReportKind::InternalAudit => vec![
-            format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局。"),
-            "查核結果為「不符合」或有異常查詢者，請會同政風單位調查並作成調查紀錄。".to_owned(),
+            format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐項確認「內部稽核」工作表之系統查得資料，填寫查核結果並回傳衛生局；系統無資料之項目（未檢核）請實地查核，並填寫查核方式及佐證。"),
+            "查核結果為「不符合」之項目，回傳後系統即寄送調查紀錄，請會同政風單位調查並於期限內回傳；異常查詢之處理情形請填於「異常查詢」工作表。".to_owned(),
         ],
         ReportKind::ExternalAudit => vec![
             "請依「外部稽核抽選」結果，通知抽中單位提供業務需求人員清冊及稽核資料（管理要點第六點第四款）。".to_owned(),

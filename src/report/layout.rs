@@ -120,9 +120,21 @@ pub const INVESTIGATION: Layout = Layout {
     ],
 };
 
-/// The inputs of the internal audit's evidence sheet.
+/// Point 6(3): the investigation record of the duties a returned
+/// internal audit found 不符合, investigated with the ethics unit.
+pub const INTERNAL_INVESTIGATION: Layout = Layout {
+    sheet: "調查紀錄",
+    tool: &["序號", "查核項目", "依據", "不符合情形"],
+    inputs: INVESTIGATION.inputs,
+};
+
+/// The inputs of the internal audit's checklist: one decision per duty
+/// (查核結果), how it was checked and on what evidence (what the system
+/// cannot show, the auditor attests), and what was found.
 pub const INTERNAL_AUDIT_INPUTS: &[(&str, Input)] = &[
     ("查核結果", Input::Choice(&["符合", "不符合", "不適用"])),
+    ("查核方式", Input::Text),
+    ("佐證", Input::Text),
     ("說明", Input::Text),
 ];
 

@@ -456,13 +456,20 @@ pub struct SecondReview {
 /// back), and one row per anomaly with the columns to fill in.
 #[derive(Debug)]
 pub struct Investigation<'a> {
+    /// The record's layout: a sample audit's anomalies or an internal
+    /// audit's duties found 不符合.
+    pub layout: &'static layout::Layout,
+    /// Its kind, as the summary's title names it (a return is told by it).
+    pub title: &'static str,
+    /// What to do, on the summary.
+    pub todo: String,
     pub unit_id: &'a str,
     pub unit_name: &'a str,
     pub run_id: &'a str,
     pub period_label: &'a str,
     pub due_on: &'a str,
-    /// Per anomaly: the tool's columns of [`layout::INVESTIGATION`] after 序號.
-    pub rows: Vec<[String; 5]>,
+    /// Per row: the tool's columns of `layout` after 序號.
+    pub rows: Vec<Vec<String>>,
     /// The token binding its return to the run and unit.
     pub return_token: String,
 }

@@ -1058,7 +1058,7 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
 /// 調查紀錄, its input columns unlocked, with drop-downs, on a protected
 /// sheet that prints one page wide with its header on every page.
 pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError> {
-    use super::layout::INVESTIGATION as L;
+    let l = i.layout;
     let st = Styles::new();
     let mut wb = Workbook::new();
     wb.set_properties(
@@ -1073,16 +1073,13 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
     ws.write_string_with_format(
         0,
         0,
-        format!("健保WebIR查詢稽核 {}：{}", L.sheet, i.unit_name),
+        format!("健保WebIR查詢稽核 {}：{}", i.title, i.unit_name),
         &st.title,
     )?;
-    let todo = format!(
-        "抽查工作底稿確認之異常，請專責人員依管理要點第六點第三款會同政風單位共同調查，於 {} 前逐筆填寫「{}」黃色欄位並以原檔回覆。",
-        i.due_on, L.sheet
-    );
+    let todo = &i.todo;
     ws.write_string_with_format(2, 0, "應辦事項", &st.label)?;
-    ws.write_string_with_format(2, 1, &todo, &st.wrap)?;
-    ws.set_row_height(2, wrapped_height(&todo, 90))?;
+    ws.write_string_with_format(2, 1, todo, &st.wrap)?;
+    ws.set_row_height(2, wrapped_height(todo, 90))?;
     write_pairs(
         ws,
         3,
@@ -1098,28 +1095,29 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         &st,
     )?;
     let ws = wb.add_worksheet();
-    ws.set_name(L.sheet)?;
+    ws.set_name(l.sheet)?;
     ws.write_string_with_format(
         0,
         0,
-        format!("{} {} {}", i.unit_name, i.period_label, L.sheet),
+        format!("{} {} {}", i.unit_name, i.period_label, l.sheet),
         &st.title,
     )?;
     let first = HEADER_ROW;
-    for (c, h) in L.headers().iter().enumerate() {
+    for (c, h) in l.headers().iter().enumerate() {
         ws.write_string_with_format(first, c as u16, *h, &st.header)?;
         ws.set_column_width(c as u16, 14)?;
     }
-    ws.set_column_width(5, 30)?;
-    ws.set_column_width(7, 30)?;
+    // What was found and how it was investigated: the long texts.
+    ws.set_column_width((l.tool.len() - 1) as u16, 30)?;
+    ws.set_column_width(l.column("調查經過") as u16, 30)?;
     for (n, r) in i.rows.iter().enumerate() {
         let row = first + 1 + n as u32;
         ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
         for (c, v) in r.iter().enumerate() {
             put(ws, row, c as u16 + 1, &Cell::Text(v.clone()), &st)?;
         }
-        for (j, (_, input)) in L.inputs.iter().enumerate() {
-            let c = (L.tool.len() + j) as u16;
+        for (j, (_, input)) in l.inputs.iter().enumerate() {
+            let c = (l.tool.len() + j) as u16;
             let fmt = if *input == Input::Date {
                 &st.input_date
             } else {
@@ -1129,8 +1127,8 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         }
     }
     let last = first + i.rows.len() as u32;
-    for (j, (_, input)) in L.inputs.iter().enumerate() {
-        let c = (L.tool.len() + j) as u16;
+    for (j, (_, input)) in l.inputs.iter().enumerate() {
+        let c = (l.tool.len() + j) as u16;
         let dv = match input {
             Input::Choice(list) => DataValidation::new()
                 .allow_list_strings(list)?

@@ -13,6 +13,7 @@ use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_tables};
 use crate::archive;
 use crate::archive::RunFolder;
 use crate::checks::Severity;
+use crate::checks::Tables;
 use crate::checks::{Checked, Code, Scope};
 use crate::checks::{NotChecked, NotCheckedWhy};
 use crate::clock::Clock;
@@ -21,7 +22,7 @@ use crate::ingest::snapshot::Reference;
 use crate::job::Job;
 use crate::model::Table;
 use crate::period::{Period, RunPeriod};
-use crate::report::build::{Notice, SampleAuditDone, Tally, UnitEvidence};
+use crate::report::build::{Kept, Notice, SampleAuditDone, Tally, UnitEvidence};
 use crate::sampling::spec::Seed;
 use crate::sampling::units;
 use crate::store::{MailState, Store};
@@ -128,6 +129,124 @@ fn withheld(not_checked: &[NotChecked], scope: Scope, codes: &[Code]) -> Vec<Str
         .collect()
 }
 
+/// The codes of the applications register (point 5(1)2).
+const APPLICATION_CODES: [Code; 4] = [
+    Code::AccountNoApplication,
+    Code::AccountCreatedBeforeApproval,
+    Code::AccountApplicationOtherHolder,
+    Code::AccountChangeNotApplied,
+];
+
+/// What the registers show of a unit (points 5(1)1, 5(4)).
+#[derive(Debug, Default)]
+struct UnitRegisters {
+    /// Active roster accounts and, of them, officers.
+    register: (i64, i64),
+    /// The earliest request form of the unit's accounts.
+    forms_since: Option<NaiveDate>,
+    /// The earliest application the register holds of the unit.
+    applications_since: Option<NaiveDate>,
+}
+
+/// Per unit, the registers' figures: one group-by per register, by agency,
+/// summed into the agency's unit.
+fn registers(config: &Config, t: &Tables) -> Result<BTreeMap<String, UnitRegisters>> {
+    let mut out: BTreeMap<String, UnitRegisters> = BTreeMap::new();
+    let unit_of = |a: Option<&str>| {
+        a.and_then(|a| config.agencies.get(a))
+            .map(|a| a.unit.clone())
+    };
+    let has =
+        |df: &DataFrame, c: &[&str]| df.height() > 0 && c.iter().all(|c| df.column(c).is_ok());
+    if !has(&t.roster, &["account_id", "agency_id", "role", "status"]) {
+        return Ok(out);
+    }
+    let mut current = t.roster.clone().lazy();
+    if t.roster.column("removed").is_ok() {
+        current = current.filter(col("removed").not());
+    }
+    let accounts = current
+        .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
+        .select([
+            col("account_id").cast(DataType::String),
+            col("agency_id").cast(DataType::String),
+            col("role").cast(DataType::String),
+            col("status").cast(DataType::String),
+        ]);
+    let active = accounts
+        .clone()
+        .filter(col("status").eq(lit("active")))
+        .group_by([col("agency_id")])
+        .agg([
+            len().cast(DataType::Int64).alias("n"),
+            col("role")
+                .eq(lit("officer"))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("officers"),
+        ])
+        .collect()?;
+    let ids = active.column("agency_id")?.str()?.clone();
+    let n = active.column("n")?.i64()?.clone();
+    let officers = active.column("officers")?.i64()?.clone();
+    for ((a, n), o) in ids.iter().zip(n.iter()).zip(officers.iter()) {
+        if let Some(u) = unit_of(a) {
+            let r = &mut out.entry(u).or_default().register;
+            r.0 += n.unwrap_or(0);
+            r.1 += o.unwrap_or(0);
+        }
+    }
+    // The earliest date of a register per agency, as the unit's.
+    let earliest = |df: LazyFrame, day: &str| -> Result<Vec<(String, NaiveDate)>> {
+        let firsts = df
+            .group_by([col("agency_id").cast(DataType::String)])
+            .agg([col(day).cast(DataType::Date).min().alias("first")])
+            .collect()?;
+        let ids = firsts.column("agency_id")?.str()?.clone();
+        let days = firsts.column("first")?.date()?.clone();
+        Ok(ids
+            .iter()
+            .zip(days.as_date_iter())
+            .filter_map(|(a, d)| Some((unit_of(a)?, d?)))
+            .collect())
+    };
+    let mut keep = |found: Vec<(String, NaiveDate)>, forms: bool| {
+        for (u, d) in found {
+            let e = out.entry(u).or_default();
+            let slot = if forms {
+                &mut e.forms_since
+            } else {
+                &mut e.applications_since
+            };
+            *slot = Some(slot.map_or(d, |s| s.min(d)));
+        }
+    };
+    if has(&t.request_forms, &["account_id", "requested_at"]) {
+        let forms = t
+            .request_forms
+            .clone()
+            .lazy()
+            .select([
+                col("account_id").cast(DataType::String),
+                col("requested_at"),
+            ])
+            .join(
+                accounts.select([col("account_id"), col("agency_id")]),
+                [col("account_id")],
+                [col("account_id")],
+                JoinArgs::new(JoinType::Inner),
+            );
+        keep(earliest(forms, "requested_at")?, true);
+    }
+    if has(&t.applications, &["agency_id", "applied_on"]) {
+        keep(
+            earliest(t.applications.clone().lazy(), "applied_on")?,
+            false,
+        );
+    }
+    Ok(out)
+}
+
 /// The codes whose findings are queries no approved form explains.
 const UNEXPLAINED: [Code; 4] = [
     Code::QueryNoRequestForm,
@@ -158,11 +277,14 @@ fn evidence(
     account_findings: &DataFrame,
     query_findings: &DataFrame,
     not_checked: &[NotChecked],
+    registers: &BTreeMap<String, UnitRegisters>,
     store: &Store,
 ) -> Result<BTreeMap<String, UnitEvidence>> {
     let unexplained = count_by_unit(query_findings, &UNEXPLAINED)?;
     let open_items = count_by_unit(account_findings, &[])?;
     let stale = count_by_unit(account_findings, &[Code::AccountPasswordStale])?;
+    let officer_count = count_by_unit(account_findings, &[Code::AgencyOfficerCount])?;
+    let applications = count_by_unit(account_findings, &APPLICATION_CODES)?;
     let serious = count_by_unit(query_findings, &[])?;
     // A table missing from the inbox or failed to load: no check that
     // reads it ran, so a count over it is not a count.
@@ -183,6 +305,8 @@ fn evidence(
     let w_unexplained = withheld(not_checked, Scope::Queries, &UNEXPLAINED);
     let w_accounts = withheld(not_checked, Scope::Accounts, &[]);
     let w_stale = withheld(not_checked, Scope::Accounts, &[Code::AccountPasswordStale]);
+    let w_officers = withheld(not_checked, Scope::Accounts, &[Code::AgencyOfficerCount]);
+    let w_applications = withheld(not_checked, Scope::Accounts, &APPLICATION_CODES);
     let w_queries = withheld(not_checked, Scope::Queries, &[]);
     let mut w_log: Vec<String> = log
         .failed
@@ -213,6 +337,7 @@ fn evidence(
         .map(|(_, run)| run.as_ref().map(RunFolder::manifest).transpose())
         .collect::<Result<_>>()?;
     let outbox = store.outbox()?;
+    let due = store.due_items()?;
     let mut out = BTreeMap::new();
     for unit in config.agencies.units() {
         let u = unit.id.as_str();
@@ -285,6 +410,28 @@ fn evidence(
                     t
                 },
                 notices,
+                register: (!no_roster).then(|| registers.get(u).map_or((0, 0), |r| r.register)),
+                officer_count: tally(officer_count.get(u).map_or(0, |x| x.0), &w_officers),
+                applications: tally(applications.get(u).map_or(0, |x| x.0), &w_applications),
+                kept: Kept {
+                    forms_since: registers.get(u).and_then(|r| r.forms_since),
+                    applications_since: registers.get(u).and_then(|r| r.applications_since),
+                    retention_years: config.rules.retention_years,
+                },
+                investigations: {
+                    let of_unit: Vec<_> = due
+                        .iter()
+                        .filter(|d| {
+                            crate::worksheet::investigation_kind(&d.job).is_some()
+                                && crate::report::unit_of_key(&d.unit_id).0 == u
+                                && d.opened_at.get(..4) == Some(year.as_str())
+                        })
+                        .collect();
+                    (
+                        of_unit.len(),
+                        of_unit.iter().filter(|d| d.closed_at.is_some()).count(),
+                    )
+                },
             },
         );
     }
@@ -325,6 +472,7 @@ pub(super) fn internal_audit(
     };
     let roster = ingested.table(Table::Roster).clone();
     let tables = take_tables(&mut ingested);
+    let registers = registers(config, &tables)?;
     // As of the period's last day, or today while the period runs.
     let day = period.last_day().min(started.date());
     let accounts = super::run_checks(
@@ -356,6 +504,7 @@ pub(super) fn internal_audit(
         &accounts,
         &queries_found,
         &not_checked,
+        &registers,
         &store,
     )?;
     let findings = concat(

@@ -152,11 +152,13 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         };
     let run =
         crate::archive::RunFolder::parse(&run_dir).context("the returned workbook's run folder")?;
-    // Anomalies a worksheet confirms open their investigation (point
-    // 6(3)): its record is made now, kept beside the return, and mailed.
-    let investigation = match &what {
-        What::Sample(r) if !r.anomalies.is_empty() => Some(investigation(config, r, local)?),
-        _ => None,
+    // Anomalies a worksheet confirms, and duties an internal audit found
+    // 不符合, open their investigation (point 6(3)): its record is made
+    // now, kept beside the return, and mailed.
+    let case = Case::of(&what);
+    let investigation = match &case {
+        Some(c) => Some(investigation(config, c, local)?),
+        None => None,
     };
     let mut files: Vec<(&str, &[u8])> = vec![("returned.xlsx", &received)];
     if let Some((bytes, _)) = &investigation {
@@ -190,8 +192,8 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
             What::Sample(r) => queue_anomalies(config, store, r, &sha, clock.now())?,
             What::Table(_) => false,
         };
-        if let (Some((bytes, due_on)), What::Sample(r)) = (&investigation, &what) {
-            open_investigation(config, store, r, &kept, bytes, due_on, clock)?;
+        if let (Some((bytes, due_on)), Some(case)) = (&investigation, &case) {
+            open_investigation(config, store, case, &kept, bytes, due_on, clock)?;
         }
         // Taken whole: only now is the same file again a duplicate.
         store.mark_taken(&sha, &now)?;
@@ -206,16 +208,150 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     })
 }
 
-/// The investigation record of a worksheet's confirmed anomalies, and
-/// its due day.
+/// What found the irregularities an investigation record is opened for.
+struct Found {
+    /// The record's kind.
+    kind: &'static crate::worksheet::TableKind,
+    layout: &'static crate::report::layout::Layout,
+    /// The workbook that found them (抽查工作底稿, 內部稽核).
+    source: &'static str,
+    /// What it found (確認異常, 查核結果不符合).
+    finding: &'static str,
+    /// How they are counted (筆 records, 項 duties).
+    measure: &'static str,
+}
+
+/// A worksheet's confirmed anomalies (point 6(1)).
+const SAMPLE_ANOMALIES: Found = Found {
+    kind: &crate::worksheet::INVESTIGATION_KIND,
+    layout: &crate::report::layout::INVESTIGATION,
+    source: "抽查工作底稿",
+    finding: "確認異常",
+    measure: "筆",
+};
+
+/// The duties a returned internal audit found 不符合 (point 6(3)).
+const INTERNAL_NONCONFORMITIES: Found = Found {
+    kind: &crate::worksheet::INTERNAL_INVESTIGATION_KIND,
+    layout: &crate::report::layout::INTERNAL_INVESTIGATION,
+    source: "內部稽核",
+    finding: "查核結果不符合",
+    measure: "項",
+};
+
+/// What a return asks to investigate with the ethics unit: whose, found
+/// how, and one row per irregularity (the record's tool columns after
+/// 序號).
+struct Case<'a> {
+    found: &'static Found,
+    run_id: &'a str,
+    unit_id: &'a str,
+    run_dir: &'a Path,
+    file_sha256: &'a str,
+    rows: Vec<Vec<String>>,
+}
+
+impl<'a> Case<'a> {
+    /// The case a return opens, if it found anything.
+    fn of(what: &'a What) -> Option<Case<'a>> {
+        let (found, r, rows) = match what {
+            What::Sample(r) => (
+                &SAMPLE_ANOMALIES,
+                (&r.run_id, &r.unit_id, &r.run_dir, &r.file_sha256),
+                r.anomalies.iter().map(anomaly_row).collect::<Vec<_>>(),
+            ),
+            What::Table(t) if t.kind.due_job == INTERNAL_AUDIT_DUE => (
+                &INTERNAL_NONCONFORMITIES,
+                (&t.run_id, &t.unit_id, &t.run_dir, &t.file_sha256),
+                t.cells
+                    .iter()
+                    .filter(|c| c.get("查核結果").is_some_and(|v| v == "不符合"))
+                    .map(nonconformity_row)
+                    .collect(),
+            ),
+            What::Table(_) => return None,
+        };
+        (!rows.is_empty()).then_some(Case {
+            found,
+            run_id: r.0,
+            unit_id: r.1,
+            run_dir: r.2,
+            file_sha256: r.3,
+            rows,
+        })
+    }
+
+    /// `內部稽核查核結果不符合 2 項`.
+    fn what(&self) -> String {
+        format!(
+            "{}{} {} {}",
+            self.found.source,
+            self.found.finding,
+            self.rows.len(),
+            self.found.measure
+        )
+    }
+}
+
+/// The internal audit's due job: its 不符合 open an investigation.
+const INTERNAL_AUDIT_DUE: &str = "internal-audit";
+
+/// A confirmed anomaly's row of the record: `帳號, 查詢時間, 查詢項目,
+/// 被查詢人, 確認之異常`.
+fn anomaly_row(a: &crate::store::WorksheetAnswer) -> Vec<String> {
+    let mut said = Vec::new();
+    for (label, v) in [
+        ("紀錄表已填具", &a.form_filled),
+        ("主管事前核可", &a.approved),
+        ("事由與查詢相符", &a.matches),
+    ] {
+        if v == "否" {
+            said.push(format!("{label}：否"));
+        }
+    }
+    if a.anomaly == "有" {
+        said.push("異常：有".to_owned());
+    }
+    if !a.note.is_empty() {
+        said.push(format!(
+            "說明：{}",
+            crate::privacy::mask_ids_in_text(&a.note)
+        ));
+    }
+    vec![
+        a.account_id.clone(),
+        a.queried_at.clone(),
+        a.query_item.clone(),
+        a.subject.clone(),
+        format!("抽查工作底稿第 {} 列：{}", a.seq, said.join("；")),
+    ]
+}
+
+/// A duty found 不符合's row of the record: `查核項目, 依據, 不符合情形`
+/// (what the system found and what the auditor wrote, IDs masked).
+fn nonconformity_row(c: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let get = |h: &str| c.get(h).map(String::as_str).unwrap_or("");
+    let said: Vec<String> = ["系統查得", "查核方式", "佐證", "說明"]
+        .into_iter()
+        .filter(|h| !get(h).is_empty())
+        .map(|h| format!("{h}：{}", crate::privacy::mask_ids_in_text(get(h))))
+        .collect();
+    vec![
+        get("查核項目").to_owned(),
+        get("依據（管理要點）").to_owned(),
+        said.join("；"),
+    ]
+}
+
+/// The investigation record of a case, and its due day.
 fn investigation(
     config: &Config,
-    r: &Returned,
+    case: &Case<'_>,
     today: chrono::NaiveDateTime,
 ) -> Result<(Vec<u8>, String)> {
     let unit = config
         .agencies
-        .get(crate::report::unit_of_key(&r.unit_id).0);
+        .get(crate::report::unit_of_key(case.unit_id).0);
     // On a working day, as every deadline.
     let due_on = crate::report::build::due_after(
         config,
@@ -223,53 +359,28 @@ fn investigation(
         i64::from(config.followup.investigation_days),
     )
     .to_string();
-    let period = crate::archive::RunFolder::parse(&r.run_dir)
+    let period = crate::archive::RunFolder::parse(case.run_dir)
         .map(|f| crate::report::period_label(&f.period.to_string()))
         .unwrap_or_default();
-    let rows = r
-        .anomalies
-        .iter()
-        .map(|a| {
-            let mut said = Vec::new();
-            for (label, v) in [
-                ("紀錄表已填具", &a.form_filled),
-                ("主管事前核可", &a.approved),
-                ("事由與查詢相符", &a.matches),
-            ] {
-                if v == "否" {
-                    said.push(format!("{label}：否"));
-                }
-            }
-            if a.anomaly == "有" {
-                said.push("異常：有".to_owned());
-            }
-            if !a.note.is_empty() {
-                said.push(format!(
-                    "說明：{}",
-                    crate::privacy::mask_ids_in_text(&a.note)
-                ));
-            }
-            [
-                a.account_id.clone(),
-                a.queried_at.clone(),
-                a.query_item.clone(),
-                a.subject.clone(),
-                format!("抽查工作底稿第 {} 列：{}", a.seq, said.join("；")),
-            ]
-        })
-        .collect();
+    let f = case.found;
     let bytes = crate::report::render_investigation(&crate::report::Investigation {
-        unit_id: &r.unit_id,
-        unit_name: unit.map_or(r.unit_id.as_str(), |u| u.name.as_str()),
-        run_id: &r.run_id,
+        layout: f.layout,
+        title: f.kind.title,
+        todo: format!(
+            "{}{}之事項，請專責人員依管理要點第六點第三款會同政風單位共同調查，於 {due_on} 前逐{}填寫「{}」黃色欄位並以原檔回覆。",
+            f.source, f.finding, f.measure, f.layout.sheet
+        ),
+        unit_id: case.unit_id,
+        unit_name: unit.map_or(case.unit_id, |u| u.name.as_str()),
+        run_id: case.run_id,
         period_label: &period,
         due_on: &due_on,
-        rows,
+        rows: case.rows.clone(),
         return_token: crate::worksheet::return_token(
             &config.paths.state,
-            &r.run_id,
-            &r.unit_id,
-            "investigation",
+            case.run_id,
+            case.unit_id,
+            f.kind.due_job,
         )?,
     })?;
     Ok((bytes, due_on))
@@ -280,13 +391,13 @@ fn investigation(
 fn open_investigation(
     config: &Config,
     store: &mut Store,
-    r: &Returned,
+    case: &Case<'_>,
     kept: &Path,
     workbook: &[u8],
     due_on: &str,
     clock: &dyn Clock,
 ) -> Result<()> {
-    let (unit_id, review) = crate::report::unit_of_key(&r.unit_id);
+    let (unit_id, review) = crate::report::unit_of_key(case.unit_id);
     let Some(unit) = config.agencies.get(unit_id) else {
         return Ok(());
     };
@@ -304,12 +415,12 @@ fn open_investigation(
     let at = mail::outbox::stamp(now);
     store.open_due(&crate::store::DueItem {
         id: 0,
-        job: crate::worksheet::INVESTIGATION_KIND.due_job.to_owned(),
-        run_id: r.run_id.clone(),
+        job: case.found.kind.due_job.to_owned(),
+        run_id: case.run_id.to_owned(),
         run_dir: kept.display().to_string(),
-        unit_id: r.unit_id.clone(),
+        unit_id: case.unit_id.to_owned(),
         sent_to: to.iter().find_map(|(a, _)| a.cloned()).unwrap_or_default(),
-        label: format!("抽查工作底稿確認異常 {} 筆之調查紀錄", r.anomalies.len()),
+        label: format!("{}之調查紀錄", case.what()),
         opened_at: clock
             .local(config.timezone)
             .format("%Y-%m-%dT%H:%M:%S")
@@ -320,7 +431,7 @@ fn open_investigation(
     })?;
     let name = crate::archive::file_name_of(&format!(
         "健保WebIR稽核_{}_{}_調查紀錄.xlsx",
-        unit.name, r.run_id
+        unit.name, case.run_id
     ));
     let mut messages = Vec::new();
     for (to, role) in to {
@@ -332,8 +443,11 @@ fn open_investigation(
                 "recipient_role": role.greeting(),
                 "role": role.name(),
                 "unit_name": unit.name,
-                "run_id": r.run_id,
-                "count": r.anomalies.len(),
+                "run_id": case.run_id,
+                "source": case.found.source,
+                "finding": case.found.finding,
+                "measure": case.found.measure,
+                "count": case.rows.len(),
                 "due_on": due_on,
                 "attachment_name": name,
                 "encrypted": attachment.unencrypted.is_none(),
@@ -346,13 +460,13 @@ fn open_investigation(
         // notice is: the same file sent again is not investigated twice.
         messages.push(mail::plain_with_workbook(
             config,
-            &r.run_dir.display().to_string(),
-            &format!("investigation:{}:{}", r.unit_id, r.file_sha256),
+            &case.run_dir.display().to_string(),
+            &format!("investigation:{}:{}", case.unit_id, case.file_sha256),
             to,
             &format!(
-                "【健保WebIR稽核】請會同調查：{} 確認異常 {} 筆（期限 {due_on}）",
+                "【健保WebIR稽核】請會同調查：{} {}（期限 {due_on}）",
                 unit.name,
-                r.anomalies.len()
+                case.what()
             ),
             body,
             &name,

@@ -1308,9 +1308,26 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
             "依據（管理要點）",
             "系統查得",
             "查核結果",
+            "查核方式",
+            "佐證",
             "說明"
         ]
     );
+    // One row per duty of 資料安全管制作業 (5(1)1–3, 5(2)1–4, 5(3), 5(4)).
+    let points: Vec<String> = rows.iter().map(|r| text(&r[1])).collect();
+    for point in [
+        "第五點第一款第一目",
+        "第五點第一款第二目",
+        "第五點第一款第三目",
+        "第五點第二款第一目",
+        "第五點第二款第二目",
+        "第五點第二款第三目",
+        "第五點第二款第四目",
+        "第五點第三款",
+        "第五點第四款",
+    ] {
+        assert!(points.iter().any(|p| p == point), "no row of {point}");
+    }
     let found = |item: &str| -> String {
         rows.iter()
             .find(|r| text(&r[0]).starts_with(item))
@@ -1368,6 +1385,146 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
     );
     let sheet = xml(&path, "xl/worksheets/sheet2.xml");
     assert!(sheet.contains(r#""符合,不符合,不適用""#) && sheet.contains("<sheetProtection"));
+}
+
+/// Point 6(3): a duty the returned internal audit finds 不符合 opens an
+/// investigation with the ethics unit exactly as a confirmed sample
+/// anomaly does: its record goes to the officer and the ethics unit, a due
+/// item is opened, and the record, concluded, comes back and closes it.
+/// The duties the system has no data of say so (未檢核) and ask the
+/// auditor how they checked.
+#[test]
+fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics_unit() {
+    let city = City::new();
+    let dir = city.internal_audit_withheld();
+    for item in [
+        "查詢後資料不留存",
+        "查詢時避免非業務權責",
+        "健保資訊使用完畢",
+    ] {
+        let said = evidence(&dir, "KPB", item);
+        assert!(said.starts_with("未檢核（系統無此資料）"), "{item}: {said}");
+    }
+    // The register of authorised users and the applications, from data.
+    let register = evidence(&dir, "KPB", "業務需求人員帳號及權限之配賦");
+    assert!(
+        register.starts_with("帳號清冊列本單位啟用帳號 "),
+        "{register}"
+    );
+    let applications = evidence(&dir, "KPB", "妥善保管業務需求人員之申請資料");
+    assert!(!applications.starts_with("未檢核"), "{applications}");
+    let filled = city.tmp.path().join("KPB-internal.xlsx");
+    refill_sheet(
+        &dir.join("reports/KPB.xlsx"),
+        &filled,
+        "內部稽核",
+        |rows| {
+            for r in table_rows(rows).iter_mut() {
+                r.resize(7, Data::Empty);
+                let bad = text(&r[0]).starts_with("健保資訊使用完畢");
+                r[3] = Data::String(if bad { "不符合" } else { "符合" }.into());
+                r[4] = Data::String("抽訪承辦人 3 名並現場檢視".into());
+                r[5] = Data::String("訪談紀錄 115-01-08".into());
+                if bad {
+                    r[6] = Data::String(
+                        "刑事組列印之查詢結果（A123456789）未銷毀，置於公用印表機旁".into(),
+                    );
+                }
+            }
+            sign(rows, "稽核 陳小明", "2027/01/12");
+        },
+    );
+    let out = city.ingest(&filled);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    let of = |job: &str| {
+        items
+            .iter()
+            .find(|i| i.unit_id == "KPB" && i.job == job && i.run_id == run)
+            .unwrap_or_else(|| panic!("no {job} item"))
+            .clone()
+    };
+    assert!(of("internal-audit").closed_at.is_some(), "the audit is in");
+    let case = of("internal-audit-investigation");
+    assert!(case.closed_at.is_none());
+    let kpb = city.config.agencies.get("KPB").unwrap();
+    assert_eq!(Some(&case.sent_to), kpb.officer_email.as_ref());
+    assert!(
+        case.label.contains("內部稽核查核結果不符合 1 項"),
+        "{}",
+        case.label
+    );
+    // Mailed to both: the officer and the ethics unit investigate together.
+    let mailed: Vec<(String, String)> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.report.starts_with("investigation:KPB:"))
+        .map(|r| (r.recipient, r.subject))
+        .collect();
+    let to: BTreeSet<&str> = mailed.iter().map(|(r, _)| r.as_str()).collect();
+    let want: BTreeSet<&str> = [&kpb.officer_email, &kpb.ethics_email]
+        .into_iter()
+        .map(|a| a.as_deref().unwrap())
+        .collect();
+    assert_eq!(to, want);
+    assert!(
+        mailed
+            .iter()
+            .all(|(_, s)| s.contains("內部稽核查核結果不符合 1 項")),
+        "{mailed:?}"
+    );
+    drop(store);
+    // The record: one row, the duty and what was found, the ID masked.
+    let record = webir_audit::archive::kept_file(
+        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
+        "KPB",
+        webir_audit::worksheet::INVESTIGATION_FILE,
+    )
+    .expect("the investigation record is kept beside the return");
+    let (_, sheets) = read(&record);
+    let (h, rows) = table(&sheets, "調查紀錄");
+    assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
+    assert_eq!(rows.len(), 1);
+    assert!(text(&rows[0][1]).starts_with("健保資訊使用完畢"));
+    assert_eq!(text(&rows[0][2]), "第五點第二款第四目");
+    let found = text(&rows[0][3]);
+    assert!(
+        found.contains("公用印表機")
+            && found.contains("A12****789")
+            && !found.contains("A123456789"),
+        "{found}"
+    );
+    // Concluded and returned, it closes the investigation.
+    let back = city.tmp.path().join("KPB-internal-investigation.xlsx");
+    refill_sheet(&record, &back, "調查紀錄", |rows| {
+        for r in table_rows(rows).iter_mut() {
+            r.resize(9, Data::Empty);
+            r[4] = Data::String("政風室王科員".into());
+            r[5] = Data::String("訪談刑事組並檢視印表機".into());
+            r[6] = Data::String("異常屬實".into());
+            r[7] = Data::String("設置碎紙機並宣導".into());
+            r[8] = Data::String("2027/01/20".into());
+        }
+    });
+    let out = city.ingest(&back);
+    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let closed = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.job == "internal-audit-investigation" && i.unit_id == "KPB")
+        .and_then(|i| i.closed_at);
+    assert!(closed.is_some(), "the investigation is closed");
+    // The internal audit's own return still reads as returned whole.
+    let (answered, rows) = store
+        .answered("internal-audit", &run, "KPB")
+        .unwrap()
+        .expect("the internal audit's return");
+    assert_eq!((answered, rows), (17, 17));
 }
 
 /// A check withheld reads 未檢核 on the internal audit, never a number
