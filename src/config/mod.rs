@@ -193,6 +193,8 @@ pub struct Rules {
     pub subject_accounts_threshold: u32,
     pub failed_burst: u32,
     pub external_audit_units: u32,
+    /// Whether units with critical findings are drawn first (and always).
+    pub external_audit_critical_first: bool,
     /// Whether a sealed audit ([`crate::job::Job::sealed_audit`]) may date
     /// a roster or register with no date in its title rows or file name
     /// by its file's modification time (other runs do, and say so).
@@ -939,6 +941,7 @@ impl Validator {
             subject_accounts_threshold,
             failed_burst,
             external_audit_units,
+            external_audit_critical_first: r.external_audit_critical_first,
             accept_modification_dates: r.accept_modification_dates,
         }
     }

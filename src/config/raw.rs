@@ -88,6 +88,9 @@ pub struct RawRules {
     pub failed_burst: i64,
     /// Units the Health Bureau's external audit draws each year (pt 4).
     pub external_audit_units: i64,
+    /// Whether the external audit draws every unit with critical findings
+    /// first, the rest by ticket (docs/sampling.md § 14).
+    pub external_audit_critical_first: bool,
     /// Whether a sealed audit may date a roster or register that carries
     /// no date of its own by its file's modification time.
     pub accept_modification_dates: bool,
@@ -176,6 +179,7 @@ impl Default for RawRules {
             subject_accounts_threshold: 5,
             failed_burst: 10,
             external_audit_units: 3,
+            external_audit_critical_first: true,
             accept_modification_dates: false,
         }
     }

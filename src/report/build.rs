@@ -2424,6 +2424,7 @@ fn selection_table(config: &Config, d: &UnitDraw) -> Table {
         headers: headers(&[
             "順位",
             "單位",
+            "重大異常",
             "籤值 ticket(seed, \"unit\", 期間, 單位)",
             "抽中",
         ]),
@@ -2441,6 +2442,11 @@ fn selection_table(config: &Config, d: &UnitDraw) -> Table {
                             .map_or("", |a| a.name.as_str()),
                         u.unit_id
                     )),
+                    Cell::Text(if u.first {
+                        format!("{} 件（優先抽選）", u.critical)
+                    } else {
+                        format!("{} 件", u.critical)
+                    }),
                     Cell::Text(u.ticket.clone()),
                     Cell::from(if u.selected { "是" } else { "否" }),
                 ]
@@ -2452,11 +2458,16 @@ fn selection_table(config: &Config, d: &UnitDraw) -> Table {
 /// The summary's line on how the external audit drew its units.
 fn selection_note(d: &UnitDraw) -> String {
     format!(
-        "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；以 ticket(種子, \"unit\", {}, 單位) 由小至大取前 {} 個單位（規格 {}）",
+        "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；{}以 ticket(種子, \"unit\", {}, 單位) 由小至大排序，取前 {} 個單位（規格 {} 第 14 節）",
         d.seed,
         super::seed_source(d.seed_source),
         d.draw_number,
         d.units_digest,
+        if d.units.iter().any(|u| u.first) {
+            "有重大異常之單位優先並必抽，其餘"
+        } else {
+            ""
+        },
         d.period_id,
         d.units_to_select,
         d.spec_version

@@ -625,6 +625,23 @@ fn asked_before(config: &Config, period: &Period) -> Result<crate::report::build
 
 pub use crate::sampling::units::UnitDraw as ExternalSelection;
 
+/// Critical findings per unit, over every frame of findings given.
+fn critical_by_unit(findings: &[&DataFrame]) -> Result<BTreeMap<String, u32>> {
+    let mut out: BTreeMap<String, u32> = BTreeMap::new();
+    for f in findings {
+        let unit = f.column("unit_id")?.str()?.clone();
+        let code = f.column("code")?.str()?.clone();
+        for (u, c) in unit.iter().zip(code.iter()) {
+            if let (Some(u), Some(c)) = (u, c.and_then(Code::parse))
+                && c.severity() == Severity::Critical
+            {
+                *out.entry(u.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `run external-audit --period 2026 [--seed]`: the Health Bureau's draw
 /// of units to spot-check (tickets as in docs/sampling.md, kind "unit";
 /// the Health Bureau does not draw itself) and the review of every officer
@@ -652,13 +669,36 @@ pub(super) fn external_audit(
     let seed = claim.seed(seed)?;
     let day = period.last_day().min(started.date());
     let mut ingested = super::ingest_inbox(config, Reference::Day(day), Job::ExternalAudit)?;
+    let roster = ingested.table(Table::Roster).clone();
+    let tables = take_tables(&mut ingested);
+    let checked = super::run_checks(
+        config,
+        &ingested,
+        tables.clone(),
+        Scope::Accounts,
+        day,
+        None,
+    )?;
+    // The year's queries too, for the units' critical findings: those
+    // come first in the draw (their queries are the sample audit's and
+    // the query check's to ask about; this run only counts them).
+    let queries = super::run_checks(
+        config,
+        &ingested,
+        tables,
+        Scope::Queries,
+        day,
+        Some(period.clone()),
+    )?;
+    let critical = critical_by_unit(&[&checked.findings, &queries.findings])?;
     let hb = config.agencies.health_bureau().id.clone();
     let (candidates, digest) = units::candidates(
         config
             .agencies
             .units()
             .filter(|u| u.id != hb)
-            .map(|u| u.id.clone()),
+            .map(|u| (u.id.clone(), critical.get(&u.id).copied().unwrap_or(0))),
+        config.rules.external_audit_critical_first,
     );
     let folder = RunFolder::create(
         &config.paths.archive,
@@ -688,9 +728,6 @@ pub(super) fn external_audit(
         config.rules.external_audit_units,
     );
     archive::write_json(&selection, &folder.file("selection.json")?)?;
-    let roster = ingested.table(Table::Roster).clone();
-    let tables = take_tables(&mut ingested);
-    let checked = super::run_checks(config, &ingested, tables, Scope::Accounts, day, None)?;
     let outcome = complete(
         config,
         RunSpec {

@@ -582,3 +582,43 @@ fn seconds_format_like_chrono() {
         assert_eq!(std::str::from_utf8(f.format(s)).unwrap(), want);
     }
 }
+
+/// docs/sampling.md § 14: units with critical findings come first and are
+/// all drawn, even more than `n`; the config can turn that off; the
+/// digest says which came first.
+#[test]
+fn the_unit_draw_puts_critical_units_first_and_draws_them_all() {
+    use super::units::{candidates, draw};
+    let seed: Seed = "27182818284590452353602874".parse().unwrap();
+    let units =
+        || [("A", 0), ("B", 2), ("C", 0), ("D", 1), ("E", 0)].map(|(u, c)| (u.to_owned(), c));
+    let (c, digest) = candidates(units(), true);
+    let d = draw(&seed, "given", 1, "2026", (&c, &digest), 1);
+    let drawn: Vec<&str> = d
+        .units
+        .iter()
+        .filter(|u| u.selected)
+        .map(|u| u.unit_id.as_str())
+        .collect();
+    let mut sorted = drawn.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["B", "D"], "both critical units, though n = 1");
+    assert_eq!(d.units_to_select, 2);
+    assert!(d.units[..2].iter().all(|u| u.first));
+    let (plain, plain_digest) = candidates(units(), false);
+    assert!(plain.iter().all(|u| !u.first));
+    assert_ne!(digest, plain_digest, "the digest says which come first");
+    let p = draw(&seed, "given", 1, "2026", (&plain, &plain_digest), 1);
+    assert_eq!(p.units_to_select, 1);
+    assert_eq!(
+        p.units.iter().filter(|u| u.selected).count(),
+        1,
+        "by ticket alone"
+    );
+    use sha2::Digest as _;
+    assert_eq!(
+        plain_digest,
+        hex::encode(sha2::Sha256::digest("A\nB\nC\nD\nE\n")),
+        "no unit first: the plain list of ids"
+    );
+}

@@ -1,7 +1,10 @@
-//! The external audit's draw of units (point 4(2)): every requesting unit
-//! but the Health Bureau gets a ticket `ticket(seed, "unit", period, unit)`
-//! (docs/sampling.md); the units with the smallest tickets are drawn. The
-//! candidates' digest is recorded in the seed ledger before the draw.
+//! The external audit's draw of units (point 4(2)), docs/sampling.md § 14:
+//! every requesting unit but the Health Bureau gets a ticket
+//! `ticket(seed, "unit", period, unit)`; units with critical findings
+//! come first (when `rules.external_audit_critical_first`), then the rest
+//! by ticket, and the first `n` are drawn — every unit that comes first
+//! among them. The candidates' digest, which says which come first, is
+//! recorded in the seed ledger before the draw.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,18 +28,56 @@ pub struct UnitDraw {
 #[derive(Debug, Serialize)]
 pub struct DrawnUnit {
     pub unit_id: String,
+    /// Critical findings of the unit when drawn: a unit with any comes
+    /// first (always drawn) when the config says so.
+    pub critical: u32,
+    /// Whether it came first for its critical findings.
+    pub first: bool,
     /// ticket(seed, "unit", period_id, unit_id).
     pub ticket: String,
     pub rank: u32,
     pub selected: bool,
 }
 
-/// The candidates, sorted, and their digest.
-pub fn candidates(units: impl IntoIterator<Item = String>) -> (Vec<String>, String) {
-    let mut units: Vec<String> = units.into_iter().collect();
-    units.sort();
+/// A unit the external audit may draw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub unit_id: String,
+    /// Its critical findings when drawn.
+    pub critical: u32,
+    /// Whether it comes before every unit without (drawn whatever its
+    /// ticket).
+    pub first: bool,
+}
+
+/// The candidates, sorted by id, and their digest: SHA-256 of one line
+/// per unit, `<unit_id>\n`, or `<unit_id>\tfirst\n` for a unit that comes
+/// first (so a draw with none digests as the plain list of ids).
+/// `critical_first`: whether a unit with critical findings comes first.
+pub fn candidates(
+    units: impl IntoIterator<Item = (String, u32)>,
+    critical_first: bool,
+) -> (Vec<Candidate>, String) {
+    let mut units: Vec<Candidate> = units
+        .into_iter()
+        .map(|(unit_id, critical)| Candidate {
+            unit_id,
+            critical,
+            first: critical_first && critical > 0,
+        })
+        .collect();
+    units.sort_by(|a, b| a.unit_id.as_bytes().cmp(b.unit_id.as_bytes()));
     let digest = hex::encode(Sha256::digest(
-        units.iter().map(|u| format!("{u}\n")).collect::<String>(),
+        units
+            .iter()
+            .map(|u| {
+                if u.first {
+                    format!("{}\tfirst\n", u.unit_id)
+                } else {
+                    format!("{}\n", u.unit_id)
+                }
+            })
+            .collect::<String>(),
     ));
     (units, digest)
 }
@@ -48,15 +89,23 @@ pub fn draw(
     seed_source: &'static str,
     draw_number: u32,
     period_id: &str,
-    (candidates, digest): (&[String], &str),
+    (candidates, digest): (&[Candidate], &str),
     n: u32,
 ) -> UnitDraw {
-    let mut drawn: Vec<(Ticket, &String)> = candidates
+    // Those that come first before the rest, each group by ticket.
+    let mut drawn: Vec<(bool, Ticket, &Candidate)> = candidates
         .iter()
-        .map(|u| (ticket(&[seed.as_str(), "unit", period_id, u]), u))
+        .map(|u| {
+            (
+                !u.first,
+                ticket(&[seed.as_str(), "unit", period_id, &u.unit_id]),
+                u,
+            )
+        })
         .collect();
-    drawn.sort();
-    let n = n.min(drawn.len() as u32);
+    drawn.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let first = candidates.iter().filter(|u| u.first).count() as u32;
+    let n = n.max(first).min(drawn.len() as u32);
     UnitDraw {
         spec_version: SPEC_VERSION,
         seed: seed.as_str().to_owned(),
@@ -68,8 +117,10 @@ pub fn draw(
         units: drawn
             .iter()
             .zip(1..)
-            .map(|((t, u), rank)| DrawnUnit {
-                unit_id: (*u).clone(),
+            .map(|((_, t, u), rank)| DrawnUnit {
+                unit_id: u.unit_id.clone(),
+                critical: u.critical,
+                first: u.first,
                 ticket: ticket_hex(t),
                 rank,
                 selected: rank <= n,

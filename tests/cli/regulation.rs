@@ -41,6 +41,7 @@ const KINDS: &[&str] = &[
     "document",
     "reminder",
     "own records",
+    "attestation",
     "not yet",
     "outside",
 ];

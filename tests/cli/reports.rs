@@ -1637,6 +1637,45 @@ fn external_audit_draws_units_reproducibly() {
         );
         assert_eq!(u["rank"], i + 1);
     }
+    // docs/sampling.md § 14: the unit with critical findings (KPB: queries
+    // after its holders left) comes first and is drawn; the others follow
+    // by ticket, and the two smallest fill the three places.
+    let put_first: Vec<&str> = units
+        .iter()
+        .filter(|u| u["first"] == true)
+        .map(|u| u["unit_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(put_first, ["KPB"]);
+    assert!(units[0]["critical"].as_u64().unwrap() > 0);
+    assert_eq!(units[0]["unit_id"], "KPB");
+    assert_eq!(units[0]["selected"], true);
+    let rest: Vec<&str> = units[1..]
+        .iter()
+        .map(|u| u["ticket"].as_str().unwrap())
+        .collect();
+    assert!(rest.windows(2).all(|w| w[0] < w[1]), "the rest by ticket");
+    assert!(units[1..].iter().all(|u| u["critical"] == 0));
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<&str> = units
+        .iter()
+        .map(|u| u["unit_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let lines: String = ids
+        .iter()
+        .map(|u| {
+            if *u == "KPB" {
+                format!("{u}\tfirst\n")
+            } else {
+                format!("{u}\n")
+            }
+        })
+        .collect();
+    assert_eq!(
+        a["units_digest"],
+        hex::encode(Sha256::digest(lines)),
+        "the digest of § 14"
+    );
     let reports: Vec<String> = std::fs::read_dir(first.join("reports"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1669,10 +1708,16 @@ fn external_audit_draws_units_reproducibly() {
     let (_, rows) = table(&sheets, "外部稽核抽選");
     let picked: Vec<String> = rows
         .iter()
-        .filter(|r| text(&r[3]) == "是")
+        .filter(|r| text(&r[4]) == "是")
         .map(|r| text(&r[1]))
         .collect();
     assert_eq!(picked.len(), 3);
+    // The sheet says why KPB came first.
+    assert!(
+        text(&rows[0][2]).ends_with("件（優先抽選）"),
+        "{:?}",
+        rows[0]
+    );
     for u in units.iter().filter(|u| u["selected"] == true) {
         let id = u["unit_id"].as_str().unwrap();
         assert!(
