@@ -179,10 +179,17 @@ impl RunFolder {
 
     /// The file name of a unit's workbook (`None`: the city-wide one).
     pub fn workbook_name(unit: Option<&str>) -> String {
-        match unit.map(crate::report::unit_of_key) {
-            Some((u, false)) => format!("{u}.xlsx"),
+        match unit.map(|k| {
+            (
+                crate::report::unit_of_key(k),
+                crate::report::is_chief_key(k),
+            )
+        }) {
+            Some(((u, false), _)) => format!("{u}.xlsx"),
+            // The chief administrator's workbook about a unit (`DSM:chief`).
+            Some(((u, true), true)) => format!("{u}.chief-admin.xlsx"),
             // A unit's second review (`KPB:review`).
-            Some((u, true)) => format!("{u}.second-review.xlsx"),
+            Some(((u, true), false)) => format!("{u}.second-review.xlsx"),
             None => "city-wide.xlsx".to_owned(),
         }
     }

@@ -149,7 +149,9 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
                     .map(|i| {
                         let (id, review) = crate::report::unit_of_key(&i.unit_id);
                         let name = config.agencies.get(id).map_or("", |a| a.name.as_str());
-                        if review {
+                        if crate::report::is_chief_key(&i.unit_id) {
+                            format!("{name}（{id}，總管理者填復）")
+                        } else if review {
                             format!("{name}（{id}，專責人員本人帳號覆核）")
                         } else {
                             format!("{name}（{id}）")
@@ -383,9 +385,15 @@ pub fn drawn_units(
     let period = report::period_label(&facts.period_id);
     let label = format!("{period} 外部稽核受稽核準備");
     let opened = facts.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string();
+    // The chief administrator's workbooks of that draw (its records and
+    // officer review) are asked again by this one.
+    let chiefs = [
+        format!("{period} {}", report::EXTERNAL_RECORD_TITLE),
+        format!("{period} {}", report::OFFICER_REVIEW_TITLE),
+    ];
     for old in store.due_items()? {
         if old.job == job
-            && old.label == label
+            && (old.label == label || chiefs.contains(&old.label))
             && old.run_id != facts.run_id
             && old.closed_at.is_none()
         {

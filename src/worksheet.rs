@@ -263,6 +263,13 @@ fn locate(
             cell: unit_cell.clone(),
         })?
         .to_owned();
+    // A workbook the chief administrator fills in is filed under the
+    // chief's key: its original is the chief's, never the unit's.
+    let unit_id = if chief_fills(summary) {
+        crate::report::chief_key(&unit_id)
+    } else {
+        unit_id
+    };
     let run_dir = archive::RunFolder::find(archive_dir, job, &run_id)
         .map_err(|error| ReturnError::Io {
             file: archive_dir.to_owned(),
@@ -566,9 +573,17 @@ pub fn claimed_key(file: &Path, workbook: &[u8]) -> Result<String, ReturnError> 
         .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
     Ok(if review {
         crate::report::review_key(unit)
+    } else if chief_fills(&summary) {
+        crate::report::chief_key(unit)
     } else {
         unit.to_owned()
     })
+}
+
+/// Whether a workbook's summary says the chief administrator fills it in.
+fn chief_fills(summary: &[Vec<Data>]) -> bool {
+    summary_value(summary, crate::report::CHIEF_LABEL).as_deref()
+        == Some(crate::report::CHIEF_FILLS)
 }
 
 /// Refuses a return whose token is not the one the workbook it claims to
@@ -932,6 +947,19 @@ pub const TABLE_KINDS: &[TableKind] = &[
     INVESTIGATION_KIND,
     INTERNAL_INVESTIGATION_KIND,
     TableKind {
+        job: crate::job::Job::ExternalAudit,
+        recorded_as: "external-audit",
+        due_job: "external-audit",
+        kept_as: None,
+        title: crate::report::OFFICER_REVIEW_TITLE,
+        sheet: "專責人員帳號",
+        inputs: layout::ACCOUNT_REVIEW_INPUTS,
+        key: "帳號",
+        done: "處理結果",
+    },
+    EXTERNAL_RECORD_KIND,
+    EXTERNAL_FOLLOW_UP_KIND,
+    TableKind {
         job: crate::job::Job::QueryCheck,
         recorded_as: "query-check",
         due_job: "query-check",
@@ -975,12 +1003,48 @@ pub const INTERNAL_INVESTIGATION_KIND: TableKind = TableKind {
     done: "結論",
 };
 
+/// The chief administrator's record of an external audit of one unit
+/// (points 4(2), 6(4)).
+pub const EXTERNAL_RECORD_KIND: TableKind = TableKind {
+    job: crate::job::Job::ExternalAudit,
+    recorded_as: "external-audit",
+    due_job: "external-audit",
+    kept_as: None,
+    title: crate::report::EXTERNAL_RECORD_TITLE,
+    sheet: crate::report::EXTERNAL_RECORD_TITLE,
+    inputs: layout::INTERNAL_AUDIT_INPUTS,
+    key: "查核項目",
+    done: "查核結果",
+};
+
+/// The record of what a unit did about what its external audit found
+/// 不符合: made when the chief administrator's record comes back, kept
+/// beside it, returned by the unit.
+pub const EXTERNAL_FOLLOW_UP_KIND: TableKind = TableKind {
+    job: crate::job::Job::ExternalAudit,
+    recorded_as: "external-audit-follow-up",
+    due_job: "external-audit-follow-up",
+    kept_as: Some(EXTERNAL_FOLLOW_UP_FILE),
+    title: "外部稽核改善紀錄",
+    sheet: layout::EXTERNAL_FOLLOW_UP.sheet,
+    inputs: layout::EXTERNAL_FOLLOW_UP.inputs,
+    key: "序號",
+    done: "改善措施",
+};
+
+/// The external audit's follow-up record's name beside the chief's return.
+pub const EXTERNAL_FOLLOW_UP_FILE: &str = "外部稽核改善紀錄.xlsx";
+
 /// The investigation record a due item of `due_job` asks for, if it asks
 /// for one.
 pub fn investigation_kind(due_job: &str) -> Option<&'static TableKind> {
-    [&INVESTIGATION_KIND, &INTERNAL_INVESTIGATION_KIND]
-        .into_iter()
-        .find(|k| k.due_job == due_job)
+    [
+        &INVESTIGATION_KIND,
+        &INTERNAL_INVESTIGATION_KIND,
+        &EXTERNAL_FOLLOW_UP_KIND,
+    ]
+    .into_iter()
+    .find(|k| k.due_job == due_job)
 }
 
 /// What a returned workbook is: the sample worksheet, or one of
@@ -1061,13 +1125,15 @@ pub fn ingest_table_return(
     let (summary, rows) = sheets(file, Some(workbook), kind.sheet)?;
     let (run_id, unit_id, run_dir, mut original) = locate(file, &summary, archive_dir, kind.job)?;
     if let Some(name) = kind.kept_as {
-        original = archive::kept_file(&run_dir, &unit_id, name).ok_or_else(|| {
-            ReturnError::UnknownRun {
+        // Kept beside the return that made it: the unit's, or the chief
+        // administrator's record of the unit.
+        original = archive::kept_file(&run_dir, &unit_id, name)
+            .or_else(|| archive::kept_file(&run_dir, &crate::report::chief_key(&unit_id), name))
+            .ok_or_else(|| ReturnError::UnknownRun {
                 file: file.to_owned(),
                 run_id: run_id.clone(),
                 archive: archive_dir.to_owned(),
-            }
-        })?;
+            })?;
     }
     check_token(file, workbook, &original, &unit_id)?;
     let (_, orig_rows) = sheets(&original, None, kind.sheet)?;

@@ -136,7 +136,7 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         }
         return out;
     }
-    if model.city_wide() {
+    if model.city_wide() || model.chief_document().is_some() {
         if let Some(c) = config.chief_email() {
             out.push((c.to_owned(), Role::ChiefAdmin));
         }
@@ -144,6 +144,7 @@ pub fn recipients(config: &Config, model: &ReportModel) -> Vec<(String, Role)> {
         out.push((o.clone(), Role::Officer));
     }
     if !model.city_wide()
+        && model.chief_document().is_none()
         && model.serious
         && let Some(e) = &unit.ethics_email
     {
@@ -297,6 +298,8 @@ struct MailContext<'a> {
     second_review: bool,
     /// The accounts a second review holds.
     review_accounts: String,
+    /// A workbook the chief administrator fills in: its name (else empty).
+    chief_document: &'a str,
 }
 
 /// The file name officers see: Chinese, and saying what it is.
@@ -304,7 +307,7 @@ pub fn attachment_name(model: &ReportModel) -> String {
     let scope = match (model.city_wide(), &model.second_review()) {
         (true, _) => "全市彙整",
         (false, Some(_)) => "專責人員本人帳號覆核",
-        (false, None) => "",
+        (false, None) => model.chief_document().unwrap_or(""),
     };
     // A review day reads 基準日2026-07-10, not the folder's as-of form.
     let period = match crate::period::RunPeriod::parse(&model.period_id).and_then(|p| p.as_of()) {
@@ -464,6 +467,7 @@ pub fn compose(
             .unwrap_or("（本次為證據鏈首筆）"),
         seed_line: model.sample().map(|s| s.seed_line()).unwrap_or_default(),
         second_review: model.second_review().is_some(),
+        chief_document: model.chief_document().unwrap_or(""),
         review_accounts: model
             .second_review()
             .map(|r| r.accounts.join("、"))

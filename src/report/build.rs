@@ -219,6 +219,10 @@ pub struct UnitEvidence {
     /// Point 6(3): the investigation records opened for the unit in the
     /// period, and how many came back.
     pub investigations: (usize, usize),
+    /// What the unit was asked in the period and whether it answered in
+    /// time (its due items, opened in the period): the external audit's
+    /// record shows them.
+    pub due: Vec<DueRow>,
 }
 
 /// What the registers show of records kept (point 5(4)).
@@ -888,8 +892,189 @@ pub fn models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
         out.push(m);
         out.extend(review);
     }
+    out.extend(chief_models(f)?);
     out.push(city_model(f)?);
     Ok(out)
+}
+
+/// The external audit's workbooks the chief administrator fills in and
+/// returns: the yearly review of every officer account (point 4(5)) and
+/// a record of each unit drawn (points 4(2), 6(4)), pre-filled.
+fn chief_models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
+    let mut out = Vec::new();
+    if f.kind != ReportKind::ExternalAudit {
+        return Ok(out);
+    }
+    let hb = f.config.agencies.health_bureau();
+    let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
+    if let Some(roster) = f.roster {
+        // Every officer account of the city. The chief administrator's own
+        // is not theirs to review: it is the NHIA's to change (point 4,
+        // last paragraph), and the summary says so.
+        let officers = roster
+            .clone()
+            .lazy()
+            .filter(col("role").eq(lit("officer")))
+            .collect()?;
+        // Without a [chief_administrator], the Health Bureau's officer
+        // reads the review: their own account is not theirs to review.
+        let (officers, own) = if f.config.chief.is_none() {
+            let of_hb = col("agency_id")
+                .cast(DataType::String)
+                .eq(lit(hb.id.as_str()));
+            let own = officers.clone().lazy().filter(of_hb.clone()).collect()?;
+            (officers.lazy().filter(of_hb.not()).collect()?, own)
+        } else {
+            (officers, DataFrame::empty())
+        };
+        let own: Vec<String> = strs(&own, "account_id")
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect();
+        let chiefs = roster
+            .clone()
+            .lazy()
+            .filter(col("role").eq(lit("chief_admin")))
+            .collect()?;
+        let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
+        let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
+        let findings = f
+            .findings
+            .clone()
+            .lazy()
+            .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
+            .collect()?;
+        let accounts = accounts(f, &officers, &all, &findings, true)?;
+        let mut m = base(
+            f,
+            &hb.id,
+            hb.name.clone(),
+            &findings,
+            Document::OfficerReview { accounts },
+        )?;
+        m.actions = vec![format!(
+            "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"
+        )];
+        if !own.is_empty() {
+            m.notes.push(format!(
+                "衛生局專責人員帳號（{}）不列入本清查：未設定總管理者（[chief_administrator]），本清查寄衛生局專責人員辦理，其不自行清查本人帳號；請設定總管理者，由總管理者清查。",
+                own.join("、")
+            ));
+        }
+        if !ids.is_empty() {
+            m.notes.push(format!(
+                "總管理者帳號（{}）不列入本清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
+                ids.join("、")
+            ));
+        }
+        out.push(m);
+    }
+    let (Some(draw), Some(evidence)) = (f.selection, f.evidence) else {
+        return Ok(out);
+    };
+    let record_due = external_record_due(f.config, f.generated_at);
+    for u in draw.units.iter().filter(|u| u.selected) {
+        let Some(e) = evidence.get(&u.unit_id) else {
+            continue;
+        };
+        let name = agency_name(f.config, &u.unit_id);
+        let mut m = base(
+            f,
+            &u.unit_id,
+            name.clone(),
+            &f.findings
+                .clone()
+                .lazy()
+                .filter(col("unit_id").eq(lit(u.unit_id.as_str())))
+                .collect()?,
+            Document::ExternalRecord {
+                record: external_record_table(e, u.critical),
+            },
+        )?;
+        m.actions = vec![
+            format!("{name}已通知於 {deadline} 前備妥業務需求人員清冊及稽核資料（管理要點第六點第四款）；請於 {record_due} 前實地稽核，逐項填寫「外部稽核紀錄」之查核結果、查核方式及佐證並回傳（第四點第二款）。"),
+            "系統無資料之項目（未檢核）請實地查核；查核結果為「不符合」之項目，回傳後系統即通知該機關專責人員及政風單位改善並回報，列管至改善完成。".to_owned(),
+        ];
+        m.notes.clear();
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// When the chief administrator's record of a drawn unit is due: after the
+/// unit's preparation is (`followup.external_prep_days`), as long again as
+/// an internal audit takes (`followup.internal_audit_days`).
+pub fn external_record_due(config: &Config, generated_at: NaiveDateTime) -> chrono::NaiveDate {
+    let (_, prepared) = deadline(config, ReportKind::ExternalAudit, generated_at);
+    due_after(
+        config,
+        prepared.and_time(chrono::NaiveTime::MIN),
+        i64::from(config.followup.internal_audit_days),
+    )
+}
+
+/// The record of an external audit of one unit: the duties of its own
+/// internal audit, as the system found them, and each thing the unit was
+/// asked this year with whether it answered in time.
+pub fn external_record_table(e: &UnitEvidence, critical: u32) -> Table {
+    let mut t = evidence_table(e);
+    // The record has no sheet of the unit's findings: they are in the
+    // unit's own workbooks.
+    for r in &mut t.rows {
+        if let Some(Cell::Text(s)) = r.get_mut(2) {
+            *s = s.replace(
+                "（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）",
+                "（明細見該單位之抽查、查詢稽核及內部稽核工作簿）",
+            );
+        }
+    }
+    t.rows.insert(
+        0,
+        vec![
+            "重大異常（抽選時）".into(),
+            "第四點第二款".into(),
+            Cell::Text(if critical == 0 {
+                "無".to_owned()
+            } else {
+                format!("{critical} 件（本單位因此優先抽選；明細見各次抽查及查詢稽核）")
+            }),
+        ],
+    );
+    for d in &e.due {
+        let point = if d.label.contains("抽查") {
+            "第六點第一款"
+        } else if d.label.contains("帳號清查") {
+            "第六點第二款"
+        } else if d.label.contains("內部稽核") || d.label.contains("調查紀錄") {
+            "第六點第三款"
+        } else if d.label.contains("外部稽核") {
+            "第六點第四款"
+        } else {
+            "第六點"
+        };
+        let said = match (&d.returned_on, d.days_late) {
+            (Some(on), late) if late > 0 => {
+                format!("{on} 回傳（期限 {}，逾期 {late} 日）", d.due_on)
+            }
+            (Some(on), _) => format!("{on} 回傳（期限 {}，如期）", d.due_on),
+            (None, late) if late > 0 => format!("未回傳（期限 {}，已逾 {late} 日）", d.due_on),
+            (None, _) => format!("未回傳（期限 {}，尚未到期）", d.due_on),
+        };
+        let said = match d.answered {
+            Some((a, n)) if a < n && d.returned_on.is_none() => {
+                format!("{said}；已回傳部分 {a} / {n} 列")
+            }
+            _ => said,
+        };
+        t.rows.push(vec![
+            Cell::Text(format!("回傳：{}（執行編號 {}）", d.label, d.run_id)),
+            point.into(),
+            Cell::Text(said),
+        ]);
+    }
+    t
 }
 
 /// Agency ids of `unit`'s subtree, the unit first.
@@ -1028,8 +1213,8 @@ fn base(
             "查核結果為「不符合」之項目，回傳後系統即寄送調查紀錄，請會同政風單位調查並於期限內回傳；異常查詢之處理情形請填於「異常查詢」工作表。".to_owned(),
         ],
         ReportKind::ExternalAudit => vec![
-            "請依「外部稽核抽選」結果，通知抽中單位提供業務需求人員清冊及稽核資料（管理要點第六點第四款）。".to_owned(),
-            format!("請於 {deadline} 前完成「專責人員帳號」清查並更新異動。"),
+            "「外部稽核抽選」抽中之單位已由系統通知備妥業務需求人員清冊及稽核資料（管理要點第六點第四款）；各單位之「外部稽核紀錄」工作簿另行寄送，請實地稽核後填寫回傳。".to_owned(),
+            format!("「專責人員帳號清查」工作簿另行寄送，請於 {deadline} 前逐一確認並回傳（管理要點第四點第五款）。"),
         ],
     };
     // A unit sees only its own input files (a file's name can say whose
@@ -2115,6 +2300,8 @@ fn where_unrostered_is_asked(d: &Document) -> &'static str {
         Document::SecondReview { .. }
         | Document::AccountReview { .. }
         | Document::PasswordCheck { .. }
+        | Document::OfficerReview { .. }
+        | Document::ExternalRecord { .. }
         | Document::CityWide(_) => "該表",
     }
 }
@@ -2485,38 +2672,6 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     } else {
         None
     };
-    let mut notes = Vec::new();
-    let mut officer_accounts = None;
-    if let Some(roster) = f.roster {
-        // Point 4(5): the chief administrator reviews every officer account
-        // of the city. Their own account is not theirs to review: it is the
-        // NHIA's to change (point 4, last paragraph), and 摘要 says so.
-        let officers = roster
-            .clone()
-            .lazy()
-            .filter(col("role").eq(lit("officer")))
-            .collect()?;
-        let chiefs = roster
-            .clone()
-            .lazy()
-            .filter(col("role").eq(lit("chief_admin")))
-            .collect()?;
-        let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
-        if !ids.is_empty() {
-            notes.push(format!(
-                "總管理者帳號（{}）不列入「專責人員帳號」清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
-                ids.join("、")
-            ));
-        }
-        let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
-        let findings = f
-            .findings
-            .clone()
-            .lazy()
-            .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
-            .collect()?;
-        officer_accounts = Some(accounts(f, &officers, &all, &findings, true)?);
-    }
     let units: Vec<String> = f.config.agencies.units().map(|u| u.id.clone()).collect();
     let by_agency = severity_by_agency(f, &units, &{
         // City-wide, findings are counted per unit.
@@ -2626,7 +2781,6 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
     let city = CityWide {
         units,
         collection: None,
-        officers: officer_accounts,
         selection: f.selection.map(|d| selection_table(f.config, d)),
         by_account: by_account(f)?,
         queries,
@@ -2640,7 +2794,6 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         f.findings,
         Document::CityWide(Box::new(city)),
     )?;
-    m.notes.extend(notes);
     m.severity_by_agency = by_agency;
     m.serious = f.kind.shows_queries() && serious(f.findings)?;
     if let Some(o) = f.orphans {

@@ -128,6 +128,18 @@ pub const INTERNAL_INVESTIGATION: Layout = Layout {
     inputs: INVESTIGATION.inputs,
 };
 
+/// Points 4(2), 6(4): what a unit did about what its external audit found
+/// 不符合, recorded by the unit and returned.
+pub const EXTERNAL_FOLLOW_UP: Layout = Layout {
+    sheet: "改善紀錄",
+    tool: &["序號", "查核項目", "依據", "不符合情形"],
+    inputs: &[
+        ("改善措施", Input::Text),
+        ("會同之政風人員", Input::Text),
+        ("完成日", Input::Date),
+    ],
+};
+
 /// The inputs of the internal audit's checklist: one decision per duty
 /// (查核結果), how it was checked and on what evidence (what the system
 /// cannot show, the auditor attests), and what was found.

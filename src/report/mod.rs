@@ -14,7 +14,7 @@ pub mod build;
 pub mod layout;
 pub(crate) mod sheets;
 
-pub use sheets::{REVIEW_LABEL, SECOND_REVIEW, seed_source};
+pub use sheets::{CHIEF_FILLS, CHIEF_LABEL, REVIEW_LABEL, SECOND_REVIEW, seed_source};
 
 use crate::job::Job;
 use chrono::NaiveDateTime;
@@ -334,6 +334,12 @@ pub enum Document {
     },
     /// The Health Bureau's city-wide workbook of any kind.
     CityWide(Box<CityWide>),
+    /// Point 4(5): the chief administrator's yearly review of the officer
+    /// accounts, one decision per account, returned.
+    OfficerReview { accounts: Table },
+    /// Points 4(2), 6(4): the chief administrator's record of the external
+    /// audit of one drawn unit, pre-filled from the archive, returned.
+    ExternalRecord { record: Table },
 }
 
 /// What a unit's query findings ask: one row per decision (異常查詢), and
@@ -351,9 +357,6 @@ pub struct CityWide {
     pub units: Table,
     /// What runs asked of units and where each stands (回收狀況).
     pub collection: Option<Table>,
-    /// The account review: every officer account, for the chief
-    /// administrator (point 4(5)).
-    pub officers: Option<Table>,
     /// The external audit: the units drawn, with tickets.
     pub selection: Option<Table>,
     /// Findings rolled up by account, the most serious first, each with
@@ -368,6 +371,12 @@ pub struct CityWide {
     pub sample: Option<SampleSection>,
 }
 
+/// The title of the chief administrator's review of officer accounts.
+pub const OFFICER_REVIEW_TITLE: &str = "專責人員帳號清查";
+
+/// The title of the chief administrator's record of an external audit.
+pub const EXTERNAL_RECORD_TITLE: &str = "外部稽核紀錄";
+
 /// The workbook property that carries a unit's return token
 /// (`worksheet::return_token`).
 pub const TOKEN_PROPERTY: &str = "webir_return_token";
@@ -381,10 +390,28 @@ pub fn review_key(unit: &str) -> String {
     format!("{unit}{REVIEW_SUFFIX}")
 }
 
+/// What follows a unit's id in the key of a workbook the chief
+/// administrator fills in about it (its due item and return): `DSM:chief`.
+const CHIEF_SUFFIX: &str = ":chief";
+
+/// The key of the chief administrator's workbook about `unit`.
+pub fn chief_key(unit: &str) -> String {
+    format!("{unit}{CHIEF_SUFFIX}")
+}
+
+/// Whether `key` is of a workbook the chief administrator fills in.
+pub fn is_chief_key(key: &str) -> bool {
+    key.ends_with(CHIEF_SUFFIX)
+}
+
 /// The unit a due item's or a return's key is about, and whether it is
-/// the unit's second review.
+/// someone's other than the unit's officer: its second review, or the
+/// chief administrator's workbook about it.
 pub fn unit_of_key(key: &str) -> (&str, bool) {
-    match key.strip_suffix(REVIEW_SUFFIX) {
+    match key
+        .strip_suffix(REVIEW_SUFFIX)
+        .or_else(|| key.strip_suffix(CHIEF_SUFFIX))
+    {
         Some(unit) => (unit, true),
         None => (key, false),
     }
@@ -396,8 +423,20 @@ impl ReportModel {
     pub fn key(&self) -> String {
         if self.second_review().is_some() {
             review_key(&self.unit_id)
+        } else if self.chief_document().is_some() {
+            chief_key(&self.unit_id)
         } else {
             self.unit_id.clone()
+        }
+    }
+
+    /// The name of a workbook the chief administrator fills in and
+    /// returns (its summary's title says it), if it is one.
+    pub fn chief_document(&self) -> Option<&'static str> {
+        match &self.document {
+            Document::OfficerReview { .. } => Some(OFFICER_REVIEW_TITLE),
+            Document::ExternalRecord { .. } => Some(EXTERNAL_RECORD_TITLE),
+            _ => None,
         }
     }
 
@@ -424,7 +463,9 @@ impl ReportModel {
             Document::QueryCheck { .. }
             | Document::AccountReview { .. }
             | Document::PasswordCheck { .. }
-            | Document::InternalAudit { .. } => None,
+            | Document::InternalAudit { .. }
+            | Document::OfficerReview { .. }
+            | Document::ExternalRecord { .. } => None,
         }
     }
 
@@ -437,7 +478,9 @@ impl ReportModel {
             Document::CityWide(c) => c.queries.as_ref(),
             Document::SecondReview { .. }
             | Document::AccountReview { .. }
-            | Document::PasswordCheck { .. } => None,
+            | Document::PasswordCheck { .. }
+            | Document::OfficerReview { .. }
+            | Document::ExternalRecord { .. } => None,
         }
     }
 }
@@ -488,7 +531,10 @@ impl ReportModel {
             Document::SampleAudit { sample, .. } | Document::SecondReview { sample, .. } => {
                 !sample.worksheet.rows.is_empty()
             }
-            Document::AccountReview { accounts } => !accounts.rows.is_empty(),
+            Document::AccountReview { accounts } | Document::OfficerReview { accounts } => {
+                !accounts.rows.is_empty()
+            }
+            Document::ExternalRecord { record } => !record.rows.is_empty(),
             // A notice: the holders change their passwords; the next
             // quarter's check sees whether they did.
             Document::PasswordCheck { .. } => false,

@@ -534,7 +534,9 @@ fn write_table(
         ws.set_repeat_rows(first_row, first_row)?;
         // The workbook's kind, and the sheet when it is another name; a
         // second review says so on every page.
-        let centre = if model.second_review().is_some() {
+        let centre = if let Some(doc) = model.chief_document() {
+            escape_header(doc)
+        } else if model.second_review().is_some() {
             format!("專責人員本人帳號覆核 {}", escape_header(&sheet_name))
         } else if sheet_name.starts_with(model.kind.title()) {
             escape_header(&sheet_name)
@@ -604,6 +606,14 @@ pub const REVIEW_LABEL: &str = "抽查人";
 /// What [`REVIEW_LABEL`] says of a second review, before who reviews
 /// which accounts.
 pub const SECOND_REVIEW: &str = "覆核";
+
+/// The label on 摘要 of who fills in a workbook the chief administrator
+/// returns (the officer review, an external audit's record): a return is
+/// filed under the chief's key by it.
+pub const CHIEF_LABEL: &str = "填復人";
+
+/// What [`CHIEF_LABEL`] says.
+pub const CHIEF_FILLS: &str = "衛生局總管理者";
 
 /// The queries of an item on 異常查詢明細 that print: the first few show
 /// what the item is; a person reads the rest on screen, where they are
@@ -692,11 +702,17 @@ fn write_block(
 fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
     ws.set_name("摘要")?;
+    // It prints one landscape page wide, whatever it holds.
+    ws.set_landscape();
+    ws.set_paper_size(9);
+    ws.set_print_fit_to_pages(1, 0);
     ws.set_column_width(0, 36)?;
     ws.set_column_width(1, 80)?;
     ws.set_column_width(2, 10)?;
     ws.set_column_width(3, 8)?;
-    let title = if m.city_wide() {
+    let title = if let Some(doc) = m.chief_document() {
+        format!("健保WebIR查詢稽核 {doc}：{}", m.unit_name)
+    } else if m.city_wide() {
         format!(
             "健保WebIR查詢稽核 {} 全市彙整（{}）",
             m.kind.title(),
@@ -736,6 +752,10 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
                 r.accounts.join("、")
             )),
         )),
+        // The chief administrator fills it in and returns it.
+        Document::OfficerReview { .. } | Document::ExternalRecord { .. } => {
+            Some((CHIEF_LABEL, Cell::from(CHIEF_FILLS)))
+        }
         Document::QueryCheck { .. }
         | Document::AccountReview { .. }
         | Document::PasswordCheck { .. }
@@ -775,6 +795,11 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         // A long note wraps in its column and prints whole.
         ws.set_row_height(row, wrapped_height(n, 80))?;
         row += 1;
+    }
+    // A workbook the chief administrator fills in holds that alone: the
+    // run's findings and data quality are the city-wide workbook's.
+    if m.chief_document().is_some() {
+        return Ok(());
     }
     if let Some(s) = m.sample() {
         row += 1;
@@ -884,9 +909,6 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
             ws.insert_chart(row, 0, &chart)?;
         }
     }
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
     Ok(())
 }
 
@@ -1107,9 +1129,13 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         ws.write_string_with_format(first, c as u16, *h, &st.header)?;
         ws.set_column_width(c as u16, 14)?;
     }
-    // What was found and how it was investigated: the long texts.
+    // What was found and what is written of it: the long texts.
     ws.set_column_width((l.tool.len() - 1) as u16, 30)?;
-    ws.set_column_width(l.column("調查經過") as u16, 30)?;
+    for (j, (_, input)) in l.inputs.iter().enumerate() {
+        if *input == Input::Text {
+            ws.set_column_width((l.tool.len() + j) as u16, 24)?;
+        }
+    }
     for (n, r) in i.rows.iter().enumerate() {
         let row = first + 1 + n as u32;
         ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
@@ -1183,6 +1209,8 @@ enum Sheet<'a> {
     Accounts(&'a Table, bool),
     StalePasswords(&'a Table),
     Evidence(&'a Table),
+    /// 外部稽核紀錄: the chief administrator's record of one unit.
+    ExternalRecord(&'a Table),
     Selection(&'a Table),
     ByAccount(&'a Table),
     /// 異常查詢; `true`: a unit's, to fill in.
@@ -1226,10 +1254,11 @@ fn sheets_of(d: &Document) -> (Vec<Sheet<'_>>, Vec<Sheet<'_>>) {
             before.extend(q.details.as_ref().map(Sheet::Details));
             (before, vec![])
         }
+        Document::OfficerReview { accounts } => (vec![Sheet::Accounts(accounts, true)], vec![]),
+        Document::ExternalRecord { record } => (vec![Sheet::ExternalRecord(record)], vec![]),
         Document::CityWide(c) => {
             let mut before = vec![Sheet::Units(&c.units)];
             before.extend(c.collection.as_ref().map(Sheet::Collection));
-            before.extend(c.officers.as_ref().map(|o| Sheet::Accounts(o, true)));
             before.extend(c.selection.as_ref().map(Sheet::Selection));
             before.push(Sheet::ByAccount(&c.by_account));
             if let Some(q) = &c.queries {
@@ -1320,6 +1349,18 @@ fn write_sheet(
             st,
         )
         .map(|_| ()),
+        Sheet::ExternalRecord(t) => write_table(
+            wb,
+            super::EXTERNAL_RECORD_TITLE,
+            &heading(m, "外部稽核紀錄（系統查得資料，請逐項查核）"),
+            t,
+            Some(&InputColumns {
+                inputs: INTERNAL_AUDIT_INPUTS,
+            }),
+            m,
+            st,
+        )
+        .map(|_| ()),
         Sheet::Selection(t) => plain(wb, "外部稽核抽選", "外部稽核抽選", t),
         Sheet::ByAccount(t) => plain(wb, "帳號彙整", "帳號彙整（依嚴重程度排序，含下一步）", t),
         // The city-wide copy is the Health Bureau's reading copy; units
@@ -1396,6 +1437,9 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     for sheet in &before {
         write_sheet(&mut wb, sheet, m, &st)?;
     }
+    if m.chief_document().is_some() {
+        return wb.save_to_buffer();
+    }
     let quality = write_table(
         &mut wb,
         "資料品質",
@@ -1414,6 +1458,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         // 以不在帳號清冊之帳號查詢 is the same decision).
         let asked_here = match &m.document {
             Document::AccountReview { .. } | Document::PasswordCheck { .. } => true,
+            Document::OfficerReview { .. } | Document::ExternalRecord { .. } => false,
             Document::SampleAudit { .. }
             | Document::SecondReview { .. }
             | Document::QueryCheck { .. }

@@ -338,6 +338,7 @@ fn evidence(
         .collect::<Result<_>>()?;
     let outbox = store.outbox()?;
     let due = store.due_items()?;
+    let due_rows = crate::followup::due_rows_with(store, as_of, &[])?;
     let mut out = BTreeMap::new();
     for unit in config.agencies.units() {
         let u = unit.id.as_str();
@@ -418,6 +419,15 @@ fn evidence(
                     applications_since: registers.get(u).and_then(|r| r.applications_since),
                     retention_years: config.rules.retention_years,
                 },
+                due: due_rows
+                    .iter()
+                    .filter(|d| {
+                        crate::report::unit_of_key(&d.unit_id).0 == u
+                            && !crate::report::is_chief_key(&d.unit_id)
+                            && d.opened_on.get(..4) == Some(year.as_str())
+                    })
+                    .cloned()
+                    .collect(),
                 investigations: {
                     let of_unit: Vec<_> = due
                         .iter()
@@ -436,6 +446,75 @@ fn evidence(
         );
     }
     Ok(out)
+}
+
+/// What the yearly audits gather of every unit: the checks of the year
+/// (accounts as of `day`, the period's queries) and each unit's evidence
+/// from them, the registers, the archive and the state.
+struct Gathered {
+    accounts: Checked,
+    queries: Checked,
+    evidence: BTreeMap<String, UnitEvidence>,
+    roster: DataFrame,
+}
+
+impl Gathered {
+    /// Everything the checks found and could not check.
+    fn not_checked(&self) -> Vec<NotChecked> {
+        let mut all = self.accounts.not_checked.clone();
+        all.extend(self.queries.not_checked.iter().cloned());
+        all
+    }
+}
+
+/// Gathers [`Gathered`] from `ingested` (its tables are taken).
+fn gather(
+    config: &Config,
+    period: &Period,
+    day: NaiveDate,
+    ingested: &mut super::Ingested,
+) -> Result<Gathered> {
+    let log = LogFacts {
+        queries: queries_per_unit(config, ingested.table(Table::QueryLog), period)?,
+        failed: ingested
+            .failed_files()
+            .filter(|f| f.table == Some(Table::QueryLog))
+            .map(|f| f.path.clone())
+            .collect(),
+        days: log_days(ingested.table(Table::QueryLog), period)?,
+    };
+    let roster = ingested.table(Table::Roster).clone();
+    let tables = take_tables(ingested);
+    let registers = registers(config, &tables)?;
+    let accounts = super::run_checks(config, ingested, tables.clone(), Scope::Accounts, day, None)?;
+    let queries = super::run_checks(
+        config,
+        ingested,
+        tables,
+        Scope::Queries,
+        day,
+        Some(period.clone()),
+    )?;
+    let mut not_checked = accounts.not_checked.clone();
+    not_checked.extend(queries.not_checked.iter().cloned());
+    let store = Store::open(&config.paths.state)?;
+    let evidence = evidence(
+        config,
+        period,
+        day,
+        &log,
+        &accounts.findings,
+        &queries.findings,
+        &not_checked,
+        &registers,
+        &store,
+    )?;
+    Ok(Gathered {
+        accounts,
+        queries,
+        evidence,
+        roster,
+    })
 }
 
 /// `run internal-audit --period 2026`: each unit's yearly internal audit
@@ -461,54 +540,12 @@ pub(super) fn internal_audit(
     // leaves nothing a later run or a reader takes for a run.
     let _writing = archive::Unfinished::new(&folder.dir);
     let by_month = crate::report::build::monthly_queries(ingested.table(Table::QueryLog), period)?;
-    let log = LogFacts {
-        queries: queries_per_unit(config, ingested.table(Table::QueryLog), period)?,
-        failed: ingested
-            .failed_files()
-            .filter(|f| f.table == Some(Table::QueryLog))
-            .map(|f| f.path.clone())
-            .collect(),
-        days: log_days(ingested.table(Table::QueryLog), period)?,
-    };
-    let roster = ingested.table(Table::Roster).clone();
-    let tables = take_tables(&mut ingested);
-    let registers = registers(config, &tables)?;
     // As of the period's last day, or today while the period runs.
     let day = period.last_day().min(started.date());
-    let accounts = super::run_checks(
-        config,
-        &ingested,
-        tables.clone(),
-        Scope::Accounts,
-        day,
-        None,
-    )?;
-    let queries_found = super::run_checks(
-        config,
-        &ingested,
-        tables,
-        Scope::Queries,
-        day,
-        Some(period.clone()),
-    )?;
-    let mut not_checked = accounts.not_checked.clone();
-    not_checked.extend(queries_found.not_checked.iter().cloned());
-    let orphans = queries_found.orphans;
-    let (accounts, queries_found) = (accounts.findings, queries_found.findings);
-    let store = Store::open(&config.paths.state)?;
-    let evidence = evidence(
-        config,
-        period,
-        day,
-        &log,
-        &accounts,
-        &queries_found,
-        &not_checked,
-        &registers,
-        &store,
-    )?;
+    let g = gather(config, period, day, &mut ingested)?;
+    let not_checked = g.not_checked();
     let findings = concat(
-        [accounts.lazy(), queries_found.lazy()],
+        [g.accounts.findings.lazy(), g.queries.findings.lazy()],
         UnionArgs::default(),
     )?
     .collect()?;
@@ -526,14 +563,14 @@ pub(super) fn internal_audit(
             Checked {
                 findings,
                 not_checked,
-                orphans,
+                orphans: g.queries.orphans,
             },
             ingested,
         ),
-        &roster,
+        &g.roster,
         Extras {
             queries_by_month: Some(&by_month),
-            evidence: Some(&evidence),
+            evidence: Some(&g.evidence),
             orphans: true,
             asked: Some(&asked),
             ..Extras::default()
@@ -669,28 +706,11 @@ pub(super) fn external_audit(
     let seed = claim.seed(seed)?;
     let day = period.last_day().min(started.date());
     let mut ingested = super::ingest_inbox(config, Reference::Day(day), Job::ExternalAudit)?;
-    let roster = ingested.table(Table::Roster).clone();
-    let tables = take_tables(&mut ingested);
-    let checked = super::run_checks(
-        config,
-        &ingested,
-        tables.clone(),
-        Scope::Accounts,
-        day,
-        None,
-    )?;
-    // The year's queries too, for the units' critical findings: those
-    // come first in the draw (their queries are the sample audit's and
-    // the query check's to ask about; this run only counts them).
-    let queries = super::run_checks(
-        config,
-        &ingested,
-        tables,
-        Scope::Queries,
-        day,
-        Some(period.clone()),
-    )?;
-    let critical = critical_by_unit(&[&checked.findings, &queries.findings])?;
+    // The year's queries too: a unit's critical findings put it first in
+    // the draw, and its record shows them (their queries are the sample
+    // audit's and the query check's to ask about; this run only counts).
+    let g = gather(config, period, day, &mut ingested)?;
+    let critical = critical_by_unit(&[&g.accounts.findings, &g.queries.findings])?;
     let hb = config.agencies.health_bureau().id.clone();
     let (candidates, digest) = units::candidates(
         config
@@ -737,11 +757,12 @@ pub(super) fn external_audit(
             started,
         },
         folder,
-        (checked, ingested),
-        &roster,
+        (g.accounts, ingested),
+        &g.roster,
         Extras {
-            review_roster: Some(&roster),
+            review_roster: Some(&g.roster),
             selection: Some(&selection),
+            evidence: Some(&g.evidence),
             orphans: true,
             ..Extras::default()
         },

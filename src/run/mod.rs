@@ -521,7 +521,7 @@ fn finish_run(
         let mut f = archive::create_private(&path)?;
         f.write_all(&bytes)
             .with_context(|| format!("writing {}", path.display()))?;
-        if !m.city_wide() && m.second_review().is_none() {
+        if !m.city_wide() && m.second_review().is_none() && m.chief_document().is_none() {
             let (items, keys) = critical_items(&outcome.findings, &m.unit_id, &notified)?;
             let notices = mail::critical_notices(config, m, &run, &items, now)?;
             if !notices.is_empty() {
@@ -567,7 +567,12 @@ fn finish_run(
         // and chased until a return closes it.
         if !m.city_wide() && m.asks_something() && config.followup.days(facts.kind.job()).is_some()
         {
-            let (_, due_on) = report::build::deadline(config, facts.kind, facts.generated_at);
+            let due_on = match &m.document {
+                report::Document::ExternalRecord { .. } => {
+                    report::build::external_record_due(config, facts.generated_at)
+                }
+                _ => report::build::deadline(config, facts.kind, facts.generated_at).1,
+            };
             opening.push(crate::store::DueItem {
                 id: 0,
                 job: facts.kind.job().name().to_owned(),
@@ -577,7 +582,9 @@ fn finish_run(
                 // Whoever the workbook is for: the officer, or the second
                 // reviewer.
                 sent_to: recipients[0].0.clone(),
-                label: if m.second_review().is_some() {
+                label: if let Some(doc) = m.chief_document() {
+                    format!("{} {doc}", m.period_label)
+                } else if m.second_review().is_some() {
                     format!(
                         "{} {}（專責人員本人帳號覆核）",
                         m.period_label,

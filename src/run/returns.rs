@@ -87,7 +87,11 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         let key = crate::worksheet::claimed_key(file, &plain)?;
         let (unit, review) = crate::report::unit_of_key(&key);
         let holder_of = |role| crate::mail::password_holder(config, unit, role);
-        let allowed = if review {
+        let chief = crate::report::is_chief_key(&key);
+        let allowed = if chief {
+            // The chief administrator's own workbook: theirs alone.
+            vec![holder_of(crate::mail::Role::ChiefAdmin)]
+        } else if review {
             // A second review is its reviewer's: never the officer whose
             // own accounts it is about.
             vec![
@@ -105,7 +109,7 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         // A password from the environment is the unit's, whoever reads.
         let env_ok = holder
             .strip_suffix(ENV_HOLDER)
-            .is_some_and(|u| u == unit || (review && allowed.iter().any(|h| h == u)));
+            .is_some_and(|u| (u == unit && !chief) || (review && allowed.iter().any(|h| h == u)));
         if !allowed.contains(&holder) && !env_ok {
             anyhow::bail!(
                 "{}: it says it is {key}'s, but it opened with the attachment password of {holder}: a workbook is returned by the reader it was sent to, encrypted with that reader's password",
@@ -161,8 +165,13 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         None => None,
     };
     let mut files: Vec<(&str, &[u8])> = vec![("returned.xlsx", &received)];
-    if let Some((bytes, _)) = &investigation {
-        files.push((crate::worksheet::INVESTIGATION_FILE, bytes));
+    if let (Some((bytes, _)), Some(case)) = (&investigation, &case) {
+        let name = case
+            .found
+            .kind
+            .kept_as
+            .unwrap_or(crate::worksheet::INVESTIGATION_FILE);
+        files.push((name, bytes));
     }
     let kept = crate::archive::keep_return(
         &run,
@@ -188,6 +197,14 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
             What::Table(t) => t.pending.record(store)?,
         }
         let closed = unanswered == 0 && store.close_due(due_job, &run_id, &unit_id, &now, &sha)?;
+        // The chief administrator's record of a unit, whole: the unit's
+        // preparation for that audit is done too.
+        if let (true, What::Table(t)) = (closed, &what)
+            && t.kind.title == crate::report::EXTERNAL_RECORD_TITLE
+        {
+            let unit = crate::report::unit_of_key(&unit_id).0;
+            store.close_due(due_job, &run_id, unit, &now, &sha)?;
+        }
         let notice_queued = match &what {
             What::Sample(r) => queue_anomalies(config, store, r, &sha, clock.now())?,
             What::Table(_) => false,
@@ -219,7 +236,15 @@ struct Found {
     finding: &'static str,
     /// How they are counted (筆 records, 項 duties).
     measure: &'static str,
+    /// What the officer is asked to do, and (second) the ethics unit.
+    asks: [&'static str; 2],
 }
+
+/// What an investigation of point 6(3) asks.
+const INVESTIGATE: [&str; 2] = [
+    "請會同貴機關政風單位共同調查",
+    "請貴單位會同貴機關專責人員共同調查",
+];
 
 /// A worksheet's confirmed anomalies (point 6(1)).
 const SAMPLE_ANOMALIES: Found = Found {
@@ -228,6 +253,7 @@ const SAMPLE_ANOMALIES: Found = Found {
     source: "抽查工作底稿",
     finding: "確認異常",
     measure: "筆",
+    asks: INVESTIGATE,
 };
 
 /// The duties a returned internal audit found 不符合 (point 6(3)).
@@ -237,6 +263,21 @@ const INTERNAL_NONCONFORMITIES: Found = Found {
     source: "內部稽核",
     finding: "查核結果不符合",
     measure: "項",
+    asks: INVESTIGATE,
+};
+
+/// The duties the chief administrator's record of an external audit found
+/// 不符合 at a unit (points 4(2), 6(3)): the unit corrects them.
+const EXTERNAL_NONCONFORMITIES: Found = Found {
+    kind: &crate::worksheet::EXTERNAL_FOLLOW_UP_KIND,
+    layout: &crate::report::layout::EXTERNAL_FOLLOW_UP,
+    source: "外部稽核紀錄",
+    finding: "查核結果不符合",
+    measure: "項",
+    asks: [
+        "請改善並會同貴機關政風單位查明",
+        "請貴單位會同貴機關專責人員查明",
+    ],
 };
 
 /// What a return asks to investigate with the ethics unit: whose, found
@@ -257,18 +298,40 @@ impl<'a> Case<'a> {
         let (found, r, rows) = match what {
             What::Sample(r) => (
                 &SAMPLE_ANOMALIES,
-                (&r.run_id, &r.unit_id, &r.run_dir, &r.file_sha256),
+                (
+                    r.run_id.as_str(),
+                    r.unit_id.as_str(),
+                    r.run_dir.as_path(),
+                    r.file_sha256.as_str(),
+                ),
                 r.anomalies.iter().map(anomaly_row).collect::<Vec<_>>(),
             ),
-            What::Table(t) if t.kind.due_job == INTERNAL_AUDIT_DUE => (
-                &INTERNAL_NONCONFORMITIES,
-                (&t.run_id, &t.unit_id, &t.run_dir, &t.file_sha256),
-                t.cells
-                    .iter()
-                    .filter(|c| c.get("查核結果").is_some_and(|v| v == "不符合"))
-                    .map(nonconformity_row)
-                    .collect(),
-            ),
+            What::Table(t)
+                if t.kind.due_job == INTERNAL_AUDIT_DUE
+                    || t.kind.title == crate::report::EXTERNAL_RECORD_TITLE =>
+            {
+                let found = if t.kind.due_job == INTERNAL_AUDIT_DUE {
+                    &INTERNAL_NONCONFORMITIES
+                } else {
+                    &EXTERNAL_NONCONFORMITIES
+                };
+                (
+                    found,
+                    // The chief administrator's record is followed up with
+                    // the unit it is about.
+                    (
+                        t.run_id.as_str(),
+                        crate::report::unit_of_key(&t.unit_id).0,
+                        t.run_dir.as_path(),
+                        t.file_sha256.as_str(),
+                    ),
+                    t.cells
+                        .iter()
+                        .filter(|c| c.get("查核結果").is_some_and(|v| v == "不符合"))
+                        .map(nonconformity_row)
+                        .collect(),
+                )
+            }
             What::Table(_) => return None,
         };
         (!rows.is_empty()).then_some(Case {
@@ -367,8 +430,8 @@ fn investigation(
         layout: f.layout,
         title: f.kind.title,
         todo: format!(
-            "{}{}之事項，請專責人員依管理要點第六點第三款會同政風單位共同調查，於 {due_on} 前逐{}填寫「{}」黃色欄位並以原檔回覆。",
-            f.source, f.finding, f.measure, f.layout.sheet
+            "{}{}之事項，依管理要點第六點第三款{}，於 {due_on} 前逐{}填寫「{}」黃色欄位，由專責人員以原檔回覆。",
+            f.source, f.finding, f.asks[0], f.measure, f.layout.sheet
         ),
         unit_id: case.unit_id,
         unit_name: unit.map_or(case.unit_id, |u| u.name.as_str()),
@@ -430,8 +493,8 @@ fn open_investigation(
         closed_by: None,
     })?;
     let name = crate::archive::file_name_of(&format!(
-        "健保WebIR稽核_{}_{}_調查紀錄.xlsx",
-        unit.name, case.run_id
+        "健保WebIR稽核_{}_{}_{}.xlsx",
+        unit.name, case.run_id, case.found.layout.sheet
     ));
     let mut messages = Vec::new();
     for (to, role) in to {
@@ -445,6 +508,8 @@ fn open_investigation(
                 "unit_name": unit.name,
                 "run_id": case.run_id,
                 "source": case.found.source,
+                "ask": case.found.asks[usize::from(role == mail::Role::Ethics)],
+                "sheet": case.found.layout.sheet,
                 "finding": case.found.finding,
                 "measure": case.found.measure,
                 "count": case.rows.len(),

@@ -103,7 +103,7 @@ pub fn draw(
             )
         })
         .collect();
-    drawn.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    drawn.sort_by_key(|a| (a.0, a.1));
     let first = candidates.iter().filter(|u| u.first).count() as u32;
     let n = n.max(first).min(drawn.len() as u32);
     UnitDraw {

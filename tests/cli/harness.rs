@@ -354,7 +354,8 @@ pub fn written_at(path: &Path, at: &str) {
 
 /// `file`, a workbook as a unit's reader returns it: encrypted with the
 /// password of the reader it was sent to (its officer; the ethics unit
-/// for a second review), as Excel keeps it when saving. A file already
+/// for a second review; the chief administrator for their own), as Excel
+/// keeps it when saving. A file already
 /// encrypted is returned as it is. The sealed copy's path.
 pub fn as_returned(config: &webir_audit::config::Config, file: &Path) -> PathBuf {
     use sha2::Digest as _;
@@ -368,7 +369,13 @@ pub fn as_returned(config: &webir_audit::config::Config, file: &Path) -> PathBuf
         return file.to_owned();
     };
     let (unit, review) = webir_audit::report::unit_of_key(&key);
-    let role = if review { Role::Ethics } else { Role::Officer };
+    let role = if webir_audit::report::is_chief_key(&key) {
+        Role::ChiefAdmin
+    } else if review {
+        Role::Ethics
+    } else {
+        Role::Officer
+    };
     let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     let sealed = webir_audit::mail::protect(
         config,

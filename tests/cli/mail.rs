@@ -763,6 +763,12 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
             &["黃色欄位", "專責人員 您好"],
         ),
         (
+            "總管理者填復",
+            "chief_fills",
+            &["衛生局總管理者 您好", "黃色欄位", "回傳", "第四點"],
+            &["督導", "專責人員 您好"],
+        ),
+        (
             "外部稽核",
             "chief_admin",
             &["外部稽核抽選", "業務需求人員清冊", "第六點第四款"],
@@ -797,13 +803,19 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
             "review"
         } else if m.to.starts_with("ethics.") {
             "ethics"
+        } else if m.subject.contains("總管理者填復") {
+            // A workbook the chief administrator fills in and returns.
+            "chief_fills"
         } else if m.subject.contains("全市彙整") {
             "chief_admin"
         } else {
             "officer"
         };
         // A review's file is named by its day as officers write it.
-        if m.subject.contains("帳號清查") && !m.name.is_empty() {
+        if m.subject.contains("帳號清查")
+            && !m.subject.contains("專責人員帳號清查")
+            && !m.name.is_empty()
+        {
             assert!(
                 m.name.contains("_基準日20") && !m.name.contains("as-of"),
                 "{}",

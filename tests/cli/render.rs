@@ -277,7 +277,9 @@ fn sent_to_the_right_people_by_working_days(config: &Path, runs: &[PathBuf]) {
         assert!(config.rules.holidays.is_workday(day), "{i:?}");
         // A second review is never sent to the unit's officer.
         let (unit, review) = webir_audit::report::unit_of_key(&i.unit_id);
-        if review {
+        // The chief administrator's own (a record, the officer review):
+        // the chief's, whoever reads the chief's mail.
+        if review && !webir_audit::report::is_chief_key(&i.unit_id) {
             let officer = config
                 .agencies
                 .get(unit)

@@ -619,51 +619,21 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
         assert!(sheet.contains(r#""已廢止,已調整權限,保留,其他""#));
         assert!(sheet.contains("<sheetProtection"));
     }
-    // Point 4(5): the chief administrator reviews every officer account;
-    // their own is the NHIA's to change, and 摘要 says so.
-    let (names, sheets) = read(&dir.join("reports/city-wide.xlsx"));
+    // Point 4(5): the officer accounts are the chief administrator's to
+    // review, in the external audit's workbook of its own: not here.
+    let (names, _) = read(&dir.join("reports/city-wide.xlsx"));
     assert_eq!(
         names,
         [
             "摘要",
             "各單位",
             "回收狀況",
-            "專責人員帳號",
             "帳號彙整",
             "資料品質",
             "清冊外帳號",
             "剔除資料列",
             "圖表資料"
         ]
-    );
-    let roles = roster.column("role").unwrap().str().unwrap().clone();
-    let officers: BTreeSet<String> = accounts
-        .iter()
-        .zip(roles.iter())
-        .filter(|(_, r)| *r == Some("officer"))
-        .filter_map(|(a, _)| a.map(str::to_owned))
-        .collect();
-    let (_, rows) = table(&sheets, "專責人員帳號");
-    let got: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
-    assert_eq!(got, officers);
-    let chief: BTreeSet<&str> = accounts
-        .iter()
-        .zip(roles.iter())
-        .filter(|(_, r)| *r == Some("chief_admin"))
-        .filter_map(|(a, _)| a)
-        .collect();
-    let chief: Vec<&str> = chief.into_iter().collect();
-    assert!(!chief.is_empty());
-    let summary: String = sheets["摘要"]
-        .iter()
-        .flatten()
-        .map(text)
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        summary.contains(&format!("總管理者帳號（{}）不列入", chief.join("、")))
-            && summary.contains("中央健康保險署申請權限異動"),
-        "{summary}"
     );
 }
 
@@ -1598,6 +1568,259 @@ fn findings_of_unit(dir: &Path, unit: &str) -> Vec<String> {
         .collect()
 }
 
+/// Points 4(2), 4(5), 6(4): the external audit sends the chief
+/// administrator a record of each drawn unit, pre-filled from what the
+/// archive knows of it, and the review of every officer account, each a
+/// workbook of its own (the city-wide one no longer asks for either). Both
+/// are chased as the chief's items, come back encrypted with the chief's
+/// password (never a unit officer's) and are recorded; a duty the record
+/// finds 不符合 is followed up with the unit, whose preparation item the
+/// record closes.
+#[test]
+fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief() {
+    let city = City::new();
+    city.sample_audit();
+    let dir = city.run_logs_short(&[
+        "run",
+        "external-audit",
+        "--period",
+        "2026",
+        "--seed",
+        "27182818284590452353602874",
+    ]);
+    let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let selection = crate::harness::json(&dir, "selection.json");
+    let drawn: Vec<String> = selection["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["selected"] == true)
+        .map(|u| u["unit_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(drawn.contains(&"KPB".to_owned()), "{drawn:?}");
+    let mut want: BTreeSet<String> = drawn
+        .iter()
+        .map(|u| format!("{u}.chief-admin.xlsx"))
+        .collect();
+    want.extend([
+        "KHB.chief-admin.xlsx".to_owned(),
+        "city-wide.xlsx".to_owned(),
+    ]);
+    let reports: BTreeSet<String> = std::fs::read_dir(dir.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(reports, want);
+    let (names, _) = read(&dir.join("reports/city-wide.xlsx"));
+    assert!(
+        !names.iter().any(|n| n == "專責人員帳號"),
+        "asked once: {names:?}"
+    );
+    // The chief's items: one per record and the officer review.
+    let chief = city.config.chief_email().unwrap().to_owned();
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    for key in drawn
+        .iter()
+        .map(|u| format!("{u}:chief"))
+        .chain(["KHB:chief".to_owned()])
+    {
+        let item = items
+            .iter()
+            .find(|i| i.unit_id == key && i.run_id == run)
+            .unwrap_or_else(|| panic!("no item {key}"));
+        assert_eq!(item.sent_to, chief, "{key}");
+        assert_eq!(item.job, "external-audit");
+    }
+    drop(store);
+    // KPB's record, pre-filled: why it was drawn, its duties, and what it
+    // was asked this year (its sample worksheet, not back yet).
+    let record = dir.join("reports/KPB.chief-admin.xlsx");
+    let (_, sheets) = read(&record);
+    let (h, rows) = table(&sheets, "外部稽核紀錄");
+    assert_eq!(
+        h,
+        [
+            "查核項目",
+            "依據（管理要點）",
+            "系統查得",
+            "查核結果",
+            "查核方式",
+            "佐證",
+            "說明"
+        ]
+    );
+    assert!(text(&rows[0][2]).contains("優先抽選"), "{:?}", rows[0]);
+    let asked = rows
+        .iter()
+        .find(|r| text(&r[0]).starts_with("回傳：") && text(&r[0]).contains("抽查工作底稿"))
+        .expect("the sample worksheet asked of KPB");
+    assert!(text(&asked[2]).starts_with("未回傳（期限 "), "{asked:?}");
+    // A unit's officer cannot answer for the chief.
+    let filled = city.tmp.path().join("KPB-record.xlsx");
+    refill_sheet(&record, &filled, "外部稽核紀錄", |rows| {
+        for r in table_rows(rows).iter_mut() {
+            r.resize(7, Data::Empty);
+            let bad = text(&r[0]).starts_with("查詢時避免非業務權責");
+            r[3] = Data::String(if bad { "不符合" } else { "符合" }.into());
+            r[4] = Data::String("實地訪查".into());
+            if bad {
+                r[6] = Data::String("刑事組螢幕面向走道，查詢 B223456789 時民眾可見".into());
+            }
+        }
+        sign(rows, "衛生局 周秀志", "2027/01/20");
+    });
+    let by_officer = city.tmp.path().join("KPB-record-by-officer.xlsx");
+    {
+        let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let bytes = webir_audit::mail::protect(
+            &city.config,
+            &mut store,
+            "KPB",
+            webir_audit::mail::Role::Officer,
+            &std::fs::read(&filled).unwrap(),
+            "2026-07-10T09:00:00Z",
+        )
+        .unwrap()
+        .bytes;
+        std::fs::write(&by_officer, bytes).unwrap();
+    }
+    let out = city.ingest(&by_officer);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    // The chief's return is recorded and closes the chief's item and the
+    // unit's preparation; its 不符合 goes to the unit.
+    let out = city.ingest(&filled);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    let item = |key: &str, job: &str| {
+        items
+            .iter()
+            .find(|i| i.unit_id == key && i.job == job && i.run_id == run)
+            .unwrap_or_else(|| panic!("no {job} item of {key}"))
+            .clone()
+    };
+    assert!(item("KPB:chief", "external-audit").closed_at.is_some());
+    assert!(
+        item("KPB", "external-audit").closed_at.is_some(),
+        "prepared"
+    );
+    let follow = item("KPB", "external-audit-follow-up");
+    let kpb = city.config.agencies.get("KPB").unwrap();
+    assert_eq!(Some(&follow.sent_to), kpb.officer_email.as_ref());
+    assert!(follow.closed_at.is_none());
+    let to: BTreeSet<String> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.report.starts_with("investigation:KPB:"))
+        .inspect(|r| {
+            assert!(
+                r.subject.contains("外部稽核紀錄查核結果不符合 1 項"),
+                "{}",
+                r.subject
+            )
+        })
+        .map(|r| r.recipient)
+        .collect();
+    let both: BTreeSet<String> = [&kpb.officer_email, &kpb.ethics_email]
+        .into_iter()
+        .map(|a| a.clone().unwrap())
+        .collect();
+    assert_eq!(to, both);
+    drop(store);
+    let kept = webir_audit::archive::kept_file(
+        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
+        "KPB:chief",
+        webir_audit::worksheet::EXTERNAL_FOLLOW_UP_FILE,
+    )
+    .expect("the follow-up record is kept beside the chief's return");
+    let (_, sheets) = read(&kept);
+    let (h, rows) = table(&sheets, "改善紀錄");
+    assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(text(&rows[0][2]), "第五點第二款第三目");
+    let found = text(&rows[0][3]);
+    assert!(
+        found.contains("B22****789") && !found.contains("B223456789"),
+        "{found}"
+    );
+    // The unit returns what it did; the follow-up closes.
+    let done = city.tmp.path().join("KPB-follow-up.xlsx");
+    refill_sheet(&kept, &done, "改善紀錄", |rows| {
+        for r in table_rows(rows).iter_mut() {
+            r.resize(7, Data::Empty);
+            r[4] = Data::String("螢幕加裝防窺片並調整座位".into());
+            r[5] = Data::String("政風室王科員".into());
+            r[6] = Data::String("2027/02/10".into());
+        }
+    });
+    let out = city.ingest(&done);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    // The officer review lists every officer account of the roster and
+    // leaves out the chief administrator's own, the NHIA's to change.
+    let review = dir.join("reports/KHB.chief-admin.xlsx");
+    let ing = webir_audit::ingest::ingest(&city.config, None).unwrap();
+    let roster = ing.table(webir_audit::model::Table::Roster);
+    let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
+    let roles = roster.column("role").unwrap().str().unwrap().clone();
+    let with_role = |role: &str| -> BTreeSet<String> {
+        accounts
+            .iter()
+            .zip(roles.iter())
+            .filter(|(_, r)| *r == Some(role))
+            .filter_map(|(a, _)| a.map(str::to_owned))
+            .collect()
+    };
+    let (_, sheets) = read(&review);
+    let (_, rows) = table(&sheets, "專責人員帳號");
+    let listed: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
+    assert_eq!(listed, with_role("officer"));
+    let chief_accounts: Vec<String> = with_role("chief_admin").into_iter().collect();
+    assert!(!chief_accounts.is_empty());
+    let summary: String = sheets["摘要"]
+        .iter()
+        .flatten()
+        .map(text)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        summary.contains(&format!(
+            "總管理者帳號（{}）不列入",
+            chief_accounts.join("、")
+        )) && summary.contains("中央健康保險署申請權限異動"),
+        "{summary}"
+    );
+    // Every officer account decided, returned whole.
+    let decided = city.tmp.path().join("officer-review.xlsx");
+    refill_sheet(&review, &decided, "專責人員帳號", |rows| {
+        for r in table_rows(rows).iter_mut() {
+            r.resize(11, Data::Empty);
+            r[7] = Data::String("保留".into());
+            r[9] = Data::String("周秀志".into());
+            r[10] = Data::String("2027/01/15".into());
+        }
+        sign(rows, "周秀志", "2027/01/15");
+    });
+    let out = city.ingest(&decided);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+    let items = store.due_items().unwrap();
+    let closed = |key: &str, job: &str| {
+        items
+            .iter()
+            .find(|i| i.unit_id == key && i.job == job && i.run_id == run)
+            .is_some_and(|i| i.closed_at.is_some())
+    };
+    assert!(closed("KPB", "external-audit-follow-up"));
+    assert!(closed("KHB:chief", "external-audit"));
+    let (answered, n) = store
+        .answered("external-audit", &run, "KHB:chief")
+        .unwrap()
+        .expect("the officer review's return");
+    assert!(n > 0 && answered == n, "{answered} of {n}");
+}
+
 /// Point 4: the external audit draws units from a seed like the sample
 /// audit does (kind "unit"), never the Health Bureau itself, and reviews
 /// every officer account.
@@ -1680,14 +1903,32 @@ fn external_audit_draws_units_reproducibly() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(reports, ["city-wide.xlsx"], "the Health Bureau's alone");
+    // The Health Bureau's alone: the city-wide workbook, and those the
+    // chief administrator fills in (the officer review, a record of each
+    // unit drawn).
+    let mut want = vec![
+        "city-wide.xlsx".to_owned(),
+        "KHB.chief-admin.xlsx".to_owned(),
+    ];
+    want.extend(
+        units
+            .iter()
+            .filter(|u| u["selected"] == true)
+            .map(|u| format!("{}.chief-admin.xlsx", u["unit_id"].as_str().unwrap())),
+    );
+    want.sort();
+    let mut reports = reports;
+    reports.sort();
+    assert_eq!(reports, want);
     let (names, sheets) = read(&first.join("reports/city-wide.xlsx"));
     assert_eq!(
         names,
         [
             "摘要",
             "各單位",
-            "專責人員帳號",
+            // What the draw asks: the units' preparation, the chief's
+            // records and officer review.
+            "回收狀況",
             "外部稽核抽選",
             "帳號彙整",
             "資料品質",
