@@ -53,6 +53,9 @@ struct Cx<'a> {
     opened_on: &'a str,
     reply_to: String,
     contact: &'a str,
+    /// The chief administrator's own item (a record, the officer review,
+    /// a change of chief): nobody else is told of its delay.
+    chief_own: bool,
 }
 
 /// The reminders due at `now` for every open item, composed (not queued):
@@ -98,7 +101,9 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
                     },
                 ),
             };
-            if stage == Stage::Overdue {
+            // The chief's own items are chased to the chief already: no
+            // digest of them to the chief besides.
+            if stage == Stage::Overdue && !crate::report::is_chief_key(&item.unit_id) {
                 overdue.entry(item.run_dir.as_str()).or_default().push(item);
             }
             let Some(address) = address else { continue };
@@ -121,6 +126,7 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
                 opened_on: item.opened_at.get(..10).unwrap_or(&item.opened_at),
                 reply_to: reply_to.clone(),
                 contact,
+                chief_own: crate::report::is_chief_key(&item.unit_id),
             };
             out.push(message(
                 config,
@@ -166,6 +172,7 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
                 opened_on: first.opened_at.get(..10).unwrap_or(&first.opened_at),
                 reply_to: reply_to.clone(),
                 contact,
+                chief_own: false,
             };
             let key = format!("reminder:{}:overdue-digest", first.job);
             out.push(message(config, &cx, run_dir, &key, chief, now)?);
@@ -365,6 +372,100 @@ fn handover(
         &attachment,
         now,
     )
+}
+
+/// The state's record of who the chief administrator is (`name <email>`).
+const CHIEF_SEEN: &str = "chief_administrator";
+
+/// The due item of a change of chief administrator.
+pub const CHIEF_CHANGE_JOB: &str = "chief-change";
+
+/// Point 4, last paragraph: when the config names another chief
+/// administrator than the one the state last saw, the Health Bureau must
+/// apply to the NHIA for the change of permissions. The new chief (and
+/// the old one, and the admin) are told, and a due item for the Health
+/// Bureau is opened and chased until closed by hand (`followup close`).
+/// The first chief the state sees is recorded without a notice. Returns
+/// whether a change was noticed.
+pub fn chief_changed(config: &Config, store: &mut Store, now: DateTime<Utc>) -> Result<bool> {
+    let Some(chief) = &config.chief else {
+        return Ok(false);
+    };
+    let current = format!("{} <{}>", chief.name, chief.email);
+    let Some(seen) = store.meta_get(CHIEF_SEEN)? else {
+        store.meta_set(CHIEF_SEEN, &current)?;
+        return Ok(false);
+    };
+    if seen == current {
+        return Ok(false);
+    }
+    let local = now.with_timezone(&config.timezone).naive_local();
+    let at = local.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let due_on = crate::report::build::due_after(
+        config,
+        local,
+        i64::from(config.followup.account_review_days),
+    );
+    let hb = config.agencies.health_bureau();
+    // Keyed by the change: the same change is noticed once, a later one
+    // again.
+    let key = {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(format!("{seen}\n{current}"))[..8])
+    };
+    let run = format!("{CHIEF_CHANGE_JOB}/{key}");
+    let body = config.templates.render(
+        "chief-change.txt.j2",
+        &serde_json::json!({
+            "old": seen,
+            "new": current,
+            "changed_at": at,
+            "due_on": due_on.to_string(),
+            "reply_to": config.mail.reply_address(),
+            "contact": config.mail.contact.clone().unwrap_or_default(),
+        }),
+    )?;
+    let old_email = seen
+        .rsplit_once('<')
+        .and_then(|(_, e)| e.strip_suffix('>'))
+        .map(str::to_owned);
+    let mut to = vec![chief.email.clone(), config.mail.admin.clone()];
+    to.extend(old_email.filter(|e| !to.iter().any(|t| t.eq_ignore_ascii_case(e))));
+    let subject = "【健保WebIR稽核】總管理者異動：請向健保署申請權限異動（管理要點第四點末段）";
+    let messages = to
+        .iter()
+        .map(|t| {
+            mail::plain(
+                config,
+                &run,
+                &format!("chief-change:{key}"),
+                t,
+                subject,
+                body.clone(),
+                now,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    store.atomically(|store| {
+        store.open_due(&DueItem {
+            id: 0,
+            job: CHIEF_CHANGE_JOB.to_owned(),
+            run_id: key.clone(),
+            run_dir: run.clone(),
+            unit_id: crate::report::chief_key(&hb.id),
+            sent_to: chief.email.clone(),
+            label: "總管理者異動之健保署權限異動申請".to_owned(),
+            opened_at: at.clone(),
+            due_on: due_on.to_string(),
+            closed_at: None,
+            closed_by: None,
+        })?;
+        store.queue(&messages, &mail::outbox::stamp(now))?;
+        store.meta_set(CHIEF_SEEN, &current)?;
+        Ok(())
+    })?;
+    tracing::info!(from = %seen, to = %current, "chief administrator changed: notice queued");
+    Ok(true)
 }
 
 /// Point 6(4): the units an external audit drew are each told what to

@@ -31,6 +31,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/handover.txt.j2"),
     ),
     (
+        "chief-change.txt.j2",
+        include_str!("../templates/chief-change.txt.j2"),
+    ),
+    (
         "external-notice.txt.j2",
         include_str!("../templates/external-notice.txt.j2"),
     ),

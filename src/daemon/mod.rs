@@ -240,6 +240,11 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         "handovers",
         crate::followup::hand_over(config, &mut store, now).map(|n| handovers = n),
     );
+    // A new chief administrator: the NHIA is to be applied to.
+    step(
+        "chief administrator",
+        crate::followup::chief_changed(config, &mut store, now).map(|_| ()),
+    );
     // What runs asked of units is chased on its deadline's schedule.
     let mut reminders = 0;
     step(

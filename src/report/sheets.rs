@@ -535,7 +535,11 @@ fn write_table(
         // The workbook's kind, and the sheet when it is another name; a
         // second review says so on every page.
         let centre = if let Some(doc) = model.chief_document() {
-            escape_header(doc)
+            if sheet_name.starts_with(doc) {
+                escape_header(&sheet_name)
+            } else {
+                format!("{} {}", escape_header(doc), escape_header(&sheet_name))
+            }
         } else if model.second_review().is_some() {
             format!("專責人員本人帳號覆核 {}", escape_header(&sheet_name))
         } else if sheet_name.starts_with(model.kind.title()) {

@@ -80,12 +80,75 @@ allowed_domains = ["example.gov.tw"]
 
 /// Writes the load city into `dir`: its config, a sample-audit schedule
 /// and the four exports.
+/// The application problems planted in a load city (points 2, 5(1)2), on
+/// its first business users' accounts: `(code, account)`. Every other
+/// account was applied for, by its holder, and approved before it opened.
+pub fn load_planted(size: LoadSize) -> Vec<(crate::checks::Code, String)> {
+    use crate::checks::Code;
+    let first = size.agencies;
+    if size.accounts < first + 4 {
+        return Vec::new();
+    }
+    vec![
+        (Code::AccountNoApplication, format!("L{first:05}")),
+        (
+            Code::AccountCreatedBeforeApproval,
+            format!("L{:05}", first + 1),
+        ),
+        (
+            Code::AccountApplicationOtherHolder,
+            format!("L{:05}", first + 2),
+        ),
+    ]
+}
+
+/// The applications register of a load city: one approved 新增 per
+/// account (officers' to the Health Bureau, users' to their officer) but
+/// the problems [`load_planted`] names. It draws nothing from the city's
+/// random stream: the rest of the city is the same with it as without.
+fn write_applications(w: &mut impl Write, size: LoadSize) -> Result<()> {
+    use crate::checks::Code;
+    writeln!(
+        w,
+        "帳號,申請人,員工編號,申請機關,申請類別,申請權限,申請日期,核定人,核定日期"
+    )?;
+    let planted = load_planted(size);
+    let is = |a: usize, code: Code| {
+        planted
+            .iter()
+            .any(|(c, acc)| *c == code && *acc == format!("L{a:05}"))
+    };
+    for a in 0..size.accounts {
+        if is(a, Code::AccountNoApplication) {
+            continue;
+        }
+        let applicant = if is(a, Code::AccountApplicationOtherHolder) {
+            a + 1
+        } else {
+            a
+        };
+        // The account opened on 2024-01-02.
+        let approved = if is(a, Code::AccountCreatedBeforeApproval) {
+            "2024-01-10"
+        } else {
+            "2023-12-28"
+        };
+        writeln!(
+            w,
+            "L{a:05},測試{applicant},P{applicant:05},{},新增,查詢,2023-12-20,主管{},{approved}",
+            agency_id(a % size.agencies),
+            a % size.agencies
+        )?;
+    }
+    Ok(())
+}
+
 pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
     anyhow::ensure!(
         size.agencies >= 1 && size.accounts >= size.agencies,
         "a load city needs an agency and at least one account per agency"
     );
-    for sub in ["query_logs", "roster", "hr", "forms"] {
+    for sub in ["query_logs", "roster", "hr", "forms", "applications"] {
         std::fs::create_dir_all(dir.join("inbox").join(sub))?;
     }
     std::fs::create_dir_all(dir.join("schedules"))?;
@@ -129,6 +192,7 @@ pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
             national_id(&mut r)
         )?;
     }
+    write_applications(&mut file("applications/applications_20260702.csv")?, size)?;
     // Queries in runs of up to ten on one subject, each run explained by
     // a form approved shortly before its first query.
     let subjects: Vec<String> = (0..50_000).map(|_| national_id(&mut r)).collect();

@@ -27,7 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng as _, SeedableRng};
 
 pub use city::AGENCIES;
-pub use load::{LoadSize, write_load_city};
+pub use load::{LoadSize, load_planted, write_load_city};
 
 pub const DEFAULT_SEED: u64 = 20260702;
 

@@ -1126,3 +1126,97 @@ fn a_query_check_comes_back_with_what_was_done() {
         "the sample city has a unit without findings"
     );
 }
+
+/// Point 4, last paragraph: a new chief administrator in the config is
+/// noticed by the daemon once: the new chief, the old one and the admin
+/// are told to apply to the NHIA for the change of permissions, and the
+/// Health Bureau's item is chased until it is closed by hand. The chief
+/// the state sees first is recorded without a notice.
+#[test]
+fn a_new_chief_administrator_is_told_to_apply_to_the_nhia() {
+    let city = City::new();
+    city.run(&["daemon", "--once"], "2026-07-10T09:00:00+08:00");
+    assert_eq!(
+        count(&city.mails(), "總管理者異動"),
+        0,
+        "the first chief seen"
+    );
+    let text = std::fs::read_to_string(&city.config).unwrap();
+    assert!(text.contains("chief.khb@example.gov.tw"));
+    std::fs::write(
+        &city.config,
+        text.replace("周秀志", "林新任")
+            .replace("chief.khb@example.gov.tw", "chief2.khb@example.gov.tw"),
+    )
+    .unwrap();
+    city.run(&["daemon", "--once"], "2026-07-13T09:00:00+08:00");
+    city.run(&["daemon", "--once"], "2026-07-13T10:00:00+08:00");
+    let mails = city.mails();
+    let notices: Vec<&Parsed> = mails
+        .iter()
+        .filter(|m| m.subject.contains("總管理者異動"))
+        .collect();
+    let config = webir_audit::config::load(&city.config).unwrap();
+    let to: std::collections::BTreeSet<&str> = notices.iter().map(|m| m.to.as_str()).collect();
+    assert_eq!(
+        to,
+        [
+            "chief.khb@example.gov.tw",
+            "chief2.khb@example.gov.tw",
+            config.mail.admin.as_str()
+        ]
+        .into_iter()
+        .collect(),
+        "told once each, the old chief too"
+    );
+    assert_eq!(notices.len(), 3);
+    let text = &notices[0].text;
+    assert!(
+        text.contains("第四點末段") && text.contains("健保署") && text.contains("林新任"),
+        "{text}"
+    );
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let item = store
+        .due_items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.job == "chief-change")
+        .expect("the Health Bureau's item");
+    assert_eq!(item.sent_to, "chief2.khb@example.gov.tw");
+    assert!(item.closed_at.is_none());
+    drop(store);
+    // Chased past its day, to the new chief only.
+    let past: chrono::NaiveDate = item.due_on.parse().unwrap();
+    let later = format!("{}T09:00:00+08:00", past + chrono::Duration::days(2));
+    city.run(&["daemon", "--once"], &later);
+    let chased: Vec<String> = city
+        .mails()
+        .into_iter()
+        .filter(|m| m.subject.contains("逾期：") && m.subject.contains("健保署權限異動申請"))
+        .map(|m| m.to)
+        .collect();
+    assert!(
+        !chased.is_empty(),
+        "chased: {:?}",
+        city.mails()
+            .iter()
+            .map(|m| (m.to.clone(), m.subject.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        chased,
+        ["chief2.khb@example.gov.tw"],
+        "once, to the new chief"
+    );
+    let reminder = city
+        .mails()
+        .into_iter()
+        .find(|m| m.subject.contains("逾期：") && m.subject.contains("健保署權限異動申請"))
+        .unwrap();
+    assert!(
+        reminder.text.contains("衛生局總管理者 您好")
+            && !reminder.text.contains("並已通知衛生局總管理者"),
+        "{}",
+        reminder.text
+    );
+}

@@ -371,10 +371,17 @@ fn a_city_shaped_differently_prints_the_same_way() {
         let largest = names
             .iter()
             .rev()
-            .find(|(_, n)| n != "city-wide.xlsx" && !n.contains("second-review"))
+            .find(|(_, n)| {
+                n != "city-wide.xlsx" && !n.contains("second-review") && !n.contains("chief-admin")
+            })
             .map(|(_, n)| n.clone());
+        // And the chief administrator's (the external audit's records and
+        // officer review).
         for name in names.iter().map(|(_, n)| n.clone()).filter(|n| {
-            n == "city-wide.xlsx" || n.contains("second-review") || Some(n) == largest.as_ref()
+            n == "city-wide.xlsx"
+                || n.contains("second-review")
+                || n.contains("chief-admin")
+                || Some(n) == largest.as_ref()
         }) {
             let copy = tmp.path().join(format!("{i}-{name}"));
             std::fs::copy(reports.join(&name), &copy).unwrap();
@@ -384,6 +391,75 @@ fn a_city_shaped_differently_prints_the_same_way() {
     assert!(books.len() >= 7, "{books:?}");
     prints_as_a_person_reads_it(&books, tmp.path(), None);
     sent_to_the_right_people_by_working_days(&config, &runs);
+    issue_31_documents_hold(&runs);
+}
+
+/// Issue 31's documents on a city of any shape: every unit's internal
+/// audit has a row for every duty of 資料安全管制作業, pre-filled or
+/// 未檢核; the external audit sends the chief a record of each unit drawn
+/// and the officer review.
+fn issue_31_documents_hold(runs: &[PathBuf]) {
+    let of = |job: &str| {
+        runs.iter()
+            .find(|r| r.parent().unwrap().file_name().unwrap() == job)
+            .unwrap_or_else(|| panic!("no {job} run"))
+    };
+    let audit = of("internal-audit").join("reports");
+    let mut units = 0;
+    for e in std::fs::read_dir(&audit).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "city-wide.xlsx" || name.contains("second-review") {
+            continue;
+        }
+        let mut wb: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        let range = wb.worksheet_range("內部稽核").unwrap();
+        let rows: Vec<(String, String)> = range
+            .rows()
+            .skip(3)
+            .map(|r| (r[1].to_string(), r[2].to_string()))
+            .collect();
+        for point in [
+            "第五點第一款第一目",
+            "第五點第一款第二目",
+            "第五點第一款第三目",
+            "第五點第二款第一目",
+            "第五點第二款第二目",
+            "第五點第二款第三目",
+            "第五點第二款第四目",
+            "第五點第三款",
+            "第五點第四款",
+        ] {
+            let (_, found) = rows
+                .iter()
+                .find(|(p, _)| p == point)
+                .unwrap_or_else(|| panic!("{name}: no row of {point}"));
+            assert!(!found.is_empty(), "{name} {point}: nothing found or 未檢核");
+        }
+        units += 1;
+    }
+    assert!(units > 1);
+    let external = of("external-audit");
+    let selection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(external.join("selection.json")).unwrap()).unwrap();
+    for u in selection["units"].as_array().unwrap() {
+        if u["selected"] == true {
+            let id = u["unit_id"].as_str().unwrap();
+            let path = external.join(format!("reports/{id}.chief-admin.xlsx"));
+            let mut wb: calamine::Xlsx<_> = calamine::open_workbook(&path).unwrap();
+            let rows = wb.worksheet_range("外部稽核紀錄").unwrap().rows().count();
+            assert!(rows > 10, "{id}: {rows} rows");
+        }
+    }
+    let reviews = std::fs::read_dir(external.join("reports"))
+        .unwrap()
+        .filter(|e| {
+            let p = e.as_ref().unwrap().path();
+            calamine::open_workbook::<calamine::Xlsx<_>, _>(&p)
+                .is_ok_and(|wb| wb.sheet_names().iter().any(|n| n == "專責人員帳號"))
+        })
+        .count();
+    assert_eq!(reviews, 1, "one review of officer accounts");
 }
 
 /// Prints `books` to PDF (in `tmp`) and reads every page as a person

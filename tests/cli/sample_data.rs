@@ -183,6 +183,51 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     assert!(subjects.iter().flatten().all(|s| s.contains("****")));
 }
 
+/// Issue 31, on a city shaped unlike the sample one (14 agencies, 420
+/// accounts, the shape of `render::a_city_shaped_differently_…`): the
+/// applications register's checks find the problems planted in it, on
+/// the right accounts, and nothing on the other 417, officers included.
+#[test]
+fn the_application_checks_hold_on_a_city_shaped_differently() {
+    use webir_audit::checks::{self, Code, Scope};
+    let tmp = tempfile::tempdir().unwrap();
+    let size = webir_audit::synth::LoadSize {
+        agencies: 14,
+        accounts: 420,
+        queries: 30_000,
+    };
+    webir_audit::synth::write_load_city(tmp.path(), size, 7).unwrap();
+    let config = webir_audit::config::load(&tmp.path().join("webir-audit.toml")).unwrap();
+    let mut ing = webir_audit::ingest::ingest(&config, None).unwrap();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
+    ing.resolve_roster(webir_audit::ingest::snapshot::Reference::Day(as_of))
+        .unwrap();
+    let review = checks::run(
+        &config,
+        webir_audit::run::tables(&ing),
+        Scope::Accounts,
+        as_of,
+        None,
+    )
+    .unwrap();
+    let application = [
+        Code::AccountNoApplication,
+        Code::AccountCreatedBeforeApproval,
+        Code::AccountApplicationOtherHolder,
+        Code::AccountChangeNotApplied,
+    ];
+    let got: BTreeSet<(String, String)> = found(&review)
+        .into_iter()
+        .filter(|(c, _)| application.iter().any(|a| a.as_str() == c))
+        .collect();
+    let want: BTreeSet<(String, String)> = webir_audit::synth::load_planted(size)
+        .into_iter()
+        .map(|(c, a)| (c.as_str().to_owned(), a))
+        .collect();
+    assert_eq!(want.len(), 3);
+    assert_eq!(got, want);
+}
+
 /// Copies the sample city (or any folder), every file dated the
 /// harness's fixed [`crate::harness::FILE_TIME`].
 pub fn copy_dir(from: &Path, to: &Path) {
