@@ -1094,6 +1094,9 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
     );
     let ws = wb.add_worksheet();
     ws.set_name("摘要")?;
+    ws.set_landscape();
+    ws.set_paper_size(9);
+    ws.set_print_fit_to_pages(1, 0);
     ws.set_column_width(0, 20)?;
     ws.set_column_width(1, 90)?;
     ws.write_string_with_format(
@@ -1140,12 +1143,24 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             ws.set_column_width((l.tool.len() + j) as u16, 24)?;
         }
     }
+    let width = |c: usize| {
+        if c + 1 == l.tool.len() { 30 } else { 14 }
+    };
     for (n, r) in i.rows.iter().enumerate() {
         let row = first + 1 + n as u32;
         ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
+        // What was found wraps in its column, the row as tall as it needs.
+        let mut lines = 1;
         for (c, v) in r.iter().enumerate() {
-            put(ws, row, c as u16 + 1, &Cell::Text(v.clone()), &st)?;
+            let c = c + 1;
+            if looks_like_formula(v) {
+                put(ws, row, c as u16, &Cell::Text(v.clone()), &st)?;
+            } else {
+                ws.write_string_with_format(row, c as u16, masked(v), &st.wrap)?;
+            }
+            lines = lines.max(printed_lines(v, width(c)));
         }
+        ws.set_row_height(row, 16.0 * lines as f64)?;
         for (j, (_, input)) in l.inputs.iter().enumerate() {
             let c = (l.tool.len() + j) as u16;
             let fmt = if *input == Input::Date {

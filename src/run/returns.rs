@@ -394,9 +394,11 @@ fn anomaly_row(a: &crate::store::WorksheetAnswer) -> Vec<String> {
 /// (what the system found and what the auditor wrote, IDs masked).
 fn nonconformity_row(c: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     let get = |h: &str| c.get(h).map(String::as_str).unwrap_or("");
+    // What the system found, unless it had nothing (a duty checked on
+    // site): the auditor's words then say it all.
     let said: Vec<String> = ["系統查得", "查核方式", "佐證", "說明"]
         .into_iter()
-        .filter(|h| !get(h).is_empty())
+        .filter(|h| !get(h).is_empty() && get(h) != crate::report::build::ON_SITE)
         .map(|h| format!("{h}：{}", crate::privacy::mask_ids_in_text(get(h))))
         .collect();
     vec![

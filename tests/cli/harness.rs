@@ -438,3 +438,14 @@ pub fn files_relative(dir: &Path) -> Vec<String> {
         .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
         .collect()
 }
+
+/// Copies `file` as `name` into `$WEBIR_AUDIT_TEST_ARTIFACTS`, when set:
+/// a document a test made (an investigation record, a follow-up) kept for
+/// a person to render and read. Nothing otherwise.
+pub fn keep_artifact(file: &Path, name: &str) {
+    if let Some(dir) = std::env::var_os("WEBIR_AUDIT_TEST_ARTIFACTS") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(file, dir.join(name)).unwrap();
+    }
+}

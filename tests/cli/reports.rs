@@ -1454,6 +1454,7 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
         webir_audit::worksheet::INVESTIGATION_FILE,
     )
     .expect("the investigation record is kept beside the return");
+    crate::harness::keep_artifact(&record, "internal-investigation.xlsx");
     let (_, sheets) = read(&record);
     let (h, rows) = table(&sheets, "調查紀錄");
     assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
@@ -1735,6 +1736,7 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
         webir_audit::worksheet::EXTERNAL_FOLLOW_UP_FILE,
     )
     .expect("the follow-up record is kept beside the chief's return");
+    crate::harness::keep_artifact(&kept, "external-follow-up.xlsx");
     let (_, sheets) = read(&kept);
     let (h, rows) = table(&sheets, "改善紀錄");
     assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
