@@ -444,7 +444,7 @@ pub fn compose(
         period_label: &model.period_label,
         kind_title: model.kind.title(),
         city_wide: model.city_wide(),
-        rule: model.kind.rule(),
+        rule: model.rule(),
         run_id: &model.run_id,
         findings_total: by_severity.iter().map(|c| c.count).sum(),
         by_severity,

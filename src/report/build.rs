@@ -209,6 +209,12 @@ pub struct UnitEvidence {
     pub register: Option<(i64, i64)>,
     /// AGENCY_OFFICER_COUNT findings of the unit.
     pub officer_count: Tally,
+    /// Point 5(2): accounts held, and queries made, by staff who may not
+    /// hold one.
+    pub ineligible: Tally,
+    /// Point 3: queries for a purpose the agency does not have, or not
+    /// the form's.
+    pub purposes: Tally,
     /// Point 5(1)2: accounts whose application is missing or wrong (the
     /// four application codes); withheld without the register.
     pub applications: Tally,
@@ -379,6 +385,17 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             ),
         ],
         vec![
+            "業務需求人員以編制內職員及約聘僱人員為限（不含職工、駕駛及臨時人員）".into(),
+            "第五點第二款".into(),
+            Cell::Text(e.ineligible.or_not_checked(|n| {
+                if n == 0 {
+                    "無不符資格者持有之帳號或其查詢".to_owned()
+                } else {
+                    format!("{n} 項（不符資格者持有帳號或以其帳號查詢）")
+                }
+            })),
+        ],
+        vec![
             "查詢總數".into(),
             "第六點第一款".into(),
             Cell::Text(e.queries.or_not_checked(|n| format!("{n} 筆{span}"))),
@@ -387,6 +404,17 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             "經事前核可查詢申請紀錄表說明之查詢".into(),
             "第五點第二款第一目".into(),
             Cell::Text(share),
+        ],
+        vec![
+            "查詢限於機關法定職務之目的".into(),
+            "第三點".into(),
+            Cell::Text(e.purposes.or_not_checked(|n| {
+                if n == 0 {
+                    "無目的不符之查詢".to_owned()
+                } else {
+                    format!("{n} 筆（查詢目的非機關業務範圍，或與紀錄表所載目的不符）")
+                }
+            })),
         ],
         on_site(
             "查詢後資料不留存於螢幕；查詢、輸出及傳送採保密措施",
@@ -442,10 +470,19 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             Cell::Text(text),
         ]);
     }
+    // A worksheet not back yet has confirmed nothing either way.
+    let pending = e.sample_audits.iter().any(|(_, d)| {
+        d.as_ref()
+            .is_some_and(|d| d.sampled && d.returned.is_none())
+    });
     rows.push(vec![
         "工作底稿確認之異常".into(),
         "第六點第三款".into(),
-        Cell::Text(format!("{confirmed} 筆")),
+        Cell::Text(match (pending, confirmed) {
+            (true, 0) => "未檢核（工作底稿未回傳）".to_owned(),
+            (true, n) => format!("{n} 筆（另有工作底稿未回傳，未檢核）"),
+            (false, n) => format!("{n} 筆"),
+        }),
     ]);
     rows.push(vec![
         "嚴重或高風險之異常查詢".into(),
@@ -954,6 +991,19 @@ fn chief_models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
             &findings,
             Document::OfficerReview { accounts },
         )?;
+        m.notes.clear();
+        // How many officers each agency has is the agency's finding, not
+        // an account's: said here, where the decision is made.
+        let officer_counts = f
+            .findings
+            .clone()
+            .lazy()
+            .filter(col("code").eq(lit(Code::AgencyOfficerCount.as_str())))
+            .collect()?;
+        for r in strs(&officer_counts, "reason")?.into_iter().flatten() {
+            m.notes
+                .push(format!("專責人員人數不符規定（第五點第一款）：{r}"));
+        }
         m.actions = vec![format!(
             "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"
         )];
@@ -994,7 +1044,7 @@ fn chief_models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
             },
         )?;
         m.actions = vec![
-            format!("{name}已通知於 {deadline} 前備妥業務需求人員清冊及稽核資料（管理要點第六點第四款）；請於 {record_due} 前實地稽核，逐項填寫「外部稽核紀錄」之查核結果、查核方式及佐證並回傳（第四點第二款）。"),
+            format!("已通知{name}於 {deadline} 前備妥業務需求人員清冊及稽核資料（管理要點第六點第四款）；請於 {record_due} 前實地稽核，逐項填寫「外部稽核紀錄」之查核結果、查核方式及佐證，於表格下方簽章後，以原檔回覆寄送本工作簿之信件（第四點第二款）。"),
             "系統無資料之項目（未檢核）請實地查核；查核結果為「不符合」之項目，回傳後系統即通知該機關專責人員及政風單位改善並回報，列管至改善完成。".to_owned(),
         ];
         m.notes.clear();
@@ -1026,19 +1076,19 @@ pub fn external_record_table(e: &UnitEvidence, critical: u32) -> Table {
         if let Some(Cell::Text(s)) = r.get_mut(2) {
             *s = s.replace(
                 "（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）",
-                "（明細見該單位之抽查、查詢稽核及內部稽核工作簿）",
+                "（明細見全市彙整「帳號彙整」及各次抽查之全市彙整）",
             );
         }
     }
     t.rows.insert(
         0,
         vec![
-            "重大異常（抽選時）".into(),
+            "嚴重發現（抽選時，帳號及查詢）".into(),
             "第四點第二款".into(),
             Cell::Text(if critical == 0 {
                 "無".to_owned()
             } else {
-                format!("{critical} 件（本單位因此優先抽選；明細見各次抽查及查詢稽核）")
+                format!("{critical} 件（本單位因此優先抽選；明細見全市彙整「帳號彙整」及各次抽查之全市彙整）")
             }),
         ],
     );
@@ -2611,7 +2661,7 @@ fn selection_table(config: &Config, d: &UnitDraw) -> Table {
         headers: headers(&[
             "順位",
             "單位",
-            "重大異常",
+            "嚴重發現（帳號及查詢）",
             "籤值 ticket(seed, \"unit\", 期間, 單位)",
             "抽中",
         ]),
@@ -2645,13 +2695,13 @@ fn selection_table(config: &Config, d: &UnitDraw) -> Table {
 /// The summary's line on how the external audit drew its units.
 fn selection_note(d: &UnitDraw) -> String {
     format!(
-        "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；{}以 ticket(種子, \"unit\", {}, 單位) 由小至大排序，取前 {} 個單位（規格 {} 第 14 節）",
+        "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；{}以 ticket(種子, \"unit\", {}, 單位) 由小至大排序，共抽 {} 個單位（規格 {} 第 14 節）；衛生局辦理外部稽核，不列入抽選",
         d.seed,
         super::seed_source(d.seed_source),
         d.draw_number,
         d.units_digest,
         if d.units.iter().any(|u| u.first) {
-            "有重大異常之單位優先並必抽，其餘"
+            "有嚴重發現之單位優先並必抽（計入抽選數，多於設定數時全數抽選），其餘"
         } else {
             ""
         },

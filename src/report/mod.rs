@@ -430,6 +430,19 @@ impl ReportModel {
         }
     }
 
+    /// The rule the workbook serves, as its summary and mail cite it.
+    pub fn rule(&self) -> &'static str {
+        match &self.document {
+            Document::OfficerReview { .. } => {
+                "管理要點第四點第五款：衛生局每年至少清查資訊需求機關專責人員帳號一次，並更新異動之帳號及權限"
+            }
+            Document::ExternalRecord { .. } => {
+                "管理要點第四點第二款、第六點第四款：衛生局外部稽核各機關是否確實辦理資料安全管制作業及稽核管制作業，受稽核機關備妥業務需求人員清冊及稽核資料"
+            }
+            _ => self.kind.rule(),
+        }
+    }
+
     /// The name of a workbook the chief administrator fills in and
     /// returns (its summary's title says it), if it is one.
     pub fn chief_document(&self) -> Option<&'static str> {

@@ -781,7 +781,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         .chain(auditor)
         .chain([
             ("產製時間", Cell::Time(m.generated_at)),
-            ("依據", Cell::Text(m.kind.rule().into())),
+            ("依據", Cell::Text(m.rule().into())),
             (
                 "證據鏈",
                 Cell::Text(m.chain_head.clone().map_or_else(
@@ -1187,11 +1187,29 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             ws.add_data_validation(first + 1, c, last, c, &dv)?;
         }
     }
+    // Signed once, below the table, as every sheet filled in.
+    let value_last = (l.headers().len() - 1).min(5) as u16;
+    for (r, (label, input)) in (last + 2..).zip(SIGN_OFF) {
+        ws.set_row_height(r, 30)?;
+        ws.merge_range(r, 0, r, 1, label, &st.header)?;
+        let fmt = if input == Input::Date {
+            &st.input_date
+        } else {
+            &st.input
+        };
+        ws.merge_range(r, 2, r, value_last, "", fmt)?;
+    }
     ws.set_freeze_panes(first + 1, 2)?;
     ws.set_landscape();
     ws.set_paper_size(9);
     ws.set_print_fit_to_pages(1, 0);
     ws.set_repeat_rows(first, first)?;
+    ws.set_header(format!(
+        "&L{}&C{}&R{}",
+        escape_header(i.unit_name),
+        escape_header(i.title),
+        escape_header(i.period_label)
+    ));
     ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
     ws.protect_with_options(&ProtectionOptions {
         format_columns: true,

@@ -137,6 +137,24 @@ const APPLICATION_CODES: [Code; 4] = [
     Code::AccountChangeNotApplied,
 ];
 
+/// The codes of point 5(2)'s eligible staff: accounts held, queries made.
+const INELIGIBLE: [Code; 2] = [
+    Code::AccountIneligibleEmployment,
+    Code::QueryByIneligibleHolder,
+];
+
+/// The codes of point 3's purposes.
+const PURPOSES: [Code; 2] = [Code::QueryPurposeNotAllowed, Code::QueryPurposeMismatch];
+
+/// Two counts per unit, summed.
+fn add(a: BTreeMap<String, (i64, i64)>, b: BTreeMap<String, (i64, i64)>) -> BTreeMap<String, i64> {
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    for (u, (n, _)) in a.into_iter().chain(b) {
+        *out.entry(u).or_default() += n;
+    }
+    out
+}
+
 /// What the registers show of a unit (points 5(1)1, 5(4)).
 #[derive(Debug, Default)]
 struct UnitRegisters {
@@ -284,6 +302,11 @@ fn evidence(
     let open_items = count_by_unit(account_findings, &[])?;
     let stale = count_by_unit(account_findings, &[Code::AccountPasswordStale])?;
     let officer_count = count_by_unit(account_findings, &[Code::AgencyOfficerCount])?;
+    let ineligible = add(
+        count_by_unit(account_findings, &INELIGIBLE)?,
+        count_by_unit(query_findings, &INELIGIBLE)?,
+    );
+    let purposes = count_by_unit(query_findings, &PURPOSES)?;
     let applications = count_by_unit(account_findings, &APPLICATION_CODES)?;
     let serious = count_by_unit(query_findings, &[])?;
     // A table missing from the inbox or failed to load: no check that
@@ -306,6 +329,8 @@ fn evidence(
     let w_accounts = withheld(not_checked, Scope::Accounts, &[]);
     let w_stale = withheld(not_checked, Scope::Accounts, &[Code::AccountPasswordStale]);
     let w_officers = withheld(not_checked, Scope::Accounts, &[Code::AgencyOfficerCount]);
+    let w_ineligible = withheld(not_checked, Scope::Accounts, &INELIGIBLE);
+    let w_purposes = withheld(not_checked, Scope::Queries, &PURPOSES);
     let w_applications = withheld(not_checked, Scope::Accounts, &APPLICATION_CODES);
     let w_queries = withheld(not_checked, Scope::Queries, &[]);
     let mut w_log: Vec<String> = log
@@ -413,6 +438,12 @@ fn evidence(
                 notices,
                 register: (!no_roster).then(|| registers.get(u).map_or((0, 0), |r| r.register)),
                 officer_count: tally(officer_count.get(u).map_or(0, |x| x.0), &w_officers),
+                ineligible: tally(ineligible.get(u).copied().unwrap_or(0), &w_ineligible),
+                purposes: {
+                    let mut t = tally(purposes.get(u).map_or(0, |x| x.0), &w_purposes);
+                    t.none_ran = no_log;
+                    t
+                },
                 applications: tally(applications.get(u).map_or(0, |x| x.0), &w_applications),
                 kept: Kept {
                     forms_since: registers.get(u).and_then(|r| r.forms_since),

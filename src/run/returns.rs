@@ -238,6 +238,8 @@ struct Found {
     measure: &'static str,
     /// What the officer is asked to do, and (second) the ethics unit.
     asks: [&'static str; 2],
+    /// The regulation's point it answers.
+    point: &'static str,
 }
 
 /// What an investigation of point 6(3) asks.
@@ -254,6 +256,7 @@ const SAMPLE_ANOMALIES: Found = Found {
     finding: "確認異常",
     measure: "筆",
     asks: INVESTIGATE,
+    point: "第六點第三款",
 };
 
 /// The duties a returned internal audit found 不符合 (point 6(3)).
@@ -264,6 +267,7 @@ const INTERNAL_NONCONFORMITIES: Found = Found {
     finding: "查核結果不符合",
     measure: "項",
     asks: INVESTIGATE,
+    point: "第六點第三款",
 };
 
 /// The duties the chief administrator's record of an external audit found
@@ -278,6 +282,7 @@ const EXTERNAL_NONCONFORMITIES: Found = Found {
         "請改善並會同貴機關政風單位查明",
         "請貴單位會同貴機關專責人員查明",
     ],
+    point: "第四點第二款",
 };
 
 /// What a return asks to investigate with the ethics unit: whose, found
@@ -432,8 +437,8 @@ fn investigation(
         layout: f.layout,
         title: f.kind.title,
         todo: format!(
-            "{}{}之事項，依管理要點第六點第三款{}，於 {due_on} 前逐{}填寫「{}」黃色欄位，由專責人員以原檔回覆。",
-            f.source, f.finding, f.asks[0], f.measure, f.layout.sheet
+            "{}{}之事項，依管理要點{}，{}，於 {due_on} 前逐{}填寫「{}」黃色欄位，於表格下方簽章後，由專責人員以原檔回覆。",
+            f.source, f.finding, f.point, f.asks[0], f.measure, f.layout.sheet
         ),
         unit_id: case.unit_id,
         unit_name: unit.map_or(case.unit_id, |u| u.name.as_str()),
@@ -511,6 +516,7 @@ fn open_investigation(
                 "run_id": case.run_id,
                 "source": case.found.source,
                 "ask": case.found.asks[usize::from(role == mail::Role::Ethics)],
+                "point": case.found.point,
                 "sheet": case.found.layout.sheet,
                 "finding": case.found.finding,
                 "measure": case.found.measure,

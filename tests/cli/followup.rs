@@ -268,7 +268,9 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     std::fs::write(&opened, &record).unwrap();
     let filled = city.path("inv-filled.xlsx");
     crate::reports::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
-        assert_eq!(rows.len(), 4, "one anomaly: {rows:?}");
+        // Title, blank, header, one anomaly, blank, the three sign-off lines.
+        assert_eq!(rows.len(), 8, "one anomaly: {rows:?}");
+        assert_eq!(rows[5][0], calamine::Data::String("填表人（簽章）".into()));
         rows[3].resize(11, calamine::Data::Empty);
         rows[3][6] = calamine::Data::String("政風室王科員".into());
         rows[3][7] = calamine::Data::String("經查係承辦人誤植目的".into());

@@ -420,6 +420,8 @@ fn issue_31_documents_hold(runs: &[PathBuf]) {
             .map(|r| (r[1].to_string(), r[2].to_string()))
             .collect();
         for point in [
+            "第三點",
+            "第五點第二款",
             "第五點第一款第一目",
             "第五點第一款第二目",
             "第五點第一款第三目",

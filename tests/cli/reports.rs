@@ -1286,9 +1286,11 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
     // One row per duty of 資料安全管制作業 (5(1)1–3, 5(2)1–4, 5(3), 5(4)).
     let points: Vec<String> = rows.iter().map(|r| text(&r[1])).collect();
     for point in [
+        "第三點",
         "第五點第一款第一目",
         "第五點第一款第二目",
         "第五點第一款第三目",
+        "第五點第二款",
         "第五點第二款第一目",
         "第五點第二款第二目",
         "第五點第二款第三目",
@@ -1316,6 +1318,8 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
         "{h1}"
     );
     assert_eq!(found("抽查 2026年下半年"), "未辦理");
+    // The worksheet is not back: what it confirms is not known yet.
+    assert_eq!(found("工作底稿確認之異常"), "未檢核（工作底稿未回傳）");
     // The queries explained are the period's queries less the unit's
     // findings of the four form codes, in this run's own findings.
     let total = found("查詢總數");
@@ -1495,7 +1499,7 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
         .answered("internal-audit", &run, "KPB")
         .unwrap()
         .expect("the internal audit's return");
-    assert_eq!((answered, rows), (17, 17));
+    assert_eq!((answered, rows), (19, 19));
 }
 
 /// A check withheld reads 未檢核 on the internal audit, never a number
@@ -1793,6 +1797,16 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
         )) && summary.contains("中央健康保險署申請權限異動"),
         "{summary}"
     );
+    // An agency with more or fewer than one officer is said where the
+    // officers are decided (the sample city plants both).
+    assert_eq!(
+        summary
+            .matches("專責人員人數不符規定（第五點第一款）")
+            .count(),
+        2,
+        "{summary}"
+    );
+    assert!(summary.contains("第四點第五款"), "its own rule: {summary}");
     // Every officer account decided, returned whole.
     let decided = city.tmp.path().join("officer-review.xlsx");
     refill_sheet(&review, &decided, "專責人員帳號", |rows| {
