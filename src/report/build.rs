@@ -1000,9 +1000,13 @@ fn chief_models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
             .lazy()
             .filter(col("code").eq(lit(Code::AgencyOfficerCount.as_str())))
             .collect()?;
-        for r in strs(&officer_counts, "reason")?.into_iter().flatten() {
-            m.notes
-                .push(format!("專責人員人數不符規定（第五點第一款）：{r}"));
+        let agencies = strs(&officer_counts, "agency_id")?;
+        for (a, r) in agencies.iter().zip(strs(&officer_counts, "reason")?) {
+            let (Some(a), Some(r)) = (a, r) else { continue };
+            m.notes.push(format!(
+                "專責人員人數不符規定（第五點第一款）：{}（{a}）{r}",
+                agency_name(f.config, a)
+            ));
         }
         m.actions = vec![format!(
             "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"

@@ -1806,6 +1806,10 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
         2,
         "{summary}"
     );
+    // Each names its agency.
+    for agency in ["高雄市三民區公所（DSM）", "高雄市政府觀光局（KTB）"] {
+        assert!(summary.contains(agency), "{agency}: {summary}");
+    }
     assert!(summary.contains("第四點第五款"), "its own rule: {summary}");
     // Every officer account decided, returned whole.
     let decided = city.tmp.path().join("officer-review.xlsx");
