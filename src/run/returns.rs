@@ -490,7 +490,7 @@ fn open_investigation(
         run_dir: kept.display().to_string(),
         unit_id: case.unit_id.to_owned(),
         sent_to: to.iter().find_map(|(a, _)| a.cloned()).unwrap_or_default(),
-        label: format!("{}之調查紀錄", case.what()),
+        label: format!("{}之{}", case.what(), case.found.layout.sheet),
         opened_at: clock
             .local(config.timezone)
             .format("%Y-%m-%dT%H:%M:%S")
