@@ -1714,6 +1714,13 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
     let kpb = city.config.agencies.get("KPB").unwrap();
     assert_eq!(Some(&follow.sent_to), kpb.officer_email.as_ref());
     assert!(follow.closed_at.is_none());
+    assert!(
+        follow
+            .label
+            .ends_with("外部稽核紀錄查核結果不符合 1 項之改善紀錄"),
+        "{}",
+        follow.label
+    );
     let to: BTreeSet<String> = store
         .outbox()
         .unwrap()
