@@ -1181,6 +1181,8 @@ fn drain_outbox(
     out: &mut dyn Write,
 ) -> Result<crate::mail::outbox::Drained, Error> {
     let mut store = crate::store::Store::open(&config.paths.state).map_err(anyhow::Error::from)?;
+    // What was sealed leaves the server with the mail: its receipt.
+    crate::receipt::send(config, &mut store, clock.now())?;
     let mut transport = crate::mail::outbox::transport(config)?;
     let d = crate::mail::outbox::drain(config, &mut store, transport.as_mut(), clock.now())?;
     writeln!(
@@ -1538,6 +1540,22 @@ fn archive_verify(
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").context("writing to stdout");
     for p in &problems {
         w(out, format!("{}: {}", p.run, p.problem))?;
+    }
+    // A head from a receipt, a mail or a workbook: what it vouches for.
+    if let Some(h) = head.map(|h| h.trim().to_ascii_lowercase())
+        && h.len() >= 16
+        && let Some(e) = chain.iter().find(|e| e.hash.starts_with(&h))
+    {
+        w(
+            out,
+            format!(
+                "head {} is entry {} of {}: entries 1 to {} are as that copy saw them",
+                &e.hash[..16],
+                e.seq,
+                chain.len(),
+                e.seq
+            ),
+        )?;
     }
     if problems.is_empty() {
         w(

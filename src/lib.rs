@@ -18,6 +18,7 @@ pub mod mail; // mail: templates, composing, the outbox and its transports (file
 pub mod model; // the canonical tables, their columns and vocabularies
 pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
 pub mod privacy; // masking of national IDs and names for anything a person reads
+pub mod receipt; // witnessed seals: the evidence chain's new head mailed outside the server
 pub mod report; // Excel workbooks: report models per unit and city-wide, and the pure renderer
 pub mod run; // the run layer: one dispatcher for every job, the run skeleton, the yearly audits, retention
 pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): population, selection, manifest

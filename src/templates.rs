@@ -31,6 +31,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/handover.txt.j2"),
     ),
     (
+        "receipt.txt.j2",
+        include_str!("../templates/receipt.txt.j2"),
+    ),
+    (
         "chief-change.txt.j2",
         include_str!("../templates/chief-change.txt.j2"),
     ),

@@ -251,6 +251,11 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         "reminders",
         crate::followup::remind(config, &mut store, now).map(|n| reminders = n),
     );
+    // Witnessed seals: the chain's new head leaves the server.
+    step(
+        "receipts",
+        crate::receipt::send(config, &mut store, now).map(|_| ()),
+    );
     pass.returns = returns;
     pass.handovers = handovers;
     pass.reminders = reminders;

@@ -67,13 +67,13 @@ pub(crate) fn writable(dir: &Path) {
     }
 }
 
-/// Writes `dir`'s seal again from its files, as a forger would.
+/// Writes `dir`'s seal again from its files (its workbooks too), as a
+/// forger would.
 fn reseal(dir: &Path) {
     writable(dir);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "SHA256SUMS" && !n.starts_with('.'))
+    let mut names: Vec<String> = crate::harness::files_relative(dir)
+        .into_iter()
+        .filter(|n| n != "SHA256SUMS" && !n.starts_with('.') && !n.contains("/."))
         .collect();
     names.sort();
     let mut sums = String::new();
@@ -165,6 +165,93 @@ fn an_altered_or_truncated_chain_is_caught() {
         out.stdout.contains(&format!(
             "does not contain head {head}: it was truncated or rewritten"
         )),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Issue 32, witnessed seals: the mail that follows a seal carries a
+/// receipt of the chain's new head, in full, to the chief administrator
+/// (here the Health Bureau's officer: no [chief_administrator]). A chain
+/// rebuilt afterwards — an old run's findings changed, its seal and every
+/// later hash recomputed — passes `archive verify` on its own: only the
+/// receipt's head catches it.
+#[test]
+fn a_chain_rebuilt_after_its_receipt_was_mailed_is_caught_by_the_receipt() {
+    let (t, runs, _) = city();
+    let send = |now: &str| {
+        let out = t.run(&["outbox", "send", "--now", now]);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    };
+    send("2026-07-03T10:00:00+08:00");
+    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let head = store.chain_head().unwrap().expect("a head");
+    assert_eq!(head.seq, 3);
+    let mails = crate::mail::parse_every(&webir_audit::mail::outbox::file_transport_dir(&config));
+    let receipts: Vec<&crate::mail::Parsed> = mails
+        .iter()
+        .filter(|m| m.subject.contains("證據鏈收據"))
+        .collect();
+    assert_eq!(receipts.len(), 1, "one receipt for the three seals");
+    assert_eq!(receipts[0].to, "o.khb@example.gov.tw");
+    assert!(
+        receipts[0].text.contains(&head.hash) && receipts[0].text.contains("第 3 筆"),
+        "{}",
+        receipts[0].text
+    );
+    // Nothing sealed since: no receipt again.
+    drop(store);
+    send("2026-07-03T11:00:00+08:00");
+    let again = crate::mail::parse_every(&webir_audit::mail::outbox::file_transport_dir(&config))
+        .iter()
+        .filter(|m| m.subject.contains("證據鏈收據"))
+        .count();
+    assert_eq!(again, 1);
+    // The receipt's head vouches for every entry up to it.
+    let out = verify(&t, Some(&head.hash));
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("is entry 3 of 3: entries 1 to 3 are as that copy saw them"),
+        "{}",
+        out.stdout
+    );
+    // A forger rewrites the first run and rebuilds the chain from it.
+    let old = &runs[0];
+    writable(old);
+    std::fs::write(old.join("findings.csv"), "code\n").unwrap();
+    reseal(old);
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    store.execute_raw("DROP TRIGGER chain_no_update").unwrap();
+    let mut prev = webir_audit::store::chain::GENESIS.to_owned();
+    for e in store.chain().unwrap() {
+        let digest = if e.seq == 1 {
+            webir_audit::archive::seal_digest(old).unwrap()
+        } else {
+            e.digest.clone()
+        };
+        let hash =
+            webir_audit::store::chain::entry_hash(&prev, e.seq, &e.kind, &e.id, &digest, &e.at);
+        store
+            .execute_raw(&format!(
+                "UPDATE chain SET digest = '{digest}', prev = '{prev}', hash = '{hash}' WHERE seq = {}",
+                e.seq
+            ))
+            .unwrap();
+        prev = hash;
+    }
+    drop(store);
+    let out = verify(&t, None);
+    assert_eq!(
+        out.status, 0,
+        "rebuilt whole, it passes alone: {}",
+        out.stdout
+    );
+    let out = verify(&t, Some(&head.hash));
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("does not contain head"),
         "{}",
         out.stdout
     );

@@ -36,6 +36,7 @@ const ORDER: &[&str] = &[
     "worksheet",
     "evidence",
     "followup",
+    "receipt",
     "status",
     // The run layer and what drives it.
     "run",

@@ -28,8 +28,25 @@ pub struct Parsed {
     pub attachment: Option<PathBuf>,
 }
 
-/// Every `.eml` in `dir`, in name order, parsed by Python.
+/// Every `.eml` in `dir` but the evidence chain's receipts, in name
+/// order, parsed by Python.
 pub fn parse_all(dir: &std::path::Path) -> Vec<Parsed> {
+    parse_every(dir)
+        .into_iter()
+        .filter(|p| !is_receipt(p))
+        .collect()
+}
+
+/// Whether `p` is a receipt of the evidence chain (issue 32): mail about
+/// the archive, not about any run; `chain` tests what receipts say, and
+/// the tests of runs' mail leave them out.
+pub fn is_receipt(p: &Parsed) -> bool {
+    p.subject.contains("證據鏈收據")
+}
+
+/// Every `.eml` in `dir`, receipts included, in name order, parsed by
+/// Python.
+pub fn parse_every(dir: &std::path::Path) -> Vec<Parsed> {
     let script = r#"
 import email, email.policy, glob, hashlib, json, sys
 out = []

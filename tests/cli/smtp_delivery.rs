@@ -86,9 +86,14 @@ pub fn received(smtp: &Smtp) -> Vec<(Vec<String>, Parsed)> {
         return Vec::new();
     }
     let dir = got[0].eml.parent().unwrap();
-    let parsed = parse_all(dir);
+    let parsed = crate::mail::parse_every(dir);
     assert_eq!(parsed.len(), got.len());
-    got.into_iter().map(|r| r.rcpt_tos).zip(parsed).collect()
+    // The evidence chain's receipts are `chain`'s to test.
+    got.into_iter()
+        .map(|r| r.rcpt_tos)
+        .zip(parsed)
+        .filter(|(_, p)| !crate::mail::is_receipt(p))
+        .collect()
 }
 
 /// How many times each Message-ID arrived.
