@@ -212,7 +212,7 @@ fn killed_during_a_run_the_period_completes_exactly_once() {
     assert!(folders[0].join("SHA256SUMS").exists(), "sealed");
     let queued = c.outbox().len();
     assert!(queued > 10);
-    assert_eq!(smtp.received().len(), queued, "every message, once");
+    assert_eq!(received(&smtp).len(), queued, "every message, once");
     assert!(arrivals(&smtp).values().all(|n| *n == 1));
     let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
     assert_eq!(
