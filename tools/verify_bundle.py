@@ -11,8 +11,9 @@ into, it checks that:
      "prev\\nseq\\nkind\\nid\\ndigest\\nat\\n" (docs/sampling.md, section 13);
   3. the chain holds the run's seal: an entry of kind "seal" whose id is
      the run and whose digest is the SHA-256 of run/SHA256SUMS;
-  4. with --head HEX (from a mail or a workbook's summary, 16 or more hex
-     characters), that the chain contains that head.
+  4. with --head HEX (a receipt's full head, or the 16 or more hex
+     characters a mail or a workbook's summary shows), that the chain
+     contains that head, and which entries it vouches for (sampling.md 13).
 
 Exactly two files may be missing, and only when bundle.json says they were
 withheld: population.tsv and rejects.csv, which may hold full national IDs
@@ -97,14 +98,22 @@ def main(argv):
     if not any(e["kind"] == "seal" and e["id"] == bundle["run"] and e["digest"] == seal
                for e in entries):
         problems.append("the chain has no seal of %s with this SHA256SUMS" % bundle["run"])
-    if head is not None and (len(head) < 16 or not any(e["hash"].startswith(head) for e in entries)):
-        problems.append("the chain does not contain head %s" % head)
+    covered = None
+    if head is not None:
+        found = [e for e in entries if len(head) >= 16 and e["hash"].startswith(head)]
+        if not found:
+            problems.append("the chain does not contain head %s" % head)
+        else:
+            covered = "head %s is entry %d of %d: entries 1 to %d are as that copy saw them" % (
+                head[:16], found[0]["seq"], len(entries), found[0]["seq"])
     for p in problems:
         print(p)
     if problems:
         return 1
     for n in notes:
         print(n)
+    if covered:
+        print(covered)
     print("OK")
     return 0
 
