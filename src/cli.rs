@@ -164,6 +164,11 @@ pub enum Command {
         /// sealed hashes named in `bundle.json`.
         #[arg(long)]
         with_personal_data: bool,
+        /// Puts in the exports the run read, byte for byte (their hashes
+        /// are in its `inputs.json`): an auditor rebuilds the population
+        /// from them with the spec. They hold personal data in full.
+        #[arg(long)]
+        with_inputs: bool,
     },
     /// What runs asked of units (due items).
     Followup {
@@ -535,6 +540,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             password_env,
             config,
             with_personal_data,
+            with_inputs,
         } => {
             let config = config::load(config)?;
             let password = std::env::var(password_env)
@@ -545,7 +551,14 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                         "environment variable {password_env} (the bundle's password) is not set"
                     )
                 })?;
-            let e = crate::evidence::export(&config, run, file, &password, *with_personal_data)?;
+            let e = crate::evidence::export(
+                &config,
+                run,
+                file,
+                &password,
+                *with_personal_data,
+                *with_inputs,
+            )?;
             writeln!(
                 out,
                 "{}: {} files, {} bytes before compression, {} chain entries; AES-256, password from {password_env}",

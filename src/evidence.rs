@@ -41,6 +41,61 @@ are left out. Their hashes stay in run/SHA256SUMS, and verify_bundle.py \
 accepts exactly these two missing; re-drawing the sample (verify_sample.py \
 MATCH) needs a bundle exported with --with-personal-data.\n";
 
+/// What the README adds when the exports went in.
+const README_INPUTS: &str = "\ninputs/ 含本次執行讀取之原始匯出檔（與 run/inputs.json 所載雜湊值相同），\
+內含未遮罩之個人資料（被查詢人身分證號、人員資料），僅供依規格重建母體之稽核人員使用，用畢請銷毀。\n\
+inputs/ holds the exports the run read, byte for byte (their hashes are in \
+run/inputs.json, which verify_bundle.py checks): they hold personal data in \
+full (national IDs of people queried, staff records). For an auditor \
+rebuilding population.tsv from the spec; destroy after use.\n";
+
+/// The exports a run read, as ingested: `(path as run/inputs.json names
+/// it, bytes)`, each found where the tool keeps it (the input store, its
+/// superseded copies, or the inbox) by its recorded hash.
+fn exports_of(config: &Config, run: &RunFolder) -> Result<Vec<(String, Vec<u8>)>> {
+    use sha2::Digest as _;
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(run.dir.join("inputs.json"))
+            .with_context(|| format!("reading {}/inputs.json", run.dir.display()))?,
+    )?;
+    let store = config.paths.inputs.clone();
+    let mut out = Vec::new();
+    for f in &listed {
+        let (Some(path), Some(sha)) = (f["path"].as_str(), f["sha256"].as_str()) else {
+            continue;
+        };
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let table = Path::new(path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut candidates = vec![config.paths.inbox.join(path)];
+        if let Some(s) = &store {
+            candidates.push(s.join(path));
+            if let Some(name) = &name {
+                candidates.push(
+                    s.join(crate::inputs::SUPERSEDED)
+                        .join(&table)
+                        .join(format!("{}-{name}", &sha[..sha.len().min(12)])),
+                );
+            }
+        }
+        let found = candidates.iter().find_map(|c| {
+            let bytes = std::fs::read(c).ok()?;
+            (hex::encode(sha2::Sha256::digest(&bytes)) == sha).then_some(bytes)
+        });
+        let bytes = found.with_context(|| {
+            format!(
+                "{path} (sha256 {sha}) is no longer held as the run read it: replaced or deleted by retention; the bundle cannot carry it"
+            )
+        })?;
+        out.push((path.to_owned(), bytes));
+    }
+    Ok(out)
+}
+
 /// The run files holding full national IDs: left out of a bundle unless
 /// the export asks for personal data.
 /// (`tools/verify_bundle.py` accepts exactly these missing, no others.)
@@ -56,6 +111,7 @@ pub fn export(
     out: &Path,
     password: &str,
     with_personal_data: bool,
+    with_inputs: bool,
 ) -> Result<Exported> {
     anyhow::ensure!(!password.is_empty(), "the bundle's password is empty");
     let run = RunFolder::parse(run_dir)
@@ -107,6 +163,12 @@ pub fn export(
     if !withheld_json.is_empty() {
         readme.push_str(README_WITHHELD);
     }
+    let exports = if with_inputs {
+        readme.push_str(README_INPUTS);
+        exports_of(config, &run)?
+    } else {
+        Vec::new()
+    };
     let mut entries: Vec<(String, Vec<u8>)> = vec![
         ("README.txt".into(), readme.into_bytes()),
         (
@@ -116,6 +178,7 @@ pub fn export(
                 "chain_head": chain.last().map(|e| &e.hash),
                 "chain_entries": chain.len(),
                 "withheld": withheld_json,
+                "inputs": exports.iter().map(|(p, _)| format!("inputs/{p}")).collect::<Vec<_>>(),
             }))?,
         ),
         (
@@ -140,6 +203,9 @@ pub fn export(
                 .to_vec(),
         ),
     ];
+    for (path, bytes) in exports {
+        entries.push((format!("inputs/{path}"), bytes));
+    }
     for rel in run_files {
         let bytes = std::fs::read(run.dir.join(&rel))
             .with_context(|| format!("reading {}", run.dir.join(&rel).display()))?;

@@ -13,7 +13,9 @@ into, it checks that:
      the run and whose digest is the SHA-256 of run/SHA256SUMS;
   4. with --head HEX (a receipt's full head, or the 16 or more hex
      characters a mail or a workbook's summary shows), that the chain
-     contains that head, and which entries it vouches for (sampling.md 13).
+     contains that head, and which entries it vouches for (sampling.md 13);
+  5. in a bundle exported --with-inputs, that inputs/ holds exactly the
+     exports run/inputs.json names, each with the hash recorded there.
 
 Exactly two files may be missing, and only when bundle.json says they were
 withheld: population.tsv and rejects.csv, which may hold full national IDs
@@ -82,6 +84,23 @@ def main(argv):
             problems.append("run/%s: not listed in SHA256SUMS" % name)
         elif sha256_file(os.path.join(run, name)) != listed[name]:
             problems.append("run/%s: changed" % name)
+    # The exports the run read (export-evidence --with-inputs): each the
+    # bytes run/inputs.json recorded, so the population can be rebuilt.
+    inputs_dir = os.path.join(root, "inputs")
+    if bundle.get("inputs") or os.path.isdir(inputs_dir):
+        with open(os.path.join(run, "inputs.json"), encoding="utf-8") as f:
+            read = {r["path"]: r["sha256"] for r in json.load(f) if r.get("sha256")}
+        held = set()
+        for d, _, files in os.walk(inputs_dir):
+            for name in files:
+                held.add(os.path.relpath(os.path.join(d, name), inputs_dir).replace(os.sep, "/"))
+        for rel in sorted(held | set(read)):
+            if rel not in held:
+                problems.append("inputs/%s: the run read it but it is missing" % rel)
+            elif rel not in read:
+                problems.append("inputs/%s: the run did not read it" % rel)
+            elif sha256_file(os.path.join(inputs_dir, rel)) != read[rel]:
+                problems.append("inputs/%s: not the file the run read" % rel)
     prev = GENESIS
     entries = []
     with open(os.path.join(root, "chain.jsonl"), encoding="utf-8") as f:

@@ -341,6 +341,56 @@ fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
     assert!(!ok && text.contains("run/findings.csv: changed"), "{text}");
 }
 
+/// Issue 32: a bundle exported `--with-inputs` reaches back to the
+/// exports: it holds every file the run read, byte for byte (from the
+/// input store, where the sealed run moved them), the shipped verifier
+/// checks them against `run/inputs.json`, and its README says what
+/// personal data it then holds.
+#[test]
+fn an_evidence_bundle_with_its_inputs_holds_the_exports_as_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
+    let fresh = open_bundle(
+        tmp.path(),
+        &config,
+        &run.run_dir(),
+        &["--with-personal-data", "--with-inputs"],
+    );
+    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
+    assert!(ok && text.trim().ends_with("OK"), "{text}");
+    let read: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(fresh.join("run/inputs.json")).unwrap()).unwrap();
+    assert!(read.len() > 3);
+    for r in &read {
+        let path = fresh.join("inputs").join(r["path"].as_str().unwrap());
+        assert_eq!(
+            webir_audit::ingest::hash_file(&path).unwrap().1,
+            r["sha256"].as_str().unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+    let readme = std::fs::read_to_string(fresh.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("personal data in") && readme.contains("未遮罩之個人資料"),
+        "{readme}"
+    );
+    // One byte of one export changed: named.
+    let first = fresh.join("inputs").join(read[0]["path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&first).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&first, bytes).unwrap();
+    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
+    assert!(
+        !ok && text.contains(&format!(
+            "inputs/{}: not the file the run read",
+            read[0]["path"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+}
+
 /// Issue 30: a bundle leaves the archive without full national IDs unless
 /// asked. By default `population.tsv` is left out, the bundle still
 /// verifies against the seal (the file named with its sealed hash), the
