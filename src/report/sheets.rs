@@ -495,24 +495,7 @@ fn write_table(
         // asks nothing.
         let mut print_last = last_row.max(first_row);
         if inputs.is_some() && k + 1 == n_chunks && !rows.is_empty() {
-            let value_last = last_col.min(5);
-            for (r, (label, input)) in (print_last + 2..).zip(SIGN_OFF) {
-                ws.set_row_height(r, 30)?;
-                ws.merge_range(r, 0, r, 1, label, &st.header)?;
-                let fmt = if input == Input::Date {
-                    &st.input_date
-                } else {
-                    &st.input
-                };
-                ws.merge_range(r, 2, r, value_last, "", fmt)?;
-                if input == Input::Date {
-                    let dv = DataValidation::new().allow_date(DataValidationRule::GreaterThan(
-                        ExcelDateTime::from_ymd(2000, 1, 1)?,
-                    ));
-                    ws.add_data_validation(r, 2, r, 2, &dv)?;
-                }
-                print_last = r;
-            }
+            print_last = sign_off(ws, print_last, last_col, st)?;
         }
         // The page header names unit, kind and period: the title rows
         // above the table do not print (cut across column strips).
@@ -1080,6 +1063,32 @@ fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<
     Ok(())
 }
 
+/// Writes the sign-off ([`SIGN_OFF`]) below a table ending on row
+/// `after`, its answers merged up to column `last_col` (at most the
+/// sixth); returns its last row.
+fn sign_off(ws: &mut Worksheet, after: u32, last_col: u16, st: &Styles) -> Result<u32, XlsxError> {
+    let value_last = last_col.min(5);
+    let mut last = after;
+    for (r, (label, input)) in (after + 2..).zip(SIGN_OFF) {
+        ws.set_row_height(r, 30)?;
+        ws.merge_range(r, 0, r, 1, label, &st.header)?;
+        let fmt = if input == Input::Date {
+            &st.input_date
+        } else {
+            &st.input
+        };
+        ws.merge_range(r, 2, r, value_last, "", fmt)?;
+        if input == Input::Date {
+            let dv = DataValidation::new().allow_date(DataValidationRule::GreaterThan(
+                ExcelDateTime::from_ymd(2000, 1, 1)?,
+            ));
+            ws.add_data_validation(r, 2, r, 2, &dv)?;
+        }
+        last = r;
+    }
+    Ok(last)
+}
+
 /// The investigation record: 摘要 (title, what to do, 執行編號, 機關) and
 /// 調查紀錄, its input columns unlocked, with drop-downs, on a protected
 /// sheet that prints one page wide with its header on every page.
@@ -1188,17 +1197,7 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         }
     }
     // Signed once, below the table, as every sheet filled in.
-    let value_last = (l.headers().len() - 1).min(5) as u16;
-    for (r, (label, input)) in (last + 2..).zip(SIGN_OFF) {
-        ws.set_row_height(r, 30)?;
-        ws.merge_range(r, 0, r, 1, label, &st.header)?;
-        let fmt = if input == Input::Date {
-            &st.input_date
-        } else {
-            &st.input
-        };
-        ws.merge_range(r, 2, r, value_last, "", fmt)?;
-    }
+    sign_off(ws, last, (l.headers().len() - 1) as u16, &st)?;
     ws.set_freeze_panes(first + 1, 2)?;
     ws.set_landscape();
     ws.set_paper_size(9);

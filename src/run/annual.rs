@@ -693,21 +693,29 @@ fn asked_before(config: &Config, period: &Period) -> Result<crate::report::build
 
 pub use crate::sampling::units::UnitDraw as ExternalSelection;
 
-/// Critical findings per unit, over every frame of findings given.
+/// Critical findings per unit, over every frame of findings given: one
+/// group-by over their `severity` column.
 fn critical_by_unit(findings: &[&DataFrame]) -> Result<BTreeMap<String, u32>> {
-    let mut out: BTreeMap<String, u32> = BTreeMap::new();
-    for f in findings {
-        let unit = f.column("unit_id")?.str()?.clone();
-        let code = f.column("code")?.str()?.clone();
-        for (u, c) in unit.iter().zip(code.iter()) {
-            if let (Some(u), Some(c)) = (u, c.and_then(Code::parse))
-                && c.severity() == Severity::Critical
-            {
-                *out.entry(u.to_owned()).or_default() += 1;
-            }
-        }
-    }
-    Ok(out)
+    let frames: Vec<LazyFrame> = findings
+        .iter()
+        .map(|f| {
+            (*f).clone()
+                .lazy()
+                .select([col("unit_id"), col("severity")])
+        })
+        .collect();
+    let counts = concat(frames, UnionArgs::default())?
+        .filter(col("severity").eq(lit(Severity::Critical.name())))
+        .group_by([col("unit_id")])
+        .agg([len().cast(DataType::UInt32).alias("n")])
+        .collect()?;
+    let units = counts.column("unit_id")?.str()?.clone();
+    let n = counts.column("n")?.u32()?.clone();
+    Ok(units
+        .iter()
+        .zip(n.iter())
+        .filter_map(|(u, n)| Some((u?.to_owned(), n?)))
+        .collect())
 }
 
 /// `run external-audit --period 2026 [--seed]`: the Health Bureau's draw

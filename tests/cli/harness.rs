@@ -449,3 +449,20 @@ pub fn keep_artifact(file: &Path, name: &str) {
         std::fs::copy(file, dir.join(name)).unwrap();
     }
 }
+
+/// The points of the regulation the internal audit's checklist has a row
+/// of: the duties of 資料安全管制作業 (3, 5(1)1–3, 5(2), 5(2)1–4, 5(3),
+/// 5(4)) as its 依據 column cites them.
+pub const DUTIES: &[&str] = &[
+    "第三點",
+    "第五點第一款第一目",
+    "第五點第一款第二目",
+    "第五點第一款第三目",
+    "第五點第二款",
+    "第五點第二款第一目",
+    "第五點第二款第二目",
+    "第五點第二款第三目",
+    "第五點第二款第四目",
+    "第五點第三款",
+    "第五點第四款",
+];

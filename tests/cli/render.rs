@@ -419,19 +419,7 @@ fn issue_31_documents_hold(runs: &[PathBuf]) {
             .skip(3)
             .map(|r| (r[1].to_string(), r[2].to_string()))
             .collect();
-        for point in [
-            "第三點",
-            "第五點第二款",
-            "第五點第一款第一目",
-            "第五點第一款第二目",
-            "第五點第一款第三目",
-            "第五點第二款第一目",
-            "第五點第二款第二目",
-            "第五點第二款第三目",
-            "第五點第二款第四目",
-            "第五點第三款",
-            "第五點第四款",
-        ] {
+        for point in crate::harness::DUTIES {
             let (_, found) = rows
                 .iter()
                 .find(|(p, _)| p == point)

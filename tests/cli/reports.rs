@@ -1319,20 +1319,8 @@ fn internal_audit_evidence_comes_from_the_year_s_runs() {
     );
     // One row per duty of 資料安全管制作業 (5(1)1–3, 5(2)1–4, 5(3), 5(4)).
     let points: Vec<String> = rows.iter().map(|r| text(&r[1])).collect();
-    for point in [
-        "第三點",
-        "第五點第一款第一目",
-        "第五點第一款第二目",
-        "第五點第一款第三目",
-        "第五點第二款",
-        "第五點第二款第一目",
-        "第五點第二款第二目",
-        "第五點第二款第三目",
-        "第五點第二款第四目",
-        "第五點第三款",
-        "第五點第四款",
-    ] {
-        assert!(points.iter().any(|p| p == point), "no row of {point}");
+    for point in crate::harness::DUTIES {
+        assert!(points.iter().any(|p| p == *point), "no row of {point}");
     }
     let found = |item: &str| -> String {
         rows.iter()
@@ -1465,25 +1453,7 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
         case.label
     );
     // Mailed to both: the officer and the ethics unit investigate together.
-    let mailed: Vec<(String, String)> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.report.starts_with("investigation:KPB:"))
-        .map(|r| (r.recipient, r.subject))
-        .collect();
-    let to: BTreeSet<&str> = mailed.iter().map(|(r, _)| r.as_str()).collect();
-    let want: BTreeSet<&str> = [&kpb.officer_email, &kpb.ethics_email]
-        .into_iter()
-        .map(|a| a.as_deref().unwrap())
-        .collect();
-    assert_eq!(to, want);
-    assert!(
-        mailed
-            .iter()
-            .all(|(_, s)| s.contains("內部稽核查核結果不符合 1 項")),
-        "{mailed:?}"
-    );
+    mailed_to_kpb_officer_and_ethics(&city, &store, "內部稽核查核結果不符合 1 項");
     drop(store);
     // The record: one row, the duty and what was found, the ID masked.
     let record = webir_audit::archive::kept_file(
@@ -1493,13 +1463,8 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
     )
     .expect("the investigation record is kept beside the return");
     crate::harness::keep_artifact(&record, "internal-investigation.xlsx");
-    let (_, sheets) = read(&record);
-    let (h, rows) = table(&sheets, "調查紀錄");
-    assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
-    assert_eq!(rows.len(), 1);
-    assert!(text(&rows[0][1]).starts_with("健保資訊使用完畢"));
-    assert_eq!(text(&rows[0][2]), "第五點第二款第四目");
-    let found = text(&rows[0][3]);
+    let (item, found) = one_nonconformity(&record, "調查紀錄", "第五點第二款第四目");
+    assert!(item.starts_with("健保資訊使用完畢"));
     assert!(
         found.contains("公用印表機")
             && found.contains("A12****789")
@@ -1534,6 +1499,37 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
         .unwrap()
         .expect("the internal audit's return");
     assert_eq!((answered, rows), (19, 19));
+}
+
+/// The follow-up a return opened (`what` in every subject) was mailed to
+/// KPB's officer and ethics unit, and to nobody else.
+fn mailed_to_kpb_officer_and_ethics(city: &City, store: &webir_audit::store::Store, what: &str) {
+    let kpb = city.config.agencies.get("KPB").unwrap();
+    let mailed: Vec<(String, String)> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.report.starts_with("investigation:KPB:"))
+        .map(|r| (r.recipient, r.subject))
+        .collect();
+    let to: BTreeSet<&str> = mailed.iter().map(|(r, _)| r.as_str()).collect();
+    let want: BTreeSet<&str> = [&kpb.officer_email, &kpb.ethics_email]
+        .into_iter()
+        .map(|a| a.as_deref().unwrap())
+        .collect();
+    assert_eq!(to, want);
+    assert!(mailed.iter().all(|(_, s)| s.contains(what)), "{mailed:?}");
+}
+
+/// A follow-up record (`sheet`) of one duty found 不符合: its columns, its
+/// one row citing `point`; returns the row's 查核項目 and 不符合情形.
+fn one_nonconformity(record: &Path, sheet: &str, point: &str) -> (String, String) {
+    let (_, sheets) = read(record);
+    let (h, rows) = table(&sheets, sheet);
+    assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(text(&rows[0][2]), point);
+    (text(&rows[0][1]), text(&rows[0][3]))
 }
 
 /// A check withheld reads 未檢核 on the internal audit, never a number
@@ -1755,25 +1751,7 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
         "{}",
         follow.label
     );
-    let to: BTreeSet<String> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.report.starts_with("investigation:KPB:"))
-        .inspect(|r| {
-            assert!(
-                r.subject.contains("外部稽核紀錄查核結果不符合 1 項"),
-                "{}",
-                r.subject
-            )
-        })
-        .map(|r| r.recipient)
-        .collect();
-    let both: BTreeSet<String> = [&kpb.officer_email, &kpb.ethics_email]
-        .into_iter()
-        .map(|a| a.clone().unwrap())
-        .collect();
-    assert_eq!(to, both);
+    mailed_to_kpb_officer_and_ethics(&city, &store, "外部稽核紀錄查核結果不符合 1 項");
     drop(store);
     let kept = webir_audit::archive::kept_file(
         &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
@@ -1782,12 +1760,7 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
     )
     .expect("the follow-up record is kept beside the chief's return");
     crate::harness::keep_artifact(&kept, "external-follow-up.xlsx");
-    let (_, sheets) = read(&kept);
-    let (h, rows) = table(&sheets, "改善紀錄");
-    assert_eq!(h[..4], ["序號", "查核項目", "依據", "不符合情形"]);
-    assert_eq!(rows.len(), 1);
-    assert_eq!(text(&rows[0][2]), "第五點第二款第三目");
-    let found = text(&rows[0][3]);
+    let (_, found) = one_nonconformity(&kept, "改善紀錄", "第五點第二款第三目");
     assert!(
         found.contains("B22****789") && !found.contains("B223456789"),
         "{found}"
@@ -2182,19 +2155,8 @@ fn golden_run_folder(at: &str) -> String {
     let dir = out.run_dir();
     let unroot = |s: &str| s.replace(&root, "<ROOT>");
     let mut got = format!("# stdout\n{}\n", unroot(&out.stdout));
-    let mut files = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    // Sorted, so the listing is the same whatever the directory order.
+    let files = crate::harness::files_in(&dir);
     got.push_str(&format!(
         "# files of {}\n",
         unroot(&dir.display().to_string())
