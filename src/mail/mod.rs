@@ -298,8 +298,10 @@ struct MailContext<'a> {
     second_review: bool,
     /// The accounts a second review holds.
     review_accounts: String,
-    /// A workbook the chief administrator fills in: its name (else empty).
+    /// A workbook the chief administrator fills in: its name (else empty)
+    /// and the rows to fill (it says that, not the run's findings).
     chief_document: &'a str,
+    chief_rows: usize,
 }
 
 /// The file name officers see: Chinese, and saying what it is.
@@ -307,7 +309,7 @@ pub fn attachment_name(model: &ReportModel) -> String {
     let scope = match (model.city_wide(), &model.second_review()) {
         (true, _) => "全市彙整",
         (false, Some(_)) => "專責人員本人帳號覆核",
-        (false, None) => model.chief_document().unwrap_or(""),
+        (false, None) => "",
     };
     // A review day reads 基準日2026-07-10, not the folder's as-of form.
     let period = match crate::period::RunPeriod::parse(&model.period_id).and_then(|p| p.as_of()) {
@@ -317,7 +319,8 @@ pub fn attachment_name(model: &ReportModel) -> String {
     crate::archive::file_name_of(&format!(
         "健保WebIR稽核_{}{scope}_{period}_{}.xlsx",
         model.unit_name,
-        model.kind.title()
+        // What the chief fills in is named as such (外部稽核紀錄).
+        model.chief_document().unwrap_or(model.kind.title())
     ))
 }
 
@@ -468,6 +471,11 @@ pub fn compose(
         seed_line: model.sample().map(|s| s.seed_line()).unwrap_or_default(),
         second_review: model.second_review().is_some(),
         chief_document: model.chief_document().unwrap_or(""),
+        chief_rows: match &model.document {
+            crate::report::Document::OfficerReview { accounts: t }
+            | crate::report::Document::ExternalRecord { record: t } => t.rows.len(),
+            _ => 0,
+        },
         review_accounts: model
             .second_review()
             .map(|r| r.accounts.join("、"))

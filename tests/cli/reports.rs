@@ -1668,6 +1668,24 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
         assert_eq!(item.job, "external-audit");
     }
     drop(store);
+    // Its mail says what to fill in, not the run's findings, and names the
+    // attachment for what it is.
+    let mails =
+        crate::mail::parse_all(&webir_audit::mail::outbox::file_transport_dir(&city.config));
+    let mail = mails
+        .iter()
+        .find(|m| {
+            m.subject.contains("高雄市政府警察局")
+                && m.subject.contains("外部稽核紀錄（總管理者填復）")
+        })
+        .expect("KPB's record mailed to the chief");
+    assert_eq!(mail.to, chief);
+    assert!(
+        mail.text.contains("待填寫：「外部稽核紀錄」共 ") && !mail.text.contains("發現統計"),
+        "{}",
+        mail.text
+    );
+    assert!(mail.name.ends_with("_外部稽核紀錄.xlsx"), "{}", mail.name);
     // KPB's record, pre-filled: why it was drawn, its duties, and what it
     // was asked this year (its sample worksheet, not back yet).
     let record = dir.join("reports/KPB.chief-admin.xlsx");
