@@ -91,12 +91,15 @@ pub enum Command {
     },
     /// Give the seed of a period's ceremony (after its commitment was
     /// mailed): recorded once, with who typed it and when; the daemon
-    /// draws on its next pass if the population still matches.
+    /// draws on its next pass if what it draws from still matches.
     Seed {
         #[arg(long)]
         config: PathBuf,
         #[arg(long)]
         period: Period,
+        /// The draw: the sample audit's (default) or the external audit's.
+        #[arg(long, value_enum, default_value = "sample-audit")]
+        job: Job,
         /// 20 to 64 decimal digits, from the public source the
         /// commitment named.
         #[arg(long)]
@@ -475,14 +478,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         Command::Seed {
             config,
             period,
+            job,
             value,
             by,
         } => {
             let config = config::load(config)?;
+            if !job.draws() {
+                return Err(anyhow::anyhow!(
+                    "{} draws nothing: a seed is given for sample-audit or external-audit",
+                    job.name()
+                )
+                .into());
+            }
             let by = by.clone().unwrap_or_else(crate::run::ceremony::operator);
             let c = crate::run::ceremony::give(
                 &config,
-                &period.id,
+                &crate::run::draw_key(*job, &period.id),
                 value,
                 &by,
                 crate::store::SeedVia::Command,
@@ -490,8 +501,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             )?;
             writeln!(
                 out,
-                "seed of {} recorded at {} by {}; committed {} (population digest {}); \
-                 the daemon draws on its next pass if the population still matches",
+                "seed of {} recorded at {} by {}; committed {} (digest {}); \
+                 the daemon draws on its next pass if what it draws from still matches",
                 c.period,
                 c.seed_at.as_deref().unwrap_or("?"),
                 c.seed_by.as_deref().unwrap_or("?"),
@@ -1091,6 +1102,8 @@ fn send_test(
 
 /// The seed the demo's draws use, so its samples are the same every time.
 const DEMO_SEED: &str = "20260705080000000000";
+/// Who gives the demo's seed, as its record says.
+const DEMO_SEED_BY: &str = "webir-audit demo: the fixed public value 20260705080000000000 (README), standing for the public draw after the commitment";
 
 fn demo(
     config_file: Option<&std::path::Path>,
@@ -1127,38 +1140,62 @@ fn demo(
     }
     let h1: Period = "2026H1".parse().map_err(anyhow::Error::from)?;
     let year: Period = "2026".parse().map_err(anyhow::Error::from)?;
-    let seed: crate::sampling::spec::Seed = DEMO_SEED.parse().map_err(anyhow::Error::from)?;
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2);
-    // The demo's fixed seed may draw the sample city again; the draw is
-    // numbered and announced like any other.
-    let requests = [
-        Request {
-            as_of,
-            ..Request::new(Job::AccountReview)
-        },
+    let account_review = Request {
+        as_of,
+        ..Request::new(Job::AccountReview)
+    };
+    demo_run(&config, account_review, clock, out)?;
+    // Each draw by the ceremony the daemon runs (docs/sampling.md § 5):
+    // what it draws from is frozen and the commitment mailed, then the
+    // seed is given, a minute later, and only then drawn. The seed is
+    // the demo's fixed public value, standing for the lottery draw a
+    // real ceremony waits for. The fixed seed may draw the city again:
+    // numbered and announced like any other draw.
+    let sample = demo_ceremony(&config, Job::SampleAudit, &h1, (clock, 1), out)?;
+    demo_run(
+        &config,
         Request {
             period: Some(h1),
-            seed: Some(seed.clone()),
+            ceremony: Some(sample),
             redraw: true,
             ..Request::new(Job::SampleAudit)
         },
+        &crate::clock::Later {
+            base: clock,
+            by: chrono::Duration::minutes(1),
+        },
+        out,
+    )?;
+    demo_run(
+        &config,
         Request {
             period: Some(year.clone()),
             ..Request::new(Job::InternalAudit)
         },
+        &crate::clock::Later {
+            base: clock,
+            by: chrono::Duration::minutes(1),
+        },
+        out,
+    )?;
+    let external = demo_ceremony(&config, Job::ExternalAudit, &year, (clock, 2), out)?;
+    let later = crate::clock::Later {
+        base: clock,
+        by: chrono::Duration::minutes(2),
+    };
+    demo_run(
+        &config,
         Request {
             period: Some(year),
-            seed: Some(seed),
+            ceremony: Some(external),
             redraw: true,
             ..Request::new(Job::ExternalAudit)
         },
-    ];
-    for r in requests {
-        let done = crate::run::execute(&config, r, clock)?;
-        if let Some(run) = done.run() {
-            w(out, format!("run      {}", run.dir.display()))?;
-        }
-    }
+        &later,
+        out,
+    )?;
+    let clock = &later;
     drain_outbox(&config, clock, out)?;
     let mail = crate::mail::outbox::file_transport_dir(&config);
     let n = std::fs::read_dir(&mail).map(|d| d.count()).unwrap_or(0);
@@ -1185,6 +1222,59 @@ fn demo(
         )?;
     }
     Ok(ExitStatus::Ok)
+}
+
+/// One run of the demo, and where its folder is.
+fn demo_run(
+    config: &crate::config::Config,
+    request: Request,
+    clock: &dyn crate::clock::Clock,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    if let Some(run) = crate::run::execute(config, request, clock)?.run() {
+        writeln!(out, "run      {}", run.dir.display()).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// The demo's ceremony for `job`'s draw of `period`: committed (frozen and
+/// mailed) `minutes - 1` after the demo's start, the seed given a minute
+/// later. Returns the ceremony to draw with.
+fn demo_ceremony(
+    config: &crate::config::Config,
+    job: Job,
+    period: &Period,
+    (clock, minutes): (&dyn crate::clock::Clock, i64),
+    out: &mut dyn Write,
+) -> Result<crate::store::Ceremony, Error> {
+    use crate::run::ceremony;
+    let at = |m: i64| crate::clock::Later {
+        base: clock,
+        by: chrono::Duration::minutes(m),
+    };
+    let c = ceremony::commit(config, job, period, (7, false), &at(minutes - 1))?;
+    // The commitment leaves the server before any seed exists.
+    drain_outbox(config, &at(minutes - 1), out)?;
+    let c = ceremony::give(
+        config,
+        &c.period,
+        DEMO_SEED,
+        DEMO_SEED_BY,
+        crate::store::SeedVia::Command,
+        &at(minutes),
+    )?;
+    writeln!(
+        out,
+        "ceremony {}: committed and mailed at {} (digest {}); seed {} given at {} ({})",
+        c.period,
+        c.committed_at,
+        c.population_digest,
+        DEMO_SEED,
+        c.seed_at.as_deref().unwrap_or("?"),
+        DEMO_SEED_BY
+    )
+    .context("writing to stdout")?;
+    Ok(c)
 }
 
 /// Sends every due message of the outbox and says what happened.

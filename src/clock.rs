@@ -34,6 +34,21 @@ impl Clock for FixedClock {
     }
 }
 
+/// Another clock, `by` later: the steps of one command that must come
+/// one after another in the record (a demo's ceremony: the seed given
+/// after its commitment was mailed).
+#[derive(Debug, Clone, Copy)]
+pub struct Later<'a> {
+    pub base: &'a dyn Clock,
+    pub by: chrono::Duration,
+}
+
+impl Clock for Later<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.base.now() + self.by
+    }
+}
+
 /// The instant of local wall time `t` in `tz` (the earlier one when a
 /// clock change makes it ambiguous; Asia/Taipei has none).
 pub fn local_to_utc(tz: Tz, t: NaiveDateTime) -> DateTime<Utc> {

@@ -294,7 +294,7 @@ fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, (&'static str, Strin
             Some((key, v)) => Err((key, v.clone(), "only with seed = \"ceremony\"".into())),
             None => Ok(SeedRule::Os),
         },
-        Some("ceremony") if job == Job::SampleAudit => {
+        Some("ceremony") if job.draws() => {
             let wait_text = r.seed_wait.as_deref().unwrap_or("7d");
             let Some(wait) = parse_duration(wait_text) else {
                 return Err((
@@ -320,7 +320,7 @@ fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, (&'static str, Strin
             "seed",
             "ceremony".into(),
             format!(
-                "the daemon runs a seed ceremony for the sample audit only, not {}",
+                "the daemon runs a seed ceremony for a job that draws (sample-audit, external-audit), not {}",
                 job.name()
             ),
         )),
@@ -467,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_rule_is_the_sample_audits_and_says_what_is_wrong() {
+    fn the_seed_rule_is_a_drawing_job_s_and_says_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();
         let sample = "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n";
         let ok = write(dir.path(), &format!("{sample}seed = \"ceremony\"\n")).unwrap();
@@ -502,13 +502,21 @@ mod tests {
                 .to_string();
             assert!(e.contains(says), "{extra}: {e}");
         }
-        let e = write(
+        // The external audit's draw of units has its ceremony too; a job
+        // that draws nothing has none.
+        let external = write(
             dir.path(),
             "[[schedule]]\njob = \"external-audit\"\ncron = \"0 0 8 1 3 *\"\nperiod = \"previous-year\"\nseed = \"ceremony\"\n",
         )
+        .unwrap();
+        assert!(matches!(external[0].seed, SeedRule::Ceremony { .. }));
+        let e = write(
+            dir.path(),
+            "[[schedule]]\njob = \"internal-audit\"\ncron = \"0 0 8 15 1 *\"\nperiod = \"previous-year\"\nseed = \"ceremony\"\n",
+        )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("seed ceremony for the sample audit only"), "{e}");
+        assert!(e.contains("a job that draws"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,15 @@ into, it checks that:
      characters a mail or a workbook's summary shows), that the chain
      contains that head, and which entries it vouches for (sampling.md 13);
   5. in a bundle exported --with-inputs, that inputs/ holds exactly the
-     exports run/inputs.json names, each with the hash recorded there.
+     exports run/inputs.json names, each with the hash recorded there;
+  6. for a run that draws (run/manifest.json of a sample audit,
+     run/selection.json of an external audit), that the chain holds the
+     draw's "seed" entry with the digest sampling.md 13 gives, and, when
+     the seed came by a ceremony (sampling.md 5), its "commitment" (the
+     SHA-256 of the mail's text) and "seed-given" entries, in that order
+     before the draw: it prints where each is, so the reader sees the seed
+     was given after the commitment. A draw without a ceremony is named
+     as such, with what its record says proves the seed's timing.
 
 Exactly two files may be missing, and only when bundle.json says they were
 withheld: population.tsv and rejects.csv, which may hold full national IDs
@@ -48,6 +56,64 @@ def sha256_file(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_text(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def find(entries, kind, id_, digest):
+    """The first chain entry of that kind, id and digest, or None."""
+    return next((e for e in entries
+                 if e["kind"] == kind and e["id"] == id_ and e["digest"] == digest), None)
+
+
+def check_draw(run, entries):
+    """The draw of a sample or external audit against the chain: (problems, lines)."""
+    manifest = os.path.join(run, "manifest.json")
+    selection = os.path.join(run, "selection.json")
+    if os.path.exists(manifest):
+        with open(manifest, encoding="utf-8") as f:
+            doc = json.load(f)
+        key, digest, timing = doc["period"]["id"], doc["population_digest"], "seed_postdates_population"
+    elif os.path.exists(selection):
+        with open(selection, encoding="utf-8") as f:
+            doc = json.load(f)
+        key, digest, timing = doc["period_id"] + "/external-audit", doc["units_digest"], "seed_postdates_candidates"
+    else:
+        return [], []
+    seed, n = doc["seed"], doc["draw_number"]
+    drawn = find(entries, "seed", "%s#%d" % (key, n),
+                 sha256_text("%s\n%d\n%s\n%s\n%s\n" % (key, n, seed, doc["seed_source"], digest)))
+    if drawn is None:
+        return ["the chain has no seed entry %s#%d with this draw's seed and digest" % (key, n)], []
+    c = doc.get("ceremony")
+    if not c:
+        return [], ["draw: entry %d (%s#%d), without a ceremony: %s" % (drawn["seq"], key, n, doc.get(timing, ""))]
+    problems = []
+    if c["population_digest"] != digest:
+        problems.append("the ceremony committed %s, the draw is from %s" % (c["population_digest"], digest))
+    committed = find(entries, "commitment", key, c["commitment_sha256"])
+    given = find(entries, "seed-given", key, sha256_text("%s\n%s\n%s\n%s\n%s\n" % (
+        key, seed, c["seed_given_at"], c["seed_given_by"], c["seed_via"])))
+    if committed is None:
+        problems.append("the chain has no commitment of %s with the manifest's commitment_sha256" % key)
+    if given is None:
+        problems.append("the chain has no seed-given entry of %s with this seed" % key)
+    if problems:
+        return problems, []
+    if not committed["seq"] < given["seq"] < drawn["seq"]:
+        return ["the chain has the commitment (entry %d), the seed given (entry %d) and the draw (entry %d) out of order"
+                % (committed["seq"], given["seq"], drawn["seq"])], []
+    # A sample's population is frozen (kind "freeze", its digest) as it is
+    # committed; the external audit's candidates are only committed.
+    frozen = [e for e in entries if e["kind"] == "freeze" and e["id"] == key
+              and e["digest"] == digest and e["seq"] < committed["seq"]]
+    freeze = "freeze entry %d, " % frozen[-1]["seq"] if frozen else ""
+    return [], ["ceremony: %scommitment entry %d at %s (%d mails), seed given entry %d at %s, draw entry %d: "
+                "the seed was given after the commitment" % (
+                    freeze, committed["seq"], committed["at"], len(c["commitment_messages"]),
+                    given["seq"], given["at"], drawn["seq"])]
 
 
 def main(argv):
@@ -117,6 +183,9 @@ def main(argv):
     if not any(e["kind"] == "seal" and e["id"] == bundle["run"] and e["digest"] == seal
                for e in entries):
         problems.append("the chain has no seal of %s with this SHA256SUMS" % bundle["run"])
+    found_problems, draw_lines = check_draw(run, entries)
+    problems.extend(found_problems)
+    notes.extend(draw_lines)
     covered = None
     if head is not None:
         found = [e for e in entries if len(head) >= 16 and e["hash"].startswith(head)]

@@ -714,15 +714,22 @@ fn ceremony_step(
     use crate::run::ceremony;
     let now = clock.now();
     let period: crate::period::Period = row.period.parse()?;
-    let c = match store.latest_ceremony(&period.id)? {
+    let key = crate::run::draw_key(s.job, &period.id);
+    let c = match store.latest_ceremony(&key)? {
         Some(c) => c,
-        None => match ceremony::commit(config, &period, wait.num_days(), fallback_os, clock) {
+        None => match ceremony::commit(
+            config,
+            s.job,
+            &period,
+            (wait.num_days(), fallback_os),
+            clock,
+        ) {
             Ok(c) => {
-                tracing::info!(period = %period.id, committed_at = %c.committed_at, "population committed; waiting for the seed");
+                tracing::info!(ceremony = %key, committed_at = %c.committed_at, "committed; waiting for the seed");
                 c
             }
             Err(e) => {
-                let e = format!("committing the population for the seed ceremony: {e:#}");
+                let e = format!("committing what {key} draws from for the seed ceremony: {e:#}");
                 tracing::error!(job = %row.job, period = %row.period, error = %e, "ceremony failed");
                 store.set_run_state(row.id, RunState::Failed, &stamp(now), None, Some(&e))?;
                 notify(config, store, Alert::Failed, row, s, vec![e], now)?;
@@ -748,8 +755,8 @@ fn ceremony_step(
         .map_or(now, |t| t.with_timezone(&Utc));
     if now - committed >= wait {
         if fallback_os {
-            let c = ceremony::fall_back(config, &period.id, clock)?;
-            tracing::warn!(period = %period.id, "no seed within seed_wait: drawing the OS's seed, said in every report");
+            let c = ceremony::fall_back(config, &key, clock)?;
+            tracing::warn!(ceremony = %key, "no seed within seed_wait: drawing the OS's seed, said in every report");
             return Ok(Step::Draw(Box::new(c)));
         }
         if !c.waited_alert {
@@ -760,10 +767,11 @@ fn ceremony_step(
                 row,
                 s,
                 vec![format!(
-                    "母體承諾已於 {} 寄出，逾 {} 天未登錄種子：webir-audit seed --period {} --value <種子數字>",
+                    "{} 之承諾已於 {} 寄出，逾 {} 天未登錄種子：{}",
+                    key,
                     c.committed_at,
                     wait.num_days(),
-                    period.id
+                    ceremony::seed_command(s.job, &period.id, "<種子數字>")
                 )],
                 now,
             )?;
@@ -771,12 +779,12 @@ fn ceremony_step(
         }
     }
     let note = format!(
-        "commitment mailed at {} to {} recipients; waiting for the seed: webir-audit seed --period {} --value DIGITS, or the digits in inbox/{}/{}.txt",
+        "commitment mailed at {} to {} recipients; waiting for the seed: {}, or the digits in inbox/{}/{}",
         c.committed_at,
         c.messages.len(),
-        period.id,
+        ceremony::seed_command(s.job, &period.id, "DIGITS"),
         ceremony::INBOX_SEEDS,
-        period.id
+        ceremony::seed_file_name(&key)
     );
     store.set_run_state(
         row.id,
@@ -795,10 +803,7 @@ fn last_draw_unfinished(config: &Config, job: Job, period: &str) -> Result<bool>
     if !job.draws() {
         return Ok(false);
     }
-    let key = match job {
-        Job::ExternalAudit => format!("{period}/{job}"),
-        _ => period.to_owned(),
-    };
+    let key = crate::run::draw_key(job, period);
     let store = Store::open(&config.paths.state)?;
     Ok(store
         .draws(&key)?

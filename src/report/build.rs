@@ -2698,10 +2698,23 @@ fn selection_table(config: &Config, d: &UnitDraw) -> Table {
 
 /// The summary's line on how the external audit drew its units.
 fn selection_note(d: &UnitDraw) -> String {
+    // The words claim no more than the evidence: a ceremony's seed is
+    // called public only when it came by the ceremony.
+    let source = match &d.ceremony {
+        Some(c) if c.seed_via == "os-fallback" => format!(
+            "系統亂數產生，抽籤儀式等候種子逾時之備援；候選單位承諾 {} 寄出",
+            c.committed_at
+        ),
+        Some(c) => format!(
+            "抽籤儀式之公開種子；候選單位承諾 {} 寄出，種子 {} 登錄",
+            c.committed_at, c.seed_given_at
+        ),
+        None => super::seed_source(d.seed_source).to_owned(),
+    };
     format!(
         "外部稽核抽選：種子 {}（{}），第 {} 次抽籤，候選單位摘要值 {}；{}以 ticket(種子, \"unit\", {}, 單位) 由小至大排序，共抽 {} 個單位（規格 {} 第 14 節）；衛生局辦理外部稽核，不列入抽選",
         d.seed,
-        super::seed_source(d.seed_source),
+        source,
         d.draw_number,
         d.units_digest,
         if d.units.iter().any(|u| u.first) {

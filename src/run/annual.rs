@@ -718,19 +718,82 @@ fn critical_by_unit(findings: &[&DataFrame]) -> Result<BTreeMap<String, u32>> {
         .collect())
 }
 
+/// What the external audit's draw of `period` selects from, as of `day`
+/// (the period's last day, or today before it): the inputs read, the
+/// checks gathered, and the candidate units with their digest (§ 14).
+struct Candidates {
+    ingested: super::Ingested,
+    gathered: Gathered,
+    units: Vec<units::Candidate>,
+    digest: String,
+}
+
+fn candidates_as_of(config: &Config, period: &Period, day: NaiveDate) -> Result<Candidates> {
+    let mut ingested = super::ingest_inbox(config, Reference::Day(day), Job::ExternalAudit)?;
+    // The year's queries too: a unit's critical findings put it first in
+    // the draw, and its record shows them (their queries are the sample
+    // audit's and the query check's to ask about; this run only counts).
+    let gathered = gather(config, period, day, &mut ingested)?;
+    let critical = critical_by_unit(&[&gathered.accounts.findings, &gathered.queries.findings])?;
+    let hb = config.agencies.health_bureau().id.clone();
+    let (units, digest) = units::candidates(
+        config
+            .agencies
+            .units()
+            .filter(|u| u.id != hb)
+            .map(|u| (u.id.clone(), critical.get(&u.id).copied().unwrap_or(0))),
+        config.rules.external_audit_critical_first,
+    );
+    Ok(Candidates {
+        ingested,
+        gathered,
+        units,
+        digest,
+    })
+}
+
+/// The day an external audit of `period` started at `started` is as of.
+fn external_day(period: &Period, started: chrono::NaiveDateTime) -> NaiveDate {
+    period.last_day().min(started.date())
+}
+
+/// The external audit's candidates now, their digest and the inputs they
+/// came from: what its ceremony commits to before the seed exists.
+pub(super) fn external_candidates(
+    config: &Config,
+    period: &Period,
+    clock: &dyn Clock,
+) -> Result<(
+    Vec<units::Candidate>,
+    String,
+    Vec<crate::sampling::manifest::InputHash>,
+)> {
+    let day = external_day(period, clock.local(config.timezone));
+    let c = candidates_as_of(config, period, day)?;
+    let inputs = c
+        .ingested
+        .files
+        .iter()
+        .map(crate::sampling::manifest::InputHash::from)
+        .collect();
+    Ok((c.units, c.digest, inputs))
+}
+
 /// `run external-audit --period 2026 [--seed]`: the Health Bureau's draw
 /// of units to spot-check (tickets as in docs/sampling.md, kind "unit";
 /// the Health Bureau does not draw itself) and the review of every officer
-/// account (point 4).
+/// account (point 4). With the daemon's ceremony, the seed is the one
+/// given after the candidates were committed, and only while they are
+/// still the ones committed.
 pub(super) fn external_audit(
     config: &Config,
     period: &Period,
-    seed: Option<Seed>,
+    (seed, ceremony): (Option<Seed>, Option<crate::store::Ceremony>),
     redraw: bool,
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
-    let ledger_period = format!("{}/{}", period.id, Job::ExternalAudit);
+    let ledger_period = super::draw_key(Job::ExternalAudit, &period.id);
     let mut store = Store::open(&config.paths.state)?;
     // Held until the run is sealed: one draw of the year at a time, and
     // one whose run died before its seal is resumed, never redrawn.
@@ -742,23 +805,18 @@ pub(super) fn external_audit(
         seed.as_ref(),
         redraw,
     )?;
-    let seed = claim.seed(seed)?;
-    let day = period.last_day().min(started.date());
-    let mut ingested = super::ingest_inbox(config, Reference::Day(day), Job::ExternalAudit)?;
-    // The year's queries too: a unit's critical findings put it first in
-    // the draw, and its record shows them (their queries are the sample
-    // audit's and the query check's to ask about; this run only counts).
-    let g = gather(config, period, day, &mut ingested)?;
-    let critical = critical_by_unit(&[&g.accounts.findings, &g.queries.findings])?;
-    let hb = config.agencies.health_bureau().id.clone();
-    let (candidates, digest) = units::candidates(
-        config
-            .agencies
-            .units()
-            .filter(|u| u.id != hb)
-            .map(|u| (u.id.clone(), critical.get(&u.id).copied().unwrap_or(0))),
-        config.rules.external_audit_critical_first,
-    );
+    let day = external_day(period, started);
+    let Candidates {
+        ingested,
+        gathered: g,
+        units: candidates,
+        digest,
+    } = candidates_as_of(config, period, day)?;
+    let seed = match &ceremony {
+        _ if claim.crashed.is_some() => claim.seed(seed)?,
+        None => seed,
+        Some(c) => Some(super::ceremony::seed_of(c, &digest)?),
+    };
     let folder = RunFolder::create(
         &config.paths.archive,
         &RunPeriod::Period(period.id.clone()),
@@ -769,6 +827,9 @@ pub(super) fn external_audit(
     let dir = &folder.dir;
     let (seed, mut source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
+    if ceremony.as_ref().is_some_and(super::ceremony::fell_back) {
+        source = "os";
+    }
     let drawn_at = local_text(clock.local(config.timezone));
     let draw_number = claim.record(
         &mut store,
@@ -778,7 +839,7 @@ pub(super) fn external_audit(
         dir,
         redraw,
     )?;
-    let selection = units::draw(
+    let mut selection = units::draw(
         &seed,
         source,
         draw_number,
@@ -786,6 +847,12 @@ pub(super) fn external_audit(
         (&candidates, &digest),
         config.rules.external_audit_units,
     );
+    selection.seed_postdates_candidates =
+        super::seed_timing(ceremony.as_ref(), None, source, "candidate list");
+    selection.ceremony = ceremony
+        .as_ref()
+        .map(|c| super::ceremony::record(&store, c))
+        .transpose()?;
     archive::write_json(&selection, &folder.file("selection.json")?)?;
     let outcome = complete(
         config,

@@ -16,6 +16,7 @@ use sha2::Digest as _;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::job::Job;
 use crate::mail::outbox::stamp;
 use crate::period::Period;
 use crate::sampling::manifest::{CeremonyRecord, LedgerDraw};
@@ -45,53 +46,108 @@ pub fn commitment_recipients(config: &Config) -> Vec<String> {
     to
 }
 
-/// Freezes `period`'s population and mails the commitment; returns the
-/// ceremony as recorded. `wait_days` and `fallback_os` are the schedule's,
-/// stated in the commitment so its readers know what happens next.
+/// What a ceremony commits to before its seed exists: the sample
+/// audit's population, or the external audit's candidate units.
+struct Committed {
+    digest: String,
+    inputs: String,
+    /// What the commitment mail lists of it (template variables).
+    facts: serde_json::Value,
+    /// When it was committed, local time.
+    at: String,
+}
+
+/// Freezes what `job`'s draw of `period` selects from (the population of
+/// a sample audit, the candidate units of an external audit) and mails
+/// the commitment; returns the ceremony as recorded, keyed by
+/// [`super::draw_key`]. `wait_days` and `fallback_os` are the
+/// schedule's, stated in the commitment so its readers know what happens
+/// next.
 pub fn commit(
     config: &Config,
+    job: Job,
     period: &Period,
-    wait_days: i64,
-    fallback_os: bool,
+    (wait_days, fallback_os): (i64, bool),
     clock: &dyn Clock,
 ) -> Result<Ceremony> {
-    let (freeze, records, accounts) = super::freeze_counted(config, period, clock)?;
-    let inputs: Vec<crate::sampling::manifest::InputHash> = serde_json::from_str(&freeze.inputs)?;
-    let mut store = Store::open(&config.paths.state)?;
-    let head = store.chain_head()?;
-    let now = clock.now();
+    let key = super::draw_key(job, &period.id);
     let to = commitment_recipients(config);
     anyhow::ensure!(
         !to.is_empty(),
-        "no one to mail the commitment of {} to: the Health Bureau has no officer_email and no \
-         agency has an ethics_email; nothing was committed",
-        period.id
+        "no one to mail the commitment of {key} to: the Health Bureau has no officer_email and no \
+         agency has an ethics_email; nothing was committed"
     );
-    let body = config.templates.render(
-        "commitment.txt.j2",
-        &serde_json::json!({
-            "period": period.id,
-            "start": super::local_text(period.start),
-            "end": super::local_text(period.end),
-            "timezone": config.timezone.name(),
-            "committed_at": freeze.frozen_at,
-            "population_digest": freeze.population_digest,
-            "records": records,
-            "accounts": accounts,
-            "inputs": inputs,
-            "wait_days": wait_days,
-            "fallback_os": fallback_os,
-            "inbox_seed": Path::new(INBOX_SEEDS).join(format!("{}.txt", period.id)).display().to_string(),
-            "chain_head": head.as_ref().map(|h| h.label()).unwrap_or_default(),
-            "reply_to": config.mail.reply_address(),
-        }),
-    )?;
-    let subject = format!(
-        "【健保WebIR稽核】抽樣母體承諾：{}（種子產生前公告）",
-        period.id
-    );
-    let run = format!("ceremony:{}", period.id);
-    let report = format!("commitment:{}", freeze.frozen_at);
+    let committed = match job {
+        Job::ExternalAudit => {
+            let (candidates, digest, inputs) =
+                super::annual::external_candidates(config, period, clock)?;
+            let names = |id: &str| {
+                config
+                    .agencies
+                    .get(id)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default()
+            };
+            Committed {
+                facts: serde_json::json!({
+                    "units": candidates.iter().map(|c| serde_json::json!({
+                        "unit_id": c.unit_id, "name": names(&c.unit_id),
+                        "critical": c.critical, "first": c.first,
+                    })).collect::<Vec<_>>(),
+                    "units_to_select": config.rules.external_audit_units,
+                }),
+                digest,
+                inputs: serde_json::to_string(&inputs)?,
+                at: super::local_text(clock.local(config.timezone)),
+            }
+        }
+        _ => {
+            let (freeze, records, accounts) = super::freeze_counted(config, period, clock)?;
+            Committed {
+                facts: serde_json::json!({"records": records, "accounts": accounts}),
+                digest: freeze.population_digest,
+                inputs: freeze.inputs,
+                at: freeze.frozen_at,
+            }
+        }
+    };
+    let inputs: Vec<crate::sampling::manifest::InputHash> =
+        serde_json::from_str(&committed.inputs)?;
+    let mut store = Store::open(&config.paths.state)?;
+    let head = store.chain_head()?;
+    let now = clock.now();
+    let mut vars = serde_json::json!({
+        "period": period.id,
+        "job": job.name(),
+        "start": super::local_text(period.start),
+        "end": super::local_text(period.end),
+        "timezone": config.timezone.name(),
+        "committed_at": committed.at,
+        "digest": committed.digest,
+        "inputs": inputs,
+        "wait_days": wait_days,
+        "fallback_os": fallback_os,
+        "inbox_seed": Path::new(INBOX_SEEDS).join(seed_file_name(&key)).display().to_string(),
+        "seed_command": seed_command(job, &period.id, "<種子數字>"),
+        "chain_head": head.as_ref().map(|h| h.label()).unwrap_or_default(),
+        "reply_to": config.mail.reply_address(),
+    });
+    if let (Some(v), serde_json::Value::Object(f)) = (vars.as_object_mut(), committed.facts) {
+        v.extend(f);
+    }
+    let body = config.templates.render("commitment.txt.j2", &vars)?;
+    let subject = match job {
+        Job::ExternalAudit => format!(
+            "【健保WebIR稽核】外部稽核候選單位承諾：{}（種子產生前公告）",
+            period.id
+        ),
+        _ => format!(
+            "【健保WebIR稽核】抽樣母體承諾：{}（種子產生前公告）",
+            period.id
+        ),
+    };
+    let run = format!("ceremony:{key}");
+    let report = format!("commitment:{}", committed.at);
     let messages = to
         .iter()
         .map(|r| crate::mail::plain(config, &run, &report, r, &subject, body.clone(), now))
@@ -101,21 +157,61 @@ pub fn commit(
         .map(|m| format!("{} {}", m.recipient, m.message_id))
         .collect();
     let ceremony = store.record_commitment(
-        &period.id,
-        &freeze.frozen_at,
-        &freeze.population_digest,
-        &freeze.inputs,
+        &key,
+        &committed.at,
+        &committed.digest,
+        &committed.inputs,
         &body,
         &ids,
     )?;
     store.chain_append(
         "commitment",
-        &period.id,
+        &key,
         &hex::encode(sha2::Sha256::digest(body.as_bytes())),
-        &freeze.frozen_at,
+        &committed.at,
     )?;
     store.queue(&messages, &stamp(now))?;
     Ok(ceremony)
+}
+
+/// The file a ceremony's seed may be dropped as, under `inbox/seeds/`:
+/// `<key>.txt` with the key's `/` written `.` (`2026H1.txt`,
+/// `2026.external-audit.txt`).
+pub fn seed_file_name(key: &str) -> String {
+    format!("{}.txt", key.replace('/', "."))
+}
+
+/// The command that gives the seed of `job`'s ceremony of `period`.
+pub fn seed_command(job: Job, period: &str, value: &str) -> String {
+    match job {
+        Job::ExternalAudit => {
+            format!("webir-audit seed --period {period} --job {job} --value {value}")
+        }
+        _ => format!("webir-audit seed --period {period} --value {value}"),
+    }
+}
+
+/// The seed a ceremony gave, for a draw whose digest is `now`: refused
+/// when what is drawn from changed since the commitment (it binds).
+pub fn seed_of(c: &Ceremony, now: &str) -> Result<Seed> {
+    anyhow::ensure!(
+        c.population_digest == now,
+        "what {} draws from changed since its commitment was mailed at {}: committed digest {}, \
+         now {now}; nothing was drawn. The commitment binds the draw: restore the inputs it names \
+         (the commitment mail lists them), or start a new ceremony",
+        c.period,
+        c.committed_at,
+        c.population_digest,
+    );
+    Ok(c.seed
+        .as_deref()
+        .context("the ceremony has no seed yet; nothing was drawn")?
+        .parse::<Seed>()?)
+}
+
+/// Whether the ceremony's seed is the OS's, no seed having come in time.
+pub fn fell_back(c: &Ceremony) -> bool {
+    c.seed_via == Some(SeedVia::OsFallback)
 }
 
 /// Records the seed of `period`'s open ceremony, given by `by` through
@@ -216,7 +312,7 @@ pub fn take_inbox_seed(
         .paths
         .inbox
         .join(INBOX_SEEDS)
-        .join(format!("{period}.txt"));
+        .join(seed_file_name(period));
     if std::fs::symlink_metadata(&file).is_err() {
         return Ok(None);
     }

@@ -160,8 +160,13 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
         )?)),
         Job::InternalAudit => Done::Run(internal_audit(config, &needed()?, clock)?),
         Job::ExternalAudit => {
-            let (run, selection) =
-                external_audit(config, &needed()?, request.seed, request.redraw, clock)?;
+            let (run, selection) = external_audit(
+                config,
+                &needed()?,
+                (request.seed, request.ceremony),
+                request.redraw,
+                clock,
+            )?;
             Done::External(run, Box::new(selection))
         }
         Job::Retention => Done::Retention(retention(config, clock)?),
@@ -1198,6 +1203,16 @@ fn crashed_draw(store: &Store, period: &str) -> Result<Option<crate::store::Seed
     Ok(Some(last))
 }
 
+/// The seed ledger's key of a draw, which is also its ceremony's: the
+/// period id for a sample audit, `<period>/external-audit` for the
+/// external audit's draw of units (docs/sampling.md § 13).
+pub fn draw_key(job: Job, period: &str) -> String {
+    match job {
+        Job::ExternalAudit => format!("{period}/{job}"),
+        _ => period.to_owned(),
+    }
+}
+
 /// A period's draw about to be made (`ledger`: the period, or
 /// `<year>/external-audit`), held under its draw lock until dropped: the
 /// draw whose run died before its seal, to resume, if there is one; else
@@ -1362,21 +1377,23 @@ pub(crate) fn freeze_counted(
 }
 
 /// What proves the seed came after the population, for the manifest.
-fn seed_timing(
+/// `what` the draw is from: `population` (a sample), `candidate list` (units).
+pub(crate) fn seed_timing(
     c: Option<&crate::store::Ceremony>,
     freeze: Option<&Freeze>,
     source: &str,
+    what: &str,
 ) -> String {
     match (c, freeze) {
-        (Some(c), _) if c.seed_via == Some(crate::store::SeedVia::OsFallback) => format!(
-            "ceremony: the population was committed and mailed at {} (ceremony.commitment_messages); \
+        (Some(c), _) if ceremony::fell_back(c) => format!(
+            "ceremony: the {what} was committed and mailed at {} (ceremony.commitment_messages); \
              no seed came within the wait, so the tool drew one from the OS at {}: the mails prove \
-             the population predates it, but the seed is not public",
+             the {what} predates it, but the seed is not public",
             c.committed_at,
             c.seed_at.as_deref().unwrap_or("?")
         ),
         (Some(c), _) => format!(
-            "ceremony: the population was committed and mailed at {} (ceremony.commitment_messages, \
+            "ceremony: the {what} was committed and mailed at {} (ceremony.commitment_messages, \
              evidence chain `commitment`), the seed was given at {} by {} (`seed-given`); the seed's \
              public source postdates the commitment",
             c.committed_at,
@@ -1388,14 +1405,14 @@ fn seed_timing(
              only copies of the freeze published before the seed existed prove it outside the server",
             f.frozen_at
         ),
-        (None, None) if source == "os" => {
+        (None, None) if source == "os" => format!(
             "none: the tool drew the seed from the OS at the draw time; \
-             nothing outside the server shows the population before it"
-                .into()
-        }
-        (None, None) => "none: the seed was given at the draw with no freeze before it; nothing \
-             shows the population was fixed before the seed was known"
-            .into(),
+             nothing outside the server shows the {what} before it"
+        ),
+        (None, None) => format!(
+            "none: the seed was given at the draw with no freeze before it; nothing \
+             shows the {what} was fixed before the seed was known"
+        ),
     }
 }
 
@@ -1427,24 +1444,7 @@ fn sample_audit(
     let seed = match &ceremony {
         _ if crashed.is_some() => claim.seed(seed)?,
         None => seed,
-        Some(c) => {
-            anyhow::ensure!(
-                c.population_digest == frozen.population.digest,
-                "the population of {} changed since its commitment was mailed at {}: committed \
-                 digest {}, now {}; nothing was drawn. The commitment binds the draw: restore the \
-                 inputs it names (manifest of the commitment mail), or start a new ceremony",
-                period.id,
-                c.committed_at,
-                c.population_digest,
-                frozen.population.digest
-            );
-            Some(
-                c.seed
-                    .as_deref()
-                    .context("the ceremony has no seed yet; nothing was drawn")?
-                    .parse::<Seed>()?,
-            )
-        }
+        Some(c) => Some(ceremony::seed_of(c, &frozen.population.digest)?),
     };
     let freeze = store.latest_freeze(&period.id)?;
     if let Some(f) = &freeze {
@@ -1468,10 +1468,7 @@ fn sample_audit(
     let dir = folder.dir.clone();
     let (seed, mut source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
-    if ceremony
-        .as_ref()
-        .is_some_and(|c| c.seed_via == Some(crate::store::SeedVia::OsFallback))
-    {
+    if ceremony.as_ref().is_some_and(ceremony::fell_back) {
         source = "os";
     }
     let drawn_at = local_text(clock.local(config.timezone));
@@ -1537,7 +1534,12 @@ fn sample_audit(
         population_records: frozen.population.frame.height() as u64,
         population_accounts: frozen.population.accounts.len() as u64,
         population_digest: frozen.population.digest.clone(),
-        seed_postdates_population: seed_timing(ceremony.as_ref(), freeze.as_ref(), source),
+        seed_postdates_population: seed_timing(
+            ceremony.as_ref(),
+            freeze.as_ref(),
+            source,
+            "population",
+        ),
         ceremony: ceremony
             .as_ref()
             .map(|c| ceremony::record(&store, c))

@@ -18,6 +18,11 @@ pub struct UnitDraw {
     pub seed: String,
     pub seed_source: &'static str,
     pub draw_number: u32,
+    /// What shows the seed came after the candidates were fixed (as the
+    /// manifest's `seed_postdates_population`).
+    pub seed_postdates_candidates: String,
+    /// The ceremony the seed came by, if the daemon ran one.
+    pub ceremony: Option<super::manifest::CeremonyRecord>,
     pub period_id: String,
     /// SHA-256 of the candidate unit ids, one per line, sorted.
     pub units_digest: String,
@@ -111,6 +116,8 @@ pub fn draw(
         seed: seed.as_str().to_owned(),
         seed_source,
         draw_number,
+        seed_postdates_candidates: String::new(),
+        ceremony: None,
         period_id: period_id.to_owned(),
         units_digest: digest.to_owned(),
         units_to_select: n,

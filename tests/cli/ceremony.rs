@@ -219,8 +219,17 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     let fresh = crate::chain::open_bundle(tmp.path(), &c.config, dir, &["--with-personal-data"]);
     let (ok, text) = crate::chain::py(&fresh, &["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
+    // The bundle shows the ceremony: commitment, then the seed, then the
+    // draw, each an entry of the chain with the digest the spec gives.
     let (ok, text) = crate::chain::py(&fresh, &["verify_bundle.py", "."]);
-    assert!(ok && text.trim() == "OK", "{text}");
+    assert!(ok && text.trim().ends_with("OK"), "{text}");
+    assert!(
+        text.contains(
+            "ceremony: freeze entry 1, commitment entry 2 at 2026-07-05T08:00:00 (11 mails), seed given entry 3 at \
+             2026-07-08T10:00:00, draw entry 4: the seed was given after the commitment"
+        ),
+        "{text}"
+    );
     let bundled = crate::harness::json(&fresh.join("run"), "manifest.json");
     assert_eq!(bundled["ceremony"], m["ceremony"]);
 
@@ -427,5 +436,139 @@ fn a_seed_file_that_is_a_link_a_pipe_or_too_large_is_refused_unread() {
         ledger(&c),
         [row("sample-audit", "2026H1", "waiting-for-seed")],
         "nothing drawn from a seed outside the inbox"
+    );
+}
+
+const EXTERNAL_AUDIT: &str = r#"
+[[schedule]]
+job = "external-audit"
+cron = "0 0 8 1 3 *"
+period = "previous-year"
+max_lateness = "60d"
+wait_for_inputs = "14d"
+seed = "ceremony"
+"#;
+
+/// Issue 32: the external audit's draw of units comes by the same
+/// ceremony. At the due time the candidates (each unit with its critical
+/// findings, those with any first) are committed and mailed, nothing is
+/// drawn; the seed is given for that draw (`--job external-audit`), and
+/// the next pass draws, its `selection.json` carrying the ceremony and
+/// the chain its entries in order.
+#[test]
+fn the_external_audit_draws_its_units_by_the_ceremony_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(tmp.path(), "");
+    let c = city(&smtp, EXTERNAL_AUDIT);
+    let config = c.config();
+    // The year's logs reach its last day.
+    std::fs::write(
+        c.tmp.path().join("city/inbox/query_logs/december.csv"),
+        "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
+         W00101,2026-12-31 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
+    )
+    .unwrap();
+    // The roster and HR list were copied in after the year ended.
+    for f in [
+        "roster/webir_accounts_20260702.xlsx",
+        "hr/hr_status_20260702.csv",
+    ] {
+        crate::harness::written_at(
+            &c.tmp.path().join("city/inbox").join(f),
+            "2027-01-04T09:00:00+08:00",
+        );
+    }
+    pass(&c, "2027-03-01T08:00:00+08:00");
+    assert_eq!(
+        ledger(&c),
+        [row("external-audit", "2026", "waiting-for-seed")]
+    );
+    let key = "2026/external-audit";
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    assert!(store.draws(key).unwrap().is_empty(), "no seed drawn");
+    let committed = store.latest_ceremony(key).unwrap().expect("a commitment");
+    drop(store);
+    let got = received(&smtp);
+    let commitments: Vec<_> = got
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.subject.contains("外部稽核候選單位承諾：2026"))
+        .collect();
+    assert_eq!(
+        commitments.len(),
+        webir_audit::run::ceremony::commitment_recipients(&config).len()
+    );
+    let text = &commitments[0].text;
+    assert!(
+        text.contains(&committed.population_digest)
+            && text.contains("KPB 高雄市政府警察局：嚴重發現 46 筆，優先")
+            && text.contains("webir-audit seed --period 2026 --job external-audit --value")
+            && text.contains("seeds/2026.external-audit.txt"),
+        "{text}"
+    );
+    // The sample audit's seed command does not reach this ceremony.
+    let wrong = c.run(
+        &["seed", "--period", "2026", "--value", SEED],
+        "2027-03-04T10:00:00+08:00",
+    );
+    assert_eq!(wrong.status, 2, "{}", wrong.stdout);
+    assert!(
+        wrong.stderr.contains("no commitment of 2026"),
+        "{}",
+        wrong.stderr
+    );
+    let given = c.run(
+        &[
+            "seed",
+            "--period",
+            "2026",
+            "--job",
+            "external-audit",
+            "--value",
+            SEED,
+            "--by",
+            "衛生局 王總管理者",
+        ],
+        "2027-03-04T10:00:00+08:00",
+    );
+    assert_eq!(given.status, 0, "{}{}", given.stdout, given.stderr);
+    pass(&c, "2027-03-04T11:00:00+08:00");
+    let dir = config.paths.archive.join("2026/external-audit");
+    let runs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{:?}", ledger(&c));
+    let s = crate::harness::json(&runs[0], "selection.json");
+    assert_eq!(s["seed"], SEED);
+    assert_eq!(s["ceremony"]["committed_at"], "2027-03-01T08:00:00");
+    assert_eq!(s["ceremony"]["seed_given_at"], "2027-03-04T10:00:00");
+    assert_eq!(s["ceremony"]["population_digest"], s["units_digest"]);
+    assert!(
+        s["seed_postdates_candidates"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "ceremony: the candidate list was committed and mailed at 2027-03-01T08:00:00"
+            ),
+        "{}",
+        s["seed_postdates_candidates"]
+    );
+    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    let kinds: Vec<(String, String)> = store
+        .chain()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.id))
+        .filter(|(k, _)| k != "seal")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("commitment".to_owned(), key.to_owned()),
+            ("seed-given".to_owned(), key.to_owned()),
+            ("seed".to_owned(), format!("{key}#1")),
+        ]
     );
 }

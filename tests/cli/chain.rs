@@ -540,3 +540,183 @@ pub fn py(dir: &Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
     )
 }
+
+/// What a forger with the bundle does, written from docs/sampling.md
+/// alone (§ 9's `SHA256SUMS`, § 13's entry hash), in Python, not with the
+/// product's code: a run's findings emptied, its line of `SHA256SUMS`,
+/// its seal's digest and every later entry's hash recomputed, and
+/// `bundle.json`'s head set to the new one.
+const FORGE: &str = r#"
+import hashlib, json, os, sys
+root = sys.argv[1]
+run = os.path.join(root, "run")
+sha = lambda b: hashlib.sha256(b).hexdigest()
+target = os.path.join(run, "findings.csv")
+os.chmod(target, 0o600)
+with open(target, "rb") as f:
+    header = f.readline()
+with open(target, "wb") as f:
+    f.write(header)
+sums = os.path.join(run, "SHA256SUMS")
+os.chmod(sums, 0o600)
+lines = open(sums, "rb").read().decode("utf-8").splitlines()
+lines = [(sha(header) + "  findings.csv") if l.endswith("  findings.csv") else l for l in lines]
+open(sums, "wb").write(("\n".join(lines) + "\n").encode("utf-8"))
+seal = sha(open(sums, "rb").read())
+bundle = json.load(open(os.path.join(root, "bundle.json"), encoding="utf-8"))
+entries = [json.loads(l) for l in open(os.path.join(root, "chain.jsonl"), encoding="utf-8")]
+prev = "0" * 64
+for e in entries:
+    if e["kind"] == "seal" and e["id"] == bundle["run"]:
+        e["digest"] = seal
+    e["prev"] = prev
+    text = "%s\n%d\n%s\n%s\n%s\n%s\n" % (prev, e["seq"], e["kind"], e["id"], e["digest"], e["at"])
+    e["hash"] = prev = sha(text.encode("utf-8"))
+with open(os.path.join(root, "chain.jsonl"), "w", encoding="utf-8") as f:
+    for e in entries:
+        f.write(json.dumps(e, ensure_ascii=False) + "\n")
+bundle["chain_head"] = prev
+json.dump(bundle, open(os.path.join(root, "bundle.json"), "w", encoding="utf-8"))
+"#;
+
+/// Issue 32, done when: the README's main command (the demo on the
+/// repository's sample city) draws by the ceremony, so its sample
+/// audit's bundle verifies offline with the shipped verifiers and shows
+/// the population frozen and committed before the seed was given; and a
+/// forger who rebuilds the bundle's chain after the receipt was mailed
+/// passes the verifier alone but is caught by the receipt's head.
+#[test]
+fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_its_receipt() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sample_data::copy_dir(
+        &crate::harness::repo().join("sample_data"),
+        &tmp.path().join("city"),
+    );
+    let config = tmp.path().join("city/webir-audit.toml");
+    let out = crate::harness::run_binary(
+        &[
+            "--now",
+            "2026-12-03T10:00:00+08:00",
+            "demo",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    // The demo states its seed and when each step happened.
+    for line in [
+        "ceremony 2026H1: committed and mailed at 2026-12-03T10:00:00",
+        "seed 20260705080000000000 given at 2026-12-03T10:01:00",
+        "ceremony 2026/external-audit: committed and mailed at 2026-12-03T10:01:00",
+        "seed 20260705080000000000 given at 2026-12-03T10:02:00",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
+    }
+    let runs: Vec<PathBuf> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run      "))
+        .map(PathBuf::from)
+        .collect();
+    let sample = runs
+        .iter()
+        .find(|r| r.to_string_lossy().contains("/sample-audit/"))
+        .expect("a sample audit");
+    let external = runs
+        .iter()
+        .find(|r| r.to_string_lossy().contains("/external-audit/"))
+        .expect("an external audit");
+    let m = crate::harness::json(sample, "manifest.json");
+    assert!(
+        m["seed_postdates_population"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "ceremony: the population was committed and mailed at 2026-12-03T10:00:00"
+            ),
+        "{}",
+        m["seed_postdates_population"]
+    );
+    assert_eq!(m["ceremony"]["seed_given_at"], "2026-12-03T10:01:00");
+    let s = crate::harness::json(external, "selection.json");
+    assert_eq!(s["ceremony"]["population_digest"], s["units_digest"]);
+    assert!(
+        s["seed_postdates_candidates"]
+            .as_str()
+            .unwrap()
+            .starts_with("ceremony: "),
+        "{}",
+        s["seed_postdates_candidates"]
+    );
+
+    // Each draw's bundle, verified by the shipped verifiers alone.
+    let fresh = open_bundle(tmp.path(), &config, sample, &["--with-personal-data"]);
+    let (ok, text) = py(&fresh, &["verify_sample.py", "run"]);
+    assert!(ok && text.contains("MATCH"), "{text}");
+    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
+    assert!(ok && text.trim().ends_with("OK"), "{text}");
+    let ceremony = text
+        .lines()
+        .find(|l| l.starts_with("ceremony: freeze entry "))
+        .unwrap_or_else(|| panic!("the ceremony shown: {text}"));
+    assert!(
+        ceremony.contains("at 2026-12-03T10:00:00 (11 mails), seed given entry ")
+            && ceremony.ends_with("the seed was given after the commitment"),
+        "{ceremony}"
+    );
+    let units = open_bundle(tmp.path(), &config, external, &[]);
+    let (ok, text) = py(&units, &["verify_bundle.py", "."]);
+    assert!(
+        ok && text.contains("ceremony: commitment entry ")
+            && text.contains("at 2026-12-03T10:01:00"),
+        "{text}"
+    );
+
+    // The last receipt mailed: its head, in full, from its body.
+    let mail =
+        webir_audit::mail::outbox::file_transport_dir(&webir_audit::config::load(&config).unwrap());
+    let receipts: Vec<crate::mail::Parsed> = crate::mail::parse_every(&mail)
+        .into_iter()
+        .filter(crate::mail::is_receipt)
+        .collect();
+    let head = receipts
+        .iter()
+        .filter_map(|r| {
+            let n: u64 = r
+                .subject
+                .split("第 ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let hash = r
+                .text
+                .split(|c: char| !c.is_ascii_hexdigit())
+                .find(|w| w.len() == 64)?
+                .to_owned();
+            Some((n, hash))
+        })
+        .max()
+        .expect("a receipt with its head")
+        .1;
+    let (ok, text) = py(&fresh, &["verify_bundle.py", ".", "--head", &head]);
+    assert!(ok && text.contains(" of "), "{text}");
+
+    // The forger rebuilds the bundle: alone it passes, the receipt
+    // catches it.
+    std::fs::write(fresh.join("forge.py"), FORGE).unwrap();
+    let (ok, text) = py(&fresh, &["forge.py", "."]);
+    assert!(ok, "{text}");
+    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
+    assert!(
+        ok && text.trim().ends_with("OK"),
+        "rebuilt whole, it passes alone: {text}"
+    );
+    let (ok, text) = py(&fresh, &["verify_bundle.py", ".", "--head", &head]);
+    assert!(
+        !ok && text.contains(&format!("the chain does not contain head {head}")),
+        "{text}"
+    );
+}

@@ -329,12 +329,16 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     let every = parse_every(&dir.join("var/state/outbox-files"));
     assert!(every.iter().any(is_receipt), "the chain's head witnessed");
     let emls = parse_all(&dir.join("var/state/outbox-files"));
-    assert!(
-        out.stdout
-            .contains(&format!("mail: {} sent, 0 to retry, 0 failed", every.len())),
-        "{}",
-        out.stdout
-    );
+    let sent: usize = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("mail: "))
+        .map(|l| {
+            assert!(l.contains(" sent, 0 to retry, 0 failed"), "{l}");
+            l.split(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert!(sent == every.len(), "{}", out.stdout);
     // 10 units' and the city-wide workbook for three jobs, the external
     // audit's city-wide one, plus ethics copies.
     assert!(emls.len() > 3 * 11, "{}", emls.len());
@@ -351,9 +355,21 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     );
     assert!(
         bare.iter()
-            .all(|s| s.contains("緊急") || s.contains("外部稽核受稽核通知")),
+            .all(|s| s.contains("緊急") || s.contains("外部稽核受稽核通知") || s.contains("承諾")),
         "{bare:?}"
     );
+    // Each draw by its ceremony: the commitment mailed to the chief and
+    // every ethics unit before the seed.
+    for (what, to) in [
+        ("抽樣母體承諾：2026H1", 11),
+        ("外部稽核候選單位承諾：2026", 11),
+    ] {
+        assert_eq!(
+            bare.iter().filter(|s| s.contains(what)).count(),
+            to,
+            "{what}"
+        );
+    }
     assert_eq!(
         bare.iter()
             .filter(|s| s.contains("外部稽核受稽核通知"))
@@ -812,6 +828,30 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
             &["政風單位 您好", "共同調查", "調查紀錄"],
             &["廢止其使用權限", "黃色欄位"],
         ),
+        (
+            "抽樣母體承諾",
+            "commitment",
+            &[
+                "衛生局總管理者、政風單位 您好",
+                "第六點第一款",
+                "種子產生「之前」",
+                "種子規則",
+                "webir-audit seed --period 2026H1 --value",
+            ],
+            &["黃色欄位", "--job"],
+        ),
+        (
+            "外部稽核候選單位承諾",
+            "commitment",
+            &[
+                "衛生局總管理者、政風單位 您好",
+                "第四點第二款",
+                "種子產生「之前」",
+                "種子規則",
+                "webir-audit seed --period 2026 --job external-audit --value",
+            ],
+            &["黃色欄位"],
+        ),
     ];
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
@@ -822,6 +862,9 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
     for m in &mails {
         let role = if m.subject.contains("專責人員本人帳號覆核") {
             "review"
+        } else if m.subject.contains("承諾") {
+            // The ceremony's commitment, to the chief and ethics units.
+            "commitment"
         } else if m.to.starts_with("ethics.") {
             "ethics"
         } else if m.subject.contains("總管理者填復") {
