@@ -131,10 +131,19 @@ def main(argv):
     withheld = {w["file"][len("run/"):] for w in bundle.get("withheld", [])} & PERSONAL
     run = os.path.join(root, "run")
     listed = {}
-    with open(os.path.join(run, "SHA256SUMS"), encoding="utf-8") as f:
-        for line in f:
-            digest, name = line.rstrip("\n").split("  ", 1)
-            listed[name] = digest
+    with open(os.path.join(run, "SHA256SUMS"), "rb") as f:
+        raw = f.read()
+    # sampling.md 9: "<64 lowercase hex>  <path>" LF per file, sorted by path bytes.
+    names = []
+    for line in raw.decode("utf-8").split("\n")[:-1] if raw.endswith(b"\n") else [None]:
+        if line is None or len(line) < 67 or line[64:66] != "  " or \
+                any(c not in "0123456789abcdef" for c in line[:64]):
+            problems.append("run/SHA256SUMS: not in the format sampling.md 9 gives")
+            break
+        listed[line[66:]] = line[:64]
+        names.append(line[66:].encode("utf-8"))
+    if names != sorted(names):
+        problems.append("run/SHA256SUMS: lines not sorted by path bytes")
     present = set()
     for d, _, files in os.walk(run):
         for name in files:

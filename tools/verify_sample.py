@@ -97,11 +97,14 @@ _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
 
 
 def unescape(field):
+    """sampling.md 9: only \\t \\n \\r \\\\ occur; any other backslash is an error."""
     out = []
     i = 0
     while i < len(field):
         ch = field[i]
-        if ch == "\\" and i + 1 < len(field) and field[i + 1] in _ESCAPES:
+        if ch == "\\":
+            if i + 1 >= len(field) or field[i + 1] not in _ESCAPES:
+                raise ValueError("undefined escape %r at character %d of %r" % (field[i:i + 2], i + 1, field))
             out.append(_ESCAPES[field[i + 1]])
             i += 2
         else:
@@ -120,13 +123,27 @@ def read_population(path):
             parts = raw.decode("utf-8").rstrip("\n").split("\t")
             if len(parts) != 6:
                 raise SystemExit(f"{path}:{n}: expected 6 fields, found {len(parts)}")
-            account, agency, at, item, subject, occ = [unescape(p) for p in parts]
+            try:
+                account, agency, at, item, subject, occ = [unescape(p) for p in parts]
+            except ValueError as e:
+                raise SystemExit(f"{path}:{n}: {e}")
             records.append((account, agency, at, item, subject, occ))
     return records
 
 
 def record_key(at, item, subject, occ):
     return f"{at}|{item}|{subject}|{occ}"
+
+
+def population_digest(records):
+    """sampling.md 4: SHA-256 of the lines, each with its LF, sorted by bytes."""
+    lines = sorted(
+        f"{a}\t{g}\t{record_key(t, i, s, o)}\n".encode("utf-8") for a, g, t, i, s, o in records
+    )
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line)
+    return h.hexdigest()
 
 
 # --- Verification -----------------------------------------------------------
@@ -164,15 +181,10 @@ def verify(manifest_path, population_path):
     if not os.path.exists(population_path):
         return WITHHELD
     records = read_population(population_path)
-    lines = sorted(
-        f"{a}\t{g}\t{record_key(t, i, s, o)}\n".encode("utf-8") for a, g, t, i, s, o in records
-    )
-    h = hashlib.sha256()
-    for line in lines:
-        h.update(line)
-    if h.hexdigest() != m["population_digest"]:
+    digest = population_digest(records)
+    if digest != m["population_digest"]:
         return (f"population digest differs: the manifest has {m['population_digest']}, "
-                f"{population_path} gives {h.hexdigest()}")
+                f"{population_path} gives {digest}")
     if len(records) != m["population_records"]:
         return f"population has {len(records)} records, the manifest says {m['population_records']}"
 
@@ -243,7 +255,19 @@ def self_test():
                 "2026-03-02T09:15:00|承保資料查詢|A123456789|1").hex(),
          "c371bdc86787f37b7cf7a58a1142cd53adbae46f42e6cdbf2034d1e89838e08c"),
         (enc("衛生局").hex(), "00000009e8a19be7949fe5b180"),
+        # sampling.md 4: lines sort with their LF (a TAB, 09, sorts before it).
+        (population_digest([("u1", "KHB", "2026-03-01T10:00:00", "X", "A1", "1"),
+                            ("u1", "KHB", "2026-03-01T10:00:00", "X", "A1|1\t9", "1")]),
+         "fa6481483ca80df1ea4c0c96158345982cc614d1dcd9fc9aaae32c68270dd55a"),
+        # sampling.md 9: the four escapes, and nothing else.
+        (unescape("a\\tb\\\\c\\n\\r"), "a\tb\\c\n\r"),
     ]
+    for bad in ("a\\x", "a\\"):
+        try:
+            unescape(bad)
+            cases.append(("accepted %r" % bad, "refused"))
+        except ValueError:
+            pass
     for got, want in cases:
         if got != want:
             print(f"self-test FAILED: {got} != {want}")

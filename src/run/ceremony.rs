@@ -275,9 +275,9 @@ pub fn give(
         .context("the ceremony just given its seed is gone")
 }
 
-/// The chain digest of a given seed: SHA-256 of
-/// `period LF seed LF at LF by LF via LF`.
-fn seed_given_digest(period: &str, seed: &str, at: &str, by: &str, via: SeedVia) -> String {
+/// The chain digest of a given seed (docs/sampling.md § 13): SHA-256 of
+/// `key LF seed LF at LF by LF via LF`.
+pub fn seed_given_digest(period: &str, seed: &str, at: &str, by: &str, via: SeedVia) -> String {
     hex::encode(sha2::Sha256::digest(
         format!("{period}\n{seed}\n{at}\n{by}\n{via}\n").as_bytes(),
     ))

@@ -1117,12 +1117,18 @@ pub(crate) fn chain_seed(
     population_digest: &str,
     at: &str,
 ) -> Result<()> {
-    use sha2::Digest as _;
-    let digest = hex::encode(sha2::Sha256::digest(
-        format!("{period}\n{draw_number}\n{seed}\n{source}\n{population_digest}\n").as_bytes(),
-    ));
+    let digest = seed_digest(period, draw_number, seed, source, population_digest);
     store.chain_append("seed", &format!("{period}#{draw_number}"), &digest, at)?;
     Ok(())
+}
+
+/// A seed entry's digest (docs/sampling.md § 13): SHA-256 of
+/// `key LF draw_number LF seed LF source LF digest LF`.
+pub fn seed_digest(key: &str, draw_number: u32, seed: &str, source: &str, digest: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(
+        format!("{key}\n{draw_number}\n{seed}\n{source}\n{digest}\n").as_bytes(),
+    ))
 }
 
 /// A population that misses a failed file must not be frozen or drawn

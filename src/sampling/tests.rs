@@ -286,6 +286,31 @@ fn fields_that_break_the_column_sort_fall_back_to_sorting_lines() {
     assert_eq!(pop.digest, naive_digest(&rows, &log_agencies(&rows)));
 }
 
+/// docs/sampling.md § 4's worked example: each line sorts *with* its LF,
+/// so a line that another extends by a TAB (09, below LF's 0a) sorts
+/// after it; sorted without the LF the digest would be a358….
+#[test]
+fn lines_sort_with_their_line_feed() {
+    let rows: Vec<Row> = ["A1", "A1|1\t9"]
+        .iter()
+        .map(|subject| {
+            (
+                "u1".into(),
+                "KHB".into(),
+                "2026-03-01 10:00:00".into(),
+                "X".into(),
+                Some((*subject).into()),
+            )
+        })
+        .collect();
+    let pop = population(&log(&rows), &roster(&[]), &h1()).unwrap();
+    assert_eq!(
+        pop.digest,
+        "fa6481483ca80df1ea4c0c96158345982cc614d1dcd9fc9aaae32c68270dd55a"
+    );
+    assert_eq!(pop.digest, naive_digest(&rows, &log_agencies(&rows)));
+}
+
 #[test]
 fn accounts_take_the_roster_agency_else_the_smallest_log_agency() {
     let rows: Vec<Row> = vec![

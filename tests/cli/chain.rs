@@ -665,6 +665,36 @@ fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_
             && ceremony.ends_with("the seed was given after the commitment"),
         "{ceremony}"
     );
+    // § 15: the bundle's files and fields, as the spec names them; § 13:
+    // every entry's id in its grammar; § 9: rejects.csv's header.
+    let bundle = crate::harness::json(&fresh, "bundle.json");
+    let keys: Vec<&String> = bundle.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["chain_entries", "chain_head", "inputs", "run", "withheld"]
+    );
+    let agencies = crate::harness::json(&fresh, "agencies.json");
+    for a in agencies.as_array().unwrap() {
+        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "name", "parent", "requesting", "unit"]);
+    }
+    let chain = std::fs::read_to_string(fresh.join("chain.jsonl")).unwrap();
+    for line in chain.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["at", "digest", "hash", "id", "kind", "prev", "seq"]);
+        let (kind, id) = (e["kind"].as_str().unwrap(), e["id"].as_str().unwrap());
+        assert!(id_follows_the_grammar(kind, id), "{kind} {id}");
+    }
+    assert!(
+        chain.contains("\"id\":\"2026/external-audit#1\""),
+        "{chain}"
+    );
+    let rejects = std::fs::read_to_string(fresh.join("run/rejects.csv")).unwrap();
+    assert_eq!(
+        rejects.trim_start_matches('\u{feff}').lines().next(),
+        Some("table,source_file,sheet,source_row,reason,raw")
+    );
     let units = open_bundle(tmp.path(), &config, external, &[]);
     let (ok, text) = py(&units, &["verify_bundle.py", "."]);
     assert!(
@@ -719,4 +749,117 @@ fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_
         !ok && text.contains(&format!("the chain does not contain head {head}")),
         "{text}"
     );
+}
+
+/// docs/sampling.md § 9's seal and § 13's worked examples: computed by
+/// the product, and each value found in the spec's text, so the two
+/// cannot drift apart.
+#[test]
+fn the_spec_s_seal_and_chain_examples_hold() {
+    let spec = include_str!("../../docs/sampling.md");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    std::fs::write(dir.join("a.txt"), "a\n").unwrap();
+    std::fs::write(dir.join("reports/b.txt"), "b\n").unwrap();
+    webir_audit::archive::seal(&dir).unwrap();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    for line in sums.lines() {
+        assert!(spec.contains(&format!("      {line}\n")), "{line}");
+    }
+    let folder = webir_audit::archive::seal_digest(&dir).unwrap();
+    let entry = webir_audit::store::chain::entry_hash(
+        webir_audit::store::chain::GENESIS,
+        1,
+        "seal",
+        "2026H1/sample-audit/20260705T080000",
+        &folder,
+        "2026-07-05T08:00:00",
+    );
+    let seed = webir_audit::run::seed_digest(
+        "2026H1",
+        1,
+        "12345678901234567890",
+        "given",
+        "7d2d58a817cc1284fc886b146b4ecb1365cc8bc2ebde85d2514294f1230fce09",
+    );
+    let given = webir_audit::run::ceremony::seed_given_digest(
+        "2026H1",
+        "12345678901234567890",
+        "2026-07-08T10:00:00",
+        "衛生局 王總管理者",
+        webir_audit::store::SeedVia::Command,
+    );
+    for (what, value, expected) in [
+        (
+            "folder",
+            folder,
+            "c498c59ae08630afe65cf57682ec9e70b8cb5d17687b491b6c82465cf77fed1b",
+        ),
+        (
+            "entry",
+            entry,
+            "e8c1c4fa8cfb0c3c7fa31de954252df063af373e672b476181855e483f04816b",
+        ),
+        (
+            "seed",
+            seed,
+            "84ce19b45dbd9567cb56561c677d26fef0ce3bd125cec8c1cc8c5861c36bed49",
+        ),
+        (
+            "seed given",
+            given,
+            "431d92ee69e5f54039d61ff51ade05101cef6384d4977ac03d98f8f3f972d78d",
+        ),
+    ] {
+        assert_eq!(value, expected, "{what}");
+        assert!(
+            spec.contains(expected),
+            "{what}: {expected} not in the spec"
+        );
+    }
+}
+
+/// docs/sampling.md § 13's grammar of ids, for each kind of entry.
+pub fn id_follows_the_grammar(kind: &str, id: &str) -> bool {
+    let stamp = |s: &str| {
+        s.len() == 15
+            && s.as_bytes()[8] == b'T'
+            && s.chars()
+                .enumerate()
+                .all(|(i, c)| i == 8 || c.is_ascii_digit())
+    };
+    let run_period = |p: &str| {
+        p.parse::<webir_audit::period::Period>()
+            .is_ok_and(|q| q.id == p)
+            || p.strip_prefix("as-of-")
+                .is_some_and(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+    };
+    let key = |k: &str| {
+        let period = k.strip_suffix("/external-audit").unwrap_or(k);
+        period
+            .parse::<webir_audit::period::Period>()
+            .is_ok_and(|q| q.id == period)
+    };
+    let folder = |id: &str| {
+        let parts: Vec<&str> = id.split('/').collect();
+        parts.len() == 3
+            && run_period(parts[0])
+            && if parts[1] == "returns" {
+                let f: Vec<&str> = parts[2].split('_').collect();
+                f.len() == 3 && stamp(f[0]) && !f[1].is_empty() && stamp(f[2])
+            } else {
+                webir_audit::job::Job::parse(parts[1]).is_some() && stamp(parts[2])
+            }
+    };
+    match kind {
+        "seal" | "return" | "tombstone" => folder(id),
+        "seed" => id
+            .rsplit_once('#')
+            .is_some_and(|(k, n)| key(k) && n.parse::<u32>().is_ok_and(|n| n > 0)),
+        "freeze" | "commitment" | "seed-given" => key(id),
+        "input-tombstone" => id.starts_with("inputs/"),
+        "hold" | "release" => !id.is_empty(),
+        _ => false,
+    }
 }
