@@ -613,12 +613,7 @@ fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_
     ] {
         assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
     }
-    let runs: Vec<PathBuf> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(PathBuf::from)
-        .collect();
+    let runs = crate::harness::demo_runs(&out.stdout);
     let sample = runs
         .iter()
         .find(|r| r.to_string_lossy().contains("/sample-audit/"))

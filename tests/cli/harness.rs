@@ -466,3 +466,12 @@ pub const DUTIES: &[&str] = &[
     "第五點第三款",
     "第五點第四款",
 ];
+
+/// The runs a demo printed (`run      <dir>` lines), in order.
+pub fn demo_runs(stdout: &str) -> Vec<std::path::PathBuf> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run      "))
+        .map(std::path::PathBuf::from)
+        .collect()
+}

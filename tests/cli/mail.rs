@@ -311,12 +311,7 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     let d = dir.to_str().unwrap();
     let out = run_binary(&["demo", "--out", d], tmp.path());
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let runs: Vec<PathBuf> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(PathBuf::from)
-        .collect();
+    let runs = crate::harness::demo_runs(&out.stdout);
     assert_eq!(runs.len(), 4, "{}", out.stdout);
     for r in &runs {
         assert!(
@@ -936,12 +931,7 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
 
     // 摘要's 應辦事項 of each kind say the officer's verbs, and never a
     // role or a step the regulation does not have.
-    let runs: Vec<PathBuf> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(PathBuf::from)
-        .collect();
+    let runs = crate::harness::demo_runs(&out.stdout);
     for run in &runs {
         let job = run
             .parent()

@@ -228,15 +228,6 @@ fn read_workbook(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
     (headers, actions)
 }
 
-/// The runs a demo printed (`run      <dir>` lines), in order.
-fn demo_runs(stdout: &str) -> Vec<PathBuf> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("run      "))
-        .map(PathBuf::from)
-        .collect()
-}
-
 #[test]
 fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
     ensure_tools();
@@ -244,7 +235,7 @@ fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
     let dir = tmp.path().join("demo");
     let out = run_binary(&["demo", "--out", dir.to_str().unwrap()], tmp.path());
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let runs = demo_runs(&out.stdout);
+    let runs = crate::harness::demo_runs(&out.stdout);
     assert_eq!(runs.len(), 4, "{}", out.stdout);
     // The police (the sample city's largest unit) and the city-wide
     // workbook of every job; the external audit has only the latter.
@@ -351,7 +342,7 @@ fn a_city_shaped_differently_prints_the_same_way() {
     let config = city.join("webir-audit.toml");
     let out = run_binary(&["demo", "--config", config.to_str().unwrap()], tmp.path());
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let runs = demo_runs(&out.stdout);
+    let runs = crate::harness::demo_runs(&out.stdout);
     assert_eq!(runs.len(), 4, "{}", out.stdout);
     let mut books = Vec::new();
     for (i, run) in runs.iter().enumerate() {
