@@ -483,17 +483,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             by,
         } => {
             let config = config::load(config)?;
-            if !job.draws() {
-                return Err(anyhow::anyhow!(
-                    "{} draws nothing: a seed is given for sample-audit or external-audit",
-                    job.name()
-                )
-                .into());
-            }
             let by = by.clone().unwrap_or_else(crate::run::ceremony::operator);
             let c = crate::run::ceremony::give(
                 &config,
-                &crate::run::draw_key(*job, &period.id),
+                &crate::run::ceremony::key(*job, &period.id)?,
                 value,
                 &by,
                 crate::store::SeedVia::Command,
@@ -1146,13 +1139,22 @@ fn demo(
         ..Request::new(Job::AccountReview)
     };
     demo_run(&config, account_review, clock, out)?;
+    let minute = |m: i64| crate::clock::Later {
+        base: clock,
+        by: chrono::Duration::minutes(m),
+    };
     // Each draw by the ceremony the daemon runs (docs/sampling.md § 5):
     // what it draws from is frozen and the commitment mailed, then the
     // seed is given, a minute later, and only then drawn. The seed is
     // the demo's fixed public value, standing for the lottery draw a
     // real ceremony waits for. The fixed seed may draw the city again:
     // numbered and announced like any other draw.
-    let sample = demo_ceremony(&config, Job::SampleAudit, &h1, (clock, 1), out)?;
+    let sample = demo_ceremony(
+        &config,
+        (Job::SampleAudit, &h1),
+        (&minute(0), &minute(1)),
+        out,
+    )?;
     demo_run(
         &config,
         Request {
@@ -1161,10 +1163,7 @@ fn demo(
             redraw: true,
             ..Request::new(Job::SampleAudit)
         },
-        &crate::clock::Later {
-            base: clock,
-            by: chrono::Duration::minutes(1),
-        },
+        &minute(1),
         out,
     )?;
     demo_run(
@@ -1173,17 +1172,16 @@ fn demo(
             period: Some(year.clone()),
             ..Request::new(Job::InternalAudit)
         },
-        &crate::clock::Later {
-            base: clock,
-            by: chrono::Duration::minutes(1),
-        },
+        &minute(1),
         out,
     )?;
-    let external = demo_ceremony(&config, Job::ExternalAudit, &year, (clock, 2), out)?;
-    let later = crate::clock::Later {
-        base: clock,
-        by: chrono::Duration::minutes(2),
-    };
+    let external = demo_ceremony(
+        &config,
+        (Job::ExternalAudit, &year),
+        (&minute(1), &minute(2)),
+        out,
+    )?;
+    let later = minute(2);
     demo_run(
         &config,
         Request {
@@ -1238,30 +1236,25 @@ fn demo_run(
 }
 
 /// The demo's ceremony for `job`'s draw of `period`: committed (frozen and
-/// mailed) `minutes - 1` after the demo's start, the seed given a minute
-/// later. Returns the ceremony to draw with.
+/// mailed) at `committed`, the seed given at `given`. Returns the
+/// ceremony to draw with.
 fn demo_ceremony(
     config: &crate::config::Config,
-    job: Job,
-    period: &Period,
-    (clock, minutes): (&dyn crate::clock::Clock, i64),
+    (job, period): (Job, &Period),
+    (committed, given): (&dyn crate::clock::Clock, &dyn crate::clock::Clock),
     out: &mut dyn Write,
 ) -> Result<crate::store::Ceremony, Error> {
     use crate::run::ceremony;
-    let at = |m: i64| crate::clock::Later {
-        base: clock,
-        by: chrono::Duration::minutes(m),
-    };
-    let c = ceremony::commit(config, job, period, (7, false), &at(minutes - 1))?;
+    let c = ceremony::commit(config, job, period, (7, false), committed)?;
     // The commitment leaves the server before any seed exists.
-    drain_outbox(config, &at(minutes - 1), out)?;
+    drain_outbox(config, committed, out)?;
     let c = ceremony::give(
         config,
         &c.period,
         DEMO_SEED,
         DEMO_SEED_BY,
         crate::store::SeedVia::Command,
-        &at(minutes),
+        given,
     )?;
     writeln!(
         out,

@@ -58,6 +58,15 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def files_in(folder):
+    """Every file under folder, as a path relative to it with "/" between parts."""
+    found = set()
+    for d, _, files in os.walk(folder):
+        for name in files:
+            found.add(os.path.relpath(os.path.join(d, name), folder).replace(os.sep, "/"))
+    return found
+
+
 def sha256_text(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -144,12 +153,7 @@ def main(argv):
         names.append(line[66:].encode("utf-8"))
     if names != sorted(names):
         problems.append("run/SHA256SUMS: lines not sorted by path bytes")
-    present = set()
-    for d, _, files in os.walk(run):
-        for name in files:
-            rel = os.path.relpath(os.path.join(d, name), run).replace(os.sep, "/")
-            if rel != "SHA256SUMS":
-                present.add(rel)
+    present = files_in(run) - {"SHA256SUMS"}
     for name in sorted(set(listed) | present):
         if name not in present and name in withheld:
             notes.append("run/%s: left out of the bundle (personal data); sealed as %s" % (name, listed[name]))
@@ -165,10 +169,7 @@ def main(argv):
     if bundle.get("inputs") or os.path.isdir(inputs_dir):
         with open(os.path.join(run, "inputs.json"), encoding="utf-8") as f:
             read = {r["path"]: r["sha256"] for r in json.load(f) if r.get("sha256")}
-        held = set()
-        for d, _, files in os.walk(inputs_dir):
-            for name in files:
-                held.add(os.path.relpath(os.path.join(d, name), inputs_dir).replace(os.sep, "/"))
+        held = files_in(inputs_dir)
         for rel in sorted(held | set(read)):
             if rel not in held:
                 problems.append("inputs/%s: the run read it but it is missing" % rel)
@@ -184,8 +185,7 @@ def main(argv):
             entries.append(e)
             text = "%s\n%d\n%s\n%s\n%s\n%s\n" % (
                 e["prev"], e["seq"], e["kind"], e["id"], e["digest"], e["at"])
-            if e["seq"] != i or e["prev"] != prev or \
-                    hashlib.sha256(text.encode("utf-8")).hexdigest() != e["hash"]:
+            if e["seq"] != i or e["prev"] != prev or sha256_text(text) != e["hash"]:
                 problems.append("chain entry %d: broken" % i)
             prev = e["hash"]
     seal = sha256_file(os.path.join(run, "SHA256SUMS"))

@@ -815,7 +815,7 @@ pub(super) fn external_audit(
     let seed = match &ceremony {
         _ if claim.crashed.is_some() => claim.seed(seed)?,
         None => seed,
-        Some(c) => Some(super::ceremony::seed_of(c, &digest)?),
+        Some(c) => Some(super::ceremony::seed_of(c, "candidate units", &digest)?),
     };
     let folder = RunFolder::create(
         &config.paths.archive,

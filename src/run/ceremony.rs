@@ -191,12 +191,23 @@ pub fn seed_command(job: Job, period: &str, value: &str) -> String {
     }
 }
 
-/// The seed a ceremony gave, for a draw whose digest is `now`: refused
-/// when what is drawn from changed since the commitment (it binds).
-pub fn seed_of(c: &Ceremony, now: &str) -> Result<Seed> {
+/// The key of `job`'s ceremony of `period` ([`super::draw_key`]); refused
+/// for a job that draws nothing, which has no ceremony.
+pub fn key(job: Job, period: &str) -> Result<String> {
+    anyhow::ensure!(
+        job.draws(),
+        "{job} draws nothing: a seed is given for sample-audit or external-audit"
+    );
+    Ok(super::draw_key(job, period))
+}
+
+/// The seed a ceremony gave, for a draw of `what` (`population`,
+/// `candidate units`) whose digest is `now`: refused when it changed since
+/// the commitment (it binds).
+pub fn seed_of(c: &Ceremony, what: &str, now: &str) -> Result<Seed> {
     anyhow::ensure!(
         c.population_digest == now,
-        "what {} draws from changed since its commitment was mailed at {}: committed digest {}, \
+        "the {what} of {} changed since its commitment was mailed at {}: committed digest {}, \
          now {now}; nothing was drawn. The commitment binds the draw: restore the inputs it names \
          (the commitment mail lists them), or start a new ceremony",
         c.period,

@@ -1450,7 +1450,11 @@ fn sample_audit(
     let seed = match &ceremony {
         _ if crashed.is_some() => claim.seed(seed)?,
         None => seed,
-        Some(c) => Some(ceremony::seed_of(c, &frozen.population.digest)?),
+        Some(c) => Some(ceremony::seed_of(
+            c,
+            "population",
+            &frozen.population.digest,
+        )?),
     };
     let freeze = store.latest_freeze(&period.id)?;
     if let Some(f) = &freeze {

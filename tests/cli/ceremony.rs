@@ -506,6 +506,25 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
             && text.contains("seeds/2026.external-audit.txt"),
         "{text}"
     );
+    // A job that draws nothing has no ceremony to give a seed to.
+    let none = c.run(
+        &[
+            "seed",
+            "--period",
+            "2026",
+            "--job",
+            "internal-audit",
+            "--value",
+            SEED,
+        ],
+        "2027-03-04T10:00:00+08:00",
+    );
+    assert_eq!(none.status, 2, "{}", none.stdout);
+    assert!(
+        none.stderr.contains("internal-audit draws nothing"),
+        "{}",
+        none.stderr
+    );
     // The sample audit's seed command does not reach this ceremony.
     let wrong = c.run(
         &["seed", "--period", "2026", "--value", SEED],
