@@ -3,15 +3,15 @@
 
 pub mod archive; // run folders: findings.csv, rejects.csv, inputs.json, run.json (mode 0600)
 pub mod checks; // audit checks: findings with stable codes, pure functions over frames
-pub mod cli; // command-line interface: argument types and command dispatch
+pub mod cli; // command line: argument types, one function per command, what the terminal shows
 pub mod clock; // the injected clock
 pub mod config; // the TOML config: raw serde types, validation, agency tree
-pub mod daemon; // the daemon: schedules, the run ledger, wake-up passes, status
-pub mod evidence;
+pub mod daemon; // the daemon: schedules into the run ledger, wake-up passes, the seed ceremony's steps
+pub mod evidence; // export-evidence: the encrypted bundle an auditor verifies offline
 pub mod followup; // what runs asked of units, chased: reminders and escalation until the return is in
 pub mod inbox; // files dropped in the inbox opened as untrusted: regular files only, capped; refused ones set aside
 pub mod ingest; // exports in the inbox -> canonical polars tables, rejects, manifest
-pub mod inputs; // the input store: exports moved out of the inbox once read, and their retention // export-evidence: the encrypted bundle an auditor verifies offline
+pub mod inputs; // the input store: exports moved out of the inbox once read, and their retention
 pub mod job; // the jobs: one closed type with name, period rule, inputs needed
 pub mod keyfile; // the key the attachment passwords are sealed under, outside the state folder
 pub mod mail; // mail: templates, composing, the outbox and its transports (file, SMTP)
@@ -20,7 +20,7 @@ pub mod period; // audit periods (2026H1, 2026Q3, FROM..TO)
 pub mod privacy; // masking of national IDs and names for anything a person reads
 pub mod receipt; // witnessed seals: the evidence chain's new head mailed outside the server
 pub mod report; // Excel workbooks: report models per unit and city-wide, and the pure renderer
-pub mod run; // the run layer: one dispatcher for every job, the run skeleton, the yearly audits, retention
+pub mod run; // the run layer: one dispatcher for every job, the run skeleton, the audits, what operators do by hand
 pub mod sampling; // the seeded sample audit (spec webir-audit/sample/v1): population, selection, manifest
 pub mod schedule; // schedules/*.toml: when each job runs, validated against the regulation's cadence
 pub mod status; // what the daemon has done and will do: the status command and the heartbeat mail

@@ -48,8 +48,7 @@ const MAX_RETRIES: u32 = 6;
 /// A fire time later than this after its time is a catch-up, not a tick.
 const ON_TIME: i64 = 15 * 60;
 
-/// The state key of the register the daemon last ran with.
-pub const AGENCIES_LAST_RUN: &str = "agencies_last_run";
+use crate::run::operator::AGENCIES_LAST_RUN;
 
 /// How a ledger row left by a dead process begins its note.
 const INTERRUPTED: &str = "interrupted";
@@ -108,34 +107,55 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
 
     let present = survey_inbox(config, &mut store, now, &mut pass)?;
     resume_interrupted(config, &mut store, now, &mut pass)?;
-    {
-        // New exports may cure what made a run fail, and a write fault
-        // (a full disk) may have passed: a failed row runs again at once
-        // when new inputs came, else once RETRY_AFTER has passed.
-        let new_inputs = pass.new_inputs > 0;
-        for r in store.ledger()?.into_iter().filter(|r| {
-            r.state == RunState::Failed
-                && (new_inputs
-                    || (r.attempts < MAX_RETRIES
-                        && r.finished_at
-                            .as_deref()
-                            .and_then(parse_utc)
-                            .is_none_or(|t| now - t >= Duration::seconds(RETRY_AFTER))))
-        }) {
-            store.set_run_state(
-                r.id,
-                RunState::Scheduled,
-                &stamp(now),
-                None,
-                r.error.as_deref(),
-            )?;
-        }
-    }
+    retry_failed(&mut store, now, pass.new_inputs > 0)?;
     for s in schedules {
         plan(config, s, &mut store, first_start, now, &mut pass)?;
     }
     calendar_notice(config, &mut store, now)?;
     let seen = store.inputs_seen()?;
+    let inputs = (&seen[..], &present);
+    for row in due_rows(&store)? {
+        let Some(s) = schedules.iter().find(|s| s.job.name() == row.job) else {
+            continue;
+        };
+        take_due_row(config, &mut store, s, &row, inputs, clock, &mut pass)?;
+    }
+    follow_up(config, &mut store, clock, &mut pass);
+    let mut transport = crate::mail::outbox::transport(config)?;
+    crate::mail::outbox::drain(config, &mut store, transport.as_mut(), now)?;
+    mark_mailed(&mut store, now)?;
+    Ok(pass)
+}
+
+/// New exports may cure what made a run fail, and a write fault (a full
+/// disk) may have passed: a failed row runs again at once when new inputs
+/// came, else once RETRY_AFTER has passed.
+fn retry_failed(store: &mut Store, now: DateTime<Utc>, new_inputs: bool) -> Result<()> {
+    let retry = |r: &LedgerRow| {
+        r.state == RunState::Failed
+            && (new_inputs
+                || (r.attempts < MAX_RETRIES
+                    && r.finished_at
+                        .as_deref()
+                        .and_then(parse_utc)
+                        .is_none_or(|t| now - t >= Duration::seconds(RETRY_AFTER))))
+    };
+    for r in store.ledger()?.into_iter().filter(retry) {
+        store.set_run_state(
+            r.id,
+            RunState::Scheduled,
+            &stamp(now),
+            None,
+            r.error.as_deref(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The ledger rows due to run, in order: at one moment the yearly account
+/// review goes before the quarterly password check it also does (ledger
+/// order is time, then insertion).
+fn due_rows(store: &Store) -> Result<Vec<LedgerRow>> {
     let mut due: Vec<LedgerRow> = store
         .ledger()?
         .into_iter()
@@ -146,86 +166,92 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
             )
         })
         .collect();
-    // At one moment the yearly account review goes before the quarterly
-    // password check it also does (ledger order is time, then insertion).
     due.sort_by_key(|r| (r.scheduled_for.clone(), Job::parse(&r.job)));
-    for row in due {
-        let Some(s) = schedules.iter().find(|s| s.job.name() == row.job) else {
-            continue;
-        };
-        if s.job.reviews_accounts()
-            && let Some((by, dir)) = review_done(config, &store.ledger()?, &row)
-        {
-            let note = format!("satisfied by {by}: the same account review, one run and one mail");
-            tracing::info!(job = %row.job, period = %row.period, %note, "covered");
-            store.set_run_state(
-                row.id,
-                RunState::Generated,
-                &stamp(now),
-                Some(&dir),
-                Some(&note),
-            )?;
-            pass.covered.push(key(&row.job, &row.period));
-            continue;
+    Ok(due)
+}
+
+/// One due row: covered by a review already made, run (after its seed
+/// ceremony, if it has one), or left waiting for its inputs (the admin
+/// told once it has waited too long).
+fn take_due_row(
+    config: &Config,
+    store: &mut Store,
+    s: &Schedule,
+    row: &LedgerRow,
+    (seen, present): (&[SeenInput], &BTreeSet<String>),
+    clock: &dyn Clock,
+    pass: &mut Pass,
+) -> Result<()> {
+    let now = clock.now();
+    if s.job.reviews_accounts()
+        && let Some((by, dir)) = review_done(config, &store.ledger()?, row)
+    {
+        let note = format!("satisfied by {by}: the same account review, one run and one mail");
+        tracing::info!(job = %row.job, period = %row.period, %note, "covered");
+        store.set_run_state(
+            row.id,
+            RunState::Generated,
+            &stamp(now),
+            Some(&dir),
+            Some(&note),
+        )?;
+        pass.covered.push(key(&row.job, &row.period));
+        return Ok(());
+    }
+    let missing = missing_inputs(config, s.job, &row.period, seen, present);
+    if !missing.is_empty() {
+        store.set_run_state(
+            row.id,
+            RunState::WaitingForInputs,
+            &stamp(now),
+            None,
+            Some(&missing.join("; ")),
+        )?;
+        pass.waiting.push(key(&row.job, &row.period));
+        let since = parse_utc(&row.scheduled_for).unwrap_or(now);
+        if !row.alerted && now - since >= s.wait_for_inputs {
+            notify(config, store, Alert::Waiting, row, s, missing, now)?;
+            store.mark_alerted(row.id)?;
         }
-        let missing = missing_inputs(config, s.job, &row.period, &seen, &present);
-        if missing.is_empty() {
-            let ceremony = match s.seed {
-                SeedRule::Os => None,
-                SeedRule::Ceremony { wait, fallback_os } => {
-                    match ceremony_step(config, &mut store, s, &row, wait, fallback_os, clock)? {
-                        Step::Draw(c) => Some(*c),
-                        Step::Wait => {
-                            pass.waiting.push(key(&row.job, &row.period));
-                            continue;
-                        }
-                        Step::Failed => {
-                            pass.failed.push(key(&row.job, &row.period));
-                            continue;
-                        }
-                    }
+        return Ok(());
+    }
+    let ceremony = match s.seed {
+        SeedRule::Os => None,
+        SeedRule::Ceremony { wait, fallback_os } => {
+            match ceremony_step(config, store, s, row, wait, fallback_os, clock)? {
+                Step::Draw(c) => Some(*c),
+                Step::Wait => {
+                    pass.waiting.push(key(&row.job, &row.period));
+                    return Ok(());
                 }
-            };
-            run_one(config, &mut store, s, &row, ceremony, clock, &mut pass)?;
-        } else {
-            store.set_run_state(
-                row.id,
-                RunState::WaitingForInputs,
-                &stamp(now),
-                None,
-                Some(&missing.join("; ")),
-            )?;
-            pass.waiting.push(key(&row.job, &row.period));
-            let since = parse_utc(&row.scheduled_for).unwrap_or(now);
-            if !row.alerted && now - since >= s.wait_for_inputs {
-                notify(
-                    config,
-                    &mut store,
-                    Alert::Waiting,
-                    &row,
-                    s,
-                    missing.clone(),
-                    now,
-                )?;
-                store.mark_alerted(row.id)?;
+                Step::Failed => {
+                    pass.failed.push(key(&row.job, &row.period));
+                    return Ok(());
+                }
             }
         }
-    }
-    // Returns dropped into inbox/returns/ close their items first, so a
-    // unit that answered is not reminded.
-    // Each step of the pass stands alone: one that fails is reported and
-    // the others still run (mail above all).
+    };
+    run_one(config, store, s, row, ceremony, clock, pass)
+}
+
+/// What the pass does besides runs: returns dropped into inbox/returns/
+/// close their items first, so a unit that answered is not reminded; then
+/// officer handovers, a new chief administrator, reminders and receipts.
+/// Each step stands alone: one that fails is reported and the others
+/// still run (mail above all).
+fn follow_up(config: &Config, store: &mut Store, clock: &dyn Clock, pass: &mut Pass) {
+    let now = clock.now();
+    let mut failed = Vec::new();
     let mut step = |what: &str, r: Result<()>| {
         if let Err(e) = r {
             tracing::error!(step = what, error = %format!("{e:#}"), "a step of the pass failed; the rest goes on");
-            pass.failed.push(format!("{what}: {e:#}"));
+            failed.push(format!("{what}: {e:#}"));
         }
     };
-    let mut returns = Vec::new();
     step(
         "returns",
         crate::run::returns::take_returns(config, clock).map(|taken| {
-            returns = taken
+            pass.returns = taken
                 .into_iter()
                 .map(|t| match t {
                     crate::run::returns::Taken::Ingested(d) => d.describe(),
@@ -235,34 +261,26 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         }),
     );
     // A unit whose officer changed: its open items go to the new one.
-    let mut handovers = 0;
     step(
         "handovers",
-        crate::followup::hand_over(config, &mut store, now).map(|n| handovers = n),
+        crate::followup::hand_over(config, store, now).map(|n| pass.handovers = n),
     );
     // A new chief administrator: the NHIA is to be applied to.
     step(
         "chief administrator",
-        crate::followup::chief_changed(config, &mut store, now).map(|_| ()),
+        crate::followup::chief_changed(config, store, now).map(|_| ()),
     );
     // What runs asked of units is chased on its deadline's schedule.
-    let mut reminders = 0;
     step(
         "reminders",
-        crate::followup::remind(config, &mut store, now).map(|n| reminders = n),
+        crate::followup::remind(config, store, now).map(|n| pass.reminders = n),
     );
     // Witnessed seals: the chain's new head leaves the server.
     step(
         "receipts",
-        crate::receipt::send(config, &mut store, now).map(|_| ()),
+        crate::receipt::send(config, store, now).map(|_| ()),
     );
-    pass.returns = returns;
-    pass.handovers = handovers;
-    pass.reminders = reminders;
-    let mut transport = crate::mail::outbox::transport(config)?;
-    crate::mail::outbox::drain(config, &mut store, transport.as_mut(), now)?;
-    mark_mailed(&mut store, now)?;
-    Ok(pass)
+    pass.failed.extend(failed);
 }
 
 /// Turns `s`'s fire times since its last ledger row (or, the first time,
@@ -276,32 +294,7 @@ fn plan(
     pass: &mut Pass,
 ) -> Result<()> {
     let tz = config.timezone;
-    let rows = store.ledger_of(s.job.name())?;
-    // The anchor is the last fire time the daemon planned. A run made by
-    // hand is in the ledger at the moment it was made, which is no fire
-    // time: it must not hide fire times the daemon has yet to plan (an
-    // old period re-run by hand in January would otherwise swallow the
-    // January sample audit).
-    let is_fire_time = |t: DateTime<Utc>| {
-        s.fires_between(t - Duration::seconds(1), t, tz)
-            .last()
-            .is_some_and(|f| *f == t)
-    };
-    let last = rows
-        .iter()
-        .filter_map(|r| parse_utc(&r.scheduled_for))
-        .filter(|t| is_fire_time(*t))
-        .max();
-    let after = last.unwrap_or(first_start - s.max_lateness);
-    // A fire time `after` itself was planned already (or is the anchor).
-    let mut fires = s.fires_between(after, now, tz);
-    if last.is_none() {
-        // Before its first start the daemon owed nothing: of the fire
-        // times before it, only the newest (still within max_lateness)
-        // is taken on, and the older ones are not reported as missed.
-        let before = fires.iter().filter(|f| **f <= first_start).count();
-        fires.drain(..before.saturating_sub(1));
-    }
+    let fires = fires_to_plan(s, &store.ledger_of(s.job.name())?, first_start, now, tz);
     let Some(newest) = fires.last().copied() else {
         return Ok(());
     };
@@ -309,34 +302,8 @@ fn plan(
     // one status line, not one per fire time.
     let mut missed: Vec<(DateTime<Utc>, String, String)> = Vec::new();
     for f in &fires {
-        let local = f.with_timezone(&tz).naive_local();
-        let period = s.period.period_for(local);
-        let late = now - *f;
-        let catching_up = late > Duration::seconds(ON_TIME);
-        let run = if late > s.max_lateness {
-            Err(format!(
-                "due {} and {} days late, past max_lateness",
-                stamp(*f),
-                late.num_days()
-            ))
-        } else if !catching_up {
-            Ok(())
-        } else {
-            match s.catch_up {
-                CatchUp::All => Ok(()),
-                CatchUp::Latest if *f == newest => Ok(()),
-                CatchUp::Latest => Err(format!(
-                    "due {} while the daemon was down; catch_up = \"latest\" runs only {}",
-                    stamp(*f),
-                    s.period.period_for(newest.with_timezone(&tz).naive_local())
-                )),
-                CatchUp::Skip => Err(format!(
-                    "due {} while the daemon was down; catch_up = \"skip\"",
-                    stamp(*f)
-                )),
-            }
-        };
-        match run {
+        let period = s.period.period_for(f.with_timezone(&tz).naive_local());
+        match whether_to_run(s, *f, newest, now, tz) {
             Ok(()) => {
                 if store.schedule_run(
                     s.job.name(),
@@ -361,6 +328,90 @@ fn plan(
             }
         }
     }
+    record_missed(config, store, s, &missed, now, pass)
+}
+
+/// The fire times of `s` not yet planned, oldest first. The anchor is the
+/// last fire time the daemon planned. A run made by hand is in the ledger
+/// at the moment it was made, which is no fire time: it must not hide
+/// fire times the daemon has yet to plan (an old period re-run by hand in
+/// January would otherwise swallow the January sample audit).
+fn fires_to_plan(
+    s: &Schedule,
+    rows: &[LedgerRow],
+    first_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Vec<DateTime<Utc>> {
+    let is_fire_time = |t: DateTime<Utc>| {
+        s.fires_between(t - Duration::seconds(1), t, tz)
+            .last()
+            .is_some_and(|f| *f == t)
+    };
+    let last = rows
+        .iter()
+        .filter_map(|r| parse_utc(&r.scheduled_for))
+        .filter(|t| is_fire_time(*t))
+        .max();
+    let after = last.unwrap_or(first_start - s.max_lateness);
+    // A fire time `after` itself was planned already (or is the anchor).
+    let mut fires = s.fires_between(after, now, tz);
+    if last.is_none() {
+        // Before its first start the daemon owed nothing: of the fire
+        // times before it, only the newest (still within max_lateness)
+        // is taken on, and the older ones are not reported as missed.
+        let before = fires.iter().filter(|f| **f <= first_start).count();
+        fires.drain(..before.saturating_sub(1));
+    }
+    fires
+}
+
+/// Whether fire time `f` of `s` runs now, or why not: past
+/// `max_lateness`, or passed over by `catch_up` after downtime.
+fn whether_to_run(
+    s: &Schedule,
+    f: DateTime<Utc>,
+    newest: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> std::result::Result<(), String> {
+    let late = now - f;
+    if late > s.max_lateness {
+        return Err(format!(
+            "due {} and {} days late, past max_lateness",
+            stamp(f),
+            late.num_days()
+        ));
+    }
+    if late <= Duration::seconds(ON_TIME) {
+        return Ok(());
+    }
+    match s.catch_up {
+        CatchUp::All => Ok(()),
+        CatchUp::Latest if f == newest => Ok(()),
+        CatchUp::Latest => Err(format!(
+            "due {} while the daemon was down; catch_up = \"latest\" runs only {}",
+            stamp(f),
+            s.period.period_for(newest.with_timezone(&tz).naive_local())
+        )),
+        CatchUp::Skip => Err(format!(
+            "due {} while the daemon was down; catch_up = \"skip\"",
+            stamp(f)
+        )),
+    }
+}
+
+/// The fire times missed in one outage, as one `missed` ledger row and
+/// one alert to the admin.
+fn record_missed(
+    config: &Config,
+    store: &mut Store,
+    s: &Schedule,
+    missed: &[(DateTime<Utc>, String, String)],
+    now: DateTime<Utc>,
+    pass: &mut Pass,
+) -> Result<()> {
+    let tz = config.timezone;
     let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
         return Ok(());
     };
@@ -395,15 +446,7 @@ fn plan(
             .into_iter()
             .find(|r| r.period == period)
             .context("the row just written")?;
-        notify(
-            config,
-            store,
-            Alert::Missed,
-            &row,
-            s,
-            vec![error.clone()],
-            now,
-        )?;
+        notify(config, store, Alert::Missed, &row, s, vec![error], now)?;
         store.mark_alerted(row.id)?;
     }
     Ok(())
@@ -589,8 +632,7 @@ fn run_one(
         Ok(done) => {
             let withheld: Vec<String> = done
                 .iter()
-                .flat_map(|o| &o.not_checked)
-                .filter(|n| n.why.withholds())
+                .flat_map(|o| o.withheld_checks())
                 .map(|n| format!("{}: {} ({})", n.codes.join(", "), n.detail, n.input))
                 .collect();
             let dir = done.map(|o| o.dir.display().to_string());
@@ -667,6 +709,7 @@ fn execute(
     clock: &dyn Clock,
 ) -> Result<Option<crate::run::RunOutcome>> {
     let mut request = crate::run::Request::new(job);
+    request.started_by = crate::run::StartedBy::Daemon;
     request.ceremony = ceremony;
     match job.span() {
         Span::Period => request.period = Some(row.period.parse()?),
@@ -681,11 +724,7 @@ fn execute(
         .as_deref()
         .is_some_and(|e| e.starts_with(INTERRUPTED))
         || last_draw_unfinished(config, job, &row.period)?;
-    Ok(match crate::run::execute(config, request, clock)? {
-        crate::run::Done::Run(r) | crate::run::Done::External(r, _) => Some(r),
-        crate::run::Done::Sample(s) => Some(s.run),
-        crate::run::Done::Retention(_) | crate::run::Done::Heartbeat => None,
-    })
+    Ok(crate::run::execute(config, request, clock)?.into_run())
 }
 
 /// Where a ceremony row stands after [`ceremony_step`].
@@ -1093,40 +1132,6 @@ fn notify(
     Ok(())
 }
 
-/// Held by the one daemon of a state folder.
-#[derive(Debug)]
-pub struct DaemonLock(#[allow(dead_code)] std::fs::File);
-
-impl DaemonLock {
-    /// Takes `paths.state/daemon.lock`, or says who holds it.
-    pub fn acquire(state: &Path) -> Result<DaemonLock> {
-        std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-        let path = state.join("daemon.lock");
-        let mut file = crate::archive::open_lock(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {
-                use std::io::{Seek, Write};
-                file.set_len(0)?;
-                file.seek(std::io::SeekFrom::Start(0))?;
-                writeln!(file, "{}", std::process::id())?;
-                Ok(DaemonLock(file))
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let pid = std::fs::read_to_string(&path).unwrap_or_default();
-                anyhow::bail!(
-                    "another webir-audit daemon (pid {}) is running on {}; only one may",
-                    pid.trim(),
-                    state.display()
-                )
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("locking {}", path.display()))
-            }
-        }
-    }
-}
-
 /// How often the daemon wakes besides the schedules' own times: the inbox
 /// and the outbox need a look now and then.
 const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(300);
@@ -1227,7 +1232,7 @@ fn alert_invalid_config(config: &Config, problem: &str, clock: &dyn Clock) -> Re
 /// Runs the daemon until SIGTERM or SIGINT (or, with `once`, one pass).
 /// The config and schedules are read again at each wake-up and on SIGHUP.
 pub fn serve(setup: Setup, partial: bool, clock: Arc<dyn Clock>, once: bool) -> Result<()> {
-    let _lock = DaemonLock::acquire(&setup.config.paths.state)?;
+    let _lock = crate::run::operator::DaemonLock::acquire(&setup.config.paths.state)?;
     if once {
         let pass = wake(&setup.config, &setup.schedules, clock.as_ref())?;
         tracing::info!(?pass, "pass done");

@@ -25,7 +25,7 @@ use crate::period::{Period, RunPeriod};
 use crate::report::build::{Kept, Notice, SampleAuditDone, Tally, UnitEvidence};
 use crate::sampling::spec::Seed;
 use crate::sampling::units;
-use crate::store::{MailState, Store};
+use crate::store::{MailState, OutboxRow, Store};
 
 /// Queries of the period per unit.
 fn queries_per_unit(
@@ -283,6 +283,191 @@ struct LogFacts {
     days: Option<(NaiveDate, NaiveDate)>,
 }
 
+/// The internal audit's counts of each unit from the run's own findings,
+/// with the checks behind each that did not run.
+struct Counts {
+    unexplained: BTreeMap<String, (i64, i64)>,
+    open_items: BTreeMap<String, (i64, i64)>,
+    stale: BTreeMap<String, (i64, i64)>,
+    officer_count: BTreeMap<String, (i64, i64)>,
+    ineligible: BTreeMap<String, i64>,
+    purposes: BTreeMap<String, (i64, i64)>,
+    applications: BTreeMap<String, (i64, i64)>,
+    serious: BTreeMap<String, (i64, i64)>,
+    w_unexplained: Vec<String>,
+    w_accounts: Vec<String>,
+    w_stale: Vec<String>,
+    w_officers: Vec<String>,
+    w_ineligible: Vec<String>,
+    w_purposes: Vec<String>,
+    w_applications: Vec<String>,
+    w_queries: Vec<String>,
+    /// Why the query total is short.
+    w_log: Vec<String>,
+    /// The roster, or the query log, is missing or failed to load: no
+    /// check that reads it ran, so a count over it is not a count.
+    no_roster: bool,
+    no_log: bool,
+}
+
+impl Counts {
+    fn of(
+        log: &LogFacts,
+        (account_findings, query_findings): (&DataFrame, &DataFrame),
+        not_checked: &[NotChecked],
+    ) -> Result<Counts> {
+        let unusable = |dir: &str| {
+            not_checked.iter().any(|n| {
+                matches!(
+                    n.why,
+                    NotCheckedWhy::InputMissing | NotCheckedWhy::InputFailed
+                ) && n.input.starts_with(dir)
+            })
+        };
+        let (no_roster, no_log) = (unusable("roster/"), unusable("query_logs/"));
+        let mut w_log: Vec<String> = log
+            .failed
+            .iter()
+            .map(|f| format!("查詢紀錄檔 {f} 讀取失敗，查詢總數不完整"))
+            .collect();
+        if no_log && log.failed.is_empty() {
+            w_log.push("收件匣無查詢紀錄檔，查詢總數無從計算".to_owned());
+        }
+        let accounts = |codes: &[Code]| withheld(not_checked, Scope::Accounts, codes);
+        let queries = |codes: &[Code]| withheld(not_checked, Scope::Queries, codes);
+        Ok(Counts {
+            unexplained: count_by_unit(query_findings, &UNEXPLAINED)?,
+            open_items: count_by_unit(account_findings, &[])?,
+            stale: count_by_unit(account_findings, &[Code::AccountPasswordStale])?,
+            officer_count: count_by_unit(account_findings, &[Code::AgencyOfficerCount])?,
+            ineligible: add(
+                count_by_unit(account_findings, &INELIGIBLE)?,
+                count_by_unit(query_findings, &INELIGIBLE)?,
+            ),
+            purposes: count_by_unit(query_findings, &PURPOSES)?,
+            applications: count_by_unit(account_findings, &APPLICATION_CODES)?,
+            serious: count_by_unit(query_findings, &[])?,
+            w_unexplained: queries(&UNEXPLAINED),
+            w_accounts: accounts(&[]),
+            w_stale: accounts(&[Code::AccountPasswordStale]),
+            w_officers: accounts(&[Code::AgencyOfficerCount]),
+            w_ineligible: accounts(&INELIGIBLE),
+            w_purposes: queries(&PURPOSES),
+            w_applications: accounts(&APPLICATION_CODES),
+            w_queries: queries(&[]),
+            w_log,
+            no_roster,
+            no_log,
+        })
+    }
+}
+
+/// A count and the checks behind it that did not run.
+fn tally(n: i64, withheld: &[String]) -> Tally {
+    Tally {
+        n,
+        withheld: withheld.to_vec(),
+        none_ran: false,
+    }
+}
+
+/// The year's sample audits, a half each (`<year>H1`, `<year>H2`): its
+/// latest run and the run's manifest, if it ran.
+type HalfYearAudit = (
+    String,
+    Option<RunFolder>,
+    Option<crate::sampling::manifest::Manifest>,
+);
+
+fn sample_audits_of_year(archive: &std::path::Path, year: &str) -> Result<Vec<HalfYearAudit>> {
+    ["H1", "H2"]
+        .iter()
+        .map(|h| {
+            let id = format!("{year}{h}");
+            let run = RunFolder::latest(archive, Job::SampleAudit, |p| {
+                *p == RunPeriod::Period(id.clone())
+            })?;
+            let manifest = run.as_ref().map(RunFolder::manifest).transpose()?;
+            Ok((id, run, manifest))
+        })
+        .collect()
+}
+
+/// What each of the year's sample audits did of unit `u`.
+fn unit_sample_audits(
+    u: &str,
+    halves: &[HalfYearAudit],
+    store: &Store,
+) -> Result<Vec<(String, Option<SampleAuditDone>)>> {
+    halves
+        .iter()
+        .map(|(id, run, manifest)| {
+            let done = match (run, manifest) {
+                (Some(run), Some(m)) => Some(SampleAuditDone {
+                    run_id: run.id.clone(),
+                    draw_number: m.draw_number,
+                    sampled: m.units_sampled().iter().any(|x| x == u),
+                    returned: store
+                        .worksheet_returns(&run.id)?
+                        .into_iter()
+                        .rfind(|r| r.unit_id == u)
+                        .map(|r| (r.received_at, r.anomalies)),
+                }),
+                _ => None,
+            };
+            Ok((id.clone(), done))
+        })
+        .collect()
+}
+
+/// What reached the ethics unit of `unit`: urgent notices of critical
+/// findings and anomalies a returned worksheet confirmed.
+fn ethics_notices(unit: &crate::config::Agency, outbox: &[OutboxRow]) -> Vec<Notice> {
+    let u = unit.id.as_str();
+    outbox
+        .iter()
+        .filter_map(|r| {
+            let kind = if r.report.starts_with(&format!("anomalies:{u}:")) {
+                "工作底稿確認異常通知"
+            } else if r.report == format!("critical:{u}")
+                && unit.ethics_email.as_deref() == Some(r.recipient.as_str())
+            {
+                "重大異常即時通知"
+            } else {
+                return None;
+            };
+            Some(Notice {
+                kind,
+                recipient: r.recipient.clone(),
+                sent_at: r.sent_at.clone(),
+                state: match r.state {
+                    MailState::Pending => "待寄送",
+                    MailState::Sending => "寄送中",
+                    MailState::Sent => "已寄送",
+                    MailState::Failed => "寄送失敗",
+                    MailState::Unknown => "寄送結果待確認",
+                },
+            })
+        })
+        .collect()
+}
+
+/// The unit's investigations opened in `year`: how many, how many closed.
+fn investigations(u: &str, due: &[crate::store::DueItem], year: &str) -> (usize, usize) {
+    let of_unit: Vec<_> = due
+        .iter()
+        .filter(|d| {
+            crate::worksheet::investigation_kind(&d.job).is_some()
+                && crate::report::unit_of_key(&d.unit_id).0 == u
+                && d.opened_at.get(..4) == Some(year)
+        })
+        .collect();
+    (
+        of_unit.len(),
+        of_unit.iter().filter(|d| d.closed_at.is_some()).count(),
+    )
+}
+
 /// What the internal audit found of each unit in the tool's own records;
 /// `report` words it. Counts are the run's own findings, and each carries
 /// the checks behind it that did not run.
@@ -298,183 +483,65 @@ fn evidence(
     registers: &BTreeMap<String, UnitRegisters>,
     store: &Store,
 ) -> Result<BTreeMap<String, UnitEvidence>> {
-    let unexplained = count_by_unit(query_findings, &UNEXPLAINED)?;
-    let open_items = count_by_unit(account_findings, &[])?;
-    let stale = count_by_unit(account_findings, &[Code::AccountPasswordStale])?;
-    let officer_count = count_by_unit(account_findings, &[Code::AgencyOfficerCount])?;
-    let ineligible = add(
-        count_by_unit(account_findings, &INELIGIBLE)?,
-        count_by_unit(query_findings, &INELIGIBLE)?,
-    );
-    let purposes = count_by_unit(query_findings, &PURPOSES)?;
-    let applications = count_by_unit(account_findings, &APPLICATION_CODES)?;
-    let serious = count_by_unit(query_findings, &[])?;
-    // A table missing from the inbox or failed to load: no check that
-    // reads it ran, so a count over it is not a count.
-    let unusable = |dir: &str| {
-        not_checked.iter().any(|n| {
-            matches!(
-                n.why,
-                NotCheckedWhy::InputMissing | NotCheckedWhy::InputFailed
-            ) && n.input.starts_with(dir)
-        })
-    };
-    let (no_roster, no_log) = (unusable("roster/"), unusable("query_logs/"));
-    let tally = |n: i64, withheld: &[String]| Tally {
-        n,
-        withheld: withheld.to_vec(),
-        none_ran: false,
-    };
-    let w_unexplained = withheld(not_checked, Scope::Queries, &UNEXPLAINED);
-    let w_accounts = withheld(not_checked, Scope::Accounts, &[]);
-    let w_stale = withheld(not_checked, Scope::Accounts, &[Code::AccountPasswordStale]);
-    let w_officers = withheld(not_checked, Scope::Accounts, &[Code::AgencyOfficerCount]);
-    let w_ineligible = withheld(not_checked, Scope::Accounts, &INELIGIBLE);
-    let w_purposes = withheld(not_checked, Scope::Queries, &PURPOSES);
-    let w_applications = withheld(not_checked, Scope::Accounts, &APPLICATION_CODES);
-    let w_queries = withheld(not_checked, Scope::Queries, &[]);
-    let mut w_log: Vec<String> = log
-        .failed
-        .iter()
-        .map(|f| format!("查詢紀錄檔 {f} 讀取失敗，查詢總數不完整"))
-        .collect();
-    if no_log && log.failed.is_empty() {
-        w_log.push("收件匣無查詢紀錄檔，查詢總數無從計算".to_owned());
-    }
+    let c = Counts::of(log, (account_findings, query_findings), not_checked)?;
     let year = period.start.date().format("%Y").to_string();
     let (start, end) = (period.start.date(), period.end.date());
     let archive = &config.paths.archive;
     let review = RunFolder::latest(archive, Job::AccountReview, |p| {
         p.as_of().is_some_and(|d| d >= start && d < end)
     })?;
-    let halves: Vec<(String, Option<RunFolder>)> = ["H1", "H2"]
-        .iter()
-        .map(|h| {
-            let id = format!("{year}{h}");
-            let run = RunFolder::latest(archive, Job::SampleAudit, |p| {
-                *p == RunPeriod::Period(id.clone())
-            });
-            run.map(|r| (id, r))
-        })
-        .collect::<std::io::Result<_>>()?;
-    let manifests: Vec<Option<crate::sampling::manifest::Manifest>> = halves
-        .iter()
-        .map(|(_, run)| run.as_ref().map(RunFolder::manifest).transpose())
-        .collect::<Result<_>>()?;
+    let halves = sample_audits_of_year(archive, &year)?;
     let outbox = store.outbox()?;
     let due = store.due_items()?;
     let due_rows = crate::followup::due_rows_with(store, as_of, &[])?;
+    let first = |m: &BTreeMap<String, (i64, i64)>, u: &str| m.get(u).map_or(0, |x| x.0);
+    let with_none_ran = |mut t: Tally, none_ran: bool| {
+        t.none_ran = none_ran;
+        t
+    };
     let mut out = BTreeMap::new();
     for unit in config.agencies.units() {
         let u = unit.id.as_str();
-        let mut sample_audits = Vec::new();
-        for ((id, run), manifest) in halves.iter().zip(&manifests) {
-            let done = match (run, manifest) {
-                (Some(run), Some(m)) => Some(SampleAuditDone {
-                    run_id: run.id.clone(),
-                    draw_number: m.draw_number,
-                    sampled: m.units_sampled().iter().any(|x| x == u),
-                    returned: store
-                        .worksheet_returns(&run.id)?
-                        .into_iter()
-                        .rfind(|r| r.unit_id == u)
-                        .map(|r| (r.received_at, r.anomalies)),
-                }),
-                _ => None,
-            };
-            sample_audits.push((id.clone(), done));
-        }
-        // What reached the ethics unit: urgent notices of critical
-        // findings and anomalies a returned worksheet confirmed.
-        let notices = outbox
-            .iter()
-            .filter_map(|r| {
-                let kind = if r.report.starts_with(&format!("anomalies:{u}:")) {
-                    "工作底稿確認異常通知"
-                } else if r.report == format!("critical:{u}")
-                    && unit.ethics_email.as_deref() == Some(r.recipient.as_str())
-                {
-                    "重大異常即時通知"
-                } else {
-                    return None;
-                };
-                Some(Notice {
-                    kind,
-                    recipient: r.recipient.clone(),
-                    sent_at: r.sent_at.clone(),
-                    state: match r.state {
-                        MailState::Pending => "待寄送",
-                        MailState::Sending => "寄送中",
-                        MailState::Sent => "已寄送",
-                        MailState::Failed => "寄送失敗",
-                        MailState::Unknown => "寄送結果待確認",
-                    },
-                })
-            })
-            .collect();
-        out.insert(
-            u.to_owned(),
-            UnitEvidence {
-                as_of,
-                queries: tally(log.queries.get(u).copied().unwrap_or(0), &w_log),
-                log_days: log.days,
-                unexplained: tally(unexplained.get(u).map_or(0, |x| x.0), &w_unexplained),
-                review: review
-                    .as_ref()
-                    .and_then(|r| Some((r.period.as_of()?, r.id.clone()))),
-                open_items: {
-                    let (all, serious) = open_items.get(u).copied().unwrap_or((0, 0));
-                    let mut t = tally(all, &w_accounts);
-                    t.none_ran = no_roster;
-                    (t, serious)
-                },
-                stale_passwords: tally(stale.get(u).map_or(0, |x| x.0), &w_stale),
-                sample_audits,
-                serious_queries: {
-                    let mut t = tally(serious.get(u).map_or(0, |x| x.1), &w_queries);
-                    t.none_ran = no_log;
-                    t
-                },
-                notices,
-                register: (!no_roster).then(|| registers.get(u).map_or((0, 0), |r| r.register)),
-                officer_count: tally(officer_count.get(u).map_or(0, |x| x.0), &w_officers),
-                ineligible: tally(ineligible.get(u).copied().unwrap_or(0), &w_ineligible),
-                purposes: {
-                    let mut t = tally(purposes.get(u).map_or(0, |x| x.0), &w_purposes);
-                    t.none_ran = no_log;
-                    t
-                },
-                applications: tally(applications.get(u).map_or(0, |x| x.0), &w_applications),
-                kept: Kept {
-                    forms_since: registers.get(u).and_then(|r| r.forms_since),
-                    applications_since: registers.get(u).and_then(|r| r.applications_since),
-                    retention_years: config.rules.retention_years,
-                },
-                due: due_rows
-                    .iter()
-                    .filter(|d| {
-                        crate::report::unit_of_key(&d.unit_id).0 == u
-                            && !crate::report::is_chief_key(&d.unit_id)
-                            && d.opened_on.get(..4) == Some(year.as_str())
-                    })
-                    .cloned()
-                    .collect(),
-                investigations: {
-                    let of_unit: Vec<_> = due
-                        .iter()
-                        .filter(|d| {
-                            crate::worksheet::investigation_kind(&d.job).is_some()
-                                && crate::report::unit_of_key(&d.unit_id).0 == u
-                                && d.opened_at.get(..4) == Some(year.as_str())
-                        })
-                        .collect();
-                    (
-                        of_unit.len(),
-                        of_unit.iter().filter(|d| d.closed_at.is_some()).count(),
-                    )
-                },
+        let (all_open, serious_open) = c.open_items.get(u).copied().unwrap_or((0, 0));
+        let serious_queries = tally(c.serious.get(u).map_or(0, |x| x.1), &c.w_queries);
+        let evidence = UnitEvidence {
+            as_of,
+            queries: tally(log.queries.get(u).copied().unwrap_or(0), &c.w_log),
+            log_days: log.days,
+            unexplained: tally(first(&c.unexplained, u), &c.w_unexplained),
+            review: review
+                .as_ref()
+                .and_then(|r| Some((r.period.as_of()?, r.id.clone()))),
+            open_items: (
+                with_none_ran(tally(all_open, &c.w_accounts), c.no_roster),
+                serious_open,
+            ),
+            stale_passwords: tally(first(&c.stale, u), &c.w_stale),
+            sample_audits: unit_sample_audits(u, &halves, store)?,
+            serious_queries: with_none_ran(serious_queries, c.no_log),
+            notices: ethics_notices(unit, &outbox),
+            register: (!c.no_roster).then(|| registers.get(u).map_or((0, 0), |r| r.register)),
+            officer_count: tally(first(&c.officer_count, u), &c.w_officers),
+            ineligible: tally(c.ineligible.get(u).copied().unwrap_or(0), &c.w_ineligible),
+            purposes: with_none_ran(tally(first(&c.purposes, u), &c.w_purposes), c.no_log),
+            applications: tally(first(&c.applications, u), &c.w_applications),
+            kept: Kept {
+                forms_since: registers.get(u).and_then(|r| r.forms_since),
+                applications_since: registers.get(u).and_then(|r| r.applications_since),
+                retention_years: config.rules.retention_years,
             },
-        );
+            due: due_rows
+                .iter()
+                .filter(|d| {
+                    crate::report::unit_of_key(&d.unit_id).0 == u
+                        && !crate::report::is_chief_key(&d.unit_id)
+                        && d.opened_on.get(..4) == Some(year.as_str())
+                })
+                .cloned()
+                .collect(),
+            investigations: investigations(u, &due, &year),
+        };
+        out.insert(u.to_owned(), evidence);
     }
     Ok(out)
 }

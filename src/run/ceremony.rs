@@ -57,27 +57,15 @@ struct Committed {
     at: String,
 }
 
-/// Freezes what `job`'s draw of `period` selects from (the population of
-/// a sample audit, the candidate units of an external audit) and mails
-/// the commitment; returns the ceremony as recorded, keyed by
-/// [`super::draw_key`]. `wait_days` and `fallback_os` are the
-/// schedule's, stated in the commitment so its readers know what happens
-/// next.
-pub fn commit(
+/// What `job`'s draw of `period` selects from, frozen now: the candidate
+/// units of an external audit, the population of a sample audit.
+fn what_is_committed(
     config: &Config,
     job: Job,
     period: &Period,
-    (wait_days, fallback_os): (i64, bool),
     clock: &dyn Clock,
-) -> Result<Ceremony> {
-    let key = super::draw_key(job, &period.id);
-    let to = commitment_recipients(config);
-    anyhow::ensure!(
-        !to.is_empty(),
-        "no one to mail the commitment of {key} to: the Health Bureau has no officer_email and no \
-         agency has an ethics_email; nothing was committed"
-    );
-    let committed = match job {
+) -> Result<Committed> {
+    Ok(match job {
         Job::ExternalAudit => {
             let (candidates, digest, inputs) =
                 super::annual::external_candidates(config, period, clock)?;
@@ -110,7 +98,30 @@ pub fn commit(
                 at: freeze.frozen_at,
             }
         }
-    };
+    })
+}
+
+/// Freezes what `job`'s draw of `period` selects from (the population of
+/// a sample audit, the candidate units of an external audit) and mails
+/// the commitment; returns the ceremony as recorded, keyed by
+/// [`super::draw_key`]. `wait_days` and `fallback_os` are the
+/// schedule's, stated in the commitment so its readers know what happens
+/// next.
+pub fn commit(
+    config: &Config,
+    job: Job,
+    period: &Period,
+    (wait_days, fallback_os): (i64, bool),
+    clock: &dyn Clock,
+) -> Result<Ceremony> {
+    let key = super::draw_key(job, &period.id);
+    let to = commitment_recipients(config);
+    anyhow::ensure!(
+        !to.is_empty(),
+        "no one to mail the commitment of {key} to: the Health Bureau has no officer_email and no \
+         agency has an ethics_email; nothing was committed"
+    );
+    let committed = what_is_committed(config, job, period, clock)?;
     let inputs: Vec<crate::sampling::manifest::InputHash> =
         serde_json::from_str(&committed.inputs)?;
     let mut store = Store::open(&config.paths.state)?;

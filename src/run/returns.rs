@@ -1,7 +1,8 @@
 //! A completed worksheet coming back (`ingest-worksheet`): matched to its
 //! run and checked by `worksheet`, its answers recorded, and the anomalies
-//! it confirms sent to the unit's ethics unit. The CLI and (later) the
-//! daemon call [`ingest_worksheet`].
+//! it confirms sent to the unit's ethics unit. `ingest-worksheet` calls
+//! [`ingest_worksheet`]; the daemon's passes call [`take_returns`] on
+//! what is dropped in `inbox/returns/`.
 
 use std::path::Path;
 
@@ -83,77 +84,12 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     refuse_unsafe_workbook(file, &plain)?;
     // Encrypted, it opened only with the password of the reader it was
     // sent to: that reader is the one it may answer for.
-    if let Some(holder) = opened_by {
-        let key = crate::worksheet::claimed_key(file, &plain)?;
-        let (unit, review) = crate::report::unit_of_key(&key);
-        let holder_of = |role| crate::mail::password_holder(config, unit, role);
-        let chief = crate::report::is_chief_key(&key);
-        let allowed = if chief {
-            // The chief administrator's own workbook: theirs alone.
-            vec![holder_of(crate::mail::Role::ChiefAdmin)]
-        } else if review {
-            // A second review is its reviewer's: never the officer whose
-            // own accounts it is about.
-            vec![
-                holder_of(crate::mail::Role::Ethics),
-                holder_of(crate::mail::Role::ChiefAdmin),
-            ]
-        } else {
-            // The officer's, or the ethics unit's (an investigation record
-            // goes to both).
-            vec![
-                holder_of(crate::mail::Role::Officer),
-                holder_of(crate::mail::Role::Ethics),
-            ]
-        };
-        // A password from the environment is the unit's, whoever reads.
-        let env_ok = holder
-            .strip_suffix(ENV_HOLDER)
-            .is_some_and(|u| (u == unit && !chief) || (review && allowed.iter().any(|h| h == u)));
-        if !allowed.contains(&holder) && !env_ok {
-            anyhow::bail!(
-                "{}: it says it is {key}'s, but it opened with the attachment password of {holder}: a workbook is returned by the reader it was sent to, encrypted with that reader's password",
-                file.display()
-            );
-        }
-    } else {
-        refuse_plain_if_mailed_encrypted(config, file, &plain)?;
+    match opened_by {
+        Some(holder) => refuse_other_reader(config, file, &plain, &holder)?,
+        None => refuse_plain_if_mailed_encrypted(config, file, &plain)?,
     }
-    let archive = &config.paths.archive;
-    let (what, job, run_dir, run_id, unit_id, rows, answered) =
-        match crate::worksheet::kind_of(file, &plain)? {
-            ReturnKind::Sample => {
-                let r = crate::worksheet::ingest_returned(file, &plain, &sha, archive, &now)?;
-                let (dir, run, unit, rows, answered) = (
-                    r.run_dir.clone(),
-                    r.run_id.clone(),
-                    r.unit_id.clone(),
-                    r.rows,
-                    r.answered,
-                );
-                (
-                    What::Sample(r),
-                    crate::job::Job::SampleAudit,
-                    dir,
-                    run,
-                    unit,
-                    rows,
-                    answered,
-                )
-            }
-            ReturnKind::Table(kind) => {
-                let t =
-                    crate::worksheet::ingest_table_return(file, &plain, &sha, kind, archive, &now)?;
-                let (dir, run, unit, rows, answered) = (
-                    t.run_dir.clone(),
-                    t.run_id.clone(),
-                    t.unit_id.clone(),
-                    t.rows,
-                    t.answered,
-                );
-                (What::Table(t), kind.job, dir, run, unit, rows, answered)
-            }
-        };
+    let (what, job, (run_dir, run_id, unit_id, rows, answered)) =
+        read_return(file, &plain, &sha, &config.paths.archive, &now)?;
     let run =
         crate::archive::RunFolder::parse(&run_dir).context("the returned workbook's run folder")?;
     // Anomalies a worksheet confirms, and duties an internal audit found
@@ -222,6 +158,83 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         closed,
         unanswered,
         kept,
+    })
+}
+
+/// Refuses a return that opened with the password of a reader other than
+/// the one its workbook was sent to.
+fn refuse_other_reader(config: &Config, file: &Path, plain: &[u8], holder: &str) -> Result<()> {
+    let key = crate::worksheet::claimed_key(file, plain)?;
+    let (unit, review) = crate::report::unit_of_key(&key);
+    let holder_of = |role| crate::mail::password_holder(config, unit, role);
+    let chief = crate::report::is_chief_key(&key);
+    let allowed = if chief {
+        // The chief administrator's own workbook: theirs alone.
+        vec![holder_of(crate::mail::Role::ChiefAdmin)]
+    } else if review {
+        // A second review is its reviewer's: never the officer whose
+        // own accounts it is about.
+        vec![
+            holder_of(crate::mail::Role::Ethics),
+            holder_of(crate::mail::Role::ChiefAdmin),
+        ]
+    } else {
+        // The officer's, or the ethics unit's (an investigation record
+        // goes to both).
+        vec![
+            holder_of(crate::mail::Role::Officer),
+            holder_of(crate::mail::Role::Ethics),
+        ]
+    };
+    // A password from the environment is the unit's, whoever reads.
+    let env_ok = holder
+        .strip_suffix(ENV_HOLDER)
+        .is_some_and(|u| (u == unit && !chief) || (review && allowed.iter().any(|h| h == u)));
+    if !allowed.iter().any(|h| h == holder) && !env_ok {
+        anyhow::bail!(
+            "{}: it says it is {key}'s, but it opened with the attachment password of {holder}: a workbook is returned by the reader it was sent to, encrypted with that reader's password",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where a return belongs and how complete it is: its run folder, run id,
+/// unit, rows and rows answered.
+type ReturnOf = (std::path::PathBuf, String, String, usize, usize);
+
+/// Reads a return as its kind (a sample worksheet or a table), checked
+/// against the run it names.
+fn read_return(
+    file: &Path,
+    plain: &[u8],
+    sha: &str,
+    archive: &Path,
+    now: &str,
+) -> Result<(What, crate::job::Job, ReturnOf)> {
+    Ok(match crate::worksheet::kind_of(file, plain)? {
+        ReturnKind::Sample => {
+            let r = crate::worksheet::ingest_returned(file, plain, sha, archive, now)?;
+            let of = (
+                r.run_dir.clone(),
+                r.run_id.clone(),
+                r.unit_id.clone(),
+                r.rows,
+                r.answered,
+            );
+            (What::Sample(r), crate::job::Job::SampleAudit, of)
+        }
+        ReturnKind::Table(kind) => {
+            let t = crate::worksheet::ingest_table_return(file, plain, sha, kind, archive, now)?;
+            let of = (
+                t.run_dir.clone(),
+                t.run_id.clone(),
+                t.unit_id.clone(),
+                t.rows,
+                t.answered,
+            );
+            (What::Table(t), kind.job, of)
+        }
     })
 }
 

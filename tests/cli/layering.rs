@@ -1,7 +1,8 @@
 //! The layering of ARCHITECTURE.md, checked on the source: a module
 //! imports only modules below it, so there are no cycles and no stage
 //! reaches up into the run layer. A small scan of `crate::` paths is
-//! enough; test code (after `#[cfg(test)]`) is not scanned.
+//! enough; only items marked `#[cfg(test)]` are left out, so production
+//! code after a test module is scanned too.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -112,8 +113,7 @@ fn modules_import_only_modules_below_them() {
             continue;
         };
         let text = std::fs::read_to_string(f).unwrap();
-        let text = &text[..text.find("#[cfg(test)]").unwrap_or(text.len())];
-        for used in imports(text) {
+        for used in imports(&production_code(&text)) {
             if used == module {
                 continue;
             }
@@ -142,4 +142,51 @@ fn the_scan_sees_grouped_and_plain_paths() {
         found.into_iter().collect::<Vec<_>>(),
         ["config", "mail", "run"]
     );
+}
+
+/// `text` without its `#[cfg(test)]` items (a test module, inline or
+/// declared, or a test-only function): what ships.
+fn production_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let (semi, brace) = (item.find(';'), item.find('{'));
+        let end = match (semi, brace) {
+            (Some(s), Some(b)) if s < b => s + 1,
+            (Some(s), None) => s + 1,
+            (_, Some(b)) => {
+                let mut depth = 0;
+                let mut end = item.len();
+                for (i, c) in item[b..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        end = b + i + 1;
+                        break;
+                    }
+                }
+                end
+            }
+            (None, None) => item.len(),
+        };
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn production_code_keeps_what_follows_a_test_module() {
+    let text = "use crate::a;\n#[cfg(test)]\nmod tests {\n    use crate::z;\n    fn f() { if x { y } }\n}\nuse crate::b;\n#[cfg(test)]\nmod more;\nuse crate::c;\n";
+    let kept = production_code(text);
+    assert!(
+        kept.contains("crate::a") && kept.contains("crate::b") && kept.contains("crate::c"),
+        "{kept}"
+    );
+    assert!(!kept.contains("crate::z"), "{kept}");
 }

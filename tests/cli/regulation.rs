@@ -109,3 +109,29 @@ fn every_point_of_the_regulation_is_answered_and_names_only_what_exists() {
         );
     }
 }
+
+/// The README's list of finding codes is the product's: every code of
+/// `Code::ALL`, and nothing else, so a new code cannot ship unlisted.
+#[test]
+fn the_readme_lists_every_finding_code_and_no_other() {
+    let readme = std::fs::read_to_string(crate::harness::repo().join("README.md")).unwrap();
+    let start = readme
+        .find("The codes (stable;")
+        .expect("the README's list of codes");
+    let list = &readme[start..];
+    let list = &list[..list.find("\n\n").unwrap_or(list.len())];
+    let listed: std::collections::BTreeSet<&str> = list
+        .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .filter(|w| w.len() > 4 && w.contains('_'))
+        .collect();
+    let all: std::collections::BTreeSet<&str> = webir_audit::checks::Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let missing: Vec<_> = all.difference(&listed).collect();
+    let unknown: Vec<_> = listed.difference(&all).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "README.md's codes: missing {missing:?}, not codes {unknown:?}"
+    );
+}
