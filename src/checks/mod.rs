@@ -1005,10 +1005,10 @@ pub fn run_with(
     } else {
         None
     };
-    let clock = std::time::Instant::now();
+    let started = std::time::Instant::now();
     tracing::info!(memory = %crate::ingest::memory(), "preparing frames");
     let cx = Ctx::new(config, tables, as_of, period)?;
-    tracing::info!(elapsed = ?clock.elapsed(), queries = cx.queries.height(), memory = %crate::ingest::memory(), "frames prepared");
+    tracing::info!(elapsed = ?started.elapsed(), queries = cx.queries.height(), memory = %crate::ingest::memory(), "frames prepared");
     let checks: Vec<Check> = match scope {
         Scope::Accounts => account::CHECKS.to_vec(),
         Scope::Queries => query::CHECKS.to_vec(),
@@ -1026,9 +1026,9 @@ pub fn run_with(
             not_checked.extend(blocked);
             continue;
         }
-        let clock = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let found = (c.run)(&cx)?.select(RAW_FINDING.map(col)).collect()?;
-        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?clock.elapsed(), memory = %crate::ingest::memory(), "check");
+        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?started.elapsed(), memory = %crate::ingest::memory(), "check");
         parts.push(found.lazy());
     }
     let raw = if parts.is_empty() {

@@ -292,55 +292,13 @@ impl Builder {
     /// One case: a request form, then `n` queries of one subject; the first
     /// on `day`, the rest on later workdays within a week.
     fn case(&mut self, a: usize, day: NaiveDate, subject: String, n: usize, twist: Twist) {
-        let acc = &self.accounts[a];
-        let (agency, last_day) = (acc.agency, acc.last_day);
-        let purposes = AGENCIES[unit_of(agency)].5;
-        let mut purpose = self.r.pick(purposes);
-        let mut form_purpose = purpose;
-        if twist == Twist::PurposeMismatch {
-            purpose = purposes
-                .iter()
-                .chain(&["other", "public_health"])
-                .copied()
-                .find(|p| *p != form_purpose)
-                .unwrap_or("other");
-        }
-        if twist == Twist::WrongPurpose {
-            purpose = if purposes.contains(&"criminal_investigation") {
-                "social_welfare"
-            } else {
-                "criminal_investigation"
-            };
-        }
+        let (agency, last_day) = (self.accounts[a].agency, self.accounts[a].last_day);
+        let (purpose, form_purpose) = self.case_purposes(agency, twist);
         // Approval between 08:30 and 16:00, the first query up to an hour later.
         let t0 =
             day.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(self.r.range(0, 27_000));
         let first = t0 + Duration::minutes(self.r.range(5, 60));
-        let mut times = vec![first];
-        match twist {
-            Twist::OffHours => {
-                let night = day.and_hms_opt(21, 0, 0).expect("time")
-                    + Duration::seconds(self.r.range(0, 9000));
-                times = vec![night];
-            }
-            Twist::FailedBurst => {
-                for k in 1..12 {
-                    times.push(first + Duration::minutes(2 * k));
-                }
-            }
-            _ => {
-                let mut d = day;
-                for _ in 1..n {
-                    d += Duration::days(self.r.range(1, 3));
-                    while !is_workday(d) {
-                        d += Duration::days(1);
-                    }
-                    let t = self.office_time(d);
-                    times.push(t);
-                }
-            }
-        }
-        for t in times {
+        for t in self.query_times(day, first, n, twist) {
             if t >= self.period_end || t.date() > last_day {
                 break;
             }
@@ -358,12 +316,98 @@ impl Builder {
         if twist == Twist::NoForm {
             return;
         }
+        let (requested, approver, approved) = self.form_approval(a, agency, t0, first, twist);
+        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, form_purpose));
+        let reason = self.r.pick(lookup(REASONS, purpose));
+        self.forms.push(Form {
+            id: format!("F2026-{:06}", self.forms.len() + 1),
+            account: a,
+            subject,
+            purpose: label,
+            reason,
+            requested,
+            approver,
+            approved,
+        });
+    }
+
+    /// The purpose a case's queries give and the one its form gives: one
+    /// of the agency's, unless the twist makes them differ or makes both
+    /// one the agency does not have.
+    fn case_purposes(&mut self, agency: usize, twist: Twist) -> (&'static str, &'static str) {
+        let purposes = AGENCIES[unit_of(agency)].5;
+        let drawn = self.r.pick(purposes);
+        match twist {
+            Twist::PurposeMismatch => {
+                let other = purposes
+                    .iter()
+                    .chain(&["other", "public_health"])
+                    .copied()
+                    .find(|p| *p != drawn)
+                    .unwrap_or("other");
+                (other, drawn)
+            }
+            Twist::WrongPurpose => {
+                let not_allowed = if purposes.contains(&"criminal_investigation") {
+                    "social_welfare"
+                } else {
+                    "criminal_investigation"
+                };
+                (not_allowed, not_allowed)
+            }
+            _ => (drawn, drawn),
+        }
+    }
+
+    /// When a case's queries are made: `first`, then later ones as the
+    /// twist has it (one night query instead, a burst of failures, or up
+    /// to `n` on later workdays).
+    fn query_times(
+        &mut self,
+        day: NaiveDate,
+        first: NaiveDateTime,
+        n: usize,
+        twist: Twist,
+    ) -> Vec<NaiveDateTime> {
+        match twist {
+            Twist::OffHours => {
+                let night = day.and_hms_opt(21, 0, 0).expect("time")
+                    + Duration::seconds(self.r.range(0, 9000));
+                vec![night]
+            }
+            Twist::FailedBurst => (0..12).map(|k| first + Duration::minutes(2 * k)).collect(),
+            _ => {
+                let mut times = vec![first];
+                let mut d = day;
+                for _ in 1..n {
+                    d += Duration::days(self.r.range(1, 3));
+                    while !is_workday(d) {
+                        d += Duration::days(1);
+                    }
+                    let t = self.office_time(d);
+                    times.push(t);
+                }
+                times
+            }
+        }
+    }
+
+    /// A form's request time, approver and approval time: approved at
+    /// `t0` (before the `first` query) unless the twist says otherwise.
+    fn form_approval(
+        &mut self,
+        a: usize,
+        agency: usize,
+        t0: NaiveDateTime,
+        first: NaiveDateTime,
+        twist: Twist,
+    ) -> (NaiveDateTime, Option<String>, Option<NaiveDateTime>) {
         let approver = if twist == Twist::SelfApproved {
             self.holders[a].clone()
         } else {
             self.approvers[agency].clone()
         };
-        let (requested, approver, approved) = match twist {
+        match twist {
             Twist::NotApproved => (t0 - Duration::minutes(self.r.range(5, 25)), None, None),
             Twist::ApprovedAfter => (
                 t0 - Duration::minutes(self.r.range(5, 25)),
@@ -383,22 +427,7 @@ impl Builder {
                 Some(approver),
                 Some(t0),
             ),
-        };
-        if twist == Twist::WrongPurpose {
-            form_purpose = purpose;
         }
-        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, form_purpose));
-        let reason = self.r.pick(lookup(REASONS, purpose));
-        self.forms.push(Form {
-            id: format!("F2026-{:06}", self.forms.len() + 1),
-            account: a,
-            subject,
-            purpose: label,
-            reason,
-            requested,
-            approver,
-            approved,
-        });
     }
 }
 
