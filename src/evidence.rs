@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 
 use crate::archive::{self, RunFolder};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{ChainEntry, Store};
 
 /// What a bundle holds.
 #[derive(Debug)]
@@ -114,6 +114,51 @@ pub fn export(
     with_inputs: bool,
 ) -> Result<Exported> {
     anyhow::ensure!(!password.is_empty(), "the bundle's password is empty");
+    let (run, chain) = sealed_run_in_chain(config, run_dir)?;
+    let files =
+        archive::files_under(&run.dir).with_context(|| format!("listing {}", run.dir.display()))?;
+    let (run_files, withheld): (Vec<String>, Vec<String>) = files
+        .into_iter()
+        .partition(|rel| with_personal_data || !PERSONAL_FILES.contains(&rel.as_str()));
+    let withheld_json = withheld_json(&run, &withheld)?;
+    let mut readme = README.to_owned();
+    if !withheld_json.is_empty() {
+        readme.push_str(README_WITHHELD);
+    }
+    let exports = if with_inputs {
+        readme.push_str(README_INPUTS);
+        exports_of(config, &run)?
+    } else {
+        Vec::new()
+    };
+    let bundle_json = serde_json::json!({
+        "run": archive::chain_id(&run.dir),
+        "chain_head": chain.last().map(|e| &e.hash),
+        "chain_entries": chain.len(),
+        "withheld": withheld_json,
+        "inputs": exports.iter().map(|(p, _)| format!("inputs/{p}")).collect::<Vec<_>>(),
+    });
+    let mut entries = fixed_entries(config, readme, &bundle_json, &chain)?;
+    for (path, bytes) in exports {
+        entries.push((format!("inputs/{path}"), bytes));
+    }
+    for rel in run_files {
+        let bytes = std::fs::read(run.dir.join(&rel))
+            .with_context(|| format!("reading {}", run.dir.join(&rel).display()))?;
+        entries.push((format!("run/{rel}"), bytes));
+    }
+    let bytes = write_encrypted_zip(out, password, &entries)?;
+    Ok(Exported {
+        files: entries.len(),
+        bytes,
+        chain_entries: chain.len(),
+        withheld,
+    })
+}
+
+/// The run folder `run_dir`, if sealed and its seal is in the evidence
+/// chain, with the chain.
+fn sealed_run_in_chain(config: &Config, run_dir: &Path) -> Result<(RunFolder, Vec<ChainEntry>)> {
     let run = RunFolder::parse(run_dir)
         .with_context(|| format!("{}: not a run folder", run_dir.display()))?;
     anyhow::ensure!(
@@ -128,6 +173,33 @@ pub fn export(
         chain.iter().any(|e| e.kind == "seal" && e.id == id),
         "{id} is not in the evidence chain: it cannot be proven"
     );
+    Ok((run, chain))
+}
+
+/// `bundle.json`'s note of each run file left out, with its sealed hash.
+fn withheld_json(run: &RunFolder, withheld: &[String]) -> Result<Vec<serde_json::Value>> {
+    let sealed = sealed_hashes(&run.dir)?;
+    Ok(withheld
+        .iter()
+        .map(|rel| {
+            serde_json::json!({
+                "file": format!("run/{rel}"),
+                "sha256": sealed.get(rel),
+                "why": "may hold full national IDs: exported only with --with-personal-data",
+            })
+        })
+        .collect())
+}
+
+/// The entries every bundle starts with: the README, `bundle.json`, the
+/// agency tree (no addresses, no secrets), the chain, the spec and both
+/// verifiers.
+fn fixed_entries(
+    config: &Config,
+    readme: String,
+    bundle_json: &serde_json::Value,
+    chain: &[ChainEntry],
+) -> Result<Vec<(String, Vec<u8>)>> {
     let agencies: Vec<serde_json::Value> = config
         .agencies
         .iter()
@@ -139,47 +211,16 @@ pub fn export(
         })
         .collect();
     let mut chain_lines = String::new();
-    for e in &chain {
+    for e in chain {
         chain_lines.push_str(&serde_json::to_string(e)?);
         chain_lines.push('\n');
     }
-    let files =
-        archive::files_under(&run.dir).with_context(|| format!("listing {}", run.dir.display()))?;
-    let (run_files, withheld): (Vec<String>, Vec<String>) = files
-        .into_iter()
-        .partition(|rel| with_personal_data || !PERSONAL_FILES.contains(&rel.as_str()));
-    let sealed = sealed_hashes(&run.dir)?;
-    let withheld_json: Vec<serde_json::Value> = withheld
-        .iter()
-        .map(|rel| {
-            serde_json::json!({
-                "file": format!("run/{rel}"),
-                "sha256": sealed.get(rel),
-                "why": "may hold full national IDs: exported only with --with-personal-data",
-            })
-        })
-        .collect();
-    let mut readme = README.to_owned();
-    if !withheld_json.is_empty() {
-        readme.push_str(README_WITHHELD);
-    }
-    let exports = if with_inputs {
-        readme.push_str(README_INPUTS);
-        exports_of(config, &run)?
-    } else {
-        Vec::new()
-    };
-    let mut entries: Vec<(String, Vec<u8>)> = vec![
+    let text = |s: &str| s.as_bytes().to_vec();
+    Ok(vec![
         ("README.txt".into(), readme.into_bytes()),
         (
             "bundle.json".into(),
-            serde_json::to_vec_pretty(&serde_json::json!({
-                "run": id,
-                "chain_head": chain.last().map(|e| &e.hash),
-                "chain_entries": chain.len(),
-                "withheld": withheld_json,
-                "inputs": exports.iter().map(|(p, _)| format!("inputs/{p}")).collect::<Vec<_>>(),
-            }))?,
+            serde_json::to_vec_pretty(bundle_json)?,
         ),
         (
             "agencies.json".into(),
@@ -188,36 +229,29 @@ pub fn export(
         ("chain.jsonl".into(), chain_lines.into_bytes()),
         (
             "sampling.md".into(),
-            include_str!("../docs/sampling.md").as_bytes().to_vec(),
+            text(include_str!("../docs/sampling.md")),
         ),
         (
             "verify_sample.py".into(),
-            include_str!("../tools/verify_sample.py")
-                .as_bytes()
-                .to_vec(),
+            text(include_str!("../tools/verify_sample.py")),
         ),
         (
             "verify_bundle.py".into(),
-            include_str!("../tools/verify_bundle.py")
-                .as_bytes()
-                .to_vec(),
+            text(include_str!("../tools/verify_bundle.py")),
         ),
-    ];
-    for (path, bytes) in exports {
-        entries.push((format!("inputs/{path}"), bytes));
-    }
-    for rel in run_files {
-        let bytes = std::fs::read(run.dir.join(&rel))
-            .with_context(|| format!("reading {}", run.dir.join(&rel).display()))?;
-        entries.push((format!("run/{rel}"), bytes));
-    }
+    ])
+}
+
+/// Writes `entries` into a new zip at `out` (mode 0600), each encrypted
+/// with `password` (AES-256); returns the bytes put in.
+fn write_encrypted_zip(out: &Path, password: &str, entries: &[(String, Vec<u8>)]) -> Result<u64> {
     let file = archive::create_private(out)?;
     let mut zip = zip::ZipWriter::new(file);
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .with_aes_encryption(zip::AesMode::Aes256, password);
     let mut bytes = 0u64;
-    for (name, data) in &entries {
+    for (name, data) in entries {
         zip.start_file(name.as_str(), options)
             .with_context(|| format!("writing {name} into {}", out.display()))?;
         zip.write_all(data)
@@ -226,12 +260,7 @@ pub fn export(
     }
     zip.finish()
         .with_context(|| format!("finishing {}", out.display()))?;
-    Ok(Exported {
-        files: entries.len(),
-        bytes,
-        chain_entries: chain.len(),
-        withheld,
-    })
+    Ok(bytes)
 }
 
 /// The hash `SHA256SUMS` seals each file of a run folder with.

@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Agency, Config};
 use crate::mail::{self, Outgoing};
 use crate::store::{DueItem, Stage, Store};
 
@@ -63,10 +63,13 @@ struct Cx<'a> {
 /// ethics unit (past the grace period); per run, one digest of its
 /// overdue units to the chief administrator.
 pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Outgoing>> {
-    let today = now.with_timezone(&config.timezone).date_naive();
-    let chief = config.chief_email().map(str::to_owned);
-    let reply_to = config.mail.reply_address().to_owned();
-    let contact = config.mail.contact.as_deref().unwrap_or("");
+    let round = ReminderRound {
+        config,
+        now,
+        today: now.with_timezone(&config.timezone).date_naive(),
+        reply_to: config.mail.reply_address().to_owned(),
+        contact: config.mail.contact.as_deref().unwrap_or(""),
+    };
     let mut out = Vec::new();
     // Overdue items by run, for the chief administrator's digest.
     let mut overdue: std::collections::BTreeMap<&str, Vec<&DueItem>> = Default::default();
@@ -80,105 +83,131 @@ pub fn reminders(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<V
             // A unit removed from the config: nobody to chase.
             continue;
         };
-        let days_left = (due_on - today).num_days();
-        for stage in stages(config, due_on, today) {
-            let (address, role) = match (stage, review) {
-                (Stage::Before | Stage::Due | Stage::Overdue, false) => {
-                    (unit.officer_email.as_ref(), mail::Role::Officer)
-                }
-                (Stage::Ethics, false) => (unit.ethics_email.as_ref(), mail::Role::Ethics),
-                // A second review is chased with its reviewer; past the
-                // grace period the chief administrator's digest has it.
-                (Stage::Ethics, true) => continue,
-                // Its reviewer is asked as an officer is (the chief
-                // administrator's own role words are the digest's).
-                (_, true) => (
-                    Some(&item.sent_to),
-                    if unit.ethics_email.as_ref() == Some(&item.sent_to) {
-                        mail::Role::Ethics
-                    } else {
-                        mail::Role::Officer
-                    },
-                ),
-            };
+        for stage in stages(config, due_on, round.today) {
             // The chief's own items are chased to the chief already: no
             // digest of them to the chief besides.
             if stage == Stage::Overdue && !crate::report::is_chief_key(&item.unit_id) {
                 overdue.entry(item.run_dir.as_str()).or_default().push(item);
             }
-            let Some(address) = address else { continue };
-            let greeting = if review && role == mail::Role::Officer {
-                mail::Role::ChiefAdmin.greeting()
-            } else {
-                role.greeting()
-            };
-            let cx = Cx {
-                recipient_role: greeting,
-                role: role.name(),
-                stage: stage.as_str(),
-                unit_name: &unit.name,
-                units: Vec::new(),
-                label: &item.label,
-                run_id: &item.run_id,
-                due_on: &item.due_on,
-                days_left,
-                days_over: -days_left,
-                opened_on: item.opened_at.get(..10).unwrap_or(&item.opened_at),
-                reply_to: reply_to.clone(),
-                contact,
-                chief_own: crate::report::is_chief_key(&item.unit_id),
-            };
-            out.push(message(
-                config,
-                &cx,
-                &item.run_dir,
-                &report_key(item, stage),
-                address,
-                now,
-            )?);
+            let reminder = round.item_reminder(item, unit, review, stage, due_on)?;
+            out.extend(reminder);
         }
     }
-    if let Some(chief) = &chief {
+    if let Some(chief) = config.chief_email() {
         for (run_dir, items) in overdue {
-            let first = items[0];
-            let days_left = first
-                .due_on
-                .parse::<NaiveDate>()
-                .map_or(0, |d| (d - today).num_days());
-            let cx = Cx {
-                recipient_role: mail::Role::ChiefAdmin.greeting(),
-                role: mail::Role::ChiefAdmin.name(),
-                stage: Stage::Overdue.as_str(),
-                unit_name: "",
-                units: items
-                    .iter()
-                    .map(|i| {
-                        let (id, review) = crate::report::unit_of_key(&i.unit_id);
-                        let name = config.agencies.get(id).map_or("", |a| a.name.as_str());
-                        if crate::report::is_chief_key(&i.unit_id) {
-                            format!("{name}（{id}，總管理者填復）")
-                        } else if review {
-                            format!("{name}（{id}，專責人員本人帳號覆核）")
-                        } else {
-                            format!("{name}（{id}）")
-                        }
-                    })
-                    .collect(),
-                label: &first.label,
-                run_id: &first.run_id,
-                due_on: &first.due_on,
-                days_left,
-                days_over: -days_left,
-                opened_on: first.opened_at.get(..10).unwrap_or(&first.opened_at),
-                reply_to: reply_to.clone(),
-                contact,
-                chief_own: false,
-            };
-            let key = format!("reminder:{}:overdue-digest", first.job);
-            out.push(message(config, &cx, run_dir, &key, chief, now)?);
+            out.push(round.overdue_digest(run_dir, &items, chief)?);
         }
     }
     Ok(out)
+}
+
+/// What the reminders composed at one moment share.
+struct ReminderRound<'a> {
+    config: &'a Config,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    reply_to: String,
+    contact: &'a str,
+}
+
+impl ReminderRound<'_> {
+    /// The reminder of `item` (of `unit`; `review`: a second review of an
+    /// officer's own account) at `stage`, if it has someone to go to.
+    fn item_reminder(
+        &self,
+        item: &DueItem,
+        unit: &Agency,
+        review: bool,
+        stage: Stage,
+        due_on: NaiveDate,
+    ) -> Result<Option<Outgoing>> {
+        let (address, role) = match (stage, review) {
+            (Stage::Before | Stage::Due | Stage::Overdue, false) => {
+                (unit.officer_email.as_ref(), mail::Role::Officer)
+            }
+            (Stage::Ethics, false) => (unit.ethics_email.as_ref(), mail::Role::Ethics),
+            // A second review is chased with its reviewer; past the
+            // grace period the chief administrator's digest has it.
+            (Stage::Ethics, true) => return Ok(None),
+            // Its reviewer is asked as an officer is (the chief
+            // administrator's own role words are the digest's).
+            (_, true) => (
+                Some(&item.sent_to),
+                if unit.ethics_email.as_ref() == Some(&item.sent_to) {
+                    mail::Role::Ethics
+                } else {
+                    mail::Role::Officer
+                },
+            ),
+        };
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let greeting = if review && role == mail::Role::Officer {
+            mail::Role::ChiefAdmin.greeting()
+        } else {
+            role.greeting()
+        };
+        let days_left = (due_on - self.today).num_days();
+        let cx = Cx {
+            recipient_role: greeting,
+            role: role.name(),
+            stage: stage.as_str(),
+            unit_name: &unit.name,
+            units: Vec::new(),
+            label: &item.label,
+            run_id: &item.run_id,
+            due_on: &item.due_on,
+            days_left,
+            days_over: -days_left,
+            opened_on: item.opened_at.get(..10).unwrap_or(&item.opened_at),
+            reply_to: self.reply_to.clone(),
+            contact: self.contact,
+            chief_own: crate::report::is_chief_key(&item.unit_id),
+        };
+        let key = report_key(item, stage);
+        message(self.config, &cx, &item.run_dir, &key, address, self.now).map(Some)
+    }
+
+    /// The chief administrator's digest of the overdue `items` of one run.
+    fn overdue_digest(&self, run_dir: &str, items: &[&DueItem], chief: &str) -> Result<Outgoing> {
+        let first = items[0];
+        let days_left = first
+            .due_on
+            .parse::<NaiveDate>()
+            .map_or(0, |d| (d - self.today).num_days());
+        let cx = Cx {
+            recipient_role: mail::Role::ChiefAdmin.greeting(),
+            role: mail::Role::ChiefAdmin.name(),
+            stage: Stage::Overdue.as_str(),
+            unit_name: "",
+            units: items.iter().map(|i| self.overdue_unit(i)).collect(),
+            label: &first.label,
+            run_id: &first.run_id,
+            due_on: &first.due_on,
+            days_left,
+            days_over: -days_left,
+            opened_on: first.opened_at.get(..10).unwrap_or(&first.opened_at),
+            reply_to: self.reply_to.clone(),
+            contact: self.contact,
+            chief_own: false,
+        };
+        let key = format!("reminder:{}:overdue-digest", first.job);
+        message(self.config, &cx, run_dir, &key, chief, self.now)
+    }
+
+    /// How the digest names an overdue item's unit, and whose item it is.
+    fn overdue_unit(&self, item: &DueItem) -> String {
+        let (id, review) = crate::report::unit_of_key(&item.unit_id);
+        let name = self.config.agencies.get(id).map_or("", |a| a.name.as_str());
+        if crate::report::is_chief_key(&item.unit_id) {
+            format!("{name}（{id}，總管理者填復）")
+        } else if review {
+            format!("{name}（{id}，專責人員本人帳號覆核）")
+        } else {
+            format!("{name}（{id}）")
+        }
+    }
 }
 
 fn message(

@@ -146,126 +146,23 @@ fn parse_duration(s: &str) -> Option<Duration> {
 /// Loads every `*.toml` in `dir` (name order) and validates it.
 pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
     let mut problems = Vec::new();
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(d) => d
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect(),
-        Err(e) => {
-            return Err(ScheduleError(vec![format!(
-                "{}: cannot read the schedules folder (paths.schedules): {e}",
-                dir.display()
-            )]));
-        }
-    };
-    files.sort();
     let mut out: Vec<Schedule> = Vec::new();
-    for file in files {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!("{}: {e}", file.display()));
-                continue;
-            }
-        };
-        let raw: RawFile = match toml::from_str(&text) {
+    for file in schedule_files(dir)? {
+        let raw = match read_schedule_file(&file) {
             Ok(r) => r,
-            Err(e) => {
-                problems.push(format!("{}: {}", file.display(), e.message()));
+            Err(problem) => {
+                problems.push(problem);
                 continue;
             }
         };
         for (i, r) in raw.schedule.iter().enumerate() {
-            let at = format!("{}: schedule[{i}]", file.display());
-            let mut bad = |key: &str, value: &str, why: &str| {
-                problems.push(format!("{at}.{key} = {value:?}: {why}"));
-            };
-            let Some(job) = Job::parse(&r.job).filter(|j| !j.periods().is_empty()) else {
-                let known: Vec<_> = Job::ALL
-                    .iter()
-                    .filter(|j| !j.periods().is_empty())
-                    .map(|j| j.name())
-                    .collect();
-                bad(
-                    "job",
-                    &r.job,
-                    &format!("unknown job; known: {}", known.join(", ")),
-                );
-                continue;
-            };
-            let cron = match parse_cron(&r.cron) {
-                Ok(c) => c,
-                Err(e) => {
-                    bad(
-                        "cron",
-                        &r.cron,
-                        &format!("{e} (six fields: sec min hour day month weekday)"),
-                    );
-                    continue;
-                }
-            };
-            let period = match PeriodRule::parse(&r.period) {
-                Some(p) if job.periods().contains(&p) => p,
-                _ => {
-                    bad(
-                        "period",
-                        &r.period,
-                        &format!("{} takes {}", job.name(), period_names(job.periods())),
-                    );
-                    continue;
-                }
-            };
-            let catch_up = match r.catch_up.as_str() {
-                "latest" => CatchUp::Latest,
-                "all" => CatchUp::All,
-                "skip" => CatchUp::Skip,
-                other => {
-                    bad("catch_up", other, "allowed values: latest, all, skip");
-                    continue;
-                }
-            };
-            let (Some(max_lateness), Some(wait_for_inputs)) = (
-                parse_duration(&r.max_lateness),
-                parse_duration(&r.wait_for_inputs),
-            ) else {
-                bad(
-                    "max_lateness/wait_for_inputs",
-                    &format!("{} / {}", r.max_lateness, r.wait_for_inputs),
-                    "expected a duration such as \"30d\", \"12h\" or \"45m\"",
-                );
-                continue;
-            };
-            let seed = match seed_rule(job, r) {
-                Ok(rule) => rule,
-                Err((key, value, why)) => {
-                    bad(key, &value, &why);
-                    continue;
-                }
-            };
-            if let Err(why) = cadence(job, &cron, tz) {
-                bad("cron", &r.cron, &why);
-                continue;
+            match validate_entry(r, &file, tz, &out) {
+                Ok(schedule) => out.push(schedule),
+                Err((key, value, why)) => problems.push(format!(
+                    "{}: schedule[{i}].{key} = {value:?}: {why}",
+                    file.display()
+                )),
             }
-            if let Some(other) = out.iter().find(|s| s.job == job) {
-                bad(
-                    "job",
-                    &r.job,
-                    &format!("already scheduled in {}", other.file.display()),
-                );
-                continue;
-            }
-            out.push(Schedule {
-                job,
-                cron_text: r.cron.clone(),
-                cron,
-                period,
-                catch_up,
-                max_lateness,
-                wait_for_inputs,
-                seed,
-                file: file.clone(),
-            });
         }
     }
     if out.is_empty() && problems.is_empty() {
@@ -281,8 +178,103 @@ pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
     }
 }
 
+/// The `*.toml` files in `dir`, in name order.
+fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, ScheduleError> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            return Err(ScheduleError(vec![format!(
+                "{}: cannot read the schedules folder (paths.schedules): {e}",
+                dir.display()
+            )]));
+        }
+    };
+    files.sort();
+    Ok(files)
+}
+
+/// The entries of one schedules file, or the problem naming it.
+fn read_schedule_file(file: &Path) -> Result<RawFile, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    toml::from_str(&text)
+        .map_err(|e: toml::de::Error| format!("{}: {}", file.display(), e.message()))
+}
+
+/// Why an entry is refused: its key, the value and why.
+type Refusal = (&'static str, String, String);
+
+/// Entry `r` of `file` validated, or its first problem; `scheduled` are
+/// the entries accepted before it (a job is scheduled once).
+fn validate_entry(
+    r: &RawSchedule,
+    file: &Path,
+    tz: Tz,
+    scheduled: &[Schedule],
+) -> Result<Schedule, Refusal> {
+    let Some(job) = Job::parse(&r.job).filter(|j| !j.periods().is_empty()) else {
+        let known: Vec<_> = Job::ALL
+            .iter()
+            .filter(|j| !j.periods().is_empty())
+            .map(|j| j.name())
+            .collect();
+        let why = format!("unknown job; known: {}", known.join(", "));
+        return Err(("job", r.job.clone(), why));
+    };
+    let cron = parse_cron(&r.cron).map_err(|e| {
+        let why = format!("{e} (six fields: sec min hour day month weekday)");
+        ("cron", r.cron.clone(), why)
+    })?;
+    let period = match PeriodRule::parse(&r.period) {
+        Some(p) if job.periods().contains(&p) => p,
+        _ => {
+            let why = format!("{} takes {}", job.name(), period_names(job.periods()));
+            return Err(("period", r.period.clone(), why));
+        }
+    };
+    let catch_up = match r.catch_up.as_str() {
+        "latest" => CatchUp::Latest,
+        "all" => CatchUp::All,
+        "skip" => CatchUp::Skip,
+        other => {
+            let why = "allowed values: latest, all, skip".to_owned();
+            return Err(("catch_up", other.to_owned(), why));
+        }
+    };
+    let (Some(max_lateness), Some(wait_for_inputs)) = (
+        parse_duration(&r.max_lateness),
+        parse_duration(&r.wait_for_inputs),
+    ) else {
+        return Err((
+            "max_lateness/wait_for_inputs",
+            format!("{} / {}", r.max_lateness, r.wait_for_inputs),
+            "expected a duration such as \"30d\", \"12h\" or \"45m\"".to_owned(),
+        ));
+    };
+    let seed = seed_rule(job, r)?;
+    cadence(job, &cron, tz).map_err(|why| ("cron", r.cron.clone(), why))?;
+    if let Some(other) = scheduled.iter().find(|s| s.job == job) {
+        let why = format!("already scheduled in {}", other.file.display());
+        return Err(("job", r.job.clone(), why));
+    }
+    Ok(Schedule {
+        job,
+        cron_text: r.cron.clone(),
+        cron,
+        period,
+        catch_up,
+        max_lateness,
+        wait_for_inputs,
+        seed,
+        file: file.to_path_buf(),
+    })
+}
+
 /// The seed rule of an entry, or the key, value and why it is refused.
-fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, (&'static str, String, String)> {
+fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, Refusal> {
     let ceremony_only = || {
         r.seed_wait
             .as_ref()

@@ -639,7 +639,7 @@ impl InputState {
     }
 
     /// Why `check` cannot run on a run over `period` as of `as_of`, if it
-    /// cannot.
+    /// cannot: its tables' problems first, then each need's in order.
     fn blockers(
         &self,
         check: &Check,
@@ -647,18 +647,37 @@ impl InputState {
         as_of: NaiveDate,
         period: Option<&Period>,
     ) -> Vec<NotChecked> {
+        let mut found = self.table_blockers(check);
+        for n in check.needs {
+            match *n {
+                Need::Table(_) => {}
+                Need::Column(t, c) => found.extend(self.column_blockers(t, c)),
+                Need::IdleWindow => found.extend(self.idle_window_blocker(config, as_of)),
+                Need::FormsCover => found.extend(period.and_then(|p| self.forms_cover_blocker(p))),
+                Need::Calendar => found.extend(
+                    period
+                        .into_iter()
+                        .flat_map(|p| calendar_blockers(config, p)),
+                ),
+            }
+        }
         let codes: Vec<&'static str> = check.codes.iter().map(|c| c.as_str()).collect();
-        let mut out = Vec::new();
-        let mut push = |why, input: String, column, (detail, detail_zh): (String, String)| {
-            out.push(NotChecked {
+        found
+            .into_iter()
+            .map(|b| NotChecked {
                 codes: codes.clone(),
-                why,
-                input,
-                column,
-                detail,
-                detail_zh,
-            });
-        };
+                why: b.why,
+                input: b.input,
+                column: b.column,
+                detail: b.detail,
+                detail_zh: b.detail_zh,
+            })
+            .collect()
+    }
+
+    /// The tables `check` needs that no file was loaded for, and the files
+    /// of them that failed, each table once in the order first needed.
+    fn table_blockers(&self, check: &Check) -> Vec<Blocker> {
         let mut tables: Vec<Table> = Vec::new();
         for n in check.needs {
             if let Need::Table(t) | Need::Column(t, _) = n
@@ -667,162 +686,165 @@ impl InputState {
                 tables.push(*t);
             }
         }
+        let mut found = Vec::new();
         for t in tables {
             if self.missing.contains(&t) && !self.failed.contains_key(&t) {
-                push(
-                    if t == Table::Applications {
+                found.push(Blocker {
+                    why: if t == Table::Applications {
                         NotCheckedWhy::RegisterMissing
                     } else {
                         NotCheckedWhy::InputMissing
                     },
-                    format!("{}/", t.inbox_dir()),
-                    None,
-                    (
-                        format!("no {} file was loaded from the inbox", t.name()),
-                        format!("收件匣 {}/ 無已載入之檔案", t.inbox_dir()),
-                    ),
-                );
+                    input: format!("{}/", t.inbox_dir()),
+                    column: None,
+                    detail: format!("no {} file was loaded from the inbox", t.name()),
+                    detail_zh: format!("收件匣 {}/ 無已載入之檔案", t.inbox_dir()),
+                });
             }
             for (file, error) in self.failed.get(&t).into_iter().flatten() {
-                push(
-                    NotCheckedWhy::InputFailed,
-                    file.clone(),
-                    None,
-                    (
-                        error.clone(),
-                        format!(
-                            "讀取錯誤：{}",
-                            error.strip_prefix(&format!("{file}: ")).unwrap_or(error)
-                        ),
+                found.push(Blocker {
+                    why: NotCheckedWhy::InputFailed,
+                    input: file.clone(),
+                    column: None,
+                    detail: error.clone(),
+                    detail_zh: format!(
+                        "讀取錯誤：{}",
+                        error.strip_prefix(&format!("{file}: ")).unwrap_or(error)
                     ),
-                );
+                });
             }
         }
-        for n in check.needs {
-            match *n {
-                Need::Table(_) => {}
-                Need::Column(t, c) => {
-                    for (file, absent) in self.absent.get(&t).into_iter().flatten() {
-                        if absent.contains(&c) {
-                            push(
-                                NotCheckedWhy::ColumnAbsent,
-                                file.clone(),
-                                Some(c),
-                                (
-                                    format!("the file has no {c} column"),
-                                    format!("檔案無 {c} 欄位"),
-                                ),
-                            );
-                        }
-                    }
-                }
-                Need::IdleWindow => {
-                    let Some(stretches) = &self.log_span else {
-                        continue;
-                    };
-                    let from = as_of - Duration::days(config.rules.idle_days.into());
-                    let to = as_of - Duration::days(LOG_GAP_DAYS);
-                    let covered = stretches.iter().any(|(a, b)| *a <= from && *b >= to);
-                    if !covered {
-                        let found = if stretches.is_empty() {
-                            "nowhere (none loaded)".to_owned()
-                        } else {
-                            stretches
-                                .iter()
-                                .map(|(a, b)| format!("{a} to {b}"))
-                                .collect::<Vec<_>>()
-                                .join(", then ")
-                        };
-                        let found_zh = if stretches.is_empty() {
-                            "無任何查詢紀錄".to_owned()
-                        } else {
-                            stretches
-                                .iter()
-                                .map(|(a, b)| format!("{a} 至 {b}"))
-                                .collect::<Vec<_>>()
-                                .join("、")
-                        };
-                        push(
-                            NotCheckedWhy::NotCovered,
-                            Table::QueryLog.inbox_dir().to_owned() + "/",
-                            None,
-                            (
-                                format!(
-                                    "query logs must run from {from} or earlier to {to} or later without {LOG_HOLE_DAYS} days missing between exports; they run {found}"
-                                ),
-                                format!(
-                                    "判斷閒置及從未使用須有 {from} 以前至 {to} 以後、中間未缺逾 {LOG_HOLE_DAYS} 日之查詢紀錄；現有紀錄期間為 {found_zh}"
-                                ),
-                            ),
-                        );
-                    }
-                }
-                Need::FormsCover => {
-                    let Some(p) = period else { continue };
-                    // The last query the check judges: none, nothing to cover.
-                    let last_log = self.log_span.iter().flatten().map(|(_, to)| *to).max();
-                    let Some(last) = last_log.map(|d| d.min(p.last_day())) else {
-                        continue;
-                    };
-                    let why = match (&self.forms_dated, self.forms_undated.first()) {
-                        (Some((day, _, _)), _) if *day >= last => continue,
-                        (Some((day, file, source)), _) => (
-                            file.clone(),
-                            format!(
-                                "the newest request-form register is of {day} (date from its {source}); the queries run to {last}, so the later ones would look unexplained"
-                            ),
-                            format!(
-                                "最新之查詢申請紀錄表清冊日期為 {day}，早於所檢核查詢之末日 {last}，其後之查詢將誤判為無紀錄表；請匯入涵蓋至 {last} 之清冊"
-                            ),
-                        ),
-                        (None, Some((file, refused))) => {
-                            let (why, why_zh) = if *refused {
-                                (
-                                    "; its modification time is not taken as its date in a sealed audit (rules.accept_modification_dates), since a copy or restore changes it",
-                                    "；檔案修改日期隨複製、備份而變動，稽核不予採用",
-                                )
-                            } else {
-                                ("", "")
-                            };
-                            (
-                                file.clone(),
-                                format!(
-                                    "the request-form register has no date in its title rows or file name{why}: it cannot be shown to cover the queries to {last}"
-                                ),
-                                format!(
-                                    "查詢申請紀錄表清冊之標題列及檔名均未載明製表日期{why_zh}，無從確認涵蓋至 {last} 之查詢；請於標題列註明製表日期（例如「製表日期：115/07/02」）或於檔名加註日期"
-                                ),
-                            )
-                        }
-                        (None, None) => continue,
-                    };
-                    push(NotCheckedWhy::NotCovered, why.0, None, (why.1, why.2));
-                }
-                Need::Calendar => {
-                    let Some(p) = period else { continue };
-                    if !config.rules.holidays.configured {
-                        continue;
-                    }
-                    let known = config.rules.holidays.years();
-                    let last = (p.end - Duration::seconds(1)).date().year();
-                    for y in p.start.date().year()..=last {
-                        if !known.contains(&y) {
-                            push(
-                                NotCheckedWhy::NoCalendar,
-                                "rules.holidays".to_owned(),
-                                None,
-                                (
-                                    format!("the holidays file lists no holiday in {y}"),
-                                    format!("國定假日檔未列 {y} 年之假日，請補入該年行事曆"),
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        out
+        found
     }
+
+    /// The files of table `t` the run uses that lack column `c`.
+    fn column_blockers(&self, t: Table, c: &'static str) -> Vec<Blocker> {
+        self.absent
+            .get(&t)
+            .into_iter()
+            .flatten()
+            .filter(|(_, absent)| absent.contains(&c))
+            .map(|(file, _)| Blocker {
+                why: NotCheckedWhy::ColumnAbsent,
+                input: file.clone(),
+                column: Some(c),
+                detail: format!("the file has no {c} column"),
+                detail_zh: format!("檔案無 {c} 欄位"),
+            })
+            .collect()
+    }
+
+    /// The query logs, when assessed, do not cover the idle window ending
+    /// at `as_of` without a hole.
+    fn idle_window_blocker(&self, config: &Config, as_of: NaiveDate) -> Option<Blocker> {
+        let stretches = self.log_span.as_ref()?;
+        let from = as_of - Duration::days(config.rules.idle_days.into());
+        let to = as_of - Duration::days(LOG_GAP_DAYS);
+        if stretches.iter().any(|(a, b)| *a <= from && *b >= to) {
+            return None;
+        }
+        let (found, found_zh) = if stretches.is_empty() {
+            (
+                "nowhere (none loaded)".to_owned(),
+                "無任何查詢紀錄".to_owned(),
+            )
+        } else {
+            let spans = |sep: &str, joiner: &str| {
+                stretches
+                    .iter()
+                    .map(|(a, b)| format!("{a}{sep}{b}"))
+                    .collect::<Vec<_>>()
+                    .join(joiner)
+            };
+            (spans(" to ", ", then "), spans(" 至 ", "、"))
+        };
+        Some(Blocker {
+            why: NotCheckedWhy::NotCovered,
+            input: Table::QueryLog.inbox_dir().to_owned() + "/",
+            column: None,
+            detail: format!(
+                "query logs must run from {from} or earlier to {to} or later without {LOG_HOLE_DAYS} days missing between exports; they run {found}"
+            ),
+            detail_zh: format!(
+                "判斷閒置及從未使用須有 {from} 以前至 {to} 以後、中間未缺逾 {LOG_HOLE_DAYS} 日之查詢紀錄；現有紀錄期間為 {found_zh}"
+            ),
+        })
+    }
+
+    /// The request-form registers do not reach the last query judged in
+    /// period `p` (the newest is older, or none has a usable date).
+    fn forms_cover_blocker(&self, p: &Period) -> Option<Blocker> {
+        // The last query the check judges: none, nothing to cover.
+        let last_log = self.log_span.iter().flatten().map(|(_, to)| *to).max();
+        let last = last_log.map(|d| d.min(p.last_day()))?;
+        let (input, detail, detail_zh) = match (&self.forms_dated, self.forms_undated.first()) {
+            (Some((day, _, _)), _) if *day >= last => return None,
+            (Some((day, file, source)), _) => (
+                file.clone(),
+                format!(
+                    "the newest request-form register is of {day} (date from its {source}); the queries run to {last}, so the later ones would look unexplained"
+                ),
+                format!(
+                    "最新之查詢申請紀錄表清冊日期為 {day}，早於所檢核查詢之末日 {last}，其後之查詢將誤判為無紀錄表；請匯入涵蓋至 {last} 之清冊"
+                ),
+            ),
+            (None, Some((file, refused))) => {
+                let (why, why_zh) = if *refused {
+                    (
+                        "; its modification time is not taken as its date in a sealed audit (rules.accept_modification_dates), since a copy or restore changes it",
+                        "；檔案修改日期隨複製、備份而變動，稽核不予採用",
+                    )
+                } else {
+                    ("", "")
+                };
+                (
+                    file.clone(),
+                    format!(
+                        "the request-form register has no date in its title rows or file name{why}: it cannot be shown to cover the queries to {last}"
+                    ),
+                    format!(
+                        "查詢申請紀錄表清冊之標題列及檔名均未載明製表日期{why_zh}，無從確認涵蓋至 {last} 之查詢；請於標題列註明製表日期（例如「製表日期：115/07/02」）或於檔名加註日期"
+                    ),
+                )
+            }
+            (None, None) => return None,
+        };
+        Some(Blocker {
+            why: NotCheckedWhy::NotCovered,
+            input,
+            column: None,
+            detail,
+            detail_zh,
+        })
+    }
+}
+
+/// One reason a check cannot run, before it is told the codes it withholds.
+struct Blocker {
+    why: NotCheckedWhy,
+    input: String,
+    column: Option<&'static str>,
+    detail: String,
+    detail_zh: String,
+}
+
+/// The years of period `p` a configured holidays file lists no holiday in.
+fn calendar_blockers(config: &Config, p: &Period) -> Vec<Blocker> {
+    if !config.rules.holidays.configured {
+        return Vec::new();
+    }
+    let known = config.rules.holidays.years();
+    let last = (p.end - Duration::seconds(1)).date().year();
+    (p.start.date().year()..=last)
+        .filter(|y| !known.contains(y))
+        .map(|y| Blocker {
+            why: NotCheckedWhy::NoCalendar,
+            input: "rules.holidays".to_owned(),
+            column: None,
+            detail: format!("the holidays file lists no holiday in {y}"),
+            detail_zh: format!("國定假日檔未列 {y} 年之假日，請補入該年行事曆"),
+        })
+        .collect()
 }
 
 /// Between two query-log files, more days than this without a query is a
@@ -983,10 +1005,10 @@ pub fn run_with(
     } else {
         None
     };
-    let clock = std::time::Instant::now();
+    let started = std::time::Instant::now();
     tracing::info!(memory = %crate::ingest::memory(), "preparing frames");
     let cx = Ctx::new(config, tables, as_of, period)?;
-    tracing::info!(elapsed = ?clock.elapsed(), queries = cx.queries.height(), memory = %crate::ingest::memory(), "frames prepared");
+    tracing::info!(elapsed = ?started.elapsed(), queries = cx.queries.height(), memory = %crate::ingest::memory(), "frames prepared");
     let checks: Vec<Check> = match scope {
         Scope::Accounts => account::CHECKS.to_vec(),
         Scope::Queries => query::CHECKS.to_vec(),
@@ -1004,9 +1026,9 @@ pub fn run_with(
             not_checked.extend(blocked);
             continue;
         }
-        let clock = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let found = (c.run)(&cx)?.select(RAW_FINDING.map(col)).collect()?;
-        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?clock.elapsed(), memory = %crate::ingest::memory(), "check");
+        tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?started.elapsed(), memory = %crate::ingest::memory(), "check");
         parts.push(found.lazy());
     }
     let raw = if parts.is_empty() {
@@ -1136,135 +1158,26 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
+    /// The frames every check reads: agencies, the roster's accounts with
+    /// their holders' HR records, the queries judged with their forms.
     pub fn new(
         config: &'a Config,
         t: Tables,
         as_of: NaiveDate,
         period: Option<Period>,
     ) -> PolarsResult<Ctx<'a>> {
-        let ids: Vec<&str> = config.agencies.iter().map(|a| a.id.as_str()).collect();
-        let units: Vec<&str> = config.agencies.iter().map(|a| a.unit.as_str()).collect();
-        let agencies = df!("agency_id" => ids, "unit_id" => units)?;
-        let (pa, pp): (Vec<&str>, Vec<&str>) = config
-            .agencies
-            .iter()
-            .flat_map(|a| a.purposes.iter().map(move |p| (a.id.as_str(), p.as_str())))
-            .unzip();
-        let purposes = df!("agency_id" => pa, "purpose" => pp)?;
-
-        // HR lists are change lists: per person, the newest record
-        // effective on or before the reference day (the review day, or the
-        // period's last day). Ties on the day are broken on content, so the
-        // files' names and order do not matter.
+        let (agencies, purposes) = agency_frames(config)?;
+        // HR lists are read as of the review day, or the period's last day.
         let hr_day = match &period {
             Some(p) => (p.end - Duration::seconds(1)).date(),
             None => as_of,
         };
-        let hr =
-            t.hr.clone()
-                .lazy()
-                .filter(col("effective_date").lt_eq(lit(hr_day)))
-                .sort(
-                    ["effective_date", "status", "agency_id", "employment_type"],
-                    SortMultipleOptions::default()
-                        .with_order_descending_multi([true, false, false, false])
-                        .with_nulls_last(true)
-                        .with_maintain_order(true),
-                )
-                .unique_stable(Some(cols(["person_id"])), UniqueKeepStrategy::First)
-                .select([
-                    col("person_id"),
-                    lit(true).alias("hr_present"),
-                    col("name").alias("hr_name"),
-                    col("agency_id").alias("hr_agency_id"),
-                    col("employment_type").alias("hr_employment"),
-                    col("status").alias("hr_status"),
-                    col("effective_date").alias("hr_effective"),
-                    col("national_id").alias("hr_national_id"),
-                ])
-                .join(
-                    agencies.clone().lazy().select([
-                        col("agency_id").alias("hr_agency_id"),
-                        col("unit_id").alias("hr_unit_id"),
-                    ]),
-                    [col("hr_agency_id")],
-                    [col("hr_agency_id")],
-                    JoinArgs::new(JoinType::Left),
-                );
-        let mut roster = t.roster.clone().lazy();
-        if t.roster.column("removed").is_err() {
-            roster = roster.with_column(lit(false).alias("removed"));
-        }
-        if t.roster.column(crate::ingest::SNAPSHOT_DATE).is_err() {
-            roster = roster.with_column(
-                lit(NULL)
-                    .cast(DataType::Date)
-                    .alias(crate::ingest::SNAPSHOT_DATE),
-            );
-        }
-        let accounts = roster
-            .unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
-            .join(
-                agencies.clone().lazy(),
-                [col("agency_id")],
-                [col("agency_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .join(
-                hr,
-                [col("person_id")],
-                [col("person_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .with_column(col("hr_present").fill_null(lit(false)))
-            .collect()?;
-
-        // Exports are usually in time order already; then the sort that the
-        // as-of joins need (and its copy of the whole log) is skipped.
-        let in_time_order = {
-            let times = t.query_log.column("queried_at")?.as_materialized_series();
-            times.null_count() == 0 && times.is_sorted(SortOptions::default())?
-        };
-        // A log exported for the period lies inside it: the filter (a copy
-        // of the whole log) is skipped.
-        let inside = |p: &Period| -> PolarsResult<bool> {
-            let times = t
-                .query_log
-                .column("queried_at")?
-                .as_materialized_series()
-                .to_physical_repr()
-                .into_owned();
-            let (Some(min), Some(max)) = (times.min::<i64>()?, times.max::<i64>()?) else {
-                return Ok(times.is_empty());
-            };
-            let us = |d: NaiveDateTime| d.and_utc().timestamp_micros();
-            Ok(times.null_count() == 0 && min >= us(p.start) && max < us(p.end))
-        };
-        let queries = match &period {
-            Some(p) if inside(p)? => t.query_log.lazy(),
-            Some(p) => t.query_log.lazy().filter(p.holds_query()),
-            None => {
-                let end: NaiveDateTime = as_of
-                    .succ_opt()
-                    .unwrap_or(as_of)
-                    .and_hms_opt(0, 0, 0)
-                    .unwrap_or_default();
-                t.query_log.lazy().filter(col("queried_at").lt(lit(end)))
-            }
-        };
+        let hr = hr_as_of(&t.hr, hr_day, &agencies);
+        let accounts = roster_accounts(&t.roster, &agencies, hr)?;
+        let in_time_order = log_in_time_order(&t.query_log)?;
+        let queries = queries_judged(t.query_log, as_of, period.as_ref())?;
         let queries = query::explain(queries, in_time_order, &accounts, &t.request_forms, config)?
             .collect()?;
-
-        let staff_ids =
-            t.hr.clone()
-                .lazy()
-                .filter(col("national_id").is_not_null())
-                .select([
-                    col("national_id").alias("subject_id"),
-                    lit(true).alias("is_staff"),
-                ])
-                .unique_stable(None, UniqueKeepStrategy::First)
-                .collect()?;
         Ok(Ctx {
             config,
             as_of,
@@ -1273,13 +1186,158 @@ impl<'a> Ctx<'a> {
             purposes,
             accounts,
             queries,
-            staff_ids,
+            staff_ids: staff_ids(&t.hr)?,
             forms: t.request_forms,
             applications: t.applications,
             holidays: config.rules.holidays.holidays.keys().copied().collect(),
             workdays: config.rules.holidays.workdays.keys().copied().collect(),
         })
     }
+}
+
+/// The configured agencies (`agency_id, unit_id`) and the purposes each
+/// may query for (`agency_id, purpose`).
+fn agency_frames(config: &Config) -> PolarsResult<(DataFrame, DataFrame)> {
+    let ids: Vec<&str> = config.agencies.iter().map(|a| a.id.as_str()).collect();
+    let units: Vec<&str> = config.agencies.iter().map(|a| a.unit.as_str()).collect();
+    let agencies = df!("agency_id" => ids, "unit_id" => units)?;
+    let (pa, pp): (Vec<&str>, Vec<&str>) = config
+        .agencies
+        .iter()
+        .flat_map(|a| a.purposes.iter().map(move |p| (a.id.as_str(), p.as_str())))
+        .unzip();
+    let purposes = df!("agency_id" => pa, "purpose" => pp)?;
+    Ok((agencies, purposes))
+}
+
+/// Each person's HR record on `day`, as `hr_…` columns with the unit of
+/// their agency. HR lists are change lists: per person, the newest record
+/// effective on or before the day. Ties on the day are broken on content,
+/// so the files' names and order do not matter.
+fn hr_as_of(hr: &DataFrame, day: NaiveDate, agencies: &DataFrame) -> LazyFrame {
+    hr.clone()
+        .lazy()
+        .filter(col("effective_date").lt_eq(lit(day)))
+        .sort(
+            ["effective_date", "status", "agency_id", "employment_type"],
+            SortMultipleOptions::default()
+                .with_order_descending_multi([true, false, false, false])
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .unique_stable(Some(cols(["person_id"])), UniqueKeepStrategy::First)
+        .select([
+            col("person_id"),
+            lit(true).alias("hr_present"),
+            col("name").alias("hr_name"),
+            col("agency_id").alias("hr_agency_id"),
+            col("employment_type").alias("hr_employment"),
+            col("status").alias("hr_status"),
+            col("effective_date").alias("hr_effective"),
+            col("national_id").alias("hr_national_id"),
+        ])
+        .join(
+            agencies.clone().lazy().select([
+                col("agency_id").alias("hr_agency_id"),
+                col("unit_id").alias("hr_unit_id"),
+            ]),
+            [col("hr_agency_id")],
+            [col("hr_agency_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+}
+
+/// The roster's accounts, once each, with their agency's unit and their
+/// holder's HR record (`hr_present` false where HR does not know them).
+fn roster_accounts(
+    roster: &DataFrame,
+    agencies: &DataFrame,
+    hr: LazyFrame,
+) -> PolarsResult<DataFrame> {
+    let mut lazy = roster.clone().lazy();
+    if roster.column("removed").is_err() {
+        lazy = lazy.with_column(lit(false).alias("removed"));
+    }
+    if roster.column(crate::ingest::SNAPSHOT_DATE).is_err() {
+        lazy = lazy.with_column(
+            lit(NULL)
+                .cast(DataType::Date)
+                .alias(crate::ingest::SNAPSHOT_DATE),
+        );
+    }
+    lazy.unique_stable(Some(cols(["account_id"])), UniqueKeepStrategy::First)
+        .join(
+            agencies.clone().lazy(),
+            [col("agency_id")],
+            [col("agency_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            hr,
+            [col("person_id")],
+            [col("person_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("hr_present").fill_null(lit(false)))
+        .collect()
+}
+
+/// Whether the log is already in time order. Exports usually are; then
+/// the sort that the as-of joins need (and its copy of the whole log) is
+/// skipped.
+fn log_in_time_order(log: &DataFrame) -> PolarsResult<bool> {
+    let times = log.column("queried_at")?.as_materialized_series();
+    Ok(times.null_count() == 0 && times.is_sorted(SortOptions::default())?)
+}
+
+/// The queries a run judges: those of `period`, or without one those up
+/// to the end of `as_of`.
+fn queries_judged(
+    log: DataFrame,
+    as_of: NaiveDate,
+    period: Option<&Period>,
+) -> PolarsResult<LazyFrame> {
+    Ok(match period {
+        Some(p) if log_inside(&log, p)? => log.lazy(),
+        Some(p) => log.lazy().filter(p.holds_query()),
+        None => {
+            let end: NaiveDateTime = as_of
+                .succ_opt()
+                .unwrap_or(as_of)
+                .and_hms_opt(0, 0, 0)
+                .unwrap_or_default();
+            log.lazy().filter(col("queried_at").lt(lit(end)))
+        }
+    })
+}
+
+/// Whether every query of the log lies inside `p`. A log exported for the
+/// period does: then the filter (a copy of the whole log) is skipped.
+fn log_inside(log: &DataFrame, p: &Period) -> PolarsResult<bool> {
+    let times = log
+        .column("queried_at")?
+        .as_materialized_series()
+        .to_physical_repr()
+        .into_owned();
+    let (Some(min), Some(max)) = (times.min::<i64>()?, times.max::<i64>()?) else {
+        return Ok(times.is_empty());
+    };
+    let us = |d: NaiveDateTime| d.and_utc().timestamp_micros();
+    Ok(times.null_count() == 0 && min >= us(p.start) && max < us(p.end))
+}
+
+/// The national IDs of staff (`subject_id`, `is_staff`), for lookups of
+/// coworkers.
+fn staff_ids(hr: &DataFrame) -> PolarsResult<DataFrame> {
+    hr.clone()
+        .lazy()
+        .filter(col("national_id").is_not_null())
+        .select([
+            col("national_id").alias("subject_id"),
+            lit(true).alias("is_staff"),
+        ])
+        .unique_stable(None, UniqueKeepStrategy::First)
+        .collect()
 }
 
 #[cfg(test)]

@@ -67,8 +67,31 @@ pub fn population(
     roster: &DataFrame,
     period: &Period,
 ) -> PolarsResult<Population> {
-    let clock = std::time::Instant::now();
-    let log = query_log
+    let started = std::time::Instant::now();
+    let log = period_records(query_log, period)?;
+    let accounts_df = account_agencies(log.clone(), roster)?;
+    let mut accounts = account_blocks(&accounts_df)?;
+    let placed = placed_in_key_order(log, accounts_df, period)?;
+    tracing::debug!(elapsed = ?started.elapsed(), rows = placed.height(), "population placed and sorted");
+    let started = std::time::Instant::now();
+    let mut frame = order_within_seconds(placed)?;
+    frame.rechunk_mut();
+    tracing::debug!(elapsed = ?started.elapsed(), "runs within a second ordered");
+    let started = std::time::Instant::now();
+    let (occurrence, digest) = number_and_digest(&frame, &mut accounts, query_log)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "population numbered and digested");
+    frame.with_column(Column::new("occurrence".into(), occurrence))?;
+    Ok(Population {
+        frame,
+        accounts,
+        digest,
+    })
+}
+
+/// The query log's records in `period`: `account_id, log_agency,
+/// queried_at, query_item, subject_id ("" when absent), row`.
+fn period_records(query_log: &DataFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    Ok(query_log
         .clone()
         .lazy()
         .with_row_index("row", None)
@@ -82,7 +105,13 @@ pub fn population(
             col("row"),
         ])
         .collect()?
-        .lazy();
+        .lazy())
+}
+
+/// The accounts of the period's records with their agency (the roster's
+/// smallest, else the records' smallest), in account-id order and
+/// numbered: `acct, account_id, agency_id`.
+fn account_agencies(log: LazyFrame, roster: &DataFrame) -> PolarsResult<DataFrame> {
     // The log's account and agency are categoricals (as the query checks
     // see them); the roster's keys are cast to join them, and the few
     // accounts are text again before they are ordered.
@@ -92,13 +121,8 @@ pub fn population(
         .lazy()
         .filter(col("agency_id").is_not_null())
         .group_by([col("account_id").cast(cat.clone())])
-        .agg([col("agency_id")
-            .min()
-            .cast(cat.clone())
-            .alias("roster_agency")]);
-    let accounts_df = log
-        .clone()
-        .group_by([col("account_id")])
+        .agg([col("agency_id").min().cast(cat).alias("roster_agency")]);
+    log.group_by([col("account_id")])
         .agg([col("log_agency").min()])
         .join(
             from_roster,
@@ -114,8 +138,12 @@ pub fn population(
         ])
         .sort(["account_id"], SortMultipleOptions::default())
         .with_row_index("acct", None)
-        .collect()?;
-    let mut accounts: Vec<AccountBlock> = accounts_df
+        .collect()
+}
+
+/// One block per account of `accounts_df`, its rows not yet counted.
+fn account_blocks(accounts_df: &DataFrame) -> PolarsResult<Vec<AccountBlock>> {
+    Ok(accounts_df
         .column("account_id")?
         .str()?
         .iter()
@@ -126,54 +154,48 @@ pub fn population(
             start: 0,
             records: 0,
         })
-        .collect();
+        .collect())
+}
 
+/// The records with their account's number and Unix second, sorted on
+/// one `u64` key: the account number, then the second into the period.
+fn placed_in_key_order(
+    log: LazyFrame,
+    accounts_df: DataFrame,
+    period: &Period,
+) -> PolarsResult<DataFrame> {
     let start_second = period.start.and_utc().timestamp();
-    let placed = log
-        .join(
-            accounts_df
-                .lazy()
-                .select([col("account_id").cast(cat), col("acct")]),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .select([
-            col("acct"),
-            (col("queried_at")
-                .dt()
-                .truncate(lit("1s"))
-                .cast(DataType::Int64)
-                / lit(1_000_000i64))
-            .alias("second"),
-            col("query_item").cast(DataType::String),
-            col("subject_id"),
-            col("row"),
-        ])
-        .with_column(
-            ((col("acct").cast(DataType::UInt64) * lit(1u64 << 36))
-                + (col("second") - lit(start_second)).cast(DataType::UInt64))
-            .alias("key"),
-        )
-        .sort(
-            ["key"],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )
-        .collect()?;
-    tracing::debug!(elapsed = ?clock.elapsed(), rows = placed.height(), "population placed and sorted");
-    let clock = std::time::Instant::now();
-    let mut frame = order_within_seconds(placed)?;
-    frame.rechunk_mut();
-    tracing::debug!(elapsed = ?clock.elapsed(), "runs within a second ordered");
-    let clock = std::time::Instant::now();
-    let (occurrence, digest) = number_and_digest(&frame, &mut accounts, query_log)?;
-    tracing::debug!(elapsed = ?clock.elapsed(), "population numbered and digested");
-    frame.with_column(Column::new("occurrence".into(), occurrence))?;
-    Ok(Population {
-        frame,
-        accounts,
-        digest,
-    })
+    let cat = crate::ingest::parse::categorical();
+    log.join(
+        accounts_df
+            .lazy()
+            .select([col("account_id").cast(cat), col("acct")]),
+        [col("account_id")],
+        [col("account_id")],
+        JoinArgs::new(JoinType::Left),
+    )
+    .select([
+        col("acct"),
+        (col("queried_at")
+            .dt()
+            .truncate(lit("1s"))
+            .cast(DataType::Int64)
+            / lit(1_000_000i64))
+        .alias("second"),
+        col("query_item").cast(DataType::String),
+        col("subject_id"),
+        col("row"),
+    ])
+    .with_column(
+        ((col("acct").cast(DataType::UInt64) * lit(1u64 << 36))
+            + (col("second") - lit(start_second)).cast(DataType::UInt64))
+        .alias("key"),
+    )
+    .sort(
+        ["key"],
+        SortMultipleOptions::default().with_maintain_order(true),
+    )
+    .collect()
 }
 
 /// Orders each run of rows with the same key (account and second) by
@@ -388,56 +410,8 @@ fn number_and_digest(
     let content = TieBreak::of(query_log)?;
     let n = df.height();
     let mut occurrence: Vec<u32> = Vec::with_capacity(n);
-    let mut in_order = true;
-    let mut prev_line: Vec<u8> = Vec::new();
-    let mut line: Vec<u8> = Vec::new();
+    let mut lines = StreamedDigest::start();
     let mut stem: Vec<u8> = Vec::new();
-    // Lines are hashed on another thread, a megabyte at a time, while this
-    // one builds the next.
-    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-    let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-    let hashing = std::thread::spawn(move || {
-        let mut hasher = Sha256::new();
-        for chunk in chunks {
-            hasher.update(&chunk);
-            let _ = spare_tx.send(chunk);
-        }
-        hex::encode(hasher.finalize())
-    });
-    let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
-    let mut emit = |stem: &[u8], count: u32| {
-        let mut put = |occ: &[u8]| {
-            line.clear();
-            line.extend_from_slice(stem);
-            line.extend_from_slice(occ);
-            line.push(b'\n');
-            if line < prev_line {
-                in_order = false;
-            }
-            pending.extend_from_slice(&line);
-            if pending.len() >= 1 << 20 {
-                let mut next = spare
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
-                next.clear();
-                let full = std::mem::replace(&mut pending, next);
-                // The hasher only stops if this thread dropped the sender.
-                let _ = to_hasher.send(full);
-            }
-            std::mem::swap(&mut line, &mut prev_line);
-        };
-        if count < 10 {
-            for o in 1..=count as u8 {
-                put(&[b'0' + o]);
-            }
-        } else {
-            let mut occ: Vec<String> = (1..=count).map(|o| o.to_string()).collect();
-            occ.sort();
-            for o in occ {
-                put(o.as_bytes());
-            }
-        }
-    };
     let mut group = 0u32;
     let mut prev: Option<(IdxSize, i64, &str, &str)> = None;
     let mut formatter = SecondFormatter::default();
@@ -461,7 +435,7 @@ fn number_and_digest(
             group += 1;
         } else {
             if group > 0 {
-                emit(&stem, group);
+                lines.put_group(&stem, group);
                 if group > 1 {
                     content.number(rows, i - group as usize..i, &mut occurrence);
                 }
@@ -479,43 +453,139 @@ fn number_and_digest(
         prev = Some((acct, second, item, subject));
     }
     if group > 0 {
-        emit(&stem, group);
+        lines.put_group(&stem, group);
         if group > 1 {
             content.number(rows, n - group as usize..n, &mut occurrence);
         }
     }
-    let _ = to_hasher.send(pending);
-    drop(to_hasher);
-    let streamed = hashing
-        .join()
-        .map_err(|_| PolarsError::ComputeError("the hashing thread panicked".into()))?;
-    let digest = if in_order {
-        streamed
-    } else {
-        tracing::warn!("population lines out of byte order after the sort; sorting them in full");
-        let keys = Keys::of(df, accounts)?;
-        let mut lines: Vec<Vec<u8>> = (0..n)
-            .map(|i| {
-                let (account, agency, second, item, subject) = keys.row(i);
-                let mut l = Vec::new();
-                l.extend_from_slice(account.as_bytes());
-                l.push(b'\t');
-                l.extend_from_slice(agency.as_bytes());
-                l.push(b'\t');
-                push_key_stem(&mut l, second, item, subject);
-                l.extend_from_slice(occurrence[i].to_string().as_bytes());
-                l.push(b'\n');
-                l
-            })
-            .collect();
-        lines.sort_unstable();
-        let mut h = Sha256::new();
-        for l in &lines {
-            h.update(l);
+    let digest = match lines.finish()? {
+        Some(streamed) => streamed,
+        None => {
+            tracing::warn!(
+                "population lines out of byte order after the sort; sorting them in full"
+            );
+            sorted_lines_digest(df, accounts, &occurrence)?
         }
-        hex::encode(h.finalize())
     };
     Ok((occurrence, digest))
+}
+
+/// The population's lines hashed on another thread, a megabyte at a time,
+/// while this one builds the next; notes whether they came in byte order.
+struct StreamedDigest {
+    to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Buffers the hasher is done with, for reuse.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    hashing: std::thread::JoinHandle<String>,
+    pending: Vec<u8>,
+    line: Vec<u8>,
+    prev_line: Vec<u8>,
+    in_order: bool,
+}
+
+impl StreamedDigest {
+    /// Starts the hashing thread.
+    fn start() -> StreamedDigest {
+        let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let hashing = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in chunks {
+                hasher.update(&chunk);
+                let _ = spare_tx.send(chunk);
+            }
+            hex::encode(hasher.finalize())
+        });
+        StreamedDigest {
+            to_hasher,
+            spare,
+            hashing,
+            pending: Vec::with_capacity(1 << 20),
+            line: Vec::new(),
+            prev_line: Vec::new(),
+            in_order: true,
+        }
+    }
+
+    /// The lines of a group of `count` identical keys: `stem` and each
+    /// occurrence number, in byte order of the numbers.
+    fn put_group(&mut self, stem: &[u8], count: u32) {
+        if count < 10 {
+            for o in 1..=count as u8 {
+                self.put(stem, &[b'0' + o]);
+            }
+        } else {
+            let mut occ: Vec<String> = (1..=count).map(|o| o.to_string()).collect();
+            occ.sort();
+            for o in occ {
+                self.put(stem, o.as_bytes());
+            }
+        }
+    }
+
+    /// The line `stem`, `occ`, LF.
+    fn put(&mut self, stem: &[u8], occ: &[u8]) {
+        self.line.clear();
+        self.line.extend_from_slice(stem);
+        self.line.extend_from_slice(occ);
+        self.line.push(b'\n');
+        if self.line < self.prev_line {
+            self.in_order = false;
+        }
+        self.pending.extend_from_slice(&self.line);
+        if self.pending.len() >= 1 << 20 {
+            let mut next = self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
+            next.clear();
+            let full = std::mem::replace(&mut self.pending, next);
+            // The hasher only stops if this thread dropped the sender.
+            let _ = self.to_hasher.send(full);
+        }
+        std::mem::swap(&mut self.line, &mut self.prev_line);
+    }
+
+    /// The digest of the lines, if they came in byte order.
+    fn finish(self) -> PolarsResult<Option<String>> {
+        let _ = self.to_hasher.send(self.pending);
+        drop(self.to_hasher);
+        let streamed = self
+            .hashing
+            .join()
+            .map_err(|_| PolarsError::ComputeError("the hashing thread panicked".into()))?;
+        Ok(self.in_order.then_some(streamed))
+    }
+}
+
+/// The digest of the population's lines, built one by one and sorted in
+/// full: for when the frame's order is not their byte order.
+fn sorted_lines_digest(
+    df: &DataFrame,
+    accounts: &[AccountBlock],
+    occurrence: &[u32],
+) -> PolarsResult<String> {
+    let keys = Keys::of(df, accounts)?;
+    let mut lines: Vec<Vec<u8>> = (0..df.height())
+        .map(|i| {
+            let (account, agency, second, item, subject) = keys.row(i);
+            let mut l = Vec::new();
+            l.extend_from_slice(account.as_bytes());
+            l.push(b'\t');
+            l.extend_from_slice(agency.as_bytes());
+            l.push(b'\t');
+            push_key_stem(&mut l, second, item, subject);
+            l.extend_from_slice(occurrence[i].to_string().as_bytes());
+            l.push(b'\n');
+            l
+        })
+        .collect();
+    lines.sort_unstable();
+    let mut h = Sha256::new();
+    for l in &lines {
+        h.update(l);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Writes `population.tsv`: a header, then one line per record with tab,
@@ -684,19 +754,55 @@ pub fn select(
         .par_iter()
         .map(|a| ticket(&[seed, "account", period_id, &a.agency_id, &a.account_id]))
         .collect();
+    let strata = draw_accounts(pop, config, &tickets, params)?;
+    // Stage 2: records of the selected accounts, in parallel.
+    let keys = Keys::of(&pop.frame, &pop.accounts)?;
+    let draw = RecordDraw {
+        seed,
+        period_id,
+        keys: &keys,
+        occ: pop.frame.column("occurrence")?.u32()?,
+    };
+    let chosen: Vec<usize> = strata
+        .values()
+        .flat_map(|s| s.picked.iter().map(|&(a, _)| a))
+        .collect();
+    let records: BTreeMap<usize, Vec<SampledRecord>> = chosen
+        .par_iter()
+        .map(|&a| {
+            let block = &pop.accounts[a];
+            let k = records_to_select(block.records as u64, params.sample_records_per_account);
+            (a, draw.records(block, k))
+        })
+        .collect();
+    Ok(assemble_units(pop, strata, &tickets, &records))
+}
+
+/// A stratum's stage-1 draw.
+struct DrawnStratum {
+    unit: String,
+    /// Accounts in use (`N`).
+    in_use: u64,
+    /// Accounts to select (`n`).
+    n: u64,
+    /// (account index, rank)
+    picked: Vec<(usize, u64)>,
+}
+
+/// Stage 1: per configured agency (in id order), its accounts in use
+/// ordered by ticket (then id), the first `n` picked. An agency of the
+/// population missing from the config is an error.
+fn draw_accounts(
+    pop: &Population,
+    config: &Config,
+    tickets: &[Ticket],
+    params: Params,
+) -> PolarsResult<BTreeMap<String, DrawnStratum>> {
     let mut by_agency: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in pop.accounts.iter().enumerate() {
         by_agency.entry(a.agency_id.as_str()).or_default().push(i);
     }
-    let mut chosen: Vec<(usize, u64)> = Vec::new(); // (account index, rank)
-    struct Drawn {
-        unit: String,
-        in_use: u64,
-        n: u64,
-        /// (account index, rank)
-        picked: Vec<(usize, u64)>,
-    }
-    let mut strata: BTreeMap<String, Drawn> = BTreeMap::new();
+    let mut strata: BTreeMap<String, DrawnStratum> = BTreeMap::new();
     let mut agencies: Vec<_> = config.agencies.iter().collect();
     agencies.sort_by(|a, b| a.id.cmp(&b.id));
     for agency in agencies {
@@ -709,10 +815,9 @@ pub fn select(
         let in_use = members.len() as u64;
         let n = accounts_to_select(in_use, params.sample_account_percent).min(in_use);
         let picked: Vec<(usize, u64)> = members.into_iter().take(n as usize).zip(1..).collect();
-        chosen.extend(&picked);
         strata.insert(
             agency.id.clone(),
-            Drawn {
+            DrawnStratum {
                 unit: agency.unit.clone(),
                 in_use,
                 n,
@@ -725,67 +830,80 @@ pub fn select(
             format!("agency {agency:?} of the population is not in the config").into(),
         ));
     }
+    Ok(strata)
+}
 
-    // Stage 2: records of the selected accounts, in parallel.
-    let keys = Keys::of(&pop.frame, &pop.accounts)?;
-    let occ = pop.frame.column("occurrence")?.u32()?;
-    let records: BTreeMap<usize, Vec<SampledRecord>> = chosen
-        .par_iter()
-        .map(|&(a, _)| {
-            let block = &pop.accounts[a];
-            let mut cands: Vec<(Ticket, Vec<u8>, usize)> = (block.start
-                ..block.start + block.records)
-                .map(|i| {
-                    let (_, _, second, item, subject) = keys.row(i);
-                    let mut key = Vec::new();
-                    push_key_stem(&mut key, second, item, subject);
-                    key.extend_from_slice(occ.get(i).unwrap_or(0).to_string().as_bytes());
-                    let key_str = String::from_utf8_lossy(&key);
-                    let t = ticket(&[seed, "record", period_id, &block.account_id, &key_str]);
-                    (t, key, i)
-                })
-                .collect();
-            cands.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(&y.1)));
-            let k = records_to_select(block.records as u64, params.sample_records_per_account);
-            let picked = cands
-                .into_iter()
-                .take(k as usize)
-                .zip(1..)
-                .map(|((t, _, i), rank)| {
-                    let (_, _, second, item, subject) = keys.row(i);
-                    let mut at = Vec::new();
-                    push_second(&mut at, second);
-                    SampledRecord {
-                        queried_at: String::from_utf8_lossy(&at).into_owned(),
-                        query_item: item.to_owned(),
-                        subject: if subject.is_empty() {
-                            String::new()
-                        } else {
-                            crate::privacy::mask_national_id(subject)
-                        },
-                        occurrence: u64::from(occ.get(i).unwrap_or(0)),
-                        ticket: ticket_hex(&t),
-                        rank,
-                        population_row: i,
-                    }
-                })
-                .collect();
-            (a, picked)
-        })
-        .collect();
+/// What stage 2 draws a selected account's records from.
+struct RecordDraw<'a> {
+    seed: &'a str,
+    period_id: &'a str,
+    keys: &'a Keys<'a>,
+    occ: &'a UInt32Chunked,
+}
 
+impl RecordDraw<'_> {
+    /// The `k` records of `block` with the smallest tickets (then record
+    /// keys), ranked.
+    fn records(&self, block: &AccountBlock, k: u64) -> Vec<SampledRecord> {
+        let mut cands: Vec<(Ticket, Vec<u8>, usize)> = (block.start..block.start + block.records)
+            .map(|i| {
+                let (_, _, second, item, subject) = self.keys.row(i);
+                let mut key = Vec::new();
+                push_key_stem(&mut key, second, item, subject);
+                key.extend_from_slice(self.occ.get(i).unwrap_or(0).to_string().as_bytes());
+                let key_str = String::from_utf8_lossy(&key);
+                let t = ticket(&[
+                    self.seed,
+                    "record",
+                    self.period_id,
+                    &block.account_id,
+                    &key_str,
+                ]);
+                (t, key, i)
+            })
+            .collect();
+        cands.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(&y.1)));
+        cands
+            .into_iter()
+            .take(k as usize)
+            .zip(1..)
+            .map(|((t, _, i), rank)| self.sampled(i, &t, rank))
+            .collect()
+    }
+
+    /// Population row `i` as a sampled record, its subject masked.
+    fn sampled(&self, i: usize, t: &Ticket, rank: u64) -> SampledRecord {
+        let (_, _, second, item, subject) = self.keys.row(i);
+        let mut at = Vec::new();
+        push_second(&mut at, second);
+        SampledRecord {
+            queried_at: String::from_utf8_lossy(&at).into_owned(),
+            query_item: item.to_owned(),
+            subject: if subject.is_empty() {
+                String::new()
+            } else {
+                crate::privacy::mask_national_id(subject)
+            },
+            occurrence: u64::from(self.occ.get(i).unwrap_or(0)),
+            ticket: ticket_hex(t),
+            rank,
+            population_row: i,
+        }
+    }
+}
+
+/// The drawn strata with their accounts' records, grouped by unit (in
+/// unit id order, strata in agency id order).
+fn assemble_units(
+    pop: &Population,
+    strata: BTreeMap<String, DrawnStratum>,
+    tickets: &[Ticket],
+    records: &BTreeMap<usize, Vec<SampledRecord>>,
+) -> Vec<UnitSample> {
     let mut units: BTreeMap<String, Vec<Stratum>> = BTreeMap::new();
-    for (
-        agency_id,
-        Drawn {
-            unit,
-            in_use,
-            n,
-            picked,
-        },
-    ) in strata
-    {
-        let accounts = picked
+    for (agency_id, drawn) in strata {
+        let accounts = drawn
+            .picked
             .into_iter()
             .map(|(a, rank)| {
                 let block = &pop.accounts[a];
@@ -801,17 +919,17 @@ pub fn select(
                 }
             })
             .collect();
-        units.entry(unit).or_default().push(Stratum {
+        units.entry(drawn.unit).or_default().push(Stratum {
             agency_id,
-            accounts_in_use: in_use,
-            accounts_selected: n,
+            accounts_in_use: drawn.in_use,
+            accounts_selected: drawn.n,
             accounts,
         });
     }
-    Ok(units
+    units
         .into_iter()
         .map(|(unit_id, strata)| UnitSample { unit_id, strata })
-        .collect())
+        .collect()
 }
 
 /// What the sample digest covers: everything that determines and is the
@@ -918,104 +1036,115 @@ pub fn first_difference(recorded: &[UnitSample], recomputed: &[UnitSample]) -> O
             units(recomputed)
         ));
     }
-    for (ru, cu) in recorded.iter().zip(recomputed) {
-        let ids = |u: &UnitSample| {
-            u.strata
-                .iter()
-                .map(|s| s.agency_id.clone())
-                .collect::<Vec<_>>()
-        };
-        if ids(ru) != ids(cu) {
+    recorded
+        .iter()
+        .zip(recomputed)
+        .find_map(|(ru, cu)| unit_difference(ru, cu))
+}
+
+/// The first place where unit `cu` differs from the manifest's `ru`.
+fn unit_difference(ru: &UnitSample, cu: &UnitSample) -> Option<String> {
+    let ids = |u: &UnitSample| {
+        u.strata
+            .iter()
+            .map(|s| s.agency_id.clone())
+            .collect::<Vec<_>>()
+    };
+    if ids(ru) != ids(cu) {
+        return Some(format!(
+            "unit {}: strata differ: the manifest has {:?}, recomputed {:?}",
+            ru.unit_id,
+            ids(ru),
+            ids(cu)
+        ));
+    }
+    ru.strata
+        .iter()
+        .zip(&cu.strata)
+        .find_map(|(rs, cs)| stratum_difference(&ru.unit_id, rs, cs))
+}
+
+/// The first place where stratum `cs` of unit `unit_id` differs from the
+/// manifest's `rs`.
+fn stratum_difference(unit_id: &str, rs: &Stratum, cs: &Stratum) -> Option<String> {
+    let at = format!("unit {unit_id}, stratum {}", rs.agency_id);
+    if (rs.accounts_in_use, rs.accounts_selected) != (cs.accounts_in_use, cs.accounts_selected) {
+        return Some(format!(
+            "{at}: the manifest has N = {}, n = {}; recomputed N = {}, n = {}",
+            rs.accounts_in_use, rs.accounts_selected, cs.accounts_in_use, cs.accounts_selected
+        ));
+    }
+    let first = rs
+        .accounts
+        .iter()
+        .zip(&cs.accounts)
+        .enumerate()
+        .find_map(|(i, (ra, ca))| account_difference(&at, i + 1, ra, ca));
+    if first.is_some() {
+        return first;
+    }
+    (rs.accounts.len() != cs.accounts.len()).then(|| {
+        format!(
+            "{at}: the manifest lists {} accounts, recomputed {}",
+            rs.accounts.len(),
+            cs.accounts.len()
+        )
+    })
+}
+
+/// The first place where the account of rank `rank` at `at` differs: its
+/// id, its ticket, rank and counts, then its records.
+fn account_difference(
+    at: &str,
+    rank: usize,
+    ra: &SampledAccount,
+    ca: &SampledAccount,
+) -> Option<String> {
+    if ra.account_id != ca.account_id {
+        return Some(format!(
+            "{at}: account of rank {rank}: the manifest has {}, recomputed {} (ticket {})",
+            ra.account_id, ca.account_id, ca.ticket
+        ));
+    }
+    let at = format!("{at}, account {}", ra.account_id);
+    let head = |a: &SampledAccount| {
+        (
+            a.ticket.clone(),
+            a.rank,
+            a.records_in_period,
+            a.records_selected,
+        )
+    };
+    if head(ra) != head(ca) {
+        return Some(format!(
+            "{at}: the manifest has (ticket, rank, m, k) = {:?}, recomputed {:?}",
+            head(ra),
+            head(ca)
+        ));
+    }
+    for (rr, cr) in ra.records.iter().zip(&ca.records) {
+        if rr != cr {
             return Some(format!(
-                "unit {}: strata differ: the manifest has {:?}, recomputed {:?}",
-                ru.unit_id,
-                ids(ru),
-                ids(cu)
+                "{at}: record of rank {}: the manifest has {} {} occurrence {} (ticket {}), recomputed {} {} occurrence {} (ticket {})",
+                rr.rank,
+                rr.queried_at,
+                rr.query_item,
+                rr.occurrence,
+                rr.ticket,
+                cr.queried_at,
+                cr.query_item,
+                cr.occurrence,
+                cr.ticket
             ));
         }
-        for (rs, cs) in ru.strata.iter().zip(&cu.strata) {
-            let at = format!("unit {}, stratum {}", ru.unit_id, rs.agency_id);
-            if (rs.accounts_in_use, rs.accounts_selected)
-                != (cs.accounts_in_use, cs.accounts_selected)
-            {
-                return Some(format!(
-                    "{at}: the manifest has N = {}, n = {}; recomputed N = {}, n = {}",
-                    rs.accounts_in_use,
-                    rs.accounts_selected,
-                    cs.accounts_in_use,
-                    cs.accounts_selected
-                ));
-            }
-            for (i, (ra, ca)) in rs.accounts.iter().zip(&cs.accounts).enumerate() {
-                if ra.account_id != ca.account_id {
-                    return Some(format!(
-                        "{at}: account of rank {}: the manifest has {}, recomputed {} (ticket {})",
-                        i + 1,
-                        ra.account_id,
-                        ca.account_id,
-                        ca.ticket
-                    ));
-                }
-                let at = format!("{at}, account {}", ra.account_id);
-                let head = |a: &SampledAccount| {
-                    (
-                        a.ticket.clone(),
-                        a.rank,
-                        a.records_in_period,
-                        a.records_selected,
-                    )
-                };
-                if head(ra) != head(ca) {
-                    return Some(format!(
-                        "{at}: the manifest has (ticket, rank, m, k) = {:?}, recomputed {:?}",
-                        head(ra),
-                        head(ca)
-                    ));
-                }
-                let key = |r: &SampledRecord| {
-                    (
-                        r.queried_at.clone(),
-                        r.query_item.clone(),
-                        r.subject.clone(),
-                        r.occurrence,
-                        r.ticket.clone(),
-                        r.rank,
-                    )
-                };
-                for (rr, cr) in ra.records.iter().zip(&ca.records) {
-                    if key(rr) != key(cr) {
-                        return Some(format!(
-                            "{at}: record of rank {}: the manifest has {} {} occurrence {} (ticket {}), recomputed {} {} occurrence {} (ticket {})",
-                            rr.rank,
-                            rr.queried_at,
-                            rr.query_item,
-                            rr.occurrence,
-                            rr.ticket,
-                            cr.queried_at,
-                            cr.query_item,
-                            cr.occurrence,
-                            cr.ticket
-                        ));
-                    }
-                }
-                if ra.records.len() != ca.records.len() {
-                    return Some(format!(
-                        "{at}: the manifest lists {} records, recomputed {}",
-                        ra.records.len(),
-                        ca.records.len()
-                    ));
-                }
-            }
-            if rs.accounts.len() != cs.accounts.len() {
-                return Some(format!(
-                    "{at}: the manifest lists {} accounts, recomputed {}",
-                    rs.accounts.len(),
-                    cs.accounts.len()
-                ));
-            }
-        }
     }
-    None
+    (ra.records.len() != ca.records.len()).then(|| {
+        format!(
+            "{at}: the manifest lists {} records, recomputed {}",
+            ra.records.len(),
+            ca.records.len()
+        )
+    })
 }
 
 #[cfg(test)]

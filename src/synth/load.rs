@@ -143,6 +143,9 @@ fn write_applications(w: &mut impl Write, size: LoadSize) -> Result<()> {
     Ok(())
 }
 
+/// Writes the load city of `size` into `dir`: its config, a sample-audit
+/// schedule, and an inbox of roster, HR list, applications, query log and
+/// request forms, drawn from `seed`.
 pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
     anyhow::ensure!(
         size.agencies >= 1 && size.accounts >= size.agencies,
@@ -158,20 +161,36 @@ pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
         "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
     )?;
     let mut r = Rand::new(seed);
-    let file = |rel: &str| -> Result<std::io::BufWriter<std::fs::File>> {
-        Ok(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(dir.join("inbox").join(rel))?,
-        ))
-    };
-    // Accounts: the first of each agency is its officer.
-    let agency_of = |a: usize| a % size.agencies;
-    let mut roster = file("roster/accounts_20260702.csv")?;
+    write_roster_and_hr(dir, size, &mut r)?;
+    write_applications(
+        &mut inbox_file(dir, "applications/applications_20260702.csv")?,
+        size,
+    )?;
+    write_queries_and_forms(dir, size, &mut r)
+}
+
+/// A new buffered file at `rel` in `dir`'s inbox.
+fn inbox_file(dir: &Path, rel: &str) -> Result<std::io::BufWriter<std::fs::File>> {
+    Ok(std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(dir.join("inbox").join(rel))?,
+    ))
+}
+
+/// The account of number `a`'s agency: accounts go round the agencies.
+fn agency_of(size: LoadSize, a: usize) -> usize {
+    a % size.agencies
+}
+
+/// The roster and the HR list: one account and person per account
+/// number, the first of each agency its officer.
+fn write_roster_and_hr(dir: &Path, size: LoadSize, r: &mut Rand) -> Result<()> {
+    let mut roster = inbox_file(dir, "roster/accounts_20260702.csv")?;
     writeln!(
         roster,
         "帳號,姓名,員工編號,機關,角色,人員類別,帳號狀態,建立日期,密碼變更日期"
     )?;
-    let mut hr = file("hr/hr_20260702.csv")?;
+    let mut hr = inbox_file(dir, "hr/hr_20260702.csv")?;
     writeln!(hr, "員工編號,姓名,服務機關,人員類別,狀態,生效日期,身分證號")?;
     for a in 0..size.accounts {
         let role = if a < size.agencies {
@@ -182,27 +201,32 @@ pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
         writeln!(
             roster,
             "L{a:05},測試{a},P{a:05},{},{role},編制內,啟用,2024-01-02,2026-06-{:02}",
-            agency_id(agency_of(a)),
+            agency_id(agency_of(size, a)),
             1 + a % 28
         )?;
         writeln!(
             hr,
             "P{a:05},測試{a},{},編制內,在職,2024-01-02,{}",
-            agency_id(agency_of(a)),
-            national_id(&mut r)
+            agency_id(agency_of(size, a)),
+            national_id(r)
         )?;
     }
-    write_applications(&mut file("applications/applications_20260702.csv")?, size)?;
-    // Queries in runs of up to ten on one subject, each run explained by
-    // a form approved shortly before its first query.
-    let subjects: Vec<String> = (0..50_000).map(|_| national_id(&mut r)).collect();
+    roster.flush()?;
+    hr.flush()?;
+    Ok(())
+}
+
+/// Queries in runs of up to ten on one subject, each run explained by a
+/// form approved shortly before its first query.
+fn write_queries_and_forms(dir: &Path, size: LoadSize, r: &mut Rand) -> Result<()> {
+    let subjects: Vec<String> = (0..50_000).map(|_| national_id(r)).collect();
     let start = date(PERIOD_START);
-    let mut q = file("query_logs/query_log_2026H1.csv")?;
+    let mut q = inbox_file(dir, "query_logs/query_log_2026H1.csv")?;
     writeln!(
         q,
         "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP"
     )?;
-    let mut f = file("forms/forms_2026H1.csv")?;
+    let mut f = inbox_file(dir, "forms/forms_2026H1.csv")?;
     writeln!(
         f,
         "表單編號,查詢帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間"
@@ -211,7 +235,7 @@ pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
     let mut form = 0;
     while written < size.queries {
         let a = r.below(size.accounts as u64) as usize;
-        let ag = agency_of(a);
+        let ag = agency_of(size, a);
         let subject = &subjects[r.below(subjects.len() as u64) as usize];
         // A weekday, in office hours, leaving room for the run's days.
         let mut day = start + Duration::days(r.range(0, PERIOD_DAYS - 6));
@@ -247,8 +271,7 @@ pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
         }
         written += n;
     }
-    for w in [&mut q, &mut f, &mut roster, &mut hr] {
-        w.flush()?;
-    }
+    q.flush()?;
+    f.flush()?;
     Ok(())
 }

@@ -16,6 +16,7 @@
 
 mod city;
 mod load;
+mod plant;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -217,6 +218,8 @@ struct Builder {
     approvers: Vec<String>,
     /// Each account's holder's name.
     holders: Vec<String>,
+    /// The national IDs queries are about.
+    subjects: Vec<String>,
     planted: Vec<Planted>,
 }
 
@@ -289,55 +292,13 @@ impl Builder {
     /// One case: a request form, then `n` queries of one subject; the first
     /// on `day`, the rest on later workdays within a week.
     fn case(&mut self, a: usize, day: NaiveDate, subject: String, n: usize, twist: Twist) {
-        let acc = &self.accounts[a];
-        let (agency, last_day) = (acc.agency, acc.last_day);
-        let purposes = AGENCIES[unit_of(agency)].5;
-        let mut purpose = self.r.pick(purposes);
-        let mut form_purpose = purpose;
-        if twist == Twist::PurposeMismatch {
-            purpose = purposes
-                .iter()
-                .chain(&["other", "public_health"])
-                .copied()
-                .find(|p| *p != form_purpose)
-                .unwrap_or("other");
-        }
-        if twist == Twist::WrongPurpose {
-            purpose = if purposes.contains(&"criminal_investigation") {
-                "social_welfare"
-            } else {
-                "criminal_investigation"
-            };
-        }
+        let (agency, last_day) = (self.accounts[a].agency, self.accounts[a].last_day);
+        let (purpose, form_purpose) = self.case_purposes(agency, twist);
         // Approval between 08:30 and 16:00, the first query up to an hour later.
         let t0 =
             day.and_hms_opt(8, 30, 0).expect("time") + Duration::seconds(self.r.range(0, 27_000));
         let first = t0 + Duration::minutes(self.r.range(5, 60));
-        let mut times = vec![first];
-        match twist {
-            Twist::OffHours => {
-                let night = day.and_hms_opt(21, 0, 0).expect("time")
-                    + Duration::seconds(self.r.range(0, 9000));
-                times = vec![night];
-            }
-            Twist::FailedBurst => {
-                for k in 1..12 {
-                    times.push(first + Duration::minutes(2 * k));
-                }
-            }
-            _ => {
-                let mut d = day;
-                for _ in 1..n {
-                    d += Duration::days(self.r.range(1, 3));
-                    while !is_workday(d) {
-                        d += Duration::days(1);
-                    }
-                    let t = self.office_time(d);
-                    times.push(t);
-                }
-            }
-        }
-        for t in times {
+        for t in self.query_times(day, first, n, twist) {
             if t >= self.period_end || t.date() > last_day {
                 break;
             }
@@ -355,12 +316,98 @@ impl Builder {
         if twist == Twist::NoForm {
             return;
         }
+        let (requested, approver, approved) = self.form_approval(a, agency, t0, first, twist);
+        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, form_purpose));
+        let reason = self.r.pick(lookup(REASONS, purpose));
+        self.forms.push(Form {
+            id: format!("F2026-{:06}", self.forms.len() + 1),
+            account: a,
+            subject,
+            purpose: label,
+            reason,
+            requested,
+            approver,
+            approved,
+        });
+    }
+
+    /// The purpose a case's queries give and the one its form gives: one
+    /// of the agency's, unless the twist makes them differ or makes both
+    /// one the agency does not have.
+    fn case_purposes(&mut self, agency: usize, twist: Twist) -> (&'static str, &'static str) {
+        let purposes = AGENCIES[unit_of(agency)].5;
+        let drawn = self.r.pick(purposes);
+        match twist {
+            Twist::PurposeMismatch => {
+                let other = purposes
+                    .iter()
+                    .chain(&["other", "public_health"])
+                    .copied()
+                    .find(|p| *p != drawn)
+                    .unwrap_or("other");
+                (other, drawn)
+            }
+            Twist::WrongPurpose => {
+                let not_allowed = if purposes.contains(&"criminal_investigation") {
+                    "social_welfare"
+                } else {
+                    "criminal_investigation"
+                };
+                (not_allowed, not_allowed)
+            }
+            _ => (drawn, drawn),
+        }
+    }
+
+    /// When a case's queries are made: `first`, then later ones as the
+    /// twist has it (one night query instead, a burst of failures, or up
+    /// to `n` on later workdays).
+    fn query_times(
+        &mut self,
+        day: NaiveDate,
+        first: NaiveDateTime,
+        n: usize,
+        twist: Twist,
+    ) -> Vec<NaiveDateTime> {
+        match twist {
+            Twist::OffHours => {
+                let night = day.and_hms_opt(21, 0, 0).expect("time")
+                    + Duration::seconds(self.r.range(0, 9000));
+                vec![night]
+            }
+            Twist::FailedBurst => (0..12).map(|k| first + Duration::minutes(2 * k)).collect(),
+            _ => {
+                let mut times = vec![first];
+                let mut d = day;
+                for _ in 1..n {
+                    d += Duration::days(self.r.range(1, 3));
+                    while !is_workday(d) {
+                        d += Duration::days(1);
+                    }
+                    let t = self.office_time(d);
+                    times.push(t);
+                }
+                times
+            }
+        }
+    }
+
+    /// A form's request time, approver and approval time: approved at
+    /// `t0` (before the `first` query) unless the twist says otherwise.
+    fn form_approval(
+        &mut self,
+        a: usize,
+        agency: usize,
+        t0: NaiveDateTime,
+        first: NaiveDateTime,
+        twist: Twist,
+    ) -> (NaiveDateTime, Option<String>, Option<NaiveDateTime>) {
         let approver = if twist == Twist::SelfApproved {
             self.holders[a].clone()
         } else {
             self.approvers[agency].clone()
         };
-        let (requested, approver, approved) = match twist {
+        match twist {
             Twist::NotApproved => (t0 - Duration::minutes(self.r.range(5, 25)), None, None),
             Twist::ApprovedAfter => (
                 t0 - Duration::minutes(self.r.range(5, 25)),
@@ -380,362 +427,123 @@ impl Builder {
                 Some(approver),
                 Some(t0),
             ),
-        };
-        if twist == Twist::WrongPurpose {
-            form_purpose = purpose;
         }
-        let label = self.r.pick(lookup(PURPOSE_SPELLINGS, form_purpose));
-        let reason = self.r.pick(lookup(REASONS, purpose));
-        self.forms.push(Form {
-            id: format!("F2026-{:06}", self.forms.len() + 1),
-            account: a,
-            subject,
-            purpose: label,
-            reason,
-            requested,
-            approver,
-            approved,
-        });
+    }
+}
+
+impl Builder {
+    /// Starts the query log of `roster`'s accounts: draws each agency's
+    /// approver, then the subjects queries are about.
+    fn new(roster: plant::Roster, query_rows: usize) -> (Builder, Vec<Person>) {
+        let plant::Roster {
+            mut r,
+            start,
+            people,
+            accounts,
+            planted,
+            ..
+        } = roster;
+        let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
+        let holders: Vec<String> = accounts
+            .iter()
+            .map(|a| people[a.person].name.clone())
+            .collect();
+        let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
+        let builder = Builder {
+            r,
+            start,
+            period_end: (start + Duration::days(PERIOD_DAYS))
+                .and_hms_opt(0, 0, 0)
+                .expect("time"),
+            accounts,
+            queries: Vec::with_capacity(query_rows + 1000),
+            forms: Vec::new(),
+            approvers,
+            holders,
+            subjects,
+            planted,
+        };
+        (builder, people)
+    }
+
+    /// A subject drawn from the city's subjects.
+    fn subject(&mut self) -> String {
+        self.subjects[self.r.below(self.subjects.len() as u64) as usize].clone()
+    }
+
+    /// The cases of the planted query problems in `plan`; `people` gives
+    /// the self lookup and the coworker lookups their subjects.
+    fn plant_query_cases(&mut self, plan: &plant::QueryPlan, people: &[Person]) {
+        for &(a, twist, n_cases) in &plan.twisted {
+            for _ in 0..n_cases {
+                let day = self.workday_from(5, 150);
+                let s = self.subject();
+                self.case(a, day, s, 1, twist);
+            }
+        }
+        let own_id = people[self.accounts[plan.self_looker].person]
+            .national_id
+            .clone();
+        let day = self.workday_from(5, 150);
+        self.case(plan.self_looker, day, own_id, 1, Twist::Clean);
+        for k in 0..2 {
+            let coworker = people
+                [(self.accounts[plan.coworker_looker].person + 7 + k) % people.len()]
+            .national_id
+            .clone();
+            let day = self.workday_from(5, 150);
+            self.case(plan.coworker_looker, day, coworker, 1, Twist::NoForm);
+        }
+        let spike_day = date("2026-05-12");
+        for _ in 0..400 {
+            let s = self.subject();
+            self.case(plan.spike_account, spike_day, s, 1, Twist::Clean);
+        }
+        let popular = self.subject();
+        for &a in &plan.many {
+            let day = self.workday_from(40, 150);
+            self.case(a, day, popular.clone(), 1, Twist::Clean);
+        }
+    }
+
+    /// Clean cases until the log has `query_rows` queries, each of an
+    /// account drawn in proportion to its weight, within its active days.
+    fn fill_with_clean_traffic(&mut self, query_rows: usize) {
+        let total_weight: u64 = self.accounts.iter().map(|a| a.weight).sum();
+        while self.queries.len() < query_rows {
+            let mut x = self.r.below(total_weight);
+            let mut a = 0;
+            while x >= self.accounts[a].weight {
+                x -= self.accounts[a].weight;
+                a += 1;
+            }
+            let last = (self.accounts[a].last_day - self.start)
+                .num_days()
+                .clamp(1, PERIOD_DAYS - 7);
+            let first = (self.accounts[a].created - self.start)
+                .num_days()
+                .clamp(0, last - 1);
+            let day = self.workday_from(first, last);
+            let s = self.subject();
+            let n = 1 + self.r.below(4) as usize;
+            self.case(a, day, s, n, Twist::Clean);
+        }
     }
 }
 
 fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
-    use crate::checks::Code;
-    let mut r = Rand::new(seed);
-    let start = date(PERIOD_START);
-    let export = date(EXPORT_DAY);
-    let mut people = Vec::new();
-    let mut accounts: Vec<Account> = Vec::new();
-    let mut planted: Vec<Planted> = Vec::new();
-
-    for (ai, (.., requesting, _, n)) in AGENCIES.iter().enumerate() {
-        for k in 0..*n {
-            let p = people.len();
-            people.push(Person {
-                person_id: format!("P{:05}", 10001 + p),
-                name: name(&mut r),
-                agency: ai,
-                employment: if r.chance(750) {
-                    "編制內"
-                } else {
-                    "約聘僱"
-                },
-                status: "在職",
-                effective: start - Duration::days(r.range(200, 4000)),
-                national_id: national_id(&mut r),
-            });
-            let created = start - Duration::days(r.range(30, 2500));
-            accounts.push(Account {
-                id: format!("W{:05}", 20001 + accounts.len()),
-                person: p,
-                agency: ai,
-                role: if k == 0 && *requesting {
-                    "專責人員"
-                } else {
-                    "業務需求人員"
-                },
-                status: "啟用",
-                created,
-                password_changed: Some(export - Duration::days(r.range(1, 85))),
-                disabled_on: None,
-                weight: 20 + r.below(10) * r.below(10),
-                last_day: export,
-                ip: format!(
-                    "10.{}.{}.{}",
-                    20 + ai,
-                    1 + r.below(4),
-                    10 + accounts.len() % 240
-                ),
-            });
-        }
-    }
-    let find = |agency: &str| AGENCIES.iter().position(|a| a.0 == agency).expect("agency");
-    let users_of = |accounts: &[Account], a: usize| -> Vec<usize> {
-        accounts
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| x.agency == a && x.role == "業務需求人員")
-            .map(|(i, _)| i)
-            .collect()
-    };
-
-    // The chief administrator, and officer anomalies (pt 4, 5(1)).
-    let khb = users_of(&accounts, find("KHB"));
-    accounts[khb[0]].role = "總管理者";
-    let ktb = accounts
-        .iter()
-        .position(|a| a.agency == find("KTB") && a.role == "專責人員")
-        .expect("KTB officer");
-    accounts[ktb].role = "業務需求人員";
-    let dsm = users_of(&accounts, find("DSM"));
-    accounts[dsm[0]].role = "專責人員";
-    planted.push((Code::AgencyOfficerCount, "KTB".into()));
-    planted.push((Code::AgencyOfficerCount, "DSM".into()));
-
-    // Planted problems, each on distinct ordinary accounts.
-    let mut pool: Vec<usize> = (0..accounts.len())
-        .filter(|&i| accounts[i].role == "業務需求人員")
-        .collect();
-    let mut take = |r: &mut Rand| -> usize { pool.remove(r.below(pool.len() as u64) as usize) };
-    let id = |accounts: &[Account], a: usize| accounts[a].id.clone();
-    let day_in_period = |r: &mut Rand, lo: i64, hi: i64| start + Duration::days(r.range(lo, hi));
-    for k in 0..4 {
-        let a = take(&mut r);
-        let p = accounts[a].person;
-        let eff = day_in_period(&mut r, 30, 140);
-        people[p].status = "離職";
-        people[p].effective = eff;
-        planted.push((Code::AccountHolderDeparted, id(&accounts, a)));
-        // Two of them go on querying after they left.
-        if k < 2 {
-            planted.push((Code::QueryAfterDeparture, id(&accounts, a)));
-        } else {
-            accounts[a].last_day = eff;
-        }
-    }
-    for _ in 0..2 {
-        let a = take(&mut r);
-        let p = accounts[a].person;
-        people[p].status = "退休";
-        people[p].effective = day_in_period(&mut r, 20, 150);
-        accounts[a].last_day = people[p].effective;
-        planted.push((Code::AccountHolderDeparted, id(&accounts, a)));
-    }
-    let mut transferred = Vec::new();
-    for _ in 0..3 {
-        let a = take(&mut r);
-        let p = accounts[a].person;
-        let own_unit = unit_of(accounts[a].agency);
-        let other = AGENCIES
-            .iter()
-            .enumerate()
-            .position(|(i, x)| x.4 && i != own_unit)
-            .expect("another unit");
-        people[p].status = "調職";
-        people[p].agency = other;
-        people[p].effective = day_in_period(&mut r, 10, 160);
-        planted.push((Code::AccountHolderTransferred, id(&accounts, a)));
-        transferred.push(a);
-    }
-    // The first applied for the change (異動) after the transfer; the
-    // others did not (point 2: 異動時亦同).
-    for &a in &transferred[1..] {
-        planted.push((Code::AccountChangeNotApplied, id(&accounts, a)));
-    }
-    for _ in 0..2 {
-        let a = take(&mut r);
-        let p = accounts[a].person;
-        people[p].status = "留職停薪";
-        people[p].effective = day_in_period(&mut r, 10, 120);
-        accounts[a].last_day = people[p].effective;
-        planted.push((Code::AccountHolderSuspended, id(&accounts, a)));
-    }
-    for kind in ["職工", "駕駛", "臨時人員"] {
-        let a = take(&mut r);
-        people[accounts[a].person].employment = kind;
-        planted.push((Code::AccountIneligibleEmployment, id(&accounts, a)));
-        planted.push((Code::QueryByIneligibleHolder, id(&accounts, a)));
-    }
-    let mut unknown_holders = Vec::new();
-    for _ in 0..2 {
-        let a = take(&mut r);
-        unknown_holders.push(accounts[a].person);
-        planted.push((Code::AccountHolderUnknown, id(&accounts, a)));
-    }
-    for _ in 0..5 {
-        let a = take(&mut r);
-        accounts[a].last_day = day_in_period(&mut r, 20, 70);
-        planted.push((Code::AccountIdle, id(&accounts, a)));
-    }
-    for _ in 0..4 {
-        let a = take(&mut r);
-        accounts[a].weight = 0;
-        accounts[a].created = date("2024-03-01") + Duration::days(r.range(0, 300));
-        planted.push((Code::AccountNeverUsed, id(&accounts, a)));
-    }
-    for _ in 0..10 {
-        let a = take(&mut r);
-        accounts[a].password_changed = Some(export - Duration::days(r.range(95, 400)));
-        planted.push((Code::AccountPasswordStale, id(&accounts, a)));
-    }
-    for k in 0..12 {
-        let a = take(&mut r);
-        accounts[a].status = "停用";
-        accounts[a].weight = 0;
-        accounts[a].disabled_on = Some(start - Duration::days(r.range(1, 300)));
-        // One disabled account is still used.
-        if k == 0 {
-            accounts[a].weight = 3;
-            planted.push((Code::QueryByDisabledAccount, id(&accounts, a)));
-        }
-    }
-    // Two people hold a second active account.
-    for _ in 0..2 {
-        let a = take(&mut r);
-        let mut dup = accounts[a].clone();
-        dup.id = format!("W{:05}", 20001 + accounts.len());
-        dup.created = start + Duration::days(r.range(0, 60));
-        dup.weight = 20;
-        planted.push((Code::AccountDuplicate, id(&accounts, a)));
-        planted.push((Code::AccountDuplicate, dup.id.clone()));
-        accounts.push(dup);
-    }
-    // An account that queries but is missing from the roster.
-    let ghost_owner = take(&mut r);
-    let mut ghost = accounts[ghost_owner].clone();
-    ghost.id = "W09999".into();
-    ghost.weight = 3;
-    let ghost_idx = accounts.len();
-    planted.push((Code::AccountNotInRoster, ghost.id.clone()));
-    planted.push((Code::QueryByUnrosteredAccount, ghost.id.clone()));
-    // An account only the older roster snapshot lists (no RNG draw, so the
-    // rest of the city is what it was before it existed).
-    let mut removed = ghost.clone();
-    removed.id = "W09998".into();
-    removed.weight = 0;
-    planted.push((Code::AccountRemovedFromRoster, removed.id.clone()));
-    accounts.push(ghost);
-
-    // Accounts whose queries carry planted problems.
-    let twists = [
-        (Twist::NoForm, 2, 6, vec![Code::QueryNoRequestForm]),
-        (Twist::NotApproved, 2, 4, vec![Code::QueryFormNotApproved]),
-        (
-            Twist::ApprovedAfter,
-            2,
-            4,
-            vec![Code::QueryApprovedAfterQuery],
-        ),
-        (Twist::Expired, 1, 3, vec![Code::QueryFormExpired]),
-        (
-            Twist::WrongPurpose,
-            2,
-            4,
-            vec![Code::QueryPurposeNotAllowed],
-        ),
-        (Twist::OffHours, 2, 8, vec![Code::QueryOffHours]),
-        (Twist::FailedBurst, 1, 1, vec![Code::QueryFailedBurst]),
-        (
-            Twist::PurposeMismatch,
-            2,
-            3,
-            vec![Code::QueryPurposeMismatch],
-        ),
-        (Twist::SelfApproved, 1, 2, vec![Code::QuerySelfApproved]),
-    ];
-    let mut twisted: Vec<(usize, Twist, usize)> = Vec::new();
-    for (twist, n_accounts, n_cases, codes) in twists {
-        for _ in 0..n_accounts {
-            let a = take(&mut r);
-            twisted.push((a, twist, n_cases));
-            planted.extend(codes.iter().map(|c| (*c, id(&accounts, a))));
-        }
-    }
-    // One account does three kinds of wrong: the roll-up must flag it.
-    let repeat = take(&mut r);
-    for twist in [Twist::NoForm, Twist::OffHours, Twist::WrongPurpose] {
-        twisted.push((repeat, twist, 2));
-    }
-    for code in [
-        Code::QueryNoRequestForm,
-        Code::QueryOffHours,
-        Code::QueryPurposeNotAllowed,
-        Code::AccountRepeatPattern,
-    ] {
-        planted.push((code, id(&accounts, repeat)));
-    }
-    let self_looker = take(&mut r);
-    planted.push((Code::QuerySelfLookup, id(&accounts, self_looker)));
-    let coworker_looker = take(&mut r);
-    planted.push((Code::QueryCoworkerLookup, id(&accounts, coworker_looker)));
-    planted.push((Code::QueryNoRequestForm, id(&accounts, coworker_looker)));
-    let spike_account = take(&mut r);
-    planted.push((Code::QueryVolumeSpike, id(&accounts, spike_account)));
-    let many: Vec<usize> = (0..25).map(|_| take(&mut r)).collect();
-    for &a in &many {
-        planted.push((Code::QuerySubjectManyAccounts, id(&accounts, a)));
-    }
-
-    // The applications register (points 2, 5(1)2): every account applied
-    // for by its holder and approved before it opened, but three, picked
-    // without a draw so that the rest of the city stays as it was.
-    let (app_missing, app_late, app_other) = (pool[0], pool[1], pool[2]);
-    planted.push((Code::AccountNoApplication, id(&accounts, app_missing)));
-    planted.push((Code::AccountCreatedBeforeApproval, id(&accounts, app_late)));
-    planted.push((
-        Code::AccountApplicationOtherHolder,
-        id(&accounts, app_other),
-    ));
-
-    let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
-    let holders: Vec<String> = accounts
-        .iter()
-        .map(|a| people[a.person].name.clone())
-        .collect();
-    let subjects: Vec<String> = (0..200_000).map(|_| national_id(&mut r)).collect();
-    let mut b = Builder {
-        r,
-        start,
-        period_end: (start + Duration::days(PERIOD_DAYS))
-            .and_hms_opt(0, 0, 0)
-            .expect("time"),
-        accounts,
-        queries: Vec::with_capacity(query_rows + 1000),
-        forms: Vec::new(),
-        approvers,
-        holders,
-        planted,
-    };
-    let subject = |b: &mut Builder| subjects[b.r.below(subjects.len() as u64) as usize].clone();
+    let mut roster = plant::Roster::staffed(seed, date(PERIOD_START), date(EXPORT_DAY));
+    roster.appoint_officers();
+    let holder_problems = roster.plant_holder_problems();
+    roster.plant_account_problems();
+    let gaps = roster.plant_roster_gaps();
+    let plan = roster.plan_query_problems();
+    let applications = roster.plant_application_problems();
 
     // The planted cases first, then clean traffic up to the row count.
-    for &(a, twist, n_cases) in &twisted {
-        for _ in 0..n_cases {
-            let day = b.workday_from(5, 150);
-            let s = subject(&mut b);
-            b.case(a, day, s, 1, twist);
-        }
-    }
-    let own_id = people[b.accounts[self_looker].person].national_id.clone();
-    let day = b.workday_from(5, 150);
-    b.case(self_looker, day, own_id, 1, Twist::Clean);
-    for k in 0..2 {
-        let coworker = people[(b.accounts[coworker_looker].person + 7 + k) % people.len()]
-            .national_id
-            .clone();
-        let day = b.workday_from(5, 150);
-        b.case(coworker_looker, day, coworker, 1, Twist::NoForm);
-    }
-    let spike_day = date("2026-05-12");
-    for _ in 0..400 {
-        let s = subject(&mut b);
-        b.case(spike_account, spike_day, s, 1, Twist::Clean);
-    }
-    let popular = subject(&mut b);
-    for &a in &many {
-        let day = b.workday_from(40, 150);
-        b.case(a, day, popular.clone(), 1, Twist::Clean);
-    }
-    let total_weight: u64 = b.accounts.iter().map(|a| a.weight).sum();
-    while b.queries.len() < query_rows {
-        // Pick an account in proportion to its weight.
-        let mut x = b.r.below(total_weight);
-        let mut a = 0;
-        while x >= b.accounts[a].weight {
-            x -= b.accounts[a].weight;
-            a += 1;
-        }
-        let last = (b.accounts[a].last_day - start)
-            .num_days()
-            .clamp(1, PERIOD_DAYS - 7);
-        let first = (b.accounts[a].created - start)
-            .num_days()
-            .clamp(0, last - 1);
-        let day = b.workday_from(first, last);
-        let s = subject(&mut b);
-        let n = 1 + b.r.below(4) as usize;
-        b.case(a, day, s, n, Twist::Clean);
-    }
+    let (mut b, mut people) = Builder::new(roster, query_rows);
+    b.plant_query_cases(&plan, &people);
+    b.fill_with_clean_traffic(query_rows);
     let mut queries = b.queries;
     queries.truncate(query_rows);
     queries.sort_by(|x, y| {
@@ -744,7 +552,7 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
             .then(x.subject.cmp(&y.subject))
     });
     // People unknown to HR are left out of the HR list when written.
-    for p in unknown_holders {
+    for p in holder_problems.unknown_holders {
         people[p].person_id = format!("X{}", &people[p].person_id[1..]);
     }
     let city = City {
@@ -752,12 +560,12 @@ fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
         accounts: b.accounts,
         queries,
         forms: b.forms,
-        ghost: ghost_idx,
-        removed,
-        app_missing,
-        app_late,
-        app_other,
-        app_changed: transferred[0],
+        ghost: gaps.ghost,
+        removed: gaps.removed,
+        app_missing: applications.missing,
+        app_late: applications.late,
+        app_other: applications.other_holder,
+        app_changed: holder_problems.transferred[0],
     };
     (city, b.planted)
 }
