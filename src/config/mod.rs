@@ -465,156 +465,17 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         }
     };
     let mut v = Validator::default();
-
-    let timezone = match raw.timezone.parse::<Tz>() {
-        Ok(tz) => tz,
-        Err(_) => {
-            v.problem(
-                "timezone",
-                &raw.timezone,
-                "not an IANA time zone, e.g. \"Asia/Taipei\"",
-            );
-            chrono_tz::Asia::Taipei
-        }
-    };
-    let paths = Paths {
-        inbox: resolve(&raw.paths.inbox),
-        archive: resolve(&raw.paths.archive),
-        state: resolve(&raw.paths.state),
-        schedules: resolve(raw.paths.schedules.as_deref().unwrap_or("schedules")),
-        templates: raw.paths.templates.as_deref().map(&resolve),
-        inputs: Some(resolve(&raw.paths.archive).join(INPUT_STORE)),
-        key_file: match raw.paths.key_file.as_deref() {
-            Some(k) => match k.strip_prefix("$CREDENTIALS_DIRECTORY/") {
-                Some(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                    Some(d) => PathBuf::from(d).join(name),
-                    None => {
-                        v.problem(
-                            "paths.key_file",
-                            k,
-                            "CREDENTIALS_DIRECTORY is not set: run under the systemd unit \
-                             (LoadCredential), or set it to the key's folder",
-                        );
-                        resolve(k)
-                    }
-                },
-                None => resolve(k),
-            },
-            None => resolve(&raw.paths.state)
-                .parent()
-                .map_or_else(|| resolve("keys"), Path::to_path_buf)
-                .join("keys/attachment-passwords.key"),
-        },
-    };
-    for (key, dir) in [
-        ("paths.state", &paths.state),
-        ("paths.archive", &paths.archive),
-        ("paths.inbox", &paths.inbox),
-    ] {
-        if paths.key_file.starts_with(dir) {
-            v.problem(
-                "paths.key_file",
-                paths.key_file.display(),
-                &format!(
-                    "must be outside {key} ({}): the key is not kept beside what it opens",
-                    dir.display()
-                ),
-            );
-        }
-    }
-    let templates = match crate::templates::Templates::load(paths.templates.as_deref()) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            v.problem(
-                "paths.templates",
-                format!(
-                    "{:?}",
-                    raw.paths.templates.as_deref().unwrap_or("(built in)")
-                ),
-                &format!("a mail template is missing or broken: {e}"),
-            );
-            None
-        }
-    };
+    let timezone = v.timezone(&raw.timezone);
+    let paths = v.paths(&raw.paths, &resolve);
+    let templates = v.templates(paths.templates.as_deref(), raw.paths.templates.as_deref());
     let rules = v.rules(&raw.rules, &resolve);
     let limits = v.limits(&raw.limits);
     let followup = v.followup(&raw.followup);
     let mut raw = raw;
-    let register = match &raw.paths.agencies {
-        None => None,
-        Some(p) => match register::read(&resolve(p), p) {
-            Ok(r) => {
-                if !raw.agencies.is_empty() {
-                    v.problem(
-                        "paths.agencies",
-                        format!("{p:?}"),
-                        "the agencies come from the register or from [[agencies]] tables, not both",
-                    );
-                }
-                for (place, value, why) in &r.problems {
-                    v.problem(place.clone(), format!("{value:?}"), why);
-                }
-                raw.agencies = r.agencies.clone();
-                Some(r)
-            }
-            Err(e) => {
-                v.problem("paths.agencies", format!("{p:?}"), &e);
-                None
-            }
-        },
-    };
+    let register = v.agency_register(&mut raw, &resolve);
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
-    // The chief administrator: `[chief_administrator]`, else the
-    // register's Health Bureau row; named on no other row.
-    let mut from_register = None;
-    for a in &raw.agencies {
-        if a.chief_name.is_none() && a.chief_email.is_none() {
-            continue;
-        }
-        match (a.health_bureau, &a.chief_name, &a.chief_email) {
-            (true, Some(name), Some(email)) => {
-                from_register = Some(RawChief {
-                    name: name.clone(),
-                    email: email.clone(),
-                });
-            }
-            (true, _, _) => v.problem(
-                format!("agencies.{}.chief_name", a.id),
-                format!("{:?} / {:?}", a.chief_name, a.chief_email),
-                "the chief administrator needs both a name and an address",
-            ),
-            (false, _, _) => v.problem(
-                format!("agencies.{}.chief_name", a.id),
-                format!("{:?} / {:?}", a.chief_name, a.chief_email),
-                "the chief administrator is named on the Health Bureau's row only",
-            ),
-        }
-    }
-    let chief = raw
-        .chief_administrator
-        .as_ref()
-        .or(from_register.as_ref())
-        .map(|c| {
-            if c.name.trim().is_empty() {
-                v.problem(
-                    "chief_administrator.name",
-                    format!("{:?}", c.name),
-                    "the chief administrator's name, as the city-wide mail greets them",
-                );
-            }
-            if !mail.may_send_to(&c.email) {
-                v.problem(
-                    "chief_administrator.email",
-                    format!("{:?}", c.email),
-                    "must be an address inside mail.allowed_domains",
-                );
-            }
-            Chief {
-                name: c.name.trim().to_owned(),
-                email: c.email.clone(),
-            }
-        });
+    let chief = v.chief(&raw, &mail);
     let column_aliases = v.column_aliases(&raw.columns);
     let formats = v.formats(&raw.formats);
     let vocabulary = v.vocabulary(&raw.vocabulary);
@@ -685,6 +546,187 @@ impl Validator {
             value: value.to_string(),
             message: message.to_owned(),
         });
+    }
+
+    /// The configured time zone (Asia/Taipei if it is none).
+    fn timezone(&mut self, written: &str) -> Tz {
+        match written.parse::<Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                self.problem(
+                    "timezone",
+                    written,
+                    "not an IANA time zone, e.g. \"Asia/Taipei\"",
+                );
+                chrono_tz::Asia::Taipei
+            }
+        }
+    }
+
+    /// The folders and the key file, resolved against the config's folder;
+    /// the key file must lie outside the folders whose files it opens.
+    fn paths(&mut self, raw: &raw::RawPaths, resolve: &dyn Fn(&str) -> PathBuf) -> Paths {
+        let paths = Paths {
+            inbox: resolve(&raw.inbox),
+            archive: resolve(&raw.archive),
+            state: resolve(&raw.state),
+            schedules: resolve(raw.schedules.as_deref().unwrap_or("schedules")),
+            templates: raw.templates.as_deref().map(resolve),
+            inputs: Some(resolve(&raw.archive).join(INPUT_STORE)),
+            key_file: self.key_file(raw, resolve),
+        };
+        for (key, dir) in [
+            ("paths.state", &paths.state),
+            ("paths.archive", &paths.archive),
+            ("paths.inbox", &paths.inbox),
+        ] {
+            if paths.key_file.starts_with(dir) {
+                self.problem(
+                    "paths.key_file",
+                    paths.key_file.display(),
+                    &format!(
+                        "must be outside {key} ({}): the key is not kept beside what it opens",
+                        dir.display()
+                    ),
+                );
+            }
+        }
+        paths
+    }
+
+    /// The attachment-password key file: as written (under
+    /// `$CREDENTIALS_DIRECTORY/` when it says so), else `keys/` beside the
+    /// state folder.
+    fn key_file(&mut self, raw: &raw::RawPaths, resolve: &dyn Fn(&str) -> PathBuf) -> PathBuf {
+        let Some(k) = raw.key_file.as_deref() else {
+            return resolve(&raw.state)
+                .parent()
+                .map_or_else(|| resolve("keys"), Path::to_path_buf)
+                .join("keys/attachment-passwords.key");
+        };
+        let Some(name) = k.strip_prefix("$CREDENTIALS_DIRECTORY/") else {
+            return resolve(k);
+        };
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(d) => PathBuf::from(d).join(name),
+            None => {
+                self.problem(
+                    "paths.key_file",
+                    k,
+                    "CREDENTIALS_DIRECTORY is not set: run under the systemd unit \
+                     (LoadCredential), or set it to the key's folder",
+                );
+                resolve(k)
+            }
+        }
+    }
+
+    /// The mail templates, from `dir` (`paths.templates` resolved, as
+    /// `written`) or built in.
+    fn templates(
+        &mut self,
+        dir: Option<&Path>,
+        written: Option<&str>,
+    ) -> Option<crate::templates::Templates> {
+        match crate::templates::Templates::load(dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(
+                    "paths.templates",
+                    format!("{:?}", written.unwrap_or("(built in)")),
+                    &format!("a mail template is missing or broken: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads the agency register `paths.agencies` names, if any, into
+    /// `raw.agencies` (which must then be empty).
+    fn agency_register(
+        &mut self,
+        raw: &mut RawConfig,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Option<register::Register> {
+        let p = raw.paths.agencies.as_ref()?;
+        match register::read(&resolve(p), p) {
+            Ok(r) => {
+                if !raw.agencies.is_empty() {
+                    self.problem(
+                        "paths.agencies",
+                        format!("{p:?}"),
+                        "the agencies come from the register or from [[agencies]] tables, not both",
+                    );
+                }
+                for (place, value, why) in &r.problems {
+                    self.problem(place.clone(), format!("{value:?}"), why);
+                }
+                raw.agencies = r.agencies.clone();
+                Some(r)
+            }
+            Err(e) => {
+                self.problem("paths.agencies", format!("{p:?}"), &e);
+                None
+            }
+        }
+    }
+
+    /// The chief administrator: `[chief_administrator]`, else the
+    /// register's Health Bureau row.
+    fn chief(&mut self, raw: &RawConfig, mail: &Mail) -> Option<Chief> {
+        let from_register = self.chief_in_register(&raw.agencies);
+        let c = raw
+            .chief_administrator
+            .as_ref()
+            .or(from_register.as_ref())?;
+        if c.name.trim().is_empty() {
+            self.problem(
+                "chief_administrator.name",
+                format!("{:?}", c.name),
+                "the chief administrator's name, as the city-wide mail greets them",
+            );
+        }
+        if !mail.may_send_to(&c.email) {
+            self.problem(
+                "chief_administrator.email",
+                format!("{:?}", c.email),
+                "must be an address inside mail.allowed_domains",
+            );
+        }
+        Some(Chief {
+            name: c.name.trim().to_owned(),
+            email: c.email.clone(),
+        })
+    }
+
+    /// The chief administrator the register names, on the Health Bureau's
+    /// row and no other.
+    fn chief_in_register(&mut self, agencies: &[RawAgency]) -> Option<RawChief> {
+        let mut from_register = None;
+        for a in agencies {
+            if a.chief_name.is_none() && a.chief_email.is_none() {
+                continue;
+            }
+            match (a.health_bureau, &a.chief_name, &a.chief_email) {
+                (true, Some(name), Some(email)) => {
+                    from_register = Some(RawChief {
+                        name: name.clone(),
+                        email: email.clone(),
+                    });
+                }
+                (true, _, _) => self.problem(
+                    format!("agencies.{}.chief_name", a.id),
+                    format!("{:?} / {:?}", a.chief_name, a.chief_email),
+                    "the chief administrator needs both a name and an address",
+                ),
+                (false, _, _) => self.problem(
+                    format!("agencies.{}.chief_name", a.id),
+                    format!("{:?} / {:?}", a.chief_name, a.chief_email),
+                    "the chief administrator is named on the Health Bureau's row only",
+                ),
+            }
+        }
+        from_register
     }
 
     /// A whole number within `[min, max]`, or a problem naming the rule.

@@ -921,19 +921,7 @@ fn ingest_file(
     rel: &str,
     agencies: &[(String, String)],
 ) -> Result<OneFile, IngestError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_lowercase();
-    if !matches!(
-        ext.as_str(),
-        "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods"
-    ) {
-        return Err(IngestError::UnsupportedType {
-            file: rel.to_owned(),
-        });
-    }
+    refuse_unsupported_type(path, rel)?;
     let input: Option<&InputOverride> = config.inputs.iter().find(|i| i.matches(rel));
     let map = HeaderMap::new(table, config);
     let raw = read::read(path, rel, &map, input, &config.limits)?;
@@ -951,57 +939,11 @@ fn ingest_file(
         agencies,
         vocabulary: &config.vocabulary,
     };
-    let polars_err = |source| IngestError::Polars {
-        file: rel.to_owned(),
-        source,
-    };
-    // polars names no line for a row with too many fields; find it.
-    let parse_err = |source: PolarsError| {
-        let ragged = raw
-            .csv
-            .filter(|_| source.to_string().contains("more fields"))
-            .and_then(|shape| read::find_ragged_line(path, shape).map(|l| (l, shape.fields)));
-        match ragged {
-            Some(((line, found), expected)) => IngestError::RaggedLine {
-                file: rel.to_owned(),
-                line,
-                found,
-                expected,
-            },
-            None => polars_err(source),
-        }
-    };
-    // The streaming engine parses the file in morsels where it can, so
-    // memory holds the canonical columns rather than every intermediate.
-    let parse = |lf: LazyFrame| -> Result<DataFrame, IngestError> {
-        Ok(parse::plan(lf, &cx, false)
-            .collect_with_engine(Engine::Streaming)
-            .map_err(parse_err)?
-            .unwrap_single())
-    };
-    let parse_all = || -> Result<DataFrame, IngestError> {
-        Ok(match &raw.pieces {
-            None => parse(raw.lf.clone())?,
-            Some(pieces) => {
-                let mut df: Option<DataFrame> = None;
-                pieces.for_each(|lf| {
-                    let part = parse(lf)?;
-                    let n = part.height();
-                    match &mut df {
-                        None => df = Some(part),
-                        Some(d) => {
-                            d.vstack_mut(&part).map_err(polars_err)?;
-                        }
-                    }
-                    Ok(n)
-                })?;
-                match df {
-                    Some(df) => df,
-                    // A file of only a header: the whole-file scan says so.
-                    None => parse(raw.lf.clone())?,
-                }
-            }
-        })
+    let file = FileParse {
+        cx: &cx,
+        raw: &raw,
+        path,
+        rel,
     };
     // A UTF-8 query log, the one large table, is read by its own reader
     // where it can be; `second` is then the raw cells of the rows the plan
@@ -1014,70 +956,236 @@ fn ingest_file(
     };
     let (df, second, hashed) = match fast {
         Some(f) => (f.df, f.residue.lazy(), Some(f.hashed)),
-        None => (parse_all()?, raw.lf.clone(), None),
+        None => (file.parse_all()?, raw.lf.clone(), None),
     };
-    let df_height = df.height();
-    let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
-        Ok(df
-            .column(name)
-            .map_err(polars_err)?
-            .bool()
-            .map_err(polars_err)?
-            .clone())
-    };
-    let (bad, sparse, blank) = (flags(BAD)?, flags(SPARSE)?, flags(BLANK)?);
-    // Footer: the sparse rows after the last dense one (totals, print notes).
-    let footer_from = (0..df.height())
-        .rev()
-        .take_while(|&i| sparse.get(i) == Some(true))
-        .last()
-        .unwrap_or(df.height());
-    let mut skip: BooleanChunked = blank.clone();
-    if footer_from < df.height() {
-        // Only what looks like a footer is one; any other sparse row at
-        // the end (garbage after the records) is a row like the others,
-        // rejected with its first characters if it is no record.
-        let rows: Vec<IdxSize> = df
-            .column(ROW)
-            .map_err(polars_err)?
-            .idx()
-            .map_err(polars_err)?
-            .into_no_null_iter()
-            .skip(footer_from)
-            .collect();
-        let footers = footer_rows(&second, &rows).map_err(polars_err)?;
-        let tail: BooleanChunked = (0..df.height())
-            .map(|i| Some(i >= footer_from && footers.contains(&rows[i - footer_from])))
-            .collect();
-        skip = &skip | &tail;
-    }
-    let skipped = skip.sum().unwrap_or(0) as usize;
-    let rejected_mask = &bad & &!&skip;
-    let n_rejected = rejected_mask.sum().unwrap_or(0) as usize;
-    let rejected_rows: Vec<IdxSize> = if n_rejected == 0 {
-        Vec::new()
-    } else {
-        let rows = df
-            .column(ROW)
-            .map_err(polars_err)?
-            .filter(&rejected_mask)
-            .map_err(polars_err)?;
-        rows.idx()
-            .map_err(polars_err)?
-            .into_no_null_iter()
-            .collect()
-    };
-    // More rejects than `limits.rejects_per_file`: not an export of this
-    // table (or a broken one), whose rejects would fill memory and every
-    // report.
+    let read = df.height();
+    let fates = file.row_fates(&df, &second)?;
     let max_rejects = config.limits.rejects_per_file;
-    if n_rejected > max_rejects {
-        // The whole file is refused, with its first reasons, rather than
-        // loaded in part beside hundreds of thousands of rejects.
-        let first = lit(Series::new("r".into(), &rejected_rows[..3.min(n_rejected)]));
+    if fates.rejected.len() > max_rejects {
+        return Err(file.too_many_rejects(second, &fates.rejected, read, max_rejects));
+    }
+    let skipped = fates.skipped;
+    let good = file.loaded_rows(df, &fates)?;
+    let rejects = file.rejects_table(second, fates.rejected)?;
+    account_for_every_row(rel, read, &good, &rejects, skipped)?;
+    let absent = absent_columns(table, &raw.headers);
+    Ok(OneFile {
+        hashed,
+        good,
+        rejects,
+        skipped,
+        encoding: raw.encoding,
+        sheet: raw.sheet,
+        absent,
+        title: raw.title,
+    })
+}
+
+/// Checks that every row read is loaded, rejected or skipped: never lost.
+fn account_for_every_row(
+    rel: &str,
+    read: usize,
+    good: &DataFrame,
+    rejects: &DataFrame,
+    skipped: usize,
+) -> Result<(), IngestError> {
+    if good.height() + rejects.height() + skipped == read {
+        return Ok(());
+    }
+    Err(IngestError::Refused {
+        file: rel.to_owned(),
+        detail: format!(
+            "internal error: of {read} rows read, {} loaded, {} rejected and {skipped} skipped; the file was not used",
+            good.height(),
+            rejects.height()
+        ),
+    })
+}
+
+/// The table's columns the file's `headers` do not have.
+fn absent_columns(table: Table, headers: &[(&'static str, String)]) -> Vec<&'static str> {
+    table
+        .columns()
+        .iter()
+        .filter(|c| !headers.iter().any(|(h, _)| *h == c.name))
+        .map(|c| c.name)
+        .collect()
+}
+
+/// Refuses a file whose extension is none of the spreadsheet and text
+/// kinds read.
+fn refuse_unsupported_type(path: &Path, rel: &str) -> Result<(), IngestError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
+    if matches!(
+        ext.as_str(),
+        "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods"
+    ) {
+        Ok(())
+    } else {
+        Err(IngestError::UnsupportedType {
+            file: rel.to_owned(),
+        })
+    }
+}
+
+/// What becomes of a parsed file's rows besides loading.
+struct RowFates {
+    /// Rows the plan flagged as no record.
+    bad: BooleanChunked,
+    /// Blank rows and footer rows: neither loaded nor rejected.
+    skip: BooleanChunked,
+    skipped: usize,
+    /// The row numbers of the bad rows not skipped.
+    rejected: Vec<IdxSize>,
+}
+
+/// One file's raw cells and how to parse them: what the steps of
+/// [`ingest_file`] share.
+struct FileParse<'a> {
+    cx: &'a ParseContext<'a>,
+    raw: &'a read::RawFrame,
+    path: &'a Path,
+    rel: &'a str,
+}
+
+impl FileParse<'_> {
+    /// Parses the whole file with the general plan, a piece at a time when
+    /// the reader cut it into pieces.
+    fn parse_all(&self) -> Result<DataFrame, IngestError> {
+        let Some(pieces) = &self.raw.pieces else {
+            return self.parse(self.raw.lf.clone());
+        };
+        let mut df: Option<DataFrame> = None;
+        pieces.for_each(|lf| {
+            let part = self.parse(lf)?;
+            let n = part.height();
+            match &mut df {
+                None => df = Some(part),
+                Some(d) => {
+                    d.vstack_mut(&part).map_err(polars_in(self.rel))?;
+                }
+            }
+            Ok(n)
+        })?;
+        match df {
+            Some(df) => Ok(df),
+            // A file of only a header: the whole-file scan says so.
+            None => self.parse(self.raw.lf.clone()),
+        }
+    }
+
+    /// Parses `lf` with the plan, without reasons. The streaming engine
+    /// parses the file in morsels where it can, so memory holds the
+    /// canonical columns rather than every intermediate.
+    fn parse(&self, lf: LazyFrame) -> Result<DataFrame, IngestError> {
+        Ok(parse::plan(lf, self.cx, false)
+            .collect_with_engine(Engine::Streaming)
+            .map_err(|e| self.parse_error(e))?
+            .unwrap_single())
+    }
+
+    /// A parse failure as an error naming the file, and the line when a
+    /// CSV line has too many fields (polars names no line for it).
+    fn parse_error(&self, source: PolarsError) -> IngestError {
+        let ragged = self
+            .raw
+            .csv
+            .filter(|_| source.to_string().contains("more fields"))
+            .and_then(|shape| read::find_ragged_line(self.path, shape).map(|l| (l, shape.fields)));
+        match ragged {
+            Some(((line, found), expected)) => IngestError::RaggedLine {
+                file: self.rel.to_owned(),
+                line,
+                found,
+                expected,
+            },
+            None => polars_in(self.rel)(source),
+        }
+    }
+
+    /// Which of `df`'s rows are skipped (blank, or a footer) and which
+    /// rejected.
+    fn row_fates(&self, df: &DataFrame, second: &LazyFrame) -> Result<RowFates, IngestError> {
+        let polars_err = polars_in(self.rel);
+        let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
+            Ok(df
+                .column(name)
+                .map_err(polars_err)?
+                .bool()
+                .map_err(polars_err)?
+                .clone())
+        };
+        let (bad, sparse, blank) = (flags(BAD)?, flags(SPARSE)?, flags(BLANK)?);
+        let skip = match footer_mask(df, &sparse, second).map_err(polars_err)? {
+            Some(tail) => &blank | &tail,
+            None => blank,
+        };
+        let skipped = skip.sum().unwrap_or(0) as usize;
+        let rejected_mask = &bad & &!&skip;
+        let rejected = if rejected_mask.sum().unwrap_or(0) == 0 {
+            Vec::new()
+        } else {
+            let rows = df
+                .column(ROW)
+                .map_err(polars_err)?
+                .filter(&rejected_mask)
+                .map_err(polars_err)?;
+            rows.idx()
+                .map_err(polars_err)?
+                .into_no_null_iter()
+                .collect()
+        };
+        Ok(RowFates {
+            bad,
+            skip,
+            skipped,
+            rejected,
+        })
+    }
+
+    /// The refusal of a file with more rejects than
+    /// `limits.rejects_per_file` (`max_rejects`): not an export of this
+    /// table (or a broken one), whose rejects would fill memory and every
+    /// report. The whole file is refused, with its first reasons, rather
+    /// than loaded in part beside hundreds of thousands of rejects.
+    fn too_many_rejects(
+        &self,
+        second: LazyFrame,
+        rejected: &[IdxSize],
+        read: usize,
+        max_rejects: usize,
+    ) -> IngestError {
+        let first = match self.first_reasons(second, rejected) {
+            Ok(first) => first,
+            Err(e) => return e,
+        };
+        IngestError::Refused {
+            file: self.rel.to_owned(),
+            detail: format!(
+                "{} of its {read} rows are no {} records (more than limits.rejects_per_file, {max_rejects}); the file was not used. The first: {}",
+                rejected.len(),
+                self.cx.table.name(),
+                first.join("; ")
+            ),
+        }
+    }
+
+    /// The first three rejected rows' reasons, `row 7: …`, for a file
+    /// refused for its rejects.
+    fn first_reasons(
+        &self,
+        second: LazyFrame,
+        rejected: &[IdxSize],
+    ) -> Result<Vec<String>, IngestError> {
+        let polars_err = polars_in(self.rel);
+        let first = lit(Series::new("r".into(), &rejected[..3.min(rejected.len())]));
         let reasons = parse::plan(
             second.filter(col(ROW).is_in(first.implode(false), false)),
-            &cx,
+            self.cx,
             true,
         )
         .select([col(ROW), col(REASON)])
@@ -1095,85 +1203,97 @@ fn ingest_file(
             .str()
             .map_err(polars_err)?
             .clone();
-        let examples: Vec<String> = rows
+        Ok(rows
             .iter()
             .zip(why.iter())
             .map(|(r, w)| format!("row {}: {}", r.unwrap_or(0), w.unwrap_or("")))
-            .collect();
-        return Err(IngestError::Refused {
-            file: rel.to_owned(),
-            detail: format!(
-                "{n_rejected} of its {df_height} rows are no {} records (more than limits.rejects_per_file, {max_rejects}); the file was not used. The first: {}",
-                table.name(),
-                examples.join("; ")
-            ),
-        });
+            .collect())
     }
 
-    let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
-    keep.push(lit(rel).cast(source_file_dtype(table)).alias("source_file"));
-    keep.push(col(ROW).alias("source_row"));
-    let good = if n_rejected == 0 && skipped == 0 {
-        // The common case: no copy of the frame, only a projection.
-        df.lazy().select(keep).collect().map_err(polars_err)?
-    } else {
-        let ok = !&(&bad | &skip);
+    /// The rows loaded: the canonical columns and where each row came from.
+    fn loaded_rows(&self, df: DataFrame, fates: &RowFates) -> Result<DataFrame, IngestError> {
+        let polars_err = polars_in(self.rel);
+        let table = self.cx.table;
+        let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
+        keep.push(
+            lit(self.rel)
+                .cast(source_file_dtype(table))
+                .alias("source_file"),
+        );
+        keep.push(col(ROW).alias("source_row"));
+        if fates.rejected.is_empty() && fates.skipped == 0 {
+            // The common case: no copy of the frame, only a projection.
+            return df.lazy().select(keep).collect().map_err(polars_err);
+        }
+        let ok = !&(&fates.bad | &fates.skip);
         df.filter(&ok)
             .map_err(polars_err)?
             .lazy()
             .select(keep)
             .collect()
-            .map_err(polars_err)?
-    };
-    let rejects = if n_rejected == 0 {
-        DataFrame::empty_with_schema(&rejects_schema())
-    } else {
+            .map_err(polars_err)
+    }
+
+    /// The rejects table's rows for the `rejected` rows of `second`, each
+    /// with its reason and raw cells.
+    fn rejects_table(
+        &self,
+        second: LazyFrame,
+        rejected: Vec<IdxSize>,
+    ) -> Result<DataFrame, IngestError> {
+        if rejected.is_empty() {
+            return Ok(DataFrame::empty_with_schema(&rejects_schema()));
+        }
         // Only now build the sentences, for the rejected rows alone.
-        let rows = lit(Series::new("r".into(), rejected_rows));
+        let rows = lit(Series::new("r".into(), rejected));
         parse::plan(
             second.filter(col(ROW).is_in(rows.implode(false), false)),
-            &cx,
+            self.cx,
             true,
         )
         .select([
-            lit(table.name()).alias("table"),
-            lit(rel).alias("source_file"),
-            lit(raw.sheet.clone().unwrap_or_default()).alias("sheet"),
+            lit(self.cx.table.name()).alias("table"),
+            lit(self.rel).alias("source_file"),
+            lit(self.raw.sheet.clone().unwrap_or_default()).alias("sheet"),
             col(ROW).alias("source_row"),
             col(REASON).alias("reason"),
             col(RAW).alias("raw"),
         ])
         .collect()
-        .map_err(polars_err)?
-    };
-    // Every row read is loaded, rejected or skipped: never lost.
-    let read = df_height;
-    if good.height() + rejects.height() + skipped != read {
-        return Err(IngestError::Refused {
-            file: rel.to_owned(),
-            detail: format!(
-                "internal error: of {read} rows read, {} loaded, {} rejected and {skipped} skipped; the file was not used",
-                good.height(),
-                rejects.height()
-            ),
-        });
+        .map_err(polars_in(self.rel))
     }
-    let absent = table
-        .columns()
-        .iter()
-        .filter(|c| !raw.headers.iter().any(|(h, _)| *h == c.name))
-        .map(|c| c.name)
+}
+
+/// The footer of a parsed file: the sparse rows after the last dense one
+/// (totals, print notes) that look like a footer, as a mask over `df`;
+/// none when the file ends on a dense row. Any other sparse row at the end
+/// (garbage after the records) is a row like the others, rejected with its
+/// first characters if it is no record.
+fn footer_mask(
+    df: &DataFrame,
+    sparse: &BooleanChunked,
+    second: &LazyFrame,
+) -> PolarsResult<Option<BooleanChunked>> {
+    let footer_from = (0..df.height())
+        .rev()
+        .take_while(|&i| sparse.get(i) == Some(true))
+        .last()
+        .unwrap_or(df.height());
+    if footer_from == df.height() {
+        return Ok(None);
+    }
+    let rows: Vec<IdxSize> = df
+        .column(ROW)?
+        .idx()?
+        .into_no_null_iter()
+        .skip(footer_from)
         .collect();
-    Ok(OneFile {
-        hashed,
-        good,
-        rejects,
-        skipped,
-        encoding: raw.encoding,
-        sheet: raw.sheet,
-        absent,
-        title: raw.title,
-    })
+    let footers = footer_rows(second, &rows)?;
+    Ok(Some(
+        (0..df.height())
+            .map(|i| Some(i >= footer_from && footers.contains(&rows[i - footer_from])))
+            .collect(),
+    ))
 }
 
 /// What one inbox file holds, for the daemon's inputs check: rows loaded
