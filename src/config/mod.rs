@@ -534,6 +534,11 @@ fn register_place(key: &str, agencies: &[RawAgency], places: &[register::Place])
     }
 }
 
+/// The parent an agency names, if any.
+fn parent_of(a: &RawAgency) -> Option<&str> {
+    (!a.parent.is_empty()).then_some(a.parent.as_str())
+}
+
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
@@ -874,117 +879,113 @@ impl Validator {
 
     fn rules(&mut self, r: &RawRules, resolve: &dyn Fn(&str) -> PathBuf) -> Rules {
         const PT61: &str = ": point 6(1) of the regulation requires";
-        let sample_account_percent = self.bounded(
-            "sample_account_percent",
-            r.sample_account_percent,
-            20,
-            100,
-            &format!("{PT61} sampling at least 20% of the accounts in use"),
-        );
-        let sample_records_per_account = self.bounded(
-            "sample_records_per_account",
-            r.sample_records_per_account,
-            10,
-            100_000,
-            &format!("{PT61} at least 10 records of each sampled account"),
-        );
-        let retention_years = self.bounded(
-            "retention_years",
-            r.retention_years,
-            3,
-            100,
-            ": point 5(4) of the regulation requires keeping records at least 3 years",
-        );
-        let outbox_keep_days = self.bounded(
-            "outbox_keep_days",
-            r.outbox_keep_days,
-            1,
-            365,
-            ": the days a delivered message keeps its body and attachments",
-        );
-        let refused_keep_days = self.bounded(
-            "refused_keep_days",
-            r.refused_keep_days,
-            1,
-            365,
-            ": the days a refused return is kept for the admin to look at",
-        );
-        let password_max_age_days = self.bounded(
-            "password_max_age_days",
-            r.password_max_age_days,
-            1,
-            90,
-            ": point 5(3) of the regulation requires changing passwords every three months",
-        );
-        let idle_days = self.bounded("idle_days", r.idle_days, 1, 3650, "");
-        let form_validity_days =
-            self.bounded("form_validity_days", r.form_validity_days, 0, 366, "");
-        let spike_factor = self.bounded("spike_factor", r.spike_factor, 2, 1000, "");
-        let spike_min = self.bounded("spike_min", r.spike_min, 1, 1_000_000, "");
-        let subject_accounts_threshold = self.bounded(
-            "subject_accounts_threshold",
-            r.subject_accounts_threshold,
-            2,
-            10_000,
-            "",
-        );
-        let failed_burst = self.bounded("failed_burst", r.failed_burst, 2, 10_000, "");
-        let external_audit_units = self.bounded(
-            "external_audit_units",
-            r.external_audit_units,
-            1,
-            10_000,
-            ": point 4 requires the Health Bureau to audit agencies",
-        );
+        // Fields in the order they are checked, so problems list in it.
+        Rules {
+            sample_account_percent: self.bounded(
+                "sample_account_percent",
+                r.sample_account_percent,
+                20,
+                100,
+                &format!("{PT61} sampling at least 20% of the accounts in use"),
+            ),
+            sample_records_per_account: self.bounded(
+                "sample_records_per_account",
+                r.sample_records_per_account,
+                10,
+                100_000,
+                &format!("{PT61} at least 10 records of each sampled account"),
+            ),
+            retention_years: self.bounded(
+                "retention_years",
+                r.retention_years,
+                3,
+                100,
+                ": point 5(4) of the regulation requires keeping records at least 3 years",
+            ),
+            outbox_keep_days: self.bounded(
+                "outbox_keep_days",
+                r.outbox_keep_days,
+                1,
+                365,
+                ": the days a delivered message keeps its body and attachments",
+            ),
+            refused_keep_days: self.bounded(
+                "refused_keep_days",
+                r.refused_keep_days,
+                1,
+                365,
+                ": the days a refused return is kept for the admin to look at",
+            ),
+            password_max_age_days: self.bounded(
+                "password_max_age_days",
+                r.password_max_age_days,
+                1,
+                90,
+                ": point 5(3) of the regulation requires changing passwords every three months",
+            ),
+            idle_days: self.bounded("idle_days", r.idle_days, 1, 3650, ""),
+            form_validity_days: self.bounded(
+                "form_validity_days",
+                r.form_validity_days,
+                0,
+                366,
+                "",
+            ),
+            spike_factor: self.bounded("spike_factor", r.spike_factor, 2, 1000, ""),
+            spike_min: self.bounded("spike_min", r.spike_min, 1, 1_000_000, ""),
+            subject_accounts_threshold: self.bounded(
+                "subject_accounts_threshold",
+                r.subject_accounts_threshold,
+                2,
+                10_000,
+                "",
+            ),
+            failed_burst: self.bounded("failed_burst", r.failed_burst, 2, 10_000, ""),
+            external_audit_units: self.bounded(
+                "external_audit_units",
+                r.external_audit_units,
+                1,
+                10_000,
+                ": point 4 requires the Health Bureau to audit agencies",
+            ),
+            office_hours: self.office_hours(&r.office_hours),
+            holidays: match &r.holidays {
+                None => Holidays::default(),
+                Some(p) => self.holidays(p, &resolve(p)),
+            },
+            fail_on_severity: self.fail_on_severity(&r.fail_on_severity),
+            external_audit_critical_first: r.external_audit_critical_first,
+            accept_modification_dates: r.accept_modification_dates,
+        }
+    }
 
-        let office_hours = match parse_office_hours(&r.office_hours) {
+    /// `rules.office_hours`: `HH:MM-HH:MM`, the start before the end.
+    fn office_hours(&mut self, written: &str) -> (NaiveTime, NaiveTime) {
+        match parse_office_hours(written) {
             Some(h) => h,
             None => {
                 self.problem(
                     "rules.office_hours",
-                    format!("{:?}", r.office_hours),
+                    format!("{written:?}"),
                     "expected \"HH:MM-HH:MM\" with the start before the end, e.g. \"08:00-18:00\"",
                 );
                 (NaiveTime::MIN, NaiveTime::MIN)
             }
-        };
-        let holidays = match &r.holidays {
-            None => Holidays::default(),
-            Some(p) => self.holidays(p, &resolve(p)),
-        };
-        let fail_on_severity = match Severity::ALL
-            .into_iter()
-            .find(|s| s.name() == r.fail_on_severity)
-        {
+        }
+    }
+
+    /// `rules.fail_on_severity`: a severity's name.
+    fn fail_on_severity(&mut self, written: &str) -> Severity {
+        match Severity::ALL.into_iter().find(|s| s.name() == written) {
             Some(s) => s,
             None => {
                 self.problem(
                     "rules.fail_on_severity",
-                    format!("{:?}", r.fail_on_severity),
+                    format!("{written:?}"),
                     "allowed values: critical, high, medium, low",
                 );
                 Severity::High
             }
-        };
-        Rules {
-            idle_days,
-            password_max_age_days,
-            sample_account_percent,
-            sample_records_per_account,
-            retention_years,
-            outbox_keep_days,
-            refused_keep_days,
-            form_validity_days,
-            office_hours,
-            holidays,
-            fail_on_severity,
-            spike_factor,
-            spike_min,
-            subject_accounts_threshold,
-            failed_burst,
-            external_audit_units,
-            external_audit_critical_first: r.external_audit_critical_first,
-            accept_modification_dates: r.accept_modification_dates,
         }
     }
 
@@ -1099,6 +1100,23 @@ impl Validator {
     }
 
     fn agencies(&mut self, raw: &[RawAgency]) -> Agencies {
+        let by_id = self.agency_ids(raw);
+        if raw.is_empty() {
+            self.problem("agencies", "[]", "at least one agency is required");
+        }
+        self.one_agency_per_spelling(raw);
+        let list: Vec<Agency> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, a)| self.agency(i, a, raw, &by_id))
+            .collect();
+        self.health_bureau(&list);
+        Agencies { list, by_id }
+    }
+
+    /// Each agency's index by id; ids must be safe as file names and
+    /// unique, names readable.
+    fn agency_ids(&mut self, raw: &[RawAgency]) -> BTreeMap<String, usize> {
         let mut by_id = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
             if !is_safe_id(&a.id) {
@@ -1127,11 +1145,12 @@ impl Validator {
                 );
             }
         }
-        if raw.is_empty() {
-            self.problem("agencies", "[]", "at least one agency is required");
-        }
-        // Names and aliases must each mean one agency, or an export's agency
-        // column could not be resolved.
+        by_id
+    }
+
+    /// Names and aliases must each mean one agency, or an export's agency
+    /// column could not be resolved.
+    fn one_agency_per_spelling(&mut self, raw: &[RawAgency]) {
         let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
             let spellings = std::iter::once(&a.id)
@@ -1149,137 +1168,174 @@ impl Validator {
                 }
             }
         }
+    }
 
-        fn parent_of(a: &RawAgency) -> Option<&str> {
-            (!a.parent.is_empty()).then_some(a.parent.as_str())
+    /// Agency `i` of `raw`, with its unit and purposes (inherited through
+    /// its parents) and how its attachments are protected.
+    fn agency(
+        &mut self,
+        i: usize,
+        a: &RawAgency,
+        raw: &[RawAgency],
+        by_id: &BTreeMap<String, usize>,
+    ) -> Agency {
+        if let Some(p) = parent_of(a)
+            && !by_id.contains_key(p)
+        {
+            self.problem(
+                format!("agencies[{i}].parent"),
+                format!("{p:?}"),
+                "no agency has this id",
+            );
         }
-        let mut list = Vec::with_capacity(raw.len());
-        for (i, a) in raw.iter().enumerate() {
-            if let Some(p) = parent_of(a)
-                && !by_id.contains_key(p)
-            {
+        let (unit, purposes) = self.unit_and_purposes(i, a, raw, by_id);
+        let unit = unit.unwrap_or_else(|| {
+            self.problem(
+                format!("agencies[{i}]"),
+                &a.id,
+                "belongs to no requesting agency: set requesting = true on it or an ancestor",
+            );
+            a.id.clone()
+        });
+        let purposes = purposes.unwrap_or_default();
+        self.purposes(i, &purposes);
+        self.agency_addresses(i, a);
+        let attachment = self.attachment_protection(i, a);
+        Agency {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            aliases: a.aliases.clone(),
+            parent: parent_of(a).map(str::to_owned),
+            requesting: a.requesting,
+            unit,
+            purposes,
+            officer_email: a.officer_email.clone(),
+            ethics_email: a.ethics_email.clone(),
+            attachment,
+            health_bureau: a.health_bureau,
+        }
+    }
+
+    /// Walks up from agency `i` to the nearest requesting ancestor-or-self
+    /// (its unit), and the purposes of the nearest ancestor-or-self that
+    /// lists some; a parent chain that forms a cycle is a problem.
+    fn unit_and_purposes(
+        &mut self,
+        i: usize,
+        a: &RawAgency,
+        raw: &[RawAgency],
+        by_id: &BTreeMap<String, usize>,
+    ) -> (Option<String>, Option<Vec<String>>) {
+        let mut unit = None;
+        let mut purposes = None;
+        let mut cur = Some(a);
+        let mut steps = 0;
+        while let Some(c) = cur {
+            if unit.is_none() && c.requesting {
+                unit = Some(c.id.clone());
+            }
+            if purposes.is_none() && !c.purposes.is_empty() {
+                purposes = Some(c.purposes.clone());
+            }
+            steps += 1;
+            if steps > raw.len() {
                 self.problem(
                     format!("agencies[{i}].parent"),
-                    format!("{p:?}"),
-                    "no agency has this id",
+                    format!("{:?}", a.parent),
+                    "the parent chain forms a cycle",
                 );
+                break;
             }
-            // Walk up to the nearest requesting ancestor-or-self, and collect
-            // purposes from the nearest ancestor-or-self that lists some.
-            let mut unit = None;
-            let mut purposes = None;
-            let mut cur = Some(a);
-            let mut steps = 0;
-            while let Some(c) = cur {
-                if unit.is_none() && c.requesting {
-                    unit = Some(c.id.clone());
-                }
-                if purposes.is_none() && !c.purposes.is_empty() {
-                    purposes = Some(c.purposes.clone());
-                }
-                steps += 1;
-                if steps > raw.len() {
-                    self.problem(
-                        format!("agencies[{i}].parent"),
-                        format!("{:?}", a.parent),
-                        "the parent chain forms a cycle",
-                    );
-                    break;
-                }
-                cur = parent_of(c).and_then(|p| by_id.get(p)).map(|&j| &raw[j]);
-            }
-            let unit = unit.unwrap_or_else(|| {
-                self.problem(
-                    format!("agencies[{i}]"),
-                    &a.id,
-                    "belongs to no requesting agency: set requesting = true on it or an ancestor",
-                );
-                a.id.clone()
-            });
-            let purposes = purposes.unwrap_or_default();
-            for p in &purposes {
-                if !PURPOSE.codes().any(|c| c == p) {
-                    let allowed: Vec<_> = PURPOSE.codes().collect();
-                    self.problem(
-                        format!("agencies[{i}].purposes"),
-                        format!("{p:?}"),
-                        &format!("unknown purpose; allowed: {}", allowed.join(", ")),
-                    );
-                }
-            }
-            if purposes.is_empty() {
+            cur = parent_of(c).and_then(|p| by_id.get(p)).map(|&j| &raw[j]);
+        }
+        (unit, purposes)
+    }
+
+    /// Agency `i`'s purposes: known codes, at least one.
+    fn purposes(&mut self, i: usize, purposes: &[String]) {
+        for p in purposes {
+            if !PURPOSE.codes().any(|c| c == p) {
+                let allowed: Vec<_> = PURPOSE.codes().collect();
                 self.problem(
                     format!("agencies[{i}].purposes"),
-                    "[]",
-                    "no lawful purpose (point 3) given or inherited",
+                    format!("{p:?}"),
+                    &format!("unknown purpose; allowed: {}", allowed.join(", ")),
                 );
             }
-            if a.requesting && a.officer_email.is_none() {
-                self.problem(
-                    format!("agencies[{i}].officer_email"),
-                    &a.id,
-                    "a requesting agency needs its designated officer's address (point 5(1))",
-                );
-            }
-            for (k, e) in [
-                ("officer_email", &a.officer_email),
-                ("ethics_email", &a.ethics_email),
-            ] {
-                if let Some(e) = e
-                    && !is_address(e)
-                {
-                    self.problem(
-                        format!("agencies[{i}].{k}"),
-                        format!("{e:?}"),
-                        "not an email address",
-                    );
-                }
-            }
-            if let Some(v) = &a.attachment_password_env
-                && (!a.requesting
-                    || v.is_empty()
-                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        }
+        if purposes.is_empty() {
+            self.problem(
+                format!("agencies[{i}].purposes"),
+                "[]",
+                "no lawful purpose (point 3) given or inherited",
+            );
+        }
+    }
+
+    /// Agency `i`'s officer and ethics addresses: addresses, and an officer
+    /// for a requesting agency.
+    fn agency_addresses(&mut self, i: usize, a: &RawAgency) {
+        if a.requesting && a.officer_email.is_none() {
+            self.problem(
+                format!("agencies[{i}].officer_email"),
+                &a.id,
+                "a requesting agency needs its designated officer's address (point 5(1))",
+            );
+        }
+        for (k, e) in [
+            ("officer_email", &a.officer_email),
+            ("ethics_email", &a.ethics_email),
+        ] {
+            if let Some(e) = e
+                && !is_address(e)
             {
                 self.problem(
-                    format!("agencies[{i}].attachment_password_env"),
-                    format!("{v:?}"),
-                    "the name of an environment variable (letters, digits, _), on a requesting agency",
+                    format!("agencies[{i}].{k}"),
+                    format!("{e:?}"),
+                    "not an email address",
                 );
             }
-            if let Some(r) = &a.attachment_unencrypted {
-                if !a.requesting || r.trim().is_empty() {
-                    self.problem(
-                        format!("agencies[{i}].attachment_unencrypted"),
-                        format!("{r:?}"),
-                        "the reason this requesting agency's workbooks are mailed unencrypted",
-                    );
-                } else if a.attachment_password_env.is_some() {
-                    self.problem(
-                        format!("agencies[{i}].attachment_unencrypted"),
-                        format!("{r:?}"),
-                        "an agency is either encrypted (attachment_password_env) or exempted, not both",
-                    );
-                }
-            }
-            let attachment = match (&a.attachment_password_env, &a.attachment_unencrypted) {
-                (Some(v), _) => AttachmentProtection::Env(v.clone()),
-                (None, Some(r)) => AttachmentProtection::Unencrypted(r.trim().to_owned()),
-                (None, None) => AttachmentProtection::Issued,
-            };
-            list.push(Agency {
-                id: a.id.clone(),
-                name: a.name.clone(),
-                aliases: a.aliases.clone(),
-                parent: parent_of(a).map(str::to_owned),
-                requesting: a.requesting,
-                unit,
-                purposes,
-                officer_email: a.officer_email.clone(),
-                ethics_email: a.ethics_email.clone(),
-                attachment,
-                health_bureau: a.health_bureau,
-            });
         }
+    }
+
+    /// How agency `i`'s workbooks are protected: a password from an
+    /// environment variable, none (with the reason), or an issued one.
+    fn attachment_protection(&mut self, i: usize, a: &RawAgency) -> AttachmentProtection {
+        if let Some(v) = &a.attachment_password_env
+            && (!a.requesting
+                || v.is_empty()
+                || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            self.problem(
+                format!("agencies[{i}].attachment_password_env"),
+                format!("{v:?}"),
+                "the name of an environment variable (letters, digits, _), on a requesting agency",
+            );
+        }
+        if let Some(r) = &a.attachment_unencrypted {
+            if !a.requesting || r.trim().is_empty() {
+                self.problem(
+                    format!("agencies[{i}].attachment_unencrypted"),
+                    format!("{r:?}"),
+                    "the reason this requesting agency's workbooks are mailed unencrypted",
+                );
+            } else if a.attachment_password_env.is_some() {
+                self.problem(
+                    format!("agencies[{i}].attachment_unencrypted"),
+                    format!("{r:?}"),
+                    "an agency is either encrypted (attachment_password_env) or exempted, not both",
+                );
+            }
+        }
+        match (&a.attachment_password_env, &a.attachment_unencrypted) {
+            (Some(v), _) => AttachmentProtection::Env(v.clone()),
+            (None, Some(r)) => AttachmentProtection::Unencrypted(r.trim().to_owned()),
+            (None, None) => AttachmentProtection::Issued,
+        }
+    }
+
+    /// Exactly one agency is the health bureau, and it requests.
+    fn health_bureau(&mut self, list: &[Agency]) {
         let bureaus: Vec<_> = list
             .iter()
             .filter(|a| a.health_bureau)
@@ -1300,7 +1356,6 @@ impl Validator {
                 "the health bureau must be a requesting agency",
             );
         }
-        Agencies { list, by_id }
     }
 
     fn mail(
@@ -1309,7 +1364,66 @@ impl Validator {
         agencies: &Agencies,
         resolve: &dyn Fn(&str) -> PathBuf,
     ) -> Mail {
-        let transport = match m.transport.as_str() {
+        let transport = self.transport(&m.transport);
+        for (k, e) in [("mail.from", &m.from), ("mail.admin", &m.admin)] {
+            if !is_address(e) {
+                self.problem(k, format!("{e:?}"), "not an email address");
+            }
+        }
+        self.smtp_settings(m, transport);
+        let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
+        if !allowed.is_empty() {
+            self.addresses_in_allowed_domains(&allowed, m, agencies);
+        }
+        let retry_window_hours = match parse_hours(&m.retry_window) {
+            Some(h) => h,
+            None => {
+                self.problem(
+                    "mail.retry_window",
+                    format!("{:?}", m.retry_window),
+                    "expected hours or days, e.g. \"48h\" or \"2d\"",
+                );
+                48
+            }
+        };
+        let unknown_resend_after_hours = m.unknown_resend_after.as_ref().and_then(|s| {
+            let h = parse_hours(s);
+            if h.is_none() {
+                self.problem(
+                    "mail.unknown_resend_after",
+                    format!("{s:?}"),
+                    "expected hours or days, e.g. \"24h\" or \"2d\"",
+                );
+            }
+            h
+        });
+        if let Some(r) = &m.reply_to {
+            self.reply_to(r, &allowed);
+        }
+        Mail {
+            unknown_resend_after_hours,
+            transport,
+            from: m.from.clone(),
+            admin: m.admin.clone(),
+            allowed_domains: allowed,
+            smtp_host: m.smtp_host.clone(),
+            smtp_port: m.smtp_port,
+            smtp_security: m.smtp_security.clone(),
+            smtp_username: m.smtp_username.clone(),
+            password_env: m.password_env.clone(),
+            password_file: m.password_file.as_deref().map(resolve),
+            ca_file: m.ca_file.as_deref().map(resolve),
+            max_attempts: m.max_attempts,
+            retry_window_hours,
+            max_attachment_mb: m.max_attachment_mb,
+            reply_to: m.reply_to.clone(),
+            contact: m.contact.clone(),
+        }
+    }
+
+    /// `mail.transport`: `file` or `smtp`.
+    fn transport(&mut self, written: &str) -> Transport {
+        match written {
             "file" => Transport::File,
             "smtp" => Transport::Smtp,
             other => {
@@ -1320,12 +1434,12 @@ impl Validator {
                 );
                 Transport::File
             }
-        };
-        for (k, e) in [("mail.from", &m.from), ("mail.admin", &m.admin)] {
-            if !is_address(e) {
-                self.problem(k, format!("{e:?}"), "not an email address");
-            }
         }
+    }
+
+    /// The SMTP settings: a host and at most one password source when mail
+    /// goes by SMTP, and a TLS mode if one is given.
+    fn smtp_settings(&mut self, m: &RawMail, transport: Transport) {
         if transport == Transport::Smtp {
             if m.smtp_host.is_none() {
                 self.problem(
@@ -1352,81 +1466,49 @@ impl Validator {
                 "allowed values: starttls, tls (TLS is always required)",
             );
         }
-        let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
-        if !allowed.is_empty() {
-            let mut check = |key: String, addr: &str| {
-                if !domain_allowed(&allowed, addr) {
-                    self.problem(
-                        key,
-                        format!("{addr:?}"),
-                        &format!("outside mail.allowed_domains {allowed:?}"),
-                    );
-                }
-            };
-            check("mail.admin".to_owned(), &m.admin);
-            for a in agencies.iter() {
-                for (k, e) in [
-                    ("officer_email", &a.officer_email),
-                    ("ethics_email", &a.ethics_email),
-                ] {
-                    if let Some(e) = e {
-                        check(format!("agencies.{}.{k}", a.id), e);
-                    }
-                }
-            }
-        }
-        let retry_window_hours = match parse_hours(&m.retry_window) {
-            Some(h) => h,
-            None => {
+    }
+
+    /// The admin's and every agency's addresses lie in the `allowed`
+    /// domains (lowercase).
+    fn addresses_in_allowed_domains(
+        &mut self,
+        allowed: &[String],
+        m: &RawMail,
+        agencies: &Agencies,
+    ) {
+        let mut check = |key: String, addr: &str| {
+            if !domain_allowed(allowed, addr) {
                 self.problem(
-                    "mail.retry_window",
-                    format!("{:?}", m.retry_window),
-                    "expected hours or days, e.g. \"48h\" or \"2d\"",
+                    key,
+                    format!("{addr:?}"),
+                    &format!("outside mail.allowed_domains {allowed:?}"),
                 );
-                48
             }
         };
-        let unknown_resend_after_hours = m.unknown_resend_after.as_ref().and_then(|s| {
-            let h = parse_hours(s);
-            if h.is_none() {
-                self.problem(
-                    "mail.unknown_resend_after",
-                    format!("{s:?}"),
-                    "expected hours or days, e.g. \"24h\" or \"2d\"",
-                );
-            }
-            h
-        });
-        if let Some(r) = &m.reply_to {
-            let domain = domain_of(r).to_lowercase();
-            if !r.contains('@')
-                || (!allowed.is_empty() && !allowed.iter().any(|d| d.to_lowercase() == domain))
-            {
-                self.problem(
-                    "mail.reply_to",
-                    format!("{r:?}"),
-                    "must be an address inside mail.allowed_domains",
-                );
+        check("mail.admin".to_owned(), &m.admin);
+        for a in agencies.iter() {
+            for (k, e) in [
+                ("officer_email", &a.officer_email),
+                ("ethics_email", &a.ethics_email),
+            ] {
+                if let Some(e) = e {
+                    check(format!("agencies.{}.{k}", a.id), e);
+                }
             }
         }
-        Mail {
-            unknown_resend_after_hours,
-            transport,
-            from: m.from.clone(),
-            admin: m.admin.clone(),
-            allowed_domains: allowed,
-            smtp_host: m.smtp_host.clone(),
-            smtp_port: m.smtp_port,
-            smtp_security: m.smtp_security.clone(),
-            smtp_username: m.smtp_username.clone(),
-            password_env: m.password_env.clone(),
-            password_file: m.password_file.as_deref().map(resolve),
-            ca_file: m.ca_file.as_deref().map(resolve),
-            max_attempts: m.max_attempts,
-            retry_window_hours,
-            max_attachment_mb: m.max_attachment_mb,
-            reply_to: m.reply_to.clone(),
-            contact: m.contact.clone(),
+    }
+
+    /// `mail.reply_to`: an address in the `allowed` domains, if any.
+    fn reply_to(&mut self, r: &str, allowed: &[String]) {
+        let domain = domain_of(r).to_lowercase();
+        if !r.contains('@')
+            || (!allowed.is_empty() && !allowed.iter().any(|d| d.to_lowercase() == domain))
+        {
+            self.problem(
+                "mail.reply_to",
+                format!("{r:?}"),
+                "must be an address inside mail.allowed_domains",
+            );
         }
     }
 
