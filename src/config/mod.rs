@@ -465,156 +465,17 @@ pub fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
         }
     };
     let mut v = Validator::default();
-
-    let timezone = match raw.timezone.parse::<Tz>() {
-        Ok(tz) => tz,
-        Err(_) => {
-            v.problem(
-                "timezone",
-                &raw.timezone,
-                "not an IANA time zone, e.g. \"Asia/Taipei\"",
-            );
-            chrono_tz::Asia::Taipei
-        }
-    };
-    let paths = Paths {
-        inbox: resolve(&raw.paths.inbox),
-        archive: resolve(&raw.paths.archive),
-        state: resolve(&raw.paths.state),
-        schedules: resolve(raw.paths.schedules.as_deref().unwrap_or("schedules")),
-        templates: raw.paths.templates.as_deref().map(&resolve),
-        inputs: Some(resolve(&raw.paths.archive).join(INPUT_STORE)),
-        key_file: match raw.paths.key_file.as_deref() {
-            Some(k) => match k.strip_prefix("$CREDENTIALS_DIRECTORY/") {
-                Some(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                    Some(d) => PathBuf::from(d).join(name),
-                    None => {
-                        v.problem(
-                            "paths.key_file",
-                            k,
-                            "CREDENTIALS_DIRECTORY is not set: run under the systemd unit \
-                             (LoadCredential), or set it to the key's folder",
-                        );
-                        resolve(k)
-                    }
-                },
-                None => resolve(k),
-            },
-            None => resolve(&raw.paths.state)
-                .parent()
-                .map_or_else(|| resolve("keys"), Path::to_path_buf)
-                .join("keys/attachment-passwords.key"),
-        },
-    };
-    for (key, dir) in [
-        ("paths.state", &paths.state),
-        ("paths.archive", &paths.archive),
-        ("paths.inbox", &paths.inbox),
-    ] {
-        if paths.key_file.starts_with(dir) {
-            v.problem(
-                "paths.key_file",
-                paths.key_file.display(),
-                &format!(
-                    "must be outside {key} ({}): the key is not kept beside what it opens",
-                    dir.display()
-                ),
-            );
-        }
-    }
-    let templates = match crate::templates::Templates::load(paths.templates.as_deref()) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            v.problem(
-                "paths.templates",
-                format!(
-                    "{:?}",
-                    raw.paths.templates.as_deref().unwrap_or("(built in)")
-                ),
-                &format!("a mail template is missing or broken: {e}"),
-            );
-            None
-        }
-    };
+    let timezone = v.timezone(&raw.timezone);
+    let paths = v.paths(&raw.paths, &resolve);
+    let templates = v.templates(paths.templates.as_deref(), raw.paths.templates.as_deref());
     let rules = v.rules(&raw.rules, &resolve);
     let limits = v.limits(&raw.limits);
     let followup = v.followup(&raw.followup);
     let mut raw = raw;
-    let register = match &raw.paths.agencies {
-        None => None,
-        Some(p) => match register::read(&resolve(p), p) {
-            Ok(r) => {
-                if !raw.agencies.is_empty() {
-                    v.problem(
-                        "paths.agencies",
-                        format!("{p:?}"),
-                        "the agencies come from the register or from [[agencies]] tables, not both",
-                    );
-                }
-                for (place, value, why) in &r.problems {
-                    v.problem(place.clone(), format!("{value:?}"), why);
-                }
-                raw.agencies = r.agencies.clone();
-                Some(r)
-            }
-            Err(e) => {
-                v.problem("paths.agencies", format!("{p:?}"), &e);
-                None
-            }
-        },
-    };
+    let register = v.agency_register(&mut raw, &resolve);
     let agencies = v.agencies(&raw.agencies);
     let mail = v.mail(&raw.mail, &agencies, &resolve);
-    // The chief administrator: `[chief_administrator]`, else the
-    // register's Health Bureau row; named on no other row.
-    let mut from_register = None;
-    for a in &raw.agencies {
-        if a.chief_name.is_none() && a.chief_email.is_none() {
-            continue;
-        }
-        match (a.health_bureau, &a.chief_name, &a.chief_email) {
-            (true, Some(name), Some(email)) => {
-                from_register = Some(RawChief {
-                    name: name.clone(),
-                    email: email.clone(),
-                });
-            }
-            (true, _, _) => v.problem(
-                format!("agencies.{}.chief_name", a.id),
-                format!("{:?} / {:?}", a.chief_name, a.chief_email),
-                "the chief administrator needs both a name and an address",
-            ),
-            (false, _, _) => v.problem(
-                format!("agencies.{}.chief_name", a.id),
-                format!("{:?} / {:?}", a.chief_name, a.chief_email),
-                "the chief administrator is named on the Health Bureau's row only",
-            ),
-        }
-    }
-    let chief = raw
-        .chief_administrator
-        .as_ref()
-        .or(from_register.as_ref())
-        .map(|c| {
-            if c.name.trim().is_empty() {
-                v.problem(
-                    "chief_administrator.name",
-                    format!("{:?}", c.name),
-                    "the chief administrator's name, as the city-wide mail greets them",
-                );
-            }
-            if !mail.may_send_to(&c.email) {
-                v.problem(
-                    "chief_administrator.email",
-                    format!("{:?}", c.email),
-                    "must be an address inside mail.allowed_domains",
-                );
-            }
-            Chief {
-                name: c.name.trim().to_owned(),
-                email: c.email.clone(),
-            }
-        });
+    let chief = v.chief(&raw, &mail);
     let column_aliases = v.column_aliases(&raw.columns);
     let formats = v.formats(&raw.formats);
     let vocabulary = v.vocabulary(&raw.vocabulary);
@@ -673,6 +534,11 @@ fn register_place(key: &str, agencies: &[RawAgency], places: &[register::Place])
     }
 }
 
+/// The parent an agency names, if any.
+fn parent_of(a: &RawAgency) -> Option<&str> {
+    (!a.parent.is_empty()).then_some(a.parent.as_str())
+}
+
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
@@ -685,6 +551,187 @@ impl Validator {
             value: value.to_string(),
             message: message.to_owned(),
         });
+    }
+
+    /// The configured time zone (Asia/Taipei if it is none).
+    fn timezone(&mut self, written: &str) -> Tz {
+        match written.parse::<Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                self.problem(
+                    "timezone",
+                    written,
+                    "not an IANA time zone, e.g. \"Asia/Taipei\"",
+                );
+                chrono_tz::Asia::Taipei
+            }
+        }
+    }
+
+    /// The folders and the key file, resolved against the config's folder;
+    /// the key file must lie outside the folders whose files it opens.
+    fn paths(&mut self, raw: &raw::RawPaths, resolve: &dyn Fn(&str) -> PathBuf) -> Paths {
+        let paths = Paths {
+            inbox: resolve(&raw.inbox),
+            archive: resolve(&raw.archive),
+            state: resolve(&raw.state),
+            schedules: resolve(raw.schedules.as_deref().unwrap_or("schedules")),
+            templates: raw.templates.as_deref().map(resolve),
+            inputs: Some(resolve(&raw.archive).join(INPUT_STORE)),
+            key_file: self.key_file(raw, resolve),
+        };
+        for (key, dir) in [
+            ("paths.state", &paths.state),
+            ("paths.archive", &paths.archive),
+            ("paths.inbox", &paths.inbox),
+        ] {
+            if paths.key_file.starts_with(dir) {
+                self.problem(
+                    "paths.key_file",
+                    paths.key_file.display(),
+                    &format!(
+                        "must be outside {key} ({}): the key is not kept beside what it opens",
+                        dir.display()
+                    ),
+                );
+            }
+        }
+        paths
+    }
+
+    /// The attachment-password key file: as written (under
+    /// `$CREDENTIALS_DIRECTORY/` when it says so), else `keys/` beside the
+    /// state folder.
+    fn key_file(&mut self, raw: &raw::RawPaths, resolve: &dyn Fn(&str) -> PathBuf) -> PathBuf {
+        let Some(k) = raw.key_file.as_deref() else {
+            return resolve(&raw.state)
+                .parent()
+                .map_or_else(|| resolve("keys"), Path::to_path_buf)
+                .join("keys/attachment-passwords.key");
+        };
+        let Some(name) = k.strip_prefix("$CREDENTIALS_DIRECTORY/") else {
+            return resolve(k);
+        };
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(d) => PathBuf::from(d).join(name),
+            None => {
+                self.problem(
+                    "paths.key_file",
+                    k,
+                    "CREDENTIALS_DIRECTORY is not set: run under the systemd unit \
+                     (LoadCredential), or set it to the key's folder",
+                );
+                resolve(k)
+            }
+        }
+    }
+
+    /// The mail templates, from `dir` (`paths.templates` resolved, as
+    /// `written`) or built in.
+    fn templates(
+        &mut self,
+        dir: Option<&Path>,
+        written: Option<&str>,
+    ) -> Option<crate::templates::Templates> {
+        match crate::templates::Templates::load(dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(
+                    "paths.templates",
+                    format!("{:?}", written.unwrap_or("(built in)")),
+                    &format!("a mail template is missing or broken: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads the agency register `paths.agencies` names, if any, into
+    /// `raw.agencies` (which must then be empty).
+    fn agency_register(
+        &mut self,
+        raw: &mut RawConfig,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Option<register::Register> {
+        let p = raw.paths.agencies.as_ref()?;
+        match register::read(&resolve(p), p) {
+            Ok(r) => {
+                if !raw.agencies.is_empty() {
+                    self.problem(
+                        "paths.agencies",
+                        format!("{p:?}"),
+                        "the agencies come from the register or from [[agencies]] tables, not both",
+                    );
+                }
+                for (place, value, why) in &r.problems {
+                    self.problem(place.clone(), format!("{value:?}"), why);
+                }
+                raw.agencies = r.agencies.clone();
+                Some(r)
+            }
+            Err(e) => {
+                self.problem("paths.agencies", format!("{p:?}"), &e);
+                None
+            }
+        }
+    }
+
+    /// The chief administrator: `[chief_administrator]`, else the
+    /// register's Health Bureau row.
+    fn chief(&mut self, raw: &RawConfig, mail: &Mail) -> Option<Chief> {
+        let from_register = self.chief_in_register(&raw.agencies);
+        let c = raw
+            .chief_administrator
+            .as_ref()
+            .or(from_register.as_ref())?;
+        if c.name.trim().is_empty() {
+            self.problem(
+                "chief_administrator.name",
+                format!("{:?}", c.name),
+                "the chief administrator's name, as the city-wide mail greets them",
+            );
+        }
+        if !mail.may_send_to(&c.email) {
+            self.problem(
+                "chief_administrator.email",
+                format!("{:?}", c.email),
+                "must be an address inside mail.allowed_domains",
+            );
+        }
+        Some(Chief {
+            name: c.name.trim().to_owned(),
+            email: c.email.clone(),
+        })
+    }
+
+    /// The chief administrator the register names, on the Health Bureau's
+    /// row and no other.
+    fn chief_in_register(&mut self, agencies: &[RawAgency]) -> Option<RawChief> {
+        let mut from_register = None;
+        for a in agencies {
+            if a.chief_name.is_none() && a.chief_email.is_none() {
+                continue;
+            }
+            match (a.health_bureau, &a.chief_name, &a.chief_email) {
+                (true, Some(name), Some(email)) => {
+                    from_register = Some(RawChief {
+                        name: name.clone(),
+                        email: email.clone(),
+                    });
+                }
+                (true, _, _) => self.problem(
+                    format!("agencies.{}.chief_name", a.id),
+                    format!("{:?} / {:?}", a.chief_name, a.chief_email),
+                    "the chief administrator needs both a name and an address",
+                ),
+                (false, _, _) => self.problem(
+                    format!("agencies.{}.chief_name", a.id),
+                    format!("{:?} / {:?}", a.chief_name, a.chief_email),
+                    "the chief administrator is named on the Health Bureau's row only",
+                ),
+            }
+        }
+        from_register
     }
 
     /// A whole number within `[min, max]`, or a problem naming the rule.
@@ -832,117 +879,113 @@ impl Validator {
 
     fn rules(&mut self, r: &RawRules, resolve: &dyn Fn(&str) -> PathBuf) -> Rules {
         const PT61: &str = ": point 6(1) of the regulation requires";
-        let sample_account_percent = self.bounded(
-            "sample_account_percent",
-            r.sample_account_percent,
-            20,
-            100,
-            &format!("{PT61} sampling at least 20% of the accounts in use"),
-        );
-        let sample_records_per_account = self.bounded(
-            "sample_records_per_account",
-            r.sample_records_per_account,
-            10,
-            100_000,
-            &format!("{PT61} at least 10 records of each sampled account"),
-        );
-        let retention_years = self.bounded(
-            "retention_years",
-            r.retention_years,
-            3,
-            100,
-            ": point 5(4) of the regulation requires keeping records at least 3 years",
-        );
-        let outbox_keep_days = self.bounded(
-            "outbox_keep_days",
-            r.outbox_keep_days,
-            1,
-            365,
-            ": the days a delivered message keeps its body and attachments",
-        );
-        let refused_keep_days = self.bounded(
-            "refused_keep_days",
-            r.refused_keep_days,
-            1,
-            365,
-            ": the days a refused return is kept for the admin to look at",
-        );
-        let password_max_age_days = self.bounded(
-            "password_max_age_days",
-            r.password_max_age_days,
-            1,
-            90,
-            ": point 5(3) of the regulation requires changing passwords every three months",
-        );
-        let idle_days = self.bounded("idle_days", r.idle_days, 1, 3650, "");
-        let form_validity_days =
-            self.bounded("form_validity_days", r.form_validity_days, 0, 366, "");
-        let spike_factor = self.bounded("spike_factor", r.spike_factor, 2, 1000, "");
-        let spike_min = self.bounded("spike_min", r.spike_min, 1, 1_000_000, "");
-        let subject_accounts_threshold = self.bounded(
-            "subject_accounts_threshold",
-            r.subject_accounts_threshold,
-            2,
-            10_000,
-            "",
-        );
-        let failed_burst = self.bounded("failed_burst", r.failed_burst, 2, 10_000, "");
-        let external_audit_units = self.bounded(
-            "external_audit_units",
-            r.external_audit_units,
-            1,
-            10_000,
-            ": point 4 requires the Health Bureau to audit agencies",
-        );
+        // Fields in the order they are checked, so problems list in it.
+        Rules {
+            sample_account_percent: self.bounded(
+                "sample_account_percent",
+                r.sample_account_percent,
+                20,
+                100,
+                &format!("{PT61} sampling at least 20% of the accounts in use"),
+            ),
+            sample_records_per_account: self.bounded(
+                "sample_records_per_account",
+                r.sample_records_per_account,
+                10,
+                100_000,
+                &format!("{PT61} at least 10 records of each sampled account"),
+            ),
+            retention_years: self.bounded(
+                "retention_years",
+                r.retention_years,
+                3,
+                100,
+                ": point 5(4) of the regulation requires keeping records at least 3 years",
+            ),
+            outbox_keep_days: self.bounded(
+                "outbox_keep_days",
+                r.outbox_keep_days,
+                1,
+                365,
+                ": the days a delivered message keeps its body and attachments",
+            ),
+            refused_keep_days: self.bounded(
+                "refused_keep_days",
+                r.refused_keep_days,
+                1,
+                365,
+                ": the days a refused return is kept for the admin to look at",
+            ),
+            password_max_age_days: self.bounded(
+                "password_max_age_days",
+                r.password_max_age_days,
+                1,
+                90,
+                ": point 5(3) of the regulation requires changing passwords every three months",
+            ),
+            idle_days: self.bounded("idle_days", r.idle_days, 1, 3650, ""),
+            form_validity_days: self.bounded(
+                "form_validity_days",
+                r.form_validity_days,
+                0,
+                366,
+                "",
+            ),
+            spike_factor: self.bounded("spike_factor", r.spike_factor, 2, 1000, ""),
+            spike_min: self.bounded("spike_min", r.spike_min, 1, 1_000_000, ""),
+            subject_accounts_threshold: self.bounded(
+                "subject_accounts_threshold",
+                r.subject_accounts_threshold,
+                2,
+                10_000,
+                "",
+            ),
+            failed_burst: self.bounded("failed_burst", r.failed_burst, 2, 10_000, ""),
+            external_audit_units: self.bounded(
+                "external_audit_units",
+                r.external_audit_units,
+                1,
+                10_000,
+                ": point 4 requires the Health Bureau to audit agencies",
+            ),
+            office_hours: self.office_hours(&r.office_hours),
+            holidays: match &r.holidays {
+                None => Holidays::default(),
+                Some(p) => self.holidays(p, &resolve(p)),
+            },
+            fail_on_severity: self.fail_on_severity(&r.fail_on_severity),
+            external_audit_critical_first: r.external_audit_critical_first,
+            accept_modification_dates: r.accept_modification_dates,
+        }
+    }
 
-        let office_hours = match parse_office_hours(&r.office_hours) {
+    /// `rules.office_hours`: `HH:MM-HH:MM`, the start before the end.
+    fn office_hours(&mut self, written: &str) -> (NaiveTime, NaiveTime) {
+        match parse_office_hours(written) {
             Some(h) => h,
             None => {
                 self.problem(
                     "rules.office_hours",
-                    format!("{:?}", r.office_hours),
+                    format!("{written:?}"),
                     "expected \"HH:MM-HH:MM\" with the start before the end, e.g. \"08:00-18:00\"",
                 );
                 (NaiveTime::MIN, NaiveTime::MIN)
             }
-        };
-        let holidays = match &r.holidays {
-            None => Holidays::default(),
-            Some(p) => self.holidays(p, &resolve(p)),
-        };
-        let fail_on_severity = match Severity::ALL
-            .into_iter()
-            .find(|s| s.name() == r.fail_on_severity)
-        {
+        }
+    }
+
+    /// `rules.fail_on_severity`: a severity's name.
+    fn fail_on_severity(&mut self, written: &str) -> Severity {
+        match Severity::ALL.into_iter().find(|s| s.name() == written) {
             Some(s) => s,
             None => {
                 self.problem(
                     "rules.fail_on_severity",
-                    format!("{:?}", r.fail_on_severity),
+                    format!("{written:?}"),
                     "allowed values: critical, high, medium, low",
                 );
                 Severity::High
             }
-        };
-        Rules {
-            idle_days,
-            password_max_age_days,
-            sample_account_percent,
-            sample_records_per_account,
-            retention_years,
-            outbox_keep_days,
-            refused_keep_days,
-            form_validity_days,
-            office_hours,
-            holidays,
-            fail_on_severity,
-            spike_factor,
-            spike_min,
-            subject_accounts_threshold,
-            failed_burst,
-            external_audit_units,
-            external_audit_critical_first: r.external_audit_critical_first,
-            accept_modification_dates: r.accept_modification_dates,
         }
     }
 
@@ -1057,6 +1100,23 @@ impl Validator {
     }
 
     fn agencies(&mut self, raw: &[RawAgency]) -> Agencies {
+        let by_id = self.agency_ids(raw);
+        if raw.is_empty() {
+            self.problem("agencies", "[]", "at least one agency is required");
+        }
+        self.one_agency_per_spelling(raw);
+        let list: Vec<Agency> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, a)| self.agency(i, a, raw, &by_id))
+            .collect();
+        self.health_bureau(&list);
+        Agencies { list, by_id }
+    }
+
+    /// Each agency's index by id; ids must be safe as file names and
+    /// unique, names readable.
+    fn agency_ids(&mut self, raw: &[RawAgency]) -> BTreeMap<String, usize> {
         let mut by_id = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
             if !is_safe_id(&a.id) {
@@ -1085,11 +1145,12 @@ impl Validator {
                 );
             }
         }
-        if raw.is_empty() {
-            self.problem("agencies", "[]", "at least one agency is required");
-        }
-        // Names and aliases must each mean one agency, or an export's agency
-        // column could not be resolved.
+        by_id
+    }
+
+    /// Names and aliases must each mean one agency, or an export's agency
+    /// column could not be resolved.
+    fn one_agency_per_spelling(&mut self, raw: &[RawAgency]) {
         let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
         for (i, a) in raw.iter().enumerate() {
             let spellings = std::iter::once(&a.id)
@@ -1107,137 +1168,174 @@ impl Validator {
                 }
             }
         }
+    }
 
-        fn parent_of(a: &RawAgency) -> Option<&str> {
-            (!a.parent.is_empty()).then_some(a.parent.as_str())
+    /// Agency `i` of `raw`, with its unit and purposes (inherited through
+    /// its parents) and how its attachments are protected.
+    fn agency(
+        &mut self,
+        i: usize,
+        a: &RawAgency,
+        raw: &[RawAgency],
+        by_id: &BTreeMap<String, usize>,
+    ) -> Agency {
+        if let Some(p) = parent_of(a)
+            && !by_id.contains_key(p)
+        {
+            self.problem(
+                format!("agencies[{i}].parent"),
+                format!("{p:?}"),
+                "no agency has this id",
+            );
         }
-        let mut list = Vec::with_capacity(raw.len());
-        for (i, a) in raw.iter().enumerate() {
-            if let Some(p) = parent_of(a)
-                && !by_id.contains_key(p)
-            {
+        let (unit, purposes) = self.unit_and_purposes(i, a, raw, by_id);
+        let unit = unit.unwrap_or_else(|| {
+            self.problem(
+                format!("agencies[{i}]"),
+                &a.id,
+                "belongs to no requesting agency: set requesting = true on it or an ancestor",
+            );
+            a.id.clone()
+        });
+        let purposes = purposes.unwrap_or_default();
+        self.purposes(i, &purposes);
+        self.agency_addresses(i, a);
+        let attachment = self.attachment_protection(i, a);
+        Agency {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            aliases: a.aliases.clone(),
+            parent: parent_of(a).map(str::to_owned),
+            requesting: a.requesting,
+            unit,
+            purposes,
+            officer_email: a.officer_email.clone(),
+            ethics_email: a.ethics_email.clone(),
+            attachment,
+            health_bureau: a.health_bureau,
+        }
+    }
+
+    /// Walks up from agency `i` to the nearest requesting ancestor-or-self
+    /// (its unit), and the purposes of the nearest ancestor-or-self that
+    /// lists some; a parent chain that forms a cycle is a problem.
+    fn unit_and_purposes(
+        &mut self,
+        i: usize,
+        a: &RawAgency,
+        raw: &[RawAgency],
+        by_id: &BTreeMap<String, usize>,
+    ) -> (Option<String>, Option<Vec<String>>) {
+        let mut unit = None;
+        let mut purposes = None;
+        let mut cur = Some(a);
+        let mut steps = 0;
+        while let Some(c) = cur {
+            if unit.is_none() && c.requesting {
+                unit = Some(c.id.clone());
+            }
+            if purposes.is_none() && !c.purposes.is_empty() {
+                purposes = Some(c.purposes.clone());
+            }
+            steps += 1;
+            if steps > raw.len() {
                 self.problem(
                     format!("agencies[{i}].parent"),
-                    format!("{p:?}"),
-                    "no agency has this id",
+                    format!("{:?}", a.parent),
+                    "the parent chain forms a cycle",
                 );
+                break;
             }
-            // Walk up to the nearest requesting ancestor-or-self, and collect
-            // purposes from the nearest ancestor-or-self that lists some.
-            let mut unit = None;
-            let mut purposes = None;
-            let mut cur = Some(a);
-            let mut steps = 0;
-            while let Some(c) = cur {
-                if unit.is_none() && c.requesting {
-                    unit = Some(c.id.clone());
-                }
-                if purposes.is_none() && !c.purposes.is_empty() {
-                    purposes = Some(c.purposes.clone());
-                }
-                steps += 1;
-                if steps > raw.len() {
-                    self.problem(
-                        format!("agencies[{i}].parent"),
-                        format!("{:?}", a.parent),
-                        "the parent chain forms a cycle",
-                    );
-                    break;
-                }
-                cur = parent_of(c).and_then(|p| by_id.get(p)).map(|&j| &raw[j]);
-            }
-            let unit = unit.unwrap_or_else(|| {
-                self.problem(
-                    format!("agencies[{i}]"),
-                    &a.id,
-                    "belongs to no requesting agency: set requesting = true on it or an ancestor",
-                );
-                a.id.clone()
-            });
-            let purposes = purposes.unwrap_or_default();
-            for p in &purposes {
-                if !PURPOSE.codes().any(|c| c == p) {
-                    let allowed: Vec<_> = PURPOSE.codes().collect();
-                    self.problem(
-                        format!("agencies[{i}].purposes"),
-                        format!("{p:?}"),
-                        &format!("unknown purpose; allowed: {}", allowed.join(", ")),
-                    );
-                }
-            }
-            if purposes.is_empty() {
+            cur = parent_of(c).and_then(|p| by_id.get(p)).map(|&j| &raw[j]);
+        }
+        (unit, purposes)
+    }
+
+    /// Agency `i`'s purposes: known codes, at least one.
+    fn purposes(&mut self, i: usize, purposes: &[String]) {
+        for p in purposes {
+            if !PURPOSE.codes().any(|c| c == p) {
+                let allowed: Vec<_> = PURPOSE.codes().collect();
                 self.problem(
                     format!("agencies[{i}].purposes"),
-                    "[]",
-                    "no lawful purpose (point 3) given or inherited",
+                    format!("{p:?}"),
+                    &format!("unknown purpose; allowed: {}", allowed.join(", ")),
                 );
             }
-            if a.requesting && a.officer_email.is_none() {
-                self.problem(
-                    format!("agencies[{i}].officer_email"),
-                    &a.id,
-                    "a requesting agency needs its designated officer's address (point 5(1))",
-                );
-            }
-            for (k, e) in [
-                ("officer_email", &a.officer_email),
-                ("ethics_email", &a.ethics_email),
-            ] {
-                if let Some(e) = e
-                    && !is_address(e)
-                {
-                    self.problem(
-                        format!("agencies[{i}].{k}"),
-                        format!("{e:?}"),
-                        "not an email address",
-                    );
-                }
-            }
-            if let Some(v) = &a.attachment_password_env
-                && (!a.requesting
-                    || v.is_empty()
-                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        }
+        if purposes.is_empty() {
+            self.problem(
+                format!("agencies[{i}].purposes"),
+                "[]",
+                "no lawful purpose (point 3) given or inherited",
+            );
+        }
+    }
+
+    /// Agency `i`'s officer and ethics addresses: addresses, and an officer
+    /// for a requesting agency.
+    fn agency_addresses(&mut self, i: usize, a: &RawAgency) {
+        if a.requesting && a.officer_email.is_none() {
+            self.problem(
+                format!("agencies[{i}].officer_email"),
+                &a.id,
+                "a requesting agency needs its designated officer's address (point 5(1))",
+            );
+        }
+        for (k, e) in [
+            ("officer_email", &a.officer_email),
+            ("ethics_email", &a.ethics_email),
+        ] {
+            if let Some(e) = e
+                && !is_address(e)
             {
                 self.problem(
-                    format!("agencies[{i}].attachment_password_env"),
-                    format!("{v:?}"),
-                    "the name of an environment variable (letters, digits, _), on a requesting agency",
+                    format!("agencies[{i}].{k}"),
+                    format!("{e:?}"),
+                    "not an email address",
                 );
             }
-            if let Some(r) = &a.attachment_unencrypted {
-                if !a.requesting || r.trim().is_empty() {
-                    self.problem(
-                        format!("agencies[{i}].attachment_unencrypted"),
-                        format!("{r:?}"),
-                        "the reason this requesting agency's workbooks are mailed unencrypted",
-                    );
-                } else if a.attachment_password_env.is_some() {
-                    self.problem(
-                        format!("agencies[{i}].attachment_unencrypted"),
-                        format!("{r:?}"),
-                        "an agency is either encrypted (attachment_password_env) or exempted, not both",
-                    );
-                }
-            }
-            let attachment = match (&a.attachment_password_env, &a.attachment_unencrypted) {
-                (Some(v), _) => AttachmentProtection::Env(v.clone()),
-                (None, Some(r)) => AttachmentProtection::Unencrypted(r.trim().to_owned()),
-                (None, None) => AttachmentProtection::Issued,
-            };
-            list.push(Agency {
-                id: a.id.clone(),
-                name: a.name.clone(),
-                aliases: a.aliases.clone(),
-                parent: parent_of(a).map(str::to_owned),
-                requesting: a.requesting,
-                unit,
-                purposes,
-                officer_email: a.officer_email.clone(),
-                ethics_email: a.ethics_email.clone(),
-                attachment,
-                health_bureau: a.health_bureau,
-            });
         }
+    }
+
+    /// How agency `i`'s workbooks are protected: a password from an
+    /// environment variable, none (with the reason), or an issued one.
+    fn attachment_protection(&mut self, i: usize, a: &RawAgency) -> AttachmentProtection {
+        if let Some(v) = &a.attachment_password_env
+            && (!a.requesting
+                || v.is_empty()
+                || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            self.problem(
+                format!("agencies[{i}].attachment_password_env"),
+                format!("{v:?}"),
+                "the name of an environment variable (letters, digits, _), on a requesting agency",
+            );
+        }
+        if let Some(r) = &a.attachment_unencrypted {
+            if !a.requesting || r.trim().is_empty() {
+                self.problem(
+                    format!("agencies[{i}].attachment_unencrypted"),
+                    format!("{r:?}"),
+                    "the reason this requesting agency's workbooks are mailed unencrypted",
+                );
+            } else if a.attachment_password_env.is_some() {
+                self.problem(
+                    format!("agencies[{i}].attachment_unencrypted"),
+                    format!("{r:?}"),
+                    "an agency is either encrypted (attachment_password_env) or exempted, not both",
+                );
+            }
+        }
+        match (&a.attachment_password_env, &a.attachment_unencrypted) {
+            (Some(v), _) => AttachmentProtection::Env(v.clone()),
+            (None, Some(r)) => AttachmentProtection::Unencrypted(r.trim().to_owned()),
+            (None, None) => AttachmentProtection::Issued,
+        }
+    }
+
+    /// Exactly one agency is the health bureau, and it requests.
+    fn health_bureau(&mut self, list: &[Agency]) {
         let bureaus: Vec<_> = list
             .iter()
             .filter(|a| a.health_bureau)
@@ -1258,7 +1356,6 @@ impl Validator {
                 "the health bureau must be a requesting agency",
             );
         }
-        Agencies { list, by_id }
     }
 
     fn mail(
@@ -1267,7 +1364,66 @@ impl Validator {
         agencies: &Agencies,
         resolve: &dyn Fn(&str) -> PathBuf,
     ) -> Mail {
-        let transport = match m.transport.as_str() {
+        let transport = self.transport(&m.transport);
+        for (k, e) in [("mail.from", &m.from), ("mail.admin", &m.admin)] {
+            if !is_address(e) {
+                self.problem(k, format!("{e:?}"), "not an email address");
+            }
+        }
+        self.smtp_settings(m, transport);
+        let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
+        if !allowed.is_empty() {
+            self.addresses_in_allowed_domains(&allowed, m, agencies);
+        }
+        let retry_window_hours = match parse_hours(&m.retry_window) {
+            Some(h) => h,
+            None => {
+                self.problem(
+                    "mail.retry_window",
+                    format!("{:?}", m.retry_window),
+                    "expected hours or days, e.g. \"48h\" or \"2d\"",
+                );
+                48
+            }
+        };
+        let unknown_resend_after_hours = m.unknown_resend_after.as_ref().and_then(|s| {
+            let h = parse_hours(s);
+            if h.is_none() {
+                self.problem(
+                    "mail.unknown_resend_after",
+                    format!("{s:?}"),
+                    "expected hours or days, e.g. \"24h\" or \"2d\"",
+                );
+            }
+            h
+        });
+        if let Some(r) = &m.reply_to {
+            self.reply_to(r, &allowed);
+        }
+        Mail {
+            unknown_resend_after_hours,
+            transport,
+            from: m.from.clone(),
+            admin: m.admin.clone(),
+            allowed_domains: allowed,
+            smtp_host: m.smtp_host.clone(),
+            smtp_port: m.smtp_port,
+            smtp_security: m.smtp_security.clone(),
+            smtp_username: m.smtp_username.clone(),
+            password_env: m.password_env.clone(),
+            password_file: m.password_file.as_deref().map(resolve),
+            ca_file: m.ca_file.as_deref().map(resolve),
+            max_attempts: m.max_attempts,
+            retry_window_hours,
+            max_attachment_mb: m.max_attachment_mb,
+            reply_to: m.reply_to.clone(),
+            contact: m.contact.clone(),
+        }
+    }
+
+    /// `mail.transport`: `file` or `smtp`.
+    fn transport(&mut self, written: &str) -> Transport {
+        match written {
             "file" => Transport::File,
             "smtp" => Transport::Smtp,
             other => {
@@ -1278,12 +1434,12 @@ impl Validator {
                 );
                 Transport::File
             }
-        };
-        for (k, e) in [("mail.from", &m.from), ("mail.admin", &m.admin)] {
-            if !is_address(e) {
-                self.problem(k, format!("{e:?}"), "not an email address");
-            }
         }
+    }
+
+    /// The SMTP settings: a host and at most one password source when mail
+    /// goes by SMTP, and a TLS mode if one is given.
+    fn smtp_settings(&mut self, m: &RawMail, transport: Transport) {
         if transport == Transport::Smtp {
             if m.smtp_host.is_none() {
                 self.problem(
@@ -1310,81 +1466,49 @@ impl Validator {
                 "allowed values: starttls, tls (TLS is always required)",
             );
         }
-        let allowed: Vec<String> = m.allowed_domains.iter().map(|d| d.to_lowercase()).collect();
-        if !allowed.is_empty() {
-            let mut check = |key: String, addr: &str| {
-                if !domain_allowed(&allowed, addr) {
-                    self.problem(
-                        key,
-                        format!("{addr:?}"),
-                        &format!("outside mail.allowed_domains {allowed:?}"),
-                    );
-                }
-            };
-            check("mail.admin".to_owned(), &m.admin);
-            for a in agencies.iter() {
-                for (k, e) in [
-                    ("officer_email", &a.officer_email),
-                    ("ethics_email", &a.ethics_email),
-                ] {
-                    if let Some(e) = e {
-                        check(format!("agencies.{}.{k}", a.id), e);
-                    }
-                }
-            }
-        }
-        let retry_window_hours = match parse_hours(&m.retry_window) {
-            Some(h) => h,
-            None => {
+    }
+
+    /// The admin's and every agency's addresses lie in the `allowed`
+    /// domains (lowercase).
+    fn addresses_in_allowed_domains(
+        &mut self,
+        allowed: &[String],
+        m: &RawMail,
+        agencies: &Agencies,
+    ) {
+        let mut check = |key: String, addr: &str| {
+            if !domain_allowed(allowed, addr) {
                 self.problem(
-                    "mail.retry_window",
-                    format!("{:?}", m.retry_window),
-                    "expected hours or days, e.g. \"48h\" or \"2d\"",
+                    key,
+                    format!("{addr:?}"),
+                    &format!("outside mail.allowed_domains {allowed:?}"),
                 );
-                48
             }
         };
-        let unknown_resend_after_hours = m.unknown_resend_after.as_ref().and_then(|s| {
-            let h = parse_hours(s);
-            if h.is_none() {
-                self.problem(
-                    "mail.unknown_resend_after",
-                    format!("{s:?}"),
-                    "expected hours or days, e.g. \"24h\" or \"2d\"",
-                );
-            }
-            h
-        });
-        if let Some(r) = &m.reply_to {
-            let domain = domain_of(r).to_lowercase();
-            if !r.contains('@')
-                || (!allowed.is_empty() && !allowed.iter().any(|d| d.to_lowercase() == domain))
-            {
-                self.problem(
-                    "mail.reply_to",
-                    format!("{r:?}"),
-                    "must be an address inside mail.allowed_domains",
-                );
+        check("mail.admin".to_owned(), &m.admin);
+        for a in agencies.iter() {
+            for (k, e) in [
+                ("officer_email", &a.officer_email),
+                ("ethics_email", &a.ethics_email),
+            ] {
+                if let Some(e) = e {
+                    check(format!("agencies.{}.{k}", a.id), e);
+                }
             }
         }
-        Mail {
-            unknown_resend_after_hours,
-            transport,
-            from: m.from.clone(),
-            admin: m.admin.clone(),
-            allowed_domains: allowed,
-            smtp_host: m.smtp_host.clone(),
-            smtp_port: m.smtp_port,
-            smtp_security: m.smtp_security.clone(),
-            smtp_username: m.smtp_username.clone(),
-            password_env: m.password_env.clone(),
-            password_file: m.password_file.as_deref().map(resolve),
-            ca_file: m.ca_file.as_deref().map(resolve),
-            max_attempts: m.max_attempts,
-            retry_window_hours,
-            max_attachment_mb: m.max_attachment_mb,
-            reply_to: m.reply_to.clone(),
-            contact: m.contact.clone(),
+    }
+
+    /// `mail.reply_to`: an address in the `allowed` domains, if any.
+    fn reply_to(&mut self, r: &str, allowed: &[String]) {
+        let domain = domain_of(r).to_lowercase();
+        if !r.contains('@')
+            || (!allowed.is_empty() && !allowed.iter().any(|d| d.to_lowercase() == domain))
+        {
+            self.problem(
+                "mail.reply_to",
+                format!("{r:?}"),
+                "must be an address inside mail.allowed_domains",
+            );
         }
     }
 

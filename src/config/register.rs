@@ -148,6 +148,9 @@ pub struct Register {
     pub problems: Vec<(String, String, String)>,
 }
 
+/// A register's rows: each row's number (1-based) and its cells.
+type RegisterRows = Vec<(usize, Vec<String>)>;
+
 /// Reads the register at `path` (shown as `shown`).
 pub fn read(path: &Path, shown: &str) -> Result<Register, String> {
     let ext = path
@@ -157,52 +160,86 @@ pub fn read(path: &Path, shown: &str) -> Result<Register, String> {
         .to_lowercase();
     let (sheet, rows) = match ext.as_str() {
         "xlsx" | "xlsm" | "xls" | "ods" => {
-            let mut wb = calamine::open_workbook_auto(path).map_err(|e| format!("{shown}: {e}"))?;
-            let names = wb.sheet_names();
-            let name = names
-                .iter()
-                .find(|n| n.as_str() == SHEET)
-                .or(names.first())
-                .cloned()
-                .ok_or_else(|| format!("{shown}: the workbook has no sheet"))?;
-            let range = wb
-                .worksheet_range(&name)
-                .map_err(|e| format!("{shown}: sheet {name}: {e}"))?;
-            let start = range.start().map_or(0, |(r, _)| r as usize);
-            let rows: Vec<(usize, Vec<String>)> = range
-                .rows()
-                .enumerate()
-                .map(|(i, r)| (start + i + 1, r.iter().map(cell_text).collect()))
-                .collect();
+            let (name, rows) = workbook_rows(path, shown)?;
             (Some(name), rows)
         }
-        _ => {
-            let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
-            let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-            let text = match std::str::from_utf8(bytes) {
-                Ok(t) => t.to_owned(),
-                Err(_) => {
-                    let (t, bad) = encoding_rs::BIG5.decode_without_bom_handling(bytes);
-                    if bad {
-                        return Err(format!("{shown}: neither valid UTF-8 nor valid Big5/CP950"));
-                    }
-                    t.into_owned()
-                }
-            };
-            let rows = text
-                .lines()
-                .enumerate()
-                .map(|(i, l)| {
-                    (
-                        i + 1,
-                        split_csv_line(l.strip_suffix('\r').unwrap_or(l), b','),
-                    )
-                })
-                .collect();
-            (None, rows)
+        _ => (None, csv_rows(path, shown)?),
+    };
+    let (h, header) = header_row(&rows, shown)?;
+    let mut out = Register::default();
+    for (row, cells) in rows.iter().skip(h + 1) {
+        if cells.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let place = Place {
+            file: shown.to_owned(),
+            sheet: sheet.clone(),
+            row: *row,
+        };
+        let a = agency_of_row(&place, &header, cells, &mut out.problems);
+        out.agencies.push(a);
+        out.places.push(place);
+    }
+    Ok(out)
+}
+
+/// The register sheet's name (its first sheet's if none is called
+/// [`SHEET`]) and rows.
+fn workbook_rows(path: &Path, shown: &str) -> Result<(String, RegisterRows), String> {
+    let mut wb = calamine::open_workbook_auto(path).map_err(|e| format!("{shown}: {e}"))?;
+    let names = wb.sheet_names();
+    let name = names
+        .iter()
+        .find(|n| n.as_str() == SHEET)
+        .or(names.first())
+        .cloned()
+        .ok_or_else(|| format!("{shown}: the workbook has no sheet"))?;
+    let range = wb
+        .worksheet_range(&name)
+        .map_err(|e| format!("{shown}: sheet {name}: {e}"))?;
+    let start = range.start().map_or(0, |(r, _)| r as usize);
+    let rows: RegisterRows = range
+        .rows()
+        .enumerate()
+        .map(|(i, r)| (start + i + 1, r.iter().map(cell_text).collect()))
+        .collect();
+    Ok((name, rows))
+}
+
+/// A CSV register's lines (UTF-8, with or without a byte-order mark, or
+/// Big5).
+fn csv_rows(path: &Path, shown: &str) -> Result<RegisterRows, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_owned(),
+        Err(_) => {
+            let (t, bad) = encoding_rs::BIG5.decode_without_bom_handling(bytes);
+            if bad {
+                return Err(format!("{shown}: neither valid UTF-8 nor valid Big5/CP950"));
+            }
+            t.into_owned()
         }
     };
-    // The header is the first of the top rows naming the id column.
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                i + 1,
+                split_csv_line(l.strip_suffix('\r').unwrap_or(l), b','),
+            )
+        })
+        .collect())
+}
+
+/// The header row's index and the register column of each of its cells:
+/// the first of the top rows naming the id column; it must name the name
+/// column too.
+fn header_row(
+    rows: &RegisterRows,
+    shown: &str,
+) -> Result<(usize, Vec<Option<&'static RegisterColumn>>), String> {
     let Some(h) = rows.iter().take(10).position(|(_, cells)| {
         cells
             .iter()
@@ -230,75 +267,73 @@ pub fn read(path: &Path, shown: &str) -> Result<Register, String> {
             missing.join(", ")
         ));
     }
-    let mut out = Register::default();
-    for (row, cells) in rows.iter().skip(h + 1) {
-        if cells.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
-        let place = Place {
-            file: shown.to_owned(),
-            sheet: sheet.clone(),
-            row: *row,
+    Ok((h, header))
+}
+
+/// The agency one register row (`cells`, at `place`) describes; a cell
+/// its column does not take is added to `problems`.
+fn agency_of_row(
+    place: &Place,
+    header: &[Option<&'static RegisterColumn>],
+    cells: &[String],
+    problems: &mut Vec<(String, String, String)>,
+) -> RawAgency {
+    let mut a = RawAgency {
+        id: String::new(),
+        name: String::new(),
+        aliases: Vec::new(),
+        parent: String::new(),
+        requesting: false,
+        purposes: Vec::new(),
+        officer_email: None,
+        ethics_email: None,
+        attachment_password_env: None,
+        attachment_unencrypted: None,
+        health_bureau: false,
+        chief_name: None,
+        chief_email: None,
+    };
+    for (j, column) in header.iter().enumerate() {
+        let Some(column) = column else { continue };
+        let v = cells.get(j).map_or("", |c| c.trim());
+        let opt = || (!v.is_empty()).then(|| v.to_owned());
+        let mut flag = |target: &mut bool| match yes_no(v) {
+            Some(b) => *target = b,
+            None => problems.push((
+                place.cell(column.field),
+                v.to_owned(),
+                "expected 是 or 否".to_owned(),
+            )),
         };
-        let mut a = RawAgency {
-            id: String::new(),
-            name: String::new(),
-            aliases: Vec::new(),
-            parent: String::new(),
-            requesting: false,
-            purposes: Vec::new(),
-            officer_email: None,
-            ethics_email: None,
-            attachment_password_env: None,
-            attachment_unencrypted: None,
-            health_bureau: false,
-            chief_name: None,
-            chief_email: None,
-        };
-        for (j, column) in header.iter().enumerate() {
-            let Some(column) = column else { continue };
-            let v = cells.get(j).map_or("", |c| c.trim());
-            let opt = || (!v.is_empty()).then(|| v.to_owned());
-            let mut flag = |target: &mut bool| match yes_no(v) {
-                Some(b) => *target = b,
-                None => out.problems.push((
-                    place.cell(column.field),
-                    v.to_owned(),
-                    "expected 是 or 否".to_owned(),
-                )),
-            };
-            match column.field {
-                "id" => a.id = v.to_owned(),
-                "name" => a.name = v.to_owned(),
-                "aliases" => a.aliases = list(v),
-                "parent" => a.parent = v.to_owned(),
-                "requesting" => flag(&mut a.requesting),
-                "health_bureau" => flag(&mut a.health_bureau),
-                "purposes" => {
-                    for p in list(v) {
-                        match purpose_code(&p) {
-                            Some(code) => a.purposes.push(code.to_owned()),
-                            None => out.problems.push((
-                                place.cell("purposes"),
-                                p,
-                                "not a purpose of point 3".to_owned(),
-                            )),
-                        }
+        match column.field {
+            "id" => a.id = v.to_owned(),
+            "name" => a.name = v.to_owned(),
+            "aliases" => a.aliases = list(v),
+            "parent" => a.parent = v.to_owned(),
+            "requesting" => flag(&mut a.requesting),
+            "health_bureau" => flag(&mut a.health_bureau),
+            "purposes" => {
+                for p in list(v) {
+                    match purpose_code(&p) {
+                        Some(code) => a.purposes.push(code.to_owned()),
+                        None => problems.push((
+                            place.cell("purposes"),
+                            p,
+                            "not a purpose of point 3".to_owned(),
+                        )),
                     }
                 }
-                "officer_email" => a.officer_email = opt(),
-                "ethics_email" => a.ethics_email = opt(),
-                "attachment_password_env" => a.attachment_password_env = opt(),
-                "attachment_unencrypted" => a.attachment_unencrypted = opt(),
-                "chief_name" => a.chief_name = opt(),
-                "chief_email" => a.chief_email = opt(),
-                _ => {}
             }
+            "officer_email" => a.officer_email = opt(),
+            "ethics_email" => a.ethics_email = opt(),
+            "attachment_password_env" => a.attachment_password_env = opt(),
+            "attachment_unencrypted" => a.attachment_unencrypted = opt(),
+            "chief_name" => a.chief_name = opt(),
+            "chief_email" => a.chief_email = opt(),
+            _ => {}
         }
-        out.agencies.push(a);
-        out.places.push(place);
     }
-    Ok(out)
+    a
 }
 
 fn column_of(header: &str) -> Option<&'static RegisterColumn> {
@@ -384,10 +419,7 @@ pub fn write(
     path: &Path,
     created: chrono::NaiveDateTime,
 ) -> Result<(), rust_xlsxwriter::XlsxError> {
-    use rust_xlsxwriter::{
-        DataValidation, DataValidationErrorStyle, DocProperties, ExcelDateTime, Format,
-        FormatBorder, Formula, ProtectionOptions, Workbook,
-    };
+    use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, FormatBorder, Workbook};
     let mut wb = Workbook::new();
     wb.set_properties(
         &DocProperties::new()
@@ -402,108 +434,8 @@ pub fn write(
         .set_background_color("#D9E1F2")
         .set_border(FormatBorder::Thin)
         .set_text_wrap();
-    let open = Format::new().set_unlocked();
     let agencies: Vec<&super::Agency> = config.agencies.iter().collect();
-    let n = agencies.len() as u32;
-    let yes = |b: bool| if b { "是" } else { "否" };
-
-    let ws = wb.add_worksheet();
-    ws.set_name(SHEET)?;
-    for (j, c) in COLUMNS.iter().enumerate() {
-        ws.write_string_with_format(0, j as u16, c.header, &header)?;
-        let width = match c.field {
-            "name" => 30,
-            "officer_email" | "ethics_email" | "chief_email" => 30,
-            "chief_name" => 12,
-            "purposes" | "attachment_unencrypted" => 24,
-            "aliases" | "attachment_password_env" => 18,
-            "id" | "parent" => 13,
-            _ => 9,
-        };
-        ws.set_column_width(j as u16, width)?;
-        ws.set_column_format(j as u16, &open)?;
-    }
-    // Printed for review: landscape, one page wide, the header on every page.
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
-    ws.set_repeat_rows(0, 0)?;
-    ws.set_header("&L機關專責人員名冊&R第 &P 頁，共 &N 頁");
-    ws.set_row_format(0, &header)?;
-    // Two lines, so a wrapped header (資訊需求機關) prints whole.
-    ws.set_row_height(0, 32)?;
-    for (i, a) in agencies.iter().enumerate() {
-        let r = i as u32 + 1;
-        let purposes: Vec<&str> = a
-            .purposes
-            .iter()
-            .map(|p| PURPOSE.label(p).unwrap_or(p))
-            .collect();
-        // Only the agency's own purposes: inherited ones stay blank.
-        let own = config
-            .agencies
-            .get(a.parent.as_deref().unwrap_or(""))
-            .is_none_or(|p| p.purposes != a.purposes);
-        let attachment = match &a.attachment {
-            super::AttachmentProtection::Env(v) => (v.as_str(), ""),
-            super::AttachmentProtection::Unencrypted(r) => ("", r.as_str()),
-            super::AttachmentProtection::Issued => ("", ""),
-        };
-        // The chief administrator on the Health Bureau's row.
-        let chief = config.chief.as_ref().filter(|_| a.health_bureau);
-        let values: [&str; 13] = [
-            &a.id,
-            &a.name,
-            &a.aliases.join("、"),
-            a.parent.as_deref().unwrap_or(""),
-            yes(a.requesting),
-            &if own {
-                purposes.join("、")
-            } else {
-                String::new()
-            },
-            a.officer_email.as_deref().unwrap_or(""),
-            a.ethics_email.as_deref().unwrap_or(""),
-            attachment.0,
-            attachment.1,
-            yes(a.health_bureau),
-            chief.map_or("", |c| c.name.as_str()),
-            chief.map_or("", |c| c.email.as_str()),
-        ];
-        for (j, v) in values.iter().enumerate() {
-            // Text as text: a value from the config is never a formula.
-            ws.write_string_with_format(r, j as u16, *v, &open)?;
-        }
-    }
-    let last = n + SPARE_ROWS;
-    let col = |f: &str| COLUMNS.iter().position(|c| c.field == f).unwrap_or(0) as u16;
-    let ids = DataValidation::new()
-        .allow_list_formula(Formula::new(format!("=代碼!$A$2:$A${}", n + 1)))
-        .set_error_message("請由下拉選單選擇本名冊之機關代碼")?;
-    ws.add_data_validation(1, col("parent"), last, col("parent"), &ids)?;
-    let yes_no = DataValidation::new()
-        .allow_list_strings(&["是", "否"])?
-        .set_error_message("請選擇「是」或「否」")?;
-    for f in ["requesting", "health_bureau"] {
-        ws.add_data_validation(1, col(f), last, col(f), &yes_no)?;
-    }
-    // Several purposes are written 社政、公共衛生: the list suggests, and
-    // a combination is accepted after a notice.
-    let labels: Vec<&str> = PURPOSE.codes().filter_map(|c| PURPOSE.label(c)).collect();
-    let purposes = DataValidation::new()
-        .allow_list_strings(&labels)?
-        .set_error_style(DataValidationErrorStyle::Information)
-        .set_error_message("多個目的以「、」分隔；須為管理要點第三點之目的")?;
-    ws.add_data_validation(1, col("purposes"), last, col("purposes"), &purposes)?;
-    ws.set_freeze_panes(1, 2)?;
-    ws.protect_with_options(&ProtectionOptions {
-        format_columns: true,
-        insert_rows: true,
-        delete_rows: true,
-        use_autofilter: true,
-        sort: true,
-        ..ProtectionOptions::default()
-    });
+    write_register_sheet(&mut wb, config, &agencies, &header)?;
 
     let codes = wb.add_worksheet();
     codes.set_name("代碼")?;
@@ -525,6 +457,132 @@ pub fn write(
         notes.write_string_with_format(i as u32 + 1, 1, c.note, &wrap)?;
     }
     wb.save(path)
+}
+
+/// The register sheet: its header row, one row per agency, the drop-downs
+/// and the protection that leaves only the cells open.
+fn write_register_sheet(
+    wb: &mut rust_xlsxwriter::Workbook,
+    config: &super::Config,
+    agencies: &[&super::Agency],
+    header: &rust_xlsxwriter::Format,
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::{Format, ProtectionOptions};
+    let open = Format::new().set_unlocked();
+    let ws = wb.add_worksheet();
+    ws.set_name(SHEET)?;
+    for (j, c) in COLUMNS.iter().enumerate() {
+        ws.write_string_with_format(0, j as u16, c.header, header)?;
+        let width = match c.field {
+            "name" => 30,
+            "officer_email" | "ethics_email" | "chief_email" => 30,
+            "chief_name" => 12,
+            "purposes" | "attachment_unencrypted" => 24,
+            "aliases" | "attachment_password_env" => 18,
+            "id" | "parent" => 13,
+            _ => 9,
+        };
+        ws.set_column_width(j as u16, width)?;
+        ws.set_column_format(j as u16, &open)?;
+    }
+    // Printed for review: landscape, one page wide, the header on every page.
+    ws.set_landscape();
+    ws.set_paper_size(9);
+    ws.set_print_fit_to_pages(1, 0);
+    ws.set_repeat_rows(0, 0)?;
+    ws.set_header("&L機關專責人員名冊&R第 &P 頁，共 &N 頁");
+    ws.set_row_format(0, header)?;
+    // Two lines, so a wrapped header (資訊需求機關) prints whole.
+    ws.set_row_height(0, 32)?;
+    for (i, a) in agencies.iter().enumerate() {
+        let r = i as u32 + 1;
+        for (j, v) in register_row(config, a).iter().enumerate() {
+            // Text as text: a value from the config is never a formula.
+            ws.write_string_with_format(r, j as u16, v, &open)?;
+        }
+    }
+    add_drop_downs(ws, agencies.len() as u32)?;
+    ws.set_freeze_panes(1, 2)?;
+    ws.protect_with_options(&ProtectionOptions {
+        format_columns: true,
+        insert_rows: true,
+        delete_rows: true,
+        use_autofilter: true,
+        sort: true,
+        ..ProtectionOptions::default()
+    });
+    Ok(())
+}
+
+/// An agency's cells in the register, in [`COLUMNS`]' order.
+fn register_row(config: &super::Config, a: &super::Agency) -> [String; 13] {
+    let yes = |b: bool| if b { "是" } else { "否" };
+    let purposes: Vec<&str> = a
+        .purposes
+        .iter()
+        .map(|p| PURPOSE.label(p).unwrap_or(p))
+        .collect();
+    // Only the agency's own purposes: inherited ones stay blank.
+    let own = config
+        .agencies
+        .get(a.parent.as_deref().unwrap_or(""))
+        .is_none_or(|p| p.purposes != a.purposes);
+    let attachment = match &a.attachment {
+        super::AttachmentProtection::Env(v) => (v.as_str(), ""),
+        super::AttachmentProtection::Unencrypted(r) => ("", r.as_str()),
+        super::AttachmentProtection::Issued => ("", ""),
+    };
+    // The chief administrator on the Health Bureau's row.
+    let chief = config.chief.as_ref().filter(|_| a.health_bureau);
+    [
+        a.id.clone(),
+        a.name.clone(),
+        a.aliases.join("、"),
+        a.parent.clone().unwrap_or_default(),
+        yes(a.requesting).to_owned(),
+        if own {
+            purposes.join("、")
+        } else {
+            String::new()
+        },
+        a.officer_email.clone().unwrap_or_default(),
+        a.ethics_email.clone().unwrap_or_default(),
+        attachment.0.to_owned(),
+        attachment.1.to_owned(),
+        yes(a.health_bureau).to_owned(),
+        chief.map_or(String::new(), |c| c.name.clone()),
+        chief.map_or(String::new(), |c| c.email.clone()),
+    ]
+}
+
+/// The drop-downs of the register's first `n` agency rows and its spare
+/// rows: parents from the register's ids, 是/否, and purposes.
+fn add_drop_downs(
+    ws: &mut rust_xlsxwriter::Worksheet,
+    n: u32,
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::{DataValidation, DataValidationErrorStyle, Formula};
+    let last = n + SPARE_ROWS;
+    let col = |f: &str| COLUMNS.iter().position(|c| c.field == f).unwrap_or(0) as u16;
+    let ids = DataValidation::new()
+        .allow_list_formula(Formula::new(format!("=代碼!$A$2:$A${}", n + 1)))
+        .set_error_message("請由下拉選單選擇本名冊之機關代碼")?;
+    ws.add_data_validation(1, col("parent"), last, col("parent"), &ids)?;
+    let yes_no = DataValidation::new()
+        .allow_list_strings(&["是", "否"])?
+        .set_error_message("請選擇「是」或「否」")?;
+    for f in ["requesting", "health_bureau"] {
+        ws.add_data_validation(1, col(f), last, col(f), &yes_no)?;
+    }
+    // Several purposes are written 社政、公共衛生: the list suggests, and
+    // a combination is accepted after a notice.
+    let labels: Vec<&str> = PURPOSE.codes().filter_map(|c| PURPOSE.label(c)).collect();
+    let purposes = DataValidation::new()
+        .allow_list_strings(&labels)?
+        .set_error_style(DataValidationErrorStyle::Information)
+        .set_error_message("多個目的以「、」分隔；須為管理要點第三點之目的")?;
+    ws.add_data_validation(1, col("purposes"), last, col("purposes"), &purposes)?;
+    Ok(())
 }
 
 /// What a reviewer compares between two registers: per agency id, its

@@ -71,27 +71,30 @@ impl std::fmt::Display for Abort {
     }
 }
 
-/// How a present column's cells are read.
-enum How {
+/// A present column's parser: how its cells are read.
+enum ColumnParser {
     /// Into the log's categorical dictionary, after the check.
-    Code(Check, DataType),
+    Code(CodeCheck, DataType),
     NationalId,
     DateTime(Forms),
 }
 
-enum Check {
+/// What a cell must be before it gets a code: any text, an identifier,
+/// or a spelling the lookup knows.
+enum CodeCheck {
     Text,
     Id,
     Lookup(Lookup),
 }
 
+/// A column the file has, and its parser.
 struct Present {
     spec: &'static ColumnSpec,
-    how: How,
+    parser: ColumnParser,
 }
 
-/// A cell's value, or why the row is left to the plan.
-enum Val<'a> {
+/// A parsed cell's value, or why the row is left to the plan.
+enum CellValue<'a> {
     Empty,
     Other,
     Code(u32),
@@ -101,7 +104,7 @@ enum Val<'a> {
 
 /// A code cell's outcome (cached per distinct raw cell).
 #[derive(Clone, Copy)]
-enum Got {
+enum CodeOutcome {
     Empty,
     Other,
     Code(u32),
@@ -111,22 +114,22 @@ enum Got {
 /// and every one seen (a cell of up to 15 bytes packed into an integer
 /// key, which hashes and compares without a call to `memcmp`).
 #[derive(Default)]
-struct Memo {
+struct CodeMemo {
     // Lookups only: no iteration order reaches any output.
-    short: PlHashMap<u128, Got>,
-    long: PlHashMap<Box<[u8]>, Got>,
+    short: PlHashMap<u128, CodeOutcome>,
+    long: PlHashMap<Box<[u8]>, CodeOutcome>,
     last: Vec<u8>,
-    last_got: Option<Got>,
+    last_outcome: Option<CodeOutcome>,
 }
 
-impl Memo {
+impl CodeMemo {
     /// The outcome of `raw`, resolved by `resolve` the first time.
     fn get(
         &mut self,
         raw: &[u8],
-        resolve: impl FnOnce() -> Result<Got, Abort>,
-    ) -> Result<Got, Abort> {
-        if let Some(got) = self.last_got.filter(|_| same(&self.last, raw)) {
+        resolve: impl FnOnce() -> Result<CodeOutcome, Abort>,
+    ) -> Result<CodeOutcome, Abort> {
+        if let Some(got) = self.last_outcome.filter(|_| same(&self.last, raw)) {
             return Ok(got);
         }
         let got = if raw.len() < 16 {
@@ -154,13 +157,13 @@ impl Memo {
         };
         self.last.clear();
         self.last.extend_from_slice(raw);
-        self.last_got = Some(got);
+        self.last_outcome = Some(got);
         Ok(got)
     }
 }
 
-/// One column's values from one part.
-enum Out {
+/// The builder of one column's values from one part.
+enum ColumnBuilder {
     Codes(PrimitiveChunkedBuilder<UInt32Type>),
     Text(StringChunkedBuilder),
     Times(PrimitiveChunkedBuilder<Int64Type>),
@@ -170,7 +173,7 @@ enum Out {
 struct Part {
     /// Of the rows read here, their record index within the part.
     rows: Vec<IdxSize>,
-    outs: Vec<Out>,
+    outs: Vec<ColumnBuilder>,
     /// The rows left to the plan: record index within the part, and the
     /// raw cell of each present column (`None`: no value, as polars reads
     /// an unquoted empty cell or a missing one).
@@ -202,8 +205,8 @@ pub fn read(
         slot_of[j] = Some(k);
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let mut memos: Vec<Vec<Memo>> = (0..threads)
-        .map(|_| present.iter().map(|_| Memo::default()).collect())
+    let mut memos: Vec<Vec<CodeMemo>> = (0..threads)
+        .map(|_| present.iter().map(|_| CodeMemo::default()).collect())
         .collect();
     let mut abort: Option<Abort> = None;
     let reader = Reader {
@@ -305,26 +308,26 @@ fn columns(layout: &CsvLayout, cx: &ParseContext<'_>) -> Result<Vec<Present>, Ab
     for &(_, spec) in &layout.matched.columns {
         let dt = column_dtype(cx.table, spec);
         let categorical = matches!(dt, DataType::Categorical(..));
-        let how = match spec.kind {
-            Kind::Text if categorical => How::Code(Check::Text, dt),
-            Kind::Id if categorical => How::Code(Check::Id, dt),
-            Kind::Agency | Kind::Enum(_) if categorical => How::Code(
-                Check::Lookup(
+        let parser = match spec.kind {
+            Kind::Text if categorical => ColumnParser::Code(CodeCheck::Text, dt),
+            Kind::Id if categorical => ColumnParser::Code(CodeCheck::Id, dt),
+            Kind::Agency | Kind::Enum(_) if categorical => ColumnParser::Code(
+                CodeCheck::Lookup(
                     Lookup::of(cx, spec)
                         .ok_or(Abort::Unsupported("a code column without codes"))?,
                 ),
                 dt,
             ),
-            Kind::NationalId => How::NationalId,
+            Kind::NationalId => ColumnParser::NationalId,
             // Read in the forms its declared calendar allows.
-            Kind::DateTime => How::DateTime(Forms::of((cx.format_of)(spec.name))),
+            Kind::DateTime => ColumnParser::DateTime(Forms::of((cx.format_of)(spec.name))),
             _ => return Err(Abort::Unsupported("a column of a kind it does not read")),
         };
-        if let How::Code(_, dt) = &how {
+        if let ColumnParser::Code(_, dt) = &parser {
             // The dictionary must hand out 32-bit codes.
             parse::category(dt, "").ok_or(Abort::Unsupported("not a 32-bit dictionary"))?;
         }
-        present.push(Present { spec, how });
+        present.push(Present { spec, parser });
     }
     Ok(present)
 }
@@ -365,19 +368,25 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads one part: whole records.
-    fn part(&self, bytes: &[u8], memos: &mut [Memo]) -> Result<Part, Abort> {
+    fn part(&self, bytes: &[u8], memos: &mut [CodeMemo]) -> Result<Part, Abort> {
         let n = bytes.len();
         // A guess at the record count, for the builders' capacity.
         let guess = n / 64 + 1;
-        let mut outs: Vec<Out> = self
+        let mut outs: Vec<ColumnBuilder> = self
             .present
             .iter()
             .map(|p| {
                 let name = p.spec.name.into();
-                match p.how {
-                    How::Code(..) => Out::Codes(PrimitiveChunkedBuilder::new(name, guess)),
-                    How::NationalId => Out::Text(StringChunkedBuilder::new(name, guess)),
-                    How::DateTime(_) => Out::Times(PrimitiveChunkedBuilder::new(name, guess)),
+                match p.parser {
+                    ColumnParser::Code(..) => {
+                        ColumnBuilder::Codes(PrimitiveChunkedBuilder::new(name, guess))
+                    }
+                    ColumnParser::NationalId => {
+                        ColumnBuilder::Text(StringChunkedBuilder::new(name, guess))
+                    }
+                    ColumnParser::DateTime(_) => {
+                        ColumnBuilder::Times(PrimitiveChunkedBuilder::new(name, guess))
+                    }
                 }
             })
             .collect();
@@ -385,7 +394,7 @@ impl Reader<'_> {
         let mut residue = Vec::new();
         // The cells of the present columns, and whether each was quoted.
         let mut cells: Vec<Option<(Cow<[u8]>, bool)>> = vec![None; self.present.len()];
-        let mut vals: Vec<Val> = Vec::with_capacity(self.present.len());
+        let mut vals: Vec<CellValue> = Vec::with_capacity(self.present.len());
         let mut dates = DateMemo::default();
         let mut record: usize = 0;
         let mut i = 0;
@@ -420,13 +429,13 @@ impl Reader<'_> {
             let mut here = true;
             for (k, p) in self.present.iter().enumerate() {
                 let v = match &cells[k] {
-                    None => Val::Empty,
+                    None => CellValue::Empty,
                     Some((raw, _)) => value(p, raw, &mut memos[k], &mut dates)?,
                 };
                 match v {
-                    Val::Empty if p.spec.value_required() => here = false,
-                    Val::Empty => {}
-                    Val::Other => here = false,
+                    CellValue::Empty if p.spec.value_required() => here = false,
+                    CellValue::Empty => {}
+                    CellValue::Other => here = false,
                     _ => filled += 1,
                 }
                 vals.push(v);
@@ -543,54 +552,56 @@ fn trimmed(raw: &[u8]) -> Result<&str, Abort> {
 fn value<'b>(
     p: &Present,
     raw: &Cow<'b, [u8]>,
-    memo: &mut Memo,
+    memo: &mut CodeMemo,
     dates: &mut DateMemo,
-) -> Result<Val<'b>, Abort> {
-    Ok(match &p.how {
-        How::Code(check, dt) => {
+) -> Result<CellValue<'b>, Abort> {
+    Ok(match &p.parser {
+        ColumnParser::Code(check, dt) => {
             let raw = raw.as_ref();
             let got = memo.get(raw, || code(check, dt, trimmed(raw)?))?;
             match got {
-                Got::Empty => Val::Empty,
-                Got::Other => Val::Other,
-                Got::Code(c) => Val::Code(c),
+                CodeOutcome::Empty => CellValue::Empty,
+                CodeOutcome::Other => CellValue::Other,
+                CodeOutcome::Code(c) => CellValue::Code(c),
             }
         }
-        How::NationalId => {
+        ColumnParser::NationalId => {
             // The common case: the ten bytes of a national ID, as written.
             if let Cow::Borrowed(b) = raw
                 && parse::national_id_bytes(b)
             {
                 let t = std::str::from_utf8(b).map_err(|_| Abort::NotUtf8)?;
-                return Ok(Val::Text(Cow::Borrowed(t)));
+                return Ok(CellValue::Text(Cow::Borrowed(t)));
             }
             let t = trimmed(raw)?;
             if t.is_empty() {
-                Val::Empty
+                CellValue::Empty
             } else if parse::national_id(t) {
-                Val::Text(match raw {
+                CellValue::Text(match raw {
                     Cow::Borrowed(b) => Cow::Borrowed(trimmed(b)?),
                     Cow::Owned(_) => Cow::Owned(t.to_owned()),
                 })
             } else {
                 let upper = t.to_uppercase();
                 if parse::national_id(&upper) {
-                    Val::Text(Cow::Owned(upper))
+                    CellValue::Text(Cow::Owned(upper))
                 } else {
-                    Val::Other
+                    CellValue::Other
                 }
             }
         }
-        How::DateTime(forms) => {
+        ColumnParser::DateTime(forms) => {
             let t = if visible(raw) {
                 raw.as_ref()
             } else {
                 trimmed(raw)?.as_bytes()
             };
             if t.is_empty() {
-                Val::Empty
+                CellValue::Empty
             } else {
-                dates.read(t, *forms).map_or(Val::Other, Val::Time)
+                dates
+                    .read(t, *forms)
+                    .map_or(CellValue::Other, CellValue::Time)
             }
         }
     })
@@ -617,24 +628,24 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A code cell's outcome, from its trimmed text.
-fn code(check: &Check, dt: &DataType, t: &str) -> Result<Got, Abort> {
+fn code(check: &CodeCheck, dt: &DataType, t: &str) -> Result<CodeOutcome, Abort> {
     if t.is_empty() {
-        return Ok(Got::Empty);
+        return Ok(CodeOutcome::Empty);
     }
     if t.len() > MAX_CELL_BYTES as usize {
-        return Ok(Got::Other);
+        return Ok(CodeOutcome::Other);
     }
     let value = match check {
-        Check::Text => t,
-        Check::Id if parse::id_junk(t) => return Ok(Got::Other),
-        Check::Id => t,
-        Check::Lookup(l) => match l.find(t) {
+        CodeCheck::Text => t,
+        CodeCheck::Id if parse::id_junk(t) => return Ok(CodeOutcome::Other),
+        CodeCheck::Id => t,
+        CodeCheck::Lookup(l) => match l.find(t) {
             Some(code) => code,
-            None => return Ok(Got::Other),
+            None => return Ok(CodeOutcome::Other),
         },
     };
     parse::category(dt, value)
-        .map(Got::Code)
+        .map(CodeOutcome::Code)
         .ok_or(Abort::Unsupported("the dictionary refused a value"))
 }
 
@@ -713,14 +724,14 @@ impl DateMemo {
     }
 }
 
-fn push(out: &mut Out, v: Val<'_>) {
+fn push(out: &mut ColumnBuilder, v: CellValue<'_>) {
     match (out, v) {
-        (Out::Codes(b), Val::Code(c)) => b.append_value(c),
-        (Out::Text(b), Val::Text(t)) => b.append_value(t.as_ref()),
-        (Out::Times(b), Val::Time(t)) => b.append_value(t),
-        (Out::Codes(b), _) => b.append_null(),
-        (Out::Text(b), _) => b.append_null(),
-        (Out::Times(b), _) => b.append_null(),
+        (ColumnBuilder::Codes(b), CellValue::Code(c)) => b.append_value(c),
+        (ColumnBuilder::Text(b), CellValue::Text(t)) => b.append_value(t.as_ref()),
+        (ColumnBuilder::Times(b), CellValue::Time(t)) => b.append_value(t),
+        (ColumnBuilder::Codes(b), _) => b.append_null(),
+        (ColumnBuilder::Text(b), _) => b.append_null(),
+        (ColumnBuilder::Times(b), _) => b.append_null(),
     }
 }
 
@@ -731,7 +742,7 @@ fn part_frame(
     cx: &ParseContext<'_>,
     present: &[Present],
     rows: Vec<IdxSize>,
-    outs: Vec<Out>,
+    outs: Vec<ColumnBuilder>,
 ) -> PolarsResult<DataFrame> {
     let height = rows.len();
     let mut built: Vec<Option<Series>> = outs
@@ -739,13 +750,13 @@ fn part_frame(
         .zip(present)
         .map(|(out, p)| {
             Some(match out {
-                Out::Codes(b) => {
+                ColumnBuilder::Codes(b) => {
                     let dt = column_dtype(cx.table, p.spec);
                     parse::categorical_column(p.spec.name.into(), b.finish(), &dt)
                         .take_materialized_series()
                 }
-                Out::Text(b) => b.finish().into_series(),
-                Out::Times(b) => b.finish().into_datetime(TIME_UNIT, None).into_series(),
+                ColumnBuilder::Text(b) => b.finish().into_series(),
+                ColumnBuilder::Times(b) => b.finish().into_datetime(TIME_UNIT, None).into_series(),
             })
         })
         .collect();

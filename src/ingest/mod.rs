@@ -441,63 +441,91 @@ pub fn inputs_lock(config: &Config, exclusive: bool) -> std::io::Result<std::fs:
 /// Ingests every file in the config's inbox. Query-log rows outside
 /// `period` (if given) are left out.
 pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, IngestError> {
-    let inbox = &config.paths.inbox;
-    // Held to the end: no export moves or goes while it is read. One who
-    // may not write the state folder (an auditor's check-config) reads
-    // without it: nothing it does moves a file.
-    let _reading = match config.paths.inputs {
-        Some(_) => match inputs_lock(config, false) {
-            Ok(l) => Some(l),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::PermissionDenied
-                    || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
-            {
-                tracing::warn!(error = %e, "reading the inbox without the inputs lock");
-                None
-            }
-            Err(source) => {
-                return Err(IngestError::Io {
-                    file: config
-                        .paths
-                        .state
-                        .join("locks/inputs.lock")
-                        .display()
-                        .to_string(),
-                    source,
-                });
-            }
-        },
-        None => None,
-    };
+    // Held to the end: no export moves or goes while it is read.
+    let _reading = take_reading_lock(config)?;
     let files = discover_inbox(config).map_err(|source| IngestError::Io {
-        file: inbox.display().to_string(),
+        file: config.paths.inbox.display().to_string(),
         source,
     })?;
     let progress = progress_bar(files.len() as u64);
     let agencies = config.agencies.spellings();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut records = Vec::new();
-    let mut frames: BTreeMap<Table, Vec<DataFrame>> = BTreeMap::new();
-    let mut rejects = DataFrame::empty_with_schema(&rejects_schema());
-
+    let mut gathered = Gathered::new();
     for (table, path, rel) in files {
-        // Moved into the input store by a run sealed since the listing.
-        let path = if path.exists() {
-            path
-        } else {
-            config
-                .paths
-                .inputs
-                .as_deref()
-                .map(|d| d.join(&rel))
-                .filter(|p| p.is_file())
-                .unwrap_or(path)
-        };
+        let path = stored_if_moved(config, path, &rel);
         progress.set_message(rel.clone());
         progress.inc(1);
-        let mut rec = FileRecord {
+        let record = FileRecord::unread(table, rel);
+        let (hashed, parsed) = hash_and_parse(config, table, &path, &record.path, &agencies);
+        gathered.add(config, record, &path, hashed, parsed)?;
+    }
+    progress.finish_and_clear();
+    let Gathered {
+        mut records,
+        frames,
+        mut rejects,
+        ..
+    } = gathered;
+    let (tables, outside_period) = assemble_tables(frames, &mut records, period)?;
+    attribute_through_accounts(&tables, &mut records)?;
+    rejects.rechunk_mut();
+    Ok(Ingested {
+        tables,
+        rejects,
+        files: records,
+        outside_period,
+        roster_use: None,
+    })
+}
+
+/// Takes the inputs lock shared, when the config has an input store. One
+/// who may not write the state folder (an auditor's check-config) reads
+/// without it: nothing it does moves a file.
+fn take_reading_lock(config: &Config) -> Result<Option<std::fs::File>, IngestError> {
+    if config.paths.inputs.is_none() {
+        return Ok(None);
+    }
+    match inputs_lock(config, false) {
+        Ok(l) => Ok(Some(l)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+        {
+            tracing::warn!(error = %e, "reading the inbox without the inputs lock");
+            Ok(None)
+        }
+        Err(source) => Err(IngestError::Io {
+            file: config
+                .paths
+                .state
+                .join("locks/inputs.lock")
+                .display()
+                .to_string(),
+            source,
+        }),
+    }
+}
+
+/// The file's place in the input store if a run sealed since the listing
+/// moved it there; otherwise `path` as listed.
+fn stored_if_moved(config: &Config, path: PathBuf, rel: &str) -> PathBuf {
+    if path.exists() {
+        return path;
+    }
+    config
+        .paths
+        .inputs
+        .as_deref()
+        .map(|d| d.join(rel))
+        .filter(|p| p.is_file())
+        .unwrap_or(path)
+}
+
+impl FileRecord {
+    /// The record of a file not yet read: loaded, with nothing counted.
+    fn unread(table: Option<Table>, path: String) -> FileRecord {
+        FileRecord {
             table,
-            path: rel.clone(),
+            path,
             size: 0,
             sha256: String::new(),
             encoding: String::new(),
@@ -512,43 +540,94 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             snapshot: None,
             modified_refused: false,
             agencies: Vec::new(),
-        };
-        // The file is hashed on another thread while it is parsed: one is
-        // a read at disk speed, the other CPU. A file that turns out to be
-        // a copy of an earlier one is then dropped unparsed-for-use. A
-        // UTF-8 query log is hashed by its own reader, from the bytes it
-        // parses (one read of the file, not two); if that reader left the
-        // file to the general path, it is hashed after.
-        let clock = std::time::Instant::now();
-        let by_reader = table == Some(Table::QueryLog) && read::is_csv(&path);
-        let (hashed, parsed) = std::thread::scope(|scope| {
-            let hashing = (!by_reader).then(|| scope.spawn(|| hash_file(&path)));
-            let parsed = table.map(|t| {
-                let clock = std::time::Instant::now();
-                let parsed = ingest_file(config, t, &path, &rel, &agencies);
-                tracing::info!(
-                    file = %rel,
-                    elapsed = ?clock.elapsed(),
-                    bytes = parsed.as_ref().map_or(0, |p| p.good.estimated_size()),
-                    "parsed"
-                );
-                parsed
-            });
-            let hashed = match hashing {
-                Some(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked"))),
-                None => match parsed
-                    .as_ref()
-                    .and_then(|p| p.as_ref().ok()?.hashed.clone())
-                {
-                    Some(h) => Ok(h),
-                    None => hash_file(&path),
-                },
-            };
-            (hashed, parsed)
+        }
+    }
+}
+
+/// A file's size and SHA-256, and its parse (none for a file in no table
+/// folder).
+type HashedAndParsed = (
+    std::io::Result<(u64, String)>,
+    Option<Result<OneFile, IngestError>>,
+);
+
+/// Hashes and parses one file. The file is hashed on another thread while
+/// it is parsed: one is a read at disk speed, the other CPU. A file that
+/// turns out to be a copy of an earlier one is then dropped
+/// unparsed-for-use. A UTF-8 query log is hashed by its own reader, from
+/// the bytes it parses (one read of the file, not two); if that reader left
+/// the file to the general path, it is hashed after.
+fn hash_and_parse(
+    config: &Config,
+    table: Option<Table>,
+    path: &Path,
+    rel: &str,
+    agencies: &[(String, String)],
+) -> HashedAndParsed {
+    let started = std::time::Instant::now();
+    let by_reader = table == Some(Table::QueryLog) && read::is_csv(path);
+    let (hashed, parsed) = std::thread::scope(|scope| {
+        let hashing = (!by_reader).then(|| scope.spawn(|| hash_file(path)));
+        let parsed = table.map(|t| {
+            let started = std::time::Instant::now();
+            let parsed = ingest_file(config, t, path, rel, agencies);
+            tracing::info!(
+                file = %rel,
+                elapsed = ?started.elapsed(),
+                bytes = parsed.as_ref().map_or(0, |p| p.good.estimated_size()),
+                "parsed"
+            );
+            parsed
         });
-        tracing::info!(file = %rel, elapsed = ?clock.elapsed(), memory = %memory(), "hashed and parsed");
+        let hashed = match hashing {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked"))),
+            None => match parsed
+                .as_ref()
+                .and_then(|p| p.as_ref().ok()?.hashed.clone())
+            {
+                Some(h) => Ok(h),
+                None => hash_file(path),
+            },
+        };
+        (hashed, parsed)
+    });
+    tracing::info!(file = %rel, elapsed = ?started.elapsed(), memory = %memory(), "hashed and parsed");
+    (hashed, parsed)
+}
+
+/// The files read so far: their records, their loaded rows by table and
+/// their rejected rows.
+struct Gathered {
+    /// SHA-256 → the first file with that content.
+    seen: BTreeMap<String, String>,
+    records: Vec<FileRecord>,
+    frames: BTreeMap<Table, Vec<DataFrame>>,
+    rejects: DataFrame,
+}
+
+impl Gathered {
+    fn new() -> Gathered {
+        Gathered {
+            seen: BTreeMap::new(),
+            records: Vec::new(),
+            frames: BTreeMap::new(),
+            rejects: DataFrame::empty_with_schema(&rejects_schema()),
+        }
+    }
+
+    /// Records one file: failed if it could not be hashed or parsed, a
+    /// duplicate if an earlier file had its content, misplaced if it lies
+    /// in no table folder; otherwise its rows join its table's.
+    fn add(
+        &mut self,
+        config: &Config,
+        mut rec: FileRecord,
+        path: &Path,
+        hashed: std::io::Result<(u64, String)>,
+        parsed: Option<Result<OneFile, IngestError>>,
+    ) -> Result<(), IngestError> {
         match hashed {
             Ok((size, sha)) => {
                 rec.size = size;
@@ -557,61 +636,34 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
             Err(source) => {
                 rec.status = FileStatus::Failed {
                     error: IngestError::Io {
-                        file: rel.clone(),
+                        file: rec.path.clone(),
                         source,
                     }
                     .to_string(),
                 };
-                records.push(rec);
-                continue;
+                self.records.push(rec);
+                return Ok(());
             }
         }
-        if let Some(of) = seen.get(&rec.sha256) {
-            tracing::info!(file = %rel, of = %of, "same content as an earlier file; ingested once");
+        if let Some(of) = self.seen.get(&rec.sha256) {
+            tracing::info!(file = %rec.path, of = %of, "same content as an earlier file; ingested once");
             rec.status = FileStatus::Duplicate { of: of.clone() };
-            records.push(rec);
-            continue;
+            self.records.push(rec);
+            return Ok(());
         }
-        seen.insert(rec.sha256.clone(), rel.clone());
-        let (Some(table), Some(parsed)) = (table, parsed) else {
+        self.seen.insert(rec.sha256.clone(), rec.path.clone());
+        let (Some(table), Some(parsed)) = (rec.table, parsed) else {
             rec.status = FileStatus::Failed {
-                error: IngestError::Misplaced { file: rel.clone() }.to_string(),
+                error: IngestError::Misplaced {
+                    file: rec.path.clone(),
+                }
+                .to_string(),
             };
-            records.push(rec);
-            continue;
+            self.records.push(rec);
+            return Ok(());
         };
         match parsed {
-            Ok(one) => {
-                rec.encoding = one.encoding.to_owned();
-                rec.sheet = one.sheet;
-                rec.rows_loaded = one.good.height();
-                rec.rows_rejected = one.rejects.height();
-                rec.rows_skipped = one.skipped;
-                rec.absent_columns = one.absent;
-                if matches!(table, Table::Roster | Table::RequestForms) {
-                    let modified = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .map(|t| {
-                            chrono::DateTime::<chrono::Utc>::from(t)
-                                .with_timezone(&config.timezone)
-                                .date_naive()
-                        });
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    rec.snapshot = snapshot::snapshot_of(&one.title, &name, modified);
-                }
-                frames.entry(table).or_default().push(one.good);
-                rejects
-                    .vstack_mut(&one.rejects)
-                    .map_err(|source| IngestError::Polars {
-                        file: rel.clone(),
-                        source,
-                    })?;
-                tracing::debug!(file = %rel, loaded = rec.rows_loaded, rejected = rec.rows_rejected, "ingested");
-            }
+            Ok(one) => self.load(config, &mut rec, table, path, one)?,
             Err(e) => {
                 tracing::warn!("{e}");
                 rec.status = FileStatus::Failed {
@@ -619,62 +671,91 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 };
             }
         }
-        records.push(rec);
+        self.records.push(rec);
+        Ok(())
     }
-    progress.finish_and_clear();
 
+    /// Takes a parsed file's rows and rejects, and counts them in its record.
+    fn load(
+        &mut self,
+        config: &Config,
+        rec: &mut FileRecord,
+        table: Table,
+        path: &Path,
+        one: OneFile,
+    ) -> Result<(), IngestError> {
+        rec.encoding = one.encoding.to_owned();
+        rec.sheet = one.sheet;
+        rec.rows_loaded = one.good.height();
+        rec.rows_rejected = one.rejects.height();
+        rec.rows_skipped = one.skipped;
+        rec.absent_columns = one.absent;
+        if matches!(table, Table::Roster | Table::RequestForms) {
+            rec.snapshot = export_date(config, path, &one.title);
+        }
+        self.frames.entry(table).or_default().push(one.good);
+        self.rejects
+            .vstack_mut(&one.rejects)
+            .map_err(polars_in(&rec.path))?;
+        tracing::debug!(file = %rec.path, loaded = rec.rows_loaded, rejected = rec.rows_rejected, "ingested");
+        Ok(())
+    }
+}
+
+/// The day a roster or register export shows: from its title rows, its
+/// file name, or else its modification time (in the config's time zone).
+fn export_date(config: &Config, path: &Path, title: &[String]) -> Option<snapshot::Snapshot> {
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .with_timezone(&config.timezone)
+                .date_naive()
+        });
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    snapshot::snapshot_of(title, &name, modified)
+}
+
+/// Wraps a polars error in the file (or table) it happened on.
+fn polars_in(file: &str) -> impl Fn(PolarsError) -> IngestError + Copy + '_ {
+    move |source| IngestError::Polars {
+        file: file.to_owned(),
+        source,
+    }
+}
+
+/// Stacks each table's files, in the order read, and finishes it: the
+/// agencies each file names, the query log's overlap between files, each
+/// roster row's snapshot day, and the period's query-log rows. Returns the
+/// tables and the number of query-log rows outside `period`.
+fn assemble_tables(
+    mut frames: BTreeMap<Table, Vec<DataFrame>>,
+    records: &mut [FileRecord],
+    period: Option<&Period>,
+) -> Result<(BTreeMap<Table, DataFrame>, usize), IngestError> {
     let mut tables = BTreeMap::new();
     let mut outside_period = 0;
     for t in Table::ALL {
+        let polars = polars_in(t.name());
         let mut df = DataFrame::empty_with_schema(&canonical_schema(t));
         for part in frames.remove(&t).unwrap_or_default() {
-            df.vstack_mut(&part).map_err(|source| IngestError::Polars {
-                file: t.name().into(),
-                source,
-            })?;
+            df.vstack_mut(&part).map_err(polars)?;
         }
         // No rechunk here: the streamed parse hands back a chunk per morsel,
         // and copying them into one is the jobs' choice (`compact`), after
         // ingest's own working set is gone.
-        let polars = |source| IngestError::Polars {
-            file: t.name().into(),
-            source,
-        };
         if df.column("agency_id").is_ok() {
-            attribute(&mut records, &df).map_err(polars)?;
+            attribute(records, &df).map_err(polars)?;
         }
         if t == Table::QueryLog {
-            let sha_of: BTreeMap<String, String> = records
-                .iter()
-                .filter(|r| r.table == Some(t) && r.status == FileStatus::Loaded)
-                .map(|r| (r.path.clone(), r.sha256.clone()))
-                .collect();
-            let (kept, shared) = overlap::dedupe(df, &sha_of).map_err(polars)?;
-            df = kept;
-            for r in records.iter_mut() {
-                if let Some(s) = shared.get(&r.path) {
-                    r.rows_shared = s.shared;
-                    r.rows_counted_elsewhere = s.counted_elsewhere;
-                }
-            }
+            df = count_overlap(df, records).map_err(polars)?;
         }
         if t == Table::Roster {
-            let (names, days): (Vec<&str>, Vec<Option<chrono::NaiveDate>>) = records
-                .iter()
-                .filter(|r| r.table == Some(t) && r.status == FileStatus::Loaded)
-                .map(|r| (r.path.as_str(), r.snapshot.map(|s| s.date)))
-                .unzip();
-            let names = Series::new("f".into(), names);
-            let days = Series::new("d".into(), days);
-            df = df
-                .lazy()
-                .with_column(
-                    col("source_file")
-                        .replace_strict(lit(names), lit(days), None::<Expr>, Some(DataType::Date))
-                        .alias(SNAPSHOT_DATE),
-                )
-                .collect()
-                .map_err(polars)?;
+            df = date_roster_rows(df, records).map_err(polars)?;
         }
         if let (Table::QueryLog, Some(p)) = (t, period) {
             let before = df.height();
@@ -682,26 +763,70 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                 .lazy()
                 .filter(p.holds_query())
                 .collect()
-                .map_err(|source| IngestError::Polars {
-                    file: t.name().into(),
-                    source,
-                })?;
+                .map_err(polars)?;
             outside_period = before - df.height();
         }
         tables.insert(t, df);
     }
-    // Tables without an agency column (the request-form register) are
-    // attributed through their accounts, as the roster places them.
+    Ok((tables, outside_period))
+}
+
+/// Leaves out of the query log the rows another file's copy of the same
+/// record counts (see [`overlap`]), and records in each file's record how
+/// many it shares.
+fn count_overlap(df: DataFrame, records: &mut [FileRecord]) -> PolarsResult<DataFrame> {
+    let sha_of: BTreeMap<String, String> = records
+        .iter()
+        .filter(|r| r.table == Some(Table::QueryLog) && r.status == FileStatus::Loaded)
+        .map(|r| (r.path.clone(), r.sha256.clone()))
+        .collect();
+    let (kept, shared) = overlap::dedupe(df, &sha_of)?;
+    for r in records.iter_mut() {
+        if let Some(s) = shared.get(&r.path) {
+            r.rows_shared = s.shared;
+            r.rows_counted_elsewhere = s.counted_elsewhere;
+        }
+    }
+    Ok(kept)
+}
+
+/// Adds to the roster the [`SNAPSHOT_DATE`] of each row: its file's
+/// export date.
+fn date_roster_rows(df: DataFrame, records: &[FileRecord]) -> PolarsResult<DataFrame> {
+    let (names, days): (Vec<&str>, Vec<Option<chrono::NaiveDate>>) = records
+        .iter()
+        .filter(|r| r.table == Some(Table::Roster) && r.status == FileStatus::Loaded)
+        .map(|r| (r.path.as_str(), r.snapshot.map(|s| s.date)))
+        .unzip();
+    let names = Series::new("f".into(), names);
+    let days = Series::new("d".into(), days);
+    df.lazy()
+        .with_column(
+            col("source_file")
+                .replace_strict(lit(names), lit(days), None::<Expr>, Some(DataType::Date))
+                .alias(SNAPSHOT_DATE),
+        )
+        .collect()
+}
+
+/// Records the agencies of the files of tables without an agency column
+/// (the request-form register): through their accounts, as the roster
+/// places them.
+fn attribute_through_accounts(
+    tables: &BTreeMap<Table, DataFrame>,
+    records: &mut [FileRecord],
+) -> Result<(), IngestError> {
     let accounts = tables[&Table::Roster]
         .clone()
         .lazy()
         .select([col("account_id"), col("agency_id")])
         .unique(None, UniqueKeepStrategy::First);
-    for (t, df) in &tables {
+    for (t, df) in tables {
         let names = df.get_column_names();
         if !names.iter().any(|c| c.as_str() == "agency_id")
             && names.iter().any(|c| c.as_str() == "account_id")
         {
+            let polars = polars_in(t.name());
             let placed = df
                 .clone()
                 .lazy()
@@ -715,24 +840,11 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
                     JoinArgs::new(JoinType::Inner),
                 )
                 .collect()
-                .map_err(|source| IngestError::Polars {
-                    file: t.name().into(),
-                    source,
-                })?;
-            attribute(&mut records, &placed).map_err(|source| IngestError::Polars {
-                file: t.name().into(),
-                source,
-            })?;
+                .map_err(polars)?;
+            attribute(records, &placed).map_err(polars)?;
         }
     }
-    rejects.rechunk_mut();
-    Ok(Ingested {
-        tables,
-        rejects,
-        files: records,
-        outside_period,
-        roster_use: None,
-    })
+    Ok(())
 }
 
 /// Records in each file's record the agencies its rows (`df`: its
@@ -809,19 +921,7 @@ fn ingest_file(
     rel: &str,
     agencies: &[(String, String)],
 ) -> Result<OneFile, IngestError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_lowercase();
-    if !matches!(
-        ext.as_str(),
-        "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods"
-    ) {
-        return Err(IngestError::UnsupportedType {
-            file: rel.to_owned(),
-        });
-    }
+    refuse_unsupported_type(path, rel)?;
     let input: Option<&InputOverride> = config.inputs.iter().find(|i| i.matches(rel));
     let map = HeaderMap::new(table, config);
     let raw = read::read(path, rel, &map, input, &config.limits)?;
@@ -839,57 +939,11 @@ fn ingest_file(
         agencies,
         vocabulary: &config.vocabulary,
     };
-    let polars_err = |source| IngestError::Polars {
-        file: rel.to_owned(),
-        source,
-    };
-    // polars names no line for a row with too many fields; find it.
-    let parse_err = |source: PolarsError| {
-        let ragged = raw
-            .csv
-            .filter(|_| source.to_string().contains("more fields"))
-            .and_then(|shape| read::find_ragged_line(path, shape).map(|l| (l, shape.fields)));
-        match ragged {
-            Some(((line, found), expected)) => IngestError::RaggedLine {
-                file: rel.to_owned(),
-                line,
-                found,
-                expected,
-            },
-            None => polars_err(source),
-        }
-    };
-    // The streaming engine parses the file in morsels where it can, so
-    // memory holds the canonical columns rather than every intermediate.
-    let parse = |lf: LazyFrame| -> Result<DataFrame, IngestError> {
-        Ok(parse::plan(lf, &cx, false)
-            .collect_with_engine(Engine::Streaming)
-            .map_err(parse_err)?
-            .unwrap_single())
-    };
-    let parse_all = || -> Result<DataFrame, IngestError> {
-        Ok(match &raw.pieces {
-            None => parse(raw.lf.clone())?,
-            Some(pieces) => {
-                let mut df: Option<DataFrame> = None;
-                pieces.for_each(|lf| {
-                    let part = parse(lf)?;
-                    let n = part.height();
-                    match &mut df {
-                        None => df = Some(part),
-                        Some(d) => {
-                            d.vstack_mut(&part).map_err(polars_err)?;
-                        }
-                    }
-                    Ok(n)
-                })?;
-                match df {
-                    Some(df) => df,
-                    // A file of only a header: the whole-file scan says so.
-                    None => parse(raw.lf.clone())?,
-                }
-            }
-        })
+    let file = FileParse {
+        cx: &cx,
+        raw: &raw,
+        path,
+        rel,
     };
     // A UTF-8 query log, the one large table, is read by its own reader
     // where it can be; `second` is then the raw cells of the rows the plan
@@ -902,70 +956,236 @@ fn ingest_file(
     };
     let (df, second, hashed) = match fast {
         Some(f) => (f.df, f.residue.lazy(), Some(f.hashed)),
-        None => (parse_all()?, raw.lf.clone(), None),
+        None => (file.parse_all()?, raw.lf.clone(), None),
     };
-    let df_height = df.height();
-    let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
-        Ok(df
-            .column(name)
-            .map_err(polars_err)?
-            .bool()
-            .map_err(polars_err)?
-            .clone())
-    };
-    let (bad, sparse, blank) = (flags(BAD)?, flags(SPARSE)?, flags(BLANK)?);
-    // Footer: the sparse rows after the last dense one (totals, print notes).
-    let footer_from = (0..df.height())
-        .rev()
-        .take_while(|&i| sparse.get(i) == Some(true))
-        .last()
-        .unwrap_or(df.height());
-    let mut skip: BooleanChunked = blank.clone();
-    if footer_from < df.height() {
-        // Only what looks like a footer is one; any other sparse row at
-        // the end (garbage after the records) is a row like the others,
-        // rejected with its first characters if it is no record.
-        let rows: Vec<IdxSize> = df
-            .column(ROW)
-            .map_err(polars_err)?
-            .idx()
-            .map_err(polars_err)?
-            .into_no_null_iter()
-            .skip(footer_from)
-            .collect();
-        let footers = footer_rows(&second, &rows).map_err(polars_err)?;
-        let tail: BooleanChunked = (0..df.height())
-            .map(|i| Some(i >= footer_from && footers.contains(&rows[i - footer_from])))
-            .collect();
-        skip = &skip | &tail;
-    }
-    let skipped = skip.sum().unwrap_or(0) as usize;
-    let rejected_mask = &bad & &!&skip;
-    let n_rejected = rejected_mask.sum().unwrap_or(0) as usize;
-    let rejected_rows: Vec<IdxSize> = if n_rejected == 0 {
-        Vec::new()
-    } else {
-        let rows = df
-            .column(ROW)
-            .map_err(polars_err)?
-            .filter(&rejected_mask)
-            .map_err(polars_err)?;
-        rows.idx()
-            .map_err(polars_err)?
-            .into_no_null_iter()
-            .collect()
-    };
-    // More rejects than `limits.rejects_per_file`: not an export of this
-    // table (or a broken one), whose rejects would fill memory and every
-    // report.
+    let read = df.height();
+    let fates = file.row_fates(&df, &second)?;
     let max_rejects = config.limits.rejects_per_file;
-    if n_rejected > max_rejects {
-        // The whole file is refused, with its first reasons, rather than
-        // loaded in part beside hundreds of thousands of rejects.
-        let first = lit(Series::new("r".into(), &rejected_rows[..3.min(n_rejected)]));
+    if fates.rejected.len() > max_rejects {
+        return Err(file.too_many_rejects(second, &fates.rejected, read, max_rejects));
+    }
+    let skipped = fates.skipped;
+    let good = file.loaded_rows(df, &fates)?;
+    let rejects = file.rejects_table(second, fates.rejected)?;
+    account_for_every_row(rel, read, &good, &rejects, skipped)?;
+    let absent = absent_columns(table, &raw.headers);
+    Ok(OneFile {
+        hashed,
+        good,
+        rejects,
+        skipped,
+        encoding: raw.encoding,
+        sheet: raw.sheet,
+        absent,
+        title: raw.title,
+    })
+}
+
+/// Checks that every row read is loaded, rejected or skipped: never lost.
+fn account_for_every_row(
+    rel: &str,
+    read: usize,
+    good: &DataFrame,
+    rejects: &DataFrame,
+    skipped: usize,
+) -> Result<(), IngestError> {
+    if good.height() + rejects.height() + skipped == read {
+        return Ok(());
+    }
+    Err(IngestError::Refused {
+        file: rel.to_owned(),
+        detail: format!(
+            "internal error: of {read} rows read, {} loaded, {} rejected and {skipped} skipped; the file was not used",
+            good.height(),
+            rejects.height()
+        ),
+    })
+}
+
+/// The table's columns the file's `headers` do not have.
+fn absent_columns(table: Table, headers: &[(&'static str, String)]) -> Vec<&'static str> {
+    table
+        .columns()
+        .iter()
+        .filter(|c| !headers.iter().any(|(h, _)| *h == c.name))
+        .map(|c| c.name)
+        .collect()
+}
+
+/// Refuses a file whose extension is none of the spreadsheet and text
+/// kinds read.
+fn refuse_unsupported_type(path: &Path, rel: &str) -> Result<(), IngestError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
+    if matches!(
+        ext.as_str(),
+        "csv" | "tsv" | "txt" | "xlsx" | "xlsm" | "xls" | "ods"
+    ) {
+        Ok(())
+    } else {
+        Err(IngestError::UnsupportedType {
+            file: rel.to_owned(),
+        })
+    }
+}
+
+/// What becomes of a parsed file's rows besides loading.
+struct RowFates {
+    /// Rows the plan flagged as no record.
+    bad: BooleanChunked,
+    /// Blank rows and footer rows: neither loaded nor rejected.
+    skip: BooleanChunked,
+    skipped: usize,
+    /// The row numbers of the bad rows not skipped.
+    rejected: Vec<IdxSize>,
+}
+
+/// One file's raw cells and how to parse them: what the steps of
+/// [`ingest_file`] share.
+struct FileParse<'a> {
+    cx: &'a ParseContext<'a>,
+    raw: &'a read::RawFrame,
+    path: &'a Path,
+    rel: &'a str,
+}
+
+impl FileParse<'_> {
+    /// Parses the whole file with the general plan, a piece at a time when
+    /// the reader cut it into pieces.
+    fn parse_all(&self) -> Result<DataFrame, IngestError> {
+        let Some(pieces) = &self.raw.pieces else {
+            return self.parse(self.raw.lf.clone());
+        };
+        let mut df: Option<DataFrame> = None;
+        pieces.for_each(|lf| {
+            let part = self.parse(lf)?;
+            let n = part.height();
+            match &mut df {
+                None => df = Some(part),
+                Some(d) => {
+                    d.vstack_mut(&part).map_err(polars_in(self.rel))?;
+                }
+            }
+            Ok(n)
+        })?;
+        match df {
+            Some(df) => Ok(df),
+            // A file of only a header: the whole-file scan says so.
+            None => self.parse(self.raw.lf.clone()),
+        }
+    }
+
+    /// Parses `lf` with the plan, without reasons. The streaming engine
+    /// parses the file in morsels where it can, so memory holds the
+    /// canonical columns rather than every intermediate.
+    fn parse(&self, lf: LazyFrame) -> Result<DataFrame, IngestError> {
+        Ok(parse::plan(lf, self.cx, false)
+            .collect_with_engine(Engine::Streaming)
+            .map_err(|e| self.parse_error(e))?
+            .unwrap_single())
+    }
+
+    /// A parse failure as an error naming the file, and the line when a
+    /// CSV line has too many fields (polars names no line for it).
+    fn parse_error(&self, source: PolarsError) -> IngestError {
+        let ragged = self
+            .raw
+            .csv
+            .filter(|_| source.to_string().contains("more fields"))
+            .and_then(|shape| read::find_ragged_line(self.path, shape).map(|l| (l, shape.fields)));
+        match ragged {
+            Some(((line, found), expected)) => IngestError::RaggedLine {
+                file: self.rel.to_owned(),
+                line,
+                found,
+                expected,
+            },
+            None => polars_in(self.rel)(source),
+        }
+    }
+
+    /// Which of `df`'s rows are skipped (blank, or a footer) and which
+    /// rejected.
+    fn row_fates(&self, df: &DataFrame, second: &LazyFrame) -> Result<RowFates, IngestError> {
+        let polars_err = polars_in(self.rel);
+        let flags = |name: &str| -> Result<BooleanChunked, IngestError> {
+            Ok(df
+                .column(name)
+                .map_err(polars_err)?
+                .bool()
+                .map_err(polars_err)?
+                .clone())
+        };
+        let (bad, sparse, blank) = (flags(BAD)?, flags(SPARSE)?, flags(BLANK)?);
+        let skip = match footer_mask(df, &sparse, second).map_err(polars_err)? {
+            Some(tail) => &blank | &tail,
+            None => blank,
+        };
+        let skipped = skip.sum().unwrap_or(0) as usize;
+        let rejected_mask = &bad & &!&skip;
+        let rejected = if rejected_mask.sum().unwrap_or(0) == 0 {
+            Vec::new()
+        } else {
+            let rows = df
+                .column(ROW)
+                .map_err(polars_err)?
+                .filter(&rejected_mask)
+                .map_err(polars_err)?;
+            rows.idx()
+                .map_err(polars_err)?
+                .into_no_null_iter()
+                .collect()
+        };
+        Ok(RowFates {
+            bad,
+            skip,
+            skipped,
+            rejected,
+        })
+    }
+
+    /// The refusal of a file with more rejects than
+    /// `limits.rejects_per_file` (`max_rejects`): not an export of this
+    /// table (or a broken one), whose rejects would fill memory and every
+    /// report. The whole file is refused, with its first reasons, rather
+    /// than loaded in part beside hundreds of thousands of rejects.
+    fn too_many_rejects(
+        &self,
+        second: LazyFrame,
+        rejected: &[IdxSize],
+        read: usize,
+        max_rejects: usize,
+    ) -> IngestError {
+        let first = match self.first_reasons(second, rejected) {
+            Ok(first) => first,
+            Err(e) => return e,
+        };
+        IngestError::Refused {
+            file: self.rel.to_owned(),
+            detail: format!(
+                "{} of its {read} rows are no {} records (more than limits.rejects_per_file, {max_rejects}); the file was not used. The first: {}",
+                rejected.len(),
+                self.cx.table.name(),
+                first.join("; ")
+            ),
+        }
+    }
+
+    /// The first three rejected rows' reasons, `row 7: …`, for a file
+    /// refused for its rejects.
+    fn first_reasons(
+        &self,
+        second: LazyFrame,
+        rejected: &[IdxSize],
+    ) -> Result<Vec<String>, IngestError> {
+        let polars_err = polars_in(self.rel);
+        let first = lit(Series::new("r".into(), &rejected[..3.min(rejected.len())]));
         let reasons = parse::plan(
             second.filter(col(ROW).is_in(first.implode(false), false)),
-            &cx,
+            self.cx,
             true,
         )
         .select([col(ROW), col(REASON)])
@@ -983,85 +1203,97 @@ fn ingest_file(
             .str()
             .map_err(polars_err)?
             .clone();
-        let examples: Vec<String> = rows
+        Ok(rows
             .iter()
             .zip(why.iter())
             .map(|(r, w)| format!("row {}: {}", r.unwrap_or(0), w.unwrap_or("")))
-            .collect();
-        return Err(IngestError::Refused {
-            file: rel.to_owned(),
-            detail: format!(
-                "{n_rejected} of its {df_height} rows are no {} records (more than limits.rejects_per_file, {max_rejects}); the file was not used. The first: {}",
-                table.name(),
-                examples.join("; ")
-            ),
-        });
+            .collect())
     }
 
-    let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
-    keep.push(lit(rel).cast(source_file_dtype(table)).alias("source_file"));
-    keep.push(col(ROW).alias("source_row"));
-    let good = if n_rejected == 0 && skipped == 0 {
-        // The common case: no copy of the frame, only a projection.
-        df.lazy().select(keep).collect().map_err(polars_err)?
-    } else {
-        let ok = !&(&bad | &skip);
+    /// The rows loaded: the canonical columns and where each row came from.
+    fn loaded_rows(&self, df: DataFrame, fates: &RowFates) -> Result<DataFrame, IngestError> {
+        let polars_err = polars_in(self.rel);
+        let table = self.cx.table;
+        let mut keep: Vec<Expr> = table.columns().iter().map(|c| col(c.name)).collect();
+        keep.push(
+            lit(self.rel)
+                .cast(source_file_dtype(table))
+                .alias("source_file"),
+        );
+        keep.push(col(ROW).alias("source_row"));
+        if fates.rejected.is_empty() && fates.skipped == 0 {
+            // The common case: no copy of the frame, only a projection.
+            return df.lazy().select(keep).collect().map_err(polars_err);
+        }
+        let ok = !&(&fates.bad | &fates.skip);
         df.filter(&ok)
             .map_err(polars_err)?
             .lazy()
             .select(keep)
             .collect()
-            .map_err(polars_err)?
-    };
-    let rejects = if n_rejected == 0 {
-        DataFrame::empty_with_schema(&rejects_schema())
-    } else {
+            .map_err(polars_err)
+    }
+
+    /// The rejects table's rows for the `rejected` rows of `second`, each
+    /// with its reason and raw cells.
+    fn rejects_table(
+        &self,
+        second: LazyFrame,
+        rejected: Vec<IdxSize>,
+    ) -> Result<DataFrame, IngestError> {
+        if rejected.is_empty() {
+            return Ok(DataFrame::empty_with_schema(&rejects_schema()));
+        }
         // Only now build the sentences, for the rejected rows alone.
-        let rows = lit(Series::new("r".into(), rejected_rows));
+        let rows = lit(Series::new("r".into(), rejected));
         parse::plan(
             second.filter(col(ROW).is_in(rows.implode(false), false)),
-            &cx,
+            self.cx,
             true,
         )
         .select([
-            lit(table.name()).alias("table"),
-            lit(rel).alias("source_file"),
-            lit(raw.sheet.clone().unwrap_or_default()).alias("sheet"),
+            lit(self.cx.table.name()).alias("table"),
+            lit(self.rel).alias("source_file"),
+            lit(self.raw.sheet.clone().unwrap_or_default()).alias("sheet"),
             col(ROW).alias("source_row"),
             col(REASON).alias("reason"),
             col(RAW).alias("raw"),
         ])
         .collect()
-        .map_err(polars_err)?
-    };
-    // Every row read is loaded, rejected or skipped: never lost.
-    let read = df_height;
-    if good.height() + rejects.height() + skipped != read {
-        return Err(IngestError::Refused {
-            file: rel.to_owned(),
-            detail: format!(
-                "internal error: of {read} rows read, {} loaded, {} rejected and {skipped} skipped; the file was not used",
-                good.height(),
-                rejects.height()
-            ),
-        });
+        .map_err(polars_in(self.rel))
     }
-    let absent = table
-        .columns()
-        .iter()
-        .filter(|c| !raw.headers.iter().any(|(h, _)| *h == c.name))
-        .map(|c| c.name)
+}
+
+/// The footer of a parsed file: the sparse rows after the last dense one
+/// (totals, print notes) that look like a footer, as a mask over `df`;
+/// none when the file ends on a dense row. Any other sparse row at the end
+/// (garbage after the records) is a row like the others, rejected with its
+/// first characters if it is no record.
+fn footer_mask(
+    df: &DataFrame,
+    sparse: &BooleanChunked,
+    second: &LazyFrame,
+) -> PolarsResult<Option<BooleanChunked>> {
+    let footer_from = (0..df.height())
+        .rev()
+        .take_while(|&i| sparse.get(i) == Some(true))
+        .last()
+        .unwrap_or(df.height());
+    if footer_from == df.height() {
+        return Ok(None);
+    }
+    let rows: Vec<IdxSize> = df
+        .column(ROW)?
+        .idx()?
+        .into_no_null_iter()
+        .skip(footer_from)
         .collect();
-    Ok(OneFile {
-        hashed,
-        good,
-        rejects,
-        skipped,
-        encoding: raw.encoding,
-        sheet: raw.sheet,
-        absent,
-        title: raw.title,
-    })
+    let footers = footer_rows(second, &rows)?;
+    Ok(Some(
+        (0..df.height())
+            .map(|i| Some(i >= footer_from && footers.contains(&rows[i - footer_from])))
+            .collect(),
+    ))
 }
 
 /// What one inbox file holds, for the daemon's inputs check: rows loaded

@@ -47,6 +47,25 @@ pub fn dedupe(
     if sha_of.len() < 2 || log.height() == 0 {
         return Ok((log, BTreeMap::new()));
     }
+    let candidate = in_another_files_span(&log)?;
+    let marked = mark_shared(&log, candidate, sha_of)?;
+    let counts = counts_per_file(&marked)?;
+    if counts.values().all(|c| c.counted_elsewhere == 0) {
+        // Nothing left out: the log stays as it is, not even copied.
+        return Ok((log, counts));
+    }
+    let mut keep = vec![true; log.height()];
+    let dropped = marked.lazy().filter(col("elsewhere")).collect()?;
+    for i in dropped.column(ROW)?.idx()?.into_no_null_iter() {
+        keep[i as usize] = false;
+    }
+    let mask: BooleanChunked = keep.into_iter().map(Some).collect();
+    Ok((log.filter(&mask)?, counts))
+}
+
+/// Whether a row is a candidate: it lies in the first-to-last span of a
+/// file not its own.
+fn in_another_files_span(log: &DataFrame) -> PolarsResult<Expr> {
     let spans = log
         .clone()
         .lazy()
@@ -69,7 +88,6 @@ pub fn dedupe(
     let at = |c: &Column, i: usize| -> PolarsResult<Expr> {
         Ok(lit(Scalar::new(c.dtype().clone(), c.get(i)?.into_static())))
     };
-    // A row is a candidate when it lies in the span of a file not its own.
     let mut candidate = lit(false);
     for (i, f) in files.iter().enumerate() {
         for (j, _) in files.iter().enumerate().filter(|(j, _)| *j != i) {
@@ -79,24 +97,36 @@ pub fn dedupe(
             candidate = candidate.or(col("source_file").eq(lit(f.as_str())).and(inside));
         }
     }
+    Ok(candidate)
+}
+
+/// A record's identity: account, time to the second, item, subject, result.
+fn record_key() -> Vec<Expr> {
+    vec![
+        col("account_id"),
+        col(SECOND),
+        col("query_item"),
+        col("subject_id"),
+        col("result"),
+    ]
+}
+
+/// The candidate rows whose record another file also holds: their row
+/// number, file, and whether another file's copy is the one counted
+/// (`elsewhere`).
+fn mark_shared(
+    log: &DataFrame,
+    candidate: Expr,
+    sha_of: &BTreeMap<String, String>,
+) -> PolarsResult<DataFrame> {
     let names: Vec<&str> = sha_of.keys().map(String::as_str).collect();
     let shas: Vec<&str> = sha_of.values().map(String::as_str).collect();
-    let key = || {
-        vec![
-            col("account_id"),
-            col(SECOND),
-            col("query_item"),
-            col("subject_id"),
-            col("result"),
-        ]
-    };
     let in_file = || {
-        let mut k = key();
+        let mut k = record_key();
         k.push(col("source_file"));
         k
     };
-    let marked = log
-        .clone()
+    log.clone()
         .lazy()
         .with_row_index(ROW, None)
         .filter(candidate)
@@ -121,14 +151,17 @@ pub fn dedupe(
         )
         .with_columns([
             len().over(in_file())?.alias("__n"),
-            col("source_file").n_unique().over(key())?.alias("__files"),
+            col("source_file")
+                .n_unique()
+                .over(record_key())?
+                .alias("__files"),
         ])
-        .with_column(col("__n").max().over(key())?.alias("__max"))
+        .with_column(col("__n").max().over(record_key())?.alias("__max"))
         .with_column(
             col(SHA)
                 .filter(col("__n").eq(col("__max")))
                 .min()
-                .over(key())?
+                .over(record_key())?
                 .alias("__chosen"),
         )
         .select([
@@ -138,7 +171,12 @@ pub fn dedupe(
             col(SHA).neq(col("__chosen")).alias("elsewhere"),
         ])
         .filter(col("shared"))
-        .collect()?;
+        .collect()
+}
+
+/// Per file, of the `marked` rows: how many are shared and how many
+/// counted elsewhere.
+fn counts_per_file(marked: &DataFrame) -> PolarsResult<BTreeMap<String, Shared>> {
     let per_file = marked
         .clone()
         .lazy()
@@ -167,17 +205,7 @@ pub fn dedupe(
             );
         }
     }
-    if counts.values().all(|c| c.counted_elsewhere == 0) {
-        // Nothing left out: the log stays as it is, not even copied.
-        return Ok((log, counts));
-    }
-    let mut keep = vec![true; log.height()];
-    let dropped = marked.lazy().filter(col("elsewhere")).collect()?;
-    for i in dropped.column(ROW)?.idx()?.into_no_null_iter() {
-        keep[i as usize] = false;
-    }
-    let mask: BooleanChunked = keep.into_iter().map(Some).collect();
-    Ok((log.filter(&mask)?, counts))
+    Ok(counts)
 }
 
 #[cfg(test)]

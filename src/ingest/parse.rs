@@ -120,12 +120,6 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         .iter()
         .filter_map(|(c, _)| cx.table.column(c))
         .collect();
-    let header_of = |name: &'static str| -> String {
-        cx.headers
-            .iter()
-            .find(|(c, _)| *c == name)
-            .map_or(name.to_owned(), |(_, h)| h.clone())
-    };
 
     // Stage 1: trimmed text. An empty string stays a string here (making
     // it null would rebuild every column); `is_empty` tests for it, and
@@ -142,122 +136,22 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
     let mut values = Vec::new();
     let mut problems: Vec<(Expr, Expr)> = Vec::new();
     for c in cx.table.columns() {
-        let Some(_) = present.iter().find(|p| p.name == c.name) else {
+        if !present.iter().any(|p| p.name == c.name) {
             values.push(null_of(column_dtype(cx.table, c)).alias(c.name));
             continue;
-        };
-        let v = col(s(c.name));
-        let header = header_of(c.name);
-        let (parsed, what) = match c.kind {
-            Kind::Text => (
-                kernel(v.clone(), str::is_empty, |_| None),
-                String::new(),
-            ),
-            // An identifier is a plain token: no control or invisible
-            // formatting character, no quotes or brackets around it.
-            Kind::Id => (
-                kernel(v.clone(), |v| v.is_empty() || id_junk(v), |_| None),
-                "is not an identifier: it holds a control or invisible character, or quote marks around it"
-                    .to_owned(),
-            ),
-            Kind::NationalId => (
-                kernel(
-                    v.clone(),
-                    |v| !national_id(v),
-                    |v| Some(v.to_uppercase()).filter(|u| national_id(u)),
-                ),
-                "is not a national ID (a letter, then a letter or digit, then eight digits)"
-                    .to_owned(),
-            ),
-            Kind::Agency => (
-                lookup(
-                    v.clone(),
-                    Lookup::of(cx, c).expect("an agency column has a lookup"),
-                    column_dtype(cx.table, c),
-                ),
-                "is not an agency id, name or alias in the config".to_owned(),
-            ),
-            Kind::Enum(vocab) => (
-                lookup(
-                    v.clone(),
-                    Lookup::of(cx, c).expect("a vocabulary column has a lookup"),
-                    column_dtype(cx.table, c),
-                ),
-                vocab_hint(vocab),
-            ),
-            Kind::Date | Kind::DateTime => {
-                let dt = temporal(c.name, (cx.format_of)(c.name));
-                let parsed = if c.is_date() { dt.dt().date() } else { dt };
-                (
-                    parsed,
-                    if c.is_date() {
-                        "cannot be read as a date (ROC 112/08/17, 1120817, 民國112年8月17日; or 2023/8/17, 2023-08-17)"
-                    } else {
-                        "cannot be read as a date and time (112/08/17 14:03:22, 2023/8/17 下午 02:03:22, 2023-08-17T14:03:22)"
-                    }
-                    .to_owned(),
-                )
-            }
-        };
+        }
+        let (parsed, what) = typed_value(cx, c);
         values.push(parsed.alias(c.name));
-        let prefix = format!("column {:?} ({})", header, c.name);
-        // Flags refer to the parsed column by name, so parsing runs once.
-        if !what.is_empty() {
-            let flag = is_empty(c.name).not().and(col(c.name).is_null());
-            let msg = concat_str(
-                [
-                    lit(format!("{prefix}: \"")),
-                    shown(c, v.clone()),
-                    lit(format!("\" {what}")),
-                ],
-                "",
-                false,
-            );
-            problems.push((flag, msg));
-        }
-        if c.value_required() {
-            problems.push((is_empty(c.name), lit(format!("{prefix} is empty"))));
-        }
-        // Byte lengths are the offsets polars keeps: no cell is read.
-        problems.push((
-            v.clone()
-                .str()
-                .len_bytes()
-                .gt(lit(MAX_CELL_BYTES))
-                .fill_null(lit(false)),
-            concat_str(
-                [
-                    lit(format!("{prefix} has ")),
-                    v.clone().str().len_bytes().cast(DataType::String),
-                    lit(format!(" bytes, more than any cell may ({MAX_CELL_BYTES})")),
-                ],
-                "",
-                false,
-            ),
-        ));
+        problems.extend(column_problems(c, &header_of(cx, c.name), &what));
     }
 
     // Stage 4: flags for bad, blank and sparse rows; reasons on request.
-    let filled = present
-        .iter()
-        .map(|c| is_empty(c.name).not().cast(DataType::UInt32))
-        .reduce(|a, b| a + b)
-        .unwrap_or(lit(0u32));
-    let sparse = (filled.clone() * lit(2u32)).lt(lit(present.len() as u32));
-    // A null flag would drop its row from both the loaded and the
-    // rejected set: every flag is true or false.
-    let any_problem = problems
-        .iter()
-        .map(|p| p.0.clone())
-        .reduce(|a, b| a.or(b))
-        .unwrap_or(lit(false))
-        .fill_null(lit(false));
-
+    let [bad, sparse, blank] = row_flags(&present, &problems);
     let mut out = lf.with_columns(trimmed);
     out = out.with_columns(values).with_columns([
-        any_problem.alias(BAD),
+        bad.alias(BAD),
         sparse.alias(SPARSE),
-        filled.eq(lit(0u32)).alias(BLANK),
+        blank.alias(BLANK),
     ]);
     // The cast to a categorical runs per morsel: the text of a morsel is
     // freed as soon as its codes are made.
@@ -273,34 +167,169 @@ pub fn plan(lf: LazyFrame, cx: &ParseContext<'_>, with_reasons: bool) -> LazyFra
         .chain([col(BAD), col(SPARSE), col(BLANK)])
         .collect();
     if with_reasons {
-        let messages: Vec<Expr> = problems
-            .iter()
-            .map(|(flag, msg)| {
-                when(flag.clone())
-                    .then(msg.clone())
-                    .otherwise(null_of(DataType::String))
-            })
-            .collect();
-        let raw_parts: Vec<Expr> = present
-            .iter()
-            .map(|c| {
-                concat_str(
-                    [
-                        lit(format!("{}=", header_of(c.name))),
-                        first_chars(shown(c, col(s(c.name)))).fill_null(lit("")),
-                    ],
-                    "",
-                    false,
-                )
-            })
-            .collect();
-        out = out.with_columns([
-            concat_str(&messages, "; ", true).alias(REASON),
-            concat_str(&raw_parts, " | ", false).alias(RAW),
-        ]);
+        out = out.with_columns(reason_and_raw(cx, &present, &problems));
         keep.extend([col(REASON), col(RAW)]);
     }
     out.select(keep)
+}
+
+/// The header a column has in the file, or its canonical name.
+fn header_of(cx: &ParseContext<'_>, name: &'static str) -> String {
+    cx.headers
+        .iter()
+        .find(|(c, _)| *c == name)
+        .map_or(name.to_owned(), |(_, h)| h.clone())
+}
+
+/// A present column's typed value (null where its cell cannot be read)
+/// and what a cell that cannot be read is not (empty when every cell can).
+fn typed_value(cx: &ParseContext<'_>, c: &ColumnSpec) -> (Expr, String) {
+    let v = col(s(c.name));
+    match c.kind {
+        Kind::Text => (kernel(v, str::is_empty, |_| None), String::new()),
+        // An identifier is a plain token: no control or invisible
+        // formatting character, no quotes or brackets around it.
+        Kind::Id => (
+            kernel(v, |v| v.is_empty() || id_junk(v), |_| None),
+            "is not an identifier: it holds a control or invisible character, or quote marks around it"
+                .to_owned(),
+        ),
+        Kind::NationalId => (
+            kernel(
+                v,
+                |v| !national_id(v),
+                |v| Some(v.to_uppercase()).filter(|u| national_id(u)),
+            ),
+            "is not a national ID (a letter, then a letter or digit, then eight digits)".to_owned(),
+        ),
+        Kind::Agency => (
+            lookup(
+                v,
+                Lookup::of(cx, c).expect("an agency column has a lookup"),
+                column_dtype(cx.table, c),
+            ),
+            "is not an agency id, name or alias in the config".to_owned(),
+        ),
+        Kind::Enum(vocab) => (
+            lookup(
+                v,
+                Lookup::of(cx, c).expect("a vocabulary column has a lookup"),
+                column_dtype(cx.table, c),
+            ),
+            vocab_hint(vocab),
+        ),
+        Kind::Date | Kind::DateTime => {
+            let dt = temporal(c.name, (cx.format_of)(c.name));
+            let parsed = if c.is_date() { dt.dt().date() } else { dt };
+            (
+                parsed,
+                if c.is_date() {
+                    "cannot be read as a date (ROC 112/08/17, 1120817, 民國112年8月17日; or 2023/8/17, 2023-08-17)"
+                } else {
+                    "cannot be read as a date and time (112/08/17 14:03:22, 2023/8/17 下午 02:03:22, 2023-08-17T14:03:22)"
+                }
+                .to_owned(),
+            )
+        }
+    }
+}
+
+/// A present column's problems, each a flag and the sentence saying it:
+/// a cell that cannot be read (`what` it is not), an empty required cell,
+/// a cell over [`MAX_CELL_BYTES`].
+fn column_problems(c: &ColumnSpec, header: &str, what: &str) -> Vec<(Expr, Expr)> {
+    let v = col(s(c.name));
+    let prefix = format!("column {:?} ({})", header, c.name);
+    let mut problems = Vec::new();
+    // Flags refer to the parsed column by name, so parsing runs once.
+    if !what.is_empty() {
+        let flag = is_empty(c.name).not().and(col(c.name).is_null());
+        let msg = concat_str(
+            [
+                lit(format!("{prefix}: \"")),
+                shown(c, v.clone()),
+                lit(format!("\" {what}")),
+            ],
+            "",
+            false,
+        );
+        problems.push((flag, msg));
+    }
+    if c.value_required() {
+        problems.push((is_empty(c.name), lit(format!("{prefix} is empty"))));
+    }
+    // Byte lengths are the offsets polars keeps: no cell is read.
+    problems.push((
+        v.clone()
+            .str()
+            .len_bytes()
+            .gt(lit(MAX_CELL_BYTES))
+            .fill_null(lit(false)),
+        concat_str(
+            [
+                lit(format!("{prefix} has ")),
+                v.str().len_bytes().cast(DataType::String),
+                lit(format!(" bytes, more than any cell may ({MAX_CELL_BYTES})")),
+            ],
+            "",
+            false,
+        ),
+    ));
+    problems
+}
+
+/// The row flags, in the order [`BAD`], [`SPARSE`], [`BLANK`]: any
+/// problem; fewer than half the present columns filled; none filled.
+fn row_flags(present: &[&'static ColumnSpec], problems: &[(Expr, Expr)]) -> [Expr; 3] {
+    let filled = present
+        .iter()
+        .map(|c| is_empty(c.name).not().cast(DataType::UInt32))
+        .reduce(|a, b| a + b)
+        .unwrap_or(lit(0u32));
+    let sparse = (filled.clone() * lit(2u32)).lt(lit(present.len() as u32));
+    // A null flag would drop its row from both the loaded and the
+    // rejected set: every flag is true or false.
+    let any_problem = problems
+        .iter()
+        .map(|p| p.0.clone())
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false))
+        .fill_null(lit(false));
+    [any_problem, sparse, filled.eq(lit(0u32))]
+}
+
+/// The [`REASON`] (every problem's sentence) and [`RAW`] (the raw cells,
+/// national IDs masked) columns.
+fn reason_and_raw(
+    cx: &ParseContext<'_>,
+    present: &[&'static ColumnSpec],
+    problems: &[(Expr, Expr)],
+) -> [Expr; 2] {
+    let messages: Vec<Expr> = problems
+        .iter()
+        .map(|(flag, msg)| {
+            when(flag.clone())
+                .then(msg.clone())
+                .otherwise(null_of(DataType::String))
+        })
+        .collect();
+    let raw_parts: Vec<Expr> = present
+        .iter()
+        .map(|c| {
+            concat_str(
+                [
+                    lit(format!("{}=", header_of(cx, c.name))),
+                    first_chars(shown(c, col(s(c.name)))).fill_null(lit("")),
+                ],
+                "",
+                false,
+            )
+        })
+        .collect();
+    [
+        concat_str(&messages, "; ", true).alias(REASON),
+        concat_str(&raw_parts, " | ", false).alias(RAW),
+    ]
 }
 
 /// The first characters of a cell, and how long it was when it was cut.
@@ -642,19 +671,65 @@ fn temporal(name: &str, format: DateFormat) -> Expr {
 /// The local date-time the regexes' captures (`pattern_col(name)`, and
 /// `…b` for the compact form) and the fast path (`fast_col(name)`) give.
 fn date_time(name: &str, format: DateFormat) -> Expr {
-    let a = |f: &str| col(pattern_col(name)).struct_().field_by_name(f);
-    let b = |f: &str| {
-        col(format!("{}b", pattern_col(name)))
-            .struct_()
-            .field_by_name(f)
-    };
-    let int = |e: Expr| e.cast(DataType::Int32);
+    let a = |group: &str| separated_capture(name, group);
+    let b = |group: &str| compact_capture(name, group);
+    let year_a = separated_year(name, format);
+    let (year_b, mb, db) = compact_date(name, format);
+    let year = coalesce(&[year_a, year_b]);
+    let month = coalesce(&[as_i32(a("m")), mb]);
+    let day = coalesce(&[as_i32(a("d")), db]);
+    let hour12 = coalesce(&[as_i32(a("H")), as_i32(b("H"))]).fill_null(lit(0));
+    let minute = coalesce(&[as_i32(a("M")), as_i32(b("M"))]).fill_null(lit(0));
+    let second = coalesce(&[as_i32(a("S")), as_i32(b("S"))]).fill_null(lit(0));
+    let ap = coalesce(&[a("ap1"), a("ap2")]).str().to_uppercase();
+    let (hour, hour_ok) = hour_of_day(hour12, ap);
+    let ok = year
+        .clone()
+        .gt_eq(lit(1900))
+        .and(year.clone().lt_eq(lit(2200)))
+        .and(month.clone().gt_eq(lit(1)))
+        .and(month.clone().lt_eq(lit(12)))
+        .and(day.clone().gt_eq(lit(1)))
+        .and(
+            day.clone()
+                .lt_eq(days_in_month(year.clone(), month.clone())),
+        )
+        .and(hour_ok)
+        .and(minute.clone().lt_eq(lit(59)))
+        .and(second.clone().lt_eq(lit(59)));
+    let year = when(ok).then(year).otherwise(null_of(DataType::Int32));
+    let slow = datetime(
+        DatetimeArgs::new(year, month, day)
+            .with_hms(hour, minute, second)
+            .with_time_unit(TIME_UNIT),
+    );
+    coalesce(&[col(fast_col(name)), slow])
+}
 
-    // Separated: the year's digit count (or 民國) says ROC or Gregorian.
+/// Group `group` of the separated form's captures of column `name`.
+fn separated_capture(name: &str, group: &str) -> Expr {
+    col(pattern_col(name)).struct_().field_by_name(group)
+}
+
+/// Group `group` of the compact form's captures of column `name`.
+fn compact_capture(name: &str, group: &str) -> Expr {
+    col(format!("{}b", pattern_col(name)))
+        .struct_()
+        .field_by_name(group)
+}
+
+fn as_i32(e: Expr) -> Expr {
+    e.cast(DataType::Int32)
+}
+
+/// The Gregorian year of the separated form: the year's digit count (or
+/// 民國) says ROC or Gregorian, within what `format` allows.
+fn separated_year(name: &str, format: DateFormat) -> Expr {
+    let a = |group: &str| separated_capture(name, group);
     let ylen = a("y").str().len_bytes();
-    let y = int(a("y"));
+    let y = as_i32(a("y"));
     let roc_marked = a("roc").is_not_null();
-    let year_a = match format {
+    match format {
         DateFormat::Auto => when(
             roc_marked
                 .clone()
@@ -671,12 +746,16 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
         DateFormat::Gregorian => when(ylen.eq(lit(4u32)).and(roc_marked.not()))
             .then(y)
             .otherwise(null_of(DataType::Int32)),
-    };
+    }
+}
 
-    // Compact: the digit count says which layout.
-    let n = b("n");
+/// The Gregorian year, the month and the day of the compact form: the
+/// digit count says which layout (8 Gregorian, 7 ROC, 6 ROC only where
+/// declared).
+fn compact_date(name: &str, format: DateFormat) -> (Expr, Expr, Expr) {
+    let n = compact_capture(name, "n");
     let nlen = n.clone().str().len_bytes().cast(DataType::Int64);
-    let part = |off: Expr, len: Expr| int(n.clone().str().slice(off, len));
+    let part = |off: Expr, len: Expr| as_i32(n.clone().str().slice(off, len));
     let yb = part(lit(0i64), nlen.clone() - lit(4i64));
     let mb = part(nlen.clone() - lit(4i64), lit(2u64));
     let db = part(nlen.clone() - lit(2i64), lit(2u64));
@@ -692,14 +771,12 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
         .when(nlen.eq(lit(6i64)).and(lit(r6)))
         .then(yb + lit(1911))
         .otherwise(null_of(DataType::Int32));
+    (year_b, mb, db)
+}
 
-    let year = coalesce(&[year_a, year_b]);
-    let month = coalesce(&[int(a("m")), mb]);
-    let day = coalesce(&[int(a("d")), db]);
-    let hour12 = coalesce(&[int(a("H")), int(b("H"))]).fill_null(lit(0));
-    let minute = coalesce(&[int(a("M")), int(b("M"))]).fill_null(lit(0));
-    let second = coalesce(&[int(a("S")), int(b("S"))]).fill_null(lit(0));
-    let ap = coalesce(&[a("ap1"), a("ap2")]).str().to_uppercase();
+/// The hour on a 24-hour clock from the hour as written and its 上午/下午
+/// (AM/PM) mark if any, and whether the hour as written is one.
+fn hour_of_day(hour12: Expr, ap: Expr) -> (Expr, Expr) {
     let pm = ap.clone().eq(lit("下午")).or(ap.clone().eq(lit("PM")));
     let has_ap = ap.is_not_null();
     let hour = when(has_ap.clone().not())
@@ -714,41 +791,27 @@ fn date_time(name: &str, format: DateFormat) -> Expr {
     let hour_ok = when(has_ap)
         .then(hour12.clone().gt_eq(lit(1)).and(hour12.lt_eq(lit(12))))
         .otherwise(hour.clone().lt_eq(lit(23)));
+    (hour, hour_ok)
+}
 
+/// The number of days in `month` of `year` (Gregorian leap years).
+fn days_in_month(year: Expr, month: Expr) -> Expr {
     let leap = (year.clone() % lit(4))
         .eq(lit(0))
         .and((year.clone() % lit(100)).neq(lit(0)))
-        .or((year.clone() % lit(400)).eq(lit(0)));
-    let m = month.clone();
-    let days_in_month = when(m.clone().eq(lit(2)))
+        .or((year % lit(400)).eq(lit(0)));
+    let m = month;
+    when(m.clone().eq(lit(2)))
         .then(when(leap).then(lit(29)).otherwise(lit(28)))
         .when(
             m.clone()
                 .eq(lit(4))
                 .or(m.clone().eq(lit(6)))
                 .or(m.clone().eq(lit(9)))
-                .or(m.clone().eq(lit(11))),
+                .or(m.eq(lit(11))),
         )
         .then(lit(30))
-        .otherwise(lit(31));
-    let ok = year
-        .clone()
-        .gt_eq(lit(1900))
-        .and(year.clone().lt_eq(lit(2200)))
-        .and(month.clone().gt_eq(lit(1)))
-        .and(month.clone().lt_eq(lit(12)))
-        .and(day.clone().gt_eq(lit(1)))
-        .and(day.clone().lt_eq(days_in_month))
-        .and(hour_ok)
-        .and(minute.clone().lt_eq(lit(59)))
-        .and(second.clone().lt_eq(lit(59)));
-    let year = when(ok).then(year).otherwise(null_of(DataType::Int32));
-    let slow = datetime(
-        DatetimeArgs::new(year, month, day)
-            .with_hms(hour, minute, second)
-            .with_time_unit(TIME_UNIT),
-    );
-    coalesce(&[col(fast_col(name)), slow])
+        .otherwise(lit(31))
 }
 
 fn fast_col(name: &str) -> String {

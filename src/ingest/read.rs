@@ -455,29 +455,9 @@ fn read_csv(
     map: &HeaderMap,
     input: Option<&InputOverride>,
 ) -> Result<RawFrame, IngestError> {
-    let io = |source| IngestError::Io {
-        file: display.to_owned(),
-        source,
-    };
-    let mut head = vec![0u8; SNIFF_BYTES];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let mut n = 0;
-        loop {
-            let k = f.read(&mut head[n..]).map_err(io)?;
-            if k == 0 || n + k == head.len() {
-                n += k;
-                break;
-            }
-            n += k;
-        }
-        n
-    };
-    head.truncate(n);
-    let whole_file = n < SNIFF_BYTES;
+    let head = read_head(path, display)?;
+    let whole_file = head.len() < SNIFF_BYTES;
     let bom = head.starts_with(b"\xEF\xBB\xBF");
-
     let declared = input.map(|i| i.encoding).unwrap_or_default();
     let big5 = match declared {
         Encoding::Big5 => true,
@@ -485,46 +465,94 @@ fn read_csv(
         Encoding::Auto => !bom && !looks_utf8(&head, whole_file),
     };
     if big5 {
-        // Big5 exports are agency-sized; decode the whole file to UTF-8 in
-        // memory and let polars scan the buffer.
-        let bytes = std::fs::read(path).map_err(io)?;
-        let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(&bytes);
-        if had_errors {
-            return Err(IngestError::Encoding {
-                file: display.to_owned(),
-                detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
-            });
+        read_big5_csv(path, display, map, input)
+    } else {
+        read_utf8_csv(path, display, map, input, &head, bom)
+    }
+}
+
+/// The first [`SNIFF_BYTES`] of a file (all of it if shorter).
+fn read_head(path: &Path, display: &str) -> Result<Vec<u8>, IngestError> {
+    use std::io::Read;
+    let io = |source| IngestError::Io {
+        file: display.to_owned(),
+        source,
+    };
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut n = 0;
+    loop {
+        let k = f.read(&mut head[n..]).map_err(io)?;
+        if k == 0 || n + k == head.len() {
+            n += k;
+            break;
         }
-        let text = text.into_owned();
-        let top = top_lines(&text);
-        let (matched, sep) = find_csv_header(&top, display, map, input)?;
-        let title = title_lines(&top, matched.row, sep);
-        let source =
-            ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
-        let lf = scan_whole(
-            LazyCsvReader::new_with_sources(source),
-            &matched,
-            sep,
-            display,
-        )?;
-        let csv = Some(CsvShape {
-            sep,
-            header_line: matched.row,
-            fields: matched.cells.len(),
-            big5: true,
-        });
-        return Ok(RawFrame {
-            lf,
-            headers: headers_of(&matched),
-            sheet: None,
-            encoding: "big5",
-            csv,
-            title,
-            layout: None,
-            pieces: None,
+        n += k;
+    }
+    head.truncate(n);
+    Ok(head)
+}
+
+/// Reads a Big5 CSV file. Big5 exports are agency-sized; the whole file is
+/// decoded to UTF-8 in memory and polars scans the buffer.
+fn read_big5_csv(
+    path: &Path,
+    display: &str,
+    map: &HeaderMap,
+    input: Option<&InputOverride>,
+) -> Result<RawFrame, IngestError> {
+    let bytes = std::fs::read(path).map_err(|source| IngestError::Io {
+        file: display.to_owned(),
+        source,
+    })?;
+    let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(&bytes);
+    if had_errors {
+        return Err(IngestError::Encoding {
+            file: display.to_owned(),
+            detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
         });
     }
-    let text = String::from_utf8_lossy(&head);
+    let text = text.into_owned();
+    let top = top_lines(&text);
+    let (matched, sep) = find_csv_header(&top, display, map, input)?;
+    let title = title_lines(&top, matched.row, sep);
+    let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
+    let lf = scan_whole(
+        LazyCsvReader::new_with_sources(source),
+        &matched,
+        sep,
+        display,
+    )?;
+    let csv = Some(CsvShape {
+        sep,
+        header_line: matched.row,
+        fields: matched.cells.len(),
+        big5: true,
+    });
+    Ok(RawFrame {
+        lf,
+        headers: headers_of(&matched),
+        sheet: None,
+        encoding: "big5",
+        csv,
+        title,
+        layout: None,
+        pieces: None,
+    })
+}
+
+/// Reads a UTF-8 CSV file (`head`: its first bytes, `bom`: whether they
+/// start with a byte-order mark): scanned from its path, and in pieces when
+/// it is large.
+fn read_utf8_csv(
+    path: &Path,
+    display: &str,
+    map: &HeaderMap,
+    input: Option<&InputOverride>,
+    head: &[u8],
+    bom: bool,
+) -> Result<RawFrame, IngestError> {
+    let text = String::from_utf8_lossy(head);
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
     let top = top_lines(text);
     let (matched, sep) = find_csv_header(&top, display, map, input)?;
@@ -543,8 +571,13 @@ fn read_csv(
         fields: matched.cells.len(),
         big5: false,
     });
-    let layout = CsvLayout::new(path, display, &head, matched.clone(), sep);
-    let size = std::fs::metadata(path).map_err(io)?.len();
+    let layout = CsvLayout::new(path, display, head, matched.clone(), sep);
+    let size = std::fs::metadata(path)
+        .map_err(|source| IngestError::Io {
+            file: display.to_owned(),
+            source,
+        })?
+        .len();
     let pieces = layout
         .clone()
         .filter(|_| size > 2 * PIECE_BYTES as u64)
