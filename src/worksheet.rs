@@ -9,7 +9,11 @@ use calamine::{Data, Reader, Xlsx};
 use chrono::NaiveDate;
 
 use crate::archive;
+use crate::job::Job;
 use crate::report::layout::{self, Input, Layout, SAMPLE_WORKSHEET, SIGN_OFF};
+use crate::report::{
+    REVIEW_LABEL, RUN_ID_LABEL, ReportKind, SAMPLE_DIGEST_LABEL, SheetName, UNIT_LABEL,
+};
 use crate::store::{Store, WorksheetAnswer, WorksheetReturn};
 
 /// The sheet as `report` writes it.
@@ -228,7 +232,7 @@ fn sheets(path: &Path, bytes: Option<&[u8]>, sheet: &str) -> Result<(Rows, Rows)
             sheet: name.to_owned(),
         })
     };
-    Ok((get("摘要")?, get(sheet)?))
+    Ok((get(SheetName::Summary.as_str())?, get(sheet)?))
 }
 
 /// A unit's key as a return names it: an agency id that could name a file
@@ -246,23 +250,12 @@ fn locate(
     file: &Path,
     summary: &[Vec<Data>],
     archive_dir: &Path,
-    job: crate::job::Job,
+    job: Job,
 ) -> Result<(String, String, archive::RunFolder, PathBuf), ReturnError> {
     let path = || file.to_owned();
-    let run_id =
-        summary_value(summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
-    let unit_cell = summary_value(summary, "機關").unwrap_or_default();
-    // An agency id names files: one that could not be one (`../reports/KPB`)
-    // is no agency.
-    let unit_id = unit_cell
-        .rsplit_once('（')
-        .and_then(|(_, r)| r.strip_suffix('）'))
-        .filter(|id| safe_key(id))
-        .ok_or_else(|| ReturnError::NoAgency {
-            file: path(),
-            cell: unit_cell.clone(),
-        })?
-        .to_owned();
+    let run_id = summary_value(summary, RUN_ID_LABEL)
+        .ok_or_else(|| ReturnError::NotOurs { file: path() })?;
+    let unit_id = unit_on(file, summary)?;
     // A workbook the chief administrator fills in is filed under the
     // chief's key: its original is the chief's, never the unit's.
     let unit_id = if chief_fills(summary) {
@@ -284,6 +277,20 @@ fn locate(
         .reports()
         .join(archive::RunFolder::workbook_name(Some(&unit_id)));
     Ok((run_id, unit_id, run_dir, original))
+}
+
+/// The unit a workbook's summary names beside [`UNIT_LABEL`]. An agency
+/// id names files: one that could not be one (`../reports/KPB`) is no
+/// agency.
+fn unit_on(file: &Path, summary: &[Vec<Data>]) -> Result<String, ReturnError> {
+    let cell = summary_value(summary, UNIT_LABEL).unwrap_or_default();
+    match crate::report::unit_id_in(&cell).filter(|id| safe_key(id)) {
+        Some(id) => Ok(id.to_owned()),
+        None => Err(ReturnError::NoAgency {
+            file: file.to_owned(),
+            cell,
+        }),
+    }
 }
 
 /// The most characters an answer may have: what a returned cell says is
@@ -554,30 +561,28 @@ pub fn token_in(workbook: &[u8]) -> Option<String> {
 /// second review. Trusted only once its token matched
 /// ([`check_token`]); read first to see whose password may open it.
 pub fn claimed_key(file: &Path, workbook: &[u8]) -> Result<String, ReturnError> {
-    let summary = sheet_rows(&mut book(file, Some(workbook))?, "摘要").ok_or_else(|| {
+    let summary_sheet = SheetName::Summary.as_str();
+    let summary = sheet_rows(&mut book(file, Some(workbook))?, summary_sheet).ok_or_else(|| {
         ReturnError::NoSheet {
             file: file.to_owned(),
-            sheet: "摘要".to_owned(),
+            sheet: summary_sheet.to_owned(),
         }
     })?;
-    let cell = summary_value(&summary, "機關").unwrap_or_default();
-    let unit = cell
-        .rsplit_once('（')
-        .and_then(|(_, r)| r.strip_suffix('）'))
-        .filter(|id| safe_key(id))
-        .ok_or_else(|| ReturnError::NoAgency {
-            file: file.to_owned(),
-            cell: cell.clone(),
-        })?;
-    let review = summary_value(&summary, crate::report::REVIEW_LABEL)
-        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
-    Ok(if review {
-        crate::report::review_key(unit)
+    let unit = unit_on(file, &summary)?;
+    Ok(if second_review(&summary) {
+        crate::report::review_key(&unit)
     } else if chief_fills(&summary) {
-        crate::report::chief_key(unit)
+        crate::report::chief_key(&unit)
     } else {
-        unit.to_owned()
+        unit
     })
+}
+
+/// Whether a workbook's summary says it is a second review of the
+/// officers' own accounts.
+fn second_review(summary: &[Vec<Data>]) -> bool {
+    summary_value(summary, REVIEW_LABEL)
+        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW))
 }
 
 /// Whether a workbook's summary says the chief administrator fills it in.
@@ -647,12 +652,10 @@ pub fn ingest_returned(
     let path = || file.to_owned();
     let (summary, rows) = sheets(file, Some(workbook), LAYOUT.sheet)?;
     let (run_id, unit_id, run_dir, original) =
-        locate(file, &summary, archive_dir, crate::job::Job::SampleAudit)?;
+        locate(file, &summary, archive_dir, Job::SampleAudit)?;
     // A second review of the officers' own accounts is the reviewer's
     // return, filed, chased and answered apart from the officer's.
-    let review = summary_value(&summary, crate::report::REVIEW_LABEL)
-        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
-    let (unit_id, original) = if review {
+    let (unit_id, original) = if second_review(&summary) {
         let key = crate::report::review_key(&unit_id);
         let original = run_dir
             .reports()
@@ -665,20 +668,18 @@ pub fn ingest_returned(
     let (orig_summary, orig_rows) = sheets(&original, None, LAYOUT.sheet)?;
     // Who audits is what the run sent: a return cannot move itself from
     // the officer's worksheet to the reviewer's or back.
-    if summary_value(&orig_summary, crate::report::REVIEW_LABEL)
-        != summary_value(&summary, crate::report::REVIEW_LABEL)
-    {
+    if summary_value(&orig_summary, REVIEW_LABEL) != summary_value(&summary, REVIEW_LABEL) {
         return Err(ReturnError::CellChanged {
             file: path(),
-            sheet: "摘要",
+            sheet: SheetName::Summary.as_str(),
             row: 0,
-            column: crate::report::REVIEW_LABEL.to_owned(),
-            was: summary_value(&orig_summary, crate::report::REVIEW_LABEL).unwrap_or_default(),
-            now: summary_value(&summary, crate::report::REVIEW_LABEL).unwrap_or_default(),
+            column: REVIEW_LABEL.to_owned(),
+            was: summary_value(&orig_summary, REVIEW_LABEL).unwrap_or_default(),
+            now: summary_value(&summary, REVIEW_LABEL).unwrap_or_default(),
         });
     }
-    let digest = summary_value(&summary, "樣本摘要值");
-    let want = summary_value(&orig_summary, "樣本摘要值");
+    let digest = summary_value(&summary, SAMPLE_DIGEST_LABEL);
+    let want = summary_value(&orig_summary, SAMPLE_DIGEST_LABEL);
     if digest != want {
         return Err(ReturnError::DigestChanged {
             file: path(),
@@ -799,7 +800,7 @@ pub fn ingest_returned(
 
 /// The sheet of a sample audit's workbook where the unit writes what it
 /// did about each query finding.
-pub const FOLLOW_UP_SHEET: &str = "異常查詢";
+pub const FOLLOW_UP_SHEET: &str = SheetName::Queries.as_str();
 
 /// The job its answers are recorded under, apart from the worksheet's.
 pub const FOLLOW_UP_JOB: &str = "sample-audit-follow-up";
@@ -900,13 +901,12 @@ fn follow_ups(header: &[String], rows: &[&Vec<Data>]) -> Decisions {
 #[derive(Debug, Clone, Copy)]
 pub struct TableKind {
     /// The job of the run it belongs to (the one its 執行編號 names).
-    pub job: crate::job::Job,
+    pub job: Job,
     /// The due item it answers.
     pub due_job: &'static str,
-    /// The job its answers are recorded under (`table_returns.job`): its
-    /// run's, but for the internal audit's investigation record, which
-    /// must not read as the internal audit's own return.
-    pub recorded_as: &'static str,
+    /// The name its answers are recorded under (`table_returns.job`)
+    /// when it is not its run's job ([`TableKind::recorded_as`]).
+    pub recorded_apart: Option<&'static str>,
     /// Where the workbook as sent is kept: the run's `reports/`, or, for
     /// one a return made, beside that return (`archive::kept_file`).
     pub kept_as: Option<&'static str>,
@@ -918,28 +918,37 @@ pub struct TableKind {
     pub done: &'static str,
 }
 
+impl TableKind {
+    /// The job its answers are recorded under (`table_returns.job`): its
+    /// run's, but for the investigation and follow-up records a return
+    /// opens, which must not read as that return's own answers.
+    pub fn recorded_as(&self) -> &'static str {
+        self.recorded_apart.unwrap_or(self.job.name())
+    }
+}
+
 /// The account review's decisions (point 6(2)), the internal audit's
 /// results (point 6(3)), the investigation record, and what a unit did
 /// about each finding of a query check.
 pub const TABLE_KINDS: &[TableKind] = &[
     TableKind {
-        job: crate::job::Job::AccountReview,
-        recorded_as: "account-review",
+        job: Job::AccountReview,
+        recorded_apart: None,
         due_job: "account-review",
         kept_as: None,
-        title: "帳號清查",
-        sheet: "帳號清查",
+        title: ReportKind::AccountReview.title(),
+        sheet: SheetName::AccountReview.as_str(),
         inputs: layout::ACCOUNT_REVIEW_INPUTS,
         key: "帳號",
         done: "處理結果",
     },
     TableKind {
-        job: crate::job::Job::InternalAudit,
-        recorded_as: "internal-audit",
+        job: Job::InternalAudit,
+        recorded_apart: None,
         due_job: "internal-audit",
         kept_as: None,
-        title: "內部稽核",
-        sheet: "內部稽核",
+        title: ReportKind::InternalAudit.title(),
+        sheet: SheetName::InternalAudit.as_str(),
         inputs: layout::INTERNAL_AUDIT_INPUTS,
         key: "查核項目",
         done: "查核結果",
@@ -947,12 +956,12 @@ pub const TABLE_KINDS: &[TableKind] = &[
     INVESTIGATION_KIND,
     INTERNAL_INVESTIGATION_KIND,
     TableKind {
-        job: crate::job::Job::ExternalAudit,
-        recorded_as: "external-audit",
+        job: Job::ExternalAudit,
+        recorded_apart: None,
         due_job: "external-audit",
         kept_as: None,
         title: crate::report::OFFICER_REVIEW_TITLE,
-        sheet: "專責人員帳號",
+        sheet: SheetName::OfficerAccounts.as_str(),
         inputs: layout::ACCOUNT_REVIEW_INPUTS,
         key: "帳號",
         done: "處理結果",
@@ -960,12 +969,12 @@ pub const TABLE_KINDS: &[TableKind] = &[
     EXTERNAL_RECORD_KIND,
     EXTERNAL_FOLLOW_UP_KIND,
     TableKind {
-        job: crate::job::Job::QueryCheck,
-        recorded_as: "query-check",
+        job: Job::QueryCheck,
+        recorded_apart: None,
         due_job: "query-check",
         kept_as: None,
-        title: "查詢稽核",
-        sheet: "異常查詢",
+        title: ReportKind::QueryCheck.title(),
+        sheet: SheetName::Queries.as_str(),
         inputs: layout::FOLLOW_UP_INPUTS,
         key: "帳號",
         done: "處理情形",
@@ -978,8 +987,8 @@ pub const INVESTIGATION_FILE: &str = "調查紀錄.xlsx";
 /// The investigation record (point 6(3)) a worksheet's confirmed
 /// anomalies open: it belongs to the sample audit's run.
 pub const INVESTIGATION_KIND: TableKind = TableKind {
-    job: crate::job::Job::SampleAudit,
-    recorded_as: "sample-audit",
+    job: Job::SampleAudit,
+    recorded_apart: None,
     due_job: "investigation",
     kept_as: Some(INVESTIGATION_FILE),
     title: layout::INVESTIGATION.sheet,
@@ -992,8 +1001,8 @@ pub const INVESTIGATION_KIND: TableKind = TableKind {
 /// The investigation record (point 6(3)) a returned internal audit's
 /// 不符合 opens: it belongs to the internal audit's run.
 pub const INTERNAL_INVESTIGATION_KIND: TableKind = TableKind {
-    job: crate::job::Job::InternalAudit,
-    recorded_as: "internal-audit-investigation",
+    job: Job::InternalAudit,
+    recorded_apart: Some("internal-audit-investigation"),
     due_job: "internal-audit-investigation",
     kept_as: Some(INVESTIGATION_FILE),
     title: "內部稽核調查紀錄",
@@ -1006,12 +1015,12 @@ pub const INTERNAL_INVESTIGATION_KIND: TableKind = TableKind {
 /// The chief administrator's record of an external audit of one unit
 /// (points 4(2), 6(4)).
 pub const EXTERNAL_RECORD_KIND: TableKind = TableKind {
-    job: crate::job::Job::ExternalAudit,
-    recorded_as: "external-audit",
+    job: Job::ExternalAudit,
+    recorded_apart: None,
     due_job: "external-audit",
     kept_as: None,
     title: crate::report::EXTERNAL_RECORD_TITLE,
-    sheet: crate::report::EXTERNAL_RECORD_TITLE,
+    sheet: SheetName::ExternalRecord.as_str(),
     inputs: layout::INTERNAL_AUDIT_INPUTS,
     key: "查核項目",
     done: "查核結果",
@@ -1021,8 +1030,8 @@ pub const EXTERNAL_RECORD_KIND: TableKind = TableKind {
 /// 不符合: made when the chief administrator's record comes back, kept
 /// beside it, returned by the unit.
 pub const EXTERNAL_FOLLOW_UP_KIND: TableKind = TableKind {
-    job: crate::job::Job::ExternalAudit,
-    recorded_as: "external-audit-follow-up",
+    job: Job::ExternalAudit,
+    recorded_apart: Some("external-audit-follow-up"),
     due_job: "external-audit-follow-up",
     kept_as: Some(EXTERNAL_FOLLOW_UP_FILE),
     title: "外部稽核改善紀錄",
@@ -1063,7 +1072,7 @@ pub fn kind_of(file: &Path, workbook: &[u8]) -> Result<ReturnKind, ReturnError> 
             reason: e.to_string(),
         })?;
     let title = wb
-        .worksheet_range("摘要")
+        .worksheet_range(SheetName::Summary.as_str())
         .ok()
         .and_then(|r| r.get_value((0, 0)).map(text))
         .unwrap_or_default();
@@ -1157,7 +1166,7 @@ pub fn ingest_table_return(
         .collect();
     let answered = answered_in(&decisions, kind.done);
     let pending = Pending::Table {
-        job: kind.recorded_as,
+        job: kind.recorded_as(),
         run_id: run_id.clone(),
         unit_id: unit_id.clone(),
         received_at: received_at.to_owned(),
@@ -1178,4 +1187,18 @@ pub fn ingest_table_return(
         decisions,
         cells,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A run's own return answers the due item named for its job: spelt
+    /// in [`super::TABLE_KINDS`] because `Job::name` is no `const fn`,
+    /// and held to it here.
+    #[test]
+    fn a_runs_own_return_answers_the_due_item_named_for_its_job() {
+        for k in super::TABLE_KINDS.iter().filter(|k| k.kept_as.is_none()) {
+            assert_eq!(k.due_job, k.job.name(), "{}", k.title);
+            assert_eq!(k.recorded_as(), k.job.name(), "{}", k.title);
+        }
+    }
 }

@@ -16,7 +16,8 @@ use rust_xlsxwriter::{
 };
 
 use super::{
-    Cell, Document, Queries, ReportModel, SampleSection, Table, display_width, looks_like_formula,
+    Cell, Document, Queries, ReportModel, SampleSection, SheetName, Table, display_width,
+    looks_like_formula,
 };
 
 /// Excel's rows per sheet; a table's sheet has a title, a blank row and a
@@ -305,7 +306,7 @@ fn not_checked_block(
     items: &Table,
     st: &Styles,
 ) -> Result<(), XlsxError> {
-    let ws = wb.worksheet_from_name("資料品質")?;
+    let ws = wb.worksheet_from_name(SheetName::DataQuality.as_str())?;
     // Below the files table: title, blank, header, rows, then a gap.
     let mut row = 2 + 1 + files.rows.len().min(st.rows_per_sheet) as u32 + 2;
     ws.write_string_with_format(
@@ -354,7 +355,7 @@ fn not_checked_block(
 
 fn write_table(
     wb: &mut Workbook,
-    name: &str,
+    name: SheetName,
     title: &str,
     table: &Table,
     inputs: Option<&InputColumns<'_>>,
@@ -373,9 +374,9 @@ fn write_table(
     let mut names = Vec::new();
     for (k, rows) in chunks.into_iter().enumerate() {
         let sheet_name = if k == 0 {
-            name.to_owned()
+            name.as_str().to_owned()
         } else {
-            format!("{name}({})", k + 1)
+            format!("{}({})", name.as_str(), k + 1)
         };
         let ws = wb.add_worksheet();
         ws.set_name(&sheet_name)?;
@@ -585,6 +586,28 @@ fn write_table(
     Ok(names)
 }
 
+/// The label on 摘要 of the unit a workbook is for, beside [`unit_cell`].
+pub const UNIT_LABEL: &str = "機關";
+
+/// The label on 摘要 of the run that made a workbook: a return is matched
+/// to its run by it.
+pub const RUN_ID_LABEL: &str = "執行編號";
+
+/// The label on 摘要 of the sample's digest: a returned worksheet must
+/// carry its run's.
+pub const SAMPLE_DIGEST_LABEL: &str = "樣本摘要值";
+
+/// The unit as 摘要 shows it beside [`UNIT_LABEL`]: `name（id）`.
+pub fn unit_cell(name: &str, id: &str) -> String {
+    format!("{name}（{id}）")
+}
+
+/// The unit's id in a [`unit_cell`], if the cell is one.
+pub fn unit_id_in(cell: &str) -> Option<&str> {
+    cell.rsplit_once('（')
+        .and_then(|(_, r)| r.strip_suffix('）'))
+}
+
 /// The label on 摘要 of who audits the worksheet: the officer, or (a
 /// second review) someone else, of the officers' own accounts. A return is
 /// matched to the workbook it answers by it.
@@ -688,7 +711,7 @@ fn write_block(
 
 fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
-    ws.set_name("摘要")?;
+    ws.set_name(SheetName::Summary.as_str())?;
     // It prints one landscape page wide, whatever it holds.
     ws.set_landscape();
     ws.set_paper_size(9);
@@ -753,12 +776,9 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         ws,
         row,
         &[
-            (
-                "機關",
-                Cell::Text(format!("{}（{}）", m.unit_name, m.unit_id)),
-            ),
+            (UNIT_LABEL, Cell::Text(unit_cell(&m.unit_name, &m.unit_id))),
             ("期間", Cell::Text(m.period_label.clone())),
-            ("執行編號", Cell::Text(m.run_id.clone())),
+            (RUN_ID_LABEL, Cell::Text(m.run_id.clone())),
         ]
         .into_iter()
         .chain(auditor)
@@ -801,7 +821,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
                 ),
                 ("抽籤次數", Cell::Int(i64::from(s.draw_number))),
                 ("母體摘要值", Cell::Text(s.population_digest.clone())),
-                ("樣本摘要值", Cell::Text(s.sample_digest.clone())),
+                (SAMPLE_DIGEST_LABEL, Cell::Text(s.sample_digest.clone())),
             ],
             st,
         )?;
@@ -918,7 +938,7 @@ const SEVERITY_COLOURS: [(&str, u32); 4] = [
 ];
 
 /// The sheet holding the summary charts' numbers.
-const CHART_DATA: &str = "圖表資料";
+const CHART_DATA: &str = SheetName::ChartData.as_str();
 
 /// Where the blocks of 圖表資料 are (0-based rows): the findings block's
 /// header is row 0 and its last data row is the first value returned; the
@@ -993,7 +1013,7 @@ pub fn seed_source(s: &str) -> &'static str {
 
 fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
-    ws.set_name("抽樣資訊")?;
+    ws.set_name(SheetName::SamplingRecord.as_str())?;
     ws.set_landscape();
     ws.set_paper_size(9); // A4
     ws.set_print_fit_to_pages(1, 0);
@@ -1102,7 +1122,7 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             .set_custom_property(super::TOKEN_PROPERTY, i.return_token.as_str()),
     );
     let ws = wb.add_worksheet();
-    ws.set_name("摘要")?;
+    ws.set_name(SheetName::Summary.as_str())?;
     ws.set_landscape();
     ws.set_paper_size(9);
     ws.set_print_fit_to_pages(1, 0);
@@ -1122,12 +1142,9 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         ws,
         3,
         &[
-            (
-                "機關",
-                Cell::Text(format!("{}（{}）", i.unit_name, i.unit_id)),
-            ),
+            (UNIT_LABEL, Cell::Text(unit_cell(i.unit_name, i.unit_id))),
             ("期間", Cell::Text(i.period_label.to_owned())),
-            ("執行編號", Cell::Text(i.run_id.to_owned())),
+            (RUN_ID_LABEL, Cell::Text(i.run_id.to_owned())),
             ("期限", Cell::Text(i.due_on.to_owned())),
         ],
         &st,
@@ -1318,20 +1335,25 @@ fn write_sheet(
     m: &ReportModel,
     st: &Styles,
 ) -> Result<(), XlsxError> {
-    let plain = |wb: &mut Workbook, name: &str, title: &str, t: &Table| {
+    let plain = |wb: &mut Workbook, name: SheetName, title: &str, t: &Table| {
         write_table(wb, name, &heading(m, title), t, None, m, st).map(|_| ())
     };
     match sheet {
-        Sheet::Units(t) => plain(wb, "各單位", "各單位（帳號、發現、最近抽查及回收情形）", t),
+        Sheet::Units(t) => plain(
+            wb,
+            SheetName::Units,
+            "各單位（帳號、發現、最近抽查及回收情形）",
+            t,
+        ),
         Sheet::Collection(t) => plain(
             wb,
-            "回收狀況",
+            SheetName::Collection,
             "回收狀況（各單位應回傳事項、期限及回傳情形）",
             t,
         ),
         Sheet::Worksheet(s, review) => write_table(
             wb,
-            SAMPLE_WORKSHEET.sheet,
+            SheetName::SampleWorksheet,
             &heading(
                 m,
                 if *review {
@@ -1350,9 +1372,15 @@ fn write_sheet(
         .map(|_| ()),
         Sheet::Accounts(t, officers) => {
             let (name, title) = if *officers {
-                ("專責人員帳號", "專責人員帳號清查（管理要點第四點第五款）")
+                (
+                    SheetName::OfficerAccounts,
+                    "專責人員帳號清查（管理要點第四點第五款）",
+                )
             } else {
-                ("帳號清查", "帳號清查（請逐一確認並填寫處理結果）")
+                (
+                    SheetName::AccountReview,
+                    "帳號清查（請逐一確認並填寫處理結果）",
+                )
             };
             write_table(
                 wb,
@@ -1369,13 +1397,13 @@ fn write_sheet(
         }
         Sheet::StalePasswords(t) => plain(
             wb,
-            "密碼逾期帳號",
+            SheetName::StalePasswords,
             "密碼逾期帳號（請通知持有人立即變更密碼）",
             t,
         ),
         Sheet::Evidence(t) => write_table(
             wb,
-            "內部稽核",
+            SheetName::InternalAudit,
             &heading(m, "內部稽核（系統查得資料，請逐項查核）"),
             t,
             Some(&InputColumns {
@@ -1387,7 +1415,7 @@ fn write_sheet(
         .map(|_| ()),
         Sheet::ExternalRecord(t) => write_table(
             wb,
-            super::EXTERNAL_RECORD_TITLE,
+            SheetName::ExternalRecord,
             &heading(m, "外部稽核紀錄（系統查得資料，請逐項查核）"),
             t,
             Some(&InputColumns {
@@ -1397,14 +1425,24 @@ fn write_sheet(
             st,
         )
         .map(|_| ()),
-        Sheet::Selection(t) => plain(wb, "外部稽核抽選", "外部稽核抽選", t),
-        Sheet::ByAccount(t) => plain(wb, "帳號彙整", "帳號彙整（依嚴重程度排序，含下一步）", t),
+        Sheet::Selection(t) => plain(
+            wb,
+            SheetName::ExternalSelection,
+            SheetName::ExternalSelection.as_str(),
+            t,
+        ),
+        Sheet::ByAccount(t) => plain(
+            wb,
+            SheetName::ByAccount,
+            "帳號彙整（依嚴重程度排序，含下一步）",
+            t,
+        ),
         // The city-wide copy is the Health Bureau's reading copy; units
         // write down what they did.
         Sheet::Queries(t, fill) => write_table(
             wb,
-            "異常查詢",
-            &heading(m, "異常查詢"),
+            SheetName::Queries,
+            &heading(m, SheetName::Queries.as_str()),
             t,
             fill.then_some(&InputColumns {
                 inputs: FOLLOW_UP_INPUTS,
@@ -1415,14 +1453,14 @@ fn write_sheet(
         .map(|_| ()),
         Sheet::AskedBefore(t) => plain(
             wb,
-            "已列管異常查詢",
+            SheetName::AskedBefore,
             "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）",
             t,
         ),
         Sheet::Details(t) => {
             let names = write_table(
                 wb,
-                "異常查詢明細",
+                SheetName::QueryDetails,
                 &heading(
                     m,
                     &format!(
@@ -1436,7 +1474,7 @@ fn write_sheet(
             )?;
             collapse_details(wb, &names, t, st)
         }
-        Sheet::Rejects(t) => plain(wb, "剔除資料列", "剔除資料列", t),
+        Sheet::Rejects(t) => plain(wb, SheetName::Rejects, SheetName::Rejects.as_str(), t),
         Sheet::SamplingRecord(s) => sampling_record(wb, s, st),
     }
 }
@@ -1478,7 +1516,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     }
     let quality = write_table(
         &mut wb,
-        "資料品質",
+        SheetName::DataQuality,
         &heading(m, "資料品質：輸入檔案"),
         &m.files,
         None,
@@ -1503,7 +1541,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         };
         write_table(
             &mut wb,
-            "清冊外帳號",
+            SheetName::Orphans,
             &heading(m, "資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
             o,
             asked_here.then_some(&InputColumns {
