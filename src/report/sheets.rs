@@ -94,6 +94,17 @@ impl Styles {
     }
 }
 
+impl Styles {
+    /// The format of a blank a person fills in: a date's shows a date.
+    fn input_format(&self, input: Input) -> &Format {
+        if input == Input::Date {
+            &self.input_date
+        } else {
+            &self.input
+        }
+    }
+}
+
 fn excel_time(t: &chrono::NaiveDateTime) -> Result<ExcelDateTime, XlsxError> {
     ExcelDateTime::from_ymd(t.year() as u16, t.month() as u8, t.day() as u8)?.and_hms(
         t.hour() as u16,
@@ -362,14 +373,11 @@ fn write_table(
     model: &ReportModel,
     st: &Styles,
 ) -> Result<Vec<(String, Vec<usize>)>, XlsxError> {
-    let first_row = HEADER_ROW; // title, blank, header
-    let per_sheet = st.rows_per_sheet;
     let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
         vec![&[]]
     } else {
-        table.rows.chunks(per_sheet).collect()
+        table.rows.chunks(st.rows_per_sheet).collect()
     };
-    let n_inputs = inputs.map_or(0, |i| i.inputs.len());
     let n_chunks = chunks.len();
     let mut names = Vec::new();
     for (k, rows) in chunks.into_iter().enumerate() {
@@ -378,212 +386,347 @@ fn write_table(
         } else {
             format!("{}({})", name.as_str(), k + 1)
         };
-        let ws = wb.add_worksheet();
-        ws.set_name(&sheet_name)?;
-        ws.write_string_with_format(0, 0, title, &st.title)?;
-        // A long header wraps onto two lines rather than widen its column.
-        let mut widths: Vec<usize> = table.headers.iter().map(|h| header_width(h)).collect();
-        let mut all_headers: Vec<&str> = table.headers.iter().map(String::as_str).collect();
-        for (c, h) in table.headers.iter().enumerate() {
-            ws.write_string_with_format(first_row, c as u16, h, &st.header)?;
-        }
-        if let Some(inp) = inputs {
-            for (j, (h, input)) in inp.inputs.iter().enumerate() {
-                let c = (table.headers.len() + j) as u16;
-                ws.write_string_with_format(first_row, c, *h, &st.header)?;
-                widths.push(input_width(h, *input));
-                all_headers.push(h);
-            }
-        }
-        // Column widths from the headers and the first rows; a column
-        // whose text is longer than its cap wraps within the cap, and its
-        // rows get the height their text needs (no application grows a
-        // row for wrapped text it did not lay out itself).
-        for row in rows.iter().take(2000) {
-            for (c, cell) in row.iter().enumerate() {
-                widths[c] = widths[c].max(cell_width(cell));
-            }
-        }
-        let caps: Vec<usize> = table.headers.iter().map(|h| width_cap(h)).collect();
-        // A column wraps when its text is wider than its cap or breaks
-        // lines of its own; a date-time column is never narrower than its
-        // value (it cannot wrap).
-        let multi_line: Vec<bool> = (0..table.headers.len())
-            .map(|c| {
-                rows.iter()
-                    .any(|r| matches!(r.get(c), Some(Cell::Text(s)) if s.contains('\n')))
-            })
-            .collect();
-        let timed: Vec<bool> = (0..table.headers.len())
-            .map(|c| rows.iter().any(|r| matches!(r.get(c), Some(Cell::Time(_)))))
-            .collect();
-        let wraps: Vec<bool> = widths
-            .iter()
-            .zip(&caps)
-            .zip(&multi_line)
-            .map(|((w, cap), multi)| w > cap || *multi)
-            .collect();
-        for (c, (w, cap)) in widths.iter_mut().zip(&caps).enumerate() {
-            let floor = if timed[c] { 17 } else { 4 };
-            *w = (*w).clamp(floor, (*cap).max(floor));
-        }
-        // The header row as tall as its most wrapped header.
-        // Room beside a column's text: a sheet filled in gives one
-        // character less, to print one page wide at legible size.
-        let pad = if inputs.is_some() { 1 } else { 2 };
-        let header_lines = all_headers
-            .iter()
-            .zip(&widths)
-            .map(|(h, w)| wrapped_lines(h, *w))
-            .max()
-            .unwrap_or(1)
-            .max(2);
-        ws.set_row_height(first_row, 16.0 * header_lines as f64)?;
-        for (i, row) in rows.iter().enumerate() {
-            let r = first_row + 1 + i as u32;
-            let mut height = 0.0_f64;
-            for (c, cell) in row.iter().enumerate() {
-                match cell {
-                    Cell::Text(s) if wraps[c] && !looks_like_formula(s) => {
-                        ws.write_string_with_format(r, c as u16, masked(s), &st.wrap)?;
-                        if cell_width(cell) > widths[c] || s.contains('\n') {
-                            height = height.max(16.0 * printed_lines(s, widths[c] + pad) as f64);
-                        }
-                    }
-                    _ => put(ws, r, c as u16, cell, st)?,
-                }
-            }
-            if height > 0.0 {
-                ws.set_row_height(r, height)?;
-            }
-            if let Some(inp) = inputs {
-                for (j, (_, input)) in inp.inputs.iter().enumerate() {
-                    let c = (table.headers.len() + j) as u16;
-                    let fmt = if *input == Input::Date {
-                        &st.input_date
-                    } else {
-                        &st.input
-                    };
-                    ws.write_blank(r, c, fmt)?;
-                }
-            }
-        }
-        for (c, w) in widths.iter().enumerate() {
-            ws.set_column_width(c as u16, (*w + pad) as f64)?;
-        }
-        let last_col = (table.headers.len() + n_inputs).saturating_sub(1) as u16;
-        let last_row = first_row + rows.len() as u32;
-        // On a sheet a person fills in, the record's key columns (up to
-        // the account) stay in view beside the inputs. On paper a sheet
-        // fits the page's width while its type stays legible; a wider one
-        // spans pages in width with the key columns on every page rather
-        // than shrinking to unreadable type.
-        let key_cols = match inputs {
-            Some(_) => table
-                .headers
-                .iter()
-                .position(|h| h == "帳號")
-                .map_or(0, |i| i as u16 + 1),
-            None => 0,
+        let part = TablePart {
+            table,
+            rows,
+            inputs: inputs.map_or(&[][..], |i| i.inputs),
+            fill_in: inputs.is_some(),
+            last_part: k + 1 == n_chunks,
         };
-        ws.set_freeze_panes(first_row + 1, key_cols)?;
-        ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
-        ws.set_landscape();
-        ws.set_paper_size(9); // A4
-        ws.set_margins(0.25, 0.25, 0.6, 0.6, 0.25, 0.25);
-        // A sheet filled in is signed once, below its table (on its last
-        // part): who filled it in, the unit's head, the day. An empty one
-        // asks nothing.
-        let mut print_last = last_row.max(first_row);
-        if inputs.is_some() && k + 1 == n_chunks && !rows.is_empty() {
-            print_last = sign_off(ws, print_last, last_col, st)?;
-        }
-        // The page header names unit, kind and period: the title rows
-        // above the table do not print (cut across column strips).
-        ws.set_print_area(first_row, 0, print_last, last_col)?;
-        let printed: usize = widths.iter().map(|w| w + pad).sum();
-        tracing::debug!(sheet = %sheet_name, printed, ?widths, "print width");
-        let fit = if inputs.is_some() {
-            FILL_IN_FIT_WIDTH
-        } else {
-            PRINT_FIT_WIDTH
-        };
-        if printed > fit {
-            // The columns that identify a row print on every page: up to
-            // the account, or the first.
-            ws.set_repeat_columns(0, key_cols.max(1) - 1)?;
-        } else {
-            ws.set_print_fit_to_pages(1, 0);
-        }
-        ws.set_repeat_rows(first_row, first_row)?;
-        // The workbook's kind, and the sheet when it is another name; a
-        // second review says so on every page.
-        let centre = if let Some(doc) = model.chief_document() {
-            if sheet_name.starts_with(doc) {
-                escape_header(&sheet_name)
-            } else {
-                format!("{} {}", escape_header(doc), escape_header(&sheet_name))
-            }
-        } else if model.second_review().is_some() {
-            format!("專責人員本人帳號覆核 {}", escape_header(&sheet_name))
-        } else if sheet_name.starts_with(model.kind.title()) {
-            escape_header(&sheet_name)
-        } else {
-            format!(
-                "{} {}",
-                escape_header(model.kind.title()),
-                escape_header(&sheet_name)
-            )
-        };
-        ws.set_header(format!(
-            "&L{}&C{centre}&R{}",
-            escape_header(&model.unit_name),
-            escape_header(&model.period_label)
-        ));
-        ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
-        if let Some(inp) = inputs
-            && !rows.is_empty()
-        {
-            for (j, (_, input)) in inp.inputs.iter().enumerate() {
-                let c = (table.headers.len() + j) as u16;
-                let dv = match input {
-                    Input::Choice(list) => DataValidation::new()
-                        .allow_list_strings(list)?
-                        .set_error_message("請由下拉選單選擇")?,
-                    Input::Text => continue,
-                    Input::Date => DataValidation::new().allow_date(
-                        DataValidationRule::GreaterThan(ExcelDateTime::from_ymd(2000, 1, 1)?),
-                    ),
-                };
-                ws.add_data_validation(first_row + 1, c, last_row, c, &dv)?;
-            }
-            let options = ProtectionOptions {
-                use_autofilter: true,
-                // Sorting and filtering stay possible on a protected sheet.
-                sort: true,
-                format_columns: true,
-                ..ProtectionOptions::default()
-            };
-            ws.protect_with_options(&options);
-        }
-        // Severity colours wherever a 嚴重度 column is.
-        if let Some(c) = table.headers.iter().position(|h| h == "嚴重度") {
-            for (word, rgb) in SEVERITY_COLOURS {
-                let cf = ConditionalFormatText::new()
-                    .set_rule(ConditionalFormatTextRule::BeginsWith(word.into()))
-                    .set_format(Format::new().set_background_color(Color::RGB(rgb)));
-                ws.add_conditional_format(
-                    first_row + 1,
-                    c as u16,
-                    last_row.max(first_row + 1),
-                    c as u16,
-                    &cf,
-                )?;
-            }
-        }
-        names.push((sheet_name, widths.iter().map(|w| w + pad).collect()));
+        let widths = write_table_part(wb, &sheet_name, title, &part, model, st)?;
+        names.push((sheet_name, widths));
     }
     Ok(names)
+}
+
+/// The rows of a table that go on one sheet, and the input columns after
+/// them.
+struct TablePart<'a> {
+    table: &'a Table,
+    rows: &'a [Vec<Cell>],
+    inputs: &'a [(&'static str, Input)],
+    /// Whether a person fills it in (it has input columns).
+    fill_in: bool,
+    /// Whether it is the table's last sheet (where the sign-off goes).
+    last_part: bool,
+}
+
+impl TablePart<'_> {
+    /// The column of the `j`th input.
+    fn input_col(&self, j: usize) -> u16 {
+        (self.table.headers.len() + j) as u16
+    }
+
+    fn last_col(&self) -> u16 {
+        (self.table.headers.len() + self.inputs.len()).saturating_sub(1) as u16
+    }
+
+    fn last_row(&self) -> u32 {
+        HEADER_ROW + self.rows.len() as u32
+    }
+
+    /// On a sheet a person fills in, the record's key columns (up to the
+    /// account) stay in view beside the inputs, and print on every page.
+    fn key_cols(&self) -> u16 {
+        if !self.fill_in {
+            return 0;
+        }
+        self.table
+            .headers
+            .iter()
+            .position(|h| h == "帳號")
+            .map_or(0, |i| i as u16 + 1)
+    }
+}
+
+/// How a table's columns are laid out: each one's width (in column
+/// characters, without the room beside its text), whether its text
+/// wraps, and that room.
+struct ColumnFit {
+    widths: Vec<usize>,
+    wraps: Vec<bool>,
+    pad: usize,
+}
+
+/// Writes one sheet of a table; returns its columns' printed widths.
+fn write_table_part(
+    wb: &mut Workbook,
+    sheet_name: &str,
+    title: &str,
+    part: &TablePart<'_>,
+    model: &ReportModel,
+    st: &Styles,
+) -> Result<Vec<usize>, XlsxError> {
+    let ws = wb.add_worksheet();
+    ws.set_name(sheet_name)?;
+    ws.write_string_with_format(0, 0, title, &st.title)?;
+    let headers = write_table_headers(ws, part, st)?;
+    // A long header wraps onto two lines rather than widen its column.
+    let header_widths = part
+        .table
+        .headers
+        .iter()
+        .map(|h| header_width(h))
+        .chain(part.inputs.iter().map(|(h, input)| input_width(h, *input)))
+        .collect();
+    let fit = fit_columns(part, header_widths);
+    // The header row as tall as its most wrapped header.
+    let header_lines = headers
+        .iter()
+        .zip(&fit.widths)
+        .map(|(h, w)| wrapped_lines(h, *w))
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    ws.set_row_height(HEADER_ROW, 16.0 * header_lines as f64)?;
+    write_table_rows(ws, part, &fit, st)?;
+    for (c, w) in fit.widths.iter().enumerate() {
+        ws.set_column_width(c as u16, (*w + fit.pad) as f64)?;
+    }
+    set_up_table_print(ws, sheet_name, part, &fit, st)?;
+    ws.set_header(table_page_header(model, sheet_name));
+    ws.set_footer(FOOTER);
+    if part.fill_in && !part.rows.is_empty() {
+        protect_inputs(ws, part)?;
+    }
+    colour_severities(ws, &part.table.headers, part.last_row())?;
+    Ok(fit.widths.iter().map(|w| w + fit.pad).collect())
+}
+
+/// Every page's footer: the page count and the data's classification.
+const FOOTER: &str = "&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用";
+
+/// Writes the header row, the table's then the inputs'; returns them.
+fn write_table_headers<'a>(
+    ws: &mut Worksheet,
+    part: &TablePart<'a>,
+    st: &Styles,
+) -> Result<Vec<&'a str>, XlsxError> {
+    let headers: Vec<&str> = part
+        .table
+        .headers
+        .iter()
+        .map(String::as_str)
+        .chain(part.inputs.iter().map(|(h, _)| *h))
+        .collect();
+    for (c, h) in headers.iter().enumerate() {
+        ws.write_string_with_format(HEADER_ROW, c as u16, *h, &st.header)?;
+    }
+    Ok(headers)
+}
+
+/// Column widths from the headers' (`widths`) and the first rows'; a
+/// column whose text is longer than its cap wraps within the cap, and
+/// its rows get the height their text needs (no application grows a row
+/// for wrapped text it did not lay out itself).
+fn fit_columns(part: &TablePart<'_>, mut widths: Vec<usize>) -> ColumnFit {
+    let (headers, rows) = (&part.table.headers, part.rows);
+    for row in rows.iter().take(2000) {
+        for (c, cell) in row.iter().enumerate() {
+            widths[c] = widths[c].max(cell_width(cell));
+        }
+    }
+    let caps: Vec<usize> = headers.iter().map(|h| width_cap(h)).collect();
+    // A column wraps when its text is wider than its cap or breaks lines
+    // of its own; a date-time column is never narrower than its value
+    // (it cannot wrap).
+    let multi_line = (0..headers.len()).map(|c| {
+        rows.iter()
+            .any(|r| matches!(r.get(c), Some(Cell::Text(s)) if s.contains('\n')))
+    });
+    let wraps: Vec<bool> = widths
+        .iter()
+        .zip(&caps)
+        .zip(multi_line)
+        .map(|((w, cap), multi)| w > cap || multi)
+        .collect();
+    for (c, (w, cap)) in widths.iter_mut().zip(&caps).enumerate() {
+        let timed = rows.iter().any(|r| matches!(r.get(c), Some(Cell::Time(_))));
+        let floor = if timed { 17 } else { 4 };
+        *w = (*w).clamp(floor, (*cap).max(floor));
+    }
+    ColumnFit {
+        widths,
+        wraps,
+        // Room beside a column's text: a sheet filled in gives one
+        // character less, to print one page wide at legible size.
+        pad: if part.fill_in { 1 } else { 2 },
+    }
+}
+
+/// Writes a table's data rows, each as tall as its wrapped text, and
+/// their blank input cells.
+fn write_table_rows(
+    ws: &mut Worksheet,
+    part: &TablePart<'_>,
+    fit: &ColumnFit,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    for (i, row) in part.rows.iter().enumerate() {
+        let r = HEADER_ROW + 1 + i as u32;
+        let mut height = 0.0_f64;
+        for (c, cell) in row.iter().enumerate() {
+            match cell {
+                Cell::Text(s) if fit.wraps[c] && !looks_like_formula(s) => {
+                    ws.write_string_with_format(r, c as u16, masked(s), &st.wrap)?;
+                    if cell_width(cell) > fit.widths[c] || s.contains('\n') {
+                        let lines = printed_lines(s, fit.widths[c] + fit.pad);
+                        height = height.max(16.0 * lines as f64);
+                    }
+                }
+                _ => put(ws, r, c as u16, cell, st)?,
+            }
+        }
+        if height > 0.0 {
+            ws.set_row_height(r, height)?;
+        }
+        write_input_blanks(ws, r, part.input_col(0), part.inputs, st)?;
+    }
+    Ok(())
+}
+
+/// Writes the blank cells a person fills in on `row`, from column
+/// `first`: unlocked, dates formatted as dates.
+fn write_input_blanks(
+    ws: &mut Worksheet,
+    row: u32,
+    first: u16,
+    inputs: &[(&'static str, Input)],
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    for (j, (_, input)) in inputs.iter().enumerate() {
+        ws.write_blank(row, first + j as u16, st.input_format(*input))?;
+    }
+    Ok(())
+}
+
+/// A table sheet's page setup. On paper a sheet fits the page's width
+/// while its type stays legible; a wider one spans pages in width with
+/// the key columns on every page rather than shrinking to unreadable
+/// type.
+fn set_up_table_print(
+    ws: &mut Worksheet,
+    sheet_name: &str,
+    part: &TablePart<'_>,
+    fit: &ColumnFit,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let (first_row, last_row, last_col) = (HEADER_ROW, part.last_row(), part.last_col());
+    let key_cols = part.key_cols();
+    ws.set_freeze_panes(first_row + 1, key_cols)?;
+    ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
+    ws.set_landscape();
+    ws.set_paper_size(9); // A4
+    ws.set_margins(0.25, 0.25, 0.6, 0.6, 0.25, 0.25);
+    // A sheet filled in is signed once, below its table (on its last
+    // part): who filled it in, the unit's head, the day. An empty one
+    // asks nothing.
+    let mut print_last = last_row.max(first_row);
+    if part.fill_in && part.last_part && !part.rows.is_empty() {
+        print_last = sign_off(ws, print_last, last_col, st)?;
+    }
+    // The page header names unit, kind and period: the title rows
+    // above the table do not print (cut across column strips).
+    ws.set_print_area(first_row, 0, print_last, last_col)?;
+    let printed: usize = fit.widths.iter().map(|w| w + fit.pad).sum();
+    tracing::debug!(sheet = %sheet_name, printed, widths = ?fit.widths, "print width");
+    let fit_width = if part.fill_in {
+        FILL_IN_FIT_WIDTH
+    } else {
+        PRINT_FIT_WIDTH
+    };
+    if printed > fit_width {
+        // The columns that identify a row print on every page: up to
+        // the account, or the first.
+        ws.set_repeat_columns(0, key_cols.max(1) - 1)?;
+    } else {
+        ws.set_print_fit_to_pages(1, 0);
+    }
+    ws.set_repeat_rows(first_row, first_row)?;
+    Ok(())
+}
+
+/// A table sheet's page header: the unit, the period, and in the centre
+/// the workbook's kind and the sheet when it is another name; a second
+/// review says so on every page.
+fn table_page_header(model: &ReportModel, sheet_name: &str) -> String {
+    let centre = if let Some(doc) = model.chief_document() {
+        if sheet_name.starts_with(doc) {
+            escape_header(sheet_name)
+        } else {
+            format!("{} {}", escape_header(doc), escape_header(sheet_name))
+        }
+    } else if model.second_review().is_some() {
+        format!("專責人員本人帳號覆核 {}", escape_header(sheet_name))
+    } else if sheet_name.starts_with(model.kind.title()) {
+        escape_header(sheet_name)
+    } else {
+        format!(
+            "{} {}",
+            escape_header(model.kind.title()),
+            escape_header(sheet_name)
+        )
+    };
+    format!(
+        "&L{}&C{centre}&R{}",
+        escape_header(&model.unit_name),
+        escape_header(&model.period_label)
+    )
+}
+
+/// The drop-down or date check of an input column; free text has none.
+fn input_validation(input: Input) -> Result<Option<DataValidation>, XlsxError> {
+    Ok(match input {
+        Input::Choice(list) => Some(
+            DataValidation::new()
+                .allow_list_strings(list)?
+                .set_error_message("請由下拉選單選擇")?,
+        ),
+        Input::Date => Some(
+            DataValidation::new().allow_date(DataValidationRule::GreaterThan(
+                ExcelDateTime::from_ymd(2000, 1, 1)?,
+            )),
+        ),
+        Input::Text => None,
+    })
+}
+
+/// Validates a table's input columns and protects the rest of the sheet;
+/// sorting and filtering stay possible.
+fn protect_inputs(ws: &mut Worksheet, part: &TablePart<'_>) -> Result<(), XlsxError> {
+    for (j, (_, input)) in part.inputs.iter().enumerate() {
+        if let Some(dv) = input_validation(*input)? {
+            let c = part.input_col(j);
+            ws.add_data_validation(HEADER_ROW + 1, c, part.last_row(), c, &dv)?;
+        }
+    }
+    let options = ProtectionOptions {
+        use_autofilter: true,
+        sort: true,
+        format_columns: true,
+        ..ProtectionOptions::default()
+    };
+    ws.protect_with_options(&options);
+    Ok(())
+}
+
+/// Severity colours wherever a 嚴重度 column is.
+fn colour_severities(
+    ws: &mut Worksheet,
+    headers: &[String],
+    last_row: u32,
+) -> Result<(), XlsxError> {
+    let Some(c) = headers.iter().position(|h| h == "嚴重度") else {
+        return Ok(());
+    };
+    for (word, rgb) in SEVERITY_COLOURS {
+        let cf = ConditionalFormatText::new()
+            .set_rule(ConditionalFormatTextRule::BeginsWith(word.into()))
+            .set_format(Format::new().set_background_color(Color::RGB(rgb)));
+        let c = c as u16;
+        ws.add_conditional_format(HEADER_ROW + 1, c, last_row.max(HEADER_ROW + 1), c, &cf)?;
+    }
+    Ok(())
 }
 
 /// The label on 摘要 of the unit a workbook is for, beside [`unit_cell`].
@@ -713,9 +856,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     let ws = wb.add_worksheet();
     ws.set_name(SheetName::Summary.as_str())?;
     // It prints one landscape page wide, whatever it holds.
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_column_width(0, 36)?;
     ws.set_column_width(1, 80)?;
     ws.set_column_width(2, 10)?;
@@ -966,9 +1107,7 @@ fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), Xls
     for c in 1..cols {
         ws.set_column_width(c as u16, 14)?;
     }
-    ws.set_landscape();
-    ws.set_paper_size(9); // A4
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_header(format!(
         "&L{}&C{}&R{}",
         escape_header(&m.unit_name),
@@ -1014,9 +1153,7 @@ pub fn seed_source(s: &str) -> &'static str {
 fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
     ws.set_name(SheetName::SamplingRecord.as_str())?;
-    ws.set_landscape();
-    ws.set_paper_size(9); // A4
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     // Column A holds the labels and, below, the strata's agency names and
     // the input files' paths: wide enough for both. B and D hold the
     // 64-character digests.
@@ -1092,16 +1229,8 @@ fn sign_off(ws: &mut Worksheet, after: u32, last_col: u16, st: &Styles) -> Resul
     for (r, (label, input)) in (after + 2..).zip(SIGN_OFF) {
         ws.set_row_height(r, 30)?;
         ws.merge_range(r, 0, r, 1, label, &st.header)?;
-        let fmt = if input == Input::Date {
-            &st.input_date
-        } else {
-            &st.input
-        };
-        ws.merge_range(r, 2, r, value_last, "", fmt)?;
-        if input == Input::Date {
-            let dv = DataValidation::new().allow_date(DataValidationRule::GreaterThan(
-                ExcelDateTime::from_ymd(2000, 1, 1)?,
-            ));
+        ws.merge_range(r, 2, r, value_last, "", st.input_format(input))?;
+        if let Some(dv) = input_validation(input)? {
             ws.add_data_validation(r, 2, r, 2, &dv)?;
         }
         last = r;
@@ -1113,7 +1242,6 @@ fn sign_off(ws: &mut Worksheet, after: u32, last_col: u16, st: &Styles) -> Resul
 /// 調查紀錄, its input columns unlocked, with drop-downs, on a protected
 /// sheet that prints one page wide with its header on every page.
 pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError> {
-    let l = i.layout;
     let st = Styles::new();
     let mut wb = Workbook::new();
     wb.set_properties(
@@ -1121,11 +1249,21 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             .set_author("webir-audit")
             .set_custom_property(super::TOKEN_PROPERTY, i.return_token.as_str()),
     );
+    investigation_summary(&mut wb, i, &st)?;
+    investigation_record(&mut wb, i, &st)?;
+    wb.save_to_buffer()
+}
+
+/// The investigation record's 摘要: its title, what to do, and whose it
+/// is (機關, 期間, 執行編號, 期限).
+fn investigation_summary(
+    wb: &mut Workbook,
+    i: &super::Investigation<'_>,
+    st: &Styles,
+) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
     ws.set_name(SheetName::Summary.as_str())?;
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_column_width(0, 20)?;
     ws.set_column_width(1, 90)?;
     ws.write_string_with_format(
@@ -1147,8 +1285,19 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             (RUN_ID_LABEL, Cell::Text(i.run_id.to_owned())),
             ("期限", Cell::Text(i.due_on.to_owned())),
         ],
-        &st,
+        st,
     )?;
+    Ok(())
+}
+
+/// The investigation record's sheet of its layout: one row per finding,
+/// the inputs validated, signed below, protected.
+fn investigation_record(
+    wb: &mut Workbook,
+    i: &super::Investigation<'_>,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let l = i.layout;
     let ws = wb.add_worksheet();
     ws.set_name(l.sheet)?;
     ws.write_string_with_format(
@@ -1169,56 +1318,20 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             ws.set_column_width((l.tool.len() + j) as u16, 24)?;
         }
     }
-    let width = |c: usize| {
-        if c + 1 == l.tool.len() { 30 } else { 14 }
-    };
-    for (n, r) in i.rows.iter().enumerate() {
-        let row = first + 1 + n as u32;
-        ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
-        // What was found wraps in its column, the row as tall as it needs.
-        let mut lines = 1;
-        for (c, v) in r.iter().enumerate() {
-            let c = c + 1;
-            if looks_like_formula(v) {
-                put(ws, row, c as u16, &Cell::Text(v.clone()), &st)?;
-            } else {
-                ws.write_string_with_format(row, c as u16, masked(v), &st.wrap)?;
-            }
-            lines = lines.max(printed_lines(v, width(c)));
-        }
-        ws.set_row_height(row, 16.0 * lines as f64)?;
-        for (j, (_, input)) in l.inputs.iter().enumerate() {
-            let c = (l.tool.len() + j) as u16;
-            let fmt = if *input == Input::Date {
-                &st.input_date
-            } else {
-                &st.input
-            };
-            ws.write_blank(row, c, fmt)?;
-        }
-    }
+    write_investigation_rows(ws, i, st)?;
     let last = first + i.rows.len() as u32;
-    for (j, (_, input)) in l.inputs.iter().enumerate() {
-        let c = (l.tool.len() + j) as u16;
-        let dv = match input {
-            Input::Choice(list) => DataValidation::new()
-                .allow_list_strings(list)?
-                .set_error_message("請由下拉選單選擇")?,
-            Input::Date => DataValidation::new().allow_date(DataValidationRule::GreaterThan(
-                ExcelDateTime::from_ymd(2000, 1, 1)?,
-            )),
-            Input::Text => continue,
-        };
-        if !i.rows.is_empty() {
-            ws.add_data_validation(first + 1, c, last, c, &dv)?;
+    if !i.rows.is_empty() {
+        for (j, (_, input)) in l.inputs.iter().enumerate() {
+            if let Some(dv) = input_validation(*input)? {
+                let c = (l.tool.len() + j) as u16;
+                ws.add_data_validation(first + 1, c, last, c, &dv)?;
+            }
         }
     }
     // Signed once, below the table, as every sheet filled in.
-    sign_off(ws, last, (l.headers().len() - 1) as u16, &st)?;
+    sign_off(ws, last, (l.headers().len() - 1) as u16, st)?;
     ws.set_freeze_panes(first + 1, 2)?;
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_repeat_rows(first, first)?;
     ws.set_header(format!(
         "&L{}&C{}&R{}",
@@ -1226,13 +1339,51 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         escape_header(i.title),
         escape_header(i.period_label)
     ));
-    ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
+    ws.set_footer(FOOTER);
     ws.protect_with_options(&ProtectionOptions {
         format_columns: true,
         format_rows: true,
         ..ProtectionOptions::default()
     });
-    wb.save_to_buffer()
+    Ok(())
+}
+
+/// The investigation record's rows: its number, the tool's columns (what
+/// was found wraps in its column, the row as tall as it needs), and the
+/// blank inputs.
+fn write_investigation_rows(
+    ws: &mut Worksheet,
+    i: &super::Investigation<'_>,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let l = i.layout;
+    let width = |c: usize| {
+        if c + 1 == l.tool.len() { 30 } else { 14 }
+    };
+    for (n, r) in i.rows.iter().enumerate() {
+        let row = HEADER_ROW + 1 + n as u32;
+        ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
+        let mut lines = 1;
+        for (c, v) in r.iter().enumerate() {
+            let c = c + 1;
+            if looks_like_formula(v) {
+                put(ws, row, c as u16, &Cell::Text(v.clone()), st)?;
+            } else {
+                ws.write_string_with_format(row, c as u16, masked(v), &st.wrap)?;
+            }
+            lines = lines.max(printed_lines(v, width(c)));
+        }
+        ws.set_row_height(row, 16.0 * lines as f64)?;
+        write_input_blanks(ws, row, l.tool.len() as u16, l.inputs, st)?;
+    }
+    Ok(())
+}
+
+/// Prints a sheet landscape on A4, one page wide.
+fn print_one_page_wide(ws: &mut Worksheet) {
+    ws.set_landscape();
+    ws.set_paper_size(9); // A4
+    ws.set_print_fit_to_pages(1, 0);
 }
 
 pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
