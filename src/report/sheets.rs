@@ -151,14 +151,9 @@ fn cell_width(cell: &Cell) -> usize {
     }
 }
 
-/// Extra columns after a table's own: the auditor's inputs.
-struct InputColumns<'a> {
-    inputs: &'a [(&'static str, Input)],
-}
+/// Extra columns after a table's own: the inputs a person fills in.
+type Inputs = &'static [(&'static str, Input)];
 
-/// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
-/// as many as Excel's row limit needs. Returns the sheets' names, each
-/// with its columns' printed widths (in column characters).
 /// The widest a table sheet prints on one A4 landscape page (narrow
 /// margins), in column characters, while its type stays legible: about
 /// 62 %, 7 points (measured: LibreOffice prints some 110 column
@@ -364,12 +359,15 @@ fn not_checked_block(
     Ok(())
 }
 
+/// Writes `table` below its title on sheets named `name`, `name(2)`, …,
+/// as many as Excel's row limit needs. Returns the sheets' names, each
+/// with its columns' printed widths (in column characters).
 fn write_table(
     wb: &mut Workbook,
     name: SheetName,
     title: &str,
     table: &Table,
-    inputs: Option<&InputColumns<'_>>,
+    inputs: Option<Inputs>,
     model: &ReportModel,
     st: &Styles,
 ) -> Result<Vec<(String, Vec<usize>)>, XlsxError> {
@@ -389,7 +387,7 @@ fn write_table(
         let part = TablePart {
             table,
             rows,
-            inputs: inputs.map_or(&[][..], |i| i.inputs),
+            inputs: inputs.unwrap_or_default(),
             fill_in: inputs.is_some(),
             last_part: k + 1 == n_chunks,
         };
@@ -861,7 +859,22 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     ws.set_column_width(1, 80)?;
     ws.set_column_width(2, 10)?;
     ws.set_column_width(3, 8)?;
-    let title = if let Some(doc) = m.chief_document() {
+    ws.write_string_with_format(0, 0, summary_title(m), &st.title)?;
+    let row = write_warnings_and_actions(ws, m, st)?;
+    let row = write_identity(ws, row, m, st)?;
+    // A workbook the chief administrator fills in holds that alone: the
+    // run's findings and data quality are the city-wide workbook's.
+    if m.chief_document().is_some() {
+        return Ok(());
+    }
+    let row = write_findings_and_quality(ws, row, m, st)?;
+    summary_charts(ws, row, m)
+}
+
+/// The summary's title: the workbook's kind (or the chief's document) and
+/// whose it is.
+fn summary_title(m: &ReportModel) -> String {
+    if let Some(doc) = m.chief_document() {
         format!("健保WebIR查詢稽核 {doc}：{}", m.unit_name)
     } else if m.city_wide() {
         format!(
@@ -871,8 +884,16 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         )
     } else {
         format!("健保WebIR查詢稽核 {}：{}", m.kind.title(), m.unit_name)
-    };
-    ws.write_string_with_format(0, 0, &title, &st.title)?;
+    }
+}
+
+/// The withheld checks in red, then what the reader must do and by when;
+/// returns the next free row.
+fn write_warnings_and_actions(
+    ws: &mut Worksheet,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
     let mut row = 2;
     for w in &m.warnings {
         ws.merge_range(row, 0, row, 3, &masked(w), &st.warning)?;
@@ -882,7 +903,6 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     if !m.warnings.is_empty() {
         row += 1;
     }
-    // What the reader must do, and by when, comes first.
     ws.write_string_with_format(row, 0, "應辦事項", &st.label)?;
     row += 1;
     for (i, a) in m.actions.iter().enumerate() {
@@ -891,9 +911,14 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         ws.set_row_height(row, wrapped_height(a, 80))?;
         row += 1;
     }
-    row += 1;
-    // A unit's sample worksheet says who audits it.
-    let auditor = match &m.document {
+    Ok(row + 1)
+}
+
+/// Who fills in or audits a workbook, where the summary says it: a
+/// unit's sample worksheet, its second review, or the chief
+/// administrator's.
+fn auditor_pair(d: &Document) -> Option<(&'static str, Cell)> {
+    match d {
         Document::SampleAudit { .. } => Some((REVIEW_LABEL, Cell::from("專責人員"))),
         Document::SecondReview { review: r, .. } => Some((
             REVIEW_LABEL,
@@ -912,31 +937,35 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         | Document::PasswordCheck { .. }
         | Document::InternalAudit { .. }
         | Document::CityWide(_) => None,
-    };
-    let mut row = write_pairs(
-        ws,
-        row,
-        &[
-            (UNIT_LABEL, Cell::Text(unit_cell(&m.unit_name, &m.unit_id))),
-            ("期間", Cell::Text(m.period_label.clone())),
-            (RUN_ID_LABEL, Cell::Text(m.run_id.clone())),
-        ]
-        .into_iter()
-        .chain(auditor)
-        .chain([
-            ("產製時間", Cell::Time(m.generated_at)),
-            ("依據", Cell::Text(m.rule().into())),
-            (
-                "證據鏈",
-                Cell::Text(m.chain_head.clone().map_or_else(
-                    || "（尚無紀錄）".to_owned(),
-                    |h| format!("{h}（製作本工作簿時之最新紀錄，稽核人員可向衛生局查驗證據鏈）"),
-                )),
-            ),
-        ])
-        .collect::<Vec<_>>(),
-        st,
-    )?;
+    }
+}
+
+/// Whose workbook it is, of which run, on what rule, and its notes;
+/// returns the next free row.
+fn write_identity(
+    ws: &mut Worksheet,
+    row: u32,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
+    let chain = m.chain_head.clone().map_or_else(
+        || "（尚無紀錄）".to_owned(),
+        |h| format!("{h}（製作本工作簿時之最新紀錄，稽核人員可向衛生局查驗證據鏈）"),
+    );
+    let pairs: Vec<(&str, Cell)> = [
+        (UNIT_LABEL, Cell::Text(unit_cell(&m.unit_name, &m.unit_id))),
+        ("期間", Cell::Text(m.period_label.clone())),
+        (RUN_ID_LABEL, Cell::Text(m.run_id.clone())),
+    ]
+    .into_iter()
+    .chain(auditor_pair(&m.document))
+    .chain([
+        ("產製時間", Cell::Time(m.generated_at)),
+        ("依據", Cell::Text(m.rule().into())),
+        ("證據鏈", Cell::Text(chain)),
+    ])
+    .collect();
+    let mut row = write_pairs(ws, row, &pairs, st)?;
     for n in &m.notes {
         ws.write_string_with_format(row, 0, "注意", &st.note)?;
         ws.write_string_with_format(row, 1, masked(n), &st.note)?;
@@ -944,11 +973,17 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         ws.set_row_height(row, wrapped_height(n, 80))?;
         row += 1;
     }
-    // A workbook the chief administrator fills in holds that alone: the
-    // run's findings and data quality are the city-wide workbook's.
-    if m.chief_document().is_some() {
-        return Ok(());
-    }
+    Ok(row)
+}
+
+/// The sample's seed and digests, the findings' counts, the city-wide
+/// units' pointer and the inputs' quality; returns the next free row.
+fn write_findings_and_quality(
+    ws: &mut Worksheet,
+    mut row: u32,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
     if let Some(s) = m.sample() {
         row += 1;
         ws.write_string_with_format(row, 0, "抽樣", &st.label)?;
@@ -972,16 +1007,15 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     row = write_block(ws, row + 1, 0, &m.by_severity, st)? + 1;
     row = write_block(ws, row, 0, &m.by_code, st)? + 1;
     if let Document::CityWide(c) = &m.document {
-        let units = &c.units;
         // The units' table is wide: it has a sheet of its own, where its
         // columns get their width and it prints with page setup.
-        ws.write_string_with_format(row, 0, "各單位", &st.label)?;
+        ws.write_string_with_format(row, 0, SheetName::Units.as_str(), &st.label)?;
         ws.write_string_with_format(
             row,
             1,
             format!(
                 "{} 個單位之帳號、發現、最近抽查及回收情形，見「各單位」工作表",
-                units.rows.len()
+                c.units.rows.len()
             ),
             &st.wrap,
         )?;
@@ -992,71 +1026,68 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     // Neither Excel nor LibreOffice grows a row for wrapped text it did
     // not lay out itself: give the line the height it needs to print.
     ws.set_row_height(row, wrapped_height(&m.quality, 80))?;
-    row += 2;
+    Ok(row + 2)
+}
 
-    // Charts; their data is on the 圖表資料 sheet, written after this one.
+/// The counts among `cells` (a chart's data), other cells counting none.
+fn counts(cells: &[Cell]) -> impl Iterator<Item = i64> + '_ {
+    cells
+        .iter()
+        .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
+}
+
+/// The summary's charts from `row`, on a page of their own; their data
+/// is on the 圖表資料 sheet, written after this one.
+fn summary_charts(ws: &mut Worksheet, mut row: u32, m: &ReportModel) -> Result<(), XlsxError> {
     let sev = &m.severity_by_agency;
     // The most findings of one agency: no chart of nothing, and a count
     // axis in whole numbers.
-    let most = sev
-        .rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
-                .sum::<i64>()
-        })
-        .max()
-        .unwrap_or(0);
-    if most > 0 {
-        let data = CHART_DATA;
-        let (end, top) = chart_rows(m);
-        // The charts print together, on a page of their own.
-        ws.set_page_breaks(&[row])?;
-        let mut chart = Chart::new(ChartType::ColumnStacked);
-        chart.title().set_name("各機關發現件數（依嚴重度）");
-        for s in 1..sev.headers.len() as u16 {
-            let series = chart
-                .add_series()
-                .set_name((data, 0, s))
-                .set_categories((data, 1, 0, end, 0))
-                .set_values((data, 1, s, end, s));
-            if let Some((_, rgb)) = SEVERITY_COLOURS
-                .iter()
-                .find(|(w, _)| *w == sev.headers[usize::from(s)])
-            {
-                series.set_format(
-                    ChartFormat::new()
-                        .set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(*rgb))),
-                );
-            }
-        }
-        whole_numbers(chart.y_axis(), most);
-        ws.insert_chart(row, 0, &chart)?;
-        row += 16;
-        let q = &m.queries_by_month;
-        if !q.rows.is_empty() && q.headers.len() > 1 {
-            let end2 = top + q.rows.len() as u32;
-            let mut chart = Chart::new(ChartType::Line);
-            chart.title().set_name("各機關每月查詢次數");
-            for s in 1..q.headers.len() as u16 {
-                chart
-                    .add_series()
-                    .set_name((data, top, s))
-                    .set_categories((data, top + 1, 0, end2, 0))
-                    .set_values((data, top + 1, s, end2, s));
-            }
-            let peak = q
-                .rows
-                .iter()
-                .flat_map(|r| r.iter())
-                .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
-                .max()
-                .unwrap_or(0);
-            whole_numbers(chart.y_axis(), peak);
-            ws.insert_chart(row, 0, &chart)?;
+    let most = sev.rows.iter().map(|r| counts(r).sum::<i64>()).max();
+    let most = most.unwrap_or(0);
+    if most <= 0 {
+        return Ok(());
+    }
+    let data = CHART_DATA;
+    let (end, top) = chart_rows(m);
+    ws.set_page_breaks(&[row])?;
+    let mut chart = Chart::new(ChartType::ColumnStacked);
+    chart.title().set_name("各機關發現件數（依嚴重度）");
+    for s in 1..sev.headers.len() as u16 {
+        let series = chart
+            .add_series()
+            .set_name((data, 0, s))
+            .set_categories((data, 1, 0, end, 0))
+            .set_values((data, 1, s, end, s));
+        if let Some((_, rgb)) = SEVERITY_COLOURS
+            .iter()
+            .find(|(w, _)| *w == sev.headers[usize::from(s)])
+        {
+            series.set_format(
+                ChartFormat::new()
+                    .set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(*rgb))),
+            );
         }
     }
+    whole_numbers(chart.y_axis(), most);
+    ws.insert_chart(row, 0, &chart)?;
+    row += 16;
+    let q = &m.queries_by_month;
+    if q.rows.is_empty() || q.headers.len() <= 1 {
+        return Ok(());
+    }
+    let end2 = top + q.rows.len() as u32;
+    let mut chart = Chart::new(ChartType::Line);
+    chart.title().set_name("各機關每月查詢次數");
+    for s in 1..q.headers.len() as u16 {
+        chart
+            .add_series()
+            .set_name((data, top, s))
+            .set_categories((data, top + 1, 0, end2, 0))
+            .set_values((data, top + 1, s, end2, s));
+    }
+    let peak = q.rows.iter().flat_map(|r| counts(r)).max().unwrap_or(0);
+    whole_numbers(chart.y_axis(), peak);
+    ws.insert_chart(row, 0, &chart)?;
     Ok(())
 }
 
@@ -1486,148 +1517,102 @@ fn write_sheet(
     m: &ReportModel,
     st: &Styles,
 ) -> Result<(), XlsxError> {
-    let plain = |wb: &mut Workbook, name: SheetName, title: &str, t: &Table| {
-        write_table(wb, name, &heading(m, title), t, None, m, st).map(|_| ())
+    let table = |wb: &mut Workbook, name, title: &str, t: &Table, inputs: Option<Inputs>| {
+        write_table(wb, name, &heading(m, title), t, inputs, m, st).map(|_| ())
     };
     match sheet {
-        Sheet::Units(t) => plain(
-            wb,
-            SheetName::Units,
-            "各單位（帳號、發現、最近抽查及回收情形）",
-            t,
-        ),
-        Sheet::Collection(t) => plain(
-            wb,
-            SheetName::Collection,
-            "回收狀況（各單位應回傳事項、期限及回傳情形）",
-            t,
-        ),
-        Sheet::Worksheet(s, review) => write_table(
-            wb,
-            SheetName::SampleWorksheet,
-            &heading(
-                m,
-                if *review {
-                    "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
-                } else {
-                    "抽查工作底稿（黃色欄位由稽核人員填寫）"
-                },
-            ),
-            &s.worksheet,
-            Some(&InputColumns {
-                inputs: SAMPLE_WORKSHEET.inputs,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
+        Sheet::Units(t) => {
+            let title = "各單位（帳號、發現、最近抽查及回收情形）";
+            table(wb, SheetName::Units, title, t, None)
+        }
+        Sheet::Collection(t) => {
+            let title = "回收狀況（各單位應回傳事項、期限及回傳情形）";
+            table(wb, SheetName::Collection, title, t, None)
+        }
+        Sheet::Worksheet(s, review) => {
+            let title = if *review {
+                "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
+            } else {
+                "抽查工作底稿（黃色欄位由稽核人員填寫）"
+            };
+            let inputs = Some(SAMPLE_WORKSHEET.inputs);
+            table(wb, SheetName::SampleWorksheet, title, &s.worksheet, inputs)
+        }
         Sheet::Accounts(t, officers) => {
             let (name, title) = if *officers {
-                (
-                    SheetName::OfficerAccounts,
-                    "專責人員帳號清查（管理要點第四點第五款）",
-                )
+                let title = "專責人員帳號清查（管理要點第四點第五款）";
+                (SheetName::OfficerAccounts, title)
             } else {
-                (
-                    SheetName::AccountReview,
-                    "帳號清查（請逐一確認並填寫處理結果）",
-                )
+                let title = "帳號清查（請逐一確認並填寫處理結果）";
+                (SheetName::AccountReview, title)
             };
-            write_table(
-                wb,
-                name,
-                &heading(m, title),
-                t,
-                Some(&InputColumns {
-                    inputs: ACCOUNT_REVIEW_INPUTS,
-                }),
-                m,
-                st,
-            )
-            .map(|_| ())
+            table(wb, name, title, t, Some(ACCOUNT_REVIEW_INPUTS))
         }
-        Sheet::StalePasswords(t) => plain(
-            wb,
-            SheetName::StalePasswords,
-            "密碼逾期帳號（請通知持有人立即變更密碼）",
-            t,
-        ),
-        Sheet::Evidence(t) => write_table(
-            wb,
-            SheetName::InternalAudit,
-            &heading(m, "內部稽核（系統查得資料，請逐項查核）"),
-            t,
-            Some(&InputColumns {
-                inputs: INTERNAL_AUDIT_INPUTS,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
-        Sheet::ExternalRecord(t) => write_table(
-            wb,
-            SheetName::ExternalRecord,
-            &heading(m, "外部稽核紀錄（系統查得資料，請逐項查核）"),
-            t,
-            Some(&InputColumns {
-                inputs: INTERNAL_AUDIT_INPUTS,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
-        Sheet::Selection(t) => plain(
-            wb,
-            SheetName::ExternalSelection,
-            SheetName::ExternalSelection.as_str(),
-            t,
-        ),
-        Sheet::ByAccount(t) => plain(
-            wb,
-            SheetName::ByAccount,
-            "帳號彙整（依嚴重程度排序，含下一步）",
-            t,
-        ),
+        Sheet::StalePasswords(t) => {
+            let title = "密碼逾期帳號（請通知持有人立即變更密碼）";
+            table(wb, SheetName::StalePasswords, title, t, None)
+        }
+        Sheet::Evidence(t) => {
+            let title = "內部稽核（系統查得資料，請逐項查核）";
+            table(
+                wb,
+                SheetName::InternalAudit,
+                title,
+                t,
+                Some(INTERNAL_AUDIT_INPUTS),
+            )
+        }
+        Sheet::ExternalRecord(t) => {
+            let title = "外部稽核紀錄（系統查得資料，請逐項查核）";
+            table(
+                wb,
+                SheetName::ExternalRecord,
+                title,
+                t,
+                Some(INTERNAL_AUDIT_INPUTS),
+            )
+        }
+        Sheet::Selection(t) => {
+            let name = SheetName::ExternalSelection;
+            table(wb, name, name.as_str(), t, None)
+        }
+        Sheet::ByAccount(t) => {
+            let title = "帳號彙整（依嚴重程度排序，含下一步）";
+            table(wb, SheetName::ByAccount, title, t, None)
+        }
         // The city-wide copy is the Health Bureau's reading copy; units
         // write down what they did.
-        Sheet::Queries(t, fill) => write_table(
-            wb,
-            SheetName::Queries,
-            &heading(m, SheetName::Queries.as_str()),
-            t,
-            fill.then_some(&InputColumns {
-                inputs: FOLLOW_UP_INPUTS,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
-        Sheet::AskedBefore(t) => plain(
-            wb,
-            SheetName::AskedBefore,
-            "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）",
-            t,
-        ),
-        Sheet::Details(t) => {
-            let names = write_table(
-                wb,
-                SheetName::QueryDetails,
-                &heading(
-                    m,
-                    &format!(
-                        "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
-                    ),
-                ),
-                t,
-                None,
-                m,
-                st,
-            )?;
-            collapse_details(wb, &names, t, st)
+        Sheet::Queries(t, fill) => {
+            let name = SheetName::Queries;
+            table(wb, name, name.as_str(), t, fill.then_some(FOLLOW_UP_INPUTS))
         }
-        Sheet::Rejects(t) => plain(wb, SheetName::Rejects, SheetName::Rejects.as_str(), t),
+        Sheet::AskedBefore(t) => {
+            let title = "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）";
+            table(wb, SheetName::AskedBefore, title, t, None)
+        }
+        Sheet::Details(t) => query_details(wb, t, m, st),
+        Sheet::Rejects(t) => {
+            let name = SheetName::Rejects;
+            table(wb, name, name.as_str(), t, None)
+        }
         Sheet::SamplingRecord(s) => sampling_record(wb, s, st),
     }
+}
+
+/// 異常查詢明細: the queries behind each rolled-up finding, the first few
+/// of each printed and the rest collapsed.
+fn query_details(
+    wb: &mut Workbook,
+    t: &Table,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let title = format!(
+        "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
+    );
+    let name = SheetName::QueryDetails;
+    let names = write_table(wb, name, &heading(m, &title), t, None, m, st)?;
+    collapse_details(wb, &names, t, st)
 }
 
 fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
@@ -1695,9 +1680,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
             SheetName::Orphans,
             &heading(m, "資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
             o,
-            asked_here.then_some(&InputColumns {
-                inputs: FOLLOW_UP_INPUTS,
-            }),
+            asked_here.then_some(FOLLOW_UP_INPUTS),
             m,
             &st,
         )?;
