@@ -309,158 +309,195 @@ fn check_rows<'r>(
     orig_rows: &[Vec<Data>],
     inputs: &[(&'static str, Input)],
 ) -> Result<(Vec<String>, Vec<&'r Vec<Data>>), ReturnError> {
-    let path = || file.to_owned();
-    let header: Vec<String> = rows
-        .get(HEADER_ROW)
-        .map(|r| r.iter().map(text).collect())
-        .unwrap_or_default();
-    let orig_header: Vec<String> = orig_rows
-        .get(HEADER_ROW)
-        .map(|r| r.iter().map(text).collect())
-        .unwrap_or_default();
+    let check = SheetCheck { file, sheet };
+    let (header, orig_header) = (header_of(rows), header_of(orig_rows));
     if header != orig_header {
         return Err(ReturnError::ColumnsChanged {
-            file: path(),
+            file: file.to_owned(),
             sheet,
             got: header,
             want: orig_header,
         });
     }
-    // The table runs to its first blank row; below it is the sign-off.
-    let blank = |r: &Vec<Data>| r.iter().all(|c| matches!(c, Data::Empty));
-    let body = |rows: &'r [Vec<Data>]| -> (Vec<&'r Vec<Data>>, usize) {
-        let after = rows.get(HEADER_ROW + 1..).unwrap_or_default();
-        let n = after.iter().take_while(|r| !blank(r)).count();
-        (after[..n].iter().collect(), HEADER_ROW + 1 + n)
-    };
-    let (data, tail_at) = body(rows);
-    let orig_after = orig_rows.get(HEADER_ROW + 1..).unwrap_or_default();
-    let orig_n = orig_after.iter().take_while(|r| !blank(r)).count();
-    let orig = &orig_after[..orig_n];
-    let orig_tail_at = HEADER_ROW + 1 + orig_n;
+    let (data, tail_at) = table_body(rows);
+    let (orig, orig_tail_at) = table_body(orig_rows);
     if data.len() != orig.len() {
         return Err(ReturnError::RowCount {
-            file: path(),
+            file: file.to_owned(),
             sheet,
             got: data.len(),
             want: orig.len(),
         });
     }
-    let input = |h: &str| inputs.iter().any(|(i, _)| *i == h);
-    for (i, (got, want)) in data.iter().zip(orig).enumerate() {
-        for c in (0..orig_header.len()).filter(|c| !input(&orig_header[*c])) {
-            let (g, w) = (
-                got.get(c).map(text).unwrap_or_default(),
-                want.get(c).map(text).unwrap_or_default(),
-            );
-            if g != w {
-                return Err(ReturnError::CellChanged {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: orig_header[c].clone(),
-                    was: w,
-                    now: g,
-                });
-            }
-        }
+    for (i, (got, want)) in data.iter().zip(&orig).enumerate() {
+        let row = HEADER_ROW + 2 + i;
+        check.tool_cells(row, &orig_header, inputs, got, want)?;
         for (h, kind) in inputs {
-            let v = orig_header
-                .iter()
-                .position(|x| x == h)
-                .and_then(|c| got.get(c))
-                .map(text)
-                .unwrap_or_default();
-            let chars = v.chars().count();
-            if chars > ANSWER_MAX_CHARS {
-                return Err(ReturnError::TooLong {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: (*h).to_owned(),
-                    chars,
-                    max: ANSWER_MAX_CHARS,
-                });
-            }
-            if matches!(kind, Input::Date) && !v.is_empty() && answer_date(&v).is_none() {
-                return Err(ReturnError::NotADate {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: (*h).to_owned(),
-                    value: v,
-                });
-            }
-            if let Input::Choice(ok) = kind
-                && !v.is_empty()
-                && !ok.contains(&v.as_str())
-            {
-                return Err(ReturnError::NotAChoice {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: h,
-                    value: v,
-                    allowed: ok,
-                });
-            }
+            check.answer(row, h, *kind, cell(&orig_header, got, h))?;
         }
     }
     // Below the table nothing but the sign-off's answers may differ from
     // what was sent: no row added after a gap, no label changed.
     let tail = rows.get(tail_at..).unwrap_or_default();
     let orig_tail = orig_rows.get(orig_tail_at..).unwrap_or_default();
-    for i in 0..tail.len().max(orig_tail.len()) {
-        let (got, want) = (tail.get(i), orig_tail.get(i));
-        let width = got.map_or(0, Vec::len).max(want.map_or(0, Vec::len));
-        let signs = want
-            .and_then(|r| r.first())
-            .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| *s == text(l)));
-        for c in 0..width {
-            // The sign-off's answer is the merged cell's first; its day
-            // must be a day.
-            if signs && c == 2 {
-                let label = want.and_then(|r| r.first()).map(text).unwrap_or_default();
-                let v = got.and_then(|r| r.get(c)).map(text).unwrap_or_default();
-                let chars = v.chars().count();
-                if chars > ANSWER_MAX_CHARS {
-                    return Err(ReturnError::TooLong {
-                        file: path(),
-                        sheet,
-                        row: tail_at + i + 1,
-                        column: label,
-                        chars,
-                        max: ANSWER_MAX_CHARS,
-                    });
-                }
-                if label == SIGN_OFF[2].0 && !v.is_empty() && answer_date(&v).is_none() {
-                    return Err(ReturnError::NotADate {
-                        file: path(),
-                        sheet,
-                        row: tail_at + i + 1,
-                        column: label,
-                        value: v,
-                    });
-                }
-                continue;
-            }
-            let (g, w) = (
-                got.and_then(|r| r.get(c)).map(text).unwrap_or_default(),
-                want.and_then(|r| r.get(c)).map(text).unwrap_or_default(),
-            );
+    check.below_table(tail_at, tail, orig_tail)?;
+    Ok((orig_header, data))
+}
+
+/// A sheet's header row, as text.
+fn header_of(rows: &[Vec<Data>]) -> Vec<String> {
+    rows.get(HEADER_ROW)
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default()
+}
+
+/// A sheet's table rows, which run to its first blank row (below it is
+/// the sign-off), and the row where what is below begins.
+fn table_body(rows: &[Vec<Data>]) -> (Vec<&Vec<Data>>, usize) {
+    let blank = |r: &Vec<Data>| r.iter().all(|c| matches!(c, Data::Empty));
+    let after = rows.get(HEADER_ROW + 1..).unwrap_or_default();
+    let n = after.iter().take_while(|r| !blank(r)).count();
+    (after[..n].iter().collect(), HEADER_ROW + 1 + n)
+}
+
+/// The returned sheet being checked, which every refusal names.
+struct SheetCheck<'a> {
+    file: &'a Path,
+    sheet: &'static str,
+}
+
+impl SheetCheck<'_> {
+    /// Refuses a change to a cell the tool wrote on (1-based) `row`: any
+    /// column of `header` that is not one of `inputs`.
+    fn tool_cells(
+        &self,
+        row: usize,
+        header: &[String],
+        inputs: &[(&'static str, Input)],
+        got: &[Data],
+        want: &[Data],
+    ) -> Result<(), ReturnError> {
+        let input = |h: &str| inputs.iter().any(|(i, _)| *i == h);
+        for (c, h) in header.iter().enumerate().filter(|(_, h)| !input(h)) {
+            let g = got.get(c).map(text).unwrap_or_default();
+            let w = want.get(c).map(text).unwrap_or_default();
             if g != w {
                 return Err(ReturnError::CellChanged {
-                    file: path(),
-                    sheet,
-                    row: tail_at + i + 1,
-                    column: format!("（表格下方）第 {} 欄", c + 1),
+                    file: self.file.to_owned(),
+                    sheet: self.sheet,
+                    row,
+                    column: h.clone(),
                     was: w,
                     now: g,
                 });
             }
         }
+        Ok(())
     }
-    Ok((orig_header, data))
+
+    /// Refuses an answer `v` in input column `h` on `row`: one too long,
+    /// a date that is none, a choice not of its drop-down's.
+    fn answer(
+        &self,
+        row: usize,
+        h: &'static str,
+        kind: Input,
+        v: String,
+    ) -> Result<(), ReturnError> {
+        self.length(row, h, &v)?;
+        if matches!(kind, Input::Date) {
+            self.date(row, h, v.clone())?;
+        }
+        match kind {
+            Input::Choice(ok) if !v.is_empty() && !ok.contains(&v.as_str()) => {
+                Err(ReturnError::NotAChoice {
+                    file: self.file.to_owned(),
+                    sheet: self.sheet,
+                    row,
+                    column: h,
+                    value: v,
+                    allowed: ok,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses an answer longer than [`ANSWER_MAX_CHARS`].
+    fn length(&self, row: usize, column: &str, v: &str) -> Result<(), ReturnError> {
+        let chars = v.chars().count();
+        if chars > ANSWER_MAX_CHARS {
+            return Err(ReturnError::TooLong {
+                file: self.file.to_owned(),
+                sheet: self.sheet,
+                row,
+                column: column.to_owned(),
+                chars,
+                max: ANSWER_MAX_CHARS,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a date answer that is not empty and not a day.
+    fn date(&self, row: usize, column: &str, v: String) -> Result<(), ReturnError> {
+        if !v.is_empty() && answer_date(&v).is_none() {
+            return Err(ReturnError::NotADate {
+                file: self.file.to_owned(),
+                sheet: self.sheet,
+                row,
+                column: column.to_owned(),
+                value: v,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a change below the table (from row `tail_at`, 0-based)
+    /// other than the sign-off's answers, which must be answers.
+    fn below_table(
+        &self,
+        tail_at: usize,
+        tail: &[Vec<Data>],
+        orig_tail: &[Vec<Data>],
+    ) -> Result<(), ReturnError> {
+        for i in 0..tail.len().max(orig_tail.len()) {
+            let (got, want) = (tail.get(i), orig_tail.get(i));
+            let row = tail_at + i + 1;
+            let width = got.map_or(0, Vec::len).max(want.map_or(0, Vec::len));
+            let label = want.and_then(|r| r.first()).map(text);
+            let signs = label
+                .as_ref()
+                .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| s == l));
+            let at = |r: Option<&Vec<Data>>, c: usize| {
+                r.and_then(|r| r.get(c)).map(text).unwrap_or_default()
+            };
+            for c in 0..width {
+                let (g, w) = (at(got, c), at(want, c));
+                // The sign-off's answer is the merged cell's first; its
+                // day must be a day.
+                if signs && c == 2 {
+                    let label = label.clone().unwrap_or_default();
+                    self.length(row, &label, &g)?;
+                    if label == SIGN_OFF[2].0 {
+                        self.date(row, &label, g)?;
+                    }
+                    continue;
+                }
+                if g != w {
+                    return Err(ReturnError::CellChanged {
+                        file: self.file.to_owned(),
+                        sheet: self.sheet,
+                        row,
+                        column: format!("（表格下方）第 {} 欄", c + 1),
+                        was: w,
+                        now: g,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub use crate::report::TOKEN_PROPERTY;
@@ -648,8 +685,6 @@ pub fn ingest_returned(
     archive_dir: &Path,
     received_at: &str,
 ) -> Result<Returned, ReturnError> {
-    let sheet = LAYOUT.sheet;
-    let path = || file.to_owned();
     let (summary, rows) = sheets(file, Some(workbook), LAYOUT.sheet)?;
     let (run_id, unit_id, run_dir, original) =
         locate(file, &summary, archive_dir, Job::SampleAudit)?;
@@ -666,112 +701,14 @@ pub fn ingest_returned(
     };
     check_token(file, workbook, &original, &unit_id)?;
     let (orig_summary, orig_rows) = sheets(&original, None, LAYOUT.sheet)?;
-    // Who audits is what the run sent: a return cannot move itself from
-    // the officer's worksheet to the reviewer's or back.
-    if summary_value(&orig_summary, REVIEW_LABEL) != summary_value(&summary, REVIEW_LABEL) {
-        return Err(ReturnError::CellChanged {
-            file: path(),
-            sheet: SheetName::Summary.as_str(),
-            row: 0,
-            column: REVIEW_LABEL.to_owned(),
-            was: summary_value(&orig_summary, REVIEW_LABEL).unwrap_or_default(),
-            now: summary_value(&summary, REVIEW_LABEL).unwrap_or_default(),
-        });
-    }
-    let digest = summary_value(&summary, SAMPLE_DIGEST_LABEL);
-    let want = summary_value(&orig_summary, SAMPLE_DIGEST_LABEL);
-    if digest != want {
-        return Err(ReturnError::DigestChanged {
-            file: path(),
-            run_id,
-            got: digest,
-            want,
-        });
-    }
-    // A worksheet sent before the sign-off asked who and when once still
-    // has those inputs on every row: they are inputs there too.
-    let sent_with = |h: &str| {
-        orig_rows
-            .get(HEADER_ROW)
-            .is_some_and(|r| r.iter().any(|c| text(c) == h))
-    };
-    let inputs: Vec<(&'static str, Input)> = LAYOUT
-        .inputs
-        .iter()
-        .chain(
-            layout::SAMPLE_WORKSHEET_BEFORE_SIGN_OFF
-                .iter()
-                .filter(|(h, _)| sent_with(h)),
-        )
-        .copied()
-        .collect();
-    let (orig_header, data) = check_rows(file, sheet, &rows, &orig_rows, &inputs)?;
-    // What the unit did about each query finding (異常查詢, in the same
-    // workbook): checked as the worksheet is, before anything is recorded.
-    let follow_up = match (
-        sheet_rows(&mut book(file, Some(workbook))?, FOLLOW_UP_SHEET),
-        sheet_rows(&mut book(&original, None)?, FOLLOW_UP_SHEET),
-    ) {
-        (_, None) => None,
-        (None, Some(_)) => {
-            return Err(ReturnError::NoSheet {
-                file: path(),
-                sheet: FOLLOW_UP_SHEET.to_owned(),
-            });
-        }
-        (Some(got), Some(sent)) => {
-            let (header, rows) =
-                check_rows(file, FOLLOW_UP_SHEET, &got, &sent, layout::FOLLOW_UP_INPUTS)?;
-            Some((follow_ups(&header, &rows), sign_off_of(&got)))
-        }
-    };
-    let mut answers = Vec::new();
-    // Columns are found by their header in the workbook the run sent, so
-    // a worksheet written before a column was added still reads back.
-    let col = |got: &Vec<Data>, h: &str| cell(&orig_header, got, h);
-    // Who audited and when: asked once, in the sign-off.
-    let (auditor, audit_date) = (signed(&rows, SIGN_OFF[0].0), signed(&rows, SIGN_OFF[2].0));
-    for (i, got) in data.iter().enumerate() {
-        answers.push(WorksheetAnswer {
-            seq: i as u32 + 1,
-            // The account, then its holder beside it and its agency below.
-            account_id: col(got, "帳號")
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-            queried_at: col(got, "查詢時間"),
-            query_item: col(got, "查詢項目"),
-            subject: col(got, "被查詢人"),
-            form_filled: col(got, "紀錄表已填具"),
-            approved: col(got, "主管事前核可"),
-            matches: col(got, "事由與查詢相符"),
-            anomaly: col(got, "異常"),
-            note: col(got, "說明"),
-            // The sign-off's, or a worksheet sent before it had one, the row's.
-            auditor: if auditor.is_empty() {
-                col(got, "稽核人員")
-            } else {
-                auditor.clone()
-            },
-            audit_date: if audit_date.is_empty() {
-                col(got, "稽核日期")
-            } else {
-                audit_date.clone()
-            },
-        });
-    }
+    check_summary_kept(file, &run_id, &summary, &orig_summary)?;
+    let inputs = worksheet_inputs(&orig_rows);
+    let (orig_header, data) = check_rows(file, LAYOUT.sheet, &rows, &orig_rows, &inputs)?;
+    let follow_up = check_follow_up(file, workbook, &original)?;
+    let answers = worksheet_answers(&orig_header, &data, &rows);
     let answered = answers.iter().filter(|a| !a.anomaly.is_empty()).count();
-    let anomalies: Vec<WorksheetAnswer> = answers
-        .iter()
-        .filter(|a| {
-            a.anomaly == "有"
-                || [&a.form_filled, &a.approved, &a.matches]
-                    .iter()
-                    .any(|v| *v == "否")
-        })
-        .cloned()
-        .collect();
+    let anomalies: Vec<WorksheetAnswer> =
+        answers.iter().filter(|a| is_anomaly(a)).cloned().collect();
     let sha = file_sha256.to_owned();
     let pending = Pending::Worksheet {
         ret: WorksheetReturn {
@@ -796,6 +733,143 @@ pub fn ingest_returned(
         run_dir: run_dir.dir,
         file_sha256: sha,
     })
+}
+
+/// Refuses a returned worksheet whose summary says other than the one
+/// the run sent of who audits it or of the sample's digest.
+fn check_summary_kept(
+    file: &Path,
+    run_id: &str,
+    summary: &[Vec<Data>],
+    orig_summary: &[Vec<Data>],
+) -> Result<(), ReturnError> {
+    // Who audits is what the run sent: a return cannot move itself from
+    // the officer's worksheet to the reviewer's or back.
+    let (was, now) = (
+        summary_value(orig_summary, REVIEW_LABEL),
+        summary_value(summary, REVIEW_LABEL),
+    );
+    if was != now {
+        return Err(ReturnError::CellChanged {
+            file: file.to_owned(),
+            sheet: SheetName::Summary.as_str(),
+            row: 0,
+            column: REVIEW_LABEL.to_owned(),
+            was: was.unwrap_or_default(),
+            now: now.unwrap_or_default(),
+        });
+    }
+    let digest = summary_value(summary, SAMPLE_DIGEST_LABEL);
+    let want = summary_value(orig_summary, SAMPLE_DIGEST_LABEL);
+    if digest != want {
+        return Err(ReturnError::DigestChanged {
+            file: file.to_owned(),
+            run_id: run_id.to_owned(),
+            got: digest,
+            want,
+        });
+    }
+    Ok(())
+}
+
+/// The inputs of the worksheet as sent (`orig_rows`). A worksheet sent
+/// before the sign-off asked who and when once still has those inputs on
+/// every row: they are inputs there too.
+fn worksheet_inputs(orig_rows: &[Vec<Data>]) -> Vec<(&'static str, Input)> {
+    let sent_with = |h: &str| {
+        orig_rows
+            .get(HEADER_ROW)
+            .is_some_and(|r| r.iter().any(|c| text(c) == h))
+    };
+    LAYOUT
+        .inputs
+        .iter()
+        .chain(
+            layout::SAMPLE_WORKSHEET_BEFORE_SIGN_OFF
+                .iter()
+                .filter(|(h, _)| sent_with(h)),
+        )
+        .copied()
+        .collect()
+}
+
+/// What the unit did about each query finding (異常查詢, in the same
+/// workbook as the worksheet), and its sign-off: checked as the worksheet
+/// is, before anything is recorded. `None` when the run sent no such
+/// sheet.
+fn check_follow_up(
+    file: &Path,
+    workbook: &[u8],
+    original: &Path,
+) -> Result<Option<(Decisions, crate::store::SignOff)>, ReturnError> {
+    match (
+        sheet_rows(&mut book(file, Some(workbook))?, FOLLOW_UP_SHEET),
+        sheet_rows(&mut book(original, None)?, FOLLOW_UP_SHEET),
+    ) {
+        (_, None) => Ok(None),
+        (None, Some(_)) => Err(ReturnError::NoSheet {
+            file: file.to_owned(),
+            sheet: FOLLOW_UP_SHEET.to_owned(),
+        }),
+        (Some(got), Some(sent)) => {
+            let (header, rows) =
+                check_rows(file, FOLLOW_UP_SHEET, &got, &sent, layout::FOLLOW_UP_INPUTS)?;
+            Ok(Some((follow_ups(&header, &rows), sign_off_of(&got))))
+        }
+    }
+}
+
+/// The answers of a returned worksheet's `data` rows. Columns are found
+/// by their header in the workbook the run sent (`header`), so a
+/// worksheet written before a column was added still reads back; who
+/// audited and when is asked once, in the sign-off below the table
+/// (`rows`: the whole sheet).
+fn worksheet_answers(
+    header: &[String],
+    data: &[&Vec<Data>],
+    rows: &[Vec<Data>],
+) -> Vec<WorksheetAnswer> {
+    let col = |got: &Vec<Data>, h: &str| cell(header, got, h);
+    let (auditor, audit_date) = (signed(rows, SIGN_OFF[0].0), signed(rows, SIGN_OFF[2].0));
+    // The sign-off's, or a worksheet sent before it had one, the row's.
+    let signed_or = |signed: &String, got: &Vec<Data>, h: &str| {
+        if signed.is_empty() {
+            col(got, h)
+        } else {
+            signed.clone()
+        }
+    };
+    data.iter()
+        .enumerate()
+        .map(|(i, got)| WorksheetAnswer {
+            seq: i as u32 + 1,
+            // The account, then its holder beside it and its agency below.
+            account_id: col(got, "帳號")
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            queried_at: col(got, "查詢時間"),
+            query_item: col(got, "查詢項目"),
+            subject: col(got, "被查詢人"),
+            form_filled: col(got, "紀錄表已填具"),
+            approved: col(got, "主管事前核可"),
+            matches: col(got, "事由與查詢相符"),
+            anomaly: col(got, "異常"),
+            note: col(got, "說明"),
+            auditor: signed_or(&auditor, got, "稽核人員"),
+            audit_date: signed_or(&audit_date, got, "稽核日期"),
+        })
+        .collect()
+}
+
+/// Whether an answer confirms an anomaly: 有, or 否 to the form, the
+/// approval or the purpose.
+fn is_anomaly(a: &WorksheetAnswer) -> bool {
+    a.anomaly == "有"
+        || [&a.form_filled, &a.approved, &a.matches]
+            .iter()
+            .any(|v| *v == "否")
 }
 
 /// The sheet of a sample audit's workbook where the unit writes what it
