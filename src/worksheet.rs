@@ -9,7 +9,11 @@ use calamine::{Data, Reader, Xlsx};
 use chrono::NaiveDate;
 
 use crate::archive;
+use crate::job::Job;
 use crate::report::layout::{self, Input, Layout, SAMPLE_WORKSHEET, SIGN_OFF};
+use crate::report::{
+    REVIEW_LABEL, RUN_ID_LABEL, ReportKind, SAMPLE_DIGEST_LABEL, SheetName, UNIT_LABEL,
+};
 use crate::store::{Store, WorksheetAnswer, WorksheetReturn};
 
 /// The sheet as `report` writes it.
@@ -228,7 +232,7 @@ fn sheets(path: &Path, bytes: Option<&[u8]>, sheet: &str) -> Result<(Rows, Rows)
             sheet: name.to_owned(),
         })
     };
-    Ok((get("摘要")?, get(sheet)?))
+    Ok((get(SheetName::Summary.as_str())?, get(sheet)?))
 }
 
 /// A unit's key as a return names it: an agency id that could name a file
@@ -246,23 +250,12 @@ fn locate(
     file: &Path,
     summary: &[Vec<Data>],
     archive_dir: &Path,
-    job: crate::job::Job,
+    job: Job,
 ) -> Result<(String, String, archive::RunFolder, PathBuf), ReturnError> {
     let path = || file.to_owned();
-    let run_id =
-        summary_value(summary, "執行編號").ok_or_else(|| ReturnError::NotOurs { file: path() })?;
-    let unit_cell = summary_value(summary, "機關").unwrap_or_default();
-    // An agency id names files: one that could not be one (`../reports/KPB`)
-    // is no agency.
-    let unit_id = unit_cell
-        .rsplit_once('（')
-        .and_then(|(_, r)| r.strip_suffix('）'))
-        .filter(|id| safe_key(id))
-        .ok_or_else(|| ReturnError::NoAgency {
-            file: path(),
-            cell: unit_cell.clone(),
-        })?
-        .to_owned();
+    let run_id = summary_value(summary, RUN_ID_LABEL)
+        .ok_or_else(|| ReturnError::NotOurs { file: path() })?;
+    let unit_id = unit_on(file, summary)?;
     // A workbook the chief administrator fills in is filed under the
     // chief's key: its original is the chief's, never the unit's.
     let unit_id = if chief_fills(summary) {
@@ -286,6 +279,20 @@ fn locate(
     Ok((run_id, unit_id, run_dir, original))
 }
 
+/// The unit a workbook's summary names beside [`UNIT_LABEL`]. An agency
+/// id names files: one that could not be one (`../reports/KPB`) is no
+/// agency.
+fn unit_on(file: &Path, summary: &[Vec<Data>]) -> Result<String, ReturnError> {
+    let cell = summary_value(summary, UNIT_LABEL).unwrap_or_default();
+    match crate::report::unit_id_in(&cell).filter(|id| safe_key(id)) {
+        Some(id) => Ok(id.to_owned()),
+        None => Err(ReturnError::NoAgency {
+            file: file.to_owned(),
+            cell,
+        }),
+    }
+}
+
 /// The most characters an answer may have: what a returned cell says is
 /// quoted into the investigation record and the ethics unit's mail, whose
 /// cells hold at most 32,767 (a return of 32,767 was recorded, then its
@@ -302,158 +309,195 @@ fn check_rows<'r>(
     orig_rows: &[Vec<Data>],
     inputs: &[(&'static str, Input)],
 ) -> Result<(Vec<String>, Vec<&'r Vec<Data>>), ReturnError> {
-    let path = || file.to_owned();
-    let header: Vec<String> = rows
-        .get(HEADER_ROW)
-        .map(|r| r.iter().map(text).collect())
-        .unwrap_or_default();
-    let orig_header: Vec<String> = orig_rows
-        .get(HEADER_ROW)
-        .map(|r| r.iter().map(text).collect())
-        .unwrap_or_default();
+    let check = SheetCheck { file, sheet };
+    let (header, orig_header) = (header_of(rows), header_of(orig_rows));
     if header != orig_header {
         return Err(ReturnError::ColumnsChanged {
-            file: path(),
+            file: file.to_owned(),
             sheet,
             got: header,
             want: orig_header,
         });
     }
-    // The table runs to its first blank row; below it is the sign-off.
-    let blank = |r: &Vec<Data>| r.iter().all(|c| matches!(c, Data::Empty));
-    let body = |rows: &'r [Vec<Data>]| -> (Vec<&'r Vec<Data>>, usize) {
-        let after = rows.get(HEADER_ROW + 1..).unwrap_or_default();
-        let n = after.iter().take_while(|r| !blank(r)).count();
-        (after[..n].iter().collect(), HEADER_ROW + 1 + n)
-    };
-    let (data, tail_at) = body(rows);
-    let orig_after = orig_rows.get(HEADER_ROW + 1..).unwrap_or_default();
-    let orig_n = orig_after.iter().take_while(|r| !blank(r)).count();
-    let orig = &orig_after[..orig_n];
-    let orig_tail_at = HEADER_ROW + 1 + orig_n;
+    let (data, tail_at) = table_body(rows);
+    let (orig, orig_tail_at) = table_body(orig_rows);
     if data.len() != orig.len() {
         return Err(ReturnError::RowCount {
-            file: path(),
+            file: file.to_owned(),
             sheet,
             got: data.len(),
             want: orig.len(),
         });
     }
-    let input = |h: &str| inputs.iter().any(|(i, _)| *i == h);
-    for (i, (got, want)) in data.iter().zip(orig).enumerate() {
-        for c in (0..orig_header.len()).filter(|c| !input(&orig_header[*c])) {
-            let (g, w) = (
-                got.get(c).map(text).unwrap_or_default(),
-                want.get(c).map(text).unwrap_or_default(),
-            );
-            if g != w {
-                return Err(ReturnError::CellChanged {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: orig_header[c].clone(),
-                    was: w,
-                    now: g,
-                });
-            }
-        }
+    for (i, (got, want)) in data.iter().zip(&orig).enumerate() {
+        let row = HEADER_ROW + 2 + i;
+        check.tool_cells(row, &orig_header, inputs, got, want)?;
         for (h, kind) in inputs {
-            let v = orig_header
-                .iter()
-                .position(|x| x == h)
-                .and_then(|c| got.get(c))
-                .map(text)
-                .unwrap_or_default();
-            let chars = v.chars().count();
-            if chars > ANSWER_MAX_CHARS {
-                return Err(ReturnError::TooLong {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: (*h).to_owned(),
-                    chars,
-                    max: ANSWER_MAX_CHARS,
-                });
-            }
-            if matches!(kind, Input::Date) && !v.is_empty() && answer_date(&v).is_none() {
-                return Err(ReturnError::NotADate {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: (*h).to_owned(),
-                    value: v,
-                });
-            }
-            if let Input::Choice(ok) = kind
-                && !v.is_empty()
-                && !ok.contains(&v.as_str())
-            {
-                return Err(ReturnError::NotAChoice {
-                    file: path(),
-                    sheet,
-                    row: HEADER_ROW + 2 + i,
-                    column: h,
-                    value: v,
-                    allowed: ok,
-                });
-            }
+            check.answer(row, h, *kind, cell(&orig_header, got, h))?;
         }
     }
     // Below the table nothing but the sign-off's answers may differ from
     // what was sent: no row added after a gap, no label changed.
     let tail = rows.get(tail_at..).unwrap_or_default();
     let orig_tail = orig_rows.get(orig_tail_at..).unwrap_or_default();
-    for i in 0..tail.len().max(orig_tail.len()) {
-        let (got, want) = (tail.get(i), orig_tail.get(i));
-        let width = got.map_or(0, Vec::len).max(want.map_or(0, Vec::len));
-        let signs = want
-            .and_then(|r| r.first())
-            .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| *s == text(l)));
-        for c in 0..width {
-            // The sign-off's answer is the merged cell's first; its day
-            // must be a day.
-            if signs && c == 2 {
-                let label = want.and_then(|r| r.first()).map(text).unwrap_or_default();
-                let v = got.and_then(|r| r.get(c)).map(text).unwrap_or_default();
-                let chars = v.chars().count();
-                if chars > ANSWER_MAX_CHARS {
-                    return Err(ReturnError::TooLong {
-                        file: path(),
-                        sheet,
-                        row: tail_at + i + 1,
-                        column: label,
-                        chars,
-                        max: ANSWER_MAX_CHARS,
-                    });
-                }
-                if label == SIGN_OFF[2].0 && !v.is_empty() && answer_date(&v).is_none() {
-                    return Err(ReturnError::NotADate {
-                        file: path(),
-                        sheet,
-                        row: tail_at + i + 1,
-                        column: label,
-                        value: v,
-                    });
-                }
-                continue;
-            }
-            let (g, w) = (
-                got.and_then(|r| r.get(c)).map(text).unwrap_or_default(),
-                want.and_then(|r| r.get(c)).map(text).unwrap_or_default(),
-            );
+    check.below_table(tail_at, tail, orig_tail)?;
+    Ok((orig_header, data))
+}
+
+/// A sheet's header row, as text.
+fn header_of(rows: &[Vec<Data>]) -> Vec<String> {
+    rows.get(HEADER_ROW)
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default()
+}
+
+/// A sheet's table rows, which run to its first blank row (below it is
+/// the sign-off), and the row where what is below begins.
+fn table_body(rows: &[Vec<Data>]) -> (Vec<&Vec<Data>>, usize) {
+    let blank = |r: &Vec<Data>| r.iter().all(|c| matches!(c, Data::Empty));
+    let after = rows.get(HEADER_ROW + 1..).unwrap_or_default();
+    let n = after.iter().take_while(|r| !blank(r)).count();
+    (after[..n].iter().collect(), HEADER_ROW + 1 + n)
+}
+
+/// The returned sheet being checked, which every refusal names.
+struct SheetCheck<'a> {
+    file: &'a Path,
+    sheet: &'static str,
+}
+
+impl SheetCheck<'_> {
+    /// Refuses a change to a cell the tool wrote on (1-based) `row`: any
+    /// column of `header` that is not one of `inputs`.
+    fn tool_cells(
+        &self,
+        row: usize,
+        header: &[String],
+        inputs: &[(&'static str, Input)],
+        got: &[Data],
+        want: &[Data],
+    ) -> Result<(), ReturnError> {
+        let input = |h: &str| inputs.iter().any(|(i, _)| *i == h);
+        for (c, h) in header.iter().enumerate().filter(|(_, h)| !input(h)) {
+            let g = got.get(c).map(text).unwrap_or_default();
+            let w = want.get(c).map(text).unwrap_or_default();
             if g != w {
                 return Err(ReturnError::CellChanged {
-                    file: path(),
-                    sheet,
-                    row: tail_at + i + 1,
-                    column: format!("（表格下方）第 {} 欄", c + 1),
+                    file: self.file.to_owned(),
+                    sheet: self.sheet,
+                    row,
+                    column: h.clone(),
                     was: w,
                     now: g,
                 });
             }
         }
+        Ok(())
     }
-    Ok((orig_header, data))
+
+    /// Refuses an answer `v` in input column `h` on `row`: one too long,
+    /// a date that is none, a choice not of its drop-down's.
+    fn answer(
+        &self,
+        row: usize,
+        h: &'static str,
+        kind: Input,
+        v: String,
+    ) -> Result<(), ReturnError> {
+        self.length(row, h, &v)?;
+        if matches!(kind, Input::Date) {
+            self.date(row, h, v.clone())?;
+        }
+        match kind {
+            Input::Choice(ok) if !v.is_empty() && !ok.contains(&v.as_str()) => {
+                Err(ReturnError::NotAChoice {
+                    file: self.file.to_owned(),
+                    sheet: self.sheet,
+                    row,
+                    column: h,
+                    value: v,
+                    allowed: ok,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses an answer longer than [`ANSWER_MAX_CHARS`].
+    fn length(&self, row: usize, column: &str, v: &str) -> Result<(), ReturnError> {
+        let chars = v.chars().count();
+        if chars > ANSWER_MAX_CHARS {
+            return Err(ReturnError::TooLong {
+                file: self.file.to_owned(),
+                sheet: self.sheet,
+                row,
+                column: column.to_owned(),
+                chars,
+                max: ANSWER_MAX_CHARS,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a date answer that is not empty and not a day.
+    fn date(&self, row: usize, column: &str, v: String) -> Result<(), ReturnError> {
+        if !v.is_empty() && answer_date(&v).is_none() {
+            return Err(ReturnError::NotADate {
+                file: self.file.to_owned(),
+                sheet: self.sheet,
+                row,
+                column: column.to_owned(),
+                value: v,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a change below the table (from row `tail_at`, 0-based)
+    /// other than the sign-off's answers, which must be answers.
+    fn below_table(
+        &self,
+        tail_at: usize,
+        tail: &[Vec<Data>],
+        orig_tail: &[Vec<Data>],
+    ) -> Result<(), ReturnError> {
+        for i in 0..tail.len().max(orig_tail.len()) {
+            let (got, want) = (tail.get(i), orig_tail.get(i));
+            let row = tail_at + i + 1;
+            let width = got.map_or(0, Vec::len).max(want.map_or(0, Vec::len));
+            let label = want.and_then(|r| r.first()).map(text);
+            let signs = label
+                .as_ref()
+                .is_some_and(|l| SIGN_OFF.iter().any(|(s, _)| s == l));
+            let at = |r: Option<&Vec<Data>>, c: usize| {
+                r.and_then(|r| r.get(c)).map(text).unwrap_or_default()
+            };
+            for c in 0..width {
+                let (g, w) = (at(got, c), at(want, c));
+                // The sign-off's answer is the merged cell's first; its
+                // day must be a day.
+                if signs && c == 2 {
+                    let label = label.clone().unwrap_or_default();
+                    self.length(row, &label, &g)?;
+                    if label == SIGN_OFF[2].0 {
+                        self.date(row, &label, g)?;
+                    }
+                    continue;
+                }
+                if g != w {
+                    return Err(ReturnError::CellChanged {
+                        file: self.file.to_owned(),
+                        sheet: self.sheet,
+                        row,
+                        column: format!("（表格下方）第 {} 欄", c + 1),
+                        was: w,
+                        now: g,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub use crate::report::TOKEN_PROPERTY;
@@ -554,30 +598,28 @@ pub fn token_in(workbook: &[u8]) -> Option<String> {
 /// second review. Trusted only once its token matched
 /// ([`check_token`]); read first to see whose password may open it.
 pub fn claimed_key(file: &Path, workbook: &[u8]) -> Result<String, ReturnError> {
-    let summary = sheet_rows(&mut book(file, Some(workbook))?, "摘要").ok_or_else(|| {
+    let summary_sheet = SheetName::Summary.as_str();
+    let summary = sheet_rows(&mut book(file, Some(workbook))?, summary_sheet).ok_or_else(|| {
         ReturnError::NoSheet {
             file: file.to_owned(),
-            sheet: "摘要".to_owned(),
+            sheet: summary_sheet.to_owned(),
         }
     })?;
-    let cell = summary_value(&summary, "機關").unwrap_or_default();
-    let unit = cell
-        .rsplit_once('（')
-        .and_then(|(_, r)| r.strip_suffix('）'))
-        .filter(|id| safe_key(id))
-        .ok_or_else(|| ReturnError::NoAgency {
-            file: file.to_owned(),
-            cell: cell.clone(),
-        })?;
-    let review = summary_value(&summary, crate::report::REVIEW_LABEL)
-        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
-    Ok(if review {
-        crate::report::review_key(unit)
+    let unit = unit_on(file, &summary)?;
+    Ok(if second_review(&summary) {
+        crate::report::review_key(&unit)
     } else if chief_fills(&summary) {
-        crate::report::chief_key(unit)
+        crate::report::chief_key(&unit)
     } else {
-        unit.to_owned()
+        unit
     })
+}
+
+/// Whether a workbook's summary says it is a second review of the
+/// officers' own accounts.
+fn second_review(summary: &[Vec<Data>]) -> bool {
+    summary_value(summary, REVIEW_LABEL)
+        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW))
 }
 
 /// Whether a workbook's summary says the chief administrator fills it in.
@@ -643,16 +685,12 @@ pub fn ingest_returned(
     archive_dir: &Path,
     received_at: &str,
 ) -> Result<Returned, ReturnError> {
-    let sheet = LAYOUT.sheet;
-    let path = || file.to_owned();
     let (summary, rows) = sheets(file, Some(workbook), LAYOUT.sheet)?;
     let (run_id, unit_id, run_dir, original) =
-        locate(file, &summary, archive_dir, crate::job::Job::SampleAudit)?;
+        locate(file, &summary, archive_dir, Job::SampleAudit)?;
     // A second review of the officers' own accounts is the reviewer's
     // return, filed, chased and answered apart from the officer's.
-    let review = summary_value(&summary, crate::report::REVIEW_LABEL)
-        .is_some_and(|v| v.starts_with(crate::report::SECOND_REVIEW));
-    let (unit_id, original) = if review {
+    let (unit_id, original) = if second_review(&summary) {
         let key = crate::report::review_key(&unit_id);
         let original = run_dir
             .reports()
@@ -663,114 +701,14 @@ pub fn ingest_returned(
     };
     check_token(file, workbook, &original, &unit_id)?;
     let (orig_summary, orig_rows) = sheets(&original, None, LAYOUT.sheet)?;
-    // Who audits is what the run sent: a return cannot move itself from
-    // the officer's worksheet to the reviewer's or back.
-    if summary_value(&orig_summary, crate::report::REVIEW_LABEL)
-        != summary_value(&summary, crate::report::REVIEW_LABEL)
-    {
-        return Err(ReturnError::CellChanged {
-            file: path(),
-            sheet: "摘要",
-            row: 0,
-            column: crate::report::REVIEW_LABEL.to_owned(),
-            was: summary_value(&orig_summary, crate::report::REVIEW_LABEL).unwrap_or_default(),
-            now: summary_value(&summary, crate::report::REVIEW_LABEL).unwrap_or_default(),
-        });
-    }
-    let digest = summary_value(&summary, "樣本摘要值");
-    let want = summary_value(&orig_summary, "樣本摘要值");
-    if digest != want {
-        return Err(ReturnError::DigestChanged {
-            file: path(),
-            run_id,
-            got: digest,
-            want,
-        });
-    }
-    // A worksheet sent before the sign-off asked who and when once still
-    // has those inputs on every row: they are inputs there too.
-    let sent_with = |h: &str| {
-        orig_rows
-            .get(HEADER_ROW)
-            .is_some_and(|r| r.iter().any(|c| text(c) == h))
-    };
-    let inputs: Vec<(&'static str, Input)> = LAYOUT
-        .inputs
-        .iter()
-        .chain(
-            layout::SAMPLE_WORKSHEET_BEFORE_SIGN_OFF
-                .iter()
-                .filter(|(h, _)| sent_with(h)),
-        )
-        .copied()
-        .collect();
-    let (orig_header, data) = check_rows(file, sheet, &rows, &orig_rows, &inputs)?;
-    // What the unit did about each query finding (異常查詢, in the same
-    // workbook): checked as the worksheet is, before anything is recorded.
-    let follow_up = match (
-        sheet_rows(&mut book(file, Some(workbook))?, FOLLOW_UP_SHEET),
-        sheet_rows(&mut book(&original, None)?, FOLLOW_UP_SHEET),
-    ) {
-        (_, None) => None,
-        (None, Some(_)) => {
-            return Err(ReturnError::NoSheet {
-                file: path(),
-                sheet: FOLLOW_UP_SHEET.to_owned(),
-            });
-        }
-        (Some(got), Some(sent)) => {
-            let (header, rows) =
-                check_rows(file, FOLLOW_UP_SHEET, &got, &sent, layout::FOLLOW_UP_INPUTS)?;
-            Some((follow_ups(&header, &rows), sign_off_of(&got)))
-        }
-    };
-    let mut answers = Vec::new();
-    // Columns are found by their header in the workbook the run sent, so
-    // a worksheet written before a column was added still reads back.
-    let col = |got: &Vec<Data>, h: &str| cell(&orig_header, got, h);
-    // Who audited and when: asked once, in the sign-off.
-    let (auditor, audit_date) = (signed(&rows, SIGN_OFF[0].0), signed(&rows, SIGN_OFF[2].0));
-    for (i, got) in data.iter().enumerate() {
-        answers.push(WorksheetAnswer {
-            seq: i as u32 + 1,
-            // The account, then its holder beside it and its agency below.
-            account_id: col(got, "帳號")
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-            queried_at: col(got, "查詢時間"),
-            query_item: col(got, "查詢項目"),
-            subject: col(got, "被查詢人"),
-            form_filled: col(got, "紀錄表已填具"),
-            approved: col(got, "主管事前核可"),
-            matches: col(got, "事由與查詢相符"),
-            anomaly: col(got, "異常"),
-            note: col(got, "說明"),
-            // The sign-off's, or a worksheet sent before it had one, the row's.
-            auditor: if auditor.is_empty() {
-                col(got, "稽核人員")
-            } else {
-                auditor.clone()
-            },
-            audit_date: if audit_date.is_empty() {
-                col(got, "稽核日期")
-            } else {
-                audit_date.clone()
-            },
-        });
-    }
+    check_summary_kept(file, &run_id, &summary, &orig_summary)?;
+    let inputs = worksheet_inputs(&orig_rows);
+    let (orig_header, data) = check_rows(file, LAYOUT.sheet, &rows, &orig_rows, &inputs)?;
+    let follow_up = check_follow_up(file, workbook, &original)?;
+    let answers = worksheet_answers(&orig_header, &data, &rows);
     let answered = answers.iter().filter(|a| !a.anomaly.is_empty()).count();
-    let anomalies: Vec<WorksheetAnswer> = answers
-        .iter()
-        .filter(|a| {
-            a.anomaly == "有"
-                || [&a.form_filled, &a.approved, &a.matches]
-                    .iter()
-                    .any(|v| *v == "否")
-        })
-        .cloned()
-        .collect();
+    let anomalies: Vec<WorksheetAnswer> =
+        answers.iter().filter(|a| is_anomaly(a)).cloned().collect();
     let sha = file_sha256.to_owned();
     let pending = Pending::Worksheet {
         ret: WorksheetReturn {
@@ -797,9 +735,146 @@ pub fn ingest_returned(
     })
 }
 
+/// Refuses a returned worksheet whose summary says other than the one
+/// the run sent of who audits it or of the sample's digest.
+fn check_summary_kept(
+    file: &Path,
+    run_id: &str,
+    summary: &[Vec<Data>],
+    orig_summary: &[Vec<Data>],
+) -> Result<(), ReturnError> {
+    // Who audits is what the run sent: a return cannot move itself from
+    // the officer's worksheet to the reviewer's or back.
+    let (was, now) = (
+        summary_value(orig_summary, REVIEW_LABEL),
+        summary_value(summary, REVIEW_LABEL),
+    );
+    if was != now {
+        return Err(ReturnError::CellChanged {
+            file: file.to_owned(),
+            sheet: SheetName::Summary.as_str(),
+            row: 0,
+            column: REVIEW_LABEL.to_owned(),
+            was: was.unwrap_or_default(),
+            now: now.unwrap_or_default(),
+        });
+    }
+    let digest = summary_value(summary, SAMPLE_DIGEST_LABEL);
+    let want = summary_value(orig_summary, SAMPLE_DIGEST_LABEL);
+    if digest != want {
+        return Err(ReturnError::DigestChanged {
+            file: file.to_owned(),
+            run_id: run_id.to_owned(),
+            got: digest,
+            want,
+        });
+    }
+    Ok(())
+}
+
+/// The inputs of the worksheet as sent (`orig_rows`). A worksheet sent
+/// before the sign-off asked who and when once still has those inputs on
+/// every row: they are inputs there too.
+fn worksheet_inputs(orig_rows: &[Vec<Data>]) -> Vec<(&'static str, Input)> {
+    let sent_with = |h: &str| {
+        orig_rows
+            .get(HEADER_ROW)
+            .is_some_and(|r| r.iter().any(|c| text(c) == h))
+    };
+    LAYOUT
+        .inputs
+        .iter()
+        .chain(
+            layout::SAMPLE_WORKSHEET_BEFORE_SIGN_OFF
+                .iter()
+                .filter(|(h, _)| sent_with(h)),
+        )
+        .copied()
+        .collect()
+}
+
+/// What the unit did about each query finding (異常查詢, in the same
+/// workbook as the worksheet), and its sign-off: checked as the worksheet
+/// is, before anything is recorded. `None` when the run sent no such
+/// sheet.
+fn check_follow_up(
+    file: &Path,
+    workbook: &[u8],
+    original: &Path,
+) -> Result<Option<(Decisions, crate::store::SignOff)>, ReturnError> {
+    match (
+        sheet_rows(&mut book(file, Some(workbook))?, FOLLOW_UP_SHEET),
+        sheet_rows(&mut book(original, None)?, FOLLOW_UP_SHEET),
+    ) {
+        (_, None) => Ok(None),
+        (None, Some(_)) => Err(ReturnError::NoSheet {
+            file: file.to_owned(),
+            sheet: FOLLOW_UP_SHEET.to_owned(),
+        }),
+        (Some(got), Some(sent)) => {
+            let (header, rows) =
+                check_rows(file, FOLLOW_UP_SHEET, &got, &sent, layout::FOLLOW_UP_INPUTS)?;
+            Ok(Some((follow_ups(&header, &rows), sign_off_of(&got))))
+        }
+    }
+}
+
+/// The answers of a returned worksheet's `data` rows. Columns are found
+/// by their header in the workbook the run sent (`header`), so a
+/// worksheet written before a column was added still reads back; who
+/// audited and when is asked once, in the sign-off below the table
+/// (`rows`: the whole sheet).
+fn worksheet_answers(
+    header: &[String],
+    data: &[&Vec<Data>],
+    rows: &[Vec<Data>],
+) -> Vec<WorksheetAnswer> {
+    let col = |got: &Vec<Data>, h: &str| cell(header, got, h);
+    let (auditor, audit_date) = (signed(rows, SIGN_OFF[0].0), signed(rows, SIGN_OFF[2].0));
+    // The sign-off's, or a worksheet sent before it had one, the row's.
+    let signed_or = |signed: &String, got: &Vec<Data>, h: &str| {
+        if signed.is_empty() {
+            col(got, h)
+        } else {
+            signed.clone()
+        }
+    };
+    data.iter()
+        .enumerate()
+        .map(|(i, got)| WorksheetAnswer {
+            seq: i as u32 + 1,
+            // The account, then its holder beside it and its agency below.
+            account_id: col(got, "帳號")
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            queried_at: col(got, "查詢時間"),
+            query_item: col(got, "查詢項目"),
+            subject: col(got, "被查詢人"),
+            form_filled: col(got, "紀錄表已填具"),
+            approved: col(got, "主管事前核可"),
+            matches: col(got, "事由與查詢相符"),
+            anomaly: col(got, "異常"),
+            note: col(got, "說明"),
+            auditor: signed_or(&auditor, got, "稽核人員"),
+            audit_date: signed_or(&audit_date, got, "稽核日期"),
+        })
+        .collect()
+}
+
+/// Whether an answer confirms an anomaly: 有, or 否 to the form, the
+/// approval or the purpose.
+fn is_anomaly(a: &WorksheetAnswer) -> bool {
+    a.anomaly == "有"
+        || [&a.form_filled, &a.approved, &a.matches]
+            .iter()
+            .any(|v| *v == "否")
+}
+
 /// The sheet of a sample audit's workbook where the unit writes what it
 /// did about each query finding.
-pub const FOLLOW_UP_SHEET: &str = "異常查詢";
+pub const FOLLOW_UP_SHEET: &str = SheetName::Queries.as_str();
 
 /// The job its answers are recorded under, apart from the worksheet's.
 pub const FOLLOW_UP_JOB: &str = "sample-audit-follow-up";
@@ -900,13 +975,12 @@ fn follow_ups(header: &[String], rows: &[&Vec<Data>]) -> Decisions {
 #[derive(Debug, Clone, Copy)]
 pub struct TableKind {
     /// The job of the run it belongs to (the one its 執行編號 names).
-    pub job: crate::job::Job,
+    pub job: Job,
     /// The due item it answers.
     pub due_job: &'static str,
-    /// The job its answers are recorded under (`table_returns.job`): its
-    /// run's, but for the internal audit's investigation record, which
-    /// must not read as the internal audit's own return.
-    pub recorded_as: &'static str,
+    /// The name its answers are recorded under (`table_returns.job`)
+    /// when it is not its run's job ([`TableKind::recorded_as`]).
+    pub recorded_apart: Option<&'static str>,
     /// Where the workbook as sent is kept: the run's `reports/`, or, for
     /// one a return made, beside that return (`archive::kept_file`).
     pub kept_as: Option<&'static str>,
@@ -918,28 +992,37 @@ pub struct TableKind {
     pub done: &'static str,
 }
 
+impl TableKind {
+    /// The job its answers are recorded under (`table_returns.job`): its
+    /// run's, but for the investigation and follow-up records a return
+    /// opens, which must not read as that return's own answers.
+    pub fn recorded_as(&self) -> &'static str {
+        self.recorded_apart.unwrap_or(self.job.name())
+    }
+}
+
 /// The account review's decisions (point 6(2)), the internal audit's
 /// results (point 6(3)), the investigation record, and what a unit did
 /// about each finding of a query check.
 pub const TABLE_KINDS: &[TableKind] = &[
     TableKind {
-        job: crate::job::Job::AccountReview,
-        recorded_as: "account-review",
+        job: Job::AccountReview,
+        recorded_apart: None,
         due_job: "account-review",
         kept_as: None,
-        title: "帳號清查",
-        sheet: "帳號清查",
+        title: ReportKind::AccountReview.title(),
+        sheet: SheetName::AccountReview.as_str(),
         inputs: layout::ACCOUNT_REVIEW_INPUTS,
         key: "帳號",
         done: "處理結果",
     },
     TableKind {
-        job: crate::job::Job::InternalAudit,
-        recorded_as: "internal-audit",
+        job: Job::InternalAudit,
+        recorded_apart: None,
         due_job: "internal-audit",
         kept_as: None,
-        title: "內部稽核",
-        sheet: "內部稽核",
+        title: ReportKind::InternalAudit.title(),
+        sheet: SheetName::InternalAudit.as_str(),
         inputs: layout::INTERNAL_AUDIT_INPUTS,
         key: "查核項目",
         done: "查核結果",
@@ -947,12 +1030,12 @@ pub const TABLE_KINDS: &[TableKind] = &[
     INVESTIGATION_KIND,
     INTERNAL_INVESTIGATION_KIND,
     TableKind {
-        job: crate::job::Job::ExternalAudit,
-        recorded_as: "external-audit",
+        job: Job::ExternalAudit,
+        recorded_apart: None,
         due_job: "external-audit",
         kept_as: None,
         title: crate::report::OFFICER_REVIEW_TITLE,
-        sheet: "專責人員帳號",
+        sheet: SheetName::OfficerAccounts.as_str(),
         inputs: layout::ACCOUNT_REVIEW_INPUTS,
         key: "帳號",
         done: "處理結果",
@@ -960,12 +1043,12 @@ pub const TABLE_KINDS: &[TableKind] = &[
     EXTERNAL_RECORD_KIND,
     EXTERNAL_FOLLOW_UP_KIND,
     TableKind {
-        job: crate::job::Job::QueryCheck,
-        recorded_as: "query-check",
+        job: Job::QueryCheck,
+        recorded_apart: None,
         due_job: "query-check",
         kept_as: None,
-        title: "查詢稽核",
-        sheet: "異常查詢",
+        title: ReportKind::QueryCheck.title(),
+        sheet: SheetName::Queries.as_str(),
         inputs: layout::FOLLOW_UP_INPUTS,
         key: "帳號",
         done: "處理情形",
@@ -978,8 +1061,8 @@ pub const INVESTIGATION_FILE: &str = "調查紀錄.xlsx";
 /// The investigation record (point 6(3)) a worksheet's confirmed
 /// anomalies open: it belongs to the sample audit's run.
 pub const INVESTIGATION_KIND: TableKind = TableKind {
-    job: crate::job::Job::SampleAudit,
-    recorded_as: "sample-audit",
+    job: Job::SampleAudit,
+    recorded_apart: None,
     due_job: "investigation",
     kept_as: Some(INVESTIGATION_FILE),
     title: layout::INVESTIGATION.sheet,
@@ -992,8 +1075,8 @@ pub const INVESTIGATION_KIND: TableKind = TableKind {
 /// The investigation record (point 6(3)) a returned internal audit's
 /// 不符合 opens: it belongs to the internal audit's run.
 pub const INTERNAL_INVESTIGATION_KIND: TableKind = TableKind {
-    job: crate::job::Job::InternalAudit,
-    recorded_as: "internal-audit-investigation",
+    job: Job::InternalAudit,
+    recorded_apart: Some("internal-audit-investigation"),
     due_job: "internal-audit-investigation",
     kept_as: Some(INVESTIGATION_FILE),
     title: "內部稽核調查紀錄",
@@ -1006,12 +1089,12 @@ pub const INTERNAL_INVESTIGATION_KIND: TableKind = TableKind {
 /// The chief administrator's record of an external audit of one unit
 /// (points 4(2), 6(4)).
 pub const EXTERNAL_RECORD_KIND: TableKind = TableKind {
-    job: crate::job::Job::ExternalAudit,
-    recorded_as: "external-audit",
+    job: Job::ExternalAudit,
+    recorded_apart: None,
     due_job: "external-audit",
     kept_as: None,
     title: crate::report::EXTERNAL_RECORD_TITLE,
-    sheet: crate::report::EXTERNAL_RECORD_TITLE,
+    sheet: SheetName::ExternalRecord.as_str(),
     inputs: layout::INTERNAL_AUDIT_INPUTS,
     key: "查核項目",
     done: "查核結果",
@@ -1021,8 +1104,8 @@ pub const EXTERNAL_RECORD_KIND: TableKind = TableKind {
 /// 不符合: made when the chief administrator's record comes back, kept
 /// beside it, returned by the unit.
 pub const EXTERNAL_FOLLOW_UP_KIND: TableKind = TableKind {
-    job: crate::job::Job::ExternalAudit,
-    recorded_as: "external-audit-follow-up",
+    job: Job::ExternalAudit,
+    recorded_apart: Some("external-audit-follow-up"),
     due_job: "external-audit-follow-up",
     kept_as: Some(EXTERNAL_FOLLOW_UP_FILE),
     title: "外部稽核改善紀錄",
@@ -1063,7 +1146,7 @@ pub fn kind_of(file: &Path, workbook: &[u8]) -> Result<ReturnKind, ReturnError> 
             reason: e.to_string(),
         })?;
     let title = wb
-        .worksheet_range("摘要")
+        .worksheet_range(SheetName::Summary.as_str())
         .ok()
         .and_then(|r| r.get_value((0, 0)).map(text))
         .unwrap_or_default();
@@ -1157,7 +1240,7 @@ pub fn ingest_table_return(
         .collect();
     let answered = answered_in(&decisions, kind.done);
     let pending = Pending::Table {
-        job: kind.recorded_as,
+        job: kind.recorded_as(),
         run_id: run_id.clone(),
         unit_id: unit_id.clone(),
         received_at: received_at.to_owned(),
@@ -1178,4 +1261,18 @@ pub fn ingest_table_return(
         decisions,
         cells,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A run's own return answers the due item named for its job: spelt
+    /// in [`super::TABLE_KINDS`] because `Job::name` is no `const fn`,
+    /// and held to it here.
+    #[test]
+    fn a_runs_own_return_answers_the_due_item_named_for_its_job() {
+        for k in super::TABLE_KINDS.iter().filter(|k| k.kept_as.is_none()) {
+            assert_eq!(k.due_job, k.job.name(), "{}", k.title);
+            assert_eq!(k.recorded_as(), k.job.name(), "{}", k.title);
+        }
+    }
 }

@@ -14,7 +14,10 @@ pub mod build;
 pub mod layout;
 pub(crate) mod sheets;
 
-pub use sheets::{CHIEF_FILLS, CHIEF_LABEL, REVIEW_LABEL, SECOND_REVIEW, seed_source};
+pub use sheets::{
+    CHIEF_FILLS, CHIEF_LABEL, REVIEW_LABEL, RUN_ID_LABEL, SAMPLE_DIGEST_LABEL, SECOND_REVIEW,
+    UNIT_LABEL, seed_source, unit_cell, unit_id_in,
+};
 
 use crate::job::Job;
 use chrono::NaiveDateTime;
@@ -80,7 +83,7 @@ impl ReportKind {
     }
 
     /// Traditional Chinese name, as in subjects and titles.
-    pub fn title(self) -> &'static str {
+    pub const fn title(self) -> &'static str {
         match self {
             ReportKind::SampleAudit => "抽查工作底稿",
             ReportKind::AccountReview => "帳號清查",
@@ -369,6 +372,67 @@ pub struct CityWide {
     pub rejects: Table,
     /// The sample audit: the draw's record, every unit's strata.
     pub sample: Option<SampleSection>,
+}
+
+/// The name of a sheet, said once: the renderer names its sheets by it
+/// and `worksheet` reads a returned workbook's sheets by it. The sheets a
+/// person fills in that have a [`layout::Layout`] of their own (the
+/// investigation and follow-up records) take their name from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SheetName {
+    /// 摘要: every workbook's first sheet, whose labels name the run and unit.
+    Summary,
+    /// 抽查工作底稿 ([`layout::SAMPLE_WORKSHEET`]).
+    SampleWorksheet,
+    Units,
+    Collection,
+    AccountReview,
+    /// The city-wide review of officer accounts.
+    OfficerAccounts,
+    StalePasswords,
+    InternalAudit,
+    /// The chief administrator's record of one unit's external audit.
+    ExternalRecord,
+    ExternalSelection,
+    ByAccount,
+    /// 異常查詢: query findings, and what a unit did about each.
+    Queries,
+    AskedBefore,
+    QueryDetails,
+    Rejects,
+    DataQuality,
+    /// Accounts the query log shows but the roster lacks.
+    Orphans,
+    SamplingRecord,
+    /// The numbers behind the summary's charts.
+    ChartData,
+}
+
+impl SheetName {
+    /// The name as the workbook shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SheetName::Summary => "摘要",
+            SheetName::SampleWorksheet => layout::SAMPLE_WORKSHEET.sheet,
+            SheetName::Units => "各單位",
+            SheetName::Collection => "回收狀況",
+            SheetName::AccountReview => "帳號清查",
+            SheetName::OfficerAccounts => "專責人員帳號",
+            SheetName::StalePasswords => "密碼逾期帳號",
+            SheetName::InternalAudit => "內部稽核",
+            SheetName::ExternalRecord => EXTERNAL_RECORD_TITLE,
+            SheetName::ExternalSelection => "外部稽核抽選",
+            SheetName::ByAccount => "帳號彙整",
+            SheetName::Queries => "異常查詢",
+            SheetName::AskedBefore => "已列管異常查詢",
+            SheetName::QueryDetails => "異常查詢明細",
+            SheetName::Rejects => "剔除資料列",
+            SheetName::DataQuality => "資料品質",
+            SheetName::Orphans => "清冊外帳號",
+            SheetName::SamplingRecord => "抽樣資訊",
+            SheetName::ChartData => "圖表資料",
+        }
+    }
 }
 
 /// The title of the chief administrator's review of officer accounts.

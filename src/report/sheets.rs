@@ -16,7 +16,8 @@ use rust_xlsxwriter::{
 };
 
 use super::{
-    Cell, Document, Queries, ReportModel, SampleSection, Table, display_width, looks_like_formula,
+    Cell, Document, Queries, ReportModel, SampleSection, SheetName, Table, display_width,
+    looks_like_formula,
 };
 
 /// Excel's rows per sheet; a table's sheet has a title, a blank row and a
@@ -93,6 +94,17 @@ impl Styles {
     }
 }
 
+impl Styles {
+    /// The format of a blank a person fills in: a date's shows a date.
+    fn input_format(&self, input: Input) -> &Format {
+        if input == Input::Date {
+            &self.input_date
+        } else {
+            &self.input
+        }
+    }
+}
+
 fn excel_time(t: &chrono::NaiveDateTime) -> Result<ExcelDateTime, XlsxError> {
     ExcelDateTime::from_ymd(t.year() as u16, t.month() as u8, t.day() as u8)?.and_hms(
         t.hour() as u16,
@@ -139,14 +151,9 @@ fn cell_width(cell: &Cell) -> usize {
     }
 }
 
-/// Extra columns after a table's own: the auditor's inputs.
-struct InputColumns<'a> {
-    inputs: &'a [(&'static str, Input)],
-}
+/// Extra columns after a table's own: the inputs a person fills in.
+type Inputs = &'static [(&'static str, Input)];
 
-/// Writes `table` from `first_row` on sheets named `name`, `name(2)`, …,
-/// as many as Excel's row limit needs. Returns the sheets' names, each
-/// with its columns' printed widths (in column characters).
 /// The widest a table sheet prints on one A4 landscape page (narrow
 /// margins), in column characters, while its type stays legible: about
 /// 62 %, 7 points (measured: LibreOffice prints some 110 column
@@ -305,7 +312,7 @@ fn not_checked_block(
     items: &Table,
     st: &Styles,
 ) -> Result<(), XlsxError> {
-    let ws = wb.worksheet_from_name("資料品質")?;
+    let ws = wb.worksheet_from_name(SheetName::DataQuality.as_str())?;
     // Below the files table: title, blank, header, rows, then a gap.
     let mut row = 2 + 1 + files.rows.len().min(st.rows_per_sheet) as u32 + 2;
     ws.write_string_with_format(
@@ -352,237 +359,394 @@ fn not_checked_block(
     Ok(())
 }
 
+/// Writes `table` below its title on sheets named `name`, `name(2)`, …,
+/// as many as Excel's row limit needs. Returns the sheets' names, each
+/// with its columns' printed widths (in column characters).
 fn write_table(
     wb: &mut Workbook,
-    name: &str,
+    name: SheetName,
     title: &str,
     table: &Table,
-    inputs: Option<&InputColumns<'_>>,
+    inputs: Option<Inputs>,
     model: &ReportModel,
     st: &Styles,
 ) -> Result<Vec<(String, Vec<usize>)>, XlsxError> {
-    let first_row = HEADER_ROW; // title, blank, header
-    let per_sheet = st.rows_per_sheet;
     let chunks: Vec<&[Vec<Cell>]> = if table.rows.is_empty() {
         vec![&[]]
     } else {
-        table.rows.chunks(per_sheet).collect()
+        table.rows.chunks(st.rows_per_sheet).collect()
     };
-    let n_inputs = inputs.map_or(0, |i| i.inputs.len());
     let n_chunks = chunks.len();
     let mut names = Vec::new();
     for (k, rows) in chunks.into_iter().enumerate() {
         let sheet_name = if k == 0 {
-            name.to_owned()
+            name.as_str().to_owned()
         } else {
-            format!("{name}({})", k + 1)
+            format!("{}({})", name.as_str(), k + 1)
         };
-        let ws = wb.add_worksheet();
-        ws.set_name(&sheet_name)?;
-        ws.write_string_with_format(0, 0, title, &st.title)?;
-        // A long header wraps onto two lines rather than widen its column.
-        let mut widths: Vec<usize> = table.headers.iter().map(|h| header_width(h)).collect();
-        let mut all_headers: Vec<&str> = table.headers.iter().map(String::as_str).collect();
-        for (c, h) in table.headers.iter().enumerate() {
-            ws.write_string_with_format(first_row, c as u16, h, &st.header)?;
-        }
-        if let Some(inp) = inputs {
-            for (j, (h, input)) in inp.inputs.iter().enumerate() {
-                let c = (table.headers.len() + j) as u16;
-                ws.write_string_with_format(first_row, c, *h, &st.header)?;
-                widths.push(input_width(h, *input));
-                all_headers.push(h);
-            }
-        }
-        // Column widths from the headers and the first rows; a column
-        // whose text is longer than its cap wraps within the cap, and its
-        // rows get the height their text needs (no application grows a
-        // row for wrapped text it did not lay out itself).
-        for row in rows.iter().take(2000) {
-            for (c, cell) in row.iter().enumerate() {
-                widths[c] = widths[c].max(cell_width(cell));
-            }
-        }
-        let caps: Vec<usize> = table.headers.iter().map(|h| width_cap(h)).collect();
-        // A column wraps when its text is wider than its cap or breaks
-        // lines of its own; a date-time column is never narrower than its
-        // value (it cannot wrap).
-        let multi_line: Vec<bool> = (0..table.headers.len())
-            .map(|c| {
-                rows.iter()
-                    .any(|r| matches!(r.get(c), Some(Cell::Text(s)) if s.contains('\n')))
-            })
-            .collect();
-        let timed: Vec<bool> = (0..table.headers.len())
-            .map(|c| rows.iter().any(|r| matches!(r.get(c), Some(Cell::Time(_)))))
-            .collect();
-        let wraps: Vec<bool> = widths
-            .iter()
-            .zip(&caps)
-            .zip(&multi_line)
-            .map(|((w, cap), multi)| w > cap || *multi)
-            .collect();
-        for (c, (w, cap)) in widths.iter_mut().zip(&caps).enumerate() {
-            let floor = if timed[c] { 17 } else { 4 };
-            *w = (*w).clamp(floor, (*cap).max(floor));
-        }
-        // The header row as tall as its most wrapped header.
-        // Room beside a column's text: a sheet filled in gives one
-        // character less, to print one page wide at legible size.
-        let pad = if inputs.is_some() { 1 } else { 2 };
-        let header_lines = all_headers
-            .iter()
-            .zip(&widths)
-            .map(|(h, w)| wrapped_lines(h, *w))
-            .max()
-            .unwrap_or(1)
-            .max(2);
-        ws.set_row_height(first_row, 16.0 * header_lines as f64)?;
-        for (i, row) in rows.iter().enumerate() {
-            let r = first_row + 1 + i as u32;
-            let mut height = 0.0_f64;
-            for (c, cell) in row.iter().enumerate() {
-                match cell {
-                    Cell::Text(s) if wraps[c] && !looks_like_formula(s) => {
-                        ws.write_string_with_format(r, c as u16, masked(s), &st.wrap)?;
-                        if cell_width(cell) > widths[c] || s.contains('\n') {
-                            height = height.max(16.0 * printed_lines(s, widths[c] + pad) as f64);
-                        }
-                    }
-                    _ => put(ws, r, c as u16, cell, st)?,
-                }
-            }
-            if height > 0.0 {
-                ws.set_row_height(r, height)?;
-            }
-            if let Some(inp) = inputs {
-                for (j, (_, input)) in inp.inputs.iter().enumerate() {
-                    let c = (table.headers.len() + j) as u16;
-                    let fmt = if *input == Input::Date {
-                        &st.input_date
-                    } else {
-                        &st.input
-                    };
-                    ws.write_blank(r, c, fmt)?;
-                }
-            }
-        }
-        for (c, w) in widths.iter().enumerate() {
-            ws.set_column_width(c as u16, (*w + pad) as f64)?;
-        }
-        let last_col = (table.headers.len() + n_inputs).saturating_sub(1) as u16;
-        let last_row = first_row + rows.len() as u32;
-        // On a sheet a person fills in, the record's key columns (up to
-        // the account) stay in view beside the inputs. On paper a sheet
-        // fits the page's width while its type stays legible; a wider one
-        // spans pages in width with the key columns on every page rather
-        // than shrinking to unreadable type.
-        let key_cols = match inputs {
-            Some(_) => table
-                .headers
-                .iter()
-                .position(|h| h == "帳號")
-                .map_or(0, |i| i as u16 + 1),
-            None => 0,
+        let part = TablePart {
+            table,
+            rows,
+            inputs: inputs.unwrap_or_default(),
+            fill_in: inputs.is_some(),
+            last_part: k + 1 == n_chunks,
         };
-        ws.set_freeze_panes(first_row + 1, key_cols)?;
-        ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
-        ws.set_landscape();
-        ws.set_paper_size(9); // A4
-        ws.set_margins(0.25, 0.25, 0.6, 0.6, 0.25, 0.25);
-        // A sheet filled in is signed once, below its table (on its last
-        // part): who filled it in, the unit's head, the day. An empty one
-        // asks nothing.
-        let mut print_last = last_row.max(first_row);
-        if inputs.is_some() && k + 1 == n_chunks && !rows.is_empty() {
-            print_last = sign_off(ws, print_last, last_col, st)?;
-        }
-        // The page header names unit, kind and period: the title rows
-        // above the table do not print (cut across column strips).
-        ws.set_print_area(first_row, 0, print_last, last_col)?;
-        let printed: usize = widths.iter().map(|w| w + pad).sum();
-        tracing::debug!(sheet = %sheet_name, printed, ?widths, "print width");
-        let fit = if inputs.is_some() {
-            FILL_IN_FIT_WIDTH
-        } else {
-            PRINT_FIT_WIDTH
-        };
-        if printed > fit {
-            // The columns that identify a row print on every page: up to
-            // the account, or the first.
-            ws.set_repeat_columns(0, key_cols.max(1) - 1)?;
-        } else {
-            ws.set_print_fit_to_pages(1, 0);
-        }
-        ws.set_repeat_rows(first_row, first_row)?;
-        // The workbook's kind, and the sheet when it is another name; a
-        // second review says so on every page.
-        let centre = if let Some(doc) = model.chief_document() {
-            if sheet_name.starts_with(doc) {
-                escape_header(&sheet_name)
-            } else {
-                format!("{} {}", escape_header(doc), escape_header(&sheet_name))
-            }
-        } else if model.second_review().is_some() {
-            format!("專責人員本人帳號覆核 {}", escape_header(&sheet_name))
-        } else if sheet_name.starts_with(model.kind.title()) {
-            escape_header(&sheet_name)
-        } else {
-            format!(
-                "{} {}",
-                escape_header(model.kind.title()),
-                escape_header(&sheet_name)
-            )
-        };
-        ws.set_header(format!(
-            "&L{}&C{centre}&R{}",
-            escape_header(&model.unit_name),
-            escape_header(&model.period_label)
-        ));
-        ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
-        if let Some(inp) = inputs
-            && !rows.is_empty()
-        {
-            for (j, (_, input)) in inp.inputs.iter().enumerate() {
-                let c = (table.headers.len() + j) as u16;
-                let dv = match input {
-                    Input::Choice(list) => DataValidation::new()
-                        .allow_list_strings(list)?
-                        .set_error_message("請由下拉選單選擇")?,
-                    Input::Text => continue,
-                    Input::Date => DataValidation::new().allow_date(
-                        DataValidationRule::GreaterThan(ExcelDateTime::from_ymd(2000, 1, 1)?),
-                    ),
-                };
-                ws.add_data_validation(first_row + 1, c, last_row, c, &dv)?;
-            }
-            let options = ProtectionOptions {
-                use_autofilter: true,
-                // Sorting and filtering stay possible on a protected sheet.
-                sort: true,
-                format_columns: true,
-                ..ProtectionOptions::default()
-            };
-            ws.protect_with_options(&options);
-        }
-        // Severity colours wherever a 嚴重度 column is.
-        if let Some(c) = table.headers.iter().position(|h| h == "嚴重度") {
-            for (word, rgb) in SEVERITY_COLOURS {
-                let cf = ConditionalFormatText::new()
-                    .set_rule(ConditionalFormatTextRule::BeginsWith(word.into()))
-                    .set_format(Format::new().set_background_color(Color::RGB(rgb)));
-                ws.add_conditional_format(
-                    first_row + 1,
-                    c as u16,
-                    last_row.max(first_row + 1),
-                    c as u16,
-                    &cf,
-                )?;
-            }
-        }
-        names.push((sheet_name, widths.iter().map(|w| w + pad).collect()));
+        let widths = write_table_part(wb, &sheet_name, title, &part, model, st)?;
+        names.push((sheet_name, widths));
     }
     Ok(names)
+}
+
+/// The rows of a table that go on one sheet, and the input columns after
+/// them.
+struct TablePart<'a> {
+    table: &'a Table,
+    rows: &'a [Vec<Cell>],
+    inputs: &'a [(&'static str, Input)],
+    /// Whether a person fills it in (it has input columns).
+    fill_in: bool,
+    /// Whether it is the table's last sheet (where the sign-off goes).
+    last_part: bool,
+}
+
+impl TablePart<'_> {
+    /// The column of the `j`th input.
+    fn input_col(&self, j: usize) -> u16 {
+        (self.table.headers.len() + j) as u16
+    }
+
+    fn last_col(&self) -> u16 {
+        (self.table.headers.len() + self.inputs.len()).saturating_sub(1) as u16
+    }
+
+    fn last_row(&self) -> u32 {
+        HEADER_ROW + self.rows.len() as u32
+    }
+
+    /// On a sheet a person fills in, the record's key columns (up to the
+    /// account) stay in view beside the inputs, and print on every page.
+    fn key_cols(&self) -> u16 {
+        if !self.fill_in {
+            return 0;
+        }
+        self.table
+            .headers
+            .iter()
+            .position(|h| h == "帳號")
+            .map_or(0, |i| i as u16 + 1)
+    }
+}
+
+/// How a table's columns are laid out: each one's width (in column
+/// characters, without the room beside its text), whether its text
+/// wraps, and that room.
+struct ColumnFit {
+    widths: Vec<usize>,
+    wraps: Vec<bool>,
+    pad: usize,
+}
+
+/// Writes one sheet of a table; returns its columns' printed widths.
+fn write_table_part(
+    wb: &mut Workbook,
+    sheet_name: &str,
+    title: &str,
+    part: &TablePart<'_>,
+    model: &ReportModel,
+    st: &Styles,
+) -> Result<Vec<usize>, XlsxError> {
+    let ws = wb.add_worksheet();
+    ws.set_name(sheet_name)?;
+    ws.write_string_with_format(0, 0, title, &st.title)?;
+    let headers = write_table_headers(ws, part, st)?;
+    // A long header wraps onto two lines rather than widen its column.
+    let header_widths = part
+        .table
+        .headers
+        .iter()
+        .map(|h| header_width(h))
+        .chain(part.inputs.iter().map(|(h, input)| input_width(h, *input)))
+        .collect();
+    let fit = fit_columns(part, header_widths);
+    // The header row as tall as its most wrapped header.
+    let header_lines = headers
+        .iter()
+        .zip(&fit.widths)
+        .map(|(h, w)| wrapped_lines(h, *w))
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    ws.set_row_height(HEADER_ROW, 16.0 * header_lines as f64)?;
+    write_table_rows(ws, part, &fit, st)?;
+    for (c, w) in fit.widths.iter().enumerate() {
+        ws.set_column_width(c as u16, (*w + fit.pad) as f64)?;
+    }
+    set_up_table_print(ws, sheet_name, part, &fit, st)?;
+    ws.set_header(table_page_header(model, sheet_name));
+    ws.set_footer(FOOTER);
+    if part.fill_in && !part.rows.is_empty() {
+        protect_inputs(ws, part)?;
+    }
+    colour_severities(ws, &part.table.headers, part.last_row())?;
+    Ok(fit.widths.iter().map(|w| w + fit.pad).collect())
+}
+
+/// Every page's footer: the page count and the data's classification.
+const FOOTER: &str = "&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用";
+
+/// Writes the header row, the table's then the inputs'; returns them.
+fn write_table_headers<'a>(
+    ws: &mut Worksheet,
+    part: &TablePart<'a>,
+    st: &Styles,
+) -> Result<Vec<&'a str>, XlsxError> {
+    let headers: Vec<&str> = part
+        .table
+        .headers
+        .iter()
+        .map(String::as_str)
+        .chain(part.inputs.iter().map(|(h, _)| *h))
+        .collect();
+    for (c, h) in headers.iter().enumerate() {
+        ws.write_string_with_format(HEADER_ROW, c as u16, *h, &st.header)?;
+    }
+    Ok(headers)
+}
+
+/// Column widths from the headers' (`widths`) and the first rows'; a
+/// column whose text is longer than its cap wraps within the cap, and
+/// its rows get the height their text needs (no application grows a row
+/// for wrapped text it did not lay out itself).
+fn fit_columns(part: &TablePart<'_>, mut widths: Vec<usize>) -> ColumnFit {
+    let (headers, rows) = (&part.table.headers, part.rows);
+    for row in rows.iter().take(2000) {
+        for (c, cell) in row.iter().enumerate() {
+            widths[c] = widths[c].max(cell_width(cell));
+        }
+    }
+    let caps: Vec<usize> = headers.iter().map(|h| width_cap(h)).collect();
+    // A column wraps when its text is wider than its cap or breaks lines
+    // of its own; a date-time column is never narrower than its value
+    // (it cannot wrap).
+    let multi_line = (0..headers.len()).map(|c| {
+        rows.iter()
+            .any(|r| matches!(r.get(c), Some(Cell::Text(s)) if s.contains('\n')))
+    });
+    let wraps: Vec<bool> = widths
+        .iter()
+        .zip(&caps)
+        .zip(multi_line)
+        .map(|((w, cap), multi)| w > cap || multi)
+        .collect();
+    for (c, (w, cap)) in widths.iter_mut().zip(&caps).enumerate() {
+        let timed = rows.iter().any(|r| matches!(r.get(c), Some(Cell::Time(_))));
+        let floor = if timed { 17 } else { 4 };
+        *w = (*w).clamp(floor, (*cap).max(floor));
+    }
+    ColumnFit {
+        widths,
+        wraps,
+        // Room beside a column's text: a sheet filled in gives one
+        // character less, to print one page wide at legible size.
+        pad: if part.fill_in { 1 } else { 2 },
+    }
+}
+
+/// Writes a table's data rows, each as tall as its wrapped text, and
+/// their blank input cells.
+fn write_table_rows(
+    ws: &mut Worksheet,
+    part: &TablePart<'_>,
+    fit: &ColumnFit,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    for (i, row) in part.rows.iter().enumerate() {
+        let r = HEADER_ROW + 1 + i as u32;
+        let mut height = 0.0_f64;
+        for (c, cell) in row.iter().enumerate() {
+            match cell {
+                Cell::Text(s) if fit.wraps[c] && !looks_like_formula(s) => {
+                    ws.write_string_with_format(r, c as u16, masked(s), &st.wrap)?;
+                    if cell_width(cell) > fit.widths[c] || s.contains('\n') {
+                        let lines = printed_lines(s, fit.widths[c] + fit.pad);
+                        height = height.max(16.0 * lines as f64);
+                    }
+                }
+                _ => put(ws, r, c as u16, cell, st)?,
+            }
+        }
+        if height > 0.0 {
+            ws.set_row_height(r, height)?;
+        }
+        write_input_blanks(ws, r, part.input_col(0), part.inputs, st)?;
+    }
+    Ok(())
+}
+
+/// Writes the blank cells a person fills in on `row`, from column
+/// `first`: unlocked, dates formatted as dates.
+fn write_input_blanks(
+    ws: &mut Worksheet,
+    row: u32,
+    first: u16,
+    inputs: &[(&'static str, Input)],
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    for (j, (_, input)) in inputs.iter().enumerate() {
+        ws.write_blank(row, first + j as u16, st.input_format(*input))?;
+    }
+    Ok(())
+}
+
+/// A table sheet's page setup. On paper a sheet fits the page's width
+/// while its type stays legible; a wider one spans pages in width with
+/// the key columns on every page rather than shrinking to unreadable
+/// type.
+fn set_up_table_print(
+    ws: &mut Worksheet,
+    sheet_name: &str,
+    part: &TablePart<'_>,
+    fit: &ColumnFit,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let (first_row, last_row, last_col) = (HEADER_ROW, part.last_row(), part.last_col());
+    let key_cols = part.key_cols();
+    ws.set_freeze_panes(first_row + 1, key_cols)?;
+    ws.autofilter(first_row, 0, last_row.max(first_row), last_col)?;
+    ws.set_landscape();
+    ws.set_paper_size(9); // A4
+    ws.set_margins(0.25, 0.25, 0.6, 0.6, 0.25, 0.25);
+    // A sheet filled in is signed once, below its table (on its last
+    // part): who filled it in, the unit's head, the day. An empty one
+    // asks nothing.
+    let mut print_last = last_row.max(first_row);
+    if part.fill_in && part.last_part && !part.rows.is_empty() {
+        print_last = sign_off(ws, print_last, last_col, st)?;
+    }
+    // The page header names unit, kind and period: the title rows
+    // above the table do not print (cut across column strips).
+    ws.set_print_area(first_row, 0, print_last, last_col)?;
+    let printed: usize = fit.widths.iter().map(|w| w + fit.pad).sum();
+    tracing::debug!(sheet = %sheet_name, printed, widths = ?fit.widths, "print width");
+    let fit_width = if part.fill_in {
+        FILL_IN_FIT_WIDTH
+    } else {
+        PRINT_FIT_WIDTH
+    };
+    if printed > fit_width {
+        // The columns that identify a row print on every page: up to
+        // the account, or the first.
+        ws.set_repeat_columns(0, key_cols.max(1) - 1)?;
+    } else {
+        ws.set_print_fit_to_pages(1, 0);
+    }
+    ws.set_repeat_rows(first_row, first_row)?;
+    Ok(())
+}
+
+/// A table sheet's page header: the unit, the period, and in the centre
+/// the workbook's kind and the sheet when it is another name; a second
+/// review says so on every page.
+fn table_page_header(model: &ReportModel, sheet_name: &str) -> String {
+    let centre = if let Some(doc) = model.chief_document() {
+        if sheet_name.starts_with(doc) {
+            escape_header(sheet_name)
+        } else {
+            format!("{} {}", escape_header(doc), escape_header(sheet_name))
+        }
+    } else if model.second_review().is_some() {
+        format!("專責人員本人帳號覆核 {}", escape_header(sheet_name))
+    } else if sheet_name.starts_with(model.kind.title()) {
+        escape_header(sheet_name)
+    } else {
+        format!(
+            "{} {}",
+            escape_header(model.kind.title()),
+            escape_header(sheet_name)
+        )
+    };
+    format!(
+        "&L{}&C{centre}&R{}",
+        escape_header(&model.unit_name),
+        escape_header(&model.period_label)
+    )
+}
+
+/// The drop-down or date check of an input column; free text has none.
+fn input_validation(input: Input) -> Result<Option<DataValidation>, XlsxError> {
+    Ok(match input {
+        Input::Choice(list) => Some(
+            DataValidation::new()
+                .allow_list_strings(list)?
+                .set_error_message("請由下拉選單選擇")?,
+        ),
+        Input::Date => Some(
+            DataValidation::new().allow_date(DataValidationRule::GreaterThan(
+                ExcelDateTime::from_ymd(2000, 1, 1)?,
+            )),
+        ),
+        Input::Text => None,
+    })
+}
+
+/// Validates a table's input columns and protects the rest of the sheet;
+/// sorting and filtering stay possible.
+fn protect_inputs(ws: &mut Worksheet, part: &TablePart<'_>) -> Result<(), XlsxError> {
+    for (j, (_, input)) in part.inputs.iter().enumerate() {
+        if let Some(dv) = input_validation(*input)? {
+            let c = part.input_col(j);
+            ws.add_data_validation(HEADER_ROW + 1, c, part.last_row(), c, &dv)?;
+        }
+    }
+    let options = ProtectionOptions {
+        use_autofilter: true,
+        sort: true,
+        format_columns: true,
+        ..ProtectionOptions::default()
+    };
+    ws.protect_with_options(&options);
+    Ok(())
+}
+
+/// Severity colours wherever a 嚴重度 column is.
+fn colour_severities(
+    ws: &mut Worksheet,
+    headers: &[String],
+    last_row: u32,
+) -> Result<(), XlsxError> {
+    let Some(c) = headers.iter().position(|h| h == "嚴重度") else {
+        return Ok(());
+    };
+    for (word, rgb) in SEVERITY_COLOURS {
+        let cf = ConditionalFormatText::new()
+            .set_rule(ConditionalFormatTextRule::BeginsWith(word.into()))
+            .set_format(Format::new().set_background_color(Color::RGB(rgb)));
+        let c = c as u16;
+        ws.add_conditional_format(HEADER_ROW + 1, c, last_row.max(HEADER_ROW + 1), c, &cf)?;
+    }
+    Ok(())
+}
+
+/// The label on 摘要 of the unit a workbook is for, beside [`unit_cell`].
+pub const UNIT_LABEL: &str = "機關";
+
+/// The label on 摘要 of the run that made a workbook: a return is matched
+/// to its run by it.
+pub const RUN_ID_LABEL: &str = "執行編號";
+
+/// The label on 摘要 of the sample's digest: a returned worksheet must
+/// carry its run's.
+pub const SAMPLE_DIGEST_LABEL: &str = "樣本摘要值";
+
+/// The unit as 摘要 shows it beside [`UNIT_LABEL`]: `name（id）`.
+pub fn unit_cell(name: &str, id: &str) -> String {
+    format!("{name}（{id}）")
+}
+
+/// The unit's id in a [`unit_cell`], if the cell is one.
+pub fn unit_id_in(cell: &str) -> Option<&str> {
+    cell.rsplit_once('（')
+        .and_then(|(_, r)| r.strip_suffix('）'))
 }
 
 /// The label on 摘要 of who audits the worksheet: the officer, or (a
@@ -688,16 +852,29 @@ fn write_block(
 
 fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
-    ws.set_name("摘要")?;
+    ws.set_name(SheetName::Summary.as_str())?;
     // It prints one landscape page wide, whatever it holds.
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_column_width(0, 36)?;
     ws.set_column_width(1, 80)?;
     ws.set_column_width(2, 10)?;
     ws.set_column_width(3, 8)?;
-    let title = if let Some(doc) = m.chief_document() {
+    ws.write_string_with_format(0, 0, summary_title(m), &st.title)?;
+    let row = write_warnings_and_actions(ws, m, st)?;
+    let row = write_identity(ws, row, m, st)?;
+    // A workbook the chief administrator fills in holds that alone: the
+    // run's findings and data quality are the city-wide workbook's.
+    if m.chief_document().is_some() {
+        return Ok(());
+    }
+    let row = write_findings_and_quality(ws, row, m, st)?;
+    summary_charts(ws, row, m)
+}
+
+/// The summary's title: the workbook's kind (or the chief's document) and
+/// whose it is.
+fn summary_title(m: &ReportModel) -> String {
+    if let Some(doc) = m.chief_document() {
         format!("健保WebIR查詢稽核 {doc}：{}", m.unit_name)
     } else if m.city_wide() {
         format!(
@@ -707,8 +884,16 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         )
     } else {
         format!("健保WebIR查詢稽核 {}：{}", m.kind.title(), m.unit_name)
-    };
-    ws.write_string_with_format(0, 0, &title, &st.title)?;
+    }
+}
+
+/// The withheld checks in red, then what the reader must do and by when;
+/// returns the next free row.
+fn write_warnings_and_actions(
+    ws: &mut Worksheet,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
     let mut row = 2;
     for w in &m.warnings {
         ws.merge_range(row, 0, row, 3, &masked(w), &st.warning)?;
@@ -718,7 +903,6 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     if !m.warnings.is_empty() {
         row += 1;
     }
-    // What the reader must do, and by when, comes first.
     ws.write_string_with_format(row, 0, "應辦事項", &st.label)?;
     row += 1;
     for (i, a) in m.actions.iter().enumerate() {
@@ -727,9 +911,14 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         ws.set_row_height(row, wrapped_height(a, 80))?;
         row += 1;
     }
-    row += 1;
-    // A unit's sample worksheet says who audits it.
-    let auditor = match &m.document {
+    Ok(row + 1)
+}
+
+/// Who fills in or audits a workbook, where the summary says it: a
+/// unit's sample worksheet, its second review, or the chief
+/// administrator's.
+fn auditor_pair(d: &Document) -> Option<(&'static str, Cell)> {
+    match d {
         Document::SampleAudit { .. } => Some((REVIEW_LABEL, Cell::from("專責人員"))),
         Document::SecondReview { review: r, .. } => Some((
             REVIEW_LABEL,
@@ -748,34 +937,35 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         | Document::PasswordCheck { .. }
         | Document::InternalAudit { .. }
         | Document::CityWide(_) => None,
-    };
-    let mut row = write_pairs(
-        ws,
-        row,
-        &[
-            (
-                "機關",
-                Cell::Text(format!("{}（{}）", m.unit_name, m.unit_id)),
-            ),
-            ("期間", Cell::Text(m.period_label.clone())),
-            ("執行編號", Cell::Text(m.run_id.clone())),
-        ]
-        .into_iter()
-        .chain(auditor)
-        .chain([
-            ("產製時間", Cell::Time(m.generated_at)),
-            ("依據", Cell::Text(m.rule().into())),
-            (
-                "證據鏈",
-                Cell::Text(m.chain_head.clone().map_or_else(
-                    || "（尚無紀錄）".to_owned(),
-                    |h| format!("{h}（製作本工作簿時之最新紀錄，稽核人員可向衛生局查驗證據鏈）"),
-                )),
-            ),
-        ])
-        .collect::<Vec<_>>(),
-        st,
-    )?;
+    }
+}
+
+/// Whose workbook it is, of which run, on what rule, and its notes;
+/// returns the next free row.
+fn write_identity(
+    ws: &mut Worksheet,
+    row: u32,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
+    let chain = m.chain_head.clone().map_or_else(
+        || "（尚無紀錄）".to_owned(),
+        |h| format!("{h}（製作本工作簿時之最新紀錄，稽核人員可向衛生局查驗證據鏈）"),
+    );
+    let pairs: Vec<(&str, Cell)> = [
+        (UNIT_LABEL, Cell::Text(unit_cell(&m.unit_name, &m.unit_id))),
+        ("期間", Cell::Text(m.period_label.clone())),
+        (RUN_ID_LABEL, Cell::Text(m.run_id.clone())),
+    ]
+    .into_iter()
+    .chain(auditor_pair(&m.document))
+    .chain([
+        ("產製時間", Cell::Time(m.generated_at)),
+        ("依據", Cell::Text(m.rule().into())),
+        ("證據鏈", Cell::Text(chain)),
+    ])
+    .collect();
+    let mut row = write_pairs(ws, row, &pairs, st)?;
     for n in &m.notes {
         ws.write_string_with_format(row, 0, "注意", &st.note)?;
         ws.write_string_with_format(row, 1, masked(n), &st.note)?;
@@ -783,11 +973,17 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
         ws.set_row_height(row, wrapped_height(n, 80))?;
         row += 1;
     }
-    // A workbook the chief administrator fills in holds that alone: the
-    // run's findings and data quality are the city-wide workbook's.
-    if m.chief_document().is_some() {
-        return Ok(());
-    }
+    Ok(row)
+}
+
+/// The sample's seed and digests, the findings' counts, the city-wide
+/// units' pointer and the inputs' quality; returns the next free row.
+fn write_findings_and_quality(
+    ws: &mut Worksheet,
+    mut row: u32,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<u32, XlsxError> {
     if let Some(s) = m.sample() {
         row += 1;
         ws.write_string_with_format(row, 0, "抽樣", &st.label)?;
@@ -801,7 +997,7 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
                 ),
                 ("抽籤次數", Cell::Int(i64::from(s.draw_number))),
                 ("母體摘要值", Cell::Text(s.population_digest.clone())),
-                ("樣本摘要值", Cell::Text(s.sample_digest.clone())),
+                (SAMPLE_DIGEST_LABEL, Cell::Text(s.sample_digest.clone())),
             ],
             st,
         )?;
@@ -811,16 +1007,15 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     row = write_block(ws, row + 1, 0, &m.by_severity, st)? + 1;
     row = write_block(ws, row, 0, &m.by_code, st)? + 1;
     if let Document::CityWide(c) = &m.document {
-        let units = &c.units;
         // The units' table is wide: it has a sheet of its own, where its
         // columns get their width and it prints with page setup.
-        ws.write_string_with_format(row, 0, "各單位", &st.label)?;
+        ws.write_string_with_format(row, 0, SheetName::Units.as_str(), &st.label)?;
         ws.write_string_with_format(
             row,
             1,
             format!(
                 "{} 個單位之帳號、發現、最近抽查及回收情形，見「各單位」工作表",
-                units.rows.len()
+                c.units.rows.len()
             ),
             &st.wrap,
         )?;
@@ -831,71 +1026,68 @@ fn summary(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), XlsxEr
     // Neither Excel nor LibreOffice grows a row for wrapped text it did
     // not lay out itself: give the line the height it needs to print.
     ws.set_row_height(row, wrapped_height(&m.quality, 80))?;
-    row += 2;
+    Ok(row + 2)
+}
 
-    // Charts; their data is on the 圖表資料 sheet, written after this one.
+/// The counts among `cells` (a chart's data), other cells counting none.
+fn counts(cells: &[Cell]) -> impl Iterator<Item = i64> + '_ {
+    cells
+        .iter()
+        .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
+}
+
+/// The summary's charts from `row`, on a page of their own; their data
+/// is on the 圖表資料 sheet, written after this one.
+fn summary_charts(ws: &mut Worksheet, mut row: u32, m: &ReportModel) -> Result<(), XlsxError> {
     let sev = &m.severity_by_agency;
     // The most findings of one agency: no chart of nothing, and a count
     // axis in whole numbers.
-    let most = sev
-        .rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
-                .sum::<i64>()
-        })
-        .max()
-        .unwrap_or(0);
-    if most > 0 {
-        let data = CHART_DATA;
-        let (end, top) = chart_rows(m);
-        // The charts print together, on a page of their own.
-        ws.set_page_breaks(&[row])?;
-        let mut chart = Chart::new(ChartType::ColumnStacked);
-        chart.title().set_name("各機關發現件數（依嚴重度）");
-        for s in 1..sev.headers.len() as u16 {
-            let series = chart
-                .add_series()
-                .set_name((data, 0, s))
-                .set_categories((data, 1, 0, end, 0))
-                .set_values((data, 1, s, end, s));
-            if let Some((_, rgb)) = SEVERITY_COLOURS
-                .iter()
-                .find(|(w, _)| *w == sev.headers[usize::from(s)])
-            {
-                series.set_format(
-                    ChartFormat::new()
-                        .set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(*rgb))),
-                );
-            }
-        }
-        whole_numbers(chart.y_axis(), most);
-        ws.insert_chart(row, 0, &chart)?;
-        row += 16;
-        let q = &m.queries_by_month;
-        if !q.rows.is_empty() && q.headers.len() > 1 {
-            let end2 = top + q.rows.len() as u32;
-            let mut chart = Chart::new(ChartType::Line);
-            chart.title().set_name("各機關每月查詢次數");
-            for s in 1..q.headers.len() as u16 {
-                chart
-                    .add_series()
-                    .set_name((data, top, s))
-                    .set_categories((data, top + 1, 0, end2, 0))
-                    .set_values((data, top + 1, s, end2, s));
-            }
-            let peak = q
-                .rows
-                .iter()
-                .flat_map(|r| r.iter())
-                .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
-                .max()
-                .unwrap_or(0);
-            whole_numbers(chart.y_axis(), peak);
-            ws.insert_chart(row, 0, &chart)?;
+    let most = sev.rows.iter().map(|r| counts(r).sum::<i64>()).max();
+    let most = most.unwrap_or(0);
+    if most <= 0 {
+        return Ok(());
+    }
+    let data = CHART_DATA;
+    let (end, top) = chart_rows(m);
+    ws.set_page_breaks(&[row])?;
+    let mut chart = Chart::new(ChartType::ColumnStacked);
+    chart.title().set_name("各機關發現件數（依嚴重度）");
+    for s in 1..sev.headers.len() as u16 {
+        let series = chart
+            .add_series()
+            .set_name((data, 0, s))
+            .set_categories((data, 1, 0, end, 0))
+            .set_values((data, 1, s, end, s));
+        if let Some((_, rgb)) = SEVERITY_COLOURS
+            .iter()
+            .find(|(w, _)| *w == sev.headers[usize::from(s)])
+        {
+            series.set_format(
+                ChartFormat::new()
+                    .set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(*rgb))),
+            );
         }
     }
+    whole_numbers(chart.y_axis(), most);
+    ws.insert_chart(row, 0, &chart)?;
+    row += 16;
+    let q = &m.queries_by_month;
+    if q.rows.is_empty() || q.headers.len() <= 1 {
+        return Ok(());
+    }
+    let end2 = top + q.rows.len() as u32;
+    let mut chart = Chart::new(ChartType::Line);
+    chart.title().set_name("各機關每月查詢次數");
+    for s in 1..q.headers.len() as u16 {
+        chart
+            .add_series()
+            .set_name((data, top, s))
+            .set_categories((data, top + 1, 0, end2, 0))
+            .set_values((data, top + 1, s, end2, s));
+    }
+    let peak = q.rows.iter().flat_map(|r| counts(r)).max().unwrap_or(0);
+    whole_numbers(chart.y_axis(), peak);
+    ws.insert_chart(row, 0, &chart)?;
     Ok(())
 }
 
@@ -918,7 +1110,7 @@ const SEVERITY_COLOURS: [(&str, u32); 4] = [
 ];
 
 /// The sheet holding the summary charts' numbers.
-const CHART_DATA: &str = "圖表資料";
+const CHART_DATA: &str = SheetName::ChartData.as_str();
 
 /// Where the blocks of 圖表資料 are (0-based rows): the findings block's
 /// header is row 0 and its last data row is the first value returned; the
@@ -946,9 +1138,7 @@ fn chart_data(wb: &mut Workbook, m: &ReportModel, st: &Styles) -> Result<(), Xls
     for c in 1..cols {
         ws.set_column_width(c as u16, 14)?;
     }
-    ws.set_landscape();
-    ws.set_paper_size(9); // A4
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_header(format!(
         "&L{}&C{}&R{}",
         escape_header(&m.unit_name),
@@ -993,10 +1183,8 @@ pub fn seed_source(s: &str) -> &'static str {
 
 fn sampling_record(wb: &mut Workbook, s: &SampleSection, st: &Styles) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
-    ws.set_name("抽樣資訊")?;
-    ws.set_landscape();
-    ws.set_paper_size(9); // A4
-    ws.set_print_fit_to_pages(1, 0);
+    ws.set_name(SheetName::SamplingRecord.as_str())?;
+    print_one_page_wide(ws);
     // Column A holds the labels and, below, the strata's agency names and
     // the input files' paths: wide enough for both. B and D hold the
     // 64-character digests.
@@ -1072,16 +1260,8 @@ fn sign_off(ws: &mut Worksheet, after: u32, last_col: u16, st: &Styles) -> Resul
     for (r, (label, input)) in (after + 2..).zip(SIGN_OFF) {
         ws.set_row_height(r, 30)?;
         ws.merge_range(r, 0, r, 1, label, &st.header)?;
-        let fmt = if input == Input::Date {
-            &st.input_date
-        } else {
-            &st.input
-        };
-        ws.merge_range(r, 2, r, value_last, "", fmt)?;
-        if input == Input::Date {
-            let dv = DataValidation::new().allow_date(DataValidationRule::GreaterThan(
-                ExcelDateTime::from_ymd(2000, 1, 1)?,
-            ));
+        ws.merge_range(r, 2, r, value_last, "", st.input_format(input))?;
+        if let Some(dv) = input_validation(input)? {
             ws.add_data_validation(r, 2, r, 2, &dv)?;
         }
         last = r;
@@ -1093,7 +1273,6 @@ fn sign_off(ws: &mut Worksheet, after: u32, last_col: u16, st: &Styles) -> Resul
 /// 調查紀錄, its input columns unlocked, with drop-downs, on a protected
 /// sheet that prints one page wide with its header on every page.
 pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError> {
-    let l = i.layout;
     let st = Styles::new();
     let mut wb = Workbook::new();
     wb.set_properties(
@@ -1101,11 +1280,21 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             .set_author("webir-audit")
             .set_custom_property(super::TOKEN_PROPERTY, i.return_token.as_str()),
     );
+    investigation_summary(&mut wb, i, &st)?;
+    investigation_record(&mut wb, i, &st)?;
+    wb.save_to_buffer()
+}
+
+/// The investigation record's 摘要: its title, what to do, and whose it
+/// is (機關, 期間, 執行編號, 期限).
+fn investigation_summary(
+    wb: &mut Workbook,
+    i: &super::Investigation<'_>,
+    st: &Styles,
+) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet();
-    ws.set_name("摘要")?;
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
+    ws.set_name(SheetName::Summary.as_str())?;
+    print_one_page_wide(ws);
     ws.set_column_width(0, 20)?;
     ws.set_column_width(1, 90)?;
     ws.write_string_with_format(
@@ -1122,16 +1311,24 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         ws,
         3,
         &[
-            (
-                "機關",
-                Cell::Text(format!("{}（{}）", i.unit_name, i.unit_id)),
-            ),
+            (UNIT_LABEL, Cell::Text(unit_cell(i.unit_name, i.unit_id))),
             ("期間", Cell::Text(i.period_label.to_owned())),
-            ("執行編號", Cell::Text(i.run_id.to_owned())),
+            (RUN_ID_LABEL, Cell::Text(i.run_id.to_owned())),
             ("期限", Cell::Text(i.due_on.to_owned())),
         ],
-        &st,
+        st,
     )?;
+    Ok(())
+}
+
+/// The investigation record's sheet of its layout: one row per finding,
+/// the inputs validated, signed below, protected.
+fn investigation_record(
+    wb: &mut Workbook,
+    i: &super::Investigation<'_>,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let l = i.layout;
     let ws = wb.add_worksheet();
     ws.set_name(l.sheet)?;
     ws.write_string_with_format(
@@ -1152,56 +1349,20 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
             ws.set_column_width((l.tool.len() + j) as u16, 24)?;
         }
     }
-    let width = |c: usize| {
-        if c + 1 == l.tool.len() { 30 } else { 14 }
-    };
-    for (n, r) in i.rows.iter().enumerate() {
-        let row = first + 1 + n as u32;
-        ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
-        // What was found wraps in its column, the row as tall as it needs.
-        let mut lines = 1;
-        for (c, v) in r.iter().enumerate() {
-            let c = c + 1;
-            if looks_like_formula(v) {
-                put(ws, row, c as u16, &Cell::Text(v.clone()), &st)?;
-            } else {
-                ws.write_string_with_format(row, c as u16, masked(v), &st.wrap)?;
-            }
-            lines = lines.max(printed_lines(v, width(c)));
-        }
-        ws.set_row_height(row, 16.0 * lines as f64)?;
-        for (j, (_, input)) in l.inputs.iter().enumerate() {
-            let c = (l.tool.len() + j) as u16;
-            let fmt = if *input == Input::Date {
-                &st.input_date
-            } else {
-                &st.input
-            };
-            ws.write_blank(row, c, fmt)?;
-        }
-    }
+    write_investigation_rows(ws, i, st)?;
     let last = first + i.rows.len() as u32;
-    for (j, (_, input)) in l.inputs.iter().enumerate() {
-        let c = (l.tool.len() + j) as u16;
-        let dv = match input {
-            Input::Choice(list) => DataValidation::new()
-                .allow_list_strings(list)?
-                .set_error_message("請由下拉選單選擇")?,
-            Input::Date => DataValidation::new().allow_date(DataValidationRule::GreaterThan(
-                ExcelDateTime::from_ymd(2000, 1, 1)?,
-            )),
-            Input::Text => continue,
-        };
-        if !i.rows.is_empty() {
-            ws.add_data_validation(first + 1, c, last, c, &dv)?;
+    if !i.rows.is_empty() {
+        for (j, (_, input)) in l.inputs.iter().enumerate() {
+            if let Some(dv) = input_validation(*input)? {
+                let c = (l.tool.len() + j) as u16;
+                ws.add_data_validation(first + 1, c, last, c, &dv)?;
+            }
         }
     }
     // Signed once, below the table, as every sheet filled in.
-    sign_off(ws, last, (l.headers().len() - 1) as u16, &st)?;
+    sign_off(ws, last, (l.headers().len() - 1) as u16, st)?;
     ws.set_freeze_panes(first + 1, 2)?;
-    ws.set_landscape();
-    ws.set_paper_size(9);
-    ws.set_print_fit_to_pages(1, 0);
+    print_one_page_wide(ws);
     ws.set_repeat_rows(first, first)?;
     ws.set_header(format!(
         "&L{}&C{}&R{}",
@@ -1209,13 +1370,51 @@ pub fn investigation(i: &super::Investigation<'_>) -> Result<Vec<u8>, XlsxError>
         escape_header(i.title),
         escape_header(i.period_label)
     ));
-    ws.set_footer("&C第 &P 頁，共 &N 頁&R機密：個人資料，限公務使用");
+    ws.set_footer(FOOTER);
     ws.protect_with_options(&ProtectionOptions {
         format_columns: true,
         format_rows: true,
         ..ProtectionOptions::default()
     });
-    wb.save_to_buffer()
+    Ok(())
+}
+
+/// The investigation record's rows: its number, the tool's columns (what
+/// was found wraps in its column, the row as tall as it needs), and the
+/// blank inputs.
+fn write_investigation_rows(
+    ws: &mut Worksheet,
+    i: &super::Investigation<'_>,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let l = i.layout;
+    let width = |c: usize| {
+        if c + 1 == l.tool.len() { 30 } else { 14 }
+    };
+    for (n, r) in i.rows.iter().enumerate() {
+        let row = HEADER_ROW + 1 + n as u32;
+        ws.write_number_with_format(row, 0, (n + 1) as f64, &st.int)?;
+        let mut lines = 1;
+        for (c, v) in r.iter().enumerate() {
+            let c = c + 1;
+            if looks_like_formula(v) {
+                put(ws, row, c as u16, &Cell::Text(v.clone()), st)?;
+            } else {
+                ws.write_string_with_format(row, c as u16, masked(v), &st.wrap)?;
+            }
+            lines = lines.max(printed_lines(v, width(c)));
+        }
+        ws.set_row_height(row, 16.0 * lines as f64)?;
+        write_input_blanks(ws, row, l.tool.len() as u16, l.inputs, st)?;
+    }
+    Ok(())
+}
+
+/// Prints a sheet landscape on A4, one page wide.
+fn print_one_page_wide(ws: &mut Worksheet) {
+    ws.set_landscape();
+    ws.set_paper_size(9); // A4
+    ws.set_print_fit_to_pages(1, 0);
 }
 
 pub fn render(m: &ReportModel) -> Result<Vec<u8>, XlsxError> {
@@ -1318,127 +1517,102 @@ fn write_sheet(
     m: &ReportModel,
     st: &Styles,
 ) -> Result<(), XlsxError> {
-    let plain = |wb: &mut Workbook, name: &str, title: &str, t: &Table| {
-        write_table(wb, name, &heading(m, title), t, None, m, st).map(|_| ())
+    let table = |wb: &mut Workbook, name, title: &str, t: &Table, inputs: Option<Inputs>| {
+        write_table(wb, name, &heading(m, title), t, inputs, m, st).map(|_| ())
     };
     match sheet {
-        Sheet::Units(t) => plain(wb, "各單位", "各單位（帳號、發現、最近抽查及回收情形）", t),
-        Sheet::Collection(t) => plain(
-            wb,
-            "回收狀況",
-            "回收狀況（各單位應回傳事項、期限及回傳情形）",
-            t,
-        ),
-        Sheet::Worksheet(s, review) => write_table(
-            wb,
-            SAMPLE_WORKSHEET.sheet,
-            &heading(
-                m,
-                if *review {
-                    "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
-                } else {
-                    "抽查工作底稿（黃色欄位由稽核人員填寫）"
-                },
-            ),
-            &s.worksheet,
-            Some(&InputColumns {
-                inputs: SAMPLE_WORKSHEET.inputs,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
+        Sheet::Units(t) => {
+            let title = "各單位（帳號、發現、最近抽查及回收情形）";
+            table(wb, SheetName::Units, title, t, None)
+        }
+        Sheet::Collection(t) => {
+            let title = "回收狀況（各單位應回傳事項、期限及回傳情形）";
+            table(wb, SheetName::Collection, title, t, None)
+        }
+        Sheet::Worksheet(s, review) => {
+            let title = if *review {
+                "抽查工作底稿（專責人員本人帳號之覆核：黃色欄位由覆核人員填寫）"
+            } else {
+                "抽查工作底稿（黃色欄位由稽核人員填寫）"
+            };
+            let inputs = Some(SAMPLE_WORKSHEET.inputs);
+            table(wb, SheetName::SampleWorksheet, title, &s.worksheet, inputs)
+        }
         Sheet::Accounts(t, officers) => {
             let (name, title) = if *officers {
-                ("專責人員帳號", "專責人員帳號清查（管理要點第四點第五款）")
+                let title = "專責人員帳號清查（管理要點第四點第五款）";
+                (SheetName::OfficerAccounts, title)
             } else {
-                ("帳號清查", "帳號清查（請逐一確認並填寫處理結果）")
+                let title = "帳號清查（請逐一確認並填寫處理結果）";
+                (SheetName::AccountReview, title)
             };
-            write_table(
-                wb,
-                name,
-                &heading(m, title),
-                t,
-                Some(&InputColumns {
-                    inputs: ACCOUNT_REVIEW_INPUTS,
-                }),
-                m,
-                st,
-            )
-            .map(|_| ())
+            table(wb, name, title, t, Some(ACCOUNT_REVIEW_INPUTS))
         }
-        Sheet::StalePasswords(t) => plain(
-            wb,
-            "密碼逾期帳號",
-            "密碼逾期帳號（請通知持有人立即變更密碼）",
-            t,
-        ),
-        Sheet::Evidence(t) => write_table(
-            wb,
-            "內部稽核",
-            &heading(m, "內部稽核（系統查得資料，請逐項查核）"),
-            t,
-            Some(&InputColumns {
-                inputs: INTERNAL_AUDIT_INPUTS,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
-        Sheet::ExternalRecord(t) => write_table(
-            wb,
-            super::EXTERNAL_RECORD_TITLE,
-            &heading(m, "外部稽核紀錄（系統查得資料，請逐項查核）"),
-            t,
-            Some(&InputColumns {
-                inputs: INTERNAL_AUDIT_INPUTS,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
-        Sheet::Selection(t) => plain(wb, "外部稽核抽選", "外部稽核抽選", t),
-        Sheet::ByAccount(t) => plain(wb, "帳號彙整", "帳號彙整（依嚴重程度排序，含下一步）", t),
+        Sheet::StalePasswords(t) => {
+            let title = "密碼逾期帳號（請通知持有人立即變更密碼）";
+            table(wb, SheetName::StalePasswords, title, t, None)
+        }
+        Sheet::Evidence(t) => {
+            let title = "內部稽核（系統查得資料，請逐項查核）";
+            table(
+                wb,
+                SheetName::InternalAudit,
+                title,
+                t,
+                Some(INTERNAL_AUDIT_INPUTS),
+            )
+        }
+        Sheet::ExternalRecord(t) => {
+            let title = "外部稽核紀錄（系統查得資料，請逐項查核）";
+            table(
+                wb,
+                SheetName::ExternalRecord,
+                title,
+                t,
+                Some(INTERNAL_AUDIT_INPUTS),
+            )
+        }
+        Sheet::Selection(t) => {
+            let name = SheetName::ExternalSelection;
+            table(wb, name, name.as_str(), t, None)
+        }
+        Sheet::ByAccount(t) => {
+            let title = "帳號彙整（依嚴重程度排序，含下一步）";
+            table(wb, SheetName::ByAccount, title, t, None)
+        }
         // The city-wide copy is the Health Bureau's reading copy; units
         // write down what they did.
-        Sheet::Queries(t, fill) => write_table(
-            wb,
-            "異常查詢",
-            &heading(m, "異常查詢"),
-            t,
-            fill.then_some(&InputColumns {
-                inputs: FOLLOW_UP_INPUTS,
-            }),
-            m,
-            st,
-        )
-        .map(|_| ()),
-        Sheet::AskedBefore(t) => plain(
-            wb,
-            "已列管異常查詢",
-            "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）",
-            t,
-        ),
-        Sheet::Details(t) => {
-            let names = write_table(
-                wb,
-                "異常查詢明細",
-                &heading(
-                    m,
-                    &format!(
-                        "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
-                    ),
-                ),
-                t,
-                None,
-                m,
-                st,
-            )?;
-            collapse_details(wb, &names, t, st)
+        Sheet::Queries(t, fill) => {
+            let name = SheetName::Queries;
+            table(wb, name, name.as_str(), t, fill.then_some(FOLLOW_UP_INPUTS))
         }
-        Sheet::Rejects(t) => plain(wb, "剔除資料列", "剔除資料列", t),
+        Sheet::AskedBefore(t) => {
+            let title = "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）";
+            table(wb, SheetName::AskedBefore, title, t, None)
+        }
+        Sheet::Details(t) => query_details(wb, t, m, st),
+        Sheet::Rejects(t) => {
+            let name = SheetName::Rejects;
+            table(wb, name, name.as_str(), t, None)
+        }
         Sheet::SamplingRecord(s) => sampling_record(wb, s, st),
     }
+}
+
+/// 異常查詢明細: the queries behind each rolled-up finding, the first few
+/// of each printed and the rest collapsed.
+fn query_details(
+    wb: &mut Workbook,
+    t: &Table,
+    m: &ReportModel,
+    st: &Styles,
+) -> Result<(), XlsxError> {
+    let title = format!(
+        "異常查詢明細（「異常查詢」逐帳號彙整之各筆查詢，供查閱；每項列印前 {DETAILS_PRINTED} 筆，其餘按左側「＋」展開）"
+    );
+    let name = SheetName::QueryDetails;
+    let names = write_table(wb, name, &heading(m, &title), t, None, m, st)?;
+    collapse_details(wb, &names, t, st)
 }
 
 fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
@@ -1478,7 +1652,7 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
     }
     let quality = write_table(
         &mut wb,
-        "資料品質",
+        SheetName::DataQuality,
         &heading(m, "資料品質：輸入檔案"),
         &m.files,
         None,
@@ -1503,12 +1677,10 @@ fn render_with(m: &ReportModel, st: Styles) -> Result<Vec<u8>, XlsxError> {
         };
         write_table(
             &mut wb,
-            "清冊外帳號",
+            SheetName::Orphans,
             &heading(m, "資料品質：查詢紀錄中有、帳號清冊中無之帳號"),
             o,
-            asked_here.then_some(&InputColumns {
-                inputs: FOLLOW_UP_INPUTS,
-            }),
+            asked_here.then_some(FOLLOW_UP_INPUTS),
             m,
             &st,
         )?;
