@@ -308,9 +308,100 @@ pub struct Notice {
 
 /// The internal audit's evidence sheet of a unit: `查核項目, 依據, 系統查得`.
 pub fn evidence_table(e: &UnitEvidence) -> Table {
+    let mut rows = account_duties(e);
+    rows.extend(query_duties(e));
+    let (audits, confirmed) = sample_audit_duties(e);
+    rows.extend(audits);
+    rows.extend(anomaly_duties(e, confirmed));
+    Table {
+        headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
+        rows,
+    }
+}
+
+/// A row of the evidence sheet: the duty, the point it comes from and
+/// what the system found.
+fn duty(what: impl Into<Cell>, point: &str, found: String) -> Vec<Cell> {
+    vec![what.into(), point.into(), Cell::Text(found)]
+}
+
+/// A duty the system cannot see: the auditor checks it on site.
+fn on_site(what: &str, point: &str) -> Vec<Cell> {
+    duty(what, point, ON_SITE.into())
+}
+
+/// The duties of the accounts (points 5(1), 5(2), 6(2)): the register,
+/// the applications, the yearly review and what it left open, who may
+/// hold an account.
+fn account_duties(e: &UnitEvidence) -> Vec<Vec<Cell>> {
+    let register = match e.register {
+        None => "未檢核（收件匣無帳號清冊或讀取失敗）".to_owned(),
+        Some((active, officers)) => format!(
+            "帳號清冊列本單位啟用帳號 {active} 個，其中專責人員 {officers} 名；{}；配賦過程之保密請實地查核",
+            e.officer_count.or_not_checked(|n| if n == 0 {
+                "專責人員人數符合規定".to_owned()
+            } else {
+                format!("專責人員人數不符規定 {n} 項")
+            })
+        ),
+    };
+    let applications = e.applications.or_not_checked(|n| {
+        if n == 0 {
+            "啟用帳號均有核定之申請表，開通日、申請人及異動均相符".to_owned()
+        } else {
+            format!(
+                "{n} 項申請資料不全（無申請表、核定前開通、申請人非持有人或調職未申請異動；明細見帳號清查工作簿）"
+            )
+        }
+    });
+    let review = match &e.review {
+        Some((day, run_id)) => format!("已辦理（基準日 {day}，執行編號 {run_id}）"),
+        None => "本期間未辦理".into(),
+    };
+    let open_items = e
+        .open_items
+        .0
+        .partial(|n| format!("{n} 項，其中嚴重或高風險 {} 項", e.open_items.1));
+    let ineligible = e.ineligible.or_not_checked(|n| {
+        if n == 0 {
+            "無不符資格者持有之帳號或其查詢".to_owned()
+        } else {
+            format!("{n} 項（不符資格者持有帳號或以其帳號查詢）")
+        }
+    });
+    vec![
+        duty(
+            "業務需求人員帳號及權限之配賦過程保密，並列冊控管授權使用對象",
+            "第五點第一款第一目",
+            register,
+        ),
+        duty(
+            "妥善保管業務需求人員之申請資料",
+            "第五點第一款第二目",
+            applications,
+        ),
+        duty("年度帳號清查", "第六點第二款", review),
+        duty(
+            format!(
+                "帳號清查待處理事項（基準日 {}；重複、閒置、職務調整、離職及退休者之帳號應廢止）",
+                e.as_of
+            ),
+            "第五點第一款第三目",
+            open_items,
+        ),
+        duty(
+            "業務需求人員以編制內職員及約聘僱人員為限（不含職工、駕駛及臨時人員）",
+            "第五點第二款",
+            ineligible,
+        ),
+    ]
+}
+
+/// The share of the unit's queries a request form explains, in words.
+fn explained_share(e: &UnitEvidence) -> String {
     let n = e.queries.n;
     let share = e.queries.or_not_checked(|_| String::new());
-    let share = if !share.is_empty() {
+    if !share.is_empty() {
         share
     } else if !e.unexplained.withheld.is_empty() {
         e.unexplained.or_not_checked(|_| String::new())
@@ -326,96 +417,43 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
                 permille % 10
             )
         })
-    };
+    }
+}
+
+/// The duties of querying (points 3, 5(2) to 5(4), 6(1)): how many
+/// queries, explained and for a lawful purpose, what is checked on site,
+/// passwords and how long the forms are kept.
+fn query_duties(e: &UnitEvidence) -> Vec<Vec<Cell>> {
     let span = e
         .log_days
         .map(|(a, b)| format!("（查詢紀錄涵蓋 {a} 至 {b}）"))
         .unwrap_or_default();
-    let on_site =
-        |what: &str, point: &str| -> Vec<Cell> { vec![what.into(), point.into(), ON_SITE.into()] };
-    let register = match e.register {
-        None => "未檢核（收件匣無帳號清冊或讀取失敗）".to_owned(),
-        Some((active, officers)) => format!(
-            "帳號清冊列本單位啟用帳號 {active} 個，其中專責人員 {officers} 名；{}；配賦過程之保密請實地查核",
-            e.officer_count.or_not_checked(|n| if n == 0 {
-                "專責人員人數符合規定".to_owned()
-            } else {
-                format!("專責人員人數不符規定 {n} 項")
-            })
-        ),
-    };
+    let purposes = e.purposes.or_not_checked(|n| {
+        if n == 0 {
+            "無目的不符之查詢".to_owned()
+        } else {
+            format!("{n} 筆（查詢目的非機關業務範圍，或與紀錄表所載目的不符）")
+        }
+    });
     let since = |d: Option<NaiveDate>| d.map_or("無紀錄".to_owned(), |d| d.to_string());
-    let mut rows: Vec<Vec<Cell>> = vec![
-        vec![
-            "業務需求人員帳號及權限之配賦過程保密，並列冊控管授權使用對象".into(),
-            "第五點第一款第一目".into(),
-            Cell::Text(register),
-        ],
-        vec![
-            "妥善保管業務需求人員之申請資料".into(),
-            "第五點第一款第二目".into(),
-            Cell::Text(e.applications.or_not_checked(|n| {
-                if n == 0 {
-                    "啟用帳號均有核定之申請表，開通日、申請人及異動均相符".to_owned()
-                } else {
-                    format!(
-                        "{n} 項申請資料不全（無申請表、核定前開通、申請人非持有人或調職未申請異動；明細見帳號清查工作簿）"
-                    )
-                }
-            })),
-        ],
-        vec![
-            "年度帳號清查".into(),
-            "第六點第二款".into(),
-            Cell::Text(match &e.review {
-                Some((day, run_id)) => format!("已辦理（基準日 {day}，執行編號 {run_id}）"),
-                None => "本期間未辦理".into(),
-            }),
-        ],
-        vec![
-            Cell::Text(format!(
-                "帳號清查待處理事項（基準日 {}；重複、閒置、職務調整、離職及退休者之帳號應廢止）",
-                e.as_of
-            )),
-            "第五點第一款第三目".into(),
-            Cell::Text(
-                e.open_items
-                    .0
-                    .partial(|n| format!("{n} 項，其中嚴重或高風險 {} 項", e.open_items.1)),
-            ),
-        ],
-        vec![
-            "業務需求人員以編制內職員及約聘僱人員為限（不含職工、駕駛及臨時人員）".into(),
-            "第五點第二款".into(),
-            Cell::Text(e.ineligible.or_not_checked(|n| {
-                if n == 0 {
-                    "無不符資格者持有之帳號或其查詢".to_owned()
-                } else {
-                    format!("{n} 項（不符資格者持有帳號或以其帳號查詢）")
-                }
-            })),
-        ],
-        vec![
-            "查詢總數".into(),
-            "第六點第一款".into(),
-            Cell::Text(e.queries.or_not_checked(|n| format!("{n} 筆{span}"))),
-        ],
-        vec![
-            "經事前核可查詢申請紀錄表說明之查詢".into(),
-            "第五點第二款第一目".into(),
-            Cell::Text(share),
-        ],
-        vec![
-            "查詢限於機關法定職務之目的".into(),
-            "第三點".into(),
-            Cell::Text(e.purposes.or_not_checked(|n| {
-                if n == 0 {
-                    "無目的不符之查詢".to_owned()
-                } else {
-                    format!("{n} 筆（查詢目的非機關業務範圍，或與紀錄表所載目的不符）")
-                }
-            })),
-        ],
+    let kept = format!(
+        "查詢申請紀錄表登記簿所載本單位最早之紀錄表：{}；帳號申請登記簿最早之申請：{}；本系統之稽核紀錄保存 {} 年；紙本申請表及紀錄表之保存請實地查核",
+        since(e.kept.forms_since),
+        since(e.kept.applications_since),
+        e.kept.retention_years
+    );
+    vec![
+        duty(
+            "查詢總數",
+            "第六點第一款",
+            e.queries.or_not_checked(|n| format!("{n} 筆{span}")),
+        ),
+        duty(
+            "經事前核可查詢申請紀錄表說明之查詢",
+            "第五點第二款第一目",
+            explained_share(e),
+        ),
+        duty("查詢限於機關法定職務之目的", "第三點", purposes),
         on_site(
             "查詢後資料不留存於螢幕；查詢、輸出及傳送採保密措施",
             "第五點第二款第二目",
@@ -428,23 +466,20 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             "健保資訊使用完畢或列印附卷後立即銷毀（紙本至無法辨識，電子檔刪除並清空資源回收桶）",
             "第五點第二款第四目",
         ),
-        vec![
-            "密碼逾 90 日未更新之帳號（密碼應每三個月更改）".into(),
-            "第五點第三款".into(),
-            Cell::Text(e.stale_passwords.or_not_checked(|n| format!("{n} 個"))),
-        ],
-        vec![
-            "各項申請表及紀錄表至少保存三年".into(),
-            "第五點第四款".into(),
-            Cell::Text(format!(
-                "查詢申請紀錄表登記簿所載本單位最早之紀錄表：{}；帳號申請登記簿最早之申請：{}；本系統之稽核紀錄保存 {} 年；紙本申請表及紀錄表之保存請實地查核",
-                since(e.kept.forms_since),
-                since(e.kept.applications_since),
-                e.kept.retention_years
-            )),
-        ],
-    ];
+        duty(
+            "密碼逾 90 日未更新之帳號（密碼應每三個月更改）",
+            "第五點第三款",
+            e.stale_passwords.or_not_checked(|n| format!("{n} 個")),
+        ),
+        duty("各項申請表及紀錄表至少保存三年", "第五點第四款", kept),
+    ]
+}
+
+/// One row per sample audit of the year (point 6(1)), and the anomalies
+/// their returned worksheets confirmed.
+fn sample_audit_duties(e: &UnitEvidence) -> (Vec<Vec<Cell>>, u32) {
     let mut confirmed = 0u32;
+    let mut rows = Vec::new();
     for (id, done) in &e.sample_audits {
         let text = match done {
             None => "未辦理".to_owned(),
@@ -464,63 +499,60 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
                 )
             }
         };
-        rows.push(vec![
-            Cell::Text(format!("抽查 {}", period_label(id))),
-            "第六點第一款".into(),
-            Cell::Text(text),
-        ]);
+        rows.push(duty(
+            format!("抽查 {}", period_label(id)),
+            "第六點第一款",
+            text,
+        ));
     }
+    (rows, confirmed)
+}
+
+/// The duties of anomalies (point 6(3)): those the worksheets confirmed
+/// (`confirmed`), the serious query findings, the ethics unit told, the
+/// investigations opened and returned.
+fn anomaly_duties(e: &UnitEvidence, confirmed: u32) -> Vec<Vec<Cell>> {
     // A worksheet not back yet has confirmed nothing either way.
     let pending = e.sample_audits.iter().any(|(_, d)| {
         d.as_ref()
             .is_some_and(|d| d.sampled && d.returned.is_none())
     });
-    rows.push(vec![
-        "工作底稿確認之異常".into(),
-        "第六點第三款".into(),
-        Cell::Text(match (pending, confirmed) {
-            (true, 0) => "未檢核（工作底稿未回傳）".to_owned(),
-            (true, n) => format!("{n} 筆（另有工作底稿未回傳，未檢核）"),
-            (false, n) => format!("{n} 筆"),
-        }),
-    ]);
-    rows.push(vec![
-        "嚴重或高風險之異常查詢".into(),
-        "第六點第三款".into(),
-        Cell::Text(e.serious_queries.partial(|n| {
-            format!("{n} 筆（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）")
-        })),
-    ]);
-    rows.push(vec![
-        "異常已通知政風單位".into(),
-        "第六點第三款".into(),
-        Cell::Text(if e.notices.is_empty() {
-            "無通知紀錄".to_owned()
-        } else {
-            e.notices
-                .iter()
-                .map(|r| match &r.sent_at {
-                    Some(at) => format!("{}已寄送 {}（{at}）", r.kind, r.recipient),
-                    None => format!("{}（{}）{}", r.kind, r.recipient, r.state),
-                })
-                .collect::<Vec<_>>()
-                .join("；")
-        }),
-    ]);
+    let confirmed = match (pending, confirmed) {
+        (true, 0) => "未檢核（工作底稿未回傳）".to_owned(),
+        (true, n) => format!("{n} 筆（另有工作底稿未回傳，未檢核）"),
+        (false, n) => format!("{n} 筆"),
+    };
+    let serious = e.serious_queries.partial(|n| {
+        format!("{n} 筆（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）")
+    });
+    let notices = if e.notices.is_empty() {
+        "無通知紀錄".to_owned()
+    } else {
+        e.notices
+            .iter()
+            .map(|r| match &r.sent_at {
+                Some(at) => format!("{}已寄送 {}（{at}）", r.kind, r.recipient),
+                None => format!("{}（{}）{}", r.kind, r.recipient, r.state),
+            })
+            .collect::<Vec<_>>()
+            .join("；")
+    };
     let (opened, back) = e.investigations;
-    rows.push(vec![
-        "異常事項會同政風單位調查並作成調查紀錄".into(),
-        "第六點第三款".into(),
-        Cell::Text(if opened == 0 {
-            "本期間未開立調查紀錄".to_owned()
-        } else {
-            format!("本期間開立調查紀錄 {opened} 件，已回傳 {back} 件")
-        }),
-    ]);
-    Table {
-        headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
-        rows,
-    }
+    let investigations = if opened == 0 {
+        "本期間未開立調查紀錄".to_owned()
+    } else {
+        format!("本期間開立調查紀錄 {opened} 件，已回傳 {back} 件")
+    };
+    vec![
+        duty("工作底稿確認之異常", "第六點第三款", confirmed),
+        duty("嚴重或高風險之異常查詢", "第六點第三款", serious),
+        duty("異常已通知政風單位", "第六點第三款", notices),
+        duty(
+            "異常事項會同政風單位調查並作成調查紀錄",
+            "第六點第三款",
+            investigations,
+        ),
+    ]
 }
 
 /// What the city-wide workbook says of each unit besides its findings.
@@ -1195,6 +1227,44 @@ fn base(
     document: Document,
 ) -> PolarsResult<ReportModel> {
     let city_wide = matches!(document, Document::CityWide(_));
+    let (by_severity, by_code) = finding_counts(findings, city_wide)?;
+    let files_shown = files_shown(f, unit_id, city_wide);
+    let not_checked = not_checked_shown(f, &files_shown);
+    Ok(ReportModel {
+        document,
+        return_token: None,
+        kind: f.kind,
+        unit_id: unit_id.to_owned(),
+        unit_name,
+        period_id: f.period_id.clone(),
+        period_label: period_label(&f.period_id),
+        run_id: f.run_id.clone(),
+        generated_at: f.generated_at,
+        actions: actions(f),
+        by_severity,
+        by_code,
+        severity_by_agency: Table::default(),
+        queries_by_month: Table::default(),
+        serious: false,
+        files: files_table(f, &files_shown),
+        orphans: None,
+        chain_head: f.chain_head.clone(),
+        notes: f
+            .notes
+            .iter()
+            .cloned()
+            .chain(f.selection.map(selection_note))
+            .chain(local_policy_note(f))
+            .collect(),
+        warnings: warnings(&not_checked),
+        not_checked: not_checked_table(&not_checked),
+        quality: quality_line(f),
+    })
+}
+
+/// The findings counted by severity (`嚴重度, 件數`) and by code (`說明,
+/// 嚴重度, 件數`, the code first on the city-wide copy).
+fn finding_counts(findings: &DataFrame, city_wide: bool) -> PolarsResult<(Table, Table)> {
     let sev = strs(findings, "severity")?;
     let codes = strs(findings, "code")?;
     let mut by_sev: BTreeMap<Severity, i64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
@@ -1243,8 +1313,13 @@ fn base(
             })
             .collect(),
     };
+    Ok((by_severity, by_code))
+}
+
+/// What the recipient of a kind's workbook must do, and by when.
+fn actions(f: &RunFacts<'_>) -> Vec<String> {
     let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
-    let actions = match f.kind {
+    match f.kind {
         ReportKind::SampleAudit => vec![
             format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐筆完成「抽查工作底稿」黃色欄位，於表末簽章欄簽署後將檔案回傳衛生局。"),
             "「異常」為「有」或「主管事前核可」為「否」者，請敘明原因，並依規定通知政風單位。".to_owned(),
@@ -1270,10 +1345,14 @@ fn base(
             "「外部稽核抽選」抽中之單位已由系統通知備妥業務需求人員清冊及稽核資料（管理要點第六點第四款）；各單位之「外部稽核紀錄」工作簿另行寄送，請實地稽核後填寫回傳。".to_owned(),
             format!("「專責人員帳號清查」工作簿另行寄送，請於 {deadline} 前逐一確認並回傳（管理要點第四點第五款）。"),
         ],
-    };
-    // A unit sees only its own input files (a file's name can say whose
-    // case it is): those holding its agencies' rows. Others are counted.
-    let files_shown: Vec<&FileRecord> = if city_wide {
+    }
+}
+
+/// The input files a workbook lists. A unit sees only its own (a file's
+/// name can say whose case it is): those holding its agencies' rows.
+/// Others are counted.
+fn files_shown<'f>(f: &RunFacts<'f>, unit_id: &str, city_wide: bool) -> Vec<&'f FileRecord> {
+    if city_wide {
         f.files.iter().collect()
     } else {
         let own = subtree(f.config, crate::report::unit_of_key(unit_id).0);
@@ -1281,11 +1360,13 @@ fn base(
             .iter()
             .filter(|r| r.agencies.iter().any(|a| own.contains(a)))
             .collect()
-    };
-    // What was not checked, as this unit may read it: a file it is not
-    // shown is not named there either.
-    let not_checked: Vec<NotChecked> = f
-        .not_checked
+    }
+}
+
+/// What was not checked, as a unit may read it: a file it is not shown
+/// is not named there either.
+fn not_checked_shown(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Vec<NotChecked> {
+    f.not_checked
         .iter()
         .map(|n| {
             let hidden = f
@@ -1302,8 +1383,12 @@ fn base(
                 n.clone()
             }
         })
-        .collect();
-    let files = Table {
+        .collect()
+}
+
+/// 資料品質's input files: those shown, and a line counting the others.
+fn files_table(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Table {
+    Table {
         headers: headers(&FILE_COLUMNS),
         rows: files_shown
             .iter()
@@ -1342,58 +1427,32 @@ fn base(
                 row
             }))
             .collect(),
-    };
-    Ok(ReportModel {
-        document,
-        return_token: None,
-        kind: f.kind,
-        unit_id: unit_id.to_owned(),
-        unit_name,
-        period_id: f.period_id.clone(),
-        period_label: period_label(&f.period_id),
-        run_id: f.run_id.clone(),
-        generated_at: f.generated_at,
-        actions,
-        by_severity,
-        by_code,
-        severity_by_agency: Table::default(),
-        queries_by_month: Table::default(),
-        serious: false,
-        files,
-        orphans: None,
-        chain_head: f.chain_head.clone(),
-        notes: f
-            .notes
-            .iter()
-            .cloned()
-            .chain(f.selection.map(selection_note))
-            .chain(local_policy_note(f))
-            .collect(),
-        warnings: warnings(&not_checked),
-        not_checked: not_checked_table(&not_checked),
-        quality: {
-            let failed = f
-                .files
-                .iter()
-                .filter(|r| matches!(r.status, FileStatus::Failed { .. }))
-                .count();
-            let rejected: usize = f.files.iter().map(|r| r.rows_rejected).sum();
-            let skipped: usize = f.files.iter().map(|r| r.rows_skipped).sum();
-            let elsewhere: usize = f.files.iter().map(|r| r.rows_counted_elsewhere).sum();
-            let roster = f.roster_use.map_or(String::new(), |u| {
-                format!(
-                    "；帳號清冊採用 {} 之版本（{}），較舊清冊有而本版無之帳號 {} 個",
-                    u.date,
-                    u.files.join("、"),
-                    u.removed_accounts
-                )
-            });
-            format!(
-                "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；查詢紀錄與他檔重複而只計一次者 {elsewhere} 列{roster}；明細見「資料品質」工作表",
-                f.files.len()
-            )
-        },
-    })
+    }
+}
+
+/// The summary's line on the inputs: files used and failed, rows
+/// rejected, skipped and counted once, the roster used.
+fn quality_line(f: &RunFacts<'_>) -> String {
+    let failed = f
+        .files
+        .iter()
+        .filter(|r| matches!(r.status, FileStatus::Failed { .. }))
+        .count();
+    let rejected: usize = f.files.iter().map(|r| r.rows_rejected).sum();
+    let skipped: usize = f.files.iter().map(|r| r.rows_skipped).sum();
+    let elsewhere: usize = f.files.iter().map(|r| r.rows_counted_elsewhere).sum();
+    let roster = f.roster_use.map_or(String::new(), |u| {
+        format!(
+            "；帳號清冊採用 {} 之版本（{}），較舊清冊有而本版無之帳號 {} 個",
+            u.date,
+            u.files.join("、"),
+            u.removed_accounts
+        )
+    });
+    format!(
+        "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；查詢紀錄與他檔重複而只計一次者 {elsewhere} 列{roster}；明細見「資料品質」工作表",
+        f.files.len()
+    )
 }
 
 /// How a unit's workbook names an input file it is not shown (one that
