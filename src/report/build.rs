@@ -1897,10 +1897,40 @@ fn accounts(
     findings: &DataFrame,
     city_wide: bool,
 ) -> PolarsResult<Table> {
-    let mut by_account: BTreeMap<&str, (Vec<Code>, Vec<String>)> = BTreeMap::new();
+    let mut by_account = findings_by_account(findings)?;
+    add_use_after_disabling(f, &mut by_account)?;
+    let rows = AccountRows {
+        f,
+        by_account: &by_account,
+        city_wide,
+    };
+    let roster = in_set(roster, "agency_id", ids)?;
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut table = rows.on_roster(&roster, &mut seen)?;
+    table.extend(rows.not_on_roster(findings, ids, &mut seen)?);
+    Ok(Table {
+        headers: headers(&[
+            "帳號",
+            "所屬機關",
+            "使用者",
+            "角色",
+            "帳號狀態",
+            "發現",
+            "建議處理",
+        ]),
+        rows: table,
+    })
+}
+
+/// Per account: the codes of its account findings and what they say.
+type AccountFindings<'a> = BTreeMap<&'a str, (Vec<Code>, Vec<String>)>;
+
+/// The account findings (not the query findings) of each account; one
+/// an earlier review listed too says so.
+fn findings_by_account(findings: &DataFrame) -> PolarsResult<AccountFindings<'_>> {
+    let mut by_account = AccountFindings::new();
     let codes = strs(findings, "code")?;
     let account = strs(findings, "account_id")?;
-    let agency_of_finding = strs(findings, "agency_id")?;
     let reasons = strs(findings, "reason")?;
     for i in 0..findings.height() {
         let (Some(c), Some(a)) = (codes[i].and_then(Code::parse), account[i]) else {
@@ -1909,7 +1939,6 @@ fn accounts(
         if is_query_code(c.as_str()) {
             continue;
         }
-        // A finding an earlier review listed too says so.
         let said = if reasons[i].is_some_and(|r| r.contains(crate::model::REPEAT_MARK)) {
             format!("{}（{}）", c.description(), crate::model::REPEAT_MARK)
         } else {
@@ -1921,8 +1950,16 @@ fn accounts(
             e.1.push(said);
         }
     }
-    // A disabled account the log shows in use after its disabling is not
-    // one that needs nothing: the same queries are a critical anomaly.
+    Ok(by_account)
+}
+
+/// Adds to `by_account` the disabled accounts the log shows in use after
+/// their disabling: not ones that need nothing, the same queries are a
+/// critical anomaly.
+fn add_use_after_disabling<'a>(
+    f: &RunFacts<'a>,
+    by_account: &mut AccountFindings<'a>,
+) -> PolarsResult<()> {
     let after = f.after_disabling.map(|u| {
         (
             strs(u, "account_id"),
@@ -1943,38 +1980,32 @@ fn accounts(
             }
         }
     }
-    let roster = in_set(roster, "agency_id", ids)?;
-    let r_account = strs(&roster, "account_id")?;
-    let r_agency = strs(&roster, "agency_id")?;
-    let r_holder = strs(&roster, "holder_name")?;
-    let r_role = strs(&roster, "role")?;
-    let r_status = strs(&roster, "status")?;
-    // An account only an older roster snapshot lists is not on the roster
-    // any more, whatever status it had there.
-    let r_removed: Vec<Option<bool>> = match roster.column("removed") {
-        Ok(c) => c.bool()?.iter().collect(),
-        Err(_) => vec![None; roster.height()],
-    };
-    let r_snapshot: Vec<Option<String>> = match roster.column(crate::ingest::SNAPSHOT_DATE) {
-        Ok(c) => c
-            .cast(&DataType::String)?
-            .str()?
-            .iter()
-            .map(|v| v.map(str::to_owned))
-            .collect(),
-        Err(_) => vec![None; roster.height()],
-    };
-    let mut rows = Vec::new();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let row = |acct: &str,
-               agency: Option<&str>,
-               holder: Cell,
-               (role_code, role): (Option<&str>, Cell),
-               (status_code, status): (Option<&str>, Cell)| {
-        let (codes, found) = by_account.get(acct).cloned().unwrap_or_default();
+    Ok(())
+}
+
+/// The rows of the account review: one per account, its findings and
+/// what to do.
+struct AccountRows<'a, 'f> {
+    f: &'a RunFacts<'f>,
+    by_account: &'a AccountFindings<'a>,
+    city_wide: bool,
+}
+
+impl AccountRows<'_, '_> {
+    /// An account's row: `holder`, role and status as shown, each code
+    /// beside it where there is one.
+    fn row(
+        &self,
+        acct: &str,
+        agency: Option<&str>,
+        holder: Cell,
+        (role_code, role): (Option<&str>, Cell),
+        (status_code, status): (Option<&str>, Cell),
+    ) -> Vec<Cell> {
+        let (codes, found) = self.by_account.get(acct).cloned().unwrap_or_default();
         vec![
             Cell::from(acct),
-            agency.map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
+            agency.map_or(Cell::Empty, |a| Cell::Text(agency_name(self.f.config, a))),
             holder,
             role,
             status,
@@ -1983,69 +2014,94 @@ fn accounts(
             } else {
                 found.join("；")
             }),
-            Cell::from(recommend(&codes, role_code, status_code, city_wide)),
+            Cell::from(recommend(&codes, role_code, status_code, self.city_wide)),
         ]
-    };
-    for i in 0..roster.height() {
-        let Some(a) = r_account[i] else { continue };
-        if !seen.insert(a) {
-            continue;
-        }
-        if r_removed[i] == Some(true) {
-            // Off the roster already: what is left is to make sure WebIR
-            // has it revoked too (point 6(2)); ACCOUNT_REMOVED_FROM_ROSTER
-            // says so.
-            rows.push(row(
-                a,
-                r_agency[i],
-                text(r_holder[i]),
-                (r_role[i], label(&ROLE, r_role[i])),
+    }
+
+    /// The roster's accounts (of the unit's agencies), each once.
+    fn on_roster<'r>(
+        &self,
+        roster: &'r DataFrame,
+        seen: &mut BTreeSet<&'r str>,
+    ) -> PolarsResult<Vec<Vec<Cell>>> {
+        let r_account = strs(roster, "account_id")?;
+        let r_agency = strs(roster, "agency_id")?;
+        let r_holder = strs(roster, "holder_name")?;
+        let r_role = strs(roster, "role")?;
+        let r_status = strs(roster, "status")?;
+        // An account only an older roster snapshot lists is not on the
+        // roster any more, whatever status it had there.
+        let r_removed: Vec<Option<bool>> = match roster.column("removed") {
+            Ok(c) => c.bool()?.iter().collect(),
+            Err(_) => vec![None; roster.height()],
+        };
+        let r_snapshot: Vec<Option<String>> = match roster.column(crate::ingest::SNAPSHOT_DATE) {
+            Ok(c) => c
+                .cast(&DataType::String)?
+                .str()?
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect(),
+            Err(_) => vec![None; roster.height()],
+        };
+        let mut rows = Vec::new();
+        for i in 0..roster.height() {
+            let Some(a) = r_account[i] else { continue };
+            if !seen.insert(a) {
+                continue;
+            }
+            let status = if r_removed[i] == Some(true) {
+                // Off the roster already: what is left is to make sure
+                // WebIR has it revoked too (point 6(2));
+                // ACCOUNT_REMOVED_FROM_ROSTER says so.
+                let listed = r_snapshot[i].as_deref().unwrap_or("較舊");
                 (
                     None,
-                    Cell::Text(format!(
-                        "已自清冊移除（{} 清冊仍列）",
-                        r_snapshot[i].as_deref().unwrap_or("較舊")
-                    )),
-                ),
-            ));
-        } else {
-            rows.push(row(
+                    Cell::Text(format!("已自清冊移除（{listed} 清冊仍列）")),
+                )
+            } else {
+                (r_status[i], label(&ACCOUNT_STATUS, r_status[i]))
+            };
+            rows.push(self.row(
                 a,
                 r_agency[i],
                 text(r_holder[i]),
                 (r_role[i], label(&ROLE, r_role[i])),
-                (r_status[i], label(&ACCOUNT_STATUS, r_status[i])),
+                status,
             ));
         }
+        Ok(rows)
     }
-    // Accounts the log shows but the roster lacks: the officer confirms them too.
-    for i in 0..findings.height() {
-        if codes[i] == Some(Code::AccountNotInRoster.as_str())
-            && let Some(a) = account[i]
-            && agency_of_finding[i].is_some_and(|g| ids.iter().any(|id| id == g))
-            && seen.insert(a)
-        {
-            rows.push(row(
-                a,
-                agency_of_finding[i],
-                Cell::Empty,
-                (None, Cell::Empty),
-                (None, Cell::from("（清冊無此帳號）")),
-            ));
+
+    /// Accounts of the unit's agencies (`ids`) the log shows but the
+    /// roster lacks: the officer confirms them too.
+    fn not_on_roster<'r>(
+        &self,
+        findings: &'r DataFrame,
+        ids: &[String],
+        seen: &mut BTreeSet<&'r str>,
+    ) -> PolarsResult<Vec<Vec<Cell>>> {
+        let codes = strs(findings, "code")?;
+        let account = strs(findings, "account_id")?;
+        let agency_of_finding = strs(findings, "agency_id")?;
+        let mut rows = Vec::new();
+        for i in 0..findings.height() {
+            if codes[i] == Some(Code::AccountNotInRoster.as_str())
+                && let Some(a) = account[i]
+                && agency_of_finding[i].is_some_and(|g| ids.iter().any(|id| id == g))
+                && seen.insert(a)
+            {
+                rows.push(self.row(
+                    a,
+                    agency_of_finding[i],
+                    Cell::Empty,
+                    (None, Cell::Empty),
+                    (None, Cell::from("（清冊無此帳號）")),
+                ));
+            }
         }
+        Ok(rows)
     }
-    Ok(Table {
-        headers: headers(&[
-            "帳號",
-            "所屬機關",
-            "使用者",
-            "角色",
-            "帳號狀態",
-            "發現",
-            "建議處理",
-        ]),
-        rows,
-    })
 }
 
 /// Each agency's records in the period's population: the population is
