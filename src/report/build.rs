@@ -2863,89 +2863,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         df.with_column(unit)?;
         df
     })?;
-    let sev = strs(f.findings, "severity")?;
-    let unit_of = strs(f.findings, "unit_id")?;
-    let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
-    for (u, s) in unit_of.iter().zip(&sev) {
-        if let (Some(u), Some(s)) = (u, s.and_then(severity_of)) {
-            *counts.entry((u, s)).or_default() += 1;
-        }
-    }
-    let strata: BTreeMap<&str, (u64, u64)> = f
-        .sample
-        .map(|(man, _)| {
-            man.units
-                .iter()
-                .map(|u| {
-                    (
-                        u.unit_id.as_str(),
-                        u.strata.iter().fold((0, 0), |(a, b), s| {
-                            (a + s.accounts_in_use, b + s.accounts_selected)
-                        }),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // The sample's coverage only where there is a sample: no column of a
-    // city-wide table is left blank.
-    let sampled = f.sample.is_some();
-    let mut h = if sampled {
-        headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"])
-    } else {
-        headers(&["單位"])
-    };
-    // A run that checked accounts only counts account findings.
-    let found = if f.kind.shows_queries() {
-        "發現"
-    } else {
-        "帳號發現"
-    };
-    h.extend(
-        Severity::ALL
-            .iter()
-            .map(|s| format!("{found}：{}", severity_label(*s))),
-    );
-    if f.unit_status.is_some() {
-        h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
-    }
-    let units = Table {
-        headers: h,
-        rows: units
-            .iter()
-            .map(|u| {
-                let (n_use, n_sel) = strata.get(u.as_str()).copied().unwrap_or((0, 0));
-                let mut r = vec![Cell::Text(format!("{}（{u}）", agency_name(f.config, u)))];
-                if sampled {
-                    r.extend([
-                        Cell::Int(n_use as i64),
-                        Cell::Int(n_sel as i64),
-                        // Point 6(1): at least 20% of the accounts in use.
-                        match (n_sel * 1000).checked_div(n_use) {
-                            None => Cell::from("—"),
-                            Some(permille) => {
-                                Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
-                            }
-                        },
-                    ]);
-                }
-                r.extend(
-                    Severity::ALL
-                        .iter()
-                        .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
-                );
-                if let Some(status) = f.unit_status {
-                    match status.get(u) {
-                        Some(st) => r.extend(st.cells()),
-                        None => {
-                            r.extend([Cell::Int(0), "無紀錄".into(), "無紀錄".into(), "—".into()])
-                        }
-                    }
-                }
-                r
-            })
-            .collect(),
-    };
+    let units = units_table(f, &units)?;
     let sample = match f.sample {
         Some((manifest, _)) => {
             let mut s = sample_section(
@@ -2996,6 +2914,94 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .push("「剔除資料列」所列為無法讀入之資料，請通知提供機關更正後重新匯出。".to_owned());
     }
     Ok(m)
+}
+
+/// 各單位: one row per unit, its sample's coverage where there is a
+/// sample, its findings by severity, and its status where known.
+fn units_table(f: &RunFacts<'_>, units: &[String]) -> PolarsResult<Table> {
+    let sev = strs(f.findings, "severity")?;
+    let unit_of = strs(f.findings, "unit_id")?;
+    let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
+    for (u, s) in unit_of.iter().zip(&sev) {
+        if let (Some(u), Some(s)) = (u, s.and_then(severity_of)) {
+            *counts.entry((u, s)).or_default() += 1;
+        }
+    }
+    let strata: BTreeMap<&str, (u64, u64)> = f
+        .sample
+        .map(|(man, _)| {
+            man.units
+                .iter()
+                .map(|u| {
+                    (
+                        u.unit_id.as_str(),
+                        u.strata.iter().fold((0, 0), |(a, b), s| {
+                            (a + s.accounts_in_use, b + s.accounts_selected)
+                        }),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The sample's coverage only where there is a sample: no column of a
+    // city-wide table is left blank.
+    let sampled = f.sample.is_some();
+    let mut h = if sampled {
+        headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"])
+    } else {
+        headers(&["單位"])
+    };
+    // A run that checked accounts only counts account findings.
+    let found = if f.kind.shows_queries() {
+        "發現"
+    } else {
+        "帳號發現"
+    };
+    h.extend(
+        Severity::ALL
+            .iter()
+            .map(|s| format!("{found}：{}", severity_label(*s))),
+    );
+    if f.unit_status.is_some() {
+        h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
+    }
+    Ok(Table {
+        headers: h,
+        rows: units
+            .iter()
+            .map(|u| {
+                let (n_use, n_sel) = strata.get(u.as_str()).copied().unwrap_or((0, 0));
+                let mut r = vec![Cell::Text(format!("{}（{u}）", agency_name(f.config, u)))];
+                if sampled {
+                    r.extend([
+                        Cell::Int(n_use as i64),
+                        Cell::Int(n_sel as i64),
+                        // Point 6(1): at least 20% of the accounts in use.
+                        match (n_sel * 1000).checked_div(n_use) {
+                            None => Cell::from("—"),
+                            Some(permille) => {
+                                Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
+                            }
+                        },
+                    ]);
+                }
+                r.extend(
+                    Severity::ALL
+                        .iter()
+                        .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
+                );
+                if let Some(status) = f.unit_status {
+                    match status.get(u) {
+                        Some(st) => r.extend(st.cells()),
+                        None => {
+                            r.extend([Cell::Int(0), "無紀錄".into(), "無紀錄".into(), "—".into()])
+                        }
+                    }
+                }
+                r
+            })
+            .collect(),
+    })
 }
 
 /// The city-wide 剔除資料列: every row no unit can be given.
