@@ -2178,71 +2178,36 @@ fn part_rows(details: &DataFrame, ids: &[String], part: Part) -> PolarsResult<Da
         .collect()
 }
 
-fn sample_section(
+/// The sample worksheet's rows: the tool's columns of each sampled
+/// record of `unit` (its first agency).
+fn worksheet_rows(
     f: &RunFacts<'_>,
-    m: &Manifest,
-    details: &DataFrame,
-    ids: &[String],
-    part: Part,
-) -> PolarsResult<SampleSection> {
-    let d = part_rows(details, ids, part)?;
-    let agency = strs(&d, "agency_id")?;
-    let account = strs(&d, "account_id")?;
-    let holder = strs(&d, "holder_name")?;
-    let at = times(&d, "queried_at_exact")?;
-    let item = strs(&d, "query_item")?;
-    let subject = strs(&d, "subject")?;
-    let purpose = strs(&d, "purpose")?;
-    let form = strs(&d, "form_id")?;
-    let late = strs(&d, "late_form_id")?;
-    let form_purpose = strs(&d, "form_purpose")?;
-    let approver = strs(&d, "form_approver")?;
-    let reason = strs(&d, "form_reason")?;
-    let approved = times(&d, "form_approved_at")?;
-    let pre = strs(&d, "prechecks")?;
-    let unit = ids.first().map(String::as_str);
+    d: &DataFrame,
+    unit: Option<&str>,
+) -> PolarsResult<Vec<Vec<Cell>>> {
+    let agency = strs(d, "agency_id")?;
+    let account = strs(d, "account_id")?;
+    let holder = strs(d, "holder_name")?;
+    let at = times(d, "queried_at_exact")?;
+    let item = strs(d, "query_item")?;
+    let subject = strs(d, "subject")?;
+    let purpose = strs(d, "purpose")?;
+    let form = strs(d, "form_id")?;
+    let late = strs(d, "late_form_id")?;
+    let form_purpose = strs(d, "form_purpose")?;
+    let approver = strs(d, "form_approver")?;
+    let reason = strs(d, "form_reason")?;
+    let approved = times(d, "form_approved_at")?;
+    let pre = strs(d, "prechecks")?;
     let second = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M:%S").to_string();
     // An approval to the minute, on one line under its approver (the
     // pre-check says whether it came before the query).
     let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
-    let rows = (0..d.height())
+    Ok((0..d.height())
         .map(|i| {
-            // The account and its holder, and below them its agency when
-            // it is a subordinate one's: who the row is about, in one cell.
-            let mut who = account[i].unwrap_or("").to_owned();
-            if let Some(h) = holder[i] {
-                who.push(' ');
-                who.push_str(h);
-            }
-            if let Some(a) = agency[i].filter(|a| Some(*a) != unit) {
-                let within = match unit {
-                    Some(u) => name_within(f.config, u, a),
-                    None => agency_name(f.config, a),
-                };
-                who.push('\n');
-                who.push_str(&within);
-            }
-            // The form the checks matched and what it was for, or the
-            // one the finding cites, approved only after the query (one
-            // source of truth); then who approved it when.
-            let form_cell = match (form[i], late[i]) {
-                (None, None) => "無對應紀錄表".to_owned(),
-                (id, late_id) => {
-                    let mut s = match (id, late_id) {
-                        (Some(id), _) => id.to_owned(),
-                        (_, Some(l)) => format!("{l}（查詢後始核可）"),
-                        (None, None) => String::new(),
-                    };
-                    // Its purpose only where it is not the query's (the
-                    // row says the query's beside it): a line less to
-                    // print on nearly every row.
-                    if let Some(p) = form_purpose[i].filter(|p| Some(*p) != purpose[i]) {
-                        s.push_str("\n目的：");
-                        s.push_str(PURPOSE.label(p).unwrap_or(p));
-                    }
-                    s
-                }
-            };
+            let who = who_cell(f, unit, account[i], holder[i], agency[i]);
+            let form_cell = form_cell(form[i], late[i], form_purpose[i], purpose[i]);
+            // Who approved the form, and when.
             let approval = match (form[i].or(late[i]), approver[i], approved[i]) {
                 (None, _, _) => Cell::Empty,
                 (Some(_), a, Some(t)) => Cell::Text(
@@ -2267,7 +2232,73 @@ fn sample_section(
                 text(pre[i]),
             ]
         })
-        .collect();
+        .collect())
+}
+
+/// The account and its holder, and below them its agency when it is a
+/// subordinate one's (of `unit`): who the row is about, in one cell.
+fn who_cell(
+    f: &RunFacts<'_>,
+    unit: Option<&str>,
+    account: Option<&str>,
+    holder: Option<&str>,
+    agency: Option<&str>,
+) -> String {
+    let mut who = account.unwrap_or("").to_owned();
+    if let Some(h) = holder {
+        who.push(' ');
+        who.push_str(h);
+    }
+    if let Some(a) = agency.filter(|a| Some(*a) != unit) {
+        let within = match unit {
+            Some(u) => name_within(f.config, u, a),
+            None => agency_name(f.config, a),
+        };
+        who.push('\n');
+        who.push_str(&within);
+    }
+    who
+}
+
+/// The form the checks matched and what it was for, or the one the
+/// finding cites (`late`), approved only after the query (one source of
+/// truth).
+fn form_cell(
+    form: Option<&str>,
+    late: Option<&str>,
+    form_purpose: Option<&str>,
+    purpose: Option<&str>,
+) -> String {
+    match (form, late) {
+        (None, None) => "無對應紀錄表".to_owned(),
+        (id, late_id) => {
+            let mut s = match (id, late_id) {
+                (Some(id), _) => id.to_owned(),
+                (_, Some(l)) => format!("{l}（查詢後始核可）"),
+                (None, None) => String::new(),
+            };
+            // Its purpose only where it is not the query's (the
+            // row says the query's beside it): a line less to
+            // print on nearly every row.
+            if let Some(p) = form_purpose.filter(|p| Some(*p) != purpose) {
+                s.push_str("\n目的：");
+                s.push_str(PURPOSE.label(p).unwrap_or(p));
+            }
+            s
+        }
+    }
+}
+
+fn sample_section(
+    f: &RunFacts<'_>,
+    m: &Manifest,
+    details: &DataFrame,
+    ids: &[String],
+    part: Part,
+) -> PolarsResult<SampleSection> {
+    let d = part_rows(details, ids, part)?;
+    let unit = ids.first().map(String::as_str);
+    let rows = worksheet_rows(f, &d, unit)?;
     let unit_strata: Vec<_> = m
         .units
         .iter()
