@@ -1613,116 +1613,43 @@ fn query_findings(
     provenance: bool,
     within: Option<(&Config, &str)>,
 ) -> PolarsResult<(Table, Option<Table>)> {
-    let codes = strs(findings, "code")?;
-    let sev = strs(findings, "severity")?;
-    let agency = strs(findings, "agency_id")?;
-    let account = strs(findings, "account_id")?;
-    let holder = strs(findings, "holder_name")?;
-    let subject = strs(findings, "subject")?;
-    let at = times(findings, "occurred_at")?;
-    let reason = strs(findings, "reason")?;
-    let file = strs(findings, "source_file")?;
-    let row = findings.column("source_row")?.cast(&DataType::Int64)?;
-    let row: Vec<Option<i64>> = row.i64()?.iter().collect();
-    let one = |i: usize, c: &str| {
-        let mut r = vec![Cell::from(
-            sev[i].and_then(severity_of).map_or("", severity_label),
-        )];
-        if provenance {
-            r.push(Cell::from(c));
-        }
-        r.extend([
-            Cell::from(Code::parse(c).map_or("", |c| c.description())),
-            match (within, agency[i]) {
-                (Some((config, unit)), Some(a)) => Cell::Text(name_within(config, unit, a)),
-                _ => text(agency[i]),
-            },
-            text(account[i]),
-            text(holder[i]),
-            text(subject[i]),
-            Cell::from(at[i]),
-            text(reason[i]),
-        ]);
-        if provenance {
-            r.push(text(file[i]));
-            r.push(row[i].map_or(Cell::Empty, Cell::Int));
-        }
-        r
-    };
-    // Findings of a per-account pattern, grouped by (code, account), in
-    // the order their first finding comes.
-    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-    let mut order: Vec<Result<usize, (&str, &str)>> = Vec::new();
-    for i in 0..findings.height() {
-        let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
-            continue;
-        };
-        let per_account = Code::parse(c).is_some_and(|c| ask(c) == Ask::PerAccount);
-        match (per_account, account[i]) {
-            (true, Some(a)) => {
-                let g = groups.entry((c, a)).or_default();
-                if g.is_empty() {
-                    order.push(Err((c, a)));
-                }
-                g.push(i);
-            }
-            _ => order.push(Ok(i)),
-        }
-    }
-    let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
+    let q = QueryColumns::of(findings, provenance, within)?;
+    let (groups, order) = group_per_account(&q);
     let mut rows = Vec::new();
     let mut details = Vec::new();
     for o in order {
         match o {
-            Ok(i) => rows.push(one(i, codes[i].unwrap_or(""))),
+            Ok(i) => rows.push(q.one(i, q.codes[i].unwrap_or(""))),
             Err(key) => {
                 let members = &groups[&key];
-                let first = members[0];
                 if members.len() == 1 {
-                    rows.push(one(first, key.0));
+                    rows.push(q.one(members[0], key.0));
                     continue;
                 }
-                let mut r = one(first, key.0);
-                let subjects: std::collections::BTreeSet<&str> =
-                    members.iter().filter_map(|i| subject[*i]).collect();
-                let times: Vec<NaiveDateTime> = members.iter().filter_map(|i| at[*i]).collect();
-                let span = match (times.iter().min(), times.iter().max()) {
-                    (Some(a), Some(b)) if a != b => format!("{} 至 {}", minute(*a), minute(*b)),
-                    (Some(a), _) => minute(*a),
-                    _ => String::new(),
-                };
-                let base = usize::from(provenance);
-                r[base + 5] = Cell::Text(format!("{} 人", subjects.len()));
-                r[base + 6] = Cell::Text(span);
-                r[base + 7] = Cell::Text(format!(
-                    "共 {} 筆查詢（逐筆見「異常查詢明細」{}）；首筆：{}",
-                    members.len(),
-                    if members.len() > super::sheets::DETAILS_PRINTED {
-                        format!("，列印前 {} 筆", super::sheets::DETAILS_PRINTED)
-                    } else {
-                        String::new()
-                    },
-                    reason[first].unwrap_or("")
-                ));
-                rows.push(r);
+                rows.push(q.rolled_up(key.0, members));
                 // The queries behind it, a line each: the decision's row
                 // carries what they have in common.
-                details.extend(members.iter().map(|i| {
-                    let mut d = vec![
-                        Cell::from(Code::parse(key.0).map_or("", |c| c.description())),
-                        text(account[*i]),
-                        text(subject[*i]),
-                        Cell::from(at[*i]),
-                    ];
-                    if provenance {
-                        d.push(text(file[*i]));
-                        d.push(row[*i].map_or(Cell::Empty, Cell::Int));
-                    }
-                    d
-                }));
+                details.extend(members.iter().map(|i| q.detail(*i, key.0)));
             }
         }
     }
+    let (h, dh) = query_headers(provenance);
+    let details = (!details.is_empty()).then(|| Table {
+        headers: headers(&dh),
+        rows: details,
+    });
+    Ok((
+        Table {
+            headers: headers(&h),
+            rows,
+        },
+        details,
+    ))
+}
+
+/// The headers of 異常查詢 and of 異常查詢明細; with `provenance`, the
+/// code and the source file and row too.
+fn query_headers(provenance: bool) -> (Vec<&'static str>, Vec<&'static str>) {
     let mut h = vec!["嚴重度"];
     if provenance {
         h.push("代碼");
@@ -1735,17 +1662,153 @@ fn query_findings(
     if provenance {
         dh.extend(["來源檔案", "來源列"]);
     }
-    let details = (!details.is_empty()).then(|| Table {
-        headers: headers(&dh),
-        rows: details,
-    });
-    Ok((
-        Table {
-            headers: headers(&h),
-            rows,
-        },
-        details,
-    ))
+    (h, dh)
+}
+
+/// A per-account pattern: its code and account.
+type PatternKey<'a> = (&'a str, &'a str);
+
+/// The query findings' rows in order: a finding alone (`Ok`), or the
+/// first of a per-account pattern's group (`Err(key)`), whose members the
+/// map holds, in the order their first finding comes.
+fn group_per_account<'a>(
+    q: &QueryColumns<'a>,
+) -> (
+    BTreeMap<PatternKey<'a>, Vec<usize>>,
+    Vec<Result<usize, PatternKey<'a>>>,
+) {
+    let mut groups: BTreeMap<PatternKey<'_>, Vec<usize>> = BTreeMap::new();
+    let mut order: Vec<Result<usize, PatternKey<'_>>> = Vec::new();
+    for i in 0..q.codes.len() {
+        let Some(c) = q.codes[i].filter(|c| is_query_code(c)) else {
+            continue;
+        };
+        let per_account = Code::parse(c).is_some_and(|c| ask(c) == Ask::PerAccount);
+        match (per_account, q.account[i]) {
+            (true, Some(a)) => {
+                let g = groups.entry((c, a)).or_default();
+                if g.is_empty() {
+                    order.push(Err((c, a)));
+                }
+                g.push(i);
+            }
+            _ => order.push(Ok(i)),
+        }
+    }
+    (groups, order)
+}
+
+/// The columns of the findings a query findings sheet shows.
+struct QueryColumns<'a> {
+    provenance: bool,
+    within: Option<(&'a Config, &'a str)>,
+    codes: Vec<Option<&'a str>>,
+    sev: Vec<Option<&'a str>>,
+    agency: Vec<Option<&'a str>>,
+    account: Vec<Option<&'a str>>,
+    holder: Vec<Option<&'a str>>,
+    subject: Vec<Option<&'a str>>,
+    at: Vec<Option<NaiveDateTime>>,
+    reason: Vec<Option<&'a str>>,
+    file: Vec<Option<&'a str>>,
+    row: Vec<Option<i64>>,
+}
+
+impl<'a> QueryColumns<'a> {
+    fn of(
+        findings: &'a DataFrame,
+        provenance: bool,
+        within: Option<(&'a Config, &'a str)>,
+    ) -> PolarsResult<QueryColumns<'a>> {
+        let row = findings.column("source_row")?.cast(&DataType::Int64)?;
+        Ok(QueryColumns {
+            provenance,
+            within,
+            codes: strs(findings, "code")?,
+            sev: strs(findings, "severity")?,
+            agency: strs(findings, "agency_id")?,
+            account: strs(findings, "account_id")?,
+            holder: strs(findings, "holder_name")?,
+            subject: strs(findings, "subject")?,
+            at: times(findings, "occurred_at")?,
+            reason: strs(findings, "reason")?,
+            file: strs(findings, "source_file")?,
+            row: row.i64()?.iter().collect(),
+        })
+    }
+
+    /// The row of finding `i`, of code `c`.
+    fn one(&self, i: usize, c: &str) -> Vec<Cell> {
+        let mut r = vec![Cell::from(
+            self.sev[i].and_then(severity_of).map_or("", severity_label),
+        )];
+        if self.provenance {
+            r.push(Cell::from(c));
+        }
+        r.extend([
+            Cell::from(Code::parse(c).map_or("", |c| c.description())),
+            match (self.within, self.agency[i]) {
+                (Some((config, unit)), Some(a)) => Cell::Text(name_within(config, unit, a)),
+                _ => text(self.agency[i]),
+            },
+            text(self.account[i]),
+            text(self.holder[i]),
+            text(self.subject[i]),
+            Cell::from(self.at[i]),
+            text(self.reason[i]),
+        ]);
+        self.push_source(&mut r, i);
+        r
+    }
+
+    /// With provenance, the source file and row of finding `i`.
+    fn push_source(&self, r: &mut Vec<Cell>, i: usize) {
+        if self.provenance {
+            r.push(text(self.file[i]));
+            r.push(self.row[i].map_or(Cell::Empty, Cell::Int));
+        }
+    }
+
+    /// One row for a per-account pattern's `members` (of code `c`): the
+    /// first's, with how many people, when, and how many queries.
+    fn rolled_up(&self, c: &str, members: &[usize]) -> Vec<Cell> {
+        let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
+        let first = members[0];
+        let mut r = self.one(first, c);
+        let subjects: BTreeSet<&str> = members.iter().filter_map(|i| self.subject[*i]).collect();
+        let times: Vec<NaiveDateTime> = members.iter().filter_map(|i| self.at[*i]).collect();
+        let span = match (times.iter().min(), times.iter().max()) {
+            (Some(a), Some(b)) if a != b => format!("{} 至 {}", minute(*a), minute(*b)),
+            (Some(a), _) => minute(*a),
+            _ => String::new(),
+        };
+        let base = usize::from(self.provenance);
+        r[base + 5] = Cell::Text(format!("{} 人", subjects.len()));
+        r[base + 6] = Cell::Text(span);
+        r[base + 7] = Cell::Text(format!(
+            "共 {} 筆查詢（逐筆見「異常查詢明細」{}）；首筆：{}",
+            members.len(),
+            if members.len() > super::sheets::DETAILS_PRINTED {
+                format!("，列印前 {} 筆", super::sheets::DETAILS_PRINTED)
+            } else {
+                String::new()
+            },
+            self.reason[first].unwrap_or("")
+        ));
+        r
+    }
+
+    /// The 異常查詢明細 line of query `i` of a pattern of code `c`.
+    fn detail(&self, i: usize, c: &str) -> Vec<Cell> {
+        let mut d = vec![
+            Cell::from(Code::parse(c).map_or("", |c| c.description())),
+            text(self.account[i]),
+            text(self.subject[i]),
+            Cell::from(self.at[i]),
+        ];
+        self.push_source(&mut d, i);
+        d
+    }
 }
 
 fn severity_by_agency(
