@@ -698,8 +698,39 @@ pub fn sample_details(
     forms: &DataFrame,
     findings: &DataFrame,
 ) -> PolarsResult<DataFrame> {
-    // The holder's role decides who reviews the row: an officer's own
-    // account is reviewed by someone else (a second review).
+    let holders = holders(roster);
+    let candidates = shown_forms(config, sample, forms);
+    let prechecks = prechecks(findings);
+    let mut out = sample
+        .clone()
+        .lazy()
+        .with_row_index("i", None)
+        .join(
+            holders,
+            [col("account_id")],
+            [col("account_id")],
+            left_keep_order(),
+        )
+        .join(candidates, [col("i")], [col("i")], left_keep_order())
+        .with_column(col("source_row").cast(DataType::Int64))
+        .join(
+            prechecks.with_column(col("source_row").cast(DataType::Int64)),
+            [col("source_file"), col("source_row")],
+            [col("source_file"), col("source_row")],
+            left_keep_order(),
+        )
+        .sort(["i"], SortMultipleOptions::default())
+        .collect()?;
+    // Codes as Chinese descriptions, one cell.
+    let described = described_codes(&out)?;
+    out.with_column(Column::new("prechecks".into(), described))?;
+    Ok(out)
+}
+
+/// Each account's holder and role (`account_id, holder_name,
+/// holder_role`). The holder's role decides who reviews the row: an
+/// officer's own account is reviewed by someone else (a second review).
+fn holders(roster: &DataFrame) -> LazyFrame {
     let role = if roster
         .get_column_names()
         .iter()
@@ -709,12 +740,16 @@ pub fn sample_details(
     } else {
         lit(NULL).cast(DataType::String)
     };
-    let holders = roster.clone().lazy().group_by([col("account_id")]).agg([
+    roster.clone().lazy().group_by([col("account_id")]).agg([
         col("holder_name").first(),
         role.first().alias("holder_role"),
-    ]);
-    // The form the checks matched (one as-of join, `checks::match_forms`),
-    // with its approver.
+    ])
+}
+
+/// Per sampled row (`i`): the form it shows and that form's approver,
+/// approval, purpose and 查詢事由. The form the checks matched (one as-of
+/// join, `checks::match_forms`), else the one the finding cites.
+fn shown_forms(config: &Config, sample: &DataFrame, forms: &DataFrame) -> LazyFrame {
     let approvers = forms
         .clone()
         .lazy()
@@ -725,7 +760,7 @@ pub fn sample_details(
             crate::checks::as_text(col("purpose")).alias("shown_purpose"),
         ])
         .unique_stable(Some(cols(["shown_form"])), UniqueKeepStrategy::First);
-    let candidates = crate::checks::query::late_forms(
+    crate::checks::query::late_forms(
         crate::checks::query::match_forms(
             sample
                 .clone()
@@ -769,10 +804,14 @@ pub fn sample_details(
         col("form_reason"),
         coalesce(&[col("form_approved_at"), col("late_approved_at")]).alias("form_approved_at"),
         col("late_form_id"),
-    ]);
-    // Findings about the query itself: a roll-up about its account (one
-    // finding citing its first query) is not this row's verdict.
-    let prechecks = findings
+    ])
+}
+
+/// Findings about a query itself, by its source file and row: a roll-up
+/// about its account (one finding citing its first query) is not this
+/// row's verdict.
+fn prechecks(findings: &DataFrame) -> LazyFrame {
+    findings
         .clone()
         .lazy()
         .filter(
@@ -782,30 +821,13 @@ pub fn sample_details(
                 .and(col("subject").neq(lit(""))),
         )
         .group_by([col("source_file"), col("source_row")])
-        .agg([col("code").sort(SortOptions::default()).unique_stable()]);
-    let mut out = sample
-        .clone()
-        .lazy()
-        .with_row_index("i", None)
-        .join(
-            holders,
-            [col("account_id")],
-            [col("account_id")],
-            left_keep_order(),
-        )
-        .join(candidates, [col("i")], [col("i")], left_keep_order())
-        .with_column(col("source_row").cast(DataType::Int64))
-        .join(
-            prechecks.with_column(col("source_row").cast(DataType::Int64)),
-            [col("source_file"), col("source_row")],
-            [col("source_file"), col("source_row")],
-            left_keep_order(),
-        )
-        .sort(["i"], SortMultipleOptions::default())
-        .collect()?;
-    // Codes as Chinese descriptions, one cell.
+        .agg([col("code").sort(SortOptions::default()).unique_stable()])
+}
+
+/// The `code` lists of `out` as Chinese descriptions, one cell each.
+fn described_codes(out: &DataFrame) -> PolarsResult<Vec<String>> {
     let codes = out.column("code")?.list()?.clone();
-    let described: Vec<String> = codes
+    let described = codes
         .amortized_iter()
         .map(|l| {
             let list = l.map(|s| s.as_ref().clone());
@@ -826,8 +848,7 @@ pub fn sample_details(
             }
         })
         .collect();
-    out.with_column(Column::new("prechecks".into(), described))?;
-    Ok(out)
+    Ok(described)
 }
 
 /// The disabled accounts of `roster` the query log shows queries of
