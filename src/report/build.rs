@@ -995,92 +995,111 @@ fn chief_models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
     if f.kind != ReportKind::ExternalAudit {
         return Ok(out);
     }
-    let hb = f.config.agencies.health_bureau();
-    let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
     if let Some(roster) = f.roster {
-        // Every officer account of the city. The chief administrator's own
-        // is not theirs to review: it is the NHIA's to change (point 4,
-        // last paragraph), and the summary says so.
-        let officers = roster
-            .clone()
-            .lazy()
-            .filter(col("role").eq(lit("officer")))
-            .collect()?;
-        // Without a [chief_administrator], the Health Bureau's officer
-        // reads the review: their own account is not theirs to review.
-        let (officers, own) = if f.config.chief.is_none() {
-            let of_hb = col("agency_id")
-                .cast(DataType::String)
-                .eq(lit(hb.id.as_str()));
-            let own = officers.clone().lazy().filter(of_hb.clone()).collect()?;
-            (officers.lazy().filter(of_hb.not()).collect()?, own)
-        } else {
-            (officers, DataFrame::empty())
-        };
-        let own: Vec<String> = strs(&own, "account_id")
-            .unwrap_or_default()
-            .into_iter()
-            .flatten()
-            .map(str::to_owned)
-            .collect();
-        let chiefs = roster
-            .clone()
-            .lazy()
-            .filter(col("role").eq(lit("chief_admin")))
-            .collect()?;
-        let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
-        let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
-        let findings = f
-            .findings
-            .clone()
-            .lazy()
-            .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
-            .collect()?;
-        let accounts = accounts(f, &officers, &all, &findings, true)?;
-        let mut m = base(
-            f,
-            &hb.id,
-            hb.name.clone(),
-            &findings,
-            Document::OfficerReview { accounts },
-        )?;
-        m.notes.clear();
-        // How many officers each agency has is the agency's finding, not
-        // an account's: said here, where the decision is made.
-        let officer_counts = f
-            .findings
-            .clone()
-            .lazy()
-            .filter(col("code").eq(lit(Code::AgencyOfficerCount.as_str())))
-            .collect()?;
-        let agencies = strs(&officer_counts, "agency_id")?;
-        for (a, r) in agencies.iter().zip(strs(&officer_counts, "reason")?) {
-            let (Some(a), Some(r)) = (a, r) else { continue };
-            m.notes.push(format!(
-                "專責人員人數不符規定（第五點第一款）：{}（{a}）{r}",
-                agency_name(f.config, a)
-            ));
-        }
-        m.actions = vec![format!(
-            "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"
-        )];
-        if !own.is_empty() {
-            m.notes.push(format!(
-                "衛生局專責人員帳號（{}）不列入本清查：未設定總管理者（[chief_administrator]），本清查寄衛生局專責人員辦理，其不自行清查本人帳號；請設定總管理者，由總管理者清查。",
-                own.join("、")
-            ));
-        }
-        if !ids.is_empty() {
-            m.notes.push(format!(
-                "總管理者帳號（{}）不列入本清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
-                ids.join("、")
-            ));
-        }
-        out.push(m);
+        out.push(officer_review(f, roster)?);
     }
     let (Some(draw), Some(evidence)) = (f.selection, f.evidence) else {
         return Ok(out);
     };
+    out.extend(external_records(f, draw, evidence)?);
+    Ok(out)
+}
+
+/// Point 4(5): the chief administrator's review of every officer account
+/// of the city (`roster`'s).
+fn officer_review(f: &RunFacts<'_>, roster: &DataFrame) -> PolarsResult<ReportModel> {
+    let hb = f.config.agencies.health_bureau();
+    let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
+    // Every officer account of the city. The chief administrator's own
+    // is not theirs to review: it is the NHIA's to change (point 4,
+    // last paragraph), and the summary says so.
+    let officers = roster
+        .clone()
+        .lazy()
+        .filter(col("role").eq(lit("officer")))
+        .collect()?;
+    // Without a [chief_administrator], the Health Bureau's officer
+    // reads the review: their own account is not theirs to review.
+    let (officers, own) = if f.config.chief.is_none() {
+        let of_hb = col("agency_id")
+            .cast(DataType::String)
+            .eq(lit(hb.id.as_str()));
+        let own = officers.clone().lazy().filter(of_hb.clone()).collect()?;
+        (officers.lazy().filter(of_hb.not()).collect()?, own)
+    } else {
+        (officers, DataFrame::empty())
+    };
+    let own: Vec<String> = strs(&own, "account_id")
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    let chiefs = roster
+        .clone()
+        .lazy()
+        .filter(col("role").eq(lit("chief_admin")))
+        .collect()?;
+    let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
+    let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
+    let findings = f
+        .findings
+        .clone()
+        .lazy()
+        .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
+        .collect()?;
+    let accounts = accounts(f, &officers, &all, &findings, true)?;
+    let mut m = base(
+        f,
+        &hb.id,
+        hb.name.clone(),
+        &findings,
+        Document::OfficerReview { accounts },
+    )?;
+    m.notes.clear();
+    // How many officers each agency has is the agency's finding, not
+    // an account's: said here, where the decision is made.
+    let officer_counts = f
+        .findings
+        .clone()
+        .lazy()
+        .filter(col("code").eq(lit(Code::AgencyOfficerCount.as_str())))
+        .collect()?;
+    let agencies = strs(&officer_counts, "agency_id")?;
+    for (a, r) in agencies.iter().zip(strs(&officer_counts, "reason")?) {
+        let (Some(a), Some(r)) = (a, r) else { continue };
+        m.notes.push(format!(
+            "專責人員人數不符規定（第五點第一款）：{}（{a}）{r}",
+            agency_name(f.config, a)
+        ));
+    }
+    m.actions = vec![format!(
+        "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"
+    )];
+    if !own.is_empty() {
+        m.notes.push(format!(
+            "衛生局專責人員帳號（{}）不列入本清查：未設定總管理者（[chief_administrator]），本清查寄衛生局專責人員辦理，其不自行清查本人帳號；請設定總管理者，由總管理者清查。",
+            own.join("、")
+        ));
+    }
+    if !ids.is_empty() {
+        m.notes.push(format!(
+            "總管理者帳號（{}）不列入本清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
+            ids.join("、")
+        ));
+    }
+    Ok(m)
+}
+
+/// Points 4(2), 6(4): the chief administrator's record of each unit the
+/// external audit drew.
+fn external_records(
+    f: &RunFacts<'_>,
+    draw: &UnitDraw,
+    evidence: &BTreeMap<String, UnitEvidence>,
+) -> PolarsResult<Vec<ReportModel>> {
+    let mut out = Vec::new();
+    let deadline = deadline(f.config, f.kind, f.generated_at).1;
     let record_due = external_record_due(f.config, f.generated_at);
     for u in draw.units.iter().filter(|u| u.selected) {
         let Some(e) = evidence.get(&u.unit_id) else {
