@@ -2461,13 +2461,32 @@ fn sample_section(
 fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     let ids = subtree(f.config, unit);
     let findings = in_set(f.findings, "unit_id", &[unit.to_owned()])?;
+    let document = unit_document(f, unit, &ids, &findings)?;
+    let mut m = base(f, unit, agency_name(f.config, unit), &findings, document)?;
+    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
+    m.queries_by_month = queries_by_month(f, &ids)?;
+    // The ethics unit investigates with the unit (6(3)): it gets the
+    // workbook while any serious anomaly stands, asked before or not.
+    m.serious = f.kind.shows_queries() && serious(&findings)?;
+    add_unit_notes(f, unit, &ids, &mut m)?;
+    Ok(m)
+}
+
+/// The document of `unit`'s workbook of the run's kind, from its
+/// `findings` (of its agencies `ids`).
+fn unit_document(
+    f: &RunFacts<'_>,
+    unit: &str,
+    ids: &[String],
+    findings: &DataFrame,
+) -> PolarsResult<Document> {
     let missing =
         |what: &str| polars_err!(ComputeError: "a {} workbook needs {what}", f.kind.title());
     // What an earlier workbook asked is not asked again: it is listed
     // with where it was asked.
     let asked_queries = || -> PolarsResult<(Queries, Option<Table>)> {
         let (ask, asked) = match f.asked {
-            Some(before) => split_asked(&findings, unit, before)?,
+            Some(before) => split_asked(findings, unit, before)?,
             None => (findings.clone(), None),
         };
         let (q, details) = query_findings(&ask, false, Some((f.config, unit)))?;
@@ -2481,9 +2500,9 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     };
     let sample = || -> PolarsResult<SampleSection> {
         let (manifest, details) = f.sample.ok_or_else(|| missing("its sample"))?;
-        sample_section(f, manifest, details, &ids, Part::Officer)
+        sample_section(f, manifest, details, ids, Part::Officer)
     };
-    let document = match f.kind {
+    Ok(match f.kind {
         ReportKind::SampleAudit => Document::SampleAudit {
             sample: sample()?,
             queries: asked_queries()?.0,
@@ -2507,22 +2526,27 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
             accounts: accounts(
                 f,
                 f.roster.ok_or_else(|| missing("the roster"))?,
-                &ids,
-                &findings,
+                ids,
+                findings,
                 false,
             )?,
         },
         ReportKind::PasswordCheck => Document::PasswordCheck {
-            stale_passwords: stale_password_table(f, unit, &findings)?,
+            stale_passwords: stale_password_table(f, unit, findings)?,
         },
         ReportKind::ExternalAudit => return Err(missing("no unit: it is the Health Bureau's")),
-    };
-    let mut m = base(f, unit, agency_name(f.config, unit), &findings, document)?;
-    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
-    m.queries_by_month = queries_by_month(f, &ids)?;
-    // The ethics unit investigates with the unit (6(3)): it gets the
-    // workbook while any serious anomaly stands, asked before or not.
-    m.serious = f.kind.shows_queries() && serious(&findings)?;
+    })
+}
+
+/// What `unit`'s workbook notes and asks besides its document: what was
+/// asked before, a year the logs hold only part of, the accounts only
+/// the log shows, the sample's size and draws.
+fn add_unit_notes(
+    f: &RunFacts<'_>,
+    unit: &str,
+    ids: &[String],
+    m: &mut ReportModel,
+) -> PolarsResult<()> {
     if let Document::InternalAudit {
         asked_before: Some(t),
         ..
@@ -2548,7 +2572,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         ));
     }
     if let Some(o) = f.orphans {
-        let t = orphan_table(f, &in_set(o, "agency_id", &ids)?)?;
+        let t = orphan_table(f, &in_set(o, "agency_id", ids)?)?;
         // Someone used WebIR with an account nobody manages: the officer
         // finds out whose it is.
         if !t.rows.is_empty() {
@@ -2573,7 +2597,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
             ));
         }
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Where a unit's workbook asks about the accounts only the query log
