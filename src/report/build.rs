@@ -2874,35 +2874,6 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.cmp(b))
     });
-    let next = |w: Option<Code>| -> &'static str {
-        match w.map(Code::severity) {
-            Some(Severity::Critical) => {
-                "立即停止使用，會同政風單位調查並作成調查紀錄（第六點第三款）"
-            }
-            Some(Severity::High) if w.is_some_and(|c| c.scope() == Scope::Accounts) => {
-                "督促專責人員廢止或查明（第五點第一款第三目、第六點第二款）"
-            }
-            // Someone queried who may not: the account, not a form, is
-            // what is wrong.
-            Some(Severity::High)
-                if matches!(
-                    w,
-                    Some(
-                        Code::QueryByIneligibleHolder
-                            | Code::QueryByDisabledAccount
-                            | Code::QueryByUnrosteredAccount
-                    )
-                ) =>
-            {
-                "督促專責人員查明實際使用人並廢止帳號，會同政風單位調查（第六點第二款、第三款）"
-            }
-            Some(Severity::High) => {
-                "督促查明並補正紀錄表，必要時會同政風單位調查（第五點第二款第一目、第六點第三款）"
-            }
-            Some(Severity::Medium) => "督促查明（第六點）",
-            _ => "列入追蹤",
-        }
-    };
     Ok(Table {
         headers: headers(&[
             "單位",
@@ -2925,11 +2896,41 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
                 ];
                 r.extend(x.counts.iter().map(|n| Cell::Int(*n)));
                 r.push(Cell::from(x.worst.map_or("", Code::description)));
-                r.push(Cell::from(next(x.worst)));
+                r.push(Cell::from(next_action(x.worst)));
                 r
             })
             .collect(),
     })
+}
+
+/// The next action on an account whose most serious finding is `w`, as
+/// the Health Bureau's short list says it.
+fn next_action(w: Option<Code>) -> &'static str {
+    match w.map(Code::severity) {
+        Some(Severity::Critical) => "立即停止使用，會同政風單位調查並作成調查紀錄（第六點第三款）",
+        Some(Severity::High) if w.is_some_and(|c| c.scope() == Scope::Accounts) => {
+            "督促專責人員廢止或查明（第五點第一款第三目、第六點第二款）"
+        }
+        // Someone queried who may not: the account, not a form, is
+        // what is wrong.
+        Some(Severity::High)
+            if matches!(
+                w,
+                Some(
+                    Code::QueryByIneligibleHolder
+                        | Code::QueryByDisabledAccount
+                        | Code::QueryByUnrosteredAccount
+                )
+            ) =>
+        {
+            "督促專責人員查明實際使用人並廢止帳號，會同政風單位調查（第六點第二款、第三款）"
+        }
+        Some(Severity::High) => {
+            "督促查明並補正紀錄表，必要時會同政風單位調查（第五點第二款第一目、第六點第三款）"
+        }
+        Some(Severity::Medium) => "督促查明（第六點）",
+        _ => "列入追蹤",
+    }
 }
 
 /// The external audit's draw as the Health Bureau reads it.
