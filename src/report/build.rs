@@ -1708,17 +1708,18 @@ fn query_headers(provenance: bool) -> (Vec<&'static str>, Vec<&'static str>) {
 /// A per-account pattern: its code and account.
 type PatternKey<'a> = (&'a str, &'a str);
 
+/// Each per-account pattern's findings.
+type PatternGroups<'a> = BTreeMap<PatternKey<'a>, Vec<usize>>;
+
+/// A finding shown alone (`Ok`), or a pattern rolled up (`Err`).
+type RowOrGroup<'a> = Result<usize, PatternKey<'a>>;
+
 /// The query findings' rows in order: a finding alone (`Ok`), or the
 /// first of a per-account pattern's group (`Err(key)`), whose members the
 /// map holds, in the order their first finding comes.
-fn group_per_account<'a>(
-    q: &QueryColumns<'a>,
-) -> (
-    BTreeMap<PatternKey<'a>, Vec<usize>>,
-    Vec<Result<usize, PatternKey<'a>>>,
-) {
-    let mut groups: BTreeMap<PatternKey<'_>, Vec<usize>> = BTreeMap::new();
-    let mut order: Vec<Result<usize, PatternKey<'_>>> = Vec::new();
+fn group_per_account<'a>(q: &QueryColumns<'a>) -> (PatternGroups<'a>, Vec<RowOrGroup<'a>>) {
+    let mut groups = PatternGroups::new();
+    let mut order: Vec<RowOrGroup<'_>> = Vec::new();
     for i in 0..q.codes.len() {
         let Some(c) = q.codes[i].filter(|c| is_query_code(c)) else {
             continue;
