@@ -308,9 +308,100 @@ pub struct Notice {
 
 /// The internal audit's evidence sheet of a unit: `查核項目, 依據, 系統查得`.
 pub fn evidence_table(e: &UnitEvidence) -> Table {
+    let mut rows = account_duties(e);
+    rows.extend(query_duties(e));
+    let (audits, confirmed) = sample_audit_duties(e);
+    rows.extend(audits);
+    rows.extend(anomaly_duties(e, confirmed));
+    Table {
+        headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
+        rows,
+    }
+}
+
+/// A row of the evidence sheet: the duty, the point it comes from and
+/// what the system found.
+fn duty(what: impl Into<Cell>, point: &str, found: String) -> Vec<Cell> {
+    vec![what.into(), point.into(), Cell::Text(found)]
+}
+
+/// A duty the system cannot see: the auditor checks it on site.
+fn on_site(what: &str, point: &str) -> Vec<Cell> {
+    duty(what, point, ON_SITE.into())
+}
+
+/// The duties of the accounts (points 5(1), 5(2), 6(2)): the register,
+/// the applications, the yearly review and what it left open, who may
+/// hold an account.
+fn account_duties(e: &UnitEvidence) -> Vec<Vec<Cell>> {
+    let register = match e.register {
+        None => "未檢核（收件匣無帳號清冊或讀取失敗）".to_owned(),
+        Some((active, officers)) => format!(
+            "帳號清冊列本單位啟用帳號 {active} 個，其中專責人員 {officers} 名；{}；配賦過程之保密請實地查核",
+            e.officer_count.or_not_checked(|n| if n == 0 {
+                "專責人員人數符合規定".to_owned()
+            } else {
+                format!("專責人員人數不符規定 {n} 項")
+            })
+        ),
+    };
+    let applications = e.applications.or_not_checked(|n| {
+        if n == 0 {
+            "啟用帳號均有核定之申請表，開通日、申請人及異動均相符".to_owned()
+        } else {
+            format!(
+                "{n} 項申請資料不全（無申請表、核定前開通、申請人非持有人或調職未申請異動；明細見帳號清查工作簿）"
+            )
+        }
+    });
+    let review = match &e.review {
+        Some((day, run_id)) => format!("已辦理（基準日 {day}，執行編號 {run_id}）"),
+        None => "本期間未辦理".into(),
+    };
+    let open_items = e
+        .open_items
+        .0
+        .partial(|n| format!("{n} 項，其中嚴重或高風險 {} 項", e.open_items.1));
+    let ineligible = e.ineligible.or_not_checked(|n| {
+        if n == 0 {
+            "無不符資格者持有之帳號或其查詢".to_owned()
+        } else {
+            format!("{n} 項（不符資格者持有帳號或以其帳號查詢）")
+        }
+    });
+    vec![
+        duty(
+            "業務需求人員帳號及權限之配賦過程保密，並列冊控管授權使用對象",
+            "第五點第一款第一目",
+            register,
+        ),
+        duty(
+            "妥善保管業務需求人員之申請資料",
+            "第五點第一款第二目",
+            applications,
+        ),
+        duty("年度帳號清查", "第六點第二款", review),
+        duty(
+            format!(
+                "帳號清查待處理事項（基準日 {}；重複、閒置、職務調整、離職及退休者之帳號應廢止）",
+                e.as_of
+            ),
+            "第五點第一款第三目",
+            open_items,
+        ),
+        duty(
+            "業務需求人員以編制內職員及約聘僱人員為限（不含職工、駕駛及臨時人員）",
+            "第五點第二款",
+            ineligible,
+        ),
+    ]
+}
+
+/// The share of the unit's queries a request form explains, in words.
+fn explained_share(e: &UnitEvidence) -> String {
     let n = e.queries.n;
     let share = e.queries.or_not_checked(|_| String::new());
-    let share = if !share.is_empty() {
+    if !share.is_empty() {
         share
     } else if !e.unexplained.withheld.is_empty() {
         e.unexplained.or_not_checked(|_| String::new())
@@ -326,96 +417,43 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
                 permille % 10
             )
         })
-    };
+    }
+}
+
+/// The duties of querying (points 3, 5(2) to 5(4), 6(1)): how many
+/// queries, explained and for a lawful purpose, what is checked on site,
+/// passwords and how long the forms are kept.
+fn query_duties(e: &UnitEvidence) -> Vec<Vec<Cell>> {
     let span = e
         .log_days
         .map(|(a, b)| format!("（查詢紀錄涵蓋 {a} 至 {b}）"))
         .unwrap_or_default();
-    let on_site =
-        |what: &str, point: &str| -> Vec<Cell> { vec![what.into(), point.into(), ON_SITE.into()] };
-    let register = match e.register {
-        None => "未檢核（收件匣無帳號清冊或讀取失敗）".to_owned(),
-        Some((active, officers)) => format!(
-            "帳號清冊列本單位啟用帳號 {active} 個，其中專責人員 {officers} 名；{}；配賦過程之保密請實地查核",
-            e.officer_count.or_not_checked(|n| if n == 0 {
-                "專責人員人數符合規定".to_owned()
-            } else {
-                format!("專責人員人數不符規定 {n} 項")
-            })
-        ),
-    };
+    let purposes = e.purposes.or_not_checked(|n| {
+        if n == 0 {
+            "無目的不符之查詢".to_owned()
+        } else {
+            format!("{n} 筆（查詢目的非機關業務範圍，或與紀錄表所載目的不符）")
+        }
+    });
     let since = |d: Option<NaiveDate>| d.map_or("無紀錄".to_owned(), |d| d.to_string());
-    let mut rows: Vec<Vec<Cell>> = vec![
-        vec![
-            "業務需求人員帳號及權限之配賦過程保密，並列冊控管授權使用對象".into(),
-            "第五點第一款第一目".into(),
-            Cell::Text(register),
-        ],
-        vec![
-            "妥善保管業務需求人員之申請資料".into(),
-            "第五點第一款第二目".into(),
-            Cell::Text(e.applications.or_not_checked(|n| {
-                if n == 0 {
-                    "啟用帳號均有核定之申請表，開通日、申請人及異動均相符".to_owned()
-                } else {
-                    format!(
-                        "{n} 項申請資料不全（無申請表、核定前開通、申請人非持有人或調職未申請異動；明細見帳號清查工作簿）"
-                    )
-                }
-            })),
-        ],
-        vec![
-            "年度帳號清查".into(),
-            "第六點第二款".into(),
-            Cell::Text(match &e.review {
-                Some((day, run_id)) => format!("已辦理（基準日 {day}，執行編號 {run_id}）"),
-                None => "本期間未辦理".into(),
-            }),
-        ],
-        vec![
-            Cell::Text(format!(
-                "帳號清查待處理事項（基準日 {}；重複、閒置、職務調整、離職及退休者之帳號應廢止）",
-                e.as_of
-            )),
-            "第五點第一款第三目".into(),
-            Cell::Text(
-                e.open_items
-                    .0
-                    .partial(|n| format!("{n} 項，其中嚴重或高風險 {} 項", e.open_items.1)),
-            ),
-        ],
-        vec![
-            "業務需求人員以編制內職員及約聘僱人員為限（不含職工、駕駛及臨時人員）".into(),
-            "第五點第二款".into(),
-            Cell::Text(e.ineligible.or_not_checked(|n| {
-                if n == 0 {
-                    "無不符資格者持有之帳號或其查詢".to_owned()
-                } else {
-                    format!("{n} 項（不符資格者持有帳號或以其帳號查詢）")
-                }
-            })),
-        ],
-        vec![
-            "查詢總數".into(),
-            "第六點第一款".into(),
-            Cell::Text(e.queries.or_not_checked(|n| format!("{n} 筆{span}"))),
-        ],
-        vec![
-            "經事前核可查詢申請紀錄表說明之查詢".into(),
-            "第五點第二款第一目".into(),
-            Cell::Text(share),
-        ],
-        vec![
-            "查詢限於機關法定職務之目的".into(),
-            "第三點".into(),
-            Cell::Text(e.purposes.or_not_checked(|n| {
-                if n == 0 {
-                    "無目的不符之查詢".to_owned()
-                } else {
-                    format!("{n} 筆（查詢目的非機關業務範圍，或與紀錄表所載目的不符）")
-                }
-            })),
-        ],
+    let kept = format!(
+        "查詢申請紀錄表登記簿所載本單位最早之紀錄表：{}；帳號申請登記簿最早之申請：{}；本系統之稽核紀錄保存 {} 年；紙本申請表及紀錄表之保存請實地查核",
+        since(e.kept.forms_since),
+        since(e.kept.applications_since),
+        e.kept.retention_years
+    );
+    vec![
+        duty(
+            "查詢總數",
+            "第六點第一款",
+            e.queries.or_not_checked(|n| format!("{n} 筆{span}")),
+        ),
+        duty(
+            "經事前核可查詢申請紀錄表說明之查詢",
+            "第五點第二款第一目",
+            explained_share(e),
+        ),
+        duty("查詢限於機關法定職務之目的", "第三點", purposes),
         on_site(
             "查詢後資料不留存於螢幕；查詢、輸出及傳送採保密措施",
             "第五點第二款第二目",
@@ -428,23 +466,20 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
             "健保資訊使用完畢或列印附卷後立即銷毀（紙本至無法辨識，電子檔刪除並清空資源回收桶）",
             "第五點第二款第四目",
         ),
-        vec![
-            "密碼逾 90 日未更新之帳號（密碼應每三個月更改）".into(),
-            "第五點第三款".into(),
-            Cell::Text(e.stale_passwords.or_not_checked(|n| format!("{n} 個"))),
-        ],
-        vec![
-            "各項申請表及紀錄表至少保存三年".into(),
-            "第五點第四款".into(),
-            Cell::Text(format!(
-                "查詢申請紀錄表登記簿所載本單位最早之紀錄表：{}；帳號申請登記簿最早之申請：{}；本系統之稽核紀錄保存 {} 年；紙本申請表及紀錄表之保存請實地查核",
-                since(e.kept.forms_since),
-                since(e.kept.applications_since),
-                e.kept.retention_years
-            )),
-        ],
-    ];
+        duty(
+            "密碼逾 90 日未更新之帳號（密碼應每三個月更改）",
+            "第五點第三款",
+            e.stale_passwords.or_not_checked(|n| format!("{n} 個")),
+        ),
+        duty("各項申請表及紀錄表至少保存三年", "第五點第四款", kept),
+    ]
+}
+
+/// One row per sample audit of the year (point 6(1)), and the anomalies
+/// their returned worksheets confirmed.
+fn sample_audit_duties(e: &UnitEvidence) -> (Vec<Vec<Cell>>, u32) {
     let mut confirmed = 0u32;
+    let mut rows = Vec::new();
     for (id, done) in &e.sample_audits {
         let text = match done {
             None => "未辦理".to_owned(),
@@ -464,63 +499,60 @@ pub fn evidence_table(e: &UnitEvidence) -> Table {
                 )
             }
         };
-        rows.push(vec![
-            Cell::Text(format!("抽查 {}", period_label(id))),
-            "第六點第一款".into(),
-            Cell::Text(text),
-        ]);
+        rows.push(duty(
+            format!("抽查 {}", period_label(id)),
+            "第六點第一款",
+            text,
+        ));
     }
+    (rows, confirmed)
+}
+
+/// The duties of anomalies (point 6(3)): those the worksheets confirmed
+/// (`confirmed`), the serious query findings, the ethics unit told, the
+/// investigations opened and returned.
+fn anomaly_duties(e: &UnitEvidence, confirmed: u32) -> Vec<Vec<Cell>> {
     // A worksheet not back yet has confirmed nothing either way.
     let pending = e.sample_audits.iter().any(|(_, d)| {
         d.as_ref()
             .is_some_and(|d| d.sampled && d.returned.is_none())
     });
-    rows.push(vec![
-        "工作底稿確認之異常".into(),
-        "第六點第三款".into(),
-        Cell::Text(match (pending, confirmed) {
-            (true, 0) => "未檢核（工作底稿未回傳）".to_owned(),
-            (true, n) => format!("{n} 筆（另有工作底稿未回傳，未檢核）"),
-            (false, n) => format!("{n} 筆"),
-        }),
-    ]);
-    rows.push(vec![
-        "嚴重或高風險之異常查詢".into(),
-        "第六點第三款".into(),
-        Cell::Text(e.serious_queries.partial(|n| {
-            format!("{n} 筆（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）")
-        })),
-    ]);
-    rows.push(vec![
-        "異常已通知政風單位".into(),
-        "第六點第三款".into(),
-        Cell::Text(if e.notices.is_empty() {
-            "無通知紀錄".to_owned()
-        } else {
-            e.notices
-                .iter()
-                .map(|r| match &r.sent_at {
-                    Some(at) => format!("{}已寄送 {}（{at}）", r.kind, r.recipient),
-                    None => format!("{}（{}）{}", r.kind, r.recipient, r.state),
-                })
-                .collect::<Vec<_>>()
-                .join("；")
-        }),
-    ]);
+    let confirmed = match (pending, confirmed) {
+        (true, 0) => "未檢核（工作底稿未回傳）".to_owned(),
+        (true, n) => format!("{n} 筆（另有工作底稿未回傳，未檢核）"),
+        (false, n) => format!("{n} 筆"),
+    };
+    let serious = e.serious_queries.partial(|n| {
+        format!("{n} 筆（明細見「異常查詢」；先前工作底稿已詢問者見「已列管異常查詢」）")
+    });
+    let notices = if e.notices.is_empty() {
+        "無通知紀錄".to_owned()
+    } else {
+        e.notices
+            .iter()
+            .map(|r| match &r.sent_at {
+                Some(at) => format!("{}已寄送 {}（{at}）", r.kind, r.recipient),
+                None => format!("{}（{}）{}", r.kind, r.recipient, r.state),
+            })
+            .collect::<Vec<_>>()
+            .join("；")
+    };
     let (opened, back) = e.investigations;
-    rows.push(vec![
-        "異常事項會同政風單位調查並作成調查紀錄".into(),
-        "第六點第三款".into(),
-        Cell::Text(if opened == 0 {
-            "本期間未開立調查紀錄".to_owned()
-        } else {
-            format!("本期間開立調查紀錄 {opened} 件，已回傳 {back} 件")
-        }),
-    ]);
-    Table {
-        headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
-        rows,
-    }
+    let investigations = if opened == 0 {
+        "本期間未開立調查紀錄".to_owned()
+    } else {
+        format!("本期間開立調查紀錄 {opened} 件，已回傳 {back} 件")
+    };
+    vec![
+        duty("工作底稿確認之異常", "第六點第三款", confirmed),
+        duty("嚴重或高風險之異常查詢", "第六點第三款", serious),
+        duty("異常已通知政風單位", "第六點第三款", notices),
+        duty(
+            "異常事項會同政風單位調查並作成調查紀錄",
+            "第六點第三款",
+            investigations,
+        ),
+    ]
 }
 
 /// What the city-wide workbook says of each unit besides its findings.
@@ -666,8 +698,39 @@ pub fn sample_details(
     forms: &DataFrame,
     findings: &DataFrame,
 ) -> PolarsResult<DataFrame> {
-    // The holder's role decides who reviews the row: an officer's own
-    // account is reviewed by someone else (a second review).
+    let holders = holders(roster);
+    let candidates = shown_forms(config, sample, forms);
+    let prechecks = prechecks(findings);
+    let mut out = sample
+        .clone()
+        .lazy()
+        .with_row_index("i", None)
+        .join(
+            holders,
+            [col("account_id")],
+            [col("account_id")],
+            left_keep_order(),
+        )
+        .join(candidates, [col("i")], [col("i")], left_keep_order())
+        .with_column(col("source_row").cast(DataType::Int64))
+        .join(
+            prechecks.with_column(col("source_row").cast(DataType::Int64)),
+            [col("source_file"), col("source_row")],
+            [col("source_file"), col("source_row")],
+            left_keep_order(),
+        )
+        .sort(["i"], SortMultipleOptions::default())
+        .collect()?;
+    // Codes as Chinese descriptions, one cell.
+    let described = described_codes(&out)?;
+    out.with_column(Column::new("prechecks".into(), described))?;
+    Ok(out)
+}
+
+/// Each account's holder and role (`account_id, holder_name,
+/// holder_role`). The holder's role decides who reviews the row: an
+/// officer's own account is reviewed by someone else (a second review).
+fn holders(roster: &DataFrame) -> LazyFrame {
     let role = if roster
         .get_column_names()
         .iter()
@@ -677,12 +740,16 @@ pub fn sample_details(
     } else {
         lit(NULL).cast(DataType::String)
     };
-    let holders = roster.clone().lazy().group_by([col("account_id")]).agg([
+    roster.clone().lazy().group_by([col("account_id")]).agg([
         col("holder_name").first(),
         role.first().alias("holder_role"),
-    ]);
-    // The form the checks matched (one as-of join, `checks::match_forms`),
-    // with its approver.
+    ])
+}
+
+/// Per sampled row (`i`): the form it shows and that form's approver,
+/// approval, purpose and 查詢事由. The form the checks matched (one as-of
+/// join, `checks::match_forms`), else the one the finding cites.
+fn shown_forms(config: &Config, sample: &DataFrame, forms: &DataFrame) -> LazyFrame {
     let approvers = forms
         .clone()
         .lazy()
@@ -693,7 +760,7 @@ pub fn sample_details(
             crate::checks::as_text(col("purpose")).alias("shown_purpose"),
         ])
         .unique_stable(Some(cols(["shown_form"])), UniqueKeepStrategy::First);
-    let candidates = crate::checks::query::late_forms(
+    crate::checks::query::late_forms(
         crate::checks::query::match_forms(
             sample
                 .clone()
@@ -737,10 +804,14 @@ pub fn sample_details(
         col("form_reason"),
         coalesce(&[col("form_approved_at"), col("late_approved_at")]).alias("form_approved_at"),
         col("late_form_id"),
-    ]);
-    // Findings about the query itself: a roll-up about its account (one
-    // finding citing its first query) is not this row's verdict.
-    let prechecks = findings
+    ])
+}
+
+/// Findings about a query itself, by its source file and row: a roll-up
+/// about its account (one finding citing its first query) is not this
+/// row's verdict.
+fn prechecks(findings: &DataFrame) -> LazyFrame {
+    findings
         .clone()
         .lazy()
         .filter(
@@ -750,30 +821,13 @@ pub fn sample_details(
                 .and(col("subject").neq(lit(""))),
         )
         .group_by([col("source_file"), col("source_row")])
-        .agg([col("code").sort(SortOptions::default()).unique_stable()]);
-    let mut out = sample
-        .clone()
-        .lazy()
-        .with_row_index("i", None)
-        .join(
-            holders,
-            [col("account_id")],
-            [col("account_id")],
-            left_keep_order(),
-        )
-        .join(candidates, [col("i")], [col("i")], left_keep_order())
-        .with_column(col("source_row").cast(DataType::Int64))
-        .join(
-            prechecks.with_column(col("source_row").cast(DataType::Int64)),
-            [col("source_file"), col("source_row")],
-            [col("source_file"), col("source_row")],
-            left_keep_order(),
-        )
-        .sort(["i"], SortMultipleOptions::default())
-        .collect()?;
-    // Codes as Chinese descriptions, one cell.
+        .agg([col("code").sort(SortOptions::default()).unique_stable()])
+}
+
+/// The `code` lists of `out` as Chinese descriptions, one cell each.
+fn described_codes(out: &DataFrame) -> PolarsResult<Vec<String>> {
     let codes = out.column("code")?.list()?.clone();
-    let described: Vec<String> = codes
+    let described = codes
         .amortized_iter()
         .map(|l| {
             let list = l.map(|s| s.as_ref().clone());
@@ -794,8 +848,7 @@ pub fn sample_details(
             }
         })
         .collect();
-    out.with_column(Column::new("prechecks".into(), described))?;
-    Ok(out)
+    Ok(described)
 }
 
 /// The disabled accounts of `roster` the query log shows queries of
@@ -942,92 +995,111 @@ fn chief_models(f: &RunFacts<'_>) -> PolarsResult<Vec<ReportModel>> {
     if f.kind != ReportKind::ExternalAudit {
         return Ok(out);
     }
-    let hb = f.config.agencies.health_bureau();
-    let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
     if let Some(roster) = f.roster {
-        // Every officer account of the city. The chief administrator's own
-        // is not theirs to review: it is the NHIA's to change (point 4,
-        // last paragraph), and the summary says so.
-        let officers = roster
-            .clone()
-            .lazy()
-            .filter(col("role").eq(lit("officer")))
-            .collect()?;
-        // Without a [chief_administrator], the Health Bureau's officer
-        // reads the review: their own account is not theirs to review.
-        let (officers, own) = if f.config.chief.is_none() {
-            let of_hb = col("agency_id")
-                .cast(DataType::String)
-                .eq(lit(hb.id.as_str()));
-            let own = officers.clone().lazy().filter(of_hb.clone()).collect()?;
-            (officers.lazy().filter(of_hb.not()).collect()?, own)
-        } else {
-            (officers, DataFrame::empty())
-        };
-        let own: Vec<String> = strs(&own, "account_id")
-            .unwrap_or_default()
-            .into_iter()
-            .flatten()
-            .map(str::to_owned)
-            .collect();
-        let chiefs = roster
-            .clone()
-            .lazy()
-            .filter(col("role").eq(lit("chief_admin")))
-            .collect()?;
-        let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
-        let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
-        let findings = f
-            .findings
-            .clone()
-            .lazy()
-            .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
-            .collect()?;
-        let accounts = accounts(f, &officers, &all, &findings, true)?;
-        let mut m = base(
-            f,
-            &hb.id,
-            hb.name.clone(),
-            &findings,
-            Document::OfficerReview { accounts },
-        )?;
-        m.notes.clear();
-        // How many officers each agency has is the agency's finding, not
-        // an account's: said here, where the decision is made.
-        let officer_counts = f
-            .findings
-            .clone()
-            .lazy()
-            .filter(col("code").eq(lit(Code::AgencyOfficerCount.as_str())))
-            .collect()?;
-        let agencies = strs(&officer_counts, "agency_id")?;
-        for (a, r) in agencies.iter().zip(strs(&officer_counts, "reason")?) {
-            let (Some(a), Some(r)) = (a, r) else { continue };
-            m.notes.push(format!(
-                "專責人員人數不符規定（第五點第一款）：{}（{a}）{r}",
-                agency_name(f.config, a)
-            ));
-        }
-        m.actions = vec![format!(
-            "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"
-        )];
-        if !own.is_empty() {
-            m.notes.push(format!(
-                "衛生局專責人員帳號（{}）不列入本清查：未設定總管理者（[chief_administrator]），本清查寄衛生局專責人員辦理，其不自行清查本人帳號；請設定總管理者，由總管理者清查。",
-                own.join("、")
-            ));
-        }
-        if !ids.is_empty() {
-            m.notes.push(format!(
-                "總管理者帳號（{}）不列入本清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
-                ids.join("、")
-            ));
-        }
-        out.push(m);
+        out.push(officer_review(f, roster)?);
     }
     let (Some(draw), Some(evidence)) = (f.selection, f.evidence) else {
         return Ok(out);
     };
+    out.extend(external_records(f, draw, evidence)?);
+    Ok(out)
+}
+
+/// Point 4(5): the chief administrator's review of every officer account
+/// of the city (`roster`'s).
+fn officer_review(f: &RunFacts<'_>, roster: &DataFrame) -> PolarsResult<ReportModel> {
+    let hb = f.config.agencies.health_bureau();
+    let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
+    // Every officer account of the city. The chief administrator's own
+    // is not theirs to review: it is the NHIA's to change (point 4,
+    // last paragraph), and the summary says so.
+    let officers = roster
+        .clone()
+        .lazy()
+        .filter(col("role").eq(lit("officer")))
+        .collect()?;
+    // Without a [chief_administrator], the Health Bureau's officer
+    // reads the review: their own account is not theirs to review.
+    let (officers, own) = if f.config.chief.is_none() {
+        let of_hb = col("agency_id")
+            .cast(DataType::String)
+            .eq(lit(hb.id.as_str()));
+        let own = officers.clone().lazy().filter(of_hb.clone()).collect()?;
+        (officers.lazy().filter(of_hb.not()).collect()?, own)
+    } else {
+        (officers, DataFrame::empty())
+    };
+    let own: Vec<String> = strs(&own, "account_id")
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    let chiefs = roster
+        .clone()
+        .lazy()
+        .filter(col("role").eq(lit("chief_admin")))
+        .collect()?;
+    let ids: Vec<&str> = strs(&chiefs, "account_id")?.into_iter().flatten().collect();
+    let all: Vec<String> = f.config.agencies.iter().map(|a| a.id.clone()).collect();
+    let findings = f
+        .findings
+        .clone()
+        .lazy()
+        .filter(col("code").neq(lit(Code::AccountNotInRoster.as_str())))
+        .collect()?;
+    let accounts = accounts(f, &officers, &all, &findings, true)?;
+    let mut m = base(
+        f,
+        &hb.id,
+        hb.name.clone(),
+        &findings,
+        Document::OfficerReview { accounts },
+    )?;
+    m.notes.clear();
+    // How many officers each agency has is the agency's finding, not
+    // an account's: said here, where the decision is made.
+    let officer_counts = f
+        .findings
+        .clone()
+        .lazy()
+        .filter(col("code").eq(lit(Code::AgencyOfficerCount.as_str())))
+        .collect()?;
+    let agencies = strs(&officer_counts, "agency_id")?;
+    for (a, r) in agencies.iter().zip(strs(&officer_counts, "reason")?) {
+        let (Some(a), Some(r)) = (a, r) else { continue };
+        m.notes.push(format!(
+            "專責人員人數不符規定（第五點第一款）：{}（{a}）{r}",
+            agency_name(f.config, a)
+        ));
+    }
+    m.actions = vec![format!(
+        "請於 {deadline}（{days} 日，期滿日遇假日順延）前逐一確認「專責人員帳號」所列帳號，填寫處理結果並回傳；專責人員異動者，請更新其帳號及權限（管理要點第四點第五款）。"
+    )];
+    if !own.is_empty() {
+        m.notes.push(format!(
+            "衛生局專責人員帳號（{}）不列入本清查：未設定總管理者（[chief_administrator]），本清查寄衛生局專責人員辦理，其不自行清查本人帳號；請設定總管理者，由總管理者清查。",
+            own.join("、")
+        ));
+    }
+    if !ids.is_empty() {
+        m.notes.push(format!(
+            "總管理者帳號（{}）不列入本清查：總管理者不自行清查本人帳號，其業務調動或離職時，由衛生局向衛生福利部中央健康保險署申請權限異動（管理要點第四點末段）。",
+            ids.join("、")
+        ));
+    }
+    Ok(m)
+}
+
+/// Points 4(2), 6(4): the chief administrator's record of each unit the
+/// external audit drew.
+fn external_records(
+    f: &RunFacts<'_>,
+    draw: &UnitDraw,
+    evidence: &BTreeMap<String, UnitEvidence>,
+) -> PolarsResult<Vec<ReportModel>> {
+    let mut out = Vec::new();
+    let deadline = deadline(f.config, f.kind, f.generated_at).1;
     let record_due = external_record_due(f.config, f.generated_at);
     for u in draw.units.iter().filter(|u| u.selected) {
         let Some(e) = evidence.get(&u.unit_id) else {
@@ -1195,6 +1267,44 @@ fn base(
     document: Document,
 ) -> PolarsResult<ReportModel> {
     let city_wide = matches!(document, Document::CityWide(_));
+    let (by_severity, by_code) = finding_counts(findings, city_wide)?;
+    let files_shown = files_shown(f, unit_id, city_wide);
+    let not_checked = not_checked_shown(f, &files_shown);
+    Ok(ReportModel {
+        document,
+        return_token: None,
+        kind: f.kind,
+        unit_id: unit_id.to_owned(),
+        unit_name,
+        period_id: f.period_id.clone(),
+        period_label: period_label(&f.period_id),
+        run_id: f.run_id.clone(),
+        generated_at: f.generated_at,
+        actions: actions(f),
+        by_severity,
+        by_code,
+        severity_by_agency: Table::default(),
+        queries_by_month: Table::default(),
+        serious: false,
+        files: files_table(f, &files_shown),
+        orphans: None,
+        chain_head: f.chain_head.clone(),
+        notes: f
+            .notes
+            .iter()
+            .cloned()
+            .chain(f.selection.map(selection_note))
+            .chain(local_policy_note(f))
+            .collect(),
+        warnings: warnings(&not_checked),
+        not_checked: not_checked_table(&not_checked),
+        quality: quality_line(f),
+    })
+}
+
+/// The findings counted by severity (`嚴重度, 件數`) and by code (`說明,
+/// 嚴重度, 件數`, the code first on the city-wide copy).
+fn finding_counts(findings: &DataFrame, city_wide: bool) -> PolarsResult<(Table, Table)> {
     let sev = strs(findings, "severity")?;
     let codes = strs(findings, "code")?;
     let mut by_sev: BTreeMap<Severity, i64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
@@ -1243,8 +1353,13 @@ fn base(
             })
             .collect(),
     };
+    Ok((by_severity, by_code))
+}
+
+/// What the recipient of a kind's workbook must do, and by when.
+fn actions(f: &RunFacts<'_>) -> Vec<String> {
     let (days, deadline) = deadline(f.config, f.kind, f.generated_at);
-    let actions = match f.kind {
+    match f.kind {
         ReportKind::SampleAudit => vec![
             format!("請於 {deadline}（{days} 日，期滿日遇假日順延）前逐筆完成「抽查工作底稿」黃色欄位，於表末簽章欄簽署後將檔案回傳衛生局。"),
             "「異常」為「有」或「主管事前核可」為「否」者，請敘明原因，並依規定通知政風單位。".to_owned(),
@@ -1270,10 +1385,14 @@ fn base(
             "「外部稽核抽選」抽中之單位已由系統通知備妥業務需求人員清冊及稽核資料（管理要點第六點第四款）；各單位之「外部稽核紀錄」工作簿另行寄送，請實地稽核後填寫回傳。".to_owned(),
             format!("「專責人員帳號清查」工作簿另行寄送，請於 {deadline} 前逐一確認並回傳（管理要點第四點第五款）。"),
         ],
-    };
-    // A unit sees only its own input files (a file's name can say whose
-    // case it is): those holding its agencies' rows. Others are counted.
-    let files_shown: Vec<&FileRecord> = if city_wide {
+    }
+}
+
+/// The input files a workbook lists. A unit sees only its own (a file's
+/// name can say whose case it is): those holding its agencies' rows.
+/// Others are counted.
+fn files_shown<'f>(f: &RunFacts<'f>, unit_id: &str, city_wide: bool) -> Vec<&'f FileRecord> {
+    if city_wide {
         f.files.iter().collect()
     } else {
         let own = subtree(f.config, crate::report::unit_of_key(unit_id).0);
@@ -1281,11 +1400,13 @@ fn base(
             .iter()
             .filter(|r| r.agencies.iter().any(|a| own.contains(a)))
             .collect()
-    };
-    // What was not checked, as this unit may read it: a file it is not
-    // shown is not named there either.
-    let not_checked: Vec<NotChecked> = f
-        .not_checked
+    }
+}
+
+/// What was not checked, as a unit may read it: a file it is not shown
+/// is not named there either.
+fn not_checked_shown(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Vec<NotChecked> {
+    f.not_checked
         .iter()
         .map(|n| {
             let hidden = f
@@ -1302,8 +1423,12 @@ fn base(
                 n.clone()
             }
         })
-        .collect();
-    let files = Table {
+        .collect()
+}
+
+/// 資料品質's input files: those shown, and a line counting the others.
+fn files_table(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Table {
+    Table {
         headers: headers(&FILE_COLUMNS),
         rows: files_shown
             .iter()
@@ -1342,58 +1467,32 @@ fn base(
                 row
             }))
             .collect(),
-    };
-    Ok(ReportModel {
-        document,
-        return_token: None,
-        kind: f.kind,
-        unit_id: unit_id.to_owned(),
-        unit_name,
-        period_id: f.period_id.clone(),
-        period_label: period_label(&f.period_id),
-        run_id: f.run_id.clone(),
-        generated_at: f.generated_at,
-        actions,
-        by_severity,
-        by_code,
-        severity_by_agency: Table::default(),
-        queries_by_month: Table::default(),
-        serious: false,
-        files,
-        orphans: None,
-        chain_head: f.chain_head.clone(),
-        notes: f
-            .notes
-            .iter()
-            .cloned()
-            .chain(f.selection.map(selection_note))
-            .chain(local_policy_note(f))
-            .collect(),
-        warnings: warnings(&not_checked),
-        not_checked: not_checked_table(&not_checked),
-        quality: {
-            let failed = f
-                .files
-                .iter()
-                .filter(|r| matches!(r.status, FileStatus::Failed { .. }))
-                .count();
-            let rejected: usize = f.files.iter().map(|r| r.rows_rejected).sum();
-            let skipped: usize = f.files.iter().map(|r| r.rows_skipped).sum();
-            let elsewhere: usize = f.files.iter().map(|r| r.rows_counted_elsewhere).sum();
-            let roster = f.roster_use.map_or(String::new(), |u| {
-                format!(
-                    "；帳號清冊採用 {} 之版本（{}），較舊清冊有而本版無之帳號 {} 個",
-                    u.date,
-                    u.files.join("、"),
-                    u.removed_accounts
-                )
-            });
-            format!(
-                "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；查詢紀錄與他檔重複而只計一次者 {elsewhere} 列{roster}；明細見「資料品質」工作表",
-                f.files.len()
-            )
-        },
-    })
+    }
+}
+
+/// The summary's line on the inputs: files used and failed, rows
+/// rejected, skipped and counted once, the roster used.
+fn quality_line(f: &RunFacts<'_>) -> String {
+    let failed = f
+        .files
+        .iter()
+        .filter(|r| matches!(r.status, FileStatus::Failed { .. }))
+        .count();
+    let rejected: usize = f.files.iter().map(|r| r.rows_rejected).sum();
+    let skipped: usize = f.files.iter().map(|r| r.rows_skipped).sum();
+    let elsewhere: usize = f.files.iter().map(|r| r.rows_counted_elsewhere).sum();
+    let roster = f.roster_use.map_or(String::new(), |u| {
+        format!(
+            "；帳號清冊採用 {} 之版本（{}），較舊清冊有而本版無之帳號 {} 個",
+            u.date,
+            u.files.join("、"),
+            u.removed_accounts
+        )
+    });
+    format!(
+        "使用 {} 個檔案（讀取失敗 {failed} 個）；剔除 {rejected} 列（明細由衛生局彙整），略過空白及合計列 {skipped} 列；查詢紀錄與他檔重複而只計一次者 {elsewhere} 列{roster}；明細見「資料品質」工作表",
+        f.files.len()
+    )
 }
 
 /// How a unit's workbook names an input file it is not shown (one that
@@ -1554,116 +1653,43 @@ fn query_findings(
     provenance: bool,
     within: Option<(&Config, &str)>,
 ) -> PolarsResult<(Table, Option<Table>)> {
-    let codes = strs(findings, "code")?;
-    let sev = strs(findings, "severity")?;
-    let agency = strs(findings, "agency_id")?;
-    let account = strs(findings, "account_id")?;
-    let holder = strs(findings, "holder_name")?;
-    let subject = strs(findings, "subject")?;
-    let at = times(findings, "occurred_at")?;
-    let reason = strs(findings, "reason")?;
-    let file = strs(findings, "source_file")?;
-    let row = findings.column("source_row")?.cast(&DataType::Int64)?;
-    let row: Vec<Option<i64>> = row.i64()?.iter().collect();
-    let one = |i: usize, c: &str| {
-        let mut r = vec![Cell::from(
-            sev[i].and_then(severity_of).map_or("", severity_label),
-        )];
-        if provenance {
-            r.push(Cell::from(c));
-        }
-        r.extend([
-            Cell::from(Code::parse(c).map_or("", |c| c.description())),
-            match (within, agency[i]) {
-                (Some((config, unit)), Some(a)) => Cell::Text(name_within(config, unit, a)),
-                _ => text(agency[i]),
-            },
-            text(account[i]),
-            text(holder[i]),
-            text(subject[i]),
-            Cell::from(at[i]),
-            text(reason[i]),
-        ]);
-        if provenance {
-            r.push(text(file[i]));
-            r.push(row[i].map_or(Cell::Empty, Cell::Int));
-        }
-        r
-    };
-    // Findings of a per-account pattern, grouped by (code, account), in
-    // the order their first finding comes.
-    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-    let mut order: Vec<Result<usize, (&str, &str)>> = Vec::new();
-    for i in 0..findings.height() {
-        let Some(c) = codes[i].filter(|c| is_query_code(c)) else {
-            continue;
-        };
-        let per_account = Code::parse(c).is_some_and(|c| ask(c) == Ask::PerAccount);
-        match (per_account, account[i]) {
-            (true, Some(a)) => {
-                let g = groups.entry((c, a)).or_default();
-                if g.is_empty() {
-                    order.push(Err((c, a)));
-                }
-                g.push(i);
-            }
-            _ => order.push(Ok(i)),
-        }
-    }
-    let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
+    let q = QueryColumns::of(findings, provenance, within)?;
+    let (groups, order) = group_per_account(&q);
     let mut rows = Vec::new();
     let mut details = Vec::new();
     for o in order {
         match o {
-            Ok(i) => rows.push(one(i, codes[i].unwrap_or(""))),
+            Ok(i) => rows.push(q.one(i, q.codes[i].unwrap_or(""))),
             Err(key) => {
                 let members = &groups[&key];
-                let first = members[0];
                 if members.len() == 1 {
-                    rows.push(one(first, key.0));
+                    rows.push(q.one(members[0], key.0));
                     continue;
                 }
-                let mut r = one(first, key.0);
-                let subjects: std::collections::BTreeSet<&str> =
-                    members.iter().filter_map(|i| subject[*i]).collect();
-                let times: Vec<NaiveDateTime> = members.iter().filter_map(|i| at[*i]).collect();
-                let span = match (times.iter().min(), times.iter().max()) {
-                    (Some(a), Some(b)) if a != b => format!("{} 至 {}", minute(*a), minute(*b)),
-                    (Some(a), _) => minute(*a),
-                    _ => String::new(),
-                };
-                let base = usize::from(provenance);
-                r[base + 5] = Cell::Text(format!("{} 人", subjects.len()));
-                r[base + 6] = Cell::Text(span);
-                r[base + 7] = Cell::Text(format!(
-                    "共 {} 筆查詢（逐筆見「異常查詢明細」{}）；首筆：{}",
-                    members.len(),
-                    if members.len() > super::sheets::DETAILS_PRINTED {
-                        format!("，列印前 {} 筆", super::sheets::DETAILS_PRINTED)
-                    } else {
-                        String::new()
-                    },
-                    reason[first].unwrap_or("")
-                ));
-                rows.push(r);
+                rows.push(q.rolled_up(key.0, members));
                 // The queries behind it, a line each: the decision's row
                 // carries what they have in common.
-                details.extend(members.iter().map(|i| {
-                    let mut d = vec![
-                        Cell::from(Code::parse(key.0).map_or("", |c| c.description())),
-                        text(account[*i]),
-                        text(subject[*i]),
-                        Cell::from(at[*i]),
-                    ];
-                    if provenance {
-                        d.push(text(file[*i]));
-                        d.push(row[*i].map_or(Cell::Empty, Cell::Int));
-                    }
-                    d
-                }));
+                details.extend(members.iter().map(|i| q.detail(*i, key.0)));
             }
         }
     }
+    let (h, dh) = query_headers(provenance);
+    let details = (!details.is_empty()).then(|| Table {
+        headers: headers(&dh),
+        rows: details,
+    });
+    Ok((
+        Table {
+            headers: headers(&h),
+            rows,
+        },
+        details,
+    ))
+}
+
+/// The headers of 異常查詢 and of 異常查詢明細; with `provenance`, the
+/// code and the source file and row too.
+fn query_headers(provenance: bool) -> (Vec<&'static str>, Vec<&'static str>) {
     let mut h = vec!["嚴重度"];
     if provenance {
         h.push("代碼");
@@ -1676,17 +1702,154 @@ fn query_findings(
     if provenance {
         dh.extend(["來源檔案", "來源列"]);
     }
-    let details = (!details.is_empty()).then(|| Table {
-        headers: headers(&dh),
-        rows: details,
-    });
-    Ok((
-        Table {
-            headers: headers(&h),
-            rows,
-        },
-        details,
-    ))
+    (h, dh)
+}
+
+/// A per-account pattern: its code and account.
+type PatternKey<'a> = (&'a str, &'a str);
+
+/// Each per-account pattern's findings.
+type PatternGroups<'a> = BTreeMap<PatternKey<'a>, Vec<usize>>;
+
+/// A finding shown alone (`Ok`), or a pattern rolled up (`Err`).
+type RowOrGroup<'a> = Result<usize, PatternKey<'a>>;
+
+/// The query findings' rows in order: a finding alone (`Ok`), or the
+/// first of a per-account pattern's group (`Err(key)`), whose members the
+/// map holds, in the order their first finding comes.
+fn group_per_account<'a>(q: &QueryColumns<'a>) -> (PatternGroups<'a>, Vec<RowOrGroup<'a>>) {
+    let mut groups = PatternGroups::new();
+    let mut order: Vec<RowOrGroup<'_>> = Vec::new();
+    for i in 0..q.codes.len() {
+        let Some(c) = q.codes[i].filter(|c| is_query_code(c)) else {
+            continue;
+        };
+        let per_account = Code::parse(c).is_some_and(|c| ask(c) == Ask::PerAccount);
+        match (per_account, q.account[i]) {
+            (true, Some(a)) => {
+                let g = groups.entry((c, a)).or_default();
+                if g.is_empty() {
+                    order.push(Err((c, a)));
+                }
+                g.push(i);
+            }
+            _ => order.push(Ok(i)),
+        }
+    }
+    (groups, order)
+}
+
+/// The columns of the findings a query findings sheet shows.
+struct QueryColumns<'a> {
+    provenance: bool,
+    within: Option<(&'a Config, &'a str)>,
+    codes: Vec<Option<&'a str>>,
+    sev: Vec<Option<&'a str>>,
+    agency: Vec<Option<&'a str>>,
+    account: Vec<Option<&'a str>>,
+    holder: Vec<Option<&'a str>>,
+    subject: Vec<Option<&'a str>>,
+    at: Vec<Option<NaiveDateTime>>,
+    reason: Vec<Option<&'a str>>,
+    file: Vec<Option<&'a str>>,
+    row: Vec<Option<i64>>,
+}
+
+impl<'a> QueryColumns<'a> {
+    fn of(
+        findings: &'a DataFrame,
+        provenance: bool,
+        within: Option<(&'a Config, &'a str)>,
+    ) -> PolarsResult<QueryColumns<'a>> {
+        let row = findings.column("source_row")?.cast(&DataType::Int64)?;
+        Ok(QueryColumns {
+            provenance,
+            within,
+            codes: strs(findings, "code")?,
+            sev: strs(findings, "severity")?,
+            agency: strs(findings, "agency_id")?,
+            account: strs(findings, "account_id")?,
+            holder: strs(findings, "holder_name")?,
+            subject: strs(findings, "subject")?,
+            at: times(findings, "occurred_at")?,
+            reason: strs(findings, "reason")?,
+            file: strs(findings, "source_file")?,
+            row: row.i64()?.iter().collect(),
+        })
+    }
+
+    /// The row of finding `i`, of code `c`.
+    fn one(&self, i: usize, c: &str) -> Vec<Cell> {
+        let mut r = vec![Cell::from(
+            self.sev[i].and_then(severity_of).map_or("", severity_label),
+        )];
+        if self.provenance {
+            r.push(Cell::from(c));
+        }
+        r.extend([
+            Cell::from(Code::parse(c).map_or("", |c| c.description())),
+            match (self.within, self.agency[i]) {
+                (Some((config, unit)), Some(a)) => Cell::Text(name_within(config, unit, a)),
+                _ => text(self.agency[i]),
+            },
+            text(self.account[i]),
+            text(self.holder[i]),
+            text(self.subject[i]),
+            Cell::from(self.at[i]),
+            text(self.reason[i]),
+        ]);
+        self.push_source(&mut r, i);
+        r
+    }
+
+    /// With provenance, the source file and row of finding `i`.
+    fn push_source(&self, r: &mut Vec<Cell>, i: usize) {
+        if self.provenance {
+            r.push(text(self.file[i]));
+            r.push(self.row[i].map_or(Cell::Empty, Cell::Int));
+        }
+    }
+
+    /// One row for a per-account pattern's `members` (of code `c`): the
+    /// first's, with how many people, when, and how many queries.
+    fn rolled_up(&self, c: &str, members: &[usize]) -> Vec<Cell> {
+        let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
+        let first = members[0];
+        let mut r = self.one(first, c);
+        let subjects: BTreeSet<&str> = members.iter().filter_map(|i| self.subject[*i]).collect();
+        let times: Vec<NaiveDateTime> = members.iter().filter_map(|i| self.at[*i]).collect();
+        let span = match (times.iter().min(), times.iter().max()) {
+            (Some(a), Some(b)) if a != b => format!("{} 至 {}", minute(*a), minute(*b)),
+            (Some(a), _) => minute(*a),
+            _ => String::new(),
+        };
+        let base = usize::from(self.provenance);
+        r[base + 5] = Cell::Text(format!("{} 人", subjects.len()));
+        r[base + 6] = Cell::Text(span);
+        r[base + 7] = Cell::Text(format!(
+            "共 {} 筆查詢（逐筆見「異常查詢明細」{}）；首筆：{}",
+            members.len(),
+            if members.len() > super::sheets::DETAILS_PRINTED {
+                format!("，列印前 {} 筆", super::sheets::DETAILS_PRINTED)
+            } else {
+                String::new()
+            },
+            self.reason[first].unwrap_or("")
+        ));
+        r
+    }
+
+    /// The 異常查詢明細 line of query `i` of a pattern of code `c`.
+    fn detail(&self, i: usize, c: &str) -> Vec<Cell> {
+        let mut d = vec![
+            Cell::from(Code::parse(c).map_or("", |c| c.description())),
+            text(self.account[i]),
+            text(self.subject[i]),
+            Cell::from(self.at[i]),
+        ];
+        self.push_source(&mut d, i);
+        d
+    }
 }
 
 fn severity_by_agency(
@@ -1838,10 +2001,40 @@ fn accounts(
     findings: &DataFrame,
     city_wide: bool,
 ) -> PolarsResult<Table> {
-    let mut by_account: BTreeMap<&str, (Vec<Code>, Vec<String>)> = BTreeMap::new();
+    let mut by_account = findings_by_account(findings)?;
+    add_use_after_disabling(f, &mut by_account)?;
+    let rows = AccountRows {
+        f,
+        by_account: &by_account,
+        city_wide,
+    };
+    let roster = in_set(roster, "agency_id", ids)?;
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut table = rows.on_roster(&roster, &mut seen)?;
+    table.extend(rows.not_on_roster(findings, ids, &mut seen)?);
+    Ok(Table {
+        headers: headers(&[
+            "帳號",
+            "所屬機關",
+            "使用者",
+            "角色",
+            "帳號狀態",
+            "發現",
+            "建議處理",
+        ]),
+        rows: table,
+    })
+}
+
+/// Per account: the codes of its account findings and what they say.
+type AccountFindings<'a> = BTreeMap<&'a str, (Vec<Code>, Vec<String>)>;
+
+/// The account findings (not the query findings) of each account; one
+/// an earlier review listed too says so.
+fn findings_by_account(findings: &DataFrame) -> PolarsResult<AccountFindings<'_>> {
+    let mut by_account = AccountFindings::new();
     let codes = strs(findings, "code")?;
     let account = strs(findings, "account_id")?;
-    let agency_of_finding = strs(findings, "agency_id")?;
     let reasons = strs(findings, "reason")?;
     for i in 0..findings.height() {
         let (Some(c), Some(a)) = (codes[i].and_then(Code::parse), account[i]) else {
@@ -1850,7 +2043,6 @@ fn accounts(
         if is_query_code(c.as_str()) {
             continue;
         }
-        // A finding an earlier review listed too says so.
         let said = if reasons[i].is_some_and(|r| r.contains(crate::model::REPEAT_MARK)) {
             format!("{}（{}）", c.description(), crate::model::REPEAT_MARK)
         } else {
@@ -1862,8 +2054,16 @@ fn accounts(
             e.1.push(said);
         }
     }
-    // A disabled account the log shows in use after its disabling is not
-    // one that needs nothing: the same queries are a critical anomaly.
+    Ok(by_account)
+}
+
+/// Adds to `by_account` the disabled accounts the log shows in use after
+/// their disabling: not ones that need nothing, the same queries are a
+/// critical anomaly.
+fn add_use_after_disabling<'a>(
+    f: &RunFacts<'a>,
+    by_account: &mut AccountFindings<'a>,
+) -> PolarsResult<()> {
     let after = f.after_disabling.map(|u| {
         (
             strs(u, "account_id"),
@@ -1884,38 +2084,32 @@ fn accounts(
             }
         }
     }
-    let roster = in_set(roster, "agency_id", ids)?;
-    let r_account = strs(&roster, "account_id")?;
-    let r_agency = strs(&roster, "agency_id")?;
-    let r_holder = strs(&roster, "holder_name")?;
-    let r_role = strs(&roster, "role")?;
-    let r_status = strs(&roster, "status")?;
-    // An account only an older roster snapshot lists is not on the roster
-    // any more, whatever status it had there.
-    let r_removed: Vec<Option<bool>> = match roster.column("removed") {
-        Ok(c) => c.bool()?.iter().collect(),
-        Err(_) => vec![None; roster.height()],
-    };
-    let r_snapshot: Vec<Option<String>> = match roster.column(crate::ingest::SNAPSHOT_DATE) {
-        Ok(c) => c
-            .cast(&DataType::String)?
-            .str()?
-            .iter()
-            .map(|v| v.map(str::to_owned))
-            .collect(),
-        Err(_) => vec![None; roster.height()],
-    };
-    let mut rows = Vec::new();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let row = |acct: &str,
-               agency: Option<&str>,
-               holder: Cell,
-               (role_code, role): (Option<&str>, Cell),
-               (status_code, status): (Option<&str>, Cell)| {
-        let (codes, found) = by_account.get(acct).cloned().unwrap_or_default();
+    Ok(())
+}
+
+/// The rows of the account review: one per account, its findings and
+/// what to do.
+struct AccountRows<'a, 'f> {
+    f: &'a RunFacts<'f>,
+    by_account: &'a AccountFindings<'a>,
+    city_wide: bool,
+}
+
+impl AccountRows<'_, '_> {
+    /// An account's row: `holder`, role and status as shown, each code
+    /// beside it where there is one.
+    fn row(
+        &self,
+        acct: &str,
+        agency: Option<&str>,
+        holder: Cell,
+        (role_code, role): (Option<&str>, Cell),
+        (status_code, status): (Option<&str>, Cell),
+    ) -> Vec<Cell> {
+        let (codes, found) = self.by_account.get(acct).cloned().unwrap_or_default();
         vec![
             Cell::from(acct),
-            agency.map_or(Cell::Empty, |a| Cell::Text(agency_name(f.config, a))),
+            agency.map_or(Cell::Empty, |a| Cell::Text(agency_name(self.f.config, a))),
             holder,
             role,
             status,
@@ -1924,69 +2118,94 @@ fn accounts(
             } else {
                 found.join("；")
             }),
-            Cell::from(recommend(&codes, role_code, status_code, city_wide)),
+            Cell::from(recommend(&codes, role_code, status_code, self.city_wide)),
         ]
-    };
-    for i in 0..roster.height() {
-        let Some(a) = r_account[i] else { continue };
-        if !seen.insert(a) {
-            continue;
-        }
-        if r_removed[i] == Some(true) {
-            // Off the roster already: what is left is to make sure WebIR
-            // has it revoked too (point 6(2)); ACCOUNT_REMOVED_FROM_ROSTER
-            // says so.
-            rows.push(row(
-                a,
-                r_agency[i],
-                text(r_holder[i]),
-                (r_role[i], label(&ROLE, r_role[i])),
+    }
+
+    /// The roster's accounts (of the unit's agencies), each once.
+    fn on_roster<'r>(
+        &self,
+        roster: &'r DataFrame,
+        seen: &mut BTreeSet<&'r str>,
+    ) -> PolarsResult<Vec<Vec<Cell>>> {
+        let r_account = strs(roster, "account_id")?;
+        let r_agency = strs(roster, "agency_id")?;
+        let r_holder = strs(roster, "holder_name")?;
+        let r_role = strs(roster, "role")?;
+        let r_status = strs(roster, "status")?;
+        // An account only an older roster snapshot lists is not on the
+        // roster any more, whatever status it had there.
+        let r_removed: Vec<Option<bool>> = match roster.column("removed") {
+            Ok(c) => c.bool()?.iter().collect(),
+            Err(_) => vec![None; roster.height()],
+        };
+        let r_snapshot: Vec<Option<String>> = match roster.column(crate::ingest::SNAPSHOT_DATE) {
+            Ok(c) => c
+                .cast(&DataType::String)?
+                .str()?
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect(),
+            Err(_) => vec![None; roster.height()],
+        };
+        let mut rows = Vec::new();
+        for i in 0..roster.height() {
+            let Some(a) = r_account[i] else { continue };
+            if !seen.insert(a) {
+                continue;
+            }
+            let status = if r_removed[i] == Some(true) {
+                // Off the roster already: what is left is to make sure
+                // WebIR has it revoked too (point 6(2));
+                // ACCOUNT_REMOVED_FROM_ROSTER says so.
+                let listed = r_snapshot[i].as_deref().unwrap_or("較舊");
                 (
                     None,
-                    Cell::Text(format!(
-                        "已自清冊移除（{} 清冊仍列）",
-                        r_snapshot[i].as_deref().unwrap_or("較舊")
-                    )),
-                ),
-            ));
-        } else {
-            rows.push(row(
+                    Cell::Text(format!("已自清冊移除（{listed} 清冊仍列）")),
+                )
+            } else {
+                (r_status[i], label(&ACCOUNT_STATUS, r_status[i]))
+            };
+            rows.push(self.row(
                 a,
                 r_agency[i],
                 text(r_holder[i]),
                 (r_role[i], label(&ROLE, r_role[i])),
-                (r_status[i], label(&ACCOUNT_STATUS, r_status[i])),
+                status,
             ));
         }
+        Ok(rows)
     }
-    // Accounts the log shows but the roster lacks: the officer confirms them too.
-    for i in 0..findings.height() {
-        if codes[i] == Some(Code::AccountNotInRoster.as_str())
-            && let Some(a) = account[i]
-            && agency_of_finding[i].is_some_and(|g| ids.iter().any(|id| id == g))
-            && seen.insert(a)
-        {
-            rows.push(row(
-                a,
-                agency_of_finding[i],
-                Cell::Empty,
-                (None, Cell::Empty),
-                (None, Cell::from("（清冊無此帳號）")),
-            ));
+
+    /// Accounts of the unit's agencies (`ids`) the log shows but the
+    /// roster lacks: the officer confirms them too.
+    fn not_on_roster<'r>(
+        &self,
+        findings: &'r DataFrame,
+        ids: &[String],
+        seen: &mut BTreeSet<&'r str>,
+    ) -> PolarsResult<Vec<Vec<Cell>>> {
+        let codes = strs(findings, "code")?;
+        let account = strs(findings, "account_id")?;
+        let agency_of_finding = strs(findings, "agency_id")?;
+        let mut rows = Vec::new();
+        for i in 0..findings.height() {
+            if codes[i] == Some(Code::AccountNotInRoster.as_str())
+                && let Some(a) = account[i]
+                && agency_of_finding[i].is_some_and(|g| ids.iter().any(|id| id == g))
+                && seen.insert(a)
+            {
+                rows.push(self.row(
+                    a,
+                    agency_of_finding[i],
+                    Cell::Empty,
+                    (None, Cell::Empty),
+                    (None, Cell::from("（清冊無此帳號）")),
+                ));
+            }
         }
+        Ok(rows)
     }
-    Ok(Table {
-        headers: headers(&[
-            "帳號",
-            "所屬機關",
-            "使用者",
-            "角色",
-            "帳號狀態",
-            "發現",
-            "建議處理",
-        ]),
-        rows,
-    })
 }
 
 /// Each agency's records in the period's population: the population is
@@ -2063,71 +2282,36 @@ fn part_rows(details: &DataFrame, ids: &[String], part: Part) -> PolarsResult<Da
         .collect()
 }
 
-fn sample_section(
+/// The sample worksheet's rows: the tool's columns of each sampled
+/// record of `unit` (its first agency).
+fn worksheet_rows(
     f: &RunFacts<'_>,
-    m: &Manifest,
-    details: &DataFrame,
-    ids: &[String],
-    part: Part,
-) -> PolarsResult<SampleSection> {
-    let d = part_rows(details, ids, part)?;
-    let agency = strs(&d, "agency_id")?;
-    let account = strs(&d, "account_id")?;
-    let holder = strs(&d, "holder_name")?;
-    let at = times(&d, "queried_at_exact")?;
-    let item = strs(&d, "query_item")?;
-    let subject = strs(&d, "subject")?;
-    let purpose = strs(&d, "purpose")?;
-    let form = strs(&d, "form_id")?;
-    let late = strs(&d, "late_form_id")?;
-    let form_purpose = strs(&d, "form_purpose")?;
-    let approver = strs(&d, "form_approver")?;
-    let reason = strs(&d, "form_reason")?;
-    let approved = times(&d, "form_approved_at")?;
-    let pre = strs(&d, "prechecks")?;
-    let unit = ids.first().map(String::as_str);
+    d: &DataFrame,
+    unit: Option<&str>,
+) -> PolarsResult<Vec<Vec<Cell>>> {
+    let agency = strs(d, "agency_id")?;
+    let account = strs(d, "account_id")?;
+    let holder = strs(d, "holder_name")?;
+    let at = times(d, "queried_at_exact")?;
+    let item = strs(d, "query_item")?;
+    let subject = strs(d, "subject")?;
+    let purpose = strs(d, "purpose")?;
+    let form = strs(d, "form_id")?;
+    let late = strs(d, "late_form_id")?;
+    let form_purpose = strs(d, "form_purpose")?;
+    let approver = strs(d, "form_approver")?;
+    let reason = strs(d, "form_reason")?;
+    let approved = times(d, "form_approved_at")?;
+    let pre = strs(d, "prechecks")?;
     let second = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M:%S").to_string();
     // An approval to the minute, on one line under its approver (the
     // pre-check says whether it came before the query).
     let minute = |t: NaiveDateTime| t.format("%Y/%m/%d %H:%M").to_string();
-    let rows = (0..d.height())
+    Ok((0..d.height())
         .map(|i| {
-            // The account and its holder, and below them its agency when
-            // it is a subordinate one's: who the row is about, in one cell.
-            let mut who = account[i].unwrap_or("").to_owned();
-            if let Some(h) = holder[i] {
-                who.push(' ');
-                who.push_str(h);
-            }
-            if let Some(a) = agency[i].filter(|a| Some(*a) != unit) {
-                let within = match unit {
-                    Some(u) => name_within(f.config, u, a),
-                    None => agency_name(f.config, a),
-                };
-                who.push('\n');
-                who.push_str(&within);
-            }
-            // The form the checks matched and what it was for, or the
-            // one the finding cites, approved only after the query (one
-            // source of truth); then who approved it when.
-            let form_cell = match (form[i], late[i]) {
-                (None, None) => "無對應紀錄表".to_owned(),
-                (id, late_id) => {
-                    let mut s = match (id, late_id) {
-                        (Some(id), _) => id.to_owned(),
-                        (_, Some(l)) => format!("{l}（查詢後始核可）"),
-                        (None, None) => String::new(),
-                    };
-                    // Its purpose only where it is not the query's (the
-                    // row says the query's beside it): a line less to
-                    // print on nearly every row.
-                    if let Some(p) = form_purpose[i].filter(|p| Some(*p) != purpose[i]) {
-                        s.push_str("\n目的：");
-                        s.push_str(PURPOSE.label(p).unwrap_or(p));
-                    }
-                    s
-                }
-            };
+            let who = who_cell(f, unit, account[i], holder[i], agency[i]);
+            let form_cell = form_cell(form[i], late[i], form_purpose[i], purpose[i]);
+            // Who approved the form, and when.
             let approval = match (form[i].or(late[i]), approver[i], approved[i]) {
                 (None, _, _) => Cell::Empty,
                 (Some(_), a, Some(t)) => Cell::Text(
@@ -2152,7 +2336,73 @@ fn sample_section(
                 text(pre[i]),
             ]
         })
-        .collect();
+        .collect())
+}
+
+/// The account and its holder, and below them its agency when it is a
+/// subordinate one's (of `unit`): who the row is about, in one cell.
+fn who_cell(
+    f: &RunFacts<'_>,
+    unit: Option<&str>,
+    account: Option<&str>,
+    holder: Option<&str>,
+    agency: Option<&str>,
+) -> String {
+    let mut who = account.unwrap_or("").to_owned();
+    if let Some(h) = holder {
+        who.push(' ');
+        who.push_str(h);
+    }
+    if let Some(a) = agency.filter(|a| Some(*a) != unit) {
+        let within = match unit {
+            Some(u) => name_within(f.config, u, a),
+            None => agency_name(f.config, a),
+        };
+        who.push('\n');
+        who.push_str(&within);
+    }
+    who
+}
+
+/// The form the checks matched and what it was for, or the one the
+/// finding cites (`late`), approved only after the query (one source of
+/// truth).
+fn form_cell(
+    form: Option<&str>,
+    late: Option<&str>,
+    form_purpose: Option<&str>,
+    purpose: Option<&str>,
+) -> String {
+    match (form, late) {
+        (None, None) => "無對應紀錄表".to_owned(),
+        (id, late_id) => {
+            let mut s = match (id, late_id) {
+                (Some(id), _) => id.to_owned(),
+                (_, Some(l)) => format!("{l}（查詢後始核可）"),
+                (None, None) => String::new(),
+            };
+            // Its purpose only where it is not the query's (the
+            // row says the query's beside it): a line less to
+            // print on nearly every row.
+            if let Some(p) = form_purpose.filter(|p| Some(*p) != purpose) {
+                s.push_str("\n目的：");
+                s.push_str(PURPOSE.label(p).unwrap_or(p));
+            }
+            s
+        }
+    }
+}
+
+fn sample_section(
+    f: &RunFacts<'_>,
+    m: &Manifest,
+    details: &DataFrame,
+    ids: &[String],
+    part: Part,
+) -> PolarsResult<SampleSection> {
+    let d = part_rows(details, ids, part)?;
+    let unit = ids.first().map(String::as_str);
+    let rows = worksheet_rows(f, &d, unit)?;
     let unit_strata: Vec<_> = m
         .units
         .iter()
@@ -2212,13 +2462,32 @@ fn sample_section(
 fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     let ids = subtree(f.config, unit);
     let findings = in_set(f.findings, "unit_id", &[unit.to_owned()])?;
+    let document = unit_document(f, unit, &ids, &findings)?;
+    let mut m = base(f, unit, agency_name(f.config, unit), &findings, document)?;
+    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
+    m.queries_by_month = queries_by_month(f, &ids)?;
+    // The ethics unit investigates with the unit (6(3)): it gets the
+    // workbook while any serious anomaly stands, asked before or not.
+    m.serious = f.kind.shows_queries() && serious(&findings)?;
+    add_unit_notes(f, unit, &ids, &mut m)?;
+    Ok(m)
+}
+
+/// The document of `unit`'s workbook of the run's kind, from its
+/// `findings` (of its agencies `ids`).
+fn unit_document(
+    f: &RunFacts<'_>,
+    unit: &str,
+    ids: &[String],
+    findings: &DataFrame,
+) -> PolarsResult<Document> {
     let missing =
         |what: &str| polars_err!(ComputeError: "a {} workbook needs {what}", f.kind.title());
     // What an earlier workbook asked is not asked again: it is listed
     // with where it was asked.
     let asked_queries = || -> PolarsResult<(Queries, Option<Table>)> {
         let (ask, asked) = match f.asked {
-            Some(before) => split_asked(&findings, unit, before)?,
+            Some(before) => split_asked(findings, unit, before)?,
             None => (findings.clone(), None),
         };
         let (q, details) = query_findings(&ask, false, Some((f.config, unit)))?;
@@ -2232,9 +2501,9 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
     };
     let sample = || -> PolarsResult<SampleSection> {
         let (manifest, details) = f.sample.ok_or_else(|| missing("its sample"))?;
-        sample_section(f, manifest, details, &ids, Part::Officer)
+        sample_section(f, manifest, details, ids, Part::Officer)
     };
-    let document = match f.kind {
+    Ok(match f.kind {
         ReportKind::SampleAudit => Document::SampleAudit {
             sample: sample()?,
             queries: asked_queries()?.0,
@@ -2258,22 +2527,27 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
             accounts: accounts(
                 f,
                 f.roster.ok_or_else(|| missing("the roster"))?,
-                &ids,
-                &findings,
+                ids,
+                findings,
                 false,
             )?,
         },
         ReportKind::PasswordCheck => Document::PasswordCheck {
-            stale_passwords: stale_password_table(f, unit, &findings)?,
+            stale_passwords: stale_password_table(f, unit, findings)?,
         },
         ReportKind::ExternalAudit => return Err(missing("no unit: it is the Health Bureau's")),
-    };
-    let mut m = base(f, unit, agency_name(f.config, unit), &findings, document)?;
-    m.severity_by_agency = severity_by_agency(f, &ids, &findings)?;
-    m.queries_by_month = queries_by_month(f, &ids)?;
-    // The ethics unit investigates with the unit (6(3)): it gets the
-    // workbook while any serious anomaly stands, asked before or not.
-    m.serious = f.kind.shows_queries() && serious(&findings)?;
+    })
+}
+
+/// What `unit`'s workbook notes and asks besides its document: what was
+/// asked before, a year the logs hold only part of, the accounts only
+/// the log shows, the sample's size and draws.
+fn add_unit_notes(
+    f: &RunFacts<'_>,
+    unit: &str,
+    ids: &[String],
+    m: &mut ReportModel,
+) -> PolarsResult<()> {
     if let Document::InternalAudit {
         asked_before: Some(t),
         ..
@@ -2299,7 +2573,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
         ));
     }
     if let Some(o) = f.orphans {
-        let t = orphan_table(f, &in_set(o, "agency_id", &ids)?)?;
+        let t = orphan_table(f, &in_set(o, "agency_id", ids)?)?;
         // Someone used WebIR with an account nobody manages: the officer
         // finds out whose it is.
         if !t.rows.is_empty() {
@@ -2324,7 +2598,7 @@ fn unit_model(f: &RunFacts<'_>, unit: &str) -> PolarsResult<ReportModel> {
             ));
         }
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Where a unit's workbook asks about the accounts only the query log
@@ -2601,35 +2875,6 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.cmp(b))
     });
-    let next = |w: Option<Code>| -> &'static str {
-        match w.map(Code::severity) {
-            Some(Severity::Critical) => {
-                "立即停止使用，會同政風單位調查並作成調查紀錄（第六點第三款）"
-            }
-            Some(Severity::High) if w.is_some_and(|c| c.scope() == Scope::Accounts) => {
-                "督促專責人員廢止或查明（第五點第一款第三目、第六點第二款）"
-            }
-            // Someone queried who may not: the account, not a form, is
-            // what is wrong.
-            Some(Severity::High)
-                if matches!(
-                    w,
-                    Some(
-                        Code::QueryByIneligibleHolder
-                            | Code::QueryByDisabledAccount
-                            | Code::QueryByUnrosteredAccount
-                    )
-                ) =>
-            {
-                "督促專責人員查明實際使用人並廢止帳號，會同政風單位調查（第六點第二款、第三款）"
-            }
-            Some(Severity::High) => {
-                "督促查明並補正紀錄表，必要時會同政風單位調查（第五點第二款第一目、第六點第三款）"
-            }
-            Some(Severity::Medium) => "督促查明（第六點）",
-            _ => "列入追蹤",
-        }
-    };
     Ok(Table {
         headers: headers(&[
             "單位",
@@ -2652,11 +2897,41 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
                 ];
                 r.extend(x.counts.iter().map(|n| Cell::Int(*n)));
                 r.push(Cell::from(x.worst.map_or("", Code::description)));
-                r.push(Cell::from(next(x.worst)));
+                r.push(Cell::from(next_action(x.worst)));
                 r
             })
             .collect(),
     })
+}
+
+/// The next action on an account whose most serious finding is `w`, as
+/// the Health Bureau's short list says it.
+fn next_action(w: Option<Code>) -> &'static str {
+    match w.map(Code::severity) {
+        Some(Severity::Critical) => "立即停止使用，會同政風單位調查並作成調查紀錄（第六點第三款）",
+        Some(Severity::High) if w.is_some_and(|c| c.scope() == Scope::Accounts) => {
+            "督促專責人員廢止或查明（第五點第一款第三目、第六點第二款）"
+        }
+        // Someone queried who may not: the account, not a form, is
+        // what is wrong.
+        Some(Severity::High)
+            if matches!(
+                w,
+                Some(
+                    Code::QueryByIneligibleHolder
+                        | Code::QueryByDisabledAccount
+                        | Code::QueryByUnrosteredAccount
+                )
+            ) =>
+        {
+            "督促專責人員查明實際使用人並廢止帳號，會同政風單位調查（第六點第二款、第三款）"
+        }
+        Some(Severity::High) => {
+            "督促查明並補正紀錄表，必要時會同政風單位調查（第五點第二款第一目、第六點第三款）"
+        }
+        Some(Severity::Medium) => "督促查明（第六點）",
+        _ => "列入追蹤",
+    }
 }
 
 /// The external audit's draw as the Health Bureau reads it.
@@ -2748,89 +3023,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
         df.with_column(unit)?;
         df
     })?;
-    let sev = strs(f.findings, "severity")?;
-    let unit_of = strs(f.findings, "unit_id")?;
-    let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
-    for (u, s) in unit_of.iter().zip(&sev) {
-        if let (Some(u), Some(s)) = (u, s.and_then(severity_of)) {
-            *counts.entry((u, s)).or_default() += 1;
-        }
-    }
-    let strata: BTreeMap<&str, (u64, u64)> = f
-        .sample
-        .map(|(man, _)| {
-            man.units
-                .iter()
-                .map(|u| {
-                    (
-                        u.unit_id.as_str(),
-                        u.strata.iter().fold((0, 0), |(a, b), s| {
-                            (a + s.accounts_in_use, b + s.accounts_selected)
-                        }),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // The sample's coverage only where there is a sample: no column of a
-    // city-wide table is left blank.
-    let sampled = f.sample.is_some();
-    let mut h = if sampled {
-        headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"])
-    } else {
-        headers(&["單位"])
-    };
-    // A run that checked accounts only counts account findings.
-    let found = if f.kind.shows_queries() {
-        "發現"
-    } else {
-        "帳號發現"
-    };
-    h.extend(
-        Severity::ALL
-            .iter()
-            .map(|s| format!("{found}：{}", severity_label(*s))),
-    );
-    if f.unit_status.is_some() {
-        h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
-    }
-    let units = Table {
-        headers: h,
-        rows: units
-            .iter()
-            .map(|u| {
-                let (n_use, n_sel) = strata.get(u.as_str()).copied().unwrap_or((0, 0));
-                let mut r = vec![Cell::Text(format!("{}（{u}）", agency_name(f.config, u)))];
-                if sampled {
-                    r.extend([
-                        Cell::Int(n_use as i64),
-                        Cell::Int(n_sel as i64),
-                        // Point 6(1): at least 20% of the accounts in use.
-                        match (n_sel * 1000).checked_div(n_use) {
-                            None => Cell::from("—"),
-                            Some(permille) => {
-                                Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
-                            }
-                        },
-                    ]);
-                }
-                r.extend(
-                    Severity::ALL
-                        .iter()
-                        .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
-                );
-                if let Some(status) = f.unit_status {
-                    match status.get(u) {
-                        Some(st) => r.extend(st.cells()),
-                        None => {
-                            r.extend([Cell::Int(0), "無紀錄".into(), "無紀錄".into(), "—".into()])
-                        }
-                    }
-                }
-                r
-            })
-            .collect(),
-    };
+    let units = units_table(f, &units)?;
     let sample = match f.sample {
         Some((manifest, _)) => {
             let mut s = sample_section(
@@ -2881,6 +3074,94 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
             .push("「剔除資料列」所列為無法讀入之資料，請通知提供機關更正後重新匯出。".to_owned());
     }
     Ok(m)
+}
+
+/// 各單位: one row per unit, its sample's coverage where there is a
+/// sample, its findings by severity, and its status where known.
+fn units_table(f: &RunFacts<'_>, units: &[String]) -> PolarsResult<Table> {
+    let sev = strs(f.findings, "severity")?;
+    let unit_of = strs(f.findings, "unit_id")?;
+    let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
+    for (u, s) in unit_of.iter().zip(&sev) {
+        if let (Some(u), Some(s)) = (u, s.and_then(severity_of)) {
+            *counts.entry((u, s)).or_default() += 1;
+        }
+    }
+    let strata: BTreeMap<&str, (u64, u64)> = f
+        .sample
+        .map(|(man, _)| {
+            man.units
+                .iter()
+                .map(|u| {
+                    (
+                        u.unit_id.as_str(),
+                        u.strata.iter().fold((0, 0), |(a, b), s| {
+                            (a + s.accounts_in_use, b + s.accounts_selected)
+                        }),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The sample's coverage only where there is a sample: no column of a
+    // city-wide table is left blank.
+    let sampled = f.sample.is_some();
+    let mut h = if sampled {
+        headers(&["單位", "使用中帳號", "抽樣帳號", "涵蓋率"])
+    } else {
+        headers(&["單位"])
+    };
+    // A run that checked accounts only counts account findings.
+    let found = if f.kind.shows_queries() {
+        "發現"
+    } else {
+        "帳號發現"
+    };
+    h.extend(
+        Severity::ALL
+            .iter()
+            .map(|s| format!("{found}：{}", severity_label(*s))),
+    );
+    if f.unit_status.is_some() {
+        h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
+    }
+    Ok(Table {
+        headers: h,
+        rows: units
+            .iter()
+            .map(|u| {
+                let (n_use, n_sel) = strata.get(u.as_str()).copied().unwrap_or((0, 0));
+                let mut r = vec![Cell::Text(format!("{}（{u}）", agency_name(f.config, u)))];
+                if sampled {
+                    r.extend([
+                        Cell::Int(n_use as i64),
+                        Cell::Int(n_sel as i64),
+                        // Point 6(1): at least 20% of the accounts in use.
+                        match (n_sel * 1000).checked_div(n_use) {
+                            None => Cell::from("—"),
+                            Some(permille) => {
+                                Cell::Text(format!("{}.{}%", permille / 10, permille % 10))
+                            }
+                        },
+                    ]);
+                }
+                r.extend(
+                    Severity::ALL
+                        .iter()
+                        .map(|s| Cell::Int(counts.get(&(u.as_str(), *s)).copied().unwrap_or(0))),
+                );
+                if let Some(status) = f.unit_status {
+                    match status.get(u) {
+                        Some(st) => r.extend(st.cells()),
+                        None => {
+                            r.extend([Cell::Int(0), "無紀錄".into(), "無紀錄".into(), "—".into()])
+                        }
+                    }
+                }
+                r
+            })
+            .collect(),
+    })
 }
 
 /// The city-wide 剔除資料列: every row no unit can be given.

@@ -432,17 +432,17 @@ impl Builder {
 }
 
 impl Builder {
-    /// Starts the query log of `roster`'s accounts: draws each agency's
+    /// Starts the query log of `staff`'s accounts: draws each agency's
     /// approver, then the subjects queries are about.
-    fn new(roster: plant::Roster, query_rows: usize) -> (Builder, Vec<Person>) {
-        let plant::Roster {
+    fn new(staff: plant::Staff, query_rows: usize) -> (Builder, Vec<Person>) {
+        let plant::Staff {
             mut r,
             start,
             people,
             accounts,
             planted,
             ..
-        } = roster;
+        } = staff;
         let approvers: Vec<String> = (0..AGENCIES.len()).map(|_| name(&mut r)).collect();
         let holders: Vec<String> = accounts
             .iter()
@@ -532,16 +532,16 @@ impl Builder {
 }
 
 fn build_city(seed: u64, query_rows: usize) -> (City, Vec<Planted>) {
-    let mut roster = plant::Roster::staffed(seed, date(PERIOD_START), date(EXPORT_DAY));
-    roster.appoint_officers();
-    let holder_problems = roster.plant_holder_problems();
-    roster.plant_account_problems();
-    let gaps = roster.plant_roster_gaps();
-    let plan = roster.plan_query_problems();
-    let applications = roster.plant_application_problems();
+    let mut staff = plant::Staff::hired(seed, date(PERIOD_START), date(EXPORT_DAY));
+    staff.appoint_officers();
+    let holder_problems = staff.plant_holder_problems();
+    staff.plant_account_problems();
+    let gaps = staff.plant_roster_gaps();
+    let plan = staff.plan_query_problems();
+    let applications = staff.plant_application_problems();
 
     // The planted cases first, then clean traffic up to the row count.
-    let (mut b, mut people) = Builder::new(roster, query_rows);
+    let (mut b, mut people) = Builder::new(staff, query_rows);
     b.plant_query_cases(&plan, &people);
     b.fill_with_clean_traffic(query_rows);
     let mut queries = b.queries;

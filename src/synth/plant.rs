@@ -26,7 +26,7 @@ const TWISTS: [(Twist, usize, usize, Code); 9] = [
 ];
 
 /// The city's people and accounts while problems are planted on them.
-pub(super) struct Roster {
+pub(super) struct Staff {
     pub(super) r: Rand,
     pub(super) start: NaiveDate,
     export: NaiveDate,
@@ -72,10 +72,10 @@ pub(super) struct ApplicationProblems {
     pub(super) other_holder: usize,
 }
 
-impl Roster {
+impl Staff {
     /// Every agency's staff, each with one ordinary account (a requesting
     /// agency's first its officer), all in good standing.
-    pub(super) fn staffed(seed: u64, start: NaiveDate, export: NaiveDate) -> Roster {
+    pub(super) fn hired(seed: u64, start: NaiveDate, export: NaiveDate) -> Staff {
         let mut r = Rand::new(seed);
         let mut people = Vec::new();
         let mut accounts: Vec<Account> = Vec::new();
@@ -120,7 +120,7 @@ impl Roster {
                 });
             }
         }
-        Roster {
+        Staff {
             r,
             start,
             export,
