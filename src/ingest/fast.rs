@@ -169,6 +169,45 @@ enum ColumnBuilder {
     Times(PrimitiveChunkedBuilder<Int64Type>),
 }
 
+impl ColumnBuilder {
+    /// The builder of column `p`'s values, room for about `capacity`.
+    fn new(p: &Present, capacity: usize) -> ColumnBuilder {
+        let name = p.spec.name.into();
+        match p.parser {
+            ColumnParser::Code(..) => {
+                ColumnBuilder::Codes(PrimitiveChunkedBuilder::new(name, capacity))
+            }
+            ColumnParser::NationalId => {
+                ColumnBuilder::Text(StringChunkedBuilder::new(name, capacity))
+            }
+            ColumnParser::DateTime(_) => {
+                ColumnBuilder::Times(PrimitiveChunkedBuilder::new(name, capacity))
+            }
+        }
+    }
+}
+
+/// A present column's cell in a record, if the record has one, and
+/// whether it was quoted.
+type RecordCell<'b> = Option<(Cow<'b, [u8]>, bool)>;
+
+/// The raw cells of a row left to the plan, as text: `None` for a missing
+/// cell and an unquoted empty one, as polars reads them.
+fn residue_cells(cells: &[RecordCell<'_>]) -> Result<Vec<Option<String>>, Abort> {
+    cells
+        .iter()
+        .map(|c| match c {
+            Some((raw, quoted)) if *quoted || !raw.is_empty() => Some(
+                std::str::from_utf8(raw)
+                    .map(str::to_owned)
+                    .map_err(|_| Abort::NotUtf8),
+            ),
+            _ => None,
+        })
+        .map(Option::transpose)
+        .collect()
+}
+
 /// What one thread read of one part of a piece.
 struct Part {
     /// Of the rows read here, their record index within the part.
@@ -375,25 +414,12 @@ impl Reader<'_> {
         let mut outs: Vec<ColumnBuilder> = self
             .present
             .iter()
-            .map(|p| {
-                let name = p.spec.name.into();
-                match p.parser {
-                    ColumnParser::Code(..) => {
-                        ColumnBuilder::Codes(PrimitiveChunkedBuilder::new(name, guess))
-                    }
-                    ColumnParser::NationalId => {
-                        ColumnBuilder::Text(StringChunkedBuilder::new(name, guess))
-                    }
-                    ColumnParser::DateTime(_) => {
-                        ColumnBuilder::Times(PrimitiveChunkedBuilder::new(name, guess))
-                    }
-                }
-            })
+            .map(|p| ColumnBuilder::new(p, guess))
             .collect();
         let mut rows: Vec<IdxSize> = Vec::with_capacity(guess);
         let mut residue = Vec::new();
         // The cells of the present columns, and whether each was quoted.
-        let mut cells: Vec<Option<(Cow<[u8]>, bool)>> = vec![None; self.present.len()];
+        let mut cells: Vec<RecordCell> = vec![None; self.present.len()];
         let mut vals: Vec<CellValue> = Vec::with_capacity(self.present.len());
         let mut dates = DateMemo::default();
         let mut record: usize = 0;
@@ -446,18 +472,7 @@ impl Reader<'_> {
                     push(out, v);
                 }
             } else {
-                let raw = cells
-                    .iter()
-                    .map(|c| match c {
-                        Some((raw, quoted)) if *quoted || !raw.is_empty() => Some(
-                            std::str::from_utf8(raw)
-                                .map(str::to_owned)
-                                .map_err(|_| Abort::NotUtf8),
-                        ),
-                        _ => None,
-                    })
-                    .map(Option::transpose)
-                    .collect::<Result<_, _>>()?;
+                let raw = residue_cells(&cells)?;
                 residue.push((index, raw));
                 // Stop early on a file that is for the general path.
                 if record >= 4096 && residue.len() as f64 > self.most_left * record as f64 {
