@@ -92,7 +92,7 @@ impl RunFolder {
     pub fn parent(base: &Path, period: &RunPeriod, job: Job) -> Result<PathBuf, UnsafeName> {
         inside(
             &inside(base, &period.to_string())?,
-            job.folder().unwrap_or(job).name(),
+            job.folder().unwrap_or(job).as_str(),
         )
     }
 
@@ -568,7 +568,7 @@ pub struct InputRecord {
 impl From<&FileRecord> for InputRecord {
     fn from(f: &FileRecord) -> InputRecord {
         InputRecord {
-            table: f.table.map(|t| t.name()),
+            table: f.table.map(|t| t.as_str()),
             path: f.path.clone(),
             bytes: f.size,
             sha256: f.sha256.clone(),

@@ -510,7 +510,7 @@ pub fn drawn_units(
     now: DateTime<Utc>,
 ) -> Result<Vec<Outgoing>> {
     use crate::report::{self, build::deadline};
-    let job = facts.kind.job().name();
+    let job = facts.kind.job().as_str();
     let (_, due_on) = deadline(config, facts.kind, facts.generated_at);
     let period = report::period_label(&facts.period_id);
     let label = format!("{period} 外部稽核受稽核準備");

@@ -4,31 +4,30 @@
 //! is a duty of the regulation. Unknown names are refused where they are
 //! parsed. Pure description: what each job does is in `run`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::period::PeriodRule;
+use crate::vocab::text_enum;
 
-/// A job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Job {
-    /// Point 6(1): the half-yearly sample audit (its query check included).
-    SampleAudit,
-    /// Points 5(1)3, 6(2): the yearly account review.
-    AccountReview,
-    /// Point 5(3): the quarterly account review, for stale passwords above
-    /// all (the review includes ACCOUNT_PASSWORD_STALE).
-    PasswordCheck,
-    /// Points 3, 5(2): the query check of a period, by hand.
-    QueryCheck,
-    /// Point 6(3): each unit's yearly internal audit.
-    InternalAudit,
-    /// Points 4(2), 4(5): the Health Bureau's external audit.
-    ExternalAudit,
-    /// Point 5(4): deleting run folders past `rules.retention_years`.
-    Retention,
-    /// A weekly status mail to `mail.admin`.
-    Heartbeat,
+text_enum! {
+    /// A job.
+    Job("job") {
+        /// Point 6(1): the half-yearly sample audit (its query check included).
+        SampleAudit = "sample-audit",
+        /// Points 5(1)3, 6(2): the yearly account review.
+        AccountReview = "account-review",
+        /// Point 5(3): the quarterly account review, for stale passwords
+        /// above all (the review includes ACCOUNT_PASSWORD_STALE).
+        PasswordCheck = "password-check",
+        /// Points 3, 5(2): the query check of a period, by hand.
+        QueryCheck = "query-check",
+        /// Point 6(3): each unit's yearly internal audit.
+        InternalAudit = "internal-audit",
+        /// Points 4(2), 4(5): the Health Bureau's external audit.
+        ExternalAudit = "external-audit",
+        /// Point 5(4): deleting run folders past `rules.retention_years`.
+        Retention = "retention",
+        /// A weekly status mail to `mail.admin`.
+        Heartbeat = "heartbeat",
+    }
 }
 
 /// How a job is told what it covers.
@@ -43,30 +42,6 @@ pub enum Span {
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
-        Job::SampleAudit,
-        Job::AccountReview,
-        Job::PasswordCheck,
-        Job::QueryCheck,
-        Job::InternalAudit,
-        Job::ExternalAudit,
-        Job::Retention,
-        Job::Heartbeat,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::SampleAudit => "sample-audit",
-            Job::AccountReview => "account-review",
-            Job::PasswordCheck => "password-check",
-            Job::QueryCheck => "query-check",
-            Job::InternalAudit => "internal-audit",
-            Job::ExternalAudit => "external-audit",
-            Job::Retention => "retention",
-            Job::Heartbeat => "heartbeat",
-        }
-    }
-
     /// One line on what the job is, for `--help`.
     pub fn about(self) -> &'static str {
         match self {
@@ -85,16 +60,6 @@ impl Job {
             }
             Job::Heartbeat => "Queue the weekly status mail to mail.admin",
         }
-    }
-
-    /// The job of a name, if it is one.
-    pub fn parse(s: &str) -> Option<Job> {
-        Job::ALL.into_iter().find(|j| j.name() == s)
-    }
-
-    /// The names, for messages that refuse an unknown one.
-    pub fn names() -> String {
-        Job::ALL.map(Job::name).join(", ")
     }
 
     /// What the job covers.
@@ -187,45 +152,26 @@ impl Job {
     /// What the inbox must hold before the job runs for a period. Account
     /// reviews wait for query logs too: idle and never-used accounts are
     /// judged on them.
-    pub fn needs(self) -> Needs {
+    pub fn awaits(self) -> AwaitedInputs {
         match self {
-            Job::SampleAudit | Job::InternalAudit | Job::QueryCheck => Needs {
+            Job::SampleAudit | Job::InternalAudit | Job::QueryCheck => AwaitedInputs {
                 query_logs: true,
                 roster_and_hr: true,
                 calendar: true,
             },
-            Job::ExternalAudit | Job::AccountReview | Job::PasswordCheck => Needs {
+            Job::ExternalAudit | Job::AccountReview | Job::PasswordCheck => AwaitedInputs {
                 query_logs: true,
                 roster_and_hr: true,
                 calendar: false,
             },
-            Job::Retention | Job::Heartbeat => Needs::default(),
+            Job::Retention | Job::Heartbeat => AwaitedInputs::default(),
         }
-    }
-}
-
-impl fmt::Display for Job {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-/// A name that is no job.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job {0:?}; known: {names}", names = Job::names())]
-pub struct UnknownJob(pub String);
-
-impl FromStr for Job {
-    type Err = UnknownJob;
-
-    fn from_str(s: &str) -> Result<Job, UnknownJob> {
-        Job::parse(s).ok_or_else(|| UnknownJob(s.to_owned()))
     }
 }
 
 /// The exports a job waits for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
+pub struct AwaitedInputs {
     /// Query logs reaching the period's last day.
     pub query_logs: bool,
     /// A roster and an HR file modified after the period's end.
@@ -242,7 +188,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_unknown_names_are_refused() {
         for j in Job::ALL {
-            assert_eq!(j.name().parse::<Job>(), Ok(j));
+            assert_eq!(j.as_str().parse::<Job>(), Ok(j));
         }
         let e = "query_check".parse::<Job>().unwrap_err().to_string();
         assert!(e.contains("unknown job \"query_check\""), "{e}");

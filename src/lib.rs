@@ -28,4 +28,5 @@ pub mod store; // the SQLite state database: seed ledger, outbox, run ledger, re
 pub mod synth; // the deterministic generator of the fictional sample city
 pub mod templates; // the mail templates, compiled when the config loads
 pub mod verify; // re-drawing a sample audit from its manifest: MATCH or the first difference
+pub mod vocab; // closed vocabularies: one macro turns an enum into text and back
 pub mod worksheet; // completed sample worksheets coming back: matched, checked, recorded

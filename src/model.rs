@@ -6,40 +6,23 @@
 //! parse cells; `config` reads it to validate purpose codes and column
 //! aliases. Nothing here touches a file or a frame.
 
-use std::fmt;
+use crate::vocab::text_enum;
 
-/// One of the five canonical tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Table {
-    QueryLog,
-    Roster,
-    Hr,
-    RequestForms,
-    /// The account applications register (points 2, 4(3), 5(1)2): each
-    /// 業務需求人員申請表 and 專責人員申請表, with its approval.
-    Applications,
+text_enum! {
+    /// One of the five canonical tables, named as the config
+    /// (`[columns.query_log]`) and the output name it.
+    Table("table") {
+        QueryLog = "query_log",
+        Roster = "roster",
+        Hr = "hr",
+        RequestForms = "request_forms",
+        /// The account applications register (points 2, 4(3), 5(1)2): each
+        /// 業務需求人員申請表 and 專責人員申請表, with its approval.
+        Applications = "applications",
+    }
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
-        Table::QueryLog,
-        Table::Roster,
-        Table::Hr,
-        Table::RequestForms,
-        Table::Applications,
-    ];
-
-    /// The name used in config (`[columns.query_log]`) and in output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::QueryLog => "query_log",
-            Table::Roster => "roster",
-            Table::Hr => "hr",
-            Table::RequestForms => "request_forms",
-            Table::Applications => "applications",
-        }
-    }
-
     /// The inbox sub-folder agencies drop this table's exports into.
     pub fn inbox_dir(self) -> &'static str {
         match self {
@@ -49,10 +32,6 @@ impl Table {
             Table::RequestForms => "forms",
             Table::Applications => "applications",
         }
-    }
-
-    pub fn from_name(name: &str) -> Option<Table> {
-        Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
     pub fn columns(self) -> &'static [ColumnSpec] {
@@ -67,12 +46,6 @@ impl Table {
 
     pub fn column(self, name: &str) -> Option<&'static ColumnSpec> {
         self.columns().iter().find(|c| c.name == name)
-    }
-}
-
-impl fmt::Display for Table {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

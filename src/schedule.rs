@@ -17,18 +17,25 @@ pub use crate::job::Job;
 pub use crate::period::PeriodRule;
 
 /// Refuses schedules that leave a duty of the regulation unscheduled: a
-/// duty must not be switched off by deleting a file.
-pub fn require_duties(schedules: &[Schedule], dir: &Path) -> Result<(), ScheduleError> {
+/// duty must not be switched off by deleting a file, only by a
+/// `[[suspended]]` entry that says why (and is shown wherever the daemon
+/// reports).
+pub fn require_duties(
+    schedules: &[Schedule],
+    suspended: &[Suspension],
+    dir: &Path,
+) -> Result<(), ScheduleError> {
     let missing: Vec<String> = Job::ALL
         .into_iter()
         .filter_map(|job| Some((job, job.duty()?)))
         .filter(|(job, _)| !schedules.iter().any(|s| s.job == *job))
+        .filter(|(job, _)| !suspended.iter().any(|s| s.job == *job))
         .map(|(job, rule)| {
             format!(
                 "{}: no schedule for job {:?}; {rule}. Add a [[schedule]] with job = {:?} (the shipped schedules/ has one)",
                 dir.display(),
-                job.name(),
-                job.name()
+                job.as_str(),
+                job.as_str()
             )
         })
         .collect();
@@ -82,6 +89,25 @@ pub struct Schedule {
 struct RawFile {
     #[serde(default)]
     schedule: Vec<RawSchedule>,
+    #[serde(default)]
+    suspended: Vec<RawSuspension>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuspension {
+    job: String,
+    reason: String,
+}
+
+/// A duty of the regulation deliberately not run by this daemon, and why
+/// (`[[suspended]] job = "...", reason = "..."`): every pass logs it and
+/// `check-config` and `status` show it, so it is never silent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub job: Job,
+    pub reason: String,
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +204,43 @@ pub fn load(dir: &Path, tz: Tz) -> Result<Vec<Schedule>, ScheduleError> {
     }
 }
 
+/// The `[[suspended]]` duties of every `*.toml` in `dir`: each a duty of
+/// the regulation, with a reason, and not also scheduled.
+pub fn suspended(dir: &Path, schedules: &[Schedule]) -> Result<Vec<Suspension>, ScheduleError> {
+    let mut problems = Vec::new();
+    let mut out: Vec<Suspension> = Vec::new();
+    for file in schedule_files(dir)? {
+        let Ok(raw) = read_schedule_file(&file) else {
+            continue; // `load` names the problem
+        };
+        for (i, r) in raw.suspended.iter().enumerate() {
+            let refuse = |why: String| format!("{}: suspended[{i}]: {why}", file.display());
+            match r.job.parse::<Job>() {
+                Err(e) => problems.push(refuse(e.to_string())),
+                Ok(job) if job.duty().is_none() => problems.push(refuse(format!(
+                    "{job} is no duty of the regulation: unschedule it instead"
+                ))),
+                Ok(job) if schedules.iter().any(|s| s.job == job) => {
+                    problems.push(refuse(format!("{job} is scheduled too")))
+                }
+                Ok(_) if r.reason.trim().is_empty() => {
+                    problems.push(refuse("reason is empty: a suspended duty says why".into()))
+                }
+                Ok(job) => out.push(Suspension {
+                    job,
+                    reason: r.reason.trim().to_owned(),
+                    file: file.clone(),
+                }),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ScheduleError(problems))
+    }
+}
+
 /// The `*.toml` files in `dir`, in name order.
 fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, ScheduleError> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -219,7 +282,7 @@ fn validate_entry(
         let known: Vec<_> = Job::ALL
             .iter()
             .filter(|j| !j.periods().is_empty())
-            .map(|j| j.name())
+            .map(|j| j.as_str())
             .collect();
         let why = format!("unknown job; known: {}", known.join(", "));
         return Err(("job", r.job.clone(), why));
@@ -231,7 +294,7 @@ fn validate_entry(
     let period = match PeriodRule::parse(&r.period) {
         Some(p) if job.periods().contains(&p) => p,
         _ => {
-            let why = format!("{} takes {}", job.name(), period_names(job.periods()));
+            let why = format!("{} takes {}", job.as_str(), period_names(job.periods()));
             return Err(("period", r.period.clone(), why));
         }
     };
@@ -313,7 +376,7 @@ fn seed_rule(job: Job, r: &RawSchedule) -> Result<SeedRule, Refusal> {
             "ceremony".into(),
             format!(
                 "the daemon runs a seed ceremony for a job that draws (sample-audit, external-audit), not {}",
-                job.name()
+                job.as_str()
             ),
         )),
         Some(other) => Err(("seed", other.into(), "allowed values: os, ceremony".into())),
@@ -454,7 +517,7 @@ mod tests {
         .unwrap();
         let jobs: Vec<_> = s.iter().map(|s| s.job).collect();
         for j in Job::ALL.into_iter().filter(|j| !j.periods().is_empty()) {
-            assert!(jobs.contains(&j), "{} is not scheduled", j.name());
+            assert!(jobs.contains(&j), "{} is not scheduled", j.as_str());
         }
     }
 

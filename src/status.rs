@@ -56,11 +56,11 @@ impl Status {
         let mut jobs = Vec::new();
         for s in schedules.unwrap_or_default() {
             jobs.push(JobStatus {
-                job: s.job.name().to_owned(),
+                job: s.job.as_str().to_owned(),
                 cron: s.cron_text.clone(),
                 last: ledger
                     .iter()
-                    .filter(|r| r.job == s.job.name())
+                    .filter(|r| r.job == s.job.as_str())
                     .max_by(|a, b| a.scheduled_for.cmp(&b.scheduled_for))
                     .cloned(),
                 next: s.next_after(now, config.timezone).map(stamp),

@@ -25,91 +25,120 @@ use crate::ingest::{FileRecord, FileStatus};
 pub use crate::model::Severity;
 use crate::model::Table;
 use crate::period::Period;
+use crate::vocab::text_enum;
 
-/// The stable finding codes. Their names are a contract with officers,
-/// auditors and the reports: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Code {
-    AccountHolderDeparted,
-    AccountHolderTransferred,
-    AccountHolderSuspended,
-    AccountIneligibleEmployment,
-    AccountHolderUnknown,
-    AccountIdle,
-    AccountNeverUsed,
-    AccountDuplicate,
-    AccountPasswordStale,
-    AccountNotInRoster,
-    AccountRemovedFromRoster,
-    AgencyOfficerCount,
-    QueryNoRequestForm,
-    QueryFormNotApproved,
-    QueryApprovedAfterQuery,
-    QueryFormExpired,
-    QueryPurposeNotAllowed,
-    QueryAfterDeparture,
-    QueryByIneligibleHolder,
-    QueryByDisabledAccount,
-    QuerySelfLookup,
-    QueryCoworkerLookup,
-    QueryOffHours,
-    QueryVolumeSpike,
-    QuerySubjectManyAccounts,
-    QueryFailedBurst,
-    QueryPurposeMismatch,
-    QuerySelfApproved,
-    AccountRepeatPattern,
-    QueryByUnrosteredAccount,
-    AccountNoApplication,
-    AccountCreatedBeforeApproval,
-    AccountApplicationOtherHolder,
-    AccountChangeNotApplied,
+text_enum! {
+    /// The stable finding codes. Their names are a contract with officers,
+    /// auditors and the reports: never rename one.
+    Code("finding code") {
+        AccountHolderDeparted = "ACCOUNT_HOLDER_DEPARTED",
+        AccountHolderTransferred = "ACCOUNT_HOLDER_TRANSFERRED",
+        AccountHolderSuspended = "ACCOUNT_HOLDER_SUSPENDED",
+        AccountIneligibleEmployment = "ACCOUNT_INELIGIBLE_EMPLOYMENT",
+        AccountHolderUnknown = "ACCOUNT_HOLDER_UNKNOWN",
+        AccountIdle = "ACCOUNT_IDLE",
+        AccountNeverUsed = "ACCOUNT_NEVER_USED",
+        AccountDuplicate = "ACCOUNT_DUPLICATE",
+        AccountPasswordStale = "ACCOUNT_PASSWORD_STALE",
+        AccountNotInRoster = "ACCOUNT_NOT_IN_ROSTER",
+        AccountRemovedFromRoster = "ACCOUNT_REMOVED_FROM_ROSTER",
+        AgencyOfficerCount = "AGENCY_OFFICER_COUNT",
+        QueryNoRequestForm = "QUERY_NO_REQUEST_FORM",
+        QueryFormNotApproved = "QUERY_FORM_NOT_APPROVED",
+        QueryApprovedAfterQuery = "QUERY_APPROVED_AFTER_QUERY",
+        QueryFormExpired = "QUERY_FORM_EXPIRED",
+        QueryPurposeNotAllowed = "QUERY_PURPOSE_NOT_ALLOWED",
+        QueryAfterDeparture = "QUERY_AFTER_DEPARTURE",
+        QueryByIneligibleHolder = "QUERY_BY_INELIGIBLE_HOLDER",
+        QueryByDisabledAccount = "QUERY_BY_DISABLED_ACCOUNT",
+        QuerySelfLookup = "QUERY_SELF_LOOKUP",
+        QueryCoworkerLookup = "QUERY_COWORKER_LOOKUP",
+        QueryOffHours = "QUERY_OFF_HOURS",
+        QueryVolumeSpike = "QUERY_VOLUME_SPIKE",
+        QuerySubjectManyAccounts = "QUERY_SUBJECT_MANY_ACCOUNTS",
+        QueryFailedBurst = "QUERY_FAILED_BURST",
+        QueryPurposeMismatch = "QUERY_PURPOSE_MISMATCH",
+        QuerySelfApproved = "QUERY_SELF_APPROVED",
+        AccountRepeatPattern = "ACCOUNT_REPEAT_PATTERN",
+        QueryByUnrosteredAccount = "QUERY_BY_UNROSTERED_ACCOUNT",
+        AccountNoApplication = "ACCOUNT_NO_APPLICATION",
+        AccountCreatedBeforeApproval = "ACCOUNT_CREATED_BEFORE_APPROVAL",
+        AccountApplicationOtherHolder = "ACCOUNT_APPLICATION_OTHER_HOLDER",
+        AccountChangeNotApplied = "ACCOUNT_CHANGE_NOT_APPLIED",
+    }
+}
+
+/// What a finding code counts toward among the internal audit's duties
+/// (point 6(3)'s checklist), beside the totals every code counts in. An
+/// exhaustive match: a new code is decided here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DutyCount {
+    /// Point 3: a query no approved form explains.
+    Unexplained,
+    /// Point 5(2): an account held, or a query made, by staff who may
+    /// hold none.
+    Ineligible,
+    /// Point 3: a query for a purpose the agency lacks or its form does
+    /// not name.
+    Purpose,
+    /// Point 5(1)2: the applications register.
+    Application,
+    /// Point 5(3): a password unchanged too long.
+    PasswordStale,
+    /// Point 2: the number of officers and chief administrators.
+    OfficerCount,
 }
 
 impl Code {
-    pub const ALL: [Code; 34] = [
-        Code::AccountHolderDeparted,
-        Code::AccountHolderTransferred,
-        Code::AccountHolderSuspended,
-        Code::AccountIneligibleEmployment,
-        Code::AccountHolderUnknown,
-        Code::AccountIdle,
-        Code::AccountNeverUsed,
-        Code::AccountDuplicate,
-        Code::AccountPasswordStale,
-        Code::AccountNotInRoster,
-        Code::AccountRemovedFromRoster,
-        Code::AgencyOfficerCount,
-        Code::QueryNoRequestForm,
-        Code::QueryFormNotApproved,
-        Code::QueryApprovedAfterQuery,
-        Code::QueryFormExpired,
-        Code::QueryPurposeNotAllowed,
-        Code::QueryAfterDeparture,
-        Code::QueryByIneligibleHolder,
-        Code::QueryByDisabledAccount,
-        Code::QuerySelfLookup,
-        Code::QueryCoworkerLookup,
-        Code::QueryOffHours,
-        Code::QueryVolumeSpike,
-        Code::QuerySubjectManyAccounts,
-        Code::QueryFailedBurst,
-        Code::QueryPurposeMismatch,
-        Code::QuerySelfApproved,
-        Code::AccountRepeatPattern,
-        Code::QueryByUnrosteredAccount,
-        Code::AccountNoApplication,
-        Code::AccountCreatedBeforeApproval,
-        Code::AccountApplicationOtherHolder,
-        Code::AccountChangeNotApplied,
-    ];
+    /// The internal audit's duty this code counts toward, if any.
+    pub fn duty_count(self) -> Option<DutyCount> {
+        use DutyCount::*;
+        match self {
+            Code::QueryNoRequestForm
+            | Code::QueryFormNotApproved
+            | Code::QueryApprovedAfterQuery
+            | Code::QueryFormExpired => Some(Unexplained),
+            Code::AccountIneligibleEmployment | Code::QueryByIneligibleHolder => Some(Ineligible),
+            Code::QueryPurposeNotAllowed | Code::QueryPurposeMismatch => Some(Purpose),
+            Code::AccountNoApplication
+            | Code::AccountCreatedBeforeApproval
+            | Code::AccountApplicationOtherHolder
+            | Code::AccountChangeNotApplied => Some(Application),
+            Code::AccountPasswordStale => Some(PasswordStale),
+            Code::AgencyOfficerCount => Some(OfficerCount),
+            Code::AccountHolderDeparted
+            | Code::AccountHolderTransferred
+            | Code::AccountHolderSuspended
+            | Code::AccountHolderUnknown
+            | Code::AccountIdle
+            | Code::AccountNeverUsed
+            | Code::AccountDuplicate
+            | Code::AccountNotInRoster
+            | Code::AccountRemovedFromRoster
+            | Code::QueryAfterDeparture
+            | Code::QueryByDisabledAccount
+            | Code::QuerySelfLookup
+            | Code::QueryCoworkerLookup
+            | Code::QueryOffHours
+            | Code::QueryVolumeSpike
+            | Code::QuerySubjectManyAccounts
+            | Code::QueryFailedBurst
+            | Code::QuerySelfApproved
+            | Code::AccountRepeatPattern
+            | Code::QueryByUnrosteredAccount => None,
+        }
+    }
 
-    pub fn as_str(self) -> &'static str {
-        self.info().0
+    /// The codes that count toward `duty`.
+    pub fn counting_toward(duty: DutyCount) -> Vec<Code> {
+        Code::ALL
+            .into_iter()
+            .filter(|c| c.duty_count() == Some(duty))
+            .collect()
     }
 
     pub fn severity(self) -> Severity {
-        self.info().1
+        self.info().0
     }
 
     /// Whether the code is about an account (found by the account checks)
@@ -130,144 +159,51 @@ impl Code {
 
     /// What the code means, in Traditional Chinese, for reports.
     pub fn description(self) -> &'static str {
-        self.info().2
+        self.info().1
     }
 
-    pub fn parse(s: &str) -> Option<Code> {
-        Code::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    fn info(self) -> (&'static str, Severity, &'static str) {
+    /// The code's severity and its meaning, in Traditional Chinese.
+    fn info(self) -> (Severity, &'static str) {
         use Severity::*;
         match self {
-            Code::AccountHolderDeparted => (
-                "ACCOUNT_HOLDER_DEPARTED",
-                High,
-                "帳號持有人已離職或退休，帳號仍為啟用",
-            ),
-            Code::AccountHolderTransferred => (
-                "ACCOUNT_HOLDER_TRANSFERRED",
-                Medium,
-                "帳號持有人已調離所屬機關或調職",
-            ),
-            Code::AccountHolderSuspended => (
-                "ACCOUNT_HOLDER_SUSPENDED",
-                Medium,
-                "帳號持有人留職停薪中，帳號仍為啟用",
-            ),
-            Code::AccountIneligibleEmployment => (
-                "ACCOUNT_INELIGIBLE_EMPLOYMENT",
-                High,
-                "帳號持有人為職工、駕駛或臨時人員，不得申請帳號",
-            ),
-            Code::AccountHolderUnknown => {
-                ("ACCOUNT_HOLDER_UNKNOWN", High, "帳號持有人不在人事資料中")
+            Code::AccountHolderDeparted => (High, "帳號持有人已離職或退休，帳號仍為啟用"),
+            Code::AccountHolderTransferred => (Medium, "帳號持有人已調離所屬機關或調職"),
+            Code::AccountHolderSuspended => (Medium, "帳號持有人留職停薪中，帳號仍為啟用"),
+            Code::AccountIneligibleEmployment => {
+                (High, "帳號持有人為職工、駕駛或臨時人員，不得申請帳號")
             }
-            Code::AccountIdle => ("ACCOUNT_IDLE", Medium, "帳號久未使用"),
-            Code::AccountNeverUsed => ("ACCOUNT_NEVER_USED", Medium, "帳號開通後從未查詢"),
-            Code::AccountDuplicate => ("ACCOUNT_DUPLICATE", Medium, "同一人持有多個啟用帳號"),
-            Code::AccountPasswordStale => ("ACCOUNT_PASSWORD_STALE", Low, "密碼逾三個月未變更"),
-            Code::AccountNoApplication => (
-                "ACCOUNT_NO_APPLICATION",
-                High,
-                "啟用帳號無核定之申請表（第2點、第5點第1款第2目）",
-            ),
-            Code::AccountCreatedBeforeApproval => (
-                "ACCOUNT_CREATED_BEFORE_APPROVAL",
-                High,
-                "帳號於申請表核定前即已開通",
-            ),
-            Code::AccountApplicationOtherHolder => (
-                "ACCOUNT_APPLICATION_OTHER_HOLDER",
-                High,
-                "帳號核定之申請人非現持有人",
-            ),
-            Code::AccountChangeNotApplied => (
-                "ACCOUNT_CHANGE_NOT_APPLIED",
-                Medium,
-                "持有人調職後未提帳號異動申請",
-            ),
-            Code::AccountNotInRoster => (
-                "ACCOUNT_NOT_IN_ROSTER",
-                High,
-                "查詢紀錄中的帳號不在帳號清冊",
-            ),
-            Code::AccountRemovedFromRoster => (
-                "ACCOUNT_REMOVED_FROM_ROSTER",
-                Low,
-                "帳號已不在最新帳號清冊（較舊清冊仍列）",
-            ),
-            Code::AgencyOfficerCount => (
-                "AGENCY_OFFICER_COUNT",
-                High,
-                "專責人員或總管理者人數不符規定",
-            ),
-            Code::QueryNoRequestForm => {
-                ("QUERY_NO_REQUEST_FORM", High, "查詢無對應之查詢申請紀錄表")
+            Code::AccountHolderUnknown => (High, "帳號持有人不在人事資料中"),
+            Code::AccountIdle => (Medium, "帳號久未使用"),
+            Code::AccountNeverUsed => (Medium, "帳號開通後從未查詢"),
+            Code::AccountDuplicate => (Medium, "同一人持有多個啟用帳號"),
+            Code::AccountPasswordStale => (Low, "密碼逾三個月未變更"),
+            Code::AccountNoApplication => {
+                (High, "啟用帳號無核定之申請表（第2點、第5點第1款第2目）")
             }
-            Code::QueryFormNotApproved => (
-                "QUERY_FORM_NOT_APPROVED",
-                High,
-                "查詢申請紀錄表未經主管核可",
-            ),
-            Code::QueryApprovedAfterQuery => (
-                "QUERY_APPROVED_AFTER_QUERY",
-                High,
-                "主管於查詢後始核可（未事前核可）",
-            ),
-            Code::QueryFormExpired => ("QUERY_FORM_EXPIRED", Medium, "查詢時紀錄表已逾有效期間"),
-            Code::QueryPurposeNotAllowed => (
-                "QUERY_PURPOSE_NOT_ALLOWED",
-                High,
-                "查詢目的非該機關法定職務範圍",
-            ),
-            Code::QueryAfterDeparture => (
-                "QUERY_AFTER_DEPARTURE",
-                Critical,
-                "持有人離職或退休後仍有查詢",
-            ),
-            Code::QueryByIneligibleHolder => (
-                "QUERY_BY_INELIGIBLE_HOLDER",
-                High,
-                "職工、駕駛或臨時人員進行查詢",
-            ),
-            Code::QueryByDisabledAccount => {
-                ("QUERY_BY_DISABLED_ACCOUNT", Critical, "帳號停用後仍有查詢")
-            }
-            Code::QuerySelfLookup => ("QUERY_SELF_LOOKUP", High, "查詢本人資料"),
-            Code::QueryCoworkerLookup => (
-                "QUERY_COWORKER_LOOKUP",
-                Medium,
-                "查詢本府同仁資料且無核可紀錄表",
-            ),
-            Code::QueryOffHours => ("QUERY_OFF_HOURS", Low, "非上班時間或假日查詢"),
-            Code::QueryVolumeSpike => ("QUERY_VOLUME_SPIKE", Medium, "單日查詢量異常暴增"),
-            Code::QuerySubjectManyAccounts => (
-                "QUERY_SUBJECT_MANY_ACCOUNTS",
-                Medium,
-                "同一對象遭多個帳號查詢",
-            ),
-            Code::QueryFailedBurst => ("QUERY_FAILED_BURST", Low, "一小時內大量查詢失敗"),
-            Code::QueryPurposeMismatch => (
-                "QUERY_PURPOSE_MISMATCH",
-                Medium,
-                "查詢目的與紀錄表所載目的不符",
-            ),
-            Code::QuerySelfApproved => (
-                "QUERY_SELF_APPROVED",
-                High,
-                "紀錄表由查詢者本人核可（非權責主管事前核可）",
-            ),
-            Code::QueryByUnrosteredAccount => (
-                "QUERY_BY_UNROSTERED_ACCOUNT",
-                High,
-                "以不在帳號清冊之帳號查詢",
-            ),
-            Code::AccountRepeatPattern => (
-                "ACCOUNT_REPEAT_PATTERN",
-                High,
-                "同一帳號出現三種以上查詢異常",
-            ),
+            Code::AccountCreatedBeforeApproval => (High, "帳號於申請表核定前即已開通"),
+            Code::AccountApplicationOtherHolder => (High, "帳號核定之申請人非現持有人"),
+            Code::AccountChangeNotApplied => (Medium, "持有人調職後未提帳號異動申請"),
+            Code::AccountNotInRoster => (High, "查詢紀錄中的帳號不在帳號清冊"),
+            Code::AccountRemovedFromRoster => (Low, "帳號已不在最新帳號清冊（較舊清冊仍列）"),
+            Code::AgencyOfficerCount => (High, "專責人員或總管理者人數不符規定"),
+            Code::QueryNoRequestForm => (High, "查詢無對應之查詢申請紀錄表"),
+            Code::QueryFormNotApproved => (High, "查詢申請紀錄表未經主管核可"),
+            Code::QueryApprovedAfterQuery => (High, "主管於查詢後始核可（未事前核可）"),
+            Code::QueryFormExpired => (Medium, "查詢時紀錄表已逾有效期間"),
+            Code::QueryPurposeNotAllowed => (High, "查詢目的非該機關法定職務範圍"),
+            Code::QueryAfterDeparture => (Critical, "持有人離職或退休後仍有查詢"),
+            Code::QueryByIneligibleHolder => (High, "職工、駕駛或臨時人員進行查詢"),
+            Code::QueryByDisabledAccount => (Critical, "帳號停用後仍有查詢"),
+            Code::QuerySelfLookup => (High, "查詢本人資料"),
+            Code::QueryCoworkerLookup => (Medium, "查詢本府同仁資料且無核可紀錄表"),
+            Code::QueryOffHours => (Low, "非上班時間或假日查詢"),
+            Code::QueryVolumeSpike => (Medium, "單日查詢量異常暴增"),
+            Code::QuerySubjectManyAccounts => (Medium, "同一對象遭多個帳號查詢"),
+            Code::QueryFailedBurst => (Low, "一小時內大量查詢失敗"),
+            Code::QueryPurposeMismatch => (Medium, "查詢目的與紀錄表所載目的不符"),
+            Code::QuerySelfApproved => (High, "紀錄表由查詢者本人核可（非權責主管事前核可）"),
+            Code::QueryByUnrosteredAccount => (High, "以不在帳號清冊之帳號查詢"),
+            Code::AccountRepeatPattern => (High, "同一帳號出現三種以上查詢異常"),
         }
     }
 }
@@ -577,7 +513,7 @@ pub struct InputState {
     /// Loaded request-form registers with no date the run may use, and
     /// whether that is because their modification time was refused.
     pub forms_undated: Vec<(String, bool)>,
-    /// Tables no file of which was loaded, when assessed.
+    /// InputFrames no file of which was loaded, when assessed.
     pub missing: BTreeSet<Table>,
 }
 
@@ -697,7 +633,7 @@ impl InputState {
                     },
                     input: format!("{}/", t.inbox_dir()),
                     column: None,
-                    detail: format!("no {} file was loaded from the inbox", t.name()),
+                    detail: format!("no {} file was loaded from the inbox", t.as_str()),
                     detail_zh: format!("收件匣 {}/ 無已載入之檔案", t.inbox_dir()),
                 });
             }
@@ -967,7 +903,7 @@ pub struct Ctx<'a> {
 
 /// The canonical tables a run works on.
 #[derive(Debug, Clone)]
-pub struct Tables {
+pub struct InputFrames {
     pub query_log: DataFrame,
     pub roster: DataFrame,
     pub hr: DataFrame,
@@ -980,7 +916,7 @@ pub struct Tables {
 /// findings table (see [`run_with`]).
 pub fn run(
     config: &Config,
-    tables: Tables,
+    tables: InputFrames,
     scope: Scope,
     as_of: NaiveDate,
     period: Option<Period>,
@@ -993,7 +929,7 @@ pub fn run(
 /// time and source, and the checks that could not run.
 pub fn run_with(
     config: &Config,
-    tables: Tables,
+    tables: InputFrames,
     scope: Scope,
     as_of: NaiveDate,
     period: Option<Period>,
@@ -1162,7 +1098,7 @@ impl<'a> Ctx<'a> {
     /// their holders' HR records, the queries judged with their forms.
     pub fn new(
         config: &'a Config,
-        t: Tables,
+        t: InputFrames,
         as_of: NaiveDate,
         period: Option<Period>,
     ) -> PolarsResult<Ctx<'a>> {

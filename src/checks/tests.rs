@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
-use super::{Scope, Tables, run};
+use super::{InputFrames, Scope, run};
 use crate::config::Config;
 use crate::ingest::canonical_schema;
 use crate::model::Table;
@@ -224,7 +224,7 @@ impl World {
         self.apps.iter_mut().find(|a| a.account == account).unwrap()
     }
 
-    fn tables(&self) -> Tables {
+    fn tables(&self) -> InputFrames {
         let frame = |table: Table, cols: Vec<Column>| -> DataFrame {
             let n = cols.first().map_or(0, |c| c.len());
             let df = DataFrame::new(n, cols).unwrap();
@@ -233,7 +233,7 @@ impl World {
                 .iter()
                 .map(|(name, dt)| match df.column(name) {
                     Ok(_) => col(name.clone()).cast(dt.clone()),
-                    Err(_) if name == "source_file" => lit(table.name()).alias(name.clone()),
+                    Err(_) if name == "source_file" => lit(table.as_str()).alias(name.clone()),
                     Err(_) if name == "source_row" => col("__i").alias(name.clone()),
                     Err(_) => lit(NULL).cast(dt.clone()).alias(name.clone()),
                 })
@@ -394,7 +394,7 @@ impl World {
                 ),
             ],
         );
-        Tables {
+        InputFrames {
             query_log,
             roster,
             hr,

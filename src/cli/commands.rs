@@ -167,13 +167,7 @@ pub(super) fn daemon(
     now: Option<chrono::DateTime<chrono::FixedOffset>>,
     once: bool,
 ) -> Result<ExitStatus, Error> {
-    // Tests that watch one job alone set this; a deployment cannot
-    // lose a duty by deleting its schedule file.
-    let partial = std::env::var_os("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES").is_some();
-    if partial {
-        tracing::warn!("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES: duties may be unscheduled");
-    }
-    let setup = crate::daemon::Setup::load(config, partial).map_err(|e| {
+    let setup = crate::daemon::Setup::load(config).map_err(|e| {
         // Config and schedule problems are exit 3, like check-config.
         match e.downcast::<config::ConfigError>() {
             Ok(c) => Error::Config(c),
@@ -187,7 +181,7 @@ pub(super) fn daemon(
         Some(t) => std::sync::Arc::new(crate::clock::FixedClock(t.with_timezone(&chrono::Utc))),
         None => std::sync::Arc::new(crate::clock::SystemClock),
     };
-    crate::daemon::serve(setup, partial, clock, once)?;
+    crate::daemon::serve(setup, clock, once)?;
     Ok(ExitStatus::Ok)
 }
 
@@ -583,6 +577,7 @@ pub(super) fn check_config(
             config.agencies.iter().count()
         ),
     )?;
+    print::suspended_duties(&config, out)?;
     for warning in print::calendar_warnings(&config, clock) {
         w(out, format!("WARNING: {warning}"))?;
     }
@@ -663,7 +658,7 @@ pub(super) fn ingest(
             .and_then(|c| {
                 c.str()
                     .ok()
-                    .map(|s| s.iter().filter(|v| *v == Some(t.name())).count())
+                    .map(|s| s.iter().filter(|v| *v == Some(t.as_str())).count())
             })
             .unwrap_or(0);
         let files = ing
@@ -676,7 +671,7 @@ pub(super) fn ingest(
             out,
             format!(
                 "{:<14} {:>10} {:>9} {:>6}  {:<19}  {:<19}",
-                t.name(),
+                t.as_str(),
                 df.height(),
                 rejected,
                 files,

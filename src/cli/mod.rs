@@ -386,7 +386,7 @@ impl clap::ValueEnum for Job {
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()).help(self.about()))
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(self.about()))
     }
 }
 

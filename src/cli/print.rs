@@ -301,7 +301,7 @@ pub(super) fn calendar_warnings(
     };
     let now = clock.now();
     let mut out = Vec::new();
-    for s in schedules.iter().filter(|s| s.job.needs().calendar) {
+    for s in schedules.iter().filter(|s| s.job.awaits().calendar) {
         let Some(next) = s.next_after(now, config.timezone) else {
             continue;
         };
@@ -315,7 +315,7 @@ pub(super) fn calendar_warnings(
             if !known.contains(&y) {
                 out.push(format!(
                     "the holidays file lists no holiday in {y}; {} of {period} (due {}) will wait for that year's calendar",
-                    s.job.name(),
+                    s.job.as_str(),
                     next.with_timezone(&config.timezone).format("%Y-%m-%d %H:%M")
                 ));
             }
@@ -629,6 +629,27 @@ pub(super) fn input_files(ing: &Ingested, out: &mut dyn Write) -> anyhow::Result
                 f.rows_rejected,
                 f.rows_skipped,
                 status_text(&f.status)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Each duty the schedules suspend: a duty of the regulation that the
+/// daemon will not run, and why.
+pub(super) fn suspended_duties(config: &config::Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let dir = &config.paths.schedules;
+    let Ok(schedules) = crate::schedule::load(dir, config.timezone) else {
+        return Ok(()); // the daemon names the problem when it starts
+    };
+    for s in crate::schedule::suspended(dir, &schedules).unwrap_or_default() {
+        line(
+            out,
+            format!(
+                "WARNING: duty {} suspended in {}: {} (the daemon does not run it)",
+                s.job,
+                s.file.display(),
+                s.reason
             ),
         )?;
     }

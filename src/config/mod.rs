@@ -1518,8 +1518,8 @@ impl Validator {
         table: &str,
         column: &str,
     ) -> Option<(Table, &'static str)> {
-        let Some(t) = Table::from_name(table) else {
-            let allowed: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
+        let Some(t) = Table::parse(table) else {
+            let allowed: Vec<_> = Table::ALL.iter().map(|t| t.as_str()).collect();
             self.problem(
                 key,
                 format!("{table:?}"),

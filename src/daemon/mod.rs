@@ -115,7 +115,7 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
     let seen = store.inputs_seen()?;
     let inputs = (&seen[..], &present);
     for row in due_rows(&store)? {
-        let Some(s) = schedules.iter().find(|s| s.job.name() == row.job) else {
+        let Some(s) = schedules.iter().find(|s| s.job.as_str() == row.job) else {
             continue;
         };
         take_due_row(config, &mut store, s, &row, inputs, clock, &mut pass)?;
@@ -294,7 +294,7 @@ fn plan(
     pass: &mut Pass,
 ) -> Result<()> {
     let tz = config.timezone;
-    let fires = fires_to_plan(s, &store.ledger_of(s.job.name())?, first_start, now, tz);
+    let fires = fires_to_plan(s, &store.ledger_of(s.job.as_str())?, first_start, now, tz);
     let Some(newest) = fires.last().copied() else {
         return Ok(());
     };
@@ -306,20 +306,20 @@ fn plan(
         match whether_to_run(s, *f, newest, now, tz) {
             Ok(()) => {
                 if store.schedule_run(
-                    s.job.name(),
+                    s.job.as_str(),
                     &period,
                     &stamp(*f),
                     RunState::Scheduled,
                     None,
                 )? {
-                    tracing::info!(job = s.job.name(), %period, "scheduled");
-                    pass.scheduled.push(key(s.job.name(), &period));
+                    tracing::info!(job = s.job.as_str(), %period, "scheduled");
+                    pass.scheduled.push(key(s.job.as_str(), &period));
                 }
             }
             Err(why) => {
                 // A period run by hand (or already in the ledger) is not missed.
                 let taken = store
-                    .ledger_of(s.job.name())?
+                    .ledger_of(s.job.as_str())?
                     .iter()
                     .any(|r| r.period == period);
                 if !taken {
@@ -433,16 +433,16 @@ fn record_missed(
         )
     };
     if store.schedule_run(
-        s.job.name(),
+        s.job.as_str(),
         &period,
         &stamp(last.0),
         RunState::Missed,
         Some(&error),
     )? {
-        tracing::warn!(job = s.job.name(), %period, reason = %error, "missed");
-        pass.missed.push(key(s.job.name(), &period));
+        tracing::warn!(job = s.job.as_str(), %period, reason = %error, "missed");
+        pass.missed.push(key(s.job.as_str(), &period));
         let row = store
-            .ledger_of(s.job.name())?
+            .ledger_of(s.job.as_str())?
             .into_iter()
             .find(|r| r.period == period)
             .context("the row just written")?;
@@ -500,7 +500,7 @@ fn survey_inbox(
         store.record_input(&SeenInput {
             sha256: sha,
             path: rel.clone(),
-            table: table.map(|t| t.name().to_owned()),
+            table: table.map(|t| t.as_str().to_owned()),
             size,
             modified,
             first_seen: stamp(now),
@@ -523,7 +523,7 @@ pub fn missing_inputs(
     seen: &[SeenInput],
     present: &BTreeSet<String>,
 ) -> Vec<String> {
-    let needs = job.needs();
+    let awaited = job.awaits();
     let mut out = Vec::new();
     let (Some(end), Some(last_day)) = (
         schedule::period_end(period),
@@ -534,9 +534,9 @@ pub fn missing_inputs(
     let here = |t: Table| {
         seen.iter()
             .filter(move |s| present.contains(&s.sha256) && s.status == "loaded")
-            .filter(move |s| s.table.as_deref() == Some(t.name()))
+            .filter(move |s| s.table.as_deref() == Some(t.as_str()))
     };
-    if needs.query_logs {
+    if awaited.query_logs {
         let reach = here(Table::QueryLog)
             .filter_map(|s| s.last_at.as_deref())
             .max()
@@ -552,7 +552,7 @@ pub fn missing_inputs(
             ));
         }
     }
-    if needs.calendar && config.rules.holidays.configured {
+    if awaited.calendar && config.rules.holidays.configured {
         let known = config.rules.holidays.years();
         let first = schedule::period_end(period)
             .and(period.parse::<crate::period::Period>().ok())
@@ -565,7 +565,7 @@ pub fn missing_inputs(
             }
         }
     }
-    if needs.roster_and_hr {
+    if awaited.roster_and_hr {
         let end_utc = crate::clock::local_to_utc(config.timezone, end);
         for (t, what) in [
             (Table::Roster, "account roster"),
@@ -616,16 +616,9 @@ fn run_one(
     let now = clock.now();
     store.set_run_state(row.id, RunState::Running, &stamp(now), None, None)?;
     tracing::info!(job = %row.job, period = %row.period, "running");
-    let beat = Heartbeat::start(config, row.id, clock);
+    let beat = KeepAlive::start(config, row.id, clock);
     let result = execute(config, s.job, row, ceremony, clock);
     drop(beat);
-    if let Ok(ms) = std::env::var("WEBIR_AUDIT_TEST_HOLD_AFTER_RUN_MS")
-        && let Ok(ms) = ms.parse()
-    {
-        // Tests kill the daemon here: the run's mail is queued, the ledger
-        // does not know yet.
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
     let k = key(&row.job, &row.period);
     let now = clock.now();
     match result {
@@ -662,13 +655,13 @@ fn run_one(
 }
 
 /// Keeps a running row's `heartbeat_at` fresh from a thread, until dropped.
-struct Heartbeat {
+struct KeepAlive {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Heartbeat {
-    fn start(config: &Config, id: i64, clock: &dyn Clock) -> Heartbeat {
+impl KeepAlive {
+    fn start(config: &Config, id: i64, clock: &dyn Clock) -> KeepAlive {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let dir = config.paths.state.clone();
         let started = clock.now();
@@ -683,14 +676,14 @@ impl Heartbeat {
                 }
             }
         });
-        Heartbeat {
+        KeepAlive {
             stop: Some(tx),
             thread: Some(thread),
         }
     }
 }
 
-impl Drop for Heartbeat {
+impl Drop for KeepAlive {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
@@ -709,7 +702,6 @@ fn execute(
     clock: &dyn Clock,
 ) -> Result<Option<crate::run::RunOutcome>> {
     let mut request = crate::run::Request::new(job);
-    request.started_by = crate::run::StartedBy::Daemon;
     request.ceremony = ceremony;
     match job.span() {
         Span::Period => request.period = Some(row.period.parse()?),
@@ -1143,6 +1135,8 @@ pub struct Setup {
     pub path: PathBuf,
     pub config: Arc<Config>,
     pub schedules: Arc<Vec<Schedule>>,
+    /// The duties the schedules suspend, each with its reason.
+    pub suspended: Arc<Vec<schedule::Suspension>>,
     /// SHA-256 over the config file and every schedule file, to tell a
     /// change from a reload of the same thing.
     pub fingerprint: String,
@@ -1150,20 +1144,28 @@ pub struct Setup {
 
 impl Setup {
     /// Loads and validates the config at `path` and its schedules; every
-    /// duty must be scheduled unless `partial` (a test seam).
-    pub fn load(path: &Path, partial: bool) -> Result<Setup> {
+    /// duty must be scheduled or suspended with a reason.
+    pub fn load(path: &Path) -> Result<Setup> {
         let config = crate::config::load(path)?;
         let schedules = schedule::load(&config.paths.schedules, config.timezone)?;
-        if !partial {
-            schedule::require_duties(&schedules, &config.paths.schedules)?;
-        }
+        let suspended = schedule::suspended(&config.paths.schedules, &schedules)?;
+        schedule::require_duties(&schedules, &suspended, &config.paths.schedules)?;
         let fingerprint = fingerprint(path, &config.paths.schedules);
         Ok(Setup {
             path: path.to_owned(),
             config: Arc::new(config),
             schedules: Arc::new(schedules),
+            suspended: Arc::new(suspended),
             fingerprint,
         })
+    }
+
+    /// Logs each suspended duty: a duty of the regulation this daemon does
+    /// not run is never silent.
+    fn warn_suspended(&self) {
+        for s in self.suspended.iter() {
+            tracing::warn!(job = %s.job, reason = %s.reason, file = %s.file.display(), "duty suspended: not run by this daemon");
+        }
     }
 }
 
@@ -1187,14 +1189,15 @@ fn fingerprint(config: &Path, schedules: &Path) -> String {
 /// Reloads the setup when its files changed. A new setup that does not
 /// validate is refused: the old one stays, and the admin is told once per
 /// distinct problem (the alert's key is the problem's hash).
-fn reload(current: &Setup, partial: bool, clock: &dyn Clock) -> Option<Setup> {
+fn reload(current: &Setup, clock: &dyn Clock) -> Option<Setup> {
     let now_print = fingerprint(&current.path, &current.config.paths.schedules);
     if now_print == current.fingerprint {
         return None;
     }
-    match Setup::load(&current.path, partial) {
+    match Setup::load(&current.path) {
         Ok(new) => {
             tracing::info!(config = %current.path.display(), "configuration reloaded");
+            new.warn_suspended();
             Some(new)
         }
         Err(e) => {
@@ -1231,8 +1234,9 @@ fn alert_invalid_config(config: &Config, problem: &str, clock: &dyn Clock) -> Re
 
 /// Runs the daemon until SIGTERM or SIGINT (or, with `once`, one pass).
 /// The config and schedules are read again at each wake-up and on SIGHUP.
-pub fn serve(setup: Setup, partial: bool, clock: Arc<dyn Clock>, once: bool) -> Result<()> {
+pub fn serve(setup: Setup, clock: Arc<dyn Clock>, once: bool) -> Result<()> {
     let _lock = crate::run::operator::DaemonLock::acquire(&setup.config.paths.state)?;
+    setup.warn_suspended();
     if once {
         let pass = wake(&setup.config, &setup.schedules, clock.as_ref())?;
         tracing::info!(?pass, "pass done");
@@ -1243,7 +1247,7 @@ pub fn serve(setup: Setup, partial: bool, clock: Arc<dyn Clock>, once: bool) -> 
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(run_loop(setup, partial, clock));
+    let result = rt.block_on(run_loop(setup, clock));
     // A pass still working after the stop signal is not waited for.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     result
@@ -1277,13 +1281,13 @@ async fn add_jobs(
                     let _ = tx.try_send(Wake::Schedule(kind));
                 })
             })
-            .with_context(|| format!("scheduling {} ({})", kind.name(), s.cron_text))?;
+            .with_context(|| format!("scheduling {} ({})", kind.as_str(), s.cron_text))?;
         ids.push(scheduler.add(job).await.context("the scheduler")?);
     }
     Ok(ids)
 }
 
-async fn run_loop(mut setup: Setup, partial: bool, clock: Arc<dyn Clock>) -> Result<()> {
+async fn run_loop(mut setup: Setup, clock: Arc<dyn Clock>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Wake>(16);
@@ -1322,7 +1326,7 @@ async fn run_loop(mut setup: Setup, partial: bool, clock: Arc<dyn Clock>) -> Res
         tracing::info!(?why, "wake-up");
         let reloaded = {
             let (current, k) = (setup.clone(), clock.clone());
-            tokio::task::spawn_blocking(move || reload(&current, partial, k.as_ref()))
+            tokio::task::spawn_blocking(move || reload(&current, k.as_ref()))
                 .await
                 .unwrap_or(None)
         };

@@ -740,7 +740,7 @@ fn assemble_tables(
     let mut tables = BTreeMap::new();
     let mut outside_period = 0;
     for t in Table::ALL {
-        let polars = polars_in(t.name());
+        let polars = polars_in(t.as_str());
         let mut df = DataFrame::empty_with_schema(&canonical_schema(t));
         for part in frames.remove(&t).unwrap_or_default() {
             df.vstack_mut(&part).map_err(polars)?;
@@ -826,7 +826,7 @@ fn attribute_through_accounts(
         if !names.iter().any(|c| c.as_str() == "agency_id")
             && names.iter().any(|c| c.as_str() == "account_id")
         {
-            let polars = polars_in(t.name());
+            let polars = polars_in(t.as_str());
             let placed = df
                 .clone()
                 .lazy()
@@ -1168,7 +1168,7 @@ impl FileParse<'_> {
             detail: format!(
                 "{} of its {read} rows are no {} records (more than limits.rejects_per_file, {max_rejects}); the file was not used. The first: {}",
                 rejected.len(),
-                self.cx.table.name(),
+                self.cx.table.as_str(),
                 first.join("; ")
             ),
         }
@@ -1252,7 +1252,7 @@ impl FileParse<'_> {
             true,
         )
         .select([
-            lit(self.cx.table.name()).alias("table"),
+            lit(self.cx.table.as_str()).alias("table"),
             lit(self.rel).alias("source_file"),
             lit(self.raw.sheet.clone().unwrap_or_default()).alias("sheet"),
             col(ROW).alias("source_row"),

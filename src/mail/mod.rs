@@ -484,7 +484,7 @@ pub fn compose(
     let t = &config.templates;
     cx.subject = t.render("subject.j2", &cx)?.trim().to_owned();
     // A kind's templates are named after its job.
-    let kind = model.kind.job().name();
+    let kind = model.kind.job().as_str();
     let text = t.render(&format!("{kind}.txt.j2"), &cx)?;
     let html = t.render(&format!("{kind}.html.j2"), &cx)?;
     let id = message_id(config, run, report, recipient);

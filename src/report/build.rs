@@ -9,8 +9,8 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
 use super::{
-    Cell, CityWide, Document, Queries, ReportKind, ReportModel, SampleSection, SecondReview, Table,
-    period_label,
+    Cell, CityWide, Document, Queries, ReportKind, ReportModel, SampleSection, SecondReview,
+    SheetTable, period_label,
 };
 use crate::checks::NotChecked;
 use crate::checks::Severity;
@@ -137,8 +137,8 @@ pub fn refresh_collection(f: &RunFacts<'_>, m: &mut ReportModel, due: &[DueRow])
     }
 }
 
-fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> Table {
-    Table {
+fn due_table(f: &RunFacts<'_>, rows: &[DueRow]) -> SheetTable {
+    SheetTable {
         headers: headers(&[
             "單位",
             "事項",
@@ -307,13 +307,13 @@ pub struct Notice {
 }
 
 /// The internal audit's evidence sheet of a unit: `查核項目, 依據, 系統查得`.
-pub fn evidence_table(e: &UnitEvidence) -> Table {
+pub fn evidence_table(e: &UnitEvidence) -> SheetTable {
     let mut rows = account_duties(e);
     rows.extend(query_duties(e));
     let (audits, confirmed) = sample_audit_duties(e);
     rows.extend(audits);
     rows.extend(anomaly_duties(e, confirmed));
-    Table {
+    SheetTable {
         headers: headers(&["查核項目", "依據（管理要點）", "系統查得"]),
         rows,
     }
@@ -1144,7 +1144,7 @@ pub fn external_record_due(config: &Config, generated_at: NaiveDateTime) -> chro
 /// The record of an external audit of one unit: the duties of its own
 /// internal audit, as the system found them, and each thing the unit was
 /// asked this year with whether it answered in time.
-pub fn external_record_table(e: &UnitEvidence, critical: u32) -> Table {
+pub fn external_record_table(e: &UnitEvidence, critical: u32) -> SheetTable {
     let mut t = evidence_table(e);
     // The record has no sheet of the unit's findings: they are in the
     // unit's own workbooks.
@@ -1283,8 +1283,8 @@ fn base(
         actions: actions(f),
         by_severity,
         by_code,
-        severity_by_agency: Table::default(),
-        queries_by_month: Table::default(),
+        severity_by_agency: SheetTable::default(),
+        queries_by_month: SheetTable::default(),
         serious: false,
         files: files_table(f, &files_shown),
         orphans: None,
@@ -1304,7 +1304,7 @@ fn base(
 
 /// The findings counted by severity (`嚴重度, 件數`) and by code (`說明,
 /// 嚴重度, 件數`, the code first on the city-wide copy).
-fn finding_counts(findings: &DataFrame, city_wide: bool) -> PolarsResult<(Table, Table)> {
+fn finding_counts(findings: &DataFrame, city_wide: bool) -> PolarsResult<(SheetTable, SheetTable)> {
     let sev = strs(findings, "severity")?;
     let codes = strs(findings, "code")?;
     let mut by_sev: BTreeMap<Severity, i64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
@@ -1317,7 +1317,7 @@ fn finding_counts(findings: &DataFrame, city_wide: bool) -> PolarsResult<(Table,
             *by_code.entry(c).or_default() += 1;
         }
     }
-    let by_severity = Table {
+    let by_severity = SheetTable {
         headers: headers(&["嚴重度", "件數"]),
         rows: by_sev
             .iter()
@@ -1336,7 +1336,7 @@ fn finding_counts(findings: &DataFrame, city_wide: bool) -> PolarsResult<(Table,
     if with_code {
         code_headers.insert(0, "代碼");
     }
-    let by_code = Table {
+    let by_code = SheetTable {
         headers: headers(&code_headers),
         rows: code_rows
             .into_iter()
@@ -1427,8 +1427,8 @@ fn not_checked_shown(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Vec<NotCh
 }
 
 /// 資料品質's input files: those shown, and a line counting the others.
-fn files_table(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Table {
-    Table {
+fn files_table(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> SheetTable {
+    SheetTable {
         headers: headers(&FILE_COLUMNS),
         rows: files_shown
             .iter()
@@ -1436,7 +1436,7 @@ fn files_table(f: &RunFacts<'_>, files_shown: &[&FileRecord]) -> Table {
                 let used = f.roster_use.is_some_and(|u| u.files.contains(&r.path));
                 vec![
                     Cell::Text(r.path.clone()),
-                    Cell::from(r.table.map_or("（未知）", |t| t.name())),
+                    Cell::from(r.table.map_or("（未知）", |t| t.as_str())),
                     Cell::Text(match &r.sheet {
                         Some(s) => format!("{} [{s}]", r.encoding),
                         None => r.encoding.clone(),
@@ -1527,8 +1527,8 @@ fn warnings(not_checked: &[NotChecked]) -> Vec<String> {
 }
 
 /// The not-checked block of the data-quality sheet.
-fn not_checked_table(items: &[NotChecked]) -> Table {
-    Table {
+fn not_checked_table(items: &[NotChecked]) -> SheetTable {
+    SheetTable {
         headers: headers(&["未檢核項目", "原因", "輸入", "欄位", "說明"]),
         rows: items
             .iter()
@@ -1547,7 +1547,7 @@ fn not_checked_table(items: &[NotChecked]) -> Table {
     }
 }
 
-fn orphan_table(f: &RunFacts<'_>, o: &DataFrame) -> PolarsResult<Table> {
+fn orphan_table(f: &RunFacts<'_>, o: &DataFrame) -> PolarsResult<SheetTable> {
     let agency = strs(o, "agency_id")?;
     let account = strs(o, "account_id")?;
     let n: Vec<Option<i64>> = o
@@ -1558,7 +1558,7 @@ fn orphan_table(f: &RunFacts<'_>, o: &DataFrame) -> PolarsResult<Table> {
         .collect();
     let first = times(o, "first")?;
     let last = times(o, "last")?;
-    Ok(Table {
+    Ok(SheetTable {
         headers: headers(&["機關", "帳號", "查詢筆數", "首筆查詢", "末筆查詢"]),
         rows: (0..o.height())
             .map(|i| {
@@ -1652,7 +1652,7 @@ fn query_findings(
     findings: &DataFrame,
     provenance: bool,
     within: Option<(&Config, &str)>,
-) -> PolarsResult<(Table, Option<Table>)> {
+) -> PolarsResult<(SheetTable, Option<SheetTable>)> {
     let q = QueryColumns::of(findings, provenance, within)?;
     let (groups, order) = group_per_account(&q);
     let mut rows = Vec::new();
@@ -1674,12 +1674,12 @@ fn query_findings(
         }
     }
     let (h, dh) = query_headers(provenance);
-    let details = (!details.is_empty()).then(|| Table {
+    let details = (!details.is_empty()).then(|| SheetTable {
         headers: headers(&dh),
         rows: details,
     });
     Ok((
-        Table {
+        SheetTable {
             headers: headers(&h),
             rows,
         },
@@ -1856,7 +1856,7 @@ fn severity_by_agency(
     f: &RunFacts<'_>,
     ids: &[String],
     findings: &DataFrame,
-) -> PolarsResult<Table> {
+) -> PolarsResult<SheetTable> {
     let agency = strs(findings, "agency_id")?;
     let sev = strs(findings, "severity")?;
     let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
@@ -1867,7 +1867,7 @@ fn severity_by_agency(
     }
     let mut h = vec!["機關".to_owned()];
     h.extend(Severity::ALL.iter().map(|s| severity_label(*s).to_owned()));
-    Ok(Table {
+    Ok(SheetTable {
         headers: h,
         rows: ids
             .iter()
@@ -1884,9 +1884,9 @@ fn severity_by_agency(
     })
 }
 
-fn queries_by_month(f: &RunFacts<'_>, ids: &[String]) -> PolarsResult<Table> {
+fn queries_by_month(f: &RunFacts<'_>, ids: &[String]) -> PolarsResult<SheetTable> {
     let Some(q) = f.queries_by_month else {
-        return Ok(Table::default());
+        return Ok(SheetTable::default());
     };
     let q = in_set(q, "agency_id", ids)?;
     let agency = strs(&q, "agency_id")?;
@@ -1911,7 +1911,7 @@ fn queries_by_month(f: &RunFacts<'_>, ids: &[String]) -> PolarsResult<Table> {
         .collect();
     let mut h = vec!["月份".to_owned()];
     h.extend(cols.iter().map(|id| agency_name(f.config, id)));
-    Ok(Table {
+    Ok(SheetTable {
         headers: h,
         rows: grid
             .iter()
@@ -2000,7 +2000,7 @@ fn accounts(
     ids: &[String],
     findings: &DataFrame,
     city_wide: bool,
-) -> PolarsResult<Table> {
+) -> PolarsResult<SheetTable> {
     let mut by_account = findings_by_account(findings)?;
     add_use_after_disabling(f, &mut by_account)?;
     let rows = AccountRows {
@@ -2012,7 +2012,7 @@ fn accounts(
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut table = rows.on_roster(&roster, &mut seen)?;
     table.extend(rows.not_on_roster(findings, ids, &mut seen)?);
-    Ok(Table {
+    Ok(SheetTable {
         headers: headers(&[
             "帳號",
             "所屬機關",
@@ -2229,9 +2229,9 @@ fn population_by_agency(f: &RunFacts<'_>) -> Option<BTreeMap<String, u64>> {
 fn strata_table<'s>(
     f: &RunFacts<'_>,
     strata: impl Iterator<Item = &'s crate::sampling::Stratum>,
-) -> PolarsResult<Table> {
+) -> PolarsResult<SheetTable> {
     let population = population_by_agency(f);
-    Ok(Table {
+    Ok(SheetTable {
         headers: headers(&["機關", "母體筆數 M", "使用中帳號數 N", "抽樣帳號數 n"]),
         rows: strata
             .map(|s| {
@@ -2437,7 +2437,7 @@ fn sample_section(
             })
             .flatten(),
         strata: strata_table(f, unit_strata.into_iter())?,
-        inputs: Table {
+        inputs: SheetTable {
             headers: headers(&["檔案", "位元組", "列數", "SHA-256"]),
             rows: m
                 .inputs
@@ -2452,7 +2452,7 @@ fn sample_section(
                 })
                 .collect(),
         },
-        worksheet: Table {
+        worksheet: SheetTable {
             headers: headers(super::layout::SAMPLE_WORKSHEET.tool),
             rows,
         },
@@ -2485,7 +2485,7 @@ fn unit_document(
         |what: &str| polars_err!(ComputeError: "a {} workbook needs {what}", f.kind.title());
     // What an earlier workbook asked is not asked again: it is listed
     // with where it was asked.
-    let asked_queries = || -> PolarsResult<(Queries, Option<Table>)> {
+    let asked_queries = || -> PolarsResult<(Queries, Option<SheetTable>)> {
         let (ask, asked) = match f.asked {
             Some(before) => split_asked(findings, unit, before)?,
             None => (findings.clone(), None),
@@ -2607,7 +2607,7 @@ fn add_unit_notes(
 /// earlier workbook asked, there; else on 清冊外帳號 itself.
 fn where_unrostered_is_asked(d: &Document) -> &'static str {
     let unrostered = Code::QueryByUnrosteredAccount.description();
-    let listed = |t: Option<&Table>| {
+    let listed = |t: Option<&SheetTable>| {
         t.is_some_and(|t| {
             t.rows
                 .iter()
@@ -2641,7 +2641,7 @@ fn split_asked(
     findings: &DataFrame,
     unit: &str,
     before: &Asked,
-) -> PolarsResult<(DataFrame, Option<Table>)> {
+) -> PolarsResult<(DataFrame, Option<SheetTable>)> {
     let marked = findings
         .clone()
         .lazy()
@@ -2687,7 +2687,7 @@ fn split_asked(
     });
     Ok((
         ask,
-        Some(Table {
+        Some(SheetTable {
             headers: headers(&["說明", "帳號", "使用者", "件數", "首次詢問", "回覆"]),
             rows: rows
                 .into_iter()
@@ -2713,7 +2713,11 @@ fn split_asked(
 
 /// The password check's list (密碼逾期帳號): each account of `unit` whose
 /// password is overdue, its holder, the last change and how it was found.
-fn stale_password_table(f: &RunFacts<'_>, unit: &str, findings: &DataFrame) -> PolarsResult<Table> {
+fn stale_password_table(
+    f: &RunFacts<'_>,
+    unit: &str,
+    findings: &DataFrame,
+) -> PolarsResult<SheetTable> {
     let stale = findings
         .clone()
         .lazy()
@@ -2725,7 +2729,7 @@ fn stale_password_table(f: &RunFacts<'_>, unit: &str, findings: &DataFrame) -> P
     let holder = strs(&stale, "holder_name")?;
     let changed = times(&stale, "occurred_at")?;
     let reason = strs(&stale, "reason")?;
-    Ok(Table {
+    Ok(SheetTable {
         headers: headers(&["機關", "帳號", "使用者", "最後變更密碼日", "說明"]),
         rows: (0..stale.height())
             .map(|i| {
@@ -2831,7 +2835,7 @@ fn local_policy_note(f: &RunFacts<'_>) -> Option<String> {
 /// counts by severity, its worst finding and the next action, most serious
 /// first, so a handful of critical cases is not buried under one account's
 /// many low ones.
-fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
+fn by_account(f: &RunFacts<'_>) -> PolarsResult<SheetTable> {
     let code = strs(f.findings, "code")?;
     let sev_col = strs(f.findings, "severity")?;
     let unit = strs(f.findings, "unit_id")?;
@@ -2875,7 +2879,7 @@ fn by_account(f: &RunFacts<'_>) -> PolarsResult<Table> {
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.cmp(b))
     });
-    Ok(Table {
+    Ok(SheetTable {
         headers: headers(&[
             "單位",
             "帳號",
@@ -2935,8 +2939,8 @@ fn next_action(w: Option<Code>) -> &'static str {
 }
 
 /// The external audit's draw as the Health Bureau reads it.
-fn selection_table(config: &Config, d: &UnitDraw) -> Table {
-    Table {
+fn selection_table(config: &Config, d: &UnitDraw) -> SheetTable {
+    SheetTable {
         headers: headers(&[
             "順位",
             "單位",
@@ -3078,7 +3082,7 @@ fn city_model(f: &RunFacts<'_>) -> PolarsResult<ReportModel> {
 
 /// 各單位: one row per unit, its sample's coverage where there is a
 /// sample, its findings by severity, and its status where known.
-fn units_table(f: &RunFacts<'_>, units: &[String]) -> PolarsResult<Table> {
+fn units_table(f: &RunFacts<'_>, units: &[String]) -> PolarsResult<SheetTable> {
     let sev = strs(f.findings, "severity")?;
     let unit_of = strs(f.findings, "unit_id")?;
     let mut counts: BTreeMap<(&str, Severity), i64> = BTreeMap::new();
@@ -3125,7 +3129,7 @@ fn units_table(f: &RunFacts<'_>, units: &[String]) -> PolarsResult<Table> {
     if f.unit_status.is_some() {
         h.extend(headers(&["帳號數", "最近抽查", "最近帳號清查", "工作底稿"]));
     }
-    Ok(Table {
+    Ok(SheetTable {
         headers: h,
         rows: units
             .iter()
@@ -3165,7 +3169,7 @@ fn units_table(f: &RunFacts<'_>, units: &[String]) -> PolarsResult<Table> {
 }
 
 /// The city-wide 剔除資料列: every row no unit can be given.
-fn rejects_table(rj: &DataFrame) -> PolarsResult<Table> {
+fn rejects_table(rj: &DataFrame) -> PolarsResult<SheetTable> {
     let table = strs(rj, "table")?;
     let file = strs(rj, "source_file")?;
     let sheet = strs(rj, "sheet")?;
@@ -3177,7 +3181,7 @@ fn rejects_table(rj: &DataFrame) -> PolarsResult<Table> {
         .collect();
     let reason = strs(rj, "reason")?;
     let raw = strs(rj, "raw")?;
-    Ok(Table {
+    Ok(SheetTable {
         headers: headers(&[
             "表別",
             "檔案",

@@ -20,6 +20,7 @@ pub use sheets::{
 };
 
 use crate::job::Job;
+use crate::vocab::text_enum;
 use chrono::NaiveDateTime;
 
 /// What a workbook reports.
@@ -171,7 +172,7 @@ impl From<Option<NaiveDateTime>> for Cell {
 
 /// A table of a sheet: headers and rows. Its rows belong to one unit.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Table {
+pub struct SheetTable {
     pub headers: Vec<String>,
     pub rows: Vec<Vec<Cell>>,
 }
@@ -245,11 +246,11 @@ pub struct SampleSection {
     pub population_digest: String,
     pub sample_digest: String,
     /// `機關, 母體筆數 M, 使用中帳號 N, 抽樣帳號 n`.
-    pub strata: Table,
+    pub strata: SheetTable,
     /// `檔案, 位元組, 列數, SHA-256`.
-    pub inputs: Table,
+    pub inputs: SheetTable,
     /// The sampled records of the unit.
-    pub worksheet: Table,
+    pub worksheet: SheetTable,
 }
 
 /// Everything one workbook shows: what every workbook has (its header,
@@ -269,20 +270,20 @@ pub struct ReportModel {
     /// What the recipient must do, and by when.
     pub actions: Vec<String>,
     /// Findings by severity: `嚴重度, 件數`.
-    pub by_severity: Table,
+    pub by_severity: SheetTable,
     /// Findings by code: `代碼, 說明, 嚴重度, 件數`.
-    pub by_code: Table,
+    pub by_code: SheetTable,
     /// Chart data: findings per agency and severity (`機關, 嚴重, 高, 中, 低`).
-    pub severity_by_agency: Table,
+    pub severity_by_agency: SheetTable,
     /// Chart data: queries per month (`月份, <agency>…`).
-    pub queries_by_month: Table,
+    pub queries_by_month: SheetTable,
     /// Whether the query findings hold a critical or high anomaly (the
     /// ethics unit is then sent the workbook, point 6(3)).
     pub serious: bool,
     /// Inputs: `檔案, 表別, 編碼, 狀態, 載入, 剔除, 略過, SHA-256`.
-    pub files: Table,
+    pub files: SheetTable,
     /// Accounts the query log shows but the roster lacks (data quality).
-    pub orphans: Option<Table>,
+    pub orphans: Option<SheetTable>,
     /// The evidence chain's head when the workbook was made (`第 N 筆
     /// <16 hex>`): a copy outside the server of what the archive was.
     pub chain_head: Option<String>,
@@ -292,7 +293,7 @@ pub struct ReportModel {
     /// checks withheld because their inputs failed.
     pub warnings: Vec<String>,
     /// Checks that did not run (data-quality sheet).
-    pub not_checked: Table,
+    pub not_checked: SheetTable,
     /// One line on the inputs: files used and failed, rows rejected.
     pub quality: String,
     /// The sheets only this kind of workbook has.
@@ -325,113 +326,87 @@ pub enum Document {
     QueryCheck { queries: Queries },
     /// A unit's account review (5(1)3, 6(2)): its roster, one decision per
     /// account.
-    AccountReview { accounts: Table },
+    AccountReview { accounts: SheetTable },
     /// The password check (5(3)): the unit's overdue accounts only.
-    PasswordCheck { stale_passwords: Table },
+    PasswordCheck { stale_passwords: SheetTable },
     /// A unit's internal audit (6(3)): the evidence to assess, the query
     /// findings not asked before, and those an earlier workbook asked.
     InternalAudit {
-        evidence: Table,
+        evidence: SheetTable,
         queries: Queries,
-        asked_before: Option<Table>,
+        asked_before: Option<SheetTable>,
     },
     /// The Health Bureau's city-wide workbook of any kind.
     CityWide(Box<CityWide>),
     /// Point 4(5): the chief administrator's yearly review of the officer
     /// accounts, one decision per account, returned.
-    OfficerReview { accounts: Table },
+    OfficerReview { accounts: SheetTable },
     /// Points 4(2), 6(4): the chief administrator's record of the external
     /// audit of one drawn unit, pre-filled from the archive, returned.
-    ExternalRecord { record: Table },
+    ExternalRecord { record: SheetTable },
 }
 
 /// What a unit's query findings ask: one row per decision (異常查詢), and
 /// the queries behind the rolled-up rows (異常查詢明細, to read).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Queries {
-    pub findings: Table,
-    pub details: Option<Table>,
+    pub findings: SheetTable,
+    pub details: Option<SheetTable>,
 }
 
 /// The city-wide workbook: every unit's figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CityWide {
     /// One row per unit.
-    pub units: Table,
+    pub units: SheetTable,
     /// What runs asked of units and where each stands (回收狀況).
-    pub collection: Option<Table>,
+    pub collection: Option<SheetTable>,
     /// The external audit: the units drawn, with tickets.
-    pub selection: Option<Table>,
+    pub selection: Option<SheetTable>,
     /// Findings rolled up by account, the most serious first, each with
     /// the next action (the Health Bureau's short list).
-    pub by_account: Table,
+    pub by_account: SheetTable,
     /// The kinds that check queries: every unit's query findings.
     pub queries: Option<Queries>,
     /// Rejected rows (city-wide only: a rejected row cannot be placed in
     /// a unit).
-    pub rejects: Table,
+    pub rejects: SheetTable,
     /// The sample audit: the draw's record, every unit's strata.
     pub sample: Option<SampleSection>,
 }
 
-/// The name of a sheet, said once: the renderer names its sheets by it
-/// and `worksheet` reads a returned workbook's sheets by it. The sheets a
-/// person fills in that have a [`layout::Layout`] of their own (the
-/// investigation and follow-up records) take their name from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SheetName {
-    /// 摘要: every workbook's first sheet, whose labels name the run and unit.
-    Summary,
-    /// 抽查工作底稿 ([`layout::SAMPLE_WORKSHEET`]).
-    SampleWorksheet,
-    Units,
-    Collection,
-    AccountReview,
-    /// The city-wide review of officer accounts.
-    OfficerAccounts,
-    StalePasswords,
-    InternalAudit,
-    /// The chief administrator's record of one unit's external audit.
-    ExternalRecord,
-    ExternalSelection,
-    ByAccount,
-    /// 異常查詢: query findings, and what a unit did about each.
-    Queries,
-    AskedBefore,
-    QueryDetails,
-    Rejects,
-    DataQuality,
-    /// Accounts the query log shows but the roster lacks.
-    Orphans,
-    SamplingRecord,
-    /// The numbers behind the summary's charts.
-    ChartData,
-}
-
-impl SheetName {
-    /// The name as the workbook shows it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SheetName::Summary => "摘要",
-            SheetName::SampleWorksheet => layout::SAMPLE_WORKSHEET.sheet,
-            SheetName::Units => "各單位",
-            SheetName::Collection => "回收狀況",
-            SheetName::AccountReview => "帳號清查",
-            SheetName::OfficerAccounts => "專責人員帳號",
-            SheetName::StalePasswords => "密碼逾期帳號",
-            SheetName::InternalAudit => "內部稽核",
-            SheetName::ExternalRecord => EXTERNAL_RECORD_TITLE,
-            SheetName::ExternalSelection => "外部稽核抽選",
-            SheetName::ByAccount => "帳號彙整",
-            SheetName::Queries => "異常查詢",
-            SheetName::AskedBefore => "已列管異常查詢",
-            SheetName::QueryDetails => "異常查詢明細",
-            SheetName::Rejects => "剔除資料列",
-            SheetName::DataQuality => "資料品質",
-            SheetName::Orphans => "清冊外帳號",
-            SheetName::SamplingRecord => "抽樣資訊",
-            SheetName::ChartData => "圖表資料",
-        }
+text_enum! {
+    /// The name of a sheet, said once: the renderer names its sheets by it
+    /// and `worksheet` reads a returned workbook's sheets by it. The sheets a
+    /// person fills in that have a [`layout::Layout`] of their own (the
+    /// investigation and follow-up records) take their name from it.
+    SheetName("sheet") {
+        /// 摘要: every workbook's first sheet, whose labels name the run and unit.
+        Summary = "摘要",
+        /// 抽查工作底稿 ([`layout::SAMPLE_WORKSHEET`]).
+        SampleWorksheet = layout::SAMPLE_WORKSHEET.sheet,
+        Units = "各單位",
+        Collection = "回收狀況",
+        AccountReview = "帳號清查",
+        /// The city-wide review of officer accounts.
+        OfficerAccounts = "專責人員帳號",
+        StalePasswords = "密碼逾期帳號",
+        InternalAudit = "內部稽核",
+        /// The chief administrator's record of one unit's external audit.
+        ExternalRecord = EXTERNAL_RECORD_TITLE,
+        ExternalSelection = "外部稽核抽選",
+        ByAccount = "帳號彙整",
+        /// 異常查詢: query findings, and what a unit did about each.
+        Queries = "異常查詢",
+        AskedBefore = "已列管異常查詢",
+        QueryDetails = "異常查詢明細",
+        Rejects = "剔除資料列",
+        DataQuality = "資料品質",
+        /// Accounts the query log shows but the roster lacks.
+        Orphans = "清冊外帳號",
+        SamplingRecord = "抽樣資訊",
+        /// The numbers behind the summary's charts.
+        ChartData = "圖表資料",
     }
 }
 

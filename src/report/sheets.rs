@@ -16,7 +16,7 @@ use rust_xlsxwriter::{
 };
 
 use super::{
-    Cell, Document, Queries, ReportModel, SampleSection, SheetName, Table, display_width,
+    Cell, Document, Queries, ReportModel, SampleSection, SheetName, SheetTable, display_width,
     looks_like_formula,
 };
 
@@ -308,8 +308,8 @@ fn lines_by(text: &str, cap: f64, weight: impl Fn(char) -> f64) -> usize {
 fn not_checked_block(
     wb: &mut Workbook,
     widths: &[usize],
-    files: &Table,
-    items: &Table,
+    files: &SheetTable,
+    items: &SheetTable,
     st: &Styles,
 ) -> Result<(), XlsxError> {
     let ws = wb.worksheet_from_name(SheetName::DataQuality.as_str())?;
@@ -366,7 +366,7 @@ fn write_table(
     wb: &mut Workbook,
     name: SheetName,
     title: &str,
-    table: &Table,
+    table: &SheetTable,
     inputs: Option<Inputs>,
     model: &ReportModel,
     st: &Styles,
@@ -400,7 +400,7 @@ fn write_table(
 /// The rows of a table that go on one sheet, and the input columns after
 /// them.
 struct TablePart<'a> {
-    table: &'a Table,
+    table: &'a SheetTable,
     rows: &'a [Vec<Cell>],
     inputs: &'a [(&'static str, Input)],
     /// Whether a person fills it in (it has input columns).
@@ -777,7 +777,7 @@ pub const DETAILS_PRINTED: usize = 5;
 fn collapse_details(
     wb: &mut Workbook,
     names: &[(String, Vec<usize>)],
-    d: &Table,
+    d: &SheetTable,
     st: &Styles,
 ) -> Result<(), XlsxError> {
     let key = |r: &Vec<Cell>| (r.first().cloned(), r.get(1).cloned());
@@ -836,7 +836,7 @@ fn write_block(
     ws: &mut Worksheet,
     row: u32,
     col: u16,
-    table: &Table,
+    table: &SheetTable,
     st: &Styles,
 ) -> Result<u32, XlsxError> {
     for (c, h) in table.headers.iter().enumerate() {
@@ -1436,23 +1436,23 @@ pub fn render_split(m: &ReportModel, rows: usize) -> Result<Vec<u8>, XlsxError> 
 /// A sheet a kind of workbook has besides the summary, the data-quality
 /// sheets and the chart data every workbook has.
 enum Sheet<'a> {
-    Units(&'a Table),
-    Collection(&'a Table),
+    Units(&'a SheetTable),
+    Collection(&'a SheetTable),
     /// The sample worksheet; `true`: a second review's.
     Worksheet(&'a SampleSection, bool),
     /// 帳號清查; `true`: the city-wide review of officer accounts.
-    Accounts(&'a Table, bool),
-    StalePasswords(&'a Table),
-    Evidence(&'a Table),
+    Accounts(&'a SheetTable, bool),
+    StalePasswords(&'a SheetTable),
+    Evidence(&'a SheetTable),
     /// 外部稽核紀錄: the chief administrator's record of one unit.
-    ExternalRecord(&'a Table),
-    Selection(&'a Table),
-    ByAccount(&'a Table),
+    ExternalRecord(&'a SheetTable),
+    Selection(&'a SheetTable),
+    ByAccount(&'a SheetTable),
     /// 異常查詢; `true`: a unit's, to fill in.
-    Queries(&'a Table, bool),
-    AskedBefore(&'a Table),
-    Details(&'a Table),
-    Rejects(&'a Table),
+    Queries(&'a SheetTable, bool),
+    AskedBefore(&'a SheetTable),
+    Details(&'a SheetTable),
+    Rejects(&'a SheetTable),
     SamplingRecord(&'a SampleSection),
 }
 
@@ -1517,7 +1517,7 @@ fn write_sheet(
     m: &ReportModel,
     st: &Styles,
 ) -> Result<(), XlsxError> {
-    let table = |wb: &mut Workbook, name, title: &str, t: &Table, inputs: Option<Inputs>| {
+    let table = |wb: &mut Workbook, name, title: &str, t: &SheetTable, inputs: Option<Inputs>| {
         write_table(wb, name, &heading(m, title), t, inputs, m, st).map(|_| ())
     };
     match sheet {
@@ -1603,7 +1603,7 @@ fn write_sheet(
 /// of each printed and the rest collapsed.
 fn query_details(
     wb: &mut Workbook,
-    t: &Table,
+    t: &SheetTable,
     m: &ReportModel,
     st: &Styles,
 ) -> Result<(), XlsxError> {

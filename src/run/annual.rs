@@ -9,12 +9,12 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_tables};
+use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_input_frames};
 use crate::archive;
 use crate::archive::RunFolder;
+use crate::checks::InputFrames;
 use crate::checks::Severity;
-use crate::checks::Tables;
-use crate::checks::{Checked, Code, Scope};
+use crate::checks::{Checked, Code, DutyCount, Scope};
 use crate::checks::{NotChecked, NotCheckedWhy};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -129,23 +129,6 @@ fn withheld(not_checked: &[NotChecked], scope: Scope, codes: &[Code]) -> Vec<Str
         .collect()
 }
 
-/// The codes of the applications register (point 5(1)2).
-const APPLICATION_CODES: [Code; 4] = [
-    Code::AccountNoApplication,
-    Code::AccountCreatedBeforeApproval,
-    Code::AccountApplicationOtherHolder,
-    Code::AccountChangeNotApplied,
-];
-
-/// The codes of point 5(2)'s eligible staff: accounts held, queries made.
-const INELIGIBLE: [Code; 2] = [
-    Code::AccountIneligibleEmployment,
-    Code::QueryByIneligibleHolder,
-];
-
-/// The codes of point 3's purposes.
-const PURPOSES: [Code; 2] = [Code::QueryPurposeNotAllowed, Code::QueryPurposeMismatch];
-
 /// Two counts per unit, summed.
 fn add(a: BTreeMap<String, (i64, i64)>, b: BTreeMap<String, (i64, i64)>) -> BTreeMap<String, i64> {
     let mut out: BTreeMap<String, i64> = BTreeMap::new();
@@ -168,7 +151,7 @@ struct UnitRegisters {
 
 /// Per unit, the registers' figures: one group-by per register, by agency,
 /// summed into the agency's unit.
-fn registers(config: &Config, t: &Tables) -> Result<BTreeMap<String, UnitRegisters>> {
+fn registers(config: &Config, t: &InputFrames) -> Result<BTreeMap<String, UnitRegisters>> {
     let mut out: BTreeMap<String, UnitRegisters> = BTreeMap::new();
     let unit_of = |a: Option<&str>| {
         a.and_then(|a| config.agencies.get(a))
@@ -265,14 +248,6 @@ fn registers(config: &Config, t: &Tables) -> Result<BTreeMap<String, UnitRegiste
     Ok(out)
 }
 
-/// The codes whose findings are queries no approved form explains.
-const UNEXPLAINED: [Code; 4] = [
-    Code::QueryNoRequestForm,
-    Code::QueryFormNotApproved,
-    Code::QueryApprovedAfterQuery,
-    Code::QueryFormExpired,
-];
-
 /// What the run knows of the period's query log, for the evidence.
 struct LogFacts {
     /// Queries per unit.
@@ -335,25 +310,29 @@ impl Counts {
         }
         let accounts = |codes: &[Code]| withheld(not_checked, Scope::Accounts, codes);
         let queries = |codes: &[Code]| withheld(not_checked, Scope::Queries, codes);
+        let of = Code::counting_toward;
+        let (unexplained, ineligible) = (of(DutyCount::Unexplained), of(DutyCount::Ineligible));
+        let (purposes, applications) = (of(DutyCount::Purpose), of(DutyCount::Application));
+        let (stale, officers) = (of(DutyCount::PasswordStale), of(DutyCount::OfficerCount));
         Ok(Counts {
-            unexplained: count_by_unit(query_findings, &UNEXPLAINED)?,
+            unexplained: count_by_unit(query_findings, &unexplained)?,
             open_items: count_by_unit(account_findings, &[])?,
-            stale: count_by_unit(account_findings, &[Code::AccountPasswordStale])?,
-            officer_count: count_by_unit(account_findings, &[Code::AgencyOfficerCount])?,
+            stale: count_by_unit(account_findings, &stale)?,
+            officer_count: count_by_unit(account_findings, &officers)?,
             ineligible: add(
-                count_by_unit(account_findings, &INELIGIBLE)?,
-                count_by_unit(query_findings, &INELIGIBLE)?,
+                count_by_unit(account_findings, &ineligible)?,
+                count_by_unit(query_findings, &ineligible)?,
             ),
-            purposes: count_by_unit(query_findings, &PURPOSES)?,
-            applications: count_by_unit(account_findings, &APPLICATION_CODES)?,
+            purposes: count_by_unit(query_findings, &purposes)?,
+            applications: count_by_unit(account_findings, &applications)?,
             serious: count_by_unit(query_findings, &[])?,
-            w_unexplained: queries(&UNEXPLAINED),
+            w_unexplained: queries(&unexplained),
             w_accounts: accounts(&[]),
-            w_stale: accounts(&[Code::AccountPasswordStale]),
-            w_officers: accounts(&[Code::AgencyOfficerCount]),
-            w_ineligible: accounts(&INELIGIBLE),
-            w_purposes: queries(&PURPOSES),
-            w_applications: accounts(&APPLICATION_CODES),
+            w_stale: accounts(&stale),
+            w_officers: accounts(&officers),
+            w_ineligible: accounts(&ineligible),
+            w_purposes: queries(&purposes),
+            w_applications: accounts(&applications),
             w_queries: queries(&[]),
             w_log,
             no_roster,
@@ -582,7 +561,7 @@ fn gather(
         days: log_days(ingested.table(Table::QueryLog), period)?,
     };
     let roster = ingested.table(Table::Roster).clone();
-    let tables = take_tables(ingested);
+    let tables = take_input_frames(ingested);
     let registers = registers(config, &tables)?;
     let accounts = super::run_checks(config, ingested, tables.clone(), Scope::Accounts, day, None)?;
     let queries = super::run_checks(

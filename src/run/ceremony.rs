@@ -129,7 +129,7 @@ pub fn commit(
     let now = clock.now();
     let mut vars = serde_json::json!({
         "period": period.id,
-        "job": job.name(),
+        "job": job.as_str(),
         "start": super::local_text(period.start),
         "end": super::local_text(period.end),
         "timezone": config.timezone.name(),

@@ -128,7 +128,7 @@ impl<'a> Mailing<'a> {
                 &config.paths.state,
                 &m.run_id,
                 &key,
-                m.kind.job().name(),
+                m.kind.job().as_str(),
             )?);
         }
         let unit = (!m.city_wide()).then_some(key.as_str());
@@ -264,7 +264,7 @@ impl<'a> Mailing<'a> {
         };
         self.opening.push(crate::store::DueItem {
             id: 0,
-            job: job.name().to_owned(),
+            job: job.as_str().to_owned(),
             run_id: m.run_id.clone(),
             run_dir: self.run.clone(),
             unit_id: key.to_owned(),
@@ -305,6 +305,13 @@ impl<'a> Mailing<'a> {
                     )?);
                 }
                 let queued = store.queue_noting(messages, &self.issued_at, run, told)?;
+                let job = self.outcome.job;
+                store.record_in_ledger(
+                    (job.as_str(), &self.outcome.period),
+                    &mail::outbox::stamp(now),
+                    run,
+                    !job.periods().is_empty(),
+                )?;
                 store.chain_append(
                     "seal",
                     &archive::chain_id(dir),

@@ -24,9 +24,9 @@ pub use retention::Retention;
 use retention::retention;
 use sample::sample_audit;
 pub(crate) use sample::{DrawClaim, freeze_counted, seed_timing};
-pub use sample::{Frozen, SampleOutcome, draw_key, freeze, freeze_inputs, seed_digest};
-use skeleton::{Extras, RunSpec, complete, local_text, review_or_check, take_tables};
-pub use skeleton::{RunOutcome, tables};
+pub use sample::{FrozenPopulation, SampleOutcome, draw_key, freeze, freeze_inputs, seed_digest};
+use skeleton::{Extras, RunSpec, complete, local_text, review_or_check, take_input_frames};
+pub use skeleton::{RunOutcome, input_frames};
 pub(crate) use skeleton::{ingest_inbox, run_checks};
 
 use crate::archive::{self};
@@ -58,17 +58,6 @@ pub struct Request {
     /// The run ledger's name for what is run, for a job whose period is
     /// no audit period (the heartbeat's week).
     pub label: Option<String>,
-    /// Who asked for the run (default: an operator, by hand).
-    pub started_by: StartedBy,
-}
-
-/// Who started a run. The daemon keeps its own runs in its ledger; a run
-/// started by anyone else is put there by [`execute`], so the daemon
-/// adopts the period instead of running it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartedBy {
-    Hand,
-    Daemon,
 }
 
 impl Request {
@@ -81,7 +70,6 @@ impl Request {
             redraw: false,
             ceremony: None,
             label: None,
-            started_by: StartedBy::Hand,
         }
     }
 }
@@ -140,8 +128,9 @@ pub(super) fn scope(job: Job) -> Scope {
     }
 }
 
-/// Does `request` and, for a run started by hand, records it in the
-/// daemon's ledger.
+/// Does `request`. A run is recorded in the daemon's ledger with its seal
+/// ([`finish_run`]), whoever started it, so the daemon adopts a period run
+/// by hand instead of running it again.
 pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<Done> {
     let job = request.job;
     match (job.span(), &request.period) {
@@ -158,12 +147,7 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
     // What a killed run left is no record and holds personal data.
     archive::remove_leftovers(&config.paths.archive, &store)?;
     drop(store);
-    let started_by = request.started_by;
-    let done = dispatch(config, request, clock)?;
-    if let (StartedBy::Hand, Some(run)) = (started_by, done.run()) {
-        record_by_hand(config, run, clock)?;
-    }
-    Ok(done)
+    dispatch(config, request, clock)
 }
 
 /// The one place a job is mapped to what does it.
@@ -207,23 +191,6 @@ fn dispatch(config: &Config, request: Request, clock: &dyn Clock) -> Result<Done
     })
 }
 
-/// Puts a run made by hand into the daemon's ledger, so the daemon adopts
-/// the period instead of running it again. Query checks are not a
-/// scheduled duty.
-fn record_by_hand(config: &Config, outcome: &RunOutcome, clock: &dyn Clock) -> Result<()> {
-    if outcome.job.periods().is_empty() {
-        return Ok(());
-    }
-    let mut store = Store::open(&config.paths.state)?;
-    store.record_manual_run(
-        outcome.job.name(),
-        &outcome.period,
-        &mail::outbox::stamp(clock.now()),
-        &outcome.dir.display().to_string(),
-    )?;
-    Ok(())
-}
-
 /// Queues the weekly status mail to `mail.admin`.
 fn heartbeat(config: &Config, label: Option<&str>, clock: &dyn Clock) -> Result<()> {
     let now = clock.now();
@@ -238,7 +205,7 @@ fn heartbeat(config: &Config, label: Option<&str>, clock: &dyn Clock) -> Result<
     )?;
     let m = mail::plain(
         config,
-        &format!("ledger:{}:{week}", Job::Heartbeat.name()),
+        &format!("ledger:{}:{week}", Job::Heartbeat.as_str()),
         "heartbeat",
         &config.mail.admin,
         &format!("【健保WebIR稽核】每週運作狀態 {week}"),

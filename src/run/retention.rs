@@ -148,7 +148,7 @@ pub(super) fn retention(config: &Config, clock: &dyn Clock) -> Result<Retention>
             &local_text(now),
         )?;
         if let Some(run) = &run {
-            store.forget_run(run.job.name(), &run.id, &dir.display().to_string())?;
+            store.forget_run(run.job.as_str(), &run.id, &dir.display().to_string())?;
         }
         std::fs::remove_dir_all(&dir).with_context(|| format!("deleting {}", dir.display()))?;
         for parent in [job_dir, period_dir].into_iter().flatten() {

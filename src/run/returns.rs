@@ -28,7 +28,7 @@ pub enum What {
 
 /// What ingesting a returned workbook did.
 #[derive(Debug)]
-pub struct Ingested {
+pub struct ReturnTaken {
     pub what: What,
     /// Whether the ethics unit was queued a notice of the anomalies.
     pub notice_queued: bool,
@@ -41,12 +41,12 @@ pub struct Ingested {
     pub kept: std::path::PathBuf,
 }
 
-impl Ingested {
+impl ReturnTaken {
     /// `unit run_id (job)`, for logs and the daemon's pass.
     pub fn describe(&self) -> String {
         let (job, run, unit) = match &self.what {
-            What::Sample(r) => (crate::job::Job::SampleAudit.name(), &r.run_id, &r.unit_id),
-            What::Table(t) => (t.kind.job.name(), &t.run_id, &t.unit_id),
+            What::Sample(r) => (crate::job::Job::SampleAudit.as_str(), &r.run_id, &r.unit_id),
+            What::Table(t) => (t.kind.job.as_str(), &t.run_id, &t.unit_id),
         };
         format!(
             "{unit} {job} {run} returned{}",
@@ -65,7 +65,7 @@ impl Ingested {
 /// the file as received in the archive, sealed, closes the unit's due
 /// item when every row is answered, and queues the ethics unit's notice
 /// of the anomalies a worksheet confirms (sent at the next drain).
-pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Result<Ingested> {
+pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Result<ReturnTaken> {
     let mut store = Store::open(&config.paths.state)?;
     let local = clock.local(config.timezone);
     let now = local.format("%Y-%m-%dT%H:%M:%S").to_string();
@@ -124,7 +124,7 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
     // none, and the file is taken again from the start (kept once more).
     let unanswered = rows - answered;
     let due_job = match &what {
-        What::Sample(_) => job.name(),
+        What::Sample(_) => job.as_str(),
         What::Table(t) => t.kind.due_job,
     };
     let (closed, notice_queued) = store.atomically(|store| {
@@ -152,7 +152,7 @@ pub fn ingest_worksheet(config: &Config, file: &Path, clock: &dyn Clock) -> Resu
         store.mark_taken(&sha, &now)?;
         Ok((closed, notice_queued))
     })?;
-    Ok(Ingested {
+    Ok(ReturnTaken {
         what,
         notice_queued,
         closed,
@@ -719,7 +719,7 @@ pub const INBOX_RETURNS: &str = "returns";
 #[derive(Debug)]
 pub enum Taken {
     /// Ingested (and kept in the archive): the file left the inbox.
-    Ingested(Box<Ingested>),
+    Ingested(Box<ReturnTaken>),
     /// Refused: moved to `inbox/returns/refused/`, the admin told why.
     Refused { file: String, error: String },
 }

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use super::ceremony;
 use super::skeleton::{
     Extras, RunOutcome, RunSpec, absolute, complete, ingest_inbox, local_text, run_checks,
-    take_tables,
+    take_input_frames,
 };
 use crate::archive::{self, RunFolder};
 use crate::checks::Scope;
@@ -23,7 +23,7 @@ use crate::report;
 use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
 use crate::sampling::spec::{SPEC_VERSION, Seed};
 use crate::sampling::{self, Params, Population};
-use crate::store::{Freeze, Store};
+use crate::store::{FreezeRecord, Store};
 
 /// What a sample audit produced: the run (its query check included) and
 /// the manifest of the draw.
@@ -36,7 +36,7 @@ pub struct SampleOutcome {
 /// The population of a period and the inputs it stands on, frozen before
 /// any seed exists.
 #[derive(Debug)]
-pub struct Frozen {
+pub struct FrozenPopulation {
     pub period: Period,
     pub population: Population,
     pub inputs: Vec<InputHash>,
@@ -44,13 +44,13 @@ pub struct Frozen {
 }
 
 /// Ingests the inbox and computes the period's population and digest.
-pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
+pub fn freeze_inputs(config: &Config, period: &Period) -> Result<FrozenPopulation> {
     let ingested = ingest_inbox(
         config,
         Reference::PeriodEnd(period.last_day()),
         Job::SampleAudit,
     )?;
-    let clock = std::time::Instant::now();
+    let started = std::time::Instant::now();
     let population = sampling::population(
         ingested.table(Table::QueryLog),
         ingested.table(Table::Roster),
@@ -58,9 +58,9 @@ pub fn freeze_inputs(config: &Config, period: &Period) -> Result<Frozen> {
     )
     .map_err(anyhow::Error::from)
     .context("building the population")?;
-    tracing::info!(elapsed = ?clock.elapsed(), records = population.frame.height(), "population digested");
+    tracing::info!(elapsed = ?started.elapsed(), records = population.frame.height(), "population digested");
     let inputs = ingested.files.iter().map(InputHash::from).collect();
-    Ok(Frozen {
+    Ok(FrozenPopulation {
         period: period.clone(),
         population,
         inputs,
@@ -95,7 +95,7 @@ pub fn seed_digest(key: &str, draw_number: u32, seed: &str, source: &str, digest
 
 /// A population that misses a failed file must not be frozen or drawn
 /// from: the failure would silently shrink what is sampled.
-pub(super) fn refuse_failed_inputs(frozen: &Frozen, consequence: &str) -> Result<()> {
+pub(super) fn refuse_failed_inputs(frozen: &FrozenPopulation, consequence: &str) -> Result<()> {
     let failed: Vec<String> = frozen
         .ingested
         .failed_files()
@@ -311,7 +311,7 @@ pub(crate) fn refuse_second_draw(
 
 /// `freeze`: records the period's population digest and input hashes in
 /// the state database, to be published before a seed ceremony.
-pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<Freeze> {
+pub fn freeze(config: &Config, period: &Period, clock: &dyn Clock) -> Result<FreezeRecord> {
     Ok(freeze_counted(config, period, clock)?.0)
 }
 
@@ -320,10 +320,10 @@ pub(crate) fn freeze_counted(
     config: &Config,
     period: &Period,
     clock: &dyn Clock,
-) -> Result<(Freeze, usize, usize)> {
+) -> Result<(FreezeRecord, usize, usize)> {
     let frozen = freeze_inputs(config, period)?;
     refuse_failed_inputs(&frozen, "nothing was frozen")?;
-    let record = Freeze {
+    let record = FreezeRecord {
         period: period.id.clone(),
         frozen_at: local_text(clock.local(config.timezone)),
         population_digest: frozen.population.digest.clone(),
@@ -348,7 +348,7 @@ pub(crate) fn freeze_counted(
 /// `what` the draw is from: `population` (a sample), `candidate list` (units).
 pub(crate) fn seed_timing(
     c: Option<&crate::store::Ceremony>,
-    freeze: Option<&Freeze>,
+    freeze: Option<&FreezeRecord>,
     source: &str,
     what: &str,
 ) -> String {
@@ -471,7 +471,7 @@ pub(super) fn sample_audit(
 
 /// The freeze published for the period, if any; an error if the
 /// population no longer has its digest.
-fn published_freeze(store: &Store, frozen: &Frozen) -> Result<Option<Freeze>> {
+fn published_freeze(store: &Store, frozen: &FrozenPopulation) -> Result<Option<FreezeRecord>> {
     let period = &frozen.period;
     let freeze = store.latest_freeze(&period.id)?;
     if let Some(f) = &freeze {
@@ -501,7 +501,7 @@ fn params(config: &Config) -> Params {
 fn select_writing_population(
     config: &Config,
     folder: &RunFolder,
-    frozen: &Frozen,
+    frozen: &FrozenPopulation,
     seed: &Seed,
 ) -> Result<Vec<sampling::UnitSample>> {
     let started = std::time::Instant::now();
@@ -528,7 +528,7 @@ fn select_writing_population(
 /// The manifest's record of what was drawn from: the tool, the period,
 /// the parameters, the config and the inputs. The draw's own fields
 /// (seed, number, units, digest) are left empty for the caller.
-fn manifest_of(config: &Config, frozen: &Frozen) -> Result<Manifest> {
+fn manifest_of(config: &Config, frozen: &FrozenPopulation) -> Result<Manifest> {
     let period = &frozen.period;
     Ok(Manifest {
         spec_version: SPEC_VERSION.into(),
@@ -569,7 +569,7 @@ fn manifest_of(config: &Config, frozen: &Frozen) -> Result<Manifest> {
 fn check_sampled_period(
     config: &Config,
     (folder, started): (RunFolder, chrono::NaiveDateTime),
-    mut frozen: Frozen,
+    mut frozen: FrozenPopulation,
     manifest: &Manifest,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
@@ -586,7 +586,7 @@ fn check_sampled_period(
     let roster = frozen.ingested.table(Table::Roster).clone();
     let forms = frozen.ingested.table(Table::RequestForms).clone();
     ingest::release_freed_memory();
-    let tables = take_tables(&mut frozen.ingested);
+    let tables = take_input_frames(&mut frozen.ingested);
     let checked = run_checks(
         config,
         &frozen.ingested,

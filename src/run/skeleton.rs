@@ -12,7 +12,7 @@ use polars::prelude::*;
 use super::{finish_run, scope};
 use crate::archive::{self, InputRecord, RunFolder, RunRecord};
 use crate::checks::Severity;
-use crate::checks::{self, Checked, Code, InputState, NotChecked, Scope, Tables};
+use crate::checks::{self, Checked, Code, InputFrames, InputState, NotChecked, Scope};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::snapshot::Reference;
@@ -40,7 +40,7 @@ pub struct RunOutcome {
     pub period: String,
     pub findings: DataFrame,
     /// The ingest manifest and rejects; its tables were moved into the
-    /// checks (see `take_tables`) and are empty here.
+    /// checks (see `take_input_frames`) and are empty here.
     pub ingested: Ingested,
     /// The most severe finding, if any.
     pub worst: Option<Severity>,
@@ -64,8 +64,8 @@ impl RunOutcome {
     }
 }
 
-pub fn tables(ing: &Ingested) -> Tables {
-    Tables {
+pub fn input_frames(ing: &Ingested) -> InputFrames {
+    InputFrames {
         query_log: ing.table(Table::QueryLog).clone(),
         roster: ing.table(Table::Roster).clone(),
         hr: ing.table(Table::Hr).clone(),
@@ -76,14 +76,14 @@ pub fn tables(ing: &Ingested) -> Tables {
 
 /// Moves the tables out of `ing`, so the checks hold the only copy and
 /// can free the raw query log once it is explained.
-pub(super) fn take_tables(ing: &mut Ingested) -> Tables {
+pub(super) fn take_input_frames(ing: &mut Ingested) -> InputFrames {
     let mut take = |t: Table| {
         ing.tables
             .get_mut(&t)
             .map(std::mem::take)
             .unwrap_or_default()
     };
-    Tables {
+    InputFrames {
         query_log: take(Table::QueryLog),
         roster: take(Table::Roster),
         hr: take(Table::Hr),
@@ -127,7 +127,7 @@ pub(super) fn review_or_check(
     } else {
         None
     };
-    let tables = take_tables(&mut ingested);
+    let tables = take_input_frames(&mut ingested);
     let checked = run_checks(config, &ingested, tables, scope(job), as_of, period.clone())?;
     // The password check is about passwords only (point 5(3)): the
     // yearly review is about the rest.
@@ -386,7 +386,7 @@ pub(super) fn track_findings(
     // What officers answered in earlier reviews (latest first): a repeat
     // the officer reported revoked is a contradiction to look into.
     let mut decided: BTreeMap<String, String> = BTreeMap::new();
-    for (_, key, answers, _) in store.returned_decisions(Job::AccountReview.name())? {
+    for (_, key, answers, _) in store.returned_decisions(Job::AccountReview.as_str())? {
         let done = serde_json::from_str::<BTreeMap<String, String>>(&answers)
             .ok()
             .and_then(|a| a.get("處理結果").cloned())
@@ -485,7 +485,7 @@ pub(super) fn record_run(
     let record = RunRecord {
         tool: "webir-audit",
         version: env!("CARGO_PKG_VERSION"),
-        job: spec.job.name().into(),
+        job: spec.job.as_str().into(),
         period: spec.covers().to_string(),
         as_of: spec.period.is_none().then(|| spec.as_of.to_string()),
         started: local_text(spec.started),
@@ -578,7 +578,7 @@ pub(super) fn input_state(ingested: &Ingested, query_log: &DataFrame) -> Result<
 pub(crate) fn run_checks(
     config: &Config,
     ingested: &Ingested,
-    tables: Tables,
+    tables: InputFrames,
     scope: Scope,
     as_of: NaiveDate,
     period: Option<Period>,

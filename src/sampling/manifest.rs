@@ -113,7 +113,7 @@ impl From<&FileRecord> for InputHash {
     fn from(f: &FileRecord) -> InputHash {
         InputHash {
             file: f.path.clone(),
-            table: f.table.map(|t| t.name().to_owned()),
+            table: f.table.map(|t| t.as_str().to_owned()),
             bytes: f.size,
             rows: f.rows_loaded as u64,
             sha256: f.sha256.clone(),

@@ -6,11 +6,12 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, text_enum};
+use super::{Store, StoreError};
+use crate::vocab::text_enum;
 
 text_enum! {
     /// How far past its deadline an open item is, and so who is told.
-    Stage {
+    Stage("follow-up stage") {
         /// Some days before the due day: the officer.
         Before = "before",
         /// On the due day: the officer.

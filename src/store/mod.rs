@@ -32,66 +32,8 @@ pub use history::Tracked;
 pub use outbox::{MailState, NewMessage, OutboxRow};
 pub use passwords::AttachmentPassword;
 pub use runs::{LedgerRow, RunState, SeenInput};
-pub use seeds::{Ceremony, Freeze, SeedDraw, SeedVia};
+pub use seeds::{Ceremony, FreezeRecord, SeedDraw, SeedVia};
 pub use worksheets::{SignOff, TableReturn, WorksheetAnswer, WorksheetReturn};
-
-/// An enum stored in the database as its text: `as_str`, `parse`,
-/// `Display`, and the SQLite conversions, from one list of variants.
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            pub fn parse(s: &str) -> Option<$name> {
-                $name::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.pad(self.as_str())
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl rusqlite::ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.as_str().into())
-            }
-        }
-
-        impl rusqlite::types::FromSql for $name {
-            fn column_result(
-                v: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<$name> {
-                let s = v.as_str()?;
-                $name::parse(s).ok_or_else(|| {
-                    rusqlite::types::FromSqlError::Other(
-                        format!("unknown {} {s:?}", stringify!($name)).into(),
-                    )
-                })
-            }
-        }
-    };
-}
-pub(crate) use text_enum;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -745,7 +687,7 @@ mod tests {
         let mut s = Store::open(dir.path()).unwrap();
         assert_eq!(s.latest_freeze("2026H1").unwrap(), None);
         for digest in ["aa", "bb"] {
-            s.record_freeze(&Freeze {
+            s.record_freeze(&FreezeRecord {
                 period: "2026H1".into(),
                 frozen_at: "t".into(),
                 population_digest: digest.into(),

@@ -3,12 +3,13 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError, self_err, text_enum};
+use super::{Store, StoreError, self_err};
+use crate::vocab::text_enum;
 
 text_enum! {
     /// Where a message of the outbox is. `Sending` is written just before
     /// its data goes to the server, so a crash mid-transfer leaves a trace.
-    MailState {
+    MailState("mail state") {
         Pending = "pending",
         Sending = "sending",
         Sent = "sent",

@@ -4,11 +4,12 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError, self_err, text_enum};
+use super::{Store, StoreError, self_err};
+use crate::vocab::text_enum;
 
 text_enum! {
     /// Where a row of the run ledger is.
-    RunState {
+    RunState("run state") {
         Scheduled = "scheduled",
         WaitingForInputs = "waiting-for-inputs",
         /// The population is committed and mailed; the draw waits for
@@ -195,6 +196,32 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
+    }
+
+    /// Records a finished run in the ledger, in the transaction that seals
+    /// it and queues its mail, so no crash leaves one without the other:
+    /// the daemon's `running` row of the job and period becomes
+    /// `generated` with the run; a run of a scheduled duty made by hand
+    /// (`scheduled`) is recorded as [`Store::record_manual_run`] does.
+    pub fn record_in_ledger(
+        &mut self,
+        (job, period): (&str, &str),
+        at: &str,
+        run_dir: &str,
+        scheduled: bool,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE runs SET state = 'generated', run_dir = ?3, finished_at = ?4
+                 WHERE job = ?1 AND period = ?2 AND state = 'running'",
+                params![job, period, run_dir, at],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 && scheduled {
+            self.record_manual_run(job, period, at, run_dir)?;
+        }
+        Ok(())
     }
 
     /// Records a run made by hand (`webir-audit run`) in the ledger, so the

@@ -2,7 +2,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, self_err, text_enum};
+use super::{Store, StoreError, self_err};
+use crate::vocab::text_enum;
 
 /// One row of the seed ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub struct SeedDraw {
 
 /// A frozen population: published before a seed ceremony.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Freeze {
+pub struct FreezeRecord {
     pub period: String,
     pub frozen_at: String,
     pub population_digest: String,
@@ -135,7 +136,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    pub fn record_freeze(&mut self, f: &Freeze) -> Result<(), StoreError> {
+    pub fn record_freeze(&mut self, f: &FreezeRecord) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO freezes (period, frozen_at, population_digest, inputs) VALUES (?1, ?2, ?3, ?4)",
@@ -146,14 +147,14 @@ impl Store {
     }
 
     /// The latest freeze of `period`, if any.
-    pub fn latest_freeze(&self, period: &str) -> Result<Option<Freeze>, StoreError> {
+    pub fn latest_freeze(&self, period: &str) -> Result<Option<FreezeRecord>, StoreError> {
         self.conn
             .query_row(
                 "SELECT period, frozen_at, population_digest, inputs FROM freezes
                  WHERE period = ?1 ORDER BY id DESC LIMIT 1",
                 params![period],
                 |r| {
-                    Ok(Freeze {
+                    Ok(FreezeRecord {
                         period: r.get(0)?,
                         frozen_at: r.get(1)?,
                         population_digest: r.get(2)?,
@@ -168,7 +169,7 @@ impl Store {
 
 text_enum! {
     /// How a ceremony's seed reached the tool.
-    SeedVia {
+    SeedVia("seed source") {
         /// `webir-audit seed --period P --value DIGITS`.
         Command = "command",
         /// A file dropped in `inbox/seeds/`.

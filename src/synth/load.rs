@@ -160,6 +160,13 @@ pub fn write_load_city(dir: &Path, size: LoadSize, seed: u64) -> Result<()> {
         dir.join("schedules/sample-audit.toml"),
         "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n",
     )?;
+    // A load test measures the sample audit: the other duties say so.
+    let suspended: String = crate::job::Job::ALL
+        .into_iter()
+        .filter(|j| j.duty().is_some() && *j != crate::job::Job::SampleAudit)
+        .map(|j| format!("[[suspended]]\njob = \"{j}\"\nreason = \"load-test city: only the sample audit is measured\"\n\n"))
+        .collect();
+    std::fs::write(dir.join("schedules/suspended.toml"), suspended)?;
     let mut r = Rand::new(seed);
     write_roster_and_hr(dir, size, &mut r)?;
     write_applications(

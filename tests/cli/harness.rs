@@ -475,3 +475,28 @@ pub fn demo_runs(stdout: &str) -> Vec<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
         .collect()
 }
+
+/// Writes `<dir>/suspended-by-test.toml` suspending every duty of the
+/// regulation the schedules in `dir` leave unscheduled, each with a reason:
+/// a test that watches one job alone says so the way an operator would,
+/// not through a seam in the daemon.
+pub fn suspend_unscheduled_duties(dir: &Path) {
+    let mut scheduled = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            scheduled.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let text: String = webir_audit::job::Job::ALL
+        .into_iter()
+        .filter(|j| j.duty().is_some())
+        .filter(|j| !scheduled.contains(&format!("job = \"{j}\"")))
+        .map(|j| {
+            format!(
+                "[[suspended]]\njob = \"{j}\"\nreason = \"this test watches other jobs alone\"\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("suspended-by-test.toml"), text).unwrap();
+}

@@ -13,6 +13,7 @@ use crate::harness::repo;
 /// modules before it. Keep in step with ARCHITECTURE.md's "Layering".
 const ORDER: &[&str] = &[
     // Foundations: pure descriptions and the state database.
+    "vocab",
     "clock",
     "keyfile",
     "period",
@@ -189,4 +190,116 @@ fn production_code_keeps_what_follows_a_test_module() {
         "{kept}"
     );
     assert!(!kept.contains("crate::z"), "{kept}");
+}
+
+/// The longest a function of production code may be: one a reader can
+/// hold. Tests (`#[cfg(test)]` items) are not counted.
+const LONGEST_FUNCTION: usize = 100;
+
+/// Every function of `text` (production code) longer than `limit` lines,
+/// counted from its `fn` line to its closing brace: `(line, name, lines)`.
+fn long_functions(text: &str, limit: usize) -> Vec<(usize, String, usize)> {
+    // Braces inside string and char literals and comments do not count.
+    let code: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut out = String::new();
+            let mut chars = l.chars().peekable();
+            let mut in_str = false;
+            while let Some(c) = chars.next() {
+                match (in_str, c) {
+                    (false, '/') if chars.peek() == Some(&'/') => break,
+                    (false, '"') => in_str = true,
+                    (true, '\\') => {
+                        chars.next();
+                    }
+                    (true, '"') => in_str = false,
+                    (false, '\'') => {
+                        // A char literal ('{', '\'') or a lifetime ('a).
+                        let rest: String = chars.clone().take(3).collect();
+                        if rest.starts_with('\\') || rest.chars().nth(1) == Some('\'') {
+                            for d in chars.by_ref() {
+                                if d == '\'' {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    (false, c) => out.push(c),
+                    (true, _) => {}
+                }
+            }
+            out
+        })
+        .collect();
+    let mut long = Vec::new();
+    for (i, line) in code.iter().enumerate() {
+        let Some(at) = line.find("fn ") else { continue };
+        let before = line[..at].trim();
+        let is_item = before.is_empty()
+            || before.split_whitespace().all(|w| {
+                matches!(w, "pub" | "async" | "const" | "unsafe" | "extern")
+                    || w.starts_with("pub(")
+            });
+        let name: String = line[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !is_item || name.is_empty() {
+            continue;
+        }
+        let (mut depth, mut opened) = (0i64, false);
+        for (j, l) in code[i..].iter().enumerate() {
+            for c in l.chars() {
+                match c {
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if !opened && l.trim_end().ends_with(';') {
+                break; // a declaration without a body
+            }
+            if opened && depth == 0 {
+                if j + 1 > limit {
+                    long.push((i + 1, name.clone(), j + 1));
+                }
+                break;
+            }
+        }
+    }
+    long
+}
+
+#[test]
+fn no_function_of_production_code_is_longer_than_a_reader_can_hold() {
+    let src = repo().join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut problems = Vec::new();
+    // A `tests.rs` is a test module (declared `#[cfg(test)] mod tests;`).
+    for f in files.iter().filter(|f| !f.ends_with("tests.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (line, name, lines) in long_functions(&production_code(&text), LONGEST_FUNCTION) {
+            problems.push(format!(
+                "{}: fn {name} (line {line} of the code without its tests) is {lines} lines; split it into steps that each deserve a name",
+                f.strip_prefix(&src).unwrap().display()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_long_function_is_found_and_braces_in_strings_do_not_count() {
+    let body: String = (0..101)
+        .map(|i| format!("    let x{i} = \"}}\";\n"))
+        .collect();
+    let text = format!("pub(crate) fn long() {{\n{body}}}\nfn short() {{ '{{'; }}\n");
+    assert_eq!(long_functions(&text, 100), [(1, "long".to_owned(), 103)]);
+    assert!(long_functions(&text, 103).is_empty());
 }

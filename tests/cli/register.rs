@@ -286,6 +286,7 @@ fn check_config_shows_what_an_edit_of_the_register_changes_against_the_daemon_s(
         "[[schedule]]\njob = \"heartbeat\"\ncron = \"0 0 8 * * Mon\"\nperiod = \"week\"\n",
     )
     .unwrap();
+    crate::harness::suspend_unscheduled_duties(&t.path("schedules"));
     let config = t.config_path();
     let out = crate::harness::run_binary_env(
         &[
@@ -297,7 +298,7 @@ fn check_config_shows_what_an_edit_of_the_register_changes_against_the_daemon_s(
             "2026-07-01T10:00:00+08:00",
         ],
         t.dir.path(),
-        &[("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES", "1")],
+        &[],
     );
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let same = t.run(&["check-config"]);

@@ -142,7 +142,7 @@ fn checks_find_every_planted_problem_and_nothing_else() {
     // January one only adds the account removed since).
     ing.resolve_roster(webir_audit::ingest::snapshot::Reference::Day(as_of))
         .unwrap();
-    let tables = webir_audit::run::tables(&ing);
+    let tables = webir_audit::run::input_frames(&ing);
     let review = checks::run(&config, tables.clone(), Scope::Accounts, as_of, None).unwrap();
     let queries = checks::run(
         &config,
@@ -204,7 +204,7 @@ fn the_application_checks_hold_on_a_city_shaped_differently() {
         .unwrap();
     let review = checks::run(
         &config,
-        webir_audit::run::tables(&ing),
+        webir_audit::run::input_frames(&ing),
         Scope::Accounts,
         as_of,
         None,

@@ -70,11 +70,9 @@ impl City {
     }
 }
 
-pub const ENV: [(&str, &str); 3] = [
+pub const ENV: [(&str, &str); 2] = [
     ("WEBIR_AUDIT_TEST_SMTP_PASSWORD", PASSWORD),
     ("WEBIR_AUDIT_TEST_KPB", KPB_PASSWORD),
-    // The daemon tests schedule one job at a time.
-    ("WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES", "1"),
 ];
 
 const T0: &str = "2026-07-05T08:00:00+08:00";

@@ -13,14 +13,6 @@ use crate::harness::{Output, findings_per_account, json, repo, run_binary_env, w
 use crate::smtp::Smtp;
 use crate::smtp_delivery::{ENV, arrivals, received};
 
-/// The shipped schedules must all be there: no test seam.
-fn env() -> Vec<(&'static str, &'static str)> {
-    ENV.iter()
-        .copied()
-        .filter(|(k, _)| *k != "WEBIR_AUDIT_TEST_PARTIAL_SCHEDULES")
-        .collect()
-}
-
 struct Account {
     id: &'static str,
     agency: &'static str,
@@ -488,7 +480,7 @@ impl Year {
                 now,
             ],
             self.tmp.path(),
-            &env(),
+            &ENV,
         );
         assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
         out
@@ -707,7 +699,7 @@ fn live_year(names: &Names) -> Outcome {
                 y.config.to_str().unwrap(),
             ],
             y.tmp.path(),
-            &env(),
+            &ENV,
         );
         assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
         assert!(verify.stdout.contains("MATCH"), "{}", verify.stdout);
