@@ -5,9 +5,9 @@
 //! show the seed, the commitment's time and the chain head; the evidence
 //! bundle verifies offline.
 
-use crate::daemon::{SAMPLE_AUDIT, admin_mail, city, ledger, pass, row, run_folders};
+use crate::harness::served::received;
+use crate::harness::served::{SAMPLE_AUDIT, admin_mail, city, ledger, pass, row, run_folders};
 use crate::smtp::Smtp;
-use crate::smtp_delivery::received;
 
 const SEED: &str = "11500007807230541183012";
 
@@ -216,12 +216,13 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     assert!(mail.text.contains("證據鏈：第 "), "{}", mail.text);
 
     // The evidence bundle, opened by 7-Zip, verified by Python alone.
-    let fresh = crate::chain::open_bundle(tmp.path(), &c.config, dir, &["--with-personal-data"]);
-    let (ok, text) = crate::chain::py(&fresh, &["verify_sample.py", "run"]);
+    let fresh =
+        crate::harness::bundle::open_bundle(tmp.path(), &c.config, dir, &["--with-personal-data"]);
+    let (ok, text) = crate::harness::bundle::py(&fresh, &["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
     // The bundle shows the ceremony: commitment, then the seed, then the
     // draw, each an entry of the chain with the digest the spec gives.
-    let (ok, text) = crate::chain::py(&fresh, &["verify_bundle.py", "."]);
+    let (ok, text) = crate::harness::bundle::py(&fresh, &["verify_bundle.py", "."]);
     assert!(ok && text.trim().ends_with("OK"), "{text}");
     assert!(
         text.contains(
@@ -234,12 +235,13 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     assert_eq!(bundled["ceremony"], m["ceremony"]);
 
     // A byte changed in the drawn run is named by `archive verify`.
-    let verify =
-        |c: &crate::smtp_delivery::City| c.run(&["archive", "verify"], "2026-07-09T09:00:00+08:00");
+    let verify = |c: &crate::harness::served::City| {
+        c.run(&["archive", "verify"], "2026-07-09T09:00:00+08:00")
+    };
     let ok = verify(&c);
     assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
     let target = dir.join("sample.csv");
-    crate::chain::writable(dir);
+    crate::harness::bundle::writable(dir);
     let mut bytes = std::fs::read(&target).unwrap();
     bytes[10] ^= 1;
     std::fs::write(&target, bytes).unwrap();

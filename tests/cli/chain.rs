@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::harness::bundle::{open_bundle, py, writable};
 use crate::harness::{Output, Test};
 
 const LOG: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\nu1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n";
@@ -55,16 +56,6 @@ fn verify(t: &Test, head: Option<&str>) -> Output {
         args.extend(["--head", h]);
     }
     t.run(&args)
-}
-
-pub(crate) fn writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    }
 }
 
 /// Writes `dir`'s seal again from its files (its workbooks too), as a
@@ -188,8 +179,9 @@ fn a_chain_rebuilt_after_its_receipt_was_mailed_is_caught_by_the_receipt() {
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     let head = store.chain_head().unwrap().expect("a head");
     assert_eq!(head.seq, 3);
-    let mails = crate::mail::parse_every(&webir_audit::mail::outbox::file_transport_dir(&config));
-    let receipts: Vec<&crate::mail::Parsed> = mails
+    let mails =
+        crate::harness::mail::parse_every(&webir_audit::mail::outbox::file_transport_dir(&config));
+    let receipts: Vec<&crate::harness::mail::Parsed> = mails
         .iter()
         .filter(|m| m.subject.contains("證據鏈收據"))
         .collect();
@@ -203,10 +195,11 @@ fn a_chain_rebuilt_after_its_receipt_was_mailed_is_caught_by_the_receipt() {
     // Nothing sealed since: no receipt again.
     drop(store);
     send("2026-07-03T11:00:00+08:00");
-    let again = crate::mail::parse_every(&webir_audit::mail::outbox::file_transport_dir(&config))
-        .iter()
-        .filter(|m| m.subject.contains("證據鏈收據"))
-        .count();
+    let again =
+        crate::harness::mail::parse_every(&webir_audit::mail::outbox::file_transport_dir(&config))
+            .iter()
+            .filter(|m| m.subject.contains("證據鏈收據"))
+            .count();
     assert_eq!(again, 1);
     // The receipt's head vouches for every entry up to it.
     let out = verify(&t, Some(&head.hash));
@@ -471,76 +464,6 @@ fn regex_lite_national_id() -> impl Fn(&str) -> bool {
     }
 }
 
-const PASSWORD: &str = "證據包-測試-2026";
-
-/// `export-evidence` of `run_dir` under a password from the environment,
-/// then opened by 7-Zip (not our code) into a fresh folder, which is
-/// returned. A wrong password opens nothing, and the password appears in
-/// neither the output nor the bundle's names.
-pub fn open_bundle(tmp: &Path, config: &Path, run_dir: &Path, extra: &[&str]) -> PathBuf {
-    use std::process::Command;
-    crate::render::ensure_tools();
-    let name = format!("evidence{}", extra.concat());
-    let bundle = tmp.join(format!("{name}.zip"));
-    let mut args = vec![
-        "export-evidence",
-        run_dir.to_str().unwrap(),
-        "--out",
-        bundle.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out =
-        crate::harness::run_binary_env(&args, tmp, &[("WEBIR_AUDIT_EVIDENCE_PASSWORD", PASSWORD)]);
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
-    let fresh = tmp.join(format!("fresh-{name}"));
-    let wrong = Command::new("7z")
-        .args([
-            "x",
-            "-y",
-            "-pwrong",
-            &format!("-o{}", tmp.join("wrong").display()),
-        ])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success(), "a wrong password opened it");
-    let x = Command::new("7z")
-        .args([
-            "x",
-            "-y",
-            &format!("-p{PASSWORD}"),
-            &format!("-o{}", fresh.display()),
-        ])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stdout));
-    assert!(
-        std::fs::read_dir(&fresh).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .contains(PASSWORD))
-    );
-    fresh
-}
-
-/// `python3 ARGS` in `dir`: whether it succeeded, and its output.
-pub fn py(dir: &Path, args: &[&str]) -> (bool, String) {
-    let o = std::process::Command::new("python3")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
-}
-
 /// What a forger with the bundle does, written from docs/sampling.md
 /// alone (§ 9's `SHA256SUMS`, § 13's entry hash), in Python, not with the
 /// product's code: a run's findings emptied, its line of `SHA256SUMS`,
@@ -588,7 +511,7 @@ json.dump(bundle, open(os.path.join(root, "bundle.json"), "w", encoding="utf-8")
 #[test]
 fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_its_receipt() {
     let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
+    crate::harness::copy_dir(
         &crate::harness::repo().join("sample_data"),
         &tmp.path().join("city"),
     );
@@ -701,9 +624,9 @@ fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_
     // The last receipt mailed: its head, in full, from its body.
     let mail =
         webir_audit::mail::outbox::file_transport_dir(&webir_audit::config::load(&config).unwrap());
-    let receipts: Vec<crate::mail::Parsed> = crate::mail::parse_every(&mail)
+    let receipts: Vec<crate::harness::mail::Parsed> = crate::harness::mail::parse_every(&mail)
         .into_iter()
-        .filter(crate::mail::is_receipt)
+        .filter(crate::harness::mail::is_receipt)
         .collect();
     let (seq, head) = receipts
         .iter()

@@ -6,65 +6,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::binary;
+use crate::harness::served::{
+    City, ENV, SAMPLE_AUDIT, admin_mail, arrivals, city, ledger, pass, received, row, run_folders,
+};
 use crate::smtp::Smtp;
-use crate::smtp_delivery::{City, ENV, arrivals, received};
-
-/// The sample city with `schedules` as its only schedules file.
-pub(crate) fn city(smtp: &Smtp, schedules: &str) -> City {
-    let c = City::new(smtp, "");
-    let dir = c.tmp.path().join("schedules");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("test.toml"), schedules).unwrap();
-    crate::harness::suspend_unscheduled_duties(&dir);
-    c
-}
-
-pub(crate) const SAMPLE_AUDIT: &str = r#"
-[[schedule]]
-job = "sample-audit"
-cron = "0 0 8 5 1,7 *"
-period = "previous-half-year"
-max_lateness = "30d"
-wait_for_inputs = "14d"
-"#;
-
-pub(crate) fn pass(c: &City, now: &str) {
-    let out = c.run(&["daemon", "--once"], now);
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-}
-
-/// The ledger as `(job, period, state)`.
-pub(crate) fn ledger(c: &City) -> Vec<(String, String, String)> {
-    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
-    store
-        .ledger()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.job, r.period, r.state.to_string()))
-        .collect()
-}
-
-pub(crate) fn row(job: &str, period: &str, state: &str) -> (String, String, String) {
-    (job.into(), period.into(), state.into())
-}
-
-/// Messages to the admin whose subject contains `what`.
-pub(crate) fn admin_mail(smtp: &Smtp, what: &str) -> Vec<String> {
-    received(smtp)
-        .into_iter()
-        .filter(|(_, p)| p.to == "admin@example.gov.tw" && p.subject.contains(what))
-        .map(|(_, p)| p.text)
-        .collect()
-}
-
-pub(crate) fn run_folders(c: &City, period: &str) -> Vec<std::path::PathBuf> {
-    let dir = c.config().paths.archive.join(period).join("sample-audit");
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 #[test]
 fn down_across_a_scheduled_time_it_catches_up_once_and_reports_what_is_too_late() {

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
+use crate::harness::mail::parse_all;
 use crate::harness::{Output, Test, findings_per_account, json, write_xlsx};
-use crate::mail::parse_all;
 
 /// The roster header as a real WebIR account export has it.
 const ROSTER_HEADER: &str =
@@ -947,14 +947,14 @@ fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
     assert!(!line.contains("重複列管"), "{line}");
     // The officer answers that P102 was revoked (it was not).
     let answered = t.path("answered.xlsx");
-    crate::reports::refill_sheet(
+    crate::harness::workbook::refill_sheet(
         &first.join("reports/KPB.xlsx"),
         &answered,
         "帳號清查",
         |rows| {
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let done = header.iter().position(|h| h == "處理結果").unwrap();
-            for r in crate::reports::table_rows(rows).iter_mut() {
+            for r in crate::harness::workbook::table_rows(rows).iter_mut() {
                 r.resize(header.len(), calamine::Data::Empty);
                 let d = if r[0] == "P102" {
                     "已廢止"

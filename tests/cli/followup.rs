@@ -10,9 +10,9 @@
 
 use std::path::PathBuf;
 
+use crate::harness::copy_dir;
+use crate::harness::mail::{Parsed, parse_all};
 use crate::harness::{repo, run_binary_env};
-use crate::mail::{Parsed, parse_all};
-use crate::sample_data::copy_dir;
 
 struct City {
     tmp: tempfile::TempDir,
@@ -148,18 +148,21 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     );
     // The officer opens it with the unit's password, answers every row
     // (one anomaly), saves, and it goes back encrypted with that password.
-    let passwords = crate::mail::passwords_by_address(&config);
+    let passwords = crate::harness::mail::passwords_by_address(&config);
     let kpb_officer = kpb.officer_email.clone().unwrap();
     let plain = office_crypto::decrypt_from_bytes(mailed, &passwords[&kpb_officer]).unwrap();
     let opened = city.path("kpb-opened.xlsx");
     std::fs::write(&opened, &plain).unwrap();
     let filled = city.path("kpb-filled.xlsx");
-    crate::reports::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
-        for (i, r) in crate::reports::table_rows(rows).iter_mut().enumerate() {
+    crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
+        for (i, r) in crate::harness::workbook::table_rows(rows)
+            .iter_mut()
+            .enumerate()
+        {
             let anomaly = if i == 0 { "有" } else { "無" };
-            crate::reports::answer(r, ["是", "是", "是", anomaly, ""]);
+            crate::harness::workbook::answer(r, ["是", "是", "是", anomaly, ""]);
         }
-        crate::reports::sign(rows, "稽核員甲", "2026-07-29");
+        crate::harness::workbook::sign(rows, "稽核員甲", "2026-07-29");
     });
     let bytes = {
         let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
@@ -260,11 +263,11 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
         "{}",
         officer_copy.text
     );
-    let record = crate::mail::opened(officer_copy, &passwords[&kpb_officer]);
+    let record = crate::harness::mail::opened(officer_copy, &passwords[&kpb_officer]);
     let opened = city.path("inv-opened.xlsx");
     std::fs::write(&opened, &record).unwrap();
     let filled = city.path("inv-filled.xlsx");
-    crate::reports::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
+    crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
         // Title, blank, header, one anomaly, blank, the three sign-off lines.
         assert_eq!(rows.len(), 8, "one anomaly: {rows:?}");
         assert_eq!(rows[5][0], calamine::Data::String("填表人（簽章）".into()));
@@ -454,7 +457,7 @@ fn an_open_item_follows_the_unit_s_new_officer() {
     city.run(&["daemon", "--once"], "2026-07-10T10:00:00+08:00");
     city.run(&["daemon", "--once"], "2026-07-10T11:00:00+08:00");
     let config = webir_audit::config::load(&city.config).unwrap();
-    let passwords = crate::mail::passwords_by_address(&config);
+    let passwords = crate::harness::mail::passwords_by_address(&config);
     let mails = city.mails();
     for (unit, new) in [
         ("KSA", "officer2.ksa@example.gov.tw"),
@@ -471,7 +474,7 @@ fn an_open_item_follows_the_unit_s_new_officer() {
             "{}",
             h.text
         );
-        let plain = crate::mail::opened(h, &passwords[new]);
+        let plain = crate::harness::mail::opened(h, &passwords[new]);
         assert_eq!(
             plain,
             std::fs::read(run_dir.join(format!("reports/{unit}.xlsx"))).unwrap(),
@@ -518,12 +521,15 @@ fn an_account_review_comes_back_with_its_decisions() {
     let original = run_dir.join("reports/KPB.xlsx");
     let fill_signed = |name: &str, leave_blank: bool, tamper: bool, day: &str| -> PathBuf {
         let out = city.path(name);
-        crate::reports::refill_sheet(&original, &out, "帳號清查", |rows| {
-            crate::reports::sign(rows, "專責人員乙", day);
+        crate::harness::workbook::refill_sheet(&original, &out, "帳號清查", |rows| {
+            crate::harness::workbook::sign(rows, "專責人員乙", day);
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let at = |h: &str| header.iter().position(|x| x == h).unwrap();
             let (done, who, account) = (at("處理結果"), at("處理人"), at("帳號"));
-            for (i, r) in crate::reports::table_rows(rows).iter_mut().enumerate() {
+            for (i, r) in crate::harness::workbook::table_rows(rows)
+                .iter_mut()
+                .enumerate()
+            {
                 r.resize(header.len(), Data::Empty);
                 if !(leave_blank && i == 0) {
                     r[done] = Data::String("保留".into());
@@ -774,10 +780,10 @@ fn encrypt(plain: &[u8], password: &str) -> Vec<u8> {
 /// complete. Every message arrives once; none is missing.
 #[test]
 fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
-    use crate::smtp_delivery::{ENV, KPB_PASSWORD, arrivals, received};
+    use crate::harness::served::{ENV, KPB_PASSWORD, arrivals, received};
     let tmp = tempfile::tempdir().unwrap();
     let smtp = crate::smtp::Smtp::start(tmp.path(), "");
-    let c = crate::smtp_delivery::City::new(&smtp, "");
+    let c = crate::harness::served::City::new(&smtp, "");
     let schedules = c.tmp.path().join("schedules");
     std::fs::create_dir_all(&schedules).unwrap();
     for f in ["sample-audit.toml", "account-review.toml"] {
@@ -866,12 +872,15 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     let opened = c.tmp.path().join("opened.xlsx");
     std::fs::write(&opened, plain).unwrap();
     let filled = c.tmp.path().join("filled.xlsx");
-    crate::reports::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
-        for (i, r) in crate::reports::table_rows(rows).iter_mut().enumerate() {
+    crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
+        for (i, r) in crate::harness::workbook::table_rows(rows)
+            .iter_mut()
+            .enumerate()
+        {
             let anomaly = if i == 0 { "有" } else { "無" };
-            crate::reports::answer(r, ["是", "是", "是", anomaly, ""]);
+            crate::harness::workbook::answer(r, ["是", "是", "是", anomaly, ""]);
         }
-        crate::reports::sign(rows, "稽核員甲", "2026-08-06");
+        crate::harness::workbook::sign(rows, "稽核員甲", "2026-08-06");
     });
     std::fs::write(
         returns.join("KPB.xlsx"),
@@ -895,8 +904,8 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
     let opened = c.tmp.path().join("inv.xlsx");
     std::fs::write(&opened, record).unwrap();
     let filled = c.tmp.path().join("inv-filled.xlsx");
-    crate::reports::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
-        for r in crate::reports::table_rows(rows).iter_mut() {
+    crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
+        for r in crate::harness::workbook::table_rows(rows).iter_mut() {
             r.resize(11, calamine::Data::Empty);
             r[6] = calamine::Data::String("政風室王科員".into());
             r[8] = calamine::Data::String("異常屬實".into());
@@ -1068,7 +1077,7 @@ fn a_query_check_comes_back_with_what_was_done() {
     let dir = out.run_dir();
     let config = webir_audit::config::load(&city.config).unwrap();
     let filled = city.path("khb.xlsx");
-    crate::reports::refill_sheet(
+    crate::harness::workbook::refill_sheet(
         &dir.join("reports/KHB.xlsx"),
         &filled,
         "異常查詢",
@@ -1076,7 +1085,7 @@ fn a_query_check_comes_back_with_what_was_done() {
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
             let done = header.iter().position(|h| h == "處理情形").unwrap();
             assert!(rows.len() > 3, "KHB has findings");
-            for r in crate::reports::table_rows(rows).iter_mut() {
+            for r in crate::harness::workbook::table_rows(rows).iter_mut() {
                 r.resize(header.len(), Data::Empty);
                 r[done] = Data::String("已查明，係公務查詢".into());
             }

@@ -303,7 +303,7 @@ fn a_file_of_mostly_garbage_is_refused_as_a_whole() {
 #[test]
 fn a_write_fault_by_hand_leaves_no_half_run_and_no_mail() {
     let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
+    crate::harness::copy_dir(
         &crate::harness::repo().join("sample_data"),
         &tmp.path().join("city"),
     );
@@ -544,7 +544,7 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
 fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
     let (tmp, config) = sample_city();
     let city = tmp.path().join("city");
-    crate::sample_data::copy_dir(
+    crate::harness::copy_dir(
         &crate::harness::repo().join("templates"),
         &city.join("templates"),
     );
@@ -622,11 +622,11 @@ fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
 #[test]
 fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
     let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
+    crate::harness::copy_dir(
         &crate::harness::repo().join("sample_data"),
         &tmp.path().join("city"),
     );
-    crate::sample_data::copy_dir(
+    crate::harness::copy_dir(
         &crate::harness::repo().join("schedules"),
         &tmp.path().join("schedules"),
     );
@@ -683,7 +683,7 @@ fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
 /// A copy of the sample city in a temporary folder, and its config's path.
 fn sample_city() -> (tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().unwrap();
-    crate::sample_data::copy_dir(
+    crate::harness::copy_dir(
         &crate::harness::repo().join("sample_data"),
         &tmp.path().join("city"),
     );

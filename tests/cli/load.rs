@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::harness::served::{ENV, arrivals, received};
 use crate::smtp::Smtp;
-use crate::smtp_delivery::{ENV, arrivals, received};
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)

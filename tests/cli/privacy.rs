@@ -157,7 +157,7 @@ fn the_demo_past_its_retention_horizon_leaves_only_what_the_inventory_says() {
         "{files:?}"
     );
     let first_mail: Vec<PathBuf> = walk(&demo.join("var/state/outbox-files"));
-    let mails = crate::mail::parse_all(&demo.join("var/state/outbox-files"));
+    let mails = crate::harness::mail::parse_all(&demo.join("var/state/outbox-files"));
     // The reading above wrote each attachment beside its message: ours.
     for m in &mails {
         if let Some(a) = &m.attachment {

@@ -225,7 +225,7 @@ fn an_exported_register_reads_back_as_the_same_agencies() {
     let mut wb: calamine::Xlsx<_> = calamine::open_workbook(t.path("register.xlsx")).unwrap();
     let notes = wb.worksheet_range("欄位說明").unwrap();
     assert!(notes.rows().any(|r| r[0] == "上級機關代碼"));
-    let xml = crate::reports::xml(&t.path("register.xlsx"), "xl/worksheets/sheet1.xml");
+    let xml = crate::harness::workbook::xml(&t.path("register.xlsx"), "xl/worksheets/sheet1.xml");
     assert!(xml.contains("<sheetProtection"), "header protected");
     assert!(
         xml.contains("代碼!$A$2:$A$6"),

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use calamine::{Data, Reader as _};
 
-use crate::harness::{repo, run_binary};
+use crate::harness::run_binary;
 
 /// A word on a printed page and its box (points).
 #[derive(Debug)]
@@ -108,26 +108,6 @@ fn page_budget(stem: &str) -> usize {
         "3-city-wide" => 16,
         other => panic!("no page budget for {other}"),
     }
-}
-
-pub fn ensure_tools() {
-    let ok = |c: &str, arg: &str| {
-        Command::new(c)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ok("soffice", "--version") && ok("pdftotext", "-v") && ok("7z", "i") {
-        return;
-    }
-    let out = Command::new(repo().join(".ci/install-render-tools"))
-        .output()
-        .expect("running .ci/install-render-tools");
-    assert!(
-        out.status.success(),
-        "the rendering tests need LibreOffice and poppler: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Prints every workbook to `out/<stem>.pdf` with one LibreOffice run
@@ -230,7 +210,7 @@ fn read_workbook(path: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
 
 #[test]
 fn every_kind_of_workbook_prints_whole_with_its_headers_on_every_page() {
-    ensure_tools();
+    crate::harness::ensure_tools();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let out = run_binary(&["demo", "--out", dir.to_str().unwrap()], tmp.path());
@@ -319,7 +299,7 @@ fn sent_to_the_right_people_by_working_days(config: &Path, runs: &[PathBuf]) {
 /// page.
 #[test]
 fn a_city_shaped_differently_prints_the_same_way() {
-    ensure_tools();
+    crate::harness::ensure_tools();
     let tmp = tempfile::tempdir().unwrap();
     let city = tmp.path().join("city");
     let made = run_binary(

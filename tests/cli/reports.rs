@@ -4,33 +4,15 @@
 //! cells that could run as formulas.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use calamine::{Data, Reader, Xlsx, open_workbook};
+use calamine::Data;
 
+use crate::harness::workbook::{
+    Sheets, answer, one_anomaly, read, refill, refill_sheet, refill_sheet_as,
+    refill_sheet_with_formula, sign, table_rows, xml,
+};
 use crate::harness::{Test, repo, run_binary};
-
-type Sheets = BTreeMap<String, Vec<Vec<Data>>>;
-
-fn read(path: &Path) -> (Vec<String>, Sheets) {
-    let mut wb: Xlsx<_> = open_workbook(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let names = wb.sheet_names().to_vec();
-    let mut sheets = BTreeMap::new();
-    for n in &names {
-        let range = wb.worksheet_range(n).unwrap();
-        let rows: Vec<Vec<Data>> = range.rows().map(|r| r.to_vec()).collect();
-        sheets.insert(n.clone(), rows);
-    }
-    (names, sheets)
-}
-
-pub(crate) fn xml(path: &Path, member: &str) -> String {
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut s = String::new();
-    zip.by_name(member).unwrap().read_to_string(&mut s).unwrap();
-    s
-}
 
 fn members(path: &Path) -> Vec<String> {
     let zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
@@ -476,7 +458,7 @@ fn a_failed_file_named_for_a_case_is_named_to_no_unit() {
     assert!(!kpb.contains("李小華"), "{kpb}");
     assert!(all_text("city-wide.xlsx").contains("PD_機密_李小華案.csv"));
     // Nor in the unit's mail.
-    let mails = crate::mail::parse_all(&city.tmp.path().join("var/state/outbox-files"));
+    let mails = crate::harness::mail::parse_all(&city.tmp.path().join("var/state/outbox-files"));
     for m in mails
         .iter()
         .filter(|m| m.to.starts_with("officer.") || m.to.starts_with("ethics."))
@@ -742,147 +724,6 @@ fn archive_verify_catches_any_change_to_a_sealed_run() {
         bad.stdout
     );
     assert!(bad.stdout.contains("extra.txt was added"), "{}", bad.stdout);
-}
-
-/// Re-saves `original` as an officer's Excel would, after `edit` changed
-/// the worksheet's rows (cell values only: that is all that comes back).
-fn refill(original: &Path, out: &Path, edit: impl Fn(&mut Vec<Vec<Data>>)) {
-    refill_sheet(original, out, "抽查工作底稿", edit);
-}
-
-/// `original` written again to `out` as an officer's Excel would save it,
-/// with `sheet` edited.
-pub fn refill_sheet(original: &Path, out: &Path, sheet: &str, edit: impl Fn(&mut Vec<Vec<Data>>)) {
-    refill_sheet_as(original, original, out, sheet, edit);
-}
-
-/// [`refill_sheet`], the workbook's properties (its return token) those
-/// of `properties_of`: another unit's workbook made to read as this one.
-pub fn refill_sheet_as(
-    original: &Path,
-    properties_of: &Path,
-    out: &Path,
-    sheet: &str,
-    edit: impl Fn(&mut Vec<Vec<Data>>),
-) {
-    rewrite(original, properties_of, out, sheet, edit, |_| ());
-}
-
-/// [`refill_sheet`], then `formula` (cached as `shows`) written over the
-/// sheet's cell at (`row`, `col`), 0-based: what Excel saves when the
-/// returner types a formula.
-pub fn refill_sheet_with_formula(
-    original: &Path,
-    out: &Path,
-    sheet: &str,
-    edit: impl Fn(&mut Vec<Vec<Data>>),
-    (row, col, formula, shows): (u32, u16, &str, &str),
-) {
-    rewrite(original, original, out, sheet, edit, |wb| {
-        wb.worksheet_from_name(sheet)
-            .unwrap()
-            .write_formula(
-                row,
-                col,
-                rust_xlsxwriter::Formula::new(formula).set_result(shows),
-            )
-            .unwrap();
-    });
-}
-
-fn rewrite(
-    original: &Path,
-    properties_of: &Path,
-    out: &Path,
-    sheet: &str,
-    edit: impl Fn(&mut Vec<Vec<Data>>),
-    then: impl Fn(&mut rust_xlsxwriter::Workbook),
-) {
-    let (names, mut sheets) = read(original);
-    edit(sheets.get_mut(sheet).unwrap());
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    // Saved again as Excel saves it: with the workbook's properties.
-    if let Some(t) = webir_audit::worksheet::token_in(&std::fs::read(properties_of).unwrap()) {
-        wb.set_properties(
-            &rust_xlsxwriter::DocProperties::new()
-                .set_custom_property(webir_audit::worksheet::TOKEN_PROPERTY, t.as_str()),
-        );
-    }
-    let date = rust_xlsxwriter::Format::new().set_num_format("yyyy/mm/dd hh:mm");
-    for n in &names {
-        let ws = wb.add_worksheet();
-        ws.set_name(n).unwrap();
-        for (r, row) in sheets[n].iter().enumerate() {
-            for (c, d) in row.iter().enumerate() {
-                let (r, c) = (r as u32, c as u16);
-                match d {
-                    Data::String(s) => {
-                        ws.write_string(r, c, s).unwrap();
-                    }
-                    Data::Float(f) => {
-                        ws.write_number(r, c, *f).unwrap();
-                    }
-                    Data::Int(i) => {
-                        ws.write_number(r, c, *i as f64).unwrap();
-                    }
-                    Data::DateTime(t) => {
-                        ws.write_number_with_format(r, c, t.as_f64(), &date)
-                            .unwrap();
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    then(&mut wb);
-    wb.save(out).unwrap();
-}
-
-/// The rows of a sheet's table, after its header to its first blank row:
-/// what an officer answers (the sign-off follows the blank row).
-pub fn table_rows(rows: &mut [Vec<Data>]) -> &mut [Vec<Data>] {
-    let after = &mut rows[3..];
-    let n = after
-        .iter()
-        .take_while(|r| r.iter().any(|c| *c != Data::Empty))
-        .count();
-    &mut after[..n]
-}
-
-/// Answers a sample-worksheet row: its five inputs, in the layout's order.
-pub fn answer(row: &mut Vec<Data>, answers: [&str; 5]) {
-    use webir_audit::report::layout::SAMPLE_WORKSHEET as L;
-    row.resize(L.headers().len(), Data::Empty);
-    for (k, a) in answers.iter().enumerate() {
-        row[L.tool.len() + k] = Data::String((*a).to_owned());
-    }
-}
-
-/// A worksheet filled in by `who` on 20 July: the first row a confirmed
-/// anomaly (no prior approval), every other row in order; signed.
-fn one_anomaly(rows: &mut [Vec<Data>], who: &str) {
-    for (i, r) in table_rows(rows).iter_mut().enumerate() {
-        if i == 0 {
-            answer(r, ["是", "否", "是", "有", "未經主管核可"]);
-        } else {
-            answer(r, ["是", "是", "是", "無", ""]);
-        }
-    }
-    sign(rows, who, "2026/07/20");
-}
-
-/// Signs a sheet's sign-off: who filled it in and the day (the unit head's
-/// line left for a hand signature).
-pub fn sign(rows: &mut [Vec<Data>], who: &str, day: &str) {
-    use webir_audit::report::layout::SIGN_OFF;
-    for (label, value) in [(SIGN_OFF[0].0, who), (SIGN_OFF[2].0, day)] {
-        let r = rows
-            .iter_mut()
-            .find(|r| r.first().is_some_and(|c| *c == label))
-            .unwrap_or_else(|| panic!("no sign-off line {label}"));
-        r.resize(r.len().max(3), Data::Empty);
-        r[2] = Data::String(value.to_owned());
-    }
 }
 
 #[test]
@@ -1670,8 +1511,9 @@ fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief()
     drop(store);
     // Its mail says what to fill in, not the run's findings, and names the
     // attachment for what it is.
-    let mails =
-        crate::mail::parse_all(&webir_audit::mail::outbox::file_transport_dir(&city.config));
+    let mails = crate::harness::mail::parse_all(&webir_audit::mail::outbox::file_transport_dir(
+        &city.config,
+    ));
     let mail = mails
         .iter()
         .find(|m| {
@@ -3233,7 +3075,7 @@ fn a_national_id_typed_into_an_answer_is_masked_wherever_it_is_shown() {
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     let whole = |s: &str| s.contains("A123456789") || s.contains("Ｆ２２８６５４３２１");
     assert!(!whole(&out.stdout) && !whole(&out.stderr));
-    let mails = crate::mail::parse_all(&city.config.paths.state.join("outbox-files"));
+    let mails = crate::harness::mail::parse_all(&city.config.paths.state.join("outbox-files"));
     assert!(
         mails.iter().any(|m| m.text.contains("A12****789")),
         "the ethics unit's notice quotes the answer, masked"

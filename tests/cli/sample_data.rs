@@ -8,6 +8,7 @@ use std::path::Path;
 use polars::prelude::*;
 use webir_audit::model::Table;
 
+use crate::harness::copy_dir;
 use crate::harness::{repo, run_binary};
 
 fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -226,12 +227,6 @@ fn the_application_checks_hold_on_a_city_shaped_differently() {
         .collect();
     assert_eq!(want.len(), 3);
     assert_eq!(got, want);
-}
-
-/// Copies the sample city (or any folder), every file dated the
-/// harness's fixed [`crate::harness::FILE_TIME`].
-pub fn copy_dir(from: &Path, to: &Path) {
-    crate::harness::copy_dir_dated(from, to, crate::harness::FILE_TIME);
 }
 
 /// `run` writes a run folder with the four files, private, never over an

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::harness::copy_dir;
 use crate::harness::{Output, repo, run_binary};
-use crate::sample_data::copy_dir;
 
 const SEED: &str = "31415926535897932384626";
 

@@ -7,103 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::harness::{Output, binary, repo, run_binary_env};
-use crate::mail::{Parsed, opened, passwords_by_address, sha256};
-use crate::sample_data::copy_dir;
-use crate::smtp::{PASSWORD, Smtp};
-
-pub const KPB_PASSWORD: &str = "警察局-附件密碼-2026";
-
-/// The sample city, mailing through `smtp`; 警察局 (KPB) has its
-/// workbooks encrypted with a password from the environment, the other
-/// units with the passwords the product issued.
-pub struct City {
-    pub tmp: tempfile::TempDir,
-    pub config: PathBuf,
-}
-
-impl City {
-    pub fn new(smtp: &Smtp, mail_extra: &str) -> City {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
-        let config = tmp.path().join("city/webir-audit.toml");
-        let text = std::fs::read_to_string(&config).unwrap();
-        let start = text.find("[mail]").unwrap();
-        let end = start + text[start..].find("\n# ").unwrap();
-        let text = format!(
-            "{}{}{}",
-            &text[..start],
-            smtp.mail_config(mail_extra),
-            &text[end..]
-        );
-        std::fs::write(&config, text).unwrap();
-        crate::harness::set_in_register(
-            &tmp.path().join("city/agencies.xlsx"),
-            "KPB",
-            "附件密碼環境變數",
-            "WEBIR_AUDIT_TEST_KPB",
-        );
-        City { tmp, config }
-    }
-
-    pub fn config(&self) -> webir_audit::config::Config {
-        webir_audit::config::load(&self.config).unwrap()
-    }
-
-    pub fn run(&self, args: &[&str], now: &str) -> Output {
-        let mut all = args.to_vec();
-        all.extend(["--config", self.config.to_str().unwrap(), "--now", now]);
-        run_binary_env(&all, self.tmp.path(), &ENV)
-    }
-
-    /// The outbox's rows as `(id, state, recipient)`.
-    /// The outbox but the evidence chain's receipts (as [`received`]).
-    pub fn outbox(&self) -> Vec<(i64, String, String)> {
-        let store = webir_audit::store::Store::open(&self.config().paths.state).unwrap();
-        store
-            .outbox()
-            .unwrap()
-            .into_iter()
-            .filter(|r| !r.report.starts_with("receipt:"))
-            .map(|r| (r.id, r.state.to_string(), r.recipient))
-            .collect()
-    }
-}
-
-pub const ENV: [(&str, &str); 2] = [
-    ("WEBIR_AUDIT_TEST_SMTP_PASSWORD", PASSWORD),
-    ("WEBIR_AUDIT_TEST_KPB", KPB_PASSWORD),
-];
+use crate::harness::mail::{opened, passwords_by_address, sha256};
+use crate::harness::served::{City, ENV, KPB_PASSWORD, arrivals, received};
+use crate::harness::{binary, run_binary_env};
+use crate::smtp::Smtp;
 
 const T0: &str = "2026-07-05T08:00:00+08:00";
 const T1: &str = "2026-07-05T09:00:00+08:00";
 const T2: &str = "2026-07-05T12:00:00+08:00";
-
-/// Every message the server kept, parsed, with its envelope recipients.
-pub fn received(smtp: &Smtp) -> Vec<(Vec<String>, Parsed)> {
-    let got = smtp.received();
-    if got.is_empty() {
-        return Vec::new();
-    }
-    let dir = got[0].eml.parent().unwrap();
-    let parsed = crate::mail::parse_every(dir);
-    assert_eq!(parsed.len(), got.len());
-    // The evidence chain's receipts are `chain`'s to test.
-    got.into_iter()
-        .map(|r| r.rcpt_tos)
-        .zip(parsed)
-        .filter(|(_, p)| !crate::mail::is_receipt(p))
-        .collect()
-}
-
-/// How many times each Message-ID arrived.
-pub fn arrivals(smtp: &Smtp) -> BTreeMap<String, usize> {
-    let mut n = BTreeMap::new();
-    for (_, p) in received(smtp) {
-        *n.entry(p.message_id).or_default() += 1;
-    }
-    n
-}
 
 #[test]
 fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {

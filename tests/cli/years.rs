@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::harness::served::{ENV, arrivals, received};
 use crate::harness::{Output, findings_per_account, json, repo, run_binary_env, write_xlsx};
 use crate::smtp::Smtp;
-use crate::smtp_delivery::{ENV, arrivals, received};
 
 struct Account {
     id: &'static str,

@@ -4,6 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod bundle;
+pub mod mail;
+pub mod served;
+pub mod workbook;
+
 pub const BASE_CONFIG: &str = r#"
 [paths]
 inbox = "inbox"
@@ -252,7 +257,7 @@ pub fn write_xlsx(path: &Path, titles: &[&str], header: &[&str], rows: &[Vec<Str
 /// added (e.g. `--no-send`). Returns the config path and the run's output
 /// (asserted to have run: exit 0 or 1).
 pub fn sample_city_audit(dir: &Path, extra: &[&str]) -> (PathBuf, Output) {
-    crate::sample_data::copy_dir(&repo().join("sample_data"), &dir.join("city"));
+    copy_dir(&repo().join("sample_data"), &dir.join("city"));
     let config = dir.join("city/webir-audit.toml");
     let mut args = vec![
         "--now",
@@ -499,4 +504,32 @@ pub fn suspend_unscheduled_duties(dir: &Path) {
         })
         .collect();
     std::fs::write(dir.join("suspended-by-test.toml"), text).unwrap();
+}
+
+/// Copies the sample city (or any folder), every file dated the
+/// harness's fixed [`FILE_TIME`].
+pub fn copy_dir(from: &Path, to: &Path) {
+    copy_dir_dated(from, to, FILE_TIME);
+}
+
+/// Installs LibreOffice, poppler and 7-Zip if a test that renders or
+/// opens a bundle finds them missing (`.ci/install-render-tools`).
+pub fn ensure_tools() {
+    let ok = |c: &str, arg: &str| {
+        Command::new(c)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ok("soffice", "--version") && ok("pdftotext", "-v") && ok("7z", "i") {
+        return;
+    }
+    let out = Command::new(repo().join(".ci/install-render-tools"))
+        .output()
+        .expect("running .ci/install-render-tools");
+    assert!(
+        out.status.success(),
+        "the rendering tests need LibreOffice and poppler: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
