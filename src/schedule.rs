@@ -508,6 +508,53 @@ mod tests {
         load(dir, chrono_tz::Asia::Taipei)
     }
 
+    /// A duty is left out only by a `[[suspended]]` entry with a reason; a
+    /// job that is no duty, or is scheduled too, or a blank reason, is
+    /// refused, naming the entry.
+    #[test]
+    fn a_duty_is_left_out_only_by_a_suspension_that_says_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let one = "[[schedule]]\njob = \"sample-audit\"\ncron = \"0 0 8 5 1,7 *\"\nperiod = \"previous-half-year\"\n";
+        let suspend = |jobs: &[&str], reason: &str| -> String {
+            jobs.iter()
+                .map(|j| format!("[[suspended]]\njob = \"{j}\"\nreason = \"{reason}\"\n"))
+                .collect()
+        };
+        let others = [
+            "account-review",
+            "password-check",
+            "internal-audit",
+            "external-audit",
+            "retention",
+        ];
+        let schedules = write(tmp.path(), one).unwrap();
+        let missing = require_duties(&schedules, &[], tmp.path())
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("retention"), "{missing}");
+
+        let schedules = write(
+            tmp.path(),
+            &format!("{one}{}", suspend(&others, "a test city")),
+        )
+        .unwrap();
+        let off = suspended(tmp.path(), &schedules).unwrap();
+        assert_eq!(off.len(), 5);
+        assert_eq!(off[0].reason, "a test city");
+        require_duties(&schedules, &off, tmp.path()).unwrap();
+
+        for (bad, why) in [
+            (suspend(&["heartbeat"], "x"), "no duty"),
+            (suspend(&["sample-audit"], "x"), "scheduled too"),
+            (suspend(&["retention"], "  "), "reason is empty"),
+            (suspend(&["retension"], "x"), "unknown job \"retension\""),
+        ] {
+            let schedules = write(tmp.path(), &format!("{one}{bad}")).unwrap();
+            let e = suspended(tmp.path(), &schedules).unwrap_err().to_string();
+            assert!(e.contains("suspended[0]") && e.contains(why), "{e}");
+        }
+    }
+
     #[test]
     fn the_shipped_schedules_are_valid() {
         let s = load(

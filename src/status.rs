@@ -41,6 +41,34 @@ pub struct Status {
     /// Run folders a killed run left (no seal, no live run): the next run
     /// removes them.
     pub leftovers: Vec<String>,
+    /// Duties of the regulation the schedules suspend, and why.
+    pub suspended: Vec<SuspendedDuty>,
+}
+
+/// A duty the schedules suspend (`[[suspended]]`).
+#[derive(Debug, Serialize)]
+pub struct SuspendedDuty {
+    pub job: String,
+    pub reason: String,
+    pub file: String,
+}
+
+/// The duties the schedules in `paths.schedules` suspend; none if they do
+/// not load (the daemon names that problem when it starts).
+fn suspended_duties(config: &Config) -> Vec<SuspendedDuty> {
+    let dir = &config.paths.schedules;
+    let Ok(schedules) = crate::schedule::load(dir, config.timezone) else {
+        return Vec::new();
+    };
+    crate::schedule::suspended(dir, &schedules)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| SuspendedDuty {
+            job: s.job.as_str().to_owned(),
+            reason: s.reason,
+            file: s.file.display().to_string(),
+        })
+        .collect()
 }
 
 impl Status {
@@ -111,6 +139,7 @@ impl Status {
             .iter()
             .map(|d| d.display().to_string())
             .collect(),
+            suspended: suspended_duties(config),
         })
     }
 
@@ -141,7 +170,14 @@ impl Status {
                 "  {d}: left unsealed by a run that was killed (it holds personal data and is no record); the next run removes it"
             );
         }
-        if self.attention.is_empty() && self.leftovers.is_empty() {
+        for d in &self.suspended {
+            let _ = writeln!(
+                s,
+                "  {} suspended: {} ({}); a duty of the regulation the daemon does not run",
+                d.job, d.reason, d.file
+            );
+        }
+        if self.attention.is_empty() && self.leftovers.is_empty() && self.suspended.is_empty() {
             let _ = writeln!(s, "  nothing");
         }
         for r in &self.attention {

@@ -703,6 +703,7 @@ fn execute(
 ) -> Result<Option<crate::run::RunOutcome>> {
     let mut request = crate::run::Request::new(job);
     request.ceremony = ceremony;
+    request.ledger_row = Some(row.id);
     match job.span() {
         Span::Period => request.period = Some(row.period.parse()?),
         Span::AsOf => request.as_of = Some(as_of(config, row)),

@@ -599,6 +599,7 @@ fn gather(
 pub(super) fn internal_audit(
     config: &Config,
     period: &Period,
+    ledger_row: Option<i64>,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
@@ -634,6 +635,7 @@ pub(super) fn internal_audit(
             period: Some(period.clone()),
             as_of: day,
             started,
+            ledger_row,
         },
         folder,
         (
@@ -835,7 +837,7 @@ pub(super) fn external_audit(
     config: &Config,
     period: &Period,
     (seed, ceremony): (Option<Seed>, Option<crate::store::Ceremony>),
-    redraw: bool,
+    (redraw, ledger_row): (bool, Option<i64>),
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
@@ -907,6 +909,7 @@ pub(super) fn external_audit(
             period: Some(period.clone()),
             as_of: day,
             started,
+            ledger_row,
         },
         folder,
         (g.accounts, ingested),

@@ -307,6 +307,7 @@ impl<'a> Mailing<'a> {
                 let queued = store.queue_noting(messages, &self.issued_at, run, told)?;
                 let job = self.outcome.job;
                 store.record_in_ledger(
+                    self.outcome.ledger_row,
                     (job.as_str(), &self.outcome.period),
                     &mail::outbox::stamp(now),
                     run,

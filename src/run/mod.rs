@@ -58,6 +58,10 @@ pub struct Request {
     /// The run ledger's name for what is run, for a job whose period is
     /// no audit period (the heartbeat's week).
     pub label: Option<String>,
+    /// The daemon's ledger row the run answers: it becomes `generated` in
+    /// the transaction that seals the run (none for a run by hand, which
+    /// that transaction records as one).
+    pub ledger_row: Option<i64>,
 }
 
 impl Request {
@@ -70,6 +74,7 @@ impl Request {
             redraw: false,
             ceremony: None,
             label: None,
+            ledger_row: None,
         }
     }
 }
@@ -153,32 +158,36 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
 /// The one place a job is mapped to what does it.
 fn dispatch(config: &Config, request: Request, clock: &dyn Clock) -> Result<Done> {
     let job = request.job;
-    let period = request.period;
+    let (period, row) = (request.period, request.ledger_row);
     let needed = || {
         period
             .clone()
             .context("checked above: the job has a period")
     };
     Ok(match job {
-        Job::AccountReview | Job::PasswordCheck => {
-            Done::Run(review_or_check(config, job, None, request.as_of, clock)?)
-        }
-        Job::QueryCheck => Done::Run(review_or_check(config, job, period, None, clock)?),
+        Job::AccountReview | Job::PasswordCheck => Done::Run(review_or_check(
+            config,
+            (job, row),
+            None,
+            request.as_of,
+            clock,
+        )?),
+        Job::QueryCheck => Done::Run(review_or_check(config, (job, row), period, None, clock)?),
         Job::SampleAudit => Done::Sample(Box::new(sample_audit(
             config,
             &needed()?,
             request.seed,
             request.redraw,
-            request.ceremony,
+            (request.ceremony, row),
             clock,
         )?)),
-        Job::InternalAudit => Done::Run(internal_audit(config, &needed()?, clock)?),
+        Job::InternalAudit => Done::Run(internal_audit(config, &needed()?, row, clock)?),
         Job::ExternalAudit => {
             let (run, selection) = external_audit(
                 config,
                 &needed()?,
                 (request.seed, request.ceremony),
-                request.redraw,
+                (request.redraw, row),
                 clock,
             )?;
             Done::External(run, Box::new(selection))

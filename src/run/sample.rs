@@ -393,7 +393,7 @@ pub(super) fn sample_audit(
     period: &Period,
     seed: Option<Seed>,
     redraw: bool,
-    ceremony: Option<crate::store::Ceremony>,
+    (ceremony, ledger_row): (Option<crate::store::Ceremony>, Option<i64>),
     clock: &dyn Clock,
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
@@ -464,7 +464,13 @@ pub(super) fn sample_audit(
     };
     manifest.sample_digest = manifest.computed_sample_digest();
     archive::write_json(&manifest, &folder.file("manifest.json")?)?;
-    let run = check_sampled_period(config, (folder, started), frozen, &manifest, clock)?;
+    let run = check_sampled_period(
+        config,
+        (folder, started, ledger_row),
+        frozen,
+        &manifest,
+        clock,
+    )?;
     unfinished.finished();
     Ok(SampleOutcome { run, manifest })
 }
@@ -568,7 +574,7 @@ fn manifest_of(config: &Config, frozen: &FrozenPopulation) -> Result<Manifest> {
 /// same folder, its workbooks showing the sample.
 fn check_sampled_period(
     config: &Config,
-    (folder, started): (RunFolder, chrono::NaiveDateTime),
+    (folder, started, ledger_row): (RunFolder, chrono::NaiveDateTime, Option<i64>),
     mut frozen: FrozenPopulation,
     manifest: &Manifest,
     clock: &dyn Clock,
@@ -604,6 +610,7 @@ fn check_sampled_period(
             period: Some(period),
             as_of: started.date(),
             started,
+            ledger_row,
         },
         folder,
         (checked, frozen.ingested),

@@ -38,6 +38,8 @@ pub struct RunOutcome {
     /// `2026H1`; `account-review`, `as-of-2026-07-02`).
     pub job: Job,
     pub period: String,
+    /// The daemon's ledger row the run answers, if the daemon started it.
+    pub ledger_row: Option<i64>,
     pub findings: DataFrame,
     /// The ingest manifest and rejects; its tables were moved into the
     /// checks (see `take_input_frames`) and are empty here.
@@ -95,7 +97,7 @@ pub(super) fn take_input_frames(ing: &mut Ingested) -> InputFrames {
 /// An account review as of `as_of`, or the query check of `period`.
 pub(super) fn review_or_check(
     config: &Config,
-    job: Job,
+    (job, ledger_row): (Job, Option<i64>),
     period: Option<Period>,
     as_of: Option<NaiveDate>,
     clock: &dyn Clock,
@@ -143,6 +145,7 @@ pub(super) fn review_or_check(
             period,
             as_of,
             started,
+            ledger_row,
         },
         folder,
         (checked, ingested),
@@ -287,6 +290,8 @@ pub(super) struct RunSpec {
     pub(super) period: Option<Period>,
     pub(super) as_of: NaiveDate,
     pub(super) started: NaiveDateTime,
+    /// The daemon's ledger row the run answers, if the daemon started it.
+    pub(super) ledger_row: Option<i64>,
 }
 
 impl RunSpec {
@@ -505,6 +510,7 @@ pub(super) fn record_run(
         dir,
         job: spec.job,
         period: record.period,
+        ledger_row: spec.ledger_row,
         findings,
         ingested,
         worst,

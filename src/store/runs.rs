@@ -200,26 +200,29 @@ impl Store {
 
     /// Records a finished run in the ledger, in the transaction that seals
     /// it and queues its mail, so no crash leaves one without the other:
-    /// the daemon's `running` row of the job and period becomes
-    /// `generated` with the run; a run of a scheduled duty made by hand
-    /// (`scheduled`) is recorded as [`Store::record_manual_run`] does.
+    /// the daemon's row (`row`) becomes `generated` with the run; a run of
+    /// a scheduled duty made by hand (`scheduled`) is recorded as
+    /// [`Store::record_manual_run`] does.
     pub fn record_in_ledger(
         &mut self,
+        row: Option<i64>,
         (job, period): (&str, &str),
         at: &str,
         run_dir: &str,
         scheduled: bool,
     ) -> Result<(), StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE runs SET state = 'generated', run_dir = ?3, finished_at = ?4
-                 WHERE job = ?1 AND period = ?2 AND state = 'running'",
-                params![job, period, run_dir, at],
-            )
-            .map_err(|e| self.err(e))?;
-        if n == 0 && scheduled {
-            self.record_manual_run(job, period, at, run_dir)?;
+        match row {
+            Some(id) => {
+                self.conn
+                    .execute(
+                        "UPDATE runs SET state = 'generated', run_dir = ?2, finished_at = ?3
+                         WHERE id = ?1",
+                        params![id, run_dir, at],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+            None if scheduled => self.record_manual_run(job, period, at, run_dir)?,
+            None => {}
         }
         Ok(())
     }
