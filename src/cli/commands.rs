@@ -429,6 +429,8 @@ pub(super) fn archive_verify(
     })
 }
 
+/// `freeze`: the population digest and input hashes to publish before a
+/// seed ceremony.
 pub(super) fn freeze(
     path: &std::path::Path,
     period: &Period,
@@ -448,6 +450,8 @@ pub(super) fn freeze(
     Ok(ExitStatus::Ok)
 }
 
+/// `verify`: a sample re-drawn from its manifest, `MATCH` or the first
+/// difference.
 pub(super) fn verify(
     path: &std::path::Path,
     inputs: Option<&std::path::Path>,
@@ -471,6 +475,7 @@ pub(super) fn verify(
     Ok(status)
 }
 
+/// `ingest-worksheet`: a returned workbook recorded, its notices sent.
 pub(super) fn ingest_worksheet(
     file: &std::path::Path,
     path: &std::path::Path,
@@ -561,6 +566,8 @@ pub(super) fn ingest_worksheet(
     })
 }
 
+/// `check-config`: the config, the agency tree and every input in the
+/// inbox, with what a reviewer should see before it goes live.
 pub(super) fn check_config(
     path: &std::path::Path,
     clock: &dyn crate::clock::Clock,
@@ -622,6 +629,7 @@ pub(super) fn check_config(
     })
 }
 
+/// `ingest`: each canonical table's rows, rejects, files and dates.
 pub(super) fn ingest(
     path: &std::path::Path,
     period: Option<&Period>,

@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use super::{Extras, RunOutcome, RunSpec, complete, local_text, take_input_frames};
+use super::{Extras, RunOutcome, RunSpec, complete, local_text, period_folder, take_input_frames};
 use crate::archive;
 use crate::archive::RunFolder;
 use crate::checks::InputFrames;
@@ -608,12 +608,7 @@ pub(super) fn internal_audit(
         Reference::PeriodEnd(period.last_day()),
         Job::InternalAudit,
     )?;
-    let folder = RunFolder::create(
-        &config.paths.archive,
-        &RunPeriod::Period(period.id.clone()),
-        Job::InternalAudit,
-        started,
-    )?;
+    let folder = period_folder(config, Job::InternalAudit, period, started)?;
     // Held from the folder's making: a failure or a kill before its seal
     // leaves nothing a later run or a reader takes for a run.
     let _writing = archive::Unfinished::new(&folder.dir);
@@ -865,12 +860,7 @@ pub(super) fn external_audit(
         None => seed,
         Some(c) => Some(super::ceremony::seed_of(c, "candidate units", &digest)?),
     };
-    let folder = RunFolder::create(
-        &config.paths.archive,
-        &RunPeriod::Period(period.id.clone()),
-        Job::ExternalAudit,
-        started,
-    )?;
+    let folder = period_folder(config, Job::ExternalAudit, period, started)?;
     let unfinished = archive::Unfinished::new(&folder.dir);
     let dir = &folder.dir;
     let (seed, mut source) = Seed::given_or_drawn(seed)

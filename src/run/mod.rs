@@ -25,7 +25,9 @@ use retention::retention;
 use sample::sample_audit;
 pub(crate) use sample::{DrawClaim, freeze_counted, seed_timing};
 pub use sample::{FrozenPopulation, SampleOutcome, draw_key, freeze, freeze_inputs, seed_digest};
-use skeleton::{Extras, RunSpec, complete, local_text, review_or_check, take_input_frames};
+use skeleton::{
+    Extras, RunSpec, complete, local_text, period_folder, review_or_check, take_input_frames,
+};
 pub use skeleton::{RunOutcome, input_frames};
 pub(crate) use skeleton::{ingest_inbox, run_checks};
 

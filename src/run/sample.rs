@@ -7,8 +7,8 @@ use std::io::Write as _;
 
 use super::ceremony;
 use super::skeleton::{
-    Extras, RunOutcome, RunSpec, absolute, complete, ingest_inbox, local_text, run_checks,
-    take_input_frames,
+    Extras, RunOutcome, RunSpec, absolute, complete, ingest_inbox, local_text, period_folder,
+    run_checks, take_input_frames,
 };
 use crate::archive::{self, RunFolder};
 use crate::checks::Scope;
@@ -18,7 +18,7 @@ use crate::ingest::snapshot::Reference;
 use crate::ingest::{self, FileStatus, Ingested};
 use crate::job::Job;
 use crate::model::Table;
-use crate::period::{Period, RunPeriod};
+use crate::period::Period;
 use crate::report;
 use crate::sampling::manifest::{ConfigRecord, InputHash, Manifest, PeriodRecord};
 use crate::sampling::spec::{SPEC_VERSION, Seed};
@@ -418,12 +418,7 @@ pub(super) fn sample_audit(
         )?),
     };
     let freeze = published_freeze(&store, &frozen)?;
-    let folder = RunFolder::create(
-        &config.paths.archive,
-        &RunPeriod::Period(period.id.clone()),
-        Job::SampleAudit,
-        started,
-    )?;
+    let folder = period_folder(config, Job::SampleAudit, period, started)?;
     let unfinished = archive::Unfinished::new(&folder.dir);
     let (seed, mut source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;

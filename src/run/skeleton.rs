@@ -519,6 +519,21 @@ pub(super) fn record_run(
     })
 }
 
+/// A new run folder for `job`'s run over `period`, started at `started`.
+pub(super) fn period_folder(
+    config: &Config,
+    job: Job,
+    period: &Period,
+    started: NaiveDateTime,
+) -> Result<RunFolder> {
+    RunFolder::create(
+        &config.paths.archive,
+        &RunPeriod::Period(period.id.clone()),
+        job,
+        started,
+    )
+}
+
 /// `path` made absolute, so a manifest can be verified from anywhere.
 pub(super) fn absolute(path: &std::path::Path) -> String {
     std::fs::canonicalize(path)
