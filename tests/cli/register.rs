@@ -308,6 +308,22 @@ fn check_config_shows_what_an_edit_of_the_register_changes_against_the_daemon_s(
         "{}",
         same.stdout
     );
+    // The duties this test's schedules leave to no one are said, with why.
+    assert!(
+        same.stdout
+            .contains("WARNING: duty sample-audit suspended in ")
+            && same.stdout.contains("this test watches other jobs alone"),
+        "{}",
+        same.stdout
+    );
+    let status = t.run(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("retention suspended: this test watches other jobs alone"),
+        "{}",
+        status.stdout
+    );
     // B05's officer changes, a district office closes, a health centre opens.
     let mut edited = rows.clone();
     edited[13][6] = "new.officer.b05@example.gov.tw".into();
