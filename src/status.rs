@@ -163,37 +163,7 @@ impl Status {
                 );
             }
         }
-        let _ = writeln!(s, "\nneeds attention:");
-        for d in &self.leftovers {
-            let _ = writeln!(
-                s,
-                "  {d}: left unsealed by a run that was killed (it holds personal data and is no record); the next run removes it"
-            );
-        }
-        for d in &self.suspended {
-            let _ = writeln!(
-                s,
-                "  {} suspended: {} ({}); a duty of the regulation the daemon does not run",
-                d.job, d.reason, d.file
-            );
-        }
-        if self.attention.is_empty() && self.leftovers.is_empty() && self.suspended.is_empty() {
-            let _ = writeln!(s, "  nothing");
-        }
-        for r in &self.attention {
-            let _ = writeln!(
-                s,
-                "  {} {} {} since {}{}",
-                r.job,
-                r.period,
-                r.state,
-                r.scheduled_for,
-                r.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            );
-        }
+        self.render_attention(&mut s);
         let counts: Vec<String> = self
             .outbox
             .iter()
@@ -246,6 +216,43 @@ impl Status {
         }
         let _ = writeln!(s, "\narchive: {:.1} MB", self.archive_bytes as f64 / 1e6);
         s
+    }
+
+    /// What needs a person: runs a kill left, suspended duties, and ledger
+    /// rows waiting, running, failed or missed.
+    fn render_attention(&self, s: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(s, "\nneeds attention:");
+        for d in &self.leftovers {
+            let _ = writeln!(
+                s,
+                "  {d}: left unsealed by a run that was killed (it holds personal data and is no record); the next run removes it"
+            );
+        }
+        for d in &self.suspended {
+            let _ = writeln!(
+                s,
+                "  {} suspended: {} ({}); a duty of the regulation the daemon does not run",
+                d.job, d.reason, d.file
+            );
+        }
+        if self.attention.is_empty() && self.leftovers.is_empty() && self.suspended.is_empty() {
+            let _ = writeln!(s, "  nothing");
+        }
+        for r in &self.attention {
+            let _ = writeln!(
+                s,
+                "  {} {} {} since {}{}",
+                r.job,
+                r.period,
+                r.state,
+                r.scheduled_for,
+                r.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
     }
 }
 
