@@ -30,6 +30,23 @@ text_enum! {
     }
 }
 
+/// What a job's run asks of the units, by the deadline the config sets
+/// for it (`[followup]`); a job that asks nothing has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The sample worksheet (`worksheet_days`).
+    Worksheet,
+    /// The account review's decisions (`account_review_days`).
+    AccountReview,
+    /// The internal audit's record (`internal_audit_days`).
+    InternalAudit,
+    /// What was done about the query findings (`query_check_days`).
+    QueryCheck,
+    /// The drawn units' preparation for the external audit
+    /// (`external_prep_days`).
+    ExternalPrep,
+}
+
 /// How a job is told what it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Span {
@@ -146,6 +163,22 @@ impl Job {
             Job::ExternalAudit => Some("points 4(2) and 4(5): the yearly external audit"),
             Job::Retention => Some("point 5(4): records kept at least three years, then deleted"),
             Job::QueryCheck | Job::Heartbeat => None,
+        }
+    }
+
+    /// The deadline by which a unit answers a run of the job; none when
+    /// the job asks nothing of the units.
+    pub fn deadline(self) -> Option<Deadline> {
+        match self {
+            Job::SampleAudit => Some(Deadline::Worksheet),
+            Job::AccountReview => Some(Deadline::AccountReview),
+            // A notice: nothing to return.
+            Job::PasswordCheck => None,
+            Job::InternalAudit => Some(Deadline::InternalAudit),
+            Job::QueryCheck => Some(Deadline::QueryCheck),
+            // Asked of the units drawn, not of every unit (point 6(4)).
+            Job::ExternalAudit => Some(Deadline::ExternalPrep),
+            Job::Retention | Job::Heartbeat => None,
         }
     }
 

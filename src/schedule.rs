@@ -101,8 +101,9 @@ struct RawSuspension {
 }
 
 /// A duty of the regulation deliberately not run by this daemon, and why
-/// (`[[suspended]] job = "...", reason = "..."`): every pass logs it and
-/// `check-config` and `status` show it, so it is never silent.
+/// (`[[suspended]] job = "...", reason = "..."`): the daemon logs it when it
+/// starts and reloads, and `check-config`, `status` and the weekly status
+/// mail show it, so it is never silent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suspension {
     pub job: Job,

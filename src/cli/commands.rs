@@ -167,16 +167,7 @@ pub(super) fn daemon(
     now: Option<chrono::DateTime<chrono::FixedOffset>>,
     once: bool,
 ) -> Result<ExitStatus, Error> {
-    let setup = crate::daemon::Setup::load(config).map_err(|e| {
-        // Config and schedule problems are exit 3, like check-config.
-        match e.downcast::<config::ConfigError>() {
-            Ok(c) => Error::Config(c),
-            Err(e) => match e.downcast::<crate::schedule::ScheduleError>() {
-                Ok(s) => Error::Schedules(s),
-                Err(e) => Error::Other(e),
-            },
-        }
-    })?;
+    let setup = crate::daemon::Setup::load(config).map_err(Error::of)?;
     let clock: std::sync::Arc<dyn Clock> = match now {
         Some(t) => std::sync::Arc::new(crate::clock::FixedClock(t.with_timezone(&chrono::Utc))),
         None => std::sync::Arc::new(crate::clock::SystemClock),
@@ -309,7 +300,7 @@ pub(super) fn outbox(
         }
         OutboxAction::Resend { run, to, config } => {
             let config = config::load(config)?;
-            let (resent, d) = operator::resend(&config, run, to, clock)?;
+            let resent = operator::resend(&config, run, to, clock)?;
             w(
                 out,
                 match resent {
@@ -319,6 +310,7 @@ pub(super) fn outbox(
                     }
                 },
             )?;
+            let d = operator::send_due_mail(&config, clock)?;
             drained(out, &d)?;
             Ok(drain_status(&d))
         }
@@ -358,7 +350,8 @@ pub(super) fn demo(
                 c.seed_at.as_deref().unwrap_or("?"),
             ),
         ),
-    })?;
+    })
+    .map_err(Error::of)?;
     let n = std::fs::read_dir(&end.mail_dir)
         .map(|d| d.count())
         .unwrap_or(0);

@@ -414,6 +414,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// A library error as the command line ends with it: a config or
+    /// schedules problem keeps its exit status 3.
+    fn of(e: anyhow::Error) -> Error {
+        match e.downcast::<ConfigError>() {
+            Ok(c) => Error::Config(c),
+            Err(e) => match e.downcast::<crate::schedule::ScheduleError>() {
+                Ok(s) => Error::Schedules(s),
+                Err(e) => Error::Other(e),
+            },
+        }
+    }
+
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Config(_) | Error::Schedules(_) => ExitStatus::InvalidConfig,

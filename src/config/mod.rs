@@ -120,18 +120,14 @@ impl Followup {
     /// Days a unit has to answer a run of `job`; `None` when the job asks
     /// nothing of the units.
     pub fn days(&self, job: crate::job::Job) -> Option<u32> {
-        use crate::job::Job;
-        match job {
-            Job::SampleAudit => Some(self.worksheet_days),
-            Job::AccountReview => Some(self.account_review_days),
-            // A notice: nothing to return.
-            Job::PasswordCheck => None,
-            Job::InternalAudit => Some(self.internal_audit_days),
-            Job::QueryCheck => Some(self.query_check_days),
-            // Asked of the units drawn, not of every unit (point 6(4)).
-            Job::ExternalAudit => Some(self.external_prep_days),
-            Job::Retention | Job::Heartbeat => None,
-        }
+        use crate::job::Deadline;
+        Some(match job.deadline()? {
+            Deadline::Worksheet => self.worksheet_days,
+            Deadline::AccountReview => self.account_review_days,
+            Deadline::InternalAudit => self.internal_audit_days,
+            Deadline::QueryCheck => self.query_check_days,
+            Deadline::ExternalPrep => self.external_prep_days,
+        })
     }
 }
 

@@ -118,9 +118,9 @@ pub fn wake(config: &Config, schedules: &[Schedule], clock: &dyn Clock) -> Resul
         let Some(s) = schedules.iter().find(|s| s.job.as_str() == row.job) else {
             continue;
         };
-        take_due_row(config, &mut store, s, &row, inputs, clock, &mut pass)?;
+        take_due_row(config, &mut store, s, &row, inputs, (now, clock), &mut pass)?;
     }
-    follow_up(config, &mut store, clock, &mut pass);
+    follow_up(config, &mut store, (now, clock), &mut pass);
     let mut transport = crate::mail::outbox::transport(config)?;
     crate::mail::outbox::drain(config, &mut store, transport.as_mut(), now)?;
     mark_mailed(&mut store, now)?;
@@ -179,10 +179,9 @@ fn take_due_row(
     s: &Schedule,
     row: &LedgerRow,
     (seen, present): (&[SeenInput], &BTreeSet<String>),
-    clock: &dyn Clock,
+    (now, clock): (DateTime<Utc>, &dyn Clock),
     pass: &mut Pass,
 ) -> Result<()> {
-    let now = clock.now();
     if s.job.reviews_accounts()
         && let Some((by, dir)) = review_done(config, &store.ledger()?, row)
     {
@@ -239,8 +238,12 @@ fn take_due_row(
 /// officer handovers, a new chief administrator, reminders and receipts.
 /// Each step stands alone: one that fails is reported and the others
 /// still run (mail above all).
-fn follow_up(config: &Config, store: &mut Store, clock: &dyn Clock, pass: &mut Pass) {
-    let now = clock.now();
+fn follow_up(
+    config: &Config,
+    store: &mut Store,
+    (now, clock): (DateTime<Utc>, &dyn Clock),
+    pass: &mut Pass,
+) {
     let mut failed = Vec::new();
     let mut step = |what: &str, r: Result<()>| {
         if let Err(e) = r {
@@ -703,7 +706,7 @@ fn execute(
 ) -> Result<Option<crate::run::RunOutcome>> {
     let mut request = crate::run::Request::new(job);
     request.ceremony = ceremony;
-    request.ledger_row = Some(row.id);
+    request.ledger = crate::run::LedgerEntry::Row(row.id);
     match job.span() {
         Span::Period => request.period = Some(row.period.parse()?),
         Span::AsOf => request.as_of = Some(as_of(config, row)),

@@ -9,6 +9,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
+use super::LedgerEntry;
 use super::{Extras, RunOutcome, RunSpec, complete, local_text, period_folder, take_input_frames};
 use crate::archive;
 use crate::archive::RunFolder;
@@ -599,7 +600,7 @@ fn gather(
 pub(super) fn internal_audit(
     config: &Config,
     period: &Period,
-    ledger_row: Option<i64>,
+    ledger: LedgerEntry,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
     let started = clock.local(config.timezone);
@@ -630,7 +631,7 @@ pub(super) fn internal_audit(
             period: Some(period.clone()),
             as_of: day,
             started,
-            ledger_row,
+            ledger,
         },
         folder,
         (
@@ -832,7 +833,7 @@ pub(super) fn external_audit(
     config: &Config,
     period: &Period,
     (seed, ceremony): (Option<Seed>, Option<crate::store::Ceremony>),
-    (redraw, ledger_row): (bool, Option<i64>),
+    (redraw, ledger): (bool, LedgerEntry),
     clock: &dyn Clock,
 ) -> Result<(RunOutcome, ExternalSelection)> {
     let started = clock.local(config.timezone);
@@ -899,7 +900,7 @@ pub(super) fn external_audit(
             period: Some(period.clone()),
             as_of: day,
             started,
-            ledger_row,
+            ledger,
         },
         folder,
         (g.accounts, ingested),

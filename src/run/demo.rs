@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use super::ceremony;
 use super::operator::send_due_mail;
-use super::{Request, execute};
+use super::{LedgerEntry, Request, execute};
 use crate::clock::{Clock, Later};
 use crate::config::{Config, Transport};
 use crate::job::Job;
@@ -121,6 +121,12 @@ fn demo_run(
     clock: &dyn Clock,
     step: &mut dyn FnMut(DemoStep) -> Result<()>,
 ) -> Result<()> {
+    // The demo shows the duties; the daemon's ledger does not take its
+    // runs for them.
+    let request = Request {
+        ledger: LedgerEntry::Unrecorded,
+        ..request
+    };
     if let Some(r) = execute(config, request, clock)?.run() {
         step(DemoStep::Run(r.dir.clone()))?;
     }

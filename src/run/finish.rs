@@ -7,12 +7,14 @@ use polars::prelude::*;
 
 use std::io::Write as _;
 
+use super::LedgerEntry;
 use super::skeleton::{RunOutcome, local_text, unit_status};
 use crate::archive::{self, RunFolder};
 use crate::checks::Code;
 use crate::checks::Severity;
 use crate::config::Config;
 use crate::mail;
+use crate::mail::outbox::stamp;
 use crate::report::{self, ReportKind, ReportModel, build::RunFacts};
 use crate::store::Store;
 
@@ -306,13 +308,15 @@ impl<'a> Mailing<'a> {
                 }
                 let queued = store.queue_noting(messages, &self.issued_at, run, told)?;
                 let job = self.outcome.job;
-                store.record_in_ledger(
-                    self.outcome.ledger_row,
-                    (job.as_str(), &self.outcome.period),
-                    &mail::outbox::stamp(now),
-                    run,
-                    !job.periods().is_empty(),
-                )?;
+                let (job_period, at) = ((job.as_str(), &*self.outcome.period), stamp(now));
+                match self.outcome.ledger {
+                    LedgerEntry::Row(id) => store.record_in_ledger(id, run, &at)?,
+                    // Query checks are no scheduled duty.
+                    LedgerEntry::ByHand if !job.periods().is_empty() => {
+                        store.record_manual_run(job_period.0, job_period.1, &at, run)?;
+                    }
+                    LedgerEntry::ByHand | LedgerEntry::Unrecorded => {}
+                }
                 store.chain_append(
                     "seal",
                     &archive::chain_id(dir),

@@ -60,10 +60,22 @@ pub struct Request {
     /// The run ledger's name for what is run, for a job whose period is
     /// no audit period (the heartbeat's week).
     pub label: Option<String>,
-    /// The daemon's ledger row the run answers: it becomes `generated` in
-    /// the transaction that seals the run (none for a run by hand, which
-    /// that transaction records as one).
-    pub ledger_row: Option<i64>,
+    /// How the run enters the daemon's ledger, in the transaction that
+    /// seals it (default: as a run by hand).
+    pub ledger: LedgerEntry,
+}
+
+/// How a run enters the daemon's ledger: written with its seal and mail,
+/// so no crash leaves one without the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerEntry {
+    /// The daemon's row (its id) becomes `generated`.
+    Row(i64),
+    /// A run by hand: a duty's period is recorded so the daemon adopts it
+    /// instead of running it again.
+    ByHand,
+    /// Not recorded: the demo's runs show the duties, they do not do them.
+    Unrecorded,
 }
 
 impl Request {
@@ -76,7 +88,7 @@ impl Request {
             redraw: false,
             ceremony: None,
             label: None,
-            ledger_row: None,
+            ledger: LedgerEntry::ByHand,
         }
     }
 }
@@ -160,7 +172,7 @@ pub fn execute(config: &Config, request: Request, clock: &dyn Clock) -> Result<D
 /// The one place a job is mapped to what does it.
 fn dispatch(config: &Config, request: Request, clock: &dyn Clock) -> Result<Done> {
     let job = request.job;
-    let (period, row) = (request.period, request.ledger_row);
+    let (period, row) = (request.period, request.ledger);
     let needed = || {
         period
             .clone()

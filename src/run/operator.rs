@@ -93,15 +93,19 @@ pub fn close_due_items(
         .filter(|i| i.closed_at.is_none())
         .collect();
     anyhow::ensure!(!open.is_empty(), "no open item of unit {unit} in run {run}");
-    for i in &open {
-        store.close_due(
-            &i.job,
-            &i.run_id,
-            unit,
-            &at,
-            &format!("closed by hand: {note}"),
-        )?;
-    }
+    // All of them, or (an error) none.
+    store.atomically(|store| {
+        for i in &open {
+            store.close_due(
+                &i.job,
+                &i.run_id,
+                unit,
+                &at,
+                &format!("closed by hand: {note}"),
+            )?;
+        }
+        Ok(())
+    })?;
     Ok(open)
 }
 
@@ -114,16 +118,11 @@ pub enum Resent {
     Queued(usize),
 }
 
-/// Sends `to` again what run `run` sent it, then the due mail. A unit's
-/// current officer may be sent the unit's open items of the run even if
-/// the run mailed someone else (an officer change); any other address
-/// only what the run sent it.
-pub fn resend(
-    config: &Config,
-    run: &str,
-    to: &str,
-    clock: &dyn Clock,
-) -> Result<(Resent, Drained)> {
+/// Queues for `to` again what run `run` sent it (the caller sends the due
+/// mail). A unit's current officer may be sent the unit's open items of
+/// the run even if the run mailed someone else (an officer change); any
+/// other address only what the run sent it.
+pub fn resend(config: &Config, run: &str, to: &str, clock: &dyn Clock) -> Result<Resent> {
     let mut store = Store::open(&config.paths.state)?;
     let is_officer = |unit: &str| {
         config
@@ -147,8 +146,7 @@ pub fn resend(
         }
         Resent::HandedOver(current.len())
     };
-    drop(store);
-    Ok((resent, send_due_mail(config, clock)?))
+    Ok(resent)
 }
 
 /// Makes a failed or unknown message pending again, unless its body was

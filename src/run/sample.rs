@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 
 use std::io::Write as _;
 
+use super::LedgerEntry;
 use super::ceremony;
 use super::skeleton::{
     Extras, RunOutcome, RunSpec, absolute, complete, ingest_inbox, local_text, period_folder,
@@ -393,7 +394,7 @@ pub(super) fn sample_audit(
     period: &Period,
     seed: Option<Seed>,
     redraw: bool,
-    (ceremony, ledger_row): (Option<crate::store::Ceremony>, Option<i64>),
+    (ceremony, ledger): (Option<crate::store::Ceremony>, LedgerEntry),
     clock: &dyn Clock,
 ) -> Result<SampleOutcome> {
     let started = clock.local(config.timezone);
@@ -459,13 +460,7 @@ pub(super) fn sample_audit(
     };
     manifest.sample_digest = manifest.computed_sample_digest();
     archive::write_json(&manifest, &folder.file("manifest.json")?)?;
-    let run = check_sampled_period(
-        config,
-        (folder, started, ledger_row),
-        frozen,
-        &manifest,
-        clock,
-    )?;
+    let run = check_sampled_period(config, (folder, started, ledger), frozen, &manifest, clock)?;
     unfinished.finished();
     Ok(SampleOutcome { run, manifest })
 }
@@ -569,7 +564,7 @@ fn manifest_of(config: &Config, frozen: &FrozenPopulation) -> Result<Manifest> {
 /// same folder, its workbooks showing the sample.
 fn check_sampled_period(
     config: &Config,
-    (folder, started, ledger_row): (RunFolder, chrono::NaiveDateTime, Option<i64>),
+    (folder, started, ledger): (RunFolder, chrono::NaiveDateTime, LedgerEntry),
     mut frozen: FrozenPopulation,
     manifest: &Manifest,
     clock: &dyn Clock,
@@ -605,7 +600,7 @@ fn check_sampled_period(
             period: Some(period),
             as_of: started.date(),
             started,
-            ledger_row,
+            ledger,
         },
         folder,
         (checked, frozen.ingested),

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
+use super::LedgerEntry;
 use super::{finish_run, scope};
 use crate::archive::{self, InputRecord, RunFolder, RunRecord};
 use crate::checks::Severity;
@@ -38,8 +39,8 @@ pub struct RunOutcome {
     /// `2026H1`; `account-review`, `as-of-2026-07-02`).
     pub job: Job,
     pub period: String,
-    /// The daemon's ledger row the run answers, if the daemon started it.
-    pub ledger_row: Option<i64>,
+    /// How the run enters the daemon's ledger.
+    pub ledger: LedgerEntry,
     pub findings: DataFrame,
     /// The ingest manifest and rejects; its tables were moved into the
     /// checks (see `take_input_frames`) and are empty here.
@@ -97,7 +98,7 @@ pub(super) fn take_input_frames(ing: &mut Ingested) -> InputFrames {
 /// An account review as of `as_of`, or the query check of `period`.
 pub(super) fn review_or_check(
     config: &Config,
-    (job, ledger_row): (Job, Option<i64>),
+    (job, ledger): (Job, LedgerEntry),
     period: Option<Period>,
     as_of: Option<NaiveDate>,
     clock: &dyn Clock,
@@ -145,7 +146,7 @@ pub(super) fn review_or_check(
             period,
             as_of,
             started,
-            ledger_row,
+            ledger,
         },
         folder,
         (checked, ingested),
@@ -290,8 +291,8 @@ pub(super) struct RunSpec {
     pub(super) period: Option<Period>,
     pub(super) as_of: NaiveDate,
     pub(super) started: NaiveDateTime,
-    /// The daemon's ledger row the run answers, if the daemon started it.
-    pub(super) ledger_row: Option<i64>,
+    /// How the run enters the daemon's ledger.
+    pub(super) ledger: LedgerEntry,
 }
 
 impl RunSpec {
@@ -510,7 +511,7 @@ pub(super) fn record_run(
         dir,
         job: spec.job,
         period: record.period,
-        ledger_row: spec.ledger_row,
+        ledger: spec.ledger,
         findings,
         ingested,
         worst,

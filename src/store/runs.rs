@@ -198,32 +198,16 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records a finished run in the ledger, in the transaction that seals
-    /// it and queues its mail, so no crash leaves one without the other:
-    /// the daemon's row (`row`) becomes `generated` with the run; a run of
-    /// a scheduled duty made by hand (`scheduled`) is recorded as
-    /// [`Store::record_manual_run`] does.
-    pub fn record_in_ledger(
-        &mut self,
-        row: Option<i64>,
-        (job, period): (&str, &str),
-        at: &str,
-        run_dir: &str,
-        scheduled: bool,
-    ) -> Result<(), StoreError> {
-        match row {
-            Some(id) => {
-                self.conn
-                    .execute(
-                        "UPDATE runs SET state = 'generated', run_dir = ?2, finished_at = ?3
-                         WHERE id = ?1",
-                        params![id, run_dir, at],
-                    )
-                    .map_err(|e| self.err(e))?;
-            }
-            None if scheduled => self.record_manual_run(job, period, at, run_dir)?,
-            None => {}
-        }
+    /// Records the daemon's row `id` as `generated` with its run, in the
+    /// transaction that seals the run and queues its mail, so no crash
+    /// leaves one without the other.
+    pub fn record_in_ledger(&mut self, id: i64, run_dir: &str, at: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET state = 'generated', run_dir = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, run_dir, at],
+            )
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 

@@ -10,6 +10,9 @@ fn an_invalid_config_exits_3_and_cites_the_rule() {
     );
     let out = t.run(&["check-config"]);
     assert_eq!(out.status, 3, "{}", out.stderr);
+    // Every command that loads the config says so the same way.
+    let demo = t.run(&["demo"]);
+    assert_eq!(demo.status, 3, "{}", demo.stderr);
     assert!(
         out.stderr.contains("invalid configuration:"),
         "{}",

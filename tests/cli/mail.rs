@@ -188,6 +188,13 @@ fn demo_runs_every_job_and_mails_every_workbook() {
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let runs = crate::harness::demo_runs(&out.stdout);
     assert_eq!(runs.len(), 4, "{}", out.stdout);
+    // The demo shows the duties; it does not do them for the daemon.
+    let store = webir_audit::store::Store::open(&dir.join("var/state")).unwrap();
+    assert_eq!(
+        store.ledger().unwrap(),
+        [],
+        "the demo's runs are not in the ledger"
+    );
     for r in &runs {
         assert!(
             r.join("SHA256SUMS").exists() && r.join("reports/city-wide.xlsx").exists(),
