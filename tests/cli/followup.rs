@@ -8,7 +8,7 @@
 //! hears nothing more. A file that is not ours is refused, moved aside,
 //! and the admin told.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::harness::copy_dir;
 use crate::harness::mail::{Parsed, parse_all};
@@ -67,120 +67,435 @@ fn count(mails: &[Parsed], subject_has: &str) -> usize {
 
 #[test]
 fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
-    let city = City::new();
-    let config = webir_audit::config::load(&city.config).unwrap();
-    let units: Vec<_> = config.agencies.units().cloned().collect();
-    city.run(
-        &[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-        ],
-        "2026-07-05T08:00:00+08:00",
-    );
-    let sent = city.mails();
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    let items = store.due_items().unwrap();
-    // One per unit, and one per second review of a unit's officer's own
-    // account.
-    let officers = items
-        .iter()
-        .filter(|i| !i.unit_id.ends_with(":review"))
-        .count();
-    assert_eq!(officers, units.len(), "one due item per unit");
-    assert!(
-        items.len() > officers,
-        "the sample city has a second review"
-    );
-    assert!(
-        items
+    let mut chase = Chase::the_sample_audit_asks_each_unit_for_its_worksheet();
+    chase.nothing_is_said_two_weeks_in();
+    chase.each_officer_is_reminded_once_a_week_before();
+    let (returns, bytes) = chase.kpb_sends_its_worksheet_back_encrypted();
+    let long = a_stranger_s_file_and_a_link_land_beside_it(&returns, &bytes);
+    let pass = chase.the_pass_takes_the_return_and_sets_the_rest_aside(&returns, &long);
+    chase.the_return_closes_kpb_s_item_and_is_kept_as_received(&pass, &bytes);
+    let mails = chase.the_admin_hears_of_each_refused_file_and_no_secret();
+    chase.kpb_s_anomaly_is_investigated_with_its_ethics_unit(&mails, &returns);
+    let (mails, open) = chase.the_others_are_chased_past_the_grace_period_and_kpb_is_not();
+    chase.status_counts_what_came_back(open);
+    chase.the_next_run_s_workbook_shows_kpb_returned_and_the_rest_late(open);
+    every_message_is_sent_once(&mails);
+}
+
+/// The sample audit's worksheets, one a unit, and what the follow-up
+/// then chases.
+struct Chase {
+    city: City,
+    config: webir_audit::config::Config,
+    units: Vec<webir_audit::config::Agency>,
+    sent: Vec<Parsed>,
+    items: Vec<webir_audit::store::DueItem>,
+    kpb: webir_audit::config::Agency,
+    kpb_officer: String,
+    /// The units' passwords, read when KPB's officer opens the workbook.
+    passwords: std::collections::BTreeMap<String, String>,
+}
+
+impl Chase {
+    /// The sample audit runs and leaves one item due on 4 August per unit
+    /// and per second review.
+    fn the_sample_audit_asks_each_unit_for_its_worksheet() -> Chase {
+        let city = City::new();
+        let config = webir_audit::config::load(&city.config).unwrap();
+        let units: Vec<_> = config.agencies.units().cloned().collect();
+        city.run(
+            &[
+                "run",
+                "sample-audit",
+                "--period",
+                "2026H1",
+                "--seed",
+                "12345678901234567890",
+            ],
+            "2026-07-05T08:00:00+08:00",
+        );
+        let sent = city.mails();
+        let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+        let items = store.due_items().unwrap();
+        // One per unit, and one per second review of a unit's officer's own
+        // account.
+        let officers = items
             .iter()
-            .all(|i| i.due_on == "2026-08-04" && i.closed_at.is_none())
-    );
-
-    // Two weeks in: nothing to say yet.
-    city.run(&["daemon", "--once"], "2026-07-20T09:00:00+08:00");
-    assert_eq!(city.mails().len(), sent.len());
-
-    // A week before: each officer, once.
-    city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
-    city.run(&["daemon", "--once"], "2026-07-28T15:00:00+08:00");
-    let mails = city.mails();
-    // Each officer, and each second reviewer.
-    assert_eq!(count(&mails, "】提醒："), items.len(), "one reminder each");
-    let review = items
-        .iter()
-        .find(|i| i.unit_id.ends_with(":review"))
-        .unwrap();
-    assert!(
-        mails.iter().any(|m| m.subject.contains("】提醒：")
-            && m.to == review.sent_to
-            && m.text.contains("專責人員本人帳號覆核")),
-        "the reviewer is reminded"
-    );
-    let kpb = units.iter().find(|u| u.id == "KPB").unwrap();
-    let r = mails
-        .iter()
-        .find(|m| m.subject.contains("】提醒：") && Some(&m.to) == kpb.officer_email.as_ref())
-        .expect("KPB's officer reminded");
-    assert!(
-        r.text.contains("2026-08-04") && r.text.contains("尚餘 7 日"),
-        "{}",
-        r.text
-    );
-
-    // KPB sends its worksheet back, encrypted as it was mailed, into
-    // inbox/returns/; a stranger's file lands there too.
-    let attachment = sent
-        .iter()
-        .find(|m| {
-            Some(&m.to) == kpb.officer_email.as_ref() && m.name.ends_with("抽查工作底稿.xlsx")
-        })
-        .and_then(|m| m.attachment.clone())
-        .expect("KPB's workbook");
-    let mailed = std::fs::read(&attachment).unwrap();
-    assert!(
-        mailed.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
-        "mailed encrypted"
-    );
-    // The officer opens it with the unit's password, answers every row
-    // (one anomaly), saves, and it goes back encrypted with that password.
-    let passwords = crate::harness::mail::passwords_by_address(&config);
-    let kpb_officer = kpb.officer_email.clone().unwrap();
-    let plain = office_crypto::decrypt_from_bytes(mailed, &passwords[&kpb_officer]).unwrap();
-    let opened = city.path("kpb-opened.xlsx");
-    std::fs::write(&opened, &plain).unwrap();
-    let filled = city.path("kpb-filled.xlsx");
-    crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
-        for (i, r) in crate::harness::workbook::table_rows(rows)
-            .iter_mut()
-            .enumerate()
-        {
-            let anomaly = if i == 0 { "有" } else { "無" };
-            crate::harness::workbook::answer(r, ["是", "是", "是", anomaly, ""]);
+            .filter(|i| !i.unit_id.ends_with(":review"))
+            .count();
+        assert_eq!(officers, units.len(), "one due item per unit");
+        assert!(
+            items.len() > officers,
+            "the sample city has a second review"
+        );
+        assert!(
+            items
+                .iter()
+                .all(|i| i.due_on == "2026-08-04" && i.closed_at.is_none())
+        );
+        let kpb = units.iter().find(|u| u.id == "KPB").unwrap().clone();
+        let kpb_officer = kpb.officer_email.clone().unwrap();
+        Chase {
+            city,
+            config,
+            units,
+            sent,
+            items,
+            kpb,
+            kpb_officer,
+            passwords: Default::default(),
         }
-        crate::harness::workbook::sign(rows, "稽核員甲", "2026-07-29");
-    });
-    let bytes = {
-        let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+    }
+
+    /// Two weeks in, the daemon has nothing to say yet.
+    fn nothing_is_said_two_weeks_in(&self) {
+        self.city
+            .run(&["daemon", "--once"], "2026-07-20T09:00:00+08:00");
+        assert_eq!(self.city.mails().len(), self.sent.len());
+    }
+
+    /// A week before the due day each officer and second reviewer is
+    /// reminded, once, with the days left.
+    fn each_officer_is_reminded_once_a_week_before(&self) {
+        let (city, items, kpb) = (&self.city, &self.items, &self.kpb);
+        city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
+        city.run(&["daemon", "--once"], "2026-07-28T15:00:00+08:00");
+        let mails = city.mails();
+        // Each officer, and each second reviewer.
+        assert_eq!(count(&mails, "】提醒："), items.len(), "one reminder each");
+        let review = items
+            .iter()
+            .find(|i| i.unit_id.ends_with(":review"))
+            .unwrap();
+        assert!(
+            mails.iter().any(|m| m.subject.contains("】提醒：")
+                && m.to == review.sent_to
+                && m.text.contains("專責人員本人帳號覆核")),
+            "the reviewer is reminded"
+        );
+        let r = mails
+            .iter()
+            .find(|m| m.subject.contains("】提醒：") && Some(&m.to) == kpb.officer_email.as_ref())
+            .expect("KPB's officer reminded");
+        assert!(
+            r.text.contains("2026-08-04") && r.text.contains("尚餘 7 日"),
+            "{}",
+            r.text
+        );
+    }
+
+    /// KPB's officer opens the mailed worksheet with the unit's password,
+    /// answers every row (one anomaly) and puts it, encrypted again, into
+    /// inbox/returns/; returns that folder and the bytes put there.
+    fn kpb_sends_its_worksheet_back_encrypted(&mut self) -> (PathBuf, Vec<u8>) {
+        let kpb = &self.kpb;
+        let attachment = self
+            .sent
+            .iter()
+            .find(|m| {
+                Some(&m.to) == kpb.officer_email.as_ref() && m.name.ends_with("抽查工作底稿.xlsx")
+            })
+            .and_then(|m| m.attachment.clone())
+            .expect("KPB's workbook");
+        let mailed = std::fs::read(&attachment).unwrap();
+        assert!(
+            mailed.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]),
+            "mailed encrypted"
+        );
+        // The officer opens it with the unit's password, answers every row
+        // (one anomaly), saves, and it goes back encrypted with that password.
+        self.passwords = crate::harness::mail::passwords_by_address(&self.config);
+        let city = &self.city;
+        let plain =
+            office_crypto::decrypt_from_bytes(mailed, &self.passwords[&self.kpb_officer]).unwrap();
+        let opened = city.path("kpb-opened.xlsx");
+        std::fs::write(&opened, &plain).unwrap();
+        let filled = city.path("kpb-filled.xlsx");
+        crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
+            for (i, r) in crate::harness::workbook::table_rows(rows)
+                .iter_mut()
+                .enumerate()
+            {
+                let anomaly = if i == 0 { "有" } else { "無" };
+                crate::harness::workbook::answer(r, ["是", "是", "是", anomaly, ""]);
+            }
+            crate::harness::workbook::sign(rows, "稽核員甲", "2026-07-29");
+        });
+        let bytes = self.protected_for_kpb(&filled, "2026-07-29T09:00:00Z");
+        let returns = city.path("city/inbox/returns");
+        std::fs::create_dir_all(&returns).unwrap();
+        std::fs::write(returns.join("KPB_回傳.xlsx"), &bytes).unwrap();
+        (returns, bytes)
+    }
+
+    /// The file at `filled`, encrypted with KPB's officer's password as of `at`.
+    fn protected_for_kpb(&self, filled: &std::path::Path, at: &str) -> Vec<u8> {
+        let mut store = webir_audit::store::Store::open(&self.config.paths.state).unwrap();
         webir_audit::mail::protect(
-            &config,
+            &self.config,
             &mut store,
             "KPB",
             webir_audit::mail::Role::Officer,
-            &std::fs::read(&filled).unwrap(),
-            "2026-07-29T09:00:00Z",
+            &std::fs::read(filled).unwrap(),
+            at,
         )
         .unwrap()
         .bytes
-    };
-    let returns = city.path("city/inbox/returns");
-    std::fs::create_dir_all(&returns).unwrap();
-    std::fs::write(returns.join("KPB_回傳.xlsx"), &bytes).unwrap();
-    let mut foreign = bytes.clone();
+    }
+
+    /// The next pass takes KPB's return from the inbox and sets the
+    /// stranger's file and the link aside, each with a note of its name and why.
+    fn the_pass_takes_the_return_and_sets_the_rest_aside(
+        &self,
+        returns: &Path,
+        long: &str,
+    ) -> crate::harness::Output {
+        let pass = self
+            .city
+            .run(&["daemon", "--once"], "2026-07-30T09:00:00+08:00");
+        assert!(
+            !returns.join("KPB_回傳.xlsx").exists()
+                && !returns.join("refused/KPB_回傳.xlsx").exists(),
+            "taken from the inbox: {}{}",
+            pass.stdout,
+            pass.stderr
+        );
+        // Refused, not lost: set aside under names of the tool's, each with
+        // the name it came with and why.
+        let note =
+            |n: &str| std::fs::read_to_string(returns.join(format!("refused/{n}.txt"))).unwrap();
+        assert!(returns.join("refused/0001.refused").exists());
+        assert!(note("0001").contains("link.xlsx") && note("0001").contains("symbolic link"));
+        assert!(returns.join("refused/0002.refused").exists());
+        assert!(note("0002").contains(long), "{}", note("0002"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(returns.join("refused/0002.refused"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        pass
+    }
+
+    /// KPB's item is closed by its return, which is kept in the archive as
+    /// received, and the archive still verifies.
+    fn the_return_closes_kpb_s_item_and_is_kept_as_received(
+        &self,
+        pass: &crate::harness::Output,
+        bytes: &[u8],
+    ) {
+        let city = &self.city;
+        let store = webir_audit::store::Store::open(&self.config.paths.state).unwrap();
+        let kpb_item = store
+            .due_items()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.unit_id == "KPB")
+            .unwrap();
+        assert!(
+            kpb_item.closed_at.is_some(),
+            "{kpb_item:?} {} {}",
+            pass.stdout,
+            pass.stderr
+        );
+        let kept: Vec<PathBuf> = std::fs::read_dir(city.path("var/archive/2026H1/returns"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(
+            std::fs::read(kept[0].join("returned.xlsx")).unwrap(),
+            bytes,
+            "kept as received"
+        );
+        let verify = city.run(&["archive", "verify"], "2026-07-30T09:05:00+08:00");
+        assert_eq!(verify.status, 0, "{}", verify.stdout);
+    }
+
+    /// The admin hears of each refused file, and the secret a link points
+    /// at is never read; returns the mail so far.
+    fn the_admin_hears_of_each_refused_file_and_no_secret(&self) -> Vec<Parsed> {
+        let mails = self.city.mails();
+        assert_eq!(
+            count(&mails, "回傳檔案無法收件"),
+            2,
+            "the admin hears of each refused file"
+        );
+        assert!(
+            !mails.iter().any(|m| m.text.contains("root:x:0")),
+            "the secret a link points at is never read"
+        );
+        mails
+    }
+
+    /// KPB's confirmed anomaly opens the investigation of point 6(3): the
+    /// record goes to the officer and the ethics unit and comes back filled in.
+    fn kpb_s_anomaly_is_investigated_with_its_ethics_unit(&self, mails: &[Parsed], returns: &Path) {
+        let (city, kpb, kpb_officer) = (&self.city, &self.kpb, &self.kpb_officer);
+        let inv: Vec<&Parsed> = mails
+            .iter()
+            .filter(|m| m.subject.contains("請會同調查"))
+            .collect();
+        assert_eq!(inv.len(), 2, "officer and ethics unit");
+        assert!(inv.iter().any(|m| Some(&m.to) == kpb.ethics_email.as_ref()));
+        let officer_copy = inv.iter().find(|m| &m.to == kpb_officer).unwrap();
+        assert!(
+            officer_copy.text.contains("會同貴機關政風單位"),
+            "{}",
+            officer_copy.text
+        );
+        let record = crate::harness::mail::opened(officer_copy, &self.passwords[kpb_officer]);
+        let opened = city.path("inv-opened.xlsx");
+        std::fs::write(&opened, &record).unwrap();
+        let filled = city.path("inv-filled.xlsx");
+        crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
+            // Title, blank, header, one anomaly, blank, the three sign-off lines.
+            assert_eq!(rows.len(), 8, "one anomaly: {rows:?}");
+            assert_eq!(rows[5][0], calamine::Data::String("填表人（簽章）".into()));
+            rows[3].resize(11, calamine::Data::Empty);
+            rows[3][6] = calamine::Data::String("政風室王科員".into());
+            rows[3][7] = calamine::Data::String("經查係承辦人誤植目的".into());
+            rows[3][8] = calamine::Data::String("經查無異常".into());
+            rows[3][9] = calamine::Data::String("加強宣導".into());
+        });
+        let back = self.protected_for_kpb(&filled, "2026-08-01T09:00:00Z");
+        std::fs::write(returns.join("KPB_調查紀錄.xlsx"), back).unwrap();
+        let pass = city.run(&["daemon", "--once"], "2026-08-01T09:00:00+08:00");
+        assert!(
+            !returns.join("KPB_調查紀錄.xlsx").exists(),
+            "{}",
+            pass.stderr
+        );
+        let store = webir_audit::store::Store::open(&self.config.paths.state).unwrap();
+        let inv_item = store
+            .due_items()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.job == "investigation")
+            .expect("an investigation item");
+        assert_eq!(inv_item.unit_id, "KPB");
+        assert!(inv_item.closed_at.is_some(), "{inv_item:?} {}", pass.stderr);
+    }
+
+    /// On the due day, once overdue and past the grace period every other
+    /// item is chased (the chief in one digest, the ethics units copied),
+    /// and KPB hears nothing; returns the mail and the number still open.
+    fn the_others_are_chased_past_the_grace_period_and_kpb_is_not(&self) -> (Vec<Parsed>, usize) {
+        let (city, items, kpb) = (&self.city, &self.items, &self.kpb);
+        city.run(&["daemon", "--once"], "2026-08-04T09:00:00+08:00");
+        city.run(&["daemon", "--once"], "2026-08-05T09:00:00+08:00");
+        city.run(&["daemon", "--once"], "2026-08-18T09:00:00+08:00");
+        city.run(&["daemon", "--once"], "2026-08-19T09:00:00+08:00");
+        let mails = city.mails();
+        // Every item but KPB's: the other units' and the second review.
+        let open = items.len() - 1;
+        assert_eq!(count(&mails, "】今日到期："), open);
+        let overdue: Vec<&Parsed> = mails
+            .iter()
+            .filter(|m| m.subject.contains("】逾期："))
+            .collect();
+        let chief = self.config.chief_email().unwrap().to_owned();
+        let digest: Vec<&&Parsed> = overdue
+            .iter()
+            .filter(|m| m.to == chief && m.text.starts_with("衛生局總管理者"))
+            .collect();
+        assert_eq!(digest.len(), 1, "one digest to the chief administrator");
+        assert!(
+            digest[0].text.contains("督導")
+                && !digest[0].text.contains("（KPB）")
+                && digest[0].text.contains("專責人員本人帳號覆核）")
+                && !digest[0].text.contains(":review"),
+            "{}",
+            digest[0].text
+        );
+        assert_eq!(overdue.len() - 1, open, "each open unit's officer");
+        let with_ethics = self
+            .units
+            .iter()
+            .filter(|u| u.id != "KPB" && u.ethics_email.is_some())
+            .count();
+        assert!(with_ethics > 0);
+        assert_eq!(count(&mails, "】逾期副知政風："), with_ethics);
+        // KPB, whose worksheet came back, heard nothing after it.
+        let after: Vec<&Parsed> = mails
+            .iter()
+            .filter(|m| {
+                (Some(&m.to) == kpb.officer_email.as_ref()
+                    || Some(&m.to) == kpb.ethics_email.as_ref())
+                    && ["今日到期", "逾期"].iter().any(|s| m.subject.contains(s))
+            })
+            .collect();
+        assert!(
+            after.is_empty(),
+            "{:?}",
+            after.iter().map(|m| &m.subject).collect::<Vec<_>>()
+        );
+        (mails, open)
+    }
+
+    /// `status`, as text and as JSON, counts what was asked, returned and
+    /// is still open.
+    fn status_counts_what_came_back(&self, open: usize) {
+        let (city, items) = (&self.city, &self.items);
+        let status = city.run(&["status"], "2026-08-19T10:00:00+08:00");
+        assert!(
+            status.stdout.contains(&format!(
+                "returns: {} asked, 2 returned, {open} open ({open} overdue)",
+                items.len() + 1
+            )),
+            "{}",
+            status.stdout
+        );
+        let json = city.run(&["status", "--json"], "2026-08-19T10:00:00+08:00");
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(v["due"].as_array().unwrap().len(), items.len() + 1);
+    }
+
+    /// The next run's city-wide workbook shows KPB's worksheet returned,
+    /// every row answered, and the others overdue.
+    fn the_next_run_s_workbook_shows_kpb_returned_and_the_rest_late(&self, open: usize) {
+        let next = self.city.run(
+            &["run", "query-check", "--period", "2026H1", "--no-send"],
+            "2026-08-20T09:00:00+08:00",
+        );
+        let dir = next.run_dir();
+        use calamine::Reader as _;
+        let mut wb: calamine::Xlsx<_> =
+            calamine::open_workbook(dir.join("reports/city-wide.xlsx")).unwrap();
+        let sheet = wb.worksheet_range("回收狀況").expect("a 回收狀況 sheet");
+        let rows: Vec<Vec<String>> = sheet
+            .rows()
+            .map(|r| r.iter().map(|c| c.to_string()).collect())
+            .collect();
+        let kpb_row = rows
+            .iter()
+            .find(|r| r[0].ends_with("（KPB）") && r[2] == "20260705T080000")
+            .expect("KPB's row");
+        assert_eq!(kpb_row[5], "已回傳", "{kpb_row:?}");
+        assert_eq!(kpb_row[6], "2026-07-30");
+        // Rows answered of rows asked, from the return: every one.
+        let (done, all) = kpb_row[7].split_once(" / ").expect("x / y");
+        assert!(done == all && all != "0", "{kpb_row:?}");
+        assert!(
+            rows.iter()
+                .any(|r| r.get(5).is_some_and(|s| s == "逾期未回傳") && r[7] == "尚未回傳"),
+            "{rows:?}"
+        );
+        let late = rows
+            .iter()
+            .filter(|r| r.get(5).is_some_and(|s| s == "逾期未回傳"))
+            .count();
+        assert_eq!(late, open);
+    }
+}
+
+/// A stranger's file with a name of 251 bytes, and a link to a secret,
+/// land in inbox/returns/ too; returns the long name.
+fn a_stranger_s_file_and_a_link_land_beside_it(returns: &Path, bytes: &[u8]) -> String {
+    let mut foreign = bytes.to_vec();
     let n = foreign.len();
     foreign[n / 2..].fill(0);
     // A stranger's file with a name of 251 bytes (it jammed every pass:
@@ -189,218 +504,11 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
     std::fs::write(returns.join(&long), &foreign).unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink("/etc/passwd", returns.join("link.xlsx")).unwrap();
-    let pass = city.run(&["daemon", "--once"], "2026-07-30T09:00:00+08:00");
-    assert!(
-        !returns.join("KPB_回傳.xlsx").exists() && !returns.join("refused/KPB_回傳.xlsx").exists(),
-        "taken from the inbox: {}{}",
-        pass.stdout,
-        pass.stderr
-    );
-    // Refused, not lost: set aside under names of the tool's, each with
-    // the name it came with and why.
-    let note = |n: &str| std::fs::read_to_string(returns.join(format!("refused/{n}.txt"))).unwrap();
-    assert!(returns.join("refused/0001.refused").exists());
-    assert!(note("0001").contains("link.xlsx") && note("0001").contains("symbolic link"));
-    assert!(returns.join("refused/0002.refused").exists());
-    assert!(note("0002").contains(&long), "{}", note("0002"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(returns.join("refused/0002.refused"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    let kpb_item = store
-        .due_items()
-        .unwrap()
-        .into_iter()
-        .find(|i| i.unit_id == "KPB")
-        .unwrap();
-    assert!(
-        kpb_item.closed_at.is_some(),
-        "{kpb_item:?} {} {}",
-        pass.stdout,
-        pass.stderr
-    );
-    let kept: Vec<PathBuf> = std::fs::read_dir(city.path("var/archive/2026H1/returns"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert_eq!(
-        std::fs::read(kept[0].join("returned.xlsx")).unwrap(),
-        bytes,
-        "kept as received"
-    );
-    let verify = city.run(&["archive", "verify"], "2026-07-30T09:05:00+08:00");
-    assert_eq!(verify.status, 0, "{}", verify.stdout);
-    let mails = city.mails();
-    assert_eq!(
-        count(&mails, "回傳檔案無法收件"),
-        2,
-        "the admin hears of each refused file"
-    );
-    assert!(
-        !mails.iter().any(|m| m.text.contains("root:x:0")),
-        "the secret a link points at is never read"
-    );
+    long
+}
 
-    // Its confirmed anomaly opens the investigation of point 6(3): the
-    // record goes to the officer and the ethics unit, and comes back the
-    // same way, filled in.
-    let inv: Vec<&Parsed> = mails
-        .iter()
-        .filter(|m| m.subject.contains("請會同調查"))
-        .collect();
-    assert_eq!(inv.len(), 2, "officer and ethics unit");
-    assert!(inv.iter().any(|m| Some(&m.to) == kpb.ethics_email.as_ref()));
-    let officer_copy = inv.iter().find(|m| m.to == kpb_officer).unwrap();
-    assert!(
-        officer_copy.text.contains("會同貴機關政風單位"),
-        "{}",
-        officer_copy.text
-    );
-    let record = crate::harness::mail::opened(officer_copy, &passwords[&kpb_officer]);
-    let opened = city.path("inv-opened.xlsx");
-    std::fs::write(&opened, &record).unwrap();
-    let filled = city.path("inv-filled.xlsx");
-    crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
-        // Title, blank, header, one anomaly, blank, the three sign-off lines.
-        assert_eq!(rows.len(), 8, "one anomaly: {rows:?}");
-        assert_eq!(rows[5][0], calamine::Data::String("填表人（簽章）".into()));
-        rows[3].resize(11, calamine::Data::Empty);
-        rows[3][6] = calamine::Data::String("政風室王科員".into());
-        rows[3][7] = calamine::Data::String("經查係承辦人誤植目的".into());
-        rows[3][8] = calamine::Data::String("經查無異常".into());
-        rows[3][9] = calamine::Data::String("加強宣導".into());
-    });
-    let back = {
-        let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-        webir_audit::mail::protect(
-            &config,
-            &mut store,
-            "KPB",
-            webir_audit::mail::Role::Officer,
-            &std::fs::read(&filled).unwrap(),
-            "2026-08-01T09:00:00Z",
-        )
-        .unwrap()
-        .bytes
-    };
-    std::fs::write(returns.join("KPB_調查紀錄.xlsx"), back).unwrap();
-    let pass = city.run(&["daemon", "--once"], "2026-08-01T09:00:00+08:00");
-    assert!(
-        !returns.join("KPB_調查紀錄.xlsx").exists(),
-        "{}",
-        pass.stderr
-    );
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    let inv_item = store
-        .due_items()
-        .unwrap()
-        .into_iter()
-        .find(|i| i.job == "investigation")
-        .expect("an investigation item");
-    assert_eq!(inv_item.unit_id, "KPB");
-    assert!(inv_item.closed_at.is_some(), "{inv_item:?} {}", pass.stderr);
-
-    // The due day, then overdue, then past the grace period.
-    city.run(&["daemon", "--once"], "2026-08-04T09:00:00+08:00");
-    city.run(&["daemon", "--once"], "2026-08-05T09:00:00+08:00");
-    city.run(&["daemon", "--once"], "2026-08-18T09:00:00+08:00");
-    city.run(&["daemon", "--once"], "2026-08-19T09:00:00+08:00");
-    let mails = city.mails();
-    // Every item but KPB's: the other units' and the second review.
-    let open = items.len() - 1;
-    assert_eq!(count(&mails, "】今日到期："), open);
-    let overdue: Vec<&Parsed> = mails
-        .iter()
-        .filter(|m| m.subject.contains("】逾期："))
-        .collect();
-    let chief = config.chief_email().unwrap().to_owned();
-    let digest: Vec<&&Parsed> = overdue
-        .iter()
-        .filter(|m| m.to == chief && m.text.starts_with("衛生局總管理者"))
-        .collect();
-    assert_eq!(digest.len(), 1, "one digest to the chief administrator");
-    assert!(
-        digest[0].text.contains("督導")
-            && !digest[0].text.contains("（KPB）")
-            && digest[0].text.contains("專責人員本人帳號覆核）")
-            && !digest[0].text.contains(":review"),
-        "{}",
-        digest[0].text
-    );
-    assert_eq!(overdue.len() - 1, open, "each open unit's officer");
-    let with_ethics = units
-        .iter()
-        .filter(|u| u.id != "KPB" && u.ethics_email.is_some())
-        .count();
-    assert!(with_ethics > 0);
-    assert_eq!(count(&mails, "】逾期副知政風："), with_ethics);
-    // KPB, whose worksheet came back, heard nothing after it.
-    let after: Vec<&Parsed> = mails
-        .iter()
-        .filter(|m| {
-            (Some(&m.to) == kpb.officer_email.as_ref() || Some(&m.to) == kpb.ethics_email.as_ref())
-                && ["今日到期", "逾期"].iter().any(|s| m.subject.contains(s))
-        })
-        .collect();
-    assert!(
-        after.is_empty(),
-        "{:?}",
-        after.iter().map(|m| &m.subject).collect::<Vec<_>>()
-    );
-    // Completion, as the operator and the Health Bureau see it.
-    let status = city.run(&["status"], "2026-08-19T10:00:00+08:00");
-    assert!(
-        status.stdout.contains(&format!(
-            "returns: {} asked, 2 returned, {open} open ({open} overdue)",
-            items.len() + 1
-        )),
-        "{}",
-        status.stdout
-    );
-    let json = city.run(&["status", "--json"], "2026-08-19T10:00:00+08:00");
-    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["due"].as_array().unwrap().len(), items.len() + 1);
-    let next = city.run(
-        &["run", "query-check", "--period", "2026H1", "--no-send"],
-        "2026-08-20T09:00:00+08:00",
-    );
-    let dir = next.run_dir();
-    use calamine::Reader as _;
-    let mut wb: calamine::Xlsx<_> =
-        calamine::open_workbook(dir.join("reports/city-wide.xlsx")).unwrap();
-    let sheet = wb.worksheet_range("回收狀況").expect("a 回收狀況 sheet");
-    let rows: Vec<Vec<String>> = sheet
-        .rows()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
-    let kpb_row = rows
-        .iter()
-        .find(|r| r[0].ends_with("（KPB）") && r[2] == "20260705T080000")
-        .expect("KPB's row");
-    assert_eq!(kpb_row[5], "已回傳", "{kpb_row:?}");
-    assert_eq!(kpb_row[6], "2026-07-30");
-    // Rows answered of rows asked, from the return: every one.
-    let (done, all) = kpb_row[7].split_once(" / ").expect("x / y");
-    assert!(done == all && all != "0", "{kpb_row:?}");
-    assert!(
-        rows.iter()
-            .any(|r| r.get(5).is_some_and(|s| s == "逾期未回傳") && r[7] == "尚未回傳"),
-        "{rows:?}"
-    );
-    let late = rows
-        .iter()
-        .filter(|r| r.get(5).is_some_and(|s| s == "逾期未回傳"))
-        .count();
-    assert_eq!(late, open);
-
-    // Every message once.
+/// Every message was sent once.
+fn every_message_is_sent_once(mails: &[Parsed]) {
     let ids: std::collections::BTreeSet<&str> =
         mails.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids.len(), mails.len());
