@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::copy_dir;
 use crate::harness::mail::{Parsed, parse_all};
+use crate::harness::served::{KPB_PASSWORD, arrivals, received};
 use crate::harness::{repo, run_binary_env};
 
 struct City {
@@ -888,241 +889,356 @@ fn encrypt(plain: &[u8], password: &str) -> Vec<u8> {
 /// complete. Every message arrives once; none is missing.
 #[test]
 fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
-    use crate::harness::served::{ENV, KPB_PASSWORD, arrivals, received};
-    let tmp = tempfile::tempdir().unwrap();
-    let smtp = crate::smtp::Smtp::start(tmp.path(), "");
-    let c = crate::harness::served::City::new(&smtp, "");
-    let schedules = c.tmp.path().join("schedules");
-    std::fs::create_dir_all(&schedules).unwrap();
-    for f in ["sample-audit.toml", "account-review.toml"] {
-        std::fs::copy(repo().join("schedules").join(f), schedules.join(f)).unwrap();
+    let year = Year::a_city_mailing_through_a_real_smtp_server();
+    let workbook = year.july_s_seed_ceremony_mails_the_sample_audit_and_the_password_check();
+    year.the_officers_review_their_accounts_in_july_by_hand();
+    year.the_officer_is_reminded_and_then_told_it_is_overdue();
+    let inv = year.the_worksheet_comes_back_with_one_anomaly_confirmed(&workbook);
+    year.the_investigation_record_comes_back_concluded(&inv);
+    year.ksa_s_open_items_reach_its_new_officer();
+    year.january_s_exports_arrive();
+    let dir = year.january_s_account_review_lists_july_s_findings_as_repeats();
+    the_city_wide_workbook_shows_kpb_s_returns_complete(&dir);
+    year.every_message_arrived_once();
+    let _ = crate::harness::served::ENV;
+}
+
+/// A sample city whose daemon runs the sample audit and the account
+/// review, and mails through a real SMTP server.
+struct Year {
+    c: crate::harness::served::City,
+    smtp: crate::smtp::Smtp,
+    config: webir_audit::config::Config,
+    kpb: webir_audit::config::Agency,
+    officer: String,
+    chief: String,
+    returns: PathBuf,
+    // Dropped last, as it holds the server's files.
+    _tmp: tempfile::TempDir,
+}
+
+impl Year {
+    /// The city, its SMTP server, and the two schedules it runs.
+    fn a_city_mailing_through_a_real_smtp_server() -> Year {
+        let tmp = tempfile::tempdir().unwrap();
+        let smtp = crate::smtp::Smtp::start(tmp.path(), "");
+        let c = crate::harness::served::City::new(&smtp, "");
+        let schedules = c.tmp.path().join("schedules");
+        std::fs::create_dir_all(&schedules).unwrap();
+        for f in ["sample-audit.toml", "account-review.toml"] {
+            std::fs::copy(repo().join("schedules").join(f), schedules.join(f)).unwrap();
+        }
+        crate::harness::suspend_unscheduled_duties(&schedules);
+        let config = c.config();
+        let kpb = config.agencies.get("KPB").unwrap().clone();
+        let officer = kpb.officer_email.clone().unwrap();
+        let chief = config.chief_email().unwrap().to_owned();
+        let returns = c.tmp.path().join("city/inbox/returns");
+        std::fs::create_dir_all(&returns).unwrap();
+        Year {
+            c,
+            smtp,
+            config,
+            kpb,
+            officer,
+            chief,
+            returns,
+            _tmp: tmp,
+        }
     }
-    crate::harness::suspend_unscheduled_duties(&schedules);
-    let pass = |now: &str| {
-        let out = c.run(&["daemon", "--once"], now);
+
+    /// One pass of the daemon at `now`, which succeeds.
+    fn pass(&self, now: &str) {
+        let out = self.c.run(&["daemon", "--once"], now);
         assert_eq!(out.status, 0, "{now}: {}{}", out.stdout, out.stderr);
-    };
-    let subjects = |to: &str, has: &str| -> Vec<Parsed> {
-        received(&smtp)
+    }
+
+    /// The messages the server received for `to` whose subject has `has`.
+    fn subjects(&self, to: &str, has: &str) -> Vec<Parsed> {
+        received(&self.smtp)
             .into_iter()
             .map(|(_, p)| p)
             .filter(|p| p.to == to && p.subject.contains(has))
             .collect()
-    };
-    let config = c.config();
-    let kpb = config.agencies.get("KPB").unwrap().clone();
-    let officer = kpb.officer_email.clone().unwrap();
-    let chief = config.chief_email().unwrap().to_owned();
-    let returns = c.tmp.path().join("city/inbox/returns");
-    std::fs::create_dir_all(&returns).unwrap();
+    }
 
-    // July: the sample audit, then the quarter's password check (an
-    // account review as of 30 June).
-    // The shipped schedule's seed ceremony: the commitment at 08:00, the
-    // seed read out at a dice ceremony that morning and typed in.
-    pass("2026-07-05T08:00:00+08:00");
-    assert!(subjects(&chief, "抽樣母體承諾").len() == 1);
-    let seed = c.run(
-        &[
-            "seed",
-            "--period",
-            "2026H1",
-            "--value",
-            "31415926535897932384626",
-        ],
-        "2026-07-05T08:30:00+08:00",
-    );
-    assert_eq!(seed.status, 0, "{}{}", seed.stdout, seed.stderr);
-    pass("2026-07-05T09:00:00+08:00");
-    pass("2026-07-10T08:00:00+08:00");
-    let workbook = subjects(&officer, "抽查工作底稿");
-    assert_eq!(workbook.len(), 1);
-    // The quarterly password check is a notice of its own, not a review.
-    assert_eq!(subjects(&officer, "帳號清查").len(), 0);
-    assert_eq!(subjects(&officer, "密碼定期更換").len(), 1);
-    // The officers review their accounts in July, by hand.
-    let review = c.run(
-        &["run", "account-review", "--as-of", "2026-07-10"],
-        "2026-07-10T09:00:00+08:00",
-    );
-    assert!(review.status <= 1, "{}{}", review.stdout, review.stderr);
-    assert_eq!(subjects(&officer, "帳號清查").len(), 1);
-    // A week before the deadline, then past it.
-    pass("2026-07-28T09:00:00+08:00");
-    assert_eq!(
-        subjects(&officer, "】提醒：")
-            .iter()
-            .filter(|m| m.subject.contains("抽查工作底稿"))
-            .count(),
-        1
-    );
-    pass("2026-08-05T09:00:00+08:00");
-    assert_eq!(
-        subjects(&officer, "】逾期：")
-            .iter()
-            .filter(|m| m.subject.contains("抽查工作底稿"))
-            .count(),
-        1
-    );
-    let digest = subjects(&chief, "】逾期：");
-    assert!(
-        digest.iter().any(|m| m.text.contains("（KPB）")),
-        "the chief administrator's list"
-    );
+    /// July: the seed ceremony's commitment and seed, then the sample
+    /// audit's workbook and the quarter's password check reach KPB's
+    /// officer; returns the workbook's message.
+    fn july_s_seed_ceremony_mails_the_sample_audit_and_the_password_check(&self) -> Parsed {
+        let (c, officer, chief) = (&self.c, &self.officer, &self.chief);
+        // July: the sample audit, then the quarter's password check (an
+        // account review as of 30 June).
+        // The shipped schedule's seed ceremony: the commitment at 08:00, the
+        // seed read out at a dice ceremony that morning and typed in.
+        self.pass("2026-07-05T08:00:00+08:00");
+        assert!(self.subjects(chief, "抽樣母體承諾").len() == 1);
+        let seed = c.run(
+            &[
+                "seed",
+                "--period",
+                "2026H1",
+                "--value",
+                "31415926535897932384626",
+            ],
+            "2026-07-05T08:30:00+08:00",
+        );
+        assert_eq!(seed.status, 0, "{}{}", seed.stdout, seed.stderr);
+        self.pass("2026-07-05T09:00:00+08:00");
+        self.pass("2026-07-10T08:00:00+08:00");
+        let workbook = self.subjects(officer, "抽查工作底稿");
+        assert_eq!(workbook.len(), 1);
+        // The quarterly password check is a notice of its own, not a review.
+        assert_eq!(self.subjects(officer, "帳號清查").len(), 0);
+        assert_eq!(self.subjects(officer, "密碼定期更換").len(), 1);
+        workbook.into_iter().next().unwrap()
+    }
 
-    // The worksheet comes back, encrypted with the unit's password, one
-    // anomaly confirmed.
-    let plain = office_crypto::decrypt_from_bytes(
-        std::fs::read(workbook[0].attachment.as_ref().unwrap()).unwrap(),
-        KPB_PASSWORD,
-    )
-    .unwrap();
-    let opened = c.tmp.path().join("opened.xlsx");
-    std::fs::write(&opened, plain).unwrap();
-    let filled = c.tmp.path().join("filled.xlsx");
-    crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
-        for (i, r) in crate::harness::workbook::table_rows(rows)
-            .iter_mut()
-            .enumerate()
-        {
-            let anomaly = if i == 0 { "有" } else { "無" };
-            crate::harness::workbook::answer(r, ["是", "是", "是", anomaly, ""]);
-        }
-        crate::harness::workbook::sign(rows, "稽核員甲", "2026-08-06");
-    });
-    std::fs::write(
-        returns.join("KPB.xlsx"),
-        encrypt(&std::fs::read(&filled).unwrap(), KPB_PASSWORD),
-    )
-    .unwrap();
-    pass("2026-08-06T09:00:00+08:00");
-    assert!(!returns.join("KPB.xlsx").exists());
-    let inv = subjects(&officer, "請會同調查");
-    assert_eq!(inv.len(), 1);
-    assert_eq!(
-        subjects(kpb.ethics_email.as_deref().unwrap(), "請會同調查").len(),
-        1
-    );
-    // The investigation record comes back, concluded.
-    let record = office_crypto::decrypt_from_bytes(
-        std::fs::read(inv[0].attachment.as_ref().unwrap()).unwrap(),
-        KPB_PASSWORD,
-    )
-    .unwrap();
-    let opened = c.tmp.path().join("inv.xlsx");
-    std::fs::write(&opened, record).unwrap();
-    let filled = c.tmp.path().join("inv-filled.xlsx");
-    crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
-        for r in crate::harness::workbook::table_rows(rows).iter_mut() {
-            r.resize(11, calamine::Data::Empty);
-            r[6] = calamine::Data::String("政風室王科員".into());
-            r[8] = calamine::Data::String("異常屬實".into());
-            r[9] = calamine::Data::String("帳號停權並移送懲處".into());
-        }
-    });
-    std::fs::write(
-        returns.join("KPB-調查紀錄.xlsx"),
-        encrypt(&std::fs::read(&filled).unwrap(), KPB_PASSWORD),
-    )
-    .unwrap();
-    pass("2026-08-07T09:00:00+08:00");
-    assert!(!returns.join("KPB-調查紀錄.xlsx").exists());
+    /// The officers review their accounts in July, by hand, and KPB's
+    /// officer gets the review.
+    fn the_officers_review_their_accounts_in_july_by_hand(&self) {
+        let review = self.c.run(
+            &["run", "account-review", "--as-of", "2026-07-10"],
+            "2026-07-10T09:00:00+08:00",
+        );
+        assert!(review.status <= 1, "{}{}", review.stdout, review.stderr);
+        assert_eq!(self.subjects(&self.officer, "帳號清查").len(), 1);
+    }
 
-    // KSA's officer changes in the register: the open worksheet reaches
-    // the new one.
-    crate::harness::set_in_register(
-        &c.config.with_file_name("agencies.xlsx"),
-        "KSA",
-        "專責人員信箱",
-        "officer2.ksa@example.gov.tw",
-    );
-    pass("2026-08-08T09:00:00+08:00");
-    // July's password check asked nothing to hand over.
-    assert_eq!(
-        subjects("officer2.ksa@example.gov.tw", "移交待辦").len(),
-        2,
-        "worksheet and account review"
-    );
-    pass("2026-08-20T09:00:00+08:00");
-    assert!(subjects("officer.ksa@example.gov.tw", "逾期副知").is_empty());
-
-    // January: exports as of the year's end arrive; the account review of
-    // 2026 runs and lists July's findings that are still there as repeats.
-    let inbox = c.tmp.path().join("city/inbox");
-    // The same list exported again (a byte more: another file).
-    let archive = c.tmp.path().join("var/archive");
-    let input = |rel: &str| crate::harness::input_at(&inbox, &archive, rel);
-    let mut hr = std::fs::read(input("hr/hr_status_20260702.csv")).unwrap();
-    hr.extend_from_slice(b"\r\n");
-    std::fs::write(inbox.join("hr/hr_status_20270105.csv"), hr).unwrap();
-    {
-        use calamine::Reader as _;
-        let mut wb =
-            calamine::open_workbook_auto(input("roster/webir_accounts_20260702.xlsx")).unwrap();
-        let name = wb.sheet_names()[0].clone();
-        let range = wb.worksheet_range(&name).unwrap();
-        let rows: Vec<Vec<String>> = range
-            .rows()
-            .map(|r| r.iter().map(|c| c.to_string()).collect())
-            .collect();
-        let at = rows
-            .iter()
-            .position(|r| r.iter().any(|c| c == "帳號"))
-            .unwrap();
-        let header: Vec<&str> = rows[at].iter().map(String::as_str).collect();
-        let titles: Vec<&str> = Vec::new();
-        crate::harness::write_xlsx(
-            &inbox.join("roster/webir_accounts_20270105.xlsx"),
-            &titles,
-            &header,
-            &rows[at + 1..],
+    /// A week before the deadline the officer is reminded; past it the
+    /// officer is told, and KPB is on the chief administrator's list.
+    fn the_officer_is_reminded_and_then_told_it_is_overdue(&self) {
+        let officer = &self.officer;
+        // A week before the deadline, then past it.
+        self.pass("2026-07-28T09:00:00+08:00");
+        assert_eq!(
+            self.subjects(officer, "】提醒：")
+                .iter()
+                .filter(|m| m.subject.contains("抽查工作底稿"))
+                .count(),
+            1
+        );
+        self.pass("2026-08-05T09:00:00+08:00");
+        assert_eq!(
+            self.subjects(officer, "】逾期：")
+                .iter()
+                .filter(|m| m.subject.contains("抽查工作底稿"))
+                .count(),
+            1
+        );
+        let digest = self.subjects(&self.chief, "】逾期：");
+        assert!(
+            digest.iter().any(|m| m.text.contains("（KPB）")),
+            "the chief administrator's list"
         );
     }
-    // The second half-year's queries (one a month by a DSM account).
-    let mut log =
-        String::from("帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\n");
-    for m in 7..=12 {
-        log.push_str(&format!(
-            "W20264,2026-{m:02}-28 10:00:00,投保單位資料,O137262761,military_service,成功,DSM,10.33.3.33\n"
-        ));
+
+    /// The worksheet comes back, encrypted with the unit's password, one
+    /// anomaly confirmed, and the investigation record goes to the officer
+    /// and the ethics unit; returns the officer's.
+    fn the_worksheet_comes_back_with_one_anomaly_confirmed(
+        &self,
+        workbook: &Parsed,
+    ) -> Vec<Parsed> {
+        let (c, returns) = (&self.c, &self.returns);
+        let plain = office_crypto::decrypt_from_bytes(
+            std::fs::read(workbook.attachment.as_ref().unwrap()).unwrap(),
+            KPB_PASSWORD,
+        )
+        .unwrap();
+        let opened = c.tmp.path().join("opened.xlsx");
+        std::fs::write(&opened, plain).unwrap();
+        let filled = c.tmp.path().join("filled.xlsx");
+        crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
+            for (i, r) in crate::harness::workbook::table_rows(rows)
+                .iter_mut()
+                .enumerate()
+            {
+                let anomaly = if i == 0 { "有" } else { "無" };
+                crate::harness::workbook::answer(r, ["是", "是", "是", anomaly, ""]);
+            }
+            crate::harness::workbook::sign(rows, "稽核員甲", "2026-08-06");
+        });
+        std::fs::write(
+            returns.join("KPB.xlsx"),
+            encrypt(&std::fs::read(&filled).unwrap(), KPB_PASSWORD),
+        )
+        .unwrap();
+        self.pass("2026-08-06T09:00:00+08:00");
+        assert!(!returns.join("KPB.xlsx").exists());
+        let inv = self.subjects(&self.officer, "請會同調查");
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            self.subjects(self.kpb.ethics_email.as_deref().unwrap(), "請會同調查")
+                .len(),
+            1
+        );
+        inv
     }
-    log.push_str(
-        "W20264,2026-12-31 10:00:00,投保單位資料,O137262761,military_service,成功,DSM,10.33.3.33\n",
-    );
-    std::fs::write(inbox.join("query_logs/webir_querylog_2026H2.csv"), log).unwrap();
-    // Exported on 5 January (the files' times say when).
-    let january = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_799_107_200);
-    for f in [
-        "hr/hr_status_20270105.csv",
-        "roster/webir_accounts_20270105.xlsx",
-        "query_logs/webir_querylog_2026H2.csv",
-    ] {
-        std::fs::File::options()
-            .write(true)
-            .open(inbox.join(f))
+
+    /// The investigation record comes back, concluded, and is taken in.
+    fn the_investigation_record_comes_back_concluded(&self, inv: &[Parsed]) {
+        let (c, returns) = (&self.c, &self.returns);
+        let record = office_crypto::decrypt_from_bytes(
+            std::fs::read(inv[0].attachment.as_ref().unwrap()).unwrap(),
+            KPB_PASSWORD,
+        )
+        .unwrap();
+        let opened = c.tmp.path().join("inv.xlsx");
+        std::fs::write(&opened, record).unwrap();
+        let filled = c.tmp.path().join("inv-filled.xlsx");
+        crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
+            for r in crate::harness::workbook::table_rows(rows).iter_mut() {
+                r.resize(11, calamine::Data::Empty);
+                r[6] = calamine::Data::String("政風室王科員".into());
+                r[8] = calamine::Data::String("異常屬實".into());
+                r[9] = calamine::Data::String("帳號停權並移送懲處".into());
+            }
+        });
+        std::fs::write(
+            returns.join("KPB-調查紀錄.xlsx"),
+            encrypt(&std::fs::read(&filled).unwrap(), KPB_PASSWORD),
+        )
+        .unwrap();
+        self.pass("2026-08-07T09:00:00+08:00");
+        assert!(!returns.join("KPB-調查紀錄.xlsx").exists());
+    }
+
+    /// KSA's officer changes in the register: its open worksheet and
+    /// account review reach the new one, and the old one hears no more.
+    fn ksa_s_open_items_reach_its_new_officer(&self) {
+        crate::harness::set_in_register(
+            &self.c.config.with_file_name("agencies.xlsx"),
+            "KSA",
+            "專責人員信箱",
+            "officer2.ksa@example.gov.tw",
+        );
+        self.pass("2026-08-08T09:00:00+08:00");
+        // July's password check asked nothing to hand over.
+        assert_eq!(
+            self.subjects("officer2.ksa@example.gov.tw", "移交待辦")
+                .len(),
+            2,
+            "worksheet and account review"
+        );
+        self.pass("2026-08-20T09:00:00+08:00");
+        assert!(
+            self.subjects("officer.ksa@example.gov.tw", "逾期副知")
+                .is_empty()
+        );
+    }
+
+    /// January: the year-end exports (personnel, roster, the second
+    /// half-year's queries) arrive in the inbox, dated 5 January.
+    fn january_s_exports_arrive(&self) {
+        let c = &self.c;
+        let inbox = c.tmp.path().join("city/inbox");
+        // The same list exported again (a byte more: another file).
+        let archive = c.tmp.path().join("var/archive");
+        let input = |rel: &str| crate::harness::input_at(&inbox, &archive, rel);
+        let mut hr = std::fs::read(input("hr/hr_status_20260702.csv")).unwrap();
+        hr.extend_from_slice(b"\r\n");
+        std::fs::write(inbox.join("hr/hr_status_20270105.csv"), hr).unwrap();
+        {
+            use calamine::Reader as _;
+            let mut wb =
+                calamine::open_workbook_auto(input("roster/webir_accounts_20260702.xlsx")).unwrap();
+            let name = wb.sheet_names()[0].clone();
+            let range = wb.worksheet_range(&name).unwrap();
+            let rows: Vec<Vec<String>> = range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect();
+            let at = rows
+                .iter()
+                .position(|r| r.iter().any(|c| c == "帳號"))
+                .unwrap();
+            let header: Vec<&str> = rows[at].iter().map(String::as_str).collect();
+            let titles: Vec<&str> = Vec::new();
+            crate::harness::write_xlsx(
+                &inbox.join("roster/webir_accounts_20270105.xlsx"),
+                &titles,
+                &header,
+                &rows[at + 1..],
+            );
+        }
+        // The second half-year's queries (one a month by a DSM account).
+        let mut log = String::from(
+            "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\n",
+        );
+        for m in 7..=12 {
+            log.push_str(&format!(
+                "W20264,2026-{m:02}-28 10:00:00,投保單位資料,O137262761,military_service,成功,DSM,10.33.3.33\n"
+            ));
+        }
+        log.push_str(
+            "W20264,2026-12-31 10:00:00,投保單位資料,O137262761,military_service,成功,DSM,10.33.3.33\n",
+        );
+        std::fs::write(inbox.join("query_logs/webir_querylog_2026H2.csv"), log).unwrap();
+        // Exported on 5 January (the files' times say when).
+        let january = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_799_107_200);
+        for f in [
+            "hr/hr_status_20270105.csv",
+            "roster/webir_accounts_20270105.xlsx",
+            "query_logs/webir_querylog_2026H2.csv",
+        ] {
+            std::fs::File::options()
+                .write(true)
+                .open(inbox.join(f))
+                .unwrap()
+                .set_modified(january)
+                .unwrap();
+        }
+    }
+
+    /// The account review of 2026 runs as of the day it ran and lists
+    /// July's findings that are still there as repeats; returns its run.
+    fn january_s_account_review_lists_july_s_findings_as_repeats(&self) -> PathBuf {
+        self.pass("2027-01-10T08:00:00+08:00");
+        // The account review is as of the day it ran.
+        let review = self
+            .config
+            .paths
+            .archive
+            .join("as-of-2027-01-10/account-review");
+        let status = self.c.run(&["status"], "2027-01-10T08:30:00+08:00");
+        let dir = std::fs::read_dir(&review)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", review.display(), status.stdout))
+            .next()
             .unwrap()
-            .set_modified(january)
-            .unwrap();
+            .unwrap()
+            .path();
+        let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+        assert!(
+            findings
+                .lines()
+                .any(|l| l.contains("重複列管：2026-07-10 清查首次列出")),
+            "July's findings still there are repeats"
+        );
+        dir
     }
-    pass("2027-01-10T08:00:00+08:00");
-    // The account review is as of the day it ran.
-    let review = config.paths.archive.join("as-of-2027-01-10/account-review");
-    let status = c.run(&["status"], "2027-01-10T08:30:00+08:00");
-    let dir = std::fs::read_dir(&review)
-        .unwrap_or_else(|e| panic!("{}: {e}\n{}", review.display(), status.stdout))
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-    assert!(
-        findings
-            .lines()
-            .any(|l| l.contains("重複列管：2026-07-10 清查首次列出")),
-        "July's findings still there are repeats"
-    );
-    // The Health Bureau's city-wide workbook: KPB's worksheet and
-    // investigation came back.
+
+    /// Every message arrived at the server once, and none is left unsent.
+    fn every_message_arrived_once(&self) {
+        assert!(arrivals(&self.smtp).values().all(|n| *n == 1));
+        let store = webir_audit::store::Store::open(&self.config.paths.state).unwrap();
+        let outbox = store.outbox().unwrap();
+        assert!(
+            outbox.iter().all(|m| m.state.as_str() == "sent"),
+            "{:?}",
+            outbox
+                .iter()
+                .filter(|m| m.state.as_str() != "sent")
+                .map(|m| (&m.recipient, &m.subject, &m.last_error))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(self.smtp.received().len(), outbox.len());
+    }
+}
+
+/// The Health Bureau's city-wide workbook in the run at `dir`: KPB's
+/// worksheet and investigation came back, each wholly.
+fn the_city_wide_workbook_shows_kpb_s_returns_complete(dir: &Path) {
     use calamine::Reader as _;
     let mut wb: calamine::Xlsx<_> =
         calamine::open_workbook(dir.join("reports/city-wide.xlsx")).unwrap();
@@ -1154,22 +1270,6 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
         };
         assert!(said, "{r:?}");
     }
-
-    // Every message arrived, once.
-    assert!(arrivals(&smtp).values().all(|n| *n == 1));
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    let outbox = store.outbox().unwrap();
-    assert!(
-        outbox.iter().all(|m| m.state.as_str() == "sent"),
-        "{:?}",
-        outbox
-            .iter()
-            .filter(|m| m.state.as_str() != "sent")
-            .map(|m| (&m.recipient, &m.subject, &m.last_error))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(smtp.received().len(), outbox.len());
-    let _ = ENV;
 }
 
 /// A query check's findings come back with what the unit did about each
