@@ -2664,6 +2664,23 @@ fn a_critical_finding_is_told_urgently_once() {
 fn no_officer_reviews_their_own_account() {
     let city = City::new();
     let dir = city.sample_audit();
+    let unit = officers_accounts_are_left_to_a_second_review(&city, &dir);
+    let review = SecondReview::of(&city, &dir, &unit);
+    review.goes_to_the_ethics_unit_and_the_officer_is_told();
+    let done = review.the_reviewer_confirms_one_anomaly();
+    review.the_officer_cannot_return_it(&done);
+    let store = review.its_return_closes_it_and_the_ethics_unit_investigates(&done);
+    review.a_careless_resend_opens_and_sends_nothing_twice(&done, store);
+    review.a_return_cannot_move_itself_to_the_officer_s_worksheet(&done);
+}
+
+/// No unit's worksheet holds its officers' own accounts; those drawn are
+/// in the unit's second review alone. Returns a unit with a second review
+/// and an ethics unit.
+fn officers_accounts_are_left_to_a_second_review(
+    city: &City,
+    dir: &Path,
+) -> webir_audit::config::Agency {
     let ing = webir_audit::ingest::ingest(&city.config, None).unwrap();
     let roster = ing.table(webir_audit::model::Table::Roster);
     let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
@@ -2707,172 +2724,231 @@ fn no_officer_reviews_their_own_account() {
         }
     }
     // A unit whose officer's account was drawn, and its ethics unit.
-    let unit = reviewed
+    reviewed
         .iter()
         .find(|u| u.ethics_email.is_some())
-        .expect("the sample city draws an officer's account of a unit with an ethics unit");
-    let (id, officer, ethics) = (
-        unit.id.as_str(),
-        unit.officer_email.clone().unwrap(),
-        unit.ethics_email.clone().unwrap(),
-    );
+        .expect("the sample city draws an officer's account of a unit with an ethics unit")
+        .clone()
+}
 
-    // It goes to the ethics unit, with a password of its own; its officer
-    // is told it went there.
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let sent: Vec<(String, String)> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.report, r.recipient))
-        .collect();
-    let to_review: Vec<&String> = sent
-        .iter()
-        .filter(|(r, _)| *r == format!("{id}.second-review.xlsx"))
-        .map(|(_, to)| to)
-        .collect();
-    assert_eq!(to_review, [&ethics], "{sent:?}");
-    let (_, sheets) = read(&dir.join(format!("reports/{id}.xlsx")));
-    let summary: String = sheets["摘要"].iter().flatten().map(text).collect();
-    assert!(
-        summary.contains("不列入本表，另送貴機關政風單位覆核"),
-        "{summary}"
-    );
-    let key = format!("{id}:review");
-    let items = store.due_items().unwrap();
-    let item = |unit: &str| {
-        items
-            .iter()
-            .find(|i| i.unit_id == unit && i.job == "sample-audit")
-            .unwrap_or_else(|| panic!("no item {unit}"))
-    };
-    assert_eq!(item(id).sent_to, officer);
-    assert_eq!(item(&key).sent_to, ethics);
-    drop(store);
+/// The second review of one unit's officers' accounts, in the sample
+/// audit's run at `dir`.
+struct SecondReview<'a> {
+    city: &'a City,
+    dir: &'a Path,
+    id: String,
+    /// The review's item key, `<unit>:review`.
+    key: String,
+    officer: String,
+    ethics: String,
+}
 
-    // The reviewer's return closes the review, not the officer's item, and
-    // an anomaly it confirms is investigated by the ethics unit.
-    let done = city.tmp.path().join("review-done.xlsx");
-    refill(
-        &dir.join(format!("reports/{id}.second-review.xlsx")),
-        &done,
-        |rows| one_anomaly(rows, "政風室 林覆核"),
-    );
-    let ingest = |file: &Path| city.ingest(file);
-    // The officer cannot return it: sealed with the officer's own
-    // password, the review of their own accounts is refused.
-    let by_officer = city.tmp.path().join("review-by-officer.xlsx");
-    {
-        let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-        let bytes = webir_audit::mail::protect(
-            &city.config,
-            &mut store,
+impl SecondReview<'_> {
+    /// The second review of `unit`.
+    fn of<'a>(
+        city: &'a City,
+        dir: &'a Path,
+        unit: &webir_audit::config::Agency,
+    ) -> SecondReview<'a> {
+        let id = unit.id.clone();
+        SecondReview {
+            city,
+            dir,
+            key: format!("{id}:review"),
             id,
-            webir_audit::mail::Role::Officer,
-            &std::fs::read(&done).unwrap(),
-            "2026-07-10T09:00:00Z",
-        )
-        .unwrap()
-        .bytes;
-        std::fs::write(&by_officer, bytes).unwrap();
+            officer: unit.officer_email.clone().unwrap(),
+            ethics: unit.ethics_email.clone().unwrap(),
+        }
     }
-    let out = ingest(&by_officer);
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains(&format!("attachment password of {id}")),
-        "{}",
-        out.stderr
-    );
-    let out = ingest(&done);
-    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let items = store.due_items().unwrap();
-    let closed = |unit: &str, job: &str| {
-        items
-            .iter()
-            .find(|i| i.unit_id == unit && i.job == job)
-            .map(|i| i.closed_at.is_some())
-    };
-    assert_eq!(closed(&key, "sample-audit"), Some(true));
-    assert_eq!(closed(id, "sample-audit"), Some(false));
-    let investigation = items
-        .iter()
-        .find(|i| i.unit_id == key && i.job == "investigation")
-        .expect("an investigation of the confirmed anomaly");
-    assert_eq!(investigation.sent_to, ethics);
-    // Its investigation record (機關 …（<unit>:review）) comes back too.
-    let record = webir_audit::archive::kept_file(
-        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
-        &key,
-        webir_audit::worksheet::INVESTIGATION_FILE,
-    )
-    .expect("the review's investigation record is kept");
-    let filled = city.tmp.path().join("review-investigation.xlsx");
-    refill_sheet(&record, &filled, "調查紀錄", |rows| {
-        for r in table_rows(rows).iter_mut() {
-            r.resize(11, Data::Empty);
-            r[6] = Data::String("政風室王科員".into());
-            r[7] = Data::String("經查係承辦人誤植目的".into());
-            r[8] = Data::String("經查無異常".into());
-            r[9] = Data::String("加強宣導".into());
-        }
-    });
-    let back = city.ingest(&filled);
-    assert!(back.status <= 1, "{}{}", back.stdout, back.stderr);
-    let to_officer =
-        store.outbox().unwrap().into_iter().any(|r| {
-            r.report.starts_with(&format!("investigation:{key}")) && r.recipient == officer
-        });
-    assert!(
-        !to_officer,
-        "the officer is sent the investigation of their own account"
-    );
-    // The same file again (a careless resend): nothing opened or sent twice.
-    let sent_before = store.outbox().unwrap().len();
-    drop(store);
-    let again = ingest(&done);
-    assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
-    assert!(
-        again.stderr.contains("the same file came back already"),
-        "{}",
-        again.stderr
-    );
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let investigations = store
-        .due_items()
-        .unwrap()
-        .into_iter()
-        .filter(|i| i.unit_id == key && i.job == "investigation")
-        .count();
-    assert_eq!(investigations, 1);
-    let extra: Vec<String> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .skip(sent_before)
-        .map(|m| format!("{} {}", m.report, m.recipient))
-        .collect();
-    assert!(extra.is_empty(), "{extra:?}");
-    drop(store);
 
-    // A return cannot move itself between the two worksheets.
-    let moved = city.tmp.path().join("review-moved.xlsx");
-    refill_sheet(&done, &moved, "摘要", |rows| {
-        for r in rows.iter_mut() {
-            if r.first()
-                .is_some_and(|c| text(c) == webir_audit::report::REVIEW_LABEL)
-            {
-                r[1] = Data::String("專責人員".into());
-            }
+    /// It goes to the ethics unit, with a password of its own, as an item
+    /// of its own; its officer is told it went there.
+    fn goes_to_the_ethics_unit_and_the_officer_is_told(&self) {
+        let (city, dir, id, key) = (self.city, self.dir, self.id.as_str(), &self.key);
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let sent: Vec<(String, String)> = store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.report, r.recipient))
+            .collect();
+        let to_review: Vec<&String> = sent
+            .iter()
+            .filter(|(r, _)| *r == format!("{id}.second-review.xlsx"))
+            .map(|(_, to)| to)
+            .collect();
+        assert_eq!(to_review, [&self.ethics], "{sent:?}");
+        let (_, sheets) = read(&dir.join(format!("reports/{id}.xlsx")));
+        let summary: String = sheets["摘要"].iter().flatten().map(text).collect();
+        assert!(
+            summary.contains("不列入本表，另送貴機關政風單位覆核"),
+            "{summary}"
+        );
+        let items = store.due_items().unwrap();
+        let item = |unit: &str| {
+            items
+                .iter()
+                .find(|i| i.unit_id == unit && i.job == "sample-audit")
+                .unwrap_or_else(|| panic!("no item {unit}"))
+        };
+        assert_eq!(item(id).sent_to, self.officer);
+        assert_eq!(item(key).sent_to, self.ethics);
+        drop(store);
+    }
+
+    /// The reviewer fills in the review with one anomaly confirmed.
+    fn the_reviewer_confirms_one_anomaly(&self) -> PathBuf {
+        let done = self.city.tmp.path().join("review-done.xlsx");
+        refill(
+            &self
+                .dir
+                .join(format!("reports/{}.second-review.xlsx", self.id)),
+            &done,
+            |rows| one_anomaly(rows, "政風室 林覆核"),
+        );
+        done
+    }
+
+    /// The officer cannot return it: sealed with the officer's own
+    /// password, the review of their own accounts is refused.
+    fn the_officer_cannot_return_it(&self, done: &Path) {
+        let (city, id) = (self.city, self.id.as_str());
+        let by_officer = city.tmp.path().join("review-by-officer.xlsx");
+        {
+            let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+            let bytes = webir_audit::mail::protect(
+                &city.config,
+                &mut store,
+                id,
+                webir_audit::mail::Role::Officer,
+                &std::fs::read(done).unwrap(),
+                "2026-07-10T09:00:00Z",
+            )
+            .unwrap()
+            .bytes;
+            std::fs::write(&by_officer, bytes).unwrap();
         }
-    });
-    let out = ingest(&moved);
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("not the workbook sent to"),
-        "{}",
-        out.stderr
-    );
+        let out = city.ingest(&by_officer);
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!("attachment password of {id}")),
+            "{}",
+            out.stderr
+        );
+    }
+
+    /// The reviewer's return closes the review, not the officer's item, and
+    /// the anomaly it confirms is investigated by the ethics unit, whose
+    /// record comes back and is never sent to the officer. Returns the
+    /// store it was read from, still open.
+    fn its_return_closes_it_and_the_ethics_unit_investigates(
+        &self,
+        done: &Path,
+    ) -> webir_audit::store::Store {
+        let (city, id, key) = (self.city, self.id.as_str(), &self.key);
+        let out = city.ingest(done);
+        assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let items = store.due_items().unwrap();
+        let closed = |unit: &str, job: &str| {
+            items
+                .iter()
+                .find(|i| i.unit_id == unit && i.job == job)
+                .map(|i| i.closed_at.is_some())
+        };
+        assert_eq!(closed(key, "sample-audit"), Some(true));
+        assert_eq!(closed(id, "sample-audit"), Some(false));
+        let investigation = items
+            .iter()
+            .find(|i| &i.unit_id == key && i.job == "investigation")
+            .expect("an investigation of the confirmed anomaly");
+        assert_eq!(investigation.sent_to, self.ethics);
+        // Its investigation record (機關 …（<unit>:review）) comes back too.
+        let record = webir_audit::archive::kept_file(
+            &webir_audit::archive::RunFolder::parse(self.dir).unwrap(),
+            key,
+            webir_audit::worksheet::INVESTIGATION_FILE,
+        )
+        .expect("the review's investigation record is kept");
+        let filled = city.tmp.path().join("review-investigation.xlsx");
+        refill_sheet(&record, &filled, "調查紀錄", |rows| {
+            for r in table_rows(rows).iter_mut() {
+                r.resize(11, Data::Empty);
+                r[6] = Data::String("政風室王科員".into());
+                r[7] = Data::String("經查係承辦人誤植目的".into());
+                r[8] = Data::String("經查無異常".into());
+                r[9] = Data::String("加強宣導".into());
+            }
+        });
+        let back = city.ingest(&filled);
+        assert!(back.status <= 1, "{}{}", back.stdout, back.stderr);
+        let to_officer = store.outbox().unwrap().into_iter().any(|r| {
+            r.report.starts_with(&format!("investigation:{key}")) && r.recipient == self.officer
+        });
+        assert!(
+            !to_officer,
+            "the officer is sent the investigation of their own account"
+        );
+        store
+    }
+
+    /// The same file again (a careless resend): nothing opened or sent
+    /// twice. `store` is the one the last step read, still open.
+    fn a_careless_resend_opens_and_sends_nothing_twice(
+        &self,
+        done: &Path,
+        store: webir_audit::store::Store,
+    ) {
+        let (city, key) = (self.city, &self.key);
+        let sent_before = store.outbox().unwrap().len();
+        drop(store);
+        let again = city.ingest(done);
+        assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
+        assert!(
+            again.stderr.contains("the same file came back already"),
+            "{}",
+            again.stderr
+        );
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let investigations = store
+            .due_items()
+            .unwrap()
+            .into_iter()
+            .filter(|i| &i.unit_id == key && i.job == "investigation")
+            .count();
+        assert_eq!(investigations, 1);
+        let extra: Vec<String> = store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .skip(sent_before)
+            .map(|m| format!("{} {}", m.report, m.recipient))
+            .collect();
+        assert!(extra.is_empty(), "{extra:?}");
+        drop(store);
+    }
+
+    /// A return cannot move itself between the two worksheets: relabelled
+    /// as the officer's, it is refused.
+    fn a_return_cannot_move_itself_to_the_officer_s_worksheet(&self, done: &Path) {
+        let moved = self.city.tmp.path().join("review-moved.xlsx");
+        refill_sheet(done, &moved, "摘要", |rows| {
+            for r in rows.iter_mut() {
+                if r.first()
+                    .is_some_and(|c| text(c) == webir_audit::report::REVIEW_LABEL)
+                {
+                    r[1] = Data::String("專責人員".into());
+                }
+            }
+        });
+        let out = self.city.ingest(&moved);
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("not the workbook sent to"),
+            "{}",
+            out.stderr
+        );
+    }
 }
 
 /// Issue 29: a return proves its unit. Another unit's workbook made to
