@@ -5,6 +5,8 @@
 //! show the seed, the commitment's time and the chain head; the evidence
 //! bundle verifies offline.
 
+use crate::harness::mail::Parsed;
+use crate::harness::served::City;
 use crate::harness::served::received;
 use crate::harness::served::{SAMPLE_AUDIT, admin_mail, city, ledger, pass, row, run_folders};
 use crate::smtp::Smtp;
@@ -33,19 +35,35 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, &ceremony(""));
     let config = c.config();
+    let commitments = the_commitment_goes_out_and_nothing_is_drawn(&c, &smtp, &config);
+    a_seed_too_short_or_for_another_period_is_refused(&c);
+    the_chief_administrator_types_the_lottery_s_digits_once(&c);
+    let dir = the_next_pass_draws_and_mails_one_run(&c);
+    let m = the_manifest_records_the_ceremony(&dir, &commitments);
+    the_chain_holds_freeze_commitment_seed_and_seal_in_order(&config);
+    the_workbook_and_the_officer_s_mail_show_the_seed(&dir, &smtp, &config);
+    the_bundle_verifies_offline_and_shows_the_ceremony(tmp.path(), &c, &dir, &m);
+    a_changed_byte_in_the_run_is_named_by_archive_verify(&c, &dir);
+}
 
-    // 5 July 08:00: the commitment goes out; nothing is drawn.
-    pass(&c, "2026-07-05T08:00:00+08:00");
+/// 5 July 08:00: the commitment goes out to the chief administrator and
+/// every ethics unit, and nothing is drawn; returns the commitments.
+fn the_commitment_goes_out_and_nothing_is_drawn(
+    c: &City,
+    smtp: &Smtp,
+    config: &webir_audit::config::Config,
+) -> Vec<Parsed> {
+    pass(c, "2026-07-05T08:00:00+08:00");
     assert_eq!(
-        ledger(&c),
+        ledger(c),
         [row("sample-audit", "2026H1", "waiting-for-seed")]
     );
-    assert!(run_folders(&c, "2026H1").is_empty());
+    assert!(run_folders(c, "2026H1").is_empty());
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     assert!(store.draws("2026H1").unwrap().is_empty(), "no seed drawn");
     let freeze = store.latest_freeze("2026H1").unwrap().unwrap();
     drop(store);
-    let got = received(&smtp);
+    let got = received(smtp);
     let commitments: Vec<_> = got
         .iter()
         .map(|(_, p)| p)
@@ -56,7 +74,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     to.sort();
     assert_eq!(
         to,
-        webir_audit::run::ceremony::commitment_recipients(&config)
+        webir_audit::run::ceremony::commitment_recipients(config)
     );
     let hb = config.chief_email().unwrap().to_owned();
     assert!(to.contains(&hb));
@@ -75,8 +93,11 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         "{}",
         status.stdout
     );
+    commitments.into_iter().cloned().collect()
+}
 
-    // Not a seed, and no ceremony for another period: refused, nothing kept.
+/// Not a seed, and no ceremony for another period: refused, nothing kept.
+fn a_seed_too_short_or_for_another_period_is_refused(c: &City) {
     let bad = c.run(
         &["seed", "--period", "2026H1", "--value", "12345"],
         "2026-07-08T09:00:00+08:00",
@@ -98,8 +119,11 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         "{}",
         early.stderr
     );
+}
 
-    // 8 July: the lottery's digits, typed by the chief administrator.
+/// 8 July: the lottery's digits, typed by the chief administrator, are
+/// taken; a second seed for the period is refused.
+fn the_chief_administrator_types_the_lottery_s_digits_once(c: &City) {
     let given = c.run(
         &[
             "seed",
@@ -131,13 +155,23 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         "{}",
         again.stderr
     );
-    pass(&c, "2026-07-08T10:05:00+08:00");
-    assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
-    let runs = run_folders(&c, "2026H1");
-    assert_eq!(runs.len(), 1);
-    let dir = &runs[0];
+}
 
-    // The manifest: the seed, the commitment and its mails, the ledger.
+/// The next pass draws and mails the period's one run; returns its folder.
+fn the_next_pass_draws_and_mails_one_run(c: &City) -> std::path::PathBuf {
+    pass(c, "2026-07-08T10:05:00+08:00");
+    assert_eq!(ledger(c), [row("sample-audit", "2026H1", "mailed")]);
+    let runs = run_folders(c, "2026H1");
+    assert_eq!(runs.len(), 1);
+    runs[0].clone()
+}
+
+/// The manifest: the seed, the commitment and its mails, the ledger;
+/// returns it.
+fn the_manifest_records_the_ceremony(
+    dir: &std::path::Path,
+    commitments: &[Parsed],
+) -> serde_json::Value {
     let m = crate::harness::json(dir, "manifest.json");
     assert_eq!(m["seed"], SEED);
     assert_eq!(m["seed_source"], "given");
@@ -154,7 +188,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), commitments.len());
-    for p in &commitments {
+    for p in commitments {
         assert!(
             ids.iter()
                 .any(|i| i.starts_with(&p.to) && i.contains(&p.message_id)),
@@ -174,8 +208,11 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         "{}",
         m["seed_postdates_population"]
     );
+    m
+}
 
-    // The chain: freeze, commitment, seed given, seed, seal — in order.
+/// The chain: freeze, commitment, seed given, seed, seal — in order.
+fn the_chain_holds_freeze_commitment_seed_and_seal_in_order(config: &webir_audit::config::Config) {
     let chain = webir_audit::store::Store::open(&config.paths.state)
         .unwrap()
         .chain()
@@ -186,7 +223,15 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     assert!(at("commitment") < at("seed-given"));
     assert!(at("seed-given") < at("seed"));
     assert!(at("seed") < at("seal"), "{kinds:?}");
+}
 
+/// KPB's workbook and the mail its officer reads show the seed, the
+/// commitment's time and the chain head.
+fn the_workbook_and_the_officer_s_mail_show_the_seed(
+    dir: &std::path::Path,
+    smtp: &Smtp,
+    config: &webir_audit::config::Config,
+) {
     // The workbook shows the seed, the commitment's time and the head.
     let kpb = dir.join("reports/KPB.xlsx");
     assert!(beside(&kpb, "抽樣資訊", "種子").contains(SEED));
@@ -202,7 +247,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         .officer_email
         .clone()
         .unwrap();
-    let mail = received(&smtp)
+    let mail = received(smtp)
         .into_iter()
         .map(|(_, p)| p)
         .find(|p| p.to == officer && p.subject.contains("抽查"))
@@ -214,10 +259,17 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
         mail.text
     );
     assert!(mail.text.contains("證據鏈：第 "), "{}", mail.text);
+}
 
-    // The evidence bundle, opened by 7-Zip, verified by Python alone.
-    let fresh =
-        crate::harness::bundle::open_bundle(tmp.path(), &c.config, dir, &["--with-personal-data"]);
+/// The evidence bundle, opened by 7-Zip, verified by Python alone, shows
+/// the ceremony as entries of the chain and the manifest's record of it.
+fn the_bundle_verifies_offline_and_shows_the_ceremony(
+    tmp: &std::path::Path,
+    c: &City,
+    dir: &std::path::Path,
+    m: &serde_json::Value,
+) {
+    let fresh = crate::harness::bundle::open_bundle(tmp, &c.config, dir, &["--with-personal-data"]);
     let (ok, text) = crate::harness::bundle::py(&fresh, &["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
     // The bundle shows the ceremony: commitment, then the seed, then the
@@ -233,19 +285,19 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     );
     let bundled = crate::harness::json(&fresh.join("run"), "manifest.json");
     assert_eq!(bundled["ceremony"], m["ceremony"]);
+}
 
-    // A byte changed in the drawn run is named by `archive verify`.
-    let verify = |c: &crate::harness::served::City| {
-        c.run(&["archive", "verify"], "2026-07-09T09:00:00+08:00")
-    };
-    let ok = verify(&c);
+/// A byte changed in the drawn run is named by `archive verify`.
+fn a_changed_byte_in_the_run_is_named_by_archive_verify(c: &City, dir: &std::path::Path) {
+    let verify = |c: &City| c.run(&["archive", "verify"], "2026-07-09T09:00:00+08:00");
+    let ok = verify(c);
     assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
     let target = dir.join("sample.csv");
     crate::harness::bundle::writable(dir);
     let mut bytes = std::fs::read(&target).unwrap();
     bytes[10] ^= 1;
     std::fs::write(&target, bytes).unwrap();
-    let caught = verify(&c);
+    let caught = verify(c);
     assert_eq!(caught.status, 1, "{}{}", caught.stdout, caught.stderr);
     assert!(caught.stdout.contains("sample.csv"), "{}", caught.stdout);
 }

@@ -606,152 +606,169 @@ fn an_exemption_without_a_reason_or_beside_a_password_is_a_config_error() {
 /// officer's 應辦事項 are 摘要's: the same table checks the workbook.
 #[test]
 fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
-    /// (kind title in the subject, role, must say, must not say).
-    type Rule = (
-        &'static str,
-        &'static str,
-        &'static [&'static str],
-        &'static [&'static str],
-    );
-    const NEVER: &[&str] = &["系統管理者", "向健保署申請", "調整權限"];
-    const RULES: &[Rule] = &[
-        (
-            "抽查工作底稿",
-            "officer",
-            &[
-                "專責人員 您好",
-                "黃色欄位",
-                "回傳",
-                "政風單位",
-                "附件已加密",
-            ],
-            &[],
-        ),
-        (
-            "帳號清查",
-            "officer",
-            &[
-                "專責人員 您好",
-                "處理結果",
-                "廢止其使用權限",
-                "第六點第二款",
-            ],
-            &[],
-        ),
-        (
-            "內部稽核",
-            "officer",
-            &["專責人員 您好", "查核結果", "會同政風單位"],
-            &[],
-        ),
-        ("查詢稽核", "officer", &["專責人員 您好", "異常查詢"], &[]),
-        (
-            "",
-            "ethics",
-            &[
-                "政風單位 您好",
-                "會同",
-                "共同調查",
-                "調查紀錄",
-                "第六點第三款",
-            ],
-            &["黃色欄位", "辦法：", "處理結果欄"],
-        ),
-        (
-            "抽查工作底稿",
-            "review",
-            &[
-                "政風單位 您好",
-                "專責人員不自行抽查本人帳號",
-                "覆核",
-                "黃色欄位",
-                "第六點第一款",
-                "回傳",
-            ],
-            &["會同", "副知"],
-        ),
-        (
-            "",
-            "chief_admin",
-            &["衛生局總管理者 您好", "督導", "第四點"],
-            &["黃色欄位", "專責人員 您好"],
-        ),
-        (
-            "總管理者填復",
-            "chief_fills",
-            &["衛生局總管理者 您好", "黃色欄位", "回傳", "第四點"],
-            &["督導", "專責人員 您好"],
-        ),
-        (
-            "外部稽核",
-            "chief_admin",
-            &["外部稽核抽選", "業務需求人員清冊", "第六點第四款"],
-            &[],
-        ),
-        (
-            "緊急",
-            "officer",
-            &[
-                "專責人員 您好",
-                "廢止其使用權限",
-                "會同政風單位",
-                "之回報期限",
-            ],
-            &["黃色欄位"],
-        ),
-        (
-            "緊急",
-            "ethics",
-            &["政風單位 您好", "共同調查", "調查紀錄"],
-            &["廢止其使用權限", "黃色欄位"],
-        ),
-        (
-            "抽樣母體承諾",
-            "commitment",
-            &[
-                "衛生局總管理者、政風單位 您好",
-                "第六點第一款",
-                "種子產生「之前」",
-                "種子規則",
-                "webir-audit seed --period 2026H1 --value",
-            ],
-            &["黃色欄位", "--job"],
-        ),
-        (
-            "外部稽核候選單位承諾",
-            "commitment",
-            &[
-                "衛生局總管理者、政風單位 您好",
-                "第四點第二款",
-                "種子產生「之前」",
-                "種子規則",
-                "webir-audit seed --period 2026 --job external-audit --value",
-            ],
-            &["黃色欄位"],
-        ),
-    ];
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     let out = run_binary(&["demo", "--out", dir.to_str().unwrap()], tmp.path());
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let mails = parse_all(&dir.join("var/state/outbox-files"));
+    each_mail_says_its_reader_s_verbs_and_no_role_the_regulation_lacks(&mails);
+    each_summary_s_actions_say_the_officer_s_verbs(&out.stdout);
+}
+
+/// A wording rule: (kind title in the subject, role, must say, must not
+/// say).
+type Rule = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+/// Roles and steps the regulation does not have, never said.
+const NEVER: &[&str] = &["系統管理者", "向健保署申請", "調整權限"];
+/// What each kind of mail says to each role, and must not.
+const RULES: &[Rule] = &[
+    (
+        "抽查工作底稿",
+        "officer",
+        &[
+            "專責人員 您好",
+            "黃色欄位",
+            "回傳",
+            "政風單位",
+            "附件已加密",
+        ],
+        &[],
+    ),
+    (
+        "帳號清查",
+        "officer",
+        &[
+            "專責人員 您好",
+            "處理結果",
+            "廢止其使用權限",
+            "第六點第二款",
+        ],
+        &[],
+    ),
+    (
+        "內部稽核",
+        "officer",
+        &["專責人員 您好", "查核結果", "會同政風單位"],
+        &[],
+    ),
+    ("查詢稽核", "officer", &["專責人員 您好", "異常查詢"], &[]),
+    (
+        "",
+        "ethics",
+        &[
+            "政風單位 您好",
+            "會同",
+            "共同調查",
+            "調查紀錄",
+            "第六點第三款",
+        ],
+        &["黃色欄位", "辦法：", "處理結果欄"],
+    ),
+    (
+        "抽查工作底稿",
+        "review",
+        &[
+            "政風單位 您好",
+            "專責人員不自行抽查本人帳號",
+            "覆核",
+            "黃色欄位",
+            "第六點第一款",
+            "回傳",
+        ],
+        &["會同", "副知"],
+    ),
+    (
+        "",
+        "chief_admin",
+        &["衛生局總管理者 您好", "督導", "第四點"],
+        &["黃色欄位", "專責人員 您好"],
+    ),
+    (
+        "總管理者填復",
+        "chief_fills",
+        &["衛生局總管理者 您好", "黃色欄位", "回傳", "第四點"],
+        &["督導", "專責人員 您好"],
+    ),
+    (
+        "外部稽核",
+        "chief_admin",
+        &["外部稽核抽選", "業務需求人員清冊", "第六點第四款"],
+        &[],
+    ),
+    (
+        "緊急",
+        "officer",
+        &[
+            "專責人員 您好",
+            "廢止其使用權限",
+            "會同政風單位",
+            "之回報期限",
+        ],
+        &["黃色欄位"],
+    ),
+    (
+        "緊急",
+        "ethics",
+        &["政風單位 您好", "共同調查", "調查紀錄"],
+        &["廢止其使用權限", "黃色欄位"],
+    ),
+    (
+        "抽樣母體承諾",
+        "commitment",
+        &[
+            "衛生局總管理者、政風單位 您好",
+            "第六點第一款",
+            "種子產生「之前」",
+            "種子規則",
+            "webir-audit seed --period 2026H1 --value",
+        ],
+        &["黃色欄位", "--job"],
+    ),
+    (
+        "外部稽核候選單位承諾",
+        "commitment",
+        &[
+            "衛生局總管理者、政風單位 您好",
+            "第四點第二款",
+            "種子產生「之前」",
+            "種子規則",
+            "webir-audit seed --period 2026 --job external-audit --value",
+        ],
+        &["黃色欄位"],
+    ),
+];
+
+/// The role a demo mail is written to.
+fn role_of(m: &Parsed) -> &'static str {
+    if m.subject.contains("專責人員本人帳號覆核") {
+        "review"
+    } else if m.subject.contains("承諾") {
+        // The ceremony's commitment, to the chief and ethics units.
+        "commitment"
+    } else if m.to.starts_with("ethics.") {
+        "ethics"
+    } else if m.subject.contains("總管理者填復") {
+        // A workbook the chief administrator fills in and returns.
+        "chief_fills"
+    } else if m.subject.contains("全市彙整") {
+        "chief_admin"
+    } else {
+        "officer"
+    }
+}
+
+/// Each mail names its review's file by its day, never says what NEVER
+/// lists, and says what its kind's and role's RULES ask; every rule but
+/// the lone query check's meets a mail.
+fn each_mail_says_its_reader_s_verbs_and_no_role_the_regulation_lacks(mails: &[Parsed]) {
     let mut used = vec![0usize; RULES.len()];
-    for m in &mails {
-        let role = if m.subject.contains("專責人員本人帳號覆核") {
-            "review"
-        } else if m.subject.contains("承諾") {
-            // The ceremony's commitment, to the chief and ethics units.
-            "commitment"
-        } else if m.to.starts_with("ethics.") {
-            "ethics"
-        } else if m.subject.contains("總管理者填復") {
-            // A workbook the chief administrator fills in and returns.
-            "chief_fills"
-        } else if m.subject.contains("全市彙整") {
-            "chief_admin"
-        } else {
-            "officer"
-        };
+    for m in mails {
+        let role = role_of(m);
         // A review's file is named by its day as officers write it.
         if m.subject.contains("帳號清查")
             && !m.subject.contains("專責人員帳號清查")
@@ -810,10 +827,12 @@ fn mail_and_summary_wording_follows_the_regulation_s_roles_and_verbs() {
             "no {kind} mail to {role}"
         );
     }
+}
 
-    // 摘要's 應辦事項 of each kind say the officer's verbs, and never a
-    // role or a step the regulation does not have.
-    let runs = crate::harness::demo_runs(&out.stdout);
+/// 摘要's 應辦事項 of each kind say the officer's verbs, and never a role
+/// or a step the regulation does not have, in each of the demo's four runs.
+fn each_summary_s_actions_say_the_officer_s_verbs(demo_stdout: &str) {
+    let runs = crate::harness::demo_runs(demo_stdout);
     for run in &runs {
         let job = run
             .parent()

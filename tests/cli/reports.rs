@@ -1454,265 +1454,351 @@ fn findings_of_unit(dir: &Path, unit: &str) -> Vec<String> {
 /// record closes.
 #[test]
 fn the_external_audit_s_record_and_the_officer_review_come_back_from_the_chief() {
-    let city = City::new();
-    city.sample_audit();
-    let dir = city.run_logs_short(&[
-        "run",
-        "external-audit",
-        "--period",
-        "2026",
-        "--seed",
-        "27182818284590452353602874",
-    ]);
-    let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
-    let selection = crate::harness::json(&dir, "selection.json");
-    let drawn: Vec<String> = selection["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|u| u["selected"] == true)
-        .map(|u| u["unit_id"].as_str().unwrap().to_owned())
-        .collect();
-    assert!(drawn.contains(&"KPB".to_owned()), "{drawn:?}");
-    let mut want: BTreeSet<String> = drawn
-        .iter()
-        .map(|u| format!("{u}.chief-admin.xlsx"))
-        .collect();
-    want.extend([
-        "KHB.chief-admin.xlsx".to_owned(),
-        "city-wide.xlsx".to_owned(),
-    ]);
-    let reports: BTreeSet<String> = std::fs::read_dir(dir.join("reports"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(reports, want);
-    let (names, _) = read(&dir.join("reports/city-wide.xlsx"));
-    assert!(
-        !names.iter().any(|n| n == "專責人員帳號"),
-        "asked once: {names:?}"
-    );
-    // The chief's items: one per record and the officer review.
-    let chief = city.config.chief_email().unwrap().to_owned();
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let items = store.due_items().unwrap();
-    for key in drawn
-        .iter()
-        .map(|u| format!("{u}:chief"))
-        .chain(["KHB:chief".to_owned()])
-    {
-        let item = items
+    let ext = ExternalAudit::draws_units_and_writes_the_chief_a_workbook_for_each();
+    ext.each_is_an_item_of_the_chief_s();
+    ext.the_chief_s_mail_says_what_to_fill_in();
+    let record = ext.kpb_s_record_is_pre_filled_from_the_archive();
+    let filled = ext.the_chief_fills_in_kpb_s_record_with_one_nonconformity(&record);
+    ext.a_unit_s_officer_cannot_answer_for_the_chief(&filled);
+    ext.the_chief_s_return_closes_the_items_and_its_nonconformity_goes_to_kpb(&filled);
+    let kept = ext.the_follow_up_record_is_kept_beside_the_return_masked();
+    ext.kpb_returns_what_it_did(&kept);
+    let review = ext.the_officer_review_lists_every_officer_account_but_the_chief_s();
+    ext.the_chief_decides_every_officer_account(&review);
+    ext.the_follow_up_and_the_officer_review_are_closed();
+}
+
+/// An external audit run of the sample city, after its sample audit.
+struct ExternalAudit {
+    city: City,
+    dir: PathBuf,
+    run: String,
+    drawn: Vec<String>,
+}
+
+impl ExternalAudit {
+    /// The external audit draws KPB among its units and writes the chief
+    /// administrator a record of each and the officer review, which the
+    /// city-wide workbook no longer asks for.
+    fn draws_units_and_writes_the_chief_a_workbook_for_each() -> ExternalAudit {
+        let city = City::new();
+        city.sample_audit();
+        let dir = city.run_logs_short(&[
+            "run",
+            "external-audit",
+            "--period",
+            "2026",
+            "--seed",
+            "27182818284590452353602874",
+        ]);
+        let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let selection = crate::harness::json(&dir, "selection.json");
+        let drawn: Vec<String> = selection["units"]
+            .as_array()
+            .unwrap()
             .iter()
-            .find(|i| i.unit_id == key && i.run_id == run)
-            .unwrap_or_else(|| panic!("no item {key}"));
-        assert_eq!(item.sent_to, chief, "{key}");
-        assert_eq!(item.job, "external-audit");
+            .filter(|u| u["selected"] == true)
+            .map(|u| u["unit_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(drawn.contains(&"KPB".to_owned()), "{drawn:?}");
+        let mut want: BTreeSet<String> = drawn
+            .iter()
+            .map(|u| format!("{u}.chief-admin.xlsx"))
+            .collect();
+        want.extend([
+            "KHB.chief-admin.xlsx".to_owned(),
+            "city-wide.xlsx".to_owned(),
+        ]);
+        let reports: BTreeSet<String> = std::fs::read_dir(dir.join("reports"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(reports, want);
+        let (names, _) = read(&dir.join("reports/city-wide.xlsx"));
+        assert!(
+            !names.iter().any(|n| n == "專責人員帳號"),
+            "asked once: {names:?}"
+        );
+        ExternalAudit {
+            city,
+            dir,
+            run,
+            drawn,
+        }
     }
-    drop(store);
-    // Its mail says what to fill in, not the run's findings, and names the
-    // attachment for what it is.
-    let mails = crate::harness::mail::parse_all(&webir_audit::mail::outbox::file_transport_dir(
-        &city.config,
-    ));
-    let mail = mails
-        .iter()
-        .find(|m| {
-            m.subject.contains("高雄市政府警察局")
-                && m.subject.contains("外部稽核紀錄（總管理者填復）")
-        })
-        .expect("KPB's record mailed to the chief");
-    assert_eq!(mail.to, chief);
-    assert!(
-        mail.text.contains("待填寫：「外部稽核紀錄」共 ") && !mail.text.contains("發現統計"),
-        "{}",
-        mail.text
-    );
-    assert!(mail.name.ends_with("_外部稽核紀錄.xlsx"), "{}", mail.name);
-    // KPB's record, pre-filled: why it was drawn, its duties, and what it
-    // was asked this year (its sample worksheet, not back yet).
-    let record = dir.join("reports/KPB.chief-admin.xlsx");
-    let (_, sheets) = read(&record);
-    let (h, rows) = table(&sheets, "外部稽核紀錄");
-    assert_eq!(
-        h,
-        [
-            "查核項目",
-            "依據（管理要點）",
-            "系統查得",
-            "查核結果",
-            "查核方式",
-            "佐證",
-            "說明"
-        ]
-    );
-    assert!(text(&rows[0][2]).contains("優先抽選"), "{:?}", rows[0]);
-    let asked = rows
-        .iter()
-        .find(|r| text(&r[0]).starts_with("回傳：") && text(&r[0]).contains("抽查工作底稿"))
-        .expect("the sample worksheet asked of KPB");
-    assert!(text(&asked[2]).starts_with("未回傳（期限 "), "{asked:?}");
-    // A unit's officer cannot answer for the chief.
-    let filled = city.tmp.path().join("KPB-record.xlsx");
-    refill_sheet(&record, &filled, "外部稽核紀錄", |rows| {
-        for r in table_rows(rows).iter_mut() {
-            r.resize(7, Data::Empty);
-            let bad = text(&r[0]).starts_with("查詢時避免非業務權責");
-            r[3] = Data::String(if bad { "不符合" } else { "符合" }.into());
-            r[4] = Data::String("實地訪查".into());
-            if bad {
-                r[6] = Data::String("刑事組螢幕面向走道，查詢 B223456789 時民眾可見".into());
+
+    /// The chief's items: one per record and the officer review, each of
+    /// the external audit and sent to the chief.
+    fn each_is_an_item_of_the_chief_s(&self) {
+        let (city, run) = (&self.city, &self.run);
+        let chief = city.config.chief_email().unwrap().to_owned();
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let items = store.due_items().unwrap();
+        for key in self
+            .drawn
+            .iter()
+            .map(|u| format!("{u}:chief"))
+            .chain(["KHB:chief".to_owned()])
+        {
+            let item = items
+                .iter()
+                .find(|i| i.unit_id == key && &i.run_id == run)
+                .unwrap_or_else(|| panic!("no item {key}"));
+            assert_eq!(item.sent_to, chief, "{key}");
+            assert_eq!(item.job, "external-audit");
+        }
+        drop(store);
+    }
+
+    /// The chief's mail says what to fill in, not the run's findings, and
+    /// names the attachment for what it is.
+    fn the_chief_s_mail_says_what_to_fill_in(&self) {
+        let city = &self.city;
+        let chief = city.config.chief_email().unwrap().to_owned();
+        let mails = crate::harness::mail::parse_all(
+            &webir_audit::mail::outbox::file_transport_dir(&city.config),
+        );
+        let mail = mails
+            .iter()
+            .find(|m| {
+                m.subject.contains("高雄市政府警察局")
+                    && m.subject.contains("外部稽核紀錄（總管理者填復）")
+            })
+            .expect("KPB's record mailed to the chief");
+        assert_eq!(mail.to, chief);
+        assert!(
+            mail.text.contains("待填寫：「外部稽核紀錄」共 ") && !mail.text.contains("發現統計"),
+            "{}",
+            mail.text
+        );
+        assert!(mail.name.ends_with("_外部稽核紀錄.xlsx"), "{}", mail.name);
+    }
+
+    /// KPB's record, pre-filled: why it was drawn, its duties, and what it
+    /// was asked this year (its sample worksheet, not back yet).
+    fn kpb_s_record_is_pre_filled_from_the_archive(&self) -> PathBuf {
+        let record = self.dir.join("reports/KPB.chief-admin.xlsx");
+        let (_, sheets) = read(&record);
+        let (h, rows) = table(&sheets, "外部稽核紀錄");
+        assert_eq!(
+            h,
+            [
+                "查核項目",
+                "依據（管理要點）",
+                "系統查得",
+                "查核結果",
+                "查核方式",
+                "佐證",
+                "說明"
+            ]
+        );
+        assert!(text(&rows[0][2]).contains("優先抽選"), "{:?}", rows[0]);
+        let asked = rows
+            .iter()
+            .find(|r| text(&r[0]).starts_with("回傳：") && text(&r[0]).contains("抽查工作底稿"))
+            .expect("the sample worksheet asked of KPB");
+        assert!(text(&asked[2]).starts_with("未回傳（期限 "), "{asked:?}");
+        record
+    }
+
+    /// The chief finds one duty of KPB's 不符合 and signs the record.
+    fn the_chief_fills_in_kpb_s_record_with_one_nonconformity(&self, record: &Path) -> PathBuf {
+        let filled = self.city.tmp.path().join("KPB-record.xlsx");
+        refill_sheet(record, &filled, "外部稽核紀錄", |rows| {
+            for r in table_rows(rows).iter_mut() {
+                r.resize(7, Data::Empty);
+                let bad = text(&r[0]).starts_with("查詢時避免非業務權責");
+                r[3] = Data::String(if bad { "不符合" } else { "符合" }.into());
+                r[4] = Data::String("實地訪查".into());
+                if bad {
+                    r[6] = Data::String("刑事組螢幕面向走道，查詢 B223456789 時民眾可見".into());
+                }
             }
+            sign(rows, "衛生局 周秀志", "2027/01/20");
+        });
+        filled
+    }
+
+    /// A unit's officer cannot answer for the chief: the record encrypted
+    /// with KPB's officer's password is refused.
+    fn a_unit_s_officer_cannot_answer_for_the_chief(&self, filled: &Path) {
+        let city = &self.city;
+        let by_officer = city.tmp.path().join("KPB-record-by-officer.xlsx");
+        {
+            let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+            let bytes = webir_audit::mail::protect(
+                &city.config,
+                &mut store,
+                "KPB",
+                webir_audit::mail::Role::Officer,
+                &std::fs::read(filled).unwrap(),
+                "2026-07-10T09:00:00Z",
+            )
+            .unwrap()
+            .bytes;
+            std::fs::write(&by_officer, bytes).unwrap();
         }
-        sign(rows, "衛生局 周秀志", "2027/01/20");
-    });
-    let by_officer = city.tmp.path().join("KPB-record-by-officer.xlsx");
-    {
-        let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-        let bytes = webir_audit::mail::protect(
-            &city.config,
-            &mut store,
-            "KPB",
-            webir_audit::mail::Role::Officer,
-            &std::fs::read(&filled).unwrap(),
-            "2026-07-10T09:00:00Z",
+        let out = city.ingest(&by_officer);
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    }
+
+    /// The chief's return is recorded and closes the chief's item and the
+    /// unit's preparation; its 不符合 goes to the unit.
+    fn the_chief_s_return_closes_the_items_and_its_nonconformity_goes_to_kpb(&self, filled: &Path) {
+        let (city, run) = (&self.city, &self.run);
+        let out = city.ingest(filled);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let items = store.due_items().unwrap();
+        let item = |key: &str, job: &str| {
+            items
+                .iter()
+                .find(|i| i.unit_id == key && i.job == job && &i.run_id == run)
+                .unwrap_or_else(|| panic!("no {job} item of {key}"))
+                .clone()
+        };
+        assert!(item("KPB:chief", "external-audit").closed_at.is_some());
+        assert!(
+            item("KPB", "external-audit").closed_at.is_some(),
+            "prepared"
+        );
+        let follow = item("KPB", "external-audit-follow-up");
+        let kpb = city.config.agencies.get("KPB").unwrap();
+        assert_eq!(Some(&follow.sent_to), kpb.officer_email.as_ref());
+        assert!(follow.closed_at.is_none());
+        assert!(
+            follow
+                .label
+                .ends_with("外部稽核紀錄查核結果不符合 1 項之改善紀錄"),
+            "{}",
+            follow.label
+        );
+        mailed_to_kpb_officer_and_ethics(city, &store, "外部稽核紀錄查核結果不符合 1 項");
+        drop(store);
+    }
+
+    /// The follow-up record is kept beside the chief's return, with the
+    /// national ID its finding quotes masked.
+    fn the_follow_up_record_is_kept_beside_the_return_masked(&self) -> PathBuf {
+        let kept = webir_audit::archive::kept_file(
+            &webir_audit::archive::RunFolder::parse(&self.dir).unwrap(),
+            "KPB:chief",
+            webir_audit::worksheet::EXTERNAL_FOLLOW_UP_FILE,
         )
-        .unwrap()
-        .bytes;
-        std::fs::write(&by_officer, bytes).unwrap();
+        .expect("the follow-up record is kept beside the chief's return");
+        crate::harness::keep_artifact(&kept, "external-follow-up.xlsx");
+        let (_, found) = one_nonconformity(&kept, "改善紀錄", "第五點第二款第三目");
+        assert!(
+            found.contains("B22****789") && !found.contains("B223456789"),
+            "{found}"
+        );
+        kept
     }
-    let out = city.ingest(&by_officer);
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    // The chief's return is recorded and closes the chief's item and the
-    // unit's preparation; its 不符合 goes to the unit.
-    let out = city.ingest(&filled);
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let items = store.due_items().unwrap();
-    let item = |key: &str, job: &str| {
-        items
-            .iter()
-            .find(|i| i.unit_id == key && i.job == job && i.run_id == run)
-            .unwrap_or_else(|| panic!("no {job} item of {key}"))
-            .clone()
-    };
-    assert!(item("KPB:chief", "external-audit").closed_at.is_some());
-    assert!(
-        item("KPB", "external-audit").closed_at.is_some(),
-        "prepared"
-    );
-    let follow = item("KPB", "external-audit-follow-up");
-    let kpb = city.config.agencies.get("KPB").unwrap();
-    assert_eq!(Some(&follow.sent_to), kpb.officer_email.as_ref());
-    assert!(follow.closed_at.is_none());
-    assert!(
-        follow
-            .label
-            .ends_with("外部稽核紀錄查核結果不符合 1 項之改善紀錄"),
-        "{}",
-        follow.label
-    );
-    mailed_to_kpb_officer_and_ethics(&city, &store, "外部稽核紀錄查核結果不符合 1 項");
-    drop(store);
-    let kept = webir_audit::archive::kept_file(
-        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
-        "KPB:chief",
-        webir_audit::worksheet::EXTERNAL_FOLLOW_UP_FILE,
-    )
-    .expect("the follow-up record is kept beside the chief's return");
-    crate::harness::keep_artifact(&kept, "external-follow-up.xlsx");
-    let (_, found) = one_nonconformity(&kept, "改善紀錄", "第五點第二款第三目");
-    assert!(
-        found.contains("B22****789") && !found.contains("B223456789"),
-        "{found}"
-    );
-    // The unit returns what it did; the follow-up closes.
-    let done = city.tmp.path().join("KPB-follow-up.xlsx");
-    refill_sheet(&kept, &done, "改善紀錄", |rows| {
-        for r in table_rows(rows).iter_mut() {
-            r.resize(7, Data::Empty);
-            r[4] = Data::String("螢幕加裝防窺片並調整座位".into());
-            r[5] = Data::String("政風室王科員".into());
-            r[6] = Data::String("2027/02/10".into());
-        }
-    });
-    let out = city.ingest(&done);
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    // The officer review lists every officer account of the roster and
-    // leaves out the chief administrator's own, the NHIA's to change.
-    let review = dir.join("reports/KHB.chief-admin.xlsx");
-    let ing = webir_audit::ingest::ingest(&city.config, None).unwrap();
-    let roster = ing.table(webir_audit::model::Table::Roster);
-    let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
-    let roles = roster.column("role").unwrap().str().unwrap().clone();
-    let with_role = |role: &str| -> BTreeSet<String> {
-        accounts
-            .iter()
-            .zip(roles.iter())
-            .filter(|(_, r)| *r == Some(role))
-            .filter_map(|(a, _)| a.map(str::to_owned))
-            .collect()
-    };
-    let (_, sheets) = read(&review);
-    let (_, rows) = table(&sheets, "專責人員帳號");
-    let listed: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
-    assert_eq!(listed, with_role("officer"));
-    let chief_accounts: Vec<String> = with_role("chief_admin").into_iter().collect();
-    assert!(!chief_accounts.is_empty());
-    let summary: String = sheets["摘要"]
-        .iter()
-        .flatten()
-        .map(text)
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        summary.contains(&format!(
-            "總管理者帳號（{}）不列入",
-            chief_accounts.join("、")
-        )) && summary.contains("中央健康保險署申請權限異動"),
-        "{summary}"
-    );
-    // An agency with more or fewer than one officer is said where the
-    // officers are decided (the sample city plants both).
-    assert_eq!(
-        summary
-            .matches("專責人員人數不符規定（第五點第一款）")
-            .count(),
-        2,
-        "{summary}"
-    );
-    // Each names its agency.
-    for agency in ["高雄市三民區公所（DSM）", "高雄市政府觀光局（KTB）"] {
-        assert!(summary.contains(agency), "{agency}: {summary}");
+
+    /// The unit returns what it did, and the return is taken.
+    fn kpb_returns_what_it_did(&self, kept: &Path) {
+        let done = self.city.tmp.path().join("KPB-follow-up.xlsx");
+        refill_sheet(kept, &done, "改善紀錄", |rows| {
+            for r in table_rows(rows).iter_mut() {
+                r.resize(7, Data::Empty);
+                r[4] = Data::String("螢幕加裝防窺片並調整座位".into());
+                r[5] = Data::String("政風室王科員".into());
+                r[6] = Data::String("2027/02/10".into());
+            }
+        });
+        let out = self.city.ingest(&done);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     }
-    assert!(summary.contains("第四點第五款"), "its own rule: {summary}");
-    // Every officer account decided, returned whole.
-    let decided = city.tmp.path().join("officer-review.xlsx");
-    refill_sheet(&review, &decided, "專責人員帳號", |rows| {
-        for r in table_rows(rows).iter_mut() {
-            r.resize(11, Data::Empty);
-            r[7] = Data::String("保留".into());
-            r[9] = Data::String("周秀志".into());
-            r[10] = Data::String("2027/01/15".into());
-        }
-        sign(rows, "周秀志", "2027/01/15");
-    });
-    let out = city.ingest(&decided);
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let items = store.due_items().unwrap();
-    let closed = |key: &str, job: &str| {
-        items
+
+    /// The officer review lists every officer account of the roster and
+    /// leaves out the chief administrator's own, the NHIA's to change, and
+    /// says where an agency has more or fewer than one officer.
+    fn the_officer_review_lists_every_officer_account_but_the_chief_s(&self) -> PathBuf {
+        let review = self.dir.join("reports/KHB.chief-admin.xlsx");
+        let ing = webir_audit::ingest::ingest(&self.city.config, None).unwrap();
+        let roster = ing.table(webir_audit::model::Table::Roster);
+        let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
+        let roles = roster.column("role").unwrap().str().unwrap().clone();
+        let with_role = |role: &str| -> BTreeSet<String> {
+            accounts
+                .iter()
+                .zip(roles.iter())
+                .filter(|(_, r)| *r == Some(role))
+                .filter_map(|(a, _)| a.map(str::to_owned))
+                .collect()
+        };
+        let (_, sheets) = read(&review);
+        let (_, rows) = table(&sheets, "專責人員帳號");
+        let listed: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
+        assert_eq!(listed, with_role("officer"));
+        let chief_accounts: Vec<String> = with_role("chief_admin").into_iter().collect();
+        assert!(!chief_accounts.is_empty());
+        let summary: String = sheets["摘要"]
             .iter()
-            .find(|i| i.unit_id == key && i.job == job && i.run_id == run)
-            .is_some_and(|i| i.closed_at.is_some())
-    };
-    assert!(closed("KPB", "external-audit-follow-up"));
-    assert!(closed("KHB:chief", "external-audit"));
-    let (answered, n) = store
-        .answered("external-audit", &run, "KHB:chief")
-        .unwrap()
-        .expect("the officer review's return");
-    assert!(n > 0 && answered == n, "{answered} of {n}");
+            .flatten()
+            .map(text)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            summary.contains(&format!(
+                "總管理者帳號（{}）不列入",
+                chief_accounts.join("、")
+            )) && summary.contains("中央健康保險署申請權限異動"),
+            "{summary}"
+        );
+        // An agency with more or fewer than one officer is said where the
+        // officers are decided (the sample city plants both).
+        assert_eq!(
+            summary
+                .matches("專責人員人數不符規定（第五點第一款）")
+                .count(),
+            2,
+            "{summary}"
+        );
+        // Each names its agency.
+        for agency in ["高雄市三民區公所（DSM）", "高雄市政府觀光局（KTB）"] {
+            assert!(summary.contains(agency), "{agency}: {summary}");
+        }
+        assert!(summary.contains("第四點第五款"), "its own rule: {summary}");
+        review
+    }
+
+    /// Every officer account decided, the review is returned whole and taken.
+    fn the_chief_decides_every_officer_account(&self, review: &Path) {
+        let decided = self.city.tmp.path().join("officer-review.xlsx");
+        refill_sheet(review, &decided, "專責人員帳號", |rows| {
+            for r in table_rows(rows).iter_mut() {
+                r.resize(11, Data::Empty);
+                r[7] = Data::String("保留".into());
+                r[9] = Data::String("周秀志".into());
+                r[10] = Data::String("2027/01/15".into());
+            }
+            sign(rows, "周秀志", "2027/01/15");
+        });
+        let out = self.city.ingest(&decided);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    }
+
+    /// KPB's follow-up and the chief's officer review are closed, the
+    /// review answered in full.
+    fn the_follow_up_and_the_officer_review_are_closed(&self) {
+        let run = &self.run;
+        let store = webir_audit::store::Store::open(&self.city.config.paths.state).unwrap();
+        let items = store.due_items().unwrap();
+        let closed = |key: &str, job: &str| {
+            items
+                .iter()
+                .find(|i| i.unit_id == key && i.job == job && &i.run_id == run)
+                .is_some_and(|i| i.closed_at.is_some())
+        };
+        assert!(closed("KPB", "external-audit-follow-up"));
+        assert!(closed("KHB:chief", "external-audit"));
+        let (answered, n) = store
+            .answered("external-audit", run, "KHB:chief")
+            .unwrap()
+            .expect("the officer review's return");
+        assert!(n > 0 && answered == n, "{answered} of {n}");
+    }
 }
 
 /// Point 4: the external audit draws units from a seed like the sample
@@ -2578,6 +2664,23 @@ fn a_critical_finding_is_told_urgently_once() {
 fn no_officer_reviews_their_own_account() {
     let city = City::new();
     let dir = city.sample_audit();
+    let unit = officers_accounts_are_left_to_a_second_review(&city, &dir);
+    let review = SecondReview::of(&city, &dir, &unit);
+    review.goes_to_the_ethics_unit_and_the_officer_is_told();
+    let done = review.the_reviewer_confirms_one_anomaly();
+    review.the_officer_cannot_return_it(&done);
+    let store = review.its_return_closes_it_and_the_ethics_unit_investigates(&done);
+    review.a_careless_resend_opens_and_sends_nothing_twice(&done, store);
+    review.a_return_cannot_move_itself_to_the_officer_s_worksheet(&done);
+}
+
+/// No unit's worksheet holds its officers' own accounts; those drawn are
+/// in the unit's second review alone. Returns a unit with a second review
+/// and an ethics unit.
+fn officers_accounts_are_left_to_a_second_review(
+    city: &City,
+    dir: &Path,
+) -> webir_audit::config::Agency {
     let ing = webir_audit::ingest::ingest(&city.config, None).unwrap();
     let roster = ing.table(webir_audit::model::Table::Roster);
     let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
@@ -2621,172 +2724,231 @@ fn no_officer_reviews_their_own_account() {
         }
     }
     // A unit whose officer's account was drawn, and its ethics unit.
-    let unit = reviewed
+    reviewed
         .iter()
         .find(|u| u.ethics_email.is_some())
-        .expect("the sample city draws an officer's account of a unit with an ethics unit");
-    let (id, officer, ethics) = (
-        unit.id.as_str(),
-        unit.officer_email.clone().unwrap(),
-        unit.ethics_email.clone().unwrap(),
-    );
+        .expect("the sample city draws an officer's account of a unit with an ethics unit")
+        .clone()
+}
 
-    // It goes to the ethics unit, with a password of its own; its officer
-    // is told it went there.
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let sent: Vec<(String, String)> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.report, r.recipient))
-        .collect();
-    let to_review: Vec<&String> = sent
-        .iter()
-        .filter(|(r, _)| *r == format!("{id}.second-review.xlsx"))
-        .map(|(_, to)| to)
-        .collect();
-    assert_eq!(to_review, [&ethics], "{sent:?}");
-    let (_, sheets) = read(&dir.join(format!("reports/{id}.xlsx")));
-    let summary: String = sheets["摘要"].iter().flatten().map(text).collect();
-    assert!(
-        summary.contains("不列入本表，另送貴機關政風單位覆核"),
-        "{summary}"
-    );
-    let key = format!("{id}:review");
-    let items = store.due_items().unwrap();
-    let item = |unit: &str| {
-        items
-            .iter()
-            .find(|i| i.unit_id == unit && i.job == "sample-audit")
-            .unwrap_or_else(|| panic!("no item {unit}"))
-    };
-    assert_eq!(item(id).sent_to, officer);
-    assert_eq!(item(&key).sent_to, ethics);
-    drop(store);
+/// The second review of one unit's officers' accounts, in the sample
+/// audit's run at `dir`.
+struct SecondReview<'a> {
+    city: &'a City,
+    dir: &'a Path,
+    id: String,
+    /// The review's item key, `<unit>:review`.
+    key: String,
+    officer: String,
+    ethics: String,
+}
 
-    // The reviewer's return closes the review, not the officer's item, and
-    // an anomaly it confirms is investigated by the ethics unit.
-    let done = city.tmp.path().join("review-done.xlsx");
-    refill(
-        &dir.join(format!("reports/{id}.second-review.xlsx")),
-        &done,
-        |rows| one_anomaly(rows, "政風室 林覆核"),
-    );
-    let ingest = |file: &Path| city.ingest(file);
-    // The officer cannot return it: sealed with the officer's own
-    // password, the review of their own accounts is refused.
-    let by_officer = city.tmp.path().join("review-by-officer.xlsx");
-    {
-        let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-        let bytes = webir_audit::mail::protect(
-            &city.config,
-            &mut store,
+impl SecondReview<'_> {
+    /// The second review of `unit`.
+    fn of<'a>(
+        city: &'a City,
+        dir: &'a Path,
+        unit: &webir_audit::config::Agency,
+    ) -> SecondReview<'a> {
+        let id = unit.id.clone();
+        SecondReview {
+            city,
+            dir,
+            key: format!("{id}:review"),
             id,
-            webir_audit::mail::Role::Officer,
-            &std::fs::read(&done).unwrap(),
-            "2026-07-10T09:00:00Z",
-        )
-        .unwrap()
-        .bytes;
-        std::fs::write(&by_officer, bytes).unwrap();
+            officer: unit.officer_email.clone().unwrap(),
+            ethics: unit.ethics_email.clone().unwrap(),
+        }
     }
-    let out = ingest(&by_officer);
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains(&format!("attachment password of {id}")),
-        "{}",
-        out.stderr
-    );
-    let out = ingest(&done);
-    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let items = store.due_items().unwrap();
-    let closed = |unit: &str, job: &str| {
-        items
-            .iter()
-            .find(|i| i.unit_id == unit && i.job == job)
-            .map(|i| i.closed_at.is_some())
-    };
-    assert_eq!(closed(&key, "sample-audit"), Some(true));
-    assert_eq!(closed(id, "sample-audit"), Some(false));
-    let investigation = items
-        .iter()
-        .find(|i| i.unit_id == key && i.job == "investigation")
-        .expect("an investigation of the confirmed anomaly");
-    assert_eq!(investigation.sent_to, ethics);
-    // Its investigation record (機關 …（<unit>:review）) comes back too.
-    let record = webir_audit::archive::kept_file(
-        &webir_audit::archive::RunFolder::parse(&dir).unwrap(),
-        &key,
-        webir_audit::worksheet::INVESTIGATION_FILE,
-    )
-    .expect("the review's investigation record is kept");
-    let filled = city.tmp.path().join("review-investigation.xlsx");
-    refill_sheet(&record, &filled, "調查紀錄", |rows| {
-        for r in table_rows(rows).iter_mut() {
-            r.resize(11, Data::Empty);
-            r[6] = Data::String("政風室王科員".into());
-            r[7] = Data::String("經查係承辦人誤植目的".into());
-            r[8] = Data::String("經查無異常".into());
-            r[9] = Data::String("加強宣導".into());
-        }
-    });
-    let back = city.ingest(&filled);
-    assert!(back.status <= 1, "{}{}", back.stdout, back.stderr);
-    let to_officer =
-        store.outbox().unwrap().into_iter().any(|r| {
-            r.report.starts_with(&format!("investigation:{key}")) && r.recipient == officer
-        });
-    assert!(
-        !to_officer,
-        "the officer is sent the investigation of their own account"
-    );
-    // The same file again (a careless resend): nothing opened or sent twice.
-    let sent_before = store.outbox().unwrap().len();
-    drop(store);
-    let again = ingest(&done);
-    assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
-    assert!(
-        again.stderr.contains("the same file came back already"),
-        "{}",
-        again.stderr
-    );
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let investigations = store
-        .due_items()
-        .unwrap()
-        .into_iter()
-        .filter(|i| i.unit_id == key && i.job == "investigation")
-        .count();
-    assert_eq!(investigations, 1);
-    let extra: Vec<String> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .skip(sent_before)
-        .map(|m| format!("{} {}", m.report, m.recipient))
-        .collect();
-    assert!(extra.is_empty(), "{extra:?}");
-    drop(store);
 
-    // A return cannot move itself between the two worksheets.
-    let moved = city.tmp.path().join("review-moved.xlsx");
-    refill_sheet(&done, &moved, "摘要", |rows| {
-        for r in rows.iter_mut() {
-            if r.first()
-                .is_some_and(|c| text(c) == webir_audit::report::REVIEW_LABEL)
-            {
-                r[1] = Data::String("專責人員".into());
-            }
+    /// It goes to the ethics unit, with a password of its own, as an item
+    /// of its own; its officer is told it went there.
+    fn goes_to_the_ethics_unit_and_the_officer_is_told(&self) {
+        let (city, dir, id, key) = (self.city, self.dir, self.id.as_str(), &self.key);
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let sent: Vec<(String, String)> = store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.report, r.recipient))
+            .collect();
+        let to_review: Vec<&String> = sent
+            .iter()
+            .filter(|(r, _)| *r == format!("{id}.second-review.xlsx"))
+            .map(|(_, to)| to)
+            .collect();
+        assert_eq!(to_review, [&self.ethics], "{sent:?}");
+        let (_, sheets) = read(&dir.join(format!("reports/{id}.xlsx")));
+        let summary: String = sheets["摘要"].iter().flatten().map(text).collect();
+        assert!(
+            summary.contains("不列入本表，另送貴機關政風單位覆核"),
+            "{summary}"
+        );
+        let items = store.due_items().unwrap();
+        let item = |unit: &str| {
+            items
+                .iter()
+                .find(|i| i.unit_id == unit && i.job == "sample-audit")
+                .unwrap_or_else(|| panic!("no item {unit}"))
+        };
+        assert_eq!(item(id).sent_to, self.officer);
+        assert_eq!(item(key).sent_to, self.ethics);
+        drop(store);
+    }
+
+    /// The reviewer fills in the review with one anomaly confirmed.
+    fn the_reviewer_confirms_one_anomaly(&self) -> PathBuf {
+        let done = self.city.tmp.path().join("review-done.xlsx");
+        refill(
+            &self
+                .dir
+                .join(format!("reports/{}.second-review.xlsx", self.id)),
+            &done,
+            |rows| one_anomaly(rows, "政風室 林覆核"),
+        );
+        done
+    }
+
+    /// The officer cannot return it: sealed with the officer's own
+    /// password, the review of their own accounts is refused.
+    fn the_officer_cannot_return_it(&self, done: &Path) {
+        let (city, id) = (self.city, self.id.as_str());
+        let by_officer = city.tmp.path().join("review-by-officer.xlsx");
+        {
+            let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+            let bytes = webir_audit::mail::protect(
+                &city.config,
+                &mut store,
+                id,
+                webir_audit::mail::Role::Officer,
+                &std::fs::read(done).unwrap(),
+                "2026-07-10T09:00:00Z",
+            )
+            .unwrap()
+            .bytes;
+            std::fs::write(&by_officer, bytes).unwrap();
         }
-    });
-    let out = ingest(&moved);
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("not the workbook sent to"),
-        "{}",
-        out.stderr
-    );
+        let out = city.ingest(&by_officer);
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!("attachment password of {id}")),
+            "{}",
+            out.stderr
+        );
+    }
+
+    /// The reviewer's return closes the review, not the officer's item, and
+    /// the anomaly it confirms is investigated by the ethics unit, whose
+    /// record comes back and is never sent to the officer. Returns the
+    /// store it was read from, still open.
+    fn its_return_closes_it_and_the_ethics_unit_investigates(
+        &self,
+        done: &Path,
+    ) -> webir_audit::store::Store {
+        let (city, id, key) = (self.city, self.id.as_str(), &self.key);
+        let out = city.ingest(done);
+        assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let items = store.due_items().unwrap();
+        let closed = |unit: &str, job: &str| {
+            items
+                .iter()
+                .find(|i| i.unit_id == unit && i.job == job)
+                .map(|i| i.closed_at.is_some())
+        };
+        assert_eq!(closed(key, "sample-audit"), Some(true));
+        assert_eq!(closed(id, "sample-audit"), Some(false));
+        let investigation = items
+            .iter()
+            .find(|i| &i.unit_id == key && i.job == "investigation")
+            .expect("an investigation of the confirmed anomaly");
+        assert_eq!(investigation.sent_to, self.ethics);
+        // Its investigation record (機關 …（<unit>:review）) comes back too.
+        let record = webir_audit::archive::kept_file(
+            &webir_audit::archive::RunFolder::parse(self.dir).unwrap(),
+            key,
+            webir_audit::worksheet::INVESTIGATION_FILE,
+        )
+        .expect("the review's investigation record is kept");
+        let filled = city.tmp.path().join("review-investigation.xlsx");
+        refill_sheet(&record, &filled, "調查紀錄", |rows| {
+            for r in table_rows(rows).iter_mut() {
+                r.resize(11, Data::Empty);
+                r[6] = Data::String("政風室王科員".into());
+                r[7] = Data::String("經查係承辦人誤植目的".into());
+                r[8] = Data::String("經查無異常".into());
+                r[9] = Data::String("加強宣導".into());
+            }
+        });
+        let back = city.ingest(&filled);
+        assert!(back.status <= 1, "{}{}", back.stdout, back.stderr);
+        let to_officer = store.outbox().unwrap().into_iter().any(|r| {
+            r.report.starts_with(&format!("investigation:{key}")) && r.recipient == self.officer
+        });
+        assert!(
+            !to_officer,
+            "the officer is sent the investigation of their own account"
+        );
+        store
+    }
+
+    /// The same file again (a careless resend): nothing opened or sent
+    /// twice. `store` is the one the last step read, still open.
+    fn a_careless_resend_opens_and_sends_nothing_twice(
+        &self,
+        done: &Path,
+        store: webir_audit::store::Store,
+    ) {
+        let (city, key) = (self.city, &self.key);
+        let sent_before = store.outbox().unwrap().len();
+        drop(store);
+        let again = city.ingest(done);
+        assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
+        assert!(
+            again.stderr.contains("the same file came back already"),
+            "{}",
+            again.stderr
+        );
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let investigations = store
+            .due_items()
+            .unwrap()
+            .into_iter()
+            .filter(|i| &i.unit_id == key && i.job == "investigation")
+            .count();
+        assert_eq!(investigations, 1);
+        let extra: Vec<String> = store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .skip(sent_before)
+            .map(|m| format!("{} {}", m.report, m.recipient))
+            .collect();
+        assert!(extra.is_empty(), "{extra:?}");
+        drop(store);
+    }
+
+    /// A return cannot move itself between the two worksheets: relabelled
+    /// as the officer's, it is refused.
+    fn a_return_cannot_move_itself_to_the_officer_s_worksheet(&self, done: &Path) {
+        let moved = self.city.tmp.path().join("review-moved.xlsx");
+        refill_sheet(done, &moved, "摘要", |rows| {
+            for r in rows.iter_mut() {
+                if r.first()
+                    .is_some_and(|c| text(c) == webir_audit::report::REVIEW_LABEL)
+                {
+                    r[1] = Data::String("專責人員".into());
+                }
+            }
+        });
+        let out = self.city.ingest(&moved);
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("not the workbook sent to"),
+            "{}",
+            out.stderr
+        );
+    }
 }
 
 /// Issue 29: a return proves its unit. Another unit's workbook made to

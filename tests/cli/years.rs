@@ -622,8 +622,32 @@ struct Outcome {
     findings: Vec<BTreeMap<(String, String), usize>>,
 }
 
+/// A year of the daemon over exports named by `names`, and what it
+/// produced.
 fn live_year(names: &Names) -> Outcome {
     let y = Year::new(names);
+    the_daemon_passes_through_the_year_with_two_seed_ceremonies(&y);
+    let mut digests = Vec::new();
+    let mut all_findings = Vec::new();
+    for (period, h1) in [("2026H1", true), ("2026H2", false)] {
+        let (digest, got) =
+            the_half_year_is_drawn_once_from_its_exports_and_verifies(&y, period, h1);
+        digests.push((period.to_owned(), digest));
+        all_findings.push(got);
+    }
+    all_findings.push(the_january_account_review_finds_the_idle_and_the_removed_account(&y));
+    the_quarter_s_password_check_is_satisfied_by_the_account_review(&y);
+    every_message_arrives_once_and_each_outage_is_alerted_once(&y);
+    Outcome {
+        digests,
+        findings: all_findings,
+    }
+}
+
+/// The daemon's passes: July's seed ceremony, down until January, the
+/// second half-year's ceremony, then the account review and the password
+/// check due at the same moment.
+fn the_daemon_passes_through_the_year_with_two_seed_ceremonies(y: &Year) {
     // 5 July 2026, an hour after the sample audit's time: the first start.
     // The shipped schedule runs a seed ceremony: the population is
     // committed and mailed, and the draw waits for the seed, which comes
@@ -650,66 +674,74 @@ fn live_year(names: &Names) -> Outcome {
     // 10 January: the yearly account review and the quarterly password
     // check are due at the same moment.
     y.pass("2027-01-10T09:00:00+08:00");
+}
 
-    let mut digests = Vec::new();
-    let mut all_findings = Vec::new();
-    for (period, h1) in [("2026H1", true), ("2026H2", false)] {
-        let runs = y.runs(period, "sample-audit");
-        assert_eq!(runs.len(), 1, "{period}: one run");
-        let dir = &runs[0];
-        let m = json(dir, "manifest.json");
-        assert_eq!(m["draw_number"], 1, "{period}");
-        let expected = records_per_account(h1);
-        assert_eq!(
-            population_per_account(dir),
-            expected,
-            "{period}: records per account"
-        );
-        assert_eq!(
-            m["population_records"].as_u64().unwrap() as usize,
-            expected.values().sum::<usize>(),
-            "{period}"
-        );
-        assert_eq!(manifest_strata(&m), strata(h1), "{period}: stratum sizes");
-        let got = findings_per_account(dir);
-        let run = json(dir, "run.json");
-        assert!(
-            run["not_checked"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["codes"][0] == "QUERY_NO_REQUEST_FORM" && n["why"] == "input_missing"),
-            "{period}: {}",
-            run["not_checked"]
-        );
-        assert_eq!(
-            got,
-            expected_query_findings(h1),
-            "{period}: findings per account"
-        );
-        // The seed came by the ceremony; the sample re-draws from the
-        // inputs as they are.
-        assert_eq!(m["ceremony"]["seed_via"], "inbox", "{period}");
-        assert_eq!(m["seed_source"], "given", "{period}");
-        let verify = run_binary_env(
-            &[
-                "verify",
-                dir.to_str().unwrap(),
-                "--config",
-                y.config.to_str().unwrap(),
-            ],
-            y.tmp.path(),
-            &ENV,
-        );
-        assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
-        assert!(verify.stdout.contains("MATCH"), "{}", verify.stdout);
-        digests.push((
-            period.to_owned(),
-            m["population_digest"].as_str().unwrap().to_owned(),
-        ));
-        all_findings.push(got);
-    }
+/// The half-year's sample audit ran once, over the records, strata and
+/// findings its exports hold, by the ceremony's seed, and re-draws;
+/// returns its population digest and findings.
+fn the_half_year_is_drawn_once_from_its_exports_and_verifies(
+    y: &Year,
+    period: &str,
+    h1: bool,
+) -> (String, BTreeMap<(String, String), usize>) {
+    let runs = y.runs(period, "sample-audit");
+    assert_eq!(runs.len(), 1, "{period}: one run");
+    let dir = &runs[0];
+    let m = json(dir, "manifest.json");
+    assert_eq!(m["draw_number"], 1, "{period}");
+    let expected = records_per_account(h1);
+    assert_eq!(
+        population_per_account(dir),
+        expected,
+        "{period}: records per account"
+    );
+    assert_eq!(
+        m["population_records"].as_u64().unwrap() as usize,
+        expected.values().sum::<usize>(),
+        "{period}"
+    );
+    assert_eq!(manifest_strata(&m), strata(h1), "{period}: stratum sizes");
+    let got = findings_per_account(dir);
+    let run = json(dir, "run.json");
+    assert!(
+        run["not_checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["codes"][0] == "QUERY_NO_REQUEST_FORM" && n["why"] == "input_missing"),
+        "{period}: {}",
+        run["not_checked"]
+    );
+    assert_eq!(
+        got,
+        expected_query_findings(h1),
+        "{period}: findings per account"
+    );
+    // The seed came by the ceremony; the sample re-draws from the
+    // inputs as they are.
+    assert_eq!(m["ceremony"]["seed_via"], "inbox", "{period}");
+    assert_eq!(m["seed_source"], "given", "{period}");
+    let verify = run_binary_env(
+        &[
+            "verify",
+            dir.to_str().unwrap(),
+            "--config",
+            y.config.to_str().unwrap(),
+        ],
+        y.tmp.path(),
+        &ENV,
+    );
+    assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("MATCH"), "{}", verify.stdout);
+    (m["population_digest"].as_str().unwrap().to_owned(), got)
+}
 
+/// The January account review, one run for both schedules, finds H002
+/// idle and P103 removed (so its sheet says), and says the password check
+/// July's roster cannot support did not run; returns its findings.
+fn the_january_account_review_finds_the_idle_and_the_removed_account(
+    y: &Year,
+) -> BTreeMap<(String, String), usize> {
     // The January account review: one run for both schedules.
     let reviews = y.runs("as-of-2027-01-10", "account-review");
     assert_eq!(reviews.len(), 1, "one account review on 10 January");
@@ -757,8 +789,12 @@ fn live_year(names: &Names) -> Outcome {
                 && n["column"] == "last_password_change"),
         "{not_checked:?}"
     );
-    all_findings.push(review);
+    review
+}
 
+/// The ledger: the fourth quarter's password check is mailed as the
+/// account review's run, which satisfied it.
+fn the_quarter_s_password_check_is_satisfied_by_the_account_review(y: &Year) {
     let ledger = y.ledger();
     let row = |job: &str, period: &str| {
         ledger
@@ -776,8 +812,11 @@ fn live_year(names: &Names) -> Outcome {
         "{q4:?}"
     );
     assert_eq!(q4.run_dir, row("account-review", "2026").run_dir);
+}
 
-    // Mail: every message once; one account-review message per officer.
+/// Mail: every message once; one account-review message per officer and
+/// workbook; one overdue alert per job and outage, not per missed day.
+fn every_message_arrives_once_and_each_outage_is_alerted_once(y: &Year) {
     assert!(arrivals(&y.smtp).values().all(|n| *n == 1));
     // Per recipient and workbook (the Health Bureau's officer also gets the
     // city-wide one).
@@ -812,10 +851,6 @@ fn live_year(names: &Names) -> Outcome {
     let per_job_and_outage: BTreeSet<&String> = storm.iter().collect();
     assert_eq!(per_job_and_outage.len(), storm.len(), "{storm:?}");
     assert_eq!(storm.len(), 6, "{storm:?}");
-    Outcome {
-        digests,
-        findings: all_findings,
-    }
 }
 
 #[test]
