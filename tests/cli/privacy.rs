@@ -111,184 +111,241 @@ fn outbox_rows(demo: &Path) -> Vec<(String, usize, Option<String>)> {
 
 #[test]
 fn the_demo_past_its_retention_horizon_leaves_only_what_the_inventory_says() {
-    let tmp = tempfile::tempdir().unwrap();
-    let demo = tmp.path().join("demo");
-    let out = run_binary(
-        &[
-            "--now",
-            "2026-12-02T10:00:00+08:00",
-            "demo",
-            "--out",
-            demo.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let files = check_inventory(&demo);
-    // The inbox holds only what is waiting: every export the runs read
-    // moved into the archive's input store, owner-only.
-    assert!(
-        !files.iter().any(|f| f.starts_with("<inbox>/")),
-        "{files:?}"
-    );
-    let stored: Vec<&String> = files
-        .iter()
-        .filter(|f| f.starts_with("<archive>/inputs/"))
-        .collect();
-    assert_eq!(stored.len(), 8, "{files:?}");
-    // No attachment password in the clear beside the attachments.
-    assert!(files.contains(&"<keys>/attachment-passwords.key".to_owned()));
+    let mut demo =
+        Retention::the_demo_keeps_its_read_exports_archived_and_no_password_in_the_clear();
+    demo.a_hostile_return_is_refused_and_told_to_the_admin_masked();
+    demo.the_sample_audit_is_held_with_a_reason_naming_a_person();
+    demo.only_a_unit_or_an_archived_run_can_be_held();
+    demo.the_hold_s_reason_is_shown_and_stored_masked();
+    demo.forty_days_on_sent_mail_keeps_its_headers_and_the_refused_file_is_gone();
+    demo.past_the_horizon_only_the_held_run_remains();
+    demo.released_the_run_stays_for_its_worksheets_and_the_chain_is_whole();
+}
 
-    // The daemon's housekeeping, daily: a hostile file in the returns
-    // folder, named with somebody's national ID, is refused, set aside
-    // owner-only, and told to the admin with the ID masked.
-    crate::harness::copy_dir_dated(
-        &repo().join("schedules"),
-        &demo.join("schedules"),
-        crate::harness::FILE_TIME,
-    );
-    let returns = demo.join("city/inbox/returns");
-    std::fs::create_dir_all(&returns).unwrap();
-    std::fs::write(returns.join("A123456789 王大明.xlsx"), b"not a workbook").unwrap();
-    demo_binary(&demo, "2026-12-03T10:00:00+08:00", &["daemon", "--once"]);
-    let files = check_inventory(&demo);
-    assert!(
-        files.contains(&"<inbox>/returns/refused/0001.refused".to_owned()),
-        "{files:?}"
-    );
-    let first_mail: Vec<PathBuf> = walk(&demo.join("var/state/outbox-files"));
-    let mails = crate::harness::mail::parse_all(&demo.join("var/state/outbox-files"));
-    // The reading above wrote each attachment beside its message: ours.
-    for m in &mails {
-        if let Some(a) = &m.attachment {
-            std::fs::remove_file(a).unwrap();
-        }
-    }
-    let told = mails
-        .iter()
-        .find(|m| m.to == "admin@example.gov.tw" && m.text.contains("無法收件"))
-        .expect("the admin is told of the refused file");
-    assert!(!told.text.contains("A123456789") && told.text.contains("A12****789"));
+/// The demo walked through its retention: where it lives, the outbox files
+/// of its first daemon pass, and the sample audit run put on hold.
+struct Retention {
+    /// Holds the demo's folder for the test's length.
+    _tmp: tempfile::TempDir,
+    demo: PathBuf,
+    first_mail: Vec<PathBuf>,
+    sample: PathBuf,
+}
 
-    // A legal hold on the sample audit, with a reason naming a person.
-    let sample = walk(&demo.join("var/archive/2026H1/sample-audit"))
-        .into_iter()
-        .find(|p| p.ends_with("manifest.json"))
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let out = demo_binary(
-        &demo,
-        "2026-12-03T11:00:00+08:00",
-        &[
-            "hold",
-            sample.to_str().unwrap(),
-            "--reason",
-            "地檢署偵查中，涉 A123456789",
-        ],
-    );
-    assert!(
-        out.stdout.starts_with("held     2026H1/sample-audit/"),
-        "{}",
-        out.stdout
-    );
-    // Only a unit or an archived run can be held.
-    let config = demo.join("city/webir-audit.toml");
-    for target in ["../../etc", "2026H1/sample-audit/nothing", "NOPE"] {
-        let refused = run_binary(
+impl Retention {
+    /// The demo runs; the inbox holds only what is waiting and the
+    /// attachment passwords sit under the keys, not beside the attachments.
+    fn the_demo_keeps_its_read_exports_archived_and_no_password_in_the_clear() -> Retention {
+        let tmp = tempfile::tempdir().unwrap();
+        let demo = tmp.path().join("demo");
+        let out = run_binary(
             &[
                 "--now",
-                "2026-12-03T11:00:00+08:00",
-                "hold",
-                target,
-                "--reason",
-                "x",
-                "--config",
-                config.to_str().unwrap(),
+                "2026-12-02T10:00:00+08:00",
+                "demo",
+                "--out",
+                demo.to_str().unwrap(),
             ],
-            &demo,
+            tmp.path(),
         );
-        assert_eq!(refused.status, 2, "{target}: {}", refused.stdout);
-    }
-    let out = demo_binary(&demo, "2026-12-03T11:00:00+08:00", &["hold"]);
-    assert!(
-        out.stdout.contains("A12****789") && !out.stdout.contains("A123456789"),
-        "{}",
-        out.stdout
-    );
-
-    // Nor is it stored whole.
-    let db = std::fs::read(demo.join("var/state/state.sqlite3")).unwrap();
-    assert!(!String::from_utf8_lossy(&db).contains("A123456789"));
-
-    // Forty days on: delivered messages keep their headers and hash only,
-    // the file transport's copies and the refused return are gone.
-    demo_binary(&demo, "2027-01-12T10:00:00+08:00", &["daemon", "--once"]);
-    for f in &first_mail {
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        let files = check_inventory(&demo);
+        // The inbox holds only what is waiting: every export the runs read
+        // moved into the archive's input store, owner-only.
         assert!(
-            !f.exists(),
-            "{} outlived rules.outbox_keep_days",
-            f.display()
+            !files.iter().any(|f| f.starts_with("<inbox>/")),
+            "{files:?}"
         );
-    }
-    for (sent_at, kept, sha) in outbox_rows(&demo) {
-        if sent_at.as_str() < "2026-12-13" {
-            assert!(kept < 4096 && sha.is_some(), "{sent_at}: {kept} bytes kept");
+        let stored: Vec<&String> = files
+            .iter()
+            .filter(|f| f.starts_with("<archive>/inputs/"))
+            .collect();
+        assert_eq!(stored.len(), 8, "{files:?}");
+        // No attachment password in the clear beside the attachments.
+        assert!(files.contains(&"<keys>/attachment-passwords.key".to_owned()));
+        Retention {
+            _tmp: tmp,
+            demo,
+            first_mail: Vec::new(),
+            sample: PathBuf::new(),
         }
     }
-    let files = check_inventory(&demo);
-    assert!(!files.iter().any(|f| f.contains("/refused/")), "{files:?}");
 
-    // Past the retention horizon: every run folder goes but the held one;
-    // so does every export but the current roster and HR list, and those
-    // the held run read; each with a tombstone, the chain still whole.
-    let out = demo_binary(&demo, "2030-07-02T10:00:00+08:00", &["run", "retention"]);
-    assert!(
-        out.stdout.contains("held     2026H1/sample-audit/"),
-        "{}",
-        out.stdout
-    );
-    let files = check_inventory(&demo);
-    let runs: std::collections::BTreeSet<&str> = files
-        .iter()
-        .filter(|f| f.ends_with("/SHA256SUMS"))
-        .map(String::as_str)
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert!(runs.iter().all(|r| r.contains("2026H1/sample-audit")));
-    // Released: the run stays only for its worksheets still out, and keeps
-    // the exports it read.
-    demo_binary(
-        &demo,
-        "2030-07-03T10:00:00+08:00",
-        &[
-            "hold",
-            sample.to_str().unwrap(),
-            "--release",
-            "--reason",
-            "不起訴處分確定",
-        ],
-    );
-    let out = demo_binary(&demo, "2030-07-03T10:00:00+08:00", &["run", "retention"]);
-    assert!(
-        out.stdout.contains("worksheets not returned by"),
-        "{}",
-        out.stdout
-    );
-    check_inventory(&demo);
-    let out = demo_binary(&demo, "2030-07-03T10:00:00+08:00", &["archive", "verify"]);
-    assert!(out.stdout.contains("intact"), "{}", out.stdout);
-    let db = rusqlite::Connection::open(demo.join("var/state/state.sqlite3")).unwrap();
-    let kinds: Vec<String> = db
-        .prepare("SELECT kind FROM chain ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for kind in ["hold", "release", "tombstone"] {
-        assert!(kinds.iter().any(|k| k == kind), "{kind} not in {kinds:?}");
+    /// The daemon's housekeeping, daily: a hostile file in the returns
+    /// folder, named with somebody's national ID, is refused, set aside
+    /// owner-only, and told to the admin with the ID masked.
+    fn a_hostile_return_is_refused_and_told_to_the_admin_masked(&mut self) {
+        let demo = &self.demo;
+        crate::harness::copy_dir_dated(
+            &repo().join("schedules"),
+            &demo.join("schedules"),
+            crate::harness::FILE_TIME,
+        );
+        let returns = demo.join("city/inbox/returns");
+        std::fs::create_dir_all(&returns).unwrap();
+        std::fs::write(returns.join("A123456789 王大明.xlsx"), b"not a workbook").unwrap();
+        demo_binary(demo, "2026-12-03T10:00:00+08:00", &["daemon", "--once"]);
+        let files = check_inventory(demo);
+        assert!(
+            files.contains(&"<inbox>/returns/refused/0001.refused".to_owned()),
+            "{files:?}"
+        );
+        self.first_mail = walk(&demo.join("var/state/outbox-files"));
+        let mails = crate::harness::mail::parse_all(&demo.join("var/state/outbox-files"));
+        // The reading above wrote each attachment beside its message: ours.
+        for m in &mails {
+            if let Some(a) = &m.attachment {
+                std::fs::remove_file(a).unwrap();
+            }
+        }
+        let told = mails
+            .iter()
+            .find(|m| m.to == "admin@example.gov.tw" && m.text.contains("無法收件"))
+            .expect("the admin is told of the refused file");
+        assert!(!told.text.contains("A123456789") && told.text.contains("A12****789"));
+    }
+
+    /// A legal hold on the sample audit, with a reason naming a person.
+    fn the_sample_audit_is_held_with_a_reason_naming_a_person(&mut self) {
+        let demo = &self.demo;
+        self.sample = walk(&demo.join("var/archive/2026H1/sample-audit"))
+            .into_iter()
+            .find(|p| p.ends_with("manifest.json"))
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let out = demo_binary(
+            demo,
+            "2026-12-03T11:00:00+08:00",
+            &[
+                "hold",
+                self.sample.to_str().unwrap(),
+                "--reason",
+                "地檢署偵查中，涉 A123456789",
+            ],
+        );
+        assert!(
+            out.stdout.starts_with("held     2026H1/sample-audit/"),
+            "{}",
+            out.stdout
+        );
+    }
+
+    /// Only a unit or an archived run can be held.
+    fn only_a_unit_or_an_archived_run_can_be_held(&self) {
+        let demo = &self.demo;
+        let config = demo.join("city/webir-audit.toml");
+        for target in ["../../etc", "2026H1/sample-audit/nothing", "NOPE"] {
+            let refused = run_binary(
+                &[
+                    "--now",
+                    "2026-12-03T11:00:00+08:00",
+                    "hold",
+                    target,
+                    "--reason",
+                    "x",
+                    "--config",
+                    config.to_str().unwrap(),
+                ],
+                demo,
+            );
+            assert_eq!(refused.status, 2, "{target}: {}", refused.stdout);
+        }
+    }
+
+    /// The hold's reason is listed with the ID masked, nor is it stored whole.
+    fn the_hold_s_reason_is_shown_and_stored_masked(&self) {
+        let demo = &self.demo;
+        let out = demo_binary(demo, "2026-12-03T11:00:00+08:00", &["hold"]);
+        assert!(
+            out.stdout.contains("A12****789") && !out.stdout.contains("A123456789"),
+            "{}",
+            out.stdout
+        );
+
+        // Nor is it stored whole.
+        let db = std::fs::read(demo.join("var/state/state.sqlite3")).unwrap();
+        assert!(!String::from_utf8_lossy(&db).contains("A123456789"));
+    }
+
+    /// Forty days on: delivered messages keep their headers and hash only,
+    /// the file transport's copies and the refused return are gone.
+    fn forty_days_on_sent_mail_keeps_its_headers_and_the_refused_file_is_gone(&self) {
+        let demo = &self.demo;
+        demo_binary(demo, "2027-01-12T10:00:00+08:00", &["daemon", "--once"]);
+        for f in &self.first_mail {
+            assert!(
+                !f.exists(),
+                "{} outlived rules.outbox_keep_days",
+                f.display()
+            );
+        }
+        for (sent_at, kept, sha) in outbox_rows(demo) {
+            if sent_at.as_str() < "2026-12-13" {
+                assert!(kept < 4096 && sha.is_some(), "{sent_at}: {kept} bytes kept");
+            }
+        }
+        let files = check_inventory(demo);
+        assert!(!files.iter().any(|f| f.contains("/refused/")), "{files:?}");
+    }
+
+    /// Past the retention horizon: every run folder goes but the held one;
+    /// so does every export but the current roster and HR list, and those
+    /// the held run read; each with a tombstone, the chain still whole.
+    fn past_the_horizon_only_the_held_run_remains(&self) {
+        let demo = &self.demo;
+        let out = demo_binary(demo, "2030-07-02T10:00:00+08:00", &["run", "retention"]);
+        assert!(
+            out.stdout.contains("held     2026H1/sample-audit/"),
+            "{}",
+            out.stdout
+        );
+        let files = check_inventory(demo);
+        let runs: std::collections::BTreeSet<&str> = files
+            .iter()
+            .filter(|f| f.ends_with("/SHA256SUMS"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert!(runs.iter().all(|r| r.contains("2026H1/sample-audit")));
+    }
+
+    /// Released: the run stays only for its worksheets still out, and keeps
+    /// the exports it read; the chain holds the hold, release and tombstones.
+    fn released_the_run_stays_for_its_worksheets_and_the_chain_is_whole(&self) {
+        let demo = &self.demo;
+        demo_binary(
+            demo,
+            "2030-07-03T10:00:00+08:00",
+            &[
+                "hold",
+                self.sample.to_str().unwrap(),
+                "--release",
+                "--reason",
+                "不起訴處分確定",
+            ],
+        );
+        let out = demo_binary(demo, "2030-07-03T10:00:00+08:00", &["run", "retention"]);
+        assert!(
+            out.stdout.contains("worksheets not returned by"),
+            "{}",
+            out.stdout
+        );
+        check_inventory(demo);
+        let out = demo_binary(demo, "2030-07-03T10:00:00+08:00", &["archive", "verify"]);
+        assert!(out.stdout.contains("intact"), "{}", out.stdout);
+        let db = rusqlite::Connection::open(demo.join("var/state/state.sqlite3")).unwrap();
+        let kinds: Vec<String> = db
+            .prepare("SELECT kind FROM chain ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for kind in ["hold", "release", "tombstone"] {
+            assert!(kinds.iter().any(|k| k == kind), "{kind} not in {kinds:?}");
+        }
     }
 }
 
