@@ -175,6 +175,33 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
     let units: Vec<String> = city.config.agencies.units().map(|u| u.id.clone()).collect();
     assert_eq!(units.len(), 10);
     for unit in &units {
+        let wb = UnitWorkbook::opens_on_the_sample_audit_s_sheets(&city, &dir, unit);
+        wb.the_worksheet_holds_the_unit_s_sampled_records_and_nobody_else_s(&sample);
+        wb.its_anomalies_name_the_unit_s_own_agencies();
+        wb.no_national_id_is_left_unmasked();
+        wb.the_auditor_s_columns_are_drop_downs_on_a_protected_sheet();
+        wb.charts_show_only_what_the_unit_found();
+    }
+    the_city_wide_workbook_lists_every_unit_and_the_seed_and_nothing_unmasked(&dir, &units);
+}
+
+/// One unit's sample audit workbook, as its officer opens it.
+struct UnitWorkbook<'a> {
+    dir: &'a Path,
+    unit: &'a str,
+    path: PathBuf,
+    sheets: Sheets,
+    /// The names of the unit's agencies.
+    agency_names: BTreeSet<String>,
+}
+
+impl<'a> UnitWorkbook<'a> {
+    /// The unit's workbook holds the sample audit's sheets, in order.
+    fn opens_on_the_sample_audit_s_sheets(
+        city: &City,
+        dir: &'a Path,
+        unit: &'a str,
+    ) -> UnitWorkbook<'a> {
         let path = dir.join(format!("reports/{unit}.xlsx"));
         let (names, sheets) = read(&path);
         // 異常查詢明細 where a pattern was rolled up by account.
@@ -193,91 +220,107 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             "{unit}"
         );
         let (_, agency_names) = city.subtree(unit);
+        UnitWorkbook {
+            dir,
+            unit,
+            path,
+            sheets,
+            agency_names,
+        }
+    }
 
-        // The worksheet: this unit's sampled records, all of them, nobody else's.
-        let (h, rows) = table(&sheets, "抽查工作底稿");
-        assert_eq!(
-            h[..10],
-            [
-                "序號",
-                "帳號",
-                "查詢時間",
-                "查詢項目",
-                "被查詢人",
-                "查詢目的",
-                "紀錄表",
-                "核准",
-                "查詢事由",
-                "系統預檢"
-            ]
-        );
-        assert_eq!(
-            h[10..],
-            [
-                "紀錄表已填具",
-                "主管事前核可",
-                "事由與查詢相符",
-                "異常",
-                "說明"
-            ]
-        );
+    /// The worksheet: this unit's sampled records, all of them, nobody else's.
+    fn the_worksheet_holds_the_unit_s_sampled_records_and_nobody_else_s(&self, sample: &str) {
+        let (h, rows) = table(&self.sheets, "抽查工作底稿");
+        the_worksheet_s_columns_are_the_record_s_then_the_auditor_s(&h);
+        self.the_officer_and_the_second_review_hold_every_sampled_record(sample, rows.len());
+        self.each_row_names_an_account_of_the_unit_its_time_and_its_form(&h, rows);
+    }
+
+    /// The officer's worksheet and the second review of the officer's
+    /// own account hold every sampled record between them.
+    fn the_officer_and_the_second_review_hold_every_sampled_record(
+        &self,
+        sample: &str,
+        rows: usize,
+    ) {
+        let unit = self.unit;
         let expected = sample
             .lines()
             .filter(|l| l.starts_with(&format!("{unit},")))
             .count();
-        // The officer's worksheet and the second review of the officer's
-        // own account hold every sampled record between them.
-        let review = dir.join(format!("reports/{unit}.second-review.xlsx"));
+        let review = self.dir.join(format!("reports/{unit}.second-review.xlsx"));
         let reviewed = if review.exists() {
             let (_, sheets) = read(&review);
             table(&sheets, "抽查工作底稿").1.len()
         } else {
             0
         };
-        assert_eq!(rows.len() + reviewed, expected, "{unit}");
+        assert_eq!(rows + reviewed, expected, "{unit}");
+    }
+
+    /// Each row names an account of the unit's, its time to the second,
+    /// and a form or 無對應紀錄表.
+    fn each_row_names_an_account_of_the_unit_its_time_and_its_form(
+        &self,
+        h: &[String],
+        rows: &[Vec<Data>],
+    ) {
+        let unit = self.unit;
         for r in rows {
             // The account and its holder, and below them its agency when
             // a subordinate one's: one of this unit's.
-            let who = text(&r[column(&h, "帳號")]);
+            let who = text(&r[column(h, "帳號")]);
             let lines: Vec<&str> = who.lines().collect();
             assert_eq!(lines[0].split(' ').count(), 2, "{unit}: {who:?}");
             if let Some(agency) = lines.get(1) {
                 // Named within the unit: the unit's name left off.
                 assert!(
-                    agency_names.iter().any(|a| a.ends_with(agency)),
+                    self.agency_names.iter().any(|a| a.ends_with(agency)),
                     "{unit}: {who:?}"
                 );
             }
             // The time to the second, as text that sorts as time does.
-            let at = text(&r[column(&h, "查詢時間")]);
+            let at = text(&r[column(h, "查詢時間")]);
             assert!(
                 chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S").is_ok(),
                 "{at:?}"
             );
-            let form = text(&r[column(&h, "紀錄表")]);
+            let form = text(&r[column(h, "紀錄表")]);
             assert!(!form.is_empty(), "a form or 無對應紀錄表");
         }
-        let (h, rows) = table(&sheets, "異常查詢");
+    }
+
+    /// Each anomaly names its agency within the unit, as the worksheet does.
+    fn its_anomalies_name_the_unit_s_own_agencies(&self) {
+        let unit = self.unit;
+        let (h, rows) = table(&self.sheets, "異常查詢");
         for r in rows {
             // Named within the unit, as the worksheet names it.
             let agency = text(&r[column(&h, "機關")]);
             assert!(
-                agency_names.iter().any(|a| a.ends_with(&agency)),
+                self.agency_names.iter().any(|a| a.ends_with(&agency)),
                 "{unit}: {r:?}"
             );
         }
+    }
 
-        // Masking: no national ID anywhere a person reads.
-        for (name, rows) in &sheets {
+    /// Masking: no national ID anywhere a person reads.
+    fn no_national_id_is_left_unmasked(&self) {
+        let unit = self.unit;
+        for (name, rows) in &self.sheets {
             for r in rows {
                 for c in r {
                     assert!(!has_national_id(&text(c)), "{unit}/{name}: {c:?}");
                 }
             }
         }
+    }
 
-        // The auditor's columns: drop-downs on a protected sheet, cells unlocked.
-        let sheet = xml(&path, "xl/worksheets/sheet2.xml");
+    /// The auditor's columns: drop-downs on a protected sheet, cells unlocked.
+    fn the_auditor_s_columns_are_drop_downs_on_a_protected_sheet(&self) {
+        let (unit, path) = (self.unit, &self.path);
+        let sheet = xml(path, "xl/worksheets/sheet2.xml");
         assert!(sheet.contains("<sheetProtection"), "{unit}");
         for list in [r#""是,否""#, r#""是,否,不確定""#, r#""無,有""#] {
             assert!(sheet.contains(list), "{unit}: {list}");
@@ -286,27 +329,65 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
             sheet.contains("type=\"date\""),
             "the sign-off's day takes dates only"
         );
-        assert!(xml(&path, "xl/styles.xml").contains("locked=\"0\""));
+        assert!(xml(path, "xl/styles.xml").contains("locked=\"0\""));
         assert!(!sheet.contains("<f>"), "no formula anywhere");
         assert!(sheet.contains("<pageSetup") && sheet.contains("orientation=\"landscape\""));
         assert!(sheet.contains("<autoFilter") && sheet.contains("state=\"frozen\""));
-        // Charts of the unit's findings and queries; none of nothing.
-        let files = members(&path);
+    }
+
+    /// Charts of the unit's findings and queries; none of nothing.
+    fn charts_show_only_what_the_unit_found(&self) {
+        let (dir, unit, path) = (self.dir, self.unit, &self.path);
+        let files = members(path);
         let found = std::fs::read_to_string(dir.join("findings.csv"))
             .unwrap()
             .lines()
-            .any(|l| l.split(',').nth(2) == Some(unit.as_str()));
+            .any(|l| l.split(',').nth(2) == Some(unit));
         assert_eq!(
             files.iter().any(|f| f.starts_with("xl/charts/chart")),
             found,
             "{unit}: charts"
         );
-        let props = xml(&path, "docProps/custom.xml");
+        let props = xml(path, "docProps/custom.xml");
         assert!(props.contains(&dir.file_name().unwrap().to_string_lossy().to_string()));
     }
+}
 
-    // The Health Bureau's city-wide workbook: every unit, what this run
-    // asked of each (回收狀況), and the rejects.
+/// The sample audit worksheet's columns: the record's, then the auditor's.
+fn the_worksheet_s_columns_are_the_record_s_then_the_auditor_s(h: &[String]) {
+    assert_eq!(
+        h[..10],
+        [
+            "序號",
+            "帳號",
+            "查詢時間",
+            "查詢項目",
+            "被查詢人",
+            "查詢目的",
+            "紀錄表",
+            "核准",
+            "查詢事由",
+            "系統預檢"
+        ]
+    );
+    assert_eq!(
+        h[10..],
+        [
+            "紀錄表已填具",
+            "主管事前核可",
+            "事由與查詢相符",
+            "異常",
+            "說明"
+        ]
+    );
+}
+
+/// The Health Bureau's city-wide workbook: every unit, what this run
+/// asked of each (回收狀況), and the rejects; the seed, and no ID unmasked.
+fn the_city_wide_workbook_lists_every_unit_and_the_seed_and_nothing_unmasked(
+    dir: &Path,
+    units: &[String],
+) {
     let path = dir.join("reports/city-wide.xlsx");
     let (names, sheets) = read(&path);
     assert_eq!(
@@ -326,7 +407,7 @@ fn sample_audit_workbooks_hold_only_their_unit_and_nothing_unmasked() {
         ]
     );
     let summary: Vec<String> = sheets["各單位"].iter().map(|r| text(&r[0])).collect();
-    for unit in &units {
+    for unit in units {
         assert!(
             summary.iter().any(|s| s.ends_with(&format!("（{unit}）"))),
             "{unit}"
