@@ -510,168 +510,235 @@ json.dump(bundle, open(os.path.join(root, "bundle.json"), "w", encoding="utf-8")
 /// passes the verifier alone but is caught by the receipt's head.
 #[test]
 fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_its_receipt() {
-    let tmp = tempfile::tempdir().unwrap();
-    crate::harness::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
-    let out = crate::harness::run_binary(
-        &[
-            "--now",
-            "2026-12-03T10:00:00+08:00",
-            "demo",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
-    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    // The demo states its seed and when each step happened.
-    for line in [
-        "ceremony 2026H1: committed and mailed at 2026-12-03T10:00:00",
-        "seed 20260705080000000000 given at 2026-12-03T10:01:00",
-        "ceremony 2026/external-audit: committed and mailed at 2026-12-03T10:01:00",
-        "seed 20260705080000000000 given at 2026-12-03T10:02:00",
-    ] {
-        assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
-    }
-    let runs = crate::harness::demo_runs(&out.stdout);
-    let sample = runs
-        .iter()
-        .find(|r| r.to_string_lossy().contains("/sample-audit/"))
-        .expect("a sample audit");
-    let external = runs
-        .iter()
-        .find(|r| r.to_string_lossy().contains("/external-audit/"))
-        .expect("an external audit");
-    let m = crate::harness::json(sample, "manifest.json");
-    assert!(
-        m["seed_postdates_population"]
-            .as_str()
-            .unwrap()
-            .starts_with(
-                "ceremony: the population was committed and mailed at 2026-12-03T10:00:00"
-            ),
-        "{}",
-        m["seed_postdates_population"]
-    );
-    assert_eq!(m["ceremony"]["seed_given_at"], "2026-12-03T10:01:00");
-    let s = crate::harness::json(external, "selection.json");
-    assert_eq!(s["ceremony"]["population_digest"], s["units_digest"]);
-    assert!(
-        s["seed_postdates_candidates"]
-            .as_str()
-            .unwrap()
-            .starts_with("ceremony: "),
-        "{}",
-        s["seed_postdates_candidates"]
-    );
+    let mut demo = ReadmeDemo::states_its_seeds_and_when_each_step_happened();
+    demo.the_manifest_and_the_selection_record_the_ceremony();
+    demo.the_sample_s_bundle_verifies_alone_and_shows_the_ceremony();
+    demo.the_bundle_s_files_and_fields_are_as_the_spec_names_them();
+    demo.the_external_audit_s_bundle_shows_its_commitment();
+    demo.the_last_receipt_vouches_for_every_entry_up_to_it();
+    demo.a_rebuilt_bundle_passes_alone_and_is_caught_by_the_receipt();
+}
 
-    // Each draw's bundle, verified by the shipped verifiers alone.
-    let fresh = open_bundle(tmp.path(), &config, sample, &["--with-personal-data"]);
-    let (ok, text) = py(&fresh, &["verify_sample.py", "run"]);
-    assert!(ok && text.contains("MATCH"), "{text}");
-    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
-    assert!(ok && text.trim().ends_with("OK"), "{text}");
-    let ceremony = text
-        .lines()
-        .find(|l| l.starts_with("ceremony: freeze entry "))
-        .unwrap_or_else(|| panic!("the ceremony shown: {text}"));
-    assert!(
-        ceremony.contains("at 2026-12-03T10:00:00 (11 mails), seed given entry ")
-            && ceremony.ends_with("the seed was given after the commitment"),
-        "{ceremony}"
-    );
-    // § 15: the bundle's files and fields, as the spec names them; § 13:
-    // every entry's id in its grammar; § 9: rejects.csv's header.
-    let bundle = crate::harness::json(&fresh, "bundle.json");
-    let keys: Vec<&String> = bundle.as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys,
-        ["chain_entries", "chain_head", "inputs", "run", "withheld"]
-    );
-    let agencies = crate::harness::json(&fresh, "agencies.json");
-    for a in agencies.as_array().unwrap() {
-        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["id", "name", "parent", "requesting", "unit"]);
-    }
-    let chain = std::fs::read_to_string(fresh.join("chain.jsonl")).unwrap();
-    for line in chain.lines() {
-        let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["at", "digest", "hash", "id", "kind", "prev", "seq"]);
-        let (kind, id) = (e["kind"].as_str().unwrap(), e["id"].as_str().unwrap());
-        assert!(id_follows_the_grammar(kind, id), "{kind} {id}");
-    }
-    assert!(
-        chain.contains("\"id\":\"2026/external-audit#1\""),
-        "{chain}"
-    );
-    let rejects = std::fs::read_to_string(fresh.join("run/rejects.csv")).unwrap();
-    assert_eq!(
-        rejects.trim_start_matches('\u{feff}').lines().next(),
-        Some("table,source_file,sheet,source_row,reason,raw")
-    );
-    let units = open_bundle(tmp.path(), &config, external, &[]);
-    let (ok, text) = py(&units, &["verify_bundle.py", "."]);
-    assert!(
-        ok && text.contains("ceremony: commitment entry ")
-            && text.contains("at 2026-12-03T10:01:00"),
-        "{text}"
-    );
+/// The README's demo on the sample city: its two draws, the sample
+/// audit's bundle opened, and the head of the last receipt mailed.
+struct ReadmeDemo {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+    sample: PathBuf,
+    external: PathBuf,
+    /// The sample audit's bundle, opened with its personal data.
+    fresh: PathBuf,
+    /// The head of the last receipt mailed.
+    head: String,
+}
 
-    // The last receipt mailed: its head, in full, from its body.
-    let mail =
-        webir_audit::mail::outbox::file_transport_dir(&webir_audit::config::load(&config).unwrap());
-    let receipts: Vec<crate::harness::mail::Parsed> = crate::harness::mail::parse_every(&mail)
-        .into_iter()
-        .filter(crate::harness::mail::is_receipt)
-        .collect();
-    let (seq, head) = receipts
-        .iter()
-        .filter_map(|r| {
-            let n: u64 = r
-                .subject
-                .split("第 ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()?;
-            let hash = r
-                .text
-                .split(|c: char| !c.is_ascii_hexdigit())
-                .find(|w| w.len() == 64)?
-                .to_owned();
-            Some((n, hash))
-        })
-        .max()
-        .expect("a receipt with its head");
-    // It vouches for every entry up to it, the sample's seal among them.
-    let (ok, text) = py(&fresh, &["verify_bundle.py", ".", "--head", &head]);
-    assert!(
-        ok && text.contains(&format!(
-            "is entry {seq} of {seq}: entries 1 to {seq} are as that copy saw them"
-        )),
-        "{text}"
-    );
+impl ReadmeDemo {
+    /// The demo runs, states its seed and when each step happened, and
+    /// draws a sample audit and an external audit.
+    fn states_its_seeds_and_when_each_step_happened() -> ReadmeDemo {
+        let tmp = tempfile::tempdir().unwrap();
+        crate::harness::copy_dir(
+            &crate::harness::repo().join("sample_data"),
+            &tmp.path().join("city"),
+        );
+        let config = tmp.path().join("city/webir-audit.toml");
+        let out = crate::harness::run_binary(
+            &[
+                "--now",
+                "2026-12-03T10:00:00+08:00",
+                "demo",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        // The demo states its seed and when each step happened.
+        for line in [
+            "ceremony 2026H1: committed and mailed at 2026-12-03T10:00:00",
+            "seed 20260705080000000000 given at 2026-12-03T10:01:00",
+            "ceremony 2026/external-audit: committed and mailed at 2026-12-03T10:01:00",
+            "seed 20260705080000000000 given at 2026-12-03T10:02:00",
+        ] {
+            assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
+        }
+        let runs = crate::harness::demo_runs(&out.stdout);
+        let sample = runs
+            .iter()
+            .find(|r| r.to_string_lossy().contains("/sample-audit/"))
+            .expect("a sample audit")
+            .clone();
+        let external = runs
+            .iter()
+            .find(|r| r.to_string_lossy().contains("/external-audit/"))
+            .expect("an external audit")
+            .clone();
+        ReadmeDemo {
+            tmp,
+            config,
+            sample,
+            external,
+            fresh: PathBuf::new(),
+            head: String::new(),
+        }
+    }
 
-    // The forger rebuilds the bundle: alone it passes, the receipt
-    // catches it.
-    std::fs::write(fresh.join("forge.py"), FORGE).unwrap();
-    let (ok, text) = py(&fresh, &["forge.py", "."]);
-    assert!(ok, "{text}");
-    let (ok, text) = py(&fresh, &["verify_bundle.py", "."]);
-    assert!(
-        ok && text.trim().ends_with("OK"),
-        "rebuilt whole, it passes alone: {text}"
-    );
-    let (ok, text) = py(&fresh, &["verify_bundle.py", ".", "--head", &head]);
-    assert!(
-        !ok && text.contains(&format!("the chain does not contain head {head}")),
-        "{text}"
-    );
+    /// The sample audit's manifest and the external audit's selection say
+    /// the seed was given after the population was committed.
+    fn the_manifest_and_the_selection_record_the_ceremony(&self) {
+        let m = crate::harness::json(&self.sample, "manifest.json");
+        assert!(
+            m["seed_postdates_population"]
+                .as_str()
+                .unwrap()
+                .starts_with(
+                    "ceremony: the population was committed and mailed at 2026-12-03T10:00:00"
+                ),
+            "{}",
+            m["seed_postdates_population"]
+        );
+        assert_eq!(m["ceremony"]["seed_given_at"], "2026-12-03T10:01:00");
+        let s = crate::harness::json(&self.external, "selection.json");
+        assert_eq!(s["ceremony"]["population_digest"], s["units_digest"]);
+        assert!(
+            s["seed_postdates_candidates"]
+                .as_str()
+                .unwrap()
+                .starts_with("ceremony: "),
+            "{}",
+            s["seed_postdates_candidates"]
+        );
+    }
+
+    /// Each draw's bundle, verified by the shipped verifiers alone: the
+    /// sample audit's redraws and shows its ceremony.
+    fn the_sample_s_bundle_verifies_alone_and_shows_the_ceremony(&mut self) {
+        self.fresh = open_bundle(
+            self.tmp.path(),
+            &self.config,
+            &self.sample,
+            &["--with-personal-data"],
+        );
+        let fresh = &self.fresh;
+        let (ok, text) = py(fresh, &["verify_sample.py", "run"]);
+        assert!(ok && text.contains("MATCH"), "{text}");
+        let (ok, text) = py(fresh, &["verify_bundle.py", "."]);
+        assert!(ok && text.trim().ends_with("OK"), "{text}");
+        let ceremony = text
+            .lines()
+            .find(|l| l.starts_with("ceremony: freeze entry "))
+            .unwrap_or_else(|| panic!("the ceremony shown: {text}"));
+        assert!(
+            ceremony.contains("at 2026-12-03T10:00:00 (11 mails), seed given entry ")
+                && ceremony.ends_with("the seed was given after the commitment"),
+            "{ceremony}"
+        );
+    }
+
+    /// § 15: the bundle's files and fields, as the spec names them; § 13:
+    /// every entry's id in its grammar; § 9: rejects.csv's header.
+    fn the_bundle_s_files_and_fields_are_as_the_spec_names_them(&self) {
+        let fresh = &self.fresh;
+        let bundle = crate::harness::json(fresh, "bundle.json");
+        let keys: Vec<&String> = bundle.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["chain_entries", "chain_head", "inputs", "run", "withheld"]
+        );
+        let agencies = crate::harness::json(fresh, "agencies.json");
+        for a in agencies.as_array().unwrap() {
+            let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["id", "name", "parent", "requesting", "unit"]);
+        }
+        let chain = std::fs::read_to_string(fresh.join("chain.jsonl")).unwrap();
+        for line in chain.lines() {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["at", "digest", "hash", "id", "kind", "prev", "seq"]);
+            let (kind, id) = (e["kind"].as_str().unwrap(), e["id"].as_str().unwrap());
+            assert!(id_follows_the_grammar(kind, id), "{kind} {id}");
+        }
+        assert!(
+            chain.contains("\"id\":\"2026/external-audit#1\""),
+            "{chain}"
+        );
+        let rejects = std::fs::read_to_string(fresh.join("run/rejects.csv")).unwrap();
+        assert_eq!(
+            rejects.trim_start_matches('\u{feff}').lines().next(),
+            Some("table,source_file,sheet,source_row,reason,raw")
+        );
+    }
+
+    /// The external audit's bundle verifies and shows its commitment.
+    fn the_external_audit_s_bundle_shows_its_commitment(&self) {
+        let units = open_bundle(self.tmp.path(), &self.config, &self.external, &[]);
+        let (ok, text) = py(&units, &["verify_bundle.py", "."]);
+        assert!(
+            ok && text.contains("ceremony: commitment entry ")
+                && text.contains("at 2026-12-03T10:01:00"),
+            "{text}"
+        );
+    }
+
+    /// The last receipt mailed: its head, in full, from its body; it
+    /// vouches for every entry up to it, the sample's seal among them.
+    fn the_last_receipt_vouches_for_every_entry_up_to_it(&mut self) {
+        let mail = webir_audit::mail::outbox::file_transport_dir(
+            &webir_audit::config::load(&self.config).unwrap(),
+        );
+        let receipts: Vec<crate::harness::mail::Parsed> = crate::harness::mail::parse_every(&mail)
+            .into_iter()
+            .filter(crate::harness::mail::is_receipt)
+            .collect();
+        let (seq, head) = receipts
+            .iter()
+            .filter_map(|r| {
+                let n: u64 = r
+                    .subject
+                    .split("第 ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                let hash = r
+                    .text
+                    .split(|c: char| !c.is_ascii_hexdigit())
+                    .find(|w| w.len() == 64)?
+                    .to_owned();
+                Some((n, hash))
+            })
+            .max()
+            .expect("a receipt with its head");
+        // It vouches for every entry up to it, the sample's seal among them.
+        let (ok, text) = py(&self.fresh, &["verify_bundle.py", ".", "--head", &head]);
+        assert!(
+            ok && text.contains(&format!(
+                "is entry {seq} of {seq}: entries 1 to {seq} are as that copy saw them"
+            )),
+            "{text}"
+        );
+        self.head = head;
+    }
+
+    /// The forger rebuilds the bundle: alone it passes, the receipt
+    /// catches it.
+    fn a_rebuilt_bundle_passes_alone_and_is_caught_by_the_receipt(&self) {
+        let (fresh, head) = (&self.fresh, &self.head);
+        std::fs::write(fresh.join("forge.py"), FORGE).unwrap();
+        let (ok, text) = py(fresh, &["forge.py", "."]);
+        assert!(ok, "{text}");
+        let (ok, text) = py(fresh, &["verify_bundle.py", "."]);
+        assert!(
+            ok && text.trim().ends_with("OK"),
+            "rebuilt whole, it passes alone: {text}"
+        );
+        let (ok, text) = py(fresh, &["verify_bundle.py", ".", "--head", head]);
+        assert!(
+            !ok && text.contains(&format!("the chain does not contain head {head}")),
+            "{text}"
+        );
+    }
 }
 
 /// docs/sampling.md § 9's seal and § 13's worked examples: computed by
