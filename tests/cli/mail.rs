@@ -413,166 +413,242 @@ fn each_mail_says_what_its_reader_must_do() {
 /// `passwords issue UNIT` replaces it, and the old one stays on record.
 #[test]
 fn attachments_are_encrypted_unless_a_unit_is_exempted_and_the_exemption_is_shown() {
-    const REASON: &str = "收件端無法開啟加密檔，衛生局 115 年 11 月核定";
-    let t = Test::new()
-        .config_replace(
-            "officer_email = \"o.kpb@example.gov.tw\"",
-            &format!("officer_email = \"o.kpb@example.gov.tw\"\nattachment_unencrypted = \"{REASON}\""),
-        )
-        .file(
-            "inbox/query_logs/log.csv",
-            "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
-             u1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n\
-             p1,2026-03-02 11:00:00,個人投保資料,B123456789,criminal_investigation,成功,KPB,10.0.0.2\n",
-        );
-    let check = t.run(&["check-config"]);
-    assert!(
-        check.stdout.contains(&format!(
-            "NOTE: KPB (高雄市政府警察局) gets its workbooks unencrypted: {REASON}"
-        )),
-        "{}",
-        check.stdout
-    );
-    let out = t.run(&["run", "query-check", "--period", "2026Q1"]);
-    out.assert_ran();
-    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
-    let passwords = passwords_by_address(&config);
-    assert!(
-        !passwords.contains_key("o.kpb@example.gov.tw"),
-        "no password for an exempt unit"
-    );
-    let got = parse_all(&t.path("var/state/outbox-files"));
-    let by_to = |to: &'static str| got.iter().filter(move |p| p.to == to && !p.name.is_empty());
-    assert_eq!(by_to("o.kpb@example.gov.tw").count(), 1);
-    for p in by_to("o.kpb@example.gov.tw") {
-        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+    let mut city = Exempted::check_config_shows_kpb_s_exemption_and_its_reason();
+    let (passwords, got) = city.a_run_mails_kpb_its_workbook_plain_and_says_why();
+    city.khb_s_workbooks_open_with_its_password_and_say_who_holds_it(&passwords, &got);
+    city.the_next_run_uses_the_same_password();
+    city.a_new_password_replaces_it_and_the_old_one_stays_on_record();
+    city.no_password_lies_in_the_clear_beside_the_attachments();
+    city.a_rotated_key_seals_them_anew_and_the_old_key_says_what_to_do();
+    city.a_lost_key_is_not_replaced_by_one_that_opens_nothing();
+    city.an_exempt_unit_has_no_password_to_issue();
+}
+
+/// Why KPB's attachments go unencrypted, as its config says.
+const REASON: &str = "收件端無法開啟加密檔，衛生局 115 年 11 月核定";
+
+/// A city with KPB exempted from encryption, and KHB's first and second
+/// password once issued.
+struct Exempted {
+    t: Test,
+    config: webir_audit::config::Config,
+    first: String,
+    second: String,
+}
+
+impl Exempted {
+    /// KPB is exempted with a reason, and `check-config` says so.
+    fn check_config_shows_kpb_s_exemption_and_its_reason() -> Exempted {
+        let t = Test::new()
+            .config_replace(
+                "officer_email = \"o.kpb@example.gov.tw\"",
+                &format!("officer_email = \"o.kpb@example.gov.tw\"\nattachment_unencrypted = \"{REASON}\""),
+            )
+            .file(
+                "inbox/query_logs/log.csv",
+                "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
+                 u1,2026-03-02 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n\
+                 p1,2026-03-02 11:00:00,個人投保資料,B123456789,criminal_investigation,成功,KPB,10.0.0.2\n",
+            );
+        let check = t.run(&["check-config"]);
         assert!(
-            bytes.starts_with(b"PK"),
-            "the exempt unit's workbook is a plain xlsx"
-        );
-        assert!(
-            p.text.contains(&format!(
-                "附件未加密：衛生局核定貴機關之附件免予加密（理由：{REASON}）"
+            check.stdout.contains(&format!(
+                "NOTE: KPB (高雄市政府警察局) gets its workbooks unencrypted: {REASON}"
             )),
             "{}",
-            p.text
+            check.stdout
         );
-    }
-    let khb = by_to("o.khb@example.gov.tw").collect::<Vec<_>>();
-    assert!(!khb.is_empty());
-    let first = passwords["o.khb@example.gov.tw"].clone();
-    for p in &khb {
-        assert!(!opened(p, &first).is_empty());
-        // Who holds the password: the chief administrator, who hands each
-        // unit's to its officer.
-        let says = if p.subject.contains("全市彙整") {
-            "各機關專責人員及政風單位之附件密碼各自不同，由總管理者以電話或公文分別交付"
-        } else {
-            "由衛生局總管理者以電話或公文交付貴機關專責人員"
-        };
-        assert!(p.text.contains(says), "{}", p.text);
-    }
-    let list = t.run(&["passwords", "list"]);
-    assert!(list.stdout.contains(&first), "{}", list.stdout);
-    assert!(
-        list.stdout.contains(&format!("UNENCRYPTED: {REASON}")),
-        "{}",
-        list.stdout
-    );
-
-    // The next run uses the same password.
-    let out = t.run(&["run", "query-check", "--period", "2026H1"]);
-    out.assert_ran();
-    let got = parse_all(&t.path("var/state/outbox-files"));
-    let khb: Vec<_> = got
-        .iter()
-        .filter(|p| p.to == "o.khb@example.gov.tw" && !p.name.is_empty())
-        .collect();
-    assert!(khb.len() >= 2);
-    for p in &khb {
-        opened(p, &first);
+        let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+        Exempted {
+            t,
+            config,
+            first: String::new(),
+            second: String::new(),
+        }
     }
 
-    // A new password replaces it; the old one stays on record.
-    let issue = t.run(&["passwords", "issue", "KHB"]);
-    assert_eq!(issue.status, 0, "{}{}", issue.stdout, issue.stderr);
-    let second = passwords_by_address(&config)["o.khb@example.gov.tw"].clone();
-    assert_ne!(first, second);
-    assert!(
-        issue.stdout.contains(&second) && !issue.stdout.contains(&first),
-        "{}",
-        issue.stdout
-    );
-    let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    let key = webir_audit::keyfile::KeyFile::open(&config.paths.key_file).unwrap();
-    let history: Vec<_> = store
-        .attachment_passwords(&key)
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.unit_id == "KHB")
-        .collect();
-    assert_eq!(history.len(), 2);
-    assert!(history[0].retired_at.is_some() && history[1].retired_at.is_none());
-    drop(store);
-
-    // Issue 30: no password lies in the clear beside the attachments it
-    // opens. The database holds each sealed under the key outside the
-    // state folder; a copy of the database alone shows none of them.
-    let db = std::fs::read(t.path("var/state/state.sqlite3")).unwrap();
-    let db = String::from_utf8_lossy(&db);
-    for p in [&first, &second] {
+    /// The first run issues KPB no password and mails its workbook plain,
+    /// saying why; returns the passwords issued and the mail sent.
+    fn a_run_mails_kpb_its_workbook_plain_and_says_why(
+        &self,
+    ) -> (BTreeMap<String, String>, Vec<Parsed>) {
+        let t = &self.t;
+        let out = t.run(&["run", "query-check", "--period", "2026Q1"]);
+        out.assert_ran();
+        let passwords = passwords_by_address(&self.config);
         assert!(
-            !db.contains(p.as_str()),
-            "a password in the clear in the database"
+            !passwords.contains_key("o.kpb@example.gov.tw"),
+            "no password for an exempt unit"
+        );
+        let got = parse_all(&t.path("var/state/outbox-files"));
+        let kpb = got
+            .iter()
+            .filter(|p| p.to == "o.kpb@example.gov.tw" && !p.name.is_empty());
+        assert_eq!(kpb.clone().count(), 1);
+        for p in kpb {
+            let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+            assert!(
+                bytes.starts_with(b"PK"),
+                "the exempt unit's workbook is a plain xlsx"
+            );
+            assert!(
+                p.text.contains(&format!(
+                    "附件未加密：衛生局核定貴機關之附件免予加密（理由：{REASON}）"
+                )),
+                "{}",
+                p.text
+            );
+        }
+        (passwords, got)
+    }
+
+    /// KHB's workbooks open with its first password, and say who holds
+    /// it; `passwords list` shows it and KPB's exemption.
+    fn khb_s_workbooks_open_with_its_password_and_say_who_holds_it(
+        &mut self,
+        passwords: &BTreeMap<String, String>,
+        got: &[Parsed],
+    ) {
+        let khb = got
+            .iter()
+            .filter(|p| p.to == "o.khb@example.gov.tw" && !p.name.is_empty())
+            .collect::<Vec<_>>();
+        assert!(!khb.is_empty());
+        let first = passwords["o.khb@example.gov.tw"].clone();
+        for p in &khb {
+            assert!(!opened(p, &first).is_empty());
+            // Who holds the password: the chief administrator, who hands each
+            // unit's to its officer.
+            let says = if p.subject.contains("全市彙整") {
+                "各機關專責人員及政風單位之附件密碼各自不同，由總管理者以電話或公文分別交付"
+            } else {
+                "由衛生局總管理者以電話或公文交付貴機關專責人員"
+            };
+            assert!(p.text.contains(says), "{}", p.text);
+        }
+        let list = self.t.run(&["passwords", "list"]);
+        assert!(list.stdout.contains(&first), "{}", list.stdout);
+        assert!(
+            list.stdout.contains(&format!("UNENCRYPTED: {REASON}")),
+            "{}",
+            list.stdout
+        );
+        self.first = first;
+    }
+
+    /// The next run uses the same password.
+    fn the_next_run_uses_the_same_password(&self) {
+        let t = &self.t;
+        let out = t.run(&["run", "query-check", "--period", "2026H1"]);
+        out.assert_ran();
+        let got = parse_all(&t.path("var/state/outbox-files"));
+        let khb: Vec<_> = got
+            .iter()
+            .filter(|p| p.to == "o.khb@example.gov.tw" && !p.name.is_empty())
+            .collect();
+        assert!(khb.len() >= 2);
+        for p in &khb {
+            opened(p, &self.first);
+        }
+    }
+
+    /// A new password replaces it; the old one stays on record.
+    fn a_new_password_replaces_it_and_the_old_one_stays_on_record(&mut self) {
+        let (config, first) = (&self.config, &self.first);
+        let issue = self.t.run(&["passwords", "issue", "KHB"]);
+        assert_eq!(issue.status, 0, "{}{}", issue.stdout, issue.stderr);
+        let second = passwords_by_address(config)["o.khb@example.gov.tw"].clone();
+        assert_ne!(*first, second);
+        assert!(
+            issue.stdout.contains(&second) && !issue.stdout.contains(first.as_str()),
+            "{}",
+            issue.stdout
+        );
+        let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+        let key = webir_audit::keyfile::KeyFile::open(&config.paths.key_file).unwrap();
+        let history: Vec<_> = store
+            .attachment_passwords(&key)
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.unit_id == "KHB")
+            .collect();
+        assert_eq!(history.len(), 2);
+        assert!(history[0].retired_at.is_some() && history[1].retired_at.is_none());
+        drop(store);
+        self.second = second;
+    }
+
+    /// Issue 30: no password lies in the clear beside the attachments it
+    /// opens. The database holds each sealed under the key outside the
+    /// state folder; a copy of the database alone shows none of them.
+    fn no_password_lies_in_the_clear_beside_the_attachments(&self) {
+        let config = &self.config;
+        let db = std::fs::read(self.t.path("var/state/state.sqlite3")).unwrap();
+        let db = String::from_utf8_lossy(&db);
+        for p in [&self.first, &self.second] {
+            assert!(
+                !db.contains(p.as_str()),
+                "a password in the clear in the database"
+            );
+        }
+        assert!(!config.paths.key_file.starts_with(&config.paths.state));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&config.paths.key_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o400);
+    }
+
+    /// The key rotated: the same passwords, sealed under the new key; the
+    /// old key opens none of them any more, and says what to do.
+    fn a_rotated_key_seals_them_anew_and_the_old_key_says_what_to_do(&self) {
+        let t = &self.t;
+        let new_key = t.path("var/keys/rotated.key");
+        let rotate = t.run(&[
+            "passwords",
+            "rotate-key",
+            "--new-key",
+            new_key.to_str().unwrap(),
+        ]);
+        assert_eq!(rotate.status, 0, "{}{}", rotate.stdout, rotate.stderr);
+        assert!(
+            rotate.stdout.contains("point paths.key_file"),
+            "{}",
+            rotate.stdout
+        );
+        let stale = t.run(&["passwords", "list"]);
+        assert_ne!(stale.status, 0);
+        assert!(stale.stderr.contains("rotate-key"), "{}", stale.stderr);
+        std::fs::rename(&new_key, &self.config.paths.key_file).unwrap();
+    }
+
+    /// The key gone (a wrong path, a lost file): nothing makes a new one
+    /// that would open none of the passwords sealed.
+    fn a_lost_key_is_not_replaced_by_one_that_opens_nothing(&self) {
+        let (t, config) = (&self.t, &self.config);
+        let away = t.path("var/keys-away.key");
+        std::fs::rename(&config.paths.key_file, &away).unwrap();
+        let lost = t.run(&["passwords", "list"]);
+        assert_ne!(lost.status, 0);
+        assert!(lost.stderr.contains("restore it"), "{}", lost.stderr);
+        assert!(!config.paths.key_file.exists());
+        std::fs::rename(&away, &config.paths.key_file).unwrap();
+        let list = t.run(&["passwords", "list"]);
+        assert_eq!(list.status, 0, "{}", list.stderr);
+        assert!(list.stdout.contains(&self.second), "{}", list.stdout);
+    }
+
+    /// An exempt unit has no password to issue.
+    fn an_exempt_unit_has_no_password_to_issue(&self) {
+        let refused = self.t.run(&["passwords", "issue", "KPB"]);
+        assert_ne!(refused.status, 0);
+        assert!(
+            refused.stderr.contains("attachment_unencrypted"),
+            "{}",
+            refused.stderr
         );
     }
-    assert!(!config.paths.key_file.starts_with(&config.paths.state));
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(&config.paths.key_file)
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o400);
-    // The key rotated: the same passwords, sealed under the new key; the
-    // old key opens none of them any more, and says what to do.
-    let new_key = t.path("var/keys/rotated.key");
-    let rotate = t.run(&[
-        "passwords",
-        "rotate-key",
-        "--new-key",
-        new_key.to_str().unwrap(),
-    ]);
-    assert_eq!(rotate.status, 0, "{}{}", rotate.stdout, rotate.stderr);
-    assert!(
-        rotate.stdout.contains("point paths.key_file"),
-        "{}",
-        rotate.stdout
-    );
-    let stale = t.run(&["passwords", "list"]);
-    assert_ne!(stale.status, 0);
-    assert!(stale.stderr.contains("rotate-key"), "{}", stale.stderr);
-    std::fs::rename(&new_key, &config.paths.key_file).unwrap();
-    // The key gone (a wrong path, a lost file): nothing makes a new one
-    // that would open none of the passwords sealed.
-    let away = t.path("var/keys-away.key");
-    std::fs::rename(&config.paths.key_file, &away).unwrap();
-    let lost = t.run(&["passwords", "list"]);
-    assert_ne!(lost.status, 0);
-    assert!(lost.stderr.contains("restore it"), "{}", lost.stderr);
-    assert!(!config.paths.key_file.exists());
-    std::fs::rename(&away, &config.paths.key_file).unwrap();
-    let list = t.run(&["passwords", "list"]);
-    assert_eq!(list.status, 0, "{}", list.stderr);
-    assert!(list.stdout.contains(&second), "{}", list.stdout);
-
-    // An exempt unit has no password to issue.
-    let refused = t.run(&["passwords", "issue", "KPB"]);
-    assert_ne!(refused.status, 0);
-    assert!(
-        refused.stderr.contains("attachment_unencrypted"),
-        "{}",
-        refused.stderr
-    );
 }
 
 /// An exemption needs a reason, and a unit is either encrypted with its
