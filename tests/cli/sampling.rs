@@ -106,164 +106,210 @@ fn accounts(m: &Value) -> Vec<&Value> {
 
 #[test]
 fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
-    let city = City::new();
-    let (out, dir) = city.sample(Some(SEED));
-    assert!(out.stdout.contains(SEED), "{}", out.stdout);
-    let m = manifest(&dir);
-    assert_eq!(m["spec_version"], "webir-audit/sample/v1");
-    assert_eq!(m["seed"], SEED);
-    assert_eq!(m["seed_source"], "given");
-    assert_eq!(m["draw_number"], 1);
-    assert_eq!(m["period"]["start"], "2026-01-01T00:00:00");
-    assert_eq!(m["period"]["end"], "2026-07-01T00:00:00");
-    assert_eq!(m["period"]["timezone"], "Asia/Taipei");
-    assert_eq!(m["inputs"].as_array().unwrap().len(), 8);
-    assert_eq!(m["population_records"], 50_000);
+    let draw = Draw::records_its_seed_period_and_inputs();
+    draw.every_stratum_takes_a_fifth_of_its_accounts_and_ten_records_each();
+    draw.its_files_are_private_and_sample_csv_is_masked();
+    draw.both_verifiers_redraw_it_here_and_from_an_auditor_s_copy();
+    draw.a_second_draw_without_redraw_is_refused_before_anything_is_written();
+    draw.a_redraw_with_the_same_seed_draws_the_same_sample_numbered();
+    draw.an_os_seed_is_24_digits_and_recorded_as_such();
+}
 
-    // Point 6(1): every requesting agency samples its subtree; each stratum
-    // takes at least 20 % of its accounts in use, each account at least 10
-    // records (all where it has fewer).
-    let units: Vec<&str> = m["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["unit_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        units,
-        [
-            "DFS", "DNM", "DSM", "DTY", "KDC", "KHB", "KMS", "KPB", "KSA", "KTB"
-        ]
-    );
-    let mut in_use = 0;
-    for s in m["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|u| u["strata"].as_array().unwrap())
-    {
-        let (n_use, n) = (
-            s["accounts_in_use"].as_u64().unwrap(),
-            s["accounts_selected"].as_u64().unwrap(),
-        );
-        in_use += n_use;
-        assert!(
-            n * 100 >= n_use * 20 && (n == 0 || (n - 1) * 100 < n_use * 20),
-            "{s}"
-        );
-        assert_eq!(s["accounts"].as_array().unwrap().len() as u64, n);
-    }
-    assert_eq!(in_use, m["population_accounts"].as_u64().unwrap());
-    for a in accounts(&m) {
-        let (mm, k) = (
-            a["records_in_period"].as_u64().unwrap(),
-            a["records_selected"].as_u64().unwrap(),
-        );
-        assert_eq!(k, mm.min(10), "{}", a["account_id"]);
-        assert_eq!(a["records"].as_array().unwrap().len() as u64, k);
-        assert_eq!(a["ticket"].as_str().unwrap().len(), 64);
+/// The sample city's first 2026H1 draw: its run folder and manifest.
+struct Draw {
+    city: City,
+    dir: PathBuf,
+    m: Value,
+}
+
+impl Draw {
+    /// The draw with the given seed states it, and its manifest records
+    /// the spec, seed, period and inputs.
+    fn records_its_seed_period_and_inputs() -> Draw {
+        let city = City::new();
+        let (out, dir) = city.sample(Some(SEED));
+        assert!(out.stdout.contains(SEED), "{}", out.stdout);
+        let m = manifest(&dir);
+        assert_eq!(m["spec_version"], "webir-audit/sample/v1");
+        assert_eq!(m["seed"], SEED);
+        assert_eq!(m["seed_source"], "given");
+        assert_eq!(m["draw_number"], 1);
+        assert_eq!(m["period"]["start"], "2026-01-01T00:00:00");
+        assert_eq!(m["period"]["end"], "2026-07-01T00:00:00");
+        assert_eq!(m["period"]["timezone"], "Asia/Taipei");
+        assert_eq!(m["inputs"].as_array().unwrap().len(), 8);
+        assert_eq!(m["population_records"], 50_000);
+        Draw { city, dir, m }
     }
 
-    // The files beside findings.csv: private, and sample.csv is masked.
-    #[cfg(unix)]
-    for f in [
-        "manifest.json",
-        "population.tsv",
-        "sample.csv",
-        "findings.csv",
-    ] {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o400, "{f}: private, and read-only once sealed");
-    }
-    let sample = std::fs::read_to_string(dir.join("sample.csv")).unwrap();
-    let header: Vec<&str> = sample.lines().next().unwrap().split(',').collect();
-    let subject = header.iter().position(|h| *h == "subject").unwrap();
-    let rows: Vec<&str> = sample.lines().skip(1).collect();
-    assert_eq!(
-        rows.len(),
-        accounts(&m)
+    /// Point 6(1): every requesting agency samples its subtree; each stratum
+    /// takes at least 20 % of its accounts in use, each account at least 10
+    /// records (all where it has fewer).
+    fn every_stratum_takes_a_fifth_of_its_accounts_and_ten_records_each(&self) {
+        let m = &self.m;
+        let units: Vec<&str> = m["units"]
+            .as_array()
+            .unwrap()
             .iter()
-            .map(|a| a["records_selected"].as_u64().unwrap() as usize)
-            .sum::<usize>()
-    );
-    assert!(
-        rows.iter()
-            .all(|r| r.split(',').nth(subject).unwrap().contains("****"))
-    );
-    let population = std::fs::read_to_string(dir.join("population.tsv")).unwrap();
-    assert_eq!(population.lines().count(), 50_001);
+            .map(|u| u["unit_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            units,
+            [
+                "DFS", "DNM", "DSM", "DTY", "KDC", "KHB", "KMS", "KPB", "KSA", "KTB"
+            ]
+        );
+        let mut in_use = 0;
+        for s in m["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|u| u["strata"].as_array().unwrap())
+        {
+            let (n_use, n) = (
+                s["accounts_in_use"].as_u64().unwrap(),
+                s["accounts_selected"].as_u64().unwrap(),
+            );
+            in_use += n_use;
+            assert!(
+                n * 100 >= n_use * 20 && (n == 0 || (n - 1) * 100 < n_use * 20),
+                "{s}"
+            );
+            assert_eq!(s["accounts"].as_array().unwrap().len() as u64, n);
+        }
+        assert_eq!(in_use, m["population_accounts"].as_u64().unwrap());
+        for a in accounts(m) {
+            let (mm, k) = (
+                a["records_in_period"].as_u64().unwrap(),
+                a["records_selected"].as_u64().unwrap(),
+            );
+            assert_eq!(k, mm.min(10), "{}", a["account_id"]);
+            assert_eq!(a["records"].as_array().unwrap().len() as u64, k);
+            assert_eq!(a["ticket"].as_str().unwrap().len(), 64);
+        }
+    }
 
-    let ours = verify(&dir);
-    assert_eq!(
-        ours.stdout.trim(),
-        "MATCH",
-        "{}{}",
-        ours.stdout,
-        ours.stderr
-    );
-    assert_eq!(ours.status, 0);
-    // The inputs moved elsewhere (an auditor's copy) verify the same.
-    let copy = city.tmp.path().join("auditor-copy");
-    // The exports runs read: the input store and what the inbox still holds.
-    copy_dir(&city.tmp.path().join("var/archive/inputs"), &copy);
-    copy_dir(&city.tmp.path().join("city/inbox"), &copy);
-    let moved = run_binary(
-        &[
-            "verify",
-            dir.to_str().unwrap(),
-            "--inputs",
-            copy.to_str().unwrap(),
-        ],
-        city.tmp.path(),
-    );
-    assert_eq!(
-        moved.stdout.trim(),
-        "MATCH",
-        "{}{}",
-        moved.stdout,
-        moved.stderr
-    );
-    assert!(m["frozen_at"].is_null());
-    let theirs = python_verify(&dir);
-    assert_eq!(
-        (theirs.status, theirs.stdout.trim()),
-        (0, "MATCH"),
-        "{}",
-        theirs.stderr
-    );
+    /// The files beside findings.csv: private, and sample.csv is masked.
+    fn its_files_are_private_and_sample_csv_is_masked(&self) {
+        let (dir, m) = (&self.dir, &self.m);
+        #[cfg(unix)]
+        for f in [
+            "manifest.json",
+            "population.tsv",
+            "sample.csv",
+            "findings.csv",
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o400, "{f}: private, and read-only once sealed");
+        }
+        let sample = std::fs::read_to_string(dir.join("sample.csv")).unwrap();
+        let header: Vec<&str> = sample.lines().next().unwrap().split(',').collect();
+        let subject = header.iter().position(|h| *h == "subject").unwrap();
+        let rows: Vec<&str> = sample.lines().skip(1).collect();
+        assert_eq!(
+            rows.len(),
+            accounts(m)
+                .iter()
+                .map(|a| a["records_selected"].as_u64().unwrap() as usize)
+                .sum::<usize>()
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.split(',').nth(subject).unwrap().contains("****"))
+        );
+        let population = std::fs::read_to_string(dir.join("population.tsv")).unwrap();
+        assert_eq!(population.lines().count(), 50_001);
+    }
 
-    // A period is drawn once: a second draw without --redraw is refused
-    // before anything is drawn or written (it would look like seed
-    // shopping).
-    let refused = city.run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED]);
-    assert_eq!(refused.status, 2, "{}{}", refused.stdout, refused.stderr);
-    assert!(
-        refused.stderr.contains("2026H1 was already drawn (draw 1")
-            && refused.stderr.contains("--redraw"),
-        "{}",
-        refused.stderr
-    );
-    assert_eq!(
-        std::fs::read_dir(dir.parent().unwrap()).unwrap().count(),
-        1,
-        "no run folder for the refused draw"
-    );
-    // Asked for, the same seed and inputs draw the same sample; the second
-    // draw of the period is numbered and announced.
-    let (again, dir2) = city.sample_with(Some(SEED), &["--redraw"]);
-    let m2 = manifest(&dir2);
-    assert_eq!(m2["draw_number"], 2);
-    assert!(again.stdout.contains("WARNING"), "{}", again.stdout);
-    assert_eq!(m2["sample_digest"], m["sample_digest"]);
-    assert_eq!(m2["units"], m["units"]);
-    // An OS seed is 24 digits and is recorded as such.
-    let (_, dir3) = city.sample_with(None, &["--redraw"]);
-    let m3 = manifest(&dir3);
-    assert_eq!(m3["seed_source"], "os");
-    assert_eq!(m3["seed"].as_str().unwrap().len(), 24);
-    assert_eq!(m3["draw_number"], 3);
-    assert_eq!(m3["population_digest"], m["population_digest"]);
+    /// Our `verify` redraws it, also from the inputs moved to an
+    /// auditor's copy, and so does the standalone Python verifier.
+    fn both_verifiers_redraw_it_here_and_from_an_auditor_s_copy(&self) {
+        let (city, dir) = (&self.city, &self.dir);
+        let ours = verify(dir);
+        assert_eq!(
+            ours.stdout.trim(),
+            "MATCH",
+            "{}{}",
+            ours.stdout,
+            ours.stderr
+        );
+        assert_eq!(ours.status, 0);
+        // The inputs moved elsewhere (an auditor's copy) verify the same.
+        let copy = city.tmp.path().join("auditor-copy");
+        // The exports runs read: the input store and what the inbox still holds.
+        copy_dir(&city.tmp.path().join("var/archive/inputs"), &copy);
+        copy_dir(&city.tmp.path().join("city/inbox"), &copy);
+        let moved = run_binary(
+            &[
+                "verify",
+                dir.to_str().unwrap(),
+                "--inputs",
+                copy.to_str().unwrap(),
+            ],
+            city.tmp.path(),
+        );
+        assert_eq!(
+            moved.stdout.trim(),
+            "MATCH",
+            "{}{}",
+            moved.stdout,
+            moved.stderr
+        );
+        assert!(self.m["frozen_at"].is_null());
+        let theirs = python_verify(dir);
+        assert_eq!(
+            (theirs.status, theirs.stdout.trim()),
+            (0, "MATCH"),
+            "{}",
+            theirs.stderr
+        );
+    }
+
+    /// A period is drawn once: a second draw without --redraw is refused
+    /// before anything is drawn or written (it would look like seed
+    /// shopping).
+    fn a_second_draw_without_redraw_is_refused_before_anything_is_written(&self) {
+        let refused = self
+            .city
+            .run(&["run", "sample-audit", "--period", "2026H1", "--seed", SEED]);
+        assert_eq!(refused.status, 2, "{}{}", refused.stdout, refused.stderr);
+        assert!(
+            refused.stderr.contains("2026H1 was already drawn (draw 1")
+                && refused.stderr.contains("--redraw"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(
+            std::fs::read_dir(self.dir.parent().unwrap())
+                .unwrap()
+                .count(),
+            1,
+            "no run folder for the refused draw"
+        );
+    }
+
+    /// Asked for, the same seed and inputs draw the same sample; the second
+    /// draw of the period is numbered and announced.
+    fn a_redraw_with_the_same_seed_draws_the_same_sample_numbered(&self) {
+        let m = &self.m;
+        let (again, dir2) = self.city.sample_with(Some(SEED), &["--redraw"]);
+        let m2 = manifest(&dir2);
+        assert_eq!(m2["draw_number"], 2);
+        assert!(again.stdout.contains("WARNING"), "{}", again.stdout);
+        assert_eq!(m2["sample_digest"], m["sample_digest"]);
+        assert_eq!(m2["units"], m["units"]);
+    }
+
+    /// An OS seed is 24 digits and is recorded as such.
+    fn an_os_seed_is_24_digits_and_recorded_as_such(&self) {
+        let (_, dir3) = self.city.sample_with(None, &["--redraw"]);
+        let m3 = manifest(&dir3);
+        assert_eq!(m3["seed_source"], "os");
+        assert_eq!(m3["seed"].as_str().unwrap().len(), 24);
+        assert_eq!(m3["draw_number"], 3);
+        assert_eq!(m3["population_digest"], self.m["population_digest"]);
+    }
 }
 
 #[test]
