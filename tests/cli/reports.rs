@@ -809,160 +809,195 @@ fn archive_verify_catches_any_change_to_a_sealed_run() {
 
 #[test]
 fn a_returned_worksheet_is_matched_checked_and_its_anomalies_listed() {
-    let city = City::new();
-    let dir = city.sample_audit();
-    let original = dir.join("reports/KPB.xlsx");
-    let ingest = |file: &Path| city.ingest(file);
+    let kpb = Returned::kpb_s_worksheet_comes_back_with_one_anomaly_listed();
+    kpb.the_same_file_again_is_refused_and_the_ethics_unit_hears_once();
+    kpb.the_next_city_wide_workbook_shows_who_sent_theirs_back();
+    kpb.altered_workbooks_are_refused_each_with_its_reason();
+    kpb.a_workbook_of_no_known_run_is_refused();
+}
 
-    let done = city.tmp.path().join("KPB-done.xlsx");
-    refill(&original, &done, |rows| one_anomaly(rows, "王稽核"));
-    let out = ingest(&done);
-    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("worksheet of KPB"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("1 confirmed anomalies"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("#1") && out.stdout.contains("未經主管核可"),
-        "{}",
-        out.stdout
-    );
-    assert!(!has_national_id(&out.stdout));
+/// The sample audit's KPB workbook as sent, and as it came back filled in.
+struct Returned {
+    city: City,
+    original: PathBuf,
+    done: PathBuf,
+}
 
-    // Point 6(3): the ethics unit hears of the confirmed anomaly, once.
-    assert!(
-        out.stdout.contains("the ethics unit is sent"),
-        "{}",
-        out.stdout
-    );
-    let ethics_mail = || -> Vec<String> {
-        std::fs::read_dir(city.config.paths.state.join("outbox-files"))
-            .unwrap()
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-            .filter(|m| m.contains("To: ethics.kpb@example.gov.tw"))
-            .collect()
-    };
-    let before = ethics_mail().len();
-    let again = ingest(&done);
-    assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
-    assert!(
-        again.stderr.contains("the same file came back already"),
-        "recognised as the same file: {}",
-        again.stderr
-    );
-    assert!(
-        !again.stdout.contains("the ethics unit is sent"),
-        "the same file notifies once"
-    );
-    assert_eq!(ethics_mail().len(), before);
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let notices: Vec<_> = store
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.report.starts_with("anomalies:KPB:"))
-        .collect();
-    assert_eq!(notices.len(), 1);
-    assert_eq!(notices[0].recipient, "ethics.kpb@example.gov.tw");
-    assert_eq!(notices[0].state.as_str(), "sent");
-    assert!(
-        notices[0].subject.contains("確認異常 1 筆"),
-        "{}",
-        notices[0].subject
-    );
+impl Returned {
+    /// KPB's worksheet comes back with one anomaly: matched to its run,
+    /// the anomaly listed masked, and the ethics unit sent it.
+    fn kpb_s_worksheet_comes_back_with_one_anomaly_listed() -> Returned {
+        let city = City::new();
+        let dir = city.sample_audit();
+        let original = dir.join("reports/KPB.xlsx");
 
-    // The Health Bureau's next workbook shows who sent theirs back.
-    let next = city.run(&["run", "query-check", "--period", "2026H1"]);
-    let (_, sheets) = read(&next.join("reports/city-wide.xlsx"));
-    let summary = &sheets["各單位"];
-    let header: Vec<String> = summary
-        .iter()
-        .find(|r| text(&r[0]) == "單位")
-        .unwrap()
-        .iter()
-        .map(text)
-        .collect();
-    let (returned, accounts) = (column(&header, "工作底稿"), column(&header, "帳號數"));
-    let row = |unit: &str| {
-        summary
-            .iter()
-            .find(|r| text(&r[0]).ends_with(&format!("（{unit}）")))
-            .unwrap()
-    };
-    let status = |unit: &str| text(&row(unit)[returned]);
-    assert!(matches!(row("KPB")[accounts], Data::Float(n) if n > 0.0));
-    assert_eq!(
-        (status("KPB"), status("KHB")),
-        ("已回傳".to_owned(), "未回傳".to_owned())
-    );
+        let done = city.tmp.path().join("KPB-done.xlsx");
+        refill(&original, &done, |rows| one_anomaly(rows, "王稽核"));
+        let out = city.ingest(&done);
+        assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("worksheet of KPB"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("1 confirmed anomalies"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("#1") && out.stdout.contains("未經主管核可"),
+            "{}",
+            out.stdout
+        );
+        assert!(!has_national_id(&out.stdout));
 
-    // Altered workbooks are refused, each with its reason.
-    type Edit = Box<dyn Fn(&mut Vec<Vec<Data>>)>;
-    let cases: [(&str, Edit); 5] = [
-        (
-            "rows were added or removed",
-            Box::new(|rows| {
-                rows.remove(5);
-            }),
-        ),
-        (
-            "must not be changed",
-            Box::new(|rows| {
-                rows[6][2] = Data::String("W99999".into());
-            }),
-        ),
-        (
-            "is not one of",
-            Box::new(|rows| {
-                answer(&mut rows[4], ["maybe", "是", "是", "無", ""]);
-            }),
-        ),
-        (
-            // A row slipped in below the sign-off is not a quiet extra.
-            "（表格下方）",
-            Box::new(|rows| {
-                let mut extra = vec![Data::Empty; 3];
-                extra[1] = Data::String("W99999".into());
-                rows.push(Vec::new());
-                rows.push(extra);
-            }),
-        ),
-        (
-            // Nor is a sign-off label rewritten.
-            "（表格下方）",
-            Box::new(|rows| {
-                let at = rows
-                    .iter()
-                    .position(|r| r.first().is_some_and(|c| *c == "日期"))
-                    .unwrap();
-                rows[at][0] = Data::String("審核日期".into());
-            }),
-        ),
-    ];
-    for (i, (why, edit)) in cases.iter().enumerate() {
-        let bad = city.tmp.path().join(format!("bad-{i}.xlsx"));
-        refill(&original, &bad, edit);
-        let out = ingest(&bad);
-        assert_eq!(out.status, 2, "{why}: {}{}", out.stdout, out.stderr);
-        assert!(out.stderr.contains(why), "{why}: {}", out.stderr);
+        // Point 6(3): the ethics unit hears of the confirmed anomaly, once.
+        assert!(
+            out.stdout.contains("the ethics unit is sent"),
+            "{}",
+            out.stdout
+        );
+        Returned {
+            city,
+            original,
+            done,
+        }
     }
 
-    // A workbook of no known run.
-    let stranger = city.tmp.path().join("stranger.xlsx");
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    let ws = wb.add_worksheet();
-    ws.set_name("摘要").unwrap();
-    ws.write_string(2, 0, "執行編號").unwrap();
-    ws.write_string(2, 1, "20990101T000000").unwrap();
-    ws.write_string(3, 0, "機關").unwrap();
-    ws.write_string(3, 1, "警察局（KPB）").unwrap();
-    wb.add_worksheet().set_name("抽查工作底稿").unwrap();
-    wb.save(&stranger).unwrap();
-    let out = ingest(&stranger);
-    assert_eq!(out.status, 2);
-    assert!(out.stderr.contains("unknown workbook"), "{}", out.stderr);
+    /// The same file again is refused as such, and the ethics unit's one
+    /// notice is not sent twice.
+    fn the_same_file_again_is_refused_and_the_ethics_unit_hears_once(&self) {
+        let city = &self.city;
+        let ethics_mail = || -> Vec<String> {
+            std::fs::read_dir(city.config.paths.state.join("outbox-files"))
+                .unwrap()
+                .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                .filter(|m| m.contains("To: ethics.kpb@example.gov.tw"))
+                .collect()
+        };
+        let before = ethics_mail().len();
+        let again = city.ingest(&self.done);
+        assert_eq!(again.status, 2, "{}{}", again.stdout, again.stderr);
+        assert!(
+            again.stderr.contains("the same file came back already"),
+            "recognised as the same file: {}",
+            again.stderr
+        );
+        assert!(
+            !again.stdout.contains("the ethics unit is sent"),
+            "the same file notifies once"
+        );
+        assert_eq!(ethics_mail().len(), before);
+        let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
+        let notices: Vec<_> = store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.report.starts_with("anomalies:KPB:"))
+            .collect();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].recipient, "ethics.kpb@example.gov.tw");
+        assert_eq!(notices[0].state.as_str(), "sent");
+        assert!(
+            notices[0].subject.contains("確認異常 1 筆"),
+            "{}",
+            notices[0].subject
+        );
+    }
+
+    /// The Health Bureau's next workbook shows who sent theirs back.
+    fn the_next_city_wide_workbook_shows_who_sent_theirs_back(&self) {
+        let next = self.city.run(&["run", "query-check", "--period", "2026H1"]);
+        let (_, sheets) = read(&next.join("reports/city-wide.xlsx"));
+        let summary = &sheets["各單位"];
+        let header: Vec<String> = summary
+            .iter()
+            .find(|r| text(&r[0]) == "單位")
+            .unwrap()
+            .iter()
+            .map(text)
+            .collect();
+        let (returned, accounts) = (column(&header, "工作底稿"), column(&header, "帳號數"));
+        let row = |unit: &str| {
+            summary
+                .iter()
+                .find(|r| text(&r[0]).ends_with(&format!("（{unit}）")))
+                .unwrap()
+        };
+        let status = |unit: &str| text(&row(unit)[returned]);
+        assert!(matches!(row("KPB")[accounts], Data::Float(n) if n > 0.0));
+        assert_eq!(
+            (status("KPB"), status("KHB")),
+            ("已回傳".to_owned(), "未回傳".to_owned())
+        );
+    }
+
+    /// Altered workbooks are refused, each with its reason.
+    fn altered_workbooks_are_refused_each_with_its_reason(&self) {
+        type Edit = Box<dyn Fn(&mut Vec<Vec<Data>>)>;
+        let cases: [(&str, Edit); 5] = [
+            (
+                "rows were added or removed",
+                Box::new(|rows| {
+                    rows.remove(5);
+                }),
+            ),
+            (
+                "must not be changed",
+                Box::new(|rows| {
+                    rows[6][2] = Data::String("W99999".into());
+                }),
+            ),
+            (
+                "is not one of",
+                Box::new(|rows| {
+                    answer(&mut rows[4], ["maybe", "是", "是", "無", ""]);
+                }),
+            ),
+            (
+                // A row slipped in below the sign-off is not a quiet extra.
+                "（表格下方）",
+                Box::new(|rows| {
+                    let mut extra = vec![Data::Empty; 3];
+                    extra[1] = Data::String("W99999".into());
+                    rows.push(Vec::new());
+                    rows.push(extra);
+                }),
+            ),
+            (
+                // Nor is a sign-off label rewritten.
+                "（表格下方）",
+                Box::new(|rows| {
+                    let at = rows
+                        .iter()
+                        .position(|r| r.first().is_some_and(|c| *c == "日期"))
+                        .unwrap();
+                    rows[at][0] = Data::String("審核日期".into());
+                }),
+            ),
+        ];
+        for (i, (why, edit)) in cases.iter().enumerate() {
+            let bad = self.city.tmp.path().join(format!("bad-{i}.xlsx"));
+            refill(&self.original, &bad, edit);
+            let out = self.city.ingest(&bad);
+            assert_eq!(out.status, 2, "{why}: {}{}", out.stdout, out.stderr);
+            assert!(out.stderr.contains(why), "{why}: {}", out.stderr);
+        }
+    }
+
+    /// A workbook of no known run is refused.
+    fn a_workbook_of_no_known_run_is_refused(&self) {
+        let stranger = self.city.tmp.path().join("stranger.xlsx");
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet();
+        ws.set_name("摘要").unwrap();
+        ws.write_string(2, 0, "執行編號").unwrap();
+        ws.write_string(2, 1, "20990101T000000").unwrap();
+        ws.write_string(3, 0, "機關").unwrap();
+        ws.write_string(3, 1, "警察局（KPB）").unwrap();
+        wb.add_worksheet().set_name("抽查工作底稿").unwrap();
+        wb.save(&stranger).unwrap();
+        let out = self.city.ingest(&stranger);
+        assert_eq!(out.status, 2);
+        assert!(out.stderr.contains("unknown workbook"), "{}", out.stderr);
+    }
 }
 
 /// Point 5(4): records are kept three years from the end of their period,
