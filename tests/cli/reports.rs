@@ -550,75 +550,78 @@ fn a_failed_file_named_for_a_case_is_named_to_no_unit() {
 
 #[test]
 fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
-    let city = City::new();
-    let dir = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
-    let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-    let ingested = webir_audit::ingest::ingest(&city.config, None).unwrap();
-    let roster = ingested.table(webir_audit::model::Table::Roster);
-    let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
-    let agencies = roster.column("agency_id").unwrap().str().unwrap().clone();
-    // Disabled accounts the log shows in use after their disabling: the
-    // review must not call them done with (the same queries are a
-    // critical anomaly of the sample audit).
-    let used_after: BTreeSet<String> = {
-        use polars::prelude::*;
-        let disabled: Vec<(String, chrono::NaiveDate)> = accounts
-            .iter()
-            .zip(
-                roster
-                    .column("disabled_on")
-                    .unwrap()
-                    .date()
-                    .unwrap()
-                    .as_date_iter(),
-            )
-            .filter_map(|(a, d)| Some((a?.to_owned(), d?)))
-            .collect();
-        let log = ingested.table(webir_audit::model::Table::QueryLog);
-        let ids = log
-            .column("account_id")
-            .unwrap()
-            .cast(&DataType::String)
-            .unwrap();
-        let at = log
-            .column("queried_at")
-            .unwrap()
-            .datetime()
-            .unwrap()
-            .clone();
-        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
-        ids.str()
-            .unwrap()
-            .iter()
-            .zip(at.as_datetime_iter())
-            .filter_map(|(a, t)| {
-                let (a, day) = (a?, t?.date());
-                disabled
-                    .iter()
-                    .any(|(d, on)| d == a && day > *on && day <= as_of)
-                    .then(|| a.to_owned())
-            })
-            .collect()
-    };
-    assert!(
-        !used_after.is_empty(),
-        "the city has a disabled account in use"
-    );
-    for unit in city.config.agencies.units() {
-        let path = dir.join(format!("reports/{}.xlsx", unit.id));
+    let review = AccountReview::runs_on_a_city_with_a_disabled_account_in_use();
+    for unit in review.city.config.agencies.units() {
+        let (path, sheets) = review.the_unit_s_workbook_holds_the_review_s_sheets(&unit.id);
+        review.it_lists_every_account_of_the_unit_and_no_other(&unit.id, &sheets);
+        review.each_account_s_action_is_the_regulation_s_for_what_was_found(&sheets);
+        the_officer_s_column_is_a_drop_down_on_a_protected_sheet(&path);
+    }
+    review.officer_accounts_are_left_to_the_external_audit();
+}
+
+/// The account review of 2 July on the sample city: its run folder and
+/// findings, the roster's accounts and agencies, and the disabled accounts
+/// the log shows in use after their disabling.
+struct AccountReview {
+    city: City,
+    dir: PathBuf,
+    findings: String,
+    accounts: polars::prelude::StringChunked,
+    agencies: polars::prelude::StringChunked,
+    used_after: BTreeSet<String>,
+}
+
+impl AccountReview {
+    /// The review runs as of 2 July, on a city whose log shows a disabled
+    /// account in use.
+    fn runs_on_a_city_with_a_disabled_account_in_use() -> AccountReview {
+        let city = City::new();
+        let dir = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
+        let findings = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+        let ingested = webir_audit::ingest::ingest(&city.config, None).unwrap();
+        let roster = ingested.table(webir_audit::model::Table::Roster);
+        let accounts = roster.column("account_id").unwrap().str().unwrap().clone();
+        let agencies = roster.column("agency_id").unwrap().str().unwrap().clone();
+        let used_after = disabled_accounts_in_use_after_their_disabling(&ingested, &accounts);
+        assert!(
+            !used_after.is_empty(),
+            "the city has a disabled account in use"
+        );
+        AccountReview {
+            city,
+            dir,
+            findings,
+            accounts,
+            agencies,
+            used_after,
+        }
+    }
+
+    /// The unit's workbook holds the account review's sheets, in order.
+    fn the_unit_s_workbook_holds_the_review_s_sheets(&self, unit: &str) -> (PathBuf, Sheets) {
+        let path = self.dir.join(format!("reports/{}.xlsx", unit));
         let (names, sheets) = read(&path);
         assert_eq!(
             names,
             ["摘要", "帳號清查", "資料品質", "清冊外帳號", "圖表資料"]
         );
-        let (ids, _) = city.subtree(&unit.id);
-        let mut want: BTreeSet<String> = accounts
+        (path, sheets)
+    }
+
+    /// The review lists every account of the unit's roster and every one
+    /// found outside it, and no other.
+    fn it_lists_every_account_of_the_unit_and_no_other(&self, unit: &str, sheets: &Sheets) {
+        let (ids, _) = self.city.subtree(unit);
+        let mut want: BTreeSet<String> = self
+            .accounts
             .iter()
-            .zip(agencies.iter())
+            .zip(self.agencies.iter())
             .filter(|(_, g)| g.is_some_and(|g| ids.contains(g)))
             .filter_map(|(a, _)| a.map(str::to_owned))
             .collect();
-        for l in findings
+        for l in self
+            .findings
             .lines()
             .filter(|l| l.starts_with("ACCOUNT_NOT_IN_ROSTER,"))
         {
@@ -627,9 +630,15 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
                 want.insert(f[4].to_owned());
             }
         }
-        let (h, rows) = table(&sheets, "帳號清查");
+        let (_, rows) = table(sheets, "帳號清查");
         let got: BTreeSet<String> = rows.iter().map(|r| text(&r[0])).collect();
-        assert_eq!(got, want, "{}", unit.id);
+        assert_eq!(got, want, "{}", unit);
+    }
+
+    /// Each account's suggested action is one the regulation gives, and
+    /// the one for what was found on it.
+    fn each_account_s_action_is_the_regulation_s_for_what_was_found(&self, sheets: &Sheets) {
+        let (h, rows) = table(sheets, "帳號清查");
         let action = column(&h, "建議處理");
         let found = column(&h, "發現");
         let role = column(&h, "角色");
@@ -658,7 +667,7 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
                 "{a}"
             );
             let manager = ["專責人員", "總管理者"].contains(&text(&r[role]).as_str());
-            if used_after.contains(&text(&r[0])) {
+            if self.used_after.contains(&text(&r[0])) {
                 assert_eq!(
                     a, "查明停用後之查詢，會同政風單位調查（第六點第三款）",
                     "{r:?}"
@@ -678,26 +687,81 @@ fn account_review_workbook_lists_the_whole_roster_of_the_unit() {
                 "the NHIA does not revoke a unit's accounts: {a}"
             );
         }
-        let sheet = xml(&path, "xl/worksheets/sheet2.xml");
-        assert!(sheet.contains(r#""已廢止,已調整權限,保留,其他""#));
-        assert!(sheet.contains("<sheetProtection"));
     }
-    // Point 4(5): the officer accounts are the chief administrator's to
-    // review, in the external audit's workbook of its own: not here.
-    let (names, _) = read(&dir.join("reports/city-wide.xlsx"));
-    assert_eq!(
-        names,
-        [
-            "摘要",
-            "各單位",
-            "回收狀況",
-            "帳號彙整",
-            "資料品質",
-            "清冊外帳號",
-            "剔除資料列",
-            "圖表資料"
-        ]
-    );
+
+    /// Point 4(5): the officer accounts are the chief administrator's to
+    /// review, in the external audit's workbook of its own: not here.
+    fn officer_accounts_are_left_to_the_external_audit(&self) {
+        let (names, _) = read(&self.dir.join("reports/city-wide.xlsx"));
+        assert_eq!(
+            names,
+            [
+                "摘要",
+                "各單位",
+                "回收狀況",
+                "帳號彙整",
+                "資料品質",
+                "清冊外帳號",
+                "剔除資料列",
+                "圖表資料"
+            ]
+        );
+    }
+}
+
+/// Disabled accounts the log shows in use after their disabling: the
+/// review must not call them done with (the same queries are a
+/// critical anomaly of the sample audit).
+fn disabled_accounts_in_use_after_their_disabling(
+    ingested: &webir_audit::ingest::Ingested,
+    accounts: &polars::prelude::StringChunked,
+) -> BTreeSet<String> {
+    use polars::prelude::*;
+    let roster = ingested.table(webir_audit::model::Table::Roster);
+    let disabled: Vec<(String, chrono::NaiveDate)> = accounts
+        .iter()
+        .zip(
+            roster
+                .column("disabled_on")
+                .unwrap()
+                .date()
+                .unwrap()
+                .as_date_iter(),
+        )
+        .filter_map(|(a, d)| Some((a?.to_owned(), d?)))
+        .collect();
+    let log = ingested.table(webir_audit::model::Table::QueryLog);
+    let ids = log
+        .column("account_id")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap();
+    let at = log
+        .column("queried_at")
+        .unwrap()
+        .datetime()
+        .unwrap()
+        .clone();
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 7, 2).unwrap();
+    ids.str()
+        .unwrap()
+        .iter()
+        .zip(at.as_datetime_iter())
+        .filter_map(|(a, t)| {
+            let (a, day) = (a?, t?.date());
+            disabled
+                .iter()
+                .any(|(d, on)| d == a && day > *on && day <= as_of)
+                .then(|| a.to_owned())
+        })
+        .collect()
+}
+
+/// The officer's column: a drop-down on a protected sheet.
+fn the_officer_s_column_is_a_drop_down_on_a_protected_sheet(path: &Path) {
+    let sheet = xml(path, "xl/worksheets/sheet2.xml");
+    assert!(sheet.contains(r#""已廢止,已調整權限,保留,其他""#));
+    assert!(sheet.contains("<sheetProtection"));
 }
 
 /// Input that looks like a formula stays text: written as a string with
