@@ -3629,78 +3629,108 @@ fn the_password_check_tells_only_the_units_with_overdue_passwords() {
 /// columns, and 異常查詢 asks only the rest.
 #[test]
 fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
-    let city = City::new();
-    let sample = city.sample_audit();
-    // The police return their worksheet, and say what they did about the
-    // first of their query findings.
-    let signed = city.tmp.path().join("KPB-signed.xlsx");
-    refill(&sample.join("reports/KPB.xlsx"), &signed, |rows| {
-        for r in table_rows(rows).iter_mut() {
-            answer(r, ["是", "是", "是", "無", ""]);
-        }
-        sign(rows, "王稽核", "2026/07/20");
-    });
-    let done = city.tmp.path().join("KPB-done.xlsx");
-    let first = std::cell::RefCell::new((String::new(), String::new()));
-    refill_sheet(&signed, &done, "異常查詢", |rows| {
-        let h: Vec<String> = rows[2].iter().map(text).collect();
-        let r = &mut table_rows(rows)[0];
-        *first.borrow_mut() = (text(&r[column(&h, "說明")]), text(&r[column(&h, "帳號")]));
-        r.resize(h.len(), Data::Empty);
-        r[column(&h, "處理情形")] = Data::String("已查明並補正紀錄表".into());
-        r[column(&h, "完成日")] = Data::String("2026/07/25".into());
-    });
-    let first = first.into_inner();
-    // The finding itself may not be changed: such a return is refused,
-    // and nothing of it recorded.
-    let forged = city.tmp.path().join("KPB-forged.xlsx");
-    refill_sheet(&done, &forged, "異常查詢", |rows| {
-        let h: Vec<String> = rows[2].iter().map(text).collect();
-        table_rows(rows)[0][column(&h, "理由")] = Data::String("無異常".into());
-    });
-    let out = city.ingest(&forged);
-    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("異常查詢") && out.stderr.contains("理由"),
-        "{}",
-        out.stderr
-    );
-    let out = city.ingest(&done);
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let audit = city.internal_audit_withheld();
-    // Query findings by key (code|account|subject|time), per unit.
-    let keys = |dir: &Path, unit: &str| -> Vec<String> {
-        std::fs::read_to_string(dir.join("findings.csv"))
-            .unwrap()
-            .lines()
-            .skip(1)
-            .filter(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                webir_audit::checks::Code::parse(f[0])
-                    .is_some_and(|c| c.scope() == webir_audit::checks::Scope::Queries)
-                    && f[2] == unit
-            })
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                [f[0], f[4], f[6], f[7]].join("|")
-            })
-            .collect()
-    };
-    let sample_sheet = |unit: &str| {
-        let (_, sheets) = read(&sample.join(format!("reports/{unit}.xlsx")));
-        table(&sheets, "異常查詢").1.len()
-    };
+    let mut kpb = Asked::the_police_answer_the_first_of_their_query_findings();
+    kpb.a_return_that_changes_a_finding_is_refused();
+    kpb.the_answer_is_taken_and_the_year_s_internal_audit_runs();
     let (mut listed, mut replied) = (0, 0);
     for unit in ["KPB", "KHB", "KSA"] {
-        let before: BTreeSet<String> = keys(&sample, unit).into_iter().collect();
-        let again = keys(&audit, unit)
+        let Some(sheets) = kpb.what_was_asked_already_is_listed_apart(unit) else {
+            continue;
+        };
+        replied += kpb.each_listed_finding_shows_the_unit_s_reply_or_none(unit, &sheets);
+        kpb.only_the_rest_is_asked_and_nothing_points_to_a_row_gone(unit, &sheets);
+        listed += 1;
+    }
+    assert!(listed > 0);
+    assert_eq!(
+        replied, 1,
+        "the police's answer is shown where it was asked"
+    );
+    kpb.the_ethics_unit_still_gets_the_internal_audit();
+}
+
+/// The sample audit, KPB's answered return, and the year's internal audit.
+struct Asked {
+    city: City,
+    sample: PathBuf,
+    /// KPB's worksheet, signed, with the first query finding answered.
+    done: PathBuf,
+    /// The first query finding's 說明 and 帳號.
+    first: (String, String),
+    audit: PathBuf,
+}
+
+impl Asked {
+    /// The police sign their worksheet, and say what they did about the
+    /// first of their query findings.
+    fn the_police_answer_the_first_of_their_query_findings() -> Asked {
+        let city = City::new();
+        let sample = city.sample_audit();
+        let signed = city.tmp.path().join("KPB-signed.xlsx");
+        refill(&sample.join("reports/KPB.xlsx"), &signed, |rows| {
+            for r in table_rows(rows).iter_mut() {
+                answer(r, ["是", "是", "是", "無", ""]);
+            }
+            sign(rows, "王稽核", "2026/07/20");
+        });
+        let done = city.tmp.path().join("KPB-done.xlsx");
+        let first = std::cell::RefCell::new((String::new(), String::new()));
+        refill_sheet(&signed, &done, "異常查詢", |rows| {
+            let h: Vec<String> = rows[2].iter().map(text).collect();
+            let r = &mut table_rows(rows)[0];
+            *first.borrow_mut() = (text(&r[column(&h, "說明")]), text(&r[column(&h, "帳號")]));
+            r.resize(h.len(), Data::Empty);
+            r[column(&h, "處理情形")] = Data::String("已查明並補正紀錄表".into());
+            r[column(&h, "完成日")] = Data::String("2026/07/25".into());
+        });
+        let first = first.into_inner();
+        Asked {
+            city,
+            sample,
+            done,
+            first,
+            audit: PathBuf::new(),
+        }
+    }
+
+    /// The finding itself may not be changed: such a return is refused,
+    /// and nothing of it recorded.
+    fn a_return_that_changes_a_finding_is_refused(&self) {
+        let forged = self.city.tmp.path().join("KPB-forged.xlsx");
+        refill_sheet(&self.done, &forged, "異常查詢", |rows| {
+            let h: Vec<String> = rows[2].iter().map(text).collect();
+            table_rows(rows)[0][column(&h, "理由")] = Data::String("無異常".into());
+        });
+        let out = self.city.ingest(&forged);
+        assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("異常查詢") && out.stderr.contains("理由"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    /// The answered return is taken; the year's internal audit runs.
+    fn the_answer_is_taken_and_the_year_s_internal_audit_runs(&mut self) {
+        let out = self.city.ingest(&self.done);
+        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        self.audit = self.city.internal_audit_withheld();
+    }
+
+    /// The query findings the sample audit asked `unit` about and the
+    /// internal audit finds again are listed on 已列管異常查詢, without
+    /// the follow-up columns, with where they were first asked; returns
+    /// the unit's sheets, or none when nothing was found again.
+    fn what_was_asked_already_is_listed_apart(&self, unit: &str) -> Option<Sheets> {
+        let before: BTreeSet<String> = query_finding_keys(&self.sample, unit).into_iter().collect();
+        let again = query_finding_keys(&self.audit, unit)
             .into_iter()
             .filter(|k| before.contains(k))
             .count();
-        let (names, sheets) = read(&audit.join(format!("reports/{unit}.xlsx")));
+        let (names, sheets) = read(&self.audit.join(format!("reports/{unit}.xlsx")));
         if again == 0 {
             assert!(!names.contains(&"已列管異常查詢".to_owned()), "{unit}");
-            continue;
+            return None;
         }
         let (h, rows) = table(&sheets, "已列管異常查詢");
         assert!(!h.contains(&"處理情形".to_owned()), "{h:?}");
@@ -3716,11 +3746,22 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
             rows.iter()
                 .all(|r| text(&r[column(&h, "首次詢問")]).starts_with("2026H1 抽查工作底稿"))
         );
-        // What the unit answered there is shown; nothing else is made up.
+        Some(sheets)
+    }
+
+    /// What the unit answered there is shown; nothing else is made up.
+    /// Returns how many answers were shown.
+    fn each_listed_finding_shows_the_unit_s_reply_or_none(
+        &self,
+        unit: &str,
+        sheets: &Sheets,
+    ) -> usize {
+        let (h, rows) = table(sheets, "已列管異常查詢");
+        let mut replied = 0;
         for r in rows {
             let reply = text(&r[column(&h, "回覆")]);
             let key = (text(&r[column(&h, "說明")]), text(&r[column(&h, "帳號")]));
-            if unit == "KPB" && key == first {
+            if unit == "KPB" && key == self.first {
                 assert!(
                     reply.starts_with("已查明並補正紀錄表（完成日 2026/07/25"),
                     "{reply}"
@@ -3730,16 +3771,26 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
                 assert_eq!(reply, "尚未回覆", "{unit} {key:?}");
             }
         }
+        replied
+    }
+
+    /// 異常查詢 asks fewer than the sample audit asked; no action points
+    /// to a row it no longer has, and no state is in English.
+    fn only_the_rest_is_asked_and_nothing_points_to_a_row_gone(&self, unit: &str, sheets: &Sheets) {
+        let sample_sheet = |unit: &str| {
+            let (_, sheets) = read(&self.sample.join(format!("reports/{unit}.xlsx")));
+            table(&sheets, "異常查詢").1.len()
+        };
         // 異常查詢 asks fewer than the sample audit asked.
         assert!(
-            table(&sheets, "異常查詢").1.len() < sample_sheet(unit),
+            table(sheets, "異常查詢").1.len() < sample_sheet(unit),
             "{unit}"
         );
         // No action points to a row 異常查詢 no longer has; no state in
         // English.
         let summary: Vec<String> = sheets["摘要"].iter().flatten().map(text).collect();
         let unrostered = webir_audit::checks::Code::QueryByUnrosteredAccount.description();
-        let asked_here = table(&sheets, "異常查詢")
+        let asked_here = table(sheets, "異常查詢")
             .1
             .iter()
             .any(|r| r.iter().any(|c| text(c) == unrostered));
@@ -3758,21 +3809,38 @@ fn the_internal_audit_does_not_ask_again_what_the_sample_audit_asked() {
                 .any(|w| evidence.contains(w)),
             "{unit}: {evidence}"
         );
-        listed += 1;
     }
-    assert!(listed > 0);
-    assert_eq!(
-        replied, 1,
-        "the police's answer is shown where it was asked"
-    );
-    // The ethics unit, which investigates with the unit (6(3)), still gets
-    // the internal audit while serious anomalies stand, asked or not.
-    let store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
-    let run = audit.display().to_string();
-    assert!(
-        store.outbox().unwrap().iter().any(|m| m.run == run
-            && m.report == "KPB.xlsx"
-            && m.recipient == "ethics.kpb@example.gov.tw"),
-        "the ethics unit is sent KPB's internal audit"
-    );
+
+    /// The ethics unit, which investigates with the unit (6(3)), still gets
+    /// the internal audit while serious anomalies stand, asked or not.
+    fn the_ethics_unit_still_gets_the_internal_audit(&self) {
+        let store = webir_audit::store::Store::open(&self.city.config.paths.state).unwrap();
+        let run = self.audit.display().to_string();
+        assert!(
+            store.outbox().unwrap().iter().any(|m| m.run == run
+                && m.report == "KPB.xlsx"
+                && m.recipient == "ethics.kpb@example.gov.tw"),
+            "the ethics unit is sent KPB's internal audit"
+        );
+    }
+}
+
+/// Query findings of run `dir` by key (code|account|subject|time), for
+/// `unit`.
+fn query_finding_keys(dir: &Path, unit: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join("findings.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            webir_audit::checks::Code::parse(f[0])
+                .is_some_and(|c| c.scope() == webir_audit::checks::Scope::Queries)
+                && f[2] == unit
+        })
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            [f[0], f[4], f[6], f[7]].join("|")
+        })
+        .collect()
 }
