@@ -433,6 +433,32 @@ fn prints_as_a_person_reads_it(books: &[PathBuf], tmp: &Path, budget: Option<fn(
     to_pdf(books, &pdfs);
 
     for book in books {
+        let printed = Printed::within_its_page_budget(book, &pdfs, budget);
+        printed.its_instructions_print_whole();
+        for (sheet, ps) in &printed.pages_by_sheet() {
+            let fits = printed.each_page_shows_its_key_columns_legibly(sheet, ps);
+            printed.a_sheet_to_fill_in_prints_one_page_wide_and_signs_off(sheet, ps, fits);
+        }
+    }
+}
+
+/// One workbook as printed: its pages, and what its sheets hold.
+struct Printed<'a> {
+    stem: &'a str,
+    pages: Vec<Page>,
+    headers: BTreeMap<String, Vec<String>>,
+    actions: Vec<String>,
+    /// Which table sheets have no row (the row under the header blank).
+    empty: BTreeMap<String, bool>,
+}
+
+impl<'a> Printed<'a> {
+    /// The workbook printed has pages, no more than its budget.
+    fn within_its_page_budget(
+        book: &'a Path,
+        pdfs: &Path,
+        budget: Option<fn(&str) -> usize>,
+    ) -> Printed<'a> {
         let stem = book.file_stem().unwrap().to_str().unwrap();
         let pages = pages(&pdfs.join(format!("{stem}.pdf")));
         assert!(!pages.is_empty(), "{stem}");
@@ -459,23 +485,39 @@ fn prints_as_a_person_reads_it(books: &[PathBuf], tmp: &Path, budget: Option<fn(
                 })
                 .collect()
         };
-        // 摘要's instructions print whole (not cut at the cell's edge).
-        let all: String = pages.iter().map(Page::squeezed).collect();
-        for a in &actions {
+        Printed {
+            stem,
+            pages,
+            headers,
+            actions,
+            empty,
+        }
+    }
+
+    /// 摘要's instructions print whole (not cut at the cell's edge).
+    fn its_instructions_print_whole(&self) {
+        let stem = self.stem;
+        let all: String = self.pages.iter().map(Page::squeezed).collect();
+        for a in &self.actions {
             let a: String = a.split_whitespace().collect();
             assert!(all.contains(&a), "{stem}: 摘要 cut: {a}");
         }
-        assert!(!actions.is_empty(), "{stem}: no 應辦事項");
-        // Pages of each table sheet, by the page header's centre.
+        assert!(!self.actions.is_empty(), "{stem}: no 應辦事項");
+    }
+
+    /// Pages of each table sheet, by the page header's centre.
+    fn pages_by_sheet(&self) -> BTreeMap<&str, Vec<&Page>> {
+        let stem = self.stem;
         let mut by_sheet: BTreeMap<&str, Vec<&Page>> = BTreeMap::new();
-        for p in &pages {
+        for p in &self.pages {
             let centre = p.centre_header();
             if centre.is_empty() {
                 continue;
             }
             // The longest sheet name the centre ends with ("抽查工作底稿
             // 異常查詢" is 異常查詢, "抽查工作底稿" the worksheet).
-            let sheet = headers
+            let sheet = self
+                .headers
                 .keys()
                 .filter(|s| centre.replace(' ', "").ends_with(s.as_str()))
                 .max_by_key(|s| s.len());
@@ -484,94 +526,115 @@ fn prints_as_a_person_reads_it(books: &[PathBuf], tmp: &Path, budget: Option<fn(
             }
         }
         assert!(!by_sheet.is_empty(), "{stem}: no table sheet recognised");
-        for (sheet, ps) in &by_sheet {
-            let cols = &headers[*sheet];
-            // The columns that identify a row: up to the account, or the
-            // first.
-            let key: Vec<&String> = match cols.iter().position(|h| h == "帳號") {
-                Some(i) => cols[..=i].iter().collect(),
-                None => cols.iter().take(1).collect(),
-            };
-            let mut seen: Vec<&String> = Vec::new();
-            let fits = ps.iter().all(|p| cols.iter().all(|h| p.has_word(h)));
-            for (n, p) in ps.iter().enumerate() {
-                // Every page: the key columns (all columns when the sheet
-                // fits the page's width).
-                for h in &key {
-                    assert!(
-                        p.has_word(h),
-                        "{stem} {sheet} page {}: no column {h} ({:?})",
-                        n + 1,
-                        p.squeezed().chars().take(120).collect::<String>()
-                    );
-                }
-                seen.extend(cols.iter().filter(|h| p.has_word(h)));
-                // No cell's text runs into the next row's: a row too
-                // short for its wrapped lines prints its last line cut,
-                // under the next row (the sample's Big5 log lost
-                // `05_big5.csv` on 資料品質 so).
-                if let Some((a, b)) = p.overlapping() {
-                    panic!("{stem} {sheet} page {}: {a:?} prints over {b:?}", n + 1);
-                }
-                // Legible type: words at least ~9 points high (7-point
-                // type), where a shrunk-to-fit sheet printed at 5 points.
-                let h = p.median_height();
+        by_sheet
+    }
+
+    /// Every page of `sheet` shows the columns that identify a row, no
+    /// text over other text, in legible type; every column prints
+    /// somewhere, and the findings tables fit the page's width. Returns
+    /// whether the sheet fits the page's width.
+    fn each_page_shows_its_key_columns_legibly(&self, sheet: &str, ps: &[&Page]) -> bool {
+        let stem = self.stem;
+        let cols = &self.headers[sheet];
+        // The columns that identify a row: up to the account, or the
+        // first.
+        let key: Vec<&String> = match cols.iter().position(|h| h == "帳號") {
+            Some(i) => cols[..=i].iter().collect(),
+            None => cols.iter().take(1).collect(),
+        };
+        let mut seen: Vec<&String> = Vec::new();
+        let fits = ps.iter().all(|p| cols.iter().all(|h| p.has_word(h)));
+        for (n, p) in ps.iter().enumerate() {
+            // Every page: the key columns (all columns when the sheet
+            // fits the page's width).
+            for h in &key {
                 assert!(
-                    h >= 8.5,
-                    "{stem} {sheet} page {}: type {h:.1} pt high",
-                    n + 1
+                    p.has_word(h),
+                    "{stem} {sheet} page {}: no column {h} ({:?})",
+                    n + 1,
+                    p.squeezed().chars().take(120).collect::<String>()
                 );
             }
-            for h in cols {
-                assert!(
-                    seen.contains(&h),
-                    "{stem} {sheet}: column {h} never printed"
-                );
+            seen.extend(cols.iter().filter(|h| p.has_word(h)));
+            // No cell's text runs into the next row's: a row too
+            // short for its wrapped lines prints its last line cut,
+            // under the next row (the sample's Big5 log lost
+            // `05_big5.csv` on 資料品質 so).
+            if let Some((a, b)) = p.overlapping() {
+                panic!("{stem} {sheet} page {}: {a:?} prints over {b:?}", n + 1);
             }
-            // A sheet that spans pages in width does so only when it must:
-            // the findings tables fit.
-            if *sheet == "異常查詢" {
-                assert!(fits, "{stem} {sheet} spans pages in width");
-            }
-            // A sheet a person fills in (issue 28) prints one page wide,
-            // its type at 8 points or more (words 10.3 points high: 11-
-            // point type prints 14.3), the columns that identify an item
-            // and those to fill on one page; it ends with its sign-off.
-            let fill_in = cols.iter().any(|h| {
-                [
-                    "紀錄表已填具",
-                    "處理結果",
-                    "處理情形",
-                    "查核結果",
-                    "會同調查之政風人員",
-                ]
-                .contains(&h.as_str())
-            });
-            if fill_in {
-                assert!(
-                    fits,
-                    "{stem} {sheet}: a sheet to fill in spans pages in width"
-                );
-                for (n, p) in ps.iter().enumerate() {
-                    let h = p.median_height();
-                    assert!(
-                        h >= 10.3,
-                        "{stem} {sheet} page {}: type {h:.1} pt high, under 8-point type",
-                        n + 1
-                    );
-                }
-                // The sign-off prints after the table (its lines may fall
-                // across a page break); an empty table asks nothing.
-                let tail: Vec<&&Page> = ps.iter().rev().take(2).collect();
-                let asks = empty.get(*sheet) != Some(&true);
-                for label in ["填表人（簽章）", "單位主管（簽章）"] {
-                    assert_eq!(
-                        tail.iter().any(|p| p.has_word(label)),
-                        asks,
-                        "{stem} {sheet}: sign-off {label} (rows to fill in: {asks})"
-                    );
-                }
-            }
+            // Legible type: words at least ~9 points high (7-point
+            // type), where a shrunk-to-fit sheet printed at 5 points.
+            let h = p.median_height();
+            assert!(
+                h >= 8.5,
+                "{stem} {sheet} page {}: type {h:.1} pt high",
+                n + 1
+            );
+        }
+        for h in cols {
+            assert!(
+                seen.contains(&h),
+                "{stem} {sheet}: column {h} never printed"
+            );
+        }
+        // A sheet that spans pages in width does so only when it must:
+        // the findings tables fit.
+        if sheet == "異常查詢" {
+            assert!(fits, "{stem} {sheet} spans pages in width");
+        }
+        fits
+    }
+
+    /// A sheet a person fills in (issue 28) prints one page wide, its
+    /// type at 8 points or more, and ends with its sign-off.
+    fn a_sheet_to_fill_in_prints_one_page_wide_and_signs_off(
+        &self,
+        sheet: &str,
+        ps: &[&Page],
+        fits: bool,
+    ) {
+        let stem = self.stem;
+        let cols = &self.headers[sheet];
+        // A sheet a person fills in (issue 28) prints one page wide,
+        // its type at 8 points or more (words 10.3 points high: 11-
+        // point type prints 14.3), the columns that identify an item
+        // and those to fill on one page; it ends with its sign-off.
+        let fill_in = cols.iter().any(|h| {
+            [
+                "紀錄表已填具",
+                "處理結果",
+                "處理情形",
+                "查核結果",
+                "會同調查之政風人員",
+            ]
+            .contains(&h.as_str())
+        });
+        if !fill_in {
+            return;
+        }
+        assert!(
+            fits,
+            "{stem} {sheet}: a sheet to fill in spans pages in width"
+        );
+        for (n, p) in ps.iter().enumerate() {
+            let h = p.median_height();
+            assert!(
+                h >= 10.3,
+                "{stem} {sheet} page {}: type {h:.1} pt high, under 8-point type",
+                n + 1
+            );
+        }
+        // The sign-off prints after the table (its lines may fall
+        // across a page break); an empty table asks nothing.
+        let tail: Vec<&&Page> = ps.iter().rev().take(2).collect();
+        let asks = self.empty.get(sheet) != Some(&true);
+        for label in ["填表人（簽章）", "單位主管（簽章）"] {
+            assert_eq!(
+                tail.iter().any(|p| p.has_word(label)),
+                asks,
+                "{stem} {sheet}: sign-off {label} (rows to fill in: {asks})"
+            );
         }
     }
 }
