@@ -1986,145 +1986,206 @@ impl ExternalAudit {
 /// every officer account.
 #[test]
 fn external_audit_draws_units_reproducibly() {
-    let city = City::new();
-    let seed = "27182818284590452353602874";
-    let first = city.run_logs_short(&["run", "external-audit", "--period", "2026", "--seed", seed]);
-    let second = city.run_logs_short(&[
-        "run",
-        "external-audit",
-        "--period",
-        "2026",
-        "--seed",
-        seed,
-        "--redraw",
-    ]);
-    let sel = |d: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(d.join("selection.json")).unwrap()).unwrap()
-    };
-    let (a, b) = (sel(&first), sel(&second));
-    assert_eq!(a["units"], b["units"], "same seed, same draw");
-    assert_eq!(
-        (a["draw_number"].as_u64(), b["draw_number"].as_u64()),
-        (Some(1), Some(2))
-    );
-    let units = a["units"].as_array().unwrap();
-    assert_eq!(units.len(), 9, "every unit but the Health Bureau");
-    assert!(units.iter().all(|u| u["unit_id"] != "KHB"));
-    assert_eq!(units.iter().filter(|u| u["selected"] == true).count(), 3);
-    use webir_audit::sampling::spec::{ticket, ticket_hex};
-    for (i, u) in units.iter().enumerate() {
-        let id = u["unit_id"].as_str().unwrap();
+    let draw = UnitDraw::a_redraw_with_the_same_seed_draws_the_same_units();
+    draw.every_unit_but_the_health_bureau_is_ranked_by_its_ticket();
+    draw.the_unit_with_critical_findings_comes_first_and_is_drawn();
+    draw.the_units_digest_is_that_of_section_14();
+    draw.only_the_health_bureau_s_workbooks_are_written();
+    draw.the_city_wide_workbook_names_the_seed_and_the_units_drawn();
+}
+
+/// The external audit drawn twice from one seed, and what it drew first.
+struct UnitDraw {
+    /// Holds the city's folder for the test's length.
+    _city: City,
+    seed: &'static str,
+    first: PathBuf,
+    selection: serde_json::Value,
+}
+
+impl UnitDraw {
+    /// The draw and its redraw with the same seed list the same units,
+    /// numbered 1 and 2.
+    fn a_redraw_with_the_same_seed_draws_the_same_units() -> UnitDraw {
+        let city = City::new();
+        let seed = "27182818284590452353602874";
+        let first =
+            city.run_logs_short(&["run", "external-audit", "--period", "2026", "--seed", seed]);
+        let second = city.run_logs_short(&[
+            "run",
+            "external-audit",
+            "--period",
+            "2026",
+            "--seed",
+            seed,
+            "--redraw",
+        ]);
+        let sel = |d: &Path| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(d.join("selection.json")).unwrap()).unwrap()
+        };
+        let (a, b) = (sel(&first), sel(&second));
+        assert_eq!(a["units"], b["units"], "same seed, same draw");
         assert_eq!(
-            u["ticket"],
-            ticket_hex(&ticket(&[seed, "unit", "2026", id]))
+            (a["draw_number"].as_u64(), b["draw_number"].as_u64()),
+            (Some(1), Some(2))
         );
-        assert_eq!(u["rank"], i + 1);
+        UnitDraw {
+            _city: city,
+            seed,
+            first,
+            selection: a,
+        }
     }
-    // docs/sampling.md § 14: the unit with critical findings (KPB: queries
-    // after its holders left) comes first and is drawn; the others follow
-    // by ticket, and the two smallest fill the three places.
-    let put_first: Vec<&str> = units
-        .iter()
-        .filter(|u| u["first"] == true)
-        .map(|u| u["unit_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(put_first, ["KPB"]);
-    assert!(units[0]["critical"].as_u64().unwrap() > 0);
-    assert_eq!(units[0]["unit_id"], "KPB");
-    assert_eq!(units[0]["selected"], true);
-    let rest: Vec<&str> = units[1..]
-        .iter()
-        .map(|u| u["ticket"].as_str().unwrap())
-        .collect();
-    assert!(rest.windows(2).all(|w| w[0] < w[1]), "the rest by ticket");
-    assert!(units[1..].iter().all(|u| u["critical"] == 0));
-    use sha2::{Digest, Sha256};
-    let mut ids: Vec<&str> = units
-        .iter()
-        .map(|u| u["unit_id"].as_str().unwrap())
-        .collect();
-    ids.sort();
-    let lines: String = ids
-        .iter()
-        .map(|u| {
-            if *u == "KPB" {
-                format!("{u}\tfirst\n")
-            } else {
-                format!("{u}\n")
-            }
-        })
-        .collect();
-    assert_eq!(
-        a["units_digest"],
-        hex::encode(Sha256::digest(lines)),
-        "the digest of § 14"
-    );
-    let reports: Vec<String> = std::fs::read_dir(first.join("reports"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    // The Health Bureau's alone: the city-wide workbook, and those the
-    // chief administrator fills in (the officer review, a record of each
-    // unit drawn).
-    let mut want = vec![
-        "city-wide.xlsx".to_owned(),
-        "KHB.chief-admin.xlsx".to_owned(),
-    ];
-    want.extend(
-        units
+
+    fn units(&self) -> &Vec<serde_json::Value> {
+        self.selection["units"].as_array().unwrap()
+    }
+
+    /// Every unit but the Health Bureau is listed, ranked, with its
+    /// ticket of kind "unit"; three are drawn.
+    fn every_unit_but_the_health_bureau_is_ranked_by_its_ticket(&self) {
+        let units = self.units();
+        assert_eq!(units.len(), 9, "every unit but the Health Bureau");
+        assert!(units.iter().all(|u| u["unit_id"] != "KHB"));
+        assert_eq!(units.iter().filter(|u| u["selected"] == true).count(), 3);
+        use webir_audit::sampling::spec::{ticket, ticket_hex};
+        for (i, u) in units.iter().enumerate() {
+            let id = u["unit_id"].as_str().unwrap();
+            assert_eq!(
+                u["ticket"],
+                ticket_hex(&ticket(&[self.seed, "unit", "2026", id]))
+            );
+            assert_eq!(u["rank"], i + 1);
+        }
+    }
+
+    /// The unit with critical findings (KPB) comes first and is drawn;
+    /// the others follow by ticket.
+    fn the_unit_with_critical_findings_comes_first_and_is_drawn(&self) {
+        let units = self.units();
+        // docs/sampling.md § 14: the unit with critical findings (KPB: queries
+        // after its holders left) comes first and is drawn; the others follow
+        // by ticket, and the two smallest fill the three places.
+        let put_first: Vec<&str> = units
             .iter()
-            .filter(|u| u["selected"] == true)
-            .map(|u| format!("{}.chief-admin.xlsx", u["unit_id"].as_str().unwrap())),
-    );
-    want.sort();
-    let mut reports = reports;
-    reports.sort();
-    assert_eq!(reports, want);
-    let (names, sheets) = read(&first.join("reports/city-wide.xlsx"));
-    assert_eq!(
-        names,
-        [
-            "摘要",
-            "各單位",
-            // What the draw asks: the units' preparation, the chief's
-            // records and officer review.
-            "回收狀況",
-            "外部稽核抽選",
-            "帳號彙整",
-            "資料品質",
-            "清冊外帳號",
-            "剔除資料列",
-            "圖表資料"
-        ]
-    );
-    let note = sheets["摘要"]
-        .iter()
-        .find(|r| text(&r[0]) == "注意")
-        .map(|r| text(&r[1]))
-        .unwrap_or_default();
-    assert!(
-        note.contains(seed) && note.contains("第 1 次抽籤"),
-        "{note}"
-    );
-    let (_, rows) = table(&sheets, "外部稽核抽選");
-    let picked: Vec<String> = rows
-        .iter()
-        .filter(|r| text(&r[4]) == "是")
-        .map(|r| text(&r[1]))
-        .collect();
-    assert_eq!(picked.len(), 3);
-    // The sheet says why KPB came first.
-    assert!(
-        text(&rows[0][2]).ends_with("件（優先抽選）"),
-        "{:?}",
-        rows[0]
-    );
-    for u in units.iter().filter(|u| u["selected"] == true) {
-        let id = u["unit_id"].as_str().unwrap();
-        assert!(
-            picked.iter().any(|p| p.ends_with(&format!("（{id}）"))),
-            "{id}"
+            .filter(|u| u["first"] == true)
+            .map(|u| u["unit_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(put_first, ["KPB"]);
+        assert!(units[0]["critical"].as_u64().unwrap() > 0);
+        assert_eq!(units[0]["unit_id"], "KPB");
+        assert_eq!(units[0]["selected"], true);
+        let rest: Vec<&str> = units[1..]
+            .iter()
+            .map(|u| u["ticket"].as_str().unwrap())
+            .collect();
+        assert!(rest.windows(2).all(|w| w[0] < w[1]), "the rest by ticket");
+        assert!(units[1..].iter().all(|u| u["critical"] == 0));
+    }
+
+    /// The selection's digest is § 14's: of the sorted unit ids, the one
+    /// put first marked so.
+    fn the_units_digest_is_that_of_section_14(&self) {
+        use sha2::{Digest, Sha256};
+        let mut ids: Vec<&str> = self
+            .units()
+            .iter()
+            .map(|u| u["unit_id"].as_str().unwrap())
+            .collect();
+        ids.sort();
+        let lines: String = ids
+            .iter()
+            .map(|u| {
+                if *u == "KPB" {
+                    format!("{u}\tfirst\n")
+                } else {
+                    format!("{u}\n")
+                }
+            })
+            .collect();
+        assert_eq!(
+            self.selection["units_digest"],
+            hex::encode(Sha256::digest(lines)),
+            "the digest of § 14"
         );
+    }
+
+    /// The run writes the Health Bureau's workbooks alone: the city-wide
+    /// one, the officer review, and a record of each unit drawn.
+    fn only_the_health_bureau_s_workbooks_are_written(&self) {
+        let reports: Vec<String> = std::fs::read_dir(self.first.join("reports"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        // The Health Bureau's alone: the city-wide workbook, and those the
+        // chief administrator fills in (the officer review, a record of each
+        // unit drawn).
+        let mut want = vec![
+            "city-wide.xlsx".to_owned(),
+            "KHB.chief-admin.xlsx".to_owned(),
+        ];
+        want.extend(
+            self.units()
+                .iter()
+                .filter(|u| u["selected"] == true)
+                .map(|u| format!("{}.chief-admin.xlsx", u["unit_id"].as_str().unwrap())),
+        );
+        want.sort();
+        let mut reports = reports;
+        reports.sort();
+        assert_eq!(reports, want);
+    }
+
+    /// The city-wide workbook holds the draw's sheets, names the seed and
+    /// the draw's number, and lists the units drawn, saying why KPB first.
+    fn the_city_wide_workbook_names_the_seed_and_the_units_drawn(&self) {
+        let seed = self.seed;
+        let (names, sheets) = read(&self.first.join("reports/city-wide.xlsx"));
+        assert_eq!(
+            names,
+            [
+                "摘要",
+                "各單位",
+                // What the draw asks: the units' preparation, the chief's
+                // records and officer review.
+                "回收狀況",
+                "外部稽核抽選",
+                "帳號彙整",
+                "資料品質",
+                "清冊外帳號",
+                "剔除資料列",
+                "圖表資料"
+            ]
+        );
+        let note = sheets["摘要"]
+            .iter()
+            .find(|r| text(&r[0]) == "注意")
+            .map(|r| text(&r[1]))
+            .unwrap_or_default();
+        assert!(
+            note.contains(seed) && note.contains("第 1 次抽籤"),
+            "{note}"
+        );
+        let (_, rows) = table(&sheets, "外部稽核抽選");
+        let picked: Vec<String> = rows
+            .iter()
+            .filter(|r| text(&r[4]) == "是")
+            .map(|r| text(&r[1]))
+            .collect();
+        assert_eq!(picked.len(), 3);
+        // The sheet says why KPB came first.
+        assert!(
+            text(&rows[0][2]).ends_with("件（優先抽選）"),
+            "{:?}",
+            rows[0]
+        );
+        for u in self.units().iter().filter(|u| u["selected"] == true) {
+            let id = u["unit_id"].as_str().unwrap();
+            assert!(
+                picked.iter().any(|p| p.ends_with(&format!("（{id}）"))),
+                "{id}"
+            );
+        }
     }
 }
 
