@@ -515,6 +515,20 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, EXTERNAL_AUDIT);
     let config = c.config();
+    the_year_s_logs_and_inputs_arrive_after_it_ends(&c);
+    the_candidates_are_committed_and_mailed_and_nothing_is_drawn(&c, &smtp, &config);
+    a_seed_is_taken_only_for_the_external_audit_s_ceremony(&c);
+    the_chief_administrator_gives_the_external_audit_s_seed(&c);
+    the_next_pass_draws_one_run_carrying_the_ceremony(&c, &config);
+    the_chain_holds_commitment_seed_given_and_seed_in_order(&config);
+}
+
+/// The external audit's draw of 2026, as the store keys it.
+const EXTERNAL_AUDIT_KEY: &str = "2026/external-audit";
+
+/// The year's logs reach its last day, and the roster and HR list are
+/// copied in after it ends.
+fn the_year_s_logs_and_inputs_arrive_after_it_ends(c: &City) {
     // The year's logs reach its last day.
     std::fs::write(
         c.tmp.path().join("city/inbox/query_logs/december.csv"),
@@ -532,17 +546,27 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
             "2027-01-04T09:00:00+08:00",
         );
     }
-    pass(&c, "2027-03-01T08:00:00+08:00");
+}
+
+/// 1 March: the candidates are committed and mailed to every recipient
+/// of a commitment, KPB first for its critical findings; nothing is
+/// drawn.
+fn the_candidates_are_committed_and_mailed_and_nothing_is_drawn(
+    c: &City,
+    smtp: &Smtp,
+    config: &webir_audit::config::Config,
+) {
+    pass(c, "2027-03-01T08:00:00+08:00");
     assert_eq!(
-        ledger(&c),
+        ledger(c),
         [row("external-audit", "2026", "waiting-for-seed")]
     );
-    let key = "2026/external-audit";
+    let key = EXTERNAL_AUDIT_KEY;
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     assert!(store.draws(key).unwrap().is_empty(), "no seed drawn");
     let committed = store.latest_ceremony(key).unwrap().expect("a commitment");
     drop(store);
-    let got = received(&smtp);
+    let got = received(smtp);
     let commitments: Vec<_> = got
         .iter()
         .map(|(_, p)| p)
@@ -550,7 +574,7 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
         .collect();
     assert_eq!(
         commitments.len(),
-        webir_audit::run::ceremony::commitment_recipients(&config).len()
+        webir_audit::run::ceremony::commitment_recipients(config).len()
     );
     let text = &commitments[0].text;
     assert!(
@@ -560,6 +584,11 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
             && text.contains("seeds/2026.external-audit.txt"),
         "{text}"
     );
+}
+
+/// A job that draws nothing takes no seed, and the sample audit's seed
+/// command does not reach this ceremony.
+fn a_seed_is_taken_only_for_the_external_audit_s_ceremony(c: &City) {
     // A job that draws nothing has no ceremony to give a seed to.
     let none = c.run(
         &[
@@ -590,6 +619,11 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
         "{}",
         wrong.stderr
     );
+}
+
+/// 4 March 10:00: the chief administrator gives the seed with
+/// `--job external-audit`.
+fn the_chief_administrator_gives_the_external_audit_s_seed(c: &City) {
     let given = c.run(
         &[
             "seed",
@@ -605,14 +639,22 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
         "2027-03-04T10:00:00+08:00",
     );
     assert_eq!(given.status, 0, "{}{}", given.stdout, given.stderr);
-    pass(&c, "2027-03-04T11:00:00+08:00");
+}
+
+/// The next pass draws one run, its `selection.json` carrying the seed
+/// and the ceremony's times, the seed after the candidates.
+fn the_next_pass_draws_one_run_carrying_the_ceremony(
+    c: &City,
+    config: &webir_audit::config::Config,
+) {
+    pass(c, "2027-03-04T11:00:00+08:00");
     let dir = config.paths.archive.join("2026/external-audit");
     let runs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert_eq!(runs.len(), 1, "{:?}", ledger(&c));
+    assert_eq!(runs.len(), 1, "{:?}", ledger(c));
     let s = crate::harness::json(&runs[0], "selection.json");
     assert_eq!(s["seed"], SEED);
     assert_eq!(s["ceremony"]["committed_at"], "2027-03-01T08:00:00");
@@ -628,6 +670,12 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
         "{}",
         s["seed_postdates_candidates"]
     );
+}
+
+/// The chain holds the commitment, the seed given and the seed drawn,
+/// in order.
+fn the_chain_holds_commitment_seed_given_and_seed_in_order(config: &webir_audit::config::Config) {
+    let key = EXTERNAL_AUDIT_KEY;
     let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
     let kinds: Vec<(String, String)> = store
         .chain()
