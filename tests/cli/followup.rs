@@ -619,17 +619,44 @@ fn an_open_item_follows_the_unit_s_new_officer() {
 /// changed is refused.
 #[test]
 fn an_account_review_comes_back_with_its_decisions() {
-    use calamine::Data;
-    let city = City::new();
-    let out = city.run(
-        &["run", "account-review", "--as-of", "2026-07-02"],
-        "2026-07-03T08:00:00+08:00",
-    );
-    let run_dir = out.run_dir();
-    let config = webir_audit::config::load(&city.config).unwrap();
-    let original = run_dir.join("reports/KPB.xlsx");
-    let fill_signed = |name: &str, leave_blank: bool, tamper: bool, day: &str| -> PathBuf {
-        let out = city.path(name);
+    let review = ReviewReturn::the_account_review_runs();
+    review.a_return_with_an_account_changed_is_refused();
+    review.a_sign_off_day_that_is_no_day_is_refused_naming_the_cell();
+    review.a_row_left_blank_is_taken_but_leaves_the_item_open();
+    review.a_decision_on_every_row_closes_the_item();
+    review.both_returns_are_kept_with_who_signed_and_what_was_decided();
+}
+
+/// KPB's account review of 3 July, and its workbook coming back.
+struct ReviewReturn {
+    city: City,
+    config: webir_audit::config::Config,
+    run_dir: PathBuf,
+}
+
+impl ReviewReturn {
+    /// The account review runs as of 2 July.
+    fn the_account_review_runs() -> ReviewReturn {
+        let city = City::new();
+        let out = city.run(
+            &["run", "account-review", "--as-of", "2026-07-02"],
+            "2026-07-03T08:00:00+08:00",
+        );
+        let run_dir = out.run_dir();
+        let config = webir_audit::config::load(&city.config).unwrap();
+        ReviewReturn {
+            city,
+            config,
+            run_dir,
+        }
+    }
+
+    /// KPB's workbook filled in (a row left blank, or an account changed,
+    /// where asked), signed on `day`, and encrypted as it was mailed.
+    fn fill_signed(&self, name: &str, leave_blank: bool, tamper: bool, day: &str) -> PathBuf {
+        use calamine::Data;
+        let original = self.run_dir.join("reports/KPB.xlsx");
+        let out = self.city.path(name);
         crate::harness::workbook::refill_sheet(&original, &out, "帳號清查", |rows| {
             crate::harness::workbook::sign(rows, "專責人員乙", day);
             let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
@@ -650,9 +677,10 @@ fn an_account_review_comes_back_with_its_decisions() {
             }
         });
         // Back encrypted with the unit's password, as it was mailed.
+        let config = &self.config;
         let mut store = webir_audit::store::Store::open(&config.paths.state).unwrap();
         let bytes = webir_audit::mail::protect(
-            &config,
+            config,
             &mut store,
             "KPB",
             webir_audit::mail::Role::Officer,
@@ -663,93 +691,118 @@ fn an_account_review_comes_back_with_its_decisions() {
         .bytes;
         std::fs::write(&out, bytes).unwrap();
         out
-    };
-    let fill = |name: &str, leave_blank: bool, tamper: bool| {
-        fill_signed(name, leave_blank, tamper, "115/07/12")
-    };
-    let item = || {
-        webir_audit::store::Store::open(&config.paths.state)
+    }
+
+    /// KPB's workbook filled in and signed on 12 July.
+    fn fill(&self, name: &str, leave_blank: bool, tamper: bool) -> PathBuf {
+        self.fill_signed(name, leave_blank, tamper, "115/07/12")
+    }
+
+    fn run_id(&self) -> &str {
+        self.run_dir.file_name().unwrap().to_str().unwrap()
+    }
+
+    /// KPB's due item of the account review.
+    fn item(&self) -> webir_audit::store::DueItem {
+        webir_audit::store::Store::open(&self.config.paths.state)
             .unwrap()
-            .due_item(
-                "account-review",
-                run_dir.file_name().unwrap().to_str().unwrap(),
-                "KPB",
-            )
+            .due_item("account-review", self.run_id(), "KPB")
             .unwrap()
             .expect("KPB's account review is due")
-    };
-    let ingest = |f: &PathBuf, now: &str| {
-        let f = crate::harness::as_returned(&config, f);
+    }
+
+    /// `ingest-worksheet` of `f`, as returned, at `now`.
+    fn ingest(&self, f: &Path, now: &str) -> crate::harness::Output {
+        let f = crate::harness::as_returned(&self.config, f);
         let mut all = vec!["ingest-worksheet", f.to_str().unwrap()];
-        all.extend(["--config", city.config.to_str().unwrap(), "--now", now]);
-        run_binary_env(&all, city.tmp.path(), &[])
-    };
-    let tampered = ingest(
-        &fill("tampered.xlsx", false, true),
-        "2026-07-10T09:00:00+08:00",
-    );
-    assert_eq!(tampered.status, 2, "{}{}", tampered.stdout, tampered.stderr);
-    assert!(tampered.stderr.contains("帳號"), "{}", tampered.stderr);
-    // The sign-off's day must be a day: refused, naming the cell.
-    let undated = ingest(
-        &fill_signed("undated.xlsx", false, false, "not a date; =cmd"),
-        "2026-07-10T09:00:00+08:00",
-    );
-    assert_eq!(undated.status, 2, "{}{}", undated.stdout, undated.stderr);
-    assert!(
-        undated.stderr.contains("日期") && undated.stderr.contains("not a date; =cmd"),
-        "{}",
-        undated.stderr
-    );
-    let partial = ingest(
-        &fill("partial.xlsx", true, false),
-        "2026-07-11T09:00:00+08:00",
-    );
-    assert_eq!(partial.status, 0, "{}{}", partial.stdout, partial.stderr);
-    assert!(
-        partial.stdout.contains("the item stays open"),
-        "{}",
-        partial.stdout
-    );
-    assert!(item().closed_at.is_none());
-    let whole = ingest(
-        &fill("whole.xlsx", false, false),
-        "2026-07-12T09:00:00+08:00",
-    );
-    assert_eq!(whole.status, 0, "{}{}", whole.stdout, whole.stderr);
-    assert!(
-        whole.stdout.starts_with("帳號清查 of KPB"),
-        "{}",
-        whole.stdout
-    );
-    assert_eq!(item().closed_at.as_deref(), Some("2026-07-12T09:00:00"));
-    // Both returns are kept as received.
-    let kept = std::fs::read_dir(city.path("var/archive/as-of-2026-07-02/returns"))
-        .unwrap()
-        .count();
-    assert_eq!(kept, 2);
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    // Who signed it and when is recorded with it (the ROC day as a day).
-    assert_eq!(
-        store
-            .sign_off(
-                "account-review",
-                run_dir.file_name().unwrap().to_str().unwrap(),
-                "KPB"
-            )
-            .unwrap(),
-        Some(webir_audit::store::SignOff {
-            filled_by: "專責人員乙".into(),
-            head: String::new(),
-            day: "2026-07-12".into(),
-        })
-    );
-    let decisions = store.returned_decisions("account-review").unwrap();
-    assert!(
-        decisions
-            .iter()
-            .any(|(u, _, a, _)| u == "KPB" && a.contains("保留"))
-    );
+        all.extend(["--config", self.city.config.to_str().unwrap(), "--now", now]);
+        run_binary_env(&all, self.city.tmp.path(), &[])
+    }
+
+    /// A return whose account column was changed is refused, naming it.
+    fn a_return_with_an_account_changed_is_refused(&self) {
+        let tampered = self.ingest(
+            &self.fill("tampered.xlsx", false, true),
+            "2026-07-10T09:00:00+08:00",
+        );
+        assert_eq!(tampered.status, 2, "{}{}", tampered.stdout, tampered.stderr);
+        assert!(tampered.stderr.contains("帳號"), "{}", tampered.stderr);
+    }
+
+    /// The sign-off's day must be a day: refused, naming the cell.
+    fn a_sign_off_day_that_is_no_day_is_refused_naming_the_cell(&self) {
+        let undated = self.ingest(
+            &self.fill_signed("undated.xlsx", false, false, "not a date; =cmd"),
+            "2026-07-10T09:00:00+08:00",
+        );
+        assert_eq!(undated.status, 2, "{}{}", undated.stdout, undated.stderr);
+        assert!(
+            undated.stderr.contains("日期") && undated.stderr.contains("not a date; =cmd"),
+            "{}",
+            undated.stderr
+        );
+    }
+
+    /// A return with a row left blank is taken, and the item stays open.
+    fn a_row_left_blank_is_taken_but_leaves_the_item_open(&self) {
+        let partial = self.ingest(
+            &self.fill("partial.xlsx", true, false),
+            "2026-07-11T09:00:00+08:00",
+        );
+        assert_eq!(partial.status, 0, "{}{}", partial.stdout, partial.stderr);
+        assert!(
+            partial.stdout.contains("the item stays open"),
+            "{}",
+            partial.stdout
+        );
+        assert!(self.item().closed_at.is_none());
+    }
+
+    /// A return with a 處理結果 on every row closes the item on its day.
+    fn a_decision_on_every_row_closes_the_item(&self) {
+        let whole = self.ingest(
+            &self.fill("whole.xlsx", false, false),
+            "2026-07-12T09:00:00+08:00",
+        );
+        assert_eq!(whole.status, 0, "{}{}", whole.stdout, whole.stderr);
+        assert!(
+            whole.stdout.starts_with("帳號清查 of KPB"),
+            "{}",
+            whole.stdout
+        );
+        assert_eq!(
+            self.item().closed_at.as_deref(),
+            Some("2026-07-12T09:00:00")
+        );
+    }
+
+    /// Both returns are kept as received; the sign-off and the decisions
+    /// are recorded.
+    fn both_returns_are_kept_with_who_signed_and_what_was_decided(&self) {
+        // Both returns are kept as received.
+        let kept = std::fs::read_dir(self.city.path("var/archive/as-of-2026-07-02/returns"))
+            .unwrap()
+            .count();
+        assert_eq!(kept, 2);
+        let store = webir_audit::store::Store::open(&self.config.paths.state).unwrap();
+        // Who signed it and when is recorded with it (the ROC day as a day).
+        assert_eq!(
+            store
+                .sign_off("account-review", self.run_id(), "KPB")
+                .unwrap(),
+            Some(webir_audit::store::SignOff {
+                filled_by: "專責人員乙".into(),
+                head: String::new(),
+                day: "2026-07-12".into(),
+            })
+        );
+        let decisions = store.returned_decisions("account-review").unwrap();
+        assert!(
+            decisions
+                .iter()
+                .any(|(u, _, a, _)| u == "KPB" && a.contains("保留"))
+        );
+    }
 }
 
 /// Point 6(4): each unit the external audit draws is told what to prepare
