@@ -14,134 +14,202 @@ use crate::harness::{Test, repo, run_binary};
 
 #[test]
 fn every_officer_gets_their_own_workbook_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
-    let config_path = tmp.path().join("city/webir-audit.toml");
-    let config = webir_audit::config::load(&config_path).unwrap();
-    let c = config_path.to_str().unwrap();
-    let out = run_binary(
-        &[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-            "--config",
-            c,
-        ],
-        tmp.path(),
-    );
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-    let dir = out.run_dir();
-    assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
+    let sent = Delivery::a_sample_audit_is_mailed_with_nothing_failed();
+    let (expected, chief) = sent.each_officer_is_owed_their_unit_s_workbook();
+    sent.every_reader_has_a_password_of_their_own();
+    sent.each_officer_opens_their_own_workbook_once(&expected, &chief);
+    sent.each_ethics_unit_opens_its_unit_s_workbook_with_its_own_password();
+    sent.sending_again_delivers_nothing_new();
+}
 
-    let files = config.paths.state.join("outbox-files");
-    let got = parse_all(&files);
-    let passwords = passwords_by_address(&config);
-    // Who must receive what: each unit's officer its unit's workbook (the
-    // Health Bureau's officer its unit's only), the chief administrator
-    // the city-wide one.
-    let mut expected: BTreeMap<(String, String), String> = BTreeMap::new();
-    for unit in config.agencies.units() {
-        let path = dir.join(format!("reports/{}.xlsx", unit.id));
-        expected.insert(
-            (unit.officer_email.clone().unwrap(), sha256(&path)),
-            unit.id.clone(),
+/// The sample city's sample audit, mailed through the file transport and
+/// read back.
+struct Delivery {
+    /// Holds the city's folder for the test's length.
+    tmp: tempfile::TempDir,
+    config_path: std::path::PathBuf,
+    config: webir_audit::config::Config,
+    dir: std::path::PathBuf,
+    files: std::path::PathBuf,
+    got: Vec<Parsed>,
+    passwords: BTreeMap<String, String>,
+}
+
+impl Delivery {
+    /// The sample audit runs and mails every workbook, none failing.
+    fn a_sample_audit_is_mailed_with_nothing_failed() -> Delivery {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
+        let config_path = tmp.path().join("city/webir-audit.toml");
+        let config = webir_audit::config::load(&config_path).unwrap();
+        let c = config_path.to_str().unwrap();
+        let out = run_binary(
+            &[
+                "run",
+                "sample-audit",
+                "--period",
+                "2026H1",
+                "--seed",
+                "12345678901234567890",
+                "--config",
+                c,
+            ],
+            tmp.path(),
         );
-    }
-    let chief = config
-        .chief
-        .clone()
-        .expect("the sample city names its chief administrator");
-    assert_ne!(
-        Some(&chief.email),
-        config.agencies.health_bureau().officer_email.as_ref()
-    );
-    expected.insert(
-        (
-            chief.email.clone(),
-            sha256(&dir.join("reports/city-wide.xlsx")),
-        ),
-        "city-wide".into(),
-    );
-    // Every reader has a password of their own: none opens another's mail.
-    let distinct: BTreeSet<&String> = passwords.values().collect();
-    assert_eq!(distinct.len(), passwords.len(), "{passwords:?}");
-    // Workbooks; critical findings' notices (緊急) are messages of their own.
-    let officers: Vec<_> = got
-        .iter()
-        .filter(|p| {
-            (p.to.starts_with("officer") || p.to == chief.email) && !p.subject.contains("緊急")
-        })
-        .collect();
-    assert_eq!(
-        officers.len(),
-        expected.len(),
-        "one message per officer per workbook"
-    );
-    for p in officers {
-        let Parsed {
-            to, subject, name, ..
-        } = p;
-        let sha = sha256_bytes(&opened(p, &passwords[to]));
-        let unit = expected
-            .get(&(to.clone(), sha))
-            .unwrap_or_else(|| panic!("{to} received a workbook that is not theirs ({name})"));
-        assert!(
-            subject.starts_with("【健保WebIR稽核】") && subject.contains("抽查工作底稿"),
-            "{subject}"
-        );
-        assert!(
-            name.ends_with("_2026H1_抽查工作底稿.xlsx") && name.contains("健保WebIR稽核_"),
-            "{name}"
-        );
-        if unit == "city-wide" {
-            assert!(subject.contains("全市彙整"), "{subject}");
+        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        let dir = out.run_dir();
+        assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
+
+        let files = config.paths.state.join("outbox-files");
+        let got = parse_all(&files);
+        let passwords = passwords_by_address(&config);
+        Delivery {
+            tmp,
+            config_path,
+            config,
+            dir,
+            files,
+            got,
+            passwords,
         }
     }
-    // Ethics units hear of serious findings, with their unit's workbook,
-    // opened with their own password and not the unit officer's.
-    for p in got
-        .iter()
-        .filter(|p| p.to.starts_with("ethics") && !p.subject.contains("緊急"))
-    {
-        let to = &p.to;
-        let sha = sha256_bytes(&opened(p, &passwords[to]));
-        let officer = to.replace("ethics", "officer");
-        let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
-        assert!(
-            !office_crypto::decrypt_from_bytes(bytes, &passwords[&officer])
-                .is_ok_and(|b| sha256_bytes(&b) == sha),
-            "{to}: the officer's password opens the ethics unit's attachment"
+
+    /// Who must receive what: each unit's officer its unit's workbook, the
+    /// chief administrator the city-wide one; with the chief's address.
+    fn each_officer_is_owed_their_unit_s_workbook(
+        &self,
+    ) -> (BTreeMap<(String, String), String>, String) {
+        let (config, dir) = (&self.config, &self.dir);
+        // Who must receive what: each unit's officer its unit's workbook (the
+        // Health Bureau's officer its unit's only), the chief administrator
+        // the city-wide one.
+        let mut expected: BTreeMap<(String, String), String> = BTreeMap::new();
+        for unit in config.agencies.units() {
+            let path = dir.join(format!("reports/{}.xlsx", unit.id));
+            expected.insert(
+                (unit.officer_email.clone().unwrap(), sha256(&path)),
+                unit.id.clone(),
+            );
+        }
+        let chief = config
+            .chief
+            .clone()
+            .expect("the sample city names its chief administrator");
+        assert_ne!(
+            Some(&chief.email),
+            config.agencies.health_bureau().officer_email.as_ref()
         );
-        let unit = config
-            .agencies
-            .units()
-            .find(|u| u.ethics_email.as_deref() == Some(to.as_str()))
-            .unwrap();
-        // The unit's workbook, or the second review of its officer's own
-        // account.
-        let file = if p.subject.contains("專責人員本人帳號覆核") {
-            format!("reports/{}.second-review.xlsx", unit.id)
-        } else {
-            format!("reports/{}.xlsx", unit.id)
-        };
-        assert_eq!(sha, sha256(&dir.join(file)), "{to}");
+        expected.insert(
+            (
+                chief.email.clone(),
+                sha256(&dir.join("reports/city-wide.xlsx")),
+            ),
+            "city-wide".into(),
+        );
+        (expected, chief.email)
     }
 
-    // Sending again delivers nothing new.
-    let again = run_binary(&["outbox", "send", "--config", c], tmp.path());
-    assert!(again.stdout.contains("mail: 0 sent"), "{}", again.stdout);
-    assert_eq!(parse_all(&files).len(), got.len());
-    let list = run_binary(&["outbox", "list", "--config", c], tmp.path());
-    // The outbox lists the chain's receipts too.
-    let all = parse_every(&files).len();
-    assert!(
-        list.stdout.contains(&format!("{all} messages: {all} sent")),
-        "{}",
-        list.stdout
-    );
+    /// Every reader has a password of their own: none opens another's mail.
+    fn every_reader_has_a_password_of_their_own(&self) {
+        let passwords = &self.passwords;
+        let distinct: BTreeSet<&String> = passwords.values().collect();
+        assert_eq!(distinct.len(), passwords.len(), "{passwords:?}");
+    }
+
+    /// Each officer's message opens with their password to a workbook owed
+    /// to them, one message per workbook, named and titled as such.
+    fn each_officer_opens_their_own_workbook_once(
+        &self,
+        expected: &BTreeMap<(String, String), String>,
+        chief: &str,
+    ) {
+        // Workbooks; critical findings' notices (緊急) are messages of their own.
+        let officers: Vec<_> = self
+            .got
+            .iter()
+            .filter(|p| {
+                (p.to.starts_with("officer") || p.to == chief) && !p.subject.contains("緊急")
+            })
+            .collect();
+        assert_eq!(
+            officers.len(),
+            expected.len(),
+            "one message per officer per workbook"
+        );
+        for p in officers {
+            let Parsed {
+                to, subject, name, ..
+            } = p;
+            let sha = sha256_bytes(&opened(p, &self.passwords[to]));
+            let unit = expected
+                .get(&(to.clone(), sha))
+                .unwrap_or_else(|| panic!("{to} received a workbook that is not theirs ({name})"));
+            assert!(
+                subject.starts_with("【健保WebIR稽核】") && subject.contains("抽查工作底稿"),
+                "{subject}"
+            );
+            assert!(
+                name.ends_with("_2026H1_抽查工作底稿.xlsx") && name.contains("健保WebIR稽核_"),
+                "{name}"
+            );
+            if unit == "city-wide" {
+                assert!(subject.contains("全市彙整"), "{subject}");
+            }
+        }
+    }
+
+    /// Ethics units hear of serious findings, with their unit's workbook,
+    /// opened with their own password and not the unit officer's.
+    fn each_ethics_unit_opens_its_unit_s_workbook_with_its_own_password(&self) {
+        let passwords = &self.passwords;
+        for p in self
+            .got
+            .iter()
+            .filter(|p| p.to.starts_with("ethics") && !p.subject.contains("緊急"))
+        {
+            let to = &p.to;
+            let sha = sha256_bytes(&opened(p, &passwords[to]));
+            let officer = to.replace("ethics", "officer");
+            let bytes = std::fs::read(p.attachment.as_ref().unwrap()).unwrap();
+            assert!(
+                !office_crypto::decrypt_from_bytes(bytes, &passwords[&officer])
+                    .is_ok_and(|b| sha256_bytes(&b) == sha),
+                "{to}: the officer's password opens the ethics unit's attachment"
+            );
+            let unit = self
+                .config
+                .agencies
+                .units()
+                .find(|u| u.ethics_email.as_deref() == Some(to.as_str()))
+                .unwrap();
+            // The unit's workbook, or the second review of its officer's own
+            // account.
+            let file = if p.subject.contains("專責人員本人帳號覆核") {
+                format!("reports/{}.second-review.xlsx", unit.id)
+            } else {
+                format!("reports/{}.xlsx", unit.id)
+            };
+            assert_eq!(sha, sha256(&self.dir.join(file)), "{to}");
+        }
+    }
+
+    /// Sending again delivers nothing new, and the outbox lists every
+    /// message, the chain's receipts too, as sent.
+    fn sending_again_delivers_nothing_new(&self) {
+        let c = self.config_path.to_str().unwrap();
+        // Sending again delivers nothing new.
+        let again = run_binary(&["outbox", "send", "--config", c], self.tmp.path());
+        assert!(again.stdout.contains("mail: 0 sent"), "{}", again.stdout);
+        assert_eq!(parse_all(&self.files).len(), self.got.len());
+        let list = run_binary(&["outbox", "list", "--config", c], self.tmp.path());
+        // The outbox lists the chain's receipts too.
+        let all = parse_every(&self.files).len();
+        assert!(
+            list.stdout.contains(&format!("{all} messages: {all} sent")),
+            "{}",
+            list.stdout
+        );
+    }
 }
 
 #[test]
