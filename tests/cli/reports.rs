@@ -1275,133 +1275,205 @@ fn workbooks_match_their_golden_files() {
 /// the archive and the state database.
 #[test]
 fn internal_audit_evidence_comes_from_the_year_s_runs() {
-    let city = City::new();
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap();
-    let run = |now: &str, args: &[&str]| {
-        let mut all = vec!["--now", now];
-        all.extend(args);
-        all.extend(["--config", config]);
-        let out = run_binary(&all, city.tmp.path());
-        // The year's internal audit reviews accounts at its end, which the
-        // sample city's logs (to 30 June) do not reach: idle accounts are
-        // not checked, and the run says so with status 2.
-        let logs_short = out
-            .stdout
-            .contains("NOT CHECKED ACCOUNT_IDLE: inputs do not cover it");
-        assert!(
-            out.status <= 1 || (out.status == 2 && logs_short),
-            "{}{}",
-            out.stdout,
-            out.stderr
+    let year = YearEvidence::the_sample_audit_account_review_and_internal_audit_run();
+    year.kpb_s_workbook_lists_the_half_year_s_anomalies_apart();
+    year.the_internal_audit_has_a_row_per_duty();
+    year.the_year_s_reviews_and_draws_are_found_in_the_archive();
+    year.the_queries_approved_are_the_period_s_less_the_unit_s_findings();
+    year.the_ethics_unit_s_notices_and_the_checks_not_run_are_said();
+    year.the_verdict_column_is_a_drop_down_on_a_protected_sheet();
+}
+
+/// The year's runs on the sample city, and KPB's internal audit of them.
+struct YearEvidence {
+    /// Holds the city's folder for the test's length.
+    _city: City,
+    /// The 2026H1 sample audit's run folder.
+    sa: PathBuf,
+    /// The internal audit's run folder.
+    dir: PathBuf,
+    /// KPB's internal audit workbook, its sheet names and sheets.
+    path: PathBuf,
+    names: Vec<String>,
+    sheets: Sheets,
+}
+
+impl YearEvidence {
+    /// July's sample audit and account review, then January's internal
+    /// audit of 2026.
+    fn the_sample_audit_account_review_and_internal_audit_run() -> YearEvidence {
+        let city = City::new();
+        let config = city.tmp.path().join("city/webir-audit.toml");
+        let config = config.to_str().unwrap();
+        let run = |now: &str, args: &[&str]| {
+            let mut all = vec!["--now", now];
+            all.extend(args);
+            all.extend(["--config", config]);
+            let out = run_binary(&all, city.tmp.path());
+            // The year's internal audit reviews accounts at its end, which the
+            // sample city's logs (to 30 June) do not reach: idle accounts are
+            // not checked, and the run says so with status 2.
+            let logs_short = out
+                .stdout
+                .contains("NOT CHECKED ACCOUNT_IDLE: inputs do not cover it");
+            assert!(
+                out.status <= 1 || (out.status == 2 && logs_short),
+                "{}{}",
+                out.stdout,
+                out.stderr
+            );
+            out.run_dir()
+        };
+        let sa = run(
+            "2026-07-05T08:00:00+08:00",
+            &["run", "sample-audit", "--period", "2026H1", "--seed", SEED],
         );
-        out.run_dir()
-    };
-    let sa = run(
-        "2026-07-05T08:00:00+08:00",
-        &["run", "sample-audit", "--period", "2026H1", "--seed", SEED],
-    );
-    run(
-        "2026-07-06T08:00:00+08:00",
-        &["run", "account-review", "--as-of", "2026-07-02"],
-    );
-    let dir = run(
-        "2027-01-10T08:00:00+08:00",
-        &["run", "internal-audit", "--period", "2026"],
-    );
-    let path = dir.join("reports/KPB.xlsx");
-    let (names, sheets) = read(&path);
-    assert_eq!(
-        names,
-        [
-            "摘要",
-            "內部稽核",
-            // The sample audit asked about the half-year's anomalies: they
-            // are listed, not asked again (and rolled up nothing new).
-            "異常查詢",
-            "已列管異常查詢",
-            "資料品質",
-            "清冊外帳號",
-            "圖表資料"
-        ]
-    );
-    let (h, rows) = table(&sheets, "內部稽核");
-    assert_eq!(
-        h,
-        [
-            "查核項目",
-            "依據（管理要點）",
-            "系統查得",
-            "查核結果",
-            "查核方式",
-            "佐證",
-            "說明"
-        ]
-    );
-    // One row per duty of 資料安全管制作業 (5(1)1–3, 5(2)1–4, 5(3), 5(4)).
-    let points: Vec<String> = rows.iter().map(|r| text(&r[1])).collect();
-    for point in crate::harness::DUTIES {
-        assert!(points.iter().any(|p| p == *point), "no row of {point}");
+        run(
+            "2026-07-06T08:00:00+08:00",
+            &["run", "account-review", "--as-of", "2026-07-02"],
+        );
+        let dir = run(
+            "2027-01-10T08:00:00+08:00",
+            &["run", "internal-audit", "--period", "2026"],
+        );
+        let path = dir.join("reports/KPB.xlsx");
+        let (names, sheets) = read(&path);
+        YearEvidence {
+            _city: city,
+            sa,
+            dir,
+            path,
+            names,
+            sheets,
+        }
     }
-    let found = |item: &str| -> String {
-        rows.iter()
+
+    /// KPB's workbook holds the internal audit, and the anomalies the
+    /// sample audit asked about listed apart, not asked again.
+    fn kpb_s_workbook_lists_the_half_year_s_anomalies_apart(&self) {
+        assert_eq!(
+            self.names,
+            [
+                "摘要",
+                "內部稽核",
+                // The sample audit asked about the half-year's anomalies: they
+                // are listed, not asked again (and rolled up nothing new).
+                "異常查詢",
+                "已列管異常查詢",
+                "資料品質",
+                "清冊外帳號",
+                "圖表資料"
+            ]
+        );
+    }
+
+    /// The 內部稽核 sheet's rows.
+    fn rows(&self) -> &[Vec<Data>] {
+        table(&self.sheets, "內部稽核").1
+    }
+
+    /// What the system found (系統查得) of the row of `item`.
+    fn found(&self, item: &str) -> String {
+        self.rows()
+            .iter()
             .find(|r| text(&r[0]).starts_with(item))
             .map(|r| text(&r[2]))
             .unwrap_or_else(|| panic!("no {item}"))
-    };
-    assert!(
-        found("年度帳號清查").starts_with("已辦理（基準日 2026-07-02"),
-        "{}",
-        found("年度帳號清查")
-    );
-    let sid = sa.file_name().unwrap().to_string_lossy().to_string();
-    let h1 = found("抽查 2026年上半年");
-    assert!(
-        h1.contains(&sid) && h1.contains("第 1 次抽籤") && h1.contains("工作底稿未回傳"),
-        "{h1}"
-    );
-    assert_eq!(found("抽查 2026年下半年"), "未辦理");
-    // The worksheet is not back: what it confirms is not known yet.
-    assert_eq!(found("工作底稿確認之異常"), "未檢核（工作底稿未回傳）");
-    // The queries explained are the period's queries less the unit's
-    // findings of the four form codes, in this run's own findings.
-    let total = found("查詢總數");
-    assert!(
-        total.ends_with("筆（查詢紀錄涵蓋 2026-01-02 至 2026-06-30）"),
-        "the year's count says what the logs hold: {total}"
-    );
-    let n: i64 = total.split(' ').next().unwrap().parse().unwrap();
-    let unexplained = findings_of_unit(&dir, "KPB")
-        .iter()
-        .filter(|c| {
+    }
+
+    /// The 內部稽核 sheet's columns, and one row per duty.
+    fn the_internal_audit_has_a_row_per_duty(&self) {
+        let (h, rows) = table(&self.sheets, "內部稽核");
+        assert_eq!(
+            h,
             [
-                "QUERY_NO_REQUEST_FORM",
-                "QUERY_FORM_NOT_APPROVED",
-                "QUERY_APPROVED_AFTER_QUERY",
-                "QUERY_FORM_EXPIRED",
+                "查核項目",
+                "依據（管理要點）",
+                "系統查得",
+                "查核結果",
+                "查核方式",
+                "佐證",
+                "說明"
             ]
-            .contains(&c.as_str())
-        })
-        .count() as i64;
-    assert!(unexplained > 0);
-    assert!(
-        found("經事前核可").starts_with(&format!("{} / {n} 筆（", n - unexplained)),
-        "{} against {unexplained} unexplained of {n}",
-        found("經事前核可")
-    );
-    // The urgent notices of the sample audit's critical findings went to
-    // the ethics unit too: the row says so (it said 無通知紀錄).
-    let ethics = found("異常已通知政風單位");
-    assert!(ethics.starts_with("重大異常即時通知"), "{ethics}");
-    // Idle accounts were not checked: the open items say the count leaves
-    // them out, and which.
-    let open = found("帳號清查待處理事項");
-    assert!(
-        open.contains("另下列檢核未執行，不得視為無異常：帳號久未使用、帳號開通後從未查詢：輸入資料未涵蓋檢核期間"),
-        "{open}"
-    );
-    let sheet = xml(&path, "xl/worksheets/sheet2.xml");
-    assert!(sheet.contains(r#""符合,不符合,不適用""#) && sheet.contains("<sheetProtection"));
+        );
+        // One row per duty of 資料安全管制作業 (5(1)1–3, 5(2)1–4, 5(3), 5(4)).
+        let points: Vec<String> = rows.iter().map(|r| text(&r[1])).collect();
+        for point in crate::harness::DUTIES {
+            assert!(points.iter().any(|p| p == *point), "no row of {point}");
+        }
+    }
+
+    /// The account review and the first half's draw are found, the second
+    /// half's is not, and the worksheet is not back.
+    fn the_year_s_reviews_and_draws_are_found_in_the_archive(&self) {
+        let found = |item: &str| self.found(item);
+        assert!(
+            found("年度帳號清查").starts_with("已辦理（基準日 2026-07-02"),
+            "{}",
+            found("年度帳號清查")
+        );
+        let sid = self.sa.file_name().unwrap().to_string_lossy().to_string();
+        let h1 = found("抽查 2026年上半年");
+        assert!(
+            h1.contains(&sid) && h1.contains("第 1 次抽籤") && h1.contains("工作底稿未回傳"),
+            "{h1}"
+        );
+        assert_eq!(found("抽查 2026年下半年"), "未辦理");
+        // The worksheet is not back: what it confirms is not known yet.
+        assert_eq!(found("工作底稿確認之異常"), "未檢核（工作底稿未回傳）");
+    }
+
+    /// The queries explained are the period's queries less the unit's
+    /// findings of the four form codes, in this run's own findings.
+    fn the_queries_approved_are_the_period_s_less_the_unit_s_findings(&self) {
+        let found = |item: &str| self.found(item);
+        let total = found("查詢總數");
+        assert!(
+            total.ends_with("筆（查詢紀錄涵蓋 2026-01-02 至 2026-06-30）"),
+            "the year's count says what the logs hold: {total}"
+        );
+        let n: i64 = total.split(' ').next().unwrap().parse().unwrap();
+        let unexplained = findings_of_unit(&self.dir, "KPB")
+            .iter()
+            .filter(|c| {
+                [
+                    "QUERY_NO_REQUEST_FORM",
+                    "QUERY_FORM_NOT_APPROVED",
+                    "QUERY_APPROVED_AFTER_QUERY",
+                    "QUERY_FORM_EXPIRED",
+                ]
+                .contains(&c.as_str())
+            })
+            .count() as i64;
+        assert!(unexplained > 0);
+        assert!(
+            found("經事前核可").starts_with(&format!("{} / {n} 筆（", n - unexplained)),
+            "{} against {unexplained} unexplained of {n}",
+            found("經事前核可")
+        );
+    }
+
+    /// The ethics unit's urgent notices are found, and the open items say
+    /// which checks did not run.
+    fn the_ethics_unit_s_notices_and_the_checks_not_run_are_said(&self) {
+        // The urgent notices of the sample audit's critical findings went to
+        // the ethics unit too: the row says so (it said 無通知紀錄).
+        let ethics = self.found("異常已通知政風單位");
+        assert!(ethics.starts_with("重大異常即時通知"), "{ethics}");
+        // Idle accounts were not checked: the open items say the count leaves
+        // them out, and which.
+        let open = self.found("帳號清查待處理事項");
+        assert!(
+            open.contains("另下列檢核未執行，不得視為無異常：帳號久未使用、帳號開通後從未查詢：輸入資料未涵蓋檢核期間"),
+            "{open}"
+        );
+    }
+
+    /// 查核結果 is a drop-down of the three verdicts on a protected sheet.
+    fn the_verdict_column_is_a_drop_down_on_a_protected_sheet(&self) {
+        let sheet = xml(&self.path, "xl/worksheets/sheet2.xml");
+        assert!(sheet.contains(r#""符合,不符合,不適用""#) && sheet.contains("<sheetProtection"));
+    }
 }
 
 /// Point 6(3): a duty the returned internal audit finds 不符合 opens an
