@@ -562,37 +562,62 @@ fn a_register_exported_before_the_period_ended_does_not_explain_it() {
 /// `run.json`, 資料品質), unless `rules.accept_modification_dates` says so.
 #[test]
 fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
-    let body = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n\
-        F1,P101,B200000001,犯罪偵查,偵辦竊盜案,2026-01-10 09:00:00,陳組長,2026-01-10 10:00:00\n";
-    // The logs end on 29 June: a register made that day covers them.
-    let run = |name: &str, forms: &str, extra: &str, args: &[&str]| {
-        let t = city()
-            .config(extra)
-            .file(
-                "inbox/query_logs/webir_2026H1.csv",
-                csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
-            )
-            .file(&format!("inbox/forms/{name}"), forms);
-        let mut all = vec!["--now", "2026-07-05T08:00:00+08:00", "run"];
-        all.extend(args);
-        all.extend(["--period", "2026H1", "--no-send"]);
-        let out = t.run(&all);
-        (t, out)
-    };
-    let sample = ["sample-audit", "--seed", "12345678901234567890"];
-    let inputs = |dir: &Path| json(dir, "inputs.json").to_string();
-    let forms_checked = |dir: &Path| {
-        !run_json(dir)["not_checked"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["codes"][0] == "QUERY_NO_REQUEST_FORM")
-            && codes(dir).iter().any(|c| c == "QUERY_NO_REQUEST_FORM")
-    };
+    a_title_row_or_a_name_dates_the_register();
+    the_query_check_takes_the_file_s_time_and_says_so();
+    let (_t, dir) = the_sample_audit_takes_no_file_time_and_says_why();
+    the_file_s_time_moved_a_year_on_changes_nothing_recorded(&dir);
+    a_config_accepting_file_times_runs_the_form_checks_and_warns();
+}
 
+/// A request-form register with one form and no date of its own.
+const UNDATED_REGISTER: &str = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n\
+        F1,P101,B200000001,犯罪偵查,偵辦竊盜案,2026-01-10 09:00:00,陳組長,2026-01-10 10:00:00\n";
+
+/// The sample audit's arguments, past `run`.
+const SAMPLE_ARGS: [&str; 3] = ["sample-audit", "--seed", "12345678901234567890"];
+
+/// What the query check says of a register dated by its file's time.
+const SAID_FILE_TIME: &str = "WARNING: forms/forms.csv: 2026-07-03 (modification time: no date in its title rows or file name, so the result depends on when the file was copied)";
+
+/// A city whose logs end on 29 June, with the register `forms` as
+/// `name`, config `extra`, running `args` of 2026H1 on 5 July.
+fn register_run(name: &str, forms: &str, extra: &str, args: &[&str]) -> (Test, Output) {
+    // The logs end on 29 June: a register made that day covers them.
+    let t = city()
+        .config(extra)
+        .file(
+            "inbox/query_logs/webir_2026H1.csv",
+            csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+        )
+        .file(&format!("inbox/forms/{name}"), forms);
+    let mut all = vec!["--now", "2026-07-05T08:00:00+08:00", "run"];
+    all.extend(args);
+    all.extend(["--period", "2026H1", "--no-send"]);
+    let out = t.run(&all);
+    (t, out)
+}
+
+fn inputs_json(dir: &Path) -> String {
+    json(dir, "inputs.json").to_string()
+}
+
+/// The run checked the request forms and found a query without one.
+fn forms_checked(dir: &Path) -> bool {
+    !run_json(dir)["not_checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["codes"][0] == "QUERY_NO_REQUEST_FORM")
+        && codes(dir).iter().any(|c| c == "QUERY_NO_REQUEST_FORM")
+}
+
+/// Dated by a title row, and by the name, on the log's last day: the
+/// sample audit checks the forms, warning of nothing.
+fn a_title_row_or_a_name_dates_the_register() {
+    let (body, sample, inputs) = (UNDATED_REGISTER, &SAMPLE_ARGS, inputs_json);
     // Dated by a title row, and by the name, on the log's last day.
     let titled = format!("查詢申請紀錄表\n製表日期：115/06/29\n{body}");
-    let (_t, out) = run("forms.csv", &titled, "", &sample);
+    let (_t, out) = register_run("forms.csv", &titled, "", sample);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
     assert!(
@@ -601,14 +626,17 @@ fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
         inputs(&out.run_dir())
     );
     assert!(!out.stdout.contains("WARNING"), "{}", out.stdout);
-    let (_t, out) = run("紀錄表_1150629.csv", body, "", &sample);
+    let (_t, out) = register_run("紀錄表_1150629.csv", body, "", sample);
     assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
+}
 
-    // Undated: the query check takes the file's time, and says so.
-    let (t, out) = run("forms.csv", body, "", &["query-check"]);
+/// Undated: the query check takes the file's time, and says so, as does
+/// `check-config`.
+fn the_query_check_takes_the_file_s_time_and_says_so() {
+    let (body, inputs, said) = (UNDATED_REGISTER, inputs_json, SAID_FILE_TIME);
+    let (t, out) = register_run("forms.csv", body, "", &["query-check"]);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
-    let said = "WARNING: forms/forms.csv: 2026-07-03 (modification time: no date in its title rows or file name, so the result depends on when the file was copied)";
     assert!(out.stdout.contains(said), "{}", out.stdout);
     assert!(
         inputs(&out.run_dir()).contains("2026-07-03 (modification time: no date"),
@@ -623,9 +651,13 @@ fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
         "{}",
         check.stdout
     );
+}
 
-    // The sample audit does not: its form checks are not checked, and why.
-    let (_t, out) = run("forms.csv", body, "", &sample);
+/// The sample audit does not: its form checks are not checked, and why
+/// (terminal, `inputs.json`, 資料品質). Returns its city and run folder.
+fn the_sample_audit_takes_no_file_time_and_says_why() -> (Test, std::path::PathBuf) {
+    let (body, inputs) = (UNDATED_REGISTER, inputs_json);
+    let (t, out) = register_run("forms.csv", body, "", &SAMPLE_ARGS);
     assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
     let dir = out.run_dir();
     assert!(
@@ -663,31 +695,39 @@ fn a_register_without_a_date_of_its_own_is_not_dated_by_its_file_in_an_audit() {
             .starts_with("查詢申請紀錄表清冊之標題列及檔名均未載明製表日期；檔案修改日期隨複製")),
         "{quality:?}"
     );
-    // The file's time moved a year on changes nothing the audit records.
-    let (t, _) = run("forms.csv", body, "", &["query-check"]);
+    (t, dir)
+}
+
+/// The file's time moved a year on changes nothing the audit (run in
+/// `dir`) records.
+fn the_file_s_time_moved_a_year_on_changes_nothing_recorded(dir: &Path) {
+    let (body, inputs) = (UNDATED_REGISTER, inputs_json);
+    let (t, _) = register_run("forms.csv", body, "", &["query-check"]);
     crate::harness::written_at(&t.input("forms/forms.csv"), "2027-07-03T09:00:00+08:00");
     let mut again = vec!["--now", "2026-07-05T09:00:00+08:00", "run"];
-    again.extend(sample);
+    again.extend(SAMPLE_ARGS);
     again.extend(["--period", "2026H1", "--no-send"]);
     let later = t.run(&again);
     assert_eq!(
         run_json(&later.run_dir())["not_checked"],
-        run_json(&dir)["not_checked"],
+        run_json(dir)["not_checked"],
         "{}",
         later.stdout
     );
-    assert_eq!(inputs(&later.run_dir()), inputs(&dir));
+    assert_eq!(inputs(&later.run_dir()), inputs(dir));
+}
 
-    // Unless the config accepts file times: then it runs them, and warns.
-    let (_t, out) = run(
+/// Unless the config accepts file times: then it runs them, and warns.
+fn a_config_accepting_file_times_runs_the_form_checks_and_warns() {
+    let (_t, out) = register_run(
         "forms.csv",
-        body,
+        UNDATED_REGISTER,
         "\n[rules]\naccept_modification_dates = true\n",
-        &sample,
+        &SAMPLE_ARGS,
     );
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     assert!(forms_checked(&out.run_dir()), "{}", out.stdout);
-    assert!(out.stdout.contains(said), "{}", out.stdout);
+    assert!(out.stdout.contains(SAID_FILE_TIME), "{}", out.stdout);
 }
 
 /// Two roster exports, one dated and one not: in a sealed audit the
