@@ -944,130 +944,176 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
 /// account disabled), the history closes it and it is not a repeat again.
 #[test]
 fn a_finding_still_open_at_the_next_review_is_a_repeat_one_level_higher() {
-    let departed = |hr: Vec<String>| -> Vec<String> {
-        hr.into_iter()
-            .map(|r| {
-                r.replace(
-                    "E102,陳大華,第一分局,約聘僱,在職,2020-01-01",
-                    "E102,陳大華,第一分局,約聘僱,離職,2026-03-01",
-                )
-            })
-            .collect()
-    };
-    let t = Test::new()
-        .file(
-            "inbox/roster/accounts_20260702.csv",
-            csv(ROSTER_HEADER, &roster_rows()),
-        )
-        .file(
-            "inbox/hr/hr_20260702.csv",
-            csv(HR_HEADER, &departed(hr_rows())),
-        )
-        .file(
-            "inbox/query_logs/webir_2026H1.csv",
-            csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
-        );
-    let review = |day: &str| {
-        let out = t.run(&["run", "account-review", "--as-of", day, "--no-send"]);
-        assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
-        out.run_dir()
-    };
-    let finding = |dir: &Path| -> Option<(String, String)> {
-        let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-        text.lines()
-            .find(|l| l.starts_with("ACCOUNT_HOLDER_DEPARTED,") && l.contains(",P102,"))
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                (f[1].to_owned(), l.to_owned())
-            })
-    };
-    let first = review("2026-07-02");
-    let (sev, line) = finding(&first).expect("listed");
-    assert_eq!(sev, "high", "{line}");
-    assert!(!line.contains("重複列管"), "{line}");
-    // The officer answers that P102 was revoked (it was not).
-    let answered = t.path("answered.xlsx");
-    crate::harness::workbook::refill_sheet(
-        &first.join("reports/KPB.xlsx"),
-        &answered,
-        "帳號清查",
-        |rows| {
-            let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
-            let done = header.iter().position(|h| h == "處理結果").unwrap();
-            for r in crate::harness::workbook::table_rows(rows).iter_mut() {
-                r.resize(header.len(), calamine::Data::Empty);
-                let d = if r[0] == "P102" {
-                    "已廢止"
-                } else {
-                    "保留"
-                };
-                r[done] = calamine::Data::String(d.into());
-            }
-        },
-    );
-    let config = webir_audit::config::load(&t.config_path()).unwrap();
-    let answered = crate::harness::as_returned(&config, &answered);
-    let back = t.run(&["ingest-worksheet", answered.to_str().unwrap()]);
-    assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);
-    // The same review day again is not a second review.
-    let again = review("2026-07-02");
-    assert_eq!(finding(&again).unwrap().0, "high");
-    let second = review("2026-07-03");
-    let (sev, line) = finding(&second).expect("still listed");
-    assert_eq!(sev, "critical", "{line}");
-    assert!(
-        line.contains("重複列管：2026-07-02 清查首次列出，本次為第 2 次"),
-        "{line}"
-    );
-    assert!(
-        line.contains("專責人員曾回報「已廢止」，惟本次資料仍列"),
-        "{line}"
-    );
-    let texts = summary_texts(&second.join("reports/KPB.xlsx"));
-    assert!(texts.iter().any(|l| l.contains("嚴重")), "{texts:?}");
-    {
-        use calamine::{Reader, Xlsx, open_workbook};
-        let mut wb: Xlsx<_> = open_workbook(second.join("reports/KPB.xlsx")).unwrap();
-        let sheet = wb.worksheet_range("帳號清查").unwrap();
-        let row = sheet
-            .rows()
-            .find(|r| r.first().is_some_and(|c| *c == "P102"))
-            .expect("P102 on 帳號清查")
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert!(row.contains("（重複列管）"), "{row}");
-    }
-    // The officer disabled it: the next review no longer lists it, and
-    // the history closes it.
-    std::fs::write(
-        t.path("inbox/roster/accounts_20260710.csv"),
-        csv(
-            ROSTER_HEADER,
-            &roster_rows()
-                .into_iter()
+    let city = Repeat::a_city_where_p102_s_holder_has_left();
+    let first = city.the_first_review_lists_it_high();
+    city.the_officer_answers_that_it_was_revoked(&first);
+    city.the_same_review_day_again_is_not_a_second_review();
+    city.the_next_review_lists_it_as_a_repeat_one_level_higher();
+    city.once_disabled_it_is_no_longer_listed_and_the_history_closes_it();
+}
+
+/// P102's departed-holder finding of `dir`'s review: its severity and
+/// its line of `findings.csv`.
+fn departed_finding(dir: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("ACCOUNT_HOLDER_DEPARTED,") && l.contains(",P102,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].to_owned(), l.to_owned())
+        })
+}
+
+/// A city reviewed again and again while P102's holder has left.
+struct Repeat {
+    t: Test,
+}
+
+impl Repeat {
+    /// The HR list says E102 (P102's holder) left on 1 March.
+    fn a_city_where_p102_s_holder_has_left() -> Repeat {
+        let departed = |hr: Vec<String>| -> Vec<String> {
+            hr.into_iter()
                 .map(|r| {
                     r.replace(
-                        "約聘僱,啟用,2025-01-02,2026-06-01,",
-                        "約聘僱,停用,2025-01-02,2026-06-01,2026-07-05",
+                        "E102,陳大華,第一分局,約聘僱,在職,2020-01-01",
+                        "E102,陳大華,第一分局,約聘僱,離職,2026-03-01",
                     )
                 })
-                .collect::<Vec<_>>(),
-        ),
-    )
-    .unwrap();
-    let third = review("2026-07-10");
-    assert!(finding(&third).is_none());
-    let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
-    let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
-    assert!(
-        !store
-            .open_findings()
-            .unwrap()
-            .iter()
-            .any(|f| f.key == "ACCOUNT_HOLDER_DEPARTED|P102")
-    );
+                .collect()
+        };
+        let t = Test::new()
+            .file(
+                "inbox/roster/accounts_20260702.csv",
+                csv(ROSTER_HEADER, &roster_rows()),
+            )
+            .file(
+                "inbox/hr/hr_20260702.csv",
+                csv(HR_HEADER, &departed(hr_rows())),
+            )
+            .file(
+                "inbox/query_logs/webir_2026H1.csv",
+                csv(LOG_HEADER_NO_IP, &log_rows(&steady_queries())),
+            );
+        Repeat { t }
+    }
+
+    /// The account review as of `day`: its run folder.
+    fn review(&self, day: &str) -> std::path::PathBuf {
+        let out = self
+            .t
+            .run(&["run", "account-review", "--as-of", day, "--no-send"]);
+        assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
+        out.run_dir()
+    }
+
+    /// 2 July: the finding is listed, high, not a repeat.
+    fn the_first_review_lists_it_high(&self) -> std::path::PathBuf {
+        let first = self.review("2026-07-02");
+        let (sev, line) = departed_finding(&first).expect("listed");
+        assert_eq!(sev, "high", "{line}");
+        assert!(!line.contains("重複列管"), "{line}");
+        first
+    }
+
+    /// The officer answers that P102 was revoked (it was not).
+    fn the_officer_answers_that_it_was_revoked(&self, first: &Path) {
+        let t = &self.t;
+        let answered = t.path("answered.xlsx");
+        crate::harness::workbook::refill_sheet(
+            &first.join("reports/KPB.xlsx"),
+            &answered,
+            "帳號清查",
+            |rows| {
+                let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
+                let done = header.iter().position(|h| h == "處理結果").unwrap();
+                for r in crate::harness::workbook::table_rows(rows).iter_mut() {
+                    r.resize(header.len(), calamine::Data::Empty);
+                    let d = if r[0] == "P102" {
+                        "已廢止"
+                    } else {
+                        "保留"
+                    };
+                    r[done] = calamine::Data::String(d.into());
+                }
+            },
+        );
+        let config = webir_audit::config::load(&t.config_path()).unwrap();
+        let answered = crate::harness::as_returned(&config, &answered);
+        let back = t.run(&["ingest-worksheet", answered.to_str().unwrap()]);
+        assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);
+    }
+
+    /// The same review day again is not a second review.
+    fn the_same_review_day_again_is_not_a_second_review(&self) {
+        let again = self.review("2026-07-02");
+        assert_eq!(departed_finding(&again).unwrap().0, "high");
+    }
+
+    /// 3 July: still listed, it is a repeat, critical, saying what the
+    /// officer answered; the summary and the 帳號清查 sheet say so.
+    fn the_next_review_lists_it_as_a_repeat_one_level_higher(&self) {
+        let second = self.review("2026-07-03");
+        let (sev, line) = departed_finding(&second).expect("still listed");
+        assert_eq!(sev, "critical", "{line}");
+        assert!(
+            line.contains("重複列管：2026-07-02 清查首次列出，本次為第 2 次"),
+            "{line}"
+        );
+        assert!(
+            line.contains("專責人員曾回報「已廢止」，惟本次資料仍列"),
+            "{line}"
+        );
+        let texts = summary_texts(&second.join("reports/KPB.xlsx"));
+        assert!(texts.iter().any(|l| l.contains("嚴重")), "{texts:?}");
+        {
+            use calamine::{Reader, Xlsx, open_workbook};
+            let mut wb: Xlsx<_> = open_workbook(second.join("reports/KPB.xlsx")).unwrap();
+            let sheet = wb.worksheet_range("帳號清查").unwrap();
+            let row = sheet
+                .rows()
+                .find(|r| r.first().is_some_and(|c| *c == "P102"))
+                .expect("P102 on 帳號清查")
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(row.contains("（重複列管）"), "{row}");
+        }
+    }
+
+    /// The officer disabled it: the next review no longer lists it, and
+    /// the history closes it.
+    fn once_disabled_it_is_no_longer_listed_and_the_history_closes_it(&self) {
+        let t = &self.t;
+        std::fs::write(
+            t.path("inbox/roster/accounts_20260710.csv"),
+            csv(
+                ROSTER_HEADER,
+                &roster_rows()
+                    .into_iter()
+                    .map(|r| {
+                        r.replace(
+                            "約聘僱,啟用,2025-01-02,2026-06-01,",
+                            "約聘僱,停用,2025-01-02,2026-06-01,2026-07-05",
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .unwrap();
+        let third = self.review("2026-07-10");
+        assert!(departed_finding(&third).is_none());
+        let config = webir_audit::config::load(&t.path("webir-audit.toml")).unwrap();
+        let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
+        assert!(
+            !store
+                .open_findings()
+                .unwrap()
+                .iter()
+                .any(|f| f.key == "ACCOUNT_HOLDER_DEPARTED|P102")
+        );
+    }
 }
 
 /// Regression (seen benchmarking a generated inbox of ten million queries
