@@ -4,6 +4,7 @@
 //! roster exported twice, HR changes in two files — run through the real
 //! binary. Every count is computed here from the test's own rows.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::harness::mail::parse_all;
@@ -820,104 +821,164 @@ fn a_missing_export_in_the_middle_withholds_idle_and_never_used() {
 /// without a form, one in order.
 #[test]
 fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
-    use calamine::{Data, Reader, Xlsx, open_workbook};
-    let queries: Vec<String> = [
-        "P101,2026-03-02 10:00:00,投保資料,B200000011,犯罪偵查,成功,第一分局",
-        "P101,2026-03-05 10:00:00,投保資料,B200000012,犯罪偵查,成功,第一分局",
-        "P101,2026-03-06 10:00:00,投保資料,B200000013,犯罪偵查,成功,第一分局",
-        "P101,2026-03-09 10:00:00,投保資料,B200000014,犯罪偵查,成功,第一分局",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let forms = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n\
+    let sampled = PreCheck::the_police_s_only_account_has_its_four_queries_sampled();
+    let seen = sampled.each_row_s_pre_check_says_what_its_findings_say();
+    every_query_is_sampled(seen);
+}
+
+/// The findings of each query, by its masked subject, and the KPB
+/// worksheet's rows, of one sample audit.
+struct PreCheck {
+    /// Holds the city's folder for the test's length.
+    _t: Test,
+    by_subject: BTreeMap<String, BTreeSet<String>>,
+    rows: Vec<Vec<String>>,
+}
+
+impl PreCheck {
+    /// P101's four queries: approved after, another purpose, no form, in
+    /// order; the sample audit draws them all.
+    fn the_police_s_only_account_has_its_four_queries_sampled() -> PreCheck {
+        let queries: Vec<String> = [
+            "P101,2026-03-02 10:00:00,投保資料,B200000011,犯罪偵查,成功,第一分局",
+            "P101,2026-03-05 10:00:00,投保資料,B200000012,犯罪偵查,成功,第一分局",
+            "P101,2026-03-06 10:00:00,投保資料,B200000013,犯罪偵查,成功,第一分局",
+            "P101,2026-03-09 10:00:00,投保資料,B200000014,犯罪偵查,成功,第一分局",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let forms = "表單編號,帳號,被查詢人身分證號,查詢目的,查詢事由,申請時間,核可主管,核可時間\n\
         F1,P101,B200000011,犯罪偵查,偵辦竊盜案,2026-03-02 09:00:00,陳組長,2026-03-03 09:00:00\n\
         F2,P101,B200000012,毒品施用者追蹤輔導,追蹤輔導,2026-03-04 09:00:00,陳組長,2026-03-04 10:00:00\n\
         F4,P101,B200000014,犯罪偵查,偵辦詐欺案,2026-03-08 09:00:00,陳組長,2026-03-08 10:00:00\n";
-    let t = city()
-        .file(
-            "inbox/query_logs/webir_2026H1.csv",
-            csv(LOG_HEADER_NO_IP, &queries),
-        )
-        .file("inbox/forms/紀錄表_1150701.csv", forms);
-    let out = t.run(&[
-        "run",
-        "sample-audit",
-        "--period",
-        "2026H1",
-        "--seed",
-        "12345678901234567890",
-        "--no-send",
-    ]);
-    assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
-    let dir = out.run_dir();
-    // The findings of each query, by its masked subject.
-    let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .collect();
-    let at = |n: &str| header.iter().position(|h| *h == n).unwrap();
-    let mut by_subject: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-        Default::default();
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        if f[at("account_id")] == "P101" && !f[at("subject")].is_empty() {
-            let code = webir_audit::checks::Code::parse(f[at("code")]).unwrap();
-            by_subject
-                .entry(f[at("subject")].to_owned())
-                .or_default()
-                .insert(code.description().to_owned());
+        let t = city()
+            .file(
+                "inbox/query_logs/webir_2026H1.csv",
+                csv(LOG_HEADER_NO_IP, &queries),
+            )
+            .file("inbox/forms/紀錄表_1150701.csv", forms);
+        let out = t.run(&[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+            "--no-send",
+        ]);
+        assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
+        let dir = out.run_dir();
+        let by_subject = PreCheck::findings_by_subject(&dir);
+        let rows = PreCheck::worksheet_rows(&dir);
+        PreCheck {
+            _t: t,
+            by_subject,
+            rows,
         }
     }
-    let mut wb: Xlsx<_> = open_workbook(dir.join("reports/KPB.xlsx")).unwrap();
-    let range = wb.worksheet_range("抽查工作底稿").unwrap();
-    let rows: Vec<Vec<String>> = range
-        .rows()
-        .map(|r| r.iter().map(Data::to_string).collect())
-        .collect();
-    let h = &rows[2];
-    let col = |n: &str| {
+
+    /// The findings of each query of P101, by its masked subject.
+    fn findings_by_subject(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+        // The findings of each query, by its masked subject.
+        let text = std::fs::read_to_string(dir.join("findings.csv")).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap()
+            .trim_start_matches('\u{feff}')
+            .split(',')
+            .collect();
+        let at = |n: &str| header.iter().position(|h| *h == n).unwrap();
+        let mut by_subject: BTreeMap<String, BTreeSet<String>> = Default::default();
+        for l in lines {
+            let f: Vec<&str> = l.split(',').collect();
+            if f[at("account_id")] == "P101" && !f[at("subject")].is_empty() {
+                let code = webir_audit::checks::Code::parse(f[at("code")]).unwrap();
+                by_subject
+                    .entry(f[at("subject")].to_owned())
+                    .or_default()
+                    .insert(code.description().to_owned());
+            }
+        }
+        by_subject
+    }
+
+    /// KPB's 抽查工作底稿, as text.
+    fn worksheet_rows(dir: &Path) -> Vec<Vec<String>> {
+        use calamine::{Data, Reader, Xlsx, open_workbook};
+        let mut wb: Xlsx<_> = open_workbook(dir.join("reports/KPB.xlsx")).unwrap();
+        let range = wb.worksheet_range("抽查工作底稿").unwrap();
+        range
+            .rows()
+            .map(|r| r.iter().map(Data::to_string).collect())
+            .collect()
+    }
+
+    /// The worksheet's column headed `n`.
+    fn col(&self, n: &str) -> usize {
+        let h = &self.rows[2];
         h.iter()
             .position(|x| x == n)
             .unwrap_or_else(|| panic!("{n}"))
-    };
-    let (subject, pre, form_col, purpose) = (
-        col("被查詢人"),
-        col("系統預檢"),
-        col("紀錄表"),
-        col("查詢目的"),
-    );
-    let mut seen = Vec::new();
-    for r in rows[3..]
-        .iter()
-        .take_while(|r| r.iter().any(|c| !c.is_empty()))
-    {
-        // 紀錄表: the form's number, then its purpose where it is not the
-        // query's.
-        let form_lines: Vec<&str> = r[form_col].lines().collect();
-        let (f, form_purpose) = (
-            form_lines[0].to_owned(),
-            form_lines
-                .get(1)
-                .and_then(|l| l.strip_prefix("目的："))
-                .unwrap_or(r[purpose].as_str()),
+    }
+
+    /// Each row's 系統預檢 lists its query's findings, and its 紀錄表 the
+    /// form that query had. Returns the rows' subjects' ends.
+    fn each_row_s_pre_check_says_what_its_findings_say(&self) -> Vec<String> {
+        let (subject, pre, form_col, purpose) = (
+            self.col("被查詢人"),
+            self.col("系統預檢"),
+            self.col("紀錄表"),
+            self.col("查詢目的"),
         );
-        let said: std::collections::BTreeSet<String> = match r[pre].as_str() {
-            "無異常" => Default::default(),
-            p => p.split('；').map(str::to_owned).collect(),
-        };
-        let found = by_subject.get(&r[subject]).cloned().unwrap_or_default();
-        assert_eq!(said, found, "row {r:?}");
+        let mut seen = Vec::new();
+        for r in self.rows[3..]
+            .iter()
+            .take_while(|r| r.iter().any(|c| !c.is_empty()))
+        {
+            // 紀錄表: the form's number, then its purpose where it is not the
+            // query's.
+            let form_lines: Vec<&str> = r[form_col].lines().collect();
+            let (f, form_purpose) = (
+                form_lines[0].to_owned(),
+                form_lines
+                    .get(1)
+                    .and_then(|l| l.strip_prefix("目的："))
+                    .unwrap_or(r[purpose].as_str()),
+            );
+            let said: BTreeSet<String> = match r[pre].as_str() {
+                "無異常" => Default::default(),
+                p => p.split('；').map(str::to_owned).collect(),
+            };
+            let found = self
+                .by_subject
+                .get(&r[subject])
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(said, found, "row {r:?}");
+            self.the_row_cites_the_form_its_query_had(r, &f, form_purpose, &found);
+            seen.push(r[subject][7..].to_owned());
+        }
+        seen
+    }
+
+    /// Row `r`'s form `f` (stating `form_purpose`) is what its query had:
+    /// late, of another purpose, none, or in order.
+    fn the_row_cites_the_form_its_query_had(
+        &self,
+        r: &[String],
+        f: &str,
+        form_purpose: &str,
+        found: &BTreeSet<String>,
+    ) {
+        let (subject, purpose) = (self.col("被查詢人"), self.col("查詢目的"));
         match &r[subject][7..] {
             // Approved the day after the query: the row cites that form.
             "011" => {
                 assert_eq!(f, "F1（查詢後始核可）");
                 // Who approved it, and when: after the query.
-                assert_eq!(r[col("核准")], "陳組長\n2026/03/03 09:00", "{r:?}");
+                assert_eq!(r[self.col("核准")], "陳組長\n2026/03/03 09:00", "{r:?}");
             }
             // The form states another purpose than the query.
             "012" => {
@@ -932,8 +993,11 @@ fn the_worksheet_pre_check_is_the_findings_verdict_row_by_row() {
             }
             other => panic!("unexpected row {other}"),
         }
-        seen.push(r[subject][7..].to_owned());
     }
+}
+
+/// Every one of P101's queries has its row.
+fn every_query_is_sampled(mut seen: Vec<String>) {
     seen.sort();
     assert_eq!(seen, ["011", "012", "013", "014"], "every query sampled");
 }
