@@ -477,114 +477,152 @@ fn golden_tickets_of_spec_v1() {
 /// digest, accounts, records and tickets.
 #[test]
 fn the_worked_example_in_the_spec_is_what_the_tool_draws() {
-    let doc = std::fs::read_to_string(repo().join("docs/sampling.md")).unwrap();
-    let tsv = doc
-        .split("```tsv\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the worked example's population block");
-    let mut csv =
-        String::from("帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n");
-    for line in tsv.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 6, "{line}");
-        csv.push_str(&format!(
-            "{},{},{},{},public_health,成功,{},10.0.0.1\n",
-            f[0],
-            f[2].replace('T', " "),
-            f[3],
-            f[4],
-            f[1]
-        ));
+    let example = WorkedExample::its_population_is_drawn_from_a_real_inbox();
+    example.the_population_digest_is_the_published_one();
+    example.the_health_bureau_draws_the_published_accounts_and_records();
+    example.every_printed_ticket_is_the_tool_s();
+}
+
+/// docs/sampling.md's worked example, and the manifest of the tool's draw
+/// of its population.
+struct WorkedExample {
+    /// Holds the city's folder for the test's length.
+    _t: crate::harness::Test,
+    doc: String,
+    m: Value,
+}
+
+/// A row of a Markdown table: `| rank | `id or key` | ... |`, its cells
+/// unquoted.
+fn markdown_cells(line: &str) -> Vec<String> {
+    line.replace("\\|", "\u{1}")
+        .split('|')
+        .map(|c| c.trim().trim_matches('`').replace('\u{1}', "|"))
+        .collect()
+}
+
+impl WorkedExample {
+    /// The example's population, as a query log in an inbox, is drawn
+    /// with its seed.
+    fn its_population_is_drawn_from_a_real_inbox() -> WorkedExample {
+        let doc = std::fs::read_to_string(repo().join("docs/sampling.md")).unwrap();
+        let tsv = doc
+            .split("```tsv\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the worked example's population block");
+        let mut csv =
+            String::from("帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n");
+        for line in tsv.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert_eq!(f.len(), 6, "{line}");
+            csv.push_str(&format!(
+                "{},{},{},{},public_health,成功,{},10.0.0.1\n",
+                f[0],
+                f[2].replace('T', " "),
+                f[3],
+                f[4],
+                f[1]
+            ));
+        }
+        let t = crate::harness::Test::new().file("inbox/query_logs/example.csv", csv);
+        let out = t.run(&[
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            "12345678901234567890",
+        ]);
+        out.assert_ran();
+        let m = manifest(&out.run_dir());
+        WorkedExample { _t: t, doc, m }
     }
-    let t = crate::harness::Test::new().file("inbox/query_logs/example.csv", csv);
-    let out = t.run(&[
-        "run",
-        "sample-audit",
-        "--period",
-        "2026H1",
-        "--seed",
-        "12345678901234567890",
-    ]);
-    out.assert_ran();
-    let m = manifest(&out.run_dir());
 
-    let digest = doc
-        .split("Population digest (46 records):\n`")
-        .nth(1)
-        .and_then(|r| r.split('`').next())
-        .unwrap();
-    assert_eq!(m["population_digest"], digest);
-    assert_eq!(m["population_records"], 46);
+    /// The population digest and count are those the example publishes.
+    fn the_population_digest_is_the_published_one(&self) {
+        let digest = self
+            .doc
+            .split("Population digest (46 records):\n`")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+            .unwrap();
+        assert_eq!(self.m["population_digest"], digest);
+        assert_eq!(self.m["population_records"], 46);
+    }
 
-    // Table rows: `| rank | `id or key` | ... | `ticket` | selected? |`.
-    let cells = |line: &str| -> Vec<String> {
-        line.replace("\\|", "\u{1}")
-            .split('|')
-            .map(|c| c.trim().trim_matches('`').replace('\u{1}', "|"))
-            .collect()
-    };
-    let table = |title: &str| -> Vec<Vec<String>> {
-        doc.split(title)
+    /// The rows of the example's table under `title`.
+    fn table(&self, title: &str) -> Vec<Vec<String>> {
+        // Table rows: `| rank | `id or key` | ... | `ticket` | selected? |`.
+        self.doc
+            .split(title)
             .nth(1)
             .unwrap()
             .lines()
             .skip_while(|l| !l.starts_with("|---"))
             .skip(1)
             .take_while(|l| l.starts_with('|'))
-            .map(cells)
+            .map(markdown_cells)
             .collect()
-    };
-    let khb = m["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["unit_id"] == "KHB")
-        .unwrap()["strata"][0]
-        .clone();
-    assert_eq!(
-        (
-            khb["accounts_in_use"].as_u64(),
-            khb["accounts_selected"].as_u64()
-        ),
-        (Some(6), Some(2))
-    );
-    let accounts = table("smallest first:\n\n| rank | account");
-    let selected: Vec<&Vec<String>> = accounts.iter().filter(|r| r[5] == "selected").collect();
-    assert_eq!(selected.len(), 2);
-    for (row, got) in selected.iter().zip(khb["accounts"].as_array().unwrap()) {
-        assert_eq!(got["account_id"], row[2].as_str());
-        assert_eq!(got["ticket"], row[4].as_str());
-        assert_eq!(got["records_in_period"].to_string(), row[3]);
-        let records = table(&format!("`{}`:\n", row[2]));
-        let chosen: Vec<&Vec<String>> = records.iter().filter(|r| r[4] == "selected").collect();
-        let listed = got["records"].as_array().unwrap();
-        assert_eq!(listed.len(), chosen.len());
-        for (want, rec) in chosen.iter().zip(listed) {
-            let key = format!(
-                "{}|{}|",
-                rec["queried_at"].as_str().unwrap(),
-                rec["query_item"].as_str().unwrap()
-            );
-            assert!(want[2].starts_with(&key), "{want:?} vs {rec}");
-            assert_eq!(rec["ticket"], want[3].as_str());
+    }
+
+    /// The Health Bureau's stratum draws 2 of its 6 accounts, the
+    /// published ones, each with its published records and tickets.
+    fn the_health_bureau_draws_the_published_accounts_and_records(&self) {
+        let khb = self.m["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["unit_id"] == "KHB")
+            .unwrap()["strata"][0]
+            .clone();
+        assert_eq!(
+            (
+                khb["accounts_in_use"].as_u64(),
+                khb["accounts_selected"].as_u64()
+            ),
+            (Some(6), Some(2))
+        );
+        let accounts = self.table("smallest first:\n\n| rank | account");
+        let selected: Vec<&Vec<String>> = accounts.iter().filter(|r| r[5] == "selected").collect();
+        assert_eq!(selected.len(), 2);
+        for (row, got) in selected.iter().zip(khb["accounts"].as_array().unwrap()) {
+            assert_eq!(got["account_id"], row[2].as_str());
+            assert_eq!(got["ticket"], row[4].as_str());
+            assert_eq!(got["records_in_period"].to_string(), row[3]);
+            let records = self.table(&format!("`{}`:\n", row[2]));
+            let chosen: Vec<&Vec<String>> = records.iter().filter(|r| r[4] == "selected").collect();
+            let listed = got["records"].as_array().unwrap();
+            assert_eq!(listed.len(), chosen.len());
+            for (want, rec) in chosen.iter().zip(listed) {
+                let key = format!(
+                    "{}|{}|",
+                    rec["queried_at"].as_str().unwrap(),
+                    rec["query_item"].as_str().unwrap()
+                );
+                assert!(want[2].starts_with(&key), "{want:?} vs {rec}");
+                assert_eq!(rec["ticket"], want[3].as_str());
+            }
         }
     }
-    // Every ticket the tables print is the tool's ticket for its fields.
-    use webir_audit::sampling::spec::{ticket, ticket_hex};
-    let seed = "12345678901234567890";
-    for row in &accounts {
-        assert_eq!(
-            ticket_hex(&ticket(&[seed, "account", "2026H1", "KHB", &row[2]])),
-            row[4]
-        );
-    }
-    for account in ["u03", "u02"] {
-        for row in table(&format!("`{account}`:\n")) {
+
+    /// Every ticket the tables print is the tool's ticket for its fields.
+    fn every_printed_ticket_is_the_tool_s(&self) {
+        use webir_audit::sampling::spec::{ticket, ticket_hex};
+        let seed = "12345678901234567890";
+        for row in &self.table("smallest first:\n\n| rank | account") {
             assert_eq!(
-                ticket_hex(&ticket(&[seed, "record", "2026H1", account, &row[2]])),
-                row[3]
+                ticket_hex(&ticket(&[seed, "account", "2026H1", "KHB", &row[2]])),
+                row[4]
             );
+        }
+        for account in ["u03", "u02"] {
+            for row in self.table(&format!("`{account}`:\n")) {
+                assert_eq!(
+                    ticket_hex(&ticket(&[seed, "record", "2026H1", account, &row[2]])),
+                    row[3]
+                );
+            }
         }
     }
 }
