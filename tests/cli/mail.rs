@@ -365,8 +365,19 @@ fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
 #[test]
 fn each_mail_says_what_its_reader_must_do() {
     let tmp = tempfile::tempdir().unwrap();
-    crate::harness::sample_city_audit(tmp.path(), &[]);
-    let outbox = tmp.path().join("var/state/outbox-files");
+    let mails = the_sample_city_s_audit_mails_reply_to_the_health_bureau(tmp.path());
+    let mut readers = Readers::default();
+    for m in &mails {
+        readers.each_reader_is_told_their_part(m);
+    }
+    readers.every_kind_of_reader_was_mailed();
+}
+
+/// The sample city's audit is mailed, every message replying to the
+/// Health Bureau; its mails, read back.
+fn the_sample_city_s_audit_mails_reply_to_the_health_bureau(tmp: &std::path::Path) -> Vec<Parsed> {
+    crate::harness::sample_city_audit(tmp, &[]);
+    let outbox = tmp.join("var/state/outbox-files");
     for e in std::fs::read_dir(&outbox).unwrap() {
         let eml = std::fs::read_to_string(e.unwrap().path()).unwrap();
         assert!(
@@ -374,104 +385,147 @@ fn each_mail_says_what_its_reader_must_do() {
             "no Reply-To"
         );
     }
-    let mails = parse_all(&outbox);
-    let (mut officers, mut ethics, mut chief, mut critical) = (0, 0, 0, 0);
-    for m in &mails {
+    parse_all(&outbox)
+}
+
+/// How many mails each kind of reader got.
+#[derive(Default)]
+struct Readers {
+    officers: usize,
+    ethics: usize,
+    chief: usize,
+    critical: usize,
+}
+
+impl Readers {
+    /// `m` names no system administrator, says how to answer it, and
+    /// what its reader must do; counted by its reader.
+    fn each_reader_is_told_their_part(&mut self, m: &Parsed) {
         assert!(!m.text.contains("系統管理者"), "{}: {}", m.to, m.text);
         if !m.subject.contains("緊急") {
-            // How to return it, and whom to ask (mail.reply_to,
-            // mail.contact); a reader who returns nothing (the ethics
-            // unit, the chief administrator) is not told to return it.
-            let returns = !m.text.contains("無須填寫");
-            let line = if returns {
-                "回傳及聯絡：請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"
-            } else {
-                "聯絡：如有疑問請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"
-            };
-            assert!(m.text.contains(line), "{}", m.text);
-            // The reader's agency is 貴機關, never 本機關.
-            assert!(!m.text.contains("本機關"), "{}", m.text);
-            // A workbook's mail is a 公文: 主旨, 說明, and 辦法 where the
-            // reader has something to do.
-            if m.attachment.is_some() && !m.subject.contains("調查") {
-                let at = |s: &str| m.text.find(s);
-                assert!(
-                    at("主旨：").is_some() && at("主旨：") < at("說明："),
-                    "{}",
-                    m.text
-                );
-                if returns {
-                    assert!(at("說明：") < at("辦法："), "{}", m.text);
-                }
-            }
+            a_mail_says_how_to_answer_it_and_reads_as_a_document(m);
         }
         if m.subject.contains("緊急") {
-            // Critical findings: at once, to the officer and the ethics
-            // unit, apart from the workbook and its deadline.
-            critical += 1;
-            assert!(m.name.is_empty(), "the notice carries no workbook");
-            // The deadline it does not wait for: the workbook's day.
-            assert!(m.text.contains("不待 2026-08-04 之回報期限"), "{}", m.text);
-            if m.to.starts_with("ethics.") {
-                assert!(
-                    m.text.contains("共同調查") && m.text.contains("調查紀錄"),
-                    "{}",
-                    m.text
-                );
-            } else {
-                assert!(m.text.contains("廢止其使用權限"), "{}", m.text);
-            }
-            continue;
+            self.critical += 1;
+            a_critical_notice_goes_out_at_once_without_the_workbook(m);
+            return;
         }
         if m.subject.contains("專責人員本人帳號覆核") {
-            // A second review: the ethics unit audits the officer's own
-            // account, fills in and returns.
-            assert!(m.to.starts_with("ethics."), "{}", m.to);
-            for must in ["專責人員不自行抽查本人帳號", "黃色欄位", "辦法：", "回傳"]
-            {
-                assert!(
-                    m.text.contains(must),
-                    "review mail lacks {must}: {}",
-                    m.text
-                );
-            }
-            continue;
+            a_second_review_asks_the_ethics_unit_to_fill_it_in(m);
+            return;
         }
         if m.to.starts_with("ethics.") {
-            ethics += 1;
-            assert!(m.text.starts_with("政風單位 您好"), "{}", m.text);
-            // The internal audit lists what was asked before apart.
-            if m.subject.contains("內部稽核") {
-                assert!(m.text.contains("「已列管異常查詢」"), "{}", m.text);
-            }
-            for must in ["會同", "共同調查", "調查紀錄", "第六點第三款"] {
-                assert!(
-                    m.text.contains(must),
-                    "ethics mail lacks {must}: {}",
-                    m.text
-                );
-            }
-            // Nothing to fill in or do as the officer does (辦法 is the
-            // officer's).
-            assert!(
-                !m.text.contains("黃色欄位") && !m.text.contains("辦法："),
-                "{}",
-                m.text
-            );
+            self.ethics += 1;
+            the_ethics_unit_investigates_and_fills_in_nothing(m);
         } else if m.subject.contains("全市彙整") {
-            chief += 1;
+            self.chief += 1;
             assert!(m.text.starts_with("衛生局總管理者 您好"), "{}", m.text);
             assert!(!m.text.contains("黃色欄位"), "{}", m.text);
             assert!(m.text.contains("督導"), "{}", m.text);
         } else {
-            officers += 1;
+            self.officers += 1;
             assert!(m.text.starts_with("專責人員 您好"), "{}", m.text);
             assert!(m.text.contains("黃色欄位"), "{}", m.text);
         }
     }
+
+    /// Officers, ethics units, the chief (once) and critical notices (in
+    /// pairs) were all mailed.
+    fn every_kind_of_reader_was_mailed(&self) {
+        let Readers {
+            officers,
+            ethics,
+            chief,
+            critical,
+        } = *self;
+        assert!(
+            officers > 5 && ethics > 0 && chief == 1 && critical > 0 && critical % 2 == 0,
+            "{officers} {ethics} {chief} {critical}"
+        );
+    }
+}
+
+/// How to return it, and whom to ask; 貴機關, never 本機關; a workbook's
+/// mail reads as a 公文.
+fn a_mail_says_how_to_answer_it_and_reads_as_a_document(m: &Parsed) {
+    // How to return it, and whom to ask (mail.reply_to,
+    // mail.contact); a reader who returns nothing (the ethics
+    // unit, the chief administrator) is not told to return it.
+    let returns = !m.text.contains("無須填寫");
+    let line = if returns {
+        "回傳及聯絡：請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"
+    } else {
+        "聯絡：如有疑問請回覆本信（webir.khb@example.gov.tw）；承辦人：衛生局 WebIR 稽核承辦人"
+    };
+    assert!(m.text.contains(line), "{}", m.text);
+    // The reader's agency is 貴機關, never 本機關.
+    assert!(!m.text.contains("本機關"), "{}", m.text);
+    // A workbook's mail is a 公文: 主旨, 說明, and 辦法 where the
+    // reader has something to do.
+    if m.attachment.is_some() && !m.subject.contains("調查") {
+        let at = |s: &str| m.text.find(s);
+        assert!(
+            at("主旨：").is_some() && at("主旨：") < at("說明："),
+            "{}",
+            m.text
+        );
+        if returns {
+            assert!(at("說明：") < at("辦法："), "{}", m.text);
+        }
+    }
+}
+
+/// Critical findings: at once, to the officer and the ethics unit, apart
+/// from the workbook and its deadline.
+fn a_critical_notice_goes_out_at_once_without_the_workbook(m: &Parsed) {
+    assert!(m.name.is_empty(), "the notice carries no workbook");
+    // The deadline it does not wait for: the workbook's day.
+    assert!(m.text.contains("不待 2026-08-04 之回報期限"), "{}", m.text);
+    if m.to.starts_with("ethics.") {
+        assert!(
+            m.text.contains("共同調查") && m.text.contains("調查紀錄"),
+            "{}",
+            m.text
+        );
+    } else {
+        assert!(m.text.contains("廢止其使用權限"), "{}", m.text);
+    }
+}
+
+/// A second review: the ethics unit audits the officer's own account,
+/// fills in and returns.
+fn a_second_review_asks_the_ethics_unit_to_fill_it_in(m: &Parsed) {
+    assert!(m.to.starts_with("ethics."), "{}", m.to);
+    for must in ["專責人員不自行抽查本人帳號", "黃色欄位", "辦法：", "回傳"] {
+        assert!(
+            m.text.contains(must),
+            "review mail lacks {must}: {}",
+            m.text
+        );
+    }
+}
+
+/// The ethics unit investigates with the officer (point 6(3)) and fills
+/// in nothing.
+fn the_ethics_unit_investigates_and_fills_in_nothing(m: &Parsed) {
+    assert!(m.text.starts_with("政風單位 您好"), "{}", m.text);
+    // The internal audit lists what was asked before apart.
+    if m.subject.contains("內部稽核") {
+        assert!(m.text.contains("「已列管異常查詢」"), "{}", m.text);
+    }
+    for must in ["會同", "共同調查", "調查紀錄", "第六點第三款"] {
+        assert!(
+            m.text.contains(must),
+            "ethics mail lacks {must}: {}",
+            m.text
+        );
+    }
+    // Nothing to fill in or do as the officer does (辦法 is the
+    // officer's).
     assert!(
-        officers > 5 && ethics > 0 && chief == 1 && critical > 0 && critical % 2 == 0,
-        "{officers} {ethics} {chief} {critical}"
+        !m.text.contains("黃色欄位") && !m.text.contains("辦法："),
+        "{}",
+        m.text
     );
 }
 
