@@ -1089,10 +1089,12 @@ impl Repeat {
             &answered,
             "帳號清查",
             |rows| {
-                let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
-                let done = header.iter().position(|h| h == "處理結果").unwrap();
+                let (done, width) = (
+                    crate::harness::workbook::table_column(rows, "處理結果"),
+                    rows[2].len(),
+                );
                 for r in crate::harness::workbook::table_rows(rows).iter_mut() {
-                    r.resize(header.len(), calamine::Data::Empty);
+                    r.resize(width, calamine::Data::Empty);
                     let d = if r[0] == "P102" {
                         "已廢止"
                     } else {

@@ -659,14 +659,14 @@ impl ReviewReturn {
         let out = self.city.path(name);
         crate::harness::workbook::refill_sheet(&original, &out, "帳號清查", |rows| {
             crate::harness::workbook::sign(rows, "專責人員乙", day);
-            let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
-            let at = |h: &str| header.iter().position(|x| x == h).unwrap();
+            let width = rows[2].len();
+            let at = |h: &str| crate::harness::workbook::table_column(rows, h);
             let (done, who, account) = (at("處理結果"), at("處理人"), at("帳號"));
             for (i, r) in crate::harness::workbook::table_rows(rows)
                 .iter_mut()
                 .enumerate()
             {
-                r.resize(header.len(), Data::Empty);
+                r.resize(width, Data::Empty);
                 if !(leave_blank && i == 0) {
                     r[done] = Data::String("保留".into());
                     r[who] = Data::String("專責人員乙".into());
@@ -1343,11 +1343,13 @@ fn a_query_check_comes_back_with_what_was_done() {
         &filled,
         "異常查詢",
         |rows| {
-            let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
-            let done = header.iter().position(|h| h == "處理情形").unwrap();
+            let (done, width) = (
+                crate::harness::workbook::table_column(rows, "處理情形"),
+                rows[2].len(),
+            );
             assert!(rows.len() > 3, "KHB has findings");
             for r in crate::harness::workbook::table_rows(rows).iter_mut() {
-                r.resize(header.len(), Data::Empty);
+                r.resize(width, Data::Empty);
                 r[done] = Data::String("已查明，係公務查詢".into());
             }
         },

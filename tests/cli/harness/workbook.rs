@@ -126,6 +126,15 @@ fn rewrite(
     wb.save(out).unwrap();
 }
 
+/// The column of a sheet's table whose header (the third row) is `name`.
+pub fn table_column(rows: &[Vec<Data>], name: &str) -> usize {
+    let header: Vec<String> = rows[2].iter().map(|c| c.to_string()).collect();
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+}
+
 /// The rows of a sheet's table, after its header to its first blank row:
 /// what an officer answers (the sign-off follows the blank row).
 pub fn table_rows(rows: &mut [Vec<Data>]) -> &mut [Vec<Data>] {
