@@ -5,8 +5,8 @@
 //! show the seed, the commitment's time and the chain head; the evidence
 //! bundle verifies offline.
 
+use crate::harness::Test;
 use crate::harness::mail::Parsed;
-use crate::harness::served::City;
 use crate::harness::served::received;
 use crate::harness::served::{SAMPLE_AUDIT, admin_mail, city, ledger, pass, row, run_folders};
 use crate::smtp::Smtp;
@@ -34,7 +34,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, &ceremony(""));
-    let config = c.config();
+    let config = c.loaded_config();
     let commitments = the_commitment_goes_out_and_nothing_is_drawn(&c, &smtp, &config);
     a_seed_too_short_or_for_another_period_is_refused(&c);
     the_chief_administrator_types_the_lottery_s_digits_once(&c);
@@ -49,7 +49,7 @@ fn the_daemon_commits_waits_for_the_seed_and_draws_what_an_auditor_verifies_offl
 /// 5 July 08:00: the commitment goes out to the chief administrator and
 /// every ethics unit, and nothing is drawn; returns the commitments.
 fn the_commitment_goes_out_and_nothing_is_drawn(
-    c: &City,
+    c: &Test,
     smtp: &Smtp,
     config: &webir_audit::config::Config,
 ) -> Vec<Parsed> {
@@ -87,7 +87,7 @@ fn the_commitment_goes_out_and_nothing_is_drawn(
     assert!(text.contains(&freeze.population_digest), "{text}");
     assert!(text.contains("2026-07-05T08:00:00"), "{text}");
     assert!(text.contains("大樂透") && text.contains("webir-audit seed --period 2026H1"));
-    let status = c.run(&["status"], "2026-07-06T09:00:00+08:00");
+    let status = c.run_at(&["status"], "2026-07-06T09:00:00+08:00");
     assert!(
         status.stdout.contains("waiting-for-seed"),
         "{}",
@@ -97,8 +97,8 @@ fn the_commitment_goes_out_and_nothing_is_drawn(
 }
 
 /// Not a seed, and no ceremony for another period: refused, nothing kept.
-fn a_seed_too_short_or_for_another_period_is_refused(c: &City) {
-    let bad = c.run(
+fn a_seed_too_short_or_for_another_period_is_refused(c: &Test) {
+    let bad = c.run_at(
         &["seed", "--period", "2026H1", "--value", "12345"],
         "2026-07-08T09:00:00+08:00",
     );
@@ -109,7 +109,7 @@ fn a_seed_too_short_or_for_another_period_is_refused(c: &City) {
         "{}",
         bad.stderr
     );
-    let early = c.run(
+    let early = c.run_at(
         &["seed", "--period", "2026H2", "--value", SEED],
         "2026-07-08T09:00:00+08:00",
     );
@@ -123,8 +123,8 @@ fn a_seed_too_short_or_for_another_period_is_refused(c: &City) {
 
 /// 8 July: the lottery's digits, typed by the chief administrator, are
 /// taken; a second seed for the period is refused.
-fn the_chief_administrator_types_the_lottery_s_digits_once(c: &City) {
-    let given = c.run(
+fn the_chief_administrator_types_the_lottery_s_digits_once(c: &Test) {
+    let given = c.run_at(
         &[
             "seed",
             "--period",
@@ -139,7 +139,7 @@ fn the_chief_administrator_types_the_lottery_s_digits_once(c: &City) {
         "2026-07-08T10:00:00+08:00",
     );
     assert_eq!(given.status, 0, "{}{}", given.stdout, given.stderr);
-    let again = c.run(
+    let again = c.run_at(
         &[
             "seed",
             "--period",
@@ -158,7 +158,7 @@ fn the_chief_administrator_types_the_lottery_s_digits_once(c: &City) {
 }
 
 /// The next pass draws and mails the period's one run; returns its folder.
-fn the_next_pass_draws_and_mails_one_run(c: &City) -> std::path::PathBuf {
+fn the_next_pass_draws_and_mails_one_run(c: &Test) -> std::path::PathBuf {
     pass(c, "2026-07-08T10:05:00+08:00");
     assert_eq!(ledger(c), [row("sample-audit", "2026H1", "mailed")]);
     let runs = run_folders(c, "2026H1");
@@ -265,11 +265,12 @@ fn the_workbook_and_the_officer_s_mail_show_the_seed(
 /// the ceremony as entries of the chain and the manifest's record of it.
 fn the_bundle_verifies_offline_and_shows_the_ceremony(
     tmp: &std::path::Path,
-    c: &City,
+    c: &Test,
     dir: &std::path::Path,
     m: &serde_json::Value,
 ) {
-    let fresh = crate::harness::bundle::open_bundle(tmp, &c.config, dir, &["--with-personal-data"]);
+    let fresh =
+        crate::harness::bundle::open_bundle(tmp, c.config_path(), dir, &["--with-personal-data"]);
     let (ok, text) = crate::harness::bundle::py(&fresh, &["verify_sample.py", "run"]);
     assert!(ok && text.contains("MATCH"), "{text}");
     // The bundle shows the ceremony: commitment, then the seed, then the
@@ -288,8 +289,8 @@ fn the_bundle_verifies_offline_and_shows_the_ceremony(
 }
 
 /// A byte changed in the drawn run is named by `archive verify`.
-fn a_changed_byte_in_the_run_is_named_by_archive_verify(c: &City, dir: &std::path::Path) {
-    let verify = |c: &City| c.run(&["archive", "verify"], "2026-07-09T09:00:00+08:00");
+fn a_changed_byte_in_the_run_is_named_by_archive_verify(c: &Test, dir: &std::path::Path) {
+    let verify = |c: &Test| c.run_at(&["archive", "verify"], "2026-07-09T09:00:00+08:00");
     let ok = verify(c);
     assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
     let target = dir.join("sample.csv");
@@ -363,7 +364,7 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, &ceremony(""));
     pass(&c, "2026-07-05T08:00:00+08:00");
-    let seeds = c.tmp.path().join("city/inbox/seeds");
+    let seeds = c.dir.path().join("city/inbox/seeds");
     std::fs::create_dir_all(&seeds).unwrap();
     // A seed file written before the commitment went out is never taken.
     let early = seeds.join("2026H1.txt");
@@ -383,7 +384,7 @@ fn a_seed_file_is_taken_from_the_inbox_and_a_population_changed_since_the_commit
         [row("sample-audit", "2026H1", "waiting-for-seed")]
     );
     // A late export arrives after the commitment.
-    let logs = c.tmp.path().join("city/inbox/query_logs");
+    let logs = c.dir.path().join("city/inbox/query_logs");
     std::fs::write(
         logs.join("late.csv"),
         "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
@@ -432,15 +433,15 @@ fn a_seed_file_that_is_a_link_a_pipe_or_too_large_is_refused_unread() {
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, &ceremony(""));
     pass(&c, "2026-07-05T08:00:00+08:00");
-    let seeds = c.tmp.path().join("city/inbox/seeds");
+    let seeds = c.dir.path().join("city/inbox/seeds");
     std::fs::create_dir_all(&seeds).unwrap();
     let file = seeds.join("2026H1.txt");
     let refused = seeds.join("2026H1.txt.refused");
-    let secret = c.tmp.path().join("secrets.env");
+    let secret = c.dir.path().join("secrets.env");
     std::fs::write(&secret, "WEBIR_AUDIT_SMTP_PASSWORD=hunter2\n").unwrap();
-    let outside = c.tmp.path().join("seed.txt");
+    let outside = c.dir.path().join("seed.txt");
     std::fs::write(&outside, SEED).unwrap();
-    let fifo = c.tmp.path().join("fifo");
+    let fifo = c.dir.path().join("fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -514,7 +515,7 @@ fn the_external_audit_draws_its_units_by_the_ceremony_too() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, EXTERNAL_AUDIT);
-    let config = c.config();
+    let config = c.loaded_config();
     the_year_s_logs_and_inputs_arrive_after_it_ends(&c);
     the_candidates_are_committed_and_mailed_and_nothing_is_drawn(&c, &smtp, &config);
     a_seed_is_taken_only_for_the_external_audit_s_ceremony(&c);
@@ -528,10 +529,10 @@ const EXTERNAL_AUDIT_KEY: &str = "2026/external-audit";
 
 /// The year's logs reach its last day, and the roster and HR list are
 /// copied in after it ends.
-fn the_year_s_logs_and_inputs_arrive_after_it_ends(c: &City) {
+fn the_year_s_logs_and_inputs_arrive_after_it_ends(c: &Test) {
     // The year's logs reach its last day.
     std::fs::write(
-        c.tmp.path().join("city/inbox/query_logs/december.csv"),
+        c.dir.path().join("city/inbox/query_logs/december.csv"),
         "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP\n\
          W00101,2026-12-31 10:00:00,個人投保資料,A123456789,public_health,成功,KHB,10.0.0.1\n",
     )
@@ -542,7 +543,7 @@ fn the_year_s_logs_and_inputs_arrive_after_it_ends(c: &City) {
         "hr/hr_status_20260702.csv",
     ] {
         crate::harness::written_at(
-            &c.tmp.path().join("city/inbox").join(f),
+            &c.dir.path().join("city/inbox").join(f),
             "2027-01-04T09:00:00+08:00",
         );
     }
@@ -552,7 +553,7 @@ fn the_year_s_logs_and_inputs_arrive_after_it_ends(c: &City) {
 /// of a commitment, KPB first for its critical findings; nothing is
 /// drawn.
 fn the_candidates_are_committed_and_mailed_and_nothing_is_drawn(
-    c: &City,
+    c: &Test,
     smtp: &Smtp,
     config: &webir_audit::config::Config,
 ) {
@@ -588,9 +589,9 @@ fn the_candidates_are_committed_and_mailed_and_nothing_is_drawn(
 
 /// A job that draws nothing takes no seed, and the sample audit's seed
 /// command does not reach this ceremony.
-fn a_seed_is_taken_only_for_the_external_audit_s_ceremony(c: &City) {
+fn a_seed_is_taken_only_for_the_external_audit_s_ceremony(c: &Test) {
     // A job that draws nothing has no ceremony to give a seed to.
-    let none = c.run(
+    let none = c.run_at(
         &[
             "seed",
             "--period",
@@ -609,7 +610,7 @@ fn a_seed_is_taken_only_for_the_external_audit_s_ceremony(c: &City) {
         none.stderr
     );
     // The sample audit's seed command does not reach this ceremony.
-    let wrong = c.run(
+    let wrong = c.run_at(
         &["seed", "--period", "2026", "--value", SEED],
         "2027-03-04T10:00:00+08:00",
     );
@@ -623,8 +624,8 @@ fn a_seed_is_taken_only_for_the_external_audit_s_ceremony(c: &City) {
 
 /// 4 March 10:00: the chief administrator gives the seed with
 /// `--job external-audit`.
-fn the_chief_administrator_gives_the_external_audit_s_seed(c: &City) {
-    let given = c.run(
+fn the_chief_administrator_gives_the_external_audit_s_seed(c: &Test) {
+    let given = c.run_at(
         &[
             "seed",
             "--period",
@@ -644,7 +645,7 @@ fn the_chief_administrator_gives_the_external_audit_s_seed(c: &City) {
 /// The next pass draws one run, its `selection.json` carrying the seed
 /// and the ceremony's times, the seed after the candidates.
 fn the_next_pass_draws_one_run_carrying_the_ceremony(
-    c: &City,
+    c: &Test,
     config: &webir_audit::config::Config,
 ) {
     pass(c, "2027-03-04T11:00:00+08:00");

@@ -291,11 +291,11 @@ fn the_head_a_workbook_shows_is_one_the_chain_extends() {
 /// password is in neither the output nor the bundle's names.
 #[test]
 fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
+    let city = Test::sample_city();
+    let run = city.sample_audit_2026h1(&["--no-send"]);
     let fresh = open_bundle(
-        tmp.path(),
-        &config,
+        city.dir.path(),
+        city.config_path(),
         &run.run_dir(),
         &["--with-personal-data"],
     );
@@ -341,11 +341,11 @@ fn an_evidence_bundle_verifies_offline_after_an_independent_extractor() {
 /// personal data it then holds.
 #[test]
 fn an_evidence_bundle_with_its_inputs_holds_the_exports_as_read() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
+    let city = Test::sample_city();
+    let run = city.sample_audit_2026h1(&["--no-send"]);
     let fresh = open_bundle(
-        tmp.path(),
-        &config,
+        city.dir.path(),
+        city.config_path(),
         &run.run_dir(),
         &["--with-personal-data", "--with-inputs"],
     );
@@ -392,9 +392,9 @@ fn an_evidence_bundle_with_its_inputs_holds_the_exports_as_read() {
 /// the population is in and the sample re-draws.
 #[test]
 fn an_evidence_bundle_holds_no_full_national_id_unless_asked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (config, run) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
-    let fresh = open_bundle(tmp.path(), &config, &run.run_dir(), &[]);
+    let city = Test::sample_city();
+    let run = city.sample_audit_2026h1(&["--no-send"]);
+    let fresh = open_bundle(city.dir.path(), city.config_path(), &run.run_dir(), &[]);
     assert!(!fresh.join("run/population.tsv").exists());
     let id = regex_lite_national_id();
     // The spec and the verifiers are the same in every bundle; their worked
@@ -440,8 +440,8 @@ fn an_evidence_bundle_holds_no_full_national_id_unless_asked() {
     );
 
     let full = open_bundle(
-        tmp.path(),
-        &config,
+        city.dir.path(),
+        city.config_path(),
         &run.run_dir(),
         &["--with-personal-data"],
     );
@@ -522,8 +522,7 @@ fn the_readme_demo_s_bundle_shows_its_ceremony_and_a_rebuilt_chain_is_caught_by_
 /// The README's demo on the sample city: its two draws, the sample
 /// audit's bundle opened, and the head of the last receipt mailed.
 struct ReadmeDemo {
-    tmp: tempfile::TempDir,
-    config: PathBuf,
+    city: Test,
     sample: PathBuf,
     external: PathBuf,
     /// The sample audit's bundle, opened with its personal data.
@@ -536,22 +535,8 @@ impl ReadmeDemo {
     /// The demo runs, states its seed and when each step happened, and
     /// draws a sample audit and an external audit.
     fn states_its_seeds_and_when_each_step_happened() -> ReadmeDemo {
-        let tmp = tempfile::tempdir().unwrap();
-        crate::harness::copy_dir(
-            &crate::harness::repo().join("sample_data"),
-            &tmp.path().join("city"),
-        );
-        let config = tmp.path().join("city/webir-audit.toml");
-        let out = crate::harness::run_binary(
-            &[
-                "--now",
-                "2026-12-03T10:00:00+08:00",
-                "demo",
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
+        let city = Test::sample_city();
+        let out = city.run_at(&["demo"], "2026-12-03T10:00:00+08:00");
         assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
         // The demo states its seed and when each step happened.
         for line in [
@@ -574,8 +559,7 @@ impl ReadmeDemo {
             .expect("an external audit")
             .clone();
         ReadmeDemo {
-            tmp,
-            config,
+            city,
             sample,
             external,
             fresh: PathBuf::new(),
@@ -614,8 +598,8 @@ impl ReadmeDemo {
     /// sample audit's redraws and shows its ceremony.
     fn the_sample_s_bundle_verifies_alone_and_shows_the_ceremony(&mut self) {
         self.fresh = open_bundle(
-            self.tmp.path(),
-            &self.config,
+            self.city.dir.path(),
+            self.city.config_path(),
             &self.sample,
             &["--with-personal-data"],
         );
@@ -671,7 +655,12 @@ impl ReadmeDemo {
 
     /// The external audit's bundle verifies and shows its commitment.
     fn the_external_audit_s_bundle_shows_its_commitment(&self) {
-        let units = open_bundle(self.tmp.path(), &self.config, &self.external, &[]);
+        let units = open_bundle(
+            self.city.dir.path(),
+            self.city.config_path(),
+            &self.external,
+            &[],
+        );
         let (ok, text) = py(&units, &["verify_bundle.py", "."]);
         assert!(
             ok && text.contains("ceremony: commitment entry ")
@@ -683,9 +672,7 @@ impl ReadmeDemo {
     /// The last receipt mailed: its head, in full, from its body; it
     /// vouches for every entry up to it, the sample's seal among them.
     fn the_last_receipt_vouches_for_every_entry_up_to_it(&mut self) {
-        let mail = webir_audit::mail::outbox::file_transport_dir(
-            &webir_audit::config::load(&self.config).unwrap(),
-        );
+        let mail = webir_audit::mail::outbox::file_transport_dir(&self.city.loaded_config());
         let receipts: Vec<crate::harness::mail::Parsed> = crate::harness::mail::parse_every(&mail)
             .into_iter()
             .filter(crate::harness::mail::is_receipt)

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::binary;
+use crate::harness::Test;
 use crate::harness::served::{
-    City, ENV, SAMPLE_AUDIT, admin_mail, arrivals, city, ledger, pass, received, row, run_folders,
+    SAMPLE_AUDIT, admin_mail, arrivals, city, ledger, pass, received, row, run_folders,
 };
 use crate::smtp::Smtp;
 
@@ -45,13 +45,13 @@ fn down_across_a_scheduled_time_it_catches_up_once_and_reports_what_is_too_late(
     let alerts = admin_mail(&smtp, "排程逾期未執行");
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].contains("2026H2"), "{}", alerts[0]);
-    let status = c.run(&["status"], "2027-03-02T10:00:00+08:00");
+    let status = c.run_at(&["status"], "2027-03-02T10:00:00+08:00");
     assert!(
         status.stdout.contains("sample-audit 2026H2 missed"),
         "{}",
         status.stdout
     );
-    let json = c.run(&["status", "--json"], "2027-03-02T10:00:00+08:00");
+    let json = c.run_at(&["status", "--json"], "2027-03-02T10:00:00+08:00");
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["jobs"][0]["next"], "2027-07-05T00:00:00Z");
     let reminders = received(&smtp)
@@ -70,7 +70,7 @@ fn the_period_boundary_is_the_first_second_of_july_in_taipei() {
         &SAMPLE_AUDIT.replace("0 0 8 5 1,7 *", "0 0 0 1 1,7 *"),
     );
     // Remove the query logs so nothing runs: only the ledger is looked at.
-    std::fs::remove_dir_all(c.tmp.path().join("city/inbox/query_logs")).unwrap();
+    std::fs::remove_dir_all(c.dir.path().join("city/inbox/query_logs")).unwrap();
     pass(&c, "2026-06-30T23:00:00+08:00");
     pass(&c, "2026-06-30T23:59:59+08:00");
     assert!(ledger(&c).is_empty());
@@ -86,7 +86,7 @@ fn missing_inputs_wait_and_the_admin_is_told_once_which() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, SAMPLE_AUDIT);
-    let hr = c.tmp.path().join("city/inbox/hr");
+    let hr = c.dir.path().join("city/inbox/hr");
     let keep = tmp.path().join("hr-kept");
     std::fs::rename(&hr, &keep).unwrap();
     pass(&c, "2026-07-01T10:00:00+08:00");
@@ -124,16 +124,12 @@ fn killed_during_a_run_the_period_completes_exactly_once() {
     let c = city(&smtp, SAMPLE_AUDIT);
     pass(&c, "2026-07-01T10:00:00+08:00");
     let now = "2026-07-05T09:00:00+08:00";
-    let cfg = c.config.to_str().unwrap().to_owned();
-    let mut child = binary(
-        &["daemon", "--once", "--config", &cfg, "--now", now],
-        c.tmp.path(),
-        &ENV,
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = c
+        .command(&["daemon", "--once", "--now", now])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the run is under way (its folder made, the ledger
     // saying `running`), then kill -9.
     let start = Instant::now();
@@ -170,8 +166,8 @@ fn a_second_daemon_is_refused_and_sigterm_stops_the_first_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, SAMPLE_AUDIT);
-    let cfg = c.config.to_str().unwrap().to_owned();
-    let mut first = binary(&["daemon", "-v", "--config", &cfg], c.tmp.path(), &ENV)
+    let mut first = c
+        .command(&["daemon", "-v"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -192,7 +188,7 @@ fn a_second_daemon_is_refused_and_sigterm_stops_the_first_cleanly() {
         let _ = std::io::Read::read_to_string(&mut log, &mut rest);
         rest
     });
-    let second = c.run(&["daemon"], "2026-07-01T10:00:00+08:00");
+    let second = c.run_at(&["daemon"], "2026-07-01T10:00:00+08:00");
     assert_eq!(second.status, 2);
     assert!(
         second.stderr.contains("another webir-audit daemon")
@@ -224,14 +220,14 @@ fn bad_schedules_refuse_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, &SAMPLE_AUDIT.replace("0 0 8 5 1,7 *", "0 0 8 5 1 *"));
-    let out = c.run(&["daemon", "--once"], "2026-07-01T10:00:00+08:00");
+    let out = c.run_at(&["daemon", "--once"], "2026-07-01T10:00:00+08:00");
     assert_eq!(out.status, 3, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains("test.toml") && out.stderr.contains("six months"),
         "{}",
         out.stderr
     );
-    assert!(!Path::new(&c.config().paths.state.join("daemon.lock")).exists());
+    assert!(!Path::new(&c.loaded_config().paths.state.join("daemon.lock")).exists());
 }
 
 /// Regression: a schedules folder without `sample-audit.toml` was
@@ -240,8 +236,8 @@ fn bad_schedules_refuse_to_start() {
 fn a_duty_without_a_schedule_refuses_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
-    let c = City::new(&smtp, "");
-    let dir = c.tmp.path().join("schedules");
+    let c = Test::sample_city().served(&smtp, "");
+    let dir = c.dir.path().join("schedules");
     std::fs::create_dir_all(&dir).unwrap();
     for e in std::fs::read_dir(crate::harness::repo().join("schedules")).unwrap() {
         let p = e.unwrap().path();
@@ -250,22 +246,7 @@ fn a_duty_without_a_schedule_refuses_to_start() {
         }
     }
     std::fs::remove_file(dir.join("sample-audit.toml")).unwrap();
-    let env = ENV.to_vec();
-    let cfg = c.config.to_str().unwrap().to_owned();
-    let run = || {
-        crate::harness::run_binary_env(
-            &[
-                "daemon",
-                "--once",
-                "--config",
-                &cfg,
-                "--now",
-                "2026-07-01T10:00:00+08:00",
-            ],
-            c.tmp.path(),
-            &env,
-        )
-    };
+    let run = || c.run_at(&["daemon", "--once"], "2026-07-01T10:00:00+08:00");
     let out = run();
     assert_eq!(out.status, 3, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -326,36 +307,25 @@ fn sighup_reloads_the_config_and_an_invalid_one_is_refused_once() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, SAMPLE_AUDIT);
-    let cfg = c.config.to_str().unwrap().to_owned();
-    let good = std::fs::read_to_string(&c.config).unwrap();
-    let mut d = binary(
-        &[
-            "daemon",
-            "-v",
-            "--config",
-            &cfg,
-            "--now",
-            "2026-07-01T10:00:00+08:00",
-        ],
-        c.tmp.path(),
-        &ENV,
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let good = std::fs::read_to_string(c.config_path()).unwrap();
+    let mut d = c
+        .command(&["daemon", "-v", "--now", "2026-07-01T10:00:00+08:00"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let rx = log_lines(&mut d);
     wait_for(&rx, "pass done");
 
     // A typo: refused, the old config stays, one alert.
-    std::fs::write(&c.config, format!("{good}\nnot_a_key = 1\n")).unwrap();
+    std::fs::write(c.config_path(), format!("{good}\nnot_a_key = 1\n")).unwrap();
     for _ in 0..2 {
         signal(&d, "-HUP");
         wait_for(&rx, "previous one stays in force");
         wait_for(&rx, "pass done");
     }
-    let alerts = |c: &City| {
-        webir_audit::store::Store::open(&c.config().paths.state)
+    let alerts = |c: &Test| {
+        webir_audit::store::Store::open(&c.loaded_config().paths.state)
             .map(|s| s.outbox().unwrap())
             .unwrap_or_default()
             .into_iter()
@@ -363,12 +333,12 @@ fn sighup_reloads_the_config_and_an_invalid_one_is_refused_once() {
             .count()
     };
     // (The config on disk is broken, so read the state folder of the good one.)
-    std::fs::write(&c.config, &good).unwrap();
+    std::fs::write(c.config_path(), &good).unwrap();
     assert_eq!(alerts(&c), 1, "told once");
 
     // A valid change is taken at the next wake-up.
     std::fs::write(
-        &c.config,
+        c.config_path(),
         good.replace("admin@example.gov.tw", "admin2@example.gov.tw"),
     )
     .unwrap();
@@ -389,7 +359,7 @@ fn a_period_run_by_hand_is_adopted_not_drawn_again() {
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, SAMPLE_AUDIT);
     pass(&c, "2026-07-01T10:00:00+08:00");
-    let by_hand = c.run(
+    let by_hand = c.run_at(
         &[
             "run",
             "sample-audit",
@@ -405,7 +375,7 @@ fn a_period_run_by_hand_is_adopted_not_drawn_again() {
     pass(&c, "2026-07-06T11:00:00+08:00");
     pass(&c, "2026-07-20T11:00:00+08:00");
     assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "mailed")]);
-    let note = webir_audit::store::Store::open(&c.config().paths.state)
+    let note = webir_audit::store::Store::open(&c.loaded_config().paths.state)
         .unwrap()
         .ledger()
         .unwrap()[0]
@@ -414,7 +384,7 @@ fn a_period_run_by_hand_is_adopted_not_drawn_again() {
         .unwrap_or_default();
     assert!(note.starts_with("run by hand"), "{note}");
     assert_eq!(run_folders(&c, "2026H1").len(), 1);
-    let draws = webir_audit::store::Store::open(&c.config().paths.state)
+    let draws = webir_audit::store::Store::open(&c.loaded_config().paths.state)
         .unwrap()
         .draws("2026H1")
         .unwrap();
@@ -440,7 +410,7 @@ period = "previous-quarter"
     );
     // A roster export cut short: the passwords cannot be judged.
     let broken = c
-        .tmp
+        .dir
         .path()
         .join("city/inbox/roster/webir_accounts_20260703.xlsx");
     std::fs::write(&broken, "PK\u{3}\u{4} cut short").unwrap();
@@ -466,26 +436,13 @@ fn a_write_fault_fails_the_run_cleanly_and_a_later_pass_retries_it() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, SAMPLE_AUDIT);
-    let config = c.tmp.path().join("city/webir-audit.toml");
     let limited = |now: &str| {
-        let out = crate::harness::run_binary_limited(
-            2048,
-            &[
-                "daemon",
-                "--once",
-                "--config",
-                config.to_str().unwrap(),
-                "--now",
-                now,
-            ],
-            c.tmp.path(),
-            &ENV,
-        );
+        let out = c.run_limited(2048, &["daemon", "--once", "--now", now]);
         assert_eq!(out.status, 0, "{}", out.stderr);
     };
     limited("2026-07-05T08:00:00+08:00");
     assert_eq!(ledger(&c), [row("sample-audit", "2026H1", "failed")]);
-    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
+    let store = webir_audit::store::Store::open(&c.loaded_config().paths.state).unwrap();
     let error = store.ledger().unwrap()[0].error.clone().unwrap_or_default();
     assert!(error.contains("File too large"), "{error}");
     assert!(
@@ -516,7 +473,7 @@ fn a_write_fault_fails_the_run_cleanly_and_a_later_pass_retries_it() {
     // Issue 29: the draw the failed run recorded is resumed with its
     // seed (it was draw 2 with a new seed: a draw nobody saw, and a seed
     // chosen again).
-    let store = webir_audit::store::Store::open(&c.config().paths.state).unwrap();
+    let store = webir_audit::store::Store::open(&c.loaded_config().paths.state).unwrap();
     let draws = store.draws("2026H1").unwrap();
     assert_eq!(draws.len(), 1, "one draw");
     assert_eq!(manifest["draw_number"], 1);
@@ -547,10 +504,10 @@ fn in_december_the_admin_is_told_once_that_next_year_s_calendar_is_missing() {
     let tmp2 = tempfile::tempdir().unwrap();
     let smtp2 = Smtp::start(tmp2.path(), "");
     let c2 = city(&smtp2, SAMPLE_AUDIT);
-    let folder = c2.tmp.path().join("city/calendar");
+    let folder = c2.dir.path().join("city/calendar");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::rename(
-        c2.tmp.path().join("city/holidays.toml"),
+        c2.dir.path().join("city/holidays.toml"),
         folder.join("2026.toml"),
     )
     .unwrap();
@@ -559,7 +516,7 @@ fn in_december_the_admin_is_told_once_that_next_year_s_calendar_is_missing() {
         "西元日期,星期,是否放假,備註\n20270101,五,2,開國紀念日\n20270102,六,2,\n",
     )
     .unwrap();
-    let config = c2.tmp.path().join("city/webir-audit.toml");
+    let config = c2.dir.path().join("city/webir-audit.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("holidays = \"holidays.toml\"", "holidays = \"calendar\"");
@@ -577,7 +534,7 @@ fn restored_exports_dated_by_their_names_do_not_hold_the_audit() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let c = city(&smtp, SAMPLE_AUDIT);
-    let inbox = c.tmp.path().join("city/inbox");
+    let inbox = c.dir.path().join("city/inbox");
     for dir in ["roster", "hr", "query_logs", "forms"] {
         for e in std::fs::read_dir(inbox.join(dir)).unwrap() {
             crate::harness::written_at(&e.unwrap().path(), "2026-06-01T09:00:00+08:00");

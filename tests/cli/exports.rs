@@ -490,7 +490,7 @@ fn a_year_the_holidays_file_does_not_cover_is_not_checked_and_waited_for() {
     );
     assert!(!codes(&out.run_dir()).iter().any(|c| c == "QUERY_OFF_HOURS"));
     // The daemon's sample audit of 2027H1 would wait for the calendar.
-    let config = webir_audit::config::load(&t.config_path()).unwrap();
+    let config = t.loaded_config();
     let missing = webir_audit::daemon::missing_inputs(
         &config,
         webir_audit::schedule::Job::SampleAudit,
@@ -1104,7 +1104,7 @@ impl Repeat {
                 }
             },
         );
-        let config = webir_audit::config::load(&t.config_path()).unwrap();
+        let config = t.loaded_config();
         let answered = crate::harness::as_returned(&config, &answered);
         let back = t.run(&["ingest-worksheet", answered.to_str().unwrap()]);
         assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);

@@ -10,53 +10,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::copy_dir;
-use crate::harness::mail::{Parsed, parse_all};
+use crate::harness::Test;
+use crate::harness::mail::Parsed;
+use crate::harness::repo;
 use crate::harness::served::{KPB_PASSWORD, arrivals, received};
-use crate::harness::{repo, run_binary_env};
 
-struct City {
-    tmp: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl City {
-    fn new() -> City {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
-        let config = tmp.path().join("city/webir-audit.toml");
-        // Only a job that does not fire in July and August: this test
-        // watches the follow-up alone.
-        std::fs::create_dir_all(tmp.path().join("no-schedules")).unwrap();
-        std::fs::copy(
-            repo().join("schedules/internal-audit.toml"),
-            tmp.path().join("no-schedules/internal-audit.toml"),
-        )
-        .unwrap();
-        crate::harness::suspend_unscheduled_duties(&tmp.path().join("no-schedules"));
-        let text = std::fs::read_to_string(&config).unwrap().replace(
-            "schedules = \"../schedules\"",
-            &format!("schedules = {:?}", tmp.path().join("no-schedules")),
-        );
-        std::fs::write(&config, text).unwrap();
-        City { tmp, config }
-    }
-
-    fn run(&self, args: &[&str], now: &str) -> crate::harness::Output {
-        let mut all = args.to_vec();
-        all.extend(["--config", self.config.to_str().unwrap(), "--now", now]);
-        let out = run_binary_env(&all, self.tmp.path(), &[]);
-        assert!(out.status <= 1, "{all:?}: {}{}", out.stdout, out.stderr);
-        out
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
-    }
-
-    fn mails(&self) -> Vec<Parsed> {
-        parse_all(&self.path("var/state/outbox-files"))
-    }
+/// The sample city, its mail kept in files, with only a job that does not
+/// fire in July and August scheduled: these tests watch the follow-up alone.
+fn city() -> Test {
+    let internal_audit =
+        std::fs::read_to_string(repo().join("schedules/internal-audit.toml")).unwrap();
+    Test::sample_city().schedules(&internal_audit)
 }
 
 fn count(mails: &[Parsed], subject_has: &str) -> usize {
@@ -86,7 +50,7 @@ fn a_worksheet_is_chased_until_it_comes_back_and_then_never_again() {
 /// The sample audit's worksheets, one a unit, and what the follow-up
 /// then chases.
 struct Chase {
-    city: City,
+    city: Test,
     config: webir_audit::config::Config,
     units: Vec<webir_audit::config::Agency>,
     sent: Vec<Parsed>,
@@ -101,10 +65,10 @@ impl Chase {
     /// The sample audit runs and leaves one item due on 4 August per unit
     /// and per second review.
     fn the_sample_audit_asks_each_unit_for_its_worksheet() -> Chase {
-        let city = City::new();
-        let config = webir_audit::config::load(&city.config).unwrap();
+        let city = city();
+        let config = city.loaded_config();
         let units: Vec<_> = config.agencies.units().cloned().collect();
-        city.run(
+        city.run_at(
             &[
                 "run",
                 "sample-audit",
@@ -114,8 +78,9 @@ impl Chase {
                 "12345678901234567890",
             ],
             "2026-07-05T08:00:00+08:00",
-        );
-        let sent = city.mails();
+        )
+        .finished();
+        let sent = city.outbox_mails();
         let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
         let items = store.due_items().unwrap();
         // One per unit, and one per second review of a unit's officer's own
@@ -151,17 +116,20 @@ impl Chase {
     /// Two weeks in, the daemon has nothing to say yet.
     fn nothing_is_said_two_weeks_in(&self) {
         self.city
-            .run(&["daemon", "--once"], "2026-07-20T09:00:00+08:00");
-        assert_eq!(self.city.mails().len(), self.sent.len());
+            .run_at(&["daemon", "--once"], "2026-07-20T09:00:00+08:00")
+            .finished();
+        assert_eq!(self.city.outbox_mails().len(), self.sent.len());
     }
 
     /// A week before the due day each officer and second reviewer is
     /// reminded, once, with the days left.
     fn each_officer_is_reminded_once_a_week_before(&self) {
         let (city, items, kpb) = (&self.city, &self.items, &self.kpb);
-        city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
-        city.run(&["daemon", "--once"], "2026-07-28T15:00:00+08:00");
-        let mails = city.mails();
+        city.run_at(&["daemon", "--once"], "2026-07-28T09:00:00+08:00")
+            .finished();
+        city.run_at(&["daemon", "--once"], "2026-07-28T15:00:00+08:00")
+            .finished();
+        let mails = city.outbox_mails();
         // Each officer, and each second reviewer.
         assert_eq!(count(&mails, "】提醒："), items.len(), "one reminder each");
         let review = items
@@ -253,7 +221,8 @@ impl Chase {
     ) -> crate::harness::Output {
         let pass = self
             .city
-            .run(&["daemon", "--once"], "2026-07-30T09:00:00+08:00");
+            .run_at(&["daemon", "--once"], "2026-07-30T09:00:00+08:00")
+            .finished();
         assert!(
             !returns.join("KPB_回傳.xlsx").exists()
                 && !returns.join("refused/KPB_回傳.xlsx").exists(),
@@ -312,14 +281,16 @@ impl Chase {
             bytes,
             "kept as received"
         );
-        let verify = city.run(&["archive", "verify"], "2026-07-30T09:05:00+08:00");
+        let verify = city
+            .run_at(&["archive", "verify"], "2026-07-30T09:05:00+08:00")
+            .finished();
         assert_eq!(verify.status, 0, "{}", verify.stdout);
     }
 
     /// The admin hears of each refused file, and the secret a link points
     /// at is never read; returns the mail so far.
     fn the_admin_hears_of_each_refused_file_and_no_secret(&self) -> Vec<Parsed> {
-        let mails = self.city.mails();
+        let mails = self.city.outbox_mails();
         assert_eq!(
             count(&mails, "回傳檔案無法收件"),
             2,
@@ -364,7 +335,9 @@ impl Chase {
         });
         let back = self.protected_for_kpb(&filled, "2026-08-01T09:00:00Z");
         std::fs::write(returns.join("KPB_調查紀錄.xlsx"), back).unwrap();
-        let pass = city.run(&["daemon", "--once"], "2026-08-01T09:00:00+08:00");
+        let pass = city
+            .run_at(&["daemon", "--once"], "2026-08-01T09:00:00+08:00")
+            .finished();
         assert!(
             !returns.join("KPB_調查紀錄.xlsx").exists(),
             "{}",
@@ -386,11 +359,15 @@ impl Chase {
     /// and KPB hears nothing; returns the mail and the number still open.
     fn the_others_are_chased_past_the_grace_period_and_kpb_is_not(&self) -> (Vec<Parsed>, usize) {
         let (city, items, kpb) = (&self.city, &self.items, &self.kpb);
-        city.run(&["daemon", "--once"], "2026-08-04T09:00:00+08:00");
-        city.run(&["daemon", "--once"], "2026-08-05T09:00:00+08:00");
-        city.run(&["daemon", "--once"], "2026-08-18T09:00:00+08:00");
-        city.run(&["daemon", "--once"], "2026-08-19T09:00:00+08:00");
-        let mails = city.mails();
+        city.run_at(&["daemon", "--once"], "2026-08-04T09:00:00+08:00")
+            .finished();
+        city.run_at(&["daemon", "--once"], "2026-08-05T09:00:00+08:00")
+            .finished();
+        city.run_at(&["daemon", "--once"], "2026-08-18T09:00:00+08:00")
+            .finished();
+        city.run_at(&["daemon", "--once"], "2026-08-19T09:00:00+08:00")
+            .finished();
+        let mails = city.outbox_mails();
         // Every item but KPB's: the other units' and the second review.
         let open = items.len() - 1;
         assert_eq!(count(&mails, "】今日到期："), open);
@@ -441,7 +418,9 @@ impl Chase {
     /// is still open.
     fn status_counts_what_came_back(&self, open: usize) {
         let (city, items) = (&self.city, &self.items);
-        let status = city.run(&["status"], "2026-08-19T10:00:00+08:00");
+        let status = city
+            .run_at(&["status"], "2026-08-19T10:00:00+08:00")
+            .finished();
         assert!(
             status.stdout.contains(&format!(
                 "returns: {} asked, 2 returned, {open} open ({open} overdue)",
@@ -450,7 +429,9 @@ impl Chase {
             "{}",
             status.stdout
         );
-        let json = city.run(&["status", "--json"], "2026-08-19T10:00:00+08:00");
+        let json = city
+            .run_at(&["status", "--json"], "2026-08-19T10:00:00+08:00")
+            .finished();
         let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
         assert_eq!(v["due"].as_array().unwrap().len(), items.len() + 1);
     }
@@ -458,10 +439,13 @@ impl Chase {
     /// The next run's city-wide workbook shows KPB's worksheet returned,
     /// every row answered, and the others overdue.
     fn the_next_run_s_workbook_shows_kpb_returned_and_the_rest_late(&self, open: usize) {
-        let next = self.city.run(
-            &["run", "query-check", "--period", "2026H1", "--no-send"],
-            "2026-08-20T09:00:00+08:00",
-        );
+        let next = self
+            .city
+            .run_at(
+                &["run", "query-check", "--period", "2026H1", "--no-send"],
+                "2026-08-20T09:00:00+08:00",
+            )
+            .finished();
         let dir = next.run_dir();
         use calamine::Reader as _;
         let mut wb: calamine::Xlsx<_> =
@@ -522,21 +506,23 @@ fn every_message_is_sent_once(mails: &[Parsed]) {
 /// same by hand.
 #[test]
 fn an_open_item_follows_the_unit_s_new_officer() {
-    let city = City::new();
-    let out = city.run(
-        &[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-        ],
-        "2026-07-05T08:00:00+08:00",
-    );
+    let city = city();
+    let out = city
+        .run_at(
+            &[
+                "run",
+                "sample-audit",
+                "--period",
+                "2026H1",
+                "--seed",
+                "12345678901234567890",
+            ],
+            "2026-07-05T08:00:00+08:00",
+        )
+        .finished();
     let run_dir = out.run_dir();
     // The register is edited: nothing else.
-    let register = city.config.with_file_name("agencies.xlsx");
+    let register = city.city_path("agencies.xlsx");
     for unit in ["ksa", "ktb"] {
         let old = crate::harness::set_in_register(
             &register,
@@ -547,27 +533,31 @@ fn an_open_item_follows_the_unit_s_new_officer() {
         assert_eq!(old, format!("officer.{unit}@example.gov.tw"));
     }
     // By hand, for KTB: its current officer, whom the run never mailed.
-    let resend = city.run(
-        &[
-            "outbox",
-            "resend",
-            run_dir.to_str().unwrap(),
-            "--to",
-            "officer2.ktb@example.gov.tw",
-        ],
-        "2026-07-10T09:00:00+08:00",
-    );
+    let resend = city
+        .run_at(
+            &[
+                "outbox",
+                "resend",
+                run_dir.to_str().unwrap(),
+                "--to",
+                "officer2.ktb@example.gov.tw",
+            ],
+            "2026-07-10T09:00:00+08:00",
+        )
+        .finished();
     assert!(
         resend.stdout.contains("1 open items handed over"),
         "{}",
         resend.stdout
     );
     // The daemon, for KSA (KTB's is done).
-    city.run(&["daemon", "--once"], "2026-07-10T10:00:00+08:00");
-    city.run(&["daemon", "--once"], "2026-07-10T11:00:00+08:00");
-    let config = webir_audit::config::load(&city.config).unwrap();
+    city.run_at(&["daemon", "--once"], "2026-07-10T10:00:00+08:00")
+        .finished();
+    city.run_at(&["daemon", "--once"], "2026-07-10T11:00:00+08:00")
+        .finished();
+    let config = city.loaded_config();
     let passwords = crate::harness::mail::passwords_by_address(&config);
-    let mails = city.mails();
+    let mails = city.outbox_mails();
     for (unit, new) in [
         ("KSA", "officer2.ksa@example.gov.tw"),
         ("KTB", "officer2.ktb@example.gov.tw"),
@@ -591,8 +581,9 @@ fn an_open_item_follows_the_unit_s_new_officer() {
         );
     }
     // Reminders now reach the new officers only.
-    city.run(&["daemon", "--once"], "2026-07-28T09:00:00+08:00");
-    let mails = city.mails();
+    city.run_at(&["daemon", "--once"], "2026-07-28T09:00:00+08:00")
+        .finished();
+    let mails = city.outbox_mails();
     let reminded = |to: &str| {
         mails
             .iter()
@@ -629,7 +620,7 @@ fn an_account_review_comes_back_with_its_decisions() {
 
 /// KPB's account review of 3 July, and its workbook coming back.
 struct ReviewReturn {
-    city: City,
+    city: Test,
     config: webir_audit::config::Config,
     run_dir: PathBuf,
 }
@@ -637,13 +628,15 @@ struct ReviewReturn {
 impl ReviewReturn {
     /// The account review runs as of 2 July.
     fn the_account_review_runs() -> ReviewReturn {
-        let city = City::new();
-        let out = city.run(
-            &["run", "account-review", "--as-of", "2026-07-02"],
-            "2026-07-03T08:00:00+08:00",
-        );
+        let city = city();
+        let out = city
+            .run_at(
+                &["run", "account-review", "--as-of", "2026-07-02"],
+                "2026-07-03T08:00:00+08:00",
+            )
+            .finished();
         let run_dir = out.run_dir();
-        let config = webir_audit::config::load(&city.config).unwrap();
+        let config = city.loaded_config();
         ReviewReturn {
             city,
             config,
@@ -714,9 +707,8 @@ impl ReviewReturn {
     /// `ingest-worksheet` of `f`, as returned, at `now`.
     fn ingest(&self, f: &Path, now: &str) -> crate::harness::Output {
         let f = crate::harness::as_returned(&self.config, f);
-        let mut all = vec!["ingest-worksheet", f.to_str().unwrap()];
-        all.extend(["--config", self.city.config.to_str().unwrap(), "--now", now]);
-        run_binary_env(&all, self.city.tmp.path(), &[])
+        self.city
+            .run_at(&["ingest-worksheet", f.to_str().unwrap()], now)
     }
 
     /// A return whose account column was changed is refused, naming it.
@@ -811,13 +803,9 @@ impl ReviewReturn {
 /// by hand once the unit is ready, and reminders stop for it.
 #[test]
 fn units_drawn_by_the_external_audit_are_told_and_followed_up() {
-    let city = City::new();
+    let city = city();
     let seed = "27182818284590452353602874";
-    let run = |args: &[&str], now: &str| {
-        let mut all = args.to_vec();
-        all.extend(["--config", city.config.to_str().unwrap(), "--now", now]);
-        run_binary_env(&all, city.tmp.path(), &[])
-    };
+    let run = |args: &[&str], now: &str| city.run_at(args, now);
     let first = run(
         &["run", "external-audit", "--period", "2026", "--seed", seed],
         "2027-03-01T08:00:00+08:00",
@@ -847,8 +835,8 @@ fn units_drawn_by_the_external_audit_are_told_and_followed_up() {
         .map(|u| u["unit_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(drawn.len(), 3);
-    let config = webir_audit::config::load(&city.config).unwrap();
-    let mails = city.mails();
+    let config = city.loaded_config();
+    let mails = city.outbox_mails();
     for u in &drawn {
         let officer = config
             .agencies
@@ -896,8 +884,9 @@ fn units_drawn_by_the_external_audit_are_told_and_followed_up() {
         "2027-03-20T09:00:00+08:00",
     );
     assert_eq!(close.status, 0, "{}{}", close.stdout, close.stderr);
-    city.run(&["daemon", "--once"], "2027-03-24T09:00:00+08:00");
-    let mails = city.mails();
+    city.run_at(&["daemon", "--once"], "2027-03-24T09:00:00+08:00")
+        .finished();
+    let mails = city.outbox_mails();
     for (i, u) in drawn.iter().enumerate() {
         let officer = config
             .agencies
@@ -959,7 +948,7 @@ fn one_unit_through_a_year_with_the_daemon_and_a_real_smtp_server() {
 /// A sample city whose daemon runs the sample audit and the account
 /// review, and mails through a real SMTP server.
 struct Year {
-    c: crate::harness::served::City,
+    c: crate::harness::Test,
     smtp: crate::smtp::Smtp,
     config: webir_audit::config::Config,
     kpb: webir_audit::config::Agency,
@@ -975,18 +964,18 @@ impl Year {
     fn a_city_mailing_through_a_real_smtp_server() -> Year {
         let tmp = tempfile::tempdir().unwrap();
         let smtp = crate::smtp::Smtp::start(tmp.path(), "");
-        let c = crate::harness::served::City::new(&smtp, "");
-        let schedules = c.tmp.path().join("schedules");
+        let c = crate::harness::Test::sample_city().served(&smtp, "");
+        let schedules = c.dir.path().join("schedules");
         std::fs::create_dir_all(&schedules).unwrap();
         for f in ["sample-audit.toml", "account-review.toml"] {
             std::fs::copy(repo().join("schedules").join(f), schedules.join(f)).unwrap();
         }
         crate::harness::suspend_unscheduled_duties(&schedules);
-        let config = c.config();
+        let config = c.loaded_config();
         let kpb = config.agencies.get("KPB").unwrap().clone();
         let officer = kpb.officer_email.clone().unwrap();
         let chief = config.chief_email().unwrap().to_owned();
-        let returns = c.tmp.path().join("city/inbox/returns");
+        let returns = c.dir.path().join("city/inbox/returns");
         std::fs::create_dir_all(&returns).unwrap();
         Year {
             c,
@@ -1002,7 +991,7 @@ impl Year {
 
     /// One pass of the daemon at `now`, which succeeds.
     fn pass(&self, now: &str) {
-        let out = self.c.run(&["daemon", "--once"], now);
+        let out = self.c.run_at(&["daemon", "--once"], now);
         assert_eq!(out.status, 0, "{now}: {}{}", out.stdout, out.stderr);
     }
 
@@ -1026,7 +1015,7 @@ impl Year {
         // seed read out at a dice ceremony that morning and typed in.
         self.pass("2026-07-05T08:00:00+08:00");
         assert!(self.subjects(chief, "抽樣母體承諾").len() == 1);
-        let seed = c.run(
+        let seed = c.run_at(
             &[
                 "seed",
                 "--period",
@@ -1050,7 +1039,7 @@ impl Year {
     /// The officers review their accounts in July, by hand, and KPB's
     /// officer gets the review.
     fn the_officers_review_their_accounts_in_july_by_hand(&self) {
-        let review = self.c.run(
+        let review = self.c.run_at(
             &["run", "account-review", "--as-of", "2026-07-10"],
             "2026-07-10T09:00:00+08:00",
         );
@@ -1099,9 +1088,9 @@ impl Year {
             KPB_PASSWORD,
         )
         .unwrap();
-        let opened = c.tmp.path().join("opened.xlsx");
+        let opened = c.dir.path().join("opened.xlsx");
         std::fs::write(&opened, plain).unwrap();
-        let filled = c.tmp.path().join("filled.xlsx");
+        let filled = c.dir.path().join("filled.xlsx");
         crate::harness::workbook::refill_sheet(&opened, &filled, "抽查工作底稿", |rows| {
             for (i, r) in crate::harness::workbook::table_rows(rows)
                 .iter_mut()
@@ -1137,9 +1126,9 @@ impl Year {
             KPB_PASSWORD,
         )
         .unwrap();
-        let opened = c.tmp.path().join("inv.xlsx");
+        let opened = c.dir.path().join("inv.xlsx");
         std::fs::write(&opened, record).unwrap();
-        let filled = c.tmp.path().join("inv-filled.xlsx");
+        let filled = c.dir.path().join("inv-filled.xlsx");
         crate::harness::workbook::refill_sheet(&opened, &filled, "調查紀錄", |rows| {
             for r in crate::harness::workbook::table_rows(rows).iter_mut() {
                 r.resize(11, calamine::Data::Empty);
@@ -1161,7 +1150,7 @@ impl Year {
     /// account review reach the new one, and the old one hears no more.
     fn ksa_s_open_items_reach_its_new_officer(&self) {
         crate::harness::set_in_register(
-            &self.c.config.with_file_name("agencies.xlsx"),
+            &self.c.city_path("agencies.xlsx"),
             "KSA",
             "專責人員信箱",
             "officer2.ksa@example.gov.tw",
@@ -1185,9 +1174,9 @@ impl Year {
     /// half-year's queries) arrive in the inbox, dated 5 January.
     fn january_s_exports_arrive(&self) {
         let c = &self.c;
-        let inbox = c.tmp.path().join("city/inbox");
+        let inbox = c.dir.path().join("city/inbox");
         // The same list exported again (a byte more: another file).
-        let archive = c.tmp.path().join("var/archive");
+        let archive = c.dir.path().join("var/archive");
         let input = |rel: &str| crate::harness::input_at(&inbox, &archive, rel);
         let mut hr = std::fs::read(input("hr/hr_status_20260702.csv")).unwrap();
         hr.extend_from_slice(b"\r\n");
@@ -1254,7 +1243,7 @@ impl Year {
             .paths
             .archive
             .join("as-of-2027-01-10/account-review");
-        let status = self.c.run(&["status"], "2027-01-10T08:30:00+08:00");
+        let status = self.c.run_at(&["status"], "2027-01-10T08:30:00+08:00");
         let dir = std::fs::read_dir(&review)
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", review.display(), status.stdout))
             .next()
@@ -1330,13 +1319,15 @@ fn the_city_wide_workbook_shows_kpb_s_returns_complete(dir: &Path) {
 #[test]
 fn a_query_check_comes_back_with_what_was_done() {
     use calamine::Data;
-    let city = City::new();
-    let out = city.run(
-        &["run", "query-check", "--period", "2026H1", "--no-send"],
-        "2026-07-06T08:00:00+08:00",
-    );
+    let city = city();
+    let out = city
+        .run_at(
+            &["run", "query-check", "--period", "2026H1", "--no-send"],
+            "2026-07-06T08:00:00+08:00",
+        )
+        .finished();
     let dir = out.run_dir();
-    let config = webir_audit::config::load(&city.config).unwrap();
+    let config = city.loaded_config();
     let filled = city.path("khb.xlsx");
     crate::harness::workbook::refill_sheet(
         &dir.join("reports/KHB.xlsx"),
@@ -1355,14 +1346,10 @@ fn a_query_check_comes_back_with_what_was_done() {
         },
     );
     let filled = crate::harness::as_returned(&config, &filled);
-    let mut all = vec!["ingest-worksheet", filled.to_str().unwrap()];
-    all.extend([
-        "--config",
-        city.config.to_str().unwrap(),
-        "--now",
+    let back = city.run_at(
+        &["ingest-worksheet", filled.to_str().unwrap()],
         "2026-07-20T09:00:00+08:00",
-    ]);
-    let back = run_binary_env(&all, city.tmp.path(), &[]);
+    );
     assert_eq!(back.status, 0, "{}{}", back.stdout, back.stderr);
     assert!(
         back.stdout.starts_with("查詢稽核 of KHB"),
@@ -1406,29 +1393,32 @@ fn a_query_check_comes_back_with_what_was_done() {
 /// the state sees first is recorded without a notice.
 #[test]
 fn a_new_chief_administrator_is_told_to_apply_to_the_nhia() {
-    let city = City::new();
-    city.run(&["daemon", "--once"], "2026-07-10T09:00:00+08:00");
+    let city = city();
+    city.run_at(&["daemon", "--once"], "2026-07-10T09:00:00+08:00")
+        .finished();
     assert_eq!(
-        count(&city.mails(), "總管理者異動"),
+        count(&city.outbox_mails(), "總管理者異動"),
         0,
         "the first chief seen"
     );
-    let text = std::fs::read_to_string(&city.config).unwrap();
+    let text = std::fs::read_to_string(city.config_path()).unwrap();
     assert!(text.contains("chief.khb@example.gov.tw"));
     std::fs::write(
-        &city.config,
+        city.config_path(),
         text.replace("周秀志", "林新任")
             .replace("chief.khb@example.gov.tw", "chief2.khb@example.gov.tw"),
     )
     .unwrap();
-    city.run(&["daemon", "--once"], "2026-07-13T09:00:00+08:00");
-    city.run(&["daemon", "--once"], "2026-07-13T10:00:00+08:00");
-    let mails = city.mails();
+    city.run_at(&["daemon", "--once"], "2026-07-13T09:00:00+08:00")
+        .finished();
+    city.run_at(&["daemon", "--once"], "2026-07-13T10:00:00+08:00")
+        .finished();
+    let mails = city.outbox_mails();
     let notices: Vec<&Parsed> = mails
         .iter()
         .filter(|m| m.subject.contains("總管理者異動"))
         .collect();
-    let config = webir_audit::config::load(&city.config).unwrap();
+    let config = city.loaded_config();
     let to: std::collections::BTreeSet<&str> = notices.iter().map(|m| m.to.as_str()).collect();
     assert_eq!(
         to,
@@ -1460,9 +1450,9 @@ fn a_new_chief_administrator_is_told_to_apply_to_the_nhia() {
     // Chased past its day, to the new chief only.
     let past: chrono::NaiveDate = item.due_on.parse().unwrap();
     let later = format!("{}T09:00:00+08:00", past + chrono::Duration::days(2));
-    city.run(&["daemon", "--once"], &later);
+    city.run_at(&["daemon", "--once"], &later).finished();
     let chased: Vec<String> = city
-        .mails()
+        .outbox_mails()
         .into_iter()
         .filter(|m| m.subject.contains("逾期：") && m.subject.contains("健保署權限異動申請"))
         .map(|m| m.to)
@@ -1470,7 +1460,7 @@ fn a_new_chief_administrator_is_told_to_apply_to_the_nhia() {
     assert!(
         !chased.is_empty(),
         "chased: {:?}",
-        city.mails()
+        city.outbox_mails()
             .iter()
             .map(|m| (m.to.clone(), m.subject.clone()))
             .collect::<Vec<_>>()
@@ -1481,7 +1471,7 @@ fn a_new_chief_administrator_is_told_to_apply_to_the_nhia() {
         "once, to the new chief"
     );
     let reminder = city
-        .mails()
+        .outbox_mails()
         .into_iter()
         .find(|m| m.subject.contains("逾期：") && m.subject.contains("健保署權限異動申請"))
         .unwrap();

@@ -95,7 +95,7 @@ fn ingest_one(t: &Test, rel: &str, bytes: &[u8]) {
     let p = inbox.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, bytes).unwrap();
-    let config = webir_audit::config::load(&t.config_path()).unwrap();
+    let config = t.loaded_config();
     // A value or an error; a panic fails the case.
     let _ = webir_audit::ingest::ingest(&config, None);
 }
@@ -225,13 +225,12 @@ fn fuzz_config_and_schedule_toml() {
 /// panic.
 #[test]
 fn fuzz_returned_worksheets() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (config, out) = crate::harness::sample_city_audit(tmp.path(), &["--no-send"]);
-    let run: PathBuf = out.run_dir();
+    let city = Test::sample_city();
+    let run: PathBuf = city.sample_audit_2026h1(&["--no-send"]).run_dir();
     let original = std::fs::read(run.join("reports/KPB.xlsx")).unwrap();
-    let cfg = webir_audit::config::load(&config).unwrap();
-    let state = tmp.path().join("fuzz-state");
-    let file = tmp.path().join("returned.xlsx");
+    let cfg = city.loaded_config();
+    let state = city.path("fuzz-state");
+    let file = city.path("returned.xlsx");
     let mut runner = runner(24);
     runner
         .run(&edits(), |e| {

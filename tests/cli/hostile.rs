@@ -302,19 +302,11 @@ fn a_file_of_mostly_garbage_is_refused_as_a_whole() {
 /// fails with the error (exit 2), leaves no run folder and queues no mail.
 #[test]
 fn a_write_fault_by_hand_leaves_no_half_run_and_no_mail() {
-    let tmp = tempfile::tempdir().unwrap();
-    crate::harness::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
+    let city = Test::sample_city();
     // The state database exists before the disk fills.
-    let list = crate::harness::run_binary(
-        &["outbox", "list", "--config", config.to_str().unwrap()],
-        tmp.path(),
-    );
+    let list = city.run(&["outbox", "list"]);
     assert_eq!(list.status, 0, "{}", list.stderr);
-    let out = crate::harness::run_binary_limited(
+    let out = city.run_limited(
         96,
         &[
             "--now",
@@ -323,21 +315,16 @@ fn a_write_fault_by_hand_leaves_no_half_run_and_no_mail() {
             "query-check",
             "--period",
             "2026H1",
-            "--config",
-            config.to_str().unwrap(),
         ],
-        tmp.path(),
-        &[],
     );
     assert_eq!(out.status, 2, "{}", out.stderr);
     assert!(out.stderr.contains("File too large"), "{}", out.stderr);
-    let runs = tmp.path().join("var/archive/2026H1/query-check");
+    let runs = city.path("var/archive/2026H1/query-check");
     let left: Vec<_> = std::fs::read_dir(&runs)
         .map(|d| d.flatten().collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "half-written runs: {left:?}");
-    let store = webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
-    assert!(store.outbox().unwrap().is_empty(), "mail was queued");
+    assert!(city.outbox().is_empty(), "mail was queued");
 }
 
 /// A damaged state database is named, refused, and nothing is run on it;
@@ -415,25 +402,18 @@ fn a_locked_state_database_is_named_and_nothing_runs() {
 /// draws, the other is refused and leaves no run folder.
 #[test]
 fn two_draws_of_a_period_started_together_make_one() {
-    let (tmp, config) = sample_city();
-    let config = config.as_str();
+    let city = Test::sample_city();
     let start = |seed: &str| {
-        crate::harness::binary(
-            &[
-                "--now",
-                "2026-07-05T08:00:00+08:00",
-                "run",
-                "sample-audit",
-                "--period",
-                "2026H1",
-                "--seed",
-                seed,
-                "--config",
-                config,
-            ],
-            tmp.path(),
-            &[],
-        )
+        city.command(&[
+            "--now",
+            "2026-07-05T08:00:00+08:00",
+            "run",
+            "sample-audit",
+            "--period",
+            "2026H1",
+            "--seed",
+            seed,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -444,7 +424,7 @@ fn two_draws_of_a_period_started_together_make_one() {
         start("22222222222222222222222"),
     );
     let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
-    let store = webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    let store = webir_audit::store::Store::open(&city.path("var/state")).unwrap();
     assert_eq!(store.draws("2026H1").unwrap().len(), 1, "one draw");
     let refused: Vec<String> = outs
         .iter()
@@ -457,7 +437,7 @@ fn two_draws_of_a_period_started_together_make_one() {
         "{}",
         refused[0]
     );
-    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026H1/sample-audit"))
+    let runs: Vec<_> = std::fs::read_dir(city.path("var/archive/2026H1/sample-audit"))
         .unwrap()
         .flatten()
         .collect();
@@ -472,8 +452,7 @@ fn two_draws_of_a_period_started_together_make_one() {
 /// refused (that would be seed shopping); nothing of the dead run is left.
 #[test]
 fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
-    let (tmp, config) = sample_city();
-    let config = config.as_str();
+    let city = Test::sample_city();
     let args = |seed: &'static str| {
         let mut a = vec![
             "--now",
@@ -482,8 +461,6 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
             "sample-audit",
             "--period",
             "2026H1",
-            "--config",
-            config,
         ];
         if !seed.is_empty() {
             a.extend(["--seed", seed]);
@@ -491,17 +468,17 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
         a
     };
     let seed = "31415926535897932384626";
-    let died = crate::harness::run_binary_limited(2048, &args(seed), tmp.path(), &[]);
+    let died = city.run_limited(2048, &args(seed));
     assert_ne!(died.status, 0, "{}", died.stderr);
     assert!(died.stderr.contains("population"), "{}", died.stderr);
-    let store = || webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    let store = || webir_audit::store::Store::open(&city.path("var/state")).unwrap();
     assert_eq!(
         store().draws("2026H1").unwrap().len(),
         1,
         "the seed was recorded first"
     );
     // Another seed now would be seed shopping.
-    let other = crate::harness::run_binary(&args("27182818284590452353602"), tmp.path());
+    let other = city.run(&args("27182818284590452353602"));
     assert_eq!(other.status, 2, "{}{}", other.stdout, other.stderr);
     assert!(
         other.stderr.contains("resumed with its recorded seed"),
@@ -509,12 +486,12 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
         other.stderr
     );
     // Without one: draw 1, its seed, sealed; one run folder.
-    let again = crate::harness::run_binary(&args(""), tmp.path());
+    let again = city.run(&args(""));
     assert!(again.status <= 1, "{}{}", again.stdout, again.stderr);
     let draws = store().draws("2026H1").unwrap();
     assert_eq!(draws.len(), 1);
     assert_eq!(draws[0].seed, seed);
-    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026H1/sample-audit"))
+    let runs: Vec<_> = std::fs::read_dir(city.path("var/archive/2026H1/sample-audit"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -525,12 +502,12 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
         crate::harness::json(&runs[0], "manifest.json")["draw_number"],
         1
     );
-    let verify = crate::harness::run_binary(&["archive", "verify", "--config", config], tmp.path());
+    let verify = city.run(&["archive", "verify"]);
     assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
     // A sealed run whose seal file is then deleted is not a crashed one:
     // the chain recorded its seal; it is neither removed nor redrawn.
     std::fs::remove_file(runs[0].join("SHA256SUMS")).unwrap();
-    let after = crate::harness::run_binary(&args(""), tmp.path());
+    let after = city.run(&args(""));
     assert_eq!(after.status, 2, "{}{}", after.stdout, after.stderr);
     assert!(after.stderr.contains("already drawn"), "{}", after.stderr);
     assert!(runs[0].join("population.tsv").exists(), "not removed");
@@ -542,19 +519,13 @@ fn a_draw_whose_run_died_before_its_seal_is_resumed_with_its_seed() {
 /// to need `--redraw` and be announced as draw 2.
 #[test]
 fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
-    let (tmp, config) = sample_city();
-    let city = tmp.path().join("city");
+    let city =
+        Test::sample_city().config_replace("[paths]\n", "[paths]\ntemplates = \"templates\"\n");
     crate::harness::copy_dir(
         &crate::harness::repo().join("templates"),
-        &city.join("templates"),
+        &city.city_path("templates"),
     );
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen("[paths]\n", "[paths]\ntemplates = \"templates\"\n", 1),
-    )
-    .unwrap();
-    let template = city.join("templates/external-audit.txt.j2");
+    let template = city.city_path("templates/external-audit.txt.j2");
     let good = std::fs::read_to_string(&template).unwrap();
     std::fs::write(&template, format!("{good}{{{{ no_such_value }}}}")).unwrap();
     let args = |seed: &'static str| {
@@ -565,8 +536,6 @@ fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
             "external-audit",
             "--period",
             "2026",
-            "--config",
-            config.as_str(),
         ];
         if !seed.is_empty() {
             a.extend(["--seed", seed]);
@@ -574,7 +543,7 @@ fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
         a
     };
     let seed = "31415926535897932384626";
-    let died = crate::harness::run_binary(&args(seed), tmp.path());
+    let died = city.run(&args(seed));
     assert_eq!(died.status, 2, "{}{}", died.stdout, died.stderr);
     assert!(
         died.stderr.contains("no_such_value") || died.stderr.contains("external-audit.txt.j2"),
@@ -582,26 +551,26 @@ fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
         died.stderr
     );
     let ledger = "2026/external-audit";
-    let store = || webir_audit::store::Store::open(&tmp.path().join("var/state")).unwrap();
+    let store = || webir_audit::store::Store::open(&city.path("var/state")).unwrap();
     assert_eq!(
         store().draws(ledger).unwrap().len(),
         1,
         "the seed was recorded"
     );
     std::fs::write(&template, good).unwrap();
-    let other = crate::harness::run_binary(&args("27182818284590452353602"), tmp.path());
+    let other = city.run(&args("27182818284590452353602"));
     assert_eq!(other.status, 2, "{}{}", other.stdout, other.stderr);
     assert!(
         other.stderr.contains("resumed with its recorded seed"),
         "{}",
         other.stderr
     );
-    let again = crate::harness::run_binary(&args(""), tmp.path());
+    let again = city.run(&args(""));
     assert!(again.status <= 2, "{}{}", again.stdout, again.stderr);
     let draws = store().draws(ledger).unwrap();
     assert_eq!(draws.len(), 1, "still one draw");
     assert_eq!(draws[0].seed, seed);
-    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("var/archive/2026/external-audit"))
+    let runs: Vec<_> = std::fs::read_dir(city.path("var/archive/2026/external-audit"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -621,18 +590,12 @@ fn an_external_audit_draw_whose_run_died_is_resumed_with_its_seed() {
 /// touched.
 #[test]
 fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    crate::harness::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
+    let city = Test::sample_city();
     crate::harness::copy_dir(
         &crate::harness::repo().join("schedules"),
-        &tmp.path().join("schedules"),
+        &city.path("schedules"),
     );
-    let config = tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap();
-    let jobs = tmp.path().join("var/archive/2026H1/query-check");
+    let jobs = city.path("var/archive/2026H1/query-check");
     let killed = jobs.join("20260705T090000");
     std::fs::create_dir_all(&killed).unwrap();
     std::fs::write(
@@ -647,7 +610,7 @@ fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
     std::fs::write(jobs.join(".20260705T090000.running"), pid.to_string()).unwrap();
     let making = jobs.join("20260705T091500");
     std::fs::create_dir_all(&making).unwrap();
-    let status = crate::harness::run_binary(&["status", "--config", config], tmp.path());
+    let status = city.run(&["status"]);
     assert!(
         status
             .stdout
@@ -661,33 +624,12 @@ fn what_a_killed_run_left_is_shown_and_removed_by_the_next_run() {
         "{}",
         status.stdout
     );
-    let out = crate::harness::run_binary(
-        &[
-            "--now",
-            "2026-07-05T10:00:00+08:00",
-            "run",
-            "query-check",
-            "--period",
-            "2026H1",
-            "--config",
-            config,
-        ],
-        tmp.path(),
+    let out = city.run_at(
+        &["run", "query-check", "--period", "2026H1"],
+        "2026-07-05T10:00:00+08:00",
     );
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     assert!(!killed.exists(), "removed");
     assert!(!jobs.join(".20260705T090000.running").exists());
     assert!(making.exists(), "one without a lock yet is not touched");
-}
-
-/// A copy of the sample city in a temporary folder, and its config's path.
-fn sample_city() -> (tempfile::TempDir, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    crate::harness::copy_dir(
-        &crate::harness::repo().join("sample_data"),
-        &tmp.path().join("city"),
-    );
-    let config = tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap().to_owned();
-    (tmp, config)
 }

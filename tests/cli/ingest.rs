@@ -331,7 +331,7 @@ fn period_keeps_only_its_queries() {
         "{}",
         out.stdout
     );
-    let config = webir_audit::config::load(&t.config_path()).unwrap();
+    let config = t.loaded_config();
     let ing = webir_audit::ingest::ingest(&config, Some(&"2026H1".parse().unwrap())).unwrap();
     assert_eq!(
         strings(ing.table(Table::QueryLog), "account_id"),

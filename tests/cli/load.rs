@@ -11,10 +11,11 @@
 //! default).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::served::{ENV, arrivals, received};
+use crate::harness::Test;
+use crate::harness::served::{arrivals, received};
 use crate::smtp::Smtp;
 use webir_audit::store::OutboxRow;
 
@@ -50,15 +51,13 @@ fn load_a_city_is_audited_and_every_message_arrives_once_despite_faults() {
 /// A generated city whose mail goes through an SMTP server that refuses
 /// or cuts some messages.
 struct Load {
-    bin: String,
     agencies: usize,
     accounts: usize,
     queries: usize,
     /// Stopped before the folder it writes in is removed.
     smtp: Smtp,
-    config: PathBuf,
-    /// Holds the city's folder for the test's length (dropped last).
-    tmp: tempfile::TempDir,
+    /// The city's folder, held for the test's length (dropped last).
+    city: Test,
 }
 
 impl Load {
@@ -72,7 +71,17 @@ impl Load {
         );
         let bin = std::env::var("LOAD_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_webir-audit").to_owned());
-        let tmp = tempfile::tempdir().unwrap();
+        let city = Test::generated(
+            Path::new(&bin),
+            &[
+                "--agencies",
+                &agencies.to_string(),
+                "--accounts",
+                &accounts.to_string(),
+                "--queries",
+                &queries.to_string(),
+            ],
+        );
         // Every seventh message: a transient refusal, and two connections cut
         // after the data (the server keeps those messages).
         let mut faults: Vec<&str> = Vec::new();
@@ -85,62 +94,22 @@ impl Load {
         }
         faults[20] = "cut";
         faults[90] = "cut";
-        let smtp = Smtp::start(&tmp.path().join("smtp"), &faults.join(","));
-        let city = tmp.path().join("city");
-        let made = std::process::Command::new(&bin)
-            .args(["gen-data", "--out", city.to_str().unwrap()])
-            .args(["--agencies", &agencies.to_string()])
-            .args(["--accounts", &accounts.to_string()])
-            .args(["--queries", &queries.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let config = city.join("webir-audit.toml");
-        let text = std::fs::read_to_string(&config).unwrap();
-        let start = text.find("[mail]").unwrap();
-        let end = start + text[start..].find("\n# ").unwrap();
-        std::fs::write(
-            &config,
-            format!("{}{}{}", &text[..start], smtp.mail_config(""), &text[end..]),
-        )
-        .unwrap();
+        let smtp = Smtp::start(&city.path("smtp"), &faults.join(","));
+        let city = city.served(&smtp, "");
         Load {
-            bin,
             agencies,
             accounts,
             queries,
             smtp,
-            config,
-            tmp,
+            city,
         }
     }
 
     /// One daemon pass at `now`, succeeding; how long it took.
     fn pass(&self, now: &str) -> Duration {
         let t = Instant::now();
-        let out = std::process::Command::new(&self.bin)
-            .args([
-                "daemon",
-                "--once",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--now",
-                now,
-            ])
-            .envs(ENV)
-            .env_remove("RUST_LOG")
-            .current_dir(self.tmp.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.city.run_at(&["daemon", "--once"], now);
+        assert_eq!(out.status, 0, "{}", out.stderr);
         t.elapsed()
     }
 
@@ -174,8 +143,7 @@ impl<'a> Sent<'a> {
     /// Every unit's workbook is queued; none is left pending or failed,
     /// and the two cut connections are of unknown fate.
     fn every_workbook_is_queued_and_none_left_pending(load: &'a Load) -> Sent<'a> {
-        let store =
-            webir_audit::store::Store::open(&load.tmp.path().join("city/var/state")).unwrap();
+        let store = webir_audit::store::Store::open(&load.city.city_path("var/state")).unwrap();
         let outbox = store.outbox().unwrap();
         let mut states: BTreeMap<String, usize> = BTreeMap::new();
         for m in &outbox {

@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::harness::copy_dir;
 use crate::harness::mail::{
     Parsed, is_receipt, opened, parse_all, parse_every, passwords_by_address, sha256, sha256_bytes,
 };
-use crate::harness::{Test, repo, run_binary};
+use crate::harness::{Test, run_binary};
 
 #[test]
 fn every_officer_gets_their_own_workbook_exactly_once() {
@@ -25,9 +24,7 @@ fn every_officer_gets_their_own_workbook_exactly_once() {
 /// The sample city's sample audit, mailed through the file transport and
 /// read back.
 struct Delivery {
-    /// Holds the city's folder for the test's length.
-    tmp: tempfile::TempDir,
-    config_path: std::path::PathBuf,
+    city: Test,
     config: webir_audit::config::Config,
     dir: std::path::PathBuf,
     files: std::path::PathBuf,
@@ -38,25 +35,18 @@ struct Delivery {
 impl Delivery {
     /// The sample audit runs and mails every workbook, none failing.
     fn a_sample_audit_is_mailed_with_nothing_failed() -> Delivery {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
-        let config_path = tmp.path().join("city/webir-audit.toml");
-        let config = webir_audit::config::load(&config_path).unwrap();
-        let c = config_path.to_str().unwrap();
-        let out = run_binary(
-            &[
+        let city = Test::sample_city();
+        let config = city.loaded_config();
+        let out = city
+            .run(&[
                 "run",
                 "sample-audit",
                 "--period",
                 "2026H1",
                 "--seed",
                 "12345678901234567890",
-                "--config",
-                c,
-            ],
-            tmp.path(),
-        );
-        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+            ])
+            .finished();
         let dir = out.run_dir();
         assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
 
@@ -64,8 +54,7 @@ impl Delivery {
         let got = parse_all(&files);
         let passwords = passwords_by_address(&config);
         Delivery {
-            tmp,
-            config_path,
+            city,
             config,
             dir,
             files,
@@ -196,12 +185,11 @@ impl Delivery {
     /// Sending again delivers nothing new, and the outbox lists every
     /// message, the chain's receipts too, as sent.
     fn sending_again_delivers_nothing_new(&self) {
-        let c = self.config_path.to_str().unwrap();
         // Sending again delivers nothing new.
-        let again = run_binary(&["outbox", "send", "--config", c], self.tmp.path());
+        let again = self.city.run(&["outbox", "send"]);
         assert!(again.stdout.contains("mail: 0 sent"), "{}", again.stdout);
         assert_eq!(parse_all(&self.files).len(), self.got.len());
-        let list = run_binary(&["outbox", "list", "--config", c], self.tmp.path());
+        let list = self.city.run(&["outbox", "list"]);
         // The outbox lists the chain's receipts too.
         let all = parse_every(&self.files).len();
         assert!(
@@ -364,8 +352,7 @@ fn a_workbook_over_the_size_limit_is_not_attached_but_its_place_is_said() {
 /// the regulation does not have.
 #[test]
 fn each_mail_says_what_its_reader_must_do() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mails = the_sample_city_s_audit_mails_reply_to_the_health_bureau(tmp.path());
+    let mails = the_sample_city_s_audit_mails_reply_to_the_health_bureau();
     let mut readers = Readers::default();
     for m in &mails {
         readers.each_reader_is_told_their_part(m);
@@ -375,9 +362,10 @@ fn each_mail_says_what_its_reader_must_do() {
 
 /// The sample city's audit is mailed, every message replying to the
 /// Health Bureau; its mails, read back.
-fn the_sample_city_s_audit_mails_reply_to_the_health_bureau(tmp: &std::path::Path) -> Vec<Parsed> {
-    crate::harness::sample_city_audit(tmp, &[]);
-    let outbox = tmp.join("var/state/outbox-files");
+fn the_sample_city_s_audit_mails_reply_to_the_health_bureau() -> Vec<Parsed> {
+    let city = Test::sample_city();
+    city.sample_audit_2026h1(&[]);
+    let outbox = city.loaded_config().paths.state.join("outbox-files");
     for e in std::fs::read_dir(&outbox).unwrap() {
         let eml = std::fs::read_to_string(e.unwrap().path()).unwrap();
         assert!(

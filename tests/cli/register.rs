@@ -30,7 +30,6 @@ fn city(rows: &[Vec<String>]) -> Test {
             "admin = \"admin@example.gov.tw\"\n",
             "admin = \"admin@example.gov.tw\"\nallowed_domains = [\"example.gov.tw\"]\n",
         );
-    let _ = t.config_path();
     write_register(&t, rows);
     t
 }
@@ -146,7 +145,7 @@ fn a_register_of_150_agencies_is_read_as_the_toml_form_would_be() {
         out.stdout
             .contains("  D01 那瑪夏區公所 → officer.d01@example.gov.tw: itself only")
     );
-    let config = webir_audit::config::load(&t.config_path()).unwrap();
+    let config = t.loaded_config();
     let get = |id: &str| config.agencies.get(id).unwrap().clone();
     assert_eq!(get("B02-1").unit, "B02");
     assert_eq!(get("B02-1").purposes, ["social_welfare", "public_health"]);
@@ -205,11 +204,11 @@ fn an_exported_register_reads_back_as_the_same_agencies() {
         "\n[[agencies]]\nid = \"KPB-2\"\nname = \"第二分局\"\naliases = [\"二分局\", \"2分局\"]\nparent = \"KPB\"\nethics_email = \"e.kpb2@example.gov.tw\"\n\n[[agencies]]\nid = \"KSA\"\nname = \"社會局\"\nrequesting = true\npurposes = [\"social_welfare\", \"other\"]\nofficer_email = \"o.ksa@example.gov.tw\"\nattachment_unencrypted = \"對方系統無法開啟加密檔（115年專案核准）\"\n",
     );
     let config = t.config_path();
-    let before = webir_audit::config::load(&config).unwrap();
+    let before = webir_audit::config::load(config).unwrap();
     let out = t.run(&["agencies", "export", "--out", "register.xlsx"]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     // The same config, its agencies from the exported workbook.
-    let text = std::fs::read_to_string(&config).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
     let cut = text.find("[[agencies]]").unwrap();
     let text = text[..cut].replace(
         "state = \"var/state\"\n",
@@ -245,11 +244,11 @@ fn the_chief_administrator_is_named_on_the_health_bureau_s_row_of_the_register()
     let t = Test::new()
         .config("\n[chief_administrator]\nname = \"陳總管\"\nemail = \"chief@example.gov.tw\"\n");
     let config = t.config_path();
-    let before = webir_audit::config::load(&config).unwrap();
+    let before = webir_audit::config::load(config).unwrap();
     assert!(before.chief.is_some());
     let out = t.run(&["agencies", "export", "--out", "register.xlsx"]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let text = std::fs::read_to_string(&config).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
     let cut = text.find("[[agencies]]").unwrap();
     let text = text[..cut].replace(
         "state = \"var/state\"\n",
@@ -279,27 +278,10 @@ fn the_chief_administrator_is_named_on_the_health_bureau_s_row_of_the_register()
 #[test]
 fn check_config_shows_what_an_edit_of_the_register_changes_against_the_daemon_s() {
     let rows = register_of_150();
-    let t = city(&rows);
-    std::fs::create_dir_all(t.path("schedules")).unwrap();
-    std::fs::write(
-        t.path("schedules/s.toml"),
+    let t = city(&rows).schedules(
         "[[schedule]]\njob = \"heartbeat\"\ncron = \"0 0 8 * * Mon\"\nperiod = \"week\"\n",
-    )
-    .unwrap();
-    crate::harness::suspend_unscheduled_duties(&t.path("schedules"));
-    let config = t.config_path();
-    let out = crate::harness::run_binary_env(
-        &[
-            "daemon",
-            "--once",
-            "--config",
-            config.to_str().unwrap(),
-            "--now",
-            "2026-07-01T10:00:00+08:00",
-        ],
-        t.dir.path(),
-        &[],
     );
+    let out = t.run_at(&["daemon", "--once"], "2026-07-01T10:00:00+08:00");
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let same = t.run(&["check-config"]);
     assert!(

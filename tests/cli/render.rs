@@ -13,7 +13,7 @@ use std::process::Command;
 
 use calamine::{Data, Reader as _};
 
-use crate::harness::run_binary;
+use crate::harness::{Test, run_binary};
 
 /// A word on a printed page and its box (points).
 #[derive(Debug)]
@@ -300,11 +300,9 @@ fn sent_to_the_right_people_by_working_days(config: &Path, runs: &[PathBuf]) {
 #[test]
 fn a_city_shaped_differently_prints_the_same_way() {
     crate::harness::ensure_tools();
-    let tmp = tempfile::tempdir().unwrap();
-    let city = tmp.path().join("city");
-    let made = run_binary(
+    let city = Test::generated(
+        Path::new(env!("CARGO_BIN_EXE_webir-audit")),
         &[
-            "gen-data",
             "--agencies",
             "14",
             "--accounts",
@@ -313,14 +311,9 @@ fn a_city_shaped_differently_prints_the_same_way() {
             "30000",
             "--seed",
             "7",
-            "--out",
-            city.to_str().unwrap(),
         ],
-        tmp.path(),
     );
-    assert_eq!(made.status, 0, "{}{}", made.stdout, made.stderr);
-    let config = city.join("webir-audit.toml");
-    let out = run_binary(&["demo", "--config", config.to_str().unwrap()], tmp.path());
+    let out = city.run(&["demo"]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let runs = crate::harness::demo_runs(&out.stdout);
     assert_eq!(runs.len(), 4, "{}", out.stdout);
@@ -354,14 +347,14 @@ fn a_city_shaped_differently_prints_the_same_way() {
                 || n.contains("chief-admin")
                 || Some(n) == largest.as_ref()
         }) {
-            let copy = tmp.path().join(format!("{i}-{name}"));
+            let copy = city.path(&format!("{i}-{name}"));
             std::fs::copy(reports.join(&name), &copy).unwrap();
             books.push(copy);
         }
     }
     assert!(books.len() >= 7, "{books:?}");
-    prints_as_a_person_reads_it(&books, tmp.path(), None);
-    sent_to_the_right_people_by_working_days(&config, &runs);
+    prints_as_a_person_reads_it(&books, city.dir.path(), None);
+    sent_to_the_right_people_by_working_days(city.config_path(), &runs);
     issue_31_documents_hold(&runs);
 }
 

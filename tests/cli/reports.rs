@@ -12,7 +12,7 @@ use crate::harness::workbook::{
     Sheets, answer, one_anomaly, read, refill, refill_sheet, refill_sheet_as,
     refill_sheet_with_formula, sign, table_rows, xml,
 };
-use crate::harness::{Test, repo, run_binary};
+use crate::harness::{Test, repo};
 
 fn members(path: &Path) -> Vec<String> {
     let zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
@@ -61,7 +61,7 @@ fn column(header: &[String], name: &str) -> usize {
 const SEED: &str = "12345678901234567890";
 
 struct City {
-    tmp: tempfile::TempDir,
+    t: Test,
     config: webir_audit::config::Config,
 }
 
@@ -72,29 +72,20 @@ impl City {
 
     /// The sample city with every file's modification time `at`.
     fn dated(at: &str) -> City {
-        let tmp = tempfile::tempdir().unwrap();
-        crate::harness::copy_dir_dated(&repo().join("sample_data"), &tmp.path().join("city"), at);
-        let config = webir_audit::config::load(&tmp.path().join("city/webir-audit.toml")).unwrap();
-        City { tmp, config }
+        let t = Test::sample_city_dated(at);
+        let config = t.loaded_config();
+        City { t, config }
     }
 
     fn run(&self, args: &[&str]) -> PathBuf {
-        let config = self.tmp.path().join("city/webir-audit.toml");
-        let mut all = args.to_vec();
-        all.extend(["--config", config.to_str().unwrap()]);
-        let out = run_binary(&all, self.tmp.path());
-        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-        out.run_dir()
+        self.t.run(args).finished().run_dir()
     }
 
     /// A yearly run on the sample city, whose query logs end on 30 June:
     /// idle and never-used accounts cannot be judged at the year's end, so
     /// the run says they were not checked and exits 2.
     fn run_logs_short(&self, args: &[&str]) -> PathBuf {
-        let config = self.tmp.path().join("city/webir-audit.toml");
-        let mut all = args.to_vec();
-        all.extend(["--config", config.to_str().unwrap()]);
-        let out = run_binary(&all, self.tmp.path());
+        let out = self.t.run(args);
         assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
         assert!(
             out.stdout
@@ -105,14 +96,10 @@ impl City {
         out.run_dir()
     }
 
-    /// The 2026H1 sample audit with the seed every test here uses.
     /// The year's internal audit (2026, in January), which withholds
     /// something on the sample city (status 2): its run folder.
     fn internal_audit_withheld(&self) -> PathBuf {
-        let config = self.tmp.path().join("city/webir-audit.toml");
-        let mut all = crate::harness::INTERNAL_AUDIT_2026.to_vec();
-        all.extend(["--config", config.to_str().unwrap()]);
-        let out = run_binary(&all, self.tmp.path());
+        let out = self.t.run(&crate::harness::INTERNAL_AUDIT_2026);
         assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
         out.run_dir()
     }
@@ -136,16 +123,7 @@ impl City {
 
     /// `ingest-worksheet FILE`, the file as it is (not sealed as returned).
     fn ingest_plain(&self, file: &Path) -> crate::harness::Output {
-        let config = self.tmp.path().join("city/webir-audit.toml");
-        run_binary(
-            &[
-                "ingest-worksheet",
-                file.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            self.tmp.path(),
-        )
+        self.t.run(&["ingest-worksheet", file.to_str().unwrap()])
     }
 
     fn sample_audit(&self) -> PathBuf {
@@ -432,7 +410,8 @@ fn the_city_wide_workbook_lists_every_unit_and_the_seed_and_nothing_unmasked(
 fn police_case(city: &City) -> String {
     let (police, _) = city.subtree("KPB");
     let q1 = std::fs::read_to_string(
-        city.tmp
+        city.t
+            .dir
             .path()
             .join("city/inbox/query_logs/webir_querylog_2026Q1.csv"),
     )
@@ -456,7 +435,7 @@ fn police_case(city: &City) -> String {
 #[test]
 fn a_unit_sees_only_its_own_input_files() {
     let city = City::new();
-    let logs = city.tmp.path().join("city/inbox/query_logs");
+    let logs = city.t.dir.path().join("city/inbox/query_logs");
     let case = police_case(&city);
     std::fs::write(logs.join("PD_機密_王大明案.csv"), &case).unwrap();
     let dir = city.sample_audit();
@@ -488,23 +467,12 @@ fn a_unit_sees_only_its_own_input_files() {
 #[test]
 fn a_failed_file_named_for_a_case_is_named_to_no_unit() {
     let city = City::new();
-    let logs = city.tmp.path().join("city/inbox/query_logs");
+    let logs = city.t.dir.path().join("city/inbox/query_logs");
     let case = police_case(&city);
     std::fs::write(logs.join("PD_機密_王大明案.csv"), &case).unwrap();
     std::fs::write(logs.join("PD_機密_王大明案 複本.csv"), &case).unwrap();
     std::fs::write(logs.join("PD_機密_李小華案.csv"), "沒有標題列\n1,2\n").unwrap();
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let out = run_binary(
-        &[
-            "run",
-            "query-check",
-            "--period",
-            "2026H1",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        city.tmp.path(),
-    );
+    let out = city.t.run(&["run", "query-check", "--period", "2026H1"]);
     assert_eq!(
         out.status, 2,
         "a failed input withholds checks: {}",
@@ -539,7 +507,7 @@ fn a_failed_file_named_for_a_case_is_named_to_no_unit() {
     assert!(!kpb.contains("李小華"), "{kpb}");
     assert!(all_text("city-wide.xlsx").contains("PD_機密_李小華案.csv"));
     // Nor in the unit's mail.
-    let mails = crate::harness::mail::parse_all(&city.tmp.path().join("var/state/outbox-files"));
+    let mails = crate::harness::mail::parse_all(&city.t.dir.path().join("var/state/outbox-files"));
     for m in mails
         .iter()
         .filter(|m| m.to.starts_with("officer.") || m.to.starts_with("ethics."))
@@ -835,13 +803,7 @@ fn archive_verify_catches_any_change_to_a_sealed_run() {
             .mode();
         assert_eq!(mode & 0o777, 0o400, "sealed files are read-only");
     }
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let verify = || {
-        run_binary(
-            &["archive", "verify", "--config", config.to_str().unwrap()],
-            city.tmp.path(),
-        )
-    };
+    let verify = || city.t.run(&["archive", "verify"]);
     let ok = verify();
     assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
     assert!(
@@ -895,7 +857,7 @@ impl Returned {
         let dir = city.sample_audit();
         let original = dir.join("reports/KPB.xlsx");
 
-        let done = city.tmp.path().join("KPB-done.xlsx");
+        let done = city.t.dir.path().join("KPB-done.xlsx");
         refill(&original, &done, |rows| one_anomaly(rows, "王稽核"));
         let out = city.ingest(&done);
         assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
@@ -1038,7 +1000,7 @@ impl Returned {
             ),
         ];
         for (i, (why, edit)) in cases.iter().enumerate() {
-            let bad = self.city.tmp.path().join(format!("bad-{i}.xlsx"));
+            let bad = self.city.t.dir.path().join(format!("bad-{i}.xlsx"));
             refill(&self.original, &bad, edit);
             let out = self.city.ingest(&bad);
             assert_eq!(out.status, 2, "{why}: {}{}", out.stdout, out.stderr);
@@ -1048,7 +1010,7 @@ impl Returned {
 
     /// A workbook of no known run is refused.
     fn a_workbook_of_no_known_run_is_refused(&self) {
-        let stranger = self.city.tmp.path().join("stranger.xlsx");
+        let stranger = self.city.t.dir.path().join("stranger.xlsx");
         let mut wb = rust_xlsxwriter::Workbook::new();
         let ws = wb.add_worksheet();
         ws.set_name("摘要").unwrap();
@@ -1072,13 +1034,8 @@ fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
     let qc = city.run(&["run", "query-check", "--period", "2026H1"]);
     let sa = city.sample_audit();
     let ar = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap();
     let retention = |now: &str| {
-        let out = run_binary(
-            &["--now", now, "run", "retention", "--config", config],
-            city.tmp.path(),
-        );
+        let out = city.t.run_at(&["run", "retention"], now);
         assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
         out.stdout
     };
@@ -1099,7 +1056,7 @@ fn retention_deletes_expired_runs_but_keeps_unreturned_worksheets() {
         if path.file_name().unwrap() == "city-wide.xlsx" {
             continue;
         }
-        let done = city.tmp.path().join(path.file_name().unwrap());
+        let done = city.t.dir.path().join(path.file_name().unwrap());
         refill(&path, &done, |rows| {
             for r in table_rows(rows).iter_mut() {
                 answer(r, ["是", "是", "是", "無", ""]);
@@ -1241,7 +1198,6 @@ fn assert_as_golden(name: &str, got: &str) {
 #[test]
 fn workbooks_match_their_golden_files() {
     let city = City::new();
-    let config = city.tmp.path().join("city/webir-audit.toml");
     let now = "2026-07-05T08:00:00+08:00";
     for (args, unit, golden) in [
         (
@@ -1260,12 +1216,7 @@ fn workbooks_match_their_golden_files() {
             "query-check-city-wide.txt",
         ),
     ] {
-        let mut all = vec!["--now", now];
-        all.extend(args);
-        all.extend(["--config", config.to_str().unwrap()]);
-        let out = run_binary(&all, city.tmp.path());
-        assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
-        let dir = out.run_dir();
+        let dir = city.t.run_at(&args, now).finished().run_dir();
         let got = dump(&dir.join(format!("reports/{unit}.xlsx")));
         assert_golden(golden, &got);
     }
@@ -1303,13 +1254,8 @@ impl YearEvidence {
     /// audit of 2026.
     fn the_sample_audit_account_review_and_internal_audit_run() -> YearEvidence {
         let city = City::new();
-        let config = city.tmp.path().join("city/webir-audit.toml");
-        let config = config.to_str().unwrap();
         let run = |now: &str, args: &[&str]| {
-            let mut all = vec!["--now", now];
-            all.extend(args);
-            all.extend(["--config", config]);
-            let out = run_binary(&all, city.tmp.path());
+            let out = city.t.run_at(args, now);
             // The year's internal audit reviews accounts at its end, which the
             // sample city's logs (to 30 June) do not reach: idle accounts are
             // not checked, and the run says so with status 2.
@@ -1502,7 +1448,7 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
     );
     let applications = evidence(&dir, "KPB", "妥善保管業務需求人員之申請資料");
     assert!(!applications.starts_with("未檢核"), "{applications}");
-    let filled = city.tmp.path().join("KPB-internal.xlsx");
+    let filled = city.t.dir.path().join("KPB-internal.xlsx");
     refill_sheet(
         &dir.join("reports/KPB.xlsx"),
         &filled,
@@ -1565,7 +1511,7 @@ fn a_duty_the_internal_audit_finds_nonconforming_is_investigated_with_the_ethics
         "{found}"
     );
     // Concluded and returned, it closes the investigation.
-    let back = city.tmp.path().join("KPB-internal-investigation.xlsx");
+    let back = city.t.dir.path().join("KPB-internal-investigation.xlsx");
     refill_sheet(&record, &back, "調查紀錄", |rows| {
         for r in table_rows(rows).iter_mut() {
             r.resize(9, Data::Empty);
@@ -1633,10 +1579,7 @@ fn one_nonconformity(record: &Path, sheet: &str, point: &str) -> (String, String
 #[test]
 fn internal_audit_says_not_checked_where_a_check_was_withheld() {
     let city = City::new();
-    let forms = city
-        .tmp
-        .path()
-        .join("city/inbox/forms/request_forms_2026H1.csv");
+    let forms = city.t.city_path("inbox/forms/request_forms_2026H1.csv");
     let register = std::fs::read_to_string(&forms).unwrap();
     let (_, from_header) = register.split_at(register.find("表單編號").unwrap());
     std::fs::write(&forms, from_header).unwrap();
@@ -1659,7 +1602,7 @@ fn internal_audit_says_not_checked_where_a_check_was_withheld() {
 #[test]
 fn internal_audit_without_query_logs_counts_nothing_about_queries() {
     let city = City::new();
-    std::fs::remove_dir_all(city.tmp.path().join("city/inbox/query_logs")).unwrap();
+    std::fs::remove_dir_all(city.t.dir.path().join("city/inbox/query_logs")).unwrap();
     let dir = city.internal_audit_withheld();
     let found = |item: &str| evidence(&dir, "KPB", item);
     for item in ["查詢總數", "經事前核可", "嚴重或高風險之異常查詢"] {
@@ -1855,7 +1798,7 @@ impl ExternalAudit {
 
     /// The chief finds one duty of KPB's 不符合 and signs the record.
     fn the_chief_fills_in_kpb_s_record_with_one_nonconformity(&self, record: &Path) -> PathBuf {
-        let filled = self.city.tmp.path().join("KPB-record.xlsx");
+        let filled = self.city.t.dir.path().join("KPB-record.xlsx");
         refill_sheet(record, &filled, "外部稽核紀錄", |rows| {
             for r in table_rows(rows).iter_mut() {
                 r.resize(7, Data::Empty);
@@ -1875,7 +1818,7 @@ impl ExternalAudit {
     /// with KPB's officer's password is refused.
     fn a_unit_s_officer_cannot_answer_for_the_chief(&self, filled: &Path) {
         let city = &self.city;
-        let by_officer = city.tmp.path().join("KPB-record-by-officer.xlsx");
+        let by_officer = city.t.dir.path().join("KPB-record-by-officer.xlsx");
         {
             let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
             let bytes = webir_audit::mail::protect(
@@ -1949,7 +1892,7 @@ impl ExternalAudit {
 
     /// The unit returns what it did, and the return is taken.
     fn kpb_returns_what_it_did(&self, kept: &Path) {
-        let done = self.city.tmp.path().join("KPB-follow-up.xlsx");
+        let done = self.city.t.dir.path().join("KPB-follow-up.xlsx");
         refill_sheet(kept, &done, "改善紀錄", |rows| {
             for r in table_rows(rows).iter_mut() {
                 r.resize(7, Data::Empty);
@@ -2017,7 +1960,7 @@ impl ExternalAudit {
 
     /// Every officer account decided, the review is returned whole and taken.
     fn the_chief_decides_every_officer_account(&self, review: &Path) {
-        let decided = self.city.tmp.path().join("officer-review.xlsx");
+        let decided = self.city.t.dir.path().join("officer-review.xlsx");
         refill_sheet(review, &decided, "專責人員帳號", |rows| {
             for r in table_rows(rows).iter_mut() {
                 r.resize(11, Data::Empty);
@@ -2391,26 +2334,15 @@ fn golden_run_folder(at: &str) -> String {
             .collect()
     };
     let city = City::dated(at);
-    let root = city.tmp.path().to_str().unwrap().to_owned();
-    let config = city.tmp.path().join("city/webir-audit.toml");
-    let config = config.to_str().unwrap();
+    let root = city.t.dir.path().to_str().unwrap().to_owned();
     let now = "2026-07-05T08:00:00+08:00";
-    let out = run_binary(
-        &[
-            "--now",
+    let out = city
+        .t
+        .run_at(
+            &["run", "sample-audit", "--period", "2026H1", "--seed", SEED],
             now,
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            SEED,
-            "--config",
-            config,
-        ],
-        city.tmp.path(),
-    );
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+        )
+        .finished();
     let dir = out.run_dir();
     let unroot = |s: &str| s.replace(&root, "<ROOT>");
     let mut got = format!("# stdout\n{}\n", unroot(&out.stdout));
@@ -2433,7 +2365,7 @@ fn golden_run_folder(at: &str) -> String {
         };
         got.push_str(&format!("{rel}  {what}\n"));
     }
-    let outbox = run_binary(&["outbox", "list", "--config", config], city.tmp.path());
+    let outbox = city.t.run(&["outbox", "list"]);
     got.push_str(&format!("# outbox\n{}", unroot(&outbox.stdout)));
     got
 }
@@ -2484,7 +2416,7 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
         }
     }
 
-    let done = city.tmp.path().join("KPB-layout.xlsx");
+    let done = city.t.dir.path().join("KPB-layout.xlsx");
     refill(&original, &done, |rows| {
         let row = &mut rows[HEADER_ROW as usize + 1];
         row.resize(L.headers().len(), Data::Empty);
@@ -2513,7 +2445,7 @@ fn the_sample_worksheet_is_written_and_read_back_by_one_layout() {
         out.stdout
     );
     // Who audited and when: from the sign-off, once, for every row.
-    let db = auditors_recorded(&city.tmp.path().join("var/state/state.sqlite3"));
+    let db = auditors_recorded(&city.t.dir.path().join("var/state/state.sqlite3"));
     assert_eq!(db, ["王稽核"], "{db:?}");
 }
 
@@ -2853,7 +2785,7 @@ fn a_worksheet_sent_before_the_sign_off_still_comes_back() {
     let dir = city.sample_audit();
     let original = dir.join("reports/KPB.xlsx");
     // The archived original as the earlier version wrote it.
-    let old = city.tmp.path().join("old.xlsx");
+    let old = city.t.dir.path().join("old.xlsx");
     refill(&original, &old, |rows| {
         let n = 3 + table_rows(rows).len();
         rows.truncate(n);
@@ -2866,7 +2798,7 @@ fn a_worksheet_sent_before_the_sign_off_still_comes_back() {
         std::fs::set_permissions(&original, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     std::fs::copy(&old, &original).unwrap();
-    let done = city.tmp.path().join("old-done.xlsx");
+    let done = city.t.dir.path().join("old-done.xlsx");
     refill(&original, &done, |rows| {
         let width = rows[2].len();
         for r in table_rows(rows).iter_mut() {
@@ -2878,7 +2810,7 @@ fn a_worksheet_sent_before_the_sign_off_still_comes_back() {
     });
     let out = city.ingest(&done);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let db = auditors_recorded(&city.tmp.path().join("var/state/state.sqlite3"));
+    let db = auditors_recorded(&city.t.dir.path().join("var/state/state.sqlite3"));
     assert_eq!(db, ["舊版稽核員"], "{db:?}");
 }
 
@@ -3111,7 +3043,7 @@ impl SecondReview<'_> {
 
     /// The reviewer fills in the review with one anomaly confirmed.
     fn the_reviewer_confirms_one_anomaly(&self) -> PathBuf {
-        let done = self.city.tmp.path().join("review-done.xlsx");
+        let done = self.city.t.dir.path().join("review-done.xlsx");
         refill(
             &self
                 .dir
@@ -3126,7 +3058,7 @@ impl SecondReview<'_> {
     /// password, the review of their own accounts is refused.
     fn the_officer_cannot_return_it(&self, done: &Path) {
         let (city, id) = (self.city, self.id.as_str());
-        let by_officer = city.tmp.path().join("review-by-officer.xlsx");
+        let by_officer = city.t.dir.path().join("review-by-officer.xlsx");
         {
             let mut store = webir_audit::store::Store::open(&city.config.paths.state).unwrap();
             let bytes = webir_audit::mail::protect(
@@ -3183,7 +3115,7 @@ impl SecondReview<'_> {
             webir_audit::worksheet::INVESTIGATION_FILE,
         )
         .expect("the review's investigation record is kept");
-        let filled = city.tmp.path().join("review-investigation.xlsx");
+        let filled = city.t.dir.path().join("review-investigation.xlsx");
         refill_sheet(&record, &filled, "調查紀錄", |rows| {
             for r in table_rows(rows).iter_mut() {
                 r.resize(11, Data::Empty);
@@ -3244,7 +3176,7 @@ impl SecondReview<'_> {
     /// A return cannot move itself between the two worksheets: relabelled
     /// as the officer's, it is refused.
     fn a_return_cannot_move_itself_to_the_officer_s_worksheet(&self, done: &Path) {
-        let moved = self.city.tmp.path().join("review-moved.xlsx");
+        let moved = self.city.t.dir.path().join("review-moved.xlsx");
         refill_sheet(done, &moved, "摘要", |rows| {
             for r in rows.iter_mut() {
                 if r.first()
@@ -3278,7 +3210,7 @@ fn a_workbook_relabelled_as_another_unit_s_is_refused() {
         }
         sign(rows, "王稽核", "2026/07/20");
     };
-    let forged = city.tmp.path().join("forged.xlsx");
+    let forged = city.t.dir.path().join("forged.xlsx");
     refill_sheet_as(
         &dir.join("reports/KSA.xlsx"),
         &dir.join("reports/KPB.xlsx"),
@@ -3300,7 +3232,7 @@ fn a_workbook_relabelled_as_another_unit_s_is_refused() {
         "nothing recorded"
     );
     drop(store);
-    let own = city.tmp.path().join("own.xlsx");
+    let own = city.t.dir.path().join("own.xlsx");
     refill_sheet(&dir.join("reports/KSA.xlsx"), &own, "抽查工作底稿", fill);
     // Mailed encrypted, it comes back encrypted: a plain copy (an archive
     // reader's, an evidence export's) does not answer for the unit.
@@ -3326,7 +3258,7 @@ fn a_workbook_relabelled_as_another_unit_s_is_refused() {
         )
         .unwrap()
         .bytes;
-        let path = city.tmp.path().join(format!("own-{unit}.xlsx"));
+        let path = city.t.dir.path().join(format!("own-{unit}.xlsx"));
         std::fs::write(&path, bytes).unwrap();
         path
     };
@@ -3355,7 +3287,7 @@ fn a_workbook_relabelled_as_another_unit_s_is_refused() {
 fn an_answer_too_long_to_quote_is_refused_before_anything_is_recorded() {
     let city = City::new();
     let dir = city.sample_audit();
-    let long = city.tmp.path().join("long.xlsx");
+    let long = city.t.dir.path().join("long.xlsx");
     refill_sheet(
         &dir.join("reports/KPB.xlsx"),
         &long,
@@ -3403,7 +3335,7 @@ fn a_return_with_a_formula_or_macros_is_refused_and_nothing_recorded() {
     let who = column(&header, "被查詢人");
     let shows = text(&rows[0][who]);
     assert!(shows.contains('*'), "masked as sent: {shows}");
-    let linked = city.tmp.path().join("linked.xlsx");
+    let linked = city.t.dir.path().join("linked.xlsx");
     let link = format!("HYPERLINK(\"http://evil.example/\",\"{shows}\")");
     refill_sheet_with_formula(
         &sent,
@@ -3425,9 +3357,9 @@ fn a_return_with_a_formula_or_macros_is_refused_and_nothing_recorded() {
         "not quoted: {}",
         out.stderr
     );
-    let done = city.tmp.path().join("done.xlsx");
+    let done = city.t.dir.path().join("done.xlsx");
     refill_sheet(&sent, &done, "抽查工作底稿", fill);
-    let macros = city.tmp.path().join("macros.xlsx");
+    let macros = city.t.dir.path().join("macros.xlsx");
     with_member(
         &done,
         &macros,
@@ -3454,7 +3386,7 @@ fn a_return_whose_last_write_fails_records_none_of_it() {
     let city = City::new();
     let dir = city.sample_audit();
     let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
-    let done = city.tmp.path().join("done.xlsx");
+    let done = city.t.dir.path().join("done.xlsx");
     refill_sheet(
         &dir.join("reports/KPB.xlsx"),
         &done,
@@ -3521,7 +3453,7 @@ fn a_return_whose_last_write_fails_records_none_of_it() {
 fn a_national_id_typed_into_an_answer_is_masked_wherever_it_is_shown() {
     let city = City::new();
     let dir = city.sample_audit();
-    let done = city.tmp.path().join("done.xlsx");
+    let done = city.t.dir.path().join("done.xlsx");
     refill_sheet(
         &dir.join("reports/KPB.xlsx"),
         &done,
@@ -3601,7 +3533,7 @@ fn a_return_that_cannot_be_kept_records_nothing_and_comes_back_later() {
     let city = City::new();
     let dir = city.sample_audit();
     let run = dir.file_name().unwrap().to_str().unwrap().to_owned();
-    let done = city.tmp.path().join("done.xlsx");
+    let done = city.t.dir.path().join("done.xlsx");
     refill_sheet(
         &dir.join("reports/KSA.xlsx"),
         &done,
@@ -3636,7 +3568,7 @@ fn a_return_that_cannot_be_kept_records_nothing_and_comes_back_later() {
 #[test]
 fn a_second_review_without_a_reviewer_is_told_to_the_admin() {
     let city = City::new();
-    let register = city.tmp.path().join("city/agencies.xlsx");
+    let register = city.t.dir.path().join("city/agencies.xlsx");
     crate::harness::set_in_register(&register, "DTY", "政風單位信箱", "");
     crate::harness::set_in_register(&register, "DTY", "專責人員信箱", "chief.khb@example.gov.tw");
     let dir = city.sample_audit();
@@ -3799,14 +3731,14 @@ impl Asked {
     fn the_police_answer_the_first_of_their_query_findings() -> Asked {
         let city = City::new();
         let sample = city.sample_audit();
-        let signed = city.tmp.path().join("KPB-signed.xlsx");
+        let signed = city.t.dir.path().join("KPB-signed.xlsx");
         refill(&sample.join("reports/KPB.xlsx"), &signed, |rows| {
             for r in table_rows(rows).iter_mut() {
                 answer(r, ["是", "是", "是", "無", ""]);
             }
             sign(rows, "王稽核", "2026/07/20");
         });
-        let done = city.tmp.path().join("KPB-done.xlsx");
+        let done = city.t.dir.path().join("KPB-done.xlsx");
         let first = std::cell::RefCell::new((String::new(), String::new()));
         refill_sheet(&signed, &done, "異常查詢", |rows| {
             let h: Vec<String> = rows[2].iter().map(text).collect();
@@ -3829,7 +3761,7 @@ impl Asked {
     /// The finding itself may not be changed: such a return is refused,
     /// and nothing of it recorded.
     fn a_return_that_changes_a_finding_is_refused(&self) {
-        let forged = self.city.tmp.path().join("KPB-forged.xlsx");
+        let forged = self.city.t.dir.path().join("KPB-forged.xlsx");
         refill_sheet(&self.done, &forged, "異常查詢", |rows| {
             let h: Vec<String> = rows[2].iter().map(text).collect();
             table_rows(rows)[0][column(&h, "理由")] = Data::String("無異常".into());

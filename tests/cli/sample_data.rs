@@ -8,7 +8,7 @@ use std::path::Path;
 use polars::prelude::*;
 use webir_audit::model::Table;
 
-use crate::harness::copy_dir;
+use crate::harness::Test;
 use crate::harness::{repo, run_binary};
 
 fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -233,30 +233,20 @@ fn the_application_checks_hold_on_a_city_shaped_differently() {
 /// earlier run, and says where as its last line.
 #[test]
 fn run_writes_a_private_run_folder_per_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let city = tmp.path().join("city");
-    copy_dir(&repo().join("sample_data"), &city);
-    let config = city.join("webir-audit.toml");
-    let args = [
-        "run",
-        "query-check",
-        "--config",
-        config.to_str().unwrap(),
-        "--period",
-        "2026H1",
-    ];
-    let first = run_binary(&args, tmp.path());
+    let city = Test::sample_city();
+    let args = ["run", "query-check", "--period", "2026H1"];
+    let first = city.run(&args);
     assert_eq!(
         first.status, 1,
         "critical and high findings exit 1\n{}{}",
         first.stdout, first.stderr
     );
-    let second = run_binary(&args, tmp.path());
+    let second = city.run(&args);
     let dir_of = |out: &crate::harness::Output| out.run_dir();
     let (a, b) = (dir_of(&first), dir_of(&second));
     assert_ne!(a, b, "a second run must not overwrite the first");
     assert!(
-        a.starts_with(tmp.path().join("var/archive/2026H1/query-check")),
+        a.starts_with(city.path("var/archive/2026H1/query-check")),
         "{}",
         a.display()
     );
@@ -298,24 +288,9 @@ fn run_writes_a_private_run_folder_per_run() {
             .is_some_and(|s| !s.is_empty() && !s.contains("****"))
     }));
 
-    let review = run_binary(
-        &[
-            "run",
-            "account-review",
-            "--config",
-            config.to_str().unwrap(),
-            "--as-of",
-            "2026-07-02",
-        ],
-        tmp.path(),
-    );
+    let review = city.run(&["run", "account-review", "--as-of", "2026-07-02"]);
     assert_eq!(review.status, 1, "{}", review.stderr);
-    assert!(
-        dir_of(&review).starts_with(
-            tmp.path()
-                .join("var/archive/as-of-2026-07-02/account-review")
-        )
-    );
+    assert!(dir_of(&review).starts_with(city.path("var/archive/as-of-2026-07-02/account-review")));
     assert!(
         review.stdout.contains("AGENCY_OFFICER_COUNT"),
         "{}",

@@ -10,67 +10,25 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::harness::copy_dir;
-use crate::harness::{Output, repo, run_binary};
+use crate::harness::{Output, Test, repo, run_binary};
 
 const SEED: &str = "31415926535897932384626";
 
-struct City {
-    tmp: tempfile::TempDir,
+/// The 2026H1 sample audit on `city` with `seed` (or the clock's, when
+/// none), `extra` arguments added: its output and run folder.
+fn sample_with(city: &Test, seed: Option<&str>, extra: &[&str]) -> (Output, PathBuf) {
+    let mut args = vec!["run", "sample-audit", "--period", "2026H1"];
+    if let Some(s) = seed {
+        args.extend(["--seed", s]);
+    }
+    args.extend(extra);
+    let out = city.run(&args).finished();
+    let dir = out.run_dir();
+    (out, dir)
 }
 
-impl City {
-    fn new() -> City {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sample_data"), &tmp.path().join("city"));
-        City { tmp }
-    }
-
-    fn config(&self) -> String {
-        self.tmp
-            .path()
-            .join("city/webir-audit.toml")
-            .to_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// An export as dropped in the inbox, found where it is now (moved
-    /// into the input store once a sealed run read it).
-    fn inbox(&self, rel: &str) -> PathBuf {
-        crate::harness::input_at(
-            &self.tmp.path().join("city/inbox"),
-            &self.tmp.path().join("var/archive"),
-            rel,
-        )
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let config = self.config();
-        let mut all = args.to_vec();
-        all.extend(["--config", config.as_str()]);
-        run_binary(&all, self.tmp.path())
-    }
-
-    fn sample(&self, seed: Option<&str>) -> (Output, PathBuf) {
-        self.sample_with(seed, &[])
-    }
-
-    fn sample_with(&self, seed: Option<&str>, extra: &[&str]) -> (Output, PathBuf) {
-        let mut args = vec!["run", "sample-audit", "--period", "2026H1"];
-        if let Some(s) = seed {
-            args.extend(["--seed", s]);
-        }
-        args.extend(extra);
-        let out = self.run(&args);
-        assert!(
-            out.status == 0 || out.status == 1,
-            "{}{}",
-            out.stdout,
-            out.stderr
-        );
-        let dir = out.run_dir();
-        (out, dir)
-    }
+fn sample(city: &Test, seed: Option<&str>) -> (Output, PathBuf) {
+    sample_with(city, seed, &[])
 }
 
 fn manifest(dir: &Path) -> Value {
@@ -117,7 +75,7 @@ fn sample_audit_meets_point_6_1_and_both_verifiers_redraw_it() {
 
 /// The sample city's first 2026H1 draw: its run folder and manifest.
 struct Draw {
-    city: City,
+    city: Test,
     dir: PathBuf,
     m: Value,
 }
@@ -126,8 +84,8 @@ impl Draw {
     /// The draw with the given seed states it, and its manifest records
     /// the spec, seed, period and inputs.
     fn records_its_seed_period_and_inputs() -> Draw {
-        let city = City::new();
-        let (out, dir) = city.sample(Some(SEED));
+        let city = Test::sample_city();
+        let (out, dir) = sample(&city, Some(SEED));
         assert!(out.stdout.contains(SEED), "{}", out.stdout);
         let m = manifest(&dir);
         assert_eq!(m["spec_version"], "webir-audit/sample/v1");
@@ -236,10 +194,10 @@ impl Draw {
         );
         assert_eq!(ours.status, 0);
         // The inputs moved elsewhere (an auditor's copy) verify the same.
-        let copy = city.tmp.path().join("auditor-copy");
+        let copy = city.dir.path().join("auditor-copy");
         // The exports runs read: the input store and what the inbox still holds.
-        copy_dir(&city.tmp.path().join("var/archive/inputs"), &copy);
-        copy_dir(&city.tmp.path().join("city/inbox"), &copy);
+        copy_dir(&city.dir.path().join("var/archive/inputs"), &copy);
+        copy_dir(&city.dir.path().join("city/inbox"), &copy);
         let moved = run_binary(
             &[
                 "verify",
@@ -247,7 +205,7 @@ impl Draw {
                 "--inputs",
                 copy.to_str().unwrap(),
             ],
-            city.tmp.path(),
+            city.dir.path(),
         );
         assert_eq!(
             moved.stdout.trim(),
@@ -293,7 +251,7 @@ impl Draw {
     /// draw of the period is numbered and announced.
     fn a_redraw_with_the_same_seed_draws_the_same_sample_numbered(&self) {
         let m = &self.m;
-        let (again, dir2) = self.city.sample_with(Some(SEED), &["--redraw"]);
+        let (again, dir2) = sample_with(&self.city, Some(SEED), &["--redraw"]);
         let m2 = manifest(&dir2);
         assert_eq!(m2["draw_number"], 2);
         assert!(again.stdout.contains("WARNING"), "{}", again.stdout);
@@ -303,7 +261,7 @@ impl Draw {
 
     /// An OS seed is 24 digits and is recorded as such.
     fn an_os_seed_is_24_digits_and_recorded_as_such(&self) {
-        let (_, dir3) = self.city.sample_with(None, &["--redraw"]);
+        let (_, dir3) = sample_with(&self.city, None, &["--redraw"]);
         let m3 = manifest(&dir3);
         assert_eq!(m3["seed_source"], "os");
         assert_eq!(m3["seed"].as_str().unwrap().len(), 24);
@@ -314,8 +272,8 @@ impl Draw {
 
 #[test]
 fn verifiers_name_the_first_difference_after_tampering() {
-    let city = City::new();
-    let (_, dir) = city.sample(Some(SEED));
+    let city = Test::sample_city();
+    let (_, dir) = sample(&city, Some(SEED));
 
     // An edited manifest (one ticket changed) no longer matches its digest.
     let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
@@ -362,7 +320,7 @@ fn verifiers_name_the_first_difference_after_tampering() {
     );
 
     // An input changed after the run: verify names it.
-    let log = city.inbox("query_logs/webir_querylog_2026Q1.csv");
+    let log = city.input("query_logs/webir_querylog_2026Q1.csv");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes.extend_from_slice(b"W20268,2026-03-30 10:00:00,\xe7\x9c\xb7\xe5\xb1\xac\xe6\x8a\x95\xe4\xbf\x9d\xe8\xb3\x87\xe6\x96\x99,C279015870,social_welfare,\xe6\x88\x90\xe5\x8a\x9f,DFS,10.34.4.37\n");
     std::fs::write(&log, bytes).unwrap();
@@ -378,7 +336,7 @@ fn verifiers_name_the_first_difference_after_tampering() {
 
 #[test]
 fn a_frozen_population_cannot_change_before_the_ceremony() {
-    let city = City::new();
+    let city = Test::sample_city();
     let out = city.run(&["freeze", "--period", "2026H1"]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let digest = out
@@ -394,12 +352,12 @@ fn a_frozen_population_cannot_change_before_the_ceremony() {
     );
 
     // The ceremony's seed, with the inputs unchanged: runs, same digest.
-    let (_, dir) = city.sample(Some(SEED));
+    let (_, dir) = sample(&city, Some(SEED));
     assert_eq!(manifest(&dir)["population_digest"], digest.as_str());
     assert!(manifest(&dir)["frozen_at"].is_string());
 
     // One query-log row removed after the freeze: the draw is refused.
-    let log = city.inbox("query_logs/webir_querylog_2026Q1.csv");
+    let log = city.input("query_logs/webir_querylog_2026Q1.csv");
     let text = std::fs::read_to_string(&log).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(5);
@@ -423,7 +381,7 @@ fn a_frozen_population_cannot_change_before_the_ceremony() {
 
 #[test]
 fn a_seed_must_be_20_to_64_digits() {
-    let city = City::new();
+    let city = Test::sample_city();
     for bad in [
         "12345",
         "1234567890123456789x",

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::harness::Test;
 use crate::harness::mail::{opened, passwords_by_address, sha256};
-use crate::harness::served::{City, ENV, KPB_PASSWORD, arrivals, received};
-use crate::harness::{binary, run_binary_env};
+use crate::harness::served::{KPB_PASSWORD, arrivals, received};
 use crate::smtp::Smtp;
 
 const T0: &str = "2026-07-05T08:00:00+08:00";
@@ -20,8 +20,8 @@ const T2: &str = "2026-07-05T12:00:00+08:00";
 fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
-    let city = City::new(&smtp, "");
-    let out = city.run(
+    let city = Test::sample_city().served(&smtp, "");
+    let out = city.run_at(
         &[
             "run",
             "sample-audit",
@@ -39,7 +39,7 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
         out.stdout
     );
     let dir = out.run_dir();
-    let config = city.config();
+    let config = city.loaded_config();
     let got = received(&smtp);
     let queued = city.outbox();
     assert_eq!(got.len(), queued.len(), "every queued message arrived");
@@ -113,7 +113,7 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
     assert!(encrypted >= 1, "KPB's officer got an encrypted workbook");
 
     // Sending again sends nothing.
-    let again = city.run(&["outbox", "send"], T1);
+    let again = city.run_at(&["outbox", "send"], T1);
     assert!(again.stdout.contains("mail: 0 sent"), "{}", again.stdout);
     assert_eq!(received(&smtp).len(), got.len());
 }
@@ -135,8 +135,8 @@ fn received_eml(smtp: &Smtp, message_id: &str) -> PathBuf {
 fn a_server_that_is_down_or_answers_4xx_gets_every_message_once_later() {
     let tmp = tempfile::tempdir().unwrap();
     let mut smtp = Smtp::start(tmp.path(), "421,450");
-    let city = City::new(&smtp, "");
-    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    let city = Test::sample_city().served(&smtp, "");
+    let out = city.run_at(&["run", "account-review", "--as-of", "2026-07-02"], T0);
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("2 to retry, 0 failed"),
@@ -148,13 +148,13 @@ fn a_server_that_is_down_or_answers_4xx_gets_every_message_once_later() {
 
     // Down: nothing goes, nothing is lost.
     smtp.stop();
-    let out = city.run(&["run", "internal-audit", "--period", "2026"], T0);
+    let out = city.run_at(&["run", "internal-audit", "--period", "2026"], T0);
     assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains(" 0 sent,"), "{}", out.stdout);
     assert_eq!(received(&smtp).len(), first);
 
     smtp.restart("");
-    let out = city.run(&["outbox", "send"], T2);
+    let out = city.run_at(&["outbox", "send"], T2);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
     let rows = city.outbox();
     assert!(rows.iter().all(|(_, s, _)| s == "sent"), "{rows:?}");
@@ -167,8 +167,8 @@ fn a_server_that_is_down_or_answers_4xx_gets_every_message_once_later() {
 fn a_550_fails_at_once_and_the_admin_is_told() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "550");
-    let city = City::new(&smtp, "");
-    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    let city = Test::sample_city().served(&smtp, "");
+    let out = city.run_at(&["run", "account-review", "--as-of", "2026-07-02"], T0);
     assert!(
         out.stdout.contains("0 to retry, 1 failed"),
         "{}",
@@ -178,8 +178,8 @@ fn a_550_fails_at_once_and_the_admin_is_told() {
     let failed: Vec<_> = rows.iter().filter(|(_, s, _)| s == "failed").collect();
     assert_eq!(failed.len(), 1);
     // The alert goes at the next drain, and only once.
-    city.run(&["outbox", "send"], T1);
-    city.run(&["outbox", "send"], T2);
+    city.run_at(&["outbox", "send"], T1);
+    city.run_at(&["outbox", "send"], T2);
     let alerts: Vec<_> = received(&smtp)
         .into_iter()
         .filter(|(_, p)| p.to == "admin@example.gov.tw")
@@ -192,7 +192,7 @@ fn a_550_fails_at_once_and_the_admin_is_told() {
         "{}",
         p.text
     );
-    let list = city.run(&["outbox", "list"], T2);
+    let list = city.run_at(&["outbox", "list"], T2);
     assert!(
         list.stdout.contains("mailbox unavailable"),
         "{}",
@@ -204,8 +204,8 @@ fn a_550_fails_at_once_and_the_admin_is_told() {
 fn a_connection_cut_after_the_data_is_unknown_until_the_operator_decides() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "cut");
-    let city = City::new(&smtp, "");
-    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    let city = Test::sample_city().served(&smtp, "");
+    let out = city.run_at(&["run", "account-review", "--as-of", "2026-07-02"], T0);
     assert!(
         out.stdout.contains("1 of unknown outcome"),
         "{}",
@@ -218,8 +218,8 @@ fn a_connection_cut_after_the_data_is_unknown_until_the_operator_decides() {
         .collect();
     assert_eq!(unknown.len(), 1);
     // Days later it has still not been sent again; the server has it once.
-    city.run(&["outbox", "send"], T1);
-    city.run(&["outbox", "send"], "2026-07-09T08:00:00+08:00");
+    city.run_at(&["outbox", "send"], T1);
+    city.run_at(&["outbox", "send"], "2026-07-09T08:00:00+08:00");
     assert!(arrivals(&smtp).values().all(|n| *n == 1));
     let alert = received(&smtp)
         .into_iter()
@@ -238,11 +238,11 @@ fn a_connection_cut_after_the_data_is_unknown_until_the_operator_decides() {
         alert.text
     );
     // The operator checked: it arrived.
-    let c = city.run(&["outbox", "confirm", &id], T2);
+    let c = city.run_at(&["outbox", "confirm", &id], T2);
     assert_eq!(c.status, 0, "{}{}", c.stdout, c.stderr);
     assert!(city.outbox().iter().all(|(_, s, _)| s == "sent"));
     assert_eq!(
-        city.run(&["outbox", "confirm", &id], T2).status,
+        city.run_at(&["outbox", "confirm", &id], T2).status,
         2,
         "only an unknown message can be confirmed"
     );
@@ -252,8 +252,8 @@ fn a_connection_cut_after_the_data_is_unknown_until_the_operator_decides() {
 fn killed_mid_drain_then_restarted_loses_nothing_and_sends_nothing_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "ok,ok,slow");
-    let city = City::new(&smtp, "");
-    let out = city.run(
+    let city = Test::sample_city().served(&smtp, "");
+    let out = city.run_at(
         &[
             "run",
             "account-review",
@@ -266,21 +266,17 @@ fn killed_mid_drain_then_restarted_loses_nothing_and_sends_nothing_twice() {
     assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
     let queued = city.outbox().len();
     assert!(queued > 3);
-    let c = city.config.to_str().unwrap();
-    let mut child = binary(
-        &["outbox", "send", "--config", c, "--now", T0],
-        city.tmp.path(),
-        &ENV,
-    )
-    .stdout(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = city
+        .command(&["outbox", "send", "--now", T0])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     smtp.wait_for_slow();
     child.kill().unwrap(); // SIGKILL, waiting for the third reply
     child.wait().unwrap();
     assert_eq!(smtp.received().len(), 3);
 
-    let out = city.run(&["outbox", "send"], T1);
+    let out = city.run_at(&["outbox", "send"], T1);
     assert!(
         out.stdout.contains("1 of unknown outcome"),
         "{}",
@@ -313,15 +309,15 @@ fn killed_mid_drain_then_restarted_loses_nothing_and_sends_nothing_twice() {
 fn send_test_resend_and_the_allowed_domains() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
-    let city = City::new(&smtp, "");
-    let t = city.run(&["send-test", "--to", "someone@example.gov.tw"], T0);
+    let city = Test::sample_city().served(&smtp, "");
+    let t = city.run_at(&["send-test", "--to", "someone@example.gov.tw"], T0);
     assert_eq!(t.status, 0, "{}{}", t.stdout, t.stderr);
     let got = received(&smtp);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, ["someone@example.gov.tw"]);
     assert!(got[0].1.subject.contains("測試信件"));
     assert!(city.outbox().is_empty(), "a test mail is not in the outbox");
-    let outside = city.run(&["send-test", "--to", "someone@gmail.com"], T0);
+    let outside = city.run_at(&["send-test", "--to", "someone@gmail.com"], T0);
     assert_eq!(outside.status, 2);
     assert!(
         outside.stderr.contains("allowed_domains"),
@@ -329,33 +325,30 @@ fn send_test_resend_and_the_allowed_domains() {
         outside.stderr
     );
     // A wrong password is refused by the server.
-    let c = city.config.to_str().unwrap();
-    let args = ["send-test", "--to", "someone@example.gov.tw", "--config", c];
-    let wrong = run_binary_env(
-        &args,
-        city.tmp.path(),
-        &[("WEBIR_AUDIT_TEST_SMTP_PASSWORD", "guess")],
-    );
+    let args = ["send-test", "--to", "someone@example.gov.tw"];
+    let mut guessed = city.command(&args);
+    guessed.env("WEBIR_AUDIT_TEST_SMTP_PASSWORD", "guess");
+    let wrong = crate::harness::output(guessed);
     assert_eq!(wrong.status, 2, "{}{}", wrong.stdout, wrong.stderr);
     assert!(wrong.stderr.contains("AUTH"), "{}", wrong.stderr);
     // The certificate is checked: without the city CA, nothing is sent.
-    let text = std::fs::read_to_string(&city.config).unwrap();
+    let text = std::fs::read_to_string(city.config_path()).unwrap();
     let ca_line = format!("ca_file = \"{}\"\n", smtp.ca.display());
-    std::fs::write(&city.config, text.replace(&ca_line, "")).unwrap();
-    let untrusted = run_binary_env(&args, city.tmp.path(), &ENV);
+    std::fs::write(city.config_path(), text.replace(&ca_line, "")).unwrap();
+    let untrusted = city.run(&args);
     assert_eq!(
         untrusted.status, 2,
         "{}{}",
         untrusted.stdout, untrusted.stderr
     );
     assert_eq!(smtp.received().len(), 1, "{}", untrusted.stderr);
-    std::fs::write(&city.config, text).unwrap();
+    std::fs::write(city.config_path(), text).unwrap();
 
-    let out = city.run(&["run", "account-review", "--as-of", "2026-07-02"], T0);
+    let out = city.run_at(&["run", "account-review", "--as-of", "2026-07-02"], T0);
     let run = out.run_dir();
     let run_id = run.file_name().unwrap().to_str().unwrap();
     let before = received(&smtp).len();
-    let r = city.run(
+    let r = city.run_at(
         &[
             "outbox",
             "resend",
@@ -376,7 +369,7 @@ fn send_test_resend_and_the_allowed_domains() {
         .expect("the original");
     assert_eq!(original.1.sha, copy.sha, "the same workbook");
     // Never to an address the run did not mail.
-    let refused = city.run(
+    let refused = city.run_at(
         &["outbox", "resend", run_id, "--to", "x@example.gov.tw"],
         T1,
     );
@@ -392,8 +385,8 @@ fn send_test_resend_and_the_allowed_domains() {
 fn implicit_tls_works_too() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start_implicit_tls(tmp.path());
-    let city = City::new(&smtp, "");
-    let t = city.run(&["send-test", "--to", "someone@example.gov.tw"], T0);
+    let city = Test::sample_city().served(&smtp, "");
+    let t = city.run_at(&["send-test", "--to", "someone@example.gov.tw"], T0);
     assert_eq!(t.status, 0, "{}{}", t.stdout, t.stderr);
     assert_eq!(smtp.received().len(), 1);
 }

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::harness::served::{ENV, arrivals, received};
-use crate::harness::{Output, findings_per_account, json, repo, run_binary_env, write_xlsx};
+use crate::harness::served::{arrivals, received};
+use crate::harness::{Output, Test, findings_per_account, json, repo, write_xlsx};
 use crate::smtp::Smtp;
 
 struct Account {
@@ -341,7 +341,9 @@ fn hr_files() -> (String, String) {
     (jan, jul)
 }
 
-fn config(smtp: &Smtp) -> String {
+/// The city's config; its mail goes to the test's server
+/// ([`Test::served`] fills in the `[mail]` section).
+fn config() -> String {
     format!(
         r#"timezone = "Asia/Taipei"
 
@@ -351,7 +353,8 @@ archive = "var/archive"
 state = "var/state"
 schedules = "{}"
 
-{}
+[mail]
+
 [[agencies]]
 id = "KHB"
 name = "高雄市政府衛生局"
@@ -379,7 +382,6 @@ parent = "KPB"
 purposes = ["criminal_investigation"]
 "#,
         repo().join("schedules").display(),
-        smtp.mail_config("")
     )
 }
 
@@ -417,17 +419,17 @@ const SHUFFLED: Names = Names {
 };
 
 struct Year {
-    tmp: tempfile::TempDir,
+    /// Stopped before the city's folder is removed.
     smtp: Smtp,
-    config: PathBuf,
+    city: Test,
 }
 
 impl Year {
     fn new(names: &Names) -> Year {
-        let tmp = tempfile::tempdir().unwrap();
-        let smtp = Smtp::start(&tmp.path().join("smtp"), "");
-        let dir = tmp.path().join("city");
-        let inbox = dir.join("inbox");
+        let city = Test::with_config("city/webir-audit.toml", &config());
+        let smtp = Smtp::start(&city.path("smtp"), "");
+        let city = city.served(&smtp, "");
+        let inbox = city.city_path("inbox");
         for sub in ["query_logs", "roster", "hr"] {
             std::fs::create_dir_all(inbox.join(sub)).unwrap();
         }
@@ -464,24 +466,11 @@ impl Year {
                 f.set_modified(arrived).unwrap();
             }
         }
-        let config = dir.join("webir-audit.toml");
-        std::fs::write(&config, config_text(&smtp)).unwrap();
-        Year { tmp, smtp, config }
+        Year { smtp, city }
     }
 
     fn pass(&self, now: &str) -> Output {
-        let out = run_binary_env(
-            &[
-                "daemon",
-                "--once",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--now",
-                now,
-            ],
-            self.tmp.path(),
-            &ENV,
-        );
+        let out = self.city.run_at(&["daemon", "--once"], now);
         assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
         out
     }
@@ -489,7 +478,7 @@ impl Year {
     /// The ceremony's seed, dropped in the inbox as an officer would at
     /// `at` (after the commitment: an earlier file is refused).
     fn seed(&self, period: &str, digits: &str, at: &str) {
-        let dir = self.tmp.path().join("city/inbox/seeds");
+        let dir = self.city.city_path("inbox/seeds");
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("{period}.txt"));
         std::fs::write(&file, format!("{digits}\n")).unwrap();
@@ -497,16 +486,11 @@ impl Year {
     }
 
     fn state(&self) -> PathBuf {
-        self.tmp.path().join("city/var/state")
+        self.city.city_path("var/state")
     }
 
     fn runs(&self, period: &str, job: &str) -> Vec<PathBuf> {
-        let dir = self
-            .tmp
-            .path()
-            .join("city/var/archive")
-            .join(period)
-            .join(job);
+        let dir = self.city.city_path("var/archive").join(period).join(job);
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -520,10 +504,6 @@ impl Year {
             .ledger()
             .unwrap()
     }
-}
-
-fn config_text(smtp: &Smtp) -> String {
-    config(smtp)
 }
 
 /// Per record, the larger of its counts in the files that hold it.
@@ -721,16 +701,7 @@ fn the_half_year_is_drawn_once_from_its_exports_and_verifies(
     // inputs as they are.
     assert_eq!(m["ceremony"]["seed_via"], "inbox", "{period}");
     assert_eq!(m["seed_source"], "given", "{period}");
-    let verify = run_binary_env(
-        &[
-            "verify",
-            dir.to_str().unwrap(),
-            "--config",
-            y.config.to_str().unwrap(),
-        ],
-        y.tmp.path(),
-        &ENV,
-    );
+    let verify = y.city.run(&["verify", dir.to_str().unwrap()]);
     assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
     assert!(verify.stdout.contains("MATCH"), "{}", verify.stdout);
     (m["population_digest"].as_str().unwrap().to_owned(), got)
