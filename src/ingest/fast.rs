@@ -220,7 +220,7 @@ struct Part {
     records: usize,
 }
 
-/// Reads the UTF-8 CSV file `layout` into the plan's output, in pieces of
+/// Reads the CSV file `layout` (UTF-8, or Big5 decoded piece by piece) into the plan's output, in pieces of
 /// about `piece_bytes`, or `None` (the reason logged) when the file is for
 /// the general path, as it is when over `most_left` of a piece's rows are
 /// for the plan ([`MOST_LEFT`]).
@@ -261,9 +261,11 @@ pub fn read(
     // Each piece's rows, and the raw cells of its flagged rows.
     let mut pieces: Vec<(DataFrame, DataFrame)> = Vec::new();
     let mut first = layout.first_row() as IdxSize;
-    layout.for_each_piece(false, piece_bytes, |buf, start| {
+    layout.for_each_piece(false, piece_bytes, |buf, start, raw| {
         // The buffer stays with the loop, for the next piece.
         let bytes = &buf[start..];
+        // The file's own bytes are what its digest covers.
+        let raw = raw.unwrap_or(bytes);
         let bounds = split(bytes, threads);
         let got: Vec<Result<Part, Abort>> = std::thread::scope(|s| {
             let handles: Vec<_> = bounds
@@ -275,8 +277,8 @@ pub fn read(
                 })
                 .collect();
             // This thread hashes the piece while the others parse it.
-            hasher.update(bytes);
-            size += bytes.len() as u64;
+            hasher.update(raw);
+            size += raw.len() as u64;
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or(Err(Abort::Panicked)))
@@ -979,6 +981,17 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let path = path.as_path();
         let m = matched(row, header);
+        with_context(&m, format, |cx| {
+            both_read(name, path, m.clone(), piece, most_left, cx)
+        })
+    }
+
+    /// The query log's parse context for header `m`, dates read as `format`.
+    fn with_context<R>(
+        m: &Matched,
+        format: DateFormat,
+        f: impl FnOnce(&ParseContext<'_>) -> R,
+    ) -> R {
         let headers: Vec<(&'static str, String)> = m
             .columns
             .iter()
@@ -997,6 +1010,19 @@ mod tests {
             agencies: &agencies,
             vocabulary: &vocabulary,
         };
+        f(&cx)
+    }
+
+    /// The file at `path` read by the own reader and by the general path,
+    /// compared; `None` when the own reader left it to the general path.
+    fn both_read(
+        name: &str,
+        path: &std::path::Path,
+        m: Matched,
+        piece: usize,
+        most_left: f64,
+        cx: &ParseContext<'_>,
+    ) -> Option<()> {
         let lf = scan_whole(
             LazyCsvReader::new(PlRefPath::try_from_path(path).unwrap()),
             &m,
@@ -1004,7 +1030,7 @@ mod tests {
             name,
         )
         .unwrap();
-        let layout = CsvLayout::of(path, m, b',').unwrap();
+        let layout = CsvLayout::of(path, m, b',', false).unwrap();
         let fast = read(&layout, &cx, piece, most_left).unwrap()?;
         assert_eq!(
             fast.hashed,
@@ -1127,6 +1153,71 @@ mod tests {
         // Blank lines are rows without values, as polars reads them.
         let text = format!("{HEADER}\n{body}\n\n{body}\n\r\n\n");
         assert!(both("blank.csv", &text, 0, HEADER, 64).is_some());
+    }
+
+    /// Issue 34: a Big5 log took the general path, slower and holding the
+    /// whole file decoded. It is read by the own reader, decoded piece by
+    /// piece, into what its UTF-8 twin reads; its digest is of its own
+    /// bytes; a byte no Big5 character has fails the file, as the general
+    /// path fails it.
+    #[test]
+    fn a_big5_log_is_read_by_the_own_reader_as_its_utf8_twin() {
+        // Every test record Big5 has the characters of (not U+200B).
+        let big5: Vec<String> = records()
+            .into_iter()
+            .filter(|r| !encoding_rs::BIG5.encode(r).2)
+            .collect();
+        assert!(big5.len() + 1 == records().len());
+        let body = big5.join("\n");
+        let crlf = big5.join("\r\n");
+        let files = [
+            ("plain.csv", format!("{HEADER}\n{body}\n"), 0),
+            ("crlf.csv", format!("{HEADER}\r\n{crlf}\r\n"), 0),
+            (
+                "title.csv",
+                format!("查詢紀錄 匯出日期：115/07/02\n{HEADER}\n{body}\n"),
+                1,
+            ),
+        ];
+        let dir = std::env::temp_dir().join(format!("webir-big5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _removed_after = Scratch(dir.clone());
+        for (name, text, row) in &files {
+            let (utf8, big5) = (dir.join(format!("u-{name}")), dir.join(format!("b-{name}")));
+            std::fs::write(&utf8, text).unwrap();
+            let (bytes, _, bad) = encoding_rs::BIG5.encode(text);
+            assert!(!bad, "{name}: Big5-encodable");
+            assert_ne!(bytes.as_ref(), text.as_bytes());
+            std::fs::write(&big5, &bytes).unwrap();
+            let m = matched(*row, HEADER);
+            for piece in [1, 7, 64, 1 << 20] {
+                with_context(&m, DateFormat::Auto, |cx| {
+                    let twin = CsvLayout::of(&utf8, m.clone(), b',', false).unwrap();
+                    let twin = read(&twin, cx, piece, 1.0).unwrap().expect("own reader");
+                    let layout = CsvLayout::of(&big5, m.clone(), b',', true).unwrap();
+                    let got = read(&layout, cx, piece, 1.0).unwrap().expect("own reader");
+                    assert!(got.df.equals_missing(&twin.df), "{name}, pieces of {piece}");
+                    assert!(got.residue.equals_missing(&twin.residue), "{name}, {piece}");
+                    assert_eq!(
+                        got.hashed,
+                        super::super::hash_file(&big5).unwrap(),
+                        "{name}"
+                    );
+                });
+            }
+        }
+        // A byte no Big5 character has (0x80), far into the file.
+        let (mut bytes, _, _) = encoding_rs::BIG5.encode(&files[0].1);
+        let at = bytes.len() - 10;
+        bytes.to_mut()[at] = 0x80;
+        let bad = dir.join("bad.csv");
+        std::fs::write(&bad, &bytes).unwrap();
+        let m = matched(0, HEADER);
+        with_context(&m, DateFormat::Auto, |cx| {
+            let layout = CsvLayout::of(&bad, m.clone(), b',', true).unwrap();
+            let err = read(&layout, cx, 64, 1.0).err().expect("a Big5 error");
+            assert!(err.to_string().contains("Big5"), "{err}");
+        });
     }
 
     #[test]

@@ -50,19 +50,39 @@ pub struct CsvLayout {
     pub display: String,
     pub matched: Matched,
     pub sep: u8,
-    /// The header line's bytes through its line end (a byte-order mark
-    /// included when it is the file's first line).
+    /// The header line's bytes through its line end, in UTF-8 (a
+    /// byte-order mark included when it is the file's first line).
     header: Vec<u8>,
-    /// The byte offset of the first record.
+    /// The byte offset of the first record in the file.
     records_from: usize,
+    /// The file is Big5/CP950: each piece is decoded to UTF-8 as it is
+    /// read. (A Big5 trail byte is never a line end, a quote or a
+    /// delimiter, so records are cut on the raw bytes as on UTF-8.)
+    big5: bool,
 }
 
 impl CsvLayout {
     /// The layout of the file at `path` whose first bytes are `head`, with
     /// header `matched`; `None` if `head` does not hold the header line
     /// whole.
-    fn new(path: &Path, display: &str, head: &[u8], matched: Matched, sep: u8) -> Option<Self> {
+    fn new(
+        path: &Path,
+        display: &str,
+        head: &[u8],
+        matched: Matched,
+        sep: u8,
+        big5: bool,
+    ) -> Option<Self> {
         let (header, records_from) = header_bytes(head, matched.row)?;
+        let header = if big5 {
+            let (text, bad) = encoding_rs::BIG5.decode_without_bom_handling(&header);
+            if bad {
+                return None;
+            }
+            text.into_owned().into_bytes()
+        } else {
+            header
+        };
         Some(CsvLayout {
             path: path.to_owned(),
             display: display.to_owned(),
@@ -70,17 +90,19 @@ impl CsvLayout {
             sep,
             header,
             records_from,
+            big5,
         })
     }
 
     /// The layout of the file at `path` with header `matched` (tests).
     #[cfg(test)]
-    pub(super) fn of(path: &Path, matched: Matched, sep: u8) -> Option<CsvLayout> {
+    pub(super) fn of(path: &Path, matched: Matched, sep: u8, big5: bool) -> Option<CsvLayout> {
         let head = std::fs::read(path).ok()?;
-        CsvLayout::new(path, &path.display().to_string(), &head, matched, sep)
+        CsvLayout::new(path, &path.display().to_string(), &head, matched, sep, big5)
     }
 
-    /// The file's bytes before its first record: title rows and header.
+    /// The file's bytes before its first record, as they are in the file:
+    /// title rows and header.
     pub fn head(&self) -> Result<Vec<u8>, IngestError> {
         use std::io::Read;
         let mut head = vec![0u8; self.records_from];
@@ -101,15 +123,16 @@ impl CsvLayout {
     /// Calls `each` with buffers of whole records in file order (cut
     /// after a line end outside quotes, [`last_record_end`]), about
     /// `piece_bytes` of them each (a record longer than that makes a
-    /// longer buffer), with the header line in front of each when
-    /// `with_header`, and where in the buffer the records start; until
-    /// `each` says to stop. A buffer `each` leaves in place is used again
-    /// for the next piece (its pages are already the process's).
+    /// longer buffer), in UTF-8, with the header line in front of each
+    /// when `with_header`, where in the buffer the records start, and the
+    /// records' bytes as the file has them when they differ (a Big5 file);
+    /// until `each` says to stop. A buffer `each` leaves in place is used
+    /// again for the next piece (its pages are already the process's).
     pub fn for_each_piece(
         &self,
         with_header: bool,
         piece_bytes: usize,
-        mut each: impl FnMut(&mut Vec<u8>, usize) -> Result<ControlFlow<()>, IngestError>,
+        mut each: impl FnMut(&mut Vec<u8>, usize, Option<&[u8]>) -> Result<ControlFlow<()>, IngestError>,
     ) -> Result<(), IngestError> {
         use std::io::{Read, Seek};
         let io = |source| IngestError::Io {
@@ -156,12 +179,39 @@ impl CsvLayout {
             if buf.len() == records {
                 break;
             }
-            if each(&mut buf, records)?.is_break() {
+            let flow = if self.big5 {
+                let mut utf8 = self.decoded(&buf[records..], with_header)?;
+                each(&mut utf8, records, Some(&buf[records..]))?
+            } else {
+                each(&mut buf, records, None)?
+            };
+            if flow.is_break() {
                 break;
             }
             spare = buf;
         }
         Ok(())
+    }
+}
+
+impl CsvLayout {
+    /// A Big5 piece's records in UTF-8, behind the header line when
+    /// `with_header` (so the records start where they did in the raw
+    /// buffer: after the header, or at 0).
+    fn decoded(&self, raw: &[u8], with_header: bool) -> Result<Vec<u8>, IngestError> {
+        let (text, bad) = encoding_rs::BIG5.decode_without_bom_handling(raw);
+        if bad {
+            return Err(IngestError::Encoding {
+                file: self.display.clone(),
+                detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
+            });
+        }
+        let mut out = Vec::with_capacity(self.header.len() + text.len());
+        if with_header {
+            out.extend_from_slice(&self.header);
+        }
+        out.extend_from_slice(text.as_bytes());
+        Ok(out)
     }
 }
 
@@ -189,7 +239,7 @@ impl Pieces {
     ) -> Result<(), IngestError> {
         let l = &self.layout;
         let mut rows = 0usize;
-        l.for_each_piece(true, self.piece_bytes, |buf, _| {
+        l.for_each_piece(true, self.piece_bytes, |buf, _, _| {
             // polars keeps the buffer.
             let buf = std::mem::take(buf);
             let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(buf)]));
@@ -529,6 +579,7 @@ fn read_big5_csv(
         fields: matched.cells.len(),
         big5: true,
     });
+    let layout = CsvLayout::new(path, display, &bytes, matched.clone(), sep, true);
     Ok(RawFrame {
         lf,
         headers: headers_of(&matched),
@@ -536,7 +587,7 @@ fn read_big5_csv(
         encoding: "big5",
         csv,
         title,
-        layout: None,
+        layout,
         pieces: None,
     })
 }
@@ -571,7 +622,7 @@ fn read_utf8_csv(
         fields: matched.cells.len(),
         big5: false,
     });
-    let layout = CsvLayout::new(path, display, head, matched.clone(), sep);
+    let layout = CsvLayout::new(path, display, head, matched.clone(), sep, false);
     let size = std::fs::metadata(path)
         .map_err(|source| IngestError::Io {
             file: display.to_owned(),
@@ -899,7 +950,7 @@ mod tests {
             .collect()
             .unwrap();
             assert_eq!(whole.height(), 40, "{name}");
-            let layout = CsvLayout::of(&path, m.clone(), b',').unwrap();
+            let layout = CsvLayout::of(&path, m.clone(), b',', false).unwrap();
             for piece_bytes in [1, 7, 30, 64, 100, 1 << 20] {
                 let pieces = Pieces {
                     layout: layout.clone(),

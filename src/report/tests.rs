@@ -326,3 +326,92 @@ fn every_deadline_is_a_working_day() {
     // Weekends and the sample calendar's holidays did move some.
     assert!(moved > 500, "{moved}");
 }
+
+/// Issue 34: 異常查詢明細 listed every query of a pattern (a city's
+/// off-hours queries over a half-year of ten million: a million lines,
+/// half a minute to write, nobody to read them). An item lists its first
+/// [`DETAILS_SHOWN`](super::build::DETAILS_SHOWN) and says, on both
+/// sheets, how many more there are and where: the run's `findings.csv`.
+#[test]
+fn a_pattern_lists_what_a_person_reads_and_says_where_the_rest_are() {
+    use super::build::DETAILS_SHOWN;
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let config = random_config(&mut rng);
+    let unit = config.agencies.iter().next().unwrap();
+    let n = DETAILS_SHOWN + 7;
+    let at = |i: usize| {
+        chrono::NaiveDate::from_ymd_opt(2026, 3, 7)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            + chrono::Duration::minutes(i as i64)
+    };
+    // Account u1: n off-hours queries; u2: three.
+    let accounts: Vec<&str> = (0..n + 3)
+        .map(|i| if i < n { "u1" } else { "u2" })
+        .collect();
+    let k = accounts.len();
+    let findings = df!(
+        "code" => vec![Code::QueryOffHours.as_str(); k],
+        "severity" => vec![Code::QueryOffHours.severity().name(); k],
+        "unit_id" => vec![unit.unit.as_str(); k],
+        "agency_id" => vec![unit.id.as_str(); k],
+        "account_id" => accounts,
+        "holder_name" => vec!["王小明"; k],
+        "subject" => vec!["A12****789"; k],
+        "occurred_at" => (0..k).map(at).collect::<Vec<_>>(),
+        "reason" => vec!["查詢時間為週末或國定假日"; k],
+        "source_file" => vec!["f.csv"; k],
+        "source_row" => (0..k as i64).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let rejects = DataFrame::empty_with_schema(&crate::ingest::rejects_schema());
+    let facts = facts(&config, ReportKind::QueryCheck, &findings, &rejects, None);
+    let city = models(&facts).unwrap().pop().unwrap();
+    let queries = city.queries().unwrap();
+    let details = queries.details.as_ref().unwrap();
+    assert_eq!(details.rows.len(), DETAILS_SHOWN + 1 + 3);
+    let text = |c: &Cell| match c {
+        Cell::Text(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let note = text(&details.rows[DETAILS_SHOWN][0]);
+    assert!(
+        note.contains("其餘 7 筆未列出")
+            && note.contains(&format!("全部 {n} 筆見本次執行之 findings.csv")),
+        "{note}"
+    );
+    let decision = queries
+        .findings
+        .rows
+        .iter()
+        .map(|r| r.iter().map(text).collect::<Vec<_>>().join("|"))
+        .find(|r| r.contains("u1"))
+        .unwrap();
+    assert!(
+        decision.contains(&format!("共 {n} 筆查詢"))
+            && decision.contains(&format!("列前 {DETAILS_SHOWN} 筆"))
+            && decision.contains("findings.csv"),
+        "{decision}"
+    );
+    // The item of three lists all three, and says nothing of a rest.
+    let small = queries
+        .findings
+        .rows
+        .iter()
+        .map(|r| r.iter().map(text).collect::<Vec<_>>().join("|"))
+        .find(|r| r.contains("u2"))
+        .unwrap();
+    assert!(!small.contains("findings.csv"), "{small}");
+    // As rendered: the note is on the detail sheet.
+    let sheets = sheets_of(render(&city).unwrap());
+    let (_, rows) = sheets
+        .iter()
+        .find(|(name, _)| name == "異常查詢明細")
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.iter().any(|c| c.to_string().contains("其餘 7 筆未列出"))),
+        "the note is on the sheet"
+    );
+}
