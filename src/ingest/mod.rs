@@ -956,7 +956,7 @@ fn ingest_file(
     };
     let (df, second, hashed) = match fast {
         Some(f) => (f.df, f.residue.lazy(), Some(f.hashed)),
-        None => (file.parse_all()?, raw.lf.clone(), None),
+        None => (file.parse_all()?, raw.lf()?, None),
     };
     let read = df.height();
     let fates = file.row_fates(&df, &second)?;
@@ -1057,7 +1057,7 @@ impl FileParse<'_> {
     /// the reader cut it into pieces.
     fn parse_all(&self) -> Result<DataFrame, IngestError> {
         let Some(pieces) = &self.raw.pieces else {
-            return self.parse(self.raw.lf.clone());
+            return self.parse(self.raw.lf()?);
         };
         let mut df: Option<DataFrame> = None;
         pieces.for_each(|lf| {
@@ -1074,7 +1074,7 @@ impl FileParse<'_> {
         match df {
             Some(df) => Ok(df),
             // A file of only a header: the whole-file scan says so.
-            None => self.parse(self.raw.lf.clone()),
+            None => self.parse(self.raw.lf()?),
         }
     }
 

@@ -22,7 +22,10 @@ use std::io::Read as _;
 
 /// A file's raw cells, ready for [`super::parse`].
 pub struct RawFrame {
-    pub lf: LazyFrame,
+    /// The whole file's lazy scan; unset for a Big5 CSV until the general
+    /// path needs it ([`RawFrame::lf`]): the log's own reader decodes it a
+    /// piece at a time, and most files never need the rest.
+    lf: std::sync::OnceLock<LazyFrame>,
     /// `(canonical column, header as written)` for each recognised column.
     pub headers: Vec<(&'static str, String)>,
     pub sheet: Option<String>,
@@ -198,19 +201,49 @@ impl CsvLayout {
     /// A Big5 piece's records in UTF-8, behind the header line when
     /// `with_header` (so the records start where they did in the raw
     /// buffer: after the header, or at 0).
+    /// Decoded by every core at once, each a share cut after a line end
+    /// (never inside a character).
     fn decoded(&self, raw: &[u8], with_header: bool) -> Result<Vec<u8>, IngestError> {
-        let (text, bad) = encoding_rs::BIG5.decode_without_bom_handling(raw);
-        if bad {
-            return Err(IngestError::Encoding {
-                file: self.display.clone(),
-                detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
-            });
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let mut bounds = vec![0];
+        for k in 1..threads {
+            let share = raw.len() * k / threads;
+            let cut = raw[..share]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            bounds.push(cut.max(*bounds.last().expect("a bound")));
         }
-        let mut out = Vec::with_capacity(self.header.len() + text.len());
+        bounds.push(raw.len());
+        let texts: Vec<Option<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = bounds
+                .windows(2)
+                .map(|w| {
+                    let part = &raw[w[0]..w[1]];
+                    s.spawn(move || {
+                        let (text, bad) = encoding_rs::BIG5.decode_without_bom_handling(part);
+                        (!bad).then(|| text.into_owned())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(None))
+                .collect()
+        });
+        let texts: Option<Vec<String>> = texts.into_iter().collect();
+        let texts = texts.ok_or_else(|| IngestError::Encoding {
+            file: self.display.clone(),
+            detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
+        })?;
+        let len: usize = texts.iter().map(String::len).sum();
+        let mut out = Vec::with_capacity(self.header.len() + len);
         if with_header {
             out.extend_from_slice(&self.header);
         }
-        out.extend_from_slice(text.as_bytes());
+        for t in &texts {
+            out.extend_from_slice(t.as_bytes());
+        }
         Ok(out)
     }
 }
@@ -308,6 +341,28 @@ pub fn find_ragged_line(path: &Path, shape: CsvShape) -> Option<(usize, usize)> 
             let n = split_csv_line(line.strip_suffix('\r').unwrap_or(line), shape.sep).len();
             (n > shape.fields).then_some((i + 1, n))
         })
+}
+
+impl RawFrame {
+    /// The whole file's lazy scan (for a Big5 CSV, the file decoded whole
+    /// the first time it is asked for).
+    pub fn lf(&self) -> Result<LazyFrame, IngestError> {
+        if let Some(lf) = self.lf.get() {
+            return Ok(lf.clone());
+        }
+        let layout = self
+            .layout
+            .as_ref()
+            .expect("only a Big5 CSV with a layout defers its scan");
+        let lf = scan_big5(&layout.path, &layout.display, &layout.matched, layout.sep)?;
+        Ok(self.lf.get_or_init(|| lf).clone())
+    }
+}
+
+fn ready(lf: LazyFrame) -> std::sync::OnceLock<LazyFrame> {
+    let cell = std::sync::OnceLock::new();
+    let _ = cell.set(lf);
+    cell
 }
 
 impl std::fmt::Debug for RawFrame {
@@ -515,7 +570,7 @@ fn read_csv(
         Encoding::Auto => !bom && !looks_utf8(&head, whole_file),
     };
     if big5 {
-        read_big5_csv(path, display, map, input)
+        read_big5_csv(path, display, map, input, &head)
     } else {
         read_utf8_csv(path, display, map, input, &head, bom)
     }
@@ -543,14 +598,63 @@ fn read_head(path: &Path, display: &str) -> Result<Vec<u8>, IngestError> {
     Ok(head)
 }
 
-/// Reads a Big5 CSV file. Big5 exports are agency-sized; the whole file is
-/// decoded to UTF-8 in memory and polars scans the buffer.
+/// Reads a Big5 CSV file: its header found in `head` (its first bytes,
+/// decoded up to the last whole line); the whole file is decoded only when
+/// the general path needs it ([`RawFrame::lf`]), as the log's own reader
+/// decodes it a piece at a time.
 fn read_big5_csv(
     path: &Path,
     display: &str,
     map: &HeaderMap,
     input: Option<&InputOverride>,
+    head: &[u8],
 ) -> Result<RawFrame, IngestError> {
+    let bad = || IngestError::Encoding {
+        file: display.to_owned(),
+        detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
+    };
+    // A line end is never a Big5 trail byte: the head up to its last one
+    // holds whole characters.
+    let whole = if head.len() < SNIFF_BYTES {
+        head
+    } else {
+        head.iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(head, |i| &head[..=i])
+    };
+    let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(whole);
+    if had_errors {
+        return Err(bad());
+    }
+    let top = top_lines(&text);
+    let (matched, sep) = find_csv_header(&top, display, map, input)?;
+    let title = title_lines(&top, matched.row, sep);
+    let csv = Some(CsvShape {
+        sep,
+        header_line: matched.row,
+        fields: matched.cells.len(),
+        big5: true,
+    });
+    let layout = CsvLayout::new(path, display, head, matched.clone(), sep, true);
+    let lf = match layout {
+        Some(_) => std::sync::OnceLock::new(),
+        None => ready(scan_big5(path, display, &matched, sep)?),
+    };
+    Ok(RawFrame {
+        lf,
+        headers: headers_of(&matched),
+        sheet: None,
+        encoding: "big5",
+        csv,
+        title,
+        layout,
+        pieces: None,
+    })
+}
+
+/// The Big5 CSV file at `path` decoded whole to UTF-8 in memory, and
+/// polars' scan of the buffer.
+fn scan_big5(path: &Path, display: &str, m: &Matched, sep: u8) -> Result<LazyFrame, IngestError> {
     let bytes = std::fs::read(path).map_err(|source| IngestError::Io {
         file: display.to_owned(),
         source,
@@ -563,33 +667,9 @@ fn read_big5_csv(
         });
     }
     let text = text.into_owned();
-    let top = top_lines(&text);
-    let (matched, sep) = find_csv_header(&top, display, map, input)?;
-    let title = title_lines(&top, matched.row, sep);
+    drop(bytes);
     let source = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(text.into_bytes())]));
-    let lf = scan_whole(
-        LazyCsvReader::new_with_sources(source),
-        &matched,
-        sep,
-        display,
-    )?;
-    let csv = Some(CsvShape {
-        sep,
-        header_line: matched.row,
-        fields: matched.cells.len(),
-        big5: true,
-    });
-    let layout = CsvLayout::new(path, display, &bytes, matched.clone(), sep, true);
-    Ok(RawFrame {
-        lf,
-        headers: headers_of(&matched),
-        sheet: None,
-        encoding: "big5",
-        csv,
-        title,
-        layout,
-        pieces: None,
-    })
+    scan_whole(LazyCsvReader::new_with_sources(source), m, sep, display)
 }
 
 /// Reads a UTF-8 CSV file (`head`: its first bytes, `bom`: whether they
@@ -637,7 +717,7 @@ fn read_utf8_csv(
             piece_bytes: PIECE_BYTES,
         });
     Ok(RawFrame {
-        lf,
+        lf: ready(lf),
         headers: headers_of(&matched),
         sheet: None,
         encoding: if bom { "utf-8 (BOM)" } else { "utf-8" },
@@ -850,7 +930,7 @@ fn read_workbook(
         _ => "xlsx",
     };
     Ok(RawFrame {
-        lf: df.lazy(),
+        lf: ready(df.lazy()),
         headers: headers_of(&matched),
         sheet: Some(sheet),
         encoding: kind,
