@@ -105,9 +105,23 @@ fn move_one(store_dir: &Path, f: &FileRecord, from: &Path) -> Result<Option<Opti
     private_dirs(store_dir, parent)?;
     let name = to.file_name().unwrap_or_default().to_string_lossy();
     let moving = parent.join(format!(".moving-{name}"));
-    move_file(from, &moving)?;
-    let (_, sha) = crate::ingest::hash_file(&moving)
-        .with_context(|| format!("hashing {}", moving.display()))?;
+    // Unchanged since the run hashed it (no write, no replacement: the
+    // status-change time says so) and renamed whole: the bytes hashed.
+    // Otherwise, hashed again.
+    let unchanged = f
+        .identity
+        .filter(|read| crate::ingest::FileIdentity::of(from).as_ref() == Some(read));
+    let renamed = move_file(from, &moving)?;
+    let same = unchanged
+        .zip(crate::ingest::FileIdentity::of(&moving))
+        .is_some_and(|(read, now)| renamed && read.same_file_renamed(&now));
+    let sha = if same {
+        f.sha256.clone()
+    } else {
+        crate::ingest::hash_file(&moving)
+            .with_context(|| format!("hashing {}", moving.display()))?
+            .1
+    };
     if sha != f.sha256 {
         // Not what the run read: back where it was, for the next run.
         if !from.exists() {
@@ -156,8 +170,11 @@ fn private_dirs(base: &Path, dir: &Path) -> Result<()> {
 
 /// Moves `from` to `to` (a rename; across file systems, a copy with the
 /// same modification time, then the original removed), mode 0600.
-fn move_file(from: &Path, to: &Path) -> Result<()> {
-    if std::fs::rename(from, to).is_err() {
+/// Moves `from` to `to`, made private: renamed, or else copied (its time
+/// kept) and removed. Whether it was renamed.
+fn move_file(from: &Path, to: &Path) -> Result<bool> {
+    let renamed = std::fs::rename(from, to).is_ok();
+    if !renamed {
         let modified = std::fs::metadata(from)
             .and_then(|m| m.modified())
             .with_context(|| format!("reading {}", from.display()))?;
@@ -176,7 +193,7 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
         std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("making {} private", to.display()))?;
     }
-    Ok(())
+    Ok(renamed)
 }
 
 /// The day an archived export's retention ends: the first day after the
@@ -435,5 +452,70 @@ mod tests {
         assert_eq!(expires("2026-12-31T23:59:59", 3), Some(d("2030-01-01")));
         assert_eq!(expires("2027-01-01T00:00:00", 5), Some(d("2033-01-01")));
         assert_eq!(expires("garbage", 3), None);
+    }
+
+    /// Issue 34: an export unchanged since the run read it moves into the
+    /// store without being hashed again (a 954 MB log: half a second). A
+    /// write since, even with its modification time set back, or another
+    /// file put in its place, is still caught: the export stays in the
+    /// inbox for the next run.
+    #[test]
+    fn only_an_export_unchanged_since_it_was_read_moves_unhashed() {
+        use crate::model::Table;
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, store) = (dir.path().join("inbox"), dir.path().join("store"));
+        std::fs::create_dir_all(inbox.join("query_logs")).unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        let rel = "query_logs/log.csv";
+        let from = inbox.join(rel);
+        let read = |text: &str| {
+            std::fs::write(&from, text).unwrap();
+            crate::ingest::FileRecord::as_read(&from, rel, Table::QueryLog)
+        };
+        let stored = || std::fs::read_to_string(store.join(rel)).unwrap();
+
+        let f = read("as read\n");
+        assert!(f.identity.is_some());
+        assert!(matches!(move_one(&store, &f, &from), Ok(Some(None))));
+        assert_eq!(stored(), "as read\n");
+        assert!(!from.exists());
+
+        // Written after the read, its time set back as it was.
+        let f = read("as read, again\n");
+        let when = std::fs::metadata(&from).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&from, "AS READ, AGAIN\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&from)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let err = move_one(&store, &f, &from).unwrap_err();
+        assert!(
+            err.to_string().contains("changed since the run read it"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&from).unwrap(), "AS READ, AGAIN\n");
+        assert_eq!(stored(), "as read\n", "the store keeps what it had");
+
+        // Another file put in its place, of the same size and time.
+        let f = read("12345\n");
+        let when = std::fs::metadata(&from).unwrap().modified().unwrap();
+        let other = inbox.join("other.csv");
+        std::fs::write(&other, "54321\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        std::fs::rename(&other, &from).unwrap();
+        let err = move_one(&store, &f, &from).unwrap_err();
+        assert!(
+            err.to_string().contains("changed since the run read it"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&from).unwrap(), "54321\n");
     }
 }

@@ -146,6 +146,55 @@ pub struct FileRecord {
     /// The agencies its loaded rows name (sorted): a unit's workbooks list
     /// only the files that hold its agencies' rows; the city-wide one all.
     pub agencies: Vec<String>,
+    /// The file as the system knew it while it was read and hashed (the
+    /// same before and after): while it still is, its bytes are the ones
+    /// hashed, and moving it into the input store need not hash it again.
+    /// `None` where it changed during the read, or the system cannot say.
+    pub identity: Option<FileIdentity>,
+}
+
+/// What the system says of a file that any write to it, or its
+/// replacement, changes: device, inode, size, and modification and
+/// status-change times to the nanosecond (the status-change time no user
+/// can set back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path` now (`None` if it cannot be read,
+    /// or off Unix).
+    pub fn of(path: &Path) -> Option<FileIdentity> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::symlink_metadata(path).ok()?;
+            Some(FileIdentity {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                modified: (m.mtime(), m.mtime_nsec()),
+                changed: (m.ctime(), m.ctime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+
+    /// Whether `other` is the same file, renamed (a rename sets the
+    /// status-change time, and nothing else of these).
+    pub fn same_file_renamed(&self, other: &FileIdentity) -> bool {
+        (self.dev, self.ino, self.size, self.modified)
+            == (other.dev, other.ino, other.size, other.modified)
+    }
 }
 
 impl FileRecord {
@@ -454,8 +503,10 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         let path = stored_if_moved(config, path, &rel);
         progress.set_message(rel.clone());
         progress.inc(1);
-        let record = FileRecord::unread(table, rel);
+        let mut record = FileRecord::unread(table, rel);
+        let before = FileIdentity::of(&path);
         let (hashed, parsed) = hash_and_parse(config, table, &path, &record.path, &agencies);
+        record.identity = before.filter(|b| FileIdentity::of(&path).as_ref() == Some(b));
         gathered.add(config, record, &path, hashed, parsed)?;
     }
     progress.finish_and_clear();
@@ -521,6 +572,17 @@ fn stored_if_moved(config: &Config, path: PathBuf, rel: &str) -> PathBuf {
 }
 
 impl FileRecord {
+    /// The record of the file at `path` (the inbox's `rel`) as a run
+    /// reads it: its size and digest, and its identity while it was read.
+    #[cfg(test)]
+    pub(crate) fn as_read(path: &Path, rel: &str, table: Table) -> FileRecord {
+        let mut r = FileRecord::unread(Some(table), rel.to_owned());
+        let before = FileIdentity::of(path);
+        (r.size, r.sha256) = hash_file(path).expect("hashed");
+        r.identity = before.filter(|b| FileIdentity::of(path).as_ref() == Some(b));
+        r
+    }
+
     /// The record of a file not yet read: loaded, with nothing counted.
     fn unread(table: Option<Table>, path: String) -> FileRecord {
         FileRecord {
@@ -540,6 +602,7 @@ impl FileRecord {
             snapshot: None,
             modified_refused: false,
             agencies: Vec::new(),
+            identity: None,
         }
     }
 }
