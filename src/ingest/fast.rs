@@ -1,4 +1,5 @@
-//! The query log's own CSV reader: a UTF-8 export read straight into the
+//! The query log's own CSV reader: a UTF-8 export (or a Big5 one, decoded a
+//! piece at a time: `CsvLayout::for_each_piece`) read straight into the
 //! parse plan's output, on every core, without polars' CSV reader and the
 //! text columns between.
 //!

@@ -617,7 +617,7 @@ type HashedAndParsed = (
 /// Hashes and parses one file. The file is hashed on another thread while
 /// it is parsed: one is a read at disk speed, the other CPU. A file that
 /// turns out to be a copy of an earlier one is then dropped
-/// unparsed-for-use. A UTF-8 query log is hashed by its own reader, from
+/// unparsed-for-use. A CSV query log is hashed by its own reader, from
 /// the bytes it parses (one read of the file, not two); if that reader left
 /// the file to the general path, it is hashed after.
 fn hash_and_parse(
@@ -1008,7 +1008,7 @@ fn ingest_file(
         path,
         rel,
     };
-    // A UTF-8 query log, the one large table, is read by its own reader
+    // A CSV query log (UTF-8 or Big5), the one large table, is read by its own reader
     // where it can be; `second` is then the raw cells of the rows the plan
     // flagged, which hold every rejected and footer row.
     let fast = match (&raw.layout, table) {

@@ -352,6 +352,10 @@ pub enum Document {
 pub struct Queries {
     pub findings: SheetTable,
     pub details: Option<SheetTable>,
+    /// Per kind of finding past what 異常查詢 lists
+    /// ([`build::ROWS_SHOWN_PER_CODE`]): how many more, and where they are,
+    /// in a sentence the sheet's title carries. Empty almost always.
+    pub not_listed: Vec<String>,
 }
 
 /// The city-wide workbook: every unit's figures.

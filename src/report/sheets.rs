@@ -1449,7 +1449,7 @@ enum Sheet<'a> {
     Selection(&'a SheetTable),
     ByAccount(&'a SheetTable),
     /// 異常查詢; `true`: a unit's, to fill in.
-    Queries(&'a SheetTable, bool),
+    Queries(&'a Queries, bool),
     AskedBefore(&'a SheetTable),
     Details(&'a SheetTable),
     Rejects(&'a SheetTable),
@@ -1460,7 +1460,7 @@ enum Sheet<'a> {
 /// data-quality sheets and those after.
 fn sheets_of(d: &Document) -> (Vec<Sheet<'_>>, Vec<Sheet<'_>>) {
     fn queries(q: &Queries, fill: bool) -> Vec<Sheet<'_>> {
-        std::iter::once(Sheet::Queries(&q.findings, fill))
+        std::iter::once(Sheet::Queries(q, fill))
             .chain(q.details.as_ref().map(Sheet::Details))
             .collect()
     }
@@ -1484,7 +1484,7 @@ fn sheets_of(d: &Document) -> (Vec<Sheet<'_>>, Vec<Sheet<'_>>) {
             queries: q,
             asked_before,
         } => {
-            let mut before = vec![Sheet::Evidence(evidence), Sheet::Queries(&q.findings, true)];
+            let mut before = vec![Sheet::Evidence(evidence), Sheet::Queries(q, true)];
             before.extend(asked_before.as_ref().map(Sheet::AskedBefore));
             before.extend(q.details.as_ref().map(Sheet::Details));
             (before, vec![])
@@ -1582,9 +1582,21 @@ fn write_sheet(
         }
         // The city-wide copy is the Health Bureau's reading copy; units
         // write down what they did.
-        Sheet::Queries(t, fill) => {
+        Sheet::Queries(q, fill) => {
             let name = SheetName::Queries;
-            table(wb, name, name.as_str(), t, fill.then_some(FOLLOW_UP_INPUTS))
+            // Where a kind has more than the sheet lists, its title says so.
+            let title = if q.not_listed.is_empty() {
+                name.as_str().to_owned()
+            } else {
+                format!("{}（{}）", name.as_str(), q.not_listed.join("；"))
+            };
+            table(
+                wb,
+                name,
+                &title,
+                &q.findings,
+                fill.then_some(FOLLOW_UP_INPUTS),
+            )
         }
         Sheet::AskedBefore(t) => {
             let title = "已列管異常查詢（先前工作底稿已詢問，本表不再詢問）";
