@@ -1032,13 +1032,13 @@ mod tests {
         )
         .unwrap();
         let layout = CsvLayout::of(path, m, b',', false).unwrap();
-        let fast = read(&layout, &cx, piece, most_left).unwrap()?;
+        let fast = read(&layout, cx, piece, most_left).unwrap()?;
         assert_eq!(
             fast.hashed,
             super::super::hash_file(path).unwrap(),
             "{name}: the hash of the bytes read"
         );
-        let general = parse::plan(lf.clone(), &cx, false).collect().unwrap();
+        let general = parse::plan(lf.clone(), cx, false).collect().unwrap();
         assert!(
             fast.df.equals_missing(&general),
             "{name}, pieces of {piece}:\nown reader:\n{}\ngeneral:\n{}",
@@ -1062,7 +1062,7 @@ mod tests {
         let reasons = |lf: LazyFrame| {
             parse::plan(
                 lf.filter(col(ROW).is_in(rows.clone().implode(false), false)),
-                &cx,
+                cx,
                 true,
             )
             .select([col(ROW), col(REASON), col(RAW)])
@@ -1216,7 +1216,7 @@ mod tests {
         let m = matched(0, HEADER);
         with_context(&m, DateFormat::Auto, |cx| {
             let layout = CsvLayout::of(&bad, m.clone(), b',', true).unwrap();
-            let err = read(&layout, cx, 64, 1.0).err().expect("a Big5 error");
+            let err = read(&layout, cx, 64, 1.0).expect_err("a Big5 error");
             assert!(err.to_string().contains("Big5"), "{err}");
         });
     }
