@@ -311,8 +311,22 @@ pub fn read(
         let (df, flagged, _) = assemble(layout, cx, &present, Vec::new(), first)?;
         pieces.push((df, flagged));
     }
+    let (df, residue) = stacked(pieces, &layout.display)?;
+    Ok(Some(Read {
+        df,
+        residue,
+        hashed: (size, hex::encode(hasher.finalize())),
+    }))
+}
+
+/// The pieces' rows, and their flagged rows' raw cells, one under the
+/// other in file order (at least one piece).
+fn stacked(
+    pieces: Vec<(DataFrame, DataFrame)>,
+    display: &str,
+) -> Result<(DataFrame, DataFrame), IngestError> {
     let polars = |source| IngestError::Polars {
-        file: layout.display.clone(),
+        file: display.to_owned(),
         source,
     };
     let mut pieces = pieces.into_iter();
@@ -321,11 +335,7 @@ pub fn read(
         df.vstack_mut_owned(d).map_err(polars)?;
         residue.vstack_mut_owned(r).map_err(polars)?;
     }
-    Ok(Some(Read {
-        df,
-        residue,
-        hashed: (size, hex::encode(hasher.finalize())),
-    }))
+    Ok((df, residue))
 }
 
 /// The largest share of a piece's rows that may be left to the plan. The

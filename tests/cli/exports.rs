@@ -858,15 +858,9 @@ impl PreCheck {
                 csv(LOG_HEADER_NO_IP, &queries),
             )
             .file("inbox/forms/紀錄表_1150701.csv", forms);
-        let out = t.run(&[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-            "--no-send",
-        ]);
+        let mut args = crate::harness::SAMPLE_AUDIT_2026H1.to_vec();
+        args.push("--no-send");
+        let out = t.run(&args);
         assert!(out.status <= 2, "{}{}", out.stdout, out.stderr);
         let dir = out.run_dir();
         let by_subject = PreCheck::findings_by_subject(&dir);

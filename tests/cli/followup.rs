@@ -68,18 +68,7 @@ impl Chase {
         let city = city();
         let config = city.loaded_config();
         let units: Vec<_> = config.agencies.units().cloned().collect();
-        city.run_at(
-            &[
-                "run",
-                "sample-audit",
-                "--period",
-                "2026H1",
-                "--seed",
-                "12345678901234567890",
-            ],
-            "2026-07-05T08:00:00+08:00",
-        )
-        .finished();
+        city.sample_audit_2026h1(&[]);
         let sent = city.outbox_mails();
         let store = webir_audit::store::Store::open(&config.paths.state).unwrap();
         let items = store.due_items().unwrap();
@@ -507,20 +496,7 @@ fn every_message_is_sent_once(mails: &[Parsed]) {
 #[test]
 fn an_open_item_follows_the_unit_s_new_officer() {
     let city = city();
-    let out = city
-        .run_at(
-            &[
-                "run",
-                "sample-audit",
-                "--period",
-                "2026H1",
-                "--seed",
-                "12345678901234567890",
-            ],
-            "2026-07-05T08:00:00+08:00",
-        )
-        .finished();
-    let run_dir = out.run_dir();
+    let run_dir = city.sample_audit_2026h1(&[]).run_dir();
     // The register is edited: nothing else.
     let register = city.city_path("agencies.xlsx");
     for unit in ["ksa", "ktb"] {

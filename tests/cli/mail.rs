@@ -37,16 +37,7 @@ impl Delivery {
     fn a_sample_audit_is_mailed_with_nothing_failed() -> Delivery {
         let city = Test::sample_city();
         let config = city.loaded_config();
-        let out = city
-            .run(&[
-                "run",
-                "sample-audit",
-                "--period",
-                "2026H1",
-                "--seed",
-                "12345678901234567890",
-            ])
-            .finished();
+        let out = city.sample_audit_2026h1(&[]);
         let dir = out.run_dir();
         assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
 

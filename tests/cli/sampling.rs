@@ -484,14 +484,7 @@ impl WorkedExample {
             ));
         }
         let t = crate::harness::Test::new().file("inbox/query_logs/example.csv", csv);
-        let out = t.run(&[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-        ]);
+        let out = t.run(&crate::harness::SAMPLE_AUDIT_2026H1);
         out.assert_ran();
         let m = manifest(&out.run_dir());
         WorkedExample { _t: t, doc, m }

@@ -21,18 +21,7 @@ fn every_workbook_arrives_once_over_starttls_with_auth_to_its_own_unit_only() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(tmp.path(), "");
     let city = Test::sample_city().served(&smtp, "");
-    let out = city.run_at(
-        &[
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-        ],
-        T0,
-    );
-    assert!(out.status <= 1, "{}{}", out.stdout, out.stderr);
+    let out = city.sample_audit_2026h1(&[]);
     assert!(
         out.stdout.contains("0 to retry, 0 failed, 0 of unknown"),
         "{}",

@@ -286,14 +286,7 @@ impl Test {
     /// test uses, `extra` arguments added (e.g. `--no-send`); asserted to
     /// have finished.
     pub fn sample_audit_2026h1(&self, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "run",
-            "sample-audit",
-            "--period",
-            "2026H1",
-            "--seed",
-            "12345678901234567890",
-        ];
+        let mut args = SAMPLE_AUDIT_2026H1.to_vec();
         args.extend(extra);
         self.run_at(&args, "2026-07-05T08:00:00+08:00").finished()
     }
@@ -470,6 +463,16 @@ pub fn set_in_register(path: &Path, id: &str, column: &str, value: &str) -> Stri
     out.save(path).expect("save register");
     old
 }
+
+/// The 2026H1 sample audit with the fixed seed every test uses.
+pub const SAMPLE_AUDIT_2026H1: [&str; 6] = [
+    "run",
+    "sample-audit",
+    "--period",
+    "2026H1",
+    "--seed",
+    "12345678901234567890",
+];
 
 /// The year 2026's internal audit as the daemon makes it, in January.
 pub const INTERNAL_AUDIT_2026: [&str; 6] = [
