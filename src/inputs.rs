@@ -108,9 +108,9 @@ fn move_one(store_dir: &Path, f: &FileRecord, from: &Path) -> Result<Option<Opti
     // Unchanged since the run hashed it (no write, no replacement: the
     // status-change time says so) and renamed whole: the bytes hashed.
     // Otherwise, hashed again.
-    let unchanged = f
-        .identity
-        .filter(|read| crate::ingest::FileIdentity::of(from).as_ref() == Some(read));
+    let unchanged = f.identity.filter(|read| {
+        read.has_one_name() && crate::ingest::FileIdentity::of(from).as_ref() == Some(read)
+    });
     let renamed = move_file(from, &moving)?;
     let same = unchanged
         .zip(crate::ingest::FileIdentity::of(&moving))

@@ -161,6 +161,9 @@ pub struct FileRecord {
 pub struct FileIdentity {
     dev: u64,
     ino: u64,
+    /// Its names: a file with another (a hard link elsewhere) can be
+    /// written through that one, and is always hashed again.
+    links: u64,
     size: u64,
     modified: (i64, i64),
     changed: (i64, i64),
@@ -177,6 +180,7 @@ impl FileIdentity {
             Some(FileIdentity {
                 dev: m.dev(),
                 ino: m.ino(),
+                links: m.nlink(),
                 size: m.size(),
                 modified: (m.mtime(), m.mtime_nsec()),
                 changed: (m.ctime(), m.ctime_nsec()),
@@ -187,6 +191,11 @@ impl FileIdentity {
             let _ = path;
             None
         }
+    }
+
+    /// Whether the file has no other name (hard link) to be written by.
+    pub fn has_one_name(&self) -> bool {
+        self.links == 1
     }
 
     /// Whether `other` is the same file, renamed (a rename sets the

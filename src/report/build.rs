@@ -1664,7 +1664,7 @@ fn query_findings(
             Ok(i) => {
                 let c = q.codes[i].unwrap_or("");
                 let (shown, rest) = listed.entry(c).or_default();
-                if *shown == ROWS_SHOWN_PER_CODE {
+                if !Code::parse(c).is_none_or(|code| listed_on_sheet(code, *shown)) {
                     *rest += 1;
                     continue;
                 }
@@ -1725,6 +1725,15 @@ fn query_findings(
 /// accounts or more in a half-year of fifty million queries: 1.4 million,
 /// a minute and a half to write).
 pub const ROWS_SHOWN_PER_CODE: usize = 5_000;
+
+/// Whether a workbook's 異常查詢 lists the finding of `code` that comes
+/// after `nth` others of its code (in the findings' order, within the
+/// workbook's unit): a per-account pattern always (rolled up), a finding
+/// asked one by one among the first [`ROWS_SHOWN_PER_CODE`]. The internal
+/// audit counts as asked before only what a sheet listed.
+pub fn listed_on_sheet(code: Code, nth: usize) -> bool {
+    ask(code) == Ask::PerAccount || nth < ROWS_SHOWN_PER_CODE
+}
 
 /// The queries of one item (a per-account pattern) 異常查詢明細 lists: a
 /// person reads a few, looks for what stands out in a thousand, and needs

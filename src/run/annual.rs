@@ -682,7 +682,10 @@ fn asked_before(config: &Config, period: &Period) -> Result<crate::report::build
                 .map(|v| v.map(str::to_owned))
                 .collect())
         };
-        let (code, account, subject, at) = (text(0)?, text(4)?, text(6)?, text(7)?);
+        let (code, unit, account, subject, at) = (text(0)?, text(2)?, text(4)?, text(6)?, text(7)?);
+        // What the unit's workbook listed, as it counted them: a finding
+        // past the sheet's last row was never asked.
+        let mut nth: BTreeMap<(Option<&str>, Code), usize> = BTreeMap::new();
         let label = format!(
             "{} {}（執行編號 {}）",
             run.period,
@@ -694,6 +697,11 @@ fn asked_before(config: &Config, period: &Period) -> Result<crate::report::build
                 continue;
             };
             if c.scope() != Scope::Queries {
+                continue;
+            }
+            let n = nth.entry((unit[i].as_deref(), c)).or_default();
+            *n += 1;
+            if !crate::report::build::listed_on_sheet(c, *n - 1) {
                 continue;
             }
             let key = [
