@@ -3909,3 +3909,74 @@ fn query_finding_keys(dir: &Path, unit: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Issue 34's review: 異常查詢 lists at most
+/// `ROWS_SHOWN_PER_CODE` (5,000) findings of a kind asked one by one. The
+/// year's internal audit took every finding in the run's `findings.csv` as
+/// asked already, the ones no sheet listed too, so those were never asked.
+/// Five of DSM's accounts query the same 1,001 people: the query check
+/// lists 5,000 of the findings, and the internal audit lists those as
+/// asked and asks the rest.
+#[test]
+fn the_internal_audit_asks_what_a_capped_sheet_did_not_list() {
+    const MANY: &str = "QUERY_SUBJECT_MANY_ACCOUNTS";
+    const SAID: &str = "同一對象遭多個帳號查詢";
+    let city = City::new();
+    let mut csv =
+        String::from("帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關代碼,來源IP\n");
+    for (day, account) in ["W20252", "W20261", "W20265", "W20264", "W20249"]
+        .iter()
+        .enumerate()
+    {
+        for s in 0..1001 {
+            csv.push_str(&format!(
+                "{account},2026-03-{:02} 09:{:02}:{:02},投保單位資料,Z1{s:08},military_service,成功,DSM,10.33.3.33\n",
+                2 + day,
+                s / 60,
+                s % 60
+            ));
+        }
+    }
+    let log = city
+        .t
+        .city_path("inbox/query_logs/webir_querylog_202603_extra.csv");
+    std::fs::write(&log, csv).unwrap();
+    crate::harness::written_at(&log, crate::harness::FILE_TIME);
+    let check = city.run(&["run", "query-check", "--period", "2026H1"]);
+    // DSM's findings of the kind, in all.
+    let findings = std::fs::read_to_string(check.join("findings.csv")).unwrap();
+    let total = findings
+        .lines()
+        .filter(|l| l.starts_with(MANY) && l.split(',').nth(2) == Some("DSM"))
+        .count();
+    assert!(total > 5_000, "{total}");
+    // The rows of the kind on a sheet, or with `count` the sum of a
+    // column of theirs (已列管異常查詢 has a row per account, its 件數).
+    let rows_of = |book: &Path, sheet: &str, count: Option<&str>| -> usize {
+        let (_, sheets) = crate::harness::workbook::read(book);
+        let Some(rows) = sheets.get(sheet) else {
+            return 0;
+        };
+        let said = crate::harness::workbook::table_column(rows, "說明");
+        let n = count.map(|c| crate::harness::workbook::table_column(rows, c));
+        rows.iter()
+            .skip(3)
+            .filter(|r| text(&r[said]) == SAID)
+            .map(|r| n.map_or(1, |n| text(&r[n]).parse::<usize>().unwrap()))
+            .sum()
+    };
+    let listed = rows_of(&check.join("reports/DSM.xlsx"), "異常查詢", None);
+    assert_eq!(listed, 5_000);
+    let audit = city.internal_audit_withheld();
+    let book = audit.join("reports/DSM.xlsx");
+    assert_eq!(
+        rows_of(&book, "已列管異常查詢", Some("件數")),
+        listed,
+        "what was listed was asked"
+    );
+    assert_eq!(
+        rows_of(&book, "異常查詢", None),
+        total - listed,
+        "the rest is asked now"
+    );
+}
