@@ -132,7 +132,11 @@ fn build_config() -> Config {
     )
     .unwrap();
     let raw = toml::from_str(CONFIG).unwrap();
-    crate::config::validate(raw, &dir.join("c.toml")).unwrap()
+    let config = crate::config::validate(raw, &dir.join("c.toml")).unwrap();
+    // The calendar is read into the config: its folder goes, not left in
+    // the temporary folder by every test run.
+    std::fs::remove_dir_all(&dir).unwrap();
+    config
 }
 
 const AS_OF: &str = "2026-03-10";
