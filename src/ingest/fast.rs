@@ -33,7 +33,7 @@ use super::IngestError;
 use super::parse::{
     self, BAD, BLANK, Lookup, MAX_CELL_BYTES, ParseContext, SPARSE, TIME_UNIT, column_dtype,
 };
-use super::read::{CsvLayout, ROW, last_record_end};
+use super::read::{CsvLayout, ROW, split, threads};
 use crate::config::DateFormat;
 use crate::model::{ColumnSpec, Kind};
 
@@ -244,7 +244,7 @@ pub fn read(
     for (k, &(j, _)) in layout.matched.columns.iter().enumerate() {
         slot_of[j] = Some(k);
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let threads = threads();
     let mut memos: Vec<Vec<CodeMemo>> = (0..threads)
         .map(|_| present.iter().map(|_| CodeMemo::default()).collect())
         .collect();
@@ -382,21 +382,6 @@ fn columns(layout: &CsvLayout, cx: &ParseContext<'_>) -> Result<Vec<Present>, Ab
         present.push(Present { spec, parser });
     }
     Ok(present)
-}
-
-/// Where to cut `bytes` (whole records) into `n` parts of whole records:
-/// after the last record end before each even share ([`last_record_end`],
-/// the rule the pieces are cut by).
-fn split(bytes: &[u8], n: usize) -> Vec<usize> {
-    let mut bounds = vec![0];
-    for k in 1..n {
-        let last = *bounds.last().expect("a bound");
-        let share = bytes.len() * k / n;
-        let cut = last_record_end(&bytes[..share]).unwrap_or(0);
-        bounds.push(cut.max(last));
-    }
-    bounds.push(bytes.len());
-    bounds
 }
 
 /// One field of a record.

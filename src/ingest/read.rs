@@ -201,20 +201,10 @@ impl CsvLayout {
     /// A Big5 piece's records in UTF-8, behind the header line when
     /// `with_header` (so the records start where they did in the raw
     /// buffer: after the header, or at 0).
-    /// Decoded by every core at once, each a share cut after a line end
-    /// (never inside a character).
+    /// Decoded by every core at once, each a share cut after a record end
+    /// (never inside a character: [`split`]).
     fn decoded(&self, raw: &[u8], with_header: bool) -> Result<Vec<u8>, IngestError> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let mut bounds = vec![0];
-        for k in 1..threads {
-            let share = raw.len() * k / threads;
-            let cut = raw[..share]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-            bounds.push(cut.max(*bounds.last().expect("a bound")));
-        }
-        bounds.push(raw.len());
+        let bounds = split(raw, threads());
         let texts: Vec<Option<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = bounds
                 .windows(2)
@@ -232,10 +222,7 @@ impl CsvLayout {
                 .collect()
         });
         let texts: Option<Vec<String>> = texts.into_iter().collect();
-        let texts = texts.ok_or_else(|| IngestError::Encoding {
-            file: self.display.clone(),
-            detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
-        })?;
+        let texts = texts.ok_or_else(|| not_big5(&self.display))?;
         let len: usize = texts.iter().map(String::len).sum();
         let mut out = Vec::with_capacity(self.header.len() + len);
         if with_header {
@@ -246,6 +233,35 @@ impl CsvLayout {
         }
         Ok(out)
     }
+}
+
+/// The error of a file whose bytes are neither UTF-8 nor Big5.
+fn not_big5(display: &str) -> IngestError {
+    IngestError::Encoding {
+        file: display.to_owned(),
+        detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
+    }
+}
+
+/// The threads a file is read or decoded on: the machine's cores, at
+/// most eight.
+pub(super) fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Where to cut `bytes` (whole records) into `n` parts of whole records:
+/// after the last record end before each even share ([`last_record_end`],
+/// the rule the pieces are cut by).
+pub(super) fn split(bytes: &[u8], n: usize) -> Vec<usize> {
+    let mut bounds = vec![0];
+    for k in 1..n {
+        let last = *bounds.last().expect("a bound");
+        let share = bytes.len() * k / n;
+        let cut = last_record_end(&bytes[..share]).unwrap_or(0);
+        bounds.push(cut.max(last));
+    }
+    bounds.push(bytes.len());
+    bounds
 }
 
 /// How many bytes of a CSV file one piece reads (a file of more than two
@@ -609,10 +625,6 @@ fn read_big5_csv(
     input: Option<&InputOverride>,
     head: &[u8],
 ) -> Result<RawFrame, IngestError> {
-    let bad = || IngestError::Encoding {
-        file: display.to_owned(),
-        detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
-    };
     // A line end is never a Big5 trail byte: the head up to its last one
     // holds whole characters.
     let whole = if head.len() < SNIFF_BYTES {
@@ -624,7 +636,7 @@ fn read_big5_csv(
     };
     let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(whole);
     if had_errors {
-        return Err(bad());
+        return Err(not_big5(display));
     }
     let top = top_lines(&text);
     let (matched, sep) = find_csv_header(&top, display, map, input)?;
@@ -661,10 +673,7 @@ fn scan_big5(path: &Path, display: &str, m: &Matched, sep: u8) -> Result<LazyFra
     })?;
     let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(&bytes);
     if had_errors {
-        return Err(IngestError::Encoding {
-            file: display.to_owned(),
-            detail: "neither valid UTF-8 nor valid Big5/CP950".into(),
-        });
+        return Err(not_big5(display));
     }
     let text = text.into_owned();
     drop(bytes);
