@@ -49,10 +49,7 @@ fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     if t.is_dir() { "a folder" } else { "not a file" }
 }
 
-/// Whether `path` is a regular file itself (not a link to one).
-pub fn is_regular(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
-}
+pub use crate::ingest::is_regular;
 
 /// Reads the regular file at `path`, at most `max` bytes: a symlink, a
 /// device, a FIFO or a larger file is refused without being read.

@@ -153,6 +153,11 @@ pub struct FileRecord {
     pub identity: Option<FileIdentity>,
 }
 
+/// Whether `path` is a regular file itself (not a link to one).
+pub fn is_regular(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
 /// What the system says of a file that any write to it, or its
 /// replacement, changes: device, inode, size, and modification and
 /// status-change times to the nanosecond (the status-change time no user
@@ -514,7 +519,14 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         progress.inc(1);
         let mut record = FileRecord::unread(table, rel);
         let before = FileIdentity::of(&path);
-        let (hashed, parsed) = hash_and_parse(config, table, &path, &record.path, &agencies);
+        // A link could make the run read (and an error quote) a file
+        // outside the inbox: only regular files are read.
+        let (hashed, parsed) = if is_regular(&path) {
+            hash_and_parse(config, table, &path, &record.path, &agencies)
+        } else {
+            let refused = "not a regular file (a symbolic link, a device or a pipe): not read";
+            (Err(std::io::Error::other(refused)), None)
+        };
         record.identity = before.filter(|b| FileIdentity::of(&path).as_ref() == Some(b));
         gathered.add(config, record, &path, hashed, parsed)?;
     }

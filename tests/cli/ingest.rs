@@ -260,6 +260,38 @@ fn a_file_missing_a_column_is_rejected_and_the_run_goes_on() {
     );
 }
 
+/// A link in the inbox made the run read the file it points to, and the
+/// error quoted its first line (`/etc/passwd`'s `root:x:0:0:…`). It is
+/// refused unread, named, and the run goes on.
+#[test]
+fn a_symbolic_link_in_the_inbox_is_refused_unread() {
+    let t = Test::new().file(
+        "inbox/query_logs/good.csv",
+        format!("{HEADER}\nu001,2026-01-05 09:12:33,投保資料,A123456789,成功,KHB,10.0.0.1\n"),
+    );
+    let secret = t.path("secret.csv");
+    std::fs::write(&secret, "機密第一行,root:x:0:0\n").unwrap();
+    std::fs::create_dir_all(t.path("inbox/hr")).unwrap();
+    std::os::unix::fs::symlink(&secret, t.path("inbox/hr/link.csv")).unwrap();
+    let out = t.run(&["ingest"]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "hr/link.csv: cannot read: not a regular file (a symbolic link, a device or a pipe): not read"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!format!("{}{}", out.stdout, out.stderr).contains("機密第一行"));
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("query_log") && l.split_whitespace().nth(1) == Some("1")),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn the_same_file_dropped_twice_is_ingested_once() {
     let body =
