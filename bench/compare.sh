@@ -55,7 +55,10 @@ VAR=$(dirname "$DATA")/var
 measure() {
   local name=$1; shift
   rm -rf "$VAR" "$DATA/inbox"
-  cp -al "$DATA/pristine" "$DATA/inbox"
+  # A copy, not hard links: an export in an inbox has one name, and one
+  # with a second name is hashed again as it moves into the input store.
+  cp -a "$DATA/pristine" "$DATA/inbox"
+  sync
   local out
   out=$(mktemp)
   if ! /usr/bin/time -v "$@" >"$out.stdout" 2>"$out"; then

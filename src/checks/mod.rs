@@ -281,6 +281,15 @@ pub fn as_log(e: Expr) -> Expr {
     e.cast(crate::ingest::parse::categorical())
 }
 
+/// Two values of the log's categoricals (or text cast to them) as one
+/// integer: their codes in the one dictionary, the first in the high half.
+/// Equal pairs, equal integers; a null in either, null. A filter on it
+/// hashes one number per row where a join on the two keys encodes both.
+pub fn log_pair(a: Expr, b: Expr) -> Expr {
+    let code = |e: Expr| as_log(e).to_physical().cast(DataType::UInt64);
+    code(a) * lit(1u64 << 32) + code(b)
+}
+
 /// `e` as text: a column of the log read where text is needed.
 pub fn as_text(e: Expr) -> Expr {
     e.cast(DataType::String)

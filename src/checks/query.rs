@@ -13,7 +13,7 @@ use polars::prelude::*;
 use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
     Check, Code, Ctx, Need, about_queries, as_log, as_text, day_number, finding, left_keep_order,
-    null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
+    log_pair, null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
@@ -257,6 +257,8 @@ pub fn explain(
     // A stable sort on time: as-of joins need it, and every "first" below
     // then depends only on content (ties keep file order, which changes
     // nothing but the source row a finding points to).
+    // Only the columns the checks read are sorted: the sort copies them.
+    let queries = queries.select(QUERY_COLUMNS.map(col));
     let queries = if in_time_order {
         queries
     } else {
@@ -278,7 +280,7 @@ pub fn explain(
             .cast(&crate::ingest::parse::categorical())
     };
     let (ids, agencies) = (roster_keys("account_id")?, roster_keys("agency_id")?);
-    let q = queries.select(QUERY_COLUMNS.map(col)).with_columns([
+    let q = queries.with_columns([
         one_of(col("account_id"), ids.clone()).alias("in_roster"),
         coalesce(&[
             col("account_id").replace_strict(
@@ -474,11 +476,18 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let allowed = df!("agency_id" => ids, "allowed_text" => allowed_text)?
         .lazy()
         .with_column(as_log(col("agency_id")));
-    let purposes = cx
+    // Each (agency, purpose) pair as one integer: an anti-join on the two
+    // keys encoded every query's pair as bytes, 0.2 GB more at the peak
+    // for ten million queries.
+    let allowed_pairs = cx
         .purposes
         .clone()
         .lazy()
-        .with_columns([as_log(col("agency_id")), as_log(col("purpose"))]);
+        .select([log_pair(col("agency_id"), col("purpose")).alias("pair")])
+        .collect()?
+        .column("pair")?
+        .as_materialized_series()
+        .clone();
     let q = queries(cx)
         .with_column(
             when(col("explained"))
@@ -487,32 +496,33 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 .alias("used_purpose"),
         )
         .filter(col("used_purpose").is_not_null());
-    Ok(q.join(
-        purposes,
-        [col("agency_id"), col("used_purpose")],
-        [col("agency_id"), col("purpose")],
-        JoinArgs::new(JoinType::Anti),
+    // A query of no known agency has no allowed purpose.
+    let permitted = one_of(
+        log_pair(col("agency_id"), col("used_purpose")),
+        allowed_pairs,
     )
-    .join(
-        allowed,
-        [col("agency_id")],
-        [col("agency_id")],
-        JoinArgs::new(JoinType::Left),
-    )
-    .select(about_query(
-        Code::QueryPurposeNotAllowed,
-        sentence([
-            lit("查詢目的「"),
-            label(col("used_purpose")),
-            lit("」"),
-            when(col("explained").and(col("form_purpose").is_not_null()))
-                .then(sentence([lit("（紀錄表 "), col("form_id"), lit("）")]))
-                .otherwise(lit("（查詢紀錄）")),
-            lit("不在該機關法定職務範圍（"),
-            col("allowed_text").fill_null(lit("")),
-            lit("），違反第3點"),
-        ]),
-    )))
+    .fill_null(lit(false));
+    Ok(q.filter(permitted.not())
+        .join(
+            allowed,
+            [col("agency_id")],
+            [col("agency_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select(about_query(
+            Code::QueryPurposeNotAllowed,
+            sentence([
+                lit("查詢目的「"),
+                label(col("used_purpose")),
+                lit("」"),
+                when(col("explained").and(col("form_purpose").is_not_null()))
+                    .then(sentence([lit("（紀錄表 "), col("form_id"), lit("）")]))
+                    .otherwise(lit("（查詢紀錄）")),
+                lit("不在該機關法定職務範圍（"),
+                col("allowed_text").fill_null(lit("")),
+                lit("），違反第3點"),
+            ]),
+        )))
 }
 
 /// Point 5(2)1: the form explains a query for the purpose it states. A
@@ -701,8 +711,18 @@ fn self_lookup(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             as_log(col("account_id")).alias("account_id"),
             col("hr_national_id").alias("subject_id"),
         ]);
+    // The few queries of a holder's ID first, on the one key: a join on
+    // both keys encoded every query's pair as bytes.
+    let holders_ids = own
+        .clone()
+        .select([col("subject_id")])
+        .collect()?
+        .column("subject_id")?
+        .as_materialized_series()
+        .clone();
     let key = [col("account_id"), col("subject_id")];
     Ok(queries(cx)
+        .filter(one_of(col("subject_id"), holders_ids))
         .join(own, key.clone(), key, JoinArgs::new(JoinType::Inner))
         .select(about_query(
             Code::QuerySelfLookup,
@@ -758,23 +778,30 @@ fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let secs = |t: chrono::NaiveTime| t.num_seconds_from_midnight() as i64;
     // Day, time of day and weekday by integer arithmetic (`day_number`).
     // 1970-01-01 was a Thursday (ISO weekday 4).
-    let days = day_number(col("queried_at"));
-    let tod = (col("queried_at").to_physical() - days.clone() * lit(86_400_000_000i64))
-        .floor_div(lit(1_000_000i64));
-    let weekday = (days.clone() + lit(3i64)) % lit(7i64) + lit(1i64);
-    let day = days.cast(DataType::Int32).cast(DataType::Date);
+    // The day as a 32-bit date and the time of day in seconds: each
+    // intermediate column of ten million rows is memory touched.
+    let days = day_number(col("queried_at")).cast(DataType::Int32);
+    let tod = col("queried_at")
+        .to_physical()
+        .floor_div(lit(1_000_000i64))
+        .cast(DataType::Int64)
+        % lit(86_400i64);
+    let weekday = (days.clone() + lit(3i32)) % lit(7i32) + lit(1i32);
+    let day = days.cast(DataType::Date);
     let workday = one_of(day.clone(), dates("w", &cx.workdays)).or(weekday
-        .lt_eq(lit(5i64))
+        .lt_eq(lit(5i32))
         .and(one_of(day, dates("h", &cx.holidays)).not()));
     let hours = format!("{}-{}", start.format("%H:%M"), end.format("%H:%M"));
+    // The few rows off hours first; whether each is on a workday is then
+    // worked out again on those rows only, for its sentence.
+    let off = workday
+        .clone()
+        .not()
+        .or(tod.clone().lt(lit(secs(start))))
+        .or(tod.gt_eq(lit(secs(end))));
     Ok(queries(cx)
-        .with_columns([workday.alias("workday"), tod.alias("tod")])
-        .filter(
-            col("workday")
-                .not()
-                .or(col("tod").lt(lit(secs(start))))
-                .or(col("tod").gt_eq(lit(secs(end)))),
-        )
+        .filter(off)
+        .with_column(workday.alias("workday"))
         .select(about_query(
             Code::QueryOffHours,
             when(col("workday").not())
@@ -790,10 +817,23 @@ fn off_hours(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let factor = cx.config.rules.spike_factor as f64;
     let min = cx.config.rules.spike_min;
+    // (account, day) as one integer to group on: a group-by on the two
+    // keys encoded every query's pair as bytes. Days are 32-bit, shifted
+    // to be non-negative.
+    let day = col("queried_at").dt().date();
+    let day_no =
+        (day.clone().to_physical().cast(DataType::Int64) + lit(1i64 << 31)).cast(DataType::UInt64);
+    let account_day = as_log(col("account_id"))
+        .to_physical()
+        .cast(DataType::UInt64)
+        * lit(1u64 << 32)
+        + day_no;
+    let mut per_day = with_first_seen(len().alias("n"));
+    per_day.extend([col("account_id").first(), col("day").first()]);
     Ok(queries(cx)
-        .with_column(col("queried_at").dt().date().alias("day"))
-        .group_by([col("account_id"), col("day")])
-        .agg(with_first_seen(len().alias("n")))
+        .with_columns([day.alias("day"), account_day.alias("account_day")])
+        .group_by([col("account_day")])
+        .agg(per_day)
         .with_column(
             col("n")
                 .cast(DataType::Float64)
@@ -825,12 +865,25 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 
 fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let threshold = cx.config.rules.subject_accounts_threshold;
+    // The subjects queried by enough accounts first, grouped on the one
+    // key; then their few queries per (subject, account), in time order.
+    let many = queries(cx)
+        .group_by([col("subject_id")])
+        .agg([col("account_id").n_unique().alias("n_accounts")])
+        .filter(col("n_accounts").gt_eq(lit(threshold)))
+        .collect()?;
+    let subjects = many.column("subject_id")?.as_materialized_series().clone();
     let per_pair = queries(cx)
+        .filter(one_of(col("subject_id"), subjects))
         .group_by([col("subject_id"), col("account_id")])
         .agg(with_first_seen(len().alias("k")));
     Ok(per_pair
-        .with_column(len().over([col("subject_id")])?.alias("n_accounts"))
-        .filter(col("n_accounts").gt_eq(lit(threshold)))
+        .join(
+            many.lazy(),
+            [col("subject_id")],
+            [col("subject_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
         .select(about_queries(
             Code::QuerySubjectManyAccounts,
             col("subject_id"),
