@@ -13,7 +13,7 @@ use polars::prelude::*;
 use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
     Check, Code, Ctx, Need, about_queries, as_log, as_text, day_number, finding, left_keep_order,
-    log_pair, null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
+    log_code_day, log_pair, null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
 use crate::ingest::parse::TIME_UNIT;
@@ -818,20 +818,14 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let factor = cx.config.rules.spike_factor as f64;
     let min = cx.config.rules.spike_min;
     // (account, day) as one integer to group on: a group-by on the two
-    // keys encoded every query's pair as bytes. Days are 32-bit, shifted
-    // to be non-negative.
-    let day = col("queried_at").dt().date();
-    let day_no =
-        (day.clone().to_physical().cast(DataType::Int64) + lit(1i64 << 31)).cast(DataType::UInt64);
-    let account_day = as_log(col("account_id"))
-        .to_physical()
-        .cast(DataType::UInt64)
-        * lit(1u64 << 32)
-        + day_no;
+    // keys encoded every query's pair as bytes.
     let mut per_day = with_first_seen(len().alias("n"));
     per_day.extend([col("account_id").first(), col("day").first()]);
     Ok(queries(cx)
-        .with_columns([day.alias("day"), account_day.alias("account_day")])
+        .with_columns([
+            col("queried_at").dt().date().alias("day"),
+            log_code_day(col("account_id"), col("queried_at")).alias("account_day"),
+        ])
         .group_by([col("account_day")])
         .agg(per_day)
         .with_column(

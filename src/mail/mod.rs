@@ -360,31 +360,58 @@ pub fn protect(
     workbook: &[u8],
     at: &str,
 ) -> Result<Attachment> {
+    sealing(config, store, unit_id, role, at)?.apply(workbook)
+}
+
+/// How a workbook is sealed for one reader: the password it is encrypted
+/// with, or why it goes in the clear. Taken from the state store (in
+/// order, one reader after another); [`Sealing::apply`] then needs nothing
+/// but the workbook, so that a run's attachments encrypt side by side.
+#[derive(Clone)]
+pub enum Sealing {
+    Password(String),
+    Unencrypted(String),
+}
+
+impl std::fmt::Debug for Sealing {
+    /// Never the password itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sealing::Password(_) => f.write_str("Sealing::Password(…)"),
+            Sealing::Unencrypted(reason) => write!(f, "Sealing::Unencrypted({reason:?})"),
+        }
+    }
+}
+
+/// The [`Sealing`] of `role`'s copies of `unit_id`'s workbooks (see
+/// [`protect`]).
+pub fn sealing(
+    config: &Config,
+    store: &mut crate::store::Store,
+    unit_id: &str,
+    role: Role,
+    at: &str,
+) -> Result<Sealing> {
     use crate::config::AttachmentProtection as P;
-    use rand09::SeedableRng as _;
-    use std::io::Write as _;
     let holder = password_holder(config, unit_id, role);
     let setting = match role {
         Role::ChiefAdmin if config.chief.is_some() => None,
         _ => config.agencies.get(unit_id).map(|a| &a.attachment),
     };
-    let password = match setting {
-        Some(P::Unencrypted(reason)) => {
-            return Ok(Attachment {
-                bytes: workbook.to_vec(),
-                unencrypted: Some(reason.clone()),
-            });
-        }
-        Some(P::Env(var)) => std::env::var(var)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .with_context(|| {
-                format!(
-                    "environment variable {var} (agencies.{unit_id}.attachment_password_env) is not \
-                     set: its workbooks are not mailed unencrypted"
-                )
-            })?,
-        Some(P::Issued) | None => {
+    Ok(match setting {
+        Some(P::Unencrypted(reason)) => Sealing::Unencrypted(reason.clone()),
+        Some(P::Env(var)) => Sealing::Password(
+            std::env::var(var)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .with_context(|| {
+                    format!(
+                        "environment variable {var} (agencies.{unit_id}.attachment_password_env) is not \
+                         set: its workbooks are not mailed unencrypted"
+                    )
+                })?,
+        ),
+        Some(P::Issued) | None => Sealing::Password(
             store
                 .attachment_password_or_issue(
                     &holder,
@@ -392,22 +419,40 @@ pub fn protect(
                     new_password,
                     &store.password_key(&config.paths.key_file)?,
                 )?
-                .password
-        }
-    };
-    let mut rng = rand09::rngs::StdRng::from_os_rng();
-    let mut w = ms_offcrypto_writer::Ecma376AgileWriter::create(
-        &mut rng,
-        password.as_str(),
-        std::io::Cursor::new(Vec::new()),
-    )
-    .context("encrypting the workbook")?;
-    w.write_all(workbook).context("encrypting the workbook")?;
-    let out = w.into_inner().context("encrypting the workbook")?;
-    Ok(Attachment {
-        bytes: out.into_inner(),
-        unencrypted: None,
+                .password,
+        ),
     })
+}
+
+impl Sealing {
+    /// `workbook` sealed: encrypted (ECMA-376 agile, a fresh salt from the
+    /// OS), or a plain copy with its reason.
+    pub fn apply(&self, workbook: &[u8]) -> Result<Attachment> {
+        use rand09::SeedableRng as _;
+        use std::io::Write as _;
+        let password = match self {
+            Sealing::Unencrypted(reason) => {
+                return Ok(Attachment {
+                    bytes: workbook.to_vec(),
+                    unencrypted: Some(reason.clone()),
+                });
+            }
+            Sealing::Password(p) => p,
+        };
+        let mut rng = rand09::rngs::StdRng::from_os_rng();
+        let mut w = ms_offcrypto_writer::Ecma376AgileWriter::create(
+            &mut rng,
+            password.as_str(),
+            std::io::Cursor::new(Vec::new()),
+        )
+        .context("encrypting the workbook")?;
+        w.write_all(workbook).context("encrypting the workbook")?;
+        let out = w.into_inner().context("encrypting the workbook")?;
+        Ok(Attachment {
+            bytes: out.into_inner(),
+            unencrypted: None,
+        })
+    }
 }
 
 /// Composes the message carrying `attachment` (the workbook written at

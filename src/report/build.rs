@@ -904,12 +904,19 @@ pub fn monthly_queries(log: &DataFrame, period: &crate::period::Period) -> Polar
         .filter(period.holds_query())
         // Counted per day first (an integer division per query), so the
         // calendar conversions run on the agencies' days, not on every
-        // query; then year and month as one integer.
+        // query; then year and month as one integer. The agency and day
+        // are grouped on as one integer: a group-by on the two keys
+        // encoded every query's pair as bytes.
         .group_by([
-            col("agency_id"),
-            crate::checks::day_number(col("queried_at")).alias("day"),
+            crate::checks::log_code_day(col("agency_id"), col("queried_at")).alias("agency_day"),
         ])
-        .agg([len().alias("n")])
+        .agg([
+            col("agency_id").first(),
+            crate::checks::day_number(col("queried_at"))
+                .first()
+                .alias("day"),
+            len().alias("n"),
+        ])
         .with_column(col("day").cast(DataType::Int32).cast(DataType::Date))
         .group_by([
             col("agency_id"),

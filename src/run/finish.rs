@@ -46,18 +46,19 @@ pub(super) fn finish_run(
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut mailing = Mailing::new(config, outcome, &facts)?;
     let workbooks = models.len();
-    for mut m in models {
-        // The city-wide workbook comes last: its 回收狀況 shows what this
-        // run asked of the units too.
-        if m.city_wide() {
-            let due = crate::followup::due_rows_with(
-                &mailing.store,
-                facts.generated_at.date(),
-                &mailing.opening,
-            )?;
-            report::build::refresh_collection(&facts, &mut m, &due);
-        }
-        mailing.workbook(m)?;
+    // The city-wide workbook comes last: its 回收狀況 shows what this run
+    // asked of the units too.
+    let (city_wide, units): (Vec<ReportModel>, Vec<ReportModel>) =
+        models.into_iter().partition(ReportModel::city_wide);
+    mailing.workbooks(units)?;
+    for mut m in city_wide {
+        let due = crate::followup::due_rows_with(
+            &mailing.store,
+            facts.generated_at.date(),
+            &mailing.opening,
+        )?;
+        report::build::refresh_collection(&facts, &mut m, &due);
+        mailing.workbooks(vec![m])?;
     }
     tracing::info!(elapsed = ?started.elapsed(), workbooks, memory = %crate::ingest::memory(), "reports written");
     let run = mailing.run.clone();
@@ -67,6 +68,16 @@ pub(super) fn finish_run(
     // export that cannot move stays for the next run (told in the log).
     crate::inputs::archive_read(config, facts.files, &run, &local_text(facts.generated_at));
     Ok(())
+}
+
+/// One workbook between its store reads and its rendering: the model
+/// with its return token, its file name, and each reader with how their
+/// copy is sealed.
+struct Planned {
+    model: ReportModel,
+    key: String,
+    name: String,
+    readers: Vec<(String, mail::Role, mail::Sealing)>,
 }
 
 /// What a run's end gathers before its one transaction: the mail to
@@ -119,9 +130,42 @@ impl<'a> Mailing<'a> {
         })
     }
 
-    /// Renders and writes one workbook, then what it sends: the unit's
-    /// critical notices, the item it opens, a message to each reader.
-    fn workbook(&mut self, mut m: ReportModel) -> Result<()> {
+    /// Renders, writes and sends `models`' workbooks. What reads or writes
+    /// the state store (return tokens, readers' passwords) and what the
+    /// run sends is done in the models' order; the rendering and the
+    /// encryption, most of the time, side by side.
+    fn workbooks(&mut self, models: Vec<ReportModel>) -> Result<()> {
+        let mut planned = Vec::with_capacity(models.len());
+        for m in models {
+            planned.push(self.plan(m)?);
+        }
+        let hb = &self.config.agencies.health_bureau().id;
+        let made: Vec<Result<(Vec<u8>, Vec<mail::Attachment>)>> = {
+            use rayon::prelude::*;
+            planned
+                .par_iter()
+                .map(|p| {
+                    let bytes = report::render(&p.model)
+                        .with_context(|| format!("rendering {} ({hb})", p.name))?;
+                    let attachments = p
+                        .readers
+                        .iter()
+                        .map(|(_, _, sealing)| sealing.apply(&bytes))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((bytes, attachments))
+                })
+                .collect()
+        };
+        for (p, made) in planned.into_iter().zip(made) {
+            let (bytes, attachments) = made?;
+            self.send(p, &bytes, attachments)?;
+        }
+        Ok(())
+    }
+
+    /// What one workbook needs from the state store: its return token
+    /// and how it is sealed for each reader.
+    fn plan(&mut self, mut m: ReportModel) -> Result<Planned> {
         let config = self.config;
         let key = m.key();
         // What comes back must come from the unit it was sent to.
@@ -135,17 +179,39 @@ impl<'a> Mailing<'a> {
         }
         let unit = (!m.city_wide()).then_some(key.as_str());
         let name = RunFolder::workbook_name(unit);
-        let hb = &config.agencies.health_bureau().id;
-        let bytes = report::render(&m).with_context(|| format!("rendering {name} ({hb})"))?;
+        let mut readers = Vec::new();
+        for (to, role) in mail::recipients(config, &m) {
+            // Encrypted for its reader: each opens it with their own password.
+            let sealing =
+                mail::sealing(config, &mut self.store, &m.unit_id, role, &self.issued_at)?;
+            readers.push((to, role, sealing));
+        }
+        Ok(Planned {
+            model: m,
+            key,
+            name,
+            readers,
+        })
+    }
+
+    /// Writes one rendered workbook, then what it sends: the unit's
+    /// critical notices, the item it opens, a message to each reader.
+    fn send(&mut self, p: Planned, bytes: &[u8], attachments: Vec<mail::Attachment>) -> Result<()> {
+        let Planned {
+            model: m,
+            key,
+            name,
+            readers,
+        } = p;
+        let unit = (!m.city_wide()).then_some(key.as_str());
         let path = self.outcome.folder.workbook(unit)?;
         let mut f = archive::create_private(&path)?;
-        f.write_all(&bytes)
+        f.write_all(bytes)
             .with_context(|| format!("writing {}", path.display()))?;
         if !m.city_wide() && m.second_review().is_none() && m.chief_document().is_none() {
             self.critical_notices(&m)?;
         }
-        let recipients = mail::recipients(config, &m);
-        if recipients.is_empty() {
+        if readers.is_empty() {
             // A second review nobody can be sent: a person must name one.
             if m.second_review().is_some() {
                 let notice = self.no_reviewer(&m, &key, &path)?;
@@ -154,20 +220,11 @@ impl<'a> Mailing<'a> {
             return Ok(());
         }
         // Whoever the workbook is for: the officer, or the second reviewer.
-        self.open_item(&m, &key, &recipients[0].0);
+        self.open_item(&m, &key, &readers[0].0);
         let draw_number = self.facts.sample.map_or(1, |(s, _)| s.draw_number);
-        for (to, role) in recipients {
-            // Encrypted for its reader: each opens it with their own password.
-            let attachment = mail::protect(
-                config,
-                &mut self.store,
-                &m.unit_id,
-                role,
-                &bytes,
-                &self.issued_at,
-            )?;
+        for ((to, role, _), attachment) in readers.into_iter().zip(attachments) {
             let message = mail::compose(
-                config,
+                self.config,
                 &m,
                 &self.run,
                 &name,
