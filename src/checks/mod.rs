@@ -281,30 +281,6 @@ pub fn as_log(e: Expr) -> Expr {
     e.cast(crate::ingest::parse::categorical())
 }
 
-/// Two values of the log's categoricals (or text cast to them) as one
-/// integer: their codes in the one dictionary, the first in the high half.
-/// Equal pairs, equal integers; a null in either, null. A filter on it
-/// hashes one number per row where a join on the two keys encodes both.
-pub fn log_pair(a: Expr, b: Expr) -> Expr {
-    halves(log_code(a), log_code(b))
-}
-
-/// A value of the log's categoricals and the day of a date-time as one
-/// integer to group on (see [`log_pair`]): the day number, shifted to be
-/// non-negative, in the low half.
-pub fn log_code_day(a: Expr, at: Expr) -> Expr {
-    halves(log_code(a), day_number(at) + lit(1i64 << 31))
-}
-
-fn log_code(e: Expr) -> Expr {
-    as_log(e).to_physical()
-}
-
-/// Two values below 2^32 as one: `hi` in the high half.
-fn halves(hi: Expr, lo: Expr) -> Expr {
-    hi.cast(DataType::UInt64) * lit(1u64 << 32) + lo.cast(DataType::UInt64)
-}
-
 /// `e` as text: a column of the log read where text is needed.
 pub fn as_text(e: Expr) -> Expr {
     e.cast(DataType::String)

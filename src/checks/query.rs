@@ -13,10 +13,10 @@ use polars::prelude::*;
 use super::account::{gone_word, holder_gone, holder_ineligible};
 use super::{
     Check, Code, Ctx, Need, about_queries, as_log, as_text, day_number, finding, left_keep_order,
-    log_code_day, log_pair, null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
+    null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
-use crate::ingest::parse::TIME_UNIT;
+use crate::ingest::parse::{TIME_UNIT, code_and_day, code_pair};
 use crate::model::{PURPOSE, Table};
 
 /// Queries judged against their holder's roster and HR records.
@@ -483,7 +483,7 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .purposes
         .clone()
         .lazy()
-        .select([log_pair(col("agency_id"), col("purpose")).alias("pair")])
+        .select([code_pair(col("agency_id"), col("purpose")).alias("pair")])
         .collect()?
         .column("pair")?
         .as_materialized_series()
@@ -498,7 +498,7 @@ fn purpose_not_allowed(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         .filter(col("used_purpose").is_not_null());
     // A query of no known agency has no allowed purpose.
     let permitted = one_of(
-        log_pair(col("agency_id"), col("used_purpose")),
+        code_pair(col("agency_id"), col("used_purpose")),
         allowed_pairs,
     )
     .fill_null(lit(false));
@@ -824,7 +824,7 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     Ok(queries(cx)
         .with_columns([
             col("queried_at").dt().date().alias("day"),
-            log_code_day(col("account_id"), col("queried_at")).alias("account_day"),
+            code_and_day(col("account_id"), col("queried_at")).alias("account_day"),
         ])
         .group_by([col("account_day")])
         .agg(per_day)

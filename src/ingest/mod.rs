@@ -943,11 +943,16 @@ fn attribute(records: &mut [FileRecord], df: &DataFrame) -> PolarsResult<()> {
     let pairs = df
         .clone()
         .lazy()
-        .select([col("source_file"), col("agency_id")])
+        .select([
+            col("source_file"),
+            col("agency_id"),
+            parse::code_pair(col("source_file"), col("agency_id")).alias("pair"),
+        ])
         .drop_nulls(None)
-        // Distinct pairs first (a few per file), then text: the log's
-        // columns are categorical, and 50 million casts would cost.
-        .unique(None, UniqueKeepStrategy::Any)
+        // Distinct pairs first (a few per file), on one integer, then
+        // text: the log's columns are categorical, and 50 million casts
+        // would cost.
+        .unique(Some(cols(["pair"])), UniqueKeepStrategy::Any)
         .select([
             col("source_file").cast(DataType::String),
             col("agency_id").cast(DataType::String),

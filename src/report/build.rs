@@ -908,7 +908,8 @@ pub fn monthly_queries(log: &DataFrame, period: &crate::period::Period) -> Polar
         // are grouped on as one integer: a group-by on the two keys
         // encoded every query's pair as bytes.
         .group_by([
-            crate::checks::log_code_day(col("agency_id"), col("queried_at")).alias("agency_day"),
+            crate::ingest::parse::code_and_day(col("agency_id"), col("queried_at"))
+                .alias("agency_day"),
         ])
         .agg([
             col("agency_id").first(),
