@@ -180,8 +180,9 @@ fn window_end(approved_at: Expr, valid_until: Expr, validity_days: u32) -> Expr 
 
 /// The request form of each query: the latest approved strictly before it
 /// for the same account and subject (an as-of join, `queries` sorted by
-/// `queried_at`), its purpose and approval time, the end of its validity
-/// window, and whether the query lies inside it (`explained`). The one
+/// `queried_at`), its purpose, approval time and own end date
+/// (`form_valid_until`), and whether the query lies inside its validity
+/// window (`explained`, see [`form_window_end`]). The one
 /// place queries are matched to forms: the checks and the sample
 /// worksheet both use it.
 pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> LazyFrame {
@@ -208,16 +209,19 @@ pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> La
         [col("form_approved_at")],
         JoinArgs::new(asof(AsofStrategy::Backward, false)),
     );
-    let window_end = window_end(
+    let explained = col("form_id")
+        .is_not_null()
+        .and(col("queried_at").lt(form_window_end(config)));
+    q.with_column(explained.alias("explained"))
+}
+
+/// The end of the validity window of the form [`match_forms`] matched.
+fn form_window_end(config: &Config) -> Expr {
+    window_end(
         col("form_approved_at"),
         col("form_valid_until"),
         config.rules.form_validity_days,
-    );
-    let explained = col("form_id")
-        .is_not_null()
-        .and(col("queried_at").lt(col("window_end")));
-    q.with_column(window_end.alias("window_end"))
-        .with_column(explained.alias("explained"))
+    )
 }
 
 /// The first form approved at or after each query for the same account
@@ -305,7 +309,9 @@ pub fn explain(
                     "form_id",
                     "form_purpose",
                     "form_approved_at",
-                    "window_end",
+                    // A date, 4 bytes a query: the window's end (8) is
+                    // worked out again on the rows that cite it.
+                    "form_valid_until",
                     "explained",
                 ])
                 .map(|c| col(*c))
@@ -436,7 +442,7 @@ fn unexplained(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
             lit(" 於 "),
             ymd_hms(col("form_approved_at")),
             lit(" 核可，有效期間至 "),
-            ymd(col("window_end") - lit(Duration::days(1))),
+            ymd(form_window_end(cx.config) - lit(Duration::days(1))),
             lit("，查詢時間 "),
             at(),
             lit(" 已逾有效期間"),
@@ -818,16 +824,14 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let factor = cx.config.rules.spike_factor as f64;
     let min = cx.config.rules.spike_min;
     // (account, day) as one integer to group on: a group-by on the two
-    // keys encoded every query's pair as bytes.
+    // keys encoded every query's pair as bytes. The day is the first
+    // query's, worked out per group.
     let mut per_day = with_first_seen(len().alias("n"));
-    per_day.extend([col("account_id").first(), col("day").first()]);
+    per_day.push(col("account_id").first());
     Ok(queries(cx)
-        .with_columns([
-            col("queried_at").dt().date().alias("day"),
-            code_and_day(col("account_id"), col("queried_at")).alias("account_day"),
-        ])
-        .group_by([col("account_day")])
+        .group_by([code_and_day(col("account_id"), col("queried_at")).alias("account_day")])
         .agg(per_day)
+        .with_column(col("queried_at").dt().date().alias("day"))
         .with_column(
             col("n")
                 .cast(DataType::Float64)
