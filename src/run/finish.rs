@@ -131,40 +131,51 @@ impl<'a> Mailing<'a> {
     }
 
     /// Renders, writes and sends `models`' workbooks. What reads or writes
-    /// the state store (return tokens, readers' passwords) and what the
-    /// run sends is done in the models' order; the rendering and the
-    /// encryption, most of the time, side by side.
+    /// the state store (return tokens, then, once every workbook rendered,
+    /// readers' passwords) and what the run sends is done in the models'
+    /// order; the rendering and the encryption side by side. An error is
+    /// the first in the models' order.
     fn workbooks(&mut self, models: Vec<ReportModel>) -> Result<()> {
+        use rayon::prelude::*;
         let mut planned = Vec::with_capacity(models.len());
         for m in models {
             planned.push(self.plan(m)?);
         }
         let hb = &self.config.agencies.health_bureau().id;
-        let made: Vec<Result<(Vec<u8>, Vec<mail::Attachment>)>> = {
-            use rayon::prelude::*;
-            planned
-                .par_iter()
-                .map(|p| {
-                    let bytes = report::render(&p.model)
-                        .with_context(|| format!("rendering {} ({hb})", p.name))?;
-                    let attachments = p
-                        .readers
-                        .iter()
-                        .map(|(_, _, sealing)| sealing.apply(&bytes))
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok((bytes, attachments))
-                })
-                .collect()
-        };
-        for (p, made) in planned.into_iter().zip(made) {
-            let (bytes, attachments) = made?;
-            self.send(p, &bytes, attachments)?;
+        let rendered: Vec<Result<Vec<u8>>> = planned
+            .par_iter()
+            .map(|p| {
+                report::render(&p.model).with_context(|| format!("rendering {} ({hb})", p.name))
+            })
+            .collect();
+        let rendered = rendered.into_iter().collect::<Result<Vec<_>>>()?;
+        for p in &mut planned {
+            for (to, role) in mail::recipients(self.config, &p.model) {
+                // Encrypted for its reader: each opens it with their own
+                // password.
+                let sealing = mail::sealing(
+                    self.config,
+                    &mut self.store,
+                    &p.model.unit_id,
+                    role,
+                    &self.issued_at,
+                )?;
+                p.readers.push((to, role, sealing));
+            }
+        }
+        let sealed: Vec<Result<Vec<mail::Attachment>>> = planned
+            .par_iter()
+            .zip(&rendered)
+            .map(|(p, bytes)| p.readers.iter().map(|r| r.2.apply(bytes)).collect())
+            .collect();
+        for ((p, bytes), attachments) in planned.into_iter().zip(&rendered).zip(sealed) {
+            self.send(p, bytes, attachments?)?;
         }
         Ok(())
     }
 
-    /// What one workbook needs from the state store: its return token
-    /// and how it is sealed for each reader.
+    /// One workbook's model with its return token (from the state store)
+    /// and its file name; its readers come once it rendered.
     fn plan(&mut self, mut m: ReportModel) -> Result<Planned> {
         let config = self.config;
         let key = m.key();
@@ -179,18 +190,11 @@ impl<'a> Mailing<'a> {
         }
         let unit = (!m.city_wide()).then_some(key.as_str());
         let name = RunFolder::workbook_name(unit);
-        let mut readers = Vec::new();
-        for (to, role) in mail::recipients(config, &m) {
-            // Encrypted for its reader: each opens it with their own password.
-            let sealing =
-                mail::sealing(config, &mut self.store, &m.unit_id, role, &self.issued_at)?;
-            readers.push((to, role, sealing));
-        }
         Ok(Planned {
             model: m,
             key,
             name,
-            readers,
+            readers: Vec::new(),
         })
     }
 
