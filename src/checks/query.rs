@@ -16,7 +16,7 @@ use super::{
     null_str, one_of, sentence, with_first_seen, ymd, ymd_hms,
 };
 use crate::config::Config;
-use crate::ingest::parse::{TIME_UNIT, code_and_day, code_pair};
+use crate::ingest::parse::{TIME_UNIT, code_and_day, code_pair, halves};
 use crate::model::{PURPOSE, Table};
 
 /// Queries judged against their holder's roster and HR records.
@@ -864,17 +864,34 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
     let threshold = cx.config.rules.subject_accounts_threshold;
     // The subjects queried by enough accounts first, grouped on the one
-    // key; then their few queries per (subject, account), in time order.
+    // key. Then their queries per (subject, account) on one integer (the
+    // subject's number among them, the account's code), carrying only
+    // each query's row: at fifty million queries these are millions of
+    // rows. The first of each group (the frame is in time order) is then
+    // taken whole.
     let many = queries(cx)
         .group_by([col("subject_id")])
         .agg([col("account_id").n_unique().alias("n_accounts")])
         .filter(col("n_accounts").gt_eq(lit(threshold)))
         .collect()?;
     let subjects = many.column("subject_id")?.as_materialized_series().clone();
-    let per_pair = queries(cx)
+    let numbers = Series::new("n".into(), (0..many.height() as u32).collect::<Vec<u32>>());
+    let subject_no = col("subject_id").replace_strict(
+        lit(subjects.clone()),
+        lit(numbers),
+        None::<Expr>,
+        Some(DataType::UInt32),
+    );
+    let firsts = queries(cx)
+        .with_row_index("query_row", None)
+        .select([col("query_row"), col("subject_id"), col("account_id")])
         .filter(one_of(col("subject_id"), subjects))
-        .group_by([col("subject_id"), col("account_id")])
-        .agg(with_first_seen(len().alias("k")));
+        .group_by([halves(subject_no, col("account_id").to_physical()).alias("pair")])
+        .agg([col("query_row").first(), len().alias("k")])
+        .collect()?;
+    let mut per_pair = cx.queries.take(firsts.column("query_row")?.idx()?)?;
+    per_pair.with_column(firsts.column("k")?.clone())?;
+    let per_pair = per_pair.lazy();
     Ok(per_pair
         .join(
             many.lazy(),

@@ -106,7 +106,7 @@ fn code(e: Expr) -> Expr {
 }
 
 /// Two values below 2^32 as one: `hi` in the high half.
-fn halves(hi: Expr, lo: Expr) -> Expr {
+pub fn halves(hi: Expr, lo: Expr) -> Expr {
     hi.cast(DataType::UInt64) * lit(1u64 << 32) + lo.cast(DataType::UInt64)
 }
 
