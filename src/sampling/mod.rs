@@ -176,13 +176,13 @@ fn placed_in_key_order(
     )
     .select([
         col("acct"),
-        (col("queried_at")
-            .dt()
-            .truncate(lit("1s"))
-            .cast(DataType::Int64)
-            / lit(1_000_000i64))
-        .alias("second"),
-        col("query_item").cast(DataType::String),
+        // The Unix second (microseconds floored, as a truncation to the
+        // second is), by integer division.
+        col("queried_at")
+            .to_physical()
+            .floor_div(lit(1_000_000i64))
+            .alias("second"),
+        col("query_item"),
         col("subject_id"),
         col("row"),
     ])
@@ -195,6 +195,8 @@ fn placed_in_key_order(
         ["key"],
         SortMultipleOptions::default().with_maintain_order(true),
     )
+    // The item as text once in order: the sort moves its 4-byte code.
+    .with_column(col("query_item").cast(DataType::String))
     .collect()
 }
 
