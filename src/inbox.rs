@@ -30,26 +30,8 @@ pub enum InboxFileError {
     },
 }
 
-/// What kind of thing `meta` is, in words, for a refusal.
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a named pipe";
-        }
-        if t.is_char_device() || t.is_block_device() {
-            return "a device";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    if t.is_dir() { "a folder" } else { "not a file" }
-}
-
 pub use crate::ingest::is_regular;
+use crate::ingest::kind_of;
 
 /// Reads the regular file at `path`, at most `max` bytes: a symlink, a
 /// device, a FIFO or a larger file is refused without being read.

@@ -155,7 +155,42 @@ pub struct FileRecord {
 
 /// Whether `path` is a regular file itself (not a link to one).
 pub fn is_regular(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+    irregular(path).is_none()
+}
+
+/// What `path` is when it is not a regular file itself, in words for a
+/// refusal: a link, a folder, a pipe, a device. `None` for a regular file.
+pub fn irregular(path: &Path) -> Option<&'static str> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => None,
+        Ok(m) => Some(kind_of(&m)),
+        Err(_) => Some("no longer there"),
+    }
+}
+
+/// What kind of thing `meta` is, in words, for a refusal.
+pub fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
 }
 
 /// What the system says of a file that any write to it, or its
@@ -521,11 +556,12 @@ pub fn ingest(config: &Config, period: Option<&Period>) -> Result<Ingested, Inge
         let before = FileIdentity::of(&path);
         // A link could make the run read (and an error quote) a file
         // outside the inbox: only regular files are read.
-        let (hashed, parsed) = if is_regular(&path) {
-            hash_and_parse(config, table, &path, &record.path, &agencies)
-        } else {
-            let refused = "not a regular file (a symbolic link, a device or a pipe): not read";
-            (Err(std::io::Error::other(refused)), None)
+        let (hashed, parsed) = match irregular(&path) {
+            None => hash_and_parse(config, table, &path, &record.path, &agencies),
+            Some(kind) => {
+                let refused = format!("{kind}, not a regular file: not read");
+                (Err(std::io::Error::other(refused)), None)
+            }
         };
         record.identity = before.filter(|b| FileIdentity::of(&path).as_ref() == Some(b));
         gathered.add(config, record, &path, hashed, parsed)?;

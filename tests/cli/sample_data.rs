@@ -60,14 +60,7 @@ fn readme_demo_ingests_the_sample_city_cleanly() {
         &repo(),
     );
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    let rows = |table: &str| -> usize {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(table))
-            .unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
+    let rows = |table: &str| -> usize { out.rows(table).unwrap() };
     assert_eq!(rows("query_log"), 50_000);
     // Both roster snapshots (January's 301 rows and July's 302) are read;
     // a run uses one of them (see `ingest::snapshot`).

@@ -316,6 +316,16 @@ impl Test {
 }
 
 impl Output {
+    /// The rows `ingest` reports loaded into `table`, from its table line
+    /// (`query_log  1  …`).
+    pub fn rows(&self, table: &str) -> Option<usize> {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(table))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Asserts the command finished: exit 0, or 1 for a run that found
     /// something, never an error. Returns it for the test to read.
     pub fn finished(self) -> Output {
