@@ -262,17 +262,13 @@ pub fn explain(
     // then depends only on content (ties keep file order, which changes
     // nothing but the source row a finding points to).
     // Only the columns the checks read are sorted: the sort copies them.
-    let queries = queries.select(QUERY_COLUMNS.map(col));
+    let queries = queries.select(QUERY_COLUMNS.map(col)).collect()?;
     let queries = if in_time_order {
         queries
     } else {
-        queries.sort(
-            ["queried_at"],
-            SortMultipleOptions::default()
-                .with_maintain_order(true)
-                .with_nulls_last(true),
-        )
-    };
+        by_time(queries)?
+    }
+    .lazy();
     // Only the account's agency is looked up for every query (a hash
     // lookup, not a join); holder attributes are joined by the checks that
     // need them, on the few rows they select.
@@ -317,6 +313,35 @@ pub fn explain(
                 .map(|c| col(*c))
                 .collect::<Vec<_>>(),
         ))
+}
+
+/// `queries` in time order, stably (ties keep file order): the order the
+/// frame's sort gives, made one column at a time, each column freed as its
+/// copy is made. At fifty million queries a sort of the frame at once
+/// holds two copies of it (2.4 GB more).
+fn by_time(queries: DataFrame) -> PolarsResult<DataFrame> {
+    let order = queries.column("queried_at")?.arg_sort(
+        SortOptions::default()
+            .with_maintain_order(true)
+            .with_nulls_last(true),
+    );
+    let height = order.len();
+    let mut columns = Vec::with_capacity(queries.width());
+    // Two at a time, one per core.
+    let mut originals = queries.into_columns().into_iter();
+    while let Some(a) = originals.next() {
+        let b = originals.next();
+        let (a, b) = rayon::join(|| a.take(&order), || b.map(|b| b.take(&order)));
+        columns.push(a?);
+        columns.extend(b.transpose()?);
+    }
+    if let Some(c) = columns
+        .iter_mut()
+        .find(|c| c.name().as_str() == "queried_at" && c.null_count() == 0)
+    {
+        c.set_sorted_flag(polars::series::IsSorted::Ascending);
+    }
+    DataFrame::new(height, columns)
 }
 
 /// An as-of join per (account, subject) on the approval time.
@@ -862,33 +887,18 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
-    let threshold = cx.config.rules.subject_accounts_threshold;
-    // The subjects queried by enough accounts first, grouped on the one
-    // key. Then their queries per (subject, account) on one integer (the
-    // subject's number among them, the account's code), carrying only
-    // each query's row: at fifty million queries these are millions of
-    // rows. The first of each group (the frame is in time order) is then
-    // taken whole.
-    let many = queries(cx)
-        .group_by([col("subject_id")])
-        .agg([col("account_id").n_unique().alias("n_accounts")])
-        .filter(col("n_accounts").gt_eq(lit(threshold)))
-        .collect()?;
-    let subjects = many.column("subject_id")?.as_materialized_series().clone();
-    let numbers = Series::new("n".into(), (0..many.height() as u32).collect::<Vec<u32>>());
-    let subject_no = col("subject_id").replace_strict(
-        lit(subjects.clone()),
-        lit(numbers),
-        None::<Expr>,
-        Some(DataType::UInt32),
-    );
-    let firsts = queries(cx)
-        .with_row_index("query_row", None)
-        .select([col("query_row"), col("subject_id"), col("account_id")])
-        .filter(one_of(col("subject_id"), subjects))
-        .group_by([halves(subject_no, col("account_id").to_physical()).alias("pair")])
-        .agg([col("query_row").first(), len().alias("k")])
-        .collect()?;
+    // A subject's queries all fall in one part (by the ID's last
+    // character), so each part is counted on its own: at fifty million
+    // queries the grouping of them all at once held 3 GB more.
+    let mut many = Vec::new();
+    let mut firsts = Vec::new();
+    for part in subject_parts(cx.queries.height()) {
+        let (m, f) = subject_many_in(cx, part)?;
+        many.push(m);
+        firsts.push(f);
+    }
+    let many = concat_frames(many)?;
+    let firsts = concat_frames(firsts)?;
     let mut per_pair = cx.queries.take(firsts.column("query_row")?.idx()?)?;
     per_pair.with_column(firsts.column("k")?.clone())?;
     let per_pair = per_pair.lazy();
@@ -911,6 +921,80 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
                 at(),
             ]),
         )))
+}
+
+/// Parts of the queries that split no subject, by the last character of
+/// the ID (a check digit, spread near evenly over 0 to 9).
+/// As many parts as the queries need, at about 2.5 million queries a
+/// part and at most ten: part `i > 0` holds the IDs whose last digit `d`
+/// has `d % n == i`, part 0 every other ID.
+fn subject_parts(queries: usize) -> Vec<Expr> {
+    const QUERIES_PER_PART: usize = 2_500_000;
+    let n = queries.div_ceil(QUERIES_PER_PART).clamp(1, 10);
+    let ends_with = |d: usize| col("subject_id").str().ends_with(lit(d.to_string()));
+    let mut parts: Vec<Expr> = (1..n)
+        .filter_map(|i| {
+            (0..10)
+                .filter(|d| d % n == i)
+                .map(ends_with)
+                .reduce(|a, b| a.or(b))
+        })
+        .collect();
+    let part_0 = parts
+        .iter()
+        .cloned()
+        .reduce(|a, b| a.or(b))
+        .map_or(lit(true), |others| others.not().fill_null(lit(true)));
+    parts.insert(0, part_0);
+    parts
+}
+
+/// Within `part`: the subjects queried by enough accounts (`subject_id,
+/// n_accounts`), and per (subject, account) of theirs the first query's
+/// row and the count (`query_row, k`). The subjects first, grouped on the
+/// one key; then their queries per (subject, account) on one integer
+/// (the subject's number among them, the account's code), carrying only
+/// each query's row. The first of each group (the frame is in time order)
+/// is later taken whole.
+fn subject_many_in(cx: &Ctx<'_>, part: Expr) -> PolarsResult<(DataFrame, DataFrame)> {
+    let rows = queries(cx)
+        .with_row_index("query_row", None)
+        .select([col("query_row"), col("subject_id"), col("account_id")])
+        .filter(part)
+        .collect()?;
+    let many = rows
+        .clone()
+        .lazy()
+        .group_by([col("subject_id")])
+        .agg([col("account_id").n_unique().alias("n_accounts")])
+        .filter(col("n_accounts").gt_eq(lit(cx.config.rules.subject_accounts_threshold)))
+        .collect()?;
+    let subjects = many.column("subject_id")?.as_materialized_series().clone();
+    let numbers = Series::new("n".into(), (0..many.height() as u32).collect::<Vec<u32>>());
+    let subject_no = col("subject_id").replace_strict(
+        lit(subjects.clone()),
+        lit(numbers),
+        None::<Expr>,
+        Some(DataType::UInt32),
+    );
+    let firsts = rows
+        .lazy()
+        .filter(one_of(col("subject_id"), subjects))
+        .group_by([halves(subject_no, col("account_id").to_physical()).alias("pair")])
+        .agg([col("query_row").first(), len().alias("k")])
+        .select([col("query_row"), col("k")])
+        .collect()?;
+    Ok((many, firsts))
+}
+
+/// The frames one under another (empty parts add nothing).
+fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut frames = frames.into_iter();
+    let mut all = frames.next().unwrap_or_default();
+    for f in frames {
+        all.vstack_mut_owned(f)?;
+    }
+    Ok(all)
 }
 
 fn failed_burst(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
@@ -1004,4 +1088,83 @@ pub fn repeat_pattern(raw: &DataFrame) -> PolarsResult<LazyFrame> {
             col("source_file"),
             col("source_row"),
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ID falls in exactly one part, whatever the number of parts:
+    /// a subject's queries are never split.
+    #[test]
+    fn subject_parts_cover_every_id_once() {
+        let ids = [
+            "A123456780",
+            "A123456781",
+            "B223456782",
+            "C123456783",
+            "D123456784",
+            "E123456785",
+            "F123456786",
+            "G123456787",
+            "H123456788",
+            "J123456789",
+            "AC0123456X",
+            "",
+        ];
+        let df = df!("subject_id" => ids).unwrap();
+        for n in 1..=12 {
+            let parts = subject_parts(n * 2_500_000);
+            assert_eq!(parts.len(), n.min(10), "{n} parts");
+            let mut counts = vec![0u32; ids.len()];
+            for part in parts {
+                let hit = df
+                    .clone()
+                    .lazy()
+                    .with_column(part.alias("hit"))
+                    .collect()
+                    .unwrap();
+                for (i, h) in hit
+                    .column("hit")
+                    .unwrap()
+                    .bool()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                {
+                    counts[i] += u32::from(h == Some(true));
+                }
+            }
+            assert!(counts.iter().all(|c| *c == 1), "{n} parts: {counts:?}");
+        }
+    }
+
+    /// The time order made a column at a time is the frame's stable sort:
+    /// ties keep file order.
+    #[test]
+    fn by_time_is_the_stable_sort_of_the_frame() {
+        let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        let df = df!(
+            "queried_at" => [at("2026-01-02 09:00:00"), at("2026-01-01 09:00:00"), at("2026-01-02 09:00:00"), at("2026-01-01 08:00:00"), at("2026-01-01 09:00:00")],
+            "source_row" => [1u32, 2, 3, 4, 5],
+            "subject_id" => ["a", "b", "c", "d", "e"],
+        )
+        .unwrap();
+        let sorted = df
+            .sort(
+                ["queried_at"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .unwrap();
+        let ours = by_time(df).unwrap();
+        assert!(ours.equals(&sorted), "{ours}\n{sorted}");
+        let rows: Vec<u32> = ours
+            .column("source_row")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(rows, [4, 2, 5, 1, 3]);
+    }
 }

@@ -976,19 +976,23 @@ fn attribute(records: &mut [FileRecord], df: &DataFrame) -> PolarsResult<()> {
     if df.height() == 0 {
         return Ok(());
     }
-    let pairs = df
+    // The first row of each distinct pair (a few per file), found on one
+    // integer in a set of the distinct ones only; then text: the log's
+    // columns are categorical, and 50 million casts would cost. (A
+    // de-duplication of the frame would index every row: 1.3 GB more at
+    // fifty million.)
+    let firsts = df
         .clone()
         .lazy()
-        .select([
-            col("source_file"),
-            col("agency_id"),
-            parse::code_pair(col("source_file"), col("agency_id")).alias("pair"),
-        ])
+        .select([parse::code_pair(col("source_file"), col("agency_id"))
+            .arg_unique()
+            .alias("first")])
+        .collect()?;
+    let pairs = df
+        .select(["source_file", "agency_id"])?
+        .take(firsts.column("first")?.idx()?)?
+        .lazy()
         .drop_nulls(None)
-        // Distinct pairs first (a few per file), on one integer, then
-        // text: the log's columns are categorical, and 50 million casts
-        // would cost.
-        .unique(Some(cols(["pair"])), UniqueKeepStrategy::Any)
         .select([
             col("source_file").cast(DataType::String),
             col("agency_id").cast(DataType::String),
