@@ -925,11 +925,14 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 
 /// Parts of the queries that split no subject, by the last character of
 /// the ID (a check digit, spread near evenly over 0 to 9).
-/// As many parts as the queries need, at about 2.5 million queries a
-/// part and at most ten: part `i > 0` holds the IDs whose last digit `d`
-/// has `d % n == i`, part 0 every other ID.
+/// Queries a part of [`subject_parts`] is meant to hold: ten million
+/// are grouped at once in 1.25 GiB, and more parts cost a pass each.
+const QUERIES_PER_PART: usize = 10_000_000;
+
+/// As many parts as the queries need, about [`QUERIES_PER_PART`] each
+/// (as the last digits spread) and at most ten: part `i > 0` holds the
+/// IDs whose last digit `d` has `d % n == i`, part 0 every other ID.
 fn subject_parts(queries: usize) -> Vec<Expr> {
-    const QUERIES_PER_PART: usize = 2_500_000;
     let n = queries.div_ceil(QUERIES_PER_PART).clamp(1, 10);
     let ends_with = |d: usize| col("subject_id").str().ends_with(lit(d.to_string()));
     let mut parts: Vec<Expr> = (1..n)
@@ -1114,7 +1117,7 @@ mod tests {
         ];
         let df = df!("subject_id" => ids).unwrap();
         for n in 1..=12 {
-            let parts = subject_parts(n * 2_500_000);
+            let parts = subject_parts(n * QUERIES_PER_PART);
             assert_eq!(parts.len(), n.min(10), "{n} parts");
             let mut counts = vec![0u32; ids.len()];
             for part in parts {
