@@ -316,9 +316,11 @@ pub fn explain(
 }
 
 /// `queries` in time order, stably (ties keep file order): the order the
-/// frame's sort gives, made one column at a time, each column freed as its
-/// copy is made. At fifty million queries a sort of the frame at once
-/// holds two copies of it (2.4 GB more).
+/// frame's sort gives, made one column at a time. Where the frame alone
+/// holds its columns (a run's own log), each is freed as its copy is
+/// made; at fifty million queries a sort of the frame at once holds two
+/// copies of it (2.4 GB more). Where another holds them too (the annual
+/// review's two runs share one log), nothing is freed early.
 fn by_time(queries: DataFrame) -> PolarsResult<DataFrame> {
     let order = queries.column("queried_at")?.arg_sort(
         SortOptions::default()
@@ -887,12 +889,17 @@ fn volume_spike(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
 }
 
 fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
+    subject_many_in_parts(cx, part_count(cx.queries.height()))
+}
+
+/// [`subject_many_accounts`] counted in `n` parts (see [`subject_parts`]).
+pub(super) fn subject_many_in_parts(cx: &Ctx<'_>, n: usize) -> PolarsResult<LazyFrame> {
     // A subject's queries all fall in one part (by the ID's last
     // character), so each part is counted on its own: at fifty million
     // queries the grouping of them all at once held 3 GB more.
     let mut many = Vec::new();
     let mut firsts = Vec::new();
-    for part in subject_parts(cx.queries.height()) {
+    for part in subject_parts(n) {
         let (m, f) = subject_many_in(cx, part)?;
         many.push(m);
         firsts.push(f);
@@ -923,17 +930,27 @@ fn subject_many_accounts(cx: &Ctx<'_>) -> PolarsResult<LazyFrame> {
         )))
 }
 
-/// Parts of the queries that split no subject, by the last character of
-/// the ID (a check digit, spread near evenly over 0 to 9).
 /// Queries a part of [`subject_parts`] is meant to hold: ten million
-/// are grouped at once in 1.25 GiB, and more parts cost a pass each.
+/// are grouped at once in 1.25 GiB, and every part costs a pass.
 const QUERIES_PER_PART: usize = 10_000_000;
 
-/// As many parts as the queries need, about [`QUERIES_PER_PART`] each
-/// (as the last digits spread) and at most ten: part `i > 0` holds the
-/// IDs whose last digit `d` has `d % n == i`, part 0 every other ID.
-fn subject_parts(queries: usize) -> Vec<Expr> {
-    let n = queries.div_ceil(QUERIES_PER_PART).clamp(1, 10);
+/// How many parts `queries` are counted in: the fewest of 1, 2, 5 or 10
+/// (which share the ten last digits evenly) that hold about
+/// [`QUERIES_PER_PART`] each, as the last digits spread; 10 at most.
+fn part_count(queries: usize) -> usize {
+    let needed = queries.div_ceil(QUERIES_PER_PART);
+    [1, 2, 5, 10]
+        .into_iter()
+        .find(|n| *n >= needed)
+        .unwrap_or(10)
+}
+
+/// `n` parts of the queries that split no subject, by the last character
+/// of the ID (a check digit, spread near evenly over 0 to 9): part `i > 0`
+/// holds the IDs whose last digit `d` has `d % n == i`, part 0 every other
+/// ID (a last character that is no digit, or none).
+fn subject_parts(n: usize) -> Vec<Expr> {
+    let n = n.clamp(1, 10);
     let ends_with = |d: usize| col("subject_id").str().ends_with(lit(d.to_string()));
     let mut parts: Vec<Expr> = (1..n)
         .filter_map(|i| {
@@ -1055,8 +1072,15 @@ pub fn repeat_pattern(raw: &DataFrame) -> PolarsResult<LazyFrame> {
             one_of(col("code"), Series::new("q".into(), query_codes))
                 .and(col("account_id").is_not_null()),
         )
+        // The source a finding cites breaks ties: the raw findings come
+        // in no fixed order (some from hash groupings).
         .sort_by_exprs(
-            [col("occurred_at"), col("code")],
+            [
+                col("occurred_at"),
+                col("code"),
+                col("source_file"),
+                col("source_row"),
+            ],
             SortMultipleOptions::default().with_maintain_order(true),
         )
         .group_by([col("account_id")])
@@ -1116,9 +1140,9 @@ mod tests {
             "",
         ];
         let df = df!("subject_id" => ids).unwrap();
-        for n in 1..=12 {
-            let parts = subject_parts(n * QUERIES_PER_PART);
-            assert_eq!(parts.len(), n.min(10), "{n} parts");
+        for n in 1..=10 {
+            let parts = subject_parts(n);
+            assert_eq!(parts.len(), n, "{n} parts");
             let mut counts = vec![0u32; ids.len()];
             for part in parts {
                 let hit = df
@@ -1140,6 +1164,55 @@ mod tests {
             }
             assert!(counts.iter().all(|c| *c == 1), "{n} parts: {counts:?}");
         }
+    }
+
+    /// The repeat-pattern finding cites the same query whatever order the
+    /// raw findings come in: two of its queries in the same second, of
+    /// the same code, differ only in their row.
+    #[test]
+    fn a_repeat_pattern_cites_one_query_whatever_the_order_of_findings() {
+        let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        let same = "QUERY_SUBJECT_MANY_ACCOUNTS";
+        let raw = df!(
+            "code" => [same, same, "QUERY_OFF_HOURS", "QUERY_VOLUME_SPIKE"],
+            "agency_id" => ["KHB"; 4],
+            "account_id" => ["U1"; 4],
+            "occurred_at" => [at("2026-03-03 10:00:00"), at("2026-03-03 10:00:00"), at("2026-03-04 23:00:00"), at("2026-03-05 10:00:00")],
+            "source_file" => ["log.csv"; 4],
+            "source_row" => [8i64, 7, 9, 10],
+        )
+        .unwrap();
+        let cited = |raw: &DataFrame| {
+            let f = repeat_pattern(raw).unwrap().collect().unwrap();
+            assert_eq!(f.height(), 1, "{f}");
+            f.column("source_row").unwrap().i64().unwrap().get(0)
+        };
+        let reversed = raw.reverse();
+        assert_eq!(cited(&raw), Some(7));
+        assert_eq!(cited(&reversed), Some(7));
+    }
+
+    /// Parts hold about ten million queries each, in numbers that share
+    /// the ten digits evenly.
+    #[test]
+    fn the_part_count_grows_with_the_queries() {
+        let m = QUERIES_PER_PART;
+        let counts: Vec<usize> = [
+            0,
+            1,
+            m,
+            m + 1,
+            2 * m,
+            2 * m + 1,
+            5 * m,
+            7 * m,
+            10 * m,
+            40 * m,
+        ]
+        .into_iter()
+        .map(part_count)
+        .collect();
+        assert_eq!(counts, [1, 1, 1, 2, 2, 5, 5, 10, 10, 10]);
     }
 
     /// The time order made a column at a time is the frame's stable sort:

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::*;
 
-use super::{InputFrames, Scope, run};
+use super::{Ctx, InputFrames, Scope, query, run};
 use crate::config::Config;
 use crate::ingest::canonical_schema;
 use crate::model::Table;
@@ -1046,5 +1046,60 @@ fn row_order_and_file_split_do_not_change_findings() {
             .unwrap(),
         );
         assert!(got.equals_missing(&want), "seed {seed}:\n{got}\nvs\n{want}");
+    }
+}
+
+/// Subjects of many accounts counted in parts (as at tens of millions of
+/// queries) are those counted at once, finding for finding: subjects
+/// ending in different digits, one just under the threshold, and pairs
+/// queried more than once, whose first query the finding cites.
+#[test]
+fn subjects_of_many_accounts_counted_in_parts_are_those_counted_at_once() {
+    let mut w = World::base();
+    let subjects = [
+        "B200000003",
+        "B200000014",
+        "B200000025",
+        "B20000003X",
+        "B200000049",
+    ];
+    for (s, subject) in subjects.into_iter().enumerate() {
+        // The last subject is queried by four accounts only.
+        let accounts = if s == 4 { 4 } else { 5 };
+        for (a, account) in ["U1", "C0", "O1", "O2", "ZZ"]
+            .into_iter()
+            .take(accounts)
+            .enumerate()
+        {
+            for k in 0..=a {
+                w.queries.push(Query {
+                    account,
+                    at: t("2026-03-03 10:00:00")
+                        + chrono::Duration::minutes((s * 10 + a + k) as i64),
+                    subject,
+                    purpose: None,
+                    result: "success",
+                });
+            }
+        }
+    }
+    let config = config();
+    let cx = Ctx::new(&config, w.tables(), d(AS_OF), "2026Q1".parse().ok()).unwrap();
+    let rows = |n: usize| -> Vec<String> {
+        let df = query::subject_many_in_parts(&cx, n)
+            .unwrap()
+            .collect()
+            .unwrap();
+        let mut rows: Vec<String> = (0..df.height())
+            .map(|i| format!("{:?}", df.get_row(i).unwrap().0))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let at_once = rows(1);
+    // Four subjects, five accounts each.
+    assert_eq!(at_once.len(), 20, "{at_once:#?}");
+    for n in [2, 5, 10] {
+        assert_eq!(rows(n), at_once, "{n} parts");
     }
 }
