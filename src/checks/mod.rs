@@ -899,6 +899,9 @@ pub struct Ctx<'a> {
     /// Holidays and make-up workdays as dates.
     pub holidays: Vec<NaiveDate>,
     pub workdays: Vec<NaiveDate>,
+    /// How many parts the work over every query is split into (1, 2, 5 or
+    /// 10; see `query::part_count`): the same findings whatever it is.
+    pub parts: usize,
 }
 
 /// The canonical tables a run works on.
@@ -1106,6 +1109,18 @@ impl<'a> Ctx<'a> {
         as_of: NaiveDate,
         period: Option<Period>,
     ) -> PolarsResult<Ctx<'a>> {
+        let parts = query::part_count(t.query_log.height());
+        Ctx::in_parts(config, t, as_of, period, parts)
+    }
+
+    /// [`Ctx::new`] with the work over every query split into `parts`.
+    pub(crate) fn in_parts(
+        config: &'a Config,
+        t: InputFrames,
+        as_of: NaiveDate,
+        period: Option<Period>,
+        parts: usize,
+    ) -> PolarsResult<Ctx<'a>> {
         let (agencies, purposes) = agency_frames(config)?;
         // HR lists are read as of the review day, or the period's last day.
         let hr_day = match &period {
@@ -1116,8 +1131,15 @@ impl<'a> Ctx<'a> {
         let accounts = roster_accounts(&t.roster, &agencies, hr)?;
         let in_time_order = log_in_time_order(&t.query_log)?;
         let queries = queries_judged(t.query_log, as_of, period.as_ref())?;
-        let queries = query::explain(queries, in_time_order, &accounts, &t.request_forms, config)?
-            .collect()?;
+        let queries = query::explain(
+            queries,
+            in_time_order,
+            parts,
+            &accounts,
+            &t.request_forms,
+            config,
+        )?
+        .collect()?;
         Ok(Ctx {
             config,
             as_of,
@@ -1131,6 +1153,7 @@ impl<'a> Ctx<'a> {
             applications: t.applications,
             holidays: config.rules.holidays.holidays.keys().copied().collect(),
             workdays: config.rules.holidays.workdays.keys().copied().collect(),
+            parts,
         })
     }
 }

@@ -1103,3 +1103,50 @@ fn subjects_of_many_accounts_counted_in_parts_are_those_counted_at_once() {
         assert_eq!(rows(n), at_once, "{n} parts");
     }
 }
+
+/// Every query check, and every query's form and verdict, are the same
+/// whether the work over every query runs at once or in 2, 5 or 10 parts
+/// (subjects, accounts or row slices), for every smallest change.
+#[test]
+fn query_checks_in_parts_find_what_they_find_at_once() {
+    let config = config();
+    let rows = |w: &World, parts: usize| -> Vec<String> {
+        let cx =
+            Ctx::in_parts(&config, w.tables(), d(AS_OF), "2026Q1".parse().ok(), parts).unwrap();
+        // Categoricals as their text: rows read as a person would.
+        let text = |lf: LazyFrame| -> Vec<String> {
+            let mut df = lf.collect().unwrap();
+            let names: Vec<PlSmallStr> = df
+                .columns()
+                .iter()
+                .filter(|c| c.dtype().is_categorical())
+                .map(|c| c.name().clone())
+                .collect();
+            for n in names {
+                let text = df.column(&n).unwrap().cast(&DataType::String).unwrap();
+                df.with_column(text).unwrap();
+            }
+            (0..df.height())
+                .map(|i| format!("{:?}", df.get_row(i).unwrap().0))
+                .collect()
+        };
+        let mut rows = text(cx.queries.clone().lazy());
+        for c in query::CHECKS {
+            let mut found = text((c.run)(&cx).unwrap().select(super::RAW_FINDING.map(col)));
+            found.sort();
+            rows.extend(found);
+        }
+        rows
+    };
+    let mut compared = 0;
+    for (name, change, _) in smallest_changes() {
+        let mut w = World::base();
+        change(&mut w);
+        let at_once = rows(&w, 1);
+        compared += at_once.len();
+        for parts in [2, 5, 10] {
+            assert_eq!(rows(&w, parts), at_once, "{name}: {parts} parts");
+        }
+    }
+    assert!(compared > 100, "{compared} rows compared");
+}

@@ -981,31 +981,37 @@ fn attribute(records: &mut [FileRecord], df: &DataFrame) -> PolarsResult<()> {
     // columns are categorical, and 50 million casts would cost. (A
     // de-duplication of the frame indexes every row: at fifty million it
     // peaked 0.2 GiB higher.)
-    let firsts = df
-        .clone()
-        .lazy()
-        .select([parse::code_pair(col("source_file"), col("agency_id"))
-            .arg_unique()
-            .alias("first")])
-        .collect()?;
-    let pairs = df
-        .select(["source_file", "agency_id"])?
-        .take(firsts.column("first")?.idx()?)?
-        .lazy()
-        .drop_nulls(None)
-        .select([
-            col("source_file").cast(DataType::String),
-            col("agency_id").cast(DataType::String),
-        ])
-        .collect()?;
-    let files = pairs.column("source_file")?.str()?;
-    let agencies = pairs.column("agency_id")?.str()?;
-    for (f, a) in files.iter().zip(agencies.iter()) {
-        if let (Some(f), Some(a)) = (f, a) {
-            by_file
-                .entry(f.to_owned())
-                .or_default()
-                .insert(a.to_owned());
+    // Ten million rows at a time: the pairs' integers of fifty million
+    // at once held 1.2 GB.
+    const SLICE: usize = 10_000_000;
+    for offset in (0..df.height()).step_by(SLICE) {
+        let slice = df.slice(offset as i64, SLICE);
+        let firsts = slice
+            .clone()
+            .lazy()
+            .select([parse::code_pair(col("source_file"), col("agency_id"))
+                .arg_unique()
+                .alias("first")])
+            .collect()?;
+        let pairs = slice
+            .select(["source_file", "agency_id"])?
+            .take(firsts.column("first")?.idx()?)?
+            .lazy()
+            .drop_nulls(None)
+            .select([
+                col("source_file").cast(DataType::String),
+                col("agency_id").cast(DataType::String),
+            ])
+            .collect()?;
+        let files = pairs.column("source_file")?.str()?;
+        let agencies = pairs.column("agency_id")?.str()?;
+        for (f, a) in files.iter().zip(agencies.iter()) {
+            if let (Some(f), Some(a)) = (f, a) {
+                by_file
+                    .entry(f.to_owned())
+                    .or_default()
+                    .insert(a.to_owned());
+            }
         }
     }
     for r in records.iter_mut() {
