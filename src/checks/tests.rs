@@ -870,6 +870,15 @@ fn near_misses_find_nothing() {
             w.u1_form().approved = Some(t("2026-03-02 09:59:59"))
         }),
         (
+            "another account's form, approved by its own holder, bears the same number",
+            |w| {
+                let mut other = w.u1_form().clone();
+                other.account = "C0";
+                other.approver = Some("持有人C0");
+                w.forms.push(other);
+            },
+        ),
+        (
             "the chief administrator's own account, which the NHIA assigns",
             |w| {
                 w.apps.retain(|a| a.account != "C0");
