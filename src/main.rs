@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    webir_audit::run::start_with_huge_pages();
     let cli = webir_audit::cli::Cli::parse();
     webir_audit::run::write_errors_not_signals();
     cli.init_logging();
