@@ -337,35 +337,42 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Formats Unix seconds (of local wall time) as `YYYY-MM-DDTHH:MM:SS`,
-/// remembering the last one: sorted records repeat seconds.
+/// remembering the last one and its day: sorted records repeat seconds,
+/// and an account's records run through a day before the next.
 #[derive(Debug, Default)]
 struct SecondFormatter {
     last: Option<i64>,
+    day: Option<i64>,
     text: [u8; 19],
 }
 
 impl SecondFormatter {
     fn format(&mut self, s: i64) -> &[u8] {
-        if self.last != Some(s) {
-            let (y, mo, d) = civil_from_days(s.div_euclid(86_400));
-            let t = s.rem_euclid(86_400) as u32;
+        if self.last == Some(s) {
+            return &self.text;
+        }
+        let put = |text: &mut [u8; 19], at: usize, v: u32| {
+            text[at] = b'0' + (v / 10) as u8;
+            text[at + 1] = b'0' + (v % 10) as u8;
+        };
+        let day = s.div_euclid(86_400);
+        if self.day != Some(day) {
+            let (y, mo, d) = civil_from_days(day);
             let y = y.clamp(0, 9999) as u32;
-            let mut put = |at: usize, v: u32| {
-                self.text[at] = b'0' + (v / 10) as u8;
-                self.text[at + 1] = b'0' + (v % 10) as u8;
-            };
-            put(0, y / 100);
-            put(2, y % 100);
-            put(5, mo);
-            put(8, d);
-            put(11, t / 3600);
-            put(14, t / 60 % 60);
-            put(17, t % 60);
+            put(&mut self.text, 0, y / 100);
+            put(&mut self.text, 2, y % 100);
+            put(&mut self.text, 5, mo);
+            put(&mut self.text, 8, d);
             for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
                 self.text[at] = c;
             }
-            self.last = Some(s);
+            self.day = Some(day);
         }
+        let t = s.rem_euclid(86_400) as u32;
+        put(&mut self.text, 11, t / 3600);
+        put(&mut self.text, 14, t / 60 % 60);
+        put(&mut self.text, 17, t % 60);
+        self.last = Some(s);
         &self.text
     }
 }
@@ -847,29 +854,40 @@ impl RecordDraw<'_> {
     /// The `k` records of `block` with the smallest tickets (then record
     /// keys), ranked.
     fn records(&self, block: &AccountBlock, k: u64) -> Vec<SampledRecord> {
-        let mut cands: Vec<(Ticket, Vec<u8>, usize)> = (block.start..block.start + block.records)
+        let key_into = |key: &mut Vec<u8>, i: usize| {
+            let (_, _, second, item, subject) = self.keys.row(i);
+            key.clear();
+            push_key_stem(key, second, item, subject);
+            // Writing into a Vec cannot fail.
+            let _ = write!(key, "{}", self.occ.get(i).unwrap_or(0));
+        };
+        let key_of = |i: usize| {
+            let mut key = Vec::new();
+            key_into(&mut key, i);
+            key
+        };
+        // One key buffer for the whole account; a record's key is made
+        // again only to break a tie of tickets.
+        let mut key = Vec::new();
+        let mut cands: Vec<(Ticket, usize)> = (block.start..block.start + block.records)
             .map(|i| {
-                let (_, _, second, item, subject) = self.keys.row(i);
-                let mut key = Vec::new();
-                push_key_stem(&mut key, second, item, subject);
-                key.extend_from_slice(self.occ.get(i).unwrap_or(0).to_string().as_bytes());
-                let key_str = String::from_utf8_lossy(&key);
+                key_into(&mut key, i);
                 let t = ticket(&[
                     self.seed,
                     "record",
                     self.period_id,
                     &block.account_id,
-                    &key_str,
+                    &String::from_utf8_lossy(&key),
                 ]);
-                (t, key, i)
+                (t, i)
             })
             .collect();
-        cands.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.cmp(&y.1)));
+        cands.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| key_of(x.1).cmp(&key_of(y.1))));
         cands
             .into_iter()
             .take(k as usize)
             .zip(1..)
-            .map(|((t, _, i), rank)| self.sampled(i, &t, rank))
+            .map(|((t, i), rank)| self.sampled(i, &t, rank))
             .collect()
     }
 

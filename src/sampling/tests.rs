@@ -595,10 +595,24 @@ fn seconds_format_like_chrono() {
         push_second(&mut got, s);
         assert_eq!(String::from_utf8(got).unwrap(), want, "{s}");
     }
-    // Every day of 1999-2101 (leap years, century rules).
+    // Every day of 1999-2101 (leap years, century rules), and seconds
+    // within a day, its neighbours and back, as one formatter meets them.
     let mut f = SecondFormatter::default();
-    for day in 10_592..48_000i64 {
-        let s = day * 86_400 + 3_661;
+    let seconds = (10_592..48_000i64).map(|day| day * 86_400 + 3_661).chain(
+        [
+            0,
+            59,
+            3_600,
+            86_399,
+            86_400,
+            86_399,
+            -1,
+            86_400 * 20_000 + 45_296,
+            0,
+        ]
+        .map(|t| 1_780_000_000 + t),
+    );
+    for s in seconds {
         let want = chrono::DateTime::from_timestamp(s, 0)
             .unwrap()
             .naive_utc()

@@ -168,6 +168,7 @@ fn a_second_daemon_is_refused_and_sigterm_stops_the_first_cleanly() {
     let c = city(&smtp, SAMPLE_AUDIT);
     let mut first = c
         .command(&["daemon", "-v"])
+        .env_remove("GLIBC_TUNABLES")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -183,6 +184,16 @@ fn a_second_daemon_is_refused_and_sigterm_stops_the_first_cleanly() {
             "the daemon ended"
         );
     }
+    // Started without GLIBC_TUNABLES, it runs as the same process (the
+    // pid the second daemon names) with glibc's malloc on huge pages.
+    let environ = std::fs::read(format!("/proc/{}/environ", first.id())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
     let reader = std::thread::spawn(move || {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut log, &mut rest);
