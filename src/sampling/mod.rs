@@ -31,10 +31,10 @@ use spec::{Seed, Ticket, accounts_to_select, records_to_select, ticket, ticket_h
 /// The canonical population of a period.
 #[derive(Debug)]
 pub struct Population {
-    /// One row per record, in canonical order: `account_id, agency_id,
-    /// second (i64, Unix seconds of local time), query_item, subject_id
-    /// ("" when absent), occurrence (u32), row (index into the query log)`
-    /// and the columns used only to order identical keys.
+    /// One row per record, in canonical order: `acct` (index into
+    /// `accounts`), `second` (i64, Unix seconds of local time),
+    /// `query_item` (the log's categorical), `subject_id` ("" when
+    /// absent), `row` (index into the query log), `occurrence` (u32).
     pub frame: DataFrame,
     /// The accounts in use, in canonical (account id) order.
     pub accounts: Vec<AccountBlock>,
@@ -58,10 +58,11 @@ pub struct AccountBlock {
 /// the roster lists the account more than once); for an account missing
 /// from the roster, the smallest agency id its records in the period give.
 ///
-/// The canonical order is reached in two steps: polars sorts one `u64` key
-/// (account number in account-id byte order, then the second), and runs of
-/// records sharing account and second — short, as people do not query
-/// hundreds of times a second — are ordered by item and subject here.
+/// The canonical order is reached in two steps, then the records are
+/// gathered in it once: polars orders one `u64` key (account number in
+/// account-id byte order, then the second), and runs of records sharing
+/// account and second — short, as people do not query hundreds of times a
+/// second — are ordered by item and subject here.
 pub fn population(
     query_log: &DataFrame,
     roster: &DataFrame,
@@ -71,12 +72,9 @@ pub fn population(
     let log = period_records(query_log, period)?;
     let accounts_df = account_agencies(log.clone(), roster)?;
     let mut accounts = account_blocks(&accounts_df)?;
-    let placed = placed_in_key_order(log, accounts_df, period)?;
-    tracing::debug!(elapsed = ?started.elapsed(), rows = placed.height(), "population placed and sorted");
-    let started = std::time::Instant::now();
-    let mut frame = order_within_seconds(placed)?;
+    let mut frame = placed_in_order(log, accounts_df, period)?;
     frame.rechunk_mut();
-    tracing::debug!(elapsed = ?started.elapsed(), "runs within a second ordered");
+    tracing::debug!(elapsed = ?started.elapsed(), rows = frame.height(), "population placed in order");
     let started = std::time::Instant::now();
     let (occurrence, digest) = number_and_digest(&frame, &mut accounts, query_log)?;
     tracing::debug!(elapsed = ?started.elapsed(), "population numbered and digested");
@@ -157,64 +155,166 @@ fn account_blocks(accounts_df: &DataFrame) -> PolarsResult<Vec<AccountBlock>> {
         .collect())
 }
 
-/// The records with their account's number and Unix second, sorted on
-/// one `u64` key: the account number, then the second into the period.
-fn placed_in_key_order(
+/// The records with their account's number and Unix second, in the
+/// population's order: by one `u64` key, the account number, then the
+/// second into the period, records with equal keys by `query_item|` then
+/// `subject_id|` bytes, then in the log's order. The records are gathered
+/// once, in that order.
+fn placed_in_order(
     log: LazyFrame,
     accounts_df: DataFrame,
     period: &Period,
 ) -> PolarsResult<DataFrame> {
     let start_second = period.start.and_utc().timestamp();
-    let cat = crate::ingest::parse::categorical();
-    log.join(
-        accounts_df
-            .lazy()
-            .select([col("account_id").cast(cat), col("acct")]),
-        [col("account_id")],
-        [col("account_id")],
-        JoinArgs::new(JoinType::Left),
-    )
-    .select([
-        col("acct"),
-        // The Unix second (microseconds floored, as a truncation to the
-        // second is), by integer division.
-        col("queried_at")
-            .to_physical()
-            .floor_div(lit(1_000_000i64))
-            .alias("second"),
-        col("query_item"),
-        col("subject_id"),
-        col("row"),
-    ])
-    .with_column(
-        ((col("acct").cast(DataType::UInt64) * lit(1u64 << 36))
-            + (col("second") - lit(start_second)).cast(DataType::UInt64))
-        .alias("key"),
-    )
-    .sort(
-        ["key"],
-        SortMultipleOptions::default().with_maintain_order(true),
-    )
-    // The item as text once in order: the sort moves its 4-byte code.
-    .with_column(col("query_item").cast(DataType::String))
-    .collect()
+    let log = log
+        .select([
+            col("account_id"),
+            // The Unix second (microseconds floored, as a truncation to
+            // the second is), by integer division.
+            col("queried_at")
+                .to_physical()
+                .floor_div(lit(1_000_000i64))
+                .alias("second"),
+            col("query_item"),
+            col("subject_id"),
+            col("row"),
+        ])
+        .collect()?;
+    let acct = acct_of_records(&log, &accounts_df)?;
+    let log = DataFrame::new_infer_height(
+        std::iter::once(acct.into_column())
+            .chain(log.drop("account_id")?.into_columns())
+            .collect(),
+    )?;
+    let key = population_key(&log, start_second)?;
+    let by_key = key.arg_sort(SortOptions::default().with_maintain_order(true));
+    let order = within_seconds(&log, &key.take(&by_key)?, by_key)?;
+    // The columns in that order, two at a time (one per core).
+    let mut columns = Vec::with_capacity(log.width());
+    let mut originals = log.into_columns().into_iter();
+    while let Some(a) = originals.next() {
+        let b = originals.next();
+        let (a, b) = rayon::join(|| a.take(&order), || b.map(|b| b.take(&order)));
+        columns.push(a?);
+        columns.extend(b.transpose()?);
+    }
+    DataFrame::new_infer_height(columns)
 }
 
-/// Orders each run of rows with the same key (account and second) by
-/// `query_item|` then `subject_id|` bytes, keeping input order for equal
-/// ones; drops the key.
-fn order_within_seconds(sorted: DataFrame) -> PolarsResult<DataFrame> {
-    let key = sorted.column("key")?.u64()?.rechunk();
-    let item = sorted.column("query_item")?.str()?.rechunk();
-    let subject = sorted.column("subject_id")?.str()?.rechunk();
-    let keys = key.cont_slice()?;
-    let field = |c: &StringChunked, r: usize| -> Vec<u8> {
-        let mut v = c.get(r).unwrap_or("").as_bytes().to_vec();
+/// Each record's key: its account number, then its second into the
+/// period (from `start_second`), as one `u64`.
+fn population_key(log: &DataFrame, start_second: i64) -> PolarsResult<UInt64Chunked> {
+    let (acct, second) = (log.column("acct")?.idx()?, log.column("second")?.i64()?);
+    if acct.null_count() + second.null_count() > 0 {
+        return Err(PolarsError::ComputeError(
+            "a record of the period without an account or a time".into(),
+        ));
+    }
+    Ok(acct
+        .into_no_null_iter()
+        .zip(second.into_no_null_iter())
+        .map(|(a, s)| u64::from(a) * (1 << 36) + (s - start_second) as u64)
+        .collect_ca("key".into()))
+}
+
+/// A categorical column read a row at a time: each row's code and the
+/// text of every code (a query log has a handful of items). Its rows
+/// keep their 4-byte codes as they are ordered, not ten million texts.
+struct CodeTexts {
+    codes: UInt32Chunked,
+    text: Vec<String>,
+}
+
+impl CodeTexts {
+    fn of(column: &Column) -> PolarsResult<CodeTexts> {
+        let column = column.cast(&crate::ingest::parse::categorical())?;
+        let physical = column.as_materialized_series().to_physical_repr();
+        let codes = physical.u32()?.rechunk().into_owned();
+        let size = codes.max().map_or(0, |m| m as usize + 1);
+        // Each code's first row, read as text once. The dictionary is the
+        // process's (every categorical's values); a larger one than a
+        // row-sized table goes by polars' unique values instead.
+        let firsts: Vec<IdxSize> = if size <= codes.len().max(1 << 16) {
+            let mut first = vec![None; size];
+            for (i, c) in codes.iter().enumerate() {
+                if let Some(c) = c {
+                    first[c as usize].get_or_insert(i as IdxSize);
+                }
+            }
+            first.into_iter().flatten().collect()
+        } else {
+            column
+                .as_materialized_series()
+                .arg_unique()?
+                .into_no_null_iter()
+                .collect()
+        };
+        let firsts = IdxCa::from_vec("first".into(), firsts);
+        let first_codes = codes.take(&firsts)?;
+        let first_text = column.take(&firsts)?.cast(&DataType::String)?;
+        let mut text = vec![String::new(); size];
+        for (code, t) in first_codes.iter().zip(first_text.str()?.iter()) {
+            if let (Some(code), Some(t)) = (code, t) {
+                text[code as usize] = t.to_owned();
+            }
+        }
+        Ok(CodeTexts { codes, text })
+    }
+
+    /// Row `i`'s text, "" for a null.
+    fn get(&self, i: usize) -> &str {
+        self.codes.get(i).map_or("", |c| &self.text[c as usize])
+    }
+
+    /// Every row's text, "" for a null.
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.codes
+            .iter()
+            .map(|c| c.map_or("", |c| self.text[c as usize].as_str()))
+    }
+}
+
+/// Each record's account number (`acct` of `accounts_df`), gathered by
+/// the account's code in the log's dictionary, not joined.
+fn acct_of_records(log: &DataFrame, accounts_df: &DataFrame) -> PolarsResult<IdxCa> {
+    let physical = |c: &Column| c.as_materialized_series().to_physical_repr().into_owned();
+    let codes = accounts_df
+        .column("account_id")?
+        .cast(&crate::ingest::parse::categorical())?;
+    let codes = physical(&codes);
+    let mut acct_of = vec![None; codes.u32()?.max().map_or(0, |m| m as usize + 1)];
+    for (code, acct) in codes
+        .u32()?
+        .iter()
+        .zip(accounts_df.column("acct")?.idx()?.iter())
+    {
+        if let Some(code) = code {
+            acct_of[code as usize] = acct;
+        }
+    }
+    let log_codes = physical(log.column("account_id")?);
+    let acct: IdxCa = log_codes
+        .u32()?
+        .iter()
+        .map(|c| c.and_then(|c| acct_of.get(c as usize).copied().flatten()))
+        .collect();
+    Ok(acct.with_name("acct".into()))
+}
+
+/// `by_key` (rows of `log` in key order; `keys` their keys) with each run
+/// of rows sharing a key ordered by `query_item|` then `subject_id|`
+/// bytes, keeping key order (the log's) for equal ones.
+fn within_seconds(log: &DataFrame, keys: &UInt64Chunked, by_key: IdxCa) -> PolarsResult<IdxCa> {
+    let keys = keys.rechunk();
+    let keys = keys.cont_slice()?;
+    let by_key = by_key.rechunk();
+    let mut order = by_key.cont_slice()?.to_vec();
+    let (item, subject) = (log.column("query_item")?, log.column("subject_id")?.str()?);
+    let field = |text: Option<&str>| -> Vec<u8> {
+        let mut v = text.unwrap_or("").as_bytes().to_vec();
         v.push(b'|');
         v
     };
-    let mut perm: Vec<IdxSize> = Vec::new();
-    let mut moved = false;
     let mut i = 0;
     while i < keys.len() {
         let mut j = i + 1;
@@ -222,27 +322,19 @@ fn order_within_seconds(sorted: DataFrame) -> PolarsResult<DataFrame> {
             j += 1;
         }
         if j - i > 1 {
-            let mut run: Vec<(Vec<u8>, Vec<u8>, usize)> = (i..j)
-                .map(|r| (field(&item, r), field(&subject, r), r))
-                .collect();
-            run.sort(); // the row number last: input order for equal fields
-            if !moved && run.iter().enumerate().any(|(o, x)| x.2 != i + o) {
-                moved = true;
-                perm = (0..i as IdxSize).collect();
+            let mut run = Vec::with_capacity(j - i);
+            for &r in &order[i..j] {
+                let item = item.get(r as usize)?;
+                run.push((field(item.get_str()), field(subject.get(r as usize)), r));
             }
-            if moved {
-                perm.extend(run.into_iter().map(|x| x.2 as IdxSize));
+            run.sort(); // the key order last: the log's for equal fields
+            for (at, (_, _, r)) in order[i..j].iter_mut().zip(run) {
+                *at = r;
             }
-        } else if moved {
-            perm.push(i as IdxSize);
         }
         i = j;
     }
-    let df = sorted.drop("key")?;
-    if !moved {
-        return Ok(df);
-    }
-    df.take(&IdxCa::from_vec("perm".into(), perm))
+    Ok(IdxCa::from_vec("order".into(), order))
 }
 
 /// The columns of the population the spec's lines are made of.
@@ -250,7 +342,7 @@ struct Keys<'a> {
     acct: &'a IdxCa,
     accounts: &'a [AccountBlock],
     second: &'a Int64Chunked,
-    item: &'a StringChunked,
+    item: CodeTexts,
     subject: &'a StringChunked,
 }
 
@@ -260,18 +352,18 @@ impl<'a> Keys<'a> {
             acct: df.column("acct")?.idx()?,
             accounts,
             second: df.column("second")?.i64()?,
-            item: df.column("query_item")?.str()?,
+            item: CodeTexts::of(df.column("query_item")?)?,
             subject: df.column("subject_id")?.str()?,
         })
     }
 
-    fn row(&self, i: usize) -> (&'a str, &'a str, i64, &'a str, &'a str) {
+    fn row(&self, i: usize) -> (&'a str, &'a str, i64, &str, &'a str) {
         let a = &self.accounts[self.acct.get(i).unwrap_or(0) as usize];
         (
             a.account_id.as_str(),
             a.agency_id.as_str(),
             self.second.get(i).unwrap_or(0),
-            self.item.get(i).unwrap_or(""),
+            self.item.get(i),
             self.subject.get(i).unwrap_or(""),
         )
     }
@@ -422,6 +514,7 @@ fn number_and_digest(
     let mut lines = StreamedDigest::start();
     let mut stem: Vec<u8> = Vec::new();
     let mut group = 0u32;
+    let items = CodeTexts::of(df.column("query_item")?)?;
     let mut prev: Option<(IdxSize, i64, &str, &str)> = None;
     let mut formatter = SecondFormatter::default();
     let columns = df
@@ -429,11 +522,11 @@ fn number_and_digest(
         .idx()?
         .iter()
         .zip(df.column("second")?.i64()?.iter())
-        .zip(df.column("query_item")?.str()?.iter())
+        .zip(items.iter())
         .zip(df.column("subject_id")?.str()?.iter());
     for (i, (((acct, second), item), subject)) in columns.enumerate() {
         let (acct, second) = (acct.unwrap_or(0), second.unwrap_or(0));
-        let (item, subject) = (item.unwrap_or(""), subject.unwrap_or(""));
+        let subject = subject.unwrap_or("");
         let same_account = prev.is_some_and(|p| p.0 == acct);
         let block = &mut accounts[acct as usize];
         if !same_account {
@@ -601,12 +694,16 @@ fn sorted_lines_digest(
 /// newline, carriage return and backslash escaped as `\t`, `\n`, `\r`, `\\`.
 pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Result<()> {
     let f = &pop.frame;
+    let items = f
+        .column("query_item")
+        .and_then(CodeTexts::of)
+        .map_err(std::io::Error::other)?;
     let columns = (|| -> PolarsResult<_> {
         Ok(f.column("acct")?
             .idx()?
             .iter()
             .zip(f.column("second")?.i64()?.iter())
-            .zip(f.column("query_item")?.str()?.iter())
+            .zip(items.iter())
             .zip(f.column("subject_id")?.str()?.iter())
             .zip(f.column("occurrence")?.u32()?.iter()))
     })()
@@ -651,7 +748,7 @@ pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Resul
         buf.extend_from_slice(&heads[acct.unwrap_or(0) as usize]);
         buf.extend_from_slice(formatter.format(second.unwrap_or(0)));
         buf.push(b'\t');
-        escaped(&mut buf, item.unwrap_or(""));
+        escaped(&mut buf, item);
         buf.push(b'\t');
         escaped(&mut buf, subject.unwrap_or(""));
         buf.push(b'\t');

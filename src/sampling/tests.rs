@@ -524,6 +524,42 @@ fn population_tsv_escapes_and_round_trips() {
     );
 }
 
+/// Records of one account in one second are ordered by `query_item|`
+/// then `subject_id|` bytes (so a subject sorts before an absent one,
+/// `A` being below `|`), whatever their order in the log.
+#[test]
+fn records_of_one_second_are_ordered_by_item_then_subject() {
+    let at = "2026-03-01 10:00:00";
+    let row = |item: &str, subject: Option<&str>| -> Row {
+        (
+            "u1".into(),
+            "KHB".into(),
+            at.into(),
+            item.into(),
+            subject.map(str::to_owned),
+        )
+    };
+    let rows = vec![
+        row("b", Some("A100000001")),
+        row("a", None),
+        row("a", Some("A100000002")),
+        row("a", Some("A100000001")),
+    ];
+    let want = "account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\n\
+        u1\tKHB\t2026-03-01T10:00:00\ta\tA100000001\t1\n\
+        u1\tKHB\t2026-03-01T10:00:00\ta\tA100000002\t1\n\
+        u1\tKHB\t2026-03-01T10:00:00\ta\t\t1\n\
+        u1\tKHB\t2026-03-01T10:00:00\tb\tA100000001\t1\n";
+    let mut reversed = rows.clone();
+    reversed.reverse();
+    for rows in [rows, reversed] {
+        let pop = population(&log(&rows), &roster(&[]), &h1()).unwrap();
+        let mut out = Vec::new();
+        write_population(&pop, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+}
+
 /// Records with identical keys get their occurrence from their content
 /// (exact time, purpose, …), not from where they sit in the input.
 #[test]
