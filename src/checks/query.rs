@@ -457,15 +457,7 @@ fn by_time(queries: DataFrame) -> PolarsResult<DataFrame> {
         ),
     };
     let height = order.len();
-    let mut columns = Vec::with_capacity(queries.width());
-    // Two at a time, one per core.
-    let mut originals = queries.into_columns().into_iter();
-    while let Some(a) = originals.next() {
-        let b = originals.next();
-        let (a, b) = rayon::join(|| a.take(&order), || b.map(|b| b.take(&order)));
-        columns.push(a?);
-        columns.extend(b.transpose()?);
-    }
+    let mut columns = crate::ingest::parse::gathered(queries.into_columns(), &order)?;
     if let Some(c) = columns
         .iter_mut()
         .find(|c| c.name().as_str() == "queried_at" && c.null_count() == 0)

@@ -81,6 +81,21 @@ pub fn categorical() -> DataType {
     DataType::from_categories(Categories::global())
 }
 
+/// `columns` gathered in `order` (row numbers), two at a time, one per
+/// core; each original is dropped as its copy is made, so where nothing
+/// else holds it, its memory is freed as it goes.
+pub fn gathered(columns: Vec<Column>, order: &IdxCa) -> PolarsResult<Vec<Column>> {
+    let mut out = Vec::with_capacity(columns.len());
+    let mut originals = columns.into_iter();
+    while let Some(a) = originals.next() {
+        let b = originals.next();
+        let (a, b) = rayon::join(|| a.take(order), || b.map(|b| b.take(order)));
+        out.push(a?);
+        out.extend(b.transpose()?);
+    }
+    Ok(out)
+}
+
 /// Two values of [`categorical`] columns (or text cast to one) as one
 /// integer: their codes in the one dictionary, the first in the high half.
 /// Equal pairs, equal integers; a null in either, null. Grouping,

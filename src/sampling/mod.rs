@@ -189,16 +189,7 @@ fn placed_in_order(
     let key = population_key(&log, start_second)?;
     let by_key = key.arg_sort(SortOptions::default().with_maintain_order(true));
     let order = within_seconds(&log, &key.take(&by_key)?, by_key)?;
-    // The columns in that order, two at a time (one per core).
-    let mut columns = Vec::with_capacity(log.width());
-    let mut originals = log.into_columns().into_iter();
-    while let Some(a) = originals.next() {
-        let b = originals.next();
-        let (a, b) = rayon::join(|| a.take(&order), || b.map(|b| b.take(&order)));
-        columns.push(a?);
-        columns.extend(b.transpose()?);
-    }
-    DataFrame::new_infer_height(columns)
+    DataFrame::new_infer_height(crate::ingest::parse::gathered(log.into_columns(), &order)?)
 }
 
 /// Each record's key: its account number, then its second into the
