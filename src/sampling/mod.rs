@@ -213,55 +213,52 @@ fn population_key(log: &DataFrame, start_second: i64) -> PolarsResult<UInt64Chun
 /// keep their 4-byte codes as they are ordered, not ten million texts.
 struct CodeTexts {
     codes: UInt32Chunked,
-    text: Vec<String>,
+    /// Code → index into `texts` (the process's dictionary holds every
+    /// categorical's values, so codes run high; 4 bytes each).
+    slot: Vec<u32>,
+    texts: Vec<String>,
 }
 
 impl CodeTexts {
     fn of(column: &Column) -> PolarsResult<CodeTexts> {
+        const NONE: u32 = u32::MAX;
         let column = column.cast(&crate::ingest::parse::categorical())?;
         let physical = column.as_materialized_series().to_physical_repr();
         let codes = physical.u32()?.rechunk().into_owned();
-        let size = codes.max().map_or(0, |m| m as usize + 1);
-        // Each code's first row, read as text once. The dictionary is the
-        // process's (every categorical's values); a larger one than a
-        // row-sized table goes by polars' unique values instead.
-        let firsts: Vec<IdxSize> = if size <= codes.len().max(1 << 16) {
-            let mut first = vec![None; size];
-            for (i, c) in codes.iter().enumerate() {
-                if let Some(c) = c {
-                    first[c as usize].get_or_insert(i as IdxSize);
-                }
-            }
-            first.into_iter().flatten().collect()
-        } else {
-            column
-                .as_materialized_series()
-                .arg_unique()?
-                .into_no_null_iter()
-                .collect()
-        };
-        let firsts = IdxCa::from_vec("first".into(), firsts);
-        let first_codes = codes.take(&firsts)?;
-        let first_text = column.take(&firsts)?.cast(&DataType::String)?;
-        let mut text = vec![String::new(); size];
-        for (code, t) in first_codes.iter().zip(first_text.str()?.iter()) {
-            if let (Some(code), Some(t)) = (code, t) {
-                text[code as usize] = t.to_owned();
+        // Each code's first row, its text read once from there.
+        let mut slot = vec![NONE; codes.max().map_or(0, |m| m as usize + 1)];
+        let mut firsts: Vec<IdxSize> = Vec::new();
+        for (row, code) in codes.iter().enumerate() {
+            if let Some(code) = code
+                && slot[code as usize] == NONE
+            {
+                slot[code as usize] = firsts.len() as u32;
+                firsts.push(row as IdxSize);
             }
         }
-        Ok(CodeTexts { codes, text })
+        let texts = column
+            .take(&IdxCa::from_vec("first".into(), firsts))?
+            .cast(&DataType::String)?;
+        let texts = texts
+            .str()?
+            .iter()
+            .map(|t| t.unwrap_or("").to_owned())
+            .collect();
+        Ok(CodeTexts { codes, slot, texts })
+    }
+
+    fn text(&self, code: Option<u32>) -> &str {
+        code.map_or("", |c| &self.texts[self.slot[c as usize] as usize])
     }
 
     /// Row `i`'s text, "" for a null.
     fn get(&self, i: usize) -> &str {
-        self.codes.get(i).map_or("", |c| &self.text[c as usize])
+        self.text(self.codes.get(i))
     }
 
     /// Every row's text, "" for a null.
     fn iter(&self) -> impl Iterator<Item = &str> {
-        self.codes
-            .iter()
-            .map(|c| c.map_or("", |c| self.text[c as usize].as_str()))
+        self.codes.iter().map(|c| self.text(c))
     }
 }
 
