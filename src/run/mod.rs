@@ -247,27 +247,36 @@ fn heartbeat(config: &Config, label: Option<&str>, clock: &dyn Clock) -> Result<
 /// system time on them (ARCHITECTURE.md, "Scale").
 pub const MALLOC_TUNABLES: &str = "glibc.malloc.hugetlb=1";
 
-/// Runs this program again, once, with `GLIBC_TUNABLES` set to
+/// Runs this program again with `GLIBC_TUNABLES` set to
 /// [`MALLOC_TUNABLES`]: glibc reads its tunables only when a process
-/// starts, so this is the first thing `main` does. It does nothing when
-/// `GLIBC_TUNABLES` is already set (by the service unit, by an operator,
-/// or by the first start), and if the program cannot be run again the run
-/// goes on as it is: the setting changes speed, never results.
+/// starts, so this is the first thing `main` does. The same process (its
+/// pid, streams and name) goes on as the program's own file, run by its
+/// path. It does nothing when `GLIBC_TUNABLES` is already set (by the
+/// service unit, by an operator) or when this process is itself the
+/// second start (a loader that drops the variable, as for a set-user-ID
+/// program, would otherwise start it again and again); if the program
+/// cannot be run again the run goes on as it is: the setting changes
+/// speed, never results.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn start_with_huge_pages() {
     use std::os::unix::process::CommandExt;
     const VAR: &str = "GLIBC_TUNABLES";
-    if std::env::var_os(VAR).is_some() {
+    const STARTED_AGAIN: &str = "WEBIR_AUDIT_STARTED_AGAIN";
+    if std::env::var_os(VAR).is_some() || std::env::var_os(STARTED_AGAIN).is_some() {
         return;
     }
     let mut args = std::env::args_os();
     let Some(arg0) = args.next() else { return };
-    // /proc/self/exe, not current_exe(): it runs the same program even if
-    // its file was replaced or removed since this process started.
-    let _unreachable_unless_failed = std::process::Command::new("/proc/self/exe")
+    // The file's own path, not /proc/self/exe: the kernel names the
+    // process after the path it runs (`ps`, journald, the audit log).
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let _unreachable_unless_failed = std::process::Command::new(exe)
         .arg0(arg0)
         .args(args)
         .env(VAR, MALLOC_TUNABLES)
+        .env(STARTED_AGAIN, "1")
         .exec();
 }
 

@@ -186,9 +186,11 @@ fn placed_in_order(
             .chain(log.drop("account_id")?.into_columns())
             .collect(),
     )?;
-    let key = population_key(&log, start_second)?;
-    let by_key = key.arg_sort(SortOptions::default().with_maintain_order(true));
-    let order = within_seconds(&log, &key.take(&by_key)?, by_key)?;
+    let order = {
+        let key = population_key(&log, start_second)?;
+        let by_key = key.arg_sort(SortOptions::default().with_maintain_order(true));
+        within_seconds(&log, &key.take(&by_key)?, by_key)?
+    };
     DataFrame::new_infer_height(crate::ingest::parse::gathered(log.into_columns(), &order)?)
 }
 
