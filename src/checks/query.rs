@@ -389,7 +389,8 @@ pub fn explain(
             .cast(&crate::ingest::parse::categorical())
     };
     let (ids, agencies) = (roster_keys("account_id")?, roster_keys("agency_id")?);
-    let by_code = agency_by_code(&ids, &agencies)?;
+    // A query's agency, a gather by its account's code.
+    let by_code = crate::ingest::parse::by_code(&ids, &agencies)?;
     let queries = queries
         .lazy()
         .with_columns([
@@ -421,23 +422,6 @@ pub fn explain(
             .map(|c| col(*c))
             .collect::<Vec<_>>(),
     ))
-}
-
-/// The roster's agency of each account, at the account's code in the
-/// log's categorical dictionary (null where the roster lacks it): a query's
-/// agency is then a gather by its account's code. A lookup by a join (as
-/// `replace_strict` does) held 1.5 GB more at fifty million queries.
-/// `ids` holds each account once (the roster's accounts are unique).
-fn agency_by_code(ids: &Series, agencies: &Series) -> PolarsResult<Series> {
-    let codes = ids.to_physical_repr();
-    let codes = codes.u32()?;
-    let mut row_of = vec![None; codes.max().map_or(0, |m| m as usize + 1)];
-    for (row, code) in codes.iter().enumerate() {
-        if let Some(c) = code {
-            row_of[c as usize] = Some(row as IdxSize);
-        }
-    }
-    agencies.take(&IdxCa::from_iter_options("row".into(), row_of.into_iter()))
 }
 
 /// `queries` in time order, stably (ties keep file order): the order the

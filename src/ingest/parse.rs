@@ -81,6 +81,23 @@ pub fn categorical() -> DataType {
     DataType::from_categories(Categories::global())
 }
 
+/// `values` at the codes of `keys` (a [`categorical`] column holding
+/// each key once) in the one dictionary, null where no key has the code:
+/// a frame's value for its key is then a gather by the key's code. A
+/// lookup by a join (as `replace_strict` does) held 1.5 GB more at fifty
+/// million queries.
+pub fn by_code(keys: &Series, values: &Series) -> PolarsResult<Series> {
+    let codes = keys.to_physical_repr();
+    let codes = codes.u32()?;
+    let mut row_of = vec![None; codes.max().map_or(0, |m| m as usize + 1)];
+    for (row, code) in codes.iter().enumerate() {
+        if let Some(c) = code {
+            row_of[c as usize] = Some(row as IdxSize);
+        }
+    }
+    values.take(&IdxCa::from_iter_options("row".into(), row_of.into_iter()))
+}
+
 /// `columns` gathered in `order` (row numbers), two at a time, one per
 /// core; each original is dropped as its copy is made, so where nothing
 /// else holds it, its memory is freed as it goes.

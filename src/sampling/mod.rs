@@ -166,9 +166,19 @@ fn placed_in_order(
     period: &Period,
 ) -> PolarsResult<DataFrame> {
     let start_second = period.start.and_utc().timestamp();
+    // Each record's account number, a gather by its account's code.
+    let acct_by_code = crate::ingest::parse::by_code(
+        accounts_df
+            .column("account_id")?
+            .cast(&crate::ingest::parse::categorical())?
+            .as_materialized_series(),
+        accounts_df.column("acct")?.as_materialized_series(),
+    )?;
     let log = log
         .select([
-            col("account_id"),
+            lit(acct_by_code)
+                .gather(col("account_id").to_physical(), true)
+                .alias("acct"),
             // The Unix second (microseconds floored, as a truncation to
             // the second is), by integer division.
             col("queried_at")
@@ -180,12 +190,6 @@ fn placed_in_order(
             col("row"),
         ])
         .collect()?;
-    let acct = acct_of_records(&log, &accounts_df)?;
-    let log = DataFrame::new_infer_height(
-        std::iter::once(acct.into_column())
-            .chain(log.drop("account_id")?.into_columns())
-            .collect(),
-    )?;
     let order = {
         let key = population_key(&log, start_second)?;
         let by_key = key.arg_sort(SortOptions::default().with_maintain_order(true));
@@ -262,33 +266,6 @@ impl CodeTexts {
     fn iter(&self) -> impl Iterator<Item = &str> {
         self.codes.iter().map(|c| self.text(c))
     }
-}
-
-/// Each record's account number (`acct` of `accounts_df`), gathered by
-/// the account's code in the log's dictionary, not joined.
-fn acct_of_records(log: &DataFrame, accounts_df: &DataFrame) -> PolarsResult<IdxCa> {
-    let physical = |c: &Column| c.as_materialized_series().to_physical_repr().into_owned();
-    let codes = accounts_df
-        .column("account_id")?
-        .cast(&crate::ingest::parse::categorical())?;
-    let codes = physical(&codes);
-    let mut acct_of = vec![None; codes.u32()?.max().map_or(0, |m| m as usize + 1)];
-    for (code, acct) in codes
-        .u32()?
-        .iter()
-        .zip(accounts_df.column("acct")?.idx()?.iter())
-    {
-        if let Some(code) = code {
-            acct_of[code as usize] = acct;
-        }
-    }
-    let log_codes = physical(log.column("account_id")?);
-    let acct: IdxCa = log_codes
-        .u32()?
-        .iter()
-        .map(|c| c.and_then(|c| acct_of.get(c as usize).copied().flatten()))
-        .collect();
-    Ok(acct.with_name("acct".into()))
 }
 
 /// `by_key` (rows of `log` in key order; `keys` their keys) with each run
