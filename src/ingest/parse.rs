@@ -606,6 +606,23 @@ pub(super) fn national_id_bytes(b: &[u8]) -> bool {
         && b[2..].iter().all(u8::is_ascii_digit)
 }
 
+/// A national ID ([`national_id_bytes`]) as a number under 2^37, one per
+/// ID; `None` for anything else.
+pub fn national_id_key(b: &[u8]) -> Option<u64> {
+    if !national_id_bytes(b) {
+        return None;
+    }
+    let second = if b[1].is_ascii_digit() {
+        b[1] - b'0'
+    } else {
+        b[1] - b'A' + 10
+    };
+    let digits = b[2..]
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some((u64::from(b[0] - b'A') * 36 + u64::from(second)) * 100_000_000 + digits)
+}
+
 /// Whether an identifier is junk: a control (`Cc`) or invisible format
 /// (`Cf`) character anywhere, or a quote mark at either end (an export
 /// that quoted twice).
