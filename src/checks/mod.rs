@@ -953,23 +953,37 @@ pub fn run_with(
         Scope::Queries => query::CHECKS.to_vec(),
     };
     let mut not_checked = Vec::new();
-    let mut parts = Vec::new();
+    let mut runnable = Vec::new();
     for c in &checks {
         let blocked = inputs.blockers(c, config, as_of, cx.period.as_ref());
-        if !blocked.is_empty() {
-            tracing::warn!(
-                code = c.codes[0].as_str(),
-                "not checked: {}",
-                blocked[0].detail
-            );
-            not_checked.extend(blocked);
+        if blocked.is_empty() {
+            runnable.push(c);
             continue;
         }
+        tracing::warn!(
+            code = c.codes[0].as_str(),
+            "not checked: {}",
+            blocked[0].detail
+        );
+        not_checked.extend(blocked);
+    }
+    let check = |c: &&Check| -> PolarsResult<LazyFrame> {
         let started = std::time::Instant::now();
         let found = (c.run)(&cx)?.select(RAW_FINDING.map(col)).collect()?;
         tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?started.elapsed(), memory = %crate::ingest::memory(), "check");
-        parts.push(found.lazy());
-    }
+        Ok(found.lazy())
+    };
+    // Where the queries are worked on at once, checks run side by side
+    // (many have steps on one core); where they are worked on in parts,
+    // one after another, so that one check's intermediates are held at a
+    // time. The findings come in the checks' order either way.
+    let found: Vec<PolarsResult<LazyFrame>> = if cx.parts == 1 {
+        use rayon::prelude::*;
+        runnable.par_iter().map(check).collect()
+    } else {
+        runnable.iter().map(check).collect()
+    };
+    let parts = found.into_iter().collect::<PolarsResult<Vec<_>>>()?;
     // The queries are read for the last time: freed before the findings
     // are put in order (at fifty million queries, 3 GB they no longer need).
     let orphans = cx.orphans()?;
