@@ -314,34 +314,23 @@ fn form_rows(
     parts: usize,
 ) -> PolarsResult<DataFrame> {
     // The (account, subject) pair of each query and form as one integer
-    // ([`pair_keys`]): the join then groups on one number, where on the
+    // ([`PairKeys`]): the join then groups on one number, where on the
     // two columns it encoded both as bytes for every row (0.3 s of 0.7 s
-    // at ten million queries).
-    let codes = |df: &DataFrame| -> PolarsResult<Series> {
+    // at ten million queries). The queries' are made per part.
+    let codes = |df: &DataFrame| -> PolarsResult<UInt32Chunked> {
         Ok(df
             .column("account_id")?
             .as_materialized_series()
             .cast(&crate::ingest::parse::categorical())?
             .to_physical_repr()
-            .into_owned())
+            .u32()?
+            .clone())
     };
-    let (query_codes, form_codes) = (codes(queries)?, codes(forms)?);
-    let (mut pairs, _) = pair_keys(&[
-        (queries.column("subject_id")?.str()?, query_codes.u32()?),
-        (forms.column("subject_id")?.str()?, form_codes.u32()?),
-    ])?;
-    let form_pairs = pairs.pop().expect("the forms' pairs").into_column();
-    let query_pairs = pairs.pop().expect("the queries' pairs").into_column();
-    let keys = DataFrame::new(
-        queries.height(),
-        vec![
-            queries.column("queried_at")?.clone(),
-            queries.column("subject_id")?.clone(),
-            query_pairs,
-        ],
-    )?;
+    let form_codes = codes(forms)?;
+    let mut pairs = PairKeys::new(&[&codes(queries)?, &form_codes]);
     let mut forms = forms.clone();
-    forms.with_column(form_pairs)?;
+    let form_pairs = pairs.keys(forms.column("subject_id")?.str()?, &form_codes)?;
+    forms.with_column(form_pairs.into_column())?;
     let on = JoinType::AsOf(Box::new(AsOfOptions {
         strategy: AsofStrategy::Backward,
         tolerance: None,
@@ -351,11 +340,17 @@ fn form_rows(
         allow_eq: false,
         check_sortedness: false,
     }));
-    let matched = |keys: DataFrame| {
+    let mut matched = |keys: DataFrame| {
+        let pair = pairs.keys(keys.column("subject_id")?.str()?, &codes(&keys)?)?;
+        let keys = DataFrame::new(
+            keys.height(),
+            vec![keys.column("queried_at")?.clone(), pair.into_column()],
+        )?;
         match_form_rows_on(keys.lazy(), &forms, config, [col("pair")], on.clone())
             .select([col("form_row"), col("explained")])
             .collect()
     };
+    let keys = queries.select(["queried_at", "account_id", "subject_id"])?;
     let parts = subject_parts(parts);
     if parts.len() == 1 {
         return matched(keys);
@@ -1231,7 +1226,7 @@ fn subject_parts(n: usize) -> Vec<Expr> {
 /// Within `part`: per (subject, account) of each subject queried by
 /// enough accounts, the first query's row, the pair's count and the
 /// subject's count of accounts (`query_row, k, n_accounts`), by the first
-/// row. The pairs are grouped on one integer ([`pair_keys`]), then
+/// row. The pairs are grouped on one integer ([`PairKeys`]), then
 /// counted per subject among the few pairs: grouping ten million queries
 /// on the subject's text and counting distinct accounts in each group
 /// took 0.9 s, this 0.2 s. The first of each pair (the frame is in time
@@ -1247,8 +1242,9 @@ fn subject_many_in(cx: &Ctx<'_>, part: Expr) -> PolarsResult<DataFrame> {
         .as_materialized_series()
         .to_physical_repr()
         .into_owned();
-    let (mut pairs, shift) = pair_keys(&[(rows.column("subject_id")?.str()?, codes.u32()?)])?;
-    let pairs = pairs.pop().expect("one frame's pairs");
+    let mut numbering = PairKeys::new(&[codes.u32()?]);
+    let pairs = numbering.keys(rows.column("subject_id")?.str()?, codes.u32()?)?;
+    let shift = numbering.shift;
     let accounts_of_subject = len()
         .over([col("pair").floor_div(lit(1u64 << shift))])?
         .alias("n_accounts");
@@ -1266,63 +1262,92 @@ fn subject_many_in(cx: &Ctx<'_>, part: Expr) -> PolarsResult<DataFrame> {
     .collect()
 }
 
-/// Each row's (subject, account) as one integer, in each of `frames`
-/// (subjects and accounts' codes) on one numbering, and the bits the
-/// account takes: the subject's key above, the account's number (in
-/// order of first appearance) below. A national ID (a letter, a letter
-/// or digit, eight digits) is its own key, under 2^37; any other text a
-/// number from 2^37 on, in order of first appearance, and a missing
-/// subject or account a number of its own. Equal pairs, equal integers.
-fn pair_keys(
-    frames: &[(&StringChunked, &UInt32Chunked)],
-) -> PolarsResult<(Vec<UInt64Chunked>, u32)> {
+/// (Subject, account) pairs as integers, on one numbering of every
+/// frame's accounts: equal pairs, equal integers. The subject's key is
+/// above, the account's number (in the order of the accounts' codes)
+/// below, in the lowest [`PairKeys::shift`] bits. A national ID (a
+/// letter, a letter or digit, eight digits) is its own key, under 2^37;
+/// any other text a number from 2^37 on, in order of first appearance,
+/// and a missing subject or account a number of its own.
+struct PairKeys {
+    /// By account code (`u32::MAX`: not numbered); the last, a missing
+    /// account.
+    number: Vec<u32>,
+    shift: u32,
+    /// Subjects that are no national ID, and a missing one. Lookups
+    /// only: no iteration order reaches any output.
+    others: PlHashMap<String, u64>,
+    missing: Option<u64>,
+}
+
+impl PairKeys {
     const OTHER: u64 = 1 << 37;
-    let most = frames
-        .iter()
-        .filter_map(|(_, a)| a.max())
-        .max()
-        .map_or(0, |m| m as usize + 1);
-    // The last slot: a missing account.
-    let mut number = vec![u32::MAX; most + 1];
-    let mut numbers = 0u32;
-    let accounts: Vec<Vec<u32>> = frames
-        .iter()
-        .map(|(_, accounts)| {
-            accounts
-                .iter()
-                .map(|code| {
-                    let slot = &mut number[code.map_or(most, |c| c as usize)];
-                    if *slot == u32::MAX {
-                        *slot = numbers;
-                        numbers += 1;
-                    }
-                    *slot
-                })
-                .collect()
-        })
-        .collect();
-    let shift = 64 - u64::from(numbers).leading_zeros();
-    // Lookups only: no iteration order reaches any output.
-    let mut others: PlHashMap<Option<&str>, u64> = PlHashMap::new();
-    let mut keyed = Vec::with_capacity(frames.len());
-    for ((subjects, _), accounts) in frames.iter().zip(accounts) {
-        let mut keys: Vec<u64> = Vec::with_capacity(subjects.len());
-        for (s, a) in subjects.iter().zip(accounts) {
-            let subject = match s.and_then(|s| parse::national_id_key(s.as_bytes())) {
-                Some(k) => k,
-                None => {
-                    let next = OTHER + others.len() as u64;
-                    *others.entry(s).or_insert(next)
-                }
-            };
-            if shift > 0 && subject >> (64 - shift) != 0 {
-                polars_bail!(ComputeError: "too many accounts ({numbers}) to pair with subjects");
+
+    /// The numbering of the accounts whose codes `accounts` hold.
+    fn new(accounts: &[&UInt32Chunked]) -> PairKeys {
+        let most = accounts
+            .iter()
+            .filter_map(|a| a.max())
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let mut seen = vec![false; most + 1];
+        for a in accounts {
+            for code in a.iter() {
+                seen[code.map_or(most, |c| c as usize)] = true;
             }
-            keys.push(subject << shift | u64::from(a));
         }
-        keyed.push(UInt64Chunked::from_vec("pair".into(), keys));
+        let mut numbers = 0u32;
+        let number = seen
+            .into_iter()
+            .map(|seen| {
+                if !seen {
+                    return u32::MAX;
+                }
+                numbers += 1;
+                numbers - 1
+            })
+            .collect();
+        PairKeys {
+            number,
+            shift: 64 - u64::from(numbers).leading_zeros(),
+            others: PlHashMap::new(),
+            missing: None,
+        }
     }
-    Ok((keyed, shift))
+
+    /// The pairs of `subjects` and `accounts` (codes among those
+    /// [`PairKeys::new`] numbered).
+    fn keys(
+        &mut self,
+        subjects: &StringChunked,
+        accounts: &UInt32Chunked,
+    ) -> PolarsResult<UInt64Chunked> {
+        let missing = self.number.len() - 1;
+        let mut keys: Vec<u64> = Vec::with_capacity(subjects.len());
+        for (s, a) in subjects.iter().zip(accounts.iter()) {
+            let next = Self::OTHER + self.others.len() as u64 + u64::from(self.missing.is_some());
+            let subject = match s {
+                Some(s) => match parse::national_id_key(s.as_bytes()) {
+                    Some(k) => k,
+                    None => match self.others.get(s) {
+                        Some(k) => *k,
+                        None => *self.others.entry(s.to_owned()).or_insert(next),
+                    },
+                },
+                None => *self.missing.get_or_insert(next),
+            };
+            let slot = a.map_or(missing, |c| (c as usize).min(missing));
+            let account = self.number[slot];
+            if account == u32::MAX || (a.is_some() && slot == missing) {
+                polars_bail!(ComputeError: "an account the pairs' numbering does not know");
+            }
+            if self.shift > 0 && subject >> (64 - self.shift) != 0 {
+                polars_bail!(ComputeError: "too many accounts to pair with subjects");
+            }
+            keys.push(subject << self.shift | u64::from(account));
+        }
+        Ok(UInt64Chunked::from_vec("pair".into(), keys))
+    }
 }
 
 /// The frames one under another (empty parts add nothing).
@@ -1520,12 +1545,15 @@ mod tests {
             None,
             Some(7),
         ];
-        let (keys, shift) = pair_keys(&[(
-            &StringChunked::from_iter_options("s".into(), subjects.into_iter()),
-            &UInt32Chunked::from_iter_options("a".into(), accounts.into_iter()),
-        )])
-        .unwrap();
-        let keys: Vec<u64> = keys[0].into_no_null_iter().collect();
+        let subjects_ca = StringChunked::from_iter_options("s".into(), subjects.into_iter());
+        let accounts_ca = UInt32Chunked::from_iter_options("a".into(), accounts.into_iter());
+        let mut numbering = PairKeys::new(&[&accounts_ca]);
+        let shift = numbering.shift;
+        let keys: Vec<u64> = numbering
+            .keys(&subjects_ca, &accounts_ca)
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
         for i in 0..keys.len() {
             for j in 0..keys.len() {
                 let same = subjects[i] == subjects[j] && accounts[i] == accounts[j];
