@@ -140,27 +140,12 @@ impl CodeMemo {
             return Ok(got);
         }
         let got = if let Some(key) = nibbles(raw) {
-            match self.nibbles.get(&key) {
-                Some(got) => *got,
-                None => {
-                    let got = resolve()?;
-                    self.nibbles.insert(key, got);
-                    got
-                }
-            }
+            remembered(&mut self.nibbles, key, resolve)?
         } else if raw.len() < 16 {
             let mut key = [0u8; 16];
             key[..raw.len()].copy_from_slice(raw);
             key[15] = raw.len() as u8;
-            let key = u128::from_le_bytes(key);
-            match self.short.get(&key) {
-                Some(got) => *got,
-                None => {
-                    let got = resolve()?;
-                    self.short.insert(key, got);
-                    got
-                }
-            }
+            remembered(&mut self.short, u128::from_le_bytes(key), resolve)?
         } else {
             match self.long.get(raw) {
                 Some(got) => *got,
@@ -176,6 +161,21 @@ impl CodeMemo {
         self.last_outcome = Some(got);
         Ok(got)
     }
+}
+
+/// The outcome `memo` holds for `key`, resolved by `resolve` the first
+/// time.
+fn remembered<K: std::hash::Hash + Eq>(
+    memo: &mut PlHashMap<K, CodeOutcome>,
+    key: K,
+    resolve: impl FnOnce() -> Result<CodeOutcome, Abort>,
+) -> Result<CodeOutcome, Abort> {
+    if let Some(got) = memo.get(&key) {
+        return Ok(*got);
+    }
+    let got = resolve()?;
+    memo.insert(key, got);
+    Ok(got)
 }
 
 /// A cell of up to 16 bytes, each a digit, `.`, `:`, `-`, `/` or a
