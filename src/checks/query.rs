@@ -268,8 +268,11 @@ fn match_form_rows_on(
 
 /// The request form of each query (see [`match_form_rows`]): its id,
 /// purpose and approval time, and whether the query lies inside its
-/// validity window (`explained`). The one place queries are matched to
-/// forms: the checks ([`explain`]) and the sample worksheet both use it.
+/// validity window (`explained`). Queries are matched to forms by one
+/// definition, [`match_form_rows_on`]: the sample worksheet uses it here
+/// on the two columns, the checks ([`form_rows`]) on the pairs' integers
+/// ([`PairKeys`]), which are equal exactly where both columns are (and
+/// missing where either is, as a join leaves a missing key unmatched).
 pub fn match_forms(queries: LazyFrame, forms: &DataFrame, config: &Config) -> LazyFrame {
     match_form_rows(queries, forms, config).join(
         form_table(forms, config).select([
@@ -305,8 +308,8 @@ fn with_form_fields(q: LazyFrame, cx: &Ctx<'_>) -> LazyFrame {
 /// columns of `queries` (`queried_at, account_id, subject_id`, in time
 /// order). Where the queries are many, matched per part of the subjects
 /// ([`subject_parts`]: a subject's queries and forms meet in one part):
-/// the join encodes each query's (account, subject) as bytes and hashes
-/// them, 2.5 GB at fifty million queries at once.
+/// at fifty million queries at once, the join on the two columns held
+/// 2.5 GB.
 fn form_rows(
     queries: &DataFrame,
     forms: &DataFrame,
@@ -1253,6 +1256,7 @@ fn subject_many_in(cx: &Ctx<'_>, part: Expr) -> PolarsResult<DataFrame> {
         vec![pairs.into_column(), rows.column("query_row")?.clone()],
     )?
     .lazy()
+    .filter(col("pair").is_not_null())
     .group_by([col("pair")])
     .agg([col("query_row").min(), len().alias("k")])
     .with_column(accounts_of_subject)
@@ -1267,17 +1271,17 @@ fn subject_many_in(cx: &Ctx<'_>, part: Expr) -> PolarsResult<DataFrame> {
 /// above, the account's number (in the order of the accounts' codes)
 /// below, in the lowest [`PairKeys::shift`] bits. A national ID (a
 /// letter, a letter or digit, eight digits) is its own key, under 2^37;
-/// any other text a number from 2^37 on, in order of first appearance,
-/// and a missing subject or account a number of its own.
+/// any other text a number from 2^37 on, in order of first appearance.
+/// A pair missing its subject or its account has no integer: as a join
+/// or a filter on the two columns leaves it out, so is it left out
+/// where the integer is used. (Ingest lets neither be missing.)
 struct PairKeys {
-    /// By account code (`u32::MAX`: not numbered); the last, a missing
-    /// account.
+    /// By account code (`u32::MAX`: not numbered).
     number: Vec<u32>,
     shift: u32,
-    /// Subjects that are no national ID, and a missing one. Lookups
-    /// only: no iteration order reaches any output.
+    /// Subjects that are no national ID. Lookups only: no iteration
+    /// order reaches any output.
     others: PlHashMap<String, u64>,
-    missing: Option<u64>,
 }
 
 impl PairKeys {
@@ -1290,10 +1294,10 @@ impl PairKeys {
             .filter_map(|a| a.max())
             .max()
             .map_or(0, |m| m as usize + 1);
-        let mut seen = vec![false; most + 1];
+        let mut seen = vec![false; most];
         for a in accounts {
-            for code in a.iter() {
-                seen[code.map_or(most, |c| c as usize)] = true;
+            for code in a.iter().flatten() {
+                seen[code as usize] = true;
             }
         }
         let mut numbers = 0u32;
@@ -1311,7 +1315,6 @@ impl PairKeys {
             number,
             shift: 64 - u64::from(numbers).leading_zeros(),
             others: PlHashMap::new(),
-            missing: None,
         }
     }
 
@@ -1322,31 +1325,35 @@ impl PairKeys {
         subjects: &StringChunked,
         accounts: &UInt32Chunked,
     ) -> PolarsResult<UInt64Chunked> {
-        let missing = self.number.len() - 1;
-        let mut keys: Vec<u64> = Vec::with_capacity(subjects.len());
+        let mut keys: Vec<Option<u64>> = Vec::with_capacity(subjects.len());
         for (s, a) in subjects.iter().zip(accounts.iter()) {
-            let next = Self::OTHER + self.others.len() as u64 + u64::from(self.missing.is_some());
-            let subject = match s {
-                Some(s) => match parse::national_id_key(s.as_bytes()) {
-                    Some(k) => k,
-                    None => match self.others.get(s) {
-                        Some(k) => *k,
-                        None => *self.others.entry(s.to_owned()).or_insert(next),
-                    },
-                },
-                None => *self.missing.get_or_insert(next),
+            let (Some(s), Some(a)) = (s, a) else {
+                keys.push(None);
+                continue;
             };
-            let slot = a.map_or(missing, |c| (c as usize).min(missing));
-            let account = self.number[slot];
-            if account == u32::MAX || (a.is_some() && slot == missing) {
+            let subject = match parse::national_id_key(s.as_bytes()) {
+                Some(k) => k,
+                None => match self.others.get(s) {
+                    Some(k) => *k,
+                    None => {
+                        let next = Self::OTHER + self.others.len() as u64;
+                        *self.others.entry(s.to_owned()).or_insert(next)
+                    }
+                },
+            };
+            let account = self.number.get(a as usize).copied().unwrap_or(u32::MAX);
+            if account == u32::MAX {
                 polars_bail!(ComputeError: "an account the pairs' numbering does not know");
             }
             if self.shift > 0 && subject >> (64 - self.shift) != 0 {
                 polars_bail!(ComputeError: "too many accounts to pair with subjects");
             }
-            keys.push(subject << self.shift | u64::from(account));
+            keys.push(Some(subject << self.shift | u64::from(account)));
         }
-        Ok(UInt64Chunked::from_vec("pair".into(), keys))
+        Ok(UInt64Chunked::from_iter_options(
+            "pair".into(),
+            keys.into_iter(),
+        ))
     }
 }
 
@@ -1510,9 +1517,10 @@ mod tests {
     }
 
     /// Two rows have the same pair integer exactly when they have the
-    /// same subject and the same account: national IDs (either form),
-    /// other text, a missing subject and a missing account alike; and the
-    /// subject is the integer's part above the account's bits.
+    /// same subject and the same account: national IDs (either form) and
+    /// other text alike; the subject is the integer's part above the
+    /// account's bits; and a row missing its subject or its account has
+    /// none (a join on the two columns leaves such a row unmatched).
     #[test]
     fn pair_keys_are_equal_exactly_for_equal_pairs() {
         let subjects = [
@@ -1549,13 +1557,18 @@ mod tests {
         let accounts_ca = UInt32Chunked::from_iter_options("a".into(), accounts.into_iter());
         let mut numbering = PairKeys::new(&[&accounts_ca]);
         let shift = numbering.shift;
-        let keys: Vec<u64> = numbering
+        let keys: Vec<Option<u64>> = numbering
             .keys(&subjects_ca, &accounts_ca)
             .unwrap()
-            .into_no_null_iter()
+            .iter()
             .collect();
-        for i in 0..keys.len() {
-            for j in 0..keys.len() {
+        for (k, (s, a)) in keys.iter().zip(subjects.iter().zip(&accounts)) {
+            assert_eq!(k.is_none(), s.is_none() || a.is_none(), "{s:?} {a:?}");
+        }
+        let whole = |i: usize| subjects[i].is_some() && accounts[i].is_some();
+        let keys: Vec<u64> = keys.into_iter().map(Option::unwrap_or_default).collect();
+        for i in (0..keys.len()).filter(|i| whole(*i)) {
+            for j in (0..keys.len()).filter(|j| whole(*j)) {
                 let same = subjects[i] == subjects[j] && accounts[i] == accounts[j];
                 assert_eq!(keys[i] == keys[j], same, "rows {i} and {j}");
                 let same_subject = subjects[i] == subjects[j];

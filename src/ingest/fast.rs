@@ -112,8 +112,9 @@ enum CodeOutcome {
 }
 
 /// One thread's memory of the code cells it has resolved: the last one,
-/// and every one seen (a cell of up to 15 bytes packed into an integer
-/// key, which hashes and compares without a call to `memcmp`).
+/// and every one seen (a cell of up to 16 digits and the like, or of up
+/// to 15 bytes, packed into an integer key, which hashes and compares
+/// without a call to `memcmp`).
 #[derive(Default)]
 struct CodeMemo {
     // Lookups only: no iteration order reaches any output.

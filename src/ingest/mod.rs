@@ -344,12 +344,15 @@ impl Ingested {
                 let b = (height <= COMPACT_IN_PAIRS)
                     .then(|| columns.next())
                     .flatten();
+                let copied = a.n_chunks() > 1 || b.as_ref().is_some_and(|b| b.n_chunks() > 1);
                 let (a, b) = rayon::join(|| one(a), || b.map(one));
                 out.push(a);
                 out.extend(b);
-                // The morsels' pages go back before the next column's copy
-                // is made, or the heap keeps both.
-                release_freed_memory();
+                // The morsels' pages go back before the next copy is made,
+                // or the heap keeps both.
+                if copied {
+                    release_freed_memory();
+                }
             }
             *df = DataFrame::new(height, out).expect("the same columns, the same height");
         }
@@ -478,6 +481,7 @@ impl Ingested {
         snapshot::chosen(&dates, reference)
     }
 
+    /// Whether everything read cleanly: no failed file, no rejected row.
     pub fn is_clean(&self) -> bool {
         self.failed_files().next().is_none() && self.rejects.height() == 0
     }
