@@ -973,13 +973,12 @@ pub fn run_with(
         tracing::info!(code = c.codes[0].as_str(), rows = found.height(), elapsed = ?started.elapsed(), memory = %crate::ingest::memory(), "check");
         Ok(found.lazy())
     };
-    // Where the queries are worked on at once, checks run side by side
+    // Where the queries are worked on at once, checks run two at a time
     // (many have steps on one core); where they are worked on in parts,
     // one after another, so that one check's intermediates are held at a
     // time. The findings come in the checks' order either way.
     let found: Vec<PolarsResult<LazyFrame>> = if cx.parts == 1 {
-        use rayon::prelude::*;
-        runnable.par_iter().map(check).collect()
+        two_at_a_time(&runnable, check)
     } else {
         runnable.iter().map(check).collect()
     };
@@ -1011,6 +1010,39 @@ pub fn run_with(
         not_checked,
         orphans,
     })
+}
+
+/// `run` over `items` on two threads, each taking the next item as it
+/// finishes one; the outcomes in `items`' order. Never more than two at
+/// once: rayon's work stealing started more while one waited inside
+/// polars, and their intermediates together took a ten-million-query
+/// check's peak from 1.16 to 1.31 GiB.
+fn two_at_a_time<T: Sync, R: Send>(items: &[T], run: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let lane = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, run(item)));
+        }
+    };
+    let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    std::thread::scope(|s| {
+        let lanes = [s.spawn(lane), s.spawn(lane)];
+        for l in lanes {
+            let done = l.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for (i, r) in done {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 fn empty_raw() -> DataFrame {
