@@ -1625,7 +1625,7 @@ pub fn release_freed_memory() {}
 
 /// The most rows a table may have for [`Ingested::compact`] to copy two
 /// columns at a time: at ten million queries the query check's peak comes
-/// later (the checks' frames), and the compaction takes 0.2 s less; at
+/// later (the checks' frames), and the compaction takes about 0.1 s less; at
 /// fifty million the compaction sets the peak, and one column's morsels
 /// more would be 0.4 GB more.
 const COMPACT_IN_PAIRS: usize = 10_000_000;
