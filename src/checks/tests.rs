@@ -1159,3 +1159,32 @@ fn query_checks_in_parts_find_what_they_find_at_once() {
     }
     assert!(compared > 100, "{compared} rows compared");
 }
+
+/// Checks run two at a time come back in the checks' order, each once,
+/// and never more than two run at once (the peak depends on it).
+#[test]
+fn two_at_a_time_keeps_the_order_and_runs_two_at_once_at_most() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (running, most, runs) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let items: Vec<u64> = (0..40).collect();
+    let out = super::two_at_a_time(&items, |i| {
+        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        runs.fetch_add(1, Ordering::SeqCst);
+        // Uneven work, so the two threads take items out of turn.
+        std::thread::sleep(std::time::Duration::from_millis(if i % 3 == 0 {
+            5
+        } else {
+            1
+        }));
+        running.fetch_sub(1, Ordering::SeqCst);
+        i * i
+    });
+    assert_eq!(out, items.iter().map(|i| i * i).collect::<Vec<_>>());
+    assert_eq!(runs.load(Ordering::SeqCst), items.len());
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+}

@@ -141,21 +141,15 @@ impl CodeMemo {
             return Ok(got);
         }
         let got = if let Some(key) = nibbles(raw) {
-            remembered(&mut self.nibbles, key, resolve)?
+            remembered(&mut self.nibbles, &key, || key, resolve)?
         } else if raw.len() < 16 {
             let mut key = [0u8; 16];
             key[..raw.len()].copy_from_slice(raw);
             key[15] = raw.len() as u8;
-            remembered(&mut self.short, u128::from_le_bytes(key), resolve)?
+            let key = u128::from_le_bytes(key);
+            remembered(&mut self.short, &key, || key, resolve)?
         } else {
-            match self.long.get(raw) {
-                Some(got) => *got,
-                None => {
-                    let got = resolve()?;
-                    self.long.insert(raw.into(), got);
-                    got
-                }
-            }
+            remembered(&mut self.long, raw, || raw.into(), resolve)?
         };
         self.last.clear();
         self.last.extend_from_slice(raw);
@@ -165,17 +159,22 @@ impl CodeMemo {
 }
 
 /// The outcome `memo` holds for `key`, resolved by `resolve` the first
-/// time.
-fn remembered<K: std::hash::Hash + Eq>(
+/// time and kept under `owned()` (the key made only then).
+fn remembered<K, Q>(
     memo: &mut PlHashMap<K, CodeOutcome>,
-    key: K,
+    key: &Q,
+    owned: impl FnOnce() -> K,
     resolve: impl FnOnce() -> Result<CodeOutcome, Abort>,
-) -> Result<CodeOutcome, Abort> {
-    if let Some(got) = memo.get(&key) {
+) -> Result<CodeOutcome, Abort>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(got) = memo.get(key) {
         return Ok(*got);
     }
     let got = resolve()?;
-    memo.insert(key, got);
+    memo.insert(owned(), got);
     Ok(got)
 }
 
