@@ -697,3 +697,45 @@ fn the_unit_draw_puts_critical_units_first_and_draws_them_all() {
         "no unit first: the plain list of ids"
     );
 }
+
+/// The packed sort puts the records in the stable sort's order, equal keys
+/// in the log's order, and gives the same keys; where account, second and
+/// row do not fit in 64 bits it steps aside.
+#[test]
+fn the_packed_key_order_is_the_stable_sort_s() {
+    let start = 1_767_196_800; // 2026-01-01T00:00:00+08:00
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    // Few accounts and seconds among many rows: long runs of equal keys.
+    let (acct, second): (Vec<IdxSize>, Vec<i64>) = (0..5_000)
+        .map(|_| (next(7) as IdxSize, start + next(40) as i64 * 3_600 * 24 * 4))
+        .unzip();
+    let (acct, second) = (
+        IdxCa::from_vec("acct".into(), acct),
+        Int64Chunked::from_vec("second".into(), second),
+    );
+    let packed = packed_key_order(&acct, &second, start).expect("it packs");
+    let stable = stable_key_order(&acct, &second, start).unwrap();
+    assert_eq!(packed, stable);
+    assert!(
+        packed.0.windows(2).any(|w| w[0] == w[1]),
+        "the data has ties"
+    );
+
+    // Account, second and row that need 66 bits.
+    let wide = IdxCa::from_vec("acct".into(), vec![0, 1 << 27, 3]);
+    let three = Int64Chunked::from_vec(
+        "second".into(),
+        vec![start + 5, start + (1 << 35), start + 9],
+    );
+    assert_eq!(packed_key_order(&wide, &three, start), None);
+    // A record before the period's start.
+    let early = Int64Chunked::from_vec("second".into(), vec![start - 1, start, start + 9]);
+    let small = IdxCa::from_vec("acct".into(), vec![1, 0, 1]);
+    assert_eq!(packed_key_order(&small, &early, start), None);
+}
