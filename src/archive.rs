@@ -85,6 +85,50 @@ pub struct RunFolder {
     pub id: String,
     /// The folder itself.
     pub dir: PathBuf,
+    /// Files this run hashed as it wrote them (see [`seal`]).
+    pub written: Written,
+}
+
+/// Files of a run folder hashed as they were written (see [`Hashing`]):
+/// their path in the folder, their size and SHA-256.
+pub type Written = BTreeMap<String, (u64, String)>;
+
+/// A writer that hashes what it writes: a large file's seal without a
+/// second read of it.
+#[derive(Debug)]
+pub struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    pub fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: sha2::Digest::new(),
+            len: 0,
+        }
+    }
+
+    /// The writer, the bytes written and their SHA-256.
+    pub fn finish(self) -> (W, u64, String) {
+        let sha = hex::encode(sha2::Digest::finalize(self.hasher));
+        (self.inner, self.len, sha)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl RunFolder {
@@ -112,6 +156,7 @@ impl RunFolder {
             job: job.folder().unwrap_or(job),
             id,
             dir,
+            written: Written::new(),
         })
     }
 
@@ -125,6 +170,7 @@ impl RunFolder {
             job: Job::parse(&name(job_dir)?)?,
             id: name(dir)?,
             dir: dir.to_owned(),
+            written: Written::new(),
         })
     }
 
@@ -640,13 +686,33 @@ pub fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
 
 /// Seals a finished run folder: writes `SHA256SUMS` (one `hash  path`
 /// line per file, `sha256sum -c` reads it) and makes every file read-only.
-/// A sealed folder is never written again.
-pub fn seal(dir: &Path) -> Result<()> {
+/// A sealed folder is never written again. A file in `written` has the
+/// digest of the bytes the run wrote, if it still has their size: a change
+/// after that is not sealed but found by `archive verify`; a change of size
+/// refuses the seal.
+pub fn seal(dir: &Path, written: &Written) -> Result<()> {
     let files = files_under(dir).with_context(|| format!("listing {}", dir.display()))?;
     let mut sums = String::new();
     for f in files.iter().filter(|f| *f != SEAL) {
-        let (_, sha) = crate::ingest::hash_file(&dir.join(f))
-            .with_context(|| format!("hashing {}", dir.join(f).display()))?;
+        let path = dir.join(f);
+        let sha = match written.get(f) {
+            Some((len, sha)) => {
+                let now = std::fs::metadata(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .len();
+                anyhow::ensure!(
+                    now == *len,
+                    "{} changed after it was written: {len} bytes written, {now} bytes now",
+                    path.display()
+                );
+                sha.clone()
+            }
+            None => {
+                crate::ingest::hash_file(&path)
+                    .with_context(|| format!("hashing {}", path.display()))?
+                    .1
+            }
+        };
         sums.push_str(&format!("{sha}  {f}\n"));
     }
     let mut out = create_private(&dir.join(SEAL))?;
@@ -687,7 +753,7 @@ pub fn seal_chained(
     kind: &str,
     at: &str,
 ) -> Result<crate::store::ChainEntry> {
-    seal(dir)?;
+    seal(dir, &Written::new())?;
     let digest =
         seal_digest(dir).with_context(|| format!("hashing the seal of {}", dir.display()))?;
     Ok(store.chain_append(kind, &chain_id(dir), &digest, at)?)
@@ -908,5 +974,41 @@ mod tests {
             file_name_of("健保WebIR稽核_高雄.xlsx"),
             "健保WebIR稽核_高雄.xlsx"
         );
+    }
+
+    /// A file hashed as it was written is sealed with that digest, the one
+    /// `sha256sum` gives; one whose size changed since is not sealed.
+    #[test]
+    fn a_file_hashed_as_written_is_sealed_with_its_digest_unless_it_changed_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |dir: &Path| -> Written {
+            std::fs::create_dir(dir).unwrap();
+            let mut w = Hashing::new(create_private(&dir.join("population.tsv")).unwrap());
+            w.write_all(b"A123456789\t1\n").unwrap();
+            w.write_all("甲\t2\n".as_bytes()).unwrap();
+            let (_, len, sha) = w.finish();
+            std::fs::write(dir.join("run.json"), b"{}").unwrap();
+            Written::from([("population.tsv".to_owned(), (len, sha))])
+        };
+        let dir = tmp.path().join("run");
+        let written = write(&dir);
+        seal(&dir, &written).unwrap();
+        let sums = std::fs::read_to_string(dir.join(SEAL)).unwrap();
+        let (_, on_disk) = crate::ingest::hash_file(&dir.join("population.tsv")).unwrap();
+        assert!(
+            sums.contains(&format!("{on_disk}  population.tsv\n")),
+            "{sums}"
+        );
+        assert_eq!(written["population.tsv"].1, on_disk);
+
+        let changed = tmp.path().join("changed");
+        let written = write(&changed);
+        std::fs::write(changed.join("population.tsv"), b"A123456789\t1\n").unwrap();
+        let err = seal(&changed, &written).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("changed after it was written"),
+            "{err:#}"
+        );
+        assert!(!changed.join(SEAL).exists());
     }
 }

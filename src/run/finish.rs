@@ -349,7 +349,7 @@ impl<'a> Mailing<'a> {
     /// Returns how many messages were queued.
     fn seal_and_queue(mut self) -> Result<usize> {
         let dir = &self.outcome.dir;
-        let sealed = archive::seal(dir).and_then(|()| {
+        let sealed = archive::seal(dir, &self.outcome.folder.written).and_then(|()| {
             archive::seal_digest(dir)
                 .with_context(|| format!("hashing the seal of {}", dir.display()))
         });

@@ -419,7 +419,7 @@ pub(super) fn sample_audit(
         )?),
     };
     let freeze = published_freeze(&store, &frozen)?;
-    let folder = period_folder(config, Job::SampleAudit, period, started)?;
+    let mut folder = period_folder(config, Job::SampleAudit, period, started)?;
     let unfinished = archive::Unfinished::new(&folder.dir);
     let (seed, mut source) = Seed::given_or_drawn(seed)
         .map_err(|e| anyhow::anyhow!("drawing a seed from the OS: {e}"))?;
@@ -438,7 +438,7 @@ pub(super) fn sample_audit(
     if draw_number > 1 {
         tracing::warn!(period = %period.id, draw_number, "this period was drawn before; the reports will say so");
     }
-    let units = select_writing_population(config, &folder, &frozen, &seed)?;
+    let units = select_writing_population(config, &mut folder, &frozen, &seed)?;
     let mut manifest = Manifest {
         seed: seed.as_str().into(),
         seed_source: source.into(),
@@ -493,10 +493,11 @@ fn params(config: &Config) -> Params {
 }
 
 /// Selects the sample with `seed` while `population.tsv` is written: one
-/// is disk, the other CPU.
+/// is disk, the other CPU. The file is hashed as it is written, for the
+/// seal ([`archive::Written`]).
 fn select_writing_population(
     config: &Config,
-    folder: &RunFolder,
+    folder: &mut RunFolder,
     frozen: &FrozenPopulation,
     seed: &Seed,
 ) -> Result<Vec<sampling::UnitSample>> {
@@ -504,16 +505,25 @@ fn select_writing_population(
     let population = &frozen.population;
     let tsv = folder.file("population.tsv")?;
     let (units, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| -> Result<()> {
-            let mut w = std::io::BufWriter::new(archive::create_private(&tsv)?);
+        let writer = scope.spawn(|| -> Result<(u64, String)> {
+            let mut w =
+                std::io::BufWriter::new(archive::Hashing::new(archive::create_private(&tsv)?));
             sampling::write_population(population, &mut w)
                 .and_then(|()| w.flush())
-                .with_context(|| format!("writing {}", tsv.display()))
+                .with_context(|| format!("writing {}", tsv.display()))?;
+            let (_, len, sha) = w
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {}", tsv.display()))?
+                .finish();
+            Ok((len, sha))
         });
         let units = sampling::select(population, config, &frozen.period.id, seed, params(config));
         (units, writer.join())
     });
-    written.map_err(|_| anyhow::anyhow!("the thread writing {} panicked", tsv.display()))??;
+    let written =
+        written.map_err(|_| anyhow::anyhow!("the thread writing {} panicked", tsv.display()))??;
+    folder.written.insert("population.tsv".to_owned(), written);
     let units = units
         .map_err(anyhow::Error::from)
         .context("selecting the sample")?;

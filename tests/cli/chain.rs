@@ -739,7 +739,7 @@ fn the_spec_s_seal_and_chain_examples_hold() {
     std::fs::create_dir_all(dir.join("reports")).unwrap();
     std::fs::write(dir.join("a.txt"), "a\n").unwrap();
     std::fs::write(dir.join("reports/b.txt"), "b\n").unwrap();
-    webir_audit::archive::seal(&dir).unwrap();
+    webir_audit::archive::seal(&dir, &Default::default()).unwrap();
     let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
     for line in sums.lines() {
         assert!(spec.contains(&format!("      {line}\n")), "{line}");
