@@ -89,47 +89,10 @@ pub struct RunFolder {
     pub written: Written,
 }
 
-/// Files of a run folder hashed as they were written (see [`Hashing`]):
+/// Files of a run folder hashed as they were written
+/// ([`crate::ingest::Hashing`]):
 /// their path in the folder, their size and SHA-256.
 pub type Written = BTreeMap<String, (u64, String)>;
-
-/// A writer that hashes what it writes: a large file's seal without a
-/// second read of it.
-#[derive(Debug)]
-pub struct Hashing<W> {
-    inner: W,
-    hasher: sha2::Sha256,
-    len: u64,
-}
-
-impl<W: Write> Hashing<W> {
-    pub fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            hasher: sha2::Digest::new(),
-            len: 0,
-        }
-    }
-
-    /// The writer, the bytes written and their SHA-256.
-    pub fn finish(self) -> (W, u64, String) {
-        let sha = hex::encode(sha2::Digest::finalize(self.hasher));
-        (self.inner, self.len, sha)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 impl RunFolder {
     /// Where `job`'s runs of `period` are.
@@ -983,10 +946,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let write = |dir: &Path| -> Written {
             std::fs::create_dir(dir).unwrap();
-            let mut w = Hashing::new(create_private(&dir.join("population.tsv")).unwrap());
+            let file = create_private(&dir.join("population.tsv")).unwrap();
+            let mut w = crate::ingest::Hashing::new(file);
             w.write_all(b"A123456789\t1\n").unwrap();
             w.write_all("甲\t2\n".as_bytes()).unwrap();
-            let (_, len, sha) = w.finish();
+            let (len, sha) = w.finish().unwrap();
             std::fs::write(dir.join("run.json"), b"{}").unwrap();
             Written::from([("population.tsv".to_owned(), (len, sha))])
         };

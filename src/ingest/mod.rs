@@ -1592,6 +1592,83 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
+/// A writer that hashes what it is given on a thread of its own, which
+/// writes it on to a sink: a large file digested as it is made, beside
+/// the thread that makes it. Bytes reach the sink a megabyte at a time,
+/// the rest at [`Hashing::finish`].
+#[derive(Debug)]
+pub struct Hashing {
+    to_thread: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Chunks the thread is done with, for reuse.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<std::io::Result<(u64, String)>>,
+    pending: Vec<u8>,
+}
+
+impl Hashing {
+    const CHUNK: usize = 1 << 20;
+
+    /// Starts the thread that hashes and writes to `sink`.
+    pub fn new<W: std::io::Write + Send + 'static>(mut sink: W) -> Hashing {
+        let (to_thread, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let thread = std::thread::spawn(move || {
+            let (mut hasher, mut len) = (Sha256::new(), 0u64);
+            for chunk in chunks {
+                hasher.update(&chunk);
+                sink.write_all(&chunk)?;
+                len += chunk.len() as u64;
+                let _ = spare_tx.send(chunk);
+            }
+            sink.flush()?;
+            Ok((len, hex::encode(hasher.finalize())))
+        });
+        Hashing {
+            to_thread,
+            spare,
+            thread,
+            pending: Vec::with_capacity(Self::CHUNK),
+        }
+    }
+
+    /// Every byte written, then the count and their SHA-256; the sink's
+    /// first error if it had one.
+    pub fn finish(self) -> std::io::Result<(u64, String)> {
+        // A send fails only if the thread stopped: its error is below.
+        let _ = self.to_thread.send(self.pending);
+        drop(self.to_thread);
+        self.thread
+            .join()
+            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?
+    }
+}
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= Self::CHUNK {
+            let mut next = self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(Self::CHUNK));
+            next.clear();
+            let full = std::mem::replace(&mut self.pending, next);
+            if self.to_thread.send(full).is_err() {
+                return Err(std::io::Error::other(
+                    "the hashing thread stopped (its error comes at the end)",
+                ));
+            }
+        }
+        Ok(buf.len())
+    }
+
+    /// Nothing: bytes reach the sink a megabyte at a time and at
+    /// [`Hashing::finish`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A progress bar on a terminal; hidden otherwise (indicatif draws only to a
 /// terminal).
 fn progress_bar(len: u64) -> indicatif::ProgressBar {

@@ -3,8 +3,6 @@
 
 use anyhow::{Context, Result};
 
-use std::io::Write as _;
-
 use super::LedgerEntry;
 use super::ceremony;
 use super::skeleton::{
@@ -506,17 +504,10 @@ fn select_writing_population(
     let tsv = folder.file("population.tsv")?;
     let (units, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| -> Result<(u64, String)> {
-            let mut w =
-                std::io::BufWriter::new(archive::Hashing::new(archive::create_private(&tsv)?));
+            let mut w = crate::ingest::Hashing::new(archive::create_private(&tsv)?);
             sampling::write_population(population, &mut w)
-                .and_then(|()| w.flush())
-                .with_context(|| format!("writing {}", tsv.display()))?;
-            let (_, len, sha) = w
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .with_context(|| format!("writing {}", tsv.display()))?
-                .finish();
-            Ok((len, sha))
+                .and_then(|()| w.finish())
+                .with_context(|| format!("writing {}", tsv.display()))
         });
         let units = sampling::select(population, config, &frozen.period.id, seed, params(config));
         (units, writer.join())

@@ -596,11 +596,7 @@ fn number_and_digest(
 /// The population's lines hashed on another thread, a megabyte at a time,
 /// while this one builds the next; notes whether they came in byte order.
 struct StreamedDigest {
-    to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
-    /// Buffers the hasher is done with, for reuse.
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    hashing: std::thread::JoinHandle<String>,
-    pending: Vec<u8>,
+    hashing: crate::ingest::Hashing,
     line: Vec<u8>,
     prev_line: Vec<u8>,
     in_order: bool,
@@ -609,21 +605,8 @@ struct StreamedDigest {
 impl StreamedDigest {
     /// Starts the hashing thread.
     fn start() -> StreamedDigest {
-        let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-        let hashing = std::thread::spawn(move || {
-            let mut hasher = Sha256::new();
-            for chunk in chunks {
-                hasher.update(&chunk);
-                let _ = spare_tx.send(chunk);
-            }
-            hex::encode(hasher.finalize())
-        });
         StreamedDigest {
-            to_hasher,
-            spare,
-            hashing,
-            pending: Vec::with_capacity(1 << 20),
+            hashing: crate::ingest::Hashing::new(std::io::sink()),
             line: Vec::new(),
             prev_line: Vec::new(),
             in_order: true,
@@ -655,28 +638,16 @@ impl StreamedDigest {
         if self.line < self.prev_line {
             self.in_order = false;
         }
-        self.pending.extend_from_slice(&self.line);
-        if self.pending.len() >= 1 << 20 {
-            let mut next = self
-                .spare
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(1 << 20));
-            next.clear();
-            let full = std::mem::replace(&mut self.pending, next);
-            // The hasher only stops if this thread dropped the sender.
-            let _ = self.to_hasher.send(full);
-        }
+        // The hasher's sink never fails, so neither does this.
+        let _ = std::io::Write::write_all(&mut self.hashing, &self.line);
         std::mem::swap(&mut self.line, &mut self.prev_line);
     }
 
     /// The digest of the lines, if they came in byte order.
     fn finish(self) -> PolarsResult<Option<String>> {
-        let _ = self.to_hasher.send(self.pending);
-        drop(self.to_hasher);
-        let streamed = self
-            .hashing
-            .join()
-            .map_err(|_| PolarsError::ComputeError("the hashing thread panicked".into()))?;
+        let (_, streamed) = self.hashing.finish().map_err(|e| {
+            PolarsError::ComputeError(format!("hashing the population: {e}").into())
+        })?;
         Ok(self.in_order.then_some(streamed))
     }
 }
