@@ -651,10 +651,13 @@ pub fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
 /// line per file, `sha256sum -c` reads it) and makes every file read-only.
 /// A sealed folder is never written again. A file in `written` has the
 /// digest of the bytes the run wrote, if it still has their size: a change
-/// after that is not sealed but found by `archive verify`; a change of size
-/// refuses the seal.
+/// after that is not sealed but found by `archive verify`; a change of size,
+/// or the file gone, refuses the seal.
 pub fn seal(dir: &Path, written: &Written) -> Result<()> {
     let files = files_under(dir).with_context(|| format!("listing {}", dir.display()))?;
+    if let Some(gone) = written.keys().find(|f| !files.contains(f)) {
+        anyhow::bail!("{} is gone since it was written", dir.join(gone).display());
+    }
     let mut sums = String::new();
     for f in files.iter().filter(|f| *f != SEAL) {
         let path = dir.join(f);
@@ -940,14 +943,14 @@ mod tests {
     }
 
     /// A file hashed as it was written is sealed with that digest, the one
-    /// `sha256sum` gives; one whose size changed since is not sealed.
+    /// `sha256sum` gives; one whose size changed since, or gone, is not.
     #[test]
-    fn a_file_hashed_as_written_is_sealed_with_its_digest_unless_it_changed_size() {
+    fn a_file_hashed_as_written_is_sealed_with_its_digest_unless_it_changed_size_or_went() {
         let tmp = tempfile::tempdir().unwrap();
         let write = |dir: &Path| -> Written {
             std::fs::create_dir(dir).unwrap();
             let file = create_private(&dir.join("population.tsv")).unwrap();
-            let mut w = crate::ingest::Hashing::new(file);
+            let mut w = crate::ingest::Hashing::new(file).unwrap();
             w.write_all(b"A123456789\t1\n").unwrap();
             w.write_all("甲\t2\n".as_bytes()).unwrap();
             let (len, sha) = w.finish().unwrap();

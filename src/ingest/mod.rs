@@ -1595,13 +1595,15 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 /// A writer that hashes what it is given on a thread of its own, which
 /// writes it on to a sink: a large file digested as it is made, beside
 /// the thread that makes it. Bytes reach the sink a megabyte at a time,
-/// the rest at [`Hashing::finish`].
+/// the rest only at [`Hashing::finish`] (`flush` does not reach the sink).
+/// A sink's error ends the thread; the next write returns that error.
+/// Dropped without `finish`, it waits for the thread to end.
 #[derive(Debug)]
 pub struct Hashing {
-    to_thread: std::sync::mpsc::SyncSender<Vec<u8>>,
+    to_thread: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     /// Chunks the thread is done with, for reuse.
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    thread: std::thread::JoinHandle<std::io::Result<(u64, String)>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<(u64, String)>>>,
     pending: Vec<u8>,
 }
 
@@ -1609,37 +1611,49 @@ impl Hashing {
     const CHUNK: usize = 1 << 20;
 
     /// Starts the thread that hashes and writes to `sink`.
-    pub fn new<W: std::io::Write + Send + 'static>(mut sink: W) -> Hashing {
+    pub fn new<W: std::io::Write + Send + 'static>(mut sink: W) -> std::io::Result<Hashing> {
         let (to_thread, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-        let thread = std::thread::spawn(move || {
-            let (mut hasher, mut len) = (Sha256::new(), 0u64);
-            for chunk in chunks {
-                hasher.update(&chunk);
-                sink.write_all(&chunk)?;
-                len += chunk.len() as u64;
-                let _ = spare_tx.send(chunk);
-            }
-            sink.flush()?;
-            Ok((len, hex::encode(hasher.finalize())))
-        });
-        Hashing {
-            to_thread,
+        let thread = std::thread::Builder::new()
+            .name("hashing".into())
+            .spawn(move || {
+                let (mut hasher, mut len) = (Sha256::new(), 0u64);
+                for chunk in chunks {
+                    hasher.update(&chunk);
+                    sink.write_all(&chunk)?;
+                    len += chunk.len() as u64;
+                    let _ = spare_tx.send(chunk);
+                }
+                sink.flush()?;
+                Ok((len, hex::encode(hasher.finalize())))
+            })?;
+        Ok(Hashing {
+            to_thread: Some(to_thread),
             spare,
-            thread,
+            thread: Some(thread),
             pending: Vec::with_capacity(Self::CHUNK),
-        }
+        })
     }
 
     /// Every byte written, then the count and their SHA-256; the sink's
     /// first error if it had one.
-    pub fn finish(self) -> std::io::Result<(u64, String)> {
-        // A send fails only if the thread stopped: its error is below.
-        let _ = self.to_thread.send(self.pending);
-        drop(self.to_thread);
-        self.thread
-            .join()
-            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?
+    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(to_thread) = self.to_thread.take() {
+            // A send fails only if the thread stopped: its error is below.
+            let _ = to_thread.send(pending);
+        }
+        self.outcome()
+    }
+
+    /// What the thread ended with, once it has.
+    fn outcome(&mut self) -> std::io::Result<(u64, String)> {
+        self.to_thread = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => Err(std::io::Error::other("the hashing thread panicked")),
+            None => Err(std::io::Error::other("the hashing thread already ended")),
+        }
     }
 }
 
@@ -1653,10 +1667,13 @@ impl std::io::Write for Hashing {
                 .unwrap_or_else(|_| Vec::with_capacity(Self::CHUNK));
             next.clear();
             let full = std::mem::replace(&mut self.pending, next);
-            if self.to_thread.send(full).is_err() {
-                return Err(std::io::Error::other(
-                    "the hashing thread stopped (its error comes at the end)",
-                ));
+            let sent = self.to_thread.as_ref().map(|t| t.send(full));
+            if !matches!(sent, Some(Ok(()))) {
+                // The thread stopped on the sink's error: that is the error.
+                return Err(self
+                    .outcome()
+                    .err()
+                    .unwrap_or_else(|| std::io::Error::other("the hashing thread ended early")));
             }
         }
         Ok(buf.len())
@@ -1666,6 +1683,14 @@ impl std::io::Write for Hashing {
     /// [`Hashing::finish`].
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.outcome();
+        }
     }
 }
 
@@ -1725,5 +1750,81 @@ pub fn memory() -> String {
     match (field("VmRSS:"), field("VmHWM:")) {
         (Some(rss), Some(peak)) => format!("rss {rss:.2}G peak {peak:.2}G"),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// A sink that takes `room` bytes, then is full.
+    struct Disk {
+        room: usize,
+        kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl std::io::Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device",
+                ));
+            }
+            self.room -= buf.len();
+            self.kept.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn text(lines: usize) -> Vec<u8> {
+        (0..lines)
+            .flat_map(|i| format!("A{i:09}\t高雄\t{i}\n").into_bytes())
+            .collect()
+    }
+
+    /// Every byte reaches the sink, last partial megabyte too, and the
+    /// digest is the bytes' SHA-256.
+    #[test]
+    fn hashing_writes_every_byte_and_hashes_them() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let bytes = text(200_000);
+        let mut w = Hashing::new(Disk {
+            room: usize::MAX,
+            kept: kept.clone(),
+        })
+        .unwrap();
+        for line in bytes.chunk_by(|_, &b| b != b'\n') {
+            w.write_all(line).unwrap();
+        }
+        let (len, sha) = w.finish().unwrap();
+        assert!(bytes.len() > 3 * Hashing::CHUNK);
+        assert_eq!(*kept.lock().unwrap(), bytes);
+        assert_eq!(len, bytes.len() as u64);
+        assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
+    }
+
+    /// A full disk's own error reaches the writer, whether it comes while
+    /// writing or at the end.
+    #[test]
+    fn a_full_disk_s_error_reaches_the_writer() {
+        let bytes = text(200_000);
+        for room in [Hashing::CHUNK / 2, bytes.len() - 10] {
+            let mut w = Hashing::new(Disk {
+                room,
+                kept: Default::default(),
+            })
+            .unwrap();
+            let err = w
+                .write_all(&bytes)
+                .and_then(|()| w.finish().map(drop))
+                .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+            assert!(err.to_string().contains("No space left"), "{err}");
+        }
     }
 }

@@ -501,10 +501,12 @@ fn select_writing_population(
 ) -> Result<Vec<sampling::UnitSample>> {
     let started = std::time::Instant::now();
     let population = &frozen.population;
-    let tsv = folder.file("population.tsv")?;
+    const POPULATION: &str = "population.tsv";
+    let tsv = folder.file(POPULATION)?;
     let (units, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| -> Result<(u64, String)> {
-            let mut w = crate::ingest::Hashing::new(archive::create_private(&tsv)?);
+            let mut w = crate::ingest::Hashing::new(archive::create_private(&tsv)?)
+                .with_context(|| format!("writing {}", tsv.display()))?;
             sampling::write_population(population, &mut w)
                 .and_then(|()| w.finish())
                 .with_context(|| format!("writing {}", tsv.display()))
@@ -514,7 +516,7 @@ fn select_writing_population(
     });
     let written =
         written.map_err(|_| anyhow::anyhow!("the thread writing {} panicked", tsv.display()))??;
-    folder.written.insert("population.tsv".to_owned(), written);
+    folder.written.insert(POPULATION.to_owned(), written);
     let units = units
         .map_err(anyhow::Error::from)
         .context("selecting the sample")?;

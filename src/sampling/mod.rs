@@ -213,7 +213,7 @@ fn key_order(log: &DataFrame, start_second: i64) -> PolarsResult<(Vec<u64>, Vec<
 
 /// [`key_order`] as one in-place sort of `u64`s, the account above the
 /// second above the row, where the three fit in 64 bits (at ten million
-/// records of a half-year, for up to a few thousand accounts); `None`
+/// records of a half-year, for up to 65,536 accounts); `None`
 /// where they do not. The columns hold no nulls.
 fn packed_key_order(
     acct: &IdxCa,
@@ -532,7 +532,7 @@ fn number_and_digest(
     let content = TieBreak::of(query_log)?;
     let n = df.height();
     let mut occurrence: Vec<u32> = Vec::with_capacity(n);
-    let mut lines = StreamedDigest::start();
+    let mut lines = StreamedDigest::start()?;
     let mut stem: Vec<u8> = Vec::new();
     let mut group = 0u32;
     let items = CodeTexts::of(df.column("query_item")?)?;
@@ -604,13 +604,13 @@ struct StreamedDigest {
 
 impl StreamedDigest {
     /// Starts the hashing thread.
-    fn start() -> StreamedDigest {
-        StreamedDigest {
-            hashing: crate::ingest::Hashing::new(std::io::sink()),
+    fn start() -> PolarsResult<StreamedDigest> {
+        Ok(StreamedDigest {
+            hashing: crate::ingest::Hashing::new(std::io::sink())?,
             line: Vec::new(),
             prev_line: Vec::new(),
             in_order: true,
-        }
+        })
     }
 
     /// The lines of a group of `count` identical keys: `stem` and each
