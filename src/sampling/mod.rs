@@ -690,16 +690,35 @@ pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Resul
         .column("query_item")
         .and_then(CodeTexts::of)
         .map_err(std::io::Error::other)?;
-    let columns = (|| -> PolarsResult<_> {
-        Ok(f.column("acct")?
-            .idx()?
-            .iter()
-            .zip(f.column("second")?.i64()?.iter())
-            .zip(items.iter())
-            .zip(f.column("subject_id")?.str()?.iter())
-            .zip(f.column("occurrence")?.u32()?.iter()))
-    })()
-    .map_err(std::io::Error::other)?;
+    // Keys and occurrences have no nulls (`key_order` refuses them, every
+    // record is counted): read as slices, a row at a time, not through
+    // five zipped iterators of options.
+    let io = std::io::Error::other;
+    let (acct, second, occurrence, subject) = (
+        f.column("acct")
+            .and_then(|c| Ok(c.idx()?.rechunk()))
+            .map_err(io)?,
+        f.column("second")
+            .and_then(|c| Ok(c.i64()?.rechunk()))
+            .map_err(io)?,
+        f.column("occurrence")
+            .and_then(|c| Ok(c.u32()?.rechunk()))
+            .map_err(io)?,
+        f.column("subject_id")
+            .and_then(|c| Ok(c.str()?.rechunk()))
+            .map_err(io)?,
+    );
+    let (acct, second, occurrence) = (
+        acct.cont_slice().map_err(io)?,
+        second.cont_slice().map_err(io)?,
+        occurrence.cont_slice().map_err(io)?,
+    );
+    // A missing subject is "" (the population has none).
+    let whole = (subject.null_count() == 0).then(|| subject.downcast_as_array());
+    let subject_of = |i: usize| match whole {
+        Some(texts) => texts.value(i),
+        None => subject.get(i).unwrap_or(""),
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
     buf.extend_from_slice(
         b"account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\n",
@@ -736,15 +755,15 @@ pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Resul
         })
         .collect();
     let mut formatter = SecondFormatter::default();
-    for ((((acct, second), item), subject), occ) in columns {
-        buf.extend_from_slice(&heads[acct.unwrap_or(0) as usize]);
-        buf.extend_from_slice(formatter.format(second.unwrap_or(0)));
+    for (i, item) in items.iter().enumerate() {
+        buf.extend_from_slice(&heads[acct[i] as usize]);
+        buf.extend_from_slice(formatter.format(second[i]));
         buf.push(b'\t');
         escaped(&mut buf, item);
         buf.push(b'\t');
-        escaped(&mut buf, subject.unwrap_or(""));
+        escaped(&mut buf, subject_of(i));
         buf.push(b'\t');
-        match occ.unwrap_or(0) {
+        match occurrence[i] {
             o @ 0..=9 => buf.push(b'0' + o as u8),
             o => buf.extend_from_slice(o.to_string().as_bytes()),
         }
