@@ -693,26 +693,23 @@ pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Resul
     // Keys and occurrences have no nulls (`key_order` refuses them, every
     // record is counted): read as slices, a row at a time, not through
     // five zipped iterators of options.
-    let io = std::io::Error::other;
-    let (acct, second, occurrence, subject) = (
-        f.column("acct")
-            .and_then(|c| Ok(c.idx()?.rechunk()))
-            .map_err(io)?,
-        f.column("second")
-            .and_then(|c| Ok(c.i64()?.rechunk()))
-            .map_err(io)?,
-        f.column("occurrence")
-            .and_then(|c| Ok(c.u32()?.rechunk()))
-            .map_err(io)?,
-        f.column("subject_id")
-            .and_then(|c| Ok(c.str()?.rechunk()))
-            .map_err(io)?,
-    );
-    let (acct, second, occurrence) = (
-        acct.cont_slice().map_err(io)?,
-        second.cont_slice().map_err(io)?,
-        occurrence.cont_slice().map_err(io)?,
-    );
+    let columns = (|| -> PolarsResult<_> {
+        Ok((
+            f.column("acct")?.idx()?.rechunk(),
+            f.column("second")?.i64()?.rechunk(),
+            f.column("occurrence")?.u32()?.rechunk(),
+            f.column("subject_id")?.str()?.rechunk(),
+        ))
+    })();
+    let (acct, second, occurrence, subject) = columns.map_err(std::io::Error::other)?;
+    let slices = (|| {
+        Ok::<_, PolarsError>((
+            acct.cont_slice()?,
+            second.cont_slice()?,
+            occurrence.cont_slice()?,
+        ))
+    })();
+    let (acct, second, occurrence) = slices.map_err(std::io::Error::other)?;
     // A missing subject is "" (the population has none).
     let whole = (subject.null_count() == 0).then(|| subject.downcast_as_array());
     let subject_of = |i: usize| match whole {
