@@ -977,5 +977,15 @@ mod tests {
             "{err:#}"
         );
         assert!(!changed.join(SEAL).exists());
+
+        let gone = tmp.path().join("gone");
+        let written = write(&gone);
+        std::fs::remove_file(gone.join("population.tsv")).unwrap();
+        let err = seal(&gone, &written).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("population.tsv is gone since it was written"),
+            "{err:#}"
+        );
+        assert!(!gone.join(SEAL).exists());
     }
 }

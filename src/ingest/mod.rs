@@ -1808,23 +1808,38 @@ mod tests {
         assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
     }
 
-    /// A full disk's own error reaches the writer, whether it comes while
-    /// writing or at the end.
+    /// A full disk's own error reaches the writer: from a write, once the
+    /// thread has stopped on it, and from `finish` when the last chunk
+    /// finds the disk full.
     #[test]
     fn a_full_disk_s_error_reaches_the_writer() {
-        let bytes = text(200_000);
-        for room in [Hashing::CHUNK / 2, bytes.len() - 10] {
-            let mut w = Hashing::new(Disk {
-                room,
-                kept: Default::default(),
-            })
-            .unwrap();
-            let err = w
-                .write_all(&bytes)
-                .and_then(|()| w.finish().map(drop))
-                .unwrap_err();
+        let full = |err: std::io::Error| {
             assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
             assert!(err.to_string().contains("No space left"), "{err}");
+        };
+        // Full after half a chunk: the thread stops on the first; the
+        // channel holds four more, so a write within the next few fails.
+        let bytes = text(2_000_000);
+        let mut w = Hashing::new(Disk {
+            room: Hashing::CHUNK / 2,
+            kept: Default::default(),
+        })
+        .unwrap();
+        let failed = bytes
+            .chunk_by(|_, &b| b != b'\n')
+            .find_map(|line| w.write_all(line).err());
+        full(failed.expect("a write fails once the disk is full"));
+
+        // Room for all but the last ten bytes: every write succeeds.
+        let bytes = text(200_000);
+        let mut w = Hashing::new(Disk {
+            room: bytes.len() - 10,
+            kept: Default::default(),
+        })
+        .unwrap();
+        for line in bytes.chunk_by(|_, &b| b != b'\n') {
+            w.write_all(line).unwrap();
         }
+        full(w.finish().unwrap_err());
     }
 }
