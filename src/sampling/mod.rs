@@ -70,9 +70,10 @@ pub fn population(
 ) -> PolarsResult<Population> {
     let started = std::time::Instant::now();
     let log = period_records(query_log, period)?;
-    let accounts_df = account_agencies(log.clone(), roster)?;
+    let accounts_df = account_agencies(log.clone().lazy(), roster)?;
     let mut accounts = account_blocks(&accounts_df)?;
-    let mut frame = placed_in_order(log, accounts_df, period)?;
+    let mut frame = placed_in_order(&log, &accounts_df, period, query_log)?;
+    drop(log);
     frame.rechunk_mut();
     tracing::debug!(elapsed = ?started.elapsed(), rows = frame.height(), "population placed in order");
     let started = std::time::Instant::now();
@@ -87,9 +88,10 @@ pub fn population(
 }
 
 /// The query log's records in `period`: `account_id, log_agency,
-/// queried_at, query_item, subject_id ("" when absent), row`.
-fn period_records(query_log: &DataFrame, period: &Period) -> PolarsResult<LazyFrame> {
-    Ok(query_log
+/// queried_at, row` (the record's row in the log). Their item and subject
+/// are read from the log by `row`, once the records are in order.
+fn period_records(query_log: &DataFrame, period: &Period) -> PolarsResult<DataFrame> {
+    query_log
         .clone()
         .lazy()
         .with_row_index("row", None)
@@ -98,12 +100,9 @@ fn period_records(query_log: &DataFrame, period: &Period) -> PolarsResult<LazyFr
             col("account_id"),
             col("agency_id").alias("log_agency"),
             col("queried_at"),
-            col("query_item"),
-            col("subject_id").fill_null(lit("")),
             col("row"),
         ])
-        .collect()?
-        .lazy())
+        .collect()
 }
 
 /// The accounts of the period's records with their agency (the roster's
@@ -158,15 +157,17 @@ fn account_blocks(accounts_df: &DataFrame) -> PolarsResult<Vec<AccountBlock>> {
 /// The records with their account's number and Unix second, in the
 /// population's order: by one `u64` key, the account number, then the
 /// second into the period, records with equal keys by `query_item|` then
-/// `subject_id|` bytes, then in the log's order. The records are gathered
-/// once, in that order.
+/// `subject_id|` bytes, then in the log's order. The keys are made from
+/// the log's codes and times as they are sorted; the records' item and
+/// subject are gathered once, in that order, straight from `query_log`.
 fn placed_in_order(
-    log: LazyFrame,
-    accounts_df: DataFrame,
+    log: &DataFrame,
+    accounts_df: &DataFrame,
     period: &Period,
+    query_log: &DataFrame,
 ) -> PolarsResult<DataFrame> {
     let start_second = period.start.and_utc().timestamp();
-    // Each record's account number, a gather by its account's code.
+    // Each account code's number, by the account's code.
     let acct_by_code = crate::ingest::parse::by_code(
         accounts_df
             .column("account_id")?
@@ -174,87 +175,198 @@ fn placed_in_order(
             .as_materialized_series(),
         accounts_df.column("acct")?.as_materialized_series(),
     )?;
-    let log = log
-        .select([
-            lit(acct_by_code)
-                .gather(col("account_id").to_physical(), true)
-                .alias("acct"),
-            // The Unix second (microseconds floored, as a truncation to
-            // the second is), by integer division.
-            col("queried_at")
-                .to_physical()
-                .floor_div(lit(1_000_000i64))
-                .alias("second"),
-            col("query_item"),
-            col("subject_id"),
-            col("row"),
-        ])
-        .collect()?;
-    let (keys, by_key) = key_order(&log, start_second)?;
-    let order = within_seconds(&log, &keys, by_key)?;
-    DataFrame::new_infer_height(crate::ingest::parse::gathered(log.into_columns(), &order)?)
-}
-
-/// The rows of `log` in key order (its account number, then its second
-/// into the period from `start_second`), equal keys in the log's order,
-/// with their keys (see [`population_key`]).
-fn key_order(log: &DataFrame, start_second: i64) -> PolarsResult<(Vec<u64>, Vec<IdxSize>)> {
-    let (acct, second) = (log.column("acct")?.idx()?, log.column("second")?.i64()?);
-    if acct.null_count() + second.null_count() > 0 {
+    let acct_of_code: Vec<IdxSize> = acct_by_code
+        .idx()?
+        .iter()
+        .map(|a| a.unwrap_or(NO_ACCOUNT))
+        .collect();
+    let physical = |name: &str| -> PolarsResult<Series> {
+        Ok(log
+            .column(name)?
+            .as_materialized_series()
+            .to_physical_repr()
+            .rechunk())
+    };
+    let (code, micros) = (physical("account_id")?, physical("queried_at")?);
+    let (code, micros) = (code.u32()?, micros.i64()?);
+    if code.null_count() + micros.null_count() > 0 {
         return Err(PolarsError::ComputeError(
             "a record of the period without an account or a time".into(),
         ));
     }
-    match packed_key_order(acct, second, start_second) {
-        Some(ordered) => Ok(ordered),
-        None => stable_key_order(acct, second, start_second),
+    let parts = KeyParts {
+        code: code.cont_slice()?,
+        acct_of_code: &acct_of_code,
+        micros: micros.cont_slice()?,
+    };
+    let (keys, by_key) = key_order(&parts, start_second)?;
+    // Where the period holds the whole log, a record's row in it is its
+    // row in the log.
+    let rows = match log.height() == query_log.height() {
+        true => None,
+        false => Some(log.column("row")?.idx()?.rechunk().into_owned()),
+    };
+    let rows = rows.as_ref().map(|r| r.cont_slice()).transpose()?;
+    let order = within_seconds(query_log, rows, &keys, by_key)?;
+    // The keys, in order already, give each record's account and second;
+    // the log's row is gathered, and by it the item and subject.
+    let second_mask = (1u64 << SECOND_BITS) - 1;
+    let acct = keys
+        .iter()
+        .map(|&k| (k >> SECOND_BITS) as IdxSize)
+        .collect();
+    // In place: the keys' memory becomes the seconds'.
+    let second = keys
+        .into_iter()
+        .map(|k| (k & second_mask) as i64 + start_second)
+        .collect();
+    let (acct, second) = (
+        IdxCa::from_vec("acct".into(), acct),
+        Int64Chunked::from_vec("second".into(), second),
+    );
+    let row = match rows {
+        None => order.with_name("row".into()),
+        Some(rows) => IdxCa::from_slice("row".into(), rows).take(&order)?,
     }
+    .into_column();
+    let texts = crate::ingest::parse::gathered(
+        vec![
+            query_log.column("query_item")?.clone(),
+            query_log.column("subject_id")?.clone(),
+        ],
+        row.idx()?,
+    )?;
+    let [item, subject]: [Column; 2] = texts.try_into().expect("two columns gathered");
+    let mut subject = DataFrame::new_infer_height(vec![subject])?;
+    if subject.columns()[0].null_count() > 0 {
+        subject = subject
+            .lazy()
+            .select([col("subject_id").fill_null(lit(""))])
+            .collect()?;
+    }
+    let [subject]: [Column; 1] = subject.into_columns().try_into().expect("one column");
+    DataFrame::new_infer_height(vec![
+        acct.into_column(),
+        second.into_column(),
+        item,
+        subject,
+        row,
+    ])
+}
+
+/// An account code that no account of the population has.
+const NO_ACCOUNT: IdxSize = IdxSize::MAX;
+
+/// The period's records as the parts of their keys: each one's account
+/// code (numbered by `acct_of_code`) and time in microseconds.
+struct KeyParts<'a> {
+    code: &'a [u32],
+    acct_of_code: &'a [IdxSize],
+    micros: &'a [i64],
+}
+
+impl KeyParts<'_> {
+    fn len(&self) -> usize {
+        self.code.len()
+    }
+
+    /// Record `i`'s account number ([`NO_ACCOUNT`] for a code without one).
+    fn acct(&self, i: usize) -> IdxSize {
+        let code = self.code[i] as usize;
+        self.acct_of_code.get(code).copied().unwrap_or(NO_ACCOUNT)
+    }
+
+    /// Record `i`'s Unix second (microseconds floored, as a truncation to
+    /// the second is).
+    fn second(&self, i: usize) -> i64 {
+        self.micros[i].div_euclid(1_000_000)
+    }
+}
+
+/// The records in key order (the account number, then the second into
+/// the period from `start_second`), equal keys in the log's order, with
+/// their keys (see [`population_key`]).
+fn key_order(parts: &KeyParts<'_>, start_second: i64) -> PolarsResult<(Vec<u64>, Vec<IdxSize>)> {
+    // A key holds the second into the period and the account number above
+    // it: both must fit (the period's filter keeps the seconds in it).
+    let out_of_key = || {
+        PolarsError::ComputeError(
+            "a record's time or account does not fit the population's key".into(),
+        )
+    };
+    let seconds = |m: Option<i64>| m.map(|m| m.div_euclid(1_000_000));
+    let micros = parts.micros.par_iter().copied();
+    let (first, last) = (seconds(micros.clone().min()), seconds(micros.max()));
+    let fits =
+        |s: Option<i64>| s.is_none_or(|s| (0..1 << SECOND_BITS).contains(&(s - start_second)));
+    let accounts = parts
+        .acct_of_code
+        .iter()
+        .filter(|&&a| a != NO_ACCOUNT)
+        .max();
+    if !fits(first)
+        || !fits(last)
+        || accounts.is_some_and(|&a| u64::from(a) >> (64 - SECOND_BITS) > 0)
+    {
+        return Err(out_of_key());
+    }
+    if (0..parts.len())
+        .into_par_iter()
+        .any(|i| parts.acct(i) == NO_ACCOUNT)
+    {
+        return Err(out_of_key());
+    }
+    let (last, accounts) = (last.unwrap_or(start_second), accounts.copied().unwrap_or(0));
+    Ok(
+        match packed_key_order(parts, start_second, last, accounts) {
+            Some(ordered) => ordered,
+            None => stable_key_order(parts, start_second)?,
+        },
+    )
 }
 
 /// [`key_order`] as one in-place sort of `u64`s, the account above the
 /// second above the row, where the three fit in 64 bits (at ten million
-/// records of a half-year, for up to 65,536 accounts); `None`
-/// where they do not. The columns hold no nulls.
+/// records of a half-year, for up to 65,536 accounts); `None` where they
+/// do not. Every record's account and second fit a key ([`key_order`]).
 fn packed_key_order(
-    acct: &IdxCa,
-    second: &Int64Chunked,
+    parts: &KeyParts<'_>,
     start_second: i64,
+    last_second: i64,
+    last_acct: IdxSize,
 ) -> Option<(Vec<u64>, Vec<IdxSize>)> {
     let bits = |n: u64| 64 - n.leading_zeros();
-    let (first, last) = (second.min()?, second.max()?);
     let offset = |s: i64| (s - start_second) as u64;
-    let (second_bits, row_bits) = (bits(offset(last)), bits(acct.len() as u64));
-    let acct_bits = bits(u64::from(acct.max()?));
-    if first < start_second
-        || second_bits > SECOND_BITS
-        || acct_bits + SECOND_BITS > 64
-        || acct_bits + second_bits + row_bits > 64
-    {
+    let (second_bits, row_bits) = (bits(offset(last_second)), bits(parts.len() as u64));
+    if bits(u64::from(last_acct)) + second_bits + row_bits > 64 {
         return None;
     }
-    let mut packed: Vec<u64> = acct
-        .into_no_null_iter()
-        .zip(second.into_no_null_iter())
-        .enumerate()
-        .map(|(row, (a, s))| (u64::from(a) << second_bits | offset(s)) << row_bits | row as u64)
+    let mut packed: Vec<u64> = (0..parts.len())
+        .into_par_iter()
+        .map(|row| {
+            let (a, s) = (u64::from(parts.acct(row)), offset(parts.second(row)));
+            (a << second_bits | s) << row_bits | row as u64
+        })
         .collect();
     rayon::slice::ParallelSliceMut::par_sort_unstable(&mut packed[..]);
     let (row_mask, second_mask) = ((1u64 << row_bits) - 1, (1u64 << second_bits) - 1);
-    let order = packed.iter().map(|&p| (p & row_mask) as IdxSize).collect();
-    for p in &mut packed {
+    let order = packed
+        .par_iter()
+        .map(|&p| (p & row_mask) as IdxSize)
+        .collect();
+    packed.par_iter_mut().for_each(|p| {
         let (a, s) = (*p >> row_bits >> second_bits, *p >> row_bits & second_mask);
         *p = a << SECOND_BITS | s;
-    }
+    });
     Some((packed, order))
 }
 
 /// [`key_order`] by a stable sort of the keys.
 fn stable_key_order(
-    acct: &IdxCa,
-    second: &Int64Chunked,
+    parts: &KeyParts<'_>,
     start_second: i64,
 ) -> PolarsResult<(Vec<u64>, Vec<IdxSize>)> {
-    let key = population_key(acct, second, start_second);
+    let key = population_key(parts, start_second);
     let by_key = key.arg_sort(SortOptions::default().with_maintain_order(true));
     let keys = key.take(&by_key)?.rechunk().cont_slice()?.to_vec();
     Ok((keys, by_key.rechunk().cont_slice()?.to_vec()))
@@ -265,77 +377,69 @@ const SECOND_BITS: u32 = 36;
 
 /// Each record's key: its account number, then its second into the
 /// period (from `start_second`), as one `u64`.
-fn population_key(acct: &IdxCa, second: &Int64Chunked, start_second: i64) -> UInt64Chunked {
-    acct.into_no_null_iter()
-        .zip(second.into_no_null_iter())
-        .map(|(a, s)| u64::from(a) * (1 << SECOND_BITS) + (s - start_second) as u64)
+fn population_key(parts: &KeyParts<'_>, start_second: i64) -> UInt64Chunked {
+    (0..parts.len())
+        .map(|i| {
+            let (a, s) = (parts.acct(i), parts.second(i));
+            u64::from(a) << SECOND_BITS | (s - start_second) as u64
+        })
         .collect_ca("key".into())
 }
 
-/// A categorical column read a row at a time: each row's code and the
-/// text of every code (a query log has a handful of items). Its rows
-/// keep their 4-byte codes as they are ordered, not ten million texts.
+/// A categorical column read a row at a time: each row's code, and its
+/// text from the one dictionary. Its rows keep their 4-byte codes as they
+/// are ordered, not ten million texts.
 struct CodeTexts {
     codes: UInt32Chunked,
-    /// Code → index into `texts` (the process's dictionary holds every
-    /// categorical's values, so codes run high; 4 bytes each).
-    slot: Vec<u32>,
-    texts: Vec<String>,
+    mapping: std::sync::Arc<CategoricalMapping>,
 }
 
 impl CodeTexts {
     fn of(column: &Column) -> PolarsResult<CodeTexts> {
-        const NONE: u32 = u32::MAX;
-        let column = column.cast(&crate::ingest::parse::categorical())?;
+        // The log's columns are categorical already (and a cast to the
+        // same dtype would map every code again).
+        let column = match column.dtype() {
+            DataType::Categorical(..) => column.clone(),
+            _ => column.cast(&crate::ingest::parse::categorical())?,
+        };
+        let DataType::Categorical(_, mapping) = column.dtype() else {
+            return Err(PolarsError::ComputeError(
+                format!("{} is not categorical", column.name()).into(),
+            ));
+        };
+        let mapping = mapping.clone();
         let physical = column.as_materialized_series().to_physical_repr();
         let codes = physical.u32()?.rechunk().into_owned();
-        // Each code's first row, its text read once from there.
-        let mut slot = vec![NONE; codes.max().map_or(0, |m| m as usize + 1)];
-        let mut firsts: Vec<IdxSize> = Vec::new();
-        for (row, code) in codes.iter().enumerate() {
-            if let Some(code) = code
-                && slot[code as usize] == NONE
-            {
-                slot[code as usize] = firsts.len() as u32;
-                firsts.push(row as IdxSize);
-            }
-        }
-        let texts = column
-            .take(&IdxCa::from_vec("first".into(), firsts))?
-            .cast(&DataType::String)?;
-        let texts = texts
-            .str()?
-            .iter()
-            .map(|t| t.unwrap_or("").to_owned())
-            .collect();
-        Ok(CodeTexts { codes, slot, texts })
+        Ok(CodeTexts { codes, mapping })
     }
 
     fn text(&self, code: Option<u32>) -> &str {
-        code.map_or("", |c| &self.texts[self.slot[c as usize] as usize])
+        code.and_then(|c| self.mapping.cat_to_str(c)).unwrap_or("")
     }
 
     /// Row `i`'s text, "" for a null.
     fn get(&self, i: usize) -> &str {
         self.text(self.codes.get(i))
     }
-
-    /// Every row's text, "" for a null.
-    fn iter(&self) -> impl Iterator<Item = &str> {
-        self.codes.iter().map(|c| self.text(c))
-    }
 }
 
-/// `order` (rows of `log` in key order; `keys` their keys) with each run
-/// of rows sharing a key ordered by `query_item|` then `subject_id|`
-/// bytes, keeping key order (the log's) for equal ones.
-fn within_seconds(log: &DataFrame, keys: &[u64], mut order: Vec<IdxSize>) -> PolarsResult<IdxCa> {
-    let (item, subject) = (log.column("query_item")?, log.column("subject_id")?.str()?);
-    let field = |text: Option<&str>| -> Vec<u8> {
-        let mut v = text.unwrap_or("").as_bytes().to_vec();
-        v.push(b'|');
-        v
-    };
+/// `order` (rows of the period's records in key order; `keys` their keys,
+/// `rows` their rows in `query_log`, `None` where they are its rows in
+/// order) with each run of rows sharing a key
+/// ordered by `query_item|` then `subject_id|` bytes, keeping key order
+/// (the log's) for equal ones.
+fn within_seconds(
+    query_log: &DataFrame,
+    rows: Option<&[IdxSize]>,
+    keys: &[u64],
+    mut order: Vec<IdxSize>,
+) -> PolarsResult<IdxCa> {
+    let item = CodeTexts::of(query_log.column("query_item")?)?;
+    let subject = query_log.column("subject_id")?.str()?;
+    // A field's bytes with its `|`, compared without being copied.
+    fn field(text: &str) -> impl Iterator<Item = u8> + '_ {
+        text.bytes().chain(std::iter::once(b'|'))
+    }
     let mut i = 0;
     while i < keys.len() {
         let mut j = i + 1;
@@ -343,12 +447,17 @@ fn within_seconds(log: &DataFrame, keys: &[u64], mut order: Vec<IdxSize>) -> Pol
             j += 1;
         }
         if j - i > 1 {
-            let mut run = Vec::with_capacity(j - i);
-            for &r in &order[i..j] {
-                let item = item.get(r as usize)?;
-                run.push((field(item.get_str()), field(subject.get(r as usize)), r));
-            }
-            run.sort(); // the key order last: the log's for equal fields
+            let at = |r: IdxSize| rows.map_or(r, |rows| rows[r as usize]) as usize;
+            let mut run: Vec<(&str, &str, IdxSize)> = order[i..j]
+                .iter()
+                .map(|&r| (item.get(at(r)), subject.get(at(r)).unwrap_or(""), r))
+                .collect();
+            // The key order last: the log's for equal fields.
+            run.sort_by(|a, b| {
+                (field(a.0).cmp(field(b.0)))
+                    .then_with(|| field(a.1).cmp(field(b.1)))
+                    .then(a.2.cmp(&b.2))
+            });
             for (at, (_, _, r)) in order[i..j].iter_mut().zip(run) {
                 *at = r;
             }
@@ -358,34 +467,48 @@ fn within_seconds(log: &DataFrame, keys: &[u64], mut order: Vec<IdxSize>) -> Pol
     Ok(IdxCa::from_vec("order".into(), order))
 }
 
-/// The columns of the population the spec's lines are made of.
+/// The columns of the population the spec's lines are made of, read a
+/// row at a time: accounts and seconds as slices (they have no nulls:
+/// `key_order` refuses them), not through zipped iterators of options.
+/// The frame is in one chunk, as [`population`] leaves it.
 struct Keys<'a> {
-    acct: &'a IdxCa,
-    accounts: &'a [AccountBlock],
-    second: &'a Int64Chunked,
+    acct: &'a [IdxSize],
+    second: &'a [i64],
     item: CodeTexts,
     subject: &'a StringChunked,
+    /// The subjects as one array, where none is missing.
+    texts: Option<&'a <StringType as PolarsDataType>::Array>,
 }
 
 impl<'a> Keys<'a> {
-    fn of(df: &'a DataFrame, accounts: &'a [AccountBlock]) -> PolarsResult<Keys<'a>> {
+    fn of(df: &'a DataFrame) -> PolarsResult<Keys<'a>> {
+        let subject = df.column("subject_id")?.str()?;
+        let whole = subject.null_count() == 0 && subject.chunks().len() == 1;
         Ok(Keys {
-            acct: df.column("acct")?.idx()?,
-            accounts,
-            second: df.column("second")?.i64()?,
+            acct: df.column("acct")?.idx()?.cont_slice()?,
+            second: df.column("second")?.i64()?.cont_slice()?,
             item: CodeTexts::of(df.column("query_item")?)?,
-            subject: df.column("subject_id")?.str()?,
+            subject,
+            texts: whole.then(|| subject.downcast_as_array()),
         })
     }
 
-    fn row(&self, i: usize) -> (&'a str, &'a str, i64, &str, &'a str) {
-        let a = &self.accounts[self.acct.get(i).unwrap_or(0) as usize];
+    /// Row `i`'s subject, "" where it has none.
+    fn subject(&self, i: usize) -> &'a str {
+        match self.texts {
+            Some(texts) => texts.value(i),
+            None => self.subject.get(i).unwrap_or(""),
+        }
+    }
+
+    /// Row `i`: its account (index into the population's accounts),
+    /// second, item and subject.
+    fn row(&self, i: usize) -> (usize, i64, &str, &'a str) {
         (
-            a.account_id.as_str(),
-            a.agency_id.as_str(),
-            self.second.get(i).unwrap_or(0),
+            self.acct[i] as usize,
+            self.second[i],
             self.item.get(i),
-            self.subject.get(i).unwrap_or(""),
+            self.subject(i),
         )
     }
 }
@@ -535,21 +658,13 @@ fn number_and_digest(
     let mut lines = StreamedDigest::start()?;
     let mut stem: Vec<u8> = Vec::new();
     let mut group = 0u32;
-    let items = CodeTexts::of(df.column("query_item")?)?;
-    let mut prev: Option<(IdxSize, i64, &str, &str)> = None;
+    let keys = Keys::of(df)?;
+    let mut prev: Option<(usize, i64, &str, &str)> = None;
     let mut formatter = SecondFormatter::default();
-    let columns = df
-        .column("acct")?
-        .idx()?
-        .iter()
-        .zip(df.column("second")?.i64()?.iter())
-        .zip(items.iter())
-        .zip(df.column("subject_id")?.str()?.iter());
-    for (i, (((acct, second), item), subject)) in columns.enumerate() {
-        let (acct, second) = (acct.unwrap_or(0), second.unwrap_or(0));
-        let subject = subject.unwrap_or("");
+    for i in 0..n {
+        let (acct, second, item, subject) = keys.row(i);
         let same_account = prev.is_some_and(|p| p.0 == acct);
-        let block = &mut accounts[acct as usize];
+        let block = &mut accounts[acct];
         if !same_account {
             block.start = i;
         }
@@ -659,10 +774,11 @@ fn sorted_lines_digest(
     accounts: &[AccountBlock],
     occurrence: &[u32],
 ) -> PolarsResult<String> {
-    let keys = Keys::of(df, accounts)?;
+    let keys = Keys::of(df)?;
     let mut lines: Vec<Vec<u8>> = (0..df.height())
         .map(|i| {
-            let (account, agency, second, item, subject) = keys.row(i);
+            let (acct, second, item, subject) = keys.row(i);
+            let (account, agency) = (&accounts[acct].account_id, &accounts[acct].agency_id);
             let mut l = Vec::new();
             l.extend_from_slice(account.as_bytes());
             l.push(b'\t');
@@ -686,36 +802,9 @@ fn sorted_lines_digest(
 /// newline, carriage return and backslash escaped as `\t`, `\n`, `\r`, `\\`.
 pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Result<()> {
     let f = &pop.frame;
-    let items = f
-        .column("query_item")
-        .and_then(CodeTexts::of)
-        .map_err(std::io::Error::other)?;
-    // Keys and occurrences have no nulls (`key_order` refuses them, every
-    // record is counted): read as slices, a row at a time, not through
-    // five zipped iterators of options.
-    let columns = (|| -> PolarsResult<_> {
-        Ok((
-            f.column("acct")?.idx()?.rechunk(),
-            f.column("second")?.i64()?.rechunk(),
-            f.column("occurrence")?.u32()?.rechunk(),
-            f.column("subject_id")?.str()?.rechunk(),
-        ))
-    })();
-    let (acct, second, occurrence, subject) = columns.map_err(std::io::Error::other)?;
-    let slices = (|| {
-        Ok::<_, PolarsError>((
-            acct.cont_slice()?,
-            second.cont_slice()?,
-            occurrence.cont_slice()?,
-        ))
-    })();
-    let (acct, second, occurrence) = slices.map_err(std::io::Error::other)?;
-    // A missing subject is "" (the population has none).
-    let whole = (subject.null_count() == 0).then(|| subject.downcast_as_array());
-    let subject_of = |i: usize| match whole {
-        Some(texts) => texts.value(i),
-        None => subject.get(i).unwrap_or(""),
-    };
+    let columns =
+        (|| Ok::<_, PolarsError>((Keys::of(f)?, f.column("occurrence")?.u32()?.cont_slice()?)))();
+    let (keys, occurrence) = columns.map_err(std::io::Error::other)?;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
     buf.extend_from_slice(
         b"account_id\tagency_id\tqueried_at\tquery_item\tsubject_id\toccurrence\n",
@@ -752,15 +841,16 @@ pub fn write_population(pop: &Population, out: &mut dyn Write) -> std::io::Resul
         })
         .collect();
     let mut formatter = SecondFormatter::default();
-    for (i, item) in items.iter().enumerate() {
-        buf.extend_from_slice(&heads[acct[i] as usize]);
-        buf.extend_from_slice(formatter.format(second[i]));
+    for (i, &occurrence) in occurrence.iter().enumerate() {
+        let (acct, second, item, subject) = keys.row(i);
+        buf.extend_from_slice(&heads[acct]);
+        buf.extend_from_slice(formatter.format(second));
         buf.push(b'\t');
         escaped(&mut buf, item);
         buf.push(b'\t');
-        escaped(&mut buf, subject_of(i));
+        escaped(&mut buf, subject);
         buf.push(b'\t');
-        match occurrence[i] {
+        match occurrence {
             o @ 0..=9 => buf.push(b'0' + o as u8),
             o => buf.extend_from_slice(o.to_string().as_bytes()),
         }
@@ -870,7 +960,7 @@ pub fn select(
         .collect();
     let strata = draw_accounts(pop, config, &tickets, params)?;
     // Stage 2: records of the selected accounts, in parallel.
-    let keys = Keys::of(&pop.frame, &pop.accounts)?;
+    let keys = Keys::of(&pop.frame)?;
     let draw = RecordDraw {
         seed,
         period_id,
@@ -960,7 +1050,7 @@ impl RecordDraw<'_> {
     /// keys), ranked.
     fn records(&self, block: &AccountBlock, k: u64) -> Vec<SampledRecord> {
         let key_into = |key: &mut Vec<u8>, i: usize| {
-            let (_, _, second, item, subject) = self.keys.row(i);
+            let (_, second, item, subject) = self.keys.row(i);
             key.clear();
             push_key_stem(key, second, item, subject);
             // Writing into a Vec cannot fail.
@@ -998,7 +1088,7 @@ impl RecordDraw<'_> {
 
     /// Population row `i` as a sampled record, its subject masked.
     fn sampled(&self, i: usize, t: &Ticket, rank: u64) -> SampledRecord {
-        let (_, _, second, item, subject) = self.keys.row(i);
+        let (_, second, item, subject) = self.keys.row(i);
         let mut at = Vec::new();
         push_second(&mut at, second);
         SampledRecord {

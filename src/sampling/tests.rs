@@ -700,7 +700,8 @@ fn the_unit_draw_puts_critical_units_first_and_draws_them_all() {
 
 /// The packed sort puts the records in the stable sort's order, equal keys
 /// in the log's order, and gives the same keys; where account, second and
-/// row do not fit in 64 bits it steps aside.
+/// row do not fit in 64 bits it steps aside; a record outside the period,
+/// or of an account the population does not number, is an error.
 #[test]
 fn the_packed_key_order_is_the_stable_sort_s() {
     let start = 1_767_225_600; // 2026-01-01T00:00:00, as a period's start second
@@ -712,30 +713,68 @@ fn the_packed_key_order_is_the_stable_sort_s() {
         state % n
     };
     // Few accounts and seconds among many rows: long runs of equal keys.
-    let (acct, second): (Vec<IdxSize>, Vec<i64>) = (0..5_000)
-        .map(|_| (next(7) as IdxSize, start + next(40) as i64 * 3_600 * 24 * 4))
+    // Codes number the accounts out of order, as a dictionary's do.
+    let acct_of_code: Vec<IdxSize> = vec![4, 0, 6, 2, 5, 1, 3];
+    let (code, micros): (Vec<u32>, Vec<i64>) = (0..5_000)
+        .map(|_| {
+            let second = start + next(40) as i64 * 3_600 * 24 * 4;
+            (next(7) as u32, second * 1_000_000 + next(1_000_000) as i64)
+        })
         .unzip();
-    let (acct, second) = (
-        IdxCa::from_vec("acct".into(), acct),
-        Int64Chunked::from_vec("second".into(), second),
-    );
-    let packed = packed_key_order(&acct, &second, start).expect("it packs");
-    let stable = stable_key_order(&acct, &second, start).unwrap();
+    let parts = KeyParts {
+        code: &code,
+        acct_of_code: &acct_of_code,
+        micros: &micros,
+    };
+    let last = micros.iter().max().unwrap() / 1_000_000;
+    let packed = packed_key_order(&parts, start, last, 6).expect("it packs");
+    let stable = stable_key_order(&parts, start).unwrap();
     assert_eq!(packed, stable);
+    assert_eq!(key_order(&parts, start).unwrap(), stable);
     assert!(
         packed.0.windows(2).any(|w| w[0] == w[1]),
         "the data has ties"
     );
+    // The keys are the accounts' numbers above the seconds.
+    let (keys, order) = &stable;
+    for (&k, &row) in keys.iter().zip(order) {
+        let row = row as usize;
+        let account = u64::from(acct_of_code[code[row] as usize]);
+        let second = (micros[row] / 1_000_000 - start) as u64;
+        assert_eq!(k, account << SECOND_BITS | second);
+    }
 
     // Account, second and row that need 66 bits.
-    let wide = IdxCa::from_vec("acct".into(), vec![0, 1 << 27, 3]);
-    let three = Int64Chunked::from_vec(
-        "second".into(),
-        vec![start + 5, start + (1 << 35), start + 9],
+    let wide = KeyParts {
+        code: &[0, 1, 2],
+        acct_of_code: &[0, 1 << 27, 3],
+        micros: &[
+            (start + 5) * 1_000_000,
+            (start + (1 << 35)) * 1_000_000,
+            (start + 9) * 1_000_000,
+        ],
+    };
+    assert_eq!(
+        packed_key_order(&wide, start, start + (1 << 35), 1 << 27),
+        None
     );
-    assert_eq!(packed_key_order(&wide, &three, start), None);
+    assert!(key_order(&wide, start).is_ok(), "the stable sort takes it");
     // A record before the period's start.
-    let early = Int64Chunked::from_vec("second".into(), vec![start - 1, start, start + 9]);
-    let small = IdxCa::from_vec("acct".into(), vec![1, 0, 1]);
-    assert_eq!(packed_key_order(&small, &early, start), None);
+    let early = KeyParts {
+        code: &[1, 0, 1],
+        acct_of_code: &[0, 1],
+        micros: &[
+            (start - 1) * 1_000_000,
+            start * 1_000_000,
+            (start + 9) * 1_000_000,
+        ],
+    };
+    assert!(key_order(&early, start).is_err());
+    // A record whose account code the population does not number.
+    let stray = KeyParts {
+        code: &[1, 0, 2],
+        acct_of_code: &[0, 1, NO_ACCOUNT],
+        micros: &[start * 1_000_000; 3],
+    };
+    assert!(key_order(&stray, start).is_err());
 }
