@@ -59,10 +59,11 @@ pub struct AccountBlock {
 /// from the roster, the smallest agency id its records in the period give.
 ///
 /// The canonical order is reached in two steps, then the records are
-/// gathered in it once: polars orders one `u64` key (account number in
+/// placed in it once: one sort of `u64` keys (account number in
 /// account-id byte order, then the second), and runs of records sharing
 /// account and second — short, as people do not query hundreds of times a
-/// second — are ordered by item and subject here.
+/// second — are ordered by item and subject here. The sorted keys give
+/// each record's account and second; its item and subject are gathered.
 pub fn population(
     query_log: &DataFrame,
     roster: &DataFrame,
@@ -89,7 +90,8 @@ pub fn population(
 
 /// The query log's records in `period`: `account_id, log_agency,
 /// queried_at, row` (the record's row in the log). Their item and subject
-/// are read from the log by `row`, once the records are in order.
+/// are read from the log by `row`: for runs of equal keys as they are
+/// ordered, then gathered once in order.
 fn period_records(query_log: &DataFrame, period: &Period) -> PolarsResult<DataFrame> {
     query_log
         .clone()
@@ -328,7 +330,10 @@ fn key_order(parts: &KeyParts<'_>, start_second: i64) -> PolarsResult<(Vec<u64>,
 /// [`key_order`] as one in-place sort of `u64`s, the account above the
 /// second above the row, where the three fit in 64 bits (at ten million
 /// records of a half-year, for up to 65,536 accounts); `None` where they
-/// do not. Every record's account and second fit a key ([`key_order`]).
+/// do not. The caller ([`key_order`]) has checked that every record's
+/// account and second fit a key, that no second is past `last_second`
+/// and no account number above `last_acct`: were one, its bits would
+/// run into its neighbour's.
 fn packed_key_order(
     parts: &KeyParts<'_>,
     start_second: i64,
@@ -396,10 +401,12 @@ struct CodeTexts {
 
 impl CodeTexts {
     fn of(column: &Column) -> PolarsResult<CodeTexts> {
-        // The log's columns are categorical already (and a cast to the
-        // same dtype would map every code again).
+        // The log's columns are categorical with 32-bit codes already
+        // (and a cast to the same dtype would map every code again).
         let column = match column.dtype() {
-            DataType::Categorical(..) => column.clone(),
+            DataType::Categorical(cats, _) if cats.physical() == CategoricalPhysical::U32 => {
+                column.clone()
+            }
             _ => column.cast(&crate::ingest::parse::categorical())?,
         };
         let DataType::Categorical(_, mapping) = column.dtype() else {

@@ -735,7 +735,8 @@ fn the_packed_key_order_is_the_stable_sort_s() {
         packed.0.windows(2).any(|w| w[0] == w[1]),
         "the data has ties"
     );
-    // The keys are the accounts' numbers above the seconds.
+    // The keys are the accounts' numbers above the seconds, in order, and
+    // equal keys keep the log's order.
     let (keys, order) = &stable;
     for (&k, &row) in keys.iter().zip(order) {
         let row = row as usize;
@@ -743,6 +744,17 @@ fn the_packed_key_order_is_the_stable_sort_s() {
         let second = (micros[row] / 1_000_000 - start) as u64;
         assert_eq!(k, account << SECOND_BITS | second);
     }
+    for (k, o) in keys.windows(2).zip(order.windows(2)) {
+        assert!(k[0] < k[1] || (k[0] == k[1] && o[0] < o[1]));
+    }
+    // Seconds before 1970 are floored, as a truncation to the second is.
+    let before_1970 = KeyParts {
+        code: &[0, 0, 0],
+        acct_of_code: &[0],
+        micros: &[-1_500_000, -2_000_000, -999_999],
+    };
+    let (keys, order) = key_order(&before_1970, -2).unwrap();
+    assert_eq!((keys, order), (vec![0, 0, 1], vec![0, 1, 2]));
 
     // Account, second and row that need 66 bits.
     let wide = KeyParts {
@@ -758,7 +770,9 @@ fn the_packed_key_order_is_the_stable_sort_s() {
         packed_key_order(&wide, start, start + (1 << 35), 1 << 27),
         None
     );
-    assert!(key_order(&wide, start).is_ok(), "the stable sort takes it");
+    let (keys, order) = key_order(&wide, start).expect("the stable sort takes it");
+    assert_eq!(order, vec![0, 2, 1]);
+    assert_eq!(keys, stable_key_order(&wide, start).unwrap().0);
     // A record before the period's start.
     let early = KeyParts {
         code: &[1, 0, 1],
@@ -777,4 +791,17 @@ fn the_packed_key_order_is_the_stable_sort_s() {
         micros: &[start * 1_000_000; 3],
     };
     assert!(key_order(&stray, start).is_err());
+    let past_the_numbering = KeyParts {
+        code: &[0, 5],
+        acct_of_code: &[0],
+        micros: &[start * 1_000_000; 2],
+    };
+    assert!(key_order(&past_the_numbering, start).is_err());
+    // An account number above the key's 28 bits.
+    let too_many = KeyParts {
+        code: &[0],
+        acct_of_code: &[1 << 28],
+        micros: &[start * 1_000_000],
+    };
+    assert!(key_order(&too_many, start).is_err());
 }
