@@ -159,9 +159,11 @@ fn account_blocks(accounts_df: &DataFrame) -> PolarsResult<Vec<AccountBlock>> {
 /// The records with their account's number and Unix second, in the
 /// population's order: by one `u64` key, the account number, then the
 /// second into the period, records with equal keys by `query_item|` then
-/// `subject_id|` bytes, then in the log's order. The keys are made from
-/// the log's codes and times as they are sorted; the records' item and
-/// subject are gathered once, in that order, straight from `query_log`.
+/// `subject_id|` bytes, then in the log's order. The keys are made
+/// straight from the log's codes and times, and give back each record's
+/// account and second once sorted; the records' item and subject (and
+/// row, where the log runs past the period) are gathered once, in that
+/// order, from `query_log`.
 fn placed_in_order(
     log: &DataFrame,
     accounts_df: &DataFrame,
