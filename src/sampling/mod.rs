@@ -240,22 +240,19 @@ fn placed_in_order(
         ],
         row.idx()?,
     )?;
-    let [item, subject]: [Column; 2] = texts.try_into().expect("two columns gathered");
-    let mut subject = DataFrame::new_infer_height(vec![subject])?;
-    if subject.columns()[0].null_count() > 0 {
-        subject = subject
-            .lazy()
-            .select([col("subject_id").fill_null(lit(""))])
-            .collect()?;
-    }
-    let [subject]: [Column; 1] = subject.into_columns().try_into().expect("one column");
-    DataFrame::new_infer_height(vec![
-        acct.into_column(),
-        second.into_column(),
-        item,
-        subject,
-        row,
-    ])
+    // A missing subject is "" (a column without one is passed on as is).
+    let texts = DataFrame::new_infer_height(texts)?
+        .lazy()
+        .select([col("query_item"), col("subject_id").fill_null(lit(""))])
+        .collect()?;
+    let columns = [acct.into_column(), second.into_column()];
+    DataFrame::new_infer_height(
+        columns
+            .into_iter()
+            .chain(texts.into_columns())
+            .chain([row])
+            .collect(),
+    )
 }
 
 /// An account code that no account of the population has.
@@ -434,9 +431,8 @@ impl CodeTexts {
 
 /// `order` (rows of the period's records in key order; `keys` their keys,
 /// `rows` their rows in `query_log`, `None` where they are its rows in
-/// order) with each run of rows sharing a key
-/// ordered by `query_item|` then `subject_id|` bytes, keeping key order
-/// (the log's) for equal ones.
+/// order) with each run of rows sharing a key ordered by `query_item|`
+/// then `subject_id|` bytes, keeping key order (the log's) for equal ones.
 fn within_seconds(
     query_log: &DataFrame,
     rows: Option<&[IdxSize]>,
