@@ -199,29 +199,170 @@ fn nibbles(raw: &[u8]) -> Option<u64> {
     })
 }
 
-/// The builder of one column's values from one part.
-enum ColumnBuilder {
-    Codes(PrimitiveChunkedBuilder<UInt32Type>),
-    Text(StringChunkedBuilder),
-    Times(PrimitiveChunkedBuilder<Int64Type>),
+/// One column's values from one part, in buffers its thread keeps from
+/// piece to piece (their pages are touched once, not once a piece).
+enum Values {
+    Codes(Vec<u32>),
+    Times(Vec<i64>),
+    /// The texts one after another, and where each ends.
+    Text(String, Vec<usize>),
 }
 
-impl ColumnBuilder {
-    /// The builder of column `p`'s values, room for about `capacity`.
-    fn new(p: &Present, capacity: usize) -> ColumnBuilder {
-        let name = p.spec.name.into();
-        match p.parser {
-            ColumnParser::Code(..) => {
-                ColumnBuilder::Codes(PrimitiveChunkedBuilder::new(name, capacity))
-            }
-            ColumnParser::NationalId => {
-                ColumnBuilder::Text(StringChunkedBuilder::new(name, capacity))
-            }
-            ColumnParser::DateTime(_) => {
-                ColumnBuilder::Times(PrimitiveChunkedBuilder::new(name, capacity))
+/// One column's values from one part, and which of them are null (by
+/// position among the part's rows; a null holds a zero or an empty text).
+struct PartColumn {
+    values: Values,
+    nulls: Vec<IdxSize>,
+}
+
+impl PartColumn {
+    fn new(p: &Present) -> PartColumn {
+        let values = match p.parser {
+            ColumnParser::Code(..) => Values::Codes(Vec::new()),
+            ColumnParser::NationalId => Values::Text(String::new(), Vec::new()),
+            ColumnParser::DateTime(_) => Values::Times(Vec::new()),
+        };
+        PartColumn {
+            values,
+            nulls: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.nulls.clear();
+        match &mut self.values {
+            Values::Codes(v) => v.clear(),
+            Values::Times(v) => v.clear(),
+            Values::Text(t, ends) => {
+                t.clear();
+                ends.clear();
             }
         }
     }
+
+    /// Adds the value of the part's row `at` (its position among the
+    /// part's rows).
+    fn push(&mut self, at: usize, v: CellValue<'_>) {
+        let null = match (&mut self.values, v) {
+            (Values::Codes(b), CellValue::Code(c)) => {
+                b.push(c);
+                false
+            }
+            (Values::Times(b), CellValue::Time(t)) => {
+                b.push(t);
+                false
+            }
+            (Values::Text(t, ends), CellValue::Text(v)) => {
+                t.push_str(&v);
+                ends.push(t.len());
+                false
+            }
+            (Values::Codes(b), _) => {
+                b.push(0);
+                true
+            }
+            (Values::Times(b), _) => {
+                b.push(0);
+                true
+            }
+            (Values::Text(t, ends), _) => {
+                ends.push(t.len());
+                true
+            }
+        };
+        if null {
+            self.nulls.push(at as IdxSize);
+        }
+    }
+}
+
+/// One column's values from the whole file, one part after another: a
+/// single buffer, which grows in place (a mapping's pages are moved, not
+/// copied), so the column is one chunk without a copy of its values.
+enum Gathered {
+    Codes(Vec<u32>),
+    Times(Vec<i64>),
+    Text(StringChunkedBuilder),
+}
+
+/// A column of the whole file: its values and its nulls (by row).
+struct FileColumn {
+    values: Gathered,
+    nulls: Vec<IdxSize>,
+}
+
+impl FileColumn {
+    fn new(p: &Present) -> FileColumn {
+        let values = match p.parser {
+            ColumnParser::Code(..) => Gathered::Codes(Vec::new()),
+            ColumnParser::NationalId => {
+                Gathered::Text(StringChunkedBuilder::new(p.spec.name.into(), 0))
+            }
+            ColumnParser::DateTime(_) => Gathered::Times(Vec::new()),
+        };
+        FileColumn {
+            values,
+            nulls: Vec::new(),
+        }
+    }
+
+    /// Appends a part's values; `rows` is the number of rows before them.
+    fn append(&mut self, part: &PartColumn, rows: usize) {
+        self.nulls
+            .extend(part.nulls.iter().map(|&k| k + rows as IdxSize));
+        match (&mut self.values, &part.values) {
+            (Gathered::Codes(all), Values::Codes(v)) => all.extend_from_slice(v),
+            (Gathered::Times(all), Values::Times(v)) => all.extend_from_slice(v),
+            (Gathered::Text(all), Values::Text(t, ends)) => {
+                let mut nulls = part.nulls.iter().peekable();
+                let mut from = 0;
+                for (k, &end) in ends.iter().enumerate() {
+                    if nulls.next_if(|&&n| n as usize == k).is_some() {
+                        all.append_null();
+                    } else {
+                        all.append_value(&t[from..end]);
+                    }
+                    from = end;
+                }
+            }
+            _ => unreachable!("a part's column is of its file column's kind"),
+        }
+    }
+
+    /// The column, typed as the plan types it.
+    fn finish(self, cx: &ParseContext<'_>, p: &Present) -> Column {
+        let name: PlSmallStr = p.spec.name.into();
+        match self.values {
+            Gathered::Codes(v) => {
+                let dt = column_dtype(cx.table, p.spec);
+                parse::categorical_column(name.clone(), with_nulls(name, v, &self.nulls), &dt)
+            }
+            Gathered::Times(v) => with_nulls::<Int64Type>(name, v, &self.nulls)
+                .into_datetime(TIME_UNIT, None)
+                .into_column(),
+            Gathered::Text(b) => b.finish().into_column(),
+        }
+    }
+}
+
+/// `values` as a column, null at the positions `nulls` names.
+fn with_nulls<T>(name: PlSmallStr, values: Vec<T::Native>, nulls: &[IdxSize]) -> ChunkedArray<T>
+where
+    T: PolarsNumericType,
+{
+    if nulls.is_empty() {
+        return ChunkedArray::from_vec(name, values);
+    }
+    let mut valid = vec![true; values.len()];
+    for &k in nulls {
+        valid[k as usize] = false;
+    }
+    let ca: ChunkedArray<T> = values
+        .into_iter()
+        .zip(valid)
+        .map(|(v, ok)| ok.then_some(v))
+        .collect();
+    ca.with_name(name)
 }
 
 /// A present column's cell in a record, if the record has one, and
@@ -245,16 +386,83 @@ fn residue_cells(cells: &[RecordCell<'_>]) -> Result<Vec<Option<String>>, Abort>
         .collect()
 }
 
-/// What one thread read of one part of a piece.
+/// What one thread read of one part of a piece, in buffers it keeps from
+/// piece to piece.
 struct Part {
     /// Of the rows read here, their record index within the part.
     rows: Vec<IdxSize>,
-    outs: Vec<ColumnBuilder>,
+    outs: Vec<PartColumn>,
     /// The rows left to the plan: record index within the part, and the
     /// raw cell of each present column (`None`: no value, as polars reads
     /// an unquoted empty cell or a missing one).
     residue: Vec<(IdxSize, Vec<Option<String>>)>,
     records: usize,
+    /// The file's record index of the part's first record.
+    first: IdxSize,
+}
+
+impl Part {
+    fn new(present: &[Present]) -> Part {
+        Part {
+            rows: Vec::new(),
+            outs: present.iter().map(PartColumn::new).collect(),
+            residue: Vec::new(),
+            records: 0,
+            first: 0,
+        }
+    }
+}
+
+/// The rows the reader read itself, of the parts taken so far, in file
+/// order.
+struct FileColumns {
+    /// Each row's record index in the file.
+    rows: Vec<IdxSize>,
+    columns: Vec<FileColumn>,
+}
+
+impl FileColumns {
+    fn new(present: &[Present]) -> FileColumns {
+        FileColumns {
+            rows: Vec::new(),
+            columns: present.iter().map(FileColumn::new).collect(),
+        }
+    }
+
+    /// Appends the rows of `parts` (the parts of a piece, in order).
+    fn take(&mut self, parts: &[Part]) {
+        for part in parts {
+            let before = self.rows.len();
+            self.rows.extend(part.rows.iter().map(|r| part.first + r));
+            for (c, p) in self.columns.iter_mut().zip(&part.outs) {
+                c.append(p, before);
+            }
+        }
+    }
+
+    /// The rows as the plan's output: the row numbers, every column (a
+    /// column the file lacks is null) and the flags, all false.
+    fn finish(self, cx: &ParseContext<'_>, present: &[Present]) -> PolarsResult<DataFrame> {
+        let height = self.rows.len();
+        let mut built: Vec<Option<Column>> = self
+            .columns
+            .into_iter()
+            .zip(present)
+            .map(|(c, p)| Some(c.finish(cx, p)))
+            .collect();
+        let mut out: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), self.rows).into_column()];
+        for c in cx.table.columns() {
+            let k = present.iter().position(|p| p.spec.name == c.name);
+            out.push(match k.and_then(|k| built.get_mut(k)?.take()) {
+                Some(s) => s,
+                None => Column::full_null(c.name.into(), height, &column_dtype(cx.table, c)),
+            });
+        }
+        for flag in [BAD, SPARSE, BLANK] {
+            out.push(BooleanChunked::full(flag.into(), false, height).into_column());
+        }
+        DataFrame::new(height, out)
+    }
 }
 
 /// Reads the CSV file `layout` (UTF-8, or Big5 decoded piece by piece) into the plan's output, in pieces of
@@ -295,83 +503,99 @@ pub fn read(
     let mut size = head.len() as u64;
     let mut hasher = Sha256::new();
     hasher.update(&head);
-    // Each piece's rows, and the raw cells of its flagged rows.
-    let mut pieces: Vec<(DataFrame, DataFrame)> = Vec::new();
-    let mut first = layout.first_row() as IdxSize;
+    // Each thread's part of a piece, in two sets of buffers: while the
+    // threads read a piece into one, this thread appends the last piece's
+    // rows from the other to the file's columns.
+    let mut filling: Vec<Part> = (0..threads).map(|_| Part::new(&present)).collect();
+    let mut filled: Vec<Part> = (0..threads).map(|_| Part::new(&present)).collect();
+    let mut waiting = false;
+    let mut file = FileColumns::new(&present);
+    // The rows left to the plan, as it reads them, and the raw cells of
+    // those it flags, of each piece that has any.
+    let mut planned_rows: Vec<(DataFrame, DataFrame)> = Vec::new();
+    let mut next = layout.first_row() as IdxSize;
     layout.for_each_piece(false, piece_bytes, |buf, start, raw| {
         // The buffer stays with the loop, for the next piece.
         let bytes = &buf[start..];
         // The file's own bytes are what its digest covers.
         let raw = raw.unwrap_or(bytes);
         let bounds = split(bytes, threads);
-        let got: Vec<Result<Part, Abort>> = std::thread::scope(|s| {
+        let got: Vec<Result<(), Abort>> = std::thread::scope(|s| {
             let handles: Vec<_> = bounds
                 .windows(2)
                 .zip(memos.iter_mut())
-                .map(|(w, memo)| {
+                .zip(filling.iter_mut())
+                .map(|((w, memo), part)| {
                     let reader = &reader;
-                    s.spawn(move || reader.part(&bytes[w[0]..w[1]], memo))
+                    s.spawn(move || reader.part(&bytes[w[0]..w[1]], memo, part))
                 })
                 .collect();
-            // This thread hashes the piece while the others parse it.
+            // This thread hashes the piece while the others parse it, and
+            // takes the last piece's rows.
             hasher.update(raw);
             size += raw.len() as u64;
+            if std::mem::take(&mut waiting) {
+                file.take(&filled);
+            }
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or(Err(Abort::Panicked)))
                 .collect()
         });
-        match got.into_iter().collect::<Result<Vec<Part>, Abort>>() {
-            Ok(parts) if left_to_plan(&parts, most_left) => {
-                abort = Some(Abort::Unsupported(LEFT_TO_PLAN));
-                Ok(ControlFlow::Break(()))
-            }
-            Ok(parts) => {
-                let (df, flagged, records) = assemble(layout, cx, &present, parts, first)?;
-                first += records;
-                pieces.push((df, flagged));
-                Ok(ControlFlow::Continue(()))
-            }
-            Err(a) => {
-                abort = Some(a);
-                Ok(ControlFlow::Break(()))
-            }
+        if let Err(a) = got.into_iter().collect::<Result<Vec<()>, Abort>>() {
+            abort = Some(a);
+            return Ok(ControlFlow::Break(()));
         }
+        if left_to_plan(&filling, most_left) {
+            abort = Some(Abort::Unsupported(LEFT_TO_PLAN));
+            return Ok(ControlFlow::Break(()));
+        }
+        for part in &mut filling {
+            part.first = next;
+            next += IdxSize::try_from(part.records).map_err(|_| IngestError::Polars {
+                file: layout.display.clone(),
+                source: polars_err!(ComputeError: "more rows than a frame holds"),
+            })?;
+        }
+        planned_rows.extend(planned(layout, cx, &present, &mut filling)?);
+        std::mem::swap(&mut filling, &mut filled);
+        waiting = true;
+        Ok(ControlFlow::Continue(()))
     })?;
     if let Some(why) = abort {
         tracing::info!(file = %layout.display, %why, "read by the general path");
         return Ok(None);
     }
-    if pieces.is_empty() {
-        // A file of only a header: no rows, every column typed.
-        let (df, flagged, _) = assemble(layout, cx, &present, Vec::new(), first)?;
-        pieces.push((df, flagged));
+    if waiting {
+        file.take(&filled);
     }
-    let (df, residue) = stacked(pieces, &layout.display)?;
+    drop((filling, filled));
+    let polars = |source| IngestError::Polars {
+        file: layout.display.clone(),
+        source,
+    };
+    let mut df = file.finish(cx, &present).map_err(polars)?;
+    let mut residue = raw_frame(
+        &present,
+        Vec::new(),
+        present.iter().map(|_| Vec::new()).collect(),
+    )
+    .map_err(polars)?;
+    if !planned_rows.is_empty() {
+        for (parsed, flagged) in planned_rows {
+            df.vstack_mut_owned(parsed).map_err(polars)?;
+            residue.vstack_mut_owned(flagged).map_err(polars)?;
+        }
+        df = df
+            .sort([ROW], SortMultipleOptions::default())
+            .map_err(polars)?;
+        residue.rechunk_mut();
+    }
     Ok(Some(Read {
         df,
         residue,
         hashed: (size, hex::encode(hasher.finalize())),
     }))
-}
-
-/// The pieces' rows, and their flagged rows' raw cells, one under the
-/// other in file order (at least one piece).
-fn stacked(
-    pieces: Vec<(DataFrame, DataFrame)>,
-    display: &str,
-) -> Result<(DataFrame, DataFrame), IngestError> {
-    let polars = |source| IngestError::Polars {
-        file: display.to_owned(),
-        source,
-    };
-    let mut pieces = pieces.into_iter();
-    let (mut df, mut residue) = pieces.next().expect("at least one piece");
-    for (d, r) in pieces {
-        df.vstack_mut_owned(d).map_err(polars)?;
-        residue.vstack_mut_owned(r).map_err(polars)?;
-    }
-    Ok((df, residue))
 }
 
 /// The largest share of a piece's rows that may be left to the plan. The
@@ -440,18 +664,20 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads one part: whole records.
-    fn part(&self, bytes: &[u8], memos: &mut [CodeMemo]) -> Result<Part, Abort> {
+    /// Reads one part, whole records, into `part` (what it held before
+    /// is cleared).
+    fn part(&self, bytes: &[u8], memos: &mut [CodeMemo], part: &mut Part) -> Result<(), Abort> {
         let n = bytes.len();
-        // A guess at the record count, for the builders' capacity.
-        let guess = n / 64 + 1;
-        let mut outs: Vec<ColumnBuilder> = self
-            .present
-            .iter()
-            .map(|p| ColumnBuilder::new(p, guess))
-            .collect();
-        let mut rows: Vec<IdxSize> = Vec::with_capacity(guess);
-        let mut residue = Vec::new();
+        let Part {
+            rows,
+            outs,
+            residue,
+            records,
+            ..
+        } = part;
+        rows.clear();
+        outs.iter_mut().for_each(PartColumn::clear);
+        residue.clear();
         // The cells of the present columns, and whether each was quoted.
         let mut cells: Vec<RecordCell> = vec![None; self.present.len()];
         let mut vals: Vec<CellValue> = Vec::with_capacity(self.present.len());
@@ -501,9 +727,10 @@ impl Reader<'_> {
                 vals.push(v);
             }
             if here && filled * 2 >= self.present.len() {
+                let at = rows.len();
                 rows.push(index);
                 for (out, v) in outs.iter_mut().zip(vals.drain(..)) {
-                    push(out, v);
+                    out.push(at, v);
                 }
             } else {
                 let raw = residue_cells(&cells)?;
@@ -514,12 +741,8 @@ impl Reader<'_> {
                 }
             }
         }
-        Ok(Part {
-            rows,
-            outs,
-            residue,
-            records: record,
-        })
+        *records = record;
+        Ok(())
     }
 
     /// The field starting at `i`.
@@ -773,127 +996,64 @@ impl DateMemo {
     }
 }
 
-fn push(out: &mut ColumnBuilder, v: CellValue<'_>) {
-    match (out, v) {
-        (ColumnBuilder::Codes(b), CellValue::Code(c)) => b.append_value(c),
-        (ColumnBuilder::Text(b), CellValue::Text(t)) => b.append_value(t.as_ref()),
-        (ColumnBuilder::Times(b), CellValue::Time(t)) => b.append_value(t),
-        (ColumnBuilder::Codes(b), _) => b.append_null(),
-        (ColumnBuilder::Text(b), _) => b.append_null(),
-        (ColumnBuilder::Times(b), _) => b.append_null(),
-    }
-}
-
-/// One part's rows as the plan's output: the row numbers, every column
-/// (`outs`, by present column; a column without one is null) and the
-/// flags, all false.
-fn part_frame(
-    cx: &ParseContext<'_>,
-    present: &[Present],
-    rows: Vec<IdxSize>,
-    outs: Vec<ColumnBuilder>,
-) -> PolarsResult<DataFrame> {
-    let height = rows.len();
-    let mut built: Vec<Option<Series>> = outs
-        .into_iter()
-        .zip(present)
-        .map(|(out, p)| {
-            Some(match out {
-                ColumnBuilder::Codes(b) => {
-                    let dt = column_dtype(cx.table, p.spec);
-                    parse::categorical_column(p.spec.name.into(), b.finish(), &dt)
-                        .take_materialized_series()
-                }
-                ColumnBuilder::Text(b) => b.finish().into_series(),
-                ColumnBuilder::Times(b) => b.finish().into_datetime(TIME_UNIT, None).into_series(),
-            })
-        })
-        .collect();
-    let mut out: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), rows).into_column()];
-    for c in cx.table.columns() {
-        let k = present.iter().position(|p| p.spec.name == c.name);
-        out.push(match k.and_then(|k| built.get_mut(k)?.take()) {
-            Some(s) => s.into_column(),
-            None => Column::full_null(c.name.into(), height, &column_dtype(cx.table, c)),
-        });
-    }
-    for flag in [BAD, SPARSE, BLANK] {
-        out.push(BooleanChunked::full(flag.into(), false, height).into_column());
-    }
-    DataFrame::new(height, out)
-}
-
-/// The parts of one piece, in file order (its first record numbered
-/// `first`), as the plan's output for its rows, the raw cells of those the
-/// plan flags, and the number of records. The rows left to the plan are
-/// parsed here, a piece at a time, so a file whose every row is left to
-/// it (a log dated in the ROC calendar) holds one piece's raw text at a
-/// time, not the whole file's.
-fn assemble(
+/// The rows of a piece's `parts` left to the plan, parsed here, a piece
+/// at a time, so a file whose every row is left to it (a log dated in the
+/// ROC calendar) holds one piece's raw text at a time, not the whole
+/// file's: the plan's output for them, and the raw cells of those it
+/// flags. `None` when the reader read every row itself.
+fn planned(
     layout: &CsvLayout,
     cx: &ParseContext<'_>,
     present: &[Present],
-    parts: Vec<Part>,
-    mut first: IdxSize,
-) -> Result<(DataFrame, DataFrame, IdxSize), IngestError> {
+    parts: &mut [Part],
+) -> Result<Option<(DataFrame, DataFrame)>, IngestError> {
     let polars = |source| IngestError::Polars {
         file: layout.display.clone(),
         source,
     };
-    let start = first;
-    // A frame per part, every column one chunk, so the columns' chunks
-    // line up (polars copies columns whose chunks do not, to align them).
-    let mut df: Option<DataFrame> = None;
-    let mut residue_rows: Vec<IdxSize> = Vec::new();
-    let mut residue_cells: Vec<Vec<Option<String>>> = present.iter().map(|_| Vec::new()).collect();
-    for part in parts {
-        let rows: Vec<IdxSize> = part.rows.iter().map(|r| first + r).collect();
-        let one = part_frame(cx, present, rows, part.outs).map_err(polars)?;
-        match &mut df {
-            None => df = Some(one),
-            Some(d) => {
-                d.vstack_mut_owned(one).map_err(polars)?;
-            }
-        }
-        for (r, cells) in part.residue {
-            residue_rows.push(first + r);
-            for (k, c) in cells.into_iter().enumerate() {
-                residue_cells[k].push(c);
-            }
-        }
-        first += part.records as IdxSize;
+    if parts.iter().all(|p| p.residue.is_empty()) {
+        return Ok(None);
     }
-    let mut df = match df {
-        Some(df) => df,
-        None => part_frame(cx, present, Vec::new(), Vec::new()).map_err(polars)?,
+    let mut rows: Vec<IdxSize> = Vec::new();
+    let mut cells: Vec<Vec<Option<String>>> = present.iter().map(|_| Vec::new()).collect();
+    for part in parts {
+        for (r, raw) in part.residue.drain(..) {
+            rows.push(part.first + r);
+            for (k, c) in raw.into_iter().enumerate() {
+                cells[k].push(c);
+            }
+        }
+    }
+    let residue = raw_frame(present, rows, cells).map_err(polars)?;
+    let parsed = parse::plan(residue.clone().lazy(), cx, false)
+        .collect()
+        .map_err(polars)?;
+    // The plan keeps the rows' order: its flags select the raw rows.
+    let flag = |name: &str| -> Result<BooleanChunked, IngestError> {
+        Ok(parsed
+            .column(name)
+            .map_err(polars)?
+            .bool()
+            .map_err(polars)?
+            .clone())
     };
+    let flagged = &(&flag(BAD)? | &flag(SPARSE)?) | &flag(BLANK)?;
+    let residue = residue.filter(&flagged).map_err(polars)?;
+    Ok(Some((parsed, residue)))
+}
 
-    let mut raw: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), residue_rows).into_column()];
-    for (p, cells) in present.iter().zip(residue_cells) {
+/// Raw rows as text: their record index (`ROW`) and each present
+/// column's cells.
+fn raw_frame(
+    present: &[Present],
+    rows: Vec<IdxSize>,
+    cells: Vec<Vec<Option<String>>>,
+) -> PolarsResult<DataFrame> {
+    let mut raw: Vec<Column> = vec![IdxCa::from_vec(ROW.into(), rows).into_column()];
+    for (p, cells) in present.iter().zip(cells) {
         raw.push(Column::new(p.spec.name.into(), cells));
     }
-    let mut residue = DataFrame::new_infer_height(raw).map_err(polars)?;
-    if residue.height() > 0 {
-        let parsed = parse::plan(residue.clone().lazy(), cx, false)
-            .collect()
-            .map_err(polars)?;
-        // The plan keeps the rows' order: its flags select the raw rows.
-        let flag = |name: &str| -> Result<BooleanChunked, IngestError> {
-            Ok(parsed
-                .column(name)
-                .map_err(polars)?
-                .bool()
-                .map_err(polars)?
-                .clone())
-        };
-        let flagged = &(&flag(BAD)? | &flag(SPARSE)?) | &flag(BLANK)?;
-        residue = residue.filter(&flagged).map_err(polars)?;
-        df.vstack_mut_owned(parsed).map_err(polars)?;
-        df = df
-            .sort([ROW], SortMultipleOptions::default())
-            .map_err(polars)?;
-    }
-    Ok((df, residue, first - start))
+    DataFrame::new_infer_height(raw)
 }
 
 #[cfg(test)]
