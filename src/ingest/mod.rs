@@ -977,7 +977,9 @@ fn attribute_through_accounts(
 }
 
 /// The row of the first of each distinct pair of `df`'s `source_file` and
-/// `agency_id` (a null is a value here), in row order. Where both are
+/// `agency_id`, in row order. A pair with a null names no agency for a
+/// file, and the caller drops it: the code pass keeps each such pair's
+/// first row, the general path one row for them all. Where both are
 /// categorical, as the query log's are, their codes are read in one pass
 /// that looks a pair up only where it differs from the row before's (a
 /// log's rows come a file at a time, and a file holds a few agencies):
@@ -1876,5 +1878,85 @@ mod tests {
             w.write_all(line).unwrap();
         }
         full(w.finish().unwrap_err());
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::*;
+
+    /// The categorical pass and the general one find the same first rows:
+    /// pairs that come back after others, nulls in either column, and
+    /// pairs that differ only in one half.
+    #[test]
+    fn first_of_each_pair_reads_codes_as_the_general_path_reads_text() {
+        let files = [
+            Some("a.csv"),
+            Some("a.csv"),
+            Some("a.csv"),
+            Some("b.csv"),
+            Some("a.csv"),
+            None,
+            Some("b.csv"),
+            None,
+            Some("b.csv"),
+            Some("a.csv"),
+        ];
+        let agencies = [
+            Some("KHB"),
+            Some("KHB"),
+            Some("SWB"),
+            Some("KHB"),
+            Some("KHB"),
+            Some("SWB"),
+            None,
+            Some("SWB"),
+            Some("SWB"),
+            Some("SWB"),
+        ];
+        let text = df!("source_file" => files, "agency_id" => agencies).unwrap();
+        let codes = text
+            .clone()
+            .lazy()
+            .with_columns([
+                col("source_file").cast(parse::categorical()),
+                col("agency_id").cast(parse::categorical()),
+            ])
+            .collect()
+            .unwrap();
+        let rows = |df: &DataFrame| -> Vec<IdxSize> {
+            first_of_each_pair(df)
+                .unwrap()
+                .into_no_null_iter()
+                .collect()
+        };
+        // Each pair's first row; a pair with a null is one of its own here
+        // (the general path counts every such pair as one), and neither
+        // names an agency for a file.
+        assert_eq!(rows(&codes), [0, 2, 3, 5, 6, 8]);
+        let named = |df: &DataFrame| -> BTreeSet<(String, String)> {
+            let firsts = first_of_each_pair(df).unwrap();
+            let pairs = text.take(&firsts).unwrap();
+            let (f, a) = (
+                pairs.column("source_file").unwrap(),
+                pairs.column("agency_id").unwrap(),
+            );
+            f.str()
+                .unwrap()
+                .iter()
+                .zip(a.str().unwrap().iter())
+                .filter_map(|(f, a)| Some((f?.to_owned(), a?.to_owned())))
+                .collect()
+        };
+        let expected: BTreeSet<(String, String)> = [
+            ("a.csv", "KHB"),
+            ("a.csv", "SWB"),
+            ("b.csv", "KHB"),
+            ("b.csv", "SWB"),
+        ]
+        .map(|(f, a)| (f.to_owned(), a.to_owned()))
+        .into();
+        assert_eq!(named(&codes), expected);
+        assert_eq!(named(&text), expected);
     }
 }
