@@ -520,6 +520,8 @@ pub fn read(
         // The file's own bytes are what its digest covers.
         let raw = raw.unwrap_or(bytes);
         let bounds = split(bytes, threads);
+        // One part a thread: every part of `filling` is read anew.
+        debug_assert_eq!(bounds.len(), threads + 1);
         let got: Vec<Result<(), Abort>> = std::thread::scope(|s| {
             let handles: Vec<_> = bounds
                 .windows(2)
@@ -552,10 +554,14 @@ pub fn read(
         }
         for part in &mut filling {
             part.first = next;
-            next += IdxSize::try_from(part.records).map_err(|_| IngestError::Polars {
-                file: layout.display.clone(),
-                source: polars_err!(ComputeError: "more rows than a frame holds"),
-            })?;
+            let Some(after) = IdxSize::try_from(part.records)
+                .ok()
+                .and_then(|n| next.checked_add(n))
+            else {
+                abort = Some(Abort::Unsupported("more rows than a frame holds"));
+                return Ok(ControlFlow::Break(()));
+            };
+            next = after;
         }
         planned_rows.extend(planned(layout, cx, &present, &mut filling)?);
         std::mem::swap(&mut filling, &mut filled);
@@ -582,14 +588,17 @@ pub fn read(
     )
     .map_err(polars)?;
     if !planned_rows.is_empty() {
+        let read_here = df.height();
         for (parsed, flagged) in planned_rows {
             df.vstack_mut_owned(parsed).map_err(polars)?;
             residue.vstack_mut_owned(flagged).map_err(polars)?;
         }
-        df = df
-            .sort([ROW], SortMultipleOptions::default())
-            .map_err(polars)?;
         residue.rechunk_mut();
+        if let Some(order) = merged_order(&df, read_here).map_err(polars)? {
+            let height = df.height();
+            let columns = parse::gathered(df.into_columns(), &order).map_err(polars)?;
+            df = DataFrame::new(height, columns).map_err(polars)?;
+        }
     }
     Ok(Some(Read {
         df,
@@ -1042,6 +1051,33 @@ fn planned(
     Ok(Some((parsed, residue)))
 }
 
+/// The order that puts `df`'s rows in file order (by `ROW`), where its
+/// first `read_here` rows and the others are each in file order (the
+/// reader's rows, then the plan's): a merge of the two, or `None` where
+/// every row of the plan's comes after the reader's (a footer), and the
+/// frame is in order as it is. A sort of the frame would copy every
+/// column at once; the gather by this order copies two at a time
+/// ([`parse::gathered`]).
+fn merged_order(df: &DataFrame, read_here: usize) -> PolarsResult<Option<IdxCa>> {
+    let rows: Vec<IdxSize> = df.column(ROW)?.idx()?.into_no_null_iter().collect();
+    let (here, planned) = rows.split_at(read_here);
+    if here.is_empty() || planned.is_empty() || here[here.len() - 1] < planned[0] {
+        return Ok(None);
+    }
+    let mut order: Vec<IdxSize> = Vec::with_capacity(rows.len());
+    let (mut i, mut j) = (0, 0);
+    while i < here.len() || j < planned.len() {
+        if j == planned.len() || (i < here.len() && here[i] < planned[j]) {
+            order.push(i as IdxSize);
+            i += 1;
+        } else {
+            order.push((read_here + j) as IdxSize);
+            j += 1;
+        }
+    }
+    Ok(Some(IdxCa::from_vec("order".into(), order)))
+}
+
 /// Raw rows as text: their record index (`ROW`) and each present
 /// column's cells.
 fn raw_frame(
@@ -1067,6 +1103,29 @@ mod tests {
     use crate::model::Table;
 
     const HEADER: &str = "帳號,查詢時間,查詢項目,被查詢人身分證號,查詢目的,查詢結果,機關,來源IP";
+
+    /// The reader's rows and the plan's are merged into file order; the
+    /// plan's rows all after the reader's (a footer) need no gather.
+    #[test]
+    fn merged_order_puts_the_plans_rows_in_their_place() {
+        let frame = |rows: &[IdxSize]| {
+            DataFrame::new_infer_height(vec![IdxCa::from_slice(ROW.into(), rows).into_column()])
+                .unwrap()
+        };
+        let order = |rows: &[IdxSize], here: usize| -> Option<Vec<IdxSize>> {
+            merged_order(&frame(rows), here)
+                .unwrap()
+                .map(|o| o.into_no_null_iter().collect())
+        };
+        assert_eq!(order(&[2, 3, 5, 6, 9, 10], 4), None);
+        assert_eq!(order(&[2, 3, 5], 3), None);
+        assert_eq!(order(&[2, 3, 5], 0), None);
+        assert_eq!(
+            order(&[2, 5, 6, 9, 3, 4, 10, 11], 4),
+            Some(vec![0, 4, 5, 1, 2, 3, 6, 7])
+        );
+        assert_eq!(order(&[4, 5, 1, 2], 2), Some(vec![2, 3, 0, 1]));
+    }
 
     /// The memo's four-bit keys: one per cell (lengths too), none for a
     /// cell with another byte or over 16 bytes.
