@@ -1028,13 +1028,13 @@ fn attribute(records: &mut [FileRecord], df: &DataFrame) -> PolarsResult<()> {
     if df.height() == 0 {
         return Ok(());
     }
-    // The first row of each distinct pair (a few per file), found on one
-    // integer in a set of the distinct ones only; then text: the log's
-    // columns are categorical, and 50 million casts would cost. (A
-    // de-duplication of the frame indexes every row: at fifty million it
-    // peaked 0.2 GiB higher.)
-    // Ten million rows at a time: the pairs' integers of fifty million
-    // at once held 1.2 GB.
+    // The first row of each distinct pair (a few per file), found on the
+    // codes (`first_of_each_pair`); then text: the log's columns are
+    // categorical, and 50 million casts would cost. (A de-duplication of
+    // the frame indexes every row: at fifty million it peaked 0.2 GiB
+    // higher.) Ten million rows at a time, for columns that are not
+    // categorical: their pairs' integers of fifty million at once held
+    // 1.2 GB.
     const SLICE: usize = 10_000_000;
     for offset in (0..df.height()).step_by(SLICE) {
         let slice = df.slice(offset as i64, SLICE);
