@@ -278,7 +278,8 @@ impl PartColumn {
     }
 }
 
-/// One column's values from the whole file, one part after another: a
+/// One column's values from the whole file, each piece's parts one
+/// after another and the piece's rows read by the plan after them: a
 /// single buffer, which grows in place (a mapping's pages are moved, not
 /// copied), so the column is one chunk without a copy of its values.
 enum Gathered {
@@ -447,8 +448,8 @@ impl Part {
     }
 }
 
-/// The rows the reader read itself, of the parts taken so far, in file
-/// order.
+/// The rows taken so far: each piece's own rows, then those the plan
+/// read; in file order unless `unordered`.
 struct FileColumns {
     /// Each row's number (`ROW`).
     rows: Vec<IdxSize>,
@@ -472,6 +473,8 @@ impl FileColumns {
     }
 
     /// Notes whether `rows`, about to be appended, keep the file order.
+    /// Each run appended rises (a part's rows; the rows of a piece the
+    /// plan read, in order), so its first row tells.
     fn follow(&mut self, mut rows: impl Iterator<Item = IdxSize>) {
         if let (Some(last), Some(next)) = (self.rows.last(), rows.next()) {
             self.unordered |= next < *last;
@@ -559,11 +562,11 @@ impl FileColumns {
             let flags = if on.is_empty() {
                 BooleanChunked::full(flag.into(), false, height)
             } else {
-                let mut values = vec![false; height];
+                let mut set = MutableBitmap::from_len_zeroed(height);
                 for k in on {
-                    values[k as usize] = true;
+                    set.set(k as usize, true);
                 }
-                BooleanChunked::from_slice(flag.into(), &values)
+                BooleanChunked::from_bitmap(flag.into(), set.into())
             };
             out.push(flags.into_column());
         }
@@ -602,123 +605,189 @@ pub fn read(
     for (k, &(j, _)) in layout.matched.columns.iter().enumerate() {
         slot_of[j] = Some(k);
     }
-    let threads = threads();
-    let mut memos: Vec<Vec<CodeMemo>> = (0..threads)
-        .map(|_| present.iter().map(|_| CodeMemo::default()).collect())
-        .collect();
-    let mut abort: Option<Abort> = None;
     let reader = Reader {
         most_left,
         present: &present,
         slot_of: &slot_of,
         sep: layout.sep,
     };
-    let polars = |source| IngestError::Polars {
-        file: layout.display.clone(),
-        source,
-    };
-    let head = layout.head()?;
-    let mut size = head.len() as u64;
-    let mut hasher = Sha256::new();
-    hasher.update(&head);
-    // Each thread's part of a piece, in two sets of buffers: while the
-    // threads read a piece into one, this thread appends the last piece's
-    // rows from the other to the file's columns.
-    let mut filling: Vec<Part> = (0..threads).map(|_| Part::new(&present)).collect();
-    let mut filled: Vec<Part> = (0..threads).map(|_| Part::new(&present)).collect();
-    let mut waiting = false;
-    let mut file = FileColumns::new(&present);
-    // The plan's output for the last piece's rows left to it, appended
-    // after the reader's, and the raw cells of the rows it flags.
-    let mut planned_last: Option<DataFrame> = None;
-    let mut residue = raw_frame(&present, Vec::new(), empty_cells(&present)).map_err(polars)?;
-    let mut next = layout.first_row() as IdxSize;
+    let mut pieces = Pieces::new(layout, &present)?;
     layout.for_each_piece(false, piece_bytes, |buf, start, raw| {
         // The buffer stays with the loop, for the next piece.
         let bytes = &buf[start..];
         // The file's own bytes are what its digest covers.
-        let raw = raw.unwrap_or(bytes);
-        let bounds = split(bytes, threads);
+        pieces.read(&reader, layout, cx, bytes, raw.unwrap_or(bytes))
+    })?;
+    pieces.finish(layout, cx, &present)
+}
+
+/// What [`read`] keeps from piece to piece.
+struct Pieces {
+    threads: usize,
+    memos: Vec<Vec<CodeMemo>>,
+    /// Each thread's part of a piece, in two sets of buffers: while the
+    /// threads read a piece into one, this thread appends the last
+    /// piece's rows from the other to the file's columns.
+    filling: Vec<Part>,
+    filled: Vec<Part>,
+    waiting: bool,
+    file: FileColumns,
+    /// The plan's output for the last piece's rows left to it, appended
+    /// after the reader's.
+    planned_last: Option<DataFrame>,
+    /// The raw cells of the rows the plan flags.
+    residue: DataFrame,
+    /// The next record's number (`ROW`).
+    next: IdxSize,
+    hasher: Sha256,
+    size: u64,
+    abort: Option<Abort>,
+}
+
+impl Pieces {
+    fn new(layout: &CsvLayout, present: &[Present]) -> Result<Pieces, IngestError> {
+        let threads = threads();
+        let head = layout.head()?;
+        let mut hasher = Sha256::new();
+        hasher.update(&head);
+        let residue = raw_frame(present, Vec::new(), empty_cells(present))
+            .map_err(super::polars_in(&layout.display))?;
+        Ok(Pieces {
+            threads,
+            memos: (0..threads)
+                .map(|_| present.iter().map(|_| CodeMemo::default()).collect())
+                .collect(),
+            filling: (0..threads).map(|_| Part::new(present)).collect(),
+            filled: (0..threads).map(|_| Part::new(present)).collect(),
+            waiting: false,
+            file: FileColumns::new(present),
+            planned_last: None,
+            residue,
+            next: layout.first_row() as IdxSize,
+            hasher,
+            size: head.len() as u64,
+            abort: None,
+        })
+    }
+
+    /// Reads a piece (`bytes`; `raw`, the file's own bytes of it) on
+    /// every thread, while this one hashes it and takes the last piece's
+    /// rows; then has the plan read the rows left to it.
+    fn read(
+        &mut self,
+        reader: &Reader<'_>,
+        layout: &CsvLayout,
+        cx: &ParseContext<'_>,
+        bytes: &[u8],
+        raw: &[u8],
+    ) -> Result<ControlFlow<()>, IngestError> {
+        let polars = super::polars_in(&layout.display);
+        let present = reader.present;
+        let bounds = split(bytes, self.threads);
         // One part a thread: every part of `filling` is read anew.
-        debug_assert_eq!(bounds.len(), threads + 1);
+        debug_assert_eq!(bounds.len(), self.threads + 1);
+        let Pieces {
+            memos,
+            filling,
+            filled,
+            waiting,
+            file,
+            planned_last,
+            hasher,
+            size,
+            ..
+        } = self;
         let (taken, got): (PolarsResult<bool>, Vec<Result<(), Abort>>) = std::thread::scope(|s| {
             let handles: Vec<_> = bounds
                 .windows(2)
                 .zip(memos.iter_mut())
                 .zip(filling.iter_mut())
                 .map(|((w, memo), part)| {
-                    let reader = &reader;
                     s.spawn(move || reader.part(&bytes[w[0]..w[1]], memo, part))
                 })
                 .collect();
-            // This thread hashes the piece while the others parse it, and
-            // takes the last piece's rows.
             hasher.update(raw);
-            size += raw.len() as u64;
-            if std::mem::take(&mut waiting) {
-                file.take(&filled);
+            *size += raw.len() as u64;
+            if std::mem::take(waiting) {
+                file.take(filled);
             }
             let taken = planned_last
                 .take()
-                .map_or(Ok(true), |p| file.take_planned(&p, cx, &present));
+                .map_or(Ok(true), |p| file.take_planned(&p, cx, present));
             let got = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or(Err(Abort::Panicked)))
                 .collect();
             (taken, got)
         });
-        if !taken.map_err(polars)? {
-            abort = Some(Abort::Unsupported(PLANNED_OTHERWISE));
+        let abort = if !taken.map_err(polars)? {
+            Some(Abort::Unsupported(PLANNED_OTHERWISE))
+        } else if let Err(a) = got.into_iter().collect::<Result<Vec<()>, Abort>>() {
+            Some(a)
+        } else if left_to_plan(&self.filling, reader.most_left) {
+            Some(Abort::Unsupported(LEFT_TO_PLAN))
+        } else {
+            self.number_parts().err()
+        };
+        if abort.is_some() {
+            self.abort = abort;
             return Ok(ControlFlow::Break(()));
         }
-        if let Err(a) = got.into_iter().collect::<Result<Vec<()>, Abort>>() {
-            abort = Some(a);
-            return Ok(ControlFlow::Break(()));
+        if let Some((parsed, flagged)) = planned(layout, cx, present, &mut self.filling)? {
+            self.residue
+                .vstack_mut_owned(flagged)
+                .map_err(super::polars_in(&layout.display))?;
+            self.planned_last = Some(parsed);
         }
-        if left_to_plan(&filling, most_left) {
-            abort = Some(Abort::Unsupported(LEFT_TO_PLAN));
-            return Ok(ControlFlow::Break(()));
-        }
-        for part in &mut filling {
-            part.first = next;
-            let Some(after) = IdxSize::try_from(part.records)
-                .ok()
-                .and_then(|n| next.checked_add(n))
-            else {
-                abort = Some(Abort::Unsupported("more rows than a frame holds"));
-                return Ok(ControlFlow::Break(()));
-            };
-            next = after;
-        }
-        if let Some((parsed, flagged)) = planned(layout, cx, &present, &mut filling)? {
-            residue.vstack_mut_owned(flagged).map_err(polars)?;
-            planned_last = Some(parsed);
-        }
-        std::mem::swap(&mut filling, &mut filled);
-        waiting = true;
+        std::mem::swap(&mut self.filling, &mut self.filled);
+        self.waiting = true;
         Ok(ControlFlow::Continue(()))
-    })?;
-    if let Some(why) = abort {
-        tracing::info!(file = %layout.display, %why, "read by the general path");
-        return Ok(None);
     }
-    if waiting {
-        file.take(&filled);
+
+    /// Numbers the records of the parts just read, from `next` on.
+    fn number_parts(&mut self) -> Result<(), Abort> {
+        for part in &mut self.filling {
+            part.first = self.next;
+            self.next = IdxSize::try_from(part.records)
+                .ok()
+                .and_then(|n| self.next.checked_add(n))
+                .ok_or(Abort::Unsupported("more rows than a frame holds"))?;
+        }
+        Ok(())
     }
-    drop((filling, filled));
-    if let Some(p) = planned_last
-        && !file.take_planned(&p, cx, &present).map_err(polars)?
-    {
-        tracing::info!(file = %layout.display, why = PLANNED_OTHERWISE, "read by the general path");
-        return Ok(None);
+
+    /// The file's rows and residue once every piece is read, or `None`
+    /// (the reason logged) for a file left to the general path.
+    fn finish(
+        mut self,
+        layout: &CsvLayout,
+        cx: &ParseContext<'_>,
+        present: &[Present],
+    ) -> Result<Option<Read>, IngestError> {
+        let polars = super::polars_in(&layout.display);
+        if self.abort.is_none() {
+            if self.waiting {
+                self.file.take(&self.filled);
+            }
+            if let Some(p) = self.planned_last.take()
+                && !self.file.take_planned(&p, cx, present).map_err(polars)?
+            {
+                self.abort = Some(Abort::Unsupported(PLANNED_OTHERWISE));
+            }
+        }
+        if let Some(why) = self.abort {
+            tracing::info!(file = %layout.display, %why, "read by the general path");
+            return Ok(None);
+        }
+        drop((self.filling, self.filled));
+        let df = self.file.finish(cx, present).map_err(polars)?;
+        self.residue.rechunk_mut();
+        Ok(Some(Read {
+            df,
+            residue: self.residue,
+            hashed: (self.size, hex::encode(self.hasher.finalize())),
+        }))
     }
-    let df = file.finish(cx, &present).map_err(polars)?;
-    residue.rechunk_mut();
-    Ok(Some(Read {
-        df,
-        residue,
-        hashed: (size, hex::encode(hasher.finalize())),
-    }))
 }
 
 /// The largest share of a piece's rows that may be left to the plan. The
@@ -729,9 +798,10 @@ pub const MOST_LEFT: f64 = 0.1;
 
 const LEFT_TO_PLAN: &str = "too many rows for the plan (another date format?)";
 
-/// Why a file whose rows the plan types otherwise than the reader is
-/// left to the general path (it does not happen: both type each column
-/// as the table says).
+/// Why a file is left to the general path whose rows the plan reads
+/// otherwise than the reader would take them: a column typed otherwise,
+/// a value in a column the file lacks, a flag that is null. Not
+/// expected: both type each column as the table says.
 const PLANNED_OTHERWISE: &str = "the plan's rows typed otherwise than the reader's";
 
 /// Whether more than `most` of the rows of a piece are left to the plan.
@@ -1135,10 +1205,7 @@ fn planned(
     present: &[Present],
     parts: &mut [Part],
 ) -> Result<Option<(DataFrame, DataFrame)>, IngestError> {
-    let polars = |source| IngestError::Polars {
-        file: layout.display.clone(),
-        source,
-    };
+    let polars = super::polars_in(&layout.display);
     if parts.iter().all(|p| p.residue.is_empty()) {
         return Ok(None);
     }
@@ -1170,13 +1237,13 @@ fn planned(
     Ok(Some((parsed, residue)))
 }
 
-/// Raw rows as text: their number (`ROW`) and each present column's
-/// cells.
 /// No cells, for each present column.
 fn empty_cells(present: &[Present]) -> Vec<Vec<Option<String>>> {
     present.iter().map(|_| Vec::new()).collect()
 }
 
+/// Raw rows as text: their number (`ROW`) and each present column's
+/// cells.
 fn raw_frame(
     present: &[Present],
     rows: Vec<IdxSize>,

@@ -546,9 +546,12 @@ pub(super) fn category(dt: &DataType, v: &str) -> Option<u32> {
 #[allow(unsafe_code)]
 pub(super) fn categorical_column(name: PlSmallStr, codes: UInt32Chunked, dt: &DataType) -> Column {
     // SAFETY: every code was returned by `insert_cat` of `dt`'s own
-    // mapping ([`category`]), which never removes an entry, and `dt` has
-    // 32-bit codes (checked there): the codes are in bounds and the
-    // dtype matches their width.
+    // mapping ([`category`]), which never removes an entry, or is the
+    // physical code of a column whose dtype equals `dt` (the same
+    // mapping: `fast::FileColumns::take_planned` checks); a null's slot
+    // holds 0 and is never read as a code. `dt` has 32-bit codes
+    // (checked in `category`): the codes are in bounds and the dtype
+    // matches their width.
     let ca = unsafe {
         CategoricalChunked::<Categorical32Type>::from_cats_and_dtype_unchecked(codes, dt.clone())
     };
