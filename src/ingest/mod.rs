@@ -1879,11 +1879,6 @@ mod tests {
         }
         full(w.finish().unwrap_err());
     }
-}
-
-#[cfg(test)]
-mod pair_tests {
-    use super::*;
 
     /// The categorical pass and the general one find the same first rows:
     /// pairs that come back after others, nulls in either column, and

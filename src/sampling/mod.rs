@@ -206,9 +206,10 @@ fn placed_in_order(
     let (keys, by_key) = key_order(&parts, start_second)?;
     // Where the period holds the whole log, a record's row in it is its
     // row in the log.
-    let rows = match log.height() == query_log.height() {
-        true => None,
-        false => Some(log.column("row")?.idx()?.rechunk().into_owned()),
+    let rows = if log.height() == query_log.height() {
+        None
+    } else {
+        Some(log.column("row")?.idx()?.rechunk().into_owned())
     };
     let rows = rows.as_ref().map(|r| r.cont_slice()).transpose()?;
     let order = within_seconds(query_log, rows, &keys, by_key)?;
